@@ -1,0 +1,138 @@
+package gosum
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+const (
+	hashA = "h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+	hashB = "h1:Ecm3bQzABmxvvAZb9E2gIS5T8SUqmmlBVHRj2vYSMC4="
+)
+
+func TestParseRoundTrip(t *testing.T) {
+	for _, r := range []Record{
+		{"example.com/m", "v1.0.0", hashA, hashB},
+		{"example.com/!upper", "v1.2.3", hashA, hashB}, // escaped? no: paths are unescaped in records
+		{"example.com/m/v2", "v2.0.0-20240101000000-abcdefabcdef", hashA, hashB},
+		{"example.com/old", "v2.0.0+incompatible", hashA, hashB},
+		{"golang.org/toolchain", "v0.0.1-go1.21.0.linux-amd64", hashA, hashB},
+	} {
+		got, err := Parse(r.Text())
+		if strings.Contains(r.Path, "!") {
+			// '!' is not allowed in a module path: records hold unescaped paths.
+			if err == nil {
+				t.Errorf("Parse(%q) succeeded, want error for escaped path", r.Text())
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", r.Text(), err)
+		}
+		if got != r {
+			t.Errorf("Parse(%q) = %+v, want %+v", r.Text(), got, r)
+		}
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	good := "example.com/m v1.0.0 " + hashA + "\nexample.com/m v1.0.0/go.mod " + hashB + "\n"
+	for _, tc := range []struct{ text, want string }{
+		{strings.TrimSuffix(good, "\n"), "newline"},
+		{good + "example.com/m v1.0.1 " + hashA + "\n", "3 lines"},
+		{"example.com/m v1.0.0 " + hashA + "\n", "1 lines"},
+		{strings.Replace(good, "v1.0.0 ", "v1.0.0  ", 1), "malformed"},
+		{strings.Replace(good, "v1.0.0/go.mod", "v1.0.1/go.mod", 1), "not the zip and go.mod lines"},
+		{strings.Replace(good, "example.com/m v1.0.0/", "example.com/n v1.0.0/", 1), "not the zip and go.mod lines"},
+		{strings.ReplaceAll(good, "v1.0.0", "v1.0"), "not canonical"},
+		{strings.ReplaceAll(good, "v1.0.0", "v2.0.0"), "invalid version"},
+		{strings.ReplaceAll(good, "example.com/m", "Example..com/m"), "malformed module path"},
+		{strings.Replace(good, "h1:", "h2:", 1), "not an h1: hash"},
+		{strings.Replace(good, hashA, "h1:AAAA", 1), "base64 of 32 bytes"},
+		{strings.Replace(good, hashA, hashA[:len(hashA)-2]+"V=", 1), "base64 of 32 bytes"}, // non-canonical padding bits
+		{strings.Repeat("x", MaxRecordSize+1), "limit"},
+	} {
+		_, err := Parse([]byte(tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want error containing %q", tc.text, err, tc.want)
+		}
+	}
+}
+
+func TestParseFile(t *testing.T) {
+	data := strings.Join([]string{
+		"example.com/a v1.0.0 " + hashA,
+		"example.com/a v1.0.0/go.mod " + hashB,
+		"",
+		"example.com/b v1.1.0/go.mod " + hashB,
+		"example.com/a v1.0.0 " + hashA, // repeated line: fine
+		"example.com/c v0.1.0/go.mod " + hashA + "\r",
+		"example.com/c v0.1.0 " + hashB,
+	}, "\n")
+	f, err := ParseFile([]byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Record{{"example.com/a", "v1.0.0", hashA, hashB}, {"example.com/c", "v0.1.0", hashB, hashA}}
+	if fmt.Sprint(f.Records) != fmt.Sprint(want) {
+		t.Errorf("Records = %v, want %v", f.Records, want)
+	}
+	if fmt.Sprint(f.GoModOnly) != "[example.com/b@v1.1.0]" {
+		t.Errorf("GoModOnly = %v", f.GoModOnly)
+	}
+}
+
+func TestParseFileRefuses(t *testing.T) {
+	for _, tc := range []struct{ data, want string }{
+		{"example.com/a v1.0.0 " + hashA + "\nexample.com/a v1.0.0 " + hashB + "\n", "line 2: example.com/a v1.0.0 has two different hashes"},
+		{"example.com/a v1.0.0 " + hashA + "\n", "no go.mod hash"},
+		{"example.com/a v1.0.0\n", "line 1: malformed"},
+		{"example.com/a v1.0 " + hashA + "\nexample.com/a v1.0/go.mod " + hashA + "\n", "not canonical"},
+	} {
+		_, err := ParseFile([]byte(tc.data))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseFile(%q) = %v, want error containing %q", tc.data, err, tc.want)
+		}
+	}
+}
+
+// FuzzParse checks that Parse never panics and that whatever it accepts
+// round-trips byte for byte: one record has one text.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("example.com/m v1.0.0 " + hashA + "\nexample.com/m v1.0.0/go.mod " + hashB + "\n"))
+	f.Add([]byte("example.com/m v1.0.0 h1:x\n\n"))
+	f.Fuzz(func(t *testing.T, text []byte) {
+		r, err := Parse(text)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(r.Text(), text) {
+			t.Fatalf("Parse(%q) accepted a text that formats back as %q", text, r.Text())
+		}
+	})
+}
+
+func FuzzParseFile(f *testing.F) {
+	f.Add([]byte("example.com/a v1.0.0 " + hashA + "\nexample.com/a v1.0.0/go.mod " + hashB + "\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := ParseFile(data)
+		if err != nil {
+			return
+		}
+		for _, r := range file.Records {
+			if _, err := Parse(r.Text()); err != nil {
+				t.Fatalf("ParseFile returned a record Parse refuses: %v", err)
+			}
+		}
+	})
+}
+
+func ExampleRecord_Text() {
+	r := Record{Path: "example.com/m", Version: "v1.0.0", Hash: hashA, GoMod: hashB}
+	fmt.Print(string(r.Text()))
+	// Output:
+	// example.com/m v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=
+	// example.com/m v1.0.0/go.mod h1:Ecm3bQzABmxvvAZb9E2gIS5T8SUqmmlBVHRj2vYSMC4=
+}

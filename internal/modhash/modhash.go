@@ -1,0 +1,201 @@
+// Package modhash computes the two go.sum hashes of a module version from its
+// content, exactly as the go command does, and validates that content first
+// the way the go command validates a download before it extracts it.
+//
+// The hashes are those of go.sum and of the checksum database records:
+//
+//	<path> <version> h1:<hash of the module zip>
+//	<path> <version>/go.mod h1:<hash of the go.mod file>
+package modhash
+
+import (
+	"archive/zip"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/dirhash"
+	modzip "golang.org/x/mod/zip"
+)
+
+// Limits like the go command's.
+const (
+	MaxZipFile = modzip.MaxZipFile // bytes, module zip (500 MiB)
+	MaxGoMod   = modzip.MaxGoMod   // bytes, go.mod (16 MiB)
+)
+
+// Sums are the two hashes recorded for one module version: Hash is the "h1:"
+// hash of the module zip (the go.sum line "path version h1:..."), GoMod the
+// "h1:" hash of its go.mod (the line "path version/go.mod h1:...").
+type Sums struct{ Hash, GoMod string }
+
+// HashZip validates the module zip file at zipPath for module m and returns
+// its sums.
+//
+// Validation is module.Check on the path and version, a canonical version,
+// and zip.CheckZip: every file under "path@version/", no unclean or
+// traversing names, no duplicates or case-fold collisions, size limits.
+//
+// goMod is the go.mod content to hash. If nil, the zip's own go.mod is used,
+// or, when the zip has none, the go.mod the go command synthesizes (see
+// SynthesizedGoMod). If goMod is non-nil and the zip has a go.mod, the two
+// must be byte-identical unless the version is +incompatible, in which case
+// goMod wins as it does for the go command fetching from a proxy.
+//
+// The zip hash covers the zip's entries as they are, directory entries
+// included, as the go command's does: re-zipping the same files can change
+// it. zipPath must not change while HashZip runs; it is read several times.
+func HashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
+	s, err := hashZip(m, zipPath, goMod)
+	if err != nil {
+		return Sums{}, fmt.Errorf("failed to hash %s: %w", m, err)
+	}
+	return s, nil
+}
+
+// HashDir zips dir as the go command would (zip.CreateFromDir, which leaves
+// out VCS directories, vendored files and nested modules) into a temporary
+// file in os.TempDir, and hashes that like HashZip with goMod nil.
+func HashDir(m module.Version, dir string) (Sums, error) {
+	s, err := hashDir(m, dir)
+	if err != nil {
+		return Sums{}, fmt.Errorf("failed to hash %s: %w", m, err)
+	}
+	return s, nil
+}
+
+func hashDir(m module.Version, dir string) (Sums, error) {
+	if err := checkVersion(m); err != nil {
+		return Sums{}, err
+	}
+	f, err := os.CreateTemp("", "modhash-*.zip")
+	if err != nil {
+		return Sums{}, err
+	}
+	defer os.Remove(f.Name())
+	err = modzip.CreateFromDir(f, m, dir)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Sums{}, err
+	}
+	return hashZip(m, f.Name(), nil)
+}
+
+// GoModHash returns the hash of the go.sum line "path version/go.mod h1:...":
+// dirhash.Hash1 over one file named "go.mod" with the given content, as
+// cmd/go/internal/modfetch.goModSum computes it. Content over MaxGoMod is
+// refused, as the go command refuses such a go.mod in a module.
+func GoModHash(goMod []byte) (string, error) {
+	if len(goMod) > MaxGoMod {
+		return "", fmt.Errorf("go.mod file too large (%d bytes; limit is %d bytes)", len(goMod), MaxGoMod)
+	}
+	return dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(goMod)), nil
+	})
+}
+
+// SynthesizedGoMod returns the go.mod the go command synthesizes for a module
+// without one (cmd/go/internal/modfetch.LegacyGoMod): a module line and
+// nothing else, not even a go line.
+func SynthesizedGoMod(path string) []byte {
+	return fmt.Appendf(nil, "module %s\n", modfile.AutoQuote(path))
+}
+
+func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
+	if err := checkVersion(m); err != nil {
+		return Sums{}, err
+	}
+	// CheckZip bounds every size we read below, so it must come first.
+	if _, err := modzip.CheckZip(m, zipPath); err != nil {
+		return Sums{}, err
+	}
+	inZip, err := readZipGoMod(m, zipPath)
+	if err != nil {
+		return Sums{}, err
+	}
+	mod, err := chooseGoMod(m, goMod, inZip)
+	if err != nil {
+		return Sums{}, err
+	}
+	h, err := dirhash.HashZip(zipPath, dirhash.Hash1)
+	if err != nil {
+		return Sums{}, err
+	}
+	gh, err := GoModHash(mod)
+	if err != nil {
+		return Sums{}, err
+	}
+	return Sums{Hash: h, GoMod: gh}, nil
+}
+
+// checkVersion refuses what the go command refuses before it looks at any
+// content: an invalid path, a non-canonical version ("v1.0"), or a version
+// whose major version does not match the path's suffix (v2.0.0 without /v2).
+func checkVersion(m module.Version) error {
+	if v := module.CanonicalVersion(m.Version); v != m.Version {
+		return fmt.Errorf("version %q is not canonical (should be %q)", m.Version, v)
+	}
+	return module.Check(m.Path, m.Version)
+}
+
+// readZipGoMod returns path@version/go.mod from the zip, or nil if it has
+// none. The zip must have passed CheckZip (no duplicates, declared size
+// within MaxGoMod); the limit here guards against a lying size header.
+func readZipGoMod(m module.Version, zipPath string) ([]byte, error) {
+	z, err := zip.OpenReader(zipPath)
+	if err != nil {
+		return nil, err
+	}
+	defer z.Close()
+	name := m.Path + "@" + m.Version + "/go.mod"
+	for _, f := range z.File {
+		if f.Name != name {
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		data, err := io.ReadAll(io.LimitReader(rc, MaxGoMod+1))
+		if err != nil {
+			return nil, fmt.Errorf("failed to read %s: %w", name, err)
+		}
+		if len(data) > MaxGoMod {
+			return nil, fmt.Errorf("%s: go.mod file too large (max size is %d bytes)", name, MaxGoMod)
+		}
+		return data, nil
+	}
+	return nil, nil
+}
+
+// chooseGoMod picks the go.mod to hash from the one given and the zip's own.
+func chooseGoMod(m module.Version, given, inZip []byte) ([]byte, error) {
+	incompatible := strings.HasSuffix(m.Version, "+incompatible")
+	switch {
+	case given != nil && inZip != nil:
+		if !incompatible && !bytes.Equal(given, inZip) {
+			return nil, errors.New("go.mod differs from the go.mod in the zip")
+		}
+		return given, nil
+	case given != nil:
+		return given, nil
+	case inZip != nil:
+		return inZip, nil
+	}
+	// The go command synthesizes a go.mod for a module at the repository root
+	// on the v0/v1 line, for +incompatible versions and for gopkg.in paths
+	// (whose ".vN" suffix predates modules); a "/vN" path must have a go.mod
+	// (cmd/go/internal/modfetch.codeRepo.findDir).
+	if _, major, _ := module.SplitPathVersion(m.Path); strings.HasPrefix(major, "/") && !incompatible {
+		return nil, fmt.Errorf("zip has no go.mod, which a module path ending in %s requires", major)
+	}
+	return SynthesizedGoMod(m.Path), nil
+}

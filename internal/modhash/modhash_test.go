@@ -1,0 +1,214 @@
+package modhash
+
+import (
+	"archive/zip"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"golang.org/x/mod/module"
+	modzip "golang.org/x/mod/zip"
+)
+
+// memFile is an in-memory modzip.File.
+type memFile struct {
+	fsys fstest.MapFS
+	name string
+}
+
+func (f memFile) Path() string                 { return f.name }
+func (f memFile) Lstat() (os.FileInfo, error)  { return f.fsys.Stat(f.name) }
+func (f memFile) Open() (io.ReadCloser, error) { return f.fsys.Open(f.name) }
+
+func mv(path, version string) module.Version { return module.Version{Path: path, Version: version} }
+
+// fileMap builds a module's files from name, content pairs.
+func fileMap(kv ...string) map[string]string {
+	m := map[string]string{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+// createZip writes the module zip of files the way the go command builds one.
+func createZip(t *testing.T, m module.Version, files map[string]string) string {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	var list []modzip.File
+	for name, data := range files {
+		fsys[name] = &fstest.MapFile{Data: []byte(data), Mode: 0o644}
+		list = append(list, memFile{fsys, name})
+	}
+	var buf bytes.Buffer
+	if err := modzip.Create(&buf, m, list); err != nil {
+		t.Fatal(err)
+	}
+	return writeTemp(t, buf.Bytes())
+}
+
+// rawZip writes a zip with exactly the given entries, bypassing every check.
+func rawZip(t *testing.T, names []string, data []string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for i, name := range names {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, data[i])
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return writeTemp(t, buf.Bytes())
+}
+
+func writeTemp(t *testing.T, data []byte) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "m.zip")
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func TestHashDirMatchesHashZip(t *testing.T) {
+	m := mv("example.com/m", "v1.2.3")
+	files := fileMap("go.mod", "module example.com/m\n", "m.go", "package m\n", "sub/s.go", "package sub\n")
+	dir := t.TempDir()
+	for name, data := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What the go command leaves out must not change the hash.
+	os.MkdirAll(filepath.Join(dir, ".git"), 0o755)
+	os.WriteFile(filepath.Join(dir, ".git", "HEAD"), []byte("ref: refs/heads/main\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "nested"), 0o755)
+	os.WriteFile(filepath.Join(dir, "nested", "go.mod"), []byte("module example.com/m/nested\n"), 0o644)
+
+	got, err := HashDir(m, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := HashZip(m, createZip(t, m, files), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("HashDir = %+v, HashZip = %+v", got, want)
+	}
+	if wantMod, _ := GoModHash([]byte(files["go.mod"])); got.GoMod != wantMod {
+		t.Errorf("GoMod = %s, want hash of the go.mod in the dir %s", got.GoMod, wantMod)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	const p = "example.com/m@v1.0.0/"
+	goMod := "module example.com/m\n"
+	big := strings.Repeat(" ", MaxGoMod+1) // deflates to a few KiB
+	tests := []struct {
+		name  string
+		m     module.Version
+		zip   func(t *testing.T) string
+		goMod string
+		want  string
+	}{
+		{"traversal", mv("example.com/m", "v1.0.0"), func(t *testing.T) string {
+			return rawZip(t, []string{p + "go.mod", p + "../x"}, []string{goMod, "x"})
+		}, "", `example.com/m@v1.0.0/../x: malformed file path "../x": invalid path element ".."`},
+		{"duplicate", mv("example.com/m", "v1.0.0"), func(t *testing.T) string {
+			return rawZip(t, []string{p + "a.go", p + "a.go"}, []string{"package a\n", "package b\n"})
+		}, "", `multiple entries for file "a.go"`},
+		{"case-fold", mv("example.com/m", "v1.0.0"), func(t *testing.T) string {
+			return rawZip(t, []string{p + "a.go", p + "A.go"}, []string{"package a\n", "package a\n"})
+		}, "", `case-insensitive file name collision: "a.go" and "A.go"`},
+		{"go.mod too large", mv("example.com/m", "v1.0.0"), func(t *testing.T) string {
+			return rawZip(t, []string{p + "go.mod"}, []string{big})
+		}, "", "go.mod file too large"},
+		{"outside prefix", mv("example.com/m", "v1.0.0"), func(t *testing.T) string {
+			return rawZip(t, []string{p + "go.mod", "example.com/other@v1.0.0/x.go"}, []string{goMod, "package x\n"})
+		}, "", `example.com/other@v1.0.0/x.go: path does not have prefix "example.com/m@v1.0.0/"`},
+		{"go.mod mismatch", mv("example.com/m", "v1.0.0"), func(t *testing.T) string {
+			return createZip(t, mv("example.com/m", "v1.0.0"), fileMap("go.mod", goMod))
+		}, "module example.com/m\n\ngo 1.26\n", "go.mod differs from the go.mod in the zip"},
+		{"major without suffix", mv("example.com/m", "v2.0.0"), func(t *testing.T) string {
+			return rawZip(t, []string{"example.com/m@v2.0.0/go.mod"}, []string{goMod})
+		}, "", "invalid version: should be v0 or v1, not v2"},
+		{"non-canonical", mv("example.com/m", "v1.0"), func(t *testing.T) string {
+			return rawZip(t, []string{"example.com/m@v1.0/go.mod"}, []string{goMod})
+		}, "", `version "v1.0" is not canonical (should be "v1.0.0")`},
+		{"/v2 without go.mod", mv("example.com/m/v2", "v2.0.0"), func(t *testing.T) string {
+			return rawZip(t, []string{"example.com/m/v2@v2.0.0/m.go"}, []string{"package m\n"})
+		}, "", "zip has no go.mod, which a module path ending in /v2 requires"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var goMod []byte
+			if tt.goMod != "" {
+				goMod = []byte(tt.goMod)
+			}
+			_, err := HashZip(tt.m, tt.zip(t), goMod)
+			if err == nil {
+				t.Fatalf("HashZip succeeded, want error containing %q", tt.want)
+			}
+			prefix := "failed to hash " + tt.m.String() + ": "
+			if msg := err.Error(); !strings.HasPrefix(msg, prefix) || !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q, want %q then %q", msg, prefix, tt.want)
+			}
+		})
+	}
+}
+
+func TestGoModChoice(t *testing.T) {
+	own := "module example.com/m\n\ngo 1.21\n"
+	outside := "module example.com/m\n"
+	tests := []struct {
+		m           module.Version
+		files       map[string]string
+		given, want string
+	}{
+		{mv("example.com/m", "v1.0.0"), fileMap("go.mod", own), "", own},
+		{mv("example.com/m", "v1.0.0"), fileMap("go.mod", own), own, own},
+		{mv("example.com/m", "v1.0.0"), fileMap("m.go", "package m\n"), "", outside},
+		{mv("example.com/m", "v2.0.0+incompatible"), fileMap("go.mod", own), outside, outside},
+		{mv("example.com/m", "v2.0.0+incompatible"), fileMap("m.go", "package m\n"), "", outside},
+		{mv("gopkg.in/m.v2", "v2.0.0"), fileMap("m.go", "package m\n"), "", "module gopkg.in/m.v2\n"},
+	}
+	for _, tt := range tests {
+		var given []byte
+		if tt.given != "" {
+			given = []byte(tt.given)
+		}
+		got, err := HashZip(tt.m, createZip(t, tt.m, tt.files), given)
+		if err != nil {
+			t.Errorf("%s given %q: %v", tt.m, tt.given, err)
+			continue
+		}
+		if want, _ := GoModHash([]byte(tt.want)); got.GoMod != want {
+			t.Errorf("%s given %q: GoMod = %s, want hash of %q (%s)", tt.m, tt.given, got.GoMod, tt.want, want)
+		}
+	}
+}
+
+func TestGoModHash(t *testing.T) {
+	// A line of sum.golang.org, as found in public go.sum files:
+	//	gopkg.in/yaml.v2 v2.0.0-20170812160011-eb3733d160e7/go.mod h1:JAlM8MvJe8wmxCU4Bli9HhUf9+ttbYbLASfIpnQbh74=
+	// yaml.v2 had no go.mod in 2017: a v2 of a gopkg.in path gets the
+	// synthesized go.mod, where a "/v2" path would be refused.
+	got, err := GoModHash(SynthesizedGoMod("gopkg.in/yaml.v2"))
+	if want := "h1:JAlM8MvJe8wmxCU4Bli9HhUf9+ttbYbLASfIpnQbh74="; err != nil || got != want {
+		t.Errorf("GoModHash(synthesized yaml.v2) = %q, %v; want %q", got, err, want)
+	}
+	if _, err := GoModHash(make([]byte, MaxGoMod+1)); err == nil {
+		t.Error("GoModHash accepted a go.mod over MaxGoMod")
+	}
+}

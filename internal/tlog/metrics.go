@@ -1,0 +1,72 @@
+package tlog
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the log's Prometheus metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	treeSize      prometheus.Gauge
+	commits       *prometheus.CounterVec
+	commitSeconds prometheus.Histogram
+	commitRecords prometheus.Histogram
+	pushbacks     prometheus.Counter
+}
+
+// NewMetrics registers the log's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		treeSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sumd", Name: "log_tree_size",
+			Help: "Records in the latest signed tree.",
+		}),
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Name: "log_commits_total",
+			Help: "Group commits by outcome (ok, error).",
+		}, []string{"outcome"}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "sumd", Name: "log_commit_duration_seconds",
+			Help:    "Time to stage, sign and durably commit one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		commitRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "sumd", Name: "log_commit_records",
+			Help:    "New records per group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		pushbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sumd", Name: "log_pushbacks_total",
+			Help: "Additions refused because the sequencer queue was full.",
+		}),
+	}
+	reg.MustRegister(m.treeSize, m.commits, m.commitSeconds, m.commitRecords, m.pushbacks)
+	return m
+}
+
+func (m *Metrics) setTreeSize(n int64) {
+	if m != nil {
+		m.treeSize.Set(float64(n))
+	}
+}
+
+func (m *Metrics) observeCommit(added int64, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.commits.WithLabelValues("error").Inc()
+		return
+	}
+	m.commits.WithLabelValues("ok").Inc()
+	m.commitSeconds.Observe(d.Seconds())
+	m.commitRecords.Observe(float64(added))
+	m.treeSize.Add(float64(added))
+}
+
+func (m *Metrics) pushback() {
+	if m != nil {
+		m.pushbacks.Inc()
+	}
+}
