@@ -193,6 +193,19 @@ func checkTiles(t *testing.T, l *Log, ref *reference, trees []tlog.Tree) {
 			seen++
 		}
 	}
+	// Every width of every tile of the final tree, whether or not a tree of
+	// that size was signed: narrower tiles are prefixes of wider ones.
+	for _, tile := range tlog.NewTiles(tileHeight, 0, ref.n) {
+		for w := 1; w <= tile.W; w++ {
+			tile.W = w
+			got, err := l.ReadTileData(ctx, tile)
+			want, _ := tlog.ReadTileData(tile, ref)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("tile %s: %v, or differs from the reference", tile.Path(), err)
+			}
+			seen++
+		}
+	}
 	last := tlog.TileForIndex(tileHeight, tlog.StoredHashIndex(0, ref.n-1))
 	if last.W < 1<<tileHeight {
 		last.W++
