@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+func runAdd(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadAdd(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	recs, note, err := addRecords(cfg.Gosum, rest)
+	if err != nil {
+		return err
+	}
+	logger := config.NewLogger(cfg.Log, stderr)
+	l, err := openLog(cfg.Database, openOptions{create: cfg.Create, logger: logger}, stderr)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	before := treeSize(l)
+	ids, err := l.Add(context.Background(), recs...)
+	var conflict *tlog.ConflictError
+	if errors.As(err, &conflict) {
+		return withHint(fmt.Errorf("nothing was added: %w", err),
+			"a recorded version can never change; if the new content is right, publish it as a new version")
+	}
+	if err != nil {
+		return fmt.Errorf("nothing was added: %w", err)
+	}
+	after := treeSize(l)
+	if len(recs) == 1 {
+		verb := "recorded"
+		if after == before {
+			verb = "already recorded, with the same hashes,"
+		}
+		fmt.Fprintf(stdout, "%s %s as record %d (tree size %d)\n", recs[0].Key(), verb, ids[0], after)
+	} else {
+		fmt.Fprintf(stdout, "added %d records, %d already present (tree size %d)\n", after-before, int64(len(recs))-(after-before), after)
+	}
+	if note != "" {
+		fmt.Fprintln(stderr, "sumd:", note)
+	}
+	return nil
+}
+
+// addRecords returns the records to add: those of a go.sum file, or of one
+// module version hashed from a directory or zip.
+func addRecords(gosumFile string, args []string) ([]gosum.Record, string, error) {
+	const usageHint = "use: sumd add MODULE@VERSION DIR|ZIP, or sumd add -gosum FILE"
+	switch {
+	case gosumFile != "" && len(args) == 0:
+		return readGoSum(gosumFile)
+	case gosumFile == "" && len(args) == 2:
+		r, err := hashModule(args[0], args[1])
+		return []gosum.Record{r}, "", err
+	case gosumFile != "":
+		return nil, "", withHint(errors.New("-gosum takes no further arguments"), usageHint)
+	default:
+		return nil, "", withHint(fmt.Errorf("want MODULE@VERSION and a directory or zip, got %d arguments", len(args)), usageHint)
+	}
+}
+
+// readGoSum reads the complete records of a go.sum file.
+func readGoSum(file string) ([]gosum.Record, string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, gosum.MaxFileSize+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("failed to read %s: %w", file, err)
+	}
+	sums, err := gosum.ParseFile(data)
+	if err != nil {
+		return nil, "", withHint(fmt.Errorf("%s: %w", file, err), "nothing was added; fix or remove the line named above")
+	}
+	var note string
+	if n := len(sums.GoModOnly); n > 0 {
+		note = fmt.Sprintf("skipped %d module versions with only a go.mod line (a record needs both hashes), e.g. %s", n, sums.GoModOnly[0])
+	}
+	if len(sums.Records) == 0 {
+		return nil, "", withHint(fmt.Errorf("%s has no complete module versions", file), "a go.sum line pair (zip and go.mod hash) is needed per version")
+	}
+	return sums.Records, note, nil
+}
+
+// hashModule hashes module version arg ("path@version") from a directory or
+// a module zip, as the go command would.
+func hashModule(arg, src string) (gosum.Record, error) {
+	path, version, ok := strings.Cut(arg, "@")
+	if !ok {
+		return gosum.Record{}, withHint(fmt.Errorf("%q is not MODULE@VERSION", arg), "e.g. sumd add example.com/m@v1.2.3 ./m")
+	}
+	if err := gosum.CheckModule(path, version); err != nil {
+		return gosum.Record{}, withHint(err, "give the module path from go.mod and a canonical version such as v1.2.3")
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return gosum.Record{}, err
+	}
+	m := module.Version{Path: path, Version: version}
+	var sums modhash.Sums
+	if fi.IsDir() {
+		sums, err = modhash.HashDir(m, src)
+	} else {
+		sums, err = modhash.HashZip(m, src, nil)
+	}
+	if err != nil {
+		return gosum.Record{}, withHint(err, "nothing was added; the go command would refuse this module too")
+	}
+	return gosum.Record{Path: path, Version: version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
+}

@@ -1,0 +1,115 @@
+// Command sumd is a private checksum database for Go modules: a
+// transparency log of go.sum lines that the go command uses as its GOSUMDB.
+//
+// Usage:
+//
+//	sumd keygen -name NAME [-dir keys]       create a signing key
+//	sumd serve  [-config FILE] [flags]       serve the database over HTTP
+//	sumd add    [flags] MODULE@VERSION DIR|ZIP
+//	sumd add    [flags] -gosum FILE          record module versions
+//
+// Run "sumd COMMAND -h" for the flags of a command. See README.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+const usage = `sumd is a private checksum database (GOSUMDB) for Go modules.
+
+Usage:
+	sumd keygen -name NAME [-dir keys]     create a signing key and print the GOSUMDB value
+	sumd serve [-config FILE] [flags]      serve the database over HTTP
+	sumd add [flags] MODULE@VERSION DIR|ZIP
+	                                       hash a module directory or zip and record it
+	sumd add [flags] -gosum FILE           record the module versions of a go.sum file
+	sumd version                           print the version
+
+Run "sumd COMMAND -h" for the flags of a command.
+
+Example:
+	sumd keygen -name sum.example.com
+	sumd serve -name sum.example.com -create
+	GOSUMDB="$(cat keys/sum.example.com.vkey) http://127.0.0.1:8080" go mod download
+`
+
+// A cliError is an error with a hint saying what to do about it.
+type cliError struct {
+	err  error
+	hint string
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+func withHint(err error, hint string) error { return &cliError{err, hint} }
+
+// exitCode is an error that only sets the exit status; it has been reported.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs the sumd command line args and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func([]string, io.Writer, io.Writer) error{
+		"keygen":  runKeygen,
+		"serve":   runServe,
+		"add":     runAdd,
+		"version": runVersion,
+	}
+	cmd, ok := cmds[args[0]]
+	switch {
+	case args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case !ok:
+		fmt.Fprintf(stderr, "sumd: error: unknown command %q\nhint: run \"sumd help\" for the list of commands\n", args[0])
+		return 2
+	}
+	return report(cmd(args[1:], stdout, stderr), stderr)
+}
+
+// report prints err the sumd way and returns the exit status.
+func report(err error, stderr io.Writer) int {
+	var code exitCode
+	var ce *cliError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &code):
+		return int(code)
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "sumd: error: %v\nhint: %s\n", ce.err, ce.hint)
+	default:
+		fmt.Fprintf(stderr, "sumd: error: %v\n", err)
+	}
+	return 1
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	fmt.Fprintln(stdout, "sumd", version())
+	return nil
+}
+
+// version is the module version sumd was built at, or "devel".
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadServe(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) > 0 {
+		return withHint(fmt.Errorf("unexpected argument %q", rest[0]), "sumd serve takes only flags; see sumd serve -h")
+	}
+	logger := config.NewLogger(cfg.Log, stderr)
+	reg := newRegistry()
+	l, err := openLog(cfg.Database, openOptions{
+		create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
+		maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
+	}, stderr)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with -listen HOST:PORT")
+	}
+	url := "http://" + ln.Addr().String()
+	logger.Info("serving checksum database", "name", l.Name(), "url", url, "tree_size", treeSize(l))
+	fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
+
+	h := server.New(l.Name(), l, server.Options{
+		Logger:   logger,
+		Registry: reg,
+		Ready:    func(ctx context.Context) error { _, err := l.Signed(ctx); return err },
+	})
+	return serveUntilSignal(ln, h, cfg.ShutdownTimeout, logger)
+}
+
+// serveUntilSignal serves until SIGINT or SIGTERM, then lets requests in
+// flight finish for up to timeout.
+func serveUntilSignal(ln net.Listener, h http.Handler, timeout time.Duration, logger *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", timeout)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("failed to shut down gracefully: %w", err)
+	}
+	return nil
+}
+
+// newRegistry returns a private Prometheus registry with the process, Go
+// runtime and build info collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	)
+	return reg
+}
+
+func treeSize(l *tlog.Log) int64 {
+	t, _ := l.Tree(context.Background())
+	return t.N
+}
+
+func verifyMode(s string) tlog.VerifyMode {
+	if s == config.VerifyFull {
+		return tlog.VerifyFull
+	}
+	return tlog.VerifyTail
+}
+
+// configError adds a hint to a configuration error.
+func configError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return withHint(err, "fix the option named above; see -h for every option, its default and its SUMD_* variable")
+}
+
+// openOptions say how openLog opens the database.
+type openOptions struct {
+	create     bool // -create: starting a new log is intended
+	firstStart bool // generate a key and create the log if neither exists
+	verify     tlog.VerifyMode
+	maxBatch   int
+	logger     *slog.Logger
+	metrics    *tlog.Metrics
+}
+
+// openLog reads the signing key and opens the database, generating both on
+// a first start (neither the key nor the database exists) when allowed.
+func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, error) {
+	create := o.create
+	firstStart := o.firstStart && db.Name != "" && db.Key == config.DefaultKeyFile(db.Name)
+	if firstStart && !exists(db.Key) && !exists(db.DB) {
+		if _, err := writeKey(db.Name, db.Key, db.Key[:len(db.Key)-len(".key")]+".vkey"); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stderr, "sumd: first start: generated signing key %s for %s\n", db.Key, db.Name)
+		create = true
+	}
+	key, err := tlog.ReadKeyFile(db.Key)
+	if err != nil {
+		return nil, withHint(err, "create a key with: sumd keygen -name "+cmp.Or(db.Name, "NAME")+" (or point -key at the log's key)")
+	}
+	if db.Name != "" && key.Name() != db.Name {
+		return nil, withHint(fmt.Errorf("key %s signs for %q, but the name is %q", db.Key, key.Name(), db.Name),
+			"drop -name (the key names the log) or use that log's key")
+	}
+	l, err := tlog.Open(db.DB, tlog.Options{
+		Key: key, Create: create, Verify: o.verify, MaxBatch: o.maxBatch,
+		Logger: o.logger, Metrics: o.metrics,
+	})
+	switch {
+	case errors.Is(err, tlog.ErrLocked):
+		return nil, withHint(err, "a running sumd serve holds the database; stop it first")
+	case errors.Is(err, tlog.ErrCorrupt):
+		return nil, withHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)")
+	case err != nil && !exists(db.DB):
+		return nil, withHint(err, "check -db; to start a new log on purpose, add -create")
+	}
+	return l, err
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/testproxy"
+)
+
+// sumdBin is the sumd binary built once by TestMain; the end-to-end tests
+// run it as an operator would.
+var sumdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sumd-test-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	sumdBin = filepath.Join(dir, "sumd")
+	if out, err := exec.Command("go", "build", "-o", sumdBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building sumd: %v\n%s", err, out)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// sumd runs the sumd binary to completion and returns its stdout, failing
+// the test if it fails.
+func sumd(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, err := sumdRun(args...)
+	if err != nil {
+		t.Fatalf("sumd %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+// sumdRun runs the sumd binary and returns its stdout, stderr and error.
+func sumdRun(args ...string) (string, string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(sumdBin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// A server is a running `sumd serve`.
+type sumdServer struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	gosumdb string // the GOSUMDB line it printed: "<vkey> <url>"
+	url     string
+	stderr  *syncBuffer
+}
+
+var gosumdbLine = regexp.MustCompile(`^GOSUMDB="(\S+) (http://\S+)"$`)
+
+// startServer starts `sumd serve` on a free port and waits until it serves.
+func startServer(t *testing.T, args ...string) *sumdServer {
+	t.Helper()
+	s := &sumdServer{t: t, stderr: new(syncBuffer)}
+	s.cmd = exec.Command(sumdBin, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
+	s.cmd.Stderr = s.stderr
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	m := gosumdbLine.FindStringSubmatch(strings.TrimSpace(line))
+	if m == nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		t.Fatalf("sumd serve printed %q (%v), want a GOSUMDB line; stderr:\n%s", line, err, s.stderr)
+	}
+	s.gosumdb, s.url = m[1]+" "+m[2], m[2]
+	t.Cleanup(func() { s.stop() })
+	return s
+}
+
+// stop sends SIGTERM and expects a clean exit.
+func (s *sumdServer) stop() {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.t.Errorf("sumd serve did not exit cleanly on SIGTERM: %v\n%s", err, s.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		s.cmd.Process.Kill()
+		s.t.Errorf("sumd serve did not stop within 15s of SIGTERM")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writing process and a reading test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// goSumFile returns go.sum lines for mods, hashed from the proxy tree.
+func goSumFile(t *testing.T, proxyDir string, mods []testproxy.Module) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, m := range mods {
+		mv := module.Version{Path: m.Path, Version: m.Version}
+		sums, err := modhash.HashZip(mv, testproxy.ZipPath(proxyDir, mv), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Write(gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}.Text())
+	}
+	return buf.Bytes()
+}
+
+func writeFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+var _ io.Writer = (*syncBuffer)(nil)

@@ -1,0 +1,238 @@
+// Package config holds the configuration of the sumd subcommands: one struct
+// per subcommand, validated in full before anything starts. The struct tags
+// are the operator manual: `help` becomes the usage text of `sumd <cmd> -h`,
+// `flag` names the option and `arg` is its placeholder in that text.
+//
+// An option is set from four layers, each winning over the ones before it:
+//
+//  1. the defaults of this package;
+//  2. a YAML file named by -config FILE or, failing that, $SUMD_CONFIG;
+//     a named file that does not exist is an error;
+//  3. SUMD_* environment variables (empty ones count as unset);
+//  4. command-line flags.
+//
+// An option has the same name everywhere: the flag -shutdown-timeout, the YAML
+// key shutdown-timeout and the environment variable SUMD_SHUTDOWN_TIMEOUT
+// (upper case, "-" becomes "_"). The YAML file is a flat map of such keys:
+//
+//	db: /var/lib/sumd/sumd.db
+//	name: sum.example.com
+//	shutdown-timeout: 30s
+//
+// Durations use Go syntax ("10s", "1m30s"); a bare number is refused rather
+// than read as nanoseconds. Relative paths are relative to the working
+// directory, whichever layer sets them.
+//
+// A YAML key that no subcommand knows is an error naming it, so a typo cannot
+// pass silently; a key that only another subcommand uses (listen, for sumd
+// add) is ignored, so that one file can configure every subcommand. SUMD_*
+// variables that name no option are ignored (SUMD_CONFIG names the file).
+//
+// koanf reads and flattens the YAML file; the values of every layer are then
+// parsed by the same flag.Value setters, so a bad value is reported with the
+// file key, variable or flag it came from.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Database locates the checksum database and its signing key. The
+// subcommands that open the database share it.
+type Database struct {
+	DB   string `flag:"db" arg:"FILE" help:"bbolt database file holding the records, tiles and signed tree heads"`
+	Key  string `flag:"key" arg:"FILE" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); default keys/<name>.key, a / in the name becoming _; sumd serve creates it on first start when neither it nor the database exists"`
+	Name string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB (e.g. sum.example.com, corp.example/sumdb); default: the name in the key, or sumd.local when sumd generates the key"`
+	// Create is deliberately explicit: a log must never be re-created under
+	// a name clients have used, since they would reject its new history.
+	Create bool `flag:"create" help:"create the database file if it does not exist (a new, empty log); without it a missing database is an error, except on the very first start of sumd serve with neither key nor database"`
+}
+
+// DefaultName is the database name used when sumd generates the key.
+const DefaultName = "sumd.local"
+
+// Log configures the logger; see NewLogger.
+type Log struct {
+	Level  string `flag:"log-level" arg:"LEVEL" help:"least severe messages to log: debug, info, warn or error"`
+	Format string `flag:"log-format" arg:"FORMAT" help:"log line format: text (key=value) or json"`
+}
+
+// Integrity checks of the database on open, the values of Serve.Verify.
+const (
+	VerifyTail = "tail" // recompute the root from the stored tiles and re-hash the last records
+	VerifyFull = "full" // re-hash every record and tile
+)
+
+// Serve configures `sumd serve`.
+type Serve struct {
+	Database
+	Log
+	Listen          string        `flag:"listen" arg:"HOST:PORT" help:"address to serve HTTP on; :8080 listens on every interface"`
+	ShutdownTimeout time.Duration `flag:"shutdown-timeout" help:"how long requests in flight may take to finish after SIGINT or SIGTERM"`
+	MaxBatch        int           `flag:"max-batch" help:"most records appended in one group commit"`
+	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
+}
+
+// Add configures `sumd add`, which writes to the database file directly and
+// so must run while no server holds it.
+type Add struct {
+	Database
+	Log
+	Gosum string `flag:"gosum" arg:"FILE" help:"go.sum file whose module versions to add, instead of MODULE@VERSION DIR|ZIP"`
+}
+
+func defaultDatabase() Database { return Database{DB: "data/sumd.db"} }
+func defaultLog() Log           { return Log{Level: "info", Format: "text"} }
+
+func defaultServe() Serve {
+	return Serve{
+		Database:        defaultDatabase(),
+		Log:             defaultLog(),
+		Listen:          "127.0.0.1:8080",
+		ShutdownTimeout: 10 * time.Second,
+		MaxBatch:        1024,
+		Verify:          VerifyTail,
+	}
+}
+
+func defaultAdd() Add { return Add{Database: defaultDatabase(), Log: defaultLog()} }
+
+// DefaultKeyFile is where the signing key of the database called name lives
+// unless configured otherwise. A "/" in the name would make a subdirectory,
+// so it becomes "_".
+func DefaultKeyFile(name string) string {
+	return filepath.Join("keys", strings.ReplaceAll(name, "/", "_")+".key")
+}
+
+// Validate reports every problem of d, one per line.
+func (d *Database) Validate() error {
+	var errs []error
+	if d.DB == "" {
+		errs = append(errs, errors.New("db is empty: set -db or SUMD_DB to the database file"))
+	}
+	if d.Key == "" {
+		errs = append(errs, errors.New("key is empty: set -key or SUMD_KEY to the signing key file"))
+	}
+	if d.Name != "" {
+		errs = append(errs, CheckName(d.Name))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem of l, one per line.
+func (l *Log) Validate() error {
+	var errs []error
+	if _, ok := parseLevel(l.Level); !ok {
+		errs = append(errs, fmt.Errorf("invalid log-level %q: want debug, info, warn or error", l.Level))
+	}
+	if !strings.EqualFold(l.Format, "text") && !strings.EqualFold(l.Format, "json") {
+		errs = append(errs, fmt.Errorf("invalid log-format %q: want text or json", l.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem of c, one per line.
+func (c *Serve) Validate() error {
+	errs := []error{c.Database.Validate(), c.Log.Validate(), checkListen(c.Listen)}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("invalid shutdown-timeout %v: want a positive duration such as 10s", c.ShutdownTimeout))
+	}
+	if c.MaxBatch <= 0 {
+		errs = append(errs, fmt.Errorf("invalid max-batch %d: want a positive number of records such as 1024", c.MaxBatch))
+	}
+	if c.Verify != VerifyTail && c.Verify != VerifyFull {
+		errs = append(errs, fmt.Errorf("invalid verify mode %q: want %s or %s", c.Verify, VerifyTail, VerifyFull))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem of c, one per line.
+func (c *Add) Validate() error {
+	return errors.Join(c.Database.Validate(), c.Log.Validate())
+}
+
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("invalid listen address %q: %v; want host:port such as 127.0.0.1:8080 or :8080", addr, err)
+	}
+	// net.Listen would also look up service names such as "http"; a number
+	// is clearer in a configuration.
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("invalid listen address %q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return nil
+}
+
+// CheckName reports whether name can name a checksum database. The rules are
+// the go command's ("https://"+name must parse as a URL with only a host and
+// a path, cmd/go/internal/modfetch/sumdb.go) plus those of signed notes, whose
+// signer names cannot hold "+" or spaces (golang.org/x/mod/sumdb/note).
+func CheckName(name string) error {
+	if reason := nameProblem(name); reason != "" {
+		return fmt.Errorf("invalid name %q: %s; want host[/path] as in GOSUMDB, e.g. sum.example.com", name, reason)
+	}
+	return nil
+}
+
+func nameProblem(name string) string {
+	switch {
+	case name == "":
+		return "it is empty"
+	case strings.Contains(name, "://"):
+		return "it must not start with a scheme such as https://"
+	case strings.ContainsFunc(name, func(r rune) bool { return r == '+' || unicode.IsSpace(r) }):
+		return "it must not contain + or spaces"
+	case strings.HasSuffix(name, "/"):
+		return "it must not end in /"
+	}
+	u, err := url.Parse("https://" + name)
+	switch {
+	case err != nil:
+		return "it is not a valid URL host and path"
+	case u.User != nil:
+		return "it must not contain user information (user@)"
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(name, "?#"):
+		return "it must not contain ? or #"
+	case u.Host == "":
+		return "it has no host"
+	case u.RawPath != "" || *u != (url.URL{Scheme: "https", Host: u.Host, Path: u.Path}):
+		return "it must be a plain host and path, without escapes"
+	}
+	return ""
+}
+
+func parseLevel(s string) (slog.Level, bool) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn":
+		return slog.LevelWarn, true
+	case "error":
+		return slog.LevelError, true
+	}
+	return slog.LevelInfo, false
+}
+
+// NewLogger returns a logger writing to w as l says. l should have passed
+// Validate; an unknown level means info and an unknown format text.
+func NewLogger(l Log, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(l.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(l.Format, "json") {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,145 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCheckName(t *testing.T) {
+	valid := []string{
+		"sum.example.com",
+		"127.0.0.1:18081",
+		"corp.example/sumdb",
+		"sumd.local",
+		"sum.example.com:443/a/b",
+	}
+	for _, name := range valid {
+		if err := CheckName(name); err != nil {
+			t.Errorf("CheckName(%q) = %v, want nil", name, err)
+		}
+	}
+	invalid := []struct{ name, want string }{
+		{"", "empty"},
+		{"https://sum.example.com", "scheme"},
+		{"sum.example.com/", "must not end in /"},
+		{"user@sum.example.com", "user information"},
+		{"user:pw@sum.example.com", "user information"},
+		{"sum.example.com?x=1", "? or #"},
+		{"sum.example.com?", "? or #"},
+		{"sum.example.com#frag", "? or #"},
+		{"/sumdb", "no host"},
+		{"sum.example.com/a%2Fb", "without escapes"},
+		{"sum example.com", "+ or spaces"},
+		{"sum+example.com", "+ or spaces"},
+		{"sum.example.com:port", "not a valid URL"},
+	}
+	for _, tt := range invalid {
+		err := CheckName(tt.name)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "host[/path]") {
+			t.Errorf("CheckName(%q) = %v, want error containing %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestServeValidate(t *testing.T) {
+	valid := defaultServe()
+	valid.Database.resolve()
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	tests := []struct {
+		edit func(*Serve)
+		want string
+	}{
+		{func(c *Serve) { c.DB = "" }, "db is empty: set -db or SUMD_DB"},
+		{func(c *Serve) { c.Key = "" }, "key is empty: set -key or SUMD_KEY"},
+		{func(c *Serve) { c.Name = "https://x" }, `invalid name "https://x": it must not start with a scheme`},
+		{func(c *Serve) { c.Listen = "8080" }, `invalid listen address "8080": address 8080: missing port in address; want host:port`},
+		{func(c *Serve) { c.Listen = "localhost:http" }, `invalid listen address "localhost:http": port "http" is not a number from 0 to 65535`},
+		{func(c *Serve) { c.Listen = ":70000" }, `port "70000" is not a number`},
+		{func(c *Serve) { c.Level = "verbose" }, `invalid log-level "verbose": want debug, info, warn or error`},
+		{func(c *Serve) { c.Format = "xml" }, `invalid log-format "xml": want text or json`},
+		{func(c *Serve) { c.ShutdownTimeout = 0 }, "invalid shutdown-timeout 0s: want a positive duration"},
+		{func(c *Serve) { c.ShutdownTimeout = -time.Second }, "invalid shutdown-timeout -1s"},
+		{func(c *Serve) { c.MaxBatch = 0 }, "invalid max-batch 0: want a positive number"},
+		{func(c *Serve) { c.Verify = "quick" }, `invalid verify mode "quick": want tail or full`},
+	}
+	for _, tt := range tests {
+		c := valid
+		tt.edit(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Validate() = %v, want error containing %q", err, tt.want)
+		}
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil for an empty database config")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "db is empty") || !strings.HasPrefix(lines[1], "key is empty") {
+		t.Errorf("Validate() = %q, want two problems: db and key", err)
+	}
+	c.Database = Database{DB: "x.db", Key: "x.key", Name: "bad/"}
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), `invalid name "bad/"`) {
+		t.Errorf("Validate() = %v, want the name problem", err)
+	}
+}
+
+func TestAddValidate(t *testing.T) {
+	c := defaultAdd()
+	c.Database.resolve()
+	if c.Name != DefaultName || c.Key != DefaultKeyFile(DefaultName) {
+		t.Errorf("resolve() without key: name %q, key %q; want the defaults", c.Name, c.Key)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+	c = defaultAdd()
+	c.Key = "keys/corp.key"
+	c.Database.resolve()
+	if c.Name != "" {
+		t.Errorf("resolve() with a key set the name to %q; want it left to the key", c.Name)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+}
+
+func TestDefaultKeyFile(t *testing.T) {
+	for name, want := range map[string]string{
+		"sumd.local":         "keys/sumd.local.key",
+		"corp.example/sumdb": "keys/corp.example_sumdb.key",
+		"127.0.0.1:18081":    "keys/127.0.0.1:18081.key",
+	} {
+		if got := DefaultKeyFile(name); got != want {
+			t.Errorf("DefaultKeyFile(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	var buf bytes.Buffer
+	log := NewLogger(Log{Level: "warn", Format: "json"}, &buf)
+	log.Info("dropped")
+	log.Warn("kept", "n", 1)
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("want one JSON line, got %q: %v", buf.String(), err)
+	}
+	if rec["msg"] != "kept" || rec["level"] != "WARN" || rec["n"] != 1.0 {
+		t.Errorf("logged %v", rec)
+	}
+
+	buf.Reset()
+	NewLogger(Log{Level: "debug", Format: "text"}, &buf).Debug("hello", "k", "v")
+	if got := buf.String(); !strings.Contains(got, "level=DEBUG msg=hello k=v") {
+		t.Errorf("text logger wrote %q", got)
+	}
+}

@@ -1,0 +1,297 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+// A command describes a subcommand for its usage text.
+type command struct {
+	name    string
+	summary string
+	example string
+}
+
+var (
+	serveCommand = command{
+		name:    "serve",
+		summary: "Serve the checksum database over HTTP, as GOSUMDB for the go command.",
+		example: "sumd serve -db /var/lib/sumd/sumd.db -key keys/sum.example.com.key",
+	}
+	addCommand = command{
+		name:    "add",
+		summary: "Record a module version hashed from a directory or zip, or the module versions\nof a go.sum file. Works on the database file: stop the server first.\n\nUsage: sumd add [flags] MODULE@VERSION DIR|ZIP\n       sumd add [flags] -gosum FILE",
+		example: "sumd add -db data/sumd.db example.com/m@v1.2.3 ./m",
+	}
+)
+
+// LoadServe configures `sumd serve` from args (without the subcommand name),
+// env (as from os.Environ) and the YAML file they may name, and validates the
+// result. It returns the arguments left after the flags. On -h or -help it
+// prints the usage text to w and returns flag.ErrHelp; other errors are
+// returned, not printed.
+func LoadServe(args, env []string, w io.Writer) (*Serve, []string, error) {
+	c := defaultServe()
+	rest, err := load(serveCommand, &c, args, env, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.Database.resolve()
+	if err := c.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return &c, rest, nil
+}
+
+// LoadAdd is LoadServe for `sumd add`.
+func LoadAdd(args, env []string, w io.Writer) (*Add, []string, error) {
+	c := defaultAdd()
+	rest, err := load(addCommand, &c, args, env, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.Database.resolve()
+	if err := c.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return &c, rest, nil
+}
+
+// resolve fills in the defaults that depend on other options. Without a
+// key file the name picks it (DefaultName if unset); with one, an unset name
+// is left for the key to supply.
+func (d *Database) resolve() {
+	if d.Key == "" {
+		d.Name = cmp.Or(d.Name, DefaultName)
+		d.Key = DefaultKeyFile(d.Name)
+	}
+}
+
+// load sets the options of cfg, a pointer to a struct holding the defaults,
+// from the layers in order and returns the arguments left after the flags.
+func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, error) {
+	fs := flag.NewFlagSet("sumd "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned; usage is printed only for -h
+	fs.Usage = func() {}
+	configFile := fs.String("config", "", "")
+	opts := bind(fs, cfg)
+
+	// Parse once to find -config and to fail early on bad flags, and again
+	// at the end so that flags win over the file and the environment.
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(w, cmd, opts)
+		}
+		return nil, err
+	}
+	vars := environ(env)
+	path := *configFile
+	if path == "" {
+		path = vars["SUMD_CONFIG"]
+	}
+	if path != "" {
+		if err := loadFile(path, fs); err != nil {
+			return nil, err
+		}
+	}
+	if err := loadEnv(vars, opts); err != nil {
+		return nil, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return fs.Args(), nil
+}
+
+// An option is a field of a configuration struct, bound to a flag.
+type option struct {
+	*flag.Flag
+	arg string // placeholder for the value in the usage text
+}
+
+// bind defines a flag for each field of *cfg, in field order, recursing into
+// embedded structs. The flags write to the fields, whose current values are
+// the defaults.
+func bind(fs *flag.FlagSet, cfg any) []option {
+	var opts []option
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		for i := range v.NumField() {
+			field, fv := v.Type().Field(i), v.Field(i)
+			name, help, arg := field.Tag.Get("flag"), field.Tag.Get("help"), field.Tag.Get("arg")
+			if !field.Anonymous && (name == "" || help == "") {
+				panic(fmt.Sprintf("config: field %s needs flag and help tags", field.Name))
+			}
+			switch p := fv.Addr().Interface().(type) {
+			case *string:
+				fs.StringVar(p, name, *p, help)
+			case *bool:
+				fs.BoolVar(p, name, *p, help)
+			case *int:
+				fs.IntVar(p, name, *p, help)
+				arg = cmp.Or(arg, "N")
+			case *time.Duration:
+				fs.DurationVar(p, name, *p, help)
+				arg = cmp.Or(arg, "DURATION")
+			default:
+				if !field.Anonymous || field.Type.Kind() != reflect.Struct {
+					panic(fmt.Sprintf("config: field %s has unsupported type %s", field.Name, field.Type))
+				}
+				walk(fv)
+				continue
+			}
+			opts = append(opts, option{fs.Lookup(name), arg})
+		}
+	}
+	walk(reflect.ValueOf(cfg).Elem())
+	return opts
+}
+
+// fileKeys lists the keys a YAML file may hold: the options of every
+// subcommand, so that one file can configure them all.
+func fileKeys() []string {
+	var keys []string
+	for _, cfg := range []any{&Serve{}, &Add{}} {
+		for _, o := range bind(flag.NewFlagSet("", flag.ContinueOnError), cfg) {
+			if !slices.Contains(keys, o.Name) {
+				keys = append(keys, o.Name)
+			}
+		}
+	}
+	return keys
+}
+
+func loadFile(path string, fs *flag.FlagSet) error {
+	k := koanf.New(".")
+	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+		return fmt.Errorf("failed to load config file %s: %w", path, err)
+	}
+	known := fileKeys()
+	for _, key := range k.Keys() {
+		if !slices.Contains(known, key) {
+			hint := ""
+			if alt := strings.ReplaceAll(key, "_", "-"); slices.Contains(known, alt) {
+				hint = fmt.Sprintf(" (did you mean %q?)", alt)
+			}
+			return fmt.Errorf("config file %s: unknown key %q%s; known keys: %s", path, key, hint, strings.Join(known, ", "))
+		}
+		f := fs.Lookup(key)
+		if f == nil {
+			continue // another subcommand's option
+		}
+		v := k.Get(key)
+		if kind := reflect.ValueOf(v).Kind(); kind == reflect.Slice || kind == reflect.Map {
+			return fmt.Errorf("config file %s: %s: want a single value, not a list or map", path, key)
+		}
+		s := ""
+		if v != nil {
+			s = fmt.Sprint(v)
+		}
+		if err := set(f, s); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, key, err)
+		}
+	}
+	return nil
+}
+
+func loadEnv(vars map[string]string, opts []option) error {
+	for _, o := range opts {
+		name := envName(o.Name)
+		if v := vars[name]; v != "" {
+			if err := set(o.Flag, v); err != nil {
+				return fmt.Errorf("environment variable %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// set sets f from a file or the environment, explaining a bad value.
+func set(f *flag.Flag, s string) error {
+	if err := f.Value.Set(s); err != nil {
+		want := "another value"
+		switch f.Value.(flag.Getter).Get().(type) {
+		case bool:
+			want = "true or false"
+		case int:
+			want = "an integer"
+		case time.Duration:
+			want = `a duration such as "10s" or "1m30s"`
+		}
+		return fmt.Errorf("invalid value %q: want %s", s, want)
+	}
+	return nil
+}
+
+// environ returns the SUMD_* variables of env. Like os.Getenv, it takes the
+// first of repeated variables.
+func environ(env []string) map[string]string {
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if _, seen := vars[k]; ok && !seen && strings.HasPrefix(k, "SUMD_") {
+			vars[k] = v
+		}
+	}
+	return vars
+}
+
+// envName is the environment variable of the option called name.
+func envName(name string) string {
+	return "SUMD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+func printUsage(w io.Writer, cmd command, opts []option) {
+	fmt.Fprintf(w, "Usage: sumd %s [flags]\n\n%s\n\n", cmd.name, cmd.summary)
+	fmt.Fprint(w, wrap(`Every flag is also an environment variable and a key of the YAML file named by -config: -max-batch 512, SUMD_MAX_BATCH=512 and "max-batch: 512" mean the same. Flags win over the environment, which wins over the file.`, ""))
+	fmt.Fprint(w, "\nFlags:\n")
+	printFlag(w, "config", "FILE", "YAML file of options, one key per flag below", "", "SUMD_CONFIG")
+	for _, o := range opts {
+		def := o.DefValue
+		if _, ok := o.Value.(flag.Getter).Get().(string); ok && def != "" {
+			def = strconv.Quote(def)
+		}
+		printFlag(w, o.Name, o.arg, o.Usage, def, envName(o.Name))
+	}
+	fmt.Fprintf(w, "\nExample:\n  %s\n", cmd.example)
+}
+
+// printFlag prints one flag much as the flag package does, adding its
+// environment variable.
+func printFlag(w io.Writer, name, arg, help, def, env string) {
+	if def != "" {
+		env += "; default " + def
+	}
+	fmt.Fprintf(w, "  -%s %s (env %s)\n%s", name, arg, env, wrap(help, "        "))
+}
+
+// wrap breaks s into lines of at most about 80 columns, each starting with
+// indent.
+func wrap(s, indent string) string {
+	var b strings.Builder
+	line := indent
+	for _, word := range strings.Fields(s) {
+		if len(line) > len(indent) && len(line)+1+len(word) > 80 {
+			b.WriteString(line + "\n")
+			line = indent
+		}
+		if len(line) > len(indent) {
+			line += " "
+		}
+		line += word
+	}
+	b.WriteString(line + "\n")
+	return b.String()
+}

@@ -1,0 +1,204 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeFile writes a YAML file into a temporary directory and returns its path.
+func writeFile(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sumd.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "listen: 127.0.0.1:1001\nshutdown-timeout: 1s\n")
+	cfg := "SUMD_CONFIG=" + file
+	tests := []struct {
+		name    string
+		args    []string
+		env     []string
+		listen  string
+		timeout time.Duration
+	}{
+		{"default", nil, nil, "127.0.0.1:8080", 10 * time.Second},
+		{"file", nil, []string{cfg}, "127.0.0.1:1001", time.Second},
+		{"env over file", nil, []string{cfg, "SUMD_LISTEN=127.0.0.1:1002", "SUMD_SHUTDOWN_TIMEOUT=2s"}, "127.0.0.1:1002", 2 * time.Second},
+		{"flag over env", []string{"-listen", "127.0.0.1:1003", "-shutdown-timeout=3s"}, []string{cfg, "SUMD_LISTEN=127.0.0.1:1002", "SUMD_SHUTDOWN_TIMEOUT=2s"}, "127.0.0.1:1003", 3 * time.Second},
+		{"flag over file", []string{"-config", file, "-listen", "127.0.0.1:1003"}, nil, "127.0.0.1:1003", time.Second},
+		{"flag over default", []string{"-listen", "127.0.0.1:1003"}, nil, "127.0.0.1:1003", 10 * time.Second},
+		{"empty env is unset", nil, []string{cfg, "SUMD_LISTEN="}, "127.0.0.1:1001", time.Second},
+		{"first of repeated env", nil, []string{"SUMD_LISTEN=127.0.0.1:1002", "SUMD_LISTEN=127.0.0.1:1009"}, "127.0.0.1:1002", 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, err := LoadServe(tt.args, tt.env, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Listen != tt.listen || c.ShutdownTimeout != tt.timeout {
+				t.Errorf("listen %q, shutdown-timeout %v; want %q, %v", c.Listen, c.ShutdownTimeout, tt.listen, tt.timeout)
+			}
+		})
+	}
+}
+
+func TestConfigFlagOverEnv(t *testing.T) {
+	env := []string{"SUMD_CONFIG=" + writeFile(t, "max-batch: 1\n")}
+	c, _, err := LoadServe([]string{"-config", writeFile(t, "max-batch: 2\n")}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxBatch != 2 {
+		t.Errorf("max-batch %d, want 2 from the file named by -config", c.MaxBatch)
+	}
+}
+
+func TestExampleFile(t *testing.T) {
+	c, rest, err := LoadServe([]string{"-config", "testdata/sumd.yaml", "extra"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Serve{
+		Database:        Database{DB: "/var/lib/sumd/sumd.db", Key: "/etc/sumd/sum.example.com.key", Name: "sum.example.com"},
+		Log:             Log{Level: "info", Format: "json"},
+		Listen:          ":8080",
+		ShutdownTimeout: 30 * time.Second,
+		MaxBatch:        512,
+		Verify:          VerifyFull,
+	}
+	if *c != want {
+		t.Errorf("got  %+v\nwant %+v", *c, want)
+	}
+	if !reflect.DeepEqual(rest, []string{"extra"}) {
+		t.Errorf("remaining args %q, want [extra]", rest)
+	}
+
+	// sumd add reads the same file, ignoring what only serve uses.
+	a, _, err := LoadAdd([]string{"-gosum", "go.sum"}, []string{"SUMD_CONFIG=testdata/sumd.yaml"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Database != want.Database || a.Log != want.Log || a.Gosum != "go.sum" {
+		t.Errorf("add: got %+v", *a)
+	}
+}
+
+func TestDerivedKey(t *testing.T) {
+	c, _, err := LoadServe([]string{"-name", "corp.example/sumdb"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Key != filepath.Join("keys", "corp.example_sumdb.key") {
+		t.Errorf("key %q, want keys/corp.example_sumdb.key", c.Key)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"unknown key", []string{"-config", writeFile(t, "db: x.db\nlistn: :80\n")}, nil, `unknown key "listn"; known keys: db, key, name,`},
+		{"snake case key", []string{"-config", writeFile(t, "max_batch: 5\n")}, nil, `unknown key "max_batch" (did you mean "max-batch"?)`},
+		{"nested key", []string{"-config", writeFile(t, "log:\n  level: info\n")}, nil, `unknown key "log.level"`},
+		{"config key in file", []string{"-config", writeFile(t, "config: other.yaml\n")}, nil, `unknown key "config"`},
+		{"list value", []string{"-config", writeFile(t, "db: [a, b]\n")}, nil, "db: want a single value, not a list or map"},
+		{"bare number duration", []string{"-config", writeFile(t, "shutdown-timeout: 10\n")}, nil, `shutdown-timeout: invalid value "10": want a duration such as "10s"`},
+		{"bad yaml", []string{"-config", writeFile(t, "db: [\n")}, nil, "failed to load config file"},
+		{"missing -config file", []string{"-config", "nope.yaml"}, nil, "failed to load config file nope.yaml: open nope.yaml"},
+		{"missing SUMD_CONFIG file", nil, []string{"SUMD_CONFIG=nope.yaml"}, "failed to load config file nope.yaml"},
+		{"bad env int", nil, []string{"SUMD_MAX_BATCH=lots"}, `environment variable SUMD_MAX_BATCH: invalid value "lots": want an integer`},
+		{"bad env duration", nil, []string{"SUMD_SHUTDOWN_TIMEOUT=10"}, "environment variable SUMD_SHUTDOWN_TIMEOUT"},
+		{"unknown flag", []string{"-bogus"}, nil, "flag provided but not defined: -bogus"},
+		{"bad flag value", []string{"-max-batch", "x"}, nil, `invalid value "x" for flag -max-batch`},
+		{"validated", nil, []string{"SUMD_VERIFY=quick"}, `invalid verify mode "quick"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			c, _, err := LoadServe(tt.args, tt.env, &out)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("LoadServe() = %+v, %v; want error containing %q", c, err, tt.want)
+			}
+			if out.Len() != 0 {
+				t.Errorf("LoadServe printed %q; errors must be returned, not printed", out.String())
+			}
+		})
+	}
+}
+
+func TestUnknownEnvIgnored(t *testing.T) {
+	if _, _, err := LoadServe(nil, []string{"SUMD_BOGUS=1", "SUMD_GOSUM=x", "PATH=/bin"}, io.Discard); err != nil {
+		t.Errorf("LoadServe() = %v, want unknown SUMD_ variables ignored", err)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"-db", "x", "-h"}} {
+		var out strings.Builder
+		_, _, err := LoadServe(args, nil, &out)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("LoadServe(%q) = %v, want flag.ErrHelp", args, err)
+		}
+		usage := out.String()
+		for _, want := range []string{
+			"Usage: sumd serve [flags]",
+			"-config FILE (env SUMD_CONFIG)",
+			`-db FILE (env SUMD_DB; default "data/sumd.db")`,
+			"-shutdown-timeout DURATION (env SUMD_SHUTDOWN_TIMEOUT; default 10s)",
+			"-max-batch N (env SUMD_MAX_BATCH; default 1024)",
+			"Example:\n  sumd serve ",
+		} {
+			if !strings.Contains(usage, want) {
+				t.Errorf("usage lacks %q:\n%s", want, usage)
+			}
+		}
+	}
+	var out strings.Builder
+	if _, _, err := LoadAdd([]string{"-h"}, nil, &out); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "-gosum FILE (env SUMD_GOSUM)") {
+		t.Errorf("LoadAdd(-h) = %v, usage:\n%s", err, out.String())
+	}
+}
+
+func TestFileKeys(t *testing.T) {
+	want := "db key name create log-level log-format listen shutdown-timeout max-batch verify gosum"
+	if got := strings.Join(fileKeys(), " "); got != want {
+		t.Errorf("fileKeys() = %s\nwant        %s", got, want)
+	}
+}
+
+func TestUsageLinesFit(t *testing.T) {
+	var out strings.Builder
+	LoadServe([]string{"-h"}, nil, &out)
+	for line := range strings.Lines(out.String()) {
+		if len(line) > 81 {
+			t.Errorf("usage line longer than 80 columns: %q", line)
+		}
+	}
+}
+
+func ExampleLoadServe() {
+	env := []string{"SUMD_CONFIG=testdata/sumd.yaml", "SUMD_LOG_LEVEL=debug"}
+	c, _, err := LoadServe([]string{"-listen", "127.0.0.1:9000"}, env, os.Stderr)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(c.Name, c.Listen, c.Level, c.ShutdownTimeout)
+	// Output: sum.example.com 127.0.0.1:9000 debug 30s
+}

@@ -1,0 +1,42 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// FuzzServeHTTP feeds arbitrary paths and methods to the handler: it must
+// never panic, never fail internally with well-behaved ops, and always
+// answer errors as one line of text/plain.
+func FuzzServeHTTP(f *testing.F) {
+	for _, seed := range []string{
+		"/latest", "/lookup/example.com/m10@v1.10.0", "/lookup/example.com/!upper/!case@v1.0.0-!r!c.1",
+		"/lookup/@", "/lookup/example.com/m@latest", "/tile/8/0/000", "/tile/8/0/001.p/44",
+		"/tile/8/1/000.p/1", "/tile/8/data/x001/234.p/5", "/tile/30/29/x999/999", "/tile/8/6/063",
+		prefix + "/supported", "/sumdb/a/b/tile/8/0/000", "/healthz", "/metrics", "/example.com/@v/list",
+	} {
+		f.Add("GET", seed)
+	}
+	f.Add("HEAD", "/latest")
+	f.Add("OPTIONS", "/tile/8/0/000")
+
+	ops, _ := newFakeOps(f, 300)
+	s := New(testName, ops, Options{Logger: quietLogger})
+	f.Fuzz(func(t *testing.T, method, path string) {
+		if method != "HEAD" && method != "OPTIONS" {
+			method = "GET" // arbitrary methods are not valid HTTP tokens
+		}
+		w := get(s, method, path)
+		switch {
+		case w.Code == http.StatusInternalServerError:
+			t.Fatalf("%s %q = 500 %q", method, path, w.Body)
+		case w.Code >= 400:
+			checkError(t, w)
+		case w.Code != 200:
+			t.Fatalf("%s %q = %d, want 200 or an error", method, path, w.Code)
+		case strings.HasPrefix(path, "/tile/") && w.Body.Len()%32 != 0 && !strings.Contains(path, "/data/"):
+			t.Fatalf("%s %q: hash tile of %d bytes", method, path, w.Body.Len())
+		}
+	})
+}

@@ -1,0 +1,131 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the HTTP metrics of a Server. Labels come from fixed sets:
+// route is one of allRoutes and code one of the statuses the handler writes.
+type metrics struct {
+	requests *prometheus.CounterVec   // sumd_http_requests_total{route,code}
+	duration *prometheus.HistogramVec // sumd_http_request_duration_seconds{route}
+	handler  http.Handler             // serves /metrics
+}
+
+// newMetrics registers the HTTP metrics on reg, or returns nil if reg is nil.
+func newMetrics(reg *prometheus.Registry) *metrics {
+	if reg == nil {
+		return nil
+	}
+	m := &metrics{
+		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "http", Name: "requests_total",
+			Help: "HTTP requests served, by route and status code.",
+		}, []string{"route", "code"})),
+		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "sumd", Subsystem: "http", Name: "request_duration_seconds",
+			Help:    "Time to serve HTTP requests, by route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"})),
+		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+	}
+	for _, route := range allRoutes {
+		m.duration.WithLabelValues(route) // export every route from the start
+	}
+	return m
+}
+
+// register registers c on reg, or returns the identical collector already
+// there, so that several Servers can share one registry. Any other failure
+// is a programming error, as with MustRegister.
+func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	panic(fmt.Sprintf("server: failed to register metrics: %v", err))
+}
+
+// A recorder is the ResponseWriter handlers see: it remembers the status,
+// the body size and, for 500s, the internal error to log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	err    error
+}
+
+func (w *recorder) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// observe logs the request and counts it.
+func (s *Server) observe(r *http.Request, w *recorder, route string, d time.Duration) {
+	if w.status == 0 {
+		w.status = http.StatusOK // the handler wrote nothing
+	}
+	if s.metrics != nil {
+		s.metrics.requests.WithLabelValues(route, strconv.Itoa(w.status)).Inc()
+		s.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
+	}
+	level := logLevel(route, w.status)
+	if !s.log.Enabled(r.Context(), level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("path", oneLine(r.URL.Path)),
+		slog.String("route", route),
+		slog.Int("status", w.status),
+		slog.Int64("bytes", w.bytes),
+		slog.Duration("duration", d),
+		slog.String("remote", r.RemoteAddr),
+	}
+	if w.err != nil {
+		attrs = append(attrs, slog.Any("err", w.err))
+	}
+	s.log.LogAttrs(r.Context(), level, "http request", attrs...)
+}
+
+// logLevel keeps the log useful: server errors at Error (but a /healthz 503
+// is the health check doing its job); client errors, lookups and GOPROXY
+// probes at Info; the high-volume successes (tiles,
+// /latest polling, health checks and scrapes) at Debug.
+func logLevel(route string, status int) slog.Level {
+	switch {
+	case status >= 500 && route != routeHealthz:
+		return slog.LevelError
+	case status >= 400, route == routeLookup, route == routeSupported:
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
+}

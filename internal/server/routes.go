@@ -1,0 +1,202 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"strings"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Route labels for metrics and logs: a small fixed set, never raw paths.
+const (
+	routeLatest    = "latest"
+	routeLookup    = "lookup"
+	routeTile      = "tile"
+	routeDataTile  = "data_tile"
+	routeSupported = "supported"
+	routeHealthz   = "healthz"
+	routeMetrics   = "metrics"
+	routeOther     = "other"
+)
+
+var allRoutes = []string{
+	routeLatest, routeLookup, routeTile, routeDataTile,
+	routeSupported, routeHealthz, routeMetrics, routeOther,
+}
+
+var errNotProxy = &httpError{http.StatusNotFound,
+	"not found: this is a checksum database (GOSUMDB), not a module proxy"}
+
+// latest serves the signed tree head.
+func (s *Server) latest(ctx context.Context, _ string) (*reply, error) {
+	signed, err := s.ops.Signed(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read signed tree head: %w", err)
+	}
+	return &reply{textPlain, cacheShort, signed}, nil
+}
+
+// lookup serves /lookup/<escaped path>@<escaped version>: the record's id and
+// text, then a signed tree head covering it, byte for byte as x/mod does.
+func (s *Server) lookup(ctx context.Context, arg string) (*reply, error) {
+	m, err := parseLookup(arg)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.ops.Lookup(ctx, m)
+	if err != nil {
+		return nil, notFound(fmt.Errorf("failed to look up %s@%s: %w", m.Path, m.Version, err),
+			fmt.Sprintf("not found: %s@%s: no record in checksum database %s", m.Path, m.Version, s.name))
+	}
+	msg, err := s.record(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	signed, err := s.ops.Signed(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read signed tree head: %w", err)
+	}
+	if err := checkCovers(signed, id); err != nil {
+		return nil, err
+	}
+	return &reply{textPlain, cacheShort, append(msg, signed...)}, nil
+}
+
+// record reads and formats record id, which Lookup just said exists, so even
+// fs.ErrNotExist is an internal error here.
+func (s *Server) record(ctx context.Context, id int64) ([]byte, error) {
+	records, err := s.ops.ReadRecords(ctx, id, 1)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read record %d: %w", id, err)
+	}
+	if len(records) != 1 {
+		return nil, fmt.Errorf("ReadRecords(%d, 1) returned %d records", id, len(records))
+	}
+	msg, err := tlog.FormatRecord(id, records[0])
+	if err != nil {
+		return nil, fmt.Errorf("failed to format record %d: %w", id, err)
+	}
+	return msg, nil
+}
+
+// parseLookup parses "<escaped path>@<escaped version>". Like x/mod's server
+// it accepts only exact versions, so a query such as @latest is a 400.
+func parseLookup(arg string) (module.Version, error) {
+	escPath, escVers, ok := strings.Cut(arg, "@")
+	if !ok {
+		return module.Version{}, badRequest("invalid lookup %q: want /lookup/<module path>@<version>", arg)
+	}
+	path, err := module.UnescapePath(escPath)
+	if err != nil {
+		return module.Version{}, badRequest("invalid lookup: %v", err)
+	}
+	vers, err := module.UnescapeVersion(escVers)
+	if err != nil {
+		return module.Version{}, badRequest("invalid lookup: %v", err)
+	}
+	if err := checkVersion(vers); err != nil {
+		return module.Version{}, badRequest("invalid lookup %s@%q: %v", path, vers, err)
+	}
+	if err := module.Check(path, vers); err != nil {
+		return module.Version{}, badRequest("invalid lookup: %v", err)
+	}
+	return module.Version{Path: path, Version: vers}, nil
+}
+
+// checkVersion accepts exactly what the go command looks up: a canonical
+// semantic version, prerelease or pseudo-version, optionally +incompatible.
+func checkVersion(v string) error {
+	if !semver.IsValid(v) {
+		return errors.New("not a semantic version; lookups need an exact version such as v1.2.3, not a query")
+	}
+	build := semver.Build(v)
+	if build != "" && build != "+incompatible" || semver.Canonical(v)+build != v {
+		return errors.New("not a canonical version: want vMAJOR.MINOR.PATCH[-PRERELEASE][+incompatible]")
+	}
+	return nil
+}
+
+// checkCovers checks that the signed tree head covers record id. The ops
+// contract promises it; checking is cheap and turns a broken promise into a
+// logged 500 rather than a puzzling verification failure in every client.
+func checkCovers(signed []byte, id int64) error {
+	text, _, ok := bytes.Cut(signed, []byte("\n\n"))
+	if !ok {
+		return errors.New("signed tree head has no signature block")
+	}
+	tree, err := tlog.ParseTree(append(text[:len(text):len(text)], '\n'))
+	if err != nil {
+		return fmt.Errorf("failed to parse signed tree head: %w", err)
+	}
+	if id < 0 || id >= tree.N {
+		return fmt.Errorf("record %d is not covered by the signed tree of size %d", id, tree.N)
+	}
+	return nil
+}
+
+// supported answers the go command's GOPROXY probe for this database.
+func (s *Server) supported(context.Context, string) (*reply, error) {
+	return &reply{textPlain, cacheShort, nil}, nil
+}
+
+// healthz reports whether the database can serve.
+func (s *Server) healthz(ctx context.Context, _ string) (*reply, error) {
+	if s.ready != nil {
+		if err := s.ready(ctx); err != nil {
+			return nil, &httpError{http.StatusServiceUnavailable, "not ready: " + err.Error()}
+		}
+	}
+	return &reply{textPlain, cacheNone, []byte("ok\n")}, nil
+}
+
+// notProxy answers every unknown path, module-proxy paths included: the 404
+// lets a go command with sumd first in GOPROXY fall through to the next proxy.
+func (s *Server) notProxy(w *recorder, _ *http.Request) {
+	s.fail(w, errNotProxy)
+}
+
+// wrongDatabase answers /sumdb/<other>/…: a 404, so that a go command looking
+// for another database through GOPROXY moves on to the next proxy.
+func (s *Server) wrongDatabase(w *recorder, r *http.Request) {
+	other := foreignName(r.URL.Path)
+	if other == s.name { // "/sumdb/<name>" with no route after it
+		s.fail(w, errNotProxy)
+		return
+	}
+	s.fail(w, &httpError{http.StatusNotFound,
+		fmt.Sprintf("not found: this checksum database is %s, not %q", s.name, other)})
+}
+
+// foreignName extracts <name> from /sumdb/<name>/<route>. Names may contain
+// slashes, so it cuts before the first known route.
+func foreignName(path string) string {
+	rest := strings.TrimPrefix(path, "/sumdb/")
+	end := len(rest)
+	for _, route := range []string{"/supported", "/latest", "/lookup/", "/tile/"} {
+		if i := strings.Index(rest, route); i >= 0 && i < end {
+			end = i
+		}
+	}
+	return strings.TrimSuffix(rest[:end], "/")
+}
+
+// notFound turns an ops error wrapping fs.ErrNotExist into a 404 with msg,
+// unless the error names its own status.
+func notFound(err error, msg string) error {
+	var hs interface{ HTTPStatus() int }
+	if errors.Is(err, fs.ErrNotExist) && !errors.As(err, &hs) {
+		return &httpError{http.StatusNotFound, msg}
+	}
+	return err
+}
+
+func badRequest(format string, args ...any) error {
+	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+}

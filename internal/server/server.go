@@ -1,0 +1,286 @@
+// Package server is the HTTP face of a sumd checksum database: it speaks the
+// GOSUMDB protocol of golang.org/x/mod/sumdb (/latest, /lookup/…, /tile/…) in
+// front of a [sumdb.ServerOps], the same small interface x/mod's own server
+// uses, but with errors a user can act on, caching headers, request logs and
+// metrics.
+//
+// # Two roots
+//
+// Every protocol route is served at the root (for GOSUMDB="<name>+<key> <URL>")
+// and again under /sumdb/<name>/. The second root lets sumd be listed in
+// GOPROXY: without an explicit URL the go command probes each proxy for
+// <proxy>/sumdb/<name>/supported and, on a 200, sends all checksum traffic to
+// <proxy>/sumdb/<name>/…. For the same reason every path this server does not
+// know, module-proxy paths such as /example.com/m/@v/list included, gets a 404:
+// when sumd comes first in GOPROXY, that 404 makes the go command fall through
+// to the next proxy. A /sumdb/<other>/ prefix gets a 404 too, so that a go
+// command configured for another database skips sumd.
+//
+// # The ops contract
+//
+// The handler validates every request before it reaches the ops; in particular
+// ops only ever see tiles of height 8 whose records all have indexes below 2⁶²,
+// and module versions that pass [module.Check] and are canonical. The ops must:
+//
+//   - Signed: return the latest signed tree head note. Every record Lookup can
+//     return must already be covered by a tree head Signed returns, because a
+//     lookup answer pairs the record with the note read after it; the handler
+//     answers 500 rather than serve a note that does not cover the record.
+//   - Lookup: return the record id of module@version, or an error wrapping
+//     [fs.ErrNotExist] (tested with errors.Is, so wrapping is fine) when the
+//     database has no record for it.
+//   - ReadRecords: return the records id … id+n-1 exactly as stored (two go.sum
+//     lines each), or an error wrapping fs.ErrNotExist when any id lies beyond
+//     the tree.
+//   - ReadTileData: return the bytes of hash tile t (exactly t.W×32 bytes), or an
+//     error wrapping fs.ErrNotExist when the tile does not exist, e.g. a partial
+//     tile wider than the current tree. Every width that ever existed must stay
+//     servable: clients ask again for partial tiles of old tree sizes.
+//
+// Any op error that implements interface{ HTTPStatus() int } with a 4xx or 5xx
+// status is answered with that status and the error text as the body; producers
+// use [StatusError] for that (an upstream proxy reports 410, 502 or 504 this
+// way). Other errors are 500 "internal error", with the detail logged only.
+//
+// # Caching
+//
+// Full tiles never change, so they are cacheable for a year and marked
+// immutable. /latest, lookups, partial tiles and /supported are "public,
+// max-age=5": a lookup embeds the current tree head, and a CDN or caching proxy
+// in front must not hold a stale head for long (users notice minutes-old heads).
+// The bytes of a partial tile are final too, but a client only needs one while
+// the tile is at the edge of the tree, so there is nothing to gain from pinning
+// it. Errors and /healthz are "no-store", so a 404 for a record or tile that
+// appears a second later is never cached.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/sumdb"
+)
+
+const (
+	// maxPathLen caps the URL path; real lookups and tiles are far shorter.
+	maxPathLen = 1024
+	// maxBodyBytes caps request bodies; no route takes one.
+	maxBodyBytes = 1 << 10
+)
+
+// Cache-Control values; see the package doc for why.
+const (
+	cacheImmutable = "public, max-age=31536000, immutable"
+	cacheShort     = "public, max-age=5"
+	cacheNone      = "no-store"
+)
+
+const (
+	textPlain   = "text/plain; charset=utf-8"
+	octetStream = "application/octet-stream"
+)
+
+// Options configures a Server. The zero value is usable.
+type Options struct {
+	// Logger receives one record per request; nil means slog.Default().
+	Logger *slog.Logger
+	// Registry receives the HTTP metrics and is served at /metrics;
+	// nil means no metrics and no /metrics route.
+	Registry *prometheus.Registry
+	// Ready reports whether the database can serve; /healthz answers 503
+	// with the error text while it returns an error. nil means always ready.
+	Ready func(ctx context.Context) error
+}
+
+// A Server serves checksum database name over HTTP. It is safe for
+// concurrent use.
+type Server struct {
+	name    string
+	prefix  string // "/sumdb/<name>/": the GOPROXY root
+	ops     sumdb.ServerOps
+	log     *slog.Logger
+	ready   func(context.Context) error
+	metrics *metrics // nil without Options.Registry
+	handler http.Handler
+}
+
+// New returns the handler for checksum database name (the name in GOSUMDB,
+// such as sum.example.com), serving ops. It registers its metrics on
+// opts.Registry; a second Server on the same registry shares them.
+func New(name string, ops sumdb.ServerOps, opts Options) *Server {
+	s := &Server{
+		name:    name,
+		prefix:  "/sumdb/" + name + "/",
+		ops:     ops,
+		log:     opts.Logger,
+		ready:   opts.Ready,
+		metrics: newMetrics(opts.Registry),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.handler = http.MaxBytesHandler(http.HandlerFunc(s.serve), maxBodyBytes)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}
+
+// serve runs one request and records it in the log and the metrics.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	route := s.dispatch(rec, r)
+	s.observe(r, rec, route, time.Since(start))
+}
+
+// dispatch checks the request's size and method, then runs its route and
+// returns the route's metric label.
+func (s *Server) dispatch(w *recorder, r *http.Request) string {
+	if len(r.URL.Path) > maxPathLen || len(r.URL.RawPath) > maxPathLen {
+		s.fail(w, &httpError{http.StatusRequestURITooLong, "request path longer than 1024 bytes"})
+		return routeOther
+	}
+	route, h := s.resolve(r.URL.Path)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.fail(w, &httpError{http.StatusMethodNotAllowed, "method " + oneLine(r.Method) + " not allowed: use GET or HEAD"})
+		return route
+	}
+	h(w, r)
+	return route
+}
+
+// resolve maps a URL path to its route label and handler. The protocol routes
+// exist at both roots; /supported only under /sumdb/<name>/, and the
+// operator routes /healthz and /metrics only at the root.
+func (s *Server) resolve(path string) (string, func(*recorder, *http.Request)) {
+	rest, under := strings.CutPrefix(path, s.prefix)
+	if under {
+		rest = "/" + rest
+	} else if strings.HasPrefix(path, "/sumdb/") {
+		return routeOther, s.wrongDatabase
+	}
+	switch {
+	case rest == "/latest":
+		return routeLatest, s.handle(s.latest, "")
+	case strings.HasPrefix(rest, "/lookup/"):
+		return routeLookup, s.handle(s.lookup, rest[len("/lookup/"):])
+	case strings.HasPrefix(rest, "/tile/"):
+		return tileRoute(rest), s.handle(s.tile, rest[1:])
+	case under && rest == "/supported":
+		return routeSupported, s.handle(s.supported, "")
+	case !under && rest == "/healthz":
+		return routeHealthz, s.handle(s.healthz, "")
+	case !under && rest == "/metrics" && s.metrics != nil:
+		return routeMetrics, func(w *recorder, r *http.Request) { s.metrics.handler.ServeHTTP(w, r) }
+	}
+	return routeOther, s.notProxy
+}
+
+// A reply is a successful response.
+type reply struct {
+	ctype string
+	cache string
+	body  []byte
+}
+
+// A handlerFunc serves one route; arg is the rest of the path after the
+// route's prefix. Errors are turned into responses by [Server.fail].
+type handlerFunc func(ctx context.Context, arg string) (*reply, error)
+
+// handle adapts a handlerFunc to the recorder.
+func (s *Server) handle(fn handlerFunc, arg string) func(*recorder, *http.Request) {
+	return func(w *recorder, r *http.Request) {
+		rp, err := fn(r.Context(), arg)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		write(w, http.StatusOK, rp.ctype, rp.cache, rp.body)
+	}
+}
+
+// write sends a complete response. The explicit Content-Length makes HEAD
+// answers match GET ones.
+func write(w http.ResponseWriter, status int, ctype, cache string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("Cache-Control", cache)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// fail sends err as a one-line text/plain error and keeps err for the request
+// log. Errors that are neither an httpError nor carry an HTTP status are
+// internal: the client sees only "internal error", the log sees the detail.
+func (s *Server) fail(w *recorder, err error) {
+	status, msg := classify(err)
+	w.err = err
+	write(w, status, textPlain, cacheNone, []byte(msg+"\n"))
+}
+
+// classify returns the status and client-safe message for err.
+func classify(err error) (int, string) {
+	var he *httpError
+	if errors.As(err, &he) {
+		return he.status, oneLine(he.msg)
+	}
+	var hs interface {
+		error
+		HTTPStatus() int
+	}
+	if errors.As(err, &hs) {
+		if st := hs.HTTPStatus(); st >= 400 && st <= 599 {
+			return st, oneLine(hs.Error())
+		}
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+// httpError is an error response whose message is safe to show to clients.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+// StatusError is an error that tells the Server which HTTP status to answer
+// with. Producers of [sumdb.ServerOps] errors use it for failures that are
+// not "not found", such as an upstream proxy's 410, 502 or 504. Its Error
+// text is shown to the go command's user as is, so make it one useful line.
+type StatusError struct {
+	Status int   // an HTTP status, 400–599
+	Err    error // the reason, shown to the client
+}
+
+func (e *StatusError) Error() string   { return e.Err.Error() }
+func (e *StatusError) Unwrap() error   { return e.Err }
+func (e *StatusError) HTTPStatus() int { return e.Status }
+
+// oneLine makes s safe for a one-line text/plain error body: control
+// characters become spaces, and long messages are cut well inside the ~650
+// bytes the go command shows.
+func oneLine(s string) string {
+	const max = 500
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}

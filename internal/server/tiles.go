@@ -1,0 +1,111 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// tileHeight is the only tile height served: the one the go command uses.
+const tileHeight = 8
+
+// tile serves hash tiles tile/8/<L>/<N>[.p/<W>] and data tiles
+// tile/8/data/<N>[.p/<W>], with x/mod's content types.
+func (s *Server) tile(ctx context.Context, arg string) (*reply, error) {
+	t, err := parseTile(arg)
+	if err != nil {
+		return nil, err
+	}
+	ctype, read := octetStream, s.hashTile
+	if t.L == -1 {
+		ctype, read = textPlain, s.dataTile
+	}
+	data, err := read(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	cache := cacheShort
+	if t.W == 1<<t.H {
+		cache = cacheImmutable
+	}
+	return &reply{ctype, cache, data}, nil
+}
+
+// parseTile parses a tile path and rejects tiles the ops must never see.
+func parseTile(path string) (tlog.Tile, error) {
+	t, err := tlog.ParseTilePath(path)
+	if err != nil {
+		return tlog.Tile{}, badRequest("%v", err)
+	}
+	if t.H != tileHeight {
+		return tlog.Tile{}, &httpError{http.StatusNotFound, fmt.Sprintf(
+			"not found: %s: tile height %d is not served; this database uses height %d", path, t.H, tileHeight)}
+	}
+	if !tileInRange(t) {
+		return tlog.Tile{}, &httpError{http.StatusNotFound, "not found: " + path + ": beyond any possible tree"}
+	}
+	return t, nil
+}
+
+// tileInRange reports whether every record under t has an index below 2⁶²,
+// so that neither our arithmetic nor tlog's stored-hash indexes (about twice
+// the record index) can overflow. Levels above 6 would need 2⁶⁴ records.
+func tileInRange(t tlog.Tile) bool {
+	level := max(t.L, 0) // data tiles (L = -1) cover what level 0 covers
+	if level > 6 || t.N < 0 {
+		return false
+	}
+	return t.N < int64(1)<<(62-t.H*(level+1))
+}
+
+// hashTile reads hash tile t and checks its size.
+func (s *Server) hashTile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	data, err := s.ops.ReadTileData(ctx, t)
+	if err != nil {
+		return nil, notFound(fmt.Errorf("failed to read %s: %w", t.Path(), err), tileNotFound(t))
+	}
+	if want := t.W * tlog.HashSize; len(data) != want {
+		return nil, fmt.Errorf("ReadTileData(%s) returned %d bytes, want %d", t.Path(), len(data), want)
+	}
+	return data, nil
+}
+
+// dataTile formats records N×256 … N×256+W-1 as x/mod does: each record
+// followed by a blank line, without its id line (see tlog.FormatRecord).
+func (s *Server) dataTile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	start := t.N << t.H
+	records, err := s.ops.ReadRecords(ctx, start, int64(t.W))
+	if err != nil {
+		return nil, notFound(fmt.Errorf("failed to read records for %s: %w", t.Path(), err), tileNotFound(t))
+	}
+	if len(records) != t.W {
+		return nil, fmt.Errorf("ReadRecords(%d, %d) returned %d records", start, t.W, len(records))
+	}
+	var data []byte
+	for i, text := range records {
+		msg, err := tlog.FormatRecord(start+int64(i), text)
+		if err != nil {
+			return nil, fmt.Errorf("failed to format record %d: %w", start+int64(i), err)
+		}
+		_, msg, _ = bytes.Cut(msg, []byte{'\n'})
+		data = append(data, msg...)
+	}
+	return data, nil
+}
+
+func tileNotFound(t tlog.Tile) string {
+	return "not found: " + t.Path() + ": beyond the current tree"
+}
+
+// tileRoute labels /tile/<H>/data/… as data_tile and other tiles as tile.
+func tileRoute(rest string) string {
+	_, after, _ := strings.Cut(strings.TrimPrefix(rest, "/tile/"), "/")
+	if strings.HasPrefix(after, "data/") {
+		return routeDataTile
+	}
+	return routeTile
+}
