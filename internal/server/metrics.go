@@ -88,7 +88,7 @@ func (w *recorder) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// observe logs the request and counts it.
+// observe counts the request and logs it.
 func (s *Server) observe(r *http.Request, w *recorder, route string, d time.Duration) {
 	if w.status == 0 {
 		w.status = http.StatusOK // the handler wrote nothing
@@ -97,6 +97,11 @@ func (s *Server) observe(r *http.Request, w *recorder, route string, d time.Dura
 		s.metrics.requests.WithLabelValues(route, strconv.Itoa(w.status)).Inc()
 		s.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
 	}
+	s.logRequest(r, w, route, d)
+}
+
+// logRequest writes the one log record of a request.
+func (s *Server) logRequest(r *http.Request, w *recorder, route string, d time.Duration) {
 	level := logLevel(route, w.status)
 	if !s.log.Enabled(r.Context(), level) {
 		return

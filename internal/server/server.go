@@ -20,14 +20,16 @@
 //
 // The handler validates every request before it reaches the ops; in particular
 // ops only ever see tiles of height 8 whose records all have indexes below 2⁶²,
-// and module versions that pass [module.Check] and are canonical. The ops must:
+// and module versions that pass [golang.org/x/mod/module.Check] and are
+// canonical. Ops are called concurrently by many requests, each with its
+// request's context. They must:
 //
 //   - Signed: return the latest signed tree head note. Every record Lookup can
 //     return must already be covered by a tree head Signed returns, because a
 //     lookup answer pairs the record with the note read after it; the handler
 //     answers 500 rather than serve a note that does not cover the record.
 //   - Lookup: return the record id of module@version, or an error wrapping
-//     [fs.ErrNotExist] (tested with errors.Is, so wrapping is fine) when the
+//     [io/fs.ErrNotExist] (tested with errors.Is, so wrapping is fine) when the
 //     database has no record for it.
 //   - ReadRecords: return the records id … id+n-1 exactly as stored (two go.sum
 //     lines each), or an error wrapping fs.ErrNotExist when any id lies beyond
@@ -35,7 +37,8 @@
 //   - ReadTileData: return the bytes of hash tile t (exactly t.W×32 bytes), or an
 //     error wrapping fs.ErrNotExist when the tile does not exist, e.g. a partial
 //     tile wider than the current tree. Every width that ever existed must stay
-//     servable: clients ask again for partial tiles of old tree sizes.
+//     servable: clients ask again for partial tiles of old tree sizes. Tiles
+//     past the signed tree may be served; their bytes are final anyway.
 //
 // Any op error that implements interface{ HTTPStatus() int } with a 4xx or 5xx
 // status is answered with that status and the error text as the body; producers
@@ -128,6 +131,8 @@ func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 	s.handler = http.MaxBytesHandler(http.HandlerFunc(s.serve), maxBodyBytes)
 	return s
 }
+
+var _ http.Handler = (*Server)(nil)
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -265,7 +270,18 @@ type StatusError struct {
 	Err    error // the reason, shown to the client
 }
 
-func (e *StatusError) Error() string   { return e.Err.Error() }
+var _ interface {
+	error
+	HTTPStatus() int
+} = (*StatusError)(nil)
+
+func (e *StatusError) Error() string {
+	if e.Err == nil {
+		return http.StatusText(e.Status)
+	}
+	return e.Err.Error()
+}
+
 func (e *StatusError) Unwrap() error   { return e.Err }
 func (e *StatusError) HTTPStatus() int { return e.Status }
 

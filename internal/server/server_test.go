@@ -66,6 +66,8 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/lookup/example.com/old@v2.0.0+incompatible", 200, "2\n", textPlain, cacheShort},
 		{"GET", "/lookup/example.com/pseudo@v0.0.0-20240102030405-abcdefabcdef", 200, "4\n", textPlain, cacheShort},
 		{"GET", "/lookup/example.com/m10@v1.11.0", 404, "not found: example.com/m10@v1.11.0: no record in checksum database sum.example.test\n", "", ""},
+		{"GET", "/lookup/golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64", 404, "not found: golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64: no record", "", ""},
+		{"GET", "/lookup/gopkg.in/yaml.v3@v3.0.1", 404, "not found: gopkg.in/yaml.v3@v3.0.1: no record", "", ""},
 		{"GET", "/lookup/example.com/m10@latest", 400, `invalid lookup example.com/m10@"latest": not a semantic version`, "", ""},
 		{"GET", "/lookup/example.com/M10@v1.10.0", 400, `invalid lookup: invalid escaped module path "example.com/M10"`, "", ""},
 		{"GET", "/lookup/example.com/!!m@v1.0.0", 400, "invalid lookup: invalid escaped module path", "", ""},

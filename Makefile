@@ -1,0 +1,38 @@
+# sumd — see README.md. Every target installs what it needs through the Go
+# module proxy; nothing else is required but Go 1.26 and make.
+
+GO       ?= go
+PKGS     := ./...
+BIN      := bin/sumd
+BENCHTIME ?= 1x
+
+.PHONY: build run test test-short bench lint fuzz clean
+
+build: ## build bin/sumd
+	$(GO) build -o $(BIN) ./cmd/sumd
+
+run: build ## start sumd on the embedded default (data/sumd.db, key under keys/)
+	./$(BIN) serve
+
+test: ## run every test, including the go-command end-to-end and crash tests
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+test-short: ## skip the slow tests (crash, large tree)
+	$(GO) test -short $(PKGS)
+
+bench: ## durable append throughput, lookups, tile reads, disk bytes per record
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/server
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fuzz: ## run each fuzz target briefly (FUZZTIME=30s)
+	@for p in ./internal/gosum ./internal/server; do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$p || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin
