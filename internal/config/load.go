@@ -20,6 +20,7 @@ import (
 // A command describes a subcommand for its usage text.
 type command struct {
 	name    string
+	usage   string // the synopsis lines, "sumd <name> [flags]" if empty
 	summary string
 	example string
 }
@@ -32,7 +33,8 @@ var (
 	}
 	addCommand = command{
 		name:    "add",
-		summary: "Record a module version hashed from a directory or zip, or the module versions\nof a go.sum file. Works on the database file: stop the server first.\n\nUsage: sumd add [flags] MODULE@VERSION DIR|ZIP\n       sumd add [flags] -gosum FILE",
+		usage:   "sumd add [flags] MODULE@VERSION DIR|ZIP\n       sumd add [flags] -gosum FILE",
+		summary: "Record a module version hashed from a directory or zip, or the module versions\nof a go.sum file. Works on the database file: stop the server first.",
 		example: "sumd add -db data/sumd.db example.com/m@v1.2.3 ./m",
 	}
 )
@@ -254,7 +256,7 @@ func envName(name string) string {
 }
 
 func printUsage(w io.Writer, cmd command, opts []option) {
-	fmt.Fprintf(w, "Usage: sumd %s [flags]\n\n%s\n\n", cmd.name, cmd.summary)
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n\n", cmp.Or(cmd.usage, "sumd "+cmd.name+" [flags]"), cmd.summary)
 	fmt.Fprint(w, wrap(`Every flag is also an environment variable and a key of the YAML file named by -config: -max-batch 512, SUMD_MAX_BATCH=512 and "max-batch: 512" mean the same. Flags win over the environment, which wins over the file.`, ""))
 	fmt.Fprint(w, "\nFlags:\n")
 	printFlag(w, "config", "FILE", "YAML file of options, one key per flag below", "", "SUMD_CONFIG")

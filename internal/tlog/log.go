@@ -94,6 +94,10 @@ type Log struct {
 
 	// Owned by the sequencer goroutine after Open returns.
 	tree tlog.Tree // the latest signed tree
+
+	// beforeCommit, if set by a test, runs inside the write transaction
+	// just before it commits; an error aborts the transaction.
+	beforeCommit func() error
 }
 
 var _ sumdb.ServerOps = (*Log)(nil)

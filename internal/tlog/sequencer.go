@@ -112,6 +112,9 @@ func (l *Log) commit(batch []*request) {
 	err := l.db.Update(func(tx *bbolt.Tx) error {
 		var err error
 		tree, err = l.appendBatch(tx, batch)
+		if err == nil && l.beforeCommit != nil {
+			err = l.beforeCommit()
+		}
 		return err
 	})
 	// Point of no return: Update has returned nil only after the commit and
