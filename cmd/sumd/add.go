@@ -68,9 +68,9 @@ func addRecords(gosumFile string, args []string) ([]gosum.Record, string, error)
 		r, err := hashModule(args[0], args[1])
 		return []gosum.Record{r}, "", err
 	case gosumFile != "":
-		return nil, "", withHint(errors.New("-gosum takes no further arguments"), usageHint)
+		return nil, "", usageError(errors.New("-gosum takes no further arguments"), usageHint)
 	default:
-		return nil, "", withHint(fmt.Errorf("want MODULE@VERSION and a directory or zip, got %d arguments", len(args)), usageHint)
+		return nil, "", usageError(fmt.Errorf("want MODULE@VERSION and a directory or zip, got %d arguments", len(args)), usageHint)
 	}
 }
 
@@ -78,7 +78,7 @@ func addRecords(gosumFile string, args []string) ([]gosum.Record, string, error)
 func readGoSum(file string) ([]gosum.Record, string, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, "", err
+		return nil, "", withHint(fmt.Errorf("failed to read go.sum file: %w", err), "pass -gosum with the path of a go.sum file")
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, gosum.MaxFileSize+1))
@@ -91,7 +91,7 @@ func readGoSum(file string) ([]gosum.Record, string, error) {
 	}
 	var note string
 	if n := len(sums.GoModOnly); n > 0 {
-		note = fmt.Sprintf("skipped %d module versions with only a go.mod line (a record needs both hashes), e.g. %s", n, sums.GoModOnly[0])
+		note = fmt.Sprintf("skipped %d module version(s) with only a go.mod line (a record needs both hashes), e.g. %s", n, sums.GoModOnly[0])
 	}
 	if len(sums.Records) == 0 {
 		return nil, "", withHint(fmt.Errorf("%s has no complete module versions", file), "a go.sum line pair (zip and go.mod hash) is needed per version")
@@ -104,14 +104,14 @@ func readGoSum(file string) ([]gosum.Record, string, error) {
 func hashModule(arg, src string) (gosum.Record, error) {
 	path, version, ok := strings.Cut(arg, "@")
 	if !ok {
-		return gosum.Record{}, withHint(fmt.Errorf("%q is not MODULE@VERSION", arg), "e.g. sumd add example.com/m@v1.2.3 ./m")
+		return gosum.Record{}, usageError(fmt.Errorf("%q is not MODULE@VERSION", arg), "e.g. sumd add example.com/m@v1.2.3 ./m")
 	}
 	if err := gosum.CheckModule(path, version); err != nil {
 		return gosum.Record{}, withHint(err, "give the module path from go.mod and a canonical version such as v1.2.3")
 	}
 	fi, err := os.Stat(src)
 	if err != nil {
-		return gosum.Record{}, err
+		return gosum.Record{}, withHint(fmt.Errorf("failed to read module source: %w", err), "give a module directory (holding go.mod) or a module zip")
 	}
 	m := module.Version{Path: path, Version: version}
 	var sums modhash.Sums

@@ -16,7 +16,7 @@ import (
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sumd keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are reported the sumd way; -h prints usage
 	name := fs.String("name", "", "checksum database name, host[/path] as in GOSUMDB (required)")
 	dir := fs.String("dir", "keys", "directory to write NAME.key and NAME.vkey to")
 	fs.Usage = func() {
@@ -28,13 +28,21 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(fs.Output(), "\nExample:\n\tsumd keygen -name sum.example.com\n")
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return err
+		}
+		return usageError(err, "see sumd keygen -h")
 	}
 	if fs.NArg() > 0 {
-		return withHint(fmt.Errorf("unexpected argument %q", fs.Arg(0)), "sumd keygen takes only flags: sumd keygen -name NAME")
+		return usageError(fmt.Errorf("unexpected argument %q", fs.Arg(0)), "sumd keygen takes only flags: sumd keygen -name NAME")
+	}
+	if *name == "" {
+		return usageError(errors.New("-name is required"), "pass the database name clients will use, e.g. sumd keygen -name sum.example.com")
 	}
 	if err := config.CheckName(*name); err != nil {
-		return withHint(err, "pass -name with the database name clients will use, e.g. -name sum.example.com")
+		return usageError(err, "pass -name with the database name clients will use, e.g. -name sum.example.com")
 	}
 	skeyFile := filepath.Join(*dir, filepath.Base(config.DefaultKeyFile(*name)))
 	vkeyFile := strings.TrimSuffix(skeyFile, ".key") + ".vkey"
@@ -60,7 +68,8 @@ func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 	}
 	f, err := os.OpenFile(skeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return "", withHint(fmt.Errorf("%s already exists", skeyFile), "a log keeps its key for life; to use the existing key, pass it with -key")
+		return "", withHint(fmt.Errorf("%s already exists", skeyFile),
+			"a log keeps its key for life: serve that log with -key "+skeyFile+"; for a new log choose another -name or -dir")
 	}
 	if err != nil {
 		return "", fmt.Errorf("failed to create signing key file: %w", err)

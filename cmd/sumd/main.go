@@ -12,12 +12,14 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 const usage = `sumd is a private checksum database (GOSUMDB) for Go modules.
@@ -42,12 +44,16 @@ Example:
 type cliError struct {
 	err  error
 	hint string
+	code int // exit status; 0 means 1
 }
 
 func (e *cliError) Error() string { return e.err.Error() }
 func (e *cliError) Unwrap() error { return e.err }
 
-func withHint(err error, hint string) error { return &cliError{err, hint} }
+func withHint(err error, hint string) error { return &cliError{err: err, hint: hint} }
+
+// usageError is a mistake in the command line: exit status 2.
+func usageError(err error, hint string) error { return &cliError{err: err, hint: hint, code: 2} }
 
 // exitCode is an error that only sets the exit status; it has been reported.
 type exitCode int
@@ -94,11 +100,26 @@ func report(err error, stderr io.Writer) int {
 	case errors.As(err, &code):
 		return int(code)
 	case errors.As(err, &ce):
-		fmt.Fprintf(stderr, "sumd: error: %v\nhint: %s\n", ce.err, ce.hint)
+		printError(stderr, ce.err)
+		fmt.Fprintf(stderr, "hint: %s\n", ce.hint)
+		return cmp.Or(ce.code, 1)
 	default:
-		fmt.Fprintf(stderr, "sumd: error: %v\n", err)
+		printError(stderr, err)
 	}
 	return 1
+}
+
+// printError prints err as "sumd: error: ..." lines. Several problems
+// reported together (errors.Join) each get the prefix; indented lines are
+// details of the line above.
+func printError(w io.Writer, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.HasPrefix(line, "\t") || strings.HasPrefix(line, " ") {
+			fmt.Fprintln(w, line)
+		} else {
+			fmt.Fprintln(w, "sumd: error:", line)
+		}
+	}
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) error {

@@ -30,7 +30,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return configError(err)
 	}
 	if len(rest) > 0 {
-		return withHint(fmt.Errorf("unexpected argument %q", rest[0]), "sumd serve takes only flags; see sumd serve -h")
+		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd serve takes only flags; see sumd serve -h")
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	reg := newRegistry()
@@ -118,7 +118,7 @@ func configError(err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
-	return withHint(err, "fix the option named above; see -h for every option, its default and its SUMD_* variable")
+	return usageError(err, "fix the option named above; see -h for every option, its default and its SUMD_* variable")
 }
 
 // openOptions say how openLog opens the database.
@@ -145,7 +145,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	}
 	key, err := tlog.ReadKeyFile(db.Key)
 	if err != nil {
-		return nil, withHint(err, "create a key with: sumd keygen -name "+cmp.Or(db.Name, "NAME")+" (or point -key at the log's key)")
+		return nil, withHint(err, "pass -key FILE (or -name NAME) of your log; to start a new log, first run sumd keygen -name "+cmp.Or(db.Name, "NAME"))
 	}
 	if db.Name != "" && key.Name() != db.Name {
 		return nil, withHint(fmt.Errorf("key %s signs for %q, but the name is %q", db.Key, key.Name(), db.Name),
@@ -160,8 +160,8 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 		return nil, withHint(err, "a running sumd serve holds the database; stop it first")
 	case errors.Is(err, tlog.ErrCorrupt):
 		return nil, withHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)")
-	case err != nil && !exists(db.DB):
-		return nil, withHint(err, "check -db; to start a new log on purpose, add -create")
+	case errors.Is(err, fs.ErrNotExist) && !exists(db.DB):
+		return nil, withHint(err, "check -db; to start a new, empty log on purpose, add -create")
 	}
 	return l, err
 }

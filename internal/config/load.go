@@ -35,7 +35,7 @@ var (
 		name:    "add",
 		usage:   "sumd add [flags] MODULE@VERSION DIR|ZIP\n       sumd add [flags] -gosum FILE",
 		summary: "Record a module version hashed from a directory or zip, or the module versions\nof a go.sum file. Works on the database file: stop the server first.",
-		example: "sumd add -db data/sumd.db example.com/m@v1.2.3 ./m",
+		example: "sumd add -key keys/sum.example.com.key example.com/m@v1.2.3 ./m",
 	}
 )
 
@@ -276,7 +276,10 @@ func printFlag(w io.Writer, name, arg, help, def, env string) {
 	if def != "" {
 		env += "; default " + def
 	}
-	fmt.Fprintf(w, "  -%s %s (env %s)\n%s", name, arg, env, wrap(help, "        "))
+	if arg != "" {
+		name += " " + arg
+	}
+	fmt.Fprintf(w, "  -%s (env %s)\n%s", name, env, wrap(help, "        "))
 }
 
 // wrap breaks s into lines of at most about 80 columns, each starting with

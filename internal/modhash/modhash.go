@@ -124,6 +124,12 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	if err != nil {
 		return Sums{}, err
 	}
+	// The go command refuses a module whose go.mod declares another path
+	// ("module declares its path as ... but was required as ..."); a record
+	// can never be removed, so a typo must not become one.
+	if declared := modfile.ModulePath(mod); declared != m.Path {
+		return Sums{}, fmt.Errorf("go.mod declares module path %q, not %q", declared, m.Path)
+	}
 	h, err := dirhash.HashZip(zipPath, dirhash.Hash1)
 	if err != nil {
 		return Sums{}, err

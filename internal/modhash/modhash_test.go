@@ -212,3 +212,18 @@ func TestGoModHash(t *testing.T) {
 		t.Error("GoModHash accepted a go.mod over MaxGoMod")
 	}
 }
+
+// TestDeclaredPath refuses a module whose go.mod names another path, as the
+// go command does ("module declares its path as ...").
+func TestDeclaredPath(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/m\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "m.go"), []byte("package m\n"), 0o644)
+	_, err := HashDir(module.Version{Path: "example.com/other", Version: "v1.0.0"}, dir)
+	if err == nil || !strings.Contains(err.Error(), `go.mod declares module path "example.com/m", not "example.com/other"`) {
+		t.Fatalf("HashDir with another path = %v, want the declared-path error", err)
+	}
+	if _, err := HashDir(module.Version{Path: "example.com/m", Version: "v1.0.0"}, dir); err != nil {
+		t.Fatalf("HashDir with the declared path: %v", err)
+	}
+}

@@ -110,7 +110,7 @@ func Open(path string, opts Options) (*Log, error) {
 	}
 	opts = opts.withDefaults()
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !opts.Create {
-		return nil, fmt.Errorf("database %s does not exist (start a new log only on purpose: pass -create)", path)
+		return nil, fmt.Errorf("database %s: %w (a new log is created only with Options.Create)", path, fs.ErrNotExist)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("failed to create database directory: %w", err)

@@ -403,8 +403,8 @@ func TestOpenRefuses(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sumd.db")
 	k := testKey(t, "sum.example.com")
-	if _, err := Open(path, Options{Key: k, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "-create") {
-		t.Errorf("Open of a missing database without Create = %v, want refusal naming -create", err)
+	if _, err := Open(path, Options{Key: k, Logger: quietLogger()}); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open of a missing database without Create = %v, want fs.ErrNotExist", err)
 	}
 	l := openTest(t, path, k, VerifyTail)
 	if _, err := Open(path, Options{Key: k, Logger: quietLogger()}); !errors.Is(err, ErrLocked) {

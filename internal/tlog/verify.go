@@ -56,7 +56,7 @@ func (l *Log) load(mode VerifyMode) error {
 				return fmt.Errorf("%w: %v", ErrCorrupt, err)
 			}
 		}
-		l.log.Info("opened checksum database", "name", l.key.Name(), "tree_size", l.tree.N, "verified", mode.String())
+		l.log.Debug("opened checksum database", "name", l.key.Name(), "tree_size", l.tree.N, "verified", mode.String())
 		return nil
 	})
 }
