@@ -75,9 +75,15 @@ var gosumdbLine = regexp.MustCompile(`^GOSUMDB="(\S+) (http://\S+)"$`)
 
 // startServer starts `sumd serve` on a free port and waits until it serves.
 func startServer(t *testing.T, args ...string) *sumdServer {
+	return startServerIn(t, "", args...)
+}
+
+// startServerIn is startServer in working directory dir.
+func startServerIn(t *testing.T, dir string, args ...string) *sumdServer {
 	t.Helper()
 	s := &sumdServer{t: t, stderr: new(syncBuffer)}
 	s.cmd = exec.Command(sumdBin, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
+	s.cmd.Dir = dir
 	s.cmd.Stderr = s.stderr
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {

@@ -85,7 +85,11 @@ func (s *Server) dataTile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	if len(records) != t.W {
 		return nil, fmt.Errorf("ReadRecords(%d, %d) returned %d records", start, t.W, len(records))
 	}
-	var data []byte
+	size := 0
+	for _, text := range records {
+		size += len(text) + 1
+	}
+	data := make([]byte, 0, size)
 	for i, text := range records {
 		msg, err := tlog.FormatRecord(start+int64(i), text)
 		if err != nil {
