@@ -143,6 +143,9 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 		fmt.Fprintf(stderr, "sumd: first start: generated signing key %s for %s\n", db.Key, db.Name)
 		create = true
 	}
+	if fi, err := os.Stat(db.Key); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		o.logger.Warn("signing key file is readable by other users; chmod 600 it", "key", db.Key, "mode", fi.Mode().Perm().String())
+	}
 	key, err := tlog.ReadKeyFile(db.Key)
 	if err != nil {
 		return nil, withHint(err, "pass -key FILE (or -name NAME) of your log; to start a new log, first run sumd keygen -name "+cmp.Or(db.Name, "NAME"))
