@@ -20,15 +20,15 @@ test: ## run every test, including the go-command end-to-end and crash tests
 test-short: ## skip the slow tests (crash, large tree)
 	$(GO) test -short $(PKGS)
 
-bench: ## durable append throughput, lookups, tile reads, disk bytes per record
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/server
+bench: ## durable append throughput, lookups, tile reads, disk bytes per record, audit throughput
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/server ./internal/audit
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
 fuzz: ## run each fuzz target briefly (FUZZTIME=30s)
-	@for p in ./internal/gosum ./internal/server; do \
+	@for p in ./internal/gosum ./internal/server ./internal/upstream ./internal/audit; do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$p || exit 1; \
 	  done; \

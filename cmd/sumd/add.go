@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
-
-	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -20,6 +17,12 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 	cfg, rest, err := config.LoadAdd(args, os.Environ(), stderr)
 	if err != nil {
 		return configError(err)
+	}
+	if cfg.Server != "" {
+		return addRemote(cfg, rest, stdout)
+	}
+	if cfg.TokenFile != "" {
+		return usageError(errors.New("-token-file needs -server"), "add -server URL of the running sumd, or drop -token-file to work on the database file")
 	}
 	recs, note, err := addRecords(cfg.Gosum, rest)
 	if err != nil {
@@ -102,18 +105,14 @@ func readGoSum(file string) ([]gosum.Record, string, error) {
 // hashModule hashes module version arg ("path@version") from a directory or
 // a module zip, as the go command would.
 func hashModule(arg, src string) (gosum.Record, error) {
-	path, version, ok := strings.Cut(arg, "@")
-	if !ok {
-		return gosum.Record{}, usageError(fmt.Errorf("%q is not MODULE@VERSION", arg), "e.g. sumd add example.com/m@v1.2.3 ./m")
-	}
-	if err := gosum.CheckModule(path, version); err != nil {
-		return gosum.Record{}, withHint(err, "give the module path from go.mod and a canonical version such as v1.2.3")
+	m, err := parseModuleArg(arg)
+	if err != nil {
+		return gosum.Record{}, err
 	}
 	fi, err := os.Stat(src)
 	if err != nil {
 		return gosum.Record{}, withHint(fmt.Errorf("failed to read module source: %w", err), "give a module directory (holding go.mod) or a module zip")
 	}
-	m := module.Version{Path: path, Version: version}
 	var sums modhash.Sums
 	if fi.IsDir() {
 		sums, err = modhash.HashDir(m, src)
@@ -123,5 +122,5 @@ func hashModule(arg, src string) (gosum.Record, error) {
 	if err != nil {
 		return gosum.Record{}, withHint(err, "nothing was added; the go command would refuse this module too")
 	}
-	return gosum.Record{Path: path, Version: version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
+	return gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
 }

@@ -7,6 +7,8 @@
 //	sumd serve  [-config FILE] [flags]       serve the database over HTTP
 //	sumd add    [flags] MODULE@VERSION DIR|ZIP
 //	sumd add    [flags] -gosum FILE          record module versions
+//	sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE]
+//	                                         audit a checksum database
 //
 // Run "sumd COMMAND -h" for the flags of a command. See README.md.
 package main
@@ -30,6 +32,8 @@ Usage:
 	sumd add [flags] MODULE@VERSION DIR|ZIP
 	                                       hash a module directory or zip and record it
 	sumd add [flags] -gosum FILE           record the module versions of a go.sum file
+	sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE]
+	                                       audit a checksum database (sumd or any other)
 	sumd version                           print the version
 
 Run "sumd COMMAND -h" for the flags of a command.
@@ -38,6 +42,7 @@ Example:
 	sumd keygen -name sum.example.com
 	sumd serve -name sum.example.com -create
 	GOSUMDB="$(cat keys/sum.example.com.vkey) http://127.0.0.1:8080" go mod download
+	sumd verify -url http://127.0.0.1:8080 -key keys/sum.example.com.vkey -state audit -full
 `
 
 // A cliError is an error with a hint saying what to do about it.
@@ -74,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"keygen":  runKeygen,
 		"serve":   runServe,
 		"add":     runAdd,
+		"verify":  runVerify,
 		"version": runVersion,
 	}
 	cmd, ok := cmds[args[0]]

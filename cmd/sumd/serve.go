@@ -22,6 +22,7 @@ import (
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/upstream"
 )
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -31,6 +32,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(rest) > 0 {
 		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd serve takes only flags; see sumd serve -h")
+	}
+	up, err := parseUpstream(cfg)
+	if err != nil {
+		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	reg := newRegistry()
@@ -42,31 +47,43 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer l.Close()
+	ops, adm, err := up.serverOps(cfg, l, upstream.NewMetrics(reg), logger)
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with -listen HOST:PORT")
 	}
 	url := "http://" + ln.Addr().String()
-	logger.Info("serving checksum database", "name", l.Name(), "url", url, "tree_size", treeSize(l))
+	logger.Info("serving checksum database", "name", l.Name(), "url", url, "tree_size", treeSize(l), "admin", adm != nil)
 	fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
 
-	h := server.New(l.Name(), l, server.Options{
+	var h http.Handler = server.New(l.Name(), ops, server.Options{
 		Logger:   logger,
 		Registry: reg,
 		Ready:    func(ctx context.Context) error { _, err := l.Signed(ctx); return err },
 	})
-	return serveUntilSignal(ln, h, cfg.ShutdownTimeout, logger)
+	if adm != nil {
+		// The admin API takes request bodies (uploads), which the protocol
+		// handler caps at 1 KiB: it must be routed before it.
+		mux := http.NewServeMux()
+		mux.Handle("/admin/", adm)
+		mux.Handle("/", h)
+		h = mux
+	}
+	return serveUntilSignal(ln, h, writeTimeout(cfg), cfg.ShutdownTimeout, logger)
 }
 
 // serveUntilSignal serves until SIGINT or SIGTERM, then lets requests in
 // flight finish for up to timeout.
-func serveUntilSignal(ln net.Listener, h http.Handler, timeout time.Duration, logger *slog.Logger) error {
+func serveUntilSignal(ln net.Listener, h http.Handler, requestTimeout, timeout time.Duration, logger *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		ReadTimeout:       requestTimeout,
+		WriteTimeout:      requestTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),

@@ -81,14 +81,38 @@ type Serve struct {
 	ShutdownTimeout time.Duration `flag:"shutdown-timeout" help:"how long requests in flight may take to finish after SIGINT or SIGTERM"`
 	MaxBatch        int           `flag:"max-batch" help:"most records appended in one group commit"`
 	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
+	Upstream
+	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, re-read on every request; empty: the admin API is off"`
 }
+
+// Upstream configures recording on first lookup: a lookup of a version the
+// log does not hold is fetched from the company's module proxy, checked,
+// hashed and recorded, as sum.golang.org does with proxy.golang.org.
+type Upstream struct {
+	Upstream        string        `flag:"upstream" arg:"LIST" help:"GOPROXY-style list of module proxies (https://, http://, file://) to fetch unknown versions from; \",\" falls through on 404/410, \"|\" on any error; empty: never fetch"`
+	UpstreamAuth    string        `flag:"upstream-auth" arg:"AUTH" help:"upstream credentials: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH for one per proxy"`
+	UpstreamTimeout time.Duration `flag:"upstream-timeout" help:"time limit of one upstream request, body included; past it a lookup gets 504"`
+	Record          string        `flag:"record" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) fetched on a miss; empty: all; other paths get 404. Keep golang.org/toolchain in: the go command looks toolchains up even under GONOSUMDB"`
+	NegativeTTL     time.Duration `flag:"negative-ttl" help:"how long a version the upstream does not have (410) is remembered; 0: not at all"`
+	Private         string        `flag:"private" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) of modules that exist only inside the company: never cross-checked"`
+	Crosscheck      bool          `flag:"crosscheck" help:"check the hashes of public modules (outside -private) with an upstream checksum database before recording them; refuse on a mismatch"`
+	CrosscheckKey   string        `flag:"crosscheck-key" arg:"VKEY" help:"verifier key of the upstream checksum database; empty: sum.golang.org's"`
+	CrosscheckURL   string        `flag:"crosscheck-url" arg:"URL" help:"URL of the upstream checksum database; empty: through the upstream proxies' /sumdb/<name>/"`
+	CrosscheckOpen  bool          `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (default: refuse with 502)"`
+	CrosscheckState string        `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside the database"`
+}
+
+// SumGolangOrgKey is the verifier key of sum.golang.org.
+const SumGolangOrgKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ea18htu9AXlb/PA7"
 
 // Add configures `sumd add`, which writes to the database file directly and
 // so must run while no server holds it.
 type Add struct {
 	Database
 	Log
-	Gosum string `flag:"gosum" arg:"FILE" help:"go.sum file whose module versions to add, instead of MODULE@VERSION DIR|ZIP"`
+	Gosum     string `flag:"gosum" arg:"FILE" help:"go.sum file whose module versions to add, instead of MODULE@VERSION DIR|ZIP"`
+	Server    string `flag:"server" arg:"URL" help:"add through the /admin/ API of the sumd serving URL instead of opening the database file; with only MODULE@VERSION, sumd fetches it from its upstream"`
+	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server"`
 }
 
 func defaultDatabase() Database { return Database{DB: "data/sumd.db"} }
@@ -102,6 +126,10 @@ func defaultServe() Serve {
 		ShutdownTimeout: 10 * time.Second,
 		MaxBatch:        1024,
 		Verify:          VerifyTail,
+		Upstream: Upstream{
+			UpstreamTimeout: time.Minute,
+			NegativeTTL:     time.Minute,
+		},
 	}
 }
 

@@ -37,6 +37,12 @@ var (
 		summary: "Record a module version hashed from a directory or zip, or the module versions\nof a go.sum file. Works on the database file: stop the server first.",
 		example: "sumd add -key keys/sum.example.com.key example.com/m@v1.2.3 ./m",
 	}
+	verifyCommand = command{
+		name:    "verify",
+		usage:   "sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE] [FILE...]",
+		summary: "Audit a checksum database (sumd, sum.golang.org or any server of that protocol)\nover HTTP. Exit status 0: all is well; 1: a problem was found; 2: the audit\ncould not run.",
+		example: "sumd verify -url http://127.0.0.1:8080 -key keys/sum.example.com.vkey -state audit -full",
+	}
 )
 
 // LoadServe configures `sumd serve` from args (without the subcommand name),
@@ -165,7 +171,7 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 // subcommand, so that one file can configure them all.
 func fileKeys() []string {
 	var keys []string
-	for _, cfg := range []any{&Serve{}, &Add{}} {
+	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}} {
 		for _, o := range bind(flag.NewFlagSet("", flag.ContinueOnError), cfg) {
 			if !slices.Contains(keys, o.Name) {
 				keys = append(keys, o.Name)

@@ -78,6 +78,15 @@ func TestExampleFile(t *testing.T) {
 		ShutdownTimeout: 30 * time.Second,
 		MaxBatch:        512,
 		Verify:          VerifyFull,
+		Upstream: Upstream{
+			Upstream:        "https://athens.corp.example|file:///srv/goproxy",
+			UpstreamAuth:    "athens.corp.example=bearer:/etc/sumd/athens.token",
+			UpstreamTimeout: 30 * time.Second,
+			Record:          "corp.example/*,golang.org/toolchain",
+			NegativeTTL:     time.Minute,
+			Private:         "corp.example/*",
+		},
+		AdminTokenFile: "/etc/sumd/admin.token",
 	}
 	if *c != want {
 		t.Errorf("got  %+v\nwant %+v", *c, want)
@@ -176,7 +185,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFileKeys(t *testing.T) {
-	want := "db key name create log-level log-format listen shutdown-timeout max-batch verify gosum"
+	want := "db key name create log-level log-format listen shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state admin-token-file gosum server token-file url state full parallel json"
 	if got := strings.Join(fileKeys(), " "); got != want {
 		t.Errorf("fileKeys() = %s\nwant        %s", got, want)
 	}

@@ -232,6 +232,9 @@ func write(w http.ResponseWriter, status int, ctype, cache string, body []byte) 
 func (s *Server) fail(w *recorder, err error) {
 	status, msg := classify(err)
 	w.err = err
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1") // a full sequencer queue drains in well under a second
+	}
 	write(w, status, textPlain, cacheNone, []byte(msg+"\n"))
 }
 

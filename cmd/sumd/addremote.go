@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/module"
+	modzip "golang.org/x/mod/zip"
+
+	"github.com/sumd-project/sumd/internal/admin"
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+// addRemote adds a module version through the admin API of a running sumd:
+// fetched from its upstream (MODULE@VERSION alone) or uploaded (with a
+// directory or zip).
+func addRemote(cfg *config.Add, args []string, stdout io.Writer) error {
+	const usageHint = "use: sumd add -server URL -token-file FILE MODULE@VERSION [DIR|ZIP]"
+	if cfg.Gosum != "" {
+		return usageError(errors.New("-gosum works on the database file, not with -server"), "stop the server and run sumd add -gosum FILE on its database")
+	}
+	if len(args) != 1 && len(args) != 2 {
+		return usageError(fmt.Errorf("want MODULE@VERSION and optionally a directory or zip, got %d arguments", len(args)), usageHint)
+	}
+	if cfg.TokenFile == "" {
+		return usageError(errors.New("-server needs -token-file"), "pass the file holding the admin token the server reads (its -admin-token-file)")
+	}
+	token, err := admin.ReadTokenFile(cfg.TokenFile)
+	if err != nil {
+		return withHint(err, "pass the file holding the admin token the server reads (its -admin-token-file)")
+	}
+	m, err := parseModuleArg(args[0])
+	if err != nil {
+		return err
+	}
+	c := &admin.Client{URL: strings.TrimSuffix(cfg.Server, "/"), Token: token}
+	var res *admin.Result
+	if len(args) == 1 {
+		res, err = c.Fetch(context.Background(), m)
+	} else {
+		res, err = upload(c, m, args[1])
+	}
+	if err != nil {
+		return remoteError(err)
+	}
+	fmt.Fprintf(stdout, "%s recorded as record %d (tree size %d)\n", m, res.ID, res.TreeSize)
+	return nil
+}
+
+// upload sends a module zip, zipping a directory first as the go command
+// would.
+func upload(c *admin.Client, m module.Version, src string) (*admin.Result, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return nil, withHint(fmt.Errorf("failed to read module source: %w", err), "give a module directory (holding go.mod) or a module zip")
+	}
+	zipPath := src
+	if fi.IsDir() {
+		tmp, err := os.MkdirTemp("", "sumd-upload-*")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		zipPath = filepath.Join(tmp, "module.zip")
+		if err := zipDir(m, src, zipPath); err != nil {
+			return nil, withHint(err, "nothing was added; the go command would refuse this module too")
+		}
+	}
+	return c.Upload(context.Background(), m, zipPath, "")
+}
+
+func zipDir(m module.Version, dir, zipPath string) error {
+	f, err := os.Create(zipPath)
+	if err != nil {
+		return err
+	}
+	if err := modzip.CreateFromDir(f, m, dir); err != nil {
+		f.Close()
+		return fmt.Errorf("failed to zip %s: %w", dir, err)
+	}
+	return f.Close()
+}
+
+// parseModuleArg parses and checks MODULE@VERSION.
+func parseModuleArg(arg string) (module.Version, error) {
+	path, version, ok := strings.Cut(arg, "@")
+	if !ok {
+		return module.Version{}, usageError(fmt.Errorf("%q is not MODULE@VERSION", arg), "e.g. sumd add example.com/m@v1.2.3 ./m")
+	}
+	if err := gosum.CheckModule(path, version); err != nil {
+		return module.Version{}, withHint(err, "give the module path from go.mod and a canonical version such as v1.2.3")
+	}
+	return module.Version{Path: path, Version: version}, nil
+}
+
+// remoteError explains an admin API failure.
+func remoteError(err error) error {
+	var ae *admin.Error
+	if !errors.As(err, &ae) {
+		return withHint(err, "check -server: it must be the URL of a running sumd serve with -admin-token-file")
+	}
+	switch ae.Status {
+	case http.StatusUnauthorized:
+		return withHint(err, "the token does not match the server's -admin-token-file")
+	case http.StatusNotFound:
+		return withHint(err, "the server's admin API is off: start it with -admin-token-file")
+	case http.StatusConflict:
+		return withHint(err, "a recorded version can never change; if the new content is right, publish it as a new version")
+	case http.StatusNotImplemented:
+		return withHint(err, "the server has no -upstream to fetch from: upload the module with sumd add -server URL MODULE@VERSION DIR|ZIP")
+	}
+	return withHint(err, "nothing was added")
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/testproxy"
+)
+
+// TestGoCommandUpstream runs sumd beside a module proxy with an empty log:
+// every lookup is a first lookup, fetched from the proxy, hashed and
+// recorded. The go.sum the go command writes through sumd must equal the one
+// it writes from the proxy alone with no checksum database.
+func TestGoCommandUpstream(t *testing.T) {
+	dir := t.TempDir()
+	proxyDir := filepath.Join(dir, "proxy")
+	proxyURL, err := testproxy.Build(proxyDir, special)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	key := filepath.Join(dir, "keys", e2eName+".key")
+	token := writeFile(t, filepath.Join(dir, "admin.token"), []byte("0123456789abcdef0123456789abcdef\n"))
+	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", key,
+		"-upstream", proxyURL, "-admin-token-file", token)
+
+	gosumWith := func(sumdb string) string {
+		g := testproxy.NewGo(t)
+		g.Env = append(g.Env, "GOPROXY="+proxyURL, "GOSUMDB="+sumdb)
+		if out, err := g.Run(append([]string{"get"}, args(special...)...)...); err != nil {
+			t.Fatalf("go get with GOSUMDB=%s: %v\n%s", sumdb, err, out)
+		}
+		data, err := os.ReadFile(filepath.Join(g.Dir, "go.sum"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	through, alone := gosumWith(s.gosumdb), gosumWith("off")
+	if through != alone || strings.Count(through, "\n") != 2*len(special) {
+		t.Fatalf("go.sum through sumd:\n%s\ndiffers from the go command's own:\n%s", through, alone)
+	}
+	if head := get(t, s.url+"/latest"); !strings.HasPrefix(head, "go.sum database tree\n5\n") {
+		t.Errorf("after first lookups sumd's tree head is %q, want 5 records", head)
+	}
+
+	t.Run("missing version", func(t *testing.T) {
+		// The go command would stop at the proxy, which lacks the version;
+		// ask sumd directly for its answer.
+		resp := getStatus(t, s.url+"/lookup/example.com/plain@v1.9.9")
+		if resp.status != 410 || !strings.HasPrefix(resp.body, "not found: example.com/plain@v1.9.9") {
+			t.Errorf("lookup of a version the proxy lacks: %d %q, want 410 not found", resp.status, resp.body)
+		}
+	})
+
+	t.Run("admin", func(t *testing.T) {
+		mod := t.TempDir()
+		writeFile(t, filepath.Join(mod, "go.mod"), []byte("module example.com/uploaded\n\ngo 1.21\n"))
+		writeFile(t, filepath.Join(mod, "u.go"), []byte("package uploaded\n"))
+		bad := writeFile(t, filepath.Join(dir, "bad.token"), []byte("wrong-token-wrong-token\n"))
+		_, errOut, err := sumdRun("add", "-server", s.url, "-token-file", bad, "example.com/uploaded@v1.0.0", mod)
+		if err == nil || !strings.Contains(errOut, "401") || !strings.Contains(errOut, "hint: the token does not match") {
+			t.Fatalf("add with a wrong token: %v\n%s", err, errOut)
+		}
+		out := sumd(t, "add", "-server", s.url, "-token-file", token, "example.com/uploaded@v1.0.0", mod)
+		if !strings.Contains(out, "example.com/uploaded@v1.0.0 recorded as record 5 (tree size 6)") {
+			t.Fatalf("add -server upload printed %q", out)
+		}
+		out = sumd(t, "add", "-server", s.url, "-token-file", token, "example.com/plain@v1.0.0")
+		// Already recorded by the go command's first lookup: its old id, and
+		// the tree does not grow.
+		if !regexp.MustCompile(`recorded as record [0-4] \(tree size 6\)`).MatchString(out) {
+			t.Fatalf("add -server fetch of a recorded version printed %q", out)
+		}
+	})
+}
+
+type response struct {
+	status int
+	body   string
+}
+
+func getStatus(t *testing.T, url string) response {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, string(body)}
+}

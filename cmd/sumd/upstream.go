@@ -1,0 +1,138 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb"
+
+	"github.com/sumd-project/sumd/internal/admin"
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/upstream"
+)
+
+// upstreamSetup is the parsed upstream configuration, checked before the
+// database is opened so that a typo never starts a half-configured server.
+type upstreamSetup struct {
+	sources []upstream.Source
+}
+
+// parseUpstream checks the upstream options of cfg.
+func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
+	u := new(upstreamSetup)
+	if err := upstream.CheckPatterns(cfg.Record); err != nil {
+		return nil, usageError(fmt.Errorf("record: %w", err), "use GOPRIVATE syntax: comma-separated path globs such as corp.example/*")
+	}
+	if err := upstream.CheckPatterns(cfg.Private); err != nil {
+		return nil, usageError(fmt.Errorf("private: %w", err), "use GOPRIVATE syntax: comma-separated path globs such as corp.example/*")
+	}
+	if cfg.Upstream.Upstream == "" {
+		if cfg.Crosscheck || cfg.UpstreamAuth != "" {
+			return nil, usageError(fmt.Errorf("crosscheck and upstream-auth need -upstream"), "set -upstream to your module proxy, e.g. -upstream https://athens.corp.example")
+		}
+		return u, nil
+	}
+	var err error
+	if u.sources, err = upstream.ParseList(cfg.Upstream.Upstream); err != nil {
+		return nil, usageError(fmt.Errorf("upstream: %w", err), "give module proxy URLs as in GOPROXY, e.g. -upstream https://athens.corp.example,file:///srv/mirror")
+	}
+	if err := applyAuth(u.sources, cfg.UpstreamAuth); err != nil {
+		return nil, usageError(fmt.Errorf("upstream-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
+	}
+	return u, nil
+}
+
+// applyAuth sets the credentials of the sources: one Auth for all, or
+// "HOST=AUTH,HOST=AUTH" for each proxy by host.
+func applyAuth(sources []upstream.Source, spec string) error {
+	if !strings.Contains(spec, "=") {
+		a, err := upstream.ParseAuth(spec)
+		for i := range sources {
+			sources[i].Auth = a
+		}
+		return err
+	}
+	byHost := map[string]upstream.Auth{}
+	for entry := range strings.SplitSeq(spec, ",") {
+		host, as, ok := strings.Cut(entry, "=")
+		a, err := upstream.ParseAuth(as)
+		if !ok || host == "" || err != nil {
+			return fmt.Errorf("malformed entry %q: want HOST=AUTH (%v)", entry, err)
+		}
+		byHost[host] = a
+	}
+	for i, s := range sources {
+		u, err := url.Parse(s.URL)
+		if err != nil {
+			return err
+		}
+		a, ok := byHost[u.Host]
+		if !ok {
+			continue
+		}
+		sources[i].Auth = a
+		delete(byHost, u.Host)
+	}
+	for host := range byHost {
+		return fmt.Errorf("credentials for %s, which is not an upstream proxy", host)
+	}
+	return nil
+}
+
+// serverOps returns what the HTTP server serves: the log itself, or the
+// log behind a recorder that fetches unknown versions from upstream; and
+// the admin API handler, if configured.
+func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Metrics, logger *slog.Logger) (sumdb.ServerOps, http.Handler, error) {
+	if len(u.sources) == 0 && cfg.AdminTokenFile == "" {
+		return l, nil, nil
+	}
+	opts := upstream.RecorderOptions{Record: cfg.Record, NegativeTTL: cfg.NegativeTTL, Logger: logger, Metrics: m}
+	if len(u.sources) > 0 {
+		f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: u.sources, Timeout: cfg.UpstreamTimeout, Logger: logger, Metrics: m})
+		if err != nil {
+			return nil, nil, withHint(err, "check -upstream and -upstream-auth")
+		}
+		opts.Fetcher = f
+		logger.Info("recording unknown versions from upstream", "upstream", upstream.FormatList(u.sources), "record", cmp.Or(cfg.Record, "all paths"))
+	}
+	if cfg.Crosscheck {
+		c, err := upstream.NewChecker(upstream.CheckerOptions{
+			Key: cmp.Or(cfg.CrosscheckKey, config.SumGolangOrgKey), URL: cfg.CrosscheckURL,
+			Sources: u.sources, Private: cfg.Private, FailOpen: cfg.CrosscheckOpen, Timeout: cfg.UpstreamTimeout,
+			StateFile: cmp.Or(cfg.CrosscheckState, filepath.Join(filepath.Dir(cfg.DB), "crosscheck-latest")),
+			Logger:    logger, Metrics: m,
+		})
+		if err != nil {
+			return nil, nil, withHint(err, "check -crosscheck-key and -crosscheck-url")
+		}
+		opts.Checker = c
+	}
+	rec, err := upstream.NewRecorder(l, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	var adm http.Handler
+	if cfg.AdminTokenFile != "" {
+		if _, err := admin.ReadTokenFile(cfg.AdminTokenFile); err != nil {
+			return nil, nil, withHint(err, fmt.Sprintf("write a random token of %d bytes or more to the file, e.g. head -c 32 /dev/urandom | base64 > FILE", admin.MinTokenLength))
+		}
+		adm = admin.New(rec, admin.Options{TokenFile: cfg.AdminTokenFile, Logger: logger})
+	}
+	return rec, adm, nil
+}
+
+// writeTimeout leaves a lookup time for two upstream requests and a
+// cross-check before the connection is cut.
+func writeTimeout(cfg *config.Serve) time.Duration {
+	if cfg.Upstream.Upstream == "" {
+		return time.Minute
+	}
+	return time.Minute + 3*cfg.UpstreamTimeout
+}

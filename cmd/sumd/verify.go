@@ -1,0 +1,233 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/term"
+
+	"github.com/sumd-project/sumd/internal/audit"
+	"github.com/sumd-project/sumd/internal/config"
+)
+
+// runVerify audits a checksum database. Exit status: 0 when every check
+// passed, 1 when a problem was found, 2 when the audit could not run (bad
+// flags, network or HTTP failure, unusable state directory).
+func runVerify(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadVerify(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	vkey, err := readVerifierKey(cfg.Key)
+	if err != nil {
+		return err
+	}
+	files := rest // go.sum files: -gosum FILE and any arguments after the flags
+	if cfg.Gosum != "" {
+		files = append([]string{cfg.Gosum}, rest...)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	bar := newProgress(stderr)
+	rep, err := audit.Run(ctx, audit.Options{
+		URL: cfg.URL, VerifierKey: vkey, StateDir: cfg.State, Full: cfg.Full, GoSum: files,
+		Parallel: cfg.Parallel, UserAgent: "sumd-verify/" + version(), Progress: bar.update,
+	})
+	bar.finish()
+	if cfg.JSON {
+		printJSON(stdout, rep)
+	} else {
+		printReport(stdout, rep)
+	}
+	switch {
+	case err != nil:
+		return cannotRun(err)
+	case !rep.OK:
+		return exitCode(1)
+	}
+	return nil
+}
+
+// cannotRun reports an audit that could not run to the end: exit status 2,
+// since it says nothing either way about the database.
+func cannotRun(err error) error {
+	var fe *audit.FetchError
+	hint := "nothing was concluded about the database; fix the cause above and run again"
+	switch {
+	case errors.As(err, &fe):
+		hint = "check -url and that the server is reachable; failed requests were retried before giving up"
+	case errors.Is(err, audit.ErrStateInUse):
+		hint = "another sumd verify is running with this -state directory; wait for it to finish"
+	case errors.Is(err, context.Canceled):
+		hint = "the audit was interrupted; with -state, the next run resumes from the last checkpoint"
+	}
+	return &cliError{err: err, hint: hint, code: 2}
+}
+
+// readVerifierKey returns the verifier key s, or the one in the file s.
+// It refuses a private key without ever printing it.
+func readVerifierKey(s string) (string, error) {
+	const hint = "give -key the verifier key (\"name+hash+base64\", as in GOSUMDB) or its file, keys/NAME.vkey"
+	const private = "PRIVATE+KEY+"
+	if strings.HasPrefix(s, private) {
+		return "", usageError(errors.New("-key is a private signing key, not a verifier key"), hint)
+	}
+	if _, err := note.NewVerifier(s); err == nil {
+		return s, nil
+	}
+	data, err := readSmallFile(s, 4<<10)
+	if err != nil {
+		return "", usageError(fmt.Errorf("-key %q is neither a verifier key nor a readable file: %w", s, err), hint)
+	}
+	text := strings.TrimSpace(string(data))
+	if strings.HasPrefix(text, private) {
+		return "", usageError(fmt.Errorf("%s holds a private signing key, not a verifier key", s),
+			"give the .vkey file beside it: an auditor never needs the private key (a SUMD_KEY or config file key: meant for serve names the signing key)")
+	}
+	if _, err := note.NewVerifier(text); err != nil {
+		return "", usageError(fmt.Errorf("%s does not hold a verifier key: %v", s, err), hint)
+	}
+	return text, nil
+}
+
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(data)) > limit {
+		err = fmt.Errorf("larger than %d bytes", limit)
+	}
+	return data, err
+}
+
+// printJSON prints the report as one indented JSON object: the contract
+// for scripts is audit.Report's JSON form.
+func printJSON(w io.Writer, rep *audit.Report) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(rep)
+}
+
+// printReport prints the human summary. Everything that came from the
+// server is cleaned of control characters first.
+func printReport(w io.Writer, rep *audit.Report) {
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(w, "%-9s %s\n", label, clean(fmt.Sprintf(format, args...)))
+	}
+	line("database", "%s at %s", rep.Database, rep.URL)
+	if rep.Tree != nil {
+		line("tree", "%d records, hash %s", rep.Tree.Size, rep.Tree.Hash)
+	}
+	if rep.Previous != nil {
+		line("previous", "%d records, hash %s (the head saved by the last run)", rep.Previous.Size, rep.Previous.Hash)
+	}
+	line("checked", "%s", cmp.Or(strings.Join(rep.Checks, ", "), "nothing passed"))
+	if rep.RecordsAudited > 0 {
+		line("records", "%d audited (%d to %d) in %s, %.0f records/s", rep.RecordsAudited, rep.RecordsFrom,
+			rep.RecordsFrom+rep.RecordsAudited-1, time.Duration(rep.Seconds*float64(time.Second)).Round(time.Millisecond), rep.RecordsPerSecond)
+	}
+	if rep.GosumLines > 0 {
+		line("go.sum", "%d lines checked", rep.GosumLines)
+	}
+	line("result", "%s", verdict(rep))
+	for _, p := range rep.Problems {
+		printProblem(w, p)
+	}
+	if rep.ProblemsOmitted > 0 {
+		fmt.Fprintf(w, "\n... and %d more problems\n", rep.ProblemsOmitted)
+	}
+}
+
+func verdict(rep *audit.Report) string {
+	n := len(rep.Problems) + rep.ProblemsOmitted
+	switch {
+	case rep.OK:
+		return "OK: no problems found"
+	case rep.Error != "" && n == 0:
+		return "INCOMPLETE: the audit could not run to the end"
+	case rep.Error != "":
+		return fmt.Sprintf("FAILED: %d problem(s) found before the audit stopped", n)
+	}
+	return fmt.Sprintf("FAILED: %d problem(s) found", n)
+}
+
+// printProblem prints one problem, with any signed heads in full.
+func printProblem(w io.Writer, p audit.Problem) {
+	fmt.Fprintf(w, "\n%s: %s\n", p.Kind, clean(p.Message))
+	for _, h := range p.Heads {
+		fmt.Fprintf(w, "    signed head %s:\n", h.Role)
+		for l := range strings.Lines(clean(h.Note)) {
+			fmt.Fprintf(w, "        %s", l)
+		}
+		if !strings.HasSuffix(h.Note, "\n") {
+			fmt.Fprintln(w)
+		}
+	}
+}
+
+// clean replaces control characters but newlines, so that a hostile
+// server cannot write escape sequences to the auditor's terminal.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' && r != '\n' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// minBarRecords is the smallest full audit that gets a progress bar: a
+// smaller one takes well under a second.
+const minBarRecords = 20_000
+
+// progress draws a progress bar with rate and ETA on stderr, only when
+// stderr is a terminal, so that logs and pipes get the summary alone.
+type progress struct {
+	w   io.Writer
+	on  bool
+	bar *progressbar.ProgressBar
+}
+
+func newProgress(stderr io.Writer) *progress {
+	f, ok := stderr.(*os.File)
+	return &progress{w: stderr, on: ok && term.IsTerminal(int(f.Fd()))}
+}
+
+func (p *progress) update(done, total int64) {
+	if !p.on || total < minBarRecords {
+		return
+	}
+	if p.bar == nil {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription("auditing records"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("records"),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+		)
+	}
+	p.bar.Set64(done)
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		p.bar.Finish()
+	}
+}

@@ -1,0 +1,177 @@
+// Package admin is sumd's operator API: an http.Handler for /admin/ that
+// adds module versions to the log on request, and the Go client that
+// "sumd add -server" uses.
+//
+//	POST /admin/fetch   module, version (form or JSON)
+//	    fetch the version from the upstream proxy and record it
+//	POST /admin/upload  multipart: module, version, zip (file), mod (optional file)
+//	    hash an uploaded module zip as the go command would and record it
+//
+// Both answer 200 with JSON {"id", "record", "tree_size"}, or a text/plain
+// error: 400 bad input, 401 bad token, 404 admin disabled, 409 the version
+// is recorded with other hashes (both shown), 410 invalid module, 413 too
+// large, 502/504 upstream failure, 503 the log is busy (Retry-After).
+//
+// Every request needs "Authorization: Bearer <token>", compared in constant
+// time with the token file's content. The file is read at every request, so
+// a token can be rotated, or the API switched off by removing the file,
+// without a restart; with no file, an empty one or a token shorter than
+// MinTokenLength, every path answers 404.
+//
+// It is a package of its own, not part of internal/upstream, because it is
+// a second HTTP surface with its own authentication and body limits, and
+// its client must be importable by the CLI without the server side.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/modhash"
+)
+
+// MinTokenLength is the shortest token the API accepts: guessable tokens
+// disable it instead.
+const MinTokenLength = 16
+
+// maxTokenFile caps the token file.
+const maxTokenFile = 4 << 10
+
+// Recorder is what the API needs from the log. *upstream.Recorder
+// implements it. Methods are called concurrently.
+type Recorder interface {
+	// Record fetches m from upstream, checks and records it, and returns
+	// its id and record. A version recorded with other hashes is a
+	// *tlog.ConflictError; other errors may carry an HTTPStatus.
+	Record(ctx context.Context, m module.Version) (int64, gosum.Record, error)
+	// Add checks and records rec, with errors as Record's.
+	Add(ctx context.Context, rec gosum.Record) (int64, error)
+	// Signed returns the latest signed tree head. After Record or Add
+	// returns an id, the head covers it.
+	Signed(ctx context.Context) ([]byte, error)
+}
+
+// Options configure a Handler.
+type Options struct {
+	// TokenFile holds the bearer token. "" disables the API.
+	TokenFile string
+	// MaxZipSize and MaxModSize cap uploaded files (default the go
+	// command's limits, modhash.MaxZipFile and modhash.MaxGoMod).
+	MaxZipSize, MaxModSize int64
+	// TempDir holds uploaded zips while they are hashed ("" means
+	// os.TempDir()).
+	TempDir string
+	// Logger receives a record per request; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// A Handler serves /admin/. It is safe for concurrent use.
+type Handler struct {
+	rec  Recorder
+	opts Options
+	log  *slog.Logger
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// New returns the handler. It logs whether the API is enabled; it never
+// fails, since a missing token file only disables the API.
+func New(rec Recorder, opts Options) *Handler {
+	if opts.MaxZipSize <= 0 {
+		opts.MaxZipSize = modhash.MaxZipFile
+	}
+	if opts.MaxModSize <= 0 {
+		opts.MaxModSize = modhash.MaxGoMod
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	h := &Handler{rec: rec, opts: opts, log: opts.Logger}
+	if _, err := h.token(); err != nil {
+		h.log.Warn("admin API disabled", "reason", err)
+	} else {
+		h.log.Info("admin API enabled", "token_file", opts.TokenFile)
+	}
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	token, err := h.token()
+	if err != nil {
+		h.log.DebugContext(r.Context(), "admin API disabled", "path", r.URL.Path, "reason", err)
+		http.NotFound(w, r)
+		return
+	}
+	if !authorized(r, token) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sumd admin"`)
+		h.fail(w, r, &httpError{http.StatusUnauthorized, "missing or wrong admin token"})
+		return
+	}
+	var route func(http.ResponseWriter, *http.Request)
+	switch r.URL.Path {
+	case "/admin/fetch":
+		route = h.fetch
+	case "/admin/upload":
+		route = h.upload
+	default:
+		h.fail(w, r, &httpError{http.StatusNotFound, "no such admin endpoint: want /admin/fetch or /admin/upload"})
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.fail(w, r, &httpError{http.StatusMethodNotAllowed, "use POST"})
+		return
+	}
+	route(w, r)
+}
+
+// token reads the token file; an error means the API is disabled.
+func (h *Handler) token() (string, error) {
+	if h.opts.TokenFile == "" {
+		return "", errors.New("no token file configured")
+	}
+	return ReadTokenFile(h.opts.TokenFile)
+}
+
+// ReadTokenFile reads an admin token: the file's content without
+// surrounding white space, at least MinTokenLength bytes.
+func ReadTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("failed to read admin token: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return "", fmt.Errorf("failed to read admin token: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	switch {
+	case len(data) > maxTokenFile:
+		return "", fmt.Errorf("admin token file %s is larger than %d bytes", path, maxTokenFile)
+	case len(token) < MinTokenLength:
+		return "", fmt.Errorf("admin token in %s is shorter than %d bytes", path, MinTokenLength)
+	}
+	return token, nil
+}
+
+// authorized compares the request's bearer token with token in constant
+// time, so the answer's timing reveals nothing about the token. Comparing
+// digests hides the token's length too, which ConstantTimeCompare does not.
+func authorized(r *http.Request, token string) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && ok
+}

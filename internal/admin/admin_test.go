@@ -1,0 +1,245 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/testproxy"
+	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/upstream"
+)
+
+var _ Recorder = (*upstream.Recorder)(nil)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+const testToken = "0123456789abcdef-admin-token"
+
+func mv(path, version string) module.Version { return module.Version{Path: path, Version: version} }
+
+func goodModule(path, version string) testproxy.Module {
+	return testproxy.Module{Path: path, Version: version, Files: map[string]string{
+		"go.mod": "module " + path + "\n\ngo 1.21\n",
+		"m.go":   "package m\n\nconst V = \"" + version + "\"\n",
+	}}
+}
+
+// setup is sumd's admin API over a real log and Recorder, with an upstream
+// proxy serving mods.
+type setup struct {
+	proxyDir  string
+	log       *tlog.Log
+	srv       *httptest.Server
+	client    *Client
+	tokenFile string
+}
+
+func newSetup(t *testing.T, opts Options, mods ...testproxy.Module) *setup {
+	t.Helper()
+	s := &setup{proxyDir: t.TempDir()}
+	if _, err := testproxy.Build(s.proxyDir, mods); err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := upstream.ParseList(testproxy.ServeHTTP(t, s.proxyDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: srcs, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.log = openLog(t)
+	rec, err := upstream.NewRecorder(s.log, upstream.RecorderOptions{Fetcher: f, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tokenFile = filepath.Join(t.TempDir(), "token")
+	os.WriteFile(s.tokenFile, []byte(testToken+"\n"), 0o600)
+	if opts.TokenFile == "" {
+		opts.TokenFile = s.tokenFile
+	}
+	opts.Logger = quiet
+	s.srv = httptest.NewServer(New(rec, opts))
+	t.Cleanup(s.srv.Close)
+	s.client = &Client{URL: s.srv.URL, Token: testToken}
+	return s
+}
+
+func openLog(t *testing.T) *tlog.Log {
+	t.Helper()
+	skey, _, err := tlog.GenerateKey("sumd.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := tlog.ParseKey(skey)
+	l, err := tlog.Open(filepath.Join(t.TempDir(), "sumd.db"), tlog.Options{Key: k, Create: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func (s *setup) treeSize(t *testing.T) int64 {
+	t.Helper()
+	tree, err := s.log.Tree(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree.N
+}
+
+// wantStatus checks that err is an API error with status and a message
+// containing want.
+func wantStatus(t *testing.T, err error, status int, want string) {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) || e.Status != status || !strings.Contains(e.Message, want) {
+		t.Fatalf("error %v, want %d %q", err, status, want)
+	}
+}
+
+// recordOf is the record text for m with the hashes modhash computes.
+func recordOf(t *testing.T, m module.Version, zipPath string, mod []byte) string {
+	t.Helper()
+	sums, err := modhash.HashZip(m, zipPath, mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}.Text())
+}
+
+// TestFetch records a version from upstream, by JSON and by form.
+func TestFetch(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	s := newSetup(t, Options{}, goodModule(m.Path, m.Version))
+	res, err := s.client.Fetch(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, _ := os.ReadFile(testproxy.ModPath(s.proxyDir, m))
+	want := Result{ID: 0, Record: recordOf(t, m, testproxy.ZipPath(s.proxyDir, m), mod), TreeSize: 1}
+	if *res != want {
+		t.Errorf("Fetch = %+v, want %+v", *res, want)
+	}
+	form := url.Values{"module": {m.Path}, "version": {m.Version}}
+	req, _ := http.NewRequest(http.MethodPost, s.srv.URL+"/admin/fetch", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("form fetch: %v, %v", resp.Status, err)
+	}
+	resp.Body.Close()
+	if n := s.treeSize(t); n != 1 {
+		t.Errorf("tree size %d after fetching one version twice, want 1", n)
+	}
+}
+
+// TestUpload records uploaded zips with exactly modhash's hashes, with and
+// without a separate go.mod.
+func TestUpload(t *testing.T) {
+	s := newSetup(t, Options{})
+	dir := t.TempDir()
+	m1, m2 := mv("example.com/up", "v1.0.0"), mv("example.com/up", "v1.1.0")
+	if _, err := testproxy.Build(dir, []testproxy.Module{goodModule(m1.Path, m1.Version), goodModule(m2.Path, m2.Version)}); err != nil {
+		t.Fatal(err)
+	}
+	mod, _ := os.ReadFile(testproxy.ModPath(dir, m1))
+	res, err := s.client.Upload(context.Background(), m1, testproxy.ZipPath(dir, m1), testproxy.ModPath(dir, m1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := recordOf(t, m1, testproxy.ZipPath(dir, m1), mod); res.Record != want || res.TreeSize != 1 {
+		t.Errorf("Upload = %+v, want record %q in a tree of 1", *res, want)
+	}
+	res, err = s.client.Upload(context.Background(), m2, testproxy.ZipPath(dir, m2), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := recordOf(t, m2, testproxy.ZipPath(dir, m2), nil); res.Record != want || res.ID != 1 {
+		t.Errorf("Upload without go.mod = %+v, want record %q as id 1", *res, want)
+	}
+}
+
+// TestUploadConflict refuses other content for a recorded version with a
+// 409 naming both hashes, and records nothing.
+func TestUploadConflict(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	s := newSetup(t, Options{}, goodModule(m.Path, m.Version))
+	first, err := s.client.Fetch(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := goodModule(m.Path, m.Version)
+	other.Files["m.go"] += "// retagged\n"
+	dir := t.TempDir()
+	testproxy.Build(dir, []testproxy.Module{other})
+	_, err = s.client.Upload(context.Background(), m, testproxy.ZipPath(dir, m), "")
+	recorded, _ := gosum.Parse([]byte(first.Record))
+	offered, _ := gosum.Parse([]byte(recordOf(t, m, testproxy.ZipPath(dir, m), nil)))
+	wantStatus(t, err, http.StatusConflict, "already recorded as record 0 with different hashes")
+	for _, h := range []string{recorded.Hash, offered.Hash} {
+		if !strings.Contains(err.Error(), h) {
+			t.Errorf("conflict %q does not show %s", err, h)
+		}
+	}
+	if n := s.treeSize(t); n != 1 {
+		t.Errorf("tree size %d after a conflict, want 1", n)
+	}
+}
+
+// TestUploadRefusals: invalid modules are 410, oversized files 413, bad
+// requests 400; none records anything.
+func TestUploadRefusals(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	dir := t.TempDir()
+	big := goodModule(m.Path, m.Version)
+	big.Files["big.go"] = "package m\n\n// " + strings.Repeat("incompressible? no, but big enough ", 200) + "\n"
+	testproxy.Build(dir, []testproxy.Module{big})
+	zipPath, modPath := testproxy.ZipPath(dir, m), testproxy.ModPath(dir, m)
+	otherMod := filepath.Join(dir, "other.mod")
+	os.WriteFile(otherMod, []byte("module example.com/m\n\ngo 1.22\n"), 0o644)
+	tests := []struct {
+		name    string
+		opts    Options
+		m       module.Version
+		zip     string
+		mod     string
+		status  int
+		message string
+	}{
+		{"go.mod differs", Options{}, m, zipPath, otherMod, 410, "invalid module: failed to hash example.com/m@v1.0.0: go.mod differs from the go.mod in the zip"},
+		{"wrong version", Options{}, mv(m.Path, "v1.0.1"), zipPath, "", 410, `path does not have prefix "example.com/m@v1.0.1/"`},
+		{"zip too large", Options{MaxZipSize: 512}, m, zipPath, "", 413, "module zip is larger than the limit of 512 bytes"},
+		{"mod too large", Options{MaxModSize: 10}, m, zipPath, modPath, 413, "go.mod file is larger than the limit of 10 bytes"},
+		{"non-canonical", Options{}, mv(m.Path, "v1.0"), zipPath, "", 400, "not canonical"},
+		{"no version", Options{}, mv(m.Path, ""), zipPath, "", 400, "want both module and version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.TempDir = t.TempDir()
+			s := newSetup(t, tt.opts)
+			_, err := s.client.Upload(context.Background(), tt.m, tt.zip, tt.mod)
+			wantStatus(t, err, tt.status, tt.message)
+			if n := s.treeSize(t); n != 0 {
+				t.Errorf("tree size %d after a refusal, want 0", n)
+			}
+			if left, _ := os.ReadDir(tt.opts.TempDir); len(left) != 0 {
+				t.Errorf("temporary files left behind: %v", left)
+			}
+		})
+	}
+}

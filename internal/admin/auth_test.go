@@ -1,0 +1,140 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/upstream"
+)
+
+// TestAuth: a wrong or missing token is 401 and adds nothing; a rotated
+// token takes effect at once; no usable token file disables the API (404).
+func TestAuth(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	s := newSetup(t, Options{}, goodModule(m.Path, m.Version))
+	for _, token := range []string{"", "wrong-token-of-some-length", testToken + "x", testToken[:len(testToken)-1]} {
+		c := &Client{URL: s.srv.URL, Token: token}
+		_, err := c.Fetch(context.Background(), m)
+		wantStatus(t, err, http.StatusUnauthorized, "missing or wrong admin token")
+	}
+	if n := s.treeSize(t); n != 0 {
+		t.Fatalf("tree size %d after unauthorized requests, want 0", n)
+	}
+
+	const rotated = "fedcba9876543210-rotated"
+	os.WriteFile(s.tokenFile, []byte(rotated), 0o600)
+	_, err := s.client.Fetch(context.Background(), m)
+	wantStatus(t, err, http.StatusUnauthorized, "wrong admin token")
+	if _, err := (&Client{URL: s.srv.URL, Token: rotated}).Fetch(context.Background(), m); err != nil {
+		t.Fatalf("Fetch with the rotated token: %v", err)
+	}
+
+	for _, content := range []string{" \n", "123456789012345"} {
+		os.WriteFile(s.tokenFile, []byte(content), 0o600)
+		_, err := (&Client{URL: s.srv.URL, Token: strings.TrimSpace(content)}).Fetch(context.Background(), m)
+		wantStatus(t, err, http.StatusNotFound, "404 page not found")
+	}
+	os.Remove(s.tokenFile)
+	_, err = (&Client{URL: s.srv.URL}).Fetch(context.Background(), m)
+	wantStatus(t, err, http.StatusNotFound, "404 page not found")
+}
+
+// TestDisabled: no token file configured is 404 everywhere.
+func TestDisabled(t *testing.T) {
+	srv := httptest.NewServer(New(&fakeRecorder{}, Options{Logger: quiet}))
+	defer srv.Close()
+	_, err := (&Client{URL: srv.URL, Token: ""}).Fetch(context.Background(), mv("example.com/m", "v1.0.0"))
+	wantStatus(t, err, http.StatusNotFound, "404 page not found")
+}
+
+// fakeRecorder fails every request with err.
+type fakeRecorder struct{ err error }
+
+func (f *fakeRecorder) Record(ctx context.Context, m module.Version) (int64, gosum.Record, error) {
+	return 0, gosum.Record{}, f.err
+}
+func (f *fakeRecorder) Add(ctx context.Context, rec gosum.Record) (int64, error) { return 0, f.err }
+func (f *fakeRecorder) Signed(ctx context.Context) ([]byte, error)               { return nil, f.err }
+
+// TestErrorStatuses checks how Recorder errors are answered.
+func TestErrorStatuses(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	tests := []struct {
+		err     error
+		status  int
+		message string
+	}{
+		{&server.StatusError{Status: 503, Err: errors.New("failed to record example.com/m@v1.0.0: too many pending additions, try again later")}, 503, "try again later"},
+		{&upstream.Error{Kind: upstream.KindGone, Module: m, Err: errors.New("upstream proxy has no such version")}, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},
+		{&upstream.Error{Kind: upstream.KindUnavailable, Module: m, Err: errors.New("connection refused")}, 502, "upstream proxy error: example.com/m@v1.0.0: connection refused"},
+		{&upstream.Error{Kind: upstream.KindTimeout, Module: m, Err: errors.New("slow")}, 504, "upstream proxy error"},
+		{upstream.ErrNoUpstream, 501, "no upstream proxy configured"},
+		{errors.New("disk on fire"), 500, "internal error"},
+	}
+	for _, tt := range tests {
+		s := newFakeSetup(t, &fakeRecorder{err: tt.err})
+		_, err := s.Fetch(context.Background(), m)
+		wantStatus(t, err, tt.status, tt.message)
+		if e := err.(*Error); e.Status == 500 && strings.Contains(e.Message, "fire") {
+			t.Errorf("an internal error's detail reached the client: %v", e)
+		}
+	}
+}
+
+func newFakeSetup(t *testing.T, rec Recorder) *Client {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(testToken), 0o600)
+	srv := httptest.NewServer(New(rec, Options{TokenFile: tokenFile, Logger: quiet}))
+	t.Cleanup(srv.Close)
+	return &Client{URL: srv.URL, Token: testToken}
+}
+
+// TestRequests checks methods, paths, bodies and the 503 Retry-After.
+func TestRequests(t *testing.T) {
+	c := newFakeSetup(t, &fakeRecorder{err: &server.StatusError{Status: 503, Err: errors.New("busy")}})
+	tests := []struct {
+		method, path, ctype, body string
+		status                    int
+		message                   string
+	}{
+		{"GET", "/admin/fetch", "", "", 405, "use POST"},
+		{"POST", "/admin/other", "", "", 404, "no such admin endpoint"},
+		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m"`, 400, "invalid JSON body"},
+		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0", "x": 1}`, 400, `unknown field "x"`},
+		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "latest"}`, 400, "invalid"},
+		{"POST", "/admin/fetch", "application/x-www-form-urlencoded", "module=example.com%2Fm", 400, "want both module and version"},
+		{"POST", "/admin/fetch", "application/x-www-form-urlencoded", "module=" + strings.Repeat("a", maxFetchBody), 413, "request body larger than"},
+		{"POST", "/admin/upload", "application/json", "{}", 400, "want a multipart/form-data body"},
+		{"POST", "/admin/upload", "multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"extra\"\r\n\r\nv\r\n--X--\r\n", 400, `unexpected or repeated field "extra"`},
+		{"POST", "/admin/upload", "multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"module\"\r\n\r\nexample.com/m\r\n--X\r\nContent-Disposition: form-data; name=\"version\"\r\n\r\nv1.0.0\r\n--X--\r\n", 400, "no zip file in the upload"},
+		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0"}`, 503, "busy"},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, c.URL+tt.path, strings.NewReader(tt.body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", tt.ctype)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || !strings.Contains(string(body), tt.message) {
+			t.Errorf("%s %s %q: %d %q, want %d %q", tt.method, tt.path, tt.body, resp.StatusCode, body, tt.status, tt.message)
+		}
+		if tt.status == 503 && resp.Header.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+	}
+}

@@ -1,0 +1,134 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"strings"
+
+	"golang.org/x/mod/module"
+)
+
+// maxAnswer caps the answers the client reads: a JSON result or an error.
+const maxAnswer = 1 << 20
+
+// A Client calls the admin API of a running sumd.
+type Client struct {
+	// URL is sumd's base URL, such as https://sumd.example.com.
+	URL string
+	// Token is the admin token (see ReadTokenFile).
+	Token string
+	// HTTPClient sends the requests; nil means http.DefaultClient.
+	HTTPClient *http.Client
+}
+
+// An Error is a non-200 answer of the API: its status and text.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// Fetch asks sumd to fetch m from its upstream proxy and record it.
+func (c *Client) Fetch(ctx context.Context, m module.Version) (*Result, error) {
+	body, err := json.Marshal(map[string]string{"module": m.Path, "version": m.Version})
+	if err != nil {
+		return nil, err
+	}
+	return c.post(ctx, "/admin/fetch", "application/json", bytes.NewReader(body))
+}
+
+// Upload sends the module zip at zipPath, and the go.mod at modPath unless
+// it is "", for sumd to hash and record as m. Files are streamed, not read
+// into memory.
+func (c *Client) Upload(ctx context.Context, m module.Version, zipPath, modPath string) (*Result, error) {
+	files := []struct{ field, path string }{{"zip", zipPath}, {"mod", modPath}}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return nil, fmt.Errorf("failed to upload %s: %w", m, err)
+		}
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		pw.CloseWithError(writeUpload(mw, m, files[0].path, files[1].path))
+	}()
+	res, err := c.post(ctx, "/admin/upload", mw.FormDataContentType(), pr)
+	pr.Close() // stops the writer if the server answered early
+	return res, err
+}
+
+// writeUpload writes the multipart body: text fields first, then files.
+func writeUpload(mw *multipart.Writer, m module.Version, zipPath, modPath string) error {
+	if err := mw.WriteField("module", m.Path); err != nil {
+		return err
+	}
+	if err := mw.WriteField("version", m.Version); err != nil {
+		return err
+	}
+	if err := writeFile(mw, "zip", zipPath); err != nil {
+		return err
+	}
+	if modPath != "" {
+		if err := writeFile(mw, "mod", modPath); err != nil {
+			return err
+		}
+	}
+	return mw.Close()
+}
+
+func writeFile(mw *multipart.Writer, field, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w, err := mw.CreateFormFile(field, field)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(w, f)
+	return err
+}
+
+// post sends body to path and decodes the result.
+func (c *Client) post(ctx context.Context, path, ctype string, body io.Reader) (*Result, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.URL, "/")+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("failed to build request: %w", err)
+	}
+	req.Header.Set("Content-Type", ctype)
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	client := c.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+	}
+	var res Result
+	if err := json.Unmarshal(data, &res); err != nil {
+		return nil, fmt.Errorf("failed to decode the answer: %w", err)
+	}
+	return &res, nil
+}

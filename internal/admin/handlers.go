@@ -1,0 +1,279 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"strings"
+
+	"golang.org/x/mod/module"
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+const (
+	// maxFetchBody caps a fetch request: a module path and a version.
+	maxFetchBody = 64 << 10
+	// maxField caps a text field of an upload; module paths are short.
+	maxField = 4 << 10
+	// uploadSlack is what an upload may carry beyond its files: the
+	// multipart framing and the text fields.
+	uploadSlack = 1 << 20
+)
+
+// Result is the answer to a successful request.
+type Result struct {
+	ID       int64  `json:"id"`        // the record's id in the log
+	Record   string `json:"record"`    // the record: two go.sum lines
+	TreeSize int64  `json:"tree_size"` // size of the signed tree covering it
+}
+
+// fetch serves POST /admin/fetch.
+func (h *Handler) fetch(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFetchBody)
+	m, err := parseFetch(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	id, rec, err := h.rec.Record(r.Context(), m)
+	h.answer(w, r, id, rec, err)
+}
+
+// parseFetch reads module and version from a JSON or form body.
+func parseFetch(r *http.Request) (module.Version, error) {
+	var req struct{ Module, Version string }
+	ctype, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ctype == "application/json" {
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return module.Version{}, badInput(err, "invalid JSON body: %v", err)
+		}
+	} else {
+		if err := r.ParseForm(); err != nil {
+			return module.Version{}, badInput(err, "invalid form: %v", err)
+		}
+		req.Module, req.Version = r.PostForm.Get("module"), r.PostForm.Get("version")
+	}
+	return checkModule(req.Module, req.Version)
+}
+
+// checkModule accepts what the log can record.
+func checkModule(path, version string) (module.Version, error) {
+	if path == "" || version == "" {
+		return module.Version{}, &httpError{http.StatusBadRequest, "want both module and version"}
+	}
+	if err := gosum.CheckModule(path, version); err != nil {
+		return module.Version{}, &httpError{http.StatusBadRequest, err.Error()}
+	}
+	return module.Version{Path: path, Version: version}, nil
+}
+
+// upload serves POST /admin/upload.
+func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxZipSize+h.opts.MaxModSize+uploadSlack)
+	up, err := h.readUpload(r)
+	if up.zipPath != "" {
+		defer os.Remove(up.zipPath)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	m, err := checkModule(up.path, up.version)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if up.zipPath == "" {
+		h.fail(w, r, &httpError{http.StatusBadRequest, "no zip file in the upload"})
+		return
+	}
+	sums, err := modhash.HashZip(m, up.zipPath, up.mod)
+	if err != nil {
+		h.fail(w, r, &httpError{http.StatusGone, "invalid module: " + err.Error()})
+		return
+	}
+	rec := gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}
+	id, err := h.rec.Add(r.Context(), rec)
+	h.answer(w, r, id, rec, err)
+}
+
+// An uploaded module version.
+type upload struct {
+	path, version string
+	zipPath       string // temporary file, removed by the caller
+	mod           []byte // nil if none was sent
+}
+
+// readUpload streams the multipart body: the zip goes to a temporary file,
+// so memory stays bounded whatever its size.
+func (h *Handler) readUpload(r *http.Request) (upload, error) {
+	var up upload
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return up, badInput(err, "want a multipart/form-data body: %v", err)
+	}
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return up, nil
+		}
+		if err != nil {
+			return up, badInput(err, "invalid multipart body: %v", err)
+		}
+		if err := h.readPart(&up, part); err != nil {
+			return up, err
+		}
+	}
+}
+
+// readPart stores one part of an upload.
+func (h *Handler) readPart(up *upload, part *multipart.Part) error {
+	var err error
+	switch name := part.FormName(); {
+	case name == "module":
+		up.path, err = readField(part, "module")
+	case name == "version":
+		up.version, err = readField(part, "version")
+	case name == "zip" && up.zipPath == "":
+		up.zipPath, err = h.saveZip(part)
+	case name == "mod" && up.mod == nil:
+		var buf bytes.Buffer
+		err = copyLimited(&buf, part, h.opts.MaxModSize, "go.mod file")
+		up.mod = append([]byte{}, buf.Bytes()...) // an empty .mod is still a .mod
+	default:
+		return &httpError{http.StatusBadRequest, fmt.Sprintf("unexpected or repeated field %q: want module, version, zip and optionally mod", name)}
+	}
+	return err
+}
+
+func readField(part *multipart.Part, name string) (string, error) {
+	var buf bytes.Buffer
+	if err := copyLimited(&buf, part, maxField, name); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(buf.String()), nil
+}
+
+// saveZip streams the zip part to a temporary file and returns its name.
+func (h *Handler) saveZip(part io.Reader) (string, error) {
+	f, err := os.CreateTemp(h.opts.TempDir, "sumd-upload-*.zip")
+	if err != nil {
+		return "", fmt.Errorf("failed to create temporary file: %w", err)
+	}
+	err = copyLimited(f, part, h.opts.MaxZipSize, "module zip")
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("failed to write temporary file: %w", cerr)
+	}
+	return f.Name(), err
+}
+
+// copyLimited copies src to dst, failing with a 413 past limit bytes.
+func copyLimited(dst io.Writer, src io.Reader, limit int64, what string) error {
+	n, err := io.Copy(dst, io.LimitReader(src, limit+1))
+	switch {
+	case err != nil:
+		return badInput(err, "failed to read %s: %v", what, err)
+	case n > limit:
+		return &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("%s is larger than the limit of %d bytes", what, limit)}
+	}
+	return nil
+}
+
+// answer sends the result of Record or Add.
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id int64, rec gosum.Record, err error) {
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	signed, err := h.rec.Signed(r.Context())
+	var size int64
+	if err == nil {
+		size, err = treeSize(signed)
+	}
+	if err != nil {
+		h.fail(w, r, fmt.Errorf("failed to read the signed tree head: %w", err))
+		return
+	}
+	h.log.InfoContext(r.Context(), "admin: recorded", "path", r.URL.Path, "module", rec.Path, "version", rec.Version, "id", id)
+	body, _ := json.Marshal(Result{ID: id, Record: string(rec.Text()), TreeSize: size})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(append(body, '\n'))
+}
+
+// treeSize reads the tree size of our own signed tree head. The log signed
+// it and the caller only reports the number, so it is not verified here.
+func treeSize(signed []byte) (int64, error) {
+	text, _, ok := bytes.Cut(signed, []byte("\n\n"))
+	if !ok {
+		return 0, errors.New("signed tree head has no signature block")
+	}
+	tree, err := xtlog.ParseTree(append(text[:len(text):len(text)], '\n'))
+	return tree.N, err
+}
+
+// httpError is an error answer whose message is safe to show.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+// badInput is a 400, or a 413 if the body hit its size cap.
+func badInput(err error, format string, args ...any) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)}
+	}
+	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+}
+
+// fail answers err as text/plain with its status.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := classify(err)
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	h.log.Log(r.Context(), level, "admin request failed", "path", r.URL.Path, "status", status, "err", err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	io.WriteString(w, msg+"\n")
+}
+
+// classify maps err to a status and a message safe to show: a conflict is
+// 409 with both hashes; errors that carry a status keep it; anything else
+// is a 500 whose detail only the log sees.
+func classify(err error) (int, string) {
+	var he *httpError
+	var conflict *tlog.ConflictError
+	var hs interface{ HTTPStatus() int }
+	switch {
+	case errors.As(err, &he):
+		return he.status, he.msg
+	case errors.As(err, &conflict):
+		return http.StatusConflict, conflict.Error()
+	case errors.As(err, &hs) && hs.HTTPStatus() >= 400 && hs.HTTPStatus() <= 599:
+		return hs.HTTPStatus(), err.Error()
+	}
+	return http.StatusInternalServerError, "internal error"
+}

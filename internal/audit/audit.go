@@ -1,0 +1,267 @@
+// Package audit checks that a Go checksum database is honest, using only
+// the HTTP protocol every such database speaks: the signed tree head
+// (/latest), lookups (/lookup/M@V), hash tiles (/tile/8/L/N[.p/W]) and data
+// tiles (/tile/8/data/N[.p/W]). It works against sumd, sum.golang.org, or a
+// module proxy relaying either under a base URL with a path.
+//
+// # Trust model
+//
+// The auditor trusts exactly one thing: the verifier key it is given.
+// Everything the server sends is authenticated before it is believed:
+//
+//   - The signed tree head, by its Ed25519 signature under the key
+//     (note.Open). Other signatures on the note (witnesses) are ignored.
+//   - Hash tiles, by the signed head: tlog.TileHashReader recomputes the
+//     head's root hash from the right-edge tiles and checks every other
+//     tile against its authenticated parent, so a hash read through it is
+//     proven to be in the signed tree.
+//   - Records, by the tree: a full audit hashes every record of each data
+//     tile into a tree it rebuilds itself and compares that tree's root,
+//     at the end of every data tile, with the authenticated root of the
+//     same prefix. A record is checked further only once its tile passed.
+//   - Lookups (-gosum), by x/mod's sumdb.Client: the record's inclusion in
+//     a signed tree, and that tree's consistency with the head seen before.
+//   - The state directory is the auditor's own memory and is trusted to be
+//     what it wrote; even so, every head in it is verified with the key
+//     again, and the saved right edge of the audited tree must match the
+//     server's authenticated tree before an audit resumes from it.
+//
+// # Checks
+//
+// Every run verifies the head's signature (CheckSignature) and that the
+// hash tiles at the tree's right edge hash to the signed root (CheckTiles).
+// With a state directory it proves that the tree extends the head saved by
+// the previous run (CheckConsistency, tlog.ProveTree and tlog.CheckTree);
+// a different tree of the same size, a tree that does not contain the
+// saved one, or a smaller tree (a rollback) is a SECURITY problem quoting
+// both signed heads, and the new head is then not saved.
+//
+// A full audit (Options.Full, CheckRecords) reads every data tile not yet
+// audited, at most Options.Parallel at a time, and checks that each splits
+// into exactly its W records, that the records rebuild the signed tree,
+// that each record is exactly the two go.sum lines of one module version
+// with a canonical path and version (gosum.Parse), and that no
+// module@version appears twice in the whole log. With a state directory it
+// checkpoints as it goes and the next run audits only the records added
+// since; a range in which a problem was found is never checkpointed, so it
+// is audited, and the problem reported, again on every run.
+//
+// Options.GoSum (CheckGosum) checks go.sum files: every line must match
+// the database's record for its module version, found by a verified
+// lookup.
+//
+// # Problems and errors
+//
+// A Problem is a finding about the database. An error means the audit could
+// not run to the end (a network failure or HTTP error after retries, an
+// unusable state directory, cancellation); the report is then partial.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+// Options configure Run.
+type Options struct {
+	// URL is the database's base URL: https://sum.golang.org, or a path
+	// under a proxy such as https://proxy.example/sumdb/sum.golang.org.
+	URL string
+	// VerifierKey is the database's verifier key, "name+hash+base64".
+	VerifierKey string
+	// StateDir, if set, keeps what this run learned for the next one (see
+	// the layout in state.go); several databases can share it.
+	StateDir string
+	// Full audits every record not audited before.
+	Full bool
+	// GoSum lists go.sum files to check against the database.
+	GoSum []string
+	// Parallel caps concurrent requests (default 8).
+	Parallel int
+	// UserAgent is sent with every request (default "sumd-verify/devel").
+	UserAgent string
+	// Timeout caps each HTTP request (default 30s).
+	Timeout time.Duration
+	// Progress, if set, is called after each data tile of a full audit
+	// with the records done and the total to do. It is called from one
+	// goroutine at a time.
+	Progress func(done, total int64)
+	// RecordHook, if set, runs on every record a full audit checks.
+	RecordHook RecordHook
+
+	retryBackoff    time.Duration // tests shorten the wait between retries
+	checkpointTiles int           // data tiles between checkpoints (default 64)
+}
+
+// A RecordHook is an extra check of one record of a full audit (such as
+// re-hashing the module from a proxy). It runs only on records whose data
+// tile matched the signed tree and that parsed as a go.sum record. Hooks
+// run concurrently, at most Options.Parallel at a time, in no particular
+// order; a checkpoint waits for the hooks of every record before it. A
+// returned Problem is added to the report; an error stops the audit.
+type RecordHook func(ctx context.Context, id int64, rec gosum.Record) (*Problem, error)
+
+func (o Options) withDefaults() Options {
+	if o.Parallel <= 0 {
+		o.Parallel = 8
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "sumd-verify/devel"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.retryBackoff <= 0 {
+		o.retryBackoff = 500 * time.Millisecond
+	}
+	if o.checkpointTiles <= 0 {
+		o.checkpointTiles = 64
+	}
+	return o
+}
+
+// Run audits the database at opts.URL. It always returns a report; when
+// the audit could not run to the end, the report is partial, its Error is
+// set and the same error is returned.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	start := time.Now()
+	rep := &Report{Checks: []string{}, Problems: []Problem{}}
+	r, err := newRun(ctx, opts.withDefaults(), rep)
+	if err == nil {
+		err = r.run(ctx)
+		if cerr := r.close(); err == nil {
+			err = cerr
+		}
+	}
+	rep.Problems, rep.ProblemsOmitted = r.found.problems, r.found.omitted
+	if rep.Problems == nil {
+		rep.Problems = []Problem{}
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if rep.Seconds > 0 {
+		rep.RecordsPerSecond = float64(rep.RecordsAudited) / rep.Seconds
+	}
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	rep.OK = err == nil && r.found.count() == 0
+	return rep, err
+}
+
+// A run is one audit. Its fields are set up by newRun and the head check
+// and then only read, except those of the Report and the findings.
+type run struct {
+	opts     Options
+	verifier note.Verifier
+	f        *fetcher
+	tiles    *tileReader
+	state    *state // nil without a state directory, until a full audit needs a key set
+	rep      *Report
+	found    *findings
+
+	head []byte          // the signed head served by /latest, verified
+	tree tlog.Tree       // its tree
+	thr  tlog.HashReader // hashes of tree, authenticated
+}
+
+func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {
+	r := &run{opts: opts, rep: rep, found: new(findings)}
+	u, err := checkURL(opts.URL)
+	if err != nil {
+		return r, err
+	}
+	rep.URL = u.Redacted()
+	r.verifier, err = note.NewVerifier(strings.TrimSpace(opts.VerifierKey))
+	if err != nil {
+		return r, fmt.Errorf("invalid verifier key: %w", err)
+	}
+	rep.Database = r.verifier.Name()
+	r.f = newFetcher(opts.URL, opts.UserAgent, opts.Timeout, opts.Parallel)
+	r.f.backoff = opts.retryBackoff
+	r.tiles = newTileReader(ctx, r.f, opts.Parallel)
+	if opts.StateDir != "" {
+		r.state, err = openState(opts.StateDir, rep.Database)
+	}
+	return r, err
+}
+
+// checkURL accepts an http or https base URL, with or without a path.
+func checkURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("invalid database URL: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return nil, fmt.Errorf("invalid database URL %q: want http:// or https:// and a host", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("invalid database URL %q: a base URL has no ?query or #fragment", u.Redacted())
+	}
+	return u, nil
+}
+
+func (r *run) close() error {
+	if r.f != nil {
+		r.f.client.CloseIdleConnections()
+	}
+	if r.state == nil {
+		return nil
+	}
+	return r.state.close()
+}
+
+// run runs the checks in order; each returns false when it found a
+// problem that makes the later checks meaningless.
+func (r *run) run(ctx context.Context) error {
+	for _, step := range []func(context.Context) (bool, error){
+		r.checkHead, r.checkTiles, r.checkConsistency, r.auditRecords, r.checkGosum,
+	} {
+		if ok, err := step(ctx); err != nil || !ok {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) passed(check string) { r.rep.Checks = append(r.rep.Checks, check) }
+
+// checkTiles checks that the hash tiles at the tree's right edge hash to
+// the signed root: what every client's first inclusion proof relies on.
+func (r *run) checkTiles(ctx context.Context) (bool, error) {
+	h, err := tlog.TreeHash(r.tree.N, r.thr)
+	if err != nil {
+		return r.tileProblem(err)
+	}
+	if h != r.tree.Hash { // only an empty tree gets here: TileHashReader checked the rest
+		r.found.add(Problem{Kind: KindTileMismatch, Message: fmt.Sprintf(
+			"the signed head claims an empty tree with hash %s, but the empty tree's hash is %s", r.tree.Hash, h)})
+		return false, nil
+	}
+	r.passed(CheckTiles)
+	return true, nil
+}
+
+// tileProblem sorts an error from the tlog maths over r.thr: failing to
+// fetch a tile stops the audit; anything else means the tiles served do
+// not authenticate against the signed head.
+func (r *run) tileProblem(err error) (bool, error) {
+	if isFetchError(err) {
+		return false, err
+	}
+	r.found.add(Problem{Kind: KindTileMismatch, Message: fmt.Sprintf(
+		"the hash tiles served do not match the signed tree of size %d (%v): clients cannot verify lookups against it", r.tree.N, err)})
+	return false, nil
+}
+
+func isFetchError(err error) bool {
+	var fe *FetchError
+	return errors.As(err, &fe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,214 @@
+package audit
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
+	"golang.org/x/sync/errgroup"
+)
+
+// checkGosum checks every line of the go.sum files against the database,
+// through x/mod's sumdb.Client: the go command's own lookup code, which
+// verifies each record's inclusion in a signed tree and that tree's
+// consistency with the head this run verified.
+func (r *run) checkGosum(ctx context.Context) (bool, error) {
+	if len(r.opts.GoSum) == 0 {
+		return true, nil
+	}
+	lines, probs, err := readGoSums(r.opts.GoSum)
+	if err != nil {
+		return false, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opts.Parallel)
+	ops := newClientOps(gctx, r)
+	client := sumdb.NewClient(ops) // no SetGONOSUMDB: every line is checked
+	found := make([]*Problem, len(lines))
+	for i, l := range lines {
+		g.Go(func() error {
+			var err error
+			found[i], err = ops.check(client, l)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return false, err
+	}
+	r.rep.GosumLines = len(lines) + len(probs)
+	r.reportGosum(ops, found, probs)
+	r.passed(CheckGosum)
+	return true, nil
+}
+
+// readGoSums reads the lines of every file.
+func readGoSums(files []string) ([]sumLine, []Problem, error) {
+	var lines []sumLine
+	var probs []Problem
+	for _, file := range files {
+		ls, ps, err := readGoSum(file)
+		if err != nil {
+			return nil, nil, err
+		}
+		lines, probs = append(lines, ls...), append(probs, ps...)
+	}
+	return lines, probs, nil
+}
+
+// reportGosum adds the problems in file and line order, so that the output
+// does not depend on how the lookups were scheduled, and the misbehaviour
+// the client detected, once.
+func (r *run) reportGosum(ops *clientOps, found []*Problem, probs []Problem) {
+	for _, p := range found {
+		if p != nil {
+			probs = append(probs, *p)
+		}
+	}
+	slices.SortFunc(probs, func(a, b Problem) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
+	})
+	for _, msg := range ops.security {
+		r.found.add(Problem{Kind: KindFork, Message: "SECURITY ERROR: a lookup answer is inconsistent with the tree seen before:\n" + msg})
+	}
+	for _, p := range probs {
+		r.found.add(p)
+	}
+}
+
+// clientOps is sumdb.ClientOps over this run: HTTP through the run's
+// fetcher, the key, and the head this run verified as the client's
+// "latest" (saved to the state directory when a lookup moves it forward).
+// No cache: lookups are checked fresh.
+type clientOps struct {
+	ctx context.Context
+	r   *run
+
+	mu       sync.Mutex
+	latest   []byte
+	missing  map[string]string // lookup path -> the server's answer, for 404 and 410
+	failed   error             // the first fetch failure other than a 404 or 410
+	security []string          // messages of sumdb.Client's SecurityError
+}
+
+var _ sumdb.ClientOps = (*clientOps)(nil)
+
+func newClientOps(ctx context.Context, r *run) *clientOps {
+	return &clientOps{ctx: ctx, r: r, latest: r.head, missing: map[string]string{}}
+}
+
+// check looks up the module version of line l and compares the hashes.
+func (o *clientOps) check(client *sumdb.Client, l sumLine) (*Problem, error) {
+	got, err := client.Lookup(l.path, l.lookupVersion())
+	if err != nil {
+		return o.lookupProblem(l, err)
+	}
+	if len(got) == 1 && got[0] == l.text() {
+		return nil, nil
+	}
+	has := "no such line"
+	if len(got) > 0 {
+		if f := strings.Fields(got[0]); len(f) == 3 {
+			has = f[2]
+		}
+	}
+	return &Problem{Kind: KindGosumMismatch, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
+		Message: fmt.Sprintf("%s: %s does not match the checksum database, which has %s", l.where(), l.text(), has)}, nil
+}
+
+// lookupProblem sorts a failed lookup. sumdb.Client flattens the errors
+// of its ops into text, so the ops remember what happened instead.
+func (o *clientOps) lookupProblem(l sumLine, err error) (*Problem, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	reason, missing := o.missing[lookupPath(l)]
+	switch {
+	case missing:
+		return &Problem{Kind: KindGosumMissing, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
+			Message: fmt.Sprintf("%s: %s@%s is not in the checksum database (%s)", l.where(), l.path, l.version, reason)}, nil
+	case o.failed != nil:
+		return nil, o.failed
+	case len(o.security) > 0 && strings.Contains(err.Error(), sumdb.ErrSecurity.Error()):
+		return nil, nil // reported once, with the client's evidence
+	}
+	return &Problem{Kind: KindLookup, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
+		Message: fmt.Sprintf("%s: the database's answer for %s@%s does not verify: %v", l.where(), l.path, l.version, err)}, nil
+}
+
+func lookupPath(l sumLine) string {
+	p, _ := module.EscapePath(l.path)
+	v, _ := module.EscapeVersion(l.version)
+	return "/lookup/" + p + "@" + v
+}
+
+// ReadRemote fetches a lookup or a hash tile.
+func (o *clientOps) ReadRemote(path string) ([]byte, error) {
+	lookup := strings.HasPrefix(path, "/lookup/")
+	limit := int64(maxHashTile)
+	if lookup {
+		limit = maxLookup
+	}
+	data, err := o.r.f.get(o.ctx, path, limit)
+	if err != nil {
+		o.mu.Lock()
+		switch {
+		case lookup && notFound(err):
+			var fe *FetchError
+			errors.As(err, &fe)
+			o.missing[path] = fe.Err.Error()
+		case notFound(err): // a partial tile gone: the client tries the full tile
+		case o.failed == nil:
+			o.failed = err
+		}
+		o.mu.Unlock()
+	}
+	return data, err
+}
+
+// ReadConfig serves the key and the latest head.
+func (o *clientOps) ReadConfig(file string) ([]byte, error) {
+	switch file {
+	case "key":
+		return []byte(o.r.opts.VerifierKey), nil
+	case o.r.verifier.Name() + "/latest":
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.latest, nil
+	}
+	return nil, fmt.Errorf("unknown config file %q", file)
+}
+
+// WriteConfig moves the latest head forward. The client has proved the new
+// head consistent with the old before it calls this.
+func (o *clientOps) WriteConfig(file string, old, new []byte) error {
+	if file != o.r.verifier.Name()+"/latest" {
+		return fmt.Errorf("unknown config file %q", file)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !bytes.Equal(o.latest, old) {
+		return sumdb.ErrWriteConflict
+	}
+	o.latest = new
+	if o.r.state == nil {
+		return nil
+	}
+	return o.r.state.saveLatest(new)
+}
+
+func (o *clientOps) ReadCache(string) ([]byte, error) { return nil, fs.ErrNotExist }
+func (o *clientOps) WriteCache(string, []byte)        {}
+func (o *clientOps) Log(string)                       {}
+
+func (o *clientOps) SecurityError(msg string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.security = append(o.security, msg)
+}

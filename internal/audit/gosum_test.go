@@ -1,0 +1,113 @@
+package audit
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// goSumOf returns the go.sum lines of records ids, as the go command writes
+// them.
+func goSumOf(ids ...int) string {
+	var b strings.Builder
+	for _, id := range ids {
+		b.Write(testRecord(id).Text())
+	}
+	return b.String()
+}
+
+func writeGoSum(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "go.sum")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestGosumMatch checks go.sum files that agree with the database,
+// including a go.mod-only line, across tiles, through sumdb.Client.
+func TestGosumMatch(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	r9 := testRecord(9)
+	a := writeGoSum(t, goSumOf(0, 1, 300, 599))
+	b := writeGoSum(t, "\n"+r9.Path+" "+r9.Version+"/go.mod "+r9.GoMod+"\n")
+	rep := mustAudit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{a, b} })
+	wantOK(t, rep, CheckSignature, CheckTiles, CheckGosum)
+	if rep.GosumLines != 9 {
+		t.Errorf("checked %d go.sum lines, want 9", rep.GosumLines)
+	}
+}
+
+// TestGosumProblems checks that every bad line is reported, in file order,
+// naming the file and line: a changed hash, a version the database lacks,
+// a go.mod-only line with another hash, and a line that is not a go.sum line.
+func TestGosumProblems(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	r1, r2 := testRecord(1), testRecord(2)
+	text := goSumOf(0) +
+		r1.Path + " " + r1.Version + " " + fakeHash("changed") + "\n" + // line 3
+		r1.Path + " " + r1.Version + "/go.mod " + r1.GoMod + "\n" +
+		"example.com/absent v1.0.0 " + fakeHash("x") + "\n" + // line 5
+		r2.Path + " " + r2.Version + "/go.mod " + fakeHash("other") + "\n" + // line 6
+		"example.com/m0 v1.0 " + fakeHash("x") + "\n" // line 7
+	file := writeGoSum(t, text)
+	rep := mustAudit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{file} })
+	want := []struct {
+		kind string
+		line int
+		msg  string
+	}{
+		{KindGosumMismatch, 3, fmt.Sprintf("%s:3: %s %s %s does not match the checksum database, which has %s", file, r1.Path, r1.Version, fakeHash("changed"), r1.Hash)},
+		{KindGosumMissing, 5, file + ":5: example.com/absent@v1.0.0 is not in the checksum database (404 Not Found: not found: example.com/absent@v1.0.0"},
+		{KindGosumMismatch, 6, fmt.Sprintf("%s:6: %s %s/go.mod %s does not match the checksum database, which has %s", file, r2.Path, r2.Version, fakeHash("other"), r2.GoMod)},
+		{KindGosumMalformed, 7, file + `:7: malformed go.sum line "example.com/m0 v1.0 h1:`},
+	}
+	if rep.OK || len(rep.Problems) != len(want) {
+		t.Fatalf("want %d problems: %s", len(want), problems(rep))
+	}
+	for i, w := range want {
+		p := rep.Problems[i]
+		if p.Kind != w.kind || p.File != file || p.Line != w.line || !strings.Contains(p.Message, w.msg) {
+			t.Errorf("problem %d = %+v\nwant %s at line %d: %s", i, p, w.kind, w.line, w.msg)
+		}
+	}
+	if !slices.Contains(rep.Checks, CheckGosum) {
+		t.Errorf("checks %q lack gosum: the check ran to the end", rep.Checks)
+	}
+}
+
+// TestGosumTamperedLookup serves a lookup whose record was altered: the
+// client's inclusion proof fails, which is a problem, not a mismatch.
+func TestGosumTamperedLookup(t *testing.T) {
+	tl := newTestLog(t, "", 300, testRecord)
+	r3 := testRecord(3)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if strings.HasPrefix(path, "/lookup/") {
+			return status, []byte(strings.Replace(string(body), r3.Hash, fakeHash("forged"), 1))
+		}
+		return status, body
+	})
+	file := writeGoSum(t, goSumOf(3))
+	rep := mustAudit(t, srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{file} })
+	if rep.OK || len(rep.Problems) != 2 {
+		t.Fatalf("want a lookup problem per line: %s", problems(rep))
+	}
+	for _, p := range rep.Problems {
+		if p.Kind != KindLookup || !strings.Contains(p.Message, "does not verify") {
+			t.Errorf("problem %+v", p)
+		}
+	}
+}
+
+// TestGosumMissingFile is an error: the audit cannot do what was asked.
+func TestGosumMissingFile(t *testing.T) {
+	tl := newTestLog(t, "", 1, testRecord)
+	_, err := audit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{"nonexistent/go.sum"} })
+	if err == nil || !strings.Contains(err.Error(), "failed to read go.sum file") {
+		t.Errorf("audit = %v", err)
+	}
+}

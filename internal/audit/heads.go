@@ -1,0 +1,137 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Roles of the heads quoted in a Problem.
+const (
+	roleServed  = "served now"
+	roleSaved   = "saved by the previous run"
+	roleAudited = "under which the audited records were checked"
+)
+
+// checkHead fetches /latest and verifies its signature. A head that does
+// not verify is a problem, and nothing else can be checked.
+func (r *run) checkHead(ctx context.Context) (bool, error) {
+	msg, err := r.f.get(ctx, "/latest", maxLatest)
+	if err != nil {
+		return false, err
+	}
+	tree, err := r.openHead(msg)
+	if err != nil {
+		r.found.add(Problem{Kind: KindSignature, Message: r.signatureMessage(err),
+			Heads: []Head{{Role: roleServed, Note: string(msg)}}})
+		return false, nil
+	}
+	r.head, r.tree = msg, tree
+	r.rep.Tree = treeOf(tree)
+	r.thr = tlog.TileHashReader(tree, r.tiles)
+	r.passed(CheckSignature)
+	return true, nil
+}
+
+// openHead verifies a signed tree head with the key and parses it.
+func (r *run) openHead(msg []byte) (tlog.Tree, error) {
+	n, err := note.Open(msg, note.VerifierList(r.verifier))
+	if err != nil {
+		return tlog.Tree{}, err
+	}
+	return tlog.ParseTree([]byte(n.Text))
+}
+
+// signatureMessage explains why /latest did not verify.
+func (r *run) signatureMessage(err error) string {
+	key := fmt.Sprintf("%s+%08x", r.verifier.Name(), r.verifier.KeyHash())
+	var unverified *note.UnverifiedNoteError
+	var invalid *note.InvalidSignatureError
+	switch {
+	case errors.As(err, &unverified):
+		var signers []string
+		for _, s := range unverified.Note.UnverifiedSigs {
+			signers = append(signers, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
+		}
+		return fmt.Sprintf("the tree head from /latest is not signed by key %s; it is signed by %s only: "+
+			"check -key, or the database's key has changed", key, strings.Join(signers, ", "))
+	case errors.As(err, &invalid):
+		return fmt.Sprintf("SECURITY ERROR: the signature of key %s on the tree head from /latest does not verify: "+
+			"the head was altered in transit or forged", key)
+	}
+	return fmt.Sprintf("the tree head from /latest is not a valid signed tree head: %v", err)
+}
+
+// checkConsistency proves that the tree served extends the head the
+// previous run saved, then saves the new head. A fork or a rollback is a
+// problem; the new head is then not saved, so that every later run reports
+// it again.
+func (r *run) checkConsistency(ctx context.Context) (bool, error) {
+	if r.state == nil {
+		return true, nil
+	}
+	saved, err := r.state.latest()
+	if err != nil {
+		return false, err
+	}
+	if saved != nil {
+		old, err := r.openHead(saved)
+		if err != nil {
+			return false, fmt.Errorf("the head saved in %s does not verify with the key (%w): the state is damaged or belongs to another key",
+				filepath.Join(r.state.dir, latestFile), err)
+		}
+		r.rep.Previous = treeOf(old)
+		if ok, err := r.extends(old, saved, roleSaved); err != nil || !ok {
+			return ok, err
+		}
+		r.passed(CheckConsistency)
+	}
+	return true, r.state.saveLatest(r.head)
+}
+
+// extends checks that r.tree contains old, whose signed head is oldMsg.
+func (r *run) extends(old tlog.Tree, oldMsg []byte, role string) (bool, error) {
+	heads := []Head{{Role: role, Note: string(oldMsg)}, {Role: roleServed, Note: string(r.head)}}
+	switch {
+	case old.N > r.tree.N:
+		r.found.add(Problem{Kind: KindRollback, Heads: heads, Message: fmt.Sprintf(
+			"SECURITY ERROR: rollback: the database now signs a tree of %d records, smaller than the tree of %d records "+
+				"it signed before; a log only grows, so it lost records or shows different clients different histories",
+			r.tree.N, old.N)})
+		return false, nil
+	case old.N == r.tree.N:
+		if old.Hash != r.tree.Hash {
+			r.found.add(Problem{Kind: KindFork, Heads: heads, Message: fmt.Sprintf(
+				"SECURITY ERROR: fork: the database has signed two different trees of %d records (hashes %s and %s): "+
+					"its history is inconsistent", old.N, old.Hash, r.tree.Hash)})
+			return false, nil
+		}
+		return true, nil
+	}
+	proof, err := tlog.ProveTree(r.tree.N, old.N, r.thr)
+	if err != nil {
+		return r.tileProblem(err)
+	}
+	if tlog.CheckTree(proof, r.tree.N, r.tree.Hash, old.N, old.Hash) != nil {
+		r.found.add(Problem{Kind: KindFork, Heads: heads, Message: r.forkMessage(old)})
+		return false, nil
+	}
+	return true, nil
+}
+
+// forkMessage explains a failed consistency proof, with the hash the new
+// tree gives its first old.N records, from tiles authenticated by the new
+// head: together with the two heads, the evidence of the fork.
+func (r *run) forkMessage(old tlog.Tree) string {
+	msg := fmt.Sprintf("SECURITY ERROR: fork: the tree of %d records the database signs now does not contain "+
+		"the tree of %d records it signed before: its history is inconsistent", r.tree.N, old.N)
+	if h, err := tlog.TreeHash(old.N, r.thr); err == nil {
+		msg += fmt.Sprintf("; by its current tiles its first %d records hash to %s, but the earlier head says %s", old.N, h, old.Hash)
+	}
+	return msg
+}

@@ -1,0 +1,124 @@
+package audit
+
+import (
+	"sync"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Problem kinds. They are part of the JSON contract of `sumd verify -json`:
+// add kinds, never rename them.
+const (
+	KindSignature       = "signature"        // /latest does not verify with the key
+	KindFork            = "fork"             // two signed heads that cannot both be true
+	KindRollback        = "rollback"         // a signed tree smaller than one signed before
+	KindTileMismatch    = "tile-mismatch"    // hash tiles that do not hash to the signed head
+	KindDataMismatch    = "data-mismatch"    // a data tile whose records do not hash to the signed tree
+	KindMalformedTile   = "malformed-tile"   // a data tile that is not W records, each followed by a blank line
+	KindMalformedRecord = "malformed-record" // a record that is not the two go.sum lines of one module version
+	KindDuplicate       = "duplicate"        // one module@version recorded twice
+	KindLookup          = "lookup"           // a lookup answer that fails verification
+	KindGosumMismatch   = "gosum-mismatch"   // a go.sum line with another hash than the database's
+	KindGosumMissing    = "gosum-missing"    // a go.sum line whose module version the database lacks
+	KindGosumMalformed  = "gosum-malformed"  // a go.sum line that is not "<path> <version>[/go.mod] h1:<hash>"
+)
+
+// Checks, as listed in Report.Checks.
+const (
+	CheckSignature   = "signature"   // /latest is signed by the key
+	CheckConsistency = "consistency" // the tree extends the head saved in the state directory
+	CheckTiles       = "tiles"       // the hash tiles at the tree's right edge hash to the signed root
+	CheckRecords     = "records"     // -full: every record, its format and uniqueness
+	CheckGosum       = "gosum"       // -gosum: go.sum lines against the database
+)
+
+// maxProblems caps the problems a report lists; a hostile log could
+// otherwise produce one per record. The rest are only counted.
+const maxProblems = 1000
+
+// A Report is the outcome of an audit. Its JSON form is the output of
+// `sumd verify -json`; fields are added, never renamed or removed.
+type Report struct {
+	// OK is true when every check ran to the end and found no problem.
+	OK bool `json:"ok"`
+	// Database is the checksum database name, from the verifier key.
+	Database string `json:"database"`
+	// URL is the base URL audited, without any password.
+	URL string `json:"url"`
+	// Tree is the signed tree head fetched from /latest, if it verified.
+	Tree *Tree `json:"tree"`
+	// Previous is the head saved in the state directory by an earlier run.
+	Previous *Tree `json:"previous,omitempty"`
+	// Checks lists the checks that ran to completion (Check* constants).
+	Checks []string `json:"checks"`
+	// RecordsFrom is the id of the first record audited by -full; the
+	// records audited are RecordsFrom … RecordsFrom+RecordsAudited-1.
+	RecordsFrom int64 `json:"records_from"`
+	// RecordsAudited counts the records a full audit read and checked.
+	RecordsAudited int64 `json:"records_audited"`
+	// GosumLines counts the go.sum lines checked.
+	GosumLines int `json:"gosum_lines"`
+	// Problems are the findings, at most 1000; ProblemsOmitted counts the rest.
+	Problems        []Problem `json:"problems"`
+	ProblemsOmitted int       `json:"problems_omitted,omitempty"`
+	// Seconds is the audit's wall time; RecordsPerSecond is
+	// RecordsAudited over it.
+	Seconds          float64 `json:"seconds"`
+	RecordsPerSecond float64 `json:"records_per_second"`
+	// Error says why the audit could not run to the end; the report is
+	// then partial and OK is false. Run returns the same error.
+	Error string `json:"error,omitempty"`
+}
+
+// A Tree is a tree head: its size (the number of records) and root hash.
+type Tree struct {
+	Size int64  `json:"size"`
+	Hash string `json:"hash"` // base64, as in the signed note
+}
+
+func treeOf(t tlog.Tree) *Tree { return &Tree{Size: t.N, Hash: t.Hash.String()} }
+
+// A Problem is one finding about the database. Fields that do not apply
+// are omitted from the JSON form.
+type Problem struct {
+	Kind    string  `json:"kind"`              // a Kind* constant
+	Message string  `json:"message"`           // one paragraph for humans
+	Record  *int64  `json:"record,omitempty"`  // record id
+	Tile    string  `json:"tile,omitempty"`    // tile path, e.g. tile/8/data/012
+	Module  string  `json:"module,omitempty"`  // module@version
+	File    string  `json:"file,omitempty"`    // go.sum file
+	Line    int     `json:"line,omitempty"`    // line in File, from 1
+	Heads   []Head  `json:"heads,omitempty"`   // signed heads in full: the evidence of a fork or rollback
+	Records []int64 `json:"records,omitempty"` // the ids of a duplicate
+}
+
+// A Head is a signed tree head quoted as evidence.
+type Head struct {
+	Role string `json:"role"` // e.g. "saved", "served now"
+	Note string `json:"note"` // the signed note, verbatim
+}
+
+func recordID(id int64) *int64 { return &id }
+
+// findings collects problems from concurrent checks.
+type findings struct {
+	mu       sync.Mutex
+	problems []Problem
+	omitted  int
+}
+
+func (f *findings) add(p Problem) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.problems) >= maxProblems {
+		f.omitted++
+		return
+	}
+	f.problems = append(f.problems, p)
+}
+
+func (f *findings) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.problems) + f.omitted
+}

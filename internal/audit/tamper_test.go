@@ -1,0 +1,171 @@
+package audit
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestTamperedDataTile flips one byte of one data tile on the way: that
+// tile, and only that tile, fails to match the signed tree, and the rest
+// of the log is still audited.
+func TestTamperedDataTile(t *testing.T) {
+	tl := newTestLog(t, "", 2000, testRecord)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if path == "/tile/8/data/003" {
+			return status, flipByte(body, 100)
+		}
+		return status, body
+	})
+	rep := mustAudit(t, srv.URL, tl.vkey, func(o *Options) { o.Full = true })
+	p := wantProblem(t, rep, KindDataMismatch, "tile/8/data/003 (records 768 to 1023)", "do not hash to the signed tree")
+	if p.Tile != "tile/8/data/003" {
+		t.Errorf("problem names tile %q", p.Tile)
+	}
+	if rep.RecordsAudited != 2000 {
+		t.Errorf("audited %d records, want all 2000 despite the bad tile", rep.RecordsAudited)
+	}
+}
+
+// TestTamperedHashTile alters a hash tile: the quick audit's tile check
+// fails, since that tile no longer hashes to the signed root.
+func TestTamperedHashTile(t *testing.T) {
+	tl := newTestLog(t, "", 1000, testRecord)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if path == "/tile/8/0/003.p/232" {
+			return status, flipByte(body, 7)
+		}
+		return status, body
+	})
+	rep := mustAudit(t, srv.URL, tl.vkey, nil)
+	wantProblem(t, rep, KindTileMismatch, "do not match the signed tree of size 1000")
+}
+
+// TestMalformedDataTile removes a record's blank line: the tile no longer
+// splits into its 256 records.
+func TestMalformedDataTile(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if path == "/tile/8/data/001" {
+			return status, bytes.Replace(body, []byte("\n\n"), []byte("\n"), 1)
+		}
+		return status, body
+	})
+	rep := mustAudit(t, srv.URL, tl.vkey, func(o *Options) { o.Full = true })
+	wantProblem(t, rep, KindMalformedTile, "tile/8/data/001 (records 256 to 511)", "holds 255 records, want 256")
+}
+
+// TestBadSignature alters a byte of the signature on /latest.
+func TestBadSignature(t *testing.T) {
+	tl := newTestLog(t, "", 10, testRecord)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if path != "/latest" {
+			return status, body
+		}
+		// The base64 after the name: 4 bytes of key hash, then the
+		// signature; character 40 is well inside the signature.
+		i := bytes.LastIndexByte(body[:len(body)-1], ' ') + 1 + 40
+		out := bytes.Clone(body)
+		out[i] = map[bool]byte{true: 'B', false: 'A'}[out[i] == 'A']
+		return status, out
+	})
+	rep := mustAudit(t, srv.URL, tl.vkey, nil)
+	p := wantProblem(t, rep, KindSignature, "SECURITY ERROR", "does not verify", "altered in transit or forged")
+	if len(p.Heads) != 1 || !strings.HasPrefix(p.Heads[0].Note, "go.sum database tree\n10\n") {
+		t.Errorf("problem quotes %q, want the head served", p.Heads)
+	}
+	if rep.Tree != nil || len(rep.Checks) != 0 {
+		t.Errorf("tree %v, checks %q: nothing may pass on an unverified head", rep.Tree, rep.Checks)
+	}
+}
+
+// TestWrongKey audits with the key of another database of the same name:
+// the message names the key given and the signer found.
+func TestWrongKey(t *testing.T) {
+	tl := newTestLog(t, "", 10, testRecord)
+	other := newTestLog(t, "", 1, testRecord)
+	rep := mustAudit(t, tl.srv.URL, other.vkey, nil)
+	given, _, _ := strings.Cut(strings.TrimPrefix(other.vkey, testName+"+"), "+")
+	signer, _, _ := strings.Cut(strings.TrimPrefix(tl.vkey, testName+"+"), "+")
+	wantProblem(t, rep, KindSignature, "not signed by key "+testName+"+"+given, "signed by "+testName+"+"+signer+" only", "check -key")
+}
+
+// TestPartialTileGone audits a head older than the tree the server now
+// has, from a server that serves only full tiles once they are complete:
+// the auditor falls back to the full tiles and keeps their prefix.
+func TestPartialTileGone(t *testing.T) {
+	tl := newTestLog(t, "", 200, testRecord)
+	old, err := tl.log.Signed(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl.add(200, 300, testRecord)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		switch {
+		case path == "/latest":
+			return status, old
+		case strings.Contains(path, ".p/"):
+			return http.StatusNotFound, []byte("gone\n")
+		}
+		return status, body
+	})
+	rep := mustAudit(t, srv.URL, tl.vkey, func(o *Options) { o.Full = true })
+	wantOK(t, rep, CheckSignature, CheckTiles, CheckRecords)
+	if rep.RecordsAudited != 200 || rep.Tree.Size != 200 {
+		t.Errorf("audited %d records of a tree of %d, want 200 of 200", rep.RecordsAudited, rep.Tree.Size)
+	}
+}
+
+// TestDuplicate serves a malicious log whose records hold one module
+// version twice, within one data tile and across tiles and checkpoints.
+func TestDuplicate(t *testing.T) {
+	recs := healthyRecords(1500)
+	recs[100] = recs[7]
+	recs[1400] = testRecord(7).Text()
+	f, vkey := newFakeLog(t, recs)
+	srv := serve(t, f, nil)
+	state := t.TempDir()
+	for range 2 { // a duplicate is found again on every run
+		rep := mustAudit(t, srv.URL, vkey, func(o *Options) { o.Full, o.StateDir, o.checkpointTiles = true, state, 1 })
+		if rep.OK || len(rep.Problems) != 2 {
+			t.Fatalf("want two duplicate problems: %s", problems(rep))
+		}
+		key := testRecord(7).Key()
+		for i, then := range []int64{100, 1400} {
+			p := rep.Problems[i]
+			if p.Kind != KindDuplicate || p.Module != key || len(p.Records) != 2 || p.Records[0] != 7 || p.Records[1] != then {
+				t.Errorf("problem %d = %+v, want %s at records 7 and %d", i, p, key, then)
+			}
+		}
+		if !strings.Contains(rep.Problems[0].Message, key+" is recorded twice, as records 7 and 100") {
+			t.Errorf("message %q", rep.Problems[0].Message)
+		}
+	}
+}
+
+// TestMalformedRecords serves a malicious log whose records are not all
+// the two go.sum lines of one module version.
+func TestMalformedRecords(t *testing.T) {
+	recs := healthyRecords(300)
+	r5 := testRecord(5)
+	recs[5] = []byte(r5.Path + " " + r5.Version + " " + r5.Hash + "\n")                                   // one line
+	recs[6] = append(testRecord(6).Text(), "example.com/x v1.0.0 "+r5.Hash+"\n"...)                       // three lines
+	recs[7] = []byte("example.com/m0 v1.0 " + r5.Hash + "\nexample.com/m0 v1.0/go.mod " + r5.Hash + "\n") // not canonical
+	recs[280] = []byte("hello, world\n")
+	f, vkey := newFakeLog(t, recs)
+	rep := mustAudit(t, serve(t, f, nil).URL, vkey, func(o *Options) { o.Full = true })
+	want := map[int64]string{5: "has 1 lines", 6: "has 3 lines", 7: "not canonical", 280: "has 1 lines"}
+	if rep.OK || len(rep.Problems) != len(want) {
+		t.Fatalf("want %d malformed records: %s", len(want), problems(rep))
+	}
+	for _, p := range rep.Problems {
+		if p.Kind != KindMalformedRecord || p.Record == nil || !strings.Contains(p.Message, want[*p.Record]) ||
+			!strings.Contains(p.Message, "is not the two go.sum lines of one module version") {
+			t.Errorf("unexpected problem %+v", p)
+		}
+	}
+	if rep.RecordsAudited != 300 {
+		t.Errorf("audited %d records, want 300", rep.RecordsAudited)
+	}
+}

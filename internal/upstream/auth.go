@@ -1,0 +1,165 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// An AuthKind is how sumd authenticates to a source.
+type AuthKind string
+
+const (
+	AuthNone   AuthKind = ""       // no credentials
+	AuthBasic  AuthKind = "basic"  // HTTP basic: User and the password in File
+	AuthBearer AuthKind = "bearer" // Authorization: Bearer <the token in File>
+	AuthNetrc  AuthKind = "netrc"  // basic, with the credentials of the host in the .netrc File
+)
+
+// Auth says which credentials to send to one source. It holds no secret,
+// only where to read it: secrets are read from File at every request, so
+// they can be rotated without a restart and never sit in configuration,
+// logs or error messages. Files are trimmed of surrounding white space.
+type Auth struct {
+	Kind AuthKind
+	User string // basic only
+	File string // password (basic), token (bearer) or .netrc (netrc) file
+}
+
+// maxSecretFile caps a password or token file; maxNetrcFile a .netrc.
+const (
+	maxSecretFile = 64 << 10
+	maxNetrcFile  = 1 << 20
+)
+
+// ParseAuth parses an Auth written as
+//
+//	none                  no credentials (also the empty string)
+//	basic:USER:FILE       basic auth, password read from FILE
+//	bearer:FILE           bearer token read from FILE
+//	netrc:FILE            basic auth from the .netrc FILE, matched by host
+//	netrc                 the same with $NETRC, or ~/.netrc as the go command
+func ParseAuth(s string) (Auth, error) {
+	kind, rest, _ := strings.Cut(s, ":")
+	var a Auth
+	switch kind {
+	case "", "none":
+		if rest != "" {
+			return Auth{}, fmt.Errorf("invalid auth %q: none takes no argument", s)
+		}
+	case "basic":
+		user, file, ok := strings.Cut(rest, ":")
+		if !ok || user == "" || file == "" {
+			return Auth{}, errors.New("invalid basic auth: want basic:USER:PASSWORD_FILE")
+		}
+		a = Auth{Kind: AuthBasic, User: user, File: file}
+	case "bearer":
+		a = Auth{Kind: AuthBearer, File: rest}
+	case "netrc":
+		a = Auth{Kind: AuthNetrc, File: rest}
+		if rest == "" {
+			a.File = defaultNetrc()
+		}
+	default:
+		return Auth{}, fmt.Errorf("invalid auth kind %q: want none, basic, bearer or netrc", kind)
+	}
+	if a.Kind != AuthNone && a.File == "" {
+		return Auth{}, fmt.Errorf("invalid %s auth: no file named", a.Kind)
+	}
+	return a, nil
+}
+
+// defaultNetrc is the .netrc the go command reads.
+func defaultNetrc() string {
+	if f := os.Getenv("NETRC"); f != "" {
+		return f
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".netrc")
+}
+
+// String describes a without any secret, for logs.
+func (a Auth) String() string {
+	switch a.Kind {
+	case AuthNone:
+		return "none"
+	case AuthBasic:
+		return "basic:" + a.User + ":" + a.File
+	}
+	return string(a.Kind) + ":" + a.File
+}
+
+// check reads a's file once, so that a missing or unreadable credential is
+// found when sumd starts rather than at the first lookup.
+func (a Auth) check() error {
+	switch a.Kind {
+	case AuthNone:
+		return nil
+	case AuthBasic:
+		if strings.Contains(a.User, ":") {
+			return errors.New("basic auth user name contains a colon")
+		}
+	case AuthBearer, AuthNetrc:
+	default:
+		return fmt.Errorf("unknown auth kind %q", a.Kind)
+	}
+	_, err := a.read()
+	return err
+}
+
+// apply adds a's credentials to req. It re-reads the credential file.
+func (a Auth) apply(req *http.Request) error {
+	if a.Kind == AuthNone {
+		return nil
+	}
+	secret, err := a.read()
+	if err != nil {
+		return err
+	}
+	switch a.Kind {
+	case AuthBasic:
+		req.SetBasicAuth(a.User, secret)
+	case AuthBearer:
+		req.Header.Set("Authorization", "Bearer "+secret)
+	case AuthNetrc:
+		// A host the file does not name gets no credentials, as with the
+		// go command: the request goes out and the proxy decides.
+		if e, ok := lookupNetrc(parseNetrc(secret), req.URL); ok {
+			req.SetBasicAuth(e.login, e.password)
+		}
+	}
+	return nil
+}
+
+// read returns the content of a's file, trimmed; a password or token file
+// must not be empty.
+func (a Auth) read() (string, error) {
+	limit := int64(maxSecretFile)
+	if a.Kind == AuthNetrc {
+		limit = maxNetrcFile
+	}
+	f, err := os.Open(a.File)
+	if err != nil {
+		return "", fmt.Errorf("failed to read %s credentials: %w", a.Kind, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("failed to read %s credentials from %s: %w", a.Kind, a.File, err)
+	case int64(len(data)) > limit:
+		return "", fmt.Errorf("failed to read %s credentials: %s is larger than %d bytes", a.Kind, a.File, limit)
+	}
+	s := strings.TrimSpace(string(data))
+	if s == "" && a.Kind != AuthNetrc {
+		return "", fmt.Errorf("failed to read %s credentials: %s is empty", a.Kind, a.File)
+	}
+	return s, nil
+}

@@ -1,0 +1,121 @@
+package upstream
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCredentialsReachUpstream checks that each kind of credential reaches
+// the proxy, is re-read at each request (rotation), and appears in no log
+// or error.
+func TestCredentialsReachUpstream(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	const pass, token, netrcPass = "s3cret-pass", "s3cret-token", "s3cret-netrc"
+	netrc := "machine other.example login eve password wrong\n" +
+		"machine 127.0.0.1 login bob password " + netrcPass + "\n"
+	tests := []struct {
+		name   string
+		auth   Auth
+		file   string // the secret file, rewritten to test rotation
+		secret string
+		ok     func(r *http.Request) bool
+	}{
+		{"basic", Auth{Kind: AuthBasic, User: "alice", File: write("pass", pass+"\n")}, "pass", pass,
+			func(r *http.Request) bool { u, p, ok := r.BasicAuth(); return ok && u == "alice" && p == pass }},
+		{"bearer", Auth{Kind: AuthBearer, File: write("token", token)}, "token", token,
+			func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+token }},
+		{"netrc", Auth{Kind: AuthNetrc, File: write("netrc", netrc)}, "netrc", netrcPass,
+			func(r *http.Request) bool { u, p, ok := r.BasicAuth(); return ok && u == "bob" && p == netrcPass }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newProxy(t, goodModule(m.Path, m.Version))
+			p.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+				if tt.ok(r) {
+					return false
+				}
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return true
+			})
+			var logs logBuffer
+			srcs := mustParseList(t, p.url)
+			srcs[0].Auth = tt.auth
+			f, err := NewFetcher(FetcherOptions{Sources: srcs, Logger: logs.logger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Fetch(context.Background(), m); err != nil {
+				t.Fatalf("Fetch with %s credentials: %v", tt.name, err)
+			}
+			content, _ := os.ReadFile(tt.auth.File)
+			write(tt.file, strings.ReplaceAll(string(content), tt.secret, "rotated"))
+			_, err = f.Fetch(context.Background(), m)
+			if e := asError(t, err); e.HTTPStatus() != 502 || !strings.Contains(e.Error(), "401 Unauthorized") {
+				t.Errorf("Fetch after the secret changed: %v, want a 502 naming the upstream's 401", err)
+			}
+			if strings.Contains(logs.String(), tt.secret) || strings.Contains(err.Error(), "rotated") {
+				t.Errorf("a secret leaked into the logs or the error:\n%s\n%v", logs.String(), err)
+			}
+			if !strings.Contains(logs.String(), "401") {
+				t.Errorf("the failed attempt was not logged at debug:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+func TestParseAuth(t *testing.T) {
+	t.Setenv("NETRC", "/etc/sumd/netrc")
+	good := map[string]Auth{
+		"":                       {},
+		"none":                   {},
+		"basic:alice:/run/pass":  {Kind: AuthBasic, User: "alice", File: "/run/pass"},
+		"basic:alice:C:/x":       {Kind: AuthBasic, User: "alice", File: "C:/x"},
+		"bearer:/run/token":      {Kind: AuthBearer, File: "/run/token"},
+		"netrc:/home/sumd/netrc": {Kind: AuthNetrc, File: "/home/sumd/netrc"},
+		"netrc":                  {Kind: AuthNetrc, File: "/etc/sumd/netrc"},
+	}
+	for s, want := range good {
+		got, err := ParseAuth(s)
+		if err != nil || got != want {
+			t.Errorf("ParseAuth(%q) = %+v, %v; want %+v", s, got, err, want)
+		}
+		if s != "" && s != "netrc" && got.String() != s {
+			t.Errorf("ParseAuth(%q).String() = %q", s, got.String())
+		}
+	}
+	for _, s := range []string{"none:x", "basic", "basic:alice", "basic::f", "basic:alice:", "bearer", "bearer:", "token:/x", "Basic:a:b"} {
+		if got, err := ParseAuth(s); err == nil {
+			t.Errorf("ParseAuth(%q) = %+v, want an error", s, got)
+		}
+	}
+}
+
+// TestCredentialChecked makes a missing or empty secret stop NewFetcher.
+func TestCredentialChecked(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.WriteFile(empty, []byte(" \n"), 0o600)
+	for _, a := range []Auth{
+		{Kind: AuthBearer, File: filepath.Join(t.TempDir(), "missing")},
+		{Kind: AuthBearer, File: empty},
+		{Kind: AuthBasic, User: "a:b", File: empty},
+		{Kind: "kerberos", File: empty},
+	} {
+		srcs := mustParseList(t, "https://proxy.example.com")
+		srcs[0].Auth = a
+		if _, err := NewFetcher(FetcherOptions{Sources: srcs, Logger: quiet}); err == nil {
+			t.Errorf("NewFetcher with auth %v succeeded", a)
+		}
+	}
+}

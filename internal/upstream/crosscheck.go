@@ -1,0 +1,212 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+// SumGolangOrgKey is the verifier key of sum.golang.org, as built into the
+// go command.
+const SumGolangOrgKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ea18htu9AXlb/PA7"
+
+// DefaultCacheBytes bounds a Checker's cache of tiles and lookups.
+const DefaultCacheBytes = 16 << 20
+
+// CheckerOptions configure a Checker.
+type CheckerOptions struct {
+	// Key is the upstream checksum database's verifier key (default
+	// SumGolangOrgKey); its name is the database's name.
+	Key string
+	// URL is the database's base URL. "" means through the upstream
+	// proxies, found as the go command finds them: the first of Sources
+	// whose <URL>/sumdb/<name>/supported answers 200 (404 or 410: next
+	// source; anything else: failure). sumd never falls back to the
+	// internet directly: set URL for that.
+	URL string
+	// Auth is sent to URL (Sources carry their own).
+	Auth Auth
+	// Sources are the proxies to reach the database through, usually the
+	// Fetcher's. file:// sources are skipped.
+	Sources []Source
+	// Private lists the module paths that are not checked, in GOPRIVATE
+	// syntax: the company's own, which a public database cannot know.
+	Private string
+	// FailOpen records a version unchecked when the database cannot be
+	// reached. The default, false, fails closed: 502 (504 on a timeout).
+	// A database that misbehaves or answers garbage always fails closed.
+	FailOpen bool
+	// Timeout bounds each request to the database (default DefaultTimeout).
+	Timeout time.Duration
+	// StateFile, if set, keeps the database's newest verified tree head
+	// across restarts, like the go command's $GOPATH/pkg/sumdb/<name>/latest;
+	// without it sumd trusts whatever tree it first sees after each start.
+	StateFile string
+	// CacheBytes bounds the in-memory cache of tiles and lookups (default
+	// DefaultCacheBytes).
+	CacheBytes int64
+	// HTTPClient sends the requests; nil means a client of sumd's own.
+	HTTPClient *http.Client
+	// Logger receives mismatches and misbehaviour at Error; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// Metrics, if non-nil, counts cross-checks by outcome.
+	Metrics *Metrics
+}
+
+// A Checker verifies computed hashes against an upstream checksum database
+// (sum.golang.org by default) with x/mod's own client, which checks every
+// answer against the database's signed, append-only tree. It is safe for
+// concurrent use.
+type Checker struct {
+	name     string
+	private  string
+	failOpen bool
+	state    *clientState
+	remote   *sumdbRemote
+	log      *slog.Logger
+	metrics  *Metrics
+}
+
+// NewChecker checks opts and loads StateFile, refusing one that does not
+// hold a tree head signed by Key.
+func NewChecker(opts CheckerOptions) (*Checker, error) {
+	opts = opts.withDefaults()
+	verifier, err := note.NewVerifier(opts.Key)
+	if err != nil {
+		return nil, fmt.Errorf("invalid cross-check key: %w", err)
+	}
+	if err := CheckPatterns(opts.Private); err != nil {
+		return nil, fmt.Errorf("invalid private patterns: %w", err)
+	}
+	remote, err := newSumdbRemote(verifier.Name(), opts)
+	if err != nil {
+		return nil, err
+	}
+	state, err := loadClientState(opts.Key, verifier, opts.StateFile, opts.CacheBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &Checker{
+		name: verifier.Name(), private: opts.Private, failOpen: opts.FailOpen,
+		state: state, remote: remote, log: opts.Logger, metrics: opts.Metrics,
+	}, nil
+}
+
+func (o CheckerOptions) withDefaults() CheckerOptions {
+	if o.Key == "" {
+		o.Key = SumGolangOrgKey
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Name is the upstream database's name.
+func (c *Checker) Name() string { return c.name }
+
+// Applies reports whether versions of path are checked: those of every path
+// the private patterns do not match.
+func (c *Checker) Applies(path string) bool {
+	return !module.MatchPrefixPatterns(c.private, path)
+}
+
+// Check returns nil if rec's path is private or the upstream database holds
+// exactly rec's hashes. Otherwise it returns an *Error: KindMismatch naming
+// both pairs of hashes, KindGone if the database has no record of the
+// version, KindUnavailable or KindTimeout if it cannot give a verified
+// answer (or nil with FailOpen, when it was merely unreachable).
+func (c *Checker) Check(ctx context.Context, rec gosum.Record) error {
+	if !c.Applies(rec.Path) {
+		c.metrics.crossCheck(checkPrivate)
+		return nil
+	}
+	// A Client per check: sumdb.Client remembers every lookup's result,
+	// errors included, for its lifetime, and its ops have no context. The
+	// verified tree head and the tiles outlive it in c.state.
+	ops := &checkOps{ctx: ctx, c: c}
+	client := sumdb.NewClient(ops)
+	zipLines, err := client.Lookup(rec.Path, rec.Version)
+	var modLines []string
+	if err == nil {
+		modLines, err = client.Lookup(rec.Path, rec.Version+"/go.mod")
+	}
+	m := module.Version{Path: rec.Path, Version: rec.Version}
+	if err != nil {
+		return c.failed(ctx, m, ops, err)
+	}
+	return c.compare(ctx, rec, zipLines, modLines)
+}
+
+// compare accepts exactly one line per hash, equal to rec's.
+func (c *Checker) compare(ctx context.Context, rec gosum.Record, zipLines, modLines []string) error {
+	hash := onlyHash(zipLines, rec.Path+" "+rec.Version+" ")
+	goMod := onlyHash(modLines, rec.Path+" "+rec.Version+"/go.mod ")
+	if hash == rec.Hash && goMod == rec.GoMod {
+		c.metrics.crossCheck(checkOK)
+		return nil
+	}
+	c.metrics.crossCheck(checkMismatch)
+	c.log.ErrorContext(ctx, "cross-check mismatch: refusing to record", "module", rec.Path, "version", rec.Version,
+		"sumdb", c.name, "computed_hash", rec.Hash, "computed_gomod", rec.GoMod, "sumdb_hash", hash, "sumdb_gomod", goMod)
+	return newError(KindMismatch, module.Version{Path: rec.Path, Version: rec.Version},
+		"checksum mismatch: computed %s, go.mod %s; %s has %s, go.mod %s", rec.Hash, rec.GoMod, c.name, hash, goMod)
+}
+
+// onlyHash returns the hash of the single line with prefix, or a
+// placeholder that matches no hash.
+func onlyHash(lines []string, prefix string) string {
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], prefix) {
+		return fmt.Sprintf("(%d lines)", len(lines))
+	}
+	return lines[0][len(prefix):]
+}
+
+// failed turns a failed lookup into the Error the policy calls for.
+func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, err error) error {
+	ops.mu.Lock()
+	security, notFound, unavailable, timeout := ops.security, ops.notFound, ops.unavailable, ops.timeout
+	ops.mu.Unlock()
+	switch {
+	case security != "" || errors.Is(err, sumdb.ErrSecurity):
+		c.metrics.crossCheck(checkError)
+		return newError(KindUnavailable, m, "checksum database %s misbehaved (its tree is inconsistent): refusing to record", c.name)
+	case notFound != nil:
+		c.metrics.crossCheck(checkMissing)
+		return newError(KindGone, m, "checksum database %s has no record of this version, and its path is not private", c.name)
+	case unavailable != nil:
+		c.metrics.crossCheck(checkUnavailable)
+		if c.failOpen {
+			c.log.WarnContext(ctx, "cross-check unavailable: recording unchecked (fail-open)", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", unavailable)
+			return nil
+		}
+		kind := KindUnavailable
+		if timeout {
+			kind = KindTimeout
+		}
+		return &Error{Kind: kind, Module: m, Err: fmt.Errorf("cannot cross-check with %s: %w", c.name, unavailable)}
+	}
+	c.metrics.crossCheck(checkError)
+	c.log.ErrorContext(ctx, "cross-check failed", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", err)
+	return newError(KindUnavailable, m, "cross-check with %s failed: %v", c.name, err)
+}

@@ -1,0 +1,274 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/modhash"
+)
+
+// DefaultTimeout bounds one upstream request, body included.
+const DefaultTimeout = time.Minute
+
+// FetcherOptions configure a Fetcher.
+type FetcherOptions struct {
+	// Sources are the upstream proxies, in order (see ParseList). Required.
+	Sources []Source
+	// Timeout bounds each request, reading the body included (default
+	// DefaultTimeout). A request that takes longer is a KindTimeout error.
+	Timeout time.Duration
+	// MaxZipSize and MaxModSize cap the .zip and .mod files (default the go
+	// command's limits, modhash.MaxZipFile and modhash.MaxGoMod). A larger
+	// file makes the version invalid. Tests lower them.
+	MaxZipSize, MaxModSize int64
+	// TempDir holds the zip while it is hashed ("" means os.TempDir()).
+	TempDir string
+	// HTTPClient sends the requests; nil means a client of sumd's own.
+	HTTPClient *http.Client
+	// Logger receives a debug record per upstream attempt; nil means
+	// slog.Default(). It never sees credentials.
+	Logger *slog.Logger
+	// Metrics, if non-nil, counts fetches.
+	Metrics *Metrics
+}
+
+// A Fetcher fetches module versions from upstream proxies and hashes them
+// as the go command would. It is safe for concurrent use and keeps no state
+// between calls: a failed version leaves no trace.
+type Fetcher struct {
+	sources []Source
+	opts    FetcherOptions
+	client  opener
+	log     *slog.Logger
+	metrics *Metrics
+}
+
+// NewFetcher checks opts, reading every credential file once so that a
+// misconfiguration is found at start, and returns a Fetcher.
+func NewFetcher(opts FetcherOptions) (*Fetcher, error) {
+	if len(opts.Sources) == 0 {
+		return nil, errors.New("no upstream proxy configured")
+	}
+	opts = opts.withDefaults()
+	for _, src := range opts.Sources {
+		if err := checkSource(src); err != nil {
+			return nil, err
+		}
+		if err := src.Auth.check(); err != nil {
+			return nil, fmt.Errorf("upstream proxy %s: %w", src.URL, err)
+		}
+		if src.Auth.Kind != AuthNone && strings.HasPrefix(src.URL, "http://") && !isLoopback(src.URL) {
+			opts.Logger.Warn("upstream credentials are sent in clear text over http", "source", src.URL)
+		}
+	}
+	return &Fetcher{
+		sources: opts.Sources,
+		opts:    opts,
+		client:  opener{client: opts.HTTPClient},
+		log:     opts.Logger,
+		metrics: opts.Metrics,
+	}, nil
+}
+
+func (o FetcherOptions) withDefaults() FetcherOptions {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxZipSize <= 0 {
+		o.MaxZipSize = modhash.MaxZipFile
+	}
+	if o.MaxModSize <= 0 {
+		o.MaxModSize = modhash.MaxGoMod
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// checkSource checks a Source built by hand rather than by ParseList.
+func checkSource(src Source) error {
+	canon, err := parseSourceURL(src.URL)
+	if err != nil {
+		return err
+	}
+	if canon != src.URL {
+		return fmt.Errorf("upstream proxy URL %q is not canonical (want %q)", src.URL, canon)
+	}
+	return nil
+}
+
+func isLoopback(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(u.Hostname())
+	return u.Hostname() == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// Fetch fetches m's .mod and .zip from the first source that has them,
+// validates them as the go command does (modhash.HashZip) and returns m's
+// record. Sources are tried in order: after a 404 or 410 the next one;
+// after another error the next one only if the source is followed by "|".
+//
+// Errors are *Error, except ctx's own error when ctx ends first. A version
+// no source has is KindGone; one that fails validation or a size limit is
+// KindInvalid and stops the walk (it is what the source serves, not a
+// transport failure); a failure of some source beats "not found" from
+// others, as in the go command, so a version is called gone only when every
+// source tried said so.
+func (f *Fetcher) Fetch(ctx context.Context, m module.Version) (gosum.Record, error) {
+	start := time.Now()
+	rec, err := f.fetch(ctx, m)
+	f.metrics.observeFetch(err, time.Since(start))
+	return rec, err
+}
+
+func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, error) {
+	if err := gosum.CheckModule(m.Path, m.Version); err != nil {
+		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: err}
+	}
+	var notFound, failed error
+	for _, src := range f.sources {
+		rec, err := f.fetchFrom(ctx, src, m)
+		if err == nil {
+			return rec, nil
+		}
+		f.log.DebugContext(ctx, "upstream fetch failed", "source", src.URL, "module", m.Path, "version", m.Version, "err", err)
+		switch {
+		case ctx.Err() != nil:
+			return gosum.Record{}, ctx.Err()
+		case isNotFound(err):
+			notFound = err
+		case kindOf(err) == KindInvalid:
+			return gosum.Record{}, err
+		default:
+			failed = err
+			if !src.FallBackOnError {
+				return gosum.Record{}, err
+			}
+		}
+	}
+	if failed != nil {
+		return gosum.Record{}, failed
+	}
+	return gosum.Record{}, &Error{Kind: KindGone, Module: m, Err: goneReason(notFound)}
+}
+
+// goneReason is what the user sees for a version no source has: the last
+// proxy's own explanation, if it gave one, but not its URL.
+func goneReason(notFound error) error {
+	var se *statusError
+	if errors.As(notFound, &se) && se.msg != "" {
+		return fmt.Errorf("upstream proxy has no such version: %s", se.msg)
+	}
+	return errors.New("upstream proxy has no such version")
+}
+
+// fetchFrom fetches, validates and hashes m from one source.
+func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (gosum.Record, error) {
+	base, err := escapedBase(m)
+	if err != nil {
+		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: err}
+	}
+	var mod bytes.Buffer
+	if err := f.download(ctx, src, m, base+".mod", &mod, f.opts.MaxModSize, "go.mod file"); err != nil {
+		return gosum.Record{}, err
+	}
+	zipPath, err := f.downloadZip(ctx, src, m, base+".zip")
+	if err != nil {
+		return gosum.Record{}, err
+	}
+	defer os.Remove(zipPath)
+	// Never nil: nil would tell HashZip to fall back to the zip's go.mod,
+	// and an empty .mod must be judged as the go command judges it.
+	goMod := append([]byte{}, mod.Bytes()...)
+	sums, err := modhash.HashZip(m, zipPath, goMod)
+	if err != nil {
+		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: invalidReason(err)}
+	}
+	return gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
+}
+
+// escapedBase is "<escaped path>/@v/<escaped version>", the proxy protocol's
+// name of the version's files without the extension.
+func escapedBase(m module.Version) (string, error) {
+	p, err := module.EscapePath(m.Path)
+	if err != nil {
+		return "", err
+	}
+	v, err := module.EscapeVersion(m.Version)
+	if err != nil {
+		return "", err
+	}
+	return p + "/@v/" + v, nil
+}
+
+// invalidReason drops modhash's "failed to hash M@V" (the Error names the
+// version already) and keeps a multi-error list on one line.
+func invalidReason(err error) error {
+	if inner := errors.Unwrap(err); inner != nil {
+		err = inner
+	}
+	return fmt.Errorf("invalid module: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+}
+
+// downloadZip streams the zip to a temporary file, so memory stays bounded
+// whatever its size, and returns the file's name. The caller removes it.
+func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version, rel string) (string, error) {
+	tmp, err := os.CreateTemp(f.opts.TempDir, "sumd-upstream-*.zip")
+	if err != nil {
+		return "", fmt.Errorf("failed to create temporary file: %w", err)
+	}
+	err = f.download(ctx, src, m, rel, tmp, f.opts.MaxZipSize, "module zip")
+	if cerr := tmp.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("failed to write temporary file: %w", cerr)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
+}
+
+// download copies one file from src to w within limit and the request
+// timeout, and classifies failures: a 404/410 is returned as is (a
+// *statusError, for the walk over sources), everything else as an *Error.
+func (f *Fetcher) download(ctx context.Context, src Source, m module.Version, rel string, w io.Writer, limit int64, what string) error {
+	rctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
+	defer cancel()
+	body, size, err := f.client.open(rctx, src, rel)
+	if err == nil {
+		var n int64
+		n, err = copyLimited(w, body, size, limit, what)
+		body.Close()
+		f.metrics.addBytes(n)
+	}
+	var tooLarge *errTooLarge
+	switch {
+	case err == nil, isNotFound(err), ctx.Err() != nil:
+		return err
+	case errors.As(err, &tooLarge):
+		return &Error{Kind: KindInvalid, Module: m, Err: fmt.Errorf("invalid module: %w", err)}
+	case errors.Is(rctx.Err(), context.DeadlineExceeded):
+		return newError(KindTimeout, m, "%s/%s: no complete answer within %s", src.URL, rel, f.opts.Timeout)
+	}
+	return &Error{Kind: KindUnavailable, Module: m, Err: err}
+}

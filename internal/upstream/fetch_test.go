@@ -1,0 +1,184 @@
+package upstream
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/testproxy"
+)
+
+// TestFetchHashes checks that a fetched record holds the hashes modhash
+// computes on the proxy's own files, over HTTP and from a file:// tree,
+// for escaped paths, +incompatible and a go.mod-less module.
+func TestFetchHashes(t *testing.T) {
+	mods := []testproxy.Module{
+		goodModule("example.com/Upper/m", "v1.0.0-RC.1"),
+		{Path: "example.com/old", Version: "v2.0.0+incompatible", Files: map[string]string{"old.go": "package old\n"}},
+		goodModule("example.com/m/v2", "v2.1.0"),
+	}
+	p := newProxy(t, mods...)
+	fileURL, err := testproxy.Build(p.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, list := range []string{p.url, fileURL} {
+		f := newFetcher(t, list, FetcherOptions{})
+		for _, tm := range mods {
+			m := mv(tm.Path, tm.Version)
+			rec, err := f.Fetch(context.Background(), m)
+			if err != nil {
+				t.Fatalf("%s: Fetch(%s): %v", list, m, err)
+			}
+			want := wantHashes(t, p.dir, m)
+			if rec.Path != m.Path || rec.Version != m.Version || rec.Hash != want.Hash || rec.GoMod != want.GoMod {
+				t.Errorf("%s: Fetch(%s) = %+v, want hashes %+v", list, m, rec, want)
+			}
+		}
+	}
+}
+
+// TestFetchInvalid serves versions the go command would refuse: each is a
+// 410 "not found" naming the reason, and no temporary file is left.
+func TestFetchInvalid(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	const pre = "example.com/m@v1.0.0/"
+	goMod := "module example.com/m\n\ngo 1.21\n" // as goodModule's
+	noise := make([]byte, 4096)                  // incompressible
+	rand.NewChaCha8([32]byte{}).Read(noise)
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		opts  FetcherOptions
+		want  string
+	}{
+		{"path traversal", func(t *testing.T, dir string) {
+			writeRawZip(t, dir, m, []string{pre + "go.mod", pre + "../x.go"}, []string{goMod, "package x\n"})
+		}, FetcherOptions{}, `malformed file path "../x.go"`},
+		{"duplicate names", func(t *testing.T, dir string) {
+			writeRawZip(t, dir, m, []string{pre + "go.mod", pre + "a.go", pre + "a.go"}, []string{goMod, "package a\n", "package b\n"})
+		}, FetcherOptions{}, `multiple entries for file "a.go"`},
+		{"case-fold collision", func(t *testing.T, dir string) {
+			writeRawZip(t, dir, m, []string{pre + "go.mod", pre + "a.go", pre + "A.go"}, []string{goMod, "package a\n", "package a\n"})
+		}, FetcherOptions{}, `case-insensitive file name collision: "a.go" and "A.go"`},
+		{"zip over the limit", func(t *testing.T, dir string) {
+			writeRawZip(t, dir, m, []string{pre + "go.mod", pre + "big.go"}, []string{goMod, string(noise)})
+		}, FetcherOptions{MaxZipSize: 1024}, "module zip is larger than the limit of 1024 bytes"},
+		{"go.mod over the limit", func(t *testing.T, dir string) {
+			os.WriteFile(testproxy.ModPath(dir, m), []byte(goMod+strings.Repeat("\n", 200)), 0o644)
+		}, FetcherOptions{MaxModSize: 100}, "go.mod file is larger than the limit of 100 bytes"},
+		{".mod disagrees with the zip's go.mod", func(t *testing.T, dir string) {
+			os.WriteFile(testproxy.ModPath(dir, m), []byte(goMod+"\nrequire example.com/x v1.0.0\n"), 0o644)
+		}, FetcherOptions{}, "go.mod differs from the go.mod in the zip"},
+		{"go.mod declares another path", func(t *testing.T, dir string) {
+			writeRawZip(t, dir, m, []string{pre + "go.mod"}, []string{"module example.com/other\n"})
+			os.WriteFile(testproxy.ModPath(dir, m), []byte("module example.com/other\n"), 0o644)
+		}, FetcherOptions{}, `go.mod declares module path "example.com/other"`},
+		{"empty .mod", func(t *testing.T, dir string) {
+			os.WriteFile(testproxy.ModPath(dir, m), nil, 0o644)
+		}, FetcherOptions{}, "go.mod differs from the go.mod in the zip"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newProxy(t, goodModule(m.Path, m.Version))
+			tt.setup(t, p.dir)
+			tt.opts.TempDir = t.TempDir()
+			_, err := newFetcher(t, p.url, tt.opts).Fetch(context.Background(), m)
+			e := asError(t, err)
+			prefix := "not found: example.com/m@v1.0.0: invalid module: "
+			if e.Kind != KindInvalid || e.HTTPStatus() != http.StatusGone ||
+				!strings.HasPrefix(e.Error(), prefix) || !strings.Contains(e.Error(), tt.want) {
+				t.Errorf("error %q (kind %v, status %d), want 410 %q…%q", e, e.Kind, e.HTTPStatus(), prefix, tt.want)
+			}
+			if left, _ := os.ReadDir(tt.opts.TempDir); len(left) != 0 {
+				t.Errorf("temporary files left behind: %v", left)
+			}
+		})
+	}
+}
+
+// TestFetchStatuses checks the classification of upstream failures.
+func TestFetchStatuses(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	down := newProxy(t)
+	down.srv.Close() // connection refused from now on
+	slow := newProxy(t, goodModule(m.Path, m.Version))
+	slow.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		<-r.Context().Done() // never answers; the client gives up
+		return true
+	})
+	broken := newProxy(t, goodModule(m.Path, m.Version))
+	broken.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		http.Error(w, "database on fire", http.StatusInternalServerError)
+		return true
+	})
+	tests := []struct {
+		name   string
+		list   string
+		kind   Kind
+		status int
+		want   string
+	}{
+		{"404", newProxy(t).url, KindGone, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version: 404 page not found"},
+		{"down", down.url, KindUnavailable, 502, "upstream proxy error: example.com/m@v1.0.0: Get "},
+		{"slow", slow.url, KindTimeout, 504, "upstream proxy error: example.com/m@v1.0.0: " + slow.url},
+		{"5xx", broken.url, KindUnavailable, 502, "upstream proxy error: example.com/m@v1.0.0: GET " + broken.url + "/example.com/m/@v/v1.0.0.mod: 500 Internal Server Error: database on fire"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFetcher(t, tt.list, FetcherOptions{Timeout: 200 * time.Millisecond})
+			_, err := f.Fetch(context.Background(), m)
+			e := asError(t, err)
+			if e.Kind != tt.kind || e.HTTPStatus() != tt.status || !strings.HasPrefix(e.Error(), tt.want) {
+				t.Errorf("error %q (kind %v, status %d), want kind %v, %d, prefix %q", e, e.Kind, e.HTTPStatus(), tt.kind, tt.status, tt.want)
+			}
+		})
+	}
+}
+
+// TestFallback checks the "," and "|" semantics: "," moves on only after a
+// 404 or 410, "|" after any error, and an error beats a 404 in the result.
+func TestFallback(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	good := newProxy(t, goodModule(m.Path, m.Version))
+	missing := newProxy(t)
+	broken := newProxy(t)
+	broken.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	})
+	tests := []struct {
+		list string
+		kind Kind // 0: success
+		hits []*proxy
+	}{
+		{missing.url + "," + good.url, 0, []*proxy{missing, good}},
+		{broken.url + "," + good.url, KindUnavailable, []*proxy{broken}},
+		{broken.url + "|" + good.url, 0, []*proxy{broken, good}},
+		{broken.url + "|" + missing.url, KindUnavailable, []*proxy{broken, missing}},
+		{missing.url + "|" + broken.url, KindUnavailable, []*proxy{missing, broken}},
+		{missing.url + "," + missing.url, KindGone, []*proxy{missing}},
+		{good.url + "," + broken.url, 0, []*proxy{good}},
+	}
+	for _, tt := range tests {
+		before := map[*proxy]int{good: good.total(), missing: missing.total(), broken: broken.total()}
+		_, err := newFetcher(t, tt.list, FetcherOptions{}).Fetch(context.Background(), m)
+		if got := kindOf(err); got != tt.kind || (tt.kind == 0) != (err == nil) {
+			t.Errorf("%s: error %v (kind %v), want kind %v", tt.list, err, got, tt.kind)
+		}
+		for p, n := range before {
+			asked := p.total() > n
+			want := false
+			for _, h := range tt.hits {
+				want = want || h == p
+			}
+			if asked != want {
+				t.Errorf("%s: proxy %s asked = %v, want %v", tt.list, p.url, asked, want)
+			}
+		}
+	}
+}

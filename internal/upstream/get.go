@@ -1,0 +1,141 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// A statusError is a non-200 answer from an upstream.
+type statusError struct {
+	url    string
+	status int
+	msg    string // the first line of the body, if it was text
+}
+
+func (e *statusError) Error() string {
+	s := fmt.Sprintf("GET %s: %d %s", e.url, e.status, http.StatusText(e.status))
+	if e.msg != "" {
+		s += ": " + e.msg
+	}
+	return s
+}
+
+// notFound reports whether the upstream said the file does not exist, the
+// only answer after which a "," list moves on.
+func (e *statusError) notFound() bool {
+	return e.status == http.StatusNotFound || e.status == http.StatusGone
+}
+
+// isNotFound reports whether err is a 404 or 410 (or a missing file in a
+// file:// tree).
+func isNotFound(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.notFound()
+}
+
+// errTooLarge is a file over its limit: the version is not a valid module.
+type errTooLarge struct {
+	what  string
+	limit int64
+}
+
+func (e *errTooLarge) Error() string {
+	return fmt.Sprintf("%s is larger than the limit of %d bytes", e.what, e.limit)
+}
+
+// An opener fetches files from upstreams: GET with credentials, or a read
+// of a file:// tree. It never follows the body beyond the limit it is given.
+type opener struct {
+	client *http.Client
+}
+
+// open returns the body of base+"/"+rel and its length (-1 if unknown).
+// Non-200 answers are *statusError.
+func (o *opener) open(ctx context.Context, src Source, rel string) (io.ReadCloser, int64, error) {
+	if strings.HasPrefix(src.URL, "file://") {
+		return openFile(src.URL, rel)
+	}
+	return o.get(ctx, src.URL+"/"+rel, src.Auth)
+}
+
+// get sends a GET for u with auth and returns the body of a 200 answer.
+func (o *opener) get(ctx context.Context, u string, auth Auth) (io.ReadCloser, int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("failed to build request: %w", err)
+	}
+	if err := auth.apply(req); err != nil {
+		return nil, 0, err
+	}
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, 0, &statusError{url: u, status: resp.StatusCode, msg: firstLine(resp)}
+	}
+	return resp.Body, resp.ContentLength, nil
+}
+
+// firstLine returns the first line of a short text error body: proxies put
+// their reason there ("not found: unknown revision v1.2.3"), and the go
+// command's user deserves to see it.
+func firstLine(resp *http.Response) string {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		return ""
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	line, _, _ := strings.Cut(string(data), "\n")
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.TrimSpace(line))
+}
+
+// openFile opens rel in the GOPROXY file tree at the file:// URL base.
+func openFile(base, rel string) (io.ReadCloser, int64, error) {
+	u, err := url.Parse(base + "/" + rel)
+	if err != nil {
+		return nil, 0, fmt.Errorf("failed to parse %s/%s: %w", base, rel, err)
+	}
+	f, err := os.Open(filepath.FromSlash(u.Path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
+	}
+	return f, fi.Size(), nil
+}
+
+// copyLimited copies body to w, failing with *errTooLarge once more than
+// limit bytes arrive or are announced, and returns the bytes copied.
+func copyLimited(w io.Writer, body io.Reader, size, limit int64, what string) (int64, error) {
+	if size > limit {
+		return 0, &errTooLarge{what, limit}
+	}
+	n, err := io.Copy(w, io.LimitReader(body, limit+1))
+	if err != nil {
+		return n, fmt.Errorf("failed to read %s: %w", what, err)
+	}
+	if n > limit {
+		return n, &errTooLarge{what, limit}
+	}
+	return n, nil
+}

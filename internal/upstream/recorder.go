@@ -1,0 +1,306 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
+	xtlog "golang.org/x/mod/sumdb/tlog"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// Log is what a Recorder needs from the log. *tlog.Log implements it; the
+// contracts are its own.
+type Log interface {
+	// Signed returns the latest signed tree head.
+	Signed(ctx context.Context) ([]byte, error)
+	// ReadRecords returns records id … id+n-1, or an error wrapping
+	// fs.ErrNotExist if any is beyond the tree.
+	ReadRecords(ctx context.Context, id, n int64) ([][]byte, error)
+	// ReadTileData returns hash tile t, or an error wrapping fs.ErrNotExist.
+	ReadTileData(ctx context.Context, t xtlog.Tile) ([]byte, error)
+	// Lookup returns the id of m's record, or an error wrapping
+	// fs.ErrNotExist if there is none. Once Add has returned an id, Lookup
+	// finds it.
+	Lookup(ctx context.Context, m module.Version) (int64, error)
+	// Add records recs durably, covered by a signed tree head, and returns
+	// their ids; a version already recorded with the same hashes keeps its
+	// id. It is safe for concurrent use and fails with *tlog.ConflictError
+	// (other hashes recorded; nothing changed) or tlog.ErrPushback (queue
+	// full; nothing changed, retry later).
+	Add(ctx context.Context, recs ...gosum.Record) ([]int64, error)
+}
+
+var _ Log = (*tlog.Log)(nil)
+
+// RecorderOptions configure a Recorder.
+type RecorderOptions struct {
+	// Fetcher fetches the versions the log lacks. nil means none: a miss is
+	// the log's own "not found", and Record fails with ErrNoUpstream.
+	Fetcher *Fetcher
+	// Record lists the module paths to fetch on a miss, in GOPRIVATE glob
+	// syntax (see CheckPatterns); "" means every path. Others are 404.
+	Record string
+	// Checker, if non-nil, cross-checks versions before they are recorded.
+	Checker *Checker
+	// NegativeTTL is how long gone and invalid versions are remembered; 0
+	// disables the negative cache. Callers should default to
+	// DefaultNegativeTTL.
+	NegativeTTL time.Duration
+	// NegativeMax bounds the negative cache (default DefaultNegativeMax).
+	NegativeMax int
+	// Now is the clock of the negative cache; nil means time.Now.
+	Now func() time.Time
+	// Logger receives a record per version fetched or refused; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// Metrics, if non-nil, receives the negative cache metrics.
+	Metrics *Metrics
+}
+
+// ErrNoUpstream is Record's error when no Fetcher is configured.
+var ErrNoUpstream = &server.StatusError{Status: http.StatusNotImplemented,
+	Err: errors.New("this checksum database has no upstream proxy configured")}
+
+// A Recorder is the log as the HTTP server sees it: a sumdb.ServerOps that
+// answers a lookup of a version the log lacks by fetching it from upstream,
+// checking it, recording it and returning its id, as sum.golang.org does
+// with proxy.golang.org. It is safe for concurrent use.
+//
+// Concurrent first lookups of one version share one fetch and one record.
+// Failures are shared only by the lookups waiting for that fetch; after it,
+// only gone failures are remembered, by the negative cache, for its TTL.
+type Recorder struct {
+	log     Log
+	fetcher *Fetcher // nil: no upstream
+	checker *Checker // nil: no cross-check
+	record  string   // patterns of the paths fetched on a miss
+	neg     *negCache
+	flights singleflight.Group // keyed by kind of flight and path@version
+	logger  *slog.Logger
+}
+
+var _ sumdb.ServerOps = (*Recorder)(nil)
+
+// NewRecorder returns a Recorder over log.
+func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
+	if err := CheckPatterns(opts.Record); err != nil {
+		return nil, fmt.Errorf("invalid record patterns: %w", err)
+	}
+	if opts.NegativeMax <= 0 {
+		opts.NegativeMax = DefaultNegativeMax
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Recorder{
+		log: log, fetcher: opts.Fetcher, checker: opts.Checker, record: opts.Record,
+		neg:    newNegCache(opts.NegativeTTL, opts.NegativeMax, opts.Now, opts.Metrics),
+		logger: opts.Logger,
+	}, nil
+}
+
+// CheckPatterns checks a comma-separated list of GOPRIVATE-style globs.
+// module.MatchPrefixPatterns silently ignores a malformed glob, which would
+// quietly widen or narrow what sumd serves; configuration must refuse it.
+func CheckPatterns(list string) error {
+	for glob := range strings.SplitSeq(list, ",") {
+		if _, err := path.Match(strings.TrimSuffix(glob, "/"), ""); err != nil {
+			return fmt.Errorf("malformed pattern %q: %w", glob, err)
+		}
+	}
+	return nil
+}
+
+// Signed, ReadRecords and ReadTileData are the log's.
+func (r *Recorder) Signed(ctx context.Context) ([]byte, error) { return r.log.Signed(ctx) }
+
+func (r *Recorder) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
+	return r.log.ReadRecords(ctx, id, n)
+}
+
+func (r *Recorder) ReadTileData(ctx context.Context, t xtlog.Tile) ([]byte, error) {
+	return r.log.ReadTileData(ctx, t)
+}
+
+// Lookup returns the id of m's record, fetching and recording m first if
+// the log lacks it. Errors: a path outside the record patterns is 404 (an
+// error wrapping fs.ErrNotExist whose text says so); an upstream failure is
+// an *Error (410, 502 or 504); a full sequencer queue is a 503
+// server.StatusError; a conflicting concurrent Add is a 500.
+func (r *Recorder) Lookup(ctx context.Context, m module.Version) (int64, error) {
+	id, err := r.log.Lookup(ctx, m)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) || r.fetcher == nil {
+		return id, err
+	}
+	if !r.serves(m.Path) {
+		return 0, &notServedError{m}
+	}
+	if e := r.neg.get(m); e != nil {
+		return 0, e
+	}
+	res, err := r.fly(ctx, "lookup "+m.String(), func(ctx context.Context) (flightResult, error) {
+		return r.recordMiss(ctx, m)
+	})
+	return res.id, err
+}
+
+// serves reports whether misses of path are fetched from upstream.
+func (r *Recorder) serves(path string) bool {
+	return r.record == "" || module.MatchPrefixPatterns(r.record, path)
+}
+
+// recordMiss is a lookup's flight.
+func (r *Recorder) recordMiss(ctx context.Context, m module.Version) (flightResult, error) {
+	// A flight that ended between our miss and the start of this one has
+	// recorded m or remembered its failure: look again, or two lookups
+	// racing that window would fetch twice.
+	if id, err := r.log.Lookup(ctx, m); !errors.Is(err, fs.ErrNotExist) {
+		return flightResult{id: id}, err
+	}
+	if e := r.neg.get(m); e != nil {
+		return flightResult{}, e
+	}
+	return r.fetchAndAdd(ctx, m)
+}
+
+// Record fetches m from upstream, cross-checks and records it, whatever
+// the record patterns and the negative cache say: it is the operator's
+// explicit request (the admin API). Unlike a lookup it fetches even if m is
+// recorded, so that upstream content that changed since is found: that is
+// a *tlog.ConflictError naming both hashes. Other errors are as Lookup's.
+func (r *Recorder) Record(ctx context.Context, m module.Version) (int64, gosum.Record, error) {
+	if r.fetcher == nil {
+		return 0, gosum.Record{}, ErrNoUpstream
+	}
+	res, err := r.fly(ctx, "record "+m.String(), func(ctx context.Context) (flightResult, error) {
+		return r.fetchAndAdd(ctx, m)
+	})
+	return res.id, res.rec, err
+}
+
+// Add cross-checks and records rec, whose hashes the caller computed (an
+// uploaded zip). Errors are as Record's; a malformed rec is a 400.
+func (r *Recorder) Add(ctx context.Context, rec gosum.Record) (int64, error) {
+	if err := rec.Check(); err != nil {
+		return 0, &server.StatusError{Status: http.StatusBadRequest, Err: err}
+	}
+	m := module.Version{Path: rec.Path, Version: rec.Version}
+	if err := r.crossCheck(ctx, rec); err != nil {
+		r.logFailure(ctx, m, err)
+		return 0, err
+	}
+	return r.add(ctx, rec)
+}
+
+// flightResult is what a flight gives all its waiters.
+type flightResult struct {
+	id  int64
+	rec gosum.Record
+}
+
+// fly runs fn once for all concurrent callers with the same key. fn runs
+// detached from the caller's cancellation, because a lookup that gives up
+// must not fail the others waiting on the same fetch; it is bounded by the
+// upstream timeouts instead. Results live only as long as the flight.
+func (r *Recorder) fly(ctx context.Context, key string, fn func(context.Context) (flightResult, error)) (flightResult, error) {
+	ch := r.flights.DoChan(key, func() (any, error) {
+		return fn(context.WithoutCancel(ctx))
+	})
+	select {
+	case res := <-ch:
+		out, _ := res.Val.(flightResult)
+		return out, res.Err
+	case <-ctx.Done():
+		return flightResult{}, ctx.Err()
+	}
+}
+
+// fetchAndAdd fetches, cross-checks and records m.
+func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightResult, error) {
+	rec, err := r.fetcher.Fetch(ctx, m)
+	if err == nil {
+		err = r.crossCheck(ctx, rec)
+	}
+	if err != nil {
+		r.neg.put(m, err)
+		r.logFailure(ctx, m, err)
+		return flightResult{}, err
+	}
+	id, err := r.add(ctx, rec)
+	if err != nil {
+		return flightResult{}, err
+	}
+	r.neg.forget(m)
+	r.logger.InfoContext(ctx, "recorded from upstream", "module", m.Path, "version", m.Version,
+		"id", id, "hash", rec.Hash, "gomod", rec.GoMod)
+	return flightResult{id: id, rec: rec}, nil
+}
+
+func (r *Recorder) crossCheck(ctx context.Context, rec gosum.Record) error {
+	if r.checker == nil {
+		return nil
+	}
+	return r.checker.Check(ctx, rec)
+}
+
+// add appends rec to the log and maps its errors.
+func (r *Recorder) add(ctx context.Context, rec gosum.Record) (int64, error) {
+	ids, err := r.log.Add(ctx, rec)
+	var conflict *tlog.ConflictError
+	switch {
+	case errors.Is(err, tlog.ErrPushback):
+		return 0, &server.StatusError{Status: http.StatusServiceUnavailable,
+			Err: fmt.Errorf("failed to record %s: %w", rec.Key(), err)}
+	case errors.As(err, &conflict):
+		// For a lookup this means another adder won a race with other
+		// content than upstream serves: someone must look.
+		r.logger.ErrorContext(ctx, "version conflicts with its record", "module", rec.Path, "version", rec.Version,
+			"recorded_hash", conflict.Recorded.Hash, "recorded_gomod", conflict.Recorded.GoMod,
+			"offered_hash", conflict.Proposed.Hash, "offered_gomod", conflict.Proposed.GoMod)
+		return 0, fmt.Errorf("failed to record %s: %w", rec.Key(), err)
+	case err != nil:
+		return 0, fmt.Errorf("failed to record %s: %w", rec.Key(), err)
+	case len(ids) != 1:
+		return 0, fmt.Errorf("failed to record %s: log returned %d ids for one record", rec.Key(), len(ids))
+	}
+	return ids[0], nil
+}
+
+// logFailure logs a version that was not recorded: gone ones at Info (a
+// typo or an unpushed tag is routine), upstream trouble at Warn.
+func (r *Recorder) logFailure(ctx context.Context, m module.Version, err error) {
+	level := slog.LevelWarn
+	var e *Error
+	if errors.As(err, &e) && e.Gone() {
+		level = slog.LevelInfo
+	}
+	r.logger.Log(ctx, level, "version not recorded", "module", m.Path, "version", m.Version, "err", err)
+}
+
+// notServedError is a lookup of a path outside the record patterns: a 404
+// whose text the server shows as is.
+type notServedError struct{ m module.Version }
+
+func (e *notServedError) Error() string {
+	return fmt.Sprintf("not found: %s@%s: this checksum database does not serve module path %s",
+		e.m.Path, e.m.Version, e.m.Path)
+}
+
+func (e *notServedError) Is(target error) bool { return target == fs.ErrNotExist }
+func (e *notServedError) HTTPStatus() int      { return http.StatusNotFound }

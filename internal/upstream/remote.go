@@ -1,0 +1,115 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxRemoteBody caps one answer of the checksum database: lookups and tiles
+// are a few KiB, and common clients read through 1 MiB.
+const maxRemoteBody = 1 << 20
+
+// errRemoteTimeout marks a database request that timed out.
+var errRemoteTimeout = errors.New("no answer within the timeout")
+
+// sumdbRemote reads from the upstream checksum database, at its configured
+// URL or through the first upstream proxy that supports it.
+type sumdbRemote struct {
+	name    string
+	url     string // configured base URL, or ""
+	auth    Auth   // for url
+	sources []Source
+	timeout time.Duration
+	client  opener
+
+	mu    sync.Mutex // guards found, and serializes discovery
+	found *Source    // the discovered base, with its source's auth
+}
+
+func newSumdbRemote(name string, opts CheckerOptions) (*sumdbRemote, error) {
+	r := &sumdbRemote{
+		name: name, url: strings.TrimSuffix(opts.URL, "/"), auth: opts.Auth,
+		timeout: opts.Timeout, client: opener{client: opts.HTTPClient},
+	}
+	for _, src := range opts.Sources {
+		if strings.HasPrefix(src.URL, "http") {
+			r.sources = append(r.sources, src)
+		}
+	}
+	if r.url == "" && len(r.sources) == 0 {
+		return nil, fmt.Errorf("cross-check with %s needs its URL or an http(s) upstream proxy to reach it through", name)
+	}
+	if err := opts.Auth.check(); err != nil {
+		return nil, fmt.Errorf("cross-check auth: %w", err)
+	}
+	return r, nil
+}
+
+// read returns the body of a 200 answer to GET <base><path>. Non-200
+// answers are *statusError; a timeout wraps errRemoteTimeout.
+func (r *sumdbRemote) read(ctx context.Context, path string) ([]byte, error) {
+	base, err := r.base(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.get(ctx, base.URL+path, base.Auth)
+}
+
+// get reads u within the timeout and the size limit.
+func (r *sumdbRemote) get(ctx context.Context, u string, auth Auth) ([]byte, error) {
+	rctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	body, _, err := r.client.get(rctx, u, auth)
+	var data []byte
+	if err == nil {
+		data, err = io.ReadAll(io.LimitReader(body, maxRemoteBody+1))
+		body.Close()
+	}
+	switch {
+	case err == nil && len(data) > maxRemoteBody:
+		return nil, fmt.Errorf("GET %s: answer larger than %d bytes", u, maxRemoteBody)
+	case err != nil && ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded):
+		return nil, fmt.Errorf("GET %s: %w (%s)", u, errRemoteTimeout, r.timeout)
+	}
+	return data, err
+}
+
+// base returns the database's base URL and the credentials for it.
+func (r *sumdbRemote) base(ctx context.Context) (Source, error) {
+	if r.url != "" {
+		return Source{URL: r.url, Auth: r.auth}, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.found != nil {
+		return *r.found, nil
+	}
+	src, err := r.discover(ctx)
+	if err != nil {
+		return Source{}, err // not remembered: the next check probes again
+	}
+	r.found = &src
+	return src, nil
+}
+
+// discover probes the proxies as the go command does: the first whose
+// /sumdb/<name>/supported answers 200 is used, 404 and 410 move on, any
+// other answer is a failure.
+func (r *sumdbRemote) discover(ctx context.Context) (Source, error) {
+	for _, src := range r.sources {
+		base := src.URL + "/sumdb/" + r.name
+		_, err := r.get(ctx, base+"/supported", src.Auth)
+		switch {
+		case err == nil:
+			return Source{URL: base, Auth: src.Auth}, nil
+		case !isNotFound(err):
+			return Source{}, fmt.Errorf("failed to probe %s for checksum database %s: %w", src.URL, r.name, err)
+		}
+	}
+	return Source{}, fmt.Errorf("no upstream proxy supports checksum database %s (GET <proxy>/sumdb/%s/supported)", r.name, r.name)
+}

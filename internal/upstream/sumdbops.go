@@ -1,0 +1,178 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/mod/sumdb"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// checkOps are the sumdb.ClientOps of one Check: remote reads carry the
+// check's context, and what went wrong is noted for Checker.failed, since
+// sumdb.Client flattens its errors to text.
+type checkOps struct {
+	ctx context.Context
+	c   *Checker
+
+	mu          sync.Mutex // guards the fields below
+	notFound    error      // a lookup answered 404 or 410
+	unavailable error      // some other read failed
+	timeout     bool       // ... by timing out
+	security    string     // the client proved the database misbehaved
+}
+
+var _ sumdb.ClientOps = (*checkOps)(nil)
+
+// ReadRemote reads path ("/lookup/…" or "/tile/…") from the database.
+func (o *checkOps) ReadRemote(path string) ([]byte, error) {
+	data, err := o.c.remote.read(o.ctx, path)
+	if err != nil {
+		o.note(path, err)
+	}
+	return data, err
+}
+
+func (o *checkOps) note(path string, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if isNotFound(err) && strings.HasPrefix(path, "/lookup/") {
+		o.notFound = err
+		return
+	}
+	o.unavailable = err
+	o.timeout = o.timeout || errors.Is(err, errRemoteTimeout)
+}
+
+// ReadConfig serves "key" and "<name>/latest", the only files the client
+// reads. An empty latest starts from the empty tree.
+func (o *checkOps) ReadConfig(file string) ([]byte, error) {
+	switch file {
+	case "key":
+		return []byte(o.c.state.key), nil
+	case o.c.name + "/latest":
+		return o.c.state.readLatest(), nil
+	}
+	return nil, fmt.Errorf("unknown config file %q", file)
+}
+
+// WriteConfig replaces latest if it is still old (sumdb.ErrWriteConflict
+// otherwise: the client then merges and retries).
+func (o *checkOps) WriteConfig(file string, old, new []byte) error {
+	if file != o.c.name+"/latest" {
+		return fmt.Errorf("unknown config file %q", file)
+	}
+	return o.c.state.writeLatest(old, new)
+}
+
+func (o *checkOps) ReadCache(file string) ([]byte, error) {
+	if data, ok := o.c.state.cache.get(file); ok {
+		return data, nil
+	}
+	return nil, fs.ErrNotExist
+}
+
+func (o *checkOps) WriteCache(file string, data []byte) { o.c.state.cache.put(file, data) }
+
+func (o *checkOps) Log(msg string) {
+	o.c.log.DebugContext(o.ctx, "sumdb client", "sumdb", o.c.name, "msg", msg)
+}
+
+// SecurityError is the client's proof that the database showed two
+// inconsistent trees. The check fails; sumd goes on (the go command would
+// exit), since the next check may be of another database state entirely.
+func (o *checkOps) SecurityError(msg string) {
+	o.c.log.ErrorContext(o.ctx, "upstream checksum database misbehaved", "sumdb", o.c.name, "msg", msg)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.security = msg
+}
+
+// clientState is what outlives one check: the key, the newest verified tree
+// head (in memory, and in a file if configured) and the cache.
+type clientState struct {
+	key   string
+	file  string // "" keeps latest in memory only
+	cache *lruCache
+
+	mu     sync.Mutex // guards latest and the file
+	latest []byte
+}
+
+// loadClientState reads the state file, if any, and checks that it holds a
+// tree head signed by the key: a state for another database or a corrupt
+// file must stop sumd, not reset trust silently.
+func loadClientState(key string, v note.Verifier, file string, cacheBytes int64) (*clientState, error) {
+	s := &clientState{key: key, file: file, cache: newLRUCache(cacheBytes)}
+	if file == "" {
+		return s, nil
+	}
+	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read cross-check state: %w", err)
+	}
+	n, err := note.Open(data, note.VerifierList(v))
+	if err == nil {
+		_, err = tlog.ParseTree([]byte(n.Text))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cross-check state %s does not hold a tree head of %s: %w", file, v.Name(), err)
+	}
+	s.latest = data
+	return s, nil
+}
+
+func (s *clientState) readLatest() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.latest)
+}
+
+func (s *clientState) writeLatest(old, new []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !bytes.Equal(s.latest, old) {
+		return sumdb.ErrWriteConflict
+	}
+	if s.file != "" {
+		if err := writeFileAtomic(s.file, new); err != nil {
+			return fmt.Errorf("failed to save cross-check state: %w", err)
+		}
+	}
+	s.latest = bytes.Clone(new)
+	return nil
+}
+
+// writeFileAtomic replaces name with data so that a crash leaves the old or
+// the new content, never a torn file.
+func writeFileAtomic(name string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), name)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
