@@ -104,7 +104,7 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 	}
 	if cfg.Crosscheck {
 		c, err := upstream.NewChecker(upstream.CheckerOptions{
-			Key: cmp.Or(cfg.CrosscheckKey, config.SumGolangOrgKey), URL: cfg.CrosscheckURL,
+			Key: cmp.Or(cfg.CrosscheckKey, upstream.SumGolangOrgKey), URL: cfg.CrosscheckURL,
 			Sources: u.sources, Private: cfg.Private, FailOpen: cfg.CrosscheckOpen, Timeout: cfg.UpstreamTimeout,
 			StateFile: cmp.Or(cfg.CrosscheckState, filepath.Join(filepath.Dir(cfg.DB), "crosscheck-latest")),
 			Logger:    logger, Metrics: m,

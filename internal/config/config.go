@@ -102,9 +102,6 @@ type Upstream struct {
 	CrosscheckState string        `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside the database"`
 }
 
-// SumGolangOrgKey is the verifier key of sum.golang.org.
-const SumGolangOrgKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ea18htu9AXlb/PA7"
-
 // Add configures `sumd add`, which writes to the database file directly and
 // so must run while no server holds it.
 type Add struct {

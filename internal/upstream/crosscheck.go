@@ -18,7 +18,7 @@ import (
 
 // SumGolangOrgKey is the verifier key of sum.golang.org, as built into the
 // go command.
-const SumGolangOrgKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ea18htu9AXlb/PA7"
+const SumGolangOrgKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
 
 // DefaultCacheBytes bounds a Checker's cache of tiles and lookups.
 const DefaultCacheBytes = 16 << 20
