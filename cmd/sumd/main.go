@@ -34,6 +34,8 @@ Usage:
 	sumd add [flags] -gosum FILE           record the module versions of a go.sum file
 	sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE]
 	                                       audit a checksum database (sumd or any other)
+	sumd key rotate [flags] -new-key FILE  start signing with a new key too (rotation)
+	sumd key retire [flags] -retire VKEY   stop signing with the old key
 	sumd version                           print the version
 
 Run "sumd COMMAND -h" for the flags of a command.
@@ -79,6 +81,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"keygen":  runKeygen,
 		"serve":   runServe,
 		"add":     runAdd,
+		"key":     runKey,
 		"verify":  runVerify,
 		"version": runVersion,
 	}

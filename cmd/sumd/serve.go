@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -160,19 +161,12 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 		fmt.Fprintf(stderr, "sumd: first start: generated signing key %s for %s\n", db.Key, db.Name)
 		create = true
 	}
-	if fi, err := os.Stat(db.Key); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		o.logger.Warn("signing key file is readable by other users; chmod 600 it", "key", db.Key, "mode", fi.Mode().Perm().String())
-	}
-	key, err := tlog.ReadKeyFile(db.Key)
+	keys, err := readKeys(db, o.logger)
 	if err != nil {
-		return nil, withHint(err, "pass -key FILE (or -name NAME) of your log; to start a new log, first run sumd keygen -name "+cmp.Or(db.Name, "NAME"))
-	}
-	if db.Name != "" && key.Name() != db.Name {
-		return nil, withHint(fmt.Errorf("key %s signs for %q, but the name is %q", db.Key, key.Name(), db.Name),
-			"drop -name (the key names the log) or use that log's key")
+		return nil, err
 	}
 	l, err := tlog.Open(db.DB, tlog.Options{
-		Key: key, Create: create, Verify: o.verify, MaxBatch: o.maxBatch,
+		Keys: keys, Create: create, Verify: o.verify, MaxBatch: o.maxBatch,
 		Logger: o.logger, Metrics: o.metrics,
 	})
 	switch {
@@ -184,6 +178,27 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 		return nil, withHint(err, "check -db; to start a new, empty log on purpose, add -create")
 	}
 	return l, err
+}
+
+// readKeys reads the signing key files of db.Key, a comma-separated list:
+// one key, or the old and the new one during a key rotation.
+func readKeys(db config.Database, logger *slog.Logger) ([]*tlog.Key, error) {
+	var keys []*tlog.Key
+	for file := range strings.SplitSeq(db.Key, ",") {
+		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			logger.Warn("signing key file is readable by other users; chmod 600 it", "key", file, "mode", fi.Mode().Perm().String())
+		}
+		key, err := tlog.ReadKeyFile(file)
+		if err != nil {
+			return nil, withHint(err, "pass -key FILE (or -name NAME) of your log; to start a new log, first run sumd keygen -name "+cmp.Or(db.Name, "NAME"))
+		}
+		if db.Name != "" && key.Name() != db.Name {
+			return nil, withHint(fmt.Errorf("key %s signs for %q, but the name is %q", file, key.Name(), db.Name),
+				"drop -name (the key names the log) or use that log's key")
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
 }
 
 func exists(path string) bool {

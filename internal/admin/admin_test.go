@@ -84,7 +84,7 @@ func openLog(t *testing.T) *tlog.Log {
 		t.Fatal(err)
 	}
 	k, _ := tlog.ParseKey(skey)
-	l, err := tlog.Open(filepath.Join(t.TempDir(), "sumd.db"), tlog.Options{Key: k, Create: true, Logger: quiet})
+	l, err := tlog.Open(filepath.Join(t.TempDir(), "sumd.db"), tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

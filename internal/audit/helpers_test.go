@@ -50,7 +50,7 @@ func newTestLog(t testing.TB, skey string, n int, rec func(int) gosum.Record) *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := tlog.Open(filepath.Join(t.TempDir(), "sumd.db"), tlog.Options{Key: key, Create: true, Logger: quiet})
+	l, err := tlog.Open(filepath.Join(t.TempDir(), "sumd.db"), tlog.Options{Keys: []*tlog.Key{key}, Create: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

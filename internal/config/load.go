@@ -37,6 +37,12 @@ var (
 		summary: "Record a module version hashed from a directory or zip, or the module versions\nof a go.sum file. Works on the database file: stop the server first.",
 		example: "sumd add -key keys/sum.example.com.key example.com/m@v1.2.3 ./m",
 	}
+	keyCommand = command{
+		name:    "key",
+		usage:   "sumd key rotate [flags] -new-key FILE\n       sumd key retire [flags] -retire VKEY|FILE",
+		summary: "Rotate the log's signing key without breaking any client. rotate adds a key:\nfrom then on every tree head is signed by both, and sumd serve needs both\n(-key OLD,NEW). Once every client knows the new verifier key, retire removes\nthe old one. Works on the database file: stop the server first.",
+		example: "sumd key rotate -key keys/sum.example.com.key -new-key keys/next/sum.example.com.key",
+	}
 	verifyCommand = command{
 		name:    "verify",
 		usage:   "sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE] [FILE...]",
@@ -52,30 +58,38 @@ var (
 // returned, not printed.
 func LoadServe(args, env []string, w io.Writer) (*Serve, []string, error) {
 	c := defaultServe()
-	rest, err := load(serveCommand, &c, args, env, w)
-	if err != nil {
-		return nil, nil, err
-	}
-	c.Database.resolve()
-	if err := c.Validate(); err != nil {
-		return nil, nil, err
-	}
-	return &c, rest, nil
+	rest, err := loadValidated(serveCommand, &c, args, env, w)
+	return &c, rest, err
 }
 
 // LoadAdd is LoadServe for `sumd add`.
 func LoadAdd(args, env []string, w io.Writer) (*Add, []string, error) {
 	c := defaultAdd()
-	rest, err := load(addCommand, &c, args, env, w)
-	if err != nil {
-		return nil, nil, err
-	}
-	c.Database.resolve()
-	if err := c.Validate(); err != nil {
-		return nil, nil, err
-	}
-	return &c, rest, nil
+	rest, err := loadValidated(addCommand, &c, args, env, w)
+	return &c, rest, err
 }
+
+// A validator is a command's configuration.
+type validator interface{ Validate() error }
+
+// loadValidated loads cfg, a pointer to a struct holding the defaults, for
+// cmd; fills in the database defaults that depend on other options, if cfg
+// has a Database; and validates the result.
+func loadValidated(cmd command, cfg validator, args, env []string, w io.Writer) ([]string, error) {
+	rest, err := load(cmd, cfg, args, env, w)
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := cfg.(interface{ database() *Database }); ok {
+		d.database().resolve()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return rest, nil
+}
+
+func (d *Database) database() *Database { return d }
 
 // resolve fills in the defaults that depend on other options. Without a
 // key file the name picks it (DefaultName if unset); with one, an unset name
@@ -171,7 +185,7 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 // subcommand, so that one file can configure them all.
 func fileKeys() []string {
 	var keys []string
-	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}} {
+	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}} {
 		for _, o := range bind(flag.NewFlagSet("", flag.ContinueOnError), cfg) {
 			if !slices.Contains(keys, o.Name) {
 				keys = append(keys, o.Name)

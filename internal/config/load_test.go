@@ -185,7 +185,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFileKeys(t *testing.T) {
-	want := "db key name create log-level log-format listen shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state admin-token-file gosum server token-file url state full parallel json"
+	want := "db key name create log-level log-format listen shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state admin-token-file gosum server token-file url state full parallel json new-key retire"
 	if got := strings.Join(fileKeys(), " "); got != want {
 		t.Errorf("fileKeys() = %s\nwant        %s", got, want)
 	}

@@ -33,14 +33,8 @@ const maxParallel = 64
 // LoadVerify is LoadServe for `sumd verify`.
 func LoadVerify(args, env []string, w io.Writer) (*Verify, []string, error) {
 	c := defaultVerify()
-	rest, err := load(verifyCommand, &c, args, env, w)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := c.Validate(); err != nil {
-		return nil, nil, err
-	}
-	return &c, rest, nil
+	rest, err := loadValidated(verifyCommand, &c, args, env, w)
+	return &c, rest, err
 }
 
 // Validate reports every problem of c, one per line.

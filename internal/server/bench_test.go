@@ -30,7 +30,7 @@ func benchServer(b *testing.B) *httptest.Server {
 	}
 	key, _ := tlog.ParseKey(skey)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := tlog.Open(filepath.Join(b.TempDir(), "sumd.db"), tlog.Options{Key: key, Create: true, Logger: quiet})
+	l, err := tlog.Open(filepath.Join(b.TempDir(), "sumd.db"), tlog.Options{Keys: []*tlog.Key{key}, Create: true, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}

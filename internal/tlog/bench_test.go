@@ -199,12 +199,12 @@ func storedHashLayoutBytes(b *testing.B) float64 {
 func BenchmarkOpen(b *testing.B) {
 	l := filledLog(b)
 	path := l.db.Path()
-	key := l.key
+	keys := *l.keys.Load()
 	l.Close()
 	for _, mode := range []VerifyMode{VerifyTail, VerifyFull} {
 		b.Run("verify="+mode.String(), func(b *testing.B) {
 			for b.Loop() {
-				l, err := Open(path, Options{Key: key, Verify: mode, Logger: quietLogger()})
+				l, err := Open(path, Options{Keys: keys, Verify: mode, Logger: quietLogger()})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -112,7 +112,7 @@ func runAndKill(t *testing.T, path, skey string, run int, rng *rand.Rand, acked 
 // invariant, returning the signed tree it found.
 func checkAfterCrash(t *testing.T, path string, k *Key, acked map[string]ack, heads []tlog.Tree) tlog.Tree {
 	t.Helper()
-	l, err := Open(path, Options{Key: k, Verify: VerifyFull, Logger: quietLogger()})
+	l, err := Open(path, Options{Keys: []*Key{k}, Verify: VerifyFull, Logger: quietLogger()})
 	if err != nil {
 		t.Fatalf("database does not open after SIGKILL: %v", err)
 	}
@@ -158,7 +158,7 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(path, Options{Key: k, Create: true, MaxBatch: 64, Logger: quietLogger()})
+	l, err := Open(path, Options{Keys: []*Key{k}, Create: true, MaxBatch: 64, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

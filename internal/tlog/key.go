@@ -43,7 +43,7 @@ func ParseKey(skey string) (*Key, error) {
 	}
 	k := &Key{signer: signer, verifier: verifier, vkey: vkey}
 	// Prove the pair works before anything is signed with it.
-	if _, err := k.openTree(k.mustSignEmpty()); err != nil {
+	if _, err := (keySet{k}).openTree(k.mustSignEmpty()); err != nil {
 		return nil, fmt.Errorf("signing key does not match its derived verifier key: %w", err)
 	}
 	return k, nil
@@ -93,7 +93,7 @@ func verifierKey(skey string) (string, error) {
 
 // mustSignEmpty signs the empty tree; it is used to check a key pair.
 func (k *Key) mustSignEmpty() []byte {
-	head, err := k.signTree(emptyTree())
+	head, err := (keySet{k}).signTree(emptyTree())
 	if err != nil {
 		return nil
 	}

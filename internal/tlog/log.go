@@ -30,20 +30,23 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Options configure Open.
 type Options struct {
-	// Key signs tree heads. Its name is the checksum database name.
-	Key *Key
+	// Keys are the private keys of the log: every key the database lists
+	// as a signing key (one, or two during a key rotation), and no other.
+	// Their name is the checksum database name. A new database signs with
+	// all of them.
+	Keys []*Key
 	// Create allows Open to create the database file if it does not exist.
 	// A log must never be re-created under a name clients have used (they
 	// would reject its new history), so callers set it only when starting
@@ -81,7 +84,7 @@ var (
 // use. It implements sumdb.ServerOps.
 type Log struct {
 	db      *bbolt.DB
-	key     *Key
+	keys    atomic.Pointer[keySet] // replaced whole by the sequencer on rotation
 	log     *slog.Logger
 	metrics *Metrics
 
@@ -105,7 +108,7 @@ var _ sumdb.ServerOps = (*Log)(nil)
 // Open opens the log in the bbolt file at path, creating it if allowed,
 // verifies it against its signed tree head and starts the sequencer.
 func Open(path string, opts Options) (*Log, error) {
-	if opts.Key == nil {
+	if len(opts.Keys) == 0 {
 		return nil, errors.New("tlog: Open needs a signing key")
 	}
 	opts = opts.withDefaults()
@@ -123,12 +126,12 @@ func Open(path string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
 	}
 	l := &Log{
-		db: db, key: opts.Key, log: opts.Logger, metrics: opts.Metrics,
+		db: db, log: opts.Logger, metrics: opts.Metrics,
 		maxBatch: opts.MaxBatch,
 		queue:    make(chan *request, opts.QueueSize),
 		done:     make(chan struct{}),
 	}
-	if err := l.load(opts.Verify); err != nil {
+	if err := l.load(opts.Keys, opts.Verify); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
@@ -167,10 +170,11 @@ func (l *Log) Close() error {
 }
 
 // Name is the checksum database name.
-func (l *Log) Name() string { return l.key.Name() }
+func (l *Log) Name() string { return l.keys.Load().name() }
 
-// VerifierKey is the verifier key of the log's signing key.
-func (l *Log) VerifierKey() string { return l.key.VerifierKey() }
+// VerifierKey is the verifier key of the log's first signing key: the one
+// it was created with, or, after a rotation, its successor.
+func (l *Log) VerifierKey() string { return (*l.keys.Load())[0].VerifierKey() }
 
 // Signed returns the latest signed tree head.
 func (l *Log) Signed(ctx context.Context) ([]byte, error) {
@@ -188,7 +192,7 @@ func (l *Log) Tree(ctx context.Context) (tlog.Tree, error) {
 	if err != nil {
 		return tlog.Tree{}, err
 	}
-	return l.key.openTree(head)
+	return l.keys.Load().openTree(head)
 }
 
 // Lookup returns the id of the record for m, or an error wrapping
@@ -293,13 +297,4 @@ func (l *Log) Stats() (Stats, error) {
 	t, err := l.Tree(context.Background())
 	s.Records = t.N
 	return s, err
-}
-
-// openTree verifies a signed tree head with k and parses it.
-func (k *Key) openTree(head []byte) (tlog.Tree, error) {
-	n, err := note.Open(head, note.VerifierList(k.verifier))
-	if err != nil {
-		return tlog.Tree{}, fmt.Errorf("failed to verify signed tree head: %w", err)
-	}
-	return tlog.ParseTree([]byte(n.Text))
 }

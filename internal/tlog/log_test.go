@@ -41,7 +41,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func openTest(t testing.TB, path string, k *Key, mode VerifyMode) *Log {
 	t.Helper()
-	l, err := Open(path, Options{Key: k, Create: true, Verify: mode, Logger: quietLogger()})
+	l, err := Open(path, Options{Keys: []*Key{k}, Create: true, Verify: mode, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,11 +403,11 @@ func TestOpenRefuses(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sumd.db")
 	k := testKey(t, "sum.example.com")
-	if _, err := Open(path, Options{Key: k, Logger: quietLogger()}); err == nil || !errors.Is(err, fs.ErrNotExist) {
+	if _, err := Open(path, Options{Keys: []*Key{k}, Logger: quietLogger()}); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Open of a missing database without Create = %v, want fs.ErrNotExist", err)
 	}
 	l := openTest(t, path, k, VerifyTail)
-	if _, err := Open(path, Options{Key: k, Logger: quietLogger()}); !errors.Is(err, ErrLocked) {
+	if _, err := Open(path, Options{Keys: []*Key{k}, Logger: quietLogger()}); !errors.Is(err, ErrLocked) {
 		t.Errorf("second Open = %v, want ErrLocked", err)
 	}
 	l.Close()
@@ -418,7 +418,7 @@ func TestOpenRefuses(t *testing.T) {
 		{testKey(t, "sum.example.com"), "created with verifier key"},
 		{testKey(t, "other.example.com"), `holds the log "sum.example.com"`},
 	} {
-		if _, err := Open(path, Options{Key: tc.key, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := Open(path, Options{Keys: []*Key{tc.key}, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Open with another key = %v, want error containing %q", err, tc.want)
 		}
 	}
@@ -436,7 +436,7 @@ func TestParseKey(t *testing.T) {
 	if k.VerifierKey() != vkey || k.Name() != "corp.example/sumdb" {
 		t.Errorf("ParseKey derived %q (%q), want %q", k.VerifierKey(), k.Name(), vkey)
 	}
-	head, err := k.signTree(tlog.Tree{N: 1})
+	head, err := (keySet{k}).signTree(tlog.Tree{N: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -31,9 +30,11 @@ func (e *ConflictError) Error() string {
 		e.Recorded.Key(), where, e.Recorded.Hash, e.Recorded.GoMod, e.Proposed.Hash, e.Proposed.GoMod)
 }
 
-// A request is one Add call waiting for the sequencer.
+// A request is one Add call, or one control operation, waiting for the
+// sequencer.
 type request struct {
 	recs []gosum.Record
+	ctrl controlFunc   // if set, a control operation run in its own transaction
 	ids  []int64       // set by the sequencer
 	err  error         // set by the sequencer
 	done chan struct{} // closed by the sequencer when ids or err is final
@@ -87,12 +88,21 @@ func (l *Log) enqueue(req *request) error {
 func (l *Log) sequence() {
 	defer close(l.done)
 	for first := range l.queue {
+		if first.ctrl != nil {
+			l.runControl(first)
+			continue
+		}
 		batch, n := []*request{first}, len(first.recs)
+		var ctrl *request // a control request ends the gathering
 	gather:
 		for n < l.maxBatch {
 			select {
 			case r, ok := <-l.queue:
 				if !ok {
+					break gather
+				}
+				if r.ctrl != nil {
+					ctrl = r
 					break gather
 				}
 				batch, n = append(batch, r), n+len(r.recs)
@@ -101,7 +111,42 @@ func (l *Log) sequence() {
 			}
 		}
 		l.commit(batch)
+		if ctrl != nil {
+			l.runControl(ctrl)
+		}
 	}
+}
+
+// A controlFunc changes the log's state in the sequencer's transaction tx.
+// On success it returns a function the sequencer calls after the commit, to
+// update in-memory state.
+type controlFunc func(tx *bbolt.Tx) (applied func(), err error)
+
+// control runs f in the sequencer and waits for its commit.
+func (l *Log) control(ctx context.Context, f controlFunc) error {
+	req := &request{ctrl: f, done: make(chan struct{})}
+	if err := l.enqueue(req); err != nil {
+		return err
+	}
+	select {
+	case <-req.done:
+		return req.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *Log) runControl(r *request) {
+	var applied func()
+	r.err = l.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		applied, err = r.ctrl(tx)
+		return err
+	})
+	if r.err == nil {
+		applied()
+	}
+	close(r.done)
 }
 
 // commit appends the batch's records in one transaction with a new signed
@@ -166,7 +211,7 @@ func (l *Log) appendBatch(tx *bbolt.Tx, batch []*request) (tlog.Tree, error) {
 	if err := l.checkExtends(tree, a.hashes); err != nil {
 		return tlog.Tree{}, err
 	}
-	head, err := l.key.signTree(tree)
+	head, err := l.keys.Load().signTree(tree)
 	if err != nil {
 		return tlog.Tree{}, err
 	}
@@ -278,15 +323,6 @@ func (a *appender) append(r gosum.Record) (int64, error) {
 	}
 	a.size++
 	return id, nil
-}
-
-// signTree signs tree as a checksum database tree head.
-func (k *Key) signTree(tree tlog.Tree) ([]byte, error) {
-	head, err := note.Sign(&note.Note{Text: string(tlog.FormatTree(tree))}, k.signer)
-	if err != nil {
-		return nil, fmt.Errorf("failed to sign tree head: %w", err)
-	}
-	return head, nil
 }
 
 func emptyTree() tlog.Tree {

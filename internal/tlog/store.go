@@ -15,7 +15,8 @@ import (
 //
 //	meta     format    "1"
 //	         name      checksum database name
-//	         vkey      verifier key of the signing key
+//	         vkey      verifier key the log was created with
+//	         vkeys     verifier keys it signs with now, one per line
 //	         head      latest signed tree head (a signed note)
 //	records  id (8 bytes, big-endian)      -> record text (two go.sum lines)
 //	index    "path@version"                -> id (8 bytes, big-endian)
@@ -36,7 +37,8 @@ var (
 
 	keyFormat = []byte("format")
 	keyName   = []byte("name")
-	keyVKey   = []byte("vkey")
+	keyVKey   = []byte("vkey")  // the key the log was created with
+	keyVKeys  = []byte("vkeys") // the keys it signs with now, one per line
 	keyHead   = []byte("head")
 )
 

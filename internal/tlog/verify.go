@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
@@ -33,8 +34,8 @@ var ErrCorrupt = errors.New("database does not match its signed tree head")
 
 // load initialises a new database, checks that the key is the log's, and
 // verifies the stored tree against the signed head.
-func (l *Log) load(mode VerifyMode) error {
-	if err := l.db.Update(l.initialise); err != nil {
+func (l *Log) load(keys []*Key, mode VerifyMode) error {
+	if err := l.db.Update(func(tx *bbolt.Tx) error { return l.initialise(tx, keys) }); err != nil {
 		return err
 	}
 	return l.db.View(func(tx *bbolt.Tx) error {
@@ -42,10 +43,12 @@ func (l *Log) load(mode VerifyMode) error {
 		if err != nil {
 			return err
 		}
-		if err := l.checkMeta(b); err != nil {
+		ks, err := checkMeta(b, keys)
+		if err != nil {
 			return err
 		}
-		if l.tree, err = l.key.openTree(b.meta.Get(keyHead)); err != nil {
+		l.keys.Store(&ks)
+		if l.tree, err = ks.openTree(b.meta.Get(keyHead)); err != nil {
 			return fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
 		if err := verifyTail(b, l.tree); err != nil {
@@ -56,7 +59,7 @@ func (l *Log) load(mode VerifyMode) error {
 				return fmt.Errorf("%w: %v", ErrCorrupt, err)
 			}
 		}
-		l.log.Debug("opened checksum database", "name", l.key.Name(), "tree_size", l.tree.N, "verified", mode.String())
+		l.log.Debug("opened checksum database", "name", ks.name(), "tree_size", l.tree.N, "verified", mode.String())
 		return nil
 	})
 }
@@ -70,47 +73,53 @@ func (m VerifyMode) String() string {
 
 // initialise creates the buckets, metadata and the signed empty tree of a
 // new database. It does nothing to an existing one.
-func (l *Log) initialise(tx *bbolt.Tx) error {
+func (l *Log) initialise(tx *bbolt.Tx, keys keySet) error {
 	if tx.Bucket(bucketMeta) != nil {
 		return nil
+	}
+	for _, k := range keys[1:] {
+		if k.Name() != keys.name() {
+			return fmt.Errorf("keys for two names, %q and %q: a log has one name", keys.name(), k.Name())
+		}
 	}
 	for _, name := range [][]byte{bucketMeta, bucketRecords, bucketIndex, bucketTiles} {
 		if _, err := tx.CreateBucket(name); err != nil {
 			return fmt.Errorf("failed to create bucket %s: %w", name, err)
 		}
 	}
-	head, err := l.key.signTree(emptyTree())
+	head, err := keys.signTree(emptyTree())
 	if err != nil {
 		return err
 	}
 	meta := tx.Bucket(bucketMeta)
 	for k, v := range map[string]string{
 		string(keyFormat): formatVersion,
-		string(keyName):   l.key.Name(),
-		string(keyVKey):   l.key.VerifierKey(),
+		string(keyName):   keys.name(),
+		string(keyVKey):   keys[0].VerifierKey(),
+		string(keyVKeys):  strings.Join(keys.vkeys(), "\n"),
 		string(keyHead):   string(head),
 	} {
 		if err := meta.Put([]byte(k), []byte(v)); err != nil {
 			return fmt.Errorf("failed to store %s: %w", k, err)
 		}
 	}
-	l.log.Warn("created a new checksum database", "name", l.key.Name(), "vkey", l.key.VerifierKey())
+	l.log.Warn("created a new checksum database", "name", keys.name(), "vkeys", strings.Join(keys.vkeys(), " "))
 	return nil
 }
 
-// checkMeta refuses a database of another format, name or key.
-func (l *Log) checkMeta(b buckets) error {
+// checkMeta refuses a database of another format or name, and returns the
+// log's signing keys from those given, refusing a missing or a foreign key.
+func checkMeta(b buckets, given []*Key) (keySet, error) {
 	if f := string(b.meta.Get(keyFormat)); f != formatVersion {
-		return fmt.Errorf("database format %q is not supported by this sumd (want %q)", f, formatVersion)
+		return nil, fmt.Errorf("database format %q is not supported by this sumd (want %q)", f, formatVersion)
 	}
-	if name := string(b.meta.Get(keyName)); name != l.key.Name() {
-		return fmt.Errorf("database holds the log %q but the signing key is for %q: use that log's key", name, l.key.Name())
+	name := string(b.meta.Get(keyName))
+	for _, k := range given {
+		if k.Name() != name {
+			return nil, fmt.Errorf("database holds the log %q but the signing key is for %q: use that log's key", name, k.Name())
+		}
 	}
-	if vkey := string(b.meta.Get(keyVKey)); vkey != l.key.VerifierKey() {
-		return fmt.Errorf("database was created with verifier key %s but the signing key's is %s: "+
-			"serving a log under a new key would break every client that knows it; use the original key", vkey, l.key.VerifierKey())
-	}
-	return nil
+	return pick(storedVKeys(b), given)
 }
 
 // verifyTail checks the record count, the root hash, and the last data tile.

@@ -57,7 +57,7 @@ func openLog(t testing.TB, skey string) *tlog.Log {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := tlog.Open(filepath.Join(t.TempDir(), "sumd.db"), tlog.Options{Key: k, Create: true, Logger: quiet})
+	l, err := tlog.Open(filepath.Join(t.TempDir(), "sumd.db"), tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// runKey runs `sumd key rotate` and `sumd key retire`: a key rotation with
+// overlap, never a replacement (PROTOCOL.md §3: a reset key locks out every
+// client that saw the old one).
+func runKey(args []string, stdout, stderr io.Writer) error {
+	const hint = "use: sumd key rotate -new-key FILE, then later sumd key retire -retire OLD_VKEY"
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		_, _, err := config.LoadKey(args, os.Environ(), stderr)
+		return err
+	}
+	if len(args) == 0 || (args[0] != "rotate" && args[0] != "retire") {
+		return usageError(errors.New("sumd key needs a step: rotate or retire"), hint)
+	}
+	step := args[0]
+	cfg, rest, err := config.LoadKey(args[1:], os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) > 0 {
+		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), hint)
+	}
+	l, err := openLog(cfg.Database, openOptions{logger: config.NewLogger(cfg.Log, stderr)}, stderr)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if step == "rotate" {
+		return rotate(l, cfg, stdout, stderr)
+	}
+	return retire(l, cfg, stdout, stderr)
+}
+
+// rotate adds the new key, generating it first if its file does not exist.
+func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
+	if cfg.NewKey == "" {
+		return usageError(errors.New("rotate needs -new-key FILE"), "name the new key's file; sumd generates the key there if it does not exist")
+	}
+	if !strings.HasSuffix(cfg.NewKey, ".key") {
+		return usageError(fmt.Errorf("-new-key %s: want a file name ending in .key", cfg.NewKey), "e.g. -new-key keys/next/"+l.Name()+".key")
+	}
+	if !exists(cfg.NewKey) {
+		if _, err := writeKey(l.Name(), cfg.NewKey, strings.TrimSuffix(cfg.NewKey, ".key")+".vkey"); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "sumd: generated the new signing key %s\n", cfg.NewKey)
+	}
+	k, err := tlog.ReadKeyFile(cfg.NewKey)
+	if err != nil {
+		return err
+	}
+	if err := l.AddKey(context.Background(), k); err != nil {
+		return withHint(err, "the new key must be a fresh key for the same name: sumd keygen -name "+l.Name()+" -dir keys/next")
+	}
+	fmt.Fprintln(stdout, k.VerifierKey())
+	fmt.Fprintf(stderr, "sumd: every tree head is now signed by %s\n", strings.Join(l.VerifierKeys(), " and "))
+	fmt.Fprintf(stderr, "sumd: serve with -key %s,%s; publish the new verifier key; once every client uses it, run sumd key retire -retire %s\n",
+		cfg.Key, cfg.NewKey, l.VerifierKeys()[0])
+	return nil
+}
+
+// retire removes a key from the signing set.
+func retire(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
+	if cfg.Retire == "" {
+		return usageError(errors.New("retire needs -retire VKEY|FILE"), "give the verifier key (or .vkey file) of the key to stop signing with")
+	}
+	vkey, err := readVKey(cfg.Retire)
+	if err != nil {
+		return err
+	}
+	if err := l.RemoveKey(context.Background(), vkey); err != nil {
+		return withHint(err, "give one of the verifier keys the log signs with")
+	}
+	fmt.Fprintf(stderr, "sumd: tree heads are now signed by %s only; serve with the remaining key file(s)\n", strings.Join(l.VerifierKeys(), " and "))
+	fmt.Fprintln(stdout, strings.Join(l.VerifierKeys(), "\n"))
+	return nil
+}
+
+// readVKey returns a verifier key given inline or as a file holding one.
+func readVKey(s string) (string, error) {
+	vkey := s
+	if _, err := note.NewVerifier(s); err != nil {
+		data, rerr := os.ReadFile(s)
+		if rerr != nil {
+			return "", withHint(fmt.Errorf("%q is neither a verifier key nor a readable file: %w", s, rerr), "give NAME+HASH+KEY or the path of a .vkey file")
+		}
+		vkey = strings.TrimSpace(string(data))
+	}
+	if _, err := note.NewVerifier(vkey); err != nil {
+		return "", withHint(fmt.Errorf("malformed verifier key %q: %w", vkey, err), "give NAME+HASH+KEY or the path of a .vkey file")
+	}
+	return vkey, nil
+}

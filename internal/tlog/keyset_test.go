@@ -1,0 +1,118 @@
+package tlog
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// verifiesWith reports whether head verifies with the verifier key vkey
+// alone, as a go command configured with only that key checks it.
+func verifiesWith(t *testing.T, head []byte, vkey string) bool {
+	t.Helper()
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = note.Open(head, note.VerifierList(v))
+	var unverified *note.UnverifiedNoteError
+	if err != nil && !errors.As(err, &unverified) {
+		t.Fatalf("note.Open: %v", err)
+	}
+	return err == nil
+}
+
+// TestKeyRotation walks a rotation: while both keys sign, clients knowing
+// either key verify every head; the tree never changes for it; Open
+// insists on exactly the log's keys; after the old key is removed, only
+// the new one verifies.
+func TestKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sumd.db")
+	oldKey, newKey := testKey(t, "sum.example.com"), testKey(t, "sum.example.com")
+	l := openTest(t, path, oldKey, VerifyTail)
+	if _, err := l.Add(ctx, record(0, 0), record(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := l.Tree(ctx)
+
+	if err := l.AddKey(ctx, newKey); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := l.Signed(ctx)
+	if after, _ := l.Tree(ctx); after != before {
+		t.Fatalf("rotation changed the tree: %v then %v", before, after)
+	}
+	if !verifiesWith(t, head, oldKey.VerifierKey()) || !verifiesWith(t, head, newKey.VerifierKey()) {
+		t.Fatalf("re-signed head does not verify with both keys:\n%s", head)
+	}
+	if _, err := l.Add(ctx, record(2, 0)); err != nil {
+		t.Fatal(err)
+	}
+	head, _ = l.Signed(ctx)
+	if !verifiesWith(t, head, oldKey.VerifierKey()) || !verifiesWith(t, head, newKey.VerifierKey()) {
+		t.Fatalf("head of a new record during the rotation does not verify with both keys:\n%s", head)
+	}
+	l.Close()
+
+	// Open needs every key the log signs with, in any order.
+	if _, err := Open(path, Options{Keys: []*Key{oldKey}, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "whose private key was not given") {
+		t.Fatalf("Open with only the old key during a rotation = %v", err)
+	}
+	l, err := Open(path, Options{Keys: []*Key{newKey, oldKey}, Verify: VerifyFull, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.VerifierKeys(); len(got) != 2 || got[0] != oldKey.VerifierKey() {
+		t.Fatalf("VerifierKeys = %v, want the old key then the new", got)
+	}
+
+	if err := l.RemoveKey(ctx, oldKey.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	head, _ = l.Signed(ctx)
+	if verifiesWith(t, head, oldKey.VerifierKey()) || !verifiesWith(t, head, newKey.VerifierKey()) {
+		t.Fatalf("after retiring the old key, head should verify with the new key only:\n%s", head)
+	}
+	if l.VerifierKey() != newKey.VerifierKey() {
+		t.Errorf("VerifierKey = %s, want the new key", l.VerifierKey())
+	}
+	l.Close()
+	if _, err := Open(path, Options{Keys: []*Key{oldKey, newKey}, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "not "+oldKey.VerifierKey()) {
+		t.Fatalf("Open with a retired key = %v", err)
+	}
+	l = openTest(t, path, newKey, VerifyFull)
+	defer l.Close()
+	if tree, _ := l.Tree(ctx); tree.N != 3 {
+		t.Fatalf("tree after rotation has %d records, want 3", tree.N)
+	}
+}
+
+func TestKeyRotationRefuses(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	l := openTest(t, filepath.Join(t.TempDir(), "sumd.db"), k, VerifyTail)
+	defer l.Close()
+	head, _ := l.Signed(ctx)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"other name", l.AddKey(ctx, testKey(t, "other.example.com")), `not this log "sum.example.com"`},
+		{"same key", l.AddKey(ctx, k), "already signs with"},
+		{"only key", l.RemoveKey(ctx, k.VerifierKey()), "only key"},
+		{"unknown key", l.RemoveKey(ctx, testKey(t, "sum.example.com").VerifierKey()), "does not sign with"},
+	} {
+		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.name, tc.err, tc.want)
+		}
+	}
+	if after, _ := l.Signed(ctx); string(after) != string(head) {
+		t.Errorf("a refused rotation changed the head")
+	}
+}
