@@ -144,13 +144,20 @@ func printReport(w io.Writer, rep *audit.Report) {
 		line("go.sum", "%d lines checked", rep.GosumLines)
 	}
 	line("result", "%s", verdict(rep))
-	for _, p := range rep.Problems {
+	shown := rep.Problems[:min(len(rep.Problems), maxHumanProblems)]
+	if len(shown) > 0 {
+		fmt.Fprintln(w)
+	}
+	for _, p := range shown {
 		printProblem(w, p)
 	}
-	if rep.ProblemsOmitted > 0 {
-		fmt.Fprintf(w, "\n... and %d more problems\n", rep.ProblemsOmitted)
+	if more := len(rep.Problems) - len(shown) + rep.ProblemsOmitted; more > 0 {
+		fmt.Fprintf(w, "... and %d more problem(s); -json lists them\n", more)
 	}
 }
+
+// maxHumanProblems keeps the human summary readable; -json has them all.
+const maxHumanProblems = 20
 
 func verdict(rep *audit.Report) string {
 	n := len(rep.Problems) + rep.ProblemsOmitted
@@ -167,7 +174,7 @@ func verdict(rep *audit.Report) string {
 
 // printProblem prints one problem, with any signed heads in full.
 func printProblem(w io.Writer, p audit.Problem) {
-	fmt.Fprintf(w, "\n%s: %s\n", p.Kind, clean(p.Message))
+	fmt.Fprintf(w, "%s: %s\n", p.Kind, clean(p.Message))
 	for _, h := range p.Heads {
 		fmt.Fprintf(w, "    signed head %s:\n", h.Role)
 		for l := range strings.Lines(clean(h.Note)) {
