@@ -9,6 +9,12 @@
 //	sumd add    [flags] -gosum FILE          record module versions
 //	sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE]
 //	                                         audit a checksum database
+//	sumd tuf init|publish|rotate-root|status|gosumdb [flags]
+//	                                         publish the keys through TUF
+//	sumd oci push [flags] MODULE@VERSION DIR|ZIP HOST/PREFIX
+//	                                         publish a module as a signed OCI artifact
+//	sumd sync -registry HOST/PREFIX -cosign-key FILE [flags]
+//	                                         record the signed artifacts of registries
 //
 // Run "sumd COMMAND -h" for the flags of a command. See README.md.
 package main
@@ -36,6 +42,17 @@ Usage:
 	                                       audit a checksum database (sumd or any other)
 	sumd key rotate [flags] -new-key FILE  start signing with a new key too (rotation)
 	sumd key retire [flags] -retire VKEY   stop signing with the old key
+	sumd tuf init -name NAME [-dir DIR] [-keys DIR] [-url URL]
+	                                       publish the database's keys as a TUF repository
+	sumd tuf publish [flags]               publish the log's current keys (after key rotate|retire)
+	sumd tuf rotate-root [flags]           sign the next TUF root (new keys, renewal)
+	sumd tuf status [-dir DIR]             show the TUF repository's versions and expiries
+	sumd tuf gosumdb -tuf-root FILE -tuf-url URL
+	                                       print GOSUMDB as learned through TUF
+	sumd oci push [flags] MODULE@VERSION DIR|ZIP HOST/PREFIX
+	                                       publish a module version as a signed OCI artifact
+	sumd sync -registry HOST/PREFIX -cosign-key FILE [flags]
+	                                       record the cosign-signed module artifacts of registries
 	sumd version                           print the version
 
 Run "sumd COMMAND -h" for the flags of a command.
@@ -83,6 +100,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"add":     runAdd,
 		"key":     runKey,
 		"verify":  runVerify,
+		"tuf":     runTUF,
+		"oci":     runOCI,
+		"sync":    runSync,
 		"version": runVersion,
 	}
 	cmd, ok := cmds[args[0]]

@@ -52,6 +52,16 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tufH, stopTUF, err := startTUF(cfg.TUFServe, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTUF()
+	stopSync, err := startSync(cfg.ServeSync, cfg.DB, l, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopSync()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -74,6 +84,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		mux.Handle("/", h)
 		h = mux
 	}
+	h = mountTUF(h, tufH)
 	return serveUntilSignal(ln, h, writeTimeout(cfg), cfg.ShutdownTimeout, logger)
 }
 

@@ -29,8 +29,11 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return configError(err)
 	}
-	vkey, err := readVerifierKey(cfg.Key)
+	vkeys, dbURL, err := verifierKeys(cfg, stderr)
 	if err != nil {
+		if cfg.JSON && cfg.TUFRoot != "" {
+			printJSON(stdout, failedReport(err))
+		}
 		return err
 	}
 	files := rest // go.sum files: -gosum FILE and any arguments after the flags
@@ -41,7 +44,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	bar := newProgress(stderr)
 	rep, err := audit.Run(ctx, audit.Options{
-		URL: cfg.URL, VerifierKey: vkey, StateDir: cfg.State, Full: cfg.Full, GoSum: files,
+		URL: dbURL, VerifierKey: vkeys[0], VerifierKeys: vkeys[1:], StateDir: cfg.State, Full: cfg.Full, GoSum: files,
 		Parallel: cfg.Parallel, UserAgent: "sumd-verify/" + version(), Progress: bar.update,
 	})
 	bar.finish()

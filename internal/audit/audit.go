@@ -6,7 +6,9 @@
 //
 // # Trust model
 //
-// The auditor trusts exactly one thing: the verifier key it is given.
+// The auditor trusts exactly one thing: the verifier key it is given (or
+// keys: during a key rotation a database publishes two, and a head signed
+// by any of them verifies, as with the go command).
 // Everything the server sends is authenticated before it is believed:
 //
 //   - The signed tree head, by its Ed25519 signature under the key
@@ -62,7 +64,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -78,6 +79,10 @@ type Options struct {
 	URL string
 	// VerifierKey is the database's verifier key, "name+hash+base64".
 	VerifierKey string
+	// VerifierKeys are more verifier keys of the same database, as
+	// published during a key rotation: a signed head verifies if any one
+	// of the keys signed it, the go command's rule (PROTOCOL.md §2).
+	VerifierKeys []string
 	// StateDir, if set, keeps what this run learned for the next one (see
 	// the layout in state.go); several databases can share it.
 	StateDir string
@@ -160,13 +165,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 // A run is one audit. Its fields are set up by newRun and the head check
 // and then only read, except those of the Report and the findings.
 type run struct {
-	opts     Options
-	verifier note.Verifier
-	f        *fetcher
-	tiles    *tileReader
-	state    *state // nil without a state directory, until a full audit needs a key set
-	rep      *Report
-	found    *findings
+	opts      Options
+	vkeys     []string        // every verifier key given, without repeats
+	verifiers []note.Verifier // their verifiers
+	verifier  note.Verifier   // the first that signed the head served; names the database
+	vkey      string          // its verifier key, for sumdb.Client
+	f         *fetcher
+	tiles     *tileReader
+	state     *state // nil without a state directory, until a full audit needs a key set
+	rep       *Report
+	found     *findings
 
 	head []byte          // the signed head served by /latest, verified
 	tree tlog.Tree       // its tree
@@ -180,9 +188,8 @@ func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {
 		return r, err
 	}
 	rep.URL = u.Redacted()
-	r.verifier, err = note.NewVerifier(strings.TrimSpace(opts.VerifierKey))
-	if err != nil {
-		return r, fmt.Errorf("invalid verifier key: %w", err)
+	if err := r.parseKeys(append([]string{opts.VerifierKey}, opts.VerifierKeys...)); err != nil {
+		return r, err
 	}
 	rep.Database = r.verifier.Name()
 	r.f = newFetcher(opts.URL, opts.UserAgent, opts.Timeout, opts.Parallel)

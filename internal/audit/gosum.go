@@ -176,7 +176,7 @@ func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 func (o *clientOps) ReadConfig(file string) ([]byte, error) {
 	switch file {
 	case "key":
-		return []byte(o.r.opts.VerifierKey), nil
+		return []byte(o.r.vkey), nil
 	case o.r.verifier.Name() + "/latest":
 		o.mu.Lock()
 		defer o.mu.Unlock()

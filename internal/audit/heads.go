@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -17,6 +18,37 @@ const (
 	roleSaved   = "saved by the previous run"
 	roleAudited = "under which the audited records were checked"
 )
+
+// parseKeys parses the verifier keys, which must name one database, and
+// uses the first until checkHead has seen which signed the head.
+func (r *run) parseKeys(vkeys []string) error {
+	for _, vkey := range vkeys {
+		vkey = strings.TrimSpace(vkey)
+		v, err := note.NewVerifier(vkey)
+		switch {
+		case err != nil:
+			return fmt.Errorf("invalid verifier key: %w", err)
+		case slices.Contains(r.vkeys, vkey):
+			continue
+		case len(r.verifiers) > 0 && v.Name() != r.verifiers[0].Name():
+			return fmt.Errorf("the verifier keys name two databases, %s and %s", r.verifiers[0].Name(), v.Name())
+		}
+		r.vkeys, r.verifiers = append(r.vkeys, vkey), append(r.verifiers, v)
+	}
+	r.vkey, r.verifier = r.vkeys[0], r.verifiers[0]
+	return nil
+}
+
+// useSigner makes the first key that signed msg the one lookups verify
+// with: sumdb.Client takes one key.
+func (r *run) useSigner(msg []byte) {
+	for i, v := range r.verifiers {
+		if _, err := note.Open(msg, note.VerifierList(v)); err == nil {
+			r.vkey, r.verifier = r.vkeys[i], v
+			return
+		}
+	}
+}
 
 // checkHead fetches /latest and verifies its signature. A head that does
 // not verify is a problem, and nothing else can be checked.
@@ -32,6 +64,7 @@ func (r *run) checkHead(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	r.head, r.tree = msg, tree
+	r.useSigner(msg)
 	r.rep.Tree = treeOf(tree)
 	r.thr = tlog.TileHashReader(tree, r.tiles)
 	r.passed(CheckSignature)
@@ -40,7 +73,7 @@ func (r *run) checkHead(ctx context.Context) (bool, error) {
 
 // openHead verifies a signed tree head with the key and parses it.
 func (r *run) openHead(msg []byte) (tlog.Tree, error) {
-	n, err := note.Open(msg, note.VerifierList(r.verifier))
+	n, err := note.Open(msg, note.VerifierList(r.verifiers...))
 	if err != nil {
 		return tlog.Tree{}, err
 	}
@@ -49,7 +82,11 @@ func (r *run) openHead(msg []byte) (tlog.Tree, error) {
 
 // signatureMessage explains why /latest did not verify.
 func (r *run) signatureMessage(err error) string {
-	key := fmt.Sprintf("%s+%08x", r.verifier.Name(), r.verifier.KeyHash())
+	var names []string
+	for _, v := range r.verifiers {
+		names = append(names, fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()))
+	}
+	key := strings.Join(names, " or ")
 	var unverified *note.UnverifiedNoteError
 	var invalid *note.InvalidSignatureError
 	switch {

@@ -83,6 +83,8 @@ type Serve struct {
 	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
 	Upstream
 	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, re-read on every request; empty: the admin API is off"`
+	TUFServe
+	ServeSync
 }
 
 // Upstream configures recording on first lookup: a lookup of a version the
@@ -127,6 +129,7 @@ func defaultServe() Serve {
 			UpstreamTimeout: time.Minute,
 			NegativeTTL:     time.Minute,
 		},
+		ServeSync: defaultServeSync(),
 	}
 }
 
@@ -168,7 +171,7 @@ func (l *Log) Validate() error {
 
 // Validate reports every problem of c, one per line.
 func (c *Serve) Validate() error {
-	errs := []error{c.Database.Validate(), c.Log.Validate(), checkListen(c.Listen)}
+	errs := []error{c.Database.Validate(), c.Log.Validate(), checkListen(c.Listen), c.TUFServe.Validate(), c.ServeSync.Validate()}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("invalid shutdown-timeout %v: want a positive duration such as 10s", c.ShutdownTimeout))
 	}

@@ -45,9 +45,38 @@ var (
 	}
 	verifyCommand = command{
 		name:    "verify",
-		usage:   "sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE] [FILE...]",
+		usage:   "sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE] [FILE...]\n       sumd verify -tuf-root FILE -tuf-url URL [-url URL] [-state DIR] [flags] [FILE...]",
 		summary: "Audit a checksum database (sumd, sum.golang.org or any server of that protocol)\nover HTTP. Exit status 0: all is well; 1: a problem was found; 2: the audit\ncould not run.",
 		example: "sumd verify -url http://127.0.0.1:8080 -key keys/sum.example.com.vkey -state audit -full",
+	}
+	tufInitCommand = command{
+		name:    "tuf init",
+		usage:   "sumd tuf init -name NAME [-dir DIR] [-keys DIR] [-url URL] [-db FILE -key FILE[,FILE] | -vkey VKEYS]",
+		summary: "Create a TUF repository publishing the database's verifier keys: new root and\ntargets keys (offline: move them off the server) in -keys, snapshot and\ntimestamp keys (online, for sumd serve -tuf) in -online-keys. Clients pin\nDIR/metadata/1.root.json. See docs/keys.md.",
+		example: "sumd tuf init -name sum.example.com -db data/sumd.db -url https://sum.example.com",
+	}
+	tufPublishCommand = command{
+		name:    "tuf publish",
+		usage:   "sumd tuf publish [-dir DIR] [-keys DIR] [-db FILE -key FILE[,FILE] | -vkey VKEYS]",
+		summary: "Publish the log's current verifier keys (after sumd key rotate or retire) as a\nnew targets version signed with the offline targets key, then a new snapshot\nand timestamp if the online keys are at hand (else sumd serve signs them\nwithin a minute). Also renews the targets' expiry.",
+		example: "sumd tuf publish -db data/sumd.db -key keys/sum.example.com.key,keys/next/sum.example.com.key",
+	}
+	tufRotateRootCommand = command{
+		name:    "tuf rotate-root",
+		usage:   "sumd tuf rotate-root [-dir DIR] [-keys DIR[,DIR]] [-new-root-key FILE[,FILE]] [flags]",
+		summary: "Write the next root version, signed by a threshold of the current root keys\nand of the new ones: replace root, targets or online keys, change thresholds,\nor just renew the root's expiry. Clients walk every version from the one they\npinned.",
+		example: "sumd tuf rotate-root -keys /media/usb1/tuf,/media/usb2/tuf -new-root-key /media/usb3/tuf/root-new.key",
+	}
+	tufStatusCommand = command{
+		name:    "tuf status",
+		summary: "Print the version and expiry of each role of a TUF repository, verified.",
+		example: "sumd tuf status -dir data/tuf",
+	}
+	tufGosumdbCommand = command{
+		name:    "tuf gosumdb",
+		usage:   "sumd tuf gosumdb -tuf-root FILE -tuf-url URL [-cache DIR]",
+		summary: "Learn the database's verifier keys through TUF and print the GOSUMDB value\n(the newest key and the URL) for the go command.",
+		example: "sumd tuf gosumdb -tuf-root 1.root.json -tuf-url https://sum.example.com/tuf",
 	}
 )
 
@@ -124,13 +153,16 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, erro
 		path = vars["SUMD_CONFIG"]
 	}
 	if path != "" {
+		newLayer(opts)
 		if err := loadFile(path, fs); err != nil {
 			return nil, err
 		}
 	}
+	newLayer(opts)
 	if err := loadEnv(vars, opts); err != nil {
 		return nil, err
 	}
+	newLayer(opts)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -167,6 +199,8 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 			case *time.Duration:
 				fs.DurationVar(p, name, *p, help)
 				arg = cmp.Or(arg, "DURATION")
+			case *[]string:
+				fs.Var(&listValue{p: p, fresh: true}, name, help)
 			default:
 				if !field.Anonymous || field.Type.Kind() != reflect.Struct {
 					panic(fmt.Sprintf("config: field %s has unsupported type %s", field.Name, field.Type))
@@ -185,7 +219,7 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 // subcommand, so that one file can configure them all.
 func fileKeys() []string {
 	var keys []string
-	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}} {
+	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}, &TUFInit{}, &TUFPublish{}, &TUFRotateRoot{}, &TUFStatus{}, &TUFGosumdb{}, &Sync{}, &OCIPush{}} {
 		for _, o := range bind(flag.NewFlagSet("", flag.ContinueOnError), cfg) {
 			if !slices.Contains(keys, o.Name) {
 				keys = append(keys, o.Name)
@@ -214,6 +248,12 @@ func loadFile(path string, fs *flag.FlagSet) error {
 			continue // another subcommand's option
 		}
 		v := k.Get(key)
+		if items, ok := v.([]any); ok && isList(f) {
+			if err := setList(f, items); err != nil {
+				return fmt.Errorf("config file %s: %s: %w", path, key, err)
+			}
+			continue
+		}
 		if kind := reflect.ValueOf(v).Kind(); kind == reflect.Slice || kind == reflect.Map {
 			return fmt.Errorf("config file %s: %s: want a single value, not a list or map", path, key)
 		}

@@ -87,8 +87,15 @@ func TestExampleFile(t *testing.T) {
 			Private:         "corp.example/*",
 		},
 		AdminTokenFile: "/etc/sumd/admin.token",
+		ServeSync: ServeSync{
+			OCI: OCI{
+				Registry:  []string{"registry.corp.example/gomod", "registry.corp.example/team"},
+				CosignKey: []string{"/etc/sumd/cosign.pub"},
+			},
+			SyncInterval: 10 * time.Minute,
+		},
 	}
-	if *c != want {
+	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("got  %+v\nwant %+v", *c, want)
 	}
 	if !reflect.DeepEqual(rest, []string{"extra"}) {
@@ -185,7 +192,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFileKeys(t *testing.T) {
-	want := "db key name create log-level log-format listen shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state admin-token-file gosum server token-file url state full parallel json new-key retire"
+	want := "db key name create log-level log-format listen shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state admin-token-file tuf tuf-online-keys registry repository cosign-key sync-state sync-interval gosum server token-file url state full parallel json tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key"
 	if got := strings.Join(fileKeys(), " "); got != want {
 		t.Errorf("fileKeys() = %s\nwant        %s", got, want)
 	}

@@ -22,6 +22,7 @@ type Verify struct {
 	Parallel int    `flag:"parallel" help:"most requests in flight at once"`
 	JSON     bool   `flag:"json" help:"print the report as one JSON object on stdout instead of a summary"`
 	Gosum    string `flag:"gosum" arg:"FILE" help:"go.sum file to check against the database; more go.sum files may follow the flags as arguments"`
+	TUFTrust
 }
 
 func defaultVerify() Verify { return Verify{Parallel: 8} }
@@ -39,14 +40,17 @@ func LoadVerify(args, env []string, w io.Writer) (*Verify, []string, error) {
 
 // Validate reports every problem of c, one per line.
 func (c *Verify) Validate() error {
-	var errs []error
-	if c.URL == "" {
+	errs := []error{c.TUFTrust.Validate()}
+	if c.URL == "" && c.TUFRoot == "" {
 		errs = append(errs, errors.New("url is empty: set -url to the checksum database's base URL"))
-	} else if err := checkURL(c.URL); err != nil {
-		errs = append(errs, err)
+	} else if c.URL != "" {
+		errs = append(errs, checkURL(c.URL))
 	}
-	if c.Key == "" {
+	switch {
+	case c.Key == "" && c.TUFRoot == "":
 		errs = append(errs, errors.New("key is empty: set -key to the database's verifier key or its .vkey file"))
+	case c.Key != "" && c.TUFRoot != "":
+		errs = append(errs, errors.New("key and tuf-root both name the verifier key: give -key, or -tuf-root and -tuf-url"))
 	}
 	if c.Parallel < 1 || c.Parallel > maxParallel {
 		errs = append(errs, fmt.Errorf("invalid parallel %d: want 1 to %d", c.Parallel, maxParallel))

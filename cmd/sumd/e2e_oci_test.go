@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/testproxy"
+)
+
+// cosignModules are the cosign command lines the end-to-end test signs
+// with: the last cosign v2, whose `sign --key` writes a simple-signing
+// signature at sha256-<hex>.sig, and cosign v3, which writes a Sigstore
+// bundle as an OCI referrer (or under the sha256-<hex> fallback tag).
+var cosignModules = map[string]string{
+	"v2": "github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5",
+	"v3": "github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3",
+}
+
+// cosignBuilds builds each cosign once per test binary, into the directory
+// TestMain removes. The first build takes minutes (the module cache and
+// build cache make later ones take seconds).
+var cosignBuilds = map[string]func() (string, error){}
+
+func init() {
+	for v, pkg := range cosignModules {
+		cosignBuilds[v] = sync.OnceValues(func() (string, error) { return buildCosign(v, pkg) })
+	}
+}
+
+func buildCosign(v, pkg string) (string, error) {
+	bin := filepath.Join(filepath.Dir(sumdBin), "cosign-"+v)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "install", pkg)
+	cmd.Dir = os.TempDir() // outside this module: pkg@version is built on its own go.mod
+	cmd.Env = append(os.Environ(), "GOBIN="+bin, "GOFLAGS=", "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", &buildError{pkg, err, out}
+	}
+	return filepath.Join(bin, "cosign"), nil
+}
+
+type buildError struct {
+	pkg string
+	err error
+	out []byte
+}
+
+func (e *buildError) Error() string {
+	return "go install " + e.pkg + ": " + e.err.Error() + "\n" + string(e.out)
+}
+
+// cosignCLI returns the cosign command line of version v, skipping the test
+// only if it cannot be built.
+func cosignCLI(t *testing.T, v string) string {
+	t.Helper()
+	start := time.Now()
+	bin, err := cosignBuilds[v]()
+	if err != nil {
+		t.Skipf("skipping: cannot build cosign %s to sign with (needs the Go module proxy): %v", v, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Logf("built cosign %s in %s", v, d.Round(time.Second))
+	}
+	return bin
+}
+
+// runCosign runs the cosign command line bin in dir with the test's password
+// and an empty HOME, offline.
+func runCosign(t *testing.T, bin, dir string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD="+cosignPassword, "HOME="+t.TempDir(), "TUF_ROOT="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestCosignCLI is the proof that sumd accepts what the real cosign
+// signs: keys from `cosign generate-key-pair`, an artifact pushed by sumd
+// oci push and signed by `cosign sign --key` of cosign v2 and v3 (with and
+// without the registry's referrers API), recorded by sumd sync, served by
+// sumd serve and verified by the go command; a version left unsigned is
+// not recorded, and the go command refuses it.
+func TestCosignCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short mode: builds the cosign v2 and v3 command lines (minutes the first time)")
+	}
+	for _, tc := range []struct {
+		name, version string
+		referrers     bool
+		format        string
+		signFlags     []string
+	}{
+		{"v2", "v2", false, "cosign", nil},
+		{"v3-referrers-api", "v3", true, "bundle", []string{"--use-signing-config=false"}},
+		{"v3-fallback-tag", "v3", false, "bundle", []string{"--use-signing-config=false"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := cosignCLI(t, tc.version)
+			signed, unsigned := ociModule("example.com/cosigned", "v1.0.0", tc.name), ociModule("example.com/cosigned", "v1.0.1", tc.name)
+			e := newOCIEnv(t, tc.referrers, signed, unsigned)
+			keyDir := t.TempDir()
+			runCosign(t, bin, keyDir, "generate-key-pair")
+			e.priv, e.pub = filepath.Join(keyDir, "cosign.key"), filepath.Join(keyDir, "cosign.pub")
+
+			ref := e.push(t, signed, false)
+			sign := append([]string{"sign", "--key", e.priv, "--tlog-upload=false", "--yes"}, tc.signFlags...)
+			runCosign(t, bin, keyDir, append(sign, ref)...)
+			e.push(t, unsigned, false)
+
+			out, errOut, code := e.sync(t)
+			if code != 0 || !strings.Contains(out, "1 recorded, 1 unsigned") || !strings.Contains(errOut, "signature="+tc.format) {
+				t.Fatalf("sumd sync: exit %d, want 1 recorded (%s signature) and 1 unsigned\n%s%s", code, tc.format, out, errOut)
+			}
+
+			s := startServer(t, "-db", e.db, "-key", e.key)
+			g := testproxy.NewGo(t)
+			g.Env = append(g.Env, "GOPROXY="+e.proxyURL, "GOSUMDB="+s.gosumdb)
+			download(t, g, signed)
+			if out, err := g.Run("mod", "download", args(unsigned)[0]); err == nil || !strings.Contains(out, "not found: example.com/cosigned@v1.0.1") {
+				t.Errorf("go mod download of the unsigned version: %v\n%s\nwant sumd's 404", err, out)
+			}
+		})
+	}
+}

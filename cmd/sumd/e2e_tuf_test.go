@@ -1,0 +1,103 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/testproxy"
+	"github.com/sumd-project/sumd/internal/tuf"
+)
+
+// TestTUFKeyCeremony runs docs/keys.md with the sumd binary: tuf init;
+// serve -tuf; a go command whose GOSUMDB comes from sumd tuf gosumdb;
+// sumd verify -tuf-root; key rotate + tuf publish, after which go-tuf
+// clients learn both keys; key retire + tuf publish while serving, after
+// which they learn the new key alone, from the running server, and the
+// auditor's state carries over.
+func TestTUFKeyCeremony(t *testing.T) {
+	dir := t.TempDir()
+	proxyDir := filepath.Join(dir, "proxy")
+	mods := testproxy.Versions("example.com/tuf", 3)
+	proxyURL, err := testproxy.Build(proxyDir, mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, repo, offline, state := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "tuf"), filepath.Join(dir, "offline"), filepath.Join(dir, "audit")
+	oldVKey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	oldKey, newKey := filepath.Join(dir, "keys", e2eName+".key"), filepath.Join(dir, "next", e2eName+".key")
+	sumd(t, "add", "-create", "-db", db, "-key", oldKey, "-gosum", writeFile(t, filepath.Join(dir, "a.sum"), goSumFile(t, proxyDir, mods)))
+
+	addr := freeAddr(t) // one URL across restarts: it is published
+	url, tufURL := "http://"+addr, "http://"+addr+"/tuf"
+	root := strings.TrimSpace(sumd(t, "tuf", "init", "-dir", repo, "-keys", offline, "-db", db, "-key", oldKey, "-url", url))
+	if root != filepath.Join(repo, "metadata", "1.root.json") {
+		t.Fatalf("tuf init printed %q, want the root to pin", root)
+	}
+	s := startServer(t, "-db", db, "-key", oldKey, "-tuf", repo, "-listen", addr)
+	wantPublished(t, root, tufURL, oldVKey)
+	gosumdb := strings.TrimSpace(sumd(t, "tuf", "gosumdb", "-tuf-root", root, "-tuf-url", tufURL))
+	if gosumdb != oldVKey+" "+url {
+		t.Fatalf("tuf gosumdb printed %q, want %q", gosumdb, oldVKey+" "+url)
+	}
+	g := testproxy.NewGo(t)
+	g.Env = append(g.Env, "GOPROXY="+proxyURL, "GOSUMDB="+gosumdb)
+	download(t, g, mods[0])
+	sumd(t, "verify", "-tuf-root", root, "-tuf-url", tufURL, "-state", state)
+	s.stop()
+
+	// Rotate: publish both keys; every client learns them.
+	newVKey := strings.TrimSpace(sumd(t, "key", "rotate", "-db", db, "-key", oldKey, "-new-key", newKey))
+	sumd(t, "tuf", "publish", "-dir", repo, "-keys", offline, "-db", db, "-key", oldKey+","+newKey)
+	s = startServer(t, "-db", db, "-key", oldKey+","+newKey, "-tuf", repo, "-listen", addr)
+	wantPublished(t, root, tufURL, oldVKey, newVKey)
+	sumd(t, "verify", "-tuf-root", root, "-tuf-url", tufURL, "-state", state)
+	newClient := testproxy.NewGo(t)
+	newClient.Env = append(newClient.Env, "GOPROXY="+proxyURL, "GOSUMDB="+strings.TrimSpace(sumd(t, "tuf", "gosumdb", "-tuf-root", root, "-tuf-url", tufURL)))
+	download(t, newClient, mods[1])
+	s.stop()
+
+	// Retire, and publish while serving: the server holds the database,
+	// so the key is given with -vkey, and serves the result at once.
+	sumd(t, "key", "retire", "-db", db, "-key", oldKey+","+newKey, "-retire", oldVKey)
+	startServer(t, "-db", db, "-key", newKey, "-tuf", repo, "-listen", addr)
+	sumd(t, "tuf", "publish", "-dir", repo, "-keys", offline, "-vkey", newVKey)
+	wantPublished(t, root, tufURL, newVKey)
+	sumd(t, "verify", "-tuf-root", root, "-tuf-url", tufURL, "-state", state)
+	download(t, newClient, mods[2])
+	if out := sumd(t, "tuf", "status", "-dir", repo); !strings.Contains(out, "targets   version 3 ") || !strings.Contains(out, "vkey      "+newVKey+"\n") {
+		t.Errorf("tuf status after two publications:\n%s", out)
+	}
+}
+
+// wantPublished fetches the published keys with go-tuf's updater, from
+// root version 1, and compares them with vkeys.
+func wantPublished(t *testing.T, rootFile, url string, vkeys ...string) {
+	t.Helper()
+	root, err := os.ReadFile(rootFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := tuf.Fetch(tuf.ClientOptions{Root: root, URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(d.VerifierKeys, vkeys) {
+		t.Fatalf("published keys %q, want %q", d.VerifierKeys, vkeys)
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on, for a server
+// that must keep its URL across restarts.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/oci"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// runSync runs one OCI sync pass on the database file.
+func runSync(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadSync(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) > 0 {
+		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd sync takes only flags; see sumd sync -h")
+	}
+	sc, err := loadSyncConfig(cfg.OCI) // before the log: a mistake must not create it
+	if err != nil {
+		return err
+	}
+	logger := config.NewLogger(cfg.Log, stderr)
+	l, err := openLog(cfg.Database, openOptions{create: cfg.Create, logger: logger}, stderr)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	s, err := sc.syncer(cfg.OCI, cfg.DB, l, nil, logger)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	before := treeSize(l)
+	r, err := s.Sync(ctx)
+	if err != nil {
+		return withHint(fmt.Errorf("sync stopped: %w", err), "what was recorded stays recorded; run sumd sync again to carry on")
+	}
+	fmt.Fprintln(stdout, summary(r, treeSize(l)-before))
+	return syncProblems(r)
+}
+
+// A syncConfig is the parsed sources and loaded keys of the OCI options.
+type syncConfig struct {
+	sources []*oci.Source
+	keys    []*oci.PublicKey
+}
+
+// loadSyncConfig parses the sources and reads every key file, so that a
+// mistake stops sumd before it starts.
+func loadSyncConfig(o config.OCI) (*syncConfig, error) {
+	sources, err := oci.ParseSources(o.Registry, o.Repository)
+	if err != nil {
+		return nil, usageError(err, "fix -registry or -repository; see docs/oci.md")
+	}
+	sc := &syncConfig{sources: sources}
+	for _, f := range o.CosignKey {
+		k, err := oci.LoadPublicKey(f)
+		if err != nil {
+			return nil, withHint(err, "pass -cosign-key the cosign.pub of the key that signs the artifacts")
+		}
+		sc.keys = append(sc.keys, k)
+	}
+	return sc, nil
+}
+
+// syncer returns a Syncer recording in l, whose file is db.
+func (sc *syncConfig) syncer(o config.OCI, db string, l oci.Recorder, m *oci.Metrics, logger *slog.Logger) (*oci.Syncer, error) {
+	return oci.NewSyncer(oci.Options{
+		Sources: sc.sources, Keys: sc.keys, Log: l, StatePath: o.StatePath(db),
+		Remote: ociRemote(), Logger: logger, Metrics: m,
+	})
+}
+
+// summary is the one line sumd sync prints: what each artifact came to.
+func summary(r *oci.Report, added int64) string {
+	var parts []string
+	for _, o := range []oci.Outcome{oci.Recorded, oci.Present, oci.Unsigned, oci.BadSignature, oci.Tampered, oci.Malformed, oci.Invalid, oci.Conflict, oci.Failed, oci.Ignored} {
+		if n := r.Counts[o]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, o))
+		}
+	}
+	parts = append(parts, fmt.Sprintf("%d unchanged since the last sync", r.Skipped))
+	return fmt.Sprintf("sync: %s; %d records added", strings.Join(parts, ", "), added)
+}
+
+// syncProblems turns the conflicts and failures of a pass into exit status 1,
+// naming each.
+func syncProblems(r *oci.Report) error {
+	switch {
+	case len(r.Conflicts) > 0:
+		return withHint(errors.Join(slices.Concat(r.Conflicts, r.Failures)...),
+			"a recorded version never changes: publish the new content as a new version, and find out why this one was re-published")
+	case len(r.Failures) > 0:
+		return withHint(errors.Join(r.Failures...),
+			"some registries or artifacts could not be read; run sumd sync again once they can (what was recorded stays recorded)")
+	}
+	return nil
+}
+
+// startSync starts the periodic OCI sync of sumd serve, if -registry is set
+// and -sync-interval is not 0, and returns the function that stops it.
+func startSync(cfg config.ServeSync, db string, l *tlog.Log, reg prometheus.Registerer, logger *slog.Logger) (func(), error) {
+	if len(cfg.Registry) == 0 || cfg.SyncInterval == 0 {
+		return func() {}, nil
+	}
+	sc, err := loadSyncConfig(cfg.OCI)
+	if err != nil {
+		return nil, err
+	}
+	s, err := sc.syncer(cfg.OCI, db, l, oci.NewMetrics(reg), logger)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx, cfg.SyncInterval)
+	}()
+	logger.Info("OCI sync started", "registries", strings.Join(cfg.Registry, ","), "interval", cfg.SyncInterval)
+	return func() { cancel(); <-done }, nil
+}

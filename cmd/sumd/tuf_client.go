@@ -1,0 +1,92 @@
+package main
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/sumd-project/sumd/internal/audit"
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/tuf"
+)
+
+// tufGosumdb prints the GOSUMDB value the repository publishes.
+func tufGosumdb(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadTUFGosumdb(args, os.Environ(), stderr)
+	if err = flagsOnly(err, rest, "tuf gosumdb"); err != nil {
+		return err
+	}
+	db, err := fetchDatabase(cfg.TUFTrust, cfg.Cache)
+	if err != nil {
+		return err
+	}
+	if len(db.VerifierKeys) > 1 {
+		fmt.Fprintf(stderr, "sumd: %s is rotating its key: %d keys sign; GOSUMDB takes the newest\n", db.Name, len(db.VerifierKeys))
+	}
+	fmt.Fprintln(stdout, db.GOSUMDB())
+	return nil
+}
+
+// verifierKeys returns the verifier keys and URL sumd verify audits with:
+// -key and -url, or what the TUF repository publishes (-url, if given,
+// wins over the published URL: a proxy path, say).
+func verifierKeys(cfg *config.Verify, stderr io.Writer) ([]string, string, error) {
+	if cfg.TUFRoot == "" {
+		vkey, err := readVerifierKey(cfg.Key)
+		return []string{vkey}, cfg.URL, err
+	}
+	cache := ""
+	if cfg.State != "" {
+		cache = tufCacheDir(cfg.State, cfg.TUFURL)
+	}
+	db, err := fetchDatabase(cfg.TUFTrust, cache)
+	if err != nil {
+		return nil, "", err
+	}
+	url := cmp.Or(cfg.URL, db.URL)
+	if url == "" {
+		return nil, "", usageError(fmt.Errorf("the TUF repository publishes no URL for %s", db.Name), "pass -url with the database's base URL")
+	}
+	fmt.Fprintf(stderr, "sumd: learned %d verifier key(s) of %s through TUF\n", len(db.VerifierKeys), db.Name)
+	return db.VerifierKeys, url, nil
+}
+
+// tufCacheDir is where sumd verify -state keeps a TUF repository's
+// metadata: one directory per repository URL, under "+tuf", a name no
+// database's state directory can have ("+" is not allowed in names).
+func tufCacheDir(state, url string) string {
+	sum := sha256.Sum256([]byte(url))
+	return filepath.Join(state, "+tuf", hex.EncodeToString(sum[:8]))
+}
+
+// fetchDatabase learns the database through TUF. A rollback or a signature
+// failure is a finding (exit status 1); anything else means the keys could
+// not be learned (2).
+func fetchDatabase(t config.TUFTrust, cache string) (*tuf.Database, error) {
+	root, err := readSmallFile(t.TUFRoot, 1<<20)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("failed to read -tuf-root: %w", err), "give the repository's pinned N.root.json")
+	}
+	db, err := tuf.Fetch(tuf.ClientOptions{Root: root, URL: t.TUFURL, CacheDir: cache, UserAgent: "sumd/" + version()})
+	switch {
+	case errors.Is(err, tuf.ErrRollback):
+		return nil, &cliError{err: err, code: 1, hint: "the server sends older metadata than this client verified before: do not trust it; see docs/keys.md"}
+	case errors.Is(err, tuf.ErrUntrusted):
+		return nil, &cliError{err: err, code: 1, hint: "the metadata is not signed by the keys the pinned root trusts: check -tuf-root and -tuf-url; see docs/keys.md"}
+	case errors.Is(err, tuf.ErrExpired):
+		return nil, &cliError{err: err, code: 2, hint: "the server must keep re-signing its metadata (sumd serve -tuf does): check it runs, and this machine's clock"}
+	case err != nil:
+		return nil, &cliError{err: err, code: 2, hint: "check -tuf-url (the repository's base URL, such as https://sum.example.com/tuf) and that it is reachable"}
+	}
+	return db, nil
+}
+
+// failedReport is the JSON report of a run that could not learn its keys.
+func failedReport(err error) *audit.Report {
+	return &audit.Report{Checks: []string{}, Problems: []audit.Problem{}, Error: err.Error()}
+}

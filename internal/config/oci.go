@@ -1,0 +1,117 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// OCI says where module versions published as signed OCI artifacts are
+// synced from and whose cosign signatures are accepted (docs/oci.md).
+// sumd sync and sumd serve share it.
+type OCI struct {
+	Registry   []string `flag:"registry" arg:"HOST[:PORT][/PREFIX]" help:"registry and repository prefix to sync signed module artifacts from; repeatable. A module's repository is PREFIX/<module path in lower case>; the registry's /v2/_catalog lists them unless -repository names them"`
+	Repository []string `flag:"repository" arg:"HOST[:PORT]/REPO" help:"repository to sync, under a -registry prefix; repeatable. A prefix with any is not listed through the catalog: use it for registries without /v2/_catalog"`
+	CosignKey  []string `flag:"cosign-key" arg:"FILE" help:"cosign public key (cosign.pub, PEM) whose signatures are accepted, in cosign v2 (.sig tag) or v3 (Sigstore bundle) format; repeatable; required with -registry"`
+	SyncState  string   `flag:"sync-state" arg:"FILE" help:"file remembering which artifacts are recorded, so a sync resumes where it stopped (only a cache: deleting it costs one full re-read); default <db>.oci-sync.json"`
+}
+
+// ServeSync configures the periodic OCI sync of sumd serve.
+type ServeSync struct {
+	OCI
+	SyncInterval time.Duration `flag:"sync-interval" help:"how often sumd serve syncs the -registry sources (once at start, then at this interval); 0: never. Without -registry it does nothing"`
+}
+
+// Sync configures `sumd sync`, one sync pass on the database file.
+type Sync struct {
+	Database
+	Log
+	OCI
+}
+
+// OCIPush configures `sumd oci push`.
+type OCIPush struct {
+	Log
+	SignKey string `flag:"sign-key" arg:"FILE" help:"cosign private key (cosign.key from cosign generate-key-pair) to sign the artifact with, as cosign sign --key does; its password comes from $COSIGN_PASSWORD, as for cosign. Empty: push unsigned (sign later with cosign)"`
+}
+
+var (
+	syncCommand = command{
+		name:    "sync",
+		summary: "Record the module versions published as cosign-signed OCI artifacts in the\n-registry sources: one pass on the database file (stop the server first, or\nlet sumd serve -sync-interval do it). Exit status 1 if a registry could not\nbe read or a version is already recorded with other hashes.",
+		example: "sumd sync -registry registry.example.com/gomod -cosign-key cosign.pub -key keys/sum.example.com.key",
+	}
+	ociPushCommand = command{
+		name:    "oci push",
+		usage:   "sumd oci push [flags] MODULE@VERSION DIR|ZIP HOST[:PORT][/PREFIX]",
+		summary: "Publish a module version as an OCI artifact at PREFIX/<module path>:<version>\nfor sumd sync, validated as sumd add validates, and sign it as cosign sign\n--key does.",
+		example: "COSIGN_PASSWORD=... sumd oci push -sign-key cosign.key example.com/m@v1.2.3 ./m registry.example.com/gomod",
+	}
+)
+
+// DefaultSyncInterval is how often sumd serve syncs when -registry is set.
+const DefaultSyncInterval = 5 * time.Minute
+
+func defaultServeSync() ServeSync { return ServeSync{SyncInterval: DefaultSyncInterval} }
+
+// LoadSync is LoadServe for `sumd sync`.
+func LoadSync(args, env []string, w io.Writer) (*Sync, []string, error) {
+	c := Sync{Database: defaultDatabase(), Log: defaultLog()}
+	rest, err := loadValidated(syncCommand, &c, args, env, w)
+	return &c, rest, err
+}
+
+// LoadOCIPush is LoadServe for `sumd oci push`.
+func LoadOCIPush(args, env []string, w io.Writer) (*OCIPush, []string, error) {
+	c := OCIPush{Log: defaultLog()}
+	rest, err := loadValidated(ociPushCommand, &c, args, env, w)
+	return &c, rest, err
+}
+
+// StatePath is the sync state file of the database at db.
+func (o *OCI) StatePath(db string) string {
+	return cmp.Or(o.SyncState, db+".oci-sync.json")
+}
+
+// Validate reports every problem of o, one per line. The registry and
+// repository syntax is checked when sync starts (oci.ParseSources); here,
+// what needs no more than the configuration.
+func (o *OCI) Validate() error {
+	var errs []error
+	if len(o.Registry) > 0 && len(o.CosignKey) == 0 {
+		errs = append(errs, errors.New("registry is set but cosign-key is not: set -cosign-key to the cosign.pub whose signatures to accept"))
+	}
+	if len(o.Registry) == 0 && (len(o.Repository) > 0 || len(o.CosignKey) > 0) {
+		errs = append(errs, errors.New("repository and cosign-key need registry: set -registry HOST[:PORT]/PREFIX"))
+	}
+	for _, r := range o.Registry {
+		if strings.Contains(r, "://") {
+			errs = append(errs, fmt.Errorf("invalid registry %q: want HOST[:PORT][/PREFIX] without a scheme", r))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem of c, one per line.
+func (c *ServeSync) Validate() error {
+	errs := []error{c.OCI.Validate()}
+	if c.SyncInterval < 0 {
+		errs = append(errs, fmt.Errorf("invalid sync-interval %v: want a duration such as 5m, or 0 for never", c.SyncInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem of c, one per line.
+func (c *Sync) Validate() error {
+	errs := []error{c.Database.Validate(), c.Log.Validate(), c.OCI.Validate()}
+	if len(c.Registry) == 0 {
+		errs = append(errs, errors.New("registry is empty: set -registry HOST[:PORT]/PREFIX (and -cosign-key) to say what to sync"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem of c, one per line.
+func (c *OCIPush) Validate() error { return c.Log.Validate() }

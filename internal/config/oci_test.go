@@ -1,0 +1,122 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestListPrecedence: a list option takes several values in every layer,
+// and a later layer replaces the list of an earlier one.
+func TestListPrecedence(t *testing.T) {
+	file := writeFile(t, "registry:\n  - f1.example/p\n  - f2.example/p\ncosign-key: a.pub, b.pub\n")
+	cfg := "SUMD_CONFIG=" + file
+	tests := []struct {
+		name      string
+		args, env []string
+		registry  []string
+		keys      []string
+	}{
+		{"default", nil, nil, nil, nil},
+		{"file list and comma string", nil, []string{cfg}, []string{"f1.example/p", "f2.example/p"}, []string{"a.pub", "b.pub"}},
+		{"env over file", nil, []string{cfg, "SUMD_REGISTRY=e.example/p, e2.example/p"}, []string{"e.example/p", "e2.example/p"}, []string{"a.pub", "b.pub"}},
+		{"repeated flag over env", []string{"-registry", "x.example/p", "-registry=y.example/p"}, []string{cfg, "SUMD_REGISTRY=e.example/p"}, []string{"x.example/p", "y.example/p"}, []string{"a.pub", "b.pub"}},
+		{"flag comma list", []string{"-cosign-key", "c.pub,d.pub", "-cosign-key", "e.pub"}, []string{cfg}, []string{"f1.example/p", "f2.example/p"}, []string{"c.pub", "d.pub", "e.pub"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, err := LoadServe(tt.args, tt.env, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(c.Registry, tt.registry) || !slices.Equal(c.CosignKey, tt.keys) {
+				t.Errorf("registry %q, cosign-key %q; want %q, %q", c.Registry, c.CosignKey, tt.registry, tt.keys)
+			}
+		})
+	}
+}
+
+func TestListFileErrors(t *testing.T) {
+	for yaml, want := range map[string]string{
+		"registry:\n  - [a, b]\ncosign-key: k\n": "want a list of single values",
+		"registry:\n  a: b\ncosign-key: k\n":     `unknown key "registry.a"`,
+		"db: [a, b]\n":                           "want a single value",
+	} {
+		_, _, err := LoadServe([]string{"-config", writeFile(t, yaml)}, nil, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: %v, want an error containing %q", yaml, err, want)
+		}
+	}
+}
+
+func TestSyncIntervalDefault(t *testing.T) {
+	c, _, err := LoadServe(nil, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SyncInterval != DefaultSyncInterval || len(c.Registry) != 0 {
+		t.Errorf("sync-interval %v, registry %q; want %v and none", c.SyncInterval, c.Registry, DefaultSyncInterval)
+	}
+	if c, _, err = LoadServe([]string{"-sync-interval", "0"}, nil, io.Discard); err != nil || c.SyncInterval != 0 {
+		t.Errorf("-sync-interval 0: %v, %v", c, err)
+	}
+}
+
+func TestOCIValidate(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-registry", "r.example/p"}, "cosign-key is not"},
+		{[]string{"-cosign-key", "k.pub"}, "need registry"},
+		{[]string{"-registry", "https://r.example/p", "-cosign-key", "k.pub"}, "without a scheme"},
+		{[]string{"-sync-interval", "-1s"}, "invalid sync-interval"},
+	}
+	for _, tt := range tests {
+		if _, _, err := LoadServe(tt.args, nil, io.Discard); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("LoadServe(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestLoadSync(t *testing.T) {
+	if _, _, err := LoadSync(nil, nil, io.Discard); err == nil || !strings.Contains(err.Error(), "registry is empty") {
+		t.Errorf("LoadSync without a registry = %v", err)
+	}
+	c, _, err := LoadSync([]string{"-db", "d/s.db", "-registry", "r.example/p", "-cosign-key", "k.pub"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StatePath(c.DB) != "d/s.db.oci-sync.json" || c.Key != DefaultKeyFile(DefaultName) {
+		t.Errorf("state %q, key %q", c.StatePath(c.DB), c.Key)
+	}
+	c.SyncState = "elsewhere.json"
+	if c.StatePath(c.DB) != "elsewhere.json" {
+		t.Errorf("state %q, want -sync-state", c.StatePath(c.DB))
+	}
+}
+
+func TestOCIHelp(t *testing.T) {
+	var out strings.Builder
+	_, _, err := LoadSync([]string{"-h"}, nil, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Usage: sumd sync [flags]", "-registry HOST[:PORT][/PREFIX] (env SUMD_REGISTRY)", "repeatable", "-cosign-key FILE (env SUMD_COSIGN_KEY)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if _, _, err := LoadOCIPush([]string{"-h"}, nil, &out); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "-sign-key FILE (env SUMD_SIGN_KEY)") {
+		t.Errorf("LoadOCIPush(-h) = %v:\n%s", err, out.String())
+	}
+	out.Reset()
+	LoadServe([]string{"-h"}, nil, &out)
+	if !strings.Contains(out.String(), "-sync-interval DURATION (env SUMD_SYNC_INTERVAL; default "+DefaultSyncInterval.String()+")") {
+		t.Errorf("serve usage lacks -sync-interval:\n%s", out.String())
+	}
+}

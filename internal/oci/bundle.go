@@ -1,0 +1,157 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+)
+
+// Sigstore bundles as cosign v3 attaches them (PROTOCOL.md §4).
+const (
+	// BundleMediaType is the artifactType of cosign v3's signature
+	// referrers and the media type of their one layer.
+	BundleMediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	// CosignSignPredicateType is the in-toto predicate type of the
+	// statement `cosign sign` signs. Other predicates (SBOMs, provenance
+	// attestations made with the same key) are not signatures of the
+	// artifact and do not count.
+	CosignSignPredicateType = "https://sigstore.dev/cosign/sign/v1"
+
+	maxReferrers  = 100     // referrers inspected per artifact
+	maxBundleSize = 1 << 20 // bytes of one bundle
+	bundlePrefix  = "application/vnd.dev.sigstore.bundle"
+)
+
+// verifyBundles checks the Sigstore bundles that refer to ref. Referrers
+// are listed unfiltered, through the referrers API or, where the registry
+// has none, the fallback tag sha256-<hex> (go-containerregistry does
+// both), and each manifest is inspected: some registries (go-containerregistry's
+// own among them) report a referrer's artifactType from its config media
+// type, which for cosign's referrers is the empty one.
+func verifyBundles(ctx context.Context, c *repoClient, keys []*PublicKey, ref name.Digest) (signatureCheck, error) {
+	var sc signatureCheck
+	idx, err := remote.Referrers(ref, c.opts...)
+	if err != nil {
+		return sc, fmt.Errorf("failed to list the referrers of %s: %w", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return sc, fmt.Errorf("failed to list the referrers of %s: %w", ref, err)
+	}
+	digest, err := hex.DecodeString(ref.DigestStr()[len("sha256:"):])
+	if err != nil {
+		return sc, err
+	}
+	for i, desc := range im.Manifests {
+		if i == maxReferrers {
+			sc.reasons = append(sc.reasons, fmt.Sprintf("only the first %d referrers were inspected", maxReferrers))
+			break
+		}
+		b, err := fetchBundle(ctx, c, desc)
+		if err != nil {
+			return sc, err
+		}
+		if b == nil {
+			continue // another kind of referrer
+		}
+		sc.found++
+		if b.err != nil {
+			sc.reasons = append(sc.reasons, fmt.Sprintf("bundle %s: %v", b.ref, b.err))
+			continue
+		}
+		for _, k := range keys {
+			if err := checkBundle(k, b.bundle, digest); err != nil {
+				sc.reasons = append(sc.reasons, fmt.Sprintf("bundle %s with %s: %v", b.ref, k.File, err))
+				continue
+			}
+			sc.key = k.File
+			return sc, nil
+		}
+	}
+	return sc, nil
+}
+
+// A fetchedBundle is a referrer holding a Sigstore bundle: the parsed
+// bundle, or why it could not be read (a tampered or oversized blob, bad
+// JSON), which makes it a signature that does not verify.
+type fetchedBundle struct {
+	ref    string
+	bundle *bundle.Bundle
+	err    error
+}
+
+// fetchBundle returns the bundle a referrer holds, nil if the referrer is
+// not a Sigstore bundle, or a registry failure.
+func fetchBundle(ctx context.Context, c *repoClient, desc v1.Descriptor) (*fetchedBundle, error) {
+	if desc.MediaType != types.OCIManifestSchema1 || desc.Size > MaxManifestSize {
+		return nil, nil
+	}
+	raw, err := c.manifest(desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	layer, ok := bundleLayer(raw)
+	if !ok {
+		return nil, nil
+	}
+	fb := &fetchedBundle{ref: desc.Digest.String()}
+	var buf bytes.Buffer
+	err = c.blob(ctx, layer, maxBundleSize, &buf, "signature bundle")
+	var tampered *errTampered
+	var tooLarge *errTooLarge
+	switch {
+	case errors.As(err, &tampered), errors.As(err, &tooLarge):
+		fb.err = err
+	case err != nil:
+		return nil, err
+	default:
+		b := &bundle.Bundle{}
+		if fb.err = b.UnmarshalJSON(buf.Bytes()); fb.err == nil {
+			fb.bundle = b
+		}
+	}
+	return fb, nil
+}
+
+// bundleLayer returns the bundle layer of a referrer manifest, if it is a
+// Sigstore bundle: artifactType, config or its one layer says so.
+func bundleLayer(raw []byte) (v1.Descriptor, bool) {
+	var m v1.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil || len(m.Layers) != 1 {
+		return v1.Descriptor{}, false
+	}
+	l := m.Layers[0]
+	if !strings.HasPrefix(string(l.MediaType), bundlePrefix) {
+		return v1.Descriptor{}, false
+	}
+	return l, true
+}
+
+// checkBundle verifies b with sigstore-go against key k alone: a DSSE
+// envelope signed by k over an in-toto statement whose subject is digest
+// (sha256) and whose predicate type is cosign's signature predicate.
+func checkBundle(k *PublicKey, b *bundle.Bundle, digest []byte) error {
+	policy := verify.NewPolicy(verify.WithArtifactDigest("sha256", digest), verify.WithKey())
+	res, err := k.bundles.Verify(b, policy)
+	if err != nil {
+		return err
+	}
+	switch {
+	case res.Statement == nil:
+		return errors.New("bundle signs a message, not an in-toto statement as cosign sign does")
+	case res.Statement.PredicateType != CosignSignPredicateType:
+		return fmt.Errorf("statement predicate type is %q, want %s", res.Statement.PredicateType, CosignSignPredicateType)
+	}
+	return nil
+}

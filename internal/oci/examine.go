@@ -1,0 +1,178 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// A result is what became of one artifact.
+type result struct {
+	outcome Outcome
+	err     error          // why, for every outcome but Recorded and Present
+	module  module.Version // once the manifest is parsed
+	format  string         // signature format that verified: "cosign" or "bundle"
+	key     string         // file of the key that verified it
+	id      int64          // record id, for Recorded and Present
+}
+
+func (r *result) verb() string {
+	if r.outcome == Present {
+		return "already recorded with the same hashes"
+	}
+	return "recorded"
+}
+
+// examine takes one artifact through the steps whose order is the security
+// argument (see the package doc): manifest by digest, format and placement,
+// signature over that digest, then the layers that manifest names.
+func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag string, desc *v1.Descriptor) *result {
+	if desc.MediaType != types.OCIManifestSchema1 {
+		return &result{outcome: Ignored, err: fmt.Errorf("%s is a %s, not an OCI image manifest", desc.Digest, desc.MediaType)}
+	}
+	if desc.Size > MaxManifestSize {
+		return &result{outcome: Malformed, err: fmt.Errorf("manifest is %d bytes, more than the limit of %d", desc.Size, MaxManifestSize)}
+	}
+	raw, err := c.manifest(desc.Digest)
+	if err != nil {
+		return &result{outcome: Failed, err: err}
+	}
+	a, err := ParseManifest(raw)
+	switch {
+	case errors.Is(err, ErrNotModule):
+		return &result{outcome: Ignored, err: err}
+	case err != nil:
+		return &result{outcome: Malformed, err: err}
+	}
+	res := &result{module: a.Module}
+	if err := checkPlacement(a, src.Prefix, c.repo.RepositoryStr(), tag); err != nil {
+		res.outcome, res.err = Malformed, err
+		return res
+	}
+	if res.format, res.key, err = verifySignatures(ctx, c, s.opts.Keys, desc.Digest); err != nil {
+		res.outcome, res.err = signatureOutcome(err), err
+		return res
+	}
+	rec, err := s.hash(ctx, c, a)
+	if err != nil {
+		res.outcome, res.err = hashOutcome(err), err
+		return res
+	}
+	res.outcome, res.id, res.err = s.add(ctx, rec)
+	return res
+}
+
+func signatureOutcome(err error) Outcome {
+	switch {
+	case errors.Is(err, errUnsigned):
+		return Unsigned
+	case errors.Is(err, errBadSignature):
+		return BadSignature
+	}
+	return Failed
+}
+
+// errInvalid is a module that fails the go command's checks.
+type errInvalid struct{ err error }
+
+func (e *errInvalid) Error() string { return "invalid module: " + e.err.Error() }
+func (e *errInvalid) Unwrap() error { return e.err }
+
+func hashOutcome(err error) Outcome {
+	var tampered *errTampered
+	var tooLarge *errTooLarge
+	var invalid *errInvalid
+	switch {
+	case errors.As(err, &tampered):
+		return Tampered
+	case errors.As(err, &tooLarge), errors.As(err, &invalid):
+		return Invalid
+	}
+	return Failed
+}
+
+// hash fetches the go.mod and zip layers, checking each blob's size and
+// digest, and hashes the module as a proxy fetch would: modhash.HashZip
+// with the go.mod layer as the go.mod, so the record is what the go
+// command computes from the same two files served by a module proxy.
+func (s *Syncer) hash(ctx context.Context, c *repoClient, a *Artifact) (gosum.Record, error) {
+	var mod bytes.Buffer
+	if err := c.blob(ctx, a.Mod, s.opts.MaxModSize, &mod, "go.mod layer"); err != nil {
+		return gosum.Record{}, err
+	}
+	zipPath, err := s.downloadZip(ctx, c, a.Zip)
+	if err != nil {
+		return gosum.Record{}, err
+	}
+	defer os.Remove(zipPath)
+	// Never nil: nil would make HashZip fall back to the zip's go.mod, and
+	// an empty go.mod layer must be judged as the go command judges it.
+	goMod := append([]byte{}, mod.Bytes()...)
+	sums, err := modhash.HashZip(a.Module, zipPath, goMod)
+	if err != nil {
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // drop "failed to hash M@V": the log line names it
+		}
+		return gosum.Record{}, &errInvalid{err}
+	}
+	return gosum.Record{Path: a.Module.Path, Version: a.Module.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
+}
+
+// downloadZip streams the zip layer to a temporary file, so memory stays
+// bounded whatever its size, and returns the file's name. The caller
+// removes it.
+func (s *Syncer) downloadZip(ctx context.Context, c *repoClient, d v1.Descriptor) (string, error) {
+	tmp, err := os.CreateTemp(s.opts.TempDir, "sumd-oci-*.zip")
+	if err != nil {
+		return "", fmt.Errorf("failed to create temporary file: %w", err)
+	}
+	err = c.blob(ctx, d, s.opts.MaxZipSize, tmp, "zip layer")
+	if cerr := tmp.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("failed to write temporary file: %w", cerr)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
+}
+
+// add records rec, telling a new record from one already there.
+func (s *Syncer) add(ctx context.Context, rec gosum.Record) (Outcome, int64, error) {
+	m := module.Version{Path: rec.Path, Version: rec.Version}
+	_, lookupErr := s.opts.Log.Lookup(ctx, m)
+	ids, err := s.opts.Log.Add(ctx, rec)
+	var conflict *tlog.ConflictError
+	switch {
+	case errors.As(err, &conflict):
+		return Conflict, 0, err
+	case err != nil:
+		return Failed, 0, fmt.Errorf("failed to record %s: %w", rec.Key(), err)
+	case lookupErr == nil:
+		return Present, ids[0], nil
+	case !errors.Is(lookupErr, fs.ErrNotExist):
+		s.log.WarnContext(ctx, "OCI sync: lookup before recording failed", "module", rec.Key(), "err", lookupErr)
+	}
+	return Recorded, ids[0], nil
+}
+
+// splitModule splits "path@version".
+func splitModule(mv string) (path, version string, ok bool) {
+	i := strings.LastIndex(mv, "@")
+	if i < 0 {
+		return "", "", false
+	}
+	return mv[:i], mv[i+1:], true
+}

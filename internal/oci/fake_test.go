@@ -1,0 +1,85 @@
+package oci
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"sync"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// fakeLog is an in-memory Recorder with the log's contract: one record per
+// module version, the same hashes again a no-op, other hashes a
+// *tlog.ConflictError, all or nothing per call.
+type fakeLog struct {
+	mu    sync.Mutex
+	recs  []gosum.Record
+	index map[string]int64
+	// afterAdd, if set, runs after each successful Add.
+	afterAdd func()
+}
+
+var _ Recorder = (*fakeLog)(nil)
+
+func newFakeLog() *fakeLog { return &fakeLog{index: map[string]int64{}} }
+
+func (f *fakeLog) Lookup(ctx context.Context, m module.Version) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.index[m.Path+"@"+m.Version]
+	if !ok {
+		return 0, fmt.Errorf("%s: %w", m, fs.ErrNotExist)
+	}
+	return id, nil
+}
+
+func (f *fakeLog) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := make([]int64, len(recs))
+	for i, r := range recs {
+		if err := r.Check(); err != nil {
+			return nil, err
+		}
+		if id, ok := f.index[r.Key()]; ok {
+			if old := f.recs[id]; old != r {
+				return nil, &tlog.ConflictError{ID: id, Recorded: old, Proposed: r}
+			}
+			ids[i] = id
+			continue
+		}
+		ids[i] = -1
+	}
+	for i, r := range recs {
+		if ids[i] < 0 {
+			ids[i] = int64(len(f.recs))
+			f.index[r.Key()] = ids[i]
+			f.recs = append(f.recs, r)
+		}
+	}
+	if f.afterAdd != nil {
+		f.afterAdd()
+	}
+	return ids, nil
+}
+
+// get returns the record of path@version, if any.
+func (f *fakeLog) get(key string) (gosum.Record, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.index[key]
+	if !ok {
+		return gosum.Record{}, false
+	}
+	return f.recs[id], true
+}
+
+func (f *fakeLog) size() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.recs)
+}

@@ -1,0 +1,80 @@
+package oci
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// An Outcome is what a sync pass did with one artifact: the label of
+// sumd_oci_artifacts_total and of its log line. The set is fixed; module
+// paths and error texts never become labels.
+type Outcome string
+
+// Outcomes. Only Recorded and Present leave the version in the log; every
+// other outcome leaves the log unchanged and is tried again next pass.
+const (
+	Recorded     Outcome = "recorded"      // verified, hashed and added
+	Present      Outcome = "present"       // verified, hashed, already recorded with the same hashes
+	Unsigned     Outcome = "unsigned"      // no signature of either format
+	BadSignature Outcome = "bad_signature" // signatures, none verifying with a configured key
+	Tampered     Outcome = "tampered"      // a blob differs from the digest its manifest gives
+	Malformed    Outcome = "malformed"     // not a valid module artifact, or at the wrong repository or tag
+	Invalid      Outcome = "invalid"       // the module itself fails the go command's checks or size limits
+	Conflict     Outcome = "conflict"      // the log holds other hashes for the version: refused
+	Failed       Outcome = "error"         // the registry failed; nothing is known about the artifact
+	Ignored      Outcome = "ignored"       // a version tag holding something else than a module artifact
+)
+
+var outcomes = []Outcome{Recorded, Present, Unsigned, BadSignature, Tampered, Malformed, Invalid, Conflict, Failed, Ignored}
+
+// Metrics are the OCI sync metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	artifacts *prometheus.CounterVec // sumd_oci_artifacts_total{outcome}
+	passes    *prometheus.CounterVec // sumd_oci_sync_passes_total{result}
+	lastOK    prometheus.Gauge       // sumd_oci_sync_last_success_timestamp_seconds
+}
+
+// NewMetrics registers the OCI sync metrics on reg; a nil reg means none.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	if reg == nil {
+		return nil
+	}
+	m := &Metrics{
+		artifacts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "oci", Name: "artifacts_total",
+			Help: "Module artifacts examined by OCI sync, by outcome (recorded, present, unsigned, bad_signature, tampered, malformed, invalid, conflict, error, ignored). Artifacts already recorded by an earlier pass are not counted again.",
+		}, []string{"outcome"}),
+		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "oci", Name: "sync_passes_total",
+			Help: "OCI sync passes, by result: ok, or failed (a registry could not be read or a conflict was found).",
+		}, []string{"result"}),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sumd", Subsystem: "oci", Name: "sync_last_success_timestamp_seconds",
+			Help: "When the last OCI sync pass without a failure ended (Unix time).",
+		}),
+	}
+	for _, o := range outcomes {
+		m.artifacts.WithLabelValues(string(o)) // export every outcome from the start
+	}
+	m.passes.WithLabelValues("ok")
+	m.passes.WithLabelValues("failed")
+	reg.MustRegister(m.artifacts, m.passes, m.lastOK)
+	return m
+}
+
+func (m *Metrics) artifact(o Outcome) {
+	if m != nil {
+		m.artifacts.WithLabelValues(string(o)).Inc()
+	}
+}
+
+func (m *Metrics) pass(r *Report) {
+	if m == nil {
+		return
+	}
+	if !r.OK() {
+		m.passes.WithLabelValues("failed").Inc()
+		return
+	}
+	m.passes.WithLabelValues("ok").Inc()
+	m.lastOK.SetToCurrentTime()
+}

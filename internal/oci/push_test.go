@@ -1,0 +1,125 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/modhash"
+)
+
+func TestPushDeterministic(t *testing.T) {
+	reg := newTestRegistry(t, true)
+	src := reg.source(t, "gomod")
+	mod := simpleModule(t, "v1.0.0")
+	var first *Pushed
+	for range 2 {
+		p, err := Push(context.Background(), src, mod, PushOptions{Remote: testRemote})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first != nil && p.Ref != first.Ref {
+			t.Errorf("pushing twice gave %s and %s, want one digest", first.Ref, p.Ref)
+		}
+		first = p
+	}
+	if want := reg.host + "/gomod/example.com/m:v1.0.0"; first.Tag.String() != want {
+		t.Errorf("tag %s, want %s", first.Tag, want)
+	}
+	if first.Signature != (name.Tag{}) {
+		t.Errorf("an unsigned push has signature tag %s", first.Signature)
+	}
+	a := manifestOf(t, first)
+	if a.Module != mod.Version || a.Mod.Size != int64(len(mod.GoMod)) {
+		t.Errorf("pushed artifact %+v", a)
+	}
+}
+
+func TestOpenModuleDir(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "go.mod"), []byte("module example.com/d\n\ngo 1.21\n"))
+	writeTestFile(t, filepath.Join(dir, "d.go"), []byte("package d\n"))
+	m := module.Version{Path: "example.com/d", Version: "v1.2.3"}
+	mod, err := OpenModule(m, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := modhash.HashDir(m, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mod.Sums != want || string(mod.GoMod) != "module example.com/d\n\ngo 1.21\n" {
+		t.Errorf("OpenModule(dir) = %+v, want sums %+v", mod, want)
+	}
+	zip := mod.Zip
+	mod.Close()
+	if _, err := os.Stat(zip); !os.IsNotExist(err) {
+		t.Errorf("Close left the temporary zip %s", zip)
+	}
+}
+
+func TestOpenModuleWithoutGoMod(t *testing.T) {
+	m := module.Version{Path: "example.com/old", Version: "v2.0.0+incompatible"}
+	mod := testModule(t, m, map[string]string{"old.go": "package old\n"})
+	if string(mod.GoMod) != "module example.com/old\n" {
+		t.Errorf("go.mod layer %q, want the synthesized one", mod.GoMod)
+	}
+}
+
+func TestOpenModuleRefuses(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "go.mod"), []byte("module example.com/other\n"))
+	if _, err := OpenModule(module.Version{Path: "example.com/d", Version: "v1.0.0"}, dir); err == nil || !strings.Contains(err.Error(), "declares module path") {
+		t.Errorf("OpenModule of a module declaring another path = %v", err)
+	}
+	if _, err := OpenModule(module.Version{Path: "example.com/d", Version: "v1.0"}, dir); err == nil {
+		t.Error("OpenModule accepted a non-canonical version")
+	}
+}
+
+func TestLoadKeys(t *testing.T) {
+	k := newKey(t, 0)
+	sv, err := LoadPrivateKey(k.priv, []byte(testPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := sv.SignMessage(strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.public(t).verifier.VerifySignature(bytes.NewReader(sig), strings.NewReader("payload")); err != nil {
+		t.Errorf("cosign.key and cosign.pub do not match once loaded: %v", err)
+	}
+	if _, err := LoadPrivateKey(k.priv, []byte("wrong")); err == nil || !strings.Contains(err.Error(), "decrypt") {
+		t.Errorf("LoadPrivateKey with a wrong password = %v", err)
+	}
+	if _, err := LoadPublicKey(k.priv); err == nil || !strings.Contains(err.Error(), "cosign.pub") {
+		t.Errorf("LoadPublicKey of a private key = %v, want a hint at cosign.pub", err)
+	}
+}
+
+func TestSignTwice(t *testing.T) {
+	reg := newTestRegistry(t, false)
+	k := newKey(t, 0)
+	p, err := Push(context.Background(), reg.source(t, "gomod"), simpleModule(t, "v1.0.0"), PushOptions{Remote: testRemote, Signer: k.sv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Sign(context.Background(), p.Ref, k.sv, testRemote); err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(p.Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if layers, _ := img.Layers(); len(layers) != 1 {
+		t.Errorf("signature image has %d layers after signing twice with one key, want 1", len(layers))
+	}
+}

@@ -1,0 +1,274 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// A Recorder is the log as sync uses it. *tlog.Log implements it.
+type Recorder interface {
+	// Lookup returns the id of m's record, or an error wrapping
+	// fs.ErrNotExist if the log has none.
+	Lookup(ctx context.Context, m module.Version) (int64, error)
+	// Add records recs durably. Recording a version again with the same
+	// hashes is a no-op; with other hashes it fails with a
+	// *tlog.ConflictError and records nothing.
+	Add(ctx context.Context, recs ...gosum.Record) ([]int64, error)
+}
+
+var _ Recorder = (*tlog.Log)(nil)
+
+// DefaultTimeout bounds the work on one artifact: signatures, layers and
+// hashing.
+const DefaultTimeout = 10 * time.Minute
+
+// Options configure a Syncer.
+type Options struct {
+	Sources []*Source    // where to look; at least one
+	Keys    []*PublicKey // whose signatures to accept; at least one
+	Log     Recorder     // where to record
+	// StatePath is the sync state file (see State), usually
+	// DefaultStatePath of the database. Required.
+	StatePath string
+	Remote    Remote
+	// MaxZipSize and MaxModSize cap the zip and go.mod layers, as for a
+	// proxy fetch (default the go command's limits, modhash.MaxZipFile and
+	// modhash.MaxGoMod). A larger layer makes the artifact invalid.
+	MaxZipSize, MaxModSize int64
+	// TempDir holds each zip while it is hashed ("" means os.TempDir()).
+	TempDir string
+	// Timeout bounds the work on one artifact (default DefaultTimeout).
+	Timeout time.Duration
+	Logger  *slog.Logger // nil means slog.Default()
+	Metrics *Metrics     // nil means none
+}
+
+// A Syncer walks registries for signed module artifacts and records them.
+// Sync passes never overlap: a Syncer runs one at a time.
+type Syncer struct {
+	opts Options
+	log  *slog.Logger
+	mu   sync.Mutex // held for a whole pass
+}
+
+// NewSyncer checks opts and returns a Syncer.
+func NewSyncer(opts Options) (*Syncer, error) {
+	switch {
+	case len(opts.Sources) == 0:
+		return nil, errors.New("no registry to sync from")
+	case len(opts.Keys) == 0:
+		return nil, errors.New("no cosign public key: sync accepts only artifacts signed with a configured key")
+	case opts.Log == nil || opts.StatePath == "":
+		return nil, errors.New("oci: NewSyncer needs a log and a state file")
+	}
+	if opts.MaxZipSize <= 0 {
+		opts.MaxZipSize = modhash.MaxZipFile
+	}
+	if opts.MaxModSize <= 0 {
+		opts.MaxModSize = modhash.MaxGoMod
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Syncer{opts: opts, log: opts.Logger}, nil
+}
+
+// A Report is what one sync pass did.
+type Report struct {
+	Counts map[Outcome]int // artifacts examined, by outcome
+	// Conflicts are the versions refused because the log holds other
+	// hashes: errors naming the artifact and wrapping a *tlog.ConflictError.
+	Conflicts []error
+	// Failures are what could not be read: registries, repositories and
+	// artifacts (the registry failed, not the artifact).
+	Failures []error
+	Skipped  int // artifacts skipped as already recorded by an earlier pass
+}
+
+// OK reports whether the pass read everything and found no conflict.
+func (r *Report) OK() bool { return len(r.Conflicts) == 0 && len(r.Failures) == 0 }
+
+// Sync runs one pass over every source: each version tag of each
+// repository whose artifact is not yet known to be recorded is verified,
+// hashed and recorded. Problems with single artifacts are logged, counted
+// and reported, and the pass goes on. The returned error is for what stops
+// the pass: the state file cannot be read or written, or ctx ends.
+func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	state, err := LoadState(s.opts.StatePath)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Counts: map[Outcome]int{}}
+	for _, src := range s.opts.Sources {
+		if err := s.syncSource(ctx, src, state, r); err != nil {
+			return r, err
+		}
+	}
+	s.opts.Metrics.pass(r)
+	return r, ctx.Err()
+}
+
+// syncSource syncs the repositories of src, saving the state after each.
+func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *Report) error {
+	repos, err := src.repositories(ctx, s.opts.Remote.options(ctx))
+	if err != nil {
+		s.log.ErrorContext(ctx, "OCI sync: failed to list repositories", "registry", src.String(), "err", err)
+		r.Failures = append(r.Failures, err)
+		return ctx.Err()
+	}
+	for _, repo := range repos {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.syncRepo(ctx, src, src.Registry.Repo(repo), state, r); err != nil {
+			s.log.ErrorContext(ctx, "OCI sync: failed to read repository", "repository", src.Registry.Repo(repo).String(), "err", err)
+			r.Failures = append(r.Failures, err)
+		}
+		if err := state.Save(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncRepo syncs the version tags of one repository.
+func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository, state *State, r *Report) error {
+	c, err := newRepoClient(ctx, s.opts.Remote, repo)
+	if err != nil {
+		return err
+	}
+	tags, err := remote.List(repo, c.opts...)
+	if err != nil {
+		return fmt.Errorf("failed to list the tags of %s: %w", repo, err)
+	}
+	slices.Sort(tags)
+	for _, tag := range tags {
+		if _, ok := VersionOfTag(tag); !ok || ctx.Err() != nil {
+			continue // not a module version: cosign's tags, "latest", ...
+		}
+		s.syncTag(ctx, c, src, tag, state, r)
+	}
+	return nil
+}
+
+// syncTag examines the artifact at one tag, unless an earlier pass recorded
+// it from the same tag at the same digest, and logs and counts what became
+// of it.
+func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag string, state *State, r *Report) {
+	ctx, cancel := context.WithTimeout(pass, s.opts.Timeout)
+	defer cancel()
+	c = c.in(ctx)
+	at := c.repo.Tag(tag).String()
+	desc, err := remote.Head(c.repo.Tag(tag), c.opts...)
+	if err != nil {
+		s.report(ctx, r, at, "", &result{outcome: Failed, err: fmt.Errorf("failed to resolve the tag: %w", err)})
+		return
+	}
+	digest := desc.Digest.String()
+	if mv, ok := state.recorded(c.repo.String(), tag, digest); ok && s.inLog(ctx, mv) {
+		r.Skipped++
+		return
+	}
+	state.forget(c.repo.String(), tag) // moved, or the log lacks it after all
+	res := s.examine(ctx, c, src, tag, desc)
+	if res.outcome == Recorded || res.outcome == Present {
+		state.remember(c.repo.String(), tag, digest, res.module.String())
+	}
+	if pass.Err() != nil && res.outcome != Recorded && res.outcome != Present {
+		return // the pass was stopped: the failure is not the artifact's
+	}
+	s.report(ctx, r, at, digest, res)
+}
+
+// inLog reports whether the log holds mv ("path@version").
+func (s *Syncer) inLog(ctx context.Context, mv string) bool {
+	path, version, ok := splitModule(mv)
+	if !ok {
+		return false
+	}
+	_, err := s.opts.Log.Lookup(ctx, module.Version{Path: path, Version: version})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.WarnContext(ctx, "OCI sync: failed to look up a remembered version; examining it again", "module", mv, "err", err)
+	}
+	return err == nil
+}
+
+// report logs one artifact's outcome in one line, counts it and adds
+// conflicts and failures to r.
+func (s *Syncer) report(ctx context.Context, r *Report, at, digest string, res *result) {
+	r.Counts[res.outcome]++
+	s.opts.Metrics.artifact(res.outcome)
+	attrs := []any{"outcome", string(res.outcome), "artifact", at, "digest", digest}
+	if res.module.Path != "" {
+		attrs = append(attrs, "module", res.module.Path, "version", res.module.Version)
+	}
+	var conflict *tlog.ConflictError
+	switch {
+	case res.outcome == Recorded || res.outcome == Present:
+		attrs = append(attrs, "signature", res.format, "key", res.key, "record", res.id)
+		s.log.InfoContext(ctx, "OCI sync: "+res.verb(), attrs...)
+	case errors.As(res.err, &conflict):
+		r.Conflicts = append(r.Conflicts, fmt.Errorf("artifact %s: %w", at, res.err))
+		s.log.ErrorContext(ctx, "OCI sync: refused: version already recorded with other hashes", append(attrs, "err", res.err)...)
+	case res.outcome == Failed:
+		r.Failures = append(r.Failures, fmt.Errorf("artifact %s: %w", at, res.err))
+		s.log.ErrorContext(ctx, "OCI sync: failed to examine artifact", append(attrs, "err", res.err)...)
+	case res.outcome == Ignored:
+		s.log.DebugContext(ctx, "OCI sync: ignored: not a module artifact", attrs...)
+	default:
+		s.log.WarnContext(ctx, "OCI sync: skipped artifact", append(attrs, "err", res.err)...)
+	}
+}
+
+// Run syncs once at once and then every interval until ctx ends. A pass
+// that fails is logged and tried again at the next interval.
+func (s *Syncer) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		r, err := s.Sync(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.logPass(ctx, r, err, time.Since(start))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Syncer) logPass(ctx context.Context, r *Report, err error, d time.Duration) {
+	if err != nil {
+		s.log.ErrorContext(ctx, "OCI sync pass failed", "err", err)
+		return
+	}
+	attrs := []any{"seconds", d.Seconds(), "unchanged", r.Skipped, "conflicts", len(r.Conflicts), "failures", len(r.Failures)}
+	for _, o := range outcomes {
+		if n := r.Counts[o]; n > 0 {
+			attrs = append(attrs, string(o), n)
+		}
+	}
+	s.log.InfoContext(ctx, "OCI sync pass done", attrs...)
+}

@@ -1,0 +1,443 @@
+package oci
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// syncEnv is a registry, two cosign keys (only the first trusted), a log
+// and a sync state file.
+type syncEnv struct {
+	reg        *testRegistry
+	src        *Source
+	key, other *testKey
+	log        *fakeLog
+	state      string
+	logs       *syncBuffer
+}
+
+func newSyncEnv(t *testing.T, referrers bool) *syncEnv {
+	t.Helper()
+	reg := newTestRegistry(t, referrers)
+	return &syncEnv{
+		reg: reg, src: reg.source(t, "gomod"),
+		key: newKey(t, 0), other: newKey(t, 1),
+		log:   newFakeLog(),
+		state: filepath.Join(t.TempDir(), "sumd.db.oci-sync.json"),
+		logs:  new(syncBuffer),
+	}
+}
+
+// testRemote reads no credentials: the test registry needs none.
+var testRemote = Remote{Keychain: authn.NewMultiKeychain()}
+
+func (e *syncEnv) sync(t *testing.T) *Report {
+	t.Helper()
+	s, err := NewSyncer(Options{
+		Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
+		StatePath: e.state, Remote: testRemote,
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Sync(context.Background())
+	if err != nil {
+		t.Fatalf("Sync: %v\n%s", err, e.logs)
+	}
+	return r
+}
+
+// push publishes mod under the env's prefix, signed by sv if not nil.
+func (e *syncEnv) push(t *testing.T, mod *Module, sv signature.SignerVerifier) *Pushed {
+	t.Helper()
+	p, err := Push(context.Background(), e.src, mod, PushOptions{Remote: testRemote, Signer: sv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// wantOutcome checks that the pass examined exactly one artifact, with
+// outcome o, and logged it in one line.
+func (e *syncEnv) wantOutcome(t *testing.T, r *Report, o Outcome) {
+	t.Helper()
+	if r.Counts[o] != 1 || len(r.Counts) != 1 {
+		t.Errorf("outcomes %v, want one %s\n%s", r.Counts, o, e.logs)
+	}
+	if n := strings.Count(e.logs.String(), "outcome="+string(o)); n != 1 {
+		t.Errorf("%d log lines with outcome=%s, want 1:\n%s", n, o, e.logs)
+	}
+}
+
+func (e *syncEnv) wantRecorded(t *testing.T, mod *Module) {
+	t.Helper()
+	want := gosum.Record{Path: mod.Version.Path, Version: mod.Version.Version, Hash: mod.Sums.Hash, GoMod: mod.Sums.GoMod}
+	if got, ok := e.log.get(want.Key()); !ok || got != want {
+		t.Errorf("log holds %+v (%v), want %+v", got, ok, want)
+	}
+}
+
+func forReferrers(t *testing.T, f func(t *testing.T, referrers bool)) {
+	t.Run("referrers-api", func(t *testing.T) { f(t, true) })
+	t.Run("fallback-tag", func(t *testing.T) { f(t, false) })
+}
+
+func TestSyncClassicSignature(t *testing.T) {
+	e := newSyncEnv(t, false)
+	mod := simpleModule(t, "v1.0.0")
+	e.push(t, mod, e.key.sv)
+	r := e.sync(t)
+	e.wantOutcome(t, r, Recorded)
+	e.wantRecorded(t, mod)
+	if !r.OK() || !strings.Contains(e.logs.String(), "signature=cosign") {
+		t.Errorf("report %+v, logs:\n%s", r, e.logs)
+	}
+}
+
+func TestSyncBundleSignature(t *testing.T) {
+	forReferrers(t, func(t *testing.T, referrers bool) {
+		e := newSyncEnv(t, referrers)
+		mod := simpleModule(t, "v1.1.0")
+		p := e.push(t, mod, nil)
+		signBundle(t, p.Ref, e.key.sv, CosignSignPredicateType)
+		r := e.sync(t)
+		e.wantOutcome(t, r, Recorded)
+		e.wantRecorded(t, mod)
+		if !strings.Contains(e.logs.String(), "signature=bundle") {
+			t.Errorf("want the bundle to be what verified:\n%s", e.logs)
+		}
+	})
+}
+
+// TestSyncIdempotent: a second pass skips what the first recorded, from
+// the state file; a lost state file costs a re-read, not a record.
+func TestSyncIdempotent(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	e.sync(t)
+	r := e.sync(t)
+	if r.Skipped != 1 || len(r.Counts) != 0 {
+		t.Errorf("second pass: %+v, want the artifact skipped as recorded", r)
+	}
+	e.state = filepath.Join(t.TempDir(), "lost.json")
+	r = e.sync(t)
+	if r.Counts[Present] != 1 || e.log.size() != 1 {
+		t.Errorf("pass without state: %+v, log size %d; want the artifact found already present", r, e.log.size())
+	}
+}
+
+// TestSyncResumes: a pass stopped after recording one repository's version
+// has saved its progress; the next pass carries on from there.
+func TestSyncResumes(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	other := module.Version{Path: "example.com/n", Version: "v1.0.0"}
+	e.push(t, testModule(t, other, map[string]string{"go.mod": "module example.com/n\n"}), e.key.sv)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.log.afterAdd = cancel // stop right after the first record
+	s, err := NewSyncer(Options{Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log, StatePath: e.state, Remote: testRemote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(ctx); !errors.Is(err, context.Canceled) || e.log.size() != 1 {
+		t.Fatalf("stopped pass: %v, log size %d; want context.Canceled after one record", err, e.log.size())
+	}
+	e.log.afterAdd = nil
+	r := e.sync(t)
+	if r.Skipped != 1 || r.Counts[Recorded] != 1 || e.log.size() != 2 {
+		t.Errorf("resumed pass: %+v, log size %d; want the first skipped and the second recorded", r, e.log.size())
+	}
+}
+
+// TestSyncStaleState: a state file remembering a version the log lacks
+// (a database restored without it) does not make sync skip it.
+func TestSyncStaleState(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	e.sync(t)
+	e.log = newFakeLog()
+	if r := e.sync(t); r.Counts[Recorded] != 1 {
+		t.Errorf("pass with a stale state: %+v, want the version recorded again", r)
+	}
+}
+
+func TestSyncStateFile(t *testing.T) {
+	e := newSyncEnv(t, true)
+	p := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	e.sync(t)
+	s, err := LoadState(e.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := p.Ref.Repository.String()
+	if mv, ok := s.recorded(repo, "v1.0.0", p.Ref.DigestStr()); !ok || mv != "example.com/m@v1.0.0" {
+		t.Errorf("state of %s %s = %q, %v; want example.com/m@v1.0.0", repo, p.Ref.DigestStr(), mv, ok)
+	}
+}
+
+func TestSyncUnsigned(t *testing.T) {
+	forReferrers(t, func(t *testing.T, referrers bool) {
+		e := newSyncEnv(t, referrers)
+		e.push(t, simpleModule(t, "v1.0.0"), nil)
+		r := e.sync(t)
+		e.wantOutcome(t, r, Unsigned)
+		if e.log.size() != 0 || !r.OK() {
+			t.Errorf("unsigned artifact: log size %d, report %+v", e.log.size(), r)
+		}
+		// Not remembered: signing it later gets it recorded.
+		p := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+		if r := e.sync(t); r.Counts[Recorded] != 1 {
+			t.Errorf("after signing %s: %+v, want it recorded", p.Ref, r)
+		}
+	})
+}
+
+func TestSyncWrongKey(t *testing.T) {
+	t.Run("classic", func(t *testing.T) {
+		e := newSyncEnv(t, false)
+		e.push(t, simpleModule(t, "v1.0.0"), e.other.sv)
+		e.wantOutcome(t, e.sync(t), BadSignature)
+	})
+	forReferrers(t, func(t *testing.T, referrers bool) {
+		e := newSyncEnv(t, referrers)
+		p := e.push(t, simpleModule(t, "v1.0.0"), nil)
+		signBundle(t, p.Ref, e.other.sv, CosignSignPredicateType)
+		e.wantOutcome(t, e.sync(t), BadSignature)
+		if e.log.size() != 0 {
+			t.Error("recorded an artifact signed with an untrusted key")
+		}
+	})
+}
+
+// TestSyncOtherPredicate: an attestation made with the trusted key (an
+// SBOM, say) is not a signature of the artifact.
+func TestSyncOtherPredicate(t *testing.T) {
+	e := newSyncEnv(t, true)
+	p := e.push(t, simpleModule(t, "v1.0.0"), nil)
+	signBundle(t, p.Ref, e.key.sv, "https://spdx.dev/Document")
+	e.wantOutcome(t, e.sync(t), BadSignature)
+}
+
+// TestSyncSignatureOfAnotherArtifact: a valid signature copied from
+// another artifact names the other digest in its payload.
+func TestSyncSignatureOfAnotherArtifact(t *testing.T) {
+	e := newSyncEnv(t, false)
+	signed := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	unsigned := e.push(t, simpleModule(t, "v1.0.1"), nil)
+	sigImg, err := remote.Image(signed.Signature, remote.WithAuthFromKeychain(testRemote.keychain()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := unsigned.Ref.Context().Tag(strings.Replace(unsigned.Ref.DigestStr(), ":", "-", 1) + ".sig")
+	if err := remote.Write(stolen, sigImg); err != nil {
+		t.Fatal(err)
+	}
+	r := e.sync(t)
+	if r.Counts[BadSignature] != 1 || r.Counts[Recorded] != 1 {
+		t.Errorf("outcomes %v, want v1.0.0 recorded and v1.0.1 refused\n%s", r.Counts, e.logs)
+	}
+	if _, ok := e.log.get("example.com/m@v1.0.1"); ok {
+		t.Error("recorded v1.0.1 on the strength of v1.0.0's signature")
+	}
+}
+
+func TestSyncTamperedLayer(t *testing.T) {
+	for _, layer := range []string{"zip", "go.mod"} {
+		t.Run(layer, func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			p := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+			a := manifestOf(t, p)
+			if layer == "go.mod" {
+				e.reg.blobs.tamper(a.Mod.Digest, []byte("module example.com/evil\n"))
+			} else {
+				// Same size, one byte changed: only the digest tells.
+				zip := readFile(t, simpleModule(t, "v1.0.0").Zip)
+				zip[len(zip)/2] ^= 1
+				e.reg.blobs.tamper(a.Zip.Digest, zip)
+			}
+			r := e.sync(t)
+			e.wantOutcome(t, r, Tampered)
+			if e.log.size() != 0 {
+				t.Error("recorded a tampered artifact")
+			}
+		})
+	}
+}
+
+// manifestOf reads back the artifact Push published.
+func manifestOf(t *testing.T, p *Pushed) *Artifact {
+	t.Helper()
+	desc, err := remote.Get(p.Ref, remote.WithAuthFromKeychain(testRemote.keychain()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ParseManifest(desc.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestSyncConflict(t *testing.T) {
+	e := newSyncEnv(t, true)
+	mod := simpleModule(t, "v1.0.0")
+	old := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: "h1:" + strings.Repeat("A", 43) + "=", GoMod: mod.Sums.GoMod}
+	if _, err := e.log.Add(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	e.push(t, mod, e.key.sv)
+	r := e.sync(t)
+	e.wantOutcome(t, r, Conflict)
+	var conflict *tlog.ConflictError
+	if r.OK() || len(r.Conflicts) != 1 || !errors.As(r.Conflicts[0], &conflict) || conflict.Recorded != old {
+		t.Errorf("report %+v, want the conflict with the recorded version", r)
+	}
+	if got, _ := e.log.get(old.Key()); got != old {
+		t.Errorf("log holds %+v after a conflict, want %+v", got, old)
+	}
+}
+
+// TestSyncMisplaced: a signed artifact copied to another tag or repository
+// is refused, though its signature is valid: the name must agree with
+// the annotations the signature covers.
+func TestSyncMisplaced(t *testing.T) {
+	for _, where := range []string{"gomod/example.com/m:v1.0.1", "gomod/example.com/other:v1.0.0"} {
+		t.Run(where, func(t *testing.T) {
+			e := newSyncEnv(t, false)
+			p := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+			e.copyArtifact(t, p, where)
+			r := e.sync(t)
+			if r.Counts[Malformed] != 1 || r.Counts[Recorded] != 1 {
+				t.Errorf("outcomes %v, want the original recorded and the copy malformed\n%s", r.Counts, e.logs)
+			}
+			if !strings.Contains(e.logs.String(), "want "+e.reg.host) && !strings.Contains(e.logs.String(), "want gomod/example.com/m:v1.0.0") {
+				t.Errorf("log does not say where the artifact belongs:\n%s", e.logs)
+			}
+		})
+	}
+}
+
+// copyArtifact copies p's manifest, blobs and signature to repo:tag.
+func (e *syncEnv) copyArtifact(t *testing.T, p *Pushed, where string) {
+	t.Helper()
+	o := remote.WithAuthFromKeychain(testRemote.keychain())
+	dst := e.reg.host + "/" + where
+	img, err := remote.Image(p.Ref, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := mustTag(t, dst)
+	if err := remote.Write(tag, img, o); err != nil {
+		t.Fatal(err)
+	}
+	sig, err := remote.Image(p.Signature, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag.Context().Tag(p.Signature.TagStr()), sig, o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSyncIgnoresOtherArtifacts(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	// A cosign signature image under a version tag is no module artifact.
+	p := e.push(t, simpleModule(t, "v1.0.1"), e.key.sv)
+	sig, err := remote.Image(p.Signature, remote.WithAuthFromKeychain(testRemote.keychain()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(p.Tag.Context().Tag("v1.0.1"), sig); err != nil {
+		t.Fatal(err)
+	}
+	r := e.sync(t)
+	if r.Counts[Ignored] != 1 || r.Counts[Recorded] != 1 || !r.OK() {
+		t.Errorf("outcomes %v, want one recorded and one ignored\n%s", r.Counts, e.logs)
+	}
+}
+
+func TestSyncInvalidModule(t *testing.T) {
+	e := newSyncEnv(t, true)
+	mod := simpleModule(t, "v1.0.0")
+	mod.GoMod = []byte("module example.com/not-m\n") // differs from the zip's go.mod
+	e.push(t, mod, e.key.sv)
+	e.wantOutcome(t, e.sync(t), Invalid)
+}
+
+func TestSyncSizeLimit(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	s, err := NewSyncer(Options{
+		Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
+		StatePath: e.state, Remote: testRemote, MaxZipSize: 100,
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Sync(context.Background())
+	if err != nil || r.Counts[Invalid] != 1 || !strings.Contains(e.logs.String(), "larger than the limit of 100 bytes") {
+		t.Errorf("Sync = %+v, %v; want the zip refused as too large\n%s", r, err, e.logs)
+	}
+}
+
+func TestSyncCatalogPrefix(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	elsewhere := &Source{Registry: e.src.Registry, Prefix: "other"}
+	if _, err := Push(context.Background(), elsewhere, simpleModule(t, "v1.0.1"), PushOptions{Remote: testRemote, Signer: e.key.sv}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.sync(t)
+	if r.Counts[Recorded] != 1 {
+		t.Errorf("outcomes %v, want only the artifact under gomod/ recorded", r.Counts)
+	}
+	if _, ok := e.log.get("example.com/m@v1.0.1"); ok {
+		t.Error("synced a repository outside the prefix")
+	}
+}
+
+func TestSyncExplicitRepositories(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	sources, err := ParseSources([]string{e.reg.host + "/gomod"}, []string{e.reg.host + "/gomod/example.com/absent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.src = sources[0]
+	r := e.sync(t)
+	// Only the named repository is read, and it does not exist.
+	if r.Counts[Recorded] != 0 || len(r.Failures) != 1 {
+		t.Errorf("report %+v, want the missing repository reported and nothing else read", r)
+	}
+}
+
+func TestReportJSONState(t *testing.T) {
+	// The state file is JSON an operator can read.
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	e.sync(t)
+	var v struct {
+		Version      int
+		Repositories map[string]map[string]struct{ Digest, Module string }
+	}
+	data := readFile(t, e.state)
+	if err := json.Unmarshal(data, &v); err != nil || v.Version != 1 || len(v.Repositories) != 1 {
+		t.Errorf("state file %s: %v", data, err)
+	}
+}

@@ -1,0 +1,166 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+)
+
+// maxKeyFile caps a public key file: a PEM public key is well under 1 KiB.
+const maxKeyFile = 64 << 10
+
+// A PublicKey is a cosign public key (cosign.pub) whose signatures sync
+// accepts.
+type PublicKey struct {
+	File     string             // where it was read from, for logs
+	verifier signature.Verifier // classic signatures
+	bundles  *verify.Verifier   // Sigstore bundles, trusting this key alone
+}
+
+// LoadPublicKey reads a PEM public key file as `cosign generate-key-pair`
+// writes it. The signature algorithm follows from the key as cosign picks
+// it (ECDSA P-256 with SHA-256 for cosign's default keys).
+func LoadPublicKey(file string) (*PublicKey, error) {
+	data, err := readLimited(file, maxKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read cosign public key: %w", err)
+	}
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse cosign public key %s: %w (want the PEM cosign.pub written by cosign generate-key-pair)", file, err)
+	}
+	v, err := signature.LoadDefaultVerifier(pub, *cosign.GetDefaultLoadOptions(nil)...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load cosign public key %s: %w", file, err)
+	}
+	bv, err := bundleVerifier(v)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load cosign public key %s: %w", file, err)
+	}
+	return &PublicKey{File: file, verifier: v, bundles: bv}, nil
+}
+
+// bundleVerifier returns a sigstore-go verifier that trusts v alone,
+// whatever key hint a bundle gives, and needs no timestamp: key-based,
+// offline verification without a transparency log (no Rekor, no Fulcio).
+func bundleVerifier(v signature.Verifier) (*verify.Verifier, error) {
+	key := root.NewExpiringKey(v, time.Time{}, time.Time{})
+	tm := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) { return key, nil })
+	return verify.NewVerifier(tm, verify.WithNoObserverTimestamps())
+}
+
+func readLimited(file string, limit int64) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(data)) > limit {
+		err = fmt.Errorf("%s is larger than %d bytes", file, limit)
+	}
+	return data, err
+}
+
+// errUnsigned means no signature of either format was found; errBadSignature
+// that signatures were found but none verifies with a configured key.
+var (
+	errUnsigned     = errors.New("no cosign signature found (neither a sha256-<hex>.sig tag nor a Sigstore bundle referrer)")
+	errBadSignature = errors.New("no signature verifies with the configured cosign keys")
+)
+
+// A signatureCheck is the outcome of looking for one format's signatures.
+type signatureCheck struct {
+	found   int      // signatures seen
+	key     string   // file of the key that verified one; "" if none did
+	reasons []string // why the others failed, for the log line
+}
+
+// verifySignatures checks that a signature over digest d verifies with one
+// of keys, trying cosign v2's format first, then Sigstore bundles. It
+// returns the format and key file that verified, or an error wrapping
+// errUnsigned or errBadSignature, or a registry failure.
+func verifySignatures(ctx context.Context, c *repoClient, keys []*PublicKey, d v1.Hash) (format, key string, err error) {
+	ref := c.repo.Digest(d.String())
+	classic, err := verifyClassic(ctx, c, keys, ref)
+	if err != nil {
+		return "", "", err
+	}
+	if classic.key != "" {
+		return "cosign", classic.key, nil
+	}
+	bundles, err := verifyBundles(ctx, c, keys, ref)
+	if err != nil {
+		return "", "", err
+	}
+	if bundles.key != "" {
+		return "bundle", bundles.key, nil
+	}
+	if classic.found+bundles.found == 0 {
+		return "", "", errUnsigned
+	}
+	reasons := slices.Concat(classic.reasons, bundles.reasons)
+	return "", "", fmt.Errorf("%w: %d signature(s) found: %s", errBadSignature, classic.found+bundles.found, strings.Join(reasons, "; "))
+}
+
+// verifyClassic checks the "simple signing" signatures at the tag
+// sha256-<hex>.sig with the cosign library, as `cosign verify --key
+// --insecure-ignore-tlog` does: the signature over the payload, and
+// (SimpleClaimVerifier) that the payload names digest ref.
+func verifyClassic(ctx context.Context, c *repoClient, keys []*PublicKey, ref name.Digest) (signatureCheck, error) {
+	var sc signatureCheck
+	o := ociremote.WithRemoteOptions(c.opts...)
+	tag, err := ociremote.SignatureTag(ref, o)
+	if err != nil {
+		return sc, fmt.Errorf("failed to name the signature tag of %s: %w", ref, err)
+	}
+	sigs, err := ociremote.Signatures(tag, o) // a missing tag is no signatures
+	if err != nil {
+		return sc, fmt.Errorf("failed to read signatures %s: %w", tag, err)
+	}
+	list, err := sigs.Get()
+	if err != nil {
+		return sc, fmt.Errorf("failed to read signatures %s: %w", tag, err)
+	}
+	h, err := v1.NewHash(ref.DigestStr())
+	if err != nil {
+		return sc, err
+	}
+	for _, sig := range list {
+		// Read the payload first, so that a registry failure is reported
+		// as one rather than as a signature that does not verify.
+		if _, err := sig.Payload(); err != nil {
+			return sc, fmt.Errorf("failed to read signature payload at %s: %w", tag, err)
+		}
+		sc.found++
+		for _, k := range keys {
+			co := &cosign.CheckOpts{
+				SigVerifier:   k.verifier,
+				ClaimVerifier: cosign.SimpleClaimVerifier,
+				IgnoreTlog:    true,
+				IgnoreSCT:     true,
+			}
+			if _, err := cosign.VerifyImageSignature(ctx, sig, h, co); err != nil {
+				sc.reasons = append(sc.reasons, fmt.Sprintf("%s with %s: %v", tag.TagStr(), k.File, err))
+				continue
+			}
+			sc.key = k.File
+			return sc, nil
+		}
+	}
+	return sc, nil
+}

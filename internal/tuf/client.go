@@ -1,0 +1,168 @@
+package tuf
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+)
+
+// ClientOptions configure Fetch.
+type ClientOptions struct {
+	// Root is the trusted root metadata, pinned out of band: any version
+	// of the repository's N.root.json (1.root.json is always right).
+	Root []byte
+	// URL is the repository's base URL: metadata below URL/metadata/,
+	// targets below URL/targets/. sumd serves it at <server>/tuf.
+	URL string
+	// CacheDir keeps what was verified between runs: the newest root,
+	// which is the trust anchor from then on (TUF §5.2), and the timestamp
+	// and snapshot, against which a rollback is detected. Empty: a
+	// temporary directory, removed afterwards.
+	CacheDir string
+	// HTTPClient makes the requests; nil means one with a 30 s timeout.
+	HTTPClient *http.Client
+	// UserAgent is sent with every request, if set.
+	UserAgent string
+	// Now is the clock expiry is checked against; nil means time.Now.
+	// Tests move it.
+	Now func() time.Time
+}
+
+// Errors of Fetch a caller can branch on; each wraps go-tuf's own.
+var (
+	// ErrExpired means the newest metadata has expired: the server stopped
+	// re-signing it (or was made to stop), or this machine's clock is off.
+	ErrExpired = errors.New("the repository's TUF metadata has expired")
+	// ErrRollback means the server sent metadata older than metadata this
+	// client verified before.
+	ErrRollback = errors.New("SECURITY ERROR: the repository's TUF metadata was rolled back")
+	// ErrUntrusted means metadata or a target failed verification.
+	ErrUntrusted = errors.New("SECURITY ERROR: the repository's TUF metadata does not verify")
+)
+
+// Fetch runs the TUF client workflow with go-tuf's updater — root
+// rotations N+1, N+2…, timestamp, snapshot, targets, each verified — and
+// returns the database the repository publishes: its only
+// sumdb/NAME.vkey target and the matching sumdb/NAME.json.
+func Fetch(opts ClientOptions) (*Database, error) {
+	cache := opts.CacheDir
+	if cache == "" {
+		tmp, err := os.MkdirTemp("", "sumd-tuf-")
+		if err != nil {
+			return nil, fmt.Errorf("failed to create TUF cache: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		cache = tmp
+	}
+	up, err := newUpdater(opts, cache)
+	if err != nil {
+		return nil, err
+	}
+	if err := up.Refresh(); err != nil {
+		return nil, classify(fmt.Errorf("failed to update TUF metadata from %s: %w", opts.URL, err))
+	}
+	name, err := databaseName(slices.Collect(maps.Keys(up.GetTopLevelTargets())))
+	if err != nil {
+		return nil, err
+	}
+	return downloadDatabase(up, name)
+}
+
+func newUpdater(opts ClientOptions, cache string) (*updater.Updater, error) {
+	root, err := trustedRoot(opts.Root, filepath.Join(cache, metadataDir))
+	if err != nil {
+		return nil, err
+	}
+	base := strings.TrimSuffix(opts.URL, "/")
+	cfg, err := config.New(base+"/"+metadataDir, root)
+	if err != nil {
+		return nil, fmt.Errorf("invalid TUF repository URL: %w", err)
+	}
+	cfg.RemoteTargetsURL = base + "/" + targetsDir
+	cfg.LocalMetadataDir = filepath.Join(cache, metadataDir)
+	cfg.LocalTargetsDir = filepath.Join(cache, targetsDir)
+	cfg.SnapshotMaxLength, cfg.TargetsMaxLength = maxMetadata, maxMetadata
+	client := opts.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	f := fetcher.NewDefaultFetcher()
+	f.SetHTTPClient(client)
+	f.SetHTTPUserAgent(opts.UserAgent)
+	cfg.Fetcher = f
+	up, err := updater.New(cfg)
+	if err != nil {
+		return nil, classify(fmt.Errorf("failed to load the trusted TUF root: %w", err))
+	}
+	if opts.Now != nil {
+		up.UnsafeSetRefTime(opts.Now())
+	}
+	return up, nil
+}
+
+// trustedRoot returns the newer of the pinned root and the root a
+// previous run verified and cached in dir. Starting from the cached one is
+// the TUF client workflow (§5.2); starting from the pin every time would
+// let anyone holding old, rotated-out root keys replay an old chain.
+func trustedRoot(pinned []byte, dir string) ([]byte, error) {
+	pin, err := metadata.Root().FromBytes(pinned)
+	if err != nil {
+		return nil, fmt.Errorf("the pinned root is not TUF root metadata: %w", err)
+	}
+	data, err := readCapped(filepath.Join(dir, metadata.ROOT+".json"), maxMetadata)
+	if err != nil {
+		return pinned, nil // no cache yet
+	}
+	cached, err := metadata.Root().FromBytes(data)
+	if err != nil || cached.Signed.Version <= pin.Signed.Version {
+		return pinned, nil
+	}
+	return data, nil
+}
+
+// downloadDatabase downloads and checks the two targets of database name
+// (a file name: "/" is "_").
+func downloadDatabase(up *updater.Updater, name string) (*Database, error) {
+	var files [2][]byte
+	for i, path := range []string{"sumdb/" + name + ".vkey", "sumdb/" + name + ".json"} {
+		info, err := up.GetTargetInfo(path)
+		if err != nil {
+			return nil, classify(fmt.Errorf("failed to find TUF target %s: %w", path, err))
+		}
+		if _, files[i], err = up.DownloadTarget(info, "", ""); err != nil {
+			return nil, classify(fmt.Errorf("failed to download TUF target %s: %w", path, err))
+		}
+	}
+	d, err := ParseDatabase(files[0], files[1])
+	if err != nil {
+		return nil, err
+	}
+	if fileName(d.Name) != name {
+		return nil, fmt.Errorf("target sumdb/%s.json describes database %q", name, d.Name)
+	}
+	return d, nil
+}
+
+// classify adds Fetch's error kinds to go-tuf's errors.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, &metadata.ErrExpiredMetadata{}):
+		return fmt.Errorf("%w: %w", ErrExpired, err)
+	case errors.Is(err, &metadata.ErrBadVersionNumber{}):
+		return fmt.Errorf("%w: %w", ErrRollback, err)
+	case errors.Is(err, &metadata.ErrUnsignedMetadata{}), errors.Is(err, &metadata.ErrLengthOrHashMismatch{}):
+		return fmt.Errorf("%w: %w", ErrUntrusted, err)
+	}
+	return err
+}

@@ -1,0 +1,261 @@
+package tuf
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// TestFirstFetch bootstraps a go-tuf client from root version 1 and gets
+// the database as published.
+func TestFirstFetch(t *testing.T) {
+	vkey := newVKey(t)
+	f := newFixture(t, vkey)
+	d := f.mustFetch("")
+	if d.Name != testName || !slices.Equal(d.VerifierKeys, []string{vkey}) || d.URL != "https://"+testName || d.TileHeight != 8 {
+		t.Errorf("fetched %+v, want %s with key %s", d, testName, vkey)
+	}
+	if got, want := d.GOSUMDB(), vkey+" https://"+testName; got != want {
+		t.Errorf("GOSUMDB() = %q, want %q", got, want)
+	}
+}
+
+// TestTimestampRefresh moves the clock two days in six-hour steps: each
+// step re-signs the timestamp alone (24 h expiry), and a client keeping a
+// cache follows every version.
+func TestTimestampRefresh(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+	for i := range 8 {
+		f.clock.advance(TimestampRenewAfter - time.Second)
+		if s := f.signOnline(); s.Timestamp || s.Snapshot {
+			t.Fatalf("step %d: re-signed a timestamp younger than %v", i, TimestampRenewAfter)
+		}
+		f.clock.advance(time.Second)
+		s := f.signOnline()
+		if !s.Timestamp || s.Snapshot {
+			t.Fatalf("step %d: signed snapshot %v, timestamp %v; want the timestamp alone", i, s.Snapshot, s.Timestamp)
+		}
+		if got, want := s.Status.Expires[metadata.TIMESTAMP], f.clock.Now().Add(TimestampExpiry); !got.Equal(want) {
+			t.Errorf("step %d: timestamp expires %v, want %v", i, got, want)
+		}
+		f.mustFetch(cache)
+		if v := cachedVersion(t, cache, metadata.TIMESTAMP); v != int64(i+2) {
+			t.Errorf("step %d: client holds timestamp version %d, want %d", i, v, i+2)
+		}
+	}
+}
+
+// TestResignerWithFakeClock runs the Resigner as sumd serve does, on a
+// fake clock moved an hour at a time for four days: clients never see an
+// expired timestamp, the timestamp is re-signed every 6 hours and the
+// snapshot at half its 7-day life.
+func TestResignerWithFakeClock(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	rs := &Resigner{Repo: f.repo, KeyDirs: []string{f.online}, Now: f.clock.Now, Interval: time.Millisecond, Logger: quiet}
+	go func() { rs.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	for range 96 {
+		f.clock.advance(time.Hour)
+		waitFor(t, func() bool {
+			return f.status().Expires[metadata.TIMESTAMP].Sub(f.clock.Now()) > TimestampExpiry-TimestampRenewAfter
+		})
+		f.mustFetch("")
+	}
+	st := f.status()
+	if st.Versions[metadata.TIMESTAMP] != 17 || st.Versions[metadata.SNAPSHOT] != 2 {
+		t.Errorf("after 96 hours: timestamp version %d, snapshot %d; want 17 (every 6 h) and 2 (at 84 h)",
+			st.Versions[metadata.TIMESTAMP], st.Versions[metadata.SNAPSHOT])
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+	}
+}
+
+// TestExpiredTimestampRejected stops re-signing: past the timestamp's
+// expiry every client refuses the repository, until it is re-signed.
+func TestExpiredTimestampRejected(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+	f.clock.advance(TimestampExpiry + time.Second)
+	for _, c := range []string{cache, ""} {
+		if _, err := f.fetch(c); !errors.Is(err, ErrExpired) {
+			t.Errorf("fetch (cache %q) with an expired timestamp: %v, want ErrExpired", c, err)
+		}
+	}
+	f.signOnline()
+	f.mustFetch(cache)
+}
+
+// TestKeyRotation follows a real log (internal/tlog) through a key
+// rotation: after rotate + publish the client learns both keys, each of
+// which verifies the log's signed head; after retire + publish, the new
+// key alone.
+func TestKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	oldKey, newKey := newLogKey(t), newLogKey(t)
+	l, err := tlog.Open(filepath.Join(t.TempDir(), "sumd.db"), tlog.Options{Keys: []*tlog.Key{oldKey}, Create: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f := newFixture(t, l.VerifierKeys()...)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+
+	if err := l.AddKey(ctx, newKey); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(l.VerifierKeys()...)
+	d := f.mustFetch(cache)
+	if !slices.Equal(d.VerifierKeys, []string{oldKey.VerifierKey(), newKey.VerifierKey()}) {
+		t.Fatalf("during the rotation the client learned %q, want the old and the new key", d.VerifierKeys)
+	}
+	if d.GOSUMDB() != newKey.VerifierKey()+" https://"+testName {
+		t.Errorf("GOSUMDB during the rotation = %q, want the new key", d.GOSUMDB())
+	}
+	head, err := l.Signed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vkey := range d.VerifierKeys {
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := note.Open(head, note.VerifierList(v)); err != nil {
+			t.Errorf("published key %s does not verify the log's head: %v", vkey, err)
+		}
+	}
+
+	if err := l.RemoveKey(ctx, oldKey.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(l.VerifierKeys()...)
+	if d := f.mustFetch(cache); !slices.Equal(d.VerifierKeys, []string{newKey.VerifierKey()}) {
+		t.Errorf("after retiring the client learned %q, want the new key alone", d.VerifierKeys)
+	}
+	if st := f.status(); st.Versions[metadata.TARGETS] != 3 || st.Versions[metadata.SNAPSHOT] != 3 {
+		t.Errorf("after two publications: targets version %d, snapshot %d; want 3 and 3", st.Versions[metadata.TARGETS], st.Versions[metadata.SNAPSHOT])
+	}
+}
+
+func newLogKey(t *testing.T) *tlog.Key {
+	t.Helper()
+	skey, _, err := tlog.GenerateKey(testName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestRollbackRejected serves a client older metadata than it has seen: an
+// older timestamp, then a new timestamp naming an older snapshot. Both
+// fail; a client without a cache has no memory to catch them.
+func TestRollbackRejected(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+	ts1 := f.readFile(metadataDir, timestampFile)
+	f.clock.advance(TimestampRenewAfter)
+	f.signOnline()
+	f.mustFetch(cache)
+
+	ts2 := f.readFile(metadataDir, timestampFile)
+	f.writeFile(ts1, metadataDir, timestampFile)
+	if _, err := f.fetch(cache); !errors.Is(err, ErrRollback) {
+		t.Errorf("fetch of timestamp version 1 after version 2: %v, want ErrRollback", err)
+	}
+	f.mustFetch("")
+	f.writeFile(ts2, metadataDir, timestampFile)
+
+	f.clock.advance(TimestampRenewAfter)
+	f.publish(newVKey(t)) // snapshot 2, timestamp 3
+	f.mustFetch(cache)
+	f.forgeTimestamp(f.onlineKey(metadata.TIMESTAMP), 4, 1)
+	if _, err := f.fetch(cache); !errors.Is(err, ErrRollback) {
+		t.Errorf("fetch of a timestamp naming snapshot version 1 after version 2: %v, want ErrRollback", err)
+	}
+}
+
+// TestRootRotation rotates the root keys twice: to two new keys with a
+// threshold of 2 (signed by the old key and both new ones), then a renewal
+// signed by those two. A client pinned to version 1 walks 1 → 2 → 3; one
+// of the two keys cannot sign alone.
+func TestRootRotation(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+	a, b := f.newKeyFile(metadata.ROOT, "ab"), f.newKeyFile(metadata.ROOT, "ab")
+	ch := RootChange{RootKeys: []*Key{a, b}, RootThreshold: 2, Expires: f.clock.Now().Add(DefaultRootExpiry)}
+	if v, err := f.repo.RotateRoot(ch, []string{f.offline}); err != nil || v != 2 {
+		t.Fatalf("RotateRoot = %d, %v; want version 2", v, err)
+	}
+	f.mustFetch(cache)
+	if v := cachedVersion(t, cache, metadata.ROOT); v != 2 {
+		t.Errorf("client with a cache holds root version %d, want 2", v)
+	}
+
+	renew := RootChange{Expires: f.clock.Now().Add(2 * DefaultRootExpiry)}
+	if _, err := f.repo.RotateRoot(renew, []string{filepath.Join(f.dir, "..", "ab")}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := t.TempDir()
+	f.mustFetch(fresh)
+	if v := cachedVersion(t, fresh, metadata.ROOT); v != 3 {
+		t.Errorf("client pinned to root version 1 reached version %d, want 3", v)
+	}
+	only := filepath.Join(t.TempDir(), "a")
+	if err := a.WriteFile(filepath.Join(only, KeyFileName(metadata.ROOT, a))); err != nil {
+		t.Fatal(err)
+	}
+	var missing *MissingKeysError
+	if _, err := f.repo.RotateRoot(renew, []string{only}); !errors.As(err, &missing) || missing.Threshold != 2 {
+		t.Errorf("RotateRoot with 1 of 2 root keys: %v, want a MissingKeysError", err)
+	}
+}
+
+// TestForgedRootRejected writes a root version 2 signed only by a key the
+// root does not list: clients refuse it, and so does the server side.
+func TestForgedRootRejected(t *testing.T) {
+	f := newFixture(t)
+	mallory := f.newKeyFile(metadata.ROOT, "mallory")
+	next, err := RootChange{RootKeys: []*Key{mallory}, Expires: f.clock.Now().Add(time.Hour)}.apply(f.loadRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := signAndEncode(next, []*Key{mallory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.writeFile(data, metadataDir, versionedName(2, metadata.ROOT))
+	if _, err := f.fetch(""); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("fetch with a forged root version 2: %v, want ErrUntrusted", err)
+	}
+	if _, err := f.repo.SignOnline([]string{f.online}, f.clock.Now()); err == nil {
+		t.Error("SignOnline accepted a forged root version 2")
+	}
+}

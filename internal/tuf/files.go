@@ -1,0 +1,166 @@
+package tuf
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Directories and files of a repository.
+const (
+	metadataDir = "metadata"
+	targetsDir  = "targets"
+	lockFile    = ".lock"
+	// DefaultOnlineKeys is where the online keys live unless configured
+	// otherwise, relative to the repository directory.
+	DefaultOnlineKeys = "keys"
+	timestampFile     = "timestamp.json"
+)
+
+// maxMetadata caps every metadata file read or served. go-tuf's client
+// accepts a root of 512,000 bytes and a timestamp of 16 KiB; sumd's are a
+// few KiB.
+const maxMetadata = 1 << 20
+
+// versionedName is the file of version v of a role, "<v>.<role>.json".
+func versionedName(v int64, role string) string {
+	return strconv.FormatInt(v, 10) + "." + role + ".json"
+}
+
+// versions lists the versions of role in dir/metadata, ascending.
+func versions(dir, role string) ([]int64, error) {
+	entries, err := os.ReadDir(filepath.Join(dir, metadataDir))
+	if err != nil {
+		return nil, fmt.Errorf("failed to list metadata: %w", err)
+	}
+	var vs []int64
+	for _, e := range entries {
+		num, ok := strings.CutSuffix(e.Name(), "."+role+".json")
+		if v, ok2 := parseVersion(num); ok && ok2 {
+			vs = append(vs, v)
+		}
+	}
+	slices.Sort(vs)
+	return vs, nil
+}
+
+// parseVersion parses a metadata version: a positive decimal number
+// without leading zeros, so that one version has one file name.
+func parseVersion(s string) (int64, bool) {
+	if s == "" || s[0] == '0' || len(s) > 18 {
+		return 0, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil
+}
+
+// targetFile is where a target's content lives with consistent snapshots:
+// targets/<dir>/<sha256 hex>.<base>, as go-tuf's updater asks for it.
+func targetFile(path string, data []byte) string {
+	sum := sha256.Sum256(data)
+	return hashedTargetFile(path, sum[:])
+}
+
+func hashedTargetFile(path string, sum []byte) string {
+	dir, base := filepath.Split(path)
+	return filepath.Join(targetsDir, dir, hex.EncodeToString(sum)+"."+base)
+}
+
+// readCapped reads a file of at most max bytes.
+func readCapped(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(data)) > max {
+		err = fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return data, err
+}
+
+// writeNew writes data to path, which must not exist: versioned metadata
+// and hashed targets never change once written. The data reaches the disk
+// before the name appears (a temporary file, synced, then linked), so a
+// crash leaves either no file or the whole file. It returns an error
+// matching fs.ErrExist if path exists.
+func writeNew(path string, data []byte) error {
+	tmp, err := writeTemp(path, data)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// writeTarget writes a content-addressed target file. The name is the
+// content's hash, so an existing file already holds these bytes.
+func writeTarget(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("failed to create targets directory: %w", err)
+	}
+	if err := writeNew(path, data); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+// replaceFile replaces path with data atomically (rename): readers see the
+// old file or the new one, never a part.
+func replaceFile(path string, data []byte) error {
+	tmp, err := writeTemp(path, data)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("failed to replace %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// writeTemp writes data to a synced temporary file beside path, mode 0644:
+// metadata and targets are public.
+func writeTemp(path string, data []byte) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
+	if err != nil {
+		return "", fmt.Errorf("failed to create temporary file: %w", err)
+	}
+	_, err = f.Write(data)
+	err = errors.Join(err, f.Chmod(0o644), f.Sync(), f.Close())
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("failed to write temporary file: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// syncDir makes a new or renamed name in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("failed to open directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("failed to sync directory: %w", err)
+	}
+	return nil
+}

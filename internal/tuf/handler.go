@@ -1,0 +1,194 @@
+package tuf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// Prefix is the URL path the handler serves the repository under:
+// Prefix+"metadata/" and Prefix+"targets/", the layout go-tuf's updater
+// expects below a repository URL such as https://sum.example.com/tuf.
+const Prefix = "/tuf/"
+
+// maxPath caps a request path: the longest real one is a hashed target,
+// about 100 bytes plus the database name.
+const maxPath = 512
+
+// A File is a repository file a request path names.
+type File struct {
+	Path      string // slash-separated, relative to the repository directory
+	Metadata  bool   // metadata (JSON); otherwise a target
+	Immutable bool   // versioned or content-addressed: never rewritten
+}
+
+// ParsePath maps a request path below Prefix to the repository file that
+// serves it. Only the files of the layout (see the package doc) parse:
+// metadata/timestamp.json, metadata/<V>.{root,snapshot,targets}.json and
+// targets/sumdb/<sha256>.<name>; nothing else in the directory (keys,
+// the lock, temporary files) can be named.
+func ParsePath(p string) (File, bool) {
+	if len(p) > maxPath {
+		return File{}, false
+	}
+	if name, ok := strings.CutPrefix(p, metadataDir+"/"); ok {
+		return parseMetadataName(name)
+	}
+	if name, ok := strings.CutPrefix(p, targetsDir+"/sumdb/"); ok {
+		hash, base, ok := strings.Cut(name, ".")
+		if ok && isHexSHA256(hash) && validFileName(base) {
+			return File{Path: p, Immutable: true}, true
+		}
+	}
+	return File{}, false
+}
+
+func parseMetadataName(name string) (File, bool) {
+	f := File{Path: metadataDir + "/" + name, Metadata: true}
+	if name == timestampFile {
+		return f, true
+	}
+	num, role, ok := strings.Cut(strings.TrimSuffix(name, ".json"), ".")
+	if _, vok := parseVersion(num); !ok || !vok || !strings.HasSuffix(name, ".json") {
+		return File{}, false
+	}
+	switch role {
+	case metadata.ROOT, metadata.SNAPSHOT, metadata.TARGETS:
+		f.Immutable = true
+		return f, true
+	}
+	return File{}, false
+}
+
+func isHexSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// validFileName accepts the file names of published targets: a database
+// name with "/" turned into "_" and an extension. Letters, digits and
+// ".-_:~" only, not starting with ".", so never ".." or a hidden file.
+func validFileName(s string) bool {
+	if s == "" || len(s) > 255 || s[0] == '.' {
+		return false
+	}
+	for _, c := range s {
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune(".-_:~", c)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// A Handler serves a repository directory read-only. It reads each file
+// on each request, so whatever a writer renamed into place is served at
+// once; files appear whole (files.go), so no lock is needed.
+type Handler struct {
+	root *os.Root // confines every open to the directory, symlinks included
+	log  *slog.Logger
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// NewHandler returns a handler of the repository in dir.
+func NewHandler(dir string, logger *slog.Logger) (*Handler, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open TUF repository: %w", err)
+	}
+	return &Handler{root: root, log: logger}, nil
+}
+
+// Close releases the repository directory.
+func (h *Handler) Close() error { return h.root.Close() }
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		httpError(w, http.StatusMethodNotAllowed, "only GET and HEAD")
+		return
+	}
+	rel, _ := strings.CutPrefix(r.URL.Path, Prefix)
+	f, ok := ParsePath(rel)
+	if !ok {
+		httpError(w, http.StatusNotFound, "not a file of this TUF repository")
+		return
+	}
+	data, err := h.read(f.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// Normal: clients probe root version N+1 until it is missing.
+		httpError(w, http.StatusNotFound, "no such file: "+rel)
+		return
+	case err != nil:
+		h.log.Error("failed to read TUF file", "path", f.Path, "err", err)
+		httpError(w, http.StatusInternalServerError, "failed to read the file")
+		return
+	}
+	w.Header().Set("Content-Type", contentType(f))
+	w.Header().Set("Cache-Control", cacheControl(f))
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(data)
+}
+
+func (h *Handler) read(path string) ([]byte, error) {
+	file, err := h.root.Open(filepath.FromSlash(path))
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, maxMetadata+1))
+	if err == nil && len(data) > maxMetadata {
+		err = fmt.Errorf("larger than %d bytes", maxMetadata)
+	}
+	return data, err
+}
+
+func contentType(f File) string {
+	if f.Metadata || strings.HasSuffix(f.Path, ".json") {
+		return "application/json"
+	}
+	return "text/plain; charset=utf-8"
+}
+
+// cacheControl keeps metadata caching short: a cache must not hold a
+// timestamp anywhere near its expiry, nor a versioned file past the minutes
+// a rewritten repository (a mistake being fixed) needs. Hashed targets are
+// named by their content and can be kept for ever.
+func cacheControl(f File) string {
+	switch {
+	case !f.Metadata:
+		return "public, max-age=31536000, immutable"
+	case f.Immutable:
+		return "public, max-age=300"
+	}
+	return "public, max-age=60"
+}
+
+// httpError answers a text/plain error that no cache keeps: a missing
+// N+1.root.json appears the moment the root is rotated.
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprintln(w, msg)
+}

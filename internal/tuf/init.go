@@ -1,0 +1,176 @@
+package tuf
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// DefaultRootExpiry is how long a root version is valid unless configured
+// otherwise: renewing it (sumd tuf rotate-root) is a ceremony with the
+// offline root keys, once a year.
+const DefaultRootExpiry = 365 * 24 * time.Hour
+
+// maxRoleKeys bounds the keys of one role: beyond it a ceremony is
+// unmanageable and root.json needlessly large.
+const maxRoleKeys = 16
+
+// ErrExists means Init was asked to create a repository over another.
+var ErrExists = errors.New("already holds a TUF repository")
+
+// InitOptions configure Init.
+type InitOptions struct {
+	// Database is published as the first targets.
+	Database *Database
+	// OfflineKeys is the directory the root and targets keys are written
+	// to; move them offline afterwards.
+	OfflineKeys string
+	// OnlineKeys is the directory of the snapshot and timestamp keys;
+	// empty means DIR/keys.
+	OnlineKeys string
+	// RootKeys and RootThreshold: root is signed by RootThreshold of
+	// RootKeys keys (default 1 of 1). Likewise for targets.
+	RootKeys, RootThreshold       int
+	TargetsKeys, TargetsThreshold int
+	// RootExpiry and TargetsExpiry default to DefaultRootExpiry and
+	// DefaultTargetsExpiry.
+	RootExpiry, TargetsExpiry time.Duration
+	// Now is the time of signing; zero means time.Now().
+	Now time.Time
+}
+
+func (o InitOptions) withDefaults(dir string) InitOptions {
+	o.RootKeys, o.RootThreshold = max(o.RootKeys, 1), max(o.RootThreshold, 1)
+	o.TargetsKeys, o.TargetsThreshold = max(o.TargetsKeys, 1), max(o.TargetsThreshold, 1)
+	if o.RootExpiry <= 0 {
+		o.RootExpiry = DefaultRootExpiry
+	}
+	if o.TargetsExpiry <= 0 {
+		o.TargetsExpiry = DefaultTargetsExpiry
+	}
+	if o.OnlineKeys == "" {
+		o.OnlineKeys = filepath.Join(dir, DefaultOnlineKeys)
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	return o
+}
+
+// Init creates a TUF repository in dir (which may exist but must not hold
+// one) publishing opts.Database: new keys for every role, written to their
+// directories; root and targets version 1; the first snapshot and
+// timestamp. A repository is created once: clients pin its root.
+func Init(dir string, opts InitOptions) (*Repo, error) {
+	opts = opts.withDefaults(dir)
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	switch _, err := os.Stat(filepath.Join(dir, metadataDir)); {
+	case err == nil:
+		return nil, fmt.Errorf("%s: %w; clients pin its root, so it is never re-created", dir, ErrExists)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("failed to check %s: %w", dir, err)
+	}
+	for _, d := range []string{metadataDir, targetsDir} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("failed to create repository: %w", err)
+		}
+	}
+	unlock, err := lock(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	r := &Repo{dir: dir}
+	if err := r.init(opts); err != nil {
+		// Nothing was published yet: leave no half repository behind.
+		os.RemoveAll(filepath.Join(dir, metadataDir))
+		os.RemoveAll(filepath.Join(dir, targetsDir))
+		return nil, err
+	}
+	return r, nil
+}
+
+func (o InitOptions) check() error {
+	var errs []error
+	if o.Database == nil {
+		return errors.New("no database to publish")
+	}
+	errs = append(errs, o.Database.check())
+	for _, r := range []struct {
+		role         string
+		n, threshold int
+	}{{metadata.ROOT, o.RootKeys, o.RootThreshold}, {metadata.TARGETS, o.TargetsKeys, o.TargetsThreshold}} {
+		if r.n > maxRoleKeys || r.threshold > r.n {
+			errs = append(errs, fmt.Errorf("%s: threshold %d of %d keys: want 1 ≤ threshold ≤ keys ≤ %d", r.role, r.threshold, r.n, maxRoleKeys))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// init generates the keys and writes version 1 of every role.
+func (r *Repo) init(o InitOptions) error {
+	root := metadata.Root(expiry(o.Now, o.RootExpiry))
+	roleKeys := map[string][]*Key{}
+	for _, rk := range []struct {
+		role string
+		n    int
+		dir  string
+	}{
+		{metadata.ROOT, o.RootKeys, o.OfflineKeys}, {metadata.TARGETS, o.TargetsKeys, o.OfflineKeys},
+		{metadata.SNAPSHOT, 1, o.OnlineKeys}, {metadata.TIMESTAMP, 1, o.OnlineKeys},
+	} {
+		keys, err := newRoleKeys(root, rk.role, rk.n, rk.dir)
+		if err != nil {
+			return err
+		}
+		roleKeys[rk.role] = keys
+	}
+	root.Signed.Roles[metadata.ROOT].Threshold = o.RootThreshold
+	root.Signed.Roles[metadata.TARGETS].Threshold = o.TargetsThreshold
+	data, err := signAndEncode(root, roleKeys[metadata.ROOT])
+	if err == nil {
+		err = root.VerifyDelegate(metadata.ROOT, root)
+	}
+	if err != nil {
+		return fmt.Errorf("failed to sign root: %w", err)
+	}
+	if err := r.writeVersion(metadata.ROOT, 1, data); err != nil {
+		return err
+	}
+	if err := r.writeTargets(root, o.Database, 1, roleKeys[metadata.TARGETS], expiry(o.Now, o.TargetsExpiry)); err != nil {
+		return err
+	}
+	st, err := r.load()
+	if err != nil {
+		return err
+	}
+	_, err = r.signOnline(st, []string{o.OnlineKeys}, o.Now)
+	return err
+}
+
+// newRoleKeys generates n keys for role, writes them to dir and adds them
+// to root.
+func newRoleKeys(root *metadata.Metadata[metadata.RootType], role string, n int, dir string) ([]*Key, error) {
+	var keys []*Key
+	for range n {
+		k, err := GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		if err := k.WriteFile(filepath.Join(dir, KeyFileName(role, k))); err != nil {
+			return nil, err
+		}
+		if err := root.Signed.AddKey(k.public, role); err != nil {
+			return nil, fmt.Errorf("failed to add %s key: %w", role, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}

@@ -1,0 +1,197 @@
+package tuf
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// The online re-signing policy. A client refuses a timestamp past its
+// expiry (PROTOCOL.md §5), so the timestamp lives a day and is renewed
+// four times as often: a server down for up to 18 hours loses no client.
+// The snapshot changes only with the targets, and is renewed at half life.
+const (
+	TimestampExpiry = 24 * time.Hour
+	// TimestampRenewAfter is the timestamp's age at which it is re-signed:
+	// 18 hours of validity are then left.
+	TimestampRenewAfter = 6 * time.Hour
+	SnapshotExpiry      = 7 * 24 * time.Hour
+	// SnapshotRenewAfter is the snapshot's age at which it is re-signed.
+	SnapshotRenewAfter = SnapshotExpiry / 2
+)
+
+// A Signing reports what SignOnline did and what the repository serves.
+type Signing struct {
+	Snapshot  bool // a new snapshot version was signed
+	Timestamp bool // a new timestamp version was signed
+	Status    *Status
+}
+
+// SignOnline brings the online metadata up to date at time now, signing
+// with the snapshot and timestamp keys found in keyDirs. A new snapshot is
+// signed when there is none, when it does not list the newest valid
+// targets version, when the newest root does not accept its signature (its
+// keys were rotated) or when it is SnapshotRenewAfter old; a new timestamp
+// when there is a new snapshot, or on the same conditions with
+// TimestampRenewAfter. It is what sumd serve runs every minute, and what
+// the offline commands run after writing when the online keys are at hand.
+func (r *Repo) SignOnline(keyDirs []string, now time.Time) (*Signing, error) {
+	unlock, err := lock(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	st, err := r.load()
+	if err != nil {
+		return nil, err
+	}
+	return r.signOnline(st, keyDirs, now)
+}
+
+// CheckOnlineKeys reports whether keyDirs hold the snapshot and timestamp
+// keys the newest root names: a server without them would serve until the
+// timestamp expires, then fail every client.
+func (r *Repo) CheckOnlineKeys(keyDirs []string) error {
+	root, err := r.loadRoot()
+	if err != nil {
+		return err
+	}
+	for _, role := range []string{metadata.SNAPSHOT, metadata.TIMESTAMP} {
+		if _, err := roleKeys(root, role, keyDirs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Repo) signOnline(st *state, keyDirs []string, now time.Time) (*Signing, error) {
+	var s Signing
+	if st.needsSnapshot(now) {
+		if err := r.signSnapshot(st, keyDirs, now); err != nil {
+			return nil, err
+		}
+		s.Snapshot = true
+	}
+	if s.Snapshot || st.needsTimestamp(now) {
+		if err := r.signTimestamp(st, keyDirs, now); err != nil {
+			return nil, err
+		}
+		s.Timestamp = true
+	}
+	s.Status = st.status()
+	return &s, nil
+}
+
+func (st *state) needsSnapshot(now time.Time) bool {
+	if st.snapshot == nil {
+		return true
+	}
+	listed := st.snapshot.Signed.Meta[metadata.TARGETS+".json"]
+	return listed == nil || listed.Version != st.targets.Signed.Version ||
+		st.root.VerifyDelegate(metadata.SNAPSHOT, st.snapshot) != nil ||
+		old(st.snapshot.Signed.Expires, SnapshotExpiry, SnapshotRenewAfter, now)
+}
+
+func (st *state) needsTimestamp(now time.Time) bool {
+	return st.timestamp == nil ||
+		st.root.VerifyDelegate(metadata.TIMESTAMP, st.timestamp) != nil ||
+		old(st.timestamp.Signed.Expires, TimestampExpiry, TimestampRenewAfter, now)
+}
+
+// old reports whether metadata expiring at expires, signed for lifetime,
+// is at least renewAfter old at now.
+func old(expires time.Time, lifetime, renewAfter time.Duration, now time.Time) bool {
+	return !now.Before(expires.Add(-lifetime + renewAfter))
+}
+
+// signSnapshot writes the next snapshot version, listing st.targets.
+func (r *Repo) signSnapshot(st *state, keyDirs []string, now time.Time) error {
+	if listed := st.listedTargets(); st.targets.Signed.Version < listed {
+		// Clients would take a lower version for a rollback attack.
+		return fmt.Errorf("the snapshot lists targets version %d, but the newest one the targets keys of root version %d signed is %d: "+
+			"publish the targets again with the root's targets keys", listed, st.root.Signed.Version, st.targets.Signed.Version)
+	}
+	keys, err := roleKeys(st.root, metadata.SNAPSHOT, keyDirs)
+	if err != nil {
+		return err
+	}
+	snap := metadata.Snapshot(expiry(now, SnapshotExpiry))
+	snap.Signed.Version = max(st.lastSnapshot, st.snapshotVersion()) + 1
+	snap.Signed.Meta[metadata.TARGETS+".json"] = metaFile(st.targets.Signed.Version, st.targetsData)
+	data, err := signAndEncode(snap, keys)
+	if err != nil {
+		return err
+	}
+	if err := writeNew(filepath.Join(r.dir, metadataDir, versionedName(snap.Signed.Version, metadata.SNAPSHOT)), data); err != nil {
+		return err
+	}
+	st.snapshot, st.lastSnapshot, st.snapshotData = snap, snap.Signed.Version, data
+	return nil
+}
+
+// signTimestamp replaces the timestamp with the next version, naming
+// st.snapshot. It is written last, by rename: the files it names exist.
+func (r *Repo) signTimestamp(st *state, keyDirs []string, now time.Time) error {
+	keys, err := roleKeys(st.root, metadata.TIMESTAMP, keyDirs)
+	if err != nil {
+		return err
+	}
+	ts := metadata.Timestamp(expiry(now, TimestampExpiry))
+	if st.timestamp != nil {
+		ts.Signed.Version = st.timestamp.Signed.Version + 1
+	}
+	ts.Signed.Meta[metadata.SNAPSHOT+".json"] = metaFile(st.snapshot.Signed.Version, st.snapshotData)
+	data, err := signAndEncode(ts, keys)
+	if err != nil {
+		return err
+	}
+	if err := replaceFile(filepath.Join(r.dir, metadataDir, timestampFile), data); err != nil {
+		return err
+	}
+	st.timestamp = ts
+	return nil
+}
+
+func (st *state) snapshotVersion() int64 {
+	if st.snapshot == nil {
+		return 0
+	}
+	return st.snapshot.Signed.Version
+}
+
+func (st *state) listedTargets() int64 {
+	if st.snapshot == nil || st.snapshot.Signed.Meta[metadata.TARGETS+".json"] == nil {
+		return 0
+	}
+	return st.snapshot.Signed.Meta[metadata.TARGETS+".json"].Version
+}
+
+// metaFile describes a metadata file with its length and hash, so that a
+// client fetches exactly those bytes (and no endless stream).
+func metaFile(version int64, data []byte) *metadata.MetaFiles {
+	sum := sha256.Sum256(data)
+	m := metadata.MetaFile(version)
+	m.Length = int64(len(data))
+	m.Hashes = metadata.Hashes{"sha256": sum[:]}
+	return m
+}
+
+// expiry is now+d, in UTC and whole seconds, as TUF writes dates.
+func expiry(now time.Time, d time.Duration) time.Time {
+	return now.Add(d).UTC().Truncate(time.Second)
+}
+
+// signAndEncode signs m with keys and encodes it.
+func signAndEncode[T metadata.Roles](m *metadata.Metadata[T], keys []*Key) ([]byte, error) {
+	if err := sign(m, keys); err != nil {
+		return nil, err
+	}
+	data, err := m.ToBytes(true)
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode metadata: %w", err)
+	}
+	return data, nil
+}

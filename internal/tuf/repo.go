@@ -1,0 +1,206 @@
+package tuf
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+)
+
+// A Repo is a TUF repository directory created by Init. Its methods that
+// write take the repository's lock, so several processes may use one
+// directory; the read-only ones (the handler) need none, since files
+// appear whole (see files.go).
+type Repo struct {
+	dir string
+}
+
+// Open opens the repository in dir.
+func Open(dir string) (*Repo, error) {
+	if _, err := os.Stat(filepath.Join(dir, metadataDir, versionedName(1, metadata.ROOT))); err != nil {
+		return nil, fmt.Errorf("%s is not a TUF repository: %w", dir, err)
+	}
+	return &Repo{dir: dir}, nil
+}
+
+// Dir is the repository's directory.
+func (r *Repo) Dir() string { return r.dir }
+
+// A state is the repository's metadata as read from disk. The root and
+// targets are verified; the online roles are as found, for SignOnline to
+// judge.
+type state struct {
+	root         *metadata.Metadata[metadata.RootType]    // newest, chain verified
+	targets      *metadata.Metadata[metadata.TargetsType] // newest version the root's targets keys signed
+	targetsData  []byte
+	timestamp    *metadata.Metadata[metadata.TimestampType] // nil before the first
+	snapshot     *metadata.Metadata[metadata.SnapshotType]  // the version timestamp names, nil if none
+	snapshotData []byte                                     // its bytes
+	lastSnapshot int64                                      // newest snapshot version on disk
+	lastTargets  int64                                      // newest targets version on disk, valid or not
+	problems     []error                                    // newer targets versions that do not verify
+}
+
+func (r *Repo) load() (*state, error) {
+	root, err := r.loadRoot()
+	if err != nil {
+		return nil, err
+	}
+	st := &state{root: root}
+	if err := r.loadTargets(st); err != nil {
+		return nil, err
+	}
+	if err := r.loadOnline(st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// loadRoot walks the root chain from version 1 as a client does (go-tuf's
+// trustedmetadata): each version must be signed by a threshold of the
+// previous version's root keys and of its own.
+func (r *Repo) loadRoot() (*metadata.Metadata[metadata.RootType], error) {
+	vs, err := versions(r.dir, metadata.ROOT)
+	if err != nil {
+		return nil, err
+	}
+	if len(vs) == 0 || vs[0] != 1 {
+		return nil, fmt.Errorf("%s has no metadata/1.root.json", r.dir)
+	}
+	var trusted *trustedmetadata.TrustedMetadata
+	for i, v := range vs {
+		if v != int64(i+1) {
+			return nil, fmt.Errorf("root version %d is missing: clients walk every version", i+1)
+		}
+		data, err := r.readMetadata(versionedName(v, metadata.ROOT))
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			trusted, err = trustedmetadata.New(data)
+		} else {
+			_, err = trusted.UpdateRoot(data)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("failed to verify root version %d: %w", v, err)
+		}
+	}
+	return trusted.Root, nil
+}
+
+// loadTargets finds the newest targets version that the root's targets
+// keys signed. A newer one that does not verify (copied half, or signed
+// with a key the root no longer lists) is reported, not served, so that a
+// bad file cannot stop the timestamp from being renewed.
+func (r *Repo) loadTargets(st *state) error {
+	vs, err := versions(r.dir, metadata.TARGETS)
+	if err != nil {
+		return err
+	}
+	if len(vs) > 0 {
+		st.lastTargets = vs[len(vs)-1]
+	}
+	for _, v := range slices.Backward(vs) {
+		data, t, err := r.readTargets(st.root, v)
+		if err == nil {
+			st.targets, st.targetsData = t, data
+			return nil
+		}
+		st.problems = append(st.problems, err)
+	}
+	return fmt.Errorf("no targets version is signed by the targets keys of root version %d: %w",
+		st.root.Signed.Version, errors.Join(st.problems...))
+}
+
+func (r *Repo) readTargets(root *metadata.Metadata[metadata.RootType], v int64) ([]byte, *metadata.Metadata[metadata.TargetsType], error) {
+	name := versionedName(v, metadata.TARGETS)
+	data, err := r.readMetadata(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := metadata.Targets().FromBytes(data)
+	if err == nil && t.Signed.Version != v {
+		err = fmt.Errorf("it holds version %d", t.Signed.Version)
+	}
+	if err == nil {
+		err = root.VerifyDelegate(metadata.TARGETS, t)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return data, t, nil
+}
+
+// loadOnline reads the timestamp and the snapshot it names, if any.
+func (r *Repo) loadOnline(st *state) error {
+	vs, err := versions(r.dir, metadata.SNAPSHOT)
+	if err != nil {
+		return err
+	}
+	if len(vs) > 0 {
+		st.lastSnapshot = vs[len(vs)-1]
+	}
+	data, err := r.readMetadata(timestampFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.timestamp, err = metadata.Timestamp().FromBytes(data); err != nil {
+		return fmt.Errorf("failed to parse %s: %w", timestampFile, err)
+	}
+	meta := st.timestamp.Signed.Meta[metadata.SNAPSHOT+".json"]
+	if meta == nil {
+		return nil
+	}
+	if data, err = r.readMetadata(versionedName(meta.Version, metadata.SNAPSHOT)); err != nil {
+		return err
+	}
+	if st.snapshot, err = metadata.Snapshot().FromBytes(data); err != nil {
+		return fmt.Errorf("failed to parse snapshot version %d: %w", meta.Version, err)
+	}
+	st.snapshotData = data
+	return nil
+}
+
+func (r *Repo) readMetadata(name string) ([]byte, error) {
+	return readCapped(filepath.Join(r.dir, metadataDir, name), maxMetadata)
+}
+
+// A Status is what a repository serves: each role's version and expiry.
+type Status struct {
+	Versions map[string]int64
+	Expires  map[string]time.Time
+	Problems []error // newer targets versions that do not verify
+}
+
+// Status reads the repository's status, verifying the root and targets.
+func (r *Repo) Status() (*Status, error) {
+	st, err := r.load()
+	if err != nil {
+		return nil, err
+	}
+	return st.status(), nil
+}
+
+func (st *state) status() *Status {
+	s := &Status{
+		Versions: map[string]int64{metadata.ROOT: st.root.Signed.Version, metadata.TARGETS: st.targets.Signed.Version},
+		Expires:  map[string]time.Time{metadata.ROOT: st.root.Signed.Expires, metadata.TARGETS: st.targets.Signed.Expires},
+		Problems: st.problems,
+	}
+	if st.timestamp != nil {
+		s.Versions[metadata.TIMESTAMP], s.Expires[metadata.TIMESTAMP] = st.timestamp.Signed.Version, st.timestamp.Signed.Expires
+	}
+	if st.snapshot != nil {
+		s.Versions[metadata.SNAPSHOT], s.Expires[metadata.SNAPSHOT] = st.snapshot.Signed.Version, st.snapshot.Signed.Expires
+	}
+	return s
+}
