@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/server"
@@ -38,8 +39,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sc, err := prepareSync(cfg.ServeSync)
+	if err != nil {
+		return err
+	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	reg := newRegistry()
+	tufH, stopTUF, err := startTUF(cfg.TUFServe, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTUF()
 	l, err := openLog(cfg.Database, openOptions{
 		create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
 		maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
@@ -52,12 +62,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tufH, stopTUF, err := startTUF(cfg.TUFServe, reg, logger)
-	if err != nil {
-		return err
-	}
-	defer stopTUF()
-	stopSync, err := startSync(cfg.ServeSync, cfg.DB, l, reg, logger)
+	stopSync, err := startSync(sc, cfg.ServeSync, cfg.DB, l, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -71,6 +76,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	logger.Info("serving checksum database", "name", l.Name(), "url", url, "tree_size", treeSize(l), "admin", adm != nil)
 	fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
 
+	h := routes(l, ops, adm, tufH, reg, logger)
+	return serveUntilSignal(ln, h, writeTimeout(cfg), cfg.ShutdownTimeout, logger)
+}
+
+// routes composes the HTTP surface: the checksum database protocol (with
+// /healthz and /metrics), and, if configured, /admin/ and /tuf/.
+func routes(l *tlog.Log, ops sumdb.ServerOps, adm, tufH http.Handler, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
 	var h http.Handler = server.New(l.Name(), ops, server.Options{
 		Logger:   logger,
 		Registry: reg,
@@ -84,8 +96,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		mux.Handle("/", h)
 		h = mux
 	}
-	h = mountTUF(h, tufH)
-	return serveUntilSignal(ln, h, writeTimeout(cfg), cfg.ShutdownTimeout, logger)
+	return mountTUF(h, tufH)
 }
 
 // serveUntilSignal serves until SIGINT or SIGTERM, then lets requests in

@@ -111,15 +111,21 @@ func syncProblems(r *oci.Report) error {
 	return nil
 }
 
-// startSync starts the periodic OCI sync of sumd serve, if -registry is set
-// and -sync-interval is not 0, and returns the function that stops it.
-func startSync(cfg config.ServeSync, db string, l *tlog.Log, reg prometheus.Registerer, logger *slog.Logger) (func(), error) {
+// prepareSync checks serve's sync options (registries, cosign keys) before
+// the log is opened, so that a mistake never creates a database first. It
+// returns nil when sync is off.
+func prepareSync(cfg config.ServeSync) (*syncConfig, error) {
 	if len(cfg.Registry) == 0 || cfg.SyncInterval == 0 {
-		return func() {}, nil
+		return nil, nil
 	}
-	sc, err := loadSyncConfig(cfg.OCI)
-	if err != nil {
-		return nil, err
+	return loadSyncConfig(cfg.OCI)
+}
+
+// startSync starts the periodic OCI sync of sumd serve prepared by
+// prepareSync (nothing if sc is nil) and returns the function that stops it.
+func startSync(sc *syncConfig, cfg config.ServeSync, db string, l *tlog.Log, reg prometheus.Registerer, logger *slog.Logger) (func(), error) {
+	if sc == nil {
+		return func() {}, nil
 	}
 	s, err := sc.syncer(cfg.OCI, db, l, oci.NewMetrics(reg), logger)
 	if err != nil {
