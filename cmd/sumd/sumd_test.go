@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -68,7 +68,7 @@ type sumdServer struct {
 	cmd     *exec.Cmd
 	gosumdb string // the GOSUMDB line it printed: "<vkey> <url>"
 	url     string
-	stderr  *syncBuffer
+	stderr  *testlog.Buffer
 }
 
 var gosumdbLine = regexp.MustCompile(`^GOSUMDB="(\S+) (http://\S+)"$`)
@@ -81,7 +81,7 @@ func startServer(t *testing.T, args ...string) *sumdServer {
 // startServerIn is startServer in working directory dir.
 func startServerIn(t *testing.T, dir string, args ...string) *sumdServer {
 	t.Helper()
-	s := &sumdServer{t: t, stderr: new(syncBuffer)}
+	s := &sumdServer{t: t, stderr: new(testlog.Buffer)}
 	s.cmd = exec.Command(sumdBin, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
 	s.cmd.Dir = dir
 	s.cmd.Stderr = s.stderr
@@ -123,24 +123,6 @@ func (s *sumdServer) stop() {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writing process and a reading test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // goSumFile returns go.sum lines for mods, hashed from the proxy tree.
 func goSumFile(t *testing.T, proxyDir string, mods []testproxy.Module) []byte {
 	t.Helper()
@@ -164,4 +146,4 @@ func writeFile(t *testing.T, name string, data []byte) string {
 	return name
 }
 
-var _ io.Writer = (*syncBuffer)(nil)
+var _ io.Writer = (*testlog.Buffer)(nil)

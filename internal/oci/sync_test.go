@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -26,7 +27,7 @@ type syncEnv struct {
 	key, other *testKey
 	log        *fakeLog
 	state      string
-	logs       *syncBuffer
+	logs       *testlog.Buffer
 }
 
 func newSyncEnv(t *testing.T, referrers bool) *syncEnv {
@@ -37,7 +38,7 @@ func newSyncEnv(t *testing.T, referrers bool) *syncEnv {
 		key: newKey(t, 0), other: newKey(t, 1),
 		log:   newFakeLog(),
 		state: filepath.Join(t.TempDir(), "sumd.db.oci-sync.json"),
-		logs:  new(syncBuffer),
+		logs:  new(testlog.Buffer),
 	}
 }
 

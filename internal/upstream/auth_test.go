@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sumd-project/sumd/internal/testlog"
 )
 
 // TestCredentialsReachUpstream checks that each kind of credential reaches
@@ -49,10 +51,10 @@ func TestCredentialsReachUpstream(t *testing.T) {
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return true
 			})
-			var logs logBuffer
+			var logs testlog.Buffer
 			srcs := mustParseList(t, p.url)
 			srcs[0].Auth = tt.auth
-			f, err := NewFetcher(FetcherOptions{Sources: srcs, Logger: logs.logger()})
+			f, err := NewFetcher(FetcherOptions{Sources: srcs, Logger: logs.Logger()})
 			if err != nil {
 				t.Fatal(err)
 			}

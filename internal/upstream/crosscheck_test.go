@@ -17,6 +17,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -97,20 +98,20 @@ type checkedSetup struct {
 	db    *fakeSumDB
 	log   *tlog.Log
 	rec   *Recorder
-	logs  *logBuffer
+	logs  *testlog.Buffer
 	reg   *prometheus.Registry
 	met   *Metrics
 }
 
 func newCheckedSetup(t *testing.T, opts CheckerOptions) *checkedSetup {
 	t.Helper()
-	s := &checkedSetup{m: mv("example.com/m", "v1.0.0"), db: newFakeSumDB(t), logs: &logBuffer{}, reg: prometheus.NewRegistry()}
+	s := &checkedSetup{m: mv("example.com/m", "v1.0.0"), db: newFakeSumDB(t), logs: &testlog.Buffer{}, reg: prometheus.NewRegistry()}
 	s.proxy = newProxy(t, goodModule(s.m.Path, s.m.Version))
 	s.proxy.setHook(s.db.serve)
 	want := wantHashes(t, s.proxy.dir, s.m)
 	s.right = gosum.Record{Path: s.m.Path, Version: s.m.Version, Hash: want.Hash, GoMod: want.GoMod}
 	s.met = NewMetrics(s.reg)
-	opts.Key, opts.Logger, opts.Metrics = s.db.vkey, s.logs.logger(), s.met
+	opts.Key, opts.Logger, opts.Metrics = s.db.vkey, s.logs.Logger(), s.met
 	opts.Sources, _ = ParseList(s.proxy.url)
 	c, err := NewChecker(opts)
 	if err != nil {

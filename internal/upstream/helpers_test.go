@@ -207,28 +207,6 @@ func asError(t testing.TB, err error) *Error {
 	return e
 }
 
-// logBuffer is a slog.Logger at Debug level writing into a buffer.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 // publish adds mods to the GOPROXY tree at dir.
 func publish(t testing.TB, dir string, mods ...testproxy.Module) {
 	t.Helper()

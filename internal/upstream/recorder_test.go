@@ -16,6 +16,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -270,9 +271,9 @@ func TestAddFailures(t *testing.T) {
 		{tlog.ErrPushback, 503, "failed to record example.com/m@v1.0.0: too many pending additions, try again later"},
 		{conflict, 500, "internal error"},
 	} {
-		var logs logBuffer
+		var logs testlog.Buffer
 		rec := newRecorder(t, &faultLog{testLog(t), tt.err}, RecorderOptions{
-			Fetcher: newFetcher(t, p.url, FetcherOptions{}), NegativeTTL: time.Minute, Logger: logs.logger(),
+			Fetcher: newFetcher(t, p.url, FetcherOptions{}), NegativeTTL: time.Minute, Logger: logs.Logger(),
 		})
 		for i := range 2 {
 			status, body := lookupHTTP(t, rec, m)
