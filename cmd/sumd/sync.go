@@ -38,7 +38,7 @@ func runSync(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer l.Close()
-	s, err := sc.syncer(cfg.OCI, cfg.DB, l, nil, logger)
+	s, err := sc.syncer(l, nil, logger)
 	if err != nil {
 		return err
 	}
@@ -77,10 +77,10 @@ func loadSyncConfig(o config.OCI) (*syncConfig, error) {
 	return sc, nil
 }
 
-// syncer returns a Syncer recording in l, whose file is db.
-func (sc *syncConfig) syncer(o config.OCI, db string, l oci.Recorder, m *oci.Metrics, logger *slog.Logger) (*oci.Syncer, error) {
+// syncer returns a Syncer recording in l, which also keeps its state.
+func (sc *syncConfig) syncer(l oci.Recorder, m *oci.Metrics, logger *slog.Logger) (*oci.Syncer, error) {
 	return oci.NewSyncer(oci.Options{
-		Sources: sc.sources, Keys: sc.keys, Log: l, StatePath: o.StatePath(db),
+		Sources: sc.sources, Keys: sc.keys, Log: l,
 		Remote: ociRemote(), Logger: logger, Metrics: m,
 	})
 }
@@ -127,7 +127,7 @@ func startSync(sc *syncConfig, cfg config.ServeSync, db string, l *tlog.Log, reg
 	if sc == nil {
 		return func() {}, nil
 	}
-	s, err := sc.syncer(cfg.OCI, db, l, oci.NewMetrics(reg), logger)
+	s, err := sc.syncer(l, oci.NewMetrics(reg), logger)
 	if err != nil {
 		return nil, err
 	}

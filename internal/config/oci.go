@@ -1,7 +1,6 @@
 package config
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ type OCI struct {
 	Registry   []string `flag:"registry" arg:"HOST[:PORT][/PREFIX]" help:"registry and repository prefix to sync signed module artifacts from; repeatable. A module's repository is PREFIX/<module path in lower case>; the registry's /v2/_catalog lists them unless -repository names them"`
 	Repository []string `flag:"repository" arg:"HOST[:PORT]/REPO" help:"repository to sync, under a -registry prefix; repeatable. A prefix with any is not listed through the catalog: use it for registries without /v2/_catalog"`
 	CosignKey  []string `flag:"cosign-key" arg:"FILE" help:"cosign public key (cosign.pub, PEM) whose signatures are accepted, in cosign v2 (.sig tag) or v3 (Sigstore bundle) format; repeatable; required with -registry"`
-	SyncState  string   `flag:"sync-state" arg:"FILE" help:"file remembering which artifacts are recorded, so a sync resumes where it stopped (only a cache: deleting it costs one full re-read); default <db>.oci-sync.json"`
 }
 
 // ServeSync configures the periodic OCI sync of sumd serve.
@@ -69,11 +67,6 @@ func LoadOCIPush(args, env []string, w io.Writer) (*OCIPush, []string, error) {
 	c := OCIPush{Log: defaultLog()}
 	rest, err := loadValidated(ociPushCommand, &c, args, env, w)
 	return &c, rest, err
-}
-
-// StatePath is the sync state file of the database at db.
-func (o *OCI) StatePath(db string) string {
-	return cmp.Or(o.SyncState, db+".oci-sync.json")
 }
 
 // Validate reports every problem of o, one per line. The registry and

@@ -90,12 +90,8 @@ func TestLoadSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.StatePath(c.DB) != "d/s.db.oci-sync.json" || c.Key != DefaultKeyFile(DefaultName) {
-		t.Errorf("state %q, key %q", c.StatePath(c.DB), c.Key)
-	}
-	c.SyncState = "elsewhere.json"
-	if c.StatePath(c.DB) != "elsewhere.json" {
-		t.Errorf("state %q, want -sync-state", c.StatePath(c.DB))
+	if c.DB != "d/s.db" || c.Key != DefaultKeyFile(DefaultName) {
+		t.Errorf("db %q, key %q", c.DB, c.Key)
 	}
 }
 

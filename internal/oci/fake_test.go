@@ -21,11 +21,35 @@ type fakeLog struct {
 	index map[string]int64
 	// afterAdd, if set, runs after each successful Add.
 	afterAdd func()
+	aux      map[string][]byte // what SetAux stored
 }
 
 var _ Recorder = (*fakeLog)(nil)
 
-func newFakeLog() *fakeLog { return &fakeLog{index: map[string]int64{}} }
+func newFakeLog() *fakeLog { return &fakeLog{index: map[string]int64{}, aux: map[string][]byte{}} }
+
+func (f *fakeLog) Aux(ctx context.Context, key string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.aux[key], nil
+}
+
+func (f *fakeLog) SetAux(ctx context.Context, key string, value []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.aux[key] = append([]byte(nil), value...)
+	return nil
+}
+
+// withoutRecords returns a log with f's auxiliary state and no records: a
+// database whose sync state remembers versions the log lacks.
+func (f *fakeLog) withoutRecords() *fakeLog {
+	g := newFakeLog()
+	for k, v := range f.aux {
+		g.aux[k] = v
+	}
+	return g
+}
 
 func (f *fakeLog) Lookup(ctx context.Context, m module.Version) (int64, error) {
 	f.mu.Lock()

@@ -1,36 +1,34 @@
 package oci
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 )
 
-// stateVersion is the format of the state file; another is refused.
+// stateVersion is the format of the state; another is treated as damaged.
 const stateVersion = 1
 
 // State is what sync remembers between passes: per repository and version
 // tag, the manifest digest that was recorded from it and its module
 // version, so that the next pass neither fetches nor verifies it again. A
 // tag moved to another digest is examined again, and so is a digest under
-// a tag it was not recorded from (its placement must be checked there). It lives in a JSON file
-// next to the database (DefaultStatePath), because the log (internal/tlog)
-// keeps nothing but the log.
+// a tag it was not recorded from (its placement must be checked there). It
+// lives in the database itself, as JSON under the auxiliary key stateKey
+// (Recorder.SetAux), so one file is the whole of a sumd instance.
 //
 // The state is only a cache. Sync re-checks with the log that a remembered
 // version is there before it skips it, and recording is idempotent (the
-// same hashes again are a no-op), so a lost, stale or deleted state file
-// costs a pass that re-reads every artifact, never a wrong record. A
-// damaged one is refused with an error saying it can be deleted.
+// same hashes again are a no-op), so a lost or stale state costs a pass that
+// re-reads every artifact, never a wrong record; a damaged one is dropped
+// with a warning (ErrStateDamaged) for the same reason.
 //
 // A State is used by one sync pass at a time: sync runs under the lock of
 // the database file (sumd sync opens it; sumd serve holds it).
 type State struct {
-	path string
-	data stateFile
+	store Recorder
+	data  stateFile
 	// dirty means data has changes Save has not written yet.
 	dirty bool
 }
@@ -47,29 +45,39 @@ type stateEntry struct {
 	Module string `json:"module"` // "path@version"
 }
 
-// DefaultStatePath is the state file of the database at db.
-func DefaultStatePath(db string) string { return db + ".oci-sync.json" }
+// stateKey is the auxiliary key of the sync state in the database.
+const stateKey = "oci-sync"
 
-// LoadState reads the state file at path; a missing file is an empty state.
-func LoadState(path string) (*State, error) {
-	s := &State{path: path, data: stateFile{Version: stateVersion, Repositories: map[string]map[string]stateEntry{}}}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
-	}
+// ErrStateDamaged marks a sync state that could not be read; LoadState then
+// returns an empty state along with it.
+var ErrStateDamaged = errors.New("OCI sync state is damaged; starting from an empty one (the next pass re-reads every artifact)")
+
+// LoadState reads the sync state kept in store; none is an empty state. A
+// damaged state yields an empty State and an error wrapping ErrStateDamaged.
+func LoadState(ctx context.Context, store Recorder) (*State, error) {
+	s := &State{store: store}
+	s.reset()
+	data, err := store.Aux(ctx, stateKey)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read sync state: %w", err)
 	}
-	if err := json.Unmarshal(data, &s.data); err != nil {
-		return nil, fmt.Errorf("failed to parse sync state %s: %w (it is only a cache: delete it and the next sync re-reads every artifact)", path, err)
+	if data == nil {
+		return s, nil
 	}
-	if s.data.Version != stateVersion {
-		return nil, fmt.Errorf("sync state %s has format version %d, want %d (delete it and the next sync re-reads every artifact)", path, s.data.Version, stateVersion)
+	if err := json.Unmarshal(data, &s.data); err != nil || s.data.Version != stateVersion {
+		v := s.data.Version
+		s.reset()
+		s.dirty = true // overwrite the damaged state at the next Save
+		return s, fmt.Errorf("%w (format version %d, want %d; %v)", ErrStateDamaged, v, stateVersion, err)
 	}
 	if s.data.Repositories == nil {
 		s.data.Repositories = map[string]map[string]stateEntry{}
 	}
 	return s, nil
+}
+
+func (s *State) reset() {
+	s.data = stateFile{Version: stateVersion, Repositories: map[string]map[string]stateEntry{}}
 }
 
 // recorded returns the module version remembered for digest at repo:tag.
@@ -100,10 +108,9 @@ func (s *State) forget(repo, tag string) {
 	}
 }
 
-// Save writes the state if it changed, atomically: a temporary file in the
-// same directory, synced, then renamed over the old one, so a crash leaves
-// the old state or the new one, never a torn file.
-func (s *State) Save() error {
+// Save stores the state in the database if it changed. The store commits
+// it in one transaction: a crash leaves the old state or the new one.
+func (s *State) Save(ctx context.Context) error {
 	if !s.dirty {
 		return nil
 	}
@@ -111,38 +118,9 @@ func (s *State) Save() error {
 	if err != nil {
 		return fmt.Errorf("failed to encode sync state: %w", err)
 	}
-	if err := writeAtomic(s.path, append(data, '\n')); err != nil {
+	if err := s.store.SetAux(ctx, stateKey, data); err != nil {
 		return fmt.Errorf("failed to save sync state: %w", err)
 	}
 	s.dirty = false
-	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // a no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// Sync the directory so the rename itself survives a crash.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 	return nil
 }

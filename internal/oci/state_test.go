@@ -1,29 +1,29 @@
 package oci
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
+	"context"
+	"errors"
 	"testing"
 )
 
 func TestStateRoundTrip(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "db.oci-sync.json")
-	s, err := LoadState(path)
+	ctx := context.Background()
+	log := newFakeLog()
+	s, err := LoadState(ctx, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Save(); err != nil {
+	if err := s.Save(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Errorf("Save of an unchanged state wrote the file: %v", err)
+	if _, ok := log.aux[stateKey]; ok {
+		t.Errorf("Save of an unchanged state wrote it")
 	}
 	s.remember("r.example/gomod/example.com/m", "v1.0.0", "sha256:aa", "example.com/m@v1.0.0")
-	if err := s.Save(); err != nil {
+	if err := s.Save(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s, err = LoadState(path)
+	s, err = LoadState(ctx, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,18 +37,21 @@ func TestStateRoundTrip(t *testing.T) {
 	if _, ok := s.recorded("r.example/gomod/example.com/m", "v1.0.0", "sha256:aa"); ok || !s.dirty {
 		t.Error("forget kept the entry")
 	}
-	leftovers, _ := filepath.Glob(path + ".tmp-*")
-	if len(leftovers) > 0 {
-		t.Errorf("temporary files left: %v", leftovers)
-	}
 }
 
+// TestStateDamaged: a damaged state is only a lost cache: LoadState says so
+// and hands back an empty state, which the next Save writes over it.
 func TestStateDamaged(t *testing.T) {
+	ctx := context.Background()
 	for _, data := range []string{"{", `{"version":2,"repositories":{}}`} {
-		path := filepath.Join(t.TempDir(), "state.json")
-		writeTestFile(t, path, []byte(data))
-		if _, err := LoadState(path); err == nil || !strings.Contains(err.Error(), "delete it") {
-			t.Errorf("LoadState(%q) = %v, want an error saying the file may be deleted", data, err)
+		log := newFakeLog()
+		log.aux[stateKey] = []byte(data)
+		s, err := LoadState(ctx, log)
+		if !errors.Is(err, ErrStateDamaged) || s == nil || len(s.data.Repositories) != 0 {
+			t.Fatalf("LoadState(%q) = %v, %v; want an empty state and ErrStateDamaged", data, s, err)
+		}
+		if err := s.Save(ctx); err != nil || string(log.aux[stateKey]) == data {
+			t.Errorf("Save after a damaged state: %v, state still %q", err, log.aux[stateKey])
 		}
 	}
 }

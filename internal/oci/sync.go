@@ -28,6 +28,11 @@ type Recorder interface {
 	// hashes is a no-op; with other hashes it fails with a
 	// *tlog.ConflictError and records nothing.
 	Add(ctx context.Context, recs ...gosum.Record) ([]int64, error)
+	// Aux returns the value stored under key by SetAux, or nil: the sync
+	// state (see State), kept in the database beside the log.
+	Aux(ctx context.Context, key string) ([]byte, error)
+	// SetAux durably stores value under key.
+	SetAux(ctx context.Context, key string, value []byte) error
 }
 
 var _ Recorder = (*tlog.Log)(nil)
@@ -40,11 +45,8 @@ const DefaultTimeout = 10 * time.Minute
 type Options struct {
 	Sources []*Source    // where to look; at least one
 	Keys    []*PublicKey // whose signatures to accept; at least one
-	Log     Recorder     // where to record
-	// StatePath is the sync state file (see State), usually
-	// DefaultStatePath of the database. Required.
-	StatePath string
-	Remote    Remote
+	Log     Recorder     // where to record, and to keep the sync state
+	Remote  Remote
 	// MaxZipSize and MaxModSize cap the zip and go.mod layers, as for a
 	// proxy fetch (default the go command's limits, modhash.MaxZipFile and
 	// modhash.MaxGoMod). A larger layer makes the artifact invalid.
@@ -72,8 +74,8 @@ func NewSyncer(opts Options) (*Syncer, error) {
 		return nil, errors.New("no registry to sync from")
 	case len(opts.Keys) == 0:
 		return nil, errors.New("no cosign public key: sync accepts only artifacts signed with a configured key")
-	case opts.Log == nil || opts.StatePath == "":
-		return nil, errors.New("oci: NewSyncer needs a log and a state file")
+	case opts.Log == nil:
+		return nil, errors.New("oci: NewSyncer needs a log")
 	}
 	if opts.MaxZipSize <= 0 {
 		opts.MaxZipSize = modhash.MaxZipFile
@@ -109,12 +111,14 @@ func (r *Report) OK() bool { return len(r.Conflicts) == 0 && len(r.Failures) == 
 // repository whose artifact is not yet known to be recorded is verified,
 // hashed and recorded. Problems with single artifacts are logged, counted
 // and reported, and the pass goes on. The returned error is for what stops
-// the pass: the state file cannot be read or written, or ctx ends.
+// the pass: the state cannot be read or written, or ctx ends.
 func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	state, err := LoadState(s.opts.StatePath)
-	if err != nil {
+	state, err := LoadState(ctx, s.opts.Log)
+	if errors.Is(err, ErrStateDamaged) {
+		s.log.WarnContext(ctx, "OCI sync: "+err.Error())
+	} else if err != nil {
 		return nil, err
 	}
 	r := &Report{Counts: map[Outcome]int{}}
@@ -143,7 +147,7 @@ func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *R
 			s.log.ErrorContext(ctx, "OCI sync: failed to read repository", "repository", src.Registry.Repo(repo).String(), "err", err)
 			r.Failures = append(r.Failures, err)
 		}
-		if err := state.Save(); err != nil {
+		if err := state.Save(ctx); err != nil {
 			return err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,14 +18,13 @@ import (
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
-// syncEnv is a registry, two cosign keys (only the first trusted), a log
-// and a sync state file.
+// syncEnv is a registry, two cosign keys (only the first trusted), and a
+// log that also keeps the sync state.
 type syncEnv struct {
 	reg        *testRegistry
 	src        *Source
 	key, other *testKey
 	log        *fakeLog
-	state      string
 	logs       *testlog.Buffer
 }
 
@@ -36,9 +34,8 @@ func newSyncEnv(t *testing.T, referrers bool) *syncEnv {
 	return &syncEnv{
 		reg: reg, src: reg.source(t, "gomod"),
 		key: newKey(t, 0), other: newKey(t, 1),
-		log:   newFakeLog(),
-		state: filepath.Join(t.TempDir(), "sumd.db.oci-sync.json"),
-		logs:  new(testlog.Buffer),
+		log:  newFakeLog(),
+		logs: new(testlog.Buffer),
 	}
 }
 
@@ -49,7 +46,7 @@ func (e *syncEnv) sync(t *testing.T) *Report {
 	t.Helper()
 	s, err := NewSyncer(Options{
 		Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
-		StatePath: e.state, Remote: testRemote,
+		Remote: testRemote,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
@@ -125,7 +122,7 @@ func TestSyncBundleSignature(t *testing.T) {
 }
 
 // TestSyncIdempotent: a second pass skips what the first recorded, from
-// the state file; a lost state file costs a re-read, not a record.
+// the state; a lost state costs a re-read, not a record.
 func TestSyncIdempotent(t *testing.T) {
 	e := newSyncEnv(t, true)
 	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
@@ -134,7 +131,7 @@ func TestSyncIdempotent(t *testing.T) {
 	if r.Skipped != 1 || len(r.Counts) != 0 {
 		t.Errorf("second pass: %+v, want the artifact skipped as recorded", r)
 	}
-	e.state = filepath.Join(t.TempDir(), "lost.json")
+	e.log.aux = map[string][]byte{}
 	r = e.sync(t)
 	if r.Counts[Present] != 1 || e.log.size() != 1 {
 		t.Errorf("pass without state: %+v, log size %d; want the artifact found already present", r, e.log.size())
@@ -150,7 +147,7 @@ func TestSyncResumes(t *testing.T) {
 	e.push(t, testModule(t, other, map[string]string{"go.mod": "module example.com/n\n"}), e.key.sv)
 	ctx, cancel := context.WithCancel(context.Background())
 	e.log.afterAdd = cancel // stop right after the first record
-	s, err := NewSyncer(Options{Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log, StatePath: e.state, Remote: testRemote})
+	s, err := NewSyncer(Options{Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log, Remote: testRemote})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,23 +161,23 @@ func TestSyncResumes(t *testing.T) {
 	}
 }
 
-// TestSyncStaleState: a state file remembering a version the log lacks
-// (a database restored without it) does not make sync skip it.
+// TestSyncStaleState: a state remembering a version the log lacks does not
+// make sync skip it.
 func TestSyncStaleState(t *testing.T) {
 	e := newSyncEnv(t, true)
 	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
 	e.sync(t)
-	e.log = newFakeLog()
+	e.log = e.log.withoutRecords()
 	if r := e.sync(t); r.Counts[Recorded] != 1 {
 		t.Errorf("pass with a stale state: %+v, want the version recorded again", r)
 	}
 }
 
-func TestSyncStateFile(t *testing.T) {
+func TestSyncState(t *testing.T) {
 	e := newSyncEnv(t, true)
 	p := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
 	e.sync(t)
-	s, err := LoadState(e.state)
+	s, err := LoadState(context.Background(), e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +382,7 @@ func TestSyncSizeLimit(t *testing.T) {
 	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
 	s, err := NewSyncer(Options{
 		Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
-		StatePath: e.state, Remote: testRemote, MaxZipSize: 100,
+		Remote: testRemote, MaxZipSize: 100,
 		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
 	})
 	if err != nil {
@@ -429,7 +426,7 @@ func TestSyncExplicitRepositories(t *testing.T) {
 }
 
 func TestReportJSONState(t *testing.T) {
-	// The state file is JSON an operator can read.
+	// The state is JSON an operator can read.
 	e := newSyncEnv(t, true)
 	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
 	e.sync(t)
@@ -437,8 +434,8 @@ func TestReportJSONState(t *testing.T) {
 		Version      int
 		Repositories map[string]map[string]struct{ Digest, Module string }
 	}
-	data := readFile(t, e.state)
+	data := e.log.aux[stateKey]
 	if err := json.Unmarshal(data, &v); err != nil || v.Version != 1 || len(v.Repositories) != 1 {
-		t.Errorf("state file %s: %v", data, err)
+		t.Errorf("state %s: %v", data, err)
 	}
 }
