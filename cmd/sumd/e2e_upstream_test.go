@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/mod/module"
+
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -76,6 +78,41 @@ func TestGoCommandUpstream(t *testing.T) {
 		// the tree does not grow.
 		if !regexp.MustCompile(`recorded as record [0-4] \(tree size 6\)`).MatchString(out) {
 			t.Fatalf("add -server fetch of a recorded version printed %q", out)
+		}
+	})
+
+	t.Run("verify -recheck", func(t *testing.T) {
+		// The version uploaded through the admin API is published too, with
+		// the same files: h1 hashes depend on names and contents only.
+		uploaded := testproxy.Module{Path: "example.com/uploaded", Version: "v1.0.0", Files: map[string]string{
+			"go.mod": "module example.com/uploaded\n\ngo 1.21\n", "u.go": "package uploaded\n"}}
+		if _, err := testproxy.Build(proxyDir, []testproxy.Module{uploaded}); err != nil {
+			t.Fatal(err)
+		}
+		vkey, _, _ := strings.Cut(s.gosumdb, " ")
+		out, errOut, code := verify(t, "-url", s.url, "-key", vkey, "-recheck", proxyURL, "-json")
+		if code != 0 || !strings.Contains(out, `"records_rechecked": 6`) {
+			t.Fatalf("verify -recheck of an honest log: exit %d\n%s%s", code, out, errOut)
+		}
+		// The module is re-published with other content: the audit reports
+		// that the recorded hash no longer matches its source.
+		m := module.Version{Path: "example.com/plain", Version: "v1.0.0"}
+		other := t.TempDir()
+		changed := special[0]
+		changed.Files = map[string]string{"go.mod": changed.Files["go.mod"], "plain.go": "package plain // re-tagged\n"}
+		if _, err := testproxy.Build(other, []testproxy.Module{changed}); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(testproxy.ZipPath(other, m))
+		if err == nil {
+			err = os.WriteFile(testproxy.ZipPath(proxyDir, m), data, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _, code = verify(t, "-url", s.url, "-key", vkey, "-recheck", proxyURL)
+		if code != 1 || !strings.Contains(out, "recheck-mismatch: example.com/plain@v1.0.0") {
+			t.Fatalf("verify -recheck after re-publishing a version: exit %d\n%s", code, out)
 		}
 	})
 }

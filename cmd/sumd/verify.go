@@ -14,11 +14,14 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/term"
 
 	"github.com/sumd-project/sumd/internal/audit"
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/upstream"
 )
 
 // runVerify audits a checksum database. Exit status: 0 when every check
@@ -36,6 +39,10 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	recheck, err := rechecker(cfg)
+	if err != nil {
+		return err
+	}
 	files := rest // go.sum files: -gosum FILE and any arguments after the flags
 	if cfg.Gosum != "" {
 		files = append([]string{cfg.Gosum}, rest...)
@@ -46,6 +53,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	rep, err := audit.Run(ctx, audit.Options{
 		URL: dbURL, VerifierKey: vkeys[0], VerifierKeys: vkeys[1:], StateDir: cfg.State, Full: cfg.Full, GoSum: files,
 		Parallel: cfg.Parallel, UserAgent: "sumd-verify/" + version(), Progress: bar.update,
+		Recheck: recheck, RecheckSince: int64(cfg.Since),
 	})
 	bar.finish()
 	if cfg.JSON {
@@ -240,4 +248,35 @@ func (p *progress) finish() {
 	if p.bar != nil {
 		p.bar.Finish()
 	}
+}
+
+// rechecker returns the re-hasher of -recheck: the upstream fetcher of
+// sumd serve, whose validation and hashing are the go command's. A version
+// the proxies no longer serve, or now serve invalid, is "unavailable".
+func rechecker(cfg *config.Verify) (audit.Rechecker, error) {
+	if cfg.Recheck == "" {
+		if cfg.Since != 0 || cfg.RecheckAuth != "" {
+			return nil, usageError(errors.New("-since and -recheck-auth need -recheck"), "add -recheck with your module proxy, e.g. -recheck https://proxy.corp.example")
+		}
+		return nil, nil
+	}
+	sources, err := upstream.ParseList(cfg.Recheck)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("recheck: %w", err), "give module proxy URLs as in GOPROXY, e.g. -recheck https://athens.corp.example")
+	}
+	if err := applyAuth(sources, cfg.RecheckAuth); err != nil {
+		return nil, usageError(fmt.Errorf("recheck-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
+	}
+	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: sources})
+	if err != nil {
+		return nil, withHint(err, "check -recheck and -recheck-auth")
+	}
+	return func(ctx context.Context, m module.Version) (gosum.Record, error) {
+		rec, err := f.Fetch(ctx, m)
+		var ue *upstream.Error
+		if errors.As(err, &ue) && ue.Gone() {
+			return rec, fmt.Errorf("%w: %v", audit.ErrUnavailable, err)
+		}
+		return rec, err
+	}, nil
 }

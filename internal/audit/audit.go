@@ -102,6 +102,10 @@ type Options struct {
 	Progress func(done, total int64)
 	// RecordHook, if set, runs on every record a full audit checks.
 	RecordHook RecordHook
+	// Recheck, if set, re-hashes every record from RecheckSince on from its
+	// source and reports those that differ (-recheck UPSTREAM -since ID).
+	Recheck      Rechecker
+	RecheckSince int64
 
 	retryBackoff    time.Duration // tests shorten the wait between retries
 	checkpointTiles int           // data tiles between checkpoints (default 64)
@@ -229,7 +233,7 @@ func (r *run) close() error {
 // problem that makes the later checks meaningless.
 func (r *run) run(ctx context.Context) error {
 	for _, step := range []func(context.Context) (bool, error){
-		r.checkHead, r.checkTiles, r.checkConsistency, r.auditRecords, r.checkGosum,
+		r.checkHead, r.checkTiles, r.checkConsistency, r.auditRecords, r.recheck, r.checkGosum,
 	} {
 		if ok, err := step(ctx); err != nil || !ok {
 			return err

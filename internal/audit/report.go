@@ -56,6 +56,9 @@ type Report struct {
 	RecordsFrom int64 `json:"records_from"`
 	// RecordsAudited counts the records a full audit read and checked.
 	RecordsAudited int64 `json:"records_audited"`
+	// RecordsRechecked counts the records -recheck re-hashed from their
+	// source.
+	RecordsRechecked int64 `json:"records_rechecked,omitempty"`
 	// GosumLines counts the go.sum lines checked.
 	GosumLines int `json:"gosum_lines"`
 	// Problems are the findings, at most 1000; ProblemsOmitted counts the rest.

@@ -15,13 +15,16 @@ import (
 // key file for serve and add: a YAML file or SUMD_KEY shared with those
 // commands would hand verify a private key, which it refuses by name.
 type Verify struct {
-	URL      string `flag:"url" arg:"URL" help:"base URL of the checksum database, e.g. https://sum.golang.org or http://proxy.example/sumdb/sum.golang.org (required)"`
-	Key      string `flag:"key" arg:"VKEY|FILE" help:"the database's verifier key (\"name+hash+base64\", as in GOSUMDB) or a file holding it, such as keys/NAME.vkey (required)"`
-	State    string `flag:"state" arg:"DIR" help:"directory remembering each database's last verified head and audit progress between runs: with it, a fork or rollback since the last run is detected and -full audits only new records; several databases can share it"`
-	Full     bool   `flag:"full" help:"also read every record (only those added since the last run with -state): check the records rebuild the signed tree, are two go.sum lines each and hold no module version twice"`
-	Parallel int    `flag:"parallel" help:"most requests in flight at once"`
-	JSON     bool   `flag:"json" help:"print the report as one JSON object on stdout instead of a summary"`
-	Gosum    string `flag:"gosum" arg:"FILE" help:"go.sum file to check against the database; more go.sum files may follow the flags as arguments"`
+	URL         string `flag:"url" arg:"URL" help:"base URL of the checksum database, e.g. https://sum.golang.org or http://proxy.example/sumdb/sum.golang.org (required)"`
+	Key         string `flag:"key" arg:"VKEY|FILE" help:"the database's verifier key (\"name+hash+base64\", as in GOSUMDB) or a file holding it, such as keys/NAME.vkey (required)"`
+	State       string `flag:"state" arg:"DIR" help:"directory remembering each database's last verified head and audit progress between runs: with it, a fork or rollback since the last run is detected and -full audits only new records; several databases can share it"`
+	Full        bool   `flag:"full" help:"also read every record (only those added since the last run with -state): check the records rebuild the signed tree, are two go.sum lines each and hold no module version twice"`
+	Parallel    int    `flag:"parallel" help:"most requests in flight at once"`
+	JSON        bool   `flag:"json" help:"print the report as one JSON object on stdout instead of a summary"`
+	Gosum       string `flag:"gosum" arg:"FILE" help:"go.sum file to check against the database; more go.sum files may follow the flags as arguments"`
+	Recheck     string `flag:"recheck" arg:"LIST" help:"GOPROXY-style list of module proxies to re-fetch every recorded version from (from -since on), re-hash as the go command does and compare"`
+	RecheckAuth string `flag:"recheck-auth" arg:"AUTH" help:"credentials for -recheck, as -upstream-auth of sumd serve: none, basic:USER:FILE, bearer:FILE, netrc[:FILE] or HOST=AUTH,..."`
+	Since       int    `flag:"since" arg:"ID" help:"with -recheck, re-hash only records from this id on"`
 	TUFTrust
 }
 

@@ -1,0 +1,120 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+// A Rechecker computes the go.sum hashes of module version m from its
+// source, such as a module proxy, as the go command would. It returns an
+// error wrapping ErrUnavailable when the source no longer has m; any other
+// error stops the audit.
+type Rechecker func(ctx context.Context, m module.Version) (gosum.Record, error)
+
+// ErrUnavailable marks a module version its source no longer serves, or
+// serves invalid, so that it cannot be re-hashed.
+var ErrUnavailable = errors.New("unavailable at its source")
+
+const (
+	// CheckRecheck: -recheck re-hashed the recorded versions from their source.
+	CheckRecheck = "recheck"
+	// KindRecheckMismatch is a recorded version whose source now hashes
+	// differently: the module was re-tagged or tampered with, or the log
+	// recorded wrong hashes.
+	KindRecheckMismatch = "recheck-mismatch"
+	// KindRecheckUnavailable is a recorded version its source no longer
+	// has, so it could not be re-hashed.
+	KindRecheckUnavailable = "recheck-unavailable"
+)
+
+// recheck re-hashes records RecheckSince … N-1 from their source. Each
+// record is first authenticated against the signed tree: only bytes the
+// tree vouches for are compared with the source.
+func (r *run) recheck(ctx context.Context) (bool, error) {
+	if r.opts.Recheck == nil {
+		return true, nil
+	}
+	from := max(r.opts.RecheckSince, 0)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opts.Parallel)
+	for n := from / tileWidth; n*tileWidth < r.tree.N; n++ {
+		recs, err := r.authenticRecords(ctx, dataTile(n, r.tree.N))
+		if err != nil || recs == nil {
+			g.Wait()
+			return false, err
+		}
+		for i, text := range recs {
+			if id := n*tileWidth + int64(i); id >= from {
+				g.Go(func() error { return r.recheckOne(gctx, id, text) })
+			}
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return false, err
+	}
+	r.rep.RecordsRechecked = max(r.tree.N-from, 0)
+	r.passed(CheckRecheck)
+	return true, nil
+}
+
+// authenticRecords fetches data tile t and checks each record's hash
+// against the tree's level-0 hashes, which r.thr authenticates up to the
+// signed root. A mismatch is reported and yields nil records.
+func (r *run) authenticRecords(ctx context.Context, t tlog.Tile) ([][]byte, error) {
+	recs, err := fetchDataTile(ctx, r.f, t)
+	var tfe *tileFormatError
+	if errors.As(err, &tfe) {
+		r.found.add(Problem{Kind: KindMalformedTile, Tile: t.Path(), Message: tfe.msg})
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	indexes := make([]int64, len(recs))
+	for i := range recs {
+		indexes[i] = tlog.StoredHashIndex(0, t.N*tileWidth+int64(i))
+	}
+	hashes, err := r.thr.ReadHashes(indexes)
+	if err != nil {
+		_, err = r.tileProblem(err)
+		return nil, err
+	}
+	for i, text := range recs {
+		if tlog.RecordHash(text) != hashes[i] {
+			r.found.add(Problem{Kind: KindDataMismatch, Tile: t.Path(), Record: recordID(t.N*tileWidth + int64(i)),
+				Message: fmt.Sprintf("record %d of %s does not hash to the signed tree", t.N*tileWidth+int64(i), t.Path())})
+			return nil, nil
+		}
+	}
+	return recs, nil
+}
+
+// recheckOne re-hashes one authenticated record from its source.
+func (r *run) recheckOne(ctx context.Context, id int64, text []byte) error {
+	rec, err := gosum.Parse(text)
+	if err != nil {
+		return nil // reported by -full as a malformed record; nothing to re-hash
+	}
+	m := module.Version{Path: rec.Path, Version: rec.Version}
+	got, err := r.opts.Recheck(ctx, m)
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		r.found.add(Problem{Kind: KindRecheckUnavailable, Record: recordID(id), Module: rec.Key(),
+			Message: fmt.Sprintf("%s (record %d) could not be re-hashed: %v", rec.Key(), id, err)})
+		return nil
+	case err != nil:
+		return fmt.Errorf("failed to re-hash %s: %w", rec.Key(), err)
+	case got.Hash != rec.Hash || got.GoMod != rec.GoMod:
+		r.found.add(Problem{Kind: KindRecheckMismatch, Record: recordID(id), Module: rec.Key(), Message: fmt.Sprintf(
+			"%s (record %d) hashes differently at its source now: recorded %s, go.mod %s; source %s, go.mod %s",
+			rec.Key(), id, rec.Hash, rec.GoMod, got.Hash, got.GoMod)})
+	}
+	return nil
+}
