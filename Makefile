@@ -20,8 +20,9 @@ test: ## run every test, including the go-command end-to-end and crash tests
 test-short: ## skip the slow tests (crash, large tree)
 	$(GO) test -short $(PKGS)
 
-bench: ## durable append throughput, lookups, tile reads, disk bytes per record, audit throughput
+bench: ## durable append throughput, lookups, tile reads, disk bytes per record, audit throughput, load test
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/server ./internal/audit
+	./scripts/load.sh
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
