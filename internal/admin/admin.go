@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/module"
 
@@ -72,6 +73,11 @@ type Options struct {
 	// TempDir holds uploaded zips while they are hashed ("" means
 	// os.TempDir()).
 	TempDir string
+	// UploadTimeout is how long an authenticated upload may take to arrive
+	// and be answered (default DefaultUploadTimeout). It overrides the
+	// server's read and write timeouts, which are sized for lookups, for
+	// that one request: a 500 MiB zip over a slow link needs longer.
+	UploadTimeout time.Duration
 	// Logger receives a record per request; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -85,6 +91,9 @@ type Handler struct {
 
 var _ http.Handler = (*Handler)(nil)
 
+// DefaultUploadTimeout bounds one upload: 500 MiB at about 300 KiB/s.
+const DefaultUploadTimeout = 30 * time.Minute
+
 // New returns the handler. It logs whether the API is enabled; it never
 // fails, since a missing token file only disables the API.
 func New(rec Recorder, opts Options) *Handler {
@@ -93,6 +102,9 @@ func New(rec Recorder, opts Options) *Handler {
 	}
 	if opts.MaxModSize <= 0 {
 		opts.MaxModSize = modhash.MaxGoMod
+	}
+	if opts.UploadTimeout <= 0 {
+		opts.UploadTimeout = DefaultUploadTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/module"
 	xtlog "golang.org/x/mod/sumdb/tlog"
@@ -82,6 +83,12 @@ func checkModule(path, version string) (module.Version, error) {
 
 // upload serves POST /admin/upload.
 func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
+	// Only authenticated requests get here: only they get the longer
+	// deadlines. A writer that cannot set them (a test recorder) is fine.
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(h.opts.UploadTimeout)
+	_ = rc.SetReadDeadline(deadline)
+	_ = rc.SetWriteDeadline(deadline)
 	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxZipSize+h.opts.MaxModSize+uploadSlack)
 	up, err := h.readUpload(r)
 	if up.zipPath != "" {
