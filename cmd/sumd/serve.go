@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +44,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tlsConf, err := loadTLS(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return err
+	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	reg := newRegistry()
 	tufH, stopTUF, err := startTUF(cfg.TUFServe, reg, logger)
@@ -73,11 +78,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with -listen HOST:PORT")
 	}
 	url := "http://" + ln.Addr().String()
+	if tlsConf != nil {
+		url = "https://" + ln.Addr().String()
+	}
 	logger.Info("serving checksum database", "name", l.Name(), "url", url, "tree_size", treeSize(l), "admin", adm != nil)
 	fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
 
 	h := routes(l, ops, adm, tufH, reg, logger)
-	return serveUntilSignal(ln, h, writeTimeout(cfg), cfg.ShutdownTimeout, logger)
+	return serveUntilSignal(ln, h, tlsConf, writeTimeout(cfg), cfg.ShutdownTimeout, logger)
 }
 
 // routes composes the HTTP surface: the checksum database protocol (with
@@ -101,9 +109,10 @@ func routes(l *tlog.Log, ops sumdb.ServerOps, adm, tufH http.Handler, reg *prome
 
 // serveUntilSignal serves until SIGINT or SIGTERM, then lets requests in
 // flight finish for up to timeout.
-func serveUntilSignal(ln net.Listener, h http.Handler, requestTimeout, timeout time.Duration, logger *slog.Logger) error {
+func serveUntilSignal(ln net.Listener, h http.Handler, tlsConf *tls.Config, requestTimeout, timeout time.Duration, logger *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
+		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       requestTimeout,
 		WriteTimeout:      requestTimeout,
@@ -114,7 +123,13 @@ func serveUntilSignal(ln net.Listener, h http.Handler, requestTimeout, timeout t
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsConf != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in tlsConf
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server stopped: %w", err)
@@ -127,6 +142,18 @@ func serveUntilSignal(ln net.Listener, h http.Handler, requestTimeout, timeout t
 		return fmt.Errorf("failed to shut down gracefully: %w", err)
 	}
 	return nil
+}
+
+// loadTLS reads the certificate and key for HTTPS; none means plain HTTP.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, withHint(fmt.Errorf("failed to load TLS certificate: %w", err), "-tls-cert and -tls-key must be the PEM certificate chain and its private key")
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // newRegistry returns a private Prometheus registry with the process, Go

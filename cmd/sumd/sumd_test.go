@@ -71,7 +71,7 @@ type sumdServer struct {
 	stderr  *testlog.Buffer
 }
 
-var gosumdbLine = regexp.MustCompile(`^GOSUMDB="(\S+) (http://\S+)"$`)
+var gosumdbLine = regexp.MustCompile(`^GOSUMDB="(\S+) (https?://\S+)"$`)
 
 // startServer starts `sumd serve` on a free port and waits until it serves.
 func startServer(t *testing.T, args ...string) *sumdServer {

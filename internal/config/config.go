@@ -78,6 +78,8 @@ type Serve struct {
 	Database
 	Log
 	Listen          string        `flag:"listen" arg:"HOST:PORT" help:"address to serve HTTP on; :8080 listens on every interface"`
+	TLSCert         string        `flag:"tls-cert" arg:"FILE" help:"PEM certificate chain: serve HTTPS (with -tls-key); read at start, so restart after renewing"`
+	TLSKey          string        `flag:"tls-key" arg:"FILE" help:"PEM private key of -tls-cert"`
 	ShutdownTimeout time.Duration `flag:"shutdown-timeout" help:"how long requests in flight may take to finish after SIGINT or SIGTERM"`
 	MaxBatch        int           `flag:"max-batch" help:"most records appended in one group commit"`
 	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
@@ -172,6 +174,9 @@ func (l *Log) Validate() error {
 // Validate reports every problem of c, one per line.
 func (c *Serve) Validate() error {
 	errs := []error{c.Database.Validate(), c.Log.Validate(), checkListen(c.Listen), c.TUFServe.Validate(), c.ServeSync.Validate()}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key go together: set both to serve HTTPS, or neither"))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("invalid shutdown-timeout %v: want a positive duration such as 10s", c.ShutdownTimeout))
 	}

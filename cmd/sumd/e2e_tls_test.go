@@ -1,0 +1,92 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/testproxy"
+)
+
+// TestGoCommandHTTPS serves sumd over HTTPS (-tls-cert, -tls-key) and has
+// the real go command verify a download through it, trusting the test's
+// self-signed certificate through SSL_CERT_FILE.
+func TestGoCommandHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir)
+	proxyDir := filepath.Join(dir, "proxy")
+	proxyURL, err := testproxy.Build(proxyDir, special[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	key := filepath.Join(dir, "keys", e2eName+".key")
+	db := filepath.Join(dir, "sumd.db")
+	m := module.Version{Path: special[0].Path, Version: special[0].Version}
+	sumd(t, "add", "-create", "-db", db, "-key", key, m.String(), testproxy.ZipPath(proxyDir, m))
+
+	s := startServer(t, "-db", db, "-key", key, "-tls-cert", certFile, "-tls-key", keyFile)
+	if !strings.HasPrefix(s.url, "https://127.0.0.1:") {
+		t.Fatalf("sumd serve with TLS printed URL %q, want https://", s.url)
+	}
+	g := testproxy.NewGo(t)
+	g.Env = append(g.Env, "GOPROXY="+proxyURL, "GOSUMDB="+s.gosumdb, "SSL_CERT_FILE="+certFile)
+	download(t, g, special[0])
+
+	// Without trusting the certificate, the go command refuses the server.
+	untrusting := testproxy.NewGo(t)
+	untrusting.Env = append(untrusting.Env, "GOPROXY="+proxyURL, "GOSUMDB="+s.gosumdb, "SSL_CERT_FILE="+filepath.Join(dir, "none.pem"))
+	if out, err := untrusting.Run("mod", "download", m.String()); err == nil || !strings.Contains(out, "certificate") {
+		t.Fatalf("go command without the certificate: %v\n%s\nwant a certificate error", err, out)
+	}
+
+	if _, errOut, err := sumdRun("serve", "-db", db, "-key", key, "-tls-cert", certFile, "-tls-key", certFile); err == nil || !strings.Contains(errOut, "failed to load TLS certificate") {
+		t.Errorf("serve with a wrong TLS key: %v\n%s", err, errOut)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "sumd test"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
