@@ -8,8 +8,6 @@ import (
 	"os"
 	"strings"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -79,7 +77,7 @@ func retire(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 	if cfg.Retire == "" {
 		return usageError(errors.New("retire needs -retire VKEY|FILE"), "give the verifier key (or .vkey file) of the key to stop signing with")
 	}
-	vkey, err := readVKey(cfg.Retire)
+	vkey, err := readVKey("-retire", cfg.Retire)
 	if err != nil {
 		return err
 	}
@@ -90,20 +88,4 @@ func retire(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "sumd: to publish that through TUF: sumd tuf publish -db %s -key <the remaining key file(s)>\n", cfg.DB)
 	fmt.Fprintln(stdout, strings.Join(l.VerifierKeys(), "\n"))
 	return nil
-}
-
-// readVKey returns a verifier key given inline or as a file holding one.
-func readVKey(s string) (string, error) {
-	vkey := s
-	if _, err := note.NewVerifier(s); err != nil {
-		data, rerr := os.ReadFile(s)
-		if rerr != nil {
-			return "", withHint(fmt.Errorf("%q is neither a verifier key nor a readable file: %w", s, rerr), "give NAME+HASH+KEY or the path of a .vkey file")
-		}
-		vkey = strings.TrimSpace(string(data))
-	}
-	if _, err := note.NewVerifier(vkey); err != nil {
-		return "", withHint(fmt.Errorf("malformed verifier key %q: %w", vkey, err), "give NAME+HASH+KEY or the path of a .vkey file")
-	}
-	return vkey, nil
 }

@@ -9,12 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -161,7 +159,7 @@ func publishedDatabase(dbc config.Database, p config.TUFPublished, logger *slog.
 	var vkeys []string
 	if p.VKey != "" {
 		var err error
-		if vkeys, err = readVKeys(p.VKey); err != nil {
+		if vkeys, err = readVKeys("-vkey", p.VKey); err != nil {
 			return nil, err
 		}
 	} else {
@@ -186,20 +184,6 @@ func publishedDatabase(dbc config.Database, p config.TUFPublished, logger *slog.
 		return nil, usageError(err, "give the verifier keys of one database, oldest first")
 	}
 	return db, nil
-}
-
-// readVKeys reads verifier keys given inline (comma-separated) or in a
-// file, one per line.
-func readVKeys(s string) ([]string, error) {
-	vkeys := strings.Split(s, ",")
-	if !slices.ContainsFunc(vkeys, func(v string) bool { _, err := note.NewVerifier(v); return err != nil }) {
-		return vkeys, nil
-	}
-	data, err := readSmallFile(s, 64<<10)
-	if err != nil {
-		return nil, usageError(fmt.Errorf("-vkey %q is neither verifier keys nor a readable file: %w", s, err), "give NAME+HASH+KEY[,NAME+HASH+KEY] or a file of them")
-	}
-	return strings.Fields(string(data)), nil
 }
 
 // signOnlineOrDefer signs snapshot and timestamp now if the online keys

@@ -37,7 +37,7 @@ func tufGosumdb(args []string, stdout, stderr io.Writer) error {
 // wins over the published URL: a proxy path, say).
 func verifierKeys(cfg *config.Verify, stderr io.Writer) ([]string, string, error) {
 	if cfg.TUFRoot == "" {
-		vkey, err := readVerifierKey(cfg.Key)
+		vkey, err := readVKey("-key", cfg.Key)
 		return []string{vkey}, cfg.URL, err
 	}
 	cache := ""

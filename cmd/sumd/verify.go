@@ -15,7 +15,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/term"
 
 	"github.com/sumd-project/sumd/internal/audit"
@@ -84,45 +83,6 @@ func cannotRun(err error) error {
 		hint = "the audit was interrupted; with -state, the next run resumes from the last checkpoint"
 	}
 	return &cliError{err: err, hint: hint, code: 2}
-}
-
-// readVerifierKey returns the verifier key s, or the one in the file s.
-// It refuses a private key without ever printing it.
-func readVerifierKey(s string) (string, error) {
-	const hint = "give -key the verifier key (\"name+hash+base64\", as in GOSUMDB) or its file, keys/NAME.vkey"
-	const private = "PRIVATE+KEY+"
-	if strings.HasPrefix(s, private) {
-		return "", usageError(errors.New("-key is a private signing key, not a verifier key"), hint)
-	}
-	if _, err := note.NewVerifier(s); err == nil {
-		return s, nil
-	}
-	data, err := readSmallFile(s, 4<<10)
-	if err != nil {
-		return "", usageError(fmt.Errorf("-key %q is neither a verifier key nor a readable file: %w", s, err), hint)
-	}
-	text := strings.TrimSpace(string(data))
-	if strings.HasPrefix(text, private) {
-		return "", usageError(fmt.Errorf("%s holds a private signing key, not a verifier key", s),
-			"give the .vkey file beside it: an auditor never needs the private key (a SUMD_KEY or config file key: meant for serve names the signing key)")
-	}
-	if _, err := note.NewVerifier(text); err != nil {
-		return "", usageError(fmt.Errorf("%s does not hold a verifier key: %v", s, err), hint)
-	}
-	return text, nil
-}
-
-func readSmallFile(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err == nil && int64(len(data)) > limit {
-		err = fmt.Errorf("larger than %d bytes", limit)
-	}
-	return data, err
 }
 
 // printJSON prints the report as one indented JSON object: the contract
