@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 
+	"go.etcd.io/bbolt"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -448,5 +449,31 @@ func TestParseKey(t *testing.T) {
 		if _, err := ParseKey(bad); err == nil {
 			t.Errorf("ParseKey(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestDuplicatesDoNotCommit: a batch whose records are all present answers
+// with their ids without a commit (no fsync, no new transaction).
+func TestDuplicatesDoNotCommit(t *testing.T) {
+	ctx := context.Background()
+	l := openTest(t, filepath.Join(t.TempDir(), "sumd.db"), testKey(t, "sum.example.com"), VerifyTail)
+	defer l.Close()
+	if _, err := l.Add(ctx, record(0, 0), record(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	txid := func() (id int) {
+		l.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil })
+		return id
+	}
+	before := txid()
+	ids, err := l.Add(ctx, record(1, 0), record(0, 0))
+	if err != nil || fmt.Sprint(ids) != "[1 0]" {
+		t.Fatalf("Add of present records = %v, %v; want [1 0]", ids, err)
+	}
+	if after := txid(); after != before {
+		t.Errorf("adding present records committed a transaction (txid %d -> %d)", before, after)
+	}
+	if _, err := l.Add(ctx, record(2, 0)); err != nil || txid() == before {
+		t.Errorf("a new record after a no-op batch: %v, txid %d (was %d)", err, txid(), before)
 	}
 }

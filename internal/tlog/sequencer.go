@@ -164,6 +164,9 @@ func (l *Log) commit(batch []*request) {
 	})
 	// Point of no return: Update has returned nil only after the commit and
 	// its fsync. Only now may the records be acknowledged.
+	if errors.Is(err, errNothingNew) {
+		err, tree = nil, l.tree // every id is of a record already durable
+	}
 	if err != nil {
 		l.log.Error("commit failed; nothing of the batch was stored", "requests", len(batch), "err", err)
 		for _, r := range batch {
@@ -182,6 +185,10 @@ func (l *Log) commit(batch []*request) {
 	}
 }
 
+// errNothingNew rolls back a batch that adds no record (every one was
+// already present, or refused): nothing to write, so no commit and no fsync.
+var errNothingNew = errors.New("nothing new to commit")
+
 // appendBatch stages the batch in tx and, if it added records, signs and
 // stores the new tree head. It returns the new tree.
 func (l *Log) appendBatch(tx *bbolt.Tx, batch []*request) (tlog.Tree, error) {
@@ -198,7 +205,7 @@ func (l *Log) appendBatch(tx *bbolt.Tx, batch []*request) (tlog.Tree, error) {
 		}
 	}
 	if a.size == l.tree.N {
-		return l.tree, nil // nothing new: keep the current head
+		return l.tree, errNothingNew
 	}
 	if err := a.hashes.flush(); err != nil {
 		return tlog.Tree{}, err
