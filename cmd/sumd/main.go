@@ -121,6 +121,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func report(err error, stderr io.Writer) int {
 	var code exitCode
 	var ce *cliError
+	var hinted interface{ Hint() string }
 	switch {
 	case err == nil:
 		return 0
@@ -132,6 +133,9 @@ func report(err error, stderr io.Writer) int {
 		printError(stderr, ce.err)
 		fmt.Fprintf(stderr, "hint: %s\n", ce.hint)
 		return cmp.Or(ce.code, 1)
+	case errors.As(err, &hinted): // from internal/serve
+		printError(stderr, err)
+		fmt.Fprintf(stderr, "hint: %s\n", hinted.Hint())
 	default:
 		printError(stderr, err)
 	}

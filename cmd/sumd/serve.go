@@ -10,20 +10,16 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/config"
-	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
@@ -49,99 +45,29 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
-	reg := newRegistry()
-	tufH, stopTUF, err := startTUF(cfg.TUFServe, reg, logger)
-	if err != nil {
-		return err
-	}
-	defer stopTUF()
-	l, err := openLog(cfg.Database, openOptions{
-		create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
-		maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
-	}, stderr)
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	ops, adm, err := up.serverOps(cfg, l, upstream.NewMetrics(reg), logger)
-	if err != nil {
-		return err
-	}
-	stopSync, err := startSync(sc, cfg.ServeSync, cfg.DB, l, reg, logger)
-	if err != nil {
-		return err
-	}
-	defer stopSync()
-
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with -listen HOST:PORT")
-	}
-	url := "http://" + ln.Addr().String()
-	if tlsConf != nil {
-		url = "https://" + ln.Addr().String()
-	}
-	logger.Info("serving checksum database", "name", l.Name(), "url", url, "tree_size", treeSize(l), "admin", adm != nil)
-	fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
-
-	h := routes(l, ops, adm, tufH, reg, logger)
-	return serveUntilSignal(ln, h, tlsConf, writeTimeout(cfg), cfg.ShutdownTimeout, logger)
-}
-
-// routes composes the HTTP surface: the checksum database protocol (with
-// /healthz and /metrics), and, if configured, /admin/ and /tuf/.
-func routes(l *tlog.Log, ops sumdb.ServerOps, adm, tufH http.Handler, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
-	var h http.Handler = server.New(l.Name(), ops, server.Options{
-		Logger:   logger,
-		Registry: reg,
-		Ready:    func(ctx context.Context) error { _, err := l.Signed(ctx); return err },
-	})
-	if adm != nil {
-		// The admin API takes request bodies (uploads), which the protocol
-		// handler caps at 1 KiB: it must be routed before it.
-		mux := http.NewServeMux()
-		mux.Handle("/admin/", adm)
-		mux.Handle("/", h)
-		h = mux
-	}
-	return mountTUF(h, tufH)
-}
-
-// serveUntilSignal serves until SIGINT or SIGTERM, then lets requests in
-// flight finish for up to timeout.
-func serveUntilSignal(ln net.Listener, h http.Handler, tlsConf *tls.Config, requestTimeout, timeout time.Duration, logger *slog.Logger) error {
-	srv := &http.Server{
-		Handler:           h,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       requestTimeout,
-		WriteTimeout:      requestTimeout,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	reg := serve.NewRegistry()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() {
-		if tlsConf != nil {
-			errc <- srv.ServeTLS(ln, "", "") // the certificate is in tlsConf
-			return
-		}
-		errc <- srv.Serve(ln)
-	}()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("server stopped: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down", "timeout", timeout)
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("failed to shut down gracefully: %w", err)
-	}
-	return nil
+	return serve.Run(ctx, serve.Config{
+		Logger: logger, Registry: reg,
+		Listen: cfg.Listen, TLS: tlsConf,
+		RequestTimeout: writeTimeout(cfg), ShutdownTimeout: cfg.ShutdownTimeout,
+		OpenLog: func() (*tlog.Log, error) {
+			return openLog(cfg.Database, openOptions{
+				create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
+				maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
+			}, stderr)
+		},
+		DBFile: cfg.DB,
+		Surface: func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
+			return up.serverOps(cfg, l, upstream.NewMetrics(reg), logger)
+		},
+		TUF:  serveTUF(cfg.TUFServe),
+		Sync: sc.serveSync(cfg.ServeSync, reg, logger),
+		Ready: func(l *tlog.Log, url string) {
+			fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
+		},
+	})
 }
 
 // loadTLS reads the certificate and key for HTTPS; none means plain HTTP.
@@ -154,18 +80,6 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 		return nil, withHint(fmt.Errorf("failed to load TLS certificate: %w", err), "-tls-cert and -tls-key must be the PEM certificate chain and its private key")
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
-}
-
-// newRegistry returns a private Prometheus registry with the process, Go
-// runtime and build info collectors.
-func newRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewBuildInfoCollector(),
-	)
-	return reg
 }
 
 func treeSize(l *tlog.Log) int64 {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEmbeddedDefault starts sumd serve with no options in an empty
@@ -57,4 +60,35 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s\n%s", url, resp.Status, body)
 	}
 	return string(body)
+}
+
+// TestServeStopsWhenAPartDies removes the database file under a running
+// sumd serve: the file watch dies, and the server exits with status 1, the
+// part and the file named, and a hint.
+func TestServeStopsWhenAPartDies(t *testing.T) {
+	dir := t.TempDir()
+	s := startServerIn(t, dir)
+	if err := os.Remove(filepath.Join(dir, "data", "sumd.db")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("sumd serve still runs 15s after its database file was removed")
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("sumd serve exited with %v, want exit status 1\n%s", err, s.stderr)
+	}
+	for _, want := range []string{
+		"sumd: error: database file watch stopped: the database file data/sumd.db is gone while served",
+		"hint: never remove, move or copy over the database file while sumd serve runs",
+	} {
+		if !strings.Contains(s.stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, s.stderr)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/oci"
+	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -121,22 +122,32 @@ func prepareSync(cfg config.ServeSync) (*syncConfig, error) {
 	return loadSyncConfig(cfg.OCI)
 }
 
-// startSync starts the periodic OCI sync of sumd serve prepared by
-// prepareSync (nothing if sc is nil) and returns the function that stops it.
-func startSync(sc *syncConfig, cfg config.ServeSync, db string, l *tlog.Log, reg prometheus.Registerer, logger *slog.Logger) (func(), error) {
+// serveSync is what sumd serve runs of the OCI sync prepared by
+// prepareSync: nothing if sc is nil.
+func (sc *syncConfig) serveSync(cfg config.ServeSync, reg prometheus.Registerer, logger *slog.Logger) *serve.Sync {
 	if sc == nil {
-		return func() {}, nil
+		return nil
 	}
-	s, err := sc.syncer(l, oci.NewMetrics(reg), logger)
-	if err != nil {
+	return &serve.Sync{
+		Interval: cfg.SyncInterval, Registries: cfg.Registry,
+		Syncer: func(l *tlog.Log) (serve.Syncer, error) {
+			s, err := sc.syncer(l, oci.NewMetrics(reg), logger)
+			return serveSyncer{s}, err
+		},
+	}
+}
+
+// serveSyncer adapts an oci.Syncer to the serve lifecycle.
+type serveSyncer struct{ s *oci.Syncer }
+
+func (s serveSyncer) Sync(ctx context.Context) (*serve.SyncReport, error) {
+	r, err := s.s.Sync(ctx)
+	if r == nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Run(ctx, cfg.SyncInterval)
-	}()
-	logger.Info("OCI sync started", "registries", strings.Join(cfg.Registry, ","), "interval", cfg.SyncInterval)
-	return func() { cancel(); <-done }, nil
+	sr := &serve.SyncReport{Outcomes: map[string]int{}, Unchanged: r.Skipped, Conflicts: r.Conflicts, Failures: r.Failures}
+	for o, n := range r.Counts {
+		sr.Outcomes[string(o)] = n
+	}
+	return sr, err
 }

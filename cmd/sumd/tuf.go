@@ -15,6 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/tuf"
 )
@@ -232,4 +233,12 @@ func flagsOnly(err error, rest []string, cmd string) error {
 		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd "+cmd+" takes only flags; see sumd "+cmd+" -h")
 	}
 	return nil
+}
+
+// serveTUF is the TUF repository sumd serve publishes, if any.
+func serveTUF(cfg config.TUFServe) *serve.TUF {
+	if cfg.TUF == "" {
+		return nil
+	}
+	return &serve.TUF{Dir: cfg.TUF, OnlineKeys: onlineKeys(config.TUFRepo{Dir: cfg.TUF, OnlineKeys: cfg.TUFOnlineKeys})}
 }

@@ -1,0 +1,261 @@
+// Package serve is the lifecycle of `sumd serve`: it builds the log, the
+// HTTP surface and the long-running parts of a server, runs them under one
+// errgroup tied to the signal context, and takes them down in a fixed order.
+// cmd/sumd only parses flags and hands over what to build.
+//
+// # Parts
+//
+// A [Part] is a named long-running function: the sequencer's health watch,
+// the OCI syncer, the TUF re-signer and, later, mirror followers. The HTTP
+// listeners run beside them in the same group. Every one of them runs until
+// the server stops; one that returns before then, with an error or without,
+// has died: the server shuts down and [Run] returns an error naming it, so
+// that `sumd serve` exits non-zero instead of logging the failure for ever
+// while it keeps serving.
+//
+// # Start order
+//
+//  1. TUF: the repository is opened and its online metadata re-signed. A
+//     repository that cannot be signed refuses the start, before the
+//     database is touched, since every client would fail within a day.
+//  2. The log: [Config.OpenLog] opens it (and may create it on a first start).
+//  3. The HTTP surface: [Config.Surface] builds what the protocol serves (the
+//     log, or a recorder fetching from upstream) and the admin API; the OCI
+//     syncer is built on the log.
+//  4. Listen: the listener binds, then [Config.Ready] learns the URL (the
+//     CLI prints the GOSUMDB line, which scripts wait for).
+//  5. Run: the listeners and every part, under one errgroup.
+//
+// # Shutdown order
+//
+// Shutdown starts when ctx ends (SIGINT or SIGTERM) or when a part or a
+// listener dies:
+//
+//  1. Stop accepting: every listener closes.
+//  2. Drain: requests in flight get up to [Config.ShutdownTimeout] to
+//     finish; then their connections are cut and Run reports the failure.
+//  3. Stop the parts: their context is cancelled, and Run waits for each to
+//     return. They stop after the drain, so that the sequencer's health is
+//     still watched while the last requests append.
+//  4. Close what the handlers hold (the TUF repository directory).
+//  5. Close the log, last: it commits what is queued and releases the
+//     database's lock, so a new process can open it the moment this one exits.
+package serve
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/mod/sumdb"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// Config is what Run builds. The caller has validated every option; what
+// can still fail (files, keys, the database, the port) fails in Run. Errors
+// that come with a hint for the operator (what to do about them) have a
+// method Hint() string; sumd prints it after the error.
+type Config struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // served at /metrics; see NewRegistry
+
+	Listen          string        // address of the HTTP listener
+	TLS             *tls.Config   // nil: plain HTTP
+	RequestTimeout  time.Duration // read and write deadline of one request
+	ShutdownTimeout time.Duration // how long requests in flight may take after a stop
+
+	// OpenLog opens the log. Run calls it once, after TUF is ready, and
+	// closes the log last.
+	OpenLog func() (*tlog.Log, error)
+	// DBFile is the database file OpenLog opens, if the log is in a file:
+	// the server stops if it is removed or replaced while served.
+	DBFile string
+	// Surface returns what the protocol serves on top of l (l itself, or a
+	// recorder fetching unknown versions from upstream) and the /admin/ API
+	// handler (nil: no admin API).
+	Surface func(l *tlog.Log) (ops sumdb.ServerOps, admin http.Handler, err error)
+	TUF     *TUF  // nil: no /tuf/
+	Sync    *Sync // nil: no OCI sync
+
+	// Ready, if set, is called once the listener accepts connections, with
+	// the URL it serves at.
+	Ready func(l *tlog.Log, url string)
+}
+
+// A Part is a named long-running part of a server.
+type Part struct {
+	Name string // what the logs and errors call it: "OCI sync", "TUF re-signer"
+	// Run runs the part until ctx is done, then returns. A return before
+	// ctx is done, even a nil one, means the part died and stops the server.
+	Run func(ctx context.Context) error
+	// Hint says what the operator should do when the part dies.
+	Hint string
+}
+
+// Run builds the server cfg describes, serves until ctx ends or a part
+// dies, and shuts down in the order of the package doc. It returns nil
+// after a clean stop on ctx, and otherwise the first failure.
+func Run(ctx context.Context, cfg Config) (err error) {
+	var b builder
+	defer func() { err = errors.Join(err, b.close()) }()
+	srv, parts, err := b.build(cfg)
+	if err != nil {
+		return err
+	}
+	return runGroup(ctx, srv, parts, cfg.ShutdownTimeout, cfg.Logger)
+}
+
+// A builder builds a server and remembers what to close.
+type builder struct {
+	closers []func() error // run last to first
+	log     *tlog.Log      // closed after them all
+}
+
+func (b *builder) onClose(f func() error) { b.closers = append(b.closers, f) }
+
+// close runs steps 4 and 5 of the shutdown order.
+func (b *builder) close() error {
+	var errs []error
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		errs = append(errs, b.closers[i]())
+	}
+	if b.log != nil {
+		if err := b.log.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to close the log: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// build runs start steps 1 to 4 of the package doc.
+func (b *builder) build(cfg Config) (*listener, []Part, error) {
+	var parts []Part
+	t, err := openTUF(cfg.TUF, cfg.Registry, cfg.Logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	if t != nil {
+		b.onClose(t.handler.Close)
+		parts = append(parts, t.part())
+	}
+	l, err := cfg.OpenLog()
+	if err != nil {
+		return nil, nil, err
+	}
+	b.log = l
+	if p, ok := healthPart(l); ok {
+		parts = append(parts, p)
+	}
+	if cfg.DBFile != "" {
+		p, err := guardPart(cfg.DBFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		parts = append(parts, p)
+	}
+	ops, adm, err := cfg.Surface(l)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Sync != nil {
+		p, err := cfg.Sync.part(l, cfg.Logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		parts = append(parts, p)
+	}
+	h := routes(l, ops, adm, t, cfg.Registry, cfg.Logger)
+	srv, err := listen(cfg, h)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Logger.Info("serving checksum database", "name", l.Name(), "url", srv.url, "tree_size", treeSize(l), "admin", adm != nil)
+	if cfg.Ready != nil {
+		cfg.Ready(l, srv.url)
+	}
+	return srv, parts, nil
+}
+
+// A listener is the HTTP server on its bound socket.
+type listener struct {
+	srv *http.Server
+	ln  net.Listener
+	url string
+}
+
+// listen binds cfg.Listen and prepares the HTTP server for h.
+func listen(cfg Config, h http.Handler) (*listener, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with -listen HOST:PORT")
+	}
+	scheme := "http://"
+	if cfg.TLS != nil {
+		scheme = "https://"
+	}
+	return &listener{
+		ln:  ln,
+		url: scheme + ln.Addr().String(),
+		srv: &http.Server{
+			Handler:           h,
+			TLSConfig:         cfg.TLS,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       cfg.RequestTimeout,
+			WriteTimeout:      cfg.RequestTimeout,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		},
+	}, nil
+}
+
+// serve serves until Shutdown (nil) or a failure of the listener.
+func (l *listener) serve() error {
+	var err error
+	if l.srv.TLSConfig != nil {
+		err = l.srv.ServeTLS(l.ln, "", "") // the certificate is in TLSConfig
+	} else {
+		err = l.srv.Serve(l.ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("server stopped: %w", err)
+}
+
+// shutdown stops accepting and drains requests in flight for up to timeout,
+// then cuts the connections left.
+func (l *listener) shutdown(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := l.srv.Shutdown(ctx); err != nil {
+		l.srv.Close()
+		return fmt.Errorf("failed to shut down gracefully: %w", err)
+	}
+	return nil
+}
+
+// NewRegistry returns a private Prometheus registry with the process, Go
+// runtime and build info collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	)
+	return reg
+}
+
+func treeSize(l *tlog.Log) int64 {
+	t, _ := l.Tree(context.Background())
+	return t.N
+}

@@ -1,0 +1,272 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb"
+
+	"github.com/sumd-project/sumd/internal/testlog"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// testConfig returns a Config serving a new log in a temporary directory
+// on a free port. The URL arrives on the returned channel once it listens.
+func testConfig(t *testing.T) (Config, <-chan string, *testlog.Buffer) {
+	t.Helper()
+	skey, _, err := tlog.GenerateKey("serve.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := new(testlog.Buffer)
+	db := filepath.Join(t.TempDir(), "sumd.db")
+	urls := make(chan string, 1)
+	return Config{
+		Logger:          logs.Logger(),
+		Registry:        NewRegistry(),
+		Listen:          "127.0.0.1:0",
+		RequestTimeout:  time.Minute,
+		ShutdownTimeout: 5 * time.Second,
+		DBFile:          db,
+		OpenLog: func() (*tlog.Log, error) {
+			return tlog.Open(db, tlog.Options{Keys: []*tlog.Key{key}, Create: true, Logger: logs.Logger()})
+		},
+		Surface: func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) { return l, nil, nil },
+		Ready:   func(_ *tlog.Log, url string) { urls <- url },
+	}, urls, logs
+}
+
+// start runs cfg in the background and returns the URL and Run's result.
+func start(t *testing.T, ctx context.Context, cfg Config, urls <-chan string) (string, <-chan error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	select {
+	case url := <-urls:
+		return url, done
+	case err := <-done:
+		t.Fatalf("Run failed before listening: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not listen within 10s")
+	}
+	return "", nil
+}
+
+func wait(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return within 15s")
+		return nil
+	}
+}
+
+// blockingOps holds every /latest until release is closed.
+type blockingOps struct {
+	sumdb.ServerOps
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (o *blockingOps) Signed(ctx context.Context) ([]byte, error) {
+	o.entered <- struct{}{}
+	<-o.release
+	return o.ServerOps.Signed(ctx)
+}
+
+// fakeSyncer records when its context ends.
+type fakeSyncer struct {
+	passes  atomic.Int32
+	stopped chan time.Time
+}
+
+func (s *fakeSyncer) Sync(ctx context.Context) (*SyncReport, error) {
+	if s.passes.Add(1) == 1 {
+		go func() { <-ctx.Done(); s.stopped <- time.Now() }()
+	}
+	return &SyncReport{Outcomes: map[string]int{"recorded": 1}}, nil
+}
+
+// TestShutdownOrder stops a server with a request in flight: the request
+// finishes with a 200, the parts stop only after it, the log is closed
+// (its lock released) by the time Run returns, and Run returns nil.
+func TestShutdownOrder(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	ops := &blockingOps{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
+		ops.ServerOps = l
+		return ops, nil, nil
+	}
+	syncer := &fakeSyncer{stopped: make(chan time.Time, 1)}
+	cfg.Sync = &Sync{Interval: time.Hour, Syncer: func(*tlog.Log) (Syncer, error) { return syncer, nil }}
+	ctx, stop := context.WithCancel(context.Background())
+	url, done := start(t, ctx, cfg, urls)
+
+	type result struct {
+		status int
+		body   string
+		at     time.Time
+		err    error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(url + "/latest")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- result{resp.StatusCode, string(body), time.Now(), nil}
+	}()
+	<-ops.entered
+	stop()
+	select {
+	case at := <-syncer.stopped:
+		t.Fatalf("the sync part was stopped at %v, while a request was in flight", at)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := http.Get(url + "/latest"); err == nil {
+		t.Error("a new connection was accepted after the stop")
+	}
+	close(ops.release)
+	r := <-got
+	if r.err != nil || r.status != http.StatusOK || !strings.HasPrefix(r.body, "go.sum database tree\n") {
+		t.Fatalf("request in flight: %d %q %v; want 200 and the tree head", r.status, r.body, r.err)
+	}
+	if err := wait(t, done); err != nil {
+		t.Fatalf("Run after a stop = %v, want nil", err)
+	}
+	if at := <-syncer.stopped; at.Before(r.at) {
+		t.Errorf("sync part stopped at %v, before the request in flight finished at %v", at, r.at)
+	}
+	l, err := cfg.OpenLog() // the lock is free: the log was closed
+	if err != nil {
+		t.Fatalf("reopening after Run returned: %v", err)
+	}
+	l.Close()
+}
+
+// TestShutdownTimeout: a request that outlives the shutdown timeout is cut
+// and Run reports the unclean stop.
+func TestShutdownTimeout(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	ops := &blockingOps{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	defer close(ops.release)
+	cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
+		ops.ServerOps = l
+		return ops, nil, nil
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	url, done := start(t, ctx, cfg, urls)
+	go http.Get(url + "/latest")
+	<-ops.entered
+	stop()
+	err := wait(t, done)
+	if err == nil || !strings.Contains(err.Error(), "failed to shut down gracefully") {
+		t.Fatalf("Run = %v, want a failure to shut down gracefully", err)
+	}
+}
+
+// TestDatabaseFileRemoved: removing the database file under a running
+// server stops it with an error naming the part and the file, and a hint.
+func TestDatabaseFileRemoved(t *testing.T) {
+	cfg, urls, logs := testConfig(t)
+	guardInterval = 10 * time.Millisecond
+	t.Cleanup(func() { guardInterval = time.Second })
+	_, done := start(t, context.Background(), cfg, urls)
+	if err := os.Remove(cfg.DBFile); err != nil {
+		t.Fatal(err)
+	}
+	err := wait(t, done)
+	if err == nil || !strings.Contains(err.Error(), "database file watch stopped: the database file "+cfg.DBFile+" is gone") {
+		t.Fatalf("Run = %v, want the database file watch to stop it", err)
+	}
+	var h interface{ Hint() string }
+	if !errors.As(err, &h) || !strings.Contains(h.Hint(), "stop the server first") {
+		t.Errorf("error %v has no hint", err)
+	}
+	if !strings.Contains(logs.String(), "part of the server died") {
+		t.Errorf("the death is not logged:\n%s", logs)
+	}
+}
+
+// TestDatabaseFileReplaced: a file renamed over the database is noticed too.
+func TestDatabaseFileReplaced(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	guardInterval = 10 * time.Millisecond
+	t.Cleanup(func() { guardInterval = time.Second })
+	_, done := start(t, context.Background(), cfg, urls)
+	other := cfg.DBFile + ".restored"
+	if err := os.WriteFile(other, []byte("a backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, cfg.DBFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(t, done); err == nil || !strings.Contains(err.Error(), "was replaced while served") {
+		t.Fatalf("Run = %v, want the replaced file noticed", err)
+	}
+}
+
+// TestPartDies covers every way a part can die, through runGroup with
+// parts of the test's own making.
+func TestPartDies(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(ctx context.Context) error
+		want string
+	}{
+		{"error", func(context.Context) error { return errors.New("disk on fire") }, "flaky stopped: disk on fire"},
+		{"nil", func(context.Context) error { return nil }, "flaky stopped: it returned without an error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, _, _ := testConfig(t)
+			srv, err := listen(cfg, http.NotFoundHandler())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var otherStopped atomic.Bool
+			parts := []Part{
+				{Name: "flaky", Hint: "do something", Run: tc.run},
+				{Name: "steady", Run: func(ctx context.Context) error { <-ctx.Done(); otherStopped.Store(true); return ctx.Err() }},
+			}
+			err = runGroup(context.Background(), srv, parts, time.Second, cfg.Logger)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("runGroup = %v, want %q", err, tc.want)
+			}
+			if !otherStopped.Load() {
+				t.Error("the other part was not stopped")
+			}
+			if _, err := http.Get(srv.url); err == nil {
+				t.Error("the listener still accepts connections")
+			}
+		})
+	}
+}
+
+// TestOpenLogFails: Run returns OpenLog's error unchanged, so that the
+// CLI's hints survive.
+func TestOpenLogFails(t *testing.T) {
+	cfg, _, _ := testConfig(t)
+	want := errors.New("no such key")
+	cfg.OpenLog = func() (*tlog.Log, error) { return nil, want }
+	if err := Run(context.Background(), cfg); !errors.Is(err, want) {
+		t.Fatalf("Run = %v, want %v", err, want)
+	}
+}
