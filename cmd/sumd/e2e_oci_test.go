@@ -6,10 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/testenv"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -22,54 +22,17 @@ var cosignModules = map[string]string{
 	"v3": "github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3",
 }
 
-// cosignBuilds builds each cosign once per test binary, into the directory
-// TestMain removes. The first build takes minutes (the module cache and
-// build cache make later ones take seconds).
-var cosignBuilds = map[string]func() (string, error){}
-
-func init() {
-	for v, pkg := range cosignModules {
-		cosignBuilds[v] = sync.OnceValues(func() (string, error) { return buildCosign(v, pkg) })
-	}
-}
-
-func buildCosign(v, pkg string) (string, error) {
-	bin := filepath.Join(filepath.Dir(sumdBin), "cosign-"+v)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "install", pkg)
-	cmd.Dir = os.TempDir() // outside this module: pkg@version is built on its own go.mod
-	cmd.Env = append(os.Environ(), "GOBIN="+bin, "GOFLAGS=", "GOWORK=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", &buildError{pkg, err, out}
-	}
-	return filepath.Join(bin, "cosign"), nil
-}
-
-type buildError struct {
-	pkg string
-	err error
-	out []byte
-}
-
-func (e *buildError) Error() string {
-	return "go install " + e.pkg + ": " + e.err.Error() + "\n" + string(e.out)
-}
-
-// cosignCLI returns the cosign command line of version v, skipping the test
-// only if it cannot be built.
+// cosignCLI returns the cosign command line of version v, built once per
+// machine into the test command cache (testenv.GoInstall): the first build
+// takes minutes, later runs reuse it.
 func cosignCLI(t *testing.T, v string) string {
 	t.Helper()
-	start := time.Now()
-	bin, err := cosignBuilds[v]()
-	if err != nil {
-		t.Skipf("skipping: cannot build cosign %s to sign with (needs the Go module proxy): %v", v, err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Logf("built cosign %s in %s", v, d.Round(time.Second))
-	}
-	return bin
+	return testenv.GoInstall(t, cosignModules[v], cosignBuildTimeout)
 }
+
+// cosignBuildTimeout bounds one cold build of a cosign CLI: about 2.5
+// minutes on an idle 2-core machine, several times that on a loaded one.
+const cosignBuildTimeout = 15 * time.Minute
 
 // runCosign runs the cosign command line bin in dir with the test's password
 // and an empty HOME, offline.

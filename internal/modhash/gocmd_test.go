@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/testenv"
 )
 
 // proxyModule is one module version served from a GOPROXY file tree.
@@ -22,10 +24,7 @@ type proxyModule struct {
 // TestMatchesGoCommand checks HashZip against the sums the real go command
 // computes when it downloads the same module versions from a file:// proxy.
 func TestMatchesGoCommand(t *testing.T) {
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go command not on PATH")
-	}
+	goCmd := testenv.LookPath(t, "go")
 	plain := mv("example.com/plain", "v1.0.0")
 	upper := mv("example.com/Upper/m", "v1.0.0")
 	old := mv("example.com/old", "v2.0.0+incompatible")

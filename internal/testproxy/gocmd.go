@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/sumd-project/sumd/internal/testenv"
 )
 
 // Go runs the real go command for tests in an isolated, offline environment.
@@ -30,14 +32,11 @@ type Go struct {
 }
 
 // NewGo makes an isolated environment under t.TempDir(): a GOPATH, a build
-// cache, a HOME and a work module. It skips the test if there is no go
-// command on PATH.
+// cache, a HOME and a work module. Without a go command on PATH it ends the
+// test as testenv.Need does: a skip locally, a failure in CI.
 func NewGo(t testing.TB) *Go {
 	t.Helper()
-	bin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("testproxy: skipping: the go command is not on PATH: %v", err)
-	}
+	bin := testenv.LookPath(t, "go")
 	root := t.TempDir()
 	g := &Go{
 		GOPATH: filepath.Join(root, "gopath"),

@@ -1,0 +1,127 @@
+package testenv
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestNoSilentSkips keeps every test of the module honest in CI: a test may
+// skip itself only through this package (which fails in CI instead), in
+// -short mode (CI never passes -short), or as a child process helper that
+// runs only when its parent sets a variable (if os.Getenv(…) == "").
+// Anything else, such as t.Skip after a failed exec.LookPath, would let CI
+// print ok for a test that never ran.
+func TestNoSilentSkips(t *testing.T) {
+	root := filepath.Join("..", "..")
+	here, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if abs, _ := filepath.Abs(path); d.IsDir() || !strings.HasSuffix(path, ".go") || filepath.Dir(abs) == here {
+			return nil // this package is where skipping is decided
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		for _, pos := range silentSkips(f) {
+			t.Errorf("%s: a test skips itself outside internal/testenv; use testenv.Need or testenv.LookPath, so that CI fails instead", fset.Position(pos))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// silentSkips returns the positions of the Skip, Skipf and SkipNow calls
+// in f that are not guarded by testing.Short() or os.Getenv (directly, or
+// through a variable assigned from it).
+func silentSkips(f *ast.File) []token.Pos {
+	env := envVars(f)
+	var found []token.Pos
+	var guarded []bool // one entry per enclosing if statement: is it a guard?
+	var visit func(n ast.Node) bool
+	visit = func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.IfStmt:
+			guarded = append(guarded, isGuard(n.Cond, env))
+			ast.Inspect(n.Body, visit)
+			guarded = guarded[:len(guarded)-1]
+			if n.Else != nil {
+				ast.Inspect(n.Else, visit)
+			}
+			return false
+		case *ast.CallExpr:
+			sel, ok := n.Fun.(*ast.SelectorExpr)
+			if ok && (sel.Sel.Name == "Skip" || sel.Sel.Name == "Skipf" || sel.Sel.Name == "SkipNow") && !anyTrue(guarded) {
+				found = append(found, n.Pos())
+			}
+		}
+		return true
+	}
+	ast.Inspect(f, visit)
+	return found
+}
+
+// isGuard reports whether cond calls testing.Short or os.Getenv, or uses
+// one of the variables env holds the values of os.Getenv in.
+func isGuard(cond ast.Expr, env map[string]bool) bool {
+	guard := false
+	ast.Inspect(cond, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.SelectorExpr:
+			guard = isCall(n, "testing", "Short") || isCall(n, "os", "Getenv")
+		case *ast.Ident:
+			guard = env[n.Name]
+		}
+		return !guard
+	})
+	return guard
+}
+
+// envVars returns the names of the variables of f assigned from os.Getenv.
+func envVars(f *ast.File) map[string]bool {
+	vars := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		if as, ok := n.(*ast.AssignStmt); ok && len(as.Lhs) == 1 && len(as.Rhs) == 1 {
+			call, _ := as.Rhs[0].(*ast.CallExpr)
+			id, _ := as.Lhs[0].(*ast.Ident)
+			if call == nil || id == nil {
+				return true
+			}
+			if sel, ok := call.Fun.(*ast.SelectorExpr); ok && isCall(sel, "os", "Getenv") {
+				vars[id.Name] = true
+			}
+		}
+		return true
+	})
+	return vars
+}
+
+func isCall(sel *ast.SelectorExpr, pkg, name string) bool {
+	x, ok := sel.X.(*ast.Ident)
+	return ok && x.Name == pkg && sel.Sel.Name == name
+}
+
+func anyTrue(bs []bool) bool {
+	for _, b := range bs {
+		if b {
+			return true
+		}
+	}
+	return false
+}
