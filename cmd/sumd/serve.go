@@ -49,7 +49,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return serve.Run(ctx, serve.Config{
-		Logger: logger, Registry: reg,
+		Logger: logger, Registry: reg, Version: version(),
 		Listen: cfg.Listen, TLS: tlsConf,
 		RequestTimeout: writeTimeout(cfg), ShutdownTimeout: cfg.ShutdownTimeout,
 		OpenLog: func() (*tlog.Log, error) {

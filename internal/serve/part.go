@@ -65,6 +65,13 @@ func healthPart(l any) (Part, bool) {
 	return Part{
 		Name: "the log's sequencer",
 		Hint: "start sumd serve again: opening the database re-verifies it and carries on from what is durable",
+		Report: func(s *Status) {
+			select {
+			case <-f.Done():
+				s.problem("log", "the sequencer stopped after a storage failure; the server is stopping")
+			default:
+			}
+		},
 		Run: func(ctx context.Context) error {
 			select {
 			case <-ctx.Done():

@@ -85,6 +85,9 @@ type Config struct {
 	TUF     *TUF  // nil: no /tuf/
 	Sync    *Sync // nil: no OCI sync
 
+	// Version is sumd's version, shown in the status.
+	Version string
+
 	// Ready, if set, is called once the listener accepts connections, with
 	// the URL it serves at.
 	Ready func(l *tlog.Log, url string)
@@ -98,6 +101,10 @@ type Part struct {
 	Run func(ctx context.Context) error
 	// Hint says what the operator should do when the part dies.
 	Hint string
+	// Report, if set, adds the part's section and problems to a status
+	// being gathered. It is called from request handlers, concurrently
+	// with Run: it must be safe for that, quick, and bounded in work.
+	Report func(s *Status)
 }
 
 // Run builds the server cfg describes, serves until ctx ends or a part
@@ -161,6 +168,11 @@ func (b *builder) build(cfg Config) (*listener, []Part, error) {
 		}
 		parts = append(parts, p)
 	}
+	hist, err := loadHistory(context.Background(), l, cfg.Logger, time.Now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to read the status history: %w", err)
+	}
+	parts = append(parts, hist.part())
 	ops, adm, err := cfg.Surface(l)
 	if err != nil {
 		return nil, nil, err
@@ -172,7 +184,8 @@ func (b *builder) build(cfg Config) (*listener, []Part, error) {
 		}
 		parts = append(parts, p)
 	}
-	h := routes(l, ops, adm, t, cfg.Registry, cfg.Logger)
+	status := &board{log: l, parts: parts, reg: cfg.Registry, version: cfg.Version, started: time.Now()}
+	h := routes(l, ops, adm, t, status, cfg.Registry, cfg.Logger)
 	srv, err := listen(cfg, h)
 	if err != nil {
 		return nil, nil, err

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -36,35 +37,100 @@ type SyncReport struct {
 	Failures  []error        // registries, repositories or artifacts that could not be read
 }
 
+// SyncState is what the status shows of the OCI sync.
+type SyncState struct {
+	IntervalSeconds float64    `json:"interval_seconds"`
+	Registries      int        `json:"registries"`
+	LastPass        *SyncPass  `json:"last_pass,omitempty"`    // nil before the first pass ends
+	LastSuccess     *time.Time `json:"last_success,omitempty"` // the last pass that read everything
+}
+
+// A SyncPass is what the status shows of one pass.
+type SyncPass struct {
+	Started   time.Time      `json:"started"`
+	Seconds   float64        `json:"seconds"`
+	Outcomes  map[string]int `json:"outcomes,omitempty"` // artifacts examined, by outcome
+	Unchanged int            `json:"unchanged"`
+	Conflicts int            `json:"conflicts"`
+	Failures  int            `json:"failures"`
+	Stopped   bool           `json:"stopped,omitempty"` // the pass stopped early (state unreadable, ...)
+}
+
+// syncPart runs the sync passes and keeps the last one for the status.
+type syncPart struct {
+	cfg    *Sync
+	syncer Syncer
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	state SyncState // guarded by mu
+}
+
 // part builds the syncer on l and returns the part that runs a pass at
-// once and then every Interval. A failed pass is logged and tried again at
-// the next interval: registries come and go.
+// once and then every Interval. A failed pass is logged, shown in the
+// status and tried again at the next interval: registries come and go.
 func (s *Sync) part(l *tlog.Log, logger *slog.Logger) (Part, error) {
 	syncer, err := s.Syncer(l)
 	if err != nil {
 		return Part{}, err
 	}
 	logger.Info("OCI sync started", "registries", strings.Join(s.Registries, ","), "interval", s.Interval)
-	return Part{
-		Name: "OCI sync",
-		Run: func(ctx context.Context) error {
-			t := time.NewTicker(s.Interval)
-			defer t.Stop()
-			for {
-				start := time.Now()
-				r, err := syncer.Sync(ctx)
-				if ctx.Err() != nil {
-					return nil
-				}
-				logPass(ctx, logger, r, err, time.Since(start))
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-t.C:
-				}
-			}
-		},
-	}, nil
+	p := &syncPart{cfg: s, syncer: syncer, logger: logger,
+		state: SyncState{IntervalSeconds: s.Interval.Seconds(), Registries: len(s.Registries)}}
+	return Part{Name: "OCI sync", Run: p.run, Report: p.report}, nil
+}
+
+func (p *syncPart) run(ctx context.Context) error {
+	t := time.NewTicker(p.cfg.Interval)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		r, err := p.syncer.Sync(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		logPass(ctx, p.logger, r, err, time.Since(start))
+		p.record(r, err, start)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// record keeps the pass that started at start for the status.
+func (p *syncPart) record(r *SyncReport, err error, start time.Time) {
+	pass := &SyncPass{Started: start.UTC(), Seconds: time.Since(start).Seconds(), Stopped: err != nil}
+	if r != nil {
+		pass.Outcomes, pass.Unchanged = r.Outcomes, r.Unchanged
+		pass.Conflicts, pass.Failures = len(r.Conflicts), len(r.Failures)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.state.LastPass = pass
+	if err == nil && pass.Failures == 0 && pass.Conflicts == 0 {
+		t := pass.Started
+		p.state.LastSuccess = &t
+	}
+}
+
+// report adds the sync section and its problems.
+func (p *syncPart) report(s *Status) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.state
+	s.Sync = &st
+	switch pass := st.LastPass; {
+	case pass == nil:
+	case pass.Stopped:
+		s.problem("sync", "the last pass stopped early (see the server log)")
+	case pass.Failures > 0:
+		s.problem("sync", "the last pass could not read %d registries, repositories or artifacts (see the server log)", pass.Failures)
+	}
+	if pass := st.LastPass; pass != nil && pass.Conflicts > 0 {
+		s.problem("sync", "the last pass refused %d versions re-published with other content (see the server log)", pass.Conflicts)
+	}
 }
 
 func logPass(ctx context.Context, logger *slog.Logger, r *SyncReport, err error, d time.Duration) {

@@ -1,12 +1,15 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/sumd-project/sumd/internal/tuf"
 )
@@ -17,11 +20,33 @@ type TUF struct {
 	OnlineKeys string // directory of the snapshot and timestamp keys
 }
 
-// tufPart is the served TUF repository and its re-signer.
+// tufPart is the served TUF repository, its re-signer and what the status
+// shows of it.
 type tufPart struct {
 	handler  *tuf.Handler
 	resigner *tuf.Resigner
+	repo     *tuf.Repo
+	now      func() time.Time
+
+	mu       sync.Mutex
+	status   *tuf.Status // the repository as last read; guarded by mu
+	readAt   time.Time   // when status was read; guarded by mu
+	readErr  error       // why it could not be; guarded by mu
+	signErr  error       // the last re-signing's failure; guarded by mu
+	signedAt time.Time   // the last successful re-signing; guarded by mu
 }
+
+// TUF health thresholds. The timestamp lives a day and is renewed every six
+// hours; two hours before its expiry something has been wrong for 16 hours.
+// The offline roles need a ceremony, announced as the re-signer does.
+const (
+	tufOnlineWarning  = 2 * time.Hour
+	tufOfflineWarning = tuf.ExpiryWarning
+)
+
+// tufStatusMaxAge bounds how stale the shown repository state may be, and
+// so how often a stream of status requests reads it.
+var tufStatusMaxAge = 5 * time.Second
 
 // openTUF opens the repository of cfg (nil: none) and brings its online
 // metadata up to date, refusing to start if it cannot, since every client
@@ -49,19 +74,90 @@ func openTUF(cfg *TUF, reg prometheus.Registerer, logger *slog.Logger) (*tufPart
 	return &tufPart{
 		handler:  h,
 		resigner: &tuf.Resigner{Repo: repo, KeyDirs: keys, Logger: logger, Metrics: tuf.NewMetrics(reg)},
+		repo:     repo,
+		now:      time.Now,
+		signedAt: time.Now(),
 	}, nil
 }
 
 // part re-signs the online metadata every minute. A failed re-signing is
-// logged and retried: the timestamp outlives many attempts.
+// logged, shown in the status and retried: the timestamp outlives many
+// attempts, and the log serves on without TUF.
 func (t *tufPart) part() Part {
 	return Part{
-		Name: "TUF re-signer",
+		Name:   "TUF re-signer",
+		Report: t.report,
 		Run: func(ctx context.Context) error {
-			t.resigner.Run(ctx)
-			return nil
+			tick := time.NewTicker(cmp.Or(t.resigner.Interval, tuf.ResignInterval))
+			defer tick.Stop()
+			for {
+				err := t.resigner.Tick()
+				t.mu.Lock()
+				if t.signErr = err; err == nil {
+					t.signedAt = t.now()
+				}
+				t.mu.Unlock()
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-tick.C:
+				}
+			}
 		},
 	}
+}
+
+// report adds the repository's versions and expiries, and its problems.
+func (t *tufPart) report(s *Status) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if now.Sub(t.readAt) >= tufStatusMaxAge {
+		t.status, t.readErr = t.repo.Status()
+		t.readAt = now
+	}
+	s.TUF = &TUFState{LastSigned: t.signedAt.UTC()}
+	if t.signErr != nil {
+		s.problem("tuf", "re-signing the online metadata failed since %s (see the server log)", t.signedAt.UTC().Format(time.RFC3339))
+	}
+	if t.readErr != nil {
+		s.problem("tuf", "the repository cannot be read (see the server log)")
+		return
+	}
+	for _, role := range []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP} {
+		v, ok := t.status.Versions[role]
+		if !ok {
+			continue
+		}
+		exp := t.status.Expires[role]
+		s.TUF.Roles = append(s.TUF.Roles, TUFRole{Role: role, Version: v, Expires: exp.UTC()})
+		warn, fix := tufOnlineWarning, "sumd serve re-signs it: see the server log"
+		switch role {
+		case metadata.ROOT:
+			warn, fix = tufOfflineWarning, "renew it with sumd tuf rotate-root"
+		case metadata.TARGETS:
+			warn, fix = tufOfflineWarning, "renew it with sumd tuf publish"
+		}
+		if exp.Sub(now) < warn {
+			s.problem("tuf", "the %s metadata expires %s: %s", role, until(exp, now), fix)
+		}
+	}
+	if n := len(t.status.Problems); n > 0 {
+		s.problem("tuf", "%d newer targets versions do not verify (see the server log)", n)
+	}
+}
+
+// TUFState is what the status shows of the TUF repository.
+type TUFState struct {
+	Roles      []TUFRole `json:"roles"`       // root, targets, snapshot, timestamp
+	LastSigned time.Time `json:"last_signed"` // the last successful re-signing check
+}
+
+// A TUFRole is the version and expiry of one role's metadata.
+type TUFRole struct {
+	Role    string    `json:"role"`
+	Version int64     `json:"version"`
+	Expires time.Time `json:"expires"`
 }
 
 // mount routes /tuf/ to the repository, if any, and the rest to h.

@@ -23,12 +23,13 @@ const (
 	routeSupported = "supported"
 	routeHealthz   = "healthz"
 	routeMetrics   = "metrics"
+	routePage      = "page"
 	routeOther     = "other"
 )
 
 var allRoutes = []string{
 	routeLatest, routeLookup, routeTile, routeDataTile,
-	routeSupported, routeHealthz, routeMetrics, routeOther,
+	routeSupported, routeHealthz, routeMetrics, routePage, routeOther,
 }
 
 var errNotProxy = &httpError{http.StatusNotFound,
@@ -146,11 +147,20 @@ func (s *Server) supported(context.Context, string) (*reply, error) {
 	return &reply{textPlain, cacheShort, nil}, nil
 }
 
-// healthz reports whether the database can serve.
+// healthz reports whether the database can serve: 503 if it cannot, else
+// 200, "ok" or "degraded: " and what is wrong beside serving. Degraded is
+// not a 503: load balancers and Kubernetes readiness probes would take the
+// server out of rotation for something that does not stop it serving
+// lookups, and with a single server that is an outage.
 func (s *Server) healthz(ctx context.Context, _ string) (*reply, error) {
 	if s.ready != nil {
 		if err := s.ready(ctx); err != nil {
 			return nil, &httpError{http.StatusServiceUnavailable, "not ready: " + err.Error()}
+		}
+	}
+	if s.degraded != nil {
+		if problems := s.degraded(ctx); len(problems) > 0 {
+			return &reply{textPlain, cacheNone, []byte(oneLine("degraded: "+strings.Join(problems, "; ")) + "\n")}, nil
 		}
 	}
 	return &reply{textPlain, cacheNone, []byte("ok\n")}, nil

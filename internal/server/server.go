@@ -99,18 +99,30 @@ type Options struct {
 	// Ready reports whether the database can serve; /healthz answers 503
 	// with the error text while it returns an error. nil means always ready.
 	Ready func(ctx context.Context) error
+	// Degraded, if set, lists what is wrong beside serving (a TUF timestamp
+	// about to expire, a failing sync): /healthz then answers 200
+	// "degraded: <problems>". Problems are shown to anonymous clients.
+	Degraded func(ctx context.Context) []string
+	// Pages are operator pages served at the root beside the protocol, by
+	// exact path ("/", "/status"): GET and HEAD only, with the request log,
+	// the metrics (route "page") and the body cap of every route. A path of
+	// the form of a module proxy request (/<module>/@v/...) must not be one,
+	// so that the go command falls through to its next proxy.
+	Pages map[string]http.Handler
 }
 
 // A Server serves checksum database name over HTTP. It is safe for
 // concurrent use.
 type Server struct {
-	name    string
-	prefix  string // "/sumdb/<name>/": the GOPROXY root
-	ops     sumdb.ServerOps
-	log     *slog.Logger
-	ready   func(context.Context) error
-	metrics *metrics // nil without Options.Registry
-	handler http.Handler
+	name     string
+	prefix   string // "/sumdb/<name>/": the GOPROXY root
+	ops      sumdb.ServerOps
+	log      *slog.Logger
+	ready    func(context.Context) error
+	degraded func(context.Context) []string
+	pages    map[string]http.Handler
+	metrics  *metrics // nil without Options.Registry
+	handler  http.Handler
 }
 
 // New returns the handler for checksum database name (the name in GOSUMDB,
@@ -118,12 +130,14 @@ type Server struct {
 // opts.Registry; a second Server on the same registry shares them.
 func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 	s := &Server{
-		name:    name,
-		prefix:  "/sumdb/" + name + "/",
-		ops:     ops,
-		log:     opts.Logger,
-		ready:   opts.Ready,
-		metrics: newMetrics(opts.Registry),
+		name:     name,
+		prefix:   "/sumdb/" + name + "/",
+		ops:      ops,
+		log:      opts.Logger,
+		ready:    opts.Ready,
+		degraded: opts.Degraded,
+		pages:    opts.Pages,
+		metrics:  newMetrics(opts.Registry),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -187,6 +201,8 @@ func (s *Server) resolve(path string) (string, func(*recorder, *http.Request)) {
 		return routeHealthz, s.handle(s.healthz, "")
 	case !under && rest == "/metrics" && s.metrics != nil:
 		return routeMetrics, func(w *recorder, r *http.Request) { s.metrics.handler.ServeHTTP(w, r) }
+	case !under && s.pages[rest] != nil:
+		return routePage, func(w *recorder, r *http.Request) { s.pages[rest].ServeHTTP(w, r) }
 	}
 	return routeOther, s.notProxy
 }

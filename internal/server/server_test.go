@@ -192,6 +192,58 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
+// TestHealthzDegraded: problems beside serving are a 200 naming them; a
+// log that cannot serve is still a 503, whatever else is wrong.
+func TestHealthzDegraded(t *testing.T) {
+	f, _ := newFakeOps(t, 1)
+	var ready error
+	problems := []string{"tuf: the timestamp expires in 1h0m0s", "sync: the last pass\nfailed"}
+	s := New(testName, f, Options{Logger: quietLogger,
+		Ready:    func(context.Context) error { return ready },
+		Degraded: func(context.Context) []string { return problems },
+	})
+	if w := get(s, "GET", "/healthz"); w.Code != 200 || w.Body.String() != "degraded: tuf: the timestamp expires in 1h0m0s; sync: the last pass failed\n" {
+		t.Errorf("/healthz when degraded = %d %q", w.Code, w.Body)
+	}
+	ready = errors.New("sequencer stopped")
+	if w := get(s, "GET", "/healthz"); w.Code != 503 {
+		t.Errorf("/healthz when degraded and not ready = %d %q, want 503", w.Code, w.Body)
+	}
+	ready, problems = nil, nil
+	if w := get(s, "GET", "/healthz"); w.Code != 200 || w.Body.String() != "ok\n" {
+		t.Errorf("/healthz with no problems = %d %q", w.Code, w.Body)
+	}
+}
+
+// TestPages: operator pages answer at their exact paths at the root only;
+// everything else, module proxy paths included, stays a 404 so that the go
+// command falls through to its next proxy.
+func TestPages(t *testing.T) {
+	f, _ := newFakeOps(t, 1)
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "page "+r.URL.Path) })
+	s := New(testName, f, Options{Logger: quietLogger, Pages: map[string]http.Handler{"/": page, "/status": page}})
+	notProxy := "not found: this is a checksum database (GOSUMDB), not a module proxy\n"
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		body         string
+	}{
+		{"GET", "/", 200, "page /"},
+		{"GET", "/status", 200, "page /status"},
+		{"POST", "/", 405, ""},
+		{"GET", "/status/", 404, notProxy},
+		{"GET", prefix + "/", 404, notProxy},
+		{"GET", prefix + "/status", 404, notProxy},
+		{"GET", "/example.com/m/@v/list", 404, notProxy},
+		{"GET", "/example.com/m/@latest", 404, notProxy},
+	} {
+		w := get(s, tc.method, tc.path)
+		if w.Code != tc.code || tc.body != "" && w.Body.String() != tc.body {
+			t.Errorf("%s %s = %d %q, want %d %q", tc.method, tc.path, w.Code, w.Body, tc.code, tc.body)
+		}
+	}
+}
+
 // brokenOps breaks the ops contract in ways the handler must catch.
 type brokenOps struct{ *fakeOps }
 

@@ -1,0 +1,115 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	sumdlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// pageServer serves a log holding 505 versions of example.com/big, one of
+// example.com/big/v2 and example.com/small, and example.com/Upper.
+func pageServer(t *testing.T) string {
+	t.Helper()
+	cfg, urls, _ := testConfig(t)
+	open := cfg.OpenLog
+	cfg.OpenLog = func() (*sumdlog.Log, error) {
+		l, err := open()
+		if err != nil {
+			return nil, err
+		}
+		var recs []gosum.Record
+		h := "h1:" + strings.Repeat("A", 43) + "="
+		for i := range versionsShown + 5 {
+			recs = append(recs, gosum.Record{Path: "example.com/big", Version: fmt.Sprintf("v1.%d.0", i), Hash: h, GoMod: h})
+		}
+		for _, p := range []string{"example.com/big/v2@v2.0.0", "example.com/small@v0.1.0", "example.com/Upper@v1.0.0-rc.1"} {
+			path, version, _ := strings.Cut(p, "@")
+			recs = append(recs, gosum.Record{Path: path, Version: version, Hash: h, GoMod: h})
+		}
+		_, err = l.Add(context.Background(), recs...)
+		return l, err
+	}
+	return serveTest(t, cfg, urls)
+}
+
+func TestPage(t *testing.T) {
+	url := pageServer(t)
+	for _, tc := range []struct {
+		path  string
+		code  int
+		want  []string // substrings, in order
+		avoid []string
+	}{
+		{"/", 200, []string{`class="badge ok"`, `id="tree-size">508<`, `<svg class="chart"`, `record?id=507">507<`, `module?path=example.com%2fUpper`, `record?id=488">488<`}, []string{`record?id=487"`, "<script"}},
+		{"/module?path=example.com/small", 200, []string{`id="module-path" class="break">example.com/small<`, "record?id=506", "example.com/small v0.1.0 h1:", "example.com/small v0.1.0/go.mod h1:"}, nil},
+		// Newest first, by semver, bounded, and saying so.
+		{"/module?path=example.com/big", 200, []string{"500 recorded versions shown, the newest; there are more", ">v1.504.0<", ">v1.503.0<", ">v1.10.0<", ">v1.9.0<", ">v1.5.0<"}, []string{"example.com/big/v2", ">v1.4.0<"}},
+		{"/module?path=example.com/", 200, []string{`id="modules"`, ">example.com/Upper<", ">example.com/big/v2<", ">example.com/big<", ">example.com/small<"}, nil},
+		{"/module?path=example.org", 200, []string{`id="none"`}, nil},
+		{"/module?path=" + strings.Repeat("a", 600), 400, []string{"longer than 512 bytes"}, nil},
+		{"/record?id=507", 200, []string{`id="record-id">507<`, "example.com/Upper v1.0.0-rc.1 h1:", `href="lookup/example.com/!upper@v1.0.0-rc.1"`, `id="proof-status" class="ok"`, `href="tile/8/0/001.p/252"`, `href="tile/8/1/000.p/1"`}, nil},
+		{"/record?id=508", 404, []string{"There is no record 508: the log holds 508."}, nil},
+		{"/record?id=x", 400, []string{"A record id is a number"}, nil},
+		{"/example.com/big/@v/list", 404, nil, nil},
+	} {
+		code, body := fetch(t, url+tc.path)
+		if code != tc.code {
+			t.Errorf("GET %s = %d, want %d\n%s", tc.path, code, tc.code, body)
+			continue
+		}
+		rest := body
+		for _, w := range tc.want {
+			i := strings.Index(rest, w)
+			if i < 0 {
+				t.Errorf("GET %s: no %q (in order) in\n%s", tc.path, w, body)
+				break
+			}
+			rest = rest[i+len(w):]
+		}
+		for _, a := range tc.avoid {
+			if strings.Contains(body, a) {
+				t.Errorf("GET %s: unexpected %q", tc.path, a)
+			}
+		}
+	}
+}
+
+// TestPageLinks follows every link of the record page that leads to the
+// protocol: the lookup answers the same record, and the tiles exist.
+func TestPageLinks(t *testing.T) {
+	url := pageServer(t)
+	_, body := fetch(t, url+"/record?id=3")
+	links := regexp.MustCompile(`href="((?:lookup|tile)/[^"]+)"`).FindAllStringSubmatch(body, -1)
+	if len(links) < 2 {
+		t.Fatalf("record page has %d protocol links", len(links))
+	}
+	for _, l := range links {
+		code, b := fetch(t, url+"/"+l[1])
+		if code != http.StatusOK {
+			t.Errorf("GET %s = %d %s", l[1], code, b)
+		}
+		if strings.HasPrefix(l[1], "lookup/") && !strings.HasPrefix(b, "3\nexample.com/big v1.3.0 h1:") {
+			t.Errorf("GET %s = %q, want record 3", l[1], b)
+		}
+	}
+}
+
+// TestPageSearchVersion: "path@version" goes straight to the record.
+func TestPageSearchVersion(t *testing.T) {
+	url := pageServer(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(url + "/module?path=example.com/small@v0.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != "record?id=506" {
+		t.Errorf("search for a version = %d %q, want 302 to record?id=506", resp.StatusCode, loc)
+	}
+}

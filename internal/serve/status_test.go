@@ -1,0 +1,274 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	sumdlog "github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tuf"
+)
+
+// fetch GETs url and returns the status code and body.
+func fetch(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func fetchStatus(t *testing.T, url string) *Status {
+	t.Helper()
+	code, body := fetch(t, url+"/status")
+	if code != 200 {
+		t.Fatalf("/status = %d %s", code, body)
+	}
+	var s Status
+	if err := json.Unmarshal([]byte(body), &s); err != nil {
+		t.Fatalf("/status: %v\n%s", err, body)
+	}
+	return &s
+}
+
+// serveTest runs cfg until the test ends and returns its URL.
+func serveTest(t *testing.T, cfg Config, urls <-chan string) string {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	url, done := start(t, ctx, cfg, urls)
+	t.Cleanup(func() {
+		stop()
+		if err := wait(t, done); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return url
+}
+
+// failingSyncer reports a registry it could not read, and a conflict.
+type failingSyncer struct{}
+
+func (failingSyncer) Sync(ctx context.Context) (*SyncReport, error) {
+	return &SyncReport{
+		Outcomes:  map[string]int{"recorded": 2, "error": 1},
+		Failures:  []error{errors.New("GET https://registry.internal.example/v2/: connection refused")},
+		Conflicts: []error{errors.New("example.com/m@v1.0.0 re-published")},
+	}, nil
+}
+
+// TestStatusDegradedSync: a sync pass that could not read a registry shows
+// in /status, /healthz (200, degraded) and the page, without the
+// registry's URL.
+func TestStatusDegradedSync(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	cfg.Sync = &Sync{Interval: time.Hour, Registries: []string{"registry.internal.example/modules"},
+		Syncer: func(*sumdlog.Log) (Syncer, error) { return failingSyncer{}, nil }}
+	url := serveTest(t, cfg, urls)
+	var s *Status
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if s = fetchStatus(t, url); s.Sync != nil && s.Sync.LastPass != nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if s.Sync == nil || s.Sync.LastPass == nil || s.Sync.LastPass.Failures != 1 || s.Sync.LastPass.Outcomes["recorded"] != 2 || s.Sync.LastSuccess != nil {
+		t.Fatalf("sync status = %+v", s.Sync)
+	}
+	if s.Health.State != Degraded || len(s.Health.Problems) != 2 {
+		t.Fatalf("health = %+v, want degraded by two sync problems", s.Health)
+	}
+	code, body := fetch(t, url+"/healthz")
+	if code != 200 || !strings.HasPrefix(body, "degraded: sync: the last pass could not read 1 registries") || !strings.Contains(body, "refused 1 versions") {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	_, page := fetch(t, url+"/")
+	for _, want := range []string{`class="badge degraded"`, "could not read 1 registries", `id="sync"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	for _, body := range []string{body, page} {
+		if strings.Contains(body, "registry.internal.example") {
+			t.Errorf("an anonymous page shows the registry's name:\n%s", body)
+		}
+	}
+}
+
+// TestStatusTUF: the TUF section shows each role, and a repository whose
+// directory is removed under the server is a problem within seconds.
+func TestStatusTUF(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	dir := filepath.Join(t.TempDir(), "tuf")
+	skey, vkey, err := sumdlog.GenerateKey("serve.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := sumdlog.ParseKey(skey)
+	cfg.OpenLog = func() (*sumdlog.Log, error) {
+		return sumdlog.Open(cfg.DBFile, sumdlog.Options{Keys: []*sumdlog.Key{key}, Create: true, Logger: cfg.Logger})
+	}
+	db, err := tuf.NewDatabase([]string{vkey}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tuf.Init(dir, tuf.InitOptions{Database: db, OfflineKeys: filepath.Join(t.TempDir(), "offline")}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.TUF = &TUF{Dir: dir, OnlineKeys: filepath.Join(dir, tuf.DefaultOnlineKeys)}
+	tufStatusMaxAge = 50 * time.Millisecond
+	t.Cleanup(func() { tufStatusMaxAge = 5 * time.Second })
+	url := serveTest(t, cfg, urls)
+
+	s := fetchStatus(t, url)
+	if s.Health.State != Healthy || s.TUF == nil || len(s.TUF.Roles) != 4 {
+		t.Fatalf("status with a fresh repository: health %+v, tuf %+v", s.Health, s.TUF)
+	}
+	for _, r := range s.TUF.Roles {
+		if r.Version < 1 || r.Expires.Before(time.Now().Add(20*time.Hour)) {
+			t.Errorf("role %+v: want a version and an expiry a day or more ahead", r)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(tufStatusMaxAge + 5*time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if s = fetchStatus(t, url); s.Health.State != Healthy || time.Now().After(deadline) {
+			break
+		}
+	}
+	if s.Health.State != Degraded || len(s.Health.Problems) == 0 || s.Health.Problems[0].String() != "tuf: the repository cannot be read (see the server log)" {
+		t.Fatalf("health after removing the TUF directory = %+v", s.Health)
+	}
+	if code, body := fetch(t, url+"/healthz"); code != 200 || !strings.Contains(body, "degraded: tuf: the repository cannot be read") || strings.Contains(body, dir) {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+}
+
+// TestTUFExpiryWarnings checks the thresholds on a repository read at
+// chosen times.
+func TestTUFExpiryWarnings(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	st := &tuf.Status{
+		Versions: map[string]int64{"root": 1, "targets": 2, "snapshot": 3, "timestamp": 4},
+		Expires: map[string]time.Time{
+			"root": now.Add(365 * 24 * time.Hour), "targets": now.Add(10 * 24 * time.Hour),
+			"snapshot": now.Add(3 * 24 * time.Hour), "timestamp": now.Add(90 * time.Minute),
+		},
+	}
+	p := &tufPart{now: func() time.Time { return now }, status: st, readAt: now, signedAt: now}
+	var s Status
+	p.report(&s)
+	var got []string
+	for _, pr := range s.Health.Problems {
+		got = append(got, pr.String())
+	}
+	want := []string{
+		"tuf: the targets metadata expires in 10 days: renew it with sumd tuf publish",
+		"tuf: the timestamp metadata expires in 1h30m0s: sumd serve re-signs it: see the server log",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestHistory: the records per day and the last commit, across days and a
+// restart (the history is kept in the log's auxiliary state).
+func TestHistory(t *testing.T) {
+	ctx := context.Background()
+	cfg, _, logs := testConfig(t)
+	l, err := cfg.OpenLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { l.Close() }()
+	day := func(d, h int) time.Time { return time.Date(2026, 11, d, h, 0, 0, 0, time.UTC) }
+	clock := day(1, 9)
+	open := func() *history {
+		h, err := loadHistory(ctx, l, logs.Logger(), func() time.Time { return clock })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	add := func(h *history, n int) {
+		for range n {
+			if _, err := l.Add(ctx, testRecord(int(testSize(t, l)))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := open() // empty log: the first head is size 0
+	clock = day(1, 10)
+	add(h, 3)
+	clock = day(1, 11)
+	add(h, 2)
+	clock = day(3, 8)
+	add(h, 4)
+	h.save(ctx)
+	clock = day(3, 9)
+	h = open() // a restart: the saved history carries on
+	clock = day(4, 7)
+	add(h, 1)
+
+	var s Status
+	h.report(&s)
+	want := []DayCount{{"2026-11-01", 5}, {"2026-11-03", 4}, {"2026-11-04", 1}}
+	if fmt.Sprint(s.Log.RecordsPerDay) != fmt.Sprint(want) {
+		t.Errorf("records per day = %v, want %v", s.Log.RecordsPerDay, want)
+	}
+	if s.Log.LastCommit == nil || !s.Log.LastCommit.Equal(day(4, 7)) {
+		t.Errorf("last commit = %v, want %v", s.Log.LastCommit, day(4, 7))
+	}
+	if n := len(s.Log.Heads); n != 4 || s.Log.Heads[n-1].TreeSize != 10 {
+		t.Errorf("heads = %+v", s.Log.Heads)
+	}
+}
+
+// TestHistoryBounded: a year of daily growth keeps maxHistory days.
+func TestHistoryBounded(t *testing.T) {
+	h := &history{}
+	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for d := range 365 {
+		h.observe(tlog.Tree{N: int64(d + 1)}, start.AddDate(0, 0, d))
+	}
+	if n := len(h.state.Heads); n != maxHistory+1 {
+		t.Errorf("%d heads kept, want %d", n, maxHistory+1)
+	}
+	days := perDay(h.state.Heads)
+	if last := days[len(days)-1]; last.Records != 1 || last.Day != "2026-12-31" {
+		t.Errorf("last day = %+v", last)
+	}
+}
+
+func testSize(t *testing.T, l *sumdlog.Log) int64 {
+	t.Helper()
+	tree, err := l.Tree(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree.N
+}
+
+// testRecord returns a distinct valid record for i.
+func testRecord(i int) gosum.Record {
+	path := fmt.Sprintf("example.com/mod%d", i%7)
+	version := fmt.Sprintf("v1.%d.0", i)
+	h := "h1:" + strings.Repeat("A", 43) + "="
+	return gosum.Record{Path: path, Version: version, Hash: h, GoMod: h}
+}
