@@ -15,6 +15,7 @@
 //	                                         publish a module as a signed OCI artifact
 //	sumd sync -registry HOST/PREFIX -cosign-key FILE [flags]
 //	                                         record the signed artifacts of registries
+//	sumd status -url URL [-json]             print the status of a running server
 //
 // Run "sumd COMMAND -h" for the flags of a command. See README.md.
 package main
@@ -53,6 +54,7 @@ Usage:
 	                                       publish a module version as a signed OCI artifact
 	sumd sync -registry HOST/PREFIX -cosign-key FILE [flags]
 	                                       record the cosign-signed module artifacts of registries
+	sumd status -url URL [-json]           print the status of a running server
 	sumd version                           print the version
 
 Run "sumd COMMAND -h" for the flags of a command.
@@ -103,6 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"tuf":     runTUF,
 		"oci":     runOCI,
 		"sync":    runSync,
+		"status":  runStatus,
 		"version": runVersion,
 	}
 	cmd, ok := cmds[args[0]]

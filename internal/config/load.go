@@ -219,7 +219,7 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 // subcommand, so that one file can configure them all.
 func fileKeys() []string {
 	var keys []string
-	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}, &TUFInit{}, &TUFPublish{}, &TUFRotateRoot{}, &TUFStatus{}, &TUFGosumdb{}, &Sync{}, &OCIPush{}} {
+	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}, &TUFInit{}, &TUFPublish{}, &TUFRotateRoot{}, &TUFStatus{}, &TUFGosumdb{}, &Sync{}, &OCIPush{}, &Status{}} {
 		for _, o := range bind(flag.NewFlagSet("", flag.ContinueOnError), cfg) {
 			if !slices.Contains(keys, o.Name) {
 				keys = append(keys, o.Name)

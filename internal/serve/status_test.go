@@ -91,11 +91,11 @@ func TestStatusDegradedSync(t *testing.T) {
 		t.Fatalf("health = %+v, want degraded by two sync problems", s.Health)
 	}
 	code, body := fetch(t, url+"/healthz")
-	if code != 200 || !strings.HasPrefix(body, "degraded: sync: the last pass could not read 1 registries") || !strings.Contains(body, "refused 1 versions") {
+	if code != 200 || !strings.HasPrefix(body, "degraded: sync: the last pass had 1 read failures") || !strings.Contains(body, "found 1 conflicts") {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
 	_, page := fetch(t, url+"/")
-	for _, want := range []string{`class="badge degraded"`, "could not read 1 registries", `id="sync"`} {
+	for _, want := range []string{`class="badge degraded"`, "had 1 read failures", `id="sync"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}

@@ -126,10 +126,10 @@ func (p *syncPart) report(s *Status) {
 	case pass.Stopped:
 		s.problem("sync", "the last pass stopped early (see the server log)")
 	case pass.Failures > 0:
-		s.problem("sync", "the last pass could not read %d registries, repositories or artifacts (see the server log)", pass.Failures)
+		s.problem("sync", "the last pass had %d read failures of registries, repositories or artifacts (see the server log)", pass.Failures)
 	}
 	if pass := st.LastPass; pass != nil && pass.Conflicts > 0 {
-		s.problem("sync", "the last pass refused %d versions re-published with other content (see the server log)", pass.Conflicts)
+		s.problem("sync", "the last pass found %d conflicts: versions re-published with other content (see the server log)", pass.Conflicts)
 	}
 }
 

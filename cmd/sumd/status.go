@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/serve"
+)
+
+// maxStatus caps the /status answer read: it is a few KB.
+const maxStatus = 1 << 20
+
+// runStatus prints the status of a running server.
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadStatus(args, os.Environ(), stderr)
+	if err := flagsOnly(err, rest, "status"); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	raw, st, err := fetchStatus(ctx, strings.TrimSuffix(cfg.URL, "/")+"/status")
+	if err != nil {
+		return withHint(err, "check -url: the base URL sumd serve printed in its GOSUMDB line")
+	}
+	if cfg.JSON {
+		stdout.Write(raw)
+	} else {
+		printServerStatus(stdout, st)
+	}
+	if st.Health.State == serve.Unavailable {
+		return exitCode(1)
+	}
+	return nil
+}
+
+// fetchStatus reads and parses GET url.
+func fetchStatus(ctx context.Context, url string) ([]byte, *serve.Status, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to read the status: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxStatus))
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to read the status: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(raw))
+	}
+	var st serve.Status
+	if err := json.Unmarshal(raw, &st); err != nil || st.Health.State == "" {
+		return nil, nil, errors.Join(fmt.Errorf("GET %s: not a sumd status (%s)", url, resp.Header.Get("Content-Type")), err)
+	}
+	return raw, &st, nil
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\n")
+	return s
+}
+
+// printServerStatus prints st for people.
+func printServerStatus(w io.Writer, st *serve.Status) {
+	ago := func(t time.Time) string {
+		return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.DateTime+" UTC"), t.Sub(st.Time).Abs().Round(time.Second))
+	}
+	at := func(t time.Time) string { return t.UTC().Format(time.DateTime + " UTC") }
+	fmt.Fprintf(w, "%s: %s\n", st.Name, strings.ToUpper(st.Health.State))
+	for _, p := range st.Health.Problems {
+		fmt.Fprintf(w, "  problem: %s\n", p)
+	}
+	fmt.Fprintf(w, "server    sumd %s, serving since %s\n", st.Version, ago(st.Started))
+	fmt.Fprintf(w, "tree      %d records, root %s\n", st.Log.TreeSize, st.Log.RootHash)
+	if st.Log.LastCommit != nil {
+		fmt.Fprintf(w, "commit    last %s\n", ago(*st.Log.LastCommit))
+	} else {
+		fmt.Fprintf(w, "commit    none seen since the history began\n")
+	}
+	if days := st.Log.RecordsPerDay; len(days) > 0 {
+		var parts []string
+		for _, d := range days[max(len(days)-7, 0):] {
+			parts = append(parts, fmt.Sprintf("%s %d", d.Day, d.Records))
+		}
+		fmt.Fprintf(w, "per day   %s\n", strings.Join(parts, ", "))
+	}
+	for _, k := range st.VerifierKeys {
+		fmt.Fprintf(w, "vkey      %s\n", k)
+	}
+	if s := st.Sync; s != nil {
+		fmt.Fprintf(w, "sync      every %s, %d registries", time.Duration(s.IntervalSeconds*float64(time.Second)), s.Registries)
+		if p := s.LastPass; p != nil {
+			var outcomes []string
+			for _, o := range slices.Sorted(maps.Keys(p.Outcomes)) {
+				outcomes = append(outcomes, fmt.Sprintf("%s %d", o, p.Outcomes[o]))
+			}
+			fmt.Fprintf(w, "; last pass %s, %.1fs: %s; %d unchanged, %d unreadable, %d conflicts",
+				at(p.Started), p.Seconds, strings.Join(outcomes, ", "), p.Unchanged, p.Failures, p.Conflicts)
+		}
+		fmt.Fprintln(w)
+	}
+	if t := st.TUF; t != nil {
+		for _, r := range t.Roles {
+			fmt.Fprintf(w, "tuf       %-9s version %d, expires %s (in %s)\n", r.Role, r.Version, at(r.Expires), r.Expires.Sub(st.Time).Round(time.Minute))
+		}
+	}
+	for _, c := range st.Counters {
+		if c.Value == 0 {
+			continue
+		}
+		var labels []string
+		for _, k := range slices.Sorted(maps.Keys(c.Labels)) {
+			labels = append(labels, k+"="+c.Labels[k])
+		}
+		fmt.Fprintf(w, "counter   %s{%s} %g\n", c.Name, strings.Join(labels, ","), c.Value)
+	}
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/serve"
+	"github.com/sumd-project/sumd/internal/testproxy"
+)
+
+// TestStatusCommand runs sumd serve with TUF and an OCI sync whose registry
+// is gone, removes the TUF directory, and checks what sumd status, -json,
+// /healthz and the page say: degraded, with both parts named, and no path
+// or registry address shown.
+func TestStatusCommand(t *testing.T) {
+	dir := t.TempDir()
+	proxyDir := filepath.Join(dir, "proxy")
+	mods := testproxy.Versions("example.com/status", 3)
+	if _, err := testproxy.Build(proxyDir, mods); err != nil {
+		t.Fatal(err)
+	}
+	db, repo := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "tuf")
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	key := filepath.Join(dir, "keys", e2eName+".key")
+	sumd(t, "add", "-create", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "a.sum"), goSumFile(t, proxyDir, mods)))
+	sumd(t, "tuf", "init", "-dir", repo, "-keys", filepath.Join(dir, "offline"), "-db", db, "-key", key)
+	gone := httptest.NewServer(nil) // a registry address that no longer answers
+	registry := strings.TrimPrefix(gone.URL, "http://")
+	gone.Close()
+	_, pub := cosignKeys(t, dir)
+	s := startServer(t, "-db", db, "-key", key, "-tuf", repo, "-registry", registry+"/gomod", "-cosign-key", pub, "-sync-interval", "1h")
+
+	var st serve.Status
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out := sumd(t, "status", "-url", s.url, "-json")
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("sumd status -json printed %q: %v", out, err)
+		}
+		if st.Sync != nil && st.Sync.LastPass != nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if st.Name != e2eName || st.Log.TreeSize != 3 || len(st.VerifierKeys) != 1 || st.VerifierKeys[0] != vkey {
+		t.Errorf("status: name %q, tree size %d, keys %q; want %s, 3, %s", st.Name, st.Log.TreeSize, st.VerifierKeys, e2eName, vkey)
+	}
+	if st.Health.State != serve.Degraded || st.Sync == nil || st.Sync.LastPass == nil || st.Sync.LastPass.Failures == 0 {
+		t.Fatalf("status with the registry gone: health %+v, sync %+v", st.Health, st.Sync)
+	}
+	if st.TUF == nil || len(st.TUF.Roles) != 4 {
+		t.Errorf("TUF status = %+v, want four roles", st.TUF)
+	}
+
+	if err := os.RemoveAll(repo); err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if text = sumd(t, "status", "-url", s.url); strings.Contains(text, "tuf: ") || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range []string{
+		e2eName + ": DEGRADED\n",
+		"  problem: sync: the last pass had 1 read failures of registries",
+		"  problem: tuf: the repository cannot be read (see the server log)\n",
+		"tree      3 records, root ",
+		"vkey      " + vkey + "\n",
+		"sync      every 1h0m0s, 1 registries; last pass ",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("sumd status lacks %q:\n%s", want, text)
+		}
+	}
+	healthz := get(t, s.url+"/healthz")
+	page := get(t, s.url+"/")
+	for _, body := range []string{text, healthz, page} {
+		for _, secret := range []string{registry, repo, dir} {
+			if strings.Contains(body, secret) {
+				t.Errorf("%q shown to an anonymous client:\n%s", secret, body)
+			}
+		}
+	}
+	if !strings.HasPrefix(healthz, "degraded: ") || !strings.Contains(healthz, "tuf: the repository cannot be read") || !strings.Contains(healthz, "sync: the last pass had 1 read failures") {
+		t.Errorf("/healthz = %q", healthz)
+	}
+	if !strings.Contains(page, `class="badge degraded"`) || !strings.Contains(page, "the repository cannot be read") {
+		t.Errorf("the page does not show the problems")
+	}
+}
+
+// TestStatusUnreachable: a server that does not answer is exit status 1,
+// with a hint.
+func TestStatusUnreachable(t *testing.T) {
+	gone := httptest.NewServer(nil)
+	gone.Close()
+	_, stderr, code := sumdCode(t, nil, "status", "-url", gone.URL, "-timeout", "5s")
+	if code != 1 || !strings.Contains(stderr, "sumd: error: failed to read the status: ") || !strings.Contains(stderr, "hint: check -url") {
+		t.Errorf("sumd status of a closed port: exit %d\n%s", code, stderr)
+	}
+}
