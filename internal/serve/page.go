@@ -68,6 +68,9 @@ var pageTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 	"lookup": lookupPath,
 	"chart":  chart,
 	"dict":   dict,
+	"nonzero": func(cs []Counter) []Counter {
+		return slices.DeleteFunc(slices.Clone(cs), func(c Counter) bool { return c.Value == 0 })
+	},
 }).ParseFS(pageFiles, "page/*.html"))
 
 // A page serves the status page.
