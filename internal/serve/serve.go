@@ -40,6 +40,14 @@
 //  4. Close what the handlers hold (the TUF repository directory).
 //  5. Close the log, last: it commits what is queued and releases the
 //     database's lock, so a new process can open it the moment this one exits.
+//
+// # Status
+//
+// Every part may report its state ([Part.Report]) into a [Status], which
+// GET /status serves as JSON, the page at / renders (with a search by
+// module path and inclusion proofs, see page.go), and /healthz condenses:
+// 503 only when the log cannot serve, 200 "degraded: ..." when a part needs
+// attention. docs/operations.md is the operator's side of this.
 package serve
 
 import (

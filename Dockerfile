@@ -1,0 +1,34 @@
+# sumd in a container: a static binary on distroless, as a non-root user,
+# with the database in a volume.
+#
+#   docker build -t sumd .
+#   docker run -d -p 8080:8080 -v sumd-data:/var/lib/sumd \
+#     -v /etc/sumd/signing.key:/run/secrets/signing.key:ro -e SUMD_KEY=/run/secrets/signing.key \
+#     -e SUMD_NAME=sum.corp.example sumd serve -create   # -create on the first start only
+#
+# See docs/operations.md for the configuration file and the health check.
+
+FROM golang:1.26-bookworm AS build
+ENV GOTOOLCHAIN=local CGO_ENABLED=0
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN go build -trimpath -ldflags="-s -w" -o /out/sumd ./cmd/sumd \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/sumd /usr/local/bin/sumd
+# The volume is created owned by the nonroot user (65532), the only writer.
+COPY --from=build --chown=65532:65532 /out/data /var/lib/sumd
+WORKDIR /var/lib/sumd
+VOLUME /var/lib/sumd
+USER 65532:65532
+ENV SUMD_DB=/var/lib/sumd/sumd.db SUMD_LISTEN=:8080 SUMD_LOG_FORMAT=json
+EXPOSE 8080
+# Healthy while the log serves (ok or degraded); see docs/operations.md.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+  CMD ["/usr/local/bin/sumd", "status", "-url", "http://127.0.0.1:8080", "-timeout", "8s"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/sumd"]
+CMD ["serve"]
