@@ -20,8 +20,8 @@ test: ## run every test, including the go-command end-to-end and crash tests
 test-short: ## skip the slow tests (crash, large tree)
 	$(GO) test -short $(PKGS)
 
-bench: ## durable append throughput, lookups, tile reads, disk bytes per record, audit throughput, load test
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/server ./internal/audit
+bench: ## durable append throughput, lookups, tile reads, disk bytes per record, audit throughput, status page, load test
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/server ./internal/audit ./internal/serve
 	./scripts/load.sh
 
 lint: ## gofmt and go vet

@@ -14,7 +14,7 @@ import (
 
 // pageServer serves a log holding 505 versions of example.com/big, one of
 // example.com/big/v2 and example.com/small, and example.com/Upper.
-func pageServer(t *testing.T) string {
+func pageServer(t testing.TB) string {
 	t.Helper()
 	cfg, urls, _ := testConfig(t)
 	open := cfg.OpenLog

@@ -20,7 +20,7 @@ import (
 
 // testConfig returns a Config serving a new log in a temporary directory
 // on a free port. The URL arrives on the returned channel once it listens.
-func testConfig(t *testing.T) (Config, <-chan string, *testlog.Buffer) {
+func testConfig(t testing.TB) (Config, <-chan string, *testlog.Buffer) {
 	t.Helper()
 	skey, _, err := tlog.GenerateKey("serve.example.com")
 	if err != nil {
@@ -49,7 +49,7 @@ func testConfig(t *testing.T) (Config, <-chan string, *testlog.Buffer) {
 }
 
 // start runs cfg in the background and returns the URL and Run's result.
-func start(t *testing.T, ctx context.Context, cfg Config, urls <-chan string) (string, <-chan error) {
+func start(t testing.TB, ctx context.Context, cfg Config, urls <-chan string) (string, <-chan error) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()
@@ -64,7 +64,7 @@ func start(t *testing.T, ctx context.Context, cfg Config, urls <-chan string) (s
 	return "", nil
 }
 
-func wait(t *testing.T, done <-chan error) error {
+func wait(t testing.TB, done <-chan error) error {
 	t.Helper()
 	select {
 	case err := <-done:

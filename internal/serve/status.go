@@ -108,6 +108,14 @@ type board struct {
 // status gathers the status now. The work is bounded: the log's head, the
 // metrics registry, and what each part keeps in memory.
 func (b *board) status(ctx context.Context) *Status {
+	s := b.health(ctx)
+	s.Counters = counters(b.reg)
+	return s
+}
+
+// health gathers the status but the counters, which cost a walk of the
+// metrics registry that /healthz, asked every few seconds, does not need.
+func (b *board) health(ctx context.Context) *Status {
 	s := &Status{
 		Name: b.log.Name(), VerifierKeys: b.log.VerifierKeys(), Version: b.version,
 		Started: b.started.UTC(), Time: time.Now().UTC(),
@@ -118,7 +126,6 @@ func (b *board) status(ctx context.Context) *Status {
 		s.Log.TreeSize = tree.N
 		s.Log.RootHash = base64.StdEncoding.EncodeToString(tree.Hash[:])
 	}
-	s.Counters = counters(b.reg)
 	for _, p := range b.parts {
 		if p.Report != nil {
 			p.Report(s)
@@ -144,7 +151,7 @@ func (s *Status) problem(part, format string, args ...any) {
 // log itself.
 func (b *board) degraded(ctx context.Context) []string {
 	var out []string
-	for _, p := range b.status(ctx).Health.Problems {
+	for _, p := range b.health(ctx).Health.Problems {
 		if p.Part != "log" {
 			out = append(out, p.String())
 		}

@@ -46,7 +46,7 @@ func fetchStatus(t *testing.T, url string) *Status {
 }
 
 // serveTest runs cfg until the test ends and returns its URL.
-func serveTest(t *testing.T, cfg Config, urls <-chan string) string {
+func serveTest(t testing.TB, cfg Config, urls <-chan string) string {
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	url, done := start(t, ctx, cfg, urls)
