@@ -52,6 +52,7 @@ func TestPage(t *testing.T) {
 		{"/module?path=example.com/big", 200, []string{"500 recorded versions shown, the newest; there are more", ">v1.504.0<", ">v1.503.0<", ">v1.10.0<", ">v1.9.0<", ">v1.5.0<"}, []string{"example.com/big/v2", ">v1.4.0<"}},
 		{"/module?path=example.com/", 200, []string{`id="modules"`, ">example.com/Upper<", ">example.com/big/v2<", ">example.com/big<", ">example.com/small<"}, nil},
 		{"/module?path=example.org", 200, []string{`id="none"`}, nil},
+		{"/module?path=%3Cscript%3Ealert(1)%3C/script%3E", 200, []string{`id="none"`, "&lt;script&gt;alert(1)&lt;/script&gt;"}, []string{"<script>"}},
 		{"/module?path=" + strings.Repeat("a", 600), 400, []string{"longer than 512 bytes"}, nil},
 		{"/record?id=507", 200, []string{`id="record-id">507<`, "example.com/Upper v1.0.0-rc.1 h1:", `href="lookup/example.com/!upper@v1.0.0-rc.1"`, `id="proof-status" class="ok"`, `href="tile/8/0/001.p/252"`, `href="tile/8/1/000.p/1"`}, nil},
 		{"/record?id=508", 404, []string{"There is no record 508: the log holds 508."}, nil},
