@@ -10,23 +10,30 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// runGroup runs the listener and the parts until ctx ends or one of them
-// dies, then stops them in the order of the package doc: the listener
-// drains first, the parts are cancelled after it. It returns the first
-// failure, or nil after a clean stop on ctx.
-func runGroup(ctx context.Context, srv *listener, parts []Part, timeout time.Duration, logger *slog.Logger) error {
+// runGroup runs the listeners and the parts until ctx ends or one of them
+// dies, then stops them in the order of the package doc: the listeners
+// drain first (together, within one timeout), the parts are cancelled
+// after them. It returns the first failure, or nil after a clean stop on
+// ctx. Several listeners are for later: admin and metrics on their own.
+func runGroup(ctx context.Context, servers []*listener, parts []Part, timeout time.Duration, logger *slog.Logger) error {
 	// The parts' context is cancelled only after the drain, not with ctx.
 	partCtx, stopParts := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopParts()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(srv.serve)
+	for _, srv := range servers {
+		g.Go(srv.serve)
+	}
 	for _, p := range parts {
 		g.Go(func() error { return runPart(partCtx, p, logger) })
 	}
 	g.Go(func() error {
 		<-gctx.Done()
 		logger.Info("shutting down", "timeout", timeout)
-		err := srv.shutdown(timeout)
+		var drain errgroup.Group
+		for _, srv := range servers {
+			drain.Go(func() error { return srv.shutdown(timeout) })
+		}
+		err := drain.Wait()
 		stopParts()
 		return err
 	})

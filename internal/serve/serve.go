@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	return runGroup(ctx, srv, parts, cfg.ShutdownTimeout, cfg.Logger)
+	return runGroup(ctx, []*listener{srv}, parts, cfg.ShutdownTimeout, cfg.Logger)
 }
 
 // A builder builds a server and remembers what to close.

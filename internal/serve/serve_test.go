@@ -246,7 +246,7 @@ func TestPartDies(t *testing.T) {
 				{Name: "flaky", Hint: "do something", Run: tc.run},
 				{Name: "steady", Run: func(ctx context.Context) error { <-ctx.Done(); otherStopped.Store(true); return ctx.Err() }},
 			}
-			err = runGroup(context.Background(), srv, parts, time.Second, cfg.Logger)
+			err = runGroup(context.Background(), []*listener{srv}, parts, time.Second, cfg.Logger)
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("runGroup = %v, want %q", err, tc.want)
 			}
