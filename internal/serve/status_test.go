@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -271,4 +272,41 @@ func testRecord(i int) gosum.Record {
 	version := fmt.Sprintf("v1.%d.0", i)
 	h := "h1:" + strings.Repeat("A", 43) + "="
 	return gosum.Record{Path: path, Version: version, Hash: h, GoMod: h}
+}
+
+// TestStatusCounters: requests to the admin API are counted by route and
+// status code, and the status shows them beside the upstream counters.
+func TestStatusCounters(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	adm := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			http.Error(w, "no token", http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte("{}"))
+	})
+	cfg.Surface = func(l *sumdlog.Log) (sumdb.ServerOps, http.Handler, error) { return l, adm, nil }
+	url := serveTest(t, cfg, urls)
+	for range 2 {
+		http.Post(url+"/admin/fetch", "application/json", strings.NewReader("{}"))
+	}
+	req, _ := http.NewRequest("POST", url+"/admin/upload", nil)
+	req.Header.Set("Authorization", "Bearer x")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	http.Get(url + "/admin/nothing")
+
+	got := map[string]float64{}
+	for _, c := range fetchStatus(t, url).Counters {
+		if c.Name == "sumd_admin_requests_total" {
+			got[c.Labels["route"]+" "+c.Labels["code"]] = c.Value
+		}
+	}
+	want := map[string]float64{"fetch 401": 2, "upload 200": 1, "other 401": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("admin counters = %v, want %v", got, want)
+	}
 }
