@@ -2,48 +2,42 @@ package tlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
-
-	"go.etcd.io/bbolt"
 )
 
-// bucketAux holds state that components beside the log keep with it (OCI
-// sync's progress), so that one database file is the whole of a sumd
-// instance. It is not part of the tree, never signed, and never served.
-var bucketAux = []byte("aux")
-
-// MaxAuxSize caps one auxiliary value.
-const MaxAuxSize = 64 << 20
+// errNoAux is the answer of Aux and SetAux when the store keeps no
+// auxiliary state.
+var errNoAux = errors.New("the log's store keeps no auxiliary state")
 
 // Aux returns the value stored under key by SetAux, or nil if there is none.
 func (l *Log) Aux(ctx context.Context, key string) ([]byte, error) {
-	var v []byte
-	err := l.db.View(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket(bucketAux); b != nil {
-			v = append([]byte(nil), b.Get([]byte(key))...)
-		}
-		return nil
-	})
-	if len(v) == 0 {
-		v = nil
+	a, ok := l.store.(AuxStore)
+	if !ok {
+		return nil, errNoAux
 	}
-	return v, err
+	return a.Aux(ctx, key)
 }
 
-// SetAux durably stores value under key, in a sequencer transaction of its
-// own: the sequencer stays the only writer of the database.
+// SetAux durably stores value under key, from the sequencer: in bbolt it
+// shares the file with the log, so its write is one of the log's, and a
+// failure that leaves it unknown whether it was stored stops the log too.
 func (l *Log) SetAux(ctx context.Context, key string, value []byte) error {
+	a, ok := l.store.(AuxStore)
+	if !ok {
+		return errNoAux
+	}
 	if len(value) > MaxAuxSize {
 		return fmt.Errorf("auxiliary value %q is %d bytes, more than the limit of %d", key, len(value), MaxAuxSize)
 	}
-	return l.control(ctx, func(tx *bbolt.Tx) (func(), error) {
-		b, err := tx.CreateBucketIfNotExists(bucketAux)
-		if err != nil {
-			return nil, fmt.Errorf("failed to create auxiliary bucket: %w", err)
+	return l.control(ctx, func(ctx context.Context) error {
+		err := a.SetAux(ctx, key, value)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrNotPersisted):
+			return fmt.Errorf("failed to store %q (nothing was stored): %w", key, err)
 		}
-		if err := b.Put([]byte(key), value); err != nil {
-			return nil, fmt.Errorf("failed to store %q: %w", key, err)
-		}
-		return func() {}, nil
+		return l.stop(fmt.Errorf("failed to store %q, and the store cannot tell whether it did: %w", key, err))
 	})
 }

@@ -30,7 +30,7 @@ func TestCommitFailure(t *testing.T) {
 	var fail atomic.Bool
 	fail.Store(true)
 	injected := errors.New("injected disk failure")
-	l.beforeCommit = func() error {
+	l.store.(*BoltStore).beforeCommit = func(*Batch) error {
 		if fail.Load() {
 			return injected
 		}
@@ -73,7 +73,7 @@ func TestCanceledButPersisted(t *testing.T) {
 	l := openTest(t, filepath.Join(t.TempDir(), "sumd.db"), testKey(t, "sum.example.com"), VerifyTail)
 	defer l.Close()
 	release := make(chan struct{})
-	l.beforeCommit = func() error { <-release; return nil }
+	l.store.(*BoltStore).beforeCommit = func(*Batch) error { <-release; return nil }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -70,6 +69,12 @@ func pick(stored []string, given []*Key) (keySet, error) {
 				"use the log's own key (to add a key, rotate it)", strings.Join(stored, ", "), k.VerifierKey())
 		}
 	}
+	return choose(stored, given)
+}
+
+// choose returns the keys of the stored signing set from the keys given,
+// which may hold more.
+func choose(stored []string, given []*Key) (keySet, error) {
 	var ks keySet
 	for _, vkey := range stored {
 		i := slices.IndexFunc(given, func(k *Key) bool { return k.VerifierKey() == vkey })
@@ -79,14 +84,6 @@ func pick(stored []string, given []*Key) (keySet, error) {
 		ks = append(ks, given[i])
 	}
 	return ks, nil
-}
-
-// storedVKeys returns the verifier keys the log signs with.
-func storedVKeys(b buckets) []string {
-	if v := b.meta.Get(keyVKeys); v != nil {
-		return strings.Split(string(v), "\n")
-	}
-	return []string{string(b.meta.Get(keyVKey))}
 }
 
 // VerifierKeys returns the verifier keys of every key the log signs with:
@@ -99,51 +96,53 @@ func (l *Log) VerifierKeys() []string { return l.keys.Load().vkeys() }
 // affected; publish the new verifier key, then RemoveKey the old one once
 // every client knows the new one.
 func (l *Log) AddKey(ctx context.Context, k *Key) error {
-	ks := *l.keys.Load()
-	if k.Name() != ks.name() {
-		return fmt.Errorf("key %s is for %q, not this log %q", k.VerifierKey(), k.Name(), ks.name())
-	}
-	if slices.Contains(ks.vkeys(), k.VerifierKey()) {
-		return fmt.Errorf("the log already signs with %s", k.VerifierKey())
-	}
-	return l.resign(ctx, append(slices.Clone(ks), k))
+	return l.rotate(ctx, func(ks keySet) (keySet, error) {
+		if k.Name() != ks.name() {
+			return nil, fmt.Errorf("key %s is for %q, not this log %q", k.VerifierKey(), k.Name(), ks.name())
+		}
+		if slices.Contains(ks.vkeys(), k.VerifierKey()) {
+			return nil, fmt.Errorf("the log already signs with %s", k.VerifierKey())
+		}
+		return append(slices.Clone(ks), k), nil
+	})
 }
 
 // RemoveKey ends a key rotation: tree heads are no longer signed by the key
 // whose verifier key is vkey, beginning with the latest one. At least one
 // key must remain.
 func (l *Log) RemoveKey(ctx context.Context, vkey string) error {
-	ks := *l.keys.Load()
-	i := slices.IndexFunc(ks, func(k *Key) bool { return k.VerifierKey() == vkey })
-	switch {
-	case i < 0:
-		return fmt.Errorf("the log does not sign with %s (it signs with %s)", vkey, strings.Join(ks.vkeys(), ", "))
-	case len(ks) == 1:
-		return errors.New("cannot remove the log's only key: add its successor first")
-	}
-	return l.resign(ctx, slices.Delete(slices.Clone(ks), i, i+1))
+	return l.rotate(ctx, func(ks keySet) (keySet, error) {
+		i := slices.IndexFunc(ks, func(k *Key) bool { return k.VerifierKey() == vkey })
+		switch {
+		case i < 0:
+			return nil, fmt.Errorf("the log does not sign with %s (it signs with %s)", vkey, strings.Join(ks.vkeys(), ", "))
+		case len(ks) == 1:
+			return nil, errors.New("cannot remove the log's only key: add its successor first")
+		}
+		return slices.Delete(slices.Clone(ks), i, i+1), nil
+	})
 }
 
-// resign makes ks the signing set and re-signs the latest tree with it, in
-// one transaction run by the sequencer: the head and the set must change
-// together, and only the sequencer writes heads.
-func (l *Log) resign(ctx context.Context, ks keySet) error {
-	return l.control(ctx, func(tx *bbolt.Tx) (func(), error) {
-		b, err := openBuckets(tx)
+// rotate makes change(current set) the signing set and re-signs the
+// published tree with it, in the sequencer: the head and the set change
+// together, and the set change applies to the set current at that moment,
+// so concurrent rotations never lose one.
+func (l *Log) rotate(ctx context.Context, change func(keySet) (keySet, error)) error {
+	return l.control(ctx, func(ctx context.Context) error {
+		ks, err := change(*l.keys.Load())
 		if err != nil {
-			return nil, err
+			return err
 		}
-		head, err := ks.signTree(l.tree)
-		if err != nil {
-			return nil, err
+		n := l.pub.Load().Tree.N
+		hashes := &tileReader{read: func(id TileID) ([]byte, error) { return l.committedTile(ctx, id, n) }}
+		b, err := l.seal(n, hashes, nil, ks, ks.vkeys())
+		if err == nil {
+			err = l.write(ctx, b)
 		}
-		if err := b.meta.Put(keyVKeys, []byte(strings.Join(ks.vkeys(), "\n"))); err != nil {
-			return nil, fmt.Errorf("failed to store signing keys: %w", err)
+		if err == nil {
+			l.keys.Store(&ks)
+			l.log.Warn("signing keys changed", "name", ks.name(), "vkeys", strings.Join(ks.vkeys(), " "), "tree_size", n)
 		}
-		if err := b.meta.Put(keyHead, head); err != nil {
-			return nil, fmt.Errorf("failed to store tree head: %w", err)
-		}
-		l.log.Warn("signing keys changed", "name", ks.name(), "vkeys", strings.Join(ks.vkeys(), " "), "tree_size", l.tree.N)
-		return func() { l.keys.Store(&ks) }, nil
+		return err
 	})
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -115,4 +117,53 @@ func TestKeyRotationRefuses(t *testing.T) {
 	if after, _ := l.Signed(ctx); string(after) != string(head) {
 		t.Errorf("a refused rotation changed the head")
 	}
+}
+
+// TestConcurrentKeyRotations starts several rotations while the sequencer
+// is busy: each must apply to the key set current when it runs, so none is
+// lost, and the head ends signed by every key.
+func TestConcurrentKeyRotations(t *testing.T) {
+	ctx := context.Background()
+	s, k := NewMemStore(), testKey(t, "sum.example.com")
+	l := openMem(t, s, k)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.SetHooks(MemHooks{BeforeCommit: func(*Batch) error {
+		once.Do(func() { close(entered); <-release })
+		return nil
+	}})
+	go l.Add(ctx, record(0, 0))
+	<-entered // the sequencer is busy: every rotation below waits in the queue
+	keys := []*Key{k}
+	for range 4 {
+		keys = append(keys, testKey(t, "sum.example.com"))
+	}
+	var wg sync.WaitGroup
+	for i, nk := range keys[1:] {
+		wg.Go(func() {
+			if err := l.AddKey(ctx, nk); err != nil {
+				t.Error(err)
+			}
+		})
+		for len(l.queue) != i+1 {
+			runtime.Gosched()
+		}
+	}
+	close(release)
+	wg.Wait()
+	if got := l.VerifierKeys(); len(got) != len(keys) {
+		t.Fatalf("the log signs with %d keys after %d rotations, want %d: %v", len(got), len(keys)-1, len(keys), got)
+	}
+	head, _ := l.Signed(ctx)
+	for _, k := range keys {
+		if !verifiesWith(t, head, k.VerifierKey()) {
+			t.Fatalf("head not signed by %s", k.VerifierKey())
+		}
+	}
+	l.Close()
+	l, err := OpenStore(s, Options{Keys: keys, Verify: VerifyFull, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("reopen with all keys: %v", err)
+	}
+	l.Close()
 }

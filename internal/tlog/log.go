@@ -1,5 +1,6 @@
 // Package tlog is sumd's transparency log: go.sum records in a Merkle tree
-// kept in one bbolt file, with Ed25519-signed tree heads.
+// with Ed25519-signed tree heads, kept in a Store (one bbolt file by
+// default).
 //
 // The Merkle maths, tile encoding and signed-note format are x/mod's
 // (golang.org/x/mod/sumdb/tlog and note); this package adds durable storage,
@@ -7,50 +8,53 @@
 //
 // The invariants, which every change here must keep:
 //
-//  1. A record is acknowledged (Add returns its id) only after the bbolt
-//     transaction that holds it, its hashes and a signed tree head covering
-//     it has been committed and synced to disk.
+//  1. A record is acknowledged (Add returns its id) only after the store has
+//     durably committed it, its hashes and a signed tree head covering it.
 //  2. Each signed tree head is consistent with the one before: the tree only
 //     grows, stored tiles only grow, and the sequencer proves consistency
 //     before it signs.
-//  3. One module@version has one record: the index is checked and written in
-//     the same transaction as the append.
+//  3. One module@version has one record: the index is checked against the
+//     head a batch extends, and the store commits the batch only if that
+//     head is still the stored one.
+//  4. Readers see only what is durable: the sequencer publishes a head (an
+//     atomic pointer) after its commit returned, and every read is bounded
+//     by the published tree, whatever the store already shows.
+//  5. A storage failure that leaves unknown whether a write was stored
+//     stops the log for good (ErrFatal); reopening re-verifies and decides.
 //
-// One goroutine, the sequencer, owns all writes. Readers use bbolt read
-// transactions and so always see a complete commit: records, tiles and the
-// signed head that covers them.
+// One goroutine, the sequencer, owns all writes: it batches Add requests
+// (group commit), stages them on top of the published tree, signs, commits
+// through the Store and publishes. See docs/design/README.md.
 package tlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Options configure Open.
+// Options configure Open and OpenStore.
 type Options struct {
 	// Keys are the private keys of the log: every key the database lists
 	// as a signing key (one, or two during a key rotation), and no other.
 	// Their name is the checksum database name. A new database signs with
 	// all of them.
 	Keys []*Key
-	// Create allows Open to create the database file if it does not exist.
-	// A log must never be re-created under a name clients have used (they
-	// would reject its new history), so callers set it only when starting
-	// a new log is what the operator asked for.
+	// Create allows creating the log if the store holds none (and Open the
+	// database file if it does not exist). A log must never be re-created
+	// under a name clients have used (they would reject its new history),
+	// so callers set it only when starting a new log is what the operator
+	// asked for.
 	Create bool
 	// MaxBatch caps the records per commit (default 1024). One request with
 	// more records is committed alone, never split.
@@ -78,13 +82,19 @@ var (
 	ErrPushback = errors.New("too many pending additions, try again later")
 	// ErrClosed means the log has been closed.
 	ErrClosed = errors.New("log is closed")
+	// ErrFatal means the log stopped after a storage failure that left
+	// unknown whether a write was stored. Every later write fails with it;
+	// the process must exit, and reopening re-verifies the store.
+	ErrFatal = errors.New("log stopped after a storage failure (restart to re-verify the database)")
 )
 
 // A Log is an open checksum database. Its methods are safe for concurrent
 // use. It implements sumdb.ServerOps.
 type Log struct {
-	db      *bbolt.DB
-	keys    atomic.Pointer[keySet] // replaced whole by the sequencer on rotation
+	store   Store
+	name    string
+	keys    atomic.Pointer[keySet] // the signing keys, replaced whole by the sequencer
+	given   []*Key                 // Options.Keys
 	log     *slog.Logger
 	metrics *Metrics
 
@@ -95,47 +105,68 @@ type Log struct {
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
 
-	// Owned by the sequencer goroutine after Open returns.
-	tree tlog.Tree // the latest signed tree
+	pub       atomic.Pointer[Head] // the published head: durable, and the bound of every read
+	errMu     sync.Mutex
+	err       error         // why the log stopped: ErrFatal or ErrClosed
+	stopped   chan struct{} // closed when err is set
+	closeOnce sync.Once
+	closeErr  error
 
-	// beforeCommit, if set by a test, runs inside the write transaction
-	// just before it commits; an error aborts the transaction.
-	beforeCommit func() error
+	// Owned by the sequencer goroutine after Open returns.
+	edge map[TileID][]byte // partial tiles of the published tree, cut to its width
 }
 
 var _ sumdb.ServerOps = (*Log)(nil)
 
+// A Head is a signed tree head the log has published: durable, and the
+// bound of every read until the next. It must not be modified.
+type Head struct {
+	Tree   tlog.Tree
+	Signed []byte    // the signed note
+	Time   time.Time // when this process published it; zero for the head Open found
+	next   chan struct{}
+}
+
+// Next returns a channel that is closed when a newer head is published.
+// Watchers (status, notifying mirrors) select on it and on Log.Done.
+func (h *Head) Next() <-chan struct{} { return h.next }
+
 // Open opens the log in the bbolt file at path, creating it if allowed,
 // verifies it against its signed tree head and starts the sequencer.
 func Open(path string, opts Options) (*Log, error) {
+	s, err := OpenBolt(path, BoltOptions{Create: opts.Create, LockTimeout: opts.LockTimeout})
+	if err != nil {
+		return nil, err
+	}
+	l, err := OpenStore(s, opts)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// OpenStore opens the log held in s, creating it if allowed, verifies it
+// against its signed tree head and starts the sequencer. The log owns s
+// from then on and closes it on Close; if OpenStore fails, the caller
+// still owns s.
+func OpenStore(s Store, opts Options) (*Log, error) {
 	if len(opts.Keys) == 0 {
-		return nil, errors.New("tlog: Open needs a signing key")
+		return nil, errors.New("tlog: OpenStore needs a signing key")
 	}
 	opts = opts.withDefaults()
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !opts.Create {
-		return nil, fmt.Errorf("database %s: %w (a new log is created only with Options.Create)", path, fs.ErrNotExist)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("failed to create database directory: %w", err)
-	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
-	}
 	l := &Log{
-		db: db, log: opts.Logger, metrics: opts.Metrics,
+		store: s, given: opts.Keys, log: opts.Logger, metrics: opts.Metrics,
 		maxBatch: opts.MaxBatch,
 		queue:    make(chan *request, opts.QueueSize),
 		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		edge:     map[TileID][]byte{},
 	}
-	if err := l.load(opts.Keys, opts.Verify); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
+	if err := l.open(context.Background(), opts); err != nil {
+		return nil, err
 	}
-	l.metrics.setTreeSize(l.tree.N)
+	l.metrics.setTreeSize(l.pub.Load().Tree.N)
 	go l.sequence()
 	return l, nil
 }
@@ -147,9 +178,6 @@ func (o Options) withDefaults() Options {
 	if o.QueueSize <= 0 {
 		o.QueueSize = 4096
 	}
-	if o.LockTimeout <= 0 {
-		o.LockTimeout = 100 * time.Millisecond
-	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -157,7 +185,7 @@ func (o Options) withDefaults() Options {
 }
 
 // Close stops accepting additions, commits those already queued, and closes
-// the database.
+// the store.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if !l.closed {
@@ -166,135 +194,142 @@ func (l *Log) Close() error {
 	}
 	l.mu.Unlock()
 	<-l.done
-	return l.db.Close()
+	l.setErr(ErrClosed)
+	l.closeOnce.Do(func() { l.closeErr = l.store.Close() })
+	return l.closeErr
+}
+
+// Done returns a channel that is closed when the log stops taking writes:
+// after a fatal storage failure, or Close. A server watches it to exit.
+func (l *Log) Done() <-chan struct{} { return l.stopped }
+
+// Err returns nil while the log runs. Once Done is closed it returns why:
+// an error wrapping ErrFatal and its cause, or ErrClosed.
+func (l *Log) Err() error {
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	return l.err
+}
+
+// setErr records why the log stopped, if it is the first reason, and
+// reports whether it was.
+func (l *Log) setErr(err error) bool {
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	if l.err != nil {
+		return false
+	}
+	l.err = err
+	close(l.stopped)
+	return true
+}
+
+// fatalErr returns the error that stopped the log, if a fatal one did.
+func (l *Log) fatalErr() error {
+	if err := l.Err(); errors.Is(err, ErrFatal) {
+		return err
+	}
+	return nil
 }
 
 // Name is the checksum database name.
-func (l *Log) Name() string { return l.keys.Load().name() }
+func (l *Log) Name() string { return l.name }
 
 // VerifierKey is the verifier key of the log's first signing key: the one
 // it was created with, or, after a rotation, its successor.
-func (l *Log) VerifierKey() string { return (*l.keys.Load())[0].VerifierKey() }
+func (l *Log) VerifierKey() string { return l.VerifierKeys()[0] }
 
-// Signed returns the latest signed tree head.
+// Published returns the published head. It never blocks.
+func (l *Log) Published() *Head { return l.pub.Load() }
+
+// Signed returns the published signed tree head.
 func (l *Log) Signed(ctx context.Context) ([]byte, error) {
-	var head []byte
-	err := l.view(func(b buckets) error {
-		head = append([]byte(nil), b.meta.Get(keyHead)...)
-		return nil
-	})
-	return head, err
+	return bytes.Clone(l.pub.Load().Signed), nil
 }
 
-// Tree returns the latest signed tree, checked against its signature.
+// Tree returns the published tree.
 func (l *Log) Tree(ctx context.Context) (tlog.Tree, error) {
-	head, err := l.Signed(ctx)
-	if err != nil {
-		return tlog.Tree{}, err
-	}
-	return l.keys.Load().openTree(head)
+	return l.pub.Load().Tree, nil
 }
 
 // Lookup returns the id of the record for m, or an error wrapping
-// fs.ErrNotExist if there is none.
+// fs.ErrNotExist if the published tree has none.
 func (l *Log) Lookup(ctx context.Context, m module.Version) (int64, error) {
-	var id int64
-	err := l.view(func(b buckets) error {
-		var ok bool
-		var err error
-		id, ok, err = b.lookup(m.Path + "@" + m.Version)
-		if err == nil && !ok {
-			err = fmt.Errorf("%s@%s: %w", m.Path, m.Version, fs.ErrNotExist)
-		}
-		return err
-	})
-	return id, err
+	key := m.Path + "@" + m.Version
+	ids, err := l.store.Lookup(ctx, []string{key})
+	if err != nil {
+		return 0, fmt.Errorf("failed to look up %s: %w", key, err)
+	}
+	if ids[0] < 0 || ids[0] >= l.pub.Load().Tree.N {
+		return 0, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
+	}
+	return ids[0], nil
 }
 
 // maxReadRecords caps one ReadRecords call: a data tile is 256 records.
 const maxReadRecords = 1 << 16
 
 // ReadRecords returns the texts of records id through id+n-1, or an error
-// wrapping fs.ErrNotExist if any of them does not exist.
+// wrapping fs.ErrNotExist if any of them is beyond the published tree.
 func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
-	if id < 0 || n < 0 || n > maxReadRecords {
+	if id < 0 || n < 0 || n > maxReadRecords || id+n > l.pub.Load().Tree.N {
 		return nil, fmt.Errorf("records %d+%d: %w", id, n, fs.ErrNotExist)
 	}
-	out := make([][]byte, 0, n)
-	err := l.view(func(b buckets) error {
-		c := b.records.Cursor()
-		k, v := c.Seek(idKey(id))
-		for i := int64(0); i < n; i++ {
-			if k == nil || string(k) != string(idKey(id+i)) {
-				return fmt.Errorf("record %d: %w", id+i, fs.ErrNotExist)
-			}
-			out = append(out, append([]byte(nil), v...))
-			k, v = c.Next()
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = id + int64(i)
+	}
+	texts, err := l.store.ReadRecords(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read records %d+%d: %w", id, n, err)
+	}
+	for i, text := range texts {
+		if text == nil {
+			return nil, fmt.Errorf("record %d: %w", ids[i], fs.ErrNotExist)
 		}
-		return nil
-	})
-	return out, err
+	}
+	return texts, nil
 }
 
 // ReadTileData returns the data of hash tile t, or an error wrapping
-// fs.ErrNotExist if the tree has not reached t's width.
+// fs.ErrNotExist if the published tree has not reached t's width.
 func (l *Log) ReadTileData(ctx context.Context, t tlog.Tile) ([]byte, error) {
-	if t.H != tileHeight || t.L < 0 || t.L > 63 || t.W < 1 || t.W > 1<<tileHeight {
+	id := TileID{t.L, t.N}
+	if t.H != tileHeight || t.W < 1 || t.W > tileWidth(id, l.pub.Load().Tree.N) {
 		return nil, fmt.Errorf("tile %s: %w", t.Path(), fs.ErrNotExist)
 	}
-	var data []byte
-	err := l.view(func(b buckets) error {
-		d := b.tiles.Get(tileKey(t.L, t.N))
-		if len(d) < t.W*tlog.HashSize {
-			return fmt.Errorf("tile %s: %w", t.Path(), fs.ErrNotExist)
-		}
-		data = append([]byte(nil), d[:t.W*tlog.HashSize]...)
-		return nil
-	})
-	return data, err
+	data, err := l.store.ReadTiles(ctx, []TileID{id})
+	if err != nil {
+		return nil, fmt.Errorf("failed to read tile %s: %w", t.Path(), err)
+	}
+	if len(data[0]) < t.W*tlog.HashSize {
+		return nil, fmt.Errorf("store holds %d hashes of published tile %s", len(data[0])/tlog.HashSize, t.Path())
+	}
+	return data[0][:t.W*tlog.HashSize], nil
 }
 
-// HashReader returns a reader of the stored hashes as of now. Each call of
-// its ReadHashes runs in one read transaction.
+// HashReader returns a reader of the hashes of the published tree: each
+// ReadHashes call reads within the tree published when it starts, and
+// fails for a hash beyond it.
 func (l *Log) HashReader() tlog.HashReader {
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		var out []tlog.Hash
-		err := l.view(func(b buckets) error {
-			var err error
-			out, err = (&tileReader{tiles: b.tiles}).ReadHashes(indexes)
-			return err
-		})
-		return out, err
-	})
-}
-
-func (l *Log) view(f func(buckets) error) error {
-	return l.db.View(func(tx *bbolt.Tx) error {
-		b, err := openBuckets(tx)
-		if err != nil {
-			return err
+		n := l.pub.Load().Tree.N
+		for _, x := range indexes {
+			level, i := tlog.SplitStoredHashIndex(x)
+			if level >= 63 || i < 0 || i >= n>>level {
+				return nil, fmt.Errorf("hash %d is beyond the published tree of size %d: %w", x, n, fs.ErrNotExist)
+			}
 		}
-		return f(b)
+		return storeTiles(context.Background(), l.store, n).ReadHashes(indexes)
 	})
 }
 
-// Stats is what the log reports about its size on disk.
-type Stats struct {
-	Records  int64 // records in the signed tree
-	FileSize int64 // bytes of the bbolt file
-}
-
-// Stats returns the log's size.
-func (l *Log) Stats() (Stats, error) {
-	var s Stats
-	err := l.db.View(func(tx *bbolt.Tx) error {
-		s.FileSize = tx.Size()
-		return nil
-	})
-	if err != nil {
-		return s, err
+// publish makes tree and its signed head what readers see, and wakes the
+// watchers of the previous head. Only the sequencer (and open) call it.
+func (l *Log) publish(tree tlog.Tree, head []byte, at time.Time) {
+	h := &Head{Tree: tree, Signed: head, Time: at, next: make(chan struct{})}
+	if old := l.pub.Swap(h); old != nil {
+		close(old.next)
 	}
-	t, err := l.Tree(context.Background())
-	s.Records = t.N
-	return s, err
+	l.metrics.setTreeSize(tree.N)
 }

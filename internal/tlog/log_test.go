@@ -40,9 +40,9 @@ func testKey(t testing.TB, name string) *Key {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func openTest(t testing.TB, path string, k *Key, mode VerifyMode) *Log {
+func openTest(t testing.TB, path string, k *Key, mode VerifyMode, more ...*Key) *Log {
 	t.Helper()
-	l, err := Open(path, Options{Keys: []*Key{k}, Create: true, Verify: mode, Logger: quietLogger()})
+	l, err := Open(path, Options{Keys: append([]*Key{k}, more...), Create: true, Verify: mode, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +462,7 @@ func TestDuplicatesDoNotCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	txid := func() (id int) {
-		l.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil })
+		l.store.(*BoltStore).db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil })
 		return id
 	}
 	before := txid()

@@ -13,6 +13,7 @@ type Metrics struct {
 	commitSeconds prometheus.Histogram
 	commitRecords prometheus.Histogram
 	pushbacks     prometheus.Counter
+	fatal         prometheus.Gauge
 }
 
 // NewMetrics registers the log's metrics with reg.
@@ -40,8 +41,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "sumd", Name: "log_pushbacks_total",
 			Help: "Additions refused because the sequencer queue was full.",
 		}),
+		fatal: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sumd", Name: "log_stopped",
+			Help: "1 once the log stopped after a storage failure of unknown outcome (the process must restart).",
+		}),
 	}
-	reg.MustRegister(m.treeSize, m.commits, m.commitSeconds, m.commitRecords, m.pushbacks)
+	reg.MustRegister(m.treeSize, m.commits, m.commitSeconds, m.commitRecords, m.pushbacks, m.fatal)
 	return m
 }
 
@@ -62,11 +67,16 @@ func (m *Metrics) observeCommit(added int64, d time.Duration, err error) {
 	m.commits.WithLabelValues("ok").Inc()
 	m.commitSeconds.Observe(d.Seconds())
 	m.commitRecords.Observe(float64(added))
-	m.treeSize.Add(float64(added))
 }
 
 func (m *Metrics) pushback() {
 	if m != nil {
 		m.pushbacks.Inc()
+	}
+}
+
+func (m *Metrics) stopped() {
+	if m != nil {
+		m.fatal.Set(1)
 	}
 }

@@ -1,13 +1,11 @@
 package tlog
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -34,21 +32,22 @@ func (e *ConflictError) Error() string {
 // sequencer.
 type request struct {
 	recs []gosum.Record
-	ctrl controlFunc   // if set, a control operation run in its own transaction
-	ids  []int64       // set by the sequencer
-	err  error         // set by the sequencer
-	done chan struct{} // closed by the sequencer when ids or err is final
+	ctrl func(ctx context.Context) error // if set, a control operation run by the sequencer
+	ids  []int64                         // set by the sequencer
+	err  error                           // set by the sequencer
+	done chan struct{}                   // closed by the sequencer when ids or err is final
 }
 
 // Add records recs and returns their ids once they are durable and covered
-// by a signed tree head. Records already present with the same hashes keep
-// their ids. The call is atomic: if any record conflicts with the log or
-// with another in recs (a *ConflictError) or is malformed, nothing from this
-// call is recorded.
+// by a published signed tree head. Records already present with the same
+// hashes keep their ids. The call is atomic: if any record conflicts with
+// the log or with another in recs (a *ConflictError) or is malformed,
+// nothing from this call is recorded.
 //
 // Add may return ctx.Err() while the records are still being committed;
 // only a nil error acknowledges them. It returns ErrPushback, without
-// waiting, when the sequencer's queue is full.
+// waiting, when the sequencer's queue is full, and an error wrapping
+// ErrFatal once the log has stopped.
 func (l *Log) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
 	for _, r := range recs {
 		if err := r.Check(); err != nil {
@@ -73,12 +72,30 @@ func (l *Log) enqueue(req *request) error {
 	if l.closed {
 		return ErrClosed
 	}
+	if err := l.fatalErr(); err != nil {
+		return err
+	}
 	select {
 	case l.queue <- req:
 		return nil
 	default:
 		l.metrics.pushback()
 		return ErrPushback
+	}
+}
+
+// control runs f in the sequencer, after the requests queued before it,
+// and waits for it.
+func (l *Log) control(ctx context.Context, f func(ctx context.Context) error) error {
+	req := &request{ctrl: f, done: make(chan struct{})}
+	if err := l.enqueue(req); err != nil {
+		return err
+	}
+	select {
+	case <-req.done:
+		return req.err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -117,67 +134,35 @@ func (l *Log) sequence() {
 	}
 }
 
-// A controlFunc changes the log's state in the sequencer's transaction tx.
-// On success it returns a function the sequencer calls after the commit, to
-// update in-memory state.
-type controlFunc func(tx *bbolt.Tx) (applied func(), err error)
-
-// control runs f in the sequencer and waits for its commit.
-func (l *Log) control(ctx context.Context, f controlFunc) error {
-	req := &request{ctrl: f, done: make(chan struct{})}
-	if err := l.enqueue(req); err != nil {
-		return err
-	}
-	select {
-	case <-req.done:
-		return req.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func (l *Log) runControl(r *request) {
-	var applied func()
-	r.err = l.db.Update(func(tx *bbolt.Tx) error {
-		var err error
-		applied, err = r.ctrl(tx)
-		return err
-	})
-	if r.err == nil {
-		applied()
+	if r.err = l.fatalErr(); r.err == nil {
+		r.err = r.ctrl(context.Background())
 	}
 	close(r.done)
 }
 
-// commit appends the batch's records in one transaction with a new signed
-// tree head, then answers every request.
+// commit stages the batch's records on the published tree, signs, commits
+// and publishes, then answers every request.
 func (l *Log) commit(batch []*request) {
 	start := time.Now()
-	var tree tlog.Tree
-	err := l.db.Update(func(tx *bbolt.Tx) error {
-		var err error
-		tree, err = l.appendBatch(tx, batch)
-		if err == nil && l.beforeCommit != nil {
-			err = l.beforeCommit()
+	var added int64
+	err := l.fatalErr()
+	if err == nil {
+		var b *Batch
+		b, err = l.stage(context.Background(), batch)
+		if err == nil && b != nil {
+			if err = l.write(context.Background(), b); err == nil {
+				added = int64(len(b.Records))
+			}
 		}
-		return err
-	})
-	// Point of no return: Update has returned nil only after the commit and
-	// its fsync. Only now may the records be acknowledged.
-	if errors.Is(err, errNothingNew) {
-		err, tree = nil, l.tree // every id is of a record already durable
 	}
 	if err != nil {
-		l.log.Error("commit failed; nothing of the batch was stored", "requests", len(batch), "err", err)
 		for _, r := range batch {
-			r.ids, r.err = nil, fmt.Errorf("failed to commit to the log: %w", err)
+			r.ids, r.err = nil, err
 		}
-		tree = l.tree
 	}
-	added := tree.N - l.tree.N
 	if added > 0 {
-		l.log.Debug("committed", "tree_size", tree.N, "added", added, "requests", len(batch), "duration", time.Since(start))
-		l.tree = tree
+		l.log.Debug("committed", "tree_size", l.pub.Load().Tree.N, "added", added, "requests", len(batch), "duration", time.Since(start))
 	}
 	l.metrics.observeCommit(added, time.Since(start), err)
 	for _, r := range batch {
@@ -185,151 +170,65 @@ func (l *Log) commit(batch []*request) {
 	}
 }
 
-// errNothingNew rolls back a batch that adds no record (every one was
-// already present, or refused): nothing to write, so no commit and no fsync.
-var errNothingNew = errors.New("nothing new to commit")
-
-// appendBatch stages the batch in tx and, if it added records, signs and
-// stores the new tree head. It returns the new tree.
-func (l *Log) appendBatch(tx *bbolt.Tx, batch []*request) (tlog.Tree, error) {
-	b, err := openBuckets(tx)
-	if err != nil {
-		return tlog.Tree{}, err
+// write commits b and publishes its head. It sorts the store's failures by
+// the Store contract: not persisted (the requests fail, the log goes on;
+// a moved head too, which only another writer could have done) or
+// ambiguous (the log stops).
+func (l *Log) write(ctx context.Context, b *Batch) error {
+	err := l.store.Commit(ctx, b)
+	switch {
+	case err == nil:
+		// Point of no return: the store says the batch is durable. Only
+		// now may readers see its head and callers their ids.
+		l.committed(b)
+		return nil
+	case errors.Is(err, ErrNotPersisted):
+		return fmt.Errorf("failed to commit to the log (nothing was stored): %w", err)
 	}
-	a := &appender{b: b, hashes: &tileReader{tiles: b.tiles, dirty: map[string][]byte{}}, size: l.tree.N}
-	for _, r := range batch {
-		r.ids, r.err = a.add(r.recs)
-		var conflict *ConflictError
-		if r.err != nil && !errors.As(r.err, &conflict) {
-			return tlog.Tree{}, r.err
-		}
-	}
-	if a.size == l.tree.N {
-		return l.tree, errNothingNew
-	}
-	if err := a.hashes.flush(); err != nil {
-		return tlog.Tree{}, err
-	}
-	root, err := tlog.TreeHash(a.size, a.hashes)
-	if err != nil {
-		return tlog.Tree{}, fmt.Errorf("failed to compute tree hash: %w", err)
-	}
-	tree := tlog.Tree{N: a.size, Hash: root}
-	if err := l.checkExtends(tree, a.hashes); err != nil {
-		return tlog.Tree{}, err
-	}
-	head, err := l.keys.Load().signTree(tree)
-	if err != nil {
-		return tlog.Tree{}, err
-	}
-	return tree, b.meta.Put(keyHead, head)
+	return l.stop(fmt.Errorf("failed to commit to the log, and the store cannot tell whether it did: %w", err))
 }
 
-// checkExtends proves that tree extends the last signed tree before it is
-// signed. The tiles only grow, so this cannot fail unless the code or the
-// disk is broken, which is exactly when it must stop the signature.
-func (l *Log) checkExtends(tree tlog.Tree, r tlog.HashReader) error {
-	old := l.tree
+// committed updates the sequencer's state after b was committed.
+func (l *Log) committed(b *Batch) {
+	for _, t := range b.Tiles {
+		if len(t.Data) < tileBytes {
+			l.edge[t.TileID] = t.Data
+		} else {
+			delete(l.edge, t.TileID)
+		}
+	}
+	l.publish(b.Tree, b.Head, time.Now())
+}
+
+// stop stops the log for good after an ambiguous storage failure: the
+// store may or may not hold the last write, so neither the published head
+// nor anything staged on it can be trusted to extend what is stored. It
+// returns the error every pending and later write fails with.
+func (l *Log) stop(cause error) error {
+	err := fmt.Errorf("%w: %w", ErrFatal, cause)
+	if l.setErr(err) {
+		l.log.Error("the log stopped: a write to its store failed, and whether it was stored is unknown; "+
+			"restart sumd, which re-verifies the database", "err", cause, "tree_size", l.pub.Load().Tree.N)
+		l.metrics.stopped()
+	}
+	return l.fatalErr()
+}
+
+// checkExtends proves that tree extends old before it is signed. Tiles only grow, so for the log's own batches this cannot fail
+// unless the code or the disk is broken, which is exactly when it must stop
+// the signature.
+func checkExtends(old, tree tlog.Tree, r tlog.HashReader) error {
+	if tree.N < old.N {
+		return fmt.Errorf("tree %d is smaller than tree %d", tree.N, old.N)
+	}
 	if old.N == 0 {
 		return nil
 	}
 	proof, err := tlog.ProveTree(tree.N, old.N, r)
-	if err == nil {
-		err = tlog.CheckTree(proof, tree.N, tree.Hash, old.N, old.Hash)
-	}
 	if err != nil {
-		return fmt.Errorf("refusing to sign tree %d: not consistent with signed tree %d: %w", tree.N, old.N, err)
+		return err
 	}
-	return nil
-}
-
-// An appender stages records in one write transaction.
-type appender struct {
-	b      buckets
-	hashes *tileReader
-	size   int64 // tree size including the records staged so far
-}
-
-// add stages one request's records: it checks all of them first, so that a
-// conflict (a *ConflictError) leaves nothing of the request behind, then
-// appends the new ones. Any other error is a storage failure that must fail
-// the whole transaction.
-func (a *appender) add(recs []gosum.Record) ([]int64, error) {
-	ids := make([]int64, len(recs))
-	isNew := make([]bool, len(recs))
-	first := map[string]int{} // key -> index of its first occurrence in recs
-	for i, r := range recs {
-		if j, ok := first[r.Key()]; ok {
-			if recs[j] != r {
-				return nil, &ConflictError{ID: -1, Recorded: recs[j], Proposed: r}
-			}
-			continue
-		}
-		first[r.Key()] = i
-		id, ok, err := a.existing(r)
-		if err != nil {
-			return nil, err
-		}
-		ids[i], isNew[i] = id, !ok
-	}
-	for i, r := range recs {
-		if isNew[i] {
-			id, err := a.append(r)
-			if err != nil {
-				return nil, err
-			}
-			ids[i] = id
-		}
-	}
-	for i, r := range recs {
-		ids[i] = ids[first[r.Key()]]
-	}
-	return ids, nil
-}
-
-// existing returns the id of r's module version if it is recorded with the
-// same hashes, and a *ConflictError if it is recorded with others.
-func (a *appender) existing(r gosum.Record) (int64, bool, error) {
-	id, ok, err := a.b.lookup(r.Key())
-	if err != nil || !ok {
-		return 0, false, err
-	}
-	text, err := a.b.record(id)
-	if err != nil {
-		return 0, false, fmt.Errorf("index names missing record: %w", err)
-	}
-	if bytes.Equal(text, r.Text()) {
-		return id, true, nil
-	}
-	recorded, err := gosum.Parse(text)
-	if err != nil {
-		return 0, false, fmt.Errorf("record %d is malformed: %w", id, err)
-	}
-	return 0, false, &ConflictError{ID: id, Recorded: recorded, Proposed: r}
-}
-
-// append stores r as the next record with its index entry and tile hashes.
-func (a *appender) append(r gosum.Record) (int64, error) {
-	id, text := a.size, r.Text()
-	hashes, err := tlog.StoredHashes(id, text, a.hashes)
-	if err != nil {
-		return 0, fmt.Errorf("failed to compute hashes of record %d: %w", id, err)
-	}
-	// StoredHashes returns the hash at level l (index id>>l) for each level
-	// completed by this record; tiles keep the levels divisible by 8.
-	for level := 0; level < len(hashes); level += tileHeight {
-		if err := a.hashes.appendHash(level/tileHeight, id>>level, hashes[level]); err != nil {
-			return 0, err
-		}
-	}
-	if err := a.b.records.Put(idKey(id), text); err != nil {
-		return 0, fmt.Errorf("failed to store record %d: %w", id, err)
-	}
-	if err := a.b.index.Put([]byte(r.Key()), idKey(id)); err != nil {
-		return 0, fmt.Errorf("failed to index record %d: %w", id, err)
-	}
-	a.size++
-	return id, nil
+	return tlog.CheckTree(proof, tree.N, tree.Hash, old.N, old.Hash)
 }
 
 func emptyTree() tlog.Tree {

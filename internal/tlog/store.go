@@ -1,49 +1,189 @@
 package tlog
 
 import (
-	"encoding/binary"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// The bbolt layout. Every bucket is written only by the sequencer, in the
-// same transaction as the signed tree head that covers it.
+// A Store persists a log and reads it back. Everything that makes the log
+// a log — batching, one record per module@version, the consistency proof
+// before signing, signing, what readers may see — is the Log's; a Store
+// only keeps bytes, and says truthfully whether it kept them.
 //
-//	meta     format    "1"
-//	         name      checksum database name
-//	         vkey      verifier key the log was created with
-//	         vkeys     verifier keys it signs with now, one per line
-//	         head      latest signed tree head (a signed note)
-//	records  id (8 bytes, big-endian)      -> record text (two go.sum lines)
-//	index    "path@version"                -> id (8 bytes, big-endian)
-//	tiles    level (1 byte) ‖ n (8 bytes)   -> hash tile data, 32 bytes per hash
+// # Writes
 //
-// Only hash tiles are stored, not every stored hash: a tile of height 8 at
-// level L holds the tree's hashes at level 8L, and x/mod's HashFromTile
-// recomputes the levels in between. That is 32 bytes per record plus 1/256
-// of that per level above, against about 64 for all stored hashes, and a
-// tile request is one Get. Tiles only grow: the last tile of a level is
-// rewritten wider as records arrive, so every narrower width a client ever
-// saw is a prefix of the stored data and stays servable (PROTOCOL.md §1).
+// Create and Commit are the only writes. The Log calls them from its
+// sequencer, one at a time per Log; several Logs (several sumd processes)
+// may share one store, and the store serializes them by a compare-and-swap
+// on the signed head (Batch.Prev).
+//
+// A nil error from a write means it is durable: a crash or power loss from
+// then on keeps all of it. An error wrapping ErrNotPersisted means none of it
+// was stored, definitely: the Log fails the requests and carries on.
+// ErrHeadMoved (which wraps ErrNotPersisted) is the compare-and-swap loss:
+// another writer changed the head first. Any other error from a write is
+// ambiguous — the write may be wholly stored, or not at all, but a store
+// must never leave it partly stored — and the Log stops for good (ErrFatal):
+// only reopening, which re-reads and re-verifies the store, can tell.
+//
+// # Reads
+//
+// Reads may see data beyond the head the Log has published (another
+// writer's commit, or one of this process in flight: bbolt shows a commit
+// before its fsync returns, see PROTOCOL.md §6); the Log bounds every read by
+// its published tree, so a store need not. Within the published tree data
+// never changes: records and full tiles are immutable, and a partial tile
+// only grows, so every narrower width stays a prefix of the stored bytes.
+// Missing data is not an error: Lookup answers -1, ReadRecords and ReadTiles
+// nil. An error is a failure to read (I/O, a lost connection).
+//
+// Load is the exception: its head may be published at once, so it must be
+// durable. A store whose commits become visible before they are durable
+// (bbolt) relies on the Log never calling Load while a Commit of its own is
+// in flight, which the sequencer guarantees.
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use. Reads run concurrently with each
+// other and with a write. Slices passed in are not retained after a call
+// returns, and slices returned belong to the caller.
+type Store interface {
+	// Load returns the log's metadata and latest signed head. A store that
+	// holds no log yet answers ErrNoLog.
+	Load(ctx context.Context) (State, error)
+
+	// Create stores a new log: its metadata and first signed head (nil for
+	// a mirror, which has no head until it copies one). It fails with
+	// ErrLogExists, having changed nothing, if the store already holds a
+	// log. The durability and error contract is Commit's.
+	Create(ctx context.Context, meta Meta, head []byte) error
+
+	// Commit stores b atomically if the stored signed head is b.Prev byte
+	// for byte, and otherwise stores nothing and fails with ErrHeadMoved.
+	// The check and the writes must be one transaction: under a row lock,
+	// or the only writer of the file. See Store for what its errors mean.
+	Commit(ctx context.Context, b *Batch) error
+
+	// Lookup returns, for each key ("path@version"), the id of its record,
+	// or -1 if the index has no entry for it.
+	Lookup(ctx context.Context, keys []string) ([]int64, error)
+
+	// ReadRecords returns the texts of the records with the given ids, in
+	// order; the entry of a record not stored is nil. The ids may be
+	// scattered, but are usually one ascending run (a data tile).
+	ReadRecords(ctx context.Context, ids []int64) ([][]byte, error)
+
+	// ScanIndex returns up to limit index entries (at least one if there
+	// are any) in ascending bytewise order of their keys, from the first
+	// key not less than from: SQL's WHERE key >= $1 ORDER BY key LIMIT $2.
+	// A key is split at its first "@".
+	ScanIndex(ctx context.Context, from string, limit int) ([]IndexEntry, error)
+
+	// ReadTiles returns the stored data of the given hash tiles, in order,
+	// at whatever width each is stored: 32 bytes per hash, a multiple of 32
+	// up to 8192. The entry of a tile not stored is nil.
+	ReadTiles(ctx context.Context, tiles []TileID) ([][]byte, error)
+
+	// Close releases the store. The Log that opened it calls it once, on
+	// Close; a store shared by several Logs may ignore it.
+	Close() error
+}
+
+// An AuxStore is a store that also keeps auxiliary state for components
+// beside the log (OCI sync progress), so that one database is a whole sumd
+// instance. Auxiliary values are not part of the tree: never signed, never
+// served. Stores need not implement it.
+type AuxStore interface {
+	// Aux returns the value stored under key, or nil if there is none.
+	Aux(ctx context.Context, key string) ([]byte, error)
+	// SetAux stores value under key, replacing any other. Its durability
+	// and error contract is Commit's; the Log calls it from the sequencer.
+	SetAux(ctx context.Context, key string, value []byte) error
+}
+
+// Meta is what a store holds about its log besides the tree.
+type Meta struct {
+	// Name is the checksum database name.
+	Name string
+	// VKeys are the verifier keys of the log's signing keys, in signing
+	// order: one, or two during a key rotation. A mirror keeps the origin's
+	// verifier keys as it was created with, for the record.
+	VKeys []string
+	// Mirror marks a store holding another log's data: signed heads,
+	// tiles, and possibly only some records. It opens verifier-only
+	// (Options.VerifierKeys) and never with a signing key, since a sparse
+	// index cannot keep one record per module@version.
+	Mirror bool
+}
+
+// State is what Load returns.
+type State struct {
+	Meta Meta
+	// Head is the latest signed tree head; nil only in a mirror that has
+	// none yet.
+	Head []byte
+}
+
+// A Batch is one atomic change to a log: new records with their index
+// entries and tile hashes, and the signed head that covers them; or a new
+// signing key set with the head re-signed by it. The Log builds it; a
+// store writes it as given, checking only Prev.
+type Batch struct {
+	// Prev is the signed head the batch extends, as the Log last loaded or
+	// committed it (nil: a mirror's first head). A store compares it byte
+	// for byte with the stored head, which covers tree size, root and the
+	// signatures (a key rotation changes only those).
+	Prev []byte
+	// Head is the new signed head; Tree is the tree it signs, for stores
+	// that keep size and root beside it.
+	Head []byte
+	Tree tlog.Tree
+	// Records are the new records in ascending id order. A mirror's may
+	// have gaps and may come with no Key (not indexed).
+	Records []StoredRecord
+	// Tiles are the hash tiles the batch changes, each with its whole new
+	// data, which extends what is stored (a tile only grows).
+	Tiles []Tile
+	// VKeys, if not nil, replace Meta.VKeys.
+	VKeys []string
+}
+
+// A StoredRecord is one record as a store keeps it.
+type StoredRecord struct {
+	ID   int64
+	Key  string // "path@version" for the index, or "" for no index entry
+	Text []byte // the two go.sum lines
+}
+
+// A TileID names a stored hash tile of height 8: the tree's hashes at
+// level 8L, indexes 256N to 256N+255.
+type TileID struct {
+	L int
+	N int64
+}
+
+// A Tile is a hash tile with its data, 32 bytes per hash, at most 256.
+type Tile struct {
+	TileID
+	Data []byte
+}
+
+// Store errors.
 var (
-	bucketMeta    = []byte("meta")
-	bucketRecords = []byte("records")
-	bucketIndex   = []byte("index")
-	bucketTiles   = []byte("tiles")
-
-	keyFormat = []byte("format")
-	keyName   = []byte("name")
-	keyVKey   = []byte("vkey")  // the key the log was created with
-	keyVKeys  = []byte("vkeys") // the keys it signs with now, one per line
-	keyHead   = []byte("head")
+	// ErrNoLog is Load's answer for a store that holds no log yet.
+	ErrNoLog = fmt.Errorf("store holds no log: %w", fs.ErrNotExist)
+	// ErrLogExists is Create's answer for a store that already holds one.
+	ErrLogExists = fmt.Errorf("store already holds a log: %w", fs.ErrExist)
+	// ErrNotPersisted marks a failed write of which nothing was stored.
+	ErrNotPersisted = errors.New("nothing was stored")
+	// ErrHeadMoved is Commit's answer when the stored head is not the
+	// batch's Prev: another writer committed first. Nothing was stored.
+	ErrHeadMoved = fmt.Errorf("signed head changed by another writer: %w", ErrNotPersisted)
 )
-
-// formatVersion is the layout above. Open refuses any other.
-const formatVersion = "1"
 
 // tileHeight is the only tile height the go command uses.
 const tileHeight = 8
@@ -51,130 +191,14 @@ const tileHeight = 8
 // tileBytes is the size of a full hash tile.
 const tileBytes = tlog.HashSize << tileHeight
 
-func idKey(id int64) []byte {
-	return binary.BigEndian.AppendUint64(nil, uint64(id))
-}
-
-func tileKey(level int, n int64) []byte {
-	return binary.BigEndian.AppendUint64([]byte{byte(level)}, uint64(n))
-}
-
-// buckets are the log's buckets in one transaction.
-type buckets struct {
-	meta, records, index, tiles *bbolt.Bucket
-}
-
-func openBuckets(tx *bbolt.Tx) (buckets, error) {
-	b := buckets{
-		meta:    tx.Bucket(bucketMeta),
-		records: tx.Bucket(bucketRecords),
-		index:   tx.Bucket(bucketIndex),
-		tiles:   tx.Bucket(bucketTiles),
+// tileWidth returns how many hashes the tree of size n has in tile id.
+func tileWidth(id TileID, n int64) int {
+	if id.L < 0 || id.L*tileHeight >= 63 || id.N < 0 {
+		return 0
 	}
-	if b.meta == nil || b.records == nil || b.index == nil || b.tiles == nil {
-		return b, errors.New("database is missing a bucket: not a sumd log, or damaged")
+	count := n >> (id.L * tileHeight) // hashes at level 8L
+	if id.N > count>>tileHeight {
+		return 0
 	}
-	// Records are appended with increasing keys: fill pages completely.
-	b.records.FillPercent = 1
-	return b, nil
-}
-
-// lookup returns the id recorded for key, if any.
-func (b buckets) lookup(key string) (int64, bool, error) {
-	v := b.index.Get([]byte(key))
-	if v == nil {
-		return 0, false, nil
-	}
-	if len(v) != 8 {
-		return 0, false, fmt.Errorf("index entry for %s is %d bytes, want 8", key, len(v))
-	}
-	return int64(binary.BigEndian.Uint64(v)), true, nil
-}
-
-// record returns the text of record id. The slice is valid only during the
-// transaction.
-func (b buckets) record(id int64) ([]byte, error) {
-	v := b.records.Get(idKey(id))
-	if v == nil {
-		return nil, fmt.Errorf("record %d: %w", id, fs.ErrNotExist)
-	}
-	return v, nil
-}
-
-// tileReader reads hashes from the stored tiles, seeing the tiles changed by
-// the current transaction first. It implements tlog.HashReader.
-type tileReader struct {
-	tiles getter            // stored tiles
-	dirty map[string][]byte // tileKey -> data written in this transaction
-}
-
-// A getter reads stored values: a *bbolt.Bucket, or emptyBucket.
-type getter interface{ Get(key []byte) []byte }
-
-// emptyBucket is a getter with nothing stored.
-type emptyBucket struct{}
-
-func (emptyBucket) Get([]byte) []byte { return nil }
-
-var _ tlog.HashReader = (*tileReader)(nil)
-
-// tile returns the stored data of tile (level, n), possibly empty. The slice
-// must not be modified.
-func (r *tileReader) tile(level int, n int64) []byte {
-	k := tileKey(level, n)
-	if d, ok := r.dirty[string(k)]; ok {
-		return d
-	}
-	return r.tiles.Get(k)
-}
-
-// ReadHashes returns the hashes at the given stored-hash indexes, computing
-// the levels between tile levels with tlog.HashFromTile.
-func (r *tileReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, index := range indexes {
-		t := tlog.TileForIndex(tileHeight, index)
-		data := r.tile(t.L, t.N)
-		if len(data) < t.W*tlog.HashSize {
-			return nil, fmt.Errorf("hash %d is not stored (tile %s has %d hashes)", index, t.Path(), len(data)/tlog.HashSize)
-		}
-		t.W = len(data) / tlog.HashSize // a wider tile is fine for HashFromTile
-		h, err := tlog.HashFromTile(t, data, index)
-		if err != nil {
-			return nil, fmt.Errorf("failed to read hash %d from tile %s: %w", index, t.Path(), err)
-		}
-		out[i] = h
-	}
-	return out, nil
-}
-
-// appendHash appends h, the hash at tree level 8*level and index i, to its
-// tile. Hashes arrive strictly in order, so the tile must hold exactly the
-// hashes before it.
-func (r *tileReader) appendHash(level int, i int64, h tlog.Hash) error {
-	n, off := i>>tileHeight, int(i&(1<<tileHeight-1))
-	k := string(tileKey(level, n))
-	data, ok := r.dirty[k]
-	if !ok {
-		data = append(make([]byte, 0, tileBytes), r.tiles.Get([]byte(k))...)
-	}
-	if len(data) != off*tlog.HashSize {
-		return fmt.Errorf("tile %d/%d holds %d hashes, cannot append hash %d", level, n, len(data)/tlog.HashSize, off)
-	}
-	r.dirty[k] = append(data, h[:]...)
-	return nil
-}
-
-// flush writes the changed tiles.
-func (r *tileReader) flush() error {
-	b, ok := r.tiles.(*bbolt.Bucket)
-	if !ok {
-		return errors.New("tileReader: no bucket to flush to")
-	}
-	for k, data := range r.dirty {
-		if err := b.Put([]byte(k), data); err != nil {
-			return fmt.Errorf("failed to store tile: %w", err)
-		}
-	}
-	return nil
+	return int(min(count-id.N<<tileHeight, 1<<tileHeight))
 }

@@ -1,13 +1,12 @@
 package tlog
 
 import (
-	"bytes"
-	"encoding/binary"
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -22,47 +21,11 @@ const (
 	// last data tile's records: it catches a head that does not match the
 	// tree and a torn tail, in time independent of the log's size.
 	VerifyTail VerifyMode = iota
-	// VerifyFull re-parses and re-hashes every record, rebuilds every tile
-	// and checks the index entry of every record.
+	// VerifyFull authenticates every stored tile against the signed root,
+	// re-parses and re-hashes every record against its leaf, and checks the
+	// index entry of every record.
 	VerifyFull
 )
-
-// ErrCorrupt marks a database whose stored tree does not match its signed
-// head. Serving it could show clients an inconsistent history, so Open
-// refuses.
-var ErrCorrupt = errors.New("database does not match its signed tree head")
-
-// load initialises a new database, checks that the key is the log's, and
-// verifies the stored tree against the signed head.
-func (l *Log) load(keys []*Key, mode VerifyMode) error {
-	if err := l.db.Update(func(tx *bbolt.Tx) error { return l.initialise(tx, keys) }); err != nil {
-		return err
-	}
-	return l.db.View(func(tx *bbolt.Tx) error {
-		b, err := openBuckets(tx)
-		if err != nil {
-			return err
-		}
-		ks, err := checkMeta(b, keys)
-		if err != nil {
-			return err
-		}
-		l.keys.Store(&ks)
-		if l.tree, err = ks.openTree(b.meta.Get(keyHead)); err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-		if err := verifyTail(b, l.tree); err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-		if mode == VerifyFull {
-			if err := verifyFull(b, l.tree); err != nil {
-				return fmt.Errorf("%w: %v", ErrCorrupt, err)
-			}
-		}
-		l.log.Debug("opened checksum database", "name", ks.name(), "tree_size", l.tree.N, "verified", mode.String())
-		return nil
-	})
-}
 
 func (m VerifyMode) String() string {
 	if m == VerifyFull {
@@ -71,67 +34,15 @@ func (m VerifyMode) String() string {
 	return "tail"
 }
 
-// initialise creates the buckets, metadata and the signed empty tree of a
-// new database. It does nothing to an existing one.
-func (l *Log) initialise(tx *bbolt.Tx, keys keySet) error {
-	if tx.Bucket(bucketMeta) != nil {
-		return nil
-	}
-	for _, k := range keys[1:] {
-		if k.Name() != keys.name() {
-			return fmt.Errorf("keys for two names, %q and %q: a log has one name", keys.name(), k.Name())
-		}
-	}
-	for _, name := range [][]byte{bucketMeta, bucketRecords, bucketIndex, bucketTiles} {
-		if _, err := tx.CreateBucket(name); err != nil {
-			return fmt.Errorf("failed to create bucket %s: %w", name, err)
-		}
-	}
-	head, err := keys.signTree(emptyTree())
-	if err != nil {
-		return err
-	}
-	meta := tx.Bucket(bucketMeta)
-	for k, v := range map[string]string{
-		string(keyFormat): formatVersion,
-		string(keyName):   keys.name(),
-		string(keyVKey):   keys[0].VerifierKey(),
-		string(keyVKeys):  strings.Join(keys.vkeys(), "\n"),
-		string(keyHead):   string(head),
-	} {
-		if err := meta.Put([]byte(k), []byte(v)); err != nil {
-			return fmt.Errorf("failed to store %s: %w", k, err)
-		}
-	}
-	l.log.Warn("created a new checksum database", "name", keys.name(), "vkeys", strings.Join(keys.vkeys(), " "))
-	return nil
-}
+// ErrCorrupt marks a database whose stored tree does not match its signed
+// head. Serving it could show clients an inconsistent history, so Open
+// refuses.
+var ErrCorrupt = errors.New("database does not match its signed tree head")
 
-// checkMeta refuses a database of another format or name, and returns the
-// log's signing keys from those given, refusing a missing or a foreign key.
-func checkMeta(b buckets, given []*Key) (keySet, error) {
-	if f := string(b.meta.Get(keyFormat)); f != formatVersion {
-		return nil, fmt.Errorf("database format %q is not supported by this sumd (want %q)", f, formatVersion)
-	}
-	name := string(b.meta.Get(keyName))
-	for _, k := range given {
-		if k.Name() != name {
-			return nil, fmt.Errorf("database holds the log %q but the signing key is for %q: use that log's key", name, k.Name())
-		}
-	}
-	return pick(storedVKeys(b), given)
-}
-
-// verifyTail checks the record count, the root hash, and the last data tile.
-func verifyTail(b buckets, tree tlog.Tree) error {
-	last, _ := b.records.Cursor().Last()
-	switch {
-	case tree.N == 0 && last != nil:
-		return errors.New("records stored beyond the signed tree of size 0")
-	case tree.N > 0 && (len(last) != 8 || int64(binary.BigEndian.Uint64(last)) != tree.N-1):
-		return fmt.Errorf("last stored record is %x, want %d", last, tree.N-1)
-	}
-	r := &tileReader{tiles: b.tiles}
+// verify checks the tree held in s against tree, the signed head's. dense
+// says every record must be held (a primary); a mirror's may be sparse.
+func verify(ctx context.Context, s Store, tree tlog.Tree, mode VerifyMode, dense bool) error {
+	r := storeTiles(ctx, s, tree.N)
 	root, err := tlog.TreeHash(tree.N, r)
 	if err != nil {
 		return err
@@ -139,106 +50,142 @@ func verifyTail(b buckets, tree tlog.Tree) error {
 	if root != tree.Hash {
 		return fmt.Errorf("stored tiles give root %v for tree %d, signed head says %v", root, tree.N, tree.Hash)
 	}
-	for id := tree.N &^ (1<<tileHeight - 1); id < tree.N; id++ {
-		if err := checkRecordHash(b, r, id); err != nil {
-			return err
-		}
+	if tree.N == 0 {
+		return nil
 	}
-	return nil
-}
-
-// checkRecordHash checks that record id hashes to its stored leaf hash.
-func checkRecordHash(b buckets, r *tileReader, id int64) error {
-	text, err := b.record(id)
+	if mode == VerifyFull {
+		return verifyFull(ctx, s, tree, dense)
+	}
+	// The last data tile, as it is now.
+	last := tlog.Tile{H: tileHeight, L: 0, N: (tree.N - 1) >> tileHeight, W: tileWidth(TileID{0, (tree.N - 1) >> tileHeight}, tree.N)}
+	data, err := r.tile(TileID{0, last.N})
 	if err != nil {
 		return err
 	}
-	h, err := r.ReadHashes([]int64{tlog.StoredHashIndex(0, id)})
-	if err != nil {
-		return err
-	}
-	if tlog.RecordHash(text) != h[0] {
-		return fmt.Errorf("record %d does not match its stored hash", id)
-	}
-	return nil
+	return verifyRecords(ctx, s, last, data, dense)
 }
 
-// verifyFull rebuilds every tile from the records and compares it with the
-// stored one, checking each record and its index entry on the way.
-func verifyFull(b buckets, tree tlog.Tree) error {
-	rebuilt := &tileReader{tiles: emptyBucket{}, dirty: map[string][]byte{}}
-	c := b.records.Cursor()
-	id := int64(0)
-	for k, text := c.First(); k != nil; k, text = c.Next() {
-		if !bytes.Equal(k, idKey(id)) || id >= tree.N {
-			return fmt.Errorf("unexpected record key %x after record %d", k, id-1)
+// verifyFull authenticates every tile of the tree, a group of 256 level-0
+// tiles (and their parents) at a time, with x/mod's TileHashReader, which
+// checks each against the root as the go command does; then each record of
+// the group against its leaf hash, and its index entry.
+func verifyFull(ctx context.Context, s Store, tree tlog.Tree, dense bool) error {
+	tiles := tlog.NewTiles(tileHeight, 0, tree.N)
+	for group := range slices.Chunk(tiles, 1<<tileHeight) {
+		tr := &verifiedTiles{ctx: ctx, s: s, saved: map[tlog.Tile][]byte{}}
+		indexes := make([]int64, len(group))
+		for i, t := range group {
+			indexes[i] = tlog.StoredHashIndex(t.L*tileHeight, t.N<<tileHeight)
 		}
-		if err := checkIndexed(b, id, text); err != nil {
-			return err
+		if _, err := tlog.TileHashReader(tree, tr).ReadHashes(indexes); err != nil {
+			return fmt.Errorf("tiles %s to %s: %w", group[0].Path(), group[len(group)-1].Path(), err)
 		}
-		hashes, err := tlog.StoredHashes(id, text, rebuilt)
-		if err != nil {
-			return err
-		}
-		for level := 0; level < len(hashes); level += tileHeight {
-			if err := rebuilt.appendHash(level/tileHeight, id>>level, hashes[level]); err != nil {
+		for _, t := range group {
+			if t.L != 0 {
+				continue
+			}
+			if err := verifyRecords(ctx, s, t, tr.saved[t], dense); err != nil {
 				return err
 			}
 		}
-		if err := compareTiles(b, rebuilt, false); err != nil {
-			return err
-		}
-		id++
 	}
-	if id != tree.N {
-		return fmt.Errorf("found %d records, signed tree has %d", id, tree.N)
+	return nil
+}
+
+// verifyRecords checks the records of level-0 tile t against its data, the
+// leaf hashes, and their index entries. A record the store lacks is an
+// error only if dense.
+func verifyRecords(ctx context.Context, s Store, t tlog.Tile, data []byte, dense bool) error {
+	if len(data) != t.W*tlog.HashSize {
+		return fmt.Errorf("tile %s was not read", t.Path())
 	}
-	if err := compareTiles(b, rebuilt, true); err != nil {
+	ids := make([]int64, t.W)
+	for i := range ids {
+		ids[i] = t.N<<tileHeight + int64(i)
+	}
+	texts, err := s.ReadRecords(ctx, ids)
+	if err != nil {
 		return err
 	}
-	return checkIndexSize(b, tree.N)
-}
-
-// checkIndexed checks that record id is well-formed and indexed under its key.
-func checkIndexed(b buckets, id int64, text []byte) error {
-	r, err := gosum.Parse(text)
-	if err != nil {
-		return fmt.Errorf("record %d: %w", id, err)
-	}
-	got, ok, err := b.lookup(r.Key())
-	if err != nil || !ok || got != id {
-		return fmt.Errorf("record %d (%s) is not indexed under its id (index: %d, %v, %v)", id, r.Key(), got, ok, err)
-	}
-	return nil
-}
-
-// compareTiles compares rebuilt tiles with the stored ones and forgets them:
-// the full ones as they complete, and at the end the partial ones too.
-func compareTiles(b buckets, rebuilt *tileReader, final bool) error {
-	for k, data := range rebuilt.dirty {
-		if len(data) < tileBytes && !final {
+	var keys []string
+	var keyed []int64
+	for i, text := range texts {
+		switch {
+		case text == nil && dense:
+			return fmt.Errorf("record %d is missing", ids[i])
+		case text == nil:
 			continue
+		case tlog.RecordHash(text) != tlog.Hash(data[i*tlog.HashSize:(i+1)*tlog.HashSize]):
+			return fmt.Errorf("record %d does not match its stored hash", ids[i])
 		}
-		if stored := b.tiles.Get([]byte(k)); !bytes.Equal(stored, data) {
-			return fmt.Errorf("stored tile %x differs from the one rebuilt from the records", k)
+		key, err := recordKey(text, dense)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", ids[i], err)
 		}
-		delete(rebuilt.dirty, k)
+		if key != "" {
+			keys, keyed = append(keys, key), append(keyed, ids[i])
+		}
+	}
+	got, err := s.Lookup(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for i, id := range keyed {
+		// A mirror indexes a module version under its first record: an
+		// origin may (wrongly) hold two.
+		if got[i] != id && (dense || got[i] < 0 || got[i] > id) {
+			return fmt.Errorf("record %d (%s) is not indexed under its id (index: %d)", id, keys[i], got[i])
+		}
 	}
 	return nil
 }
 
-// checkIndexSize checks that the index has one entry per record.
-func checkIndexSize(b buckets, n int64) error {
-	var count int64
-	err := b.index.ForEach(func(k, v []byte) error {
-		count++
-		if len(v) != 8 || int64(binary.BigEndian.Uint64(v)) >= n {
-			return fmt.Errorf("index entry %s names record %x, beyond the tree", k, v)
-		}
-		return nil
-	})
-	if err == nil && count != n {
-		err = fmt.Errorf("index has %d entries for %d records", count, n)
+// recordKey returns the index key of a record. A primary's records are
+// strictly parsed; a mirror indexes whatever its origin logged by the first
+// line's module path and version, and leaves a record without them
+// unindexed ("").
+func recordKey(text []byte, strict bool) (string, error) {
+	if strict {
+		r, err := gosum.Parse(text)
+		return r.Key(), err
 	}
-	return err
+	line, _, _ := strings.Cut(string(text), "\n")
+	if f := strings.Fields(line); len(f) >= 2 {
+		return f[0] + "@" + f[1], nil
+	}
+	return "", nil
+}
+
+// verifiedTiles is the tlog.TileReader over a store that verifyFull gives
+// TileHashReader; it keeps the tiles TileHashReader authenticated.
+type verifiedTiles struct {
+	ctx   context.Context
+	s     Store
+	saved map[tlog.Tile][]byte
+}
+
+func (v *verifiedTiles) Height() int { return tileHeight }
+
+func (v *verifiedTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	ids := make([]TileID, len(tiles))
+	for i, t := range tiles {
+		ids[i] = TileID{t.L, t.N}
+	}
+	data, err := v.s.ReadTiles(v.ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range tiles {
+		if len(data[i]) < t.W*tlog.HashSize {
+			return nil, fmt.Errorf("tile %s is not stored (%d hashes)", t.Path(), len(data[i])/tlog.HashSize)
+		}
+		data[i] = data[i][:t.W*tlog.HashSize]
+	}
+	return data, nil
+}
+
+func (v *verifiedTiles) SaveTiles(tiles []tlog.Tile, data [][]byte) {
+	for i, t := range tiles {
+		v.saved[t] = data[i]
+	}
 }

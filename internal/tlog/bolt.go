@@ -1,0 +1,406 @@
+package tlog
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// The bbolt layout. Every bucket is written only by the sequencer, in the
+// same transaction as the signed tree head that covers it.
+//
+//	meta     format    "1"
+//	         name      checksum database name
+//	         vkey      verifier key the log was created with
+//	         vkeys     verifier keys it signs with now, one per line
+//	         head      latest signed tree head (a signed note)
+//	         mirror    "1" in a mirror's store (absent otherwise)
+//	records  id (8 bytes, big-endian)      -> record text (two go.sum lines)
+//	index    "path@version"                -> id (8 bytes, big-endian)
+//	tiles    level (1 byte) ‖ n (8 bytes)   -> hash tile data, 32 bytes per hash
+//	aux      key                           -> auxiliary state (AuxStore)
+//
+// Only hash tiles are stored, not every stored hash: a tile of height 8 at
+// level L holds the tree's hashes at level 8L, and x/mod's HashFromTile
+// recomputes the levels in between. That is 32 bytes per record plus 1/256
+// of that per level above, against about 64 for all stored hashes, and a
+// tile request is one Get. Tiles only grow: the last tile of a level is
+// rewritten wider as records arrive, so every narrower width a client ever
+// saw is a prefix of the stored data and stays servable (PROTOCOL.md §1).
+var (
+	bucketMeta    = []byte("meta")
+	bucketRecords = []byte("records")
+	bucketIndex   = []byte("index")
+	bucketTiles   = []byte("tiles")
+	bucketAux     = []byte("aux")
+
+	keyFormat = []byte("format")
+	keyName   = []byte("name")
+	keyVKey   = []byte("vkey")  // the key the log was created with
+	keyVKeys  = []byte("vkeys") // the keys it signs with now, one per line
+	keyHead   = []byte("head")
+	keyMirror = []byte("mirror")
+)
+
+// formatVersion is the layout above. OpenBolt refuses any other. The mirror
+// key came later without a new version: a store without it is a primary's,
+// as every store before it was.
+const formatVersion = "1"
+
+// MaxAuxSize caps one auxiliary value.
+const MaxAuxSize = 64 << 20
+
+func idKey(id int64) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(id))
+}
+
+func tileKey(id TileID) []byte {
+	return binary.BigEndian.AppendUint64([]byte{byte(id.L)}, uint64(id.N))
+}
+
+// A BoltStore is a Store in one bbolt file, the layout above. Its file
+// lock makes its Log the only writer, so its head never moves under it.
+type BoltStore struct {
+	db *bbolt.DB
+
+	// beforeCommit and afterCommit, if set by a test, run inside Commit's
+	// transaction just before it commits, and after it committed: faults
+	// that leave the batch not persisted, and persisted.
+	beforeCommit, afterCommit func(*Batch) error
+}
+
+var (
+	_ Store    = (*BoltStore)(nil)
+	_ AuxStore = (*BoltStore)(nil)
+)
+
+// BoltOptions configure OpenBolt.
+type BoltOptions struct {
+	// Create allows creating the file if it does not exist.
+	Create bool
+	// LockTimeout is how long to wait for another process to release the
+	// file (default 100ms); then OpenBolt fails with ErrLocked.
+	LockTimeout time.Duration
+}
+
+// OpenBolt opens the bbolt store at path.
+func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !opts.Create {
+		return nil, fmt.Errorf("database %s: %w (a new log is created only with Options.Create)", path, fs.ErrNotExist)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("failed to create database directory: %w", err)
+	}
+	timeout := opts.LockTimeout
+	if timeout <= 0 {
+		timeout = 100 * time.Millisecond
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
+	}
+	return &BoltStore{db: db}, nil
+}
+
+// Path is the file's path.
+func (s *BoltStore) Path() string { return s.db.Path() }
+
+// Size is the file's size in bytes.
+func (s *BoltStore) Size() (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bbolt.Tx) error { n = tx.Size(); return nil })
+	return n, err
+}
+
+// Close closes the file.
+func (s *BoltStore) Close() error { return s.db.Close() }
+
+// buckets are the log's buckets in one transaction.
+type buckets struct {
+	meta, records, index, tiles *bbolt.Bucket
+}
+
+func openBuckets(tx *bbolt.Tx) (buckets, error) {
+	b := buckets{
+		meta:    tx.Bucket(bucketMeta),
+		records: tx.Bucket(bucketRecords),
+		index:   tx.Bucket(bucketIndex),
+		tiles:   tx.Bucket(bucketTiles),
+	}
+	if b.meta == nil {
+		return b, ErrNoLog
+	}
+	if b.records == nil || b.index == nil || b.tiles == nil {
+		return b, errors.New("database is missing a bucket: not a sumd log, or damaged")
+	}
+	// Records are appended with increasing keys: fill pages completely.
+	b.records.FillPercent = 1
+	return b, nil
+}
+
+func (s *BoltStore) view(f func(buckets) error) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		b, err := openBuckets(tx)
+		if err != nil {
+			return err
+		}
+		return f(b)
+	})
+}
+
+// Load reads the metadata and head, refusing another format.
+func (s *BoltStore) Load(ctx context.Context) (State, error) {
+	var st State
+	err := s.view(func(b buckets) error {
+		if f := string(b.meta.Get(keyFormat)); f != formatVersion {
+			return fmt.Errorf("database format %q is not supported by this sumd (want %q)", f, formatVersion)
+		}
+		st.Meta = Meta{
+			Name:   string(b.meta.Get(keyName)),
+			VKeys:  storedVKeys(b),
+			Mirror: b.meta.Get(keyMirror) != nil,
+		}
+		st.Head = bytes.Clone(b.meta.Get(keyHead))
+		return nil
+	})
+	return st, err
+}
+
+// storedVKeys returns the verifier keys the log signs with. Databases
+// written before key rotation have only vkey.
+func storedVKeys(b buckets) []string {
+	if v := b.meta.Get(keyVKeys); v != nil {
+		return strings.Split(string(v), "\n")
+	}
+	return []string{string(b.meta.Get(keyVKey))}
+}
+
+// Create creates the buckets, metadata and first head of a new log.
+func (s *BoltStore) Create(ctx context.Context, meta Meta, head []byte) error {
+	if len(meta.VKeys) == 0 {
+		return fmt.Errorf("%w: a log needs a verifier key", ErrNotPersisted)
+	}
+	return s.update(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketMeta) != nil {
+			return ErrLogExists
+		}
+		for _, name := range [][]byte{bucketMeta, bucketRecords, bucketIndex, bucketTiles} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("failed to create bucket %s: %w", name, err)
+			}
+		}
+		kv := map[string][]byte{
+			string(keyFormat): []byte(formatVersion),
+			string(keyName):   []byte(meta.Name),
+			string(keyVKey):   []byte(meta.VKeys[0]),
+			string(keyVKeys):  []byte(strings.Join(meta.VKeys, "\n")),
+		}
+		if head != nil {
+			kv[string(keyHead)] = head
+		}
+		if meta.Mirror {
+			kv[string(keyMirror)] = []byte("1")
+		}
+		m := tx.Bucket(bucketMeta)
+		for k, v := range kv {
+			if err := m.Put([]byte(k), v); err != nil {
+				return fmt.Errorf("failed to store %s: %w", k, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Commit writes b in one bbolt transaction, after checking b.Prev.
+func (s *BoltStore) Commit(ctx context.Context, b *Batch) error {
+	err := s.update(func(tx *bbolt.Tx) error {
+		bk, err := openBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(bk.meta.Get(keyHead), b.Prev) {
+			return ErrHeadMoved
+		}
+		if err := bk.put(b); err != nil {
+			return err
+		}
+		if s.beforeCommit != nil {
+			return s.beforeCommit(b)
+		}
+		return nil
+	})
+	if err == nil && s.afterCommit != nil {
+		return s.afterCommit(b)
+	}
+	return err
+}
+
+// put stages b's records, index entries, tiles, head and keys in a write
+// transaction.
+func (b buckets) put(batch *Batch) error {
+	for _, r := range batch.Records {
+		if err := b.records.Put(idKey(r.ID), r.Text); err != nil {
+			return fmt.Errorf("failed to store record %d: %w", r.ID, err)
+		}
+		if r.Key == "" {
+			continue
+		}
+		if err := b.index.Put([]byte(r.Key), idKey(r.ID)); err != nil {
+			return fmt.Errorf("failed to index record %d: %w", r.ID, err)
+		}
+	}
+	for _, t := range batch.Tiles {
+		if err := b.tiles.Put(tileKey(t.TileID), t.Data); err != nil {
+			return fmt.Errorf("failed to store tile %d/%d: %w", t.L, t.N, err)
+		}
+	}
+	if batch.VKeys != nil {
+		if err := b.meta.Put(keyVKeys, []byte(strings.Join(batch.VKeys, "\n"))); err != nil {
+			return fmt.Errorf("failed to store signing keys: %w", err)
+		}
+	}
+	if err := b.meta.Put(keyHead, batch.Head); err != nil {
+		return fmt.Errorf("failed to store tree head: %w", err)
+	}
+	return nil
+}
+
+// update runs f in a write transaction and sorts its failures by the Store
+// contract. An error from f rolled the transaction back: nothing was stored.
+// An error from bbolt's commit is ambiguous: the pages may be written, and
+// the meta page too, visible to readers (PROTOCOL.md §6) but not synced.
+func (s *BoltStore) update(f func(tx *bbolt.Tx) error) error {
+	staged := false
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		if err := f(tx); err != nil {
+			return err
+		}
+		staged = true
+		return nil
+	})
+	switch {
+	case err != nil && !staged:
+		if errors.Is(err, ErrNotPersisted) || errors.Is(err, ErrLogExists) || errors.Is(err, ErrNoLog) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrNotPersisted, err)
+	case err != nil:
+		return fmt.Errorf("failed to commit to %s: %w", s.db.Path(), err)
+	}
+	return nil
+}
+
+// Lookup reads the index.
+func (s *BoltStore) Lookup(ctx context.Context, keys []string) ([]int64, error) {
+	ids := make([]int64, len(keys))
+	err := s.view(func(b buckets) error {
+		for i, k := range keys {
+			v := b.index.Get([]byte(k))
+			switch len(v) {
+			case 0:
+				ids[i] = -1
+			case 8:
+				ids[i] = int64(binary.BigEndian.Uint64(v))
+			default:
+				return fmt.Errorf("index entry for %s is %d bytes, want 8", k, len(v))
+			}
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// ScanIndex walks the index from a key.
+func (s *BoltStore) ScanIndex(ctx context.Context, from string, limit int) ([]IndexEntry, error) {
+	var out []IndexEntry
+	err := s.view(func(b buckets) error {
+		c := b.index.Cursor()
+		for k, v := c.Seek([]byte(from)); k != nil && len(out) < limit; k, v = c.Next() {
+			path, version, ok := bytes.Cut(k, []byte("@"))
+			if !ok || len(v) != 8 {
+				return fmt.Errorf("malformed index entry %q", k)
+			}
+			out = append(out, IndexEntry{Path: string(path), Version: string(version), ID: int64(binary.BigEndian.Uint64(v))})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ReadRecords reads records, walking a cursor along runs of ascending ids.
+func (s *BoltStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
+	out := make([][]byte, len(ids))
+	err := s.view(func(b buckets) error {
+		c := b.records.Cursor()
+		found := false // the cursor is at ids[i-1]
+		for i, id := range ids {
+			want := idKey(id)
+			var k, v []byte
+			if found && ids[i-1]+1 == id {
+				k, v = c.Next()
+			} else {
+				k, v = c.Seek(want)
+			}
+			found = bytes.Equal(k, want)
+			if found {
+				out[i] = bytes.Clone(v)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ReadTiles reads tiles.
+func (s *BoltStore) ReadTiles(ctx context.Context, tiles []TileID) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	err := s.view(func(b buckets) error {
+		for i, t := range tiles {
+			out[i] = bytes.Clone(b.tiles.Get(tileKey(t)))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Aux reads an auxiliary value.
+func (s *BoltStore) Aux(ctx context.Context, key string) ([]byte, error) {
+	var v []byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(bucketAux); b != nil {
+			v = bytes.Clone(b.Get([]byte(key)))
+		}
+		return nil
+	})
+	if len(v) == 0 {
+		v = nil
+	}
+	return v, err
+}
+
+// SetAux stores an auxiliary value in a transaction of its own.
+func (s *BoltStore) SetAux(ctx context.Context, key string, value []byte) error {
+	return s.update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketAux)
+		if err != nil {
+			return fmt.Errorf("failed to create auxiliary bucket: %w", err)
+		}
+		if err := b.Put([]byte(key), value); err != nil {
+			return fmt.Errorf("failed to store %q: %w", key, err)
+		}
+		return nil
+	})
+}

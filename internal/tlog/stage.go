@@ -1,0 +1,200 @@
+package tlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+// A stager builds the Batch for a group of requests on top of the
+// published tree, in memory: nothing reaches the store until write.
+type stager struct {
+	base   *Head       // the published head the batch extends
+	hashes *tileReader // tiles: staged, then the published tree's
+	size   int64       // tree size including the records staged so far
+	known  map[string]known
+	recs   []StoredRecord
+}
+
+// known is a record of a key some request of the batch names: stored, or
+// staged by an earlier request.
+type known struct {
+	id   int64
+	text []byte
+}
+
+// stage stages every request of the batch, setting its ids or its
+// *ConflictError, and returns the batch to commit: nil if no request adds
+// anything. An error fails the whole batch.
+func (l *Log) stage(ctx context.Context, batch []*request) (*Batch, error) {
+	base := l.pub.Load()
+	s := &stager{
+		base:   base,
+		hashes: &tileReader{read: func(id TileID) ([]byte, error) { return l.committedTile(ctx, id, base.Tree.N) }},
+		size:   base.Tree.N,
+	}
+	if err := s.lookup(ctx, l.store, batch); err != nil {
+		return nil, err
+	}
+	for _, r := range batch {
+		r.ids, r.err = s.add(r.recs)
+		var conflict *ConflictError
+		if r.err != nil && !errors.As(r.err, &conflict) {
+			return nil, r.err
+		}
+	}
+	if s.size == base.Tree.N {
+		return nil, nil // every record was present, or refused: nothing to commit
+	}
+	return l.seal(s.size, s.hashes, s.recs, *l.keys.Load(), nil)
+}
+
+// seal signs the tree of size n over the staged tiles with ks, after
+// proving that it extends the published tree, and returns the batch that
+// stores it (and vkeys, if not nil: a key rotation).
+func (l *Log) seal(n int64, hashes *tileReader, recs []StoredRecord, ks keySet, vkeys []string) (*Batch, error) {
+	base := l.pub.Load()
+	root, err := tlog.TreeHash(n, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("failed to compute tree hash: %w", err)
+	}
+	tree := tlog.Tree{N: n, Hash: root}
+	if err := checkExtends(base.Tree, tree, hashes); err != nil {
+		var re *readError
+		if errors.As(err, &re) {
+			return nil, err
+		}
+		return nil, l.stop(fmt.Errorf("refusing to sign tree %d: not consistent with signed tree %d: %w", tree.N, base.Tree.N, err))
+	}
+	head, err := ks.signTree(tree)
+	if err != nil {
+		return nil, err
+	}
+	return &Batch{Prev: base.Signed, Head: head, Tree: tree, Records: recs, Tiles: hashes.staged(), VKeys: vkeys}, nil
+}
+
+// committedTile returns tile id of the published tree of size n: the
+// partial tiles at its right edge from memory (the next batch appends to
+// them), the others from the store.
+func (l *Log) committedTile(ctx context.Context, id TileID, n int64) ([]byte, error) {
+	w := tileWidth(id, n)
+	if d, ok := l.edge[id]; ok && len(d) == w*tlog.HashSize {
+		return d, nil
+	}
+	d, err := readTile(ctx, l.store, id, n)
+	if err == nil && w > 0 && w < 1<<tileHeight {
+		l.edge[id] = d
+	}
+	return d, err
+}
+
+// lookup finds, in one store call for the whole batch, the records stored
+// under the keys the batch names.
+func (s *stager) lookup(ctx context.Context, store Store, batch []*request) error {
+	var keys []string
+	seen := map[string]bool{}
+	for _, r := range batch {
+		for _, rec := range r.recs {
+			if k := rec.Key(); !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	ids, err := store.Lookup(ctx, keys)
+	if err != nil {
+		return fmt.Errorf("failed to look up %d module versions: %w", len(keys), err)
+	}
+	var found []int64
+	var foundKeys []string
+	for i, id := range ids {
+		switch {
+		case id >= s.base.Tree.N:
+			return fmt.Errorf("index names record %d for %s, beyond the published tree", id, keys[i])
+		case id >= 0:
+			found, foundKeys = append(found, id), append(foundKeys, keys[i])
+		}
+	}
+	texts, err := store.ReadRecords(ctx, found)
+	if err != nil {
+		return fmt.Errorf("failed to read %d records: %w", len(found), err)
+	}
+	s.known = make(map[string]known, len(keys))
+	for i, text := range texts {
+		if text == nil {
+			return fmt.Errorf("index names record %d for %s, which is not stored", found[i], foundKeys[i])
+		}
+		s.known[foundKeys[i]] = known{found[i], text}
+	}
+	return nil
+}
+
+// add stages one request's records: it checks all of them first, so that a
+// conflict (a *ConflictError) leaves nothing of the request behind, then
+// appends the new ones. Any other error fails the whole batch.
+func (s *stager) add(recs []gosum.Record) ([]int64, error) {
+	ids := make([]int64, len(recs))
+	isNew := make([]bool, len(recs))
+	first := map[string]int{} // key -> index of its first occurrence in recs
+	for i, r := range recs {
+		if j, ok := first[r.Key()]; ok {
+			if recs[j] != r {
+				return nil, &ConflictError{ID: -1, Recorded: recs[j], Proposed: r}
+			}
+			continue
+		}
+		first[r.Key()] = i
+		id, ok, err := s.existing(r)
+		if err != nil {
+			return nil, err
+		}
+		ids[i], isNew[i] = id, !ok
+	}
+	for i, r := range recs {
+		if isNew[i] {
+			id, err := s.append(r)
+			if err != nil {
+				return nil, err
+			}
+			ids[i] = id
+		}
+	}
+	for i, r := range recs {
+		ids[i] = ids[first[r.Key()]]
+	}
+	return ids, nil
+}
+
+// existing returns the id of r's module version if it is recorded (or
+// staged) with the same hashes, and a *ConflictError if with others.
+func (s *stager) existing(r gosum.Record) (int64, bool, error) {
+	k, ok := s.known[r.Key()]
+	if !ok {
+		return 0, false, nil
+	}
+	if bytes.Equal(k.text, r.Text()) {
+		return k.id, true, nil
+	}
+	recorded, err := gosum.Parse(k.text)
+	if err != nil {
+		return 0, false, fmt.Errorf("record %d is malformed: %w", k.id, err)
+	}
+	return 0, false, &ConflictError{ID: k.id, Recorded: recorded, Proposed: r}
+}
+
+// append stages r as the next record with its index entry and tile hashes.
+func (s *stager) append(r gosum.Record) (int64, error) {
+	id, text := s.size, r.Text()
+	if err := s.hashes.appendRecord(id, tlog.RecordHash(text)); err != nil {
+		return 0, err
+	}
+	s.recs = append(s.recs, StoredRecord{ID: id, Key: r.Key(), Text: text})
+	s.known[r.Key()] = known{id, text}
+	s.size++
+	return id, nil
+}

@@ -1,0 +1,591 @@
+// Package storetest is the conformance suite every tlog.Store must pass.
+//
+// A store's test calls Run with a function that opens its stores by name:
+//
+//	func TestConformance(t *testing.T) {
+//		dir := t.TempDir()
+//		storetest.Run(t, func(t *testing.T, name string) tlog.Store {
+//			s, err := tlog.OpenBolt(filepath.Join(dir, name), tlog.BoltOptions{Create: true})
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return s
+//		})
+//	}
+//
+// The suite writes realistic data (records, RFC 6962 tiles built with
+// x/mod's tlog, signed notes) but checks only what the Store contract
+// promises: reads (and index scans, in key order) return what was committed, a batch is all or nothing, a
+// stale Prev is refused with ErrHeadMoved, one of several racing writers
+// wins, reads never see anything but committed bytes, and everything
+// survives closing and reopening the store.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// An Opener opens the store called name: an empty one the first time a name
+// is used in a Run, and one with the same data each time after the store
+// it returned before was closed. The suite closes every store it opens.
+type Opener func(t *testing.T, name string) tlog.Store
+
+// Run runs the suite.
+func Run(t *testing.T, open Opener) {
+	t.Run("Empty", func(t *testing.T) { testEmpty(t, open) })
+	t.Run("Create", func(t *testing.T) { testCreate(t, open) })
+	t.Run("Commit", func(t *testing.T) { testCommit(t, open) })
+	t.Run("HeadMoved", func(t *testing.T) { testHeadMoved(t, open) })
+	t.Run("RacingWriters", func(t *testing.T) { testRacingWriters(t, open) })
+	t.Run("ReadsDuringCommits", func(t *testing.T) { testReadsDuringCommits(t, open) })
+	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
+	t.Run("Mirror", func(t *testing.T) { testMirror(t, open) })
+	t.Run("Aux", func(t *testing.T) { testAux(t, open) })
+}
+
+var ctx = context.Background()
+
+func openClosed(t *testing.T, open Opener, name string) tlog.Store {
+	t.Helper()
+	s := open(t, name)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func reopen(t *testing.T, open Opener, s tlog.Store, name string) tlog.Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	return openClosed(t, open, name)
+}
+
+func testEmpty(t *testing.T, open Opener) {
+	s := openClosed(t, open, "empty")
+	if _, err := s.Load(ctx); !errors.Is(err, tlog.ErrNoLog) {
+		t.Fatalf("Load of a new store = %v, want ErrNoLog", err)
+	}
+	s = reopen(t, open, s, "empty")
+	if _, err := s.Load(ctx); !errors.Is(err, tlog.ErrNoLog) {
+		t.Fatalf("Load of a reopened new store = %v, want ErrNoLog", err)
+	}
+}
+
+func testCreate(t *testing.T, open Opener) {
+	s := openClosed(t, open, "create")
+	m := newModel(t)
+	meta := tlog.Meta{Name: m.name, VKeys: []string{m.vkey}}
+	if err := s.Create(ctx, meta, m.head); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	other := tlog.Meta{Name: "other.example", VKeys: []string{"other.example+00000000+AAAA"}}
+	if err := s.Create(ctx, other, []byte("other head")); !errors.Is(err, tlog.ErrLogExists) {
+		t.Fatalf("second Create = %v, want ErrLogExists", err)
+	}
+	m.check(s)
+	s = reopen(t, open, s, "create")
+	m.check(s)
+}
+
+// testCommit grows a log across tile boundaries (and a second tile level),
+// checking every read after each batch and after reopening.
+func testCommit(t *testing.T, open Opener) {
+	s := openClosed(t, open, "commit")
+	m := newModel(t)
+	m.create(s)
+	for _, n := range []int{1, 2, 250, 3, 1, 300, 7, 0} {
+		b := m.next(n)
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatalf("Commit of %d records at size %d: %v", n, m.n, err)
+		}
+		m.apply(b)
+		m.check(s)
+	}
+	s = reopen(t, open, s, "commit")
+	m.check(s)
+	b := m.next(5)
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatalf("Commit after reopening: %v", err)
+	}
+	m.apply(b)
+	m.check(s)
+}
+
+// testHeadMoved commits with stale and missing Prev heads: refused with
+// ErrHeadMoved, nothing stored.
+func testHeadMoved(t *testing.T, open Opener) {
+	s := openClosed(t, open, "headmoved")
+	m := newModel(t)
+	m.create(s)
+	first := m.head
+	b := m.next(3)
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	m.apply(b)
+	for _, prev := range [][]byte{first, nil, append(bytes.Clone(m.head), '\n')} {
+		stale := m.next(4)
+		stale.Prev = prev
+		err := s.Commit(ctx, stale)
+		if !errors.Is(err, tlog.ErrHeadMoved) || !errors.Is(err, tlog.ErrNotPersisted) {
+			t.Fatalf("Commit with Prev %.20q = %v, want ErrHeadMoved wrapping ErrNotPersisted", prev, err)
+		}
+		m.check(s) // nothing of it is visible
+	}
+}
+
+// testRacingWriters commits different batches with the same Prev from
+// several goroutines, as several sumd processes would: exactly one wins,
+// the others get ErrHeadMoved, and the store holds the winner's batch.
+func testRacingWriters(t *testing.T, open Opener) {
+	s := openClosed(t, open, "racing")
+	m := newModel(t)
+	m.create(s)
+	const writers = 8
+	batches := make([]*tlog.Batch, writers)
+	for i := range batches {
+		batches[i] = m.fork(i).next(1 + i)
+	}
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for i := range batches {
+		wg.Go(func() { errs[i] = s.Commit(ctx, batches[i]) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("writers %d and %d both committed on the same head", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, tlog.ErrHeadMoved):
+			t.Fatalf("losing writer %d: %v, want ErrHeadMoved", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no writer committed")
+	}
+	w := m.fork(winner)
+	w.apply(w.next(1 + winner))
+	w.check(s)
+}
+
+// testReadsDuringCommits reads while batches commit: a read returns either
+// nothing or exactly the committed bytes (tiles: a prefix of the final
+// data), and never fails.
+func testReadsDuringCommits(t *testing.T, open Opener) {
+	s := openClosed(t, open, "reads")
+	m := newModel(t)
+	m.create(s)
+	final := m.fork(0)
+	var batches []*tlog.Batch
+	for i := range 40 {
+		b := final.next(1 + i*3%17)
+		final.apply(b)
+		batches = append(batches, b)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := final.checkPartial(s); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for _, b := range batches {
+		if err := s.Commit(ctx, b); err != nil {
+			t.Error(err)
+			break
+		}
+	}
+	close(done)
+	wg.Wait()
+	final.check(s)
+}
+
+// testKeys replaces the verifier keys with a batch that re-signs the head.
+func testKeys(t *testing.T, open Opener) {
+	s := openClosed(t, open, "keys")
+	m := newModel(t)
+	m.create(s)
+	b := m.next(2)
+	b.VKeys = []string{m.vkey, "storetest.example+01020304+AQIDBA=="}
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	m.apply(b)
+	m.check(s)
+	resign := m.next(0)
+	resign.VKeys = b.VKeys[1:]
+	if err := s.Commit(ctx, resign); err != nil {
+		t.Fatal(err)
+	}
+	m.apply(resign)
+	s = reopen(t, open, s, "keys")
+	m.check(s)
+}
+
+// testMirror stores a mirror: no head at first, then a head with only some
+// records, one of them unindexed.
+func testMirror(t *testing.T, open Opener) {
+	s := openClosed(t, open, "mirror")
+	m := newModel(t)
+	m.mirror = true
+	if err := s.Create(ctx, tlog.Meta{Name: m.name, VKeys: []string{m.vkey}, Mirror: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	m.head = nil
+	m.check(s)
+	b := m.next(300)
+	b.Prev = nil
+	b.Records = slices.DeleteFunc(b.Records, func(r tlog.StoredRecord) bool { return r.ID%7 != 0 })
+	b.Records[1].Key = ""
+	m.apply(b)
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	m.check(s)
+	s = reopen(t, open, s, "mirror")
+	m.check(s)
+}
+
+func testAux(t *testing.T, open Opener) {
+	s := openClosed(t, open, "aux")
+	a, ok := s.(tlog.AuxStore)
+	if !ok {
+		t.Fatal("the store does not implement tlog.AuxStore: sumd keeps OCI sync progress and its status history there")
+	}
+	m := newModel(t)
+	m.create(s)
+	if v, err := a.Aux(ctx, "k"); v != nil || err != nil {
+		t.Fatalf("Aux of a missing key = %q, %v; want nil", v, err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	for _, v := range [][]byte{[]byte("one"), []byte("two"), big} {
+		if err := a.SetAux(ctx, "k", v); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := a.Aux(ctx, "k"); !bytes.Equal(got, v) || err != nil {
+			t.Fatalf("Aux after SetAux = %.20q (%d bytes), %v", got, len(got), err)
+		}
+	}
+	m.check(s) // the log is untouched
+	s = reopen(t, open, s, "aux")
+	if got, err := s.(tlog.AuxStore).Aux(ctx, "k"); !bytes.Equal(got, big) || err != nil {
+		t.Fatalf("Aux after reopening: %d bytes, %v", len(got), err)
+	}
+}
+
+// A model is the log the suite expects a store to hold, computed with
+// x/mod's tlog alone.
+type model struct {
+	t      *testing.T
+	name   string
+	vkey   string
+	vkeys  []string
+	signer note.Signer
+	mirror bool
+
+	hashes []xtlog.Hash // stored hashes, by stored-hash index
+	n      int64        // tree size
+	texts  map[int64][]byte
+	keys   map[string]int64 // index
+	tiles  map[tlog.TileID][]byte
+	head   []byte
+	salt   int // distinguishes the records of forks
+}
+
+func newModel(t *testing.T) *model {
+	skey, vkey, err := note.GenerateKey(rand.Reader, "storetest.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &model{t: t, name: "storetest.example", vkey: vkey, vkeys: []string{vkey}, signer: signer,
+		texts: map[int64][]byte{}, keys: map[string]int64{}, tiles: map[tlog.TileID][]byte{}}
+	m.head = m.sign(0, m.root(0))
+	return m
+}
+
+func (m *model) create(s tlog.Store) {
+	if err := s.Create(ctx, tlog.Meta{Name: m.name, VKeys: m.vkeys}, m.head); err != nil {
+		m.t.Fatalf("Create: %v", err)
+	}
+}
+
+// fork returns a copy of m whose records will differ from m's.
+func (m *model) fork(salt int) *model {
+	c := *m
+	c.hashes = slices.Clone(m.hashes)
+	c.texts, c.keys, c.tiles = cloneMap(m.texts), cloneMap(m.keys), cloneMap(m.tiles)
+	c.salt = salt + 1
+	return &c
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+func (m *model) ReadHashes(indexes []int64) ([]xtlog.Hash, error) {
+	out := make([]xtlog.Hash, len(indexes))
+	for i, x := range indexes {
+		if x >= int64(len(m.hashes)) {
+			return nil, fmt.Errorf("model: no hash %d", x)
+		}
+		out[i] = m.hashes[x]
+	}
+	return out, nil
+}
+
+func (m *model) root(n int64) xtlog.Hash {
+	h, err := xtlog.TreeHash(n, m)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return h
+}
+
+func (m *model) sign(n int64, root xtlog.Hash) []byte {
+	head, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(xtlog.Tree{N: n, Hash: root}))}, m.signer)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return head
+}
+
+// record returns the text and key of record id: keys of several shapes,
+// one of them long.
+func (m *model) record(id int64) (string, []byte) {
+	path := fmt.Sprintf("example.com/!storetest/m%d", id)
+	if m.salt > 0 {
+		path += fmt.Sprintf("/fork%d", m.salt)
+	}
+	if id%50 == 3 {
+		path += "/" + strings.Repeat("long", 100)
+	}
+	version := fmt.Sprintf("v1.%d.0", id%5)
+	switch id % 3 {
+	case 1:
+		version = "v2.0.0+incompatible"
+	case 2:
+		version = "v0.0.0-20200101000000-abcdef123456"
+	}
+	h := "h1:" + strings.Repeat("A", 43) + "="
+	return path + "@" + version, fmt.Appendf(nil, "%s %s %s\n%s %s/go.mod %s\n", path, version, h, path, version, h)
+}
+
+// next returns the batch that appends n records to m, without applying it.
+func (m *model) next(n int) *tlog.Batch {
+	c := m.fork(m.salt - 1)
+	b := &tlog.Batch{Prev: m.head}
+	for range n {
+		id := c.n
+		key, text := c.record(id)
+		hs, err := xtlog.StoredHashes(id, text, c)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		c.hashes = append(c.hashes, hs...)
+		c.n++
+		b.Records = append(b.Records, tlog.StoredRecord{ID: id, Key: key, Text: text})
+	}
+	for _, tile := range xtlog.NewTiles(8, m.n, c.n) {
+		data, err := xtlog.ReadTileData(tile, c)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		b.Tiles = append(b.Tiles, tlog.Tile{TileID: tlog.TileID{L: tile.L, N: tile.N}, Data: data})
+	}
+	b.Tree = xtlog.Tree{N: c.n, Hash: c.root(c.n)}
+	b.Head = c.sign(c.n, b.Tree.Hash)
+	if n == 0 {
+		b.Head = append(bytes.Clone(b.Head), []byte("— resigned\n")...)
+	}
+	return b
+}
+
+// apply makes m hold b (computed by m.next).
+func (m *model) apply(b *tlog.Batch) {
+	for m.n < b.Tree.N {
+		_, text := m.record(m.n)
+		hs, err := xtlog.StoredHashes(m.n, text, m)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		m.hashes = append(m.hashes, hs...)
+		m.n++
+	}
+	for _, r := range b.Records {
+		m.texts[r.ID] = r.Text
+		if r.Key != "" {
+			m.keys[r.Key] = r.ID
+		}
+	}
+	for _, tile := range b.Tiles {
+		m.tiles[tile.TileID] = tile.Data
+	}
+	if b.VKeys != nil {
+		m.vkeys = b.VKeys
+	}
+	m.head = b.Head
+}
+
+// check compares everything s holds with m.
+func (m *model) check(s tlog.Store) {
+	m.t.Helper()
+	st, err := s.Load(ctx)
+	if err != nil {
+		m.t.Fatalf("Load: %v", err)
+	}
+	want := tlog.Meta{Name: m.name, VKeys: m.vkeys, Mirror: m.mirror}
+	if st.Meta.Name != want.Name || !slices.Equal(st.Meta.VKeys, want.VKeys) || st.Meta.Mirror != want.Mirror {
+		m.t.Fatalf("Load: meta %+v, want %+v", st.Meta, want)
+	}
+	if !bytes.Equal(st.Head, m.head) {
+		m.t.Fatalf("Load: head\n%s\nwant\n%s", st.Head, m.head)
+	}
+	m.checkIndex(s)
+	if err := m.checkRecords(s, false); err != nil {
+		m.t.Fatal(err)
+	}
+	if err := m.checkTiles(s, false); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+// checkPartial checks that whatever s shows is some prefix of m.
+func (m *model) checkPartial(s tlog.Store) error {
+	if err := m.checkRecords(s, true); err != nil {
+		return err
+	}
+	return m.checkTiles(s, true)
+}
+
+func (m *model) checkIndex(s tlog.Store) {
+	m.t.Helper()
+	keys := []string{"example.com/none@v1.0.0"}
+	want := []int64{-1}
+	for id := range m.n {
+		key, _ := m.record(id)
+		keys = append(keys, key)
+		id, ok := m.keys[key]
+		if !ok {
+			id = -1
+		}
+		want = append(want, id)
+	}
+	got, err := s.Lookup(ctx, keys)
+	if err != nil || !slices.Equal(got, want) {
+		m.t.Fatalf("Lookup of %d keys: %v, %v; want %v", len(keys), got, err, want)
+	}
+	m.checkScan(s)
+}
+
+// checkScan lists the index whole, then from a key in the middle with a
+// small limit, and past the last key.
+func (m *model) checkScan(s tlog.Store) {
+	m.t.Helper()
+	keys := slices.Sorted(maps.Keys(m.keys))
+	scan := func(from string, limit int) []string {
+		got, err := s.ScanIndex(ctx, from, limit)
+		if err != nil {
+			m.t.Fatalf("ScanIndex(%q, %d): %v", from, limit, err)
+		}
+		var out []string
+		for _, e := range got {
+			key := e.Path + "@" + e.Version
+			if e.ID != m.keys[key] {
+				m.t.Fatalf("ScanIndex: %s names record %d, want %d", key, e.ID, m.keys[key])
+			}
+			out = append(out, key)
+		}
+		return out
+	}
+	if got := scan("", len(keys)+10); !slices.Equal(got, keys) {
+		m.t.Fatalf("ScanIndex of the whole index: %d keys, want %d in order", len(got), len(keys))
+	}
+	if len(keys) == 0 {
+		return
+	}
+	mid := keys[len(keys)/2]
+	if got, want := scan(mid, 3), keys[len(keys)/2:min(len(keys), len(keys)/2+3)]; !slices.Equal(got, want) {
+		m.t.Fatalf("ScanIndex(%q, 3) = %q, want %q", mid, got, want)
+	}
+	if got := scan(keys[len(keys)-1]+"\x00", 5); len(got) != 0 {
+		m.t.Fatalf("ScanIndex past the last key = %q", got)
+	}
+}
+
+// checkRecords reads every record in runs of a data tile, then a scattered
+// set, and a missing one beyond the tree.
+func (m *model) checkRecords(s tlog.Store, partial bool) error {
+	var ids []int64
+	for id := range m.n + 2 {
+		ids = append(ids, id)
+	}
+	scattered := []int64{m.n + 5, 0, m.n / 2, 3, 2, m.n - 1}
+	for _, run := range append(slices.Collect(slices.Chunk(ids, 256)), scattered) {
+		got, err := s.ReadRecords(ctx, run)
+		if err != nil || len(got) != len(run) {
+			return fmt.Errorf("ReadRecords(%d ids from %d): %d, %v", len(run), run[0], len(got), err)
+		}
+		for i, id := range run {
+			want := m.texts[id]
+			if !bytes.Equal(got[i], want) && !(partial && got[i] == nil) {
+				return fmt.Errorf("record %d = %q, want %q", id, got[i], want)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *model) checkTiles(s tlog.Store, partial bool) error {
+	var ids []tlog.TileID
+	for id := range m.tiles {
+		ids = append(ids, id)
+	}
+	ids = append(ids, tlog.TileID{L: 0, N: m.n/256 + 1}, tlog.TileID{L: 5, N: 0})
+	got, err := s.ReadTiles(ctx, ids)
+	if err != nil || len(got) != len(ids) {
+		return fmt.Errorf("ReadTiles(%d tiles): %d, %v", len(ids), len(got), err)
+	}
+	for i, id := range ids {
+		want := m.tiles[id]
+		if bytes.Equal(got[i], want) || partial && bytes.HasPrefix(want, got[i]) && len(got[i])%32 == 0 {
+			continue
+		}
+		return fmt.Errorf("tile %d/%d: %d bytes, want %d (or a prefix, during commits: %v)", id.L, id.N, len(got[i]), len(want), partial)
+	}
+	return nil
+}
