@@ -129,20 +129,22 @@ func (l *Log) RemoveKey(ctx context.Context, vkey string) error {
 // so concurrent rotations never lose one.
 func (l *Log) rotate(ctx context.Context, change func(keySet) (keySet, error)) error {
 	return l.control(ctx, func(ctx context.Context) error {
-		ks, err := change(*l.keys.Load())
-		if err != nil {
+		return retry(func() error {
+			ks, err := change(*l.keys.Load())
+			if err != nil {
+				return err
+			}
+			n := l.pub.Load().Tree.N
+			hashes := &tileReader{read: func(id TileID) ([]byte, error) { return l.committedTile(ctx, id, n) }}
+			b, err := l.seal(n, hashes, nil, ks, ks.vkeys())
+			if err == nil {
+				err = l.write(ctx, b)
+			}
+			if err == nil {
+				l.keys.Store(&ks)
+				l.log.Warn("signing keys changed", "name", ks.name(), "vkeys", strings.Join(ks.vkeys(), " "), "tree_size", n)
+			}
 			return err
-		}
-		n := l.pub.Load().Tree.N
-		hashes := &tileReader{read: func(id TileID) ([]byte, error) { return l.committedTile(ctx, id, n) }}
-		b, err := l.seal(n, hashes, nil, ks, ks.vkeys())
-		if err == nil {
-			err = l.write(ctx, b)
-		}
-		if err == nil {
-			l.keys.Store(&ks)
-			l.log.Warn("signing keys changed", "name", ks.name(), "vkeys", strings.Join(ks.vkeys(), " "), "tree_size", n)
-		}
-		return err
+		})
 	})
 }

@@ -12,7 +12,7 @@
 //     durably committed it, its hashes and a signed tree head covering it.
 //  2. Each signed tree head is consistent with the one before: the tree only
 //     grows, stored tiles only grow, and the sequencer proves consistency
-//     before it signs.
+//     before it signs (and before it adopts a head another writer stored).
 //  3. One module@version has one record: the index is checked against the
 //     head a batch extends, and the store commits the batch only if that
 //     head is still the stored one.
@@ -94,7 +94,7 @@ type Log struct {
 	store   Store
 	name    string
 	keys    atomic.Pointer[keySet] // the signing keys, replaced whole by the sequencer
-	given   []*Key                 // Options.Keys
+	given   []*Key                 // Options.Keys, to re-pick from after another writer rotates keys
 	log     *slog.Logger
 	metrics *Metrics
 

@@ -1,6 +1,7 @@
 package tlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,10 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("%s is already recorded %s with different hashes:\n\trecorded: %s, go.mod %s\n\toffered:  %s, go.mod %s",
 		e.Recorded.Key(), where, e.Recorded.Hash, e.Recorded.GoMod, e.Proposed.Hash, e.Proposed.GoMod)
 }
+
+// maxAttempts bounds how often the sequencer re-stages one batch after
+// other writers of a shared store moved its head first.
+const maxAttempts = 8
 
 // A request is one Add call, or one control operation, waiting for the
 // sequencer.
@@ -142,19 +147,24 @@ func (l *Log) runControl(r *request) {
 }
 
 // commit stages the batch's records on the published tree, signs, commits
-// and publishes, then answers every request.
+// and publishes, then answers every request. If another writer moved the
+// stored head first, it adopts that head and stages the batch again.
 func (l *Log) commit(batch []*request) {
 	start := time.Now()
 	var added int64
 	err := l.fatalErr()
 	if err == nil {
-		var b *Batch
-		b, err = l.stage(context.Background(), batch)
-		if err == nil && b != nil {
-			if err = l.write(context.Background(), b); err == nil {
-				added = int64(len(b.Records))
+		err = retry(func() error {
+			b, err := l.stage(context.Background(), batch)
+			if err != nil || b == nil {
+				return err
 			}
-		}
+			if err := l.write(context.Background(), b); err != nil {
+				return err
+			}
+			added = int64(len(b.Records))
+			return nil
+		})
 	}
 	if err != nil {
 		for _, r := range batch {
@@ -170,10 +180,26 @@ func (l *Log) commit(batch []*request) {
 	}
 }
 
+// retry runs step again while it answers errRetry, up to maxAttempts times.
+func retry(step func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := step()
+		switch {
+		case !errors.Is(err, errRetry):
+			return err
+		case attempt == maxAttempts:
+			return fmt.Errorf("other writers kept moving the log's head (%d attempts): %w", attempt, ErrPushback)
+		}
+	}
+}
+
+// errRetry is write's answer when another writer moved the stored head and
+// the log has caught up with it: stage again.
+var errRetry = errors.New("head moved; stage again")
+
 // write commits b and publishes its head. It sorts the store's failures by
-// the Store contract: not persisted (the requests fail, the log goes on;
-// a moved head too, which only another writer could have done) or
-// ambiguous (the log stops).
+// the Store contract: not persisted (the requests fail, the log goes on),
+// head moved (catch up, then errRetry), or ambiguous (the log stops).
 func (l *Log) write(ctx context.Context, b *Batch) error {
 	err := l.store.Commit(ctx, b)
 	switch {
@@ -182,6 +208,8 @@ func (l *Log) write(ctx context.Context, b *Batch) error {
 		// now may readers see its head and callers their ids.
 		l.committed(b)
 		return nil
+	case errors.Is(err, ErrHeadMoved):
+		return l.catchUpRetry(ctx, "the store refused the commit as on a moved head")
 	case errors.Is(err, ErrNotPersisted):
 		return fmt.Errorf("failed to commit to the log (nothing was stored): %w", err)
 	}
@@ -214,7 +242,64 @@ func (l *Log) stop(cause error) error {
 	return l.fatalErr()
 }
 
-// checkExtends proves that tree extends old before it is signed. Tiles only grow, so for the log's own batches this cannot fail
+// catchUpRetry catches up with the head another writer committed and asks
+// to stage again: why says what showed that one did, in case none had.
+func (l *Log) catchUpRetry(ctx context.Context, why string) error {
+	moved, err := l.catchUp(ctx)
+	switch {
+	case err != nil:
+		return err
+	case !moved:
+		return fmt.Errorf("%s, but it holds the published head: the store is inconsistent", why)
+	}
+	return errRetry
+}
+
+// catchUp adopts the head another writer of a shared store committed, and
+// reports whether there was one. The head must verify with the log's keys
+// and extend the published tree, or the log stops: signing on top of a
+// history it cannot prove would fork it.
+func (l *Log) catchUp(ctx context.Context) (bool, error) {
+	st, err := l.store.Load(ctx)
+	if err != nil {
+		return false, fmt.Errorf("failed to re-read the log's head: %w", err)
+	}
+	cur := l.pub.Load()
+	if bytes.Equal(st.Head, cur.Signed) {
+		return false, nil
+	}
+	tree, ks, err := l.openStoredHead(st)
+	if err != nil {
+		return false, l.stop(fmt.Errorf("store holds a head this log cannot verify: %w", err))
+	}
+	if err := checkExtends(cur.Tree, tree, storeTiles(ctx, l.store, tree.N)); err != nil {
+		var re *readError
+		if errors.As(err, &re) {
+			return false, err
+		}
+		return false, l.stop(fmt.Errorf("store holds tree %d, which does not extend the published tree %d: %w", tree.N, cur.Tree.N, err))
+	}
+	if ks != nil {
+		l.keys.Store(&ks)
+	}
+	clear(l.edge)
+	l.publish(tree, st.Head, time.Now())
+	l.log.Info("adopted the head another writer committed", "tree_size", tree.N, "was", cur.Tree.N)
+	return true, nil
+}
+
+// Refresh adopts the head other writers of a shared store committed since
+// this log last wrote or refreshed, so that its reads cover their records.
+// It fails with ErrFatal if that head does not extend the published one.
+func (l *Log) Refresh(ctx context.Context) error {
+	return l.control(ctx, func(ctx context.Context) error {
+		_, err := l.catchUp(ctx)
+		return err
+	})
+}
+
+// checkExtends proves that tree extends old before it is signed or
+// adopted. Tiles only grow, so for the log's own batches this cannot fail
 // unless the code or the disk is broken, which is exactly when it must stop
 // the signature.
 func checkExtends(old, tree tlog.Tree, r tlog.HashReader) error {

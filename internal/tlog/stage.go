@@ -39,6 +39,9 @@ func (l *Log) stage(ctx context.Context, batch []*request) (*Batch, error) {
 		size:   base.Tree.N,
 	}
 	if err := s.lookup(ctx, l.store, batch); err != nil {
+		if errors.Is(err, errRetry) {
+			return nil, l.catchUpRetry(ctx, "the store's index names a record beyond the published tree")
+		}
 		return nil, err
 	}
 	for _, r := range batch {
@@ -115,7 +118,9 @@ func (s *stager) lookup(ctx context.Context, store Store, batch []*request) erro
 	for i, id := range ids {
 		switch {
 		case id >= s.base.Tree.N:
-			return fmt.Errorf("index names record %d for %s, beyond the published tree", id, keys[i])
+			// Another writer of a shared store recorded it after the
+			// published head: adopt that writer's head first.
+			return errRetry
 		case id >= 0:
 			found, foundKeys = append(found, id), append(foundKeys, keys[i])
 		}
