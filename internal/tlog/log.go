@@ -56,8 +56,9 @@ type Options struct {
 	// so callers set it only when starting a new log is what the operator
 	// asked for.
 	Create bool
-	// MaxBatch caps the records per commit (default 1024). One request with
-	// more records is committed alone, never split.
+	// MaxBatch caps the records per commit (default 1024): requests are
+	// gathered into one commit up to it, and a request with more records
+	// (up to MaxAddRecords) is committed alone.
 	MaxBatch int
 	// QueueSize caps the requests waiting for the sequencer (default 4096).
 	// Add fails with ErrPushback when the queue is full.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -345,4 +346,67 @@ func TestBoltFaults(t *testing.T) {
 		t.Fatalf("reopened tree %d, want 2 (the persisted batch)", tree.N)
 	}
 	checkContains(t, l, seen)
+}
+
+// TestMaxBatch checks that MaxBatch caps a commit: requests gather up to
+// it, one that would overfill a batch waits for the next, and one larger
+// than the cap commits alone. One Add is limited to MaxAddRecords.
+func TestMaxBatch(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemStore()
+	l, err := OpenStore(s, Options{Keys: []*Key{testKey(t, "sum.example.com")}, Create: true, MaxBatch: 4, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var mu sync.Mutex
+	var sizes []int
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	s.SetHooks(MemHooks{BeforeCommit: func(b *Batch) error {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+		mu.Lock()
+		sizes = append(sizes, len(b.Records))
+		mu.Unlock()
+		return nil
+	}})
+	var wg sync.WaitGroup
+	add := func(first, n int) {
+		var recs []gosum.Record
+		for i := range n {
+			recs = append(recs, record(first+i, 0))
+		}
+		wg.Go(func() {
+			if _, err := l.Add(ctx, recs...); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	add(0, 1) // the sequencer takes it and blocks in the commit
+	<-entered
+	for i, n := range []int{3, 3, 10, 1} {
+		add(100*(i+1), n)
+		for len(l.queue) != i+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(release)
+	wg.Wait()
+	if want := []int{1, 3, 3, 10, 1}; !slices.Equal(sizes, want) {
+		t.Errorf("commit sizes %v, want %v", sizes, want)
+	}
+
+	big := make([]gosum.Record, MaxAddRecords+1)
+	for i := range big {
+		big[i] = record(10_000+i, 0)
+	}
+	if _, err := l.Add(ctx, big...); err == nil || !strings.Contains(err.Error(), "the limit is 65536") {
+		t.Fatalf("Add of %d records = %v, want the limit", len(big), err)
+	}
+	if tree, _ := l.Tree(ctx); tree.N != 18 {
+		t.Fatalf("tree %d, want 18", tree.N)
+	}
 }

@@ -29,6 +29,13 @@ func (e *ConflictError) Error() string {
 		e.Recorded.Key(), where, e.Recorded.Hash, e.Recorded.GoMod, e.Proposed.Hash, e.Proposed.GoMod)
 }
 
+// MaxAddRecords caps the records of one Add call. A call is one atomic
+// request, committed in one store transaction (alone if it is larger than
+// MaxBatch), so the cap bounds what one caller can make the sequencer
+// stage and the store write at once: 65,536 records of at most 2 KiB
+// (gosum.MaxRecordSize), typically 10 MB. Bulk imports split their input.
+const MaxAddRecords = 1 << 16
+
 // maxAttempts bounds how often the sequencer re-stages one batch after
 // other writers of a shared store moved its head first.
 const maxAttempts = 8
@@ -54,6 +61,9 @@ type request struct {
 // waiting, when the sequencer's queue is full, and an error wrapping
 // ErrFatal once the log has stopped.
 func (l *Log) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
+	if len(recs) > MaxAddRecords {
+		return nil, fmt.Errorf("refusing to add %d records in one call: the limit is %d (split the input)", len(recs), MaxAddRecords)
+	}
 	for _, r := range recs {
 		if err := r.Check(); err != nil {
 			return nil, fmt.Errorf("refusing malformed record: %w", err)
@@ -104,12 +114,23 @@ func (l *Log) control(ctx context.Context, f func(ctx context.Context) error) er
 	}
 }
 
-// sequence is the single writer. It takes every request waiting in the
+// sequence is the single writer. It takes the requests waiting in the
 // queue, up to maxBatch records, and commits them in one transaction: while
-// one commit waits for fsync, the next batch gathers (group commit).
+// one commit waits for fsync, the next batch gathers (group commit). A
+// request that would take the batch past maxBatch waits for the next one,
+// so only a request larger than maxBatch by itself makes a larger commit.
 func (l *Log) sequence() {
 	defer close(l.done)
-	for first := range l.queue {
+	var held *request // the request that would have overfilled the last batch
+	for {
+		first := held
+		held = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-l.queue; !ok {
+				return
+			}
+		}
 		if first.ctrl != nil {
 			l.runControl(first)
 			continue
@@ -120,11 +141,14 @@ func (l *Log) sequence() {
 		for n < l.maxBatch {
 			select {
 			case r, ok := <-l.queue:
-				if !ok {
+				switch {
+				case !ok:
 					break gather
-				}
-				if r.ctrl != nil {
+				case r.ctrl != nil:
 					ctrl = r
+					break gather
+				case n+len(r.recs) > l.maxBatch:
+					held = r
 					break gather
 				}
 				batch, n = append(batch, r), n+len(r.recs)
