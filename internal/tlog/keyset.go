@@ -87,8 +87,14 @@ func choose(stored []string, given []*Key) (keySet, error) {
 }
 
 // VerifierKeys returns the verifier keys of every key the log signs with:
-// one, or two during a key rotation.
-func (l *Log) VerifierKeys() []string { return l.keys.Load().vkeys() }
+// one, or two during a key rotation. A mirror's are those it was opened
+// with.
+func (l *Log) VerifierKeys() []string {
+	if l.origin != nil {
+		return slices.Clone(l.originKeys)
+	}
+	return l.keys.Load().vkeys()
+}
 
 // AddKey starts a key rotation: from now on every tree head is signed by k
 // too, beginning with the latest one, re-signed at once. k must be a new key
@@ -128,6 +134,9 @@ func (l *Log) RemoveKey(ctx context.Context, vkey string) error {
 // together, and the set change applies to the set current at that moment,
 // so concurrent rotations never lose one.
 func (l *Log) rotate(ctx context.Context, change func(keySet) (keySet, error)) error {
+	if l.keys.Load() == nil {
+		return ErrVerifierOnly
+	}
 	return l.control(ctx, func(ctx context.Context) error {
 		return retry(func() error {
 			ks, err := change(*l.keys.Load())

@@ -25,6 +25,23 @@
 // One goroutine, the sequencer, owns all writes: it batches Add requests
 // (group commit), stages them on top of the published tree, signs, commits
 // through the Store and publishes. See docs/design/README.md.
+//
+// # Verifier-only logs (mirrors)
+//
+// A log opened with Options.VerifierKeys instead of Keys holds another
+// log's data byte for byte and signs nothing: Add is refused, and Extend is
+// its only write. A follower (internal/mirror) fetches the origin's signed
+// head, the hash tiles that tlog.NewTiles(8, held, new) names, and any
+// records it wants, and calls Extend, which verifies all of it against the
+// origin's keys and the head held before storing anything:
+//
+//	held, _ := l.Tree(ctx)
+//	ext := tlog.Extension{Head: head, Tiles: map[xtlog.Tile][]byte{}, Records: map[int64][]byte{}}
+//	for _, t := range xtlog.NewTiles(8, held.N, newSize) { ext.Tiles[t] = fetch(t) }
+//	err := l.Extend(ctx, ext) // *InconsistentError: fork or rollback; log it as SECURITY
+//
+// A mirror serves the same reads as any log; a record it does not hold is
+// fs.ErrNotExist.
 package tlog
 
 import (
@@ -40,6 +57,7 @@ import (
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -50,6 +68,10 @@ type Options struct {
 	// Their name is the checksum database name. A new database signs with
 	// all of them.
 	Keys []*Key
+	// VerifierKeys, given instead of Keys, open a mirror verifier-only:
+	// the verifier keys ("name+hash+key") of the log it copies. A head is
+	// accepted if one of them signed it.
+	VerifierKeys []string
 	// Create allows creating the log if the store holds none (and Open the
 	// database file if it does not exist). A log must never be re-created
 	// under a name clients have used (they would reject its new history),
@@ -87,17 +109,22 @@ var (
 	// unknown whether a write was stored. Every later write fails with it;
 	// the process must exit, and reopening re-verifies the store.
 	ErrFatal = errors.New("log stopped after a storage failure (restart to re-verify the database)")
+	// ErrVerifierOnly means a write that needs a signing key was asked of
+	// a log opened with verifier keys only.
+	ErrVerifierOnly = errors.New("log is a verifier-only mirror and signs nothing")
 )
 
 // A Log is an open checksum database. Its methods are safe for concurrent
 // use. It implements sumdb.ServerOps.
 type Log struct {
-	store   Store
-	name    string
-	keys    atomic.Pointer[keySet] // the signing keys, replaced whole by the sequencer
-	given   []*Key                 // Options.Keys, to re-pick from after another writer rotates keys
-	log     *slog.Logger
-	metrics *Metrics
+	store      Store
+	name       string
+	keys       atomic.Pointer[keySet] // the signing keys; nil in a mirror. Replaced whole by the sequencer
+	given      []*Key                 // Options.Keys, to re-pick from after another writer rotates keys
+	origin     []note.Verifier        // a mirror's verifiers; nil in a primary
+	originKeys []string               // their verifier keys
+	log        *slog.Logger
+	metrics    *Metrics
 
 	maxBatch int
 	queue    chan *request // to the sequencer
@@ -123,7 +150,7 @@ var _ sumdb.ServerOps = (*Log)(nil)
 // bound of every read until the next. It must not be modified.
 type Head struct {
 	Tree   tlog.Tree
-	Signed []byte    // the signed note
+	Signed []byte    // the signed note; nil only in a mirror with no head yet
 	Time   time.Time // when this process published it; zero for the head Open found
 	next   chan struct{}
 }
@@ -152,8 +179,8 @@ func Open(path string, opts Options) (*Log, error) {
 // from then on and closes it on Close; if OpenStore fails, the caller
 // still owns s.
 func OpenStore(s Store, opts Options) (*Log, error) {
-	if len(opts.Keys) == 0 {
-		return nil, errors.New("tlog: OpenStore needs a signing key")
+	if (len(opts.Keys) == 0) == (len(opts.VerifierKeys) == 0) {
+		return nil, errors.New("tlog: open a log with its signing keys, or a mirror with verifier keys only")
 	}
 	opts = opts.withDefaults()
 	l := &Log{
@@ -237,7 +264,8 @@ func (l *Log) fatalErr() error {
 func (l *Log) Name() string { return l.name }
 
 // VerifierKey is the verifier key of the log's first signing key: the one
-// it was created with, or, after a rotation, its successor.
+// it was created with, or, after a rotation, its successor. A mirror's is
+// the first verifier key it was opened with.
 func (l *Log) VerifierKey() string { return l.VerifierKeys()[0] }
 
 // Published returns the published head. It never blocks.
@@ -245,10 +273,14 @@ func (l *Log) Published() *Head { return l.pub.Load() }
 
 // Signed returns the published signed tree head.
 func (l *Log) Signed(ctx context.Context) ([]byte, error) {
-	return bytes.Clone(l.pub.Load().Signed), nil
+	h := l.pub.Load()
+	if h.Signed == nil {
+		return nil, fmt.Errorf("mirror of %s holds no signed head yet: %w", l.name, fs.ErrNotExist)
+	}
+	return bytes.Clone(h.Signed), nil
 }
 
-// Tree returns the published tree.
+// Tree returns the published tree (size 0 in a mirror with no head yet).
 func (l *Log) Tree(ctx context.Context) (tlog.Tree, error) {
 	return l.pub.Load().Tree, nil
 }
@@ -271,7 +303,8 @@ func (l *Log) Lookup(ctx context.Context, m module.Version) (int64, error) {
 const maxReadRecords = 1 << 16
 
 // ReadRecords returns the texts of records id through id+n-1, or an error
-// wrapping fs.ErrNotExist if any of them is beyond the published tree.
+// wrapping fs.ErrNotExist if any of them is beyond the published tree or
+// not held (by a partial mirror).
 func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 	if id < 0 || n < 0 || n > maxReadRecords || id+n > l.pub.Load().Tree.N {
 		return nil, fmt.Errorf("records %d+%d: %w", id, n, fs.ErrNotExist)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -49,52 +50,92 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 
 // parseKeys takes the log's name and keys from the options.
 func (l *Log) parseKeys(opts Options) error {
-	l.name = opts.Keys[0].Name()
-	for _, k := range opts.Keys[1:] {
-		if k.Name() != l.name {
-			return fmt.Errorf("keys for two names, %q and %q: a log has one name", l.name, k.Name())
+	if len(opts.Keys) > 0 {
+		l.name = opts.Keys[0].Name()
+		for _, k := range opts.Keys[1:] {
+			if k.Name() != l.name {
+				return fmt.Errorf("keys for two names, %q and %q: a log has one name", l.name, k.Name())
+			}
 		}
+		return nil
 	}
+	for _, vkey := range opts.VerifierKeys {
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
+			return fmt.Errorf("malformed verifier key %q: %w", vkey, err)
+		}
+		if l.name == "" {
+			l.name = v.Name()
+		}
+		if v.Name() != l.name {
+			return fmt.Errorf("verifier keys for two names, %q and %q: a log has one name", l.name, v.Name())
+		}
+		l.origin = append(l.origin, v)
+	}
+	l.originKeys = slices.Clone(opts.VerifierKeys)
 	return nil
 }
 
-// create stores a new log, with its signed empty tree, in an empty store.
-// If another process created one first, its log is loaded instead.
+// create stores a new log in an empty store: a primary's signed empty tree,
+// or a mirror with no head. If another process created one first, its log
+// is loaded instead.
 func (l *Log) create(ctx context.Context) (State, error) {
-	ks := keySet(l.given)
-	meta := Meta{Name: l.name, VKeys: ks.vkeys()}
-	head, err := ks.signTree(emptyTree())
-	if err != nil {
-		return State{}, err
+	meta := Meta{Name: l.name, VKeys: l.originKeys, Mirror: l.origin != nil}
+	var head []byte
+	if l.origin == nil {
+		ks := keySet(l.given)
+		meta.VKeys = ks.vkeys()
+		var err error
+		if head, err = ks.signTree(emptyTree()); err != nil {
+			return State{}, err
+		}
 	}
-	err = l.store.Create(ctx, meta, head)
+	err := l.store.Create(ctx, meta, head)
 	switch {
 	case errors.Is(err, ErrLogExists):
 		return l.store.Load(ctx)
 	case err != nil:
 		return State{}, fmt.Errorf("failed to create the log: %w", err)
 	}
-	l.log.Warn("created a new checksum database", "name", meta.Name, "vkeys", strings.Join(meta.VKeys, " "))
+	l.log.Warn("created a new checksum database", "name", meta.Name, "vkeys", strings.Join(meta.VKeys, " "), "mirror", meta.Mirror)
 	return State{Meta: meta, Head: head}, nil
 }
 
-// checkMeta refuses a store of another log, or a mirror's.
+// checkMeta refuses a store of another log, or of the other kind.
 func (l *Log) checkMeta(m Meta) error {
 	switch {
-	case m.Mirror:
-		return fmt.Errorf("database holds a mirror of %q, not a log to sign", m.Name)
+	case m.Mirror && l.origin == nil:
+		return fmt.Errorf("database holds a mirror of %q: open it with the origin's verifier keys, not a signing key", m.Name)
+	case !m.Mirror && l.origin != nil:
+		return fmt.Errorf("database holds the log %q itself, not a mirror of it: open it with its signing keys", m.Name)
+	case m.Name != l.name && l.origin != nil:
+		return fmt.Errorf("database holds a mirror of %q but the verifier keys are for %q", m.Name, l.name)
 	case m.Name != l.name:
 		return fmt.Errorf("database holds the log %q but the signing key is for %q: use that log's key", m.Name, l.name)
 	}
-	_, err := pick(m.VKeys, l.given)
-	return err
+	if l.origin == nil {
+		_, err := pick(m.VKeys, l.given)
+		return err
+	}
+	return nil
 }
 
-// openStoredHead verifies a stored head and parses its tree. It returns
-// the signing set the store lists, picked from the given keys, if it
-// differs from the current one (or there is none yet); every key of the set
-// must have signed the head.
+// openStoredHead verifies a stored head and parses its tree. For a primary
+// it returns the signing set the store lists, picked from the given keys,
+// if it differs from the current one (or there is none yet); every key of
+// the set must have signed the head. A mirror's head needs a signature by
+// one of the origin's keys.
 func (l *Log) openStoredHead(st State) (tlog.Tree, keySet, error) {
+	if l.origin != nil {
+		if st.Head == nil {
+			if cur := l.pub.Load(); cur != nil && cur.Signed != nil {
+				return tlog.Tree{}, nil, errors.New("the stored head vanished")
+			}
+			return emptyTree(), nil, nil
+		}
+		tree, err := l.openOrigin(st.Head)
+		return tree, nil, err
+	}
 	var ks keySet
 	if cur := l.keys.Load(); cur == nil || !slices.Equal(cur.vkeys(), st.Meta.VKeys) {
 		var err error
@@ -108,4 +149,15 @@ func (l *Log) openStoredHead(st State) (tlog.Tree, keySet, error) {
 	}
 	tree, err := use.openTree(st.Head)
 	return tree, ks, err
+}
+
+// openOrigin verifies a head signed by the origin of a mirror and parses
+// its tree. One known signature suffices: clients pinned to the origin's
+// keys check the rest.
+func (l *Log) openOrigin(head []byte) (tlog.Tree, error) {
+	n, err := note.Open(head, note.VerifierList(l.origin...))
+	if err != nil {
+		return tlog.Tree{}, fmt.Errorf("failed to verify the signed head with %s: %w", strings.Join(l.originKeys, ", "), err)
+	}
+	return tlog.ParseTree([]byte(n.Text))
 }

@@ -61,6 +61,9 @@ type request struct {
 // waiting, when the sequencer's queue is full, and an error wrapping
 // ErrFatal once the log has stopped.
 func (l *Log) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
+	if l.keys.Load() == nil {
+		return nil, ErrVerifierOnly
+	}
 	if len(recs) > MaxAddRecords {
 		return nil, fmt.Errorf("refusing to add %d records in one call: the limit is %d (split the input)", len(recs), MaxAddRecords)
 	}

@@ -1,0 +1,283 @@
+package tlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+// An Extension is what Extend stores in a mirror: another log's signed
+// head, and the data that fills and proves it.
+type Extension struct {
+	// Head is the origin's signed head, verbatim.
+	Head []byte
+	// Tiles are the hash tiles tlog.NewTiles(8, held size, Head's size)
+	// names, each with exactly its data, and no others: none if Head's
+	// tree is the one held. They are held in memory until committed, so a
+	// follower far behind bounds memory by the head it extends to (32 MiB
+	// of tiles per million records).
+	Tiles map[tlog.Tile][]byte
+	// Records are records to store, by id: any ids in Head's tree, new or
+	// (for a partial mirror) older ones it did not hold. Others it holds
+	// already are ignored.
+	Records map[int64][]byte
+}
+
+// ErrUnverified marks extension data that does not verify: a head not
+// signed by the origin's keys, a tile or a record that does not hash to the
+// signed root, a tile missing or not part of the extension. Nothing was
+// stored.
+var ErrUnverified = errors.New("mirror data does not verify against the origin's signed head")
+
+// An InconsistentError is Extend's refusal of a head that is not provably
+// an extension of the newest head the mirror holds: a fork (another tree of
+// the same size or not containing the held one), or a rollback (a smaller
+// tree). Its origin, or the path to it, misbehaves: report it as a
+// security event. Nothing was stored, and the held head stays published.
+type InconsistentError struct {
+	Held, Offered         []byte // the signed heads
+	HeldTree, OfferedTree tlog.Tree
+	Err                   error // why the proof failed
+}
+
+// Rollback reports whether the offered tree is smaller than the held one.
+func (e *InconsistentError) Rollback() bool { return e.OfferedTree.N < e.HeldTree.N }
+
+func (e *InconsistentError) Error() string {
+	what := "fork"
+	if e.Rollback() {
+		what = "rollback"
+	}
+	return fmt.Sprintf("%s: the origin's signed tree %d (%v) does not extend the held tree %d (%v): %v",
+		what, e.OfferedTree.N, e.OfferedTree.Hash, e.HeldTree.N, e.HeldTree.Hash, e.Err)
+}
+
+func (e *InconsistentError) Unwrap() error { return e.Err }
+
+// Extend verifies ext and stores it in one commit, then publishes its
+// head: the head must be signed by one of the origin's verifier keys, its
+// tree must provably extend the held one (*InconsistentError otherwise),
+// the tiles must hash to its root and every record to its leaf (else an
+// error wrapping ErrUnverified). Each record is indexed by the module
+// version of its first line, under its smallest id if the origin logged
+// one twice (a record without one is stored unindexed). Nothing is stored if any check fails. Only a mirror extends.
+func (l *Log) Extend(ctx context.Context, ext Extension) error {
+	if l.origin == nil {
+		return errors.New("only a mirror (opened with verifier keys) is extended; a primary adds records")
+	}
+	return l.control(ctx, func(ctx context.Context) error {
+		return retry(func() error {
+			b, err := l.stageExtension(ctx, ext)
+			if err != nil || b == nil {
+				return err
+			}
+			return l.write(ctx, b)
+		})
+	})
+}
+
+// stageExtension verifies ext against the held head and returns the batch
+// storing it, or nil if it adds nothing.
+func (l *Log) stageExtension(ctx context.Context, ext Extension) (*Batch, error) {
+	held := l.pub.Load()
+	target, err := l.openOrigin(ext.Head)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnverified, err)
+	}
+	inconsistent := func(err error) error {
+		return &InconsistentError{Held: held.Signed, Offered: ext.Head, HeldTree: held.Tree, OfferedTree: target, Err: err}
+	}
+	if target.N < held.Tree.N {
+		return nil, inconsistent(errors.New("the offered tree is smaller"))
+	}
+	tiles, err := l.checkTiles(ctx, held.Tree, target, ext.Tiles)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkExtends(held.Tree, target, tiles); err != nil {
+		var re *readError
+		if errors.As(err, &re) {
+			return nil, err
+		}
+		return nil, inconsistent(err)
+	}
+	if err := l.checkPrefixes(ctx, held.Tree.N, ext.Tiles); err != nil {
+		return nil, err
+	}
+	recs, err := l.checkExtensionRecords(ctx, target, tiles, ext.Records)
+	if err != nil {
+		return nil, err
+	}
+	b := &Batch{Prev: held.Signed, Head: ext.Head, Tree: target, Records: recs}
+	for _, t := range tlog.NewTiles(tileHeight, held.Tree.N, target.N) {
+		b.Tiles = append(b.Tiles, Tile{TileID{t.L, t.N}, ext.Tiles[t]})
+	}
+	if bytes.Equal(b.Head, held.Signed) && len(b.Records) == 0 {
+		return nil, nil
+	}
+	return b, nil
+}
+
+// checkTiles checks that tiles are exactly the extension's, and returns a
+// reader of the target tree's hashes that authenticates every tile it
+// reads against the signed root, as the go command does (TileHashReader).
+// It reads every given tile through it, a group of 256 at a time, so each
+// is authenticated.
+func (l *Log) checkTiles(ctx context.Context, held, target tlog.Tree, given map[tlog.Tile][]byte) (tlog.HashReader, error) {
+	want := tlog.NewTiles(tileHeight, held.N, target.N)
+	for t, data := range given {
+		if !slices.Contains(want, t) {
+			return nil, fmt.Errorf("%w: tile %s is not part of the extension from %d to %d", ErrUnverified, t.Path(), held.N, target.N)
+		}
+		if len(data) != t.W*tlog.HashSize {
+			return nil, fmt.Errorf("%w: tile %s holds %d bytes, want %d", ErrUnverified, t.Path(), len(data), t.W*tlog.HashSize)
+		}
+	}
+	tr := &extensionTiles{ctx: ctx, s: l.store, given: given, held: held.N}
+	r := tlog.TileHashReader(target, tr)
+	for group := range slices.Chunk(want, 1<<tileHeight) {
+		indexes := make([]int64, len(group))
+		for i, t := range group {
+			if given[t] == nil {
+				return nil, fmt.Errorf("%w: tile %s of the extension from %d to %d is missing", ErrUnverified, t.Path(), held.N, target.N)
+			}
+			indexes[i] = tlog.StoredHashIndex(t.L*tileHeight, t.N<<tileHeight+int64(t.W-1))
+		}
+		if _, err := r.ReadHashes(indexes); err != nil {
+			return nil, unverified(fmt.Errorf("tiles %s to %s: %w", group[0].Path(), group[len(group)-1].Path(), err))
+		}
+	}
+	return r, nil
+}
+
+// checkPrefixes checks that the given tiles extend the held tree's: the
+// consistency proof implies it, unless SHA-256 or the store is broken.
+func (l *Log) checkPrefixes(ctx context.Context, held int64, given map[tlog.Tile][]byte) error {
+	for t, data := range given {
+		stored, err := readTile(ctx, l.store, TileID{t.L, t.N}, held)
+		if err != nil {
+			return err
+		}
+		if !bytes.HasPrefix(data, stored) {
+			return fmt.Errorf("%w: tile %s does not extend the held one", ErrUnverified, t.Path())
+		}
+	}
+	return nil
+}
+
+// unverified wraps an authentication failure in ErrUnverified, and leaves a
+// store read failure as it is.
+func unverified(err error) error {
+	var re *readError
+	if errors.As(err, &re) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnverified, err)
+}
+
+// checkExtensionRecords checks each record against its leaf hash in the
+// target tree, and returns those the mirror does not hold yet, indexed
+// under the smallest id of their module version.
+func (l *Log) checkExtensionRecords(ctx context.Context, target tlog.Tree, hashes tlog.HashReader, texts map[int64][]byte) ([]StoredRecord, error) {
+	ids := slices.Sorted(maps.Keys(texts))
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if ids[0] < 0 || ids[len(ids)-1] >= target.N {
+		return nil, fmt.Errorf("%w: records %d to %d are not all in the tree of size %d", ErrUnverified, ids[0], ids[len(ids)-1], target.N)
+	}
+	indexes := make([]int64, len(ids))
+	for i, id := range ids {
+		indexes[i] = tlog.StoredHashIndex(0, id)
+	}
+	leaves, err := hashes.ReadHashes(indexes)
+	if err != nil {
+		return nil, unverified(err)
+	}
+	stored, err := l.store.ReadRecords(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read records: %w", err)
+	}
+	var recs []StoredRecord
+	for i, id := range ids {
+		text := texts[id]
+		if len(text) > gosum.MaxRecordSize || tlog.RecordHash(text) != leaves[i] {
+			return nil, fmt.Errorf("%w: record %d does not hash to its leaf", ErrUnverified, id)
+		}
+		if stored[i] == nil {
+			key, _ := recordKey(text, false) // "" leaves it unindexed
+			recs = append(recs, StoredRecord{ID: id, Key: key, Text: bytes.Clone(text)})
+		}
+	}
+	return recs, l.indexFirst(ctx, recs)
+}
+
+// indexFirst clears the Key of every record whose module version is
+// indexed (or staged) under a smaller id.
+func (l *Log) indexFirst(ctx context.Context, recs []StoredRecord) error {
+	keys := make([]string, len(recs))
+	for i, r := range recs {
+		keys[i] = r.Key
+	}
+	ids, err := l.store.Lookup(ctx, keys)
+	if err != nil {
+		return fmt.Errorf("failed to look up %d module versions: %w", len(keys), err)
+	}
+	first := map[string]int64{}
+	for i, r := range recs {
+		if ids[i] >= 0 {
+			first[r.Key] = ids[i]
+		}
+	}
+	for i := range recs { // ascending ids: the first of a key wins
+		r := &recs[i]
+		if r.Key == "" {
+			continue
+		}
+		if id, ok := first[r.Key]; ok && id < r.ID {
+			r.Key = ""
+			continue
+		}
+		first[r.Key] = r.ID
+	}
+	return nil
+}
+
+// extensionTiles is the tlog.TileReader an extension is authenticated
+// through: the tiles given, and the held tree's others from the store.
+type extensionTiles struct {
+	ctx   context.Context
+	s     Store
+	given map[tlog.Tile][]byte
+	held  int64
+}
+
+func (e *extensionTiles) Height() int { return tileHeight }
+
+func (e *extensionTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		if d, ok := e.given[t]; ok {
+			out[i] = d
+			continue
+		}
+		d, err := readTile(e.ctx, e.s, TileID{t.L, t.N}, e.held)
+		if err != nil {
+			return nil, err
+		}
+		if len(d) != t.W*tlog.HashSize {
+			return nil, fmt.Errorf("tile %s is needed, but neither given nor held", t.Path())
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+func (e *extensionTiles) SaveTiles([]tlog.Tile, [][]byte) {}

@@ -1,0 +1,297 @@
+package tlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+// growOrigin adds n records (from first) to the primary log l.
+func growOrigin(t *testing.T, l *Log, first, n int) {
+	t.Helper()
+	var recs []gosum.Record
+	for i := range n {
+		recs = append(recs, record(first+i, 3))
+	}
+	if _, err := l.Add(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// extensionFrom reads from origin what a mirror holding a tree of size
+// held needs to reach origin's head: the tiles, and the records wanted.
+func extensionFrom(t *testing.T, origin *Log, held int64, want func(id int64) bool) Extension {
+	t.Helper()
+	ctx := context.Background()
+	head, err := origin.Signed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := headTree(t, head)
+	ext := Extension{Head: head, Tiles: map[tlog.Tile][]byte{}, Records: map[int64][]byte{}}
+	for _, tile := range tlog.NewTiles(tileHeight, held, tree.N) {
+		if ext.Tiles[tile], err = origin.ReadTileData(ctx, tile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id := range tree.N {
+		if want(id) {
+			text, err := origin.ReadRecords(ctx, id, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ext.Records[id] = text[0]
+		}
+	}
+	return ext
+}
+
+func openMirror(t *testing.T, s Store, vkey string, mode VerifyMode) *Log {
+	t.Helper()
+	m, err := OpenStore(s, Options{VerifierKeys: []string{vkey}, Create: true, Verify: mode, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// sameAsOrigin checks that m serves origin's head, every tile at every
+// width, and the records m should hold, byte for byte.
+func sameAsOrigin(t *testing.T, m, origin *Log, holds func(id int64) bool) {
+	t.Helper()
+	ctx := context.Background()
+	want, _ := origin.Signed(ctx)
+	if got, err := m.Signed(ctx); !bytes.Equal(got, want) || err != nil {
+		t.Fatalf("mirror head %q, %v; want the origin's %q", got, err, want)
+	}
+	tree := headTree(t, want)
+	for _, tile := range tlog.NewTiles(tileHeight, 0, tree.N) {
+		for w := 1; w <= tile.W; w += 17 {
+			tile.W = w
+			got, err := m.ReadTileData(ctx, tile)
+			want, _ := origin.ReadTileData(ctx, tile)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("tile %s: %v, or differs from the origin's", tile.Path(), err)
+			}
+		}
+	}
+	for id := range tree.N {
+		got, err := m.ReadRecords(ctx, id, 1)
+		want, _ := origin.ReadRecords(ctx, id, 1)
+		r, _ := gosum.Parse(want[0])
+		mid, lerr := m.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version})
+		switch {
+		case holds(id) && (err != nil || !bytes.Equal(got[0], want[0]) || lerr != nil || mid != id):
+			t.Fatalf("record %d: %q, %v; lookup %d, %v; want the origin's", id, got, err, mid, lerr)
+		case !holds(id) && (!errors.Is(err, fs.ErrNotExist) || !errors.Is(lerr, fs.ErrNotExist)):
+			t.Fatalf("record %d the mirror does not hold: %v, lookup %v; want fs.ErrNotExist", id, err, lerr)
+		}
+	}
+}
+
+// TestMirror extends a full and a partial mirror of a primary in several
+// steps: each serves the origin's heads, tiles and (its) records byte for
+// byte, reopens with full verification, and refuses to sign.
+func TestMirror(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	all := func(int64) bool { return true }
+	some := func(id int64) bool { return id%5 == 1 }
+	full := openMirror(t, NewMemStore(), k.VerifierKey(), VerifyFull)
+	defer full.Close()
+	path := filepath.Join(t.TempDir(), "mirror.db")
+	bs, err := OpenBolt(path, BoltOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial := openMirror(t, bs, k.VerifierKey(), VerifyFull)
+
+	if _, err := full.Signed(ctx); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Signed of an empty mirror = %v, want fs.ErrNotExist", err)
+	}
+	for step, n := range []int{3, 300, 1, 0, 700} {
+		growOrigin(t, origin, step*1000, n)
+		for _, mc := range []struct {
+			m     *Log
+			holds func(int64) bool
+		}{{full, all}, {partial, some}} {
+			held, _ := mc.m.Tree(ctx)
+			if err := mc.m.Extend(ctx, extensionFrom(t, origin, held.N, mc.holds)); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			sameAsOrigin(t, mc.m, origin, mc.holds)
+		}
+	}
+	// A partial mirror adds an old record it did not hold.
+	tree, _ := partial.Tree(ctx)
+	more := func(id int64) bool { return some(id) || id == 2 }
+	if err := partial.Extend(ctx, extensionFrom(t, origin, tree.N, func(id int64) bool { return id == 2 })); err != nil {
+		t.Fatal(err)
+	}
+	sameAsOrigin(t, partial, origin, more)
+	partial.Close()
+	partial = openMirror(t, mustBolt(t, path), k.VerifierKey(), VerifyFull)
+	defer partial.Close()
+	sameAsOrigin(t, partial, origin, more)
+
+	if _, err := full.Add(ctx, record(1, 1)); !errors.Is(err, ErrVerifierOnly) {
+		t.Errorf("Add to a mirror = %v, want ErrVerifierOnly", err)
+	}
+	if err := full.AddKey(ctx, k); !errors.Is(err, ErrVerifierOnly) {
+		t.Errorf("AddKey to a mirror = %v, want ErrVerifierOnly", err)
+	}
+	if err := origin.Extend(ctx, Extension{}); err == nil {
+		t.Error("Extend of a primary succeeded")
+	}
+}
+
+func mustBolt(t *testing.T, path string) *BoltStore {
+	s, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestMirrorOpenRefuses: a mirror's store does not open with a signing
+// key, nor a primary's with verifier keys only, nor with another log's.
+func TestMirrorOpenRefuses(t *testing.T) {
+	k := testKey(t, "sum.example.com")
+	primary, mirror := NewMemStore(), NewMemStore()
+	openMem(t, primary, k).Close()
+	openMirror(t, mirror, k.VerifierKey(), VerifyTail).Close()
+	other := testKey(t, "other.example.com")
+	for _, tc := range []struct {
+		s    Store
+		opts Options
+		want string
+	}{
+		{mirror, Options{Keys: []*Key{k}}, "holds a mirror"},
+		{primary, Options{VerifierKeys: []string{k.VerifierKey()}}, "not a mirror"},
+		{mirror, Options{VerifierKeys: []string{other.VerifierKey()}}, `mirror of "sum.example.com" but the verifier keys are for "other.example.com"`},
+		{mirror, Options{Keys: []*Key{k}, VerifierKeys: []string{k.VerifierKey()}}, "or a mirror with verifier keys only"},
+	} {
+		tc.opts.Logger = quietLogger()
+		if _, err := OpenStore(tc.s, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("OpenStore = %v, want %q", err, tc.want)
+		}
+	}
+}
+
+// TestMirrorRefuses offers a mirror bad extensions: a head signed by
+// another key, tampered, missing and extra tiles, a tampered record, a
+// fork (same size and larger) and a rollback. Each is refused and stores
+// nothing; an honest extension then goes through.
+func TestMirrorRefuses(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 200)
+	head200, _ := origin.Signed(ctx)
+	growOrigin(t, origin, 200, 100)
+	s := NewMemStore()
+	m := openMirror(t, s, k.VerifierKey(), VerifyTail)
+	defer m.Close()
+	all := func(int64) bool { return true }
+	old := extensionFrom(t, origin, 0, all)
+	if err := m.Extend(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	growOrigin(t, origin, 1000, 300)
+	good := extensionFrom(t, origin, 300, all)
+
+	// A fork signed with the origin's key: the same first 290 records,
+	// then others, to 300 records and to 600.
+	forkAt := func(n int) Extension {
+		f := openMem(t, NewMemStore(), k)
+		defer f.Close()
+		growOrigin(t, f, 0, 290)
+		growOrigin(t, f, 5000, n-290)
+		return extensionFrom(t, f, 300, all)
+	}
+	impostor := openMem(t, NewMemStore(), testKey(t, "sum.example.com"))
+	defer impostor.Close()
+	growOrigin(t, impostor, 0, 600)
+
+	tamper := func(change func(e *Extension)) Extension {
+		e := Extension{Head: good.Head, Tiles: map[tlog.Tile][]byte{}, Records: map[int64][]byte{}}
+		for t, d := range good.Tiles {
+			e.Tiles[t] = bytes.Clone(d)
+		}
+		for id, r := range good.Records {
+			e.Records[id] = bytes.Clone(r)
+		}
+		change(&e)
+		return e
+	}
+	someTile := func(e *Extension) tlog.Tile {
+		for t := range e.Tiles {
+			if t.L == 0 && t.W == 256 {
+				return t
+			}
+		}
+		panic("no full tile")
+	}
+	rollback := Extension{Head: head200}
+	for _, tc := range []struct {
+		name string
+		ext  Extension
+		want func(error) bool
+	}{
+		{"bad signature", extensionFrom(t, impostor, 300, all), isUnverified},
+		{"tampered tile", tamper(func(e *Extension) { e.Tiles[someTile(e)][40] ^= 1 }), isUnverified},
+		{"missing tile", tamper(func(e *Extension) { delete(e.Tiles, someTile(e)) }), isUnverified},
+		{"extra tile", tamper(func(e *Extension) {
+			e.Tiles[tlog.Tile{H: 8, L: 0, N: 0, W: 256}] = old.Tiles[tlog.Tile{H: 8, L: 0, N: 0, W: 256}]
+		}), isUnverified},
+		{"tampered record", tamper(func(e *Extension) { e.Records[310] = record(9, 9).Text() }), isUnverified},
+		{"record beyond the tree", tamper(func(e *Extension) { e.Records[600] = record(9, 9).Text() }), isUnverified},
+		{"fork of the same size", forkAt(300), isFork},
+		{"fork", forkAt(600), isFork},
+		{"rollback", rollback, isRollback},
+	} {
+		before := s.Commits()
+		err := m.Extend(ctx, tc.ext)
+		if !tc.want(err) {
+			t.Errorf("%s: Extend = %v", tc.name, err)
+		}
+		if s.Commits() != before {
+			t.Errorf("%s: refused, but stored", tc.name)
+		}
+		if head, _ := m.Signed(ctx); !bytes.Equal(head, old.Head) {
+			t.Errorf("%s: the published head changed", tc.name)
+		}
+	}
+	var ie *InconsistentError
+	if err := m.Extend(ctx, forkAt(600)); !errors.As(err, &ie) || !bytes.Equal(ie.Held, old.Head) || ie.OfferedTree.N != 600 {
+		t.Errorf("fork: %v does not carry both heads", err)
+	}
+	if err := m.Extend(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	sameAsOrigin(t, m, origin, all)
+}
+
+func isUnverified(err error) bool { return errors.Is(err, ErrUnverified) }
+
+func isFork(err error) bool {
+	var ie *InconsistentError
+	return errors.As(err, &ie) && !ie.Rollback()
+}
+
+func isRollback(err error) bool {
+	var ie *InconsistentError
+	return errors.As(err, &ie) && ie.Rollback()
+}
