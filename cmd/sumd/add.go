@@ -41,6 +41,9 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 		return withHint(fmt.Errorf("nothing was added: %w", err),
 			"a recorded version can never change; if the new content is right, publish it as a new version")
 	}
+	if errors.Is(err, tlog.ErrFatal) {
+		return logStopped(l, err)
+	}
 	if err != nil {
 		return fmt.Errorf("nothing was added: %w", err)
 	}
@@ -123,4 +126,15 @@ func hashModule(arg, src string) (gosum.Record, error) {
 		return gosum.Record{}, withHint(err, "nothing was added; the go command would refuse this module too")
 	}
 	return gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
+}
+
+// logStopped returns the log's fatal error, if it stopped with one, and err
+// otherwise: a log that cannot tell whether its last write was stored must
+// make sumd exit non-zero, saying so, so that the operator (or a
+// supervisor) runs it again and opening the database re-verifies it.
+func logStopped(l *tlog.Log, err error) error {
+	if lerr := l.Err(); errors.Is(lerr, tlog.ErrFatal) {
+		return withHint(lerr, "restart sumd: opening the database re-verifies it; if this recurs, check the disk (dmesg, SMART)")
+	}
+	return err
 }

@@ -47,6 +47,9 @@ func runSync(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	before := treeSize(l)
 	r, err := s.Sync(ctx)
+	if errors.Is(l.Err(), tlog.ErrFatal) {
+		return logStopped(l, err)
+	}
 	if err != nil {
 		return withHint(fmt.Errorf("sync stopped: %w", err), "what was recorded stays recorded; run sumd sync again to carry on")
 	}
