@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ import (
 )
 
 // growOrigin adds n records (from first) to the primary log l.
-func growOrigin(t *testing.T, l *Log, first, n int) {
+func growOrigin(t testing.TB, l *Log, first, n int) {
 	t.Helper()
 	var recs []gosum.Record
 	for i := range n {
@@ -29,7 +30,7 @@ func growOrigin(t *testing.T, l *Log, first, n int) {
 
 // extensionFrom reads from origin what a mirror holding a tree of size
 // held needs to reach origin's head: the tiles, and the records wanted.
-func extensionFrom(t *testing.T, origin *Log, held int64, want func(id int64) bool) Extension {
+func extensionFrom(t testing.TB, origin *Log, held int64, want func(id int64) bool) Extension {
 	t.Helper()
 	ctx := context.Background()
 	head, err := origin.Signed(ctx)
@@ -55,7 +56,7 @@ func extensionFrom(t *testing.T, origin *Log, held int64, want func(id int64) bo
 	return ext
 }
 
-func openMirror(t *testing.T, s Store, vkey string, mode VerifyMode) *Log {
+func openMirror(t testing.TB, s Store, vkey string, mode VerifyMode) *Log {
 	t.Helper()
 	m, err := OpenStore(s, Options{VerifierKeys: []string{vkey}, Create: true, Verify: mode, Logger: quietLogger()})
 	if err != nil {
@@ -294,4 +295,57 @@ func isFork(err error) bool {
 func isRollback(err error) bool {
 	var ie *InconsistentError
 	return errors.As(err, &ie) && ie.Rollback()
+}
+
+// FuzzExtend offers a mirror an extension whose head, level-0 tile and
+// record the fuzzer chooses. Nothing unverified may be stored: Extend
+// refuses, or what the mirror then holds is exactly the origin's.
+func FuzzExtend(f *testing.F) {
+	ctx := context.Background()
+	k := testKey(f, "sum.example.com")
+	origin := openMem(f, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(f, origin, 0, 256)
+	base := NewMemStore()
+	m := openMirror(f, base, k.VerifierKey(), VerifyTail)
+	if err := m.Extend(ctx, extensionFrom(f, origin, 0, func(int64) bool { return false })); err != nil {
+		f.Fatal(err)
+	}
+	m.Close()
+	growOrigin(f, origin, 1000, 44)
+	good := extensionFrom(f, origin, 256, func(id int64) bool { return id == 280 })
+	leaf := tlog.Tile{H: 8, L: 0, N: 1, W: 44}
+	if good.Tiles[leaf] == nil {
+		f.Fatalf("no tile %s in the extension", leaf.Path())
+	}
+	check := openMirror(f, base.Clone(), k.VerifierKey(), VerifyTail)
+	if err := check.Extend(ctx, good); err != nil { // the seed passes
+		f.Fatal(err)
+	}
+	check.Close()
+	f.Add(good.Head, good.Tiles[leaf], good.Records[280], int64(280))
+	f.Add(good.Head, good.Tiles[leaf], good.Records[280], int64(281))
+	f.Add([]byte("go.sum database tree\n300\nAAAA\n\n— sum.example.com AAAA\n"), good.Tiles[leaf], []byte("x"), int64(0))
+	f.Fuzz(func(t *testing.T, head, tile, rec []byte, id int64) {
+		m := openMirror(t, base.Clone(), k.VerifierKey(), VerifyTail)
+		defer m.Close()
+		ext := Extension{Head: head, Tiles: maps.Clone(good.Tiles), Records: map[int64][]byte{id: rec}}
+		ext.Tiles[leaf] = tile
+		if err := m.Extend(ctx, ext); err != nil {
+			return
+		}
+		if got, _ := m.Signed(ctx); !bytes.Equal(got, good.Head) {
+			t.Fatalf("stored a head the origin did not publish:\n%s", got)
+		}
+		want, _ := origin.ReadRecords(ctx, id, 1)
+		if got, err := m.ReadRecords(ctx, id, 1); err != nil || !bytes.Equal(got[0], want[0]) {
+			t.Fatalf("stored record %d %q, the origin's is %q", id, got, want)
+		}
+		for t2 := range good.Tiles {
+			got, _ := m.ReadTileData(ctx, t2)
+			if !bytes.Equal(got, good.Tiles[t2]) {
+				t.Fatalf("stored tile %s differs from the origin's", t2.Path())
+			}
+		}
+	})
 }
