@@ -162,6 +162,9 @@ func (h *Head) Next() <-chan struct{} { return h.next }
 // Open opens the log in the bbolt file at path, creating it if allowed,
 // verifies it against its signed tree head and starts the sequencer.
 func Open(path string, opts Options) (*Log, error) {
+	if err := opts.check(); err != nil {
+		return nil, err // before OpenBolt, which may create the file
+	}
 	s, err := OpenBolt(path, BoltOptions{Create: opts.Create, LockTimeout: opts.LockTimeout})
 	if err != nil {
 		return nil, err
@@ -179,8 +182,8 @@ func Open(path string, opts Options) (*Log, error) {
 // from then on and closes it on Close; if OpenStore fails, the caller
 // still owns s.
 func OpenStore(s Store, opts Options) (*Log, error) {
-	if (len(opts.Keys) == 0) == (len(opts.VerifierKeys) == 0) {
-		return nil, errors.New("tlog: open a log with its signing keys, or a mirror with verifier keys only")
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	opts = opts.withDefaults()
 	l := &Log{
@@ -197,6 +200,13 @@ func OpenStore(s Store, opts Options) (*Log, error) {
 	l.metrics.setTreeSize(l.pub.Load().Tree.N)
 	go l.sequence()
 	return l, nil
+}
+
+func (o Options) check() error {
+	if (len(o.Keys) == 0) == (len(o.VerifierKeys) == 0) {
+		return errors.New("tlog: open a log with its signing keys, or a mirror with verifier keys only")
+	}
+	return nil
 }
 
 func (o Options) withDefaults() Options {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -406,6 +407,13 @@ func TestOpenRefuses(t *testing.T) {
 	k := testKey(t, "sum.example.com")
 	if _, err := Open(path, Options{Keys: []*Key{k}, Logger: quietLogger()}); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Open of a missing database without Create = %v, want fs.ErrNotExist", err)
+	}
+	nokey := filepath.Join(dir, "nokey.db")
+	if _, err := Open(nokey, Options{Create: true, Logger: quietLogger()}); err == nil {
+		t.Error("Open without a key succeeded")
+	}
+	if _, err := os.Stat(nokey); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open without a key created the file: %v", err)
 	}
 	l := openTest(t, path, k, VerifyTail)
 	if _, err := Open(path, Options{Keys: []*Key{k}, Logger: quietLogger()}); !errors.Is(err, ErrLocked) {
