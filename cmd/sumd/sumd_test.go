@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,6 +28,8 @@ import (
 var sumdBin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	startCosignBuilds()
 	dir, err := os.MkdirTemp("", "sumd-test-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,7 @@ const smallCommand = "github.com/rogpeppe/go-internal/cmd/testscript@v1.16.0"
 // the cached binary instead of building again.
 func TestInstallCache(t *testing.T) {
 	LookPath(t, "go")
-	t.Setenv("SUMD_TEST_CACHE", t.TempDir())
+	root := useCache(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -38,8 +39,8 @@ func TestInstallCache(t *testing.T) {
 		t.Fatalf("two installs returned %s and %s, want one cached path", bins[0], bins[1])
 	}
 	bin := bins[0]
-	if !strings.HasPrefix(bin, os.Getenv("SUMD_TEST_CACHE")) || !strings.Contains(bin, "github.com/rogpeppe/go-internal/cmd/testscript@v1.16.0") {
-		t.Errorf("cached at %s, want under SUMD_TEST_CACHE, keyed by package@version", bin)
+	if !strings.HasPrefix(bin, root) || !strings.Contains(bin, "github.com/rogpeppe/go-internal/cmd/testscript@v1.16.0") {
+		t.Errorf("cached at %s, want under the cache root, keyed by package@version", bin)
 	}
 	if out, err := exec.Command(bin, "-h").CombinedOutput(); !strings.Contains(string(out), "Usage:") {
 		t.Errorf("cached binary does not run: %v\n%s", err, out)
@@ -67,7 +68,7 @@ func TestInstallCache(t *testing.T) {
 // it leaves nothing in the cache.
 func TestInstallTimeout(t *testing.T) {
 	LookPath(t, "go")
-	t.Setenv("SUMD_TEST_CACHE", t.TempDir())
+	root := useCache(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
 	time.Sleep(2 * time.Millisecond)
@@ -75,7 +76,24 @@ func TestInstallTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
 		t.Fatalf("install past its deadline = %s, %v; want a deadline error", bin, err)
 	}
-	if _, err := os.Stat(bin); err == nil {
-		t.Errorf("a cut-off build left %s in the cache", bin)
+	// The same for a build cut off once it has begun.
+	dir := filepath.Join(root, "pkg@v1")
+	os.MkdirAll(dir, 0o755)
+	if err := build(ctx, smallCommand, dir, filepath.Join(dir, "testscript")); err == nil || !strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
+		t.Errorf("build past its deadline = %v; want a deadline error", err)
 	}
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() != ".lock" {
+			t.Errorf("a cut-off build left %s in the cache", path)
+		}
+		return nil
+	})
+}
+
+// useCache makes a temporary directory the cache root for this test.
+func useCache(t *testing.T) string {
+	root, old := t.TempDir(), cacheRoot
+	cacheRoot = func() (string, error) { return root, nil }
+	t.Cleanup(func() { cacheRoot = old })
+	return root
 }
