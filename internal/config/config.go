@@ -26,7 +26,8 @@
 // A YAML key that no subcommand knows is an error naming it, so a typo cannot
 // pass silently; a key that only another subcommand uses (listen, for sumd
 // add) is ignored, so that one file can configure every subcommand. SUMD_*
-// variables that name no option are ignored (SUMD_CONFIG names the file).
+// variables that name no option of any subcommand get a warning and are
+// otherwise ignored (SUMD_CONFIG names the file).
 //
 // koanf reads and flattens the YAML file; the values of every layer are then
 // parsed by the same flag.Value setters, so a bad value is reported with the
@@ -116,7 +117,17 @@ type Add struct {
 	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server"`
 }
 
-func defaultDatabase() Database { return Database{DB: "data/sumd.db"} }
+// DefaultDB is the database file used unless configured otherwise.
+const DefaultDB = "data/sumd.db"
+
+// IsEmbeddedDefault reports whether d is the embedded default log: the
+// default name, key file and database file, none of them configured to
+// anything else. Only that log is created on a first start without -create.
+func (d *Database) IsEmbeddedDefault() bool {
+	return d.Name == DefaultName && d.Key == DefaultKeyFile(DefaultName) && d.DB == DefaultDB
+}
+
+func defaultDatabase() Database { return Database{DB: DefaultDB} }
 func defaultLog() Log           { return Log{Level: "info", Format: "text"} }
 
 func defaultServe() Serve {
@@ -245,6 +256,14 @@ func nameProblem(name string) string {
 	return ""
 }
 
+// durationString replaces a duration attribute by its string form.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 func parseLevel(s string) (slog.Level, bool) {
 	switch strings.ToLower(s) {
 	case "debug":
@@ -261,9 +280,11 @@ func parseLevel(s string) (slog.Level, bool) {
 
 // NewLogger returns a logger writing to w as l says. l should have passed
 // Validate; an unknown level means info and an unknown format text.
+// Durations are written as Go durations ("1.5s") in both formats: JSON
+// would otherwise print nanoseconds, a number nobody reads right.
 func NewLogger(l Log, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(l.Level)
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationString}
 	if strings.EqualFold(l.Format, "json") {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

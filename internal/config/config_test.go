@@ -137,6 +137,13 @@ func TestNewLogger(t *testing.T) {
 		t.Errorf("logged %v", rec)
 	}
 
+	// JSON logs durations as Go durations, not nanoseconds.
+	buf.Reset()
+	NewLogger(Log{Level: "info", Format: "json"}, &buf).Info("took", "duration", 1500*time.Millisecond)
+	if !strings.Contains(buf.String(), `"duration":"1.5s"`) {
+		t.Errorf("JSON logger wrote %q, want \"duration\":\"1.5s\"", buf.String())
+	}
+
 	buf.Reset()
 	NewLogger(Log{Level: "debug", Format: "text"}, &buf).Debug("hello", "k", "v")
 	if got := buf.String(); !strings.Contains(got, "level=DEBUG msg=hello k=v") {

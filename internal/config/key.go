@@ -29,3 +29,30 @@ func (c *Key) Validate() error {
 	}
 	return errors.Join(append(errs, c.Database.Validate(), c.Log.Validate())...)
 }
+
+// Keygen configures `sumd keygen`, which creates a log's signing key.
+type Keygen struct {
+	Name string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB, e.g. sum.example.com (required)"`
+	Dir  string `flag:"dir" arg:"DIR" help:"directory to write NAME.key and NAME.vkey to; sumd serve looks in keys/ unless given -key"`
+}
+
+// LoadKeygen is LoadServe for `sumd keygen`.
+func LoadKeygen(args, env []string, w io.Writer) (*Keygen, []string, error) {
+	c := Keygen{Dir: "keys"}
+	rest, err := loadValidated(keygenCommand, &c, args, env, w)
+	return &c, rest, err
+}
+
+// Validate reports every problem of c, one per line.
+func (c *Keygen) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("name is empty: pass -name with the database name clients will use, e.g. -name sum.example.com"))
+	} else {
+		errs = append(errs, CheckName(c.Name))
+	}
+	if c.Dir == "" {
+		errs = append(errs, errors.New("dir is empty: pass -dir with the directory for the key files, e.g. -dir keys"))
+	}
+	return errors.Join(errs...)
+}

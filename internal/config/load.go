@@ -26,6 +26,12 @@ type command struct {
 }
 
 var (
+	keygenCommand = command{
+		name:    "keygen",
+		usage:   "sumd keygen -name NAME [-dir keys]",
+		summary: "Write a new Ed25519 signing key to DIR/NAME.key (mode 0600; keep it secret and\nbacked up: losing it ends the log) and its verifier key to DIR/NAME.vkey, and\nprint the verifier key: the GOSUMDB value. A \"/\" in NAME becomes \"_\" in the\nfile names. An existing key is never overwritten.",
+		example: "sumd keygen -name sum.example.com",
+	}
 	serveCommand = command{
 		name:    "serve",
 		summary: "Serve the checksum database over HTTP, as GOSUMDB for the go command.",
@@ -148,6 +154,7 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, erro
 		return nil, err
 	}
 	vars := environ(env)
+	warnUnknownEnv(w, vars)
 	path := *configFile
 	if path == "" {
 		path = vars["SUMD_CONFIG"]
@@ -219,7 +226,7 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 // subcommand, so that one file can configure them all.
 func fileKeys() []string {
 	var keys []string
-	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}, &TUFInit{}, &TUFPublish{}, &TUFRotateRoot{}, &TUFStatus{}, &TUFGosumdb{}, &Sync{}, &OCIPush{}, &Status{}} {
+	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}, &TUFInit{}, &TUFPublish{}, &TUFRotateRoot{}, &TUFStatus{}, &TUFGosumdb{}, &Sync{}, &OCIPush{}, &Status{}, &Keygen{}} {
 		for _, o := range bind(flag.NewFlagSet("", flag.ContinueOnError), cfg) {
 			if !slices.Contains(keys, o.Name) {
 				keys = append(keys, o.Name)
@@ -308,6 +315,63 @@ func environ(env []string) map[string]string {
 		}
 	}
 	return vars
+}
+
+// warnUnknownEnv warns about each SUMD_* variable that names no option of
+// any subcommand: most likely a typo, which would otherwise pass silently.
+// Only a warning, since one shell profile may serve several sumd versions.
+func warnUnknownEnv(w io.Writer, vars map[string]string) {
+	known := []string{"SUMD_CONFIG"}
+	for _, k := range fileKeys() {
+		known = append(known, envName(k))
+	}
+	var unknown []string
+	for name := range vars {
+		if !slices.Contains(known, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	for _, name := range unknown {
+		hint := ""
+		if alt := closest(name, known); alt != "" {
+			hint = fmt.Sprintf("; did you mean %s?", alt)
+		}
+		fmt.Fprintf(w, "sumd: warning: ignoring environment variable %s: no sumd option has that name%s\n", name, hint)
+	}
+}
+
+// closest returns the name of known nearest to name, if it is at most two
+// edits away.
+func closest(name string, known []string) string {
+	best, bestDist := "", 3
+	for _, k := range known {
+		if d := editDistance(name, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // envName is the environment variable of the option called name.

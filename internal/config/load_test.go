@@ -158,9 +158,20 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-func TestUnknownEnvIgnored(t *testing.T) {
-	if _, _, err := LoadServe(nil, []string{"SUMD_BOGUS=1", "SUMD_GOSUM=x", "PATH=/bin"}, io.Discard); err != nil {
+// TestUnknownEnvWarned checks that a SUMD_* variable no subcommand knows
+// gets a warning (with a suggestion when it looks like a typo) and is
+// otherwise ignored, and that another subcommand's variable (SUMD_GOSUM,
+// for serve) gets none.
+func TestUnknownEnvWarned(t *testing.T) {
+	var out strings.Builder
+	env := []string{"SUMD_BOGUS=1", "SUMD_LISTN=:1", "SUMD_GOSUM=x", "SUMD_CONFIG=", "PATH=/bin"}
+	if _, _, err := LoadServe(nil, env, &out); err != nil {
 		t.Errorf("LoadServe() = %v, want unknown SUMD_ variables ignored", err)
+	}
+	want := "sumd: warning: ignoring environment variable SUMD_BOGUS: no sumd option has that name\n" +
+		"sumd: warning: ignoring environment variable SUMD_LISTN: no sumd option has that name; did you mean SUMD_LISTEN?\n"
+	if out.String() != want {
+		t.Errorf("LoadServe printed\n%s\nwant\n%s", out.String(), want)
 	}
 }
 
