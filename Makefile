@@ -3,13 +3,15 @@
 
 GO       ?= go
 PKGS     := ./...
-BIN      := bin/sumd
+BIN      ?= bin/sumd
 BENCHTIME ?= 1x
+# VERSION is stamped into the binary: sumd version, /version, sumd_build_info.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
 .PHONY: build run test test-short bench lint fuzz clean
 
-build: ## build bin/sumd
-	$(GO) build -o $(BIN) ./cmd/sumd
+build: ## build bin/sumd, stamped with VERSION (git describe)
+	$(GO) build -ldflags "-X main.buildVersion=$(VERSION)" -o $(BIN) ./cmd/sumd
 
 run: build ## start sumd on the embedded default (data/sumd.db, key under keys/)
 	./$(BIN) serve

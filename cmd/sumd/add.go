@@ -29,7 +29,7 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
-	l, err := openLog(cfg.Database, openOptions{create: cfg.Create, logger: logger}, stderr)
+	l, err := openLog(cfg.Database, openOptions{create: cfg.Create, logger: logger, lockedHint: addLockedHint}, stderr)
 	if err != nil {
 		return err
 	}
@@ -62,6 +62,10 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
+
+// addLockedHint is the hint when a server holds the database file.
+const addLockedHint = "a running sumd serve holds the database: add through it with sumd add -server URL -token-file FILE " +
+	"MODULE@VERSION [DIR|ZIP] (the server needs -admin-token-file), or stop it first"
 
 // addRecords returns the records to add: those of a go.sum file, or of one
 // module version hashed from a directory or zip.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -15,38 +14,18 @@ import (
 )
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("sumd keygen", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are reported the sumd way; -h prints usage
-	name := fs.String("name", "", "checksum database name, host[/path] as in GOSUMDB (required)")
-	dir := fs.String("dir", "keys", "directory to write NAME.key and NAME.vkey to")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: sumd keygen -name NAME [-dir keys]\n\n"+
-			"Writes a new Ed25519 signing key to DIR/NAME.key (mode 0600; keep it secret and backed up)\n"+
-			"and its verifier key to DIR/NAME.vkey, and prints the verifier key: the GOSUMDB value.\n"+
-			"A \"/\" in NAME becomes \"_\" in the file names.\n\nFlags:\n")
-		fs.PrintDefaults()
-		fmt.Fprint(fs.Output(), "\nExample:\n\tsumd keygen -name sum.example.com\n")
+	cfg, rest, err := config.LoadKeygen(args, os.Environ(), stderr)
+	if len(rest) > 0 || err != nil && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		// "sumd keygen NAME" is the likely mistake; say so before any
+		// complaint about the missing -name.
+		return usageError(fmt.Errorf("unexpected argument %q", append(rest, args...)[0]), "sumd keygen takes only flags: sumd keygen -name NAME")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fs.Usage()
-			return err
-		}
-		return usageError(err, "see sumd keygen -h")
+	if err != nil {
+		return configError(err)
 	}
-	if fs.NArg() > 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", fs.Arg(0)), "sumd keygen takes only flags: sumd keygen -name NAME")
-	}
-	if *name == "" {
-		return usageError(errors.New("-name is required"), "pass the database name clients will use, e.g. sumd keygen -name sum.example.com")
-	}
-	if err := config.CheckName(*name); err != nil {
-		return usageError(err, "pass -name with the database name clients will use, e.g. -name sum.example.com")
-	}
-	skeyFile := filepath.Join(*dir, filepath.Base(config.DefaultKeyFile(*name)))
+	skeyFile := filepath.Join(cfg.Dir, filepath.Base(config.DefaultKeyFile(cfg.Name)))
 	vkeyFile := strings.TrimSuffix(skeyFile, ".key") + ".vkey"
-	vkey, err := writeKey(*name, skeyFile, vkeyFile)
+	vkey, err := writeKey(cfg.Name, skeyFile, vkeyFile)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,8 @@
 //	                                         record the signed artifacts of registries
 //	sumd status -url URL [-json]             print the status of a running server
 //
-// Run "sumd COMMAND -h" for the flags of a command. See README.md.
+// Run "sumd help COMMAND" or "sumd COMMAND -h" for the flags of a command.
+// See README.md.
 package main
 
 import (
@@ -55,9 +56,10 @@ Usage:
 	sumd sync -registry HOST/PREFIX -cosign-key FILE [flags]
 	                                       record the cosign-signed module artifacts of registries
 	sumd status -url URL [-json]           print the status of a running server
-	sumd version                           print the version
+	sumd version                           print the version (also sumd --version, sumd -v)
+	sumd help [COMMAND]                    print this text, or the flags of COMMAND
 
-Run "sumd COMMAND -h" for the flags of a command.
+Run "sumd help COMMAND" or "sumd COMMAND -h" for the flags of a command.
 
 Example:
 	sumd keygen -name sum.example.com
@@ -108,16 +110,40 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"status":  runStatus,
 		"version": runVersion,
 	}
-	cmd, ok := cmds[args[0]]
-	switch {
-	case args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && args[0] == "help" {
+			return help(cmds, args[1:], stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
-	case !ok:
-		fmt.Fprintf(stderr, "sumd: error: unknown command %q\nhint: run \"sumd help\" for the list of commands\n", args[0])
-		return 2
+	case "--version", "-version", "-v":
+		args[0] = "version"
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		return unknownCommand(args[0], stderr)
 	}
 	return report(cmd(args[1:], stdout, stderr), stderr)
+}
+
+// help prints the usage text of the command args name ("serve", "tuf
+// init") on stdout: the text its -h prints on stderr.
+func help(cmds map[string]func([]string, io.Writer, io.Writer) error, args []string, stdout, stderr io.Writer) int {
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		return unknownCommand(args[0], stderr)
+	}
+	rest := args[1:]
+	if args[0] == "oci" && len(rest) == 0 {
+		rest = []string{"push"} // its only step
+	}
+	return report(cmd(append(rest, "-h"), stdout, stdout), stderr)
+}
+
+func unknownCommand(name string, stderr io.Writer) int {
+	fmt.Fprintf(stderr, "sumd: error: unknown command %q\nhint: run \"sumd help\" for the list of commands\n", name)
+	return 2
 }
 
 // report prints err the sumd way and returns the exit status.
@@ -159,12 +185,27 @@ func printError(w io.Writer, err error) {
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+			fmt.Fprint(stderr, "Usage: sumd version\n\nPrint the version of sumd (also sumd --version and sumd -v).\n")
+			return flag.ErrHelp
+		}
+		return usageError(fmt.Errorf("unexpected argument %q", args[0]), "sumd version takes no arguments")
+	}
 	fmt.Fprintln(stdout, "sumd", version())
 	return nil
 }
 
-// version is the module version sumd was built at, or "devel".
+// buildVersion is the version make build stamps into the binary
+// (-ldflags "-X main.buildVersion=…", from git describe).
+var buildVersion string
+
+// version is the version sumd was built at: the one make build stamped,
+// else the module version (go install …@v1.2.3), else "devel".
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}

@@ -46,6 +46,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	reg := serve.NewRegistry()
+	reg.MustRegister(buildInfo())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return serve.Run(ctx, serve.Config{
@@ -104,8 +105,9 @@ func configError(err error) error {
 
 // openOptions say how openLog opens the database.
 type openOptions struct {
-	create     bool // -create: starting a new log is intended
-	firstStart bool // generate a key and create the log if neither exists
+	create     bool   // -create: starting a new log is intended
+	firstStart bool   // the embedded default log may be created (see checkFirstStart)
+	lockedHint string // what to do when a server holds the database; default: stop it
 	verify     tlog.VerifyMode
 	maxBatch   int
 	logger     *slog.Logger
@@ -113,11 +115,13 @@ type openOptions struct {
 }
 
 // openLog reads the signing key and opens the database, generating both on
-// a first start (neither the key nor the database exists) when allowed.
+// the first start of the embedded default log when allowed.
 func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, error) {
 	create := o.create
-	firstStart := o.firstStart && db.Name != "" && db.Key == config.DefaultKeyFile(db.Name)
-	if firstStart && !exists(db.Key) && !exists(db.DB) {
+	if o.firstStart && db.IsEmbeddedDefault() && !exists(db.Key) && !exists(db.DB) {
+		if err := checkFirstStart(db); err != nil {
+			return nil, err
+		}
 		if _, err := writeKey(db.Name, db.Key, db.Key[:len(db.Key)-len(".key")]+".vkey"); err != nil {
 			return nil, err
 		}
@@ -134,11 +138,11 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	})
 	switch {
 	case errors.Is(err, tlog.ErrLocked):
-		return nil, withHint(err, "a running sumd serve holds the database; stop it first")
+		return nil, withHint(err, cmp.Or(o.lockedHint, "a running sumd serve holds the database; stop it first"))
 	case errors.Is(err, tlog.ErrCorrupt):
 		return nil, withHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)")
 	case errors.Is(err, fs.ErrNotExist) && !exists(db.DB):
-		return nil, withHint(err, "check -db; to start a new, empty log on purpose, add -create")
+		return nil, withHint(fmt.Errorf("database %s: %w", db.DB, fs.ErrNotExist), "check -db; to start a new, empty log on purpose, add -create")
 	}
 	return l, err
 }
@@ -148,16 +152,16 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 func readKeys(db config.Database, logger *slog.Logger) ([]*tlog.Key, error) {
 	var keys []*tlog.Key
 	for file := range strings.SplitSeq(db.Key, ",") {
-		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			logger.Warn("signing key file is readable by other users; chmod 600 it", "key", file, "mode", fi.Mode().Perm().String())
-		}
 		key, err := tlog.ReadKeyFile(file)
 		if err != nil {
-			return nil, withHint(err, "pass -key FILE (or -name NAME) of your log; to start a new log, first run sumd keygen -name "+cmp.Or(db.Name, "NAME"))
+			return nil, keyFileError(db, file, err)
 		}
 		if db.Name != "" && key.Name() != db.Name {
 			return nil, withHint(fmt.Errorf("key %s signs for %q, but the name is %q", file, key.Name(), db.Name),
 				"drop -name (the key names the log) or use that log's key")
+		}
+		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			logger.Warn("signing key file is readable by other users; chmod 600 it", "key", file, "mode", fi.Mode().Perm().String())
 		}
 		keys = append(keys, key)
 	}

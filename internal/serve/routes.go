@@ -17,7 +17,7 @@ import (
 // /healthz and /metrics), the status (/status, and the page at /) and, if
 // configured, /admin/ and /tuf/. Every route of the server goes through
 // here, so that one access layer can be put in front of them all.
-func routes(l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *tufPart, status *board, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
+func routes(l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *tufPart, status *board, reg *prometheus.Registry, version string, logger *slog.Logger) http.Handler {
 	pg := &page{log: l, status: status, logger: logger}
 	var h http.Handler = server.New(l.Name(), ops, server.Options{
 		Logger:   logger,
@@ -30,6 +30,7 @@ func routes(l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *tufPart, stat
 			"/record": http.HandlerFunc(pg.record),
 			"/status": http.HandlerFunc(status.serveStatus),
 		},
+		Version: version,
 	})
 	if adm != nil {
 		// The admin API takes request bodies (uploads), which the protocol

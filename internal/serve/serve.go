@@ -93,7 +93,8 @@ type Config struct {
 	TUF     *TUF  // nil: no /tuf/
 	Sync    *Sync // nil: no OCI sync
 
-	// Version is sumd's version, shown in the status.
+	// Version is sumd's version, shown in the status and served at
+	// /version ("": no /version route).
 	Version string
 
 	// Ready, if set, is called once the listener accepts connections, with
@@ -193,7 +194,7 @@ func (b *builder) build(cfg Config) (*listener, []Part, error) {
 		parts = append(parts, p)
 	}
 	status := &board{log: l, parts: parts, reg: cfg.Registry, version: cfg.Version, started: time.Now()}
-	h := routes(l, ops, adm, t, status, cfg.Registry, cfg.Logger)
+	h := routes(l, ops, adm, t, status, cfg.Registry, cfg.Version, cfg.Logger)
 	srv, err := listen(cfg, h)
 	if err != nil {
 		return nil, nil, err
@@ -218,13 +219,9 @@ func listen(cfg Config, h http.Handler) (*listener, error) {
 	if err != nil {
 		return nil, withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with -listen HOST:PORT")
 	}
-	scheme := "http://"
-	if cfg.TLS != nil {
-		scheme = "https://"
-	}
 	return &listener{
 		ln:  ln,
-		url: scheme + ln.Addr().String(),
+		url: publicURL(ln.Addr(), cfg.TLS != nil),
 		srv: &http.Server{
 			Handler:           h,
 			TLSConfig:         cfg.TLS,

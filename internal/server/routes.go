@@ -24,12 +24,13 @@ const (
 	routeHealthz   = "healthz"
 	routeMetrics   = "metrics"
 	routePage      = "page"
+	routeVersion   = "version"
 	routeOther     = "other"
 )
 
 var allRoutes = []string{
 	routeLatest, routeLookup, routeTile, routeDataTile,
-	routeSupported, routeHealthz, routeMetrics, routePage, routeOther,
+	routeSupported, routeHealthz, routeMetrics, routePage, routeVersion, routeOther,
 }
 
 var errNotProxy = &httpError{http.StatusNotFound,
@@ -164,6 +165,12 @@ func (s *Server) healthz(ctx context.Context, _ string) (*reply, error) {
 		}
 	}
 	return &reply{textPlain, cacheNone, []byte("ok\n")}, nil
+}
+
+// versionText serves the server's version, one line, for operators and
+// monitoring (the same value as sumd_build_info's version label).
+func (s *Server) versionText(context.Context, string) (*reply, error) {
+	return &reply{textPlain, cacheNone, []byte(s.version + "\n")}, nil
 }
 
 // notProxy answers every unknown path, module-proxy paths included: the 404

@@ -109,6 +109,9 @@ type Options struct {
 	// the form of a module proxy request (/<module>/@v/...) must not be one,
 	// so that the go command falls through to its next proxy.
 	Pages map[string]http.Handler
+	// Version is the server's version, served at /version; "" means no
+	// /version route.
+	Version string
 }
 
 // A Server serves checksum database name over HTTP. It is safe for
@@ -121,6 +124,7 @@ type Server struct {
 	ready    func(context.Context) error
 	degraded func(context.Context) []string
 	pages    map[string]http.Handler
+	version  string
 	metrics  *metrics // nil without Options.Registry
 	handler  http.Handler
 }
@@ -137,6 +141,7 @@ func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 		ready:    opts.Ready,
 		degraded: opts.Degraded,
 		pages:    opts.Pages,
+		version:  opts.Version,
 		metrics:  newMetrics(opts.Registry),
 	}
 	if s.log == nil {
@@ -180,7 +185,7 @@ func (s *Server) dispatch(w *recorder, r *http.Request) string {
 
 // resolve maps a URL path to its route label and handler. The protocol routes
 // exist at both roots; /supported only under /sumdb/<name>/, and the
-// operator routes /healthz and /metrics only at the root.
+// operator routes /healthz, /metrics and /version only at the root.
 func (s *Server) resolve(path string) (string, func(*recorder, *http.Request)) {
 	rest, under := strings.CutPrefix(path, s.prefix)
 	if under {
@@ -199,6 +204,8 @@ func (s *Server) resolve(path string) (string, func(*recorder, *http.Request)) {
 		return routeSupported, s.handle(s.supported, "")
 	case !under && rest == "/healthz":
 		return routeHealthz, s.handle(s.healthz, "")
+	case !under && rest == "/version" && s.version != "":
+		return routeVersion, s.handle(s.versionText, "")
 	case !under && rest == "/metrics" && s.metrics != nil:
 		return routeMetrics, func(w *recorder, r *http.Request) { s.metrics.handler.ServeHTTP(w, r) }
 	case !under && s.pages[rest] != nil:

@@ -49,7 +49,7 @@ func TestRoutes(t *testing.T) {
 	f.errs[gone] = &StatusError{http.StatusGone, errors.New("not found: example.com/gone@v1.0.0: upstream says gone")}
 	hidden := module.Version{Path: "example.com/hidden", Version: "v1.0.0"}
 	f.errs[hidden] = fmt.Errorf("wrapped: %w", &StatusError{http.StatusGone, fmt.Errorf("hidden: %w", fs.ErrNotExist)})
-	s := New(testName, f, Options{Logger: quietLogger})
+	s := New(testName, f, Options{Logger: quietLogger, Version: "v1.2.3-test"})
 
 	notProxy := "not found: this is a checksum database (GOSUMDB), not a module proxy\n"
 	tests := []struct {
@@ -109,6 +109,8 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/", 404, notProxy, "", ""},
 		{"GET", "/healthz", 200, "ok\n", textPlain, cacheNone},
 		{"GET", "/metrics", 404, notProxy, "", ""}, // no registry, no metrics
+		{"GET", "/version", 200, "v1.2.3-test\n", textPlain, cacheNone},
+		{"GET", prefix + "/version", 404, notProxy, "", ""},
 		{"POST", "/latest", 405, "method POST not allowed: use GET or HEAD\n", "", ""},
 		{"PUT", prefix + "/lookup/example.com/m10@v1.10.0", 405, "method PUT not allowed", "", ""},
 		{"GET", "/lookup/" + strings.Repeat("a", maxPathLen), 414, "request path longer than 1024 bytes\n", "", ""},

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/sumd-project/sumd/internal/config"
+)
+
+// The first start of sumd serve creates the embedded default log,
+// sumd.local, with a new key: the quick start needs nothing more. A log
+// must never be created by accident, though (clients that trusted another
+// log under its name would be locked out, and a second log beside the real
+// one splits the records), so the first start happens only when the name,
+// key file and database file are all the defaults, none exists, and keys/
+// holds no other log's key: a directory that does is one where a log was
+// set up (sumd keygen) or rotated (keys/next/), and sumd says how to serve
+// it instead.
+
+// checkFirstStart refuses the first start of db when its key directory
+// (or the next/ directory key rotation writes to) holds signing keys.
+func checkFirstStart(db config.Database) error {
+	found := foundKeys(filepath.Dir(db.Key))
+	if len(found) == 0 {
+		return nil
+	}
+	return withHint(fmt.Errorf("not creating a new log %s: %s holds the signing key(s) of another log: %s",
+		db.Name, dirName(db.Key), strings.Join(found, ", ")), serveKeysHint(found))
+}
+
+// foundKeys returns the signing key files (*.key) in dir and dir/next.
+func foundKeys(dir string) []string {
+	var found []string
+	for _, pattern := range []string{filepath.Join(dir, "*.key"), filepath.Join(dir, "next", "*.key")} {
+		m, _ := filepath.Glob(pattern)
+		found = append(found, m...)
+	}
+	return found
+}
+
+// serveKeysHint says how to serve the logs whose keys are found: one -key
+// per log, the old and the next key together while a rotation is under way.
+func serveKeysHint(found []string) string {
+	byName := map[string][]string{} // key file name → its files
+	var names []string
+	for _, f := range found {
+		base := filepath.Base(f)
+		if byName[base] == nil {
+			names = append(names, base)
+		}
+		byName[base] = append(byName[base], f)
+	}
+	slices.Sort(names)
+	var cmds []string
+	for _, n := range names {
+		cmds = append(cmds, "sumd serve -key "+strings.Join(byName[n], ",")+" -db <its database>")
+	}
+	return "serve that log: " + cmp.Or(strings.Join(cmds, "; or "), "sumd serve -key FILE -db FILE") +
+		"; to start another log on purpose: sumd keygen -name NAME, then sumd serve -name NAME -create"
+}
+
+// keyFileError explains why the signing key file could not be read: a
+// verifier key given instead, or a missing file (naming the keys that are
+// there, and why no log was created).
+func keyFileError(db config.Database, file string, err error) error {
+	if data, rerr := readSmallFile(file, 64<<10); rerr == nil && checkVKeys(strings.Fields(string(data))) == nil {
+		return usageError(fmt.Errorf("%s holds a verifier key (public), not the private signing key", file),
+			"pass -key with the signing key file written beside it by sumd keygen, e.g. "+strings.TrimSuffix(file, ".vkey")+".key")
+	}
+	if !exists(file) {
+		if found := foundKeys(filepath.Dir(file)); len(found) > 0 {
+			return withHint(err, fmt.Sprintf("%s holds %s; %s", dirName(file), strings.Join(found, ", "), serveKeysHint(found)))
+		}
+		if !db.IsEmbeddedDefault() && db.Name != "" {
+			return withHint(err, "only the default log ("+config.DefaultName+", "+config.DefaultDB+") is created on a first start; "+
+				"for this one run sumd keygen -name "+db.Name+", then sumd serve -name "+db.Name+" -db "+db.DB+" -create")
+		}
+	}
+	return withHint(err, "pass -key FILE (or -name NAME) of your log; to start a new log, first run sumd keygen -name "+cmp.Or(db.Name, "NAME"))
+}
+
+// dirName is the directory of file, as "keys/".
+func dirName(file string) string {
+	return filepath.Dir(file) + string(filepath.Separator)
+}
