@@ -11,7 +11,9 @@ import (
 // TestGoCommandKeyRotation rotates the log's key under two go commands,
 // one pinned to the old verifier key and one to the new. While both keys
 // sign, both verify, across a restart and a grown tree; once the old key is
-// retired, only the new one does.
+// retired, only the new one does. An auditor (sumd verify -state) that
+// saved its state under the old key carries on with the new key alone,
+// with both, and after the retirement.
 func TestGoCommandKeyRotation(t *testing.T) {
 	dir := t.TempDir()
 	proxyDir := filepath.Join(dir, "proxy")
@@ -31,6 +33,9 @@ func TestGoCommandKeyRotation(t *testing.T) {
 	oldClient := testproxy.NewGo(t)
 	oldClient.Env = append(oldClient.Env, "GOPROXY="+proxyURL, "GOSUMDB="+oldVKey+" "+s.url)
 	download(t, oldClient, mods[0])
+	audit := filepath.Join(dir, "audit")
+	oldVKeyFile, newVKeyFile := filepath.Join(dir, "keys", e2eName+".vkey"), filepath.Join(dir, "next", e2eName+".vkey")
+	verifyJSON(t, 0, "-url", s.url, "-key", oldVKeyFile, "-state", audit, "-full")
 	s.stop()
 
 	// Rotate: both keys sign from now on; the log grows meanwhile.
@@ -52,6 +57,12 @@ func TestGoCommandKeyRotation(t *testing.T) {
 	}
 	download(t, oldClient, mods[1], mods[3])
 	download(t, newClient, mods[0], mods[2])
+	// The auditor, told of the new key only, proves the tree grew from the
+	// head it saved under the old one; then with both keys.
+	if rep := verifyJSON(t, 0, "-url", s.url, "-key", newVKeyFile, "-state", audit, "-full"); rep.Previous == nil || rep.Previous.Size != 2 {
+		t.Errorf("verify with the new key: previous head %+v, want the one of 2 records saved under the old key", rep.Previous)
+	}
+	verifyJSON(t, 0, "-url", s.url, "-key", oldVKeyFile, "-key", newVKeyFile, "-state", audit, "-full")
 	s.stop()
 
 	// Retire the old key: new clients carry on, old ones are told.
@@ -68,6 +79,9 @@ func TestGoCommandKeyRotation(t *testing.T) {
 		}
 	}
 	download(t, newClient, mods[1], mods[3])
+	if rep := verifyJSON(t, 0, "-url", s.url, "-key", newVKey, "-state", audit, "-full"); rep.Previous == nil || rep.Previous.Size != 4 {
+		t.Errorf("verify after the retirement: previous head %+v, want the one of 4 records", rep.Previous)
+	}
 	if out, err := oldClient.Run("mod", "download", args(mods[2])[0]); err == nil || !strings.Contains(out, "note has no verifiable signatures") {
 		t.Fatalf("a go command pinned to the retired key: %v\n%s\nwant failure: no verifiable signatures", err, out)
 	}

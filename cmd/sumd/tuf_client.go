@@ -37,8 +37,15 @@ func tufGosumdb(args []string, stdout, stderr io.Writer) error {
 // wins over the published URL: a proxy path, say).
 func verifierKeys(cfg *config.Verify, stderr io.Writer) ([]string, string, error) {
 	if cfg.TUFRoot == "" {
-		vkey, err := readVKey("-key", cfg.Key)
-		return []string{vkey}, cfg.URL, err
+		var vkeys []string
+		for _, k := range cfg.Key {
+			more, err := readVKeys("-key", k)
+			if err != nil {
+				return nil, "", err
+			}
+			vkeys = append(vkeys, more...)
+		}
+		return vkeys, cfg.URL, nil
 	}
 	cache := ""
 	if cfg.State != "" {

@@ -24,9 +24,14 @@
 //   - Lookups (-gosum), by x/mod's sumdb.Client: the record's inclusion in
 //     a signed tree, and that tree's consistency with the head seen before.
 //   - The state directory is the auditor's own memory and is trusted to be
-//     what it wrote; even so, every head in it is verified with the key
-//     again, and the saved right edge of the audited tree must match the
-//     server's authenticated tree before an audit resumes from it.
+//     what it wrote; even so, every head in it is verified again, with the
+//     keys given or with a key the state remembers having verified a saved
+//     head with (so that a state outlives a key rotation, even one the
+//     auditor learns of only after the old key was retired), and the saved
+//     right edge of the audited tree must match the server's authenticated
+//     tree before an audit resumes from it. The tree served must still
+//     extend the saved head: a log re-created under the same name with a
+//     new key is a fork, whichever key is given.
 //
 // # Checks
 //

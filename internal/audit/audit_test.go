@@ -202,11 +202,19 @@ func TestStateDirectory(t *testing.T) {
 		}
 	}
 
-	// Another key for the same name: its head does not verify the saved one.
+	// A saved head signed by a key this state never verified with (another
+	// log of the same name) is refused, not trusted.
 	b := newTestLog(t, "", 10, testRecord)
-	_, err := audit(t, b.srv.URL, b.vkey, func(o *Options) { o.StateDir = state })
-	if err == nil || !strings.Contains(err.Error(), "does not verify with the key") {
-		t.Errorf("audit with another key's state: %v, want a refusal", err)
+	bHead, err := b.log.Signed(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, testName, latestFile), bHead, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = audit(t, a.srv.URL, a.vkey, func(o *Options) { o.StateDir = state })
+	if err == nil || !strings.Contains(err.Error(), "does not verify with the keys given or those that verified it before") {
+		t.Errorf("audit with another key's saved head: %v, want a refusal", err)
 	}
 
 	st, err := openState(state, testName)

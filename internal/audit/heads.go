@@ -73,11 +73,44 @@ func (r *run) checkHead(ctx context.Context) (bool, error) {
 
 // openHead verifies a signed tree head with the key and parses it.
 func (r *run) openHead(msg []byte) (tlog.Tree, error) {
-	n, err := note.Open(msg, note.VerifierList(r.verifiers...))
+	return openTree(msg, r.verifiers)
+}
+
+func openTree(msg []byte, verifiers []note.Verifier) (tlog.Tree, error) {
+	n, err := note.Open(msg, note.VerifierList(verifiers...))
 	if err != nil {
 		return tlog.Tree{}, err
 	}
 	return tlog.ParseTree([]byte(n.Text))
+}
+
+// openSaved verifies a head read from the state directory: with the keys
+// given or with a key the state remembers having verified a head with (the
+// database's old key, after a key rotation).
+func (r *run) openSaved(msg []byte) (tlog.Tree, error) {
+	vkeys, err := r.state.rememberedKeys()
+	if err != nil {
+		return tlog.Tree{}, err
+	}
+	verifiers := slices.Clone(r.verifiers)
+	for _, vkey := range vkeys {
+		v, err := note.NewVerifier(vkey)
+		if err == nil && v.Name() == r.verifier.Name() && !slices.Contains(r.vkeys, vkey) {
+			verifiers = append(verifiers, v)
+		}
+	}
+	return openTree(msg, verifiers)
+}
+
+// signers returns the keys given that signed msg.
+func (r *run) signers(msg []byte) []string {
+	var vkeys []string
+	for i, v := range r.verifiers {
+		if _, err := note.Open(msg, note.VerifierList(v)); err == nil {
+			vkeys = append(vkeys, r.vkeys[i])
+		}
+	}
+	return vkeys
 }
 
 // signatureMessage explains why /latest did not verify.
@@ -117,16 +150,19 @@ func (r *run) checkConsistency(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	if saved != nil {
-		old, err := r.openHead(saved)
+		old, err := r.openSaved(saved)
 		if err != nil {
-			return false, fmt.Errorf("the head saved in %s does not verify with the key (%w): the state is damaged or belongs to another key",
-				filepath.Join(r.state.dir, latestFile), err)
+			return false, fmt.Errorf("the head saved in %s does not verify with the keys given or those that verified it before (%w): "+
+				"the state is damaged or belongs to another database of that name", filepath.Join(r.state.dir, latestFile), err)
 		}
 		r.rep.Previous = treeOf(old)
 		if ok, err := r.extends(old, saved, roleSaved); err != nil || !ok {
 			return ok, err
 		}
 		r.passed(CheckConsistency)
+	}
+	if err := r.state.rememberKeys(r.signers(r.head)); err != nil {
+		return false, err
 	}
 	return true, r.state.saveLatest(r.head)
 }

@@ -58,7 +58,7 @@ func (r *run) resume() (*frontier, bool, error) {
 	if err != nil || cp == nil {
 		return &frontier{}, err == nil, err
 	}
-	under, err := r.openHead(cp.head)
+	under, err := r.openSaved(cp.head)
 	if err != nil || cp.frontier.size > under.N {
 		return nil, false, fmt.Errorf("the audit checkpoint in %s is damaged (head: %v, size %d): move the state directory aside and audit again",
 			r.state.dir, err, cp.frontier.size)

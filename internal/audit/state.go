@@ -23,9 +23,11 @@ import (
 //	DIR/<name>/latest    the newest signed tree head verified, verbatim, as
 //	                     the go command keeps $GOPATH/pkg/sumdb/<name>/latest
 //	DIR/<name>/audit.db  bbolt: bucket "meta" holds "head" (the signed head
-//	                     the full audit was last checkpointed under) and
+//	                     the full audit was last checkpointed under),
 //	                     "frontier" (the audited size and the right edge of
-//	                     the tree at that size, see frontier.marshal);
+//	                     the tree at that size, see frontier.marshal) and
+//	                     "vkeys" (every verifier key that verified a head
+//	                     saved here, one per line: see rememberKeys);
 //	                     bucket "keys" maps every module@version audited to
 //	                     its record id (8 bytes, big-endian).
 //
@@ -41,6 +43,7 @@ var (
 	bucketKeys  = []byte("keys")
 	keyHead     = []byte("head")
 	keyFrontier = []byte("frontier")
+	keyVKeys    = []byte("vkeys")
 )
 
 // A state is the auditor's memory of one database. Without a state
@@ -163,6 +166,51 @@ func (s *state) saveLatest(head []byte) error {
 	}
 	if err != nil {
 		return fmt.Errorf("failed to save head: %w", err)
+	}
+	return nil
+}
+
+// rememberedKeys returns the verifier keys that verified the heads saved
+// here before (see rememberKeys).
+func (s *state) rememberedKeys() ([]string, error) {
+	var vkeys []string
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		vkeys = strings.Fields(string(tx.Bucket(bucketMeta).Get(keyVKeys)))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to read remembered keys: %w", err)
+	}
+	return vkeys, nil
+}
+
+// rememberKeys adds vkeys, the keys that verified a head about to be saved,
+// to the remembered keys, durably, before the head is saved. A later run
+// verifies the saved heads with the keys it is given and the remembered
+// ones: after a key rotation the saved head may be signed by a key that is
+// no longer given (or published), and it is still the head this auditor
+// verified. Only saved heads are verified with remembered keys; what the
+// server sends must verify with the keys given.
+func (s *state) rememberKeys(vkeys []string) error {
+	if s.dir == "" {
+		return nil
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		known := strings.Fields(string(meta.Get(keyVKeys)))
+		n := len(known)
+		for _, v := range vkeys {
+			if !slices.Contains(known, v) {
+				known = append(known, v)
+			}
+		}
+		if len(known) == n {
+			return nil
+		}
+		return meta.Put(keyVKeys, []byte(strings.Join(known, "\n")+"\n"))
+	})
+	if err != nil {
+		return fmt.Errorf("failed to remember verifier keys: %w", err)
 	}
 	return nil
 }

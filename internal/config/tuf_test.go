@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func TestTUFInvalid(t *testing.T) {
 // TestVerifyWithTUF needs neither -key nor -url: both come from TUF.
 func TestVerifyWithTUF(t *testing.T) {
 	c, _, err := LoadVerify([]string{"-tuf-root", "root.json", "-tuf-url", "https://sum.example.com/tuf"}, nil, io.Discard)
-	if err != nil || c.Key != "" || c.URL != "" {
+	if err != nil || len(c.Key) != 0 || c.URL != "" {
 		t.Errorf("LoadVerify with TUF: %+v, %v", c, err)
 	}
 }
@@ -96,6 +97,26 @@ func TestTUFUsage(t *testing.T) {
 			if len(line) > 81 && !strings.HasPrefix(line, "Usage:") && !strings.HasPrefix(line, "  sumd") {
 				t.Errorf("tuf %s: usage line longer than 80 columns: %q", name, line)
 			}
+		}
+	}
+}
+
+// TestVerifyKeys checks that verify takes several keys: repeated, as a
+// comma-separated list, or from SUMD_KEY, flags replacing the environment.
+func TestVerifyKeys(t *testing.T) {
+	for _, tc := range []struct {
+		args, env []string
+		want      []string
+	}{
+		{[]string{"-key", "a.vkey"}, nil, []string{"a.vkey"}},
+		{[]string{"-key", "a.vkey", "-key", "b.vkey"}, nil, []string{"a.vkey", "b.vkey"}},
+		{[]string{"-key", "a.vkey,b.vkey"}, nil, []string{"a.vkey", "b.vkey"}},
+		{nil, []string{"SUMD_KEY=a.vkey,b.vkey"}, []string{"a.vkey", "b.vkey"}},
+		{[]string{"-key", "c.vkey"}, []string{"SUMD_KEY=a.vkey,b.vkey"}, []string{"c.vkey"}},
+	} {
+		c, _, err := LoadVerify(append([]string{"-url", "https://sum.example.com"}, tc.args...), tc.env, io.Discard)
+		if err != nil || !slices.Equal(c.Key, tc.want) {
+			t.Errorf("LoadVerify(%q, %q): key %q, %v; want %q", tc.args, tc.env, c.Key, err, tc.want)
 		}
 	}
 }

@@ -15,16 +15,16 @@ import (
 // key file for serve and add: a YAML file or SUMD_KEY shared with those
 // commands would hand verify a private key, which it refuses by name.
 type Verify struct {
-	URL         string `flag:"url" arg:"URL" help:"base URL of the checksum database, e.g. https://sum.golang.org or http://proxy.example/sumdb/sum.golang.org (required)"`
-	Key         string `flag:"key" arg:"VKEY|FILE" help:"the database's verifier key (\"name+hash+base64\", as in GOSUMDB) or a file holding it, such as keys/NAME.vkey (required)"`
-	State       string `flag:"state" arg:"DIR" help:"directory remembering each database's last verified head and audit progress between runs: with it, a fork or rollback since the last run is detected and -full audits only new records; several databases can share it"`
-	Full        bool   `flag:"full" help:"also read every record (only those added since the last run with -state): check the records rebuild the signed tree, are two go.sum lines each and hold no module version twice"`
-	Parallel    int    `flag:"parallel" help:"most requests in flight at once"`
-	JSON        bool   `flag:"json" help:"print the report as one JSON object on stdout instead of a summary"`
-	Gosum       string `flag:"gosum" arg:"FILE" help:"go.sum file to check against the database; more go.sum files may follow the flags as arguments"`
-	Recheck     string `flag:"recheck" arg:"LIST" help:"GOPROXY-style list of module proxies to re-fetch every recorded version from (from -since on), re-hash as the go command does and compare"`
-	RecheckAuth string `flag:"recheck-auth" arg:"AUTH" help:"credentials for -recheck, as -upstream-auth of sumd serve: none, basic:USER:FILE, bearer:FILE, netrc[:FILE] or HOST=AUTH,..."`
-	Since       int    `flag:"since" arg:"ID" help:"with -recheck, re-hash only records from this id on"`
+	URL         string   `flag:"url" arg:"URL" help:"base URL of the checksum database, e.g. https://sum.golang.org or http://proxy.example/sumdb/sum.golang.org (required)"`
+	Key         []string `flag:"key" arg:"VKEY|FILE" help:"the database's verifier key (\"name+hash+base64\", as in GOSUMDB) or a file holding it, such as keys/NAME.vkey (required); repeat it or give a comma-separated list for several keys of the database (a key rotation): a head signed by any of them is accepted"`
+	State       string   `flag:"state" arg:"DIR" help:"directory remembering each database's last verified head and audit progress between runs: with it, a fork or rollback since the last run is detected and -full audits only new records; several databases can share it"`
+	Full        bool     `flag:"full" help:"also read every record (only those added since the last run with -state): check the records rebuild the signed tree, are two go.sum lines each and hold no module version twice"`
+	Parallel    int      `flag:"parallel" help:"most requests in flight at once"`
+	JSON        bool     `flag:"json" help:"print the report as one JSON object on stdout instead of a summary"`
+	Gosum       string   `flag:"gosum" arg:"FILE" help:"go.sum file to check against the database; more go.sum files may follow the flags as arguments"`
+	Recheck     string   `flag:"recheck" arg:"LIST" help:"GOPROXY-style list of module proxies to re-fetch every recorded version from (from -since on), re-hash as the go command does and compare"`
+	RecheckAuth string   `flag:"recheck-auth" arg:"AUTH" help:"credentials for -recheck, as -upstream-auth of sumd serve: none, basic:USER:FILE, bearer:FILE, netrc[:FILE] or HOST=AUTH,..."`
+	Since       int      `flag:"since" arg:"ID" help:"with -recheck, re-hash only records from this id on"`
 	TUFTrust
 }
 
@@ -50,9 +50,9 @@ func (c *Verify) Validate() error {
 		errs = append(errs, checkURL(c.URL))
 	}
 	switch {
-	case c.Key == "" && c.TUFRoot == "":
+	case len(c.Key) == 0 && c.TUFRoot == "":
 		errs = append(errs, errors.New("key is empty: set -key to the database's verifier key or its .vkey file"))
-	case c.Key != "" && c.TUFRoot != "":
+	case len(c.Key) > 0 && c.TUFRoot != "":
 		errs = append(errs, errors.New("key and tuf-root both name the verifier key: give -key, or -tuf-root and -tuf-url"))
 	}
 	if c.Parallel < 1 || c.Parallel > maxParallel {
