@@ -31,7 +31,7 @@ lint: ## gofmt and go vet
 	$(GO) vet $(PKGS)
 
 fuzz: ## run each fuzz target briefly (FUZZTIME=30s)
-	@for p in ./internal/gosum ./internal/server ./internal/upstream ./internal/audit ./internal/tuf ./internal/oci ./internal/serve ./internal/tlog; do \
+	@for p in ./internal/gosum ./internal/seed ./internal/server ./internal/upstream ./internal/audit ./internal/tuf ./internal/oci ./internal/serve ./internal/tlog; do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$p || exit 1; \
 	  done; \

@@ -24,90 +24,67 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 	if cfg.TokenFile != "" {
 		return usageError(errors.New("-token-file needs -server"), "add -server URL of the running sumd, or drop -token-file to work on the database file")
 	}
-	recs, note, err := addRecords(cfg.Gosum, rest)
+	if cfg.Gosum != "" {
+		return addGoSums(cfg, append([]string{cfg.Gosum}, rest...), stdout, stderr)
+	}
+	if cfg.Strict {
+		return usageError(errors.New("-strict needs -gosum"), "use: sumd add -gosum FILE|DIR -strict")
+	}
+	if len(rest) != 2 {
+		return usageError(fmt.Errorf("want MODULE@VERSION and a directory or zip, got %d arguments", len(rest)),
+			"use: sumd add MODULE@VERSION DIR|ZIP, or sumd add -gosum FILE|DIR")
+	}
+	r, err := hashModule(rest[0], rest[1])
 	if err != nil {
 		return err
 	}
+	added, err := record(cfg, []gosum.Record{r}, stderr)
+	if err != nil {
+		return err
+	}
+	verb := "recorded"
+	if added.new == 0 {
+		verb = "already recorded, with the same hashes,"
+	}
+	fmt.Fprintf(stdout, "%s %s as record %d (tree size %d)\n", r.Key(), verb, added.ids[0], added.size)
+	return nil
+}
+
+// An addition is what record added.
+type addition struct {
+	ids  []int64 // the record id of each record given
+	new  int64   // how many were not recorded before
+	size int64   // the tree size after
+}
+
+// record opens the log and adds recs, all or nothing.
+func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, error) {
 	logger := config.NewLogger(cfg.Log, stderr)
 	l, err := openLog(cfg.Database, openOptions{create: cfg.Create, logger: logger, lockedHint: addLockedHint}, stderr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer l.Close()
 	before := treeSize(l)
 	ids, err := l.Add(context.Background(), recs...)
 	var conflict *tlog.ConflictError
 	if errors.As(err, &conflict) {
-		return withHint(fmt.Errorf("nothing was added: %w", err),
+		return nil, withHint(fmt.Errorf("nothing was added: %w", err),
 			"a recorded version can never change; if the new content is right, publish it as a new version")
 	}
 	if errors.Is(err, tlog.ErrFatal) {
-		return logStopped(l, err)
+		return nil, logStopped(l, err)
 	}
 	if err != nil {
-		return fmt.Errorf("nothing was added: %w", err)
+		return nil, fmt.Errorf("nothing was added: %w", err)
 	}
 	after := treeSize(l)
-	if len(recs) == 1 {
-		verb := "recorded"
-		if after == before {
-			verb = "already recorded, with the same hashes,"
-		}
-		fmt.Fprintf(stdout, "%s %s as record %d (tree size %d)\n", recs[0].Key(), verb, ids[0], after)
-	} else {
-		fmt.Fprintf(stdout, "added %d records, %d already present (tree size %d)\n", after-before, int64(len(recs))-(after-before), after)
-	}
-	if note != "" {
-		fmt.Fprintln(stderr, "sumd:", note)
-	}
-	return nil
+	return &addition{ids: ids, new: after - before, size: after}, nil
 }
 
 // addLockedHint is the hint when a server holds the database file.
 const addLockedHint = "a running sumd serve holds the database: add through it with sumd add -server URL -token-file FILE " +
 	"MODULE@VERSION [DIR|ZIP] (the server needs -admin-token-file), or stop it first"
-
-// addRecords returns the records to add: those of a go.sum file, or of one
-// module version hashed from a directory or zip.
-func addRecords(gosumFile string, args []string) ([]gosum.Record, string, error) {
-	const usageHint = "use: sumd add MODULE@VERSION DIR|ZIP, or sumd add -gosum FILE"
-	switch {
-	case gosumFile != "" && len(args) == 0:
-		return readGoSum(gosumFile)
-	case gosumFile == "" && len(args) == 2:
-		r, err := hashModule(args[0], args[1])
-		return []gosum.Record{r}, "", err
-	case gosumFile != "":
-		return nil, "", usageError(errors.New("-gosum takes no further arguments"), usageHint)
-	default:
-		return nil, "", usageError(fmt.Errorf("want MODULE@VERSION and a directory or zip, got %d arguments", len(args)), usageHint)
-	}
-}
-
-// readGoSum reads the complete records of a go.sum file.
-func readGoSum(file string) ([]gosum.Record, string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, "", withHint(fmt.Errorf("failed to read go.sum file: %w", err), "pass -gosum with the path of a go.sum file")
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, gosum.MaxFileSize+1))
-	if err != nil {
-		return nil, "", fmt.Errorf("failed to read %s: %w", file, err)
-	}
-	sums, err := gosum.ParseFile(data)
-	if err != nil {
-		return nil, "", withHint(fmt.Errorf("%s: %w", file, err), "nothing was added; fix or remove the line named above")
-	}
-	var note string
-	if n := len(sums.GoModOnly); n > 0 {
-		note = fmt.Sprintf("skipped %d module version(s) with only a go.mod line (a record needs both hashes), e.g. %s", n, sums.GoModOnly[0])
-	}
-	if len(sums.Records) == 0 {
-		return nil, "", withHint(fmt.Errorf("%s has no complete module versions", file), "a go.sum line pair (zip and go.mod hash) is needed per version")
-	}
-	return sums.Records, note, nil
-}
 
 // hashModule hashes module version arg ("path@version") from a directory or
 // a module zip, as the go command would.

@@ -112,7 +112,11 @@ func printReport(w io.Writer, rep *audit.Report) {
 			rep.RecordsFrom+rep.RecordsAudited-1, time.Duration(rep.Seconds*float64(time.Second)).Round(time.Millisecond), rep.RecordsPerSecond)
 	}
 	if rep.GosumLines > 0 {
-		line("go.sum", "%d lines checked", rep.GosumLines)
+		unrecorded := ""
+		if n := rep.GosumUnrecordedCount; n > 0 {
+			unrecorded = fmt.Sprintf("; %d go.mod-only line(s) not recorded yet (not a problem)", n)
+		}
+		line("go.sum", "%d lines checked%s", rep.GosumLines, unrecorded)
 	}
 	line("result", "%s", verdict(rep))
 	shown := rep.Problems[:min(len(rep.Problems), maxHumanProblems)]
@@ -124,6 +128,28 @@ func printReport(w io.Writer, rep *audit.Report) {
 	}
 	if more := len(rep.Problems) - len(shown) + rep.ProblemsOmitted; more > 0 {
 		fmt.Fprintf(w, "... and %d more problem(s); -json lists them\n", more)
+	}
+	printUnrecorded(w, rep)
+}
+
+// printUnrecorded explains the go.mod-only lines the database has not
+// recorded: no problem, but go commands whose go.sum lacks those lines look
+// the versions up and get a 404 until they are recorded.
+func printUnrecorded(w io.Writer, rep *audit.Report) {
+	if rep.GosumUnrecordedCount == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nnot recorded yet: %d version(s) appear in a go.sum file by one line only (mostly the go.mod line, which\n"+
+		"the go command writes alone for versions it needs only for version selection), and a record needs both\n"+
+		"hashes. Not a problem: but a go command whose go.sum lacks them looks them up and gets 404 until they are\n"+
+		"recorded: sumd add -gosum FILE -upstream PROXY, or sumd serve -upstream PROXY on their first lookup.\n",
+		rep.GosumUnrecordedCount)
+	shown := rep.GosumUnrecorded[:min(len(rep.GosumUnrecorded), maxHumanProblems)]
+	for _, u := range shown {
+		fmt.Fprintf(w, "%s\n", clean(u.Message))
+	}
+	if more := rep.GosumUnrecordedCount - len(shown); more > 0 {
+		fmt.Fprintf(w, "... and %d more; -json lists up to 1000\n", more)
 	}
 }
 

@@ -79,6 +79,12 @@ func (r *run) reportGosum(ops *clientOps, found []*Problem, probs []Problem) {
 		r.found.add(Problem{Kind: KindFork, Message: "SECURITY ERROR: a lookup answer is inconsistent with the tree seen before:\n" + msg})
 	}
 	for _, p := range probs {
+		if p.Kind == KindGosumUnrecorded {
+			if r.rep.GosumUnrecordedCount++; len(r.rep.GosumUnrecorded) < maxProblems {
+				r.rep.GosumUnrecorded = append(r.rep.GosumUnrecorded, p)
+			}
+			continue
+		}
 		r.found.add(p)
 	}
 }
@@ -130,6 +136,13 @@ func (o *clientOps) lookupProblem(l sumLine, err error) (*Problem, error) {
 	defer o.mu.Unlock()
 	reason, missing := o.missing[lookupPath(l)]
 	switch {
+	case missing && l.oneLine:
+		which := "zip-only"
+		if l.goMod {
+			which = "go.mod-only"
+		}
+		return &Problem{Kind: KindGosumUnrecorded, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
+			Message: fmt.Sprintf("%s: %s@%s is not recorded yet (%s line)", l.where(), l.path, l.version, which)}, nil
 	case missing:
 		return &Problem{Kind: KindGosumMissing, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
 			Message: fmt.Sprintf("%s: %s@%s is not in the checksum database (%s)", l.where(), l.path, l.version, reason)}, nil

@@ -53,7 +53,8 @@ func TestGosumProblems(t *testing.T) {
 		r1.Path + " " + r1.Version + "/go.mod " + r1.GoMod + "\n" +
 		"example.com/absent v1.0.0 " + fakeHash("x") + "\n" + // line 5
 		r2.Path + " " + r2.Version + "/go.mod " + fakeHash("other") + "\n" + // line 6
-		"example.com/m0 v1.0 " + fakeHash("x") + "\n" // line 7
+		"example.com/m0 v1.0 " + fakeHash("x") + "\n" + // line 7
+		"example.com/absent v1.0.0/go.mod " + fakeHash("y") + "\n" // line 8
 	file := writeGoSum(t, text)
 	rep := mustAudit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{file} })
 	want := []struct {
@@ -65,6 +66,7 @@ func TestGosumProblems(t *testing.T) {
 		{KindGosumMissing, 5, file + ":5: example.com/absent@v1.0.0 is not in the checksum database (404 Not Found: not found: example.com/absent@v1.0.0"},
 		{KindGosumMismatch, 6, fmt.Sprintf("%s:6: %s %s/go.mod %s does not match the checksum database, which has %s", file, r2.Path, r2.Version, fakeHash("other"), r2.GoMod)},
 		{KindGosumMalformed, 7, file + `:7: malformed go.sum line "example.com/m0 v1.0 h1:`},
+		{KindGosumMissing, 8, file + ":8: example.com/absent@v1.0.0 is not in the checksum database"},
 	}
 	if rep.OK || len(rep.Problems) != len(want) {
 		t.Fatalf("want %d problems: %s", len(want), problems(rep))
@@ -109,5 +111,34 @@ func TestGosumMissingFile(t *testing.T) {
 	_, err := audit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{"nonexistent/go.sum"} })
 	if err == nil || !strings.Contains(err.Error(), "failed to read go.sum file") {
 		t.Errorf("audit = %v", err)
+	}
+}
+
+// TestGosumUnrecorded tells a go.mod-only (or zip-only) line whose version
+// the database lacks (the import could not record it: it has one hash) apart
+// from a missing version: a note, counted, that leaves the audit OK. The
+// same go.mod line beside its zip line is a missing version, a problem.
+func TestGosumUnrecorded(t *testing.T) {
+	tl := newTestLog(t, "", 10, testRecord)
+	modOnly := "example.com/modonly v1.0.0/go.mod " + fakeHash("mod") + "\n"
+	zipOnly := "example.com/ziponly v1.0.0 " + fakeHash("zip") + "\n"
+	file := writeGoSum(t, goSumOf(0)+modOnly+zipOnly)
+	rep := mustAudit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{file} })
+	wantOK(t, rep, CheckSignature, CheckTiles, CheckGosum)
+	if rep.GosumUnrecordedCount != 2 || len(rep.GosumUnrecorded) != 2 {
+		t.Fatalf("unrecorded: %d, %+v; want the go.mod-only and the zip-only line", rep.GosumUnrecordedCount, rep.GosumUnrecorded)
+	}
+	if u := rep.GosumUnrecorded[1]; u.Line != 4 || !strings.HasSuffix(u.Message, "is not recorded yet (zip-only line)") {
+		t.Errorf("zip-only note = %+v", u)
+	}
+	if u := rep.GosumUnrecorded[0]; u.Kind != KindGosumUnrecorded || u.Line != 3 || u.Module != "example.com/modonly@v1.0.0" ||
+		u.Message != file+":3: example.com/modonly@v1.0.0 is not recorded yet (go.mod-only line)" {
+		t.Errorf("unrecorded note = %+v", u)
+	}
+
+	both := writeGoSum(t, "example.com/modonly v1.0.0 "+fakeHash("zip")+"\n"+modOnly)
+	rep = mustAudit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{both} })
+	if rep.OK || len(rep.Problems) != 2 || rep.Problems[0].Kind != KindGosumMissing || rep.Problems[1].Kind != KindGosumMissing || rep.GosumUnrecordedCount != 0 {
+		t.Errorf("a complete version the database lacks: want two gosum-missing problems; got %s, %d unrecorded", problems(rep), rep.GosumUnrecordedCount)
 	}
 }

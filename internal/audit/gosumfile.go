@@ -17,6 +17,7 @@ type sumLine struct {
 	path    string // module path
 	version string // version, without "/go.mod"
 	goMod   bool   // a "/go.mod" line: the hash of the go.mod file only
+	oneLine bool   // the only line of its version in the file (no zip line, or no go.mod line)
 	hash    string
 }
 
@@ -64,7 +65,25 @@ func readGoSum(file string) ([]sumLine, []Problem, error) {
 		}
 		lines = append(lines, l)
 	}
+	markOneLine(lines)
 	return lines, probs, nil
+}
+
+// markOneLine marks the lines of versions that have only one of their two
+// lines in the file: sumd add -gosum could not record those.
+func markOneLine(lines []sumLine) {
+	zips, mods := map[string]bool{}, map[string]bool{}
+	for _, l := range lines {
+		if l.goMod {
+			mods[l.path+"@"+l.version] = true
+		} else {
+			zips[l.path+"@"+l.version] = true
+		}
+	}
+	for i, l := range lines {
+		key := l.path + "@" + l.version
+		lines[i].oneLine = !zips[key] || !mods[key]
+	}
 }
 
 // parseGoSumLine parses "<path> <version>[/go.mod] h1:<hash>". Like the

@@ -21,6 +21,16 @@ const (
 	KindGosumMismatch   = "gosum-mismatch"   // a go.sum line with another hash than the database's
 	KindGosumMissing    = "gosum-missing"    // a go.sum line whose module version the database lacks
 	KindGosumMalformed  = "gosum-malformed"  // a go.sum line that is not "<path> <version>[/go.mod] h1:<hash>"
+
+	// KindGosumUnrecorded is not a problem but a note (Report.GosumUnrecorded):
+	// the only line of its version in its go.sum file (a go.mod-only line,
+	// or a zip-only one) whose version the database lacks. The go command
+	// writes a go.mod line alone for the many versions it needed only for
+	// version selection; a record needs both hashes, so importing the file
+	// (sumd add -gosum) could not record it. Recording it is still useful: a
+	// go command whose go.sum lacks the line looks the version up and gets a
+	// 404 until then.
+	KindGosumUnrecorded = "gosum-unrecorded"
 )
 
 // Checks, as listed in Report.Checks.
@@ -61,6 +71,12 @@ type Report struct {
 	RecordsRechecked int64 `json:"records_rechecked,omitempty"`
 	// GosumLines counts the go.sum lines checked.
 	GosumLines int `json:"gosum_lines"`
+	// GosumUnrecorded lists the go.mod-only (and zip-only) lines whose
+	// versions the database has not recorded yet (KindGosumUnrecorded), at most 1000;
+	// GosumUnrecordedCount counts them all. They are not problems: they
+	// leave OK true.
+	GosumUnrecorded      []Problem `json:"gosum_unrecorded,omitempty"`
+	GosumUnrecordedCount int       `json:"gosum_unrecorded_count,omitempty"`
 	// Problems are the findings, at most 1000; ProblemsOmitted counts the rest.
 	Problems        []Problem `json:"problems"`
 	ProblemsOmitted int       `json:"problems_omitted,omitempty"`

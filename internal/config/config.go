@@ -112,7 +112,9 @@ type Upstream struct {
 type Add struct {
 	Database
 	Log
-	Gosum     string `flag:"gosum" arg:"FILE" help:"go.sum file whose module versions to add, instead of MODULE@VERSION DIR|ZIP"`
+	Gosum  string `flag:"gosum" arg:"FILE|DIR" help:"go.sum file, or directory walked for go.sum files, whose module versions to add, instead of MODULE@VERSION DIR|ZIP; more files and directories may follow the flags"`
+	Strict bool   `flag:"strict" help:"with -gosum: add nothing if any version has only one of its two go.sum lines, instead of adding the complete ones and listing the others"`
+	AddUpstream
 	Server    string `flag:"server" arg:"URL" help:"add through the /admin/ API of the sumd serving URL instead of opening the database file; with only MODULE@VERSION, sumd fetches it from its upstream"`
 	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server"`
 }
@@ -125,6 +127,14 @@ const DefaultDB = "data/sumd.db"
 // anything else. Only that log is created on a first start without -create.
 func (d *Database) IsEmbeddedDefault() bool {
 	return d.Name == DefaultName && d.Key == DefaultKeyFile(DefaultName) && d.DB == DefaultDB
+}
+
+// AddUpstream configures where sumd add -gosum completes the versions that
+// have only one go.sum line. The options are those of sumd serve, and mean
+// the same: the same fetching, validation and hashing.
+type AddUpstream struct {
+	Upstream     string `flag:"upstream" arg:"LIST" help:"with -gosum: GOPROXY-style list of module proxies to fetch the versions with only one go.sum line from (validated and hashed as sumd serve -upstream does, and checked against that line); empty: list them instead"`
+	UpstreamAuth string `flag:"upstream-auth" arg:"AUTH" help:"upstream credentials, as for sumd serve: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH"`
 }
 
 func defaultDatabase() Database { return Database{DB: DefaultDB} }

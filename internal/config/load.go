@@ -39,8 +39,8 @@ var (
 	}
 	addCommand = command{
 		name:    "add",
-		usage:   "sumd add [flags] MODULE@VERSION DIR|ZIP\n       sumd add [flags] -gosum FILE",
-		summary: "Record a module version hashed from a directory or zip, or the module versions\nof a go.sum file. Works on the database file: stop the server first.",
+		usage:   "sumd add [flags] MODULE@VERSION DIR|ZIP\n       sumd add [flags] -gosum FILE|DIR [FILE|DIR...]",
+		summary: "Record a module version hashed from a directory or zip, or the module versions\nof go.sum files (a directory is walked for go.sum files). Works on the database\nfile: stop the server first, or add through it with -server.",
 		example: "sumd add -key keys/sum.example.com.key example.com/m@v1.2.3 ./m",
 	}
 	keyCommand = command{

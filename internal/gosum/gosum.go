@@ -23,6 +23,10 @@ import (
 	"golang.org/x/mod/module"
 )
 
+// MaxFileSize bounds a go.sum file read whole. Large monorepos have go.sum
+// files of a few MiB; 64 MiB leaves ample room.
+const MaxFileSize = 64 << 20
+
 // MaxRecordSize bounds one record. Module paths are short in practice; the
 // bound keeps a hostile input from growing the log or a parser's memory.
 const MaxRecordSize = 2048
@@ -128,4 +132,29 @@ func parseLine(s string) (line, error) {
 		return line{}, fmt.Errorf("malformed go.sum line %q (want \"<path> <version> h1:<hash>\")", s)
 	}
 	return line{f[0], f[1], f[2]}, nil
+}
+
+// A Line is one checked line of a go.sum file.
+type Line struct {
+	module.Version        // the module path and canonical version, without "/go.mod"
+	GoMod          bool   // the go.mod line ("<version>/go.mod"), not the zip line
+	Hash           string // "h1:<base64 SHA-256>"
+}
+
+// ParseLine parses and checks one go.sum line, "<path> <version>[/go.mod]
+// h1:<hash>": a valid module path, a canonical version and a well-formed
+// hash, as a record needs them.
+func ParseLine(s string) (Line, error) {
+	l, err := parseLine(s)
+	if err != nil {
+		return Line{}, err
+	}
+	version, goMod := strings.CutSuffix(l.version, "/go.mod")
+	if err := CheckModule(l.path, version); err != nil {
+		return Line{}, err
+	}
+	if err := checkHash(l.hash); err != nil {
+		return Line{}, fmt.Errorf("%s@%s: %w", l.path, version, err)
+	}
+	return Line{Version: module.Version{Path: l.path, Version: version}, GoMod: goMod, Hash: l.hash}, nil
 }

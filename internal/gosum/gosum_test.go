@@ -61,43 +61,6 @@ func TestParseRefuses(t *testing.T) {
 	}
 }
 
-func TestParseFile(t *testing.T) {
-	data := strings.Join([]string{
-		"example.com/a v1.0.0 " + hashA,
-		"example.com/a v1.0.0/go.mod " + hashB,
-		"",
-		"example.com/b v1.1.0/go.mod " + hashB,
-		"example.com/a v1.0.0 " + hashA, // repeated line: fine
-		"example.com/c v0.1.0/go.mod " + hashA + "\r",
-		"example.com/c v0.1.0 " + hashB,
-	}, "\n")
-	f, err := ParseFile([]byte(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []Record{{"example.com/a", "v1.0.0", hashA, hashB}, {"example.com/c", "v0.1.0", hashB, hashA}}
-	if fmt.Sprint(f.Records) != fmt.Sprint(want) {
-		t.Errorf("Records = %v, want %v", f.Records, want)
-	}
-	if fmt.Sprint(f.GoModOnly) != "[example.com/b@v1.1.0]" {
-		t.Errorf("GoModOnly = %v", f.GoModOnly)
-	}
-}
-
-func TestParseFileRefuses(t *testing.T) {
-	for _, tc := range []struct{ data, want string }{
-		{"example.com/a v1.0.0 " + hashA + "\nexample.com/a v1.0.0 " + hashB + "\n", "line 2: example.com/a v1.0.0 has two different hashes"},
-		{"example.com/a v1.0.0 " + hashA + "\n", "no go.mod hash"},
-		{"example.com/a v1.0.0\n", "line 1: malformed"},
-		{"example.com/a v1.0 " + hashA + "\nexample.com/a v1.0/go.mod " + hashA + "\n", "not canonical"},
-	} {
-		_, err := ParseFile([]byte(tc.data))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ParseFile(%q) = %v, want error containing %q", tc.data, err, tc.want)
-		}
-	}
-}
-
 // FuzzParse checks that Parse never panics and that whatever it accepts
 // round-trips byte for byte: one record has one text.
 func FuzzParse(f *testing.F) {
@@ -114,19 +77,43 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-func FuzzParseFile(f *testing.F) {
-	f.Add([]byte("example.com/a v1.0.0 " + hashA + "\nexample.com/a v1.0.0/go.mod " + hashB + "\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		file, err := ParseFile(data)
+// FuzzParseLine checks that ParseLine never panics and that what it
+// accepts formats back as the same line.
+func FuzzParseLine(f *testing.F) {
+	f.Add("example.com/a v1.0.0 " + hashA)
+	f.Add("example.com/a v1.0.0/go.mod " + hashB)
+	f.Add("example.com/a v1.0 h1:x")
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := ParseLine(s)
 		if err != nil {
 			return
 		}
-		for _, r := range file.Records {
-			if _, err := Parse(r.Text()); err != nil {
-				t.Fatalf("ParseFile returned a record Parse refuses: %v", err)
-			}
+		v := l.Version.Version
+		if l.GoMod {
+			v += "/go.mod"
+		}
+		if got := l.Path + " " + v + " " + l.Hash; got != s {
+			t.Fatalf("ParseLine(%q) accepted a line that formats back as %q", s, got)
 		}
 	})
+}
+
+func TestParseLine(t *testing.T) {
+	l, err := ParseLine("example.com/a v1.0.0/go.mod " + hashB)
+	if err != nil || l.Path != "example.com/a" || l.Version.Version != "v1.0.0" || !l.GoMod || l.Hash != hashB {
+		t.Errorf("ParseLine = %+v, %v", l, err)
+	}
+	for _, tc := range []struct{ line, want string }{
+		{"example.com/a v1.0.0", "malformed go.sum line"},
+		{"example.com/a  v1.0.0 " + hashA, "malformed go.sum line"},
+		{"example.com/a v1.0 " + hashA, "not canonical"},
+		{"example.com/a v1.0.0 h2:abc", "is not an h1: hash"},
+		{"Example.com/A/V2 v1.0.0 " + hashA, "malformed module path"},
+	} {
+		if _, err := ParseLine(tc.line); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseLine(%q) = %v, want error containing %q", tc.line, err, tc.want)
+		}
+	}
 }
 
 func ExampleRecord_Text() {

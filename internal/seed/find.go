@@ -1,0 +1,71 @@
+package seed
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Files returns the go.sum files that paths name. A file is taken as it is,
+// whatever its name; a directory is walked for files named go.sum, skipping
+// the directories the go command ignores too (testdata, vendor, and names
+// starting with . or _), whose go.sum files are test fixtures or copies. A
+// directory holding no go.sum file is an error: the operator meant one.
+func Files(paths []string) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read go.sum file: %w", err)
+		}
+		if !fi.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		found, err := walk(p)
+		if err != nil {
+			return nil, err
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("directory %s holds no go.sum file (testdata, vendor, and directories starting with . or _ are skipped)", p)
+		}
+		files = append(files, found...)
+	}
+	return dedupe(files), nil
+}
+
+// walk returns the go.sum files under dir, in lexical order.
+func walk(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() && path != dir && (name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+			return filepath.SkipDir
+		}
+		if d.Type().IsRegular() && name == "go.sum" {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to walk %s for go.sum files: %w", dir, err)
+	}
+	return files, nil
+}
+
+// dedupe drops the repeats of files named twice, keeping the first.
+func dedupe(files []string) []string {
+	var out []string
+	for _, f := range files {
+		if c := filepath.Clean(f); !slices.ContainsFunc(out, func(o string) bool { return filepath.Clean(o) == c }) {
+			out = append(out, f)
+		}
+	}
+	return out
+}

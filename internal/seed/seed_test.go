@@ -1,0 +1,230 @@
+package seed
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+const (
+	hashA = "h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+	hashB = "h1:Ecm3bQzABmxvvAZb9E2gIS5T8SUqmmlBVHRj2vYSMC4="
+	hashC = "h1:VlbKKnNfV8bJzeqoa4cOKqO6bYr3WgKZxO8Z16+hsOM="
+)
+
+func write(t *testing.T, dir, name string, lines ...string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestReadPairs pairs the lines of two files: a version complete in one
+// file, one whose lines are split over two files, repeats, a CRLF line, and
+// versions with only one line, each kept with the place it is at.
+func TestReadPairs(t *testing.T) {
+	dir := t.TempDir()
+	a := write(t, dir, "a/go.sum",
+		"example.com/a v1.0.0 "+hashA,
+		"example.com/a v1.0.0/go.mod "+hashB,
+		"",
+		"example.com/modonly v1.1.0/go.mod "+hashB,
+		"example.com/split v0.1.0/go.mod "+hashA+"\r",
+	)
+	b := write(t, dir, "b/go.sum",
+		"example.com/a v1.0.0 "+hashA, // the same line again: fine
+		"example.com/split v0.1.0 "+hashC,
+		"example.com/ziponly v2.0.0+incompatible "+hashC,
+	)
+	s, err := Read([]string{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRecs := []gosum.Record{{Path: "example.com/a", Version: "v1.0.0", Hash: hashA, GoMod: hashB}, {Path: "example.com/split", Version: "v0.1.0", Hash: hashC, GoMod: hashA}}
+	if !slices.Equal(s.Records, wantRecs) {
+		t.Errorf("Records = %v\nwant %v", s.Records, wantRecs)
+	}
+	wantInc := []Incomplete{
+		{module.Version{Path: "example.com/modonly", Version: "v1.1.0"}, true, hashB, Pos{a, 4}},
+		{module.Version{Path: "example.com/ziponly", Version: "v2.0.0+incompatible"}, false, hashC, Pos{b, 3}},
+	}
+	if !slices.Equal(s.Incomplete, wantInc) {
+		t.Errorf("Incomplete = %v\nwant %v", s.Incomplete, wantInc)
+	}
+	if s.Lines != 7 {
+		t.Errorf("Lines = %d, want 7", s.Lines)
+	}
+	if got, want := s.Incomplete[0].Describe(), a+":4: example.com/modonly@v1.1.0 has only a go.mod line (no zip hash)"; got != want {
+		t.Errorf("Describe() = %q, want %q", got, want)
+	}
+}
+
+// TestReadRefuses checks what stops an import: a malformed line and two
+// hashes for one line, in one file or in two, each named by file and line.
+func TestReadRefuses(t *testing.T) {
+	dir := t.TempDir()
+	ok := write(t, dir, "ok.sum", "example.com/a v1.0.0 "+hashA, "example.com/a v1.0.0/go.mod "+hashB)
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		want  string
+	}{
+		{"malformed", []string{"example.com/b v1.0.0 " + hashA, "not a go.sum line"}, ":2: malformed go.sum line"},
+		{"noncanonical", []string{"example.com/b v1.0 " + hashA}, ":1: example.com/b@v1.0: version is not canonical"},
+		{"two hashes in one file", []string{"example.com/b v1.0.0 " + hashA, "example.com/b v1.0.0 " + hashB}, ":2: example.com/b v1.0.0 has hash " + hashB + ", but "},
+		{"two hashes in two files", []string{"example.com/a v1.0.0/go.mod " + hashC}, ":1: example.com/a v1.0.0/go.mod has hash " + hashC + ", but " + ok + ":2 says " + hashB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := write(t, t.TempDir(), "go.sum", tc.lines...)
+			_, err := Read([]string{ok, bad})
+			if err == nil || !strings.Contains(err.Error(), bad+tc.want) {
+				t.Errorf("Read = %v, want error containing %q", err, bad+tc.want)
+			}
+		})
+	}
+}
+
+// TestOwnGoSum reads sumd's own go.sum, a real one: it has a
+// +incompatible version with only its zip line and many versions with only
+// their go.mod line, and every other version becomes a record.
+func TestOwnGoSum(t *testing.T) {
+	file := filepath.Join("..", "..", "go.sum")
+	s, err := Read([]string{file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zips, mods := map[string]bool{}, map[string]bool{}
+	data, _ := os.ReadFile(file)
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if v, ok := strings.CutSuffix(f[1], "/go.mod"); ok {
+			mods[f[0]+"@"+v] = true
+		} else {
+			zips[f[0]+"@"+f[1]] = true
+		}
+	}
+	var both, modOnly, zipOnly int
+	for k := range zips {
+		if mods[k] {
+			both++
+		} else {
+			zipOnly++
+		}
+	}
+	modOnly = len(mods) - both
+	var gotMod, gotZip int
+	for _, inc := range s.Incomplete {
+		if inc.GoMod {
+			gotMod++
+		} else {
+			gotZip++
+		}
+	}
+	if len(s.Records) != both || gotMod != modOnly || gotZip != zipOnly || zipOnly == 0 || modOnly == 0 {
+		t.Errorf("%d records, %d go.mod-only, %d zip-only; want %d, %d, %d (and some of each)", len(s.Records), gotMod, gotZip, both, modOnly, zipOnly)
+	}
+	azure := slices.IndexFunc(s.Incomplete, func(inc Incomplete) bool { return inc.Path == "github.com/Azure/azure-sdk-for-go" })
+	if azure < 0 || s.Incomplete[azure].GoMod || !strings.HasSuffix(s.Incomplete[azure].Version.Version, "+incompatible") {
+		t.Errorf("the zip-only github.com/Azure/azure-sdk-for-go +incompatible version is not an incomplete zip line: %v", s.Incomplete)
+	}
+}
+
+// TestFiles walks a monorepo for its go.sum files, skipping what the go
+// command skips, and takes named files as they are.
+func TestFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"go.sum", "svc/a/go.sum", "svc/b/go.sum", "svc/b/testdata/go.sum", "vendor/x/go.sum", ".git/go.sum", "_old/go.sum", "svc/a/other.sum"} {
+		write(t, dir, name, "example.com/a v1.0.0 "+hashA)
+	}
+	extra := filepath.Join(dir, "svc/a/other.sum")
+	got, err := Files([]string{dir, extra, filepath.Join(dir, "svc", "a", "go.sum")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "go.sum"), filepath.Join(dir, "svc/a/go.sum"), filepath.Join(dir, "svc/b/go.sum"), extra}
+	if !slices.Equal(got, want) {
+		t.Errorf("Files = %q\nwant %q", got, want)
+	}
+	if _, err := Files([]string{filepath.Join(dir, "nope")}); err == nil {
+		t.Error("Files of a missing path succeeded")
+	}
+	empty := t.TempDir()
+	if _, err := Files([]string{empty}); err == nil || !strings.Contains(err.Error(), "holds no go.sum file") {
+		t.Errorf("Files of a directory without go.sum = %v, want an error", err)
+	}
+}
+
+// TestComplete completes incomplete versions from a fetcher: a match is a
+// record, another hash or a fetch failure is a failure, in input order.
+func TestComplete(t *testing.T) {
+	v := func(p string) module.Version { return module.Version{Path: p, Version: "v1.0.0"} }
+	served := map[string]gosum.Record{
+		"example.com/ok":       {Path: "example.com/ok", Version: "v1.0.0", Hash: hashA, GoMod: hashB},
+		"example.com/zip":      {Path: "example.com/zip", Version: "v1.0.0", Hash: hashC, GoMod: hashB},
+		"example.com/modother": {Path: "example.com/modother", Version: "v1.0.0", Hash: hashA, GoMod: hashC},
+	}
+	fetch := func(_ context.Context, m module.Version) (gosum.Record, error) {
+		if r, ok := served[m.Path]; ok {
+			return r, nil
+		}
+		return gosum.Record{}, errors.New("410 Gone")
+	}
+	incs := []Incomplete{
+		{v("example.com/ok"), true, hashB, Pos{"go.sum", 1}},
+		{v("example.com/modother"), true, hashB, Pos{"go.sum", 2}},
+		{v("example.com/gone"), true, hashB, Pos{"go.sum", 3}},
+		{v("example.com/zip"), false, hashC, Pos{"go.sum", 4}},
+	}
+	recs, failed, err := Complete(context.Background(), fetch, incs, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []gosum.Record{served["example.com/ok"], served["example.com/zip"]}; !slices.Equal(recs, want) {
+		t.Errorf("records %v, want %v", recs, want)
+	}
+	if len(failed) != 2 || failed[0].Path != "example.com/modother" || !errors.Is(failed[0].Err, ErrHashMismatch) ||
+		failed[1].Path != "example.com/gone" || failed[1].Err.Error() != "410 Gone" {
+		t.Errorf("failures %v, want modother (hash mismatch) and gone", failed)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := Complete(ctx, fetch, incs, 2); !errors.Is(err, context.Canceled) {
+		t.Errorf("Complete after cancel = %v, want context.Canceled", err)
+	}
+}
+
+// FuzzRead checks that the go.sum reader never panics, and that what it
+// pairs into records are records the log would accept.
+func FuzzRead(f *testing.F) {
+	f.Add([]byte("example.com/a v1.0.0 " + hashA + "\nexample.com/a v1.0.0/go.mod " + hashB + "\n"))
+	f.Add([]byte("example.com/a v1.0.0/go.mod " + hashB + "\r\n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := &reader{zips: map[module.Version]hashAt{}, mods: map[module.Version]hashAt{}}
+		if err := r.add("go.sum", data); err != nil {
+			return
+		}
+		s, err := r.set()
+		if err != nil {
+			return
+		}
+		for _, rec := range s.Records {
+			if _, err := gosum.Parse(rec.Text()); err != nil {
+				t.Fatalf("Read paired a record Parse refuses: %v", err)
+			}
+		}
+	})
+}
