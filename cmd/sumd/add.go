@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/proxytree"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -25,6 +30,9 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 		return usageError(errors.New("-token-file needs -server"), "add -server URL of the running sumd, or drop -token-file to work on the database file")
 	}
 	if cfg.Gosum != "" {
+		if cfg.ProxyDir != "" {
+			return usageError(errors.New("-proxy-dir publishes one module version: it needs MODULE@VERSION DIR|ZIP, not -gosum"), "use: sumd add -proxy-dir DIR MODULE@VERSION DIR|ZIP")
+		}
 		return addGoSums(cfg, append([]string{cfg.Gosum}, rest...), stdout, stderr)
 	}
 	if cfg.Strict {
@@ -34,7 +42,12 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 		return usageError(fmt.Errorf("want MODULE@VERSION and a directory or zip, got %d arguments", len(rest)),
 			"use: sumd add MODULE@VERSION DIR|ZIP, or sumd add -gosum FILE|DIR")
 	}
-	r, err := hashModule(rest[0], rest[1])
+	src, err := openModule(rest[0], rest[1])
+	if err != nil {
+		return err
+	}
+	defer src.close()
+	r, err := src.hash()
 	if err != nil {
 		return err
 	}
@@ -47,6 +60,9 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 		verb = "already recorded, with the same hashes,"
 	}
 	fmt.Fprintf(stdout, "%s %s as record %d (tree size %d)\n", r.Key(), verb, added.ids[0], added.size)
+	if cfg.ProxyDir != "" {
+		return publish(cfg.ProxyDir, src, stdout)
+	}
 	return nil
 }
 
@@ -86,27 +102,72 @@ func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, 
 const addLockedHint = "a running sumd serve holds the database: add through it with sumd add -server URL -token-file FILE " +
 	"MODULE@VERSION [DIR|ZIP] (the server needs -admin-token-file), or stop it first"
 
-// hashModule hashes module version arg ("path@version") from a directory or
-// a module zip, as the go command would.
-func hashModule(arg, src string) (gosum.Record, error) {
+// A moduleSource is the module version sumd add records: its zip, built
+// from a directory as the go command would, or given.
+type moduleSource struct {
+	m   module.Version
+	zip string
+	tmp string // the temporary directory of a zip built here
+}
+
+// openModule checks arg ("path@version") and zips src if it is a directory.
+func openModule(arg, src string) (*moduleSource, error) {
 	m, err := parseModuleArg(arg)
 	if err != nil {
-		return gosum.Record{}, err
+		return nil, err
 	}
 	fi, err := os.Stat(src)
 	if err != nil {
-		return gosum.Record{}, withHint(fmt.Errorf("failed to read module source: %w", err), "give a module directory (holding go.mod) or a module zip")
+		return nil, withHint(fmt.Errorf("failed to read module source: %w", err), "give a module directory (holding go.mod) or a module zip")
 	}
-	var sums modhash.Sums
-	if fi.IsDir() {
-		sums, err = modhash.HashDir(m, src)
-	} else {
-		sums, err = modhash.HashZip(m, src, nil)
+	if !fi.IsDir() {
+		return &moduleSource{m: m, zip: src}, nil
 	}
+	tmp, err := os.MkdirTemp("", "sumd-add-*")
+	if err != nil {
+		return nil, fmt.Errorf("failed to create temporary directory: %w", err)
+	}
+	s := &moduleSource{m: m, zip: filepath.Join(tmp, "module.zip"), tmp: tmp}
+	if err := zipDir(m, src, s.zip); err != nil {
+		s.close()
+		return nil, withHint(err, "nothing was added; the go command would refuse this module too")
+	}
+	return s, nil
+}
+
+func (s *moduleSource) close() {
+	if s.tmp != "" {
+		os.RemoveAll(s.tmp)
+	}
+}
+
+// hash validates the zip and hashes it as the go command would.
+func (s *moduleSource) hash() (gosum.Record, error) {
+	sums, err := modhash.HashZip(s.m, s.zip, nil)
 	if err != nil {
 		return gosum.Record{}, withHint(err, "nothing was added; the go command would refuse this module too")
 	}
-	return gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
+	return gosum.Record{Path: s.m.Path, Version: s.m.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
+}
+
+// publish writes the recorded version into the GOPROXY file tree dir.
+func publish(dir string, src *moduleSource, stdout io.Writer) error {
+	mod, err := modhash.GoModOf(src.m, src.zip)
+	if err == nil {
+		err = proxytree.Add(dir, src.m, src.zip, mod, time.Now())
+	}
+	if errors.Is(err, proxytree.ErrChanged) {
+		return withHint(err, "the version is recorded; the tree holds another build of it: remove that version from "+dir+" only if no one has downloaded it")
+	}
+	if err != nil {
+		return withHint(fmt.Errorf("recorded, but failed to publish in %s: %w", dir, err), "fix the cause and run the same sumd add again: recording is a no-op the second time")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
+	}
+	fmt.Fprintf(stdout, "published %s in the GOPROXY tree %s (GOPROXY=file://%s)\n", src.m, dir, filepath.ToSlash(abs))
+	return nil
 }
 
 // logStopped returns the log's fatal error, if it stopped with one, and err

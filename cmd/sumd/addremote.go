@@ -26,6 +26,9 @@ func addRemote(cfg *config.Add, args []string, stdout io.Writer) error {
 	if cfg.Gosum != "" {
 		return usageError(errors.New("-gosum works on the database file, not with -server"), "stop the server and run sumd add -gosum FILE on its database")
 	}
+	if cfg.ProxyDir != "" {
+		return usageError(errors.New("-proxy-dir works on the database file, not with -server"), "publish the module in your module proxy, or stop the server and run sumd add -proxy-dir DIR on its database")
+	}
 	if len(args) != 1 && len(args) != 2 {
 		return usageError(fmt.Errorf("want MODULE@VERSION and optionally a directory or zip, got %d arguments", len(args)), usageHint)
 	}

@@ -112,8 +112,9 @@ type Upstream struct {
 type Add struct {
 	Database
 	Log
-	Gosum  string `flag:"gosum" arg:"FILE|DIR" help:"go.sum file, or directory walked for go.sum files, whose module versions to add, instead of MODULE@VERSION DIR|ZIP; more files and directories may follow the flags"`
-	Strict bool   `flag:"strict" help:"with -gosum: add nothing if any version has only one of its two go.sum lines, instead of adding the complete ones and listing the others"`
+	Gosum    string `flag:"gosum" arg:"FILE|DIR" help:"go.sum file, or directory walked for go.sum files, whose module versions to add, instead of MODULE@VERSION DIR|ZIP; more files and directories may follow the flags"`
+	ProxyDir string `flag:"proxy-dir" arg:"DIR" help:"with MODULE@VERSION DIR|ZIP: once the version is recorded, also publish it in the GOPROXY file tree DIR (.info, .mod, .zip and list), which the go command reads with GOPROXY=file:///abs/DIR and any web server can serve"`
+	Strict   bool   `flag:"strict" help:"with -gosum: add nothing if any version has only one of its two go.sum lines, instead of adding the complete ones and listing the others"`
 	AddUpstream
 	Server    string `flag:"server" arg:"URL" help:"add through the /admin/ API of the sumd serving URL instead of opening the database file; with only MODULE@VERSION, sumd fetches it from its upstream"`
 	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server"`

@@ -203,7 +203,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFileKeys(t *testing.T) {
-	want := "db key name create log-level log-format listen tls-cert tls-key shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state admin-token-file tuf tuf-online-keys registry repository cosign-key sync-interval gosum strict server token-file url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout"
+	want := "db key name create log-level log-format listen tls-cert tls-key shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state admin-token-file tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout"
 	if got := strings.Join(fileKeys(), " "); got != want {
 		t.Errorf("fileKeys() = %s\nwant        %s", got, want)
 	}

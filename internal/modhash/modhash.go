@@ -205,3 +205,15 @@ func chooseGoMod(m module.Version, given, inZip []byte) ([]byte, error) {
 	}
 	return SynthesizedGoMod(m.Path), nil
 }
+
+// GoModOf returns the go.mod the go command uses for module m from the zip
+// at zipPath, which must have passed HashZip: the zip's own go.mod, or the
+// one the go command synthesizes (SynthesizedGoMod). It is the .mod file a
+// module proxy serves for m.
+func GoModOf(m module.Version, zipPath string) ([]byte, error) {
+	inZip, err := readZipGoMod(m, zipPath)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the go.mod of %s: %w", m, err)
+	}
+	return chooseGoMod(m, nil, inZip)
+}

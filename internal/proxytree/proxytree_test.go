@@ -1,0 +1,116 @@
+package proxytree
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
+	modzip "golang.org/x/mod/zip"
+
+	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/testproxy"
+)
+
+// zipModule zips the module directory files for m, as sumd add does, and
+// returns the zip and the go.mod a proxy serves for it.
+func zipModule(t *testing.T, m module.Version, files map[string]string) (string, []byte) {
+	t.Helper()
+	src := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zipFile := filepath.Join(t.TempDir(), "m.zip")
+	f, err := os.Create(zipFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := modzip.CreateFromDir(f, m, src); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := modhash.HashZip(m, zipFile, nil); err != nil {
+		t.Fatal(err)
+	}
+	mod, err := modhash.GoModOf(m, zipFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return zipFile, mod
+}
+
+// TestGoCommandDownloads publishes versions (one with capitals, one
+// +incompatible without go.mod, a pseudo-version) and has the real go
+// command download each from the tree, offline, with the hashes sumd
+// records for them.
+func TestGoCommandDownloads(t *testing.T) {
+	dir := t.TempDir()
+	g := testproxy.NewGo(t)
+	g.Env = append(g.Env, "GOPROXY=file://"+filepath.ToSlash(dir), "GOSUMDB=off")
+	for _, tc := range []struct {
+		m     module.Version
+		files map[string]string
+	}{
+		{module.Version{Path: "example.com/m", Version: "v1.2.3"}, map[string]string{"go.mod": "module example.com/m\n\ngo 1.21\n", "m.go": "package m\n"}},
+		{module.Version{Path: "example.com/m", Version: "v1.0.0"}, map[string]string{"go.mod": "module example.com/m\n", "m.go": "package m\n"}},
+		{module.Version{Path: "example.com/Upper", Version: "v0.1.0-RC.1"}, map[string]string{"go.mod": "module example.com/Upper\n", "u.go": "package upper\n"}},
+		{module.Version{Path: "example.com/old", Version: "v2.0.0+incompatible"}, map[string]string{"old.go": "package old\n"}},
+		{module.Version{Path: "example.com/m", Version: "v0.0.0-20240101000000-abcdefabcdef"}, map[string]string{"go.mod": "module example.com/m\n", "m.go": "package m\n"}},
+	} {
+		zipFile, mod := zipModule(t, tc.m, tc.files)
+		if err := Add(dir, tc.m, zipFile, mod, time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)); err != nil {
+			t.Fatalf("Add(%s): %v", tc.m, err)
+		}
+		sums, err := modhash.HashZip(tc.m, zipFile, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := g.Run("mod", "download", "-json", tc.m.String())
+		if err != nil {
+			t.Fatalf("go mod download %s: %v\n%s", tc.m, err, out)
+		}
+		var got struct{ Sum, GoModSum string }
+		if err := json.Unmarshal([]byte(out), &got); err != nil || got.Sum != sums.Hash || got.GoModSum != sums.GoMod {
+			t.Errorf("go mod download %s: %s (%v); want Sum %s, GoModSum %s", tc.m, out, err, sums.Hash, sums.GoMod)
+		}
+	}
+	list, _ := os.ReadFile(filepath.Join(dir, "example.com", "m", "@v", "list"))
+	if string(list) != "v1.0.0\nv1.2.3\n" {
+		t.Errorf("list = %q, want the tagged versions in semver order", list)
+	}
+	if out, err := g.Run("list", "-m", "-versions", "example.com/m"); err != nil || strings.TrimSpace(out) != "example.com/m v1.0.0 v1.2.3" {
+		t.Errorf("go list -m -versions: %q, %v", out, err)
+	}
+}
+
+// TestAddAgain checks that publishing a version again with the same content
+// changes nothing, and with other content is refused.
+func TestAddAgain(t *testing.T) {
+	dir := t.TempDir()
+	m := module.Version{Path: "example.com/m", Version: "v1.0.0"}
+	zipFile, mod := zipModule(t, m, map[string]string{"go.mod": "module example.com/m\n", "m.go": "package m\n"})
+	if err := Add(dir, m, zipFile, mod, time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	info := filepath.Join(dir, "example.com", "m", "@v", "v1.0.0.info")
+	before, _ := os.ReadFile(info)
+	if err := Add(dir, m, zipFile, mod, time.Unix(2, 0)); err != nil {
+		t.Fatalf("Add again: %v", err)
+	}
+	if after, _ := os.ReadFile(info); string(after) != string(before) {
+		t.Errorf("Add again rewrote .info: %s, was %s", after, before)
+	}
+	other, otherMod := zipModule(t, m, map[string]string{"go.mod": "module example.com/m\n", "m.go": "package m // changed\n"})
+	if err := Add(dir, m, other, otherMod, time.Unix(3, 0)); !errors.Is(err, ErrChanged) {
+		t.Errorf("Add with other content = %v, want ErrChanged", err)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, "example.com", "m", "@v", ".tmp-*")); len(leftovers) > 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+}
