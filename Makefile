@@ -16,8 +16,8 @@ build: ## build bin/sumd, stamped with VERSION (git describe)
 run: build ## start sumd on the embedded default (data/sumd.db, key under keys/)
 	./$(BIN) serve
 
-test: ## run every test, including the go-command end-to-end and crash tests
-	$(GO) test -count=1 -timeout 30m $(PKGS)
+test: ## run every test (go command, cosign CLIs, crash); 75m timeout: a cold cosign build took over 40 min on a loaded machine
+	$(GO) test -count=1 -timeout 75m $(PKGS)
 
 test-short: ## skip the slow tests (crash, large tree)
 	$(GO) test -short $(PKGS)

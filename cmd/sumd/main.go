@@ -6,7 +6,7 @@
 //	sumd keygen -name NAME [-dir keys]       create a signing key
 //	sumd serve  [-config FILE] [flags]       serve the database over HTTP
 //	sumd add    [flags] MODULE@VERSION DIR|ZIP
-//	sumd add    [flags] -gosum FILE          record module versions
+//	sumd add    [flags] -gosum FILE|DIR...   record module versions
 //	sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE]
 //	                                         audit a checksum database
 //	sumd tuf init|publish|rotate-root|status|gosumdb [flags]
@@ -39,7 +39,7 @@ Usage:
 	sumd serve [-config FILE] [flags]      serve the database over HTTP
 	sumd add [flags] MODULE@VERSION DIR|ZIP
 	                                       hash a module directory or zip and record it
-	sumd add [flags] -gosum FILE           record the module versions of a go.sum file
+	sumd add [flags] -gosum FILE|DIR...    record the module versions of go.sum files
 	sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE]
 	                                       audit a checksum database (sumd or any other)
 	sumd key rotate [flags] -new-key FILE  start signing with a new key too (rotation)

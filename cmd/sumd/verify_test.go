@@ -168,8 +168,8 @@ func testVerifyGosum(t *testing.T, url, vkey string) {
 	}
 
 	r := verifyRecord("", 7)
-	changed := fmt.Sprintf("%s %s h1:%s\n%s %s/go.mod %s\nexample.com/verify/m0 v1.999.0 %s\n",
-		r.Path, r.Version, strings.Repeat("A", 43)+"=", r.Path, r.Version, r.GoMod, r.GoMod)
+	changed := fmt.Sprintf("%s %s h1:%s\n%s %s/go.mod %s\nexample.com/verify/m0 v1.999.0 %s\nexample.com/verify/m0 v1.999.0/go.mod %s\n",
+		r.Path, r.Version, strings.Repeat("A", 43)+"=", r.Path, r.Version, r.GoMod, r.GoMod, r.GoMod)
 	badFile := writeFile(t, filepath.Join(dir, "bad.sum"), []byte(changed))
 	stdout, _, code = verify(t, "-url", url, "-key", vkey, badFile)
 	if code != 1 {

@@ -229,3 +229,15 @@ func ExampleLoadServe() {
 	fmt.Println(c.Name, c.Listen, c.Level, c.ShutdownTimeout)
 	// Output: sum.example.com 127.0.0.1:9000 debug 30s
 }
+
+// TestMinimalExampleFile loads the minimal example configuration: every
+// key in it is known and valid, and it sets what it says it sets.
+func TestMinimalExampleFile(t *testing.T) {
+	c, _, err := LoadServe([]string{"-config", "testdata/minimal.yaml"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DB != "/var/lib/sumd/sumd.db" || c.Key != "/etc/sumd/sum.example.com.key" || c.Listen != ":8080" || c.Upstream.Upstream != "https://athens.corp.example" {
+		t.Errorf("minimal.yaml loads as db %q, key %q, listen %q, upstream %q", c.DB, c.Key, c.Listen, c.Upstream.Upstream)
+	}
+}
