@@ -222,7 +222,13 @@ var ociTag = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 // VersionOfTag returns the module version a tag stands for, or false if the
 // tag is not a canonical module version written as Tag writes it (such as
 // "latest" or cosign's "sha256-<hex>.sig"): sync reads only version tags.
+// A tag holding "+" is refused: no registry should accept one, and if one
+// did, "v1.0.0+incompatible" and "v1.0.0_incompatible" would both stand for
+// one version, so Tag would not give the tag back.
 func VersionOfTag(tag string) (string, bool) {
+	if strings.Contains(tag, "+") {
+		return "", false
+	}
 	v := strings.ReplaceAll(tag, "_", "+")
 	if module.CanonicalVersion(v) != v || v == "" {
 		return "", false

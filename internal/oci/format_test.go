@@ -47,7 +47,8 @@ func TestTag(t *testing.T) {
 	if _, err := Tag("v1.0.0-" + strings.Repeat("a", 130)); err == nil {
 		t.Error("Tag accepted a version longer than an OCI tag")
 	}
-	for _, tag := range []string{"latest", "sha256-abcd.sig", "sha256-abcd", "v1.0", "v1.0.0_build", "1.0.0", ""} {
+	for _, tag := range []string{"latest", "sha256-abcd.sig", "sha256-abcd", "v1.0", "v1.0.0_build", "1.0.0", "",
+		"v10.0.0+incompatible", "v1.0.0+x"} { // a tag never holds "+": Tag writes it "_"
 		if v, ok := VersionOfTag(tag); ok {
 			t.Errorf("VersionOfTag(%q) = %q, want no version", tag, v)
 		}

@@ -70,7 +70,7 @@ func FuzzRepositoryName(f *testing.F) {
 // FuzzVersionOfTag: a tag sync reads is always a canonical version that
 // Tag maps back to the same tag.
 func FuzzVersionOfTag(f *testing.F) {
-	for _, s := range []string{"v1.0.0", "v2.0.0_incompatible", "sha256-00.sig", "latest", "v1.0.0-a_b"} {
+	for _, s := range []string{"v1.0.0", "v2.0.0_incompatible", "sha256-00.sig", "latest", "v1.0.0-a_b", "v10.0.0+incompatible"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, tag string) {
