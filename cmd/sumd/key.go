@@ -57,7 +57,7 @@ func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "sumd: generated the new signing key %s\n", cfg.NewKey)
 	}
-	k, err := tlog.ReadKeyFile(cfg.NewKey)
+	k, err := readKeyFile(cfg.NewKey)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/upstream"
@@ -128,7 +129,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 		fmt.Fprintf(stderr, "sumd: first start: generated signing key %s for %s\n", db.Key, db.Name)
 		create = true
 	}
-	keys, err := readKeys(db, o.logger)
+	keys, err := readKeys(db)
 	if err != nil {
 		return nil, err
 	}
@@ -149,10 +150,13 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 
 // readKeys reads the signing key files of db.Key, a comma-separated list:
 // one key, or the old and the new one during a key rotation.
-func readKeys(db config.Database, logger *slog.Logger) ([]*tlog.Key, error) {
+func readKeys(db config.Database) ([]*tlog.Key, error) {
 	var keys []*tlog.Key
 	for file := range strings.SplitSeq(db.Key, ",") {
-		key, err := tlog.ReadKeyFile(file)
+		key, err := readKeyFile(file)
+		if _, hinted := err.(*cliError); hinted {
+			return nil, err
+		}
 		if err != nil {
 			return nil, keyFileError(db, file, err)
 		}
@@ -160,12 +164,30 @@ func readKeys(db config.Database, logger *slog.Logger) ([]*tlog.Key, error) {
 			return nil, withHint(fmt.Errorf("key %s signs for %q, but the name is %q", file, key.Name(), db.Name),
 				"drop -name (the key names the log) or use that log's key")
 		}
-		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			logger.Warn("signing key file is readable by other users; chmod 600 it", "key", file, "mode", fi.Mode().Perm().String())
-		}
 		keys = append(keys, key)
 	}
 	return keys, nil
+}
+
+// readKeyFile reads a signing key file; one that other users may access is
+// refused with a chmod hint.
+func readKeyFile(file string) (*tlog.Key, error) {
+	key, err := tlog.ReadKeyFile(file)
+	var mode *secret.ModeError
+	if errors.As(err, &mode) {
+		return nil, withHint(err, mode.Hint())
+	}
+	return key, err
+}
+
+// secretHint is the hint for err, an error reading a secret file: chmod for
+// one other users may access, else hint.
+func secretHint(err error, hint string) string {
+	var mode *secret.ModeError
+	if errors.As(err, &mode) {
+		return mode.Hint()
+	}
+	return hint
 }
 
 func exists(path string) bool {

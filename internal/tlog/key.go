@@ -6,10 +6,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumd-project/sumd/internal/secret"
 )
 
 // A Key is the log's signing key with its verifier.
@@ -49,9 +50,14 @@ func ParseKey(skey string) (*Key, error) {
 	return k, nil
 }
 
-// ReadKeyFile reads a private key file written by sumd keygen.
+// maxKeyFile caps a signing key file; a key is about 100 bytes.
+const maxKeyFile = 4 << 10
+
+// ReadKeyFile reads a private key file written by sumd keygen. A file that
+// users other than its owner may access is refused with a
+// *secret.ModeError.
 func ReadKeyFile(path string) (*Key, error) {
-	data, err := os.ReadFile(path)
+	data, _, err := secret.ReadFile(path, maxKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read signing key: %w", err)
 	}
