@@ -37,7 +37,7 @@ func addRemote(cfg *config.Add, args []string, stdout io.Writer) error {
 	}
 	token, err := admin.ReadTokenFile(cfg.TokenFile)
 	if err != nil {
-		return withHint(err, "pass the file holding the admin token the server reads (its -admin-token-file)")
+		return withHint(err, secretHint(err, "pass the file holding the admin token the server reads (its -admin-token-file)"))
 	}
 	m, err := parseModuleArg(args[0])
 	if err != nil {

@@ -27,7 +27,7 @@ func TestGoCommandUpstream(t *testing.T) {
 	}
 	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
 	key := filepath.Join(dir, "keys", e2eName+".key")
-	token := writeFile(t, filepath.Join(dir, "admin.token"), []byte("0123456789abcdef0123456789abcdef\n"))
+	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
 	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", key,
 		"-upstream", proxyURL, "-admin-token-file", token)
 
@@ -64,7 +64,7 @@ func TestGoCommandUpstream(t *testing.T) {
 		mod := t.TempDir()
 		writeFile(t, filepath.Join(mod, "go.mod"), []byte("module example.com/uploaded\n\ngo 1.21\n"))
 		writeFile(t, filepath.Join(mod, "u.go"), []byte("package uploaded\n"))
-		bad := writeFile(t, filepath.Join(dir, "bad.token"), []byte("wrong-token-wrong-token\n"))
+		bad := writeSecret(t, filepath.Join(dir, "bad.token"), "wrong-token-wrong-token\n")
 		_, errOut, err := sumdRun("add", "-server", s.url, "-token-file", bad, "example.com/uploaded@v1.0.0", mod)
 		if err == nil || !strings.Contains(errOut, "401") || !strings.Contains(errOut, "hint: the token does not match") {
 			t.Fatalf("add with a wrong token: %v\n%s", err, errOut)

@@ -149,4 +149,14 @@ func writeFile(t *testing.T, name string, data []byte) string {
 	return name
 }
 
+// writeSecret writes a token or key file readable by its owner only, as
+// sumd requires.
+func writeSecret(t *testing.T, name, data string) string {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
 var _ io.Writer = (*testlog.Buffer)(nil)

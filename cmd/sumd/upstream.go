@@ -33,6 +33,11 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 	if err := upstream.CheckPatterns(cfg.Private); err != nil {
 		return nil, usageError(fmt.Errorf("private: %w", err), "use GOPRIVATE syntax: comma-separated path globs such as corp.example/*")
 	}
+	if cfg.AdminTokenFile != "" {
+		if _, err := admin.ReadTokenFile(cfg.AdminTokenFile); err != nil {
+			return nil, withHint(err, secretHint(err, fmt.Sprintf("write a random token of %d bytes or more to the file, e.g. (umask 077; head -c 32 /dev/urandom | base64 > FILE)", admin.MinTokenLength)))
+		}
+	}
 	if cfg.Upstream.Upstream == "" {
 		if cfg.Crosscheck || cfg.UpstreamAuth != "" {
 			return nil, usageError(fmt.Errorf("crosscheck and upstream-auth need -upstream"), "set -upstream to your module proxy, e.g. -upstream https://athens.corp.example")
@@ -120,9 +125,6 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 	}
 	var adm http.Handler
 	if cfg.AdminTokenFile != "" {
-		if _, err := admin.ReadTokenFile(cfg.AdminTokenFile); err != nil {
-			return nil, nil, withHint(err, fmt.Sprintf("write a random token of %d bytes or more to the file, e.g. head -c 32 /dev/urandom | base64 > FILE", admin.MinTokenLength))
-		}
 		adm = admin.New(rec, admin.Options{TokenFile: cfg.AdminTokenFile, Logger: logger})
 	}
 	return rec, adm, nil

@@ -13,10 +13,13 @@
 // large, 502/504 upstream failure, 503 the log is busy (Retry-After).
 //
 // Every request needs "Authorization: Bearer <token>", compared in constant
-// time with the token file's content. The file is read at every request, so
-// a token can be rotated, or the API switched off by removing the file,
-// without a restart; with no file, an empty one or a token shorter than
-// MinTokenLength, every path answers 404.
+// time with the token file's content. The token is cached and the file read
+// again only when a request carrying an Authorization header finds it
+// changed (another inode, size, modification time or mode), so a token can
+// be rotated, or the API switched off by removing the file, without a
+// restart, and anonymous requests never touch the disk. With no file, an
+// empty one, a token shorter than MinTokenLength or a file other users may
+// access (it must be chmod 600), every path answers 404.
 //
 // It is a package of its own, not part of internal/upstream, because it is
 // a second HTTP surface with its own authentication and body limits, and
@@ -29,17 +32,19 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/secret"
 )
 
 // MinTokenLength is the shortest token the API accepts: guessable tokens
@@ -84,9 +89,10 @@ type Options struct {
 
 // A Handler serves /admin/. It is safe for concurrent use.
 type Handler struct {
-	rec  Recorder
-	opts Options
-	log  *slog.Logger
+	rec    Recorder
+	opts   Options
+	log    *slog.Logger
+	tokens *tokenCache
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -109,8 +115,8 @@ func New(rec Recorder, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Handler{rec: rec, opts: opts, log: opts.Logger}
-	if _, err := h.token(); err != nil {
+	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}}
+	if _, err := h.tokens.current(); err != nil {
 		h.log.Warn("admin API disabled", "reason", err)
 	} else {
 		h.log.Info("admin API enabled", "token_file", opts.TokenFile)
@@ -120,7 +126,13 @@ func New(rec Recorder, opts Options) *Handler {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	token, err := h.token()
+	// A request without credentials cannot be authorized whatever the file
+	// holds now: the cached state says only whether to answer 404 or 401.
+	tokenOf := h.tokens.current
+	if r.Header.Get("Authorization") == "" {
+		tokenOf = h.tokens.cached
+	}
+	token, err := tokenOf()
 	if err != nil {
 		h.log.DebugContext(r.Context(), "admin API disabled", "path", r.URL.Path, "reason", err)
 		http.NotFound(w, r)
@@ -149,34 +161,80 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route(w, r)
 }
 
-// token reads the token file; an error means the API is disabled.
-func (h *Handler) token() (string, error) {
-	if h.opts.TokenFile == "" {
-		return "", errors.New("no token file configured")
-	}
-	return ReadTokenFile(h.opts.TokenFile)
-}
-
 // ReadTokenFile reads an admin token: the file's content without
-// surrounding white space, at least MinTokenLength bytes.
+// surrounding white space, at least MinTokenLength bytes. A file that other
+// users may access is refused with a *secret.ModeError.
 func ReadTokenFile(path string) (string, error) {
-	f, err := os.Open(path)
+	data, _, err := secret.ReadFile(path, maxTokenFile)
 	if err != nil {
 		return "", fmt.Errorf("failed to read admin token: %w", err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	token, err := parseToken(data)
 	if err != nil {
-		return "", fmt.Errorf("failed to read admin token: %w", err)
-	}
-	token := strings.TrimSpace(string(data))
-	switch {
-	case len(data) > maxTokenFile:
-		return "", fmt.Errorf("admin token file %s is larger than %d bytes", path, maxTokenFile)
-	case len(token) < MinTokenLength:
-		return "", fmt.Errorf("admin token in %s is shorter than %d bytes", path, MinTokenLength)
+		return "", fmt.Errorf("admin token file %s: %w", path, err)
 	}
 	return token, nil
+}
+
+// parseToken returns the token a token file holds.
+func parseToken(data []byte) (string, error) {
+	token := strings.TrimSpace(string(data))
+	if len(token) < MinTokenLength {
+		return "", fmt.Errorf("the token is shorter than %d bytes", MinTokenLength)
+	}
+	return token, nil
+}
+
+// A tokenCache holds the admin token as last read from its file.
+type tokenCache struct {
+	path string // "" disables the API
+
+	mu    sync.Mutex  // guards the fields below
+	fi    fs.FileInfo // the file last read; nil if none could be
+	token string
+	err   error // why the API is disabled, or nil
+}
+
+// current returns the token, reading the file again only if stat shows it
+// changed since the last read.
+func (c *tokenCache) current() (string, error) {
+	if c.path == "" {
+		return "", errors.New("no token file configured")
+	}
+	fi, statErr := os.Stat(c.path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case statErr != nil:
+		c.fi, c.token, c.err = nil, "", fmt.Errorf("failed to read admin token: %w", statErr)
+	case c.fi == nil || changed(c.fi, fi):
+		// Should the file change between the stat and the read, the next
+		// stat differs from fi and reads it again.
+		c.fi = fi
+		c.token, c.err = ReadTokenFile(c.path)
+	}
+	return c.token, c.err
+}
+
+// cached returns what current returned last, without touching the file.
+func (c *tokenCache) cached() (string, error) {
+	if c.path == "" {
+		return "", errors.New("no token file configured")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil && c.token == "" {
+		return "", errors.New("no admin token read yet")
+	}
+	return c.token, c.err
+}
+
+// changed reports whether the file now at the path (b) may hold other
+// content than the one read (a). A rotation by rename gives another inode,
+// an edit in place another modification time or size; a chmod must be seen
+// too, since the mode decides whether the token is accepted.
+func changed(a, b fs.FileInfo) bool {
+	return !os.SameFile(a, b) || !a.ModTime().Equal(b.ModTime()) || a.Size() != b.Size() || a.Mode() != b.Mode()
 }
 
 // authorized compares the request's bearer token with token in constant

@@ -4,17 +4,21 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
@@ -92,12 +96,18 @@ func TestErrorStatuses(t *testing.T) {
 	}
 }
 
-func newFakeSetup(t *testing.T, rec Recorder) *Client {
+// fakeSetup is the API over rec, with a client holding the token.
+type fakeSetup struct {
+	*Client
+	tokenFile string
+}
+
+func newFakeSetup(t *testing.T, rec Recorder) fakeSetup {
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte(testToken), 0o600)
 	srv := httptest.NewServer(New(rec, Options{TokenFile: tokenFile, Logger: quiet}))
 	t.Cleanup(srv.Close)
-	return &Client{URL: srv.URL, Token: testToken}
+	return fakeSetup{&Client{URL: srv.URL, Token: testToken}, tokenFile}
 }
 
 // TestRequests checks methods, paths, bodies and the 503 Retry-After.
@@ -113,6 +123,11 @@ func TestRequests(t *testing.T) {
 		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m"`, 400, "invalid JSON body"},
 		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0", "x": 1}`, 400, `unknown field "x"`},
 		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "latest"}`, 400, "invalid"},
+		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0"} {"module": "example.com/n", "version": "v1.0.0"}`, 400, "found data after it: more than one JSON value"},
+		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0"}]`, 400, "found data after it"},
+		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0"}x`, 400, "found data after it"},
+		{"POST", "/admin/fetch", "application/x-www-form-urlencoded", "module=example.com%2Fm&version=v1.0.0&force=1", 400, `unexpected form field "force"`},
+		{"POST", "/admin/fetch", "application/x-www-form-urlencoded", "module=example.com%2Fm&version=v1.0.0&module=example.com%2Fn", 400, `form field "module" given 2 times`},
 		{"POST", "/admin/fetch", "application/x-www-form-urlencoded", "module=example.com%2Fm", 400, "want both module and version"},
 		{"POST", "/admin/fetch", "application/x-www-form-urlencoded", "module=" + strings.Repeat("a", maxFetchBody), 413, "request body larger than"},
 		{"POST", "/admin/upload", "application/json", "{}", 400, "want a multipart/form-data body"},
@@ -136,5 +151,93 @@ func TestRequests(t *testing.T) {
 		if tt.status == 503 && resp.Header.Get("Retry-After") == "" {
 			t.Error("503 without Retry-After")
 		}
+	}
+}
+
+// TestTokenFileMode: a token file other users may access disables the API
+// until it is chmod 600 again; the change of mode alone is noticed.
+func TestTokenFileMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no permission bits on Windows")
+	}
+	m := mv("example.com/m", "v1.0.0")
+	c := newFakeSetup(t, &fakeRecorder{err: errors.New("recorder reached")})
+	tokenFile := c.tokenFile
+	if err := os.Chmod(tokenFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Fetch(context.Background(), m)
+	wantStatus(t, err, http.StatusNotFound, "404 page not found")
+	os.Chmod(tokenFile, 0o600)
+	_, err = c.Fetch(context.Background(), m)
+	wantStatus(t, err, http.StatusInternalServerError, "internal error") // past authentication
+	os.Chmod(tokenFile, 0o640)
+	_, err = c.Fetch(context.Background(), m)
+	wantStatus(t, err, http.StatusNotFound, "404 page not found")
+
+	if _, err := ReadTokenFile(tokenFile); err == nil || !strings.Contains(err.Error(), "accessible by other users (mode -rw-r-----)") {
+		t.Errorf("ReadTokenFile of a 0640 file: %v", err)
+	}
+	var logs testlog.Buffer
+	New(&fakeRecorder{}, Options{TokenFile: tokenFile, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if !strings.Contains(logs.String(), "admin API disabled") || !strings.Contains(logs.String(), "accessible by other users") {
+		t.Errorf("New with a 0640 token file logged:\n%s", logs.String())
+	}
+}
+
+// TestTokenCached: the token file is read again only when stat shows it
+// changed, and never for a request without an Authorization header.
+func TestTokenCached(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	c := newFakeSetup(t, &fakeRecorder{err: errors.New("recorder reached")})
+	old, err := os.Stat(c.tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorized := func(token string) bool {
+		_, err := (&Client{URL: c.URL, Token: token}).Fetch(context.Background(), m)
+		var e *Error
+		return errors.As(err, &e) && e.Status == http.StatusInternalServerError
+	}
+	if !authorized(testToken) {
+		t.Fatal("the token is refused")
+	}
+
+	// Same inode, size, mode and modification time: the cached token stays.
+	other := strings.ToUpper(testToken)
+	if err := os.WriteFile(c.tokenFile, []byte(other), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(c.tokenFile, old.ModTime(), old.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if !authorized(testToken) || authorized(other) {
+		t.Error("the token file was read again although stat shows no change")
+	}
+	// A new modification time: read again.
+	later := old.ModTime().Add(time.Second)
+	os.Chtimes(c.tokenFile, later, later)
+	if authorized(testToken) || !authorized(other) {
+		t.Error("the changed token file was not read again")
+	}
+
+	// Requests without credentials answer from the cache: with the file
+	// gone they still get 401 until an authenticated request notices.
+	os.Remove(c.tokenFile)
+	anonymous := func() int {
+		resp, err := http.Post(c.URL+"/admin/fetch", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := anonymous(); got != http.StatusUnauthorized {
+		t.Errorf("anonymous request after the file was removed: %d, want 401 from the cache", got)
+	}
+	_, err = (&Client{URL: c.URL, Token: other}).Fetch(context.Background(), m)
+	wantStatus(t, err, http.StatusNotFound, "404 page not found")
+	if got := anonymous(); got != http.StatusNotFound {
+		t.Errorf("anonymous request once the removal was noticed: %d, want 404", got)
 	}
 }

@@ -51,21 +51,42 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request) {
 	h.answer(w, r, id, rec, err)
 }
 
-// parseFetch reads module and version from a JSON or form body.
+// parseFetch reads module and version from a JSON or form body. Anything
+// else in the body is refused rather than ignored: unknown JSON fields or
+// form keys, a repeated key, and data after the JSON object (two objects
+// in one request would otherwise record only the first).
 func parseFetch(r *http.Request) (module.Version, error) {
-	var req struct{ Module, Version string }
 	ctype, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ctype == "application/json" {
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			return module.Version{}, badInput(err, "invalid JSON body: %v", err)
+		return parseFetchJSON(r.Body)
+	}
+	if err := r.ParseForm(); err != nil {
+		return module.Version{}, badInput(err, "invalid form: %v", err)
+	}
+	for key, vals := range r.PostForm {
+		switch {
+		case key != "module" && key != "version":
+			return module.Version{}, &httpError{http.StatusBadRequest, fmt.Sprintf("unexpected form field %.64q: want module and version", key)}
+		case len(vals) > 1:
+			return module.Version{}, &httpError{http.StatusBadRequest, fmt.Sprintf("form field %q given %d times", key, len(vals))}
 		}
-	} else {
-		if err := r.ParseForm(); err != nil {
-			return module.Version{}, badInput(err, "invalid form: %v", err)
+	}
+	return checkModule(r.PostForm.Get("module"), r.PostForm.Get("version"))
+}
+
+// parseFetchJSON reads {"module": …, "version": …} and nothing else.
+func parseFetchJSON(body io.Reader) (module.Version, error) {
+	var req struct{ Module, Version string }
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return module.Version{}, badInput(err, "invalid JSON body: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err == nil {
+			err = errors.New("more than one JSON value")
 		}
-		req.Module, req.Version = r.PostForm.Get("module"), r.PostForm.Get("version")
+		return module.Version{}, badInput(err, "invalid JSON body: want one object, found data after it: %v", err)
 	}
 	return checkModule(req.Module, req.Version)
 }

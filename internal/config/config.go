@@ -85,7 +85,7 @@ type Serve struct {
 	MaxBatch        int           `flag:"max-batch" help:"most records appended in one group commit"`
 	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
 	Upstream
-	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, re-read on every request; empty: the admin API is off"`
+	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, readable by its owner only (chmod 600); read again when it changes, so a token can be rotated without a restart; empty: the admin API is off"`
 	TUFServe
 	ServeSync
 }
