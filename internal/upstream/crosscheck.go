@@ -200,13 +200,18 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 			c.log.WarnContext(ctx, "cross-check unavailable: recording unchecked (fail-open)", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", unavailable)
 			return nil
 		}
-		kind := KindUnavailable
-		if timeout {
-			kind = KindTimeout
+		// The reason names the database, which clients know by name, but
+		// not the URL or proxy it is reached through.
+		e := &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: it could not be reached", c.name), Cause: unavailable}
+		switch {
+		case timeout:
+			e.Kind, e.Err = KindTimeout, fmt.Errorf("cannot cross-check with %s: it did not answer in time", c.name)
+		case errors.Is(unavailable, errNotSupported):
+			e.Err = fmt.Errorf("cannot cross-check with %s: %w", c.name, errNotSupported)
 		}
-		return &Error{Kind: kind, Module: m, Err: fmt.Errorf("cannot cross-check with %s: %w", c.name, unavailable)}
+		return e
 	}
 	c.metrics.crossCheck(checkError)
 	c.log.ErrorContext(ctx, "cross-check failed", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", err)
-	return newError(KindUnavailable, m, "cross-check with %s failed: %v", c.name, err)
+	return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cross-check with %s failed", c.name), Cause: err}
 }

@@ -30,6 +30,11 @@
 // never are. Nothing about a failed version is kept anywhere else: no record,
 // no temporary file.
 //
+// Anyone who can look a version up reads these texts, so they never name an
+// upstream proxy's URL or host or a local path; a proxy's own one-line reason
+// for a 404 is passed on with its URL and host replaced. The detail (which
+// proxy, which request, which file) is in Error.Cause, which the logs show.
+//
 // # Trust
 //
 // What sumd records is, for ever, what every client will accept. So the

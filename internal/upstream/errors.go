@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"golang.org/x/mod/module"
@@ -54,21 +55,31 @@ func (k Kind) String() string {
 // as the text/plain body), so it always names the version and the reason:
 //
 //	not found: example.com/m@v1.2.3: upstream proxy has no such version
-//	upstream proxy error: example.com/m@v1.2.3: GET https://proxy/…: 503 Service Unavailable
+//	upstream proxy error: example.com/m@v1.2.3: upstream proxy answered 503 Service Unavailable
 //
 // The first form, used by the kinds that are answered 410 Gone, is the one
 // sum.golang.org uses.
+//
+// Anyone who can look a version up sees that text, so it never names an
+// upstream proxy's URL or host, or a local path: those are in Cause, which
+// the logs show (an Error is a slog.LogValuer) and clients never do.
 type Error struct {
 	Kind   Kind
 	Module module.Version
-	Err    error // the reason
+	// Err is the reason shown to clients: no URL, host name or local path.
+	Err error
+	// Cause, if not nil, is the failure behind Err with the detail only
+	// the operator may see.
+	Cause error
 }
 
 var _ interface {
 	error
 	HTTPStatus() int
+	slog.LogValuer
 } = (*Error)(nil)
 
+// Error is the text clients see.
 func (e *Error) Error() string {
 	prefix := "upstream proxy error"
 	if e.Gone() {
@@ -77,7 +88,25 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s@%s: %v", prefix, e.Module.Path, e.Module.Version, e.Err)
 }
 
-func (e *Error) Unwrap() error { return e.Err }
+// Detail is the text with the cause, for logs and the operator.
+func (e *Error) Detail() string {
+	if e.Cause == nil {
+		return e.Error()
+	}
+	return e.Error() + " (" + e.Cause.Error() + ")"
+}
+
+// LogValue makes logs show Detail rather than the client's text.
+func (e *Error) LogValue() slog.Value { return slog.StringValue(e.Detail()) }
+
+// Unwrap returns the reason and the cause, so errors.Is and errors.As see
+// both.
+func (e *Error) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.Cause}
+}
 
 // Gone reports whether the failure is a property of the version as served
 // (it will fail the same way if tried again soon), which the negative cache
@@ -98,6 +127,7 @@ func (e *Error) HTTPStatus() int {
 	return http.StatusBadGateway
 }
 
+// newError returns an Error whose reason is safe to show as it is.
 func newError(kind Kind, m module.Version, format string, args ...any) *Error {
 	return &Error{Kind: kind, Module: m, Err: fmt.Errorf(format, args...)}
 }

@@ -133,7 +133,8 @@ func isLoopback(raw string) bool {
 // KindInvalid and stops the walk (it is what the source serves, not a
 // transport failure); a failure of some source beats "not found" from
 // others, as in the go command, so a version is called gone only when every
-// source tried said so.
+// source tried said so. No error's text names a source or a local path
+// (see Error).
 func (f *Fetcher) Fetch(ctx context.Context, m module.Version) (gosum.Record, error) {
 	start := time.Now()
 	rec, err := f.fetch(ctx, m)
@@ -169,17 +170,7 @@ func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, er
 	if failed != nil {
 		return gosum.Record{}, failed
 	}
-	return gosum.Record{}, &Error{Kind: KindGone, Module: m, Err: goneReason(notFound)}
-}
-
-// goneReason is what the user sees for a version no source has: the last
-// proxy's own explanation, if it gave one, but not its URL.
-func goneReason(notFound error) error {
-	var se *statusError
-	if errors.As(notFound, &se) && se.msg != "" {
-		return fmt.Errorf("upstream proxy has no such version: %s", se.msg)
-	}
-	return errors.New("upstream proxy has no such version")
+	return gosum.Record{}, notFound
 }
 
 // fetchFrom fetches, validates and hashes m from one source.
@@ -202,7 +193,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	goMod := append([]byte{}, mod.Bytes()...)
 	sums, err := modhash.HashZip(m, zipPath, goMod)
 	if err != nil {
-		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: invalidReason(err)}
+		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: invalidReason(err, zipPath), Cause: err}
 	}
 	return gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
 }
@@ -222,12 +213,16 @@ func escapedBase(m module.Version) (string, error) {
 }
 
 // invalidReason drops modhash's "failed to hash M@V" (the Error names the
-// version already) and keeps a multi-error list on one line.
-func invalidReason(err error) error {
+// version already), keeps a multi-error list on one line, and names the
+// temporary file the zip was hashed from as what it is: the reasons are
+// about the zip's entries, but an I/O error would name the file.
+func invalidReason(err error, zipPath string) error {
 	if inner := errors.Unwrap(err); inner != nil {
 		err = inner
 	}
-	return fmt.Errorf("invalid module: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	msg = strings.ReplaceAll(msg, zipPath, "module zip")
+	return fmt.Errorf("invalid module: %s", msg)
 }
 
 // downloadZip streams the zip to a temporary file, so memory stays bounded
@@ -235,11 +230,13 @@ func invalidReason(err error) error {
 func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version, rel string) (string, error) {
 	tmp, err := os.CreateTemp(f.opts.TempDir, "sumd-upstream-*.zip")
 	if err != nil {
-		return "", fmt.Errorf("failed to create temporary file: %w", err)
+		return "", &Error{Kind: KindUnavailable, Module: m, Err: errors.New("failed to store the module zip"),
+			Cause: fmt.Errorf("failed to create temporary file: %w", err)}
 	}
 	err = f.download(ctx, src, m, rel, tmp, f.opts.MaxZipSize, "module zip")
 	if cerr := tmp.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("failed to write temporary file: %w", cerr)
+		err = &Error{Kind: KindUnavailable, Module: m, Err: errors.New("failed to store the module zip"),
+			Cause: fmt.Errorf("failed to write temporary file: %w", cerr)}
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
@@ -249,26 +246,52 @@ func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version,
 }
 
 // download copies one file from src to w within limit and the request
-// timeout, and classifies failures: a 404/410 is returned as is (a
-// *statusError, for the walk over sources), everything else as an *Error.
+// timeout. Failures are *Error whose reason names neither src nor a path;
+// the cause keeps them. A 404 or 410 is KindGone with the *statusError as
+// its cause, for the walk over sources.
 func (f *Fetcher) download(ctx context.Context, src Source, m module.Version, rel string, w io.Writer, limit int64, what string) error {
 	rctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
 	body, size, err := f.client.open(rctx, src, rel)
+	read := false
 	if err == nil {
 		var n int64
+		read = true
 		n, err = copyLimited(w, body, size, limit, what)
 		body.Close()
 		f.metrics.addBytes(n)
 	}
 	var tooLarge *errTooLarge
+	var se *statusError
 	switch {
-	case err == nil, isNotFound(err), ctx.Err() != nil:
+	case err == nil, ctx.Err() != nil:
 		return err
 	case errors.As(err, &tooLarge):
 		return &Error{Kind: KindInvalid, Module: m, Err: fmt.Errorf("invalid module: %w", err)}
+	case errors.Is(err, errNameTooLong):
+		return &Error{Kind: KindInvalid, Module: m, Err: fmt.Errorf("invalid module: %w", errNameTooLong), Cause: err}
 	case errors.Is(rctx.Err(), context.DeadlineExceeded):
-		return newError(KindTimeout, m, "%s/%s: no complete answer within %s", src.URL, rel, f.opts.Timeout)
+		return &Error{Kind: KindTimeout, Module: m, Err: fmt.Errorf("upstream proxy gave no complete answer within %s", f.opts.Timeout),
+			Cause: fmt.Errorf("%s/%s: %w", src.URL, rel, err)}
+	case errors.As(err, &se) && se.notFound():
+		return &Error{Kind: KindGone, Module: m, Err: goneReason(se, src), Cause: err}
+	case errors.As(err, &se):
+		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("upstream proxy answered %d %s", se.status, http.StatusText(se.status)), Cause: err}
+	case read:
+		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("failed to read the %s from the upstream proxy", what), Cause: err}
+	case src.isFile():
+		return &Error{Kind: KindUnavailable, Module: m, Err: errors.New("failed to read the upstream proxy's file tree"), Cause: err}
 	}
-	return &Error{Kind: KindUnavailable, Module: m, Err: err}
+	return &Error{Kind: KindUnavailable, Module: m, Err: errors.New("upstream proxy could not be reached"), Cause: err}
+}
+
+// goneReason is what the user sees for a version a source does not have:
+// the proxy's own one-line explanation, if it gave one (proxies write it
+// for the go command's user, as "unknown revision v1.2.3"), but never the
+// proxy's URL or host name, even when the explanation repeats them.
+func goneReason(se *statusError, src Source) error {
+	if se.msg == "" {
+		return errors.New("upstream proxy has no such version")
+	}
+	return fmt.Errorf("upstream proxy has no such version: %s", redactSource(se.msg, src))
 }

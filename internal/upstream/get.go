@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // A statusError is a non-200 answer from an upstream.
@@ -60,7 +61,7 @@ type opener struct {
 // open returns the body of base+"/"+rel and its length (-1 if unknown).
 // Non-200 answers are *statusError.
 func (o *opener) open(ctx context.Context, src Source, rel string) (io.ReadCloser, int64, error) {
-	if strings.HasPrefix(src.URL, "file://") {
+	if src.isFile() {
 		return openFile(src.URL, rel)
 	}
 	return o.get(ctx, src.URL+"/"+rel, src.Auth)
@@ -103,17 +104,28 @@ func firstLine(resp *http.Response) string {
 	}, strings.TrimSpace(line))
 }
 
-// openFile opens rel in the GOPROXY file tree at the file:// URL base.
+// errNameTooLong is a file:// path with an element longer than the file
+// system allows (255 bytes on Linux). Module paths may have longer elements,
+// but no GOPROXY file tree can hold such a version: it is invalid there, not
+// an upstream failure.
+var errNameTooLong = errors.New("a path element is longer than the upstream proxy's file tree allows")
+
+// openFile opens rel in the GOPROXY file tree at the file:// URL base. A
+// missing file, or a path through a file or a directory where a file should
+// be, is a 404 *statusError. Other errors name the path; callers must not
+// show them to clients.
 func openFile(base, rel string) (io.ReadCloser, int64, error) {
 	u, err := url.Parse(base + "/" + rel)
 	if err != nil {
 		return nil, 0, fmt.Errorf("failed to parse %s/%s: %w", base, rel, err)
 	}
 	f, err := os.Open(filepath.FromSlash(u.Path))
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		return nil, 0, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
-	}
-	if err != nil {
+	case errors.Is(err, syscall.ENAMETOOLONG):
+		return nil, 0, fmt.Errorf("%w: %w", errNameTooLong, err)
+	case err != nil:
 		return nil, 0, err
 	}
 	fi, err := f.Stat()
@@ -122,6 +134,31 @@ func openFile(base, rel string) (io.ReadCloser, int64, error) {
 		return nil, 0, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
 	}
 	return f, fi.Size(), nil
+}
+
+// isFile reports whether src is a file:// tree.
+func (src Source) isFile() bool { return strings.HasPrefix(src.URL, "file://") }
+
+// redactSource replaces src's URL and host name in msg, a text an upstream
+// wrote, with "upstream proxy": clients may see msg, but not where sumd's
+// upstream is.
+func redactSource(msg string, src Source) string {
+	u, err := url.Parse(src.URL)
+	if err != nil {
+		return msg
+	}
+	olds := []string{src.URL, u.Host, u.Hostname()}
+	if src.isFile() {
+		olds = []string{src.URL, u.Path}
+	}
+	var pairs []string
+	for _, old := range olds {
+		if old != "" {
+			pairs = append(pairs, old, "upstream proxy")
+		}
+	}
+	// One pass: a host name inside the replacement is not replaced again.
+	return strings.NewReplacer(pairs...).Replace(msg)
 }
 
 // copyLimited copies body to w, failing with *errTooLarge once more than

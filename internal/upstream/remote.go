@@ -17,6 +17,10 @@ const maxRemoteBody = 1 << 20
 // errRemoteTimeout marks a database request that timed out.
 var errRemoteTimeout = errors.New("no answer within the timeout")
 
+// errNotSupported is the discovery's failure when no upstream proxy serves
+// the database: a configuration problem, which clients may be told.
+var errNotSupported = errors.New("no upstream proxy supports it")
+
 // sumdbRemote reads from the upstream checksum database, at its configured
 // URL or through the first upstream proxy that supports it.
 type sumdbRemote struct {
@@ -111,5 +115,5 @@ func (r *sumdbRemote) discover(ctx context.Context) (Source, error) {
 			return Source{}, fmt.Errorf("failed to probe %s for checksum database %s: %w", src.URL, r.name, err)
 		}
 	}
-	return Source{}, fmt.Errorf("no upstream proxy supports checksum database %s (GET <proxy>/sumdb/%s/supported)", r.name, r.name)
+	return Source{}, fmt.Errorf("%w (GET <proxy>/sumdb/%s/supported)", errNotSupported, r.name)
 }
