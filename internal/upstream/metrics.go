@@ -16,6 +16,8 @@ type Metrics struct {
 	negHits      prometheus.Counter     // sumd_upstream_negative_cache_hits_total
 	negEntries   prometheus.Gauge       // sumd_upstream_negative_cache_entries
 	checks       *prometheus.CounterVec // sumd_upstream_crosschecks_total{outcome}
+	inFlight     prometheus.Gauge       // sumd_upstream_lookup_fetches_in_flight
+	refused      prometheus.Counter     // sumd_upstream_lookup_fetches_refused_total
 }
 
 // Fetch outcomes: "ok" or a Kind's String.
@@ -65,6 +67,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "sumd", Subsystem: "upstream", Name: "crosschecks_total",
 			Help: "Cross-checks with the upstream checksum database, by outcome (ok, mismatch, missing, unavailable, error, private).",
 		}, []string{"outcome"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sumd", Subsystem: "upstream", Name: "lookup_fetches_in_flight",
+			Help: "First lookups fetching from upstream now (at most -upstream-parallel).",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "upstream", Name: "lookup_fetches_refused_total",
+			Help: "First lookups answered 503 because -upstream-parallel fetches were in flight.",
+		}),
 	}
 	for _, o := range fetchOutcomes {
 		m.fetches.WithLabelValues(o) // export every outcome from the start
@@ -72,7 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range checkOutcomes {
 		m.checks.WithLabelValues(o)
 	}
-	reg.MustRegister(m.fetches, m.fetchBytes, m.fetchSeconds, m.negHits, m.negEntries, m.checks)
+	reg.MustRegister(m.fetches, m.fetchBytes, m.fetchSeconds, m.negHits, m.negEntries, m.checks, m.inFlight, m.refused)
 	return m
 }
 
@@ -112,5 +122,23 @@ func (m *Metrics) setNegativeEntries(n int) {
 func (m *Metrics) crossCheck(outcome string) {
 	if m != nil {
 		m.checks.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *Metrics) fetchStarted() {
+	if m != nil {
+		m.inFlight.Inc()
+	}
+}
+
+func (m *Metrics) fetchEnded() {
+	if m != nil {
+		m.inFlight.Dec()
+	}
+}
+
+func (m *Metrics) refuseFetch() {
+	if m != nil {
+		m.refused.Inc()
 	}
 }

@@ -61,6 +61,14 @@ type RecorderOptions struct {
 	NegativeTTL time.Duration
 	// NegativeMax bounds the negative cache (default DefaultNegativeMax).
 	NegativeMax int
+	// MaxFetches caps the first lookups fetching from upstream at once
+	// (default DefaultMaxFetches). Lookups of one version share a fetch and
+	// count once. A lookup that would start another is refused with a 503
+	// (ErrBusy) rather than queued: anyone who can look a version up can
+	// start a fetch of up to 500 MiB, and a queue would only delay the
+	// refusal. Record, the operator's request, does not count and is never
+	// refused.
+	MaxFetches int
 	// Now is the clock of the negative cache; nil means time.Now.
 	Now func() time.Time
 	// Logger receives a record per version fetched or refused; nil means
@@ -69,6 +77,18 @@ type RecorderOptions struct {
 	// Metrics, if non-nil, receives the negative cache metrics.
 	Metrics *Metrics
 }
+
+// DefaultMaxFetches is the default RecorderOptions.MaxFetches. The go
+// command looks up as many versions at once as its machine has CPUs, so
+// this lets a cold build on a 16-core machine through at once, while
+// bounding the upstream requests and the temporary disk (16 zips of at
+// most 500 MiB) that anonymous lookups can cause.
+const DefaultMaxFetches = 16
+
+// ErrBusy is a first lookup's error when MaxFetches fetches are running.
+// The go command shows its text; Retry-After asks it to come back.
+var ErrBusy = &server.StatusError{Status: http.StatusServiceUnavailable,
+	Err: errors.New("too many new versions are being fetched from upstream at once; try again in a moment")}
 
 // ErrNoUpstream is Record's error when no Fetcher is configured.
 var ErrNoUpstream = &server.StatusError{Status: http.StatusNotImplemented,
@@ -89,7 +109,9 @@ type Recorder struct {
 	record  string   // patterns of the paths fetched on a miss
 	neg     *negCache
 	flights singleflight.Group // keyed by kind of flight and path@version
+	slots   chan struct{}      // one token per lookup fetch in flight
 	logger  *slog.Logger
+	metrics *Metrics
 }
 
 var _ sumdb.ServerOps = (*Recorder)(nil)
@@ -102,6 +124,9 @@ func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
 	if opts.NegativeMax <= 0 {
 		opts.NegativeMax = DefaultNegativeMax
 	}
+	if opts.MaxFetches <= 0 {
+		opts.MaxFetches = DefaultMaxFetches
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -111,7 +136,8 @@ func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
 	return &Recorder{
 		log: log, fetcher: opts.Fetcher, checker: opts.Checker, record: opts.Record,
 		neg:    newNegCache(opts.NegativeTTL, opts.NegativeMax, opts.Now, opts.Metrics),
-		logger: opts.Logger,
+		slots:  make(chan struct{}, opts.MaxFetches),
+		logger: opts.Logger, metrics: opts.Metrics,
 	}, nil
 }
 
@@ -141,8 +167,9 @@ func (r *Recorder) ReadTileData(ctx context.Context, t xtlog.Tile) ([]byte, erro
 // Lookup returns the id of m's record, fetching and recording m first if
 // the log lacks it. Errors: a path outside the record patterns is 404 (an
 // error wrapping fs.ErrNotExist whose text says so); an upstream failure is
-// an *Error (410, 502 or 504); a full sequencer queue is a 503
-// server.StatusError; a conflicting concurrent Add is a 500.
+// an *Error (410, 502 or 504); MaxFetches fetches in flight already is
+// ErrBusy and a full sequencer queue another 503 server.StatusError; a
+// conflicting concurrent Add is a 500.
 func (r *Recorder) Lookup(ctx context.Context, m module.Version) (int64, error) {
 	id, err := r.log.Lookup(ctx, m)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) || r.fetcher == nil {
@@ -176,6 +203,18 @@ func (r *Recorder) recordMiss(ctx context.Context, m module.Version) (flightResu
 	if e := r.neg.get(m); e != nil {
 		return flightResult{}, e
 	}
+	select {
+	case r.slots <- struct{}{}:
+	default:
+		r.metrics.refuseFetch()
+		r.logger.InfoContext(ctx, "upstream fetch refused: too many in flight", "module", m.Path, "version", m.Version, "max", cap(r.slots))
+		return flightResult{}, ErrBusy
+	}
+	r.metrics.fetchStarted()
+	defer func() {
+		r.metrics.fetchEnded()
+		<-r.slots
+	}()
 	return r.fetchAndAdd(ctx, m)
 }
 
