@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -62,14 +63,32 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		},
 		DBFile: cfg.DB,
 		Surface: func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
+			// Once the log is open, its lock makes the directory ours.
+			if err := openTmpDir(cfg.TmpDir, logger); err != nil {
+				return nil, nil, err
+			}
 			return up.serverOps(cfg, l, upstream.NewMetrics(reg), logger)
 		},
 		TUF:  serveTUF(cfg.TUFServe),
-		Sync: sc.serveSync(cfg.ServeSync, reg, logger),
+		Sync: sc.serveSync(cfg.ServeSync, cfg.TmpDir, reg, logger),
 		Ready: func(l *tlog.Log, url string) {
 			fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
 		},
 	})
+}
+
+// openTmpDir prepares the directory of temporary zips. It runs once the
+// database is open: the database lock makes the directory this sumd's, so
+// the files a crash left there can be removed.
+func openTmpDir(dir string, logger *slog.Logger) error {
+	removed, err := scratch.Open(dir)
+	if err != nil {
+		return withHint(err, "set -tmp-dir to a directory only sumd writes to (default: the database file's name plus .tmp)")
+	}
+	if len(removed) > 0 {
+		logger.Info("removed temporary files left by a crash", "dir", dir, "files", len(removed))
+	}
+	return nil
 }
 
 // loadTLS reads the certificate and key for HTTPS; none means plain HTTP.

@@ -84,9 +84,16 @@ func startServer(t *testing.T, args ...string) *sumdServer {
 // startServerIn is startServer in working directory dir.
 func startServerIn(t *testing.T, dir string, args ...string) *sumdServer {
 	t.Helper()
+	return startServerEnv(t, dir, nil, args...)
+}
+
+// startServerEnv is startServerIn with env added to the environment.
+func startServerEnv(t *testing.T, dir string, env []string, args ...string) *sumdServer {
+	t.Helper()
 	s := &sumdServer{t: t, stderr: new(testlog.Buffer)}
 	s.cmd = exec.Command(sumdBin, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
 	s.cmd.Dir = dir
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stderr = s.stderr
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {

@@ -39,7 +39,13 @@ func runSync(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer l.Close()
-	s, err := sc.syncer(l, nil, logger)
+	// The same directory as sumd serve's default: never both at once,
+	// since both hold the database lock.
+	tmpDir := cfg.DB + ".tmp"
+	if err := openTmpDir(tmpDir, logger); err != nil {
+		return err
+	}
+	s, err := sc.syncer(l, tmpDir, nil, logger)
 	if err != nil {
 		return err
 	}
@@ -81,10 +87,11 @@ func loadSyncConfig(o config.OCI) (*syncConfig, error) {
 	return sc, nil
 }
 
-// syncer returns a Syncer recording in l, which also keeps its state.
-func (sc *syncConfig) syncer(l oci.Recorder, m *oci.Metrics, logger *slog.Logger) (*oci.Syncer, error) {
+// syncer returns a Syncer recording in l, which also keeps its state, and
+// hashing zips in tmpDir.
+func (sc *syncConfig) syncer(l oci.Recorder, tmpDir string, m *oci.Metrics, logger *slog.Logger) (*oci.Syncer, error) {
 	return oci.NewSyncer(oci.Options{
-		Sources: sc.sources, Keys: sc.keys, Log: l,
+		Sources: sc.sources, Keys: sc.keys, Log: l, TempDir: tmpDir,
 		Remote: ociRemote(), Logger: logger, Metrics: m,
 	})
 }
@@ -126,15 +133,15 @@ func prepareSync(cfg config.ServeSync) (*syncConfig, error) {
 }
 
 // serveSync is what sumd serve runs of the OCI sync prepared by
-// prepareSync: nothing if sc is nil.
-func (sc *syncConfig) serveSync(cfg config.ServeSync, reg prometheus.Registerer, logger *slog.Logger) *serve.Sync {
+// prepareSync, hashing zips in tmpDir: nothing if sc is nil.
+func (sc *syncConfig) serveSync(cfg config.ServeSync, tmpDir string, reg prometheus.Registerer, logger *slog.Logger) *serve.Sync {
 	if sc == nil {
 		return nil
 	}
 	return &serve.Sync{
 		Interval: cfg.SyncInterval, Registries: cfg.Registry,
 		Syncer: func(l *tlog.Log) (serve.Syncer, error) {
-			s, err := sc.syncer(l, oci.NewMetrics(reg), logger)
+			s, err := sc.syncer(l, tmpDir, oci.NewMetrics(reg), logger)
 			return serveSyncer{s}, err
 		},
 	}

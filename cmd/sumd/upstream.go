@@ -98,9 +98,9 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 	if len(u.sources) == 0 && cfg.AdminTokenFile == "" {
 		return l, nil, nil
 	}
-	opts := upstream.RecorderOptions{Record: cfg.Record, NegativeTTL: cfg.NegativeTTL, Logger: logger, Metrics: m}
+	opts := upstream.RecorderOptions{Record: cfg.Record, NegativeTTL: cfg.NegativeTTL, MaxFetches: cfg.UpstreamParallel, Logger: logger, Metrics: m}
 	if len(u.sources) > 0 {
-		f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: u.sources, Timeout: cfg.UpstreamTimeout, Logger: logger, Metrics: m})
+		f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: u.sources, Timeout: cfg.UpstreamTimeout, TempDir: cfg.TmpDir, Logger: logger, Metrics: m})
 		if err != nil {
 			return nil, nil, withHint(err, "check -upstream and -upstream-auth")
 		}
@@ -125,7 +125,7 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 	}
 	var adm http.Handler
 	if cfg.AdminTokenFile != "" {
-		adm = admin.New(rec, admin.Options{TokenFile: cfg.AdminTokenFile, Logger: logger})
+		adm = admin.New(rec, admin.Options{TokenFile: cfg.AdminTokenFile, TempDir: cfg.TmpDir, Logger: logger})
 	}
 	return rec, adm, nil
 }

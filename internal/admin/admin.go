@@ -76,7 +76,7 @@ type Options struct {
 	// command's limits, modhash.MaxZipFile and modhash.MaxGoMod).
 	MaxZipSize, MaxModSize int64
 	// TempDir holds uploaded zips while they are hashed ("" means
-	// os.TempDir()).
+	// os.TempDir()); see package scratch.
 	TempDir string
 	// UploadTimeout is how long an authenticated upload may take to arrive
 	// and be answered (default DefaultUploadTimeout). It overrides the

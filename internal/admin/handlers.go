@@ -19,6 +19,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -130,7 +131,10 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	sums, err := modhash.HashZip(m, up.zipPath, up.mod)
 	if err != nil {
-		h.fail(w, r, &httpError{http.StatusGone, "invalid module: " + err.Error()})
+		// The reasons are about the zip's entries; an I/O error would name
+		// the temporary file, which is no business of the client's.
+		msg := strings.ReplaceAll(err.Error(), up.zipPath, "uploaded zip")
+		h.fail(w, r, &httpError{http.StatusGone, "invalid module: " + msg})
 		return
 	}
 	rec := gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}
@@ -197,7 +201,7 @@ func readField(part *multipart.Part, name string) (string, error) {
 
 // saveZip streams the zip part to a temporary file and returns its name.
 func (h *Handler) saveZip(part io.Reader) (string, error) {
-	f, err := os.CreateTemp(h.opts.TempDir, "sumd-upload-*.zip")
+	f, err := scratch.Create(h.opts.TempDir, scratch.Upload)
 	if err != nil {
 		return "", fmt.Errorf("failed to create temporary file: %w", err)
 	}

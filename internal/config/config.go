@@ -85,6 +85,7 @@ type Serve struct {
 	MaxBatch        int           `flag:"max-batch" help:"most records appended in one group commit"`
 	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
 	Upstream
+	TmpDir         string `flag:"tmp-dir" arg:"DIR" help:"directory of sumd's own for the module zips it downloads from upstream, receives through the admin API or reads from registries while it hashes them; created 0700, and the files a crash left there are removed at start; default: the database file's name plus .tmp (data/sumd.db.tmp)"`
 	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, readable by its owner only (chmod 600); read again when it changes, so a token can be rotated without a restart; empty: the admin API is off"`
 	TUFServe
 	ServeSync
@@ -97,14 +98,17 @@ type Upstream struct {
 	Upstream        string        `flag:"upstream" arg:"LIST" help:"GOPROXY-style list of module proxies (https://, http://, file://) to fetch unknown versions from; \",\" falls through on 404/410, \"|\" on any error; empty: never fetch"`
 	UpstreamAuth    string        `flag:"upstream-auth" arg:"AUTH" help:"upstream credentials: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH for one per proxy"`
 	UpstreamTimeout time.Duration `flag:"upstream-timeout" help:"time limit of one upstream request, body included; past it a lookup gets 504"`
-	Record          string        `flag:"record" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) fetched on a miss; empty: all; other paths get 404. Keep golang.org/toolchain in: the go command looks toolchains up even under GONOSUMDB"`
-	NegativeTTL     time.Duration `flag:"negative-ttl" help:"how long a version the upstream does not have (410) is remembered; 0: not at all"`
-	Private         string        `flag:"private" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) of modules that exist only inside the company: never cross-checked"`
-	Crosscheck      bool          `flag:"crosscheck" help:"check the hashes of public modules (outside -private) with an upstream checksum database before recording them; refuse on a mismatch"`
-	CrosscheckKey   string        `flag:"crosscheck-key" arg:"VKEY" help:"verifier key of the upstream checksum database; empty: sum.golang.org's"`
-	CrosscheckURL   string        `flag:"crosscheck-url" arg:"URL" help:"URL of the upstream checksum database; empty: through the upstream proxies' /sumdb/<name>/"`
-	CrosscheckOpen  bool          `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (default: refuse with 502)"`
-	CrosscheckState string        `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside the database"`
+	// UpstreamParallel bounds what anonymous clients can make sumd do: any
+	// lookup of an unknown version starts a download of up to 500 MiB.
+	UpstreamParallel int           `flag:"upstream-parallel" help:"most versions fetched from upstream at once for first lookups; a lookup that would start one more gets 503 with Retry-After. The go command looks up as many versions at once as its machine has CPUs; each fetch may keep a zip of up to 500 MiB in -tmp-dir. Admin API fetches are not counted"`
+	Record           string        `flag:"record" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) fetched on a miss; empty: all; other paths get 404. Keep golang.org/toolchain in: the go command looks toolchains up even under GONOSUMDB"`
+	NegativeTTL      time.Duration `flag:"negative-ttl" help:"how long a version the upstream does not have (410) is remembered; 0: not at all"`
+	Private          string        `flag:"private" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) of modules that exist only inside the company: never cross-checked"`
+	Crosscheck       bool          `flag:"crosscheck" help:"check the hashes of public modules (outside -private) with an upstream checksum database before recording them; refuse on a mismatch"`
+	CrosscheckKey    string        `flag:"crosscheck-key" arg:"VKEY" help:"verifier key of the upstream checksum database; empty: sum.golang.org's"`
+	CrosscheckURL    string        `flag:"crosscheck-url" arg:"URL" help:"URL of the upstream checksum database; empty: through the upstream proxies' /sumdb/<name>/"`
+	CrosscheckOpen   bool          `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (default: refuse with 502)"`
+	CrosscheckState  string        `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside the database"`
 }
 
 // Add configures `sumd add`, which writes to the database file directly and
@@ -150,8 +154,9 @@ func defaultServe() Serve {
 		MaxBatch:        1024,
 		Verify:          VerifyTail,
 		Upstream: Upstream{
-			UpstreamTimeout: time.Minute,
-			NegativeTTL:     time.Minute,
+			UpstreamTimeout:  time.Minute,
+			UpstreamParallel: 16, // upstream.DefaultMaxFetches
+			NegativeTTL:      time.Minute,
 		},
 		ServeSync: defaultServeSync(),
 	}
@@ -204,6 +209,9 @@ func (c *Serve) Validate() error {
 	}
 	if c.MaxBatch <= 0 {
 		errs = append(errs, fmt.Errorf("invalid max-batch %d: want a positive number of records such as 1024", c.MaxBatch))
+	}
+	if c.UpstreamParallel <= 0 {
+		errs = append(errs, fmt.Errorf("invalid upstream-parallel %d: want a positive number of fetches such as 16", c.UpstreamParallel))
 	}
 	if c.Verify != VerifyTail && c.Verify != VerifyFull {
 		errs = append(errs, fmt.Errorf("invalid verify mode %q: want %s or %s", c.Verify, VerifyTail, VerifyFull))

@@ -65,6 +65,7 @@ func TestServeValidate(t *testing.T) {
 		{func(c *Serve) { c.ShutdownTimeout = 0 }, "invalid shutdown-timeout 0s: want a positive duration"},
 		{func(c *Serve) { c.ShutdownTimeout = -time.Second }, "invalid shutdown-timeout -1s"},
 		{func(c *Serve) { c.MaxBatch = 0 }, "invalid max-batch 0: want a positive number"},
+		{func(c *Serve) { c.UpstreamParallel = 0 }, "invalid upstream-parallel 0: want a positive number of fetches"},
 		{func(c *Serve) { c.Verify = "quick" }, `invalid verify mode "quick": want tail or full`},
 	}
 	for _, tt := range tests {
@@ -77,7 +78,7 @@ func TestServeValidate(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}}
+	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}, Upstream: Upstream{UpstreamParallel: 1}}
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil for an empty database config")

@@ -94,6 +94,10 @@ var (
 func LoadServe(args, env []string, w io.Writer) (*Serve, []string, error) {
 	c := defaultServe()
 	rest, err := loadValidated(serveCommand, &c, args, env, w)
+	if c.TmpDir == "" {
+		// Beside the database, whose lock makes it this sumd's alone.
+		c.TmpDir = c.DB + ".tmp"
+	}
 	return &c, rest, err
 }
 

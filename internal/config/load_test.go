@@ -79,13 +79,15 @@ func TestExampleFile(t *testing.T) {
 		MaxBatch:        512,
 		Verify:          VerifyFull,
 		Upstream: Upstream{
-			Upstream:        "https://athens.corp.example|file:///srv/goproxy",
-			UpstreamAuth:    "athens.corp.example=bearer:/etc/sumd/athens.token",
-			UpstreamTimeout: 30 * time.Second,
-			Record:          "corp.example/*,golang.org/toolchain",
-			NegativeTTL:     time.Minute,
-			Private:         "corp.example/*",
+			Upstream:         "https://athens.corp.example|file:///srv/goproxy",
+			UpstreamAuth:     "athens.corp.example=bearer:/etc/sumd/athens.token",
+			UpstreamTimeout:  30 * time.Second,
+			UpstreamParallel: 32,
+			Record:           "corp.example/*,golang.org/toolchain",
+			NegativeTTL:      time.Minute,
+			Private:          "corp.example/*",
 		},
+		TmpDir:         "/var/lib/sumd/sumd.db.tmp",
 		AdminTokenFile: "/etc/sumd/admin.token",
 		ServeSync: ServeSync{
 			OCI: OCI{
@@ -203,7 +205,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFileKeys(t *testing.T) {
-	want := "db key name create log-level log-format listen tls-cert tls-key shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state admin-token-file tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout"
+	want := "db key name create log-level log-format listen tls-cert tls-key shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout upstream-parallel record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout"
 	if got := strings.Join(fileKeys(), " "); got != want {
 		t.Errorf("fileKeys() = %s\nwant        %s", got, want)
 	}
@@ -239,5 +241,23 @@ func TestMinimalExampleFile(t *testing.T) {
 	}
 	if c.DB != "/var/lib/sumd/sumd.db" || c.Key != "/etc/sumd/sum.example.com.key" || c.Listen != ":8080" || c.Upstream.Upstream != "https://athens.corp.example" {
 		t.Errorf("minimal.yaml loads as db %q, key %q, listen %q, upstream %q", c.DB, c.Key, c.Listen, c.Upstream.Upstream)
+	}
+}
+
+// TestTmpDirDefault: the temporary directory is beside the database unless
+// set.
+func TestTmpDirDefault(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "data/sumd.db.tmp"},
+		{[]string{"-db", "/srv/sumd/log.db"}, "/srv/sumd/log.db.tmp"},
+		{[]string{"-db", "/srv/sumd/log.db", "-tmp-dir", "/srv/tmp/sumd"}, "/srv/tmp/sumd"},
+	} {
+		c, _, err := LoadServe(tt.args, nil, io.Discard)
+		if err != nil || c.TmpDir != tt.want {
+			t.Errorf("LoadServe(%q): tmp-dir %q, %v; want %q", tt.args, c.TmpDir, err, tt.want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -134,7 +135,7 @@ func (s *Syncer) hash(ctx context.Context, c *repoClient, a *Artifact) (gosum.Re
 // bounded whatever its size, and returns the file's name. The caller
 // removes it.
 func (s *Syncer) downloadZip(ctx context.Context, c *repoClient, d v1.Descriptor) (string, error) {
-	tmp, err := os.CreateTemp(s.opts.TempDir, "sumd-oci-*.zip")
+	tmp, err := scratch.Create(s.opts.TempDir, scratch.OCI)
 	if err != nil {
 		return "", fmt.Errorf("failed to create temporary file: %w", err)
 	}

@@ -51,7 +51,8 @@ type Options struct {
 	// proxy fetch (default the go command's limits, modhash.MaxZipFile and
 	// modhash.MaxGoMod). A larger layer makes the artifact invalid.
 	MaxZipSize, MaxModSize int64
-	// TempDir holds each zip while it is hashed ("" means os.TempDir()).
+	// TempDir holds each zip while it is hashed ("" means os.TempDir());
+	// see package scratch.
 	TempDir string
 	// Timeout bounds the work on one artifact (default DefaultTimeout).
 	Timeout time.Duration

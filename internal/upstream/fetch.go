@@ -18,6 +18,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/scratch"
 )
 
 // DefaultTimeout bounds one upstream request, body included.
@@ -34,7 +35,8 @@ type FetcherOptions struct {
 	// command's limits, modhash.MaxZipFile and modhash.MaxGoMod). A larger
 	// file makes the version invalid. Tests lower them.
 	MaxZipSize, MaxModSize int64
-	// TempDir holds the zip while it is hashed ("" means os.TempDir()).
+	// TempDir holds the zip while it is hashed ("" means os.TempDir()); see
+	// package scratch.
 	TempDir string
 	// HTTPClient sends the requests; nil means a client of sumd's own.
 	HTTPClient *http.Client
@@ -228,7 +230,7 @@ func invalidReason(err error, zipPath string) error {
 // downloadZip streams the zip to a temporary file, so memory stays bounded
 // whatever its size, and returns the file's name. The caller removes it.
 func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version, rel string) (string, error) {
-	tmp, err := os.CreateTemp(f.opts.TempDir, "sumd-upstream-*.zip")
+	tmp, err := scratch.Create(f.opts.TempDir, scratch.Upstream)
 	if err != nil {
 		return "", &Error{Kind: KindUnavailable, Module: m, Err: errors.New("failed to store the module zip"),
 			Cause: fmt.Errorf("failed to create temporary file: %w", err)}

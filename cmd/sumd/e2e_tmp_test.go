@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/testproxy"
+)
+
+// TestTmpDir: the zips a fetch and an upload are streaming sit in the
+// database's .tmp directory, never in the system's; SIGKILL leaves them
+// there, and the next start removes them.
+func TestTmpDir(t *testing.T) {
+	dir := t.TempDir()
+	proxyDir := filepath.Join(dir, "proxy")
+	slow := testproxy.Module{Path: "example.com/slow", Version: "v1.0.0", Files: map[string]string{
+		"go.mod": "module example.com/slow\n", "s.go": "package slow\n"}}
+	if _, err := testproxy.Build(proxyDir, []testproxy.Module{slow}); err != nil {
+		t.Fatal(err)
+	}
+	// The proxy sends half of the zip, then holds the connection.
+	files := http.FileServer(http.Dir(proxyDir))
+	stop := make(chan struct{})
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, ".zip") {
+			files.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", "100000")
+		w.Write(make([]byte, 50000))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	defer proxy.Close()
+	defer close(stop)
+
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	osTmp := filepath.Join(dir, "ostmp") // TMPDIR: must stay empty
+	if err := os.Mkdir(osTmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "data", "sumd.db")
+	args := []string{"-db", db, "-key", filepath.Join(dir, "keys", e2eName+".key"),
+		"-upstream", proxy.URL, "-admin-token-file", token}
+	env := []string{"TMPDIR=" + osTmp}
+	s := startServerEnv(t, "", env, append(args, "-create")...)
+	tmpDir := db + ".tmp"
+	if fi, err := os.Stat(tmpDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("temporary directory %s: %v, %v; want mode 0700", tmpDir, fi, err)
+	}
+
+	// A first lookup whose zip never finishes, and an upload that never
+	// finishes either.
+	go http.Get(s.url + "/lookup/example.com/slow@v1.0.0")
+	pw := startUpload(t, s.url, "0123456789abcdef0123456789abcdef")
+	defer pw.Close()
+	waitFor(t, "a fetch and an upload in "+tmpDir, func() bool {
+		return slices.Equal(tmpKinds(t, tmpDir), []string{"sumd-upload", "sumd-upstream"})
+	})
+
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	if got := tmpKinds(t, tmpDir); len(got) != 2 {
+		t.Fatalf("after SIGKILL the temporary directory holds %v, want the two orphans", got)
+	}
+	s = startServerEnv(t, "", env, args...)
+	get(t, s.url+"/healthz") // serving, and so past the start's clean-up
+	if got := tmpKinds(t, tmpDir); len(got) != 0 {
+		t.Errorf("after the restart the temporary directory holds %v, want nothing", got)
+	}
+	if !strings.Contains(s.stderr.String(), "removed temporary files left by a crash") || !strings.Contains(s.stderr.String(), "files=2") {
+		t.Errorf("the restart did not log the removal:\n%s", s.stderr)
+	}
+	if left, _ := os.ReadDir(osTmp); len(left) != 0 {
+		t.Errorf("sumd wrote to TMPDIR: %v", left)
+	}
+}
+
+// startUpload starts an admin upload whose zip part never ends; closing the
+// returned writer ends the request.
+func startUpload(t *testing.T, url, token string) *io.PipeWriter {
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	req, err := http.NewRequest(http.MethodPost, url+"/admin/upload", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	go func() {
+		mw.WriteField("module", "example.com/up")
+		mw.WriteField("version", "v1.0.0")
+		part, _ := mw.CreateFormFile("zip", "up.zip")
+		part.Write(bytes.Repeat([]byte("z"), 50000))
+		// ... and nothing more until the test closes pw.
+	}()
+	return pw
+}
+
+// tmpKinds lists the files of dir by kind ("sumd-upstream"), sorted.
+func tmpKinds(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range entries {
+		name := e.Name()
+		if i := strings.LastIndex(name, "-"); i > 0 {
+			name = name[:i]
+		}
+		kinds = append(kinds, name)
+	}
+	slices.Sort(kinds)
+	return kinds
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,89 @@
+// Package scratch owns sumd's directory of temporary files: the module zips
+// that are downloaded from an upstream proxy, uploaded to the admin API or
+// read from an OCI registry are streamed to disk, so that memory stays
+// bounded whatever their size, and hashed there.
+//
+// The directory belongs to one sumd (the default, <database>.tmp, is beside
+// the database whose lock sumd holds). A crash leaves files behind that no
+// one will remove: [Open] removes them at the next start, and only them —
+// regular files named as [Create] names them — so a directory configured by
+// mistake loses nothing else.
+package scratch
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+)
+
+// A Kind names what a temporary file holds; it is part of the file name.
+type Kind string
+
+const (
+	Upstream Kind = "upstream" // a zip fetched from an upstream proxy
+	Upload   Kind = "upload"   // a zip uploaded to the admin API
+	OCI      Kind = "oci"      // a zip layer read from an OCI registry
+)
+
+// orphan matches the names Create gives: "sumd-<kind>-<random digits>.zip".
+var orphan = regexp.MustCompile(`^sumd-(upstream|upload|oci)-[0-9]+\.zip$`)
+
+// Create creates a new temporary file for a zip of the given kind in dir,
+// mode 0600. The caller removes it. dir "" means os.TempDir(), for callers
+// that run once and have no scratch directory of their own.
+func Create(dir string, kind Kind) (*os.File, error) {
+	if !orphan.MatchString("sumd-" + string(kind) + "-0.zip") {
+		return nil, fmt.Errorf("scratch: unknown kind %q", kind)
+	}
+	return os.CreateTemp(dir, "sumd-"+string(kind)+"-*.zip")
+}
+
+// Open makes dir ready for Create: it creates it (mode 0700) if needed,
+// refuses a directory that other users may write to (such as /tmp: a file
+// there is not sumd's alone), and removes the files a sumd that crashed left
+// there. It returns the names it removed.
+//
+// The caller must be the only sumd using dir, so it should call Open only
+// once it holds the database lock; a second sumd started by mistake then
+// fails before it can remove the files of the one running.
+func Open(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create the temporary directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("failed to check the temporary directory: %w", err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("temporary directory %s is not a directory", dir)
+	case runtime.GOOS != "windows" && fi.Mode().Perm()&0o022 != 0:
+		return nil, fmt.Errorf("temporary directory %s is writable by other users (mode %s): sumd needs a directory of its own", dir, fi.Mode().Perm())
+	}
+	return removeOrphans(dir)
+}
+
+// removeOrphans removes the regular files of dir that Create named.
+func removeOrphans(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list the temporary directory: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !orphan.MatchString(e.Name()) {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("failed to remove a temporary file left by a crash: %w", err))
+			continue
+		}
+		removed = append(removed, name)
+	}
+	return removed, errors.Join(errs...)
+}

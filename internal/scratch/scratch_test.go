@@ -1,0 +1,73 @@
+package scratch
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestOpen: Open creates the directory 0700 and removes exactly the files
+// Create makes, whatever else the directory holds.
+func TestOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sumd.db.tmp")
+	if removed, err := Open(dir); err != nil || len(removed) != 0 {
+		t.Fatalf("Open of a new directory: %v, %v", removed, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() || runtime.GOOS != "windows" && fi.Mode().Perm() != 0o700 {
+		t.Fatalf("directory: %v, %v; want a 0700 directory", fi, err)
+	}
+	var made []string
+	for _, k := range []Kind{Upstream, Upload, OCI} {
+		f, err := Create(dir, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if fi, _ := os.Stat(f.Name()); runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", f.Name(), fi.Mode().Perm())
+		}
+		made = append(made, f.Name())
+	}
+	keep := []string{"sumd.db", "sumd-upstream-1.zip.keep", "notes-sumd-upload-1.zip", "sumd-other-1.zip", "sumd-upload-x.zip"}
+	for _, name := range keep {
+		os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600)
+	}
+	os.Mkdir(filepath.Join(dir, "sumd-oci-2.zip"), 0o700) // not a regular file
+
+	removed, err := Open(dir)
+	slices.Sort(made)
+	slices.Sort(removed)
+	if err != nil || !slices.Equal(removed, made) {
+		t.Errorf("Open removed %v, %v; want %v", removed, err, made)
+	}
+	for _, name := range append(keep, "sumd-oci-2.zip") {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("Open removed %s, which Create did not make", name)
+		}
+	}
+}
+
+// TestOpenRefuses: a directory others may write to, or a file, is refused.
+func TestOpenRefuses(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no permission bits on Windows")
+	}
+	shared := filepath.Join(t.TempDir(), "shared")
+	os.Mkdir(shared, 0o700)
+	os.Chmod(shared, 0o1777)
+	if _, err := Open(shared); err == nil || !strings.Contains(err.Error(), "writable by other users") {
+		t.Errorf("Open of a 1777 directory: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	if _, err := Open(file); err == nil {
+		t.Error("Open of a file succeeded")
+	}
+	if _, err := Create(t.TempDir(), "other"); err == nil {
+		t.Error("Create of an unknown kind succeeded")
+	}
+}
