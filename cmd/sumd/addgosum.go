@@ -83,7 +83,7 @@ func gosumFetcher(cfg *config.Add, stderr io.Writer) (seed.Fetch, error) {
 	if err != nil {
 		return nil, usageError(fmt.Errorf("upstream: %w", err), "give module proxy URLs as in GOPROXY, e.g. -upstream https://athens.corp.example,file:///srv/mirror")
 	}
-	if err := applyAuth(sources, cfg.UpstreamAuth); err != nil {
+	if err := upstream.ApplyAuth(sources, cfg.UpstreamAuth); err != nil {
 		return nil, usageError(fmt.Errorf("upstream-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
 	}
 	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: sources, Logger: config.NewLogger(cfg.Log, stderr)})

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb"
@@ -48,47 +46,10 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 	if u.sources, err = upstream.ParseList(cfg.Upstream.Upstream); err != nil {
 		return nil, usageError(fmt.Errorf("upstream: %w", err), "give module proxy URLs as in GOPROXY, e.g. -upstream https://athens.corp.example,file:///srv/mirror")
 	}
-	if err := applyAuth(u.sources, cfg.UpstreamAuth); err != nil {
+	if err := upstream.ApplyAuth(u.sources, cfg.UpstreamAuth); err != nil {
 		return nil, usageError(fmt.Errorf("upstream-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
 	}
 	return u, nil
-}
-
-// applyAuth sets the credentials of the sources: one Auth for all, or
-// "HOST=AUTH,HOST=AUTH" for each proxy by host.
-func applyAuth(sources []upstream.Source, spec string) error {
-	if !strings.Contains(spec, "=") {
-		a, err := upstream.ParseAuth(spec)
-		for i := range sources {
-			sources[i].Auth = a
-		}
-		return err
-	}
-	byHost := map[string]upstream.Auth{}
-	for entry := range strings.SplitSeq(spec, ",") {
-		host, as, ok := strings.Cut(entry, "=")
-		a, err := upstream.ParseAuth(as)
-		if !ok || host == "" || err != nil {
-			return fmt.Errorf("malformed entry %q: want HOST=AUTH (%v)", entry, err)
-		}
-		byHost[host] = a
-	}
-	for i, s := range sources {
-		u, err := url.Parse(s.URL)
-		if err != nil {
-			return err
-		}
-		a, ok := byHost[u.Host]
-		if !ok {
-			continue
-		}
-		sources[i].Auth = a
-		delete(byHost, u.Host)
-	}
-	for host := range byHost {
-		return fmt.Errorf("credentials for %s, which is not an upstream proxy", host)
-	}
-	return nil
 }
 
 // serverOps returns what the HTTP server serves: the log itself, or the

@@ -250,7 +250,7 @@ func rechecker(cfg *config.Verify) (audit.Rechecker, error) {
 	if err != nil {
 		return nil, usageError(fmt.Errorf("recheck: %w", err), "give module proxy URLs as in GOPROXY, e.g. -recheck https://athens.corp.example")
 	}
-	if err := applyAuth(sources, cfg.RecheckAuth); err != nil {
+	if err := upstream.ApplyAuth(sources, cfg.RecheckAuth); err != nil {
 		return nil, usageError(fmt.Errorf("recheck-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
 	}
 	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: sources})

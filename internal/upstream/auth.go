@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,6 +72,60 @@ func ParseAuth(s string) (Auth, error) {
 		return Auth{}, fmt.Errorf("invalid %s auth: no file named", a.Kind)
 	}
 	return a, nil
+}
+
+// ApplyAuth sets the credentials of sources from spec, as written in
+// configuration: one Auth for all (see ParseAuth), or "HOST=AUTH,HOST=AUTH"
+// for each proxy by host (host:port as in its URL; every source on that
+// host). A host named twice, or one that is no source's, is an error: the
+// credentials would silently go unused. On error, sources are unchanged.
+func ApplyAuth(sources []Source, spec string) error {
+	if !strings.Contains(spec, "=") {
+		a, err := ParseAuth(spec)
+		if err != nil {
+			return err
+		}
+		for i := range sources {
+			sources[i].Auth = a
+		}
+		return nil
+	}
+	byHost := map[string]Auth{}
+	for entry := range strings.SplitSeq(spec, ",") {
+		host, as, ok := strings.Cut(entry, "=")
+		if !ok || host == "" {
+			return fmt.Errorf("malformed entry %q: want HOST=AUTH", entry)
+		}
+		a, err := ParseAuth(as)
+		if err != nil {
+			return fmt.Errorf("entry for %s: %w", host, err)
+		}
+		if _, dup := byHost[host]; dup {
+			return fmt.Errorf("two entries for %s", host)
+		}
+		byHost[host] = a
+	}
+	hosts := make([]string, len(sources))
+	used := map[string]bool{}
+	for i, s := range sources {
+		u, err := url.Parse(s.URL)
+		if err != nil {
+			return fmt.Errorf("invalid upstream proxy URL: %w", err)
+		}
+		hosts[i] = u.Host
+		used[u.Host] = true
+	}
+	for host := range byHost {
+		if !used[host] {
+			return fmt.Errorf("credentials for %s, which is not an upstream proxy's host", host)
+		}
+	}
+	for i, host := range hosts {
+		if a, ok := byHost[host]; ok {
+			sources[i].Auth = a
+		}
+	}
+	return nil
 }
 
 // defaultNetrc is the .netrc the go command reads.

@@ -292,8 +292,9 @@ func (f *Fetcher) download(ctx context.Context, src Source, m module.Version, re
 // for the go command's user, as "unknown revision v1.2.3"), but never the
 // proxy's URL or host name, even when the explanation repeats them.
 func goneReason(se *statusError, src Source) error {
-	if se.msg == "" {
+	msg := redactSource(se.msg, src)
+	if msg == "" {
 		return errors.New("upstream proxy has no such version")
 	}
-	return fmt.Errorf("upstream proxy has no such version: %s", redactSource(se.msg, src))
+	return fmt.Errorf("upstream proxy has no such version: %s", msg)
 }

@@ -95,7 +95,7 @@ func firstLine(resp *http.Response) string {
 		return ""
 	}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	line, _, _ := strings.Cut(string(data), "\n")
+	line, _, _ := strings.Cut(strings.ToValidUTF8(string(data), "\uFFFD"), "\n")
 	return strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
 			return ' '
@@ -141,11 +141,12 @@ func (src Source) isFile() bool { return strings.HasPrefix(src.URL, "file://") }
 
 // redactSource replaces src's URL and host name in msg, a text an upstream
 // wrote, with "upstream proxy": clients may see msg, but not where sumd's
-// upstream is.
+// upstream is. Should the text around a replacement spell the name again,
+// it returns "" rather than msg.
 func redactSource(msg string, src Source) string {
 	u, err := url.Parse(src.URL)
 	if err != nil {
-		return msg
+		return ""
 	}
 	olds := []string{src.URL, u.Host, u.Hostname()}
 	if src.isFile() {
@@ -158,8 +159,21 @@ func redactSource(msg string, src Source) string {
 		}
 	}
 	// One pass: a host name inside the replacement is not replaced again.
-	return strings.NewReplacer(pairs...).Replace(msg)
+	msg = strings.NewReplacer(pairs...).Replace(msg)
+	for i := 0; i < len(pairs); i += 2 {
+		if strings.Contains(msg, pairs[i]) {
+			return ""
+		}
+	}
+	// The replacements may have made it longer than firstLine allowed.
+	if len(msg) > maxReason {
+		msg = strings.ToValidUTF8(msg[:maxReason], "") + "…"
+	}
+	return msg
 }
+
+// maxReason caps an upstream's reason as sumd passes it on.
+const maxReason = 300
 
 // copyLimited copies body to w, failing with *errTooLarge once more than
 // limit bytes arrive or are announced, and returns the bytes copied.
