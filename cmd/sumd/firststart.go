@@ -66,7 +66,7 @@ func serveKeysHint(found []string) string {
 // verifier key given instead, or a missing file (naming the keys that are
 // there, and why no log was created).
 func keyFileError(db config.Database, file string, err error) error {
-	if data, rerr := readSmallFile(file, 64<<10); rerr == nil && checkVKeys(strings.Fields(string(data))) == nil {
+	if data, rerr := readSmallFile(file, 64<<10); rerr == nil && config.CheckVerifierKeys(strings.Fields(string(data))) == nil {
 		return usageError(fmt.Errorf("%s holds a verifier key (public), not the private signing key", file),
 			"pass -key with the signing key file written beside it by sumd keygen, e.g. "+strings.TrimSuffix(file, ".vkey")+".key")
 	}

@@ -1,40 +1,35 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
-	"golang.org/x/mod/sumdb/note"
+	"github.com/sumd-project/sumd/internal/config"
 )
-
-// privateKeyPrefix starts every note private key: a verifier key option
-// refuses one, and never prints it.
-const privateKeyPrefix = "PRIVATE+KEY+"
 
 // readVKeys returns the verifier keys given to option as s: inline
 // ("name+hash+base64", comma-separated) or the path of a file holding them,
 // one per line, such as keys/NAME.vkey. A private key is refused.
 func readVKeys(option, s string) ([]string, error) {
 	hint := "give " + option + " a verifier key (\"name+hash+base64\", as in GOSUMDB) or its file, keys/NAME.vkey"
-	if strings.Contains(s, privateKeyPrefix) {
+	if config.IsPrivateKey(s) {
 		return nil, usageError(fmt.Errorf("%s is a private signing key, not a verifier key", option), hint)
 	}
-	if vkeys := strings.Split(s, ","); checkVKeys(vkeys) == nil {
+	if vkeys := strings.Split(s, ","); config.CheckVerifierKeys(vkeys) == nil {
 		return vkeys, nil
 	}
 	data, err := readSmallFile(s, 64<<10)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("%s %q is neither a verifier key nor a readable file: %w", option, s, err), hint)
 	}
-	if strings.Contains(string(data), privateKeyPrefix) {
+	vkeys, err := config.ParseVerifierKeyFile(data)
+	switch {
+	case err == config.ErrPrivateKey:
 		return nil, usageError(fmt.Errorf("%s holds a private signing key, not a verifier key", s),
 			"give the .vkey file beside it: this never needs the private key (a SUMD_KEY or config file key meant for serve names the signing key)")
-	}
-	vkeys := strings.Fields(string(data))
-	if err := checkVKeys(vkeys); err != nil {
+	case err != nil:
 		return nil, usageError(fmt.Errorf("%s does not hold verifier keys: %w", s, err), hint)
 	}
 	return vkeys, nil
@@ -50,18 +45,6 @@ func readVKey(option, s string) (string, error) {
 		return "", err
 	}
 	return vkeys[0], nil
-}
-
-func checkVKeys(vkeys []string) error {
-	if len(vkeys) == 0 {
-		return errors.New("no verifier key")
-	}
-	for _, v := range vkeys {
-		if _, err := note.NewVerifier(v); err != nil {
-			return fmt.Errorf("malformed verifier key: %w", err)
-		}
-	}
-	return nil
 }
 
 func readSmallFile(path string, limit int64) ([]byte, error) {

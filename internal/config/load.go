@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -240,7 +241,14 @@ func fileKeys() []string {
 	return keys
 }
 
+// maxConfigFile caps the YAML file: real ones are a few KiB, and the parser
+// should not be handed whatever a mistyped -config names.
+const maxConfigFile = 1 << 20
+
 func loadFile(path string, fs *flag.FlagSet) error {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > maxConfigFile {
+		return fmt.Errorf("config file %s is larger than %d bytes", path, maxConfigFile)
+	}
 	k := koanf.New(".")
 	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
 		return fmt.Errorf("failed to load config file %s: %w", path, err)

@@ -261,3 +261,12 @@ func TestTmpDirDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigFileCap: a config file over 1 MiB is refused before parsing.
+func TestConfigFileCap(t *testing.T) {
+	big := writeFile(t, "# "+strings.Repeat("x", maxConfigFile)+"\n")
+	_, _, err := LoadServe([]string{"-config", big}, nil, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Errorf("LoadServe with a 1 MiB config file: %v", err)
+	}
+}
