@@ -1,11 +1,22 @@
 package oci
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
 	"golang.org/x/mod/module"
 )
 
@@ -85,4 +96,126 @@ func FuzzVersionOfTag(f *testing.F) {
 			t.Fatalf("Tag(VersionOfTag(%q)) = %q", tag, back)
 		}
 	})
+}
+
+// FuzzParseSources: -registry and -repository values are refused, or give
+// sources that print back as given and whose repositories lie under their
+// prefix and are valid repository paths.
+func FuzzParseSources(f *testing.F) {
+	f.Add("registry.example.com/gomod\n127.0.0.1:5000", "registry.example.com/gomod/example.com/m")
+	f.Add("localhost:5000/a/b\nlocalhost:5000/a", "localhost:5000/a/b/c\nlocalhost:5000/a/x")
+	f.Add("https://r.example", "")
+	f.Add("R.example/UPPER", "r.example/other")
+	f.Fuzz(func(t *testing.T, registries, repositories string) {
+		split := func(s string) []string {
+			if s == "" {
+				return nil
+			}
+			return strings.Split(s, "\n")
+		}
+		sources, err := ParseSources(split(registries), split(repositories))
+		if err != nil {
+			return
+		}
+		for _, s := range sources {
+			back, err := parseSource(s.String())
+			if err != nil || back.Registry.Name() != s.Registry.Name() || back.Prefix != s.Prefix {
+				t.Fatalf("source %q does not parse back: %+v, %v", s, back, err)
+			}
+			for _, repo := range s.Repositories {
+				if !repoName.MatchString(repo) || s.Prefix != "" && !strings.HasPrefix(repo, s.Prefix+"/") {
+					t.Fatalf("source %q got repository %q", s, repo)
+				}
+			}
+		}
+	})
+}
+
+// FuzzBundleLayer: a referrer manifest yields a layer only if it has
+// exactly one, of a Sigstore bundle media type.
+func FuzzBundleLayer(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":2,"layers":[{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","size":10,"digest":"sha256:` + strings.Repeat("a", 64) + `"}]}`))
+	f.Add([]byte(`{"layers":[{},{}]}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		l, ok := bundleLayer(raw)
+		if ok && !strings.HasPrefix(string(l.MediaType), bundlePrefix) {
+			t.Fatalf("bundleLayer(%q) = %+v", raw, l)
+		}
+	})
+}
+
+// FuzzCheckBundle: a Sigstore bundle from a registry either fails to parse
+// or verify, or it verifies for one artifact digest only: the signature
+// binds the digest. The seed is a bundle signed with the test key.
+func FuzzCheckBundle(f *testing.F) {
+	sv, pub := fuzzKey(f)
+	key, err := LoadPublicKey(writeFuzzFile(f, "cosign.pub", pub))
+	if err != nil {
+		f.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("artifact"))
+	f.Add(bundleJSON(f, hex.EncodeToString(digest[:]), sv, CosignSignPredicateType))
+	f.Add(bundleJSON(f, hex.EncodeToString(digest[:]), sv, "https://example.com/sbom"))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxBundleSize {
+			return // fetchBundle never reads more
+		}
+		b := &bundle.Bundle{}
+		if b.UnmarshalJSON(data) != nil || checkBundle(key, b, digest[:]) != nil {
+			return
+		}
+		other := digest
+		other[0] ^= 1
+		if err := checkBundle(key, b, other[:]); err == nil {
+			t.Fatalf("bundle %q verifies for two digests", data)
+		}
+	})
+}
+
+// FuzzLoadPublicKey: a -cosign-key file is refused or loads; it never
+// panics whatever PEM it holds.
+func FuzzLoadPublicKey(f *testing.F) {
+	_, pub := fuzzKey(f)
+	f.Add(pub)
+	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"))
+	f.Add([]byte("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"))
+	file := writeFuzzFile(f, "cosign.pub", nil) // a worker runs one input at a time
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		k, err := LoadPublicKey(file)
+		if err == nil && (k.verifier == nil || k.bundles == nil) {
+			t.Fatalf("LoadPublicKey(%q) = %+v", data, k)
+		}
+	})
+}
+
+// fuzzKey returns a new ECDSA P-256 signer, as cosign generate-key-pair
+// makes, and its PEM public key: cheaper than the encrypted test keys,
+// which every fuzz worker would decrypt.
+func fuzzKey(f *testing.F) (signature.SignerVerifier, []byte) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sv, err := signature.LoadECDSASignerVerifier(priv, crypto.SHA256)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pub, err := cryptoutils.MarshalPublicKeyToPEM(priv.Public())
+	if err != nil {
+		f.Fatal(err)
+	}
+	return sv, pub
+}
+
+func writeFuzzFile(f *testing.F, name string, data []byte) string {
+	file := filepath.Join(f.TempDir(), name)
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		f.Fatal(err)
+	}
+	return file
 }

@@ -189,7 +189,16 @@ func simpleModule(t *testing.T, version string) *Module {
 // registry has no referrers API.
 func signBundle(t *testing.T, ref name.Digest, sv signature.SignerVerifier, predicateType string) {
 	t.Helper()
-	hexDigest := strings.TrimPrefix(ref.DigestStr(), "sha256:")
+	data := bundleJSON(t, strings.TrimPrefix(ref.DigestStr(), "sha256:"), sv, predicateType)
+	if err := ociremote.WriteAttestationNewBundleFormat(ref, data, predicateType); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bundleJSON returns a Sigstore bundle, signed with sv, of an in-toto
+// statement of predicateType whose subject is the sha256 hexDigest.
+func bundleJSON(t testing.TB, hexDigest string, sv signature.SignerVerifier, predicateType string) []byte {
+	t.Helper()
 	stmt, err := json.Marshal(map[string]any{
 		"_type":         "https://in-toto.io/Statement/v1",
 		"subject":       []any{map[string]any{"digest": map[string]string{"sha256": hexDigest}}},
@@ -212,9 +221,7 @@ func signBundle(t *testing.T, ref name.Digest, sv signature.SignerVerifier, pred
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ociremote.WriteAttestationNewBundleFormat(ref, data, predicateType); err != nil {
-		t.Fatal(err)
-	}
+	return data
 }
 
 // keypair adapts a cosign ECDSA P-256 key to sigstore-go's sign.Keypair, as
@@ -226,7 +233,7 @@ type keypair struct {
 
 var _ sign.Keypair = (*keypair)(nil)
 
-func newKeypair(t *testing.T, sv signature.SignerVerifier) *keypair {
+func newKeypair(t testing.TB, sv signature.SignerVerifier) *keypair {
 	pub, err := sv.PublicKey()
 	if err != nil {
 		t.Fatal(err)
