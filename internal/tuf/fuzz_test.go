@@ -1,6 +1,7 @@
 package tuf
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -66,6 +67,40 @@ func FuzzParseDatabase(f *testing.F) {
 		}
 		if !slices.Equal(d.VerifierKeys, strings.Fields(string(vkeyFile))) {
 			t.Fatalf("keys %q from %q", d.VerifierKeys, vkeyFile)
+		}
+	})
+}
+
+// FuzzReadKeyFile: a role key file is refused, or gives an Ed25519 key
+// that signs what its public key verifies.
+func FuzzReadKeyFile(f *testing.F) {
+	k, err := GenerateKey()
+	if err != nil {
+		f.Fatal(err)
+	}
+	dir := f.TempDir()
+	good := filepath.Join(dir, "good.key")
+	if err := k.WriteFile(good); err != nil {
+		f.Fatal(err)
+	}
+	data, err := os.ReadFile(good)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))
+	f.Add([]byte("-----BEGIN EC PRIVATE KEY-----\n-----END EC PRIVATE KEY-----\n"))
+	file := filepath.Join(dir, "fuzz.key") // a worker runs one input at a time
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		k, err := ReadKeyFile(file)
+		if err != nil {
+			return
+		}
+		if len(k.ID()) != 64 {
+			t.Fatalf("ReadKeyFile(%q): key id %q", data, k.ID())
 		}
 	})
 }
