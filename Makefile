@@ -7,6 +7,7 @@ BIN      ?= bin/sumd
 BENCHTIME ?= 1x
 # VERSION is stamped into the binary: sumd version, /version, sumd_build_info.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+FUZZTIME ?= 60s
 
 .PHONY: build run test test-short bench lint fuzz clean
 
@@ -30,10 +31,11 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-fuzz: ## run each fuzz target briefly (FUZZTIME=30s)
-	@for p in ./internal/gosum ./internal/seed ./internal/server ./internal/upstream ./internal/audit ./internal/tuf ./internal/oci ./internal/serve ./internal/tlog; do \
-	  for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$p || exit 1; \
+fuzz: ## run every fuzz target for FUZZTIME each (default 60s); packages are found by their Fuzz functions
+	@for p in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	    echo "== $$p $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
 	  done; \
 	done
 
