@@ -40,6 +40,22 @@ func TestHealthyLog(t *testing.T) {
 	}
 }
 
+// TestGrowFromEmpty: a state saved while the log was empty is extended by
+// any later tree (the empty tree has no consistency proof to check).
+func TestGrowFromEmpty(t *testing.T) {
+	tl := newTestLog(t, "", 0, testRecord)
+	state := t.TempDir()
+	full := func(o *Options) { o.Full, o.StateDir = true, state }
+	rep := mustAudit(t, tl.srv.URL, tl.vkey, full)
+	wantOK(t, rep, CheckSignature, CheckTiles, CheckRecords)
+	tl.add(0, 33, testRecord)
+	rep = mustAudit(t, tl.srv.URL, tl.vkey, full)
+	wantOK(t, rep, allChecks...)
+	if rep.Previous.Size != 0 || rep.Tree.Size != 33 || rep.RecordsAudited != 33 {
+		t.Errorf("second run: previous %v, tree %v, %d records audited; want 0, 33, 33", rep.Previous, rep.Tree, rep.RecordsAudited)
+	}
+}
+
 // TestQuickAudit checks the default run, without a state directory: the
 // signature and the right-edge tiles only, no records read.
 func TestQuickAudit(t *testing.T) {

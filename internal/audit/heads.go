@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -167,6 +168,9 @@ func (r *run) checkConsistency(ctx context.Context) (bool, error) {
 	return true, r.state.saveLatest(r.head)
 }
 
+// emptyTreeHash is the hash of the tree of no records (RFC 6962).
+var emptyTreeHash = tlog.Hash(sha256.Sum256(nil))
+
 // extends checks that r.tree contains old, whose signed head is oldMsg.
 func (r *run) extends(old tlog.Tree, oldMsg []byte, role string) (bool, error) {
 	heads := []Head{{Role: role, Note: string(oldMsg)}, {Role: roleServed, Note: string(r.head)}}
@@ -182,6 +186,16 @@ func (r *run) extends(old tlog.Tree, oldMsg []byte, role string) (bool, error) {
 			r.found.add(Problem{Kind: KindFork, Heads: heads, Message: fmt.Sprintf(
 				"SECURITY ERROR: fork: the database has signed two different trees of %d records (hashes %s and %s): "+
 					"its history is inconsistent", old.N, old.Hash, r.tree.Hash)})
+			return false, nil
+		}
+		return true, nil
+	case old.N == 0:
+		// Every tree contains the empty one, for which tlog.ProveTree has
+		// no proof: its hash is checked by the case above when the log is
+		// still empty, and must be SHA-256 of nothing.
+		if old.Hash != emptyTreeHash {
+			r.found.add(Problem{Kind: KindFork, Heads: heads, Message: fmt.Sprintf(
+				"SECURITY ERROR: fork: the database signed an empty tree with hash %s, not %s", old.Hash, emptyTreeHash)})
 			return false, nil
 		}
 		return true, nil
