@@ -8,8 +8,10 @@ BENCHTIME ?= 1x
 # VERSION is stamped into the binary: sumd version, /version, sumd_build_info.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 FUZZTIME ?= 60s
+CRASH_KILLS ?= 1000
+CRASH_DURATION ?= 3h
 
-.PHONY: build run test test-short bench lint fuzz clean
+.PHONY: build run test test-short bench lint fuzz crash clean
 
 build: ## build bin/sumd, stamped with VERSION (git describe)
 	$(GO) build -ldflags "-X main.buildVersion=$(VERSION)" -o $(BIN) ./cmd/sumd
@@ -38,6 +40,9 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 60s); packages are fou
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
 	  done; \
 	done
+
+crash: ## SIGKILL sumd serve under load CRASH_KILLS times (default 1000, at most CRASH_DURATION), checking every acknowledged record and head after each restart
+	CRASH_KILLS=$(CRASH_KILLS) CRASH_DURATION=$(CRASH_DURATION) $(GO) test -count=1 -timeout 0 -run '^TestCrashLoop$$' -v ./cmd/sumd
 
 clean:
 	rm -rf bin
