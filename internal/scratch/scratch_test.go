@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -48,26 +47,5 @@ func TestOpen(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("Open removed %s, which Create did not make", name)
 		}
-	}
-}
-
-// TestOpenRefuses: a directory others may write to, or a file, is refused.
-func TestOpenRefuses(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("no permission bits on Windows")
-	}
-	shared := filepath.Join(t.TempDir(), "shared")
-	os.Mkdir(shared, 0o700)
-	os.Chmod(shared, 0o1777)
-	if _, err := Open(shared); err == nil || !strings.Contains(err.Error(), "writable by other users") {
-		t.Errorf("Open of a 1777 directory: %v", err)
-	}
-	file := filepath.Join(t.TempDir(), "file")
-	os.WriteFile(file, nil, 0o600)
-	if _, err := Open(file); err == nil {
-		t.Error("Open of a file succeeded")
-	}
-	if _, err := Create(t.TempDir(), "other"); err == nil {
-		t.Error("Create of an unknown kind succeeded")
 	}
 }

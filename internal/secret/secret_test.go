@@ -5,41 +5,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
-
-func TestReadFile(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("no permission bits on Windows")
-	}
-	dir := t.TempDir()
-	for _, tt := range []struct {
-		mode    fs.FileMode
-		refused bool
-	}{
-		{0o600, false}, {0o400, false}, {0o700, false},
-		{0o640, true}, {0o644, true}, {0o604, true}, {0o620, true}, {0o602, true}, {0o660, true},
-	} {
-		path := filepath.Join(dir, "secret")
-		os.Remove(path)
-		if err := os.WriteFile(path, []byte("s3cret"), tt.mode); err != nil {
-			t.Fatal(err)
-		}
-		os.Chmod(path, tt.mode) // beyond the umask
-		data, fi, err := ReadFile(path, 100)
-		var me *ModeError
-		switch {
-		case tt.refused && (!errors.As(err, &me) || me.Mode != tt.mode || !strings.Contains(me.Hint(), "chmod 600 "+path)):
-			t.Errorf("mode %v: %v, want a ModeError with a chmod hint", tt.mode, err)
-		case tt.refused && data != nil:
-			t.Errorf("mode %v: refused, but returned the secret", tt.mode)
-		case !tt.refused && (err != nil || string(data) != "s3cret" || fi.Size() != 6):
-			t.Errorf("mode %v: %q, %v; want the secret", tt.mode, data, err)
-		}
-	}
-}
 
 func TestReadFileRefuses(t *testing.T) {
 	dir := t.TempDir()
