@@ -54,7 +54,7 @@ func TestFatalStorage(t *testing.T) {
 	})
 
 	t.Run("serve", func(t *testing.T) {
-		token := writeFile(t, filepath.Join(dir, "admin.token"), []byte("0123456789abcdef0123456789abcdef\n"))
+		token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
 		cmd := failingSync(t, "serve", "-listen", "127.0.0.1:0", "-db", db, "-key", key, "-admin-token-file", token)
 		stderr := new(testlog.Buffer)
 		cmd.Stderr = stderr

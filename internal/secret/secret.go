@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 )
 
@@ -30,11 +31,35 @@ func (e *ModeError) Hint() string {
 
 // CheckMode returns a *ModeError if fi, the result of stat on path, grants
 // any permission to its group or to others. Windows has no such bits.
+//
+// One exception: a systemd credential (a file directly in
+// $CREDENTIALS_DIRECTORY, as LoadCredential= places it) may show group
+// read. systemd writes it 0400 and lets the unit's user read it through an
+// ACL entry, and stat shows the ACL's mask in the group bits (0440) though
+// no group can read it; the directory is read-only, and only the unit sees
+// it.
 func CheckMode(path string, fi fs.FileInfo) error {
-	if runtime.GOOS == "windows" || fi.Mode().Perm()&0o077 == 0 {
+	perm := fi.Mode().Perm()
+	allowed := fs.FileMode(0)
+	if isCredential(path) {
+		allowed = 0o040
+	}
+	if runtime.GOOS == "windows" || perm&0o077&^allowed == 0 {
 		return nil
 	}
-	return &ModeError{Path: path, Mode: fi.Mode().Perm()}
+	return &ModeError{Path: path, Mode: perm}
+}
+
+// isCredential reports whether path names a file directly in the systemd
+// credentials directory of this process.
+func isCredential(path string) bool {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" {
+		return false
+	}
+	abs, err := filepath.Abs(path)
+	credDir, derr := filepath.Abs(dir)
+	return err == nil && derr == nil && filepath.Dir(abs) == credDir
 }
 
 // ReadFile reads the regular file at path, which must pass CheckMode and

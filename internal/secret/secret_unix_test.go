@@ -38,3 +38,31 @@ func TestReadFile(t *testing.T) {
 		}
 	}
 }
+
+// TestCredential: a systemd credential may show group read (the mask of
+// the ACL that lets the unit's user read it), and nothing more; the same
+// mode elsewhere is refused.
+func TestCredential(t *testing.T) {
+	creds := t.TempDir()
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	other := t.TempDir()
+	for _, tt := range []struct {
+		dir     string
+		mode    fs.FileMode
+		refused bool
+	}{
+		{creds, 0o440, false}, {creds, 0o400, false}, {creds, 0o444, true}, {creds, 0o460, true},
+		{other, 0o440, true}, {filepath.Join(creds, "sub"), 0o440, true},
+	} {
+		os.MkdirAll(tt.dir, 0o700)
+		path := filepath.Join(tt.dir, "signing.key")
+		os.Remove(path)
+		os.WriteFile(path, []byte("s3cret"), 0o600)
+		os.Chmod(path, tt.mode)
+		_, _, err := ReadFile(path, 100)
+		var me *ModeError
+		if refused := errors.As(err, &me); refused != tt.refused || !refused && err != nil {
+			t.Errorf("%s mode %v: %v; want refused %v", path, tt.mode, err, tt.refused)
+		}
+	}
+}
