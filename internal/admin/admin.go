@@ -190,7 +190,7 @@ type tokenCache struct {
 	path string // "" disables the API
 
 	mu    sync.Mutex  // guards the fields below
-	fi    fs.FileInfo // the file last read; nil if none could be
+	fi    fs.FileInfo // the stat token and err were read under; nil if stat failed
 	token string
 	err   error // why the API is disabled, or nil
 }
