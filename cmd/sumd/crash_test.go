@@ -82,6 +82,9 @@ func TestCrashLoop(t *testing.T) {
 		if t.Failed() {
 			break
 		}
+		if done%100 == 0 {
+			t.Logf("%d kills in %s, %d records acknowledged", done, time.Since(start).Round(time.Second), len(r.acked))
+		}
 	}
 	s := r.start()
 	r.check(s)
