@@ -2,12 +2,14 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/secret"
 )
 
 // The first start of sumd serve creates the embedded default log,
@@ -63,12 +65,16 @@ func serveKeysHint(found []string) string {
 }
 
 // keyFileError explains why the signing key file could not be read: a
-// verifier key given instead, or a missing file (naming the keys that are
-// there, and why no log was created).
+// verifier key given instead, a key other users may read, or a missing
+// file (naming the keys that are there, and why no log was created).
 func keyFileError(db config.Database, file string, err error) error {
 	if data, rerr := readSmallFile(file, 64<<10); rerr == nil && config.CheckVerifierKeys(strings.Fields(string(data))) == nil {
 		return usageError(fmt.Errorf("%s holds a verifier key (public), not the private signing key", file),
 			"pass -key with the signing key file written beside it by sumd keygen, e.g. "+strings.TrimSuffix(file, ".vkey")+".key")
+	}
+	var mode *secret.ModeError
+	if errors.As(err, &mode) {
+		return withHint(err, mode.Hint())
 	}
 	if !exists(file) {
 		if found := foundKeys(filepath.Dir(file)); len(found) > 0 {

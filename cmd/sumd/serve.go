@@ -172,10 +172,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 func readKeys(db config.Database) ([]*tlog.Key, error) {
 	var keys []*tlog.Key
 	for file := range strings.SplitSeq(db.Key, ",") {
-		key, err := readKeyFile(file)
-		if _, hinted := err.(*cliError); hinted {
-			return nil, err
-		}
+		key, err := tlog.ReadKeyFile(file)
 		if err != nil {
 			return nil, keyFileError(db, file, err)
 		}
