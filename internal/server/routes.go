@@ -48,14 +48,13 @@ func (s *Server) latest(ctx context.Context, _ string) (*reply, error) {
 // lookup serves /lookup/<escaped path>@<escaped version>: the record's id and
 // text, then a signed tree head covering it, byte for byte as x/mod does.
 func (s *Server) lookup(ctx context.Context, arg string) (*reply, error) {
-	m, err := parseLookup(arg)
+	m, err := ParseLookup(arg)
 	if err != nil {
 		return nil, err
 	}
 	id, err := s.ops.Lookup(ctx, m)
 	if err != nil {
-		return nil, notFound(fmt.Errorf("failed to look up %s@%s: %w", m.Path, m.Version, err),
-			fmt.Sprintf("not found: %s@%s: no record in checksum database %s", m.Path, m.Version, s.name))
+		return nil, notFound(fmt.Errorf("failed to look up %s@%s: %w", m.Path, m.Version, err), noRecord(s.name, m))
 	}
 	msg, err := s.record(ctx, id)
 	if err != nil {
@@ -69,6 +68,19 @@ func (s *Server) lookup(ctx context.Context, arg string) (*reply, error) {
 		return nil, err
 	}
 	return &reply{textPlain, cacheShort, append(msg, signed...)}, nil
+}
+
+// noRecord is the message of a lookup of a version database name does not
+// hold.
+func noRecord(name string, m module.Version) string {
+	return fmt.Sprintf("not found: %s@%s: no record in checksum database %s", m.Path, m.Version, name)
+}
+
+// WriteNoRecord answers a lookup of m exactly as a Server of database name
+// answers one for a version it does not hold: status, headers and body. An
+// access layer uses it to hide from a client the versions it may not see.
+func WriteNoRecord(w http.ResponseWriter, name string, m module.Version) {
+	write(w, http.StatusNotFound, textPlain, cacheNone, []byte(oneLine(noRecord(name, m))+"\n"))
 }
 
 // record reads and formats record id, which Lookup just said exists, so even
@@ -88,9 +100,11 @@ func (s *Server) record(ctx context.Context, id int64) ([]byte, error) {
 	return msg, nil
 }
 
-// parseLookup parses "<escaped path>@<escaped version>". Like x/mod's server
-// it accepts only exact versions, so a query such as @latest is a 400.
-func parseLookup(arg string) (module.Version, error) {
+// ParseLookup parses the argument of a lookup, "<escaped path>@<escaped
+// version>", the rest of the path after /lookup/. Like x/mod's server it
+// accepts only exact versions, so a query such as @latest is an error (a
+// 400 from the Server).
+func ParseLookup(arg string) (module.Version, error) {
 	escPath, escVers, ok := strings.Cut(arg, "@")
 	if !ok {
 		return module.Version{}, badRequest("invalid lookup %q: want /lookup/<module path>@<version>", arg)

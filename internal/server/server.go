@@ -311,6 +311,10 @@ func (e *StatusError) Error() string {
 func (e *StatusError) Unwrap() error   { return e.Err }
 func (e *StatusError) HTTPStatus() int { return e.Status }
 
+// OneLine makes s safe for a one-line log value or text/plain error: see
+// oneLine.
+func OneLine(s string) string { return oneLine(s) }
+
 // oneLine makes s safe for a one-line text/plain error body: control
 // characters become spaces, and long messages are cut well inside the ~650
 // bytes the go command shows.

@@ -1,0 +1,304 @@
+// Package access is the one access layer in front of every route of
+// `sumd serve`: it authenticates the client, decides whether its role may
+// use the route, and only then lets the request reach a handler. No handler
+// checks credentials itself.
+//
+// # Roles
+//
+// A credential names one role; each role may do what the ones before it may:
+//
+//	reader   /latest, /lookup/…, hash tiles, /sumdb/<name>/supported, /tuf/…:
+//	         all the go command needs. A reader may be limited to module path
+//	         patterns (GOPRIVATE syntax): a lookup outside them answers 404
+//	         exactly as a version the log does not hold, and reaches no
+//	         handler, so it never triggers an upstream fetch.
+//	auditor  + data tiles (every record of the log: sumd verify -full, sumd
+//	         mirror), the status page (/, /module, /record), /status, /metrics
+//	admin    + /admin/ (writes)
+//
+// /healthz needs nothing, so load balancers can probe it. Any other path
+// needs a reader: an unauthenticated client learns nothing, not even which
+// paths exist.
+//
+// # Credentials
+//
+// Mode none (the default) is sumd without authentication: every client is
+// the credential "anonymous" with the auditor role, and only /admin/ needs
+// a credential. With mode basic (an htpasswd file of bcrypt hashes) or
+// bearer (a file of named tokens), or with client certificates (a map of
+// certificate subjects, see [Config.CertFile]), every route but /healthz
+// needs a credential. The admin token (sumd serve -admin-token-file) is a
+// credential named "admin-token" with the admin role in every mode. See
+// files.go for the file formats.
+//
+// A client without credentials gets 401 with WWW-Authenticate (403 when
+// only client certificates are accepted, since HTTP has no challenge for
+// them); wrong credentials get 401; a role too weak for the route gets 403;
+// all before anything about the request is revealed. Secrets are compared
+// in constant time. Credential files are re-read when stat shows they
+// changed and refused while other users may read them (a file that turns
+// bad refuses every credential it held until it is fixed, and the status
+// says so).
+//
+// # Cost
+//
+// bcrypt is slow on purpose (tens of milliseconds). A verified user name
+// and password are remembered by an HMAC of them under a key made at start,
+// never in the clear, so that a go command's burst of tile requests pays
+// bcrypt once; at most GOMAXPROCS bcrypt checks run at once, so that
+// anonymous guessing cannot take every core.
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// A Role is what a credential may do. Each role includes the ones below it.
+type Role int
+
+const (
+	RoleNone Role = iota // no role: only /healthz
+	Reader               // the go command's reads
+	Auditor              // + every record (data tiles) and the server's status
+	Admin                // + writes
+)
+
+func (r Role) String() string {
+	switch r {
+	case Reader:
+		return "reader"
+	case Auditor:
+		return "auditor"
+	case Admin:
+		return "admin"
+	}
+	return "none"
+}
+
+// ParseRole parses "reader", "auditor" or "admin".
+func ParseRole(s string) (Role, error) {
+	for _, r := range []Role{Reader, Auditor, Admin} {
+		if s == r.String() {
+			return r, nil
+		}
+	}
+	return RoleNone, fmt.Errorf("unknown role %q: want reader, auditor or admin", s)
+}
+
+// A Principal is the client a request was authenticated as.
+type Principal struct {
+	// Name is the credential's name in the operator's file (user name,
+	// token name or certificate name), "admin-token", or "anonymous" in
+	// mode none. Logs and metrics use it; it is never a secret.
+	Name     string
+	Role     Role
+	Patterns string // module path patterns (GOPRIVATE syntax) a reader is limited to; "" means all
+	Method   string // "basic", "bearer", "certificate", "admin-token" or "none"
+}
+
+// Names of principals that are not in any file; files may not use them.
+const (
+	anonymousName  = "anonymous"
+	adminTokenName = "admin-token"
+	invalidName    = "invalid" // metric label of requests with wrong credentials
+)
+
+type principalKey struct{}
+
+// FromContext returns the principal the access layer put in a request's
+// context.
+func FromContext(ctx context.Context) (*Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(*Principal)
+	return p, ok
+}
+
+// Mode is how clients authenticate with HTTP credentials.
+type Mode string
+
+const (
+	ModeNone   Mode = "none"   // no HTTP credentials: everyone reads
+	ModeBasic  Mode = "basic"  // user names and bcrypt hashes (htpasswd)
+	ModeBearer Mode = "bearer" // named tokens
+)
+
+// Config configures a Layer.
+type Config struct {
+	Mode Mode
+	// File is the htpasswd file (basic) or the token file (bearer).
+	File string
+	// CertFile maps the subjects of verified client certificates to
+	// credentials; "" accepts no certificate. The TLS configuration (which
+	// CA, whether a certificate is required) is the listener's.
+	CertFile string
+	// AdminTokenFile holds the admin API's bearer token; "" means none.
+	AdminTokenFile string
+	// AdminAPI says whether the server serves /admin/: without it, /admin/
+	// paths are ordinary unknown paths (a reader gets the server's 404).
+	AdminAPI bool
+	// Databases are the names of the checksum databases served, the
+	// server's own first: /sumdb/<name>/… routes are classified like the
+	// root's, and a lookup a reader may not see answers 404 naming it.
+	Databases []string
+
+	Logger   *slog.Logger          // nil: slog.Default()
+	Registry prometheus.Registerer // nil: no metrics
+}
+
+// A Layer is the access layer. It is safe for concurrent use.
+type Layer struct {
+	cfg      Config
+	required bool // every route but /healthz needs a credential
+	basic    *basicStore
+	bearer   *watched[tokenFile]
+	certs    *watched[certFile]
+	admin    *watched[string]
+	metrics  *metrics
+	log      *slog.Logger
+}
+
+// New reads every file of cfg once and returns the layer, or an error
+// naming the first file that cannot be used: a server must not start with
+// credentials it cannot check.
+func New(cfg Config) (*Layer, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.Databases) == 0 {
+		return nil, errors.New("access: no database name")
+	}
+	l := &Layer{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registry)}
+	switch cfg.Mode {
+	case ModeNone, "":
+	case ModeBasic:
+		l.basic = newBasicStore(cfg.File, l.metrics, cfg.Logger)
+	case ModeBearer:
+		l.bearer = newWatched(cfg.File, secretPerm, parseTokenFile, cfg.Logger)
+	default:
+		return nil, fmt.Errorf("unknown access mode %q: want none, basic or bearer", cfg.Mode)
+	}
+	if cfg.CertFile != "" {
+		l.certs = newWatched(cfg.CertFile, mapPerm, parseCertFile, cfg.Logger)
+	}
+	if cfg.AdminTokenFile != "" {
+		l.admin = newWatched(cfg.AdminTokenFile, secretPerm, parseAdminToken, cfg.Logger)
+	}
+	l.required = l.basic != nil || l.bearer != nil || l.certs != nil
+	if err := l.check(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// check reads every file and refuses an empty credential file: a server
+// that nobody can use is a mistake, not a configuration.
+func (l *Layer) check() error {
+	var errs []error
+	if l.basic != nil {
+		f, err := l.basic.file.load()
+		if err == nil && len(f.users) == 0 {
+			err = fmt.Errorf("%s holds no credentials", l.cfg.File)
+		}
+		errs = append(errs, err)
+	}
+	if l.bearer != nil {
+		f, err := l.bearer.load()
+		if err == nil && len(f.tokens) == 0 {
+			err = fmt.Errorf("%s holds no credentials", l.cfg.File)
+		}
+		errs = append(errs, err)
+	}
+	if l.certs != nil {
+		_, err := l.certs.load()
+		errs = append(errs, err)
+	}
+	if l.admin != nil {
+		_, err := l.admin.load()
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Problems lists the credential files that cannot be used as last read,
+// for the server's status: each refuses every credential it held.
+func (l *Layer) Problems() []string {
+	var out []string
+	add := func(path string, err error) {
+		if err != nil {
+			out = append(out, fmt.Sprintf("credentials in %s cannot be used, so they are all refused: %v", path, err))
+		}
+	}
+	if l.basic != nil {
+		_, err := l.basic.file.cached()
+		add(l.cfg.File, err)
+	}
+	if l.bearer != nil {
+		_, err := l.bearer.cached()
+		add(l.cfg.File, err)
+	}
+	if l.certs != nil {
+		_, err := l.certs.cached()
+		add(l.cfg.CertFile, err)
+	}
+	if l.admin != nil {
+		_, err := l.admin.cached()
+		add(l.cfg.AdminTokenFile, err)
+	}
+	return out
+}
+
+// Describe says how clients authenticate, for the start-up log.
+func (l *Layer) Describe() string {
+	var ways []string
+	if l.basic != nil {
+		ways = append(ways, "basic ("+l.cfg.File+")")
+	}
+	if l.bearer != nil {
+		ways = append(ways, "bearer ("+l.cfg.File+")")
+	}
+	if l.certs != nil {
+		ways = append(ways, "client certificates ("+l.cfg.CertFile+")")
+	}
+	if !l.required {
+		ways = append(ways, "none: anyone reads")
+	}
+	return strings.Join(ways, ", ")
+}
+
+// Wrap returns h behind the layer.
+func (l *Layer) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.serve(w, r, h)
+	})
+}
+
+// serve runs one request through the layer: classify the route, find the
+// principal, check its role and patterns, then call h.
+func (l *Layer) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	n := l.classify(r.URL.Path)
+	if n.role == RoleNone {
+		h.ServeHTTP(w, r)
+		return
+	}
+	if n.role == Admin {
+		cw := &adminWriter{ResponseWriter: w, code: http.StatusOK, credential: anonymousName}
+		defer func() { l.metrics.admin(cw.credential, n.adminRoute, cw.code) }()
+		w = cw
+	}
+	p, d := l.authenticate(r, n)
+	if d == nil {
+		d = l.authorize(p, n)
+	}
+	if d != nil {
+		l.deny(w, r, n, p, d)
+		return
+	}
+	setCredential(w, p.Name)
+	h.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p, r.RemoteAddr)))
+}

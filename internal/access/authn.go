@@ -1,0 +1,249 @@
+package access
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/server"
+)
+
+// A denial is a refused request: its status, the reason as the metrics
+// count it, and the one-line message the client sees.
+type denial struct {
+	status int
+	reason string
+	msg    string
+	absent *module.Version // a lookup answered as a version the log does not hold
+}
+
+// Denial reasons, the label values of sumd_access_denied_total.
+const (
+	reasonNoCredentials = "no_credentials"
+	reasonWrong         = "wrong_credentials"
+	reasonScheme        = "unsupported_scheme"
+	reasonQuery         = "credentials_in_query"
+	reasonCertificate   = "unmapped_certificate"
+	reasonRole          = "role"
+	reasonPatterns      = "patterns"
+	reasonBusy          = "busy"
+)
+
+var allReasons = []string{reasonNoCredentials, reasonWrong, reasonScheme, reasonQuery,
+	reasonCertificate, reasonRole, reasonPatterns, reasonBusy}
+
+var errWrong = &denial{http.StatusUnauthorized, reasonWrong, "wrong credentials (user name, password or token)", nil}
+
+// anonymous is every client of a server without authentication.
+var anonymous = &Principal{Name: anonymousName, Role: Auditor, Method: "none"}
+
+// authenticate returns the principal r authenticates as, nil for a client
+// without credentials, or a denial for credentials that are refused.
+func (l *Layer) authenticate(r *http.Request, n need) (*Principal, *denial) {
+	if !l.required && n.role <= Auditor {
+		return anonymous, nil // mode none: the server as it always was
+	}
+	if queryCredentials(r.URL.RawQuery) {
+		return nil, &denial{http.StatusUnauthorized, reasonQuery,
+			"credentials in the URL query are refused: send them in the Authorization header (for the go command, a .netrc entry)", nil}
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		return l.fromHeader(r, h)
+	}
+	return l.fromCertificate(r)
+}
+
+// queryCredentials reports whether a query string carries what looks like
+// a credential. It is refused rather than ignored: URLs end up in logs,
+// proxies and browser histories, so the client must be told to stop.
+func queryCredentials(raw string) bool {
+	if raw == "" {
+		return false
+	}
+	q, _ := url.ParseQuery(raw)
+	for k := range q {
+		switch strings.ToLower(k) {
+		case "access_token", "token", "auth", "authorization", "password", "passwd", "key", "api_key", "apikey":
+			return true
+		}
+	}
+	return false
+}
+
+// fromHeader checks the Authorization header: Basic (a user and password,
+// or any user and a token as the password, as netrc can only send basic
+// credentials) or Bearer (a token).
+func (l *Layer) fromHeader(r *http.Request, h string) (*Principal, *denial) {
+	scheme, rest, _ := strings.Cut(h, " ")
+	switch {
+	case strings.EqualFold(scheme, "Basic"):
+		user, pass, ok := r.BasicAuth()
+		if !ok {
+			return nil, &denial{http.StatusUnauthorized, reasonWrong, "malformed basic credentials", nil}
+		}
+		if p := l.token(pass); p != nil {
+			return p, nil
+		}
+		if l.basic == nil {
+			return nil, errWrong
+		}
+		return l.basic.check(r.Context(), user, pass)
+	case strings.EqualFold(scheme, "Bearer"):
+		if p := l.token(strings.TrimSpace(rest)); p != nil {
+			return p, nil
+		}
+		return nil, errWrong
+	}
+	if len(scheme) > 32 {
+		scheme = scheme[:32]
+	}
+	return nil, &denial{http.StatusUnauthorized, reasonScheme,
+		fmt.Sprintf("unsupported authorization scheme %s: use Basic or Bearer", strconv.QuoteToASCII(scheme)), nil}
+}
+
+// token returns the principal whose token tok is: a bearer token of the
+// token file, or the admin token. Both comparisons are of SHA-256 digests
+// in constant time, which hides the tokens' lengths too.
+func (l *Layer) token(tok string) *Principal {
+	if tok == "" {
+		return nil
+	}
+	d := sha256.Sum256([]byte(tok))
+	if l.bearer != nil {
+		if f, err := l.bearer.load(); err == nil {
+			if c := f.tokens[d]; c != nil {
+				want := sha256.Sum256([]byte(c.secret))
+				if subtle.ConstantTimeCompare(d[:], want[:]) == 1 {
+					return c.principal("bearer")
+				}
+			}
+		}
+	}
+	if l.admin != nil {
+		if admin, err := l.admin.load(); err == nil {
+			want := sha256.Sum256([]byte(admin))
+			if subtle.ConstantTimeCompare(d[:], want[:]) == 1 {
+				return &Principal{Name: adminTokenName, Role: Admin, Method: "admin-token"}
+			}
+		}
+	}
+	return nil
+}
+
+// fromCertificate maps the verified client certificate, if any. The TLS
+// handshake has verified it (chain to -tls-client-ca, validity dates,
+// client-auth usage); an expired or untrusted one never gets here.
+func (l *Layer) fromCertificate(r *http.Request) (*Principal, *denial) {
+	if l.certs == nil || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return nil, nil
+	}
+	subject := r.TLS.VerifiedChains[0][0].Subject.String()
+	f, err := l.certs.load()
+	if err == nil {
+		if c := f.subjects[subject]; c != nil {
+			return c.principal("certificate"), nil
+		}
+	}
+	l.log.InfoContext(r.Context(), "client certificate not in the role map", "subject", subject, "remote", r.RemoteAddr)
+	return nil, &denial{http.StatusForbidden, reasonCertificate, "the client certificate is not mapped to a role", nil}
+}
+
+// authorize checks that p may make a request that needs n. A nil p has no
+// credentials.
+func (l *Layer) authorize(p *Principal, n need) *denial {
+	if p == nil && !l.required {
+		p = anonymous
+	}
+	switch {
+	case (p == nil || p == anonymous && p.Role < n.role) && len(l.challenges(n)) == 0:
+		// Only client certificates are accepted: HTTP has no challenge
+		// for them, so this is not a 401.
+		return &denial{http.StatusForbidden, reasonNoCredentials, "a client certificate is required", nil}
+	case p == nil || p == anonymous && p.Role < n.role:
+		return &denial{http.StatusUnauthorized, reasonNoCredentials,
+			"credentials required: add this host to your .netrc (the go command sends them over HTTPS only)", nil}
+	case p.Role < n.role:
+		return &denial{http.StatusForbidden, reasonRole,
+			fmt.Sprintf("%s need the %s role; credential %s has the %s role", n.what, n.role, p.Name, p.Role), nil}
+	}
+	return l.limit(p, n)
+}
+
+// limit answers a limited reader's lookup outside its patterns as the
+// server answers a version the log does not hold, so that the reader cannot
+// tell the two apart, and before any handler could fetch it upstream. A
+// path the server would refuse as malformed goes on to get its 400.
+func (l *Layer) limit(p *Principal, n need) *denial {
+	if n.lookup == "" || p.Patterns == "" {
+		return nil
+	}
+	m, err := server.ParseLookup(n.lookup)
+	if err != nil || module.MatchPrefixPatterns(p.Patterns, m.Path) {
+		return nil
+	}
+	return &denial{http.StatusNotFound, reasonPatterns, "", &m}
+}
+
+// deny answers d, logs it and counts it.
+func (l *Layer) deny(w http.ResponseWriter, r *http.Request, n need, p *Principal, d *denial) {
+	name := anonymousName
+	switch {
+	case p != nil:
+		name = p.Name
+	case d.reason != reasonNoCredentials:
+		name = invalidName
+	}
+	setCredential(w, name)
+	l.metrics.deny(d.reason)
+	l.log.LogAttrs(r.Context(), slog.LevelInfo, "access denied", slog.String("path", server.OneLine(r.URL.Path)),
+		slog.Int("status", d.status), slog.String("reason", d.reason), slog.String("credential", name),
+		slog.String("remote", r.RemoteAddr))
+	if d.absent != nil {
+		server.WriteNoRecord(w, n.db, *d.absent)
+		return
+	}
+	h := w.Header()
+	if d.status == http.StatusUnauthorized {
+		for _, c := range l.challenges(n) {
+			h.Add("WWW-Authenticate", c)
+		}
+	}
+	if d.status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1")
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(d.status)
+	fmt.Fprintln(w, d.msg)
+}
+
+// challenges are the WWW-Authenticate values of a 401 for n.
+func (l *Layer) challenges(n need) []string {
+	var cs []string
+	if l.basic != nil || l.bearer != nil {
+		// Tokens are accepted as basic passwords too: a .netrc can only
+		// send basic credentials.
+		cs = append(cs, `Basic realm="sumd", charset="UTF-8"`)
+	}
+	if l.bearer != nil || n.role == Admin && l.admin != nil {
+		cs = append(cs, `Bearer realm="sumd"`)
+	}
+	return cs
+}
+
+// remoteKey holds the client's address in a request's context, for logs.
+type remoteKey struct{}
+
+func withPrincipal(ctx context.Context, p *Principal, remote string) context.Context {
+	ctx = context.WithValue(ctx, principalKey{}, p)
+	return context.WithValue(ctx, remoteKey{}, remote)
+}

@@ -1,0 +1,159 @@
+package access
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/testenv"
+)
+
+// TestBasicCache: bcrypt runs once per user and password; a changed
+// password in the file, or a removed user, takes effect at the next
+// request although the old pair was remembered.
+func TestBasicCache(t *testing.T) {
+	dir := t.TempDir()
+	file := writeSecret(t, dir, "htpasswd", htpasswd(t))
+	s := newSetup(t, Config{Mode: ModeBasic, File: file})
+	checks := func(result string) float64 { return counter(t, s.layer.metrics.checks, result) }
+	for range 5 {
+		want(t, "reader", s.do("GET", "/tile/8/0/000", basicAuth("reader", readerPass)), 200, "ok reader")
+	}
+	if v, c := checks("verified"), checks("cached"); v != 1 || c != 4 {
+		t.Fatalf("5 requests: %v bcrypt checks and %v cached, want 1 and 4", v, c)
+	}
+	want(t, "wrong password", s.do("GET", "/latest", basicAuth("reader", "x")), 401, "wrong")
+	want(t, "wrong password again", s.do("GET", "/latest", basicAuth("reader", "x")), 401, "wrong")
+	if w := checks("wrong"); w != 2 {
+		t.Errorf("wrong passwords checked with bcrypt %v times, want 2 (failures are never remembered)", w)
+	}
+
+	// A new password for reader: the old one stops working at once.
+	replace(t, file, "reader:"+hash(t, "new-password")+"\n"+"auditor:"+hash(t, auditorPass)+":auditor\n")
+	want(t, "old password after the change", s.do("GET", "/latest", basicAuth("reader", readerPass)), 401, "wrong")
+	want(t, "new password", s.do("GET", "/latest", basicAuth("reader", "new-password")), 200, "ok reader")
+	// The role comes from the file as it is now, not from the cache.
+	want(t, "auditor", s.do("GET", "/tile/8/data/000", basicAuth("auditor", auditorPass)), 200, "ok auditor")
+	replace(t, file, "auditor:"+strings.Split(mustRead(t, file), "auditor:")[1])
+	want(t, "removed user", s.do("GET", "/latest", basicAuth("reader", "new-password")), 401, "wrong")
+}
+
+// TestVerifiedCacheBound: the cache never grows past its bound, and its
+// keys depend on every part of the triple.
+func TestVerifiedCacheBound(t *testing.T) {
+	c := newVerifiedCache(3)
+	for i := range 10 {
+		c.add(c.key("u", string(rune('a'+i)), []byte("h")))
+	}
+	if len(c.m) != 3 {
+		t.Errorf("cache holds %d entries, want at most 3", len(c.m))
+	}
+	k := c.key("ab", "c", []byte("h"))
+	for _, other := range [][32]byte{c.key("a", "bc", []byte("h")), c.key("ab", "c", []byte("h2")), newVerifiedCache(3).key("ab", "c", []byte("h"))} {
+		if other == k {
+			t.Error("two different triples (or keys) share a digest")
+		}
+	}
+}
+
+// TestFileChanges: credentials are re-read when their file changes; a
+// file others may read is refused whole until it is fixed, and the layer
+// reports it for the status.
+func TestFileChanges(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no permission bits")
+	}
+	dir := t.TempDir()
+	file := writeSecret(t, dir, "tokens", "ci:"+readerToken+"\n")
+	s := newSetup(t, Config{Mode: ModeBearer, File: file})
+	want(t, "token", s.do("GET", "/latest", "Bearer "+readerToken), 200, "ok ci")
+
+	const rotated = "rotated-token-0123456789"
+	replace(t, file, "ci:"+rotated+"\n")
+	want(t, "old token", s.do("GET", "/latest", "Bearer "+readerToken), 401, "wrong")
+	want(t, "rotated token", s.do("GET", "/latest", "Bearer "+rotated), 200, "ok ci")
+
+	os.Chmod(file, 0o644)
+	want(t, "world-readable file", s.do("GET", "/latest", "Bearer "+rotated), 401, "wrong")
+	if p := s.layer.Problems(); len(p) != 1 || !strings.Contains(p[0], "accessible by other users") {
+		t.Errorf("Problems() = %q, want the file's mode", p)
+	}
+	var me *ModeError
+	if _, err := s.layer.bearer.cached(); !errors.As(err, &me) || !strings.Contains(me.Hint(), "chmod 600 "+file) {
+		t.Errorf("error %v, want a ModeError with a chmod 600 hint", err)
+	}
+	os.Chmod(file, 0o600)
+	want(t, "fixed file", s.do("GET", "/latest", "Bearer "+rotated), 200, "ok ci")
+	if p := s.layer.Problems(); len(p) != 0 {
+		t.Errorf("Problems() = %q after the fix", p)
+	}
+	if !strings.Contains(s.logs.String(), "credential file cannot be used") || !strings.Contains(s.logs.String(), "credential file usable again") {
+		t.Errorf("the log does not tell the file turned bad and good again:\n%s", s.logs)
+	}
+
+	os.Remove(file)
+	want(t, "removed file", s.do("GET", "/latest", "Bearer "+rotated), 401, "wrong")
+	if _, err := New(Config{Mode: ModeBearer, File: writeSecret(t, dir, "open", "ci:"+readerToken+"\n"), Databases: []string{testDB}}); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir+"/open", 0o640)
+	if _, err := New(Config{Mode: ModeBearer, File: dir + "/open", Databases: []string{testDB}}); !errors.As(err, &me) {
+		t.Errorf("New with a group-readable file: %v, want a ModeError", err)
+	}
+}
+
+// TestHtpasswd: a file written by Apache's htpasswd -B works as is, with
+// roles and patterns appended by hand.
+func TestHtpasswd(t *testing.T) {
+	htpasswd := testenv.LookPath(t, "htpasswd")
+	dir := t.TempDir()
+	file := dir + "/htpasswd"
+	for i, u := range []struct{ user, pass string }{{"alice", "alice-pw"}, {"bob", "bob:pw with spaces"}} {
+		args := []string{"-B", "-b", file, u.user, u.pass}
+		if i == 0 {
+			args = append([]string{"-c"}, args...)
+		}
+		if out, err := exec.Command(htpasswd, args...).CombinedOutput(); err != nil {
+			t.Fatalf("htpasswd: %v\n%s", err, out)
+		}
+	}
+	os.Chmod(file, 0o600)
+	content := mustRead(t, file)
+	if !strings.Contains(content, "alice:$2y$") {
+		t.Fatalf("htpasswd -B wrote %q, want a $2y$ bcrypt hash", content)
+	}
+	replace(t, file, strings.Replace(content, "\nbob:", ":auditor\nbob:", 1))
+	s := newSetup(t, Config{Mode: ModeBasic, File: file})
+	want(t, "alice", s.do("GET", "/tile/8/data/000", basicAuth("alice", "alice-pw")), 200, "ok alice")
+	want(t, "bob, a reader", s.do("GET", "/latest", basicAuth("bob", "bob:pw with spaces")), 200, "ok bob")
+	want(t, "bob on data", s.do("GET", "/tile/8/data/000", basicAuth("bob", "bob:pw with spaces")), 403, "auditor role")
+}
+
+// replace rewrites a file in place with a new modification time, as an
+// editor does.
+func replace(t *testing.T, file, content string) {
+	t.Helper()
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A same-size rewrite within the file system's timestamp granularity
+	// would look unchanged; editors and rotations are slower than that.
+	os.Chtimes(file, time.Now(), fi.ModTime().Add(time.Second))
+}
+
+func mustRead(t *testing.T, file string) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}

@@ -1,0 +1,112 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/server"
+)
+
+// FuzzParseLine: any line parses to a credential that keeps the file
+// format's promises, or is refused; nothing panics.
+func FuzzParseLine(f *testing.F) {
+	for _, s := range []string{"alice:$2y$05$abc:reader:corp.example/*", "ci:token", "a:b:admin", "a:b::", "x:y:reader:a,b/[", ":::", "a:b:c:d:e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		c, err := parseLine(line)
+		if err != nil {
+			return
+		}
+		if checkName(c.name) != nil || c.secret == "" || strings.Contains(c.secret, ":") {
+			t.Errorf("parseLine(%q) accepted %+v", line, c)
+		}
+		if c.role < Reader || c.role > Admin || c.patterns != "" && c.role != Reader {
+			t.Errorf("parseLine(%q) accepted role %v with patterns %q", line, c.role, c.patterns)
+		}
+	})
+}
+
+// FuzzCredentialFiles: the parsers of whole files never panic, and never
+// put a secret in an error.
+func FuzzCredentialFiles(f *testing.F) {
+	f.Add([]byte("# c\nci:secret-token-0123456789:reader:corp.example/*\n\nrel:other-token-0123456789:admin\n"))
+	f.Add([]byte("a:$2a$04$" + strings.Repeat("x", 53) + "\n"))
+	f.Add([]byte("replica:CN=r,O=Corp:auditor\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, err1 := parseBasicFile(data)
+		_, err2 := parseTokenFile(data)
+		_, err3 := parseCertFile(data)
+		for _, err := range []error{err1, err2} {
+			if err != nil && strings.Contains(string(data), "secret-token") && strings.Contains(err.Error(), "secret-token") {
+				t.Errorf("error %q shows a secret", err)
+			}
+		}
+		_ = err3 // subjects are not secret
+	})
+}
+
+// spyOps records what the server asks its storage for.
+type spyOps struct {
+	mu      sync.Mutex
+	lookups []module.Version
+	reads   int // ReadRecords calls not preceded by a lookup: data tiles
+}
+
+func (o *spyOps) Signed(context.Context) ([]byte, error) { return nil, errors.New("no head") }
+
+func (o *spyOps) Lookup(_ context.Context, m module.Version) (int64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.lookups = append(o.lookups, m)
+	return 0, fs.ErrNotExist
+}
+
+func (o *spyOps) ReadRecords(context.Context, int64, int64) ([][]byte, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.reads++
+	return nil, fs.ErrNotExist
+}
+
+func (o *spyOps) ReadTileData(context.Context, tlog.Tile) ([]byte, error) { return nil, fs.ErrNotExist }
+
+// FuzzRoutes checks the layer against the real protocol handler for any
+// path: a reader never gets the storage to read records for a data tile,
+// and a limited reader never gets it to look up a module outside its
+// patterns (which could start an upstream fetch).
+func FuzzRoutes(f *testing.F) {
+	for _, p := range []string{"/tile/8/data/000", "/sumdb/" + testDB + "/tile/8/data/001.p/4", "/tile/8//data/000",
+		"/lookup/example.com/other@v1.0.0", "/lookup/example.com/team/x@v1.0.0", "/sumdb/" + testDB + "/lookup/example.com/!other@v1.0.0",
+		"/sumdb/x/../" + testDB + "/tile/8/data/000", "//tile/8/data/000", "/tile/8/data/../0/000"} {
+		f.Add(p)
+	}
+	tokens := "plain:plain-token-0123456789\nteam:team-token-0123456789:reader:example.com/team/*\n"
+	s := newSetup(f, Config{Mode: ModeBearer, File: writeSecret(f, f.TempDir(), "tokens", tokens)})
+	f.Fuzz(func(t *testing.T, path string) {
+		for _, token := range []string{"plain-token-0123456789", "team-token-0123456789"} {
+			ops := new(spyOps)
+			h := s.layer.Wrap(server.New(testDB, ops, server.Options{Logger: s.logs.Logger()}))
+			r := httptest.NewRequest("GET", "/", nil)
+			r.URL.Path, r.URL.RawPath = path, ""
+			r.Header.Set("Authorization", "Bearer "+token)
+			h.ServeHTTP(httptest.NewRecorder(), r)
+			if ops.reads > 0 && len(ops.lookups) == 0 {
+				t.Errorf("GET %q as a reader read records for a data tile", path)
+			}
+			for _, m := range ops.lookups {
+				if token == "team-token-0123456789" && !module.MatchPrefixPatterns("example.com/team/*", m.Path) {
+					t.Errorf("GET %q as a limited reader looked up %v", path, m)
+				}
+			}
+		}
+	})
+}

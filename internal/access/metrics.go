@@ -1,0 +1,79 @@
+package access
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the access layer's counters. Every label comes from a fixed
+// set or from the operator's credential files, never from the request.
+type metrics struct {
+	denied        *prometheus.CounterVec // sumd_access_denied_total{reason}
+	checks        *prometheus.CounterVec // sumd_access_basic_checks_total{result}
+	adminRequests *prometheus.CounterVec // sumd_admin_requests_total{credential,route,outcome}
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "access", Name: "denied_total",
+			Help: "Requests refused by the access layer, by reason.",
+		}, []string{"reason"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "access", Name: "basic_checks_total",
+			Help: "Basic credentials checked, by result: cached (no bcrypt), verified (bcrypt accepted), wrong, busy (no bcrypt slot).",
+		}, []string{"result"}),
+		adminRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "admin", Name: "requests_total",
+			Help: "Requests to the /admin/ API, by credential (anonymous: none given; invalid: refused), route (fetch, upload, other) and outcome (the HTTP status code).",
+		}, []string{"credential", "route", "outcome"}),
+	}
+	for _, r := range allReasons {
+		m.denied.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.denied, m.checks, m.adminRequests)
+	}
+	return m
+}
+
+func (m *metrics) deny(reason string)  { m.denied.WithLabelValues(reason).Inc() }
+func (m *metrics) basic(result string) { m.checks.WithLabelValues(result).Inc() }
+
+func (m *metrics) admin(credential, route string, code int) {
+	m.adminRequests.WithLabelValues(credential, route, strconv.Itoa(code)).Inc()
+}
+
+// An adminWriter remembers an admin request's status and credential for
+// sumd_admin_requests_total.
+type adminWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+	credential  string
+}
+
+func (w *adminWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *adminWriter) Write(p []byte) (int, error) {
+	w.wroteHeader = true
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection (the admin API
+// extends an upload's deadlines through it).
+func (w *adminWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// setCredential names the credential of an admin request, for its count.
+func setCredential(w http.ResponseWriter, name string) {
+	if aw, ok := w.(*adminWriter); ok {
+		aw.credential = name
+	}
+}

@@ -1,0 +1,95 @@
+package access
+
+import "strings"
+
+// A need is what a request needs from its principal.
+type need struct {
+	role Role
+	what string // the route as a 403 names it: "data tiles", "the admin API"
+
+	adminRoute string // for an admin request, its metric label: fetch, upload or other
+
+	// For a lookup: the database asked (its name) and the rest of the path
+	// after /lookup/, for the patterns of a limited reader.
+	db     string
+	lookup string
+}
+
+// classify returns what a request for path needs. It mirrors the routing
+// of internal/server (two roots: / and /sumdb/<name>/) and of the pages
+// beside it; a path it does not know needs a reader, who then gets the
+// server's 404. Where it cannot tell which route the server will take, it
+// asks for the stronger role.
+func (l *Layer) classify(path string) need {
+	if path == "/healthz" {
+		return need{role: RoleNone}
+	}
+	if l.cfg.AdminAPI && (path == "/admin" || strings.HasPrefix(path, "/admin/")) {
+		return need{role: Admin, what: "the admin API", adminRoute: adminRoute(path)}
+	}
+	db, rest, known := l.database(path)
+	if !known {
+		// /sumdb/<a database not served>/…: the server answers 404 to all
+		// of it, but a name this layer was not told about may still be
+		// served (a mirror added without telling it): fail closed on
+		// anything that could be a data tile.
+		if strings.Contains(path, "/tile/") && strings.Contains(path, "/data/") {
+			return need{role: Auditor, what: "data tiles"}
+		}
+		return need{role: Reader}
+	}
+	switch {
+	case rest == "/latest", rest == "/supported":
+		return need{role: Reader}
+	case strings.HasPrefix(rest, "/lookup/"):
+		return need{role: Reader, db: db, lookup: rest[len("/lookup/"):]}
+	case strings.HasPrefix(rest, "/tile/"):
+		if isDataTile(rest[len("/tile/"):]) {
+			return need{role: Auditor, what: "data tiles"}
+		}
+		return need{role: Reader}
+	case rest != path:
+		return need{role: Reader} // the rest of /sumdb/<name>/ is a 404
+	}
+	switch path {
+	case "/", "/module", "/record", "/status":
+		return need{role: Auditor, what: "the status page"}
+	case "/metrics":
+		return need{role: Auditor, what: "the metrics"}
+	}
+	return need{role: Reader}
+}
+
+// database splits path into the database it addresses and the protocol
+// path: the server's own at the root, or one served under /sumdb/<name>/.
+// known is false for /sumdb/… paths of no database served.
+func (l *Layer) database(path string) (name, rest string, known bool) {
+	if !strings.HasPrefix(path, "/sumdb/") {
+		return l.cfg.Databases[0], path, true
+	}
+	for _, name := range l.cfg.Databases {
+		if rest, ok := strings.CutPrefix(path, "/sumdb/"+name+"/"); ok {
+			return name, "/" + rest, true
+		}
+	}
+	return "", "", false
+}
+
+// isDataTile reports whether a tile path "H/L/N…" names a data tile, as
+// x/mod's tlog.ParseTilePath reads it: level "data".
+func isDataTile(tile string) bool {
+	_, rest, ok := strings.Cut(tile, "/")
+	level, _, _ := strings.Cut(rest, "/")
+	return ok && level == "data"
+}
+
+// adminRoute is the metric label of an admin API path: a fixed set.
+func adminRoute(path string) string {
+	switch path {
+	case "/admin/fetch":
+		return "fetch"
+	case "/admin/upload":
+		return "upload"
+	}
+	return "other"
+}
