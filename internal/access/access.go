@@ -226,29 +226,30 @@ func (l *Layer) check() error {
 }
 
 // Problems lists the credential files that cannot be used as last read,
-// for the server's status: each refuses every credential it held.
+// for the server's status, which anonymous clients may see (/healthz): it
+// names no path and no error, which the server log has.
 func (l *Layer) Problems() []string {
 	var out []string
-	add := func(path string, err error) {
+	add := func(what string, err error) {
 		if err != nil {
-			out = append(out, fmt.Sprintf("credentials in %s cannot be used, so they are all refused: %v", path, err))
+			out = append(out, what+" cannot be used, so every credential in it is refused (see the server log)")
 		}
 	}
 	if l.basic != nil {
 		_, err := l.basic.file.cached()
-		add(l.cfg.File, err)
+		add("the password file", err)
 	}
 	if l.bearer != nil {
 		_, err := l.bearer.cached()
-		add(l.cfg.File, err)
+		add("the token file", err)
 	}
 	if l.certs != nil {
 		_, err := l.certs.cached()
-		add(l.cfg.CertFile, err)
+		add("the client certificate map", err)
 	}
 	if l.admin != nil {
 		_, err := l.admin.cached()
-		add(l.cfg.AdminTokenFile, err)
+		add("the admin token file", err)
 	}
 	return out
 }
@@ -269,6 +270,15 @@ func (l *Layer) Describe() string {
 		ways = append(ways, "none: anyone reads")
 	}
 	return strings.Join(ways, ", ")
+}
+
+// WithoutAdmin returns the layer for a listener that does not serve the
+// admin API (it has its own): /admin/ paths there are unknown paths. The
+// two share their files, caches and metrics.
+func (l *Layer) WithoutAdmin() *Layer {
+	c := *l
+	c.cfg.AdminAPI = false
+	return &c
 }
 
 // Wrap returns h behind the layer.

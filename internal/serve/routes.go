@@ -2,83 +2,112 @@ package serve
 
 import (
 	"context"
-	"log/slog"
+	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/mod/sumdb"
 
+	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
+// A surface is what each listener serves. Every handler is behind the one
+// access layer, so no route is reached without its role.
+type surface struct {
+	main    http.Handler // the protocol, the status, /tuf/, and /admin/ and /metrics unless elsewhere
+	admin   http.Handler // /admin/ alone, for -admin-listen; nil if on main
+	metrics http.Handler // /metrics alone, for -metrics-listen; nil if on main
+}
+
 // routes composes the HTTP surface: the checksum database protocol (with
 // /healthz and /metrics), the status (/status, and the page at /) and, if
-// configured, /admin/ and /tuf/. Every route of the server goes through
-// here, so that one access layer can be put in front of them all.
-func routes(l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *tufPart, status *board, reg *prometheus.Registry, version string, logger *slog.Logger) http.Handler {
-	pg := &page{log: l, status: status, logger: logger}
+// configured, /admin/ and /tuf/. The admin API and the metrics move to
+// listeners of their own when cfg names them.
+func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *tufPart, status *board, layer *access.Layer) surface {
+	pg := &page{log: l, status: status, logger: cfg.Logger}
 	var h http.Handler = server.New(l.Name(), ops, server.Options{
-		Logger:   logger,
-		Registry: reg,
-		Ready:    func(ctx context.Context) error { _, err := l.Signed(ctx); return err },
-		Degraded: status.degraded,
+		Logger:           cfg.Logger,
+		Registry:         cfg.Registry,
+		MetricsElsewhere: cfg.MetricsListen != "",
+		Ready:            func(ctx context.Context) error { _, err := l.Signed(ctx); return err },
+		Degraded:         status.degraded,
 		Pages: map[string]http.Handler{
 			"/":       http.HandlerFunc(pg.home),
 			"/module": http.HandlerFunc(pg.module),
 			"/record": http.HandlerFunc(pg.record),
 			"/status": http.HandlerFunc(status.serveStatus),
 		},
-		Version: version,
+		Version: cfg.Version,
 	})
-	if adm != nil {
+	var s surface
+	mainLayer := layer
+	switch {
+	case adm != nil && cfg.AdminListen != "":
+		s.admin = layer.Wrap(only("/admin/", adm))
+		mainLayer = layer.WithoutAdmin()
+	case adm != nil:
 		// The admin API takes request bodies (uploads), which the protocol
 		// handler caps at 1 KiB: it must be routed before it.
 		mux := http.NewServeMux()
-		mux.Handle("/admin/", countAdmin(adm, reg))
+		mux.Handle("/admin/", adm)
 		mux.Handle("/", h)
 		h = mux
 	}
-	return t.mount(h)
-}
-
-// countAdmin counts the admin API's requests by route and status code in
-// sumd_admin_requests_total, which the status shows.
-func countAdmin(adm http.Handler, reg prometheus.Registerer) http.Handler {
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "sumd", Subsystem: "admin", Name: "requests_total",
-		Help: "Requests to the /admin/ API, by route (fetch, upload, other) and status code.",
-	}, []string{"route", "code"})
-	reg.MustRegister(requests)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		route := "other"
-		switch r.URL.Path {
-		case "/admin/fetch":
-			route = "fetch"
-		case "/admin/upload":
-			route = "upload"
-		}
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		adm.ServeHTTP(sw, r)
-		requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
-	})
-}
-
-// statusWriter remembers the status code of a response.
-type statusWriter struct {
-	http.ResponseWriter
-	code        int
-	wroteHeader bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wroteHeader {
-		w.code, w.wroteHeader = code, true
+	if cfg.MetricsListen != "" {
+		s.metrics = layer.WithoutAdmin().Wrap(only("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	}
-	w.ResponseWriter.WriteHeader(code)
+	s.main = mainLayer.Wrap(t.mount(h))
+	return s
 }
 
-// Unwrap lets http.ResponseController reach the connection (the admin API
-// extends an upload's deadlines through it).
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+// only serves h at pattern and a 404 everywhere else: a listener of its
+// own for one API.
+func only(pattern string, h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(pattern, h)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte("not found: this listener serves " + pattern + " only\n"))
+	})
+	return mux
+}
+
+// newAccess builds the access layer of cfg for log l, whose name is the
+// root database; its problems go into the status as the part "access".
+func newAccess(cfg *Config, l *tlog.Log, adminAPI bool) (*access.Layer, Part, error) {
+	ac := cfg.Access
+	ac.Databases = []string{l.Name()}
+	ac.AdminAPI = adminAPI
+	ac.Logger, ac.Registry = cfg.Logger, registerer(cfg.Registry)
+	layer, err := access.New(ac)
+	if err != nil {
+		var hinted interface{ Hint() string }
+		if !errors.As(err, &hinted) {
+			err = withHint(err, "fix the credential files named above (formats: docs/access.md), or start without -read-auth, -tls-client-roles and -admin-token-file")
+		}
+		return nil, Part{}, err
+	}
+	cfg.Logger.Info("access", "authentication", layer.Describe(), "admin_api", adminAPI)
+	return layer, Part{
+		Name: "access",
+		Run:  func(ctx context.Context) error { <-ctx.Done(); return nil },
+		Report: func(s *Status) {
+			for _, p := range layer.Problems() {
+				s.problem("access", "%s", p)
+			}
+		},
+	}, nil
+}
+
+// registerer avoids a typed nil: a nil *Registry is not a nil Registerer.
+func registerer(reg *prometheus.Registry) prometheus.Registerer {
+	if reg == nil {
+		return nil
+	}
+	return reg
+}

@@ -64,6 +64,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/mod/sumdb"
 
+	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -76,7 +77,9 @@ type Config struct {
 	Registry *prometheus.Registry // served at /metrics; see NewRegistry
 
 	Listen          string        // address of the HTTP listener
-	TLS             *tls.Config   // nil: plain HTTP
+	AdminListen     string        // address of a listener serving /admin/ alone; "": /admin/ is on Listen
+	MetricsListen   string        // address of a listener serving /metrics alone; "": /metrics is on Listen
+	TLS             *tls.Config   // nil: plain HTTP, on every listener
 	RequestTimeout  time.Duration // read and write deadline of one request
 	ShutdownTimeout time.Duration // how long requests in flight may take after a stop
 
@@ -92,6 +95,11 @@ type Config struct {
 	Surface func(l *tlog.Log) (ops sumdb.ServerOps, admin http.Handler, err error)
 	TUF     *TUF  // nil: no /tuf/
 	Sync    *Sync // nil: no OCI sync
+
+	// Access configures the access layer in front of every route; Run
+	// fills in its Databases, AdminAPI, Logger and Registry. The zero
+	// value is a server without authentication but for the admin API.
+	Access access.Config
 
 	// Version is sumd's version, shown in the status and served at
 	// /version ("": no /version route).
@@ -122,11 +130,11 @@ type Part struct {
 func Run(ctx context.Context, cfg Config) (err error) {
 	var b builder
 	defer func() { err = errors.Join(err, b.close()) }()
-	srv, parts, err := b.build(cfg)
+	servers, parts, err := b.build(cfg)
 	if err != nil {
 		return err
 	}
-	return runGroup(ctx, []*listener{srv}, parts, cfg.ShutdownTimeout, cfg.Logger)
+	return runGroup(ctx, servers, parts, cfg.ShutdownTimeout, cfg.Logger)
 }
 
 // A builder builds a server and remembers what to close.
@@ -152,7 +160,7 @@ func (b *builder) close() error {
 }
 
 // build runs start steps 1 to 4 of the package doc.
-func (b *builder) build(cfg Config) (*listener, []Part, error) {
+func (b *builder) build(cfg Config) ([]*listener, []Part, error) {
 	var parts []Part
 	t, err := openTUF(cfg.TUF, cfg.Registry, cfg.Logger)
 	if err != nil {
@@ -186,6 +194,15 @@ func (b *builder) build(cfg Config) (*listener, []Part, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if adm == nil && cfg.AdminListen != "" {
+		return nil, nil, withHint(errors.New("-admin-listen is set, but the server has no admin API"),
+			"enable the admin API (-admin-token-file, or credentials with the admin role), or drop -admin-listen")
+	}
+	layer, accessPart, err := newAccess(&cfg, l, adm != nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	parts = append(parts, accessPart)
 	if cfg.Sync != nil {
 		p, err := cfg.Sync.part(l, cfg.Logger)
 		if err != nil {
@@ -194,16 +211,42 @@ func (b *builder) build(cfg Config) (*listener, []Part, error) {
 		parts = append(parts, p)
 	}
 	status := &board{log: l, parts: parts, reg: cfg.Registry, version: cfg.Version, started: time.Now()}
-	h := routes(l, ops, adm, t, status, cfg.Registry, cfg.Version, cfg.Logger)
-	srv, err := listen(cfg, h)
+	servers, err := listenAll(cfg, routes(&cfg, l, ops, adm, t, status, layer))
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg.Logger.Info("serving checksum database", "name", l.Name(), "url", srv.url, "tree_size", treeSize(l), "admin", adm != nil)
+	cfg.Logger.Info("serving checksum database", "name", l.Name(), "url", servers[0].url, "tree_size", treeSize(l), "admin", adm != nil)
 	if cfg.Ready != nil {
-		cfg.Ready(l, srv.url)
+		cfg.Ready(l, servers[0].url)
 	}
-	return srv, parts, nil
+	return servers, parts, nil
+}
+
+// listenAll binds the listeners of s: the main one first. If one cannot
+// bind, those bound are closed.
+func listenAll(cfg Config, s surface) ([]*listener, error) {
+	binds := []struct {
+		addr, flag, what string
+		h                http.Handler
+	}{{cfg.Listen, "-listen", "", s.main}, {cfg.AdminListen, "-admin-listen", "admin API", s.admin}, {cfg.MetricsListen, "-metrics-listen", "metrics", s.metrics}}
+	var out []*listener
+	for _, b := range binds {
+		if b.h == nil {
+			continue
+		}
+		srv, err := listen(cfg, b.addr, b.flag, b.h)
+		if err != nil {
+			for _, o := range out {
+				o.ln.Close()
+			}
+			return nil, err
+		}
+		if b.what != "" {
+			cfg.Logger.Info("serving "+b.what+" on a listener of its own", "url", srv.url)
+		}
+		out = append(out, srv)
+	}
+	return out, nil
 }
 
 // A listener is the HTTP server on its bound socket.
@@ -213,11 +256,11 @@ type listener struct {
 	url string
 }
 
-// listen binds cfg.Listen and prepares the HTTP server for h.
-func listen(cfg Config, h http.Handler) (*listener, error) {
-	ln, err := net.Listen("tcp", cfg.Listen)
+// listen binds addr (the value of flag) and prepares the HTTP server for h.
+func listen(cfg Config, addr, flag string, h http.Handler) (*listener, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with -listen HOST:PORT")
+		return nil, withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with "+flag+" HOST:PORT")
 	}
 	return &listener{
 		ln:  ln,

@@ -237,7 +237,7 @@ func TestPartDies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, _, _ := testConfig(t)
-			srv, err := listen(cfg, http.NotFoundHandler())
+			srv, err := listen(cfg, cfg.Listen, "-listen", http.NotFoundHandler())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -274,38 +274,44 @@ func testRecord(i int) gosum.Record {
 	return gosum.Record{Path: path, Version: version, Hash: h, GoMod: h}
 }
 
-// TestStatusCounters: requests to the admin API are counted by route and
-// status code, and the status shows them beside the upstream counters.
+// TestStatusCounters: requests to the admin API are counted by credential,
+// route and outcome (the status code), refused ones included, and the
+// status shows them beside the upstream counters.
 func TestStatusCounters(t *testing.T) {
 	cfg, urls, _ := testConfig(t)
-	adm := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") == "" {
-			http.Error(w, "no token", http.StatusUnauthorized)
-			return
-		}
-		w.Write([]byte("{}"))
-	})
+	adm := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("{}")) })
 	cfg.Surface = func(l *sumdlog.Log) (sumdb.ServerOps, http.Handler, error) { return l, adm, nil }
+	const token = "admin-token-for-the-counters"
+	cfg.Access.AdminTokenFile = filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(cfg.Access.AdminTokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	url := serveTest(t, cfg, urls)
 	for range 2 {
 		http.Post(url+"/admin/fetch", "application/json", strings.NewReader("{}"))
 	}
-	req, _ := http.NewRequest("POST", url+"/admin/upload", nil)
-	req.Header.Set("Authorization", "Bearer x")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	for _, path := range []string{"/admin/upload", "/admin/nothing"} {
+		req, _ := http.NewRequest("POST", url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 	}
-	resp.Body.Close()
-	http.Get(url + "/admin/nothing")
+	req, _ := http.NewRequest("POST", url+"/admin/fetch", nil)
+	req.Header.Set("Authorization", "Bearer wrong")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
 
 	got := map[string]float64{}
 	for _, c := range fetchStatus(t, url).Counters {
 		if c.Name == "sumd_admin_requests_total" {
-			got[c.Labels["route"]+" "+c.Labels["code"]] = c.Value
+			got[c.Labels["credential"]+" "+c.Labels["route"]+" "+c.Labels["outcome"]] = c.Value
 		}
 	}
-	want := map[string]float64{"fetch 401": 2, "upload 200": 1, "other 401": 1}
+	want := map[string]float64{"anonymous fetch 401": 2, "admin-token upload 200": 1, "admin-token other 200": 1, "invalid fetch 401": 1}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("admin counters = %v, want %v", got, want)
 	}

@@ -96,6 +96,9 @@ type Options struct {
 	// Registry receives the HTTP metrics and is served at /metrics;
 	// nil means no metrics and no /metrics route.
 	Registry *prometheus.Registry
+	// MetricsElsewhere keeps /metrics off this handler (a 404) although
+	// Registry is set: the server serves it on a listener of its own.
+	MetricsElsewhere bool
 	// Ready reports whether the database can serve; /healthz answers 503
 	// with the error text while it returns an error. nil means always ready.
 	Ready func(ctx context.Context) error
@@ -126,6 +129,7 @@ type Server struct {
 	pages    map[string]http.Handler
 	version  string
 	metrics  *metrics // nil without Options.Registry
+	scrape   bool     // serve /metrics
 	handler  http.Handler
 }
 
@@ -143,6 +147,7 @@ func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 		pages:    opts.Pages,
 		version:  opts.Version,
 		metrics:  newMetrics(opts.Registry),
+		scrape:   opts.Registry != nil && !opts.MetricsElsewhere,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -206,7 +211,7 @@ func (s *Server) resolve(path string) (string, func(*recorder, *http.Request)) {
 		return routeHealthz, s.handle(s.healthz, "")
 	case !under && rest == "/version" && s.version != "":
 		return routeVersion, s.handle(s.versionText, "")
-	case !under && rest == "/metrics" && s.metrics != nil:
+	case !under && rest == "/metrics" && s.scrape:
 		return routeMetrics, func(w *recorder, r *http.Request) { s.metrics.handler.ServeHTTP(w, r) }
 	case !under && s.pages[rest] != nil:
 		return routePage, func(w *recorder, r *http.Request) { s.pages[rest].ServeHTTP(w, r) }

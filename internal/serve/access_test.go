@@ -1,0 +1,203 @@
+package serve
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
+
+	"github.com/sumd-project/sumd/internal/access"
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testlog"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// countingOps counts the lookups that reach the ops: with an upstream
+// recorder, each could fetch.
+type countingOps struct {
+	sumdb.ServerOps
+	lookups atomic.Int32
+}
+
+func (o *countingOps) Lookup(ctx context.Context, m module.Version) (int64, error) {
+	o.lookups.Add(1)
+	return o.ServerOps.Lookup(ctx, m)
+}
+
+// accessConfig is testConfig with basic authentication: reader, a reader
+// limited to example.com/team/*, auditor and admin (password: the name).
+func accessConfig(t *testing.T) (Config, <-chan string, *testlog.Buffer, string) {
+	cfg, urls, logs := testConfig(t)
+	var lines []string
+	for _, u := range []string{"reader", "team::reader:example.com/team/*", "auditor::auditor", "boss::admin"} {
+		name, rest, _ := strings.Cut(u, ":")
+		h, _ := bcrypt.GenerateFromPassword([]byte(name), bcrypt.MinCost)
+		line := name + ":" + string(h)
+		if rest != "" {
+			line += rest
+		}
+		lines = append(lines, line)
+	}
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Access = access.Config{Mode: access.ModeBasic, File: file}
+	return cfg, urls, logs, file
+}
+
+func get(t *testing.T, url, user string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if user != "" {
+		req.SetBasicAuth(user, user)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+// TestAccessHidesRecords: through the whole server, a limited reader's
+// lookup of a recorded version outside its patterns is answered exactly as
+// an absent version is, and never reaches the ops; an anonymous client
+// cannot tell a recorded version from an absent one either.
+func TestAccessHidesRecords(t *testing.T) {
+	cfg, urls, _, _ := accessConfig(t)
+	ops := new(countingOps)
+	cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
+		ops.ServerOps = l
+		_, err := l.Add(context.Background(), gosum.Record{Path: "example.com/secret", Version: "v1.0.0",
+			Hash: "h1:" + strings.Repeat("A", 43) + "=", GoMod: "h1:" + strings.Repeat("A", 43) + "="})
+		return ops, nil, err
+	}
+	url := serveTest(t, cfg, urls)
+
+	code, _, body := get(t, url+"/lookup/example.com/secret@v1.0.0", "reader")
+	if code != 200 || !strings.Contains(body, "example.com/secret v1.0.0 h1:") {
+		t.Fatalf("reader lookup of a recorded version: %d %q", code, body)
+	}
+	absentCode, absentHeader, absentBody := get(t, url+"/lookup/example.com/absent@v1.0.0", "reader")
+	for _, path := range []string{"/lookup/example.com/secret@v1.0.0", "/sumdb/serve.example.com/lookup/example.com/secret@v1.0.0"} {
+		code, header, body := get(t, url+path, "team")
+		wantBody := strings.Replace(absentBody, "absent", "secret", 1)
+		if code != absentCode || body != wantBody || !sameHeaders(header, absentHeader) {
+			t.Errorf("team lookup %s: %d %v %q; an absent version: %d %v %q", path, code, header, body, absentCode, absentHeader, wantBody)
+		}
+	}
+	if n := ops.lookups.Load(); n != 2 {
+		t.Errorf("%d lookups reached the ops, want 2 (the reader's)", n)
+	}
+	c1, h1, b1 := get(t, url+"/lookup/example.com/secret@v1.0.0", "")
+	c2, h2, b2 := get(t, url+"/lookup/example.com/absent@v1.0.0", "")
+	if c1 != 401 || c1 != c2 || b1 != b2 || !sameHeaders(h1, h2) {
+		t.Errorf("anonymous lookups of a recorded and an absent version differ: %d %q / %d %q", c1, b1, c2, b2)
+	}
+}
+
+// sameHeaders compares headers but Date, which may tick between answers.
+func sameHeaders(a, b http.Header) bool {
+	a, b = a.Clone(), b.Clone()
+	a.Del("Date")
+	b.Del("Date")
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if strings.Join(v, ",") != strings.Join(b.Values(k), ",") {
+			return false
+		}
+	}
+	return true
+}
+
+var listenerURL = regexp.MustCompile(`msg="serving (admin API|metrics) on a listener of its own" url=(\S+)`)
+
+// TestSeparateListeners: with -admin-listen and -metrics-listen, the admin
+// API and the metrics are served there alone, behind the same access
+// layer, and no longer on the main listener.
+func TestSeparateListeners(t *testing.T) {
+	cfg, urls, logs, _ := accessConfig(t)
+	cfg.AdminListen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
+	adm := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "admin handler\n") })
+	cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) { return l, adm, nil }
+	url := serveTest(t, cfg, urls)
+	found := map[string]string{}
+	for _, m := range listenerURL.FindAllStringSubmatch(logs.String(), -1) {
+		found[m[1]] = m[2]
+	}
+	adminURL, metricsURL := found["admin API"], found["metrics"]
+	if adminURL == "" || metricsURL == "" {
+		t.Fatalf("no listener URLs in the log:\n%s", logs)
+	}
+	for _, c := range []struct {
+		url, user string
+		code      int
+		text      string
+	}{
+		{adminURL + "/admin/fetch", "boss", 200, "admin handler"},
+		{adminURL + "/admin/fetch", "auditor", 403, "the admin API need the admin role"},
+		{adminURL + "/admin/fetch", "", 401, "credentials required"},
+		{adminURL + "/latest", "boss", 404, "this listener serves /admin/ only"},
+		{adminURL + "/healthz", "", 404, "this listener serves /admin/ only"},
+		{metricsURL + "/metrics", "auditor", 200, "sumd_access_denied_total"},
+		{metricsURL + "/metrics", "reader", 403, "the metrics need the auditor role"},
+		{metricsURL + "/latest", "auditor", 404, "this listener serves /metrics only"},
+		{url + "/admin/fetch", "boss", 404, "not a module proxy"},
+		{url + "/metrics", "boss", 404, "not a module proxy"},
+		{url + "/latest", "reader", 200, "go.sum database tree"},
+		{url + "/healthz", "", 200, "ok"},
+	} {
+		if code, _, body := get(t, c.url, c.user); code != c.code || !strings.Contains(body, c.text) {
+			t.Errorf("GET %s as %q: %d %q, want %d %q", c.url, c.user, code, body, c.code, c.text)
+		}
+	}
+}
+
+// TestAccessStatus: a credential file that turns unusable refuses its
+// credentials and shows in /healthz as degraded, naming no path; fixing
+// it clears both.
+func TestAccessStatus(t *testing.T) {
+	cfg, urls, _, file := accessConfig(t)
+	url := serveTest(t, cfg, urls)
+	if code, _, _ := get(t, url+"/latest", "reader"); code != 200 {
+		t.Fatalf("reader: %d", code)
+	}
+	os.Chmod(file, 0o644)
+	deadline := time.Now().Add(5 * time.Second) // the file is stat'ed at most once a second
+	for {
+		code, _, _ := get(t, url+"/latest", "reader")
+		if code == 401 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a world-readable password file still authenticates (%d)", code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	code, _, body := get(t, url+"/healthz", "")
+	if code != 200 || !strings.Contains(body, "degraded: access: the password file cannot be used") || strings.Contains(body, file) {
+		t.Errorf("/healthz = %d %q, want degraded naming the password file, not its path", code, body)
+	}
+	os.Chmod(file, 0o600)
+	time.Sleep(1100 * time.Millisecond)
+	if code, _, _ := get(t, url+"/latest", "reader"); code != 200 {
+		t.Errorf("reader after the fix: %d", code)
+	}
+	if _, _, body := get(t, url+"/healthz", ""); body != "ok\n" {
+		t.Errorf("/healthz after the fix = %q", body)
+	}
+}
