@@ -70,8 +70,14 @@ type Recorder interface {
 
 // Options configure a Handler.
 type Options struct {
-	// TokenFile holds the bearer token. "" disables the API.
+	// TokenFile holds the bearer token. "" disables the API, unless
+	// Authenticated.
 	TokenFile string
+	// Authenticated says that a layer in front has authenticated every
+	// request and let only the admin role through (internal/access, in
+	// sumd serve): the handler then checks no token and TokenFile is not
+	// read.
+	Authenticated bool
 	// MaxZipSize and MaxModSize cap uploaded files (default the go
 	// command's limits, modhash.MaxZipFile and modhash.MaxGoMod).
 	MaxZipSize, MaxModSize int64
@@ -116,6 +122,9 @@ func New(rec Recorder, opts Options) *Handler {
 		opts.Logger = slog.Default()
 	}
 	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}}
+	if opts.Authenticated {
+		return h
+	}
 	if _, err := h.tokens.current(); err != nil {
 		h.log.Warn("admin API disabled", "reason", err)
 	} else {
@@ -126,6 +135,10 @@ func New(rec Recorder, opts Options) *Handler {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Authenticated {
+		h.route(w, r)
+		return
+	}
 	// A request without credentials cannot be authorized whatever the file
 	// holds now: the cached state says only whether to answer 404 or 401.
 	tokenOf := h.tokens.current
@@ -143,6 +156,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &httpError{http.StatusUnauthorized, "missing or wrong admin token"})
 		return
 	}
+	h.route(w, r)
+}
+
+// route serves an authenticated request.
+func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 	var route func(http.ResponseWriter, *http.Request)
 	switch r.URL.Path {
 	case "/admin/fetch":

@@ -51,6 +51,33 @@ func TestAuth(t *testing.T) {
 	wantStatus(t, err, http.StatusNotFound, "404 page not found")
 }
 
+// TestAuthenticated: behind an access layer (Authenticated), the handler
+// checks no token and needs no token file; the client sends what its Auth
+// hook adds.
+func TestAuthenticated(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	s := newSetup(t, Options{Authenticated: true, TokenFile: "/nonexistent"}, goodModule(m.Path, m.Version))
+	var sent string
+	c := &Client{URL: s.srv.URL, Token: "ignored", Auth: func(r *http.Request) error {
+		r.SetBasicAuth("boss", "pw")
+		sent = r.Header.Get("Authorization")
+		return nil
+	}}
+	if _, err := c.Fetch(context.Background(), m); err != nil {
+		t.Fatalf("Fetch behind an access layer: %v", err)
+	}
+	if !strings.HasPrefix(sent, "Basic ") {
+		t.Errorf("client sent %q, want the Auth hook's basic credentials", sent)
+	}
+	if n := s.treeSize(t); n != 1 {
+		t.Errorf("tree size %d, want 1", n)
+	}
+	c.Auth = func(*http.Request) error { return errors.New("no credentials") }
+	if _, err := c.Fetch(context.Background(), m); err == nil || err.Error() != "no credentials" {
+		t.Errorf("Fetch with a failing Auth hook: %v", err)
+	}
+}
+
 // TestDisabled: no token file configured is 404 everywhere.
 func TestDisabled(t *testing.T) {
 	srv := httptest.NewServer(New(&fakeRecorder{}, Options{Logger: quiet}))

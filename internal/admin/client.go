@@ -23,6 +23,10 @@ type Client struct {
 	URL string
 	// Token is the admin token (see ReadTokenFile).
 	Token string
+	// Auth, if set, adds the credentials to each request instead of Token:
+	// an admin's basic credentials or token, for a server whose access
+	// layer knows them (sumd serve -read-auth).
+	Auth func(*http.Request) error
 	// HTTPClient sends the requests; nil means http.DefaultClient.
 	HTTPClient *http.Client
 }
@@ -109,7 +113,13 @@ func (c *Client) post(ctx context.Context, path, ctype string, body io.Reader) (
 		return nil, fmt.Errorf("failed to build request: %w", err)
 	}
 	req.Header.Set("Content-Type", ctype)
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if c.Auth != nil {
+		if err := c.Auth(req); err != nil {
+			return nil, err
+		}
+	} else {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	client := c.HTTPClient
 	if client == nil {
 		client = http.DefaultClient
