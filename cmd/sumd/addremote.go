@@ -22,7 +22,7 @@ import (
 // fetched from its upstream (MODULE@VERSION alone) or uploaded (with a
 // directory or zip).
 func addRemote(cfg *config.Add, args []string, stdout io.Writer) error {
-	const usageHint = "use: sumd add -server URL -token-file FILE MODULE@VERSION [DIR|ZIP]"
+	const usageHint = "use: sumd add -server URL [-token-file FILE | -auth AUTH] MODULE@VERSION [DIR|ZIP]"
 	if cfg.Gosum != "" {
 		return usageError(errors.New("-gosum works on the database file, not with -server"), "stop the server and run sumd add -gosum FILE on its database")
 	}
@@ -32,18 +32,14 @@ func addRemote(cfg *config.Add, args []string, stdout io.Writer) error {
 	if len(args) != 1 && len(args) != 2 {
 		return usageError(fmt.Errorf("want MODULE@VERSION and optionally a directory or zip, got %d arguments", len(args)), usageHint)
 	}
-	if cfg.TokenFile == "" {
-		return usageError(errors.New("-server needs -token-file"), "pass the file holding the admin token the server reads (its -admin-token-file)")
-	}
-	token, err := admin.ReadTokenFile(cfg.TokenFile)
+	c, err := adminClient(cfg)
 	if err != nil {
-		return withHint(err, secretHint(err, "pass the file holding the admin token the server reads (its -admin-token-file)"))
+		return err
 	}
 	m, err := parseModuleArg(args[0])
 	if err != nil {
 		return err
 	}
-	c := &admin.Client{URL: strings.TrimSuffix(cfg.Server, "/"), Token: token}
 	var res *admin.Result
 	if len(args) == 1 {
 		res, err = c.Fetch(context.Background(), m)
@@ -55,6 +51,30 @@ func addRemote(cfg *config.Add, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s recorded as record %d (tree size %d)\n", m, res.ID, res.TreeSize)
 	return nil
+}
+
+// adminClient returns the client of the server's admin API, with the
+// admin token of -token-file, or else the credentials of -auth (an admin's,
+// for a server with -read-auth; default: the go command's .netrc).
+func adminClient(cfg *config.Add) (*admin.Client, error) {
+	c := &admin.Client{URL: strings.TrimSuffix(cfg.Server, "/")}
+	switch {
+	case cfg.TokenFile != "" && cfg.Auth != "":
+		return nil, usageError(errors.New("-token-file and -auth both name the credentials"), "pass the admin token with -token-file, or an admin's credentials with -auth")
+	case cfg.TokenFile != "":
+		token, err := admin.ReadTokenFile(cfg.TokenFile)
+		if err != nil {
+			return nil, withHint(err, secretHint(err, "pass the file holding the admin token the server reads (its -admin-token-file)"))
+		}
+		c.Token = token
+		return c, nil
+	}
+	auth, err := clientAuth(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	c.Auth = auth.Apply
+	return c, nil
 }
 
 // upload sends a module zip, zipping a directory first as the go command
@@ -111,9 +131,11 @@ func remoteError(err error) error {
 	}
 	switch ae.Status {
 	case http.StatusUnauthorized:
-		return withHint(err, "the token does not match the server's -admin-token-file")
+		return withHint(err, "the credentials are missing or wrong: -token-file must hold the server's -admin-token-file, or -auth (or the .netrc) an admin's credentials")
+	case http.StatusForbidden:
+		return withHint(err, "these credentials are not an admin's: use the admin token (-token-file) or an admin's credentials")
 	case http.StatusNotFound:
-		return withHint(err, "the server's admin API is off: start it with -admin-token-file")
+		return withHint(err, "the server's admin API is off, or on its own listener (-admin-listen): start it with -admin-token-file or -read-auth")
 	case http.StatusConflict:
 		return withHint(err, "a recorded version can never change; if the new content is right, publish it as a new version")
 	case http.StatusNotImplemented:

@@ -66,7 +66,7 @@ func TestGoCommandUpstream(t *testing.T) {
 		writeFile(t, filepath.Join(mod, "u.go"), []byte("package uploaded\n"))
 		bad := writeSecret(t, filepath.Join(dir, "bad.token"), "wrong-token-wrong-token\n")
 		_, errOut, err := sumdRun("add", "-server", s.url, "-token-file", bad, "example.com/uploaded@v1.0.0", mod)
-		if err == nil || !strings.Contains(errOut, "401") || !strings.Contains(errOut, "hint: the token does not match") {
+		if err == nil || !strings.Contains(errOut, "401") || !strings.Contains(errOut, "hint: the credentials are missing or wrong") {
 			t.Fatalf("add with a wrong token: %v\n%s", err, errOut)
 		}
 		out := sumd(t, "add", "-server", s.url, "-token-file", token, "example.com/uploaded@v1.0.0", mod)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"golang.org/x/mod/sumdb"
 
+	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/secret"
@@ -46,14 +48,25 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := config.NewLogger(cfg.Log, stderr)
+	if err := clientCerts(tlsConf, cfg.Access); err != nil {
+		return err
+	}
+	// Every line a request causes names its credential: the audit trail.
+	logger := slog.New(access.LogHandler(config.NewLogger(cfg.Log, stderr).Handler()))
+	if cfg.ReadAuth != config.ReadAuthNone && tlsConf == nil {
+		logger.Warn("credentials travel in the clear unless a TLS proxy is in front: the go command sends them over HTTPS only", "read_auth", cfg.ReadAuth)
+	}
 	reg := serve.NewRegistry()
 	reg.MustRegister(buildInfo())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return serve.Run(ctx, serve.Config{
 		Logger: logger, Registry: reg, Version: version(),
-		Listen: cfg.Listen, TLS: tlsConf,
+		Listen: cfg.Listen, AdminListen: cfg.AdminListen, MetricsListen: cfg.MetricsListen, TLS: tlsConf,
+		Access: access.Config{
+			Mode: access.Mode(cfg.ReadAuth), File: cfg.ReadAuthFile,
+			CertFile: cfg.TLSClientRoles, AdminTokenFile: cfg.AdminTokenFile,
+		},
 		RequestTimeout: writeTimeout(cfg), ShutdownTimeout: cfg.ShutdownTimeout,
 		OpenLog: func() (*tlog.Log, error) {
 			return openLog(cfg.Database, openOptions{
@@ -101,6 +114,29 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 		return nil, withHint(fmt.Errorf("failed to load TLS certificate: %w", err), "-tls-cert and -tls-key must be the PEM certificate chain and its private key")
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// clientCerts makes the TLS listeners ask for client certificates signed
+// by -tls-client-ca (mutual TLS). The handshake verifies them: an expired
+// or untrusted certificate never reaches the access layer.
+func clientCerts(conf *tls.Config, a config.Access) error {
+	if a.TLSClientCA == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(a.TLSClientCA)
+	if err != nil {
+		return withHint(fmt.Errorf("failed to read -tls-client-ca: %w", err), "give the PEM file of the CA certificates that issue client certificates")
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return withHint(fmt.Errorf("-tls-client-ca %s holds no PEM certificate", a.TLSClientCA), "give the PEM file of the CA certificates that issue client certificates")
+	}
+	conf.ClientCAs = pool
+	conf.ClientAuth = tls.RequireAndVerifyClientCert
+	if a.TLSClientAuth == config.ClientAuthIfGiven {
+		conf.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return nil
 }
 
 func treeSize(l *tlog.Log) int64 {

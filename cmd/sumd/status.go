@@ -26,10 +26,18 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err := flagsOnly(err, rest, "status"); err != nil {
 		return err
 	}
+	auth, err := clientAuth(cfg.Auth)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
-	raw, st, err := fetchStatus(ctx, strings.TrimSuffix(cfg.URL, "/")+"/status")
-	if err != nil {
+	raw, st, err := fetchStatus(ctx, authClient(auth, cfg.URL, 0), strings.TrimSuffix(cfg.URL, "/")+"/status")
+	var refused *refusedError
+	switch {
+	case errors.As(err, &refused):
+		return withHint(err, refusedHint(refused.status, "the status needs an auditor's"))
+	case err != nil:
 		return withHint(err, "check -url: the base URL sumd serve printed in its GOSUMDB line")
 	}
 	if cfg.JSON {
@@ -43,13 +51,21 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// A refusedError is a 401 or 403 answer.
+type refusedError struct {
+	status int
+	err    error
+}
+
+func (e *refusedError) Error() string { return e.err.Error() }
+
 // fetchStatus reads and parses GET url.
-func fetchStatus(ctx context.Context, url string) ([]byte, *serve.Status, error) {
+func fetchStatus(ctx context.Context, client *http.Client, url string) ([]byte, *serve.Status, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to read the status: %w", err)
 	}
@@ -59,7 +75,11 @@ func fetchStatus(ctx context.Context, url string) ([]byte, *serve.Status, error)
 		return nil, nil, fmt.Errorf("failed to read the status: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(raw))
+		err := fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(raw))
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			err = &refusedError{resp.StatusCode, err}
+		}
+		return nil, nil, err
 	}
 	var st serve.Status
 	if err := json.Unmarshal(raw, &st); err != nil || st.Health.State == "" {

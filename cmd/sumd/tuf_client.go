@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/sumd-project/sumd/internal/audit"
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/tuf"
+	"github.com/sumd-project/sumd/internal/upstream"
 )
 
 // tufGosumdb prints the GOSUMDB value the repository publishes.
@@ -21,7 +24,11 @@ func tufGosumdb(args []string, stdout, stderr io.Writer) error {
 	if err = flagsOnly(err, rest, "tuf gosumdb"); err != nil {
 		return err
 	}
-	db, err := fetchDatabase(cfg.TUFTrust, cfg.Cache)
+	auth, err := clientAuth(cfg.Auth)
+	if err != nil {
+		return err
+	}
+	db, err := fetchDatabase(cfg.TUFTrust, auth, cfg.Cache)
 	if err != nil {
 		return err
 	}
@@ -35,7 +42,7 @@ func tufGosumdb(args []string, stdout, stderr io.Writer) error {
 // verifierKeys returns the verifier keys and URL sumd verify audits with:
 // -key and -url, or what the TUF repository publishes (-url, if given,
 // wins over the published URL: a proxy path, say).
-func verifierKeys(cfg *config.Verify, stderr io.Writer) ([]string, string, error) {
+func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, stderr io.Writer) ([]string, string, error) {
 	if cfg.TUFRoot == "" {
 		var vkeys []string
 		for _, k := range cfg.Key {
@@ -51,7 +58,7 @@ func verifierKeys(cfg *config.Verify, stderr io.Writer) ([]string, string, error
 	if cfg.State != "" {
 		cache = tufCacheDir(cfg.State, cfg.TUFURL)
 	}
-	db, err := fetchDatabase(cfg.TUFTrust, cache)
+	db, err := fetchDatabase(cfg.TUFTrust, auth, cache)
 	if err != nil {
 		return nil, "", err
 	}
@@ -74,12 +81,13 @@ func tufCacheDir(state, url string) string {
 // fetchDatabase learns the database through TUF. A rollback or a signature
 // failure is a finding (exit status 1); anything else means the keys could
 // not be learned (2).
-func fetchDatabase(t config.TUFTrust, cache string) (*tuf.Database, error) {
+func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cache string) (*tuf.Database, error) {
 	root, err := readSmallFile(t.TUFRoot, 1<<20)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("failed to read -tuf-root: %w", err), "give the repository's pinned N.root.json")
 	}
-	db, err := tuf.Fetch(tuf.ClientOptions{Root: root, URL: t.TUFURL, CacheDir: cache, UserAgent: "sumd/" + version()})
+	db, err := tuf.Fetch(tuf.ClientOptions{Root: root, URL: t.TUFURL, CacheDir: cache, UserAgent: "sumd/" + version(),
+		HTTPClient: authClient(auth, t.TUFURL, 30*time.Second)})
 	switch {
 	case errors.Is(err, tuf.ErrRollback):
 		return nil, &cliError{err: err, code: 1, hint: "the server sends older metadata than this client verified before: do not trust it; see docs/keys.md"}
@@ -87,6 +95,8 @@ func fetchDatabase(t config.TUFTrust, cache string) (*tuf.Database, error) {
 		return nil, &cliError{err: err, code: 1, hint: "the metadata is not signed by the keys the pinned root trusts: check -tuf-root and -tuf-url; see docs/keys.md"}
 	case errors.Is(err, tuf.ErrExpired):
 		return nil, &cliError{err: err, code: 2, hint: "the server must keep re-signing its metadata (sumd serve -tuf does): check it runs, and this machine's clock"}
+	case errors.Is(err, tuf.ErrRefused):
+		return nil, &cliError{err: err, code: 2, hint: refusedHint(http.StatusUnauthorized, "")}
 	case err != nil:
 		return nil, &cliError{err: err, code: 2, hint: "check -tuf-url (the repository's base URL, such as https://sum.example.com/tuf) and that it is reachable"}
 	}

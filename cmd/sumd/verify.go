@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -31,7 +32,11 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return configError(err)
 	}
-	vkeys, dbURL, err := verifierKeys(cfg, stderr)
+	auth, err := clientAuth(cfg.Auth)
+	if err != nil {
+		return err
+	}
+	vkeys, dbURL, err := verifierKeys(cfg, auth, stderr)
 	if err != nil {
 		if cfg.JSON && cfg.TUFRoot != "" {
 			printJSON(stdout, failedReport(err))
@@ -51,7 +56,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	bar := newProgress(stderr)
 	rep, err := audit.Run(ctx, audit.Options{
 		URL: dbURL, VerifierKey: vkeys[0], VerifierKeys: vkeys[1:], StateDir: cfg.State, Full: cfg.Full, GoSum: files,
-		Parallel: cfg.Parallel, UserAgent: "sumd-verify/" + version(), Progress: bar.update,
+		Parallel: cfg.Parallel, UserAgent: "sumd-verify/" + version(), Progress: bar.update, Auth: auth.Apply,
 		Recheck: recheck, RecheckSince: int64(cfg.Since),
 	})
 	bar.finish()
@@ -75,6 +80,8 @@ func cannotRun(err error) error {
 	var fe *audit.FetchError
 	hint := "nothing was concluded about the database; fix the cause above and run again"
 	switch {
+	case errors.As(err, &fe) && (fe.Status == http.StatusUnauthorized || fe.Status == http.StatusForbidden):
+		hint = refusedHint(fe.Status, "sumd verify needs a reader's, and -full (data tiles) an auditor's")
 	case errors.As(err, &fe):
 		hint = "check -url and that the server is reachable; failed requests were retried before giving up"
 	case errors.Is(err, audit.ErrStateInUse):

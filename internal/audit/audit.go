@@ -68,6 +68,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -99,6 +100,10 @@ type Options struct {
 	Parallel int
 	// UserAgent is sent with every request (default "sumd-verify/devel").
 	UserAgent string
+	// Auth, if set, adds credentials to every request (a server behind
+	// sumd serve -read-auth: data tiles need an auditor's). An error it
+	// returns fails the request without a retry.
+	Auth func(*http.Request) error
 	// Timeout caps each HTTP request (default 30s).
 	Timeout time.Duration
 	// Progress, if set, is called after each data tile of a full audit
@@ -202,6 +207,7 @@ func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {
 	}
 	rep.Database = r.verifier.Name()
 	r.f = newFetcher(opts.URL, opts.UserAgent, opts.Timeout, opts.Parallel)
+	r.f.auth = opts.Auth
 	r.f.backoff = opts.retryBackoff
 	r.tiles = newTileReader(ctx, r.f, opts.Parallel)
 	if opts.StateDir != "" {

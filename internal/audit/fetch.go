@@ -51,8 +51,9 @@ type fetcher struct {
 	base     string // the base URL without a trailing slash; paths start with "/"
 	client   *http.Client
 	ua       string
-	attempts int           // tries per request, the first included
-	backoff  time.Duration // wait before the second try; doubled after each
+	auth     func(*http.Request) error // adds credentials; nil: none
+	attempts int                       // tries per request, the first included
+	backoff  time.Duration             // wait before the second try; doubled after each
 }
 
 func newFetcher(base, ua string, timeout time.Duration, parallel int) *fetcher {
@@ -123,6 +124,11 @@ func (f *fetcher) getOnce(ctx context.Context, path string, limit int64) ([]byte
 		return nil, 0, err
 	}
 	req.Header.Set("User-Agent", f.ua)
+	if f.auth != nil {
+		if err := f.auth(req); err != nil {
+			return nil, 0, err
+		}
+	}
 	resp, err := f.client.Do(req)
 	if err != nil {
 		return nil, 0, err

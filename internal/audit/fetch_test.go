@@ -151,3 +151,34 @@ func testVerifierKey(t *testing.T) string {
 	_, vkey := newFakeLog(t, nil)
 	return vkey
 }
+
+// TestAuth: every request carries the Auth hook's credentials; a refusal
+// (403) is not retried, and a failing hook fails the request.
+func TestAuth(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if u, p, _ := r.BasicAuth(); u != "auditor" || p != "pw" {
+			http.Error(w, "data tiles need the auditor role", http.StatusForbidden)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	f := newFetcher(srv.URL, "ua", time.Second, 1)
+	f.backoff = time.Millisecond
+	f.auth = func(r *http.Request) error { r.SetBasicAuth("auditor", "pw"); return nil }
+	if data, err := f.get(t.Context(), "/tile/8/data/000", 10); err != nil || string(data) != "ok" {
+		t.Errorf("with credentials: %q, %v", data, err)
+	}
+	f.auth = func(r *http.Request) error { r.SetBasicAuth("reader", "pw"); return nil }
+	_, err := f.get(t.Context(), "/tile/8/data/000", 10)
+	var fe *FetchError
+	if !errors.As(err, &fe) || fe.Status != 403 || calls.Load() != 2 || !strings.Contains(err.Error(), "auditor role") {
+		t.Errorf("a refused credential: %v after %d calls, want one 403 quoting the reason", err, calls.Load()-1)
+	}
+	f.auth = func(*http.Request) error { return errors.New("no .netrc") }
+	if _, err := f.get(t.Context(), "/latest", 10); err == nil || calls.Load() != 2 {
+		t.Errorf("a failing hook: %v after %d calls, want an error and no request", err, calls.Load()-2)
+	}
+}

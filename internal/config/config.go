@@ -86,7 +86,8 @@ type Serve struct {
 	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
 	Upstream
 	TmpDir         string `flag:"tmp-dir" arg:"DIR" help:"directory of sumd's own for the module zips it downloads from upstream, receives through the admin API or reads from registries while it hashes them; created 0700, and the files a crash left there are removed at start; default: the database file's name plus .tmp (data/sumd.db.tmp)"`
-	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, readable by its owner only (chmod 600); read again when it changes, so a token can be rotated without a restart; empty: the admin API is off"`
+	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, readable by its owner only (chmod 600); read again when it changes, so a token can be rotated without a restart; a credential named admin-token with the admin role"`
+	Access
 	TUFServe
 	ServeSync
 }
@@ -121,7 +122,8 @@ type Add struct {
 	Strict   bool   `flag:"strict" help:"with -gosum: add nothing if any version has only one of its two go.sum lines, instead of adding the complete ones and listing the others"`
 	AddUpstream
 	Server    string `flag:"server" arg:"URL" help:"add through the /admin/ API of the sumd serving URL instead of opening the database file; with only MODULE@VERSION, sumd fetches it from its upstream"`
-	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server"`
+	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server; without it, -auth names an admin's credentials"`
+	ClientAuth
 }
 
 // DefaultDB is the database file used unless configured otherwise.
@@ -158,6 +160,7 @@ func defaultServe() Serve {
 			UpstreamParallel: 16, // upstream.DefaultMaxFetches
 			NegativeTTL:      time.Minute,
 		},
+		Access:    defaultAccess(),
 		ServeSync: defaultServeSync(),
 	}
 }
@@ -200,7 +203,8 @@ func (l *Log) Validate() error {
 
 // Validate reports every problem of c, one per line.
 func (c *Serve) Validate() error {
-	errs := []error{c.Database.Validate(), c.Log.Validate(), checkListen(c.Listen), c.TUFServe.Validate(), c.ServeSync.Validate()}
+	errs := []error{c.Database.Validate(), c.Log.Validate(), checkListen(c.Listen), c.Access.validate(c.Listen, c.TLSCert),
+		c.TUFServe.Validate(), c.ServeSync.Validate()}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together: set both to serve HTTPS, or neither"))
 	}

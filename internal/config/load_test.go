@@ -89,6 +89,8 @@ func TestExampleFile(t *testing.T) {
 		},
 		TmpDir:         "/var/lib/sumd/sumd.db.tmp",
 		AdminTokenFile: "/etc/sumd/admin.token",
+		Access: Access{ReadAuth: ReadAuthBasic, ReadAuthFile: "/etc/sumd/htpasswd", TLSClientAuth: ClientAuthRequire,
+			AdminListen: "127.0.0.1:8081", MetricsListen: "127.0.0.1:9090"},
 		ServeSync: ServeSync{
 			OCI: OCI{
 				Registry:  []string{"registry.corp.example/gomod", "registry.corp.example/team"},
@@ -205,7 +207,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFileKeys(t *testing.T) {
-	want := "db key name create log-level log-format listen tls-cert tls-key shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout upstream-parallel record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout"
+	want := "db key name create log-level log-format listen tls-cert tls-key shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout upstream-parallel record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file read-auth read-auth-file tls-client-ca tls-client-auth tls-client-roles admin-listen metrics-listen tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file auth url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout"
 	if got := strings.Join(fileKeys(), " "); got != want {
 		t.Errorf("fileKeys() = %s\nwant        %s", got, want)
 	}

@@ -19,6 +19,7 @@ type Status struct {
 	URL     string        `flag:"url" arg:"URL" help:"base URL of the sumd server, e.g. http://127.0.0.1:8080 (required)"`
 	JSON    bool          `flag:"json" help:"print the server's status as JSON instead of text"`
 	Timeout time.Duration `flag:"timeout" help:"how long to wait for the server's answer"`
+	ClientAuth
 }
 
 // LoadStatus is LoadServe for `sumd status`.

@@ -71,6 +71,7 @@ type TUFTrust struct {
 // TUFGosumdb configures `sumd tuf gosumdb`.
 type TUFGosumdb struct {
 	TUFTrust
+	ClientAuth
 	Cache string `flag:"cache" arg:"DIR" help:"directory keeping the verified TUF metadata between runs, which detects rollbacks; empty: none"`
 }
 

@@ -25,6 +25,7 @@ type Verify struct {
 	Recheck     string   `flag:"recheck" arg:"LIST" help:"GOPROXY-style list of module proxies to re-fetch every recorded version from (from -since on), re-hash as the go command does and compare"`
 	RecheckAuth string   `flag:"recheck-auth" arg:"AUTH" help:"credentials for -recheck, as -upstream-auth of sumd serve: none, basic:USER:FILE, bearer:FILE, netrc[:FILE] or HOST=AUTH,..."`
 	Since       int      `flag:"since" arg:"ID" help:"with -recheck, re-hash only records from this id on"`
+	ClientAuth
 	TUFTrust
 }
 

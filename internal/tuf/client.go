@@ -49,6 +49,9 @@ var (
 	ErrRollback = errors.New("SECURITY ERROR: the repository's TUF metadata was rolled back")
 	// ErrUntrusted means metadata or a target failed verification.
 	ErrUntrusted = errors.New("SECURITY ERROR: the repository's TUF metadata does not verify")
+	// ErrRefused means the server refused the client's credentials (401 or
+	// 403): it serves the repository to authenticated clients only.
+	ErrRefused = errors.New("the server refused to serve the TUF metadata without (other) credentials")
 )
 
 // Fetch runs the TUF client workflow with go-tuf's updater — root
@@ -156,7 +159,10 @@ func downloadDatabase(up *updater.Updater, name string) (*Database, error) {
 
 // classify adds Fetch's error kinds to go-tuf's errors.
 func classify(err error) error {
+	var down *metadata.ErrDownloadHTTP
 	switch {
+	case errors.As(err, &down) && (down.StatusCode == http.StatusUnauthorized || down.StatusCode == http.StatusForbidden):
+		return fmt.Errorf("%w: %w", ErrRefused, err)
 	case errors.Is(err, &metadata.ErrExpiredMetadata{}):
 		return fmt.Errorf("%w: %w", ErrExpired, err)
 	case errors.Is(err, &metadata.ErrBadVersionNumber{}):

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/upstream"
+)
+
+// clientAuth parses -auth for a client of the sumd server at base: the
+// credentials sent as the go command sends them (default: its .netrc).
+func clientAuth(spec string) (upstream.ClientCreds, error) {
+	a, err := upstream.ClientAuth(spec)
+	if err != nil {
+		return upstream.ClientCreds{}, usageError(fmt.Errorf("auth: %w", err),
+			"use none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; without -auth, the .netrc the go command reads")
+	}
+	return a, nil
+}
+
+// authClient returns an HTTP client sending a's credentials to the host of
+// base, and to no other.
+func authClient(a upstream.ClientCreds, base string, timeout time.Duration) *http.Client {
+	host := ""
+	if u, err := url.Parse(base); err == nil {
+		host = u.Host
+	}
+	return &http.Client{Timeout: timeout, Transport: a.Transport(http.DefaultTransport, host)}
+}
+
+// refusedHint explains a 401 or 403 of a sumd server to one of our clients.
+func refusedHint(status int, needs string) string {
+	if status == http.StatusUnauthorized {
+		return "the server needs credentials: pass -auth basic:USER:FILE or bearer:FILE, or add the host to the .netrc the go command reads"
+	}
+	return "the server refused these credentials: " + needs
+}

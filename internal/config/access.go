@@ -1,0 +1,81 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Access configures who may use `sumd serve` (internal/access): how
+// clients authenticate, and the listeners that keep writes and metrics off
+// the main one. docs/access.md has the roles and the file formats.
+type Access struct {
+	ReadAuth       string `flag:"read-auth" arg:"MODE" help:"how clients authenticate: none (anyone reads; /admin/ needs the admin token), basic (-read-auth-file is an htpasswd file of bcrypt hashes) or bearer (it holds named tokens); then every route but /healthz needs a credential of a role (docs/access.md)"`
+	ReadAuthFile   string `flag:"read-auth-file" arg:"FILE" help:"credentials of -read-auth, lines NAME:SECRET[:ROLE[:PATTERNS]]: re-read when changed, refused if other users may read it"`
+	TLSClientCA    string `flag:"tls-client-ca" arg:"FILE" help:"PEM certificates of the CAs that issue client certificates (mutual TLS, for proxies and replicas; the go command cannot present one); needs -tls-cert and -tls-client-roles"`
+	TLSClientAuth  string `flag:"tls-client-auth" arg:"MODE" help:"with -tls-client-ca: require (every client presents a certificate) or verify-if-given (the others use -read-auth credentials)"`
+	TLSClientRoles string `flag:"tls-client-roles" arg:"FILE" help:"maps client certificate subjects to credentials, lines NAME:SUBJECT:ROLE[:PATTERNS] (SUBJECT as in CN=proxy.corp.example,O=Corp)"`
+	AdminListen    string `flag:"admin-listen" arg:"HOST:PORT" help:"serve the /admin/ API on this address alone (an internal interface) instead of -listen"`
+	MetricsListen  string `flag:"metrics-listen" arg:"HOST:PORT" help:"serve /metrics on this address alone instead of -listen"`
+}
+
+// Values of Access.ReadAuth and Access.TLSClientAuth.
+const (
+	ReadAuthNone         = "none"
+	ReadAuthBasic        = "basic"
+	ReadAuthBearer       = "bearer"
+	ClientAuthRequire    = "require"
+	ClientAuthIfGiven    = "verify-if-given"
+	defaultTLSClientAuth = ClientAuthRequire
+)
+
+func defaultAccess() Access {
+	return Access{ReadAuth: ReadAuthNone, TLSClientAuth: defaultTLSClientAuth}
+}
+
+// validate reports every problem of a, one per line; listen and tlsCert
+// are the server's.
+func (a *Access) validate(listen, tlsCert string) error {
+	var errs []error
+	switch a.ReadAuth {
+	case ReadAuthNone, "":
+		if a.ReadAuthFile != "" {
+			errs = append(errs, errors.New("read-auth-file is set, but read-auth is none: set -read-auth basic or bearer"))
+		}
+	case ReadAuthBasic, ReadAuthBearer:
+		if a.ReadAuthFile == "" {
+			errs = append(errs, fmt.Errorf("read-auth %s needs -read-auth-file: the file of credentials", a.ReadAuth))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("invalid read-auth %q: want none, basic or bearer", a.ReadAuth))
+	}
+	if a.TLSClientAuth != "" && a.TLSClientAuth != ClientAuthRequire && a.TLSClientAuth != ClientAuthIfGiven {
+		errs = append(errs, fmt.Errorf("invalid tls-client-auth %q: want require or verify-if-given", a.TLSClientAuth))
+	}
+	switch {
+	case a.TLSClientCA != "" && tlsCert == "":
+		errs = append(errs, errors.New("tls-client-ca needs -tls-cert and -tls-key: client certificates are part of TLS"))
+	case a.TLSClientCA != "" && a.TLSClientRoles == "":
+		errs = append(errs, errors.New("tls-client-ca needs -tls-client-roles: the map from certificate subjects to roles"))
+	case a.TLSClientCA == "" && a.TLSClientRoles != "":
+		errs = append(errs, errors.New("tls-client-roles needs -tls-client-ca: the CAs whose client certificates to trust"))
+	}
+	for _, l := range []struct{ flag, addr string }{{"admin-listen", a.AdminListen}, {"metrics-listen", a.MetricsListen}} {
+		switch {
+		case l.addr == "":
+		case strings.HasSuffix(l.addr, ":0"): // any free port: never another's
+		case l.addr == listen || l.addr == a.AdminListen && l.flag == "metrics-listen":
+			errs = append(errs, fmt.Errorf("%s %s is another listener's address: give each its own", l.flag, l.addr))
+		default:
+			if err := checkListen(l.addr); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", l.flag, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ClientAuth is the credentials sumd's clients send to a sumd server.
+type ClientAuth struct {
+	Auth string `flag:"auth" arg:"AUTH" help:"credentials for the server: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; default: the .netrc the go command reads ($NETRC or ~/.netrc), if any"`
+}
