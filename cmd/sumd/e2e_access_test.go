@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -139,6 +140,15 @@ func TestGoCommandAuth(t *testing.T) {
 		if err == nil || !strings.Contains(out, "401 Unauthorized") || !strings.Contains(out, "credentials required") {
 			t.Fatalf("go mod download without credentials: %v\n%s\nwant a failure naming 401 and sumd's reason", err, out)
 		}
+	})
+	t.Run("GOAUTH command", func(t *testing.T) {
+		// A credential helper instead of a .netrc, as docs/access.md shows.
+		script := writeFile(t, filepath.Join(a.dir, "goauth"), fmt.Appendf(nil,
+			"#!/bin/sh\nprintf 'https://%s\\n\\nAuthorization: Basic %s\\n\\n'\n", a.host, base64.StdEncoding.EncodeToString([]byte("dev:dev-pw"))))
+		os.Chmod(script, 0o755)
+		g := a.goCmd(t, nobody, gosumdb, a.proxyURL)
+		g.Env = append(g.Env, "GOAUTH=netrc;"+script)
+		download(t, g, special[2])
 	})
 	t.Run("GOPROXY discovery", func(t *testing.T) {
 		// sumd first in GOPROXY, GOSUMDB without a URL: the go command
