@@ -225,6 +225,24 @@ func (l *Layer) check() error {
 	return errors.Join(errs...)
 }
 
+// Refresh reads again the credential files that changed, so that a file
+// turning unusable shows in Problems (and the log) even while no client
+// presents a credential from it. The server calls it every few seconds.
+func (l *Layer) Refresh() {
+	if l.basic != nil {
+		l.basic.file.load()
+	}
+	if l.bearer != nil {
+		l.bearer.load()
+	}
+	if l.certs != nil {
+		l.certs.load()
+	}
+	if l.admin != nil {
+		l.admin.load()
+	}
+}
+
 // Problems lists the credential files that cannot be used as last read,
 // for the server's status, which anonymous clients may see (/healthz): it
 // names no path and no error, which the server log has.

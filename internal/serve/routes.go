@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -95,7 +96,18 @@ func newAccess(cfg *Config, l *tlog.Log, adminAPI bool) (*access.Layer, Part, er
 	cfg.Logger.Info("access", "authentication", layer.Describe(), "admin_api", adminAPI)
 	return layer, Part{
 		Name: "access",
-		Run:  func(ctx context.Context) error { <-ctx.Done(); return nil },
+		Run: func(ctx context.Context) error {
+			t := time.NewTicker(accessRefresh)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-t.C:
+					layer.Refresh()
+				}
+			}
+		},
 		Report: func(s *Status) {
 			for _, p := range layer.Problems() {
 				s.problem("access", "%s", p)
@@ -103,6 +115,10 @@ func newAccess(cfg *Config, l *tlog.Log, adminAPI bool) (*access.Layer, Part, er
 		},
 	}, nil
 }
+
+// accessRefresh is how often the credential files are checked for changes
+// when no request has: the status then shows a broken file within it.
+var accessRefresh = 5 * time.Second
 
 // registerer avoids a typed nil: a nil *Registry is not a nil Registerer.
 func registerer(reg *prometheus.Registry) prometheus.Registerer {
