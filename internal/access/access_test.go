@@ -111,6 +111,7 @@ func TestBasic(t *testing.T) {
 		{"reader on the status", "GET", "/status", basicAuth("reader", readerPass), 403, "the status page need the auditor role"},
 		{"auditor on the admin API", "POST", "/admin/fetch", basicAuth("auditor", auditorPass), 403, "the admin API need the admin role"},
 		{"reader outside its patterns", "GET", "/lookup/example.com/other@v1.0.0", basicAuth("team", teamPass), 404, "not found: example.com/other@v1.0.0: no record in checksum database " + testDB},
+		{"reader outside its patterns, a database not declared", "GET", "/sumdb/mirror.example/lookup/example.com/other@v1.0.0", basicAuth("team", teamPass), 404, "no record in checksum database mirror.example"},
 	}
 	for _, c := range refused {
 		w := s.do(c.method, c.path, c.auth)

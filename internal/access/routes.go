@@ -36,6 +36,10 @@ func (l *Layer) classify(path string) need {
 		if strings.Contains(path, "/tile/") && strings.Contains(path, "/data/") {
 			return need{role: Auditor, what: "data tiles"}
 		}
+		// Likewise a limited reader's patterns hold for its lookups.
+		if name, lookup, ok := strings.Cut(path[len("/sumdb/"):], "/lookup/"); ok {
+			return need{role: Reader, db: name, lookup: lookup}
+		}
 		return need{role: Reader}
 	}
 	switch {
