@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -64,9 +63,6 @@ func TestVerifiedCacheBound(t *testing.T) {
 // file others may read is refused whole until it is fixed, and the layer
 // reports it for the status.
 func TestFileChanges(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("no permission bits")
-	}
 	dir := t.TempDir()
 	file := writeSecret(t, dir, "tokens", "ci:"+readerToken+"\n")
 	s := newSetup(t, Config{Mode: ModeBearer, File: file})
