@@ -15,6 +15,8 @@ func LogHandler(h slog.Handler) slog.Handler { return &logHandler{h} }
 
 type logHandler struct{ slog.Handler }
 
+var _ slog.Handler = (*logHandler)(nil)
+
 func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 	p, ok := FromContext(ctx)
 	if !ok {

@@ -55,6 +55,8 @@ type adminWriter struct {
 	credential  string
 }
 
+var _ http.ResponseWriter = (*adminWriter)(nil)
+
 func (w *adminWriter) WriteHeader(code int) {
 	if !w.wroteHeader {
 		w.code, w.wroteHeader = code, true

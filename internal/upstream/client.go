@@ -66,6 +66,8 @@ type authTransport struct {
 	host string
 }
 
+var _ http.RoundTripper = (*authTransport)(nil)
+
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Host != t.host || req.Header.Get("Authorization") != "" {
 		return t.base.RoundTrip(req)
