@@ -92,7 +92,8 @@ func ParseRole(s string) (Role, error) {
 	return RoleNone, fmt.Errorf("unknown role %q: want reader, auditor or admin", s)
 }
 
-// A Principal is the client a request was authenticated as.
+// A Principal is the client a request was authenticated as. Requests share
+// principals: never modify one.
 type Principal struct {
 	// Name is the credential's name in the operator's file (user name,
 	// token name or certificate name), "admin-token", or "anonymous" in

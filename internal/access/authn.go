@@ -42,8 +42,12 @@ var allReasons = []string{reasonNoCredentials, reasonWrong, reasonScheme, reason
 
 var errWrong = &denial{http.StatusUnauthorized, reasonWrong, "wrong credentials (user name, password or token)", nil}
 
-// anonymous is every client of a server without authentication.
-var anonymous = &Principal{Name: anonymousName, Role: Auditor, Method: "none"}
+// anonymous is every client of a server without authentication;
+// adminPrincipal whoever presents the admin token.
+var (
+	anonymous      = &Principal{Name: anonymousName, Role: Auditor, Method: "none"}
+	adminPrincipal = &Principal{Name: adminTokenName, Role: Admin, Method: "admin-token"}
+)
 
 // authenticate returns the principal r authenticates as, nil for a client
 // without credentials, or a denial for credentials that are refused.
@@ -122,7 +126,7 @@ func (l *Layer) token(tok string) *Principal {
 			if c := f.tokens[d]; c != nil {
 				want := sha256.Sum256([]byte(c.secret))
 				if subtle.ConstantTimeCompare(d[:], want[:]) == 1 {
-					return c.principal("bearer")
+					return c.p
 				}
 			}
 		}
@@ -131,7 +135,7 @@ func (l *Layer) token(tok string) *Principal {
 		if admin, err := l.admin.load(); err == nil {
 			want := sha256.Sum256([]byte(admin))
 			if subtle.ConstantTimeCompare(d[:], want[:]) == 1 {
-				return &Principal{Name: adminTokenName, Role: Admin, Method: "admin-token"}
+				return adminPrincipal
 			}
 		}
 	}
@@ -149,7 +153,7 @@ func (l *Layer) fromCertificate(r *http.Request) (*Principal, *denial) {
 	f, err := l.certs.load()
 	if err == nil {
 		if c := f.subjects[subject]; c != nil {
-			return c.principal("certificate"), nil
+			return c.p, nil
 		}
 	}
 	l.log.InfoContext(r.Context(), "client certificate not in the role map", "subject", subject, "remote", r.RemoteAddr)

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -32,7 +34,7 @@ type basicStore struct {
 	metrics  *metrics
 
 	mu    sync.Mutex
-	dummy map[int][]byte // a hash per cost, for unknown users
+	dummy map[int]string // a hash per cost, for unknown users
 }
 
 func newBasicStore(path string, m *metrics, log *slog.Logger) *basicStore {
@@ -41,7 +43,7 @@ func newBasicStore(path string, m *metrics, log *slog.Logger) *basicStore {
 		verified: newVerifiedCache(maxVerified),
 		slots:    make(chan struct{}, runtime.GOMAXPROCS(0)),
 		metrics:  m,
-		dummy:    map[int][]byte{},
+		dummy:    map[int]string{},
 	}
 }
 
@@ -52,23 +54,23 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 		return nil, errWrong // the status reports the file; the client learns nothing
 	}
 	c := f.users[user]
-	var hash []byte
+	var stored string
 	if c != nil {
-		hash = []byte(c.secret)
+		stored = c.secret
 	} else {
-		hash = s.dummyHash(f.cost)
+		stored = s.dummyHash(f.cost)
 	}
 	// The key covers the stored hash: a new password in the file is a
 	// new key, so a pair verified against the old one stops working.
-	key := s.verified.key(user, password, hash)
+	key := s.verified.key(user, password, stored)
 	if c != nil && s.verified.has(key) {
 		s.metrics.basic("cached")
-		return c.principal("basic"), nil
+		return c.p, nil
 	}
 	// An unknown user costs a bcrypt check too, against a hash of the
 	// file's highest cost: the answer's timing does not tell which user
 	// names exist.
-	ok, d := s.bcrypt(ctx, hash, password)
+	ok, d := s.bcrypt(ctx, stored, password)
 	switch {
 	case d != nil:
 		return nil, d
@@ -78,11 +80,11 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 	}
 	s.metrics.basic("verified")
 	s.verified.add(key)
-	return c.principal("basic"), nil
+	return c.p, nil
 }
 
-// bcrypt compares password with hash in one of the bcrypt slots.
-func (s *basicStore) bcrypt(ctx context.Context, hash []byte, password string) (bool, *denial) {
+// bcrypt compares password with the stored hash in one of the bcrypt slots.
+func (s *basicStore) bcrypt(ctx context.Context, stored, password string) (bool, *denial) {
 	t := time.NewTimer(bcryptWait)
 	defer t.Stop()
 	select {
@@ -94,12 +96,12 @@ func (s *basicStore) bcrypt(ctx context.Context, hash []byte, password string) (
 		return false, &denial{http.StatusServiceUnavailable, reasonBusy, "the request ended while waiting for a password check", nil}
 	}
 	defer func() { <-s.slots }()
-	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil, nil
+	return bcrypt.CompareHashAndPassword([]byte(stored), []byte(password)) == nil, nil
 }
 
 // dummyHash returns a bcrypt hash of the given cost that no password
 // matches in practice, made once per cost.
-func (s *basicStore) dummyHash(cost int) []byte {
+func (s *basicStore) dummyHash(cost int) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h, ok := s.dummy[cost]; ok {
@@ -111,8 +113,8 @@ func (s *basicStore) dummyHash(cost int) []byte {
 	if err != nil { // only for a cost out of range, which parsing refused
 		panic(err)
 	}
-	s.dummy[cost] = h
-	return h
+	s.dummy[cost] = string(h)
+	return string(h)
 }
 
 // A verifiedCache remembers user name, password and hash triples that
@@ -123,6 +125,7 @@ func (s *basicStore) dummyHash(cost int) []byte {
 type verifiedCache struct {
 	secret [32]byte
 	max    int
+	macs   sync.Pool // of hash.Hash: HMAC-SHA256 under secret, reused (a new one costs allocations per request)
 
 	mu sync.Mutex
 	m  map[[32]byte]struct{}
@@ -131,16 +134,21 @@ type verifiedCache struct {
 func newVerifiedCache(max int) *verifiedCache {
 	c := &verifiedCache{max: max, m: map[[32]byte]struct{}{}}
 	rand.Read(c.secret[:])
+	c.macs.New = func() any { return hmac.New(sha256.New, c.secret[:]) }
 	return c
 }
 
 // key is the digest of one triple. Each part is length-prefixed, so that
 // no two triples share an encoding.
-func (c *verifiedCache) key(user, password string, hash []byte) [32]byte {
-	mac := hmac.New(sha256.New, c.secret[:])
-	for _, part := range [][]byte{[]byte(user), []byte(password), hash} {
-		mac.Write(binary.BigEndian.AppendUint32(nil, uint32(len(part))))
-		mac.Write(part)
+func (c *verifiedCache) key(user, password, stored string) [32]byte {
+	mac := c.macs.Get().(hash.Hash)
+	defer c.macs.Put(mac)
+	mac.Reset()
+	var n [4]byte
+	for _, part := range [...]string{user, password, stored} {
+		binary.BigEndian.PutUint32(n[:], uint32(len(part)))
+		mac.Write(n[:])
+		io.WriteString(mac, part)
 	}
 	var k [32]byte
 	mac.Sum(k[:0])

@@ -37,10 +37,12 @@ type credential struct {
 	secret   string
 	role     Role
 	patterns string
+	p        *Principal // what it authenticates as, made once: requests share it
 }
 
-func (c *credential) principal(method string) *Principal {
-	return &Principal{Name: c.name, Role: c.role, Patterns: c.patterns, Method: method}
+// setMethod makes c's principal, authenticated by method.
+func (c *credential) setMethod(method string) {
+	c.p = &Principal{Name: c.name, Role: c.role, Patterns: c.patterns, Method: method}
 }
 
 // maxName caps a credential's name: it is a metric label.
@@ -153,6 +155,7 @@ func parseBasicFile(data []byte) (basicFile, error) {
 		case cost > maxBcryptCost:
 			return fmt.Errorf("%s: bcrypt cost %d is above %d: each check would take seconds (htpasswd -B -C %d or less)", c.name, cost, maxBcryptCost, maxBcryptCost)
 		}
+		c.setMethod("basic")
 		f.users[c.name] = c
 		f.cost = max(f.cost, cost)
 		return nil
@@ -176,6 +179,7 @@ func parseTokenFile(data []byte) (tokenFile, error) {
 		if _, dup := f.tokens[d]; dup {
 			return fmt.Errorf("%s: the token is another credential's too", c.name)
 		}
+		c.setMethod("bearer")
 		f.tokens[d] = c
 		return nil
 	})
@@ -193,6 +197,7 @@ func parseCertFile(data []byte) (certFile, error) {
 		if _, dup := f.subjects[c.secret]; dup {
 			return fmt.Errorf("%s: the subject %q is mapped twice", c.name, c.secret)
 		}
+		c.setMethod("certificate")
 		f.subjects[c.secret] = c
 		return nil
 	})

@@ -32,7 +32,7 @@ func TestBasicCache(t *testing.T) {
 	}
 
 	// A new password for reader: the old one stops working at once.
-	replace(t, file, "reader:"+hash(t, "new-password")+"\n"+"auditor:"+hash(t, auditorPass)+":auditor\n")
+	replace(t, file, "reader:"+bcryptOf(t, "new-password")+"\n"+"auditor:"+bcryptOf(t, auditorPass)+":auditor\n")
 	want(t, "old password after the change", s.do("GET", "/latest", basicAuth("reader", readerPass)), 401, "wrong")
 	want(t, "new password", s.do("GET", "/latest", basicAuth("reader", "new-password")), 200, "ok reader")
 	// The role comes from the file as it is now, not from the cache.
@@ -46,13 +46,13 @@ func TestBasicCache(t *testing.T) {
 func TestVerifiedCacheBound(t *testing.T) {
 	c := newVerifiedCache(3)
 	for i := range 10 {
-		c.add(c.key("u", string(rune('a'+i)), []byte("h")))
+		c.add(c.key("u", string(rune('a'+i)), "h"))
 	}
 	if len(c.m) != 3 {
 		t.Errorf("cache holds %d entries, want at most 3", len(c.m))
 	}
-	k := c.key("ab", "c", []byte("h"))
-	for _, other := range [][32]byte{c.key("a", "bc", []byte("h")), c.key("ab", "c", []byte("h2")), newVerifiedCache(3).key("ab", "c", []byte("h"))} {
+	k := c.key("ab", "c", "h")
+	for _, other := range [][32]byte{c.key("a", "bc", "h"), c.key("ab", "c", "h2"), newVerifiedCache(3).key("ab", "c", "h")} {
 		if other == k {
 			t.Error("two different triples (or keys) share a digest")
 		}

@@ -29,7 +29,7 @@ const (
 	adminToken  = "admin-token-0123456789abcdef"
 )
 
-func hash(t testing.TB, password string) string {
+func bcryptOf(t testing.TB, password string) string {
 	t.Helper()
 	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
 	if err != nil {
@@ -42,10 +42,10 @@ func hash(t testing.TB, password string) string {
 // reader limited to example.com/team/*.
 func htpasswd(t testing.TB) string {
 	return "# users\n" +
-		"reader:" + hash(t, readerPass) + "\n" +
-		"auditor:" + hash(t, auditorPass) + ":auditor\n" +
-		"boss:" + hash(t, adminPass) + ":admin\n" +
-		"team:" + hash(t, teamPass) + ":reader:example.com/team/*,example.com/shared\n"
+		"reader:" + bcryptOf(t, readerPass) + "\n" +
+		"auditor:" + bcryptOf(t, auditorPass) + ":auditor\n" +
+		"boss:" + bcryptOf(t, adminPass) + ":admin\n" +
+		"team:" + bcryptOf(t, teamPass) + ":reader:example.com/team/*,example.com/shared\n"
 }
 
 // writeSecret writes a file readable by its owner only.
