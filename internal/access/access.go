@@ -36,9 +36,10 @@
 // them); wrong credentials get 401; a role too weak for the route gets 403;
 // all before anything about the request is revealed. Secrets are compared
 // in constant time. Credential files are re-read when stat shows they
-// changed and refused while other users may read them (a file that turns
-// bad refuses every credential it held until it is fixed, and the status
-// says so).
+// changed (checked at most once a second) and refused while other users
+// may read them, or write the certificate map (a file that turns bad
+// refuses every credential it held until it is fixed, and the status says
+// so).
 //
 // # Cost
 //
