@@ -3,6 +3,8 @@ package tuf
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -259,3 +261,40 @@ func TestForgedRootRejected(t *testing.T) {
 		t.Error("SignOnline accepted a forged root version 2")
 	}
 }
+
+// TestRefused: a repository served to authenticated clients only (sumd
+// serve -read-auth) refuses a client without credentials with ErrRefused,
+// and serves one whose HTTP client sends them.
+func TestRefused(t *testing.T) {
+	f := newFixture(t)
+	h, err := NewHandler(f.dir, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "dev" || p != "pw" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="sumd"`)
+			http.Error(w, "credentials required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	opts := ClientOptions{Root: f.root(1), URL: srv.URL + "/tuf", Now: f.clock.Now}
+	if _, err := Fetch(opts); !errors.Is(err, ErrRefused) {
+		t.Errorf("Fetch without credentials: %v, want ErrRefused", err)
+	}
+	opts.HTTPClient = &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		r.SetBasicAuth("dev", "pw")
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	if d, err := Fetch(opts); err != nil || d.Name != testName {
+		t.Errorf("Fetch with credentials: %+v, %v", d, err)
+	}
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
