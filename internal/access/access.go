@@ -36,10 +36,10 @@
 // them); wrong credentials get 401; a role too weak for the route gets 403;
 // all before anything about the request is revealed. Secrets are compared
 // in constant time. Credential files are re-read when stat shows they
-// changed (checked at most once a second) and refused while other users
-// may read them, or write the certificate map (a file that turns bad
-// refuses every credential it held until it is fixed, and the status says
-// so).
+// changed (checked at most once a second) and, like every secret of sumd
+// (internal/secret), refused while other users may access them (a file
+// that turns bad refuses every credential it held until it is fixed, and
+// the status says so).
 //
 // # Cost
 //
@@ -59,6 +59,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sumd-project/sumd/internal/admin"
 )
 
 // A Role is what a credential may do. Each role includes the ones below it.
@@ -181,15 +183,15 @@ func New(cfg Config) (*Layer, error) {
 	case ModeBasic:
 		l.basic = newBasicStore(cfg.File, l.metrics, cfg.Logger)
 	case ModeBearer:
-		l.bearer = newWatched(cfg.File, secretPerm, parseTokenFile, cfg.Logger)
+		l.bearer = newWatched(cfg.File, parseTokenFile, cfg.Logger)
 	default:
 		return nil, fmt.Errorf("unknown access mode %q: want none, basic or bearer", cfg.Mode)
 	}
 	if cfg.CertFile != "" {
-		l.certs = newWatched(cfg.CertFile, mapPerm, parseCertFile, cfg.Logger)
+		l.certs = newWatched(cfg.CertFile, parseCertFile, cfg.Logger)
 	}
 	if cfg.AdminTokenFile != "" {
-		l.admin = newWatched(cfg.AdminTokenFile, secretPerm, parseAdminToken, cfg.Logger)
+		l.admin = newWatched(cfg.AdminTokenFile, admin.ParseToken, cfg.Logger)
 	}
 	l.required = l.basic != nil || l.bearer != nil || l.certs != nil
 	if err := l.check(); err != nil {

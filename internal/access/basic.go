@@ -39,7 +39,7 @@ type basicStore struct {
 
 func newBasicStore(path string, m *metrics, log *slog.Logger) *basicStore {
 	return &basicStore{
-		file:     newWatched(path, secretPerm, parseBasicFile, log),
+		file:     newWatched(path, parseBasicFile, log),
 		verified: newVerifiedCache(maxVerified),
 		slots:    make(chan struct{}, runtime.GOMAXPROCS(0)),
 		metrics:  m,

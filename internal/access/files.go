@@ -203,13 +203,3 @@ func parseCertFile(data []byte) (certFile, error) {
 	})
 	return f, err
 }
-
-// parseAdminToken reads the admin token file as internal/admin does: the
-// content without surrounding white space, admin.MinTokenLength bytes or more.
-func parseAdminToken(data []byte) (string, error) {
-	token := strings.TrimSpace(string(data))
-	if len(token) < admin.MinTokenLength {
-		return "", fmt.Errorf("the admin token is shorter than %d bytes", admin.MinTokenLength)
-	}
-	return token, nil
-}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/testenv"
 )
 
@@ -78,7 +79,7 @@ func TestFileChanges(t *testing.T) {
 	if p := s.layer.Problems(); len(p) != 1 || !strings.Contains(p[0], "the token file cannot be used") || strings.Contains(p[0], dir) {
 		t.Errorf("Problems() = %q, want the token file, without its path", p)
 	}
-	var me *ModeError
+	var me *secret.ModeError
 	if _, err := s.layer.bearer.cached(); !errors.As(err, &me) || !strings.Contains(me.Hint(), "chmod 600 "+file) {
 		t.Errorf("error %v, want a ModeError with a chmod 600 hint", err)
 	}

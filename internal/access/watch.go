@@ -2,25 +2,14 @@ package access
 
 import (
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// Permission bits other users must not have on a credential file.
-const (
-	// secretPerm: password hashes and tokens are secrets; a file others
-	// may read, or write, is refused, as ssh refuses a private key that is
-	// "too open".
-	secretPerm fs.FileMode = 0o077
-	// mapPerm: the certificate map holds no secret, but whoever may write
-	// it grants roles.
-	mapPerm fs.FileMode = 0o022
+	"github.com/sumd-project/sumd/internal/secret"
 )
 
 // maxCredentialFile caps a credential file: a million bytes are some
@@ -32,14 +21,14 @@ const maxCredentialFile = 1 << 20
 // path should not pay at every request. A change takes effect within it.
 var recheck = time.Second
 
-// A watched is a file kept parsed in memory and read again when stat shows
-// it changed (another inode, size, modification time or mode), so that
-// credentials can be added, rotated or revoked without a restart. It is
-// safe for concurrent use; the common case, an unchanged file, takes no
+// A watched is a credential file kept parsed in memory and read again when
+// stat shows it changed (secret.Changed), so that credentials can be added,
+// rotated or revoked without a restart. It is read as the other secrets of
+// sumd are (secret.ReadFile): a file other users may access is refused. It
+// is safe for concurrent use; the common case, an unchanged file, takes no
 // lock, and a stat at most every recheck.
 type watched[T any] struct {
 	path  string
-	perm  fs.FileMode // bits no other user may have
 	parse func([]byte) (T, error)
 	log   *slog.Logger
 
@@ -55,8 +44,8 @@ type snapshot[T any] struct {
 	err error // why the file cannot be used; val is the zero value then
 }
 
-func newWatched[T any](path string, perm fs.FileMode, parse func([]byte) (T, error), log *slog.Logger) *watched[T] {
-	return &watched[T]{path: path, perm: perm, parse: parse, log: log}
+func newWatched[T any](path string, parse func([]byte) (T, error), log *slog.Logger) *watched[T] {
+	return &watched[T]{path: path, parse: parse, log: log}
 }
 
 // load returns the file's content, reading it again if it changed.
@@ -67,7 +56,7 @@ func (w *watched[T]) load() (T, error) {
 	}
 	w.statted.Store(now)
 	fi, statErr := os.Stat(w.path)
-	if s := w.last.Load(); s != nil && statErr == nil && s.fi != nil && !changed(s.fi, fi) {
+	if s := w.last.Load(); s != nil && statErr == nil && s.fi != nil && !secret.Changed(s.fi, fi) {
 		return s.val, s.err
 	}
 	w.mu.Lock()
@@ -75,7 +64,7 @@ func (w *watched[T]) load() (T, error) {
 	// Another request may have read it meanwhile. Should the file change
 	// between our stat and the read, the next stat differs from fi and
 	// reads it again.
-	if s := w.last.Load(); s != nil && statErr == nil && s.fi != nil && !changed(s.fi, fi) {
+	if s := w.last.Load(); s != nil && statErr == nil && s.fi != nil && !secret.Changed(s.fi, fi) {
 		return s.val, s.err
 	}
 	s := &snapshot[T]{fi: fi}
@@ -88,6 +77,28 @@ func (w *watched[T]) load() (T, error) {
 	return s.val, s.err
 }
 
+// cached returns what load returned last, without touching the file.
+func (w *watched[T]) cached() (T, error) {
+	if s := w.last.Load(); s != nil {
+		return s.val, s.err
+	}
+	return w.load()
+}
+
+// read reads and parses the file.
+func (w *watched[T]) read() (T, error) {
+	var zero T
+	data, _, err := secret.ReadFile(w.path, maxCredentialFile)
+	if err != nil {
+		return zero, err // it names the file
+	}
+	v, err := w.parse(data)
+	if err != nil {
+		return zero, fmt.Errorf("%s: %w", w.path, err)
+	}
+	return v, nil
+}
+
 // report logs a file that turns unusable, or usable again.
 func (w *watched[T]) report(prev, now *snapshot[T]) {
 	switch {
@@ -98,67 +109,4 @@ func (w *watched[T]) report(prev, now *snapshot[T]) {
 	case now.err == nil && prev != nil:
 		w.log.Info("credential file re-read", "file", w.path)
 	}
-}
-
-// cached returns what load returned last, without touching the file.
-func (w *watched[T]) cached() (T, error) {
-	if s := w.last.Load(); s != nil {
-		return s.val, s.err
-	}
-	return w.load()
-}
-
-// read reads and parses the file. The mode is checked on the open file,
-// so that the bytes parsed are those of the file checked.
-func (w *watched[T]) read() (T, error) {
-	var zero T
-	f, err := os.Open(w.path)
-	if err != nil {
-		return zero, fmt.Errorf("failed to read %s: %w", w.path, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	switch {
-	case err != nil:
-		return zero, fmt.Errorf("failed to read %s: %w", w.path, err)
-	case !fi.Mode().IsRegular():
-		return zero, fmt.Errorf("%s is not a regular file", w.path)
-	case runtime.GOOS != "windows" && fi.Mode().Perm()&w.perm != 0:
-		return zero, &ModeError{Path: w.path, Mode: fi.Mode().Perm(), Want: fs.ModePerm &^ w.perm}
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxCredentialFile+1))
-	switch {
-	case err != nil:
-		return zero, fmt.Errorf("failed to read %s: %w", w.path, err)
-	case len(data) > maxCredentialFile:
-		return zero, fmt.Errorf("%s is larger than %d bytes", w.path, maxCredentialFile)
-	}
-	v, err := w.parse(data)
-	if err != nil {
-		return zero, fmt.Errorf("%s: %w", w.path, err)
-	}
-	return v, nil
-}
-
-// changed reports whether the file now at the path (b) may hold other
-// content than the one read (a). A chmod counts: the mode decides whether
-// the file is accepted.
-func changed(a, b fs.FileInfo) bool {
-	return !os.SameFile(a, b) || !a.ModTime().Equal(b.ModTime()) || a.Size() != b.Size() || a.Mode() != b.Mode()
-}
-
-// A ModeError is a credential file that other users may access.
-type ModeError struct {
-	Path string
-	Mode fs.FileMode // its permission bits
-	Want fs.FileMode // the bits it may have at most
-}
-
-func (e *ModeError) Error() string {
-	return fmt.Sprintf("%s is accessible by other users (mode %s, at most %s allowed)", e.Path, e.Mode, e.Want)
-}
-
-// Hint says what to do about it.
-func (e *ModeError) Hint() string {
-	return fmt.Sprintf("run chmod %o %s (and keep it owned by the user sumd runs as)", e.Want&0o644, e.Path)
 }

@@ -187,15 +187,16 @@ func ReadTokenFile(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("failed to read admin token: %w", err)
 	}
-	token, err := parseToken(data)
+	token, err := ParseToken(data)
 	if err != nil {
 		return "", fmt.Errorf("admin token file %s: %w", path, err)
 	}
 	return token, nil
 }
 
-// parseToken returns the token a token file holds.
-func parseToken(data []byte) (string, error) {
+// ParseToken returns the token a token file holds: its content without
+// surrounding white space, at least MinTokenLength bytes.
+func ParseToken(data []byte) (string, error) {
 	token := strings.TrimSpace(string(data))
 	if len(token) < MinTokenLength {
 		return "", fmt.Errorf("the token is shorter than %d bytes", MinTokenLength)
@@ -225,7 +226,7 @@ func (c *tokenCache) current() (string, error) {
 	switch {
 	case statErr != nil:
 		c.fi, c.token, c.err = nil, "", fmt.Errorf("failed to read admin token: %w", statErr)
-	case c.fi == nil || changed(c.fi, fi):
+	case c.fi == nil || secret.Changed(c.fi, fi):
 		// Should the file change between the stat and the read, the next
 		// stat differs from fi and reads it again.
 		c.fi = fi
@@ -245,14 +246,6 @@ func (c *tokenCache) cached() (string, error) {
 		return "", errors.New("no admin token read yet")
 	}
 	return c.token, c.err
-}
-
-// changed reports whether the file now at the path (b) may hold other
-// content than the one read (a). A rotation by rename gives another inode,
-// an edit in place another modification time or size; a chmod must be seen
-// too, since the mode decides whether the token is accepted.
-func changed(a, b fs.FileInfo) bool {
-	return !os.SameFile(a, b) || !a.ModTime().Equal(b.ModTime()) || a.Size() != b.Size() || a.Mode() != b.Mode()
 }
 
 // authorized compares the request's bearer token with token in constant

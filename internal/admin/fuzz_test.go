@@ -98,12 +98,12 @@ func FuzzParseToken(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		token, err := parseToken(data)
+		token, err := ParseToken(data)
 		if err != nil {
 			return
 		}
 		if len(token) < MinTokenLength || strings.TrimSpace(token) != token {
-			t.Fatalf("parseToken(%q) = %q", data, token)
+			t.Fatalf("ParseToken(%q) = %q", data, token)
 		}
 	})
 }

@@ -14,6 +14,16 @@ import (
 	"runtime"
 )
 
+// Changed reports whether the file now at a path (b, from stat) may hold
+// other content than the one read before (a): for callers that keep a
+// secret in memory until its file changes. A rotation by rename gives
+// another inode, an edit in place another modification time or size; a
+// chmod must be seen too, since the mode decides whether the file is
+// accepted.
+func Changed(a, b fs.FileInfo) bool {
+	return !os.SameFile(a, b) || !a.ModTime().Equal(b.ModTime()) || a.Size() != b.Size() || a.Mode() != b.Mode()
+}
+
 // A ModeError is a secret file that users other than its owner may access.
 type ModeError struct {
 	Path string
