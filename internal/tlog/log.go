@@ -90,6 +90,14 @@ type Options struct {
 	LockTimeout time.Duration
 	// Verify is the integrity check Open runs (default VerifyTail).
 	Verify VerifyMode
+	// RefreshInterval is how often a log on a SharedStore reads the stored
+	// head to adopt other writers' commits (default DefaultRefreshInterval).
+	RefreshInterval time.Duration
+	// MaxHeadAge is how long a log on a SharedStore may serve its published
+	// head without confirming it against the store; past it, Signed fails
+	// with *UnavailableError (default the larger of DefaultMaxHeadAge and
+	// twice RefreshInterval).
+	MaxHeadAge time.Duration
 	// Logger receives commit and verification logs; nil means slog.Default.
 	Logger *slog.Logger
 	// Metrics, if non-nil, receives the log's metrics.
@@ -139,6 +147,9 @@ type Log struct {
 	stopped   chan struct{} // closed when err is set
 	closeOnce sync.Once
 	closeErr  error
+
+	shared    *shared // nil unless the store is a SharedStore
+	refreshes refreshes
 
 	// Owned by the sequencer goroutine after Open returns.
 	edge map[TileID][]byte // partial tiles of the published tree, cut to its width
@@ -194,11 +205,15 @@ func OpenStore(s Store, opts Options) (*Log, error) {
 		stopped:  make(chan struct{}),
 		edge:     map[TileID][]byte{},
 	}
+	l.setupShared(opts)
 	if err := l.open(context.Background(), opts); err != nil {
 		return nil, err
 	}
 	l.metrics.setTreeSize(l.pub.Load().Tree.N)
 	go l.sequence()
+	if l.shared != nil {
+		l.shared.wg.Go(l.poll)
+	}
 	return l, nil
 }
 
@@ -225,6 +240,7 @@ func (o Options) withDefaults() Options {
 // Close stops accepting additions, commits those already queued, and closes
 // the store.
 func (l *Log) Close() error {
+	l.stopRefresh()
 	l.mu.Lock()
 	if !l.closed {
 		l.closed = true
@@ -281,11 +297,16 @@ func (l *Log) VerifierKey() string { return l.VerifierKeys()[0] }
 // Published returns the published head. It never blocks.
 func (l *Log) Published() *Head { return l.pub.Load() }
 
-// Signed returns the published signed tree head.
+// Signed returns the published signed tree head. On a SharedStore it fails
+// with *UnavailableError if the head has not been confirmed against the
+// store for Options.MaxHeadAge.
 func (l *Log) Signed(ctx context.Context) ([]byte, error) {
 	h := l.pub.Load()
 	if h.Signed == nil {
 		return nil, fmt.Errorf("mirror of %s holds no signed head yet: %w", l.name, fs.ErrNotExist)
+	}
+	if err := l.fresh(); err != nil {
+		return nil, err
 	}
 	return bytes.Clone(h.Signed), nil
 }
@@ -303,7 +324,14 @@ func (l *Log) Lookup(ctx context.Context, m module.Version) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("failed to look up %s: %w", key, err)
 	}
-	if ids[0] < 0 || ids[0] >= l.pub.Load().Tree.N {
+	if ids[0] < 0 {
+		return 0, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
+	}
+	h, err := l.cover(ctx, ids[0]+1)
+	if err != nil {
+		return 0, fmt.Errorf("failed to look up %s: %w", key, err)
+	}
+	if ids[0] >= h.Tree.N {
 		return 0, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
 	}
 	return ids[0], nil
@@ -316,7 +344,14 @@ const maxReadRecords = 1 << 16
 // wrapping fs.ErrNotExist if any of them is beyond the published tree or
 // not held (by a partial mirror).
 func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
-	if id < 0 || n < 0 || n > maxReadRecords || id+n > l.pub.Load().Tree.N {
+	if id < 0 || n < 0 || n > maxReadRecords {
+		return nil, fmt.Errorf("records %d+%d: %w", id, n, fs.ErrNotExist)
+	}
+	h, err := l.cover(ctx, id+n)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read records %d+%d: %w", id, n, err)
+	}
+	if id+n > h.Tree.N {
 		return nil, fmt.Errorf("records %d+%d: %w", id, n, fs.ErrNotExist)
 	}
 	ids := make([]int64, n)
@@ -339,7 +374,14 @@ func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 // fs.ErrNotExist if the published tree has not reached t's width.
 func (l *Log) ReadTileData(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	id := TileID{t.L, t.N}
-	if t.H != tileHeight || t.W < 1 || t.W > tileWidth(id, l.pub.Load().Tree.N) {
+	if t.H != tileHeight || t.W < 1 || t.W > 1<<tileHeight {
+		return nil, fmt.Errorf("tile %s: %w", t.Path(), fs.ErrNotExist)
+	}
+	h, err := l.cover(ctx, treeReaching(id, t.W))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read tile %s: %w", t.Path(), err)
+	}
+	if t.W > tileWidth(id, h.Tree.N) {
 		return nil, fmt.Errorf("tile %s: %w", t.Path(), fs.ErrNotExist)
 	}
 	data, err := l.store.ReadTiles(ctx, []TileID{id})

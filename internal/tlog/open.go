@@ -19,6 +19,7 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 	if err := l.parseKeys(opts); err != nil {
 		return err
 	}
+	loaded := time.Now()
 	st, err := l.store.Load(ctx)
 	if errors.Is(err, ErrNoLog) && opts.Create {
 		st, err = l.create(ctx)
@@ -45,6 +46,7 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 	}
 	l.log.Debug("opened checksum database", "name", l.name, "tree_size", tree.N, "verified", opts.Verify.String(), "duration", time.Since(start))
 	l.publish(tree, st.Head, time.Time{})
+	l.confirm(loaded)
 	return nil
 }
 
@@ -135,6 +137,9 @@ func (l *Log) openStoredHead(st State) (tlog.Tree, keySet, error) {
 		}
 		tree, err := l.openOrigin(st.Head)
 		return tree, nil, err
+	}
+	if st.Head == nil {
+		return tlog.Tree{}, nil, errors.New("the database holds no signed tree head: a copy into it (sumd copy) did not finish; run it again")
 	}
 	var ks keySet
 	if cur := l.keys.Load(); cur == nil || !slices.Equal(cur.vkeys(), st.Meta.VKeys) {

@@ -228,12 +228,14 @@ var errRetry = errors.New("head moved; stage again")
 // the Store contract: not persisted (the requests fail, the log goes on),
 // head moved (catch up, then errRetry), or ambiguous (the log stops).
 func (l *Log) write(ctx context.Context, b *Batch) error {
+	start := time.Now()
 	err := l.store.Commit(ctx, b)
 	switch {
 	case err == nil:
 		// Point of no return: the store says the batch is durable. Only
 		// now may readers see its head and callers their ids.
 		l.committed(b)
+		l.confirm(start)
 		return nil
 	case errors.Is(err, ErrHeadMoved):
 		return l.catchUpRetry(ctx, "the store refused the commit as on a moved head")
@@ -287,12 +289,14 @@ func (l *Log) catchUpRetry(ctx context.Context, why string) error {
 // and extend the published tree, or the log stops: signing on top of a
 // history it cannot prove would fork it.
 func (l *Log) catchUp(ctx context.Context) (bool, error) {
+	start := time.Now()
 	st, err := l.store.Load(ctx)
 	if err != nil {
 		return false, fmt.Errorf("failed to re-read the log's head: %w", err)
 	}
 	cur := l.pub.Load()
 	if bytes.Equal(st.Head, cur.Signed) {
+		l.confirm(start)
 		return false, nil
 	}
 	tree, ks, err := l.openStoredHead(st)
@@ -311,18 +315,9 @@ func (l *Log) catchUp(ctx context.Context) (bool, error) {
 	}
 	clear(l.edge)
 	l.publish(tree, st.Head, time.Now())
+	l.confirm(start)
 	l.log.Info("adopted the head another writer committed", "tree_size", tree.N, "was", cur.Tree.N)
 	return true, nil
-}
-
-// Refresh adopts the head other writers of a shared store committed since
-// this log last wrote or refreshed, so that its reads cover their records.
-// It fails with ErrFatal if that head does not extend the published one.
-func (l *Log) Refresh(ctx context.Context) error {
-	return l.control(ctx, func(ctx context.Context) error {
-		_, err := l.catchUp(ctx)
-		return err
-	})
 }
 
 // checkExtends proves that tree extends old before it is signed or

@@ -191,6 +191,20 @@ const tileHeight = 8
 // tileBytes is the size of a full hash tile.
 const tileBytes = tlog.HashSize << tileHeight
 
+// treeReaching returns the size of the smallest tree in which tile id has
+// w hashes, or 0 if no tree of fewer than 2⁶² records reaches it.
+func treeReaching(id TileID, w int) int64 {
+	const maxTree = 1 << 62
+	if id.L < 0 || id.L*tileHeight >= 62 || id.N < 0 || id.N > maxTree>>tileHeight {
+		return 0
+	}
+	n := id.N<<tileHeight + int64(w) // hashes at level 8L
+	if n > maxTree>>(id.L*tileHeight) {
+		return 0
+	}
+	return n << (id.L * tileHeight)
+}
+
 // tileWidth returns how many hashes the tree of size n has in tile id.
 func tileWidth(id TileID, n int64) int {
 	if id.L < 0 || id.L*tileHeight >= 63 || id.N < 0 {

@@ -1,0 +1,220 @@
+package tlog
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// sharedMem is a MemStore that says it is shared, as a database is; its
+// Load can be made to fail (the database is unreachable) or to block.
+type sharedMem struct {
+	*MemStore
+	down  atomic.Bool
+	loads atomic.Int64
+
+	mu    sync.Mutex
+	block chan struct{} // if set, the next Load waits for it to close
+}
+
+var _ SharedStore = (*sharedMem)(nil)
+
+func (s *sharedMem) Shared() bool { return true }
+
+func (s *sharedMem) Load(ctx context.Context) (State, error) {
+	s.loads.Add(1)
+	s.mu.Lock()
+	block := s.block
+	s.block = nil
+	s.mu.Unlock()
+	if block != nil {
+		<-block
+	}
+	if s.down.Load() {
+		return State{}, &UnavailableError{errors.New("connection refused")}
+	}
+	return s.MemStore.Load(ctx)
+}
+
+func openShared(t testing.TB, s *sharedMem, opts Options) *Log {
+	t.Helper()
+	opts.Create, opts.Verify, opts.Logger = true, VerifyFull, quietLogger()
+	l, err := OpenStore(s, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// TestSharedReadsBeyond: a process on a shared store answers reads of what
+// another process committed after its published head — a lookup, the
+// records and the tiles of the larger tree a client learned from the other
+// process — by adopting the stored head first, without being told to.
+func TestSharedReadsBeyond(t *testing.T) {
+	ctx := context.Background()
+	s, k := &sharedMem{MemStore: NewMemStore()}, testKey(t, "sum.example.com")
+	slow := Options{Keys: []*Key{k}, RefreshInterval: time.Hour}
+	a, b := openShared(t, s, slow), openShared(t, s, slow)
+	var recs []module.Version
+	for i := range 300 {
+		r := record(i, 0)
+		if _, err := b.Add(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, module.Version{Path: r.Path, Version: r.Version})
+	}
+	if tree, _ := a.Tree(ctx); tree.N != 0 {
+		t.Fatalf("a's tree is %d before any read, want 0 (no polling)", tree.N)
+	}
+	tile := tlog.Tile{H: 8, L: 0, N: 1, W: 300 - 256}
+	if _, err := a.ReadTileData(ctx, tile); err != nil {
+		t.Fatalf("a.ReadTileData(%s) of b's tree: %v", tile.Path(), err)
+	}
+	if tree, _ := a.Tree(ctx); tree.N != 300 {
+		t.Fatalf("a's tree is %d after reading a tile of b's, want 300", tree.N)
+	}
+	if _, err := b.Add(ctx, record(300, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := a.Lookup(ctx, module.Version{Path: record(300, 0).Path, Version: "v1.0.0"}); err != nil || id != 300 {
+		t.Fatalf("a.Lookup of b's newest record = %d, %v; want 300", id, err)
+	}
+	if _, err := b.Add(ctx, record(301, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if texts, err := a.ReadRecords(ctx, 300, 2); err != nil || len(texts) != 2 {
+		t.Fatalf("a.ReadRecords(300, 2) = %d, %v", len(texts), err)
+	}
+	// Beyond every stored tree is still not found, after one refresh.
+	loads := s.loads.Load()
+	if _, err := a.ReadTileData(ctx, tlog.Tile{H: 8, L: 0, N: 5, W: 1}); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a tile beyond the stored tree: %v, want not exist", err)
+	}
+	if _, err := a.ReadTileData(ctx, tlog.Tile{H: 8, L: 7, N: 1 << 40, W: 256}); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a tile beyond any tree: %v, want not exist", err)
+	}
+	if got := s.loads.Load() - loads; got != 1 {
+		t.Errorf("%d loads for two tiles beyond the tree, want 1 (the second reaches no tree)", got)
+	}
+	if tree, _ := a.Tree(ctx); tree.N != 302 {
+		t.Fatalf("a's tree %d, want 302", tree.N)
+	}
+}
+
+// TestSharedPolling: a process that only reads adopts the other's commits
+// within a few polling intervals.
+func TestSharedPolling(t *testing.T) {
+	ctx := context.Background()
+	s, k := &sharedMem{MemStore: NewMemStore()}, testKey(t, "sum.example.com")
+	a := openShared(t, s, Options{Keys: []*Key{k}, RefreshInterval: 5 * time.Millisecond})
+	b := openShared(t, s, Options{Keys: []*Key{k}, RefreshInterval: time.Hour})
+	if _, err := b.Add(ctx, record(0, 0), record(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := b.Signed(ctx)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if got, err := a.Signed(ctx); err == nil && string(got) == string(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			got, err := a.Signed(ctx)
+			t.Fatalf("a serves %q (%v) 10s after b committed %q", got, err, want)
+		}
+	}
+}
+
+// TestSharedHeadAge: while the store cannot be reached, a process serves
+// its head until MaxHeadAge has passed since it last confirmed it, then
+// 503; reached again, it serves again, without a restart.
+func TestSharedHeadAge(t *testing.T) {
+	ctx := context.Background()
+	s, k := &sharedMem{MemStore: NewMemStore()}, testKey(t, "sum.example.com")
+	a := openShared(t, s, Options{Keys: []*Key{k}, RefreshInterval: 5 * time.Millisecond, MaxHeadAge: 100 * time.Millisecond})
+	if _, err := a.Signed(ctx); err != nil {
+		t.Fatalf("Signed after open: %v", err)
+	}
+	s.down.Store(true)
+	start := time.Now()
+	var err error
+	for time.Since(start) < 10*time.Second {
+		if _, err = a.Signed(ctx); err != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var hs interface{ HTTPStatus() int }
+	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &hs) || hs.HTTPStatus() != http.StatusServiceUnavailable {
+		t.Fatalf("Signed with the store down = %v, want ErrUnavailable with status 503", err)
+	}
+	if d := time.Since(start); d < 90*time.Millisecond {
+		t.Errorf("Signed failed %v after the store went down, before MaxHeadAge (100ms)", d)
+	}
+	if msg := err.Error(); msg != "the checksum database's storage is unavailable; try again shortly" {
+		t.Errorf("error text %q would show clients more than that the storage is unavailable", msg)
+	}
+	s.down.Store(false)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err = a.Signed(ctx); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Signed 10s after the store came back: %v", err)
+		}
+	}
+}
+
+// TestRefreshCoalesced: callers of Refresh while a catch-up is queued but
+// not started share it; one that started does not serve later callers,
+// which may need a head it did not read.
+func TestRefreshCoalesced(t *testing.T) {
+	ctx := context.Background()
+	s, k := &sharedMem{MemStore: NewMemStore()}, testKey(t, "sum.example.com")
+	l := openShared(t, s, Options{Keys: []*Key{k}, RefreshInterval: time.Hour})
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before Close, which waits for the sequencer
+	s.mu.Lock()
+	s.block = release
+	s.mu.Unlock()
+	loads := s.loads.Load()
+	first, err := l.refreshCall()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.loads.Load() == loads; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first catch-up did not start")
+		}
+	}
+	second, _ := l.refreshCall()
+	if second == first {
+		t.Fatal("a caller after the catch-up started joined it")
+	}
+	for range 50 {
+		if c, _ := l.refreshCall(); c != second {
+			t.Fatal("a caller while a catch-up is queued did not join it")
+		}
+	}
+	unblock()
+	<-first.done
+	<-second.done
+	if first.err != nil || second.err != nil {
+		t.Fatal(first.err, second.err)
+	}
+	if n := s.loads.Load() - loads; n != 2 {
+		t.Errorf("%d loads for 52 refreshes in two generations, want 2", n)
+	}
+	if err := l.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
