@@ -138,7 +138,7 @@ func (l *Log) rotate(ctx context.Context, change func(keySet) (keySet, error)) e
 		return ErrVerifierOnly
 	}
 	return l.control(ctx, func(ctx context.Context) error {
-		return retry(func() error {
+		return l.retry(func() error {
 			ks, err := change(*l.keys.Load())
 			if err != nil {
 				return err

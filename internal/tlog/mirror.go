@@ -73,7 +73,7 @@ func (l *Log) Extend(ctx context.Context, ext Extension) error {
 		return errors.New("only a mirror (opened with verifier keys) is extended; a primary adds records")
 	}
 	return l.control(ctx, func(ctx context.Context) error {
-		return retry(func() error {
+		return l.retry(func() error {
 			b, err := l.stageExtension(ctx, ext)
 			if err != nil || b == nil {
 				return err

@@ -181,7 +181,7 @@ func (l *Log) commit(batch []*request) {
 	var added int64
 	err := l.fatalErr()
 	if err == nil {
-		err = retry(func() error {
+		err = l.retry(func() error {
 			b, err := l.stage(context.Background(), batch)
 			if err != nil || b == nil {
 				return err
@@ -208,7 +208,10 @@ func (l *Log) commit(batch []*request) {
 }
 
 // retry runs step again while it answers errRetry, up to maxAttempts times.
-func retry(step func() error) error {
+// On a LockingStore, catchUpRetry took the head's lock for the next
+// attempt; whatever step did with it, it is released at the end.
+func (l *Log) retry(step func() error) error {
+	defer l.unlockHead()
 	for attempt := 1; ; attempt++ {
 		err := step()
 		switch {
@@ -274,6 +277,9 @@ func (l *Log) stop(cause error) error {
 // catchUpRetry catches up with the head another writer committed and asks
 // to stage again: why says what showed that one did, in case none had.
 func (l *Log) catchUpRetry(ctx context.Context, why string) error {
+	if err := l.lockHead(ctx); err != nil {
+		return fmt.Errorf("failed to lock the log's head: %w", err)
+	}
 	moved, err := l.catchUp(ctx)
 	switch {
 	case err != nil:

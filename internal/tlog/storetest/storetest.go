@@ -17,8 +17,9 @@
 // x/mod's tlog, signed notes) but checks only what the Store contract
 // promises: reads (and index scans, in key order) return what was committed, a batch is all or nothing, a
 // stale Prev is refused with ErrHeadMoved, one of several racing writers
-// wins, reads never see anything but committed bytes, and everything
-// survives closing and reopening the store.
+// wins, reads never see anything but committed bytes, everything
+// survives closing and reopening the store, and a LockingStore's lock is
+// used by the next Commit.
 package storetest
 
 import (
@@ -55,6 +56,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
 	t.Run("Mirror", func(t *testing.T) { testMirror(t, open) })
 	t.Run("Aux", func(t *testing.T) { testAux(t, open) })
+	t.Run("LockHead", func(t *testing.T) { testLockHead(t, open) })
 }
 
 var ctx = context.Background()
@@ -298,6 +300,52 @@ func testAux(t *testing.T, open Opener) {
 	if got, err := s.(tlog.AuxStore).Aux(ctx, "k"); !bytes.Equal(got, big) || err != nil {
 		t.Fatalf("Aux after reopening: %d bytes, %v", len(got), err)
 	}
+}
+
+// testLockHead checks a LockingStore: a Commit after LockHead stores its
+// batch (or refuses a stale Prev), and UnlockHead leaves everything as it
+// was.
+func testLockHead(t *testing.T, open Opener) {
+	s := openClosed(t, open, "lock")
+	ls, ok := s.(tlog.LockingStore)
+	if !ok {
+		t.Log("the store takes no head lock ahead of Commit (tlog.LockingStore is optional): nothing to check")
+		return
+	}
+	m := newModel(t)
+	m.create(s)
+	for range 2 {
+		if err := ls.LockHead(ctx); err != nil {
+			t.Fatalf("LockHead: %v", err)
+		}
+		ls.UnlockHead()
+		ls.UnlockHead() // with nothing held: nothing happens
+	}
+	m.check(s)
+	if err := ls.LockHead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := m.next(3)
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatalf("Commit after LockHead: %v", err)
+	}
+	m.apply(b)
+	m.check(s)
+	if err := ls.LockHead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stale := m.next(1)
+	stale.Prev = b.Prev
+	if err := s.Commit(ctx, stale); !errors.Is(err, tlog.ErrHeadMoved) {
+		t.Fatalf("Commit of a stale Prev after LockHead = %v, want ErrHeadMoved", err)
+	}
+	ls.UnlockHead()
+	b = m.next(2)
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatalf("Commit after a refused one: %v", err)
+	}
+	m.apply(b)
+	m.check(s)
 }
 
 // A model is the log the suite expects a store to hold, computed with

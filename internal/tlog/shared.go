@@ -33,6 +33,43 @@ type SharedStore interface {
 	Shared() bool
 }
 
+// A LockingStore is a SharedStore whose writer can take the lock of
+// Commit's compare-and-swap ahead of the commit. Without it, a writer that
+// lost the compare-and-swap catches up and stages again while the winner,
+// whose head is current, stages its next batch at once and wins again: under
+// steady writes from several processes the losers starve. With it, the
+// Log takes the lock first after a loss, catches up and stages under it, and
+// its next Commit cannot lose; the database's lock queue makes the writers
+// take turns.
+type LockingStore interface {
+	SharedStore
+	// LockHead begins a write: it takes the lock Commit takes (SELECT …
+	// FOR UPDATE on the head), waiting for other writers' commits, and
+	// holds it until the next Commit, which uses it, or UnlockHead. Reads,
+	// Load included, work as usual meanwhile and see the committed state.
+	// A Log calls it only from its sequencer, at most once before each
+	// Commit or UnlockHead.
+	LockHead(ctx context.Context) error
+	// UnlockHead releases a lock LockHead took and Commit did not use; it
+	// does nothing if there is none.
+	UnlockHead()
+}
+
+// lockHead takes the head's lock, if the store has one.
+func (l *Log) lockHead(ctx context.Context) error {
+	if s, ok := l.store.(LockingStore); ok && l.shared != nil {
+		return s.LockHead(ctx)
+	}
+	return nil
+}
+
+// unlockHead releases the head's lock, if the store has one and holds it.
+func (l *Log) unlockHead() {
+	if s, ok := l.store.(LockingStore); ok && l.shared != nil {
+		s.UnlockHead()
+	}
+}
+
 // Defaults of the Options for shared stores.
 const (
 	DefaultRefreshInterval = time.Second
@@ -67,8 +104,9 @@ type shared struct {
 	mu        sync.Mutex
 	confirmed time.Time // the published head was the stored one at this time
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 }
 
 // refreshes coalesces Refresh calls.
@@ -102,9 +140,9 @@ func (l *Log) setupShared(opts Options) {
 
 // stopRefresh stops polling, before the store closes.
 func (l *Log) stopRefresh() {
-	if l.shared != nil {
-		close(l.shared.stop)
-		l.shared.wg.Wait()
+	if r := l.shared; r != nil {
+		r.stopOnce.Do(func() { close(r.stop) })
+		r.wg.Wait()
 	}
 }
 
