@@ -1,0 +1,291 @@
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// Commit stores b in one transaction if the stored head is still b.Prev:
+// see the package doc for the order of statements and what a lost answer
+// to COMMIT becomes. It uses the transaction LockHead began, if any.
+func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	w := s.takeLocked()
+	if w == nil {
+		var err error
+		if w, err = s.begin(ctx); err != nil {
+			return err
+		}
+	}
+	defer w.tx.Rollback(context.Background()) // after COMMIT, a no-op
+	if !bytes.Equal(w.head, b.Prev) {
+		return tlog.ErrHeadMoved
+	}
+	if err := s.write(ctx, w.tx, b); err != nil {
+		return notPersisted(s.fail(fmt.Sprintf("write tree %d", b.Tree.N), err))
+	}
+	err := s.commitTx(ctx, w.tx)
+	switch {
+	case err == nil:
+	case definite(err) || errors.Is(err, pgx.ErrTxCommitRollback):
+		return notPersisted(s.fail(fmt.Sprintf("commit tree %d", b.Tree.N), err))
+	default:
+		if err := s.resolve(b, s.fail(fmt.Sprintf("commit tree %d", b.Tree.N), err)); err != nil {
+			return err
+		}
+	}
+	s.up()
+	for _, t := range b.Tiles {
+		if len(t.Data) == tileBytes {
+			s.tiles.Add(t.TileID, bytes.Clone(t.Data))
+		}
+	}
+	return nil
+}
+
+// A locked is a write transaction holding the head's row lock.
+type locked struct {
+	tx   pgx.Tx
+	head []byte // the stored head, read under the lock
+}
+
+// begin begins a write transaction and takes the head's row lock: every
+// writer's commit waits here for the one before to end. Its answer
+// arrives before COMMIT is sent, so that a lost COMMIT can be resolved
+// (resolve). Its failures store nothing.
+func (s *Store) begin(ctx context.Context) (*locked, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, notPersisted(s.fail("begin a commit", err))
+	}
+	var head []byte
+	err = tx.QueryRow(ctx, `SELECT head FROM sumd_log WHERE id = 1 FOR UPDATE`).Scan(&head)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):
+		err = notPersisted(tlog.ErrNoLog)
+	case err != nil:
+		err = notPersisted(s.fail("lock the log's head", err))
+	}
+	if err != nil {
+		tx.Rollback(context.Background())
+		return nil, err
+	}
+	return &locked{tx: tx, head: head}, nil
+}
+
+// LockHead begins the next commit's transaction now, so that the Log can
+// catch up and stage under the lock (tlog.LockingStore). The transaction
+// lives until Commit or UnlockHead.
+func (s *Store) LockHead(ctx context.Context) error {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.locked != nil {
+		return nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel() // the transaction does not keep it
+	w, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	s.locked = w
+	return nil
+}
+
+// UnlockHead rolls back the transaction LockHead began, if Commit did not
+// use it.
+func (s *Store) UnlockHead() {
+	if w := s.takeLocked(); w != nil {
+		w.tx.Rollback(context.Background())
+	}
+}
+
+// takeLocked hands over the transaction LockHead began, if any.
+func (s *Store) takeLocked() *locked {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	w := s.locked
+	s.locked = nil
+	return w
+}
+
+// write queues b's statements after the head's lock and runs them in one
+// round trip: each table gets one insert of arrays (unnest), whatever the
+// batch's size.
+func (s *Store) write(ctx context.Context, tx pgx.Tx, b *tlog.Batch) error {
+	var q pgx.Batch
+	if len(b.Records) > 0 {
+		ids, texts := make([]int64, len(b.Records)), make([][]byte, len(b.Records))
+		var keys [][]byte
+		var keyed []int64
+		pos := map[string]int{} // a key given twice is indexed as the last says, as in bbolt
+		for i, r := range b.Records {
+			ids[i], texts[i] = r.ID, r.Text
+			if r.Key == "" {
+				continue
+			}
+			if j, ok := pos[r.Key]; ok {
+				keyed[j] = r.ID
+				continue
+			}
+			pos[r.Key] = len(keys)
+			keys, keyed = append(keys, []byte(r.Key)), append(keyed, r.ID)
+		}
+		// Records are immutable: one already stored (a mirror given it
+		// again) keeps its bytes.
+		q.Queue(`INSERT INTO sumd_records (id, text) SELECT * FROM unnest($1::bigint[], $2::bytea[])
+			ON CONFLICT (id) DO NOTHING`, ids, texts)
+		if len(keys) > 0 {
+			q.Queue(`INSERT INTO sumd_index (key, id) SELECT * FROM unnest($1::bytea[], $2::bigint[])
+				ON CONFLICT (key) DO UPDATE SET id = excluded.id`, keys, keyed)
+		}
+	}
+	if len(b.Tiles) > 0 {
+		levels, ns, data := make([]int16, len(b.Tiles)), make([]int64, len(b.Tiles)), make([][]byte, len(b.Tiles))
+		for i, t := range b.Tiles {
+			levels[i], ns[i], data[i] = int16(t.L), t.N, t.Data
+		}
+		q.Queue(`INSERT INTO sumd_tiles (level, n, data) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
+			ON CONFLICT (level, n) DO UPDATE SET data = excluded.data`, levels, ns, data)
+	}
+	var vkeys *string
+	if b.VKeys != nil {
+		v := strings.Join(b.VKeys, "\n")
+		vkeys = &v
+	}
+	q.Queue(`UPDATE sumd_log SET head = $1, tree_size = $2, root = $3, vkeys = coalesce($4::text, vkeys) WHERE id = 1`,
+		b.Head, b.Tree.N, b.Tree.Hash[:], vkeys)
+	return tx.SendBatch(ctx, &q).Close()
+}
+
+// errUnknown is what resolve cannot settle in one attempt.
+var errUnknown = errors.New("outcome unknown")
+
+// resolve learns the outcome of b's COMMIT, whose answer was lost (cause),
+// re-reading the head with backoff for up to ResolveTimeout. Its answer is
+// Commit's: nil (stored), ErrNotPersisted or ErrHeadMoved; or, if the
+// database stayed out of reach, an ambiguous error that stops the log.
+func (s *Store) resolve(b *tlog.Batch, cause error) error {
+	s.log.Warn("lost the answer to a commit; re-reading the head to learn whether it was stored",
+		"tree_size", b.Tree.N, "err", cause)
+	deadline := time.Now().Add(s.opts.ResolveTimeout)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := s.settle(b, cause)
+		if !errors.Is(err, errUnknown) {
+			return err
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("failed to commit tree %d, and the database stayed out of reach for %v, so whether it was stored is unknown: %w (lost commit: %w)",
+				b.Tree.N, s.opts.ResolveTimeout, err, cause)
+		}
+		select {
+		case <-time.After(wait):
+		case <-s.done:
+			return fmt.Errorf("failed to commit tree %d, and the store closed before learning whether it was stored: %w", b.Tree.N, cause)
+		}
+	}
+}
+
+// settle makes one attempt at resolve. SELECT … FOR UPDATE waits for the
+// lost commit's transaction, which took that lock before its COMMIT was
+// sent, to end; then the head says what happened.
+func (s *Store) settle(b *tlog.Batch, cause error) error {
+	ctx, cancel := s.ctx(context.Background())
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUnknown, s.fail("begin", err))
+	}
+	defer tx.Rollback(context.Background())
+	var head []byte
+	if err := tx.QueryRow(ctx, `SELECT head FROM sumd_log WHERE id = 1 FOR UPDATE`).Scan(&head); err != nil {
+		return fmt.Errorf("%w: %w", errUnknown, s.fail("lock the log's head", err))
+	}
+	var stored [][]byte
+	if !bytes.Equal(head, b.Head) && !bytes.Equal(head, b.Prev) && len(b.Records) > 0 {
+		if stored, err = readRecords(ctx, tx, recordIDs(b)); err != nil {
+			return fmt.Errorf("%w: %w", errUnknown, s.fail("read records", err))
+		}
+	}
+	// Commit, not roll back: the row lock wrote WAL, so under synchronous
+	// replication this waits until everything before it, the lost
+	// commit's WAL included, is on the standby.
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("%w: %w", errUnknown, s.fail("commit", err))
+	}
+	s.up()
+	switch {
+	case bytes.Equal(head, b.Head):
+		s.log.Info("the commit whose answer was lost is stored", "tree_size", b.Tree.N)
+		return nil
+	case bytes.Equal(head, b.Prev):
+		return notPersisted(fmt.Errorf("failed to commit tree %d (the head is unchanged): %w", b.Tree.N, cause))
+	case len(b.Records) == 0:
+		return fmt.Errorf("failed to commit tree %d: another writer committed since, and a batch without records cannot tell whether it was stored: %w", b.Tree.N, cause)
+	}
+	// Another writer committed since: on top of b (b's records are
+	// stored, at their ids), or instead of it.
+	for i, r := range b.Records {
+		if !bytes.Equal(stored[i], r.Text) {
+			return fmt.Errorf("failed to commit tree %d: %w (%w)", b.Tree.N, tlog.ErrHeadMoved, cause)
+		}
+	}
+	s.log.Info("the commit whose answer was lost is stored, and extended by another writer", "tree_size", b.Tree.N)
+	return nil
+}
+
+func recordIDs(b *tlog.Batch) []int64 {
+	ids := make([]int64, len(b.Records))
+	for i, r := range b.Records {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// SetAux stores an auxiliary value in a transaction of its own. A lost
+// answer to its COMMIT is resolved by reading the value back: if another
+// process replaced it meanwhile, this one counts as not stored, which is
+// what every later reader sees anyway.
+func (s *Store) SetAux(ctx context.Context, key string, value []byte) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return notPersisted(s.fail("begin storing "+key, err))
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `INSERT INTO sumd_aux (key, value) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+		return notPersisted(s.fail("store "+key, err))
+	}
+	err = tx.Commit(ctx)
+	switch {
+	case err == nil:
+		s.up()
+		return nil
+	case definite(err) || errors.Is(err, pgx.ErrTxCommitRollback):
+		return notPersisted(s.fail("commit "+key, err))
+	}
+	deadline := time.Now().Add(s.opts.ResolveTimeout)
+	for wait := 50 * time.Millisecond; time.Now().Add(wait).Before(deadline); wait = min(2*wait, 5*time.Second) {
+		time.Sleep(wait)
+		got, rerr := s.Aux(context.Background(), key)
+		switch {
+		case rerr != nil:
+			continue
+		case bytes.Equal(got, value): // an empty value reads as none: stored or not, the same
+			return nil
+		}
+		return notPersisted(fmt.Errorf("failed to store %s: %w", key, err))
+	}
+	return fmt.Errorf("failed to store %s, and the database stayed out of reach, so whether it was stored is unknown: %w", key, err)
+}

@@ -1,0 +1,83 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// fail wraps err, a failed statement, saying what failed. A failure to
+// reach the database becomes a *tlog.UnavailableError (503 to clients),
+// and the first of a series is logged with its cause: clients see only
+// that the storage is unavailable.
+func (s *Store) fail(what string, err error) error {
+	err = fmt.Errorf("failed to %s: %w", what, err)
+	if !unreachable(err) {
+		return err
+	}
+	if !s.down.Swap(true) {
+		s.log.Warn("lost the PostgreSQL database; answering 503 until it is back", "err", err)
+	}
+	return &tlog.UnavailableError{Err: err}
+}
+
+// up notes a statement that reached the database.
+func (s *Store) up() {
+	if s.down.Load() && s.down.Swap(false) {
+		s.log.Info("reached the PostgreSQL database again")
+	}
+}
+
+// unreachable reports whether err is a failure to reach the database, or
+// a refusal the same statement may not meet later, rather than an error in
+// the statement or the data: anything but an error the server reported,
+// and of those the ones that come and go with the server (shutting down,
+// starting up, too many connections, a standby refusing writes after a
+// failover, a serialization conflict).
+func unreachable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false // the caller gave up (a client went away)
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return true
+	}
+	switch {
+	case strings.HasPrefix(pe.Code, "08"), // connection exception
+		pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // shutting down, crashed, starting
+		pe.Code == "53300",                     // too many connections
+		pe.Code == "25006",                     // read-only transaction: a standby
+		pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock
+		return true
+	}
+	return false
+}
+
+// definite reports whether err, from COMMIT, means the transaction was
+// rolled back: an ERROR the server reported. A FATAL one (the backend was
+// terminated), a lost connection or a timeout may come after the commit
+// record was written, so they are resolved by re-reading the head.
+func definite(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	sev := pe.SeverityUnlocalized
+	if sev == "" {
+		sev = pe.Severity
+	}
+	return sev == "ERROR"
+}
+
+// notPersisted marks err as a write of which nothing was stored.
+func notPersisted(err error) error {
+	if errors.Is(err, tlog.ErrNotPersisted) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", tlog.ErrNotPersisted, err)
+}

@@ -1,0 +1,374 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/pgtest"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+func testKey(t testing.TB) *tlog.Key {
+	t.Helper()
+	skey, _, err := tlog.GenerateKey("sum.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func record(i int) gosum.Record {
+	h := func(s string) string {
+		sum := sha256.Sum256([]byte(s))
+		return "h1:" + base64.StdEncoding.EncodeToString(sum[:])
+	}
+	path := fmt.Sprintf("example.com/m%d", i)
+	return gosum.Record{Path: path, Version: "v1.0.0", Hash: h(path), GoMod: h(path + "/go.mod")}
+}
+
+// openLog opens a log on a store of its own on url (one sumd process).
+func openLog(t testing.TB, url string, k *tlog.Key, opts Options) (*tlog.Log, *Store) {
+	t.Helper()
+	opts.Logger = quiet
+	s, err := Open(context.Background(), url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Verify: tlog.VerifyFull, Logger: quiet, RefreshInterval: time.Hour})
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, s
+}
+
+// reverify opens url afresh with full verification.
+func reverify(t *testing.T, url string, k *tlog.Key) int64 {
+	t.Helper()
+	l, _ := openLog(t, url, k, Options{})
+	defer l.Close()
+	tree, _ := l.Tree(context.Background())
+	return tree.N
+}
+
+// TestWriters runs three logs on one database, as three sumd processes,
+// each adding overlapping records from several callers: every module
+// version gets one id whichever process recorded it, and the database
+// verifies in full.
+func TestWriters(t *testing.T) {
+	ctx := context.Background()
+	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+	var logs []*tlog.Log
+	for range 3 {
+		l, _ := openLog(t, url, k, Options{})
+		logs = append(logs, l)
+	}
+	var mu sync.Mutex
+	ids := map[string]int64{}
+	var wg sync.WaitGroup
+	for w := range 12 {
+		wg.Go(func() {
+			for i := range 30 {
+				r := record((w*7 + i*5) % 120)
+				got, err := logs[w%3].Add(ctx, r)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if id, ok := ids[r.Key()]; ok && id != got[0] {
+					t.Errorf("%s got ids %d and %d", r.Key(), id, got[0])
+				}
+				ids[r.Key()] = got[0]
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, l := range logs {
+		if err := l.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if tree, _ := l.Tree(ctx); tree.N != int64(len(ids)) {
+			t.Fatalf("tree %d for %d distinct records", tree.N, len(ids))
+		}
+	}
+	if n := reverify(t, url, k); n != int64(len(ids)) {
+		t.Fatalf("reopened tree %d, want %d", n, len(ids))
+	}
+}
+
+// errLost is what a COMMIT whose answer never arrived returns.
+var errLost = fmt.Errorf("lost connection: %w", io.ErrUnexpectedEOF)
+
+// TestLostCommit loses the answer to COMMIT in each way it can end, and
+// checks what the store tells the log: stored, not stored, or not stored
+// because another process committed since, and that the log acts on it.
+func TestLostCommit(t *testing.T) {
+	ctx := context.Background()
+	lookup := func(t *testing.T, l *tlog.Log, i int) int64 {
+		t.Helper()
+		r := record(i)
+		id, err := l.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version})
+		if err != nil {
+			t.Fatalf("Lookup(%s): %v", r.Key(), err)
+		}
+		return id
+	}
+	t.Run("stored", func(t *testing.T) {
+		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+		l, s := openLog(t, url, k, Options{})
+		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
+			if err := tx.Commit(ctx); err != nil {
+				return err
+			}
+			return errLost
+		}
+		if ids, err := l.Add(ctx, record(0), record(1)); err != nil || fmt.Sprint(ids) != "[0 1]" {
+			t.Fatalf("Add whose commit was stored but unanswered = %v, %v; want [0 1]", ids, err)
+		}
+		if n := reverify(t, url, k); n != 2 {
+			t.Fatalf("stored tree %d, want 2", n)
+		}
+	})
+	t.Run("rolled back", func(t *testing.T) {
+		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+		l, s := openLog(t, url, k, Options{})
+		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
+			tx.Rollback(ctx)
+			return errLost
+		}
+		_, err := l.Add(ctx, record(0))
+		if !errors.Is(err, tlog.ErrNotPersisted) || errors.Is(err, tlog.ErrHeadMoved) {
+			t.Fatalf("Add whose commit was rolled back = %v, want ErrNotPersisted", err)
+		}
+		s.commitTx = func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) }
+		if ids, err := l.Add(ctx, record(1)); err != nil || ids[0] != 0 {
+			t.Fatalf("the log after a commit that was not stored: %v, %v; want id 0", ids, err)
+		}
+	})
+	t.Run("stored and extended", func(t *testing.T) {
+		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+		l, s := openLog(t, url, k, Options{})
+		other, _ := openLog(t, url, k, Options{})
+		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
+			if err := tx.Commit(ctx); err != nil {
+				return err
+			}
+			if _, err := other.Add(ctx, record(9)); err != nil { // on top of it
+				return err
+			}
+			return errLost
+		}
+		if ids, err := l.Add(ctx, record(0), record(1)); err != nil || fmt.Sprint(ids) != "[0 1]" {
+			t.Fatalf("Add whose commit was stored, extended and unanswered = %v, %v; want [0 1]", ids, err)
+		}
+		s.commitTx = func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) }
+		if id := lookup(t, l, 9); id != 2 {
+			t.Fatalf("the other writer's record is %d, want 2", id)
+		}
+	})
+	t.Run("rolled back, another committed", func(t *testing.T) {
+		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+		l, s := openLog(t, url, k, Options{})
+		other, _ := openLog(t, url, k, Options{})
+		lost := 0
+		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
+			if lost++; lost > 1 {
+				return tx.Commit(ctx)
+			}
+			tx.Rollback(ctx)
+			if _, err := other.Add(ctx, record(9)); err != nil {
+				return err
+			}
+			return errLost
+		}
+		// ErrHeadMoved: the log adopts the other's head and commits again.
+		if ids, err := l.Add(ctx, record(0)); err != nil || ids[0] != 1 {
+			t.Fatalf("Add after a lost commit and another writer's = %v, %v; want id 1", ids, err)
+		}
+		if lost != 2 {
+			t.Fatalf("%d commits, want the lost one and its retry", lost)
+		}
+		if n := reverify(t, url, k); n != 2 {
+			t.Fatalf("stored tree %d, want 2", n)
+		}
+	})
+	t.Run("terminated", func(t *testing.T) {
+		// The server ends the backend between the writes and COMMIT, as
+		// pg_terminate_backend (or a failover) does: a FATAL error or a
+		// closed connection, resolved by re-reading the head.
+		pg := pgtest.Shared(t)
+		url, k := pg.NewDatabase(t), testKey(t)
+		l, s := openLog(t, url, k, Options{})
+		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
+			var pid int
+			if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				return err
+			}
+			if err := pg.Exec("postgres", "SELECT pg_terminate_backend($1)", pid); err != nil {
+				return err
+			}
+			return tx.Commit(ctx)
+		}
+		_, err := l.Add(ctx, record(0))
+		if !errors.Is(err, tlog.ErrNotPersisted) || !errors.Is(err, tlog.ErrUnavailable) {
+			t.Fatalf("Add whose backend was terminated = %v, want ErrNotPersisted and ErrUnavailable", err)
+		}
+		s.commitTx = func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) }
+		if ids, err := l.Add(ctx, record(1)); err != nil || ids[0] != 0 {
+			t.Fatalf("the log after a terminated commit: %v, %v; want id 0", ids, err)
+		}
+	})
+	t.Run("key change, another committed", func(t *testing.T) {
+		// A batch without records cannot be told apart from the other
+		// writer's: ambiguous, and the log stops.
+		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+		l, s := openLog(t, url, k, Options{})
+		other, _ := openLog(t, url, k, Options{})
+		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
+			tx.Rollback(ctx)
+			if _, err := other.Add(ctx, record(9)); err != nil {
+				return err
+			}
+			return errLost
+		}
+		if err := l.AddKey(ctx, testKey(t)); !errors.Is(err, tlog.ErrFatal) {
+			t.Fatalf("AddKey whose commit was lost while another committed = %v, want ErrFatal", err)
+		}
+	})
+	t.Run("out of reach", func(t *testing.T) {
+		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+		l, s := openLog(t, url, k, Options{ResolveTimeout: 300 * time.Millisecond})
+		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
+			go s.pool.Close() // waits for the transaction's connection
+			time.Sleep(10 * time.Millisecond)
+			return errLost
+		}
+		_, err := l.Add(ctx, record(0))
+		if !errors.Is(err, tlog.ErrFatal) || !strings.Contains(err.Error(), "whether it was stored is unknown") {
+			t.Fatalf("Add whose commit could not be resolved = %v, want ErrFatal: unknown", err)
+		}
+	})
+}
+
+// TestDatabaseRestart stops the database under a log and starts it again:
+// meanwhile reads and writes fail as unavailable (503) and nothing stops
+// the log; afterwards the same log carries on, without reopening.
+func TestDatabaseRestart(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	url, k := pg.NewDatabase(t), testKey(t)
+	s, err := Open(ctx, url, Options{Logger: quiet, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet,
+		RefreshInterval: 20 * time.Millisecond, MaxHeadAge: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	for i, mode := range []string{"fast", "immediate"} {
+		if err := pg.Stop(mode); err != nil {
+			t.Fatal(err)
+		}
+		r := record(0)
+		if _, err := l.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version}); !errors.Is(err, tlog.ErrUnavailable) {
+			t.Errorf("Lookup with the database stopped (%s) = %v, want ErrUnavailable", mode, err)
+		}
+		if _, err := l.Add(ctx, record(1+i)); !errors.Is(err, tlog.ErrUnavailable) || errors.Is(err, tlog.ErrFatal) {
+			t.Errorf("Add with the database stopped (%s) = %v, want ErrUnavailable, not fatal", mode, err)
+		}
+		time.Sleep(300 * time.Millisecond) // MaxHeadAge
+		if _, err := l.Signed(ctx); !errors.Is(err, tlog.ErrUnavailable) {
+			t.Errorf("Signed with the database stopped (%s) for longer than MaxHeadAge = %v, want ErrUnavailable", mode, err)
+		}
+		if err := pg.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			_, err := l.Signed(ctx)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Signed 30s after the database came back (%s): %v", mode, err)
+			}
+		}
+		if ids, err := l.Add(ctx, record(1+i)); err != nil || ids[0] != int64(1+i) {
+			t.Fatalf("Add after the database came back (%s): %v, %v", mode, ids, err)
+		}
+	}
+	if err := l.Err(); err != nil {
+		t.Fatalf("the log stopped: %v", err)
+	}
+}
+
+// TestSchema: a database without sumd's tables opens and stays untouched
+// until a log is created; tables of a newer sumd are refused; concurrent
+// creators make one log.
+func TestSchema(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	url := pg.NewDatabase(t)
+	s := openDB(t, url)
+	if _, err := s.Load(ctx); !errors.Is(err, tlog.ErrNoLog) {
+		t.Fatalf("Load of an empty database = %v, want ErrNoLog", err)
+	}
+	var tables int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'sumd%'`).Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("%d sumd tables (%v) after opening an empty database without creating a log", tables, err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := Open(ctx, url, Options{Logger: quiet})
+			if err == nil {
+				defer s.Close()
+				err = s.Create(ctx, tlog.Meta{Name: "sum.example.com", VKeys: []string{"sum.example.com+00000000+AAAA"}}, []byte("head"))
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	created := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			created++
+		case !errors.Is(err, tlog.ErrLogExists):
+			t.Fatalf("concurrent Create: %v", err)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d of %d concurrent creators created the log, want 1", created, len(errs))
+	}
+	if err := pg.Exec(strings.TrimPrefix(strings.Split(url, "?")[0], "postgres:///"), `UPDATE sumd_schema SET version = 99`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, url, Options{Logger: quiet}); !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "upgrade sumd") {
+		t.Fatalf("Open of a newer schema = %v, want ErrNewerSchema", err)
+	}
+}

@@ -1,0 +1,238 @@
+// Package pgstore keeps a sumd log in PostgreSQL, so that several sumd
+// processes serve one log: a tlog.SharedStore on a pgx connection pool.
+//
+// # Tables
+//
+// sumd creates its tables in the database (and schema, see search_path)
+// the URL names, the first time a log is created there, and migrates them
+// when a newer sumd opens them; it refuses tables of a newer sumd.
+//
+//	sumd_schema   id = 1, version                        the schema version (migrations below)
+//	sumd_log      id = 1, name, vkeys, mirror,           the log's metadata and latest signed head;
+//	              head, tree_size, root                  its row lock serializes every commit
+//	sumd_records  id → text                              records (two go.sum lines)
+//	sumd_index    key ("path@version", bytea) → id       the module@version index
+//	sumd_tiles    (level, n) → data                      hash tiles, 32 bytes per hash, as in bbolt
+//	sumd_aux      key → value                            auxiliary state (OCI sync progress)
+//
+// Keys are bytea, not text, so that index order is bytewise whatever the
+// database's collation (ScanIndex's contract).
+//
+// # Commits
+//
+// A batch commits in one transaction: SELECT head … FOR UPDATE, compare it
+// with Batch.Prev (ErrHeadMoved if another writer moved it), then the
+// records, index entries and tiles as one array insert each (unnest), the
+// head, and COMMIT. The row lock makes two writers' commits strictly
+// sequential, so neither can fork the log: the loser re-reads the head,
+// and its sequencer adopts it and re-stages (see tlog's package doc).
+//
+// A COMMIT that gets no answer (the connection or the server died) is not
+// simply ambiguous here: its transaction held the head's row lock before
+// COMMIT was sent, so a new transaction's SELECT … FOR UPDATE waits until it
+// has ended, committed or rolled back, and then reads the truth. Commit
+// retries that with backoff for Options.ResolveTimeout and answers nil
+// (stored), ErrNotPersisted (not stored, head unchanged) or ErrHeadMoved
+// (not stored, and another writer committed since); only if the database
+// stays unreachable that long is the failure ambiguous, which stops the
+// log. The resolving transaction is committed, not rolled back: it holds a
+// row lock, so under synchronous replication its COMMIT returns only once
+// the WAL before it — the lost commit's, if it was stored — has reached
+// the standby.
+//
+// # Reads and availability
+//
+// Reads are single statements (WHERE key = ANY($1), WHERE id = ANY($1)).
+// Full hash tiles never change and are kept in an in-memory LRU cache. A
+// failure to reach the database is a *tlog.UnavailableError, which the HTTP
+// server answers with 503 and Retry-After; the pool reconnects by itself,
+// so a process recovers when the database does.
+//
+// # Portability
+//
+// The SQL is plain: no advisory locks, no LISTEN/NOTIFY, no stored
+// procedures; ON CONFLICT, unnest of several arrays and SELECT … FOR UPDATE,
+// which CockroachDB and YugabyteDB also run. Tested with PostgreSQL 15 only.
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// Options configure Open.
+type Options struct {
+	// Logger receives the store's logs: a lost and a regained database, a
+	// commit whose answer was lost. nil means slog.Default.
+	Logger *slog.Logger
+	// TileCache is how many full hash tiles (8 KiB each) are cached in
+	// memory (default 4096, 32 MiB): every lookup's proof reads some.
+	TileCache int
+	// Timeout bounds each statement (default 30s).
+	Timeout time.Duration
+	// ResolveTimeout bounds how long Commit keeps trying to learn the
+	// outcome of a COMMIT that got no answer (default 1 minute). Past it,
+	// the failure is ambiguous and the log stops.
+	ResolveTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.TileCache <= 0 {
+		o.TileCache = 4096
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.ResolveTimeout <= 0 {
+		o.ResolveTimeout = time.Minute
+	}
+	return o
+}
+
+// A Store is a log in a PostgreSQL database. It is safe for concurrent
+// use, by any number of processes.
+type Store struct {
+	pool  *pgxpool.Pool
+	opts  Options
+	log   *slog.Logger
+	tiles *lru.Cache[tlog.TileID, []byte] // full tiles: immutable
+	down  atomic.Bool                     // the last statement could not reach the database
+	done  chan struct{}                   // closed by Close
+
+	lockMu sync.Mutex
+	locked *locked // begun by LockHead, for the next Commit
+
+	// commitTx commits a batch's transaction; tests replace it to lose
+	// the answer (or the commit).
+	commitTx func(ctx context.Context, tx pgx.Tx) error
+}
+
+var (
+	_ tlog.LockingStore = (*Store)(nil)
+	_ tlog.AuxStore     = (*Store)(nil)
+)
+
+// IsURL reports whether db names a PostgreSQL database (postgres:// or
+// postgresql://) rather than a bbolt file.
+func IsURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
+// Open connects to the database url names (a postgres:// URL or any
+// connection string pgx accepts) and migrates sumd's tables if a previous
+// sumd created them. It refuses tables of a newer sumd. A database without
+// them opens: Load answers ErrNoLog, and Create creates them.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("invalid PostgreSQL URL: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	opts = opts.withDefaults()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("failed to set up connections to PostgreSQL: %w", err)
+	}
+	tiles, _ := lru.New[tlog.TileID, []byte](opts.TileCache)
+	s := &Store{pool: pool, opts: opts, log: opts.Logger, tiles: tiles, done: make(chan struct{}),
+		commitTx: func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) }}
+	if err := s.migrate(ctx, false); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Shared reports true: other processes may commit to the database.
+func (s *Store) Shared() bool { return true }
+
+// Close closes the connections.
+func (s *Store) Close() error {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+		s.pool.Close()
+	}
+	return nil
+}
+
+// ctx bounds one statement.
+func (s *Store) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, s.opts.Timeout)
+}
+
+// Load reads the log's metadata and head.
+func (s *Store) Load(ctx context.Context) (tlog.State, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var st tlog.State
+	var vkeys string
+	err := s.pool.QueryRow(ctx, `SELECT name, vkeys, mirror, head FROM sumd_log WHERE id = 1`).
+		Scan(&st.Meta.Name, &vkeys, &st.Meta.Mirror, &st.Head)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):
+		s.up()
+		return tlog.State{}, tlog.ErrNoLog
+	case err != nil:
+		return tlog.State{}, s.fail("read the log's head", err)
+	}
+	s.up()
+	st.Meta.VKeys = strings.Split(vkeys, "\n")
+	return st, nil
+}
+
+// Create creates sumd's tables if needed, then the log.
+func (s *Store) Create(ctx context.Context, meta tlog.Meta, head []byte) error {
+	if len(meta.VKeys) == 0 {
+		return fmt.Errorf("%w: a log needs a verifier key", tlog.ErrNotPersisted)
+	}
+	if err := s.migrate(ctx, true); err != nil {
+		return fmt.Errorf("%w: %w", tlog.ErrNotPersisted, err)
+	}
+	tree := headTree(head)
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, `INSERT INTO sumd_log (id, name, vkeys, mirror, head, tree_size, root)
+		VALUES (1, $1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+		meta.Name, strings.Join(meta.VKeys, "\n"), meta.Mirror, head, tree.N, tree.Hash[:])
+	switch {
+	case err != nil:
+		// An insert in a transaction of its own: a lost answer may hide
+		// a stored log, which the next open finds.
+		return s.fail("create the log", err)
+	case tag.RowsAffected() == 0:
+		return tlog.ErrLogExists
+	}
+	return nil
+}
+
+// headTree parses the tree of a signed head, without checking signatures
+// (the Log has); zero for none.
+func headTree(head []byte) xtlog.Tree {
+	text, _, _ := bytes.Cut(head, []byte("\n\n"))
+	tree, err := xtlog.ParseTree(append(text[:len(text):len(text)], '\n'))
+	if err != nil {
+		return xtlog.Tree{}
+	}
+	return tree
+}

@@ -1,0 +1,188 @@
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// tileBytes is the size of a full hash tile, which never changes again.
+const tileBytes = xtlog.HashSize << 8
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Lookup reads the index entries of keys in one statement.
+func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
+	ids := make([]int64, len(keys))
+	for i := range ids {
+		ids[i] = -1
+	}
+	if len(keys) == 0 {
+		return ids, nil
+	}
+	bkeys := make([][]byte, len(keys))
+	for i, k := range keys {
+		bkeys[i] = []byte(k)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT key, id FROM sumd_index WHERE key = ANY($1::bytea[])`, bkeys)
+	if err != nil {
+		return nil, s.fail("look up module versions", err)
+	}
+	found := map[string]int64{}
+	var key []byte
+	var id int64
+	_, err = pgx.ForEachRow(rows, []any{&key, &id}, func() error {
+		found[string(key)] = id
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail("look up module versions", err)
+	}
+	s.up()
+	for i, k := range keys {
+		if id, ok := found[k]; ok {
+			ids[i] = id
+		}
+	}
+	return ids, nil
+}
+
+// ReadRecords reads records in one statement.
+func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
+	if len(ids) == 0 {
+		return [][]byte{}, nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	out, err := readRecords(ctx, s.pool, ids)
+	if err != nil {
+		return nil, s.fail("read records", err)
+	}
+	s.up()
+	return out, nil
+}
+
+func readRecords(ctx context.Context, q querier, ids []int64) ([][]byte, error) {
+	rows, err := q.Query(ctx, `SELECT id, text FROM sumd_records WHERE id = ANY($1::bigint[])`, ids)
+	if err != nil {
+		return nil, err
+	}
+	found := make(map[int64][]byte, len(ids))
+	var id int64
+	var text []byte
+	_, err = pgx.ForEachRow(rows, []any{&id, &text}, func() error {
+		found[id] = bytes.Clone(text)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		out[i] = found[id]
+	}
+	return out, nil
+}
+
+// ScanIndex lists index entries in key order.
+func (s *Store) ScanIndex(ctx context.Context, from string, limit int) ([]tlog.IndexEntry, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT key, id FROM sumd_index WHERE key >= $1 ORDER BY key LIMIT $2`, []byte(from), limit)
+	if err != nil {
+		return nil, s.fail("scan the index", err)
+	}
+	var out []tlog.IndexEntry
+	var key []byte
+	var id int64
+	_, err = pgx.ForEachRow(rows, []any{&key, &id}, func() error {
+		path, version, ok := bytes.Cut(key, []byte("@"))
+		if !ok {
+			return fmt.Errorf("malformed index entry %q", key)
+		}
+		out = append(out, tlog.IndexEntry{Path: string(path), Version: string(version), ID: id})
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail("scan the index", err)
+	}
+	s.up()
+	return out, nil
+}
+
+// ReadTiles reads tiles, full ones from the cache when it holds them, the
+// others in one statement.
+func (s *Store) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	var levels []int16
+	var ns []int64
+	for i, t := range tiles {
+		if d, ok := s.tiles.Get(t); ok {
+			out[i] = bytes.Clone(d) // the caller owns what it gets
+			continue
+		}
+		levels, ns = append(levels, int16(t.L)), append(ns, t.N)
+	}
+	if len(levels) == 0 {
+		return out, nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT t.level, t.n, t.data FROM sumd_tiles t
+		JOIN unnest($1::smallint[], $2::bigint[]) AS q(level, n) ON t.level = q.level AND t.n = q.n`, levels, ns)
+	if err != nil {
+		return nil, s.fail("read tiles", err)
+	}
+	found := map[tlog.TileID][]byte{}
+	var level int16
+	var n int64
+	var data []byte
+	_, err = pgx.ForEachRow(rows, []any{&level, &n, &data}, func() error {
+		found[tlog.TileID{L: int(level), N: n}] = bytes.Clone(data)
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail("read tiles", err)
+	}
+	s.up()
+	for i, t := range tiles {
+		if out[i] != nil {
+			continue
+		}
+		out[i] = found[t]
+		if len(out[i]) == tileBytes {
+			s.tiles.Add(t, bytes.Clone(out[i]))
+		}
+	}
+	return out, nil
+}
+
+// Aux reads an auxiliary value.
+func (s *Store) Aux(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var v []byte
+	err := s.pool.QueryRow(ctx, `SELECT value FROM sumd_aux WHERE key = $1`, key).Scan(&v)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):
+		return nil, nil
+	case err != nil:
+		return nil, s.fail("read "+key, err)
+	}
+	s.up()
+	if len(v) == 0 {
+		return nil, nil
+	}
+	return v, nil
+}

@@ -1,0 +1,123 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// migrations take the schema from version i to i+1. Append only: a sumd
+// that knows n of them migrates any older schema up to version n and
+// refuses a newer one. Each runs in the transaction that holds the
+// sumd_schema row lock, so concurrent starts migrate once.
+var migrations = [][]string{
+	// 1: the tables of the package doc.
+	{
+		`CREATE TABLE sumd_log (
+			id        integer PRIMARY KEY CHECK (id = 1),
+			name      text    NOT NULL,
+			vkeys     text    NOT NULL,
+			mirror    boolean NOT NULL,
+			head      bytea,
+			tree_size bigint  NOT NULL,
+			root      bytea   NOT NULL
+		)`,
+		`CREATE TABLE sumd_records (
+			id   bigint PRIMARY KEY,
+			text bytea  NOT NULL
+		)`,
+		`CREATE TABLE sumd_index (
+			key bytea  PRIMARY KEY,
+			id  bigint NOT NULL
+		)`,
+		`CREATE TABLE sumd_tiles (
+			level smallint NOT NULL,
+			n     bigint   NOT NULL,
+			data  bytea    NOT NULL,
+			PRIMARY KEY (level, n)
+		)`,
+		`CREATE TABLE sumd_aux (
+			key   text  PRIMARY KEY,
+			value bytea NOT NULL
+		)`,
+	},
+}
+
+// SchemaVersion is the schema version this sumd writes.
+var SchemaVersion = len(migrations)
+
+// ErrNewerSchema is Open's answer for tables a newer sumd migrated.
+var ErrNewerSchema = errors.New("sumd's tables in this database are of a newer sumd")
+
+// migrate brings sumd's tables to SchemaVersion: creating them if create
+// is set, else only if a previous sumd did. Concurrent migrations (several
+// processes starting at once) race to create sumd_schema; the losers retry.
+func (s *Store) migrate(ctx context.Context, create bool) error {
+	for attempt := 1; ; attempt++ {
+		err := s.migrateOnce(ctx, create)
+		var pe *pgconn.PgError
+		raced := errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07" || pe.Code == "40001")
+		if !raced || attempt == 5 {
+			return err
+		}
+	}
+}
+
+func (s *Store) migrateOnce(ctx context.Context, create bool) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return s.fail("begin a schema migration", err)
+	}
+	defer tx.Rollback(context.Background())
+	if create {
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS sumd_schema (
+			id      integer PRIMARY KEY CHECK (id = 1),
+			version integer NOT NULL
+		)`); err != nil {
+			return s.fail("create the schema version table", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO sumd_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`); err != nil {
+			return s.fail("create the schema version", err)
+		}
+	}
+	var version int
+	err = tx.QueryRow(ctx, `SELECT version FROM sumd_schema WHERE id = 1 FOR UPDATE`).Scan(&version)
+	switch {
+	case !create && (isUndefinedTable(err) || errors.Is(err, pgx.ErrNoRows)):
+		return nil // no sumd tables: Load answers ErrNoLog
+	case err != nil:
+		return s.fail("read the schema version", err)
+	case version > SchemaVersion:
+		return fmt.Errorf("%w (schema version %d; this sumd knows up to %d): upgrade sumd", ErrNewerSchema, version, SchemaVersion)
+	case version == SchemaVersion:
+		return nil
+	}
+	for v := version; v < SchemaVersion; v++ {
+		for _, stmt := range migrations[v] {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return s.fail(fmt.Sprintf("migrate sumd's tables to version %d", v+1), err)
+			}
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE sumd_schema SET version = $1 WHERE id = 1`, SchemaVersion); err != nil {
+		return s.fail("record the schema version", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return s.fail("commit the schema migration", err)
+	}
+	if version > 0 {
+		s.log.Warn("migrated sumd's tables", "from", version, "to", SchemaVersion)
+	}
+	return nil
+}
+
+// isUndefinedTable reports whether err says a table does not exist.
+func isUndefinedTable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42P01"
+}
