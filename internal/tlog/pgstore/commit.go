@@ -9,13 +9,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
-// Commit stores b in one transaction if the stored head is still b.Prev:
-// see the package doc for the order of statements and what a lost answer
-// to COMMIT becomes. It uses the transaction LockHead began, if any.
+// Commit stores b in one transaction if the stored head is still b.Prev,
+// in two round trips: BEGIN with the head's row lock, then the writes with
+// COMMIT. See the package doc for what a lost answer to COMMIT becomes. It
+// uses the transaction LockHead began, if any.
 func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -26,17 +29,16 @@ func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 			return err
 		}
 	}
-	defer w.tx.Rollback(context.Background()) // after COMMIT, a no-op
+	defer w.release()
 	if !bytes.Equal(w.head, b.Prev) {
 		return tlog.ErrHeadMoved
 	}
-	if err := s.write(ctx, w.tx, b); err != nil {
-		return notPersisted(s.fail(fmt.Sprintf("write tree %d", b.Tree.N), err))
-	}
-	err := s.commitTx(ctx, w.tx)
+	err := s.finish(ctx, w.conn.Conn(), s.writes(b))
 	switch {
 	case err == nil:
-	case definite(err) || errors.Is(err, pgx.ErrTxCommitRollback):
+	case definite(err):
+		// An ERROR from a write or from COMMIT: the transaction is
+		// aborted, and the statements after the failing one never ran.
 		return notPersisted(s.fail(fmt.Sprintf("commit tree %d", b.Tree.N), err))
 	default:
 		if err := s.resolve(b, s.fail(fmt.Sprintf("commit tree %d", b.Tree.N), err)); err != nil {
@@ -52,23 +54,54 @@ func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 	return nil
 }
 
-// A locked is a write transaction holding the head's row lock.
+// commit sends q, a batch's writes, and COMMIT in one round trip. A write
+// that fails aborts the transaction, and the server skips the rest of the
+// pipeline, COMMIT included.
+func commit(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+	q.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+		if tag.String() != "COMMIT" {
+			return fmt.Errorf("COMMIT answered %s", tag)
+		}
+		return nil
+	})
+	return c.SendBatch(ctx, q).Close()
+}
+
+// A locked is a write transaction on a connection of its own, holding the
+// head's row lock.
 type locked struct {
-	tx   pgx.Tx
+	conn *pgxpool.Conn
 	head []byte // the stored head, read under the lock
 }
 
-// begin begins a write transaction and takes the head's row lock: every
-// writer's commit waits here for the one before to end. Its answer
-// arrives before COMMIT is sent, so that a lost COMMIT can be resolved
-// (resolve). Its failures store nothing.
-func (s *Store) begin(ctx context.Context) (*locked, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, notPersisted(s.fail("begin a commit", err))
+// release ends the transaction if it is still open and returns the
+// connection; one whose state is unknown is closed, which aborts it.
+func (w *locked) release() {
+	c := w.conn.Conn().PgConn()
+	if !c.IsClosed() && !c.IsBusy() && c.TxStatus() != 'I' {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		w.conn.Exec(ctx, "ROLLBACK")
+		cancel()
 	}
-	var head []byte
-	err = tx.QueryRow(ctx, `SELECT head FROM sumd_log WHERE id = 1 FOR UPDATE`).Scan(&head)
+	w.conn.Release()
+}
+
+// begin begins a write transaction and takes the head's row lock, in one
+// round trip: every writer's commit waits here for the one before to end.
+// Its answer arrives before COMMIT is sent, so that a lost COMMIT can be
+// resolved (resolve). Its failures store nothing.
+func (s *Store) begin(ctx context.Context) (*locked, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, notPersisted(s.fail("connect", err))
+	}
+	w := &locked{conn: conn}
+	var q pgx.Batch
+	q.Queue("BEGIN")
+	q.Queue(`SELECT head FROM sumd_log WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&w.head)
+	})
+	err = conn.SendBatch(ctx, &q).Close()
 	switch {
 	case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):
 		err = notPersisted(tlog.ErrNoLog)
@@ -76,10 +109,10 @@ func (s *Store) begin(ctx context.Context) (*locked, error) {
 		err = notPersisted(s.fail("lock the log's head", err))
 	}
 	if err != nil {
-		tx.Rollback(context.Background())
+		w.release()
 		return nil, err
 	}
-	return &locked{tx: tx, head: head}, nil
+	return w, nil
 }
 
 // LockHead begins the next commit's transaction now, so that the Log can
@@ -105,7 +138,7 @@ func (s *Store) LockHead(ctx context.Context) error {
 // use it.
 func (s *Store) UnlockHead() {
 	if w := s.takeLocked(); w != nil {
-		w.tx.Rollback(context.Background())
+		w.release()
 	}
 }
 
@@ -118,10 +151,9 @@ func (s *Store) takeLocked() *locked {
 	return w
 }
 
-// write queues b's statements after the head's lock and runs them in one
-// round trip: each table gets one insert of arrays (unnest), whatever the
-// batch's size.
-func (s *Store) write(ctx context.Context, tx pgx.Tx, b *tlog.Batch) error {
+// writes returns b's statements: each table gets one insert of arrays
+// (unnest), whatever the batch's size, then the head.
+func (s *Store) writes(b *tlog.Batch) *pgx.Batch {
 	var q pgx.Batch
 	if len(b.Records) > 0 {
 		ids, texts := make([]int64, len(b.Records)), make([][]byte, len(b.Records))
@@ -164,7 +196,7 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, b *tlog.Batch) error {
 	}
 	q.Queue(`UPDATE sumd_log SET head = $1, tree_size = $2, root = $3, vkeys = coalesce($4::text, vkeys) WHERE id = 1`,
 		b.Head, b.Tree.N, b.Tree.Hash[:], vkeys)
-	return tx.SendBatch(ctx, &q).Close()
+	return &q
 }
 
 // errUnknown is what resolve cannot settle in one attempt.

@@ -135,8 +135,8 @@ func TestLostCommit(t *testing.T) {
 	t.Run("stored", func(t *testing.T) {
 		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
 		l, s := openLog(t, url, k, Options{})
-		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
-			if err := tx.Commit(ctx); err != nil {
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+			if err := commit(ctx, c, q); err != nil {
 				return err
 			}
 			return errLost
@@ -151,15 +151,15 @@ func TestLostCommit(t *testing.T) {
 	t.Run("rolled back", func(t *testing.T) {
 		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
 		l, s := openLog(t, url, k, Options{})
-		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
-			tx.Rollback(ctx)
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+			c.Exec(ctx, "ROLLBACK")
 			return errLost
 		}
 		_, err := l.Add(ctx, record(0))
 		if !errors.Is(err, tlog.ErrNotPersisted) || errors.Is(err, tlog.ErrHeadMoved) {
 			t.Fatalf("Add whose commit was rolled back = %v, want ErrNotPersisted", err)
 		}
-		s.commitTx = func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) }
+		s.finish = commit
 		if ids, err := l.Add(ctx, record(1)); err != nil || ids[0] != 0 {
 			t.Fatalf("the log after a commit that was not stored: %v, %v; want id 0", ids, err)
 		}
@@ -168,8 +168,8 @@ func TestLostCommit(t *testing.T) {
 		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
 		l, s := openLog(t, url, k, Options{})
 		other, _ := openLog(t, url, k, Options{})
-		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
-			if err := tx.Commit(ctx); err != nil {
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+			if err := commit(ctx, c, q); err != nil {
 				return err
 			}
 			if _, err := other.Add(ctx, record(9)); err != nil { // on top of it
@@ -180,7 +180,7 @@ func TestLostCommit(t *testing.T) {
 		if ids, err := l.Add(ctx, record(0), record(1)); err != nil || fmt.Sprint(ids) != "[0 1]" {
 			t.Fatalf("Add whose commit was stored, extended and unanswered = %v, %v; want [0 1]", ids, err)
 		}
-		s.commitTx = func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) }
+		s.finish = commit
 		if id := lookup(t, l, 9); id != 2 {
 			t.Fatalf("the other writer's record is %d, want 2", id)
 		}
@@ -190,11 +190,11 @@ func TestLostCommit(t *testing.T) {
 		l, s := openLog(t, url, k, Options{})
 		other, _ := openLog(t, url, k, Options{})
 		lost := 0
-		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
 			if lost++; lost > 1 {
-				return tx.Commit(ctx)
+				return commit(ctx, c, q)
 			}
-			tx.Rollback(ctx)
+			c.Exec(ctx, "ROLLBACK")
 			if _, err := other.Add(ctx, record(9)); err != nil {
 				return err
 			}
@@ -218,21 +218,17 @@ func TestLostCommit(t *testing.T) {
 		pg := pgtest.Shared(t)
 		url, k := pg.NewDatabase(t), testKey(t)
 		l, s := openLog(t, url, k, Options{})
-		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
-			var pid int
-			if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+			if err := pg.Exec("postgres", "SELECT pg_terminate_backend($1)", c.PgConn().PID()); err != nil {
 				return err
 			}
-			if err := pg.Exec("postgres", "SELECT pg_terminate_backend($1)", pid); err != nil {
-				return err
-			}
-			return tx.Commit(ctx)
+			return commit(ctx, c, q)
 		}
 		_, err := l.Add(ctx, record(0))
 		if !errors.Is(err, tlog.ErrNotPersisted) || !errors.Is(err, tlog.ErrUnavailable) {
 			t.Fatalf("Add whose backend was terminated = %v, want ErrNotPersisted and ErrUnavailable", err)
 		}
-		s.commitTx = func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) }
+		s.finish = commit
 		if ids, err := l.Add(ctx, record(1)); err != nil || ids[0] != 0 {
 			t.Fatalf("the log after a terminated commit: %v, %v; want id 0", ids, err)
 		}
@@ -243,8 +239,8 @@ func TestLostCommit(t *testing.T) {
 		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
 		l, s := openLog(t, url, k, Options{})
 		other, _ := openLog(t, url, k, Options{})
-		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
-			tx.Rollback(ctx)
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+			c.Exec(ctx, "ROLLBACK")
 			if _, err := other.Add(ctx, record(9)); err != nil {
 				return err
 			}
@@ -257,7 +253,7 @@ func TestLostCommit(t *testing.T) {
 	t.Run("out of reach", func(t *testing.T) {
 		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
 		l, s := openLog(t, url, k, Options{ResolveTimeout: 300 * time.Millisecond})
-		s.commitTx = func(ctx context.Context, tx pgx.Tx) error {
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
 			go s.pool.Close() // waits for the transaction's connection
 			time.Sleep(10 * time.Millisecond)
 			return errLost

@@ -119,9 +119,9 @@ type Store struct {
 	lockMu sync.Mutex
 	locked *locked // begun by LockHead, for the next Commit
 
-	// commitTx commits a batch's transaction; tests replace it to lose
-	// the answer (or the commit).
-	commitTx func(ctx context.Context, tx pgx.Tx) error
+	// finish sends a batch's writes and COMMIT (commit); tests replace
+	// it to lose the answer, or the commit.
+	finish func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error
 }
 
 var (
@@ -154,7 +154,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	tiles, _ := lru.New[tlog.TileID, []byte](opts.TileCache)
 	s := &Store{pool: pool, opts: opts, log: opts.Logger, tiles: tiles, done: make(chan struct{}),
-		commitTx: func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) }}
+		finish: commit}
 	if err := s.migrate(ctx, false); err != nil {
 		pool.Close()
 		return nil, err
