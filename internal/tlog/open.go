@@ -138,7 +138,7 @@ func (l *Log) openStoredHead(st State) (tlog.Tree, keySet, error) {
 		tree, err := l.openOrigin(st.Head)
 		return tree, nil, err
 	}
-	if st.Head == nil {
+	if len(st.Head) == 0 {
 		return tlog.Tree{}, nil, errors.New("the database holds no signed tree head: a copy into it (sumd copy) did not finish; run it again")
 	}
 	var ks keySet

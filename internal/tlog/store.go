@@ -136,10 +136,12 @@ type Batch struct {
 	// Prev is the signed head the batch extends, as the Log last loaded or
 	// committed it (nil: a mirror's first head). A store compares it byte
 	// for byte with the stored head, which covers tree size, root and the
-	// signatures (a key rotation changes only those).
+	// signatures (a key rotation changes only those); a nil or empty head
+	// equals none.
 	Prev []byte
 	// Head is the new signed head; Tree is the tree it signs, for stores
-	// that keep size and root beside it.
+	// that keep size and root beside it. Copy commits records and tiles
+	// beyond a head with Head equal to Prev, nil for a log it is creating.
 	Head []byte
 	Tree tlog.Tree
 	// Records are the new records in ascending id order. A mirror's may

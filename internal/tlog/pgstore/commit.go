@@ -172,10 +172,10 @@ func (s *Store) writes(b *tlog.Batch) *pgx.Batch {
 			pos[r.Key] = len(keys)
 			keys, keyed = append(keys, []byte(r.Key)), append(keyed, r.ID)
 		}
-		// Records are immutable: one already stored (a mirror given it
-		// again) keeps its bytes.
+		// As in bbolt, a record stored beyond the head (by a copy that did
+		// not finish) is replaced; the Log never writes one it published.
 		q.Queue(`INSERT INTO sumd_records (id, text) SELECT * FROM unnest($1::bigint[], $2::bytea[])
-			ON CONFLICT (id) DO NOTHING`, ids, texts)
+			ON CONFLICT (id) DO UPDATE SET text = excluded.text`, ids, texts)
 		if len(keys) > 0 {
 			q.Queue(`INSERT INTO sumd_index (key, id) SELECT * FROM unnest($1::bytea[], $2::bigint[])
 				ON CONFLICT (key) DO UPDATE SET id = excluded.id`, keys, keyed)

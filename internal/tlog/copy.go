@@ -1,0 +1,239 @@
+package tlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// CopyOptions configure Copy.
+type CopyOptions struct {
+	// Chunk is the most records per commit into the destination (default
+	// 8192).
+	Chunk int
+	// Progress, if set, is called after each commit with the records
+	// copied so far and the tree size being copied.
+	Progress func(done, total int64)
+}
+
+// ErrOtherLog is Copy's answer for a destination holding another log.
+var ErrOtherLog = errors.New("destination holds another log")
+
+// Copy copies the log held in src into dst and verifies the copy in full
+// against the signed head it copied, which it returns. It does not need
+// the log's keys: the head is checked against the verifier keys src lists.
+//
+// dst must hold no log, or an earlier copy of the same log (the same name
+// and kind, and a tree the source's extends, or an unfinished copy), which
+// is brought up to date. Records and tiles are committed in chunks with
+// dst's head unchanged, data beyond a head being invisible to its readers;
+// the signed head comes last, so a copy cut short leaves dst holding what
+// it held before (or no signed head, which Open refuses), and running it
+// again finishes it. src may be written meanwhile (a shared store): the
+// copy ends at the head it read first.
+func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, error) {
+	if opts.Chunk <= 0 {
+		opts.Chunk = 8192
+	}
+	st, err := src.Load(ctx)
+	if err != nil {
+		return State{}, fmt.Errorf("failed to read the source: %w", err)
+	}
+	if len(st.Head) == 0 {
+		return State{}, errors.New("the source holds no signed tree head (an unfinished copy, or a mirror that copied nothing yet)")
+	}
+	tree, err := openWithVKeys(st.Head, st.Meta.VKeys, !st.Meta.Mirror)
+	if err != nil {
+		return State{}, fmt.Errorf("the source's head: %w", err)
+	}
+	cur, from, err := copyStart(ctx, dst, src, st, tree)
+	if err != nil {
+		return State{}, err
+	}
+	c := copier{ctx: ctx, dst: dst, src: src, mirror: st.Meta.Mirror, head: cur, tilesFrom: from}
+	if st.Meta.Mirror {
+		from = 0 // a mirror may have learned older records since
+	}
+	for start := from; start < tree.N; start += int64(opts.Chunk) {
+		end := min(start+int64(opts.Chunk), tree.N)
+		if err := c.chunk(start, end); err != nil {
+			return State{}, err
+		}
+		if opts.Progress != nil {
+			opts.Progress(end, tree.N)
+		}
+	}
+	// The head last: from here on dst serves the copy.
+	err = dst.Commit(ctx, &Batch{Prev: cur.Head, Head: st.Head, Tree: tree, VKeys: st.Meta.VKeys})
+	if err != nil {
+		return State{}, fmt.Errorf("failed to store the signed head: %w", err)
+	}
+	if err := VerifyStore(ctx, dst, VerifyFull); err != nil {
+		return State{}, fmt.Errorf("the copy does not verify: %w", err)
+	}
+	return st, nil
+}
+
+// copyStart creates the log in dst, or checks that dst holds an earlier
+// copy of it, and returns dst's state and the first record to copy.
+func copyStart(ctx context.Context, dst, src Store, st State, tree tlog.Tree) (State, int64, error) {
+	cur, err := dst.Load(ctx)
+	if errors.Is(err, ErrNoLog) {
+		cur = State{Meta: st.Meta}
+		if err := dst.Create(ctx, st.Meta, nil); err != nil {
+			return State{}, 0, fmt.Errorf("failed to create the log in the destination: %w", err)
+		}
+		return cur, 0, nil
+	}
+	if err != nil {
+		return State{}, 0, fmt.Errorf("failed to read the destination: %w", err)
+	}
+	if cur.Meta.Name != st.Meta.Name || cur.Meta.Mirror != st.Meta.Mirror {
+		return State{}, 0, fmt.Errorf("%w: %s (mirror: %v), not %s (mirror: %v); copy into an empty database",
+			ErrOtherLog, cur.Meta.Name, cur.Meta.Mirror, st.Meta.Name, st.Meta.Mirror)
+	}
+	if len(cur.Head) == 0 {
+		if !slices.Equal(cur.Meta.VKeys, st.Meta.VKeys) {
+			return State{}, 0, fmt.Errorf("%w: an unfinished copy of %s with keys %s, not %s", ErrOtherLog,
+				cur.Meta.Name, strings.Join(cur.Meta.VKeys, ", "), strings.Join(st.Meta.VKeys, ", "))
+		}
+		return cur, 0, nil
+	}
+	// An earlier copy: signed by a key the source signs with, and its tree
+	// one the source's extends.
+	if !slices.ContainsFunc(cur.Meta.VKeys, func(k string) bool { return slices.Contains(st.Meta.VKeys, k) }) {
+		return State{}, 0, fmt.Errorf("%w: %s signed with %s, not with %s", ErrOtherLog,
+			cur.Meta.Name, strings.Join(cur.Meta.VKeys, ", "), strings.Join(st.Meta.VKeys, ", "))
+	}
+	held, err := openWithVKeys(cur.Head, cur.Meta.VKeys, !cur.Meta.Mirror)
+	if err != nil {
+		return State{}, 0, fmt.Errorf("the destination's head: %w", err)
+	}
+	if held.N > tree.N {
+		return State{}, 0, fmt.Errorf("%w: its tree (%d records) is larger than the source's (%d)", ErrOtherLog, held.N, tree.N)
+	}
+	root, err := tlog.TreeHash(held.N, storeTiles(ctx, src, tree.N))
+	if err != nil {
+		return State{}, 0, fmt.Errorf("failed to read the source's tree: %w", err)
+	}
+	if root != held.Hash {
+		return State{}, 0, fmt.Errorf("%w: its tree of %d records is not the source's", ErrOtherLog, held.N)
+	}
+	return cur, held.N, nil
+}
+
+// A copier commits chunks of a log into dst under dst's unchanged head.
+type copier struct {
+	ctx       context.Context
+	dst, src  Store
+	mirror    bool
+	head      State
+	tilesFrom int64 // the tree size dst holds: its tiles are not rewritten narrower
+}
+
+// chunk copies records start to end-1 and the tiles of the tree of size
+// end that differ from those of the tree of size start (and of the tree
+// dst holds: tiles only grow).
+func (c *copier) chunk(start, end int64) error {
+	ids := make([]int64, end-start)
+	for i := range ids {
+		ids[i] = start + int64(i)
+	}
+	texts, err := c.src.ReadRecords(c.ctx, ids)
+	if err != nil {
+		return fmt.Errorf("failed to read records %d to %d: %w", start, end-1, err)
+	}
+	b := &Batch{Prev: c.head.Head, Head: c.head.Head}
+	if len(c.head.Head) > 0 {
+		b.Tree, _ = tlog.ParseTree(headText(c.head.Head))
+	}
+	for i, text := range texts {
+		switch {
+		case text == nil && c.mirror:
+			continue
+		case text == nil:
+			return fmt.Errorf("the source lacks record %d", ids[i])
+		}
+		key, err := recordKey(text, !c.mirror)
+		if err != nil {
+			return fmt.Errorf("the source's record %d: %w", ids[i], err)
+		}
+		b.Records = append(b.Records, StoredRecord{ID: ids[i], Key: key, Text: text})
+	}
+	if c.mirror {
+		if err := indexFirstIn(c.ctx, c.dst, b.Records); err != nil {
+			return err
+		}
+	}
+	for _, t := range tlog.NewTiles(tileHeight, max(start, c.tilesFrom), max(end, c.tilesFrom)) {
+		data, err := readTile(c.ctx, c.src, TileID{t.L, t.N}, end)
+		if err != nil {
+			return fmt.Errorf("failed to read tile %s: %w", t.Path(), err)
+		}
+		b.Tiles = append(b.Tiles, Tile{TileID{t.L, t.N}, data})
+	}
+	if err := c.dst.Commit(c.ctx, b); err != nil {
+		return fmt.Errorf("failed to store records %d to %d: %w", start, end-1, err)
+	}
+	return nil
+}
+
+// indexFirstIn clears the Key of every record whose module version s
+// indexes (or recs index) under a smaller id: a mirror's rule.
+func indexFirstIn(ctx context.Context, s Store, recs []StoredRecord) error {
+	l := &Log{store: s}
+	return l.indexFirst(ctx, recs)
+}
+
+func headText(head []byte) []byte {
+	text, _, _ := bytes.Cut(head, []byte("\n\n"))
+	return append(text[:len(text):len(text)], '\n')
+}
+
+// openWithVKeys verifies a signed head with verifier keys and parses its
+// tree: every key must have signed it (a primary's), or one (a mirror's).
+func openWithVKeys(head []byte, vkeys []string, all bool) (tlog.Tree, error) {
+	var verifiers []note.Verifier
+	for _, vkey := range vkeys {
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
+			return tlog.Tree{}, fmt.Errorf("malformed verifier key %q: %w", vkey, err)
+		}
+		verifiers = append(verifiers, v)
+	}
+	n, err := note.Open(head, note.VerifierList(verifiers...))
+	if err != nil {
+		return tlog.Tree{}, fmt.Errorf("failed to verify the signed head with %s: %w", strings.Join(vkeys, ", "), err)
+	}
+	if all && len(n.Sigs) < len(verifiers) {
+		return tlog.Tree{}, fmt.Errorf("the signed head lacks a signature by one of %s", strings.Join(vkeys, ", "))
+	}
+	return tlog.ParseTree([]byte(n.Text))
+}
+
+// VerifyStore verifies the log held in s as Open would, without its keys:
+// the head against the verifier keys s lists, then the stored tree against
+// the head (mode: tail or full).
+func VerifyStore(ctx context.Context, s Store, mode VerifyMode) error {
+	st, err := s.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if len(st.Head) == 0 {
+		return errors.New("the database holds no signed tree head")
+	}
+	tree, err := openWithVKeys(st.Head, st.Meta.VKeys, !st.Meta.Mirror)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if err := verify(ctx, s, tree, mode, !st.Meta.Mirror); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+package tlog
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCopy copies a log from bbolt to memory and back, in chunks smaller
+// than a tile: the copy opens with the log's key, verifies in full and
+// serves the same heads, tiles and records; a grown source brings the copy
+// up to date; another log is refused.
+func TestCopy(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	path := filepath.Join(t.TempDir(), "src.db")
+	origin := openTest(t, path, k, VerifyTail)
+	growOrigin(t, origin, 0, 700)
+	origin.Close()
+
+	src := mustBolt(t, path)
+	mem := NewMemStore()
+	var steps []int64
+	st, err := Copy(ctx, mem, src, CopyOptions{Chunk: 100, Progress: func(done, total int64) { steps = append(steps, done) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 7 || steps[6] != 700 {
+		t.Errorf("progress %v, want 7 steps to 700", steps)
+	}
+	if head, _ := src.Load(ctx); string(st.Head) != string(head.Head) {
+		t.Fatalf("Copy returned head %q, want the source's", st.Head)
+	}
+	src.Close()
+	origin = openTest(t, path, k, VerifyTail)
+	copied := openMem(t, mem, k)
+	sameAsOrigin(t, copied, origin, func(int64) bool { return true })
+	copied.Close()
+
+	// The source grows: copying again brings the copy up to date, with
+	// the tiles it held widened, not rewritten.
+	growOrigin(t, origin, 700, 300)
+	origin.Close()
+	src = mustBolt(t, path)
+	if _, err := Copy(ctx, mem, src, CopyOptions{Chunk: 128}); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	origin = openTest(t, path, k, VerifyTail)
+	defer origin.Close()
+	copied = openMem(t, mem, k)
+	sameAsOrigin(t, copied, origin, func(int64) bool { return true })
+
+	// Back into bbolt, then refused into a database of another log.
+	back, err := OpenBolt(filepath.Join(t.TempDir(), "back.db"), BoltOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if _, err := Copy(ctx, back, mem, CopyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		key  *Key
+		grow func(l *Log)
+		want string
+	}{
+		{"another key", testKey(t, "sum.example.com"), func(l *Log) { growOrigin(t, l, 0, 3) }, "signed with"},
+		{"another name", testKey(t, "other.example.com"), func(*Log) {}, "holds another log: other.example.com"},
+		{"a fork", k, func(l *Log) { l.Add(ctx, record(0, 9)) }, "its tree of 1 records is not the source's"},
+		{"a larger tree", k, func(l *Log) { growOrigin(t, l, 0, 1001) }, "larger than the source's"},
+	} {
+		other := NewMemStore()
+		o := openMem(t, other, tt.key)
+		tt.grow(o)
+		o.Close()
+		before := other.Commits()
+		if _, err := Copy(ctx, other, mem, CopyOptions{}); !errors.Is(err, ErrOtherLog) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Copy into %s = %v, want ErrOtherLog: %s", tt.name, err, tt.want)
+		}
+		if other.Commits() != before {
+			t.Errorf("a refused copy into %s committed", tt.name)
+		}
+	}
+}
+
+// TestCopyInterrupted cuts a copy short: the destination has no signed
+// head, which Open refuses saying why; copying again finishes it.
+func TestCopyInterrupted(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	src := NewMemStore()
+	l := openMem(t, src, k)
+	growOrigin(t, l, 0, 500)
+	l.Close()
+	dst := NewMemStore()
+	commits := 0
+	dst.SetHooks(MemHooks{BeforeCommit: func(*Batch) error {
+		if commits++; commits == 3 {
+			return ErrNotPersisted
+		}
+		return nil
+	}})
+	if _, err := Copy(ctx, dst, src, CopyOptions{Chunk: 100}); !errors.Is(err, ErrNotPersisted) {
+		t.Fatalf("Copy with a failing commit = %v", err)
+	}
+	dst.SetHooks(MemHooks{})
+	if _, err := OpenStore(dst, Options{Keys: []*Key{k}, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "sumd copy) did not finish") {
+		t.Fatalf("Open of an unfinished copy = %v, want: did not finish", err)
+	}
+	if _, err := Copy(ctx, dst, src, CopyOptions{Chunk: 100}); err != nil {
+		t.Fatal(err)
+	}
+	origin, copied := openMem(t, src, k), openMem(t, dst, k)
+	defer origin.Close()
+	defer copied.Close()
+	sameAsOrigin(t, copied, origin, func(int64) bool { return true })
+}
+
+// TestCopyMirror copies a partial mirror, then again after the mirror
+// learned older records and grew.
+func TestCopyMirror(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 400)
+	ms := NewMemStore()
+	m := openMirror(t, ms, k.VerifierKey(), VerifyFull)
+	odd := func(id int64) bool { return id%2 == 1 }
+	if err := m.Extend(ctx, extensionFrom(t, origin, 0, odd)); err != nil {
+		t.Fatal(err)
+	}
+	dst := NewMemStore()
+	if _, err := Copy(ctx, dst, ms, CopyOptions{Chunk: 150}); err != nil {
+		t.Fatal(err)
+	}
+	growOrigin(t, origin, 400, 100)
+	if err := m.Extend(ctx, extensionFrom(t, origin, 400, func(id int64) bool { return id%2 == 0 || id >= 400 })); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if _, err := Copy(ctx, dst, ms, CopyOptions{Chunk: 150}); err != nil {
+		t.Fatal(err)
+	}
+	copied := openMirror(t, dst, k.VerifierKey(), VerifyFull)
+	defer copied.Close()
+	sameAsOrigin(t, copied, origin, func(int64) bool { return true })
+}
