@@ -68,7 +68,7 @@ func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "sumd: every tree head is now signed by %s\n", strings.Join(l.VerifierKeys(), " and "))
 	fmt.Fprintf(stderr, "sumd: serve with -key %s,%s; publish the new verifier key; once every client uses it, run sumd key retire -retire %s\n",
 		cfg.Key, cfg.NewKey, l.VerifierKeys()[0])
-	fmt.Fprintf(stderr, "sumd: to publish both keys through TUF: sumd tuf publish -db %s -key %s,%s\n", cfg.DB, cfg.Key, cfg.NewKey)
+	fmt.Fprintf(stderr, "sumd: to publish both keys through TUF: sumd tuf publish -db %s -key %s,%s\n", redact(cfg.DB), cfg.Key, cfg.NewKey)
 	return nil
 }
 
@@ -85,7 +85,7 @@ func retire(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 		return withHint(err, "give one of the verifier keys the log signs with")
 	}
 	fmt.Fprintf(stderr, "sumd: tree heads are now signed by %s only; serve with the remaining key file(s)\n", strings.Join(l.VerifierKeys(), " and "))
-	fmt.Fprintf(stderr, "sumd: to publish that through TUF: sumd tuf publish -db %s -key <the remaining key file(s)>\n", cfg.DB)
+	fmt.Fprintf(stderr, "sumd: to publish that through TUF: sumd tuf publish -db %s -key <the remaining key file(s)>\n", redact(cfg.DB))
 	fmt.Fprintln(stdout, strings.Join(l.VerifierKeys(), "\n"))
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/mod/sumdb"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlog/pgstore"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
@@ -72,9 +74,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return openLog(cfg.Database, openOptions{
 				create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
 				maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
+				refresh: cfg.RefreshInterval, maxHeadAge: cfg.MaxHeadAge,
 			}, stderr)
 		},
-		DBFile: cfg.DB,
+		DBFile: dbFile(cfg.DB),
 		Surface: func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
 			// Once the log is open, its lock makes the directory ours.
 			if err := openTmpDir(cfg.TmpDir, logger); err != nil {
@@ -168,10 +171,14 @@ type openOptions struct {
 	maxBatch   int
 	logger     *slog.Logger
 	metrics    *tlog.Metrics
+	refresh    time.Duration // on PostgreSQL: tlog.Options.RefreshInterval
+	maxHeadAge time.Duration // on PostgreSQL: tlog.Options.MaxHeadAge
 }
 
 // openLog reads the signing key and opens the database, generating both on
-// the first start of the embedded default log when allowed.
+// the first start of the embedded default log when allowed (never for a
+// PostgreSQL database: several processes share it, and each generating a
+// key would race).
 func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, error) {
 	create := o.create
 	if o.firstStart && db.IsEmbeddedDefault() && !exists(db.Key) && !exists(db.DB) {
@@ -188,10 +195,14 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	if err != nil {
 		return nil, err
 	}
-	l, err := tlog.Open(db.DB, tlog.Options{
+	opts := tlog.Options{
 		Keys: keys, Create: create, Verify: o.verify, MaxBatch: o.maxBatch,
-		Logger: o.logger, Metrics: o.metrics,
-	})
+		Logger: o.logger, Metrics: o.metrics, RefreshInterval: o.refresh, MaxHeadAge: o.maxHeadAge,
+	}
+	if pgstore.IsURL(db.DB) {
+		return openPostgres(db.DB, opts)
+	}
+	l, err := tlog.Open(db.DB, opts)
 	switch {
 	case errors.Is(err, tlog.ErrLocked):
 		return nil, withHint(err, cmp.Or(o.lockedHint, "a running sumd serve holds the database; stop it first"))

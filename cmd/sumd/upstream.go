@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/mod/sumdb"
@@ -72,7 +71,7 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 		c, err := upstream.NewChecker(upstream.CheckerOptions{
 			Key: cmp.Or(cfg.CrosscheckKey, upstream.SumGolangOrgKey), URL: cfg.CrosscheckURL,
 			Sources: u.sources, Private: cfg.Private, FailOpen: cfg.CrosscheckOpen, Timeout: cfg.UpstreamTimeout,
-			StateFile: cmp.Or(cfg.CrosscheckState, filepath.Join(filepath.Dir(cfg.DB), "crosscheck-latest")),
+			StateFile: cmp.Or(cfg.CrosscheckState, crosscheckState(cfg.DB)),
 			Logger:    logger, Metrics: m,
 		})
 		if err != nil {

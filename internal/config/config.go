@@ -51,7 +51,7 @@ import (
 // Database locates the checksum database and its signing key. The
 // subcommands that open the database share it.
 type Database struct {
-	DB   string `flag:"db" arg:"FILE" help:"bbolt database file holding the records, tiles and signed tree heads"`
+	DB   string `flag:"db" arg:"FILE|URL" help:"database holding the records, tiles and signed tree heads: a bbolt file, or a PostgreSQL URL (postgres://user@host/db?sslmode=verify-full; any number of sumd processes may share one, see docs/ha.md)"`
 	Key  string `flag:"key" arg:"FILE" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); default keys/<name>.key, a / in the name becoming _; sumd serve creates it on first start when neither it nor the database exists"`
 	Name string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB (e.g. sum.example.com, corp.example/sumdb); default: the name in the key, or sumd.local when sumd generates the key"`
 	// Create is deliberately explicit: a log must never be re-created under
@@ -84,6 +84,8 @@ type Serve struct {
 	ShutdownTimeout time.Duration `flag:"shutdown-timeout" help:"how long requests in flight may take to finish after SIGINT or SIGTERM"`
 	MaxBatch        int           `flag:"max-batch" help:"most records appended in one group commit"`
 	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
+	RefreshInterval time.Duration `flag:"refresh-interval" help:"with a postgres:// database: how often this process reads the head that other sumd processes committed, to serve their records"`
+	MaxHeadAge      time.Duration `flag:"max-head-age" help:"with a postgres:// database: how long this process serves a head it could not confirm against the database; past it, requests get 503 until the database is back"`
 	Upstream
 	TmpDir         string `flag:"tmp-dir" arg:"DIR" help:"directory of sumd's own for the module zips it downloads from upstream, receives through the admin API or reads from registries while it hashes them; created 0700, and the files a crash left there are removed at start; default: the database file's name plus .tmp (data/sumd.db.tmp)"`
 	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, readable by its owner only (chmod 600); read again when it changes, so a token can be rotated without a restart; a credential named admin-token with the admin role"`
@@ -109,7 +111,7 @@ type Upstream struct {
 	CrosscheckKey    string        `flag:"crosscheck-key" arg:"VKEY" help:"verifier key of the upstream checksum database; empty: sum.golang.org's"`
 	CrosscheckURL    string        `flag:"crosscheck-url" arg:"URL" help:"URL of the upstream checksum database; empty: through the upstream proxies' /sumdb/<name>/"`
 	CrosscheckOpen   bool          `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (default: refuse with 502)"`
-	CrosscheckState  string        `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside the database"`
+	CrosscheckState  string        `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside a bbolt database, data/crosscheck-latest with PostgreSQL"`
 }
 
 // Add configures `sumd add`, which writes to the database file directly and
@@ -155,6 +157,8 @@ func defaultServe() Serve {
 		ShutdownTimeout: 10 * time.Second,
 		MaxBatch:        1024,
 		Verify:          VerifyTail,
+		RefreshInterval: time.Second,
+		MaxHeadAge:      5 * time.Second,
 		Upstream: Upstream{
 			UpstreamTimeout:  time.Minute,
 			UpstreamParallel: 16, // upstream.DefaultMaxFetches
@@ -178,7 +182,7 @@ func DefaultKeyFile(name string) string {
 func (d *Database) Validate() error {
 	var errs []error
 	if d.DB == "" {
-		errs = append(errs, errors.New("db is empty: set -db or SUMD_DB to the database file"))
+		errs = append(errs, errors.New("db is empty: set -db or SUMD_DB to the database file or postgres:// URL"))
 	}
 	if d.Key == "" {
 		errs = append(errs, errors.New("key is empty: set -key or SUMD_KEY to the signing key file"))
@@ -219,6 +223,12 @@ func (c *Serve) Validate() error {
 	}
 	if c.Verify != VerifyTail && c.Verify != VerifyFull {
 		errs = append(errs, fmt.Errorf("invalid verify mode %q: want %s or %s", c.Verify, VerifyTail, VerifyFull))
+	}
+	if c.RefreshInterval <= 0 {
+		errs = append(errs, fmt.Errorf("invalid refresh-interval %v: want a positive duration such as 1s", c.RefreshInterval))
+	}
+	if c.MaxHeadAge < 2*c.RefreshInterval {
+		errs = append(errs, fmt.Errorf("invalid max-head-age %v: want at least twice refresh-interval (%v), such as 5s", c.MaxHeadAge, c.RefreshInterval))
 	}
 	return errors.Join(errs...)
 }

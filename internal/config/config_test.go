@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,8 @@ func TestServeValidate(t *testing.T) {
 		{func(c *Serve) { c.MaxBatch = 0 }, "invalid max-batch 0: want a positive number"},
 		{func(c *Serve) { c.UpstreamParallel = 0 }, "invalid upstream-parallel 0: want a positive number of fetches"},
 		{func(c *Serve) { c.Verify = "quick" }, `invalid verify mode "quick": want tail or full`},
+		{func(c *Serve) { c.RefreshInterval = 0 }, "invalid refresh-interval 0s: want a positive duration"},
+		{func(c *Serve) { c.MaxHeadAge = 3 * time.Second / 2 }, "invalid max-head-age 1.5s: want at least twice refresh-interval (1s)"},
 	}
 	for _, tt := range tests {
 		c := valid
@@ -78,7 +81,8 @@ func TestServeValidate(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}, Upstream: Upstream{UpstreamParallel: 1}}
+	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}, Upstream: Upstream{UpstreamParallel: 1},
+		RefreshInterval: time.Second, MaxHeadAge: 2 * time.Second}
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil for an empty database config")
@@ -149,5 +153,21 @@ func TestNewLogger(t *testing.T) {
 	NewLogger(Log{Level: "debug", Format: "text"}, &buf).Debug("hello", "k", "v")
 	if got := buf.String(); !strings.Contains(got, "level=DEBUG msg=hello k=v") {
 		t.Errorf("text logger wrote %q", got)
+	}
+}
+
+func TestCopyValidate(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "from is empty: set -from to the database to copy\nto is empty: set -to"},
+		{[]string{"-from", "a.db", "-to", "a.db"}, "from and to are the same database"},
+		{[]string{"-from", "a.db", "-to", "postgres:///sumd"}, ""},
+	} {
+		_, _, err := LoadCopy(tt.args, nil, io.Discard)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("LoadCopy(%q) = %v, want %q", tt.args, err, tt.want)
+		}
 	}
 }

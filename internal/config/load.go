@@ -41,13 +41,13 @@ var (
 	addCommand = command{
 		name:    "add",
 		usage:   "sumd add [flags] MODULE@VERSION DIR|ZIP\n       sumd add [flags] -gosum FILE|DIR [FILE|DIR...]",
-		summary: "Record a module version hashed from a directory or zip, or the module versions\nof go.sum files (a directory is walked for go.sum files). Works on the database\nfile: stop the server first, or add through it with -server.",
+		summary: "Record a module version hashed from a directory or zip, or the module versions\nof go.sum files (a directory is walked for go.sum files). Works on the database:\nstop the server of a bbolt file first, or add through it with -server (a\nPostgreSQL database takes writes from every process at once).",
 		example: "sumd add -key keys/sum.example.com.key example.com/m@v1.2.3 ./m",
 	}
 	keyCommand = command{
 		name:    "key",
 		usage:   "sumd key rotate [flags] -new-key FILE\n       sumd key retire [flags] -retire VKEY|FILE",
-		summary: "Rotate the log's signing key without breaking any client. rotate adds a key:\nfrom then on every tree head is signed by both, and sumd serve needs both\n(-key OLD,NEW). Once every client knows the new verifier key, retire removes\nthe old one. Works on the database file: stop the server first.",
+		summary: "Rotate the log's signing key without breaking any client. rotate adds a key:\nfrom then on every tree head is signed by both, and sumd serve needs both\n(-key OLD,NEW). Once every client knows the new verifier key, retire removes\nthe old one. Works on the database: stop the server of a bbolt file first.",
 		example: "sumd key rotate -key keys/sum.example.com.key -new-key keys/next/sum.example.com.key",
 	}
 	verifyCommand = command{
@@ -231,7 +231,7 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 // subcommand, so that one file can configure them all.
 func fileKeys() []string {
 	var keys []string
-	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}, &TUFInit{}, &TUFPublish{}, &TUFRotateRoot{}, &TUFStatus{}, &TUFGosumdb{}, &Sync{}, &OCIPush{}, &Status{}, &Keygen{}} {
+	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}, &TUFInit{}, &TUFPublish{}, &TUFRotateRoot{}, &TUFStatus{}, &TUFGosumdb{}, &Sync{}, &OCIPush{}, &Status{}, &Keygen{}, &Copy{}} {
 		for _, o := range bind(flag.NewFlagSet("", flag.ContinueOnError), cfg) {
 			if !slices.Contains(keys, o.Name) {
 				keys = append(keys, o.Name)

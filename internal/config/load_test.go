@@ -78,6 +78,8 @@ func TestExampleFile(t *testing.T) {
 		ShutdownTimeout: 30 * time.Second,
 		MaxBatch:        512,
 		Verify:          VerifyFull,
+		RefreshInterval: time.Second,
+		MaxHeadAge:      5 * time.Second,
 		Upstream: Upstream{
 			Upstream:         "https://athens.corp.example|file:///srv/goproxy",
 			UpstreamAuth:     "athens.corp.example=bearer:/etc/sumd/athens.token",
@@ -190,7 +192,7 @@ func TestHelp(t *testing.T) {
 		for _, want := range []string{
 			"Usage: sumd serve [flags]",
 			"-config FILE (env SUMD_CONFIG)",
-			`-db FILE (env SUMD_DB; default "data/sumd.db")`,
+			`-db FILE|URL (env SUMD_DB; default "data/sumd.db")`,
 			"-shutdown-timeout DURATION (env SUMD_SHUTDOWN_TIMEOUT; default 10s)",
 			"-max-batch N (env SUMD_MAX_BATCH; default 1024)",
 			"Example:\n  sumd serve ",
@@ -207,7 +209,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFileKeys(t *testing.T) {
-	want := "db key name create log-level log-format listen tls-cert tls-key shutdown-timeout max-batch verify upstream upstream-auth upstream-timeout upstream-parallel record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file read-auth read-auth-file tls-client-ca tls-client-auth tls-client-roles admin-listen metrics-listen tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file auth url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout"
+	want := "db key name create log-level log-format listen tls-cert tls-key shutdown-timeout max-batch verify refresh-interval max-head-age upstream upstream-auth upstream-timeout upstream-parallel record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file read-auth read-auth-file tls-client-ca tls-client-auth tls-client-roles admin-listen metrics-listen tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file auth url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout from to"
 	if got := strings.Join(fileKeys(), " "); got != want {
 		t.Errorf("fileKeys() = %s\nwant        %s", got, want)
 	}

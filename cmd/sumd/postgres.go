@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlog/pgstore"
+)
+
+// openPostgres opens the log in the PostgreSQL database url names.
+func openPostgres(url string, opts tlog.Options) (*tlog.Log, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := pgstore.Open(ctx, url, pgstore.Options{Logger: opts.Logger})
+	if err == nil {
+		var l *tlog.Log
+		if l, err = tlog.OpenStore(s, opts); err == nil {
+			return l, nil
+		}
+		s.Close()
+	}
+	err = fmt.Errorf("database %s: %w", redact(url), err)
+	switch {
+	case errors.Is(err, tlog.ErrNoLog):
+		return nil, withHint(err, "check -db; to start a new, empty log in this database on purpose, add -create")
+	case errors.Is(err, pgstore.ErrNewerSchema):
+		return nil, withHint(err, "a newer sumd migrated this database: run that version (every process on one database runs the same sumd)")
+	case errors.Is(err, tlog.ErrUnavailable):
+		return nil, withHint(err, "check that PostgreSQL runs and is reachable, and the URL's host, user, sslmode and password (PGPASSWORD or ~/.pgpass)")
+	case errors.Is(err, tlog.ErrCorrupt):
+		return nil, withHint(err, "do not serve this database: restore it from a backup and audit it (docs/ha.md)")
+	}
+	return nil, err
+}
+
+// redact returns db with any password in it replaced, for messages.
+func redact(db string) string {
+	if !pgstore.IsURL(db) {
+		return db
+	}
+	u, err := url.Parse(db)
+	if err != nil {
+		return "(unparsable PostgreSQL URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+// dbFile returns the database file db names, or "" for a PostgreSQL URL.
+func dbFile(db string) string {
+	if pgstore.IsURL(db) {
+		return ""
+	}
+	return db
+}
+
+// crosscheckState is the default -crosscheck-state: beside a bbolt file,
+// or under data/ for a PostgreSQL database (each process keeps its own).
+func crosscheckState(db string) string {
+	if pgstore.IsURL(db) {
+		return filepath.Join("data", "crosscheck-latest")
+	}
+	return filepath.Join(filepath.Dir(db), "crosscheck-latest")
+}
