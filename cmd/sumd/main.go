@@ -16,6 +16,7 @@
 //	sumd sync -registry HOST/PREFIX -cosign-key FILE [flags]
 //	                                         record the signed artifacts of registries
 //	sumd status -url URL [-json]             print the status of a running server
+//	sumd copy -from DB -to DB                copy a log between bbolt and PostgreSQL
 //
 // Run "sumd help COMMAND" or "sumd COMMAND -h" for the flags of a command.
 // See README.md.
@@ -56,6 +57,7 @@ Usage:
 	sumd sync -registry HOST/PREFIX -cosign-key FILE [flags]
 	                                       record the cosign-signed module artifacts of registries
 	sumd status -url URL [-json]           print the status of a running server
+	sumd copy -from DB -to DB              copy a log between databases (bbolt, PostgreSQL), verified
 	sumd version                           print the version (also sumd --version, sumd -v)
 	sumd help [COMMAND]                    print this text, or the flags of COMMAND
 
@@ -108,6 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"oci":     runOCI,
 		"sync":    runSync,
 		"status":  runStatus,
+		"copy":    runCopy,
 		"version": runVersion,
 	}
 	switch args[0] {

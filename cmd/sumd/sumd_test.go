@@ -19,6 +19,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/pgtest"
 	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
@@ -41,6 +42,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	code := m.Run()
+	pgtest.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

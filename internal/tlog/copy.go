@@ -26,7 +26,7 @@ type CopyOptions struct {
 var ErrOtherLog = errors.New("destination holds another log")
 
 // Copy copies the log held in src into dst and verifies the copy in full
-// against the signed head it copied, which it returns. It does not need
+// against the signed head it copied, which it returns with its tree. It does not need
 // the log's keys: the head is checked against the verifier keys src lists.
 //
 // dst must hold no log, or an earlier copy of the same log (the same name
@@ -37,24 +37,24 @@ var ErrOtherLog = errors.New("destination holds another log")
 // it held before (or no signed head, which Open refuses), and running it
 // again finishes it. src may be written meanwhile (a shared store): the
 // copy ends at the head it read first.
-func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, error) {
+func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tree, error) {
 	if opts.Chunk <= 0 {
 		opts.Chunk = 8192
 	}
 	st, err := src.Load(ctx)
 	if err != nil {
-		return State{}, fmt.Errorf("failed to read the source: %w", err)
+		return State{}, tlog.Tree{}, fmt.Errorf("failed to read the source: %w", err)
 	}
 	if len(st.Head) == 0 {
-		return State{}, errors.New("the source holds no signed tree head (an unfinished copy, or a mirror that copied nothing yet)")
+		return State{}, tlog.Tree{}, errors.New("the source holds no signed tree head (an unfinished copy, or a mirror that copied nothing yet)")
 	}
 	tree, err := openWithVKeys(st.Head, st.Meta.VKeys, !st.Meta.Mirror)
 	if err != nil {
-		return State{}, fmt.Errorf("the source's head: %w", err)
+		return State{}, tlog.Tree{}, fmt.Errorf("the source's head: %w", err)
 	}
 	cur, from, err := copyStart(ctx, dst, src, st, tree)
 	if err != nil {
-		return State{}, err
+		return State{}, tlog.Tree{}, err
 	}
 	c := copier{ctx: ctx, dst: dst, src: src, mirror: st.Meta.Mirror, head: cur, tilesFrom: from}
 	if st.Meta.Mirror {
@@ -63,7 +63,7 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, error) 
 	for start := from; start < tree.N; start += int64(opts.Chunk) {
 		end := min(start+int64(opts.Chunk), tree.N)
 		if err := c.chunk(start, end); err != nil {
-			return State{}, err
+			return State{}, tlog.Tree{}, err
 		}
 		if opts.Progress != nil {
 			opts.Progress(end, tree.N)
@@ -72,12 +72,12 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, error) 
 	// The head last: from here on dst serves the copy.
 	err = dst.Commit(ctx, &Batch{Prev: cur.Head, Head: st.Head, Tree: tree, VKeys: st.Meta.VKeys})
 	if err != nil {
-		return State{}, fmt.Errorf("failed to store the signed head: %w", err)
+		return State{}, tlog.Tree{}, fmt.Errorf("failed to store the signed head: %w", err)
 	}
 	if err := VerifyStore(ctx, dst, VerifyFull); err != nil {
-		return State{}, fmt.Errorf("the copy does not verify: %w", err)
+		return State{}, tlog.Tree{}, fmt.Errorf("the copy does not verify: %w", err)
 	}
-	return st, nil
+	return st, tree, nil
 }
 
 // copyStart creates the log in dst, or checks that dst holds an earlier

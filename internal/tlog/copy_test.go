@@ -23,7 +23,7 @@ func TestCopy(t *testing.T) {
 	src := mustBolt(t, path)
 	mem := NewMemStore()
 	var steps []int64
-	st, err := Copy(ctx, mem, src, CopyOptions{Chunk: 100, Progress: func(done, total int64) { steps = append(steps, done) }})
+	st, _, err := Copy(ctx, mem, src, CopyOptions{Chunk: 100, Progress: func(done, total int64) { steps = append(steps, done) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestCopy(t *testing.T) {
 	growOrigin(t, origin, 700, 300)
 	origin.Close()
 	src = mustBolt(t, path)
-	if _, err := Copy(ctx, mem, src, CopyOptions{Chunk: 128}); err != nil {
+	if _, _, err := Copy(ctx, mem, src, CopyOptions{Chunk: 128}); err != nil {
 		t.Fatal(err)
 	}
 	src.Close()
@@ -59,7 +59,7 @@ func TestCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer back.Close()
-	if _, err := Copy(ctx, back, mem, CopyOptions{}); err != nil {
+	if _, _, err := Copy(ctx, back, mem, CopyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
@@ -78,7 +78,7 @@ func TestCopy(t *testing.T) {
 		tt.grow(o)
 		o.Close()
 		before := other.Commits()
-		if _, err := Copy(ctx, other, mem, CopyOptions{}); !errors.Is(err, ErrOtherLog) || !strings.Contains(err.Error(), tt.want) {
+		if _, _, err := Copy(ctx, other, mem, CopyOptions{}); !errors.Is(err, ErrOtherLog) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Copy into %s = %v, want ErrOtherLog: %s", tt.name, err, tt.want)
 		}
 		if other.Commits() != before {
@@ -104,14 +104,14 @@ func TestCopyInterrupted(t *testing.T) {
 		}
 		return nil
 	}})
-	if _, err := Copy(ctx, dst, src, CopyOptions{Chunk: 100}); !errors.Is(err, ErrNotPersisted) {
+	if _, _, err := Copy(ctx, dst, src, CopyOptions{Chunk: 100}); !errors.Is(err, ErrNotPersisted) {
 		t.Fatalf("Copy with a failing commit = %v", err)
 	}
 	dst.SetHooks(MemHooks{})
 	if _, err := OpenStore(dst, Options{Keys: []*Key{k}, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "sumd copy) did not finish") {
 		t.Fatalf("Open of an unfinished copy = %v, want: did not finish", err)
 	}
-	if _, err := Copy(ctx, dst, src, CopyOptions{Chunk: 100}); err != nil {
+	if _, _, err := Copy(ctx, dst, src, CopyOptions{Chunk: 100}); err != nil {
 		t.Fatal(err)
 	}
 	origin, copied := openMem(t, src, k), openMem(t, dst, k)
@@ -135,7 +135,7 @@ func TestCopyMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := NewMemStore()
-	if _, err := Copy(ctx, dst, ms, CopyOptions{Chunk: 150}); err != nil {
+	if _, _, err := Copy(ctx, dst, ms, CopyOptions{Chunk: 150}); err != nil {
 		t.Fatal(err)
 	}
 	growOrigin(t, origin, 400, 100)
@@ -143,7 +143,7 @@ func TestCopyMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Close()
-	if _, err := Copy(ctx, dst, ms, CopyOptions{Chunk: 150}); err != nil {
+	if _, _, err := Copy(ctx, dst, ms, CopyOptions{Chunk: 150}); err != nil {
 		t.Fatal(err)
 	}
 	copied := openMirror(t, dst, k.VerifierKey(), VerifyFull)

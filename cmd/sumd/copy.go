@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlog/pgstore"
+)
+
+func runCopy(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadCopy(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) > 0 {
+		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd copy takes only flags: -from DB -to DB")
+	}
+	logger := config.NewLogger(cfg.Log, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	src, err := openStore(ctx, cfg.From, false, logger)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := openStore(ctx, cfg.To, true, logger)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	start, last := time.Now(), time.Now()
+	st, tree, err := tlog.Copy(ctx, dst, src, tlog.CopyOptions{Progress: func(done, total int64) {
+		if time.Since(last) > 5*time.Second {
+			last = time.Now()
+			fmt.Fprintf(stderr, "sumd: copied %d of %d records\n", done, total)
+		}
+	}})
+	switch {
+	case errors.Is(err, tlog.ErrOtherLog):
+		return withHint(err, "copy into an empty database (a new bbolt file, or an empty PostgreSQL database), or into an earlier copy of the same log")
+	case errors.Is(err, tlog.ErrCorrupt):
+		return withHint(err, "the destination does not match the signed head: audit the source (sumd verify -full), and copy into an empty database")
+	case err != nil:
+		return withHint(err, "run sumd copy again: it carries on from what the destination holds, and the destination serves nothing until the copy is complete")
+	}
+	fmt.Fprintf(stdout, "copied %s: %d records, signed head verified in full against every tile and record (%s to %s, %s)\n",
+		st.Meta.Name, tree.N, redact(cfg.From), redact(cfg.To), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// openStore opens the store db names: a PostgreSQL database or a bbolt
+// file, which is created if create is set.
+func openStore(ctx context.Context, db string, create bool, logger *slog.Logger) (tlog.Store, error) {
+	if pgstore.IsURL(db) {
+		s, err := pgstore.Open(ctx, db, pgstore.Options{Logger: logger})
+		if err != nil {
+			return nil, withHint(fmt.Errorf("database %s: %w", redact(db), err),
+				"check that PostgreSQL runs and is reachable, and the URL's host, user, sslmode and password (PGPASSWORD or ~/.pgpass)")
+		}
+		return s, nil
+	}
+	s, err := tlog.OpenBolt(db, tlog.BoltOptions{Create: create})
+	switch {
+	case errors.Is(err, tlog.ErrLocked):
+		return nil, withHint(err, "a running sumd serve holds the database; stop it first")
+	case err != nil:
+		return nil, withHint(err, "check -from: the database file to copy")
+	}
+	return s, nil
+}
