@@ -25,8 +25,8 @@ test: ## run every test (go command, cosign CLIs, crash); 75m timeout: a cold co
 test-short: ## skip the slow tests (crash, large tree)
 	$(GO) test -short $(PKGS)
 
-bench: ## durable append throughput, lookups, tile reads, disk bytes per record, audit throughput, status page, access layer (bcrypt basic auth), load test
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/server ./internal/audit ./internal/serve ./internal/access
+bench: ## durable append throughput (bbolt, PostgreSQL), lookups, tile reads, disk bytes per record, audit throughput, status page, access layer (bcrypt basic auth), load test
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/tlog/pgstore ./internal/server ./internal/audit ./internal/serve ./internal/access
 	./scripts/load.sh
 
 lint: ## gofmt and go vet
