@@ -42,8 +42,12 @@
 //
 // # Reads and availability
 //
-// Reads are single statements (WHERE key = ANY($1), WHERE id = ANY($1)).
-// Full hash tiles never change and are kept in an in-memory LRU cache. A
+// Reads are single statements, whatever the number of keys or ids: a join
+// with unnest($1). (WHERE key = ANY($1) would be the obvious form, but once
+// PostgreSQL switches a prepared statement to its generic plan it may scan
+// the table comparing each row with every element of the array, which made
+// the sequencer's lookup of a 140-key batch take 36ms on a 20,000-record
+// log instead of 2ms.) Full hash tiles never change and are kept in an in-memory LRU cache. A
 // failure to reach the database is a *tlog.UnavailableError, which the HTTP
 // server answers with 503 and Retry-After; the pool reconnects by itself,
 // so a process recovers when the database does.

@@ -35,7 +35,7 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT key, id FROM sumd_index WHERE key = ANY($1::bytea[])`, bkeys)
+	rows, err := s.pool.Query(ctx, `SELECT i.key, i.id FROM sumd_index i JOIN unnest($1::bytea[]) AS q(key) ON i.key = q.key`, bkeys)
 	if err != nil {
 		return nil, s.fail("look up module versions", err)
 	}
@@ -74,7 +74,7 @@ func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) 
 }
 
 func readRecords(ctx context.Context, q querier, ids []int64) ([][]byte, error) {
-	rows, err := q.Query(ctx, `SELECT id, text FROM sumd_records WHERE id = ANY($1::bigint[])`, ids)
+	rows, err := q.Query(ctx, `SELECT r.id, r.text FROM sumd_records r JOIN unnest($1::bigint[]) AS q(id) ON r.id = q.id`, ids)
 	if err != nil {
 		return nil, err
 	}
