@@ -114,9 +114,10 @@ const lookupRecords = 20_000
 
 // BenchmarkLookup serves one log from bbolt and from PostgreSQL through
 // sumd's HTTP handler over loopback, as the go command reads it: a lookup,
-// then a hash tile. Compare the two: PostgreSQL answers each lookup with
-// two statements (index, record), bbolt from its memory map; full tiles
-// come from the cache once read.
+// then a hash tile. Compare them: bbolt reads its memory map; PostgreSQL
+// answers from its record and tile caches once warm, and "postgres-
+// uncached" (caches of one entry) with two statements per lookup (index,
+// record).
 func BenchmarkLookup(b *testing.B) {
 	pg := pgtest.Shared(b)
 	k := testKey(b)
@@ -139,8 +140,15 @@ func BenchmarkLookup(b *testing.B) {
 			}
 			return s
 		},
+		"postgres-uncached": func() tlog.Store {
+			s, err := Open(context.Background(), pg.NewDatabase(b), Options{Logger: quiet, RecordCache: 1, TileCache: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		},
 	}
-	for _, name := range []string{"bolt", "postgres"} {
+	for _, name := range []string{"bolt", "postgres", "postgres-uncached"} {
 		l, err := tlog.OpenStore(stores[name](), tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet})
 		if err != nil {
 			b.Fatal(err)

@@ -51,6 +51,7 @@ func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 			s.tiles.Add(t.TileID, bytes.Clone(t.Data))
 		}
 	}
+	s.cache.committed(b)
 	return nil
 }
 

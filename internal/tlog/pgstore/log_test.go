@@ -289,9 +289,15 @@ func TestDatabaseRestart(t *testing.T) {
 		if err := pg.Stop(mode); err != nil {
 			t.Fatal(err)
 		}
-		r := record(0)
+		// A version the store has not cached needs the database; one
+		// it has is served (with the head, within MaxHeadAge).
+		r := record(99)
 		if _, err := l.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version}); !errors.Is(err, tlog.ErrUnavailable) {
 			t.Errorf("Lookup with the database stopped (%s) = %v, want ErrUnavailable", mode, err)
+		}
+		r = record(0)
+		if _, err := l.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version}); err != nil {
+			t.Errorf("Lookup of a cached record with the database stopped (%s) = %v", mode, err)
 		}
 		if _, err := l.Add(ctx, record(1+i)); !errors.Is(err, tlog.ErrUnavailable) || errors.Is(err, tlog.ErrFatal) {
 			t.Errorf("Add with the database stopped (%s) = %v, want ErrUnavailable, not fatal", mode, err)

@@ -86,6 +86,10 @@ type Options struct {
 	// TileCache is how many full hash tiles (8 KiB each) are cached in
 	// memory (default 4096, 32 MiB): every lookup's proof reads some.
 	TileCache int
+	// RecordCache is how many records, and index entries, are cached in
+	// memory (default 65536, about 20 MiB): the versions clients look up
+	// most are answered without a statement.
+	RecordCache int
 	// Timeout bounds each statement (default 30s).
 	Timeout time.Duration
 	// ResolveTimeout bounds how long Commit keeps trying to learn the
@@ -100,6 +104,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TileCache <= 0 {
 		o.TileCache = 4096
+	}
+	if o.RecordCache <= 0 {
+		o.RecordCache = 1 << 16
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
@@ -117,8 +124,9 @@ type Store struct {
 	opts  Options
 	log   *slog.Logger
 	tiles *lru.Cache[tlog.TileID, []byte] // full tiles: immutable
-	down  atomic.Bool                     // the last statement could not reach the database
-	done  chan struct{}                   // closed by Close
+	cache recordCache
+	down  atomic.Bool   // the last statement could not reach the database
+	done  chan struct{} // closed by Close
 
 	lockMu sync.Mutex
 	locked *locked // begun by LockHead, for the next Commit
@@ -157,8 +165,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("failed to set up connections to PostgreSQL: %w", err)
 	}
 	tiles, _ := lru.New[tlog.TileID, []byte](opts.TileCache)
-	s := &Store{pool: pool, opts: opts, log: opts.Logger, tiles: tiles, done: make(chan struct{}),
-		finish: commit}
+	s := &Store{pool: pool, opts: opts, log: opts.Logger, tiles: tiles, cache: newRecordCache(opts.RecordCache),
+		done: make(chan struct{}), finish: commit}
 	if err := s.migrate(ctx, false); err != nil {
 		pool.Close()
 		return nil, err
@@ -201,6 +209,7 @@ func (s *Store) Load(ctx context.Context) (tlog.State, error) {
 		return tlog.State{}, s.fail("read the log's head", err)
 	}
 	s.up()
+	s.cache.below(headTree(st.Head).N)
 	st.Meta.VKeys = strings.Split(vkeys, "\n")
 	return st, nil
 }

@@ -80,3 +80,38 @@ func TestLockHeadBlocks(t *testing.T) {
 		t.Fatalf("tree %d, want 2", n)
 	}
 }
+
+// TestRecordCache: a store caches records and index entries below a head
+// it read or committed, never beyond, and never a miss.
+func TestRecordCache(t *testing.T) {
+	ctx := context.Background()
+	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+	w, _ := openLog(t, url, k, Options{})
+	if _, err := w.Add(ctx, record(0), record(1)); err != nil {
+		t.Fatal(err)
+	}
+	r := openDB(t, url) // another process, which has read no head yet
+	keys := []string{record(0).Key(), record(5).Key()}
+	if ids, err := r.Lookup(ctx, keys); err != nil || ids[0] != 0 || ids[1] != -1 {
+		t.Fatalf("Lookup = %v, %v", ids, err)
+	}
+	if texts, err := r.ReadRecords(ctx, []int64{0, 1, 2}); err != nil || texts[0] == nil || texts[2] != nil {
+		t.Fatalf("ReadRecords = %q, %v", texts, err)
+	}
+	if r.cache.index.Len() != 0 || r.cache.records.Len() != 0 {
+		t.Fatal("cached entries beyond every head the store read")
+	}
+	if _, err := r.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Lookup(ctx, keys)
+	r.ReadRecords(ctx, []int64{0, 1, 2})
+	if _, ok := r.cache.index.Get(keys[0]); !ok || r.cache.index.Len() != 1 || r.cache.records.Len() != 2 {
+		t.Fatalf("cached %d index entries and %d records below the head, want 1 and 2 (no misses)", r.cache.index.Len(), r.cache.records.Len())
+	}
+	// Served from the cache: the statement would fail.
+	r.pool.Close()
+	if texts, err := r.ReadRecords(ctx, []int64{1}); err != nil || string(texts[0]) != string(record(1).Text()) {
+		t.Fatalf("ReadRecords from the cache = %q, %v", texts, err)
+	}
+}

@@ -20,22 +20,25 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// Lookup reads the index entries of keys in one statement.
+// Lookup reads the index entries of keys: from the cache, and the others
+// in one statement.
 func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	ids := make([]int64, len(keys))
-	for i := range ids {
-		ids[i] = -1
-	}
-	if len(keys) == 0 {
-		return ids, nil
-	}
-	bkeys := make([][]byte, len(keys))
+	var missing [][]byte
 	for i, k := range keys {
-		bkeys[i] = []byte(k)
+		id, ok := s.cache.index.Get(k)
+		if !ok {
+			id = -1
+			missing = append(missing, []byte(k))
+		}
+		ids[i] = id
+	}
+	if len(missing) == 0 {
+		return ids, nil
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT i.key, i.id FROM sumd_index i JOIN unnest($1::bytea[]) AS q(key) ON i.key = q.key`, bkeys)
+	rows, err := s.pool.Query(ctx, `SELECT i.key, i.id FROM sumd_index i JOIN unnest($1::bytea[]) AS q(key) ON i.key = q.key`, missing)
 	if err != nil {
 		return nil, s.fail("look up module versions", err)
 	}
@@ -53,44 +56,45 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	for i, k := range keys {
 		if id, ok := found[k]; ok {
 			ids[i] = id
+			s.cache.addIndex(k, id)
 		}
 	}
 	return ids, nil
 }
 
-// ReadRecords reads records in one statement.
+// ReadRecords reads records: from the cache, and the others in one
+// statement.
 func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
-	if len(ids) == 0 {
-		return [][]byte{}, nil
+	out := make([][]byte, len(ids))
+	var missing []int64
+	for i, id := range ids {
+		if text, ok := s.cache.records.Get(id); ok {
+			out[i] = bytes.Clone(text) // the caller owns what it gets
+			continue
+		}
+		missing = append(missing, id)
+	}
+	if len(missing) == 0 {
+		return out, nil
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	out, err := readRecords(ctx, s.pool, ids)
+	texts, err := readRecords(ctx, s.pool, missing)
 	if err != nil {
 		return nil, s.fail("read records", err)
 	}
 	s.up()
-	return out, nil
-}
-
-func readRecords(ctx context.Context, q querier, ids []int64) ([][]byte, error) {
-	rows, err := q.Query(ctx, `SELECT r.id, r.text FROM sumd_records r JOIN unnest($1::bigint[]) AS q(id) ON r.id = q.id`, ids)
-	if err != nil {
-		return nil, err
+	found := make(map[int64][]byte, len(missing))
+	for i, id := range missing {
+		if texts[i] != nil {
+			found[id] = texts[i]
+			s.cache.addRecord(id, texts[i])
+		}
 	}
-	found := make(map[int64][]byte, len(ids))
-	var id int64
-	var text []byte
-	_, err = pgx.ForEachRow(rows, []any{&id, &text}, func() error {
-		found[id] = bytes.Clone(text)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([][]byte, len(ids))
 	for i, id := range ids {
-		out[i] = found[id]
+		if out[i] == nil {
+			out[i] = found[id]
+		}
 	}
 	return out, nil
 }
@@ -185,4 +189,26 @@ func (s *Store) Aux(ctx context.Context, key string) ([]byte, error) {
 		return nil, nil
 	}
 	return v, nil
+}
+
+func readRecords(ctx context.Context, q querier, ids []int64) ([][]byte, error) {
+	rows, err := q.Query(ctx, `SELECT r.id, r.text FROM sumd_records r JOIN unnest($1::bigint[]) AS q(id) ON r.id = q.id`, ids)
+	if err != nil {
+		return nil, err
+	}
+	found := make(map[int64][]byte, len(ids))
+	var id int64
+	var text []byte
+	_, err = pgx.ForEachRow(rows, []any{&id, &text}, func() error {
+		found[id] = bytes.Clone(text)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		out[i] = found[id]
+	}
+	return out, nil
 }

@@ -1,0 +1,67 @@
+package pgstore
+
+import (
+	"bytes"
+	"sync/atomic"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// A recordCache keeps records and index entries that cannot change: those
+// below a head this store read or committed. In a primary's log, a record
+// and its index entry never change once a committed head covers them. (A
+// mirror may index a module version under a smaller id later, when it
+// learns an older record; the larger id it cached is still a record of that
+// version in the tree, and this store's own commits replace the entry.)
+// What lies beyond such a head — another writer's commit in flight is
+// invisible, but an unfinished copy's leftovers are not — is never cached,
+// and neither is a miss: a version can be recorded at any moment.
+type recordCache struct {
+	size    atomic.Int64 // the largest tree size of a head this store read or committed
+	index   *lru.Cache[string, int64]
+	records *lru.Cache[int64, []byte]
+}
+
+func newRecordCache(n int) recordCache {
+	index, _ := lru.New[string, int64](n)
+	records, _ := lru.New[int64, []byte](n)
+	return recordCache{index: index, records: records}
+}
+
+// below notes a head of tree size n, committed.
+func (c *recordCache) below(n int64) {
+	for {
+		old := c.size.Load()
+		if n <= old || c.size.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// committed caches a batch this store committed.
+func (c *recordCache) committed(b *tlog.Batch) {
+	c.below(b.Tree.N)
+	for _, r := range b.Records {
+		if r.ID >= b.Tree.N {
+			continue // a copy's, beyond the head
+		}
+		if r.Key != "" {
+			c.index.Add(r.Key, r.ID)
+		}
+		c.records.Add(r.ID, bytes.Clone(r.Text))
+	}
+}
+
+func (c *recordCache) addIndex(key string, id int64) {
+	if id < c.size.Load() {
+		c.index.Add(key, id)
+	}
+}
+
+func (c *recordCache) addRecord(id int64, text []byte) {
+	if id < c.size.Load() {
+		c.records.Add(id, bytes.Clone(text))
+	}
+}
