@@ -33,7 +33,10 @@ func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 	if !bytes.Equal(w.head, b.Prev) {
 		return tlog.ErrHeadMoved
 	}
-	err := s.finish(ctx, w.conn.Conn(), s.writes(b))
+	// No deadline on COMMIT: cancelling its wait for a synchronous standby
+	// would leave it committed on the primary only, and answered as a
+	// success (see docs/ha.md).
+	err := s.finish(context.WithoutCancel(ctx), w.conn.Conn(), s.writes(b))
 	switch {
 	case err == nil:
 	case definite(err):
@@ -251,8 +254,9 @@ func (s *Store) settle(b *tlog.Batch, cause error) error {
 	}
 	// Commit, not roll back: the row lock wrote WAL, so under synchronous
 	// replication this waits until everything before it, the lost
-	// commit's WAL included, is on the standby.
-	if err := tx.Commit(ctx); err != nil {
+	// commit's WAL included, is on the standby. Without a deadline, as
+	// Commit's.
+	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("%w: %w", errUnknown, s.fail("commit", err))
 	}
 	s.up()
