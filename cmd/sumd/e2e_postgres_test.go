@@ -244,6 +244,9 @@ func TestPostgresProcesses(t *testing.T) {
 			t.Errorf("%s serves a tree of %d records for %d versions", s.url, n, len(e.mods))
 		}
 	}
+	if m := get(t, servers[0].url+"/metrics"); !strings.Contains(m, "sumd_postgres_up 1") || !strings.Contains(m, `sumd_postgres_cached{cache="records"}`) {
+		t.Errorf("/metrics lacks sumd_postgres_up 1 or the cache sizes")
+	}
 	state := filepath.Join(e.dir, "audit")
 	for _, s := range servers {
 		if out, errOut, code := verify(t, "-url", s.url, "-key", e.vkey, "-state", state, "-full"); code != 0 {
@@ -257,6 +260,9 @@ func TestPostgresProcesses(t *testing.T) {
 // them: the others carry on, no acknowledged record is lost, and an
 // auditor keeping state across kills sees no fork.
 func TestPostgresKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: kills sumd processes for 20s")
+	}
 	e := newPGLog(t, manyModules(1500))
 	servers := []*sumdServer{e.serve(t, "-create"), e.serve(t), e.serve(t)}
 	var mu sync.Mutex // guards servers
@@ -344,6 +350,9 @@ func TestPostgresKill(t *testing.T) {
 // Retry-After meanwhile (and /healthz says so), never a stale or unsigned
 // head, and serve and record again once it is back, without a restart.
 func TestPostgresRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: restarts PostgreSQL twice under load for 30s")
+	}
 	e := newPGLog(t, manyModules(600))
 	servers := []*sumdServer{e.serve(t, "-create"), e.serve(t)}
 	var rec recorded

@@ -8,15 +8,18 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/tlog/pgstore"
 )
 
-// openPostgres opens the log in the PostgreSQL database url names.
-func openPostgres(url string, opts tlog.Options) (*tlog.Log, error) {
+// openPostgres opens the log in the PostgreSQL database url names; reg,
+// if not nil, receives the store's metrics.
+func openPostgres(url string, opts tlog.Options, reg prometheus.Registerer) (*tlog.Log, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := pgstore.Open(ctx, url, pgstore.Options{Logger: opts.Logger})
+	s, err := pgstore.Open(ctx, url, pgstore.Options{Logger: opts.Logger, Registerer: reg})
 	if err == nil {
 		var l *tlog.Log
 		if l, err = tlog.OpenStore(s, opts); err == nil {

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/access"
@@ -74,7 +75,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return openLog(cfg.Database, openOptions{
 				create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
 				maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
-				refresh: cfg.RefreshInterval, maxHeadAge: cfg.MaxHeadAge,
+				refresh: cfg.RefreshInterval, maxHeadAge: cfg.MaxHeadAge, registry: reg,
 			}, stderr)
 		},
 		DBFile: dbFile(cfg.DB),
@@ -171,8 +172,9 @@ type openOptions struct {
 	maxBatch   int
 	logger     *slog.Logger
 	metrics    *tlog.Metrics
-	refresh    time.Duration // on PostgreSQL: tlog.Options.RefreshInterval
-	maxHeadAge time.Duration // on PostgreSQL: tlog.Options.MaxHeadAge
+	refresh    time.Duration         // on PostgreSQL: tlog.Options.RefreshInterval
+	maxHeadAge time.Duration         // on PostgreSQL: tlog.Options.MaxHeadAge
+	registry   prometheus.Registerer // on PostgreSQL: receives sumd_postgres_*
 }
 
 // openLog reads the signing key and opens the database, generating both on
@@ -200,7 +202,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 		Logger: o.logger, Metrics: o.metrics, RefreshInterval: o.refresh, MaxHeadAge: o.maxHeadAge,
 	}
 	if pgstore.IsURL(db.DB) {
-		return openPostgres(db.DB, opts)
+		return openPostgres(db.DB, opts, o.registry)
 	}
 	l, err := tlog.Open(db.DB, opts)
 	switch {

@@ -216,16 +216,26 @@ func (s *Store) resolve(b *tlog.Batch, cause error) error {
 	deadline := time.Now().Add(s.opts.ResolveTimeout)
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		err := s.settle(b, cause)
-		if !errors.Is(err, errUnknown) {
+		switch {
+		case err == nil:
+			s.lost["stored"].Add(1)
+			return nil
+		case errors.Is(err, tlog.ErrNotPersisted):
+			s.lost["not_stored"].Add(1)
+			return err
+		case !errors.Is(err, errUnknown):
+			s.lost["unknown"].Add(1)
 			return err
 		}
 		if time.Now().Add(wait).After(deadline) {
+			s.lost["unknown"].Add(1)
 			return fmt.Errorf("failed to commit tree %d, and the database stayed out of reach for %v, so whether it was stored is unknown: %w (lost commit: %w)",
 				b.Tree.N, s.opts.ResolveTimeout, err, cause)
 		}
 		select {
 		case <-time.After(wait):
 		case <-s.done:
+			s.lost["unknown"].Add(1)
 			return fmt.Errorf("failed to commit tree %d, and the store closed before learning whether it was stored: %w", b.Tree.N, cause)
 		}
 	}

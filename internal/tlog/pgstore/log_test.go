@@ -144,6 +144,9 @@ func TestLostCommit(t *testing.T) {
 		if ids, err := l.Add(ctx, record(0), record(1)); err != nil || fmt.Sprint(ids) != "[0 1]" {
 			t.Fatalf("Add whose commit was stored but unanswered = %v, %v; want [0 1]", ids, err)
 		}
+		if n := s.lost["stored"].Load(); n != 1 {
+			t.Errorf("lost_commits_total{outcome=stored} = %d, want 1", n)
+		}
 		if n := reverify(t, url, k); n != 2 {
 			t.Fatalf("stored tree %d, want 2", n)
 		}

@@ -73,6 +73,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -96,6 +97,8 @@ type Options struct {
 	// outcome of a COMMIT that got no answer (default 1 minute). Past it,
 	// the failure is ambiguous and the log stops.
 	ResolveTimeout time.Duration
+	// Registerer, if set, receives the store's metrics (sumd_postgres_*).
+	Registerer prometheus.Registerer
 }
 
 func (o Options) withDefaults() Options {
@@ -130,6 +133,8 @@ type Store struct {
 
 	lockMu sync.Mutex
 	locked *locked // begun by LockHead, for the next Commit
+
+	lost map[string]*atomic.Int64 // lost COMMIT answers by outcome, for the metrics
 
 	// finish sends a batch's writes and COMMIT (commit); tests replace
 	// it to lose the answer, or the commit.
@@ -166,10 +171,15 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	tiles, _ := lru.New[tlog.TileID, []byte](opts.TileCache)
 	s := &Store{pool: pool, opts: opts, log: opts.Logger, tiles: tiles, cache: newRecordCache(opts.RecordCache),
-		done: make(chan struct{}), finish: commit}
+		done: make(chan struct{}), finish: commit,
+		lost: map[string]*atomic.Int64{"stored": {}, "not_stored": {}, "unknown": {}}}
 	if err := s.migrate(ctx, false); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if err := s.register(opts.Registerer); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("failed to register the PostgreSQL metrics: %w", err)
 	}
 	return s, nil
 }
