@@ -32,6 +32,10 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer src.Close()
+	// A source without a log is refused before the destination is created.
+	if _, err := src.Load(ctx); err != nil {
+		return withHint(fmt.Errorf("the source %s: %w", redact(cfg.From), err), "check -from: the database to copy")
+	}
 	dst, err := openStore(ctx, cfg.To, true, logger)
 	if err != nil {
 		return err
