@@ -43,7 +43,7 @@ func newPGLog(t *testing.T, mods []testproxy.Module) *pgLog {
 	e := &pgLog{pg: pg, dir: dir, db: pg.NewDatabase(t), proxyDir: filepath.Join(dir, "proxy"), mods: mods}
 	e.vkey = strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
 	e.key = filepath.Join(dir, "keys", e2eName+".key")
-	e.token = writeFile(t, filepath.Join(dir, "admin.token"), []byte("0123456789abcdef0123456789abcdef\n"))
+	e.token = writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
 	var err error
 	if e.proxyURL, err = testproxy.Build(e.proxyDir, mods); err != nil {
 		t.Fatal(err)
