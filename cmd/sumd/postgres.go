@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -72,4 +73,17 @@ func crosscheckState(db string) string {
 		return filepath.Join("data", "crosscheck-latest")
 	}
 	return filepath.Join(filepath.Dir(db), "crosscheck-latest")
+}
+
+// ownTmpDir makes a directory of temporary zips for this process alone,
+// for a PostgreSQL database: several processes share the database, and a
+// directory beside it, cleaned of a crash's files at start, would be
+// cleaned under another process. The caller removes it; a crash leaves it
+// to the system's cleaning of $TMPDIR.
+func ownTmpDir() (string, error) {
+	dir, err := os.MkdirTemp("", "sumd-*.tmp")
+	if err != nil {
+		return "", withHint(fmt.Errorf("failed to create a temporary directory: %w", err), "set -tmp-dir to a directory of this process's own")
+	}
+	return dir, nil
 }

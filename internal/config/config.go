@@ -59,6 +59,12 @@ type Database struct {
 	Create bool `flag:"create" help:"create the database file if it does not exist (a new, empty log); without it a missing database is an error, except on the very first start of sumd serve with neither key nor database"`
 }
 
+// IsPostgresURL reports whether db, the -db option, names a PostgreSQL
+// database rather than a bbolt file.
+func IsPostgresURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
 // DefaultName is the database name used when sumd generates the key.
 const DefaultName = "sumd.local"
 
@@ -87,7 +93,7 @@ type Serve struct {
 	RefreshInterval time.Duration `flag:"refresh-interval" help:"with a postgres:// database: how often this process reads the head that other sumd processes committed, to serve their records"`
 	MaxHeadAge      time.Duration `flag:"max-head-age" help:"with a postgres:// database: how long this process serves a head it could not confirm against the database; past it, requests get 503 until the database is back"`
 	Upstream
-	TmpDir         string `flag:"tmp-dir" arg:"DIR" help:"directory of sumd's own for the module zips it downloads from upstream, receives through the admin API or reads from registries while it hashes them; created 0700, and the files a crash left there are removed at start; default: the database file's name plus .tmp (data/sumd.db.tmp)"`
+	TmpDir         string `flag:"tmp-dir" arg:"DIR" help:"directory of sumd's own for the module zips it downloads from upstream, receives through the admin API or reads from registries while it hashes them; created 0700, and the files a crash left there are removed at start; default: the database file's name plus .tmp (data/sumd.db.tmp); with PostgreSQL, a new directory under $TMPDIR, removed at exit"`
 	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, readable by its owner only (chmod 600); read again when it changes, so a token can be rotated without a restart; a credential named admin-token with the admin role"`
 	Access
 	TUFServe
