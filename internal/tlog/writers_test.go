@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/module"
 )
@@ -78,6 +79,14 @@ func TestSecondWriterRace(t *testing.T) {
 			for range 40 {
 				r := record(rng.IntN(100), 0)
 				got, err := l.Add(ctx, r)
+				// Without a LockingStore a writer can lose the
+				// compare-and-swap maxAttempts times in a row and
+				// push back; callers retry then (an HTTP client gets
+				// 503 and Retry-After), and so does this one.
+				for tries := 0; errors.Is(err, ErrPushback) && tries < 100; tries++ {
+					time.Sleep(time.Millisecond)
+					got, err = l.Add(ctx, r)
+				}
 				if err != nil {
 					t.Error(err)
 					return
