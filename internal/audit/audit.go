@@ -66,16 +66,15 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // Options configure Run.
@@ -180,12 +179,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 // and then only read, except those of the Report and the findings.
 type run struct {
 	opts      Options
-	vkeys     []string        // every verifier key given, without repeats
-	verifiers []note.Verifier // their verifiers
-	verifier  note.Verifier   // the first that signed the head served; names the database
-	vkey      string          // its verifier key, for sumdb.Client
-	f         *fetcher
-	tiles     *tileReader
+	keys      *sumdbclient.Verifiers // every verifier key given
+	vkeys     []string               // their verifier keys, without repeats
+	verifiers []note.Verifier        // their verifiers
+	verifier  note.Verifier          // the first that signed the head served; names the database
+	vkey      string                 // its verifier key, for sumdb.Client
+	f         *sumdbclient.Client
+	tiles     *sumdbclient.TileReader
 	state     *state // nil without a state directory, until a full audit needs a key set
 	rep       *Report
 	found     *findings
@@ -197,7 +197,7 @@ type run struct {
 
 func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {
 	r := &run{opts: opts, rep: rep, found: new(findings)}
-	u, err := checkURL(opts.URL)
+	u, err := sumdbclient.CheckURL(opts.URL)
 	if err != nil {
 		return r, err
 	}
@@ -206,33 +206,22 @@ func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {
 		return r, err
 	}
 	rep.Database = r.verifier.Name()
-	r.f = newFetcher(opts.URL, opts.UserAgent, opts.Timeout, opts.Parallel)
-	r.f.auth = opts.Auth
-	r.f.backoff = opts.retryBackoff
-	r.tiles = newTileReader(ctx, r.f, opts.Parallel)
+	r.f, err = sumdbclient.New(opts.URL, sumdbclient.Options{
+		UserAgent: opts.UserAgent, Timeout: opts.Timeout, Parallel: opts.Parallel, Backoff: opts.retryBackoff, Auth: opts.Auth,
+	})
+	if err != nil {
+		return r, err
+	}
+	r.tiles = sumdbclient.NewTileReader(ctx, r.f, opts.Parallel)
 	if opts.StateDir != "" {
 		r.state, err = openState(opts.StateDir, rep.Database)
 	}
 	return r, err
 }
 
-// checkURL accepts an http or https base URL, with or without a path.
-func checkURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("invalid database URL: %w", err)
-	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
-		return nil, fmt.Errorf("invalid database URL %q: want http:// or https:// and a host", u.Redacted())
-	case u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("invalid database URL %q: a base URL has no ?query or #fragment", u.Redacted())
-	}
-	return u, nil
-}
-
 func (r *run) close() error {
 	if r.f != nil {
-		r.f.client.CloseIdleConnections()
+		r.f.CloseIdleConnections()
 	}
 	if r.state == nil {
 		return nil
@@ -283,7 +272,17 @@ func (r *run) tileProblem(err error) (bool, error) {
 	return false, nil
 }
 
-func isFetchError(err error) bool {
-	var fe *FetchError
-	return errors.As(err, &fe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-}
+func isFetchError(err error) bool { return sumdbclient.IsFetchError(err) }
+
+// A FetchError is a request the server did not answer with 200 OK and a
+// body within its size cap, even after retries. It stops the audit: the
+// data needed could not be obtained, which says nothing either way about
+// the database's honesty.
+type FetchError = sumdbclient.FetchError
+
+// tileHeight and tileWidth are the protocol's: tiles of height 8, 256
+// hashes (or records) wide.
+const (
+	tileHeight = sumdbclient.TileHeight
+	tileWidth  = sumdbclient.TileWidth
+)

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // checkGosum checks every line of the go.sum files against the database,
@@ -164,19 +166,19 @@ func lookupPath(l sumLine) string {
 // ReadRemote fetches a lookup or a hash tile.
 func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 	lookup := strings.HasPrefix(path, "/lookup/")
-	limit := int64(maxHashTile)
+	limit := int64(sumdbclient.MaxHashTile)
 	if lookup {
-		limit = maxLookup
+		limit = sumdbclient.MaxLookup
 	}
-	data, err := o.r.f.get(o.ctx, path, limit)
+	data, err := o.r.f.Get(o.ctx, path, limit)
 	if err != nil {
 		o.mu.Lock()
 		switch {
-		case lookup && notFound(err):
+		case lookup && sumdbclient.NotFound(err):
 			var fe *FetchError
 			errors.As(err, &fe)
 			o.missing[path] = fe.Err.Error()
-		case notFound(err): // a partial tile gone: the client tries the full tile
+		case sumdbclient.NotFound(err): // a partial tile gone: the client tries the full tile
 		case o.failed == nil:
 			o.failed = err
 		}

@@ -3,14 +3,14 @@ package audit
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // Roles of the heads quoted in a Problem.
@@ -23,38 +23,26 @@ const (
 // parseKeys parses the verifier keys, which must name one database, and
 // uses the first until checkHead has seen which signed the head.
 func (r *run) parseKeys(vkeys []string) error {
-	for _, vkey := range vkeys {
-		vkey = strings.TrimSpace(vkey)
-		v, err := note.NewVerifier(vkey)
-		switch {
-		case err != nil:
-			return fmt.Errorf("invalid verifier key: %w", err)
-		case slices.Contains(r.vkeys, vkey):
-			continue
-		case len(r.verifiers) > 0 && v.Name() != r.verifiers[0].Name():
-			return fmt.Errorf("the verifier keys name two databases, %s and %s", r.verifiers[0].Name(), v.Name())
-		}
-		r.vkeys, r.verifiers = append(r.vkeys, vkey), append(r.verifiers, v)
+	keys, err := sumdbclient.ParseVerifiers(vkeys...)
+	if err != nil {
+		return err
 	}
-	r.vkey, r.verifier = r.vkeys[0], r.verifiers[0]
+	r.keys, r.vkeys, r.verifiers = keys, keys.Keys(), keys.List()
+	r.vkey, r.verifier = keys.Keys()[0], r.verifiers[0]
 	return nil
 }
 
 // useSigner makes the first key that signed msg the one lookups verify
 // with: sumdb.Client takes one key.
 func (r *run) useSigner(msg []byte) {
-	for i, v := range r.verifiers {
-		if _, err := note.Open(msg, note.VerifierList(v)); err == nil {
-			r.vkey, r.verifier = r.vkeys[i], v
-			return
-		}
-	}
+	r.vkey = r.keys.Signer(msg)
+	r.verifier = r.verifiers[slices.Index(r.keys.Keys(), r.vkey)]
 }
 
 // checkHead fetches /latest and verifies its signature. A head that does
 // not verify is a problem, and nothing else can be checked.
 func (r *run) checkHead(ctx context.Context) (bool, error) {
-	msg, err := r.f.get(ctx, "/latest", maxLatest)
+	msg, err := r.f.Latest(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -73,9 +61,7 @@ func (r *run) checkHead(ctx context.Context) (bool, error) {
 }
 
 // openHead verifies a signed tree head with the key and parses it.
-func (r *run) openHead(msg []byte) (tlog.Tree, error) {
-	return openTree(msg, r.verifiers)
-}
+func (r *run) openHead(msg []byte) (tlog.Tree, error) { return r.keys.Open(msg) }
 
 func openTree(msg []byte, verifiers []note.Verifier) (tlog.Tree, error) {
 	n, err := note.Open(msg, note.VerifierList(verifiers...))
@@ -115,28 +101,7 @@ func (r *run) signers(msg []byte) []string {
 }
 
 // signatureMessage explains why /latest did not verify.
-func (r *run) signatureMessage(err error) string {
-	var names []string
-	for _, v := range r.verifiers {
-		names = append(names, fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()))
-	}
-	key := strings.Join(names, " or ")
-	var unverified *note.UnverifiedNoteError
-	var invalid *note.InvalidSignatureError
-	switch {
-	case errors.As(err, &unverified):
-		var signers []string
-		for _, s := range unverified.Note.UnverifiedSigs {
-			signers = append(signers, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
-		}
-		return fmt.Sprintf("the tree head from /latest is not signed by key %s; it is signed by %s only: "+
-			"check -key, or the database's key has changed", key, strings.Join(signers, ", "))
-	case errors.As(err, &invalid):
-		return fmt.Sprintf("SECURITY ERROR: the signature of key %s on the tree head from /latest does not verify: "+
-			"the head was altered in transit or forged", key)
-	}
-	return fmt.Sprintf("the tree head from /latest is not a valid signed tree head: %v", err)
-}
+func (r *run) signatureMessage(err error) string { return r.keys.Explain("/latest", err) }
 
 // checkConsistency proves that the tree served extends the head the
 // previous run saved, then saves the new head. A fork or a rollback is a

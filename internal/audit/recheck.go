@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // A Rechecker computes the go.sum hashes of module version m from its
@@ -45,7 +46,7 @@ func (r *run) recheck(ctx context.Context) (bool, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Parallel)
 	for n := from / tileWidth; n*tileWidth < r.tree.N; n++ {
-		recs, err := r.authenticRecords(ctx, dataTile(n, r.tree.N))
+		recs, err := r.authenticRecords(ctx, sumdbclient.DataTileOf(n, r.tree.N))
 		if err != nil || recs == nil {
 			g.Wait()
 			return false, err
@@ -68,10 +69,10 @@ func (r *run) recheck(ctx context.Context) (bool, error) {
 // against the tree's level-0 hashes, which r.thr authenticates up to the
 // signed root. A mismatch is reported and yields nil records.
 func (r *run) authenticRecords(ctx context.Context, t tlog.Tile) ([][]byte, error) {
-	recs, err := fetchDataTile(ctx, r.f, t)
-	var tfe *tileFormatError
+	recs, err := r.f.DataTile(ctx, t)
+	var tfe *sumdbclient.TileFormatError
 	if errors.As(err, &tfe) {
-		r.found.add(Problem{Kind: KindMalformedTile, Tile: t.Path(), Message: tfe.msg})
+		r.found.add(Problem{Kind: KindMalformedTile, Tile: t.Path(), Message: tfe.Msg})
 		return nil, nil
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // A fetchedTile is a data tile as a fetch worker prepared it: split,
@@ -17,7 +18,7 @@ import (
 // of it is trusted until the consumer has matched the hashes to the tree.
 type fetchedTile struct {
 	tile    tlog.Tile
-	err     error // a fetch error, or a *tileFormatError
+	err     error // a fetch error, or a *sumdbclient.TileFormatError
 	hashes  []tlog.Hash
 	records []gosum.Record
 	errs    []error // errs[i]: why record i is not a go.sum record
@@ -132,14 +133,14 @@ func (a *recordAudit) fetchAhead(ctx context.Context, ordered chan<- chan fetche
 		case <-ctx.Done():
 			return
 		}
-		t := dataTile(n, a.tree.N)
+		t := sumdbclient.DataTileOf(n, a.tree.N)
 		workers.Go(func() error { c <- prepareTile(ctx, a.f, t); return nil })
 	}
 }
 
 // prepareTile fetches, splits, hashes and parses one data tile.
-func prepareTile(ctx context.Context, f *fetcher, t tlog.Tile) fetchedTile {
-	recs, err := fetchDataTile(ctx, f, t)
+func prepareTile(ctx context.Context, f *sumdbclient.Client, t tlog.Tile) fetchedTile {
+	recs, err := f.DataTile(ctx, t)
 	ft := fetchedTile{tile: t, err: err}
 	if err != nil {
 		return ft
@@ -182,7 +183,7 @@ func (a *recordAudit) tile(ft fetchedTile) error {
 func (a *recordAudit) check(ft fetchedTile, skip int64) error {
 	start := ft.tile.N * tileWidth
 	end := start + int64(ft.tile.W)
-	var tfe *tileFormatError
+	var tfe *sumdbclient.TileFormatError
 	switch {
 	case errors.As(ft.err, &tfe):
 		a.problem(Problem{Kind: KindMalformedTile, Tile: ft.tile.Path(), Message: fmt.Sprintf(

@@ -1,0 +1,192 @@
+package sumdbclient
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+func newTestClient(t *testing.T, url string, timeout time.Duration) *Client {
+	t.Helper()
+	c, err := New(url, Options{UserAgent: "sumd/test", Timeout: timeout, Parallel: 1, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestRetries checks that server errors are retried with backoff and
+// succeed once the server recovers, and that a 404 is not retried.
+func TestRetries(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		switch {
+		case r.URL.Path == "/missing":
+			http.Error(w, "not found: nothing here", http.StatusNotFound)
+		case n < 3:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		default:
+			w.Write([]byte("ok"))
+		}
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, time.Second)
+
+	data, err := c.Get(t.Context(), "/x", 10)
+	if err != nil || string(data) != "ok" || calls.Load() != 3 {
+		t.Errorf("get after two 503s = %q, %v after %d calls; want ok after 3", data, err, calls.Load())
+	}
+	calls.Store(10)
+	_, err = c.Get(t.Context(), "/missing", 10)
+	var fe *FetchError
+	if !errors.As(err, &fe) || fe.Status != 404 || !NotFound(err) || !IsFetchError(err) || calls.Load() != 11 {
+		t.Errorf("get of a 404 = %v after %d calls; want one try", err, calls.Load()-10)
+	}
+	if !strings.Contains(err.Error(), "failed to fetch /missing: 404 Not Found: not found: nothing here") {
+		t.Errorf("error %q does not quote the server's reason", err)
+	}
+}
+
+// TestRetryTimeout checks that a request that times out is retried.
+func TestRetryTimeout(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			select { // hang past the client's timeout
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, 100*time.Millisecond)
+	if data, err := c.Latest(t.Context()); err != nil || string(data) != "ok" || calls.Load() != 2 {
+		t.Errorf("get = %q, %v after %d calls; want ok after a timeout and a retry", data, err, calls.Load())
+	}
+}
+
+// TestRetriesGiveUp checks that a server that keeps failing is tried a
+// few times only.
+func TestRetriesGiveUp(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, time.Second)
+	if _, err := c.Latest(t.Context()); err == nil || calls.Load() != 3 {
+		t.Errorf("get = %v after %d calls, want an error after 3", err, calls.Load())
+	}
+}
+
+// TestSizeCap checks that an oversized body is refused, even without a
+// Content-Length, and is not retried.
+func TestSizeCap(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.(http.Flusher).Flush() // no Content-Length: the cap must hold while reading
+		w.Write(make([]byte, MaxLatest+1))
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, time.Second)
+	if _, err := c.Latest(t.Context()); err == nil || !strings.Contains(err.Error(), "response too large") || calls.Load() != 1 {
+		t.Errorf("get of a huge /latest = %v after %d calls", err, calls.Load())
+	}
+}
+
+// TestFallbackToFullTile checks the go command's fallback: a partial tile
+// the server no longer has is cut from the full tile.
+func TestFallbackToFullTile(t *testing.T) {
+	full := make([]byte, MaxHashTile)
+	for i := range full {
+		full[i] = byte(i)
+	}
+	tile := append(AppendDataTile(nil, []byte("a 1\n"), []byte("b 2\n")), AppendDataTile(nil, make254()...)...)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/tile/8/0/001":
+			w.Write(full)
+		case "/tile/8/data/001":
+			w.Write(tile)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, time.Second)
+	got, err := c.HashTile(t.Context(), tlog.Tile{H: TileHeight, L: 0, N: 1, W: 3})
+	if err != nil || string(got) != string(full[:3*32]) {
+		t.Errorf("partial hash tile from the full one = %d bytes, %v", len(got), err)
+	}
+	recs, err := c.DataTile(t.Context(), DataTileOf(1, 256+2))
+	if err != nil || len(recs) != 2 || string(recs[1]) != "b 2\n" {
+		t.Errorf("partial data tile from the full one = %q, %v", recs, err)
+	}
+	if _, err := c.DataTile(t.Context(), DataTileOf(2, 3*256)); !NotFound(err) {
+		t.Errorf("missing data tile: %v, want a 404", err)
+	}
+}
+
+func make254() [][]byte {
+	recs := make([][]byte, 254)
+	for i := range recs {
+		recs[i] = []byte("r\n")
+	}
+	return recs
+}
+
+// TestCheckURL checks the base URLs refused.
+func TestCheckURL(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"ftp://x", "want http:// or https://"},
+		{"http://x/?q=1", "no ?query"},
+		{"http://user:secret@x/?q", "http://user:xxxxx@x/"},
+		{"https://proxy.example/sumdb/sum.golang.org", ""},
+	} {
+		_, err := CheckURL(tc.url)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("CheckURL(%q) = %v, want %q", tc.url, err, tc.want)
+		}
+	}
+}
+
+// TestAuth: every request carries the Auth hook's credentials; a refusal
+// (403) is not retried, and a failing hook fails the request.
+func TestAuth(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if u, p, _ := r.BasicAuth(); u != "auditor" || p != "pw" {
+			http.Error(w, "data tiles need the auditor role", http.StatusForbidden)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, time.Second)
+	c.auth = func(r *http.Request) error { r.SetBasicAuth("auditor", "pw"); return nil }
+	if data, err := c.Get(t.Context(), "/tile/8/data/000", 10); err != nil || string(data) != "ok" {
+		t.Errorf("with credentials: %q, %v", data, err)
+	}
+	c.auth = func(r *http.Request) error { r.SetBasicAuth("reader", "pw"); return nil }
+	_, err := c.Get(t.Context(), "/tile/8/data/000", 10)
+	var fe *FetchError
+	if !errors.As(err, &fe) || fe.Status != 403 || calls.Load() != 2 || !strings.Contains(err.Error(), "auditor role") {
+		t.Errorf("a refused credential: %v after %d calls, want one 403 quoting the reason", err, calls.Load()-1)
+	}
+	c.auth = func(*http.Request) error { return errors.New("no .netrc") }
+	if _, err := c.Get(t.Context(), "/latest", 10); err == nil || calls.Load() != 2 {
+		t.Errorf("a failing hook: %v after %d calls, want an error and no request", err, calls.Load()-2)
+	}
+}

@@ -1,0 +1,87 @@
+package sumdbclient
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+func testRecordText(i int) []byte {
+	return fmt.Appendf(nil, "example.com/m%d v1.0.0 h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"+
+		"example.com/m%d v1.0.0/go.mod h1:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB=\n", i, i)
+}
+
+// FuzzSplitDataTile checks that a data tile, which comes from an untrusted
+// server, splits into exactly w records that rejoin to the tile, or is
+// refused, and never panics.
+func FuzzSplitDataTile(f *testing.F) {
+	f.Add(append(testRecordText(0), '\n'), uint8(1))
+	f.Add([]byte("a\n\n\nb\n\n"), uint8(2))
+	f.Add([]byte("a\n\nb"), uint8(1))
+	f.Add([]byte(""), uint8(0))
+	f.Fuzz(func(t *testing.T, data []byte, w uint8) {
+		recs, err := SplitDataTile(data, int(w))
+		if err != nil {
+			return
+		}
+		if len(recs) != int(w) {
+			t.Fatalf("split into %d records, want %d", len(recs), w)
+		}
+		for _, r := range recs {
+			if !bytes.HasSuffix(r, []byte("\n")) || bytes.Contains(r, []byte("\n\n")) {
+				t.Fatalf("record %q is not newline-terminated record text", r)
+			}
+		}
+		if joined := AppendDataTile(nil, recs...); !bytes.Equal(joined, data) {
+			t.Fatalf("records %q do not rejoin to the tile %q", recs, data)
+		}
+	})
+}
+
+// FuzzDataTileRoundTrip checks that a data tile formatted as x/mod does
+// from any record texts it accepts splits back into exactly those texts.
+func FuzzDataTileRoundTrip(f *testing.F) {
+	f.Add(string(testRecordText(0)), string(testRecordText(1)))
+	f.Add("a\n", "\nb\n")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		var tile []byte
+		for _, text := range []string{a, b} {
+			msg, err := tlog.FormatRecord(0, []byte(text))
+			if err != nil {
+				return
+			}
+			_, msg, _ = bytes.Cut(msg, []byte("\n")) // data tiles drop the id line
+			tile = append(tile, msg...)
+		}
+		recs, err := SplitDataTile(tile, 2)
+		if err != nil || string(recs[0]) != a || string(recs[1]) != b {
+			t.Fatalf("split %q = %q, %v; want %q and %q", tile, recs, err, a, b)
+		}
+	})
+}
+
+// FuzzParseLookup checks that a lookup answer, from an untrusted server,
+// parses into parts that x/mod's FormatRecord joins back into the answer,
+// or is refused, and never panics.
+func FuzzParseLookup(f *testing.F) {
+	rec, _ := tlog.FormatRecord(7, testRecordText(7))
+	f.Add(append(rec, "go.sum database tree\n8\nAAAA\n\n— sum.example.com AAAA\n"...))
+	f.Add([]byte("1\n\n\nx"))
+	f.Add([]byte("01\na\n\nb"))
+	f.Add([]byte("-1\na\n\nb"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		a, err := ParseLookup(body)
+		if err != nil {
+			return
+		}
+		msg, err := tlog.FormatRecord(a.ID, a.Record)
+		if err != nil {
+			t.Fatalf("parsed record %q is not one x/mod formats: %v", a.Record, err)
+		}
+		if !bytes.Equal(append(msg, a.Head...), body) {
+			t.Fatalf("parts %d %q %q do not rejoin to %q", a.ID, a.Record, a.Head, body)
+		}
+	})
+}

@@ -1,0 +1,105 @@
+package sumdbclient
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Verifiers are the verifier keys of one database: one, or several during a
+// key rotation, when a head signed by any of them verifies (the go
+// command's rule, PROTOCOL.md §2).
+type Verifiers struct {
+	keys []string // without repeats, in the order given
+	vs   []note.Verifier
+}
+
+// ParseVerifiers parses verifier keys ("name+hash+base64"), which must all
+// name one database.
+func ParseVerifiers(vkeys ...string) (*Verifiers, error) {
+	v := new(Verifiers)
+	for _, vkey := range vkeys {
+		vkey = strings.TrimSpace(vkey)
+		nv, err := note.NewVerifier(vkey)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("invalid verifier key: %w", err)
+		case slices.Contains(v.keys, vkey):
+			continue
+		case len(v.vs) > 0 && nv.Name() != v.vs[0].Name():
+			return nil, fmt.Errorf("the verifier keys name two databases, %s and %s", v.vs[0].Name(), nv.Name())
+		}
+		v.keys, v.vs = append(v.keys, vkey), append(v.vs, nv)
+	}
+	if len(v.vs) == 0 {
+		return nil, errors.New("no verifier key")
+	}
+	return v, nil
+}
+
+// Name is the database's name.
+func (v *Verifiers) Name() string { return v.vs[0].Name() }
+
+// Keys returns the verifier keys.
+func (v *Verifiers) Keys() []string { return slices.Clone(v.keys) }
+
+// List returns them as note verifiers.
+func (v *Verifiers) List() []note.Verifier { return slices.Clone(v.vs) }
+
+// Open verifies a signed tree head with the keys and parses its tree. An
+// error is a *note.UnverifiedNoteError (no known key signed it), a
+// *note.InvalidSignatureError (a known key's signature is wrong: altered
+// or forged), or a malformed note or tree.
+func (v *Verifiers) Open(msg []byte) (tlog.Tree, error) {
+	n, err := note.Open(msg, note.VerifierList(v.vs...))
+	if err != nil {
+		return tlog.Tree{}, err
+	}
+	return tlog.ParseTree([]byte(n.Text))
+}
+
+// Signer returns the verifier key of the first of the keys that signed
+// msg, or the first key if none did.
+func (v *Verifiers) Signer(msg []byte) string {
+	for i, nv := range v.vs {
+		if _, err := note.Open(msg, note.VerifierList(nv)); err == nil {
+			return v.keys[i]
+		}
+	}
+	return v.keys[0]
+}
+
+// Describe names the keys briefly, "name+hash" joined by " or ", for
+// messages.
+func (v *Verifiers) Describe() string {
+	var names []string
+	for _, nv := range v.vs {
+		names = append(names, fmt.Sprintf("%s+%08x", nv.Name(), nv.KeyHash()))
+	}
+	return strings.Join(names, " or ")
+}
+
+// Explain says why a signed head from where (such as "/latest") did not
+// verify: the explanation an operator needs for each kind of failure.
+func (v *Verifiers) Explain(where string, err error) string {
+	key := v.Describe()
+	var unverified *note.UnverifiedNoteError
+	var invalid *note.InvalidSignatureError
+	switch {
+	case errors.As(err, &unverified):
+		var signers []string
+		for _, s := range unverified.Note.UnverifiedSigs {
+			signers = append(signers, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
+		}
+		return fmt.Sprintf("the tree head from %s is not signed by key %s; it is signed by %s only: "+
+			"check -key, or the database's key has changed", where, key, strings.Join(signers, ", "))
+	case errors.As(err, &invalid):
+		return fmt.Sprintf("SECURITY ERROR: the signature of key %s on the tree head from %s does not verify: "+
+			"the head was altered in transit or forged", key, where)
+	}
+	return fmt.Sprintf("the tree head from %s is not a valid signed tree head: %v", where, err)
+}

@@ -1,0 +1,72 @@
+package sumdbclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A LookupAnswer is a lookup's body split into its parts, not verified:
+// the record's id, its text, and the signed tree head said to cover it.
+type LookupAnswer struct {
+	ID     int64
+	Record []byte // the two go.sum lines, as hashed into the tree
+	Head   []byte // the signed note
+}
+
+// Lookup fetches /lookup/M@V and splits the answer. A 404 or 410 (the
+// database does not hold the version and would not fetch it) is a
+// *FetchError for which NotFound is true.
+func (c *Client) Lookup(ctx context.Context, m module.Version) (*LookupAnswer, error) {
+	p, err := module.EscapePath(m.Path)
+	if err != nil {
+		return nil, err
+	}
+	v, err := module.EscapeVersion(m.Version)
+	if err != nil {
+		return nil, err
+	}
+	body, err := c.Get(ctx, "/lookup/"+p+"@"+v, MaxLookup)
+	if err != nil {
+		return nil, err
+	}
+	return ParseLookup(body)
+}
+
+// ParseLookup splits a lookup answer: "<id>\n<record>\n<signed note>",
+// where the record is non-empty text ending in a newline with no blank
+// line in it, as x/mod's tlog.FormatRecord writes it.
+func ParseLookup(body []byte) (*LookupAnswer, error) {
+	idText, rest, ok := bytes.Cut(body, []byte("\n"))
+	if !ok {
+		return nil, errors.New("malformed lookup answer: no record id line")
+	}
+	id, err := strconv.ParseInt(string(idText), 10, 64)
+	if err != nil || id < 0 || strconv.FormatInt(id, 10) != string(idText) {
+		return nil, fmt.Errorf("malformed lookup answer: record id %q", printableString(idText))
+	}
+	i := bytes.Index(rest, []byte("\n\n"))
+	if i < 0 {
+		return nil, errors.New("malformed lookup answer: no blank line between the record and the signed tree head")
+	}
+	rec, head := rest[:i+1], rest[i+2:]
+	if len(head) == 0 {
+		return nil, errors.New("malformed lookup answer: no signed tree head")
+	}
+	if _, err := tlog.FormatRecord(id, rec); err != nil { // x/mod's rules for record text
+		return nil, fmt.Errorf("malformed lookup answer: %w", err)
+	}
+	return &LookupAnswer{ID: id, Record: bytes.Clone(rec), Head: bytes.Clone(head)}, nil
+}
+
+func printableString(b []byte) string {
+	if len(b) > 40 {
+		b = b[:40]
+	}
+	return string(bytes.Map(printable, b))
+}
