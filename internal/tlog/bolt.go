@@ -91,6 +91,10 @@ type BoltOptions struct {
 	// LockTimeout is how long to wait for another process to release the
 	// file (default 100ms); then OpenBolt fails with ErrLocked.
 	LockTimeout time.Duration
+	// ReadOnly opens the file for reading only, under a shared lock:
+	// writes fail, and other read-only openers may share it. For reading
+	// a backup or a copy without changing it.
+	ReadOnly bool
 }
 
 // OpenBolt opens the bbolt store at path.
@@ -98,14 +102,16 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !opts.Create {
 		return nil, fmt.Errorf("database %s: %w (a new log is created only with Options.Create)", path, fs.ErrNotExist)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("failed to create database directory: %w", err)
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("failed to create database directory: %w", err)
+		}
 	}
 	timeout := opts.LockTimeout
 	if timeout <= 0 {
 		timeout = 100 * time.Millisecond
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
 	}
@@ -173,7 +179,9 @@ func (s *BoltStore) Load(ctx context.Context) (State, error) {
 			VKeys:  storedVKeys(b),
 			Mirror: b.meta.Get(keyMirror) != nil,
 		}
-		st.Head = bytes.Clone(b.meta.Get(keyHead))
+		if h := b.meta.Get(keyHead); len(h) > 0 {
+			st.Head = bytes.Clone(h)
+		}
 		return nil
 	})
 	return st, err
@@ -271,6 +279,9 @@ func (b buckets) put(batch *Batch) error {
 		if err := b.meta.Put(keyVKeys, []byte(strings.Join(batch.VKeys, "\n"))); err != nil {
 			return fmt.Errorf("failed to store signing keys: %w", err)
 		}
+	}
+	if batch.Head == nil { // a mirror staging data before it holds a head
+		return b.meta.Delete(keyHead)
 	}
 	if err := b.meta.Put(keyHead, batch.Head); err != nil {
 		return fmt.Errorf("failed to store tree head: %w", err)

@@ -41,7 +41,16 @@
 //	err := l.Extend(ctx, ext) // *InconsistentError: fork or rollback; log it as SECURITY
 //
 // A mirror serves the same reads as any log; a record it does not hold is
-// fs.ErrNotExist.
+// fs.ErrNotExist. A mirror far behind its origin reaches the origin's head
+// in bounded, crash-safe steps with Stage (see staging.go): the parts of
+// the extension are verified and stored ahead of the published head, and
+// one last Extend publishes it.
+//
+// # Backups
+//
+// Snapshot copies a store that can (bbolt) while the log runs: started by
+// the sequencer between commits, it holds exactly the published state.
+// CheckStore verifies a copy in full without opening a log.
 package tlog
 
 import (

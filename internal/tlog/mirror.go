@@ -2,6 +2,7 @@ package tlog
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,9 +66,13 @@ func (e *InconsistentError) Unwrap() error { return e.Err }
 // head: the head must be signed by one of the origin's verifier keys, its
 // tree must provably extend the held one (*InconsistentError otherwise),
 // the tiles must hash to its root and every record to its leaf (else an
-// error wrapping ErrUnverified). Each record is indexed by the module
+// error wrapping ErrUnverified). The tiles the extension names must be
+// given, or staged before by Stage. Each record is indexed by the module
 // version of its first line, under its smallest id if the origin logged
-// one twice (a record without one is stored unindexed). Nothing is stored if any check fails. Only a mirror extends.
+// one twice (a record without one is stored unindexed). Nothing is stored
+// if any check fails. While the staging of another head is unfinished, a
+// head beyond the held one is refused with a *PendingError. Only a mirror
+// extends.
 func (l *Log) Extend(ctx context.Context, ext Extension) error {
 	if l.origin == nil {
 		return errors.New("only a mirror (opened with verifier keys) is extended; a primary adds records")
@@ -91,46 +96,46 @@ func (l *Log) stageExtension(ctx context.Context, ext Extension) (*Batch, error)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnverified, err)
 	}
-	inconsistent := func(err error) error {
-		return &InconsistentError{Held: held.Signed, Offered: ext.Head, HeldTree: held.Tree, OfferedTree: target, Err: err}
-	}
 	if target.N < held.Tree.N {
-		return nil, inconsistent(errors.New("the offered tree is smaller"))
+		return nil, &InconsistentError{Held: held.Signed, Offered: ext.Head, HeldTree: held.Tree, OfferedTree: target,
+			Err: errors.New("the offered tree is smaller")}
 	}
-	tiles, err := l.checkTiles(ctx, held.Tree, target, ext.Tiles)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkExtends(held.Tree, target, tiles); err != nil {
-		var re *readError
-		if errors.As(err, &re) {
+	if target.N > held.Tree.N {
+		p, err := l.pending(ctx, held)
+		if err != nil {
 			return nil, err
 		}
-		return nil, inconsistent(err)
+		if p != nil && !bytes.Equal(p.Head, ext.Head) {
+			return nil, &PendingError{Staged: p.Tree, Offered: target}
+		}
 	}
-	if err := l.checkPrefixes(ctx, held.Tree.N, ext.Tiles); err != nil {
-		return nil, err
-	}
-	recs, err := l.checkExtensionRecords(ctx, target, tiles, ext.Records)
+	hashes, err := l.authenticate(ctx, held, target, ext, true)
 	if err != nil {
 		return nil, err
 	}
-	b := &Batch{Prev: held.Signed, Head: ext.Head, Tree: target, Records: recs}
-	for _, t := range tlog.NewTiles(tileHeight, held.Tree.N, target.N) {
-		b.Tiles = append(b.Tiles, Tile{TileID{t.L, t.N}, ext.Tiles[t]})
+	recs, err := l.checkExtensionRecords(ctx, target, hashes, ext.Records)
+	if err != nil {
+		return nil, err
 	}
+	b := &Batch{Prev: held.Signed, Head: ext.Head, Tree: target, Records: recs, Tiles: sortedTiles(ext.Tiles)}
 	if bytes.Equal(b.Head, held.Signed) && len(b.Records) == 0 {
 		return nil, nil
 	}
 	return b, nil
 }
 
-// checkTiles checks that tiles are exactly the extension's, and returns a
-// reader of the target tree's hashes that authenticates every tile it
-// reads against the signed root, as the go command does (TileHashReader).
-// It reads every given tile through it, a group of 256 at a time, so each
-// is authenticated.
-func (l *Log) checkTiles(ctx context.Context, held, target tlog.Tree, given map[tlog.Tile][]byte) (tlog.HashReader, error) {
+// errTileMissing marks a tile an extension needs that is neither given
+// nor stored at its width.
+var errTileMissing = errors.New("tile missing")
+
+// checkTiles checks that the given tiles are part of the extension from
+// held to target, and returns a reader of target's hashes that
+// authenticates every tile it reads against the signed root, as the go
+// command does (TileHashReader), reading the tiles given, then those
+// stored (held, or staged). It reads every given tile through it, a group
+// of 256 at a time, so each is authenticated; with all, every tile of the
+// extension, given or staged, which must then all be there.
+func (l *Log) checkTiles(ctx context.Context, held, target tlog.Tree, given map[tlog.Tile][]byte, all bool) (tlog.HashReader, error) {
 	want := tlog.NewTiles(tileHeight, held.N, target.N)
 	for t, data := range given {
 		if !slices.Contains(want, t) {
@@ -140,17 +145,23 @@ func (l *Log) checkTiles(ctx context.Context, held, target tlog.Tree, given map[
 			return nil, fmt.Errorf("%w: tile %s holds %d bytes, want %d", ErrUnverified, t.Path(), len(data), t.W*tlog.HashSize)
 		}
 	}
-	tr := &extensionTiles{ctx: ctx, s: l.store, given: given, held: held.N}
+	tr := &extensionTiles{ctx: ctx, s: l.store, given: given, n: target.N}
 	r := tlog.TileHashReader(target, tr)
-	for group := range slices.Chunk(want, 1<<tileHeight) {
+	check := want
+	if !all {
+		check = slices.SortedFunc(maps.Keys(given), func(a, b tlog.Tile) int {
+			return cmp.Or(cmp.Compare(b.L, a.L), cmp.Compare(a.N, b.N)) // parents first
+		})
+	}
+	for group := range slices.Chunk(check, 1<<tileHeight) {
 		indexes := make([]int64, len(group))
 		for i, t := range group {
-			if given[t] == nil {
-				return nil, fmt.Errorf("%w: tile %s of the extension from %d to %d is missing", ErrUnverified, t.Path(), held.N, target.N)
-			}
 			indexes[i] = tlog.StoredHashIndex(t.L*tileHeight, t.N<<tileHeight+int64(t.W-1))
 		}
 		if _, err := r.ReadHashes(indexes); err != nil {
+			if errors.Is(err, errTileMissing) {
+				return nil, fmt.Errorf("%w: %w (the extension from %d to %d)", ErrUnverified, err, held.N, target.N)
+			}
 			return nil, unverified(fmt.Errorf("tiles %s to %s: %w", group[0].Path(), group[len(group)-1].Path(), err))
 		}
 	}
@@ -251,12 +262,13 @@ func (l *Log) indexFirst(ctx context.Context, recs []StoredRecord) error {
 }
 
 // extensionTiles is the tlog.TileReader an extension is authenticated
-// through: the tiles given, and the held tree's others from the store.
+// through: the tiles given, then the store's (the held tree's, or staged
+// ones), cut to their width in the target tree of size n.
 type extensionTiles struct {
 	ctx   context.Context
 	s     Store
 	given map[tlog.Tile][]byte
-	held  int64
+	n     int64
 }
 
 func (e *extensionTiles) Height() int { return tileHeight }
@@ -268,14 +280,15 @@ func (e *extensionTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 			out[i] = d
 			continue
 		}
-		d, err := readTile(e.ctx, e.s, TileID{t.L, t.N}, e.held)
+		id := TileID{t.L, t.N}
+		data, err := e.s.ReadTiles(e.ctx, []TileID{id})
 		if err != nil {
-			return nil, err
+			return nil, &readError{fmt.Errorf("failed to read tile %d/%d: %w", id.L, id.N, err)}
 		}
-		if len(d) != t.W*tlog.HashSize {
-			return nil, fmt.Errorf("tile %s is needed, but neither given nor held", t.Path())
+		if len(data[0]) < t.W*tlog.HashSize {
+			return nil, fmt.Errorf("%w: tile %s is needed, but neither given nor stored", errTileMissing, t.Path())
 		}
-		out[i] = d
+		out[i] = data[0][:t.W*tlog.HashSize]
 	}
 	return out, nil
 }

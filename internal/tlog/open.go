@@ -30,6 +30,9 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if len(st.Head) == 0 {
+		st.Head = nil // a store may keep "no head" as an empty one
+	}
 	if err := l.checkMeta(st.Meta); err != nil {
 		return err
 	}

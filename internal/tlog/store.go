@@ -140,8 +140,10 @@ type Batch struct {
 	// equals none.
 	Prev []byte
 	// Head is the new signed head; Tree is the tree it signs, for stores
-	// that keep size and root beside it. Copy commits records and tiles
-	// beyond a head with Head equal to Prev, nil for a log it is creating.
+	// that keep size and root beside it. Copy, and a mirror's staging
+	// commit (Log.Stage), commit records and tiles beyond a head with Head
+	// equal to Prev: nil for a log being created, or a mirror that holds
+	// no head yet.
 	Head []byte
 	Tree tlog.Tree
 	// Records are the new records in ascending id order. A mirror's may

@@ -266,6 +266,18 @@ func testMirror(t *testing.T, open Opener) {
 	b.Prev = nil
 	b.Records = slices.DeleteFunc(b.Records, func(r tlog.StoredRecord) bool { return r.ID%7 != 0 })
 	b.Records[1].Key = ""
+	// A staging commit (Log.Stage) stores tiles and records ahead of the
+	// head, which stays: here, absent.
+	stage := &tlog.Batch{Tiles: b.Tiles[:1], Records: b.Records[:3]}
+	if err := s.Commit(ctx, stage); err != nil {
+		t.Fatalf("staging commit: %v", err)
+	}
+	if st, err := s.Load(ctx); err != nil || len(st.Head) != 0 {
+		t.Fatalf("after a staging commit with no head, Load = %q, %v; want no head", st.Head, err)
+	}
+	if got, err := s.ReadTiles(ctx, []tlog.TileID{b.Tiles[0].TileID}); err != nil || !bytes.Equal(got[0], b.Tiles[0].Data) {
+		t.Fatalf("staged tile: %v, or not stored", err)
+	}
 	m.apply(b)
 	if err := s.Commit(ctx, b); err != nil {
 		t.Fatal(err)

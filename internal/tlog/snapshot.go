@@ -1,0 +1,118 @@
+package tlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A SnapshotStore can copy itself, consistently, while the log runs: an
+// online backup. Stores need not implement it (a shared SQL database is
+// backed up with its own tools).
+type SnapshotStore interface {
+	// Snapshot starts a read of the whole store as it is now and returns
+	// it. Writes may go on while the snapshot is written: it holds exactly
+	// the state at the call. The Log calls it from its sequencer, between
+	// commits, so that state is the published one (see Log.Snapshot).
+	Snapshot(ctx context.Context) (Snapshot, error)
+}
+
+// A Snapshot is a consistent copy of a store being read.
+type Snapshot interface {
+	// WriteTo writes the copy: for bbolt, a database file that opens as
+	// the store did at the snapshot.
+	io.WriterTo
+	// Size is the number of bytes WriteTo writes.
+	Size() int64
+	// Close ends the read. A snapshot must be closed.
+	Close() error
+}
+
+// ErrNoSnapshot means the log's store cannot copy itself while in use.
+var ErrNoSnapshot = errors.New("the log's store cannot write a snapshot of itself")
+
+// Snapshot starts a consistent copy of the log's store: a backup taken
+// while the log serves and appends. It is started by the sequencer between
+// commits, so it holds exactly the published head and everything it
+// covers: bbolt shows a commit to readers before its fsync returns, and a
+// copy started then could hold a head a power loss would still undo, which
+// no client may ever be shown. The caller writes it (its WriteTo) and
+// closes it; writes go on meanwhile. A store that cannot copy itself
+// answers an error wrapping ErrNoSnapshot, with the store's advice if it
+// has some (interface{ BackupAdvice() string }).
+func (l *Log) Snapshot(ctx context.Context) (Snapshot, error) {
+	ss, ok := l.store.(SnapshotStore)
+	if !ok {
+		if a, ok := l.store.(interface{ BackupAdvice() string }); ok {
+			return nil, fmt.Errorf("%w: %s", ErrNoSnapshot, a.BackupAdvice())
+		}
+		return nil, ErrNoSnapshot
+	}
+	var snap Snapshot
+	err := l.control(ctx, func(ctx context.Context) error {
+		var err error
+		snap, err = ss.Snapshot(ctx)
+		return err
+	})
+	if err != nil && snap != nil {
+		snap.Close()
+		snap = nil
+	}
+	return snap, err
+}
+
+// Snapshot starts a read transaction: bbolt's Tx.WriteTo copies the
+// database as that transaction sees it while writers go on.
+func (s *BoltStore) Snapshot(ctx context.Context) (Snapshot, error) {
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("failed to start a read of %s: %w", s.db.Path(), err)
+	}
+	return boltSnapshot{tx}, nil
+}
+
+type boltSnapshot struct{ tx *bbolt.Tx }
+
+func (b boltSnapshot) WriteTo(w io.Writer) (int64, error) { return b.tx.WriteTo(w) }
+func (b boltSnapshot) Size() int64                        { return b.tx.Size() }
+func (b boltSnapshot) Close() error                       { return b.tx.Rollback() }
+
+var _ SnapshotStore = (*BoltStore)(nil)
+
+// CheckStore verifies, without opening a log, the whole of a store that
+// may hold a primary's log or a mirror: the head's signature by one of
+// vkeys (the keys the store lists, if vkeys is empty) and every tile and
+// record against it, as Open with VerifyFull does. It reads only. It is
+// how a backup is checked before it is trusted.
+func CheckStore(ctx context.Context, s Store, vkeys []string) (State, tlog.Tree, error) {
+	st, err := s.Load(ctx)
+	if err != nil {
+		return st, tlog.Tree{}, err
+	}
+	if len(vkeys) == 0 {
+		vkeys = st.Meta.VKeys
+	}
+	l := &Log{store: s}
+	if err := l.parseKeys(Options{VerifierKeys: vkeys}); err != nil {
+		return st, tlog.Tree{}, err
+	}
+	if l.name != st.Meta.Name {
+		return st, tlog.Tree{}, fmt.Errorf("the store holds %q, but the verifier keys are for %q", st.Meta.Name, l.name)
+	}
+	tree := emptyTree()
+	if len(st.Head) > 0 {
+		if tree, err = l.openOrigin(st.Head); err != nil {
+			return st, tlog.Tree{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+	} else if !st.Meta.Mirror {
+		return st, tlog.Tree{}, fmt.Errorf("%w: the log has no signed head", ErrCorrupt)
+	}
+	if err := verify(ctx, s, tree, VerifyFull, !st.Meta.Mirror); err != nil {
+		return st, tree, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return st, tree, nil
+}

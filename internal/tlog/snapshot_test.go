@@ -1,0 +1,121 @@
+package tlog
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSnapshot takes a snapshot of a bbolt log while writers append: the
+// copy opens, verifies in full, and holds every record acknowledged before
+// the snapshot was asked for.
+func TestSnapshot(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	dir := t.TempDir()
+	l := openTest(t, filepath.Join(dir, "sumd.db"), k, VerifyTail)
+	defer l.Close()
+	var (
+		mu    sync.Mutex
+		acked []int // modules whose records were acknowledged
+		wg    sync.WaitGroup
+		stop  = make(chan struct{})
+	)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mod := w*1_000_000 + i
+				if _, err := l.Add(ctx, record(mod, 1)); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, mod)
+				mu.Unlock()
+			}
+		})
+	}
+	for len(ackedNow(&mu, &acked)) < 200 {
+		time.Sleep(time.Millisecond)
+	}
+	before := ackedNow(&mu, &acked)
+	snap, err := l.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(dir, "backup.db")
+	f, err := os.Create(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := snap.WriteTo(f)
+	if err != nil || n != snap.Size() {
+		t.Fatalf("WriteTo = %d, %v; want %d bytes", n, err, snap.Size())
+	}
+	f.Close()
+	snap.Close()
+	close(stop)
+	wg.Wait()
+
+	s, err := OpenBolt(backup, BoltOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, tree, err := CheckStore(ctx, s, []string{k.VerifierKey()})
+	if err != nil || st.Meta.Name != "sum.example.com" {
+		t.Fatalf("CheckStore of the snapshot = %v", err)
+	}
+	for _, mod := range before {
+		r := record(mod, 1)
+		ids, err := s.Lookup(ctx, []string{r.Key()})
+		if err != nil || ids[0] < 0 || ids[0] >= tree.N {
+			t.Fatalf("record %s, acknowledged before the snapshot, is not in it (id %v, tree %d)", r.Key(), ids, tree.N)
+		}
+	}
+	t.Logf("snapshot of %d records (%d acknowledged before it), %d bytes", tree.N, len(before), n)
+}
+
+func ackedNow(mu *sync.Mutex, acked *[]int) []int {
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]int(nil), *acked...)
+}
+
+// TestCheckStore: a damaged copy, or one checked with another log's key,
+// is refused; a store that cannot copy itself says so.
+func TestCheckStore(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	s := NewMemStore()
+	l := openMem(t, s, k)
+	growOrigin(t, l, 0, 300)
+	l.Close()
+	if _, tree, err := CheckStore(ctx, s, nil); err != nil || tree.N != 300 {
+		t.Fatalf("CheckStore with the stored keys = %d, %v", tree.N, err)
+	}
+	other := testKey(t, "sum.example.com")
+	if _, _, err := CheckStore(ctx, s, []string{other.VerifierKey()}); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("CheckStore with another key = %v, want ErrCorrupt", err)
+	}
+	damaged := s.Clone()
+	damaged.records[17] = record(9, 9).Text()
+	if _, _, err := CheckStore(ctx, damaged, nil); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "record 17") {
+		t.Errorf("CheckStore of a damaged store = %v", err)
+	}
+	m := openMem(t, NewMemStore(), k)
+	defer m.Close()
+	if _, err := m.Snapshot(ctx); !errors.Is(err, ErrNoSnapshot) {
+		t.Errorf("Snapshot of a memory store = %v, want ErrNoSnapshot", err)
+	}
+}

@@ -1,0 +1,288 @@
+package tlog
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A mirror far behind its origin cannot reach the origin's head in one
+// Extend: the origin signs only the heads it serves, and an Extension is
+// held in memory until committed (32 MiB of tiles and, in a full mirror,
+// about 150 MiB of records per million records). Stage lets it get there
+// in bounded steps that each survive a crash:
+//
+//  1. Stage(Extension{Head: H, Tiles: skeleton}): every tile of level 1
+//     and above that the extension to H names, and the level-0 tiles the
+//     consistency proof and the root need (the one holding the held
+//     tree's edge, and H's last, partial one).
+//  2. Stage(Extension{Head: H, Tiles: some level-0 tiles, Records: theirs}),
+//     in ascending order, as many times as it takes.
+//  3. Extend(Extension{Head: H}) with whatever was not staged.
+//
+// Each Stage call verifies what it is given against H exactly as Extend
+// would (H's signature, H's consistency with the held head, every tile
+// authenticated up to H's root through the tiles given or staged before,
+// every record against its leaf) and commits it with the held head
+// unchanged: the data lies in the store beyond the published tree, where
+// every read of the log ignores it (the Store contract allows a store to
+// hold more than the published tree). Extend then authenticates every tile
+// of the extension again, staged or given, before it publishes H.
+//
+// The head being staged is kept in the store's auxiliary state (auxStaged),
+// written before the first staging commit, so that a follower resuming
+// after a crash finishes H (Staged says how far it got) before it moves to
+// any other head: a mirror never mixes the staged data of two heads. A
+// store without auxiliary state cannot stage.
+const auxStaged = "tlog/staged"
+
+// A PendingError is the refusal to stage or extend to one head while the
+// staging of another is unfinished: finish that one first (Staged).
+type PendingError struct {
+	Staged, Offered tlog.Tree
+}
+
+func (e *PendingError) Error() string {
+	return fmt.Sprintf("the mirror is part way to tree %d (staged); it must reach that tree before tree %d", e.Staged.N, e.Offered.N)
+}
+
+// Staging is the state of an unfinished staging: the origin's signed head
+// it leads to, and how far the staged data reaches.
+type Staging struct {
+	Head []byte    // the signed head being staged, verbatim
+	Tree tlog.Tree // its tree
+	// Size is the tree size up to which every level-0 tile (and, as the
+	// follower staged them with their tiles, the records wanted) is
+	// staged: the place to resume from. It assumes level-0 tiles beyond
+	// the skeleton were staged in ascending order, as Stage's callers do.
+	Size int64
+}
+
+// Staged returns the unfinished staging, or nil if there is none.
+func (l *Log) Staged(ctx context.Context) (*Staging, error) {
+	held := l.pub.Load()
+	p, err := l.pending(ctx, held)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	size, err := l.stagedSize(ctx, held.Tree.N, p.Tree.N)
+	if err != nil {
+		return nil, err
+	}
+	p.Size = size
+	return p, nil
+}
+
+// pending returns the head being staged, if it is beyond the held tree.
+func (l *Log) pending(ctx context.Context, held *Head) (*Staging, error) {
+	a, ok := l.store.(AuxStore)
+	if !ok {
+		return nil, nil
+	}
+	head, err := a.Aux(ctx, auxStaged)
+	if err != nil {
+		return nil, &readError{fmt.Errorf("failed to read the staged head: %w", err)}
+	}
+	if head == nil {
+		return nil, nil
+	}
+	tree, err := l.openOrigin(head)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the staged head does not verify: %v", ErrCorrupt, err)
+	}
+	if tree.N <= held.Tree.N {
+		return nil, nil // reached
+	}
+	return &Staging{Head: head, Tree: tree}, nil
+}
+
+// stagedSize returns the size up to which every level-0 tile of the tree of
+// size target is stored at its width, from the held tree on: the first
+// tile (holding the held tree's edge) and the last are part of the
+// skeleton; the ones between are staged in order, so a binary search finds
+// where they stop.
+func (l *Log) stagedSize(ctx context.Context, held, target int64) (int64, error) {
+	staged := func(n int64) (bool, error) {
+		id := TileID{0, n}
+		data, err := l.store.ReadTiles(ctx, []TileID{id})
+		if err != nil {
+			return false, &readError{fmt.Errorf("failed to read tile 0/%d: %w", n, err)}
+		}
+		return len(data[0]) >= tileWidth(id, target)*tlog.HashSize, nil
+	}
+	first, last := held>>tileHeight, (target-1)>>tileHeight
+	if ok, err := staged(first); err != nil || !ok {
+		return held, err
+	}
+	if first == last {
+		return target, nil
+	}
+	// The first tile not staged in (first, last), by binary search.
+	lo, hi := first+1, last
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		ok, err := staged(mid)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo < last {
+		return lo << tileHeight, nil
+	}
+	if ok, err := staged(last); err != nil || !ok {
+		return last << tileHeight, err
+	}
+	return target, nil
+}
+
+// Stage verifies a part of the extension to ext.Head, a head too far ahead
+// to reach in one Extend, and stores it ahead of the published head, which
+// stays as it is (see the comment on auxStaged for the whole procedure).
+// The checks and their errors are Extend's, but that the tiles may be any
+// part of those the extension names: each is authenticated against
+// ext.Head's root through the tiles given and those staged before, which
+// must include its ancestors and the tree's right edge. It fails with a
+// *PendingError while the staging of another head is unfinished, and if the
+// store keeps no auxiliary state.
+func (l *Log) Stage(ctx context.Context, ext Extension) error {
+	if l.origin == nil {
+		return errors.New("only a mirror (opened with verifier keys) stages extensions")
+	}
+	a, ok := l.store.(AuxStore)
+	if !ok {
+		return fmt.Errorf("cannot stage: %w; extend in one step", errNoAux)
+	}
+	return l.control(ctx, func(ctx context.Context) error {
+		b, first, err := l.stageAhead(ctx, ext)
+		if err != nil || b == nil {
+			return err
+		}
+		if first {
+			if err := l.storeSafely(func() error { return a.SetAux(ctx, auxStaged, ext.Head) }, "the staged head"); err != nil {
+				return err
+			}
+		}
+		// The head stays: nothing is published, and reads ignore the
+		// staged data until Extend publishes the head it belongs to.
+		return l.storeSafely(func() error { return l.store.Commit(ctx, b) }, "staged tiles and records")
+	})
+}
+
+// stageAhead verifies a Stage call and returns the batch storing it, and
+// whether it starts the staging of its head.
+func (l *Log) stageAhead(ctx context.Context, ext Extension) (*Batch, bool, error) {
+	held := l.pub.Load()
+	target, err := l.openOrigin(ext.Head)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrUnverified, err)
+	}
+	p, err := l.pending(ctx, held)
+	if err != nil {
+		return nil, false, err
+	}
+	if p != nil && !bytes.Equal(p.Head, ext.Head) {
+		return nil, false, &PendingError{Staged: p.Tree, Offered: target}
+	}
+	if target.N <= held.Tree.N {
+		if target.N < held.Tree.N {
+			return nil, false, &InconsistentError{Held: held.Signed, Offered: ext.Head, HeldTree: held.Tree, OfferedTree: target,
+				Err: errors.New("the offered tree is smaller")}
+		}
+		return nil, false, errors.New("nothing to stage: the offered tree is the held one; use Extend")
+	}
+	hashes, err := l.authenticate(ctx, held, target, ext, false)
+	if err != nil {
+		return nil, false, err
+	}
+	recs, err := l.checkExtensionRecords(ctx, target, hashes, ext.Records)
+	if err != nil {
+		return nil, false, err
+	}
+	b := &Batch{Prev: held.Signed, Head: held.Signed, Tree: held.Tree, Records: recs, Tiles: sortedTiles(ext.Tiles)}
+	if len(b.Tiles) == 0 && len(b.Records) == 0 {
+		return nil, false, nil
+	}
+	return b, p == nil, nil
+}
+
+// authenticate checks the tiles of an extension from held to target (the
+// given ones, or with all every one, given or staged), and that target
+// extends held, and returns a reader of target's hashes that
+// authenticates every tile it reads.
+func (l *Log) authenticate(ctx context.Context, held *Head, target tlog.Tree, ext Extension, all bool) (tlog.HashReader, error) {
+	hashes, err := l.checkTiles(ctx, held.Tree, target, ext.Tiles, all)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkExtends(held.Tree, target, hashes); err != nil {
+		var re *readError
+		if errors.As(err, &re) {
+			return nil, err
+		}
+		if errors.Is(err, errTileMissing) {
+			return nil, fmt.Errorf("%w: %w", ErrUnverified, err)
+		}
+		return nil, &InconsistentError{Held: held.Signed, Offered: ext.Head, HeldTree: held.Tree, OfferedTree: target, Err: err}
+	}
+	if err := l.checkPrefixes(ctx, held.Tree.N, ext.Tiles); err != nil {
+		return nil, err
+	}
+	return hashes, nil
+}
+
+// storeSafely runs a write of the sequencer's and sorts its failure by
+// the Store contract: nothing stored (the caller fails, the log goes on),
+// or unknown (the log stops).
+func (l *Log) storeSafely(write func() error, what string) error {
+	err := write()
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotPersisted):
+		return fmt.Errorf("failed to store %s (nothing was stored): %w", what, err)
+	}
+	return l.stop(fmt.Errorf("failed to store %s, and the store cannot tell whether it did: %w", what, err))
+}
+
+// sortedTiles returns the given tiles in a stable order: by level, then
+// index.
+func sortedTiles(given map[tlog.Tile][]byte) []Tile {
+	ts := slices.SortedFunc(maps.Keys(given), func(a, b tlog.Tile) int {
+		return cmp.Or(cmp.Compare(a.L, b.L), cmp.Compare(a.N, b.N))
+	})
+	out := make([]Tile, len(ts))
+	for i, t := range ts {
+		out[i] = Tile{TileID{t.L, t.N}, given[t]}
+	}
+	return out
+}
+
+// StagingPlan splits the tiles of the extension from a tree of size held
+// to one of size target (tlog.NewTiles) for Stage: the skeleton, to stage
+// first, is every tile of level 1 and above and the level-0 tiles the
+// consistency proof and the root need (the one holding the held tree's
+// edge, and the target's last); leaves are the other level-0 tiles, in
+// ascending order, to stage after it in that order, each authenticated by
+// its staged parent.
+func StagingPlan(held, target int64) (skeleton, leaves []tlog.Tile) {
+	first, last := held>>tileHeight, (target-1)>>tileHeight
+	for _, t := range tlog.NewTiles(tileHeight, held, target) {
+		if t.L > 0 || t.N == first || t.N == last {
+			skeleton = append(skeleton, t)
+		} else {
+			leaves = append(leaves, t)
+		}
+	}
+	return skeleton, leaves
+}

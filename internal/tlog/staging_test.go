@@ -1,0 +1,251 @@
+package tlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+// stagingParts reads from origin the staging of the extension from held
+// to origin's head: the skeleton, then chunks of at most per level-0 tiles
+// with the records of their range that want selects.
+func stagingParts(t testing.TB, origin *Log, held int64, per int, want func(int64) bool) (head []byte, parts []Extension) {
+	t.Helper()
+	ctx := context.Background()
+	head, _ = origin.Signed(ctx)
+	tree := headTree(t, head)
+	read := func(tiles []tlog.Tile) Extension {
+		ext := Extension{Head: head, Tiles: map[tlog.Tile][]byte{}, Records: map[int64][]byte{}}
+		for _, tile := range tiles {
+			data, err := origin.ReadTileData(ctx, tile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ext.Tiles[tile] = data
+			if tile.L != 0 {
+				continue
+			}
+			for id := max(tile.N<<8, held); id < tile.N<<8+int64(tile.W); id++ {
+				if want(id) {
+					text, _ := origin.ReadRecords(ctx, id, 1)
+					ext.Records[id] = text[0]
+				}
+			}
+		}
+		return ext
+	}
+	skeleton, leaves := StagingPlan(held, tree.N)
+	parts = append(parts, read(skeleton))
+	for chunk := range slices.Chunk(leaves, per) {
+		parts = append(parts, read(chunk))
+	}
+	return head, parts
+}
+
+// TestStage stages a mirror from empty to 3,000 records in chunks, with a
+// reopen in between, checks that nothing staged is served before Extend
+// publishes the head, then stages a second extension from there.
+func TestStage(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 3000)
+	path := filepath.Join(t.TempDir(), "mirror.db")
+	m := openMirror(t, mustCreateBolt(t, path), k.VerifierKey(), VerifyFull)
+	all := func(int64) bool { return true }
+
+	head, parts := stagingParts(t, origin, 0, 3, all)
+	if st, err := m.Staged(ctx); st != nil || err != nil {
+		t.Fatalf("Staged before staging = %+v, %v", st, err)
+	}
+	for i, p := range parts[:3] {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatalf("Stage part %d: %v", i, err)
+		}
+	}
+	st, err := m.Staged(ctx)
+	if err != nil || st == nil || !bytes.Equal(st.Head, head) || st.Size != 7*256 {
+		t.Fatalf("Staged after the skeleton and two chunks = %+v, %v; want size %d", st, err, 7*256)
+	}
+	// Nothing staged is visible.
+	if _, err := m.Signed(ctx); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Signed while staging = %v, want no head", err)
+	}
+	if _, err := m.ReadTileData(ctx, tlog.Tile{H: 8, L: 0, N: 1, W: 256}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a staged tile is served: %v", err)
+	}
+	if _, err := m.ReadRecords(ctx, 300, 1); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a staged record is served: %v", err)
+	}
+	r, _ := gosum.Parse(parts[1].Records[300])
+	if _, err := m.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a staged record is looked up: %v", err)
+	}
+	// Another head is refused while this one is staged.
+	growOrigin(t, origin, 10000, 10)
+	other, _ := origin.Signed(ctx)
+	var pe *PendingError
+	if err := m.Stage(ctx, Extension{Head: other}); !errors.As(err, &pe) || pe.Staged.N != 3000 {
+		t.Errorf("Stage of another head = %v, want a PendingError", err)
+	}
+	if err := m.Extend(ctx, Extension{Head: other}); !errors.As(err, &pe) {
+		t.Errorf("Extend to another head = %v, want a PendingError", err)
+	}
+	// A crash: the staging survives a reopen.
+	m.Close()
+	m = openMirror(t, mustBolt(t, path), k.VerifierKey(), VerifyFull)
+	defer func() { m.Close() }()
+	if st, err := m.Staged(ctx); err != nil || st == nil || st.Size != 7*256 {
+		t.Fatalf("Staged after a reopen = %+v, %v", st, err)
+	}
+	for _, p := range parts[3:] {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, _ := m.Staged(ctx); st.Size != 3000 {
+		t.Fatalf("Staged after every part: size %d, want 3000", st.Size)
+	}
+	if err := m.Extend(ctx, Extension{Head: head}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := m.Staged(ctx); st != nil || err != nil {
+		t.Fatalf("Staged after Extend = %+v, %v", st, err)
+	}
+	at3000 := NewMemStore()
+	ref := openMem(t, at3000, k)
+	growOrigin(t, ref, 0, 3000)
+	sameAsOrigin(t, m, ref, all)
+	ref.Close()
+
+	// A second staging, partial this time, from 3,000 on.
+	growOrigin(t, origin, 20000, 1000)
+	some := func(id int64) bool { return id < 3000 || id%3 == 0 }
+	head, parts = stagingParts(t, origin, 3000, 1, some)
+	for _, p := range parts {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Extend(ctx, Extension{Head: head}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	m = openMirror(t, mustBolt(t, path), k.VerifierKey(), VerifyFull)
+	sameAsOrigin(t, m, origin, some)
+}
+
+// TestStageRefuses offers a staging mirror bad parts: a tampered tile, a
+// leaf before its parent is staged, a tampered record, a fork of the held
+// head. Each is refused and stores nothing.
+func TestStageRefuses(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 300)
+	s := NewMemStore()
+	m := openMirror(t, s, k.VerifierKey(), VerifyTail)
+	defer m.Close()
+	all := func(int64) bool { return true }
+	if err := m.Extend(ctx, extensionFrom(t, origin, 0, all)); err != nil {
+		t.Fatal(err)
+	}
+	growOrigin(t, origin, 1000, 2000)
+	_, parts := stagingParts(t, origin, 300, 2, all)
+	fork := openMem(t, NewMemStore(), k)
+	defer fork.Close()
+	growOrigin(t, fork, 0, 290)
+	growOrigin(t, fork, 5000, 2010)
+	_, forked := stagingParts(t, fork, 300, 2, all)
+
+	leaf := parts[1]
+	tampered := cloneExtension(leaf)
+	for tile := range tampered.Tiles {
+		tampered.Tiles[tile][7] ^= 1
+		break
+	}
+	badRecord := cloneExtension(leaf)
+	for id := range badRecord.Records {
+		badRecord.Records[id] = record(9, 9).Text()
+		break
+	}
+	for _, tc := range []struct {
+		name string
+		ext  Extension
+		want func(error) bool
+	}{
+		{"leaf before its parent", leaf, isUnverified},
+		{"fork", forked[0], isFork},
+	} {
+		before := s.Commits()
+		if err := m.Stage(ctx, tc.ext); !tc.want(err) {
+			t.Errorf("%s: Stage = %v", tc.name, err)
+		}
+		if s.Commits() != before {
+			t.Errorf("%s: refused, but stored", tc.name)
+		}
+	}
+	if err := m.Stage(ctx, parts[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ext  Extension
+		want func(error) bool
+	}{
+		{"tampered tile", tampered, isUnverified},
+		{"tampered record", badRecord, isUnverified},
+		{"extend before every leaf is staged", Extension{Head: leaf.Head}, isUnverified},
+	} {
+		before := s.Commits()
+		err := m.Stage(ctx, tc.ext)
+		if tc.ext.Tiles == nil {
+			err = m.Extend(ctx, tc.ext)
+		}
+		if !tc.want(err) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if s.Commits() != before {
+			t.Errorf("%s: refused, but stored", tc.name)
+		}
+	}
+	for _, p := range parts[1:] {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Extend(ctx, Extension{Head: leaf.Head}); err != nil {
+		t.Fatal(err)
+	}
+	sameAsOrigin(t, m, origin, all)
+}
+
+func cloneExtension(e Extension) Extension {
+	c := Extension{Head: e.Head, Tiles: map[tlog.Tile][]byte{}, Records: map[int64][]byte{}}
+	for t, d := range e.Tiles {
+		c.Tiles[t] = bytes.Clone(d)
+	}
+	for id, r := range e.Records {
+		c.Records[id] = bytes.Clone(r)
+	}
+	return c
+}
+
+func mustCreateBolt(t *testing.T, path string) *BoltStore {
+	s, err := OpenBolt(path, BoltOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
