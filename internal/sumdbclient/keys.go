@@ -10,6 +10,14 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
+// The Go team's checksum database: its name, its verifier key as built into
+// the go command, and its URL.
+const (
+	SumGolangOrg    = "sum.golang.org"
+	SumGolangOrgKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
+	SumGolangOrgURL = "https://sum.golang.org"
+)
+
 // Verifiers are the verifier keys of one database: one, or several during a
 // key rotation, when a head signed by any of them verifies (the go
 // command's rule, PROTOCOL.md §2).

@@ -14,11 +14,12 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // SumGolangOrgKey is the verifier key of sum.golang.org, as built into the
 // go command.
-const SumGolangOrgKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
+const SumGolangOrgKey = sumdbclient.SumGolangOrgKey
 
 // DefaultCacheBytes bounds a Checker's cache of tiles and lookups.
 const DefaultCacheBytes = 16 << 20

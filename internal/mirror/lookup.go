@@ -1,0 +1,210 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// forwardTimeout bounds a lookup forwarded to the origin, so that a client
+// waiting on an origin that hangs gets the offline answer in time.
+const forwardTimeout = 20 * time.Second
+
+// Ops serves a mirror through internal/server: the mirror's log, and a
+// lookup of a version the mirror lacks forwarded to the origin, verified
+// (signature, inclusion, consistency with the mirror's head), stored, and
+// answered from the log. Nothing unverified is ever served.
+type Ops struct{ f *Follower }
+
+var _ sumdb.ServerOps = (*Ops)(nil)
+
+// Ops returns the mirror's sumdb.ServerOps.
+func (f *Follower) Ops() *Ops { return &Ops{f} }
+
+// Signed returns the mirror's signed head: the origin's, verbatim.
+func (o *Ops) Signed(ctx context.Context) ([]byte, error) {
+	head, err := o.f.log.Signed(ctx)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &server.StatusError{Status: http.StatusServiceUnavailable,
+			Err: fmt.Errorf("the mirror of %s holds no signed tree head yet: its first sync has not finished", o.f.name)}
+	}
+	return head, err
+}
+
+// ReadRecords reads records the mirror holds.
+func (o *Ops) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
+	return o.f.log.ReadRecords(ctx, id, n)
+}
+
+// ReadTileData reads a hash tile of the mirror's tree.
+func (o *Ops) ReadTileData(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	return o.f.log.ReadTileData(ctx, t)
+}
+
+// Lookup finds m in the mirror, or forwards the lookup to the origin.
+func (o *Ops) Lookup(ctx context.Context, m module.Version) (int64, error) {
+	id, err := o.f.log.Lookup(ctx, m)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return id, err
+	}
+	return o.f.Forward(ctx, m)
+}
+
+// Forward looks m up at the origin, verifies the answer, stores what it
+// proved and returns m's id in the mirror. Its errors are for the go
+// command's user: a 404 when the origin does not hold m or cannot be
+// reached (saying how old the mirror's head is), a 503 while the mirror is
+// too far behind to take the origin's newer head, a 502 when the answer
+// does not verify.
+func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error) {
+	if f.opts.Client == nil {
+		f.opts.Metrics.forward(f.name, "offline")
+		return 0, f.offline(m, "it has no origin to ask (it is fed by bundles)")
+	}
+	fctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	defer cancel()
+	ans, err := f.opts.Client.Lookup(fctx, m)
+	switch {
+	case sumdbclient.NotFound(err):
+		f.opts.Metrics.forward(f.name, "not_found")
+		var fe *sumdbclient.FetchError
+		errors.As(err, &fe)
+		return 0, &server.StatusError{Status: http.StatusNotFound,
+			Err: fmt.Errorf("not found: %s: the origin %s does not hold it (%v)", m, f.name, fe.Err)}
+	case err != nil:
+		f.opts.Logger.Warn("a mirror could not forward a lookup to its origin", "origin", f.name, "module", m.String(), "err", err)
+		f.opts.Metrics.forward(f.name, "offline")
+		return 0, f.offline(m, "it cannot reach its origin")
+	}
+	if err := f.store(ctx, m, ans); err != nil {
+		if IsSecurity(err) {
+			f.opts.Metrics.forward(f.name, "refused")
+			return 0, &server.StatusError{Status: http.StatusBadGateway,
+				Err: fmt.Errorf("%s: the origin %s answered with data that does not verify; the mirror refused it", m, f.name)}
+		}
+		var busy *busyError
+		if errors.As(err, &busy) {
+			f.opts.Metrics.forward(f.name, "busy")
+			return 0, &server.StatusError{Status: http.StatusServiceUnavailable, Err: busy}
+		}
+		return 0, err
+	}
+	id, err := f.log.Lookup(ctx, m)
+	if err != nil {
+		f.opts.Metrics.forward(f.name, "refused")
+		return 0, &server.StatusError{Status: http.StatusBadGateway,
+			Err: fmt.Errorf("%s: the origin %s answered with the record of another version", m, f.name)}
+	}
+	f.opts.Metrics.forward(f.name, "stored")
+	return id, nil
+}
+
+// A busyError is a forwarded lookup the mirror cannot take yet.
+type busyError struct{ msg string }
+
+func (e *busyError) Error() string { return e.msg }
+
+// store verifies a lookup answer and stores its record, extending the
+// mirror to the answer's head if it is newer.
+func (f *Follower) store(ctx context.Context, m module.Version, ans *sumdbclient.LookupAnswer) error {
+	tree, err := f.opts.Verifiers.Open(ans.Head)
+	if err != nil {
+		return f.security(&SecurityError{Kind: KindSignature, Origin: f.name, Held: f.log.Published().Signed, Offered: ans.Head,
+			Err: errors.New(f.opts.Verifiers.Explain("the lookup of "+m.String(), err))})
+	}
+	if ans.ID >= tree.N {
+		return f.security(&SecurityError{Kind: KindTampered, Origin: f.name, Held: f.log.Published().Signed, Offered: ans.Head,
+			Err: fmt.Errorf("the lookup of %s answers record %d, which the tree of %d records it comes with does not hold", m, ans.ID, tree.N)})
+	}
+	f.lock()
+	defer f.unlock()
+	held := f.log.Published()
+	var ext itlog.Extension
+	if tree.N <= held.Tree.N {
+		// The answer's tree is one the mirror has passed: prove it a
+		// prefix of the held one from the mirror's own tiles.
+		if err := f.contains(held, tree, ans.Head); err != nil {
+			return err
+		}
+		ext = itlog.Extension{Head: held.Signed}
+	} else {
+		staging, err := f.log.Staged(ctx)
+		if err != nil {
+			return err
+		}
+		if staging != nil || tree.N-held.Tree.N > f.opts.Step {
+			return &busyError{fmt.Sprintf("%s: the mirror of %s is catching up with its origin (%d records behind); try again later",
+				m, f.name, tree.N-held.Tree.N)}
+		}
+		ext, err = f.fetch(ctx, target{ans.Head, tree}, held.Tree.N, tlog.NewTiles(8, held.Tree.N, tree.N))
+		if err != nil {
+			return f.fromOrigin(err, ans.Head)
+		}
+	}
+	if ext.Records == nil {
+		ext.Records = map[int64][]byte{}
+	}
+	ext.Records[ans.ID] = ans.Record
+	if err := f.log.Extend(ctx, ext); err != nil {
+		return f.fromOrigin(f.classify(err, ans.Head), ans.Head)
+	}
+	f.opts.Metrics.observeHeld(f.name, f.log.Published().Tree.N)
+	return nil
+}
+
+// contains proves that the mirror's held tree contains tree (signed head
+// offered), a tree no larger, from the mirror's own tiles.
+func (f *Follower) contains(held *itlog.Head, tree tlog.Tree, offered []byte) error {
+	if tree.N == held.Tree.N {
+		if tree.Hash != held.Tree.Hash {
+			return f.security(&SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+				"the origin has signed two different trees of %d records (hashes %s and %s)", tree.N, held.Tree.Hash, tree.Hash)})
+		}
+		return nil
+	}
+	proof, err := tlog.ProveTree(held.Tree.N, tree.N, f.log.HashReader())
+	if err != nil {
+		return fmt.Errorf("failed to prove a tree of the origin against the mirror's: %w", err)
+	}
+	if err := tlog.CheckTree(proof, held.Tree.N, held.Tree.Hash, tree.N, tree.Hash); err != nil {
+		return f.security(&SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+			"the origin's tree of %d records is not contained in its tree of %d records the mirror holds: %v", tree.N, held.Tree.N, err)})
+	}
+	return nil
+}
+
+// offline is the 404 for a version the mirror lacks and cannot get: it
+// says why, and how old the mirror's head is, in one line the go command
+// shows its user.
+func (f *Follower) offline(m module.Version, why string) error {
+	h := f.log.Published()
+	age := "never confirmed current"
+	if c := f.st.lastChecked(); !c.IsZero() {
+		age = "last confirmed current " + roundAge(f.opts.Now().Sub(c)) + " ago"
+	}
+	return &server.StatusError{Status: http.StatusNotFound, Err: fmt.Errorf(
+		"not found: %s: the mirror of %s does not hold it and is offline: %s; its tree head (%d records) was %s",
+		m, f.name, why, h.Tree.N, age)}
+}
+
+// roundAge rounds an age for people.
+func roundAge(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < 48*time.Hour:
+		return d.Round(time.Minute).String()
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}

@@ -1,0 +1,95 @@
+package mirror
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the mirrors' Prometheus metrics, labelled by origin name (a
+// configured, bounded set). A nil *Metrics records nothing.
+type Metrics struct {
+	held      *prometheus.GaugeVec
+	origin    *prometheus.GaugeVec
+	records   *prometheus.CounterVec
+	rounds    *prometheus.CounterVec
+	securityN *prometheus.CounterVec
+	forwarded *prometheus.CounterVec
+	lastSync  *prometheus.GaugeVec
+}
+
+// NewMetrics registers the mirrors' metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "sumd", Subsystem: "mirror", Name: "tree_size",
+			Help: "Records in the origin's signed tree the mirror holds and serves.",
+		}, []string{"origin"}),
+		origin: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "sumd", Subsystem: "mirror", Name: "origin_tree_size",
+			Help: "Records in the origin's latest signed tree, as last fetched.",
+		}, []string{"origin"}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "mirror", Name: "records_total",
+			Help: "Records stored by the mirror since the start.",
+		}, []string{"origin"}),
+		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "mirror", Name: "syncs_total",
+			Help: "Rounds of following the origin, by outcome (ok, error, security).",
+		}, []string{"origin", "outcome"}),
+		securityN: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "mirror", Name: "security_events_total",
+			Help: "Data refused because it is not provably part of the origin's one signed history, by kind (fork, rollback, signature, unverified).",
+		}, []string{"origin", "kind"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "mirror", Name: "forwarded_lookups_total",
+			Help: "Lookups of versions the mirror lacked, forwarded to the origin, by result (stored, not_found, offline, refused, busy).",
+		}, []string{"origin", "result"}),
+		lastSync: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "sumd", Subsystem: "mirror", Name: "last_sync_timestamp_seconds",
+			Help: "When the mirror last knew its head to be the origin's latest (Unix time).",
+		}, []string{"origin"}),
+	}
+	reg.MustRegister(m.held, m.origin, m.records, m.rounds, m.securityN, m.forwarded, m.lastSync)
+	return m
+}
+
+func (m *Metrics) observeHeld(origin string, n int64) {
+	if m != nil {
+		m.held.WithLabelValues(origin).Set(float64(n))
+	}
+}
+
+func (m *Metrics) observeOrigin(origin string, n int64) {
+	if m != nil {
+		m.origin.WithLabelValues(origin).Set(float64(n))
+	}
+}
+
+func (m *Metrics) addRecords(origin string, n int) {
+	if m != nil {
+		m.records.WithLabelValues(origin).Add(float64(n))
+	}
+}
+
+func (m *Metrics) round(origin, outcome string) {
+	if m != nil {
+		m.rounds.WithLabelValues(origin, outcome).Inc()
+	}
+}
+
+func (m *Metrics) securityEvent(origin, kind string) {
+	if m != nil {
+		m.securityN.WithLabelValues(origin, kind).Inc()
+	}
+}
+
+func (m *Metrics) forward(origin, result string) {
+	if m != nil {
+		m.forwarded.WithLabelValues(origin, result).Inc()
+	}
+}
+
+func (m *Metrics) synced(origin string, unix float64) {
+	if m != nil {
+		m.lastSync.WithLabelValues(origin).Set(unix)
+	}
+}

@@ -1,0 +1,210 @@
+// Package mirror keeps a verified copy of another checksum database — a
+// sumd, sum.golang.org, or another mirror — and serves it: a read replica
+// of a company's sumd, or sum.golang.org inside a network that cannot reach
+// it.
+//
+// A mirror trusts only its origin's verifier keys. A Follower fetches the
+// origin's signed head, its hash tiles and its records (every record, or
+// only those a Selection names) through internal/sumdbclient, and stores
+// them in a verifier-only tlog.Log with Extend and, when far behind, Stage
+// (see internal/tlog): the log verifies everything against the signed head
+// before it stores anything. So a mirror only ever moves forward along one
+// consistent history; a head that is not provably consistent with the one
+// it holds (a fork, a rollback), a bad signature, or a tile or record that
+// does not hash to the signed head is refused as a *SecurityError: nothing
+// is stored, the last good head keeps being served, and a SECURITY log
+// line quotes both heads.
+//
+// # Steps
+//
+// A round (Follower.Sync) moves the mirror to the origin's latest head in
+// steps of at most Options.Step records, each one commit: one Extend when
+// the head is near, else the Stage procedure (skeleton, level-0 tiles in
+// order, a last Extend), which resumes after a crash or SIGKILL where the
+// last commit left it. The origin signs only the heads it serves, so a
+// mirror far behind cannot stop at heads between; staging is how it
+// bounds both memory and the work a crash loses.
+//
+// # Serving
+//
+// Ops serves the mirror through internal/server: the log's reads, and a
+// lookup of a version the mirror lacks forwarded to the origin, verified,
+// stored and answered (a 404 saying the mirror is offline, and how old its
+// head is, when the origin cannot be reached).
+//
+// # Bundles
+//
+// Export writes what a mirror holds from one head to another into one file
+// (a tar, see bundle.go and docs/mirrors.md); Import verifies a whole
+// bundle before it stores any of it. That is how a mirror crosses an air
+// gap.
+package mirror
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// DefaultStep is the records a mirror adds per commit: about 8 MiB of hash
+// tiles and, in a full mirror, 40 MiB of records held in memory at once
+// (two steps are in flight: one fetched ahead while the other commits).
+const DefaultStep = 1 << 18
+
+// Config is what a mirror's database remembers about where it comes from,
+// so that `sumd serve -mirror DB` needs nothing else. It is kept in the
+// database's auxiliary state (never served).
+type Config struct {
+	// URL is the origin's base URL; empty for a mirror fed by bundles only.
+	URL string `json:"url,omitempty"`
+	// VerifierKeys are the origin's verifier keys.
+	VerifierKeys []string `json:"verifier_keys"`
+	// Modules, if set, make the mirror partial: entries ending in ".sum"
+	// are go.sum files, the others module path patterns (GOPRIVATE
+	// syntax). See Selection.
+	Modules []string `json:"modules,omitempty"`
+}
+
+const (
+	auxConfig  = "mirror/config"
+	auxChecked = "mirror/checked" // when the held head was last known to be the origin's latest
+)
+
+// maxConfig caps the stored configuration.
+const maxConfig = 1 << 20
+
+// ReadConfig returns the configuration stored in the mirror's log, or nil
+// if there is none.
+func ReadConfig(ctx context.Context, l *tlog.Log) (*Config, error) {
+	data, err := l.Aux(ctx, auxConfig)
+	if err != nil || data == nil {
+		return nil, err
+	}
+	if len(data) > maxConfig {
+		return nil, fmt.Errorf("mirror configuration is %d bytes, more than %d", len(data), maxConfig)
+	}
+	c := new(Config)
+	if err := json.Unmarshal(data, c); err != nil {
+		return nil, fmt.Errorf("failed to read the mirror configuration: %w", err)
+	}
+	return c, nil
+}
+
+// WriteConfig stores c in the mirror's log.
+func WriteConfig(ctx context.Context, l *tlog.Log, c *Config) error {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return l.SetAux(ctx, auxConfig, data)
+}
+
+// Checked returns when the head the mirror holds was last known to be its
+// origin's latest (zero if never), and so how stale it may be.
+func Checked(ctx context.Context, l *tlog.Log) (time.Time, error) {
+	data, err := l.Aux(ctx, auxChecked)
+	if err != nil || data == nil {
+		return time.Time{}, err
+	}
+	var t time.Time
+	if err := t.UnmarshalText(data); err != nil {
+		return time.Time{}, fmt.Errorf("failed to read when the mirror last checked its origin: %w", err)
+	}
+	return t, nil
+}
+
+func setChecked(ctx context.Context, l *tlog.Log, t time.Time) error {
+	data, _ := t.UTC().MarshalText()
+	return l.SetAux(ctx, auxChecked, data)
+}
+
+// Options configure a Follower.
+type Options struct {
+	// Log is the mirror: a verifier-only log of the origin.
+	Log *tlog.Log
+	// Client fetches from the origin; nil for a mirror that cannot reach it
+	// (fed by bundles): Sync fails, and lookups it lacks are offline 404s.
+	Client *sumdbclient.Client
+	// Verifiers are the origin's verifier keys.
+	Verifiers *sumdbclient.Verifiers
+	// Select, if set, makes the mirror partial: every hash tile, but only
+	// the records it selects. nil: every record.
+	Select *Selection
+	// Step caps the records added per commit (default DefaultStep).
+	Step int64
+	// Parallel caps concurrent requests to the origin (default 8).
+	Parallel int
+	// Logger receives progress and SECURITY lines; nil means slog.Default.
+	Logger *slog.Logger
+	// Metrics, if set, receives the mirror's metrics.
+	Metrics *Metrics
+	// Progress, if set, is called after each step with the records done
+	// and to do in this round. It is called from one goroutine at a time.
+	Progress func(done, total int64)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Step <= 0 {
+		o.Step = DefaultStep
+	}
+	// A step holds whole level-0 tiles.
+	o.Step = max(o.Step>>8<<8, 256)
+	if o.Parallel <= 0 {
+		o.Parallel = 8
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// A Follower moves a mirror forward along its origin's history. Its
+// methods are safe for concurrent use: rounds and forwarded lookups take
+// turns, one step at a time.
+type Follower struct {
+	opts Options
+	log  *tlog.Log
+	name string
+	st   *state
+	mu   sync.Mutex // held by each step of a round and by forwarded lookups
+}
+
+// New returns a follower of the origin of opts.Log.
+func New(opts Options) (*Follower, error) {
+	opts = opts.withDefaults()
+	if opts.Log == nil || opts.Verifiers == nil {
+		return nil, errors.New("mirror: a follower needs the mirror's log and the origin's verifier keys")
+	}
+	if opts.Verifiers.Name() != opts.Log.Name() {
+		return nil, fmt.Errorf("mirror: the verifier keys are for %s, but the mirror holds %s", opts.Verifiers.Name(), opts.Log.Name())
+	}
+	f := &Follower{opts: opts, log: opts.Log, name: opts.Log.Name(), st: newState()}
+	checked, err := Checked(context.Background(), opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	f.st.checked = checked
+	opts.Metrics.observeHeld(f.name, opts.Log.Published().Tree.N)
+	return f, nil
+}
+
+// Name is the origin's name.
+func (f *Follower) Name() string { return f.name }
+
+// Log is the mirror's log.
+func (f *Follower) Log() *tlog.Log { return f.log }
+
+// Online reports whether the follower can reach an origin (has a URL).
+func (f *Follower) Online() bool { return f.opts.Client != nil }

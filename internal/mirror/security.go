@@ -1,0 +1,118 @@
+package mirror
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// Kinds of SecurityError: the ways an origin (or the path to it) can show
+// misbehaviour. They are metric labels: a small fixed set.
+const (
+	KindFork      = "fork"       // a head that does not contain the held one, or another tree of its size
+	KindRollback  = "rollback"   // a head of a smaller tree than the held one
+	KindSignature = "signature"  // a head not signed by the origin's keys
+	KindTampered  = "unverified" // a tile or record that does not hash to the signed head
+)
+
+// A SecurityError is data from the origin that a mirror refuses because
+// it is not provably part of one consistent history signed by the origin.
+// Nothing was stored; the mirror keeps serving the head it held. Clients
+// that see both heads report the same misbehaviour, so an operator must
+// look: the origin, or the path to it, is broken or hostile.
+type SecurityError struct {
+	Kind    string
+	Origin  string // the origin's name
+	Held    []byte // the signed head the mirror holds (nil if none yet)
+	Offered []byte // the signed head refused, or the one the bad data claims
+	Err     error  // the evidence
+}
+
+func (e *SecurityError) Error() string {
+	return fmt.Sprintf("SECURITY ERROR: the origin %s misbehaves (%s); nothing was stored: %v", e.Origin, e.Kind, e.Err)
+}
+
+func (e *SecurityError) Unwrap() error { return e.Err }
+
+// IsSecurity reports whether err is a *SecurityError.
+func IsSecurity(err error) bool {
+	var se *SecurityError
+	return errors.As(err, &se)
+}
+
+// classify turns a refusal of the log's (tlog's errors) into a
+// *SecurityError; other errors (the store, the network) pass unchanged.
+func (f *Follower) classify(err error, offered []byte) error {
+	var ie *itlog.InconsistentError
+	switch {
+	case err == nil || IsSecurity(err):
+		return err
+	case errors.As(err, &ie):
+		kind := KindFork
+		if ie.Rollback() {
+			kind = KindRollback
+		}
+		return &SecurityError{Kind: kind, Origin: f.name, Held: ie.Held, Offered: ie.Offered, Err: err}
+	case errors.Is(err, itlog.ErrUnverified):
+		return &SecurityError{Kind: KindTampered, Origin: f.name, Held: f.log.Published().Signed, Offered: offered, Err: err}
+	}
+	return err
+}
+
+// security logs a refusal and counts it, and returns it.
+func (f *Follower) security(se *SecurityError) error {
+	f.opts.Logger.Error("SECURITY: refused data from the origin of a mirror; nothing was stored and the held head is still served",
+		slog.String("origin", se.Origin), slog.String("kind", se.Kind),
+		slog.String("held_head", string(se.Held)), slog.String("offered_head", string(se.Offered)),
+		slog.String("evidence", se.Err.Error()))
+	f.opts.Metrics.securityEvent(f.name, se.Kind)
+	f.st.security(se)
+	return se
+}
+
+// inconsistency checks that tree (signed head offered) and the held tree
+// (signed head held) are one history, using hashes of the larger tree
+// (authenticated against its signed head), and returns a *SecurityError if
+// they are not.
+func (f *Follower) inconsistency(held *itlog.Head, tree tlog.Tree, offered []byte, hashes tlog.HashReader) error {
+	old, n := held.Tree, tree
+	if tree.N < held.Tree.N {
+		return &SecurityError{Kind: KindRollback, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+			"the origin signs a tree of %d records, smaller than the tree of %d records it signed before", tree.N, held.Tree.N)}
+	}
+	if old.N == 0 {
+		return nil
+	}
+	if old.N == n.N {
+		if old.Hash != n.Hash {
+			return &SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+				"the origin has signed two different trees of %d records (hashes %s and %s)", n.N, old.Hash, n.Hash)}
+		}
+		return nil
+	}
+	proof, err := tlog.ProveTree(n.N, old.N, hashes)
+	if err != nil {
+		return f.tileError(err, held, offered)
+	}
+	if err := tlog.CheckTree(proof, n.N, n.Hash, old.N, old.Hash); err != nil {
+		return &SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+			"the tree of %d records the origin signs does not contain the tree of %d records it signed before: %v", n.N, old.N, err)}
+	}
+	return nil
+}
+
+// tileError sorts an error of x/mod's tile maths over tiles fetched from
+// the origin: a failure to fetch them, or tiles that do not authenticate
+// against the signed head that names them.
+func (f *Follower) tileError(err error, held *itlog.Head, offered []byte) error {
+	if sumdbclient.IsFetchError(err) {
+		return err
+	}
+	return &SecurityError{Kind: KindTampered, Origin: f.name, Held: held.Signed, Offered: offered,
+		Err: fmt.Errorf("the origin's hash tiles do not hash to its signed head: %w", err)}
+}

@@ -1,0 +1,452 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// Result is what one round of Sync did.
+type Result struct {
+	From, To tlog.Tree // the tree held before and after
+	Origin   tlog.Tree // the origin's latest tree
+	Records  int       // records stored
+	Commits  int       // steps committed
+	Missing  int       // go.sum versions the origin does not hold
+	Duration time.Duration
+}
+
+// ErrOffline means the mirror has no origin URL: it is fed by bundles.
+var ErrOffline = errors.New("the mirror has no origin to follow (it is fed by bundles)")
+
+// A target is the signed head a round moves the mirror to.
+type target struct {
+	head []byte
+	tree tlog.Tree
+}
+
+// Sync moves the mirror to its origin's latest signed head (or first to
+// the head it was staging, if a crash interrupted that), in steps, and
+// returns what it did. A *SecurityError means the origin's data was
+// refused; other errors (a *sumdbclient.FetchError, the store) that it
+// could not finish. Either way every step committed before stays.
+func (f *Follower) Sync(ctx context.Context) (*Result, error) {
+	if f.opts.Client == nil {
+		return nil, ErrOffline
+	}
+	start := time.Now()
+	res, err := f.sync(ctx)
+	res.Duration = time.Since(start)
+	res.To = f.log.Published().Tree
+	f.opts.Metrics.observeHeld(f.name, res.To.N)
+	switch {
+	case IsSecurity(err):
+		f.opts.Metrics.round(f.name, "security")
+	case err != nil:
+		f.opts.Metrics.round(f.name, "error")
+		f.st.setProblem(problemText(err))
+	default:
+		f.opts.Metrics.round(f.name, "ok")
+		f.st.setProblem("")
+	}
+	return res, err
+}
+
+// problemText says what went wrong for anonymous readers of the status:
+// never the error's text, which may hold URLs or paths.
+func problemText(err error) string {
+	var fe *sumdbclient.FetchError
+	switch {
+	case errors.As(err, &fe) && fe.Status == 0:
+		return "the origin cannot be reached (see the server log)"
+	case errors.As(err, &fe):
+		return fmt.Sprintf("the origin answered %d (see the server log)", fe.Status)
+	case errors.Is(err, context.Canceled):
+		return ""
+	}
+	return "following the origin failed (see the server log)"
+}
+
+func (f *Follower) sync(ctx context.Context) (*Result, error) {
+	held := f.log.Published()
+	res := &Result{From: held.Tree}
+	// Lookups first: an origin that records on first lookup
+	// (sum.golang.org, a sumd with -upstream) puts them in its next head,
+	// which /latest then returns.
+	looked, err := f.lookupSelected(ctx, res)
+	if err != nil {
+		return res, err
+	}
+	if err := f.addOld(ctx, looked); err != nil {
+		return res, err
+	}
+	// Twice at most: a head being staged when the round began is reached
+	// first, then the latest.
+	for range 2 {
+		t, err := f.latest(ctx, res)
+		if err != nil {
+			return res, err
+		}
+		if err := f.reach(ctx, t, looked, res); err != nil {
+			return res, err
+		}
+		if t.tree == res.Origin {
+			break
+		}
+	}
+	if res.Origin.N <= f.log.Published().Tree.N {
+		now := f.opts.Now()
+		if err := setChecked(ctx, f.log, now); err != nil {
+			return res, err
+		}
+		f.st.setChecked(now)
+		f.opts.Metrics.synced(f.name, float64(now.UnixNano())/1e9)
+	}
+	return res, nil
+}
+
+// latest fetches and verifies the origin's signed head and proves it
+// consistent with the held head and with any head being staged. It returns
+// the head to reach this round: the one being staged, if any, else the
+// latest.
+func (f *Follower) latest(ctx context.Context, res *Result) (target, error) {
+	msg, err := f.opts.Client.Latest(ctx)
+	if err != nil {
+		return target{}, err
+	}
+	tree, err := f.opts.Verifiers.Open(msg)
+	if err != nil {
+		return target{}, f.security(&SecurityError{Kind: KindSignature, Origin: f.name, Held: f.log.Published().Signed, Offered: msg,
+			Err: errors.New(f.opts.Verifiers.Explain("/latest", err))})
+	}
+	res.Origin = tree
+	f.st.setOrigin(tree.N)
+	f.opts.Metrics.observeOrigin(f.name, tree.N)
+	tiles := sumdbclient.NewTileReader(ctx, f.opts.Client, f.opts.Parallel)
+	hashes := tlog.TileHashReader(tree, tiles)
+	held := f.log.Published()
+	staging, err := f.log.Staged(ctx)
+	if err != nil {
+		return target{}, err
+	}
+	against := held
+	if staging != nil {
+		against = &itlog.Head{Tree: staging.Tree, Signed: staging.Head}
+	}
+	if err := f.inconsistency(against, tree, msg, hashes); err != nil {
+		return target{}, f.fromOrigin(err, msg)
+	}
+	if staging != nil {
+		return target{staging.Head, staging.Tree}, nil
+	}
+	return target{msg, tree}, nil
+}
+
+// fromOrigin sorts an error met while checking data from the origin: a
+// refusal is logged as a security event, a failure to fetch passes, and
+// anything else (tiles that do not authenticate against the signed head, a
+// malformed data tile) is the origin's data not verifying.
+func (f *Follower) fromOrigin(err error, offered []byte) error {
+	if err == nil {
+		return nil
+	}
+	var se *SecurityError
+	var tfe *sumdbclient.TileFormatError
+	switch {
+	case errors.As(err, &se):
+		return f.security(se)
+	case sumdbclient.IsFetchError(err):
+		return err
+	case errors.As(err, &tfe):
+		return f.security(&SecurityError{Kind: KindTampered, Origin: f.name, Held: f.log.Published().Signed, Offered: offered, Err: err})
+	}
+	if c := f.classify(err, offered); IsSecurity(c) {
+		return f.security(c.(*SecurityError))
+	}
+	return err
+}
+
+// lookupSelected looks up, at the origin, the go.sum versions of the
+// selection that the mirror does not hold, and returns their records by id
+// (unverified: the log checks each against its leaf).
+func (f *Follower) lookupSelected(ctx context.Context, res *Result) (map[int64][]byte, error) {
+	if f.opts.Select == nil || len(f.opts.Select.files) == 0 {
+		return nil, nil
+	}
+	versions, err := f.opts.Select.Versions()
+	if err != nil {
+		return nil, err
+	}
+	var missing []module.Version
+	for _, m := range versions {
+		if _, err := f.log.Lookup(ctx, m); err != nil {
+			missing = append(missing, m)
+		}
+	}
+	out := map[int64][]byte{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(f.opts.Parallel)
+	for _, m := range missing {
+		g.Go(func() error {
+			ans, err := f.opts.Client.Lookup(gctx, m)
+			switch {
+			case sumdbclient.NotFound(err):
+				f.opts.Logger.Warn("the origin of a mirror does not hold a version a go.sum file lists", "origin", f.name, "module", m.String(), "err", err)
+				mu.Lock()
+				res.Missing++
+				mu.Unlock()
+				return nil
+			case err != nil:
+				return err
+			}
+			mu.Lock()
+			out[ans.ID] = ans.Record
+			mu.Unlock()
+			return nil
+		})
+	}
+	return out, g.Wait()
+}
+
+// addOld stores the looked-up records the held tree already covers.
+func (f *Follower) addOld(ctx context.Context, looked map[int64][]byte) error {
+	f.lock()
+	defer f.unlock()
+	held := f.log.Published()
+	old := map[int64][]byte{}
+	for id, text := range looked {
+		if id < held.Tree.N {
+			old[id] = text
+		}
+	}
+	if len(old) == 0 {
+		return nil
+	}
+	err := f.log.Extend(ctx, itlog.Extension{Head: held.Signed, Records: old})
+	return f.fromOrigin(f.classify(err, held.Signed), held.Signed)
+}
+
+// reach moves the mirror to t, one step at a time.
+func (f *Follower) reach(ctx context.Context, t target, looked map[int64][]byte, res *Result) error {
+	start := f.log.Published().Tree.N
+	pf := newPrefetcher(ctx, f, t)
+	defer pf.stop()
+	for {
+		done, err := f.step(ctx, t, looked, pf, res)
+		if err != nil {
+			return err
+		}
+		if f.opts.Progress != nil && t.tree.N > start {
+			f.opts.Progress(f.progress(ctx, t)-start, t.tree.N-start)
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// progress is how far the mirror is towards t: the held tree, or the
+// staged size.
+func (f *Follower) progress(ctx context.Context, t target) int64 {
+	n := f.log.Published().Tree.N
+	if st, err := f.log.Staged(ctx); err == nil && st != nil {
+		n = st.Size
+	}
+	return min(n, t.tree.N)
+}
+
+// step takes one step towards t and reports whether t is reached. It
+// decides from the mirror's state at the time, under the follower's lock,
+// so a forwarded lookup that moved the head in between changes the plan
+// rather than breaking it.
+func (f *Follower) step(ctx context.Context, t target, looked map[int64][]byte, pf *prefetcher, res *Result) (bool, error) {
+	f.lock()
+	defer f.unlock()
+	held := f.log.Published()
+	if held.Tree.N >= t.tree.N {
+		return true, nil
+	}
+	staging, err := f.log.Staged(ctx)
+	if err != nil {
+		return false, err
+	}
+	var ext itlog.Extension
+	last := false
+	switch {
+	case staging == nil && t.tree.N-held.Tree.N <= f.opts.Step:
+		ext, err = f.fetch(ctx, t, held.Tree.N, tlog.NewTiles(8, held.Tree.N, t.tree.N))
+		addLooked(&ext, looked, held.Tree.N, t.tree.N)
+		last = true
+	case staging == nil:
+		skeleton, _ := itlog.StagingPlan(held.Tree.N, t.tree.N)
+		ext, err = f.fetch(ctx, t, held.Tree.N, skeleton)
+		f.opts.Logger.Info("mirror far behind its origin: staging the extension in steps", "origin", f.name,
+			"held", held.Tree.N, "target", t.tree.N, "step", f.opts.Step)
+	case staging.Size < t.tree.N:
+		ext, err = pf.chunk(held.Tree.N, staging.Size)
+	default:
+		ext = itlog.Extension{Head: t.head}
+		addLooked(&ext, looked, held.Tree.N, t.tree.N)
+		last = true
+	}
+	if err != nil {
+		return false, f.fromOrigin(err, t.head)
+	}
+	if last {
+		err = f.log.Extend(ctx, ext)
+	} else {
+		err = f.log.Stage(ctx, ext)
+	}
+	if err != nil {
+		return false, f.fromOrigin(f.classify(err, t.head), t.head)
+	}
+	res.Commits++
+	res.Records += len(ext.Records)
+	f.opts.Metrics.addRecords(f.name, len(ext.Records))
+	if last {
+		f.opts.Logger.Info("mirror reached the origin's head", "origin", f.name, "tree_size", t.tree.N, "was", res.From.N)
+	}
+	return last, nil
+}
+
+// addLooked adds the looked-up records in [from, to) to ext.
+func addLooked(ext *itlog.Extension, looked map[int64][]byte, from, to int64) {
+	for id, text := range looked {
+		if id >= from && id < to {
+			if ext.Records == nil {
+				ext.Records = map[int64][]byte{}
+			}
+			ext.Records[id] = text
+		}
+	}
+}
+
+// fetch fetches the given hash tiles of t's tree and, for a mirror that
+// reads data tiles, the records of the level-0 ones from id from on, all
+// unverified (the log verifies them).
+func (f *Follower) fetch(ctx context.Context, t target, from int64, tiles []tlog.Tile) (itlog.Extension, error) {
+	ext := itlog.Extension{Head: t.head, Tiles: make(map[tlog.Tile][]byte, len(tiles)), Records: map[int64][]byte{}}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(f.opts.Parallel)
+	data := f.opts.Select == nil || f.opts.Select.Scans()
+	for _, tile := range tiles {
+		g.Go(func() error {
+			d, err := f.opts.Client.HashTile(gctx, tile)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			ext.Tiles[tile] = d
+			mu.Unlock()
+			return nil
+		})
+		if tile.L != 0 || !data || tile.N<<8+int64(tile.W) <= from {
+			continue
+		}
+		g.Go(func() error {
+			recs, err := f.opts.Client.DataTile(gctx, sumdbclient.DataTileOf(tile.N, t.tree.N))
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i, text := range recs {
+				id := tile.N<<8 + int64(i)
+				if id >= from && (f.opts.Select == nil || f.opts.Select.Match(text)) {
+					ext.Records[id] = text
+				}
+			}
+			return nil
+		})
+	}
+	return ext, g.Wait()
+}
+
+// A prefetcher fetches the chunks of level-0 tiles of a staging ahead, one
+// chunk in flight while the previous one commits.
+type prefetcher struct {
+	f      *Follower
+	t      target
+	ctx    context.Context
+	cancel context.CancelFunc
+	next   chan fetched
+	from   int64 // the chunk being prefetched starts at this tree size; -1 if none
+	wg     sync.WaitGroup
+}
+
+type fetched struct {
+	from int64 // the size the chunk starts at
+	held int64 // the held size it was fetched for
+	ext  itlog.Extension
+	err  error
+}
+
+func newPrefetcher(ctx context.Context, f *Follower, t target) *prefetcher {
+	ctx, cancel := context.WithCancel(ctx)
+	return &prefetcher{f: f, t: t, ctx: ctx, cancel: cancel, next: make(chan fetched, 1), from: -1}
+}
+
+// chunk returns the chunk of level-0 tiles staged next, for a mirror
+// holding held with every tile staged up to size from: the one prefetched
+// if it is that one, else fetched now. Then it starts fetching the one
+// after.
+func (p *prefetcher) chunk(held, from int64) (itlog.Extension, error) {
+	var got *fetched
+	if p.from >= 0 {
+		fc := <-p.next
+		p.from = -1
+		if fc.from == from && fc.held == held {
+			got = &fc
+		}
+	}
+	if got == nil {
+		ext, err := p.f.fetch(p.ctx, p.t, held, p.tiles(held, from))
+		got = &fetched{from: from, held: held, ext: ext, err: err}
+	}
+	if tiles := p.tiles(held, from); got.err == nil && len(tiles) > 0 {
+		last := tiles[len(tiles)-1]
+		if after := last.N<<8 + int64(last.W); after < p.t.tree.N {
+			p.from = after
+			p.wg.Go(func() {
+				ext, err := p.f.fetch(p.ctx, p.t, held, p.tiles(held, after))
+				p.next <- fetched{from: after, held: held, ext: ext, err: err}
+			})
+		}
+	}
+	return got.ext, got.err
+}
+
+// tiles returns the chunk of level-0 tiles to stage after size from, for
+// a mirror holding held: a step's worth of those not in the skeleton.
+func (p *prefetcher) tiles(held, from int64) []tlog.Tile {
+	_, leaves := itlog.StagingPlan(held, p.t.tree.N)
+	start := slices.IndexFunc(leaves, func(t tlog.Tile) bool { return t.N<<8+int64(t.W) > from })
+	if start < 0 {
+		return nil
+	}
+	return leaves[start:min(len(leaves), start+int(p.f.opts.Step>>8))]
+}
+
+func (p *prefetcher) stop() {
+	p.cancel()
+	if p.from >= 0 {
+		<-p.next
+	}
+	p.wg.Wait()
+}
+
+// lock and unlock serialize the steps of rounds and forwarded lookups.
+func (f *Follower) lock()   { f.mu.Lock() }
+func (f *Follower) unlock() { f.mu.Unlock() }
