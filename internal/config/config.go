@@ -98,6 +98,7 @@ type Serve struct {
 	Access
 	TUFServe
 	ServeSync
+	ServeMirrors
 }
 
 // Upstream configures recording on first lookup: a lookup of a version the
@@ -170,8 +171,9 @@ func defaultServe() Serve {
 			UpstreamParallel: 16, // upstream.DefaultMaxFetches
 			NegativeTTL:      time.Minute,
 		},
-		Access:    defaultAccess(),
-		ServeSync: defaultServeSync(),
+		Access:       defaultAccess(),
+		ServeSync:    defaultServeSync(),
+		ServeMirrors: ServeMirrors{MirrorInterval: time.Minute},
 	}
 }
 
@@ -213,8 +215,11 @@ func (l *Log) Validate() error {
 
 // Validate reports every problem of c, one per line.
 func (c *Serve) Validate() error {
-	errs := []error{c.Database.Validate(), c.Log.Validate(), checkListen(c.Listen), c.Access.validate(c.Listen, c.TLSCert),
-		c.TUFServe.Validate(), c.ServeSync.Validate()}
+	errs := []error{c.Log.Validate(), checkListen(c.Listen), c.Access.validate(c.Listen, c.TLSCert),
+		c.TUFServe.Validate(), c.ServeSync.Validate(), c.ServeMirrors.Validate()}
+	if !c.MirrorOnly { // a mirror-only server has no log of its own
+		errs = append(errs, c.Database.Validate())
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together: set both to serve HTTPS, or neither"))
 	}

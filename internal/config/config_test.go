@@ -82,7 +82,7 @@ func TestServeValidate(t *testing.T) {
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}, Upstream: Upstream{UpstreamParallel: 1},
-		RefreshInterval: time.Second, MaxHeadAge: 2 * time.Second}
+		RefreshInterval: time.Second, MaxHeadAge: 2 * time.Second, ServeMirrors: ServeMirrors{MirrorInterval: time.Minute}}
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil for an empty database config")

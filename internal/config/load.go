@@ -233,7 +233,8 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 // subcommand, so that one file can configure them all.
 func fileKeys() []string {
 	var keys []string
-	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}, &TUFInit{}, &TUFPublish{}, &TUFRotateRoot{}, &TUFStatus{}, &TUFGosumdb{}, &Sync{}, &OCIPush{}, &Status{}, &Keygen{}, &Copy{}} {
+	for _, cfg := range []any{&Serve{}, &Add{}, &Verify{}, &Key{}, &TUFInit{}, &TUFPublish{}, &TUFRotateRoot{}, &TUFStatus{}, &TUFGosumdb{}, &Sync{}, &OCIPush{}, &Status{}, &Keygen{}, &Copy{},
+		&Mirror{}, &MirrorExport{}, &MirrorImport{}, &Backup{}, &BackupVerify{}, &Restore{}} {
 		for _, o := range bind(flag.NewFlagSet("", flag.ContinueOnError), cfg) {
 			if !slices.Contains(keys, o.Name) {
 				keys = append(keys, o.Name)
