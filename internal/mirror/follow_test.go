@@ -172,5 +172,3 @@ func status(err error) int {
 func contains(err error, s string) bool {
 	return err != nil && strings.Contains(err.Error(), s)
 }
-
-

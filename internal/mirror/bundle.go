@@ -1,0 +1,369 @@
+package mirror
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// A bundle is an uncompressed POSIX tar file (docs/mirrors.md documents it
+// for operators) whose entries come in exactly this order:
+//
+//	sumd-bundle           the header: "sumd mirror bundle 1" and key-value lines
+//	head                  the origin's signed head of the tree of size "to", verbatim
+//	tile/8/L/N[.p/W]      the skeleton of the extension from "from" to "to"
+//	                      (tlog.StagingPlan): every tile of level 1 and above, and
+//	                      the first and last tiles of level 0, in that plan's order
+//	records/N             for each level-0 tile of the skeleton, in order, the
+//	                      records of data tile N the bundle carries (if any)
+//	tile/8/0/N            then each other level-0 tile of the extension, in order,
+//	records/N             each followed by the records of its data tile (if any)
+//
+// A records entry holds records in ascending id order, each as a lookup
+// writes it (x/mod's tlog.FormatRecord): "<id>\n<two go.sum lines>\n". A
+// full mirror's bundle carries every record from "from" on; a partial
+// mirror's, those it holds. Everything from the head on is verified
+// against the origin's key before any of it is stored; the canonical order
+// makes a bundle with entries moved, dropped or added fail by name.
+const (
+	bundleMagic   = "sumd mirror bundle 1"
+	headerName    = "sumd-bundle"
+	headName      = "head"
+	recordsPrefix = "records/"
+)
+
+// Caps on a bundle's parts: it comes from outside the air gap, on a disk
+// whoever carried it could have changed.
+const (
+	maxHeader  = 4 << 10
+	maxRecords = 1 << 20 // a data tile's worth: 256 records of at most 2 KiB, with their ids
+)
+
+// A BundleHeader describes a bundle.
+type BundleHeader struct {
+	Name     string    // the origin's name
+	From, To int64     // the tree sizes the bundle goes from and to
+	Created  time.Time // when it was written
+	// Checked is when the exporting mirror last knew the head to be its
+	// origin's latest: the importing mirror reports its age from it.
+	Checked time.Time
+	Partial bool // the exporting mirror holds only some records
+}
+
+func (h BundleHeader) marshal() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s\nname %s\nfrom %d\nto %d\ncreated %s\n", bundleMagic, h.Name, h.From, h.To, h.Created.UTC().Format(time.RFC3339Nano))
+	if !h.Checked.IsZero() {
+		fmt.Fprintf(&b, "checked %s\n", h.Checked.UTC().Format(time.RFC3339Nano))
+	}
+	fmt.Fprintf(&b, "partial %t\n", h.Partial)
+	return b.Bytes()
+}
+
+// parseHeader parses a bundle header strictly: the magic line, then the
+// known keys, each once.
+func parseHeader(data []byte) (BundleHeader, error) {
+	var h BundleHeader
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) == 0 || lines[0] != bundleMagic {
+		return h, fmt.Errorf("not a sumd mirror bundle (or a newer format): the header does not start with %q", bundleMagic)
+	}
+	seen := map[string]bool{}
+	for _, line := range lines[1:] {
+		k, v, ok := strings.Cut(line, " ")
+		if !ok || seen[k] {
+			return h, fmt.Errorf("malformed bundle header line %q", quoteCap(line))
+		}
+		seen[k] = true
+		var err error
+		switch k {
+		case "name":
+			h.Name = v
+		case "from":
+			h.From, err = strconv.ParseInt(v, 10, 64)
+		case "to":
+			h.To, err = strconv.ParseInt(v, 10, 64)
+		case "created":
+			h.Created, err = time.Parse(time.RFC3339, v)
+		case "checked":
+			h.Checked, err = time.Parse(time.RFC3339, v)
+		case "partial":
+			h.Partial, err = strconv.ParseBool(v)
+		default:
+			err = errors.New("unknown key")
+		}
+		if err != nil {
+			return h, fmt.Errorf("malformed bundle header line %q: %v", quoteCap(line), err)
+		}
+	}
+	switch {
+	case h.Name == "" || !seen["from"] || !seen["to"] || !seen["created"]:
+		return h, errors.New("malformed bundle header: it needs name, from, to and created")
+	case h.From < 0 || h.To < h.From || h.To > 1<<62:
+		return h, fmt.Errorf("malformed bundle header: from %d to %d", h.From, h.To)
+	}
+	return h, nil
+}
+
+func quoteCap(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// planTiles is tlog.StagingPlan, and nothing for an empty extension.
+func planTiles(from, to int64) (skeleton, leaves []tlog.Tile) {
+	if to <= from {
+		return nil, nil
+	}
+	return itlog.StagingPlan(from, to)
+}
+
+// A bundleWriter writes a bundle's entries in order.
+type bundleWriter struct {
+	tw *tar.Writer
+	n  int64 // bytes of entry data written
+}
+
+func (w *bundleWriter) entry(name string, data []byte) error {
+	hdr := &tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+	if err := w.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("failed to write the bundle: %w", err)
+	}
+	if _, err := w.tw.Write(data); err != nil {
+		return fmt.Errorf("failed to write the bundle: %w", err)
+	}
+	w.n += int64(len(data))
+	return nil
+}
+
+// formatRecords formats records for a records entry.
+func formatRecords(ids []int64, texts [][]byte) ([]byte, error) {
+	var b []byte
+	for i, id := range ids {
+		msg, err := tlog.FormatRecord(id, texts[i])
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", id, err)
+		}
+		b = append(b, msg...)
+	}
+	return b, nil
+}
+
+// parseRecords parses a records entry of data tile n: records in
+// ascending id order within the tile, each at least from.
+func parseRecords(data []byte, n, from int64) (map[int64][]byte, []int64, error) {
+	out := map[int64][]byte{}
+	var ids []int64
+	for len(data) > 0 {
+		id, text, rest, err := tlog.ParseRecord(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("malformed record: %w", err)
+		}
+		switch {
+		case id < n<<8 || id >= (n+1)<<8:
+			return nil, nil, fmt.Errorf("record %d is not in data tile %d", id, n)
+		case id < from:
+			return nil, nil, fmt.Errorf("record %d is older than the tree of size %d the bundle starts from", id, from)
+		case len(ids) > 0 && id <= ids[len(ids)-1]:
+			return nil, nil, fmt.Errorf("record %d comes after record %d: records must be in ascending order", id, ids[len(ids)-1])
+		case len(text) > gosum.MaxRecordSize:
+			return nil, nil, fmt.Errorf("record %d is larger than %d bytes", id, gosum.MaxRecordSize)
+		}
+		out[id] = text
+		ids = append(ids, id)
+		data = rest
+	}
+	return out, ids, nil
+}
+
+// A bundleReader reads a bundle's entries in their canonical order, each
+// within its size cap, and names the first one out of place.
+type bundleReader struct {
+	tr   *tar.Reader
+	peek *tar.Header // read but not consumed
+	n    int64       // entries read, for messages
+}
+
+func newBundleReader(r io.Reader) *bundleReader {
+	return &bundleReader{tr: tar.NewReader(bufio.NewReaderSize(r, 1<<16))}
+}
+
+// next returns the next entry's header, without consuming it.
+func (r *bundleReader) next() (*tar.Header, error) {
+	if r.peek != nil {
+		return r.peek, nil
+	}
+	for {
+		h, err := r.tr.Next()
+		if err == io.EOF {
+			return nil, io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return nil, fmt.Errorf("the bundle is damaged or truncated after entry %d: %w", r.n, err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			r.peek = h
+			return h, nil
+		}
+		if h.Typeflag != tar.TypeXGlobalHeader {
+			return nil, fmt.Errorf("bundle entry %q is not a regular file", quoteCap(h.Name))
+		}
+	}
+}
+
+// read consumes the next entry, which must be called name, and returns its
+// data, at most limit bytes (exactly size, if size >= 0).
+func (r *bundleReader) read(name string, limit, size int64) ([]byte, error) {
+	h, err := r.next()
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fmt.Errorf("the bundle is truncated: it ends where %s should come", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if h.Name != name {
+		return nil, fmt.Errorf("the bundle's entry %d is %q where %s should come: entries are missing, added or out of order", r.n+1, quoteCap(h.Name), name)
+	}
+	if h.Size > limit || size >= 0 && h.Size != size {
+		return nil, fmt.Errorf("bundle entry %s is %d bytes, want %s", name, h.Size, sizeWant(limit, size))
+	}
+	r.peek = nil
+	r.n++
+	data := make([]byte, h.Size)
+	if _, err := io.ReadFull(r.tr, data); err != nil {
+		return nil, fmt.Errorf("the bundle is truncated in entry %s: %w", name, err)
+	}
+	return data, nil
+}
+
+func sizeWant(limit, size int64) string {
+	if size >= 0 {
+		return strconv.FormatInt(size, 10)
+	}
+	return "at most " + strconv.FormatInt(limit, 10)
+}
+
+// optional reads the next entry if it is called name, and returns nil
+// otherwise.
+func (r *bundleReader) optional(name string, limit int64) ([]byte, error) {
+	h, err := r.next()
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, err
+	}
+	if h == nil || h.Name != name {
+		return nil, nil
+	}
+	return r.read(name, limit, -1)
+}
+
+// end checks that nothing follows the last entry.
+func (r *bundleReader) end() error {
+	h, err := r.next()
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("the bundle holds an entry %q after its last one", quoteCap(h.Name))
+}
+
+func recordsEntry(n int64) string { return recordsPrefix + strconv.FormatInt(n, 10) }
+
+// A bundleVisitor is called for the parts of a bundle as walkBundle reads
+// them, in order; an error stops the walk.
+type bundleVisitor interface {
+	// header: the header and the signed head, which open has verified.
+	header(h BundleHeader, head []byte, tree tlog.Tree) error
+	// skeleton: every tile of the skeleton.
+	skeleton(tiles map[tlog.Tile][]byte) error
+	// leaf: a level-0 tile not in the skeleton.
+	leaf(t tlog.Tile, data []byte) error
+	// records: the records of data tile n, after its level-0 tile.
+	records(n int64, recs map[int64][]byte, ids []int64) error
+}
+
+// walkBundle reads a bundle, checking its order and caps, and calls v for
+// its parts. open verifies the signed head with the origin's keys, before
+// anything that depends on the tree's size is planned (a forged header
+// could otherwise ask for billions of tiles).
+func walkBundle(r io.Reader, open func([]byte) (tlog.Tree, error), v bundleVisitor) (BundleHeader, error) {
+	br := newBundleReader(r)
+	data, err := br.read(headerName, maxHeader, -1)
+	if err != nil {
+		return BundleHeader{}, err
+	}
+	h, err := parseHeader(data)
+	if err != nil {
+		return h, err
+	}
+	head, err := br.read(headName, sumdbclient.MaxLatest, -1)
+	if err != nil {
+		return h, err
+	}
+	tree, err := open(head)
+	if err != nil {
+		return h, err
+	}
+	if tree.N != h.To {
+		return h, fmt.Errorf("the bundle's header says it goes to tree %d, but its signed head is of tree %d", h.To, tree.N)
+	}
+	if err := v.header(h, head, tree); err != nil {
+		return h, err
+	}
+	skeleton, leaves := planTiles(h.From, h.To)
+	tiles := make(map[tlog.Tile][]byte, len(skeleton))
+	for _, t := range skeleton {
+		if tiles[t], err = br.read(t.Path(), sumdbclient.MaxHashTile, int64(t.W*tlog.HashSize)); err != nil {
+			return h, err
+		}
+	}
+	if err := v.skeleton(tiles); err != nil {
+		return h, err
+	}
+	recordsOf := func(n int64) error {
+		data, err := br.optional(recordsEntry(n), maxRecords)
+		if err != nil || data == nil {
+			return err
+		}
+		recs, ids, err := parseRecords(data, n, h.From)
+		if err != nil {
+			return fmt.Errorf("bundle entry %s: %w", recordsEntry(n), err)
+		}
+		return v.records(n, recs, ids)
+	}
+	for _, t := range skeleton {
+		if t.L == 0 {
+			if err := recordsOf(t.N); err != nil {
+				return h, err
+			}
+		}
+	}
+	for _, t := range leaves {
+		data, err := br.read(t.Path(), sumdbclient.MaxHashTile, int64(t.W*tlog.HashSize))
+		if err != nil {
+			return h, err
+		}
+		if err := v.leaf(t, data); err != nil {
+			return h, err
+		}
+		if err := recordsOf(t.N); err != nil {
+			return h, err
+		}
+	}
+	return h, br.end()
+}

@@ -1,0 +1,223 @@
+package mirror
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+func export(t *testing.T, l *itlog.Log, since int64) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if _, err := Export(context.Background(), l, &b, since); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func importBundle(t testing.TB, l *itlog.Log, key string, bundle []byte, step int64) (*ImportStats, error) {
+	t.Helper()
+	vs, err := sumdbclient.ParseVerifiers(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(bundle)), nil }
+	return Import(context.Background(), l, vs, open, ImportOptions{Step: step, Logger: quiet})
+}
+
+// TestBundle carries a mirror across an air gap: a full bundle, then an
+// incremental one (proportional to what was added), into an empty mirror
+// in steps and into one that already holds part of the tree; a partial
+// mirror's bundle; and a bundle of a tree the mirror holds already.
+func TestBundle(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 1000)
+	a, _ := newMirror(t, o)
+	fa := newFollower(t, o, a, nil)
+	sync := func() {
+		t.Helper()
+		if _, err := fa.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync()
+	part, _ := newMirror(t, o) // holds 1000 records
+	if _, err := importBundle(t, part, o.key.VerifierKey(), export(t, a, 0), 0); err != nil {
+		t.Fatal(err)
+	}
+	o.grow(1000, 2000)
+	sync()
+	full := export(t, a, 0)
+
+	b, _ := newMirror(t, o)
+	st, err := importBundle(t, b, o.key.VerifierKey(), full, 512)
+	if err != nil || st.To.N != 3000 || st.Records != 3000 || st.Commits < 4 {
+		t.Fatalf("import of the full bundle in steps: %+v, %v", st, err)
+	}
+	sameAs(t, b, o.log, all)
+	if st, err := importBundle(t, part, o.key.VerifierKey(), full, 512); err != nil || st.Records != 2000 {
+		t.Fatalf("import of the full bundle into a mirror holding 1000: %+v, %v", st, err)
+	}
+	sameAs(t, part, o.log, all)
+
+	o.grow(3000, 300)
+	sync()
+	incr := export(t, a, 3000)
+	if len(incr) > len(full)/5 {
+		t.Errorf("incremental bundle of 300 records is %d bytes, the full one of 3000 %d", len(incr), len(full))
+	}
+	if st, err := importBundle(t, b, o.key.VerifierKey(), incr, 0); err != nil || st.Commits != 1 || st.To.N != 3300 {
+		t.Fatalf("incremental import: %+v, %v", st, err)
+	}
+	sameAs(t, b, o.log, all)
+	if st, err := importBundle(t, b, o.key.VerifierKey(), full, 0); err != nil || st.To.N != 3300 || st.Commits != 0 {
+		t.Errorf("import of an older bundle: %+v, %v; want nothing done", st, err)
+	}
+	empty, _ := newMirror(t, o)
+	if _, err := importBundle(t, empty, o.key.VerifierKey(), incr, 0); err == nil || !strings.Contains(err.Error(), "starts at tree 3000, but the mirror holds only 0") {
+		t.Errorf("incremental bundle into an empty mirror: %v", err)
+	}
+
+	// A partial mirror's bundle carries its records only.
+	c, _ := newMirror(t, o)
+	sel, _ := ParseSelection([]string{"golang.org/x/*"})
+	if _, err := newFollower(t, o, c, func(opts *Options) { opts.Select = sel }).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := newMirror(t, o)
+	if _, err := importBundle(t, d, o.key.VerifierKey(), export(t, c, 0), 1024); err != nil {
+		t.Fatal(err)
+	}
+	sameAs(t, d, o.log, func(id int64) bool { return id%10 == 3 })
+}
+
+// TestBundleRefused offers an incremental bundle tampered in every way:
+// each import fails naming the problem and stores nothing.
+func TestBundleRefused(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 700)
+	a, _ := newMirror(t, o)
+	fa := newFollower(t, o, a, nil)
+	if _, err := fa.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	base := export(t, a, 0)
+	o.grow(700, 1300)
+	if _, err := fa.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	good := export(t, a, 700)
+
+	fork := openPrimary(t, o.key)
+	addRecords(t, fork, 0, 690)
+	addRecords(t, fork, 50_000, 1310)
+	fm, _ := newMirror(t, o)
+	ff := newFollower(t, o, fm, nil)
+	o.serve(server.New(testName, fork, server.Options{Logger: quiet}))
+	if _, err := ff.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o.serve(nil)
+	forked := export(t, fm, 700)
+
+	entries := readEntries(t, good)
+	for _, tc := range []struct {
+		name   string
+		bundle []byte
+		want   string
+	}{
+		{"tampered tile", rewrite(t, entries, func(e []entry) []entry {
+			i := slices.IndexFunc(e, func(x entry) bool { return strings.HasPrefix(x.name, "tile/8/0/") })
+			e[i].data[7] ^= 1
+			return e
+		}), "tile tile/8/0/002 does not hash to its signed head"},
+		{"tampered record", rewrite(t, entries, func(e []entry) []entry {
+			i := slices.IndexFunc(e, func(x entry) bool { return strings.HasPrefix(x.name, "records/") })
+			h := bytes.Index(e[i].data, []byte("h1:")) + 3
+			e[i].data[h] ^= 'A' ^ 'B' // another base64 digit
+			return e
+		}), "record 700 does not hash"},
+		{"truncated", good[:len(good)/2], "truncated"},
+		{"reordered", rewrite(t, entries, func(e []entry) []entry {
+			e[4], e[6] = e[6], e[4]
+			return e
+		}), "out of order"},
+		{"missing entry", rewrite(t, entries, func(e []entry) []entry { return append(e[:7:7], e[8:]...) }), "out of order"},
+		{"extra entry", rewrite(t, entries, func(e []entry) []entry { return append(e, entry{"extra", []byte("x")}) }), "after its last one"},
+		{"forked", forked, "SECURITY"},
+		{"another origin", rewrite(t, entries, func(e []entry) []entry {
+			e[1].data = bytes.Replace(e[1].data, []byte(testName), []byte("sum.other.example"), 1)
+			return e
+		}), "is not signed by key"},
+		{"not a bundle", []byte("hello"), "truncated"},
+	} {
+		b, s := newMirror(t, o)
+		if _, err := importBundle(t, b, o.key.VerifierKey(), base, 0); err != nil {
+			t.Fatal(err)
+		}
+		before := s.Commits()
+		_, err := importBundle(t, b, o.key.VerifierKey(), tc.bundle, 512)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: import = %v, want %q", tc.name, err, tc.want)
+		}
+		if s.Commits() != before {
+			t.Errorf("%s: refused, but stored", tc.name)
+		}
+		if tree, _ := b.Tree(ctx); tree.N != 700 {
+			t.Errorf("%s: the mirror moved to %d", tc.name, tree.N)
+		}
+		if tc.name == "forked" && !IsSecurity(err) {
+			t.Errorf("forked bundle: %v is not a SecurityError", err)
+		}
+	}
+}
+
+type entry struct {
+	name string
+	data []byte
+}
+
+func readEntries(t *testing.T, bundle []byte) []entry {
+	var out []entry
+	tr := tar.NewReader(bytes.NewReader(bundle))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(tr)
+		out = append(out, entry{h.Name, data})
+	}
+}
+
+func rewrite(t *testing.T, entries []entry, change func([]entry) []entry) []byte {
+	e := make([]entry, len(entries))
+	for i, x := range entries {
+		e[i] = entry{x.name, bytes.Clone(x.data)}
+	}
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, x := range change(e) {
+		tw.WriteHeader(&tar.Header{Name: x.name, Mode: 0o644, Size: int64(len(x.data)), Typeflag: tar.TypeReg})
+		tw.Write(x.data)
+	}
+	tw.Close()
+	return b.Bytes()
+}
+
+func flip(b []byte) []byte {
+	b[len(b)/2] ^= 1
+	return b
+}

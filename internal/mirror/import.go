@@ -1,0 +1,406 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// ImportOptions configure Import.
+type ImportOptions struct {
+	// Step caps the records stored per commit (default DefaultStep).
+	Step int64
+	// Logger receives progress; nil means slog.Default.
+	Logger *slog.Logger
+	// Progress, if set, is called as records are stored.
+	Progress func(done, total int64)
+}
+
+// ImportStats is what Import did.
+type ImportStats struct {
+	Header   BundleHeader
+	From, To tlog.Tree // the mirror's tree before and after
+	Records  int       // records in the bundle beyond the mirror's tree, stored
+	Commits  int
+}
+
+// errHeld stops a walk: the mirror already holds the bundle's tree.
+var errHeld = errors.New("the mirror already holds the bundle's tree")
+
+// Import verifies the bundle open returns in full, then stores it: open is
+// called twice, for the two passes. The first pass verifies everything
+// against the origin's keys vs and the mirror's head — the signed head,
+// every tile up to its root, every record against its leaf, and that the
+// bundle's tree extends the mirror's — and stores nothing; a tampered,
+// truncated, reordered or forked bundle fails it, naming the problem (a
+// fork or rollback as a *SecurityError). The second stores it in steps
+// (tlog's Stage), verified again by the log; a crash in it is resumed by
+// importing the same bundle again.
+func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open func() (io.ReadCloser, error), opts ImportOptions) (*ImportStats, error) {
+	if opts.Step <= 0 {
+		opts.Step = DefaultStep
+	}
+	opts.Step = max(opts.Step>>8<<8, 256)
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	held := l.Published()
+	st := &ImportStats{From: held.Tree, To: held.Tree}
+	c := &bundleCheck{ctx: ctx, l: l, vs: vs, held: held}
+	h, err := walk(open, vs, c)
+	st.Header = h
+	if errors.Is(err, errHeld) {
+		return st, nil
+	}
+	if err == nil {
+		err = c.done()
+	}
+	if err != nil {
+		return st, err
+	}
+	st.Records = c.nrecords
+	s := &bundleStore{ctx: ctx, l: l, opts: opts, held: held, kept: c.kept, st: st}
+	if _, err := walk(open, vs, s); err != nil {
+		return st, err
+	}
+	if err := s.finish(); err != nil {
+		return st, err
+	}
+	st.To = l.Published().Tree
+	checked := h.Checked
+	if checked.IsZero() {
+		checked = h.Created
+	}
+	if prev, err := Checked(ctx, l); err == nil && checked.After(prev) {
+		err = setChecked(ctx, l, checked)
+		if err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+func walk(open func() (io.ReadCloser, error), vs *sumdbclient.Verifiers, v bundleVisitor) (BundleHeader, error) {
+	r, err := open()
+	if err != nil {
+		return BundleHeader{}, err
+	}
+	defer r.Close()
+	return walkBundle(r, func(head []byte) (tlog.Tree, error) {
+		tree, err := vs.Open(head)
+		if err != nil {
+			return tree, errors.New(vs.Explain("the bundle", err))
+		}
+		return tree, nil
+	}, v)
+}
+
+// bundleCheck is the first pass: it verifies a bundle in full, storing
+// nothing. It keeps the skeleton in memory (1/256 of the tiles) and one
+// level-0 tile at a time.
+type bundleCheck struct {
+	ctx  context.Context
+	l    *itlog.Log
+	vs   *sumdbclient.Verifiers
+	held *itlog.Head
+
+	head     []byte
+	tree     tlog.Tree
+	hashes   tlog.HashReader
+	tiles    map[tlog.Tile][]byte // the skeleton, authenticated
+	cur      tlog.Tile            // the level-0 tile read last
+	curData  []byte
+	kept     map[tlog.Tile][]byte // the level-0 tile holding the mirror's edge, if not in the skeleton
+	nrecords int
+}
+
+func (c *bundleCheck) header(h BundleHeader, head []byte, tree tlog.Tree) error {
+	c.head, c.tree = head, tree
+	switch {
+	case h.Name != c.l.Name():
+		return fmt.Errorf("the bundle is of %s, but the mirror is of %s", h.Name, c.l.Name())
+	case h.From > c.held.Tree.N:
+		return fmt.Errorf("the bundle starts at tree %d, but the mirror holds only %d records: import the bundles before it first, or export one with -since %d",
+			h.From, c.held.Tree.N, c.held.Tree.N)
+	}
+	c.hashes = tlog.TileHashReader(tree, c)
+	if tree.N > c.held.Tree.N {
+		return nil
+	}
+	// A bundle of a tree the mirror has passed: it must be a prefix of the
+	// held one, or the origin forked.
+	if err := provePrefix(c.l, c.held, tree, head); err != nil {
+		return err
+	}
+	return errHeld
+}
+
+func (c *bundleCheck) skeleton(tiles map[tlog.Tile][]byte) error {
+	c.tiles = tiles
+	c.kept = map[tlog.Tile][]byte{}
+	for t := range tiles {
+		if err := c.authenticate(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *bundleCheck) leaf(t tlog.Tile, data []byte) error {
+	c.cur, c.curData = t, data
+	if err := c.authenticate(t); err != nil {
+		return err
+	}
+	if t.N == c.held.Tree.N>>8 {
+		c.kept[t] = data
+	}
+	return nil
+}
+
+// authenticate checks tile t against the signed root, through its parents.
+func (c *bundleCheck) authenticate(t tlog.Tile) error {
+	if _, err := c.hashes.ReadHashes([]int64{tlog.StoredHashIndex(t.L*8, t.N<<8+int64(t.W-1))}); err != nil {
+		return fmt.Errorf("the bundle's tile %s does not hash to its signed head (tampered or damaged): %w", t.Path(), err)
+	}
+	return nil
+}
+
+func (c *bundleCheck) records(n int64, recs map[int64][]byte, ids []int64) error {
+	data := c.curData
+	if c.curData == nil || c.cur.N != n {
+		t := tlog.Tile{H: 8, L: 0, N: n, W: int(min(c.tree.N-n<<8, 256))}
+		data = c.tiles[t] // a level-0 tile of the skeleton
+	}
+	for _, id := range ids {
+		i := int(id - n<<8)
+		if (i+1)*tlog.HashSize > len(data) || tlog.RecordHash(recs[id]) != tlog.Hash(data[i*tlog.HashSize:]) {
+			return fmt.Errorf("the bundle's record %d does not hash to its signed head (tampered or damaged)", id)
+		}
+	}
+	for _, id := range ids {
+		if id >= c.held.Tree.N {
+			c.nrecords++
+		}
+	}
+	return nil
+}
+
+// done proves, once every tile is read, that the bundle's tree extends the
+// mirror's.
+func (c *bundleCheck) done() error {
+	if c.held.Tree.N == 0 {
+		return nil
+	}
+	proof, err := tlog.ProveTree(c.tree.N, c.held.Tree.N, c.hashes)
+	if err != nil {
+		return fmt.Errorf("failed to prove the bundle's tree consistent with the mirror's: %w", err)
+	}
+	if err := tlog.CheckTree(proof, c.tree.N, c.tree.Hash, c.held.Tree.N, c.held.Tree.Hash); err != nil {
+		return &SecurityError{Kind: KindFork, Origin: c.l.Name(), Held: c.held.Signed, Offered: c.head, Err: fmt.Errorf(
+			"the bundle's signed tree of %d records does not contain the tree of %d records the mirror holds: %v", c.tree.N, c.held.Tree.N, err)}
+	}
+	return nil
+}
+
+// ReadTiles serves TileHashReader the bundle's tiles and, for those the
+// extension does not change, the mirror's.
+func (c *bundleCheck) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		switch {
+		case t == c.cur && c.curData != nil:
+			out[i] = c.curData
+		case c.tiles[t] != nil:
+			out[i] = c.tiles[t]
+		case c.kept[t] != nil:
+			out[i] = c.kept[t]
+		default:
+			d, err := c.l.ReadTileData(c.ctx, t)
+			if err != nil {
+				return nil, fmt.Errorf("tile %s is neither in the bundle nor held: %w", t.Path(), err)
+			}
+			out[i] = d
+		}
+	}
+	return out, nil
+}
+
+func (c *bundleCheck) Height() int                     { return 8 }
+func (c *bundleCheck) SaveTiles([]tlog.Tile, [][]byte) {}
+
+// provePrefix proves tree (signed head offered), no larger than the held
+// tree, a prefix of it, from the mirror's own tiles.
+func provePrefix(l *itlog.Log, held *itlog.Head, tree tlog.Tree, offered []byte) error {
+	fork := func(err error) error {
+		return &SecurityError{Kind: KindFork, Origin: l.Name(), Held: held.Signed, Offered: offered, Err: err}
+	}
+	if tree.N == held.Tree.N {
+		if tree.Hash != held.Tree.Hash {
+			return fork(fmt.Errorf("two different signed trees of %d records (hashes %s and %s)", tree.N, held.Tree.Hash, tree.Hash))
+		}
+		return nil
+	}
+	if tree.N == 0 {
+		return nil
+	}
+	proof, err := tlog.ProveTree(held.Tree.N, tree.N, l.HashReader())
+	if err != nil {
+		return fmt.Errorf("failed to prove a signed tree against the mirror's: %w", err)
+	}
+	if err := tlog.CheckTree(proof, held.Tree.N, held.Tree.Hash, tree.N, tree.Hash); err != nil {
+		return fork(fmt.Errorf("the signed tree of %d records is not contained in the tree of %d records the mirror holds: %v", tree.N, held.Tree.N, err))
+	}
+	return nil
+}
+
+// bundleStore is the second pass: it stores a verified bundle with
+// Extend, or in steps with Stage, resuming a staging the same import
+// began.
+type bundleStore struct {
+	ctx  context.Context
+	l    *itlog.Log
+	opts ImportOptions
+	held *itlog.Head
+	kept map[tlog.Tile][]byte
+	st   *ImportStats
+
+	head   []byte
+	tree   tlog.Tree
+	want   map[tlog.Tile]bool // the tiles of the extension from the held tree
+	single bool               // one Extend
+	skel   map[tlog.Tile]bool // staging: the skeleton from the held tree
+	staged int64              // staging: every level-0 tile is staged up to this size; -1 before the skeleton
+	ext    itlog.Extension    // being gathered
+	leaves int                // level-0 tiles in ext
+	skip   bool               // the records of the current tile are stored
+}
+
+func (s *bundleStore) header(h BundleHeader, head []byte, tree tlog.Tree) error {
+	if tree.N <= s.held.Tree.N {
+		return errHeld
+	}
+	s.head, s.tree, s.staged = head, tree, -1
+	s.want = map[tlog.Tile]bool{}
+	for _, t := range tlog.NewTiles(8, s.held.Tree.N, tree.N) {
+		s.want[t] = true
+	}
+	s.reset()
+	pending, err := s.l.Staged(s.ctx)
+	if err != nil {
+		return err
+	}
+	s.single = pending == nil && tree.N-s.held.Tree.N <= s.opts.Step
+	if s.single {
+		return nil
+	}
+	skel, _ := itlog.StagingPlan(s.held.Tree.N, tree.N)
+	s.skel = map[tlog.Tile]bool{}
+	for _, t := range skel {
+		s.skel[t] = true
+	}
+	if pending != nil && pending.Size > s.held.Tree.N {
+		s.staged = pending.Size // resume: the skeleton and the tiles up to here are staged
+	}
+	return nil
+}
+
+func (s *bundleStore) reset() {
+	s.ext = itlog.Extension{Head: s.head, Tiles: map[tlog.Tile][]byte{}, Records: map[int64][]byte{}}
+	s.leaves = 0
+}
+
+func (s *bundleStore) skeleton(tiles map[tlog.Tile][]byte) error {
+	s.skip = s.staged >= 0
+	if s.skip {
+		return nil
+	}
+	for t, data := range tiles {
+		if s.want[t] && (s.single || s.skel[t]) {
+			s.ext.Tiles[t] = data
+		}
+	}
+	for t, data := range s.kept {
+		s.ext.Tiles[t] = data
+	}
+	return nil
+}
+
+func (s *bundleStore) leaf(t tlog.Tile, data []byte) error {
+	// Tiles below the held tree, and those a resumed staging stored, are
+	// skipped with their records; the skeleton's edge tile (when the bundle
+	// starts below the held tree) was staged with the skeleton, but its
+	// records come with the tiles after it.
+	s.skip = !s.want[t] || !s.single && s.staged >= 0 && t.N<<8+int64(t.W) <= s.staged
+	if s.skip || s.skel[t] {
+		return nil
+	}
+	if !s.single && (s.staged < 0 || s.leaves >= int(s.opts.Step>>8)) {
+		if err := s.stage(); err != nil {
+			return err
+		}
+	}
+	s.ext.Tiles[t] = data
+	s.leaves++
+	return nil
+}
+
+func (s *bundleStore) records(n int64, recs map[int64][]byte, ids []int64) error {
+	if s.skip {
+		return nil
+	}
+	for _, id := range ids {
+		if id >= s.held.Tree.N {
+			s.ext.Records[id] = recs[id]
+		}
+	}
+	return nil
+}
+
+// stage stages what was gathered: the skeleton first, then level-0 tiles.
+func (s *bundleStore) stage() error {
+	if err := s.l.Stage(s.ctx, s.ext); err != nil {
+		return err
+	}
+	s.st.Commits++
+	if s.staged < 0 {
+		s.staged = s.held.Tree.N
+	}
+	for t := range s.ext.Tiles {
+		if t.L == 0 && !s.skel[t] {
+			s.staged = max(s.staged, t.N<<8+int64(t.W))
+		}
+	}
+	if s.opts.Progress != nil {
+		s.opts.Progress(s.staged-s.held.Tree.N, s.tree.N-s.held.Tree.N)
+	}
+	s.reset()
+	return nil
+}
+
+// finish stores what is left and publishes the head.
+func (s *bundleStore) finish() error {
+	if s.head == nil {
+		return nil // nothing beyond the held tree
+	}
+	if !s.single && (len(s.ext.Tiles) > 0 || len(s.ext.Records) > 0 || s.staged < 0) {
+		if err := s.stage(); err != nil {
+			return err
+		}
+	}
+	if err := s.l.Extend(s.ctx, s.ext); err != nil {
+		return err
+	}
+	s.st.Commits++
+	if s.opts.Progress != nil {
+		s.opts.Progress(s.tree.N-s.held.Tree.N, s.tree.N-s.held.Tree.N)
+	}
+	s.opts.Logger.Info("imported a bundle", "origin", s.l.Name(), "tree_size", s.tree.N, "was", s.held.Tree.N)
+	return nil
+}
