@@ -1,0 +1,119 @@
+package mirror
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// TestRestore rebuilds a primary from a full mirror of it, alone and
+// rolling an old copy forward: the rebuilt log opens with the primary's
+// key, verifies in full, and its next head extends the mirror's newest.
+func TestRestore(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 600)
+	old := itlog.NewMemStore()
+	copyLog(t, o, old) // an old backup, at 600 records
+	o.grow(600, 700)
+	m, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, m, nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, withOld := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "restored.db")
+		dst, err := itlog.OpenBolt(path, itlog.BoltOptions{Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var from itlog.Store
+		if withOld {
+			from = old
+		}
+		st, err := Restore(ctx, dst, m, []*itlog.Key{o.key}, from, RestoreOptions{Batch: 500, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Tree.N != 1300 || withOld && st.Previous.N != 600 {
+			t.Errorf("restore: %+v", st)
+		}
+		dst.Close()
+		l, err := itlog.Open(path, itlog.Options{Keys: []*itlog.Key{o.key}, Verify: itlog.VerifyFull, Logger: quiet})
+		if err != nil {
+			t.Fatalf("the restored database does not open: %v", err)
+		}
+		sameAs(t, l, o.log, all)
+		addRecords(t, l, 99_000, 5)
+		next, _ := l.Tree(ctx)
+		proof, err := tlog.ProveTree(next.N, st.Tree.N, l.HashReader())
+		if err != nil || tlog.CheckTree(proof, next.N, next.Hash, st.Tree.N, st.Tree.Hash) != nil {
+			t.Errorf("the restored primary's next head does not extend the mirror's: %v", err)
+		}
+		l.Close()
+	}
+}
+
+// TestRestoreRefuses: a mirror behind the database, a database that forks
+// from the mirror, another log's key, a partial mirror.
+func TestRestoreRefuses(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 600)
+	m, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, m, nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o.grow(600, 100)
+	newer := itlog.NewMemStore()
+	copyLog(t, o, newer)
+	forked := itlog.NewMemStore()
+	fl, err := itlog.OpenStore(forked, itlog.Options{Keys: []*itlog.Key{o.key}, Create: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addRecords(t, fl, 7_000, 300)
+	fl.Close()
+	partial, _ := newMirror(t, o)
+	sel, _ := ParseSelection([]string{"golang.org/x/*"})
+	if _, err := newFollower(t, o, partial, func(opts *Options) { opts.Select = sel }).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := itlog.ParseKey(mustKey(t))
+	for _, tc := range []struct {
+		name string
+		src  *itlog.Log
+		key  *itlog.Key
+		old  itlog.Store
+		want string
+	}{
+		{"mirror behind", m, o.key, newer, "would roll the log back"},
+		{"fork", m, o.key, forked, "SECURITY ERROR"},
+		{"another key", m, other, nil, "not signed by"},
+		{"partial mirror", partial, o.key, nil, "the mirror lacks record 0"},
+	} {
+		dst := itlog.NewMemStore()
+		_, err := Restore(ctx, dst, tc.src, []*itlog.Key{tc.key}, tc.old, RestoreOptions{Logger: quiet})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Restore = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// copyLog copies o's log as it is now into s (a backup).
+func copyLog(t *testing.T, o *origin, s *itlog.MemStore) {
+	t.Helper()
+	ctx := context.Background()
+	l, err := itlog.OpenStore(s, itlog.Options{Keys: []*itlog.Key{o.key}, Create: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tree, _ := o.log.Tree(ctx)
+	addRecords(t, l, 0, int(tree.N)) // the origin's records are testRecord(i, 1), in order
+	if h, _ := l.Signed(ctx); string(h) != string(o.head()) {
+		t.Fatal("the copy's head differs from the origin's") // Ed25519 signatures are deterministic
+	}
+}
