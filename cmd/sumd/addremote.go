@@ -57,19 +57,25 @@ func addRemote(cfg *config.Add, args []string, stdout io.Writer) error {
 // admin token of -token-file, or else the credentials of -auth (an admin's,
 // for a server with -read-auth; default: the go command's .netrc).
 func adminClient(cfg *config.Add) (*admin.Client, error) {
-	c := &admin.Client{URL: strings.TrimSuffix(cfg.Server, "/")}
+	return adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth)
+}
+
+// adminClientOf is adminClient for any command with -server, -token-file
+// and -auth.
+func adminClientOf(server, tokenFile, authSpec string) (*admin.Client, error) {
+	c := &admin.Client{URL: strings.TrimSuffix(server, "/")}
 	switch {
-	case cfg.TokenFile != "" && cfg.Auth != "":
+	case tokenFile != "" && authSpec != "":
 		return nil, usageError(errors.New("-token-file and -auth both name the credentials"), "pass the admin token with -token-file, or an admin's credentials with -auth")
-	case cfg.TokenFile != "":
-		token, err := admin.ReadTokenFile(cfg.TokenFile)
+	case tokenFile != "":
+		token, err := admin.ReadTokenFile(tokenFile)
 		if err != nil {
 			return nil, withHint(err, secretHint(err, "pass the file holding the admin token the server reads (its -admin-token-file)"))
 		}
 		c.Token = token
 		return c, nil
 	}
-	auth, err := clientAuth(cfg.Auth)
+	auth, err := clientAuth(authSpec)
 	if err != nil {
 		return nil, err
 	}

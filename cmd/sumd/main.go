@@ -17,6 +17,11 @@
 //	                                         record the signed artifacts of registries
 //	sumd status -url URL [-json]             print the status of a running server
 //	sumd copy -from DB -to DB                copy a log between bbolt and PostgreSQL
+//	sumd mirror -mirror FILE [flags]         follow a checksum database into a verified mirror
+//	sumd mirror export|import [flags]        carry a mirror across an air gap
+//	sumd backup [verify] [flags]             copy (or verify a copy of) the database
+//	sumd restore -db FILE -key FILE -from MIRROR
+//	                                         rebuild a database from a mirror of it
 //
 // Run "sumd help COMMAND" or "sumd COMMAND -h" for the flags of a command.
 // See README.md.
@@ -58,6 +63,14 @@ Usage:
 	                                       record the cosign-signed module artifacts of registries
 	sumd status -url URL [-json]           print the status of a running server
 	sumd copy -from DB -to DB              copy a log between databases (bbolt, PostgreSQL), verified
+	sumd mirror -mirror FILE [-origin URL] [-modules LIST]
+	                                       follow a checksum database into a verified mirror
+	sumd mirror export|import [flags]      carry a mirror across an air gap in a bundle file
+	sumd backup -server URL -token-file FILE -o FILE | -db FILE -o FILE
+	                                       copy the database consistently, online or offline
+	sumd backup verify FILE                verify a copy in full
+	sumd restore -db FILE -key FILE -from MIRROR
+	                                       rebuild a lost or old database from a mirror of it
 	sumd version                           print the version (also sumd --version, sumd -v)
 	sumd help [COMMAND]                    print this text, or the flags of COMMAND
 
@@ -111,6 +124,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"sync":    runSync,
 		"status":  runStatus,
 		"copy":    runCopy,
+		"mirror":  runMirror,
+		"backup":  runBackup,
+		"restore": runRestore,
 		"version": runVersion,
 	}
 	switch args[0] {

@@ -22,7 +22,9 @@ import (
 	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/access"
+	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/serve"
@@ -69,6 +71,25 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	reg.MustRegister(buildInfo())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	openOwn := func() (*tlog.Log, error) {
+		return openLog(cfg.Database, openOptions{
+			create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
+			maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
+			refresh: cfg.RefreshInterval, maxHeadAge: cfg.MaxHeadAge, registry: reg,
+		}, stderr)
+	}
+	surface := func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
+		// Once the log is open, its lock makes the directory ours.
+		if err := openTmpDir(cfg.TmpDir, logger); err != nil {
+			return nil, nil, err
+		}
+		return up.serverOps(cfg, l, upstream.NewMetrics(reg), logger)
+	}
+	watched := dbFile(cfg.DB)
+	if cfg.MirrorOnly {
+		openOwn, watched = nil, ""
+		surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) { return mirrorSurface(cfg, l, logger) }
+	}
 	return serve.Run(ctx, serve.Config{
 		Logger: logger, Registry: reg, Version: version(),
 		Listen: cfg.Listen, AdminListen: cfg.AdminListen, MetricsListen: cfg.MetricsListen, TLS: tlsConf,
@@ -77,23 +98,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			CertFile: cfg.TLSClientRoles, AdminTokenFile: cfg.AdminTokenFile,
 		},
 		RequestTimeout: writeTimeout(cfg), ShutdownTimeout: cfg.ShutdownTimeout,
-		OpenLog: func() (*tlog.Log, error) {
-			return openLog(cfg.Database, openOptions{
-				create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
-				maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
-				refresh: cfg.RefreshInterval, maxHeadAge: cfg.MaxHeadAge, registry: reg,
-			}, stderr)
-		},
-		DBFile: dbFile(cfg.DB),
-		Surface: func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
-			// Once the log is open, its lock makes the directory ours.
-			if err := openTmpDir(cfg.TmpDir, logger); err != nil {
-				return nil, nil, err
-			}
-			return up.serverOps(cfg, l, upstream.NewMetrics(reg), logger)
-		},
-		TUF:  serveTUF(cfg.TUFServe),
-		Sync: sc.serveSync(cfg.ServeSync, cfg.TmpDir, reg, logger),
+		OpenLog: openOwn,
+		Mirrors: serveMirrors(cfg, mirror.NewMetrics(reg), logger),
+		DBFile:  watched,
+		Surface: surface,
+		TUF:     serveTUF(cfg.TUFServe),
+		Sync:    sc.serveSync(cfg.ServeSync, cfg.TmpDir, reg, logger),
 		Ready: func(l *tlog.Log, url string) {
 			fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
 		},
@@ -264,4 +274,48 @@ func secretHint(err error, hint string) string {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// serveMirrors returns the mirrors of -mirror: each database remembers its
+// origin (made by sumd mirror or sumd mirror import).
+func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logger) []serve.Mirror {
+	var out []serve.Mirror
+	for _, path := range cfg.MirrorList() {
+		out = append(out, serve.Mirror{
+			Interval: cfg.MirrorInterval,
+			Open: func() (*mirror.Follower, error) {
+				s, err := tlog.OpenBolt(path, tlog.BoltOptions{})
+				if err != nil {
+					return nil, withHint(mirrorOpenError(err, path), "create the mirror first: sumd mirror -mirror "+path+" [-origin URL -origin-key VKEY]")
+				}
+				l, stored, err := openMirrorStore(context.Background(), s, "", false, "", logger)
+				if err != nil {
+					s.Close()
+					return nil, mirrorOpenError(err, path)
+				}
+				mc := stored
+				if mc == nil {
+					mc = &mirror.Config{VerifierKeys: l.VerifierKeys()}
+				}
+				f, err := newFollower(l, mc, followerOptions{logger: logger, metrics: metrics})
+				if err != nil {
+					l.Close()
+					return nil, err
+				}
+				return f, nil
+			},
+		})
+	}
+	return out
+}
+
+// mirrorSurface is the surface of a mirror-only server: its first mirror
+// (nil ops), and, if the admin role exists, the admin API with backups only.
+// It has no database of its own, so no -tmp-dir: backups spool in the
+// system's temporary directory.
+func mirrorSurface(cfg *config.Serve, l *tlog.Log, logger *slog.Logger) (sumdb.ServerOps, http.Handler, error) {
+	if !adminAPI(cfg) {
+		return nil, nil, nil
+	}
+	return nil, admin.New(nil, admin.Options{Authenticated: true, Logger: logger, Snapshot: l.Snapshot}), nil
 }

@@ -132,6 +132,17 @@ func printServerStatus(w io.Writer, st *serve.Status) {
 		}
 		fmt.Fprintln(w)
 	}
+	for _, m := range st.Mirrors {
+		checked := "never confirmed current"
+		if m.Checked != nil {
+			checked = "confirmed current " + ago(*m.Checked)
+		}
+		kind := "full"
+		if m.Partial {
+			kind = "partial"
+		}
+		fmt.Fprintf(w, "mirror    %s (%s): %d records, %d behind its origin, %s\n", m.Name, kind, m.TreeSize, m.Lag, checked)
+	}
 	if t := st.TUF; t != nil {
 		for _, r := range t.Roles {
 			fmt.Fprintf(w, "tuf       %-9s version %d, expires %s (in %s)\n", r.Role, r.Version, at(r.Expires), r.Expires.Sub(st.Time).Round(time.Minute))

@@ -53,7 +53,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	bar := newProgress(stderr)
+	bar := newProgress(stderr, "auditing records")
 	rep, err := audit.Run(ctx, audit.Options{
 		URL: dbURL, VerifierKey: vkeys[0], VerifierKeys: vkeys[1:], StateDir: cfg.State, Full: cfg.Full, GoSum: files,
 		Parallel: cfg.Parallel, UserAgent: "sumd-verify/" + version(), Progress: bar.update, Auth: auth.Apply,
@@ -208,14 +208,15 @@ const minBarRecords = 20_000
 // progress draws a progress bar with rate and ETA on stderr, only when
 // stderr is a terminal, so that logs and pipes get the summary alone.
 type progress struct {
-	w   io.Writer
-	on  bool
-	bar *progressbar.ProgressBar
+	w    io.Writer
+	on   bool
+	what string
+	bar  *progressbar.ProgressBar
 }
 
-func newProgress(stderr io.Writer) *progress {
+func newProgress(stderr io.Writer, what string) *progress {
 	f, ok := stderr.(*os.File)
-	return &progress{w: stderr, on: ok && term.IsTerminal(int(f.Fd()))}
+	return &progress{w: stderr, on: ok && term.IsTerminal(int(f.Fd())), what: what}
 }
 
 func (p *progress) update(done, total int64) {
@@ -225,7 +226,7 @@ func (p *progress) update(done, total int64) {
 	if p.bar == nil {
 		p.bar = progressbar.NewOptions64(total,
 			progressbar.OptionSetWriter(p.w),
-			progressbar.OptionSetDescription("auditing records"),
+			progressbar.OptionSetDescription(p.what),
 			progressbar.OptionShowCount(),
 			progressbar.OptionShowIts(),
 			progressbar.OptionSetItsString("records"),

@@ -233,10 +233,10 @@ func TestVerifyJSONShape(t *testing.T) {
 // interval).
 func TestProgress(t *testing.T) {
 	var buf bytes.Buffer
-	if p := newProgress(&buf); p.on {
+	if p := newProgress(&buf, "auditing records"); p.on {
 		t.Error("progress bar on for a buffer, want it only on a terminal")
 	}
-	p := &progress{w: &buf, on: true}
+	p := &progress{w: &buf, on: true, what: "auditing records"}
 	p.update(10, 100)
 	if buf.Len() != 0 || p.bar != nil {
 		t.Errorf("bar drawn for a 100-record audit: %q", buf.String())

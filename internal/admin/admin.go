@@ -6,11 +6,16 @@
 //	    fetch the version from the upstream proxy and record it
 //	POST /admin/upload  multipart: module, version, zip (file), mod (optional file)
 //	    hash an uploaded module zip as the go command would and record it
+//	GET /admin/backup
+//	    a consistent copy of the database, taken while the server runs
 //
-// Both answer 200 with JSON {"id", "record", "tree_size"}, or a text/plain
-// error: 400 bad input, 401 bad token, 404 admin disabled, 409 the version
-// is recorded with other hashes (both shown), 410 invalid module, 413 too
-// large, 502/504 upstream failure, 503 the log is busy (Retry-After).
+// fetch and upload answer 200 with JSON {"id", "record", "tree_size"}, or a
+// text/plain error: 400 bad input, 401 bad token, 404 admin disabled, 409
+// the version is recorded with other hashes (both shown), 410 invalid
+// module, 413 too large, 502/504 upstream failure, 503 the log is busy
+// (Retry-After). backup answers 200 with the copy, a bbolt database file,
+// or 501 when the database cannot copy itself (the reason names its own
+// backup tools).
 //
 // Every request needs "Authorization: Bearer <token>", compared in constant
 // time with the token file's content. The token is cached and the file read
@@ -45,6 +50,7 @@ import (
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
 	"github.com/sumd-project/sumd/internal/secret"
+	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 // MinTokenLength is the shortest token the API accepts: guessable tokens
@@ -91,6 +97,12 @@ type Options struct {
 	UploadTimeout time.Duration
 	// Logger receives a record per request; nil means slog.Default().
 	Logger *slog.Logger
+	// Snapshot, if set, starts a consistent copy of the database for GET
+	// /admin/backup (tlog.Log.Snapshot); nil: the route answers 501.
+	Snapshot func(ctx context.Context) (tlog.Snapshot, error)
+	// BackupTimeout is how long a backup download may take (default
+	// DefaultBackupTimeout).
+	BackupTimeout time.Duration
 }
 
 // A Handler serves /admin/. It is safe for concurrent use.
@@ -107,7 +119,9 @@ var _ http.Handler = (*Handler)(nil)
 const DefaultUploadTimeout = 30 * time.Minute
 
 // New returns the handler. It logs whether the API is enabled; it never
-// fails, since a missing token file only disables the API.
+// fails, since a missing token file only disables the API. rec may be nil
+// on a server that records nothing (mirrors only): fetch and upload then
+// answer 404.
 func New(rec Recorder, opts Options) *Handler {
 	if opts.MaxZipSize <= 0 {
 		opts.MaxZipSize = modhash.MaxZipFile
@@ -117,6 +131,9 @@ func New(rec Recorder, opts Options) *Handler {
 	}
 	if opts.UploadTimeout <= 0 {
 		opts.UploadTimeout = DefaultUploadTimeout
+	}
+	if opts.BackupTimeout <= 0 {
+		opts.BackupTimeout = DefaultBackupTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -162,18 +179,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // route serves an authenticated request.
 func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 	var route func(http.ResponseWriter, *http.Request)
+	method := http.MethodPost
 	switch r.URL.Path {
 	case "/admin/fetch":
 		route = h.fetch
 	case "/admin/upload":
 		route = h.upload
-	default:
-		h.fail(w, r, &httpError{http.StatusNotFound, "no such admin endpoint: want /admin/fetch or /admin/upload"})
+	case "/admin/backup":
+		route, method = h.backup, http.MethodGet
+	}
+	switch {
+	case route == nil:
+		h.fail(w, r, &httpError{http.StatusNotFound, "no such admin endpoint: want /admin/fetch, /admin/upload or /admin/backup"})
+		return
+	case h.rec == nil && method == http.MethodPost: // a mirror-only server
+		h.fail(w, r, &httpError{http.StatusNotFound, "this server records nothing (it serves mirrors only): only /admin/backup is here"})
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		h.fail(w, r, &httpError{http.StatusMethodNotAllowed, "use POST"})
+	if r.Method != method && (method != http.MethodGet || r.Method != http.MethodHead) {
+		w.Header().Set("Allow", method)
+		h.fail(w, r, &httpError{http.StatusMethodNotAllowed, "use " + method})
 		return
 	}
 	route(w, r)

@@ -282,6 +282,16 @@ func (r *bundleReader) end() error {
 	return fmt.Errorf("the bundle holds an entry %q after its last one", quoteCap(h.Name))
 }
 
+// ReadBundleHeader reads the header of the bundle r, unverified: what it
+// says it holds.
+func ReadBundleHeader(r io.Reader) (BundleHeader, error) {
+	data, err := newBundleReader(r).read(headerName, maxHeader, -1)
+	if err != nil {
+		return BundleHeader{}, err
+	}
+	return parseHeader(data)
+}
+
 func recordsEntry(n int64) string { return recordsPrefix + strconv.FormatInt(n, 10) }
 
 // A bundleVisitor is called for the parts of a bundle as walkBundle reads

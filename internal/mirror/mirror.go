@@ -80,9 +80,15 @@ const (
 // maxConfig caps the stored configuration.
 const maxConfig = 1 << 20
 
-// ReadConfig returns the configuration stored in the mirror's log, or nil
-// if there is none.
-func ReadConfig(ctx context.Context, l *tlog.Log) (*Config, error) {
+// An AuxReader reads auxiliary state: a *tlog.Log, or a store not yet
+// opened as one (*tlog.BoltStore).
+type AuxReader interface {
+	Aux(ctx context.Context, key string) ([]byte, error)
+}
+
+// ReadConfig returns the configuration stored in a mirror's database, or
+// nil if there is none.
+func ReadConfig(ctx context.Context, l AuxReader) (*Config, error) {
 	data, err := l.Aux(ctx, auxConfig)
 	if err != nil || data == nil {
 		return nil, err
@@ -208,3 +214,6 @@ func (f *Follower) Log() *tlog.Log { return f.log }
 
 // Online reports whether the follower can reach an origin (has a URL).
 func (f *Follower) Online() bool { return f.opts.Client != nil }
+
+// SetProgress sets Options.Progress. Call it before Sync.
+func (f *Follower) SetProgress(p func(done, total int64)) { f.opts.Progress = p }

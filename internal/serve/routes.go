@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/access"
+	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -24,10 +25,10 @@ type surface struct {
 }
 
 // routes composes the HTTP surface: the checksum database protocol (with
-// /healthz and /metrics), the status (/status, and the page at /) and, if
-// configured, /admin/ and /tuf/. The admin API and the metrics move to
+// /healthz and /metrics), the status (/status, and the page at /), each
+// mirror at /sumdb/<origin name>/ and, if configured, /admin/ and /tuf/. The admin API and the metrics move to
 // listeners of their own when cfg names them.
-func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *tufPart, status *board, layer *access.Layer) surface {
+func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *tufPart, status *board, mirrors []*mirror.Follower, layer *access.Layer) surface {
 	pg := &page{log: l, status: status, logger: cfg.Logger}
 	var h http.Handler = server.New(l.Name(), ops, server.Options{
 		Logger:           cfg.Logger,
@@ -43,6 +44,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 		},
 		Version: cfg.Version,
 	})
+	h = withMirrors(h, mirrors, cfg.Registry, cfg.Logger)
 	var s surface
 	mainLayer := layer
 	switch {
@@ -78,11 +80,12 @@ func only(pattern string, h http.Handler) http.Handler {
 	return mux
 }
 
-// newAccess builds the access layer of cfg for log l, whose name is the
-// root database; its problems go into the status as the part "access".
-func newAccess(cfg *Config, l *tlog.Log, adminAPI bool) (*access.Layer, Part, error) {
+// newAccess builds the access layer of cfg for the databases served (the
+// root one first, then the mirrors'); its problems go into the status as
+// the part "access".
+func newAccess(cfg *Config, databases []string, adminAPI bool) (*access.Layer, Part, error) {
 	ac := cfg.Access
-	ac.Databases = []string{l.Name()}
+	ac.Databases = databases
 	ac.AdminAPI = adminAPI
 	ac.Logger, ac.Registry = cfg.Logger, registerer(cfg.Registry)
 	layer, err := access.New(ac)

@@ -84,14 +84,19 @@ type Config struct {
 	ShutdownTimeout time.Duration // how long requests in flight may take after a stop
 
 	// OpenLog opens the log. Run calls it once, after TUF is ready, and
-	// closes the log last.
+	// closes the log last. nil: a mirror-only server, whose first mirror
+	// is served at the root paths too (and its log takes the own log's
+	// place in the status and the page).
 	OpenLog func() (*tlog.Log, error)
+	// Mirrors are the mirrored logs served beside the own log.
+	Mirrors []Mirror
 	// DBFile is the database file OpenLog opens, if the log is in a file:
 	// the server stops if it is removed or replaced while served.
 	DBFile string
 	// Surface returns what the protocol serves on top of l (l itself, or a
-	// recorder fetching unknown versions from upstream) and the /admin/ API
-	// handler (nil: no admin API).
+	// recorder fetching unknown versions from upstream; nil for a
+	// mirror-only server: its first mirror, forwarding lookups to its
+	// origin) and the /admin/ API handler (nil: no admin API).
 	Surface func(l *tlog.Log) (ops sumdb.ServerOps, admin http.Handler, err error)
 	TUF     *TUF  // nil: no /tuf/
 	Sync    *Sync // nil: no OCI sync
@@ -170,11 +175,30 @@ func (b *builder) build(cfg Config) ([]*listener, []Part, error) {
 		b.onClose(t.handler.Close)
 		parts = append(parts, t.part())
 	}
-	l, err := cfg.OpenLog()
+	var l *tlog.Log
+	own := ""
+	if cfg.OpenLog != nil {
+		if l, err = cfg.OpenLog(); err != nil {
+			return nil, nil, err
+		}
+		b.log, own = l, l.Name()
+	}
+	mirrors, mparts, err := b.openMirrors(cfg, own)
 	if err != nil {
 		return nil, nil, err
 	}
-	b.log = l
+	parts = append(parts, mparts...)
+	var rootOps sumdb.ServerOps
+	switch {
+	case l == nil && len(mirrors) == 0:
+		return nil, nil, errNoLog
+	case l == nil: // mirror-only: the first mirror is at the root too
+		l, rootOps, mirrors = mirrors[0].Log(), mirrors[0].Ops(), mirrors[1:]
+	}
+	databases := []string{l.Name()}
+	for _, f := range mirrors {
+		databases = append(databases, f.Name())
+	}
 	if p, ok := healthPart(l); ok {
 		parts = append(parts, p)
 	}
@@ -194,11 +218,14 @@ func (b *builder) build(cfg Config) ([]*listener, []Part, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if ops == nil {
+		ops = rootOps
+	}
 	if adm == nil && cfg.AdminListen != "" {
 		return nil, nil, withHint(errors.New("-admin-listen is set, but the server has no admin API"),
 			"enable the admin API (-admin-token-file, or credentials with the admin role), or drop -admin-listen")
 	}
-	layer, accessPart, err := newAccess(&cfg, l, adm != nil)
+	layer, accessPart, err := newAccess(&cfg, databases, adm != nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -211,11 +238,11 @@ func (b *builder) build(cfg Config) ([]*listener, []Part, error) {
 		parts = append(parts, p)
 	}
 	status := &board{log: l, parts: parts, reg: cfg.Registry, version: cfg.Version, started: time.Now()}
-	servers, err := listenAll(cfg, routes(&cfg, l, ops, adm, t, status, layer))
+	servers, err := listenAll(cfg, routes(&cfg, l, ops, adm, t, status, mirrors, layer))
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg.Logger.Info("serving checksum database", "name", l.Name(), "url", servers[0].url, "tree_size", treeSize(l), "admin", adm != nil)
+	cfg.Logger.Info("serving checksum database", "name", l.Name(), "url", servers[0].url, "tree_size", treeSize(l), "admin", adm != nil, "mirrors", len(cfg.Mirrors))
 	if cfg.Ready != nil {
 		cfg.Ready(l, servers[0].url)
 	}

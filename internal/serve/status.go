@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -35,6 +36,9 @@ type Status struct {
 	Counters []Counter  `json:"counters,omitempty"`
 	Sync     *SyncState `json:"sync,omitempty"` // nil without OCI sync
 	TUF      *TUFState  `json:"tuf,omitempty"`  // nil without TUF
+	// Mirrors are the mirrored logs served beside this one: their heads
+	// and how far behind their origins they are.
+	Mirrors []mirror.Status `json:"mirrors,omitempty"`
 }
 
 // Health states.

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/admin"
+	"github.com/sumd-project/sumd/internal/config"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlog/pgstore"
+)
+
+// runBackup copies a database, online through the admin API or from the
+// file of a stopped server, and verifies the copy before it is renamed
+// into place; "backup verify" verifies a copy.
+func runBackup(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "verify" {
+		return runBackupVerify(args[1:], stdout, stderr)
+	}
+	cfg, rest, err := config.LoadBackup(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) > 0 {
+		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "the copy is -o FILE")
+	}
+	if pgstore.IsURL(cfg.DB) {
+		return usageError(errors.New("sumd backup copies a bbolt file; this database is in PostgreSQL"),
+			"back PostgreSQL up with its own tools (pg_dump, pg_basebackup): see docs/ha.md")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	copyTo := func(w io.Writer) error { return backupLocal(ctx, cfg.DB, w) }
+	if cfg.Server != "" {
+		c, err := adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth)
+		if err != nil {
+			return err
+		}
+		copyTo = func(w io.Writer) error {
+			_, err := c.Backup(ctx, w)
+			var ae *admin.Error
+			if errors.As(err, &ae) {
+				return withHint(err, "check -server, and -token-file or -auth (an admin's credentials); a 501 means the server's database is backed up with its own tools")
+			}
+			return err
+		}
+	}
+	tmp := cfg.Out + ".tmp"
+	err = writeAtomically(tmp, copyTo) // tmp is complete and synced, or absent
+	if err != nil {
+		return err
+	}
+	st, tree, err := checkBackup(ctx, tmp, nil)
+	if err != nil {
+		os.Remove(tmp)
+		return withHint(fmt.Errorf("the copy does not verify: %w", err), "nothing was written to "+cfg.Out+"; run the backup again")
+	}
+	if err := os.Rename(tmp, cfg.Out); err != nil {
+		return err
+	}
+	fi, _ := os.Stat(cfg.Out)
+	fmt.Fprintf(stdout, "wrote %s: %s, tree %d (hash %s), %d bytes, verified in full\n", cfg.Out, st.Meta.Name, tree.N, tree.Hash, fi.Size())
+	return nil
+}
+
+// backupLocal writes a consistent copy of the database at path, which no
+// server may hold: opened read-only, it takes a shared lock that keeps
+// writers out while it is read.
+func backupLocal(ctx context.Context, path string, w io.Writer) error {
+	s, err := itlog.OpenBolt(path, itlog.BoltOptions{ReadOnly: true})
+	if errors.Is(err, itlog.ErrLocked) {
+		return withHint(err, "a running sumd serve holds the database: back it up through it with -server URL -token-file FILE")
+	}
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	snap, err := s.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	_, err = snap.WriteTo(w)
+	return err
+}
+
+// checkBackup opens a copy read-only and verifies it in full.
+func checkBackup(ctx context.Context, path string, vkeys []string) (itlog.State, tlog.Tree, error) {
+	s, err := itlog.OpenBolt(path, itlog.BoltOptions{ReadOnly: true})
+	if err != nil {
+		return itlog.State{}, tlog.Tree{}, err
+	}
+	defer s.Close()
+	st, tree, err := itlog.CheckStore(ctx, s, vkeys)
+	return st, tree, err
+}
+
+func runBackupVerify(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadBackupVerify(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) != 1 {
+		return usageError(errors.New("name one backup file"), "sumd backup verify [-vkey VKEYS|FILE] FILE")
+	}
+	var vkeys []string
+	if cfg.VKey != "" {
+		if vkeys, err = readVKeys("-vkey", cfg.VKey); err != nil {
+			return err
+		}
+	}
+	st, tree, err := checkBackup(context.Background(), rest[0], vkeys)
+	if err != nil {
+		return withHint(err, "do not restore this copy; take another backup")
+	}
+	what, trust := "the log", "its head is signed by "+strings.Join(vkeys, " or ")
+	if st.Meta.Mirror {
+		what = "a mirror of"
+	}
+	if len(vkeys) == 0 {
+		trust = "its head is signed by the keys it lists (give -vkey to check they are the ones you trust)"
+	}
+	fmt.Fprintf(stdout, "%s: %s %s, tree %d (hash %s); every tile and record verified; %s\n", rest[0], what, st.Meta.Name, tree.N, tree.Hash, trust)
+	return nil
+}

@@ -1,0 +1,386 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/mirror"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// runMirror follows a checksum database once, or exports or imports a
+// bundle. Exit status: 0 done; 1 refused (SECURITY) or failed; 2 bad
+// flags, or the origin could not be reached.
+func runMirror(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "export":
+			return runMirrorExport(args[1:], stdout, stderr)
+		case "import":
+			return runMirrorImport(args[1:], stdout, stderr)
+		}
+	}
+	cfg, rest, err := config.LoadMirror(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) > 0 {
+		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd mirror takes flags only (or: sumd mirror export|import); see sumd mirror -h")
+	}
+	logger := config.NewLogger(cfg.Log, stderr)
+	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, "", logger)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	mc, err := mirrorConfig(cfg, l, stored)
+	if err != nil {
+		return err
+	}
+	f, err := newFollower(l, mc, followerOptions{step: int64(cfg.Step), parallel: cfg.Parallel, timeout: cfg.Timeout, logger: logger})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	bar := newProgress(stderr, "mirroring records")
+	f.SetProgress(bar.update)
+	res, err := f.Sync(ctx)
+	bar.finish()
+	if err != nil {
+		return mirrorError(err)
+	}
+	printSync(stdout, f.Name(), res)
+	return nil
+}
+
+// printSync prints what a round did, in one line.
+func printSync(w io.Writer, name string, res *mirror.Result) {
+	rate := ""
+	if s := res.Duration.Seconds(); s > 0 && res.Records > 0 {
+		rate = fmt.Sprintf(", %.0f records/s", float64(res.Records)/s)
+	}
+	fmt.Fprintf(w, "mirror of %s: tree %d (was %d), origin at %d; %d records stored in %d commits in %s%s\n",
+		name, res.To.N, res.From.N, res.Origin.N, res.Records, res.Commits, res.Duration.Round(time.Millisecond), rate)
+	if res.Missing > 0 {
+		fmt.Fprintf(w, "%d versions of the -modules go.sum files are not in the origin (see the log)\n", res.Missing)
+	}
+}
+
+// mirrorError adds the hint and exit status of a failed round.
+func mirrorError(err error) error {
+	var se *mirror.SecurityError
+	var fe *sumdbclient.FetchError
+	switch {
+	case errors.As(err, &se):
+		return withHint(err, "nothing was stored and the mirror keeps its last good head; the SECURITY line above quotes both heads: "+
+			"find out whether the origin, or something between it and this mirror, misbehaves before trusting it again")
+	case errors.As(err, &fe):
+		return &cliError{err: err, hint: "check -origin and that the origin is reachable; the steps committed before are kept, and the next run resumes", code: 2}
+	case errors.Is(err, context.Canceled):
+		return &cliError{err: err, hint: "interrupted; the steps committed before are kept, and the next run resumes", code: 1}
+	}
+	return err
+}
+
+// mirrorConfig merges the flags with what the mirror's database remembers,
+// stores the result, and returns it.
+func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mirror.Config, error) {
+	ctx := context.Background()
+	mc := &mirror.Config{VerifierKeys: l.VerifierKeys()}
+	if stored != nil {
+		mc.URL, mc.Modules = stored.URL, stored.Modules
+	}
+	if cfg.Origin != "" {
+		mc.URL = cfg.Origin
+	}
+	if mc.URL == "" && l.Name() == sumdbclient.SumGolangOrg {
+		mc.URL = sumdbclient.SumGolangOrgURL
+	}
+	if mc.URL == "" {
+		return nil, usageError(fmt.Errorf("the mirror of %s has no origin URL", l.Name()), "give -origin URL of the checksum database to follow")
+	}
+	if mods := cfg.ModuleList(); len(mods) > 0 {
+		if _, err := mirror.ParseSelection(mods); err != nil {
+			return nil, usageError(fmt.Errorf("modules: %w", err), "list go.sum files (ending in .sum) and module path patterns such as golang.org/x/*")
+		}
+		mc.Modules = mods
+	}
+	if stored == nil || stored.URL != mc.URL || !slices.Equal(stored.Modules, mc.Modules) || !slices.Equal(stored.VerifierKeys, mc.VerifierKeys) {
+		if err := mirror.WriteConfig(ctx, l, mc); err != nil {
+			return nil, err
+		}
+	}
+	return mc, nil
+}
+
+// followerOptions tune a follower.
+type followerOptions struct {
+	step     int64
+	parallel int
+	timeout  time.Duration
+	logger   *slog.Logger
+	metrics  *mirror.Metrics
+}
+
+// newFollower returns the follower of mirror l configured by mc (offline
+// if mc has no URL).
+func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Follower, error) {
+	vs, err := sumdbclient.ParseVerifiers(l.VerifierKeys()...)
+	if err != nil {
+		return nil, err
+	}
+	opts := mirror.Options{Log: l, Verifiers: vs, Step: o.step, Parallel: o.parallel, Logger: o.logger, Metrics: o.metrics}
+	if mc.URL != "" {
+		if opts.Client, err = sumdbclient.New(mc.URL, sumdbclient.Options{
+			UserAgent: "sumd-mirror/" + version(), Timeout: cmp.Or(o.timeout, 30*time.Second), Parallel: o.parallel,
+		}); err != nil {
+			return nil, usageError(err, "fix the origin URL (sumd mirror -origin URL)")
+		}
+	}
+	if len(mc.Modules) > 0 {
+		if opts.Select, err = mirror.ParseSelection(mc.Modules); err != nil {
+			return nil, err
+		}
+	}
+	return mirror.New(opts)
+}
+
+// openMirror opens the mirror database at path, creating it if allowed.
+// Its origin's keys are vkeysFlag (an option's value, inline or a file),
+// else those the database remembers, else sum.golang.org's when the
+// database is new and its origin is (or may be, if name is "") that.
+func openMirror(path, vkeysFlag string, create bool, name string, logger *slog.Logger) (*itlog.Log, *mirror.Config, error) {
+	ctx := context.Background()
+	s, err := itlog.OpenBolt(path, itlog.BoltOptions{Create: create})
+	if err != nil {
+		return nil, nil, mirrorOpenError(err, path)
+	}
+	l, stored, err := openMirrorStore(ctx, s, vkeysFlag, create, name, logger)
+	if err != nil {
+		s.Close()
+		return nil, nil, mirrorOpenError(err, path)
+	}
+	return l, stored, nil
+}
+
+func openMirrorStore(ctx context.Context, s *itlog.BoltStore, vkeysFlag string, create bool, name string, logger *slog.Logger) (*itlog.Log, *mirror.Config, error) {
+	st, err := s.Load(ctx)
+	isNew := errors.Is(err, itlog.ErrNoLog)
+	if err != nil && !isNew {
+		return nil, nil, err
+	}
+	stored, err := mirror.ReadConfig(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	var vkeys []string
+	switch {
+	case vkeysFlag != "":
+		if vkeys, err = readVKeys("-origin-key", vkeysFlag); err != nil {
+			return nil, nil, err
+		}
+	case stored != nil:
+		vkeys = stored.VerifierKeys
+	case !isNew:
+		vkeys = st.Meta.VKeys
+	case name == "" || name == sumdbclient.SumGolangOrg:
+		vkeys = []string{sumdbclient.SumGolangOrgKey}
+	default:
+		return nil, nil, usageError(fmt.Errorf("a new mirror of %s needs its verifier key", name), "give -origin-key VKEY (or its .vkey file)")
+	}
+	l, err := itlog.OpenStore(s, itlog.Options{VerifierKeys: vkeys, Create: create, Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, stored, nil
+}
+
+func mirrorOpenError(err error, path string) error {
+	var ce *cliError
+	switch {
+	case errors.As(err, &ce):
+		return err
+	case errors.Is(err, itlog.ErrLocked):
+		return withHint(err, "a running sumd serve (or another sumd mirror) holds "+path+": stop it first")
+	case errors.Is(err, itlog.ErrCorrupt):
+		return withHint(err, "do not serve this mirror: move it aside and mirror the origin again")
+	}
+	return withHint(err, "-mirror names the mirror's own database (made by sumd mirror or sumd mirror import), never the database of a log sumd signs")
+}
+
+func runMirrorExport(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadMirrorExport(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) > 0 {
+		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "the bundle file is -o BUNDLE")
+	}
+	since, err := parseSince(cfg.Since)
+	if err != nil {
+		return err
+	}
+	logger := config.NewLogger(cfg.Log, stderr)
+	l, _, err := openMirror(cfg.Mirror, cfg.OriginKey, false, "", logger)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	var st *mirror.ExportStats
+	err = writeAtomically(cfg.Out, func(w io.Writer) error {
+		var err error
+		st, err = mirror.Export(context.Background(), l, w, since)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	perRecord := ""
+	if n := st.Header.To - st.Header.From; n > 0 {
+		perRecord = fmt.Sprintf(" (%.0f bytes per record)", float64(st.Bytes)/float64(n))
+	}
+	fmt.Fprintf(stdout, "wrote %s: %s from tree %d to %d, %d tiles and %d records, %d bytes%s\n",
+		cfg.Out, st.Header.Name, st.Header.From, st.Header.To, st.Tiles, st.Records, st.Bytes, perRecord)
+	return nil
+}
+
+// parseSince reads -since: a tree size, a bundle (its "to"), or a file
+// holding a signed head (its size; the importer verifies what it holds).
+func parseSince(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return n, nil
+	}
+	f, err := os.Open(s)
+	if err != nil {
+		return 0, usageError(fmt.Errorf("since: %w", err), "give -since a tree size, the last bundle, or a file holding a signed head")
+	}
+	defer f.Close()
+	if h, err := mirror.ReadBundleHeader(f); err == nil {
+		return h.To, nil
+	}
+	data, err := readSmallFile(s, sumdbclient.MaxLatest)
+	if err == nil {
+		text, _, _ := strings.Cut(string(data), "\n\n")
+		var tree tlog.Tree
+		if tree, err = tlog.ParseTree([]byte(text + "\n")); err == nil {
+			return tree.N, nil
+		}
+	}
+	return 0, usageError(fmt.Errorf("since: %s is neither a bundle nor a signed tree head", s), "give -since a tree size, the last bundle, or a file holding a signed head")
+}
+
+// writeAtomically writes path through write into path.tmp, syncs it and
+// renames it into place, so that a crash never leaves half a file there.
+func writeAtomically(path string, write func(io.Writer) error) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	err = write(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func runMirrorImport(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadMirrorImport(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) == 0 {
+		return usageError(errors.New("no bundle to import"), "name the bundle files after the flags: sumd mirror import -mirror FILE BUNDLE...")
+	}
+	logger := config.NewLogger(cfg.Log, stderr)
+	for _, bundle := range rest {
+		if err := importOne(cfg, bundle, stdout, stderr, logger); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	open := func() (io.ReadCloser, error) { return os.Open(bundle) }
+	r, err := open()
+	if err != nil {
+		return err
+	}
+	h, err := mirror.ReadBundleHeader(r)
+	r.Close()
+	if err != nil {
+		return fmt.Errorf("%s: %w", bundle, err)
+	}
+	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, h.Name, logger)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if stored == nil {
+		if err := mirror.WriteConfig(context.Background(), l, &mirror.Config{VerifierKeys: l.VerifierKeys()}); err != nil {
+			return err
+		}
+	}
+	vs, err := sumdbclient.ParseVerifiers(l.VerifierKeys()...)
+	if err != nil {
+		return err
+	}
+	bar := newProgress(stderr, "importing records")
+	start := time.Now()
+	st, err := mirror.Import(context.Background(), l, vs, open, mirror.ImportOptions{Logger: logger, Progress: bar.update})
+	bar.finish()
+	if err != nil {
+		var se *mirror.SecurityError
+		if errors.As(err, &se) {
+			return withHint(fmt.Errorf("%s: %w", bundle, err), "nothing was stored: the bundle's history forks from the mirror's; find out where it was made before importing anything from there")
+		}
+		return withHint(fmt.Errorf("%s: %w", bundle, err), "nothing from this bundle was served; fetch the bundle again (or one -since the mirror's tree) and import it")
+	}
+	rate := ""
+	if s := time.Since(start).Seconds(); s > 0 && st.Records > 0 {
+		rate = fmt.Sprintf(", %.0f records/s", float64(st.Records)/s)
+	}
+	fmt.Fprintf(stdout, "imported %s: %s tree %d (was %d), %d records in %d commits in %s%s\n",
+		bundle, h.Name, st.To.N, st.From.N, st.Records, st.Commits, time.Since(start).Round(time.Millisecond), rate)
+	return nil
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/mirror"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlog/pgstore"
+)
+
+// runRestore rebuilds a primary's database from a full mirror of it: into
+// a new file beside it, verified in full and opened with the log's keys
+// before it replaces the database, which is kept under another name.
+func runRestore(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := config.LoadRestore(args, os.Environ(), stderr)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) > 0 {
+		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd restore takes flags only")
+	}
+	if pgstore.IsURL(cfg.DB) {
+		return usageError(errors.New("sumd restore writes a bbolt file; this database is in PostgreSQL"),
+			"restore into a file (-db FILE), then copy it in with sumd copy -from FILE -to "+redact(cfg.DB))
+	}
+	logger := config.NewLogger(cfg.Log, stderr)
+	keys, err := readKeys(cfg.Database)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	vkeys := make([]string, len(keys))
+	for i, k := range keys {
+		vkeys[i] = k.VerifierKey()
+	}
+	src, err := restoreSource(ctx, cfg, strings.Join(vkeys, ","), stdout, stderr)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	var old *itlog.BoltStore
+	if exists(cfg.DB) {
+		if old, err = itlog.OpenBolt(cfg.DB, itlog.BoltOptions{ReadOnly: true}); err != nil {
+			if errors.Is(err, itlog.ErrLocked) {
+				return withHint(err, "stop sumd serve before restoring its database")
+			}
+			return err
+		}
+		defer old.Close()
+	}
+	tmp := cfg.DB + ".restore.tmp"
+	os.Remove(tmp) // what a failed restore left
+	dst, err := itlog.OpenBolt(tmp, itlog.BoltOptions{Create: true})
+	if err != nil {
+		return err
+	}
+	var oldStore itlog.Store
+	if old != nil {
+		oldStore = old
+	}
+	bar := newProgress(stderr, "restoring records")
+	st, err := mirror.Restore(ctx, dst, src, keys, oldStore, mirror.RestoreOptions{Logger: logger, Progress: bar.update})
+	bar.finish()
+	dst.Close()
+	if err == nil {
+		err = verifyRestored(tmp, keys, logger)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return withHint(err, "nothing was changed: the database (if any) is as it was")
+	}
+	kept, err := swapIn(cfg.DB, tmp, old)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "restored %s: tree %d (was %d), signed with %s\n", st.Name, st.Tree.N, st.Previous.N, strings.Join(st.VKeys, ", "))
+	if kept != "" {
+		fmt.Fprintf(stdout, "the previous database is kept as %s\n", kept)
+	}
+	return nil
+}
+
+// restoreSource opens the mirror to restore from: a mirror database file,
+// read-only; or, for a URL, a mirror of it kept beside the database
+// (resumed if a restore was interrupted) and brought up to date first.
+func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdout, stderr io.Writer) (*itlog.Log, error) {
+	logger := config.NewLogger(cfg.Log, stderr)
+	if !strings.HasPrefix(cfg.From, "http://") && !strings.HasPrefix(cfg.From, "https://") {
+		s, err := itlog.OpenBolt(cfg.From, itlog.BoltOptions{ReadOnly: true})
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, usageError(err, "-from names a mirror database file, or the http(s):// URL of a server serving the mirror")
+		}
+		if err != nil {
+			return nil, mirrorOpenError(err, cfg.From)
+		}
+		l, err := itlog.OpenStore(s, itlog.Options{VerifierKeys: strings.Split(vkeys, ","), Verify: itlog.VerifyFull, Logger: logger})
+		if err != nil {
+			s.Close()
+			return nil, withHint(err, "-from must be a mirror of this log (made by sumd mirror, or served by sumd serve -mirror), checked with the log's own key")
+		}
+		return l, nil
+	}
+	path := cfg.DB + ".restore-mirror"
+	l, _, err := openMirror(path, vkeys, true, "", logger)
+	if err != nil {
+		return nil, err
+	}
+	f, err := newFollower(l, &mirror.Config{URL: cfg.From}, followerOptions{logger: logger})
+	if err == nil {
+		bar := newProgress(stderr, "mirroring records")
+		f.SetProgress(bar.update)
+		var res *mirror.Result
+		res, err = f.Sync(ctx)
+		bar.finish()
+		if err == nil {
+			fmt.Fprintf(stdout, "mirrored %s from %s into %s: tree %d\n", l.Name(), cfg.From, path, res.To.N)
+		}
+	}
+	if err != nil {
+		l.Close()
+		return nil, mirrorError(err)
+	}
+	return l, nil
+}
+
+// verifyRestored opens the rebuilt database as the primary, with full
+// verification, before it is swapped in.
+func verifyRestored(path string, keys []*itlog.Key, logger *slog.Logger) error {
+	l, err := itlog.Open(path, itlog.Options{Keys: keys, Verify: itlog.VerifyFull, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("the restored database does not verify: %w", err)
+	}
+	return l.Close()
+}
+
+// swapIn moves the database aside (if there is one), and the restored one
+// into its place, and returns where the old one went.
+func swapIn(db, restored string, old *itlog.BoltStore) (string, error) {
+	kept := ""
+	if old != nil {
+		old.Close()
+		kept = db + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
+		if err := os.Rename(db, kept); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Rename(restored, db); err != nil {
+		return kept, err
+	}
+	return kept, syncDir(filepath.Dir(db))
+}

@@ -1,0 +1,116 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// DefaultBackupTimeout bounds one backup download: a 10 GB database at
+// about 3 MB/s.
+const DefaultBackupTimeout = time.Hour
+
+// backup serves GET /admin/backup: a consistent copy of the database
+// (tlog.Log.Snapshot, taken between commits, so exactly the published
+// state) while the server keeps serving and appending. The copy is first
+// written to a temporary file and then sent: bbolt's read transaction
+// holds a lock that a commit growing the file must wait for, so it must
+// not last as long as a slow download. A store that cannot copy itself
+// (PostgreSQL) answers 501 with the store's advice.
+func (h *Handler) backup(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Snapshot == nil {
+		h.fail(w, r, &httpError{http.StatusNotImplemented, "this server does not serve backups"})
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(h.opts.BackupTimeout))
+	f, n, err := h.spool(r.Context())
+	if errors.Is(err, tlog.ErrNoSnapshot) {
+		h.fail(w, r, &httpError{http.StatusNotImplemented, err.Error()})
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Length", strconv.FormatInt(n, 10))
+	hd.Set("Content-Disposition", `attachment; filename="sumd-backup.db"`)
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	if r.Method == http.MethodHead {
+		return
+	}
+	sent, err := io.Copy(w, f)
+	h.log.InfoContext(r.Context(), "sent a backup of the database", "bytes", sent, "err", err)
+}
+
+// spool writes a snapshot to a temporary file and returns it, rewound,
+// with its size.
+func (h *Handler) spool(ctx context.Context) (*os.File, int64, error) {
+	snap, err := h.opts.Snapshot(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer snap.Close()
+	f, err := os.CreateTemp(h.opts.TempDir, "sumd-backup-*.db")
+	if err != nil {
+		return nil, 0, fmt.Errorf("failed to create the backup's temporary file: %w", err)
+	}
+	n, err := snap.WriteTo(f)
+	if err == nil {
+		snap.Close() // release the read before the download
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, 0, fmt.Errorf("failed to write the backup: %w", err)
+	}
+	return f, n, nil
+}
+
+// Backup downloads a consistent copy of the database from GET
+// /admin/backup into w and returns its size.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.URL, "/")+"/admin/backup", nil)
+	if err != nil {
+		return 0, fmt.Errorf("failed to build request: %w", err)
+	}
+	if c.Auth != nil {
+		if err := c.Auth(req); err != nil {
+			return 0, err
+		}
+	} else {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	client := c.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+		return 0, &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = fmt.Errorf("the backup was cut short: %d of %d bytes", n, resp.ContentLength)
+	}
+	return n, err
+}

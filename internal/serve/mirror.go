@@ -1,0 +1,142 @@
+package serve
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sumd-project/sumd/internal/mirror"
+	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+)
+
+// A Mirror is a mirrored log the server serves at /sumdb/<origin name>/
+// beside its own, and follows in the background (internal/mirror).
+type Mirror struct {
+	// Open opens the mirror's log and its follower. Run calls it after
+	// opening the server's own log, and closes the mirror's log before
+	// its own.
+	Open func() (*mirror.Follower, error)
+	// Interval is the time between the starts of two rounds of following
+	// the origin.
+	Interval time.Duration
+}
+
+// openMirrors opens the mirrors, and returns them with their parts.
+func (b *builder) openMirrors(cfg Config, own string) ([]*mirror.Follower, []Part, error) {
+	var fs []*mirror.Follower
+	var parts []Part
+	for _, m := range cfg.Mirrors {
+		f, err := m.Open()
+		if err != nil {
+			return nil, nil, err
+		}
+		b.onClose(f.Log().Close)
+		switch {
+		case f.Name() == own:
+			return nil, nil, withHint(fmt.Errorf("a mirror of %s is configured, but that is this server's own log", own),
+				"a server serves its own log and mirrors of others: drop the mirror, or serve it with -mirror-only")
+		case slices.ContainsFunc(fs, func(o *mirror.Follower) bool { return o.Name() == f.Name() }):
+			return nil, nil, withHint(fmt.Errorf("two mirrors of %s are configured", f.Name()), "serve one mirror of each origin")
+		}
+		fs = append(fs, f)
+		parts = append(parts, mirrorPart(f, m.Interval, cfg.Logger))
+	}
+	return fs, parts, nil
+}
+
+// mirrorPart follows the origin of f every interval. A round that fails
+// (origin unreachable, data refused) is logged and shown in the status,
+// and the mirror keeps serving what it holds: the server stops only if the
+// mirror's log does (a storage failure).
+func mirrorPart(f *mirror.Follower, interval time.Duration, logger *slog.Logger) Part {
+	l := f.Log()
+	return Part{
+		Name: "mirror of " + f.Name(),
+		Hint: "start sumd serve again: opening the mirror's database re-verifies it and carries on from what is durable",
+		Report: func(s *Status) {
+			st := f.Status()
+			s.Mirrors = append(s.Mirrors, st)
+			if st.Problem != "" {
+				s.problem("mirror "+st.Name, "%s", st.Problem)
+			}
+			select {
+			case <-l.Done():
+				s.problem("mirror "+st.Name, "its database stopped after a storage failure; the server is stopping")
+			default:
+			}
+		},
+		Run: func(ctx context.Context) error {
+			for {
+				if f.Online() {
+					syncOnce(ctx, f, logger)
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-l.Done():
+					return l.Err()
+				case <-time.After(interval):
+				}
+			}
+		},
+	}
+}
+
+// syncOnce runs one round and logs it: SECURITY refusals are logged by the
+// follower itself.
+func syncOnce(ctx context.Context, f *mirror.Follower, logger *slog.Logger) {
+	res, err := f.Sync(ctx)
+	switch {
+	case ctx.Err() != nil || mirror.IsSecurity(err):
+	case err != nil:
+		level := slog.LevelError
+		if sumdbclient.IsFetchError(err) {
+			level = slog.LevelWarn
+		}
+		logger.Log(ctx, level, "a mirror could not follow its origin; it serves what it holds", "origin", f.Name(), "err", err)
+	case res.To.N != res.From.N:
+		logger.Info("a mirror followed its origin", "origin", f.Name(), "tree_size", res.To.N, "was", res.From.N,
+			"records", res.Records, "duration", res.Duration.Round(time.Millisecond))
+	}
+}
+
+// withMirrors serves each mirror under /sumdb/<origin name>/ and the rest
+// with main. The longest name wins, since names may contain slashes
+// (corp.example/sumdb).
+func withMirrors(main http.Handler, fs []*mirror.Follower, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
+	if len(fs) == 0 {
+		return main
+	}
+	type route struct {
+		prefix string
+		h      http.Handler
+	}
+	var routes []route
+	for _, f := range fs {
+		routes = append(routes, route{"/sumdb/" + f.Name() + "/", server.New(f.Name(), f.Ops(), server.Options{Logger: logger, Registry: reg})})
+	}
+	slices.SortFunc(routes, func(a, b route) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/sumdb/") {
+			for _, rt := range routes {
+				if strings.HasPrefix(r.URL.Path, rt.prefix) {
+					rt.h.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		main.ServeHTTP(w, r)
+	})
+}
+
+// errNoLog is the refusal of a server with neither a log nor a mirror.
+var errNoLog = errors.New("nothing to serve: no log of its own and no mirror")
