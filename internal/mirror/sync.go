@@ -147,6 +147,8 @@ func (f *Follower) latest(ctx context.Context, res *Result) (target, error) {
 		return target{}, f.fromOrigin(err, msg)
 	}
 	if staging != nil {
+		f.opts.Logger.Info("mirror resuming the staging of an extension a crash interrupted", "origin", f.name,
+			"held", held.Tree.N, "staged", staging.Size, "target", staging.Tree.N)
 		return target{staging.Head, staging.Tree}, nil
 	}
 	return target{msg, tree}, nil

@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/testproxy"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// mirrorOf runs `sumd mirror` of the server at url into db and returns its
+// output.
+func mirrorOf(t *testing.T, db, url, vkey string, more ...string) string {
+	t.Helper()
+	return sumd(t, append([]string{"mirror", "-mirror", db, "-origin", url, "-origin-key", vkey}, more...)...)
+}
+
+// TestMirrorGoCommand mirrors a sumd primary, stops the primary, and has
+// the real go command verify modules through a mirror-only server: with
+// the mirror's URL in GOSUMDB, and found through GOPROXY. A version the
+// mirror lacks gets the offline 404, which the go command shows.
+func TestMirrorGoCommand(t *testing.T) {
+	e := newE2ELog(t)
+	p := e.serve(t)
+	db := filepath.Join(e.dir, "mirror.db")
+	if out := mirrorOf(t, db, p.url, e.vkey); !strings.Contains(out, "mirror of "+e2eName+": tree 305 (was 0), origin at 305") {
+		t.Fatalf("sumd mirror printed %q", out)
+	}
+	if out := mirrorOf(t, db, p.url, e.vkey); !strings.Contains(out, "tree 305 (was 305)") || !strings.Contains(out, "0 records stored in 0 commits") {
+		t.Fatalf("a second run printed %q; want nothing to do", out)
+	}
+	p.stop()
+	m := startServer(t, "-mirror-only", "-mirror", db, "-mirror-interval", "1h")
+	if want := e.vkey + " " + m.url; m.gosumdb != want {
+		t.Fatalf("mirror-only server printed GOSUMDB %q, want %q", m.gosumdb, want)
+	}
+	g := testproxy.NewGo(t)
+	g.Env = append(g.Env, "GOPROXY="+e.proxyURL, "GOSUMDB="+m.gosumdb)
+	download(t, g, special...)
+	download(t, g, e.many[0], e.many[256], e.many[299])
+
+	fresh := testproxy.NewGo(t)
+	fresh.Env = append(fresh.Env, "GOPROXY="+m.url+","+e.proxyURL, "GOSUMDB="+e.vkey)
+	download(t, fresh, special[0], e.many[255])
+	if !strings.Contains(m.stderr.String(), "/sumdb/"+e2eName+"/lookup/") {
+		t.Errorf("the mirror logged no lookup under /sumdb/%s/", e2eName)
+	}
+	out, err := fresh.Run("mod", "download", args(e.many[320])[0])
+	if err == nil || !strings.Contains(out, "the mirror of "+e2eName+" does not hold it and is offline: it cannot reach its origin; its tree head (305 records) was last confirmed current") {
+		t.Errorf("go mod download of a version the mirror lacks, origin down: %v\n%s", err, out)
+	}
+}
+
+// TestMirrorSumGolangOrg mirrors a stand-in for sum.golang.org (a log of
+// that name under a test key: the key is an option that defaults to the
+// real one) and serves it beside the company's own log: the go command
+// with GOSUMDB=sum.golang.org+<test key> and the company server first in
+// GOPROXY verifies public modules through it, with the stand-in stopped.
+func TestMirrorSumGolangOrg(t *testing.T) {
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", "sum.golang.org", "-dir", filepath.Join(dir, "keys")))
+	proxyDir := filepath.Join(dir, "proxy")
+	proxyURL, err := testproxy.Build(proxyDir, special)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sumFile := writeFile(t, filepath.Join(dir, "public.sum"), goSumFile(t, proxyDir, special))
+	odb, okey := filepath.Join(dir, "sgo.db"), filepath.Join(dir, "keys", "sum.golang.org.key")
+	sumd(t, "add", "-create", "-db", odb, "-key", okey, "-gosum", sumFile)
+	origin := startServer(t, "-db", odb, "-key", okey)
+
+	// Without -origin-key a new mirror of sum.golang.org trusts only the
+	// real key, which never signed the stand-in.
+	_, errOut, err := sumdRun("mirror", "-mirror", filepath.Join(dir, "refused.db"), "-origin", origin.url)
+	if code := statusOf(err); code != 1 || !strings.Contains(errOut, "SECURITY") || !strings.Contains(errOut, "sum.golang.org+033de0ae") {
+		t.Fatalf("mirror of the stand-in with the built-in key: exit %d\n%s", code, errOut)
+	}
+	mdb := filepath.Join(dir, "sum.golang.org.db")
+	mirrorOf(t, mdb, origin.url, vkey)
+	origin.stop()
+
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	company := startServer(t, "-create", "-db", filepath.Join(dir, "company.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"),
+		"-mirror", mdb, "-mirror-interval", "1h")
+	g := testproxy.NewGo(t)
+	g.Env = append(g.Env, "GOPROXY="+company.url+","+proxyURL, "GOSUMDB="+vkey)
+	download(t, g, special...)
+	if !strings.Contains(company.stderr.String(), "/sumdb/sum.golang.org/lookup/example.com/plain@v1.0.0") {
+		t.Errorf("the company server logged no lookup under /sumdb/sum.golang.org/:\n%s", company.stderr)
+	}
+	if st := get(t, company.url+"/status"); !strings.Contains(st, `"name": "sum.golang.org"`) || !strings.Contains(st, `"tree_size": 5`) {
+		t.Errorf("status does not show the mirror:\n%s", st)
+	}
+}
+
+// TestMirrorRefusesCLI makes an origin misbehave in each way — a fork, a
+// rollback, a head signed by another key, a tampered hash tile, a tampered
+// record — and runs sumd mirror: each run exits 1 with a SECURITY line
+// quoting both heads, stores nothing, and the mirror still serves its last
+// good head; once the origin is honest again the next run catches up.
+func TestMirrorRefusesCLI(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	skey, vkey, err := itlog.GenerateKey(e2eName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := itlog.ParseKey(skey)
+	honest := memLog(t, key, 0, 300)
+	oldHead, _ := honest.Signed(ctx)
+	addN(t, honest, 300, 200)
+	var mode http.Handler
+	h := server.New(e2eName, honest, server.Options{})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if mode != nil {
+			mode.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer origin.Close()
+	db := filepath.Join(dir, "m.db")
+	mirrorOf(t, db, origin.URL, vkey)
+	good, _ := honest.Signed(ctx)
+	addN(t, honest, 500, 100)
+
+	fork := memLog(t, key, 0, 450)
+	addN(t, fork, 70_000, 150)
+	otherKey, _, _ := itlog.GenerateKey(e2eName)
+	ok2, _ := itlog.ParseKey(otherKey)
+	impostor := memLog(t, ok2, 0, 600)
+	rewrite := func(match func(string) bool, change func([]byte) []byte) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			body := rec.Body.Bytes()
+			if rec.Code == 200 && match(r.URL.Path) {
+				body = change(bytes.Clone(body))
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		h    http.Handler
+		kind string
+	}{
+		{"fork", server.New(e2eName, fork, server.Options{}), "fork"},
+		{"rollback", rewrite(func(p string) bool { return p == "/latest" }, func([]byte) []byte { return oldHead }), "rollback"},
+		{"bad signature", server.New(e2eName, impostor, server.Options{}), "signature"},
+		{"tampered hash tile", rewrite(func(p string) bool { return strings.HasPrefix(p, "/tile/8/0/") }, func(b []byte) []byte {
+			b[0] ^= 1
+			return b
+		}), "unverified"},
+		{"tampered record", rewrite(func(p string) bool { return strings.HasPrefix(p, "/tile/8/data/") }, func(b []byte) []byte {
+			return bytes.ReplaceAll(b, []byte(" v1.1.0 h1:"), []byte(" v1.9.0 h1:"))
+		}), "unverified"},
+	} {
+		mode = tc.h
+		_, errOut, err := sumdRun("mirror", "-mirror", db)
+		if code := statusOf(err); code != 1 || !strings.Contains(errOut, "SECURITY") || !strings.Contains(errOut, "kind="+tc.kind) ||
+			!strings.Contains(errOut, "held_head=") || !strings.Contains(errOut, "offered_head=") {
+			t.Errorf("%s: sumd mirror exited %d\n%s", tc.name, code, errOut)
+		}
+		if got := mirroredHead(t, db); !bytes.Equal(got, good) {
+			t.Errorf("%s: the mirror's head changed to %q", tc.name, got)
+		}
+	}
+	m := startServer(t, "-mirror-only", "-mirror", db, "-mirror-interval", "1h")
+	if got := get(t, m.url+"/latest"); got != string(good) {
+		t.Errorf("the mirror serves %q, want its last good head", got)
+	}
+	m.stop()
+	mode = nil
+	if out := sumd(t, "mirror", "-mirror", db); !strings.Contains(out, "tree 600 (was 500)") {
+		t.Errorf("once the origin is honest again: %q", out)
+	}
+}
+
+// memLog is a primary log in memory holding records first..first+n-1.
+func memLog(t *testing.T, key *itlog.Key, first, n int) *itlog.Log {
+	l, err := itlog.OpenStore(itlog.NewMemStore(), itlog.Options{Keys: []*itlog.Key{key}, Create: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	addN(t, l, first, n)
+	return l
+}
+
+func addN(t *testing.T, l *itlog.Log, first, n int) {
+	t.Helper()
+	if _, err := l.Add(context.Background(), syntheticRecords(first, n)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mirroredHead reads the signed head a mirror database holds.
+func mirroredHead(t *testing.T, db string) []byte {
+	t.Helper()
+	s, err := itlog.OpenBolt(db, itlog.BoltOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Head
+}
+
+// sameDatabases checks that two databases hold the same signed head, hash
+// tiles at every width and records: a mirror byte-identical to its origin.
+func sameDatabases(t *testing.T, a, b string) {
+	t.Helper()
+	ctx := context.Background()
+	open := func(path string) *itlog.BoltStore {
+		s, err := itlog.OpenBolt(path, itlog.BoltOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	sa, sb := open(a), open(b)
+	sta, _ := sa.Load(ctx)
+	stb, _ := sb.Load(ctx)
+	if !bytes.Equal(sta.Head, stb.Head) {
+		t.Fatalf("heads differ:\n%s\n%s", sta.Head, stb.Head)
+	}
+	text, _, _ := bytes.Cut(sta.Head, []byte("\n\n"))
+	tree, err := tlog.ParseTree(append(text, '\n'))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tile := range tlog.NewTiles(8, 0, tree.N) {
+		id := []itlog.TileID{{L: tile.L, N: tile.N}}
+		da, _ := sa.ReadTiles(ctx, id)
+		db, _ := sb.ReadTiles(ctx, id)
+		if n := tile.W * 32; len(da[0]) < n || len(db[0]) < n || !bytes.Equal(da[0][:n], db[0][:n]) {
+			t.Fatalf("tile %s differs", tile.Path())
+		}
+	}
+	ids := make([]int64, tree.N)
+	for i := range ids {
+		ids[i] = int64(i)
+	}
+	ra, _ := sa.ReadRecords(ctx, ids)
+	rb, _ := sb.ReadRecords(ctx, ids)
+	for i := range ids {
+		if ra[i] == nil || !bytes.Equal(ra[i], rb[i]) {
+			t.Fatalf("record %d differs: %q, %q", i, ra[i], rb[i])
+		}
+	}
+}
+
+// statusOf returns the exit status of a finished command: 0 for nil.
+func statusOf(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// syntheticRecords returns n distinct well-formed records, from first on:
+// a log's content when no module needs downloading.
+func syntheticRecords(first, n int) []gosum.Record {
+	recs := make([]gosum.Record, n)
+	for i := range recs {
+		recs[i] = verifyRecord("mirror", first+i)
+	}
+	return recs
+}
+
+// TestMirrorSIGKILL kills sumd mirror (SIGKILL) at random moments while it
+// stages a 40,000-record log in steps of 1,024, and runs it again each
+// time: the last run ends with a database byte-identical to the origin's.
+func TestMirrorSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: several mirror runs of a 40,000-record log")
+	}
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	key, odb := filepath.Join(dir, "keys", e2eName+".key"), filepath.Join(dir, "origin.db")
+	var buf bytes.Buffer
+	for _, r := range syntheticRecords(0, 40_000) {
+		buf.Write(r.Text())
+	}
+	sumd(t, "add", "-create", "-db", odb, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "all.sum"), buf.Bytes()))
+	origin := startServer(t, "-db", odb, "-key", key)
+	mdb := filepath.Join(dir, "mirror.db")
+	args := []string{"mirror", "-mirror", mdb, "-origin", origin.url, "-origin-key", vkey, "-step", "1024", "-log-level", "debug"}
+	midway := 0 // runs killed while staging, before the head moved
+	for range 4 {
+		cmd := exec.Command(sumdBin, args...)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill it at a random moment after it starts staging.
+		staging := make(chan struct{})
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), "staging") { // started, or resumed
+					close(staging)
+					break
+				}
+			}
+			io.Copy(io.Discard, stderr)
+		}()
+		select {
+		case <-staging:
+			time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
+		case <-time.After(20 * time.Second):
+			t.Fatal("sumd mirror did not start staging")
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if head := mirroredHead(t, mdb); !bytes.Contains(head, []byte("\n40000\n")) {
+			midway++
+		}
+	}
+	if midway == 0 {
+		t.Fatal("every run finished before it was killed: the test proved nothing")
+	}
+	out := sumd(t, args...)
+	if !strings.Contains(out, "tree 40000") {
+		t.Fatalf("the run after the kills printed %q", out)
+	}
+	t.Logf("%d of 4 runs killed mid-way; the last: %s", midway, out)
+	origin.stop()
+	sameDatabases(t, odb, mdb)
+}
