@@ -238,10 +238,11 @@ func sameDatabases(t *testing.T, a, b string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { s.Close() })
 		return s
 	}
 	sa, sb := open(a), open(b)
+	defer sa.Close()
+	defer sb.Close()
 	sta, _ := sa.Load(ctx)
 	stb, _ := sb.Load(ctx)
 	if !bytes.Equal(sta.Head, stb.Head) {

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/testproxy"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// TestMirrorBundles carries a mirror into an air gap: outside, sumd mirror
+// and sumd mirror export (full, then incremental since the last bundle);
+// inside, sumd mirror import into another directory with no network, and a
+// mirror-only server the go command verifies through. Tampered and
+// truncated bundles are refused and change nothing.
+func TestMirrorBundles(t *testing.T) {
+	e := newE2ELog(t)
+	p := e.serve(t)
+	outside, inside := filepath.Join(t.TempDir(), "outside.db"), filepath.Join(t.TempDir(), "inside.db")
+	mirrorOf(t, outside, p.url, e.vkey)
+	b1 := filepath.Join(t.TempDir(), "1.bundle")
+	out := sumd(t, "mirror", "export", "-mirror", outside, "-o", b1)
+	if !strings.Contains(out, "from tree 0 to 305") {
+		t.Fatalf("export printed %q", out)
+	}
+	p.stop()
+	e.addGoSum(t, e.many[300:])
+	p = e.serve(t)
+	mirrorOf(t, outside, p.url, e.vkey)
+	p.stop()
+	b2 := filepath.Join(t.TempDir(), "2.bundle")
+	out = sumd(t, "mirror", "export", "-mirror", outside, "-since", b1, "-o", b2)
+	if !strings.Contains(out, "from tree 305 to 355") {
+		t.Fatalf("incremental export printed %q", out)
+	}
+	size := func(f string) int64 { fi, _ := os.Stat(f); return fi.Size() }
+	if size(b2)*3 > size(b1) {
+		t.Errorf("the incremental bundle of 50 records is %d bytes, the full one of 305 %d", size(b2), size(b1))
+	}
+	t.Logf("bundles: %d bytes for 305 records, %d for 50 more (%s)", size(b1), size(b2), strings.TrimSpace(out))
+
+	if out := sumd(t, "mirror", "import", "-mirror", inside, "-origin-key", e.vkey, b1); !strings.Contains(out, "tree 305 (was 0)") {
+		t.Fatalf("import printed %q", out)
+	}
+	data, _ := os.ReadFile(b2)
+	for name, bad := range map[string][]byte{
+		"tampered":  flipAt(data, len(data)/2),
+		"truncated": data[:len(data)*2/3],
+	} {
+		f := writeFile(t, filepath.Join(t.TempDir(), name+".bundle"), bad)
+		_, errOut, err := sumdRun("mirror", "import", "-mirror", inside, f)
+		if statusOf(err) != 1 || !strings.Contains(errOut, "sumd: error: "+f+": ") {
+			t.Errorf("import of a %s bundle: exit %d\n%s", name, statusOf(err), errOut)
+		}
+		if head := mirroredHead(t, inside); !strings.Contains(string(head), "\n305\n") {
+			t.Errorf("the %s bundle changed the mirror: %q", name, head)
+		}
+	}
+	if out := sumd(t, "mirror", "import", "-mirror", inside, b2); !strings.Contains(out, "tree 355 (was 305)") {
+		t.Fatalf("incremental import printed %q", out)
+	}
+	sameDatabases(t, e.db, inside)
+
+	m := startServer(t, "-mirror-only", "-mirror", inside)
+	g := testproxy.NewGo(t)
+	g.Env = append(g.Env, "GOPROXY="+m.url+","+e.proxyURL, "GOSUMDB="+e.vkey)
+	download(t, g, special[0], e.many[349])
+	mods := testproxy.Versions("example.com/unrecorded", 1)
+	if _, err := testproxy.Build(e.proxyDir, mods); err != nil {
+		t.Fatal(err)
+	}
+	out, err := g.Run("mod", "download", args(mods...)[0])
+	if err == nil || !strings.Contains(out, "does not hold it and is offline: it has no origin to ask (it is fed by bundles)") {
+		t.Errorf("go mod download of a version an air-gapped mirror lacks: %v\n%s", err, out)
+	}
+}
+
+func flipAt(data []byte, i int) []byte {
+	c := append([]byte(nil), data...)
+	c[i] ^= 0x20
+	return c
+}
+
+// TestMirrorPartial keeps only the versions of a go.sum file and of a path
+// pattern: the go command verifies those through the mirror with the
+// primary stopped; another version gets the offline 404.
+func TestMirrorPartial(t *testing.T) {
+	e := newE2ELog(t)
+	p := e.serve(t)
+	listed := []testproxy.Module{special[2], e.many[7], e.many[300]}
+	sumFile := writeFile(t, filepath.Join(e.dir, "app.sum"), goSumFile(t, e.proxyDir, listed[:2]))
+	db := filepath.Join(e.dir, "partial.db")
+	mirrorOf(t, db, p.url, e.vkey, "-modules", sumFile+",example.com/plain")
+	p.stop()
+	e.addGoSum(t, e.many[300:])
+	p = e.serve(t)
+	// The go.sum file grows; the next run looks the new version up.
+	writeFile(t, sumFile, goSumFile(t, e.proxyDir, listed))
+	if out := mirrorOf(t, db, p.url, e.vkey); !strings.Contains(out, "tree 355 (was 305)") {
+		t.Fatalf("the second run printed %q", out)
+	}
+	p.stop()
+
+	// special[0] and special[4] match example.com/plain; the rest come
+	// from the go.sum file.
+	held := records(t, db)
+	if want := []int64{0, 2, 4, 12, 305}; strings.Join(strs(held), ",") != strings.Join(strs(want), ",") {
+		t.Errorf("the partial mirror holds records %v, want %v", held, want)
+	}
+	m := startServer(t, "-mirror-only", "-mirror", db)
+	g := testproxy.NewGo(t)
+	g.Env = append(g.Env, "GOPROXY="+e.proxyURL, "GOSUMDB="+m.gosumdb)
+	download(t, g, special[0], special[2], special[4], e.many[7], e.many[300])
+	out, err := g.Run("mod", "download", args(e.many[8])[0])
+	if err == nil || !strings.Contains(out, "does not hold it and is offline") {
+		t.Errorf("a version the partial mirror lacks: %v\n%s", err, out)
+	}
+}
+
+// records lists the ids of the records a database holds.
+func records(t *testing.T, db string) []int64 {
+	t.Helper()
+	s, err := itlog.OpenBolt(db, itlog.BoltOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ids := make([]int64, 1000)
+	for i := range ids {
+		ids[i] = int64(i)
+	}
+	texts, err := s.ReadRecords(context.Background(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []int64
+	for i, text := range texts {
+		if text != nil {
+			held = append(held, int64(i))
+		}
+	}
+	return held
+}
+
+func strs(ids []int64) []string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, strconv.FormatInt(id, 10))
+	}
+	return out
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/admin"
+	"github.com/sumd-project/sumd/internal/testproxy"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// TestMirrorForwardedLookup: a replica of a primary that records on first
+// lookup forwards the lookup of a version neither holds; the primary
+// records it, the replica verifies and stores the answer and the go
+// command accepts it; the replica then serves it with the primary stopped.
+func TestMirrorForwardedLookup(t *testing.T) {
+	dir := t.TempDir()
+	proxyDir := filepath.Join(dir, "proxy")
+	proxyURL, err := testproxy.Build(proxyDir, special)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	key := filepath.Join(dir, "keys", e2eName+".key")
+	p := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", key, "-upstream", proxyURL)
+	db := filepath.Join(dir, "replica.db")
+	mirrorOf(t, db, p.url, vkey)
+	r := startServer(t, "-mirror-only", "-mirror", db, "-mirror-interval", "1h")
+	g := testproxy.NewGo(t)
+	g.Env = append(g.Env, "GOPROXY="+proxyURL, "GOSUMDB="+r.gosumdb)
+	download(t, g, special[0], special[1])
+	if got := get(t, p.url+"/lookup/example.com/plain@v1.0.0"); !strings.HasPrefix(got, "0\nexample.com/plain v1.0.0 h1:") {
+		t.Errorf("the primary did not record the forwarded lookup: %q", got)
+	}
+	if got := get(t, r.url+"/latest"); !strings.HasPrefix(got, "go.sum database tree\n2\n") {
+		t.Errorf("the replica did not store what it proved: %q", got)
+	}
+	p.stop()
+	fresh := testproxy.NewGo(t)
+	fresh.Env = append(fresh.Env, "GOPROXY="+proxyURL, "GOSUMDB="+r.gosumdb)
+	download(t, fresh, special[1])
+}
+
+// TestRestoreGoCommand: a primary's database is lost and replaced by an
+// old backup. Started as it is, its next head forks from what clients saw,
+// and the go command says so; sumd restore rolls it forward from a mirror,
+// after which the primary's next head extends the newest one any client
+// saw, and the go command accepts it.
+func TestRestoreGoCommand(t *testing.T) {
+	e := newE2ELog(t)
+	token := writeSecret(t, filepath.Join(e.dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	p := startServer(t, "-db", e.db, "-key", e.key, "-admin-token-file", token)
+	old := filepath.Join(e.dir, "old.db")
+	if out := sumd(t, "backup", "-server", p.url, "-token-file", token, "-o", old); !strings.Contains(out, "tree 305") || !strings.Contains(out, "verified in full") {
+		t.Fatalf("backup printed %q", out)
+	}
+	p.stop()
+	e.addGoSum(t, e.many[300:])
+	p = e.serve(t)
+	mdb := filepath.Join(e.dir, "mirror.db")
+	mirrorOf(t, mdb, p.url, e.vkey)
+	g := testproxy.NewGo(t)
+	g.Env = append(g.Env, "GOPROXY="+e.proxyURL, "GOSUMDB="+p.gosumdb)
+	download(t, g, e.many[340]) // the client has seen the tree of 355
+	p.stop()
+
+	// The database is lost; the old backup takes its place.
+	after := testproxy.Versions("example.com/after", 2)
+	if _, err := testproxy.Build(e.proxyDir, after); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, old, e.db)
+	addZip := func(m testproxy.Module) {
+		mv := module.Version{Path: m.Path, Version: m.Version}
+		sumd(t, "add", "-db", e.db, "-key", e.key, m.Path+"@"+m.Version, testproxy.ZipPath(e.proxyDir, mv))
+	}
+	addZip(after[0])
+	p = e.serve(t)
+	g.Env = append(g.Env, "GOSUMDB="+p.gosumdb)
+	out, err := g.Run("mod", "download", args(after[0])[0])
+	if err == nil || !strings.Contains(out, "SECURITY ERROR") {
+		t.Fatalf("a primary restarted from an old backup: go mod download %v\n%s\nwant the go command to detect the fork", err, out)
+	}
+	p.stop()
+
+	copyFile(t, old, e.db)
+	out = sumd(t, "restore", "-db", e.db, "-key", e.key, "-from", mdb)
+	if !strings.Contains(out, "restored "+e2eName+": tree 355 (was 305)") || !strings.Contains(out, "the previous database is kept as") {
+		t.Fatalf("restore printed %q", out)
+	}
+	addZip(after[1])
+	p = e.serve(t)
+	g.Env = append(g.Env, "GOSUMDB="+p.gosumdb)
+	download(t, g, after[1])
+	download(t, g, e.many[0])
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, to, data)
+}
+
+// TestBackupCLI backs a server up while admin fetches append to it: the
+// copy verifies in full and holds every record acknowledged before the
+// backup began. A stopped server's file is copied with -db (refused while
+// it is served).
+func TestBackupCLI(t *testing.T) {
+	e := newE2ELog(t)
+	token := writeSecret(t, filepath.Join(e.dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	p := startServer(t, "-db", e.db, "-key", e.key, "-admin-token-file", token, "-upstream", e.proxyURL)
+	c := &admin.Client{URL: p.url, Token: "0123456789abcdef0123456789abcdef"}
+	ctx := context.Background()
+	var mu sync.Mutex
+	var acked []string
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for w := range 5 {
+		wg.Go(func() {
+			for i := w; i < 50; i += 5 {
+				m := e.many[300+i]
+				if _, err := c.Fetch(ctx, module.Version{Path: m.Path, Version: m.Version}); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, m.Path+"@"+m.Version)
+				if len(acked) == 10 {
+					close(start)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	<-start
+	mu.Lock()
+	before := append([]string(nil), acked...)
+	mu.Unlock()
+	out := filepath.Join(e.dir, "online.db")
+	sumd(t, "backup", "-server", p.url, "-token-file", token, "-o", out)
+	wg.Wait()
+	if got := sumd(t, "backup", "verify", "-vkey", e.vkey, out); !strings.Contains(got, "every tile and record verified") {
+		t.Errorf("backup verify printed %q", got)
+	}
+	s, err := itlog.OpenBolt(out, itlog.BoltOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tree, err := itlog.CheckStore(ctx, s, []string{e.vkey})
+	ids, lerr := s.Lookup(ctx, before)
+	s.Close()
+	if err != nil || lerr != nil {
+		t.Fatal(err, lerr)
+	}
+	for i, id := range ids {
+		if id < 0 || id >= tree.N {
+			t.Errorf("%s, acknowledged before the backup began, is not in it", before[i])
+		}
+	}
+	t.Logf("backup of a tree of %d records during appends; %d acknowledged before it began", tree.N, len(before))
+
+	_, errOut, err := sumdRun("backup", "-db", e.db, "-o", filepath.Join(e.dir, "offline.db"))
+	if statusOf(err) != 1 || !strings.Contains(errOut, "back it up through it with -server") {
+		t.Errorf("backup -db of a served database: exit %d\n%s", statusOf(err), errOut)
+	}
+	p.stop()
+	if got := sumd(t, "backup", "-db", e.db, "-o", filepath.Join(e.dir, "offline.db")); !strings.Contains(got, "tree 355") {
+		t.Errorf("backup -db printed %q", got)
+	}
+	damaged := filepath.Join(e.dir, "damaged.db")
+	data, _ := os.ReadFile(out)
+	rec := []byte("example.com/many v1.0.42 h1:") // a record, as stored (in every page that holds it)
+	if bytes.Count(data, rec) == 0 {
+		t.Fatal("no record found in the backup file")
+	}
+	for i := 0; ; {
+		j := bytes.Index(data[i:], rec)
+		if j < 0 {
+			break
+		}
+		i += j + len(rec)
+		data[i] ^= 'A' ^ 'B'
+	}
+	writeFile(t, damaged, data)
+	if _, errOut, err := sumdRun("backup", "verify", damaged); statusOf(err) != 1 || !strings.Contains(errOut, "does not match") {
+		t.Errorf("backup verify of a damaged copy: exit %d\n%s", statusOf(err), errOut)
+	}
+}
