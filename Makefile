@@ -25,8 +25,9 @@ test: ## run every test (go command, cosign CLIs, crash); 75m timeout: a cold co
 test-short: ## skip the slow tests (crash, large tree)
 	$(GO) test -short $(PKGS)
 
-bench: ## durable append throughput (bbolt, PostgreSQL), lookups, tile reads, disk bytes per record, audit throughput, status page, access layer (bcrypt basic auth), load test
+bench: ## durable append throughput (bbolt, PostgreSQL), lookups, tile reads, disk bytes per record, audit throughput, status page, access layer (bcrypt basic auth), mirrors (SUMD_BENCH_RECORDS, default 1M), load test
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/tlog/pgstore ./internal/server ./internal/audit ./internal/serve ./internal/access
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/mirror
 	./scripts/load.sh
 
 lint: ## gofmt and go vet

@@ -9,7 +9,7 @@ import (
 // sumd serve's mirror options: defaults, and the problems Validate names.
 func TestMirrorOptions(t *testing.T) {
 	c, _, err := LoadMirror([]string{"-mirror", "m.db", "-modules", "go.sum, golang.org/x/*"}, nil, nil)
-	if err != nil || c.Step != 1<<18 || c.Parallel != 8 || strings.Join(c.ModuleList(), "|") != "go.sum|golang.org/x/*" {
+	if err != nil || c.Step != 1<<14 || c.Parallel != 8 || strings.Join(c.ModuleList(), "|") != "go.sum|golang.org/x/*" {
 		t.Errorf("LoadMirror = %+v, %v", c, err)
 	}
 	for _, tc := range []struct {

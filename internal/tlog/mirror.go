@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -212,17 +213,22 @@ func (l *Log) checkExtensionRecords(ctx context.Context, target tlog.Tree, hashe
 	if err != nil {
 		return nil, unverified(err)
 	}
-	stored, err := l.store.ReadRecords(ctx, ids)
+	// Only records of the held tree may be stored already (a partial
+	// mirror adding old ones); a record beyond it that an earlier Stage
+	// stored is verified and written again, identical.
+	held := l.pub.Load().Tree.N
+	old := ids[:sort.Search(len(ids), func(i int) bool { return ids[i] >= held })]
+	stored, err := l.store.ReadRecords(ctx, old)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read records: %w", err)
 	}
-	var recs []StoredRecord
+	recs := make([]StoredRecord, 0, len(ids))
 	for i, id := range ids {
 		text := texts[id]
 		if len(text) > gosum.MaxRecordSize || tlog.RecordHash(text) != leaves[i] {
 			return nil, fmt.Errorf("%w: record %d does not hash to its leaf", ErrUnverified, id)
 		}
-		if stored[i] == nil {
+		if i >= len(old) || stored[i] == nil {
 			key, _ := recordKey(text, false) // "" leaves it unindexed
 			recs = append(recs, StoredRecord{ID: id, Key: key, Text: bytes.Clone(text)})
 		}
@@ -233,18 +239,23 @@ func (l *Log) checkExtensionRecords(ctx context.Context, target tlog.Tree, hashe
 // indexFirst clears the Key of every record whose module version is
 // indexed (or staged) under a smaller id.
 func (l *Log) indexFirst(ctx context.Context, recs []StoredRecord) error {
-	keys := make([]string, len(recs))
-	for i, r := range recs {
-		keys[i] = r.Key
+	// Looked up in key order, which a B-tree reads fastest.
+	keys := make([]string, 0, len(recs))
+	for _, r := range recs {
+		if r.Key != "" {
+			keys = append(keys, r.Key)
+		}
 	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
 	ids, err := l.store.Lookup(ctx, keys)
 	if err != nil {
 		return fmt.Errorf("failed to look up %d module versions: %w", len(keys), err)
 	}
-	first := map[string]int64{}
-	for i, r := range recs {
+	first := make(map[string]int64, len(recs))
+	for i, k := range keys {
 		if ids[i] >= 0 {
-			first[r.Key] = ids[i]
+			first[k] = ids[i]
 		}
 	}
 	for i := range recs { // ascending ids: the first of a key wins
