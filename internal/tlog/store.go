@@ -33,8 +33,9 @@ import (
 // # Reads
 //
 // Reads may see data beyond the head the Log has published (another
-// writer's commit, or one of this process in flight: bbolt shows a commit
-// before its fsync returns, see PROTOCOL.md §6); the Log bounds every read by
+// writer's commit, one of this process in flight — bbolt shows a commit
+// before its fsync returns, see PROTOCOL.md §6 — or a mirror's staged data,
+// see Log.Stage); the Log bounds every read by
 // its published tree, so a store need not. Within the published tree data
 // never changes: records and full tiles are immutable, and a partial tile
 // only grows, so every narrower width stays a prefix of the stored bytes.
