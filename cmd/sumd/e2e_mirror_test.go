@@ -108,6 +108,11 @@ func TestMirrorSumGolangOrg(t *testing.T) {
 	if st := get(t, company.url+"/status"); !strings.Contains(st, `"name": "sum.golang.org"`) || !strings.Contains(st, `"tree_size": 5`) {
 		t.Errorf("status does not show the mirror:\n%s", st)
 	}
+	// The origin is stopped: the mirror cannot follow it, and says so.
+	if out := sumd(t, "status", "-url", company.url); !strings.Contains(out, "mirror    sum.golang.org (full): 5 records, 0 behind its origin, confirmed current") ||
+		!strings.Contains(out, "problem: mirror sum.golang.org: the origin cannot be reached") {
+		t.Errorf("sumd status printed:\n%s", out)
+	}
 }
 
 // TestMirrorRefusesCLI makes an origin misbehave in each way — a fork, a

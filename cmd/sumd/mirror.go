@@ -43,6 +43,11 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd mirror takes flags only (or: sumd mirror export|import); see sumd mirror -h")
 	}
+	if mods := cfg.ModuleList(); len(mods) > 0 {
+		if _, err := mirror.ParseSelection(mods); err != nil {
+			return usageError(fmt.Errorf("modules: %w", err), "list go.sum files (ending in .sum) and module path patterns such as golang.org/x/*")
+		}
+	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, "", logger)
 	if err != nil {
@@ -117,10 +122,7 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 		return nil, usageError(fmt.Errorf("the mirror of %s has no origin URL", l.Name()), "give -origin URL of the checksum database to follow")
 	}
 	if mods := cfg.ModuleList(); len(mods) > 0 {
-		if _, err := mirror.ParseSelection(mods); err != nil {
-			return nil, usageError(fmt.Errorf("modules: %w", err), "list go.sum files (ending in .sum) and module path patterns such as golang.org/x/*")
-		}
-		mc.Modules = mods
+		mc.Modules = mods // checked by runMirror
 	}
 	if stored == nil || stored.URL != mc.URL || !slices.Equal(stored.Modules, mc.Modules) || !slices.Equal(stored.VerifierKeys, mc.VerifierKeys) {
 		if err := mirror.WriteConfig(ctx, l, mc); err != nil {
@@ -168,6 +170,11 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 // database is new and its origin is (or may be, if name is "") that.
 func openMirror(path, vkeysFlag string, create bool, name string, logger *slog.Logger) (*itlog.Log, *mirror.Config, error) {
 	ctx := context.Background()
+	if vkeysFlag != "" { // a bad option must not leave a new, empty file behind
+		if _, err := readVKeys("-origin-key", vkeysFlag); err != nil {
+			return nil, nil, err
+		}
+	}
 	s, err := itlog.OpenBolt(path, itlog.BoltOptions{Create: create})
 	if err != nil {
 		return nil, nil, mirrorOpenError(err, path)

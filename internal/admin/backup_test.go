@@ -65,7 +65,7 @@ func TestBackup(t *testing.T) {
 		want   string
 	}{
 		{"no snapshots", New(nil, Options{TokenFile: s.tokenFile, Logger: quiet}), "GET", 501, "does not serve backups"},
-		{"memory store", New(nil, Options{TokenFile: s.tokenFile, Logger: quiet, Snapshot: mem.Snapshot}), "GET", 501, "cannot write a snapshot"},
+		{"memory store", New(nil, Options{TokenFile: s.tokenFile, Logger: quiet, Snapshot: mem.Snapshot}), "GET", 501, "cannot write a snapshot of itself: back its database up with the database's own tools (PostgreSQL: pg_dump"},
 		{"POST", New(nil, Options{TokenFile: s.tokenFile, Logger: quiet, Snapshot: s.log.Snapshot}), "POST", 405, "use GET"},
 		{"HEAD", New(nil, Options{TokenFile: s.tokenFile, Logger: quiet, Snapshot: s.log.Snapshot}), "HEAD", 200, ""},
 	} {

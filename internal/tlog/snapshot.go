@@ -47,10 +47,11 @@ var ErrNoSnapshot = errors.New("the log's store cannot write a snapshot of itsel
 func (l *Log) Snapshot(ctx context.Context) (Snapshot, error) {
 	ss, ok := l.store.(SnapshotStore)
 	if !ok {
+		advice := "back its database up with the database's own tools (PostgreSQL: pg_dump or pg_basebackup)"
 		if a, ok := l.store.(interface{ BackupAdvice() string }); ok {
-			return nil, fmt.Errorf("%w: %s", ErrNoSnapshot, a.BackupAdvice())
+			advice = a.BackupAdvice()
 		}
-		return nil, ErrNoSnapshot
+		return nil, fmt.Errorf("%w: %s", ErrNoSnapshot, advice)
 	}
 	var snap Snapshot
 	err := l.control(ctx, func(ctx context.Context) error {
