@@ -364,3 +364,47 @@ func TestMirrorSIGKILL(t *testing.T) {
 	origin.stop()
 	sameDatabases(t, odb, mdb)
 }
+
+// TestMirrorAuth mirrors a primary behind the access layer: without
+// credentials, and with a reader's, sumd mirror is refused and says what it
+// needs (data tiles need an auditor); with an auditor's token it mirrors,
+// and the database remembers which credentials to send (a file name, not
+// the token) for the next run.
+func TestMirrorAuth(t *testing.T) {
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	key, db := filepath.Join(dir, "keys", e2eName+".key"), filepath.Join(dir, "sumd.db")
+	var buf bytes.Buffer
+	for _, r := range syntheticRecords(0, 300) {
+		buf.Write(r.Text())
+	}
+	sumd(t, "add", "-create", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "all.sum"), buf.Bytes()))
+	tokens := writeSecret(t, filepath.Join(dir, "tokens"), "replica:replica-token-0123456789:auditor\ndev:dev-token-0123456789abcdef:reader\n")
+	p := startServer(t, "-db", db, "-key", key, "-read-auth", "bearer", "-read-auth-file", tokens)
+	auditor := writeSecret(t, filepath.Join(dir, "auditor.token"), "replica-token-0123456789\n")
+	reader := writeSecret(t, filepath.Join(dir, "reader.token"), "dev-token-0123456789abcdef\n")
+	mdb := filepath.Join(dir, "m.db")
+	for _, tc := range []struct{ auth, want string }{
+		{"none", "the server needs credentials"},
+		{"bearer:" + reader, "the server refused these credentials: a mirror reads data tiles, which need an auditor's"},
+	} {
+		_, errOut, err := sumdRun("mirror", "-mirror", mdb, "-origin", p.url, "-origin-key", vkey, "-auth", tc.auth)
+		if statusOf(err) != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("sumd mirror -auth %s: exit %d\n%s", tc.auth, statusOf(err), errOut)
+		}
+	}
+	if out := mirrorOf(t, mdb, p.url, vkey, "-auth", "bearer:"+auditor); !strings.Contains(out, "tree 300 (was 0)") {
+		t.Fatalf("sumd mirror with an auditor's token printed %q", out)
+	}
+	p.stop()
+	more := syntheticRecords(300, 5)
+	buf.Reset()
+	for _, r := range more {
+		buf.Write(r.Text())
+	}
+	sumd(t, "add", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "more.sum"), buf.Bytes()))
+	p = startServer(t, "-db", db, "-key", key, "-read-auth", "bearer", "-read-auth-file", tokens)
+	if out := sumd(t, "mirror", "-mirror", mdb, "-origin", p.url); !strings.Contains(out, "tree 305 (was 300)") {
+		t.Errorf("a later run, with the credentials the database remembers, printed %q", out)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -96,6 +97,8 @@ func mirrorError(err error) error {
 	case errors.As(err, &se):
 		return withHint(err, "nothing was stored and the mirror keeps its last good head; the SECURITY line above quotes both heads: "+
 			"find out whether the origin, or something between it and this mirror, misbehaves before trusting it again")
+	case errors.As(err, &fe) && (fe.Status == http.StatusUnauthorized || fe.Status == http.StatusForbidden):
+		return &cliError{err: err, hint: refusedHint(fe.Status, "a mirror reads data tiles, which need an auditor's"), code: 2}
 	case errors.As(err, &fe):
 		return &cliError{err: err, hint: "check -origin and that the origin is reachable; the steps committed before are kept, and the next run resumes", code: 2}
 	case errors.Is(err, context.Canceled):
@@ -124,7 +127,13 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 	if mods := cfg.ModuleList(); len(mods) > 0 {
 		mc.Modules = mods // checked by runMirror
 	}
-	if stored == nil || stored.URL != mc.URL || !slices.Equal(stored.Modules, mc.Modules) || !slices.Equal(stored.VerifierKeys, mc.VerifierKeys) {
+	if stored != nil {
+		mc.Auth = stored.Auth
+	}
+	if cfg.Auth != "" {
+		mc.Auth = cfg.Auth
+	}
+	if stored == nil || stored.URL != mc.URL || !slices.Equal(stored.Modules, mc.Modules) || !slices.Equal(stored.VerifierKeys, mc.VerifierKeys) || stored.Auth != mc.Auth {
 		if err := mirror.WriteConfig(ctx, l, mc); err != nil {
 			return nil, err
 		}
@@ -150,8 +159,13 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 	}
 	opts := mirror.Options{Log: l, Verifiers: vs, Step: o.step, Parallel: o.parallel, Logger: o.logger, Metrics: o.metrics}
 	if mc.URL != "" {
+		creds, err := clientAuth(mc.Auth)
+		if err != nil {
+			return nil, err
+		}
 		if opts.Client, err = sumdbclient.New(mc.URL, sumdbclient.Options{
 			UserAgent: "sumd-mirror/" + version(), Timeout: cmp.Or(o.timeout, 30*time.Second), Parallel: o.parallel,
+			Auth: creds.Apply,
 		}); err != nil {
 			return nil, usageError(err, "fix the origin URL (sumd mirror -origin URL)")
 		}

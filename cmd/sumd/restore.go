@@ -118,7 +118,7 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 	if err != nil {
 		return nil, err
 	}
-	f, err := newFollower(l, &mirror.Config{URL: cfg.From}, followerOptions{logger: logger})
+	f, err := newFollower(l, &mirror.Config{URL: cfg.From, Auth: cfg.Auth}, followerOptions{logger: logger})
 	if err == nil {
 		bar := newProgress(stderr, "mirroring records")
 		f.SetProgress(bar.update)

@@ -85,6 +85,7 @@ type Restore struct {
 	Database
 	Log
 	From string `flag:"from" arg:"MIRROR" help:"the full mirror to restore from: its database file, or the URL of a server serving it (such as https://replica.example or https://proxy.example/sumdb/sum.example.com) (required)"`
+	ClientAuth
 }
 
 // LoadRestore is LoadServe for `sumd restore`.

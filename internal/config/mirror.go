@@ -11,7 +11,7 @@ import (
 var (
 	mirrorCommand = command{
 		name:  "mirror",
-		usage: "sumd mirror -mirror FILE [-origin URL] [-origin-key VKEYS|FILE] [-modules LIST] [flags]",
+		usage: "sumd mirror -mirror FILE [-origin URL] [-origin-key VKEYS|FILE] [-modules LIST] [-auth AUTH] [flags]",
 		summary: "Follow a checksum database once: fetch its signed head, hash tiles and records,\n" +
 			"verify them with its verifier key and store them in the mirror database,\n" +
 			"which sumd serve -mirror FILE then serves. A new mirror of sum.golang.org needs\n" +
@@ -53,8 +53,9 @@ func (m *MirrorDB) Validate() error {
 type Mirror struct {
 	MirrorDB
 	Log
-	Origin   string        `flag:"origin" arg:"URL" help:"base URL of the checksum database to follow: a sumd, https://sum.golang.org, another mirror, or a proxy path such as https://proxy.example/sumdb/sum.golang.org; default: the URL the mirror database remembers, or https://sum.golang.org for a new mirror"`
-	Modules  string        `flag:"modules" arg:"LIST" help:"make the mirror partial: comma-separated go.sum files (ending in .sum) and module path patterns (GOPRIVATE syntax); every hash tile is kept, but only the records of those versions; default: the list the mirror database remembers, or every record (a full mirror)"`
+	Origin  string `flag:"origin" arg:"URL" help:"base URL of the checksum database to follow: a sumd, https://sum.golang.org, another mirror, or a proxy path such as https://proxy.example/sumdb/sum.golang.org; default: the URL the mirror database remembers, or https://sum.golang.org for a new mirror"`
+	Modules string `flag:"modules" arg:"LIST" help:"make the mirror partial: comma-separated go.sum files (ending in .sum) and module path patterns (GOPRIVATE syntax); every hash tile is kept, but only the records of those versions; default: the list the mirror database remembers, or every record (a full mirror)"`
+	ClientAuth
 	Step     int           `flag:"step" arg:"RECORDS" help:"records added per commit: bounds memory (about 200 bytes per record, two steps in flight) and the work a crash loses; measured fastest near the default"`
 	Parallel int           `flag:"parallel" help:"most requests to the origin in flight at once"`
 	Timeout  time.Duration `flag:"timeout" help:"time limit of one request to the origin"`

@@ -72,6 +72,10 @@ type Config struct {
 	// are go.sum files, the others module path patterns (GOPRIVATE
 	// syntax). See Selection.
 	Modules []string `json:"modules,omitempty"`
+	// Auth names the credentials sent to the origin, as sumd's clients
+	// take them (-auth: none, basic:USER:FILE, bearer:FILE, netrc[:FILE];
+	// "": the go command's .netrc): files, never the secrets themselves.
+	Auth string `json:"auth,omitempty"`
 }
 
 const (
