@@ -1,0 +1,95 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb"
+
+	"github.com/sumd-project/sumd/internal/mirror"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// offlineMirror returns a Mirror of an origin called name that holds no
+// head yet and has no origin URL.
+func offlineMirror(t *testing.T, name string) Mirror {
+	_, vkey, err := tlog.GenerateKey(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Mirror{Interval: time.Hour, Open: func() (*mirror.Follower, error) {
+		l, err := tlog.OpenStore(tlog.NewMemStore(), tlog.Options{VerifierKeys: []string{vkey}, Create: true})
+		if err != nil {
+			return nil, err
+		}
+		vs, _ := sumdbclient.ParseVerifiers(vkey)
+		return mirror.New(mirror.Options{Log: l, Verifiers: vs})
+	}}
+}
+
+// TestMirrorRoutes serves a log and two mirrors whose names nest
+// (corp.example and corp.example/sub): each gets its own requests under
+// /sumdb/<name>/, the rest go to the server's own log, and the status lists
+// both mirrors. A mirror-only server serves its first mirror at the root.
+func TestMirrorRoutes(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	cfg.Mirrors = []Mirror{offlineMirror(t, "corp.example"), offlineMirror(t, "corp.example/sub")}
+	ctx, cancel := context.WithCancel(context.Background())
+	url, done := start(t, ctx, cfg, urls)
+	for path, want := range map[string]string{
+		"/sumdb/corp.example/supported":     "200 ",
+		"/sumdb/corp.example/latest":        "503 the mirror of corp.example holds no signed tree head yet",
+		"/sumdb/corp.example/sub/latest":    "503 the mirror of corp.example/sub holds no signed tree head yet",
+		"/sumdb/corp.example/sub/supported": "200 ",
+		"/sumdb/serve.example.com/latest":   "200 go.sum database tree",
+		"/sumdb/other.example/supported":    "404 not found: this checksum database is serve.example.com",
+		"/latest":                           "200 go.sum database tree",
+	} {
+		if got := getText(t, url+path); !strings.HasPrefix(got, want) {
+			t.Errorf("GET %s = %q, want %q", path, got, want)
+		}
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(getText(t, url+"/status"), "200 ")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Mirrors) != 2 || st.Mirrors[0].Name != "corp.example" || st.Mirrors[1].Online {
+		t.Errorf("status mirrors %+v", st.Mirrors)
+	}
+	cancel()
+	if err := wait(t, done); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg, urls, _ = testConfig(t)
+	cfg.OpenLog, cfg.DBFile = nil, ""
+	cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) { return nil, nil, nil }
+	cfg.Mirrors = []Mirror{offlineMirror(t, "corp.example")}
+	ctx, cancel = context.WithCancel(context.Background())
+	url, done = start(t, ctx, cfg, urls)
+	if got := getText(t, url+"/latest"); !strings.HasPrefix(got, "503 the mirror of corp.example holds no signed tree head yet") {
+		t.Errorf("a mirror-only server's /latest = %q", got)
+	}
+	cancel()
+	if err := wait(t, done); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// getText returns "<status> <body>".
+func getText(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return strings.Fields(resp.Status)[0] + " " + string(body)
+}
