@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ import (
 // bundle. Exit status: 0 done; 1 refused (SECURITY) or failed; 2 bad
 // flags, or the origin could not be reached.
 func runMirror(args []string, stdout, stderr io.Writer) error {
+	batchGC()
 	if len(args) > 0 {
 		switch args[0] {
 		case "export":
@@ -405,3 +407,10 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 		bundle, h.Name, st.To.N, st.From.N, st.Records, st.Commits, time.Since(start).Round(time.Millisecond), rate)
 	return nil
 }
+
+// batchGC lets the heap grow to five times what is live before a garbage
+// collection, in the batch commands that move records in bulk (mirror,
+// import, restore): their live heap is a few steps of records (tens of
+// MB), and collecting less often saves about a quarter of their CPU time
+// (measured by BenchmarkMirror, which does the same).
+func batchGC() { debug.SetGCPercent(400) }

@@ -24,6 +24,7 @@ import (
 // a new file beside it, verified in full and opened with the log's keys
 // before it replaces the database, which is kept under another name.
 func runRestore(args []string, stdout, stderr io.Writer) error {
+	batchGC()
 	cfg, rest, err := config.LoadRestore(args, os.Environ(), stderr)
 	if err != nil {
 		return configError(err)

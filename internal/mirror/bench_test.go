@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -55,6 +56,7 @@ func benchRecord(i int) gosum.Record {
 // and disk bytes per record; the full mirror's bundle (bytes per record)
 // and its import; and lookups answered by the mirror and by the primary.
 func BenchmarkMirror(b *testing.B) {
+	defer debug.SetGCPercent(debug.SetGCPercent(400)) // as sumd mirror and import run
 	ctx := context.Background()
 	n := benchRecords()
 	dir := b.TempDir()

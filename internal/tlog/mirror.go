@@ -229,8 +229,10 @@ func (l *Log) checkExtensionRecords(ctx context.Context, target tlog.Tree, hashe
 			return nil, fmt.Errorf("%w: record %d does not hash to its leaf", ErrUnverified, id)
 		}
 		if i >= len(old) || stored[i] == nil {
+			// The text is the caller's until Extend returns, and the store
+			// has written it by then: no copy.
 			key, _ := recordKey(text, false) // "" leaves it unindexed
-			recs = append(recs, StoredRecord{ID: id, Key: key, Text: bytes.Clone(text)})
+			recs = append(recs, StoredRecord{ID: id, Key: key, Text: text})
 		}
 	}
 	return recs, l.indexFirst(ctx, recs)

@@ -1,11 +1,11 @@
 package tlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -149,9 +149,9 @@ func recordKey(text []byte, strict bool) (string, error) {
 		r, err := gosum.Parse(text)
 		return r.Key(), err
 	}
-	line, _, _ := strings.Cut(string(text), "\n")
-	if f := strings.Fields(line); len(f) >= 2 {
-		return f[0] + "@" + f[1], nil
+	line, _, _ := bytes.Cut(text, []byte("\n"))
+	if f := bytes.Fields(line); len(f) >= 2 {
+		return string(f[0]) + "@" + string(f[1]), nil
 	}
 	return "", nil
 }
