@@ -29,6 +29,28 @@ func TestExampleConfig(t *testing.T) {
 	if cfg.Name != "sum.corp.example" || cfg.Upstream.Upstream == "" || !cfg.Crosscheck || cfg.TLSCert == "" {
 		t.Errorf("sumd.yaml loaded as %+v", cfg)
 	}
+
+	// The commented-out examples must stay valid too: uncommented, every
+	// one of them loads.
+	data, err := os.ReadFile("sumd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commented := regexp.MustCompile(`(?m)^#([a-z-]+:)`)
+	if len(commented.FindAll(data, -1)) < 5 {
+		t.Fatalf("sumd.yaml has fewer commented-out examples than expected")
+	}
+	all := filepath.Join(t.TempDir(), "sumd.yaml")
+	if err := os.WriteFile(all, commented.ReplaceAll(data, []byte("$1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err = config.LoadServe([]string{"-config", all}, nil, io.Discard)
+	if err != nil {
+		t.Fatalf("sumd.yaml with its examples uncommented: %v", err)
+	}
+	if cfg.Access.ReadAuth != "basic" || cfg.AdminListen == "" || len(cfg.Mirrors) == 0 {
+		t.Errorf("sumd.yaml's examples loaded as %+v", cfg)
+	}
 }
 
 // TestSystemdUnit checks sumd.service with systemd-analyze: it verifies
