@@ -24,9 +24,11 @@ const (
 	historySaveInterval = 10 * time.Minute
 )
 
-// pollInterval is how often the history looks at the log's head.
-// TODO(tlog publish stage): observe the published head instead of polling,
-// once the log exposes it with its commit time.
+// pollInterval is how often the history looks at the log's head. It
+// polls rather than waiting on the log's published head (Head.Next): with
+// a PostgreSQL database other processes grow the tree too, and this
+// process learns of their heads by its own refresh, which a poll of Tree
+// sees as well; a read of the in-memory head once a second costs nothing.
 var pollInterval = time.Second
 
 // headSource is the log as the history reads it. *tlog.Log implements it.
