@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/server"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
 // TestFollowFull mirrors a log of 5,000 records in steps of 1,024 (so
@@ -81,6 +83,35 @@ func TestFollowResumes(t *testing.T) {
 	f = newFollower(t, o, m, nil)
 	res, err := f.Sync(context.Background())
 	if err != nil || res.To.N != 6100 {
+		t.Fatalf("resumed round: %+v, %v", res, err)
+	}
+	sameAs(t, m, o.log, all)
+}
+
+// TestFollowResumesBeforeSkeleton stops a staged round between its first
+// two commits, the staged head and the skeleton's tiles (as a SIGKILL
+// there does): the next round stages the skeleton again rather than
+// looking for it, and finishes byte-identical to the origin.
+func TestFollowResumesBeforeSkeleton(t *testing.T) {
+	o := newOrigin(t, 3000)
+	m, store := newMirror(t, o)
+	store.SetHooks(itlog.MemHooks{BeforeCommit: func(b *itlog.Batch) error {
+		if b != nil && len(b.Tiles) > 0 {
+			return fmt.Errorf("the disk is full: %w", itlog.ErrNotPersisted)
+		}
+		return nil
+	}})
+	f := newFollower(t, o, m, func(opts *Options) { opts.Step = 512 })
+	if _, err := f.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "the disk is full") {
+		t.Fatalf("round whose skeleton is not stored: %v", err)
+	}
+	st, err := m.Staged(context.Background())
+	if err != nil || st == nil || st.Size != 0 || st.Tree.N != 3000 {
+		t.Fatalf("staging after the failed skeleton: %+v, %v; want a staged head and nothing staged", st, err)
+	}
+	store.SetHooks(itlog.MemHooks{})
+	res, err := newFollower(t, o, m, nil).Sync(context.Background())
+	if err != nil || res.To.N != 3000 {
 		t.Fatalf("resumed round: %+v, %v", res, err)
 	}
 	sameAs(t, m, o.log, all)

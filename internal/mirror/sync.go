@@ -290,7 +290,9 @@ func (f *Follower) step(ctx context.Context, t target, looked map[int64][]byte, 
 		ext, err = f.fetch(ctx, t, held.Tree.N, tlog.NewTiles(8, held.Tree.N, t.tree.N))
 		addLooked(&ext, looked, held.Tree.N, t.tree.N)
 		last = true
-	case staging == nil:
+	case staging == nil || staging.Size <= held.Tree.N:
+		// Nothing staged, or the staged head alone: a crash between
+		// the staging's first two commits leaves no skeleton.
 		skeleton, _ := itlog.StagingPlan(held.Tree.N, t.tree.N)
 		ext, err = f.fetch(ctx, t, held.Tree.N, skeleton)
 		f.opts.Logger.Info("mirror far behind its origin: staging the extension in steps", "origin", f.name,

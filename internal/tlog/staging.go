@@ -61,6 +61,9 @@ type Staging struct {
 	// follower staged them with their tiles, the records wanted) is
 	// staged: the place to resume from. It assumes level-0 tiles beyond
 	// the skeleton were staged in ascending order, as Stage's callers do.
+	// Size equal to the held tree's means not even the skeleton is staged:
+	// the staged head is written in a commit of its own before it, and a
+	// crash may come between the two. Stage the skeleton again then.
 	Size int64
 }
 
