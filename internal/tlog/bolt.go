@@ -158,6 +158,22 @@ func openBuckets(tx *bbolt.Tx) (buckets, error) {
 	return b, nil
 }
 
+// viewBucket runs f on one bucket of the log in a read transaction.
+// Opening only the bucket a read needs is a quarter of the bucket lookups
+// of openBuckets, which the hot reads (lookups, tiles) feel.
+func (s *BoltStore) viewBucket(name []byte, f func(*bbolt.Bucket) error) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(name)
+		if b == nil {
+			if tx.Bucket(bucketMeta) == nil {
+				return ErrNoLog
+			}
+			return errors.New("database is missing a bucket: not a sumd log, or damaged")
+		}
+		return f(b)
+	})
+}
+
 func (s *BoltStore) view(f func(buckets) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
 		b, err := openBuckets(tx)
@@ -322,9 +338,9 @@ func (s *BoltStore) update(f func(tx *bbolt.Tx) error) error {
 // Lookup reads the index.
 func (s *BoltStore) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	ids := make([]int64, len(keys))
-	err := s.view(func(b buckets) error {
+	err := s.viewBucket(bucketIndex, func(index *bbolt.Bucket) error {
 		for i, k := range keys {
-			v := b.index.Get([]byte(k))
+			v := index.Get([]byte(k))
 			switch len(v) {
 			case 0:
 				ids[i] = -1
@@ -359,8 +375,8 @@ func (s *BoltStore) ScanIndex(ctx context.Context, from string, limit int) ([]In
 // ReadRecords reads records, walking a cursor along runs of ascending ids.
 func (s *BoltStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
 	out := make([][]byte, len(ids))
-	err := s.view(func(b buckets) error {
-		c := b.records.Cursor()
+	err := s.viewBucket(bucketRecords, func(records *bbolt.Bucket) error {
+		c := records.Cursor()
 		found := false // the cursor is at ids[i-1]
 		for i, id := range ids {
 			want := idKey(id)
@@ -383,9 +399,9 @@ func (s *BoltStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, err
 // ReadTiles reads tiles.
 func (s *BoltStore) ReadTiles(ctx context.Context, tiles []TileID) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
-	err := s.view(func(b buckets) error {
+	err := s.viewBucket(bucketTiles, func(b *bbolt.Bucket) error {
 		for i, t := range tiles {
-			out[i] = bytes.Clone(b.tiles.Get(tileKey(t)))
+			out[i] = bytes.Clone(b.Get(tileKey(t)))
 		}
 		return nil
 	})
