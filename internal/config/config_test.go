@@ -66,6 +66,7 @@ func TestServeValidate(t *testing.T) {
 		{func(c *Serve) { c.ShutdownTimeout = 0 }, "invalid shutdown-timeout 0s: want a positive duration"},
 		{func(c *Serve) { c.ShutdownTimeout = -time.Second }, "invalid shutdown-timeout -1s"},
 		{func(c *Serve) { c.MaxBatch = 0 }, "invalid max-batch 0: want a positive number"},
+		{func(c *Serve) { c.Cache = -1 }, "invalid cache-size -1: want MiB of memory"},
 		{func(c *Serve) { c.UpstreamParallel = 0 }, "invalid upstream-parallel 0: want a positive number of fetches"},
 		{func(c *Serve) { c.Verify = "quick" }, `invalid verify mode "quick": want tail or full`},
 		{func(c *Serve) { c.RefreshInterval = 0 }, "invalid refresh-interval 0s: want a positive duration"},

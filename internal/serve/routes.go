@@ -30,10 +30,15 @@ type surface struct {
 // listeners of their own when cfg names them.
 func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *tufPart, status *board, mirrors []*mirror.Follower, layer *access.Layer) surface {
 	pg := &page{log: l, status: status, logger: cfg.Logger}
+	cache := cfg.CacheBytes
+	if cache == 0 {
+		cache = -1 // server.Options: 0 is the default size, negative none
+	}
 	var h http.Handler = server.New(l.Name(), ops, server.Options{
 		Logger:           cfg.Logger,
 		Registry:         cfg.Registry,
 		MetricsElsewhere: cfg.MetricsListen != "",
+		CacheBytes:       cache,
 		Ready:            func(ctx context.Context) error { _, err := l.Signed(ctx); return err },
 		Degraded:         status.degraded,
 		Pages: map[string]http.Handler{

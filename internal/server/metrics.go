@@ -18,6 +18,14 @@ type metrics struct {
 	requests *prometheus.CounterVec   // sumd_http_requests_total{route,code}
 	duration *prometheus.HistogramVec // sumd_http_request_duration_seconds{route}
 	handler  http.Handler             // serves /metrics
+	reg      *prometheus.Registry
+
+	// The series of every route's successes and durations, resolved once:
+	// looking a series up by its labels costs more than a tile from cache.
+	ok   map[string]prometheus.Counter  // by route, code 200
+	took map[string]prometheus.Observer // by route
+
+	hits, misses map[string]prometheus.Counter // of the cache, by cached route
 }
 
 // newMetrics registers the HTTP metrics on reg, or returns nil if reg is nil.
@@ -36,11 +44,67 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route"})),
 		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		reg:     reg,
+		ok:      map[string]prometheus.Counter{},
+		took:    map[string]prometheus.Observer{},
 	}
 	for _, route := range allRoutes {
-		m.duration.WithLabelValues(route) // export every route from the start
+		m.took[route] = m.duration.WithLabelValues(route) // exported from the start
+		m.ok[route] = m.requests.WithLabelValues(route, "200")
+	}
+	hits := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "sumd", Subsystem: "http", Name: "cache_hits_total",
+		Help: "Requests answered from memory: full tiles, and the records of lookups (the signed tree head is read each time).",
+	}, []string{"route"}))
+	misses := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "sumd", Subsystem: "http", Name: "cache_misses_total",
+		Help: "Requests of the cached routes read from the log: partial tiles, versions not seen or evicted, versions not found.",
+	}, []string{"route"}))
+	m.hits, m.misses = map[string]prometheus.Counter{}, map[string]prometheus.Counter{}
+	for _, route := range []string{routeTile, routeDataTile, routeLookup} {
+		m.hits[route], m.misses[route] = hits.WithLabelValues(route), misses.WithLabelValues(route)
 	}
 	return m
+}
+
+// count counts one request of route answered with status, taking d.
+func (m *metrics) count(route string, status int, d time.Duration) {
+	if c := m.ok[route]; c != nil && status == http.StatusOK {
+		c.Inc()
+	} else {
+		m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	}
+	m.took[route].Observe(d.Seconds())
+}
+
+// watchCache exports the response cache's size, if there are metrics and
+// a cache. Several Servers on one registry export the first one's.
+func (m *metrics) watchCache(c *cache) {
+	if m == nil || c == nil {
+		return
+	}
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "sumd", Subsystem: "http", Name: "cache_bytes",
+		Help: "Bytes of answers that never change (full tiles, found records) held in memory, bounded by -cache.",
+	}, func() float64 { b, _ := c.stats(); return float64(b) })
+	var are prometheus.AlreadyRegisteredError
+	if err := m.reg.Register(g); err != nil && !errors.As(err, &are) {
+		panic(fmt.Sprintf("server: failed to register metrics: %v", err))
+	}
+}
+
+// cacheHit and cacheMiss count the requests of a cached route (tile,
+// data_tile, lookup) answered from the cache, and the others.
+func (m *metrics) cacheHit(route string) {
+	if m != nil {
+		m.hits[route].Inc()
+	}
+}
+
+func (m *metrics) cacheMiss(route string) {
+	if m != nil {
+		m.misses[route].Inc()
+	}
 }
 
 // register registers c on reg, or returns the identical collector already
@@ -94,8 +158,7 @@ func (s *Server) observe(r *http.Request, w *recorder, route string, d time.Dura
 		w.status = http.StatusOK // the handler wrote nothing
 	}
 	if s.metrics != nil {
-		s.metrics.requests.WithLabelValues(route, strconv.Itoa(w.status)).Inc()
-		s.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
+		s.metrics.count(route, w.status, d)
 	}
 	s.logRequest(r, w, route, d)
 }

@@ -42,32 +42,43 @@ func (s *Server) latest(ctx context.Context, _ string) (*reply, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read signed tree head: %w", err)
 	}
-	return &reply{textPlain, cacheShort, signed}, nil
+	return &reply{ctype: hdrTextPlain, cache: hdrShort, body: signed}, nil
 }
 
 // lookup serves /lookup/<escaped path>@<escaped version>: the record's id and
-// text, then a signed tree head covering it, byte for byte as x/mod does.
+// text, then a signed tree head covering it, byte for byte as x/mod does. The
+// record part of a found version is cached (it never changes); the signed
+// tree head is read for every request, after the record.
 func (s *Server) lookup(ctx context.Context, arg string) (*reply, error) {
-	m, err := ParseLookup(arg)
-	if err != nil {
-		return nil, err
-	}
-	id, err := s.ops.Lookup(ctx, m)
-	if err != nil {
-		return nil, notFound(fmt.Errorf("failed to look up %s@%s: %w", m.Path, m.Version, err), noRecord(s.name, m))
-	}
-	msg, err := s.record(ctx, id)
-	if err != nil {
-		return nil, err
+	e, ok := s.cache.get(routeLookup, arg)
+	if ok {
+		s.metrics.cacheHit(routeLookup)
+	} else {
+		s.metrics.cacheMiss(routeLookup)
+		m, err := ParseLookup(arg)
+		if err != nil {
+			return nil, err
+		}
+		id, err := s.ops.Lookup(ctx, m)
+		if err != nil {
+			return nil, notFound(fmt.Errorf("failed to look up %s@%s: %w", m.Path, m.Version, err), noRecord(s.name, m))
+		}
+		msg, err := s.record(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		e = s.cache.put(routeLookup, arg, id, &reply{ctype: hdrTextPlain, cache: hdrShort, body: msg})
 	}
 	signed, err := s.ops.Signed(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read signed tree head: %w", err)
 	}
-	if err := checkCovers(signed, id); err != nil {
+	if err := s.checkCovers(signed, e.id); err != nil {
 		return nil, err
 	}
-	return &reply{textPlain, cacheShort, append(msg, signed...)}, nil
+	rp := e.reply
+	rp.tail = signed
+	return &rp, nil
 }
 
 // noRecord is the message of a lookup of a version database name does not
@@ -142,24 +153,46 @@ func checkVersion(v string) error {
 // checkCovers checks that the signed tree head covers record id. The ops
 // contract promises it; checking is cheap and turns a broken promise into a
 // logged 500 rather than a puzzling verification failure in every client.
-func checkCovers(signed []byte, id int64) error {
-	text, _, ok := bytes.Cut(signed, []byte("\n\n"))
-	if !ok {
-		return errors.New("signed tree head has no signature block")
+// The size of the last head checked is remembered: heads change far less
+// often than lookups arrive.
+func (s *Server) checkCovers(signed []byte, id int64) error {
+	h := s.head.Load()
+	if h == nil || !bytes.Equal(h.signed, signed) {
+		n, err := treeSize(signed)
+		if err != nil {
+			return err
+		}
+		h = &sizedHead{signed, n}
+		s.head.Store(h)
 	}
-	tree, err := tlog.ParseTree(append(text[:len(text):len(text)], '\n'))
-	if err != nil {
-		return fmt.Errorf("failed to parse signed tree head: %w", err)
-	}
-	if id < 0 || id >= tree.N {
-		return fmt.Errorf("record %d is not covered by the signed tree of size %d", id, tree.N)
+	if id < 0 || id >= h.n {
+		return fmt.Errorf("record %d is not covered by the signed tree of size %d", id, h.n)
 	}
 	return nil
 }
 
+// A sizedHead is a signed tree head and the size of its tree.
+type sizedHead struct {
+	signed []byte // must not be modified
+	n      int64
+}
+
+// treeSize returns the size of the tree a signed tree head signs.
+func treeSize(signed []byte) (int64, error) {
+	text, _, ok := bytes.Cut(signed, []byte("\n\n"))
+	if !ok {
+		return 0, errors.New("signed tree head has no signature block")
+	}
+	tree, err := tlog.ParseTree(append(text[:len(text):len(text)], '\n'))
+	if err != nil {
+		return 0, fmt.Errorf("failed to parse signed tree head: %w", err)
+	}
+	return tree.N, nil
+}
+
 // supported answers the go command's GOPROXY probe for this database.
 func (s *Server) supported(context.Context, string) (*reply, error) {
-	return &reply{textPlain, cacheShort, nil}, nil
+	return &reply{ctype: hdrTextPlain, cache: hdrShort, body: nil}, nil
 }
 
 // healthz reports whether the database can serve: 503 if it cannot, else
@@ -175,16 +208,16 @@ func (s *Server) healthz(ctx context.Context, _ string) (*reply, error) {
 	}
 	if s.degraded != nil {
 		if problems := s.degraded(ctx); len(problems) > 0 {
-			return &reply{textPlain, cacheNone, []byte(oneLine("degraded: "+strings.Join(problems, "; ")) + "\n")}, nil
+			return &reply{ctype: hdrTextPlain, cache: hdrNone, body: []byte(oneLine("degraded: "+strings.Join(problems, "; ")) + "\n")}, nil
 		}
 	}
-	return &reply{textPlain, cacheNone, []byte("ok\n")}, nil
+	return &reply{ctype: hdrTextPlain, cache: hdrNone, body: []byte("ok\n")}, nil
 }
 
 // versionText serves the server's version, one line, for operators and
 // monitoring (the same value as sumd_build_info's version label).
 func (s *Server) versionText(context.Context, string) (*reply, error) {
-	return &reply{textPlain, cacheNone, []byte(s.version + "\n")}, nil
+	return &reply{ctype: hdrTextPlain, cache: hdrNone, body: []byte(s.version + "\n")}, nil
 }
 
 // notProxy answers every unknown path, module-proxy paths included: the 404

@@ -40,6 +40,9 @@
 //     servable: clients ask again for partial tiles of old tree sizes. Tiles
 //     past the signed tree may be served; their bytes are final anyway.
 //
+// The handler keeps what ReadRecords and ReadTileData return for full tiles
+// and found records (see below): ops must not modify it afterwards.
+//
 // Any op error that implements interface{ HTTPStatus() int } with a 4xx or 5xx
 // status is answered with that status and the error text as the body; producers
 // use [StatusError] for that (an upstream proxy reports 410, 502 or 504 this
@@ -55,6 +58,13 @@
 // the tile is at the edge of the tree, so there is nothing to gain from pinning
 // it. Errors and /healthz are "no-store", so a 404 for a record or tile that
 // appears a second later is never cached.
+//
+// In memory, the server keeps the answers that never change ready to write,
+// headers included: full tiles, and the record part of the lookups of
+// recorded versions (the signed tree head that ends a lookup is read for
+// each request, after the record). Both are bounded together by
+// Options.CacheBytes and evicted least-recently-used first (CLOCK). Partial
+// tiles, /latest and versions not found are read from the ops every time.
 package server
 
 import (
@@ -64,6 +74,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,6 +127,10 @@ type Options struct {
 	// Version is the server's version, served at /version; "" means no
 	// /version route.
 	Version string
+	// CacheBytes bounds the memory holding answers that never change, full
+	// tiles and found records, ready to serve (see cache): 0 means
+	// DefaultCacheBytes, a negative value no cache.
+	CacheBytes int64
 }
 
 // A Server serves checksum database name over HTTP. It is safe for
@@ -128,9 +144,10 @@ type Server struct {
 	degraded func(context.Context) []string
 	pages    map[string]http.Handler
 	version  string
-	metrics  *metrics // nil without Options.Registry
-	scrape   bool     // serve /metrics
-	handler  http.Handler
+	metrics  *metrics                  // nil without Options.Registry
+	scrape   bool                      // serve /metrics
+	cache    *cache                    // nil: no cache
+	head     atomic.Pointer[sizedHead] // the last signed tree head a lookup checked
 }
 
 // New returns the handler for checksum database name (the name in GOSUMDB,
@@ -152,23 +169,37 @@ func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.handler = http.MaxBytesHandler(http.HandlerFunc(s.serve), maxBodyBytes)
+	cacheBytes := opts.CacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = DefaultCacheBytes
+	}
+	s.cache = newCache(cacheBytes)
+	s.metrics.watchCache(s.cache)
 	return s
 }
 
 var _ http.Handler = (*Server)(nil)
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.handler.ServeHTTP(w, r)
-}
+// recorders recycles the per-request recorders: the tile and lookup paths
+// allocate nothing of their own beyond what net/http does.
+var recorders = sync.Pool{New: func() any { return new(recorder) }}
 
-// serve runs one request and records it in the log and the metrics.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP runs one request and records it in the log and the metrics.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
-	route := s.dispatch(rec, r)
-	s.observe(r, rec, route, time.Since(start))
+	if r.Body != nil && r.Body != http.NoBody {
+		// No route takes a body. http.MaxBytesHandler would copy every
+		// request to cap one; only requests that carry one pay for it.
+		r2 := *r
+		r2.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		r = &r2
+	}
+	rec := recorders.Get().(*recorder)
+	*rec = recorder{ResponseWriter: w}
+	label := s.dispatch(rec, r)
+	s.observe(r, rec, label, time.Since(start))
+	*rec = recorder{}
+	recorders.Put(rec)
 }
 
 // dispatch checks the request's size and method, then runs its route and
@@ -178,69 +209,84 @@ func (s *Server) dispatch(w *recorder, r *http.Request) string {
 		s.fail(w, &httpError{http.StatusRequestURITooLong, "request path longer than 1024 bytes"})
 		return routeOther
 	}
-	route, h := s.resolve(r.URL.Path)
+	rt := s.resolve(r.URL.Path)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		s.fail(w, &httpError{http.StatusMethodNotAllowed, "method " + oneLine(r.Method) + " not allowed: use GET or HEAD"})
-		return route
+		return rt.label
 	}
-	h(w, r)
-	return route
+	switch {
+	case rt.fn != nil:
+		rp, err := rt.fn(s, r.Context(), rt.arg)
+		if err != nil {
+			s.fail(w, err)
+			return rt.label
+		}
+		writeReply(w, rp)
+	case rt.page != nil:
+		rt.page.ServeHTTP(w, r)
+	default:
+		rt.raw(w, r)
+	}
+	return rt.label
 }
 
-// resolve maps a URL path to its route label and handler. The protocol routes
-// exist at both roots; /supported only under /sumdb/<name>/, and the
-// operator routes /healthz, /metrics and /version only at the root.
-func (s *Server) resolve(path string) (string, func(*recorder, *http.Request)) {
+// A route is what resolve found for a path: a handlerFunc and its
+// argument, an http.Handler, or a function of the recorder.
+type route struct {
+	label string
+	fn    handlerFunc
+	arg   string
+	page  http.Handler
+	raw   func(*recorder, *http.Request)
+}
+
+// resolve maps a URL path to its route. The protocol routes exist at both
+// roots; /supported only under /sumdb/<name>/, and the operator routes
+// /healthz, /metrics and /version only at the root.
+func (s *Server) resolve(path string) route {
 	rest, under := strings.CutPrefix(path, s.prefix)
 	if under {
-		rest = "/" + rest
+		rest = path[len(s.prefix)-1:] // keep the "/" before rest
 	} else if strings.HasPrefix(path, "/sumdb/") {
-		return routeOther, s.wrongDatabase
+		return route{label: routeOther, raw: s.wrongDatabase}
 	}
 	switch {
 	case rest == "/latest":
-		return routeLatest, s.handle(s.latest, "")
+		return route{label: routeLatest, fn: (*Server).latest}
 	case strings.HasPrefix(rest, "/lookup/"):
-		return routeLookup, s.handle(s.lookup, rest[len("/lookup/"):])
+		return route{label: routeLookup, fn: (*Server).lookup, arg: rest[len("/lookup/"):]}
 	case strings.HasPrefix(rest, "/tile/"):
-		return tileRoute(rest), s.handle(s.tile, rest[1:])
+		return route{label: tileRoute(rest), fn: (*Server).tile, arg: rest[1:]}
 	case under && rest == "/supported":
-		return routeSupported, s.handle(s.supported, "")
+		return route{label: routeSupported, fn: (*Server).supported}
 	case !under && rest == "/healthz":
-		return routeHealthz, s.handle(s.healthz, "")
+		return route{label: routeHealthz, fn: (*Server).healthz}
 	case !under && rest == "/version" && s.version != "":
-		return routeVersion, s.handle(s.versionText, "")
+		return route{label: routeVersion, fn: (*Server).versionText}
 	case !under && rest == "/metrics" && s.scrape:
-		return routeMetrics, func(w *recorder, r *http.Request) { s.metrics.handler.ServeHTTP(w, r) }
+		return route{label: routeMetrics, page: s.metrics.handler}
 	case !under && s.pages[rest] != nil:
-		return routePage, func(w *recorder, r *http.Request) { s.pages[rest].ServeHTTP(w, r) }
+		return route{label: routePage, page: s.pages[rest]}
 	}
-	return routeOther, s.notProxy
+	return route{label: routeOther, raw: s.notProxy}
 }
 
-// A reply is a successful response.
+// A reply is a successful response. Its header values may be shared
+// between replies and must not be modified.
 type reply struct {
-	ctype string
-	cache string
-	body  []byte
+	ctype  []string // Content-Type
+	cache  []string // Cache-Control
+	length []string // Content-Length of body if precomputed (cached), else nil
+	body   []byte
+	tail   []byte // written after body (a lookup's signed tree head), or nil
 }
 
 // A handlerFunc serves one route; arg is the rest of the path after the
-// route's prefix. Errors are turned into responses by [Server.fail].
-type handlerFunc func(ctx context.Context, arg string) (*reply, error)
-
-// handle adapts a handlerFunc to the recorder.
-func (s *Server) handle(fn handlerFunc, arg string) func(*recorder, *http.Request) {
-	return func(w *recorder, r *http.Request) {
-		rp, err := fn(r.Context(), arg)
-		if err != nil {
-			s.fail(w, err)
-			return
-		}
-		write(w, http.StatusOK, rp.ctype, rp.cache, rp.body)
-	}
-}
+// route's prefix. Errors are turned into responses by [Server.fail]. It is
+// a method expression, not a method value, which would be allocated for
+// every request.
+type handlerFunc func(s *Server, ctx context.Context, arg string) (*reply, error)
 
 // write sends a complete response. The explicit Content-Length makes HEAD
 // answers match GET ones.

@@ -14,25 +14,33 @@ import (
 const tileHeight = 8
 
 // tile serves hash tiles tile/8/<L>/<N>[.p/<W>] and data tiles
-// tile/8/data/<N>[.p/<W>], with x/mod's content types.
+// tile/8/data/<N>[.p/<W>], with x/mod's content types. Full tiles come from
+// the cache once read: they never change.
 func (s *Server) tile(ctx context.Context, arg string) (*reply, error) {
+	route := tileRoute(arg)
+	if e, ok := s.cache.get(route, arg); ok {
+		s.metrics.cacheHit(route)
+		return &e.reply, nil
+	}
+	s.metrics.cacheMiss(route)
 	t, err := parseTile(arg)
 	if err != nil {
 		return nil, err
 	}
-	ctype, read := octetStream, s.hashTile
+	ctype, read := hdrOctetStream, s.hashTile
 	if t.L == -1 {
-		ctype, read = textPlain, s.dataTile
+		ctype, read = hdrTextPlain, s.dataTile
 	}
 	data, err := read(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	cache := cacheShort
-	if t.W == 1<<t.H {
-		cache = cacheImmutable
+	if t.W < 1<<t.H {
+		return &reply{ctype: ctype, cache: hdrShort, body: data}, nil
 	}
-	return &reply{ctype, cache, data}, nil
+	// The ops must not modify what they returned (sumdb.ServerOps): the
+	// bytes are the tile's for good.
+	return &s.cache.put(route, arg, 0, &reply{ctype: ctype, cache: hdrImmutable, body: data}).reply, nil
 }
 
 // parseTile parses a tile path and rejects tiles the ops must never see.
@@ -105,9 +113,10 @@ func tileNotFound(t tlog.Tile) string {
 	return "not found: " + t.Path() + ": beyond the current tree"
 }
 
-// tileRoute labels /tile/<H>/data/… as data_tile and other tiles as tile.
+// tileRoute labels [/]tile/<H>/data/… as data_tile and other tiles as tile.
 func tileRoute(rest string) string {
-	_, after, _ := strings.Cut(strings.TrimPrefix(rest, "/tile/"), "/")
+	rest = strings.TrimPrefix(rest, "/")
+	_, after, _ := strings.Cut(strings.TrimPrefix(rest, "tile/"), "/")
 	if strings.HasPrefix(after, "data/") {
 		return routeDataTile
 	}
