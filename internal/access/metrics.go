@@ -27,7 +27,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"result"}),
 		adminRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "admin", Name: "requests_total",
-			Help: "Requests to the /admin/ API, by credential (anonymous: none given; invalid: refused), route (fetch, upload, other) and outcome (the HTTP status code).",
+			Help: "Requests to the /admin/ API, by credential (anonymous: none given; invalid: refused), route (fetch, upload, add, other) and outcome (the HTTP status code).",
 		}, []string{"credential", "route", "outcome"}),
 	}
 	for _, r := range allReasons {

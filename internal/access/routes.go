@@ -7,7 +7,7 @@ type need struct {
 	role Role
 	what string // the route as a 403 names it: "data tiles", "the admin API"
 
-	adminRoute string // for an admin request, its metric label: fetch, upload or other
+	adminRoute string // for an admin request, its metric label: fetch, upload, add or other
 
 	// For a lookup: the database asked (its name) and the rest of the path
 	// after /lookup/, for the patterns of a limited reader.
@@ -94,6 +94,8 @@ func adminRoute(path string) string {
 		return "fetch"
 	case "/admin/upload":
 		return "upload"
+	case "/admin/add":
+		return "add"
 	}
 	return "other"
 }

@@ -6,16 +6,27 @@
 //	    fetch the version from the upstream proxy and record it
 //	POST /admin/upload  multipart: module, version, zip (file), mod (optional file)
 //	    hash an uploaded module zip as the go command would and record it
+//	POST /admin/add[?check=1]  go.sum lines (both lines of each version)
+//	    record hashes computed elsewhere (CI systems, other sumds), all or
+//	    nothing; with check=1, record nothing and list the conflicts
 //	GET /admin/backup
 //	    a consistent copy of the database, taken while the server runs
 //
-// fetch and upload answer 200 with JSON {"id", "record", "tree_size"}, or a
+// Fetch and upload answer 200 with JSON {"id", "record", "tree_size"}, add
+// with {"records", "new", "tree_size"[, "conflicts"]} (see AddResult); or a
 // text/plain error: 400 bad input, 401 bad token, 404 admin disabled, 409
-// the version is recorded with other hashes (both shown), 410 invalid
-// module, 413 too large, 502/504 upstream failure, 503 the log is busy
-// (Retry-After). backup answers 200 with the copy, a bbolt database file,
-// or 501 when the database cannot copy itself (the reason names its own
-// backup tools).
+// the version is recorded with other hashes (both shown; for add, every
+// such version, by line), 410 invalid module, 413 too large, 502/504
+// upstream failure, 503 the log is busy (Retry-After). backup answers 200
+// with the copy, a bbolt database file, or 501 when the database cannot
+// copy itself (the reason names its own backup tools).
+//
+// An add is one atomic append: a request with one bad line (malformed, a
+// version with one line only, two hashes for one line) or one version the
+// log holds with other hashes adds nothing, and its answer names every such
+// line. Clients split large inputs into requests of at most
+// tlog.MaxAddRecords versions; each request is atomic, so a client that
+// stops half way runs again, and what is already recorded is "present".
 //
 // Every request needs "Authorization: Bearer <token>", compared in constant
 // time with the token file's content. The token is cached and the file read
@@ -69,6 +80,15 @@ type Recorder interface {
 	Record(ctx context.Context, m module.Version) (int64, gosum.Record, error)
 	// Add checks and records rec, with errors as Record's.
 	Add(ctx context.Context, rec gosum.Record) (int64, error)
+	// AddRecords checks and records recs, all or nothing, and returns
+	// their ids, with errors as Record's (the first conflict only).
+	AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error)
+	// CheckRecords reports what AddRecords would do, recording nothing:
+	// the ids of the versions recorded (-1: not recorded), and for each
+	// version recorded with other hashes its conflict (conflicts is nil
+	// if there are none; otherwise it has an entry per record, nil for
+	// those that do not conflict).
+	CheckRecords(ctx context.Context, recs []gosum.Record) (ids []int64, conflicts []*tlog.ConflictError, err error)
 	// Signed returns the latest signed tree head. After Record or Add
 	// returns an id, the head covers it.
 	Signed(ctx context.Context) ([]byte, error)
@@ -185,12 +205,14 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 		route = h.fetch
 	case "/admin/upload":
 		route = h.upload
+	case "/admin/add":
+		route = h.add
 	case "/admin/backup":
 		route, method = h.backup, http.MethodGet
 	}
 	switch {
 	case route == nil:
-		h.fail(w, r, &httpError{http.StatusNotFound, "no such admin endpoint: want /admin/fetch, /admin/upload or /admin/backup"})
+		h.fail(w, r, &httpError{http.StatusNotFound, "no such admin endpoint: want /admin/fetch, /admin/upload, /admin/add or /admin/backup"})
 		return
 	case h.rec == nil && method == http.MethodPost: // a mirror-only server
 		h.fail(w, r, &httpError{http.StatusNotFound, "this server records nothing (it serves mirrors only): only /admin/backup is here"})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
@@ -93,7 +94,13 @@ func (f *fakeRecorder) Record(ctx context.Context, m module.Version) (int64, gos
 	return 0, gosum.Record{}, f.err
 }
 func (f *fakeRecorder) Add(ctx context.Context, rec gosum.Record) (int64, error) { return 0, f.err }
-func (f *fakeRecorder) Signed(ctx context.Context) ([]byte, error)               { return nil, f.err }
+func (f *fakeRecorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error) {
+	return nil, f.err
+}
+func (f *fakeRecorder) CheckRecords(ctx context.Context, recs []gosum.Record) ([]int64, []*tlog.ConflictError, error) {
+	return nil, nil, f.err
+}
+func (f *fakeRecorder) Signed(ctx context.Context) ([]byte, error) { return nil, f.err }
 
 // TestErrorStatuses checks how Recorder errors are answered.
 func TestErrorStatuses(t *testing.T) {

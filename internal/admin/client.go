@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
 )
 
 // maxAnswer caps the answers the client reads: a JSON result or an error.
@@ -106,8 +108,47 @@ func writeFile(mw *multipart.Writer, field, path string) error {
 	return err
 }
 
+// Add sends recs, at most tlog.MaxAddRecords, to be recorded all or
+// nothing, as go.sum lines; with check, to be checked only (the answer
+// lists the conflicts, each at the line of its record: record i's lines
+// are 2i+1 and 2i+2). An add with conflicts is an *Error with status 409
+// naming each.
+func (c *Client) Add(ctx context.Context, recs []gosum.Record, check bool) (*AddResult, error) {
+	var body bytes.Buffer
+	for _, r := range recs {
+		body.Write(r.Text())
+	}
+	path := "/admin/add"
+	if check {
+		path += "?check=1"
+	}
+	data, err := c.do(ctx, path, "text/plain; charset=utf-8", &body)
+	if err != nil {
+		return nil, err
+	}
+	var res AddResult
+	if err := json.Unmarshal(data, &res); err != nil {
+		return nil, fmt.Errorf("failed to decode the answer: %w", err)
+	}
+	return &res, nil
+}
+
 // post sends body to path and decodes the result.
 func (c *Client) post(ctx context.Context, path, ctype string, body io.Reader) (*Result, error) {
+	data, err := c.do(ctx, path, ctype, body)
+	if err != nil {
+		return nil, err
+	}
+	var res Result
+	if err := json.Unmarshal(data, &res); err != nil {
+		return nil, fmt.Errorf("failed to decode the answer: %w", err)
+	}
+	return &res, nil
+}
+
+// do sends body to path and returns the body of a 200 answer; another
+// status is an *Error.
+func (c *Client) do(ctx context.Context, path, ctype string, body io.Reader) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.URL, "/")+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("failed to build request: %w", err)
@@ -136,9 +177,5 @@ func (c *Client) post(ctx context.Context, path, ctype string, body io.Reader) (
 	if resp.StatusCode != http.StatusOK {
 		return nil, &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
 	}
-	var res Result
-	if err := json.Unmarshal(data, &res); err != nil {
-		return nil, fmt.Errorf("failed to decode the answer: %w", err)
-	}
-	return &res, nil
+	return data, nil
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
 	xtlog "golang.org/x/mod/sumdb/tlog"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -41,6 +42,9 @@ type Log interface {
 	// (other hashes recorded; nothing changed) or tlog.ErrPushback (queue
 	// full; nothing changed, retry later).
 	Add(ctx context.Context, recs ...gosum.Record) ([]int64, error)
+	// Check reports what Add would do with recs, adding nothing (see
+	// tlog.Log.Check).
+	Check(ctx context.Context, recs []gosum.Record) ([]int64, []*tlog.ConflictError, error)
 }
 
 var _ Log = (*tlog.Log)(nil)
@@ -247,6 +251,52 @@ func (r *Recorder) Add(ctx context.Context, rec gosum.Record) (int64, error) {
 	return r.add(ctx, rec)
 }
 
+// AddRecords cross-checks recs and records them all or nothing: hashes the
+// caller computed (the admin API's go.sum lines). Errors are as Record's,
+// for the first record that fails; a malformed record is a 400.
+func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error) {
+	for _, rec := range recs {
+		if err := rec.Check(); err != nil {
+			return nil, &server.StatusError{Status: http.StatusBadRequest, Err: err}
+		}
+	}
+	if r.checker != nil {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(crossCheckParallel)
+		for _, rec := range recs {
+			g.Go(func() error {
+				err := r.crossCheck(gctx, rec)
+				if err != nil {
+					r.logFailure(ctx, module.Version{Path: rec.Path, Version: rec.Version}, err)
+				}
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+	}
+	ids, err := r.log.Add(ctx, recs...)
+	if err != nil {
+		return nil, r.addError(ctx, fmt.Sprintf("%d records", len(recs)), err)
+	}
+	return ids, nil
+}
+
+// crossCheckParallel bounds the cross-checks one AddRecords runs at once.
+const crossCheckParallel = 8
+
+// CheckRecords reports what AddRecords would do with recs, recording
+// nothing; see tlog.Log.Check.
+func (r *Recorder) CheckRecords(ctx context.Context, recs []gosum.Record) ([]int64, []*tlog.ConflictError, error) {
+	for _, rec := range recs {
+		if err := rec.Check(); err != nil {
+			return nil, nil, &server.StatusError{Status: http.StatusBadRequest, Err: err}
+		}
+	}
+	return r.log.Check(ctx, recs)
+}
+
 // flightResult is what a flight gives all its waiters.
 type flightResult struct {
 	id  int64
@@ -301,24 +351,31 @@ func (r *Recorder) crossCheck(ctx context.Context, rec gosum.Record) error {
 // add appends rec to the log and maps its errors.
 func (r *Recorder) add(ctx context.Context, rec gosum.Record) (int64, error) {
 	ids, err := r.log.Add(ctx, rec)
-	var conflict *tlog.ConflictError
 	switch {
-	case errors.Is(err, tlog.ErrPushback):
-		return 0, &server.StatusError{Status: http.StatusServiceUnavailable,
-			Err: fmt.Errorf("failed to record %s: %w", rec.Key(), err)}
-	case errors.As(err, &conflict):
-		// For a lookup this means another adder won a race with other
-		// content than upstream serves: someone must look.
-		r.logger.ErrorContext(ctx, "version conflicts with its record", "module", rec.Path, "version", rec.Version,
-			"recorded_hash", conflict.Recorded.Hash, "recorded_gomod", conflict.Recorded.GoMod,
-			"offered_hash", conflict.Proposed.Hash, "offered_gomod", conflict.Proposed.GoMod)
-		return 0, fmt.Errorf("failed to record %s: %w", rec.Key(), err)
 	case err != nil:
-		return 0, fmt.Errorf("failed to record %s: %w", rec.Key(), err)
+		return 0, r.addError(ctx, rec.Key(), err)
 	case len(ids) != 1:
 		return 0, fmt.Errorf("failed to record %s: log returned %d ids for one record", rec.Key(), len(ids))
 	}
 	return ids[0], nil
+}
+
+// addError maps an error of the log's Add of what: a full queue is a 503,
+// and a conflict is logged.
+func (r *Recorder) addError(ctx context.Context, what string, err error) error {
+	var conflict *tlog.ConflictError
+	switch {
+	case errors.Is(err, tlog.ErrPushback):
+		return &server.StatusError{Status: http.StatusServiceUnavailable,
+			Err: fmt.Errorf("failed to record %s: %w", what, err)}
+	case errors.As(err, &conflict):
+		// For a lookup this means another adder won a race with other
+		// content than upstream serves: someone must look.
+		r.logger.ErrorContext(ctx, "version conflicts with its record", "module", conflict.Proposed.Path, "version", conflict.Proposed.Version,
+			"recorded_hash", conflict.Recorded.Hash, "recorded_gomod", conflict.Recorded.GoMod,
+			"offered_hash", conflict.Proposed.Hash, "offered_gomod", conflict.Proposed.GoMod)
+	}
+	return fmt.Errorf("failed to record %s: %w", what, err)
 }
 
 // logFailure logs a version that was not recorded: gone ones at Info (a

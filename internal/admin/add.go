@@ -1,0 +1,297 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// MaxAddBody caps a POST /admin/add body: tlog.MaxAddRecords records of
+// typical length (two lines of about 120 bytes) fit four times over.
+const MaxAddBody = 64 << 20
+
+// maxReported caps the lines an error answer lists one by one.
+const maxReported = 100
+
+// An AddResult is the answer to POST /admin/add.
+type AddResult struct {
+	// Records counts the module versions of the request.
+	Records int `json:"records"`
+	// New counts those the log did not hold when the request arrived: with
+	// check, those an add would append.
+	New int `json:"new"`
+	// TreeSize is the size of the signed tree covering the records (with
+	// check, of the latest one).
+	TreeSize int64 `json:"tree_size"`
+	// ConflictCount counts, with check only, the versions the log holds
+	// with other hashes, and Conflicts lists the first 100 of them. An add
+	// with any of them is refused (409).
+	ConflictCount int        `json:"conflict_count,omitempty"`
+	Conflicts     []Conflict `json:"conflicts,omitempty"`
+}
+
+// A Conflict is a module version of a request that the log holds with
+// other hashes.
+type Conflict struct {
+	Line     int    `json:"line"` // of the version's first line in the request, from 1
+	Module   string `json:"module"`
+	Version  string `json:"version"`
+	ID       int64  `json:"id"`       // of the record the log holds
+	Recorded string `json:"recorded"` // that record: two go.sum lines
+	Offered  string `json:"offered"`  // the request's two lines
+}
+
+func (c Conflict) String() string {
+	return fmt.Sprintf("line %d: %s@%s is recorded as record %d with other hashes: recorded %s; offered %s",
+		c.Line, c.Module, c.Version, c.ID, oneLineRecord(c.Recorded), oneLineRecord(c.Offered))
+}
+
+func oneLineRecord(text string) string {
+	var hashes []string
+	for line := range strings.Lines(text) {
+		f := strings.Fields(line)
+		if len(f) == 3 {
+			hashes = append(hashes, f[2])
+		}
+	}
+	return strings.Join(hashes, ", go.mod ")
+}
+
+// add serves POST /admin/add: go.sum lines, both lines of each module
+// version, recorded all or nothing. With ?check=1 (or true) it records
+// nothing and answers what an add would do, conflicts listed.
+func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
+	check, err := checkParam(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxAddBody))
+	if err != nil {
+		h.fail(w, r, badInput(err, "failed to read the body: %v", err))
+		return
+	}
+	recs, lines, err := parseAdd(body)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if check {
+		h.answerCheck(w, r, recs, lines)
+		return
+	}
+	before, err := h.treeSize(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ids, err := h.rec.AddRecords(r.Context(), recs)
+	var conflict *tlog.ConflictError
+	if errors.As(err, &conflict) {
+		// Add names the first conflict; name them all, with their lines.
+		err = h.conflicts(r, recs, lines, err)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	size, err := h.treeSize(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	res := AddResult{Records: len(recs), TreeSize: size}
+	for _, id := range ids {
+		if id >= before {
+			res.New++
+		}
+	}
+	h.log.InfoContext(r.Context(), "admin: recorded go.sum lines", "records", res.Records, "new", res.New, "tree_size", size)
+	writeJSON(w, res)
+}
+
+// checkParam reads ?check=.
+func checkParam(r *http.Request) (bool, error) {
+	switch v := r.URL.Query().Get("check"); v {
+	case "", "0", "false":
+		return false, nil
+	case "1", "true":
+		return true, nil
+	default:
+		return false, &httpError{http.StatusBadRequest, fmt.Sprintf("check=%.20q: want 1, true, 0 or false", v)}
+	}
+}
+
+// answerCheck answers a check: what an add of recs would do.
+func (h *Handler) answerCheck(w http.ResponseWriter, r *http.Request, recs []gosum.Record, lines []int) {
+	size, err := h.treeSize(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ids, conflicts, err := h.rec.CheckRecords(r.Context(), recs)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	res := AddResult{Records: len(recs), TreeSize: size}
+	for i, id := range ids {
+		switch {
+		case conflicts != nil && conflicts[i] != nil:
+			if res.ConflictCount++; len(res.Conflicts) < maxReported {
+				res.Conflicts = append(res.Conflicts, toConflict(lines[i], conflicts[i]))
+			}
+		case id < 0:
+			res.New++
+		}
+	}
+	writeJSON(w, res)
+}
+
+// conflicts turns the conflict Add found into an answer naming every
+// version of recs that conflicts with the log, by line: a 409.
+func (h *Handler) conflicts(r *http.Request, recs []gosum.Record, lines []int, addErr error) error {
+	_, conflicts, err := h.rec.CheckRecords(r.Context(), recs)
+	if err != nil {
+		return addErr
+	}
+	var list problems
+	for i, c := range conflicts {
+		if c != nil {
+			list.add("%s", toConflict(lines[i], c))
+		}
+	}
+	if list.n == 0 { // Add's conflict was with a record this log has not published yet
+		return addErr
+	}
+	return &httpError{http.StatusConflict, list.text("%d module version(s) are recorded with other hashes; nothing was added")}
+}
+
+func toConflict(line int, c *tlog.ConflictError) Conflict {
+	return Conflict{Line: line, Module: c.Proposed.Path, Version: c.Proposed.Version, ID: c.ID,
+		Recorded: string(c.Recorded.Text()), Offered: string(c.Proposed.Text())}
+}
+
+// A problems list keeps the first maxReported problems and counts all.
+type problems struct {
+	n     int
+	items []string
+}
+
+func (p *problems) add(format string, args ...any) {
+	if p.n++; p.n <= maxReported {
+		p.items = append(p.items, fmt.Sprintf(format, args...))
+	}
+}
+
+// text is a summary line, then one line per problem kept.
+func (p *problems) text(summary string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, summary, p.n)
+	for _, it := range p.items {
+		b.WriteString("\n" + it)
+	}
+	if p.n > len(p.items) {
+		fmt.Fprintf(&b, "\n... and %d more", p.n-len(p.items))
+	}
+	return b.String()
+}
+
+// treeSize reads the size of the latest signed tree.
+func (h *Handler) treeSize(r *http.Request) (int64, error) {
+	signed, err := h.rec.Signed(r.Context())
+	if err != nil {
+		return 0, fmt.Errorf("failed to read the signed tree head: %w", err)
+	}
+	return treeSize(signed)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	body, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(append(body, '\n'))
+}
+
+// A half is what a request says about one module version: its zip line
+// and go.mod line, and where each first is.
+type half struct {
+	hash [2]string // zip, go.mod
+	line [2]int    // 0: absent
+}
+
+// parseAdd parses a POST /admin/add body: go.sum lines ("\n" or "\r\n"
+// ended; blank lines are skipped), both lines of each module version, in
+// any order. It returns the records in the order of their first lines,
+// with those lines. Every problem is a 400 listing each bad line: a
+// malformed line, two hashes for one line, a version with one line only.
+// More than tlog.MaxAddRecords versions are a 413.
+func parseAdd(body []byte) ([]gosum.Record, []int, error) {
+	versions := map[module.Version]*half{}
+	var order []module.Version
+	var bad problems
+	n := 0
+	for len(body) > 0 {
+		var raw []byte
+		raw, body, _ = bytes.Cut(body, []byte("\n"))
+		n++
+		text := strings.TrimSuffix(string(raw), "\r")
+		if text == "" {
+			continue
+		}
+		l, err := gosum.ParseLine(text)
+		if err != nil {
+			bad.add("line %d: %v", n, err)
+			continue
+		}
+		v := versions[l.Version]
+		if v == nil {
+			if len(versions) == tlog.MaxAddRecords {
+				return nil, nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d module versions in one request: split it", tlog.MaxAddRecords)}
+			}
+			v = &half{}
+			versions[l.Version] = v
+			order = append(order, l.Version)
+		}
+		kind := 0
+		if l.GoMod {
+			kind = 1
+		}
+		switch {
+		case v.line[kind] == 0:
+			v.hash[kind], v.line[kind] = l.Hash, n
+		case v.hash[kind] != l.Hash:
+			bad.add("line %d: %s has hash %s, but line %d says %s", n, strings.TrimSuffix(text, " "+l.Hash), l.Hash, v.line[kind], v.hash[kind])
+		}
+	}
+	recs := make([]gosum.Record, 0, len(order))
+	lines := make([]int, 0, len(order))
+	for _, m := range order {
+		v := versions[m]
+		switch {
+		case v.line[0] == 0:
+			bad.add("line %d: %s has only its go.mod line: a record needs both lines", v.line[1], m)
+		case v.line[1] == 0:
+			bad.add("line %d: %s has only its zip line: a record needs both lines", v.line[0], m)
+		default:
+			recs = append(recs, gosum.Record{Path: m.Path, Version: m.Version, Hash: v.hash[0], GoMod: v.hash[1]})
+			lines = append(lines, min(v.line[0], v.line[1]))
+		}
+	}
+	switch {
+	case bad.n > 0:
+		return nil, nil, &httpError{http.StatusBadRequest, bad.text("%d bad line(s); nothing was added")}
+	case len(recs) == 0:
+		return nil, nil, &httpError{http.StatusBadRequest, "no go.sum lines in the body"}
+	}
+	return recs, lines, nil
+}

@@ -1,0 +1,160 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+func fakeRec(i int, salt string) gosum.Record {
+	p := fmt.Sprintf("example.com/bulk%d", i)
+	h := func(s string) string {
+		var b [32]byte
+		copy(b[:], s+salt)
+		return gosumHash(b)
+	}
+	return gosum.Record{Path: p, Version: "v1.0.0", Hash: h(p), GoMod: h(p + "/go.mod")}
+}
+
+// TestAdd records go.sum lines in bulk: all of them, then again (present),
+// with check first; a request with one conflict adds nothing and names
+// every conflicting line.
+func TestAdd(t *testing.T) {
+	ctx := context.Background()
+	s := newSetup(t, Options{})
+	recs := []gosum.Record{fakeRec(0, ""), fakeRec(1, ""), fakeRec(2, "")}
+	res, err := s.client.Add(ctx, recs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (AddResult{Records: 3, New: 3, TreeSize: 0}); fmt.Sprint(*res) != fmt.Sprint(want) {
+		t.Errorf("check = %+v, want %+v", *res, want)
+	}
+	if s.treeSize(t) != 0 {
+		t.Fatal("check added records")
+	}
+	res, err = s.client.Add(ctx, recs, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (AddResult{Records: 3, New: 3, TreeSize: 3}); fmt.Sprint(*res) != fmt.Sprint(want) {
+		t.Errorf("add = %+v, want %+v", *res, want)
+	}
+	res, err = s.client.Add(ctx, append(recs[1:], fakeRec(3, "")), false)
+	if err != nil || res.New != 1 || res.Records != 3 || res.TreeSize != 4 {
+		t.Errorf("add again = %+v, %v; want 3 records, 1 new, tree 4", res, err)
+	}
+
+	bad := []gosum.Record{fakeRec(5, ""), fakeRec(0, "evil"), fakeRec(6, ""), fakeRec(2, "evil")}
+	res, err = s.client.Add(ctx, bad, true)
+	if err != nil || res.ConflictCount != 2 || len(res.Conflicts) != 2 || res.New != 2 ||
+		res.Conflicts[0].Line != 3 || res.Conflicts[0].ID != 0 || res.Conflicts[1].Line != 7 || res.Conflicts[1].ID != 2 ||
+		res.Conflicts[0].Recorded != string(recs[0].Text()) || res.Conflicts[0].Offered != string(bad[1].Text()) {
+		t.Errorf("check with conflicts = %+v, %v", res, err)
+	}
+	_, err = s.client.Add(ctx, bad, false)
+	wantStatus(t, err, http.StatusConflict, "2 module version(s) are recorded with other hashes; nothing was added\nline 3: example.com/bulk0@v1.0.0 is recorded as record 0")
+	wantStatus(t, err, http.StatusConflict, "\nline 7: example.com/bulk2@v1.0.0 is recorded as record 2")
+	if s.treeSize(t) != 4 {
+		t.Errorf("a refused add changed the tree: %d", s.treeSize(t))
+	}
+}
+
+// TestAddBadLines: every bad line of a request is named, and nothing is
+// added; the size caps hold.
+func TestAddBadLines(t *testing.T) {
+	s := newSetup(t, Options{})
+	r0, r1 := fakeRec(0, ""), fakeRec(1, "")
+	body := string(r0.Text()) +
+		"not a go.sum line\n" +
+		"example.com/bulk1 v1.0.0/go.mod " + r1.GoMod + "\r\n" +
+		"\n" +
+		"example.com/bulk0 v1.0.0 " + fakeRec(0, "x").Hash + "\n" +
+		"example.com/bulk2 v1.0 " + r1.Hash + "\n"
+	resp := s.post(t, "/admin/add", body)
+	for _, want := range []string{
+		"4 bad line(s); nothing was added\n",
+		"line 3: malformed go.sum line",
+		"line 6: example.com/bulk0 v1.0.0 has hash " + fakeRec(0, "x").Hash + ", but line 1 says " + r0.Hash,
+		"line 7: example.com/bulk2@v1.0: version is not canonical",
+		"line 4: example.com/bulk1@v1.0.0 has only its go.mod line",
+	} {
+		if resp.Code != http.StatusBadRequest || !strings.Contains(resp.Body.String(), want) {
+			t.Errorf("bad lines: %d %q, want 400 with %q", resp.Code, resp.Body, want)
+		}
+	}
+	if resp := s.post(t, "/admin/add", ""); resp.Code != http.StatusBadRequest || !strings.Contains(resp.Body.String(), "no go.sum lines") {
+		t.Errorf("empty body: %d %q", resp.Code, resp.Body)
+	}
+	if resp := s.post(t, "/admin/add?check=maybe", string(r0.Text())); resp.Code != http.StatusBadRequest {
+		t.Errorf("check=maybe: %d %q", resp.Code, resp.Body)
+	}
+	if resp := s.post(t, "/admin/add", strings.Repeat("x", MaxAddBody+1)); resp.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("body over MaxAddBody: %d %q", resp.Code, resp.Body)
+	}
+	var many bytes.Buffer
+	for i := range tlog.MaxAddRecords + 1 {
+		many.Write(fakeRec(i, "").Text())
+	}
+	if resp := s.post(t, "/admin/add", many.String()); resp.Code != http.StatusRequestEntityTooLarge || !strings.Contains(resp.Body.String(), "split it") {
+		t.Errorf("too many versions: %d %q", resp.Code, resp.Body)
+	}
+	if s.treeSize(t) != 0 {
+		t.Errorf("bad requests added records: tree %d", s.treeSize(t))
+	}
+}
+
+// post sends an authenticated POST through the handler.
+func (s *setup) post(t *testing.T, path, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	w := httptest.NewRecorder()
+	s.srv.Config.Handler.ServeHTTP(w, req)
+	return w
+}
+
+// FuzzParseAdd: a /admin/add body is refused with a 4xx listing at most
+// maxReported lines, or parses into distinct, well-formed records, each
+// exactly as its lines say.
+func FuzzParseAdd(f *testing.F) {
+	r0 := fakeRec(0, "")
+	f.Add([]byte(string(r0.Text())))
+	f.Add([]byte(string(r0.Text()) + string(r0.Text()) + "\r\n\n"))
+	f.Add([]byte("example.com/a v1.0.0/go.mod " + r0.GoMod + "\nexample.com/a v1.0.0 " + r0.Hash))
+	f.Add([]byte("example.com/a v1.0.0 " + r0.Hash + "\nexample.com/a v1.0.0 " + r0.GoMod + "\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		recs, lines, err := parseAdd(body)
+		if err != nil {
+			var he *httpError
+			if !errors.As(err, &he) || he.status/100 != 4 || strings.Count(he.msg, "\n") > maxReported+1 {
+				t.Fatalf("parseAdd(%q) = %v, want a 4xx of at most %d lines", body, err, maxReported+2)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		text := string(body)
+		for i, r := range recs {
+			if err := r.Check(); err != nil || seen[r.Key()] || lines[i] < 1 {
+				t.Fatalf("parseAdd(%q) record %v (line %d): %v, repeated %v", body, r, lines[i], err, seen[r.Key()])
+			}
+			seen[r.Key()] = true
+			for _, l := range strings.Split(strings.TrimSuffix(string(r.Text()), "\n"), "\n") {
+				if !strings.Contains(text, l) {
+					t.Fatalf("parseAdd(%q) made line %q, which the body lacks", body, l)
+				}
+			}
+		}
+	})
+}
+
+func gosumHash(sum [32]byte) string { return "h1:" + base64.StdEncoding.EncodeToString(sum[:]) }
