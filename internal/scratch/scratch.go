@@ -1,7 +1,8 @@
 // Package scratch owns sumd's directory of temporary files: the module zips
 // that are downloaded from an upstream proxy, uploaded to the admin API or
 // read from an OCI registry are streamed to disk, so that memory stays
-// bounded whatever their size, and hashed there.
+// bounded whatever their size, and hashed there; and the sorted runs of
+// go.sum lines that sumd add -gosum sorts through disk.
 //
 // The directory belongs to one sumd (the default, <database>.tmp, is beside
 // the database whose lock sumd holds). A crash leaves files behind that no
@@ -27,19 +28,25 @@ const (
 	Upstream Kind = "upstream" // a zip fetched from an upstream proxy
 	Upload   Kind = "upload"   // a zip uploaded to the admin API
 	OCI      Kind = "oci"      // a zip layer read from an OCI registry
+	Sort     Kind = "sort"     // a sorted run of go.sum lines (sumd add -gosum)
 )
 
-// orphan matches the names Create gives: "sumd-<kind>-<random digits>.zip".
-var orphan = regexp.MustCompile(`^sumd-(upstream|upload|oci)-[0-9]+\.zip$`)
+// orphan matches the names Create gives: "sumd-<kind>-<random
+// digits>.zip", or ".run" for sorted runs.
+var orphan = regexp.MustCompile(`^sumd-((upstream|upload|oci)-[0-9]+\.zip|sort-[0-9]+\.run)$`)
 
-// Create creates a new temporary file for a zip of the given kind in dir,
-// mode 0600. The caller removes it. dir "" means os.TempDir(), for callers
-// that run once and have no scratch directory of their own.
+// Create creates a new temporary file of the given kind in dir, mode 0600.
+// The caller removes it. dir "" means os.TempDir(), for callers that run
+// once and have no scratch directory of their own.
 func Create(dir string, kind Kind) (*os.File, error) {
-	if !orphan.MatchString("sumd-" + string(kind) + "-0.zip") {
+	ext := ".zip"
+	if kind == Sort {
+		ext = ".run"
+	}
+	if !orphan.MatchString("sumd-" + string(kind) + "-0" + ext) {
 		return nil, fmt.Errorf("scratch: unknown kind %q", kind)
 	}
-	return os.CreateTemp(dir, "sumd-"+string(kind)+"-*.zip")
+	return os.CreateTemp(dir, "sumd-"+string(kind)+"-*"+ext)
 }
 
 // Open makes dir ready for Create: it creates it (mode 0700) if needed,

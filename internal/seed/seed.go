@@ -14,17 +14,21 @@
 // versions from a module proxy, checking the hash the go.sum files do
 // have, so that they can be recorded too.
 //
-// TODO(issue 11): Read holds every record of every file in memory, which
-// is fine for the tens of thousands of lines of a monorepo; a log seeded
-// with millions of records needs it to stream.
+// # Any size, bounded memory
+//
+// Sort streams the files line by line and sorts the lines by module
+// version through temporary files (an external merge sort: runs of about
+// Options.MemoryBytes each, in sumd's scratch directory), so that go.sum
+// files of millions of lines in any order take bounded memory. Scan merges
+// the runs and pairs the lines, as often as the caller needs: once to
+// check every version against the log before anything is committed, once
+// to commit. Versions come out in the order of their keys (path@version,
+// bytewise), the order of the log's index, in which bbolt appends fastest;
+// the log gives them ids in that order, not in the order of the files.
 package seed
 
 import (
-	"bytes"
 	"fmt"
-	"io"
-	"os"
-	"strings"
 
 	"golang.org/x/mod/module"
 
@@ -34,7 +38,7 @@ import (
 // A Set is what the go.sum files hold, paired into records.
 type Set struct {
 	// Records are the versions with both lines, in the order of their
-	// first line across the files.
+	// keys (path@version).
 	Records []gosum.Record
 	// Incomplete are the versions with only one of the two lines, in the
 	// same order.
@@ -80,103 +84,26 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("%s: %s has hash %s, but %s says %s", e.Then, e.Line, e.Hashes[1], e.First, e.Hashes[0])
 }
 
-// hashAt is one hash and the first line it was read from.
-type hashAt struct {
-	hash string
-	at   Pos
-}
-
-// reader pairs the lines of the files read so far.
-type reader struct {
-	zips, mods map[module.Version]hashAt
-	order      []module.Version // by first line
-	lines      int
-}
-
-// Read reads the go.sum files and pairs their lines. A malformed line or a
-// conflicting hash is an error naming its file and line; nothing else is.
+// Read reads the go.sum files and pairs their lines, in memory: for the
+// files of a repository or two. A malformed line or a conflicting hash is
+// an error naming its file and line; nothing else is. Larger inputs use
+// Sort and Scan, which take bounded memory.
 func Read(files []string) (*Set, error) {
-	r := &reader{zips: map[module.Version]hashAt{}, mods: map[module.Version]hashAt{}}
-	for _, file := range files {
-		data, err := readFile(file)
-		if err != nil {
-			return nil, err
-		}
-		if err := r.add(file, data); err != nil {
-			return nil, err
-		}
-	}
-	return r.set()
-}
-
-// readFile reads a go.sum file, capped at gosum.MaxFileSize.
-func readFile(file string) ([]byte, error) {
-	f, err := os.Open(file)
+	s, err := Sort(files, Options{MemoryBytes: 1 << 62})
 	if err != nil {
-		return nil, fmt.Errorf("failed to read go.sum file: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, gosum.MaxFileSize+1))
+	defer s.Close()
+	set := &Set{Lines: s.Lines}
+	err = s.Scan(func(r gosum.Record, _ Pos) error {
+		set.Records = append(set.Records, r)
+		return nil
+	}, func(inc Incomplete) error {
+		set.Incomplete = append(set.Incomplete, inc)
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("failed to read %s: %w", file, err)
+		return nil, err
 	}
-	if len(data) > gosum.MaxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not a go.sum file", file, gosum.MaxFileSize)
-	}
-	return data, nil
-}
-
-// add reads the lines of one file.
-func (r *reader) add(file string, data []byte) error {
-	for i, raw := range bytes.Split(data, []byte("\n")) {
-		s := strings.TrimSuffix(string(raw), "\r")
-		if s == "" {
-			continue
-		}
-		at := Pos{file, i + 1}
-		l, err := gosum.ParseLine(s)
-		if err != nil {
-			return fmt.Errorf("%s: %w", at, err)
-		}
-		r.lines++
-		hashes := r.zips
-		if l.GoMod {
-			hashes = r.mods
-		}
-		if prev, ok := hashes[l.Version]; ok {
-			if prev.hash != l.Hash {
-				return &ConflictError{Line: strings.TrimSuffix(s, " "+l.Hash), First: prev.at, Then: at, Hashes: [2]string{prev.hash, l.Hash}}
-			}
-			continue
-		}
-		if _, seen := r.zips[l.Version]; !seen {
-			if _, seen := r.mods[l.Version]; !seen {
-				r.order = append(r.order, l.Version)
-			}
-		}
-		hashes[l.Version] = hashAt{l.Hash, at}
-	}
-	return nil
-}
-
-// set pairs the lines into records and incomplete versions.
-func (r *reader) set() (*Set, error) {
-	s := &Set{Lines: r.lines}
-	for _, v := range r.order {
-		zip, hasZip := r.zips[v]
-		mod, hasMod := r.mods[v]
-		switch {
-		case hasZip && hasMod:
-			rec := gosum.Record{Path: v.Path, Version: v.Version, Hash: zip.hash, GoMod: mod.hash}
-			if err := rec.Check(); err != nil {
-				return nil, fmt.Errorf("%s: %w", zip.at, err)
-			}
-			s.Records = append(s.Records, rec)
-		case hasMod:
-			s.Incomplete = append(s.Incomplete, Incomplete{Version: v, GoMod: true, Hash: mod.hash, At: mod.at})
-		default:
-			s.Incomplete = append(s.Incomplete, Incomplete{Version: v, Hash: zip.hash, At: zip.at})
-		}
-	}
-	return s, nil
+	return set, nil
 }

@@ -207,24 +207,54 @@ func TestComplete(t *testing.T) {
 	}
 }
 
-// FuzzRead checks that the go.sum reader never panics, and that what it
-// pairs into records are records the log would accept.
+// FuzzRead checks that the go.sum reader never panics, that what it pairs
+// into records are records the log would accept, and that sorting through
+// temporary files (a memory budget of a few lines) reads exactly what
+// sorting in memory does.
 func FuzzRead(f *testing.F) {
 	f.Add([]byte("example.com/a v1.0.0 " + hashA + "\nexample.com/a v1.0.0/go.mod " + hashB + "\n"))
 	f.Add([]byte("example.com/a v1.0.0/go.mod " + hashB + "\r\n\n"))
+	f.Add([]byte("example.com/b v1.0.0 " + hashA + "\nexample.com/a v1.0.0/go.mod " + hashB + "\nexample.com/b v1.0.0/go.mod " + hashC + "\nexample.com/a v1.0.0 " + hashC + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := &reader{zips: map[module.Version]hashAt{}, mods: map[module.Version]hashAt{}}
-		if err := r.add("go.sum", data); err != nil {
-			return
+		file := filepath.Join(t.TempDir(), "go.sum")
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
 		}
-		s, err := r.set()
+		mem, err := scanAll(file, 1<<30)
+		disk, derr := scanAll(file, 1)
+		if (err == nil) != (derr == nil) || err != nil && err.Error() != derr.Error() {
+			t.Fatalf("in memory: %v; through disk: %v", err, derr)
+		}
 		if err != nil {
 			return
 		}
-		for _, rec := range s.Records {
-			if _, err := gosum.Parse(rec.Text()); err != nil {
-				t.Fatalf("Read paired a record Parse refuses: %v", err)
+		if !slices.Equal(mem, disk) {
+			t.Fatalf("in memory:\n%q\nthrough disk:\n%q", mem, disk)
+		}
+		for _, line := range mem {
+			if rec, ok := strings.CutPrefix(line, "record "); ok {
+				if _, err := gosum.Parse([]byte(rec)); err != nil {
+					t.Fatalf("Read paired a record Parse refuses: %v", err)
+				}
 			}
 		}
 	})
+}
+
+// scanAll sorts file with a memory budget and returns what Scan reads.
+func scanAll(file string, budget int) ([]string, error) {
+	s, err := Sort([]string{file}, Options{TempDir: filepath.Dir(file), MemoryBytes: budget})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	var out []string
+	err = s.Scan(func(r gosum.Record, at Pos) error {
+		out = append(out, "record "+string(r.Text()), at.String())
+		return nil
+	}, func(inc Incomplete) error {
+		out = append(out, inc.Describe())
+		return nil
+	})
+	return out, err
 }

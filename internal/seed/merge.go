@@ -1,0 +1,171 @@
+package seed
+
+import (
+	"container/heap"
+	"encoding/base64"
+	"strings"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+// Scan reads the sorted lines back, merging the runs, and pairs them into
+// module versions, in the order of their keys (path@version, bytewise: the
+// order of the log's index, in which bbolt appends fastest). It calls rec
+// for each version with both lines, with the place of its first line, and
+// inc for each version with only one. Two hashes for one line, in one file
+// or in two, are a *ConflictError naming both places, returned before the
+// callbacks see that version. Scan stops at the first error; it may be
+// called again, and reads the same versions in the same order.
+func (s *Sorted) Scan(rec func(gosum.Record, Pos) error, inc func(Incomplete) error) error {
+	m := &merger{}
+	defer m.close()
+	for _, r := range s.runs {
+		rr, err := openRun(r)
+		if err != nil {
+			return err
+		}
+		m.add(rr)
+	}
+	for _, mem := range s.mems {
+		m.add(&memReader{entries: mem})
+	}
+	var group []entry
+	for m.Len() > 0 {
+		e, err := m.pop()
+		if err != nil {
+			return err
+		}
+		if len(group) > 0 && group[0].key != e.key {
+			if err := s.pair(group, rec, inc); err != nil {
+				return err
+			}
+			group = group[:0]
+		}
+		group = append(group, e)
+	}
+	if len(group) > 0 {
+		return s.pair(group, rec, inc)
+	}
+	return nil
+}
+
+// pair turns the lines of one module version, sorted (the zip lines first,
+// each kind in the order of its places), into a record or an incomplete
+// version.
+func (s *Sorted) pair(group []entry, rec func(gosum.Record, Pos) error, inc func(Incomplete) error) error {
+	var zip, mod *entry
+	for i := range group {
+		e := &group[i]
+		first := &zip
+		if e.goMod {
+			first = &mod
+		}
+		switch {
+		case *first == nil:
+			*first = e
+		case (*first).hash != e.hash:
+			return s.conflict(*first, e)
+		}
+	}
+	path, version, _ := strings.Cut(group[0].key, "@")
+	v := module.Version{Path: path, Version: version}
+	switch {
+	case zip != nil && mod != nil:
+		return rec(gosum.Record{Path: path, Version: version, Hash: h1(zip.hash), GoMod: h1(mod.hash)}, s.pos(zip))
+	case mod != nil:
+		return inc(Incomplete{Version: v, GoMod: true, Hash: h1(mod.hash), At: s.pos(mod)})
+	}
+	return inc(Incomplete{Version: v, Hash: h1(zip.hash), At: s.pos(zip)})
+}
+
+func (s *Sorted) conflict(first, then *entry) error {
+	path, version, _ := strings.Cut(first.key, "@")
+	line := path + " " + version
+	if first.goMod {
+		line += "/go.mod"
+	}
+	return &ConflictError{Line: line, First: s.pos(first), Then: s.pos(then), Hashes: [2]string{h1(first.hash), h1(then.hash)}}
+}
+
+func (s *Sorted) pos(e *entry) Pos { return Pos{s.files[e.file], int(e.line)} }
+
+func h1(sum [32]byte) string { return "h1:" + base64.StdEncoding.EncodeToString(sum[:]) }
+
+// A source is a sorted run being merged.
+type source interface {
+	head() (*entry, bool) // the next entry, if any
+	next()                // moves past it
+	failed() error
+	close()
+}
+
+func (rr *runReader) head() (*entry, bool) { return &rr.cur, rr.ok }
+func (rr *runReader) failed() error        { return rr.err }
+
+// A memReader is the run held in memory.
+type memReader struct {
+	entries []entry
+	i       int
+}
+
+func (m *memReader) head() (*entry, bool) {
+	if m.i < len(m.entries) {
+		return &m.entries[m.i], true
+	}
+	return nil, false
+}
+func (m *memReader) next()         { m.i++ }
+func (m *memReader) failed() error { return nil }
+func (m *memReader) close()        {}
+
+// A merger is a heap of sources ordered by their next entries.
+type merger struct {
+	srcs []source
+	all  []source // to close
+}
+
+func (m *merger) add(s source) {
+	m.all = append(m.all, s)
+	if _, ok := s.head(); ok {
+		heap.Push(m, s)
+	}
+}
+
+// pop returns the least entry of all sources.
+func (m *merger) pop() (entry, error) {
+	s := m.srcs[0]
+	e, _ := s.head()
+	out := *e
+	s.next()
+	if err := s.failed(); err != nil {
+		return entry{}, err
+	}
+	if _, ok := s.head(); ok {
+		heap.Fix(m, 0)
+	} else {
+		heap.Pop(m)
+	}
+	return out, nil
+}
+
+func (m *merger) close() {
+	for _, s := range m.all {
+		s.close()
+	}
+}
+
+func (m *merger) Len() int { return len(m.srcs) }
+func (m *merger) Less(i, j int) bool {
+	a, _ := m.srcs[i].head()
+	b, _ := m.srcs[j].head()
+	return compareEntries(a, b) < 0
+}
+func (m *merger) Swap(i, j int) { m.srcs[i], m.srcs[j] = m.srcs[j], m.srcs[i] }
+func (m *merger) Push(x any)    { m.srcs = append(m.srcs, x.(source)) }
+func (m *merger) Pop() any {
+	x := m.srcs[len(m.srcs)-1]
+	m.srcs = m.srcs[:len(m.srcs)-1]
+	return x
+}
