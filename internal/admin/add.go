@@ -239,6 +239,7 @@ func parseAdd(body []byte) ([]gosum.Record, []int, error) {
 	versions := map[module.Version]*half{}
 	var order []module.Version
 	var bad problems
+	var c gosum.Checker
 	n := 0
 	for len(body) > 0 {
 		var raw []byte
@@ -248,7 +249,7 @@ func parseAdd(body []byte) ([]gosum.Record, []int, error) {
 		if text == "" {
 			continue
 		}
-		l, err := gosum.ParseLine(text)
+		l, err := c.ParseLine(text)
 		if err != nil {
 			bad.add("line %d: %v", n, err)
 			continue

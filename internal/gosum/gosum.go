@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
 )
 
 // MaxFileSize bounds a go.sum file read whole. Large monorepos have go.sum
@@ -45,13 +46,51 @@ func (r Record) Key() string { return r.Path + "@" + r.Version }
 
 // Text returns the record in log format (two lines, newline-terminated).
 func (r Record) Text() []byte {
-	return fmt.Appendf(nil, "%s %s %s\n%s %s/go.mod %s\n", r.Path, r.Version, r.Hash, r.Path, r.Version, r.GoMod)
+	// Appended by hand: this runs for every record of every import, and
+	// fmt costs several times more.
+	b := make([]byte, 0, 2*(len(r.Path)+len(r.Version)+3)+len(r.Hash)+len(r.GoMod)+len("/go.mod"))
+	b = append(append(append(append(append(b, r.Path...), ' '), r.Version...), ' '), r.Hash...)
+	b = append(append(append(append(append(b, '\n'), r.Path...), ' '), r.Version...), "/go.mod "...)
+	return append(append(b, r.GoMod...), '\n')
 }
 
 // Check reports whether r is a well-formed record: a valid module path with
 // a canonical version, and two well-formed h1 hashes.
-func (r Record) Check() error {
-	if err := CheckModule(r.Path, r.Version); err != nil {
+func (r Record) Check() error { return new(Checker).Record(r) }
+
+// A Checker checks many records or lines one after another, remembering
+// the last module path it found valid: checking the path is most of the
+// cost of checking a record, and the versions of one module come one after
+// another in go.sum files and in sorted input. Its zero value is ready; it
+// is not safe for concurrent use.
+type Checker struct {
+	path  string // the last path module.CheckPath accepted, if valid
+	valid bool
+}
+
+// Module is CheckModule, remembering the path.
+func (c *Checker) Module(path, version string) error {
+	if !c.valid || path != c.path {
+		if err := module.CheckPath(path); err != nil {
+			return err
+		}
+		c.path, c.valid = path, true
+	}
+	// What module.Check does beyond module.CheckPath, for a valid path.
+	// FuzzChecker holds the two to the same answers.
+	if !semver.IsValid(version) {
+		return &module.ModuleError{Path: path, Err: &module.InvalidVersionError{Version: version, Err: errors.New("not a semantic version")}}
+	}
+	_, pathMajor, _ := module.SplitPathVersion(path)
+	if err := module.CheckPathMajor(version, pathMajor); err != nil {
+		return &module.ModuleError{Path: path, Err: err}
+	}
+	return checkCanonical(path, version)
+}
+
+// Record is Record.Check, remembering the path.
+func (c *Checker) Record(r Record) error {
+	if err := c.Module(r.Path, r.Version); err != nil {
 		return err
 	}
 	if err := checkHash(r.Hash); err != nil {
@@ -70,11 +109,17 @@ func CheckModule(path, version string) error {
 	if err := module.Check(path, version); err != nil {
 		return err
 	}
+	return checkCanonical(path, version)
+}
+
+func checkCanonical(path, version string) error {
 	if module.CanonicalVersion(version) != version {
 		return fmt.Errorf("%s@%s: version is not canonical (want %s)", path, version, module.CanonicalVersion(version))
 	}
 	return nil
 }
+
+var strictBase64 = base64.StdEncoding.Strict()
 
 // checkHash accepts exactly "h1:" followed by the standard base64 of 32 bytes.
 func checkHash(h string) error {
@@ -82,11 +127,18 @@ func checkHash(h string) error {
 	if !ok {
 		return fmt.Errorf("%q is not an h1: hash", h)
 	}
-	sum, err := base64.StdEncoding.Strict().DecodeString(b64)
-	if err != nil || len(sum) != 32 || base64.StdEncoding.EncodeToString(sum) != b64 {
-		return fmt.Errorf("%q is not an h1: hash (want base64 of 32 bytes)", h)
+	// 44 characters that decode, strictly (zero padding bits), to 32 bytes
+	// are the one encoding of those bytes, unless the decoder skipped
+	// newlines, which it ignores.
+	if len(b64) == 44 && !strings.ContainsAny(b64, "\r\n") {
+		var src [44]byte
+		var sum [33]byte // DecodedLen(44)
+		copy(src[:], b64)
+		if n, err := strictBase64.Decode(sum[:], src[:]); err == nil && n == 32 {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("%q is not an h1: hash (want base64 of 32 bytes)", h)
 }
 
 // Parse parses and checks one record in log format.
@@ -127,11 +179,12 @@ func (l line) isGoMod() bool { return strings.HasSuffix(l.version, "/go.mod") }
 
 // parseLine splits "path version hash" on single spaces.
 func parseLine(s string) (line, error) {
-	f := strings.Split(s, " ")
-	if len(f) != 3 || f[0] == "" || f[1] == "" || f[2] == "" {
+	path, rest, ok1 := strings.Cut(s, " ")
+	version, hash, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || path == "" || version == "" || hash == "" || strings.IndexByte(hash, ' ') >= 0 {
 		return line{}, fmt.Errorf("malformed go.sum line %q (want \"<path> <version> h1:<hash>\")", s)
 	}
-	return line{f[0], f[1], f[2]}, nil
+	return line{path, version, hash}, nil
 }
 
 // A Line is one checked line of a go.sum file.
@@ -144,13 +197,16 @@ type Line struct {
 // ParseLine parses and checks one go.sum line, "<path> <version>[/go.mod]
 // h1:<hash>": a valid module path, a canonical version and a well-formed
 // hash, as a record needs them.
-func ParseLine(s string) (Line, error) {
+func ParseLine(s string) (Line, error) { return new(Checker).ParseLine(s) }
+
+// ParseLine is the package's ParseLine, remembering the path.
+func (c *Checker) ParseLine(s string) (Line, error) {
 	l, err := parseLine(s)
 	if err != nil {
 		return Line{}, err
 	}
 	version, goMod := strings.CutSuffix(l.version, "/go.mod")
-	if err := CheckModule(l.path, version); err != nil {
+	if err := c.Module(l.path, version); err != nil {
 		return Line{}, err
 	}
 	if err := checkHash(l.hash); err != nil {

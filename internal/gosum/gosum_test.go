@@ -2,6 +2,7 @@ package gosum
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"testing"
@@ -83,7 +84,14 @@ func FuzzParseLine(f *testing.F) {
 	f.Add("example.com/a v1.0.0 " + hashA)
 	f.Add("example.com/a v1.0.0/go.mod " + hashB)
 	f.Add("example.com/a v1.0 h1:x")
+	f.Add("a  b c")
+	f.Add("a b c d")
 	f.Fuzz(func(t *testing.T, s string) {
+		_, splitErr := parseLine(s)
+		f := strings.Split(s, " ")
+		if fields := len(f) == 3 && f[0] != "" && f[1] != "" && f[2] != ""; fields != (splitErr == nil) {
+			t.Fatalf("parseLine(%q) = %v, but the line has three fields: %v", s, splitErr, fields)
+		}
 		l, err := ParseLine(s)
 		if err != nil {
 			return
@@ -122,4 +130,40 @@ func ExampleRecord_Text() {
 	// Output:
 	// example.com/m v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=
 	// example.com/m v1.0.0/go.mod h1:Ecm3bQzABmxvvAZb9E2gIS5T8SUqmmlBVHRj2vYSMC4=
+}
+
+// FuzzChecker holds a Checker to CheckModule's answers, whatever path it
+// checked before: remembering a valid path changes nothing but the cost.
+func FuzzChecker(f *testing.F) {
+	f.Add("example.com/m", "v1.0.0", "example.com/m", "v1.0")
+	f.Add("example.com/m/v2", "v2.0.0", "example.com/m/v2", "v1.0.0")
+	f.Add("gopkg.in/yaml.v3", "v3.0.1", "gopkg.in/yaml.v3", "v2.0.0+incompatible")
+	f.Add("example.com/old", "v2.0.0+incompatible", "example.com/old", "v2.0.0")
+	f.Add("Example.com/m", "v1.0.0", "example.com/m", "v1.0.0-rc.1")
+	f.Fuzz(func(t *testing.T, p1, v1, p2, v2 string) {
+		var c Checker
+		for _, m := range [][2]string{{p1, v1}, {p2, v2}, {p1, v2}, {p2, v1}} {
+			got, want := c.Module(m[0], m[1]), CheckModule(m[0], m[1])
+			if (got == nil) != (want == nil) || got != nil && got.Error() != want.Error() {
+				t.Fatalf("Checker.Module(%q, %q) = %v, CheckModule = %v", m[0], m[1], got, want)
+			}
+		}
+	})
+}
+
+// FuzzCheckHash holds checkHash to the definition it implements without
+// allocating: "h1:" and the canonical standard base64 of 32 bytes.
+func FuzzCheckHash(f *testing.F) {
+	f.Add(hashA)
+	f.Add("h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFV=")
+	f.Add("h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSu\nFU=")
+	f.Add("h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU")
+	f.Fuzz(func(t *testing.T, h string) {
+		b64, ok := strings.CutPrefix(h, "h1:")
+		sum, err := base64.StdEncoding.Strict().DecodeString(b64)
+		want := ok && err == nil && len(sum) == 32 && base64.StdEncoding.EncodeToString(sum) == b64
+		if got := checkHash(h) == nil; got != want {
+			t.Fatalf("checkHash(%q) accepts: %v, want %v", h, got, want)
+		}
+	})
 }

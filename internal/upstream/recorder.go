@@ -255,8 +255,9 @@ func (r *Recorder) Add(ctx context.Context, rec gosum.Record) (int64, error) {
 // caller computed (the admin API's go.sum lines). Errors are as Record's,
 // for the first record that fails; a malformed record is a 400.
 func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error) {
+	var c gosum.Checker
 	for _, rec := range recs {
-		if err := rec.Check(); err != nil {
+		if err := c.Record(rec); err != nil {
 			return nil, &server.StatusError{Status: http.StatusBadRequest, Err: err}
 		}
 	}
@@ -289,8 +290,9 @@ const crossCheckParallel = 8
 // CheckRecords reports what AddRecords would do with recs, recording
 // nothing; see tlog.Log.Check.
 func (r *Recorder) CheckRecords(ctx context.Context, recs []gosum.Record) ([]int64, []*tlog.ConflictError, error) {
+	var c gosum.Checker
 	for _, rec := range recs {
-		if err := rec.Check(); err != nil {
+		if err := c.Record(rec); err != nil {
 			return nil, nil, &server.StatusError{Status: http.StatusBadRequest, Err: err}
 		}
 	}
