@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +59,21 @@ var (
 // key came later without a new version: a store without it is a primary's,
 // as every store before it was.
 const formatVersion = "1"
+
+// initialMmapSize is the address space bbolt maps at open: 8 GiB, about 25
+// million records, on 64-bit systems that map files lazily. bbolt remaps
+// the file whenever it outgrows its mapping, and to do so a commit first
+// copies every page it touched onto the heap and waits for all read
+// transactions to end: growing 330 bytes a record from a small mapping,
+// that is a pause of readers, and a fifth of a bulk import's time. Address
+// space costs nothing until pages are touched; Windows grows the file to
+// the mapping, so it keeps bbolt's default there, as do 32-bit systems.
+var initialMmapSize = func() int {
+	if runtime.GOOS == "windows" || strconv.IntSize < 64 {
+		return 0
+	}
+	return 8 << 30
+}()
 
 // MaxAuxSize caps one auxiliary value.
 const MaxAuxSize = 64 << 20
@@ -112,7 +129,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if timeout <= 0 {
 		timeout = 100 * time.Millisecond
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, InitialMmapSize: initialMmapSize})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
 	}

@@ -24,6 +24,14 @@ func (l *Log) Check(ctx context.Context, recs []gosum.Record) (ids []int64, conf
 		return nil, nil, fmt.Errorf("refusing to check %d records in one call: the limit is %d (split the input)", len(recs), MaxAddRecords)
 	}
 	n := l.pub.Load().Tree.N // read first: what is indexed later lies beyond it
+	if n == 0 {
+		// A new log holds nothing (the usual start of a bulk import).
+		ids = make([]int64, len(recs))
+		for i := range ids {
+			ids[i] = -1
+		}
+		return ids, nil, nil
+	}
 	keys := make([]string, len(recs))
 	for i, r := range recs {
 		keys[i] = r.Key()

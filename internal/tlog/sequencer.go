@@ -43,11 +43,27 @@ const maxAttempts = 8
 // A request is one Add call, or one control operation, waiting for the
 // sequencer.
 type request struct {
-	recs []gosum.Record
-	ctrl func(ctx context.Context) error // if set, a control operation run by the sequencer
-	ids  []int64                         // set by the sequencer
-	err  error                           // set by the sequencer
-	done chan struct{}                   // closed by the sequencer when ids or err is final
+	recs   []gosum.Record
+	keys   []string                        // recs[i].Key()
+	texts  [][]byte                        // recs[i].Text()
+	leaves []tlog.Hash                     // tlog.RecordHash(texts[i])
+	ctrl   func(ctx context.Context) error // if set, a control operation run by the sequencer
+	ids    []int64                         // set by the sequencer
+	err    error                           // set by the sequencer
+	done   chan struct{}                   // closed by the sequencer when ids or err is final
+}
+
+// newRequest returns the request to add recs, with what the sequencer
+// needs of each record computed by the caller: the one sequencer does
+// only what must be done in order, and callers run in parallel.
+func newRequest(recs []gosum.Record) *request {
+	req := &request{recs: recs, done: make(chan struct{}),
+		keys: make([]string, len(recs)), texts: make([][]byte, len(recs)), leaves: make([]tlog.Hash, len(recs))}
+	for i, r := range recs {
+		req.keys[i], req.texts[i] = r.Key(), r.Text()
+		req.leaves[i] = tlog.RecordHash(req.texts[i])
+	}
+	return req
 }
 
 // Add records recs and returns their ids once they are durable and covered
@@ -67,12 +83,13 @@ func (l *Log) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
 	if len(recs) > MaxAddRecords {
 		return nil, fmt.Errorf("refusing to add %d records in one call: the limit is %d (split the input)", len(recs), MaxAddRecords)
 	}
+	var c gosum.Checker
 	for _, r := range recs {
-		if err := r.Check(); err != nil {
+		if err := c.Record(r); err != nil {
 			return nil, fmt.Errorf("refusing malformed record: %w", err)
 		}
 	}
-	req := &request{recs: recs, done: make(chan struct{})}
+	req := newRequest(recs)
 	if err := l.enqueue(req); err != nil {
 		return nil, err
 	}

@@ -33,7 +33,12 @@ type known struct {
 // anything. An error fails the whole batch.
 func (l *Log) stage(ctx context.Context, batch []*request) (*Batch, error) {
 	base := l.pub.Load()
+	n := 0
+	for _, r := range batch {
+		n += len(r.recs)
+	}
 	s := &stager{
+		recs:   make([]StoredRecord, 0, n),
 		base:   base,
 		hashes: &tileReader{read: func(id TileID) ([]byte, error) { return l.committedTile(ctx, id, base.Tree.N) }},
 		size:   base.Tree.N,
@@ -45,7 +50,7 @@ func (l *Log) stage(ctx context.Context, batch []*request) (*Batch, error) {
 		return nil, err
 	}
 	for _, r := range batch {
-		r.ids, r.err = s.add(r.recs)
+		r.ids, r.err = s.add(r)
 		var conflict *ConflictError
 		if r.err != nil && !errors.As(r.err, &conflict) {
 			return nil, r.err
@@ -100,12 +105,16 @@ func (l *Log) committedTile(ctx context.Context, id TileID, n int64) ([]byte, er
 // under the keys the batch names.
 func (s *stager) lookup(ctx context.Context, store Store, batch []*request) error {
 	var keys []string
-	seen := map[string]bool{}
-	for _, r := range batch {
-		for _, rec := range r.recs {
-			if k := rec.Key(); !seen[k] {
-				seen[k] = true
-				keys = append(keys, k)
+	if len(batch) == 1 {
+		keys = batch[0].keys // repeats are harmless
+	} else {
+		seen := map[string]bool{}
+		for _, r := range batch {
+			for _, k := range r.keys {
+				if !seen[k] {
+					seen[k] = true
+					keys = append(keys, k)
+				}
 			}
 		}
 	}
@@ -142,47 +151,49 @@ func (s *stager) lookup(ctx context.Context, store Store, batch []*request) erro
 // add stages one request's records: it checks all of them first, so that a
 // conflict (a *ConflictError) leaves nothing of the request behind, then
 // appends the new ones. Any other error fails the whole batch.
-func (s *stager) add(recs []gosum.Record) ([]int64, error) {
+func (s *stager) add(req *request) ([]int64, error) {
+	recs := req.recs
 	ids := make([]int64, len(recs))
 	isNew := make([]bool, len(recs))
-	first := map[string]int{} // key -> index of its first occurrence in recs
+	first := make(map[string]int, len(recs)) // key -> index of its first occurrence in recs
 	for i, r := range recs {
-		if j, ok := first[r.Key()]; ok {
+		key := req.keys[i]
+		if j, ok := first[key]; ok {
 			if recs[j] != r {
 				return nil, &ConflictError{ID: -1, Recorded: recs[j], Proposed: r}
 			}
 			continue
 		}
-		first[r.Key()] = i
-		id, ok, err := s.existing(r)
+		first[key] = i
+		id, ok, err := s.existing(r, key, req.texts[i])
 		if err != nil {
 			return nil, err
 		}
 		ids[i], isNew[i] = id, !ok
 	}
-	for i, r := range recs {
+	for i := range recs {
 		if isNew[i] {
-			id, err := s.append(r)
+			id, err := s.append(req.keys[i], req.texts[i], req.leaves[i])
 			if err != nil {
 				return nil, err
 			}
 			ids[i] = id
 		}
 	}
-	for i, r := range recs {
-		ids[i] = ids[first[r.Key()]]
+	for i := range recs {
+		ids[i] = ids[first[req.keys[i]]]
 	}
 	return ids, nil
 }
 
 // existing returns the id of r's module version if it is recorded (or
 // staged) with the same hashes, and a *ConflictError if with others.
-func (s *stager) existing(r gosum.Record) (int64, bool, error) {
-	k, ok := s.known[r.Key()]
+func (s *stager) existing(r gosum.Record, key string, text []byte) (int64, bool, error) {
+	k, ok := s.known[key]
 	if !ok {
 		return 0, false, nil
 	}
-	if bytes.Equal(k.text, r.Text()) {
+	if bytes.Equal(k.text, text) {
 		return k.id, true, nil
 	}
 	recorded, err := gosum.Parse(k.text)
@@ -192,14 +203,15 @@ func (s *stager) existing(r gosum.Record) (int64, bool, error) {
 	return 0, false, &ConflictError{ID: k.id, Recorded: recorded, Proposed: r}
 }
 
-// append stages r as the next record with its index entry and tile hashes.
-func (s *stager) append(r gosum.Record) (int64, error) {
-	id, text := s.size, r.Text()
-	if err := s.hashes.appendRecord(id, tlog.RecordHash(text)); err != nil {
+// append stages a record, with its key, text and leaf hash, as the next
+// record with its index entry and tile hashes.
+func (s *stager) append(key string, text []byte, leaf tlog.Hash) (int64, error) {
+	id := s.size
+	if err := s.hashes.appendRecord(id, leaf); err != nil {
 		return 0, err
 	}
-	s.recs = append(s.recs, StoredRecord{ID: id, Key: r.Key(), Text: text})
-	s.known[r.Key()] = known{id, text}
+	s.recs = append(s.recs, StoredRecord{ID: id, Key: key, Text: text})
+	s.known[key] = known{id, text}
 	s.size++
 	return id, nil
 }
