@@ -23,10 +23,7 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return configError(err)
 	}
-	if cfg.Server != "" {
-		return addRemote(cfg, rest, stdout)
-	}
-	if cfg.TokenFile != "" {
+	if cfg.TokenFile != "" && cfg.Server == "" {
 		return usageError(errors.New("-token-file needs -server"), "add -server URL of the running sumd, or drop -token-file to work on the database file")
 	}
 	if cfg.Gosum != "" {
@@ -34,6 +31,9 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 			return usageError(errors.New("-proxy-dir publishes one module version: it needs MODULE@VERSION DIR|ZIP, not -gosum"), "use: sumd add -proxy-dir DIR MODULE@VERSION DIR|ZIP")
 		}
 		return addGoSums(cfg, append([]string{cfg.Gosum}, rest...), stdout, stderr)
+	}
+	if cfg.Server != "" {
+		return addRemote(cfg, rest, stdout)
 	}
 	if cfg.Strict {
 		return usageError(errors.New("-strict needs -gosum"), "use: sumd add -gosum FILE|DIR -strict")

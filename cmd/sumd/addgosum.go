@@ -5,21 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/seed"
+	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlog/pgstore"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
-// maxListed caps the versions listed one per line; the count says the rest.
-const maxListed = 20
-
 // addGoSums records the module versions of the go.sum files paths name
-// (files, or directories walked for go.sum files). Versions with both lines
-// are recorded; those with one line are listed by file and line and,
-// with -upstream, completed from the module proxies first.
+// (files, or directories walked for go.sum files), in the database file or
+// through a server's admin API (-server). Versions with both lines are
+// recorded; those with one line are listed by file and line and, with
+// -upstream, completed from the module proxies first.
+//
+// The files stream through an external sort (seed.Sort), so their size is
+// bounded by the disk of the temporary directory, not by memory. Every
+// version is checked against the log before anything is committed: a
+// conflict, with the log or between the files, adds nothing. Then the
+// records are committed in chunks, each one atomic and covered by its own
+// signed tree head. A run that stops half way (a crash, a full disk) has
+// committed whole chunks only, and running it again adds the rest: what is
+// recorded is "already present".
 func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) error {
 	fetch, err := gosumFetcher(cfg, stderr)
 	if err != nil {
@@ -29,46 +39,84 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return withHint(err, "pass -gosum a go.sum file or a directory holding go.sum files; more may follow the flags")
 	}
-	set, err := seed.Read(files)
-	if err != nil {
-		return withHint(err, "nothing was added; fix or remove the line named above")
-	}
-	fmt.Fprintf(stdout, "read %d go.sum file(s): %d lines, %d complete module versions, %d with one line only\n",
-		len(files), set.Lines, len(set.Records), len(set.Incomplete))
-	if cfg.Strict && len(set.Incomplete) > 0 {
-		listIncomplete(stderr, set.Incomplete)
-		return withHint(fmt.Errorf("%d module version(s) have only one of their two go.sum lines; nothing was added (-strict)", len(set.Incomplete)),
-			"drop -strict to add the complete versions, or add -upstream PROXY to fetch the others")
-	}
-	recs, left, failed := set.Records, set.Incomplete, []seed.Failure(nil)
-	if fetch != nil && len(left) > 0 {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		defer stop()
-		done, f, err := seed.Complete(ctx, fetch, left, 8)
-		if err != nil {
-			return fmt.Errorf("nothing was added: %w", err)
-		}
-		fmt.Fprintf(stdout, "completed %d of %d from %s\n", len(done), len(left), cfg.Upstream)
-		recs, left, failed = append(recs, done...), nil, f
-	}
-	if len(recs) == 0 {
-		listIncomplete(stderr, left)
-		listFailed(stderr, failed)
-		return withHint(errors.New("no complete module versions to add"), "a record needs both go.sum lines (zip and go.mod); add -upstream PROXY to fetch the missing ones")
-	}
-	added, err := record(cfg, recs, stderr)
+	sink, err := openSink(cfg, stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "added %d records, %d already present (tree size %d)\n", added.new, int64(len(recs))-added.new, added.size)
-	listIncomplete(stderr, left)
+	defer sink.close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	sorted, err := seed.Sort(files, seed.Options{TempDir: sink.tmpDir})
+	if err != nil {
+		return withHint(err, "nothing was added; fix or remove the line named above")
+	}
+	defer sorted.Close()
+	sv, err := sorted.Survey(ctx, sink, fetch != nil)
+	if err != nil {
+		return sink.explain(err)
+	}
+	fmt.Fprintf(stdout, "read %d go.sum file(s): %d lines, %d complete module versions, %d with one line only\n",
+		len(files), sorted.Lines, sv.Records, sv.Incompletes)
+	if err := refuseConflicts(stderr, sv); err != nil {
+		return err
+	}
+	if cfg.Strict && sv.Incompletes > 0 {
+		listIncomplete(stderr, sv.Incomplete, sv.Incompletes)
+		return withHint(fmt.Errorf("%d module version(s) have only one of their two go.sum lines; nothing was added (-strict)", sv.Incompletes),
+			"drop -strict to add the complete versions, or add -upstream PROXY to fetch the others")
+	}
+	left, nLeft, failed := sv.Incomplete, sv.Incompletes, []seed.Failure(nil)
+	if fetch != nil && sv.Incompletes > 0 {
+		done, f, err := seed.Complete(ctx, fetch, sv.Incomplete, 8)
+		if err != nil {
+			return fmt.Errorf("nothing was added: %w", err)
+		}
+		fmt.Fprintf(stdout, "completed %d of %d from %s\n", len(done), sv.Incompletes, cfg.Upstream)
+		if err := sorted.AddCompleted(ctx, sink, sv, done); err != nil {
+			return sink.explain(err)
+		}
+		if err := refuseConflicts(stderr, sv); err != nil {
+			return err
+		}
+		left, nLeft, failed = nil, 0, f
+	}
+	if sv.Records == 0 {
+		listIncomplete(stderr, left, nLeft)
+		listFailed(stderr, failed)
+		return withHint(errors.New("no complete module versions to add"), "a record needs both go.sum lines (zip and go.mod); add -upstream PROXY to fetch the missing ones")
+	}
+	added, size, err := sorted.Commit(ctx, sink)
+	if err != nil {
+		if added > 0 {
+			err = fmt.Errorf("%w (%d records were added before; running the same command again adds the rest)", err, added)
+		}
+		return sink.explain(err)
+	}
+	fmt.Fprintf(stdout, "added %d records, %d already present (tree size %d)\n", added, int64(sv.Records)-added, size)
+	listIncomplete(stderr, left, nLeft)
 	listFailed(stderr, failed)
-	if n := len(left) + len(failed); n > 0 {
+	if n := nLeft + len(failed); n > 0 {
 		fmt.Fprintf(stdout, "not recorded: %d module version(s) with one go.sum line only; a go command whose go.sum lacks them "+
 			"looks them up and gets 404 until they are recorded: run again with -upstream PROXY, or let sumd serve -upstream PROXY "+
 			"record each on its first lookup\n", n)
 	}
 	return nil
+}
+
+// refuseConflicts lists the versions the log holds with other hashes and
+// returns the error that stops the run, or nil if there are none.
+func refuseConflicts(w io.Writer, sv *seed.Survey) error {
+	if sv.Conflicts == 0 {
+		return nil
+	}
+	for _, l := range sv.Listed {
+		fmt.Fprintf(w, "sumd: %s\n", l)
+	}
+	if sv.Conflicts > len(sv.Listed) {
+		fmt.Fprintf(w, "sumd: ... and %d more recorded with other hashes\n", sv.Conflicts-len(sv.Listed))
+	}
+	return withHint(fmt.Errorf("%d module version(s) are recorded with other hashes; nothing was added", sv.Conflicts),
+		"a recorded version can never change: remove those lines, or fix the go.sum files if they are wrong")
 }
 
 // gosumFetcher returns the fetcher of -upstream, that of sumd serve, or nil.
@@ -86,31 +134,82 @@ func gosumFetcher(cfg *config.Add, stderr io.Writer) (seed.Fetch, error) {
 	if err := upstream.ApplyAuth(sources, cfg.UpstreamAuth); err != nil {
 		return nil, usageError(fmt.Errorf("upstream-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
 	}
-	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: sources, Logger: config.NewLogger(cfg.Log, stderr)})
+	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: sources, TempDir: cfg.TmpDir, Logger: config.NewLogger(cfg.Log, stderr)})
 	if err != nil {
 		return nil, withHint(err, "check -upstream and -upstream-auth")
 	}
 	return f.Fetch, nil
 }
 
-// listIncomplete lists versions with one go.sum line, as "sumd: FILE:LINE: …".
-func listIncomplete(w io.Writer, incs []seed.Incomplete) {
-	for i, inc := range incs {
-		if i == maxListed {
-			fmt.Fprintf(w, "sumd: ... and %d more with one go.sum line only\n", len(incs)-maxListed)
-			break
-		}
+// listIncomplete lists versions with one go.sum line, as "sumd: FILE:LINE:
+// …": incs are the first of n.
+func listIncomplete(w io.Writer, incs []seed.Incomplete, n int) {
+	shown := min(len(incs), seed.MaxListed)
+	for _, inc := range incs[:shown] {
 		fmt.Fprintf(w, "sumd: %s\n", inc.Describe())
+	}
+	if n > shown {
+		fmt.Fprintf(w, "sumd: ... and %d more with one go.sum line only\n", n-shown)
 	}
 }
 
 // listFailed lists the versions -upstream could not complete.
 func listFailed(w io.Writer, failed []seed.Failure) {
 	for i, f := range failed {
-		if i == maxListed {
-			fmt.Fprintf(w, "sumd: ... and %d more not completed from upstream\n", len(failed)-maxListed)
+		if i == seed.MaxListed {
+			fmt.Fprintf(w, "sumd: ... and %d more not completed from upstream\n", len(failed)-seed.MaxListed)
 			break
 		}
 		fmt.Fprintf(w, "sumd: %s: not completed from upstream: %v\n", f.Describe(), f.Err)
 	}
+}
+
+// A gosumSink is where sumd add -gosum records, with what the CLI needs
+// around it: the database file (seed.LogSink), or a running sumd's admin API.
+type gosumSink struct {
+	seed.Sink
+	tmpDir  string            // for the sorted runs
+	explain func(error) error // adds what to do to an error of the sink
+	close   func()
+}
+
+func openSink(cfg *config.Add, stderr io.Writer) (*gosumSink, error) {
+	if cfg.Server != "" {
+		return openRemoteSink(cfg)
+	}
+	logger := config.NewLogger(cfg.Log, stderr)
+	l, err := openLog(cfg.Database, openOptions{create: cfg.Create, logger: logger, lockedHint: addLockedHint}, stderr)
+	if err != nil {
+		return nil, err
+	}
+	dir, removeDir := cfg.TmpDir, func() {}
+	switch {
+	case dir == "" && pgstore.IsURL(cfg.DB): // no lock: a directory of our own
+		if dir, err = ownTmpDir(); err != nil {
+			l.Close()
+			return nil, err
+		}
+		removeDir = func() { os.RemoveAll(dir) }
+	case dir == "":
+		dir = cfg.DB + ".tmp" // beside the database, whose lock we hold
+	}
+	if err := openTmpDir(dir, logger); err != nil {
+		removeDir()
+		l.Close()
+		return nil, err
+	}
+	explain := func(err error) error {
+		var conflict *tlog.ConflictError
+		var files *seed.ConflictError
+		switch {
+		case errors.As(err, &files):
+			return withHint(err, "nothing was added; fix or remove the line named above")
+		case errors.As(err, &conflict):
+			return withHint(err, "a recorded version can never change; if the new content is right, publish it as a new version")
+		case errors.Is(err, tlog.ErrFatal):
+			return logStopped(l, err)
+		}
+		return err
+	}
+	return &gosumSink{Sink: seed.LogSink{Log: l}, tmpDir: dir, explain: explain, close: func() { l.Close(); removeDir() }}, nil
 }

@@ -22,10 +22,7 @@ import (
 // fetched from its upstream (MODULE@VERSION alone) or uploaded (with a
 // directory or zip).
 func addRemote(cfg *config.Add, args []string, stdout io.Writer) error {
-	const usageHint = "use: sumd add -server URL [-token-file FILE | -auth AUTH] MODULE@VERSION [DIR|ZIP]"
-	if cfg.Gosum != "" {
-		return usageError(errors.New("-gosum works on the database file, not with -server"), "stop the server and run sumd add -gosum FILE on its database")
-	}
+	const usageHint = "use: sumd add -server URL [-token-file FILE | -auth AUTH] MODULE@VERSION [DIR|ZIP], or -gosum FILE|DIR"
 	if cfg.ProxyDir != "" {
 		return usageError(errors.New("-proxy-dir works on the database file, not with -server"), "publish the module in your module proxy, or stop the server and run sumd add -proxy-dir DIR on its database")
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -128,4 +129,48 @@ func goModLine(t *testing.T, proxyDir string, m testproxy.Module) string {
 		t.Fatal(err)
 	}
 	return m.Path + " " + m.Version + "/go.mod " + sums.GoMod + "\n"
+}
+
+// TestSeedThroughServer imports a go.sum file through a running sumd's
+// admin API (sumd add -server -gosum), in more than one POST: every
+// version is recorded and served. A second file with one version the log
+// holds with another hash adds nothing and names the line; a third run of
+// the first file adds nothing new.
+func TestSeedThroughServer(t *testing.T) {
+	const n = remoteChunk + 100 // two POSTs
+	l := newVerifyLog(t, t.TempDir())
+	token := writeSecret(t, filepath.Join(l.dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	s := startServer(t, "-create", "-db", l.db, "-key", l.key, "-admin-token-file", token)
+	var sum, other bytes.Buffer
+	for i := n - 1; i >= 0; i-- { // reverse key order
+		sum.Write(verifyRecord("remote", i).Text())
+	}
+	file := writeFile(t, filepath.Join(l.dir, "go.sum"), sum.Bytes())
+	out := sumd(t, "add", "-server", s.url, "-token-file", token, "-gosum", file)
+	if want := fmt.Sprintf("added %d records, 0 already present (tree size %d)", n, n); !strings.Contains(out, want) {
+		t.Errorf("sumd add -server -gosum said\n%s\nwant %q", out, want)
+	}
+	r := verifyRecord("remote", 7)
+	if got := get(t, s.url+"/lookup/"+r.Key()); !strings.Contains(got, string(r.Text())) {
+		t.Errorf("lookup of %s after the import:\n%s\nwant its record", r.Key(), got)
+	}
+
+	other.Write(verifyRecord("other", n+1).Text()) // a new version
+	changed := r
+	changed.Hash = verifyRecord("other", 1).Hash
+	other.Write(changed.Text())
+	otherFile := writeFile(t, filepath.Join(l.dir, "other.sum"), other.Bytes())
+	out, errOut, err := sumdRun("add", "-server", s.url, "-token-file", token, "-gosum", otherFile)
+	if err == nil || !strings.Contains(errOut, otherFile+":3: "+r.Key()+" is recorded as record ") ||
+		!strings.Contains(errOut, "sumd: error: 1 module version(s) are recorded with other hashes; nothing was added") {
+		t.Errorf("sumd add -server -gosum of a conflicting file: %v\n%s%s\nwant the conflict at line 3 and nothing added", err, out, errOut)
+	}
+	if head := get(t, s.url+"/latest"); !strings.HasPrefix(head, fmt.Sprintf("go.sum database tree\n%d\n", n)) {
+		t.Errorf("after a refused import the tree head is %q, want %d records", head, n)
+	}
+
+	out = sumd(t, "add", "-server", s.url, "-token-file", token, "-gosum", file)
+	if want := fmt.Sprintf("added 0 records, %d already present (tree size %d)", n, n); !strings.Contains(out, want) {
+		t.Errorf("sumd add -server -gosum again said\n%s\nwant %q", out, want)
+	}
 }

@@ -51,47 +51,53 @@ func (s *Sorted) Scan(rec func(gosum.Record, Pos) error, inc func(Incomplete) er
 	return nil
 }
 
-// pair turns the lines of one module version, sorted (the zip lines first,
-// each kind in the order of its places), into a record or an incomplete
-// version.
+// pair turns the lines of one module version, in entries sorted by their
+// first place, into a record or an incomplete version.
 func (s *Sorted) pair(group []entry, rec func(gosum.Record, Pos) error, inc func(Incomplete) error) error {
-	var zip, mod *entry
+	var first [2]*entry // the first entry with the zip line, with the go.mod line
 	for i := range group {
 		e := &group[i]
-		first := &zip
-		if e.goMod {
-			first = &mod
-		}
-		switch {
-		case *first == nil:
-			*first = e
-		case (*first).hash != e.hash:
-			return s.conflict(*first, e)
+		for kind, bit := range []uint8{hasZip, hasMod} {
+			switch {
+			case e.has&bit == 0:
+			case first[kind] == nil:
+				first[kind] = e
+			case first[kind].hash[kind] != e.hash[kind]:
+				return s.conflict(first[kind], e, kind)
+			}
 		}
 	}
 	path, version, _ := strings.Cut(group[0].key, "@")
 	v := module.Version{Path: path, Version: version}
+	zip, mod := first[0], first[1]
 	switch {
 	case zip != nil && mod != nil:
-		return rec(gosum.Record{Path: path, Version: version, Hash: h1(zip.hash), GoMod: h1(mod.hash)}, s.pos(zip))
+		return rec(gosum.Record{Path: path, Version: version, Hash: h1(zip.hash[0]), GoMod: h1(mod.hash[1])}, s.pos(zip, 0))
 	case mod != nil:
-		return inc(Incomplete{Version: v, GoMod: true, Hash: h1(mod.hash), At: s.pos(mod)})
+		return inc(Incomplete{Version: v, GoMod: true, Hash: h1(mod.hash[1]), At: s.pos(mod, 1)})
 	}
-	return inc(Incomplete{Version: v, Hash: h1(zip.hash), At: s.pos(zip)})
+	return inc(Incomplete{Version: v, Hash: h1(zip.hash[0]), At: s.pos(zip, 0)})
 }
 
-func (s *Sorted) conflict(first, then *entry) error {
+func (s *Sorted) conflict(first, then *entry, kind int) error {
 	path, version, _ := strings.Cut(first.key, "@")
 	line := path + " " + version
-	if first.goMod {
+	if kind == 1 {
 		line += "/go.mod"
 	}
-	return &ConflictError{Line: line, First: s.pos(first), Then: s.pos(then), Hashes: [2]string{h1(first.hash), h1(then.hash)}}
+	return &ConflictError{Line: line, First: s.pos(first, kind), Then: s.pos(then, kind), Hashes: [2]string{h1(first.hash[kind]), h1(then.hash[kind])}}
 }
 
-func (s *Sorted) pos(e *entry) Pos { return Pos{s.files[e.file], int(e.line)} }
+// pos is where e's line of kind (0: zip, 1: go.mod) is.
+func (s *Sorted) pos(e *entry, kind int) Pos { return Pos{s.files[e.file], int(e.line[kind])} }
 
-func h1(sum [32]byte) string { return "h1:" + base64.StdEncoding.EncodeToString(sum[:]) }
+// h1 formats a hash as go.sum does, in one allocation.
+func h1(sum [32]byte) string {
+	var b [3 + 44]byte
+	copy(b[:], "h1:")
+	base64.StdEncoding.Encode(b[3:], sum[:])
+	return string(b[:])
+}
 
 // A source is a sorted run being merged.
 type source interface {

@@ -17,36 +17,48 @@ import (
 	"github.com/sumd-project/sumd/internal/scratch"
 )
 
-// An entry is one go.sum line, checked, as Sort keeps it: its module
-// version's key (path@version, the order of the log's index), which of the
-// two lines it is, its hash and where it is.
+// An entry is one or both go.sum lines of one module version, checked, as
+// Sort keeps them: the version's key (path@version, the order of the log's
+// index) and, for each line it has, the hash and where it is. The two lines
+// of a version are one entry when they follow each other in a file, as in
+// every go.sum file the go command writes: half the entries to sort.
 type entry struct {
-	key   string
-	goMod bool
-	hash  [32]byte
-	file  int32 // index in Sorted.files
-	line  int32
+	key  string
+	has  uint8       // 1: the zip line, 2: the go.mod line
+	hash [2][32]byte // of the zip line, of the go.mod line
+	file int32       // index in Sorted.files
+	line [2]int32    // of the zip line, of the go.mod line
+}
+
+const (
+	hasZip uint8 = 1 << iota
+	hasMod
+)
+
+// first is the entry's first line.
+func (e *entry) first() int32 {
+	if e.has&hasZip == 0 {
+		return e.line[1]
+	}
+	if e.has&hasMod == 0 {
+		return e.line[0]
+	}
+	return min(e.line[0], e.line[1])
 }
 
 // compareEntries orders entries by key (bytewise, as the log's index),
-// the zip line before the go.mod line, then by file and line: the first
-// place a line appears comes first.
+// then by file and first line: the first place a version appears comes
+// first.
 func compareEntries(a, b *entry) int {
 	if c := strings.Compare(a.key, b.key); c != 0 {
 		return c
 	}
-	if a.goMod != b.goMod {
-		if a.goMod {
-			return 1
-		}
-		return -1
-	}
-	return cmp.Or(cmp.Compare(a.file, b.file), cmp.Compare(a.line, b.line))
+	return cmp.Or(cmp.Compare(a.file, b.file), cmp.Compare(a.first(), b.first()))
 }
 
-// entryBytes approximates what an entry costs in memory: the struct, its
-// slot in the slice and the key's bytes.
-func (e *entry) bytes() int { return 64 + len(e.key) }
+// bytes approximates what an entry costs in memory: the struct, its slot
+// in the slice and the key's bytes.
+func (e *entry) bytes() int { return 104 + len(e.key) }
 
 // Options configure Sort.
 type Options struct {
@@ -93,23 +105,34 @@ func Sort(files []string, opts Options) (_ *Sorted, err error) {
 			s.Close()
 		}
 	}()
-	var buf []entry
+	buf := make([]entry, 0, initialCap(files, opts.MemoryBytes))
 	size := 0
+	var c gosum.Checker
 	for i, file := range files {
 		err := readLines(file, func(line int, text []byte) error {
-			e, err := parseEntry(text)
+			l, err := c.ParseLine(string(text))
 			if err != nil {
 				return fmt.Errorf("%s: %w", Pos{file, line}, err)
 			}
-			e.file, e.line = int32(i), int32(line)
 			s.Lines++
-			buf = append(buf, e)
-			if size += e.bytes(); size >= opts.MemoryBytes {
+			kind, bit := 0, hasZip
+			if l.GoMod {
+				kind, bit = 1, hasMod
+			}
+			// The other line of the version just read: one entry.
+			if n := len(buf); n > 0 && buf[n-1].file == int32(i) && buf[n-1].has&bit == 0 && isKey(buf[n-1].key, l.Path, l.Version.Version) {
+				setLine(&buf[n-1], kind, bit, l.Hash, line)
+				return nil
+			}
+			if size >= opts.MemoryBytes {
 				if err := s.spill(buf); err != nil {
 					return err
 				}
 				buf, size = buf[:0], 0
 			}
+			buf = append(buf, entry{key: l.Path + "@" + l.Version.Version, file: int32(i)})
+			setLine(&buf[len(buf)-1], kind, bit, l.Hash, line)
+			size += buf[len(buf)-1].bytes()
 			return nil
 		})
 		if err != nil {
@@ -127,24 +150,33 @@ func Sort(files []string, opts Options) (_ *Sorted, err error) {
 func (s *Sorted) Add(name string, recs []gosum.Record) error {
 	file := int32(len(s.files))
 	s.files = append(slices.Clip(s.files), name)
-	buf := make([]entry, 0, 2*len(recs))
+	buf := make([]entry, 0, len(recs))
+	var c gosum.Checker
 	for i, r := range recs {
-		if err := r.Check(); err != nil {
+		if err := c.Record(r); err != nil {
 			return fmt.Errorf("%s: %w", Pos{name, i + 1}, err)
 		}
-		for _, goMod := range []bool{false, true} {
-			e := entry{key: r.Key(), goMod: goMod, file: file, line: int32(i + 1)}
-			h := r.Hash
-			if goMod {
-				h = r.GoMod
-			}
-			base64.StdEncoding.Decode(e.hash[:], []byte(h[len("h1:"):])) // r.Check checked it
-			buf = append(buf, e)
-		}
+		e := entry{key: r.Key(), file: file}
+		setLine(&e, 0, hasZip, r.Hash, i+1) // r.Check checked the hashes
+		setLine(&e, 1, hasMod, r.GoMod, i+1)
+		buf = append(buf, e)
 	}
 	slices.SortFunc(buf, func(a, b entry) int { return compareEntries(&a, &b) })
 	s.mems = append(s.mems, buf)
 	return nil
+}
+
+// initialCap estimates the lines of files that fit in memory, at about 80
+// bytes a line in a file and about 100 in memory: growing a slice of
+// hundreds of thousands of entries copies them many times.
+func initialCap(files []string, memory int) int {
+	var size int64
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			size += fi.Size()
+		}
+	}
+	return int(min(size/80, int64(memory/90), 1<<22))
 }
 
 // readLines calls f for every non-empty line of file, without its "\r\n"
@@ -177,18 +209,18 @@ func readLines(file string, f func(line int, text []byte) error) error {
 	return nil
 }
 
-// parseEntry parses and checks one go.sum line.
-func parseEntry(text []byte) (entry, error) {
-	l, err := gosum.ParseLine(string(text))
-	if err != nil {
-		return entry{}, err
-	}
-	e := entry{key: l.Path + "@" + l.Version.Version, goMod: l.GoMod}
-	// ParseLine checked that the hash is exactly base64 of 32 bytes.
-	if _, err := base64.StdEncoding.Decode(e.hash[:], []byte(l.Hash[len("h1:"):])); err != nil {
-		return entry{}, err
-	}
-	return e, nil
+// isKey reports whether key is path@version.
+func isKey(key, path, version string) bool {
+	return len(key) == len(path)+1+len(version) && key[len(path)] == '@' &&
+		key[:len(path)] == path && key[len(path)+1:] == version
+}
+
+// setLine records one line, whose hash ParseLine checked (exactly the
+// base64 of 32 bytes), in e.
+func setLine(e *entry, kind int, bit uint8, hash string, line int) {
+	base64.StdEncoding.Decode(e.hash[kind][:], []byte(hash[len("h1:"):]))
+	e.has |= bit
+	e.line[kind] = int32(line)
 }
 
 // spill sorts buf and writes it to a new run.
@@ -225,24 +257,22 @@ func (s *Sorted) Close() error {
 	return errors.Join(errs...)
 }
 
-// A run's encoding of an entry: the key's length (uvarint) and bytes, a
-// flags byte (1: the go.mod line), the 32 bytes of the hash, then file and
-// line (uvarints). Runs are sumd's own temporary files, read back by the
-// process that wrote them.
+// A run's encoding of an entry: the key's length (uvarint) and bytes, the
+// has byte, the file (uvarint), then for each line it has, the 32 bytes of
+// the hash and the line (uvarint). Runs are sumd's own temporary files,
+// read back by the process that wrote them.
 func writeEntry(w *bufio.Writer, e *entry) {
-	var b [3 * binary.MaxVarintLen64]byte
-	n := binary.PutUvarint(b[:], uint64(len(e.key)))
-	w.Write(b[:n])
+	var b [binary.MaxVarintLen64]byte
+	w.Write(b[:binary.PutUvarint(b[:], uint64(len(e.key)))])
 	w.WriteString(e.key)
-	flags := byte(0)
-	if e.goMod {
-		flags = 1
+	w.WriteByte(e.has)
+	w.Write(b[:binary.PutUvarint(b[:], uint64(e.file))])
+	for kind, bit := range []uint8{hasZip, hasMod} {
+		if e.has&bit != 0 {
+			w.Write(e.hash[kind][:])
+			w.Write(b[:binary.PutUvarint(b[:], uint64(e.line[kind]))])
+		}
 	}
-	w.WriteByte(flags)
-	w.Write(e.hash[:])
-	n = binary.PutUvarint(b[:], uint64(e.file))
-	n += binary.PutUvarint(b[n:], uint64(e.line))
-	w.Write(b[:n])
 }
 
 // A runReader reads the entries of a run in order.
@@ -271,33 +301,50 @@ func (rr *runReader) next() {
 	if err == io.EOF {
 		return
 	}
-	key := make([]byte, n)
-	if err == nil && n <= maxLine {
-		_, err = io.ReadFull(rr.r, key)
-	} else if err == nil {
-		err = fmt.Errorf("key of %d bytes", n)
-	}
-	var flags byte
 	if err == nil {
-		flags, err = rr.r.ReadByte()
-	}
-	var e entry
-	if err == nil {
-		_, err = io.ReadFull(rr.r, e.hash[:])
-	}
-	var file, line uint64
-	if err == nil {
-		file, err = binary.ReadUvarint(rr.r)
-	}
-	if err == nil {
-		line, err = binary.ReadUvarint(rr.r)
+		rr.cur, err = readEntry(rr.r, n)
 	}
 	if err != nil {
 		rr.err = fmt.Errorf("failed to read a temporary file for sorting: %w", noEOF(err))
 		return
 	}
-	e.key, e.goMod, e.file, e.line = string(key), flags == 1, int32(file), int32(line)
-	rr.cur, rr.ok = e, true
+	rr.ok = true
+}
+
+// readEntry reads the rest of an entry whose key is n bytes long.
+func readEntry(r *bufio.Reader, n uint64) (entry, error) {
+	var e entry
+	if n > maxLine {
+		return e, fmt.Errorf("key of %d bytes", n)
+	}
+	key := make([]byte, n)
+	if _, err := io.ReadFull(r, key); err != nil {
+		return e, err
+	}
+	e.key = string(key)
+	var err error
+	if e.has, err = r.ReadByte(); err != nil {
+		return e, err
+	}
+	file, err := binary.ReadUvarint(r)
+	if err != nil {
+		return e, err
+	}
+	e.file = int32(file)
+	for kind, bit := range []uint8{hasZip, hasMod} {
+		if e.has&bit == 0 {
+			continue
+		}
+		if _, err := io.ReadFull(r, e.hash[kind][:]); err != nil {
+			return e, err
+		}
+		line, err := binary.ReadUvarint(r)
+		if err != nil {
+			return e, err
+		}
+		e.line[kind] = int32(line)
+	}
+	return e, nil
 }
 
 func (rr *runReader) close() { rr.f.Close() }

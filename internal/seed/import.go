@@ -1,0 +1,211 @@
+package seed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// A Sink is where an import records: a log in this process (LogSink), or
+// the admin API of a running sumd. Both take chunks of at most Chunk
+// records; each Add is atomic.
+type Sink interface {
+	// Chunk is how many records Check and Add take at most.
+	Chunk() int
+	// Check reports the records the log holds with other hashes, adding
+	// nothing. A Conflict with Index -1 is one the sink counted but did not
+	// name.
+	Check(ctx context.Context, recs []gosum.Record) ([]Conflict, error)
+	// Add records recs, all or nothing, durably and covered by a signed
+	// tree head, and returns how many were new and the tree size after.
+	Add(ctx context.Context, recs []gosum.Record) (added, size int64, err error)
+}
+
+// A Conflict is a record of a chunk, by index, that the log holds with
+// other hashes, and what the log holds.
+type Conflict struct {
+	Index int
+	Msg   string
+}
+
+// ConflictMsg describes a version recorded with other hashes than offered.
+func ConflictMsg(id int64, recorded, offered gosum.Record) string {
+	return fmt.Sprintf("%s is recorded as record %d with %s, go.mod %s; the go.sum files say %s, go.mod %s",
+		offered.Key(), id, recorded.Hash, recorded.GoMod, offered.Hash, offered.GoMod)
+}
+
+// A LogSink records in a log of this process.
+type LogSink struct{ Log *tlog.Log }
+
+var _ Sink = LogSink{}
+
+func (s LogSink) Chunk() int { return tlog.MaxAddRecords }
+
+func (s LogSink) Check(ctx context.Context, recs []gosum.Record) ([]Conflict, error) {
+	_, conflicts, err := s.Log.Check(ctx, recs)
+	var found []Conflict
+	for i, c := range conflicts {
+		if c != nil {
+			found = append(found, Conflict{i, ConflictMsg(c.ID, c.Recorded, c.Proposed)})
+		}
+	}
+	return found, err
+}
+
+func (s LogSink) Add(ctx context.Context, recs []gosum.Record) (int64, int64, error) {
+	before := s.Log.Published().Tree.N
+	if _, err := s.Log.Add(ctx, recs...); err != nil {
+		return 0, 0, err
+	}
+	after := s.Log.Published().Tree.N
+	return after - before, after, nil
+}
+
+// MaxListed caps the incomplete versions and conflicts a Survey keeps in
+// full; it counts the others.
+const MaxListed = 20
+
+// A Survey is what a first pass over the sorted lines found.
+type Survey struct {
+	Records     int          // module versions with both lines
+	Incompletes int          // module versions with one line
+	Incomplete  []Incomplete // all of them (Survey's keepAll), or the first MaxListed
+	Conflicts   int          // records the log holds with other hashes
+	Listed      []string     // the first MaxListed of those, "FILE:LINE: …"
+}
+
+// Survey pairs the lines, keeps the incomplete versions (all of them if
+// keepAll: to complete them) and checks every record against the sink, in
+// chunks: before anything is committed, the import knows whether any
+// version conflicts with the log. Two hashes for one line in the files are
+// a *ConflictError.
+func (s *Sorted) Survey(ctx context.Context, sink Sink, keepAll bool) (*Survey, error) {
+	sv := &Survey{}
+	chunk := make([]gosum.Record, 0, sink.Chunk())
+	at := make([]Pos, 0, sink.Chunk())
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		found, err := sink.Check(ctx, chunk)
+		if err != nil {
+			return err
+		}
+		for _, c := range found {
+			if c.Index < 0 {
+				sv.Conflicts++ // counted, not named
+				continue
+			}
+			sv.conflict(at[c.Index].String() + ": " + c.Msg)
+		}
+		chunk, at = chunk[:0], at[:0]
+		return ctx.Err()
+	}
+	err := s.Scan(func(r gosum.Record, pos Pos) error {
+		sv.Records++
+		chunk, at = append(chunk, r), append(at, pos)
+		if len(chunk) == sink.Chunk() {
+			return flush()
+		}
+		return nil
+	}, func(inc Incomplete) error {
+		if sv.Incompletes++; keepAll || len(sv.Incomplete) < MaxListed {
+			sv.Incomplete = append(sv.Incomplete, inc)
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return sv, err
+}
+
+func (sv *Survey) conflict(line string) {
+	if sv.Conflicts++; len(sv.Listed) < MaxListed {
+		sv.Listed = append(sv.Listed, line)
+	}
+}
+
+// AddCompleted checks recs, versions completed from a module proxy,
+// against the sink, counts their conflicts in the survey and, if there are
+// none anywhere, adds them to what Commit reads (Sorted.Add).
+func (s *Sorted) AddCompleted(ctx context.Context, sink Sink, sv *Survey, recs []gosum.Record) error {
+	for i := 0; i < len(recs); i += sink.Chunk() {
+		chunk := recs[i:min(i+sink.Chunk(), len(recs))]
+		found, err := sink.Check(ctx, chunk)
+		if err != nil {
+			return err
+		}
+		for _, c := range found {
+			if c.Index < 0 {
+				sv.Conflicts++
+				continue
+			}
+			sv.conflict("completed from upstream: " + c.Msg)
+		}
+	}
+	if sv.Conflicts > 0 {
+		return nil
+	}
+	if err := s.Add("upstream", recs); err != nil {
+		return err
+	}
+	sv.Records += len(recs)
+	return nil
+}
+
+// Commit records the sorted records in key order, in chunks of
+// sink.Chunk(), and returns how many were new and the tree size after.
+// While the sink commits one chunk the next is read, so reading and
+// committing overlap. Each chunk is atomic: if Commit fails, the chunks
+// before are recorded and the others not, and a second import of the same
+// files records the rest (the others are present).
+func (s *Sorted) Commit(ctx context.Context, sink Sink) (added, size int64, err error) {
+	chunks := make(chan []gosum.Record, 1)
+	done := make(chan error, 1)
+	var failed atomic.Bool
+	go func() {
+		var err error
+		for chunk := range chunks {
+			if err != nil {
+				continue // drain
+			}
+			var n int64
+			if n, size, err = sink.Add(ctx, chunk); err == nil {
+				added += n
+			} else {
+				failed.Store(true)
+			}
+		}
+		done <- err
+	}()
+	chunk := make([]gosum.Record, 0, sink.Chunk())
+	scanErr := s.Scan(func(r gosum.Record, _ Pos) error {
+		chunk = append(chunk, r)
+		if len(chunk) == sink.Chunk() {
+			if failed.Load() {
+				return errStopped
+			}
+			chunks <- chunk
+			chunk = make([]gosum.Record, 0, sink.Chunk())
+		}
+		return ctx.Err()
+	}, func(Incomplete) error { return nil })
+	if scanErr == nil && len(chunk) > 0 {
+		chunks <- chunk
+	}
+	close(chunks)
+	err = <-done
+	if err == nil {
+		err = scanErr
+	}
+	return added, size, err
+}
+
+// errStopped stops a Scan whose records can no longer be committed; the
+// sink's error is reported instead.
+var errStopped = errors.New("stopped")

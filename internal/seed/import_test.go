@@ -1,0 +1,108 @@
+package seed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+)
+
+// smallChunks is a sink taking chunks of n records, failing its Add number
+// failAt (from 1; 0: never).
+type smallChunks struct {
+	LogSink
+	n, failAt int
+	adds      *int
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (s smallChunks) Chunk() int { return s.n }
+
+func (s smallChunks) Add(ctx context.Context, recs []gosum.Record) (int64, int64, error) {
+	if *s.adds++; *s.adds == s.failAt {
+		return 0, 0, errDiskFull
+	}
+	return s.LogSink.Add(ctx, recs)
+}
+
+// importRecord is record i of the files TestImport writes.
+func importRecord(i int) gosum.Record {
+	return gosum.Record{Path: fmt.Sprintf("example.com/m%d", i), Version: "v1.0.0", Hash: hashA, GoMod: hashB}
+}
+
+// TestImport follows sumd add -gosum through the log: Survey finds a
+// version the log holds with other hashes, by file and line, before
+// anything is committed, in any chunk; Commit records in key order, chunk
+// by chunk, and an import cut short by a failing chunk has recorded the
+// chunks before it only, so that running it again records the rest.
+func TestImport(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := openBenchLog(t, filepath.Join(dir, "sumd.db"))
+	defer l.Close()
+	recorded := gosum.Record{Path: "example.com/a", Version: "v1.0.0", Hash: hashA, GoMod: hashB}
+	if _, err := l.Add(ctx, recorded); err != nil {
+		t.Fatal(err)
+	}
+	// Seven versions in reverse key order, the recorded one last.
+	var lines []string
+	for i := 6; i >= 0; i-- {
+		r := importRecord(i)
+		lines = append(lines, r.Path+" "+r.Version+" "+r.Hash, r.Path+" "+r.Version+"/go.mod "+r.GoMod)
+	}
+	adds := 0
+	sink := smallChunks{LogSink{l}, 3, 0, &adds}
+	sortFile := func(lines ...string) *Sorted {
+		s, err := Sort([]string{write(t, t.TempDir(), "go.sum", lines...)}, Options{TempDir: dir, MemoryBytes: 300})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+
+	conflicting := sortFile(append(lines, "example.com/a v1.0.0 "+hashC, "example.com/a v1.0.0/go.mod "+hashB)...)
+	sv, err := conflicting.Survey(ctx, sink, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sv.Records != 8 || sv.Conflicts != 1 || len(sv.Listed) != 1 ||
+		!strings.HasSuffix(sv.Listed[0], "go.sum:15: example.com/a@v1.0.0 is recorded as record 0 with "+hashA+", go.mod "+hashB+"; the go.sum files say "+hashC+", go.mod "+hashB) {
+		t.Fatalf("Survey = %+v, want 8 records and the conflict of example.com/a@v1.0.0 at go.sum:15", sv)
+	}
+	if n := l.Published().Tree.N; n != 1 {
+		t.Fatalf("after Survey the tree holds %d records, want 1", n)
+	}
+
+	// Chunks in key order: [a m0 m1] [m2 m3 m4] [m5 m6]; the second fails.
+	s := sortFile(append(lines, "example.com/a v1.0.0 "+hashA, "example.com/a v1.0.0/go.mod "+hashB)...)
+	if sv, err := s.Survey(ctx, sink, false); err != nil || sv.Records != 8 || sv.Conflicts != 0 {
+		t.Fatalf("Survey = %+v, %v; want 8 records, no conflict", sv, err)
+	}
+	adds, sink.failAt = 0, 2
+	added, _, err := s.Commit(ctx, sink)
+	if !errors.Is(err, errDiskFull) || added != 2 {
+		t.Fatalf("Commit with a failing second chunk = %d added, %v; want 2 added, %v", added, err, errDiskFull)
+	}
+	if n := l.Published().Tree.N; n != 3 {
+		t.Fatalf("after a failed second chunk the tree holds %d records, want 3", n)
+	}
+	adds, sink.failAt = 0, 0
+	added, size, err := s.Commit(ctx, sink)
+	if err != nil || added != 5 || size != 8 {
+		t.Fatalf("Commit again = %d added, tree size %d, %v; want 5 added, tree size 8", added, size, err)
+	}
+	for i := range 7 {
+		id, err := l.Lookup(ctx, module.Version{Path: importRecord(i).Path, Version: "v1.0.0"})
+		if err != nil || id != int64(i+1) {
+			t.Errorf("lookup of %s = %d, %v; want id %d (key order)", importRecord(i).Key(), id, err, i+1)
+		}
+	}
+}
