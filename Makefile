@@ -11,7 +11,7 @@ FUZZTIME ?= 60s
 CRASH_KILLS ?= 1000
 CRASH_DURATION ?= 3h
 
-.PHONY: build run test test-short bench lint fuzz crash clean
+.PHONY: build run test test-short bench bench-compare lint fuzz crash clean
 
 build: ## build bin/sumd, stamped with VERSION (git describe)
 	$(GO) build -ldflags "-X main.buildVersion=$(VERSION)" -o $(BIN) ./cmd/sumd
@@ -30,6 +30,9 @@ bench: ## durable append throughput (bbolt, PostgreSQL), lookups, tile reads, di
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/mirror
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./internal/seed # the import cliff: records/s at 100k and 1M records must match
 	./scripts/load.sh
+
+bench-compare: ## sumd side by side with x/mod's TestServer, nginx (same tiles as files) and Tessera v1.0.4 (built under ~/.cache/sumd-bench), alternating rounds; needs nginx and wrk (apt-get install -y nginx wrk); BENCH_COMPARE_FLAGS, e.g. -rounds 5 -only lookups,tiles
+	$(GO) run ./scripts/benchcompare $(BENCH_COMPARE_FLAGS)
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
