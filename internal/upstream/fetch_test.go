@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +185,42 @@ func TestFallback(t *testing.T) {
 				t.Errorf("%s: proxy %s asked = %v, want %v", tt.list, p.url, asked, want)
 			}
 		}
+	}
+}
+
+// TestFetchFileInPlace checks that a file:// tree's zip is hashed where it
+// is, with no temporary copy (the temporary directory does not even exist),
+// while an HTTP source still needs one; and that a zip that changes while
+// it is hashed is refused, not recorded.
+func TestFetchFileInPlace(t *testing.T) {
+	m := mv("example.com/inplace", "v1.0.0")
+	p := newProxy(t, goodModule(m.Path, m.Version))
+	fileURL, err := testproxy.Build(p.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noDir := filepath.Join(t.TempDir(), "missing")
+	if _, err := newFetcher(t, fileURL, FetcherOptions{TempDir: noDir}).Fetch(context.Background(), m); err != nil {
+		t.Errorf("Fetch from a file:// tree without a temporary directory: %v", err)
+	}
+	if _, err := newFetcher(t, p.url, FetcherOptions{TempDir: noDir}).Fetch(context.Background(), m); err == nil {
+		t.Error("Fetch over HTTP without a temporary directory succeeded: where did the zip go?")
+	}
+
+	zip := testproxy.ZipPath(p.dir, m)
+	before, err := os.Stat(zip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unchanged(zip, before, m); err != nil {
+		t.Errorf("unchanged of an unchanged zip: %v", err)
+	}
+	data, _ := os.ReadFile(zip)
+	os.Remove(zip)
+	if err := os.WriteFile(zip, data, 0o644); err != nil { // the same bytes, another file
+		t.Fatal(err)
+	}
+	if err := unchanged(zip, before, m); kindOf(err) != KindUnavailable || strings.Contains(err.Error(), p.dir) {
+		t.Errorf("unchanged of a replaced zip = %v, want a KindUnavailable error that does not name the tree", err)
 	}
 }
