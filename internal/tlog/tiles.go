@@ -15,6 +15,19 @@ import (
 type tileReader struct {
 	read  func(TileID) ([]byte, error) // committed data of a tile, or nil
 	dirty map[TileID][]byte            // tiles staged by the current batch
+	// edge is, per tree level, the last hash appendRecord computed at that
+	// level and its stored-hash index: the left siblings the next record
+	// needs (the tree's right edge), which ReadHashes would otherwise
+	// recompute from tiles with HashFromTile for every record appended.
+	edge [64]edgeHash
+}
+
+// An edgeHash is a stored hash and its index; index 0 with a zero hash is
+// unset (index 0, record 0's leaf, is never read again once record 1
+// exists, and is read from its tile until then).
+type edgeHash struct {
+	index int64
+	hash  tlog.Hash
 }
 
 var _ tlog.HashReader = (*tileReader)(nil)
@@ -59,6 +72,10 @@ func (r *tileReader) tile(id TileID) ([]byte, error) {
 func (r *tileReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	for i, index := range indexes {
+		if level, _ := tlog.SplitStoredHashIndex(index); level < len(r.edge) && r.edge[level].index == index && index != 0 {
+			out[i] = r.edge[level].hash
+			continue
+		}
 		t := tlog.TileForIndex(tileHeight, index)
 		data, err := r.tile(TileID{t.L, t.N})
 		if err != nil {
@@ -113,6 +130,9 @@ func (r *tileReader) appendRecord(id int64, leaf tlog.Hash) error {
 		if err := r.appendHash(level/tileHeight, id>>level, hashes[level]); err != nil {
 			return err
 		}
+	}
+	for level, h := range hashes {
+		r.edge[level] = edgeHash{tlog.StoredHashIndex(level, id>>level), h}
 	}
 	return nil
 }
