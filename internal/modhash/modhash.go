@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
@@ -116,7 +117,14 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	if _, err := modzip.CheckZip(m, zipPath); err != nil {
 		return Sums{}, err
 	}
-	inZip, err := readZipGoMod(m, zipPath)
+	// One open for the go.mod and the hash: each open reads the zip's
+	// directory again, and most zips are small.
+	z, err := zip.OpenReader(zipPath)
+	if err != nil {
+		return Sums{}, err
+	}
+	defer z.Close()
+	inZip, err := zipGoMod(m, &z.Reader)
 	if err != nil {
 		return Sums{}, err
 	}
@@ -130,7 +138,7 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	if declared := modfile.ModulePath(mod); declared != m.Path {
 		return Sums{}, fmt.Errorf("go.mod declares module path %q, not %q", declared, m.Path)
 	}
-	h, err := dirhash.HashZip(zipPath, dirhash.Hash1)
+	h, err := hashOpenZip(&z.Reader)
 	if err != nil {
 		return Sums{}, err
 	}
@@ -160,6 +168,11 @@ func readZipGoMod(m module.Version, zipPath string) ([]byte, error) {
 		return nil, err
 	}
 	defer z.Close()
+	return zipGoMod(m, &z.Reader)
+}
+
+// zipGoMod is readZipGoMod of an open zip.
+func zipGoMod(m module.Version, z *zip.Reader) ([]byte, error) {
 	name := m.Path + "@" + m.Version + "/go.mod"
 	for _, f := range z.File {
 		if f.Name != name {
@@ -180,6 +193,44 @@ func readZipGoMod(m module.Version, zipPath string) ([]byte, error) {
 		return data, nil
 	}
 	return nil, nil
+}
+
+// hashOpenZip is dirhash.HashZip(zipPath, dirhash.Hash1) of a zip already
+// open: the same file list, in the zip's order, given to dirhash.Hash1. Its
+// readers copy through pooled buffers: io.Copy into a hash would allocate
+// 32 KiB for every file of every zip (FuzzHashZip holds the two to the
+// same answers).
+func hashOpenZip(z *zip.Reader) (string, error) {
+	files := make([]string, 0, len(z.File))
+	byName := make(map[string]*zip.File, len(z.File))
+	for _, f := range z.File {
+		files = append(files, f.Name)
+		byName[f.Name] = f
+	}
+	return dirhash.Hash1(files, func(name string) (io.ReadCloser, error) {
+		f := byName[name]
+		if f == nil {
+			return nil, fmt.Errorf("file %q not found in zip", name) // should never happen
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return nil, err
+		}
+		return pooledReader{rc}, nil
+	})
+}
+
+// copyBuffers recycles the buffers pooledReader copies through.
+var copyBuffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// A pooledReader is a zip entry's reader whose WriteTo, which io.Copy
+// prefers, copies through a pooled buffer.
+type pooledReader struct{ io.ReadCloser }
+
+func (r pooledReader) WriteTo(w io.Writer) (int64, error) {
+	buf := copyBuffers.Get().(*[32 << 10]byte)
+	defer copyBuffers.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r.ReadCloser}, buf[:])
 }
 
 // chooseGoMod picks the go.mod to hash from the one given and the zip's own.
