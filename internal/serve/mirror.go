@@ -111,8 +111,9 @@ func syncOnce(ctx context.Context, f *mirror.Follower, logger *slog.Logger) {
 
 // withMirrors serves each mirror under /sumdb/<origin name>/ and the rest
 // with main. The longest name wins, since names may contain slashes
-// (corp.example/sumdb).
-func withMirrors(main http.Handler, fs []*mirror.Follower, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
+// (corp.example/sumdb). Each mirror's server has a cache of cacheBytes
+// (server.Options.CacheBytes).
+func withMirrors(main http.Handler, fs []*mirror.Follower, reg *prometheus.Registry, logger *slog.Logger, cacheBytes int64) http.Handler {
 	if len(fs) == 0 {
 		return main
 	}
@@ -122,7 +123,7 @@ func withMirrors(main http.Handler, fs []*mirror.Follower, reg *prometheus.Regis
 	}
 	var routes []route
 	for _, f := range fs {
-		routes = append(routes, route{"/sumdb/" + f.Name() + "/", server.New(f.Name(), f.Ops(), server.Options{Logger: logger, Registry: reg})})
+		routes = append(routes, route{"/sumdb/" + f.Name() + "/", server.New(f.Name(), f.Ops(), server.Options{Logger: logger, Registry: reg, CacheBytes: cacheBytes})})
 	}
 	slices.SortFunc(routes, func(a, b route) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -49,7 +49,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 		},
 		Version: cfg.Version,
 	})
-	h = withMirrors(h, mirrors, cfg.Registry, cfg.Logger)
+	h = withMirrors(h, mirrors, cfg.Registry, cfg.Logger, cache)
 	var s surface
 	mainLayer := layer
 	switch {

@@ -78,14 +78,15 @@ func (m *metrics) count(route string, status int, d time.Duration) {
 }
 
 // watchCache exports the response cache's size, if there are metrics and
-// a cache. Several Servers on one registry export the first one's.
+// a cache. Several Servers on one registry (a log and its mirrors) export
+// the first one's.
 func (m *metrics) watchCache(c *cache) {
 	if m == nil || c == nil {
 		return
 	}
 	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "sumd", Subsystem: "http", Name: "cache_bytes",
-		Help: "Bytes of answers that never change (full tiles, found records) held in memory, bounded by -cache.",
+		Help: "Bytes of answers that never change (full tiles, found records) held in memory, bounded by -cache-size (the root log's server, when mirrors are served too).",
 	}, func() float64 { b, _ := c.stats(); return float64(b) })
 	var are prometheus.AlreadyRegisteredError
 	if err := m.reg.Register(g); err != nil && !errors.As(err, &are) {
