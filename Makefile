@@ -25,10 +25,10 @@ test: ## run every test (go command, cosign CLIs, crash); 75m timeout: a cold co
 test-short: ## skip the slow tests (crash, large tree)
 	$(GO) test -short $(PKGS)
 
-bench: ## durable append throughput (bbolt, PostgreSQL), lookups, tile reads, disk bytes per record, audit throughput, status page, access layer (bcrypt basic auth), mirrors (SUMD_BENCH_RECORDS, default 1M), import of 100k and 1M go.sum records (the cliff), load test
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/tlog/pgstore ./internal/server ./internal/audit ./internal/serve ./internal/access
+bench: ## durable append throughput (bbolt, PostgreSQL), lookups, tile reads, disk bytes per record, audit throughput, status page, access layer (bcrypt basic auth), mirrors (SUMD_BENCH_RECORDS, default 1M), import of 100k and 1M go.sum records (the cliff), first lookups and bulk adds (CPU per record), load test
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./internal/tlog ./internal/tlog/pgstore ./internal/server ./internal/audit ./internal/serve ./internal/access ./internal/admin
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/mirror
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./internal/seed # the import cliff: records/s at 100k and 1M records must match
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./internal/seed ./internal/upstream # the import cliff (records/s at 100k and 1M must match), first lookups (CPU per record)
 	./scripts/load.sh
 
 bench-compare: ## sumd side by side with x/mod's TestServer, nginx (same tiles as files) and Tessera v1.0.4 (built under ~/.cache/sumd-bench), alternating rounds; needs nginx and wrk (apt-get install -y nginx wrk); BENCH_COMPARE_FLAGS, e.g. -rounds 5 -only lookups,tiles

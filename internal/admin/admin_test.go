@@ -46,7 +46,7 @@ type setup struct {
 	tokenFile string
 }
 
-func newSetup(t *testing.T, opts Options, mods ...testproxy.Module) *setup {
+func newSetup(t testing.TB, opts Options, mods ...testproxy.Module) *setup {
 	t.Helper()
 	s := &setup{proxyDir: t.TempDir()}
 	if _, err := testproxy.Build(s.proxyDir, mods); err != nil {
@@ -77,7 +77,7 @@ func newSetup(t *testing.T, opts Options, mods ...testproxy.Module) *setup {
 	return s
 }
 
-func openLog(t *testing.T) *tlog.Log {
+func openLog(t testing.TB) *tlog.Log {
 	t.Helper()
 	skey, _, err := tlog.GenerateKey("sumd.test")
 	if err != nil {
