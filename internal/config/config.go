@@ -132,7 +132,7 @@ type Add struct {
 	Strict   bool   `flag:"strict" help:"with -gosum: add nothing if any version has only one of its two go.sum lines, instead of adding the complete ones and listing the others"`
 	TmpDir   string `flag:"tmp-dir" arg:"DIR" help:"with -gosum: directory for the go.sum lines being sorted (about 80 bytes a line; created 0700, and what a crash left there is removed); default: the database file's name plus .tmp, or with -server or a PostgreSQL database a new directory under $TMPDIR, removed at the end"`
 	AddUpstream
-	Server    string `flag:"server" arg:"URL" help:"add through the /admin/ API of the sumd serving URL instead of opening the database file; with only MODULE@VERSION, sumd fetches it from its upstream"`
+	Server    string `flag:"server" arg:"URL" help:"add through the /admin/ API of the sumd serving URL instead of opening the database file; with only MODULE@VERSION, sumd fetches it from its upstream; with -gosum, the records go in by POST /admin/add, 16,384 a request"`
 	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server; without it, -auth names an admin's credentials"`
 	ClientAuth
 }
