@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sumd-project/sumd/internal/testenv"
+	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
 // The status page in a real browser: headless Chromium (Debian's chromium
@@ -169,7 +170,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("versions of the target, want v1.10.0, v1.2.0, v1.0.0 newest first:\n%s", versions)
 	}
 
-	id := pageRecords + 1 // v1.2.0
+	// sumd add -gosum gives ids in key order (v1.10.0 before v1.2.0): ask.
+	id := int(lookupID(t, s.url, testproxy.Module{Path: target, Version: "v1.2.0"}))
 	if err := chromedp.Do(tab,
 		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#versions a[href="record?id=%d"]`, id))),
 		chromedp.WaitVisible(chromedp.CSS("#proof-status")),
