@@ -88,18 +88,7 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("failed to build request: %w", err)
 	}
-	if c.Auth != nil {
-		if err := c.Auth(req); err != nil {
-			return 0, err
-		}
-	} else {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	client := c.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return 0, err
 	}

@@ -154,18 +154,7 @@ func (c *Client) do(ctx context.Context, path, ctype string, body io.Reader) ([]
 		return nil, fmt.Errorf("failed to build request: %w", err)
 	}
 	req.Header.Set("Content-Type", ctype)
-	if c.Auth != nil {
-		if err := c.Auth(req); err != nil {
-			return nil, err
-		}
-	} else {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	client := c.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return nil, err
 	}
@@ -178,4 +167,21 @@ func (c *Client) do(ctx context.Context, path, ctype string, body io.Reader) ([]
 		return nil, &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
 	}
 	return data, nil
+}
+
+// send sends req with the client's credentials: Auth if set, else the admin
+// token as a bearer token.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	if c.Auth != nil {
+		if err := c.Auth(req); err != nil {
+			return nil, err
+		}
+	} else {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	client := c.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return client.Do(req)
 }
