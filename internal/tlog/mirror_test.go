@@ -349,3 +349,26 @@ func FuzzExtend(f *testing.F) {
 		}
 	})
 }
+
+// TestInExtension holds inExtension to the list tlog.NewTiles makes.
+func TestInExtension(t *testing.T) {
+	for _, c := range [][2]int64{{0, 1}, {0, 256}, {1, 257}, {255, 256}, {256, 65536}, {1000, 70000}, {65535, 65537}, {70000, 70000}} {
+		held, target := c[0], c[1]
+		want := map[tlog.Tile]bool{}
+		for _, tile := range tlog.NewTiles(tileHeight, held, target) {
+			want[tile] = true
+		}
+		for l := range 4 {
+			for n := range int64(300) {
+				for _, w := range []int{1, 2, 255, 256, int(target % 256), int(held % 256), int((target >> 8) % 256)} {
+					for _, h := range []int{tileHeight, 4} {
+						tile := tlog.Tile{H: h, L: l, N: n, W: w}
+						if got := inExtension(tile, held, target); got != want[tile] {
+							t.Fatalf("inExtension(%v, %d, %d) = %v, want %v", tile, held, target, got, want[tile])
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
@@ -53,17 +54,36 @@ func (l *Log) Snapshot(ctx context.Context) (Snapshot, error) {
 		}
 		return nil, fmt.Errorf("%w: %s", ErrNoSnapshot, advice)
 	}
-	var snap Snapshot
-	err := l.control(ctx, func(ctx context.Context) error {
-		var err error
-		snap, err = ss.Snapshot(ctx)
+	// A caller that gives up returns while the sequencer may still start
+	// the read: whichever of the two comes second closes it, so no read
+	// transaction is left open (bbolt could reuse no freed page while one
+	// is).
+	var (
+		mu        sync.Mutex
+		snap      Snapshot
+		abandoned bool
+	)
+	err := l.control(ctx, func(context.Context) error {
+		s, err := ss.Snapshot(ctx)
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned && s != nil {
+			s.Close()
+			return err
+		}
+		snap = s
 		return err
 	})
-	if err != nil && snap != nil {
-		snap.Close()
-		snap = nil
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil {
+		abandoned = true
+		if snap != nil {
+			snap.Close()
+		}
+		return nil, err
 	}
-	return snap, err
+	return snap, nil
 }
 
 // Snapshot starts a read transaction: bbolt's Tx.WriteTo copies the

@@ -119,3 +119,31 @@ func TestCheckStore(t *testing.T) {
 		t.Errorf("Snapshot of a memory store = %v, want ErrNoSnapshot", err)
 	}
 }
+
+// TestSnapshotCanceled asks for snapshots with contexts that end before the
+// sequencer gets to them: each fails with the context's error and leaves
+// no read transaction open.
+func TestSnapshotCanceled(t *testing.T) {
+	l := openTest(t, filepath.Join(t.TempDir(), "sumd.db"), testKey(t, "sum.example.com"), VerifyTail)
+	defer l.Close()
+	block := make(chan struct{})
+	go l.control(context.Background(), func(context.Context) error { <-block; return nil })
+	var wg sync.WaitGroup
+	for range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		wg.Go(func() {
+			if snap, err := l.Snapshot(ctx); !errors.Is(err, context.Canceled) || snap != nil {
+				t.Errorf("Snapshot with a canceled context = %v, %v", snap, err)
+			}
+		})
+		cancel()
+	}
+	wg.Wait()
+	close(block)
+	if err := l.control(context.Background(), func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := l.store.(*BoltStore).db.Stats().OpenTxN; n != 0 {
+		t.Errorf("%d read transactions left open", n)
+	}
+}
