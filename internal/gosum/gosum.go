@@ -88,8 +88,18 @@ func (c *Checker) Module(path, version string) error {
 	return checkCanonical(path, version)
 }
 
+// Size is len(r.Text()), without making the text.
+func (r Record) Size() int {
+	return 2*(len(r.Path)+len(r.Version)) + len(r.Hash) + len(r.GoMod) + len("  \n /go.mod \n")
+}
+
 // Record is Record.Check, remembering the path.
 func (c *Checker) Record(r Record) error {
+	// Readers (Parse, mirrors, bundles) refuse a record over the limit: one
+	// must never be written (a valid module path may be 2,000 bytes long).
+	if n := r.Size(); n > MaxRecordSize {
+		return fmt.Errorf("%s: the record would be %d bytes, more than the limit of %d", r.Key(), n, MaxRecordSize)
+	}
 	if err := c.Module(r.Path, r.Version); err != nil {
 		return err
 	}

@@ -167,3 +167,25 @@ func FuzzCheckHash(f *testing.F) {
 		}
 	})
 }
+
+// TestRecordSizeLimit: Check refuses a record whose text would exceed
+// MaxRecordSize, with a valid module path, and Size is len(Text()).
+func TestRecordSizeLimit(t *testing.T) {
+	h := "h1:" + strings.Repeat("A", 43) + "="
+	for _, n := range []int{900, 960, 975, 1500} {
+		path := "example.com/" + strings.Repeat("a", n)
+		r := Record{Path: path, Version: "v1.0.0", Hash: h, GoMod: h}
+		if r.Size() != len(r.Text()) {
+			t.Fatalf("Size = %d, len(Text()) = %d", r.Size(), len(r.Text()))
+		}
+		err := r.Check()
+		if over := len(r.Text()) > MaxRecordSize; over != (err != nil) {
+			t.Errorf("path of %d bytes, record of %d: Check = %v", len(path), len(r.Text()), err)
+		}
+		if err == nil {
+			if _, perr := Parse(r.Text()); perr != nil {
+				t.Errorf("Check accepts a record Parse refuses: %v", perr)
+			}
+		}
+	}
+}

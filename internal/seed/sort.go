@@ -188,7 +188,7 @@ func readLines(file string, f func(line int, text []byte) error) error {
 	}
 	defer fh.Close()
 	sc := bufio.NewScanner(fh)
-	sc.Buffer(make([]byte, 64<<10), maxLine)
+	sc.Buffer(make([]byte, maxLine), maxLine) // bufio caps a line at the larger of the two
 	n := 0
 	for sc.Scan() {
 		n++
