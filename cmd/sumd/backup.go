@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -78,6 +79,9 @@ func backupLocal(ctx context.Context, path string, w io.Writer) error {
 	s, err := itlog.OpenBolt(path, itlog.BoltOptions{ReadOnly: true})
 	if errors.Is(err, itlog.ErrLocked) {
 		return withHint(err, "a running sumd serve holds the database: back it up through it with -server URL -token-file FILE")
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return withHint(err, "-db names the database file of a stopped sumd serve; for a running one use -server URL -token-file FILE")
 	}
 	if err != nil {
 		return err

@@ -27,7 +27,7 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	logger := config.NewLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	src, err := openStore(ctx, cfg.From, false, logger)
+	src, err := openStore(ctx, "-from", cfg.From, false, logger)
 	if err != nil {
 		return err
 	}
@@ -36,7 +36,7 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	if _, err := src.Load(ctx); err != nil {
 		return withHint(fmt.Errorf("the source %s: %w", redact(cfg.From), err), "check -from: the database to copy")
 	}
-	dst, err := openStore(ctx, cfg.To, true, logger)
+	dst, err := openStore(ctx, "-to", cfg.To, true, logger)
 	if err != nil {
 		return err
 	}
@@ -61,9 +61,9 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// openStore opens the store db names: a PostgreSQL database or a bbolt
-// file, which is created if create is set.
-func openStore(ctx context.Context, db string, create bool, logger *slog.Logger) (tlog.Store, error) {
+// openStore opens the store db (given as flag) names: a PostgreSQL
+// database or a bbolt file, which is created if create is set.
+func openStore(ctx context.Context, flag, db string, create bool, logger *slog.Logger) (tlog.Store, error) {
 	if pgstore.IsURL(db) {
 		s, err := pgstore.Open(ctx, db, pgstore.Options{Logger: logger})
 		if err != nil {
@@ -77,7 +77,11 @@ func openStore(ctx context.Context, db string, create bool, logger *slog.Logger)
 	case errors.Is(err, tlog.ErrLocked):
 		return nil, withHint(err, "a running sumd serve holds the database; stop it first")
 	case err != nil:
-		return nil, withHint(err, "check -from: the database file to copy")
+		what := "the database file to copy"
+		if create {
+			what = "where the copy goes: a new file, or an empty PostgreSQL database"
+		}
+		return nil, withHint(err, "check "+flag+": "+what)
 	}
 	return s, nil
 }

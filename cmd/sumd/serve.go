@@ -287,7 +287,10 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 			Open: func() (*mirror.Follower, error) {
 				s, err := tlog.OpenBolt(path, tlog.BoltOptions{})
 				if err != nil {
-					return nil, withHint(mirrorOpenError(err, path), "create the mirror first: sumd mirror -mirror "+path+" [-origin URL -origin-key VKEY]")
+					if errors.Is(err, fs.ErrNotExist) {
+						err = withHint(err, "create the mirror first: sumd mirror -mirror "+path+" [-origin URL -origin-key VKEY]")
+					}
+					return nil, mirrorOpenError(err, path)
 				}
 				l, stored, err := openMirrorStore(context.Background(), s, "", false, "", logger)
 				if err != nil {

@@ -118,7 +118,7 @@ type BoltOptions struct {
 // OpenBolt opens the bbolt store at path.
 func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !opts.Create {
-		return nil, fmt.Errorf("database %s: %w (a new log is created only with Options.Create)", path, fs.ErrNotExist)
+		return nil, fmt.Errorf("database %s: %w", path, fs.ErrNotExist)
 	}
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

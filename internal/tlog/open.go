@@ -25,7 +25,7 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 		st, err = l.create(ctx)
 	}
 	if errors.Is(err, ErrNoLog) {
-		return fmt.Errorf("%w (a new log is created only with Options.Create)", err)
+		return fmt.Errorf("%w (a new log is created only when asked to)", err)
 	}
 	if err != nil {
 		return err
