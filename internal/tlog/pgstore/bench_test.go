@@ -159,7 +159,7 @@ func BenchmarkLookup(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		srv := httptest.NewServer(server.New(k.Name(), l, server.Options{Logger: quiet}))
+		srv := httptest.NewServer(server.New(k.Name(), l, server.Options{Logger: quiet, CacheBytes: -1})) // the stores, not the HTTP cache
 		b.Cleanup(srv.Close)
 		for _, route := range []struct {
 			name string
