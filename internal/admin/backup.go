@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -64,7 +65,7 @@ func (h *Handler) spool(ctx context.Context) (*os.File, int64, error) {
 		return nil, 0, err
 	}
 	defer snap.Close()
-	f, err := os.CreateTemp(h.opts.TempDir, "sumd-backup-*.db")
+	f, err := scratch.Create(h.opts.TempDir, scratch.Backup) // removed at start if a crash leaves it
 	if err != nil {
 		return nil, 0, fmt.Errorf("failed to create the backup's temporary file: %w", err)
 	}

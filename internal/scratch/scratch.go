@@ -29,19 +29,23 @@ const (
 	Upload   Kind = "upload"   // a zip uploaded to the admin API
 	OCI      Kind = "oci"      // a zip layer read from an OCI registry
 	Sort     Kind = "sort"     // a sorted run of go.sum lines (sumd add -gosum)
+	Backup   Kind = "backup"   // a database snapshot being sent (GET /admin/backup)
 )
 
 // orphan matches the names Create gives: "sumd-<kind>-<random
-// digits>.zip", or ".run" for sorted runs.
-var orphan = regexp.MustCompile(`^sumd-((upstream|upload|oci)-[0-9]+\.zip|sort-[0-9]+\.run)$`)
+// digits>.zip", ".run" for sorted runs, ".db" for backups.
+var orphan = regexp.MustCompile(`^sumd-((upstream|upload|oci)-[0-9]+\.zip|sort-[0-9]+\.run|backup-[0-9]+\.db)$`)
 
 // Create creates a new temporary file of the given kind in dir, mode 0600.
 // The caller removes it. dir "" means os.TempDir(), for callers that run
 // once and have no scratch directory of their own.
 func Create(dir string, kind Kind) (*os.File, error) {
 	ext := ".zip"
-	if kind == Sort {
+	switch kind {
+	case Sort:
 		ext = ".run"
+	case Backup:
+		ext = ".db"
 	}
 	if !orphan.MatchString("sumd-" + string(kind) + "-0" + ext) {
 		return nil, fmt.Errorf("scratch: unknown kind %q", kind)

@@ -20,7 +20,7 @@ func TestOpen(t *testing.T) {
 		t.Fatalf("directory: %v, %v; want a 0700 directory", fi, err)
 	}
 	var made []string
-	for _, k := range []Kind{Upstream, Upload, OCI, Sort} {
+	for _, k := range []Kind{Upstream, Upload, OCI, Sort, Backup} {
 		f, err := Create(dir, k)
 		if err != nil {
 			t.Fatal(err)
@@ -31,7 +31,7 @@ func TestOpen(t *testing.T) {
 		}
 		made = append(made, f.Name())
 	}
-	keep := []string{"sumd.db", "sumd-upstream-1.zip.keep", "notes-sumd-upload-1.zip", "sumd-other-1.zip", "sumd-upload-x.zip", "sumd-sort-1.zip", "sumd-upload-1.run"}
+	keep := []string{"sumd.db", "sumd-upstream-1.zip.keep", "notes-sumd-upload-1.zip", "sumd-other-1.zip", "sumd-upload-x.zip", "sumd-sort-1.zip", "sumd-upload-1.run", "sumd-backup-1.zip"}
 	for _, name := range keep {
 		os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600)
 	}
