@@ -53,8 +53,9 @@ var SchemaVersion = len(migrations)
 var ErrNewerSchema = errors.New("sumd's tables in this database are of a newer sumd")
 
 // migrate brings sumd's tables to SchemaVersion: creating them if create
-// is set, else only if a previous sumd did. Concurrent migrations (several
-// processes starting at once) race to create sumd_schema; the losers retry.
+// is set, else only if a previous sumd did. Concurrent creations (several
+// processes starting at once) take turns under an advisory lock; other
+// races of concurrent migrations are retried.
 func (s *Store) migrate(ctx context.Context, create bool) error {
 	for attempt := 1; ; attempt++ {
 		err := s.migrateOnce(ctx, create)
@@ -75,6 +76,12 @@ func (s *Store) migrateOnce(ctx context.Context, create bool) error {
 	}
 	defer tx.Rollback(context.Background())
 	if create {
+		// CREATE TABLE IF NOT EXISTS is not safe against a concurrent
+		// one (the loser fails on the table's type, 42710): processes
+		// started together on an empty database take turns here.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7715530)`); err != nil {
+			return s.fail("lock the schema for its creation", err)
+		}
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS sumd_schema (
 			id      integer PRIMARY KEY CHECK (id = 1),
 			version integer NOT NULL
