@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -381,13 +382,16 @@ func (f *Follower) fetch(ctx context.Context, t target, from int64, tiles []tlog
 // A prefetcher fetches the chunks of level-0 tiles of a staging ahead, one
 // chunk in flight while the previous one commits.
 type prefetcher struct {
-	f      *Follower
-	t      target
-	ctx    context.Context
-	cancel context.CancelFunc
-	next   chan fetched
-	from   int64 // the chunk being prefetched starts at this tree size; -1 if none
-	wg     sync.WaitGroup
+	f          *Follower
+	t          target
+	ctx        context.Context
+	cancel     context.CancelFunc
+	next       chan fetched
+	from       int64 // the chunk being prefetched starts at this tree size; -1 if none
+	mu         sync.Mutex
+	plannedFor int64       // the held size leaves were planned for; -1 if none (guarded by mu)
+	leaves     []tlog.Tile // StagingPlan's leaves for plannedFor (guarded by mu)
+	wg         sync.WaitGroup
 }
 
 type fetched struct {
@@ -399,7 +403,7 @@ type fetched struct {
 
 func newPrefetcher(ctx context.Context, f *Follower, t target) *prefetcher {
 	ctx, cancel := context.WithCancel(ctx)
-	return &prefetcher{f: f, t: t, ctx: ctx, cancel: cancel, next: make(chan fetched, 1), from: -1}
+	return &prefetcher{f: f, t: t, ctx: ctx, cancel: cancel, next: make(chan fetched, 1), from: -1, plannedFor: -1}
 }
 
 // chunk returns the chunk of level-0 tiles staged next, for a mirror
@@ -415,11 +419,12 @@ func (p *prefetcher) chunk(held, from int64) (itlog.Extension, error) {
 			got = &fc
 		}
 	}
+	tiles := p.tiles(held, from)
 	if got == nil {
-		ext, err := p.f.fetch(p.ctx, p.t, held, p.tiles(held, from))
+		ext, err := p.f.fetch(p.ctx, p.t, held, tiles)
 		got = &fetched{from: from, held: held, ext: ext, err: err}
 	}
-	if tiles := p.tiles(held, from); got.err == nil && len(tiles) > 0 {
+	if got.err == nil && len(tiles) > 0 {
 		last := tiles[len(tiles)-1]
 		if after := last.N<<8 + int64(last.W); after < p.t.tree.N {
 			p.from = after
@@ -434,10 +439,21 @@ func (p *prefetcher) chunk(held, from int64) (itlog.Extension, error) {
 
 // tiles returns the chunk of level-0 tiles to stage after size from, for
 // a mirror holding held: a step's worth of those not in the skeleton.
+// The plan is made once per held size: it lists every level-0 tile of
+// the rest of a catch-up (tens of milliseconds at sum.golang.org's size).
 func (p *prefetcher) tiles(held, from int64) []tlog.Tile {
-	_, leaves := itlog.StagingPlan(held, p.t.tree.N)
-	start := slices.IndexFunc(leaves, func(t tlog.Tile) bool { return t.N<<8+int64(t.W) > from })
-	if start < 0 {
+	p.mu.Lock()
+	if p.plannedFor != held {
+		_, p.leaves = itlog.StagingPlan(held, p.t.tree.N)
+		p.plannedFor = held
+	}
+	leaves := p.leaves
+	p.mu.Unlock()
+	// Leaves are consecutive level-0 tiles: find the first ending after from.
+	start, _ := slices.BinarySearchFunc(leaves, from+1, func(t tlog.Tile, end int64) int {
+		return cmp.Compare(t.N<<8+int64(t.W), end)
+	})
+	if start == len(leaves) {
 		return nil
 	}
 	return leaves[start:min(len(leaves), start+int(p.f.opts.Step>>8))]
