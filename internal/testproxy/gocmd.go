@@ -50,6 +50,16 @@ func NewGo(t testing.TB) *Go {
 			t.Fatal(err)
 		}
 	}
+	// Telemetry off: with it on, the go command starts a detached child
+	// that may still write under HOME after the command returns, racing
+	// the test's removal of its directory ("directory not empty").
+	mode := filepath.Join(g.home, ".config", "go", "telemetry", "mode")
+	if err := os.MkdirAll(filepath.Dir(mode), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mode, []byte("off"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	gomod := "module example.com/e2etest\n\ngo 1.21\n"
 	if err := os.WriteFile(filepath.Join(g.Dir, "go.mod"), []byte(gomod), 0o644); err != nil {
 		t.Fatal(err)
