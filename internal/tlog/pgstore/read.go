@@ -15,6 +15,18 @@ import (
 // tileBytes is the size of a full hash tile, which never changes again.
 const tileBytes = xtlog.HashSize << 8
 
+// The reads of several keys or ids: each element of the array probes the
+// primary key (see the package doc for why not a join). TestReadPlans
+// checks that PostgreSQL plans them so.
+const (
+	lookupSQL = `SELECT q.key, i.id FROM unnest($1::bytea[]) AS q(key)
+		CROSS JOIN LATERAL (SELECT id FROM sumd_index WHERE key = q.key OFFSET 0) AS i`
+	readTilesSQL = `SELECT q.level, q.n, t.data FROM unnest($1::smallint[], $2::bigint[]) AS q(level, n)
+		CROSS JOIN LATERAL (SELECT data FROM sumd_tiles WHERE level = q.level AND n = q.n OFFSET 0) AS t`
+	readRecordsSQL = `SELECT q.id, r.text FROM unnest($1::bigint[]) AS q(id)
+		CROSS JOIN LATERAL (SELECT text FROM sumd_records WHERE id = q.id OFFSET 0) AS r`
+)
+
 // querier is a pool or a transaction.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -38,7 +50,7 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT i.key, i.id FROM sumd_index i JOIN unnest($1::bytea[]) AS q(key) ON i.key = q.key`, missing)
+	rows, err := s.pool.Query(ctx, lookupSQL, missing)
 	if err != nil {
 		return nil, s.fail("look up module versions", err)
 	}
@@ -143,8 +155,7 @@ func (s *Store) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, e
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT t.level, t.n, t.data FROM sumd_tiles t
-		JOIN unnest($1::smallint[], $2::bigint[]) AS q(level, n) ON t.level = q.level AND t.n = q.n`, levels, ns)
+	rows, err := s.pool.Query(ctx, readTilesSQL, levels, ns)
 	if err != nil {
 		return nil, s.fail("read tiles", err)
 	}
@@ -192,7 +203,7 @@ func (s *Store) Aux(ctx context.Context, key string) ([]byte, error) {
 }
 
 func readRecords(ctx context.Context, q querier, ids []int64) ([][]byte, error) {
-	rows, err := q.Query(ctx, `SELECT r.id, r.text FROM sumd_records r JOIN unnest($1::bigint[]) AS q(id) ON r.id = q.id`, ids)
+	rows, err := q.Query(ctx, readRecordsSQL, ids)
 	if err != nil {
 		return nil, err
 	}
