@@ -19,9 +19,9 @@ import (
 )
 
 func runAdd(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadAdd(args, os.Environ(), stderr)
+	cfg, rest, err := loadArgs(config.LoadAdd, args, stderr)
 	if err != nil {
-		return configError(err)
+		return err
 	}
 	if cfg.TokenFile != "" && cfg.Server == "" {
 		return usageError(errors.New("-token-file needs -server"), "add -server URL of the running sumd, or drop -token-file to work on the database file")

@@ -26,12 +26,9 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "verify" {
 		return runBackupVerify(args[1:], stdout, stderr)
 	}
-	cfg, rest, err := config.LoadBackup(args, os.Environ(), stderr)
+	cfg, err := loadFlags(config.LoadBackup, args, stderr, "the copy is -o FILE")
 	if err != nil {
-		return configError(err)
-	}
-	if len(rest) > 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "the copy is -o FILE")
+		return err
 	}
 	if pgstore.IsURL(cfg.DB) {
 		return usageError(errors.New("sumd backup copies a bbolt file; this database is in PostgreSQL"),
@@ -108,9 +105,9 @@ func checkBackup(ctx context.Context, path string, vkeys []string) (itlog.State,
 }
 
 func runBackupVerify(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadBackupVerify(args, os.Environ(), stderr)
+	cfg, rest, err := loadArgs(config.LoadBackupVerify, args, stderr)
 	if err != nil {
-		return configError(err)
+		return err
 	}
 	if len(rest) != 1 {
 		return usageError(errors.New("name one backup file"), "sumd backup verify [-vkey VKEYS|FILE] FILE")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -17,12 +16,9 @@ import (
 )
 
 func runCopy(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadCopy(args, os.Environ(), stderr)
+	cfg, err := loadFlags(config.LoadCopy, args, stderr, "sumd copy takes only flags: -from DB -to DB")
 	if err != nil {
-		return configError(err)
-	}
-	if len(rest) > 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd copy takes only flags: -from DB -to DB")
+		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/sumd-project/sumd/internal/config"
@@ -18,19 +17,16 @@ import (
 func runKey(args []string, stdout, stderr io.Writer) error {
 	const hint = "use: sumd key rotate -new-key FILE, then later sumd key retire -retire OLD_VKEY"
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-		_, _, err := config.LoadKey(args, os.Environ(), stderr)
+		_, _, err := loadArgs(config.LoadKey, args, stderr)
 		return err
 	}
 	if len(args) == 0 || (args[0] != "rotate" && args[0] != "retire") {
 		return usageError(errors.New("sumd key needs a step: rotate or retire"), hint)
 	}
 	step := args[0]
-	cfg, rest, err := config.LoadKey(args[1:], os.Environ(), stderr)
+	cfg, err := loadFlags(config.LoadKey, args[1:], stderr, hint)
 	if err != nil {
-		return configError(err)
-	}
-	if len(rest) > 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), hint)
+		return err
 	}
 	l, err := openLog(cfg.Database, openOptions{logger: config.NewLogger(cfg.Log, stderr)}, stderr)
 	if err != nil {

@@ -14,14 +14,14 @@ import (
 )
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadKeygen(args, os.Environ(), stderr)
+	cfg, rest, err := loadArgs(config.LoadKeygen, args, stderr)
 	if len(rest) > 0 || err != nil && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		// "sumd keygen NAME" is the likely mistake; say so before any
 		// complaint about the missing -name.
 		return usageError(fmt.Errorf("unexpected argument %q", append(rest, args...)[0]), "sumd keygen takes only flags: sumd keygen -name NAME")
 	}
 	if err != nil {
-		return configError(err)
+		return err
 	}
 	skeyFile := filepath.Join(cfg.Dir, filepath.Base(config.DefaultKeyFile(cfg.Name)))
 	vkeyFile := strings.TrimSuffix(skeyFile, ".key") + ".vkey"

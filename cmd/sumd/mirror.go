@@ -39,12 +39,9 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 			return runMirrorImport(args[1:], stdout, stderr)
 		}
 	}
-	cfg, rest, err := config.LoadMirror(args, os.Environ(), stderr)
+	cfg, err := loadFlags(config.LoadMirror, args, stderr, "sumd mirror takes flags only (or: sumd mirror export|import); see sumd mirror -h")
 	if err != nil {
-		return configError(err)
-	}
-	if len(rest) > 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd mirror takes flags only (or: sumd mirror export|import); see sumd mirror -h")
+		return err
 	}
 	if mods := cfg.ModuleList(); len(mods) > 0 {
 		if _, err := mirror.ParseSelection(mods); err != nil {
@@ -249,12 +246,9 @@ func mirrorOpenError(err error, path string) error {
 }
 
 func runMirrorExport(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadMirrorExport(args, os.Environ(), stderr)
+	cfg, err := loadFlags(config.LoadMirrorExport, args, stderr, "the bundle file is -o BUNDLE")
 	if err != nil {
-		return configError(err)
-	}
-	if len(rest) > 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "the bundle file is -o BUNDLE")
+		return err
 	}
 	since, err := parseSince(cfg.Since)
 	if err != nil {
@@ -347,9 +341,9 @@ func syncDir(dir string) error {
 }
 
 func runMirrorImport(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadMirrorImport(args, os.Environ(), stderr)
+	cfg, rest, err := loadArgs(config.LoadMirrorImport, args, stderr)
 	if err != nil {
-		return configError(err)
+		return err
 	}
 	if len(rest) == 0 {
 		return usageError(errors.New("no bundle to import"), "name the bundle files after the flags: sumd mirror import -mirror FILE BUNDLE...")

@@ -28,9 +28,9 @@ func runOCI(args []string, stdout, stderr io.Writer) error {
 // ociPush publishes one module version as an OCI artifact, signed if a
 // key is given.
 func ociPush(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadOCIPush(args, os.Environ(), stderr)
+	cfg, rest, err := loadArgs(config.LoadOCIPush, args, stderr)
 	if err != nil {
-		return configError(err)
+		return err
 	}
 	if len(rest) != 3 {
 		return usageError(fmt.Errorf("want MODULE@VERSION, a directory or zip, and HOST[:PORT][/PREFIX]; got %d arguments", len(rest)),

@@ -25,12 +25,9 @@ import (
 // before it replaces the database, which is kept under another name.
 func runRestore(args []string, stdout, stderr io.Writer) error {
 	batchGC()
-	cfg, rest, err := config.LoadRestore(args, os.Environ(), stderr)
+	cfg, err := loadFlags(config.LoadRestore, args, stderr, "sumd restore takes flags only")
 	if err != nil {
-		return configError(err)
-	}
-	if len(rest) > 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd restore takes flags only")
+		return err
 	}
 	if pgstore.IsURL(cfg.DB) {
 		return usageError(errors.New("sumd restore writes a bbolt file; this database is in PostgreSQL"),

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -34,12 +33,9 @@ import (
 )
 
 func runServe(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadServe(args, os.Environ(), stderr)
+	cfg, err := loadFlags(config.LoadServe, args, stderr, onlyFlags("serve"))
 	if err != nil {
-		return configError(err)
-	}
-	if len(rest) > 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd serve takes only flags; see sumd serve -h")
+		return err
 	}
 	up, err := parseUpstream(cfg)
 	if err != nil {
@@ -170,14 +166,6 @@ func verifyMode(s string) tlog.VerifyMode {
 		return tlog.VerifyFull
 	}
 	return tlog.VerifyTail
-}
-
-// configError adds a hint to a configuration error.
-func configError(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return err
-	}
-	return usageError(err, "fix the option named above; see -h for every option, its default and its SUMD_* variable")
 }
 
 // openOptions say how openLog opens the database.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -22,8 +21,8 @@ const maxStatus = 1 << 20
 
 // runStatus prints the status of a running server.
 func runStatus(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadStatus(args, os.Environ(), stderr)
-	if err := flagsOnly(err, rest, "status"); err != nil {
+	cfg, err := loadFlags(config.LoadStatus, args, stderr, onlyFlags("status"))
+	if err != nil {
 		return err
 	}
 	auth, err := clientAuth(cfg.Auth)

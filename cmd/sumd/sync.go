@@ -23,12 +23,9 @@ import (
 
 // runSync runs one OCI sync pass on the database file.
 func runSync(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadSync(args, os.Environ(), stderr)
+	cfg, err := loadFlags(config.LoadSync, args, stderr, onlyFlags("sync"))
 	if err != nil {
-		return configError(err)
-	}
-	if len(rest) > 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd sync takes only flags; see sumd sync -h")
+		return err
 	}
 	sc, err := loadSyncConfig(cfg.OCI) // before the log: a mistake must not create it
 	if err != nil {

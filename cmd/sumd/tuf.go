@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -58,8 +57,8 @@ func runTUF(args []string, stdout, stderr io.Writer) error {
 
 // tufInit creates the repository and prints the root file clients pin.
 func tufInit(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadTUFInit(args, os.Environ(), stderr)
-	if err = flagsOnly(err, rest, "tuf init"); err != nil {
+	cfg, err := loadFlags(config.LoadTUFInit, args, stderr, onlyFlags("tuf init"))
+	if err != nil {
 		return err
 	}
 	db, err := publishedDatabase(cfg.Database, cfg.TUFPublished, config.NewLogger(cfg.Log, stderr), stderr)
@@ -90,8 +89,8 @@ func tufInit(args []string, stdout, stderr io.Writer) error {
 // tufPublish publishes the log's current keys with the offline targets
 // key, then signs snapshot and timestamp if the online keys are here.
 func tufPublish(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadTUFPublish(args, os.Environ(), stderr)
-	if err = flagsOnly(err, rest, "tuf publish"); err != nil {
+	cfg, err := loadFlags(config.LoadTUFPublish, args, stderr, onlyFlags("tuf publish"))
+	if err != nil {
 		return err
 	}
 	repo, err := openRepo(cfg.Dir)
@@ -121,8 +120,8 @@ const offlineKeysHint = "pass -keys with the directories holding enough of the r
 
 // tufStatus prints each role's version and expiry.
 func tufStatus(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadTUFStatus(args, os.Environ(), stderr)
-	if err = flagsOnly(err, rest, "tuf status"); err != nil {
+	cfg, err := loadFlags(config.LoadTUFStatus, args, stderr, onlyFlags("tuf status"))
+	if err != nil {
 		return err
 	}
 	repo, err := openRepo(cfg.Dir)
@@ -221,18 +220,6 @@ func onlineKeys(r config.TUFRepo) string {
 		return r.OnlineKeys
 	}
 	return filepath.Join(r.Dir, tuf.DefaultOnlineKeys)
-}
-
-// flagsOnly turns a configuration error or stray arguments into a usage
-// error.
-func flagsOnly(err error, rest []string, cmd string) error {
-	if err != nil {
-		return configError(err)
-	}
-	if len(rest) > 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", rest[0]), "sumd "+cmd+" takes only flags; see sumd "+cmd+" -h")
-	}
-	return nil
 }
 
 // serveTUF is the TUF repository sumd serve publishes, if any.

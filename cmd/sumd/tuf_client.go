@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -20,8 +19,8 @@ import (
 
 // tufGosumdb prints the GOSUMDB value the repository publishes.
 func tufGosumdb(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadTUFGosumdb(args, os.Environ(), stderr)
-	if err = flagsOnly(err, rest, "tuf gosumdb"); err != nil {
+	cfg, err := loadFlags(config.LoadTUFGosumdb, args, stderr, onlyFlags("tuf gosumdb"))
+	if err != nil {
 		return err
 	}
 	auth, err := clientAuth(cfg.Auth)

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -17,8 +16,8 @@ import (
 // tufRotateRoot writes the next root version: new root, targets or online
 // keys, new thresholds, or only a new expiry.
 func tufRotateRoot(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadTUFRotateRoot(args, os.Environ(), stderr)
-	if err = flagsOnly(err, rest, "tuf rotate-root"); err != nil {
+	cfg, err := loadFlags(config.LoadTUFRotateRoot, args, stderr, onlyFlags("tuf rotate-root"))
+	if err != nil {
 		return err
 	}
 	repo, err := openRepo(cfg.Dir)

@@ -28,9 +28,9 @@ import (
 // passed, 1 when a problem was found, 2 when the audit could not run (bad
 // flags, network or HTTP failure, unusable state directory).
 func runVerify(args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := config.LoadVerify(args, os.Environ(), stderr)
+	cfg, rest, err := loadArgs(config.LoadVerify, args, stderr)
 	if err != nil {
-		return configError(err)
+		return err
 	}
 	auth, err := clientAuth(cfg.Auth)
 	if err != nil {
