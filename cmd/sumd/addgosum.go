@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/seed"
 	"github.com/sumd-project/sumd/internal/tlog"
-	"github.com/sumd-project/sumd/internal/tlog/pgstore"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
@@ -182,16 +180,10 @@ func openSink(cfg *config.Add, stderr io.Writer) (*gosumSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, removeDir := cfg.TmpDir, func() {}
-	switch {
-	case dir == "" && pgstore.IsURL(cfg.DB): // no lock: a directory of our own
-		if dir, err = ownTmpDir(); err != nil {
-			l.Close()
-			return nil, err
-		}
-		removeDir = func() { os.RemoveAll(dir) }
-	case dir == "":
-		dir = cfg.DB + ".tmp" // beside the database, whose lock we hold
+	dir, removeDir, err := scratchDir(cfg.TmpDir, cfg.DB)
+	if err != nil {
+		l.Close()
+		return nil, err
 	}
 	if err := openTmpDir(dir, logger); err != nil {
 		removeDir()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
@@ -33,12 +32,9 @@ func openRemoteSink(cfg *config.Add) (*gosumSink, error) {
 		}
 		return remoteError(err)
 	}
-	dir, removeDir := cfg.TmpDir, func() {}
-	if dir == "" { // no database here: a directory of our own
-		if dir, err = ownTmpDir(); err != nil {
-			return nil, err
-		}
-		removeDir = func() { os.RemoveAll(dir) }
+	dir, removeDir, err := scratchDir(cfg.TmpDir, "") // no database here: a directory of our own
+	if err != nil {
+		return nil, err
 	}
 	return &gosumSink{Sink: remoteSink{c: c}, tmpDir: dir, explain: explain, close: removeDir}, nil
 }

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/tlog/pgstore"
 )
@@ -75,15 +75,13 @@ func crosscheckState(db string) string {
 	return filepath.Join(filepath.Dir(db), "crosscheck-latest")
 }
 
-// ownTmpDir makes a directory of temporary zips for this process alone,
-// for a PostgreSQL database: several processes share the database, and a
-// directory beside it, cleaned of a crash's files at start, would be
-// cleaned under another process. The caller removes it; a crash leaves it
-// to the system's cleaning of $TMPDIR.
-func ownTmpDir() (string, error) {
-	dir, err := os.MkdirTemp("", "sumd-*.tmp")
+// scratchDir is scratch.Dir for the database db (a file, or a PostgreSQL
+// URL: a directory of this process's own) and dir, the -tmp-dir option.
+// The caller calls done when it no longer needs the directory.
+func scratchDir(dir, db string) (path string, done func(), err error) {
+	path, done, err = scratch.Dir(dir, dbFile(db))
 	if err != nil {
-		return "", withHint(fmt.Errorf("failed to create a temporary directory: %w", err), "set -tmp-dir to a directory of this process's own")
+		return "", nil, withHint(err, "set -tmp-dir to a directory of this process's own")
 	}
-	return dir, nil
+	return path, done, nil
 }

@@ -57,12 +57,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if cfg.ReadAuth != config.ReadAuthNone && tlsConf == nil {
 		logger.Warn("credentials travel in the clear unless a TLS proxy is in front: the go command sends them over HTTPS only", "read_auth", cfg.ReadAuth)
 	}
-	if cfg.TmpDir == "" { // PostgreSQL: processes share the database, not a directory
-		if cfg.TmpDir, err = ownTmpDir(); err != nil {
-			return err
-		}
-		defer os.RemoveAll(cfg.TmpDir)
+	tmpDir, removeTmp, err := scratchDir(cfg.TmpDir, cfg.DB)
+	if err != nil {
+		return err
 	}
+	defer removeTmp()
+	cfg.TmpDir = tmpDir
 	reg := serve.NewRegistry()
 	reg.MustRegister(buildInfo())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

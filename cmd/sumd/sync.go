@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/signal"
 	"slices"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"github.com/sumd-project/sumd/internal/oci"
 	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/tlog"
-	"github.com/sumd-project/sumd/internal/tlog/pgstore"
 )
 
 // runSync runs one OCI sync pass on the database file.
@@ -38,15 +36,12 @@ func runSync(args []string, stdout, stderr io.Writer) error {
 	}
 	defer l.Close()
 	// The same directory as sumd serve's default: never both at once,
-	// since both hold the database lock. A PostgreSQL database has no
-	// such lock: a directory of this process's own.
-	tmpDir := cfg.DB + ".tmp"
-	if pgstore.IsURL(cfg.DB) {
-		if tmpDir, err = ownTmpDir(); err != nil {
-			return err
-		}
-		defer os.RemoveAll(tmpDir)
+	// since both hold the database lock.
+	tmpDir, removeTmp, err := scratchDir("", cfg.DB)
+	if err != nil {
+		return err
 	}
+	defer removeTmp()
 	if err := openTmpDir(tmpDir, logger); err != nil {
 		return err
 	}

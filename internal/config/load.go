@@ -95,12 +95,6 @@ var (
 func LoadServe(args, env []string, w io.Writer) (*Serve, []string, error) {
 	c := defaultServe()
 	rest, err := loadValidated(serveCommand, &c, args, env, w)
-	if c.TmpDir == "" && !IsPostgresURL(c.DB) {
-		// Beside the database, whose lock makes it this sumd's alone. A
-		// PostgreSQL database has no lock of one process: sumd makes a
-		// directory of its own (cmd/sumd).
-		c.TmpDir = c.DB + ".tmp"
-	}
 	return &c, rest, err
 }
 

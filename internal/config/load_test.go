@@ -90,7 +90,6 @@ func TestExampleFile(t *testing.T) {
 			NegativeTTL:      time.Minute,
 			Private:          "corp.example/*",
 		},
-		TmpDir:         "/var/lib/sumd/sumd.db.tmp",
 		AdminTokenFile: "/etc/sumd/admin.token",
 		Access: Access{ReadAuth: ReadAuthBasic, ReadAuthFile: "/etc/sumd/htpasswd", TLSClientAuth: ClientAuthRequire,
 			AdminListen: "127.0.0.1:8081", MetricsListen: "127.0.0.1:9090"},
@@ -249,24 +248,6 @@ func TestMinimalExampleFile(t *testing.T) {
 	}
 	if c.DB != "/var/lib/sumd/sumd.db" || c.Key != "/etc/sumd/sum.example.com.key" || c.Listen != ":8080" || c.Upstream.Upstream != "https://athens.corp.example" {
 		t.Errorf("minimal.yaml loads as db %q, key %q, listen %q, upstream %q", c.DB, c.Key, c.Listen, c.Upstream.Upstream)
-	}
-}
-
-// TestTmpDirDefault: the temporary directory is beside the database unless
-// set.
-func TestTmpDirDefault(t *testing.T) {
-	for _, tt := range []struct {
-		args []string
-		want string
-	}{
-		{nil, "data/sumd.db.tmp"},
-		{[]string{"-db", "/srv/sumd/log.db"}, "/srv/sumd/log.db.tmp"},
-		{[]string{"-db", "/srv/sumd/log.db", "-tmp-dir", "/srv/tmp/sumd"}, "/srv/tmp/sumd"},
-	} {
-		c, _, err := LoadServe(tt.args, nil, io.Discard)
-		if err != nil || c.TmpDir != tt.want {
-			t.Errorf("LoadServe(%q): tmp-dir %q, %v; want %q", tt.args, c.TmpDir, err, tt.want)
-		}
 	}
 }
 

@@ -4,8 +4,8 @@
 // bounded whatever their size, and hashed there; and the sorted runs of
 // go.sum lines that sumd add -gosum sorts through disk.
 //
-// The directory belongs to one sumd (the default, <database>.tmp, is beside
-// the database whose lock sumd holds). A crash leaves files behind that no
+// The directory belongs to one sumd (see [Dir]: the default, <database>.tmp,
+// is beside the database whose lock sumd holds). A crash leaves files behind that no
 // one will remove: [Open] removes them at the next start, and only them —
 // regular files named as [Create] names them — so a directory configured by
 // mistake loses nothing else.
@@ -20,6 +20,28 @@ import (
 	"regexp"
 	"runtime"
 )
+
+// Dir decides the scratch directory of a sumd: dir, the -tmp-dir option,
+// if set; else the database file's name plus ".tmp", a directory beside
+// the database whose lock makes it this sumd's alone; else — a database
+// several processes share (PostgreSQL: dbFile is ""), or none — a new
+// directory under $TMPDIR of this process's own, since a shared directory
+// cleaned of a crash's files at start would be cleaned under another
+// process. done removes the directory Dir made (a crash leaves it to the
+// system's cleaning of $TMPDIR) and does nothing for the others, which
+// [Open] prepares.
+func Dir(dir, dbFile string) (path string, done func(), err error) {
+	switch {
+	case dir != "":
+		return dir, func() {}, nil
+	case dbFile != "":
+		return dbFile + ".tmp", func() {}, nil
+	}
+	if dir, err = os.MkdirTemp("", "sumd-*.tmp"); err != nil {
+		return "", nil, fmt.Errorf("failed to create a temporary directory: %w", err)
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
 
 // A Kind names what a temporary file holds; it is part of the file name.
 type Kind string

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -47,5 +48,47 @@ func TestOpen(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("Open removed %s, which Create did not make", name)
 		}
+	}
+}
+
+// TestDir: -tmp-dir wins; else beside a database file; else (PostgreSQL,
+// no database) a new directory of the process's own, which done removes.
+func TestDir(t *testing.T) {
+	for _, tt := range []struct{ dir, db, want string }{
+		{"/srv/tmp/sumd", "/srv/sumd/log.db", "/srv/tmp/sumd"},
+		{"/srv/tmp/sumd", "", "/srv/tmp/sumd"},
+		{"", "/srv/sumd/log.db", "/srv/sumd/log.db.tmp"},
+		{"", "data/sumd.db", "data/sumd.db.tmp"},
+	} {
+		if got, _, err := Dir(tt.dir, tt.db); err != nil || got != tt.want {
+			t.Errorf("Dir(%q, %q) = %q, %v; want %q", tt.dir, tt.db, got, err, tt.want)
+		}
+	}
+	given := t.TempDir()
+	if _, done, err := Dir(given, ""); err == nil {
+		done()
+	}
+	if _, err := os.Stat(given); err != nil {
+		t.Errorf("done removed the -tmp-dir it did not make: %v", err)
+	}
+	t.Setenv("TMPDIR", t.TempDir())
+	own, done, err := Dir("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(own) != os.Getenv("TMPDIR") || !strings.HasPrefix(filepath.Base(own), "sumd-") {
+		t.Errorf("Dir for a shared database = %q, want a new sumd-* directory in $TMPDIR", own)
+	}
+	if _, err := Open(own); err != nil { // 0700: sumd's own
+		t.Errorf("Open(%s): %v", own, err)
+	}
+	other, done2, err := Dir("", "")
+	if err != nil || other == own {
+		t.Errorf("Dir again = %q, %v; want another directory than %q", other, err, own)
+	}
+	done2()
+	done()
+	if _, err := os.Stat(own); !os.IsNotExist(err) {
+		t.Errorf("after done, %s: %v; want it removed", own, err)
 	}
 }
