@@ -59,12 +59,6 @@ type Database struct {
 	Create bool `flag:"create" help:"create the database file if it does not exist (a new, empty log); without it a missing database is an error, except on the very first start of sumd serve with neither key nor database"`
 }
 
-// IsPostgresURL reports whether db, the -db option, names a PostgreSQL
-// database rather than a bbolt file.
-func IsPostgresURL(db string) bool {
-	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
-}
-
 // DefaultName is the database name used when sumd generates the key.
 const DefaultName = "sumd.local"
 
