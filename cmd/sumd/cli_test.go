@@ -27,3 +27,22 @@ func TestAddWhileServing(t *testing.T) {
 		t.Errorf("sumd add while serving said:\n%s\nwant a hint pointing to add -server", errOut)
 	}
 }
+
+// TestPostgresUnreachable: a PostgreSQL database that cannot be reached is
+// named (without its password) with the same hint whether a log is opened
+// on it (sumd key) or the bare store (sumd copy).
+func TestPostgresUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	url := "postgres://sumd:secret@127.0.0.1:1/sumd?connect_timeout=5"
+	const want = "hint: check that PostgreSQL runs and is reachable, and the URL's host, user, sslmode and password (PGPASSWORD or ~/.pgpass)\n"
+	for _, args := range [][]string{
+		{"copy", "-from", url, "-to", filepath.Join(dir, "copy.db")},
+		{"key", "rotate", "-db", url, "-key", filepath.Join(dir, "keys", e2eName+".key"), "-new-key", filepath.Join(dir, "new.key")},
+	} {
+		_, errOut, err := sumdRun(args...)
+		if err == nil || !strings.Contains(errOut, "sumd: error: database postgres://sumd:xxxxx@127.0.0.1:1/sumd") || !strings.HasSuffix(errOut, want) {
+			t.Errorf("sumd %s: %v, stderr:\n%s\nwant the redacted URL and:\n%s", args[0], err, errOut, want)
+		}
+	}
+}

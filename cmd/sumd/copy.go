@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,8 +64,10 @@ func openStore(ctx context.Context, flag, db string, create bool, logger *slog.L
 	if pgstore.IsURL(db) {
 		s, err := pgstore.Open(ctx, db, pgstore.Options{Logger: logger})
 		if err != nil {
-			return nil, withHint(fmt.Errorf("database %s: %w", redact(db), err),
-				"check that PostgreSQL runs and is reachable, and the URL's host, user, sslmode and password (PGPASSWORD or ~/.pgpass)")
+			// Opening it only connects and migrates: whatever else failed,
+			// the server or the URL is the likely cause.
+			err = fmt.Errorf("database %s: %w", redact(db), err)
+			return nil, withHint(err, cmp.Or(postgresHint(err), postgresUnreachable))
 		}
 		return s, nil
 	}

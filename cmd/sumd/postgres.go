@@ -29,17 +29,30 @@ func openPostgres(url string, opts tlog.Options, reg prometheus.Registerer) (*tl
 		s.Close()
 	}
 	err = fmt.Errorf("database %s: %w", redact(url), err)
-	switch {
-	case errors.Is(err, tlog.ErrNoLog):
-		return nil, withHint(err, "check -db; to start a new, empty log in this database on purpose, add -create")
-	case errors.Is(err, pgstore.ErrNewerSchema):
-		return nil, withHint(err, "a newer sumd migrated this database: run that version (every process on one database runs the same sumd)")
-	case errors.Is(err, tlog.ErrUnavailable):
-		return nil, withHint(err, "check that PostgreSQL runs and is reachable, and the URL's host, user, sslmode and password (PGPASSWORD or ~/.pgpass)")
-	case errors.Is(err, tlog.ErrCorrupt):
-		return nil, withHint(err, "do not serve this database: restore it from a backup and audit it (docs/ha.md)")
+	if hint := postgresHint(err); hint != "" {
+		return nil, withHint(err, hint)
 	}
 	return nil, err
+}
+
+// postgresUnreachable is the hint for a PostgreSQL database that cannot
+// be reached.
+const postgresUnreachable = "check that PostgreSQL runs and is reachable, and the URL's host, user, sslmode and password (PGPASSWORD or ~/.pgpass)"
+
+// postgresHint says what to do about err, an error opening a PostgreSQL
+// database: "" if nothing is known about it.
+func postgresHint(err error) string {
+	switch {
+	case errors.Is(err, tlog.ErrNoLog):
+		return "check -db; to start a new, empty log in this database on purpose, add -create"
+	case errors.Is(err, pgstore.ErrNewerSchema):
+		return "a newer sumd migrated this database: run that version (every process on one database runs the same sumd)"
+	case errors.Is(err, tlog.ErrUnavailable):
+		return postgresUnreachable
+	case errors.Is(err, tlog.ErrCorrupt):
+		return "do not serve this database: restore it from a backup and audit it (docs/ha.md)"
+	}
+	return ""
 }
 
 // redact returns db with any password in it replaced, for messages.
