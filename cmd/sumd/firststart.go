@@ -30,7 +30,7 @@ func checkFirstStart(db config.Database) error {
 		return nil
 	}
 	return withHint(fmt.Errorf("not creating a new log %s: %s holds the signing key(s) of another log: %s",
-		db.Name, dirName(db.Key), strings.Join(found, ", ")), serveKeysHint(found))
+		db.Name, dirName(db.Key), strings.Join(found, ", ")), keysHint(found, "serve"))
 }
 
 // foundKeys returns the signing key files (*.key) in dir and dir/next.
@@ -43,9 +43,10 @@ func foundKeys(dir string) []string {
 	return found
 }
 
-// serveKeysHint says how to serve the logs whose keys are found: one -key
-// per log, the old and the next key together while a rotation is under way.
-func serveKeysHint(found []string) string {
+// keysHint says how to run cmd ("serve", "key rotate") on the logs whose
+// keys are found: one -key per log, the old and the next key together while
+// a rotation is under way.
+func keysHint(found []string, cmd string) string {
 	byName := map[string][]string{} // key file name → its files
 	var names []string
 	for _, f := range found {
@@ -58,16 +59,20 @@ func serveKeysHint(found []string) string {
 	slices.Sort(names)
 	var cmds []string
 	for _, n := range names {
-		cmds = append(cmds, "sumd serve -key "+strings.Join(byName[n], ",")+" -db <its database>")
+		cmds = append(cmds, "sumd "+cmd+" -key "+strings.Join(byName[n], ",")+" -db <its database>")
+	}
+	if cmd != "serve" {
+		return "pass that log's key: " + strings.Join(cmds, "; or ")
 	}
 	return "serve that log: " + cmp.Or(strings.Join(cmds, "; or "), "sumd serve -key FILE -db FILE") +
 		"; to start another log on purpose: sumd keygen -name NAME, then sumd serve -name NAME -create"
 }
 
-// keyFileError explains why the signing key file could not be read: a
-// verifier key given instead, a key other users may read, or a missing
-// file (naming the keys that are there, and why no log was created).
-func keyFileError(db config.Database, file string, err error) error {
+// keyFileError explains why the signing key file cmd ("serve", "key
+// rotate") was given could not be read: a verifier key given instead, a
+// key other users may read, or a missing file (naming the keys that are
+// there, and for serve why no log was created).
+func keyFileError(db config.Database, file string, err error, cmd string) error {
 	if data, rerr := readSmallFile(file, 64<<10); rerr == nil && config.CheckVerifierKeys(strings.Fields(string(data))) == nil {
 		return usageError(fmt.Errorf("%s holds a verifier key (public), not the private signing key", file),
 			"pass -key with the signing key file written beside it by sumd keygen, e.g. "+strings.TrimSuffix(file, ".vkey")+".key")
@@ -78,9 +83,9 @@ func keyFileError(db config.Database, file string, err error) error {
 	}
 	if !exists(file) {
 		if found := foundKeys(filepath.Dir(file)); len(found) > 0 {
-			return withHint(err, fmt.Sprintf("%s holds %s; %s", dirName(file), strings.Join(found, ", "), serveKeysHint(found)))
+			return withHint(err, fmt.Sprintf("%s holds %s; %s", dirName(file), strings.Join(found, ", "), keysHint(found, cmd)))
 		}
-		if !db.IsEmbeddedDefault() && db.Name != "" {
+		if cmd == "serve" && !db.IsEmbeddedDefault() && db.Name != "" {
 			return withHint(err, "only the default log ("+config.DefaultName+", "+config.DefaultDB+") is created on a first start; "+
 				"for this one run sumd keygen -name "+db.Name+", then sumd serve -name "+db.Name+" -db "+db.DB+" -create")
 		}

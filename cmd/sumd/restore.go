@@ -34,7 +34,7 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 			"restore into a file (-db FILE), then copy it in with sumd copy -from FILE -to "+redact(cfg.DB))
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
-	keys, err := readKeys(cfg.Database)
+	keys, err := readKeys(cfg.Database, "restore")
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	openOwn := func() (*tlog.Log, error) {
 		return openLog(cfg.Database, openOptions{
-			create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
+			cmd: "serve", create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
 			maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
 			refresh: cfg.RefreshInterval, maxHeadAge: cfg.MaxHeadAge, registry: reg,
 		}, stderr)
@@ -170,6 +170,7 @@ func verifyMode(s string) tlog.VerifyMode {
 
 // openOptions say how openLog opens the database.
 type openOptions struct {
+	cmd        string // the command ("serve", "key rotate") its hints name
 	create     bool   // -create: starting a new log is intended
 	firstStart bool   // the embedded default log may be created (see checkFirstStart)
 	lockedHint string // what to do when a server holds the database; default: stop it
@@ -198,7 +199,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 		fmt.Fprintf(stderr, "sumd: first start: generated signing key %s for %s\n", db.Key, db.Name)
 		create = true
 	}
-	keys, err := readKeys(db)
+	keys, err := readKeys(db, o.cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -222,13 +223,14 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 }
 
 // readKeys reads the signing key files of db.Key, a comma-separated list:
-// one key, or the old and the new one during a key rotation.
-func readKeys(db config.Database) ([]*tlog.Key, error) {
+// one key, or the old and the new one during a key rotation. cmd ("serve",
+// "key rotate") is the command the hints name.
+func readKeys(db config.Database, cmd string) ([]*tlog.Key, error) {
 	var keys []*tlog.Key
 	for file := range strings.SplitSeq(db.Key, ",") {
 		key, err := tlog.ReadKeyFile(file)
 		if err != nil {
-			return nil, keyFileError(db, file, err)
+			return nil, keyFileError(db, file, err, cmd)
 		}
 		if db.Name != "" && key.Name() != db.Name {
 			return nil, withHint(fmt.Errorf("key %s signs for %q, but the name is %q", file, key.Name(), db.Name),

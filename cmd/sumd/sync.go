@@ -30,7 +30,7 @@ func runSync(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
-	l, err := openLog(cfg.Database, openOptions{create: cfg.Create, logger: logger}, stderr)
+	l, err := openLog(cfg.Database, openOptions{cmd: "sync", create: cfg.Create, logger: logger}, stderr)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func tufInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := publishedDatabase(cfg.Database, cfg.TUFPublished, config.NewLogger(cfg.Log, stderr), stderr)
+	db, err := publishedDatabase("tuf init", cfg.Database, cfg.TUFPublished, config.NewLogger(cfg.Log, stderr), stderr)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func tufPublish(args []string, stdout, stderr io.Writer) error {
 	if prev, err := repo.Published(); err == nil && cfg.URL == "" {
 		cfg.URL = prev.URL // a URL rarely changes with the keys
 	}
-	db, err := publishedDatabase(cfg.Database, cfg.TUFPublished, config.NewLogger(cfg.Log, stderr), stderr)
+	db, err := publishedDatabase("tuf publish", cfg.Database, cfg.TUFPublished, config.NewLogger(cfg.Log, stderr), stderr)
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func printStatus(w io.Writer, st *tuf.Status, now time.Time) {
 // publishedDatabase describes the database to publish: the keys given
 // with -vkey, or else the signing set of the log in -db, which is
 // authoritative (tlog refuses keys the log does not sign with).
-func publishedDatabase(dbc config.Database, p config.TUFPublished, logger *slog.Logger, stderr io.Writer) (*tuf.Database, error) {
+func publishedDatabase(cmd string, dbc config.Database, p config.TUFPublished, logger *slog.Logger, stderr io.Writer) (*tuf.Database, error) {
 	var vkeys []string
 	if p.VKey != "" {
 		var err error
@@ -163,7 +163,7 @@ func publishedDatabase(dbc config.Database, p config.TUFPublished, logger *slog.
 			return nil, err
 		}
 	} else {
-		l, err := openLog(dbc, openOptions{logger: logger}, stderr)
+		l, err := openLog(dbc, openOptions{cmd: cmd, logger: logger}, stderr)
 		if errors.Is(err, tlog.ErrLocked) {
 			return nil, withHint(err, "stop sumd serve, or give the keys with -vkey (sumd key rotate and retire print them)")
 		}
