@@ -46,6 +46,13 @@ func onlyFlags(cmd string) string {
 	return "sumd " + cmd + " takes only flags; see sumd " + cmd + " -h"
 }
 
+// askHelp reports whether args, those of a command with steps (sumd tuf
+// STEP) or none (sumd version), ask for its usage text, as -h asks the
+// flag package.
+func askHelp(args []string) bool {
+	return len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help")
+}
+
 // configError adds a hint to a configuration error.
 func configError(err error) error {
 	if errors.Is(err, flag.ErrHelp) {

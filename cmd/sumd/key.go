@@ -16,7 +16,7 @@ import (
 // client that saw the old one).
 func runKey(args []string, stdout, stderr io.Writer) error {
 	const hint = "use: sumd key rotate -new-key FILE, then later sumd key retire -retire OLD_VKEY"
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+	if askHelp(args) {
 		_, _, err := loadArgs(config.LoadKey, args, stderr)
 		return err
 	}

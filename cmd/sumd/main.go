@@ -205,7 +205,7 @@ func printError(w io.Writer, err error) {
 
 func runVersion(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
-		if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		if askHelp(args) {
 			fmt.Fprint(stderr, "Usage: sumd version\n\nPrint the version of sumd (also sumd --version and sumd -v).\n")
 			return flag.ErrHelp
 		}

@@ -44,7 +44,7 @@ Run "sumd tuf STEP -h" for the flags of a step.
 `
 
 func runTUF(args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+	if askHelp(args) {
 		fmt.Fprint(stderr, tufUsage)
 		return flag.ErrHelp
 	}
