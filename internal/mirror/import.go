@@ -198,13 +198,14 @@ func (c *bundleCheck) done() error {
 	if c.held.Tree.N == 0 {
 		return nil
 	}
-	proof, err := tlog.ProveTree(c.tree.N, c.held.Tree.N, c.hashes)
-	if err != nil {
-		return fmt.Errorf("failed to prove the bundle's tree consistent with the mirror's: %w", err)
-	}
-	if err := tlog.CheckTree(proof, c.tree.N, c.tree.Hash, c.held.Tree.N, c.held.Tree.Hash); err != nil {
+	err := proveExtends(c.tree, c.held.Tree, c.hashes)
+	var fork *forkError
+	switch {
+	case errors.As(err, &fork):
 		return &SecurityError{Kind: KindFork, Origin: c.l.Name(), Held: c.held.Signed, Offered: c.head, Err: fmt.Errorf(
-			"the bundle's signed tree of %d records does not contain the tree of %d records the mirror holds: %v", c.tree.N, c.held.Tree.N, err)}
+			"the bundle's signed tree of %d records does not contain the tree of %d records the mirror holds: %v", c.tree.N, c.held.Tree.N, fork.proof)}
+	case err != nil:
+		return fmt.Errorf("failed to prove the bundle's tree consistent with the mirror's: %w", err)
 	}
 	return nil
 }
@@ -241,21 +242,15 @@ func provePrefix(l *itlog.Log, held *itlog.Head, tree tlog.Tree, offered []byte)
 	fork := func(err error) error {
 		return &SecurityError{Kind: KindFork, Origin: l.Name(), Held: held.Signed, Offered: offered, Err: err}
 	}
-	if tree.N == held.Tree.N {
-		if tree.Hash != held.Tree.Hash {
-			return fork(fmt.Errorf("two different signed trees of %d records (hashes %s and %s)", tree.N, held.Tree.Hash, tree.Hash))
-		}
-		return nil
-	}
-	if tree.N == 0 {
-		return nil
-	}
-	proof, err := tlog.ProveTree(held.Tree.N, tree.N, l.HashReader())
-	if err != nil {
+	err := proveExtends(held.Tree, tree, l.HashReader())
+	var fe *forkError
+	switch {
+	case errors.As(err, &fe) && fe.proof == nil:
+		return fork(fmt.Errorf("two different signed trees of %d records (hashes %s and %s)", tree.N, held.Tree.Hash, tree.Hash))
+	case fe != nil:
+		return fork(fmt.Errorf("the signed tree of %d records is not contained in the tree of %d records the mirror holds: %v", tree.N, held.Tree.N, fe.proof))
+	case err != nil:
 		return fmt.Errorf("failed to prove a signed tree against the mirror's: %w", err)
-	}
-	if err := tlog.CheckTree(proof, held.Tree.N, held.Tree.Hash, tree.N, tree.Hash); err != nil {
-		return fork(fmt.Errorf("the signed tree of %d records is not contained in the tree of %d records the mirror holds: %v", tree.N, held.Tree.N, err))
 	}
 	return nil
 }

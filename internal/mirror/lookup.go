@@ -166,20 +166,17 @@ func (f *Follower) store(ctx context.Context, m module.Version, ans *sumdbclient
 // contains proves that the mirror's held tree contains tree (signed head
 // offered), a tree no larger, from the mirror's own tiles.
 func (f *Follower) contains(held *itlog.Head, tree tlog.Tree, offered []byte) error {
-	if tree.N == held.Tree.N {
-		if tree.Hash != held.Tree.Hash {
-			return f.security(&SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
-				"the origin has signed two different trees of %d records (hashes %s and %s)", tree.N, held.Tree.Hash, tree.Hash)})
-		}
-		return nil
-	}
-	proof, err := tlog.ProveTree(held.Tree.N, tree.N, f.log.HashReader())
-	if err != nil {
-		return fmt.Errorf("failed to prove a tree of the origin against the mirror's: %w", err)
-	}
-	if err := tlog.CheckTree(proof, held.Tree.N, held.Tree.Hash, tree.N, tree.Hash); err != nil {
+	err := proveExtends(held.Tree, tree, f.log.HashReader())
+	var fork *forkError
+	switch {
+	case errors.As(err, &fork) && fork.proof == nil:
 		return f.security(&SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
-			"the origin's tree of %d records is not contained in its tree of %d records the mirror holds: %v", tree.N, held.Tree.N, err)})
+			"the origin has signed two different trees of %d records (hashes %s and %s)", tree.N, held.Tree.Hash, tree.Hash)})
+	case fork != nil:
+		return f.security(&SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+			"the origin's tree of %d records is not contained in its tree of %d records the mirror holds: %v", tree.N, held.Tree.N, fork.proof)})
+	case err != nil:
+		return fmt.Errorf("failed to prove a tree of the origin against the mirror's: %w", err)
 	}
 	return nil
 }

@@ -134,15 +134,10 @@ func checkOld(ctx context.Context, old itlog.Store, h *itlog.Head, src *itlog.Lo
 	switch {
 	case tree.N > h.Tree.N:
 		return tree, fmt.Errorf("the database holds a tree of %d records, newer than the mirror's %d: restoring from this mirror would roll the log back; keep the database, or restore from a mirror that is not behind", tree.N, h.Tree.N)
-	case tree.N == h.Tree.N && tree.Hash != h.Tree.Hash || tree.N < h.Tree.N && tree.N > 0 && !provesPrefix(src, h.Tree, tree):
+	case proveExtends(h.Tree, tree, src.HashReader()) != nil:
 		return tree, fmt.Errorf("SECURITY ERROR: the database's tree of %d records is not a prefix of the mirror's tree of %d records: the two histories fork; find out which one clients saw before restoring anything", tree.N, h.Tree.N)
 	}
 	return tree, nil
-}
-
-func provesPrefix(src *itlog.Log, big, small tlog.Tree) bool {
-	proof, err := tlog.ProveTree(big.N, small.N, src.HashReader())
-	return err == nil && tlog.CheckTree(proof, big.N, big.Hash, small.N, small.Hash) == nil
 }
 
 // A restoreWriter commits the restored log in batches, each under the

@@ -86,22 +86,22 @@ func (f *Follower) inconsistency(held *itlog.Head, tree tlog.Tree, offered []byt
 			"the origin signs a tree of %d records, smaller than the tree of %d records it signed before", tree.N, held.Tree.N)}
 	}
 	if old.N == 0 {
+		// An empty held tree (before the first sync) is extended by any
+		// tree the origin signs; proveExtends would also compare the
+		// hashes of two empty trees.
 		return nil
 	}
-	if old.N == n.N {
-		if old.Hash != n.Hash {
-			return &SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
-				"the origin has signed two different trees of %d records (hashes %s and %s)", n.N, old.Hash, n.Hash)}
-		}
-		return nil
-	}
-	proof, err := tlog.ProveTree(n.N, old.N, hashes)
-	if err != nil {
-		return f.tileError(err, held, offered)
-	}
-	if err := tlog.CheckTree(proof, n.N, n.Hash, old.N, old.Hash); err != nil {
+	err := proveExtends(n, old, hashes)
+	var fork *forkError
+	switch {
+	case errors.As(err, &fork) && fork.proof == nil:
 		return &SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
-			"the tree of %d records the origin signs does not contain the tree of %d records it signed before: %v", n.N, old.N, err)}
+			"the origin has signed two different trees of %d records (hashes %s and %s)", n.N, old.Hash, n.Hash)}
+	case fork != nil:
+		return &SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+			"the tree of %d records the origin signs does not contain the tree of %d records it signed before: %v", n.N, old.N, fork.proof)}
+	case err != nil:
+		return f.tileError(err, held, offered)
 	}
 	return nil
 }
@@ -115,4 +115,44 @@ func (f *Follower) tileError(err error, held *itlog.Head, offered []byte) error 
 	}
 	return &SecurityError{Kind: KindTampered, Origin: f.name, Held: held.Signed, Offered: offered,
 		Err: fmt.Errorf("the origin's hash tiles do not hash to its signed head: %w", err)}
+}
+
+// A forkError says that of two trees, the larger does not extend the
+// smaller: neither can be part of one consistent history.
+type forkError struct {
+	big, small tlog.Tree
+	proof      error // why the consistency proof failed; nil for two trees of one size
+}
+
+func (e *forkError) Error() string {
+	if e.proof == nil {
+		return fmt.Sprintf("two different trees of %d records (hashes %s and %s)", e.big.N, e.small.Hash, e.big.Hash)
+	}
+	return fmt.Sprintf("the tree of %d records does not contain the tree of %d records: %v", e.big.N, e.small.N, e.proof)
+}
+
+// proveExtends proves that tree big extends tree small (small.N <= big.N)
+// from hashes, which must authenticate to big (the mirror's own tiles, or
+// a tlog.TileHashReader over fetched ones). Every tree extends the empty
+// one; two trees of one size must be the same tree. It returns a
+// *forkError if big does not extend small, and the error of hashes if the
+// proof cannot be built (a tile missing, unreadable, or not authentic).
+func proveExtends(big, small tlog.Tree, hashes tlog.HashReader) error {
+	if small.N == big.N {
+		if small.Hash != big.Hash {
+			return &forkError{big: big, small: small}
+		}
+		return nil
+	}
+	if small.N == 0 {
+		return nil
+	}
+	proof, err := tlog.ProveTree(big.N, small.N, hashes)
+	if err != nil {
+		return err
+	}
+	if err := tlog.CheckTree(proof, big.N, big.Hash, small.N, small.Hash); err != nil {
+		return &forkError{big: big, small: small, proof: err}
+	}
+	return nil
 }
