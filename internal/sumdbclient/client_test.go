@@ -190,3 +190,29 @@ func TestAuth(t *testing.T) {
 		t.Errorf("a failing hook: %v after %d calls, want an error and no request", err, calls.Load()-2)
 	}
 }
+
+// TestParseLookup: an answer splits into id, record and head; a
+// non-canonical or negative id, a record without its blank line or with a
+// control character, and a missing head are refused, each saying why.
+func TestParseLookup(t *testing.T) {
+	rec := string(testRecordText(7))
+	head := "go.sum database tree\n8\nAAAA\n\n— sum.example.com AAAA\n"
+	a, err := ParseLookup([]byte("7\n" + rec + "\n" + head))
+	if err != nil || a.ID != 7 || string(a.Record) != rec || string(a.Head) != head {
+		t.Fatalf("ParseLookup: %+v, %v", a, err)
+	}
+	for body, want := range map[string]string{
+		"7":                           "not a record id line",
+		"x\n" + rec + "\n" + head:     "not a record id line",
+		"07\n" + rec + "\n" + head:    `record id "07"`,
+		"+7\n" + rec + "\n" + head:    `record id "+7"`,
+		"-7\n" + rec + "\n" + head:    `record id "-7"`,
+		"7\n" + rec:                   "not a record id line",
+		"7\n\x01" + rec + "\n" + head: "not a record id line",
+		"7\n" + rec + "\n":            "no signed tree head",
+	} {
+		if a, err := ParseLookup([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseLookup(%q) = %+v, %v; want an error saying %q", body, a, err, want)
+		}
+	}
+}

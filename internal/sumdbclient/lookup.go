@@ -39,27 +39,20 @@ func (c *Client) Lookup(ctx context.Context, m module.Version) (*LookupAnswer, e
 }
 
 // ParseLookup splits a lookup answer: "<id>\n<record>\n<signed note>",
-// where the record is non-empty text ending in a newline with no blank
-// line in it, as x/mod's tlog.FormatRecord writes it.
+// the record parsed by x/mod's tlog.ParseRecord (non-empty text ending in
+// a newline with no blank line in it), its id in canonical decimal.
 func ParseLookup(body []byte) (*LookupAnswer, error) {
-	idText, rest, ok := bytes.Cut(body, []byte("\n"))
-	if !ok {
-		return nil, errors.New("malformed lookup answer: no record id line")
+	id, rec, head, err := tlog.ParseRecord(body)
+	if err != nil {
+		return nil, fmt.Errorf("malformed lookup answer: not a record id line, the record and a blank line: %w", err)
 	}
-	id, err := strconv.ParseInt(string(idText), 10, 64)
-	if err != nil || id < 0 || strconv.FormatInt(id, 10) != string(idText) {
+	// ParseRecord takes any id strconv does ("+7", "007", "-1"); the
+	// protocol writes it one way.
+	if idText, _, _ := bytes.Cut(body, []byte("\n")); id < 0 || strconv.FormatInt(id, 10) != string(idText) {
 		return nil, fmt.Errorf("malformed lookup answer: record id %q", printableString(idText))
 	}
-	i := bytes.Index(rest, []byte("\n\n"))
-	if i < 0 {
-		return nil, errors.New("malformed lookup answer: no blank line between the record and the signed tree head")
-	}
-	rec, head := rest[:i+1], rest[i+2:]
 	if len(head) == 0 {
 		return nil, errors.New("malformed lookup answer: no signed tree head")
-	}
-	if _, err := tlog.FormatRecord(id, rec); err != nil { // x/mod's rules for record text
-		return nil, fmt.Errorf("malformed lookup answer: %w", err)
 	}
 	return &LookupAnswer{ID: id, Record: bytes.Clone(rec), Head: bytes.Clone(head)}, nil
 }
