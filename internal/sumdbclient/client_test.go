@@ -112,7 +112,7 @@ func TestFallbackToFullTile(t *testing.T) {
 	for i := range full {
 		full[i] = byte(i)
 	}
-	tile := append(AppendDataTile(nil, []byte("a 1\n"), []byte("b 2\n")), AppendDataTile(nil, make254()...)...)
+	tile := append(appendDataTile(nil, []byte("a 1\n"), []byte("b 2\n")), appendDataTile(nil, make254()...)...)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/tile/8/0/001":

@@ -176,13 +176,3 @@ func SplitDataTile(data []byte, w int) ([][]byte, error) {
 	}
 	return recs, nil
 }
-
-// AppendDataTile appends records to a data tile in the protocol's format:
-// each record's text followed by a blank line. Record texts end in a
-// newline, so that is one more newline each.
-func AppendDataTile(tile []byte, records ...[]byte) []byte {
-	for _, r := range records {
-		tile = append(append(tile, r...), '\n')
-	}
-	return tile
-}
