@@ -70,7 +70,6 @@ import (
 	"net/http"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -178,17 +177,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 // A run is one audit. Its fields are set up by newRun and the head check
 // and then only read, except those of the Report and the findings.
 type run struct {
-	opts      Options
-	keys      *sumdbclient.Verifiers // every verifier key given
-	vkeys     []string               // their verifier keys, without repeats
-	verifiers []note.Verifier        // their verifiers
-	verifier  note.Verifier          // the first that signed the head served; names the database
-	vkey      string                 // its verifier key, for sumdb.Client
-	f         *sumdbclient.Client
-	tiles     *sumdbclient.TileReader
-	state     *state // nil without a state directory, until a full audit needs a key set
-	rep       *Report
-	found     *findings
+	opts  Options
+	keys  *sumdbclient.Verifiers // every verifier key given; they name the database
+	vkey  string                 // the first that signed the head served, for sumdb.Client
+	f     *sumdbclient.Client
+	tiles *sumdbclient.TileReader
+	state *state // nil without a state directory, until a full audit needs a key set
+	rep   *Report
+	found *findings
 
 	head []byte          // the signed head served by /latest, verified
 	tree tlog.Tree       // its tree
@@ -205,7 +201,7 @@ func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {
 	if err := r.parseKeys(append([]string{opts.VerifierKey}, opts.VerifierKeys...)); err != nil {
 		return r, err
 	}
-	rep.Database = r.verifier.Name()
+	rep.Database = r.keys.Name()
 	r.f, err = sumdbclient.New(opts.URL, sumdbclient.Options{
 		UserAgent: opts.UserAgent, Timeout: opts.Timeout, Parallel: opts.Parallel, Backoff: opts.retryBackoff, Auth: opts.Auth,
 	})

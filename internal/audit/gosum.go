@@ -192,7 +192,7 @@ func (o *clientOps) ReadConfig(file string) ([]byte, error) {
 	switch file {
 	case "key":
 		return []byte(o.r.vkey), nil
-	case o.r.verifier.Name() + "/latest":
+	case o.r.keys.Name() + "/latest":
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		return o.latest, nil
@@ -203,7 +203,7 @@ func (o *clientOps) ReadConfig(file string) ([]byte, error) {
 // WriteConfig moves the latest head forward. The client has proved the new
 // head consistent with the old before it calls this.
 func (o *clientOps) WriteConfig(file string, old, new []byte) error {
-	if file != o.r.verifier.Name()+"/latest" {
+	if file != o.r.keys.Name()+"/latest" {
 		return fmt.Errorf("unknown config file %q", file)
 	}
 	o.mu.Lock()

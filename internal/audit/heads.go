@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"path/filepath"
-	"slices"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -27,17 +26,13 @@ func (r *run) parseKeys(vkeys []string) error {
 	if err != nil {
 		return err
 	}
-	r.keys, r.vkeys, r.verifiers = keys, keys.Keys(), keys.List()
-	r.vkey, r.verifier = keys.Keys()[0], r.verifiers[0]
+	r.keys, r.vkey = keys, keys.Keys()[0]
 	return nil
 }
 
 // useSigner makes the first key that signed msg the one lookups verify
 // with: sumdb.Client takes one key.
-func (r *run) useSigner(msg []byte) {
-	r.vkey = r.keys.Signer(msg)
-	r.verifier = r.verifiers[slices.Index(r.keys.Keys(), r.vkey)]
-}
+func (r *run) useSigner(msg []byte) { r.vkey = r.keys.Signer(msg) }
 
 // checkHead fetches /latest and verifies its signature. A head that does
 // not verify is a problem, and nothing else can be checked.
@@ -63,41 +58,25 @@ func (r *run) checkHead(ctx context.Context) (bool, error) {
 // openHead verifies a signed tree head with the key and parses it.
 func (r *run) openHead(msg []byte) (tlog.Tree, error) { return r.keys.Open(msg) }
 
-func openTree(msg []byte, verifiers []note.Verifier) (tlog.Tree, error) {
-	n, err := note.Open(msg, note.VerifierList(verifiers...))
-	if err != nil {
-		return tlog.Tree{}, err
-	}
-	return tlog.ParseTree([]byte(n.Text))
-}
-
 // openSaved verifies a head read from the state directory: with the keys
 // given or with a key the state remembers having verified a head with (the
 // database's old key, after a key rotation).
 func (r *run) openSaved(msg []byte) (tlog.Tree, error) {
-	vkeys, err := r.state.rememberedKeys()
+	remembered, err := r.state.rememberedKeys()
 	if err != nil {
 		return tlog.Tree{}, err
 	}
-	verifiers := slices.Clone(r.verifiers)
-	for _, vkey := range vkeys {
-		v, err := note.NewVerifier(vkey)
-		if err == nil && v.Name() == r.verifier.Name() && !slices.Contains(r.vkeys, vkey) {
-			verifiers = append(verifiers, v)
+	vkeys := r.keys.Keys()
+	for _, vkey := range remembered {
+		if v, err := note.NewVerifier(vkey); err == nil && v.Name() == r.keys.Name() {
+			vkeys = append(vkeys, vkey)
 		}
 	}
-	return openTree(msg, verifiers)
-}
-
-// signers returns the keys given that signed msg.
-func (r *run) signers(msg []byte) []string {
-	var vkeys []string
-	for i, v := range r.verifiers {
-		if _, err := note.Open(msg, note.VerifierList(v)); err == nil {
-			vkeys = append(vkeys, r.vkeys[i])
-		}
+	keys, err := sumdbclient.ParseVerifiers(vkeys...) // valid keys of one database: cannot fail
+	if err != nil {
+		return tlog.Tree{}, err
 	}
-	return vkeys
+	return keys.Open(msg)
 }
 
 // signatureMessage explains why /latest did not verify.
@@ -127,7 +106,7 @@ func (r *run) checkConsistency(ctx context.Context) (bool, error) {
 		}
 		r.passed(CheckConsistency)
 	}
-	if err := r.state.rememberKeys(r.signers(r.head)); err != nil {
+	if err := r.state.rememberKeys(r.keys.Signers(r.head)); err != nil {
 		return false, err
 	}
 	return true, r.state.saveLatest(r.head)

@@ -73,12 +73,21 @@ func (v *Verifiers) Open(msg []byte) (tlog.Tree, error) {
 // Signer returns the verifier key of the first of the keys that signed
 // msg, or the first key if none did.
 func (v *Verifiers) Signer(msg []byte) string {
-	for i, nv := range v.vs {
-		if _, err := note.Open(msg, note.VerifierList(nv)); err == nil {
-			return v.keys[i]
-		}
+	if s := v.Signers(msg); len(s) > 0 {
+		return s[0]
 	}
 	return v.keys[0]
+}
+
+// Signers returns the verifier keys, of those given, that signed msg.
+func (v *Verifiers) Signers(msg []byte) []string {
+	var vkeys []string
+	for i, nv := range v.vs {
+		if _, err := note.Open(msg, note.VerifierList(nv)); err == nil {
+			vkeys = append(vkeys, v.keys[i])
+		}
+	}
+	return vkeys
 }
 
 // Describe names the keys briefly, "name+hash" joined by " or ", for

@@ -1,0 +1,50 @@
+package sumdbclient
+
+import (
+	"crypto/rand"
+	"slices"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// TestSigners: of the keys given, those that signed a head, in the order
+// given; Signer is the first of them, or the first key given if none did.
+func TestSigners(t *testing.T) {
+	var signers []note.Signer
+	var vkeys []string
+	for range 3 {
+		skey, vkey, err := note.GenerateKey(rand.Reader, "sum.example.com")
+		s, err2 := note.NewSigner(skey)
+		if err != nil || err2 != nil {
+			t.Fatal(err, err2)
+		}
+		signers, vkeys = append(signers, s), append(vkeys, vkey)
+	}
+	v, err := ParseVerifiers(vkeys[:2]...) // the third is not given
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		by      []note.Signer
+		want    []string
+		wantOne string
+	}{
+		{"the second", signers[1:2], vkeys[1:2], vkeys[1]},
+		{"both, in the other order", []note.Signer{signers[1], signers[0]}, vkeys[:2], vkeys[0]},
+		{"one not given", signers[2:], nil, vkeys[0]},
+		{"the second and one not given", signers[1:], vkeys[1:2], vkeys[1]},
+	} {
+		msg, err := note.Sign(&note.Note{Text: "go.sum database tree\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"}, tc.by...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.Signers(msg); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: Signers = %q, want %q", tc.name, got, tc.want)
+		}
+		if got := v.Signer(msg); got != tc.wantOne {
+			t.Errorf("%s: Signer = %q, want %q", tc.name, got, tc.wantOne)
+		}
+	}
+}
