@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,12 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
+	"github.com/sumd-project/sumd/internal/testlog"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -155,38 +151,11 @@ func newFollower(t testing.TB, o *origin, l *itlog.Log, mod func(*Options)) *Fol
 	return f
 }
 
-// sameAs checks that mirror m serves origin o's head, every tile at every
-// width a client could ask, and exactly the records holds says it holds.
+// sameAs checks that mirror m serves origin o's head, tiles and exactly
+// the records holds says it holds.
 func sameAs(t testing.TB, m *itlog.Log, o *itlog.Log, holds func(int64) bool) {
 	t.Helper()
-	ctx := context.Background()
-	want, _ := o.Signed(ctx)
-	if got, err := m.Signed(ctx); !bytes.Equal(got, want) || err != nil {
-		t.Fatalf("mirror head %q, %v; want the origin's %q", got, err, want)
-	}
-	tree, _ := o.Tree(ctx)
-	for _, tile := range tlog.NewTiles(8, 0, tree.N) {
-		for w := tile.W; w >= 1; w -= 97 {
-			tile.W = w
-			got, err := m.ReadTileData(ctx, tile)
-			want, _ := o.ReadTileData(ctx, tile)
-			if err != nil || !bytes.Equal(got, want) {
-				t.Fatalf("tile %s: %v, or differs from the origin's", tile.Path(), err)
-			}
-		}
-	}
-	for id := range tree.N {
-		got, err := m.ReadRecords(ctx, id, 1)
-		want, _ := o.ReadRecords(ctx, id, 1)
-		r, _ := gosum.Parse(want[0])
-		mid, lerr := m.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version})
-		switch {
-		case holds(id) && (err != nil || !bytes.Equal(got[0], want[0]) || lerr != nil || mid != id):
-			t.Fatalf("record %d: %q, %v; lookup %d, %v; want the origin's", id, got, err, mid, lerr)
-		case !holds(id) && (!errors.Is(err, fs.ErrNotExist) || !errors.Is(lerr, fs.ErrNotExist)):
-			t.Fatalf("record %d, which the mirror should not hold: %v, lookup %v", id, err, lerr)
-		}
-	}
+	testlog.SameAs(t, m, o, holds)
 }
 
 func all(int64) bool { return true }

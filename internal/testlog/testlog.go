@@ -1,6 +1,7 @@
 // Package testlog is test support: a buffer that a logger, a child process
-// or a server goroutine writes while the test reads it. It is imported only
-// from _test.go files.
+// or a server goroutine writes while the test reads it, and SameAs, the
+// check that a mirror of a transparency log serves what its origin does.
+// It is imported only from _test.go files.
 package testlog
 
 import (

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testlog"
 )
 
 // growOrigin adds n records (from first) to the primary log l.
@@ -69,34 +69,7 @@ func openMirror(t testing.TB, s Store, vkey string, mode VerifyMode) *Log {
 // width, and the records m should hold, byte for byte.
 func sameAsOrigin(t *testing.T, m, origin *Log, holds func(id int64) bool) {
 	t.Helper()
-	ctx := context.Background()
-	want, _ := origin.Signed(ctx)
-	if got, err := m.Signed(ctx); !bytes.Equal(got, want) || err != nil {
-		t.Fatalf("mirror head %q, %v; want the origin's %q", got, err, want)
-	}
-	tree := headTree(t, want)
-	for _, tile := range tlog.NewTiles(tileHeight, 0, tree.N) {
-		for w := 1; w <= tile.W; w += 17 {
-			tile.W = w
-			got, err := m.ReadTileData(ctx, tile)
-			want, _ := origin.ReadTileData(ctx, tile)
-			if err != nil || !bytes.Equal(got, want) {
-				t.Fatalf("tile %s: %v, or differs from the origin's", tile.Path(), err)
-			}
-		}
-	}
-	for id := range tree.N {
-		got, err := m.ReadRecords(ctx, id, 1)
-		want, _ := origin.ReadRecords(ctx, id, 1)
-		r, _ := gosum.Parse(want[0])
-		mid, lerr := m.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version})
-		switch {
-		case holds(id) && (err != nil || !bytes.Equal(got[0], want[0]) || lerr != nil || mid != id):
-			t.Fatalf("record %d: %q, %v; lookup %d, %v; want the origin's", id, got, err, mid, lerr)
-		case !holds(id) && (!errors.Is(err, fs.ErrNotExist) || !errors.Is(lerr, fs.ErrNotExist)):
-			t.Fatalf("record %d the mirror does not hold: %v, lookup %v; want fs.ErrNotExist", id, err, lerr)
-		}
-	}
+	testlog.SameAs(t, m, origin, holds)
 }
 
 // TestMirror extends a full and a partial mirror of a primary in several
