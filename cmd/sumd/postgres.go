@@ -15,9 +15,9 @@ import (
 	"github.com/sumd-project/sumd/internal/tlog/pgstore"
 )
 
-// openPostgres opens the log in the PostgreSQL database url names; reg,
-// if not nil, receives the store's metrics.
-func openPostgres(url string, opts tlog.Options, reg prometheus.Registerer) (*tlog.Log, error) {
+// openPostgres opens the log in the PostgreSQL database url names for cmd
+// (named by hints); reg, if not nil, receives the store's metrics.
+func openPostgres(url string, opts tlog.Options, reg prometheus.Registerer, cmd string) (*tlog.Log, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := pgstore.Open(ctx, url, pgstore.Options{Logger: opts.Logger, Registerer: reg})
@@ -29,6 +29,9 @@ func openPostgres(url string, opts tlog.Options, reg prometheus.Registerer) (*tl
 		s.Close()
 	}
 	err = fmt.Errorf("database %s: %w", redact(url), err)
+	if errors.Is(err, tlog.ErrNoLog) {
+		return nil, withHint(err, noLogHint(cmd))
+	}
 	if hint := postgresHint(err); hint != "" {
 		return nil, withHint(err, hint)
 	}
@@ -43,8 +46,6 @@ const postgresUnreachable = "check that PostgreSQL runs and is reachable, and th
 // database: "" if nothing is known about it.
 func postgresHint(err error) string {
 	switch {
-	case errors.Is(err, tlog.ErrNoLog):
-		return "check -db; to start a new, empty log in this database on purpose, add -create"
 	case errors.Is(err, pgstore.ErrNewerSchema):
 		return "a newer sumd migrated this database: run that version (every process on one database runs the same sumd)"
 	case errors.Is(err, tlog.ErrUnavailable):

@@ -208,7 +208,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 		Logger: o.logger, Metrics: o.metrics, RefreshInterval: o.refresh, MaxHeadAge: o.maxHeadAge,
 	}
 	if pgstore.IsURL(db.DB) {
-		return openPostgres(db.DB, opts, o.registry)
+		return openPostgres(db.DB, opts, o.registry, o.cmd)
 	}
 	l, err := tlog.Open(db.DB, opts)
 	switch {
@@ -217,9 +217,20 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	case errors.Is(err, tlog.ErrCorrupt):
 		return nil, withHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)")
 	case errors.Is(err, fs.ErrNotExist) && !exists(db.DB):
-		return nil, withHint(fmt.Errorf("database %s: %w", db.DB, fs.ErrNotExist), "check -db; to start a new, empty log on purpose, add -create")
+		return nil, withHint(fmt.Errorf("database %s: %w", db.DB, fs.ErrNotExist), noLogHint(o.cmd))
 	}
 	return l, err
+}
+
+// noLogHint is the hint for a database without a log, opened by cmd: the
+// commands that can create one (serve, add, sync) say how; the others work
+// on an existing log only.
+func noLogHint(cmd string) string {
+	switch cmd {
+	case "serve", "add", "sync":
+		return "check -db; to start a new, empty log on purpose, add -create"
+	}
+	return "check -db: sumd " + cmd + " works on an existing log (sumd serve -create or sumd add -create starts one)"
 }
 
 // readKeys reads the signing key files of db.Key, a comma-separated list:
