@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/mod/module"
 )
@@ -60,58 +57,6 @@ func TestSecondWriter(t *testing.T) {
 	if s.Commits() != 4 {
 		t.Errorf("%d commits for 5 records in 4 batches", s.Commits())
 	}
-}
-
-// TestSecondWriterRace adds overlapping records through two logs on one
-// store from several callers each: every module version gets one id, both
-// logs agree, and the store verifies.
-func TestSecondWriterRace(t *testing.T) {
-	ctx := context.Background()
-	s, k := NewMemStore(), testKey(t, "sum.example.com")
-	logs := []*Log{openMem(t, s, k), openMem(t, s, k)}
-	var mu sync.Mutex
-	ids := map[string]int64{}
-	var wg sync.WaitGroup
-	for w := range 8 {
-		l := logs[w%2]
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(w), 1))
-			for range 40 {
-				r := record(rng.IntN(100), 0)
-				got, err := l.Add(ctx, r)
-				// Without a LockingStore a writer can lose the
-				// compare-and-swap maxAttempts times in a row and
-				// push back; callers retry then (an HTTP client gets
-				// 503 and Retry-After), and so does this one.
-				for tries := 0; errors.Is(err, ErrPushback) && tries < 100; tries++ {
-					time.Sleep(time.Millisecond)
-					got, err = l.Add(ctx, r)
-				}
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				if id, ok := ids[r.Key()]; ok && id != got[0] {
-					t.Errorf("%s got ids %d and %d", r.Key(), id, got[0])
-				}
-				ids[r.Key()] = got[0]
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	for _, l := range logs {
-		if err := l.Refresh(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if tree, _ := l.Tree(ctx); tree.N != int64(len(ids)) {
-			t.Fatalf("tree %d for %d distinct records", tree.N, len(ids))
-		}
-		l.Close()
-	}
-	l := openMem(t, s, k) // VerifyFull: one index entry per record
-	l.Close()
 }
 
 // TestSecondWriterFork replaces the store's history with another one, as a

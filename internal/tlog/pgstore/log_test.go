@@ -2,8 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -15,32 +13,17 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/module"
 
-	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/pgtest"
 	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlog/storetest"
 )
 
-func testKey(t testing.TB) *tlog.Key {
-	t.Helper()
-	skey, _, err := tlog.GenerateKey("sum.example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := tlog.ParseKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func record(i int) gosum.Record {
-	h := func(s string) string {
-		sum := sha256.Sum256([]byte(s))
-		return "h1:" + base64.StdEncoding.EncodeToString(sum[:])
-	}
-	path := fmt.Sprintf("example.com/m%d", i)
-	return gosum.Record{Path: path, Version: "v1.0.0", Hash: h(path), GoMod: h(path + "/go.mod")}
-}
+// The tests' key and records are storetest's, which its Writers check
+// uses too.
+var (
+	testKey = storetest.NewKey
+	record  = storetest.Record
+)
 
 // openLog opens a log on a store of its own on url (one sumd process).
 func openLog(t testing.TB, url string, k *tlog.Key, opts Options) (*tlog.Log, *Store) {
@@ -68,51 +51,14 @@ func reverify(t *testing.T, url string, k *tlog.Key) int64 {
 	return tree.N
 }
 
-// TestWriters runs three logs on one database, as three sumd processes,
-// each adding overlapping records from several callers: every module
-// version gets one id whichever process recorded it, and the database
-// verifies in full.
+// TestWriters runs three logs on one database, as three sumd processes:
+// the store passes storetest's check of several writers.
 func TestWriters(t *testing.T) {
-	ctx := context.Background()
-	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
-	var logs []*tlog.Log
-	for range 3 {
+	url := pgtest.Shared(t).NewDatabase(t)
+	storetest.Writers(t, func(t *testing.T, k *tlog.Key) *tlog.Log {
 		l, _ := openLog(t, url, k, Options{})
-		logs = append(logs, l)
-	}
-	var mu sync.Mutex
-	ids := map[string]int64{}
-	var wg sync.WaitGroup
-	for w := range 12 {
-		wg.Go(func() {
-			for i := range 30 {
-				r := record((w*7 + i*5) % 120)
-				got, err := logs[w%3].Add(ctx, r)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				if id, ok := ids[r.Key()]; ok && id != got[0] {
-					t.Errorf("%s got ids %d and %d", r.Key(), id, got[0])
-				}
-				ids[r.Key()] = got[0]
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	for _, l := range logs {
-		if err := l.Refresh(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if tree, _ := l.Tree(ctx); tree.N != int64(len(ids)) {
-			t.Fatalf("tree %d for %d distinct records", tree.N, len(ids))
-		}
-	}
-	if n := reverify(t, url, k); n != int64(len(ids)) {
-		t.Fatalf("reopened tree %d, want %d", n, len(ids))
-	}
+		return l
+	})
 }
 
 // errLost is what a COMMIT whose answer never arrived returns.

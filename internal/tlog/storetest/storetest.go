@@ -20,6 +20,9 @@
 // wins, reads never see anything but committed bytes, everything
 // survives closing and reopening the store, and a LockingStore's lock is
 // used by the next Commit.
+//
+// A store that several logs may write at once (several sumd processes on
+// one database) also calls Writers, with a function that opens a log on it.
 package storetest
 
 import (
