@@ -1,8 +1,8 @@
 package tlog
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -36,42 +36,29 @@ func (l *Log) Check(ctx context.Context, recs []gosum.Record) (ids []int64, conf
 	for i, r := range recs {
 		keys[i] = r.Key()
 	}
-	ids, err = l.store.Lookup(ctx, keys)
+	// What another writer indexed beyond the published tree is new to
+	// Check; Add would catch up and find it.
+	kr, _, err := lookupKnown(ctx, l.store, keys, n)
 	if err != nil {
-		return nil, nil, fmt.Errorf("failed to look up %d module versions: %w", len(keys), err)
+		return nil, nil, err
 	}
-	var found []int64
-	var at []int // index in recs of each found id
-	for i, id := range ids {
-		if id < 0 || id >= n {
+	ids = make([]int64, len(recs))
+	for i, r := range recs {
+		id, ok, err := kr.existing(r, keys[i], r.Text())
+		var conflict *ConflictError
+		switch {
+		case errors.As(err, &conflict):
+			if conflicts == nil {
+				conflicts = make([]*ConflictError, len(recs))
+			}
+			conflicts[i], ids[i] = conflict, conflict.ID
+		case err != nil:
+			return nil, nil, err
+		case ok:
+			ids[i] = id
+		default:
 			ids[i] = -1
-			continue
 		}
-		found, at = append(found, id), append(at, i)
-	}
-	if len(found) == 0 {
-		return ids, nil, nil
-	}
-	texts, err := l.store.ReadRecords(ctx, found)
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to read %d records: %w", len(found), err)
-	}
-	for j, text := range texts {
-		r := recs[at[j]]
-		if text == nil {
-			return nil, nil, fmt.Errorf("index names record %d for %s, which is not stored", found[j], r.Key())
-		}
-		if bytes.Equal(text, r.Text()) {
-			continue
-		}
-		recorded, err := gosum.Parse(text)
-		if err != nil {
-			return nil, nil, fmt.Errorf("record %d is malformed: %w", found[j], err)
-		}
-		if conflicts == nil {
-			conflicts = make([]*ConflictError, len(recs))
-		}
-		conflicts[at[j]] = &ConflictError{ID: found[j], Recorded: recorded, Proposed: r}
 	}
 	return ids, conflicts, nil
 }

@@ -17,7 +17,7 @@ type stager struct {
 	base   *Head       // the published head the batch extends
 	hashes *tileReader // tiles: staged, then the published tree's
 	size   int64       // tree size including the records staged so far
-	known  map[string]known
+	known  knownRecords
 	recs   []StoredRecord
 }
 
@@ -118,34 +118,54 @@ func (s *stager) lookup(ctx context.Context, store Store, batch []*request) erro
 			}
 		}
 	}
+	kr, beyond, err := lookupKnown(ctx, store, keys, s.base.Tree.N)
+	if err != nil {
+		return err
+	}
+	if beyond {
+		// Another writer of a shared store recorded it after the
+		// published head: adopt that writer's head first.
+		return errRetry
+	}
+	s.known = kr
+	return nil
+}
+
+// knownRecords holds the records stored (or staged) under the keys that a
+// batch, or a Check, names.
+type knownRecords map[string]known
+
+// lookupKnown finds, in one store call, the records stored under keys in
+// the tree of size n. beyond reports that the index names a record past n
+// for some key: another writer of a shared store recorded it after the
+// published head; it is not in known.
+func lookupKnown(ctx context.Context, store Store, keys []string, n int64) (_ knownRecords, beyond bool, _ error) {
 	ids, err := store.Lookup(ctx, keys)
 	if err != nil {
-		return fmt.Errorf("failed to look up %d module versions: %w", len(keys), err)
+		return nil, false, fmt.Errorf("failed to look up %d module versions: %w", len(keys), err)
 	}
 	var found []int64
 	var foundKeys []string
 	for i, id := range ids {
 		switch {
-		case id >= s.base.Tree.N:
-			// Another writer of a shared store recorded it after the
-			// published head: adopt that writer's head first.
-			return errRetry
+		case id >= n:
+			beyond = true
 		case id >= 0:
 			found, foundKeys = append(found, id), append(foundKeys, keys[i])
 		}
 	}
 	texts, err := store.ReadRecords(ctx, found)
 	if err != nil {
-		return fmt.Errorf("failed to read %d records: %w", len(found), err)
+		return nil, false, fmt.Errorf("failed to read %d records: %w", len(found), err)
 	}
-	s.known = make(map[string]known, len(keys))
+	kr := make(knownRecords, len(keys))
 	for i, text := range texts {
 		if text == nil {
-			return fmt.Errorf("index names record %d for %s, which is not stored", found[i], foundKeys[i])
+			return nil, false, fmt.Errorf("index names record %d for %s, which is not stored", found[i], foundKeys[i])
 		}
-		s.known[foundKeys[i]] = known{found[i], text}
+		kr[foundKeys[i]] = known{found[i], text}
 	}
-	return nil
+	return kr, beyond, nil
 }
 
 // add stages one request's records: it checks all of them first, so that a
@@ -165,7 +185,7 @@ func (s *stager) add(req *request) ([]int64, error) {
 			continue
 		}
 		first[key] = i
-		id, ok, err := s.existing(r, key, req.texts[i])
+		id, ok, err := s.known.existing(r, key, req.texts[i])
 		if err != nil {
 			return nil, err
 		}
@@ -188,8 +208,8 @@ func (s *stager) add(req *request) ([]int64, error) {
 
 // existing returns the id of r's module version if it is recorded (or
 // staged) with the same hashes, and a *ConflictError if with others.
-func (s *stager) existing(r gosum.Record, key string, text []byte) (int64, bool, error) {
-	k, ok := s.known[key]
+func (kr knownRecords) existing(r gosum.Record, key string, text []byte) (int64, bool, error) {
+	k, ok := kr[key]
 	if !ok {
 		return 0, false, nil
 	}
