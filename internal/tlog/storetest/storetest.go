@@ -407,17 +407,9 @@ func (m *model) create(s tlog.Store) {
 func (m *model) fork(salt int) *model {
 	c := *m
 	c.hashes = slices.Clone(m.hashes)
-	c.texts, c.keys, c.tiles = cloneMap(m.texts), cloneMap(m.keys), cloneMap(m.tiles)
+	c.texts, c.keys, c.tiles = maps.Clone(m.texts), maps.Clone(m.keys), maps.Clone(m.tiles)
 	c.salt = salt + 1
 	return &c
-}
-
-func cloneMap[K comparable, V any](m map[K]V) map[K]V {
-	c := make(map[K]V, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 func (m *model) ReadHashes(indexes []int64) ([]xtlog.Hash, error) {
