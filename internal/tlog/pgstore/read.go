@@ -79,33 +79,28 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
 	out := make([][]byte, len(ids))
 	var missing []int64
+	var at []int // index in ids of each missing id
 	for i, id := range ids {
 		if text, ok := s.cache.records.Get(id); ok {
 			out[i] = bytes.Clone(text) // the caller owns what it gets
 			continue
 		}
-		missing = append(missing, id)
+		missing, at = append(missing, id), append(at, i)
 	}
 	if len(missing) == 0 {
 		return out, nil
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	texts, err := readRecords(ctx, s.pool, missing)
+	texts, err := readRecords(ctx, s.pool, missing) // in the order of missing
 	if err != nil {
 		return nil, s.fail("read records", err)
 	}
 	s.up()
-	found := make(map[int64][]byte, len(missing))
-	for i, id := range missing {
-		if texts[i] != nil {
-			found[id] = texts[i]
-			s.cache.addRecord(id, texts[i])
-		}
-	}
-	for i, id := range ids {
-		if out[i] == nil {
-			out[i] = found[id]
+	for i, text := range texts {
+		if text != nil {
+			out[at[i]] = text
+			s.cache.addRecord(missing[i], text)
 		}
 	}
 	return out, nil
