@@ -233,7 +233,8 @@ type half struct {
 // ended; blank lines are skipped), both lines of each module version, in
 // any order. It returns the records in the order of their first lines,
 // with those lines. Every problem is a 400 listing each bad line: a
-// malformed line, two hashes for one line, a version with one line only.
+// malformed line, two hashes for one line, a version with one line only,
+// a record over gosum.MaxRecordSize.
 // More than tlog.MaxAddRecords versions are a 413.
 func parseAdd(body []byte) ([]gosum.Record, []int, error) {
 	versions := map[module.Version]*half{}
@@ -284,8 +285,15 @@ func parseAdd(body []byte) ([]gosum.Record, []int, error) {
 		case v.line[1] == 0:
 			bad.add("line %d: %s has only its zip line: a record needs both lines", v.line[0], m)
 		default:
-			recs = append(recs, gosum.Record{Path: m.Path, Version: m.Version, Hash: v.hash[0], GoMod: v.hash[1]})
-			lines = append(lines, min(v.line[0], v.line[1]))
+			// Each line was checked; the record may still be too long.
+			// Checked here, it is a bad line like the others: the
+			// recorder and the log take only checked records.
+			rec, line := gosum.Record{Path: m.Path, Version: m.Version, Hash: v.hash[0], GoMod: v.hash[1]}, min(v.line[0], v.line[1])
+			if err := c.Record(rec); err != nil {
+				bad.add("line %d: %v", line, err)
+				continue
+			}
+			recs, lines = append(recs, rec), append(lines, line)
 		}
 	}
 	switch {

@@ -92,6 +92,15 @@ func TestAddBadLines(t *testing.T) {
 			t.Errorf("bad lines: %d %q, want 400 with %q", resp.Code, resp.Body, want)
 		}
 	}
+	// Each line is well-formed, but the record they make is too long: the
+	// parser names it like any bad line (neither the recorder nor the log
+	// is left to refuse it).
+	long := fakeRec(0, "")
+	long.Path += "/" + strings.Repeat("long/", 200) + "m"
+	resp = s.post(t, "/admin/add", "\n"+string(long.Text())+string(r1.Text()))
+	if want := "1 bad line(s); nothing was added\nline 2: " + long.Key() + ": the record would be"; resp.Code != http.StatusBadRequest || !strings.HasPrefix(resp.Body.String(), want) {
+		t.Errorf("a record over gosum.MaxRecordSize: %d %q, want 400 starting %q", resp.Code, resp.Body, want)
+	}
 	if resp := s.post(t, "/admin/add", ""); resp.Code != http.StatusBadRequest || !strings.Contains(resp.Body.String(), "no go.sum lines") {
 		t.Errorf("empty body: %d %q", resp.Code, resp.Body)
 	}

@@ -253,14 +253,10 @@ func (r *Recorder) Add(ctx context.Context, rec gosum.Record) (int64, error) {
 
 // AddRecords cross-checks recs and records them all or nothing: hashes the
 // caller computed (the admin API's go.sum lines). Errors are as Record's,
-// for the first record that fails; a malformed record is a 400.
+// for the first record that fails. recs are well-formed
+// (gosum.Record.Check): the admin API's parser checks them and names each
+// bad line, and tlog.Log.Add refuses any other, recording nothing.
 func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error) {
-	var c gosum.Checker
-	for _, rec := range recs {
-		if err := c.Record(rec); err != nil {
-			return nil, &server.StatusError{Status: http.StatusBadRequest, Err: err}
-		}
-	}
 	if r.checker != nil {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(crossCheckParallel)
@@ -287,15 +283,9 @@ func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64
 // crossCheckParallel bounds the cross-checks one AddRecords runs at once.
 const crossCheckParallel = 8
 
-// CheckRecords reports what AddRecords would do with recs, recording
-// nothing; see tlog.Log.Check.
+// CheckRecords reports what AddRecords would do with recs, well-formed as
+// AddRecords's, recording nothing; see tlog.Log.Check.
 func (r *Recorder) CheckRecords(ctx context.Context, recs []gosum.Record) ([]int64, []*tlog.ConflictError, error) {
-	var c gosum.Checker
-	for _, rec := range recs {
-		if err := c.Record(rec); err != nil {
-			return nil, nil, &server.StatusError{Status: http.StatusBadRequest, Err: err}
-		}
-	}
 	return r.log.Check(ctx, recs)
 }
 
