@@ -31,13 +31,6 @@ func (l *Log) SetAux(ctx context.Context, key string, value []byte) error {
 		return fmt.Errorf("auxiliary value %q is %d bytes, more than the limit of %d", key, len(value), MaxAuxSize)
 	}
 	return l.control(ctx, func(ctx context.Context) error {
-		err := a.SetAux(ctx, key, value)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, ErrNotPersisted):
-			return fmt.Errorf("failed to store %q (nothing was stored): %w", key, err)
-		}
-		return l.stop(fmt.Errorf("failed to store %q, and the store cannot tell whether it did: %w", key, err))
+		return l.writeFailure(a.SetAux(ctx, key, value), fmt.Sprintf("store %q", key))
 	})
 }

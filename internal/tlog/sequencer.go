@@ -250,19 +250,17 @@ var errRetry = errors.New("head moved; stage again")
 func (l *Log) write(ctx context.Context, b *Batch) error {
 	start := time.Now()
 	err := l.store.Commit(ctx, b)
-	switch {
-	case err == nil:
-		// Point of no return: the store says the batch is durable. Only
-		// now may readers see its head and callers their ids.
-		l.committed(b)
-		l.confirm(start)
-		return nil
-	case errors.Is(err, ErrHeadMoved):
+	if errors.Is(err, ErrHeadMoved) { // it wraps ErrNotPersisted: sorted first
 		return l.catchUpRetry(ctx, "the store refused the commit as on a moved head")
-	case errors.Is(err, ErrNotPersisted):
-		return fmt.Errorf("failed to commit to the log (nothing was stored): %w", err)
 	}
-	return l.stop(fmt.Errorf("failed to commit to the log, and the store cannot tell whether it did: %w", err))
+	if err := l.writeFailure(err, "commit to the log"); err != nil {
+		return err
+	}
+	// Point of no return: the store says the batch is durable. Only now
+	// may readers see its head and callers their ids.
+	l.committed(b)
+	l.confirm(start)
+	return nil
 }
 
 // committed updates the sequencer's state after b was committed.

@@ -172,13 +172,13 @@ func (l *Log) Stage(ctx context.Context, ext Extension) error {
 			return err
 		}
 		if first {
-			if err := l.storeSafely(func() error { return a.SetAux(ctx, auxStaged, ext.Head) }, "the staged head"); err != nil {
+			if err := l.writeFailure(a.SetAux(ctx, auxStaged, ext.Head), "store the staged head"); err != nil {
 				return err
 			}
 		}
 		// The head stays: nothing is published, and reads ignore the
 		// staged data until Extend publishes the head it belongs to.
-		return l.storeSafely(func() error { return l.store.Commit(ctx, b) }, "staged tiles and records")
+		return l.writeFailure(l.store.Commit(ctx, b), "store staged tiles and records")
 	})
 }
 
@@ -244,18 +244,17 @@ func (l *Log) authenticate(ctx context.Context, held *Head, target tlog.Tree, ex
 	return hashes, nil
 }
 
-// storeSafely runs a write of the sequencer's and sorts its failure by
-// the Store contract: nothing stored (the caller fails, the log goes on),
-// or unknown (the log stops).
-func (l *Log) storeSafely(write func() error, what string) error {
-	err := write()
+// writeFailure sorts the failure of a write of the sequencer's (doing
+// says what it did) by the Store contract: nothing stored (the caller
+// fails, the log goes on), or unknown (the log stops). A nil err is nil.
+func (l *Log) writeFailure(err error, doing string) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrNotPersisted):
-		return fmt.Errorf("failed to store %s (nothing was stored): %w", what, err)
+		return fmt.Errorf("failed to %s (nothing was stored): %w", doing, err)
 	}
-	return l.stop(fmt.Errorf("failed to store %s, and the store cannot tell whether it did: %w", what, err))
+	return l.stop(fmt.Errorf("failed to %s, and the store cannot tell whether it did: %w", doing, err))
 }
 
 // sortedTiles returns the given tiles in a stable order: by level, then
