@@ -228,12 +228,24 @@ func VerifyStore(ctx context.Context, s Store, mode VerifyMode) error {
 	if len(st.Head) == 0 {
 		return errors.New("the database holds no signed tree head")
 	}
-	tree, err := openWithVKeys(st.Head, st.Meta.VKeys, !st.Meta.Mirror)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	_, err = verifyStored(ctx, s, st, st.Meta.VKeys, !st.Meta.Mirror, mode)
+	return err
+}
+
+// verifyStored verifies st's head with vkeys (all: every one of them signed
+// it, as a primary's; else one, as an origin's), and the tree stored in s
+// against it (mode); a mirror's missing head is its empty tree. Either
+// failure is ErrCorrupt.
+func verifyStored(ctx context.Context, s Store, st State, vkeys []string, all bool, mode VerifyMode) (tlog.Tree, error) {
+	tree := emptyTree()
+	if len(st.Head) > 0 {
+		var err error
+		if tree, err = openWithVKeys(st.Head, vkeys, all); err != nil {
+			return tlog.Tree{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
 	}
 	if err := verify(ctx, s, tree, mode, !st.Meta.Mirror); err != nil {
-		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return tree, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	return nil
+	return tree, nil
 }

@@ -124,16 +124,9 @@ func CheckStore(ctx context.Context, s Store, vkeys []string) (State, tlog.Tree,
 	if l.name != st.Meta.Name {
 		return st, tlog.Tree{}, fmt.Errorf("the store holds %q, but the verifier keys are for %q", st.Meta.Name, l.name)
 	}
-	tree := emptyTree()
-	if len(st.Head) > 0 {
-		if tree, err = l.openOrigin(st.Head); err != nil {
-			return st, tlog.Tree{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-	} else if !st.Meta.Mirror {
+	if len(st.Head) == 0 && !st.Meta.Mirror {
 		return st, tlog.Tree{}, fmt.Errorf("%w: the log has no signed head", ErrCorrupt)
 	}
-	if err := verify(ctx, s, tree, VerifyFull, !st.Meta.Mirror); err != nil {
-		return st, tree, fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	return st, tree, nil
+	tree, err := verifyStored(ctx, s, st, vkeys, false, VerifyFull)
+	return st, tree, err
 }

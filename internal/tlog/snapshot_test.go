@@ -93,7 +93,10 @@ func ackedNow(mu *sync.Mutex, acked *[]int) []int {
 }
 
 // TestCheckStore: a damaged copy, or one checked with another log's key,
-// is refused; a store that cannot copy itself says so.
+// is refused; a store that cannot copy itself says so. VerifyStore (Copy's
+// check) refuses the same damage, and a primary's head that lacks a
+// signature by a key the store lists, where CheckStore needs one of the
+// keys it is given.
 func TestCheckStore(t *testing.T) {
 	ctx := context.Background()
 	k := testKey(t, "sum.example.com")
@@ -112,6 +115,20 @@ func TestCheckStore(t *testing.T) {
 	damaged.records[17] = record(9, 9).Text()
 	if _, _, err := CheckStore(ctx, damaged, nil); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "record 17") {
 		t.Errorf("CheckStore of a damaged store = %v", err)
+	}
+	if err := VerifyStore(ctx, s, VerifyFull); err != nil {
+		t.Errorf("VerifyStore of a sound store = %v", err)
+	}
+	if err := VerifyStore(ctx, damaged, VerifyFull); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "record 17") {
+		t.Errorf("VerifyStore of a damaged store = %v", err)
+	}
+	unsigned := s.Clone()
+	unsigned.meta.VKeys = append(unsigned.meta.VKeys, other.VerifierKey())
+	if err := VerifyStore(ctx, unsigned, VerifyFull); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "lacks a signature") {
+		t.Errorf("VerifyStore of a head without a listed key's signature = %v, want ErrCorrupt", err)
+	}
+	if _, tree, err := CheckStore(ctx, unsigned, []string{k.VerifierKey()}); err != nil || tree.N != 300 {
+		t.Errorf("CheckStore with the key that signed = %d, %v", tree.N, err)
 	}
 	m := openMem(t, NewMemStore(), k)
 	defer m.Close()
