@@ -93,28 +93,19 @@ func (l *Log) Extend(ctx context.Context, ext Extension) error {
 // storing it, or nil if it adds nothing.
 func (l *Log) stageExtension(ctx context.Context, ext Extension) (*Batch, error) {
 	held := l.pub.Load()
-	target, err := l.openOrigin(ext.Head)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnverified, err)
-	}
-	if target.N < held.Tree.N {
-		return nil, &InconsistentError{Held: held.Signed, Offered: ext.Head, HeldTree: held.Tree, OfferedTree: target,
-			Err: errors.New("the offered tree is smaller")}
-	}
-	if target.N > held.Tree.N {
-		p, err := l.pending(ctx, held)
-		if err != nil {
-			return nil, err
-		}
-		if p != nil && !bytes.Equal(p.Head, ext.Head) {
-			return nil, &PendingError{Staged: p.Tree, Offered: target}
-		}
-	}
-	hashes, err := l.authenticate(ctx, held, target, ext, true)
+	target, err := l.openExtension(ext)
 	if err != nil {
 		return nil, err
 	}
-	recs, err := l.checkExtensionRecords(ctx, target, hashes, ext.Records)
+	if target.N < held.Tree.N {
+		return nil, smallerError(held, ext, target)
+	}
+	if target.N > held.Tree.N {
+		if _, err := l.checkPending(ctx, held, ext, target); err != nil {
+			return nil, err
+		}
+	}
+	recs, err := l.verifyExtension(ctx, held, target, ext, true)
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +114,47 @@ func (l *Log) stageExtension(ctx context.Context, ext Extension) (*Batch, error)
 		return nil, nil
 	}
 	return b, nil
+}
+
+// openExtension verifies ext.Head with the origin's keys and returns its
+// tree.
+func (l *Log) openExtension(ext Extension) (tlog.Tree, error) {
+	target, err := l.openOrigin(ext.Head)
+	if err != nil {
+		return tlog.Tree{}, fmt.Errorf("%w: %w", ErrUnverified, err)
+	}
+	return target, nil
+}
+
+// smallerError is the refusal of an extension to a tree smaller than the
+// held one.
+func smallerError(held *Head, ext Extension, target tlog.Tree) error {
+	return &InconsistentError{Held: held.Signed, Offered: ext.Head, HeldTree: held.Tree, OfferedTree: target,
+		Err: errors.New("the offered tree is smaller")}
+}
+
+// checkPending returns the unfinished staging (nil if none), and a
+// *PendingError if it is of another head than ext's.
+func (l *Log) checkPending(ctx context.Context, held *Head, ext Extension, target tlog.Tree) (*Staging, error) {
+	p, err := l.pending(ctx, held)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil && !bytes.Equal(p.Head, ext.Head) {
+		return nil, &PendingError{Staged: p.Tree, Offered: target}
+	}
+	return p, nil
+}
+
+// verifyExtension checks the tiles of the extension from held to target
+// (see authenticate; all for Extend, the given ones for Stage) and its
+// records, and returns the records to store.
+func (l *Log) verifyExtension(ctx context.Context, held *Head, target tlog.Tree, ext Extension, all bool) ([]StoredRecord, error) {
+	hashes, err := l.authenticate(ctx, held, target, ext, all)
+	if err != nil {
+		return nil, err
+	}
+	return l.checkExtensionRecords(ctx, target, hashes, ext.Records)
 }
 
 // errTileMissing marks a tile an extension needs that is neither given

@@ -1,7 +1,6 @@
 package tlog
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -186,29 +185,21 @@ func (l *Log) Stage(ctx context.Context, ext Extension) error {
 // whether it starts the staging of its head.
 func (l *Log) stageAhead(ctx context.Context, ext Extension) (*Batch, bool, error) {
 	held := l.pub.Load()
-	target, err := l.openOrigin(ext.Head)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrUnverified, err)
-	}
-	p, err := l.pending(ctx, held)
+	target, err := l.openExtension(ext)
 	if err != nil {
 		return nil, false, err
 	}
-	if p != nil && !bytes.Equal(p.Head, ext.Head) {
-		return nil, false, &PendingError{Staged: p.Tree, Offered: target}
+	p, err := l.checkPending(ctx, held, ext, target)
+	if err != nil {
+		return nil, false, err
 	}
 	if target.N <= held.Tree.N {
 		if target.N < held.Tree.N {
-			return nil, false, &InconsistentError{Held: held.Signed, Offered: ext.Head, HeldTree: held.Tree, OfferedTree: target,
-				Err: errors.New("the offered tree is smaller")}
+			return nil, false, smallerError(held, ext, target)
 		}
 		return nil, false, errors.New("nothing to stage: the offered tree is the held one; use Extend")
 	}
-	hashes, err := l.authenticate(ctx, held, target, ext, false)
-	if err != nil {
-		return nil, false, err
-	}
-	recs, err := l.checkExtensionRecords(ctx, target, hashes, ext.Records)
+	recs, err := l.verifyExtension(ctx, held, target, ext, false)
 	if err != nil {
 		return nil, false, err
 	}
