@@ -198,12 +198,12 @@ func (c *bundleCheck) done() error {
 	if c.held.Tree.N == 0 {
 		return nil
 	}
-	err := proveExtends(c.tree, c.held.Tree, c.hashes)
-	var fork *forkError
+	err := itlog.ProveExtends(c.tree, c.held.Tree, c.hashes)
+	var fork *itlog.ForkError
 	switch {
 	case errors.As(err, &fork):
 		return &SecurityError{Kind: KindFork, Origin: c.l.Name(), Held: c.held.Signed, Offered: c.head, Err: fmt.Errorf(
-			"the bundle's signed tree of %d records does not contain the tree of %d records the mirror holds: %v", c.tree.N, c.held.Tree.N, fork.proof)}
+			"the bundle's signed tree of %d records does not contain the tree of %d records the mirror holds: %v", c.tree.N, c.held.Tree.N, fork.Proof)}
 	case err != nil:
 		return fmt.Errorf("failed to prove the bundle's tree consistent with the mirror's: %w", err)
 	}
@@ -242,13 +242,13 @@ func provePrefix(l *itlog.Log, held *itlog.Head, tree tlog.Tree, offered []byte)
 	fork := func(err error) error {
 		return &SecurityError{Kind: KindFork, Origin: l.Name(), Held: held.Signed, Offered: offered, Err: err}
 	}
-	err := proveExtends(held.Tree, tree, l.HashReader())
-	var fe *forkError
+	err := itlog.ProveExtends(held.Tree, tree, l.HashReader())
+	var fe *itlog.ForkError
 	switch {
-	case errors.As(err, &fe) && fe.proof == nil:
+	case errors.As(err, &fe) && fe.Proof == nil:
 		return fork(fmt.Errorf("two different signed trees of %d records (hashes %s and %s)", tree.N, held.Tree.Hash, tree.Hash))
 	case fe != nil:
-		return fork(fmt.Errorf("the signed tree of %d records is not contained in the tree of %d records the mirror holds: %v", tree.N, held.Tree.N, fe.proof))
+		return fork(fmt.Errorf("the signed tree of %d records is not contained in the tree of %d records the mirror holds: %v", tree.N, held.Tree.N, fe.Proof))
 	case err != nil:
 		return fmt.Errorf("failed to prove a signed tree against the mirror's: %w", err)
 	}

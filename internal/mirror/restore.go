@@ -134,7 +134,7 @@ func checkOld(ctx context.Context, old itlog.Store, h *itlog.Head, src *itlog.Lo
 	switch {
 	case tree.N > h.Tree.N:
 		return tree, fmt.Errorf("the database holds a tree of %d records, newer than the mirror's %d: restoring from this mirror would roll the log back; keep the database, or restore from a mirror that is not behind", tree.N, h.Tree.N)
-	case proveExtends(h.Tree, tree, src.HashReader()) != nil:
+	case itlog.ProveExtends(h.Tree, tree, src.HashReader()) != nil:
 		return tree, fmt.Errorf("SECURITY ERROR: the database's tree of %d records is not a prefix of the mirror's tree of %d records: the two histories fork; find out which one clients saw before restoring anything", tree.N, h.Tree.N)
 	}
 	return tree, nil

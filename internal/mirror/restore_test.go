@@ -47,7 +47,7 @@ func TestRestore(t *testing.T) {
 		sameAs(t, l, o.log, all)
 		addRecords(t, l, 99_000, 5)
 		next, _ := l.Tree(ctx)
-		if err := proveExtends(next, st.Tree, l.HashReader()); err != nil {
+		if err := itlog.ProveExtends(next, st.Tree, l.HashReader()); err != nil {
 			t.Errorf("the restored primary's next head does not extend the mirror's: %v", err)
 		}
 		l.Close()

@@ -87,19 +87,19 @@ func (f *Follower) inconsistency(held *itlog.Head, tree tlog.Tree, offered []byt
 	}
 	if old.N == 0 {
 		// An empty held tree (before the first sync) is extended by any
-		// tree the origin signs; proveExtends would also compare the
+		// tree the origin signs; itlog.ProveExtends would also compare the
 		// hashes of two empty trees.
 		return nil
 	}
-	err := proveExtends(n, old, hashes)
-	var fork *forkError
+	err := itlog.ProveExtends(n, old, hashes)
+	var fork *itlog.ForkError
 	switch {
-	case errors.As(err, &fork) && fork.proof == nil:
+	case errors.As(err, &fork) && fork.Proof == nil:
 		return &SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
 			"the origin has signed two different trees of %d records (hashes %s and %s)", n.N, old.Hash, n.Hash)}
 	case fork != nil:
 		return &SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
-			"the tree of %d records the origin signs does not contain the tree of %d records it signed before: %v", n.N, old.N, fork.proof)}
+			"the tree of %d records the origin signs does not contain the tree of %d records it signed before: %v", n.N, old.N, fork.Proof)}
 	case err != nil:
 		return f.tileError(err, held, offered)
 	}
@@ -115,44 +115,4 @@ func (f *Follower) tileError(err error, held *itlog.Head, offered []byte) error 
 	}
 	return &SecurityError{Kind: KindTampered, Origin: f.name, Held: held.Signed, Offered: offered,
 		Err: fmt.Errorf("the origin's hash tiles do not hash to its signed head: %w", err)}
-}
-
-// A forkError says that of two trees, the larger does not extend the
-// smaller: neither can be part of one consistent history.
-type forkError struct {
-	big, small tlog.Tree
-	proof      error // why the consistency proof failed; nil for two trees of one size
-}
-
-func (e *forkError) Error() string {
-	if e.proof == nil {
-		return fmt.Sprintf("two different trees of %d records (hashes %s and %s)", e.big.N, e.small.Hash, e.big.Hash)
-	}
-	return fmt.Sprintf("the tree of %d records does not contain the tree of %d records: %v", e.big.N, e.small.N, e.proof)
-}
-
-// proveExtends proves that tree big extends tree small (small.N <= big.N)
-// from hashes, which must authenticate to big (the mirror's own tiles, or
-// a tlog.TileHashReader over fetched ones). Every tree extends the empty
-// one; two trees of one size must be the same tree. It returns a
-// *forkError if big does not extend small, and the error of hashes if the
-// proof cannot be built (a tile missing, unreadable, or not authentic).
-func proveExtends(big, small tlog.Tree, hashes tlog.HashReader) error {
-	if small.N == big.N {
-		if small.Hash != big.Hash {
-			return &forkError{big: big, small: small}
-		}
-		return nil
-	}
-	if small.N == 0 {
-		return nil
-	}
-	proof, err := tlog.ProveTree(big.N, small.N, hashes)
-	if err != nil {
-		return err
-	}
-	if err := tlog.CheckTree(proof, big.N, big.Hash, small.N, small.Hash); err != nil {
-		return &forkError{big: big, small: small, proof: err}
-	}
-	return nil
 }
