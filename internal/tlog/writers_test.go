@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/mod/module"
@@ -106,5 +107,56 @@ func TestSecondWriterRotates(t *testing.T) {
 	}
 	if _, err := a.Add(ctx, record(0, 0)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// tileFaultStore fails every ReadTiles while fail is set, as a lost
+// connection to a shared database would.
+type tileFaultStore struct {
+	*MemStore
+	fail atomic.Bool
+}
+
+func (s *tileFaultStore) ReadTiles(ctx context.Context, tiles []TileID) ([][]byte, error) {
+	if s.fail.Load() {
+		return nil, errors.New("injected read failure")
+	}
+	return s.MemStore.ReadTiles(ctx, tiles)
+}
+
+// TestSecondWriterUnreadable: a catch-up that cannot read the tiles to
+// prove another writer's head extends the published one fails, but does
+// not stop the log (that is for a proven fork, TestSecondWriterFork); the
+// next catch-up adopts the head.
+func TestSecondWriterUnreadable(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	s := &tileFaultStore{MemStore: NewMemStore()}
+	a, err := OpenStore(s, Options{Keys: []*Key{k}, Create: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := openMem(t, s.MemStore, k)
+	defer b.Close()
+	if _, err := a.Add(ctx, record(0, 0), record(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Add(ctx, record(2, 0)); err != nil {
+		t.Fatal(err)
+	}
+	s.fail.Store(true)
+	if err := a.Refresh(ctx); err == nil || errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "injected read failure") {
+		t.Fatalf("Refresh with unreadable tiles = %v, want the read failure, not ErrFatal", err)
+	}
+	s.fail.Store(false)
+	if err := a.Refresh(ctx); err != nil {
+		t.Fatalf("Refresh after the failure = %v", err)
+	}
+	if tree, _ := a.Tree(ctx); tree.N != 3 {
+		t.Fatalf("published tree %d after the catch-up, want b's 3", tree.N)
+	}
+	if _, err := a.Add(ctx, record(3, 0)); err != nil {
+		t.Fatalf("Add after a failed catch-up = %v", err)
 	}
 }
