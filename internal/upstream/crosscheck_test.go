@@ -317,3 +317,32 @@ func mustParseList(t *testing.T, s string) []Source {
 	}
 	return srcs
 }
+
+// TestAddRecordsCrossChecksNew cross-checks only the versions the log
+// does not hold: a bulk import run again sends every version again, and
+// those already recorded must not go back to the upstream database (here
+// unreachable by then).
+func TestAddRecordsCrossChecksNew(t *testing.T) {
+	s := newCheckedSetup(t, CheckerOptions{})
+	s.db.add(t, s.right)
+	ids, err := s.rec.AddRecords(context.Background(), []gosum.Record{s.right})
+	if err != nil || len(ids) != 1 || ids[0] != 0 {
+		t.Fatalf("first AddRecords: %v, %v", ids, err)
+	}
+	if got := s.outcome(checkOK); got != 1 {
+		t.Fatalf("ok cross-checks = %v, want 1", got)
+	}
+	s.db.setStatus(http.StatusServiceUnavailable)
+	ids, err = s.rec.AddRecords(context.Background(), []gosum.Record{s.right})
+	if err != nil || len(ids) != 1 || ids[0] != 0 {
+		t.Fatalf("AddRecords of a recorded version with the upstream database down: %v, %v", ids, err)
+	}
+	if got := s.outcome(checkOK); got != 1 {
+		t.Errorf("ok cross-checks = %v after the second AddRecords, want still 1", got)
+	}
+	// A new version still goes to the upstream database, down by now.
+	m2 := otherRecord(0)
+	if _, err := s.rec.AddRecords(context.Background(), []gosum.Record{s.right, m2}); err == nil {
+		t.Error("AddRecords of a new version with the upstream database down succeeded")
+	}
+}

@@ -258,12 +258,22 @@ func (r *Recorder) Add(ctx context.Context, rec gosum.Record) (int64, error) {
 // bad line, and tlog.Log.Add refuses any other, recording nothing.
 func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error) {
 	if r.checker != nil {
+		// Versions the log holds need no cross-check (a bulk import run
+		// again sends them all again); one held with other hashes is
+		// refused by Add as a conflict.
+		held, _, err := r.log.Check(ctx, recs)
+		if err != nil {
+			return nil, r.addError(ctx, fmt.Sprintf("%d records", len(recs)), err)
+		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(crossCheckParallel)
-		for _, rec := range recs {
+		for i, rec := range recs {
+			if held[i] >= 0 {
+				continue
+			}
 			g.Go(func() error {
 				err := r.crossCheck(gctx, rec)
-				if err != nil {
+				if err != nil && gctx.Err() == nil { // not one cancelled by another's failure
 					r.logFailure(ctx, module.Version{Path: rec.Path, Version: rec.Version}, err)
 				}
 				return err
