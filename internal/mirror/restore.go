@@ -131,11 +131,16 @@ func checkOld(ctx context.Context, old itlog.Store, h *itlog.Head, src *itlog.Lo
 	if err != nil {
 		return tlog.Tree{}, err
 	}
-	switch {
-	case tree.N > h.Tree.N:
+	if tree.N > h.Tree.N {
 		return tree, fmt.Errorf("the database holds a tree of %d records, newer than the mirror's %d: restoring from this mirror would roll the log back; keep the database, or restore from a mirror that is not behind", tree.N, h.Tree.N)
-	case itlog.ProveExtends(h.Tree, tree, src.HashReader()) != nil:
+	}
+	err = itlog.ProveExtends(h.Tree, tree, src.HashReader())
+	var fork *itlog.ForkError
+	switch {
+	case errors.As(err, &fork):
 		return tree, fmt.Errorf("SECURITY ERROR: the database's tree of %d records is not a prefix of the mirror's tree of %d records: the two histories fork; find out which one clients saw before restoring anything", tree.N, h.Tree.N)
+	case err != nil:
+		return tree, fmt.Errorf("failed to read the mirror's hash tiles to prove the database's tree a prefix of it (check the mirror's file, e.g. with sumd verify -db): %w", err)
 	}
 	return tree, nil
 }

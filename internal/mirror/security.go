@@ -85,12 +85,6 @@ func (f *Follower) inconsistency(held *itlog.Head, tree tlog.Tree, offered []byt
 		return &SecurityError{Kind: KindRollback, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
 			"the origin signs a tree of %d records, smaller than the tree of %d records it signed before", tree.N, held.Tree.N)}
 	}
-	if old.N == 0 {
-		// An empty held tree (before the first sync) is extended by any
-		// tree the origin signs; itlog.ProveExtends would also compare the
-		// hashes of two empty trees.
-		return nil
-	}
 	err := itlog.ProveExtends(n, old, hashes)
 	var fork *itlog.ForkError
 	switch {

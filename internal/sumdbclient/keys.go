@@ -55,9 +55,6 @@ func (v *Verifiers) Name() string { return v.vs[0].Name() }
 // Keys returns the verifier keys.
 func (v *Verifiers) Keys() []string { return slices.Clone(v.keys) }
 
-// List returns them as note verifiers.
-func (v *Verifiers) List() []note.Verifier { return slices.Clone(v.vs) }
-
 // Open verifies a signed tree head with the keys and parses its tree. An
 // error is a *note.UnverifiedNoteError (no known key signed it), a
 // *note.InvalidSignatureError (a known key's signature is wrong: altered

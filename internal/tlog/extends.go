@@ -40,12 +40,12 @@ func ProveExtends(big, small tlog.Tree, hashes tlog.HashReader) error {
 	switch {
 	case big.N < small.N:
 		return &ForkError{Big: big, Small: small}
+	case small.N == 0:
+		return nil
 	case big.N == small.N:
 		if big.Hash != small.Hash {
 			return &ForkError{Big: big, Small: small}
 		}
-		return nil
-	case small.N == 0:
 		return nil
 	}
 	proof, err := tlog.ProveTree(big.N, small.N, hashes)

@@ -51,7 +51,7 @@ func TestProveExtends(t *testing.T) {
 		{"other history, its hashes", otherBig, small, b, true, true, false},
 		{"same size", big, otherBig, a, true, false, false},
 		{"same size, small", small, other, a, true, false, false},
-		{"two empty trees", emptyTree(), tlog.Tree{}, a, true, false, false},
+		{"two empty trees", emptyTree(), tlog.Tree{}, a, false, false, false},
 		{"smaller", small, big, a, true, false, false},
 		{"unreadable", big, small, unreadable, false, false, true},
 	} {

@@ -83,7 +83,7 @@ func checkContains(t testing.TB, l *Log, seen []tlog.Tree) {
 	t.Helper()
 	tree, _ := l.Tree(context.Background())
 	for _, old := range seen {
-		if err := checkExtends(old, tree, l.HashReader()); err != nil {
+		if err := ProveExtends(tree, old, l.HashReader()); err != nil {
 			t.Fatalf("tree %d does not extend observed tree %d: %v", tree.N, old.N, err)
 		}
 	}

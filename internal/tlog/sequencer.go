@@ -324,7 +324,7 @@ func (l *Log) catchUp(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, l.stop(fmt.Errorf("store holds a head this log cannot verify: %w", err))
 	}
-	if err := checkExtends(cur.Tree, tree, storeTiles(ctx, l.store, tree.N)); err != nil {
+	if err := ProveExtends(tree, cur.Tree, storeTiles(ctx, l.store, tree.N)); err != nil {
 		var re *readError
 		if errors.As(err, &re) {
 			return false, err
@@ -339,18 +339,6 @@ func (l *Log) catchUp(ctx context.Context) (bool, error) {
 	l.confirm(start)
 	l.log.Info("adopted the head another writer committed", "tree_size", tree.N, "was", cur.Tree.N)
 	return true, nil
-}
-
-// checkExtends proves that tree extends old before it is signed or
-// adopted. Tiles only grow, so for the log's own batches this cannot fail
-// unless the code or the disk is broken, which is exactly when it must stop
-// the signature: a *ForkError, or a failure of r (a *readError is one of
-// the moment). Every tree extends an empty old one, whatever its hash.
-func checkExtends(old, tree tlog.Tree, r tlog.HashReader) error {
-	if old.N == 0 {
-		return nil
-	}
-	return ProveExtends(tree, old, r)
 }
 
 func emptyTree() tlog.Tree {

@@ -72,7 +72,7 @@ func (l *Log) seal(n int64, hashes *tileReader, recs []StoredRecord, ks keySet, 
 		return nil, fmt.Errorf("failed to compute tree hash: %w", err)
 	}
 	tree := tlog.Tree{N: n, Hash: root}
-	if err := checkExtends(base.Tree, tree, hashes); err != nil {
+	if err := ProveExtends(tree, base.Tree, hashes); err != nil {
 		var re *readError
 		if errors.As(err, &re) {
 			return nil, err

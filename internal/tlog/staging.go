@@ -219,7 +219,7 @@ func (l *Log) authenticate(ctx context.Context, held *Head, target tlog.Tree, ex
 	if err != nil {
 		return nil, err
 	}
-	if err := checkExtends(held.Tree, target, hashes); err != nil {
+	if err := ProveExtends(target, held.Tree, hashes); err != nil {
 		var re *readError
 		if errors.As(err, &re) {
 			return nil, err
