@@ -95,7 +95,7 @@ func TestMirrorSumGolangOrg(t *testing.T) {
 	}
 	mdb := filepath.Join(dir, "sum.golang.org.db")
 	mirrorOf(t, mdb, origin.url, vkey)
-	origin.stop()
+	origin.stopAndHold()
 
 	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
 	company := startServer(t, "-create", "-db", filepath.Join(dir, "company.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"),
@@ -109,8 +109,15 @@ func TestMirrorSumGolangOrg(t *testing.T) {
 	if st := get(t, company.url+"/status"); !strings.Contains(st, `"name": "sum.golang.org"`) || !strings.Contains(st, `"tree_size": 5`) {
 		t.Errorf("status does not show the mirror:\n%s", st)
 	}
-	// The origin is stopped: the mirror cannot follow it, and says so.
-	if out := sumd(t, "status", "-url", company.url); !strings.Contains(out, "mirror    sum.golang.org (full): 5 records, 0 behind its origin, confirmed current") ||
+	// The origin is stopped: the mirror cannot follow it, and says so
+	// once its first attempt has failed.
+	var out string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if out = sumd(t, "status", "-url", company.url); strings.Contains(out, "problem:") {
+			break
+		}
+	}
+	if !strings.Contains(out, "mirror    sum.golang.org (full): 5 records, 0 behind its origin, confirmed current") ||
 		!strings.Contains(out, "problem: mirror sum.golang.org: the origin cannot be reached") {
 		t.Errorf("sumd status printed:\n%s", out)
 	}

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +116,32 @@ func startServerEnv(t *testing.T, dir string, env []string, args ...string) *sum
 	s.gosumdb, s.url = m[1]+" "+m[2], m[2]
 	t.Cleanup(func() { s.stop() })
 	return s
+}
+
+// stopAndHold stops the server and keeps its port until the test ends,
+// accepting connections and closing them at once: a test that needs the
+// server gone must not meet another test's server, started on the freed
+// port, answering in its place (with another key: a signature refusal).
+func (s *sumdServer) stopAndHold() {
+	s.stop()
+	u, err := url.Parse(s.url)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		s.t.Fatalf("failed to hold the stopped server's port: %v", err)
+	}
+	s.t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 }
 
 // stop sends SIGTERM and expects a clean exit.
