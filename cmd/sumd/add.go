@@ -85,8 +85,7 @@ func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, 
 	ids, err := l.Add(context.Background(), recs...)
 	var conflict *tlog.ConflictError
 	if errors.As(err, &conflict) {
-		return nil, withHint(fmt.Errorf("nothing was added: %w", err),
-			"a recorded version can never change; if the new content is right, publish it as a new version")
+		return nil, withHint(fmt.Errorf("nothing was added: %w", err), neverChangesHint)
 	}
 	if errors.Is(err, tlog.ErrFatal) {
 		return nil, logStopped(l, err)

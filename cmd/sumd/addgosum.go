@@ -45,13 +45,17 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) error 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	sorted, err := seed.Sort(files, seed.Options{TempDir: sink.tmpDir})
-	if err != nil {
-		return withHint(err, "nothing was added; fix or remove the line named above")
+	var bad *seed.LineError
+	switch {
+	case errors.As(err, &bad):
+		return withHint(err, fixLineHint)
+	case err != nil:
+		return withHint(err, "nothing was added; the go.sum files must be readable, and the sort's temporary files (about 80 bytes a line) go in -tmp-dir: free space there or point it elsewhere")
 	}
 	defer sorted.Close()
 	sv, err := sorted.Survey(ctx, sink, fetch != nil)
 	if err != nil {
-		return sink.explain(err)
+		return sink.fail(err)
 	}
 	fmt.Fprintf(stdout, "read %d go.sum file(s): %d lines, %d complete module versions, %d with one line only\n",
 		len(files), sorted.Lines, sv.Records, sv.Incompletes)
@@ -71,7 +75,7 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) error 
 		}
 		fmt.Fprintf(stdout, "completed %d of %d from %s\n", len(done), sv.Incompletes, cfg.Upstream)
 		if err := sorted.AddCompleted(ctx, sink, sv, done); err != nil {
-			return sink.explain(err)
+			return sink.fail(err)
 		}
 		if err := refuseConflicts(stderr, sv); err != nil {
 			return err
@@ -86,9 +90,9 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) error 
 	added, size, err := sorted.Commit(ctx, sink)
 	if err != nil {
 		if added > 0 {
-			err = fmt.Errorf("%w (%d records were added before; running the same command again adds the rest)", err, added)
+			err = fmt.Errorf("%w (%d records were added before this failure; once its cause is mended, running the same command again adds the rest)", err, added)
 		}
-		return sink.explain(err)
+		return sink.fail(err)
 	}
 	fmt.Fprintf(stdout, "added %d records, %d already present (tree size %d)\n", added, int64(sv.Records)-added, size)
 	listIncomplete(stderr, left, nLeft)
@@ -171,6 +175,22 @@ type gosumSink struct {
 	close   func()
 }
 
+// fail adds what to do to an error of a pass over the sorted lines: two
+// lines of the files that disagree, or an error of the sink.
+func (s *gosumSink) fail(err error) error {
+	var files *seed.ConflictError
+	if errors.As(err, &files) {
+		return withHint(err, fixLineHint)
+	}
+	return s.explain(err)
+}
+
+// The hints of refused go.sum lines and records.
+const (
+	fixLineHint      = "nothing was added; fix or remove the line named above"
+	neverChangesHint = "a recorded version can never change; if the new content is right, publish it as a new version"
+)
+
 func openSink(cfg *config.Add, stderr io.Writer) (*gosumSink, error) {
 	if cfg.Server != "" {
 		return openRemoteSink(cfg)
@@ -192,12 +212,9 @@ func openSink(cfg *config.Add, stderr io.Writer) (*gosumSink, error) {
 	}
 	explain := func(err error) error {
 		var conflict *tlog.ConflictError
-		var files *seed.ConflictError
 		switch {
-		case errors.As(err, &files):
-			return withHint(err, "nothing was added; fix or remove the line named above")
 		case errors.As(err, &conflict):
-			return withHint(err, "a recorded version can never change; if the new content is right, publish it as a new version")
+			return withHint(err, neverChangesHint)
 		case errors.Is(err, tlog.ErrFatal):
 			return logStopped(l, err)
 		}

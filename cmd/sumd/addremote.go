@@ -140,9 +140,13 @@ func remoteError(err error) error {
 	case http.StatusNotFound:
 		return withHint(err, "the server's admin API is off, or on its own listener (-admin-listen): start it with -admin-token-file or -read-auth")
 	case http.StatusConflict:
-		return withHint(err, "a recorded version can never change; if the new content is right, publish it as a new version")
+		return withHint(err, neverChangesHint)
 	case http.StatusNotImplemented:
 		return withHint(err, "the server has no -upstream to fetch from: upload the module with sumd add -server URL MODULE@VERSION DIR|ZIP")
+	case http.StatusGone:
+		return withHint(err, "the server's upstream checksum database disagrees with these hashes or lacks this version (the server cross-checks public modules): find out which is right, and remove the version's lines to add the others")
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return withHint(err, "nothing from this request was added: the server or its upstream is busy or unreachable; try again shortly")
 	}
-	return withHint(err, "nothing was added")
+	return withHint(err, "nothing from this request was added")
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/sumd-project/sumd/internal/admin"
@@ -25,18 +24,11 @@ func openRemoteSink(cfg *config.Add) (*gosumSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	explain := func(err error) error {
-		var files *seed.ConflictError
-		if errors.As(err, &files) {
-			return withHint(err, "nothing was added; fix or remove the line named above")
-		}
-		return remoteError(err)
-	}
 	dir, removeDir, err := scratchDir(cfg.TmpDir, "") // no database here: a directory of our own
 	if err != nil {
 		return nil, err
 	}
-	return &gosumSink{Sink: remoteSink{c: c}, tmpDir: dir, explain: explain, close: removeDir}, nil
+	return &gosumSink{Sink: remoteSink{c: c}, tmpDir: dir, explain: remoteError, close: removeDir}, nil
 }
 
 func (s remoteSink) Chunk() int { return remoteChunk }

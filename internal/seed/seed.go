@@ -64,6 +64,15 @@ type Pos struct {
 
 func (p Pos) String() string { return fmt.Sprintf("%s:%d", p.File, p.Line) }
 
+// A LineError is a go.sum line that Sort refuses: malformed, or too long.
+type LineError struct {
+	At  Pos
+	Err error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("%s: %v", e.At, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
 // Describe says where the version is and which of its lines it lacks.
 func (inc Incomplete) Describe() string {
 	if inc.GoMod {

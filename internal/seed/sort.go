@@ -112,7 +112,7 @@ func Sort(files []string, opts Options) (_ *Sorted, err error) {
 		err := readLines(file, func(line int, text []byte) error {
 			l, err := c.ParseLine(string(text))
 			if err != nil {
-				return fmt.Errorf("%s: %w", Pos{file, line}, err)
+				return &LineError{Pos{file, line}, err}
 			}
 			s.Lines++
 			kind, bit := 0, hasZip
@@ -154,7 +154,7 @@ func (s *Sorted) Add(name string, recs []gosum.Record) error {
 	var c gosum.Checker
 	for i, r := range recs {
 		if err := c.Record(r); err != nil {
-			return fmt.Errorf("%s: %w", Pos{name, i + 1}, err)
+			return &LineError{Pos{name, i + 1}, err}
 		}
 		e := entry{key: r.Key(), file: file}
 		setLine(&e, 0, hasZip, r.Hash, i+1) // r.Check checked the hashes
@@ -201,7 +201,7 @@ func readLines(file string, f func(line int, text []byte) error) error {
 		}
 	}
 	if errors.Is(sc.Err(), bufio.ErrTooLong) {
-		return fmt.Errorf("%s: line longer than %d bytes: not a go.sum line", Pos{file, n + 1}, maxLine)
+		return &LineError{Pos{file, n + 1}, fmt.Errorf("line longer than %d bytes: not a go.sum line", maxLine)}
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("failed to read %s: %w", file, err)
