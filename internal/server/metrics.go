@@ -77,16 +77,19 @@ func (m *metrics) count(route string, status int, d time.Duration) {
 	m.took[route].Observe(d.Seconds())
 }
 
-// watchCache exports the response cache's size, if there are metrics and
-// a cache. Several Servers on one registry (a log and its mirrors) export
-// the first one's.
-func (m *metrics) watchCache(c *cache) {
+// watchCache exports the size of the response cache of the database name
+// serves, if there are metrics and a cache: each Server on one registry (a
+// log and its mirrors) has a cache of its own, and a series of its own. A
+// mirror-only server serves its first mirror at the root paths too, with
+// a second Server and cache: that one is not exported.
+func (m *metrics) watchCache(c *cache, name string) {
 	if m == nil || c == nil {
 		return
 	}
 	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "sumd", Subsystem: "http", Name: "cache_bytes",
-		Help: "Bytes of answers that never change (full tiles, found records) held in memory, bounded by -cache-size (the root log's server, when mirrors are served too).",
+		Help:        "Bytes of answers that never change (full tiles, found records) held in memory, each database's bounded by -cache-size.",
+		ConstLabels: prometheus.Labels{"database": name},
 	}, func() float64 { b, _ := c.stats(); return float64(b) })
 	var are prometheus.AlreadyRegisteredError
 	if err := m.reg.Register(g); err != nil && !errors.As(err, &are) {

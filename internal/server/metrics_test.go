@@ -36,6 +36,9 @@ func TestMetrics(t *testing.T) {
 		`sumd_http_requests_total{code="404",route="other"} 1`,
 		`sumd_http_request_duration_seconds_count{route="lookup"} 4`,
 		`sumd_http_request_duration_seconds_count{route="supported"} 0`,
+		// Each server's cache has its series: the second holds a record.
+		`sumd_http_cache_bytes{database="` + testName + `"} `,
+		`sumd_http_cache_bytes{database="other.example"} `,
 	} {
 		if !strings.Contains(w.Body.String(), want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -174,14 +174,15 @@ func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 		cacheBytes = DefaultCacheBytes
 	}
 	s.cache = newCache(cacheBytes)
-	s.metrics.watchCache(s.cache)
+	s.metrics.watchCache(s.cache, name)
 	return s
 }
 
 var _ http.Handler = (*Server)(nil)
 
-// recorders recycles the per-request recorders: the tile and lookup paths
-// allocate nothing of their own beyond what net/http does.
+// recorders recycles the per-request recorders: a cached full tile
+// allocates nothing of ours beyond what net/http does (a cached lookup
+// still copies its reply to append the signed head).
 var recorders = sync.Pool{New: func() any { return new(recorder) }}
 
 // ServeHTTP runs one request and records it in the log and the metrics.
