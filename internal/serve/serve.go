@@ -82,7 +82,7 @@ type Config struct {
 	TLS             *tls.Config   // nil: plain HTTP, on every listener
 	RequestTimeout  time.Duration // read and write deadline of one request
 	ShutdownTimeout time.Duration // how long requests in flight may take after a stop
-	CacheBytes      int64         // memory for full tiles and found records; see server.Options
+	CacheBytes      int64         // memory for full tiles and found records; 0: no cache (unlike server.Options, where 0 is the default)
 
 	// OpenLog opens the log. Run calls it once, after TUF is ready, and
 	// closes the log last. nil: a mirror-only server, whose first mirror
