@@ -387,10 +387,9 @@ type prefetcher struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	next       chan fetched
-	from       int64 // the chunk being prefetched starts at this tree size; -1 if none
-	mu         sync.Mutex
-	plannedFor int64       // the held size leaves were planned for; -1 if none (guarded by mu)
-	leaves     []tlog.Tile // StagingPlan's leaves for plannedFor (guarded by mu)
+	from       int64       // the chunk being prefetched starts at this tree size; -1 if none
+	plannedFor int64       // the held size leaves were planned for; -1 if none
+	leaves     []tlog.Tile // StagingPlan's leaves for plannedFor
 	wg         sync.WaitGroup
 }
 
@@ -428,8 +427,9 @@ func (p *prefetcher) chunk(held, from int64) (itlog.Extension, error) {
 		last := tiles[len(tiles)-1]
 		if after := last.N<<8 + int64(last.W); after < p.t.tree.N {
 			p.from = after
+			next := p.tiles(held, after) // here: the plan is the caller's alone
 			p.wg.Go(func() {
-				ext, err := p.f.fetch(p.ctx, p.t, held, p.tiles(held, after))
+				ext, err := p.f.fetch(p.ctx, p.t, held, next)
 				p.next <- fetched{from: after, held: held, ext: ext, err: err}
 			})
 		}
@@ -442,13 +442,11 @@ func (p *prefetcher) chunk(held, from int64) (itlog.Extension, error) {
 // The plan is made once per held size: it lists every level-0 tile of
 // the rest of a catch-up (tens of milliseconds at sum.golang.org's size).
 func (p *prefetcher) tiles(held, from int64) []tlog.Tile {
-	p.mu.Lock()
 	if p.plannedFor != held {
 		_, p.leaves = itlog.StagingPlan(held, p.t.tree.N)
 		p.plannedFor = held
 	}
 	leaves := p.leaves
-	p.mu.Unlock()
 	// Leaves are consecutive level-0 tiles: find the first ending after from.
 	start, _ := slices.BinarySearchFunc(leaves, from+1, func(t tlog.Tile, end int64) int {
 		return cmp.Compare(t.N<<8+int64(t.W), end)
