@@ -2,8 +2,6 @@ package testlog_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,6 +15,7 @@ import (
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/testlog"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlog/storetest"
 )
 
 // newLog opens a log in memory signed by key holding records 0 to n-1:
@@ -29,14 +28,9 @@ func newLog(t *testing.T, key *itlog.Key, n int) *itlog.Log {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	h := func(s string) string {
-		sum := sha256.Sum256([]byte(s))
-		return "h1:" + base64.StdEncoding.EncodeToString(sum[:])
-	}
 	var recs []gosum.Record
 	for i := range n {
-		path := fmt.Sprintf("example.com/m%d", i)
-		recs = append(recs, gosum.Record{Path: path, Version: "v1.0.0", Hash: h(path), GoMod: h(path + "/go.mod")})
+		recs = append(recs, storetest.Record(i))
 	}
 	if _, err := l.Add(context.Background(), recs...); err != nil {
 		t.Fatal(err)
@@ -105,11 +99,7 @@ func (p partial) Lookup(ctx context.Context, m module.Version) (int64, error) {
 // record held that should not be, one missing, or a tile changed at a
 // width checked fail.
 func TestSameAs(t *testing.T) {
-	skey, _, err := itlog.GenerateKey("sum.example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := itlog.ParseKey(skey)
+	key := storetest.NewKey(t)
 	o, twin, longer := newLog(t, key, 300), newLog(t, key, 300), newLog(t, key, 301)
 	all := func(int64) bool { return true }
 	tile := func(w int) tlog.Tile { return tlog.Tile{H: 8, L: 0, N: 0, W: w} }

@@ -168,12 +168,15 @@ func openBuckets(tx *bbolt.Tx) (buckets, error) {
 		return b, ErrNoLog
 	}
 	if b.records == nil || b.index == nil || b.tiles == nil {
-		return b, errors.New("database is missing a bucket: not a sumd log, or damaged")
+		return b, errMissingBucket
 	}
 	// Records are appended with increasing keys: fill pages completely.
 	b.records.FillPercent = 1
 	return b, nil
 }
+
+// errMissingBucket is a file with sumd's metadata but not all its buckets.
+var errMissingBucket = errors.New("database is missing a bucket: not a sumd log, or damaged")
 
 // viewBucket runs f on one bucket of the log in a read transaction.
 // Opening only the bucket a read needs is a quarter of the bucket lookups
@@ -185,7 +188,7 @@ func (s *BoltStore) viewBucket(name []byte, f func(*bbolt.Bucket) error) error {
 			if tx.Bucket(bucketMeta) == nil {
 				return ErrNoLog
 			}
-			return errors.New("database is missing a bucket: not a sumd log, or damaged")
+			return errMissingBucket
 		}
 		return f(b)
 	})
