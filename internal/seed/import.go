@@ -43,7 +43,16 @@ type LogSink struct{ Log *tlog.Log }
 
 var _ Sink = LogSink{}
 
-func (s LogSink) Chunk() int { return tlog.MaxAddRecords }
+// logChunk is how many records a LogSink commits at once: a quarter of
+// tlog.MaxAddRecords. Fewer records per commit keep bbolt's nodes small
+// while it inserts (it splits them only at commit); measured with
+// BenchmarkImport and the CLI, 16,384 imports 100k shuffled records in
+// 0.95-1.1 s instead of 1.35-1.5 s at 65,536, and 1M in 7.4-7.8 s instead
+// of 9.4, with a third less memory. Smaller chunks (8,192, 4,096) were no
+// faster at 100k and slower at 1M.
+const logChunk = 1 << 14
+
+func (s LogSink) Chunk() int { return logChunk }
 
 func (s LogSink) Check(ctx context.Context, recs []gosum.Record) ([]Conflict, error) {
 	_, conflicts, err := s.Log.Check(ctx, recs)
