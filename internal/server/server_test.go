@@ -292,6 +292,23 @@ func TestInternalErrors(t *testing.T) {
 	}
 }
 
+// TestDataTileMalformed checks that a stored record that would not split
+// off a data tile again (empty, without its final newline, or holding a
+// blank line) is a 500, not a tile that misleads clients about which
+// records it holds.
+func TestDataTileMalformed(t *testing.T) {
+	for _, bad := range []string{"", "example.com/m1 v1.1.0 h1:x", "example.com/m1 v1.1.0 h1:x\n\nexample.com/m1 v1.1.0/go.mod h1:y\n"} {
+		f, _ := newFakeOps(t, 3)
+		f.records[1] = []byte(bad)
+		var logs bytes.Buffer
+		s := New(testName, f, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		w := get(s, "GET", "/tile/8/data/000.p/3")
+		if w.Code != 500 || !strings.Contains(logs.String(), "record 1 is malformed") {
+			t.Errorf("record %q: GET data tile = %d %q, log %q; want 500 and the record named", bad, w.Code, w.Body, logs.String())
+		}
+	}
+}
+
 func TestOneLine(t *testing.T) {
 	long := strings.Repeat("é", 400)
 	for in, want := range map[string]string{
