@@ -379,62 +379,104 @@ func (f *Follower) fetch(ctx context.Context, t target, from int64, tiles []tlog
 	return ext, g.Wait()
 }
 
-// A prefetcher fetches the chunks of level-0 tiles of a staging ahead, one
-// chunk in flight while the previous one commits.
+// A prefetcher fetches the chunks of level-0 tiles of a staging ahead, and
+// verifies them (tlog's PrepareStage), aheadChunks chunks in flight while
+// the one before them commits: one chunk fetched, one verified and one
+// committed at a time keep two cores busy.
 type prefetcher struct {
 	f          *Follower
 	t          target
 	ctx        context.Context
 	cancel     context.CancelFunc
-	next       chan fetched
-	from       int64       // the chunk being prefetched starts at this tree size; -1 if none
+	ahead      []*inflight // the chunks being prefetched, in order
 	plannedFor int64       // the held size leaves were planned for; -1 if none
 	leaves     []tlog.Tile // StagingPlan's leaves for plannedFor
 	wg         sync.WaitGroup
 }
 
-type fetched struct {
-	from int64 // the size the chunk starts at
-	held int64 // the held size it was fetched for
-	ext  itlog.Extension
-	err  error
+// aheadChunks is how many chunks a prefetcher fetches ahead of the one
+// committing. Each holds about 3 MiB of records at the default step.
+const aheadChunks = 2
+
+// An inflight chunk is being fetched, then prepared; done is closed when
+// ext and err are set.
+type inflight struct {
+	from, held int64 // the size it starts at, and the held size it is for
+	after      int64 // the size it ends at
+	done       chan struct{}
+	ext        itlog.Extension
+	err        error
 }
 
 func newPrefetcher(ctx context.Context, f *Follower, t target) *prefetcher {
 	ctx, cancel := context.WithCancel(ctx)
-	return &prefetcher{f: f, t: t, ctx: ctx, cancel: cancel, next: make(chan fetched, 1), from: -1, plannedFor: -1}
+	return &prefetcher{f: f, t: t, ctx: ctx, cancel: cancel, plannedFor: -1}
 }
 
 // chunk returns the chunk of level-0 tiles staged next, for a mirror
 // holding held with every tile staged up to size from: the one prefetched
-// if it is that one, else fetched now. Then it starts fetching the one
-// after.
+// if it is that one, else fetched now. Then it tops up the chunks fetched
+// ahead.
 func (p *prefetcher) chunk(held, from int64) (itlog.Extension, error) {
-	var got *fetched
-	if p.from >= 0 {
-		fc := <-p.next
-		p.from = -1
-		if fc.from == from && fc.held == held {
-			got = &fc
-		}
+	var got *inflight
+	if len(p.ahead) > 0 && p.ahead[0].from == from && p.ahead[0].held == held {
+		got, p.ahead = p.ahead[0], p.ahead[1:]
+		<-got.done
+	} else {
+		p.drop()
+		tiles := p.tiles(held, from)
+		got = &inflight{from: from, held: held, after: end(tiles, from)}
+		got.ext, got.err = p.f.fetch(p.ctx, p.t, held, tiles)
 	}
-	tiles := p.tiles(held, from)
-	if got == nil {
-		ext, err := p.f.fetch(p.ctx, p.t, held, tiles)
-		got = &fetched{from: from, held: held, ext: ext, err: err}
+	if got.err != nil {
+		p.drop()
+		return got.ext, got.err
 	}
-	if got.err == nil && len(tiles) > 0 {
-		last := tiles[len(tiles)-1]
-		if after := last.N<<8 + int64(last.W); after < p.t.tree.N {
-			p.from = after
-			next := p.tiles(held, after) // here: the plan is the caller's alone
-			p.wg.Go(func() {
-				ext, err := p.f.fetch(p.ctx, p.t, held, next)
-				p.next <- fetched{from: after, held: held, ext: ext, err: err}
-			})
+	next := got.after
+	if n := len(p.ahead); n > 0 {
+		next = p.ahead[n-1].after
+	}
+	for len(p.ahead) < aheadChunks && next < p.t.tree.N {
+		tiles := p.tiles(held, next) // here: the plan is the caller's alone
+		if len(tiles) == 0 {
+			break
 		}
+		c := &inflight{from: next, held: held, after: end(tiles, next), done: make(chan struct{})}
+		before := p.ahead
+		p.ahead = append(p.ahead, c)
+		p.wg.Go(func() {
+			defer close(c.done)
+			c.ext, c.err = p.f.fetch(p.ctx, p.t, held, tiles)
+			// Verified in order, after the chunks before it, while the
+			// one before commits.
+			for _, b := range before {
+				<-b.done
+			}
+			if c.err == nil {
+				c.ext = p.f.log.PrepareStage(p.ctx, c.ext)
+			}
+		})
+		next = c.after
 	}
 	return got.ext, got.err
+}
+
+// end is the tree size a chunk of level-0 tiles ends at (from if none).
+func end(tiles []tlog.Tile, from int64) int64 {
+	if len(tiles) == 0 {
+		return from
+	}
+	last := tiles[len(tiles)-1]
+	return last.N<<8 + int64(last.W)
+}
+
+// drop forgets the chunks fetched ahead (they are for another plan), once
+// their fetches end.
+func (p *prefetcher) drop() {
+	for _, c := range p.ahead {
+		<-c.done
+	}
+	p.ahead = nil
 }
 
 // tiles returns the chunk of level-0 tiles to stage after size from, for
@@ -459,10 +501,8 @@ func (p *prefetcher) tiles(held, from int64) []tlog.Tile {
 
 func (p *prefetcher) stop() {
 	p.cancel()
-	if p.from >= 0 {
-		<-p.next
-	}
 	p.wg.Wait()
+	p.ahead = nil
 }
 
 // lock and unlock serialize the steps of rounds and forwarded lookups.

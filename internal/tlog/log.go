@@ -160,8 +160,12 @@ type Log struct {
 	shared    *shared // nil unless the store is a SharedStore
 	refreshes refreshes
 
+	// Written by the sequencer only.
+	commits atomic.Uint64 // store commits of tiles, records and index it made (for PrepareStage)
+
 	// Owned by the sequencer goroutine after Open returns.
-	edge map[TileID][]byte // partial tiles of the published tree, cut to its width
+	edge       map[TileID][]byte // partial tiles of the published tree, cut to its width
+	lastStages []stagedKeys      // what its last Stage commits indexed (maxPrepared)
 }
 
 var _ sumdb.ServerOps = (*Log)(nil)

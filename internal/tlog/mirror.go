@@ -30,6 +30,8 @@ type Extension struct {
 	// (for a partial mirror) older ones it did not hold. Others it holds
 	// already are ignored.
 	Records map[int64][]byte
+
+	prep *prepared // Stage's verification, made ahead by PrepareStage
 }
 
 // ErrUnverified marks extension data that does not verify: a head not
@@ -154,7 +156,7 @@ func (l *Log) verifyExtension(ctx context.Context, held *Head, target tlog.Tree,
 	if err != nil {
 		return nil, err
 	}
-	return l.checkExtensionRecords(ctx, target, hashes, ext.Records)
+	return l.checkExtensionRecords(ctx, held.Tree.N, target, hashes, ext.Tiles, ext.Records)
 }
 
 // errTileMissing marks a tile an extension needs that is neither given
@@ -237,9 +239,11 @@ func unverified(err error) error {
 }
 
 // checkExtensionRecords checks each record against its leaf hash in the
-// target tree, and returns those the mirror does not hold yet, indexed
-// under the smallest id of their module version.
-func (l *Log) checkExtensionRecords(ctx context.Context, target tlog.Tree, hashes tlog.HashReader, texts map[int64][]byte) ([]StoredRecord, error) {
+// target tree, and returns those the mirror holding a tree of size held
+// does not hold yet, indexed under the smallest id of their module
+// version. The leaf hashes come from the given level-0 tiles, which the
+// caller authenticated whole, or else through hashes.
+func (l *Log) checkExtensionRecords(ctx context.Context, held int64, target tlog.Tree, hashes tlog.HashReader, given map[tlog.Tile][]byte, texts map[int64][]byte) ([]StoredRecord, error) {
 	ids := slices.Sorted(maps.Keys(texts))
 	if len(ids) == 0 {
 		return nil, nil
@@ -247,18 +251,13 @@ func (l *Log) checkExtensionRecords(ctx context.Context, target tlog.Tree, hashe
 	if ids[0] < 0 || ids[len(ids)-1] >= target.N {
 		return nil, fmt.Errorf("%w: records %d to %d are not all in the tree of size %d", ErrUnverified, ids[0], ids[len(ids)-1], target.N)
 	}
-	indexes := make([]int64, len(ids))
-	for i, id := range ids {
-		indexes[i] = tlog.StoredHashIndex(0, id)
-	}
-	leaves, err := hashes.ReadHashes(indexes)
+	leaves, err := leafHashes(ids, target.N, hashes, given)
 	if err != nil {
 		return nil, unverified(err)
 	}
 	// Only records of the held tree may be stored already (a partial
 	// mirror adding old ones); a record beyond it that an earlier Stage
 	// stored is verified and written again, identical.
-	held := l.pub.Load().Tree.N
 	old := ids[:sort.Search(len(ids), func(i int) bool { return ids[i] >= held })]
 	stored, err := l.store.ReadRecords(ctx, old)
 	if err != nil {
@@ -278,6 +277,42 @@ func (l *Log) checkExtensionRecords(ctx context.Context, target tlog.Tree, hashe
 		}
 	}
 	return recs, l.indexFirst(ctx, recs)
+}
+
+// leafHashes returns the leaf hashes of records ids (ascending) in the tree
+// of size n: from the given level-0 tile holding each, if there is one,
+// else read through hashes, which authenticates what it reads.
+func leafHashes(ids []int64, n int64, hashes tlog.HashReader, given map[tlog.Tile][]byte) ([]tlog.Hash, error) {
+	leaves := make([]tlog.Hash, len(ids))
+	var rest []int // indexes into ids of the leaves to read
+	tile, data := tlog.Tile{N: -1}, []byte(nil)
+	for i, id := range ids {
+		if id>>tileHeight != tile.N {
+			tile = tlog.Tile{H: tileHeight, L: 0, N: id >> tileHeight}
+			tile.W = tileWidth(TileID{0, tile.N}, n)
+			data = given[tile]
+		}
+		if off := int(id-tile.N<<tileHeight) * tlog.HashSize; off+tlog.HashSize <= len(data) {
+			leaves[i] = tlog.Hash(data[off:])
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	if len(rest) == 0 {
+		return leaves, nil
+	}
+	indexes := make([]int64, len(rest))
+	for j, i := range rest {
+		indexes[j] = tlog.StoredHashIndex(0, ids[i])
+	}
+	read, err := hashes.ReadHashes(indexes)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range rest {
+		leaves[i] = read[j]
+	}
+	return leaves, nil
 }
 
 // indexFirst clears the Key of every record whose module version is

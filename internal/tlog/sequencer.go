@@ -249,7 +249,7 @@ var errRetry = errors.New("head moved; stage again")
 // head moved (catch up, then errRetry), or ambiguous (the log stops).
 func (l *Log) write(ctx context.Context, b *Batch) error {
 	start := time.Now()
-	err := l.store.Commit(ctx, b)
+	err := l.commitStore(ctx, b)
 	if errors.Is(err, ErrHeadMoved) { // it wraps ErrNotPersisted: sorted first
 		return l.catchUpRetry(ctx, "the store refused the commit as on a moved head")
 	}
@@ -261,6 +261,13 @@ func (l *Log) write(ctx context.Context, b *Batch) error {
 	l.committed(b)
 	l.confirm(start)
 	return nil
+}
+
+// commitStore commits b to the store and counts the commit, whatever its
+// outcome, for PrepareStage.
+func (l *Log) commitStore(ctx context.Context, b *Batch) error {
+	defer l.commits.Add(1)
+	return l.store.Commit(ctx, b)
 }
 
 // committed updates the sequencer's state after b was committed.

@@ -157,6 +157,9 @@ func (l *Log) stagedSize(ctx context.Context, held, target int64) (int64, error)
 // must include its ancestors and the tree's right edge. It fails with a
 // *PendingError while the staging of another head is unfinished, and if the
 // store keeps no auxiliary state.
+//
+// The verification runs in the caller's goroutine (PrepareStage, unless
+// ext comes from it), the commit in the sequencer's.
 func (l *Log) Stage(ctx context.Context, ext Extension) error {
 	if l.origin == nil {
 		return errors.New("only a mirror (opened with verifier keys) stages extensions")
@@ -165,8 +168,11 @@ func (l *Log) Stage(ctx context.Context, ext Extension) error {
 	if !ok {
 		return fmt.Errorf("cannot stage: %w; extend in one step", errNoAux)
 	}
+	if ext.prep == nil && l.shared == nil {
+		ext = l.PrepareStage(ctx, ext)
+	}
 	return l.control(ctx, func(ctx context.Context) error {
-		b, first, err := l.stageAhead(ctx, ext)
+		b, first, keys, err := l.stageReady(ctx, ext)
 		if err != nil || b == nil {
 			return err
 		}
@@ -177,14 +183,135 @@ func (l *Log) Stage(ctx context.Context, ext Extension) error {
 		}
 		// The head stays: nothing is published, and reads ignore the
 		// staged data until Extend publishes the head it belongs to.
-		return l.writeFailure(l.store.Commit(ctx, b), "store staged tiles and records")
+		if err := l.writeFailure(l.commitStore(ctx, b), "store staged tiles and records"); err != nil {
+			return err
+		}
+		l.lastStages = append(l.lastStages, stagedKeys{commits: l.commits.Load(), keys: keys})
+		if len(l.lastStages) > maxPrepared {
+			l.lastStages = slices.Delete(l.lastStages, 0, 1)
+		}
+		return nil
 	})
 }
 
-// stageAhead verifies a Stage call and returns the batch storing it, and
-// whether it starts the staging of its head.
-func (l *Log) stageAhead(ctx context.Context, ext Extension) (*Batch, bool, error) {
-	held := l.pub.Load()
+// A prepared is a Stage call's verification, made by PrepareStage outside
+// the sequencer, against the held head and the store as they were then.
+type prepared struct {
+	held    *Head
+	commits uint64           // l.commits when it began
+	batch   *Batch           // what to commit; nil if nothing, or with err
+	first   bool             // it starts the staging of its head
+	keys    map[string]int64 // the keys batch indexes, and their ids
+	err     error
+}
+
+// maxPrepared is how many commits may come between PrepareStage and Stage
+// with the prepared verification still of use: so many Stage commits.
+const maxPrepared = 4
+
+// stagedKeys are the keys one of the sequencer's Stage commits indexed.
+type stagedKeys struct {
+	commits uint64 // l.commits just after it
+	keys    map[string]int64
+}
+
+// PrepareStage returns ext carrying the verification Stage makes, made now
+// in the caller's goroutine, so that a follower can verify the next part of
+// a staging while the sequencer commits the ones before (two cores busy,
+// not one). Stage then commits ext without verifying it again if the log
+// has committed nothing in between but up to maxPrepared Stage calls (whose
+// keys it knows: they only decide where a module version staged twice is
+// indexed), and verifies it again, in the sequencer, otherwise: a prepared
+// Extension is trusted no more than another, and its errors are those of
+// that second verification. ext must not be changed afterwards. On a
+// shared store, which other processes change, it returns ext as it is:
+// Stage verifies in the sequencer there.
+func (l *Log) PrepareStage(ctx context.Context, ext Extension) Extension {
+	if l.shared != nil {
+		return ext
+	}
+	p := &prepared{commits: l.commits.Load(), held: l.pub.Load()}
+	ext.prep = nil
+	p.batch, p.first, p.err = l.stageAhead(ctx, p.held, ext)
+	if p.batch != nil {
+		p.keys = indexedKeys(p.batch.Records)
+	}
+	ext.prep = p
+	return ext
+}
+
+// stageReady returns, in the sequencer, the batch of a Stage call, whether
+// it starts the staging of its head, and the keys it indexes: prepared, if
+// that still holds (see PrepareStage), else verified now.
+func (l *Log) stageReady(ctx context.Context, ext Extension) (*Batch, bool, map[string]int64, error) {
+	p := ext.prep
+	if p == nil || p.err != nil || !l.stillHolds(p) {
+		b, first, err := l.stageAhead(ctx, l.pub.Load(), ext)
+		if err != nil || b == nil {
+			return nil, false, nil, err
+		}
+		return b, first, indexedKeys(b.Records), nil
+	}
+	// The staging may have begun, or ended, since.
+	target, err := l.openExtension(ext)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	pending, err := l.checkPending(ctx, p.held, ext, target)
+	if err != nil || p.batch == nil {
+		return nil, false, nil, err
+	}
+	return p.batch, pending == nil, p.keys, nil
+}
+
+// stillHolds reports whether prepared p may be committed as it is: the
+// held head is the one it was verified against and the store has not
+// changed since, but for the sequencer's last Stage commits, whose keys
+// p's batch then stops indexing wherever one of them indexed them under a
+// smaller id (the only thing a Stage commit changes that a verification
+// reads: the tiles it reads are given, held or in the skeleton).
+func (l *Log) stillHolds(p *prepared) bool {
+	if l.pub.Load() != p.held {
+		return false
+	}
+	since := l.commits.Load() - p.commits
+	if since == 0 {
+		return true
+	}
+	if p.batch == nil || since > uint64(len(l.lastStages)) {
+		return false
+	}
+	stages := l.lastStages[len(l.lastStages)-int(since):]
+	if stages[0].commits != p.commits+1 || stages[len(stages)-1].commits != l.commits.Load() ||
+		uint64(len(stages)) != since {
+		return false
+	}
+	for _, st := range stages {
+		for i := range p.batch.Records {
+			r := &p.batch.Records[i]
+			if id, ok := st.keys[r.Key]; ok && r.Key != "" && id < r.ID {
+				delete(p.keys, r.Key)
+				r.Key = ""
+			}
+		}
+	}
+	return true
+}
+
+// indexedKeys maps the keys recs index to their ids.
+func indexedKeys(recs []StoredRecord) map[string]int64 {
+	keys := make(map[string]int64, len(recs))
+	for _, r := range recs {
+		if r.Key != "" {
+			keys[r.Key] = r.ID
+		}
+	}
+	return keys
+}
+
+// stageAhead verifies a Stage call against the held head and returns the
+// batch storing it, and whether it starts the staging of its head.
+func (l *Log) stageAhead(ctx context.Context, held *Head, ext Extension) (*Batch, bool, error) {
 	target, err := l.openExtension(ext)
 	if err != nil {
 		return nil, false, err
