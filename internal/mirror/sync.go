@@ -429,8 +429,7 @@ func (p *prefetcher) chunk(held, from int64) (itlog.Extension, error) {
 		got.ext, got.err = p.f.fetch(p.ctx, p.t, held, tiles)
 	}
 	if got.err != nil {
-		p.drop()
-		return got.ext, got.err
+		return got.ext, got.err // the caller stops (stop) or asks for another chunk (drop)
 	}
 	next := got.after
 	if n := len(p.ahead); n > 0 {

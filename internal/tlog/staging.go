@@ -200,7 +200,7 @@ type prepared struct {
 	held    *Head
 	commits uint64           // l.commits when it began
 	batch   *Batch           // what to commit; nil if nothing, or with err
-	first   bool             // it starts the staging of its head
+	target  tlog.Tree        // ext.Head's tree
 	keys    map[string]int64 // the keys batch indexes, and their ids
 	err     error
 }
@@ -232,7 +232,10 @@ func (l *Log) PrepareStage(ctx context.Context, ext Extension) Extension {
 	}
 	p := &prepared{commits: l.commits.Load(), held: l.pub.Load()}
 	ext.prep = nil
-	p.batch, p.first, p.err = l.stageAhead(ctx, p.held, ext)
+	p.batch, _, p.err = l.stageAhead(ctx, p.held, ext)
+	if p.err == nil {
+		p.target, p.err = l.openExtension(ext) // verified just now: for stageReady
+	}
 	if p.batch != nil {
 		p.keys = indexedKeys(p.batch.Records)
 	}
@@ -253,11 +256,7 @@ func (l *Log) stageReady(ctx context.Context, ext Extension) (*Batch, bool, map[
 		return b, first, indexedKeys(b.Records), nil
 	}
 	// The staging may have begun, or ended, since.
-	target, err := l.openExtension(ext)
-	if err != nil {
-		return nil, false, nil, err
-	}
-	pending, err := l.checkPending(ctx, p.held, ext, target)
+	pending, err := l.checkPending(ctx, p.held, ext, p.target)
 	if err != nil || p.batch == nil {
 		return nil, false, nil, err
 	}
@@ -282,14 +281,13 @@ func (l *Log) stillHolds(p *prepared) bool {
 		return false
 	}
 	stages := l.lastStages[len(l.lastStages)-int(since):]
-	if stages[0].commits != p.commits+1 || stages[len(stages)-1].commits != l.commits.Load() ||
-		uint64(len(stages)) != since {
+	if stages[0].commits != p.commits+1 || stages[len(stages)-1].commits != l.commits.Load() {
 		return false
 	}
 	for _, st := range stages {
 		for i := range p.batch.Records {
 			r := &p.batch.Records[i]
-			if id, ok := st.keys[r.Key]; ok && r.Key != "" && id < r.ID {
+			if id, ok := st.keys[r.Key]; ok && id < r.ID { // keys holds no ""
 				delete(p.keys, r.Key)
 				r.Key = ""
 			}
