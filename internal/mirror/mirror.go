@@ -57,7 +57,7 @@ import (
 // steps pay a fixed cost per commit (the staged head's checks, an fsync),
 // larger ones make bbolt's transaction slower per record (its nodes split
 // only at commit). At 16,384 a step holds about 3 MiB of records and
-// 0.5 MiB of tiles in memory; two are in flight (one fetched ahead).
+// 0.5 MiB of tiles in memory; three are in flight (two fetched ahead).
 const DefaultStep = 1 << 14
 
 // Config is what a mirror's database remembers about where it comes from,
