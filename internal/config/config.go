@@ -121,7 +121,7 @@ type Upstream struct {
 type Add struct {
 	Database
 	Log
-	Gosum    string `flag:"gosum" arg:"FILE|DIR" help:"go.sum file, or directory walked for go.sum files, whose module versions to add, instead of MODULE@VERSION DIR|ZIP; more files and directories may follow the flags. Any size and order: the lines are sorted through -tmp-dir, every version is checked against the log before any is added, and the records are committed in chunks of 16,384, so a run cut short adds the rest when run again"`
+	Gosum    string `flag:"gosum" arg:"FILE|DIR" help:"go.sum file, or directory walked for go.sum files, whose module versions to add, instead of MODULE@VERSION DIR|ZIP; more files and directories may follow the flags. Any size and order: the lines are sorted through -tmp-dir, every version is checked against the log before any is added, and the records are committed in chunks of 16,384 (65,536 once the log holds 1M records), so a run cut short adds the rest when run again"`
 	ProxyDir string `flag:"proxy-dir" arg:"DIR" help:"with MODULE@VERSION DIR|ZIP: once the version is recorded, also publish it in the GOPROXY file tree DIR (.info, .mod, .zip and list), which the go command reads with GOPROXY=file:///abs/DIR and any web server can serve"`
 	Strict   bool   `flag:"strict" help:"with -gosum: add nothing if any version has only one of its two go.sum lines, instead of adding the complete ones and listing the others"`
 	TmpDir   string `flag:"tmp-dir" arg:"DIR" help:"with -gosum: directory for the go.sum lines being sorted (about 80 bytes a line; created 0700, and what a crash left there is removed); default: the database file's name plus .tmp, or with -server or a PostgreSQL database a new directory under $TMPDIR, removed at the end"`
