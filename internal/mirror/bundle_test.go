@@ -221,3 +221,40 @@ func flip(b []byte) []byte {
 	b[len(b)/2] ^= 1
 	return b
 }
+
+// TestImportResumes interrupts an import in steps after a few of them
+// (their commits overlap the reading of the next); importing the same
+// bundle again finishes the staging and publishes the head.
+func TestImportResumes(t *testing.T) {
+	o := newOrigin(t, 3000)
+	a, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, a, nil).Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	bundle := export(t, a, 0)
+	vs, err := sumdbclient.ParseVerifiers(o.key.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(bundle)), nil }
+	b, _ := newMirror(t, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err = Import(ctx, b, vs, open, ImportOptions{Step: 256, Logger: quiet, Progress: func(done, total int64) {
+		if done >= 1024 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted import: %v, want context.Canceled", err)
+	}
+	st, err := b.Staged(context.Background())
+	if err != nil || st == nil || st.Size >= 3000 || b.Published().Tree.N != 0 {
+		t.Fatalf("after the interrupted import: staged %+v, %v, published %d; want a staging part way", st, err, b.Published().Tree.N)
+	}
+	res, err := Import(context.Background(), b, vs, open, ImportOptions{Step: 256, Logger: quiet})
+	if err != nil || res.To.N != 3000 {
+		t.Fatalf("resumed import: %+v, %v", res, err)
+	}
+	sameAs(t, b, o.log, all)
+}

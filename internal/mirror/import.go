@@ -68,6 +68,7 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open f
 	st.Records = c.nrecords
 	s := &bundleStore{ctx: ctx, l: l, opts: opts, held: held, kept: c.kept, st: st}
 	if _, err := walk(open, vs, s); err != nil {
+		s.wait() // the Stage in flight ends before Import returns
 		return st, err
 	}
 	if err := s.finish(); err != nil {
@@ -275,6 +276,17 @@ type bundleStore struct {
 	ext    itlog.Extension    // being gathered
 	leaves int                // level-0 tiles in ext
 	skip   bool               // the records of the current tile are stored
+
+	// The Stage committing while the next part is read and verified
+	// (PrepareStage), or nil; it sends its error and the size it stages
+	// up to.
+	inflight chan staged
+}
+
+// staged is the outcome of one Stage of an import.
+type staged struct {
+	size int64 // every level-0 tile is staged up to this size, if err is nil
+	err  error
 }
 
 func (s *bundleStore) header(h BundleHeader, head []byte, tree tlog.Tree) error {
@@ -359,24 +371,62 @@ func (s *bundleStore) records(n int64, recs map[int64][]byte, ids []int64) error
 }
 
 // stage stages what was gathered: the skeleton first, then level-0 tiles.
+// The skeleton is committed before anything else is read, since the tiles
+// after it are verified through it; each later part is verified here, in
+// the reading goroutine, while the part before commits, then committed in
+// the background (one at a time, in order).
 func (s *bundleStore) stage() error {
-	if err := s.l.Stage(s.ctx, s.ext); err != nil {
-		return err
-	}
-	s.st.Commits++
-	if s.staged < 0 {
-		s.staged = s.held.Tree.N
+	size := s.staged
+	if size < 0 {
+		size = s.held.Tree.N
 	}
 	for t := range s.ext.Tiles {
 		if t.L == 0 && !s.skel[t] {
-			s.staged = max(s.staged, t.N<<8+int64(t.W))
+			size = max(size, t.N<<8+int64(t.W))
 		}
 	}
-	if s.opts.Progress != nil {
-		s.opts.Progress(s.staged-s.held.Tree.N, s.tree.N-s.held.Tree.N)
+	if s.staged < 0 {
+		if err := s.l.Stage(s.ctx, s.ext); err != nil {
+			return err
+		}
+		s.done(size)
+		s.reset()
+		return nil
 	}
+	ext := s.l.PrepareStage(s.ctx, s.ext)
 	s.reset()
+	if err := s.wait(); err != nil {
+		return err
+	}
+	s.staged = size // what Staged will say once this commit is done
+	s.inflight = make(chan staged, 1)
+	go func() {
+		s.inflight <- staged{size, s.l.Stage(s.ctx, ext)}
+	}()
 	return nil
+}
+
+// wait waits for the Stage in flight, if any.
+func (s *bundleStore) wait() error {
+	if s.inflight == nil {
+		return nil
+	}
+	st := <-s.inflight
+	s.inflight = nil
+	if st.err != nil {
+		return st.err
+	}
+	s.done(st.size)
+	return nil
+}
+
+// done counts a Stage that staged every level-0 tile up to size.
+func (s *bundleStore) done(size int64) {
+	s.st.Commits++
+	s.staged = max(s.staged, size)
+	if s.opts.Progress != nil {
+		s.opts.Progress(size-s.held.Tree.N, s.tree.N-s.held.Tree.N)
+	}
 }
 
 // finish stores what is left and publishes the head.
@@ -388,6 +438,9 @@ func (s *bundleStore) finish() error {
 		if err := s.stage(); err != nil {
 			return err
 		}
+	}
+	if err := s.wait(); err != nil {
+		return err
 	}
 	if err := s.l.Extend(s.ctx, s.ext); err != nil {
 		return err
