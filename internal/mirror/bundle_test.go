@@ -249,12 +249,13 @@ func TestImportResumes(t *testing.T) {
 		t.Fatalf("interrupted import: %v, want context.Canceled", err)
 	}
 	st, err := b.Staged(context.Background())
-	if err != nil || st == nil || st.Size >= 3000 || b.Published().Tree.N != 0 {
+	if err != nil || st == nil || st.Size < 1024 || st.Size >= 3000 || b.Published().Tree.N != 0 {
 		t.Fatalf("after the interrupted import: staged %+v, %v, published %d; want a staging part way", st, err, b.Published().Tree.N)
 	}
+	// From empty: the skeleton, ten one-tile parts and the Extend.
 	res, err := Import(context.Background(), b, vs, open, ImportOptions{Step: 256, Logger: quiet})
-	if err != nil || res.To.N != 3000 {
-		t.Fatalf("resumed import: %+v, %v", res, err)
+	if err != nil || res.To.N != 3000 || res.Commits > 8 {
+		t.Fatalf("resumed import: %+v, %v; want it to store from %d on, in at most 8 commits", res, err, st.Size)
 	}
 	sameAs(t, b, o.log, all)
 }

@@ -68,8 +68,7 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open f
 	st.Records = c.nrecords
 	s := &bundleStore{ctx: ctx, l: l, opts: opts, held: held, kept: c.kept, st: st}
 	if _, err := walk(open, vs, s); err != nil {
-		s.wait() // the Stage in flight ends before Import returns
-		return st, err
+		return st, errors.Join(err, s.wait()) // the Stage in flight ends before Import returns
 	}
 	if err := s.finish(); err != nil {
 		return st, err
@@ -376,6 +375,9 @@ func (s *bundleStore) records(n int64, recs map[int64][]byte, ids []int64) error
 // the reading goroutine, while the part before commits, then committed in
 // the background (one at a time, in order).
 func (s *bundleStore) stage() error {
+	if err := s.ctx.Err(); err != nil {
+		return errors.Join(err, s.wait())
+	}
 	size := s.staged
 	if size < 0 {
 		size = s.held.Tree.N
@@ -399,9 +401,11 @@ func (s *bundleStore) stage() error {
 		return err
 	}
 	s.staged = size // what Staged will say once this commit is done
-	s.inflight = make(chan staged, 1)
+	ch := make(chan staged, 1)
+	s.inflight = ch
 	go func() {
-		s.inflight <- staged{size, s.l.Stage(s.ctx, ext)}
+		// Canceled, it either commits before Stage returns or never.
+		ch <- staged{size, s.l.Stage(s.ctx, ext)}
 	}()
 	return nil
 }

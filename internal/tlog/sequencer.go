@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -51,7 +52,16 @@ type request struct {
 	ids    []int64                         // set by the sequencer
 	err    error                           // set by the sequencer
 	done   chan struct{}                   // closed by the sequencer when ids or err is final
+	state  atomic.Int32                    // a control operation's: queued, running or withdrawn
 }
+
+// The states of a control operation: the caller withdraws it if its
+// context ends while it is queued, and the sequencer then skips it.
+const (
+	queued int32 = iota
+	running
+	withdrawn
+)
 
 // newRequest returns the request to add recs, with what the sequencer
 // needs of each record computed by the caller: the one sequencer does
@@ -120,7 +130,10 @@ func (l *Log) enqueue(req *request) error {
 }
 
 // control runs f in the sequencer, after the requests queued before it,
-// and waits for it.
+// and waits for it. If ctx ends while f waits in the queue, f never runs
+// and control returns ctx.Err(); once f has started, control waits for it
+// and returns what it returned. So a write made by f is either done when
+// control returns, or never.
 func (l *Log) control(ctx context.Context, f func(ctx context.Context) error) error {
 	req := &request{ctrl: f, done: make(chan struct{})}
 	if err := l.enqueue(req); err != nil {
@@ -130,7 +143,11 @@ func (l *Log) control(ctx context.Context, f func(ctx context.Context) error) er
 	case <-req.done:
 		return req.err
 	case <-ctx.Done():
-		return ctx.Err()
+		if req.state.CompareAndSwap(queued, withdrawn) {
+			return ctx.Err()
+		}
+		<-req.done
+		return req.err
 	}
 }
 
@@ -184,6 +201,10 @@ func (l *Log) sequence() {
 }
 
 func (l *Log) runControl(r *request) {
+	if !r.state.CompareAndSwap(queued, running) {
+		close(r.done) // withdrawn
+		return
+	}
 	if r.err = l.fatalErr(); r.err == nil {
 		r.err = r.ctrl(context.Background())
 	}
