@@ -363,17 +363,70 @@ func walkBundle(r io.Reader, open func([]byte) (tlog.Tree, error), v bundleVisit
 			}
 		}
 	}
-	for _, t := range leaves {
-		data, err := br.read(t.Path(), sumdbclient.MaxHashTile, int64(t.W*tlog.HashSize))
-		if err != nil {
+	// The level-0 tiles are read and their records parsed in one goroutine
+	// and visited in this one, in order: parsing is about as long as
+	// verifying. The first error in the bundle's order is the answer.
+	items := make(chan leafEntry, 16)
+	stop := make(chan struct{})
+	defer close(stop)
+	go readLeaves(br, leaves, h.From, items, stop)
+	for it := range items {
+		if it.err != nil {
+			return h, it.err
+		}
+		if err := v.leaf(it.t, it.data); err != nil {
 			return h, err
 		}
-		if err := v.leaf(t, data); err != nil {
-			return h, err
-		}
-		if err := recordsOf(t.N); err != nil {
-			return h, err
+		if it.recs != nil {
+			if err := v.records(it.t.N, it.recs, it.ids); err != nil {
+				return h, err
+			}
 		}
 	}
-	return h, br.end()
+	return h, nil
+}
+
+// A leafEntry is a level-0 tile of a bundle with its records, parsed; or
+// the error that ends the bundle's reading.
+type leafEntry struct {
+	t    tlog.Tile
+	data []byte
+	recs map[int64][]byte // nil if the bundle holds none of the tile's
+	ids  []int64
+	err  error
+}
+
+// readLeaves reads the bundle's level-0 tiles and their records, after
+// the skeleton, and sends them in order to items, then the end of the
+// bundle's check; it stops at the first error, which it sends, or when
+// stop is closed. It closes items.
+func readLeaves(br *bundleReader, leaves []tlog.Tile, from int64, items chan<- leafEntry, stop <-chan struct{}) {
+	defer close(items)
+	send := func(it leafEntry) bool {
+		select {
+		case items <- it:
+			return it.err == nil
+		case <-stop:
+			return false
+		}
+	}
+	for _, t := range leaves {
+		it := leafEntry{t: t}
+		if it.data, it.err = br.read(t.Path(), sumdbclient.MaxHashTile, int64(t.W*tlog.HashSize)); it.err == nil {
+			var data []byte
+			data, it.err = br.optional(recordsEntry(t.N), maxRecords)
+			if it.err == nil && data != nil {
+				it.recs, it.ids, it.err = parseRecords(data, t.N, from)
+				if it.err != nil {
+					it.err = fmt.Errorf("bundle entry %s: %w", recordsEntry(t.N), it.err)
+				}
+			}
+		}
+		if !send(it) {
+			return
+		}
+	}
+	if err := br.end(); err != nil {
+		send(leafEntry{err: err})
+	}
 }
