@@ -366,16 +366,22 @@ func walkBundle(r io.Reader, open func([]byte) (tlog.Tree, error), v bundleVisit
 	// The level-0 tiles are read and their records parsed in one goroutine
 	// and visited in this one, in order: parsing is about as long as
 	// verifying. The first error in the bundle's order is the answer.
-	items := make(chan leafEntry, 16)
+	items := make(chan leafEntry, 4)
 	stop := make(chan struct{})
-	defer close(stop)
+	defer func() {
+		close(stop)
+		for range items { // r is read no more once walkBundle returns
+		}
+	}()
 	go readLeaves(br, leaves, h.From, items, stop)
 	for it := range items {
+		if it.data != nil { // the tile comes before its records in the bundle
+			if err := v.leaf(it.t, it.data); err != nil {
+				return h, err
+			}
+		}
 		if it.err != nil {
 			return h, it.err
-		}
-		if err := v.leaf(it.t, it.data); err != nil {
-			return h, err
 		}
 		if it.recs != nil {
 			if err := v.records(it.t.N, it.recs, it.ids); err != nil {

@@ -140,6 +140,16 @@ func TestBundleRefused(t *testing.T) {
 			e[i].data[7] ^= 1
 			return e
 		}), "tile tile/8/0/002 does not hash to its signed head"},
+		{"tampered tile, then a broken records entry", rewrite(t, entries, func(e []entry) []entry {
+			// Tile 3 is read past the skeleton, with its records, by
+			// walkBundle's reading goroutine: the tile's error, first in
+			// the bundle, is the one named.
+			i := slices.IndexFunc(e, func(x entry) bool { return x.name == "tile/8/0/003" })
+			e[i].data[7] ^= 1
+			j := slices.IndexFunc(e, func(x entry) bool { return x.name == "records/3" })
+			e[j].data = []byte("not records")
+			return e
+		}), "tile tile/8/0/003 does not hash to its signed head"},
 		{"tampered record", rewrite(t, entries, func(e []entry) []entry {
 			i := slices.IndexFunc(e, func(x entry) bool { return strings.HasPrefix(x.name, "records/") })
 			h := bytes.Index(e[i].data, []byte("h1:")) + 3
