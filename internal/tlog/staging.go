@@ -232,9 +232,8 @@ func (l *Log) PrepareStage(ctx context.Context, ext Extension) Extension {
 	}
 	p := &prepared{commits: l.commits.Load(), held: l.pub.Load()}
 	ext.prep = nil
-	p.batch, _, p.err = l.stageAhead(ctx, p.held, ext)
-	if p.err == nil {
-		p.target, p.err = l.openExtension(ext) // verified just now: for stageReady
+	if p.target, p.err = l.openExtension(ext); p.err == nil {
+		p.batch, _, p.err = l.stageAhead(ctx, p.held, ext, p.target)
 	}
 	if p.batch != nil {
 		p.keys = indexedKeys(p.batch.Records)
@@ -249,7 +248,11 @@ func (l *Log) PrepareStage(ctx context.Context, ext Extension) Extension {
 func (l *Log) stageReady(ctx context.Context, ext Extension) (*Batch, bool, map[string]int64, error) {
 	p := ext.prep
 	if p == nil || p.err != nil || !l.stillHolds(p) {
-		b, first, err := l.stageAhead(ctx, l.pub.Load(), ext)
+		target, err := l.openExtension(ext)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		b, first, err := l.stageAhead(ctx, l.pub.Load(), ext, target)
 		if err != nil || b == nil {
 			return nil, false, nil, err
 		}
@@ -307,13 +310,10 @@ func indexedKeys(recs []StoredRecord) map[string]int64 {
 	return keys
 }
 
-// stageAhead verifies a Stage call against the held head and returns the
-// batch storing it, and whether it starts the staging of its head.
-func (l *Log) stageAhead(ctx context.Context, held *Head, ext Extension) (*Batch, bool, error) {
-	target, err := l.openExtension(ext)
-	if err != nil {
-		return nil, false, err
-	}
+// stageAhead verifies a Stage call, whose head openExtension verified and
+// found of tree target, against the held head and returns the batch
+// storing it, and whether it starts the staging of its head.
+func (l *Log) stageAhead(ctx context.Context, held *Head, ext Extension, target tlog.Tree) (*Batch, bool, error) {
 	p, err := l.checkPending(ctx, held, ext, target)
 	if err != nil {
 		return nil, false, err
