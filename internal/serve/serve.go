@@ -290,6 +290,9 @@ func listen(cfg Config, addr, flag string, h http.Handler) (*listener, error) {
 	if err != nil {
 		return nil, withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with "+flag+" HOST:PORT")
 	}
+	if cfg.TLS == nil {
+		ln = coalescingListener{Listener: ln, timeout: cfg.RequestTimeout}
+	}
 	return &listener{
 		ln:  ln,
 		url: publicURL(ln.Addr(), cfg.TLS != nil),

@@ -1,0 +1,162 @@
+package serve
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// coalesceServer serves /N with N bytes of a pattern, with a
+// Content-Length as sumd's answers have, through a coalescingListener. It
+// returns the address and a function giving the server side of the one
+// connection the test makes.
+func coalesceServer(t *testing.T) (string, func() *coalescingConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conn *coalescingConn
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n, err := strconv.Atoi(r.URL.Path[1:])
+			if err != nil {
+				http.Error(w, "bad size", http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(n))
+			w.Write(pattern(n))
+		}),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				mu.Lock()
+				conn = c.(*coalescingConn)
+				mu.Unlock()
+			}
+		},
+		WriteTimeout: time.Minute,
+	}
+	go srv.Serve(coalescingListener{Listener: ln, timeout: time.Minute})
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), func() *coalescingConn {
+		mu.Lock()
+		defer mu.Unlock()
+		return conn
+	}
+}
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + i%26)
+	}
+	return b
+}
+
+func (c *coalescingConn) writeCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writes
+}
+
+// readAnswers reads n responses from r and checks their bodies.
+func readAnswers(t *testing.T, r *bufio.Reader, sizes ...int) {
+	t.Helper()
+	for _, n := range sizes {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("reading the answer of /%d: %v", n, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, pattern(n)) {
+			t.Fatalf("/%d: status %d, %d bytes, err %v; want 200 with the pattern", n, resp.StatusCode, len(body), err)
+		}
+	}
+}
+
+// TestCoalescingOneWritePerAnswer checks that answers, small or large,
+// leave in one system call each, byte for byte, and that a small one held
+// back is sent while the client waits (or the test would hang).
+//
+// net/http's background read (the one that notices a client going away)
+// may start while a handler writes, and sends what is held when it does:
+// an answer then takes two writes, as it would without coalescing. So the
+// test allows two such answers in all; without coalescing, the seven of
+// 4000 bytes or more would take two writes each.
+func TestCoalescingOneWritePerAnswer(t *testing.T) {
+	addr, serverConn := coalesceServer(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	// Sizes around net/http's 4 KiB buffer and coalesceBytes, a full hash
+	// tile (8 KiB), a data tile and more.
+	sizes := []int{0, 1, 100, 3900, 4000, 4096, 4200, 8192, 41410, 200000, 5}
+	last := 0
+	for _, n := range sizes {
+		fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", n)
+		readAnswers(t, r, n)
+		got := serverConn().writeCount()
+		if got-last > 2 {
+			t.Errorf("the answer of %d bytes took %d writes; want one (two at most)", n, got-last)
+		}
+		last = got
+	}
+	if last > len(sizes)+2 {
+		t.Errorf("%d answers took %d writes; want one each (two more at most)", len(sizes), last)
+	}
+}
+
+// TestCoalescingPipelined checks that answers to requests sent together
+// arrive complete and in order.
+func TestCoalescingPipelined(t *testing.T) {
+	addr, _ := coalesceServer(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	sizes := []int{10, 8192, 20, 3000, 50000, 7}
+	var req bytes.Buffer
+	for _, n := range sizes {
+		fmt.Fprintf(&req, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", n)
+	}
+	if _, err := c.Write(req.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	readAnswers(t, bufio.NewReader(c), sizes...)
+}
+
+// TestCoalescingClose checks that what is held is sent before the
+// connection closes: net/http writes the answer to a "Connection: close"
+// request and then closes, with no read in between.
+func TestCoalescingClose(t *testing.T) {
+	addr, _ := coalesceServer(t)
+	for _, n := range []int{12, 5000} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", n)
+		r := bufio.NewReader(c)
+		readAnswers(t, r, n)
+		if _, err := r.ReadByte(); err != io.EOF {
+			t.Errorf("/%d: after the answer, %v; want the connection closed (EOF)", n, err)
+		}
+		c.Close()
+	}
+}
