@@ -27,6 +27,11 @@ func coalesceServer(t *testing.T) (string, func() *coalescingConn) {
 	var conn *coalescingConn
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost { // answers the body's length
+				body, _ := io.ReadAll(r.Body)
+				fmt.Fprintf(w, "%d", len(body))
+				return
+			}
 			n, err := strconv.Atoi(r.URL.Path[1:])
 			if err != nil {
 				http.Error(w, "bad size", http.StatusBadRequest)
@@ -158,5 +163,36 @@ func TestCoalescingClose(t *testing.T) {
 			t.Errorf("/%d: after the answer, %v; want the connection closed (EOF)", n, err)
 		}
 		c.Close()
+	}
+}
+
+// TestCoalescingContinue checks that a "100 Continue", which net/http
+// writes when the handler starts reading the body, reaches a client that
+// waits for it before it sends the body.
+func TestCoalescingContinue(t *testing.T) {
+	addr, _ := coalesceServer(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("waiting for 100 Continue: %q, %v", line, err)
+	}
+	if blank, err := r.ReadString('\n'); err != nil || blank != "\r\n" {
+		t.Fatalf("after 100 Continue: %q, %v", blank, err)
+	}
+	fmt.Fprintf(c, "hello")
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "5" {
+		t.Errorf("answer %q; want the body's length, 5", body)
 	}
 }
