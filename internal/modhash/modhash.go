@@ -119,12 +119,12 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	}
 	// One open for the go.mod and the hash: each open reads the zip's
 	// directory again, and most zips are small.
-	z, err := zip.OpenReader(zipPath)
+	z, done, err := openZip(zipPath)
 	if err != nil {
 		return Sums{}, err
 	}
-	defer z.Close()
-	inZip, err := zipGoMod(m, &z.Reader)
+	defer done()
+	inZip, err := zipGoMod(m, z)
 	if err != nil {
 		return Sums{}, err
 	}
@@ -138,7 +138,7 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	if declared := modfile.ModulePath(mod); declared != m.Path {
 		return Sums{}, fmt.Errorf("go.mod declares module path %q, not %q", declared, m.Path)
 	}
-	h, err := hashOpenZip(&z.Reader)
+	h, err := hashOpenZip(z)
 	if err != nil {
 		return Sums{}, err
 	}
@@ -147,6 +147,43 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 		return Sums{}, err
 	}
 	return Sums{Hash: h, GoMod: gh}, nil
+}
+
+// wholeZip is the size up to which openZip reads a zip into memory.
+const wholeZip = 1 << 20
+
+// openZip opens the zip at name for reading; done closes it. A zip of up
+// to wholeZip bytes is read into memory with one read: archive/zip reads a
+// file's directory and every entry's header and data with a system call
+// each, and system calls are most of what a small zip costs.
+func openZip(name string) (z *zip.Reader, done func() error, err error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if size := fi.Size(); size > wholeZip {
+		z, err := zip.NewReader(f, size)
+		if err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		return z, f.Close, nil
+	}
+	defer f.Close()
+	data := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, nil, fmt.Errorf("failed to read %s: %w", name, err)
+	}
+	z, err = zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return z, func() error { return nil }, nil
 }
 
 // checkVersion refuses what the go command refuses before it looks at any

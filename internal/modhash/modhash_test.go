@@ -11,6 +11,7 @@ import (
 	"testing/fstest"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/dirhash"
 	modzip "golang.org/x/mod/zip"
 )
 
@@ -225,5 +226,42 @@ func TestDeclaredPath(t *testing.T) {
 	}
 	if _, err := HashDir(module.Version{Path: "example.com/m", Version: "v1.0.0"}, dir); err != nil {
 		t.Fatalf("HashDir with the declared path: %v", err)
+	}
+}
+
+// TestHashZipSizes holds HashZip to dirhash.HashZip and to the zip's own
+// go.mod on both sides of wholeZip: zips read into memory and zips read
+// where they lie.
+func TestHashZipSizes(t *testing.T) {
+	m := mv("example.com/big", "v1.0.0")
+	for _, size := range []int{wholeZip / 2, wholeZip * 2} {
+		// Bytes that do not compress, so that the zip is about size.
+		data := make([]byte, size)
+		x := uint32(size)
+		for i := range data {
+			x = x*1664525 + 1013904223
+			data[i] = byte(x >> 24)
+		}
+		goMod := "module example.com/big\n"
+		name := createZip(t, m, fileMap("go.mod", goMod, "blob.bin", string(data)))
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (size > wholeZip) != (fi.Size() > wholeZip) {
+			t.Fatalf("a zip of %d bytes holding %d: on the wrong side of wholeZip", fi.Size(), size)
+		}
+		got, err := HashZip(m, name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := dirhash.HashZip(name, dirhash.Hash1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantMod, _ := GoModHash([]byte(goMod))
+		if got.Hash != want || got.GoMod != wantMod {
+			t.Errorf("zip of %d bytes: HashZip = %+v; want %s and %s", fi.Size(), got, want, wantMod)
+		}
 	}
 }

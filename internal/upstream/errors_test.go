@@ -71,6 +71,18 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, fileLong := fileTree(goodModule("example.com/other", "v1.0.0")) // example.com/ exists
+	// The zip, which is hashed where it lies: missing, a directory, a loop.
+	zipMissingDir, fileZipMissing := fileTree(goodModule(m.Path, m.Version))
+	os.Remove(testproxy.ZipPath(zipMissingDir, m))
+	zipDirDir, fileZipDir := fileTree(goodModule(m.Path, m.Version))
+	os.Remove(testproxy.ZipPath(zipDirDir, m))
+	os.Mkdir(testproxy.ZipPath(zipDirDir, m), 0o755)
+	zipLoopDir, fileZipLoop := fileTree(goodModule(m.Path, m.Version))
+	zip := testproxy.ZipPath(zipLoopDir, m)
+	os.Remove(zip)
+	if err := os.Symlink(zip, zip); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name   string
@@ -88,6 +100,9 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 		{"file missing", fileMissing, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},
 		{"file not a directory", fileNotDir, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},
 		{"file loop", fileLoop, m, 502, "upstream proxy error: example.com/m@v1.0.0: failed to read the upstream proxy's file tree"},
+		{"file zip missing", fileZipMissing, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},
+		{"file zip a directory", fileZipDir, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},
+		{"file zip loop", fileZipLoop, m, 502, "upstream proxy error: example.com/m@v1.0.0: failed to read the upstream proxy's file tree"},
 		{"file name too long", fileLong, long, 410, "not found: " + long.String() + ": invalid module: a path element is longer than the upstream proxy's file tree allows"},
 	}
 	for _, tt := range tests {

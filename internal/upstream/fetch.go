@@ -219,23 +219,14 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 // fifth of the CPU time of a first lookup. HashZip reads the file several
 // times, so fetchFrom checks with unchanged that it stayed the same file.
 func (f *Fetcher) localZip(ctx context.Context, src Source, m module.Version, rel string) (string, os.FileInfo, error) {
-	body, size, err := f.client.open(ctx, src, rel)
+	name, fi, err := statFile(src.URL, rel)
 	if err != nil {
 		return "", nil, f.failure(ctx, ctx, src, m, rel, "module zip", false, err)
 	}
-	defer body.Close()
-	file, ok := body.(*os.File)
-	if !ok { // openFile opens files
-		return "", nil, fmt.Errorf("file:// source opened %T, not a file", body)
-	}
-	if size > f.opts.MaxZipSize {
+	if fi.Size() > f.opts.MaxZipSize {
 		return "", nil, f.failure(ctx, ctx, src, m, rel, "module zip", true, &errTooLarge{"module zip", f.opts.MaxZipSize})
 	}
-	fi, err := file.Stat()
-	if err != nil {
-		return "", nil, f.failure(ctx, ctx, src, m, rel, "module zip", true, err)
-	}
-	return file.Name(), fi, nil
+	return name, fi, nil
 }
 
 // unchanged reports an error unless the file at name is still the one

@@ -43,8 +43,9 @@ func TestFetchHashes(t *testing.T) {
 	}
 }
 
-// TestFetchInvalid serves versions the go command would refuse: each is a
-// 410 "not found" naming the reason, and no temporary file is left.
+// TestFetchInvalid serves versions the go command would refuse, over HTTP
+// and from a file:// tree: each is a 410 "not found" naming the reason,
+// and no temporary file is left.
 func TestFetchInvalid(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
 	const pre = "example.com/m@v1.0.0/"
@@ -87,16 +88,22 @@ func TestFetchInvalid(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newProxy(t, goodModule(m.Path, m.Version))
 			tt.setup(t, p.dir)
-			tt.opts.TempDir = t.TempDir()
-			_, err := newFetcher(t, p.url, tt.opts).Fetch(context.Background(), m)
-			e := asError(t, err)
-			prefix := "not found: example.com/m@v1.0.0: invalid module: "
-			if e.Kind != KindInvalid || e.HTTPStatus() != http.StatusGone ||
-				!strings.HasPrefix(e.Error(), prefix) || !strings.Contains(e.Error(), tt.want) {
-				t.Errorf("error %q (kind %v, status %d), want 410 %q…%q", e, e.Kind, e.HTTPStatus(), prefix, tt.want)
+			fileURL, err := testproxy.Build(p.dir, nil) // the same files as a file:// tree
+			if err != nil {
+				t.Fatal(err)
 			}
-			if left, _ := os.ReadDir(tt.opts.TempDir); len(left) != 0 {
-				t.Errorf("temporary files left behind: %v", left)
+			for _, list := range []string{p.url, fileURL} {
+				tt.opts.TempDir = t.TempDir()
+				_, err := newFetcher(t, list, tt.opts).Fetch(context.Background(), m)
+				e := asError(t, err)
+				prefix := "not found: example.com/m@v1.0.0: invalid module: "
+				if e.Kind != KindInvalid || e.HTTPStatus() != http.StatusGone ||
+					!strings.HasPrefix(e.Error(), prefix) || !strings.Contains(e.Error(), tt.want) {
+					t.Errorf("%s: error %q (kind %v, status %d), want 410 %q…%q", list, e, e.Kind, e.HTTPStatus(), prefix, tt.want)
+				}
+				if left, _ := os.ReadDir(tt.opts.TempDir); len(left) != 0 {
+					t.Errorf("%s: temporary files left behind: %v", list, left)
+				}
 			}
 		})
 	}

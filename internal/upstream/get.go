@@ -115,18 +115,13 @@ var errNameTooLong = errors.New("a path element is longer than the upstream prox
 // be, is a 404 *statusError. Other errors name the path; callers must not
 // show them to clients.
 func openFile(base, rel string) (io.ReadCloser, int64, error) {
-	u, err := url.Parse(base + "/" + rel)
+	name, err := filePath(base, rel)
 	if err != nil {
-		return nil, 0, fmt.Errorf("failed to parse %s/%s: %w", base, rel, err)
-	}
-	f, err := os.Open(filepath.FromSlash(u.Path))
-	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
-		return nil, 0, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
-	case errors.Is(err, syscall.ENAMETOOLONG):
-		return nil, 0, fmt.Errorf("%w: %w", errNameTooLong, err)
-	case err != nil:
 		return nil, 0, err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, fileError(base, rel, err)
 	}
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
@@ -134,6 +129,47 @@ func openFile(base, rel string) (io.ReadCloser, int64, error) {
 		return nil, 0, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
 	}
 	return f, fi.Size(), nil
+}
+
+// statFile is openFile without the open: the name and state of the
+// regular file rel in the file:// tree at base, for a zip hashed where it
+// lies (each open costs Go six system calls on Linux, and the hashing opens
+// the file again anyway).
+func statFile(base, rel string) (string, os.FileInfo, error) {
+	name, err := filePath(base, rel)
+	if err != nil {
+		return "", nil, err
+	}
+	fi, err := os.Stat(name)
+	if err != nil {
+		return "", nil, fileError(base, rel, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", nil, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
+	}
+	return name, fi, nil
+}
+
+// filePath is the local name of rel in the file:// tree at base.
+func filePath(base, rel string) (string, error) {
+	u, err := url.Parse(base + "/" + rel)
+	if err != nil {
+		return "", fmt.Errorf("failed to parse %s/%s: %w", base, rel, err)
+	}
+	return filepath.FromSlash(u.Path), nil
+}
+
+// fileError maps a failure to open or stat rel in a file:// tree as a
+// proxy's answer would: missing is a 404.
+func fileError(base, rel string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return &statusError{url: base + "/" + rel, status: http.StatusNotFound}
+	case errors.Is(err, syscall.ENAMETOOLONG):
+		return fmt.Errorf("%w: %w", errNameTooLong, err)
+	default:
+		return err
+	}
 }
 
 // isFile reports whether src is a file:// tree.
