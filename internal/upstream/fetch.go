@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -200,8 +201,8 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	// and an empty .mod must be judged as the go command judges it.
 	goMod := append([]byte{}, mod.Bytes()...)
 	sums, err := modhash.HashZip(m, zipPath, goMod)
-	if err == nil && before != nil {
-		err = unchanged(zipPath, before, m)
+	if before != nil {
+		err = f.hashedInPlace(ctx, src, m, base+".zip", zipPath, before, err)
 	}
 	var fe *Error
 	switch {
@@ -227,6 +228,23 @@ func (f *Fetcher) localZip(ctx context.Context, src Source, m module.Version, re
 		return "", nil, f.failure(ctx, ctx, src, m, rel, "module zip", true, &errTooLarge{"module zip", f.opts.MaxZipSize})
 	}
 	return name, fi, nil
+}
+
+// hashedInPlace judges err, the outcome of hashing a file:// tree's zip
+// where it lies (see localZip). If the file changed meanwhile, nothing
+// learnt from it holds, error or not: try again later. If it could not be
+// opened or read (permissions, an I/O error), the tree failed, not the
+// module: that must not become a cached "invalid module", and the next
+// source in the list may have the version.
+func (f *Fetcher) hashedInPlace(ctx context.Context, src Source, m module.Version, rel, zipPath string, before os.FileInfo, err error) error {
+	if cerr := unchanged(zipPath, before, m); cerr != nil {
+		return cerr
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == zipPath {
+		return f.failure(ctx, ctx, src, m, rel, "module zip", false, err)
+	}
+	return err
 }
 
 // unchanged reports an error unless the file at name is still the one

@@ -2,11 +2,14 @@ package upstream
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,5 +232,49 @@ func TestFetchFileInPlace(t *testing.T) {
 	}
 	if err := unchanged(zip, before, m); kindOf(err) != KindUnavailable || strings.Contains(err.Error(), p.dir) {
 		t.Errorf("unchanged of a replaced zip = %v, want a KindUnavailable error that does not name the tree", err)
+	}
+}
+
+// TestHashedInPlace checks how the outcome of hashing a file:// tree's zip
+// where it lies is judged. A zip that cannot be opened or read is the
+// tree's failure (502, never cached as an invalid module); one that
+// changed meanwhile is tried again, whatever hashing said; any other error
+// stays the module's.
+func TestHashedInPlace(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	const rel = "example.com/m/@v/v1.0.0.zip"
+	f := newFetcher(t, "file:///srv/tree", FetcherOptions{})
+	src := f.opts.Sources[0]
+	zip := filepath.Join(t.TempDir(), "v1.0.0.zip")
+	if err := os.WriteFile(zip, []byte("zip"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(zip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// What an open by a user the file's mode shuts out returns (the tests
+	// may run as root, for whom no mode does).
+	denied := &fs.PathError{Op: "open", Path: zip, Err: syscall.EACCES}
+	e := asError(t, f.hashedInPlace(ctx, src, m, rel, zip, before, denied))
+	if want := "upstream proxy error: example.com/m@v1.0.0: failed to read the upstream proxy's file tree"; e.Kind != KindUnavailable || e.HTTPStatus() != http.StatusBadGateway || e.Error() != want {
+		t.Errorf("unreadable zip: %q (kind %v, status %d); want 502 %q", e, e.Kind, e.HTTPStatus(), want)
+	}
+	invalid := errors.New("zip: not a valid zip file")
+	if err := f.hashedInPlace(ctx, src, m, rel, zip, before, invalid); err != invalid {
+		t.Errorf("invalid zip: %v; want the hashing's own error", err)
+	}
+	if err := f.hashedInPlace(ctx, src, m, rel, zip, before, nil); err != nil {
+		t.Errorf("good zip: %v", err)
+	}
+	if err := os.WriteFile(zip, []byte("another zip"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{nil, invalid, denied} {
+		e := asError(t, f.hashedInPlace(ctx, src, m, rel, zip, before, err))
+		if e.Kind != KindUnavailable || !strings.Contains(e.Error(), "changed in the upstream proxy's file tree while it was hashed; try again") {
+			t.Errorf("zip changed, hashing said %v: %q (kind %v); want a retry", err, e, e.Kind)
+		}
 	}
 }
