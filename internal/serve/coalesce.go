@@ -3,7 +3,6 @@ package serve
 import (
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -22,19 +21,17 @@ const coalesceBytes = 4 << 10
 // and a full tile (8 KiB of hashes, or a data tile) costs two writes and
 // two wakeups where nginx, with tcp_nopush, costs one. A coalescingConn
 // holds back writes of up to coalesceBytes in all and sends what it holds
-// together with the next larger write (one writev) or before it next reads
-// or closes. net/http reads after every response (it waits for the next
-// request, or its background read is already waiting), so nothing a
-// response wrote stays held once the response is done.
+// together with the next larger write (one writev), or when net/http
+// clears the write deadline, which it does after every response, or
+// before it next reads or closes. So what a response wrote is sent when
+// the response is done, within net/http's own write deadline; the read and
+// the close are the fallback should net/http ever stop clearing it.
 //
 // What it must not be used for: a protocol that writes and then waits
 // without reading, such as HTTP/2 (its frame reader is always in Read) or a
 // handler that streams with http.Flusher; sumd has neither on plain
 // listeners, and TLS listeners are not wrapped (HTTP/2 is negotiated there).
-type coalescingListener struct {
-	net.Listener
-	timeout time.Duration // write deadline for a held write sent from Read or Close, if none is set
-}
+type coalescingListener struct{ net.Listener }
 
 func (l coalescingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
@@ -45,25 +42,21 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 	if !ok {
 		return c, nil
 	}
-	return &coalescingConn{tc: tc, timeout: l.timeout}, nil
+	return &coalescingConn{tc: tc}, nil
 }
 
 // A coalescingConn is a TCP connection whose small writes are held back
-// until the next write, read or close (see coalescingListener). It has
-// exactly net.Conn's methods and CloseWrite: in particular no ReadFrom, so
-// that nothing can write past what it holds.
+// until the next write, the clearing of its write deadline, a read or a
+// close (see coalescingListener). It has exactly net.Conn's methods and
+// CloseWrite: in particular no ReadFrom, so that nothing can write past
+// what it holds.
 type coalescingConn struct {
-	tc      *net.TCPConn
-	timeout time.Duration
-
-	deadline atomic.Int64 // the write deadline net/http set, in Unix nanoseconds; 0 if none
+	tc *net.TCPConn
 
 	mu     sync.Mutex // held while writing, so that writes stay in order
 	held   []byte
 	writes int // system calls that wrote, for tests; guarded by mu
 }
-
-func (c *coalescingConn) conn() *net.TCPConn { return c.tc }
 
 // Write holds p back when what is held stays within coalesceBytes, and
 // otherwise writes what is held and p with one writev.
@@ -76,46 +69,41 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 	}
 	c.writes++
 	if len(c.held) == 0 {
-		return c.conn().Write(p)
+		return c.tc.Write(p)
 	}
 	held := len(c.held)
 	bufs := net.Buffers{c.held, p}
-	n, err := bufs.WriteTo(c.conn())
+	n, err := bufs.WriteTo(c.tc)
 	c.held = c.held[:0]
-	wrote := int(n) - held
-	if wrote < 0 {
-		wrote = 0
-	}
-	return wrote, err
+	return max(int(n)-held, 0), err
 }
 
-// flush writes what is held. If net/http set no write deadline, the write
-// gets one of c.timeout, so that a client that stopped reading cannot hold
-// the connection for ever. Call with c.mu held.
+// flush writes what is held, under whatever write deadline is set. Call
+// with c.mu held.
 func (c *coalescingConn) flush() error {
 	if len(c.held) == 0 {
 		return nil
 	}
-	if c.deadline.Load() == 0 && c.timeout > 0 {
-		c.conn().SetWriteDeadline(time.Now().Add(c.timeout))
-		defer c.conn().SetWriteDeadline(time.Time{})
-	}
 	c.writes++
-	_, err := c.conn().Write(c.held)
+	_, err := c.tc.Write(c.held)
 	c.held = c.held[:0]
 	return err
 }
 
-// Read sends what is held, then reads: whoever reads next is waiting for
-// the other side, which may be waiting for what is held.
-func (c *coalescingConn) Read(p []byte) (int, error) {
+// flushed runs flush under c.mu.
+func (c *coalescingConn) flushed() error {
 	c.mu.Lock()
-	err := c.flush()
-	c.mu.Unlock()
-	if err != nil {
+	defer c.mu.Unlock()
+	return c.flush()
+}
+
+// Read sends what is held, then reads: whoever reads next may be waiting
+// for the other side, which may be waiting for what is held.
+func (c *coalescingConn) Read(p []byte) (int, error) {
+	if err := c.flushed(); err != nil {
 		return 0, err
 	}
-	return c.conn().Read(p)
+	return c.tc.Read(p)
 }
 
 // Close sends what is held, unless a write is in progress: closing must
@@ -126,40 +114,41 @@ func (c *coalescingConn) Close() error {
 		c.flush()
 		c.mu.Unlock()
 	}
-	return c.conn().Close()
+	return c.tc.Close()
 }
 
 // CloseWrite sends what is held and shuts down the writing side (net/http
 // uses it to close a connection gracefully after an error).
 func (c *coalescingConn) CloseWrite() error {
-	c.mu.Lock()
-	err := c.flush()
-	c.mu.Unlock()
-	if err != nil {
+	if err := c.flushed(); err != nil {
 		return err
 	}
-	return c.conn().CloseWrite()
+	return c.tc.CloseWrite()
 }
 
-func (c *coalescingConn) LocalAddr() net.Addr  { return c.conn().LocalAddr() }
-func (c *coalescingConn) RemoteAddr() net.Addr { return c.conn().RemoteAddr() }
+func (c *coalescingConn) LocalAddr() net.Addr  { return c.tc.LocalAddr() }
+func (c *coalescingConn) RemoteAddr() net.Addr { return c.tc.RemoteAddr() }
 
-func (c *coalescingConn) SetDeadline(t time.Time) error {
-	c.setDeadline(t)
-	return c.conn().SetDeadline(t)
-}
+func (c *coalescingConn) SetReadDeadline(t time.Time) error { return c.tc.SetReadDeadline(t) }
 
-func (c *coalescingConn) SetReadDeadline(t time.Time) error { return c.conn().SetReadDeadline(t) }
-
+// SetWriteDeadline sends what is held before it clears the deadline:
+// net/http clears it when a response is done, and the deadline still set
+// is the one the response was written under.
 func (c *coalescingConn) SetWriteDeadline(t time.Time) error {
-	c.setDeadline(t)
-	return c.conn().SetWriteDeadline(t)
+	if t.IsZero() {
+		if err := c.flushed(); err != nil {
+			return err
+		}
+	}
+	return c.tc.SetWriteDeadline(t)
 }
 
-func (c *coalescingConn) setDeadline(t time.Time) {
+// SetDeadline is SetReadDeadline and SetWriteDeadline.
+func (c *coalescingConn) SetDeadline(t time.Time) error {
 	if t.IsZero() {
-		c.deadline.Store(0)
-	} else {
-		c.deadline.Store(max(t.UnixNano(), 1))
+		if err := c.flushed(); err != nil {
+			return err
+		}
 	}
+	return c.tc.SetDeadline(t)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,12 @@ import (
 // returns the address and a function giving the server side of the one
 // connection the test makes.
 func coalesceServer(t *testing.T) (string, func() *coalescingConn) {
+	return coalesceServerWait(t, nil)
+}
+
+// coalesceServerWait is coalesceServer whose /wait/NAME requests answer
+// "NAME" once wait(NAME) returns.
+func coalesceServerWait(t *testing.T, wait func(name string)) (string, func() *coalescingConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -27,6 +34,11 @@ func coalesceServer(t *testing.T) (string, func() *coalescingConn) {
 	var conn *coalescingConn
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if name, ok := strings.CutPrefix(r.URL.Path, "/wait/"); ok && wait != nil {
+				wait(name)
+				io.WriteString(w, name)
+				return
+			}
 			if r.Method == http.MethodPost { // answers the body's length
 				body, _ := io.ReadAll(r.Body)
 				fmt.Fprintf(w, "%d", len(body))
@@ -49,7 +61,7 @@ func coalesceServer(t *testing.T) (string, func() *coalescingConn) {
 		},
 		WriteTimeout: time.Minute,
 	}
-	go srv.Serve(coalescingListener{Listener: ln, timeout: time.Minute})
+	go srv.Serve(coalescingListener{Listener: ln})
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String(), func() *coalescingConn {
 		mu.Lock()
@@ -195,4 +207,44 @@ func TestCoalescingContinue(t *testing.T) {
 	if string(body) != "5" {
 		t.Errorf("answer %q; want the body's length, 5", body)
 	}
+}
+
+// TestCoalescingPipelinedSlow checks that an answer is sent when it is
+// done, not held while the next pipelined request is handled. net/http
+// reads nothing between the two when the next request is already buffered
+// and its background read took a byte of the one after.
+func TestCoalescingPipelinedSlow(t *testing.T) {
+	gates := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
+	addr, _ := coalesceServerWait(t, func(name string) {
+		select {
+		case <-gates[name]:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /wait/a HTTP/1.1\r\nHost: x\r\n\r\nGET /wait/b HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	fmt.Fprintf(c, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n") // its first byte goes to /wait/a's background read
+	time.Sleep(50 * time.Millisecond)
+	close(gates["a"])
+	r := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for _, want := range []string{"a", "b"} {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("reading the answer of /wait/%s: %v", want, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != want {
+			t.Fatalf("answer %q; want %q", body, want)
+		}
+		if want == "a" {
+			close(gates["b"]) // /wait/b is handled until /wait/a's answer is in
+		}
+	}
+	readAnswers(t, r, 1)
 }

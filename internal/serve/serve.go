@@ -291,7 +291,7 @@ func listen(cfg Config, addr, flag string, h http.Handler) (*listener, error) {
 		return nil, withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with "+flag+" HOST:PORT")
 	}
 	if cfg.TLS == nil {
-		ln = coalescingListener{Listener: ln, timeout: cfg.RequestTimeout}
+		ln = coalescingListener{Listener: ln}
 	}
 	return &listener{
 		ln:  ln,
