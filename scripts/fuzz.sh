@@ -3,17 +3,18 @@
 # Packages are found by their Fuzz functions.
 #
 # Go 1.26's fuzzing coordinator can fail a target with a bare "context
-# deadline exceeded" when -fuzztime ends while a worker is mid-input, with
-# no failing input (golang/go#75804, fixed in Go 1.27). Such a run is
-# reported as a flake and the target is run once more; a failure that
-# writes an input to testdata/fuzz, or fails twice, fails make fuzz.
+# deadline exceeded" and no failing input, a race in the coordinator at the
+# end of -fuzztime (golang/go#75804, fixed in Go 1.27). Such a run is
+# reported and the target is run once more; a failure that writes an input
+# to testdata/fuzz, or fails twice, fails make fuzz.
 set -euo pipefail
 go=${GO:-go}
 fuzztime=${FUZZTIME:-60s}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for p in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do
-	for f in $("$go" test -list '^Fuzz' "$p" | grep '^Fuzz'); do
+	targets=$("$go" test -list '^Fuzz' "$p") # set -e stops here if the package does not build
+	for f in $(grep '^Fuzz' <<<"$targets"); do
 		for try in 1 2; do
 			echo "== $p $f ($fuzztime)"
 			if "$go" test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" "$p" 2>&1 | tee "$out"; then

@@ -24,8 +24,14 @@ const coalesceBytes = 4 << 10
 // together with the next larger write (one writev), or when net/http
 // clears the write deadline, which it does after every response, or
 // before it next reads or closes. So what a response wrote is sent when
-// the response is done, within net/http's own write deadline; the read and
-// the close are the fallback should net/http ever stop clearing it.
+// the response is done, within net/http's own write deadline. Answers
+// net/http writes to the connection itself (400, 431) go out when it
+// closes the connection or its writing side.
+//
+// A held write that fails where net/http cannot see it (when the deadline
+// is cleared, whose error it ignores) closes the connection: net/http
+// believes the answer sent, and must not read and answer the next request
+// on a connection that lost one.
 //
 // What it must not be used for: a protocol that writes and then waits
 // without reading, such as HTTP/2 (its frame reader is always in Read) or a
@@ -135,20 +141,30 @@ func (c *coalescingConn) SetReadDeadline(t time.Time) error { return c.tc.SetRea
 // net/http clears it when a response is done, and the deadline still set
 // is the one the response was written under.
 func (c *coalescingConn) SetWriteDeadline(t time.Time) error {
-	if t.IsZero() {
-		if err := c.flushed(); err != nil {
-			return err
-		}
+	if err := c.flushBeforeClearing(t); err != nil {
+		return err
 	}
 	return c.tc.SetWriteDeadline(t)
 }
 
 // SetDeadline is SetReadDeadline and SetWriteDeadline.
 func (c *coalescingConn) SetDeadline(t time.Time) error {
-	if t.IsZero() {
-		if err := c.flushed(); err != nil {
-			return err
-		}
+	if err := c.flushBeforeClearing(t); err != nil {
+		return err
 	}
 	return c.tc.SetDeadline(t)
+}
+
+// flushBeforeClearing sends what is held if t clears the deadline. net/http
+// ignores the error of clearing it, so a failed send closes the connection
+// (see coalescingListener).
+func (c *coalescingConn) flushBeforeClearing(t time.Time) error {
+	if !t.IsZero() {
+		return nil
+	}
+	if err := c.flushed(); err != nil {
+		c.tc.Close()
+		return err
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package serve
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,12 +20,13 @@ import (
 // returns the address and a function giving the server side of the one
 // connection the test makes.
 func coalesceServer(t *testing.T) (string, func() *coalescingConn) {
-	return coalesceServerWait(t, nil)
+	return coalesceServerWith(t, nil, nil)
 }
 
-// coalesceServerWait is coalesceServer whose /wait/NAME requests answer
-// "NAME" once wait(NAME) returns.
-func coalesceServerWait(t *testing.T, wait func(name string)) (string, func() *coalescingConn) {
+// coalesceServerWith is coalesceServer whose /wait/NAME requests answer
+// "NAME" once wait(NAME) returns, and whose http.Server edit may change
+// before it serves.
+func coalesceServerWith(t *testing.T, wait func(name string), edit func(*http.Server)) (string, func() *coalescingConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,6 +62,9 @@ func coalesceServerWait(t *testing.T, wait func(name string)) (string, func() *c
 			}
 		},
 		WriteTimeout: time.Minute,
+	}
+	if edit != nil {
+		edit(srv)
 	}
 	go srv.Serve(coalescingListener{Listener: ln})
 	t.Cleanup(func() { srv.Close() })
@@ -158,23 +163,77 @@ func TestCoalescingPipelined(t *testing.T) {
 }
 
 // TestCoalescingClose checks that what is held is sent before the
-// connection closes: net/http writes the answer to a "Connection: close"
-// request and then closes, with no read in between.
+// connection closes: the answer to a "Connection: close" request, and the
+// errors net/http writes to the connection itself before it closes it (400
+// for a request without Host) or its writing side (431 for headers over
+// MaxHeaderBytes).
 func TestCoalescingClose(t *testing.T) {
-	addr, _ := coalesceServer(t)
-	for _, n := range []int{12, 5000} {
+	addr, _ := coalesceServerWith(t, nil, func(srv *http.Server) { srv.MaxHeaderBytes = 1 << 10 })
+	dial := func() (net.Conn, *bufio.Reader) {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	wantEOF := func(what string, r *bufio.Reader) {
+		t.Helper()
+		if _, err := io.ReadAll(r); err != nil {
+			t.Errorf("%s: after the answer, %v; want the connection closed (EOF)", what, err)
+		}
+	}
+	for _, n := range []int{12, 5000} {
+		c, r := dial()
 		fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", n)
-		r := bufio.NewReader(c)
 		readAnswers(t, r, n)
-		if _, err := r.ReadByte(); err != io.EOF {
-			t.Errorf("/%d: after the answer, %v; want the connection closed (EOF)", n, err)
+		wantEOF(fmt.Sprintf("/%d", n), r)
+		c.Close()
+	}
+	for _, tt := range []struct {
+		name, req string
+		status    int
+	}{
+		{"no Host", "GET /1 HTTP/1.1\r\n\r\n", http.StatusBadRequest},
+		{"headers too large", "GET /1 HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("x", 64<<10) + "\r\n\r\n", http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		c, r := dial()
+		go io.WriteString(c, tt.req) // the server may stop reading before the end
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("%s: %v; want a %d", tt.name, err, tt.status)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s: %s; want %d", tt.name, resp.Status, tt.status)
 		}
 		c.Close()
+	}
+}
+
+// TestCoalescingLateAnswer checks that an answer whose sending fails after
+// the handler ran past the write deadline ends the connection, as it does
+// without coalescing: the held answer fails when net/http clears the
+// deadline, which it ignores, and the next pipelined request must not be
+// answered in its place.
+func TestCoalescingLateAnswer(t *testing.T) {
+	addr, _ := coalesceServerWith(t, func(string) { time.Sleep(400 * time.Millisecond) },
+		func(srv *http.Server) { srv.WriteTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /wait/slow HTTP/1.1\r\nHost: x\r\n\r\nGET /5 HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("an answer %q to a request answered past its write deadline; want the connection closed", body)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("%v: the connection stayed open; want it closed", err)
 	}
 }
 
@@ -215,12 +274,12 @@ func TestCoalescingContinue(t *testing.T) {
 // and its background read took a byte of the one after.
 func TestCoalescingPipelinedSlow(t *testing.T) {
 	gates := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
-	addr, _ := coalesceServerWait(t, func(name string) {
+	addr, _ := coalesceServerWith(t, func(name string) {
 		select {
 		case <-gates[name]:
 		case <-time.After(10 * time.Second):
 		}
-	})
+	}, nil)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

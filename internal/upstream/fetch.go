@@ -200,9 +200,11 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	// Never nil: nil would tell HashZip to fall back to the zip's go.mod,
 	// and an empty .mod must be judged as the go command judges it.
 	goMod := append([]byte{}, mod.Bytes()...)
-	sums, err := modhash.HashZip(m, zipPath, goMod)
+	var sums modhash.Sums
 	if before != nil {
-		err = f.hashedInPlace(ctx, src, m, base+".zip", zipPath, before, err)
+		sums, err = f.hashInPlace(ctx, src, m, base+".zip", zipPath, before, goMod)
+	} else {
+		sums, err = modhash.HashZip(m, zipPath, goMod)
 	}
 	var fe *Error
 	switch {
@@ -230,21 +232,22 @@ func (f *Fetcher) localZip(ctx context.Context, src Source, m module.Version, re
 	return name, fi, nil
 }
 
-// hashedInPlace judges err, the outcome of hashing a file:// tree's zip
-// where it lies (see localZip). If the file changed meanwhile, nothing
-// learnt from it holds, error or not: try again later. If it could not be
-// opened or read (permissions, an I/O error), the tree failed, not the
-// module: that must not become a cached "invalid module", and the next
-// source in the list may have the version.
-func (f *Fetcher) hashedInPlace(ctx context.Context, src Source, m module.Version, rel, zipPath string, before os.FileInfo, err error) error {
+// hashInPlace is modhash.HashZip of a file:// tree's zip where it lies
+// (see localZip), before being its state when localZip looked. If the file
+// changed meanwhile, nothing learnt from it holds, error or not: try again
+// later. If it could not be opened or read (permissions, an I/O error),
+// the tree failed, not the module: that must not become a cached "invalid
+// module", and after "|" the next source in the list may have the version.
+func (f *Fetcher) hashInPlace(ctx context.Context, src Source, m module.Version, rel, zipPath string, before os.FileInfo, goMod []byte) (modhash.Sums, error) {
+	sums, err := modhash.HashZip(m, zipPath, goMod)
 	if cerr := unchanged(zipPath, before, m); cerr != nil {
-		return cerr
+		return modhash.Sums{}, cerr
 	}
 	var pe *fs.PathError
-	if errors.As(err, &pe) && pe.Path == zipPath {
-		return f.failure(ctx, ctx, src, m, rel, "module zip", false, err)
+	if errors.As(err, &pe) { // HashZip opens nothing but zipPath
+		return modhash.Sums{}, f.failure(ctx, ctx, src, m, rel, "module zip", false, err)
 	}
-	return err
+	return sums, err
 }
 
 // unchanged reports an error unless the file at name is still the one

@@ -3,16 +3,15 @@ package upstream
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/modhash"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -235,46 +234,65 @@ func TestFetchFileInPlace(t *testing.T) {
 	}
 }
 
-// TestHashedInPlace checks how the outcome of hashing a file:// tree's zip
-// where it lies is judged. A zip that cannot be opened or read is the
-// tree's failure (502, never cached as an invalid module); one that
-// changed meanwhile is tried again, whatever hashing said; any other error
-// stays the module's.
-func TestHashedInPlace(t *testing.T) {
+// TestHashInPlace checks how hashing a file:// tree's zip where it lies is
+// judged. A zip that cannot be read (here a directory, which opens but
+// fails its first read, as an unreadable file fails its open for any user
+// but root) is the tree's failure: 502, never cached as an invalid module.
+// One that changed meanwhile is tried again, whatever hashing said. Any
+// other failure stays the module's.
+func TestHashInPlace(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
-	const rel = "example.com/m/@v/v1.0.0.zip"
-	f := newFetcher(t, "file:///srv/tree", FetcherOptions{})
-	src := f.opts.Sources[0]
-	zip := filepath.Join(t.TempDir(), "v1.0.0.zip")
-	if err := os.WriteFile(zip, []byte("zip"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	before, err := os.Stat(zip)
+	p := newProxy(t, goodModule(m.Path, m.Version))
+	goMod, err := os.ReadFile(testproxy.ModPath(p.dir, m))
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := newFetcher(t, "file:///srv/tree", FetcherOptions{})
+	src := f.opts.Sources[0]
+	const rel = "example.com/m/@v/v1.0.0.zip"
 	ctx := context.Background()
-	// What an open by a user the file's mode shuts out returns (the tests
-	// may run as root, for whom no mode does).
-	denied := &fs.PathError{Op: "open", Path: zip, Err: syscall.EACCES}
-	e := asError(t, f.hashedInPlace(ctx, src, m, rel, zip, before, denied))
+	hash := func(name string, before os.FileInfo) (modhash.Sums, error) {
+		return f.hashInPlace(ctx, src, m, rel, name, before, goMod)
+	}
+	stat := func(name string) os.FileInfo {
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+
+	good := testproxy.ZipPath(p.dir, m)
+	if sums, err := hash(good, stat(good)); err != nil || sums != wantHashes(t, p.dir, m) {
+		t.Errorf("good zip: %+v, %v; want its hashes", sums, err)
+	}
+
+	dir := t.TempDir()
+	_, err = hash(dir, stat(dir))
+	e := asError(t, err)
 	if want := "upstream proxy error: example.com/m@v1.0.0: failed to read the upstream proxy's file tree"; e.Kind != KindUnavailable || e.HTTPStatus() != http.StatusBadGateway || e.Error() != want {
 		t.Errorf("unreadable zip: %q (kind %v, status %d); want 502 %q", e, e.Kind, e.HTTPStatus(), want)
 	}
-	invalid := errors.New("zip: not a valid zip file")
-	if err := f.hashedInPlace(ctx, src, m, rel, zip, before, invalid); err != invalid {
-		t.Errorf("invalid zip: %v; want the hashing's own error", err)
-	}
-	if err := f.hashedInPlace(ctx, src, m, rel, zip, before, nil); err != nil {
-		t.Errorf("good zip: %v", err)
-	}
-	if err := os.WriteFile(zip, []byte("another zip"), 0o644); err != nil {
+
+	garbage := filepath.Join(t.TempDir(), "v1.0.0.zip")
+	if err := os.WriteFile(garbage, []byte("not a zip"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, err := range []error{nil, invalid, denied} {
-		e := asError(t, f.hashedInPlace(ctx, src, m, rel, zip, before, err))
+	if _, err := hash(garbage, stat(garbage)); err == nil || errors.As(err, new(*Error)) {
+		t.Errorf("invalid zip: %v; want the hashing's own error, for fetchFrom to call the module invalid", err)
+	}
+
+	for name, before := range map[string]os.FileInfo{"good": stat(good), "invalid": stat(garbage), "unreadable": stat(dir)} {
+		path := map[string]string{"good": good, "invalid": garbage, "unreadable": dir}[name]
+		if name == "unreadable" {
+			os.Remove(path) // an empty directory: now another file, missing
+		} else if err := os.WriteFile(path, []byte("another file"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := hash(path, before)
+		e := asError(t, err)
 		if e.Kind != KindUnavailable || !strings.Contains(e.Error(), "changed in the upstream proxy's file tree while it was hashed; try again") {
-			t.Errorf("zip changed, hashing said %v: %q (kind %v); want a retry", err, e, e.Kind)
+			t.Errorf("%s zip changed: %q (kind %v); want a retry", name, e, e.Kind)
 		}
 	}
 }
