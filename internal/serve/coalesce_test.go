@@ -75,6 +75,19 @@ func coalesceServerWith(t *testing.T, wait func(name string), edit func(*http.Se
 	}
 }
 
+// dialTest connects to addr for at most 10 seconds of the test, and closes
+// the connection when the test ends.
+func dialTest(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
 func pattern(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -116,12 +129,7 @@ func readAnswers(t *testing.T, r *bufio.Reader, sizes ...int) {
 // 4000 bytes or more would take two writes each.
 func TestCoalescingOneWritePerAnswer(t *testing.T) {
 	addr, serverConn := coalesceServer(t)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialTest(t, addr)
 	r := bufio.NewReader(c)
 	// Sizes around net/http's 4 KiB buffer and coalesceBytes, a full hash
 	// tile (8 KiB), a data tile and more.
@@ -145,12 +153,7 @@ func TestCoalescingOneWritePerAnswer(t *testing.T) {
 // arrive complete and in order.
 func TestCoalescingPipelined(t *testing.T) {
 	addr, _ := coalesceServer(t)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialTest(t, addr)
 	sizes := []int{10, 8192, 20, 3000, 50000, 7}
 	var req bytes.Buffer
 	for _, n := range sizes {
@@ -170,11 +173,7 @@ func TestCoalescingPipelined(t *testing.T) {
 func TestCoalescingClose(t *testing.T) {
 	addr, _ := coalesceServerWith(t, nil, func(srv *http.Server) { srv.MaxHeaderBytes = 1 << 10 })
 	dial := func() (net.Conn, *bufio.Reader) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := dialTest(t, addr)
 		return c, bufio.NewReader(c)
 	}
 	wantEOF := func(what string, r *bufio.Reader) {
@@ -219,12 +218,7 @@ func TestCoalescingClose(t *testing.T) {
 func TestCoalescingLateAnswer(t *testing.T) {
 	addr, _ := coalesceServerWith(t, func(string) { time.Sleep(400 * time.Millisecond) },
 		func(srv *http.Server) { srv.WriteTimeout = 200 * time.Millisecond })
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialTest(t, addr)
 	fmt.Fprintf(c, "GET /wait/slow HTTP/1.1\r\nHost: x\r\n\r\nGET /5 HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err == nil {
@@ -242,12 +236,7 @@ func TestCoalescingLateAnswer(t *testing.T) {
 // waits for it before it sends the body.
 func TestCoalescingContinue(t *testing.T) {
 	addr, _ := coalesceServer(t)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialTest(t, addr)
 	fmt.Fprintf(c, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
 	r := bufio.NewReader(c)
 	line, err := r.ReadString('\n')
@@ -280,11 +269,7 @@ func TestCoalescingPipelinedSlow(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	}, nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTest(t, addr)
 	fmt.Fprintf(c, "GET /wait/a HTTP/1.1\r\nHost: x\r\n\r\nGET /wait/b HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(50 * time.Millisecond)
 	fmt.Fprintf(c, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n") // its first byte goes to /wait/a's background read
