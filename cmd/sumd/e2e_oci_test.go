@@ -32,8 +32,9 @@ func cosignCLI(t *testing.T, v string) string {
 	return testenv.GoInstall(t, cosignModules[v], cosignBuildTimeout)
 }
 
-// cosignBuildTimeout bounds one cold build of a cosign CLI: about 2.5
-// minutes on an idle 2-core machine, and over 15 minutes (v3, modules
+// cosignBuildTimeout bounds one cold build of a cosign CLI: about 6
+// minutes on an idle 2-core machine with an empty build cache (5 without
+// optimization, as testenv builds it), and over 15 minutes (v3, modules
 // downloaded too) at a load average of 17, and over 40 minutes (both
 // builds at once, cold build cache) at a load average of 20; make test's
 // go test -timeout (75m) leaves room for it and stays under CI's 90.
