@@ -28,6 +28,11 @@ func TestMirrorBundles(t *testing.T) {
 	if !strings.Contains(out, "from tree 0 to 305") {
 		t.Fatalf("export printed %q", out)
 	}
+	if fi, err := os.Stat(b1); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("bundle file has mode %v; want 0600, as the database's", fi.Mode().Perm())
+	}
 	p.stop()
 	e.addGoSum(t, e.many[300:])
 	p = e.serve(t)

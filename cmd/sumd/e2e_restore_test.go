@@ -149,6 +149,15 @@ func TestBackupCLI(t *testing.T) {
 	out := filepath.Join(e.dir, "online.db")
 	sumd(t, "backup", "-server", p.url, "-token-file", token, "-o", out)
 	wg.Wait()
+	if fi, err := os.Stat(out); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup file has mode %v; want 0600, as the database's (it holds the same private records)", fi.Mode().Perm())
+	}
+	missing := filepath.Join(e.dir, "no-such-dir", "b.db")
+	if _, errOut, err := sumdRun("backup", "-server", p.url, "-token-file", token, "-o", missing); statusOf(err) != 1 || !strings.Contains(errOut, "existing directory") {
+		t.Errorf("backup -o into a missing directory: exit %d\n%s\nwant 1 and a hint about -o's directory", statusOf(err), errOut)
+	}
 	if got := sumd(t, "backup", "verify", "-vkey", e.vkey, out); !strings.Contains(got, "every tile and record verified") {
 		t.Errorf("backup verify printed %q", got)
 	}

@@ -308,11 +308,13 @@ func parseSince(s string) (int64, error) {
 
 // writeAtomically writes path through write into path.tmp, syncs it and
 // renames it into place, so that a crash never leaves half a file there.
+// The file is its owner's only (0600), as the database is: a backup or a
+// bundle holds the same records, whose module paths may be private.
 func writeAtomically(path string, write func(io.Writer) error) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return withHint(fmt.Errorf("failed to create the output file: %w", err), "check that -o names a file in an existing directory you can write to")
 	}
 	err = write(f)
 	if err == nil {
