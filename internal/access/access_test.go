@@ -67,7 +67,7 @@ func TestModeNone(t *testing.T) {
 		want(t, path+" with stray credentials", s.do("GET", path, "Bearer wrong"), 200, "ok anonymous")
 	}
 	w := s.do("POST", "/admin/fetch", "")
-	want(t, "admin without a token", w, 401, "credentials required")
+	want(t, "admin without a token", w, 401, "credentials required: send an admin token")
 	if got := w.Header().Get("WWW-Authenticate"); got != `Bearer realm="sumd"` {
 		t.Errorf("WWW-Authenticate = %q, want a Bearer challenge", got)
 	}
@@ -96,7 +96,7 @@ func TestBasic(t *testing.T) {
 		status                   int
 		text                     string
 	}{
-		{"no credentials", "GET", "/latest", "", 401, "credentials required"},
+		{"no credentials", "GET", "/latest", "", 401, "credentials required: add this host to your .netrc"},
 		{"no credentials, unknown path", "GET", "/example.com/m/@v/list", "", 401, "credentials required"},
 		{"no credentials, other database", "GET", "/sumdb/other/supported", "", 401, "credentials required"},
 		{"wrong password", "GET", "/latest", basicAuth("reader", "nope"), 401, "wrong credentials"},

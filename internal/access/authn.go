@@ -171,6 +171,9 @@ func (l *Layer) authorize(p *Principal, n need) *denial {
 		// Only client certificates are accepted: HTTP has no challenge
 		// for them, so this is not a 401.
 		return &denial{http.StatusForbidden, reasonNoCredentials, "a client certificate is required", nil}
+	case (p == nil || p == anonymous && p.Role < n.role) && n.role == Admin:
+		return &denial{http.StatusUnauthorized, reasonNoCredentials,
+			"credentials required: send an admin token (Authorization: Bearer TOKEN; sumd's -token-file) or an admin's credentials", nil}
 	case p == nil || p == anonymous && p.Role < n.role:
 		return &denial{http.StatusUnauthorized, reasonNoCredentials,
 			"credentials required: add this host to your .netrc (the go command sends them over HTTPS only)", nil}

@@ -48,6 +48,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -187,7 +188,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, err := tokenOf()
 	if err != nil {
 		h.log.DebugContext(r.Context(), "admin API disabled", "path", r.URL.Path, "reason", err)
-		http.NotFound(w, r)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, "the admin API is disabled: its token file is missing or unusable on the server (its log says why)\n")
 		return
 	}
 	if !authorized(r, token) {

@@ -209,3 +209,26 @@ func waitFor(t *testing.T, url, want string) string {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestAdminOff: without the admin API, a request to it is a 404 saying the
+// API is off and how it is turned on, not the protocol handler's answer to
+// a malformed request (a POST was a 405 "use GET or HEAD").
+func TestAdminOff(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	url := serveTest(t, cfg, urls)
+	for _, method := range []string{"GET", "POST"} {
+		req, _ := http.NewRequest(method, url+"/admin/add", strings.NewReader("example.com/m v1.0.0 h1:x\n"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 404 || !strings.Contains(string(body), "the admin API is off on this server") || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			t.Errorf("%s /admin/add: %d %q (%s), want a 404 saying the admin API is off", method, resp.StatusCode, body, resp.Header.Get("Content-Type"))
+		}
+	}
+	if code, _, body := get(t, url+"/latest", ""); code != 200 || !strings.Contains(body, "go.sum database tree") {
+		t.Errorf("GET /latest: %d %q", code, body)
+	}
+}

@@ -63,6 +63,13 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 		mux.Handle("/admin/", adm)
 		mux.Handle("/", h)
 		h = mux
+	default:
+		// Without it, the protocol handler would answer an admin request
+		// as a malformed protocol one (405 to a POST): say what is off.
+		mux := http.NewServeMux()
+		mux.Handle("/admin/", notFound("the admin API is off on this server: an operator turns it on with sumd serve -admin-token-file (docs/operations.md)"))
+		mux.Handle("/", h)
+		h = mux
 	}
 	if cfg.MetricsListen != "" {
 		s.metrics = layer.WithoutAdmin().Wrap(only("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
@@ -76,13 +83,19 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 func only(pattern string, h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(pattern, h)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/", notFound("not found: this listener serves "+pattern+" only"))
+	return mux
+}
+
+// notFound answers every request 404 with reason, as text the go command
+// and curl show.
+func notFound(reason string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusNotFound)
-		w.Write([]byte("not found: this listener serves " + pattern + " only\n"))
+		w.Write([]byte(reason + "\n"))
 	})
-	return mux
 }
 
 // newAccess builds the access layer of cfg for the databases served (the
