@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -150,6 +151,19 @@ func TestMirrorRefusesCLI(t *testing.T) {
 	}))
 	defer origin.Close()
 	db := filepath.Join(dir, "m.db")
+
+	// A new mirror without -origin-key takes sum.golang.org's key, which
+	// this origin's head fails: the hint names the flag, and the file,
+	// which holds nothing, is removed, so that the right flags start
+	// afresh (it used to stay, a mirror of "sum.golang.org" that every
+	// later run refused).
+	_, errOut, err := sumdRun("mirror", "-mirror", db, "-origin", origin.URL)
+	if code := statusOf(err); code != 1 || !strings.Contains(errOut, "no -origin-key was given") || !strings.Contains(errOut, "held nothing yet and was removed") {
+		t.Errorf("a new mirror without -origin-key: exit %d\n%s", code, errOut)
+	}
+	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the new mirror's file after its first round failed: %v, want it removed", err)
+	}
 	mirrorOf(t, db, origin.URL, vkey)
 	good, _ := honest.Signed(ctx)
 	addN(t, honest, 500, 100)

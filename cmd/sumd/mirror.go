@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -49,11 +50,18 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
+	_, statErr := os.Stat(cfg.Mirror)
+	isNew := errors.Is(statErr, fs.ErrNotExist)
 	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, "", logger)
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			l.Close()
+		}
+	}()
 	mc, err := mirrorConfig(cfg, l, stored)
 	if err != nil {
 		return err
@@ -69,10 +77,49 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 	res, err := f.Sync(ctx)
 	bar.finish()
 	if err != nil {
-		return mirrorError(err)
+		if !isNew {
+			return mirrorError(err)
+		}
+		closed = true
+		return firstSyncFailed(err, l, cfg.Mirror, cfg.OriginKey == "")
 	}
 	printSync(stdout, f.Name(), res)
 	return nil
+}
+
+// firstSyncFailed is mirrorError for a new mirror's first round. Without
+// -origin-key the mirror took sum.golang.org's key, the usual mistake with
+// any other origin, and the hint says so. A file that holds nothing yet (no
+// head, nothing staged) is removed, so that running again with the right
+// flags starts afresh instead of meeting a mirror of the wrong log, and
+// the hint says that instead of promising a resume. It closes l.
+func firstSyncFailed(err error, l *itlog.Log, path string, defaultKey bool) error {
+	staged, serr := l.Staged(context.Background())
+	empty := serr == nil && staged == nil && l.Published().Tree.N == 0
+	if cerr := l.Close(); cerr != nil {
+		empty = false
+	}
+	removed := empty && os.Remove(path) == nil
+	ce, ok := mirrorError(err).(*cliError)
+	if !ok {
+		ce = &cliError{err: err}
+	}
+	var se *mirror.SecurityError
+	var fe *sumdbclient.FetchError
+	switch {
+	case defaultKey && errors.As(err, &se):
+		ce.hint = "no -origin-key was given, so the new mirror took sum.golang.org's key: to mirror any other log, give -origin-key with that log's verifier key"
+	case !removed:
+		return ce
+	case errors.As(err, &fe) && fe.Status != http.StatusUnauthorized && fe.Status != http.StatusForbidden:
+		ce.hint = "check -origin and that the origin is reachable"
+	case errors.Is(err, context.Canceled):
+		ce.hint = "interrupted"
+	}
+	if removed {
+		ce.hint = strings.TrimPrefix(ce.hint+"; "+path+" held nothing yet and was removed", "; ")
+	}
+	return ce
 }
 
 // printSync prints what a round did, in one line.
