@@ -188,6 +188,32 @@ func TestBundleRefused(t *testing.T) {
 		if tc.name == "forked" && !IsSecurity(err) {
 			t.Errorf("forked bundle: %v is not a SecurityError", err)
 		}
+
+		// A mirror that already holds the bundle's tree has nothing to
+		// store, but a damaged bundle is still named, not reported
+		// imported (it was: 0 records, no error).
+		if _, err := importBundle(t, b, o.key.VerifierKey(), good, 0); err != nil {
+			t.Fatal(err)
+		}
+		before = s.Commits()
+		_, err = importBundle(t, b, o.key.VerifierKey(), tc.bundle, 512)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s, into a mirror holding its tree: import = %v, want %q", tc.name, err, tc.want)
+		}
+		if s.Commits() != before {
+			t.Errorf("%s, into a mirror holding its tree: refused, but stored", tc.name)
+		}
+	}
+	// The same, undamaged: nothing to do, and no error.
+	b, _ := newMirror(t, o)
+	for _, step := range []struct {
+		bundle  []byte
+		to      int64
+		records int
+	}{{base, 700, 700}, {good, 2000, 1300}, {good, 2000, 0}, {base, 2000, 0}} {
+		if st, err := importBundle(t, b, o.key.VerifierKey(), step.bundle, 0); err != nil || st.To.N != step.to || st.Records != step.records {
+			t.Fatalf("import: %+v, %v; want tree %d, %d records", st, err, step.to, step.records)
+		}
 	}
 }
 

@@ -31,7 +31,8 @@ type ImportStats struct {
 	Commits  int
 }
 
-// errHeld stops a walk: the mirror already holds the bundle's tree.
+// errHeld is the answer to a bundle of a tree the mirror already holds:
+// verified in full (the first pass), with nothing to store.
 var errHeld = errors.New("the mirror already holds the bundle's tree")
 
 // Import verifies the bundle open returns in full, then stores it: open is
@@ -56,11 +57,11 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open f
 	c := &bundleCheck{ctx: ctx, l: l, vs: vs, held: held}
 	h, err := walk(open, vs, c)
 	st.Header = h
-	if errors.Is(err, errHeld) {
-		return st, nil
-	}
 	if err == nil {
 		err = c.done()
+	}
+	if errors.Is(err, errHeld) {
+		return st, nil
 	}
 	if err != nil {
 		return st, err
@@ -119,6 +120,10 @@ type bundleCheck struct {
 	curData  []byte
 	kept     map[tlog.Tile][]byte // the level-0 tile holding the mirror's edge, if not in the skeleton
 	nrecords int
+	// passed: the mirror holds the bundle's tree already (a prefix of its
+	// own, proven). The bundle is still verified in full, so that a
+	// damaged one is named, not reported imported; done then says errHeld.
+	passed bool
 }
 
 func (c *bundleCheck) header(h BundleHeader, head []byte, tree tlog.Tree) error {
@@ -139,7 +144,8 @@ func (c *bundleCheck) header(h BundleHeader, head []byte, tree tlog.Tree) error 
 	if err := provePrefix(c.l, c.held, tree, head); err != nil {
 		return err
 	}
-	return errHeld
+	c.passed = true
+	return nil
 }
 
 func (c *bundleCheck) skeleton(tiles map[tlog.Tile][]byte) error {
@@ -195,6 +201,9 @@ func (c *bundleCheck) records(n int64, recs map[int64][]byte, ids []int64) error
 // done proves, once every tile is read, that the bundle's tree extends the
 // mirror's.
 func (c *bundleCheck) done() error {
+	if c.passed {
+		return errHeld
+	}
 	if c.held.Tree.N == 0 {
 		return nil
 	}
