@@ -149,6 +149,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 // help prints the usage text of the command args name ("serve", "tuf
 // init") on stdout: the text its -h prints on stderr.
 func help(cmds map[string]func([]string, io.Writer, io.Writer) error, args []string, stdout, stderr io.Writer) int {
+	if args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
 		return unknownCommand(args[0], stderr)
