@@ -161,6 +161,11 @@ func TestBackupCLI(t *testing.T) {
 	if got := sumd(t, "backup", "verify", "-vkey", e.vkey, out); !strings.Contains(got, "every tile and record verified") {
 		t.Errorf("backup verify printed %q", got)
 	}
+	// A wrong -vkey is not a damaged copy: the hint says which is wrong.
+	_, otherVKey, _ := itlog.GenerateKey(e2eName)
+	if _, errOut, err := sumdRun("backup", "verify", "-vkey", otherVKey, out); statusOf(err) != 1 || !strings.Contains(errOut, "check -vkey") || strings.Contains(errOut, "take another backup") {
+		t.Errorf("backup verify with another key: exit %d\n%s\nwant 1 and a hint to check -vkey", statusOf(err), errOut)
+	}
 	s, err := itlog.OpenBolt(out, itlog.BoltOptions{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
