@@ -100,6 +100,19 @@ func TestRestoreGoCommand(t *testing.T) {
 	g.Env = append(g.Env, "GOSUMDB="+p.gosumdb)
 	download(t, g, after[1])
 	download(t, g, e.many[0])
+	p.stop()
+
+	// From a mirror's URL: restore mirrors it beside the database first,
+	// and says that it keeps that mirror, and why.
+	m := startServer(t, "-mirror-only", "-mirror", mdb, "-mirror-interval", "1h")
+	fresh := filepath.Join(e.dir, "fresh.db")
+	out = sumd(t, "restore", "-db", fresh, "-key", e.key, "-from", m.url)
+	if !strings.Contains(out, "restored "+e2eName+": tree 355 (was 0)") || !strings.Contains(out, "the mirror restored from is kept as "+fresh+".restore-mirror") {
+		t.Errorf("restore -from URL printed %q", out)
+	}
+	if _, err := os.Stat(fresh + ".restore-mirror"); err != nil {
+		t.Errorf("the mirror restore said it kept: %v", err)
+	}
 }
 
 func copyFile(t *testing.T, from, to string) {

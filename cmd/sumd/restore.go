@@ -88,7 +88,16 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	if kept != "" {
 		fmt.Fprintf(stdout, "the previous database is kept as %s\n", kept)
 	}
+	if isURL(cfg.From) {
+		fmt.Fprintf(stdout, "the mirror restored from is kept as %s: a later restore from %s brings it up to date instead of starting afresh; remove it if you need neither\n",
+			cfg.DB+".restore-mirror", cfg.From)
+	}
 	return nil
+}
+
+// isURL reports whether restore's -from names a server, not a file.
+func isURL(from string) bool {
+	return strings.HasPrefix(from, "http://") || strings.HasPrefix(from, "https://")
 }
 
 // restoreSource opens the mirror to restore from: a mirror database file,
@@ -96,7 +105,7 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 // (resumed if a restore was interrupted) and brought up to date first.
 func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdout, stderr io.Writer) (*itlog.Log, error) {
 	logger := config.NewLogger(cfg.Log, stderr)
-	if !strings.HasPrefix(cfg.From, "http://") && !strings.HasPrefix(cfg.From, "https://") {
+	if !isURL(cfg.From) {
 		s, err := itlog.OpenBolt(cfg.From, itlog.BoltOptions{ReadOnly: true})
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, usageError(err, "-from names a mirror database file, or the http(s):// URL of a server serving the mirror")
