@@ -330,7 +330,8 @@ func (l *listener) shutdown(timeout time.Duration) error {
 	defer cancel()
 	if err := l.srv.Shutdown(ctx); err != nil {
 		l.srv.Close()
-		return fmt.Errorf("failed to shut down gracefully: %w", err)
+		return withHint(fmt.Errorf("failed to shut down gracefully: %w", err),
+			fmt.Sprintf("requests still running after -shutdown-timeout (%s) were cut; every record acknowledged before is stored; raise -shutdown-timeout if clients need longer (uploads)", timeout))
 	}
 	return nil
 }

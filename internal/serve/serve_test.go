@@ -181,6 +181,10 @@ func TestShutdownTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "failed to shut down gracefully") {
 		t.Fatalf("Run = %v, want a failure to shut down gracefully", err)
 	}
+	var h interface{ Hint() string }
+	if !errors.As(err, &h) || !strings.Contains(h.Hint(), "raise -shutdown-timeout") {
+		t.Errorf("Run = %v, want a hint to raise -shutdown-timeout", err)
+	}
 }
 
 // TestDatabaseFileRemoved: removing the database file under a running
