@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -153,16 +152,19 @@ func TestMirrorRefusesCLI(t *testing.T) {
 	db := filepath.Join(dir, "m.db")
 
 	// A new mirror without -origin-key takes sum.golang.org's key, which
-	// this origin's head fails: the hint names the flag, and the file,
-	// which holds nothing, is removed, so that the right flags start
-	// afresh (it used to stay, a mirror of "sum.golang.org" that every
-	// later run refused).
+	// this origin's head fails. The file it made, a mirror of
+	// sum.golang.org, is refused by a run with the right key; both errors
+	// say to delete it (it used to need reading the code to find out).
 	_, errOut, err := sumdRun("mirror", "-mirror", db, "-origin", origin.URL)
-	if code := statusOf(err); code != 1 || !strings.Contains(errOut, "no -origin-key was given") || !strings.Contains(errOut, "held nothing yet and was removed") {
+	if code := statusOf(err); code != 1 || !strings.Contains(errOut, "no -origin-key was given") || !strings.Contains(errOut, "delete "+db) {
 		t.Errorf("a new mirror without -origin-key: exit %d\n%s", code, errOut)
 	}
-	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the new mirror's file after its first round failed: %v, want it removed", err)
+	_, errOut, err = sumdRun("mirror", "-mirror", db, "-origin", origin.URL, "-origin-key", vkey)
+	if code := statusOf(err); code == 0 || !strings.Contains(errOut, db+" is a mirror of sum.golang.org that holds no head yet") {
+		t.Errorf("the right key on the mirror made without one: exit %d\n%s", code, errOut)
+	}
+	if err := os.Remove(db); err != nil {
+		t.Fatal(err)
 	}
 	mirrorOf(t, db, origin.URL, vkey)
 	good, _ := honest.Signed(ctx)

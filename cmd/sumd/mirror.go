@@ -50,18 +50,13 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
-	_, statErr := os.Stat(cfg.Mirror)
+	_, statErr := os.Lstat(cfg.Mirror)
 	isNew := errors.Is(statErr, fs.ErrNotExist)
 	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, "", logger)
 	if err != nil {
 		return err
 	}
-	closed := false
-	defer func() {
-		if !closed {
-			l.Close()
-		}
-	}()
+	defer l.Close()
 	mc, err := mirrorConfig(cfg, l, stored)
 	if err != nil {
 		return err
@@ -77,48 +72,32 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 	res, err := f.Sync(ctx)
 	bar.finish()
 	if err != nil {
-		if !isNew {
-			return mirrorError(err)
+		if isNew && cfg.OriginKey == "" {
+			return defaultKeyRefused(err, l, cfg.Mirror)
 		}
-		closed = true
-		return firstSyncFailed(err, l, cfg.Mirror, cfg.OriginKey == "")
+		return mirrorError(err)
 	}
 	printSync(stdout, f.Name(), res)
 	return nil
 }
 
-// firstSyncFailed is mirrorError for a new mirror's first round. Without
-// -origin-key the mirror took sum.golang.org's key, the usual mistake with
-// any other origin, and the hint says so. A file that holds nothing yet (no
-// head, nothing staged) is removed, so that running again with the right
-// flags starts afresh instead of meeting a mirror of the wrong log, and
-// the hint says that instead of promising a resume. It closes l.
-func firstSyncFailed(err error, l *itlog.Log, path string, defaultKey bool) error {
-	staged, serr := l.Staged(context.Background())
-	empty := serr == nil && staged == nil && l.Published().Tree.N == 0
-	if cerr := l.Close(); cerr != nil {
-		empty = false
-	}
-	removed := empty && os.Remove(path) == nil
+// defaultKeyRefused is mirrorError for the first round of a mirror made
+// by this run without -origin-key. It took sum.golang.org's key, the usual
+// mistake with any other origin: a head signed by another key is refused,
+// and the file, made as a mirror of sum.golang.org, would be refused by
+// every later run with the right key. The hint says both. The file is not
+// removed here: another process may already be waiting on its lock.
+func defaultKeyRefused(err error, l *itlog.Log, path string) error {
 	ce, ok := mirrorError(err).(*cliError)
 	if !ok {
 		ce = &cliError{err: err}
 	}
 	var se *mirror.SecurityError
-	var fe *sumdbclient.FetchError
-	switch {
-	case defaultKey && errors.As(err, &se):
-		ce.hint = "no -origin-key was given, so the new mirror took sum.golang.org's key: to mirror any other log, give -origin-key with that log's verifier key"
-	case !removed:
+	if !errors.As(err, &se) || se.Kind != mirror.KindSignature || l.Published().Signed != nil {
 		return ce
-	case errors.As(err, &fe) && fe.Status != http.StatusUnauthorized && fe.Status != http.StatusForbidden:
-		ce.hint = "check -origin and that the origin is reachable"
-	case errors.Is(err, context.Canceled):
-		ce.hint = "interrupted"
 	}
-	if removed {
-		ce.hint = strings.TrimPrefix(ce.hint+"; "+path+" held nothing yet and was removed", "; ")
-	}
+	ce.hint = "no -origin-key was given, so the new mirror took sum.golang.org's key: to mirror another log, delete " + path +
+		" (it holds no head yet) and run again with -origin-key and that log's verifier key; otherwise, " + ce.hint
 	return ce
 }
 
@@ -241,7 +220,13 @@ func openMirror(path, vkeysFlag string, create bool, name string, logger *slog.L
 	}
 	l, stored, err := openMirrorStore(ctx, s, vkeysFlag, create, name, logger)
 	if err != nil {
+		var ce *cliError
+		st, lerr := s.Load(ctx)
 		s.Close()
+		if lerr == nil && st.Meta.Mirror && len(st.Head) == 0 && !errors.As(err, &ce) {
+			// Most likely made by a run with the wrong (or no) -origin-key.
+			return nil, nil, withHint(err, fmt.Sprintf("%s is a mirror of %s that holds no head yet: if that is the wrong log, delete it and run again", path, st.Meta.Name))
+		}
 		return nil, nil, mirrorOpenError(err, path)
 	}
 	return l, stored, nil
@@ -359,7 +344,8 @@ func parseSince(s string) (int64, error) {
 // bundle holds the same records, whose module paths may be private.
 func writeAtomically(path string, write func(io.Writer) error) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	os.Remove(tmp) // left by a crash: created afresh, so that it gets our mode
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return withHint(fmt.Errorf("failed to create the output file: %w", err), "check that -o names a file in an existing directory you can write to")
 	}
