@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -121,8 +122,9 @@ func runBackupVerify(args []string, stdout, stderr io.Writer) error {
 	st, tree, err := checkBackup(context.Background(), rest[0], vkeys)
 	if err != nil && len(vkeys) > 0 {
 		// A wrong -vkey and a damaged copy fail alike: the copy checked
-		// against the keys it lists tells them apart.
-		if own, _, ownErr := checkBackup(context.Background(), rest[0], nil); ownErr == nil {
+		// against the keys it lists, when they are others, tells them
+		// apart.
+		if own, _, ownErr := checkBackup(context.Background(), rest[0], nil); ownErr == nil && !slices.Equal(own.Meta.VKeys, vkeys) {
 			return withHint(err, fmt.Sprintf("the copy verifies in full against the keys it lists (%s), not against -vkey: check -vkey; restore it only if you trust those keys",
 				strings.Join(own.Meta.VKeys, " ")))
 		}

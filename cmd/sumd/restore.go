@@ -89,7 +89,7 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "the previous database is kept as %s\n", kept)
 	}
 	if isURL(cfg.From) {
-		fmt.Fprintf(stdout, "the mirror restored from is kept as %s: a later restore from %s brings it up to date instead of starting afresh; remove it if you need neither\n",
+		fmt.Fprintf(stdout, "the mirror restored from is kept as %s: a later restore from %s brings it up to date instead of starting afresh; remove it if you will not restore again\n",
 			cfg.DB+".restore-mirror", cfg.From)
 	}
 	return nil

@@ -138,6 +138,11 @@ type Handler struct {
 
 var _ http.Handler = (*Handler)(nil)
 
+// NotEnabled is the text of the 404 to every admin request while the API
+// is off, whether configured off or its token file unusable: clients learn
+// nothing about which.
+const NotEnabled = "the admin API is not enabled on this server (an operator enables it: docs/operations.md#the-admin-api)"
+
 // DefaultUploadTimeout bounds one upload: 500 MiB at about 300 KiB/s.
 const DefaultUploadTimeout = 30 * time.Minute
 
@@ -191,7 +196,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusNotFound)
-		io.WriteString(w, "the admin API is disabled: its token file is missing or unusable on the server (its log says why)\n")
+		io.WriteString(w, NotEnabled+"\n") // why is in the log: the state of a secret is not the client's business
 		return
 	}
 	if !authorized(r, token) {

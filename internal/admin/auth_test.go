@@ -45,11 +45,11 @@ func TestAuth(t *testing.T) {
 	for _, content := range []string{" \n", "123456789012345"} {
 		os.WriteFile(s.tokenFile, []byte(content), 0o600)
 		_, err := (&Client{URL: s.srv.URL, Token: strings.TrimSpace(content)}).Fetch(context.Background(), m)
-		wantStatus(t, err, http.StatusNotFound, "the admin API is disabled")
+		wantStatus(t, err, http.StatusNotFound, "the admin API is not enabled on this server")
 	}
 	os.Remove(s.tokenFile)
 	_, err = (&Client{URL: s.srv.URL}).Fetch(context.Background(), m)
-	wantStatus(t, err, http.StatusNotFound, "the admin API is disabled")
+	wantStatus(t, err, http.StatusNotFound, "the admin API is not enabled on this server")
 }
 
 // TestAuthenticated: behind an access layer (Authenticated), the handler
@@ -84,7 +84,7 @@ func TestDisabled(t *testing.T) {
 	srv := httptest.NewServer(New(&fakeRecorder{}, Options{Logger: quiet}))
 	defer srv.Close()
 	_, err := (&Client{URL: srv.URL, Token: ""}).Fetch(context.Background(), mv("example.com/m", "v1.0.0"))
-	wantStatus(t, err, http.StatusNotFound, "the admin API is disabled")
+	wantStatus(t, err, http.StatusNotFound, "the admin API is not enabled on this server")
 }
 
 // fakeRecorder fails every request with err.
@@ -236,7 +236,7 @@ func TestTokenCached(t *testing.T) {
 		t.Errorf("anonymous request after the file was removed: %d, want 401 from the cache", got)
 	}
 	_, err = (&Client{URL: c.URL, Token: other}).Fetch(context.Background(), m)
-	wantStatus(t, err, http.StatusNotFound, "the admin API is disabled")
+	wantStatus(t, err, http.StatusNotFound, "the admin API is not enabled on this server")
 	if got := anonymous(); got != http.StatusNotFound {
 		t.Errorf("anonymous request once the removal was noticed: %d, want 404", got)
 	}

@@ -24,13 +24,13 @@ func TestTokenFileMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.Fetch(context.Background(), m)
-	wantStatus(t, err, http.StatusNotFound, "the admin API is disabled")
+	wantStatus(t, err, http.StatusNotFound, "the admin API is not enabled on this server")
 	os.Chmod(tokenFile, 0o600)
 	_, err = c.Fetch(context.Background(), m)
 	wantStatus(t, err, http.StatusInternalServerError, "internal error") // past authentication
 	os.Chmod(tokenFile, 0o640)
 	_, err = c.Fetch(context.Background(), m)
-	wantStatus(t, err, http.StatusNotFound, "the admin API is disabled")
+	wantStatus(t, err, http.StatusNotFound, "the admin API is not enabled on this server")
 
 	if _, err := ReadTokenFile(tokenFile); err == nil || !strings.Contains(err.Error(), "accessible by other users (mode -rw-r-----)") {
 		t.Errorf("ReadTokenFile of a 0640 file: %v", err)

@@ -224,8 +224,8 @@ func TestAdminOff(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 404 || !strings.Contains(string(body), "the admin API is off on this server") || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-			t.Errorf("%s /admin/add: %d %q (%s), want a 404 saying the admin API is off", method, resp.StatusCode, body, resp.Header.Get("Content-Type"))
+		if resp.StatusCode != 404 || !strings.Contains(string(body), "the admin API is not enabled on this server") || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			t.Errorf("%s /admin/add: %d %q (%s), want a 404 saying the admin API is not enabled", method, resp.StatusCode, body, resp.Header.Get("Content-Type"))
 		}
 	}
 	if code, _, body := get(t, url+"/latest", ""); code != 200 || !strings.Contains(body, "go.sum database tree") {

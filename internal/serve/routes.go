@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/access"
+	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -67,7 +68,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 		// Without it, the protocol handler would answer an admin request
 		// as a malformed protocol one (405 to a POST): say what is off.
 		mux := http.NewServeMux()
-		mux.Handle("/admin/", notFound("the admin API is off on this server: an operator turns it on with sumd serve -admin-token-file (docs/operations.md)"))
+		mux.Handle("/admin/", notFound(admin.NotEnabled))
 		mux.Handle("/", h)
 		h = mux
 	}
