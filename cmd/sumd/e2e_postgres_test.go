@@ -358,7 +358,7 @@ func TestPostgresRestart(t *testing.T) {
 	var rec recorded
 	var next, unavailable, stale atomic.Int64
 	var ok [2]atomic.Int64 // lookups answered 200, by server: each recovers on its own
-	var down atomic.Bool // the database has been down for longer than -max-head-age
+	var down atomic.Bool   // the database has been down for longer than -max-head-age
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 8 {
