@@ -31,8 +31,28 @@ func FuzzImport(f *testing.F) {
 		f.Fatal(err)
 	}
 	m.Close()
+	full := itlog.NewMemStore() // a mirror that holds the origin's tree already
+	m, err = itlog.OpenStore(full, itlog.Options{VerifierKeys: []string{o.key.VerifierKey()}, Create: true, Logger: quiet})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := importBundle(f, m, o.key.VerifierKey(), good.Bytes(), 256); err != nil {
+		f.Fatal(err)
+	}
+	m.Close()
 	want := o.head()
 	f.Fuzz(func(t *testing.T, bundle []byte) {
+		// Into a mirror that holds the tree, nothing is ever stored.
+		h, err := itlog.OpenStore(full.Clone(), itlog.Options{VerifierKeys: []string{o.key.VerifierKey()}, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, herr := importBundle(t, h, o.key.VerifierKey(), bundle, 256)
+		if head, _ := h.Signed(ctx); !bytes.Equal(head, want) {
+			t.Fatalf("a bundle imported into a mirror holding its tree (error %v) changed its head to %q", herr, head)
+		}
+		h.Close()
+
 		m, err := itlog.OpenStore(empty.Clone(), itlog.Options{VerifierKeys: []string{o.key.VerifierKey()}, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
