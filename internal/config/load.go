@@ -152,7 +152,7 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, erro
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(w, cmd, opts)
 		}
-		return nil, err
+		return nil, suggestFlag(err, fs)
 	}
 	vars := environ(env)
 	warnUnknownEnv(w, vars)
@@ -348,6 +348,21 @@ func warnUnknownEnv(w io.Writer, vars map[string]string) {
 		}
 		fmt.Fprintf(w, "sumd: warning: ignoring environment variable %s: no sumd option has that name%s\n", name, hint)
 	}
+}
+
+// suggestFlag adds to the flag package's error for an unknown flag the
+// command's flag nearest to it, as warnUnknownEnv does for variables.
+func suggestFlag(err error, fs *flag.FlagSet) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return err
+	}
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	if alt := closest(strings.TrimPrefix(name, "-"), names); alt != "" {
+		return fmt.Errorf("%w (did you mean -%s?)", err, alt)
+	}
+	return err
 }
 
 // closest returns the name of known nearest to name, if it is at most two
