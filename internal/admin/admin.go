@@ -138,10 +138,15 @@ type Handler struct {
 
 var _ http.Handler = (*Handler)(nil)
 
-// NotEnabled is the text of the 404 to every admin request while the API
-// is off, whether configured off or its token file unusable: clients learn
-// nothing about which.
-const NotEnabled = "the admin API is not enabled on this server (an operator enables it: docs/operations.md#the-admin-api)"
+// NotEnabled answers every admin request while the API is off, whether
+// configured off (a server routes /admin/ to it) or its token file
+// unusable: one 404 text, so that clients learn nothing about which.
+var NotEnabled http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusNotFound)
+	io.WriteString(w, "the admin API is not enabled on this server (an operator enables it: docs/operations.md#the-admin-api)\n")
+})
 
 // DefaultUploadTimeout bounds one upload: 500 MiB at about 300 KiB/s.
 const DefaultUploadTimeout = 30 * time.Minute
@@ -193,10 +198,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, err := tokenOf()
 	if err != nil {
 		h.log.DebugContext(r.Context(), "admin API disabled", "path", r.URL.Path, "reason", err)
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(http.StatusNotFound)
-		io.WriteString(w, NotEnabled+"\n") // why is in the log: the state of a secret is not the client's business
+		NotEnabled.ServeHTTP(w, r) // why is in the log: the state of a secret is not the client's business
 		return
 	}
 	if !authorized(r, token) {

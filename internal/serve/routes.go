@@ -57,18 +57,16 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 	case adm != nil && cfg.AdminListen != "":
 		s.admin = layer.Wrap(only("/admin/", adm))
 		mainLayer = layer.WithoutAdmin()
-	case adm != nil:
+	default:
 		// The admin API takes request bodies (uploads), which the protocol
-		// handler caps at 1 KiB: it must be routed before it.
+		// handler caps at 1 KiB: it must be routed before it. Without the
+		// API, the protocol handler would answer an admin request as a
+		// malformed protocol one (405 to a POST): say it is off instead.
+		if adm == nil {
+			adm = admin.NotEnabled
+		}
 		mux := http.NewServeMux()
 		mux.Handle("/admin/", adm)
-		mux.Handle("/", h)
-		h = mux
-	default:
-		// Without it, the protocol handler would answer an admin request
-		// as a malformed protocol one (405 to a POST): say what is off.
-		mux := http.NewServeMux()
-		mux.Handle("/admin/", notFound(admin.NotEnabled))
 		mux.Handle("/", h)
 		h = mux
 	}
