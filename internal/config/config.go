@@ -54,6 +54,12 @@ type Database struct {
 	DB   string `flag:"db" arg:"FILE|URL" help:"database holding the records, tiles and signed tree heads: a bbolt file, or a PostgreSQL URL (postgres://user@host/db?sslmode=verify-full; any number of sumd processes may share one, see docs/ha.md)"`
 	Key  string `flag:"key" arg:"FILE" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); default keys/<name>.key, a / in the name becoming _; sumd serve creates it on first start when neither it nor the database exists"`
 	Name string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB (e.g. sum.example.com, corp.example/sumdb); default: the name in the key, or sumd.local when sumd generates the key"`
+}
+
+// Creating is -create, embedded after Database by the commands that may
+// start a new log (serve, add, sync) and only by them: on the others
+// (restore, key, tuf) it would be a flag that does nothing.
+type Creating struct {
 	// Create is deliberately explicit: a log must never be re-created under
 	// a name clients have used, since they would reject its new history.
 	Create bool `flag:"create" help:"create the database file if it does not exist (a new, empty log); without it a missing database is an error, except on the very first start of sumd serve with neither key nor database"`
@@ -77,6 +83,7 @@ const (
 // Serve configures `sumd serve`.
 type Serve struct {
 	Database
+	Creating
 	Log
 	Listen          string        `flag:"listen" arg:"HOST:PORT" help:"address to serve HTTP on; :8080 listens on every interface"`
 	TLSCert         string        `flag:"tls-cert" arg:"FILE" help:"PEM certificate chain: serve HTTPS (with -tls-key); read at start, so restart after renewing"`
@@ -120,6 +127,7 @@ type Upstream struct {
 // so must run while no server holds it.
 type Add struct {
 	Database
+	Creating
 	Log
 	Gosum    string `flag:"gosum" arg:"FILE|DIR" help:"go.sum file, or directory walked for go.sum files, whose module versions to add, instead of MODULE@VERSION DIR|ZIP; more files and directories may follow the flags. Any size and order: the lines are sorted through -tmp-dir, every version is checked against the log before any is added, and the records are committed in chunks of 16,384 (65,536 once the log holds 1M records), so a run cut short adds the rest when run again"`
 	ProxyDir string `flag:"proxy-dir" arg:"DIR" help:"with MODULE@VERSION DIR|ZIP: once the version is recorded, also publish it in the GOPROXY file tree DIR (.info, .mod, .zip and list), which the go command reads with GOPROXY=file:///abs/DIR and any web server can serve"`

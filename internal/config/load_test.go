@@ -259,3 +259,40 @@ func TestConfigFileCap(t *testing.T) {
 		t.Errorf("LoadServe with a 1 MiB config file: %v", err)
 	}
 }
+
+// TestCreateOnlyWhereItCreates checks that -create, and create: in a shared
+// config file, mean something to the commands that may start a new log and
+// that the others refuse the flag instead of ignoring it (restore always
+// builds the database it names; key and tuf work on an existing one).
+func TestCreateOnlyWhereItCreates(t *testing.T) {
+	file := writeFile(t, "create: true\nfrom: m.db\n")
+	creates := map[string]func(args []string) (bool, error){
+		"serve": func(a []string) (bool, error) { c, _, err := LoadServe(a, nil, nil); return c.Create, err },
+		"add":   func(a []string) (bool, error) { c, _, err := LoadAdd(a, nil, nil); return c.Create, err },
+		"sync": func(a []string) (bool, error) {
+			c, _, err := LoadSync(append(a, "-registry", "r.example/p", "-cosign-key", "k.pub"), nil, nil)
+			return c.Create, err
+		},
+	}
+	for name, load := range creates {
+		for _, args := range [][]string{{"-create"}, {"-config", file}} {
+			if create, err := load(args); err != nil || !create {
+				t.Errorf("%s %q: create %v, %v; want true", name, args, create, err)
+			}
+		}
+	}
+	others := map[string]func(args []string) error{
+		"restore":     func(a []string) error { _, _, err := LoadRestore(append(a, "-from", "m.db"), nil, nil); return err },
+		"key":         func(a []string) error { _, _, err := LoadKey(a, nil, nil); return err },
+		"tuf init":    func(a []string) error { _, _, err := LoadTUFInit(a, nil, nil); return err },
+		"tuf publish": func(a []string) error { _, _, err := LoadTUFPublish(a, nil, nil); return err },
+	}
+	for name, load := range others {
+		if err := load([]string{"-create"}); err == nil || !strings.Contains(err.Error(), "flag provided but not defined: -create") {
+			t.Errorf("%s -create: %v; want the flag refused", name, err)
+		}
+		if err := load([]string{"-config", file}); err != nil && strings.Contains(err.Error(), "create") {
+			t.Errorf("%s with create: in the config file: %v; another command's key must be ignored", name, err)
+		}
+	}
+}

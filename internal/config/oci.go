@@ -26,6 +26,7 @@ type ServeSync struct {
 // Sync configures `sumd sync`, one sync pass on the database file.
 type Sync struct {
 	Database
+	Creating
 	Log
 	OCI
 }
