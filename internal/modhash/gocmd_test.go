@@ -56,7 +56,7 @@ func TestMatchesGoCommand(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"GOPROXY=file://"+filepath.ToSlash(root), "GOSUMDB=off", "GONOSUMDB=", "GOPRIVATE=",
 		"GONOPROXY=", "GOFLAGS=-modcacherw", "GOTOOLCHAIN=local", "GOENV=off", "GOWORK=off",
-		"GOPATH="+tmp, "GOMODCACHE="+filepath.Join(tmp, "mod"), "HOME="+tmp,
+		"GOPATH="+tmp, "GOMODCACHE="+filepath.Join(tmp, "mod"), "HOME="+testenv.GoHome(t), "XDG_CONFIG_HOME=",
 		"GOCACHE="+filepath.Join(tmp, "cache"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -11,6 +11,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -47,4 +48,23 @@ func LookPath(t testing.TB, file string) string {
 	path, err := exec.LookPath(file)
 	Need(t, file, err)
 	return path
+}
+
+// GoHome makes a HOME under t.TempDir() for the go commands a test runs,
+// with the go command's telemetry off. With it on, the go command starts a
+// detached child that may still write counters under HOME after the
+// command returns, racing the test's removal of its directory and leaving
+// .config/go/telemetry behind in /tmp. The go command must also run
+// without XDG_CONFIG_HOME, which would move its config elsewhere.
+func GoHome(t testing.TB) string {
+	t.Helper()
+	home := filepath.Join(t.TempDir(), "home")
+	mode := filepath.Join(home, ".config", "go", "telemetry", "mode")
+	if err := os.MkdirAll(filepath.Dir(mode), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mode, []byte("off"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return home
 }

@@ -42,23 +42,13 @@ func NewGo(t testing.TB) *Go {
 		GOPATH: filepath.Join(root, "gopath"),
 		Dir:    filepath.Join(root, "work"),
 		bin:    bin,
-		home:   filepath.Join(root, "home"),
+		home:   testenv.GoHome(t),
 		ctx:    t.Context(),
 	}
-	for _, d := range []string{g.GOPATH, g.Dir, g.home} {
+	for _, d := range []string{g.GOPATH, g.Dir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-	}
-	// Telemetry off: with it on, the go command starts a detached child
-	// that may still write under HOME after the command returns, racing
-	// the test's removal of its directory ("directory not empty").
-	mode := filepath.Join(g.home, ".config", "go", "telemetry", "mode")
-	if err := os.MkdirAll(filepath.Dir(mode), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(mode, []byte("off"), 0o644); err != nil {
-		t.Fatal(err)
 	}
 	gomod := "module example.com/e2etest\n\ngo 1.21\n"
 	if err := os.WriteFile(filepath.Join(g.Dir, "go.mod"), []byte(gomod), 0o644); err != nil {
