@@ -411,6 +411,11 @@ func TestPostgresRestart(t *testing.T) {
 			if r := getStatus(t, s.url+"/latest"); r.status != http.StatusServiceUnavailable {
 				t.Errorf("/latest with the database down (%s) for longer than -max-head-age: %d, want 503", mode, r.status)
 			}
+			// What the documented alert and the image's health check read.
+			if out, _, err := sumdRun("status", "-url", s.url); err == nil || !strings.Contains(out, ": UNAVAILABLE\n") ||
+				!strings.Contains(out, "storage is unavailable") {
+				t.Errorf("sumd status with the database down (%s): %v\n%s; want UNAVAILABLE and a failure", mode, err, out)
+			}
 		}
 		down.Store(false)
 		if n := stale.Load(); n > 0 {

@@ -124,11 +124,15 @@ func (b *board) health(ctx context.Context) *Status {
 		Name: b.log.Name(), VerifierKeys: b.log.VerifierKeys(), Version: b.version,
 		Started: b.started.UTC(), Time: time.Now().UTC(),
 	}
-	if tree, err := b.log.Tree(ctx); err != nil {
-		s.problem("log", "the signed tree head cannot be read (see the server log)")
-	} else {
+	if tree, err := b.log.Tree(ctx); err == nil {
 		s.Log.TreeSize = tree.N
 		s.Log.RootHash = base64.StdEncoding.EncodeToString(tree.Hash[:])
+	}
+	// The same test as /healthz's: a head that cannot be served (a shared
+	// database unconfirmed for longer than -max-head-age, a mirror with no
+	// head yet) is an unavailable log, whatever tree was published last.
+	if _, err := b.log.Signed(ctx); err != nil {
+		s.problem("log", "the signed tree head cannot be served: %v", err)
 	}
 	for _, p := range b.parts {
 		if p.Report != nil {

@@ -316,13 +316,23 @@ func (l *Log) Published() *Head { return l.pub.Load() }
 func (l *Log) Signed(ctx context.Context) ([]byte, error) {
 	h := l.pub.Load()
 	if h.Signed == nil {
-		return nil, fmt.Errorf("mirror of %s holds no signed head yet: %w", l.name, fs.ErrNotExist)
+		return nil, noHeadError(l.name)
 	}
 	if err := l.fresh(); err != nil {
 		return nil, err
 	}
 	return bytes.Clone(h.Signed), nil
 }
+
+// A noHeadError is Signed's answer in a mirror that holds no signed head
+// yet. It is an fs.ErrNotExist (a 404 at /latest), whose own text ("file
+// does not exist") would only mislead whoever reads /healthz.
+type noHeadError string
+
+func (e noHeadError) Error() string {
+	return "the mirror of " + string(e) + " holds no signed head yet: it has not followed its origin, or imported a bundle, since it was created"
+}
+func (e noHeadError) Is(target error) bool { return target == fs.ErrNotExist }
 
 // Tree returns the published tree (size 0 in a mirror with no head yet).
 func (l *Log) Tree(ctx context.Context) (tlog.Tree, error) {

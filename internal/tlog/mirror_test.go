@@ -91,8 +91,10 @@ func TestMirror(t *testing.T) {
 	}
 	partial := openMirror(t, bs, k.VerifierKey(), VerifyFull)
 
-	if _, err := full.Signed(ctx); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("Signed of an empty mirror = %v, want fs.ErrNotExist", err)
+	// An fs.ErrNotExist (a 404 at /latest) that /healthz shows as it is:
+	// it must say what is missing, not "file does not exist".
+	if _, err := full.Signed(ctx); !errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "file does not exist") {
+		t.Fatalf("Signed of an empty mirror = %v, want fs.ErrNotExist saying the mirror holds no head", err)
 	}
 	for step, n := range []int{3, 300, 1, 0, 700} {
 		growOrigin(t, origin, step*1000, n)
