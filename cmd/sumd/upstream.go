@@ -75,7 +75,7 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 			Logger:    logger, Metrics: m,
 		})
 		if err != nil {
-			return nil, nil, withHint(err, "check -crosscheck-key and -crosscheck-url")
+			return nil, nil, withHint(err, "check -crosscheck-key, -crosscheck-url and -crosscheck-state (a file this process may create and write)")
 		}
 		opts.Checker = c
 	}

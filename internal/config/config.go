@@ -120,7 +120,7 @@ type Upstream struct {
 	CrosscheckKey    string        `flag:"crosscheck-key" arg:"VKEY" help:"verifier key of the upstream checksum database; empty: sum.golang.org's"`
 	CrosscheckURL    string        `flag:"crosscheck-url" arg:"URL" help:"URL of the upstream checksum database; empty: through the upstream proxies' /sumdb/<name>/"`
 	CrosscheckOpen   bool          `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (default: refuse with 502)"`
-	CrosscheckState  string        `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside a bbolt database, data/crosscheck-latest with PostgreSQL"`
+	CrosscheckState  string        `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside a bbolt database, data/crosscheck-latest in the working directory with PostgreSQL; its directory is created at start if missing"`
 }
 
 // Add configures `sumd add`, which writes to the database file directly and

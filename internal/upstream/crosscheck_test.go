@@ -259,7 +259,9 @@ func (s *checkedSetup) lookupAfterDiscovery(t *testing.T, status int) {
 // proof logged) and by a new one reading the saved state, and fails closed
 // whatever the policy.
 func TestCrossCheckFork(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "latest")
+	// In a directory that does not exist yet, as the default
+	// data/crosscheck-latest of a PostgreSQL server's first start.
+	state := filepath.Join(t.TempDir(), "data", "latest")
 	s := newCheckedSetup(t, CheckerOptions{StateFile: state, FailOpen: true})
 	s.db.add(t, otherRecord(0), s.right)
 	s.lookup(t, 200, "0\n")

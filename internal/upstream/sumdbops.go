@@ -117,6 +117,12 @@ func loadClientState(key string, v note.Verifier, file string, cacheBytes int64)
 	}
 	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
+		// The first save must not fail every lookup's check for want of
+		// a directory (the default with PostgreSQL is data/... in the
+		// working directory): make it now, or say so at start.
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+			return nil, fmt.Errorf("failed to create the directory of the cross-check state file: %w", err)
+		}
 		return s, nil
 	}
 	if err != nil {
