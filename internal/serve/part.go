@@ -50,8 +50,10 @@ func runPart(ctx context.Context, p Part, logger *slog.Logger) error {
 		err = errors.New("it returned without an error")
 	}
 	logger.Error("part of the server died; stopping", "part", p.Name, "err", err)
+	var hinted interface{ Hint() string }
+	own := errors.As(err, &hinted) // the cause knows better what to do
 	err = fmt.Errorf("%s stopped: %w", p.Name, err)
-	if p.Hint != "" {
+	if p.Hint != "" && !own {
 		err = withHint(err, p.Hint)
 	}
 	return err

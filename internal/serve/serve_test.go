@@ -232,12 +232,17 @@ func TestDatabaseFileReplaced(t *testing.T) {
 // parts of the test's own making.
 func TestPartDies(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		run  func(ctx context.Context) error
-		want string
+		name     string
+		run      func(ctx context.Context) error
+		want     string
+		wantHint string
 	}{
-		{"error", func(context.Context) error { return errors.New("disk on fire") }, "flaky stopped: disk on fire"},
-		{"nil", func(context.Context) error { return nil }, "flaky stopped: it returned without an error"},
+		{"error", func(context.Context) error { return errors.New("disk on fire") }, "flaky stopped: disk on fire", "do something"},
+		{"nil", func(context.Context) error { return nil }, "flaky stopped: it returned without an error", "do something"},
+		// A cause with a hint of its own (a log whose keys another
+		// process changed) knows better than the part's generic one.
+		{"hinted", func(context.Context) error { return withHint(errors.New("keys changed"), "restart with both keys") },
+			"flaky stopped: keys changed", "restart with both keys"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, _, _ := testConfig(t)
@@ -253,6 +258,10 @@ func TestPartDies(t *testing.T) {
 			err = runGroup(context.Background(), []*listener{srv}, parts, time.Second, cfg.Logger)
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("runGroup = %v, want %q", err, tc.want)
+			}
+			var h interface{ Hint() string }
+			if !errors.As(err, &h) || h.Hint() != tc.wantHint {
+				t.Errorf("runGroup's hint = %v, want %q", h, tc.wantHint)
 			}
 			if !otherStopped.Load() {
 				t.Error("the other part was not stopped")

@@ -65,8 +65,8 @@ func (ks keySet) openTree(head []byte) (tlog.Tree, error) {
 func pick(stored []string, given []*Key) (keySet, error) {
 	for _, k := range given {
 		if !slices.Contains(stored, k.VerifierKey()) {
-			return nil, fmt.Errorf("database was created with verifier key %s, not %s: serving a log under another key would break every client that knows it; "+
-				"use the log's own key (to add a key, rotate it)", strings.Join(stored, ", "), k.VerifierKey())
+			return nil, fmt.Errorf("%s is not one of the log's keys, which are %s (a retired key, or another log's): "+
+				"serving a log under another key would break every client that knows it; pass the log's own keys, and add a key only with sumd key rotate", k.VerifierKey(), strings.Join(stored, ", "))
 		}
 	}
 	return choose(stored, given)
@@ -79,7 +79,7 @@ func choose(stored []string, given []*Key) (keySet, error) {
 	for _, vkey := range stored {
 		i := slices.IndexFunc(given, func(k *Key) bool { return k.VerifierKey() == vkey })
 		if i < 0 {
-			return nil, fmt.Errorf("the log signs with %s, whose private key was not given: pass every key of the log (%s)", vkey, strings.Join(stored, ", "))
+			return nil, &MissingKeyError{VKey: vkey, Stored: stored}
 		}
 		ks = append(ks, given[i])
 	}
@@ -156,4 +156,31 @@ func (l *Log) rotate(ctx context.Context, change func(keySet) (keySet, error)) e
 			return err
 		})
 	})
+}
+
+// A MissingKeyError is a log that signs with a key whose private key this
+// process was not given: it was started without it, or another process
+// sharing the database rotated it in (sumd key rotate) while it ran.
+type MissingKeyError struct {
+	VKey   string   // the key lacking
+	Stored []string // every key the log signs with
+}
+
+func (e *MissingKeyError) Error() string {
+	return fmt.Sprintf("the log signs with %s, whose private key was not given: pass every key of the log (%s)", e.VKey, strings.Join(e.Stored, ", "))
+}
+
+// keysChangedError stops a log whose signing keys another process changed
+// to a set this one cannot sign with. It is an ErrFatal, but not a storage
+// failure, and restarting as before would only stop it again: its hint
+// says what to restart with.
+type keysChangedError struct{ missing *MissingKeyError }
+
+func (e *keysChangedError) Error() string {
+	return "log stopped: another process changed the keys it signs with: " + e.missing.Error()
+}
+func (e *keysChangedError) Unwrap() []error { return []error{ErrFatal, e.missing} }
+func (e *keysChangedError) Hint() string {
+	return "restart every sumd process on this database with the private keys of all of " + strings.Join(e.missing.Stored, ", ") +
+		" (-key OLD,NEW; see docs/ha.md, Key rotation)"
 }

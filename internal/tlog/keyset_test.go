@@ -84,7 +84,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("VerifierKey = %s, want the new key", l.VerifierKey())
 	}
 	l.Close()
-	if _, err := Open(path, Options{Keys: []*Key{oldKey, newKey}, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "not "+oldKey.VerifierKey()) {
+	if _, err := Open(path, Options{Keys: []*Key{oldKey, newKey}, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), oldKey.VerifierKey()+" is not one of the log's keys") {
 		t.Fatalf("Open with a retired key = %v", err)
 	}
 	l = openTest(t, path, newKey, VerifyFull)

@@ -424,7 +424,7 @@ func TestOpenRefuses(t *testing.T) {
 		key  *Key
 		want string
 	}{
-		{testKey(t, "sum.example.com"), "created with verifier key"},
+		{testKey(t, "sum.example.com"), "is not one of the log's keys"},
 		{testKey(t, "other.example.com"), `holds the log "sum.example.com"`},
 	} {
 		if _, err := Open(path, Options{Keys: []*Key{tc.key}, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), tc.want) {

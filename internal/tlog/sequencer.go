@@ -309,9 +309,13 @@ func (l *Log) committed(b *Batch) {
 // returns the error every pending and later write fails with.
 func (l *Log) stop(cause error) error {
 	err := fmt.Errorf("%w: %w", ErrFatal, cause)
+	msg := "the log stopped: it cannot tell, or cannot trust, what its store holds (err says which); restart sumd, which re-verifies the database"
+	if missing := (*MissingKeyError)(nil); errors.As(cause, &missing) {
+		err = &keysChangedError{missing}
+		msg = "the log stopped: another process changed the keys it signs with, and this one lacks a private key; restart every process with all of them"
+	}
 	if l.setErr(err) {
-		l.log.Error("the log stopped: a write to its store failed, and whether it was stored is unknown; "+
-			"restart sumd, which re-verifies the database", "err", cause, "tree_size", l.pub.Load().Tree.N)
+		l.log.Error(msg, "err", cause, "tree_size", l.pub.Load().Tree.N)
 		l.metrics.stopped()
 	}
 	return l.fatalErr()

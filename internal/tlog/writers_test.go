@@ -102,8 +102,16 @@ func TestSecondWriterRotates(t *testing.T) {
 	if err := a.AddKey(ctx, testKey(t, "sum.example.com")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Add(ctx, record(0, 0)); !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "whose private key was not given") {
+	_, err := b.Add(ctx, record(0, 0))
+	if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "whose private key was not given") {
 		t.Fatalf("b.Add after a's rotation = %v, want ErrFatal: key not given", err)
+	}
+	// Not a storage failure, and restarting with the same keys would stop
+	// again: the error says so and its hint names every key to pass.
+	var hinted interface{ Hint() string }
+	if strings.Contains(err.Error(), "storage failure") || !errors.As(err, &hinted) ||
+		!strings.Contains(hinted.Hint(), a.VerifierKeys()[1]) || !strings.Contains(hinted.Hint(), "-key OLD,NEW") {
+		t.Errorf("b.Add after a's rotation = %v (hint %v), want a key error whose hint names both keys", err, hinted)
 	}
 	if _, err := a.Add(ctx, record(0, 0)); err != nil {
 		t.Fatal(err)
