@@ -29,8 +29,10 @@ func TestAddWhileServing(t *testing.T) {
 }
 
 // TestPostgresUnreachable: a PostgreSQL database that cannot be reached is
-// named (without its password) with the same hint whether a log is opened
-// on it (sumd key) or the bare store (sumd copy).
+// named (without its password), with why it cannot be reached and the same
+// hint, whether a log is opened on it (sumd key, serve) or the bare store
+// (sumd copy); a process that fails to start does not log that it will
+// answer 503.
 func TestPostgresUnreachable(t *testing.T) {
 	dir := t.TempDir()
 	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
@@ -39,10 +41,15 @@ func TestPostgresUnreachable(t *testing.T) {
 	for _, args := range [][]string{
 		{"copy", "-from", url, "-to", filepath.Join(dir, "copy.db")},
 		{"key", "rotate", "-db", url, "-key", filepath.Join(dir, "keys", e2eName+".key"), "-new-key", filepath.Join(dir, "new.key")},
+		{"serve", "-listen", "127.0.0.1:0", "-db", url, "-key", filepath.Join(dir, "keys", e2eName+".key")},
 	} {
 		_, errOut, err := sumdRun(args...)
-		if err == nil || !strings.Contains(errOut, "sumd: error: database postgres://sumd:xxxxx@127.0.0.1:1/sumd") || !strings.HasSuffix(errOut, want) {
-			t.Errorf("sumd %s: %v, stderr:\n%s\nwant the redacted URL and:\n%s", args[0], err, errOut, want)
+		if err == nil || !strings.Contains(errOut, "sumd: error: database postgres://sumd:xxxxx@127.0.0.1:1/sumd?connect_timeout=5: cannot reach it: ") ||
+			!strings.Contains(errOut, "127.0.0.1") || !strings.Contains(errOut, "connection refused") || !strings.HasSuffix(errOut, want) {
+			t.Errorf("sumd %s: %v, stderr:\n%s\nwant the redacted URL, the cause and:\n%s", args[0], err, errOut, want)
+		}
+		if strings.Contains(errOut, "secret") || strings.Contains(errOut, "answering 503") {
+			t.Errorf("sumd %s: stderr shows the password, or a 503 it will never answer:\n%s", args[0], errOut)
 		}
 	}
 }

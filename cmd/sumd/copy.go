@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,8 +65,7 @@ func openStore(ctx context.Context, flag, db string, create bool, logger *slog.L
 		if err != nil {
 			// Opening it only connects and migrates: whatever else failed,
 			// the server or the URL is the likely cause.
-			err = fmt.Errorf("database %s: %w", redact(db), err)
-			return nil, withHint(err, cmp.Or(postgresHint(err), postgresUnreachable))
+			return nil, postgresOpenError(db, err, postgresUnreachable)
 		}
 		return s, nil
 	}

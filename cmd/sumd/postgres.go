@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,14 +29,26 @@ func openPostgres(url string, opts tlog.Options, reg prometheus.Registerer, cmd 
 		}
 		s.Close()
 	}
-	err = fmt.Errorf("database %s: %w", redact(url), err)
 	if errors.Is(err, tlog.ErrNoLog) {
-		return nil, withHint(err, noLogHint(cmd))
+		return nil, withHint(fmt.Errorf("database %s: %w", redact(url), err), noLogHint(cmd))
 	}
-	if hint := postgresHint(err); hint != "" {
-		return nil, withHint(err, hint)
+	return nil, postgresOpenError(url, err, "")
+}
+
+// postgresOpenError is err, from opening the PostgreSQL database at url,
+// for the operator, with postgresHint's hint or else fallback. An
+// unreachable database says why: the error's own text is the one clients
+// get, which hides the cause ("storage is unavailable; try again shortly").
+func postgresOpenError(url string, err error, fallback string) error {
+	hint := cmp.Or(postgresHint(err), fallback)
+	if ue := (*tlog.UnavailableError)(nil); errors.As(err, &ue) {
+		err = fmt.Errorf("cannot reach it: %w", ue.Err)
 	}
-	return nil, err
+	err = fmt.Errorf("database %s: %w", redact(url), err)
+	if hint == "" {
+		return err
+	}
+	return withHint(err, hint)
 }
 
 // postgresUnreachable is the hint for a PostgreSQL database that cannot

@@ -13,14 +13,16 @@ import (
 
 // fail wraps err, a failed statement, saying what failed. A failure to
 // reach the database becomes a *tlog.UnavailableError (503 to clients),
-// and the first of a series is logged with its cause: clients see only
-// that the storage is unavailable.
+// and the first of a series once the store is open is logged with its
+// cause: clients see only that the storage is unavailable.
 func (s *Store) fail(what string, err error) error {
 	err = fmt.Errorf("failed to %s: %w", what, err)
 	if !unreachable(err) {
 		return err
 	}
-	if !s.down.Swap(true) {
+	// Before Open returns, the caller reports the error and exits: no
+	// 503s will follow.
+	if s.open.Load() && !s.down.Swap(true) {
 		s.log.Warn("lost the PostgreSQL database; answering 503 until it is back", "err", err)
 	}
 	return &tlog.UnavailableError{Err: err}

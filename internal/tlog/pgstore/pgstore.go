@@ -135,6 +135,7 @@ type Store struct {
 	tiles *lru.Cache[tlog.TileID, []byte] // full tiles: immutable
 	cache recordCache
 	down  atomic.Bool   // the last statement could not reach the database
+	open  atomic.Bool   // Open returned the store: a failure to reach the database is a loss, not a failed start
 	done  chan struct{} // closed by Close
 
 	lockMu sync.Mutex
@@ -187,6 +188,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("failed to register the PostgreSQL metrics: %w", err)
 	}
+	s.open.Store(true)
 	return s, nil
 }
 
