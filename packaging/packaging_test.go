@@ -92,7 +92,8 @@ func TestSystemdUnit(t *testing.T) {
 
 // TestDockerfile checks what docker cannot check here: a static build, a
 // non-root user, the data volume, and a HEALTHCHECK that is a valid sumd
-// status command.
+// status command, without -auth or -json, so that it checks /healthz when
+// /status needs a credential.
 func TestDockerfile(t *testing.T) {
 	data, err := os.ReadFile("../Dockerfile")
 	if err != nil {
@@ -115,7 +116,14 @@ func TestDockerfile(t *testing.T) {
 	if len(argv) < 2 || argv[0] != "/usr/local/bin/sumd" || argv[1] != "status" {
 		t.Fatalf("HEALTHCHECK runs %q, want sumd status", argv)
 	}
-	if _, _, err := config.LoadStatus(argv[2:], nil, io.Discard); err != nil {
-		t.Errorf("HEALTHCHECK's sumd status arguments: %v", err)
+	cfg, _, err := config.LoadStatus(argv[2:], nil, io.Discard)
+	if err != nil {
+		t.Fatalf("HEALTHCHECK's sumd status arguments: %v", err)
+	}
+	if cfg.Auth != "" || cfg.JSON {
+		// The image holds no credential: with -auth or -json, a server
+		// with read authentication would be unhealthy; without them,
+		// sumd status checks /healthz when /status is refused.
+		t.Errorf("HEALTHCHECK's sumd status has -auth or -json: %q", argv)
 	}
 }

@@ -31,13 +31,20 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
-	raw, st, err := fetchStatus(ctx, authClient(auth, cfg.URL, 0), strings.TrimSuffix(cfg.URL, "/")+"/status")
+	client, base := authClient(auth, cfg.URL, 0), strings.TrimSuffix(cfg.URL, "/")
+	raw, st, err := fetchStatus(ctx, client, base+"/status")
 	var refused *refusedError
 	switch {
+	case errors.As(err, &refused) && cfg.Auth == "" && !cfg.JSON:
+		// No credential chosen (at most the go command's .netrc): a
+		// health check, such as the image's, learns what anonymous
+		// clients may. One given with -auth and refused is a mistake
+		// to report, and -json promises the status itself.
+		return checkHealth(ctx, client, base+"/healthz", stdout)
 	case errors.As(err, &refused):
 		return withHint(err, refusedHint(refused.status, "the status needs an auditor's"))
 	case err != nil:
-		return withHint(err, "check -url: the base URL sumd serve printed in its GOSUMDB line")
+		return withHint(err, unreachableHint)
 	}
 	if cfg.JSON {
 		stdout.Write(raw)
@@ -50,6 +57,9 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// unreachableHint is the hint for a server that did not answer.
+const unreachableHint = "check -url: the base URL sumd serve printed in its GOSUMDB line"
+
 // A refusedError is a 401 or 403 answer.
 type refusedError struct {
 	status int
@@ -60,18 +70,9 @@ func (e *refusedError) Error() string { return e.err.Error() }
 
 // fetchStatus reads and parses GET url.
 func fetchStatus(ctx context.Context, client *http.Client, url string) ([]byte, *serve.Status, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, raw, err := fetch(ctx, client, url, "status")
 	if err != nil {
 		return nil, nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to read the status: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxStatus))
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to read the status: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		err := fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(raw))
@@ -85,6 +86,45 @@ func fetchStatus(ctx context.Context, client *http.Client, url string) ([]byte, 
 		return nil, nil, errors.Join(fmt.Errorf("GET %s: not a sumd status (%s)", url, resp.Header.Get("Content-Type")), err)
 	}
 	return raw, &st, nil
+}
+
+// fetch reads GET url (the server's what, for errors): the answer, its
+// body closed, and at most maxStatus bytes of that body.
+func fetch(ctx context.Context, client *http.Client, url, what string) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to read the %s: %w", what, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxStatus))
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to read the %s: %w", what, err)
+	}
+	return resp, raw, nil
+}
+
+// healthOnly says why sumd status printed the health and nothing else.
+const healthOnly = "only /healthz was checked (/status needs an auditor's credential, -auth)"
+
+// checkHealth is sumd status without -auth of a server whose /status
+// refused it: with read authentication or client certificates on, only
+// /healthz is open to anonymous clients, and the container image's
+// HEALTHCHECK has no credential to give. Like the status, it exits 0
+// while the log serves (ok or degraded) and 1 when it does not.
+func checkHealth(ctx context.Context, client *http.Client, url string, stdout io.Writer) error {
+	resp, body, err := fetch(ctx, client, url, "health")
+	switch {
+	case err != nil:
+		return withHint(err, unreachableHint)
+	case resp.StatusCode != http.StatusOK:
+		return withHint(fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(body)), healthOnly)
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", healthOnly, firstLine(body))
+	return nil
 }
 
 func firstLine(b []byte) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -101,5 +102,59 @@ func TestStatusUnreachable(t *testing.T) {
 	_, stderr, code := sumdCode(t, nil, "status", "-url", gone.URL, "-timeout", "5s")
 	if code != 1 || !strings.Contains(stderr, "sumd: error: failed to read the status: ") || !strings.Contains(stderr, "hint: check -url") {
 		t.Errorf("sumd status of a closed port: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestStatusReadAuth: with read authentication on, /status needs an
+// auditor, so sumd status without -auth (the image's HEALTHCHECK) checks
+// /healthz instead, says so, and exits 0 while the log serves. A credential
+// given and refused, or -json, still fails: they ask for the status itself.
+func TestStatusReadAuth(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	tokens := writeSecret(t, filepath.Join(dir, "tokens"), "ops:ops-token-0123456789abcdef:auditor\ndev:dev-token-0123456789abcdef:reader\n")
+	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"),
+		"-read-auth", "bearer", "-read-auth-file", tokens)
+	auditor := writeSecret(t, filepath.Join(dir, "auditor.token"), "ops-token-0123456789abcdef\n")
+	reader := writeSecret(t, filepath.Join(dir, "reader.token"), "dev-token-0123456789abcdef\n")
+	noNetrc := []string{"NETRC=" + filepath.Join(dir, "none.netrc")}
+
+	out, errOut, code := sumdCode(t, noNetrc, "status", "-url", s.url)
+	if want := "only /healthz was checked (/status needs an auditor's credential, -auth): ok\n"; code != 0 || out != want {
+		t.Errorf("sumd status without -auth: exit %d, printed %q, want 0 and %q\n%s", code, out, want, errOut)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-auth", "bearer:" + reader}, "hint: the server refused these credentials: the status needs an auditor's"},
+		{[]string{"-json"}, "hint: the server needs credentials"},
+	} {
+		_, errOut, code := sumdCode(t, noNetrc, append([]string{"status", "-url", s.url}, tc.args...)...)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("sumd status %s: exit %d, want 1 and %q:\n%s", strings.Join(tc.args, " "), code, tc.want, errOut)
+		}
+	}
+	if out := sumd(t, "status", "-url", s.url, "-auth", "bearer:"+auditor); !strings.HasPrefix(out, e2eName+": OK\n") {
+		t.Errorf("sumd status as an auditor printed:\n%s", out)
+	}
+}
+
+// TestStatusHealthUnavailable: when /status is refused and /healthz answers
+// 503, sumd status exits 1 with the answer and why only the health was
+// checked.
+func TestStatusHealthUnavailable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			http.Error(w, "not ready: the head cannot be read", http.StatusServiceUnavailable)
+			return
+		}
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	out, errOut, code := sumdCode(t, []string{"NETRC=" + filepath.Join(t.TempDir(), "none.netrc")}, "status", "-url", srv.URL)
+	if code != 1 || out != "" || !strings.Contains(errOut, "/healthz: 503 Service Unavailable: not ready: the head cannot be read\n") ||
+		!strings.Contains(errOut, "hint: only /healthz was checked (/status needs an auditor's credential, -auth)") {
+		t.Errorf("sumd status of an unavailable server behind read auth: exit %d, stdout %q\n%s", code, out, errOut)
 	}
 }
