@@ -2,6 +2,7 @@
 # with the database in a volume.
 #
 #   docker build -t sumd .
+#   chown 65532 /etc/sumd/signing.key && chmod 400 /etc/sumd/signing.key   # the image runs as 65532
 #   docker run -d -p 8080:8080 -v sumd-data:/var/lib/sumd \
 #     -v /etc/sumd/signing.key:/run/secrets/signing.key:ro -e SUMD_KEY=/run/secrets/signing.key \
 #     -e SUMD_NAME=sum.corp.example sumd serve -create   # -create on the first start only

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -70,16 +72,22 @@ func keysHint(found []string, cmd string) string {
 
 // keyFileError explains why the signing key file cmd ("serve", "key
 // rotate") was given could not be read: a verifier key given instead, a
-// key other users may read, or a missing file (naming the keys that are
-// there, and for serve why no log was created).
+// key other users may read, one this user may not, or a missing file
+// (naming the keys that are there, and for serve why no log was created).
 func keyFileError(db config.Database, file string, err error, cmd string) error {
 	if data, rerr := readSmallFile(file, 64<<10); rerr == nil && config.CheckVerifierKeys(strings.Fields(string(data))) == nil {
 		return usageError(fmt.Errorf("%s holds a verifier key (public), not the private signing key", file),
 			"pass -key with the signing key file written beside it by sumd keygen, e.g. "+strings.TrimSuffix(file, ".vkey")+".key")
 	}
 	var mode *secret.ModeError
-	if errors.As(err, &mode) {
+	switch {
+	case errors.As(err, &mode):
 		return withHint(err, mode.Hint())
+	case errors.Is(err, fs.ErrPermission):
+		// Typically a key owned by root (or the host's user) mounted into
+		// a container, or a unit, that runs sumd as another user.
+		return withHint(err, fmt.Sprintf("%s exists but this user (uid %d) cannot read it: chown it to the user sumd runs as "+
+			"(65532 in the container image) and chmod 600 or 400", file, os.Geteuid()))
 	}
 	if !exists(file) {
 		if found := foundKeys(filepath.Dir(file)); len(found) > 0 {

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/config"
+)
+
+// TestKeyFileUnreadable: a signing key this user may not read (a root-owned
+// key mounted into the container, which runs as 65532) gets a hint naming
+// the uid and the chown, not the generic "pass -key FILE" one. Root reads
+// any file, so as root the error open gives other users is synthesized and
+// classified by the same function.
+func TestKeyFileUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", dir)
+	key := filepath.Join(dir, e2eName+".key")
+	if err := os.Chmod(key, 0); err != nil {
+		t.Fatal(err)
+	}
+	db := config.Database{Key: key, DB: filepath.Join(dir, "sumd.db")}
+	var err error
+	if os.Geteuid() == 0 {
+		t.Log("running as root, which reads a file of mode 0000: classifying a synthesized EACCES")
+		err = keyFileError(db, key, &fs.PathError{Op: "open", Path: key, Err: fs.ErrPermission}, "serve")
+	} else {
+		_, err = readKeys(db, "serve")
+	}
+	var ce *cliError
+	if !errors.As(err, &ce) || !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("readKeys of a key of mode 0000 = %v, want a permission error with a hint", err)
+	}
+	want := fmt.Sprintf("%s exists but this user (uid %d) cannot read it: chown it to the user sumd runs as (65532 in the container image) and chmod 600 or 400", key, os.Geteuid())
+	if ce.hint != want || strings.Contains(ce.hint, "sumd keygen") {
+		t.Errorf("hint = %q\nwant %q", ce.hint, want)
+	}
+}
