@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -50,5 +51,55 @@ func TestFlagsOnly(t *testing.T) {
 	stderr.Reset()
 	if code := run([]string{"tuf", "status", "-h"}, &stderr, &stderr); code != 0 || !strings.HasPrefix(stderr.String(), "Usage: sumd tuf status") {
 		t.Errorf("sumd tuf status -h: exit status %d, output:\n%s\nwant 0 and the usage text", code, &stderr)
+	}
+}
+
+// TestHelpExamples: for every command and step "sumd help" lists, "sumd
+// help COMMAND" prints its own usage, and its example runs that command
+// (sumd key retire -h showed the rotate command).
+func TestHelpExamples(t *testing.T) {
+	_, list, _ := strings.Cut(usage, "\nUsage:\n")
+	list, _, _ = strings.Cut(list, "\n\n")
+	var cmds [][]string
+	for line := range strings.Lines(list) {
+		synopsis, _, _ := strings.Cut(strings.TrimSpace(line), "  ") // then the description
+		words := strings.Fields(synopsis)
+		if len(words) < 2 || words[0] != "sumd" || words[1] == "help" {
+			continue
+		}
+		var cmd []string
+		for _, w := range words[1:] {
+			if !regexp.MustCompile(`^[a-z][a-z|-]*$`).MatchString(w) {
+				break
+			}
+			cmd = append(cmd, w)
+		}
+		if len(cmd) == 2 && strings.Contains(cmd[1], "|") { // sumd mirror export|import
+			for _, step := range strings.Split(cmd[1], "|") {
+				cmds = append(cmds, []string{cmd[0], step})
+			}
+			continue
+		}
+		cmds = append(cmds, cmd)
+	}
+	if len(cmds) < 20 {
+		t.Fatalf("found %d commands in the usage text, want every one: %q", len(cmds), cmds)
+	}
+	for _, cmd := range cmds {
+		name := "sumd " + strings.Join(cmd, " ")
+		var stdout, stderr bytes.Buffer
+		if code := run(append([]string{"help"}, cmd...), &stdout, &stderr); code != 0 {
+			t.Errorf("sumd help %s: exit status %d\n%s", strings.Join(cmd, " "), code, &stderr)
+			continue
+		}
+		text := stdout.String()
+		if !strings.HasPrefix(text, "Usage: "+name+" ") && !strings.HasPrefix(text, "Usage: "+name+"\n") {
+			t.Errorf("sumd help %s prints the usage of another command:\n%s", strings.Join(cmd, " "), text)
+		}
+		_, example, ok := strings.Cut(text, "\nExample:\n")
+		example = regexp.MustCompile(`^\s*([A-Z_]+=\S* )*`).ReplaceAllString(example, "") // COSIGN_PASSWORD=... sumd oci push
+		if ok && !strings.HasPrefix(example, name+" ") {
+			t.Errorf("the example of %s runs another command:\n%s", name, example)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -11,20 +12,34 @@ import (
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
+const keyUsage = `Usage: sumd key STEP [flags]
+
+Rotate the log's signing key without breaking any client (docs/keys.md). Steps:
+
+	rotate   add a new key: every tree head is signed by both from then on
+	retire   stop signing with the old key, once every client knows the new one
+
+Run "sumd key STEP -h" for the flags of a step.
+`
+
 // runKey runs `sumd key rotate` and `sumd key retire`: a key rotation with
 // overlap, never a replacement (PROTOCOL.md §3: a reset key locks out every
 // client that saw the old one).
 func runKey(args []string, stdout, stderr io.Writer) error {
 	const hint = "use: sumd key rotate -new-key FILE, then later sumd key retire -retire OLD_VKEY"
 	if askHelp(args) {
-		_, _, err := loadArgs(config.LoadKey, args, stderr)
-		return err
+		fmt.Fprint(stderr, keyUsage)
+		return flag.ErrHelp
 	}
-	if len(args) == 0 || (args[0] != "rotate" && args[0] != "retire") {
+	load := map[string]func(args, env []string, w io.Writer) (*config.Key, []string, error){
+		"rotate": config.LoadKeyRotate,
+		"retire": config.LoadKeyRetire,
+	}
+	if len(args) == 0 || load[args[0]] == nil {
 		return usageError(errors.New("sumd key needs a step: rotate or retire"), hint)
 	}
 	step := args[0]
-	cfg, err := loadFlags(config.LoadKey, args[1:], stderr, hint)
+	cfg, err := loadFlags(load[step], args[1:], stderr, hint)
 	if err != nil {
 		return err
 	}

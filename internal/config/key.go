@@ -14,10 +14,21 @@ type Key struct {
 	Retire string `flag:"retire" arg:"VKEY|FILE" help:"retire: the verifier key (or .vkey file) of the key to stop signing with"`
 }
 
-// LoadKey is LoadServe for `sumd key rotate|retire`.
-func LoadKey(args, env []string, w io.Writer) (*Key, []string, error) {
+// LoadKeyRotate is LoadServe for `sumd key rotate`.
+func LoadKeyRotate(args, env []string, w io.Writer) (*Key, []string, error) {
+	return loadKey(keyRotateCommand, args, env, w)
+}
+
+// LoadKeyRetire is LoadServe for `sumd key retire`.
+func LoadKeyRetire(args, env []string, w io.Writer) (*Key, []string, error) {
+	return loadKey(keyRetireCommand, args, env, w)
+}
+
+// loadKey loads either step: they share their flags, and each has its
+// own usage text and example.
+func loadKey(cmd command, args, env []string, w io.Writer) (*Key, []string, error) {
 	c := Key{Database: defaultDatabase(), Log: defaultLog()}
-	rest, err := loadValidated(keyCommand, &c, args, env, w)
+	rest, err := loadValidated(cmd, &c, args, env, w)
 	return &c, rest, err
 }
 

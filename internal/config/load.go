@@ -44,11 +44,17 @@ var (
 		summary: "Record a module version hashed from a directory or zip, or the module versions\nof go.sum files (a directory is walked for go.sum files). Works on the database:\nstop the server of a bbolt file first, or add through it with -server (a\nPostgreSQL database takes writes from every process at once).",
 		example: "sumd add -key keys/sum.example.com.key example.com/m@v1.2.3 ./m",
 	}
-	keyCommand = command{
-		name:    "key",
-		usage:   "sumd key rotate [flags] -new-key FILE\n       sumd key retire [flags] -retire VKEY|FILE",
-		summary: "Rotate the log's signing key without breaking any client. rotate adds a key:\nfrom then on every tree head is signed by both, and sumd serve needs both\n(-key OLD,NEW). Once every client knows the new verifier key, retire removes\nthe old one. Works on the database: stop the server of a bbolt file first.",
+	keyRotateCommand = command{
+		name:    "key rotate",
+		usage:   "sumd key rotate [flags] -new-key FILE",
+		summary: "Rotate the log's signing key without breaking any client: add a key. From then\non every tree head is signed by both, and sumd serve needs both (-key OLD,NEW).\nOnce every client knows the new verifier key, sumd key retire removes the old\none. Works on the database: stop the server of a bbolt file first.",
 		example: "sumd key rotate -key keys/sum.example.com.key -new-key keys/next/sum.example.com.key",
+	}
+	keyRetireCommand = command{
+		name:    "key retire",
+		usage:   "sumd key retire [flags] -retire VKEY|FILE",
+		summary: "Stop signing with a key, the last step of a rotation: once every client knows\nthe new verifier key, remove the old one. -key holds the key files the log signs\nwith now. Works on the database: stop the server of a bbolt file first.",
+		example: "sumd key retire -key keys/sum.example.com.key,keys/next/sum.example.com.key -retire keys/sum.example.com.vkey",
 	}
 	verifyCommand = command{
 		name:    "verify",

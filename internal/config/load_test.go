@@ -283,7 +283,8 @@ func TestCreateOnlyWhereItCreates(t *testing.T) {
 	}
 	others := map[string]func(args []string) error{
 		"restore":     func(a []string) error { _, _, err := LoadRestore(append(a, "-from", "m.db"), nil, nil); return err },
-		"key":         func(a []string) error { _, _, err := LoadKey(a, nil, nil); return err },
+		"key rotate":  func(a []string) error { _, _, err := LoadKeyRotate(a, nil, nil); return err },
+		"key retire":  func(a []string) error { _, _, err := LoadKeyRetire(a, nil, nil); return err },
 		"tuf init":    func(a []string) error { _, _, err := LoadTUFInit(a, nil, nil); return err },
 		"tuf publish": func(a []string) error { _, _, err := LoadTUFPublish(a, nil, nil); return err },
 	}
