@@ -7,7 +7,8 @@
 #     -v /etc/sumd/signing.key:/run/secrets/signing.key:ro -e SUMD_KEY=/run/secrets/signing.key \
 #     -e SUMD_NAME=sum.corp.example sumd serve -create   # -create on the first start only
 #
-# See docs/operations.md for the configuration file and the health check.
+# The configuration (flags, SUMD_* variables, a -config file): README.md#configuration.
+# The health check and the key's owner and mode: docs/operations.md.
 
 FROM golang:1.26-bookworm AS build
 ENV GOTOOLCHAIN=local CGO_ENABLED=0
