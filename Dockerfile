@@ -8,7 +8,7 @@
 #     -e SUMD_NAME=sum.corp.example sumd serve -create   # -create on the first start only
 #
 # The configuration (flags, SUMD_* variables, a -config file): README.md#configuration.
-# The health check and the key's owner and mode: docs/operations.md.
+# The health check, the key's owner and mode, upgrades: docs/operations.md.
 
 FROM golang:1.26-bookworm AS build
 ENV GOTOOLCHAIN=local CGO_ENABLED=0
