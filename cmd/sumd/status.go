@@ -35,11 +35,11 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	raw, st, err := fetchStatus(ctx, client, base+"/status")
 	var refused *refusedError
 	switch {
-	case errors.As(err, &refused) && cfg.Auth == "" && !cfg.JSON:
-		// No credential chosen (at most the go command's .netrc): a
-		// health check, such as the image's, learns what anonymous
-		// clients may. One given with -auth and refused is a mistake
-		// to report, and -json promises the status itself.
+	case errors.As(err, &refused) && refused.status == http.StatusUnauthorized && cfg.Auth == "" && !cfg.JSON:
+		// No credential (the image's health check has none): learn what
+		// anonymous clients may. A credential refused — one given with
+		// -auth, or a reader's .netrc answered 403 — is a mistake to
+		// report, and -json promises the status itself.
 		return checkHealth(ctx, client, base+"/healthz", stdout)
 	case errors.As(err, &refused):
 		return withHint(err, refusedHint(refused.status, "the status needs an auditor's"))
