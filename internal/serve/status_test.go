@@ -112,7 +112,7 @@ func TestStatusDegradedSync(t *testing.T) {
 // TestStatusTUF: the TUF section shows each role, and a repository whose
 // directory is removed under the server is a problem within seconds.
 func TestStatusTUF(t *testing.T) {
-	cfg, urls, _ := testConfig(t)
+	cfg, urls, logs := testConfig(t)
 	dir := filepath.Join(t.TempDir(), "tuf")
 	skey, vkey, err := sumdlog.GenerateKey("serve.example.com")
 	if err != nil {
@@ -156,6 +156,13 @@ func TestStatusTUF(t *testing.T) {
 	}
 	if s.Health.State != Degraded || !slices.ContainsFunc(s.Health.Problems, unreadable) {
 		t.Fatalf("health after removing the TUF directory = %+v", s.Health)
+	}
+	// "see the server log": it says why already, once however often the
+	// status is asked.
+	time.Sleep(2 * tufStatusMaxAge) // past the cached read: read again
+	fetchStatus(t, url)
+	if n := strings.Count(logs.String(), "tuf: the repository cannot be read"); n != 1 || !strings.Contains(logs.String(), dir) {
+		t.Errorf("the server log has the unreadable repository %d times (want 1, naming %s):\n%s", n, dir, logs.String())
 	}
 	if code, body := fetch(t, url+"/healthz"); code != 200 || !strings.HasPrefix(body, "degraded: ") || !strings.Contains(body, "tuf: the repository cannot be read") || strings.Contains(body, dir) {
 		t.Errorf("/healthz = %d %q", code, body)

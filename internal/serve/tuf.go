@@ -27,6 +27,7 @@ type tufPart struct {
 	resigner *tuf.Resigner
 	repo     *tuf.Repo
 	now      func() time.Time
+	logger   *slog.Logger
 
 	mu       sync.Mutex
 	status   *tuf.Status // the repository as last read; guarded by mu
@@ -76,6 +77,7 @@ func openTUF(cfg *TUF, reg prometheus.Registerer, logger *slog.Logger) (*tufPart
 		resigner: &tuf.Resigner{Repo: repo, KeyDirs: keys, Logger: logger, Metrics: tuf.NewMetrics(reg)},
 		repo:     repo,
 		now:      time.Now,
+		logger:   logger,
 		signedAt: time.Now(),
 	}, nil
 }
@@ -113,8 +115,17 @@ func (t *tufPart) report(s *Status) {
 	defer t.mu.Unlock()
 	now := t.now()
 	if now.Sub(t.readAt) >= tufStatusMaxAge {
+		was := t.readErr
 		t.status, t.readErr = t.repo.Status()
 		t.readAt = now
+		// The status points at the server log: it must hold the reason
+		// when the problem shows, not at the next re-signing.
+		switch {
+		case t.readErr != nil && (was == nil || was.Error() != t.readErr.Error()):
+			t.logger.Error("tuf: the repository cannot be read", "err", t.readErr)
+		case t.readErr == nil && was != nil:
+			t.logger.Info("tuf: the repository can be read again")
+		}
 	}
 	s.TUF = &TUFState{LastSigned: t.signedAt.UTC()}
 	if t.signErr != nil {
