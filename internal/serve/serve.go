@@ -15,6 +15,10 @@
 //
 // # Start order
 //
+//  0. Bind: every listener's address is bound first, so that a taken port
+//     refuses the start before the database is opened or created (opening
+//     a large one with -verify full takes minutes). Connections made during
+//     the start wait in the kernel's backlog until step 5.
 //  1. TUF: the repository is opened and its online metadata re-signed. A
 //     repository that cannot be signed refuses the start, before the
 //     database is touched, since every client would fail within a day.
@@ -22,8 +26,9 @@
 //  3. The HTTP surface: [Config.Surface] builds what the protocol serves (the
 //     log, or a recorder fetching from upstream) and the admin API; the OCI
 //     syncer is built on the log.
-//  4. Listen: the listener binds, then [Config.Ready] learns the URL (the
-//     CLI prints the GOSUMDB line, which scripts wait for).
+//  4. Listen: the HTTP servers take the bound listeners, then [Config.Ready]
+//     learns the URL (the CLI prints the GOSUMDB line, which scripts wait
+//     for).
 //  5. Run: the listeners and every part, under one errgroup.
 //
 // # Shutdown order
@@ -136,8 +141,13 @@ type Part struct {
 func Run(ctx context.Context, cfg Config) (err error) {
 	var b builder
 	defer func() { err = errors.Join(err, b.close()) }()
-	servers, parts, err := b.build(cfg)
+	bound, err := bindAll(cfg)
 	if err != nil {
+		return err
+	}
+	servers, parts, err := b.build(cfg, bound)
+	if err != nil {
+		bound.close()
 		return err
 	}
 	return runGroup(ctx, servers, parts, cfg.ShutdownTimeout, cfg.Logger)
@@ -166,7 +176,7 @@ func (b *builder) close() error {
 }
 
 // build runs start steps 1 to 4 of the package doc.
-func (b *builder) build(cfg Config) ([]*listener, []Part, error) {
+func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 	var parts []Part
 	t, err := openTUF(cfg.TUF, cfg.Registry, cfg.Logger)
 	if err != nil {
@@ -239,10 +249,7 @@ func (b *builder) build(cfg Config) ([]*listener, []Part, error) {
 		parts = append(parts, p)
 	}
 	status := &board{log: l, parts: parts, reg: cfg.Registry, version: cfg.Version, started: time.Now()}
-	servers, err := listenAll(cfg, routes(&cfg, l, ops, adm, t, status, mirrors, layer))
-	if err != nil {
-		return nil, nil, err
-	}
+	servers := listenAll(cfg, bound, routes(&cfg, l, ops, adm, t, status, mirrors, layer))
 	cfg.Logger.Info("serving checksum database", "name", l.Name(), "url", servers[0].url, "tree_size", treeSize(l), "admin", adm != nil, "mirrors", len(cfg.Mirrors))
 	if cfg.Ready != nil {
 		cfg.Ready(l, servers[0].url)
@@ -250,31 +257,67 @@ func (b *builder) build(cfg Config) ([]*listener, []Part, error) {
 	return servers, parts, nil
 }
 
-// listenAll binds the listeners of s: the main one first. If one cannot
-// bind, those bound are closed.
-func listenAll(cfg Config, s surface) ([]*listener, error) {
-	binds := []struct {
-		addr, flag, what string
-		h                http.Handler
-	}{{cfg.Listen, "-listen", "", s.main}, {cfg.AdminListen, "-admin-listen", "admin API", s.admin}, {cfg.MetricsListen, "-metrics-listen", "metrics", s.metrics}}
-	var out []*listener
-	for _, b := range binds {
-		if b.h == nil {
+// bound are the sockets of step 0, bound before anything else is built:
+// the main listener's always, the admin API's and the metrics' when their
+// flags name an address.
+type bound struct{ main, admin, metrics net.Listener }
+
+// bindAll binds cfg's addresses. If one cannot bind, those bound are
+// closed.
+func bindAll(cfg Config) (*bound, error) {
+	var b bound
+	for _, x := range []struct {
+		addr, flag string
+		ln         *net.Listener
+	}{{cfg.Listen, "-listen", &b.main}, {cfg.AdminListen, "-admin-listen", &b.admin}, {cfg.MetricsListen, "-metrics-listen", &b.metrics}} {
+		if x.addr == "" && x.ln != &b.main {
 			continue
 		}
-		srv, err := listen(cfg, b.addr, b.flag, b.h)
+		ln, err := net.Listen("tcp", x.addr)
 		if err != nil {
-			for _, o := range out {
-				o.ln.Close()
-			}
-			return nil, err
+			b.close()
+			return nil, withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with "+x.flag+" HOST:PORT")
 		}
-		if b.what != "" {
-			cfg.Logger.Info("serving "+b.what+" on a listener of its own", "url", srv.url)
+		*x.ln = ln
+	}
+	return &b, nil
+}
+
+// close closes the sockets no HTTP server took.
+func (b *bound) close() {
+	for _, ln := range []net.Listener{b.main, b.admin, b.metrics} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// listenAll gives the bound sockets to the HTTP servers of s, the main one
+// first. A socket whose surface has no handler is closed.
+func listenAll(cfg Config, b *bound, s surface) []*listener {
+	binds := []struct {
+		ln   *net.Listener
+		what string
+		h    http.Handler
+	}{{&b.main, "", s.main}, {&b.admin, "admin API", s.admin}, {&b.metrics, "metrics", s.metrics}}
+	var out []*listener
+	for _, x := range binds {
+		ln := *x.ln
+		*x.ln = nil // the server owns it now, or nobody
+		switch {
+		case ln == nil:
+			continue
+		case x.h == nil:
+			ln.Close()
+			continue
+		}
+		srv := listen(cfg, ln, x.h)
+		if x.what != "" {
+			cfg.Logger.Info("serving "+x.what+" on a listener of its own", "url", srv.url)
 		}
 		out = append(out, srv)
 	}
-	return out, nil
+	return out
 }
 
 // A listener is the HTTP server on its bound socket.
@@ -284,12 +327,8 @@ type listener struct {
 	url string
 }
 
-// listen binds addr (the value of flag) and prepares the HTTP server for h.
-func listen(cfg Config, addr, flag string, h http.Handler) (*listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, withHint(fmt.Errorf("failed to listen: %w", err), "pick a free address with "+flag+" HOST:PORT")
-	}
+// listen prepares the HTTP server for h on ln.
+func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 	if cfg.TLS == nil {
 		ln = coalescingListener{Listener: ln}
 	}
@@ -306,7 +345,7 @@ func listen(cfg Config, addr, flag string, h http.Handler) (*listener, error) {
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		},
-	}, nil
+	}
 }
 
 // serve serves until Shutdown (nil) or a failure of the listener.

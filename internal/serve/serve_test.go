@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -246,10 +247,11 @@ func TestPartDies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, _, _ := testConfig(t)
-			srv, err := listen(cfg, cfg.Listen, "-listen", http.NotFoundHandler())
+			ln, err := net.Listen("tcp", cfg.Listen)
 			if err != nil {
 				t.Fatal(err)
 			}
+			srv := listen(cfg, ln, http.NotFoundHandler())
 			var otherStopped atomic.Bool
 			parts := []Part{
 				{Name: "flaky", Hint: "do something", Run: tc.run},
@@ -271,6 +273,46 @@ func TestPartDies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTakenPortFirst: a listen address that cannot be bound refuses the
+// start before the log is opened (so before serve -create creates one, or
+// a long -verify full), and frees the addresses bound before it.
+func TestTakenPortFirst(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeAddr := free.Addr().String()
+	free.Close()
+	for _, tc := range []struct{ listen, metrics, flag string }{
+		{taken.Addr().String(), "", "-listen"},
+		{freeAddr, taken.Addr().String(), "-metrics-listen"},
+	} {
+		cfg, _, _ := testConfig(t)
+		cfg.Listen, cfg.MetricsListen = tc.listen, tc.metrics
+		opened := false
+		cfg.OpenLog = func() (*tlog.Log, error) { opened = true; return nil, errors.New("opened") }
+		err := Run(context.Background(), cfg)
+		var h interface{ Hint() string }
+		if !errors.As(err, &h) || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(h.Hint(), tc.flag) {
+			t.Errorf("Run on a taken %s = %v, want a failure to listen with a hint naming %s", tc.flag, err, tc.flag)
+		}
+		if opened {
+			t.Errorf("Run on a taken %s opened the log first", tc.flag)
+		}
+	}
+	// The main address, bound before the taken metrics one, was freed.
+	ln, err := net.Listen("tcp", freeAddr)
+	if err != nil {
+		t.Fatalf("the main address is still held after the start failed: %v", err)
+	}
+	ln.Close()
 }
 
 // TestOpenLogFails: Run returns OpenLog's error unchanged, so that the
