@@ -91,11 +91,10 @@ func TestCosignCLI(t *testing.T) {
 		name, version string
 		referrers     bool
 		format        string
-		signFlags     []string
 	}{
-		{"v2", "v2", false, "cosign", nil},
-		{"v3-referrers-api", "v3", true, "bundle", []string{"--use-signing-config=false"}},
-		{"v3-fallback-tag", "v3", false, "bundle", []string{"--use-signing-config=false"}},
+		{"v2", "v2", false, "cosign"},
+		{"v3-referrers-api", "v3", true, "bundle"},
+		{"v3-fallback-tag", "v3", false, "bundle"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each has its own registry, keys, log and server
@@ -106,9 +105,18 @@ func TestCosignCLI(t *testing.T) {
 			runCosign(t, bin, keyDir, "generate-key-pair")
 			e.priv, e.pub = filepath.Join(keyDir, "cosign.key"), filepath.Join(keyDir, "cosign.pub")
 
-			ref := e.push(t, signed, false)
-			sign := append([]string{"sign", "--key", e.priv, "--tlog-upload=false", "--yes"}, tc.signFlags...)
-			runCosign(t, bin, keyDir, append(sign, ref)...)
+			// Signed with the command sumd oci push prints, as a user
+			// would: offline, with nothing sent to a transparency log.
+			ref, out := e.pushOut(t, signed, false)
+			hint := regexp.MustCompile(`(?m)^unsigned: .*, e\.g\. cosign (sign --key cosign\.key .* \S+@sha256:\S+) \(cosign v3: add (\S+)\)$`).FindStringSubmatch(out)
+			if hint == nil || !strings.Contains(hint[1], ref) {
+				t.Fatalf("sumd oci push of an unsigned version printed:\n%s\nwant a cosign sign command for %s", out, ref)
+			}
+			sign := strings.Fields(strings.Replace(hint[1], "cosign.key", e.priv, 1))
+			if tc.version == "v3" {
+				sign = append(sign[:len(sign)-1], hint[2], sign[len(sign)-1])
+			}
+			runCosign(t, bin, keyDir, sign...)
 			e.push(t, unsigned, false)
 
 			out, errOut, code := e.sync(t)

@@ -157,11 +157,7 @@ func help(cmds map[string]func([]string, io.Writer, io.Writer) error, args []str
 	if !ok {
 		return unknownCommand(args[0], stderr)
 	}
-	rest := args[1:]
-	if args[0] == "oci" && len(rest) == 0 {
-		rest = []string{"push"} // its only step
-	}
-	return report(cmd(append(rest, "-h"), stdout, stdout), stderr)
+	return report(cmd(append(args[1:], "-h"), stdout, stdout), stderr)
 }
 
 func unknownCommand(name string, stderr io.Writer) int {

@@ -18,6 +18,9 @@ import (
 
 // runOCI runs `sumd oci STEP`; push is the only step.
 func runOCI(args []string, stdout, stderr io.Writer) error {
+	if askHelp(args) {
+		args = append([]string{"push"}, args...) // its only step
+	}
 	if len(args) == 0 || args[0] != "push" {
 		return usageError(errors.New("sumd oci needs a step: push"),
 			"use: sumd oci push [flags] MODULE@VERSION DIR|ZIP HOST[:PORT][/PREFIX]; see docs/oci.md")
@@ -56,7 +59,13 @@ func ociPush(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	p, err := oci.Push(ctx, dst[0], mod, oci.PushOptions{Remote: ociRemote(), Signer: sv})
-	if err != nil {
+	var published *oci.PublishedError
+	switch {
+	case errors.As(err, &published):
+		return withHint(err, "a module version's content never changes once published (sumd sync reports any other as a conflict, "+
+			"and go commands that fetched the first refuse it): publish a new version; if no sumd recorded this one yet, "+
+			"delete the tag with your registry's tools first")
+	case err != nil:
 		return withHint(err, "check the registry address and your credentials in the Docker config file (docker login)")
 	}
 	fmt.Fprintf(stdout, "pushed %s as %s\n", m, p.Ref)
@@ -64,7 +73,10 @@ func ociPush(args []string, stdout, stderr io.Writer) error {
 	if sv != nil {
 		fmt.Fprintf(stdout, "signed: %s\n", p.Signature)
 	} else {
-		fmt.Fprintf(stdout, "unsigned: sumd sync records it once it is signed, e.g. cosign sign --key cosign.key %s\n", p.Ref)
+		// Without --tlog-upload=false, cosign asks to publish the
+		// signature in the public transparency log (docs/oci.md).
+		fmt.Fprintf(stdout, "unsigned: sumd sync records it once it is signed, e.g. cosign sign --key cosign.key --tlog-upload=false --yes %s"+
+			" (cosign v3: add --use-signing-config=false)\n", p.Ref)
 	}
 	return nil
 }
@@ -75,6 +87,10 @@ func ociPush(args []string, stdout, stderr io.Writer) error {
 func signKey(file string, stderr io.Writer) (signature.SignerVerifier, error) {
 	if file == "" {
 		return nil, nil
+	}
+	const keyHint = "give the cosign.key written by cosign generate-key-pair and its password in COSIGN_PASSWORD"
+	if _, err := oci.ReadPrivateKey(file); err != nil {
+		return nil, withHint(err, keyHint) // before asking for a password
 	}
 	pw, ok := os.LookupEnv("COSIGN_PASSWORD")
 	if !ok {
@@ -91,7 +107,7 @@ func signKey(file string, stderr io.Writer) (signature.SignerVerifier, error) {
 	}
 	sv, err := oci.LoadPrivateKey(file, []byte(pw))
 	if err != nil {
-		return nil, withHint(err, "give the cosign.key written by cosign generate-key-pair and its password in COSIGN_PASSWORD")
+		return nil, withHint(err, keyHint)
 	}
 	return sv, nil
 }

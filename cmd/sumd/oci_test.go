@@ -94,6 +94,13 @@ func newOCIEnv(t *testing.T, referrers bool, mods ...testproxy.Module) *ociEnv {
 // and returns the pushed reference (host/repo@sha256:…).
 func (e *ociEnv) push(t *testing.T, m testproxy.Module, sign bool) string {
 	t.Helper()
+	ref, _ := e.pushOut(t, m, sign)
+	return ref
+}
+
+// pushOut is push, also returning what sumd oci push printed.
+func (e *ociEnv) pushOut(t *testing.T, m testproxy.Module, sign bool) (ref, stdout string) {
+	t.Helper()
 	args := []string{"oci", "push"}
 	if sign {
 		args = append(args, "-sign-key", e.priv)
@@ -101,11 +108,11 @@ func (e *ociEnv) push(t *testing.T, m testproxy.Module, sign bool) string {
 	mv := module.Version{Path: m.Path, Version: m.Version}
 	args = append(args, mv.String(), testproxy.ZipPath(e.proxyDir, mv), e.host+"/gomod")
 	out, errOut, code := sumdCode(t, []string{"COSIGN_PASSWORD=" + cosignPassword}, args...)
-	ref := regexp.MustCompile(`^pushed \S+ as (\S+)\n`).FindStringSubmatch(out)
-	if code != 0 || ref == nil {
+	m1 := regexp.MustCompile(`^pushed \S+ as (\S+)\n`).FindStringSubmatch(out)
+	if code != 0 || m1 == nil {
 		t.Fatalf("sumd %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 	}
-	return ref[1]
+	return m1[1], out
 }
 
 // sync runs sumd sync and returns its output and exit status.
@@ -135,6 +142,25 @@ func TestSyncCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "1 unsigned, 1 unchanged since the last sync; 0 records added") {
 		t.Fatalf("second sync: exit %d\n%s%s", code, out, errOut)
 	}
+
+	t.Run("push over a published version", func(t *testing.T) {
+		// v1.0.0 is published; other content under its tag is refused
+		// before anything is uploaded, and the tag stays.
+		other := ociModule("example.com/m", "v1.0.0", "other")
+		dir := filepath.Join(e.dir, "other-v1.0.0")
+		if _, err := testproxy.Build(dir, []testproxy.Module{other}); err != nil {
+			t.Fatal(err)
+		}
+		mv := module.Version{Path: other.Path, Version: other.Version}
+		_, errOut, code := sumdCode(t, nil, "oci", "push", mv.String(), testproxy.ZipPath(dir, mv), e.host+"/gomod")
+		if code != 1 || !strings.Contains(errOut, "gomod/example.com/m:v1.0.0 is published already with other content") ||
+			!strings.Contains(errOut, "hint: a module version's content never changes once published") {
+			t.Errorf("sumd oci push over a published version: exit %d\n%s", code, errOut)
+		}
+		if out, errOut, code := e.sync(t); code != 0 || strings.Contains(out, "conflict") {
+			t.Errorf("sync after the refused push: exit %d\n%s%s", code, out, errOut)
+		}
+	})
 
 	t.Run("conflict", func(t *testing.T) {
 		// v1.0.2 is recorded from one tree, then published with another.

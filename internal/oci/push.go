@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -34,7 +37,8 @@ type Pushed struct {
 // Push publishes mod as an artifact in the repository RepositoryName gives
 // under dst, tagged with Tag(version): the blobs first, then the manifest,
 // then, with a signer, its signature. mod must have been checked by
-// OpenModule. Pushing the same module again yields the same digest.
+// OpenModule. Pushing the same module again yields the same digest; a tag
+// that holds another manifest already is left alone (*PublishedError).
 func Push(ctx context.Context, dst *Source, mod *Module, opts PushOptions) (*Pushed, error) {
 	repoName, err := RepositoryName(dst.Prefix, mod.Version.Path)
 	if err != nil {
@@ -46,19 +50,26 @@ func Push(ctx context.Context, dst *Source, mod *Module, opts PushOptions) (*Pus
 	}
 	repo := dst.Registry.Repo(repoName)
 	ro := opts.Remote.options(ctx)
-	raw, err := pushBlobs(repo, mod, ro)
+	layers, raw, err := artifact(mod)
 	if err != nil {
 		return nil, err
-	}
-	p := &Pushed{Tag: repo.Tag(tagName)}
-	if err := remote.Put(p.Tag, rawManifest(raw), ro...); err != nil {
-		return nil, fmt.Errorf("failed to push manifest to %s: %w", p.Tag, err)
 	}
 	h, _, err := v1.SHA256(bytes.NewReader(raw))
 	if err != nil {
 		return nil, err
 	}
-	p.Ref = repo.Digest(h.String())
+	p := &Pushed{Tag: repo.Tag(tagName), Ref: repo.Digest(h.String())}
+	if err := checkTag(p.Tag, h, ro); err != nil {
+		return nil, err
+	}
+	for _, l := range layers {
+		if err := remote.WriteLayer(repo, l, ro...); err != nil {
+			return nil, fmt.Errorf("failed to push blob to %s: %w", repo, err)
+		}
+	}
+	if err := remote.Put(p.Tag, rawManifest(raw), ro...); err != nil {
+		return nil, fmt.Errorf("failed to push manifest to %s: %w", p.Tag, err)
+	}
 	if opts.Signer != nil {
 		if p.Signature, err = Sign(ctx, p.Ref, opts.Signer, opts.Remote); err != nil {
 			return nil, err
@@ -67,11 +78,12 @@ func Push(ctx context.Context, dst *Source, mod *Module, opts PushOptions) (*Pus
 	return p, nil
 }
 
-// pushBlobs uploads the config and both layers and returns the manifest.
-func pushBlobs(repo name.Repository, mod *Module, ro []remote.Option) ([]byte, error) {
+// artifact returns the blobs of mod's artifact (the empty config and both
+// layers) and its manifest, as Push uploads them.
+func artifact(mod *Module) ([]v1.Layer, []byte, error) {
 	zip, err := newFileLayer(mod.Zip, ZipMediaType)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	layers := []v1.Layer{
 		static.NewLayer([]byte("{}"), EmptyMediaType),
@@ -80,16 +92,44 @@ func pushBlobs(repo name.Repository, mod *Module, ro []remote.Option) ([]byte, e
 	}
 	var descs []v1.Descriptor
 	for _, l := range layers {
-		if err := remote.WriteLayer(repo, l, ro...); err != nil {
-			return nil, fmt.Errorf("failed to push blob to %s: %w", repo, err)
-		}
 		d, err := descriptor(l)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		descs = append(descs, d)
 	}
-	return json.Marshal(NewManifest(mod.Version, descs[1], descs[2]))
+	raw, err := json.Marshal(NewManifest(mod.Version, descs[1], descs[2]))
+	return layers, raw, err
+}
+
+// A PublishedError is a push refused because its version tag holds other
+// content already. A module version's content never changes: sumd sync
+// records the first it sees and reports any other as a conflict, for
+// ever, and go commands that fetched the first would refuse the second.
+type PublishedError struct {
+	Tag       name.Tag
+	Have, Now v1.Hash // the manifest the tag holds, and the one pushed
+}
+
+func (e *PublishedError) Error() string {
+	return fmt.Sprintf("%s is published already with other content (manifest %s; this push's would be %s)", e.Tag, e.Have, e.Now)
+}
+
+// checkTag refuses to move tag, which Push would point at manifest want,
+// if it points at another manifest already. Pushing the same module again
+// gives the same manifest, which passes.
+func checkTag(tag name.Tag, want v1.Hash, ro []remote.Option) error {
+	d, err := remote.Head(tag, ro...)
+	var te *transport.Error
+	switch {
+	case errors.As(err, &te) && te.StatusCode == http.StatusNotFound:
+		return nil
+	case err != nil:
+		return fmt.Errorf("failed to read what %s holds now: %w", tag, err)
+	case d.Digest != want:
+		return &PublishedError{Tag: tag, Have: d.Digest, Now: want}
+	}
+	return nil
 }
 
 func descriptor(l v1.Layer) (v1.Descriptor, error) {

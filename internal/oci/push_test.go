@@ -3,6 +3,7 @@ package oci
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,42 @@ func TestPushDeterministic(t *testing.T) {
 	a := manifestOf(t, first)
 	if a.Module != mod.Version || a.Mod.Size != int64(len(mod.GoMod)) {
 		t.Errorf("pushed artifact %+v", a)
+	}
+}
+
+// TestPushRefusesPublished: a version tag that holds other content is not
+// moved (sync would report a conflict for ever) and none of the new content
+// is uploaded; the same content again passes.
+func TestPushRefusesPublished(t *testing.T) {
+	reg := newTestRegistry(t, true)
+	src := reg.source(t, "gomod")
+	first, err := Push(context.Background(), src, simpleModule(t, "v1.0.0"), PushOptions{Remote: testRemote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := module.Version{Path: "example.com/m", Version: "v1.0.0"}
+	other := testModule(t, m, map[string]string{"go.mod": "module example.com/m\n\ngo 1.21\n", "m.go": "package m\n// other\n"})
+	_, err = Push(context.Background(), src, other, PushOptions{Remote: testRemote})
+	var published *PublishedError
+	if !errors.As(err, &published) || published.Have.String() != first.Ref.DigestStr() {
+		t.Fatalf("push of other content to a published tag = %v, want a PublishedError naming %s", err, first.Ref.DigestStr())
+	}
+	if d, err := remote.Head(first.Tag, testRemote.options(context.Background())...); err != nil || d.Digest.String() != first.Ref.DigestStr() {
+		t.Errorf("the tag holds %v (%v) after the refused push, want %s", d, err, first.Ref.DigestStr())
+	}
+	layers, _, err := artifact(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zip, _ := layers[2].Digest()
+	if l, err := remote.Layer(first.Tag.Context().Digest(zip.String()), testRemote.options(context.Background())...); err == nil {
+		if rc, err := l.Compressed(); err == nil {
+			rc.Close()
+			t.Error("the refused push uploaded its zip")
+		}
+	}
+	if _, err := Push(context.Background(), src, simpleModule(t, "v1.0.0"), PushOptions{Remote: testRemote}); err != nil {
+		t.Errorf("pushing the published content again = %v, want nil", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -21,15 +22,32 @@ import (
 // `cosign generate-key-pair` writes it) and decrypts it with password, as
 // cosign does with $COSIGN_PASSWORD.
 func LoadPrivateKey(file string, password []byte) (signature.SignerVerifier, error) {
-	data, err := readLimited(file, maxKeyFile)
+	data, err := ReadPrivateKey(file)
 	if err != nil {
-		return nil, fmt.Errorf("failed to read cosign private key: %w", err)
+		return nil, err
 	}
 	sv, err := cosign.LoadPrivateKey(data, password, nil)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load cosign private key %s: %w", file, err)
 	}
 	return sv, nil
+}
+
+// ReadPrivateKey reads file and checks that it holds an encrypted cosign
+// private key, the PEM block cosign generate-key-pair writes, so that a
+// missing file or a public key is named before a password is asked for.
+func ReadPrivateKey(file string) ([]byte, error) {
+	data, err := readLimited(file, maxKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read cosign private key: %w", err)
+	}
+	switch b, _ := pem.Decode(data); {
+	case b == nil:
+		return nil, fmt.Errorf("%s holds no PEM block: not a cosign private key", file)
+	case b.Type != cosign.CosignPrivateKeyPemType && b.Type != cosign.SigstorePrivateKeyPemType:
+		return nil, fmt.Errorf("%s holds a %q PEM block, not an encrypted cosign private key", file, b.Type)
+	}
+	return data, nil
 }
 
 // Sign signs the manifest ref as `cosign sign --key K --tlog-upload=false`
