@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -103,6 +105,10 @@ type Report struct {
 	// artifacts (the registry failed, not the artifact).
 	Failures []error
 	Skipped  int // artifacts skipped as already recorded by an earlier pass
+	// Absent are the repositories the registry does not have (yet): one
+	// named with -repository before its first push holds nothing to sync,
+	// which is not a failure; each pass logs it as a warning.
+	Absent []string
 }
 
 // OK reports whether the pass read everything and found no conflict.
@@ -162,7 +168,12 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 		return err
 	}
 	tags, err := remote.List(repo, c.opts...)
-	if err != nil {
+	switch {
+	case absent(err):
+		s.log.WarnContext(ctx, "OCI sync: the repository does not exist (yet): nothing to sync until a version is pushed; check -repository if it should", "repository", repo.String())
+		r.Absent = append(r.Absent, repo.String())
+		return nil
+	case err != nil:
 		return fmt.Errorf("failed to list the tags of %s: %w", repo, err)
 	}
 	slices.Sort(tags)
@@ -173,6 +184,17 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 		s.syncTag(ctx, c, src, tag, state, r)
 	}
 	return nil
+}
+
+// absent reports whether err, from listing a repository's tags, says the
+// registry has no such repository.
+func absent(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	return te.StatusCode == http.StatusNotFound ||
+		slices.ContainsFunc(te.Errors, func(d transport.Diagnostic) bool { return d.Code == transport.NameUnknownErrorCode })
 }
 
 // syncTag examines the artifact at one tag, unless an earlier pass recorded

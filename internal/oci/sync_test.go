@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -419,9 +420,15 @@ func TestSyncExplicitRepositories(t *testing.T) {
 	}
 	e.src = sources[0]
 	r := e.sync(t)
-	// Only the named repository is read, and it does not exist.
-	if r.Counts[Recorded] != 0 || len(r.Failures) != 1 {
-		t.Errorf("report %+v, want the missing repository reported and nothing else read", r)
+	// Only the named repository is read, and it does not exist yet: not
+	// a failure (a team's repository listed before its first release
+	// must not degrade the server until then), but a warning naming it.
+	absent := e.reg.host + "/gomod/example.com/absent"
+	if r.Counts[Recorded] != 0 || !r.OK() || !slices.Equal(r.Absent, []string{absent}) {
+		t.Errorf("report %+v, want only %s reported absent and nothing else read", r, absent)
+	}
+	if !strings.Contains(e.logs.String(), "level=WARN msg=\"OCI sync: the repository does not exist (yet)") || !strings.Contains(e.logs.String(), absent) {
+		t.Errorf("log lacks the absent repository:\n%s", e.logs)
 	}
 }
 
