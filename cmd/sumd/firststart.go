@@ -84,10 +84,7 @@ func keyFileError(db config.Database, file string, err error, cmd string) error 
 	case errors.As(err, &mode):
 		return withHint(err, mode.Hint())
 	case errors.Is(err, fs.ErrPermission):
-		// Typically a key owned by root (or the host's user) mounted into
-		// a container, or a unit, that runs sumd as another user.
-		return withHint(err, fmt.Sprintf("%s exists but this user (uid %d) cannot read it: chown it to the user sumd runs as "+
-			"(65532 in the container image) and chmod 600 or 400", file, os.Geteuid()))
+		return withHint(err, unreadableHint(file))
 	}
 	if !exists(file) {
 		if found := foundKeys(filepath.Dir(file)); len(found) > 0 {
@@ -99,6 +96,17 @@ func keyFileError(db config.Database, file string, err error, cmd string) error 
 		}
 	}
 	return withHint(err, "pass -key FILE (or -name NAME) of your log; to start a new log, first run sumd keygen -name "+cmp.Or(db.Name, "NAME"))
+}
+
+// unreadableHint is the hint for a private key file (the signing key, the
+// TLS key) that exists but this user may not read: typically one owned by
+// root (or the host's user) mounted into a container, or read by a unit,
+// that runs sumd as another user. The packaged unit's user is dynamic, so
+// no chown can name it: a credential is the way there.
+func unreadableHint(file string) string {
+	return fmt.Sprintf("%s exists but this user (uid %d) cannot read it: chown it to the user sumd runs as "+
+		"(65532 in the container image) and chmod 600 or 400, or under systemd pass it as a credential "+
+		"(LoadCredential=, as packaging/sumd.service does)", file, os.Geteuid())
 }
 
 // dirName is the directory of file, as "keys/".

@@ -36,8 +36,42 @@ func TestKeyFileUnreadable(t *testing.T) {
 	if !errors.As(err, &ce) || !errors.Is(err, fs.ErrPermission) {
 		t.Fatalf("readKeys of a key of mode 0000 = %v, want a permission error with a hint", err)
 	}
-	want := fmt.Sprintf("%s exists but this user (uid %d) cannot read it: chown it to the user sumd runs as (65532 in the container image) and chmod 600 or 400", key, os.Geteuid())
+	want := fmt.Sprintf("%s exists but this user (uid %d) cannot read it: chown it to the user sumd runs as (65532 in the container image) "+
+		"and chmod 600 or 400, or under systemd pass it as a credential (LoadCredential=, as packaging/sumd.service does)", key, os.Geteuid())
 	if ce.hint != want || strings.Contains(ce.hint, "sumd keygen") {
 		t.Errorf("hint = %q\nwant %q", ce.hint, want)
+	}
+}
+
+// TestTLSKeyUnreadable: a TLS key this user may not read (root's, 0600,
+// under the unit's dynamic user) gets the signing key's hint, naming the
+// key, not "must be the PEM certificate chain and its private key". As
+// root, the error open gives other users is synthesized, as above.
+func TestTLSKeyUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	cert := writeFile(t, filepath.Join(dir, "tls.crt"), []byte("not read: the key fails first\n"))
+	key := writeFile(t, filepath.Join(dir, "tls.key"), nil)
+	if err := os.Chmod(key, 0); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if os.Geteuid() == 0 {
+		t.Log("running as root, which reads a file of mode 0000: classifying a synthesized EACCES")
+		err = tlsFileError(&fs.PathError{Op: "open", Path: key, Err: fs.ErrPermission})
+	} else {
+		_, err = loadTLS(cert, key)
+	}
+	var ce *cliError
+	if !errors.As(err, &ce) || !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("loadTLS with a key of mode 0000 = %v, want a permission error with a hint", err)
+	}
+	if want := unreadableHint(key); ce.hint != want || !strings.Contains(ce.hint, "LoadCredential=") {
+		t.Errorf("hint = %q\nwant %q", ce.hint, want)
+	}
+
+	// Anything else is still a file that is not PEM.
+	_, err = loadTLS(cert, cert)
+	if !errors.As(err, &ce) || !strings.Contains(ce.hint, "must be the PEM certificate chain") {
+		t.Errorf("loadTLS of a certificate that is not PEM = %v (hint %q)", err, ce.hint)
 	}
 }

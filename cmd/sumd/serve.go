@@ -128,9 +128,22 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, withHint(fmt.Errorf("failed to load TLS certificate: %w", err), "-tls-cert and -tls-key must be the PEM certificate chain and its private key")
+		return nil, tlsFileError(err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// tlsFileError explains why -tls-cert or -tls-key could not be loaded: a
+// file this user may not read (a root-owned key under the unit's dynamic
+// user, or mounted into the container) gets the signing key's hint, since
+// it has the same causes and cures; anything else is not PEM.
+func tlsFileError(err error) error {
+	err = fmt.Errorf("failed to load TLS certificate: %w", err)
+	var perr *fs.PathError
+	if errors.As(err, &perr) && errors.Is(err, fs.ErrPermission) {
+		return withHint(err, unreadableHint(perr.Path))
+	}
+	return withHint(err, "-tls-cert and -tls-key must be the PEM certificate chain and its private key")
 }
 
 // clientCerts makes the TLS listeners ask for client certificates signed
