@@ -19,15 +19,47 @@ import (
 	"github.com/sumd-project/sumd/internal/testenv"
 )
 
-// TestExampleConfig loads sumd.yaml as sumd serve -config does: every key
-// exists and every value is valid.
-func TestExampleConfig(t *testing.T) {
-	cfg, _, err := config.LoadServe([]string{"-config", "sumd.yaml"}, nil, io.Discard)
+// credentials is where systemd puts the credentials of sumd.service: %d.
+const credentials = "/run/credentials/sumd.service"
+
+// unitEnv returns the variables sumd.service's Environment= lines set, %d
+// expanded, checking that each credential file named is loaded.
+func unitEnv(t *testing.T) []string {
+	t.Helper()
+	unit, err := os.ReadFile("sumd.service")
 	if err != nil {
-		t.Fatalf("sumd serve -config sumd.yaml: %v", err)
+		t.Fatal(err)
+	}
+	var env []string
+	for _, m := range regexp.MustCompile(`(?m)^Environment=(\S+)$`).FindAllSubmatch(unit, -1) {
+		kv := string(m[1])
+		if _, cred, ok := strings.Cut(kv, "=%d/"); ok && !bytes.Contains(unit, []byte("\nLoadCredential="+cred+":")) {
+			t.Errorf("sumd.service sets %s but loads no credential %s", kv, cred)
+		}
+		env = append(env, strings.ReplaceAll(kv, "%d", credentials))
+	}
+	return env
+}
+
+// TestExampleConfig loads sumd.yaml as sumd serve -config does under
+// sumd.service: every key exists and every value is valid.
+func TestExampleConfig(t *testing.T) {
+	env := unitEnv(t)
+	cfg, _, err := config.LoadServe([]string{"-config", "sumd.yaml"}, env, io.Discard)
+	if err != nil {
+		t.Fatalf("sumd serve -config sumd.yaml, with sumd.service's environment %q: %v", env, err)
 	}
 	if cfg.Name != "sum.corp.example" || cfg.Upstream.Upstream == "" || !cfg.Crosscheck || cfg.TLSCert == "" {
 		t.Errorf("sumd.yaml loaded as %+v", cfg)
+	}
+	// Both private keys are credentials: the unit's dynamic user cannot
+	// read root's 0600 files under /etc/sumd. sumd.yaml itself names
+	// neither, so that no path there overrides them.
+	if cfg.Key != credentials+"/signing.key" || cfg.TLSKey != credentials+"/tls.key" {
+		t.Errorf("under sumd.service, key = %q and tls-key = %q, want files in %s", cfg.Key, cfg.TLSKey, credentials)
+	}
+	if _, _, err := config.LoadServe([]string{"-config", "sumd.yaml"}, nil, io.Discard); err == nil || !strings.Contains(err.Error(), "tls-cert and tls-key go together") {
+		t.Errorf("sumd.yaml alone loads (%v): it names tls-key, which the unit passes as a credential", err)
 	}
 
 	// The commented-out examples must stay valid too: uncommented, every
@@ -44,7 +76,7 @@ func TestExampleConfig(t *testing.T) {
 	if err := os.WriteFile(all, commented.ReplaceAll(data, []byte("$1")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _, err = config.LoadServe([]string{"-config", all}, nil, io.Discard)
+	cfg, _, err = config.LoadServe([]string{"-config", all}, env, io.Discard)
 	if err != nil {
 		t.Fatalf("sumd.yaml with its examples uncommented: %v", err)
 	}
