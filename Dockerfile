@@ -1,7 +1,7 @@
 # sumd in a container: a static binary on distroless, as a non-root user,
 # with the database in a volume.
 #
-#   docker build -t sumd .
+#   docker build --build-arg VERSION=$(git describe --tags --always) -t sumd .
 #   chown 65532 /etc/sumd/signing.key && chmod 400 /etc/sumd/signing.key   # the image runs as 65532
 #   docker run -d -p 8080:8080 -v sumd-data:/var/lib/sumd \
 #     -v /etc/sumd/signing.key:/run/secrets/signing.key:ro -e SUMD_KEY=/run/secrets/signing.key \
@@ -11,12 +11,15 @@
 # The health check, the key's owner and mode, upgrades: docs/operations.md.
 
 FROM golang:1.26-bookworm AS build
+# The version sumd version, /version and sumd_build_info report, as make
+# build stamps it; without it, "devel".
+ARG VERSION=devel
 ENV GOTOOLCHAIN=local CGO_ENABLED=0
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN go build -trimpath -ldflags="-s -w" -o /out/sumd ./cmd/sumd \
+RUN go build -trimpath -ldflags="-s -w -X main.buildVersion=${VERSION}" -o /out/sumd ./cmd/sumd \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -137,6 +137,7 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
+	checkVersionStamp(t, df)
 	m := regexp.MustCompile(`(?s)HEALTHCHECK .*?CMD (\[.*?\])\n`).FindStringSubmatch(df)
 	if m == nil {
 		t.Fatal("Dockerfile has no HEALTHCHECK CMD [...]")
@@ -157,5 +158,32 @@ func TestDockerfile(t *testing.T) {
 		// with read authentication would be unhealthy; without them,
 		// sumd status checks /healthz when /status is refused.
 		t.Errorf("HEALTHCHECK's sumd status has -auth or -json: %q", argv)
+	}
+}
+
+// checkVersionStamp: the image's sumd reports the version it was built as,
+// stamped as make build does (-X main.buildVersion), from a VERSION build
+// argument that the header's docker build passes; not always "devel".
+func checkVersionStamp(t *testing.T, df string) {
+	t.Helper()
+	mainGo, err := os.ReadFile("../cmd/sumd/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(mainGo, []byte("\nvar buildVersion string\n")) {
+		t.Fatal("cmd/sumd/main.go has no var buildVersion string for -X main.buildVersion to set")
+	}
+	build := regexp.MustCompile(`(?s)FROM \S+ AS build\n(.*?)\nRUN go build ([^\n]*)`).FindStringSubmatch(df)
+	if build == nil {
+		t.Fatal("Dockerfile has no build stage running go build")
+	}
+	if !regexp.MustCompile(`(?m)^ARG VERSION=devel$`).MatchString(build[1]) {
+		t.Error("Dockerfile's build stage lacks ARG VERSION=devel before go build")
+	}
+	if !regexp.MustCompile(`-ldflags="[^"]*-X main\.buildVersion=\$\{VERSION\}[^"]*"`).MatchString(build[2]) {
+		t.Errorf("Dockerfile's go build does not stamp -X main.buildVersion=${VERSION}: %s", build[2])
+	}
+	if !strings.Contains(df, "#   docker build --build-arg VERSION=$(git describe --tags --always) ") {
+		t.Error("Dockerfile's header builds without --build-arg VERSION=$(git describe --tags --always)")
 	}
 }
