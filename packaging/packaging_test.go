@@ -93,6 +93,10 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// %d (the credentials directory) needs systemd 248: the header says so.
+	if bytes.Contains(unit, []byte("=%d/")) && !bytes.Contains(unit, []byte("\n# Needs systemd 248 or later")) {
+		t.Errorf("sumd.service uses %s (the credentials directory), which needs systemd 248, and its header does not say so", "%d")
+	}
 	// verify checks that ExecStart's binary exists: point it at one that does.
 	self, err := os.Executable()
 	if err != nil {
