@@ -182,6 +182,43 @@ func TestSyncCommand(t *testing.T) {
 	})
 }
 
+// TestSyncDenied: a registry that refuses sumd (401 without credentials,
+// 403 with the wrong ones) is a failure whose hint, and log line, say where
+// the credentials come from: DOCKER_CONFIG, the only way under systemd's
+// dynamic user or in the container, which have no home to docker login in.
+func TestSyncDenied(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", dir)
+	_, pub := cosignKeys(t, dir)
+	// An empty Docker config: the test must not depend on the host's.
+	env := []string{"DOCKER_CONFIG=" + t.TempDir()}
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="registry"`)
+			http.Error(w, `{"errors":[{"code":"DENIED","message":"access denied"}]}`, status)
+		}))
+		defer srv.Close()
+		host := strings.TrimPrefix(srv.URL, "http://")
+		for _, source := range [][]string{
+			{"-registry", host + "/gomod"}, // the catalog
+			{"-registry", host + "/gomod", "-repository", host + "/gomod/example.com/m"}, // the tags of a repository
+		} {
+			args := append([]string{"sync", "-db", filepath.Join(t.TempDir(), "sumd.db"), "-key", filepath.Join(dir, e2eName+".key"), "-create",
+				"-cosign-key", pub}, source...)
+			_, errOut, code := sumdCode(t, env, args...)
+			if code != 1 || !strings.Contains(errOut, "hint: the registry refused sumd's credentials") ||
+				!strings.Contains(errOut, "set DOCKER_CONFIG to a directory holding a config.json") {
+				t.Errorf("sumd sync %s against a registry answering %d: exit %d, want 1 and a hint naming DOCKER_CONFIG:\n%s",
+					strings.Join(source, " "), status, code, errOut)
+			}
+			if !regexp.MustCompile(`level=ERROR msg="OCI sync: failed to \S+ repositor.*hint=.*DOCKER_CONFIG`).MatchString(errOut) {
+				t.Errorf("sumd sync %s against a registry answering %d logged no hint naming DOCKER_CONFIG:\n%s",
+					strings.Join(source, " "), status, errOut)
+			}
+		}
+	}
+}
+
 // TestPushDirectory: sumd oci push zips a directory as the go command
 // does, and the hashes it prints are those sync records.
 func TestPushDirectory(t *testing.T) {

@@ -115,6 +115,8 @@ func syncProblems(r *oci.Report) error {
 	case len(r.Conflicts) > 0:
 		return withHint(errors.Join(slices.Concat(r.Conflicts, r.Failures)...),
 			"a recorded version never changes: publish the new content as a new version, and find out why this one was re-published")
+	case slices.ContainsFunc(r.Failures, oci.IsDenied):
+		return withHint(errors.Join(r.Failures...), oci.DeniedHint+"; then run sumd sync again (what was recorded stays recorded)")
 	case len(r.Failures) > 0:
 		return withHint(errors.Join(r.Failures...),
 			"some registries or artifacts could not be read; run sumd sync again once they can (what was recorded stays recorded)")

@@ -161,6 +161,20 @@ func (c *repoClient) manifest(d v1.Hash) ([]byte, error) {
 	return desc.Manifest, nil
 }
 
+// DeniedHint says what to do when a registry refuses sumd (IsDenied): the
+// credentials come from the Docker config file, and a service has no home
+// to run docker login in.
+const DeniedHint = "the registry refused sumd's credentials, or their absence (401 or 403): sumd reads them from the Docker config file, " +
+	"$DOCKER_CONFIG/config.json or ~/.docker/config.json; under systemd or in a container, set DOCKER_CONFIG to a directory holding " +
+	"a config.json with the registry's auths (docs/oci.md, Credentials and transport)"
+
+// IsDenied reports whether err is a registry's 401 or 403, refusing the
+// credentials sumd sent, or their absence.
+func IsDenied(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden)
+}
+
 // isNotFound reports whether err is a registry's 404.
 func isNotFound(err error) bool {
 	var terr *transport.Error

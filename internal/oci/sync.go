@@ -142,7 +142,7 @@ func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
 func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *Report) error {
 	repos, err := src.repositories(ctx, s.opts.Remote.options(ctx))
 	if err != nil {
-		s.log.ErrorContext(ctx, "OCI sync: failed to list repositories", "registry", src.String(), "err", err)
+		s.failed(ctx, "OCI sync: failed to list repositories", err, "registry", src.String())
 		r.Failures = append(r.Failures, err)
 		return ctx.Err()
 	}
@@ -151,7 +151,7 @@ func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *R
 			return err
 		}
 		if err := s.syncRepo(ctx, src, src.Registry.Repo(repo), state, r); err != nil {
-			s.log.ErrorContext(ctx, "OCI sync: failed to read repository", "repository", src.Registry.Repo(repo).String(), "err", err)
+			s.failed(ctx, "OCI sync: failed to read repository", err, "repository", src.Registry.Repo(repo).String())
 			r.Failures = append(r.Failures, err)
 		}
 		if err := state.Save(ctx); err != nil {
@@ -258,12 +258,22 @@ func (s *Syncer) report(ctx context.Context, r *Report, at, digest string, res *
 		s.log.ErrorContext(ctx, "OCI sync: refused: version already recorded with other hashes", append(attrs, "err", res.err)...)
 	case res.outcome == Failed:
 		r.Failures = append(r.Failures, fmt.Errorf("artifact %s: %w", at, res.err))
-		s.log.ErrorContext(ctx, "OCI sync: failed to examine artifact", append(attrs, "err", res.err)...)
+		s.failed(ctx, "OCI sync: failed to examine artifact", res.err, attrs...)
 	case res.outcome == Ignored:
 		s.log.DebugContext(ctx, "OCI sync: ignored: not a module artifact", attrs...)
 	default:
 		s.log.WarnContext(ctx, "OCI sync: skipped artifact", append(attrs, "err", res.err)...)
 	}
+}
+
+// failed logs a read failure of a pass. A registry's refusal carries
+// DeniedHint: under sumd serve the log is the only place that says it.
+func (s *Syncer) failed(ctx context.Context, msg string, err error, attrs ...any) {
+	attrs = append(attrs, "err", err)
+	if IsDenied(err) {
+		attrs = append(attrs, "hint", DeniedHint)
+	}
+	s.log.ErrorContext(ctx, msg, attrs...)
 }
 
 // Run syncs once at once and then every interval until ctx ends. A pass
