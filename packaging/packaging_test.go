@@ -111,6 +111,22 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+
+	// The commented-out credentials (admin token, read-auth, the Docker
+	// config of OCI sync) verify too, uncommented. DOCKER_CONFIG names a
+	// directory: the credentials one, where the credential is config.json.
+	if !bytes.Contains(unit, []byte("\n#LoadCredential=config.json:")) || !bytes.Contains(unit, []byte("\n#Environment=DOCKER_CONFIG=%d\n")) {
+		t.Errorf("sumd.service lacks the commented-out Docker config credential that docs/oci.md describes")
+	}
+	options := regexp.MustCompile(`(?m)^#((LoadCredential|Environment)=)`).ReplaceAll(unit, []byte("$1"))
+	optFile := filepath.Join(t.TempDir(), "sumd.service")
+	if err := os.WriteFile(optFile, options, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(analyze, "verify", "--man=no", optFile).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify, with the commented-out credentials: %v\n%s", err, out)
+	}
+
 	out, err = exec.Command(analyze, "security", "--offline=yes", "--no-pager", file).CombinedOutput()
 	if err != nil {
 		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
