@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -190,10 +189,7 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 // registry has no such repository.
 func absent(err error) bool {
 	var te *transport.Error
-	if !errors.As(err, &te) {
-		return false
-	}
-	return te.StatusCode == http.StatusNotFound ||
+	return isNotFound(err) || errors.As(err, &te) &&
 		slices.ContainsFunc(te.Errors, func(d transport.Diagnostic) bool { return d.Code == transport.NameUnknownErrorCode })
 }
 
