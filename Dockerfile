@@ -31,8 +31,9 @@ VOLUME /var/lib/sumd
 USER 65532:65532
 ENV SUMD_DB=/var/lib/sumd/sumd.db SUMD_LISTEN=:8080 SUMD_LOG_FORMAT=json
 EXPOSE 8080
-# Healthy while the log serves (ok or degraded); with -read-auth or client
-# certificates on, sumd status checks /healthz only. See docs/operations.md.
+# Healthy while the log serves (ok or degraded); with -read-auth on, sumd
+# status checks /healthz only. With client certificates (TLS) replace this
+# check. See docs/operations.md.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["/usr/local/bin/sumd", "status", "-url", "http://127.0.0.1:8080", "-timeout", "8s"]
 STOPSIGNAL SIGTERM

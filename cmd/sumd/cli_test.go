@@ -44,7 +44,7 @@ func TestPostgresUnreachable(t *testing.T) {
 		{"serve", "-listen", "127.0.0.1:0", "-db", url, "-key", filepath.Join(dir, "keys", e2eName+".key")},
 	} {
 		_, errOut, err := sumdRun(args...)
-		if err == nil || !strings.Contains(errOut, "sumd: error: database postgres://sumd:xxxxx@127.0.0.1:1/sumd?connect_timeout=5: cannot reach it: ") ||
+		if err == nil || !strings.Contains(errOut, "sumd: error: database postgres://sumd:xxxxx@127.0.0.1:1/sumd?connect_timeout=5: the checksum database's storage is unavailable; try again shortly\n\tcause: ") ||
 			!strings.Contains(errOut, "127.0.0.1") || !strings.Contains(errOut, "connection refused") || !strings.HasSuffix(errOut, want) {
 			t.Errorf("sumd %s: %v, stderr:\n%s\nwant the redacted URL, the cause and:\n%s", args[0], err, errOut, want)
 		}

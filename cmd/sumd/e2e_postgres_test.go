@@ -413,7 +413,7 @@ func TestPostgresRestart(t *testing.T) {
 			}
 			// What the documented alert and the image's health check read.
 			if out, _, err := sumdRun("status", "-url", s.url); err == nil || !strings.Contains(out, ": UNAVAILABLE\n") ||
-				!strings.Contains(out, "storage is unavailable") {
+				!strings.Contains(out, "the published head was last confirmed against the store") {
 				t.Errorf("sumd status with the database down (%s): %v\n%s; want UNAVAILABLE and a failure", mode, err, out)
 			}
 		}

@@ -36,6 +36,8 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+
+	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 const usage = `sumd is a private checksum database (GOSUMDB) for Go modules.
@@ -194,6 +196,11 @@ func report(err error, stderr io.Writer) int {
 // reported together (errors.Join) each get the prefix; indented lines are
 // details of the line above.
 func printError(w io.Writer, err error) {
+	// An unavailable store's own text is the one clients get, which hides
+	// its cause; the operator gets the cause too.
+	if ue := (*tlog.UnavailableError)(nil); errors.As(err, &ue) && ue.Err != nil {
+		err = fmt.Errorf("%w\n\tcause: %w", err, ue.Err)
+	}
 	for _, line := range strings.Split(err.Error(), "\n") {
 		if strings.HasPrefix(line, "\t") || strings.HasPrefix(line, " ") {
 			fmt.Fprintln(w, line)

@@ -89,7 +89,8 @@ func signKey(file string, stderr io.Writer) (signature.SignerVerifier, error) {
 		return nil, nil
 	}
 	const keyHint = "give the cosign.key written by cosign generate-key-pair and its password in COSIGN_PASSWORD"
-	if _, err := oci.ReadPrivateKey(file); err != nil {
+	data, err := oci.ReadPrivateKey(file)
+	if err != nil {
 		return nil, withHint(err, keyHint) // before asking for a password
 	}
 	pw, ok := os.LookupEnv("COSIGN_PASSWORD")
@@ -105,9 +106,9 @@ func signKey(file string, stderr io.Writer) (signature.SignerVerifier, error) {
 		}
 		pw = string(b)
 	}
-	sv, err := oci.LoadPrivateKey(file, []byte(pw))
+	sv, err := oci.ParsePrivateKey(data, []byte(pw))
 	if err != nil {
-		return nil, withHint(err, keyHint)
+		return nil, withHint(fmt.Errorf("%s: %w", file, err), keyHint)
 	}
 	return sv, nil
 }

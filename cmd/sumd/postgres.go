@@ -36,14 +36,9 @@ func openPostgres(url string, opts tlog.Options, reg prometheus.Registerer, cmd 
 }
 
 // postgresOpenError is err, from opening the PostgreSQL database at url,
-// for the operator, with postgresHint's hint or else fallback. An
-// unreachable database says why: the error's own text is the one clients
-// get, which hides the cause ("storage is unavailable; try again shortly").
+// named without its password, with postgresHint's hint or else fallback.
 func postgresOpenError(url string, err error, fallback string) error {
 	hint := cmp.Or(postgresHint(err), fallback)
-	if ue := (*tlog.UnavailableError)(nil); errors.As(err, &ue) {
-		err = fmt.Errorf("cannot reach it: %w", ue.Err)
-	}
 	err = fmt.Errorf("database %s: %w", redact(url), err)
 	if hint == "" {
 		return err

@@ -35,11 +35,11 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	raw, st, err := fetchStatus(ctx, client, base+"/status")
 	var refused *refusedError
 	switch {
-	case errors.As(err, &refused) && refused.status == http.StatusUnauthorized && cfg.Auth == "" && !cfg.JSON:
-		// No credential (the image's health check has none): learn what
-		// anonymous clients may. A credential refused — one given with
-		// -auth, or a reader's .netrc answered 403 — is a mistake to
-		// report, and -json promises the status itself.
+	case errors.As(err, &refused) && refused.status == http.StatusUnauthorized && !refused.sent && !cfg.JSON:
+		// No credential sent (the image's health check has none): learn
+		// what anonymous clients may. A credential refused — given with
+		// -auth or found in .netrc — is a mistake to report, and -json
+		// promises the status itself.
 		return checkHealth(ctx, client, base+"/healthz", stdout)
 	case errors.As(err, &refused):
 		return withHint(err, refusedHint(refused.status, "the status needs an auditor's"))
@@ -63,6 +63,7 @@ const unreachableHint = "check -url: the base URL sumd serve printed in its GOSU
 // A refusedError is a 401 or 403 answer.
 type refusedError struct {
 	status int
+	sent   bool // the request carried a credential (-auth, or .netrc)
 	err    error
 }
 
@@ -77,7 +78,8 @@ func fetchStatus(ctx context.Context, client *http.Client, url string) ([]byte, 
 	if resp.StatusCode != http.StatusOK {
 		err := fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(raw))
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-			err = &refusedError{resp.StatusCode, err}
+			sent := resp.Request != nil && resp.Request.Header.Get("Authorization") != ""
+			err = &refusedError{resp.StatusCode, sent, err}
 		}
 		return nil, nil, err
 	}
@@ -110,10 +112,10 @@ func fetch(ctx context.Context, client *http.Client, url, what string) (*http.Re
 // healthOnly says why sumd status printed the health and nothing else.
 const healthOnly = "only /healthz was checked (/status needs an auditor's credential, -auth)"
 
-// checkHealth is sumd status without -auth of a server whose /status
-// refused it: with read authentication or client certificates on, only
-// /healthz is open to anonymous clients, and the container image's
-// HEALTHCHECK has no credential to give. Like the status, it exits 0
+// checkHealth is sumd status without a credential, of a server whose
+// /status asked for one: with -read-auth on, only /healthz is open to
+// anonymous clients, and the container image's HEALTHCHECK has no
+// credential to give. Like the status, it exits 0
 // while the log serves (ok or degraded) and 1 when it does not.
 func checkHealth(ctx context.Context, client *http.Client, url string, stdout io.Writer) error {
 	resp, body, err := fetch(ctx, client, url, "health")

@@ -135,6 +135,12 @@ func TestStatusReadAuth(t *testing.T) {
 			t.Errorf("sumd status %s: exit %d, want 1 and %q:\n%s", strings.Join(tc.args, " "), code, tc.want, errOut)
 		}
 	}
+	// A wrong password in .netrc is a credential refused (401 too), not
+	// the absence of one: said, not hidden behind the health.
+	wrong := []string{"NETRC=" + writeSecret(t, filepath.Join(dir, "wrong.netrc"), "machine 127.0.0.1 login ops password wrong\n")}
+	if out, errOut, code := sumdCode(t, wrong, "status", "-url", s.url); code != 1 || out != "" || !strings.Contains(errOut, "401") {
+		t.Errorf("sumd status with a wrong .netrc password: exit %d, printed %q, want 1 and the 401:\n%s", code, out, errOut)
+	}
 	if out := sumd(t, "status", "-url", s.url, "-auth", "bearer:"+auditor); !strings.HasPrefix(out, e2eName+": OK\n") {
 		t.Errorf("sumd status as an auditor printed:\n%s", out)
 	}

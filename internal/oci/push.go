@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -120,9 +117,8 @@ func (e *PublishedError) Error() string {
 // gives the same manifest, which passes.
 func checkTag(tag name.Tag, want v1.Hash, ro []remote.Option) error {
 	d, err := remote.Head(tag, ro...)
-	var te *transport.Error
 	switch {
-	case errors.As(err, &te) && te.StatusCode == http.StatusNotFound:
+	case isNotFound(err):
 		return nil
 	case err != nil:
 		return fmt.Errorf("failed to read what %s holds now: %w", tag, err)

@@ -123,7 +123,11 @@ func TestOpenModuleRefuses(t *testing.T) {
 
 func TestLoadKeys(t *testing.T) {
 	k := newKey(t, 0)
-	sv, err := LoadPrivateKey(k.priv, []byte(testPassword))
+	data, err := ReadPrivateKey(k.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv, err := ParsePrivateKey(data, []byte(testPassword))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +138,7 @@ func TestLoadKeys(t *testing.T) {
 	if err := k.public(t).verifier.VerifySignature(bytes.NewReader(sig), strings.NewReader("payload")); err != nil {
 		t.Errorf("cosign.key and cosign.pub do not match once loaded: %v", err)
 	}
-	if _, err := LoadPrivateKey(k.priv, []byte("wrong")); err == nil || !strings.Contains(err.Error(), "decrypt") {
+	if _, err := ParsePrivateKey(data, []byte("wrong")); err == nil || !strings.Contains(err.Error(), "decrypt") {
 		t.Errorf("LoadPrivateKey with a wrong password = %v", err)
 	}
 	if _, err := LoadPublicKey(k.priv); err == nil || !strings.Contains(err.Error(), "cosign.pub") {

@@ -18,17 +18,13 @@ import (
 	sigpayload "github.com/sigstore/sigstore/pkg/signature/payload"
 )
 
-// LoadPrivateKey reads an encrypted cosign private key file (cosign.key, as
-// `cosign generate-key-pair` writes it) and decrypts it with password, as
-// cosign does with $COSIGN_PASSWORD.
-func LoadPrivateKey(file string, password []byte) (signature.SignerVerifier, error) {
-	data, err := ReadPrivateKey(file)
-	if err != nil {
-		return nil, err
-	}
+// ParsePrivateKey decrypts data, an encrypted cosign private key as
+// ReadPrivateKey returns it (cosign.key, as `cosign generate-key-pair`
+// writes it), with password, as cosign does with $COSIGN_PASSWORD.
+func ParsePrivateKey(data, password []byte) (signature.SignerVerifier, error) {
 	sv, err := cosign.LoadPrivateKey(data, password, nil)
 	if err != nil {
-		return nil, fmt.Errorf("failed to load cosign private key %s: %w", file, err)
+		return nil, fmt.Errorf("failed to load the cosign private key: %w", err)
 	}
 	return sv, nil
 }

@@ -104,10 +104,6 @@ type Report struct {
 	// artifacts (the registry failed, not the artifact).
 	Failures []error
 	Skipped  int // artifacts skipped as already recorded by an earlier pass
-	// Absent are the repositories the registry does not have (yet): one
-	// named with -repository before its first push holds nothing to sync,
-	// which is not a failure; each pass logs it as a warning.
-	Absent []string
 }
 
 // OK reports whether the pass read everything and found no conflict.
@@ -169,8 +165,10 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 	tags, err := remote.List(repo, c.opts...)
 	switch {
 	case absent(err):
+		// One named with -repository before its first push holds nothing
+		// to sync, which is not a failure (it would degrade the server
+		// until the first release); a misspelt one is this warning.
 		s.log.WarnContext(ctx, "OCI sync: the repository does not exist (yet): nothing to sync until a version is pushed; check -repository if it should", "repository", repo.String())
-		r.Absent = append(r.Absent, repo.String())
 		return nil
 	case err != nil:
 		return fmt.Errorf("failed to list the tags of %s: %w", repo, err)

@@ -77,7 +77,7 @@ func healthPart(l any) (Part, bool) {
 		Report: func(s *Status) {
 			select {
 			case <-f.Done():
-				s.problem("log", "the sequencer stopped after a storage failure; the server is stopping")
+				s.problem("log", "the sequencer stopped (see the server log); the server is stopping")
 			default:
 			}
 		},

@@ -293,7 +293,9 @@ func (b *bound) close() {
 }
 
 // listenAll gives the bound sockets to the HTTP servers of s, the main one
-// first. A socket whose surface has no handler is closed.
+// first. Each bound socket has a handler: build refuses -admin-listen
+// without an admin API, and routes serves metrics wherever
+// -metrics-listen is.
 func listenAll(cfg Config, b *bound, s surface) []*listener {
 	binds := []struct {
 		ln   *net.Listener
@@ -303,12 +305,8 @@ func listenAll(cfg Config, b *bound, s surface) []*listener {
 	var out []*listener
 	for _, x := range binds {
 		ln := *x.ln
-		*x.ln = nil // the server owns it now, or nobody
-		switch {
-		case ln == nil:
-			continue
-		case x.h == nil:
-			ln.Close()
+		*x.ln = nil // the server owns it now
+		if ln == nil {
 			continue
 		}
 		srv := listen(cfg, ln, x.h)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -132,6 +133,12 @@ func (b *board) health(ctx context.Context) *Status {
 	// database unconfirmed for longer than -max-head-age, a mirror with no
 	// head yet) is an unavailable log, whatever tree was published last.
 	if _, err := b.log.Signed(ctx); err != nil {
+		// An unavailable store's own text is the one clients get ("try
+		// again shortly"); its cause is the log's own words, with no
+		// address or path in them (a head unconfirmed for too long).
+		if ue := (*tlog.UnavailableError)(nil); errors.As(err, &ue) && ue.Err != nil {
+			err = ue.Err
+		}
 		s.problem("log", "the signed tree head cannot be served: %v", err)
 	}
 	for _, p := range b.parts {
