@@ -37,6 +37,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.AdminListen != "" && !adminAPI(cfg) {
+		// Said before anything is opened or created; serve.Run checks
+		// it again for any other caller.
+		return usageError(errors.New("-admin-listen is set, but the server has no admin API"),
+			"enable the admin API (-admin-token-file, or credentials with the admin role), or drop -admin-listen")
+	}
 	up, err := parseUpstream(cfg)
 	if err != nil {
 		return err
