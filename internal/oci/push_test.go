@@ -139,7 +139,7 @@ func TestLoadKeys(t *testing.T) {
 		t.Errorf("cosign.key and cosign.pub do not match once loaded: %v", err)
 	}
 	if _, err := ParsePrivateKey(data, []byte("wrong")); err == nil || !strings.Contains(err.Error(), "decrypt") {
-		t.Errorf("LoadPrivateKey with a wrong password = %v", err)
+		t.Errorf("ParsePrivateKey with a wrong password = %v", err)
 	}
 	if _, err := LoadPublicKey(k.priv); err == nil || !strings.Contains(err.Error(), "cosign.pub") {
 		t.Errorf("LoadPublicKey of a private key = %v, want a hint at cosign.pub", err)
