@@ -200,6 +200,18 @@ func New(cfg Config) (*Layer, error) {
 	return l, nil
 }
 
+// Check reads every file of cfg once and refuses what New refuses, without
+// building a layer: no metrics are registered and nothing is logged. A
+// server checks its credentials with it before it opens, or creates, a
+// database; cfg.Databases may still be unknown then.
+func Check(cfg Config) error {
+	cfg.Databases = []string{"check"}
+	cfg.Registry = nil
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	_, err := New(cfg)
+	return err
+}
+
 // check reads every file and refuses an empty credential file: a server
 // that nobody can use is a mistake, not a configuration.
 func (l *Layer) check() error {

@@ -107,11 +107,7 @@ func newAccess(cfg *Config, databases []string, adminAPI bool) (*access.Layer, P
 	ac.Logger, ac.Registry = cfg.Logger, registerer(cfg.Registry)
 	layer, err := access.New(ac)
 	if err != nil {
-		var hinted interface{ Hint() string }
-		if !errors.As(err, &hinted) {
-			err = withHint(err, "fix the credential files named above (formats: docs/access.md), or start without -read-auth, -tls-client-roles and -admin-token-file")
-		}
-		return nil, Part{}, err
+		return nil, Part{}, accessError(err)
 	}
 	cfg.Logger.Info("access", "authentication", layer.Describe(), "admin_api", adminAPI)
 	return layer, Part{
@@ -134,6 +130,16 @@ func newAccess(cfg *Config, databases []string, adminAPI bool) (*access.Layer, P
 			}
 		},
 	}, nil
+}
+
+// accessError adds to err, a credential file that cannot be used, what to
+// do, unless it says so already.
+func accessError(err error) error {
+	var hinted interface{ Hint() string }
+	if !errors.As(err, &hinted) {
+		err = withHint(err, "fix the credential files named above (formats: docs/access.md), or start without -read-auth, -tls-client-roles and -admin-token-file")
+	}
+	return err
 }
 
 // accessRefresh is how often the credential files are checked for changes

@@ -22,7 +22,8 @@
 //  1. TUF: the repository is opened and its online metadata re-signed. A
 //     repository that cannot be signed refuses the start, before the
 //     database is touched, since every client would fail within a day.
-//  2. The log: [Config.OpenLog] opens it (and may create it on a first start).
+//  2. The log: the credential files are checked, then [Config.OpenLog]
+//     opens the log (and may create it on a first start).
 //  3. The HTTP surface: [Config.Surface] builds what the protocol serves (the
 //     log, or a recorder fetching from upstream) and the admin API; the OCI
 //     syncer is built on the log.
@@ -185,6 +186,12 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 	if t != nil {
 		b.onClose(t.handler.Close)
 		parts = append(parts, t.part())
+	}
+	// The credential files are read before the log is opened, or created
+	// on a first start, and read again by the access layer built below,
+	// once the names of the databases served are known.
+	if err := access.Check(cfg.Access); err != nil {
+		return nil, nil, accessError(err)
 	}
 	var l *tlog.Log
 	own := ""

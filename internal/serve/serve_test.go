@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/mod/sumdb"
 
+	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -313,6 +314,23 @@ func TestTakenPortFirst(t *testing.T) {
 		t.Fatalf("the main address is still held after the start failed: %v", err)
 	}
 	ln.Close()
+}
+
+// TestCredentialsBeforeLog: a credential file that cannot be used refuses
+// the start before the log is opened (or created on a first start).
+func TestCredentialsBeforeLog(t *testing.T) {
+	cfg, _, _ := testConfig(t)
+	cfg.Access = access.Config{Mode: access.ModeBearer, File: filepath.Join(t.TempDir(), "missing.tokens")}
+	opened := false
+	cfg.OpenLog = func() (*tlog.Log, error) { opened = true; return nil, errors.New("opened") }
+	err := Run(context.Background(), cfg)
+	var h interface{ Hint() string }
+	if !errors.As(err, &h) || !strings.Contains(err.Error(), "missing.tokens") || !strings.Contains(h.Hint(), "fix the credential files") {
+		t.Errorf("Run with a missing token file = %v, want it named with the credential hint", err)
+	}
+	if opened {
+		t.Error("Run with a missing token file opened the log first")
+	}
 }
 
 // TestOpenLogFails: Run returns OpenLog's error unchanged, so that the
