@@ -37,12 +37,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.AdminListen != "" && !adminAPI(cfg) {
-		// Said before anything is opened or created; serve.Run checks
-		// it again for any other caller.
-		return usageError(errors.New("-admin-listen is set, but the server has no admin API"),
-			"enable the admin API (-admin-token-file, or credentials with the admin role), or drop -admin-listen")
-	}
 	up, err := parseUpstream(cfg)
 	if err != nil {
 		return err
@@ -338,7 +332,7 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 // It has no database of its own, so no -tmp-dir: backups spool in the
 // system's temporary directory.
 func mirrorSurface(cfg *config.Serve, l *tlog.Log, logger *slog.Logger) (sumdb.ServerOps, http.Handler, error) {
-	if !adminAPI(cfg) {
+	if !cfg.AdminAPI() {
 		return nil, nil, nil
 	}
 	return nil, admin.New(nil, admin.Options{Authenticated: true, Logger: logger, Snapshot: l.Snapshot}), nil

@@ -55,7 +55,7 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 // log behind a recorder that fetches unknown versions from upstream; and
 // the admin API handler, if configured.
 func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Metrics, logger *slog.Logger) (sumdb.ServerOps, http.Handler, error) {
-	if len(u.sources) == 0 && !adminAPI(cfg) {
+	if len(u.sources) == 0 && !cfg.AdminAPI() {
 		return l, nil, nil
 	}
 	opts := upstream.RecorderOptions{Record: cfg.Record, NegativeTTL: cfg.NegativeTTL, MaxFetches: cfg.UpstreamParallel, Logger: logger, Metrics: m}
@@ -84,18 +84,12 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 		return nil, nil, err
 	}
 	var adm http.Handler
-	if adminAPI(cfg) {
+	if cfg.AdminAPI() {
 		// The access layer in front authenticates every admin request;
 		// parseUpstream has read the admin token file.
 		adm = admin.New(rec, admin.Options{Authenticated: true, TempDir: cfg.TmpDir, Logger: logger, Snapshot: l.Snapshot})
 	}
 	return rec, adm, nil
-}
-
-// adminAPI reports whether the server serves /admin/: when some credential
-// could have the admin role (the admin token, or a credential file).
-func adminAPI(cfg *config.Serve) bool {
-	return cfg.AdminTokenFile != "" || cfg.ReadAuth != config.ReadAuthNone || cfg.TLSClientRoles != ""
 }
 
 // writeTimeout leaves a lookup time for two upstream requests and a

@@ -219,6 +219,12 @@ func (l *Log) Validate() error {
 }
 
 // Validate reports every problem of c, one per line.
+// AdminAPI reports whether the server serves /admin/: when some credential
+// could have the admin role (the admin token, or a credential file).
+func (c *Serve) AdminAPI() bool {
+	return c.AdminTokenFile != "" || c.ReadAuth != ReadAuthNone || c.TLSClientRoles != ""
+}
+
 func (c *Serve) Validate() error {
 	errs := []error{c.Log.Validate(), checkListen(c.Listen), c.Access.validate(c.Listen, c.TLSCert),
 		c.TUFServe.Validate(), c.ServeSync.Validate(), c.ServeMirrors.Validate()}
@@ -227,6 +233,9 @@ func (c *Serve) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together: set both to serve HTTPS, or neither"))
+	}
+	if c.AdminListen != "" && !c.AdminAPI() {
+		errs = append(errs, errors.New("admin-listen is set, but the server has no admin API: set -admin-token-file (or credentials with the admin role), or drop -admin-listen"))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("invalid shutdown-timeout %v: want a positive duration such as 10s", c.ShutdownTimeout))

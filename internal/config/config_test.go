@@ -71,6 +71,7 @@ func TestServeValidate(t *testing.T) {
 		{func(c *Serve) { c.Verify = "quick" }, `invalid verify mode "quick": want tail or full`},
 		{func(c *Serve) { c.RefreshInterval = 0 }, "invalid refresh-interval 0s: want a positive duration"},
 		{func(c *Serve) { c.MaxHeadAge = 3 * time.Second / 2 }, "invalid max-head-age 1.5s: want at least twice refresh-interval (1s)"},
+		{func(c *Serve) { c.AdminListen = "127.0.0.1:0" }, "admin-listen is set, but the server has no admin API: set -admin-token-file"},
 	}
 	for _, tt := range tests {
 		c := valid
@@ -78,6 +79,11 @@ func TestServeValidate(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Validate() = %v, want error containing %q", err, tt.want)
 		}
+	}
+	withAdmin := valid
+	withAdmin.AdminListen, withAdmin.AdminTokenFile = "127.0.0.1:0", "admin.token"
+	if err := withAdmin.Validate(); err != nil {
+		t.Errorf("-admin-listen with -admin-token-file: %v", err)
 	}
 }
 

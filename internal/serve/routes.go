@@ -82,19 +82,13 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 func only(pattern string, h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(pattern, h)
-	mux.Handle("/", notFound("not found: this listener serves "+pattern+" only"))
-	return mux
-}
-
-// notFound answers every request 404 with reason, as text the go command
-// and curl show.
-func notFound(reason string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusNotFound)
-		w.Write([]byte(reason + "\n"))
+		w.Write([]byte("not found: this listener serves " + pattern + " only\n"))
 	})
+	return mux
 }
 
 // newAccess builds the access layer of cfg for the databases served (the

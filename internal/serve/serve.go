@@ -240,8 +240,10 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 		ops = rootOps
 	}
 	if adm == nil && cfg.AdminListen != "" {
-		return nil, nil, withHint(errors.New("-admin-listen is set, but the server has no admin API"),
-			"enable the admin API (-admin-token-file, or credentials with the admin role), or drop -admin-listen")
+		// The CLI's configuration refuses this before anything is bound
+		// or opened (config.Serve.Validate); a socket bound for no
+		// handler must not be served by http.DefaultServeMux.
+		return nil, nil, errors.New("serve: AdminListen is set, but Surface returned no admin API")
 	}
 	layer, accessPart, err := newAccess(&cfg, databases, adm != nil)
 	if err != nil {
