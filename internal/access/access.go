@@ -306,6 +306,11 @@ func (l *Layer) Describe() string {
 	return strings.Join(ways, ", ")
 }
 
+// Required reports whether every route but /healthz needs a credential:
+// the answers behind the layer are then one reader's, which no shared
+// cache may keep for others (server.Options.Private).
+func (l *Layer) Required() bool { return l.required }
+
 // WithoutAdmin returns the layer for a listener that does not serve the
 // admin API (it has its own): /admin/ paths there are unknown paths. The
 // two share their files, caches and metrics.

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -111,9 +109,9 @@ func syncOnce(ctx context.Context, f *mirror.Follower, logger *slog.Logger) {
 
 // withMirrors serves each mirror under /sumdb/<origin name>/ and the rest
 // with main. The longest name wins, since names may contain slashes
-// (corp.example/sumdb). Each mirror's server has a cache of cacheBytes
-// (server.Options.CacheBytes).
-func withMirrors(main http.Handler, fs []*mirror.Follower, reg *prometheus.Registry, logger *slog.Logger, cacheBytes int64) http.Handler {
+// (corp.example/sumdb). Each mirror's server takes opts (its own cache of
+// opts.CacheBytes).
+func withMirrors(main http.Handler, fs []*mirror.Follower, opts server.Options) http.Handler {
 	if len(fs) == 0 {
 		return main
 	}
@@ -123,7 +121,7 @@ func withMirrors(main http.Handler, fs []*mirror.Follower, reg *prometheus.Regis
 	}
 	var routes []route
 	for _, f := range fs {
-		routes = append(routes, route{"/sumdb/" + f.Name() + "/", server.New(f.Name(), f.Ops(), server.Options{Logger: logger, Registry: reg, CacheBytes: cacheBytes})})
+		routes = append(routes, route{"/sumdb/" + f.Name() + "/", server.New(f.Name(), f.Ops(), opts)})
 	}
 	slices.SortFunc(routes, func(a, b route) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

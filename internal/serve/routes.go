@@ -40,6 +40,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 		Registry:         cfg.Registry,
 		MetricsElsewhere: cfg.MetricsListen != "",
 		CacheBytes:       cache,
+		Private:          layer.Required(),
 		Ready:            func(ctx context.Context) error { _, err := l.Signed(ctx); return err },
 		Degraded:         status.degraded,
 		Pages: map[string]http.Handler{
@@ -50,7 +51,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 		},
 		Version: cfg.Version,
 	})
-	h = withMirrors(h, mirrors, cfg.Registry, cfg.Logger, cache)
+	h = withMirrors(h, mirrors, server.Options{Logger: cfg.Logger, Registry: cfg.Registry, CacheBytes: cache, Private: layer.Required()})
 	var s surface
 	mainLayer := layer
 	switch {

@@ -146,12 +146,14 @@ func (c *cache) stats() (bytes int64, entries int) {
 // before writing it and never modifies the values, so one slice serves all
 // requests; nothing in this package modifies them either.
 var (
-	hdrOctetStream = []string{octetStream}
-	hdrTextPlain   = []string{textPlain}
-	hdrImmutable   = []string{cacheImmutable}
-	hdrShort       = []string{cacheShort}
-	hdrNone        = []string{cacheNone}
-	hdrNosniff     = []string{"nosniff"}
+	hdrOctetStream      = []string{octetStream}
+	hdrTextPlain        = []string{textPlain}
+	hdrImmutable        = []string{cacheImmutable}
+	hdrShort            = []string{cacheShort}
+	hdrImmutablePrivate = []string{cacheImmutablePrivate}
+	hdrShortPrivate     = []string{cacheShortPrivate}
+	hdrNone             = []string{cacheNone}
+	hdrNosniff          = []string{"nosniff"}
 )
 
 // writeReply sends a successful answer. Its Content-Length makes HEAD

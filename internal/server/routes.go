@@ -42,7 +42,7 @@ func (s *Server) latest(ctx context.Context, _ string) (*reply, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read signed tree head: %w", err)
 	}
-	return &reply{ctype: hdrTextPlain, cache: hdrShort, body: signed}, nil
+	return &reply{ctype: hdrTextPlain, cache: s.hdrShort, body: signed}, nil
 }
 
 // lookup serves /lookup/<escaped path>@<escaped version>: the record's id and
@@ -67,7 +67,7 @@ func (s *Server) lookup(ctx context.Context, arg string) (*reply, error) {
 		if err != nil {
 			return nil, err
 		}
-		e = s.cache.put(routeLookup, arg, id, &reply{ctype: hdrTextPlain, cache: hdrShort, body: msg})
+		e = s.cache.put(routeLookup, arg, id, &reply{ctype: hdrTextPlain, cache: s.hdrShort, body: msg})
 	}
 	signed, err := s.ops.Signed(ctx)
 	if err != nil {
@@ -192,7 +192,7 @@ func treeSize(signed []byte) (int64, error) {
 
 // supported answers the go command's GOPROXY probe for this database.
 func (s *Server) supported(context.Context, string) (*reply, error) {
-	return &reply{ctype: hdrTextPlain, cache: hdrShort, body: nil}, nil
+	return &reply{ctype: hdrTextPlain, cache: s.hdrShort, body: nil}, nil
 }
 
 // healthz reports whether the database can serve: 503 if it cannot, else

@@ -59,6 +59,13 @@
 // it. Errors and /healthz are "no-store", so a 404 for a record or tile that
 // appears a second later is never cached.
 //
+// Behind an access layer that asks every client for credentials
+// (Options.Private), "public" becomes "private": RFC 9111 lets a shared
+// cache (a CDN, Artifactory, nginx's proxy_cache) store an answer to a
+// request with credentials and serve it to anyone when the answer says
+// "public", and a limited reader's lookup or an anonymous client would then
+// get what only a reader may see.
+//
 // In memory, the server keeps the answers that never change ready to write,
 // headers included: full tiles, and the record part of the lookups of
 // recorded versions (the signed tree head that ends a lookup is read for
@@ -94,6 +101,10 @@ const (
 	cacheImmutable = "public, max-age=31536000, immutable"
 	cacheShort     = "public, max-age=5"
 	cacheNone      = "no-store"
+
+	// The same, for Options.Private.
+	cacheImmutablePrivate = "private, max-age=31536000, immutable"
+	cacheShortPrivate     = "private, max-age=5"
 )
 
 const (
@@ -127,6 +138,10 @@ type Options struct {
 	// Version is the server's version, served at /version; "" means no
 	// /version route.
 	Version string
+	// Private says that every client sends credentials (an access layer in
+	// front asks for them): answers are then Cache-Control "private", which
+	// shared caches do not keep (see Caching above).
+	Private bool
 	// CacheBytes bounds the memory holding answers that never change, full
 	// tiles and found records, ready to serve (see cache): 0 means
 	// DefaultCacheBytes, a negative value no cache.
@@ -143,11 +158,14 @@ type Server struct {
 	ready    func(context.Context) error
 	degraded func(context.Context) []string
 	pages    map[string]http.Handler
-	version  string
-	metrics  *metrics                  // nil without Options.Registry
-	scrape   bool                      // serve /metrics
-	cache    *cache                    // nil: no cache
-	head     atomic.Pointer[sizedHead] // the last signed tree head a lookup checked
+	// Cache-Control of immutable and short-lived answers: shared values
+	// (hdrImmutable, hdrShort or their private forms), never modified.
+	hdrImmutable, hdrShort []string
+	version                string
+	metrics                *metrics                  // nil without Options.Registry
+	scrape                 bool                      // serve /metrics
+	cache                  *cache                    // nil: no cache
+	head                   atomic.Pointer[sizedHead] // the last signed tree head a lookup checked
 }
 
 // New returns the handler for checksum database name (the name in GOSUMDB,
@@ -165,6 +183,12 @@ func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 		version:  opts.Version,
 		metrics:  newMetrics(opts.Registry),
 		scrape:   opts.Registry != nil && !opts.MetricsElsewhere,
+
+		hdrImmutable: hdrImmutable,
+		hdrShort:     hdrShort,
+	}
+	if opts.Private {
+		s.hdrImmutable, s.hdrShort = hdrImmutablePrivate, hdrShortPrivate
 	}
 	if s.log == nil {
 		s.log = slog.Default()

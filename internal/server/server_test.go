@@ -134,6 +134,35 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+// TestPrivate checks that a server whose clients all send credentials
+// marks every cacheable answer private, the second (cached) answer of a
+// full tile or lookup too, and that errors stay no-store.
+func TestPrivate(t *testing.T) {
+	f, _ := newFakeOps(t, 300)
+	s := New(testName, f, Options{Logger: quietLogger, Private: true})
+	for _, tt := range []struct{ path, cache string }{
+		{"/latest", cacheShortPrivate},
+		{prefix + "/supported", cacheShortPrivate},
+		{"/lookup/example.com/m10@v1.10.0", cacheShortPrivate},
+		{prefix + "/lookup/example.com/m10@v1.10.0", cacheShortPrivate},
+		{"/tile/8/0/000", cacheImmutablePrivate},
+		{"/tile/8/0/001.p/44", cacheShortPrivate},
+		{"/tile/8/data/000", cacheImmutablePrivate},
+		{prefix + "/tile/8/data/001.p/44", cacheShortPrivate},
+		{"/lookup/example.com/nosuch@v1.0.0", cacheNone},
+	} {
+		for range 2 { // the second answer comes from the cache
+			if cc := get(s, "GET", tt.path).Header().Get("Cache-Control"); cc != tt.cache {
+				t.Errorf("GET %s: Cache-Control %q, want %q", tt.path, cc, tt.cache)
+			}
+		}
+	}
+	// A public server beside it keeps its own values.
+	if cc := get(New(testName, f, Options{Logger: quietLogger}), "GET", "/tile/8/0/000").Header().Get("Cache-Control"); cc != cacheImmutable {
+		t.Errorf("public server: Cache-Control %q, want %q", cc, cacheImmutable)
+	}
+}
+
 // TestBodies checks lookups and tiles byte for byte against what x/mod's
 // server would send for the same database.
 func TestBodies(t *testing.T) {

@@ -36,11 +36,11 @@ func (s *Server) tile(ctx context.Context, arg string) (*reply, error) {
 		return nil, err
 	}
 	if t.W < 1<<t.H {
-		return &reply{ctype: ctype, cache: hdrShort, body: data}, nil
+		return &reply{ctype: ctype, cache: s.hdrShort, body: data}, nil
 	}
 	// The ops must not modify what they returned (sumdb.ServerOps): the
 	// bytes are the tile's for good.
-	return &s.cache.put(route, arg, 0, &reply{ctype: ctype, cache: hdrImmutable, body: data}).reply, nil
+	return &s.cache.put(route, arg, 0, &reply{ctype: ctype, cache: s.hdrImmutable, body: data}).reply, nil
 }
 
 // parseTile parses a tile path and rejects tiles the ops must never see.
