@@ -66,17 +66,21 @@ func (l *Layer) classify(path string) need {
 
 // database splits path into the database it addresses and the protocol
 // path: the server's own at the root, or one served under /sumdb/<name>/.
-// known is false for /sumdb/… paths of no database served.
+// known is false for /sumdb/… paths of no database served. Names may
+// contain slashes and nest (corp.example and corp.example/eu): the longest
+// name that matches wins, as the server routes (serve's withMirrors), or
+// /sumdb/corp.example/eu/tile/8/data/… would be judged as a 404 of
+// corp.example's while corp.example/eu serves its data tile.
 func (l *Layer) database(path string) (name, rest string, known bool) {
 	if !strings.HasPrefix(path, "/sumdb/") {
 		return l.cfg.Databases[0], path, true
 	}
-	for _, name := range l.cfg.Databases {
-		if rest, ok := strings.CutPrefix(path, "/sumdb/"+name+"/"); ok {
-			return name, "/" + rest, true
+	for _, n := range l.cfg.Databases {
+		if r, ok := strings.CutPrefix(path, "/sumdb/"+n+"/"); ok && len(n) > len(name) {
+			name, rest, known = n, "/"+r, true
 		}
 	}
-	return "", "", false
+	return name, rest, known
 }
 
 // isDataTile reports whether a tile path "H/L/N…" names a data tile, as

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -260,6 +261,40 @@ func TestAccessPrivateCache(t *testing.T) {
 	for _, path := range []string{"/latest", "/sumdb/corp.example/supported"} {
 		if _, h, _ := get(t, url+path, ""); !strings.HasPrefix(h.Get("Cache-Control"), "public,") {
 			t.Errorf("GET %s without an access layer: Cache-Control %q, want public", path, h.Get("Cache-Control"))
+		}
+	}
+}
+
+// TestAccessNestedNames serves databases whose names nest: its own log
+// corp.example/sumd between the mirrors corp.example and
+// corp.example/sumd/eu. Every /sumdb/ path reaches the database of the
+// longest name it starts with, and the access layer judges it as that
+// database's: a reader gets no data tile of the nested mirror, and a
+// limited reader's lookup there outside its patterns is the layer's 404.
+func TestAccessNestedNames(t *testing.T) {
+	cfg, urls, logs, _ := accessConfig(t)
+	skey, _, err := tlog.GenerateKey("corp.example/sumd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := tlog.ParseKey(skey)
+	cfg.OpenLog = func() (*tlog.Log, error) {
+		return tlog.Open(cfg.DBFile, tlog.Options{Keys: []*tlog.Key{key}, Create: true, Logger: logs.Logger()})
+	}
+	cfg.Mirrors = []Mirror{offlineMirror(t, "corp.example"), offlineMirror(t, "corp.example/sumd/eu")}
+	url := serveTest(t, cfg, urls)
+	for _, c := range []struct{ path, user, want string }{
+		{"/sumdb/corp.example/sumd/latest", "reader", "200 go.sum database tree"},
+		{"/sumdb/corp.example/latest", "reader", "503 the mirror of corp.example holds"},
+		{"/sumdb/corp.example/sumd/eu/latest", "reader", "503 the mirror of corp.example/sumd/eu holds"},
+		{"/sumdb/corp.example/sumd/eu/tile/8/data/000.p/1", "reader", "403 data tiles need the auditor role"},
+		{"/sumdb/corp.example/sumd/tile/8/data/000.p/1", "reader", "403 data tiles need the auditor role"},
+		{"/sumdb/corp.example/sumd/eu/lookup/example.com/other@v1.0.0", "team",
+			"404 not found: example.com/other@v1.0.0: no record in checksum database corp.example/sumd/eu"},
+	} {
+		code, _, body := get(t, url+c.path, c.user)
+		if got := fmt.Sprint(code, " ", body); !strings.HasPrefix(got, c.want) {
+			t.Errorf("GET %s as %s = %q, want %q…", c.path, c.user, got, c.want)
 		}
 	}
 }

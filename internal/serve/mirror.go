@@ -108,10 +108,12 @@ func syncOnce(ctx context.Context, f *mirror.Follower, logger *slog.Logger) {
 }
 
 // withMirrors serves each mirror under /sumdb/<origin name>/ and the rest
-// with main. The longest name wins, since names may contain slashes
-// (corp.example/sumdb). Each mirror's server takes opts (its own cache of
-// opts.CacheBytes).
-func withMirrors(main http.Handler, fs []*mirror.Follower, opts server.Options) http.Handler {
+// with main, which serves the database called name (the server's own, or
+// a mirror-only server's first mirror). The longest name wins, since names
+// may contain slashes and nest (corp.example, corp.example/sumdb): the
+// access layer judges a path by the same rule. Each mirror's server takes
+// opts (its own cache of opts.CacheBytes).
+func withMirrors(main http.Handler, name string, fs []*mirror.Follower, opts server.Options) http.Handler {
 	if len(fs) == 0 {
 		return main
 	}
@@ -119,7 +121,7 @@ func withMirrors(main http.Handler, fs []*mirror.Follower, opts server.Options) 
 		prefix string
 		h      http.Handler
 	}
-	var routes []route
+	routes := []route{{"/sumdb/" + name + "/", main}}
 	for _, f := range fs {
 		routes = append(routes, route{"/sumdb/" + f.Name() + "/", server.New(f.Name(), f.Ops(), opts)})
 	}

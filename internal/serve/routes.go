@@ -51,7 +51,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 		},
 		Version: cfg.Version,
 	})
-	h = withMirrors(h, mirrors, server.Options{Logger: cfg.Logger, Registry: cfg.Registry, CacheBytes: cache, Private: layer.Required()})
+	h = withMirrors(h, l.Name(), mirrors, server.Options{Logger: cfg.Logger, Registry: cfg.Registry, CacheBytes: cache, Private: layer.Required()})
 	var s surface
 	mainLayer := layer
 	switch {
