@@ -52,6 +52,7 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open f
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	vs = vs.Limit(MaxTreeSize)
 	held := l.Published()
 	st := &ImportStats{From: held.Tree, To: held.Tree}
 	c := &bundleCheck{ctx: ctx, l: l, vs: vs, held: held}

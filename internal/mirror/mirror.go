@@ -193,6 +193,14 @@ type Follower struct {
 	mu   sync.Mutex // held by each step of a round and by forwarded lookups
 }
 
+// MaxTreeSize is the largest origin a mirror follows: 2^32 records, about
+// 80 times sum.golang.org's size in 2026. A catch-up lists every tile of
+// the extension and stages the tiles above level 0 in one commit (65,793
+// tiles, about 540 MB, at this size), so a head claiming more — which only
+// a broken or compromised origin signs — is refused before anything is
+// planned: the work and memory it would take grow with the claim.
+const MaxTreeSize = 1 << 32
+
 // New returns a follower of the origin of opts.Log.
 func New(opts Options) (*Follower, error) {
 	opts = opts.withDefaults()
@@ -202,6 +210,7 @@ func New(opts Options) (*Follower, error) {
 	if opts.Verifiers.Name() != opts.Log.Name() {
 		return nil, fmt.Errorf("mirror: the verifier keys are for %s, but the mirror holds %s", opts.Verifiers.Name(), opts.Log.Name())
 	}
+	opts.Verifiers = opts.Verifiers.Limit(MaxTreeSize)
 	f := &Follower{opts: opts, log: opts.Log, name: opts.Log.Name(), st: newState()}
 	checked, err := Checked(context.Background(), opts.Log)
 	if err != nil {

@@ -18,12 +18,28 @@ const (
 	SumGolangOrgURL = "https://sum.golang.org"
 )
 
+// MaxTreeSize is the largest tree a signed head may claim: x/mod's tlog
+// never returns from its proofs of trees over 2^62 records (maxpow2), and
+// nothing real comes near it. Verifiers.Limit sets a smaller bound.
+const MaxTreeSize = 1 << 62
+
 // Verifiers are the verifier keys of one database: one, or several during a
 // key rotation, when a head signed by any of them verifies (the go
 // command's rule, PROTOCOL.md §2).
 type Verifiers struct {
 	keys []string // without repeats, in the order given
 	vs   []note.Verifier
+	max  int64 // the largest tree Open accepts; 0 means MaxTreeSize
+}
+
+// A TreeSizeError is a signed head, verified, of a tree larger than its
+// reader accepts: only a broken or compromised origin signs one.
+type TreeSizeError struct {
+	N, Max int64
+}
+
+func (e *TreeSizeError) Error() string {
+	return fmt.Sprintf("it claims a tree of %d records, more than the %d accepted: a broken or compromised origin", e.N, e.Max)
 }
 
 // ParseVerifiers parses verifier keys ("name+hash+base64"), which must all
@@ -55,16 +71,37 @@ func (v *Verifiers) Name() string { return v.vs[0].Name() }
 // Keys returns the verifier keys.
 func (v *Verifiers) Keys() []string { return slices.Clone(v.keys) }
 
+// Limit returns the keys, refusing heads of trees over max records (at
+// most MaxTreeSize): for a reader whose work grows with the tree, such as
+// a mirror, which copies all of it.
+func (v *Verifiers) Limit(max int64) *Verifiers {
+	c := *v
+	c.max = min(max, MaxTreeSize)
+	return &c
+}
+
 // Open verifies a signed tree head with the keys and parses its tree. An
 // error is a *note.UnverifiedNoteError (no known key signed it), a
 // *note.InvalidSignatureError (a known key's signature is wrong: altered
-// or forged), or a malformed note or tree.
+// or forged), a *TreeSizeError (a tree over the limit), or a malformed
+// note or tree.
 func (v *Verifiers) Open(msg []byte) (tlog.Tree, error) {
 	n, err := note.Open(msg, note.VerifierList(v.vs...))
 	if err != nil {
 		return tlog.Tree{}, err
 	}
-	return tlog.ParseTree([]byte(n.Text))
+	tree, err := tlog.ParseTree([]byte(n.Text))
+	if err != nil {
+		return tlog.Tree{}, err
+	}
+	limit := int64(MaxTreeSize)
+	if v.max > 0 {
+		limit = v.max
+	}
+	if tree.N > limit {
+		return tlog.Tree{}, &TreeSizeError{N: tree.N, Max: limit}
+	}
+	return tree, nil
 }
 
 // Signer returns the verifier key of the first of the keys that signed

@@ -1,0 +1,65 @@
+package sumdbclient
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// signedHead signs a head of a tree of n records (any hash) with skey.
+func signedHead(t *testing.T, skey string, n int64) []byte {
+	t.Helper()
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := note.Sign(&note.Note{Text: string(tlog.FormatTree(tlog.Tree{N: n}))}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg
+}
+
+// TestOpenTreeSize: a head signed by the right key is still refused when
+// its tree is larger than x/mod's tlog can prove (2^62), or than the limit
+// a reader set; the explanation names the size and the suspicion.
+func TestOpenTreeSize(t *testing.T) {
+	skey, vkey, err := note.GenerateKey(nil, "size.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := ParseVerifiers(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := vs.Limit(1000)
+	for _, c := range []struct {
+		vs   *Verifiers
+		n    int64
+		fail bool
+	}{
+		{vs, MaxTreeSize, false},
+		{vs, MaxTreeSize + 1, true},
+		{vs, 1<<63 - 1, true},
+		{limited, 1000, false},
+		{limited, 1001, true},
+		{vs.Limit(1<<63 - 1), MaxTreeSize + 1, true}, // never above MaxTreeSize
+	} {
+		tree, err := c.vs.Open(signedHead(t, skey, c.n))
+		var tse *TreeSizeError
+		switch {
+		case c.fail && !errors.As(err, &tse):
+			t.Errorf("Open of a tree of %d: %v, %v; want a *TreeSizeError", c.n, tree, err)
+		case c.fail && !strings.Contains(c.vs.Explain("/latest", err), "broken or compromised origin"):
+			t.Errorf("Explain: %s", c.vs.Explain("/latest", err))
+		case !c.fail && (err != nil || tree.N != c.n):
+			t.Errorf("Open of a tree of %d: %v, %v", c.n, tree, err)
+		}
+	}
+	if _, err := vs.Open(signedHead(t, skey, 1001)); err != nil {
+		t.Errorf("Limit changed the keys it was called on: %v", err)
+	}
+}
