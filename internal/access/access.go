@@ -46,8 +46,11 @@
 // bcrypt is slow on purpose (tens of milliseconds). A verified user name
 // and password are remembered by an HMAC of them under a key made at start,
 // never in the clear, so that a go command's burst of tile requests pays
-// bcrypt once; at most GOMAXPROCS bcrypt checks run at once, so that
-// anonymous guessing cannot take every core.
+// bcrypt once: the requests of the burst that arrive before the first check
+// ends share its run, rather than queue for one each. At most GOMAXPROCS-1
+// bcrypt checks (at least one) run at once, so that anonymous guessing
+// cannot take every core: one is left for the requests of users already
+// verified.
 package access
 
 import (

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/singleflight"
 )
 
 // maxVerified bounds the remembered user name and password pairs: each is
@@ -25,13 +26,24 @@ const maxVerified = 8192
 // gets a 503: past it the server is being flooded with guesses.
 const bcryptWait = 5 * time.Second
 
+// bcryptSlots is how many bcrypt checks may run at once on procs cores:
+// one core is always left to the requests of users already verified, so
+// that a flood of guesses cannot lock them out.
+func bcryptSlots(procs int) int {
+	return max(1, procs-1)
+}
+
 // A basicStore checks user names and passwords against an htpasswd file of
 // bcrypt hashes, remembering the pairs it verified.
 type basicStore struct {
 	file     *watched[basicFile]
 	verified *verifiedCache
-	slots    chan struct{} // one per bcrypt check running
+	slots    chan struct{}      // one per bcrypt check running
+	flights  singleflight.Group // by verifiedCache key: concurrent checks of one triple share a bcrypt run
 	metrics  *metrics
+
+	// compare is bcrypt.CompareHashAndPassword; tests count its runs.
+	compare func(hash, password []byte) error
 
 	mu    sync.Mutex
 	dummy map[int]string // a hash per cost, for unknown users
@@ -41,8 +53,9 @@ func newBasicStore(path string, m *metrics, log *slog.Logger) *basicStore {
 	return &basicStore{
 		file:     newWatched(path, parseBasicFile, log),
 		verified: newVerifiedCache(maxVerified),
-		slots:    make(chan struct{}, runtime.GOMAXPROCS(0)),
+		slots:    make(chan struct{}, bcryptSlots(runtime.GOMAXPROCS(0))),
 		metrics:  m,
+		compare:  bcrypt.CompareHashAndPassword,
 		dummy:    map[int]string{},
 	}
 }
@@ -70,17 +83,77 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 	// An unknown user costs a bcrypt check too, against a hash of the
 	// file's highest cost: the answer's timing does not tell which user
 	// names exist.
-	ok, d := s.bcrypt(ctx, stored, password)
+	ok, d := s.shared(ctx, key, c != nil, stored, password)
 	switch {
 	case d != nil:
 		return nil, d
 	case !ok || c == nil:
-		s.metrics.basic("wrong")
 		return nil, errWrong
+	}
+	return c.p, nil
+}
+
+// errEnded answers a request that ended while it waited for a check.
+var errEnded = &denial{http.StatusServiceUnavailable, reasonBusy, "the request ended while waiting for a password check", nil}
+
+// shared checks password against stored, for the triple of key, in one
+// bcrypt run shared by every request checking the same triple meanwhile:
+// a go command starts its tile requests at once, with the same new
+// credentials, and they should cost one check and one slot, not one each.
+// known says whether the user exists, so that only a real user's triple is
+// remembered. A request that shares a run counts as "shared".
+func (s *basicStore) shared(ctx context.Context, key [32]byte, known bool, stored, password string) (bool, *denial) {
+	for {
+		led := false // set by the run, which only this request's call starts
+		ch := s.flights.DoChan(string(key[:]), func() (any, error) {
+			led = true
+			return s.run(ctx, key, known, stored, password), nil
+		})
+		var r result
+		select {
+		case res := <-ch:
+			r = res.Val.(result)
+		case <-ctx.Done():
+			return false, errEnded
+		}
+		if r.d == errEnded && ctx.Err() == nil {
+			// The request that led the run ended while it waited for a
+			// slot: wait again, this time leading a run if none is.
+			continue
+		}
+		if !led {
+			s.metrics.basic("shared")
+		}
+		return r.ok, r.d
+	}
+}
+
+// A result is the outcome of one shared check.
+type result struct {
+	ok bool
+	d  *denial
+}
+
+// run is one shared check, made for the request of ctx: it waits for a slot
+// while that request lasts, runs bcrypt and remembers a verified triple.
+func (s *basicStore) run(ctx context.Context, key [32]byte, known bool, stored, password string) result {
+	// A run that started after another one verified the same triple (its
+	// request read the cache before) finds it remembered.
+	if known && s.verified.has(key) {
+		s.metrics.basic("cached")
+		return result{ok: true}
+	}
+	ok, d := s.bcrypt(ctx, stored, password)
+	switch {
+	case d != nil:
+		return result{d: d}
+	case !ok || !known:
+		s.metrics.basic("wrong")
+		return result{}
 	}
 	s.metrics.basic("verified")
 	s.verified.add(key)
-	return c.p, nil
+	return result{ok: true}
 }
 
 // bcrypt compares password with the stored hash in one of the bcrypt slots.
@@ -93,10 +166,10 @@ func (s *basicStore) bcrypt(ctx context.Context, stored, password string) (bool,
 		s.metrics.basic("busy")
 		return false, &denial{http.StatusServiceUnavailable, reasonBusy, "too many password checks at once: try again", nil}
 	case <-ctx.Done():
-		return false, &denial{http.StatusServiceUnavailable, reasonBusy, "the request ended while waiting for a password check", nil}
+		return false, errEnded
 	}
 	defer func() { <-s.slots }()
-	return bcrypt.CompareHashAndPassword([]byte(stored), []byte(password)) == nil, nil
+	return s.compare([]byte(stored), []byte(password)) == nil, nil
 }
 
 // dummyHash returns a bcrypt hash of the given cost that no password

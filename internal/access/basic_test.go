@@ -1,0 +1,154 @@
+package access
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// TestBcryptSlots: one core is always left to verified users, and a
+// one-core server still checks passwords.
+func TestBcryptSlots(t *testing.T) {
+	for procs, want := range map[int]int{1: 1, 2: 1, 3: 2, 4: 3, 16: 15} {
+		if got := bcryptSlots(procs); got != want {
+			t.Errorf("bcryptSlots(%d) = %d, want %d", procs, got, want)
+		}
+	}
+	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	if got, want := cap(s.layer.basic.slots), bcryptSlots(runtime.GOMAXPROCS(0)); got != want {
+		t.Errorf("the store has %d bcrypt slots, want %d", got, want)
+	}
+}
+
+// A spyCompare stands for bcrypt.CompareHashAndPassword: it counts the
+// runs, how many run at once, and holds each until release is closed.
+type spyCompare struct {
+	runs, running, most atomic.Int32
+	started             chan struct{} // gets a value as each run starts
+	release             chan struct{}
+}
+
+func newSpyCompare() *spyCompare {
+	return &spyCompare{started: make(chan struct{}, 1000), release: make(chan struct{})}
+}
+
+func (c *spyCompare) compare(hash, password []byte) error {
+	c.runs.Add(1)
+	n := c.running.Add(1)
+	defer c.running.Add(-1)
+	for {
+		m := c.most.Load()
+		if n <= m || c.most.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	c.started <- struct{}{}
+	<-c.release
+	return bcrypt.CompareHashAndPassword(hash, password)
+}
+
+// TestSharedCheck: a go command's burst of requests with new credentials
+// costs one bcrypt run, which all of them wait for and share.
+func TestSharedCheck(t *testing.T) {
+	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	spy := newSpyCompare()
+	s.layer.basic.compare = spy.compare
+	const n = 20
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Go(func() { codes[i] = s.do("GET", "/tile/8/0/000", basicAuth("reader", readerPass)).Code })
+	}
+	<-spy.started
+	// Let the other requests reach the check: they must join the run, not
+	// queue for their own.
+	time.Sleep(100 * time.Millisecond)
+	close(spy.release)
+	wg.Wait()
+	for i, code := range codes {
+		if code != 200 {
+			t.Errorf("request %d: %d, want 200", i, code)
+		}
+	}
+	if runs := spy.runs.Load(); runs != 1 {
+		t.Errorf("%d concurrent requests with the same new credentials ran bcrypt %d times, want once", n, runs)
+	}
+	checks := func(result string) float64 { return counter(t, s.layer.metrics.checks, result) }
+	if v, total := checks("verified"), checks("verified")+checks("shared")+checks("cached"); v != 1 || total != n {
+		t.Errorf("sumd_access_basic_checks_total: %v verified of %v, want 1 of %d", v, total, n)
+	}
+}
+
+// TestGuessesBounded: distinct wrong guesses, which cannot share a run,
+// never run more bcrypt checks at once than there are slots, and each is
+// checked.
+func TestGuessesBounded(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	spy := newSpyCompare()
+	s.layer.basic.compare = spy.compare
+	slots := cap(s.layer.basic.slots)
+	const n = 12
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			want(t, "a guess", s.do("GET", "/latest", basicAuth("reader", fmt.Sprint("guess-", i))), 401, "wrong credentials")
+		})
+	}
+	for range slots {
+		<-spy.started
+	}
+	// Give a check beyond the slots the time to start, were it allowed to.
+	time.Sleep(100 * time.Millisecond)
+	close(spy.release)
+	wg.Wait()
+	if most := spy.most.Load(); most != int32(slots) || slots != 3 {
+		t.Errorf("%d bcrypt checks ran at once with %d slots on 4 cores, want 3", most, slots)
+	}
+	if runs := spy.runs.Load(); runs != n {
+		t.Errorf("%d distinct guesses ran bcrypt %d times, want %d", n, runs, n)
+	}
+}
+
+// TestSharedCheckLeaderEnds: when the request that started a shared run
+// ends while the run waits for a slot, the requests sharing it do not get
+// its 503: one of them waits again.
+func TestSharedCheckLeaderEnds(t *testing.T) {
+	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	b := s.layer.basic
+	for range cap(b.slots) {
+		b.slots <- struct{}{} // every slot busy
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	led := make(chan *denial)
+	go func() {
+		_, d := b.check(ctx, "reader", readerPass)
+		led <- d
+	}()
+	time.Sleep(50 * time.Millisecond) // the first request leads the run
+	shared := make(chan *denial)
+	go func() {
+		_, d := b.check(context.Background(), "reader", readerPass)
+		shared <- d
+	}()
+	time.Sleep(50 * time.Millisecond) // the second one shares it
+	cancel()
+	if d := <-led; d != errEnded {
+		t.Errorf("the request that ended: %v, want errEnded", d)
+	}
+	for range cap(b.slots) {
+		<-b.slots
+	}
+	if d := <-shared; d != nil {
+		t.Errorf("the request sharing its run: %v, want verified", d.msg)
+	}
+	if v := counter(t, s.layer.metrics.checks, "verified"); v != 1 {
+		t.Errorf("%v verified checks, want 1", v)
+	}
+}
