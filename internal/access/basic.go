@@ -45,12 +45,14 @@ type basicStore struct {
 	// compare is bcrypt.CompareHashAndPassword; tests count its runs.
 	compare func(hash, password []byte) error
 
+	names [32]byte // the key of unknownCost's HMAC, made at start
+
 	mu    sync.Mutex
 	dummy map[int]string // a hash per cost, for unknown users
 }
 
 func newBasicStore(path string, m *metrics, log *slog.Logger) *basicStore {
-	return &basicStore{
+	s := &basicStore{
 		file:     newWatched(path, parseBasicFile, log),
 		verified: newVerifiedCache(maxVerified),
 		slots:    make(chan struct{}, bcryptSlots(runtime.GOMAXPROCS(0))),
@@ -58,6 +60,8 @@ func newBasicStore(path string, m *metrics, log *slog.Logger) *basicStore {
 		compare:  bcrypt.CompareHashAndPassword,
 		dummy:    map[int]string{},
 	}
+	rand.Read(s.names[:])
+	return s
 }
 
 // check returns the principal of user and password, or a denial.
@@ -71,7 +75,7 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 	if c != nil {
 		stored = c.secret
 	} else {
-		stored = s.dummyHash(f.cost)
+		stored = s.dummyHash(s.unknownCost(f, user))
 	}
 	// The key covers the stored hash: a new password in the file is a
 	// new key, so a pair verified against the old one stops working.
@@ -80,9 +84,9 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 		s.metrics.basic("cached")
 		return c.p, nil
 	}
-	// An unknown user costs a bcrypt check too, against a hash of the
-	// file's highest cost: the answer's timing does not tell which user
-	// names exist.
+	// An unknown user costs a bcrypt check too, against a hash of a real
+	// user's cost: the answer's timing does not tell which user names
+	// exist.
 	ok, d := s.shared(ctx, key, c != nil, stored, password)
 	switch {
 	case d != nil:
@@ -170,6 +174,24 @@ func (s *basicStore) bcrypt(ctx context.Context, stored, password string) (bool,
 	}
 	defer func() { <-s.slots }()
 	return s.compare([]byte(stored), []byte(password)) == nil, nil
+}
+
+// unknownCost returns the bcrypt cost an unknown user name is checked at:
+// the cost of a user of the file, chosen by an HMAC of the name. Had every
+// unknown name the same cost (the highest, say), a user of another cost
+// would answer faster or slower than any unknown name, which tells the
+// names that exist. This way an unknown name answers as one of the users
+// does, always the same one (until the file changes): asking again tells
+// nothing more. The HMAC's key is made at start, so that which cost a name
+// gets cannot be worked out offline.
+func (s *basicStore) unknownCost(f basicFile, user string) int {
+	if len(f.costs) == 0 {
+		return bcrypt.MinCost // New refuses an empty file; a file emptied later
+	}
+	mac := hmac.New(sha256.New, s.names[:])
+	io.WriteString(mac, user)
+	i := binary.BigEndian.Uint64(mac.Sum(nil)) % uint64(len(f.costs))
+	return f.costs[i]
 }
 
 // dummyHash returns a bcrypt hash of the given cost that no password

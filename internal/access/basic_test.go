@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -150,5 +151,63 @@ func TestSharedCheckLeaderEnds(t *testing.T) {
 	}
 	if v := counter(t, s.layer.metrics.checks, "verified"); v != 1 {
 		t.Errorf("%v verified checks, want 1", v)
+	}
+}
+
+// TestUnknownCost: an unknown user name is checked at the bcrypt cost of a
+// real user, the same one at every request, so that its timing is a real
+// user's; over many names every cost of the file comes up, and no other.
+func TestUnknownCost(t *testing.T) {
+	hashOf := func(cost int) string {
+		h, err := bcrypt.GenerateFromPassword([]byte("pw"), cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(h)
+	}
+	file := writeSecret(t, t.TempDir(), "htpasswd",
+		"zed:"+hashOf(4)+"\nann:"+hashOf(6)+"\nbob:"+hashOf(5)+"\ncid:"+hashOf(4)+"\n")
+	s := newSetup(t, Config{Mode: ModeBasic, File: file})
+	b := s.layer.basic
+	f, err := b.file.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.costs, []int{6, 5, 4, 4}) {
+		t.Errorf("costs %v, want 6 5 4 4 (ann, bob, cid, zed)", f.costs)
+	}
+	var checked []int // the cost of each hash bcrypt was given
+	b.compare = func(hash, password []byte) error {
+		cost, _ := bcrypt.Cost(hash)
+		checked = append(checked, cost)
+		return bcrypt.CompareHashAndPassword(hash, password)
+	}
+	seen := map[int]int{}
+	for i := range 100 {
+		name := fmt.Sprint("nobody-", i)
+		cost := b.unknownCost(f, name)
+		if again := b.unknownCost(f, name); again != cost {
+			t.Fatalf("%s: cost %d, then %d", name, cost, again)
+		}
+		seen[cost]++
+		checked = checked[:0]
+		want(t, name, s.do("GET", "/latest", basicAuth(name, "pw")), 401, "wrong credentials")
+		if len(checked) != 1 || checked[0] != cost {
+			t.Errorf("%s: bcrypt checked hashes of costs %v, want one of %d", name, checked, cost)
+		}
+	}
+	if len(seen) != 3 || seen[4] == 0 || seen[5] == 0 || seen[6] == 0 {
+		t.Errorf("100 unknown names got the costs %v, want 4, 5 and 6", seen)
+	}
+
+	// A file of one cost: every unknown name gets it.
+	replace(t, file, "ann:"+hashOf(5)+"\nbob:"+hashOf(5)+"\n")
+	if f, err = b.file.load(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if cost := b.unknownCost(f, fmt.Sprint("nobody-", i)); cost != 5 {
+			t.Errorf("nobody-%d: cost %d in a file of cost 5 only", i, cost)
+		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
@@ -142,11 +144,12 @@ const maxBcryptCost = 14
 // A basicFile is an htpasswd file of bcrypt hashes.
 type basicFile struct {
 	users map[string]*credential
-	cost  int // the highest bcrypt cost in the file: unknown users pay it too
+	costs []int // the bcrypt cost of each user, in the order of their names: an unknown name pays one of them
 }
 
 func parseBasicFile(data []byte) (basicFile, error) {
-	f := basicFile{users: map[string]*credential{}, cost: bcrypt.MinCost}
+	f := basicFile{users: map[string]*credential{}}
+	byName := map[string]int{}
 	err := parseLines(data, func(c *credential) error {
 		cost, err := bcrypt.Cost([]byte(c.secret))
 		switch {
@@ -157,9 +160,12 @@ func parseBasicFile(data []byte) (basicFile, error) {
 		}
 		c.setMethod("basic")
 		f.users[c.name] = c
-		f.cost = max(f.cost, cost)
+		byName[c.name] = cost
 		return nil
 	})
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		f.costs = append(f.costs, byName[name])
+	}
 	return f, err
 }
 
