@@ -106,6 +106,10 @@ func TestBasic(t *testing.T) {
 		{"bearer in basic mode", "GET", "/latest", "Bearer " + readerPass, 401, "wrong credentials"},
 		{"token in the query", "GET", "/latest?access_token=" + readerPass, "", 401, "credentials in the URL query are refused"},
 		{"token in the query with credentials", "GET", "/latest?token=x", basicAuth("reader", readerPass), 401, "credentials in the URL query"},
+		{"token in the query, a ; after it", "GET", "/latest?access_token=abc;", basicAuth("reader", readerPass), 401, "credentials in the URL query"},
+		{"token in the query after a ;", "GET", "/latest?x=1;token=abc", basicAuth("reader", readerPass), 401, "credentials in the URL query"},
+		{"token in the query, escaped", "GET", "/latest?a=1&%50assword=abc", basicAuth("reader", readerPass), 401, "credentials in the URL query"},
+		{"token in the query, a malformed pair before it", "GET", "/latest?a=%zz&Token=abc", basicAuth("reader", readerPass), 401, "credentials in the URL query"},
 		{"reader on a data tile", "GET", "/tile/8/data/000", basicAuth("reader", readerPass), 403, "data tiles need the auditor role; credential reader has the reader role"},
 		{"reader on a data tile under /sumdb/", "GET", "/sumdb/" + testDB + "/tile/8/data/000.p/3", basicAuth("reader", readerPass), 403, "data tiles need the auditor role"},
 		{"reader on the status", "GET", "/status", basicAuth("reader", readerPass), 403, "the status page need the auditor role"},
@@ -137,6 +141,7 @@ func TestBasic(t *testing.T) {
 		{"admin", "POST", "/admin/fetch", basicAuth("boss", adminPass), "boss"},
 		{"admin reads", "GET", "/tile/8/data/000", basicAuth("boss", adminPass), "boss"},
 		{"unrelated query", "GET", "/latest?x=1", basicAuth("reader", readerPass), "reader"},
+		{"unrelated query with a ;", "GET", "/latest?x=1;y=token", basicAuth("reader", readerPass), "reader"},
 	}
 	for _, c := range allowed {
 		want(t, c.what, s.do(c.method, c.path, c.auth), 200, "ok "+c.name)

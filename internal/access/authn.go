@@ -69,11 +69,14 @@ func (l *Layer) authenticate(r *http.Request, n need) (*Principal, *denial) {
 // a credential. It is refused rather than ignored: URLs end up in logs,
 // proxies and browser histories, so the client must be told to stop.
 func queryCredentials(raw string) bool {
-	if raw == "" {
-		return false
-	}
-	q, _ := url.ParseQuery(raw)
-	for k := range q {
+	// Every key counts, however the query is split: url.ParseQuery drops
+	// the pairs that hold a ";" (?access_token=abc;), which other parsers
+	// (proxies, frameworks, logs) split on, so it would miss them.
+	for pair := range strings.FieldsFuncSeq(raw, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, _, _ := strings.Cut(pair, "=")
+		if unescaped, err := url.QueryUnescape(k); err == nil {
+			k = unescaped
+		}
 		switch strings.ToLower(k) {
 		case "access_token", "token", "auth", "authorization", "password", "passwd", "key", "api_key", "apikey":
 			return true

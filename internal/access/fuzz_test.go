@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +60,28 @@ func FuzzCredentialFiles(f *testing.F) {
 		for _, err := range []error{err1, err2} {
 			if err != nil && strings.Contains(err.Error(), secretMarker) {
 				t.Errorf("credential file %q: error %q shows a secret", planted, err)
+			}
+		}
+	})
+}
+
+// FuzzQueryCredentials: a query is refused whenever a parser that splits
+// it on both "&" and ";" (as proxies and frameworks may) finds a
+// credential's key in it, and nothing panics.
+func FuzzQueryCredentials(f *testing.F) {
+	for _, s := range []string{"access_token=abc", "access_token=abc;", "x=1;token=abc", "x=1&TOKEN=abc", "%50assword=x",
+		"a=%zz&key=1", "x=1;y=token", "api_key", "&&;=", "auth=a=b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got := queryCredentials(raw)
+		q, _ := url.ParseQuery(strings.ReplaceAll(raw, ";", "&"))
+		for k := range q {
+			switch strings.ToLower(k) {
+			case "access_token", "token", "auth", "authorization", "password", "passwd", "key", "api_key", "apikey":
+				if !got {
+					t.Errorf("query %q with the key %q is not refused", raw, k)
+				}
 			}
 		}
 	})
