@@ -196,7 +196,7 @@ func TestGoCommandAuth(t *testing.T) {
 			{data, "auditor", 200, "go.mod h1:"},
 			{"/latest?access_token=dev-pw", "", 401, "credentials in the URL query are refused"},
 			{"/latest", "", 401, "credentials required"},
-			{"/status", "dev", 403, "the status page need the auditor role"},
+			{"/status", "dev", 403, "the status page needs the auditor role"},
 			{"/healthz", "", 200, "ok"},
 		} {
 			if code, body := a.get(t, c.path, c.user); code != c.code || !strings.Contains(body, c.text) {

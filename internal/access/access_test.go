@@ -112,8 +112,9 @@ func TestBasic(t *testing.T) {
 		{"token in the query, a malformed pair before it", "GET", "/latest?a=%zz&Token=abc", basicAuth("reader", readerPass), 401, "credentials in the URL query"},
 		{"reader on a data tile", "GET", "/tile/8/data/000", basicAuth("reader", readerPass), 403, "data tiles need the auditor role; credential reader has the reader role"},
 		{"reader on a data tile under /sumdb/", "GET", "/sumdb/" + testDB + "/tile/8/data/000.p/3", basicAuth("reader", readerPass), 403, "data tiles need the auditor role"},
-		{"reader on the status", "GET", "/status", basicAuth("reader", readerPass), 403, "the status page need the auditor role"},
-		{"auditor on the admin API", "POST", "/admin/fetch", basicAuth("auditor", auditorPass), 403, "the admin API need the admin role"},
+		{"reader on the status", "GET", "/status", basicAuth("reader", readerPass), 403, "the status page needs the auditor role; credential reader has the reader role"},
+		{"reader on the metrics", "GET", "/metrics", basicAuth("reader", readerPass), 403, "the metrics need the auditor role; credential reader has the reader role"},
+		{"auditor on the admin API", "POST", "/admin/fetch", basicAuth("auditor", auditorPass), 403, "the admin API needs the admin role; credential auditor has the auditor role"},
 		{"reader outside its patterns", "GET", "/lookup/example.com/other@v1.0.0", basicAuth("team", teamPass), 404, "not found: example.com/other@v1.0.0: no record in checksum database " + testDB},
 		{"reader outside its patterns, a database not declared", "GET", "/sumdb/mirror.example/lookup/example.com/other@v1.0.0", basicAuth("team", teamPass), 404, "no record in checksum database mirror.example"},
 	}
@@ -146,8 +147,8 @@ func TestBasic(t *testing.T) {
 	for _, c := range allowed {
 		want(t, c.what, s.do(c.method, c.path, c.auth), 200, "ok "+c.name)
 	}
-	if got := counter(t, s.layer.metrics.denied, reasonRole); got != 4 {
-		t.Errorf("sumd_access_denied_total{reason=role} = %v, want 4", got)
+	if got := counter(t, s.layer.metrics.denied, reasonRole); got != 5 {
+		t.Errorf("sumd_access_denied_total{reason=role} = %v, want 5", got)
 	}
 }
 

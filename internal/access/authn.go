@@ -182,7 +182,7 @@ func (l *Layer) authorize(p *Principal, n need) *denial {
 			"credentials required: add this host to your .netrc (the go command sends them over HTTPS only)", nil}
 	case p.Role < n.role:
 		return &denial{http.StatusForbidden, reasonRole,
-			fmt.Sprintf("%s need the %s role; credential %s has the %s role", n.what, n.role, p.Name, p.Role), nil}
+			fmt.Sprintf("%s the %s role; credential %s has the %s role", n.subject, n.role, p.Name, p.Role), nil}
 	}
 	return l.limit(p, n)
 }

@@ -5,7 +5,11 @@ import "strings"
 // A need is what a request needs from its principal.
 type need struct {
 	role Role
-	what string // the route as a 403 names it: "data tiles", "the admin API"
+
+	// subject is the route and its verb as a 403 starts its sentence,
+	// "data tiles need" or "the admin API needs": a route's name may be
+	// plural or singular.
+	subject string
 
 	adminRoute string // for an admin request, its metric label: fetch, upload, add or other
 
@@ -25,7 +29,7 @@ func (l *Layer) classify(path string) need {
 		return need{role: RoleNone}
 	}
 	if l.cfg.AdminAPI && (path == "/admin" || strings.HasPrefix(path, "/admin/")) {
-		return need{role: Admin, what: "the admin API", adminRoute: adminRoute(path)}
+		return need{role: Admin, subject: "the admin API needs", adminRoute: adminRoute(path)}
 	}
 	db, rest, known := l.database(path)
 	if !known {
@@ -34,7 +38,7 @@ func (l *Layer) classify(path string) need {
 		// served (a mirror added without telling it): fail closed on
 		// anything that could be a data tile.
 		if strings.Contains(path, "/tile/") && strings.Contains(path, "/data/") {
-			return need{role: Auditor, what: "data tiles"}
+			return need{role: Auditor, subject: "data tiles need"}
 		}
 		// Likewise a limited reader's patterns hold for its lookups.
 		if name, lookup, ok := strings.Cut(path[len("/sumdb/"):], "/lookup/"); ok {
@@ -49,7 +53,7 @@ func (l *Layer) classify(path string) need {
 		return need{role: Reader, db: db, lookup: rest[len("/lookup/"):]}
 	case strings.HasPrefix(rest, "/tile/"):
 		if isDataTile(rest[len("/tile/"):]) {
-			return need{role: Auditor, what: "data tiles"}
+			return need{role: Auditor, subject: "data tiles need"}
 		}
 		return need{role: Reader}
 	case rest != path:
@@ -57,9 +61,9 @@ func (l *Layer) classify(path string) need {
 	}
 	switch path {
 	case "/", "/module", "/record", "/status":
-		return need{role: Auditor, what: "the status page"}
+		return need{role: Auditor, subject: "the status page needs"}
 	case "/metrics":
-		return need{role: Auditor, what: "the metrics"}
+		return need{role: Auditor, subject: "the metrics need"}
 	}
 	return need{role: Reader}
 }

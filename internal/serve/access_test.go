@@ -150,7 +150,7 @@ func TestSeparateListeners(t *testing.T) {
 		text      string
 	}{
 		{adminURL + "/admin/fetch", "boss", 200, "admin handler"},
-		{adminURL + "/admin/fetch", "auditor", 403, "the admin API need the admin role"},
+		{adminURL + "/admin/fetch", "auditor", 403, "the admin API needs the admin role"},
 		{adminURL + "/admin/fetch", "", 401, "credentials required"},
 		{adminURL + "/latest", "boss", 404, "this listener serves /admin/ only"},
 		{adminURL + "/healthz", "", 404, "this listener serves /admin/ only"},
