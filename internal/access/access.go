@@ -10,8 +10,8 @@
 //	reader   /latest, /lookup/…, hash tiles, /sumdb/<name>/supported, /tuf/…:
 //	         all the go command needs. A reader may be limited to module path
 //	         patterns (GOPRIVATE syntax): a lookup outside them answers 404
-//	         exactly as a version the log does not hold, and reaches no
-//	         handler, so it never triggers an upstream fetch.
+//	         as a version the log does not hold answers without -upstream,
+//	         and reaches no handler, so it never triggers an upstream fetch.
 //	auditor  + data tiles (every record of the log: sumd verify -full, sumd
 //	         mirror), the status page (/, /module, /record), /status, /metrics
 //	admin    + /admin/ (writes)
