@@ -218,13 +218,13 @@ func (l *Log) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Validate reports every problem of c, one per line.
 // AdminAPI reports whether the server serves /admin/: when some credential
 // could have the admin role (the admin token, or a credential file).
 func (c *Serve) AdminAPI() bool {
 	return c.AdminTokenFile != "" || c.ReadAuth != ReadAuthNone || c.TLSClientRoles != ""
 }
 
+// Validate reports every problem of c, one per line.
 func (c *Serve) Validate() error {
 	errs := []error{c.Log.Validate(), checkListen(c.Listen), c.Access.validate(c.Listen, c.TLSCert),
 		c.TUFServe.Validate(), c.ServeSync.Validate(), c.ServeMirrors.Validate()}
