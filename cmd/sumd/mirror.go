@@ -138,7 +138,7 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 	ctx := context.Background()
 	mc := &mirror.Config{VerifierKeys: l.VerifierKeys()}
 	if stored != nil {
-		mc.URL, mc.Modules = stored.URL, stored.Modules
+		mc.URL, mc.Modules, mc.Partial = stored.URL, stored.Modules, stored.Partial
 	}
 	if cfg.Origin != "" {
 		mc.URL = cfg.Origin
@@ -158,7 +158,7 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 	if cfg.Auth != "" {
 		mc.Auth = cfg.Auth
 	}
-	if stored == nil || stored.URL != mc.URL || !slices.Equal(stored.Modules, mc.Modules) || !slices.Equal(stored.VerifierKeys, mc.VerifierKeys) || stored.Auth != mc.Auth {
+	if stored == nil || stored.URL != mc.URL || !slices.Equal(stored.Modules, mc.Modules) || !slices.Equal(stored.VerifierKeys, mc.VerifierKeys) || stored.Auth != mc.Auth || stored.Partial != mc.Partial {
 		if err := mirror.WriteConfig(ctx, l, mc); err != nil {
 			return nil, err
 		}

@@ -93,11 +93,26 @@ func TestBundle(t *testing.T) {
 	if _, err := newFollower(t, o, c, func(opts *Options) { opts.Select = sel }).Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := WriteConfig(ctx, c, &Config{VerifierKeys: c.VerifierKeys(), Modules: []string{"golang.org/x/*"}}); err != nil {
+		t.Fatal(err) // as sumd mirror -modules does: its bundles say partial
+	}
 	d, _ := newMirror(t, o)
 	if _, err := importBundle(t, d, o.key.VerifierKey(), export(t, c, 0), 1024); err != nil {
 		t.Fatal(err)
 	}
 	sameAs(t, d, o.log, func(id int64) bool { return id%10 == 3 })
+	// d became partial with it: its own bundles say so, and a partial
+	// bundle is still accepted into it.
+	if cfg, err := ReadConfig(ctx, d); err != nil || cfg == nil || !cfg.Partial {
+		t.Errorf("the mirror a partial bundle made: config %+v, %v; want partial", cfg, err)
+	}
+	var buf bytes.Buffer
+	if st, err := Export(ctx, d, &buf, 0); err != nil || !st.Header.Partial {
+		t.Errorf("export of the mirror a partial bundle made: %+v, %v; want a partial bundle", st, err)
+	}
+	if _, err := importBundle(t, d, o.key.VerifierKey(), export(t, c, 0), 0); err != nil {
+		t.Errorf("a partial bundle into a partial mirror: %v", err)
+	}
 }
 
 // TestBundleRefused offers an incremental bundle tampered in every way:
@@ -169,6 +184,24 @@ func TestBundleRefused(t *testing.T) {
 			return e
 		}), "is not signed by key"},
 		{"not a bundle", []byte("hello"), "truncated"},
+		// A full bundle must carry every record from its "from" on: one
+		// with records entries removed (keeping the first), or records
+		// removed from an entry, lost those records for ever.
+		{"records entries removed", rewrite(t, entries, func(e []entry) []entry {
+			first := slices.IndexFunc(e, func(x entry) bool { return strings.HasPrefix(x.name, "records/") })
+			return slices.DeleteFunc(e, func(x entry) bool { return strings.HasPrefix(x.name, "records/") && x.name != e[first].name })
+		}), "has no entry records/"},
+		{"last records entry removed", rewrite(t, entries, func(e []entry) []entry { return e[:len(e)-1] }), "has no entry records/6 (records 1536 to 1791)"},
+		{"a record removed", rewrite(t, entries, func(e []entry) []entry {
+			i := slices.IndexFunc(e, func(x entry) bool { return x.name == "records/4" })
+			lines := bytes.SplitAfter(e[i].data, []byte("\n"))
+			e[i].data = bytes.Join(append(lines[:8:8], lines[12:]...), nil) // 4 lines a record: the third
+			return e
+		}), "entry records/4 lacks record 1026"},
+		{"partial bundle into a full mirror", rewrite(t, entries, func(e []entry) []entry {
+			e[0].data = bytes.Replace(e[0].data, []byte("partial false"), []byte("partial true"), 1)
+			return e
+		}), "would lose records for ever"},
 	} {
 		b, s := newMirror(t, o)
 		if _, err := importBundle(t, b, o.key.VerifierKey(), base, 0); err != nil {

@@ -43,7 +43,7 @@ func Export(ctx context.Context, l *itlog.Log, w io.Writer, since int64) (*Expor
 	}
 	st := &ExportStats{Header: BundleHeader{
 		Name: l.Name(), From: since, To: held.Tree.N, Created: time.Now().UTC(), Checked: checked,
-		Partial: cfg != nil && len(cfg.Modules) > 0,
+		Partial: cfg.partial(),
 	}}
 	tw := tar.NewWriter(w)
 	bw := &bundleWriter{tw: tw}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -55,7 +57,11 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open f
 	vs = vs.Limit(MaxTreeSize)
 	held := l.Published()
 	st := &ImportStats{From: held.Tree, To: held.Tree}
-	c := &bundleCheck{ctx: ctx, l: l, vs: vs, held: held}
+	cfg, err := ReadConfig(ctx, l)
+	if err != nil {
+		return st, err
+	}
+	c := &bundleCheck{ctx: ctx, l: l, vs: vs, held: held, partial: cfg.partial(), needRecs: map[int64]bool{}, leafRecs: -1}
 	h, err := walk(open, vs, c)
 	st.Header = h
 	if err == nil {
@@ -68,6 +74,18 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open f
 		return st, err
 	}
 	st.Records = c.nrecords
+	if h.Partial && !cfg.partial() {
+		// Only an empty mirror gets here (header refuses the others): it
+		// becomes partial before anything is stored, so that the
+		// same bundle imported again after a crash is still accepted.
+		if cfg == nil {
+			cfg = &Config{VerifierKeys: l.VerifierKeys()}
+		}
+		cfg.Partial = true
+		if err := WriteConfig(ctx, l, cfg); err != nil {
+			return st, err
+		}
+	}
 	s := &bundleStore{ctx: ctx, l: l, opts: opts, held: held, kept: c.kept, st: st}
 	if _, err := walk(open, vs, s); err != nil {
 		return st, errors.Join(err, s.wait()) // the Stage in flight ends before Import returns
@@ -112,7 +130,11 @@ type bundleCheck struct {
 	l    *itlog.Log
 	vs   *sumdbclient.Verifiers
 	held *itlog.Head
+	// partial: the mirror holds only some records (Config.partial), so a
+	// partial bundle loses nothing it holds.
+	partial bool
 
+	hdr      BundleHeader
 	head     []byte
 	tree     tlog.Tree
 	hashes   tlog.HashReader
@@ -125,13 +147,22 @@ type bundleCheck struct {
 	// own, proven). The bundle is still verified in full, so that a
 	// damaged one is named, not reported imported; done then says errHeld.
 	passed bool
+	// A full bundle (hdr.Partial false) must carry every record from
+	// hdr.From on: needRecs are the level-0 tiles of the skeleton whose
+	// records entry has not come yet, leafRecs the level-0 tile read last
+	// if its records entry has not come (-1 if it has).
+	needRecs map[int64]bool
+	leafRecs int64
 }
 
 func (c *bundleCheck) header(h BundleHeader, head []byte, tree tlog.Tree) error {
-	c.head, c.tree = head, tree
+	c.hdr, c.head, c.tree = h, head, tree
 	switch {
 	case h.Name != c.l.Name():
 		return fmt.Errorf("the bundle is of %s, but the mirror is of %s", h.Name, c.l.Name())
+	case h.Partial && !c.partial && c.held.Tree.N > 0:
+		return errors.New("the bundle is a partial mirror's (it holds only some records), but this mirror holds every record: " +
+			"importing it would lose records for ever; import a full mirror's bundle (exported by a mirror made without -modules)")
 	case h.From > c.held.Tree.N:
 		return fmt.Errorf("the bundle starts at tree %d, but the mirror holds only %d records: import the bundles before it first, or export one with -since %d",
 			h.From, c.held.Tree.N, c.held.Tree.N)
@@ -156,6 +187,9 @@ func (c *bundleCheck) skeleton(tiles map[tlog.Tile][]byte) error {
 		if err := c.authenticate(t); err != nil {
 			return err
 		}
+		if t.L == 0 && !c.hdr.Partial {
+			c.needRecs[t.N] = true
+		}
 	}
 	return nil
 }
@@ -164,6 +198,12 @@ func (c *bundleCheck) leaf(t tlog.Tile, data []byte) error {
 	c.cur, c.curData = t, data
 	if err := c.authenticate(t); err != nil {
 		return err
+	}
+	if err := c.allRecords(); err != nil {
+		return err
+	}
+	if !c.hdr.Partial {
+		c.leafRecs = t.N
 	}
 	if t.N == c.held.Tree.N>>8 {
 		c.kept[t] = data
@@ -191,6 +231,16 @@ func (c *bundleCheck) records(n int64, recs map[int64][]byte, ids []int64) error
 			return fmt.Errorf("the bundle's record %d does not hash to its signed head (tampered or damaged)", id)
 		}
 	}
+	if !c.hdr.Partial {
+		lo, hi := max(n<<8, c.hdr.From), min((n+1)<<8, c.tree.N)
+		if int64(len(ids)) != hi-lo {
+			return c.lacks(n, lo, hi, ids)
+		}
+		delete(c.needRecs, n)
+		if n == c.leafRecs {
+			c.leafRecs = -1
+		}
+	}
 	for _, id := range ids {
 		if id >= c.held.Tree.N {
 			c.nrecords++
@@ -199,9 +249,45 @@ func (c *bundleCheck) records(n int64, recs map[int64][]byte, ids []int64) error
 	return nil
 }
 
+// allRecords checks, in a full bundle, that the records entries of the
+// level-0 tiles read so far have all come.
+func (c *bundleCheck) allRecords() error {
+	if c.leafRecs >= 0 {
+		return c.missing(c.leafRecs)
+	}
+	if len(c.needRecs) > 0 {
+		return c.missing(slices.Min(slices.Collect(maps.Keys(c.needRecs))))
+	}
+	return nil
+}
+
+// missing is the refusal of a full bundle without data tile n's records.
+func (c *bundleCheck) missing(n int64) error {
+	lo, hi := max(n<<8, c.hdr.From), min((n+1)<<8, c.tree.N)
+	return fmt.Errorf("the bundle's header says it holds every record (partial false), but it has no entry %s (records %d to %d): entries were removed",
+		recordsEntry(n), lo, hi-1)
+}
+
+// lacks is the refusal of a full bundle whose entry for data tile n, of
+// the records from lo to hi-1, holds only ids (ascending, in range).
+func (c *bundleCheck) lacks(n, lo, hi int64, ids []int64) error {
+	id := lo
+	for _, x := range ids {
+		if x != id {
+			break
+		}
+		id++
+	}
+	return fmt.Errorf("the bundle's header says it holds every record (partial false), but its entry %s lacks record %d (it holds %d of the %d records from %d to %d): records were removed",
+		recordsEntry(n), id, len(ids), hi-lo, lo, hi-1)
+}
+
 // done proves, once every tile is read, that the bundle's tree extends the
 // mirror's.
 func (c *bundleCheck) done() error {
+	if err := c.allRecords(); err != nil {
+		return err
+	}
 	if c.passed {
 		return errHeld
 	}

@@ -72,6 +72,9 @@ type Config struct {
 	// are go.sum files, the others module path patterns (GOPRIVATE
 	// syntax). See Selection.
 	Modules []string `json:"modules,omitempty"`
+	// Partial makes the mirror partial without Modules: a partial
+	// mirror's bundle was imported into it. See Config.partial.
+	Partial bool `json:"partial,omitempty"`
 	// Auth names the credentials sent to the origin, as sumd's clients
 	// take them (-auth: none, basic:USER:FILE, bearer:FILE, netrc[:FILE];
 	// "": the go command's .netrc): files, never the secrets themselves.
@@ -107,6 +110,12 @@ func ReadConfig(ctx context.Context, l AuxReader) (*Config, error) {
 		return nil, fmt.Errorf("failed to read the mirror configuration: %w", err)
 	}
 	return c, nil
+}
+
+// partial reports whether a mirror with configuration c (nil: none) holds
+// only some records, and so may import a partial mirror's bundle.
+func (c *Config) partial() bool {
+	return c != nil && (len(c.Modules) > 0 || c.Partial)
 }
 
 // WriteConfig stores c in the mirror's log.
