@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -198,6 +200,16 @@ func TestBundleRefused(t *testing.T) {
 			e[i].data = bytes.Join(append(lines[:8:8], lines[12:]...), nil) // 4 lines a record: the third
 			return e
 		}), "entry records/4 lacks record 1026"},
+		// The header is not signed: a time in the future would claim
+		// freshness for ever (the checked time only moves forward).
+		{"checked in the future", rewrite(t, entries, func(e []entry) []entry {
+			e[0].data = regexp.MustCompile(`checked \S+`).ReplaceAll(e[0].data, []byte("checked 2099-01-01T00:00:00Z"))
+			return e
+		}), "checked at 2099-01-01T00:00:00Z, in the future"},
+		{"created in the future", rewrite(t, entries, func(e []entry) []entry {
+			e[0].data = regexp.MustCompile(`created \S+`).ReplaceAll(e[0].data, []byte("created "+time.Now().Add(11*time.Minute).UTC().Format(time.RFC3339)))
+			return e
+		}), "in the future"},
 		{"partial bundle into a full mirror", rewrite(t, entries, func(e []entry) []entry {
 			e[0].data = bytes.Replace(e[0].data, []byte("partial false"), []byte("partial true"), 1)
 			return e
@@ -208,9 +220,13 @@ func TestBundleRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := s.Commits()
+		checked, _ := Checked(ctx, b)
 		_, err := importBundle(t, b, o.key.VerifierKey(), tc.bundle, 512)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: import = %v, want %q", tc.name, err, tc.want)
+		}
+		if now, _ := Checked(ctx, b); !now.Equal(checked) {
+			t.Errorf("%s: refused, but the mirror's checked time moved from %v to %v", tc.name, checked, now)
 		}
 		if s.Commits() != before {
 			t.Errorf("%s: refused, but stored", tc.name)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -32,6 +33,12 @@ type ImportStats struct {
 	Records  int       // records in the bundle beyond the mirror's tree, stored
 	Commits  int
 }
+
+// maxSkew is how far in the future a bundle's created and checked times
+// may be (the clocks of two machines differ). The header is not signed,
+// and the mirror's checked time only moves forward: one far in the future
+// would claim freshness for ever and hide every honest bundle's.
+const maxSkew = 10 * time.Minute
 
 // errHeld is the answer to a bundle of a tree the mirror already holds:
 // verified in full (the first pass), with nothing to store.
@@ -160,6 +167,12 @@ func (c *bundleCheck) header(h BundleHeader, head []byte, tree tlog.Tree) error 
 	switch {
 	case h.Name != c.l.Name():
 		return fmt.Errorf("the bundle is of %s, but the mirror is of %s", h.Name, c.l.Name())
+	case h.Created.After(time.Now().Add(maxSkew)):
+		return fmt.Errorf("the bundle's header says it was created at %s, in the future: a forged header, or the clock of the machine that made it is wrong; "+
+			"export it again once that clock is right", h.Created.UTC().Format(time.RFC3339))
+	case h.Checked.After(time.Now().Add(maxSkew)):
+		return fmt.Errorf("the bundle's header says its head was checked at %s, in the future: a forged header, or the clock of the machine that made it is wrong; "+
+			"export it again once that clock is right", h.Checked.UTC().Format(time.RFC3339))
 	case h.Partial && !c.partial && c.held.Tree.N > 0:
 		return errors.New("the bundle is a partial mirror's (it holds only some records), but this mirror holds every record: " +
 			"importing it would lose records for ever; import a full mirror's bundle (exported by a mirror made without -modules)")
