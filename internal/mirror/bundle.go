@@ -49,6 +49,7 @@ const (
 const (
 	maxHeader  = 4 << 10
 	maxRecords = 1 << 20 // a data tile's worth: 256 records of at most 2 KiB, with their ids
+	maxPadding = 1 << 20 // zeros after the tar's end marker (tar pads to a multiple of its record size)
 )
 
 // A BundleHeader describes a bundle.
@@ -193,13 +194,15 @@ func parseRecords(data []byte, n, from int64) (map[int64][]byte, []int64, error)
 // A bundleReader reads a bundle's entries in their canonical order, each
 // within its size cap, and names the first one out of place.
 type bundleReader struct {
+	r    *bufio.Reader // what tr reads
 	tr   *tar.Reader
 	peek *tar.Header // read but not consumed
 	n    int64       // entries read, for messages
 }
 
 func newBundleReader(r io.Reader) *bundleReader {
-	return &bundleReader{tr: tar.NewReader(bufio.NewReaderSize(r, 1<<16))}
+	br := bufio.NewReaderSize(r, 1<<16)
+	return &bundleReader{r: br, tr: tar.NewReader(br)}
 }
 
 // next returns the next entry's header, without consuming it.
@@ -270,16 +273,34 @@ func (r *bundleReader) optional(name string, limit int64) ([]byte, error) {
 	return r.read(name, limit, -1)
 }
 
-// end checks that nothing follows the last entry.
+// end checks that nothing follows the last entry: no other entry, and
+// after the tar's end marker nothing but zero padding (tar pads to its
+// record size, 10 KiB for GNU tar), at most maxPadding bytes of it. The
+// tar reader stops at the end marker, so a second bundle appended to the
+// first (cat a b) would otherwise be ignored without a word.
 func (r *bundleReader) end() error {
 	h, err := r.next()
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return err
 	}
-	return fmt.Errorf("the bundle holds an entry %q after its last one", quoteCap(h.Name))
+	if h != nil {
+		return fmt.Errorf("the bundle holds an entry %q after its last one", quoteCap(h.Name))
+	}
+	var n int64
+	for {
+		b, err := r.r.ReadByte()
+		switch {
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			return fmt.Errorf("failed to read the bundle after its end: %w", err)
+		case b != 0:
+			return errors.New("the bundle has data after its end (another bundle appended to it?): a bundle with anything added is refused; import each bundle file as it was exported")
+		case n >= maxPadding:
+			return fmt.Errorf("the bundle has more than %d bytes of padding after its end", maxPadding)
+		}
+		n++
+	}
 }
 
 // ReadBundleHeader reads the header of the bundle r, unverified: what it

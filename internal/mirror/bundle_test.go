@@ -186,6 +186,11 @@ func TestBundleRefused(t *testing.T) {
 			return e
 		}), "is not signed by key"},
 		{"not a bundle", []byte("hello"), "truncated"},
+		// The tar reader stops at the end marker: what follows it was
+		// ignored, a second bundle appended to the first too.
+		{"another bundle appended", append(bytes.Clone(good), good...), "data after its end"},
+		{"a byte appended after the padding", append(append(bytes.Clone(good), make([]byte, 10240)...), 1), "data after its end"},
+		{"too much padding", append(bytes.Clone(good), make([]byte, 1<<20+1)...), "bytes of padding after its end"},
 		// A full bundle must carry every record from its "from" on: one
 		// with records entries removed (keeping the first), or records
 		// removed from an entry, lost those records for ever.
@@ -254,12 +259,14 @@ func TestBundleRefused(t *testing.T) {
 		}
 	}
 	// The same, undamaged: nothing to do, and no error.
+	// A tar padded to GNU tar's record size is undamaged too.
+	padded := append(bytes.Clone(good), make([]byte, 10240-len(good)%10240)...)
 	b, _ := newMirror(t, o)
 	for _, step := range []struct {
 		bundle  []byte
 		to      int64
 		records int
-	}{{base, 700, 700}, {good, 2000, 1300}, {good, 2000, 0}, {base, 2000, 0}} {
+	}{{base, 700, 700}, {good, 2000, 1300}, {padded, 2000, 0}, {base, 2000, 0}} {
 		if st, err := importBundle(t, b, o.key.VerifierKey(), step.bundle, 0); err != nil || st.To.N != step.to || st.Records != step.records {
 			t.Fatalf("import: %+v, %v; want tree %d, %d records", st, err, step.to, step.records)
 		}
