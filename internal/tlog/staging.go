@@ -1,6 +1,7 @@
 package tlog
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -91,7 +92,7 @@ func (l *Log) pending(ctx context.Context, held *Head) (*Staging, error) {
 	if err != nil {
 		return nil, &readError{fmt.Errorf("failed to read the staged head: %w", err)}
 	}
-	if head == nil {
+	if len(head) == 0 { // none, or dropped (DropStaging)
 		return nil, nil
 	}
 	tree, err := l.openOrigin(head)
@@ -146,6 +147,29 @@ func (l *Log) stagedSize(ctx context.Context, held, target int64) (int64, error)
 		return last << tileHeight, err
 	}
 	return target, nil
+}
+
+// DropStaging abandons the unfinished staging of head (Staged's Head), if
+// it is the one being staged, so that the log may be staged or extended to
+// another head: for a bundle import that an interrupted import of an older
+// bundle must not block for ever. The staged data stays in the store
+// beyond the published tree, where reads ignore it, and Stage and Extend
+// verify again whatever of it they use; but the module versions it
+// indexed keep their ids. So the caller must have proved that the tree it
+// will extend to contains the staged tree, or a lookup could later find a
+// record of another history.
+func (l *Log) DropStaging(ctx context.Context, head []byte) error {
+	a, ok := l.store.(AuxStore)
+	if !ok {
+		return nil // no store without auxiliary state stages
+	}
+	return l.control(ctx, func(ctx context.Context) error {
+		p, err := l.pending(ctx, l.pub.Load())
+		if err != nil || p == nil || !bytes.Equal(p.Head, head) {
+			return err
+		}
+		return l.writeFailure(a.SetAux(ctx, auxStaged, []byte{}), "drop the staged head")
+	})
 }
 
 // Stage verifies a part of the extension to ext.Head, a head too far ahead

@@ -249,3 +249,52 @@ func mustCreateBolt(t *testing.T, path string) *BoltStore {
 	}
 	return s
 }
+
+// TestDropStaging abandons a staging part way and stages a larger head
+// whose tree contains it, from the held tree: the staged data of the first
+// is overwritten or verified again, and the mirror ends as the origin.
+func TestDropStaging(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 3000)
+	path := filepath.Join(t.TempDir(), "mirror.db")
+	m := openMirror(t, mustCreateBolt(t, path), k.VerifierKey(), VerifyFull)
+	all := func(int64) bool { return true }
+	head, parts := stagingParts(t, origin, 0, 3, all)
+	for _, p := range parts[:3] {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	growOrigin(t, origin, 10000, 1000)
+	other, others := stagingParts(t, origin, 0, 4, all)
+	if err := m.DropStaging(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := m.Staged(ctx); err != nil || st == nil || !bytes.Equal(st.Head, head) {
+		t.Fatalf("after dropping a head not staged: staged %+v, %v; want the staging kept", st, err)
+	}
+	if err := m.DropStaging(ctx, head); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	m = openMirror(t, mustBolt(t, path), k.VerifierKey(), VerifyFull)
+	defer func() { m.Close() }()
+	if st, err := m.Staged(ctx); err != nil || st != nil {
+		t.Fatalf("after DropStaging and a reopen: staged %+v, %v; want none", st, err)
+	}
+	if m.Published().Tree.N != 0 {
+		t.Fatalf("DropStaging published tree %d", m.Published().Tree.N)
+	}
+	for _, p := range others {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Extend(ctx, Extension{Head: other}); err != nil {
+		t.Fatal(err)
+	}
+	sameAsOrigin(t, m, origin, all)
+}
