@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sumd-project/sumd/internal/testproxy"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
@@ -59,15 +62,33 @@ func TestMirrorBundles(t *testing.T) {
 	} {
 		f := writeFile(t, filepath.Join(t.TempDir(), name+".bundle"), bad)
 		_, errOut, err := sumdRun("mirror", "import", "-mirror", inside, f)
-		if statusOf(err) != 1 || !strings.Contains(errOut, "sumd: error: "+f+": ") {
+		if statusOf(err) != 1 || !strings.Contains(errOut, "sumd: error: "+f+": ") || !strings.Contains(errOut, "the mirror serves tree 305") || !strings.Contains(errOut, "-since 305") {
 			t.Errorf("import of a %s bundle: exit %d\n%s", name, statusOf(err), errOut)
 		}
 		if head := mirroredHead(t, inside); !strings.Contains(string(head), "\n305\n") {
 			t.Errorf("the %s bundle changed the mirror: %q", name, head)
 		}
 	}
-	if out := sumd(t, "mirror", "import", "-mirror", inside, b2); !strings.Contains(out, "tree 355 (was 305)") {
-		t.Fatalf("incremental import printed %q", out)
+	// Through a FIFO, which can be read once: import copies it and reads
+	// the copy twice (it opened the bundle once per pass, and hung).
+	fifo := filepath.Join(t.TempDir(), "2.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.Write(data)
+			f.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	combined, err := exec.CommandContext(ctx, sumdBin, "mirror", "import", "-mirror", inside, fifo).CombinedOutput()
+	if err != nil || !strings.Contains(string(combined), "tree 355 (was 305)") {
+		t.Fatalf("incremental import through a FIFO: %v\n%s", err, combined)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(inside), ".sumd-import-*")); len(left) > 0 {
+		t.Errorf("import left its copy of the FIFO's bundle: %q", left)
 	}
 	sameDatabases(t, e.db, inside)
 
@@ -79,7 +100,7 @@ func TestMirrorBundles(t *testing.T) {
 	if _, err := testproxy.Build(e.proxyDir, mods); err != nil {
 		t.Fatal(err)
 	}
-	out, err := g.Run("mod", "download", args(mods...)[0])
+	out, err = g.Run("mod", "download", args(mods...)[0])
 	if err == nil || !strings.Contains(out, "does not hold it and is offline: it has no origin to ask (it is fed by bundles)") {
 		t.Errorf("go mod download of a version an air-gapped mirror lacks: %v\n%s", err, out)
 	}

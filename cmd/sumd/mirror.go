@@ -393,15 +393,17 @@ func runMirrorImport(args []string, stdout, stderr io.Writer) error {
 }
 
 func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer, logger *slog.Logger) error {
-	open := func() (io.ReadCloser, error) { return os.Open(bundle) }
-	r, err := open()
+	r, err := openBundle(bundle, filepath.Dir(cfg.Mirror))
 	if err != nil {
 		return err
 	}
+	defer r.Close()
 	h, err := mirror.ReadBundleHeader(r)
-	r.Close()
 	if err != nil {
 		return fmt.Errorf("%s: %w", bundle, err)
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("failed to read %s: %w", bundle, err)
 	}
 	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, h.Name, logger)
 	if err != nil {
@@ -419,14 +421,16 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 	}
 	bar := newProgress(stderr, "importing records")
 	start := time.Now()
-	st, err := mirror.Import(context.Background(), l, vs, open, mirror.ImportOptions{Logger: logger, Progress: bar.update})
+	st, err := mirror.Import(context.Background(), l, vs, r, mirror.ImportOptions{Logger: logger, Progress: bar.update})
 	bar.finish()
 	if err != nil {
 		var se *mirror.SecurityError
 		if errors.As(err, &se) {
 			return withHint(fmt.Errorf("%s: %w", bundle, err), "nothing was stored: the bundle's history forks from the mirror's; find out where it was made before importing anything from there")
 		}
-		return withHint(fmt.Errorf("%s: %w", bundle, err), "nothing from this bundle was served; fetch the bundle again (or one -since the mirror's tree) and import it")
+		n := l.Published().Tree.N
+		return withHint(fmt.Errorf("%s: %w", bundle, err), fmt.Sprintf(
+			"nothing from this bundle was published (the mirror serves tree %d); if it was damaged on the way, fetch it again, or export one with -since %d, and import that", n, n))
 	}
 	rate := ""
 	if s := time.Since(start).Seconds(); s > 0 && st.Records > 0 {
@@ -435,6 +439,48 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "imported %s: %s tree %d (was %d), %d records in %d commits in %s%s\n",
 		bundle, h.Name, st.To.N, st.From.N, st.Records, st.Commits, time.Since(start).Round(time.Millisecond), rate)
 	return nil
+}
+
+// openBundle opens a bundle file for Import, which reads it twice through
+// one descriptor. A bundle that is not a regular file (a pipe, a FIFO, a
+// device) cannot be read twice: it is copied once into a temporary file in
+// dir (the mirror's directory: a full bundle is as large as the log),
+// removed when the bundle is closed.
+func openBundle(name, dir string) (io.ReadSeekCloser, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if fi.Mode().IsRegular() {
+		return f, nil
+	}
+	defer f.Close()
+	tmp, err := os.CreateTemp(dir, ".sumd-import-*.bundle")
+	if err != nil {
+		return nil, fmt.Errorf("failed to copy %s, which is not a regular file, to read it twice: %w", name, err)
+	}
+	rm := &removeOnClose{File: tmp}
+	if _, err := io.Copy(tmp, f); err != nil {
+		rm.Close()
+		return nil, fmt.Errorf("failed to copy %s, which is not a regular file, to %s to read it twice: %w", name, tmp.Name(), err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		rm.Close()
+		return nil, err
+	}
+	return rm, nil
+}
+
+// removeOnClose is a temporary file removed when it is closed.
+type removeOnClose struct{ *os.File }
+
+func (f *removeOnClose) Close() error {
+	return errors.Join(f.File.Close(), os.Remove(f.Name()))
 }
 
 // batchGC lets the heap grow to five times what is live before a garbage

@@ -94,8 +94,12 @@ func BenchmarkMirror(b *testing.B) {
 		cpu := cpuTime()
 		for b.Loop() {
 			m := openBenchMirror(b, filepath.Join(b.TempDir(), "imported.db"), o.vkey, true)
-			open := func() (io.ReadCloser, error) { return os.Open(bundle) }
-			st, err := Import(ctx, m, vs, open, ImportOptions{Logger: quiet})
+			f, err := os.Open(bundle)
+			if err != nil {
+				b.Fatal(err)
+			}
+			st, err := Import(ctx, m, vs, f, ImportOptions{Logger: quiet})
+			f.Close()
 			m.Close()
 			if err != nil || st.To.N != int64(n) {
 				b.Fatalf("import: %+v, %v", st, err)

@@ -32,8 +32,7 @@ func importBundle(t testing.TB, l *itlog.Log, key string, bundle []byte, step in
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(bundle)), nil }
-	return Import(context.Background(), l, vs, open, ImportOptions{Step: step, Logger: quiet})
+	return Import(context.Background(), l, vs, bytes.NewReader(bundle), ImportOptions{Step: step, Logger: quiet})
 }
 
 // TestBundle carries a mirror across an air gap: a full bundle, then an
@@ -328,11 +327,10 @@ func TestImportResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(bundle)), nil }
 	b, _ := newMirror(t, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err = Import(ctx, b, vs, open, ImportOptions{Step: 256, Logger: quiet, Progress: func(done, total int64) {
+	_, err = Import(ctx, b, vs, bytes.NewReader(bundle), ImportOptions{Step: 256, Logger: quiet, Progress: func(done, total int64) {
 		if done >= 1024 {
 			cancel()
 		}
@@ -345,9 +343,92 @@ func TestImportResumes(t *testing.T) {
 		t.Fatalf("after the interrupted import: staged %+v, %v, published %d; want a staging part way", st, err, b.Published().Tree.N)
 	}
 	// From empty: the skeleton, ten one-tile parts and the Extend.
-	res, err := Import(context.Background(), b, vs, open, ImportOptions{Step: 256, Logger: quiet})
+	res, err := Import(context.Background(), b, vs, bytes.NewReader(bundle), ImportOptions{Step: 256, Logger: quiet})
 	if err != nil || res.To.N != 3000 || res.Commits > 8 {
 		t.Fatalf("resumed import: %+v, %v; want it to store from %d on, in at most 8 commits", res, err, st.Size)
 	}
 	sameAs(t, b, o.log, all)
+}
+
+// interruptImport imports bundle into b in steps and cancels it once 1024
+// records are staged, leaving a staging part way.
+func interruptImport(t *testing.T, b *itlog.Log, vs *sumdbclient.Verifiers, bundle []byte) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := Import(ctx, b, vs, bytes.NewReader(bundle), ImportOptions{Step: 256, Logger: quiet, Progress: func(done, total int64) {
+		if done >= 1024 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted import: %v, want context.Canceled", err)
+	}
+	if st, err := b.Staged(context.Background()); err != nil || st == nil {
+		t.Fatalf("after the interrupted import: staged %+v, %v; want a staging", st, err)
+	}
+}
+
+// TestImportAfterInterrupted interrupts the import of a bundle, then
+// imports a newer one: the staging the first left is dropped, since the
+// newer tree provably contains it, and the newer bundle is imported. It
+// was refused for ever ("the mirror is part way to tree 3000 (staged)"),
+// with a hint that could not help. A bundle of a tree smaller than the
+// staged one is refused, naming the tree to import; one that forks from
+// the staged tree is a SecurityError and leaves the staging.
+func TestImportAfterInterrupted(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 2000)
+	a, _ := newMirror(t, o)
+	fa := newFollower(t, o, a, nil)
+	sync := func() {
+		t.Helper()
+		if _, err := fa.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync()
+	b0 := export(t, a, 0)
+	o.grow(2000, 1000)
+	sync()
+	b1 := export(t, a, 0)
+	o.grow(3000, 1000)
+	sync()
+	b2 := export(t, a, 0)
+	vs, err := sumdbclient.ParseVerifiers(o.key.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b, _ := newMirror(t, o)
+	interruptImport(t, b, vs, b1)
+	if _, err := importBundle(t, b, o.key.VerifierKey(), b0, 256); err == nil || !strings.Contains(err.Error(), "import a bundle to tree 3000 or later first") {
+		t.Errorf("import of a bundle smaller than the staged tree: %v", err)
+	}
+	st, err := importBundle(t, b, o.key.VerifierKey(), b2, 256)
+	if err != nil || st.To.N != 4000 || st.Records != 4000 {
+		t.Fatalf("import of a newer bundle after an interrupted one: %+v, %v", st, err)
+	}
+	if st, err := b.Staged(ctx); err != nil || st != nil {
+		t.Errorf("after the import: staged %+v, %v; want none", st, err)
+	}
+	sameAs(t, b, o.log, all)
+
+	// A staging of a fork of the origin's log (signed with its key).
+	fork := openPrimary(t, o.key)
+	addRecords(t, fork, 50_000, 2500)
+	fm, _ := newMirror(t, o)
+	o.serve(server.New(testName, fork, server.Options{Logger: quiet}))
+	if _, err := newFollower(t, o, fm, nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o.serve(nil)
+	c, _ := newMirror(t, o)
+	interruptImport(t, c, vs, export(t, fm, 0))
+	if _, err := importBundle(t, c, o.key.VerifierKey(), b2, 256); !IsSecurity(err) || !strings.Contains(err.Error(), "records the mirror staged") {
+		t.Errorf("import of a bundle forking from the staged tree: %v, want a SecurityError", err)
+	}
+	if st, err := c.Staged(ctx); err != nil || st == nil || st.Tree.N != 2500 {
+		t.Errorf("after the refused import: staged %+v, %v; want the staging kept", st, err)
+	}
 }

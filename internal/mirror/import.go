@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,16 +45,20 @@ const maxSkew = 10 * time.Minute
 // verified in full (the first pass), with nothing to store.
 var errHeld = errors.New("the mirror already holds the bundle's tree")
 
-// Import verifies the bundle open returns in full, then stores it: open is
-// called twice, for the two passes. The first pass verifies everything
+// Import verifies the bundle r in full, then stores it: r is read twice,
+// from where it is when Import is called, for the two passes (one
+// descriptor: a bundle file replaced meanwhile does not change what is
+// read). The first pass verifies everything
 // against the origin's keys vs and the mirror's head — the signed head,
 // every tile up to its root, every record against its leaf, and that the
 // bundle's tree extends the mirror's — and stores nothing; a tampered,
 // truncated, reordered or forked bundle fails it, naming the problem (a
 // fork or rollback as a *SecurityError). The second stores it in steps
 // (tlog's Stage), verified again by the log; a crash in it is resumed by
-// importing the same bundle again.
-func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open func() (io.ReadCloser, error), opts ImportOptions) (*ImportStats, error) {
+// importing the same bundle again, or a newer one: the staging an
+// interrupted import left is dropped for a bundle whose tree provably
+// contains its tree.
+func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.ReadSeeker, opts ImportOptions) (*ImportStats, error) {
 	if opts.Step <= 0 {
 		opts.Step = DefaultStep
 	}
@@ -68,8 +73,16 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open f
 	if err != nil {
 		return st, err
 	}
-	c := &bundleCheck{ctx: ctx, l: l, vs: vs, held: held, partial: cfg.partial(), needRecs: map[int64]bool{}, leafRecs: -1}
-	h, err := walk(open, vs, c)
+	staging, err := l.Staged(ctx)
+	if err != nil {
+		return st, err
+	}
+	start, err := r.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return st, fmt.Errorf("failed to read the bundle: %w", err)
+	}
+	c := &bundleCheck{ctx: ctx, l: l, vs: vs, held: held, staging: staging, partial: cfg.partial(), needRecs: map[int64]bool{}, leafRecs: -1}
+	h, err := walk(r, start, vs, c)
 	st.Header = h
 	if err == nil {
 		err = c.done()
@@ -93,8 +106,15 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open f
 			return st, err
 		}
 	}
+	if c.dropStaging {
+		opts.Logger.Info("dropping the staging an interrupted import left: the bundle's tree contains it", "origin", l.Name(),
+			"held", held.Tree.N, "staged", staging.Tree.N, "bundle", c.tree.N)
+		if err := l.DropStaging(ctx, staging.Head); err != nil {
+			return st, err
+		}
+	}
 	s := &bundleStore{ctx: ctx, l: l, opts: opts, held: held, kept: c.kept, st: st}
-	if _, err := walk(open, vs, s); err != nil {
+	if _, err := walk(r, start, vs, s); err != nil {
 		return st, errors.Join(err, s.wait()) // the Stage in flight ends before Import returns
 	}
 	if err := s.finish(); err != nil {
@@ -114,12 +134,10 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, open f
 	return st, nil
 }
 
-func walk(open func() (io.ReadCloser, error), vs *sumdbclient.Verifiers, v bundleVisitor) (BundleHeader, error) {
-	r, err := open()
-	if err != nil {
-		return BundleHeader{}, err
+func walk(r io.ReadSeeker, start int64, vs *sumdbclient.Verifiers, v bundleVisitor) (BundleHeader, error) {
+	if _, err := r.Seek(start, io.SeekStart); err != nil {
+		return BundleHeader{}, fmt.Errorf("failed to read the bundle again: %w", err)
 	}
-	defer r.Close()
 	return walkBundle(r, func(head []byte) (tlog.Tree, error) {
 		tree, err := vs.Open(head)
 		if err != nil {
@@ -137,6 +155,13 @@ type bundleCheck struct {
 	l    *itlog.Log
 	vs   *sumdbclient.Verifiers
 	held *itlog.Head
+	// staging: what an interrupted import (or mirror run) staged, or nil.
+	// A bundle of another head whose tree provably contains the staged one
+	// drops it (dropStaging); stagedEdge is the bundle's level-0 tile at
+	// the staged tree's edge, which that proof reads.
+	staging     *itlog.Staging
+	dropStaging bool
+	stagedEdge  map[tlog.Tile][]byte
 	// partial: the mirror holds only some records (Config.partial), so a
 	// partial bundle loses nothing it holds.
 	partial bool
@@ -221,6 +246,9 @@ func (c *bundleCheck) leaf(t tlog.Tile, data []byte) error {
 	if t.N == c.held.Tree.N>>8 {
 		c.kept[t] = data
 	}
+	if c.staging != nil && t.N == c.staging.Tree.N>>8 {
+		c.stagedEdge = map[tlog.Tile][]byte{t: data}
+	}
 	return nil
 }
 
@@ -304,15 +332,35 @@ func (c *bundleCheck) done() error {
 	if c.passed {
 		return errHeld
 	}
-	if c.held.Tree.N == 0 {
+	if err := c.extends(c.held.Tree, c.held.Signed, "holds"); err != nil {
+		return err
+	}
+	if c.staging == nil || bytes.Equal(c.staging.Head, c.head) {
+		return nil // nothing staged, or this bundle's head: resumed
+	}
+	if c.staging.Tree.N > c.tree.N {
+		return fmt.Errorf("the mirror is part way to tree %d (an interrupted import or mirror run staged it), beyond this bundle's tree %d: "+
+			"import a bundle to tree %d or later first (the interrupted one again, or a newer one)", c.staging.Tree.N, c.tree.N, c.staging.Tree.N)
+	}
+	if err := c.extends(c.staging.Tree, c.staging.Head, "staged"); err != nil {
+		return err
+	}
+	c.dropStaging = true
+	return nil
+}
+
+// extends proves that the bundle's tree extends tree, of the signed head
+// signed the mirror holds or staged (what says which).
+func (c *bundleCheck) extends(tree tlog.Tree, signed []byte, what string) error {
+	if tree.N == 0 {
 		return nil
 	}
-	err := itlog.ProveExtends(c.tree, c.held.Tree, c.hashes)
+	err := itlog.ProveExtends(c.tree, tree, c.hashes)
 	var fork *itlog.ForkError
 	switch {
 	case errors.As(err, &fork):
-		return &SecurityError{Kind: KindFork, Origin: c.l.Name(), Held: c.held.Signed, Offered: c.head, Err: fmt.Errorf(
-			"the bundle's signed tree of %d records does not contain the tree of %d records the mirror holds: %v", c.tree.N, c.held.Tree.N, fork.Proof)}
+		return &SecurityError{Kind: KindFork, Origin: c.l.Name(), Held: signed, Offered: c.head, Err: fmt.Errorf(
+			"the bundle's signed tree of %d records does not contain the tree of %d records the mirror %s: %v", c.tree.N, tree.N, what, fork.Proof)}
 	case err != nil:
 		return fmt.Errorf("failed to prove the bundle's tree consistent with the mirror's: %w", err)
 	}
@@ -331,6 +379,8 @@ func (c *bundleCheck) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 			out[i] = c.tiles[t]
 		case c.kept[t] != nil:
 			out[i] = c.kept[t]
+		case c.stagedEdge[t] != nil:
+			out[i] = c.stagedEdge[t]
 		default:
 			d, err := c.l.ReadTileData(c.ctx, t)
 			if err != nil {
