@@ -432,3 +432,43 @@ func TestImportAfterInterrupted(t *testing.T) {
 		t.Errorf("after the refused import: staged %+v, %v; want the staging kept", st, err)
 	}
 }
+
+// TestImportFills imports full bundles into a full mirror that lacks
+// records of the tree it holds (as one that imported a bundle stripped of
+// records did, before such bundles were refused): the bundle fills them
+// in, whether its tree is the held one or beyond it; it stored none.
+func TestImportFills(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 1000)
+	a, _ := newMirror(t, o)
+	fa := newFollower(t, o, a, nil)
+	if _, err := fa.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	full := export(t, a, 0)
+	lacking := func() *itlog.Log {
+		m, _ := newMirror(t, o)
+		sel, _ := ParseSelection([]string{"golang.org/x/*"})
+		if _, err := newFollower(t, o, m, func(opts *Options) { opts.Select = sel }).Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return m // no configuration: a full mirror, holding a tenth of its records
+	}
+	m, m2 := lacking(), lacking()
+	if st, err := importBundle(t, m, o.key.VerifierKey(), full, 256); err != nil || st.Records != 900 || st.To.N != 1000 {
+		t.Fatalf("import of a full bundle of the held tree into a mirror lacking records: %+v, %v; want 900 records stored", st, err)
+	}
+	sameAs(t, m, o.log, all)
+	if st, err := importBundle(t, m, o.key.VerifierKey(), full, 256); err != nil || st.Records != 0 || st.Commits != 0 {
+		t.Errorf("the same import again: %+v, %v; want nothing stored", st, err)
+	}
+
+	o.grow(1000, 500)
+	if _, err := fa.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := importBundle(t, m2, o.key.VerifierKey(), export(t, a, 0), 256); err != nil || st.Records != 1400 || st.To.N != 1500 {
+		t.Fatalf("import of a larger full bundle into a mirror lacking records: %+v, %v; want 500 + 900 records stored", st, err)
+	}
+	sameAs(t, m2, o.log, all)
+}

@@ -87,40 +87,36 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 	if err == nil {
 		err = c.done()
 	}
-	if errors.Is(err, errHeld) {
+	passed := errors.Is(err, errHeld)
+	if err != nil && !passed {
+		return st, err
+	}
+	if !passed {
+		if err := store(ctx, l, cfg, c, r, start, opts, st); err != nil {
+			return st, err
+		}
+	}
+	if !h.Partial && !cfg.partial() && h.From < held.Tree.N {
+		// A full mirror missing records of the tree it held (one that
+		// imported a bundle stripped of them before imports refused
+		// those) gets them back from a full bundle that carries them.
+		f := &bundleFill{ctx: ctx, l: l, below: held.Tree.N, step: int(opts.Step), batch: map[int64][]byte{}}
+		_, err := walk(r, start, vs, f)
+		if err == nil {
+			err = f.flush()
+		}
+		st.Records += f.filled
+		st.Commits += f.commits
+		if err != nil {
+			return st, err
+		}
+		if f.filled > 0 {
+			opts.Logger.Info("imported records the mirror lacked", "origin", l.Name(), "records", f.filled)
+		}
+	}
+	if passed {
 		return st, nil
 	}
-	if err != nil {
-		return st, err
-	}
-	st.Records = c.nrecords
-	if h.Partial && !cfg.partial() {
-		// Only an empty mirror gets here (header refuses the others): it
-		// becomes partial before anything is stored, so that the
-		// same bundle imported again after a crash is still accepted.
-		if cfg == nil {
-			cfg = &Config{VerifierKeys: l.VerifierKeys()}
-		}
-		cfg.Partial = true
-		if err := WriteConfig(ctx, l, cfg); err != nil {
-			return st, err
-		}
-	}
-	if c.dropStaging {
-		opts.Logger.Info("dropping the staging an interrupted import left: the bundle's tree contains it", "origin", l.Name(),
-			"held", held.Tree.N, "staged", staging.Tree.N, "bundle", c.tree.N)
-		if err := l.DropStaging(ctx, staging.Head); err != nil {
-			return st, err
-		}
-	}
-	s := &bundleStore{ctx: ctx, l: l, opts: opts, held: held, kept: c.kept, st: st}
-	if _, err := walk(r, start, vs, s); err != nil {
-		return st, errors.Join(err, s.wait()) // the Stage in flight ends before Import returns
-	}
-	if err := s.finish(); err != nil {
-		return st, err
-	}
-	st.To = l.Published().Tree
 	checked := h.Checked
 	if checked.IsZero() {
 		checked = h.Created
@@ -132,6 +128,40 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 		}
 	}
 	return st, nil
+}
+
+// store is Import's second pass: it stores the bundle c verified, beyond
+// the mirror's tree.
+func store(ctx context.Context, l *itlog.Log, cfg *Config, c *bundleCheck, r io.ReadSeeker, start int64, opts ImportOptions, st *ImportStats) error {
+	st.Records = c.nrecords
+	if c.hdr.Partial && !cfg.partial() {
+		// Only an empty mirror gets here (header refuses the others): it
+		// becomes partial before anything is stored, so that the
+		// same bundle imported again after a crash is still accepted.
+		if cfg == nil {
+			cfg = &Config{VerifierKeys: l.VerifierKeys()}
+		}
+		cfg.Partial = true
+		if err := WriteConfig(ctx, l, cfg); err != nil {
+			return err
+		}
+	}
+	if c.dropStaging {
+		opts.Logger.Info("dropping the staging an interrupted import left: the bundle's tree contains it", "origin", l.Name(),
+			"held", c.held.Tree.N, "staged", c.staging.Tree.N, "bundle", c.tree.N)
+		if err := l.DropStaging(ctx, c.staging.Head); err != nil {
+			return err
+		}
+	}
+	s := &bundleStore{ctx: ctx, l: l, opts: opts, held: c.held, kept: c.kept, st: st}
+	if _, err := walk(r, start, c.vs, s); err != nil {
+		return errors.Join(err, s.wait()) // the Stage in flight ends before Import returns
+	}
+	if err := s.finish(); err != nil {
+		return err
+	}
+	st.To = l.Published().Tree
+	return nil
 }
 
 func walk(r io.ReadSeeker, start int64, vs *sumdbclient.Verifiers, v bundleVisitor) (BundleHeader, error) {
