@@ -153,7 +153,7 @@ func store(ctx context.Context, l *itlog.Log, cfg *Config, c *bundleCheck, r io.
 			return err
 		}
 	}
-	s := &bundleStore{ctx: ctx, l: l, opts: opts, held: c.held, kept: c.kept, st: st}
+	s := &bundleStore{ctx: ctx, l: l, opts: opts, held: c.held, kept: c.kept, st: st, verified: c.hdr, verifiedHead: c.head}
 	if _, err := walk(r, start, c.vs, s); err != nil {
 		return errors.Join(err, s.wait()) // the Stage in flight ends before Import returns
 	}
@@ -454,6 +454,11 @@ type bundleStore struct {
 	held *itlog.Head
 	kept map[tlog.Tile][]byte
 	st   *ImportStats
+	// verified is the first pass's header and head: the second reads the
+	// same file, but one changed in place between them must not get what
+	// the first refused stored.
+	verified     BundleHeader
+	verifiedHead []byte
 
 	head   []byte
 	tree   tlog.Tree
@@ -478,6 +483,9 @@ type staged struct {
 }
 
 func (s *bundleStore) header(h BundleHeader, head []byte, tree tlog.Tree) error {
+	if !bytes.Equal(h.marshal(), s.verified.marshal()) || !bytes.Equal(head, s.verifiedHead) {
+		return errChanged
+	}
 	if tree.N <= s.held.Tree.N {
 		return errHeld
 	}
@@ -567,6 +575,9 @@ func (s *bundleStore) stage() error {
 	if err := s.ctx.Err(); err != nil {
 		return errors.Join(err, s.wait())
 	}
+	if err := s.complete(); err != nil {
+		return err
+	}
 	size := s.staged
 	if size < 0 {
 		size = s.held.Tree.N
@@ -596,6 +607,33 @@ func (s *bundleStore) stage() error {
 		// Canceled, it either commits before Stage returns or never.
 		ch <- staged{size, s.l.Stage(s.ctx, ext)}
 	}()
+	return nil
+}
+
+// errChanged is the answer to a bundle that reads differently in the
+// second pass than in the first.
+var errChanged = errors.New("the bundle changed while it was read (it was verified, then read otherwise): nothing more was stored; import it again")
+
+// complete checks, in a full bundle, that the part about to be stored
+// holds every record of its level-0 tiles from the held tree on, as the
+// first pass did: tiles staged without their records would be skipped,
+// records and all, by a resumed import. (The held tree's edge tile, staged
+// with the skeleton when the bundle starts below it, gets its records with
+// the part after: Extend still proves those.)
+func (s *bundleStore) complete() error {
+	if s.verified.Partial {
+		return nil
+	}
+	for t := range s.ext.Tiles {
+		if t.L != 0 || s.kept[t] != nil {
+			continue
+		}
+		for id := max(t.N<<8, s.held.Tree.N); id < t.N<<8+int64(t.W); id++ {
+			if s.ext.Records[id] == nil {
+				return fmt.Errorf("%w (record %d is gone)", errChanged, id)
+			}
+		}
+	}
 	return nil
 }
 
@@ -633,6 +671,9 @@ func (s *bundleStore) finish() error {
 		}
 	}
 	if err := s.wait(); err != nil {
+		return err
+	}
+	if err := s.complete(); err != nil {
 		return err
 	}
 	if err := s.l.Extend(s.ctx, s.ext); err != nil {
