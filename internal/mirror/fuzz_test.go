@@ -10,7 +10,8 @@ import (
 
 // FuzzImport imports bundles the fuzzer derives from an honest one into an
 // empty mirror. The reader must never panic or over-allocate, and whatever
-// it accepts must leave the mirror exactly the origin's.
+// it accepts must leave the mirror exactly the origin's (but for records a
+// partial bundle lacks).
 func FuzzImport(f *testing.F) {
 	ctx := context.Background()
 	o := newOrigin(f, 300)
@@ -58,7 +59,8 @@ func FuzzImport(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer m.Close()
-		if _, err := importBundle(t, m, o.key.VerifierKey(), bundle, 256); err != nil {
+		st, err := importBundle(t, m, o.key.VerifierKey(), bundle, 256)
+		if err != nil {
 			if head, _ := m.Signed(ctx); head != nil {
 				t.Fatalf("a refused bundle left head %q", head)
 			}
@@ -67,11 +69,15 @@ func FuzzImport(f *testing.F) {
 		if head, _ := m.Signed(ctx); !bytes.Equal(head, want) {
 			t.Fatalf("an accepted bundle left head %q, want the origin's", head)
 		}
-		for _, id := range []int64{0, 299} {
+		// A bundle that says it is full holds every record.
+		for id := range int64(300) {
 			got, err := m.ReadRecords(ctx, id, 1)
+			if st.Header.Partial && err != nil {
+				continue
+			}
 			want, _ := o.log.ReadRecords(ctx, id, 1)
 			if err != nil || !bytes.Equal(got[0], want[0]) {
-				t.Fatalf("an accepted bundle left record %d %q, %v", id, got, err)
+				t.Fatalf("an accepted bundle (partial %v) left record %d %q, %v", st.Header.Partial, id, got, err)
 			}
 		}
 	})
