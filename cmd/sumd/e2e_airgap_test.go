@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,6 +69,14 @@ func TestMirrorBundles(t *testing.T) {
 		}
 		if head := mirroredHead(t, inside); !strings.Contains(string(head), "\n305\n") {
 			t.Errorf("the %s bundle changed the mirror: %q", name, head)
+		}
+		// Into a new mirror: no database is left behind.
+		fresh := filepath.Join(t.TempDir(), "fresh.db")
+		if _, _, err := sumdRun("mirror", "import", "-mirror", fresh, "-origin-key", e.vkey, f); statusOf(err) != 1 {
+			t.Errorf("import of a %s bundle into a new mirror: exit %d", name, statusOf(err))
+		}
+		if _, err := os.Stat(fresh); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("import of a %s bundle into a new mirror left its database: %v", name, err)
 		}
 	}
 	// Through a FIFO, which can be read once: import copies it and reads

@@ -405,6 +405,8 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("failed to read %s: %w", bundle, err)
 	}
+	_, statErr := os.Stat(cfg.Mirror)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, h.Name, logger)
 	if err != nil {
 		return err
@@ -423,6 +425,13 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 	start := time.Now()
 	st, err := mirror.Import(context.Background(), l, vs, r, mirror.ImportOptions{Logger: logger, Progress: bar.update})
 	bar.finish()
+	if err != nil && created && l.Published().Tree.N == 0 {
+		// A refused bundle changes nothing: not even a new, empty
+		// database is left behind.
+		if rerr := os.Remove(cfg.Mirror); rerr == nil {
+			logger.Info("removed the new mirror database: nothing was imported", "mirror", cfg.Mirror)
+		}
+	}
 	if err != nil {
 		var se *mirror.SecurityError
 		if errors.As(err, &se) {
