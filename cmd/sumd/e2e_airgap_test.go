@@ -159,6 +159,17 @@ func TestMirrorPartial(t *testing.T) {
 	if err == nil || !strings.Contains(out, "does not hold it and is offline") {
 		t.Errorf("a version the partial mirror lacks: %v\n%s", err, out)
 	}
+
+	// Its bundle makes a mirror partial too, and its status says so.
+	m.stop()
+	bundle := filepath.Join(e.dir, "partial.bundle")
+	sumd(t, "mirror", "export", "-mirror", db, "-o", bundle)
+	inside := filepath.Join(e.dir, "inside.db")
+	sumd(t, "mirror", "import", "-mirror", inside, "-origin-key", e.vkey, bundle)
+	m = startServer(t, "-mirror-only", "-mirror", inside)
+	if st := get(t, m.url+"/status"); !strings.Contains(st, `"partial": true`) {
+		t.Errorf("the status of a mirror a partial bundle made:\n%s\nwant partial", st)
+	}
 }
 
 // records lists the ids of the records a database holds.

@@ -182,7 +182,7 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 	if err != nil {
 		return nil, err
 	}
-	opts := mirror.Options{Log: l, Verifiers: vs, Step: o.step, Parallel: o.parallel, Logger: o.logger, Metrics: o.metrics}
+	opts := mirror.Options{Log: l, Verifiers: vs, Partial: mc.Partial, Step: o.step, Parallel: o.parallel, Logger: o.logger, Metrics: o.metrics}
 	if mc.URL != "" {
 		creds, err := clientAuth(mc.Auth)
 		if err != nil {

@@ -158,6 +158,10 @@ type Options struct {
 	// Select, if set, makes the mirror partial: every hash tile, but only
 	// the records it selects. nil: every record.
 	Select *Selection
+	// Partial says, for the status, that the mirror holds only some
+	// records though Select is nil: a partial bundle made it
+	// (Config.Partial).
+	Partial bool
 	// Step caps the records added per commit (default DefaultStep).
 	Step int64
 	// Parallel caps concurrent requests to the origin (default 8).

@@ -77,7 +77,7 @@ func (f *Follower) Status() Status {
 	f.st.mu.Lock()
 	defer f.st.mu.Unlock()
 	s := Status{
-		Name: f.name, Partial: f.opts.Select != nil, Online: f.opts.Client != nil,
+		Name: f.name, Partial: f.opts.Select != nil || f.opts.Partial, Online: f.opts.Client != nil,
 		TreeSize: h.Tree.N, RootHash: base64.StdEncoding.EncodeToString(h.Tree.Hash[:]),
 		OriginTreeSize: max(f.st.originN, h.Tree.N), Problem: f.st.problem, SecurityEvents: f.st.securityN,
 	}
