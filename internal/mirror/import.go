@@ -45,19 +45,21 @@ const maxSkew = 10 * time.Minute
 // verified in full (the first pass), with nothing to store.
 var errHeld = errors.New("the mirror already holds the bundle's tree")
 
-// Import verifies the bundle r in full, then stores it: r is read twice,
-// from where it is when Import is called, for the two passes (one
-// descriptor: a bundle file replaced meanwhile does not change what is
-// read). The first pass verifies everything
-// against the origin's keys vs and the mirror's head — the signed head,
-// every tile up to its root, every record against its leaf, and that the
-// bundle's tree extends the mirror's — and stores nothing; a tampered,
-// truncated, reordered or forked bundle fails it, naming the problem (a
-// fork or rollback as a *SecurityError). The second stores it in steps
-// (tlog's Stage), verified again by the log; a crash in it is resumed by
-// importing the same bundle again, or a newer one: the staging an
-// interrupted import left is dropped for a bundle whose tree provably
-// contains its tree.
+// Import verifies the bundle r in full, then stores it: r is read from
+// where it is when Import is called, once per pass (one descriptor: a
+// bundle file replaced meanwhile does not change what is read). The first
+// pass verifies everything against the origin's keys vs and the mirror's
+// head — the signed head, every tile up to its root, every record against
+// its leaf, that a bundle whose header says full holds every record, and
+// that the bundle's tree extends the mirror's — and stores nothing; a
+// tampered, truncated, reordered or forked bundle fails it, naming the
+// problem (a fork or rollback as a *SecurityError). The second stores it
+// in steps (tlog's Stage), verified again by the log, and stops if r reads
+// otherwise than in the first; a crash in it is resumed by importing the
+// same bundle again, or a newer one: the staging an interrupted import
+// left is dropped for a bundle whose tree provably contains its tree. A
+// third pass, for a full bundle that starts below the mirror's tree, gives
+// a full mirror the records of that tree it lacks (bundleFill).
 func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.ReadSeeker, opts ImportOptions) (*ImportStats, error) {
 	if opts.Step <= 0 {
 		opts.Step = DefaultStep
