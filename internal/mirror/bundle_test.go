@@ -455,6 +455,10 @@ func TestImportFills(t *testing.T) {
 		return m // no configuration: a full mirror, holding a tenth of its records
 	}
 	m, m2 := lacking(), lacking()
+	// Its own bundle would be refused: export says so instead.
+	if _, err := Export(ctx, m, io.Discard, 0); err == nil || !strings.Contains(err.Error(), "the mirror is full but lacks records of data tile 0 (26 of the 256") {
+		t.Errorf("export of a full mirror lacking records: %v", err)
+	}
 	if st, err := importBundle(t, m, o.key.VerifierKey(), full, 256); err != nil || st.Records != 900 || st.To.N != 1000 {
 		t.Fatalf("import of a full bundle of the held tree into a mirror lacking records: %+v, %v; want 900 records stored", st, err)
 	}

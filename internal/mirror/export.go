@@ -64,8 +64,16 @@ func Export(ctx context.Context, l *itlog.Log, w io.Writer, since int64) (*Expor
 	}
 	records := func(n int64) error {
 		ids, texts, err := heldRecords(ctx, l, n, since, held.Tree.N)
-		if err != nil || len(ids) == 0 {
+		if err != nil {
 			return err
+		}
+		if lo, hi := max(n<<8, since), min((n+1)<<8, held.Tree.N); !st.Header.Partial && int64(len(ids)) != hi-lo {
+			// Importers refuse a full bundle that lacks records: say so now.
+			return fmt.Errorf("the mirror is full but lacks records of data tile %d (%d of the %d from %d to %d held): import a full bundle of its tree to fill them in",
+				n, len(ids), hi-lo, lo, hi-1)
+		}
+		if len(ids) == 0 {
+			return nil
 		}
 		data, err := formatRecords(ids, texts)
 		if err != nil {
