@@ -450,11 +450,11 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 	return nil
 }
 
-// openBundle opens a bundle file for Import, which reads it twice through
-// one descriptor. A bundle that is not a regular file (a pipe, a FIFO, a
-// device) cannot be read twice: it is copied once into a temporary file in
-// dir (the mirror's directory: a full bundle is as large as the log),
-// removed when the bundle is closed.
+// openBundle opens a bundle file for Import, which reads it once per
+// pass through one descriptor. A bundle that is not a regular file (a
+// pipe, a FIFO, a device) cannot be read again: it is copied once into a
+// temporary file in dir (the mirror's directory: a full bundle is as large
+// as the log), removed when the bundle is closed.
 func openBundle(name, dir string) (io.ReadSeekCloser, error) {
 	f, err := os.Open(name)
 	if err != nil {
@@ -471,12 +471,12 @@ func openBundle(name, dir string) (io.ReadSeekCloser, error) {
 	defer f.Close()
 	tmp, err := os.CreateTemp(dir, ".sumd-import-*.bundle")
 	if err != nil {
-		return nil, fmt.Errorf("failed to copy %s, which is not a regular file, to read it twice: %w", name, err)
+		return nil, fmt.Errorf("failed to copy %s, which is not a regular file, to read it more than once: %w", name, err)
 	}
 	rm := &removeOnClose{File: tmp}
 	if _, err := io.Copy(tmp, f); err != nil {
 		rm.Close()
-		return nil, fmt.Errorf("failed to copy %s, which is not a regular file, to %s to read it twice: %w", name, tmp.Name(), err)
+		return nil, fmt.Errorf("failed to copy %s, which is not a regular file, to %s to read it more than once: %w", name, tmp.Name(), err)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		rm.Close()
