@@ -1,18 +1,25 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	"github.com/sumd-project/sumd/internal/testlog"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -202,4 +209,84 @@ func status(err error) int {
 
 func contains(err error, s string) bool {
 	return err != nil && strings.Contains(err.Error(), s)
+}
+
+// TestFollowLargeRecord follows an origin (x/mod's test server) holding, at
+// id 512, a record of 2,553 bytes (a 1,217-byte module path: x/mod and the
+// go command have no limit; a sumd primary has gosum.MaxRecordSize): it
+// hashes to its leaf, so the mirror stores it, indexes it, and serves the
+// data tile holding it byte for byte as the origin does.
+func TestFollowLargeRecord(t *testing.T) {
+	ctx := context.Background()
+	skey, vkey, err := itlog.GenerateKey(testName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "example.com/" + strings.Repeat("a", 1205)
+	ts := sumdb.NewTestServer(skey, func(path, vers string) ([]byte, error) {
+		r := testRecord(0, 1)
+		return fmt.Appendf(nil, "%s %s %s\n%s %s/go.mod %s\n", path, vers, r.Hash, path, vers, r.GoMod), nil
+	})
+	for i := range 600 {
+		path := fmt.Sprintf("example.com/mod%d", i)
+		if i == 512 {
+			path = long
+		}
+		if _, err := ts.Lookup(ctx, module.Version{Path: path, Version: "v1.0.0"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if recs, _ := ts.ReadRecords(ctx, 512, 1); len(recs[0]) != 2553 {
+		t.Fatalf("record 512 is %d bytes, want 2553", len(recs[0]))
+	}
+	osrv := httptest.NewServer(sumdb.NewServer(ts))
+	defer osrv.Close()
+	c, err := sumdbclient.New(osrv.URL, sumdbclient.Options{Backoff: time.Millisecond, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := sumdbclient.ParseVerifiers(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := itlog.OpenStore(itlog.NewMemStore(), itlog.Options{VerifierKeys: []string{vkey}, Create: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	logs := new(testlog.Buffer)
+	f, err := New(Options{Log: l, Client: c, Verifiers: vs, Logger: logs.Logger(), Step: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.Sync(ctx); err != nil || res.To.N != 600 {
+		t.Fatalf("Sync = %+v, %v; logs:\n%s", res, err, logs)
+	}
+	msrv := httptest.NewServer(server.New(testName, f.Ops(), server.Options{Logger: quiet}))
+	defer msrv.Close()
+	for _, p := range []string{"/tile/8/data/002.p/88", "/tile/8/0/002.p/88", "/tile/8/data/001", "/latest"} {
+		want, got := get(t, osrv.URL+p), get(t, msrv.URL+p)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the mirror serves %d bytes unlike the origin's %d", p, len(got), len(want))
+		}
+	}
+	// internal/server refuses a request path over 1024 bytes (414) on any
+	// sumd, so the lookup is checked below HTTP.
+	if id, err := f.Ops().Lookup(ctx, module.Version{Path: long, Version: "v1.0.0"}); err != nil || id != 512 {
+		t.Errorf("lookup of the long path = %d, %v; want 512", id, err)
+	}
+}
+
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %q, %v", url, resp.StatusCode, body, err)
+	}
+	return body
 }

@@ -11,8 +11,6 @@ import (
 	"sort"
 
 	"golang.org/x/mod/sumdb/tlog"
-
-	"github.com/sumd-project/sumd/internal/gosum"
 )
 
 // An Extension is what Extend stores in a mirror: another log's signed
@@ -238,6 +236,13 @@ func unverified(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnverified, err)
 }
 
+// MaxMirroredRecord caps a record a mirror stores. An origin's record that
+// hashes to its leaf is stored as it is even beyond a primary's
+// gosum.MaxRecordSize (sum.golang.org, x/mod and the go command have no
+// limit). The cap bounds memory only: it is the largest data tile a mirror
+// fetches (sumdbclient.MaxDataTile), so no record from a data tile exceeds it.
+const MaxMirroredRecord = 1 << 20
+
 // checkExtensionRecords checks each record against its leaf hash in the
 // target tree, and returns those the mirror holding a tree of size held
 // does not hold yet, indexed under the smallest id of their module
@@ -266,8 +271,16 @@ func (l *Log) checkExtensionRecords(ctx context.Context, held int64, target tlog
 	recs := make([]StoredRecord, 0, len(ids))
 	for i, id := range ids {
 		text := texts[id]
-		if len(text) > gosum.MaxRecordSize || tlog.RecordHash(text) != leaves[i] {
+		if tlog.RecordHash(text) != leaves[i] {
 			return nil, fmt.Errorf("%w: record %d does not hash to its leaf", ErrUnverified, id)
+		}
+		// A record that hashes to its leaf is the origin's genuine data,
+		// whatever its size: a primary's gosum.MaxRecordSize is sumd's own
+		// rule, not the protocol's (x/mod and the go command have none).
+		if len(text) > MaxMirroredRecord {
+			return nil, fmt.Errorf("record %d of the origin is %d bytes, more than the %d bytes a mirror stores: "+
+				"it hashes to its leaf, so the origin's data is genuine but larger than sumd allows; report it to the sumd project",
+				id, len(text), MaxMirroredRecord)
 		}
 		if i >= len(old) || stored[i] == nil {
 			// The text is the caller's until Extend returns, and the store

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -345,5 +348,93 @@ func TestInExtension(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestMirrorLargeRecord extends a mirror with an origin's record larger
+// than a primary's gosum.MaxRecordSize (a 1,217-byte module path: x/mod
+// and the go command have no limit): it hashes to its leaf, so it is the
+// origin's data, stored, indexed and served back byte for byte. Only a
+// record beyond MaxMirroredRecord is refused, and not as unverified data.
+func TestMirrorLargeRecord(t *testing.T) {
+	ctx := context.Background()
+	skey, vkey, err := GenerateKey("sum.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "example.com/" + strings.Repeat("a", 1205)
+	huge := "example.com/" + strings.Repeat("b", MaxMirroredRecord)
+	origin := sumdb.NewTestServer(skey, func(path, vers string) ([]byte, error) {
+		return []byte(fmt.Sprintf("%s %s %s\n%s %s/go.mod %s\n", path, vers, fakeHash(path), path, vers, fakeHash(path+"/go.mod"))), nil
+	})
+	lookup := func(path string) int64 {
+		t.Helper()
+		id, err := origin.Lookup(ctx, module.Version{Path: path, Version: "v1.0.0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	for i := range 300 {
+		lookup(fmt.Sprintf("example.com/mod%d", i))
+	}
+	big := lookup(long)
+	extension := func(held int64) Extension {
+		t.Helper()
+		head, err := origin.Signed(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree := headTree(t, head)
+		ext := Extension{Head: head, Tiles: map[tlog.Tile][]byte{}, Records: map[int64][]byte{}}
+		for _, tile := range tlog.NewTiles(tileHeight, held, tree.N) {
+			if ext.Tiles[tile], err = origin.ReadTileData(ctx, tile); err != nil {
+				t.Fatal(err)
+			}
+		}
+		texts, err := origin.ReadRecords(ctx, held, tree.N-held)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, text := range texts {
+			ext.Records[held+int64(i)] = text
+		}
+		return ext
+	}
+	s := NewMemStore()
+	m := openMirror(t, s, vkey, VerifyFull)
+	defer m.Close()
+	if err := m.Extend(ctx, extension(0)); err != nil {
+		t.Fatalf("Extend with a large record: %v", err)
+	}
+	want, _ := origin.ReadRecords(ctx, big, 1)
+	if len(want[0]) <= gosum.MaxRecordSize {
+		t.Fatalf("the test's record is %d bytes, no more than gosum.MaxRecordSize", len(want[0]))
+	}
+	if got, err := m.ReadRecords(ctx, big, 1); err != nil || !bytes.Equal(got[0], want[0]) {
+		t.Errorf("record %d: %v, or differs from the origin's", big, err)
+	}
+	if id, err := m.Lookup(ctx, module.Version{Path: long, Version: "v1.0.0"}); err != nil || id != big {
+		t.Errorf("lookup of the long path = %d, %v; want %d", id, err, big)
+	}
+	tile := tlog.TileForIndex(tileHeight, tlog.StoredHashIndex(0, big))
+	if got, err := m.ReadTileData(ctx, tile); err != nil {
+		t.Error(err)
+	} else if want, _ := origin.ReadTileData(ctx, tile); !bytes.Equal(got, want) {
+		t.Errorf("tile %s differs from the origin's", tile.Path())
+	}
+	m.Close()
+	m = openMirror(t, s, vkey, VerifyFull) // full verification on open accepts it too
+	defer m.Close()
+
+	held := lookup("example.com/after") // the mirror holds the records before it
+	lookup(huge)
+	before := s.Commits()
+	err = m.Extend(ctx, extension(held))
+	if err == nil || errors.Is(err, ErrUnverified) || !strings.Contains(err.Error(), "more than the 1048576 bytes a mirror stores") {
+		t.Errorf("Extend with a record over MaxMirroredRecord = %v; want a refusal naming the size, not ErrUnverified", err)
+	}
+	if s.Commits() != before {
+		t.Error("refused, but stored")
 	}
 }
