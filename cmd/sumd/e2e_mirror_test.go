@@ -127,7 +127,9 @@ func TestMirrorSumGolangOrg(t *testing.T) {
 // rollback, a head signed by another key, a tampered hash tile, a tampered
 // record — and runs sumd mirror: each run exits 1 with a SECURITY line
 // quoting both heads, stores nothing, and the mirror still serves its last
-// good head; once the origin is honest again the next run catches up.
+// good head. An older head that is a prefix of the mirror's (a lagging
+// replica) exits 2 without one. Once the origin is honest again the next
+// run catches up.
 func TestMirrorRefusesCLI(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -175,6 +177,9 @@ func TestMirrorRefusesCLI(t *testing.T) {
 	otherKey, _, _ := itlog.GenerateKey(e2eName)
 	ok2, _ := itlog.ParseKey(otherKey)
 	impostor := memLog(t, ok2, 0, 600)
+	rolled := memLog(t, key, 0, 100) // smaller than the mirror's 500, and not a prefix
+	addN(t, rolled, 80_000, 300)
+	rolledHead, _ := rolled.Signed(ctx)
 	rewrite := func(match func(string) bool, change func([]byte) []byte) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			rec := httptest.NewRecorder()
@@ -193,7 +198,7 @@ func TestMirrorRefusesCLI(t *testing.T) {
 		kind string
 	}{
 		{"fork", server.New(e2eName, fork, server.Options{}), "fork"},
-		{"rollback", rewrite(func(p string) bool { return p == "/latest" }, func([]byte) []byte { return oldHead }), "rollback"},
+		{"rollback", rewrite(func(p string) bool { return p == "/latest" }, func([]byte) []byte { return rolledHead }), "rollback"},
 		{"bad signature", server.New(e2eName, impostor, server.Options{}), "signature"},
 		{"tampered hash tile", rewrite(func(p string) bool { return strings.HasPrefix(p, "/tile/8/0/") }, func(b []byte) []byte {
 			b[0] ^= 1
@@ -212,6 +217,28 @@ func TestMirrorRefusesCLI(t *testing.T) {
 		if got := mirroredHead(t, db); !bytes.Equal(got, good) {
 			t.Errorf("%s: the mirror's head changed to %q", tc.name, got)
 		}
+	}
+	// A replica lagging behind a load balancer serves an older head, a
+	// prefix of the mirror's: a transient failure (exit 2), not SECURITY.
+	mode = rewrite(func(p string) bool { return p == "/latest" }, func([]byte) []byte { return oldHead })
+	_, errOut, err = sumdRun("mirror", "-mirror", db)
+	if code := statusOf(err); code != 2 || strings.Contains(errOut, "SECURITY") ||
+		!strings.Contains(errOut, "is behind the mirror (tree 300 < 500): a lagging replica?") || !strings.Contains(errOut, "hint: ") {
+		t.Errorf("a lagging replica: sumd mirror exited %d\n%s", code, errOut)
+	}
+	if got := mirroredHead(t, db); !bytes.Equal(got, good) {
+		t.Errorf("a lagging replica: the mirror's head changed to %q", got)
+	}
+	// A replica lagging behind a load balancer serves an older head, a
+	// prefix of the mirror's: a transient failure (exit 2), not SECURITY.
+	mode = rewrite(func(p string) bool { return p == "/latest" }, func([]byte) []byte { return oldHead })
+	_, errOut, err = sumdRun("mirror", "-mirror", db)
+	if code := statusOf(err); code != 2 || strings.Contains(errOut, "SECURITY") ||
+		!strings.Contains(errOut, "is behind the mirror (tree 300 < 500): a lagging replica?") || !strings.Contains(errOut, "hint: ") {
+		t.Errorf("a lagging replica: sumd mirror exited %d\n%s", code, errOut)
+	}
+	if got := mirroredHead(t, db); !bytes.Equal(got, good) {
+		t.Errorf("a lagging replica: the mirror's head changed to %q", got)
 	}
 	m := startServer(t, "-mirror-only", "-mirror", db, "-mirror-interval", "1h")
 	if got := get(t, m.url+"/latest"); got != string(good) {

@@ -122,6 +122,8 @@ func mirrorError(err error) error {
 	case errors.As(err, &se):
 		return withHint(err, "nothing was stored and the mirror keeps its last good head; the SECURITY line above quotes both heads: "+
 			"find out whether the origin, or something between it and this mirror, misbehaves before trusting it again")
+	case mirror.IsBehind(err):
+		return &cliError{err: err, hint: "nothing was stored and the mirror keeps its head; run again later, or follow the primary rather than a replica that lags", code: 2}
 	case errors.As(err, &fe) && (fe.Status == http.StatusUnauthorized || fe.Status == http.StatusForbidden):
 		return &cliError{err: err, hint: refusedHint(fe.Status, "a mirror reads data tiles, which need an auditor's"), code: 2}
 	case errors.As(err, &fe):

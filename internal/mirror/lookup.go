@@ -164,17 +164,31 @@ func (f *Follower) store(ctx context.Context, m module.Version, ans *sumdbclient
 }
 
 // contains proves that the mirror's held tree contains tree (signed head
-// offered), a tree no larger, from the mirror's own tiles.
+// offered), a tree no larger, from the mirror's own tiles, and logs a
+// failed proof as a security event.
 func (f *Follower) contains(held *itlog.Head, tree tlog.Tree, offered []byte) error {
+	err := f.prefixOf(held, tree, offered)
+	var se *SecurityError
+	if errors.As(err, &se) {
+		return f.security(se)
+	}
+	return err
+}
+
+// prefixOf proves that the mirror's held tree contains tree (signed head
+// offered), a tree no larger, from the mirror's own tiles, and returns a
+// *SecurityError, not yet logged, if it does not: a fork of the same size,
+// or a rollback.
+func (f *Follower) prefixOf(held *itlog.Head, tree tlog.Tree, offered []byte) error {
 	err := itlog.ProveExtends(held.Tree, tree, f.log.HashReader())
 	var fork *itlog.ForkError
 	switch {
 	case errors.As(err, &fork) && fork.Proof == nil:
-		return f.security(&SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
-			"the origin has signed two different trees of %d records (hashes %s and %s)", tree.N, held.Tree.Hash, tree.Hash)})
+		return &SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+			"the origin has signed two different trees of %d records (hashes %s and %s)", tree.N, held.Tree.Hash, tree.Hash)}
 	case fork != nil:
-		return f.security(&SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
-			"the origin's tree of %d records is not contained in its tree of %d records the mirror holds: %v", tree.N, held.Tree.N, fork.Proof)})
+		return &SecurityError{Kind: KindRollback, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+			"the origin signs a tree of %d records that is not contained in its tree of %d records the mirror holds: %v", tree.N, held.Tree.N, fork.Proof)}
 	case err != nil:
 		return fmt.Errorf("failed to prove a tree of the origin against the mirror's: %w", err)
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/module"
 
@@ -15,16 +17,15 @@ import (
 )
 
 // TestRefuses makes the origin misbehave in every way a mirror must catch:
-// a fork (of the same size and larger), a rollback, a head signed by
+// a fork (of the same size and larger), a rollback (a smaller tree that is
+// not a prefix of the held one), a head signed by
 // another key, a tampered hash tile, a tampered and a malformed data tile,
 // each with the mirror far behind (staging) and near. Each round fails
 // with a *SecurityError of its kind, stores nothing, and the mirror keeps
 // serving its head; once the origin is honest again, it catches up.
 func TestRefuses(t *testing.T) {
 	ctx := context.Background()
-	o := newOrigin(t, 300)
-	oldHead := o.head()
-	o.grow(300, 200)
+	o := newOrigin(t, 500)
 	m, s := newMirror(t, o)
 	f := newFollower(t, o, m, func(opts *Options) { opts.Step = 512 })
 	if _, err := f.Sync(ctx); err != nil {
@@ -42,7 +43,16 @@ func TestRefuses(t *testing.T) {
 	impostorKey, _ := itlog.ParseKey(mustKey(t))
 	impostor := openPrimary(t, impostorKey)
 	addRecords(t, impostor, 0, 3500)
-	rollback := o.tamper(func(p string) bool { return p == "/latest" }, func([]byte) []byte { return oldHead })
+	// A rollback: a smaller tree that is not a prefix of the held one (a
+	// smaller prefix is a lagging replica: TestFollowBehind).
+	rolled := openPrimary(t, o.key)
+	addRecords(t, rolled, 0, 100)
+	addRecords(t, rolled, 200_000, 300)
+	rolledHead, err := rolled.Signed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rollback := o.tamper(func(p string) bool { return p == "/latest" }, func([]byte) []byte { return rolledHead })
 	flipTile := o.tamper(isTile("0"), func(b []byte) []byte { b[len(b)-1] ^= 1; return b })
 	flipRecord := o.tamper(isTile("data"), func(b []byte) []byte {
 		return bytes.Replace(b, []byte("v1.1.0 h1:"), []byte("v1.2.0 h1:"), 1)
@@ -141,4 +151,76 @@ func mustKey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return skey
+}
+
+// TestFollowBehind: an origin serving its real, older head (a replica
+// lagging behind a load balancer) is behind the mirror, not a security
+// event, once the older tree is proved a prefix of the mirror's: with the
+// mirror holding the newer head, and with it staging one (the older tree
+// then between the held and the staged one). The round fails with a
+// *BehindError, stores nothing, counts no security event and does not
+// mark the mirror current; once the replica catches up the mirror moves on.
+func TestFollowBehind(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 300)
+	head300 := o.head()
+	o.grow(300, 200)
+	m, s := newMirror(t, o)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := newFollower(t, o, m, func(opts *Options) {
+		opts.Step = 512
+		opts.Now = func() time.Time { return now }
+	})
+	if _, err := f.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held := o.head()
+	checked := f.Status().Checked
+	now = now.Add(time.Hour)
+	o.grow(500, 500)
+	head1000 := o.head()
+	o.grow(1000, 2500)
+
+	lagging := func(head []byte) http.Handler {
+		return o.tamper(func(p string) bool { return p == "/latest" }, func([]byte) []byte { return head })
+	}
+	behind := func(name string, head []byte, tree, of int64) {
+		t.Helper()
+		o.serve(lagging(head))
+		before := s.Commits()
+		_, err := f.Sync(ctx)
+		var be *BehindError
+		if !errors.As(err, &be) || be.Tree != tree || be.Held != of || IsSecurity(err) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("is behind the mirror (tree %d < %d): a lagging replica?", tree, of)) {
+			t.Fatalf("%s: Sync = %v; want a *BehindError (tree %d < %d), not a security error", name, err, tree, of)
+		}
+		st := f.Status()
+		if s.Commits() != before || st.SecurityEvents != 0 || !st.Checked.Equal(*checked) || !strings.Contains(st.Problem, "lagging replica") {
+			t.Errorf("%s: %d commits, status %+v", name, s.Commits()-before, st)
+		}
+		if got, _ := m.Signed(ctx); !bytes.Equal(got, held) {
+			t.Errorf("%s: the mirror's head changed", name)
+		}
+	}
+	behind("an older head", head300, 300, 500)
+
+	// Stop a round staging the head of 3500 after its first step.
+	o.serve(nil)
+	sctx, cancel := context.WithCancel(ctx)
+	f.SetProgress(func(done, total int64) { cancel() })
+	if _, err := f.Sync(sctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted round: %v", err)
+	}
+	f.SetProgress(nil)
+	if st, err := m.Staged(ctx); err != nil || st == nil || st.Tree.N != 3500 {
+		t.Fatalf("staging: %+v, %v", st, err)
+	}
+	behind("an older head while staging", head300, 300, 3500)
+	behind("a head between the held and the staged one", head1000, 1000, 3500)
+
+	o.serve(nil)
+	if res, err := f.Sync(ctx); err != nil || res.To.N != 3500 {
+		t.Fatalf("once the replica caught up: %+v, %v", res, err)
+	}
+	sameAs(t, m, o.log, all)
 }

@@ -15,7 +15,7 @@ import (
 // misbehaviour. They are metric labels: a small fixed set.
 const (
 	KindFork      = "fork"       // a head that does not contain the held one, or another tree of its size
-	KindRollback  = "rollback"   // a head of a smaller tree than the held one
+	KindRollback  = "rollback"   // a head of a smaller tree that is not a prefix of the held one
 	KindSignature = "signature"  // a head not signed by the origin's keys
 	KindTampered  = "unverified" // a tile or record that does not hash to the signed head
 )
@@ -75,29 +75,70 @@ func (f *Follower) security(se *SecurityError) error {
 	return se
 }
 
-// inconsistency checks that tree (signed head offered) and the held tree
-// (signed head held) are one history, using hashes of the larger tree
-// (authenticated against its signed head), and returns a *SecurityError if
-// they are not.
-func (f *Follower) inconsistency(held *itlog.Head, tree tlog.Tree, offered []byte, hashes tlog.HashReader) error {
-	old, n := held.Tree, tree
-	if tree.N < held.Tree.N {
-		return &SecurityError{Kind: KindRollback, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
-			"the origin signs a tree of %d records, smaller than the tree of %d records it signed before", tree.N, held.Tree.N)}
+// inconsistency checks that tree (signed head offered) and the newest
+// tree the mirror holds or stages (against; held, if none is staged) are
+// one history, and returns a *SecurityError if they are not. A larger tree
+// is proved to extend against with hashes of it (authenticated against its
+// signed head); a smaller one is behind.
+func (f *Follower) inconsistency(held, against *itlog.Head, tree tlog.Tree, offered []byte, hashes tlog.HashReader) error {
+	if tree.N < against.Tree.N {
+		return f.behind(held, against, tree, offered, hashes)
 	}
+	old, n := against.Tree, tree
 	err := itlog.ProveExtends(n, old, hashes)
 	var fork *itlog.ForkError
 	switch {
 	case errors.As(err, &fork) && fork.Proof == nil:
-		return &SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+		return &SecurityError{Kind: KindFork, Origin: f.name, Held: against.Signed, Offered: offered, Err: fmt.Errorf(
 			"the origin has signed two different trees of %d records (hashes %s and %s)", n.N, old.Hash, n.Hash)}
 	case fork != nil:
-		return &SecurityError{Kind: KindFork, Origin: f.name, Held: held.Signed, Offered: offered, Err: fmt.Errorf(
+		return &SecurityError{Kind: KindFork, Origin: f.name, Held: against.Signed, Offered: offered, Err: fmt.Errorf(
 			"the tree of %d records the origin signs does not contain the tree of %d records it signed before: %v", n.N, old.N, fork.Proof)}
 	case err != nil:
-		return f.tileError(err, held, offered)
+		return f.tileError(err, against, offered)
 	}
 	return nil
+}
+
+// behind checks a tree smaller than against, the newest the mirror holds
+// or stages. An origin's older head is no misbehaviour if it is a prefix of
+// the newer one (a replica behind a load balancer lags, and the go command
+// accepts it as well): proved from the mirror's own hashes when tree is no
+// larger than the held one, else (a tree between the held and the staged
+// one) shown to extend the held one with its own hashes, since the staged
+// tree's hashes are not all held yet. It returns a *BehindError then, and a
+// *SecurityError (a rollback) if the proof fails.
+func (f *Follower) behind(held, against *itlog.Head, tree tlog.Tree, offered []byte, hashes tlog.HashReader) error {
+	var err error
+	if tree.N <= held.Tree.N {
+		err = f.prefixOf(held, tree, offered)
+	} else {
+		err = f.inconsistency(held, held, tree, offered, hashes)
+	}
+	if err != nil {
+		return err
+	}
+	return &BehindError{Origin: f.name, Tree: tree.N, Held: against.Tree.N}
+}
+
+// A BehindError is an origin serving a signed head older than the one the
+// mirror holds (or stages), and a prefix of it: a lagging replica, or a
+// cache. It is not a security event: the mirror keeps serving its head and
+// moves on once the origin catches up. Nothing was stored.
+type BehindError struct {
+	Origin     string
+	Tree, Held int64 // the sizes of the origin's tree and of the mirror's
+}
+
+func (e *BehindError) Error() string {
+	return fmt.Sprintf("the origin %s is behind the mirror (tree %d < %d): a lagging replica? "+
+		"Its head is a prefix of the mirror's, which keeps being served; the mirror follows again once the origin catches up", e.Origin, e.Tree, e.Held)
+}
+
+// IsBehind reports whether err is a *BehindError.
+func IsBehind(err error) bool {
+	var be *BehindError
+	return errors.As(err, &be)
 }
 
 // tileError sorts an error of x/mod's tile maths over tiles fetched from

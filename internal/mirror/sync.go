@@ -74,6 +74,8 @@ func problemText(err error) string {
 		return fmt.Sprintf("the origin answered %d (see the server log)", fe.Status)
 	case errors.Is(err, context.Canceled):
 		return ""
+	case IsBehind(err):
+		return "the origin serves an older head than the mirror's, a prefix of it: a lagging replica? (see the server log)"
 	}
 	return "following the origin failed (see the server log)"
 }
@@ -144,7 +146,7 @@ func (f *Follower) latest(ctx context.Context, res *Result) (target, error) {
 	if staging != nil {
 		against = &itlog.Head{Tree: staging.Tree, Signed: staging.Head}
 	}
-	if err := f.inconsistency(against, tree, msg, hashes); err != nil {
+	if err := f.inconsistency(held, against, tree, msg, hashes); err != nil {
 		return target{}, f.fromOrigin(err, msg)
 	}
 	if staging != nil {

@@ -97,7 +97,7 @@ func syncOnce(ctx context.Context, f *mirror.Follower, logger *slog.Logger) {
 	case ctx.Err() != nil || mirror.IsSecurity(err):
 	case err != nil:
 		level := slog.LevelError
-		if sumdbclient.IsFetchError(err) {
+		if sumdbclient.IsFetchError(err) || mirror.IsBehind(err) {
 			level = slog.LevelWarn
 		}
 		logger.Log(ctx, level, "a mirror could not follow its origin; it serves what it holds", "origin", f.Name(), "err", err)
