@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/http"
 	"time"
 
@@ -16,10 +17,6 @@ import (
 	"github.com/sumd-project/sumd/internal/sumdbclient"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
-
-// forwardTimeout bounds a lookup forwarded to the origin, so that a client
-// waiting on an origin that hangs gets the offline answer in time.
-const forwardTimeout = 20 * time.Second
 
 // Ops serves a mirror through internal/server: the mirror's log, and a
 // lookup of a version the mirror lacks forwarded to the origin, verified
@@ -65,14 +62,23 @@ func (o *Ops) Lookup(ctx context.Context, m module.Version) (int64, error) {
 // proved and returns m's id in the mirror. Its errors are for the go
 // command's user: a 404 when the origin does not hold m or cannot be
 // reached (saying how old the mirror's head is), a 503 while the mirror is
-// too far behind to take the origin's newer head, a 502 when the answer
-// does not verify.
+// too far behind to take the origin's newer head, busy following it, or
+// forwarding Options.MaxForwards lookups already, a 502 when the answer
+// does not verify. It returns within Options.ForwardTimeout.
 func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error) {
 	if f.opts.Client == nil {
 		f.opts.Metrics.forward(f.name, "offline")
 		return 0, f.offline(m, "it has no origin to ask (it is fed by bundles)")
 	}
-	fctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	select {
+	case f.forwards <- struct{}{}:
+		defer func() { <-f.forwards }()
+	default:
+		f.opts.Metrics.forward(f.name, "busy")
+		return 0, &server.StatusError{Status: http.StatusServiceUnavailable, Err: fmt.Errorf(
+			"%s: the mirror of %s is forwarding too many lookups to its origin at once; try again in a moment", m, f.name)}
+	}
+	fctx, cancel := context.WithTimeout(ctx, f.opts.ForwardTimeout)
 	defer cancel()
 	ans, err := f.opts.Client.Lookup(fctx, m)
 	switch {
@@ -87,16 +93,20 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 		f.opts.Metrics.forward(f.name, "offline")
 		return 0, f.offline(m, "it cannot reach its origin")
 	}
-	if err := f.store(ctx, m, ans); err != nil {
-		if IsSecurity(err) {
+	if err := f.store(ctx, fctx, m, ans); err != nil {
+		var busy *busyError
+		switch {
+		case IsSecurity(err):
 			f.opts.Metrics.forward(f.name, "refused")
 			return 0, &server.StatusError{Status: http.StatusBadGateway,
 				Err: fmt.Errorf("%s: the origin %s answered with data that does not verify; the mirror refused it", m, f.name)}
-		}
-		var busy *busyError
-		if errors.As(err, &busy) {
+		case errors.As(err, &busy):
 			f.opts.Metrics.forward(f.name, "busy")
 			return 0, &server.StatusError{Status: http.StatusServiceUnavailable, Err: busy}
+		case sumdbclient.IsFetchError(err) && ctx.Err() == nil:
+			f.opts.Logger.Warn("a mirror could not fetch the tiles proving a forwarded lookup", "origin", f.name, "module", m.String(), "err", err)
+			f.opts.Metrics.forward(f.name, "offline")
+			return 0, f.offline(m, "it could not fetch in time the tiles from its origin that prove the origin's answer")
 		}
 		return 0, err
 	}
@@ -116,8 +126,11 @@ type busyError struct{ msg string }
 func (e *busyError) Error() string { return e.msg }
 
 // store verifies a lookup answer and stores its record, extending the
-// mirror to the answer's head if it is newer.
-func (f *Follower) store(ctx context.Context, m module.Version, ans *sumdbclient.LookupAnswer) error {
+// mirror to the answer's head if it is newer. The tiles proving that head
+// are fetched (with fctx, the forward's deadline) before it waits for the
+// rounds' turn (until fctx is done, too): a slow origin then holds up only
+// this lookup, never the rounds or the other lookups. Local work uses ctx.
+func (f *Follower) store(ctx, fctx context.Context, m module.Version, ans *sumdbclient.LookupAnswer) error {
 	tree, err := f.opts.Verifiers.Open(ans.Head)
 	if err != nil {
 		return f.security(&SecurityError{Kind: KindSignature, Origin: f.name, Held: f.log.Published().Signed, Offered: ans.Head,
@@ -127,30 +140,37 @@ func (f *Follower) store(ctx context.Context, m module.Version, ans *sumdbclient
 		return f.security(&SecurityError{Kind: KindTampered, Origin: f.name, Held: f.log.Published().Signed, Offered: ans.Head,
 			Err: fmt.Errorf("the lookup of %s answers record %d, which the tree of %d records it comes with does not hold", m, ans.ID, tree.N)})
 	}
-	f.lock()
+	var ext itlog.Extension
+	if held := f.log.Published(); tree.N > held.Tree.N {
+		if err := f.canExtend(ctx, m, held, tree); err != nil {
+			return err
+		}
+		// Unverified until Extend, which checks them all.
+		ext, err = f.fetch(fctx, target{ans.Head, tree}, held.Tree.N, tlog.NewTiles(8, held.Tree.N, tree.N))
+		if err != nil {
+			return f.fromOrigin(err, ans.Head)
+		}
+	}
+	if err := f.lock(fctx); err != nil {
+		return &busyError{fmt.Sprintf("%s: the mirror of %s is busy following its origin; try again in a moment", m, f.name)}
+	}
 	defer f.unlock()
 	held := f.log.Published()
-	var ext itlog.Extension
 	if tree.N <= held.Tree.N {
-		// The answer's tree is one the mirror has passed: prove it a
-		// prefix of the held one from the mirror's own tiles.
+		// The answer's tree is one the mirror has passed (perhaps while
+		// this lookup fetched): prove it a prefix of the held one from
+		// the mirror's own tiles.
 		if err := f.contains(held, tree, ans.Head); err != nil {
 			return err
 		}
 		ext = itlog.Extension{Head: held.Signed}
 	} else {
-		staging, err := f.log.Staged(ctx)
-		if err != nil {
+		if err := f.canExtend(ctx, m, held, tree); err != nil {
 			return err
 		}
-		if staging != nil || tree.N-held.Tree.N > f.opts.Step {
-			return &busyError{fmt.Sprintf("%s: the mirror of %s is catching up with its origin (%d records behind); try again later",
-				m, f.name, tree.N-held.Tree.N)}
-		}
-		ext, err = f.fetch(ctx, target{ans.Head, tree}, held.Tree.N, tlog.NewTiles(8, held.Tree.N, tree.N))
-		if err != nil {
-			return f.fromOrigin(err, ans.Head)
-		}
+		// The mirror may have moved on since the fetch, not as far as
+		// tree: the tiles the extension needs now are some of those.
+		narrow(&ext, held.Tree.N, tree.N)
 	}
 	if ext.Records == nil {
 		ext.Records = map[int64][]byte{}
@@ -161,6 +181,31 @@ func (f *Follower) store(ctx context.Context, m module.Version, ans *sumdbclient
 	}
 	f.opts.Metrics.observeHeld(f.name, f.log.Published().Tree.N)
 	return nil
+}
+
+// canExtend returns a *busyError if a forwarded lookup may not extend the
+// mirror from held to tree in one step: too far, or while a round stages.
+func (f *Follower) canExtend(ctx context.Context, m module.Version, held *itlog.Head, tree tlog.Tree) error {
+	staging, err := f.log.Staged(ctx)
+	if err != nil {
+		return err
+	}
+	if staging != nil || tree.N-held.Tree.N > f.opts.Step {
+		return &busyError{fmt.Sprintf("%s: the mirror of %s is catching up with its origin (%d records behind); try again later",
+			m, f.name, tree.N-held.Tree.N)}
+	}
+	return nil
+}
+
+// narrow drops from ext, fetched for an extension from an older held tree
+// to one of size n, the tiles not part of the extension from held to n: a
+// subset, as a tile's width in a larger held tree is no smaller.
+func narrow(ext *itlog.Extension, held, n int64) {
+	need := map[tlog.Tile]bool{}
+	for _, t := range tlog.NewTiles(8, held, n) {
+		need[t] = true
+	}
+	maps.DeleteFunc(ext.Tiles, func(t tlog.Tile, _ []byte) bool { return !need[t] })
 }
 
 // contains proves that the mirror's held tree contains tree (signed head

@@ -46,7 +46,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -175,7 +174,25 @@ type Options struct {
 	Progress func(done, total int64)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// ForwardTimeout bounds a forwarded lookup whole: the origin's answer,
+	// the tiles that prove it, and the wait for the rounds' turn (default
+	// DefaultForwardTimeout).
+	ForwardTimeout time.Duration
+	// MaxForwards caps the lookups forwarded at once; one more gets a 503
+	// with Retry-After (default DefaultMaxForwards).
+	MaxForwards int
 }
+
+// DefaultForwardTimeout is the default Options.ForwardTimeout: a go
+// command waiting on an origin that hangs gets an answer in time.
+const DefaultForwardTimeout = 20 * time.Second
+
+// DefaultMaxForwards is the default Options.MaxForwards, as many as the
+// first lookups a primary fetches from upstream at once
+// (upstream.DefaultMaxFetches): a cold build on a 16-core machine goes
+// through, while the requests to the origin and the goroutines waiting on
+// them stay bounded.
+const DefaultMaxForwards = 16
 
 func (o Options) withDefaults() Options {
 	if o.Step <= 0 {
@@ -192,6 +209,12 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.ForwardTimeout <= 0 {
+		o.ForwardTimeout = DefaultForwardTimeout
+	}
+	if o.MaxForwards <= 0 {
+		o.MaxForwards = DefaultMaxForwards
+	}
 	return o
 }
 
@@ -203,7 +226,11 @@ type Follower struct {
 	log  *tlog.Log
 	name string
 	st   *state
-	mu   sync.Mutex // held by each step of a round and by forwarded lookups
+	// turn is held (a token sent) by each step of a round and by each
+	// forwarded lookup while it extends the mirror; a channel, so that a
+	// forwarded lookup waits for it no longer than its deadline.
+	turn     chan struct{}
+	forwards chan struct{} // a token per forwarded lookup in flight
 }
 
 // MaxTreeSize is the largest origin a mirror follows: 2^32 records, about
@@ -224,7 +251,8 @@ func New(opts Options) (*Follower, error) {
 		return nil, fmt.Errorf("mirror: the verifier keys are for %s, but the mirror holds %s", opts.Verifiers.Name(), opts.Log.Name())
 	}
 	opts.Verifiers = opts.Verifiers.Limit(MaxTreeSize)
-	f := &Follower{opts: opts, log: opts.Log, name: opts.Log.Name(), st: newState()}
+	f := &Follower{opts: opts, log: opts.Log, name: opts.Log.Name(), st: newState(),
+		turn: make(chan struct{}, 1), forwards: make(chan struct{}, opts.MaxForwards)}
 	checked, err := Checked(context.Background(), opts.Log)
 	if err != nil {
 		return nil, err

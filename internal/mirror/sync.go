@@ -226,7 +226,9 @@ func (f *Follower) lookupSelected(ctx context.Context, res *Result) (map[int64][
 
 // addOld stores the looked-up records the held tree already covers.
 func (f *Follower) addOld(ctx context.Context, looked map[int64][]byte) error {
-	f.lock()
+	if err := f.lock(ctx); err != nil {
+		return err
+	}
 	defer f.unlock()
 	held := f.log.Published()
 	old := map[int64][]byte{}
@@ -276,7 +278,9 @@ func (f *Follower) progress(ctx context.Context, t target) int64 {
 // so a forwarded lookup that moved the head in between changes the plan
 // rather than breaking it.
 func (f *Follower) step(ctx context.Context, t target, looked map[int64][]byte, pf *prefetcher, res *Result) (bool, error) {
-	f.lock()
+	if err := f.lock(ctx); err != nil {
+		return false, err
+	}
 	defer f.unlock()
 	held := f.log.Published()
 	if held.Tree.N >= t.tree.N {
@@ -507,5 +511,14 @@ func (p *prefetcher) stop() {
 }
 
 // lock and unlock serialize the steps of rounds and forwarded lookups.
-func (f *Follower) lock()   { f.mu.Lock() }
-func (f *Follower) unlock() { f.mu.Unlock() }
+// lock waits for the turn until ctx is done, and then returns its error.
+func (f *Follower) lock(ctx context.Context) error {
+	select {
+	case f.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *Follower) unlock() { <-f.turn }
