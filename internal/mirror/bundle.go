@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
@@ -48,8 +47,8 @@ const (
 // whoever carried it could have changed.
 const (
 	maxHeader  = 4 << 10
-	maxRecords = 1 << 20 // a data tile's worth: 256 records of at most 2 KiB, with their ids
-	maxPadding = 1 << 20 // zeros after the tar's end marker (tar pads to a multiple of its record size)
+	maxRecords = sumdbclient.MaxDataTile + 256*24 // a data tile's worth of records, with their ids
+	maxPadding = 1 << 20                          // zeros after the tar's end marker (tar pads to a multiple of its record size)
 )
 
 // A BundleHeader describes a bundle.
@@ -181,8 +180,8 @@ func parseRecords(data []byte, n, from int64) (map[int64][]byte, []int64, error)
 			return nil, nil, fmt.Errorf("record %d is older than the tree of size %d the bundle starts from", id, from)
 		case len(ids) > 0 && id <= ids[len(ids)-1]:
 			return nil, nil, fmt.Errorf("record %d comes after record %d: records must be in ascending order", id, ids[len(ids)-1])
-		case len(text) > gosum.MaxRecordSize:
-			return nil, nil, fmt.Errorf("record %d is larger than %d bytes", id, gosum.MaxRecordSize)
+		case len(text) > itlog.MaxMirroredRecord: // what a mirror stores of an origin's records
+			return nil, nil, fmt.Errorf("record %d is larger than %d bytes", id, itlog.MaxMirroredRecord)
 		}
 		out[id] = text
 		ids = append(ids, id)

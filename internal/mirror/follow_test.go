@@ -275,6 +275,18 @@ func TestFollowLargeRecord(t *testing.T) {
 	if id, err := f.Ops().Lookup(ctx, module.Version{Path: long, Version: "v1.0.0"}); err != nil || id != 512 {
 		t.Errorf("lookup of the long path = %d, %v; want 512", id, err)
 	}
+	// Across an air gap too: the mirror's bundle imports into another.
+	l2, err := itlog.OpenStore(itlog.NewMemStore(), itlog.Options{VerifierKeys: []string{vkey}, Create: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if st, err := importBundle(t, l2, vkey, export(t, l, 0), 0); err != nil || st.To.N != 600 {
+		t.Fatalf("import of the mirror's bundle: %+v, %v", st, err)
+	}
+	if recs, err := l2.ReadRecords(ctx, 512, 1); err != nil || len(recs[0]) != 2553 {
+		t.Errorf("the imported record 512: %d bytes, %v", len(recs[0]), err)
+	}
 }
 
 func get(t *testing.T, url string) []byte {
