@@ -456,7 +456,8 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 // pass through one descriptor. A bundle that is not a regular file (a
 // pipe, a FIFO, a device) cannot be read again: it is copied once into a
 // temporary file in dir (the mirror's directory: a full bundle is as large
-// as the log), removed when the bundle is closed.
+// as the log), unlinked at once, so that no copy outlives the process, even
+// one ended by a signal or a crash.
 func openBundle(name, dir string) (io.ReadSeekCloser, error) {
 	f, err := os.Open(name)
 	if err != nil {
@@ -475,23 +476,19 @@ func openBundle(name, dir string) (io.ReadSeekCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to copy %s, which is not a regular file, to read it more than once: %w", name, err)
 	}
-	rm := &removeOnClose{File: tmp}
-	if _, err := io.Copy(tmp, f); err != nil {
-		rm.Close()
-		return nil, fmt.Errorf("failed to copy %s, which is not a regular file, to %s to read it more than once: %w", name, tmp.Name(), err)
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		rm.Close()
+	if err := os.Remove(tmp.Name()); err != nil { // the open descriptor keeps the data
+		tmp.Close()
 		return nil, err
 	}
-	return rm, nil
-}
-
-// removeOnClose is a temporary file removed when it is closed.
-type removeOnClose struct{ *os.File }
-
-func (f *removeOnClose) Close() error {
-	return errors.Join(f.File.Close(), os.Remove(f.Name()))
+	if _, err := io.Copy(tmp, f); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("failed to copy %s, which is not a regular file, into %s to read it more than once: %w", name, dir, err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	return tmp, nil
 }
 
 // batchGC lets the heap grow to five times what is live before a garbage

@@ -123,7 +123,9 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 	if checked.IsZero() {
 		checked = h.Created
 	}
-	if prev, err := Checked(ctx, l); err == nil && checked.After(prev) {
+	// A checked time in the future (an unsigned header forged before
+	// imports refused one) is replaced by any honest one.
+	if prev, err := Checked(ctx, l); err == nil && (checked.After(prev) || prev.After(time.Now().Add(maxSkew))) {
 		err = setChecked(ctx, l, checked)
 		if err != nil {
 			return st, err
