@@ -56,7 +56,8 @@ type CheckerOptions struct {
 	// CacheBytes bounds the in-memory cache of tiles and lookups (default
 	// DefaultCacheBytes).
 	CacheBytes int64
-	// HTTPClient sends the requests; nil means a client of sumd's own.
+	// HTTPClient sends the requests; nil means a client of sumd's own. It
+	// follows redirects as FetcherOptions.HTTPClient does.
 	HTTPClient *http.Client
 	// Logger receives mismatches and misbehaviour at Error; nil means
 	// slog.Default().
@@ -114,9 +115,7 @@ func (o CheckerOptions) withDefaults() CheckerOptions {
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = DefaultCacheBytes
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	}
+	o.HTTPClient = redirectClient(o.HTTPClient)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -40,6 +40,9 @@ type FetcherOptions struct {
 	// package scratch.
 	TempDir string
 	// HTTPClient sends the requests; nil means a client of sumd's own.
+	// Unless it has a CheckRedirect of its own, the Fetcher follows
+	// redirects as the go command does: never from https to http, at most
+	// 10, and without credentials once one leaves their origin.
 	HTTPClient *http.Client
 	// Logger receives a debug record per upstream attempt; nil means
 	// slog.Default(). It never sees credentials.
@@ -96,9 +99,7 @@ func (o FetcherOptions) withDefaults() FetcherOptions {
 	if o.MaxModSize <= 0 {
 		o.MaxModSize = modhash.MaxGoMod
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	}
+	o.HTTPClient = redirectClient(o.HTTPClient)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -349,6 +350,15 @@ func (f *Fetcher) failure(ctx, rctx context.Context, src Source, m module.Versio
 		return &Error{Kind: KindGone, Module: m, Err: goneReason(se, src), Cause: err}
 	case errors.As(err, &se):
 		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("upstream proxy answered %d %s", se.status, http.StatusText(se.status)), Cause: err}
+	case errors.Is(err, errInsecureRedirect), errors.Is(err, errTooManyRedirects):
+		// The source's failure, not the version's: not remembered, and
+		// after "|" the next source is tried.
+		f.log.WarnContext(ctx, "upstream redirect refused", "source", src.URL, "module", m.Path, "version", m.Version, "err", err)
+		reason := "upstream proxy redirected to an insecure (non-https) URL"
+		if errors.Is(err, errTooManyRedirects) {
+			reason = fmt.Sprintf("upstream proxy redirected more than %d times", maxRedirects)
+		}
+		return &Error{Kind: KindUnavailable, Module: m, Err: errors.New(reason), Cause: err}
 	case read:
 		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("failed to read the %s from the upstream proxy", what), Cause: err}
 	case src.isFile():
