@@ -37,6 +37,23 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 		http.Error(w, "gone from "+hostOf(gone410.url), http.StatusGone)
 		return true
 	})
+	// Real proxies put VCS URLs and cache paths in their reasons (Athens),
+	// and a proxy redirected to names the host that answered.
+	athens := good()
+	athens.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		http.Error(w, "not found: git ls-remote https://git.internal.corp:8443/secret/leak.git: exit status 128 (/var/lib/athens/cache/leak)", http.StatusNotFound)
+		return true
+	})
+	behind := good()
+	behind.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		http.Error(w, "not found on localhost (internal-artifactory.corp.local, "+hostOf(behind.url)+", [::1]:8081)", http.StatusNotFound)
+		return true
+	})
+	redirected := good()
+	redirected.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		http.Redirect(w, r, strings.Replace(behind.url, "127.0.0.1", "localhost", 1)+r.URL.Path, http.StatusFound)
+		return true
+	})
 	broken := good()
 	broken.setHook(func(w http.ResponseWriter, r *http.Request) bool {
 		http.Error(w, "dial tcp 10.1.2.3:5432 at "+broken.url+": database on fire", http.StatusInternalServerError)
@@ -91,7 +108,9 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 		status int
 		want   string
 	}{
-		{"404 from proxy", gone404.url, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version: not found: upstream proxy/example.com/m: unknown revision v1.0.0 at upstream proxy"},
+		{"404 from proxy", gone404.url, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version: not found: upstream proxy: unknown revision v1.0.0 at upstream proxy"},
+		{"404 naming a VCS URL and a path", athens.url, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version: not found: git ls-remote [redacted]: exit status 128 ([redacted])"},
+		{"404 after a redirect", redirected.url, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version: not found on upstream proxy ([redacted], [redacted], [redacted])"},
 		{"410 from proxy", gone410.url, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version: gone from upstream proxy"},
 		{"5xx", broken.url, m, 502, "upstream proxy error: example.com/m@v1.0.0: upstream proxy answered 500 Internal Server Error"},
 		{"timeout", slow.url, m, 504, "upstream proxy error: example.com/m@v1.0.0: upstream proxy gave no complete answer within 200ms"},
@@ -115,7 +134,8 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 			if status != tt.status || body != tt.want+"\n" {
 				t.Errorf("lookup: %d %q\nwant %d %q", status, body, tt.status, tt.want)
 			}
-			for _, secret := range []string{tt.list, strings.TrimPrefix(tt.list, "file://"), hostOf(tt.list), "127.0.0.1", "10.1.2.3", "file:", tmp, os.TempDir(), "on fire"} {
+			for _, secret := range []string{tt.list, strings.TrimPrefix(tt.list, "file://"), hostOf(tt.list), "127.0.0.1", "10.1.2.3", "file:", tmp, os.TempDir(), "on fire",
+				"localhost", "git.internal.corp", "8443", "/var/lib", "artifactory", "::1", hostOf(behind.url)} {
 				if secret != "" && strings.Contains(body, secret) {
 					t.Errorf("the answer %q shows %q", body, secret)
 				}

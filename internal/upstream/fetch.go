@@ -347,7 +347,7 @@ func (f *Fetcher) failure(ctx, rctx context.Context, src Source, m module.Versio
 		return &Error{Kind: KindTimeout, Module: m, Err: fmt.Errorf("upstream proxy gave no complete answer within %s", f.opts.Timeout),
 			Cause: fmt.Errorf("%s/%s: %w", src.URL, rel, err)}
 	case errors.As(err, &se) && se.notFound():
-		return &Error{Kind: KindGone, Module: m, Err: goneReason(se, src), Cause: err}
+		return &Error{Kind: KindGone, Module: m, Err: goneReason(se, src, m), Cause: err}
 	case errors.As(err, &se):
 		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("upstream proxy answered %d %s", se.status, http.StatusText(se.status)), Cause: err}
 	case errors.Is(err, errInsecureRedirect), errors.Is(err, errTooManyRedirects):
@@ -369,10 +369,10 @@ func (f *Fetcher) failure(ctx, rctx context.Context, src Source, m module.Versio
 
 // goneReason is what the user sees for a version a source does not have:
 // the proxy's own one-line explanation, if it gave one (proxies write it
-// for the go command's user, as "unknown revision v1.2.3"), but never the
-// proxy's URL or host name, even when the explanation repeats them.
-func goneReason(se *statusError, src Source) error {
-	msg := redactSource(se.msg, src)
+// for the go command's user, as "unknown revision v1.2.3"), with every
+// URL, host, address and path in it redacted (see redactReason).
+func goneReason(se *statusError, src Source, m module.Version) error {
+	msg := redactReason(se.msg, m, src, se.final)
 	if msg == "" {
 		return errors.New("upstream proxy has no such version")
 	}

@@ -17,12 +17,16 @@ import (
 // A statusError is a non-200 answer from an upstream.
 type statusError struct {
 	url    string
+	final  *url.URL // the URL that answered, after redirects; nil if url
 	status int
 	msg    string // the first line of the body, if it was text
 }
 
 func (e *statusError) Error() string {
 	s := fmt.Sprintf("GET %s: %d %s", e.url, e.status, http.StatusText(e.status))
+	if e.final != nil {
+		s += " (from " + e.final.Redacted() + ")"
+	}
 	if e.msg != "" {
 		s += ": " + e.msg
 	}
@@ -82,7 +86,11 @@ func (o *opener) get(ctx context.Context, u string, auth Auth) (io.ReadCloser, i
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		return nil, 0, &statusError{url: u, status: resp.StatusCode, msg: firstLine(resp)}
+		se := &statusError{url: u, status: resp.StatusCode, msg: firstLine(resp)}
+		if resp.Request != nil && resp.Request.URL.String() != u {
+			se.final = resp.Request.URL
+		}
+		return nil, 0, se
 	}
 	return resp.Body, resp.ContentLength, nil
 }
@@ -174,42 +182,6 @@ func fileError(base, rel string, err error) error {
 
 // isFile reports whether src is a file:// tree.
 func (src Source) isFile() bool { return strings.HasPrefix(src.URL, "file://") }
-
-// redactSource replaces src's URL and host name in msg, a text an upstream
-// wrote, with "upstream proxy": clients may see msg, but not where sumd's
-// upstream is. Should the text around a replacement spell the name again,
-// it returns "" rather than msg.
-func redactSource(msg string, src Source) string {
-	u, err := url.Parse(src.URL)
-	if err != nil {
-		return ""
-	}
-	olds := []string{src.URL, u.Host, u.Hostname()}
-	if src.isFile() {
-		olds = []string{src.URL, u.Path}
-	}
-	var pairs []string
-	for _, old := range olds {
-		if old != "" {
-			pairs = append(pairs, old, "upstream proxy")
-		}
-	}
-	// One pass: a host name inside the replacement is not replaced again.
-	msg = strings.NewReplacer(pairs...).Replace(msg)
-	for i := 0; i < len(pairs); i += 2 {
-		if strings.Contains(msg, pairs[i]) {
-			return ""
-		}
-	}
-	// The replacements may have made it longer than firstLine allowed.
-	if len(msg) > maxReason {
-		msg = strings.ToValidUTF8(msg[:maxReason], "") + "…"
-	}
-	return msg
-}
-
-// maxReason caps an upstream's reason as sumd passes it on.
-const maxReason = 300
 
 // copyLimited copies body to w, failing with *errTooLarge once more than
 // limit bytes arrive or are announced, and returns the bytes copied.
