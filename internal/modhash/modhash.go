@@ -39,7 +39,8 @@ type Sums struct{ Hash, GoMod string }
 // its sums.
 //
 // Validation is module.Check on the path and version, a canonical version,
-// and zip.CheckZip: every file under "path@version/", no unclean or
+// at most MaxFiles entries (which the go command does not limit), and
+// zip.CheckZip: every file under "path@version/", no unclean or
 // traversing names, no duplicates or case-fold collisions, size limits.
 //
 // goMod is the go.mod content to hash. If nil, the zip's own go.mod is used,
@@ -113,17 +114,20 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	if err := checkVersion(m); err != nil {
 		return Sums{}, err
 	}
-	// CheckZip bounds every size we read below, so it must come first.
-	if _, err := modzip.CheckZip(m, zipPath); err != nil {
-		return Sums{}, err
-	}
 	// One open for the go.mod and the hash: each open reads the zip's
-	// directory again, and most zips are small.
+	// directory again, and most zips are small. openZip refuses a zip of
+	// more than MaxFiles entries before it reads the directory, so that
+	// neither it nor CheckZip (whose reader is its own) holds millions.
 	z, done, err := openZip(zipPath)
 	if err != nil {
 		return Sums{}, err
 	}
 	defer done()
+	// CheckZip bounds every size we read below, so it must come before
+	// any content is read.
+	if _, err := modzip.CheckZip(m, zipPath); err != nil {
+		return Sums{}, err
+	}
 	inZip, err := zipGoMod(m, z)
 	if err != nil {
 		return Sums{}, err
@@ -155,7 +159,9 @@ const wholeZip = 1 << 20
 // openZip opens the zip at name for reading; done closes it. A zip of up
 // to wholeZip bytes is read into memory with one read: archive/zip reads a
 // file's directory and every entry's header and data with a system call
-// each, and system calls are most of what a small zip costs.
+// each, and system calls are most of what a small zip costs. A zip of more
+// than MaxFiles entries is refused, by a *TooManyFilesError, before its
+// directory is read (see checkFileCount).
 func openZip(name string) (z *zip.Reader, done func() error, err error) {
 	f, err := os.Open(name)
 	if err != nil {
@@ -167,6 +173,10 @@ func openZip(name string) (z *zip.Reader, done func() error, err error) {
 		return nil, nil, err
 	}
 	if size := fi.Size(); size > wholeZip {
+		if err := checkFileCount(f, size, MaxFiles); err != nil {
+			f.Close()
+			return nil, nil, err
+		}
 		z, err := zip.NewReader(f, size)
 		if err != nil {
 			f.Close()
@@ -178,6 +188,9 @@ func openZip(name string) (z *zip.Reader, done func() error, err error) {
 	data := make([]byte, fi.Size())
 	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, nil, fmt.Errorf("failed to read %s: %w", name, err)
+	}
+	if err := checkFileCount(bytes.NewReader(data), int64(len(data)), MaxFiles); err != nil {
+		return nil, nil, err
 	}
 	z, err = zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {

@@ -82,6 +82,12 @@ func TestFetchInvalid(t *testing.T) {
 			writeRawZip(t, dir, m, []string{pre + "go.mod"}, []string{"module example.com/other\n"})
 			os.WriteFile(testproxy.ModPath(dir, m), []byte("module example.com/other\n"), 0o644)
 		}, FetcherOptions{}, `go.mod declares module path "example.com/other"`},
+		{"more files than modhash hashes", func(t *testing.T, dir string) {
+			n := modhash.MaxFiles
+			t.Cleanup(func() { modhash.MaxFiles = n })
+			modhash.MaxFiles = 3
+			writeRawZip(t, dir, m, []string{pre + "go.mod", pre + "a.go", pre + "b.go", pre + "c.go"}, []string{goMod, "package a\n", "package a\n", "package a\n"})
+		}, FetcherOptions{}, "the zip holds 4 files, more than sumd hashes (3)"},
 		{"empty .mod", func(t *testing.T, dir string) {
 			os.WriteFile(testproxy.ModPath(dir, m), nil, 0o644)
 		}, FetcherOptions{}, "go.mod differs from the go.mod in the zip"},
