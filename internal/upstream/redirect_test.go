@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -141,6 +142,21 @@ func TestRedirects(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("cross-check client", func(t *testing.T) {
+		from := newRedirector(t, true, tree.dir, func() string { return plain.srv.URL + "/real" })
+		c, err := NewChecker(CheckerOptions{URL: from.srv.URL, Auth: Auth{Kind: AuthBearer, File: token}, HTTPClient: from.srv.Client(), Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := len(plain.seen())
+		if _, err := c.remote.read(context.Background(), "/latest"); !errors.Is(err, errInsecureRedirect) {
+			t.Errorf("read: %v, want the redirect to http refused", err)
+		}
+		if n := len(plain.seen()) - before; n != 0 {
+			t.Errorf("the http URL got %d requests", n)
+		}
+	})
 
 	t.Run("next source after a refused redirect", func(t *testing.T) {
 		from := newRedirector(t, true, tree.dir, func() string { return plain.srv.URL + "/real" })
