@@ -106,8 +106,9 @@ func (f *Follower) inconsistency(held, against *itlog.Head, tree tlog.Tree, offe
 // accepts it as well): proved from the mirror's own hashes when tree is no
 // larger than the held one, else (a tree between the held and the staged
 // one) shown to extend the held one with its own hashes, since the staged
-// tree's hashes are not all held yet. It returns a *BehindError then, and a
-// *SecurityError (a rollback) if the proof fails.
+// tree's hashes are not all held yet (a *BehindError that says so, claiming
+// no prefix). It returns a *BehindError then, and a *SecurityError (a
+// rollback) if the proof fails.
 func (f *Follower) behind(held, against *itlog.Head, tree tlog.Tree, offered []byte, hashes tlog.HashReader) error {
 	var err error
 	if tree.N <= held.Tree.N {
@@ -118,7 +119,7 @@ func (f *Follower) behind(held, against *itlog.Head, tree tlog.Tree, offered []b
 	if err != nil {
 		return err
 	}
-	return &BehindError{Origin: f.name, Tree: tree.N, Held: against.Tree.N}
+	return &BehindError{Origin: f.name, Tree: tree.N, Held: against.Tree.N, Unproved: tree.N > held.Tree.N}
 }
 
 // A BehindError is an origin serving a signed head older than the one the
@@ -128,9 +129,17 @@ func (f *Follower) behind(held, against *itlog.Head, tree tlog.Tree, offered []b
 type BehindError struct {
 	Origin     string
 	Tree, Held int64 // the sizes of the origin's tree and of the mirror's
+	// Unproved: the tree lies between the held tree and the one being
+	// staged, and was proved to extend the held tree only: whether it is a
+	// prefix of the staged tree waits for the staged tree's hashes.
+	Unproved bool
 }
 
 func (e *BehindError) Error() string {
+	if e.Unproved {
+		return fmt.Sprintf("the origin %s is behind the tree the mirror is staging (tree %d < %d): a lagging replica? "+
+			"Its head extends the tree the mirror serves, which keeps being served; the mirror follows again once the origin catches up", e.Origin, e.Tree, e.Held)
+	}
 	return fmt.Sprintf("the origin %s is behind the mirror (tree %d < %d): a lagging replica? "+
 		"Its head is a prefix of the mirror's, which keeps being served; the mirror follows again once the origin catches up", e.Origin, e.Tree, e.Held)
 }
