@@ -114,6 +114,18 @@ func TestBundle(t *testing.T) {
 	if _, err := importBundle(t, d, o.key.VerifierKey(), export(t, c, 0), 0); err != nil {
 		t.Errorf("a partial bundle into a partial mirror: %v", err)
 	}
+	// A mirror a partial bundle made before its configuration recorded
+	// that (as with sumd before Config.Partial) lacks records: it still
+	// takes partial bundles, and is recorded partial by the next one.
+	if err := WriteConfig(ctx, d, &Config{VerifierKeys: d.VerifierKeys()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := importBundle(t, d, o.key.VerifierKey(), export(t, c, 0), 0); err != nil {
+		t.Errorf("a partial bundle into a mirror made of partial bundles before it was recorded partial: %v", err)
+	}
+	if cfg, err := ReadConfig(ctx, d); err != nil || cfg == nil || !cfg.Partial {
+		t.Errorf("that mirror's config after the import: %+v, %v; want partial", cfg, err)
+	}
 }
 
 // TestBundleRefused offers an incremental bundle tampered in every way:

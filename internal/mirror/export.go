@@ -69,8 +69,8 @@ func Export(ctx context.Context, l *itlog.Log, w io.Writer, since int64) (*Expor
 		}
 		if lo, hi := max(n<<8, since), min((n+1)<<8, held.Tree.N); !st.Header.Partial && int64(len(ids)) != hi-lo {
 			// Importers refuse a full bundle that lacks records: say so now.
-			return fmt.Errorf("the mirror is full but lacks records of data tile %d (%d of the %d from %d to %d held): import a full bundle of its tree to fill them in",
-				n, len(ids), hi-lo, lo, hi-1)
+			return fmt.Errorf("the mirror is full but lacks records of data tile %d (%d of the %d from %d to %d held): import a full bundle of its tree to fill them in; "+
+				"a mirror made from partial bundles before sumd recorded that becomes partial with its next partial bundle", n, len(ids), hi-lo, lo, hi-1)
 		}
 		if len(ids) == 0 {
 			return nil

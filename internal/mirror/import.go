@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"slices"
@@ -93,6 +94,19 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 	if err != nil && !passed {
 		return st, err
 	}
+	if h.Partial && !cfg.partial() {
+		// Only an empty mirror gets here, or one that already lacks
+		// records (the first pass refuses the others): it is recorded
+		// partial before anything is stored, so that the same bundle
+		// imported again after a crash is still accepted.
+		if cfg == nil {
+			cfg = &Config{VerifierKeys: l.VerifierKeys()}
+		}
+		cfg.Partial = true
+		if err := WriteConfig(ctx, l, cfg); err != nil {
+			return st, err
+		}
+	}
 	if !passed {
 		if err := store(ctx, l, cfg, c, r, start, opts, st); err != nil {
 			return st, err
@@ -138,18 +152,6 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 // the mirror's tree.
 func store(ctx context.Context, l *itlog.Log, cfg *Config, c *bundleCheck, r io.ReadSeeker, start int64, opts ImportOptions, st *ImportStats) error {
 	st.Records = c.nrecords
-	if c.hdr.Partial && !cfg.partial() {
-		// Only an empty mirror gets here (header refuses the others): it
-		// becomes partial before anything is stored, so that the
-		// same bundle imported again after a crash is still accepted.
-		if cfg == nil {
-			cfg = &Config{VerifierKeys: l.VerifierKeys()}
-		}
-		cfg.Partial = true
-		if err := WriteConfig(ctx, l, cfg); err != nil {
-			return err
-		}
-	}
 	if c.dropStaging {
 		opts.Logger.Info("dropping the staging an interrupted import left: the bundle's tree contains it", "origin", l.Name(),
 			"held", c.held.Tree.N, "staged", c.staging.Tree.N, "bundle", c.tree.N)
@@ -232,7 +234,7 @@ func (c *bundleCheck) header(h BundleHeader, head []byte, tree tlog.Tree) error 
 	case h.Checked.After(time.Now().Add(maxSkew)):
 		return fmt.Errorf("the bundle's header says its head was checked at %s, in the future: a forged header, or the clock of the machine that made it is wrong; "+
 			"export it again once that clock is right", h.Checked.UTC().Format(time.RFC3339))
-	case h.Partial && !c.partial && c.held.Tree.N > 0:
+	case h.Partial && !c.partial && c.held.Tree.N > 0 && !c.lacksRecords():
 		return errors.New("the bundle is a partial mirror's (it holds only some records), but this mirror holds every record: " +
 			"importing it would lose records for ever; import a full mirror's bundle (exported by a mirror made without -modules)")
 	case h.From > c.held.Tree.N:
@@ -250,6 +252,24 @@ func (c *bundleCheck) header(h BundleHeader, head []byte, tree tlog.Tree) error 
 	}
 	c.passed = true
 	return nil
+}
+
+// lacksRecords reports whether the mirror lacks a record of its tree: a
+// mirror fed partial bundles before Config.Partial recorded that is
+// partial, and takes partial bundles (store records it), though its
+// configuration says nothing. A full mirror is read whole to tell, once,
+// before it refuses the bundle.
+func (c *bundleCheck) lacksRecords() bool {
+	const chunk = 1 << 16
+	for lo := int64(0); lo < c.held.Tree.N; lo += chunk {
+		if _, err := c.l.ReadRecords(c.ctx, lo, min(chunk, c.held.Tree.N-lo)); errors.Is(err, fs.ErrNotExist) {
+			c.partial = true
+			return true
+		} else if err != nil {
+			return false // the refusal stands; a read failure shows again in the next pass
+		}
+	}
+	return false
 }
 
 func (c *bundleCheck) skeleton(tiles map[tlog.Tile][]byte) error {
