@@ -171,6 +171,9 @@ func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 		limit = sumdbclient.MaxLookup
 	}
 	data, err := o.r.f.Get(o.ctx, path, limit)
+	if err == nil && lookup {
+		err = sumdbclient.CheckTreeSize(data) // x/mod's client would spin on it
+	}
 	if err != nil {
 		o.mu.Lock()
 		switch {

@@ -42,12 +42,14 @@ import (
 // tile holds 256 records of at most a few hundred bytes each in practice
 // (gosum.MaxRecordSize is 2 KiB), so 1 MiB, the limit common clients use,
 // leaves ample room. A signed head is about 200 bytes even with a few
-// witness cosignatures; a lookup is a record plus a head.
+// witness cosignatures; a lookup is an id, a record and a head, and its
+// record may be as large as a data tile (what a mirror stores of an
+// origin's records: tlog.MaxMirroredRecord).
 const (
 	MaxHashTile = 256 * 32
 	MaxDataTile = 1 << 20
 	MaxLatest   = 16 << 10
-	MaxLookup   = 32 << 10
+	MaxLookup   = 32 + MaxDataTile + MaxLatest
 )
 
 // A FetchError is a request the server did not answer with 200 OK and a

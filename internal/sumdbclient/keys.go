@@ -1,9 +1,11 @@
 package sumdbclient
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -70,6 +72,23 @@ func (v *Verifiers) Name() string { return v.vs[0].Name() }
 
 // Keys returns the verifier keys.
 func (v *Verifiers) Keys() []string { return slices.Clone(v.keys) }
+
+// CheckTreeSize refuses an answer holding a tree head (a lookup's, or
+// /latest) whose tree claims more than MaxTreeSize records, before x/mod's
+// sumdb.Client, which verifies it next, would never return from its proofs
+// of such a tree. Only a broken or compromised database signs one; the
+// signature is the client's to check.
+func CheckTreeSize(data []byte) error {
+	_, text, ok := bytes.Cut(data, []byte("go.sum database tree\n"))
+	if !ok {
+		return nil
+	}
+	line, _, _ := bytes.Cut(text, []byte("\n"))
+	if n, err := strconv.ParseInt(string(line), 10, 64); err == nil && n > MaxTreeSize {
+		return fmt.Errorf("the database's tree head claims %d records, more than %d: a broken or compromised database", n, int64(MaxTreeSize))
+	}
+	return nil
+}
 
 // Limit returns the keys, refusing heads of trees over max records (at
 // most MaxTreeSize): for a reader whose work grows with the tree, such as

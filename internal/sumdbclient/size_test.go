@@ -63,3 +63,29 @@ func TestOpenTreeSize(t *testing.T) {
 		t.Errorf("Limit changed the keys it was called on: %v", err)
 	}
 }
+
+// TestCheckTreeSize: the heads inside answers that x/mod's client verifies
+// itself (lookups, /latest) are refused over MaxTreeSize, before it.
+func TestCheckTreeSize(t *testing.T) {
+	skey, _, err := note.GenerateKey(nil, "size.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(n int64) []byte {
+		return append([]byte("7\nexample.com/m v1.0.0 h1:x\n\n"), signedHead(t, skey, n)...)
+	}
+	for _, c := range []struct {
+		data []byte
+		ok   bool
+	}{
+		{signedHead(t, skey, MaxTreeSize), true},
+		{signedHead(t, skey, MaxTreeSize+1), false},
+		{lookup(12), true},
+		{lookup(1<<63 - 1), false},
+		{[]byte("not a head at all"), true}, // x/mod's client refuses it
+	} {
+		if err := CheckTreeSize(c.data); (err == nil) != c.ok {
+			t.Errorf("CheckTreeSize(%.60q) = %v", c.data, err)
+		}
+	}
+}

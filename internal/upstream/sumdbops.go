@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -39,29 +38,12 @@ var _ sumdb.ClientOps = (*checkOps)(nil)
 func (o *checkOps) ReadRemote(path string) ([]byte, error) {
 	data, err := o.c.remote.read(o.ctx, path)
 	if err == nil {
-		err = checkTreeSize(data)
+		err = sumdbclient.CheckTreeSize(data)
 	}
 	if err != nil {
 		o.note(path, err)
 	}
 	return data, err
-}
-
-// checkTreeSize refuses an answer (a lookup's, or /latest) whose tree head
-// claims more than sumdbclient.MaxTreeSize records: x/mod's client, which
-// verifies it next, would never return from its proofs of such a tree. Only
-// a broken or compromised database signs one; the signature is the
-// client's to check.
-func checkTreeSize(data []byte) error {
-	_, text, ok := bytes.Cut(data, []byte("go.sum database tree\n"))
-	if !ok {
-		return nil
-	}
-	line, _, _ := bytes.Cut(text, []byte("\n"))
-	if n, err := strconv.ParseInt(string(line), 10, 64); err == nil && n > sumdbclient.MaxTreeSize {
-		return fmt.Errorf("the database's tree head claims %d records, more than %d: a broken or compromised database", n, int64(sumdbclient.MaxTreeSize))
-	}
-	return nil
 }
 
 func (o *checkOps) note(path string, err error) {
