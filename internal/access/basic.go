@@ -1,6 +1,7 @@
 package access
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -45,8 +46,6 @@ type basicStore struct {
 	// compare is bcrypt.CompareHashAndPassword; tests count its runs.
 	compare func(hash, password []byte) error
 
-	names [32]byte // the key of unknownCost's HMAC, made at start
-
 	mu    sync.Mutex
 	dummy map[int]string // a hash per cost, for unknown users
 }
@@ -60,7 +59,6 @@ func newBasicStore(path string, m *metrics, log *slog.Logger) *basicStore {
 		compare:  bcrypt.CompareHashAndPassword,
 		dummy:    map[int]string{},
 	}
-	rand.Read(s.names[:])
 	return s
 }
 
@@ -177,39 +175,52 @@ func (s *basicStore) bcrypt(ctx context.Context, stored, password string) (bool,
 }
 
 // unknownCost returns the bcrypt cost an unknown user name is checked at:
-// the cost of a user of the file, chosen by an HMAC of the name. Had every
-// unknown name the same cost (the highest, say), a user of another cost
-// would answer faster or slower than any unknown name, which tells the
-// names that exist. This way an unknown name answers as one of the users
-// does, always the same one (until the file changes): asking again tells
-// nothing more. The HMAC's key is made at start, so that which cost a name
-// gets cannot be worked out offline.
+// the cost of the user of the file whose HMAC of the name, keyed by the
+// user's bcrypt hash, is highest (rendezvous hashing). Had every unknown
+// name the same cost (the highest, say), a user of another cost would
+// answer faster or slower than any unknown name, which tells the names that
+// exist. This way an unknown name answers as one of the users does, always
+// the same one: across restarts, and across edits of the file but for the
+// names whose chosen user was added or removed, so that asking again before
+// and after tells nothing. The keys are the hashes, secret, so which cost a
+// name gets cannot be worked out offline.
 func (s *basicStore) unknownCost(f basicFile, user string) int {
-	if len(f.costs) == 0 {
-		return bcrypt.MinCost // New refuses an empty file; a file emptied later
+	cost, best := bcrypt.MinCost, []byte(nil) // New refuses an empty file; a file emptied later
+	for i, secret := range f.secrets {
+		mac := hmac.New(sha256.New, []byte(secret))
+		io.WriteString(mac, user)
+		if sum := mac.Sum(nil); best == nil || bytes.Compare(sum, best) > 0 {
+			cost, best = f.costs[i], sum
+		}
 	}
-	mac := hmac.New(sha256.New, s.names[:])
-	io.WriteString(mac, user)
-	i := binary.BigEndian.Uint64(mac.Sum(nil)) % uint64(len(f.costs))
-	return f.costs[i]
+	return cost
 }
 
 // dummyHash returns a bcrypt hash of the given cost that no password
-// matches in practice, made once per cost.
+// matches in practice, made once per cost, outside the lock: the first
+// unknown name of a cost must not hold up the others (nor requests whose
+// deadline passes meanwhile). Two made at once for one cost are equal in
+// use; the first stored wins.
 func (s *basicStore) dummyHash(cost int) string {
+	s.mu.Lock()
+	h, ok := s.dummy[cost]
+	s.mu.Unlock()
+	if ok {
+		return h
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	made, err := bcrypt.GenerateFromPassword(secret, cost)
+	if err != nil { // only for a cost out of range, which parsing refused
+		panic(err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h, ok := s.dummy[cost]; ok {
 		return h
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	h, err := bcrypt.GenerateFromPassword(secret, cost)
-	if err != nil { // only for a cost out of range, which parsing refused
-		panic(err)
-	}
-	s.dummy[cost] = string(h)
-	return string(h)
+	s.dummy[cost] = string(made)
+	return string(made)
 }
 
 // A verifiedCache remembers user name, password and hash triples that

@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"slices"
 	"sync"
@@ -198,6 +199,32 @@ func TestUnknownCost(t *testing.T) {
 	}
 	if len(seen) != 3 || seen[4] == 0 || seen[5] == 0 || seen[6] == 0 {
 		t.Errorf("100 unknown names got the costs %v, want 4, 5 and 6", seen)
+	}
+
+	// Another start (a new store) gives every name the same cost, and a
+	// user added to the file moves only the names it now wins: an attacker
+	// probing before and after learns nothing of the names that exist.
+	other := newBasicStore(file, newMetrics(nil), slog.New(slog.DiscardHandler))
+	eve := hashOf(7)
+	added, err := parseBasicFile([]byte("zed:" + f.secrets[3] + "\nann:" + f.secrets[0] + "\nbob:" + f.secrets[1] + "\ncid:" + f.secrets[2] + "\neve:" + eve + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	for i := range 100 {
+		name := fmt.Sprint("nobody-", i)
+		if b.unknownCost(f, name) != other.unknownCost(f, name) {
+			t.Errorf("%s: another start gives another cost", name)
+		}
+		if c := b.unknownCost(added, name); c != b.unknownCost(f, name) {
+			if c != 7 {
+				t.Errorf("%s: cost %d after eve was added, not eve's", name, c)
+			}
+			moved++
+		}
+	}
+	if moved == 0 || moved > 40 {
+		t.Errorf("adding one user of five moved %d of 100 names, want about 20", moved)
 	}
 
 	// A file of one cost: every unknown name gets it.

@@ -144,7 +144,10 @@ const maxBcryptCost = 14
 // A basicFile is an htpasswd file of bcrypt hashes.
 type basicFile struct {
 	users map[string]*credential
-	costs []int // the bcrypt cost of each user, in the order of their names: an unknown name pays one of them
+	// The bcrypt cost and hash of each user, in the order of their names:
+	// an unknown name pays one of the costs (basicStore.unknownCost).
+	costs   []int
+	secrets []string
 }
 
 func parseBasicFile(data []byte) (basicFile, error) {
@@ -164,7 +167,7 @@ func parseBasicFile(data []byte) (basicFile, error) {
 		return nil
 	})
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
-		f.costs = append(f.costs, byName[name])
+		f.costs, f.secrets = append(f.costs, byName[name]), append(f.secrets, f.users[name].secret)
 	}
 	return f, err
 }

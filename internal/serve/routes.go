@@ -74,7 +74,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 	if cfg.MetricsListen != "" {
 		s.metrics = layer.WithoutAdmin().Wrap(only("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	}
-	s.main = mainLayer.Wrap(t.mount(h))
+	s.main = mainLayer.Wrap(t.mount(h, layer.Required()))
 	return s
 }
 

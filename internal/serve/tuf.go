@@ -172,10 +172,11 @@ type TUFRole struct {
 }
 
 // mount routes /tuf/ to the repository, if any, and the rest to h.
-func (t *tufPart) mount(h http.Handler) http.Handler {
+func (t *tufPart) mount(h http.Handler, private bool) http.Handler {
 	if t == nil {
 		return h
 	}
+	t.handler.Private = private
 	mux := http.NewServeMux()
 	mux.Handle(tuf.Prefix, http.MaxBytesHandler(t.handler, 1<<10))
 	mux.Handle("/", h)

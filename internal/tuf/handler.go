@@ -103,6 +103,11 @@ func validFileName(s string) bool {
 type Handler struct {
 	root *os.Root // confines every open to the directory, symlinks included
 	log  *slog.Logger
+	// Private, set before serving, marks answers Cache-Control private:
+	// for a server whose clients all send credentials, so that no shared
+	// cache gives its metadata (which names the database and its URL) to
+	// others.
+	Private bool
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -143,7 +148,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", contentType(f))
-	w.Header().Set("Cache-Control", cacheControl(f))
+	cc := cacheControl(f)
+	if h.Private {
+		cc = "private" + strings.TrimPrefix(cc, "public")
+	}
+	w.Header().Set("Cache-Control", cc)
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Write(data)

@@ -55,6 +55,27 @@ func TestHandler(t *testing.T) {
 	}
 }
 
+// TestHandlerPrivate: behind credentials, metadata and targets are
+// Cache-Control private, errors still no-store.
+func TestHandlerPrivate(t *testing.T) {
+	f := newFixture(t, newVKey(t))
+	f.handler.Private = true
+	for path, want := range map[string]string{
+		"/metadata/timestamp.json": "private, max-age=60",
+		"/metadata/1.root.json":    "private, max-age=300",
+		"/metadata/2.root.json":    "no-store",
+	} {
+		resp, err := http.Get(f.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Cache-Control"); got != want {
+			t.Errorf("%s: Cache-Control %q, want %q", path, got, want)
+		}
+	}
+}
+
 // TestServeWhileResigning reads the timestamp and the files it names over
 // and over while another goroutine re-signs many times: every response is
 // whole metadata, and every snapshot a timestamp names is there.

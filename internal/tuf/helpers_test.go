@@ -48,6 +48,7 @@ type fixture struct {
 	repo    *Repo
 	clock   *fakeClock
 	url     string // the repository's base URL, <server>/tuf
+	handler *Handler
 }
 
 // newFixture creates a repository publishing vkeys (one new key if none),
@@ -72,6 +73,7 @@ func newFixture(t *testing.T, vkeys ...string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.handler = h
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { srv.Close(); h.Close() })
 	f.url = srv.URL + "/tuf"
