@@ -550,3 +550,58 @@ func TestImportChangedBetweenPasses(t *testing.T) {
 		sameAs(t, b, o.log, all)
 	}
 }
+
+// TestImportEdgeTileChangedBetweenPasses imports a full bundle that starts
+// below the mirror's tree (1000, inside level-0 tile 3) and whose second
+// reading lacks the records of that edge tile from the held size on
+// (1000–1023), in one Extend and in steps: the import must fail as changed
+// between the passes and publish nothing, where it published tree 3000
+// without those records (the edge tile was exempt from the check) and
+// Export then refused the mirror.
+func TestImportEdgeTileChangedBetweenPasses(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 1000)
+	a, _ := newMirror(t, o)
+	fa := newFollower(t, o, a, nil)
+	if _, err := fa.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	at1000 := export(t, a, 0)
+	o.grow(1000, 2000)
+	if _, err := fa.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	good := export(t, a, 0)
+	stripped := rewrite(t, readEntries(t, good), func(e []entry) []entry {
+		for i := range e {
+			if e[i].name == "records/3" {
+				cut := bytes.Index(e[i].data, []byte("\n1000\n")) // keep 768–999
+				if cut < 0 {
+					t.Fatal("records/3 does not hold record 1000")
+				}
+				e[i].data = e[i].data[:cut+1]
+			}
+		}
+		return e
+	})
+	vs, err := sumdbclient.ParseVerifiers(o.key.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []int64{256, 4096} { // one Extend; Stage in steps
+		b, _ := newMirror(t, o)
+		if _, err := importBundle(t, b, o.key.VerifierKey(), at1000, 256); err != nil {
+			t.Fatal(err)
+		}
+		r := &switching{first: bytes.NewReader(good), second: bytes.NewReader(stripped)}
+		_, err := Import(ctx, b, vs, r, ImportOptions{Step: step, Logger: quiet})
+		if !errors.Is(err, errChanged) || b.Published().Tree.N != 1000 {
+			t.Fatalf("step %d: import of a bundle whose edge tile's records went between the passes: %v, tree %d; want it refused as changed, tree 1000",
+				step, err, b.Published().Tree.N)
+		}
+		if st, err := importBundle(t, b, o.key.VerifierKey(), good, step); err != nil || st.To.N != 3000 {
+			t.Fatalf("step %d: import of the genuine bundle after: %+v, %v", step, st, err)
+		}
+		sameAs(t, b, o.log, all)
+	}
+}

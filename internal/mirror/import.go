@@ -641,15 +641,18 @@ var errChanged = errors.New("the bundle changed while it was read (it was verifi
 // complete checks, in a full bundle, that the part about to be stored
 // holds every record of its level-0 tiles from the held tree on, as the
 // first pass did: tiles staged without their records would be skipped,
-// records and all, by a resumed import. (The held tree's edge tile, staged
-// with the skeleton when the bundle starts below it, gets its records with
-// the part after: Extend still proves those.)
+// records and all, by a resumed import, and Extend publishes a tree
+// without the records it is not given (a mirror may lack records), so
+// nothing else would notice. That includes the held tree's edge tile when
+// the bundle starts below it (s.kept): it is stored with the first part,
+// and its records from the held size on have come by then (its records
+// entry follows it, and the first Stage waits for the next tile).
 func (s *bundleStore) complete() error {
 	if s.verified.Partial {
 		return nil
 	}
 	for t := range s.ext.Tiles {
-		if t.L != 0 || s.kept[t] != nil {
+		if t.L != 0 {
 			continue
 		}
 		for id := max(t.N<<8, s.held.Tree.N); id < t.N<<8+int64(t.W); id++ {
