@@ -362,14 +362,14 @@ func TestImportResumes(t *testing.T) {
 	sameAs(t, b, o.log, all)
 }
 
-// interruptImport imports bundle into b in steps and cancels it once 1024
-// records are staged, leaving a staging part way.
-func interruptImport(t *testing.T, b *itlog.Log, vs *sumdbclient.Verifiers, bundle []byte) {
+// interruptImport imports bundle into b in steps of 256 records and cancels
+// it once at records are staged, leaving a staging part way.
+func interruptImport(t *testing.T, b *itlog.Log, vs *sumdbclient.Verifiers, bundle []byte, at int64) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, err := Import(ctx, b, vs, bytes.NewReader(bundle), ImportOptions{Step: 256, Logger: quiet, Progress: func(done, total int64) {
-		if done >= 1024 {
+		if done >= at {
 			cancel()
 		}
 	}})
@@ -413,7 +413,7 @@ func TestImportAfterInterrupted(t *testing.T) {
 	}
 
 	b, _ := newMirror(t, o)
-	interruptImport(t, b, vs, b1)
+	interruptImport(t, b, vs, b1, 1024)
 	if _, err := importBundle(t, b, o.key.VerifierKey(), b0, 256); err == nil || !strings.Contains(err.Error(), "import a bundle to tree 3000 or later first") {
 		t.Errorf("import of a bundle smaller than the staged tree: %v", err)
 	}
@@ -436,7 +436,7 @@ func TestImportAfterInterrupted(t *testing.T) {
 	}
 	o.serve(nil)
 	c, _ := newMirror(t, o)
-	interruptImport(t, c, vs, export(t, fm, 0))
+	interruptImport(t, c, vs, export(t, fm, 0), 1024)
 	if _, err := importBundle(t, c, o.key.VerifierKey(), b2, 256); !IsSecurity(err) || !strings.Contains(err.Error(), "records the mirror staged") {
 		t.Errorf("import of a bundle forking from the staged tree: %v, want a SecurityError", err)
 	}
@@ -601,6 +601,59 @@ func TestImportEdgeTileChangedBetweenPasses(t *testing.T) {
 		}
 		if st, err := importBundle(t, b, o.key.VerifierKey(), good, step); err != nil || st.To.N != 3000 {
 			t.Fatalf("step %d: import of the genuine bundle after: %+v, %v", step, st, err)
+		}
+		sameAs(t, b, o.log, all)
+	}
+}
+
+// TestImportAfterDroppedStaging interrupts the import of a bundle of 2,304
+// records (a multiple of 256) after 1,024, then that of a bundle of 4,000,
+// which drops the first staging, after 256. The dropped staging left its
+// full last tile (8) beyond tiles 4–7, which neither stored: Staged said
+// 2,304, every import of the second bundle failed on "tile missing:
+// tile/8/0/004", and `sumd mirror` on that database reported SECURITY
+// every round. Both must now finish the staging from where it really is.
+func TestImportAfterDroppedStaging(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 2304)
+	a, _ := newMirror(t, o)
+	fa := newFollower(t, o, a, nil)
+	if _, err := fa.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b1 := export(t, a, 0)
+	o.grow(2304, 4000-2304)
+	if _, err := fa.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b2 := export(t, a, 0)
+	vs, err := sumdbclient.ParseVerifiers(o.key.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resume := map[string]func(*itlog.Log) error{
+		"import": func(b *itlog.Log) error {
+			_, err := importBundle(t, b, o.key.VerifierKey(), b2, 256)
+			return err
+		},
+		"follower": func(b *itlog.Log) error {
+			_, err := newFollower(t, o, b, nil).Sync(ctx)
+			return err
+		},
+	}
+	for name, resume := range resume {
+		b, _ := newMirror(t, o)
+		interruptImport(t, b, vs, b1, 1024)
+		interruptImport(t, b, vs, b2, 256)
+		st, err := b.Staged(ctx)
+		if err != nil || st == nil {
+			t.Fatalf("%s: after the two interrupted imports: staged %+v, %v; want a staging", name, st, err)
+		}
+		if st.Tree.N != 4000 || st.Size > 1024 {
+			t.Fatalf("%s: after the two interrupted imports: tree %d staged up to %d; want tree 4000 staged up to at most 1024 (tiles 4-7 were never stored)", name, st.Tree.N, st.Size)
+		}
+		if err := resume(b); err != nil || b.Published().Tree.N != 4000 {
+			t.Fatalf("%s: resuming the staging: %v, tree %d; want tree 4000", name, err, b.Published().Tree.N)
 		}
 		sameAs(t, b, o.log, all)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -42,6 +43,52 @@ import (
 // store without auxiliary state cannot stage.
 const auxStaged = "tlog/staged"
 
+// auxStagedSize records how far the staging of a tree has got (Staging.Size),
+// bound to that tree (stagedSizeValue): written before the staged head when
+// a staging begins, and after each Stage commit that takes it further. It
+// lags the staged data when a crash comes between the two writes, which is
+// safe: staging the same tiles again is idempotent.
+//
+// The size cannot be read off the store reliably: DropStaging leaves the
+// dropped head's staged data beyond the published tree, correct for any
+// head whose tree contains it (the caller proved the new one does) but not
+// contiguous with what the new staging stages. The dropped head's last
+// level-0 tile, full when its size is a multiple of 256, then reads as
+// staged beyond a gap of missing tiles, and a search of the store for the
+// first missing tile (stagedSize's fallback) answered a size past the gap:
+// every resumed staging then failed on a missing tile. Scanning every tile
+// instead would cost O(tree) reads per Staged call, and a follower calls it
+// at every step of a catch-up of millions of records. Stagings begun before
+// this record existed have none and fall back to that search.
+const auxStagedSize = "tlog/staged-size"
+
+// stagedSizeValue encodes the value of auxStagedSize: the staged size, then
+// the size and root hash of the tree it is of.
+func stagedSizeValue(size int64, tree tlog.Tree) []byte {
+	v := binary.BigEndian.AppendUint64(nil, uint64(size))
+	v = binary.BigEndian.AppendUint64(v, uint64(tree.N))
+	return append(v, tree.Hash[:]...)
+}
+
+// parseStagedSize decodes a value of auxStagedSize, and reports whether it
+// is of tree.
+func parseStagedSize(v []byte, tree tlog.Tree) (int64, bool, error) {
+	if len(v) == 0 {
+		return 0, false, nil
+	}
+	if len(v) != 16+tlog.HashSize {
+		return 0, false, fmt.Errorf("%w: the staged size is %d bytes, want %d", ErrCorrupt, len(v), 16+tlog.HashSize)
+	}
+	size, n := int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))
+	if n != tree.N || !bytes.Equal(v[16:], tree.Hash[:]) {
+		return 0, false, nil // another tree's: a dropped staging's
+	}
+	if size < 0 || size > n {
+		return 0, false, fmt.Errorf("%w: the staged size %d is out of the tree of %d records", ErrCorrupt, size, n)
+	}
+	return size, true, nil
+}
+
 // A PendingError is the refusal to stage or extend to one head while the
 // staging of another is unfinished: finish that one first (Staged).
 type PendingError struct {
@@ -59,8 +106,11 @@ type Staging struct {
 	Tree tlog.Tree // its tree
 	// Size is the tree size up to which every level-0 tile (and, as the
 	// follower staged them with their tiles, the records wanted) is
-	// staged: the place to resume from. It assumes level-0 tiles beyond
-	// the skeleton were staged in ascending order, as Stage's callers do.
+	// staged: the place to resume from. It counts the level-0 tiles that
+	// Stage calls committed in ascending order from the held tree, as
+	// Stage's callers stage them, and the last (in the skeleton); it may
+	// be less than the store holds (a crash between a Stage commit and the
+	// record of its size, data a dropped staging left), never more.
 	// Size equal to the held tree's means not even the skeleton is staged:
 	// the staged head is written in a commit of its own before it, and a
 	// crash may come between the two. Stage the skeleton again then.
@@ -74,7 +124,7 @@ func (l *Log) Staged(ctx context.Context) (*Staging, error) {
 	if err != nil || p == nil {
 		return nil, err
 	}
-	size, err := l.stagedSize(ctx, held.Tree.N, p.Tree.N)
+	size, err := l.stagedSize(ctx, held.Tree.N, p.Tree)
 	if err != nil {
 		return nil, err
 	}
@@ -105,12 +155,23 @@ func (l *Log) pending(ctx context.Context, held *Head) (*Staging, error) {
 	return &Staging{Head: head, Tree: tree}, nil
 }
 
-// stagedSize returns the size up to which every level-0 tile of the tree of
-// size target is stored at its width, from the held tree on: the first
-// tile (holding the held tree's edge) and the last are part of the
-// skeleton; the ones between are staged in order, so a binary search finds
-// where they stop.
-func (l *Log) stagedSize(ctx context.Context, held, target int64) (int64, error) {
+// stagedSize returns the size up to which every level-0 tile of the tree
+// being staged is stored at its width, from the held tree on: as recorded
+// (auxStagedSize), or, for a staging begun before that record existed,
+// found in the store. There the first tile (holding the held tree's edge)
+// and the last are part of the skeleton; the ones between are staged in
+// order, so a binary search finds where they stop, unless a dropped
+// staging left tiles beyond a gap (see auxStagedSize).
+func (l *Log) stagedSize(ctx context.Context, held int64, tree tlog.Tree) (int64, error) {
+	v, err := l.store.(AuxStore).Aux(ctx, auxStagedSize) // pending found one
+	if err != nil {
+		return 0, &readError{fmt.Errorf("failed to read the staged size: %w", err)}
+	}
+	size, ok, err := parseStagedSize(v, tree)
+	if err != nil || ok {
+		return max(size, held), err
+	}
+	target := tree.N
 	staged := func(n int64) (bool, error) {
 		id := TileID{0, n}
 		data, err := l.store.ReadTiles(ctx, []TileID{id})
@@ -149,11 +210,45 @@ func (l *Log) stagedSize(ctx context.Context, held, target int64) (int64, error)
 	return target, nil
 }
 
+// stagedAfter returns the size up to which every level-0 tile of target is
+// staged from the held tree on, once tiles are committed, if it was from
+// before: it takes only the tiles committed now that continue from there
+// (and the last tile, which the skeleton staged), never stale ones a
+// dropped staging left, so it may say less than the store holds, never
+// more.
+func (l *Log) stagedAfter(ctx context.Context, from int64, target tlog.Tree, tiles []Tile) (int64, error) {
+	given := map[int64]int{} // level-0 tile index: bytes committed now
+	for _, t := range tiles {
+		if t.L == 0 {
+			given[t.N] = len(t.Data)
+		}
+	}
+	last := (target.N - 1) >> tileHeight
+	size := from
+	for size < target.N {
+		id := TileID{0, size >> tileHeight}
+		n, ok := given[id.N]
+		if !ok && id.N == last {
+			data, err := l.store.ReadTiles(ctx, []TileID{id})
+			if err != nil {
+				return 0, &readError{fmt.Errorf("failed to read tile 0/%d: %w", id.N, err)}
+			}
+			n = len(data[0])
+		}
+		if n < tileWidth(id, target.N)*tlog.HashSize {
+			break
+		}
+		size = min((id.N+1)<<tileHeight, target.N)
+	}
+	return size, nil
+}
+
 // DropStaging abandons the unfinished staging of head (Staged's Head), if
 // it is the one being staged, so that the log may be staged or extended to
 // another head: for a bundle import that an interrupted import of an older
 // bundle must not block for ever. The staged data stays in the store
-// beyond the published tree, where reads ignore it, and Stage and Extend
+// beyond the published tree, where reads ignore it, Staged does not count
+// it for the next staging (see auxStagedSize), and Stage and Extend
 // verify again whatever of it they use; but the module versions it
 // indexed keep their ids. So the caller must have proved that the tree it
 // will extend to contains the staged tree, or a lookup could later find a
@@ -196,12 +291,27 @@ func (l *Log) Stage(ctx context.Context, ext Extension) error {
 		ext = l.PrepareStage(ctx, ext)
 	}
 	return l.control(ctx, func(ctx context.Context) error {
-		b, first, keys, err := l.stageReady(ctx, ext)
+		b, first, target, keys, err := l.stageReady(ctx, ext)
 		if err != nil || b == nil {
 			return err
 		}
+		// The staged size before this commit, if recorded (auxStagedSize).
+		from, recorded := b.Tree.N, true
 		if first {
+			// The size first, so that a staged head never goes with
+			// another tree's size or none.
+			if err := l.writeFailure(a.SetAux(ctx, auxStagedSize, stagedSizeValue(from, target)), "store the staged size"); err != nil {
+				return err
+			}
 			if err := l.writeFailure(a.SetAux(ctx, auxStaged, ext.Head), "store the staged head"); err != nil {
+				return err
+			}
+		} else {
+			v, err := a.Aux(ctx, auxStagedSize)
+			if err != nil {
+				return &readError{fmt.Errorf("failed to read the staged size: %w", err)}
+			}
+			if from, recorded, err = parseStagedSize(v, target); err != nil {
 				return err
 			}
 		}
@@ -214,8 +324,29 @@ func (l *Log) Stage(ctx context.Context, ext Extension) error {
 		if len(l.lastStages) > maxPrepared {
 			l.lastStages = slices.Delete(l.lastStages, 0, 1)
 		}
-		return nil
+		if !recorded { // a staging begun before the record: Staged searches
+			return nil
+		}
+		return l.recordStaged(ctx, a, max(from, b.Tree.N), target, b.Tiles)
 	})
+}
+
+// recordStaged records how far the staging of target has got
+// (auxStagedSize) after a Stage commit of tiles, from the size recorded
+// before it. A failure to write that stored nothing is only logged: the
+// size lags the tiles, which costs staging them again.
+func (l *Log) recordStaged(ctx context.Context, a AuxStore, from int64, target tlog.Tree, tiles []Tile) error {
+	size, err := l.stagedAfter(ctx, from, target, tiles)
+	if err != nil || size == from {
+		return err
+	}
+	err = a.SetAux(ctx, auxStagedSize, stagedSizeValue(size, target))
+	if errors.Is(err, ErrNotPersisted) {
+		l.log.Warn("failed to record how far the staging got; a resumed staging will stage some tiles again",
+			"staged", size, "recorded", from, "err", err)
+		return nil
+	}
+	return l.writeFailure(err, "store the staged size")
 }
 
 // A prepared is a Stage call's verification, made by PrepareStage outside
@@ -267,27 +398,28 @@ func (l *Log) PrepareStage(ctx context.Context, ext Extension) Extension {
 }
 
 // stageReady returns, in the sequencer, the batch of a Stage call, whether
-// it starts the staging of its head, and the keys it indexes: prepared, if
-// that still holds (see PrepareStage), else verified now.
-func (l *Log) stageReady(ctx context.Context, ext Extension) (*Batch, bool, map[string]int64, error) {
+// it starts the staging of its head, the head's tree and the keys the
+// batch indexes: prepared, if that still holds (see PrepareStage), else
+// verified now.
+func (l *Log) stageReady(ctx context.Context, ext Extension) (*Batch, bool, tlog.Tree, map[string]int64, error) {
 	p := ext.prep
 	if p == nil || p.err != nil || !l.stillHolds(p) {
 		target, err := l.openExtension(ext)
 		if err != nil {
-			return nil, false, nil, err
+			return nil, false, target, nil, err
 		}
 		b, first, err := l.stageAhead(ctx, l.pub.Load(), ext, target)
 		if err != nil || b == nil {
-			return nil, false, nil, err
+			return nil, false, target, nil, err
 		}
-		return b, first, indexedKeys(b.Records), nil
+		return b, first, target, indexedKeys(b.Records), nil
 	}
 	// The staging may have begun, or ended, since.
 	pending, err := l.checkPending(ctx, p.held, ext, p.target)
 	if err != nil || p.batch == nil {
-		return nil, false, nil, err
+		return nil, false, p.target, nil, err
 	}
-	return p.batch, pending == nil, p.keys, nil
+	return p.batch, pending == nil, p.target, p.keys, nil
 }
 
 // stillHolds reports whether prepared p may be committed as it is: the
