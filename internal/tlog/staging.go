@@ -54,12 +54,13 @@ const auxStaged = "tlog/staged"
 // head whose tree contains it (the caller proved the new one does) but not
 // contiguous with what the new staging stages. The dropped head's last
 // level-0 tile, full when its size is a multiple of 256, then reads as
-// staged beyond a gap of missing tiles, and a search of the store for the
-// first missing tile (stagedSize's fallback) answered a size past the gap:
+// staged beyond a gap of missing tiles, and the binary search for the first
+// missing tile that earlier versions made answered a size past the gap:
 // every resumed staging then failed on a missing tile. Scanning every tile
 // instead would cost O(tree) reads per Staged call, and a follower calls it
-// at every step of a catch-up of millions of records. Stagings begun before
-// this record existed have none and fall back to that search.
+// at every step of a catch-up of millions of records. A staging begun before
+// this record existed has none: Staged says the held size, and it is staged
+// again from its skeleton, recorded from then on.
 const auxStagedSize = "tlog/staged-size"
 
 // stagedSizeValue encodes the value of auxStagedSize: the staged size, then
@@ -156,58 +157,22 @@ func (l *Log) pending(ctx context.Context, held *Head) (*Staging, error) {
 }
 
 // stagedSize returns the size up to which every level-0 tile of the tree
-// being staged is stored at its width, from the held tree on: as recorded
-// (auxStagedSize), or, for a staging begun before that record existed,
-// found in the store. There the first tile (holding the held tree's edge)
-// and the last are part of the skeleton; the ones between are staged in
-// order, so a binary search finds where they stop, unless a dropped
-// staging left tiles beyond a gap (see auxStagedSize).
+// being staged is stored at its width, from the held tree on, as recorded
+// (auxStagedSize). A staging begun before that record existed says the held
+// size: its tiles cannot be told from those a dropped staging left beyond
+// a gap (the search earlier versions made over them could skip the gap and
+// wedge the mirror), and a size lower than the truth only means staging the
+// skeleton and tiles again, which Stage then records.
 func (l *Log) stagedSize(ctx context.Context, held int64, tree tlog.Tree) (int64, error) {
 	v, err := l.store.(AuxStore).Aux(ctx, auxStagedSize) // pending found one
 	if err != nil {
 		return 0, &readError{fmt.Errorf("failed to read the staged size: %w", err)}
 	}
 	size, ok, err := parseStagedSize(v, tree)
-	if err != nil || ok {
-		return max(size, held), err
-	}
-	target := tree.N
-	staged := func(n int64) (bool, error) {
-		id := TileID{0, n}
-		data, err := l.store.ReadTiles(ctx, []TileID{id})
-		if err != nil {
-			return false, &readError{fmt.Errorf("failed to read tile 0/%d: %w", n, err)}
-		}
-		return len(data[0]) >= tileWidth(id, target)*tlog.HashSize, nil
-	}
-	first, last := held>>tileHeight, (target-1)>>tileHeight
-	if ok, err := staged(first); err != nil || !ok {
+	if err != nil || !ok {
 		return held, err
 	}
-	if first == last {
-		return target, nil
-	}
-	// The first tile not staged in (first, last), by binary search.
-	lo, hi := first+1, last
-	for lo < hi {
-		mid := lo + (hi-lo)/2
-		ok, err := staged(mid)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	if lo < last {
-		return lo << tileHeight, nil
-	}
-	if ok, err := staged(last); err != nil || !ok {
-		return last << tileHeight, err
-	}
-	return target, nil
+	return max(size, held), nil
 }
 
 // stagedAfter returns the size up to which every level-0 tile of target is
@@ -314,6 +279,9 @@ func (l *Log) Stage(ctx context.Context, ext Extension) error {
 			if from, recorded, err = parseStagedSize(v, target); err != nil {
 				return err
 			}
+			if !recorded { // begun before the record: Staged said the held size
+				from, recorded = b.Tree.N, true
+			}
 		}
 		// The head stays: nothing is published, and reads ignore the
 		// staged data until Extend publishes the head it belongs to.
@@ -323,9 +291,6 @@ func (l *Log) Stage(ctx context.Context, ext Extension) error {
 		l.lastStages = append(l.lastStages, stagedKeys{commits: l.commits.Load(), keys: keys})
 		if len(l.lastStages) > maxPrepared {
 			l.lastStages = slices.Delete(l.lastStages, 0, 1)
-		}
-		if !recorded { // a staging begun before the record: Staged searches
-			return nil
 		}
 		return l.recordStaged(ctx, a, max(from, b.Tree.N), target, b.Tiles)
 	})
@@ -337,8 +302,15 @@ func (l *Log) Stage(ctx context.Context, ext Extension) error {
 // size lags the tiles, which costs staging them again.
 func (l *Log) recordStaged(ctx context.Context, a AuxStore, from int64, target tlog.Tree, tiles []Tile) error {
 	size, err := l.stagedAfter(ctx, from, target, tiles)
-	if err != nil || size == from {
-		return err
+	if err != nil {
+		// The tiles are committed; only their count is unknown: keep the
+		// size recorded before, which lags.
+		l.log.Warn("failed to read how far the staging got; a resumed staging will stage some tiles again",
+			"recorded", from, "err", err)
+		return nil
+	}
+	if size == from {
+		return nil
 	}
 	err = a.SetAux(ctx, auxStagedSize, stagedSizeValue(size, target))
 	if errors.Is(err, ErrNotPersisted) {
