@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"hash"
 	"io"
 	"log/slog"
@@ -43,8 +44,10 @@ type basicStore struct {
 	flights  singleflight.Group // by verifiedCache key: concurrent checks of one triple share a bcrypt run
 	metrics  *metrics
 
-	// compare is bcrypt.CompareHashAndPassword; tests count its runs.
-	compare func(hash, password []byte) error
+	// compare is bcrypt.CompareHashAndPassword, generate
+	// bcrypt.GenerateFromPassword; tests count their runs.
+	compare  func(hash, password []byte) error
+	generate func(password []byte, cost int) ([]byte, error)
 
 	mu    sync.Mutex
 	dummy map[int]string // a hash per cost, for unknown users
@@ -57,6 +60,7 @@ func newBasicStore(path string, m *metrics, log *slog.Logger) *basicStore {
 		slots:    make(chan struct{}, bcryptSlots(runtime.GOMAXPROCS(0))),
 		metrics:  m,
 		compare:  bcrypt.CompareHashAndPassword,
+		generate: bcrypt.GenerateFromPassword,
 		dummy:    map[int]string{},
 	}
 	return s
@@ -69,22 +73,27 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 		return nil, errWrong // the status reports the file; the client learns nothing
 	}
 	c := f.users[user]
-	var stored string
-	if c != nil {
-		stored = c.secret
-	} else {
-		stored = s.dummyHash(s.unknownCost(f, user))
-	}
 	// The key covers the stored hash: a new password in the file is a
 	// new key, so a pair verified against the old one stops working.
-	key := s.verified.key(user, password, stored)
-	if c != nil && s.verified.has(key) {
-		s.metrics.basic("cached")
-		return c.p, nil
+	if c != nil {
+		if s.verified.has(s.verified.key(user, password, c.secret)) {
+			s.metrics.basic("cached")
+			return c.p, nil
+		}
 	}
 	// An unknown user costs a bcrypt check too, against a hash of a real
 	// user's cost: the answer's timing does not tell which user names
-	// exist.
+	// exist. Its cost is chosen for every check that reaches bcrypt, a
+	// known user's too, so that the choice's own time (one HMAC per user)
+	// tells nothing either.
+	cost := s.unknownCost(f, user)
+	stored := ""
+	if c != nil {
+		stored = c.secret
+	} else if stored, err = s.dummyHash(ctx, cost); err != nil {
+		return nil, errEnded
+	}
+	key := s.verified.key(user, password, stored)
 	ok, d := s.shared(ctx, key, c != nil, stored, password)
 	switch {
 	case d != nil:
@@ -197,30 +206,34 @@ func (s *basicStore) unknownCost(f basicFile, user string) int {
 }
 
 // dummyHash returns a bcrypt hash of the given cost that no password
-// matches in practice, made once per cost, outside the lock: the first
-// unknown name of a cost must not hold up the others (nor requests whose
-// deadline passes meanwhile). Two made at once for one cost are equal in
-// use; the first stored wins.
-func (s *basicStore) dummyHash(cost int) string {
+// matches in practice, made once per cost: by one shared run (the first
+// unknown names of a cost after a start all wait for it, while their
+// requests last), outside the lock, so that it holds up no other cost.
+func (s *basicStore) dummyHash(ctx context.Context, cost int) (string, error) {
 	s.mu.Lock()
 	h, ok := s.dummy[cost]
 	s.mu.Unlock()
 	if ok {
-		return h
+		return h, nil
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	made, err := bcrypt.GenerateFromPassword(secret, cost)
-	if err != nil { // only for a cost out of range, which parsing refused
-		panic(err)
+	ch := s.flights.DoChan(fmt.Sprint("dummy/", cost), func() (any, error) {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		made, err := s.generate(secret, cost)
+		if err != nil { // only for a cost out of range, which parsing refused
+			panic(err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.dummy[cost] = string(made)
+		return string(made), nil
+	})
+	select {
+	case res := <-ch:
+		return res.Val.(string), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if h, ok := s.dummy[cost]; ok {
-		return h
-	}
-	s.dummy[cost] = string(made)
-	return string(made)
 }
 
 // A verifiedCache remembers user name, password and hash triples that

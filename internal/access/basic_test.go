@@ -238,3 +238,30 @@ func TestUnknownCost(t *testing.T) {
 		}
 	}
 }
+
+// TestDummyHashShared: the first unknown names after a start, all at once,
+// wait for one dummy hash of their cost: made once, not once each beside
+// the bcrypt slots (anonymous work unbounded).
+func TestDummyHashShared(t *testing.T) {
+	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	var made atomic.Int32
+	release := make(chan struct{})
+	s.layer.basic.generate = func(password []byte, cost int) ([]byte, error) {
+		made.Add(1)
+		<-release
+		return bcrypt.GenerateFromPassword(password, cost)
+	}
+	const n = 16
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			want(t, "unknown", s.do("GET", "/latest", basicAuth(fmt.Sprint("nobody-", i), "pw")), 401, "wrong credentials")
+		})
+	}
+	time.Sleep(100 * time.Millisecond) // let them all reach the dummy hash
+	close(release)
+	wg.Wait()
+	if m := made.Load(); m != 1 {
+		t.Errorf("%d unknown names at once made %d dummy hashes, want 1", n, m)
+	}
+}

@@ -79,7 +79,12 @@ func (v *Verifiers) Keys() []string { return slices.Clone(v.keys) }
 // of such a tree. Only a broken or compromised database signs one; the
 // signature is the client's to check.
 func CheckTreeSize(data []byte) error {
-	_, text, ok := bytes.Cut(data, []byte("go.sum database tree\n"))
+	// The head of a lookup follows its record, whose text may hold
+	// anything, a line like a head's too: skip it as x/mod's client does.
+	if _, _, rest, err := tlog.ParseRecord(data); err == nil {
+		data = rest
+	}
+	text, ok := bytes.CutPrefix(data, []byte("go.sum database tree\n"))
 	if !ok {
 		return nil
 	}

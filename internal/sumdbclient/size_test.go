@@ -82,6 +82,8 @@ func TestCheckTreeSize(t *testing.T) {
 		{signedHead(t, skey, MaxTreeSize+1), false},
 		{lookup(12), true},
 		{lookup(1<<63 - 1), false},
+		// A record whose text holds a line like a small head's.
+		{append([]byte("7\nexample.com/m v1.0.0 h1:x\ngo.sum database tree\n1\n\n"), signedHead(t, skey, 1<<63-1)...), false},
 		{[]byte("not a head at all"), true}, // x/mod's client refuses it
 	} {
 		if err := CheckTreeSize(c.data); (err == nil) != c.ok {

@@ -84,6 +84,16 @@ func moduleNames(m module.Version) map[string]bool {
 	if v, err := module.EscapeVersion(m.Version); err == nil {
 		names[v] = true
 	}
+	// The tag of a module in a subdirectory of its repository is
+	// "<subdir>/<version>" (without a /vN suffix): "unknown revision
+	// sub/v1.2.3" names what the client asked for.
+	elems := strings.Split(m.Path, "/")
+	if _, major, ok := module.SplitPathVersion(m.Path); ok && major != "" {
+		elems = strings.Split(strings.TrimSuffix(m.Path, major), "/")
+	}
+	for i := 1; i < len(elems); i++ {
+		names[strings.Join(elems[i:], "/")+"/"+m.Version] = true
+	}
 	delete(names, "")
 	return names
 }
