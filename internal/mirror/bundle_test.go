@@ -121,10 +121,20 @@ func TestBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := importBundle(t, d, o.key.VerifierKey(), export(t, c, 0), 0); err != nil {
-		t.Errorf("a partial bundle into a mirror made of partial bundles before it was recorded partial: %v", err)
+		t.Errorf("a partial bundle of its tree into a mirror made of partial bundles before it was recorded partial: %v", err)
+	}
+	if cfg, err := ReadConfig(ctx, d); err != nil || cfg == nil || cfg.Partial {
+		t.Errorf("that mirror's config after a bundle of its tree: %+v, %v; want it unchanged", cfg, err)
+	}
+	o.grow(4000, 300)
+	if _, err := newFollower(t, o, c, func(opts *Options) { opts.Select = sel }).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := importBundle(t, d, o.key.VerifierKey(), export(t, c, 0), 0); err != nil {
+		t.Errorf("a partial bundle of a larger tree into it: %v", err)
 	}
 	if cfg, err := ReadConfig(ctx, d); err != nil || cfg == nil || !cfg.Partial {
-		t.Errorf("that mirror's config after the import: %+v, %v; want partial", cfg, err)
+		t.Errorf("that mirror's config after a bundle of a larger tree: %+v, %v; want partial", cfg, err)
 	}
 }
 

@@ -18,11 +18,22 @@ func TestImportHealsFutureChecked(t *testing.T) {
 	if err := setChecked(ctx, m, forged); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := importBundle(t, m, o.key.VerifierKey(), export(t, o.log, 0), 0); err != nil {
+	bundle := export(t, o.log, 0)
+	if _, err := importBundle(t, m, o.key.VerifierKey(), bundle, 0); err != nil {
 		t.Fatal(err)
 	}
 	got, err := Checked(ctx, m)
 	if err != nil || got.After(time.Now().Add(time.Minute)) {
 		t.Errorf("checked after an honest import: %v, %v; want no later than now", got, err)
+	}
+	// Also by a bundle of the tree the mirror holds, which stores nothing.
+	if err := setChecked(ctx, m, forged); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := importBundle(t, m, o.key.VerifierKey(), export(t, o.log, 0), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Checked(ctx, m); err != nil || got.After(time.Now().Add(time.Minute)) {
+		t.Errorf("checked after an honest bundle of the held tree: %v, %v; want no later than now", got, err)
 	}
 }

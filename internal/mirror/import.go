@@ -94,11 +94,16 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 	if err != nil && !passed {
 		return st, err
 	}
-	if h.Partial && !cfg.partial() {
+	if h.Partial && !cfg.partial() && !passed {
 		// Only an empty mirror gets here, or one that already lacks
 		// records (the first pass refuses the others): it is recorded
 		// partial before anything is stored, so that the same bundle
-		// imported again after a crash is still accepted.
+		// imported again after a crash is still accepted. A bundle of a
+		// tree it holds stores nothing and changes nothing.
+		if held.Tree.N > 0 {
+			opts.Logger.Warn("the mirror lacks records, and takes a partial bundle: it is partial from now on, and full bundles no longer fill in what it lacks",
+				"origin", l.Name(), "tree_size", held.Tree.N)
+		}
 		if cfg == nil {
 			cfg = &Config{VerifierKeys: l.VerifierKeys()}
 		}
@@ -130,8 +135,8 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 			opts.Logger.Info("imported records the mirror lacked", "origin", l.Name(), "records", f.filled)
 		}
 	}
-	if passed {
-		return st, nil
+	if passed && c.tree.N != held.Tree.N {
+		return st, nil // its checked time is an older head's
 	}
 	checked := h.Checked
 	if checked.IsZero() {

@@ -123,7 +123,8 @@ func (f *Follower) behind(held, against *itlog.Head, tree tlog.Tree, offered []b
 }
 
 // A BehindError is an origin serving a signed head older than the one the
-// mirror holds (or stages), and a prefix of it: a lagging replica, or a
+// mirror holds, and a prefix of it; or (Unproved) older than the one it
+// stages and an extension of the one it holds: a lagging replica, or a
 // cache. It is not a security event: the mirror keeps serving its head and
 // moves on once the origin catches up. Nothing was stored.
 type BehindError struct {

@@ -75,6 +75,10 @@ func problemText(err error) string {
 	case errors.Is(err, context.Canceled):
 		return ""
 	case IsBehind(err):
+		var be *BehindError
+		if errors.As(err, &be) && be.Unproved {
+			return "the origin serves an older head than the one the mirror is staging: a lagging replica? (see the server log)"
+		}
 		return "the origin serves an older head than the mirror's, a prefix of it: a lagging replica? (see the server log)"
 	}
 	return "following the origin failed (see the server log)"
