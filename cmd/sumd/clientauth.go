@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/redirect"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
@@ -21,13 +22,14 @@ func clientAuth(spec string) (upstream.ClientCreds, error) {
 }
 
 // authClient returns an HTTP client sending a's credentials to the host of
-// base, and to no other.
+// base, and to no other, following redirects as the go command does (none
+// from https to http, where they would go out in clear).
 func authClient(a upstream.ClientCreds, base string, timeout time.Duration) *http.Client {
 	host := ""
 	if u, err := url.Parse(base); err == nil {
 		host = u.Host
 	}
-	return &http.Client{Timeout: timeout, Transport: a.Transport(http.DefaultTransport, host)}
+	return &http.Client{Timeout: timeout, Transport: a.Transport(http.DefaultTransport, host), CheckRedirect: redirect.Check}
 }
 
 // refusedHint explains a 401 or 403 of a sumd server to one of our clients.

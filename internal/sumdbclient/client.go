@@ -36,6 +36,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sumd-project/sumd/internal/redirect"
 )
 
 // Response size caps. A hash tile is at most 256 hashes of 32 bytes; a data
@@ -131,7 +133,7 @@ func New(base string, opts Options) (*Client, error) {
 	tr.MaxIdleConnsPerHost = opts.Parallel + 2
 	return &Client{
 		base:     strings.TrimSuffix(base, "/"),
-		client:   &http.Client{Transport: tr, Timeout: opts.Timeout},
+		client:   &http.Client{Transport: tr, Timeout: opts.Timeout, CheckRedirect: redirect.Check},
 		ua:       opts.UserAgent,
 		auth:     opts.Auth,
 		attempts: 3,

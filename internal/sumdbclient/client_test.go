@@ -216,3 +216,26 @@ func TestParseLookup(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthRedirect: credentials do not follow a redirect to another port
+// of the same host (net/http would send them: the host name matches).
+func TestAuthRedirect(t *testing.T) {
+	got := make(chan string, 1)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Authorization")
+		w.Write([]byte("ok"))
+	}))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, time.Second)
+	c.auth = func(r *http.Request) error { r.SetBasicAuth("auditor", "pw"); return nil }
+	if data, err := c.Get(t.Context(), "/latest", 10); err != nil || string(data) != "ok" {
+		t.Fatalf("Get through a redirect: %q, %v", data, err)
+	}
+	if a := <-got; a != "" {
+		t.Errorf("the other port got Authorization %q", a)
+	}
+}

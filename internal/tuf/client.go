@@ -15,6 +15,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/sumd-project/sumd/internal/redirect"
 )
 
 // ClientOptions configure Fetch.
@@ -100,6 +102,7 @@ func newUpdater(opts ClientOptions, cache string) (*updater.Updater, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
+	client = redirect.Client(client)
 	f := fetcher.NewDefaultFetcher()
 	f.SetHTTPClient(client)
 	f.SetHTTPUserAgent(opts.UserAgent)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/redirect"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
@@ -115,7 +116,7 @@ func (o CheckerOptions) withDefaults() CheckerOptions {
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = DefaultCacheBytes
 	}
-	o.HTTPClient = redirectClient(o.HTTPClient)
+	o.HTTPClient = redirect.Client(o.HTTPClient)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/redirect"
 	"github.com/sumd-project/sumd/internal/scratch"
 )
 
@@ -99,7 +100,7 @@ func (o FetcherOptions) withDefaults() FetcherOptions {
 	if o.MaxModSize <= 0 {
 		o.MaxModSize = modhash.MaxGoMod
 	}
-	o.HTTPClient = redirectClient(o.HTTPClient)
+	o.HTTPClient = redirect.Client(o.HTTPClient)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -350,13 +351,13 @@ func (f *Fetcher) failure(ctx, rctx context.Context, src Source, m module.Versio
 		return &Error{Kind: KindGone, Module: m, Err: goneReason(se, src, m), Cause: err}
 	case errors.As(err, &se):
 		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("upstream proxy answered %d %s", se.status, http.StatusText(se.status)), Cause: err}
-	case errors.Is(err, errInsecureRedirect), errors.Is(err, errTooManyRedirects):
+	case errors.Is(err, redirect.ErrInsecure), errors.Is(err, redirect.ErrTooMany):
 		// The source's failure, not the version's: not remembered, and
 		// after "|" the next source is tried.
 		f.log.WarnContext(ctx, "upstream redirect refused", "source", src.URL, "module", m.Path, "version", m.Version, "err", err)
 		reason := "upstream proxy redirected to an insecure (non-https) URL"
-		if errors.Is(err, errTooManyRedirects) {
-			reason = fmt.Sprintf("upstream proxy redirected more than %d times", maxRedirects)
+		if errors.Is(err, redirect.ErrTooMany) {
+			reason = fmt.Sprintf("upstream proxy redirected more than %d times", redirect.Max)
 		}
 		return &Error{Kind: KindUnavailable, Module: m, Err: errors.New(reason), Cause: err}
 	case read:

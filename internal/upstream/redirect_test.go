@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sumd-project/sumd/internal/redirect"
 )
 
 // A redirector is an upstream that serves the proxy tree under /real/ and
@@ -150,7 +152,7 @@ func TestRedirects(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := len(plain.seen())
-		if _, err := c.remote.read(context.Background(), "/latest"); !errors.Is(err, errInsecureRedirect) {
+		if _, err := c.remote.read(context.Background(), "/latest"); !errors.Is(err, redirect.ErrInsecure) {
 			t.Errorf("read: %v, want the redirect to http refused", err)
 		}
 		if n := len(plain.seen()) - before; n != 0 {
