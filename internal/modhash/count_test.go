@@ -134,6 +134,25 @@ func TestCheckFileCount(t *testing.T) {
 	}
 }
 
+// TestCheckFileCountSmall checks that a zip too small to hold more than
+// the cap's headers is not read at all, and that one byte more is.
+func TestCheckFileCountSmall(t *testing.T) {
+	data := zipOfEmpty(t, 11, "")
+	fits := len(data) / directoryHeaderLen // the most headers it can hold
+	for _, tt := range []struct {
+		max  int
+		read bool
+	}{{fits, false}, {fits + 1, false}, {fits - 1, true}} {
+		r := &countingReader{r: bytes.NewReader(data)}
+		if err := checkFileCount(r, int64(len(data)), tt.max); err != nil {
+			t.Fatalf("checkFileCount(max %d): %v", tt.max, err)
+		}
+		if got := r.n.Load() > 0; got != tt.read {
+			t.Errorf("checkFileCount of %d bytes, max %d: read %d bytes, want reading %v", len(data), tt.max, r.n.Load(), tt.read)
+		}
+	}
+}
+
 // TestHashZipMaxFiles checks that HashZip refuses a zip of more than
 // MaxFiles entries before CheckZip (which would refuse this one for its
 // name outside the module), in memory or read from the file, and still
