@@ -47,7 +47,8 @@
 // audited, at most Options.Parallel at a time, and checks that each splits
 // into exactly its W records, that the records rebuild the signed tree,
 // that each record is exactly the two go.sum lines of one module version
-// with a canonical path and version (gosum.Parse), and that no
+// with a canonical path and version (gosum.ParseMax: of any size a data
+// tile holds, since the protocol does not limit records), and that no
 // module@version appears twice in the whole log. With a state directory it
 // checkpoints as it goes and the next run audits only the records added
 // since; a range in which a problem was found is never checkpointed, so it

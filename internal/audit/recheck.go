@@ -99,7 +99,7 @@ func (r *run) authenticRecords(ctx context.Context, t tlog.Tile) ([][]byte, erro
 
 // recheckOne re-hashes one authenticated record from its source.
 func (r *run) recheckOne(ctx context.Context, id int64, text []byte) error {
-	rec, err := gosum.Parse(text)
+	rec, err := parseRecord(text)
 	if err != nil {
 		return nil // reported by -full as a malformed record; nothing to re-hash
 	}

@@ -150,7 +150,7 @@ func prepareTile(ctx context.Context, f *sumdbclient.Client, t tlog.Tile) fetche
 	ft.errs = make([]error, len(recs))
 	for i, text := range recs {
 		ft.hashes[i] = tlog.RecordHash(text)
-		ft.records[i], ft.errs[i] = gosum.Parse(text)
+		ft.records[i], ft.errs[i] = parseRecord(text)
 	}
 	return ft
 }
@@ -248,6 +248,14 @@ func (a *recordAudit) reseed(n int64) error {
 	}
 	a.fr = fr
 	return nil
+}
+
+// parseRecord parses a record of the audited log. Its size is bounded only
+// by the data tile it came in (sumdbclient.MaxDataTile): sumd records no
+// more than gosum.MaxRecordSize, but that is sumd's rule, not the
+// protocol's, and a longer record of another log is not malformed.
+func parseRecord(text []byte) (gosum.Record, error) {
+	return gosum.ParseMax(text, sumdbclient.MaxDataTile)
 }
 
 // record checks one authenticated record and queues its key.

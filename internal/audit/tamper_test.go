@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"github.com/sumd-project/sumd/internal/gosum"
 	"net/http"
 	"strings"
 	"testing"
@@ -141,6 +142,25 @@ func TestDuplicate(t *testing.T) {
 		if !strings.Contains(rep.Problems[0].Message, key+" is recorded twice, as records 7 and 100") {
 			t.Errorf("message %q", rep.Problems[0].Message)
 		}
+	}
+}
+
+// TestLongRecord audits a log holding a record longer than sumd records
+// (gosum.MaxRecordSize), of a valid module path: the protocol does not
+// limit records, so it is not malformed.
+func TestLongRecord(t *testing.T) {
+	recs := healthyRecords(300)
+	r := testRecord(9)
+	r.Path = "example.com" + strings.Repeat("/"+strings.Repeat("e", 49), 45)
+	if err := gosum.CheckModule(r.Path, r.Version); err != nil || r.Size() <= gosum.MaxRecordSize {
+		t.Fatalf("a valid record over %d bytes: %d bytes, %v", gosum.MaxRecordSize, r.Size(), err)
+	}
+	recs[9] = r.Text()
+	f, vkey := newFakeLog(t, recs)
+	rep := mustAudit(t, serve(t, f, nil).URL, vkey, func(o *Options) { o.Full = true })
+	wantOK(t, rep, CheckSignature, CheckTiles, CheckRecords)
+	if rep.RecordsAudited != 300 {
+		t.Errorf("audited %d records, want 300", rep.RecordsAudited)
 	}
 }
 

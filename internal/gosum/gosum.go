@@ -100,6 +100,11 @@ func (c *Checker) Record(r Record) error {
 	if n := r.Size(); n > MaxRecordSize {
 		return fmt.Errorf("%s: the record would be %d bytes, more than the limit of %d", r.Key(), n, MaxRecordSize)
 	}
+	return c.content(r)
+}
+
+// content is Record without the size limit.
+func (c *Checker) content(r Record) error {
 	if err := c.Module(r.Path, r.Version); err != nil {
 		return err
 	}
@@ -152,9 +157,15 @@ func checkHash(h string) error {
 }
 
 // Parse parses and checks one record in log format.
-func Parse(text []byte) (Record, error) {
-	if len(text) > MaxRecordSize {
-		return Record{}, fmt.Errorf("record is %d bytes, more than the limit of %d", len(text), MaxRecordSize)
+func Parse(text []byte) (Record, error) { return ParseMax(text, MaxRecordSize) }
+
+// ParseMax is Parse with max in place of MaxRecordSize. It reads other
+// logs' records (sumd verify), which the protocol does not limit: a valid
+// module path may be longer than sumd records, and a log that holds one is
+// not malformed for it.
+func ParseMax(text []byte, max int) (Record, error) {
+	if len(text) > max {
+		return Record{}, fmt.Errorf("record is %d bytes, more than the limit of %d", len(text), max)
 	}
 	body, ok := bytes.CutSuffix(text, []byte("\n"))
 	if !ok {
@@ -176,7 +187,7 @@ func Parse(text []byte) (Record, error) {
 		return Record{}, fmt.Errorf("record lines %q and %q are not the zip and go.mod lines of one module version", lines[0], lines[1])
 	}
 	r := Record{Path: zip.path, Version: zip.version, Hash: zip.hash, GoMod: mod.hash}
-	if err := r.Check(); err != nil {
+	if err := new(Checker).content(r); err != nil {
 		return Record{}, err
 	}
 	return r, nil
