@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -666,5 +667,53 @@ func TestImportAfterDroppedStaging(t *testing.T) {
 			t.Fatalf("%s: resuming the staging: %v, tree %d; want tree 4000", name, err, b.Published().Tree.N)
 		}
 		sameAs(t, b, o.log, all)
+	}
+}
+
+// recordFailingStore fails every ReadRecords once failing is set.
+type recordFailingStore struct {
+	*itlog.MemStore
+	failing atomic.Bool
+}
+
+func (s *recordFailingStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
+	if s.failing.Load() {
+		return nil, errors.New("disk on fire")
+	}
+	return s.MemStore.ReadRecords(ctx, ids)
+}
+
+// TestPartialBundleReadFails offers a partial bundle to a full mirror
+// whose records cannot be read: the refusal names the read failure, not
+// "this mirror holds every record", which it could not tell.
+func TestPartialBundleReadFails(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 700)
+	a, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, a, nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	base := export(t, a, 0)
+	partial := rewrite(t, readEntries(t, base), func(e []entry) []entry {
+		e[0].data = bytes.Replace(e[0].data, []byte("partial false"), []byte("partial true"), 1)
+		return e
+	})
+	s := &recordFailingStore{MemStore: itlog.NewMemStore()}
+	b, err := itlog.OpenStore(s, itlog.Options{VerifierKeys: []string{o.key.VerifierKey()}, Create: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := importBundle(t, b, o.key.VerifierKey(), base, 0); err != nil {
+		t.Fatal(err)
+	}
+	s.failing.Store(true)
+	before := s.Commits()
+	_, err = importBundle(t, b, o.key.VerifierKey(), partial, 0)
+	if err == nil || !strings.Contains(err.Error(), "failed to read the mirror's records") || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("import = %v, want the read failure named", err)
+	}
+	if s.Commits() != before {
+		t.Error("refused, but stored")
 	}
 }

@@ -239,12 +239,19 @@ func (c *bundleCheck) header(h BundleHeader, head []byte, tree tlog.Tree) error 
 	case h.Checked.After(time.Now().Add(maxSkew)):
 		return fmt.Errorf("the bundle's header says its head was checked at %s, in the future: a forged header, or the clock of the machine that made it is wrong; "+
 			"export it again once that clock is right", h.Checked.UTC().Format(time.RFC3339))
-	case h.Partial && !c.partial && c.held.Tree.N > 0 && !c.lacksRecords():
-		return errors.New("the bundle is a partial mirror's (it holds only some records), but this mirror holds every record: " +
-			"importing it would lose records for ever; import a full mirror's bundle (exported by a mirror made without -modules)")
 	case h.From > c.held.Tree.N:
 		return fmt.Errorf("the bundle starts at tree %d, but the mirror holds only %d records: import the bundles before it first, or export one with -since %d",
 			h.From, c.held.Tree.N, c.held.Tree.N)
+	}
+	if h.Partial && !c.partial && c.held.Tree.N > 0 {
+		lacks, err := c.lacksRecords()
+		if err != nil {
+			return fmt.Errorf("the bundle is a partial mirror's (it holds only some records): failed to read the mirror's records to tell whether it holds every one: %w", err)
+		}
+		if !lacks {
+			return errors.New("the bundle is a partial mirror's (it holds only some records), but this mirror holds every record: " +
+				"importing it would lose records for ever; import a full mirror's bundle (exported by a mirror made without -modules)")
+		}
 	}
 	c.hashes = tlog.TileHashReader(tree, c)
 	if tree.N > c.held.Tree.N {
@@ -264,17 +271,17 @@ func (c *bundleCheck) header(h BundleHeader, head []byte, tree tlog.Tree) error 
 // partial, and takes partial bundles (store records it), though its
 // configuration says nothing. A full mirror is read whole to tell, once,
 // before it refuses the bundle.
-func (c *bundleCheck) lacksRecords() bool {
+func (c *bundleCheck) lacksRecords() (bool, error) {
 	const chunk = 1 << 16
 	for lo := int64(0); lo < c.held.Tree.N; lo += chunk {
 		if _, err := c.l.ReadRecords(c.ctx, lo, min(chunk, c.held.Tree.N-lo)); errors.Is(err, fs.ErrNotExist) {
 			c.partial = true
-			return true
+			return true, nil
 		} else if err != nil {
-			return false // the refusal stands; a read failure shows again in the next pass
+			return false, err
 		}
 	}
-	return false
+	return false, nil
 }
 
 func (c *bundleCheck) skeleton(tiles map[tlog.Tile][]byte) error {
