@@ -2,10 +2,13 @@ package modhash
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // MaxFiles caps the entries of a module zip that HashZip hashes; a zip
@@ -18,6 +21,29 @@ import (
 // k8s.io/kubernetes holds a few tens of thousands of files outside vendor/)
 // and hashes in about 160 MB. A variable so that tests may lower it.
 var MaxFiles = 200_000
+
+// MaxFilesInFlight caps the entries of the zips that all HashZip calls
+// hold open at once: about 640 MB. Each call takes its zip's entries (at
+// most, by checkFileCount) from a shared budget before it reads the zip's
+// directory, and waits while the budget is spent, so that parallel first
+// lookups of zips at MaxFiles (16 at the default -upstream-parallel held
+// 2.6 GB) queue instead of adding up. Small zips take little: one of 1 MiB
+// holds at most 22,795 entries.
+const MaxFilesInFlight = 4 * 200_000
+
+// inFlight is the budget of MaxFilesInFlight; tests replace it.
+var inFlight = semaphore.NewWeighted(MaxFilesInFlight)
+
+// holdFiles takes n entries from the budget of size max (n is capped at
+// max, which a zip at MaxFiles never reaches) and returns their release.
+func holdFiles(budget *semaphore.Weighted, max, n int64) func() {
+	n = min(n, max)
+	if n <= 0 {
+		return func() {}
+	}
+	budget.Acquire(context.Background(), n) // never fails: the context is never done
+	return func() { budget.Release(n) }
+}
 
 // A TooManyFilesError is a zip with more entries than MaxFiles.
 type TooManyFilesError struct {
@@ -66,23 +92,30 @@ const (
 // bytes of the file, one after the other, so no zip of size bytes yields
 // more than size/directoryHeaderLen entries (and archive/zip refuses one
 // that declares more). At MaxFiles this spares every zip under 9 MB.
-func checkFileCount(r io.ReaderAt, size int64, max int) error {
-	if size/directoryHeaderLen <= int64(max) {
-		return nil
+//
+// files is at least the number of entries archive/zip reads of an
+// accepted zip: that bound, or the most the walk counted.
+func checkFileCount(r io.ReaderAt, size int64, max int) (files int64, err error) {
+	if bound := size / directoryHeaderLen; bound <= int64(max) {
+		return bound, nil
 	}
 	declared, starts, ok := directoryEnd(r, size)
 	if !ok {
-		return nil
+		return 0, nil // archive/zip refuses it before reading an entry
 	}
 	if declared > uint64(max) {
-		return &TooManyFilesError{Files: declared, Max: max}
+		return 0, &TooManyFilesError{Files: declared, Max: max}
 	}
 	for _, start := range starts {
-		if countHeaders(r, start, size, max) > max {
-			return &TooManyFilesError{Files: uint64(max) + 1, Counted: true, Max: max}
+		n := countHeaders(r, start, size, max)
+		if n > max {
+			return 0, &TooManyFilesError{Files: uint64(max) + 1, Counted: true, Max: max}
+		}
+		if int64(n) > files {
+			files = int64(n)
 		}
 	}
-	return nil
+	return files, nil
 }
 
 // countHeaders counts the central directory headers one after the other

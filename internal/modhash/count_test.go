@@ -3,6 +3,7 @@ package modhash
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,8 +11,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/dirhash"
+	"golang.org/x/sync/semaphore"
 )
 
 // zipOfEmpty is a zip of n empty stored files under example.com/m@v1.0.0/,
@@ -118,7 +121,7 @@ func TestCheckFileCount(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &countingReader{r: bytes.NewReader(tt.data)}
-			err := checkFileCount(r, int64(len(tt.data)), tt.max)
+			_, err := checkFileCount(r, int64(len(tt.data)), tt.max)
 			var tm *TooManyFilesError
 			switch {
 			case tt.want == "" && err != nil:
@@ -144,7 +147,7 @@ func TestCheckFileCountSmall(t *testing.T) {
 		read bool
 	}{{fits, false}, {fits + 1, false}, {fits - 1, true}} {
 		r := &countingReader{r: bytes.NewReader(data)}
-		if err := checkFileCount(r, int64(len(data)), tt.max); err != nil {
+		if _, err := checkFileCount(r, int64(len(data)), tt.max); err != nil {
 			t.Fatalf("checkFileCount(max %d): %v", tt.max, err)
 		}
 		if got := r.n.Load() > 0; got != tt.read {
@@ -185,7 +188,9 @@ func TestHashZipMaxFiles(t *testing.T) {
 }
 
 // FuzzCheckFileCount: checkFileCount never lets through a zip of which
-// archive/zip reads more entries than the cap, whatever the zip declares.
+// archive/zip reads more entries than the cap, whatever the zip declares,
+// and the count it gives a zip it lets through is never below archive/zip's
+// (the budget of MaxFilesInFlight relies on it).
 func FuzzCheckFileCount(f *testing.F) {
 	f.Add(zipOfEmpty(f, 3, ""))
 	f.Add(zipOfEmpty(f, 3, "prefix"))
@@ -196,9 +201,44 @@ func FuzzCheckFileCount(f *testing.F) {
 			return
 		}
 		for _, max := range []int{0, len(z.File) - 1} {
-			if checkFileCount(bytes.NewReader(data), int64(len(data)), max) == nil {
+			if _, err := checkFileCount(bytes.NewReader(data), int64(len(data)), max); err == nil {
 				t.Fatalf("checkFileCount lets %d entries through a cap of %d", len(z.File), max)
 			}
 		}
+		for _, max := range []int{len(z.File), len(z.File) + 1, 1 << 30} {
+			n, err := checkFileCount(bytes.NewReader(data), int64(len(data)), max)
+			if err != nil || n < int64(len(z.File)) {
+				t.Fatalf("checkFileCount(cap %d) = %d, %v for a zip of %d entries", max, n, err, len(z.File))
+			}
+		}
 	})
+}
+
+// TestHashZipBudget checks that HashZip waits for its zip's entries while
+// the MaxFilesInFlight budget is spent by others, and goes on once they
+// are released, releasing its own when done.
+func TestHashZipBudget(t *testing.T) {
+	defer func(b *semaphore.Weighted) { inFlight = b }(inFlight)
+	inFlight = semaphore.NewWeighted(MaxFilesInFlight)
+	m := mv("example.com/m", "v1.0.0")
+	data := zipOfEmpty(t, 10, "")
+	name := writeTemp(t, data)
+	others := int64(MaxFilesInFlight - len(data)/directoryHeaderLen + 1) // one entry too many
+	if err := inFlight.Acquire(context.Background(), others); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := HashZip(m, name, nil); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("HashZip returned (%v) while the budget was spent", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	inFlight.Release(others)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !inFlight.TryAcquire(MaxFilesInFlight) {
+		t.Error("HashZip did not give its entries back")
+	}
 }

@@ -117,7 +117,9 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	// One open for the go.mod and the hash: each open reads the zip's
 	// directory again, and most zips are small. openZip refuses a zip of
 	// more than MaxFiles entries before it reads the directory, so that
-	// neither it nor CheckZip (whose reader is its own) holds millions.
+	// neither it nor CheckZip (whose reader is its own) holds millions,
+	// and holds the zip's entries from the MaxFilesInFlight budget until
+	// done, past CheckZip.
 	z, done, err := openZip(zipPath)
 	if err != nil {
 		return Sums{}, err
@@ -173,30 +175,36 @@ func openZip(name string) (z *zip.Reader, done func() error, err error) {
 		return nil, nil, err
 	}
 	if size := fi.Size(); size > wholeZip {
-		if err := checkFileCount(f, size, MaxFiles); err != nil {
-			f.Close()
-			return nil, nil, err
-		}
-		z, err := zip.NewReader(f, size)
+		n, err := checkFileCount(f, size, MaxFiles)
 		if err != nil {
 			f.Close()
 			return nil, nil, err
 		}
-		return z, f.Close, nil
+		release := holdFiles(inFlight, MaxFilesInFlight, n)
+		z, err := zip.NewReader(f, size)
+		if err != nil {
+			release()
+			f.Close()
+			return nil, nil, err
+		}
+		return z, func() error { release(); return f.Close() }, nil
 	}
 	defer f.Close()
 	data := make([]byte, fi.Size())
 	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, nil, fmt.Errorf("failed to read %s: %w", name, err)
 	}
-	if err := checkFileCount(bytes.NewReader(data), int64(len(data)), MaxFiles); err != nil {
-		return nil, nil, err
-	}
-	z, err = zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	n, err := checkFileCount(bytes.NewReader(data), int64(len(data)), MaxFiles)
 	if err != nil {
 		return nil, nil, err
 	}
-	return z, func() error { return nil }, nil
+	release := holdFiles(inFlight, MaxFilesInFlight, n)
+	z, err = zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return z, func() error { release(); return nil }, nil
 }
 
 // checkVersion refuses what the go command refuses before it looks at any
