@@ -167,3 +167,69 @@ func FuzzParseAdd(f *testing.F) {
 }
 
 func gosumHash(sum [32]byte) string { return "h1:" + base64.StdEncoding.EncodeToString(sum[:]) }
+
+// TestCrossOrigin: a POST that a browser marks as sent by another site's
+// page is refused with 403 and records nothing, although it carries the
+// operator's credentials (a browser attaches them to a cross-site form
+// submission); the same from sumd's client, curl or the same origin is
+// served, and so is a cross-site GET of a backup.
+func TestCrossOrigin(t *testing.T) {
+	s := newSetup(t, Options{})
+	post := func(i int, hdr map[string]string) (*http.Response, string) {
+		t.Helper()
+		// What a page's <form enctype="text/plain"> sends: no preflight.
+		body := string(fakeRec(i, "").Text())
+		req, _ := http.NewRequest(http.MethodPost, s.srv.URL+"/admin/add", strings.NewReader(body))
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return resp, b.String()
+	}
+	for _, hdr := range []map[string]string{
+		{"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"},
+		{"Sec-Fetch-Site": "same-site"},
+		{"Origin": "http://evil.example"}, // an older browser: Origin only
+	} {
+		resp, body := post(0, hdr)
+		if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") ||
+			!strings.Contains(body, "cross-origin request refused") {
+			t.Errorf("POST with %v: %s %q, want 403 cross-origin", hdr, resp.Status, body)
+		}
+		if n := s.treeSize(t); n != 0 {
+			t.Fatalf("POST with %v was refused but recorded: tree %d", hdr, n)
+		}
+	}
+	for i, hdr := range []map[string]string{
+		{}, // sumd's client, curl
+		{"Sec-Fetch-Site": "same-origin", "Origin": s.srv.URL},
+		{"Sec-Fetch-Site": "none"}, // typed by the user
+		{"Origin": s.srv.URL},
+	} {
+		if resp, body := post(i+1, hdr); resp.StatusCode != http.StatusOK {
+			t.Errorf("POST with %v: %s %q, want 200", hdr, resp.Status, body)
+		}
+	}
+	if n := s.treeSize(t); n != 4 {
+		t.Errorf("tree %d, want the 4 records sent from the same origin", n)
+	}
+	req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/admin/backup", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusForbidden {
+		t.Errorf("cross-site GET of a backup: %s, want it served (a download to the operator)", resp.Status)
+	}
+}

@@ -14,7 +14,8 @@
 //
 // Fetch and upload answer 200 with JSON {"id", "record", "tree_size"}, add
 // with {"records", "new", "tree_size"[, "conflicts"]} (see AddResult); or a
-// text/plain error: 400 bad input, 401 bad token, 404 admin disabled, 409
+// text/plain error: 400 bad input, 401 bad token, 403 sent by another
+// site's page in a browser, 404 admin disabled, 409
 // the version is recorded with other hashes (both shown; for add, every
 // such version, by line), 410 invalid module, 413 too large, 502/504
 // upstream failure, 503 the log is busy (Retry-After). backup answers 200
@@ -27,6 +28,10 @@
 // line. Clients split large inputs into requests of at most
 // tlog.MaxAddRecords versions; each request is atomic, so a client that
 // stops half way runs again, and what is already recorded is "present".
+//
+// A POST that a browser marks as sent by a page of another site
+// (Sec-Fetch-Site, Origin) is refused with 403 before anything else:
+// browsers attach cached credentials to cross-site form submissions.
 //
 // Every request needs "Authorization: Bearer <token>", compared in constant
 // time with the token file's content. The token is cached and the file read
@@ -185,6 +190,10 @@ func New(rec Recorder, opts Options) *Handler {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := sameOrigin.Check(r); err != nil {
+		h.fail(w, r, &httpError{http.StatusForbidden, crossOriginText})
+		return
+	}
 	if h.opts.Authenticated {
 		h.route(w, r)
 		return
@@ -208,6 +217,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.route(w, r)
 }
+
+// sameOrigin refuses a state-changing request that a browser says another
+// site sent (Sec-Fetch-Site, else an Origin other than the Host): a page
+// on any site could otherwise submit a form to /admin/add, and the browser
+// would attach the Basic credentials (or client certificate) of an operator
+// who had opened the status page, recording hashes for ever. Plain forms
+// (text/plain, urlencoded, multipart) need no CORS preflight, so the
+// browser's own rules do not stop them. sumd's client and tools such as
+// curl send neither header and pass; so do GET and HEAD (a backup
+// downloaded by a cross-site link goes to the operator, not to the site).
+var sameOrigin = http.NewCrossOriginProtection()
+
+const crossOriginText = "cross-origin request refused: the admin API takes requests from sumd's own client " +
+	"(sumd add -server) and tools such as curl, not from a page of another site in a browser"
 
 // route serves an authenticated request.
 func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
