@@ -323,6 +323,23 @@ func (l *Layer) WithoutAdmin() *Layer {
 	return &c
 }
 
+// adminOff reports whether the admin API is off for now: its only
+// credential is the admin token, and the token file cannot be used. Every
+// /admin/ path then answers admin.NotEnabled's 404, as without the layer,
+// rather than telling the holder of the right token that it is wrong. A
+// request without credentials reads no file (what load found last).
+func (l *Layer) adminOff(r *http.Request) bool {
+	if l.required || l.admin == nil {
+		return false // other credentials may hold the admin role
+	}
+	load := l.admin.load
+	if r.Header.Get("Authorization") == "" {
+		load = l.admin.cached
+	}
+	_, err := load()
+	return err != nil
+}
+
 // Wrap returns h behind the layer.
 func (l *Layer) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -342,6 +359,10 @@ func (l *Layer) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 		cw := &adminWriter{ResponseWriter: w, code: http.StatusOK, credential: anonymousName}
 		defer func() { l.metrics.admin(cw.credential, n.adminRoute, cw.code) }()
 		w = cw
+		if l.adminOff(r) {
+			admin.NotEnabled.ServeHTTP(w, r)
+			return
+		}
 	}
 	p, d := l.authenticate(r, n)
 	if d == nil {

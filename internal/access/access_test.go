@@ -3,6 +3,7 @@ package access
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -239,4 +240,24 @@ func TestNew(t *testing.T) {
 	if _, err := New(Config{Mode: ModeBasic, File: dir + "/missing", Databases: []string{testDB}}); err == nil {
 		t.Error("missing file accepted")
 	}
+}
+
+// TestAdminTokenUnusable: with the admin token as the only admin
+// credential, an unusable token file switches the admin API off (404, as
+// documented), rather than telling the holder of the right token that it
+// is wrong; once the file is fixed, the token works again.
+func TestAdminTokenUnusable(t *testing.T) {
+	dir := t.TempDir()
+	file := writeSecret(t, dir, "admin", adminToken+"\n")
+	s := newSetup(t, Config{AdminTokenFile: file, AdminAPI: true})
+	want(t, "admin with the token", s.do("POST", "/admin/fetch", "Bearer "+adminToken), 200, "ok admin-token")
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, auth := range []string{"Bearer " + adminToken, "Bearer wrong-token-wrong-token", basicAuth("ci", adminToken), ""} {
+		want(t, "admin with "+auth+" while the token file is unusable", s.do("POST", "/admin/fetch", auth), 404, "the admin API is not enabled")
+	}
+	want(t, "/latest while the token file is unusable", s.do("GET", "/latest", ""), 200, "ok anonymous")
+	os.Chmod(file, 0o600)
+	want(t, "admin with the token once the file is fixed", s.do("POST", "/admin/fetch", "Bearer "+adminToken), 200, "ok admin-token")
 }
