@@ -162,7 +162,11 @@ func TestRequests(t *testing.T) {
 		{"POST", "/admin/fetch", "application/x-www-form-urlencoded", "module=example.com%2Fm", 400, "want both module and version"},
 		{"POST", "/admin/fetch", "application/x-www-form-urlencoded", "module=" + strings.Repeat("a", maxFetchBody), 413, "request body larger than"},
 		{"POST", "/admin/upload", "application/json", "{}", 400, "want a multipart/form-data body"},
-		{"POST", "/admin/upload", "multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"extra\"\r\n\r\nv\r\n--X--\r\n", 400, `unexpected or repeated field "extra"`},
+		{"POST", "/admin/upload", "multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"extra\"\r\n\r\nv\r\n--X--\r\n", 400, `unexpected field "extra"`},
+		// A repeated module or version: the last one won (a team-a name, then team-b's).
+		{"POST", "/admin/upload", "multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"module\"\r\n\r\nexample.com/a\r\n--X\r\nContent-Disposition: form-data; name=\"module\"\r\n\r\nexample.com/m\r\n--X--\r\n", 400, `repeated field "module"`},
+		{"POST", "/admin/upload", "multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"version\"\r\n\r\nv0.0.1\r\n--X\r\nContent-Disposition: form-data; name=\"version\"\r\n\r\nv1.0.0\r\n--X--\r\n", 400, `repeated field "version"`},
+		{"POST", "/admin/upload", "multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"mod\"\r\n\r\nmodule a\r\n--X\r\nContent-Disposition: form-data; name=\"mod\"\r\n\r\nmodule b\r\n--X--\r\n", 400, `repeated field "mod"`},
 		{"POST", "/admin/upload", "multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"module\"\r\n\r\nexample.com/m\r\n--X\r\nContent-Disposition: form-data; name=\"version\"\r\n\r\nv1.0.0\r\n--X--\r\n", 400, "no zip file in the upload"},
 		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0"}`, 503, "busy"},
 	}

@@ -147,6 +147,9 @@ type upload struct {
 	path, version string
 	zipPath       string // temporary file, removed by the caller
 	mod           []byte // nil if none was sent
+	// seen holds the fields read: a field given twice is refused, so
+	// that no one part decides what another one said ("module" twice).
+	seen map[string]bool
 }
 
 // readUpload streams the multipart body: the zip goes to a temporary file,
@@ -174,19 +177,27 @@ func (h *Handler) readUpload(r *http.Request) (upload, error) {
 // readPart stores one part of an upload.
 func (h *Handler) readPart(up *upload, part *multipart.Part) error {
 	var err error
-	switch name := part.FormName(); {
+	name := part.FormName()
+	repeated := up.seen[name]
+	if up.seen == nil {
+		up.seen = map[string]bool{}
+	}
+	up.seen[name] = true
+	switch {
+	case repeated:
+		return &httpError{http.StatusBadRequest, fmt.Sprintf("repeated field %q: give each of module, version, zip and mod once", name)}
 	case name == "module":
 		up.path, err = readField(part, "module")
 	case name == "version":
 		up.version, err = readField(part, "version")
-	case name == "zip" && up.zipPath == "":
+	case name == "zip":
 		up.zipPath, err = h.saveZip(part)
-	case name == "mod" && up.mod == nil:
+	case name == "mod":
 		var buf bytes.Buffer
 		err = copyLimited(&buf, part, h.opts.MaxModSize, "go.mod file")
 		up.mod = append([]byte{}, buf.Bytes()...) // an empty .mod is still a .mod
 	default:
-		return &httpError{http.StatusBadRequest, fmt.Sprintf("unexpected or repeated field %q: want module, version, zip and optionally mod", name)}
+		return &httpError{http.StatusBadRequest, fmt.Sprintf("unexpected field %q: want module, version, zip and optionally mod", name)}
 	}
 	return err
 }
