@@ -36,6 +36,8 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -201,13 +203,38 @@ func printError(w io.Writer, err error) {
 	if ue := (*tlog.UnavailableError)(nil); errors.As(err, &ue) && ue.Err != nil {
 		err = fmt.Errorf("%w\n\tcause: %w", err, ue.Err)
 	}
-	for _, line := range strings.Split(err.Error(), "\n") {
+	for _, line := range strings.Split(safeText(err.Error()), "\n") {
 		if strings.HasPrefix(line, "\t") || strings.HasPrefix(line, " ") {
 			fmt.Fprintln(w, line)
 		} else {
 			fmt.Fprintln(w, "sumd: error:", line)
 		}
 	}
+}
+
+// safeText replaces the control characters of s but newline and tab
+// (C0, DEL and C1, which terminals obey: ESC sequences that move the
+// cursor, clear a line or retitle the window) with U+FFFD. What a server
+// or a file says reaches the operator's terminal only through it: errors
+// quoting a server's answer, sumd status.
+func safeText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
+}
+
+// safeWriter writes through safeText. Each Write must hold whole runes,
+// as fmt's do.
+type safeWriter struct{ w io.Writer }
+
+func (s safeWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(s.w, safeText(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) error {

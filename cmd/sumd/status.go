@@ -125,7 +125,7 @@ func checkHealth(ctx context.Context, client *http.Client, url string, stdout io
 	case resp.StatusCode != http.StatusOK:
 		return withHint(fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(body)), healthOnly)
 	}
-	fmt.Fprintf(stdout, "%s: %s\n", healthOnly, firstLine(body))
+	fmt.Fprintf(stdout, "%s: %s\n", healthOnly, safeText(firstLine(body)))
 	return nil
 }
 
@@ -134,8 +134,10 @@ func firstLine(b []byte) string {
 	return s
 }
 
-// printServerStatus prints st for people.
+// printServerStatus prints st for people. What the server says (problems,
+// names, versions) goes to a terminal through safeWriter.
 func printServerStatus(w io.Writer, st *serve.Status) {
+	w = safeWriter{w}
 	ago := func(t time.Time) string {
 		return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.DateTime+" UTC"), t.Sub(st.Time).Abs().Round(time.Second))
 	}

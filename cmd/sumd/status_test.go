@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/testproxy"
@@ -162,5 +164,27 @@ func TestStatusHealthUnavailable(t *testing.T) {
 	if code != 1 || out != "" || !strings.Contains(errOut, "/healthz: 503 Service Unavailable: not ready: the head cannot be read\n") ||
 		!strings.Contains(errOut, "hint: only /healthz was checked (/status needs an auditor's credential, -auth)") {
 		t.Errorf("sumd status of an unavailable server behind read auth: exit %d, stdout %q\n%s", code, out, errOut)
+	}
+}
+
+// TestStatusTerminalSafe: what a server says reaches the terminal without
+// control characters, so that it cannot clear a problem line, move the
+// cursor or retitle the window: in sumd status and in printed errors.
+func TestStatusTerminalSafe(t *testing.T) {
+	hostile := "disk full\x1b[2K\r\x1b]0;owned\x07 all ok\u009b2J"
+	var out strings.Builder
+	printServerStatus(&out, &serve.Status{Name: "sumd.test\x1b[31m", Health: serve.Health{State: "degraded", Problems: []serve.Problem{{Part: "log", Message: hostile}}}, Version: "v1\x1b[8m"})
+	var errOut strings.Builder
+	printError(&errOut, fmt.Errorf("GET http://sumd/status: 500: %s\n\tcause: %s", hostile, hostile))
+	for name, s := range map[string]string{"status": out.String(), "error": errOut.String()} {
+		if i := strings.IndexFunc(s, func(r rune) bool { return r != '\n' && r != '\t' && unicode.IsControl(r) }); i >= 0 {
+			t.Errorf("%s output holds control character %q:\n%q", name, s[i:i+1], s)
+		}
+		if !strings.Contains(s, "disk full") || !strings.Contains(s, "all ok") {
+			t.Errorf("%s output lost the text around the controls:\n%q", name, s)
+		}
+	}
+	if !strings.Contains(errOut.String(), "\n\tcause: ") {
+		t.Errorf("printError lost its line structure:\n%q", errOut.String())
 	}
 }
