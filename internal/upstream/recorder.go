@@ -219,7 +219,18 @@ func (r *Recorder) recordMiss(ctx context.Context, m module.Version) (flightResu
 		r.metrics.fetchEnded()
 		<-r.slots
 	}()
-	return r.fetchAndAdd(ctx, m)
+	res, err := r.fetchAndAdd(ctx, m)
+	if conflict := (*tlog.ConflictError)(nil); errors.As(err, &conflict) {
+		// Another adder (the admin API, OCI sync, another process)
+		// recorded m with other hashes while we fetched it: addError has
+		// logged both at Error for someone to look at. The log's record
+		// is the lookup's answer, as it would have been a moment later;
+		// a go command whose download differs refuses it itself.
+		if id, lerr := r.log.Lookup(ctx, m); lerr == nil {
+			return flightResult{id: id}, nil
+		}
+	}
+	return res, err
 }
 
 // Record fetches m from upstream, cross-checks and records it, whatever

@@ -343,3 +343,30 @@ func TestFlightRechecksLog(t *testing.T) {
 		t.Errorf("upstream served the zip %d times, want 1", got)
 	}
 }
+
+// TestLookupLosesRace: a first lookup whose fetch another adder (the admin
+// API, here) beats with other hashes answers the log's record, not an
+// internal error; the conflict is logged at Error with both hashes.
+func TestLookupLosesRace(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	p := newProxy(t, goodModule(m.Path, m.Version))
+	l := testLog(t)
+	other := gosum.Record{Path: m.Path, Version: m.Version, Hash: fakeHash("zip"), GoMod: fakeHash("mod")}
+	p.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, ".zip") {
+			if _, err := l.Add(r.Context(), other); err != nil {
+				t.Error(err)
+			}
+		}
+		return false
+	})
+	logs := new(testlog.Buffer)
+	rec := newRecorder(t, l, RecorderOptions{Fetcher: newFetcher(t, p.url, FetcherOptions{}), Logger: logs.Logger()})
+	id, err := rec.Lookup(context.Background(), m)
+	if err != nil || id != 0 {
+		t.Fatalf("lookup = %d, %v; want the record the other adder made, 0", id, err)
+	}
+	if !strings.Contains(logs.String(), "version conflicts with its record") || !strings.Contains(logs.String(), other.Hash) {
+		t.Errorf("the conflict was not logged with both hashes:\n%s", logs)
+	}
+}
