@@ -137,3 +137,33 @@ func TestAdminCrossSiteInBrowser(t *testing.T) {
 		t.Errorf("the browser was never asked for credentials: the test did not hold the operator's login")
 	}
 }
+
+// TestAllowedHosts: with -allowed-hosts, a request naming another host (a
+// page of an attacker's site whose name was rebound to sumd's address)
+// gets 421 and nothing of the log; one naming an allowed name or the
+// address is served.
+func TestAllowedHosts(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"),
+		"-allowed-hosts", "sumd.corp.example")
+	get := func(host string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, s.url+"/latest", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("rebind.attacker.example"); code != http.StatusMisdirectedRequest || strings.Contains(body, "go.sum database tree") {
+		t.Errorf("/latest for another host: %d %q, want 421 without the head", code, body)
+	}
+	for _, host := range []string{"sumd.corp.example", strings.TrimPrefix(s.url, "http://")} {
+		if code, body := get(host); code != http.StatusOK || !strings.HasPrefix(body, "go.sum database tree") {
+			t.Errorf("/latest for %s: %d %q, want the signed head", host, code, body)
+		}
+	}
+}

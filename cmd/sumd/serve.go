@@ -52,6 +52,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err := clientCerts(tlsConf, cfg.Access); err != nil {
 		return err
 	}
+	allowed, err := config.ParseAllowedHosts(cfg.AllowedHosts) // validated by LoadServe
+	if err != nil {
+		return err
+	}
 	// Every line a request causes names its credential: the audit trail.
 	logger := slog.New(access.LogHandler(config.NewLogger(cfg.Log, stderr).Handler()))
 	if cfg.ReadAuth != config.ReadAuthNone && tlsConf == nil {
@@ -91,7 +95,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Listen: cfg.Listen, AdminListen: cfg.AdminListen, MetricsListen: cfg.MetricsListen, TLS: tlsConf,
 		Access: access.Config{
 			Mode: access.Mode(cfg.ReadAuth), File: cfg.ReadAuthFile,
-			CertFile: cfg.TLSClientRoles, AdminTokenFile: cfg.AdminTokenFile,
+			CertFile: cfg.TLSClientRoles, AdminTokenFile: cfg.AdminTokenFile, AllowedHosts: allowed,
 		},
 		RequestTimeout: writeTimeout(cfg), ShutdownTimeout: cfg.ShutdownTimeout,
 		CacheBytes: int64(cfg.Cache) << 20,

@@ -149,6 +149,11 @@ type Config struct {
 	// AdminAPI says whether the server serves /admin/: without it, /admin/
 	// paths are ordinary unknown paths (a reader gets the server's 404).
 	AdminAPI bool
+	// AllowedHosts are the host names requests may name (lowercase,
+	// "*.name" for any name under name); IP addresses and localhost are
+	// always answered, other hosts get 421 before anything else (see
+	// allowedHost). None: any host.
+	AllowedHosts []string
 	// Databases are the names of the checksum databases served, the
 	// server's own first: /sumdb/<name>/… routes are classified like the
 	// root's, and a lookup a reader may not see answers 404 naming it.
@@ -350,6 +355,11 @@ func (l *Layer) Wrap(h http.Handler) http.Handler {
 // serve runs one request through the layer: classify the route, find the
 // principal, check its role and patterns, then call h.
 func (l *Layer) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	if !allowedHost(l.cfg.AllowedHosts, r.Host) {
+		l.metrics.misdirected()
+		misdirected(w)
+		return
+	}
 	n := l.classify(r.URL.Path)
 	if n.role == RoleNone {
 		h.ServeHTTP(w, r)

@@ -13,6 +13,7 @@ type metrics struct {
 	denied        *prometheus.CounterVec // sumd_access_denied_total{reason}
 	checks        *prometheus.CounterVec // sumd_access_basic_checks_total{result}
 	adminRequests *prometheus.CounterVec // sumd_admin_requests_total{credential,route,outcome}
+	misdirects    prometheus.Counter     // sumd_access_misdirected_total
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -29,18 +30,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "sumd", Subsystem: "admin", Name: "requests_total",
 			Help: "Requests to the /admin/ API, by credential (anonymous: none given; invalid: refused), route (fetch, upload, add, other) and outcome (the HTTP status code).",
 		}, []string{"credential", "route", "outcome"}),
+		misdirects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "access", Name: "misdirected_total",
+			Help: "Requests naming a host outside -allowed-hosts, answered 421: DNS rebinding, or a client reaching sumd by a name it was not told.",
+		}),
 	}
 	for _, r := range allReasons {
 		m.denied.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.denied, m.checks, m.adminRequests)
+		reg.MustRegister(m.denied, m.checks, m.adminRequests, m.misdirects)
 	}
 	return m
 }
 
 func (m *metrics) deny(reason string)  { m.denied.WithLabelValues(reason).Inc() }
 func (m *metrics) basic(result string) { m.checks.WithLabelValues(result).Inc() }
+func (m *metrics) misdirected()        { m.misdirects.Inc() }
 
 func (m *metrics) admin(credential, route string, code int) {
 	m.adminRequests.WithLabelValues(credential, route, strconv.Itoa(code)).Inc()

@@ -17,6 +17,45 @@ type Access struct {
 	TLSClientRoles string `flag:"tls-client-roles" arg:"FILE" help:"maps client certificate subjects to credentials, lines NAME:SUBJECT:ROLE[:PATTERNS] (SUBJECT as in CN=proxy.corp.example,O=Corp)"`
 	AdminListen    string `flag:"admin-listen" arg:"HOST:PORT" help:"serve the /admin/ API on this address alone (an internal interface) instead of -listen"`
 	MetricsListen  string `flag:"metrics-listen" arg:"HOST:PORT" help:"serve /metrics on this address alone instead of -listen"`
+	AllowedHosts   string `flag:"allowed-hosts" arg:"NAMES" help:"host names clients reach sumd by (sumd.corp.example,*.sumd.corp.example): a request naming another host in its Host header gets 421, which stops web pages an employee opens from reading an internal sumd through DNS rebinding; IP addresses and localhost are always accepted; empty: any host"`
+}
+
+// ParseAllowedHosts parses Access.AllowedHosts: comma-separated host names,
+// each optionally starting with "*." (any name under it), lowercased and
+// without a trailing dot.
+func ParseAllowedHosts(list string) ([]string, error) {
+	var out []string
+	for _, h := range strings.Split(list, ",") {
+		h = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
+		if h == "" {
+			continue
+		}
+		name := strings.TrimPrefix(h, "*.")
+		if !validHostName(name) {
+			return nil, fmt.Errorf("allowed-hosts: %q is not a host name (want names such as sumd.corp.example or *.corp.example, no scheme, port or path)", h)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// validHostName reports whether s is a DNS name: dot-separated labels of
+// letters, digits, hyphens and underscores, none empty or over 63 bytes.
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range label {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Values of Access.ReadAuth and Access.TLSClientAuth.
@@ -59,6 +98,9 @@ func (a *Access) validate(listen, tlsCert string) error {
 		errs = append(errs, errors.New("tls-client-ca needs -tls-client-roles: the map from certificate subjects to roles"))
 	case a.TLSClientCA == "" && a.TLSClientRoles != "":
 		errs = append(errs, errors.New("tls-client-roles needs -tls-client-ca: the CAs whose client certificates to trust"))
+	}
+	if _, err := ParseAllowedHosts(a.AllowedHosts); err != nil {
+		errs = append(errs, err)
 	}
 	for _, l := range []struct{ flag, addr string }{{"admin-listen", a.AdminListen}, {"metrics-listen", a.MetricsListen}} {
 		switch {

@@ -26,6 +26,11 @@ func TestAccessOptions(t *testing.T) {
 		{[]string{"-admin-listen", "127.0.0.1:8080"}, "admin-listen 127.0.0.1:8080 is another listener's address"},
 		{[]string{"-admin-listen", ":9090", "-metrics-listen", ":9090"}, "metrics-listen :9090 is another listener's address"},
 		{[]string{"-metrics-listen", "nonsense"}, `metrics-listen: invalid listen address "nonsense"`},
+		{[]string{"-allowed-hosts", "sumd.corp.example, *.mirrors.corp.example,SUMD2.corp.example."}, ""},
+		{[]string{"-allowed-hosts", "https://sumd.corp.example"}, `allowed-hosts: "https://sumd.corp.example" is not a host name`},
+		{[]string{"-allowed-hosts", "sumd.corp.example:8443"}, `allowed-hosts: "sumd.corp.example:8443" is not a host name`},
+		{[]string{"-allowed-hosts", "*"}, `allowed-hosts: "*" is not a host name`},
+		{[]string{"-allowed-hosts", "a..b"}, `allowed-hosts: "a..b" is not a host name`},
 	} {
 		_, _, err := LoadServe(c.args, nil, io.Discard)
 		switch {
@@ -34,6 +39,9 @@ func TestAccessOptions(t *testing.T) {
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 			t.Errorf("%q: %v, want %q", c.args, err, c.want)
 		}
+	}
+	if hosts, err := ParseAllowedHosts(" sumd.corp.example, *.Mirrors.corp.example. ,"); err != nil || strings.Join(hosts, " ") != "sumd.corp.example *.mirrors.corp.example" {
+		t.Errorf("ParseAllowedHosts = %q, %v", hosts, err)
 	}
 	c, _, err := LoadServe(nil, []string{"SUMD_READ_AUTH=bearer", "SUMD_READ_AUTH_FILE=/etc/sumd/tokens"}, io.Discard)
 	if err != nil || c.ReadAuth != ReadAuthBearer || c.ReadAuthFile != "/etc/sumd/tokens" || c.TLSClientAuth != ClientAuthRequire {

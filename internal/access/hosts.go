@@ -1,0 +1,46 @@
+package access
+
+import (
+	"net"
+	"net/http"
+	"strings"
+)
+
+// allowedHost reports whether a request naming host (its Host header, a
+// port allowed) may be answered, given the names of Config.AllowedHosts
+// (lowercase, "*.name" for any name under name; none: any host).
+//
+// The check is against DNS rebinding: a page on the attacker's site,
+// whose name the attacker points at an internal sumd's address after it
+// loaded, reads sumd as its own origin from an employee's browser. Such a
+// request names the attacker's host, never one of sumd's, so a server that
+// knows its names refuses it. IP addresses and localhost cannot be
+// rebound (a browser sends the name it resolved) and are always answered,
+// so health checks and probes that reach sumd by address keep working.
+func allowedHost(allowed []string, host string) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "localhost" || net.ParseIP(host) != nil {
+		return true
+	}
+	for _, a := range allowed {
+		if host == a || strings.HasPrefix(a, "*.") && strings.HasSuffix(host, a[1:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// misdirected answers a request for a host sumd does not serve.
+func misdirected(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusMisdirectedRequest)
+	w.Write([]byte("misdirected request: this server does not answer to that host name (see -allowed-hosts)\n"))
+}
