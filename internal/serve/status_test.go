@@ -179,6 +179,7 @@ func TestTUFExpiryWarnings(t *testing.T) {
 			"root": now.Add(365 * 24 * time.Hour), "targets": now.Add(10 * 24 * time.Hour),
 			"snapshot": now.Add(3 * 24 * time.Hour), "timestamp": now.Add(90 * time.Minute),
 		},
+		Problems: []error{errors.New("timestamp.json is ignored")},
 	}
 	p := &tufPart{now: func() time.Time { return now }, status: st, readAt: now, signedAt: now}
 	var s Status
@@ -190,6 +191,7 @@ func TestTUFExpiryWarnings(t *testing.T) {
 	want := []string{
 		"tuf: the targets metadata expires in 10 days: renew it with sumd tuf publish",
 		"tuf: the timestamp metadata expires in 1h30m0s: sumd serve re-signs it: see the server log",
+		"tuf: metadata files that do not verify are ignored: 1 (see the server log)",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

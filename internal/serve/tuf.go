@@ -154,7 +154,7 @@ func (t *tufPart) report(s *Status) {
 		}
 	}
 	if n := len(t.status.Problems); n > 0 {
-		s.problem("tuf", "%d newer targets versions do not verify (see the server log)", n)
+		s.problem("tuf", "metadata files that do not verify are ignored: %d (see the server log)", n)
 	}
 }
 

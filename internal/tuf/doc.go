@@ -41,6 +41,8 @@
 // the newest root, or the policy in online.go says they are getting old.
 //
 // Nothing read back from disk is trusted before it is verified: the root
-// chain is walked from 1.root.json as a client walks it, and a targets
-// version is referenced only if the newest root's targets keys signed it.
+// chain is walked from 1.root.json as a client walks it, a targets version
+// is referenced only if the newest root's targets keys signed it, and the
+// next snapshot and timestamp versions follow only metadata the newest
+// root's online keys signed (online.go).
 package tuf

@@ -52,6 +52,45 @@ func versions(dir, role string) ([]int64, error) {
 	return vs, nil
 }
 
+// maxVersion bounds the versions sumd signs: far below what clients
+// (int64) and parseVersion (18 digits) accept, and out of reach of any
+// honest repository (a version a minute for 190 billion years). Metadata
+// signed at or above it can only come from a leaked online key.
+const maxVersion int64 = 1e17
+
+// nextVersion returns the version of role after v (at least 1), refusing
+// to reach maxVersion: the next version of a leaked key's 2^63-1 is an
+// error, never an overflow.
+func nextVersion(role string, v int64) (int64, error) {
+	if v >= maxVersion-1 {
+		return 0, fmt.Errorf("refusing to sign %s version %d or above (it would follow version %d of verified metadata): "+
+			"no honest repository gets there, only a leaked key", role, maxVersion, v)
+	}
+	return max(v, 0) + 1, nil
+}
+
+// freeVersion returns the first version of role above after whose file
+// does not exist. Versions come from verified metadata only; a file in
+// the way (a write interrupted before the timestamp named it, or a file
+// planted by someone without the keys) is stepped over, never trusted:
+// a planted far-away name raises nothing, and each planted name in the
+// way costs its writer one file.
+func (r *Repo) freeVersion(role string, after int64) (int64, error) {
+	for v := after; ; {
+		var err error
+		if v, err = nextVersion(role, v); err != nil {
+			return 0, err
+		}
+		_, err = os.Lstat(filepath.Join(r.dir, metadataDir, versionedName(v, role)))
+		if errors.Is(err, fs.ErrNotExist) {
+			return v, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("failed to check for %s version %d: %w", role, v, err)
+		}
+	}
+}
+
 // parseVersion parses a metadata version: a positive decimal number
 // without leading zeros, so that one version has one file name.
 func parseVersion(s string) (int64, bool) {

@@ -151,6 +151,7 @@ func (r *Repo) init(o InitOptions) error {
 	if err != nil {
 		return err
 	}
+	st.first = true
 	_, err = r.signOnline(st, []string{o.OnlineKeys}, o.Now)
 	return err
 }

@@ -86,19 +86,16 @@ func (r *Repo) signOnline(st *state, keyDirs []string, now time.Time) (*Signing,
 }
 
 func (st *state) needsSnapshot(now time.Time) bool {
-	if st.snapshot == nil {
+	if st.snapshot == nil || st.snapshotAhead {
 		return true
 	}
 	listed := st.snapshot.Signed.Meta[metadata.TARGETS+".json"]
 	return listed == nil || listed.Version != st.targets.Signed.Version ||
-		st.root.VerifyDelegate(metadata.SNAPSHOT, st.snapshot) != nil ||
 		old(st.snapshot.Signed.Expires, SnapshotExpiry, SnapshotRenewAfter, now)
 }
 
 func (st *state) needsTimestamp(now time.Time) bool {
-	return st.timestamp == nil ||
-		st.root.VerifyDelegate(metadata.TIMESTAMP, st.timestamp) != nil ||
-		old(st.timestamp.Signed.Expires, TimestampExpiry, TimestampRenewAfter, now)
+	return st.timestamp == nil || old(st.timestamp.Signed.Expires, TimestampExpiry, TimestampRenewAfter, now)
 }
 
 // old reports whether metadata expiring at expires, signed for lifetime,
@@ -119,16 +116,19 @@ func (r *Repo) signSnapshot(st *state, keyDirs []string, now time.Time) error {
 		return err
 	}
 	snap := metadata.Snapshot(expiry(now, SnapshotExpiry))
-	snap.Signed.Version = max(st.lastSnapshot, st.snapshotVersion()) + 1
+	if snap.Signed.Version, err = r.freeVersion(metadata.SNAPSHOT, st.namedSnapshot); err != nil {
+		return err
+	}
 	snap.Signed.Meta[metadata.TARGETS+".json"] = metaFile(st.targets.Signed.Version, st.targetsData)
 	data, err := signAndEncode(snap, keys)
 	if err != nil {
 		return err
 	}
-	if err := writeNew(filepath.Join(r.dir, metadataDir, versionedName(snap.Signed.Version, metadata.SNAPSHOT)), data); err != nil {
+	if err := r.writeVersion(metadata.SNAPSHOT, snap.Signed.Version, data); err != nil {
 		return err
 	}
-	st.snapshot, st.lastSnapshot, st.snapshotData = snap, snap.Signed.Version, data
+	st.snapshot, st.snapshotData = snap, data
+	st.namedSnapshot, st.snapshotAhead = snap.Signed.Version, false
 	return nil
 }
 
@@ -140,8 +140,8 @@ func (r *Repo) signTimestamp(st *state, keyDirs []string, now time.Time) error {
 		return err
 	}
 	ts := metadata.Timestamp(expiry(now, TimestampExpiry))
-	if st.timestamp != nil {
-		ts.Signed.Version = st.timestamp.Signed.Version + 1
+	if ts.Signed.Version, err = st.nextTimestamp(now); err != nil {
+		return err
 	}
 	ts.Signed.Meta[metadata.SNAPSHOT+".json"] = metaFile(st.snapshot.Signed.Version, st.snapshotData)
 	data, err := signAndEncode(ts, keys)
@@ -155,11 +155,26 @@ func (r *Repo) signTimestamp(st *state, keyDirs []string, now time.Time) error {
 	return nil
 }
 
-func (st *state) snapshotVersion() int64 {
-	if st.snapshot == nil {
-		return 0
+// nextTimestamp is the version of the timestamp signed at now. Clients
+// refuse a version below the one they hold, even expired, so it follows
+// the timestamp the root's keys signed while that one is valid. Without
+// one (timestamp.json lost, tampered with, or signed by keys since
+// rotated), or past its expiry (it may be an old one put back), the
+// version is the Unix time of signing: one past a valid timestamp would
+// freeze every client that holds a newer one, while the time is past any
+// version sumd has signed, which grow by one per signing (a few a day).
+func (st *state) nextTimestamp(now time.Time) (int64, error) {
+	switch {
+	case st.first:
+		return 1, nil
+	case st.timestamp == nil:
+		return max(now.Unix(), 1), nil
 	}
-	return st.snapshot.Signed.Version
+	v, err := nextVersion(metadata.TIMESTAMP, st.timestamp.Signed.Version)
+	if err == nil && !now.Before(st.timestamp.Signed.Expires) {
+		v = max(v, now.Unix())
+	}
+	return v, err
 }
 
 func (st *state) listedTargets() int64 {

@@ -3,10 +3,10 @@ package tuf
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -32,19 +32,23 @@ func Open(dir string) (*Repo, error) {
 // Dir is the repository's directory.
 func (r *Repo) Dir() string { return r.dir }
 
-// A state is the repository's metadata as read from disk. The root and
-// targets are verified; the online roles are as found, for SignOnline to
-// judge.
+// A state is the repository's metadata as read from disk. Everything in
+// it is verified under the newest root, as a client verifies it; files
+// that do not verify are left out and reported in problems, so that a
+// writer of the directory without the keys can neither stop the server
+// nor raise the versions it signs next (online.go).
 type state struct {
-	root         *metadata.Metadata[metadata.RootType]    // newest, chain verified
-	targets      *metadata.Metadata[metadata.TargetsType] // newest version the root's targets keys signed
-	targetsData  []byte
-	timestamp    *metadata.Metadata[metadata.TimestampType] // nil before the first
-	snapshot     *metadata.Metadata[metadata.SnapshotType]  // the version timestamp names, nil if none
-	snapshotData []byte                                     // its bytes
-	lastSnapshot int64                                      // newest snapshot version on disk
-	lastTargets  int64                                      // newest targets version on disk, valid or not
-	problems     []error                                    // newer targets versions that do not verify
+	root          *metadata.Metadata[metadata.RootType]    // newest, chain verified
+	targets       *metadata.Metadata[metadata.TargetsType] // newest version the root's targets keys signed
+	targetsData   []byte
+	timestamp     *metadata.Metadata[metadata.TimestampType] // signed by the root's timestamp keys; nil if none
+	namedSnapshot int64                                      // the snapshot version timestamp names, 0 if none
+	snapshot      *metadata.Metadata[metadata.SnapshotType]  // that version, if the root's snapshot keys signed it
+	snapshotData  []byte                                     // its bytes
+	snapshotAhead bool                                       // a file of version namedSnapshot+1 exists
+	first         bool                                       // Init is signing the first timestamp
+	lastTargets   int64                                      // newest targets version on disk, valid or not
+	problems      []error                                    // files ignored: they do not verify
 }
 
 func (r *Repo) load() (*state, error) {
@@ -56,9 +60,7 @@ func (r *Repo) load() (*state, error) {
 	if err := r.loadTargets(st); err != nil {
 		return nil, err
 	}
-	if err := r.loadOnline(st); err != nil {
-		return nil, err
-	}
+	r.loadOnline(st)
 	return st, nil
 }
 
@@ -137,37 +139,72 @@ func (r *Repo) readTargets(root *metadata.Metadata[metadata.RootType], v int64) 
 	return data, t, nil
 }
 
-// loadOnline reads the timestamp and the snapshot it names, if any.
-func (r *Repo) loadOnline(st *state) error {
-	vs, err := versions(r.dir, metadata.SNAPSHOT)
+// loadOnline reads the timestamp and the snapshot it names, keeping each
+// only if it verifies under the newest root: these are the versions the
+// next ones follow. A timestamp.json that is missing, unreadable or not
+// signed by the root's timestamp keys (they were rotated, or someone
+// without them wrote it) is reported and ignored; so is a snapshot that
+// is not the one the timestamp names.
+func (r *Repo) loadOnline(st *state) {
+	ts, err := r.readTimestamp(st.root)
 	if err != nil {
-		return err
+		st.problems = append(st.problems, fmt.Errorf("%s is ignored, the next timestamp version is the time of signing (past any version a client holds): %w", timestampFile, err))
+		return
 	}
-	if len(vs) > 0 {
-		st.lastSnapshot = vs[len(vs)-1]
-	}
-	data, err := r.readMetadata(timestampFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if st.timestamp, err = metadata.Timestamp().FromBytes(data); err != nil {
-		return fmt.Errorf("failed to parse %s: %w", timestampFile, err)
-	}
-	meta := st.timestamp.Signed.Meta[metadata.SNAPSHOT+".json"]
+	st.timestamp = ts
+	meta := ts.Signed.Meta[metadata.SNAPSHOT+".json"]
 	if meta == nil {
-		return nil
+		return
 	}
-	if data, err = r.readMetadata(versionedName(meta.Version, metadata.SNAPSHOT)); err != nil {
-		return err
+	st.namedSnapshot = meta.Version
+	if st.snapshotData, st.snapshot, err = r.readSnapshot(st.root, meta); err != nil {
+		st.problems = append(st.problems, fmt.Errorf("%s is ignored, a new snapshot is signed: %w", versionedName(meta.Version, metadata.SNAPSHOT), err))
 	}
-	if st.snapshot, err = metadata.Snapshot().FromBytes(data); err != nil {
-		return fmt.Errorf("failed to parse snapshot version %d: %w", meta.Version, err)
+	if meta.Version < maxVersion {
+		_, err := os.Lstat(filepath.Join(r.dir, metadataDir, versionedName(meta.Version+1, metadata.SNAPSHOT)))
+		st.snapshotAhead = err == nil
 	}
-	st.snapshotData = data
-	return nil
+}
+
+func (r *Repo) readTimestamp(root *metadata.Metadata[metadata.RootType]) (*metadata.Metadata[metadata.TimestampType], error) {
+	data, err := r.readMetadata(timestampFile)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := metadata.Timestamp().FromBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse: %w", err)
+	}
+	if err := root.VerifyDelegate(metadata.TIMESTAMP, ts); err != nil {
+		return nil, fmt.Errorf("not signed by the timestamp keys of root version %d (expected once after new online keys): %w", root.Signed.Version, err)
+	}
+	return ts, nil
+}
+
+// readSnapshot reads the snapshot a verified timestamp describes: its
+// length, hashes and version, and the root's snapshot keys.
+func (r *Repo) readSnapshot(root *metadata.Metadata[metadata.RootType], meta *metadata.MetaFiles) ([]byte, *metadata.Metadata[metadata.SnapshotType], error) {
+	if _, ok := parseVersion(strconv.FormatInt(meta.Version, 10)); !ok {
+		return nil, nil, fmt.Errorf("the timestamp names snapshot version %d", meta.Version)
+	}
+	data, err := r.readMetadata(versionedName(meta.Version, metadata.SNAPSHOT))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := meta.VerifyLengthHashes(data); err != nil {
+		return nil, nil, fmt.Errorf("not the snapshot the timestamp describes: %w", err)
+	}
+	snap, err := metadata.Snapshot().FromBytes(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to parse: %w", err)
+	}
+	if snap.Signed.Version != meta.Version {
+		return nil, nil, fmt.Errorf("it holds version %d", snap.Signed.Version)
+	}
+	if err := root.VerifyDelegate(metadata.SNAPSHOT, snap); err != nil {
+		return nil, nil, fmt.Errorf("not signed by the snapshot keys of root version %d: %w", root.Signed.Version, err)
+	}
+	return data, snap, nil
 }
 
 func (r *Repo) readMetadata(name string) ([]byte, error) {
@@ -178,7 +215,7 @@ func (r *Repo) readMetadata(name string) ([]byte, error) {
 type Status struct {
 	Versions map[string]int64
 	Expires  map[string]time.Time
-	Problems []error // newer targets versions that do not verify
+	Problems []error // files ignored because they do not verify (newer targets, online metadata)
 }
 
 // Status reads the repository's status, verifying the root and targets.

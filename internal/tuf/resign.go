@@ -89,8 +89,9 @@ func (s *Resigner) warnExpiring(st *Status, now time.Time) {
 	}
 }
 
-// logProblems logs newer targets versions that do not verify, once each
-// time they change.
+// logProblems logs the files ignored because they do not verify (newer
+// targets versions, online metadata not signed by the root's keys), once
+// each time they change.
 func (s *Resigner) logProblems(problems []error) {
 	var msgs []string
 	for _, p := range problems {
@@ -98,7 +99,7 @@ func (s *Resigner) logProblems(problems []error) {
 	}
 	text := strings.Join(msgs, "\n")
 	if text != s.problems && text != "" {
-		s.Logger.Warn("ignoring TUF targets metadata that does not verify", "problems", text)
+		s.Logger.Warn("ignoring TUF metadata that does not verify", "problems", text)
 	}
 	s.problems = text
 }

@@ -47,3 +47,24 @@ func TestResignerReports(t *testing.T) {
 		t.Errorf("Tick without the online keys: %v, failures %v; want an error counted", err, testutil.ToFloat64(rs.Metrics.failures))
 	}
 }
+
+// TestResignerLogsIgnoredTimestamp: a timestamp.json that does not verify
+// is replaced on the next tick and logged once as ignored.
+func TestResignerLogsIgnoredTimestamp(t *testing.T) {
+	f := newFixture(t)
+	var logs bytes.Buffer
+	rs := &Resigner{Repo: f.repo, KeyDirs: []string{f.online}, Now: f.clock.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	f.writeFile(breakSignature(t, f.readFile(metadataDir, timestampFile)), metadataDir, timestampFile)
+	for range 2 {
+		if err := rs.Tick(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, "ignoring TUF metadata that does not verify"); n != 1 || !strings.Contains(out, "timestamp.json is ignored") {
+		t.Errorf("the broken timestamp was logged %d times, want once:\n%s", n, out)
+	}
+	if st := f.status(); len(st.Problems) != 0 || st.Versions[metadata.TIMESTAMP] != f.clock.Now().Unix() {
+		t.Errorf("after the tick: %+v; want no problem left and timestamp version %d", st, f.clock.Now().Unix())
+	}
+}

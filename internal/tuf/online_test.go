@@ -1,0 +1,217 @@
+package tuf
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// The tests below play a writer of DIR/metadata without the online keys:
+// what it writes must not decide the versions the server signs next, and
+// clients holding the genuine metadata must keep working.
+
+// TestUnsignedTimestampVersion drops an unsigned timestamp.json of version
+// 2^63-1 in place of the genuine one. The server used to sign its version
+// + 1, which overflowed to -2^63: every client holding a timestamp refused
+// the repository as a rollback, for ever. Now the file is ignored and the
+// next version is the time of signing, past the client's.
+func TestUnsignedTimestampVersion(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.clock.advance(TimestampRenewAfter)
+	f.signOnline()
+	f.mustFetch(cache)
+	f.writeFile(setVersion(t, f.readFile(metadataDir, timestampFile), math.MaxInt64), metadataDir, timestampFile)
+
+	s := f.signOnline()
+	if v := s.Status.Versions[metadata.TIMESTAMP]; !s.Timestamp || v != f.clock.Now().Unix() {
+		t.Errorf("after an unsigned timestamp of version 2^63-1: signed %v, version %d; want a timestamp of version %d (the time)", s.Timestamp, v, f.clock.Now().Unix())
+	}
+	wantProblem(t, s.Status, timestampFile)
+	f.mustFetch(cache)
+	f.mustFetch("")
+	if v := cachedVersion(t, cache, metadata.TIMESTAMP); v != f.clock.Now().Unix() {
+		t.Errorf("client holds timestamp version %d, want %d", v, f.clock.Now().Unix())
+	}
+	f.clock.advance(TimestampRenewAfter)
+	if s := f.signOnline(); s.Status.Versions[metadata.TIMESTAMP] != f.clock.Now().Add(-TimestampRenewAfter).Unix()+1 || len(s.Status.Problems) != 0 {
+		t.Errorf("the renewal after: %+v; want the version after the time-based one, and no problem", s.Status)
+	}
+}
+
+// TestSnapshotNameFastForward plants an empty 999999999999999999.snapshot.json
+// and a timestamp.json whose signature is broken. The server used to take
+// its next snapshot version from the newest file name: 10^18, a 19-digit
+// name that the handler refuses, so every client got a 404, for ever.
+func TestSnapshotNameFastForward(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+	f.writeFile(nil, metadataDir, versionedName(999999999999999999, metadata.SNAPSHOT))
+	f.writeFile(breakSignature(t, f.readFile(metadataDir, timestampFile)), metadataDir, timestampFile)
+
+	s := f.signOnline()
+	if v := s.Status.Versions[metadata.SNAPSHOT]; !s.Snapshot || v != 2 {
+		t.Errorf("with a broken timestamp: signed snapshot %v, version %d; want version 2", s.Snapshot, v)
+	}
+	wantProblem(t, s.Status, timestampFile)
+	f.mustFetch(cache)
+	f.publish(newVKey(t))
+	if v := f.status().Versions[metadata.SNAPSHOT]; v != 3 {
+		t.Errorf("after a publication: snapshot version %d, want 3", v)
+	}
+	f.mustFetch(cache)
+	f.mustFetch("")
+}
+
+// TestWrongKeyOnlineMetadata writes a timestamp and the snapshot it names,
+// well-formed and signed, but by keys the root does not list, at versions
+// far beyond the genuine ones: neither may raise the next versions.
+func TestWrongKeyOnlineMetadata(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+	wrongSnap, wrongTS := mustKey(t), mustKey(t)
+	const forged = 50_000_000_000_000_000
+	snap := metadata.Snapshot(expiry(f.clock.Now(), SnapshotExpiry))
+	snap.Signed.Version = forged
+	data, err := signAndEncode(snap, []*Key{wrongSnap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.writeFile(data, metadataDir, versionedName(forged, metadata.SNAPSHOT))
+	ts := metadata.Timestamp(expiry(f.clock.Now(), TimestampExpiry))
+	ts.Signed.Version = forged
+	ts.Signed.Meta[metadata.SNAPSHOT+".json"] = metaFile(forged, data)
+	if data, err = signAndEncode(ts, []*Key{wrongTS}); err != nil {
+		t.Fatal(err)
+	}
+	f.writeFile(data, metadataDir, timestampFile)
+
+	s := f.signOnline()
+	if v := s.Status.Versions; v[metadata.TIMESTAMP] != f.clock.Now().Unix() || v[metadata.SNAPSHOT] != 2 {
+		t.Errorf("after wrong-key metadata of version %d: timestamp %d, snapshot %d; want %d (the time) and 2",
+			int64(forged), v[metadata.TIMESTAMP], v[metadata.SNAPSHOT], f.clock.Now().Unix())
+	}
+	wantProblem(t, s.Status, "not signed by the timestamp keys of root version 1")
+	f.mustFetch(cache)
+}
+
+// TestWrongKeySnapshot keeps the genuine timestamp but replaces the
+// snapshot it names with one signed by another key: it is ignored, and a
+// new snapshot is signed past it.
+func TestWrongKeySnapshot(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+	snap := metadata.Snapshot(expiry(f.clock.Now(), SnapshotExpiry))
+	data, err := signAndEncode(snap, []*Key{mustKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.writeFile(data, metadataDir, versionedName(1, metadata.SNAPSHOT))
+	s := f.signOnline()
+	if v := s.Status.Versions; !s.Snapshot || v[metadata.SNAPSHOT] != 2 || v[metadata.TIMESTAMP] != 2 {
+		t.Errorf("after a wrong-key snapshot 1: %+v; want snapshot 2 and timestamp 2", s)
+	}
+	wantProblem(t, s.Status, "1.snapshot.json")
+	f.mustFetch(cache)
+}
+
+// TestOldTimestampPutBack puts back an expired genuine timestamp, as an
+// old backup or a writer who kept one would: its version + 1 is below the
+// client's, so the next version is the time of signing.
+func TestOldTimestampPutBack(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	first := f.readFile(metadataDir, timestampFile)
+	for range 8 {
+		f.clock.advance(TimestampRenewAfter)
+		f.signOnline()
+	}
+	f.mustFetch(cache)
+	f.writeFile(first, metadataDir, timestampFile)
+	s := f.signOnline()
+	if v := s.Status.Versions[metadata.TIMESTAMP]; !s.Timestamp || v != f.clock.Now().Unix() {
+		t.Errorf("after version 1 was put back: signed %v, version %d; want %d (the time)", s.Timestamp, v, f.clock.Now().Unix())
+	}
+	f.mustFetch(cache)
+}
+
+// TestTimestampVersionBound: a timestamp key that signed a version at the
+// bound (it leaked) stops re-signing with an error, rather than an
+// overflow or an unservable version; new online keys recover.
+func TestTimestampVersionBound(t *testing.T) {
+	for _, v := range []int64{maxVersion - 1, math.MaxInt64} {
+		f := newFixture(t)
+		f.forgeTimestamp(f.onlineKey(metadata.TIMESTAMP), v, 1)
+		f.clock.advance(TimestampRenewAfter)
+		_, err := f.repo.SignOnline([]string{f.online}, f.clock.Now())
+		if err == nil || !strings.Contains(err.Error(), "refusing to sign timestamp version 100000000000000000 or above") {
+			t.Errorf("after the timestamp key signed version %d: %v; want a refusal", v, err)
+		}
+		snap, ts := f.newKeyFile(metadata.SNAPSHOT, "repo/keys"), f.newKeyFile(metadata.TIMESTAMP, "repo/keys")
+		if _, err := f.repo.RotateRoot(RootChange{SnapshotKey: snap, TimestampKey: ts, Expires: f.clock.Now().Add(DefaultRootExpiry)}, []string{f.offline}); err != nil {
+			t.Fatal(err)
+		}
+		if s := f.signOnline(); s.Status.Versions[metadata.TIMESTAMP] != f.clock.Now().Unix() {
+			t.Errorf("after new online keys: timestamp version %d, want %d", s.Status.Versions[metadata.TIMESTAMP], f.clock.Now().Unix())
+		}
+		f.mustFetch("")
+	}
+}
+
+func mustKey(t *testing.T) *Key {
+	t.Helper()
+	k, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// setVersion rewrites the version of signed metadata, leaving its
+// signatures as they were.
+func setVersion(t *testing.T, data []byte, v int64) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["signed"].(map[string]any)["version"] = v
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// breakSignature replaces the signatures of metadata with zeros.
+func breakSignature(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range m["signatures"].([]any) {
+		s.(map[string]any)["sig"] = strings.Repeat("00", 64)
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func wantProblem(t *testing.T, st *Status, substr string) {
+	t.Helper()
+	for _, p := range st.Problems {
+		if strings.Contains(p.Error(), substr) {
+			return
+		}
+	}
+	t.Errorf("problems %v, want one about %q", st.Problems, substr)
+}
