@@ -44,5 +44,5 @@
 // chain is walked from 1.root.json as a client walks it, a targets version
 // is referenced only if the newest root's targets keys signed it, and the
 // next snapshot and timestamp versions follow only metadata the newest
-// root's online keys signed (online.go).
+// root's online keys signed (online.go). File names raise no version.
 package tuf

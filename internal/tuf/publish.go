@@ -40,8 +40,12 @@ func (r *Repo) Publish(db *Database, keyDirs []string, expires time.Time) (int64
 	if err != nil {
 		return 0, err
 	}
-	// Past the newest version on disk, valid or not: its file name is taken.
-	v := st.lastTargets + 1
+	// Past the newest version that verifies, stepping over the names
+	// taken by files that do not.
+	v, err := r.freeVersion(metadata.TARGETS, st.targets.Signed.Version)
+	if err != nil {
+		return 0, err
+	}
 	return v, r.writeTargets(st.root, db, v, keys, expires)
 }
 

@@ -47,7 +47,6 @@ type state struct {
 	snapshotData  []byte                                     // its bytes
 	snapshotAhead bool                                       // a file of version namedSnapshot+1 exists
 	first         bool                                       // Init is signing the first timestamp
-	lastTargets   int64                                      // newest targets version on disk, valid or not
 	problems      []error                                    // files ignored: they do not verify
 }
 
@@ -104,9 +103,6 @@ func (r *Repo) loadTargets(st *state) error {
 	vs, err := versions(r.dir, metadata.TARGETS)
 	if err != nil {
 		return err
-	}
-	if len(vs) > 0 {
-		st.lastTargets = vs[len(vs)-1]
 	}
 	for _, v := range slices.Backward(vs) {
 		data, t, err := r.readTargets(st.root, v)

@@ -129,6 +129,49 @@ func TestBadTargetsSkipped(t *testing.T) {
 	}
 }
 
+// TestTargetsNameFastForward plants targets files a publication used to
+// follow by name: an empty 999999999999999999.targets.json made the next
+// version 10^18, a name nothing reads, so the publication never reached a
+// client. They are reported and stepped over; the next version follows
+// the newest one that verifies, for Publish and for a new targets key.
+func TestTargetsNameFastForward(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+	wrong := metadata.Targets(f.clock.Now().Add(DefaultTargetsExpiry))
+	wrong.Signed.Version = 2
+	data, err := signAndEncode(wrong, []*Key{mustKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.writeFile(data, metadataDir, versionedName(2, metadata.TARGETS))
+	f.writeFile(nil, metadataDir, versionedName(999999999999999999, metadata.TARGETS))
+	vkey := newVKey(t)
+	v, err := f.repo.Publish(mustDatabase(t, vkey), []string{f.offline}, f.clock.Now().Add(DefaultTargetsExpiry))
+	if err != nil || v != 3 {
+		t.Fatalf("Publish past a wrong-key version 2 and an empty 999999999999999999: version %d, %v; want 3", v, err)
+	}
+	f.signOnline()
+	if st := f.status(); st.Versions[metadata.TARGETS] != 3 || len(st.Problems) != 1 {
+		t.Errorf("after publishing: targets version %d, problems %v; want 3 and the empty file above it", st.Versions[metadata.TARGETS], st.Problems)
+	}
+	if d := f.mustFetch(cache); !slices.Equal(d.VerifierKeys, []string{vkey}) {
+		t.Errorf("client learned %v, want %s", d.VerifierKeys, vkey)
+	}
+
+	// A new targets key re-signs the targets as the next version too.
+	now := f.clock.Now()
+	ch := RootChange{TargetsKeys: []*Key{f.newKeyFile(metadata.TARGETS, "next")}, Expires: now.Add(DefaultRootExpiry), TargetsExpires: now.Add(DefaultTargetsExpiry)}
+	if _, err := f.repo.RotateRoot(ch, []string{f.offline}); err != nil {
+		t.Fatal(err)
+	}
+	f.signOnline()
+	if st := f.status(); st.Versions[metadata.TARGETS] != 4 {
+		t.Errorf("after a new targets key: targets version %d, want 4", st.Versions[metadata.TARGETS])
+	}
+	f.mustFetch(cache)
+}
+
 // TestPublishOneDatabase refuses to publish another database's keys.
 func TestPublishOneDatabase(t *testing.T) {
 	f := newFixture(t)

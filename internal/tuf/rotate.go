@@ -144,7 +144,9 @@ func (r *Repo) resignTargets(st *state, next *metadata.Metadata[metadata.RootTyp
 	if err != nil {
 		return fmt.Errorf("failed to copy targets: %w", err)
 	}
-	t.Signed.Version = st.lastTargets + 1
+	if t.Signed.Version, err = r.freeVersion(metadata.TARGETS, st.targets.Signed.Version); err != nil {
+		return err
+	}
 	t.Signed.Expires = expires.UTC().Truncate(time.Second)
 	data, err := signAndEncode(t, keys)
 	if err == nil {
