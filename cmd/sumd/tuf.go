@@ -139,14 +139,25 @@ func tufStatus(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "vkey      %s\n", vkey)
 		}
 	}
-	for _, p := range st.Problems {
+	printProblems(stderr, st.Problems)
+	return nil
+}
+
+// printProblems warns of the files the repository ignores.
+func printProblems(stderr io.Writer, problems []error) {
+	for _, p := range problems {
 		fmt.Fprintf(stderr, "sumd: warning: ignored, does not verify: %v\n", p)
 	}
-	return nil
 }
 
 func printStatus(w io.Writer, st *tuf.Status, now time.Time) {
 	for _, role := range []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP} {
+		if _, ok := st.Versions[role]; !ok {
+			// A timestamp.json or snapshot that does not verify: the
+			// warnings say why, and the next signing replaces it.
+			fmt.Fprintf(w, "%-9s none that verifies\n", role)
+			continue
+		}
 		exp := st.Expires[role]
 		fmt.Fprintf(w, "%-9s version %-4d expires %s (in %s)\n", role, st.Versions[role], exp.Format(time.RFC3339), exp.Sub(now).Round(time.Minute))
 	}
@@ -199,6 +210,7 @@ func signOnlineOrDefer(repo *tuf.Repo, r config.TUFRepo, stderr io.Writer) error
 	case err != nil:
 		return err
 	}
+	printProblems(stderr, s.Status.Problems)
 	fmt.Fprintf(stderr, "sumd: serving snapshot version %d and timestamp version %d\n", s.Status.Versions[metadata.SNAPSHOT], s.Status.Versions[metadata.TIMESTAMP])
 	return nil
 }

@@ -179,7 +179,7 @@ func TestTUFExpiryWarnings(t *testing.T) {
 			"root": now.Add(365 * 24 * time.Hour), "targets": now.Add(10 * 24 * time.Hour),
 			"snapshot": now.Add(3 * 24 * time.Hour), "timestamp": now.Add(90 * time.Minute),
 		},
-		Problems: []error{errors.New("timestamp.json is ignored")},
+		Problems: []error{errors.New("timestamp.json: not signed")},
 	}
 	p := &tufPart{now: func() time.Time { return now }, status: st, readAt: now, signedAt: now}
 	var s Status

@@ -144,7 +144,7 @@ func (r *Repo) readTargets(root *metadata.Metadata[metadata.RootType], v int64) 
 func (r *Repo) loadOnline(st *state) {
 	ts, err := r.readTimestamp(st.root)
 	if err != nil {
-		st.problems = append(st.problems, fmt.Errorf("%s is ignored, the next timestamp version is the time of signing (past any version a client holds): %w", timestampFile, err))
+		st.problems = append(st.problems, fmt.Errorf("%s (the next timestamp version is the time of signing, past any version a client holds): %w", timestampFile, err))
 		return
 	}
 	st.timestamp = ts
@@ -154,7 +154,7 @@ func (r *Repo) loadOnline(st *state) {
 	}
 	st.namedSnapshot = meta.Version
 	if st.snapshotData, st.snapshot, err = r.readSnapshot(st.root, meta); err != nil {
-		st.problems = append(st.problems, fmt.Errorf("%s is ignored, a new snapshot is signed: %w", versionedName(meta.Version, metadata.SNAPSHOT), err))
+		st.problems = append(st.problems, fmt.Errorf("%s (a new snapshot is signed): %w", versionedName(meta.Version, metadata.SNAPSHOT), err))
 	}
 	if meta.Version < maxVersion {
 		_, err := os.Lstat(filepath.Join(r.dir, metadataDir, versionedName(meta.Version+1, metadata.SNAPSHOT)))
