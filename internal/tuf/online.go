@@ -156,12 +156,12 @@ func (r *Repo) signTimestamp(st *state, keyDirs []string, now time.Time) error {
 }
 
 // nextTimestamp is the version of the timestamp signed at now. Clients
-// refuse a version below the one they hold, even expired, so it follows
-// the timestamp the root's keys signed while that one is valid. Without
-// one (timestamp.json lost, tampered with, or signed by keys since
+// refuse a version below the one they hold, even an expired one, so it is
+// one past the timestamp the root's keys signed while that one is valid.
+// Without one (timestamp.json lost, tampered with, or signed by keys since
 // rotated), or past its expiry (it may be an old one put back), the
-// version is the Unix time of signing: one past a valid timestamp would
-// freeze every client that holds a newer one, while the time is past any
+// version is the Unix time of signing: one past an old version would
+// freeze every client holding a newer one, while the time is past any
 // version sumd has signed, which grow by one per signing (a few a day).
 func (st *state) nextTimestamp(now time.Time) (int64, error) {
 	switch {
