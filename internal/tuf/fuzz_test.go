@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // FuzzParsePath feeds request paths to ParsePath: whatever it accepts is
@@ -102,5 +104,27 @@ func FuzzReadKeyFile(f *testing.F) {
 		if len(k.ID()) != 64 {
 			t.Fatalf("ReadKeyFile(%q): key id %q", data, k.ID())
 		}
+	})
+}
+
+// FuzzTimestampFile writes whatever a writer of DIR/metadata without the
+// keys might into timestamp.json: the server still re-signs, at a version
+// between 1 and maxVersion that no file raised, and clients follow.
+func FuzzTimestampFile(f *testing.F) {
+	f.Add([]byte(nil))
+	f.Add([]byte(`{"signed": {"_type": "timestamp", "version": 9223372036854775807}}`))
+	f.Add([]byte(`{"signed": {"_type": "timestamp", "spec_version": "1.0.31", "version": -1, "expires": "2030-01-01T00:00:00Z",` +
+		` "meta": {"snapshot.json": {"version": 999999999999999999}}}, "signatures": []}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fx := newFixture(t)
+		fx.writeFile(data, metadataDir, timestampFile)
+		s, err := fx.repo.SignOnline([]string{fx.online}, fx.clock.Now())
+		if err != nil {
+			t.Fatalf("SignOnline after a timestamp.json of %q: %v", data, err)
+		}
+		if ts, snap := s.Status.Versions[metadata.TIMESTAMP], s.Status.Versions[metadata.SNAPSHOT]; ts < 1 || ts > fx.clock.Now().Unix() || snap < 1 || snap > 2 {
+			t.Fatalf("after a timestamp.json of %q: timestamp version %d, snapshot %d", data, ts, snap)
+		}
+		fx.mustFetch("")
 	})
 }
