@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testlog"
 	sumdlog "github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/tuf"
 )
@@ -112,24 +113,7 @@ func TestStatusDegradedSync(t *testing.T) {
 // TestStatusTUF: the TUF section shows each role, and a repository whose
 // directory is removed under the server is a problem within seconds.
 func TestStatusTUF(t *testing.T) {
-	cfg, urls, logs := testConfig(t)
-	dir := filepath.Join(t.TempDir(), "tuf")
-	skey, vkey, err := sumdlog.GenerateKey("serve.example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := sumdlog.ParseKey(skey)
-	cfg.OpenLog = func() (*sumdlog.Log, error) {
-		return sumdlog.Open(cfg.DBFile, sumdlog.Options{Keys: []*sumdlog.Key{key}, Create: true, Logger: cfg.Logger})
-	}
-	db, err := tuf.NewDatabase([]string{vkey}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tuf.Init(dir, tuf.InitOptions{Database: db, OfflineKeys: filepath.Join(t.TempDir(), "offline")}); err != nil {
-		t.Fatal(err)
-	}
-	cfg.TUF = &TUF{Dir: dir, OnlineKeys: filepath.Join(dir, tuf.DefaultOnlineKeys)}
+	cfg, urls, logs, dir := tufConfig(t)
 	tufStatusMaxAge = 50 * time.Millisecond
 	t.Cleanup(func() { tufStatusMaxAge = 5 * time.Second })
 	url := serveTest(t, cfg, urls)
@@ -166,6 +150,47 @@ func TestStatusTUF(t *testing.T) {
 	}
 	if code, body := fetch(t, url+"/healthz"); code != 200 || !strings.HasPrefix(body, "degraded: ") || !strings.Contains(body, "tuf: the repository cannot be read") || strings.Contains(body, dir) {
 		t.Errorf("/healthz = %d %q", code, body)
+	}
+}
+
+// tufConfig is a server configuration serving a new TUF repository in dir.
+func tufConfig(t *testing.T) (Config, <-chan string, *testlog.Buffer, string) {
+	cfg, urls, logs := testConfig(t)
+	dir := filepath.Join(t.TempDir(), "tuf")
+	skey, vkey, err := sumdlog.GenerateKey("serve.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := sumdlog.ParseKey(skey)
+	cfg.OpenLog = func() (*sumdlog.Log, error) {
+		return sumdlog.Open(cfg.DBFile, sumdlog.Options{Keys: []*sumdlog.Key{key}, Create: true, Logger: cfg.Logger})
+	}
+	db, err := tuf.NewDatabase([]string{vkey}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tuf.Init(dir, tuf.InitOptions{Database: db, OfflineKeys: filepath.Join(t.TempDir(), "offline")}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.TUF = &TUF{Dir: dir, OnlineKeys: filepath.Join(dir, tuf.DefaultOnlineKeys)}
+	return cfg, urls, logs, dir
+}
+
+// TestTUFStartReplacesIgnored starts a server on a repository whose
+// timestamp.json was written without the keys: the server replaces it
+// before serving, and its log names the file it ignored.
+func TestTUFStartReplacesIgnored(t *testing.T) {
+	cfg, urls, logs, dir := tufConfig(t)
+	ts := filepath.Join(dir, "metadata", "timestamp.json")
+	if err := os.WriteFile(ts, []byte(`{"signed": {"_type": "timestamp", "version": 9223372036854775807}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := serveTest(t, cfg, urls)
+	if s := fetchStatus(t, url); s.Health.State != Healthy {
+		t.Errorf("health after replacing the timestamp: %+v", s.Health)
+	}
+	if out := logs.String(); strings.Count(out, "ignoring TUF metadata that does not verify") != 1 || !strings.Contains(out, "timestamp.json") {
+		t.Errorf("the server log does not name the ignored timestamp.json once:\n%s", out)
 	}
 }
 

@@ -64,7 +64,10 @@ func openTUF(cfg *TUF, reg prometheus.Registerer, logger *slog.Logger) (*tufPart
 	if err := repo.CheckOnlineKeys(keys); err != nil {
 		return nil, withHint(err, "sumd serve -tuf re-signs the snapshot and timestamp with the online keys in "+cfg.OnlineKeys+" (-tuf-online-keys); see docs/keys.md")
 	}
-	if _, err := repo.SignOnline(keys, time.Now()); err != nil {
+	// A tick, not SignOnline alone: it logs the files it replaced because
+	// they do not verify, which the next tick no longer finds.
+	resigner := &tuf.Resigner{Repo: repo, KeyDirs: keys, Logger: logger, Metrics: tuf.NewMetrics(reg)}
+	if err := resigner.Tick(); err != nil {
 		return nil, withHint(err, "the TUF repository does not verify; see docs/keys.md")
 	}
 	h, err := tuf.NewHandler(cfg.Dir, logger)
@@ -74,7 +77,7 @@ func openTUF(cfg *TUF, reg prometheus.Registerer, logger *slog.Logger) (*tufPart
 	logger.Info("serving TUF repository", "dir", cfg.Dir, "path", tuf.Prefix, "online_keys", cfg.OnlineKeys)
 	return &tufPart{
 		handler:  h,
-		resigner: &tuf.Resigner{Repo: repo, KeyDirs: keys, Logger: logger, Metrics: tuf.NewMetrics(reg)},
+		resigner: resigner,
 		repo:     repo,
 		now:      time.Now,
 		logger:   logger,
