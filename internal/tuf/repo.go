@@ -172,7 +172,7 @@ func (r *Repo) readTimestamp(root *metadata.Metadata[metadata.RootType]) (*metad
 		return nil, fmt.Errorf("failed to parse: %w", err)
 	}
 	if err := root.VerifyDelegate(metadata.TIMESTAMP, ts); err != nil {
-		return nil, fmt.Errorf("not signed by the timestamp keys of root version %d (expected once after new online keys): %w", root.Signed.Version, err)
+		return nil, fmt.Errorf("not signed by the timestamp keys of root version %d (as expected once after new online keys; otherwise written without the key): %w", root.Signed.Version, err)
 	}
 	return ts, nil
 }
@@ -214,7 +214,8 @@ type Status struct {
 	Problems []error // files ignored because they do not verify (newer targets, online metadata)
 }
 
-// Status reads the repository's status, verifying the root and targets.
+// Status reads the repository's status, verifying every role as SignOnline
+// does.
 func (r *Repo) Status() (*Status, error) {
 	st, err := r.load()
 	if err != nil {
