@@ -411,7 +411,7 @@ func envName(name string) string {
 
 func printUsage(w io.Writer, cmd command, opts []option) {
 	fmt.Fprintf(w, "Usage: %s\n\n%s\n\n", cmp.Or(cmd.usage, "sumd "+cmd.name+" [flags]"), cmd.summary)
-	fmt.Fprint(w, wrap(`Every flag is also an environment variable and a key of the YAML file named by -config: -max-batch 512, SUMD_MAX_BATCH=512 and "max-batch: 512" mean the same. Flags win over the environment, which wins over the file.`, ""))
+	fmt.Fprint(w, wrap(`Every flag is also an environment variable and a key of the YAML file named by -config: -max-batch 512, SUMD_MAX_BATCH=512 and "max-batch: 512" mean the same. Flags win over the environment, which wins over the file; an empty variable counts as unset (to clear a value the file sets, pass the flag empty: -admin-token-file=).`, ""))
 	fmt.Fprint(w, "\nFlags:\n")
 	printFlag(w, "config", "FILE", "YAML file of options, one key per flag below", "", "SUMD_CONFIG")
 	for _, o := range opts {
