@@ -69,7 +69,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	cfg.TmpDir = tmpDir
 	reg := serve.NewRegistry()
 	reg.MustRegister(buildInfo())
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP too, as a terminal closing or an operator expecting a reload
+	// sends it: its default action killed sumd without draining requests
+	// or saving the status history. There is nothing to reload: credential
+	// and token files are re-read when they change.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	openOwn := func() (*tlog.Log, error) {
 		return openLog(cfg.Database, openOptions{

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -90,5 +91,18 @@ func TestServeStopsWhenAPartDies(t *testing.T) {
 		if !strings.Contains(s.stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, s.stderr)
 		}
+	}
+}
+
+// TestServeSIGHUP: SIGHUP stops sumd serve gracefully, as SIGTERM does
+// (its default action killed the process without draining requests or
+// saving the status history).
+func TestServeSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"))
+	s.stopWith(syscall.SIGHUP)
+	if !strings.Contains(s.stderr.String(), "shutting down") {
+		t.Errorf("no graceful shutdown in the log:\n%s", s.stderr)
 	}
 }

@@ -145,21 +145,24 @@ func (s *sumdServer) stopAndHold() {
 }
 
 // stop sends SIGTERM and expects a clean exit.
-func (s *sumdServer) stop() {
+func (s *sumdServer) stop() { s.stopWith(syscall.SIGTERM) }
+
+// stopWith sends sig and expects a clean exit.
+func (s *sumdServer) stopWith(sig os.Signal) {
 	if s.cmd.ProcessState != nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Process.Signal(sig)
 	done := make(chan error, 1)
 	go func() { done <- s.cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			s.t.Errorf("sumd serve did not exit cleanly on SIGTERM: %v\n%s", err, s.stderr)
+			s.t.Errorf("sumd serve did not exit cleanly on %v: %v\n%s", sig, err, s.stderr)
 		}
 	case <-time.After(15 * time.Second):
 		s.cmd.Process.Kill()
-		s.t.Errorf("sumd serve did not stop within 15s of SIGTERM")
+		s.t.Errorf("sumd serve did not stop within 15s of %v", sig)
 	}
 }
 
