@@ -108,7 +108,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		DBFile:     watched,
 		Surface:    surface,
 		TUF:        serveTUF(cfg.TUFServe),
-		Sync:       sc.serveSync(cfg.ServeSync, cfg.TmpDir, reg, logger),
+		Sync:       sc.serveSync(cfg.ServeSync, cfg.TmpDir, up, reg, logger),
 		Ready: func(l *tlog.Log, url string) {
 			fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
 		},

@@ -170,8 +170,8 @@ func printServerStatus(w io.Writer, st *serve.Status) {
 			for _, o := range slices.Sorted(maps.Keys(p.Outcomes)) {
 				outcomes = append(outcomes, fmt.Sprintf("%s %d", o, p.Outcomes[o]))
 			}
-			fmt.Fprintf(w, "; last pass %s, %.1fs: %s; %d unchanged, %d unreadable, %d conflicts",
-				at(p.Started), p.Seconds, strings.Join(outcomes, ", "), p.Unchanged, p.Failures, p.Conflicts)
+			fmt.Fprintf(w, "; last pass %s, %.1fs: %s; %d unchanged, %d unreadable, %d conflicts, %d refused",
+				at(p.Started), p.Seconds, strings.Join(outcomes, ", "), p.Unchanged, p.Failures, p.Conflicts, p.Refused)
 		}
 		fmt.Fprintln(w)
 	}

@@ -14,9 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/oci"
 	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/upstream"
 )
 
 // runSync runs one OCI sync pass on the database file.
@@ -99,7 +101,7 @@ func (sc *syncConfig) syncer(l oci.Recorder, tmpDir string, m *oci.Metrics, logg
 // summary is the one line sumd sync prints: what each artifact came to.
 func summary(r *oci.Report, added int64) string {
 	var parts []string
-	for _, o := range []oci.Outcome{oci.Recorded, oci.Present, oci.Unsigned, oci.BadSignature, oci.Tampered, oci.Malformed, oci.Invalid, oci.Conflict, oci.Failed, oci.Ignored} {
+	for _, o := range []oci.Outcome{oci.Recorded, oci.Present, oci.Unsigned, oci.BadSignature, oci.Tampered, oci.Malformed, oci.Invalid, oci.Conflict, oci.Refused, oci.Failed, oci.Ignored} {
 		if n := r.Counts[o]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, o))
 		}
@@ -135,18 +137,46 @@ func prepareSync(cfg config.ServeSync) (*syncConfig, error) {
 }
 
 // serveSync is what sumd serve runs of the OCI sync prepared by
-// prepareSync, hashing zips in tmpDir: nothing if sc is nil.
-func (sc *syncConfig) serveSync(cfg config.ServeSync, tmpDir string, reg prometheus.Registerer, logger *slog.Logger) *serve.Sync {
+// prepareSync, hashing zips in tmpDir: nothing if sc is nil. It records
+// through up's recorder, so that the cross-check applies to it as to the
+// admin API.
+func (sc *syncConfig) serveSync(cfg config.ServeSync, tmpDir string, up *upstreamSetup, reg prometheus.Registerer, logger *slog.Logger) *serve.Sync {
 	if sc == nil {
 		return nil
 	}
 	return &serve.Sync{
 		Interval: cfg.SyncInterval, Registries: cfg.Registry,
 		Syncer: func(l *tlog.Log) (serve.Syncer, error) {
-			s, err := sc.syncer(l, tmpDir, oci.NewMetrics(reg), logger)
+			rl, err := up.syncLog(l)
+			if err != nil {
+				return nil, err
+			}
+			s, err := sc.syncer(rl, tmpDir, oci.NewMetrics(reg), logger)
 			return serveSyncer{s}, err
 		},
 	}
+}
+
+// checkedLog is the log as OCI sync records into it under sumd serve with
+// a recorder: Add goes through the recorder's AddRecords, which
+// cross-checks public modules as it does for the admin API's records,
+// while lookups and the sync state are the log's own (a recorder's Lookup
+// would fetch a missing version from upstream).
+type checkedLog struct {
+	*tlog.Log
+	rec *upstream.Recorder
+}
+
+// Add records recs unless the cross-check refuses them: a version the
+// upstream checksum database holds with other hashes, or not at all while
+// its path is not private, is an error wrapping oci.ErrRefused.
+func (c checkedLog) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
+	ids, err := c.rec.AddRecords(ctx, recs)
+	var e *upstream.Error
+	if errors.As(err, &e) && e.Gone() {
+		return nil, fmt.Errorf("%w by the cross-check: %w", oci.ErrRefused, err)
+	}
+	return ids, err
 }
 
 // serveSyncer adapts an oci.Syncer to the serve lifecycle.
@@ -157,7 +187,7 @@ func (s serveSyncer) Sync(ctx context.Context) (*serve.SyncReport, error) {
 	if r == nil {
 		return nil, err
 	}
-	sr := &serve.SyncReport{Outcomes: map[string]int{}, Unchanged: r.Skipped, Conflicts: r.Conflicts, Failures: r.Failures}
+	sr := &serve.SyncReport{Outcomes: map[string]int{}, Unchanged: r.Skipped, Conflicts: r.Conflicts, Refused: r.Refused, Failures: r.Failures}
 	for o, n := range r.Counts {
 		sr.Outcomes[string(o)] = n
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/oci"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
@@ -18,12 +20,16 @@ import (
 // upstreamSetup is the parsed upstream configuration, checked before the
 // database is opened so that a typo never starts a half-configured server.
 type upstreamSetup struct {
-	sources []upstream.Source
+	sources    []upstream.Source
+	crosscheck bool
+	// recorder is the recorder serverOps built (nil: none), which OCI
+	// sync records through.
+	recorder *upstream.Recorder
 }
 
 // parseUpstream checks the upstream options of cfg.
 func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
-	u := new(upstreamSetup)
+	u := &upstreamSetup{crosscheck: cfg.Crosscheck}
 	if err := upstream.CheckPatterns(cfg.Record); err != nil {
 		return nil, usageError(fmt.Errorf("record: %w", err), "use GOPRIVATE syntax: comma-separated path globs such as corp.example/*")
 	}
@@ -83,6 +89,7 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 	if err != nil {
 		return nil, nil, err
 	}
+	u.recorder = rec
 	var adm http.Handler
 	if cfg.AdminAPI() {
 		// The access layer in front authenticates every admin request;
@@ -90,6 +97,21 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 		adm = admin.New(rec, admin.Options{Authenticated: true, TempDir: cfg.TmpDir, Logger: logger, Snapshot: l.Snapshot})
 	}
 	return rec, adm, nil
+}
+
+// syncLog returns what OCI sync records into: l behind the recorder
+// serverOps built, so that the cross-check applies to synced versions, or l
+// itself if there is none (and so no cross-check). serve.Run builds the
+// surface before the syncer; a cross-check without its recorder is an
+// error, never a sync that silently records unchecked.
+func (u *upstreamSetup) syncLog(l *tlog.Log) (oci.Recorder, error) {
+	switch {
+	case u.recorder != nil:
+		return checkedLog{Log: l, rec: u.recorder}, nil
+	case u.crosscheck:
+		return nil, errors.New("OCI sync: -crosscheck is set, but the recorder that cross-checks was not built before the syncer")
+	}
+	return l, nil
 }
 
 // writeTimeout leaves a lookup time for two upstream requests and a

@@ -159,6 +159,8 @@ func (s *Syncer) add(ctx context.Context, rec gosum.Record) (Outcome, int64, err
 	switch {
 	case errors.As(err, &conflict):
 		return Conflict, 0, err
+	case errors.Is(err, ErrRefused):
+		return Refused, 0, err
 	case err != nil:
 		return Failed, 0, fmt.Errorf("failed to record %s: %w", rec.Key(), err)
 	case lookupErr == nil:

@@ -27,7 +27,10 @@ type Recorder interface {
 	Lookup(ctx context.Context, m module.Version) (int64, error)
 	// Add records recs durably. Recording a version again with the same
 	// hashes is a no-op; with other hashes it fails with a
-	// *tlog.ConflictError and records nothing.
+	// *tlog.ConflictError and records nothing. A recorder with a policy of
+	// its own (sumd serve's cross-check of public modules) fails with an
+	// error wrapping ErrRefused when the policy refuses recs, and records
+	// nothing.
 	Add(ctx context.Context, recs ...gosum.Record) ([]int64, error)
 	// Aux returns the value stored under key by SetAux, or nil: the sync
 	// state (see State), kept in the database beside the log.
@@ -37,6 +40,11 @@ type Recorder interface {
 }
 
 var _ Recorder = (*tlog.Log)(nil)
+
+// ErrRefused is wrapped by a Recorder's Add error when its policy refuses
+// the records for what they are: the artifact is Refused, not Failed, since
+// the next pass would be refused again.
+var ErrRefused = errors.New("refused")
 
 // DefaultTimeout bounds the work on one artifact: signatures, layers and
 // hashing.
@@ -100,14 +108,20 @@ type Report struct {
 	// Conflicts are the versions refused because the log holds other
 	// hashes: errors naming the artifact and wrapping a *tlog.ConflictError.
 	Conflicts []error
+	// Refused are the versions the Recorder's policy refused (see
+	// ErrRefused): errors naming the artifact and wrapping ErrRefused.
+	Refused []error
 	// Failures are what could not be read: registries, repositories and
 	// artifacts (the registry failed, not the artifact).
 	Failures []error
 	Skipped  int // artifacts skipped as already recorded by an earlier pass
 }
 
-// OK reports whether the pass read everything and found no conflict.
-func (r *Report) OK() bool { return len(r.Conflicts) == 0 && len(r.Failures) == 0 }
+// OK reports whether the pass read everything and found no conflict and
+// no refused version.
+func (r *Report) OK() bool {
+	return len(r.Conflicts) == 0 && len(r.Refused) == 0 && len(r.Failures) == 0
+}
 
 // Sync runs one pass over every source: each version tag of each
 // repository whose artifact is not yet known to be recorded is verified,
@@ -250,6 +264,9 @@ func (s *Syncer) report(ctx context.Context, r *Report, at, digest string, res *
 	case errors.As(res.err, &conflict):
 		r.Conflicts = append(r.Conflicts, fmt.Errorf("artifact %s: %w", at, res.err))
 		s.log.ErrorContext(ctx, "OCI sync: refused: version already recorded with other hashes", append(attrs, "err", res.err)...)
+	case res.outcome == Refused:
+		r.Refused = append(r.Refused, fmt.Errorf("artifact %s: %w", at, res.err))
+		s.log.ErrorContext(ctx, "OCI sync: refused by the cross-check", append(attrs, "err", res.err)...)
 	case res.outcome == Failed:
 		r.Failures = append(r.Failures, fmt.Errorf("artifact %s: %w", at, res.err))
 		s.failed(ctx, "OCI sync: failed to examine artifact", res.err, attrs...)

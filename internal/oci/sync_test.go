@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -443,5 +444,59 @@ func TestReportJSONState(t *testing.T) {
 	data := e.log.aux[stateKey]
 	if err := json.Unmarshal(data, &v); err != nil || v.Version != 1 || len(v.Repositories) != 1 {
 		t.Errorf("state %s: %v", data, err)
+	}
+}
+
+// checkedLog is a fakeLog behind a policy like sumd serve's cross-check:
+// Add refuses a version whose hashes differ from the reference's.
+type checkedLog struct {
+	*fakeLog
+	reference map[string]gosum.Record
+}
+
+func (c *checkedLog) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
+	for _, r := range recs {
+		if want, ok := c.reference[r.Key()]; ok && want != r {
+			return nil, fmt.Errorf("%w by the cross-check: %s: checksum mismatch", ErrRefused, r.Key())
+		}
+	}
+	return c.fakeLog.Add(ctx, recs...)
+}
+
+// TestSyncRefused: a signed artifact whose hashes the recorder's policy
+// refuses is reported as refused, every pass, and recorded nowhere; an
+// honest one beside it is recorded.
+func TestSyncRefused(t *testing.T) {
+	e := newSyncEnv(t, true)
+	forged, honest := simpleModule(t, "v1.0.0"), simpleModule(t, "v1.1.0")
+	genuine := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: "h1:" + strings.Repeat("A", 43) + "=", GoMod: forged.Sums.GoMod}
+	log := &checkedLog{fakeLog: e.log, reference: map[string]gosum.Record{genuine.Key(): genuine}}
+	e.push(t, forged, e.key.sv)
+	e.push(t, honest, e.key.sv)
+	s, err := NewSyncer(Options{
+		Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: log,
+		Remote: testRemote, Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pass := range 2 {
+		r, err := s.Sync(context.Background())
+		if err != nil {
+			t.Fatalf("pass %d: %v", pass, err)
+		}
+		if r.Counts[Refused] != 1 || r.Counts[Failed] != 0 || len(r.Refused) != 1 || !errors.Is(r.Refused[0], ErrRefused) || r.OK() {
+			t.Errorf("pass %d: report %+v, want one refused artifact\n%s", pass, r, e.logs)
+		}
+		if honest := r.Counts[Recorded] + r.Skipped; honest != 1 {
+			t.Errorf("pass %d: outcomes %v, %d unchanged: want the honest version recorded, then unchanged", pass, r.Counts, r.Skipped)
+		}
+	}
+	if got, ok := e.log.get(genuine.Key()); ok {
+		t.Errorf("log holds the refused version: %+v", got)
+	}
+	e.wantRecorded(t, honest)
+	if n := strings.Count(e.logs.String(), "outcome=refused"); n != 2 || !strings.Contains(e.logs.String(), "checksum mismatch") {
+		t.Errorf("%d log lines with outcome=refused, want 2 naming the reason:\n%s", n, e.logs)
 	}
 }

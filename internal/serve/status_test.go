@@ -62,7 +62,8 @@ func serveTest(t testing.TB, cfg Config, urls <-chan string) string {
 	return url
 }
 
-// failingSyncer reports a registry it could not read, and a conflict.
+// failingSyncer reports a registry it could not read, a conflict and a
+// version the cross-check refused.
 type failingSyncer struct{}
 
 func (failingSyncer) Sync(ctx context.Context) (*SyncReport, error) {
@@ -70,6 +71,7 @@ func (failingSyncer) Sync(ctx context.Context) (*SyncReport, error) {
 		Outcomes:  map[string]int{"recorded": 2, "error": 1},
 		Failures:  []error{errors.New("GET https://registry.internal.example/v2/: connection refused")},
 		Conflicts: []error{errors.New("example.com/m@v1.0.0 re-published")},
+		Refused:   []error{errors.New("golang.org/x/text@v0.3.0: checksum mismatch")},
 	}, nil
 }
 
@@ -90,11 +92,12 @@ func TestStatusDegradedSync(t *testing.T) {
 	if s.Sync == nil || s.Sync.LastPass == nil || s.Sync.LastPass.Failures != 1 || s.Sync.LastPass.Outcomes["recorded"] != 2 || s.Sync.LastSuccess != nil {
 		t.Fatalf("sync status = %+v", s.Sync)
 	}
-	if s.Health.State != Degraded || len(s.Health.Problems) != 2 {
-		t.Fatalf("health = %+v, want degraded by two sync problems", s.Health)
+	if s.Health.State != Degraded || len(s.Health.Problems) != 3 || s.Sync.LastPass.Refused != 1 {
+		t.Fatalf("health = %+v, last pass %+v, want degraded by three sync problems", s.Health, s.Sync.LastPass)
 	}
 	code, body := fetch(t, url+"/healthz")
-	if code != 200 || !strings.HasPrefix(body, "degraded: sync: the last pass had 1 read failures") || !strings.Contains(body, "found 1 conflicts") {
+	if code != 200 || !strings.HasPrefix(body, "degraded: sync: the last pass had 1 read failures") || !strings.Contains(body, "found 1 conflicts") ||
+		!strings.Contains(body, "refused 1 signed versions whose hashes the cross-check contradicts") {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
 	_, page := fetch(t, url+"/")

@@ -34,6 +34,7 @@ type SyncReport struct {
 	Outcomes  map[string]int // artifacts examined, by outcome (recorded, present, unsigned, ...)
 	Unchanged int            // artifacts skipped as recorded by an earlier pass
 	Conflicts []error        // versions refused because the log holds other hashes
+	Refused   []error        // versions the cross-check refused: the upstream checksum database holds other hashes, or none
 	Failures  []error        // registries, repositories or artifacts that could not be read
 }
 
@@ -52,6 +53,7 @@ type SyncPass struct {
 	Outcomes  map[string]int `json:"outcomes,omitempty"` // artifacts examined, by outcome
 	Unchanged int            `json:"unchanged"`
 	Conflicts int            `json:"conflicts"`
+	Refused   int            `json:"refused"` // versions the cross-check refused
 	Failures  int            `json:"failures"`
 	Stopped   bool           `json:"stopped,omitempty"` // the pass stopped early (state unreadable, ...)
 }
@@ -104,12 +106,12 @@ func (p *syncPart) record(r *SyncReport, err error, start time.Time) {
 	pass := &SyncPass{Started: start.UTC(), Seconds: time.Since(start).Seconds(), Stopped: err != nil}
 	if r != nil {
 		pass.Outcomes, pass.Unchanged = r.Outcomes, r.Unchanged
-		pass.Conflicts, pass.Failures = len(r.Conflicts), len(r.Failures)
+		pass.Conflicts, pass.Refused, pass.Failures = len(r.Conflicts), len(r.Refused), len(r.Failures)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.state.LastPass = pass
-	if err == nil && pass.Failures == 0 && pass.Conflicts == 0 {
+	if err == nil && pass.Failures == 0 && pass.Conflicts == 0 && pass.Refused == 0 {
 		t := pass.Started
 		p.state.LastSuccess = &t
 	}
@@ -130,6 +132,9 @@ func (p *syncPart) report(s *Status) {
 	}
 	if pass := st.LastPass; pass != nil && pass.Conflicts > 0 {
 		s.problem("sync", "the last pass found %d conflicts: versions re-published with other content (see the server log)", pass.Conflicts)
+	}
+	if pass := st.LastPass; pass != nil && pass.Refused > 0 {
+		s.problem("sync", "the last pass refused %d signed versions whose hashes the cross-check contradicts (see the server log)", pass.Refused)
 	}
 }
 
