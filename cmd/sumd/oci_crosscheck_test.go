@@ -13,27 +13,33 @@ import (
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
-// TestServeSyncCrosscheck: under sumd serve -crosscheck, OCI sync records
-// through the same cross-check as the admin API. A signed artifact of a
-// public version whose hashes the cross-check's checksum database
-// contradicts is refused, every pass, and recorded nowhere; an honest one
-// and a private one (-private, unknown to that database) are recorded.
-func TestServeSyncCrosscheck(t *testing.T) {
-	forged := ociModule("example.com/pub", "v1.0.0", "forged")
-	honest := ociModule("example.com/pub", "v1.1.0", "honest")
-	private := ociModule("corp.example/priv", "v1.0.0", "private")
-	e := newOCIEnv(t, true, forged, honest, private)
+// crosscheckEnv is an ociEnv whose registry holds three signed artifacts,
+// and a reference checksum database standing in for sum.golang.org: forged
+// (a public version the reference holds with other hashes), honest (one it
+// holds with the same) and private (one it lacks, under -private).
+type crosscheckEnv struct {
+	*ociEnv
+	forged, honest, private testproxy.Module
+	ref                     *sumdServer
+	refVkey                 string
+}
 
-	// The reference, standing in for sum.golang.org, holds the genuine
-	// v1.0.0 and the honest v1.1.0.
+func newCrosscheckEnv(t *testing.T) *crosscheckEnv {
+	t.Helper()
+	c := &crosscheckEnv{
+		forged:  ociModule("example.com/pub", "v1.0.0", "forged"),
+		honest:  ociModule("example.com/pub", "v1.1.0", "honest"),
+		private: ociModule("corp.example/priv", "v1.0.0", "private"),
+	}
+	c.ociEnv = newOCIEnv(t, true, c.forged, c.honest, c.private)
 	genuine := ociModule("example.com/pub", "v1.0.0", "genuine")
-	refDir := filepath.Join(e.dir, "ref")
-	if _, err := testproxy.Build(filepath.Join(refDir, "proxy"), []testproxy.Module{genuine, honest}); err != nil {
+	refDir := filepath.Join(c.dir, "ref")
+	if _, err := testproxy.Build(filepath.Join(refDir, "proxy"), []testproxy.Module{genuine, c.honest}); err != nil {
 		t.Fatal(err)
 	}
-	refVkey := strings.TrimSpace(sumd(t, "keygen", "-name", "ref.e2e.example", "-dir", filepath.Join(refDir, "keys")))
+	c.refVkey = strings.TrimSpace(sumd(t, "keygen", "-name", "ref.e2e.example", "-dir", filepath.Join(refDir, "keys")))
 	refKey, refDB := filepath.Join(refDir, "keys", "ref.e2e.example.key"), filepath.Join(refDir, "ref.db")
-	for i, m := range []testproxy.Module{genuine, honest} {
+	for i, m := range []testproxy.Module{genuine, c.honest} {
 		mv := module.Version{Path: m.Path, Version: m.Version}
 		args := []string{"add", "-db", refDB, "-key", refKey}
 		if i == 0 {
@@ -41,15 +47,29 @@ func TestServeSyncCrosscheck(t *testing.T) {
 		}
 		sumd(t, append(args, mv.String(), testproxy.ZipPath(filepath.Join(refDir, "proxy"), mv))...)
 	}
-	ref := startServer(t, "-db", refDB, "-key", refKey)
-
-	for _, m := range []testproxy.Module{forged, honest, private} {
-		e.push(t, m, true)
+	c.ref = startServer(t, "-db", refDB, "-key", refKey)
+	for _, m := range []testproxy.Module{c.forged, c.honest, c.private} {
+		c.push(t, m, true)
 	}
-	s := startServer(t, "-db", e.db, "-key", e.key, "-create",
-		"-upstream", "http://127.0.0.1:1", "-crosscheck", "-crosscheck-url", ref.url, "-crosscheck-key", refVkey,
-		"-crosscheck-state", filepath.Join(e.dir, "crosscheck-latest"), "-private", "corp.example",
-		"-registry", e.host+"/gomod", "-cosign-key", e.pub, "-sync-interval", "300ms")
+	return c
+}
+
+// crosscheckFlags are the cross-check options of serve and sync.
+func (c *crosscheckEnv) crosscheckFlags() []string {
+	return []string{"-crosscheck", "-crosscheck-url", c.ref.url, "-crosscheck-key", c.refVkey,
+		"-crosscheck-state", filepath.Join(c.dir, "crosscheck-latest"), "-private", "corp.example",
+		"-registry", c.host + "/gomod", "-cosign-key", c.pub}
+}
+
+// TestServeSyncCrosscheck: under sumd serve -crosscheck, OCI sync records
+// through the same cross-check as the admin API. A signed artifact of a
+// public version whose hashes the cross-check's checksum database
+// contradicts is refused, every pass, and recorded nowhere; an honest one
+// and a private one (-private, unknown to that database) are recorded.
+func TestServeSyncCrosscheck(t *testing.T) {
+	c := newCrosscheckEnv(t)
+	s := startServer(t, append([]string{"-db", c.db, "-key", c.key, "-create", "-upstream", "http://127.0.0.1:1", "-sync-interval", "300ms"},
+		c.crosscheckFlags()...)...)
 
 	// Two passes at least: the refused artifact is examined, and refused,
 	// again each pass; the others are unchanged.
@@ -68,26 +88,52 @@ func TestServeSyncCrosscheck(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, c := range []struct {
+	for _, m := range []struct {
 		m    testproxy.Module
 		want bool
-	}{{honest, true}, {private, true}, {forged, false}} {
-		resp, err := http.Get(s.url + "/lookup/" + c.m.Path + "@" + c.m.Version)
+	}{{c.honest, true}, {c.private, true}, {c.forged, false}} {
+		resp, err := http.Get(s.url + "/lookup/" + m.m.Path + "@" + m.m.Version)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if got := resp.StatusCode == http.StatusOK; got != c.want {
-			t.Errorf("lookup %s@%s: %d %s, want recorded %v", c.m.Path, c.m.Version, resp.StatusCode, body, c.want)
+		if got := resp.StatusCode == http.StatusOK; got != m.want {
+			t.Errorf("lookup %s@%s: %d %s, want recorded %v", m.m.Path, m.m.Version, resp.StatusCode, body, m.want)
 		}
 	}
 	logs := s.stderr.String()
-	if !strings.Contains(logs, `msg="OCI sync: refused by the cross-check" outcome=refused artifact=`+e.host+"/gomod/example.com/pub:v1.0.0") ||
+	if !strings.Contains(logs, `msg="OCI sync: refused by the cross-check" outcome=refused artifact=`+c.host+"/gomod/example.com/pub:v1.0.0") ||
 		!strings.Contains(logs, "checksum mismatch") {
 		t.Errorf("sumd serve logged no refusal naming the artifact and the mismatch:\n%s", logs)
 	}
 	if h := getStatus(t, s.url+"/healthz"); !strings.Contains(h.body, "the last pass refused 1 signed versions whose hashes the cross-check contradicts") {
 		t.Errorf("/healthz = %d %q", h.status, h.body)
+	}
+}
+
+// TestSyncCrosscheck: sumd sync takes sumd serve's cross-check options and
+// refuses what sumd serve refuses, with exit status 1 naming the artifact
+// and both pairs of hashes; the honest and private versions are recorded.
+func TestSyncCrosscheck(t *testing.T) {
+	c := newCrosscheckEnv(t)
+	out, errOut, code := sumdCode(t, nil, append([]string{"sync", "-db", c.db, "-key", c.key, "-create"}, c.crosscheckFlags()...)...)
+	want := "sumd: error: artifact " + c.host + "/gomod/example.com/pub:v1.0.0: refused by the cross-check: not found: example.com/pub@v1.0.0: checksum mismatch: computed "
+	if code != 1 || !strings.Contains(out, "sync: 2 recorded, 1 refused, 0 unchanged since the last sync; 2 records added") ||
+		!strings.Contains(errOut, want) || !strings.Contains(errOut, "ref.e2e.example has ") ||
+		!strings.Contains(errOut, "hint: the upstream checksum database holds other hashes") {
+		t.Fatalf("sumd sync -crosscheck: exit %d, want 1 and\n%s\ngot:\n%s%s", code, want, out, errOut)
+	}
+	// The same options in the environment, as a shared configuration
+	// gives them: refused again, nothing more recorded.
+	env := []string{"SUMD_CROSSCHECK=true", "SUMD_CROSSCHECK_URL=" + c.ref.url, "SUMD_CROSSCHECK_KEY=" + c.refVkey,
+		"SUMD_CROSSCHECK_STATE=" + filepath.Join(c.dir, "crosscheck-latest"), "SUMD_PRIVATE=corp.example"}
+	out, errOut, code = sumdCode(t, env, "sync", "-db", c.db, "-key", c.key, "-registry", c.host+"/gomod", "-cosign-key", c.pub)
+	if code != 1 || !strings.Contains(out, "sync: 1 refused, 2 unchanged since the last sync; 0 records added") {
+		t.Errorf("second sumd sync: exit %d\n%s%s", code, out, errOut)
+	}
+	s := startServer(t, "-db", c.db, "-key", c.key)
+	if r := getStatus(t, s.url+"/lookup/example.com/pub@v1.0.0"); r.status != http.StatusNotFound {
+		t.Errorf("lookup of the refused version: %d %s", r.status, r.body)
 	}
 }

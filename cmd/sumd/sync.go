@@ -31,6 +31,10 @@ func runSync(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sources, err := parseSyncCrosscheck(cfg)
+	if err != nil {
+		return err
+	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	l, err := openLog(cfg.Database, openOptions{cmd: "sync", create: cfg.Create, logger: logger}, stderr)
 	if err != nil {
@@ -47,7 +51,11 @@ func runSync(args []string, stdout, stderr io.Writer) error {
 	if err := openTmpDir(tmpDir, logger); err != nil {
 		return err
 	}
-	s, err := sc.syncer(l, tmpDir, nil, logger)
+	rl, err := syncCrosscheck(cfg, sources, l, logger)
+	if err != nil {
+		return err
+	}
+	s, err := sc.syncer(rl, tmpDir, nil, logger)
 	if err != nil {
 		return err
 	}
@@ -63,6 +71,47 @@ func runSync(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, summary(r, treeSize(l)-before))
 	return syncProblems(r)
+}
+
+// parseSyncCrosscheck checks the cross-check options of sumd sync, as
+// parseUpstream does sumd serve's, and returns the proxies that reach the
+// upstream checksum database.
+func parseSyncCrosscheck(cfg *config.Sync) ([]upstream.Source, error) {
+	if !cfg.Crosscheck {
+		return nil, nil
+	}
+	if err := upstream.CheckPatterns(cfg.Private); err != nil {
+		return nil, usageError(fmt.Errorf("private: %w", err), "use GOPRIVATE syntax: comma-separated path globs such as corp.example/*")
+	}
+	if cfg.Upstream == "" {
+		return nil, nil
+	}
+	sources, err := upstream.ParseList(cfg.Upstream)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("upstream: %w", err), "give module proxy URLs as in GOPROXY, e.g. -upstream https://athens.corp.example")
+	}
+	if err := upstream.ApplyAuth(sources, cfg.UpstreamAuth); err != nil {
+		return nil, usageError(fmt.Errorf("upstream-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
+	}
+	return sources, nil
+}
+
+// syncCrosscheck returns what sumd sync records into: with -crosscheck, l
+// behind a recorder that cross-checks public modules as sumd serve's does;
+// otherwise l.
+func syncCrosscheck(cfg *config.Sync, sources []upstream.Source, l *tlog.Log, logger *slog.Logger) (oci.Recorder, error) {
+	c, err := newChecker(cfg.CrosscheckOptions, sources, cfg.UpstreamTimeout, cfg.DB, logger, nil)
+	switch {
+	case err != nil:
+		return nil, err
+	case c == nil:
+		return l, nil
+	}
+	rec, err := upstream.NewRecorder(l, upstream.RecorderOptions{Checker: c, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	return checkedLog{Log: l, rec: rec}, nil
 }
 
 // A syncConfig is the parsed sources and loaded keys of the OCI options.
@@ -115,8 +164,11 @@ func summary(r *oci.Report, added int64) string {
 func syncProblems(r *oci.Report) error {
 	switch {
 	case len(r.Conflicts) > 0:
-		return withHint(errors.Join(slices.Concat(r.Conflicts, r.Failures)...),
+		return withHint(errors.Join(slices.Concat(r.Conflicts, r.Refused, r.Failures)...),
 			"a recorded version never changes: publish the new content as a new version, and find out why this one was re-published")
+	case len(r.Refused) > 0:
+		return withHint(errors.Join(slices.Concat(r.Refused, r.Failures)...),
+			"the upstream checksum database holds other hashes for these public versions, or none: find out who signed them and which content is right; publish your own modules under a -private path")
 	case slices.ContainsFunc(r.Failures, oci.IsDenied):
 		return withHint(errors.Join(r.Failures...), oci.DeniedHint+"; then run sumd sync again (what was recorded stays recorded)")
 	case len(r.Failures) > 0:

@@ -73,18 +73,11 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 		opts.Fetcher = f
 		logger.Info("recording unknown versions from upstream", "upstream", upstream.FormatList(u.sources), "record", cmp.Or(cfg.Record, "all paths"))
 	}
-	if cfg.Crosscheck {
-		c, err := upstream.NewChecker(upstream.CheckerOptions{
-			Key: cmp.Or(cfg.CrosscheckKey, upstream.SumGolangOrgKey), URL: cfg.CrosscheckURL,
-			Sources: u.sources, Private: cfg.Private, FailOpen: cfg.CrosscheckOpen, Timeout: cfg.UpstreamTimeout,
-			StateFile: cmp.Or(cfg.CrosscheckState, crosscheckState(cfg.DB)),
-			Logger:    logger, Metrics: m,
-		})
-		if err != nil {
-			return nil, nil, withHint(err, "check -crosscheck-key, -crosscheck-url and -crosscheck-state (a file this process may create and write)")
-		}
-		opts.Checker = c
+	c, err := newChecker(cfg.CrosscheckOptions, u.sources, cfg.UpstreamTimeout, cfg.DB, logger, m)
+	if err != nil {
+		return nil, nil, err
 	}
+	opts.Checker = c
 	rec, err := upstream.NewRecorder(l, opts)
 	if err != nil {
 		return nil, nil, err
@@ -97,6 +90,25 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 		adm = admin.New(rec, admin.Options{Authenticated: true, TempDir: cfg.TmpDir, Logger: logger, Snapshot: l.Snapshot})
 	}
 	return rec, adm, nil
+}
+
+// newChecker returns the cross-check o configures for the database db,
+// reaching the upstream checksum database at -crosscheck-url or through
+// sources; nil if -crosscheck is off. sumd serve and sumd sync share it.
+func newChecker(o config.CrosscheckOptions, sources []upstream.Source, timeout time.Duration, db string, logger *slog.Logger, m *upstream.Metrics) (*upstream.Checker, error) {
+	if !o.Crosscheck {
+		return nil, nil
+	}
+	c, err := upstream.NewChecker(upstream.CheckerOptions{
+		Key: cmp.Or(o.CrosscheckKey, upstream.SumGolangOrgKey), URL: o.CrosscheckURL,
+		Sources: sources, Private: o.Private, FailOpen: o.CrosscheckOpen, Timeout: timeout,
+		StateFile: cmp.Or(o.CrosscheckState, crosscheckState(db)),
+		Logger:    logger, Metrics: m,
+	})
+	if err != nil {
+		return nil, withHint(err, "check -crosscheck-key, -crosscheck-url and -crosscheck-state (a file this process may create and write)")
+	}
+	return c, nil
 }
 
 // syncLog returns what OCI sync records into: l behind the recorder

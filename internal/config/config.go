@@ -115,12 +115,20 @@ type Upstream struct {
 	UpstreamParallel int           `flag:"upstream-parallel" help:"most versions fetched from upstream at once for first lookups; a lookup that would start one more gets 503 with Retry-After. The go command looks up as many versions at once as its machine has CPUs; each fetch may keep a zip of up to 500 MiB in -tmp-dir. Admin API fetches are not counted"`
 	Record           string        `flag:"record" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) fetched on a miss; empty: all; other paths get 404. Keep golang.org/toolchain in: the go command looks toolchains up even under GONOSUMDB"`
 	NegativeTTL      time.Duration `flag:"negative-ttl" help:"how long a version the upstream does not have (410) is remembered; 0: not at all"`
-	Private          string        `flag:"private" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) of modules that exist only inside the company: never cross-checked"`
-	Crosscheck       bool          `flag:"crosscheck" help:"check the hashes of public modules (outside -private) with an upstream checksum database before recording them; refuse on a mismatch"`
-	CrosscheckKey    string        `flag:"crosscheck-key" arg:"VKEY" help:"verifier key of the upstream checksum database; empty: sum.golang.org's"`
-	CrosscheckURL    string        `flag:"crosscheck-url" arg:"URL" help:"URL of the upstream checksum database; empty: through the upstream proxies' /sumdb/<name>/"`
-	CrosscheckOpen   bool          `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (default: refuse with 502)"`
-	CrosscheckState  string        `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside a bbolt database, data/crosscheck-latest in the working directory with PostgreSQL; its directory is created at start if missing"`
+	CrosscheckOptions
+}
+
+// CrosscheckOptions configure the cross-check of public modules with an
+// upstream checksum database before they are recorded: sumd serve's (from
+// upstream, the admin API and OCI sync) and sumd sync's. The two share the
+// options, so that one configuration file gives both the same policy.
+type CrosscheckOptions struct {
+	Private         string `flag:"private" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) of modules that exist only inside the company: never cross-checked"`
+	Crosscheck      bool   `flag:"crosscheck" help:"check the hashes of public modules (outside -private) with an upstream checksum database before recording them; refuse on a mismatch"`
+	CrosscheckKey   string `flag:"crosscheck-key" arg:"VKEY" help:"verifier key of the upstream checksum database; empty: sum.golang.org's"`
+	CrosscheckURL   string `flag:"crosscheck-url" arg:"URL" help:"URL of the upstream checksum database; empty: through the upstream proxies' /sumdb/<name>/"`
+	CrosscheckOpen  bool   `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (default: refuse; a lookup gets 502)"`
+	CrosscheckState string `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside a bbolt database, data/crosscheck-latest in the working directory with PostgreSQL; its directory is created at start if missing"`
 }
 
 // Add configures `sumd add`, which writes to the database file directly and

@@ -29,6 +29,18 @@ type Sync struct {
 	Creating
 	Log
 	OCI
+	SyncCrosscheck
+}
+
+// SyncCrosscheck is sumd serve's cross-check for sumd sync: the same
+// options with the same meaning, so that a version sumd serve's sync would
+// refuse is refused by sumd sync as well. The upstream proxies serve only
+// to reach the checksum database: sync fetches no module from them.
+type SyncCrosscheck struct {
+	Upstream        string        `flag:"upstream" arg:"LIST" help:"with -crosscheck and no -crosscheck-url: GOPROXY-style list of module proxies whose /sumdb/<name>/ reaches the upstream checksum database, as for sumd serve (sync fetches no module from them)"`
+	UpstreamAuth    string        `flag:"upstream-auth" arg:"AUTH" help:"upstream credentials, as for sumd serve: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH"`
+	UpstreamTimeout time.Duration `flag:"upstream-timeout" help:"time limit of one request to the upstream checksum database"`
+	CrosscheckOptions
 }
 
 // OCIPush configures `sumd oci push`.
@@ -40,7 +52,7 @@ type OCIPush struct {
 var (
 	syncCommand = command{
 		name:    "sync",
-		summary: "Record the module versions published as cosign-signed OCI artifacts in the\n-registry sources: one pass on the database file (stop the server first, or\nlet sumd serve -sync-interval do it). Exit status 1 if a registry could not\nbe read or a version is already recorded with other hashes.",
+		summary: "Record the module versions published as cosign-signed OCI artifacts in the\n-registry sources: one pass on the database file (stop the server first, or\nlet sumd serve -sync-interval do it). With -crosscheck, public modules are\ncross-checked as sumd serve -crosscheck does: give sumd sync the same\noptions (or configuration file). Exit status 1 if a registry could not be\nread, a version is already recorded with other hashes, or the cross-check\nrefused one.",
 		example: "sumd sync -registry registry.example.com/gomod -cosign-key cosign.pub -key keys/sum.example.com.key",
 	}
 	ociPushCommand = command{
@@ -58,7 +70,7 @@ func defaultServeSync() ServeSync { return ServeSync{SyncInterval: DefaultSyncIn
 
 // LoadSync is LoadServe for `sumd sync`.
 func LoadSync(args, env []string, w io.Writer) (*Sync, []string, error) {
-	c := Sync{Database: defaultDatabase(), Log: defaultLog()}
+	c := Sync{Database: defaultDatabase(), Log: defaultLog(), SyncCrosscheck: SyncCrosscheck{UpstreamTimeout: time.Minute}}
 	rest, err := loadValidated(syncCommand, &c, args, env, w)
 	return &c, rest, err
 }
@@ -103,6 +115,12 @@ func (c *Sync) Validate() error {
 	errs := []error{c.Database.Validate(), c.Log.Validate(), c.OCI.Validate()}
 	if len(c.Registry) == 0 {
 		errs = append(errs, errors.New("registry is empty: set -registry HOST[:PORT]/PREFIX (and -cosign-key) to say what to sync"))
+	}
+	if c.Crosscheck && c.Upstream == "" && c.CrosscheckURL == "" {
+		errs = append(errs, errors.New("crosscheck needs -crosscheck-url or -upstream: set the upstream checksum database's URL, or the module proxies that reach it (as for sumd serve)"))
+	}
+	if c.UpstreamTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("invalid upstream-timeout %v: want a positive duration such as 1m", c.UpstreamTimeout))
 	}
 	return errors.Join(errs...)
 }

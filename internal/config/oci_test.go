@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestListPrecedence: a list option takes several values in every layer,
@@ -93,6 +94,21 @@ func TestLoadSync(t *testing.T) {
 	if c.DB != "d/s.db" || c.Key != DefaultKeyFile(DefaultName) {
 		t.Errorf("db %q, key %q", c.DB, c.Key)
 	}
+	if c.Crosscheck || c.UpstreamTimeout != time.Minute {
+		t.Errorf("crosscheck %v, upstream-timeout %v: want off and sumd serve's default", c.Crosscheck, c.UpstreamTimeout)
+	}
+	// sumd serve's cross-check options, with their meaning: the database
+	// is reached at -crosscheck-url or through -upstream.
+	sync := []string{"-registry", "r.example/p", "-cosign-key", "k.pub", "-crosscheck"}
+	if _, _, err := LoadSync(sync, nil, io.Discard); err == nil || !strings.Contains(err.Error(), "crosscheck needs -crosscheck-url or -upstream") {
+		t.Errorf("LoadSync -crosscheck alone = %v", err)
+	}
+	for _, extra := range [][]string{{"-crosscheck-url", "https://sum.golang.org"}, {"-upstream", "https://proxy.golang.org"}} {
+		c, _, err := LoadSync(append(sync, extra...), []string{"SUMD_PRIVATE=corp.example"}, io.Discard)
+		if err != nil || !c.Crosscheck || c.Private != "corp.example" {
+			t.Errorf("LoadSync -crosscheck %v: %+v, %v", extra, c.SyncCrosscheck, err)
+		}
+	}
 }
 
 func TestOCIHelp(t *testing.T) {
@@ -101,7 +117,8 @@ func TestOCIHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Usage: sumd sync [flags]", "-registry HOST[:PORT][/PREFIX] (env SUMD_REGISTRY)", "repeatable", "-cosign-key FILE (env SUMD_COSIGN_KEY)"} {
+	for _, want := range []string{"Usage: sumd sync [flags]", "-registry HOST[:PORT][/PREFIX] (env SUMD_REGISTRY)", "repeatable", "-cosign-key FILE (env SUMD_COSIGN_KEY)",
+		"cross-checked as sumd serve -crosscheck does", "-crosscheck (env SUMD_CROSSCHECK; default false)", "-private PATTERNS (env SUMD_PRIVATE)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, out.String())
 		}
