@@ -132,6 +132,25 @@ func TestSyncCrosscheck(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "sync: 1 refused, 2 unchanged since the last sync; 0 records added") {
 		t.Errorf("second sumd sync: exit %d\n%s%s", code, out, errOut)
 	}
+
+	// A version the log holds with other hashes is a conflict, named as
+	// sumd sync without the cross-check names it.
+	recorded, published := ociModule("example.com/pub", "v1.2.0", "recorded"), ociModule("example.com/pub", "v1.2.0", "published")
+	other := filepath.Join(c.dir, "other")
+	if _, err := testproxy.Build(other, []testproxy.Module{recorded}); err != nil {
+		t.Fatal(err)
+	}
+	sumd(t, "add", "-db", c.db, "-key", c.key, "example.com/pub@v1.2.0", testproxy.ZipPath(other, module.Version{Path: "example.com/pub", Version: "v1.2.0"}))
+	if _, err := testproxy.Build(c.proxyDir, []testproxy.Module{published}); err != nil {
+		t.Fatal(err)
+	}
+	c.push(t, published, true)
+	out, errOut, code = sumdCode(t, nil, append([]string{"sync", "-db", c.db, "-key", c.key}, c.crosscheckFlags()...)...)
+	want = "sumd: error: artifact " + c.host + "/gomod/example.com/pub:v1.2.0: example.com/pub@v1.2.0 is already recorded as record 2 with different hashes:"
+	if code != 1 || !strings.Contains(out, "1 conflict, 1 refused") || !strings.Contains(errOut, want) {
+		t.Errorf("sumd sync -crosscheck of a re-published version: exit %d, want 1 and\n%s\ngot:\n%s%s", code, want, out, errOut)
+	}
+
 	s := startServer(t, "-db", c.db, "-key", c.key)
 	if r := getStatus(t, s.url+"/lookup/example.com/pub@v1.0.0"); r.status != http.StatusNotFound {
 		t.Errorf("lookup of the refused version: %d %s", r.status, r.body)

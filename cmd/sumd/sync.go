@@ -221,12 +221,18 @@ type checkedLog struct {
 
 // Add records recs unless the cross-check refuses them: a version the
 // upstream checksum database holds with other hashes, or not at all while
-// its path is not private, is an error wrapping oci.ErrRefused.
+// its path is not private, is an error wrapping oci.ErrRefused. A version
+// the log holds with other hashes is the log's *tlog.ConflictError, as
+// from the log itself.
 func (c checkedLog) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
 	ids, err := c.rec.AddRecords(ctx, recs)
 	var e *upstream.Error
-	if errors.As(err, &e) && e.Gone() {
+	var conflict *tlog.ConflictError
+	switch {
+	case errors.As(err, &e) && e.Gone():
 		return nil, fmt.Errorf("%w by the cross-check: %w", oci.ErrRefused, err)
+	case errors.As(err, &conflict):
+		return nil, conflict
 	}
 	return ids, err
 }
