@@ -226,6 +226,10 @@ func (l *Log) Validate() error {
 	return errors.Join(errs...)
 }
 
+// maxCacheMiB bounds cache-size: 1 TiB, far above any machine's memory,
+// and far below where MiB in bytes overflows (2^43 MiB became "no cache").
+const maxCacheMiB = 1 << 20
+
 // AdminAPI reports whether the server serves /admin/: when some credential
 // could have the admin role (the admin token, or a credential file).
 func (c *Serve) AdminAPI() bool {
@@ -251,8 +255,14 @@ func (c *Serve) Validate() error {
 	if c.MaxBatch <= 0 {
 		errs = append(errs, fmt.Errorf("invalid max-batch %d: want a positive number of records such as 1024", c.MaxBatch))
 	}
-	if c.Cache < 0 {
-		errs = append(errs, fmt.Errorf("invalid cache-size %d: want MiB of memory such as 64, or 0 for none", c.Cache))
+	if c.Cache < 0 || c.Cache > maxCacheMiB {
+		errs = append(errs, fmt.Errorf("invalid cache-size %d: want MiB of memory such as 64 (at most %d), or 0 for none", c.Cache, maxCacheMiB))
+	}
+	if c.UpstreamTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("invalid upstream-timeout %v: want a positive duration such as 1m", c.UpstreamTimeout))
+	}
+	if c.NegativeTTL < 0 {
+		errs = append(errs, fmt.Errorf("invalid negative-ttl %v: want a duration such as 1m, or 0 to remember nothing", c.NegativeTTL))
 	}
 	if c.UpstreamParallel <= 0 {
 		errs = append(errs, fmt.Errorf("invalid upstream-parallel %d: want a positive number of fetches such as 16", c.UpstreamParallel))

@@ -67,6 +67,10 @@ func TestServeValidate(t *testing.T) {
 		{func(c *Serve) { c.ShutdownTimeout = -time.Second }, "invalid shutdown-timeout -1s"},
 		{func(c *Serve) { c.MaxBatch = 0 }, "invalid max-batch 0: want a positive number"},
 		{func(c *Serve) { c.Cache = -1 }, "invalid cache-size -1: want MiB of memory"},
+		{func(c *Serve) { c.Cache = 1 << 43 }, "invalid cache-size 8796093022208: want MiB of memory such as 64 (at most 1048576)"},
+		{func(c *Serve) { c.UpstreamTimeout = 0 }, "invalid upstream-timeout 0s: want a positive duration"},
+		{func(c *Serve) { c.UpstreamTimeout = -5 * time.Second }, "invalid upstream-timeout -5s"},
+		{func(c *Serve) { c.NegativeTTL = -time.Second }, "invalid negative-ttl -1s"},
 		{func(c *Serve) { c.UpstreamParallel = 0 }, "invalid upstream-parallel 0: want a positive number of fetches"},
 		{func(c *Serve) { c.Verify = "quick" }, `invalid verify mode "quick": want tail or full`},
 		{func(c *Serve) { c.RefreshInterval = 0 }, "invalid refresh-interval 0s: want a positive duration"},
@@ -88,7 +92,7 @@ func TestServeValidate(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}, Upstream: Upstream{UpstreamParallel: 1},
+	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}, Upstream: Upstream{UpstreamParallel: 1, UpstreamTimeout: time.Second},
 		RefreshInterval: time.Second, MaxHeadAge: 2 * time.Second, ServeMirrors: ServeMirrors{MirrorInterval: time.Minute}}
 	err := c.Validate()
 	if err == nil {
