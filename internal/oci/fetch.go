@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -20,13 +21,20 @@ import (
 )
 
 // Remote says how to reach registries. The zero value uses the Docker
-// config file's credentials and Go's default transport.
+// config file's credentials and Go's default transport with a response
+// header timeout. Whatever the transport, every response body but a blob's
+// is capped at MaxResponseSize, and a manifest's at MaxManifestItems.
 type Remote struct {
 	// Keychain resolves credentials; nil means authn.DefaultKeychain (the
 	// Docker config file, $DOCKER_CONFIG/config.json, with its helpers).
 	Keychain authn.Keychain
-	// Transport carries the requests; nil means http.DefaultTransport.
+	// Transport carries the requests; nil means a clone of
+	// http.DefaultTransport with ResponseHeaderTimeout.
 	Transport http.RoundTripper
+	// ResponseHeaderTimeout bounds the wait for a response's headers when
+	// Transport is nil (default DefaultResponseHeaderTimeout): a registry
+	// that accepts a connection and never answers fails the request.
+	ResponseHeaderTimeout time.Duration
 	// UserAgent is sent with every request.
 	UserAgent string
 }
@@ -39,10 +47,15 @@ func (r Remote) keychain() authn.Keychain {
 }
 
 func (r Remote) transport() http.RoundTripper {
-	if r.Transport == nil {
-		return http.DefaultTransport
+	base := r.Transport
+	if base == nil {
+		timeout := r.ResponseHeaderTimeout
+		if timeout <= 0 {
+			timeout = DefaultResponseHeaderTimeout
+		}
+		base = defaultTransport(timeout)
 	}
-	return r.Transport
+	return &limitTransport{base: base, limit: MaxResponseSize, items: MaxManifestItems}
 }
 
 // options are the go-containerregistry options for requests made in ctx.

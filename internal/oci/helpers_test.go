@@ -10,11 +10,13 @@ import (
 	"encoding/json"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -33,10 +35,14 @@ import (
 )
 
 // testRegistry is go-containerregistry's in-memory registry on httptest,
-// with blobs that a test can tamper with after they are pushed.
+// with blobs that a test can tamper with after they are pushed, and a
+// hostile front a test can put before it.
 type testRegistry struct {
 	host  string // 127.0.0.1:port: plain http, as go-containerregistry uses for loopback
 	blobs *tamperBlobs
+	// hostile, if set, sees every request first and answers those it
+	// returns true for.
+	hostile atomic.Pointer[func(w http.ResponseWriter, r *http.Request) bool]
 }
 
 func newTestRegistry(t *testing.T, referrers bool) *testRegistry {
@@ -47,9 +53,21 @@ func newTestRegistry(t *testing.T, referrers bool) *testRegistry {
 		registry.WithBlobHandler(blobs),
 		registry.Logger(log.New(io.Discard, "", 0)),
 	)
-	srv := httptest.NewServer(h)
+	reg := &testRegistry{blobs: blobs}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := reg.hostile.Load(); f != nil && (*f)(w, r) {
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
-	return &testRegistry{host: strings.TrimPrefix(srv.URL, "http://"), blobs: blobs}
+	reg.host = strings.TrimPrefix(srv.URL, "http://")
+	return reg
+}
+
+// turnHostile makes f answer the requests it returns true for.
+func (r *testRegistry) turnHostile(f func(w http.ResponseWriter, r *http.Request) bool) {
+	r.hostile.Store(&f)
 }
 
 // source returns the Source for prefix on r.
