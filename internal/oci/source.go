@@ -116,15 +116,10 @@ func (s *Source) repositories(ctx context.Context, opts []remote.Option) ([]stri
 	if len(s.Repositories) > 0 {
 		return s.Repositories, nil
 	}
-	all, err := remote.Catalog(ctx, s.Registry, opts...)
+	under := func(r string) bool { return s.Prefix == "" || strings.HasPrefix(r, s.Prefix+"/") }
+	repos, err := listCatalog(ctx, s.Registry, opts, under)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list the repositories of %s through its catalog (for a registry without /v2/_catalog, name them with -repository): %w", s.Registry.Name(), err)
-	}
-	var repos []string
-	for _, r := range all {
-		if s.Prefix == "" || strings.HasPrefix(r, s.Prefix+"/") {
-			repos = append(repos, r)
-		}
 	}
 	slices.Sort(repos)
 	return repos, nil

@@ -65,8 +65,12 @@ type Options struct {
 	TempDir string
 	// Timeout bounds the work on one artifact (default DefaultTimeout).
 	Timeout time.Duration
-	Logger  *slog.Logger // nil means slog.Default()
-	Metrics *Metrics     // nil means none
+	// ListTimeout bounds listing a registry's catalog, and reaching one
+	// repository and listing its tags (default DefaultListTimeout): a
+	// registry that stalls fails that source or repository, not the pass.
+	ListTimeout time.Duration
+	Logger      *slog.Logger // nil means slog.Default()
+	Metrics     *Metrics     // nil means none
 }
 
 // A Syncer walks registries for signed module artifacts and records them.
@@ -95,6 +99,9 @@ func NewSyncer(opts Options) (*Syncer, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
+	}
+	if opts.ListTimeout <= 0 {
+		opts.ListTimeout = DefaultListTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -149,7 +156,10 @@ func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
 
 // syncSource syncs the repositories of src, saving the state after each.
 func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *Report) error {
-	repos, err := src.repositories(ctx, s.opts.Remote.options(ctx))
+	lctx, cancel := context.WithTimeout(ctx, s.opts.ListTimeout)
+	repos, err := src.repositories(lctx, s.opts.Remote.options(lctx))
+	err = s.listTimedOut(ctx, lctx, err)
+	cancel()
 	if err != nil {
 		s.failed(ctx, "OCI sync: failed to list repositories", err, "registry", src.String())
 		r.Failures = append(r.Failures, err)
@@ -172,11 +182,7 @@ func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *R
 
 // syncRepo syncs the version tags of one repository.
 func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository, state *State, r *Report) error {
-	c, err := newRepoClient(ctx, s.opts.Remote, repo)
-	if err != nil {
-		return err
-	}
-	tags, err := remote.List(repo, c.opts...)
+	c, tags, err := s.listRepo(ctx, repo)
 	switch {
 	case absent(err):
 		// One named with -repository before its first push holds nothing
@@ -189,12 +195,34 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 	}
 	slices.Sort(tags)
 	for _, tag := range tags {
-		if _, ok := VersionOfTag(tag); !ok || ctx.Err() != nil {
-			continue // not a module version: cosign's tags, "latest", ...
+		if ctx.Err() != nil {
+			break
 		}
 		s.syncTag(ctx, c, src, tag, state, r)
 	}
 	return nil
+}
+
+// listRepo reaches repo and lists its version tags within ListTimeout. The
+// client returned carries no deadline: syncTag gives each artifact its own.
+func (s *Syncer) listRepo(ctx context.Context, repo name.Repository) (*repoClient, []string, error) {
+	lctx, cancel := context.WithTimeout(ctx, s.opts.ListTimeout)
+	defer cancel()
+	c, err := newRepoClient(lctx, s.opts.Remote, repo)
+	if err != nil {
+		return nil, nil, s.listTimedOut(ctx, lctx, err)
+	}
+	tags, err := listTags(lctx, c)
+	return c.in(ctx), tags, s.listTimedOut(ctx, lctx, err)
+}
+
+// listTimedOut says so if err, from listing in lctx, came of ListTimeout
+// running out while the pass (ctx) goes on.
+func (s *Syncer) listTimedOut(ctx, lctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && errors.Is(lctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("gave up listing after %v: %w", s.opts.ListTimeout, err)
+	}
+	return err
 }
 
 // absent reports whether err, from listing a repository's tags, says the

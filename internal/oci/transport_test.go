@@ -94,7 +94,7 @@ func (e *syncEnv) hostileSync(t *testing.T, sources ...*Source) *Report {
 	remote.ResponseHeaderTimeout = 200 * time.Millisecond
 	s, err := NewSyncer(Options{
 		Sources: sources, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
-		Remote: remote, Timeout: 5 * time.Second,
+		Remote: remote, ListTimeout: 2 * time.Second, Timeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
 	})
 	if err != nil {

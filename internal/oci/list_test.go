@@ -1,0 +1,117 @@
+package oci
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func says(s string) func(error) bool {
+	return func(err error) bool { return strings.Contains(err.Error(), s) }
+}
+
+// pager answers a listing with pages of n entries named by entry, each
+// linking to the next, for ever, and counts them.
+type pager struct {
+	pages atomic.Int64
+	n     int
+}
+
+func (p *pager) serve(w http.ResponseWriter, r *http.Request, field string, entry func(i int64) string) {
+	page := p.pages.Add(1)
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"name":"n",%q:[`, field)
+	for i := range p.n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "%q", entry(page*int64(p.n)+int64(i)))
+	}
+	b.WriteString("]}")
+	w.Header().Set("Link", fmt.Sprintf(`<%s?last=%d&n=%d>; rel="next"`, r.URL.Path, page, p.n))
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(b.String()))
+}
+
+// TestSyncEndlessTagPages: Link: rel="next" paging that never ends fails
+// its repository at MaxTags tags, or at maxListPages empty pages.
+func TestSyncEndlessTagPages(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		n      int
+		want   string
+		maxReq int64
+	}{
+		{"tags", 1000, fmt.Sprintf("more than %d tags", MaxTags), MaxTags/1000 + 1},
+		{"empty pages", 0, fmt.Sprintf("more than %d pages", maxListPages), maxListPages},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			victim := withVictim(t, e)
+			p := &pager{n: tc.n}
+			e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+				if r.URL.Path != victim+"tags/list" {
+					return false
+				}
+				p.serve(w, r, "tags", func(i int64) string { return fmt.Sprintf("t%d", i) })
+				return true
+			})
+			r := e.hostileSync(t)
+			wantFailure(t, e, r, 1, says(tc.want))
+			if got := p.pages.Load(); got > tc.maxReq {
+				t.Errorf("%d pages requested, want at most %d", got, tc.maxReq)
+			}
+		})
+	}
+}
+
+// TestSyncEndlessCatalogPages: the same for the catalog, at
+// MaxRepositories.
+func TestSyncEndlessCatalogPages(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	p := &pager{n: 1000}
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/v2/_catalog" {
+			return false
+		}
+		p.serve(w, r, "repositories", func(i int64) string { return fmt.Sprintf("gomod/r%d", i) })
+		return true
+	})
+	wantFailure(t, e, e.hostileSync(t), 0, says(fmt.Sprintf("more than %d repositories", MaxRepositories)))
+	if got := p.pages.Load(); got > MaxRepositories/1000+1 {
+		t.Errorf("%d pages requested, want at most %d", got, MaxRepositories/1000+1)
+	}
+}
+
+// TestSyncRegistryNeverAnswers: a registry that never answers fails its
+// source or repository within the listing timeout, and the pass goes on
+// to the others.
+func TestSyncRegistryNeverAnswers(t *testing.T) {
+	t.Run("registry", func(t *testing.T) {
+		e := newSyncEnv(t, true)
+		e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+		hung, err := parseSource(silent(t) + "/gomod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantFailure(t, e, e.hostileSync(t, hung, e.src), 1, says(hung.Registry.Name()))
+	})
+	t.Run("tag list", func(t *testing.T) {
+		e := newSyncEnv(t, true)
+		victim := withVictim(t, e)
+		e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+			if r.URL.Path != victim+"tags/list" {
+				return false
+			}
+			// Headers at once, then a body that never ends.
+			w.Write([]byte(`{"name":"n","tags":[`))
+			http.NewResponseController(w).Flush()
+			<-r.Context().Done()
+			return true
+		})
+		wantFailure(t, e, e.hostileSync(t), 1, says("gave up listing after"))
+	})
+}
