@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -354,6 +355,41 @@ func TestTransportCapsAllButBlobs(t *testing.T) {
 			t.Errorf("%s: read %d bytes, %v; want the whole blob", path, n, err)
 		case !blob && (!tooLarge(err) || n != MaxResponseSize):
 			t.Errorf("%s: read %d bytes, %v; want %d and an error", path, n, err, MaxResponseSize)
+		}
+	}
+}
+
+// TestLimitedBody: a body of exactly the limit reads whole; one byte or
+// one item more fails, however the reads are cut.
+func TestLimitedBody(t *testing.T) {
+	for _, tc := range []struct {
+		body         string
+		bytes, items int64
+		wantErr      string // "" for none
+	}{
+		{"0123456789", 10, -1, ""},
+		{"01234567890", 10, -1, "10 bytes"},
+		{`{"a":1,"b":2}`, 100, 2, ""},
+		{`{"a":1,"b":2,"c":3}`, 100, 2, "2 JSON items"},
+		{`{"a":[0,0,0]}`, 100, 3, ""},
+		{`{"a":[0,0,0,0]}`, 100, 3, "3 JSON items"},
+		{"[0,0,0]", 100, -1, ""},
+	} {
+		for _, oneByte := range []bool{false, true} {
+			var r io.Reader = &limitedBody{
+				rc: io.NopCloser(strings.NewReader(tc.body)), bytes: tc.bytes, items: tc.items,
+				tooLarge: func(limit int64, unit string) error { return fmt.Errorf("over %d %s", limit, unit) },
+			}
+			if oneByte {
+				r = iotest.OneByteReader(r)
+			}
+			got, err := io.ReadAll(r)
+			switch {
+			case tc.wantErr == "" && (err != nil || string(got) != tc.body):
+				t.Errorf("%s (one byte at a time: %v): read %q, %v; want it whole", tc.body, oneByte, got, err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || int64(len(got)) > tc.bytes):
+				t.Errorf("%s (one byte at a time: %v): read %q, %v; want at most %d bytes and an error over %s", tc.body, oneByte, got, err, tc.bytes, tc.wantErr)
+			}
 		}
 	}
 }
