@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 // TestAddWhileServing checks that sumd add on a database a server holds
@@ -51,5 +54,51 @@ func TestPostgresUnreachable(t *testing.T) {
 		if strings.Contains(errOut, "secret") || strings.Contains(errOut, "answering 503") {
 			t.Errorf("sumd %s: stderr shows the password, or a 503 it will never answer:\n%s", args[0], errOut)
 		}
+	}
+}
+
+// TestRolledBackDatabase: a database whose head was rolled back behind
+// sumd's back, its records left beyond it, is refused with a hint not to
+// restart (the generic corruption hint said to restore from a backup; the
+// red team's processes were told to start again, which signed a fork).
+func TestRolledBackDatabase(t *testing.T) {
+	dir := t.TempDir()
+	db, key := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "keys", e2eName+".key")
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	mod := filepath.Join(dir, "m")
+	os.Mkdir(mod, 0o755)
+	writeFile(t, filepath.Join(mod, "go.mod"), []byte("module example.com/m\n"))
+	sumd(t, "add", "-db", db, "-key", key, "-create", "example.com/m@v1.0.0", mod)
+	head := func() []byte {
+		s, err := tlog.OpenBolt(db, tlog.BoltOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		st, err := s.Load(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Head
+	}
+	old := head()
+	sumd(t, "add", "-db", db, "-key", key, "example.com/m@v1.0.1", mod)
+	last := head()
+	s, err := tlog.OpenBolt(db, tlog.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Commit(context.Background(), &tlog.Batch{Prev: last, Head: old})
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := sumdRun("add", "-db", db, "-key", key, "example.com/m@v1.0.2", mod)
+	if err == nil {
+		t.Fatal("sumd add succeeded on a rolled-back database")
+	}
+	if !strings.Contains(errOut, "the database holds data beyond its signed tree of 1 records (records up to id 1") ||
+		!strings.Contains(errOut, "hint: do NOT restart sumd on this database") {
+		t.Errorf("sumd add on a rolled-back database said:\n%s\nwant the data beyond the head named, and a hint not to restart", errOut)
 	}
 }

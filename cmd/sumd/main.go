@@ -99,6 +99,16 @@ func (e *cliError) Unwrap() error { return e.err }
 
 func withHint(err error, hint string) error { return &cliError{err: err, hint: hint} }
 
+// ownHint returns the hint err carries (a *tlog.BeyondHeadError says more
+// than any generic one), or else fallback.
+func ownHint(err error, fallback string) string {
+	var hinted interface{ Hint() string }
+	if errors.As(err, &hinted) {
+		return hinted.Hint()
+	}
+	return fallback
+}
+
 // usageError is a mistake in the command line: exit status 2.
 func usageError(err error, hint string) error { return &cliError{err: err, hint: hint, code: 2} }
 

@@ -59,7 +59,7 @@ func postgresHint(err error) string {
 	case errors.Is(err, tlog.ErrUnavailable):
 		return postgresUnreachable
 	case errors.Is(err, tlog.ErrCorrupt):
-		return "do not serve this database: restore it from a backup and audit it (docs/ha.md)"
+		return ownHint(err, "do not serve this database: restore it from a backup and audit it (docs/ha.md)")
 	}
 	return ""
 }

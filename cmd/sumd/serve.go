@@ -236,7 +236,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	case errors.Is(err, tlog.ErrLocked):
 		return nil, withHint(err, cmp.Or(o.lockedHint, "a running sumd serve holds the database; stop it first"))
 	case errors.Is(err, tlog.ErrCorrupt):
-		return nil, withHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)")
+		return nil, withHint(err, ownHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)"))
 	case errors.Is(err, fs.ErrNotExist) && !exists(db.DB):
 		return nil, withHint(fmt.Errorf("database %s: %w", db.DB, fs.ErrNotExist), noLogHint(o.cmd))
 	}

@@ -17,6 +17,7 @@ import (
 
 	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // The bbolt layout. Every bucket is written only by the sequencer, in the
@@ -242,6 +243,16 @@ func (s *BoltStore) Create(ctx context.Context, meta Meta, head []byte) error {
 		if tx.Bucket(bucketMeta) != nil {
 			return ErrLogExists
 		}
+		for _, name := range [][]byte{bucketRecords, bucketIndex, bucketTiles} {
+			if b := tx.Bucket(name); b != nil {
+				if k, _ := b.Cursor().First(); k != nil {
+					return fmt.Errorf("%w: %w", ErrNotPersisted, ErrLeftoverData)
+				}
+				if err := tx.DeleteBucket(name); err != nil {
+					return fmt.Errorf("failed to replace empty bucket %s: %w", name, err)
+				}
+			}
+		}
 		for _, name := range [][]byte{bucketMeta, bucketRecords, bucketIndex, bucketTiles} {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return fmt.Errorf("failed to create bucket %s: %w", name, err)
@@ -426,6 +437,48 @@ func (s *BoltStore) ReadTiles(ctx context.Context, tiles []TileID) ([][]byte, er
 		return nil
 	})
 	return out, err
+}
+
+// Extent reads, in one transaction, the head, the last record's id, the
+// last tile of each level (cursor seeks) and the highest id in the index (a
+// scan: the index is keyed by module version).
+func (s *BoltStore) Extent(ctx context.Context) (Extent, error) {
+	var e Extent
+	err := s.view(func(b buckets) error {
+		if h := b.meta.Get(keyHead); len(h) > 0 {
+			e.Head = bytes.Clone(h)
+		}
+		if k, _ := b.records.Cursor().Last(); k != nil {
+			if len(k) != 8 {
+				return fmt.Errorf("malformed record key %x", k)
+			}
+			e.Records = int64(binary.BigEndian.Uint64(k)) + 1
+		}
+		err := b.index.ForEach(func(k, v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("index entry for %s is %d bytes, want 8", k, len(v))
+			}
+			e.Indexed = max(e.Indexed, int64(binary.BigEndian.Uint64(v))+1)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// From the last key down, one level at a time: the last key of
+		// the level below is just before the first key of this one.
+		c := b.tiles.Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			if len(k) != 9 {
+				return fmt.Errorf("malformed tile key %x", k)
+			}
+			id := TileID{int(k[0]), int64(binary.BigEndian.Uint64(k[1:]))}
+			e.Tiles = append(e.Tiles, TileExtent{id, len(v) / tlog.HashSize})
+			c.Seek(k[:1])
+		}
+		slices.Reverse(e.Tiles)
+		return nil
+	})
+	return e, err
 }
 
 // Aux reads an auxiliary value.

@@ -247,5 +247,11 @@ func verifyStored(ctx context.Context, s Store, st State, vkeys []string, all bo
 	if err := verify(ctx, s, tree, mode, !st.Meta.Mirror); err != nil {
 		return tree, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
+	if !st.Meta.Mirror {
+		openHead := func(head []byte) (tlog.Tree, error) { return openWithVKeys(head, vkeys, all) }
+		if err := checkExtent(ctx, s, st.Head, tree, openHead); err != nil {
+			return tree, err
+		}
+	}
 	return tree, nil
 }

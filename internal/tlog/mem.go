@@ -3,10 +3,13 @@ package tlog
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // A MemStore is a Store in memory, for tests: of the Log (with fault hooks)
@@ -105,6 +108,9 @@ func (s *MemStore) Create(ctx context.Context, meta Meta, head []byte) error {
 	if s.created {
 		return ErrLogExists
 	}
+	if len(s.records) > 0 || len(s.index) > 0 || len(s.tiles) > 0 {
+		return fmt.Errorf("%w: %w", ErrNotPersisted, ErrLeftoverData)
+	}
 	s.created, s.meta, s.head = true, meta, bytes.Clone(head)
 	s.meta.VKeys = slices.Clone(meta.VKeys)
 	return nil
@@ -201,6 +207,46 @@ func (s *MemStore) ReadTiles(ctx context.Context, tiles []TileID) ([][]byte, err
 		out[i] = bytes.Clone(s.tiles[t])
 	}
 	return out, nil
+}
+
+// Extent scans everything: a MemStore is small.
+func (s *MemStore) Extent(ctx context.Context) (Extent, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e := Extent{Head: bytes.Clone(s.head)}
+	for id := range s.records {
+		e.Records = max(e.Records, id+1)
+	}
+	for _, id := range s.index {
+		e.Indexed = max(e.Indexed, id+1)
+	}
+	last := map[int]TileExtent{}
+	for id, data := range s.tiles {
+		if t, ok := last[id.L]; !ok || id.N > t.N {
+			last[id.L] = TileExtent{id, len(data) / tlog.HashSize}
+		}
+	}
+	for _, l := range slices.Sorted(maps.Keys(last)) {
+		e.Tiles = append(e.Tiles, last[l])
+	}
+	return e, nil
+}
+
+// Forget deletes the log's metadata and head and keeps its records, index
+// and tiles: for tests, what DELETE FROM sumd_log does to a PostgreSQL
+// store.
+func (s *MemStore) Forget() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.created, s.meta, s.head = false, Meta{}, nil
+}
+
+// SetRecord replaces the text of a stored record behind the log's back:
+// for tests of a damaged or tampered store.
+func (s *MemStore) SetRecord(id int64, text []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.records[id] = bytes.Clone(text)
 }
 
 // Aux reads an auxiliary value.

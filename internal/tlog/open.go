@@ -47,6 +47,15 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 	if err := verify(ctx, l.store, tree, opts.Verify, !st.Meta.Mirror); err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
+	if !st.Meta.Mirror {
+		openHead := func(head []byte) (tlog.Tree, error) {
+			tree, _, err := l.openStoredHead(State{Meta: st.Meta, Head: head})
+			return tree, err
+		}
+		if err := checkExtent(ctx, l.store, st.Head, tree, openHead); err != nil {
+			return err
+		}
+	}
 	l.log.Debug("opened checksum database", "name", l.name, "tree_size", tree.N, "verified", opts.Verify.String(), "duration", time.Since(start))
 	l.publish(tree, st.Head, time.Time{})
 	l.confirm(loaded)

@@ -314,6 +314,10 @@ func (l *Log) stop(cause error) error {
 		err = &keysChangedError{missing}
 		msg = "the log stopped: another process changed the keys it signs with, and this one lacks a private key; restart every process with all of them"
 	}
+	if fork := (*ForkError)(nil); errors.As(cause, &fork) {
+		err = &rolledBackError{err}
+		msg = "the log stopped: its store no longer holds a tree that extends the published one (rolled back or replaced behind its back); do not restart sumd on it"
+	}
 	if l.setErr(err) {
 		l.log.Error(msg, "err", cause, "tree_size", l.pub.Load().Tree.N)
 		l.metrics.stopped()

@@ -60,7 +60,11 @@ type Store interface {
 	// Create stores a new log: its metadata and first signed head (nil for
 	// a mirror, which has no head until it copies one). It fails with
 	// ErrLogExists, having changed nothing, if the store already holds a
-	// log. The durability and error contract is Commit's.
+	// log, and with an error wrapping ErrLeftoverData and ErrNotPersisted,
+	// having changed nothing, if it holds no log but records, index
+	// entries or tiles (a log whose metadata was deleted): the check and
+	// the write are one transaction. The durability and error contract is
+	// Commit's.
 	Create(ctx context.Context, meta Meta, head []byte) error
 
 	// Commit stores b atomically if the stored signed head is b.Prev byte
@@ -88,6 +92,17 @@ type Store interface {
 	// at whatever width each is stored: 32 bytes per hash, a multiple of 32
 	// up to 8192. The entry of a tile not stored is nil.
 	ReadTiles(ctx context.Context, tiles []TileID) ([][]byte, error)
+
+	// Extent reports how far the stored data reaches, whatever the head
+	// says, and the head stored when it was read: the two must be read in
+	// one transaction (or snapshot), so that a commit of another writer
+	// never shows its records without its head. Open compares it with the
+	// head, and refuses a primary whose store holds data beyond its tree:
+	// the head was rolled back (or deleted and re-created) behind the
+	// log's back, and signing on top of it would overwrite records clients
+	// were given. It runs once per Open, so it may scan the index (keyed by
+	// module version, not id); the rest must be index seeks.
+	Extent(ctx context.Context) (Extent, error)
 
 	// Close releases the store. The Log that opened it calls it once, on
 	// Close; a store shared by several Logs may ignore it.
@@ -157,6 +172,28 @@ type Batch struct {
 	VKeys []string
 }
 
+// Extent is what Store.Extent reports: the head, and how far each kind of
+// data reaches, as one consistent read.
+type Extent struct {
+	// Head is the stored signed head (nil or empty for none), as Load
+	// would have returned it at the same moment.
+	Head []byte
+	// Records is one more than the highest record id stored, 0 if none.
+	Records int64
+	// Indexed is one more than the highest id an index entry names, 0 if
+	// none.
+	Indexed int64
+	// Tiles has, for each tile level that holds any, the stored tile of
+	// that level with the highest N, and its width in hashes (W).
+	Tiles []TileExtent
+}
+
+// A TileExtent is the last stored tile of a level and its width.
+type TileExtent struct {
+	TileID
+	W int
+}
+
 // A StoredRecord is one record as a store keeps it.
 type StoredRecord struct {
 	ID   int64
@@ -185,6 +222,12 @@ var (
 	ErrLogExists = fmt.Errorf("store already holds a log: %w", fs.ErrExist)
 	// ErrNotPersisted marks a failed write of which nothing was stored.
 	ErrNotPersisted = errors.New("nothing was stored")
+	// ErrLeftoverData is Create's answer for a store that holds no log but
+	// holds records, index entries or tiles: its log's metadata and head
+	// were deleted. A new log over them would reuse their ids, and clients
+	// that saw the old one would be shown a second history under its name.
+	ErrLeftoverData = fmt.Errorf("store holds records, index entries or tiles but no log (its head was deleted): "+
+		"do not create a new log over them; restore the database (docs/mirrors.md, \"Restore from a mirror\"): %w", ErrCorrupt)
 	// ErrHeadMoved is Commit's answer when the stored head is not the
 	// batch's Prev: another writer committed first. Nothing was stored.
 	ErrHeadMoved = fmt.Errorf("signed head changed by another writer: %w", ErrNotPersisted)

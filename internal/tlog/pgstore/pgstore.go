@@ -243,18 +243,80 @@ func (s *Store) Create(ctx context.Context, meta tlog.Meta, head []byte) error {
 	tree := headTree(head)
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, `INSERT INTO sumd_log (id, name, vkeys, mirror, head, tree_size, root)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return notPersisted(s.fail("begin creating the log", err))
+	}
+	defer tx.Rollback(context.Background())
+	// A log whose sumd_log row was deleted leaves its records, index and
+	// tiles: a new log must not be created over them. A concurrent Create
+	// that commits after this check is found by the insert's conflict.
+	var exists, leftover bool
+	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM sumd_log),
+		EXISTS (SELECT FROM sumd_records) OR EXISTS (SELECT FROM sumd_index) OR EXISTS (SELECT FROM sumd_tiles)`).Scan(&exists, &leftover)
+	switch {
+	case err != nil:
+		return notPersisted(s.fail("check that the tables are empty", err))
+	case exists:
+		return tlog.ErrLogExists
+	case leftover:
+		return notPersisted(tlog.ErrLeftoverData)
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO sumd_log (id, name, vkeys, mirror, head, tree_size, root)
 		VALUES (1, $1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
 		meta.Name, strings.Join(meta.VKeys, "\n"), meta.Mirror, head, tree.N, tree.Hash[:])
 	switch {
 	case err != nil:
-		// An insert in a transaction of its own: a lost answer may hide
-		// a stored log, which the next open finds.
-		return s.fail("create the log", err)
+		return notPersisted(s.fail("create the log", err))
 	case tag.RowsAffected() == 0:
 		return tlog.ErrLogExists
 	}
+	if err := tx.Commit(ctx); err != nil {
+		// A lost answer may hide a stored log, which the next open finds.
+		return s.fail("create the log", err)
+	}
+	s.up()
 	return nil
+}
+
+// Extent reads the head and how far the data reaches in one read-only
+// transaction (one snapshot): the highest record id and each level's last
+// tile by primary-key seeks, the highest id in the index by a scan of it
+// (its key is the module version). Open calls it once.
+func (s *Store) Extent(ctx context.Context) (tlog.Extent, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var e tlog.Extent
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return e, s.fail("begin reading the log's extent", err)
+	}
+	defer tx.Rollback(context.Background())
+	err = tx.QueryRow(ctx, `SELECT (SELECT head FROM sumd_log WHERE id = 1),
+		coalesce((SELECT max(id) + 1 FROM sumd_records), 0),
+		coalesce((SELECT max(id) + 1 FROM sumd_index), 0)`).Scan(&e.Head, &e.Records, &e.Indexed)
+	if err != nil {
+		return e, s.fail("read the log's extent", err)
+	}
+	// A level holds tiles only below 2^63 records: levels 0 to 7.
+	rows, err := tx.Query(ctx, `SELECT t.level, t.n, length(t.data) FROM generate_series(0, 7) AS q(level)
+		CROSS JOIN LATERAL (SELECT level, n, data FROM sumd_tiles WHERE level = q.level ORDER BY n DESC LIMIT 1) AS t
+		ORDER BY t.level`)
+	if err != nil {
+		return e, s.fail("read the last tiles", err)
+	}
+	var level int16
+	var n int64
+	var size int
+	_, err = pgx.ForEachRow(rows, []any{&level, &n, &size}, func() error {
+		e.Tiles = append(e.Tiles, tlog.TileExtent{TileID: tlog.TileID{L: int(level), N: n}, W: size / xtlog.HashSize})
+		return nil
+	})
+	if err != nil {
+		return e, s.fail("read the last tiles", err)
+	}
+	s.up()
+	return e, nil
 }
 
 // headTree parses the tree of a signed head, without checking signatures

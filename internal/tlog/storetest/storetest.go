@@ -60,6 +60,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Mirror", func(t *testing.T) { testMirror(t, open) })
 	t.Run("Aux", func(t *testing.T) { testAux(t, open) })
 	t.Run("LockHead", func(t *testing.T) { testLockHead(t, open) })
+	t.Run("RolledBack", func(t *testing.T) { testRolledBack(t, open) })
 }
 
 var ctx = context.Background()
@@ -221,6 +222,31 @@ func testReadsDuringCommits(t *testing.T, open Opener) {
 			}
 		})
 	}
+	// Extent reads the head with the data, in one transaction: never a
+	// commit's records without its head.
+	sizes := map[string]int64{string(m.head): 0}
+	for _, b := range batches {
+		sizes[string(b.Head)] = b.Tree.N
+	}
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			e, err := s.Extent(ctx)
+			if err != nil {
+				t.Errorf("Extent during commits: %v", err)
+				return
+			}
+			n, ok := sizes[string(e.Head)]
+			if !ok || e.Records != n || e.Indexed != n {
+				t.Errorf("Extent during commits: records to %d, index to %d with the head of tree %d (known: %v): not one transaction", e.Records, e.Indexed, n, ok)
+				return
+			}
+		}
+	})
 	for _, b := range batches {
 		if err := s.Commit(ctx, b); err != nil {
 			t.Error(err)
@@ -230,6 +256,45 @@ func testReadsDuringCommits(t *testing.T, open Opener) {
 	close(done)
 	wg.Wait()
 	final.check(s)
+}
+
+// testRolledBack rolls the head back to an older one, as an UPDATE of a
+// SQL store's head row behind the log's back would: the store keeps the
+// records, index entries and tiles of the larger tree, and Extent must
+// report them with the older head, so that Open can refuse to sign on top
+// of it.
+func testRolledBack(t *testing.T, open Opener) {
+	s := openClosed(t, open, "rolledback")
+	m := newModel(t)
+	m.create(s)
+	b := m.next(300)
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	m.apply(b)
+	old := m.head
+	b = m.next(20)
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	m.apply(b)
+	if err := s.Commit(ctx, &tlog.Batch{Prev: m.head, Head: old}); err != nil {
+		t.Fatalf("committing the older head: %v", err)
+	}
+	m.head = old
+	for i := range 2 {
+		if i == 1 {
+			s = reopen(t, open, s, "rolledback")
+		}
+		e, err := s.Extent(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(e.Head, old) || e.Records != 320 || e.Indexed != 320 {
+			t.Fatalf("Extent after a rollback to tree 300 = head %.30q, records to %d, index to %d; want the old head and 320, 320", e.Head, e.Records, e.Indexed)
+		}
+		m.checkExtent(s)
+	}
 }
 
 // testKeys replaces the verifier keys with a batch that re-signs the head.
@@ -531,6 +596,7 @@ func (m *model) check(s tlog.Store) {
 		m.t.Fatalf("Load: head\n%s\nwant\n%s", st.Head, m.head)
 	}
 	m.checkIndex(s)
+	m.checkExtent(s)
 	if err := m.checkRecords(s, false); err != nil {
 		m.t.Fatal(err)
 	}
@@ -599,6 +665,35 @@ func (m *model) checkScan(s tlog.Store) {
 	}
 	if got := scan(keys[len(keys)-1]+"\x00", 5); len(got) != 0 {
 		m.t.Fatalf("ScanIndex past the last key = %q", got)
+	}
+}
+
+// checkExtent compares s's Extent with what m holds.
+func (m *model) checkExtent(s tlog.Store) {
+	m.t.Helper()
+	e, err := s.Extent(ctx)
+	if err != nil {
+		m.t.Fatalf("Extent: %v", err)
+	}
+	want := tlog.Extent{Head: m.head}
+	for id := range m.texts {
+		want.Records = max(want.Records, id+1)
+	}
+	for _, id := range m.keys {
+		want.Indexed = max(want.Indexed, id+1)
+	}
+	last := map[int]tlog.TileExtent{}
+	for id, data := range m.tiles {
+		if t, ok := last[id.L]; !ok || id.N > t.N {
+			last[id.L] = tlog.TileExtent{TileID: id, W: len(data) / xtlog.HashSize}
+		}
+	}
+	for _, l := range slices.Sorted(maps.Keys(last)) {
+		want.Tiles = append(want.Tiles, last[l])
+	}
+	if !bytes.Equal(e.Head, want.Head) || e.Records != want.Records || e.Indexed != want.Indexed || !slices.Equal(e.Tiles, want.Tiles) {
+		m.t.Fatalf("Extent = head %.30q, records to %d, index to %d, last tiles %v;\nwant head %.30q, %d, %d, %v",
+			e.Head, e.Records, e.Indexed, e.Tiles, want.Head, want.Records, want.Indexed, want.Tiles)
 	}
 }
 

@@ -1,0 +1,99 @@
+package tlog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A BeyondHeadError says a primary's store holds data its signed head does
+// not cover: records, index entries or tiles of a larger tree. A commit
+// writes them with the head that covers them, in one transaction, so the
+// head was rolled back (an UPDATE, an old backup of one table, an
+// asynchronous failover mixed with newer data) or deleted and re-created
+// behind the log's back. Signing on top of it would overwrite records that
+// clients were given and fork the log they saw: Open refuses, and
+// restarting does not help.
+//
+// (A mirror's store is not checked: its staging legitimately leaves
+// verified data beyond its head, and it signs nothing.)
+type BeyondHeadError struct {
+	Tree  int64    // the signed head's tree size
+	Found []string // what lies beyond it
+}
+
+func (e *BeyondHeadError) Error() string {
+	return fmt.Sprintf("the database holds data beyond its signed tree of %d records (%s): its head was rolled back or replaced behind sumd's back (or a sumd copy into it was cut short)",
+		e.Tree, strings.Join(e.Found, "; "))
+}
+
+// Is makes it an ErrCorrupt.
+func (e *BeyondHeadError) Is(target error) bool { return target == ErrCorrupt }
+
+// Hint says what to do, and not to restart.
+func (e *BeyondHeadError) Hint() string {
+	return "do NOT restart sumd on this database, and do not re-create it: clients may hold signed heads of the larger tree, " +
+		"and a log signing on top of this head would fork it. Find out what happened to the database " +
+		"(docs/ha.md, the asynchronous-failover row), then restore it from a mirror (docs/mirrors.md, \"Restore from a mirror\"); " +
+		"if an interrupted sumd copy wrote it, run that copy again"
+}
+
+// checkExtent refuses a primary's store holding data beyond the tree of
+// its signed head. The store reads its extent with the head stored at that
+// moment: if another writer of a shared store committed since the head
+// being opened was loaded, that newer head (opened with openHead, which
+// verifies it) is the bound.
+func checkExtent(ctx context.Context, s Store, head []byte, tree tlog.Tree, openHead func([]byte) (tlog.Tree, error)) error {
+	e, err := s.Extent(ctx)
+	if err != nil {
+		return fmt.Errorf("failed to read how far the stored data reaches: %w", err)
+	}
+	if len(e.Head) > 0 && !bytes.Equal(e.Head, head) {
+		newer, err := openHead(e.Head)
+		if err != nil {
+			return fmt.Errorf("the head changed while the database was opened, to one that does not verify: %w", err)
+		}
+		if newer.N > tree.N {
+			tree = newer
+		}
+	}
+	if found := beyond(e, tree.N); len(found) > 0 {
+		return &BeyondHeadError{Tree: tree.N, Found: found}
+	}
+	return nil
+}
+
+// beyond lists what e holds beyond the tree of size n.
+func beyond(e Extent, n int64) []string {
+	var found []string
+	if e.Records > n {
+		found = append(found, fmt.Sprintf("records up to id %d", e.Records-1))
+	}
+	if e.Indexed > n {
+		found = append(found, fmt.Sprintf("index entries naming records up to id %d", e.Indexed-1))
+	}
+	for _, t := range e.Tiles {
+		if w := tileWidth(t.TileID, n); t.W > w {
+			found = append(found, fmt.Sprintf("tile %d/%d with %d hashes, of which the tree has %d", t.L, t.N, t.W, w))
+		}
+	}
+	return found
+}
+
+// rolledBackError stops a log whose store holds a head that does not
+// extend the published one (*ForkError): the database was rolled back or
+// replaced. It is an ErrFatal, but restarting would open the store at that
+// head and sign on top of it, overwriting records clients were given: its
+// hint says not to.
+type rolledBackError struct{ err error }
+
+func (e *rolledBackError) Error() string { return e.err.Error() }
+func (e *rolledBackError) Unwrap() error { return e.err }
+func (e *rolledBackError) Hint() string {
+	return "do NOT start sumd serve again on this database: it no longer holds the tree this process published, " +
+		"so its head was rolled back or replaced (docs/ha.md, the asynchronous-failover row). Find out what clients saw, " +
+		"then restore the database from a mirror (docs/mirrors.md, \"Restore from a mirror\")"
+}
