@@ -38,7 +38,7 @@ func (l *Log) Check(ctx context.Context, recs []gosum.Record) (ids []int64, conf
 	}
 	// What another writer indexed beyond the published tree is new to
 	// Check; Add would catch up and find it.
-	kr, _, err := lookupKnown(ctx, l.store, keys, n)
+	kr, _, err := l.lookupKnown(ctx, keys, n, storeTiles(ctx, l.store, n).tile)
 	if err != nil {
 		return nil, nil, err
 	}

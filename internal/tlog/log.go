@@ -390,6 +390,12 @@ func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 			return nil, fmt.Errorf("record %d: %w", ids[i], fs.ErrNotExist)
 		}
 	}
+	// Bytes read back from the database are checked against the tree
+	// before they are served.
+	size := h.Tree.N
+	if err := l.checkLeaves(ids, texts, func(t TileID) ([]byte, error) { return readTile(ctx, l.store, t, size) }); err != nil {
+		return nil, fmt.Errorf("failed to read records %d+%d: %w", id, n, err)
+	}
 	return texts, nil
 }
 

@@ -14,6 +14,7 @@ type Metrics struct {
 	commitRecords prometheus.Histogram
 	pushbacks     prometheus.Counter
 	fatal         prometheus.Gauge
+	corrupt       prometheus.Counter
 }
 
 // NewMetrics registers the log's metrics with reg.
@@ -45,8 +46,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "sumd", Name: "log_stopped",
 			Help: "1 once the log stopped after a storage failure of unknown outcome (the process must restart).",
 		}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sumd", Name: "log_corrupt_records_total",
+			Help: "Records read from the database that did not hash to their leaf in the signed tree (damaged or tampered with), and were not served.",
+		}),
 	}
-	reg.MustRegister(m.treeSize, m.commits, m.commitSeconds, m.commitRecords, m.pushbacks, m.fatal)
+	reg.MustRegister(m.treeSize, m.commits, m.commitSeconds, m.commitRecords, m.pushbacks, m.fatal, m.corrupt)
 	return m
 }
 
@@ -78,5 +83,11 @@ func (m *Metrics) pushback() {
 func (m *Metrics) stopped() {
 	if m != nil {
 		m.fatal.Set(1)
+	}
+}
+
+func (m *Metrics) corruptRecord() {
+	if m != nil {
+		m.corrupt.Inc()
 	}
 }

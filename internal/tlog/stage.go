@@ -43,7 +43,7 @@ func (l *Log) stage(ctx context.Context, batch []*request) (*Batch, error) {
 		hashes: &tileReader{read: func(id TileID) ([]byte, error) { return l.committedTile(ctx, id, base.Tree.N) }},
 		size:   base.Tree.N,
 	}
-	if err := s.lookup(ctx, l.store, batch); err != nil {
+	if err := s.lookup(ctx, l, batch); err != nil {
 		if errors.Is(err, errRetry) {
 			return nil, l.catchUpRetry(ctx, "the store's index names a record beyond the published tree")
 		}
@@ -103,7 +103,7 @@ func (l *Log) committedTile(ctx context.Context, id TileID, n int64) ([]byte, er
 
 // lookup finds, in one store call for the whole batch, the records stored
 // under the keys the batch names.
-func (s *stager) lookup(ctx context.Context, store Store, batch []*request) error {
+func (s *stager) lookup(ctx context.Context, l *Log, batch []*request) error {
 	var keys []string
 	if len(batch) == 1 {
 		keys = batch[0].keys // repeats are harmless
@@ -118,7 +118,7 @@ func (s *stager) lookup(ctx context.Context, store Store, batch []*request) erro
 			}
 		}
 	}
-	kr, beyond, err := lookupKnown(ctx, store, keys, s.base.Tree.N)
+	kr, beyond, err := l.lookupKnown(ctx, keys, s.base.Tree.N, s.hashes.tile)
 	if err != nil {
 		return err
 	}
@@ -136,10 +136,13 @@ func (s *stager) lookup(ctx context.Context, store Store, batch []*request) erro
 type knownRecords map[string]known
 
 // lookupKnown finds, in one store call, the records stored under keys in
-// the tree of size n. beyond reports that the index names a record past n
-// for some key: another writer of a shared store recorded it after the
-// published head; it is not in known.
-func lookupKnown(ctx context.Context, store Store, keys []string, n int64) (_ knownRecords, beyond bool, _ error) {
+// the tree of size n, each checked against its leaf hash in the level-0
+// tile that tile returns: a changed record must fail the request, not be
+// compared with the proposed one (a false conflict). beyond reports that
+// the index names a record past n for some key: another writer of a
+// shared store recorded it after the published head; it is not in known.
+func (l *Log) lookupKnown(ctx context.Context, keys []string, n int64, tile func(TileID) ([]byte, error)) (_ knownRecords, beyond bool, _ error) {
+	store := l.store
 	ids, err := store.Lookup(ctx, keys)
 	if err != nil {
 		return nil, false, fmt.Errorf("failed to look up %d module versions: %w", len(keys), err)
@@ -164,6 +167,9 @@ func lookupKnown(ctx context.Context, store Store, keys []string, n int64) (_ kn
 			return nil, false, fmt.Errorf("index names record %d for %s, which is not stored", found[i], foundKeys[i])
 		}
 		kr[foundKeys[i]] = known{found[i], text}
+	}
+	if err := l.checkLeaves(found, texts, tile); err != nil {
+		return nil, false, err
 	}
 	return kr, beyond, nil
 }
