@@ -1,0 +1,68 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// TestCorruptRecordServes500: a record changed in the database behind the
+// log's back is answered 500 "internal error" on /lookup and its data tile,
+// never served; the other records still are.
+func TestCorruptRecordServes500(t *testing.T) {
+	skey, _, err := tlog.GenerateKey("corrupt.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := tlog.NewMemStore()
+	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	h := "h1:" + strings.Repeat("A", 43) + "="
+	recs := make([]gosum.Record, 20)
+	for i := range recs {
+		recs[i] = gosum.Record{Path: "example.com/m", Version: "v1.0." + strconv.Itoa(i), Hash: h, GoMod: h}
+	}
+	if _, err := l.Add(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	tampered := recs[10]
+	tampered.Hash = "h1:" + strings.Repeat("B", 43) + "="
+	s.SetRecord(10, tampered.Text())
+
+	srv := httptest.NewServer(New(k.Name(), l, Options{Logger: quiet}))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, path := range []string{"/lookup/example.com/m@v1.0.10", "/tile/8/data/000.p/20"} {
+		code, body := get(path)
+		if code != http.StatusInternalServerError || strings.Contains(body, tampered.Hash) {
+			t.Errorf("GET %s = %d %q; want 500 without the record", path, code, body)
+		}
+	}
+	if code, body := get("/lookup/example.com/m@v1.0.11"); code != http.StatusOK || !strings.Contains(body, "v1.0.11 "+h) {
+		t.Errorf("GET /lookup of record 11 = %d %q; want it served", code, body)
+	}
+}
