@@ -17,9 +17,11 @@
 // x/mod's tlog, signed notes) but checks only what the Store contract
 // promises: reads (and index scans, in key order) return what was committed, a batch is all or nothing, a
 // stale Prev is refused with ErrHeadMoved, one of several racing writers
-// wins, reads never see anything but committed bytes, everything
-// survives closing and reopening the store, and a LockingStore's lock is
-// used by the next Commit.
+// wins, reads never see anything but committed bytes, Extent reports how
+// far the data reaches with the head of the same moment (also after a head
+// is rolled back over data it does not cover), everything survives closing
+// and reopening the store, and a LockingStore's lock is used by the next
+// Commit.
 //
 // A store that several logs may write at once (several sumd processes on
 // one database) also calls Writers, with a function that opens a log on it.
