@@ -25,9 +25,11 @@
 //	                                         the upstream checksum database disagrees
 //	502 upstream proxy error: M@V: <reason>  an upstream failed or is unreachable
 //	504 upstream proxy error: M@V: <reason>  an upstream timed out
+//	503 server error: M@V: <reason>          sumd could not store the zip in its
+//	                                         temporary directory, or read it back
 //
-// 410s are remembered for a short TTL (the negative cache); 502s and 504s
-// never are. Nothing about a failed version is kept anywhere else: no record,
+// 410s are remembered for a short TTL (the negative cache); 502s, 503s and
+// 504s never are. Nothing about a failed version is kept anywhere else: no record,
 // no temporary file.
 //
 // Anyone who can look a version up reads these texts, so they never name an

@@ -31,6 +31,12 @@ const (
 	// KindTimeout: an upstream did not answer within the request timeout.
 	// 504, not remembered.
 	KindTimeout
+	// KindLocal: sumd itself failed, not the upstream nor the version: its
+	// temporary directory could not store the zip (a full disk) or give it
+	// back to be hashed (a file removed or unreadable). 503, not
+	// remembered; no other source is tried after "|", since the zip would
+	// go to the same directory.
+	KindLocal
 )
 
 // String is the kind's metric label and log value.
@@ -46,6 +52,8 @@ func (k Kind) String() string {
 		return "error"
 	case KindTimeout:
 		return "timeout"
+	case KindLocal:
+		return "local"
 	}
 	return "unknown"
 }
@@ -56,9 +64,10 @@ func (k Kind) String() string {
 //
 //	not found: example.com/m@v1.2.3: upstream proxy has no such version
 //	upstream proxy error: example.com/m@v1.2.3: upstream proxy answered 503 Service Unavailable
+//	server error: example.com/m@v1.2.3: sumd cannot store the module zip now; try again later
 //
 // The first form, used by the kinds that are answered 410 Gone, is the one
-// sum.golang.org uses.
+// sum.golang.org uses; the last is KindLocal's.
 //
 // Anyone who can look a version up sees that text, so it never names an
 // upstream proxy's URL or host, or a local path: those are in Cause, which
@@ -82,8 +91,11 @@ var _ interface {
 // Error is the text clients see.
 func (e *Error) Error() string {
 	prefix := "upstream proxy error"
-	if e.Gone() {
+	switch {
+	case e.Gone():
 		prefix = "not found"
+	case e.Kind == KindLocal:
+		prefix = "server error"
 	}
 	return fmt.Sprintf("%s: %s@%s: %v", prefix, e.Module.Path, e.Module.Version, e.Err)
 }
@@ -116,13 +128,16 @@ func (e *Error) Gone() bool {
 }
 
 // HTTPStatus is the status the server answers with: 410 for a version that
-// is gone or invalid, 502 for an upstream error, 504 for an upstream timeout.
+// is gone or invalid, 502 for an upstream error, 504 for an upstream
+// timeout, 503 for sumd's own failure (the server adds Retry-After).
 func (e *Error) HTTPStatus() int {
 	switch {
 	case e.Gone():
 		return http.StatusGone
 	case e.Kind == KindTimeout:
 		return http.StatusGatewayTimeout
+	case e.Kind == KindLocal:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusBadGateway
 }

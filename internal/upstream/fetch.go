@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -61,6 +64,16 @@ type Fetcher struct {
 	client  opener
 	log     *slog.Logger
 	metrics *Metrics
+	// createTemp creates the file a zip is downloaded to in dir:
+	// scratch.Create, or in tests a file that fails.
+	createTemp func(dir string) (tempFile, error)
+}
+
+// A tempFile is where downloadZip stores a zip: an *os.File.
+type tempFile interface {
+	io.Writer
+	Name() string
+	Close() error
 }
 
 // NewFetcher checks opts, reading every credential file once so that a
@@ -87,6 +100,9 @@ func NewFetcher(opts FetcherOptions) (*Fetcher, error) {
 		client:  opener{client: opts.HTTPClient},
 		log:     opts.Logger,
 		metrics: opts.Metrics,
+		createTemp: func(dir string) (tempFile, error) {
+			return scratch.Create(dir, scratch.Upstream)
+		},
 	}, nil
 }
 
@@ -136,9 +152,11 @@ func isLoopback(raw string) bool {
 // Errors are *Error, except ctx's own error when ctx ends first. A version
 // no source has is KindGone; one that fails validation or a size limit is
 // KindInvalid and stops the walk (it is what the source serves, not a
-// transport failure); a failure of some source beats "not found" from
-// others, as in the go command, so a version is called gone only when every
-// source tried said so. No error's text names a source or a local path
+// transport failure); so does KindLocal, sumd's own failure to store the
+// zip or read it back, which the next source's zip would meet too. A
+// failure of some source beats "not found" from others, as in the go
+// command, so a version is called gone only when every source tried said
+// so. No error's text names a source or a local path
 // (see Error).
 func (f *Fetcher) Fetch(ctx context.Context, m module.Version) (gosum.Record, error) {
 	start := time.Now()
@@ -163,7 +181,7 @@ func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, er
 			return gosum.Record{}, ctx.Err()
 		case isNotFound(err):
 			notFound = err
-		case kindOf(err) == KindInvalid:
+		case kindOf(err) == KindInvalid, kindOf(err) == KindLocal:
 			return gosum.Record{}, err
 		default:
 			failed = err
@@ -212,6 +230,12 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	switch {
 	case errors.As(err, &fe):
 		return gosum.Record{}, err
+	case err != nil && localReadError(err):
+		// The zip sumd stored could not be opened or read again: it
+		// was removed or damaged here, which says nothing of the
+		// module (and must not be remembered as invalid).
+		return gosum.Record{}, &Error{Kind: KindLocal, Module: m, Err: errReadBack,
+			Cause: fmt.Errorf("failed to read back the module zip from the temporary directory: %w", err)}
 	case err != nil:
 		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: invalidReason(err, zipPath), Cause: err}
 	}
@@ -246,11 +270,23 @@ func (f *Fetcher) hashInPlace(ctx context.Context, src Source, m module.Version,
 	if cerr := unchanged(zipPath, before, m); cerr != nil {
 		return modhash.Sums{}, cerr
 	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) { // HashZip opens nothing but zipPath
+	if err != nil && localReadError(err) {
 		return modhash.Sums{}, f.failure(ctx, ctx, src, m, rel, "module zip", false, err)
 	}
 	return sums, err
+}
+
+// localReadError reports whether err, from hashing a zip, is a failure of
+// the file system rather than of the zip's content. HashZip opens nothing
+// but the zip, and the os package reports every failure to open, stat or
+// read a file as an *fs.PathError (a syscall.Errno inside); neither
+// modhash, x/mod/zip nor archive/zip makes one of a zip's content: they
+// report zip.FileError lists, zip.ErrFormat, flate's CorruptInputError and
+// plain errors.
+func localReadError(err error) bool {
+	var pe *fs.PathError
+	var errno syscall.Errno
+	return errors.As(err, &pe) || errors.As(err, &errno)
 }
 
 // unchanged reports an error unless the file at name is still the one
@@ -295,16 +331,16 @@ func invalidReason(err error, zipPath string) error {
 
 // downloadZip streams the zip to a temporary file, so memory stays bounded
 // whatever its size, and returns the file's name. The caller removes it.
+// A failure to create or write the file (a full disk) is KindLocal.
 func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version, rel string) (string, error) {
-	tmp, err := scratch.Create(f.opts.TempDir, scratch.Upstream)
+	tmp, err := f.createTemp(f.opts.TempDir)
 	if err != nil {
-		return "", &Error{Kind: KindUnavailable, Module: m, Err: errors.New("failed to store the module zip"),
-			Cause: fmt.Errorf("failed to create temporary file: %w", err)}
+		return "", storeError(m, cmp.Or(f.opts.TempDir, os.TempDir()), fmt.Errorf("failed to create a temporary file: %w", err))
 	}
-	err = f.download(ctx, src, m, rel, tmp, f.opts.MaxZipSize, "module zip")
+	dir := filepath.Dir(tmp.Name())
+	err = f.download(ctx, src, m, rel, storeWriter{tmp, dir}, f.opts.MaxZipSize, "module zip")
 	if cerr := tmp.Close(); err == nil && cerr != nil {
-		err = &Error{Kind: KindUnavailable, Module: m, Err: errors.New("failed to store the module zip"),
-			Cause: fmt.Errorf("failed to write temporary file: %w", cerr)}
+		err = storeError(m, dir, fmt.Errorf("failed to write a temporary file: %w", cerr))
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
@@ -312,6 +348,45 @@ func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version,
 	}
 	return tmp.Name(), nil
 }
+
+// Client texts of KindLocal errors: they name no path.
+var (
+	errStore    = errors.New("sumd cannot store the module zip now; try again later")
+	errReadBack = errors.New("sumd could not read back the module zip it stored; try again later")
+)
+
+// storeError is a failure to keep a zip in the temporary directory dir,
+// which the operator must see: the log names the directory, the -tmp-dir
+// option.
+func storeError(m module.Version, dir string, err error) *Error {
+	return &Error{Kind: KindLocal, Module: m, Err: errStore, Cause: fmt.Errorf("temporary directory %s (-tmp-dir): %w", dir, err)}
+}
+
+// A storeWriter is the temporary file in dir that a zip is downloaded to.
+// io.Copy returns a failure to write it as it returns a failure to read the
+// body; storeWriter marks the first as a *writeError, sumd's own failure
+// rather than the upstream's.
+type storeWriter struct {
+	w   io.Writer
+	dir string
+}
+
+func (s storeWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil {
+		err = &writeError{dir: s.dir, err: err}
+	}
+	return n, err
+}
+
+// A writeError is a failure to write a temporary file in dir.
+type writeError struct {
+	dir string
+	err error
+}
+
+func (e *writeError) Error() string { return "failed to write a temporary file: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
 
 // download copies one file from src to w within limit and the request
 // timeout. Failures are *Error whose reason names neither src nor a path;
@@ -337,9 +412,12 @@ func (f *Fetcher) download(ctx context.Context, src Source, m module.Version, re
 func (f *Fetcher) failure(ctx, rctx context.Context, src Source, m module.Version, rel, what string, read bool, err error) error {
 	var tooLarge *errTooLarge
 	var se *statusError
+	var we *writeError
 	switch {
 	case err == nil, ctx.Err() != nil:
 		return err
+	case errors.As(err, &we):
+		return storeError(m, we.dir, err)
 	case errors.As(err, &tooLarge):
 		return &Error{Kind: KindInvalid, Module: m, Err: fmt.Errorf("invalid module: %w", err)}
 	case errors.Is(err, errNameTooLong):

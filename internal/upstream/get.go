@@ -184,12 +184,16 @@ func fileError(base, rel string, err error) error {
 func (src Source) isFile() bool { return strings.HasPrefix(src.URL, "file://") }
 
 // copyLimited copies body to w, failing with *errTooLarge once more than
-// limit bytes arrive or are announced, and returns the bytes copied.
+// limit bytes arrive or are announced, and returns the bytes copied. A
+// *writeError of w is returned as it is; other errors are body's.
 func copyLimited(w io.Writer, body io.Reader, size, limit int64, what string) (int64, error) {
 	if size > limit {
 		return 0, &errTooLarge{what, limit}
 	}
 	n, err := io.Copy(w, io.LimitReader(body, limit+1))
+	if we := (*writeError)(nil); errors.As(err, &we) {
+		return n, err
+	}
 	if err != nil {
 		return n, fmt.Errorf("failed to read %s: %w", what, err)
 	}

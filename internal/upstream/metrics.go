@@ -21,7 +21,7 @@ type Metrics struct {
 }
 
 // Fetch outcomes: "ok" or a Kind's String.
-var fetchOutcomes = []string{"ok", "gone", "invalid", "error", "timeout"}
+var fetchOutcomes = []string{"ok", "gone", "invalid", "error", "timeout", "local"}
 
 // Cross-check outcomes.
 const (
@@ -44,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "upstream", Name: "fetches_total",
-			Help: "Module versions fetched from upstream proxies, by outcome (ok, gone, invalid, error, timeout).",
+			Help: "Module versions fetched from upstream proxies, by outcome (ok, gone, invalid, error, timeout, local: sumd could not store the zip).",
 		}, []string{"outcome"}),
 		fetchBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "upstream", Name: "fetch_bytes_total",

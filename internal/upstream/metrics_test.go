@@ -25,7 +25,7 @@ func TestMetrics(t *testing.T) {
 	rec.Lookup(context.Background(), missing)
 	rec.Lookup(context.Background(), missing)
 
-	for outcome, want := range map[string]float64{"ok": 1, "gone": 1, "invalid": 0, "error": 0, "timeout": 0} {
+	for outcome, want := range map[string]float64{"ok": 1, "gone": 1, "invalid": 0, "error": 0, "timeout": 0, "local": 0} {
 		if got := testutil.ToFloat64(met.fetches.WithLabelValues(outcome)); got != want {
 			t.Errorf("fetches{outcome=%q} = %v, want %v", outcome, got, want)
 		}
@@ -42,7 +42,7 @@ func TestMetrics(t *testing.T) {
 	if got := testutil.ToFloat64(met.negEntries); got != 1 {
 		t.Errorf("negative cache entries = %v, want 1", got)
 	}
-	if n, err := testutil.GatherAndCount(reg); err != nil || n < 5+6+4 {
+	if n, err := testutil.GatherAndCount(reg); err != nil || n < 6+6+4 {
 		t.Errorf("gathered %d series (%v), want every outcome exported from the start", n, err)
 	}
 }

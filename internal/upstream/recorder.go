@@ -392,12 +392,16 @@ func (r *Recorder) addError(ctx context.Context, what string, err error) error {
 }
 
 // logFailure logs a version that was not recorded: gone ones at Info (a
-// typo or an unpushed tag is routine), upstream trouble at Warn.
+// typo or an unpushed tag is routine), upstream trouble at Warn, sumd's own
+// (a full -tmp-dir) at Error: only the operator can fix it.
 func (r *Recorder) logFailure(ctx context.Context, m module.Version, err error) {
 	level := slog.LevelWarn
 	var e *Error
-	if errors.As(err, &e) && e.Gone() {
+	switch {
+	case errors.As(err, &e) && e.Gone():
 		level = slog.LevelInfo
+	case e != nil && e.Kind == KindLocal:
+		level = slog.LevelError
 	}
 	r.logger.Log(ctx, level, "version not recorded", "module", m.Path, "version", m.Version, "err", err)
 }

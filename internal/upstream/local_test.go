@@ -1,0 +1,121 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestStoredZipRemoved: the zip sumd downloaded is removed from -tmp-dir
+// before it is hashed (another sumd started on the same directory removed
+// it as a crash's leftover). That is sumd's failure, not the module's: 503
+// with a text that names no path, not remembered, no other source tried
+// after "|", and an Error log that names the file.
+func TestStoredZipRemoved(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	tmp := t.TempDir()
+	first, second := newProxy(t, goodModule(m.Path, m.Version)), newProxy(t, goodModule(m.Path, m.Version))
+	first.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, ".zip") {
+			removeAll(t, tmp) // the zip is being written: its file exists
+		}
+		return false
+	})
+	var logs bytes.Buffer
+	f := newFetcher(t, first.url+"|"+second.url, FetcherOptions{TempDir: tmp})
+	rec := newRecorder(t, testLog(t), RecorderOptions{Fetcher: f, NegativeTTL: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+
+	for i := range 2 {
+		_, err := rec.Lookup(context.Background(), m)
+		e := asError(t, err)
+		if want := "server error: example.com/m@v1.0.0: sumd could not read back the module zip it stored; try again later"; e.Kind != KindLocal || e.HTTPStatus() != http.StatusServiceUnavailable || e.Error() != want {
+			t.Fatalf("lookup %d: %q (kind %v, status %d); want 503 %q", i, e, e.Kind, e.HTTPStatus(), want)
+		}
+		if got := first.count(".zip"); got != i+1 {
+			t.Errorf("lookup %d: upstream asked for the zip %d times, want %d: not remembered", i, got, i+1)
+		}
+	}
+	if n := rec.neg.len(); n != 0 {
+		t.Errorf("negative cache holds %d entries", n)
+	}
+	if n := second.total(); n != 0 {
+		t.Errorf("the source after | was asked %d times; sumd's own failure is not the first source's", n)
+	}
+	if s := logs.String(); !strings.Contains(s, "level=ERROR") || !strings.Contains(s, tmp) || !strings.Contains(s, "no such file or directory") {
+		t.Errorf("log %q: want an error naming the temporary file and why it failed", s)
+	}
+}
+
+// removeAll removes the files in dir.
+func removeAll(t testing.TB, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Error(err)
+	}
+	for _, e := range entries {
+		os.Remove(filepath.Join(dir, e.Name()))
+	}
+}
+
+// A fullFile is a temporary file on a full disk: every write fails.
+type fullFile struct{ *os.File }
+
+func (f fullFile) Write(p []byte) (int, error) {
+	return 0, &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+}
+
+// TestStoreFails: a -tmp-dir that cannot take the zip (full, or missing)
+// is sumd's failure, not the upstream's: 503 "sumd cannot store the module
+// zip now", not 502; not remembered; no fall-through after "|"; the
+// detail, for the log, names the directory and the cause; no file is left.
+func TestStoreFails(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	first, second := newProxy(t, goodModule(m.Path, m.Version)), newProxy(t, goodModule(m.Path, m.Version))
+	tmp := t.TempDir()
+	full := newFetcher(t, first.url+"|"+second.url, FetcherOptions{TempDir: tmp})
+	full.createTemp = func(dir string) (tempFile, error) {
+		f, err := os.CreateTemp(dir, "sumd-upstream-*.zip")
+		return fullFile{f}, err
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, tt := range []struct {
+		name   string
+		f      *Fetcher
+		dir    string
+		detail string
+	}{
+		{"full", full, tmp, "no space left on device"},
+		{"missing", newFetcher(t, first.url+"|"+second.url, FetcherOptions{TempDir: missing}), missing, "failed to create a temporary file"},
+	} {
+		rec := newRecorder(t, testLog(t), RecorderOptions{Fetcher: tt.f, NegativeTTL: time.Hour})
+		for range 2 {
+			_, err := rec.Lookup(context.Background(), m)
+			e := asError(t, err)
+			if want := "server error: example.com/m@v1.0.0: sumd cannot store the module zip now; try again later"; e.Kind != KindLocal || e.HTTPStatus() != http.StatusServiceUnavailable || e.Error() != want {
+				t.Fatalf("%s: %q (kind %v, status %d); want 503 %q", tt.name, e, e.Kind, e.HTTPStatus(), want)
+			}
+			if d := e.Detail(); !strings.Contains(d, "temporary directory "+tt.dir+" (-tmp-dir)") || !strings.Contains(d, tt.detail) {
+				t.Errorf("%s: detail %q; want the directory and %q", tt.name, d, tt.detail)
+			}
+		}
+		if n := rec.neg.len(); n != 0 {
+			t.Errorf("%s: negative cache holds %d entries", tt.name, n)
+		}
+	}
+	if n := second.total(); n != 0 {
+		t.Errorf("the source after | was asked %d times; sumd's own failure is not the first source's", n)
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+		t.Errorf("files left in -tmp-dir: %v", entries)
+	}
+}
