@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,30 +23,7 @@ import (
 // there, and the next start removes them.
 func TestTmpDir(t *testing.T) {
 	dir := t.TempDir()
-	proxyDir := filepath.Join(dir, "proxy")
-	slow := testproxy.Module{Path: "example.com/slow", Version: "v1.0.0", Files: map[string]string{
-		"go.mod": "module example.com/slow\n", "s.go": "package slow\n"}}
-	if _, err := testproxy.Build(proxyDir, []testproxy.Module{slow}); err != nil {
-		t.Fatal(err)
-	}
-	// The proxy sends half of the zip, then holds the connection.
-	files := http.FileServer(http.Dir(proxyDir))
-	stop := make(chan struct{})
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasSuffix(r.URL.Path, ".zip") {
-			files.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Content-Length", "100000")
-		w.Write(make([]byte, 50000))
-		w.(http.Flusher).Flush()
-		select {
-		case <-r.Context().Done():
-		case <-stop:
-		}
-	}))
-	defer proxy.Close()
-	defer close(stop)
+	proxy := holdingProxy(t, filepath.Join(dir, "proxy"))
 
 	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
 	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
@@ -89,6 +68,65 @@ func TestTmpDir(t *testing.T) {
 	}
 }
 
+// holdingProxy serves example.com/slow@v1.0.0 from a GOPROXY tree it
+// builds in dir until the test ends, but sends half of the zip and then
+// holds the connection.
+func holdingProxy(t *testing.T, dir string) *httptest.Server {
+	slow := testproxy.Module{Path: "example.com/slow", Version: "v1.0.0", Files: map[string]string{
+		"go.mod": "module example.com/slow\n", "s.go": "package slow\n"}}
+	if _, err := testproxy.Build(dir, []testproxy.Module{slow}); err != nil {
+		t.Fatal(err)
+	}
+	files := http.FileServer(http.Dir(dir))
+	stop := make(chan struct{})
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, ".zip") {
+			files.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", "100000")
+		w.Write(make([]byte, 50000))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	t.Cleanup(proxy.Close)
+	t.Cleanup(func() { close(stop) }) // runs first
+	return proxy
+}
+
+// TestTmpDirShared: a second sumd given the -tmp-dir of one that is
+// fetching a zip (two servers of two databases, or two processes of one
+// PostgreSQL database) refuses to start, saying why, and does not remove
+// the first one's zip in flight as a crash's leftover.
+func TestTmpDirShared(t *testing.T) {
+	dir := t.TempDir()
+	proxy := holdingProxy(t, filepath.Join(dir, "proxy"))
+	defer proxy.CloseClientConnections() // ends the fetch, so that the server stops at once
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	shared := filepath.Join(dir, "tmp")
+	serveArgs := func(db string) []string {
+		return []string{"-db", filepath.Join(dir, db), "-create", "-key", filepath.Join(dir, "keys", e2eName+".key"),
+			"-upstream", proxy.URL, "-tmp-dir", shared}
+	}
+	s := startServer(t, serveArgs("a.db")...)
+	go http.Get(s.url + "/lookup/example.com/slow@v1.0.0")
+	waitFor(t, "a fetch in "+shared, func() bool { return slices.Equal(tmpKinds(t, shared), []string{"sumd-upstream"}) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, sumdBin, append([]string{"serve", "-listen", "127.0.0.1:0"}, serveArgs("b.db")...)...)
+	out, err := second.CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "in use by another sumd process") || !strings.Contains(string(out), "give each sumd its own -tmp-dir") {
+		t.Errorf("second sumd serve on the same -tmp-dir: %v\n%s\nwant it refused, saying why", err, out)
+	}
+	if got := tmpKinds(t, shared); !slices.Equal(got, []string{"sumd-upstream"}) {
+		t.Errorf("after the second start the directory holds %v; want the first one's zip in flight", got)
+	}
+}
+
 // startUpload starts an admin upload whose zip part never ends; closing the
 // returned writer ends the request.
 func startUpload(t *testing.T, url, token string) *io.PipeWriter {
@@ -115,7 +153,8 @@ func startUpload(t *testing.T, url, token string) *io.PipeWriter {
 	return pw
 }
 
-// tmpKinds lists the files of dir by kind ("sumd-upstream"), sorted.
+// tmpKinds lists the files of dir by kind ("sumd-upstream"), sorted, but
+// the directory's lock file.
 func tmpKinds(t *testing.T, dir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -125,6 +164,9 @@ func tmpKinds(t *testing.T, dir string) []string {
 	var kinds []string
 	for _, e := range entries {
 		name := e.Name()
+		if name == "sumd.lock" {
+			continue
+		}
 		if i := strings.LastIndex(name, "-"); i > 0 {
 			name = name[:i]
 		}

@@ -115,12 +115,18 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	})
 }
 
-// openTmpDir prepares the directory of temporary zips. It runs once the
-// database is open: the database lock makes the directory this sumd's, so
-// the files a crash left there can be removed.
+// openTmpDir prepares the directory of temporary zips and removes the
+// files a crash left there. It runs once the database is open, so that a
+// second sumd on a database file fails on the database's lock first; the
+// directory's own lock refuses a -tmp-dir that another sumd process holds
+// (one given to two, which a shared PostgreSQL database does not prevent).
+// The lock is held until the process exits.
 func openTmpDir(dir string, logger *slog.Logger) error {
 	removed, err := scratch.Open(dir)
-	if err != nil {
+	switch {
+	case errors.Is(err, scratch.ErrInUse):
+		return withHint(err, "stop the other sumd, or give this one a -tmp-dir of its own (with PostgreSQL, leaving -tmp-dir unset gives each process a new directory under $TMPDIR)")
+	case err != nil:
 		return withHint(err, "set -tmp-dir to a directory only sumd writes to (default: the database file's name plus .tmp)")
 	}
 	if len(removed) > 0 {

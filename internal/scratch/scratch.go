@@ -4,11 +4,14 @@
 // bounded whatever their size, and hashed there; and the sorted runs of
 // go.sum lines that sumd add -gosum sorts through disk.
 //
-// The directory belongs to one sumd (see [Dir]: the default, <database>.tmp,
-// is beside the database whose lock sumd holds). A crash leaves files behind that no
-// one will remove: [Open] removes them at the next start, and only them —
-// regular files named as [Create] names them — so a directory configured by
-// mistake loses nothing else.
+// The directory belongs to one sumd process (see [Dir]: the default,
+// <database>.tmp, is beside the database whose lock sumd holds), and [Open]
+// makes sure of it with a lock of its own: one -tmp-dir given to two
+// processes that share a PostgreSQL database, or to two servers of two
+// databases, would let the second remove the first one's zips in flight. A
+// crash leaves files behind that no one will remove: Open removes them at
+// the next start, and only them — regular files named as [Create] names
+// them — so a directory configured by mistake loses nothing else.
 package scratch
 
 import (
@@ -75,14 +78,20 @@ func Create(dir string, kind Kind) (*os.File, error) {
 	return os.CreateTemp(dir, "sumd-"+string(kind)+"-*"+ext)
 }
 
+// ErrInUse is Open's error for a directory another process holds.
+var ErrInUse = errors.New("in use by another sumd process")
+
 // Open makes dir ready for Create: it creates it (mode 0700) if needed,
 // refuses a directory that other users may write to (such as /tmp: a file
-// there is not sumd's alone), and removes the files a sumd that crashed left
-// there. It returns the names it removed.
+// there is not sumd's alone), takes the directory for this process, and
+// removes the files a sumd that crashed left there. It returns the names it
+// removed.
 //
-// The caller must be the only sumd using dir, so it should call Open only
-// once it holds the database lock; a second sumd started by mistake then
-// fails before it can remove the files of the one running.
+// The directory is taken by an exclusive lock on the file "sumd.lock" in
+// it (flock), held until the process exits: a second process that opens
+// the directory gets ErrInUse before it removes anything, since the files
+// there may be the first one's zips in flight. The same process may open
+// it again. On systems without flock (Windows) nothing is locked.
 func Open(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create the temporary directory: %w", err)
@@ -95,6 +104,9 @@ func Open(dir string) ([]string, error) {
 		return nil, fmt.Errorf("temporary directory %s is not a directory", dir)
 	case runtime.GOOS != "windows" && fi.Mode().Perm()&0o022 != 0:
 		return nil, fmt.Errorf("temporary directory %s is writable by other users (mode %s): sumd needs a directory of its own", dir, fi.Mode().Perm())
+	}
+	if err := lock(dir); err != nil {
+		return nil, err
 	}
 	return removeOrphans(dir)
 }

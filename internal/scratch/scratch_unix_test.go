@@ -3,7 +3,9 @@
 package scratch
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,5 +26,54 @@ func TestOpenRefuses(t *testing.T) {
 	}
 	if _, err := Create(t.TempDir(), "other"); err == nil {
 		t.Error("Create of an unknown kind succeeded")
+	}
+}
+
+// TestOpenLocked: a second process that opens a directory the first one
+// holds is refused, with a message that says what to do, and removes
+// nothing: the files there may be the first one's zips in flight. The
+// holder may open it again, and once it exits, the next process may.
+func TestOpenLocked(t *testing.T) {
+	if dir := os.Getenv("SCRATCH_TEST_OPEN"); dir != "" { // the second process
+		_, err := Open(dir)
+		fmt.Print(err)
+		os.Exit(0)
+	}
+	second := func(dir string) string {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestOpenLocked$")
+		cmd.Env = append(os.Environ(), "SCRATCH_TEST_OPEN="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("second process: %v: %s", err, out)
+		}
+		return string(out)
+	}
+
+	dir := t.TempDir()
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	inFlight, err := Create(dir, Upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFlight.Close()
+	out := second(dir)
+	if want := fmt.Sprintf("temporary directory %s is in use by another sumd process (pid %d): give each sumd its own -tmp-dir", dir, os.Getpid()); out != want {
+		t.Errorf("second Open: %q, want %q", out, want)
+	}
+	if _, err := os.Stat(inFlight.Name()); err != nil {
+		t.Errorf("the second Open removed the first one's file: %v", err)
+	}
+	if removed, err := Open(dir); err != nil || len(removed) != 1 {
+		t.Errorf("Open again by the holder: %v, %v; want its own leftover removed", removed, err)
+	}
+
+	free := t.TempDir()
+	if out := second(free); out != "<nil>" {
+		t.Fatalf("Open of a free directory by another process: %s", out)
+	}
+	if _, err := Open(free); err != nil { // that process exited: its lock went with it
+		t.Errorf("Open after the holder exited: %v", err)
 	}
 }

@@ -1,0 +1,81 @@
+//go:build unix
+
+package scratch
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// lockName is the lock file in a scratch directory; Open never removes it.
+const lockName = "sumd.lock"
+
+// held are the lock files of the directories this process has opened, by
+// the lock file's absolute name. They stay open, and so locked, until the
+// process exits.
+var (
+	heldMu sync.Mutex
+	held   = map[string]*os.File{}
+)
+
+// lock takes dir for this process (see Open).
+func lock(dir string) error {
+	name, err := filepath.Abs(filepath.Join(dir, lockName))
+	if err != nil {
+		return fmt.Errorf("failed to lock the temporary directory: %w", err)
+	}
+	heldMu.Lock()
+	defer heldMu.Unlock()
+	if f := held[name]; f != nil {
+		if isFile(f, name) {
+			return nil
+		}
+		f.Close() // the directory was removed and made again
+		delete(held, name)
+	}
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("failed to lock the temporary directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("temporary directory %s is %w%s: give each sumd its own -tmp-dir", dir, ErrInUse, holder(f))
+		}
+		return fmt.Errorf("failed to lock the temporary directory %s: %w", dir, err)
+	}
+	// The process id is for the message of the next one refused; the
+	// lock is what counts.
+	if f.Truncate(0) == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	held[name] = f
+	return nil
+}
+
+// isFile reports whether the open file f is still the file at name.
+func isFile(f *os.File, name string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(name)
+	return err == nil && os.SameFile(a, b)
+}
+
+// holder names the process that wrote its id into the lock file f, or is "".
+func holder(f *os.File) string {
+	buf := make([]byte, 20)
+	n, _ := f.ReadAt(buf, 0)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+	if err != nil || pid <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (pid %d)", pid)
+}
