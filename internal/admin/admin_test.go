@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"golang.org/x/mod/module"
 
@@ -243,3 +245,40 @@ func TestUploadRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadTmpDirFails: a temporary directory sumd cannot write is sumd's
+// failure, a 503 that names no path, not the client's bad input (it was a
+// 400 quoting the temporary file's path); nothing is recorded.
+func TestUploadTmpDirFails(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	dir := t.TempDir()
+	testproxy.Build(dir, []testproxy.Module{goodModule(m.Path, m.Version)})
+	tmp := filepath.Join(t.TempDir(), "tmp")
+	s := newSetup(t, Options{TempDir: tmp}) // never created: every file in it fails
+	_, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(dir, m), "")
+	wantStatus(t, err, http.StatusServiceUnavailable, "sumd cannot store the uploaded zip now")
+	if strings.Contains(err.Error(), tmp) {
+		t.Errorf("the answer names the temporary directory: %v", err)
+	}
+	if n := s.treeSize(t); n != 0 {
+		t.Errorf("tree size %d after a refusal, want 0", n)
+	}
+}
+
+// TestStoreWriter: a failure to write the temporary file is told apart
+// from a failure to read the request.
+func TestStoreWriter(t *testing.T) {
+	full := errors.New("no space left on device")
+	sw := &storeWriter{w: failingWriter{full}}
+	if err := copyLimited(sw, strings.NewReader("zip bytes"), 100, "module zip"); err == nil || !errors.Is(sw.err, full) {
+		t.Errorf("copyLimited = %v, storeWriter.err = %v; want the write failure remembered", err, sw.err)
+	}
+	sw = &storeWriter{w: io.Discard}
+	if err := copyLimited(sw, iotest.ErrReader(errors.New("client went away")), 100, "module zip"); err == nil || sw.err != nil {
+		t.Errorf("copyLimited = %v, storeWriter.err = %v; want a read failure, not a write one", err, sw.err)
+	}
+}
+
+type failingWriter struct{ err error }
+
+func (f failingWriter) Write([]byte) (int, error) { return 0, f.err }

@@ -130,9 +130,15 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sums, err := modhash.HashZip(m, up.zipPath, up.mod)
+	if err != nil && modhash.IsFileError(err) {
+		// The stored zip could not be read again (removed, a disk error):
+		// sumd's failure, which says nothing of the module.
+		h.fail(w, r, h.localError("failed to read back the uploaded zip", err))
+		return
+	}
 	if err != nil {
-		// The reasons are about the zip's entries; an I/O error would name
-		// the temporary file, which is no business of the client's.
+		// The reasons are about the zip's entries, but may quote the
+		// temporary file's name, which is no business of the client's.
 		msg := strings.ReplaceAll(err.Error(), up.zipPath, "uploaded zip")
 		h.fail(w, r, &httpError{http.StatusGone, "invalid module: " + msg})
 		return
@@ -211,16 +217,44 @@ func readField(part *multipart.Part, name string) (string, error) {
 }
 
 // saveZip streams the zip part to a temporary file and returns its name.
+// A failure to create or write the file (a full -tmp-dir) is sumd's own:
+// a 503 that names no path, not the client's bad input.
 func (h *Handler) saveZip(part io.Reader) (string, error) {
 	f, err := scratch.Create(h.opts.TempDir, scratch.Upload)
 	if err != nil {
-		return "", fmt.Errorf("failed to create temporary file: %w", err)
+		return "", h.localError("failed to create a temporary file for the uploaded zip", err)
 	}
-	err = copyLimited(f, part, h.opts.MaxZipSize, "module zip")
+	sw := &storeWriter{w: f}
+	err = copyLimited(sw, part, h.opts.MaxZipSize, "module zip")
+	if sw.err != nil {
+		err = h.localError("failed to store the uploaded zip", sw.err)
+	}
 	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("failed to write temporary file: %w", cerr)
+		err = h.localError("failed to store the uploaded zip", cerr)
 	}
 	return f.Name(), err
+}
+
+// A storeWriter remembers the error of its own writes, so that a full disk
+// is told apart from a failure to read the request body.
+type storeWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *storeWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// localError logs a failure of sumd's own temporary directory, with the
+// cause and its path, and returns the 503 that clients get instead.
+func (h *Handler) localError(what string, err error) error {
+	h.log.Error("admin: "+what, "tmp_dir", h.opts.TempDir, "err", err)
+	return &httpError{http.StatusServiceUnavailable, "sumd cannot store the uploaded zip now; try again later (the server log says why)"}
 }
 
 // copyLimited copies src to dst, failing with a 413 past limit bytes.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -240,5 +241,24 @@ func TestHashZipBudget(t *testing.T) {
 	}
 	if !inFlight.TryAcquire(MaxFilesInFlight) {
 		t.Error("HashZip did not give its entries back")
+	}
+}
+
+// TestIsFileError: HashZip's failure to read the file is a file error; a
+// zip whose content is wrong is not.
+func TestIsFileError(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	_, err := HashZip(m, filepath.Join(t.TempDir(), "gone.zip"), nil)
+	if err == nil || !IsFileError(err) {
+		t.Errorf("a missing zip: %v, IsFileError false", err)
+	}
+	for name, data := range map[string][]byte{
+		"not a zip":          []byte("not a zip"),
+		"outside the module": bytes.ReplaceAll(zipOfEmpty(t, 3, ""), []byte("example.com/m@"), []byte("example.com/x@")),
+		"truncated":          zipOfEmpty(t, 3, "")[:100],
+	} {
+		if _, err := HashZip(m, writeTemp(t, data), nil); err == nil || IsFileError(err) {
+			t.Errorf("%s: %v, want an error that IsFileError calls the content's", name, err)
+		}
 	}
 }

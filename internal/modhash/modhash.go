@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
@@ -58,6 +60,20 @@ func HashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 		return Sums{}, fmt.Errorf("failed to hash %s: %w", m, err)
 	}
 	return s, nil
+}
+
+// IsFileError reports whether err, from HashZip, is a failure of the file
+// system (the zip removed, unreadable, a disk error) rather than of the
+// zip's content: the caller's failure to answer for now, not a verdict on
+// the module. HashZip opens nothing but the zip, and the os package
+// reports every failure to open, stat or read a file as an *fs.PathError
+// (a syscall.Errno inside); neither modhash, x/mod/zip nor archive/zip
+// makes one of a zip's content: they report zip.FileError lists,
+// zip.ErrFormat, flate's CorruptInputError and plain errors.
+func IsFileError(err error) bool {
+	var pe *fs.PathError
+	var errno syscall.Errno
+	return errors.As(err, &pe) || errors.As(err, &errno)
 }
 
 // HashDir zips dir as the go command would (zip.CreateFromDir, which leaves

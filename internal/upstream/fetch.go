@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -230,7 +228,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	switch {
 	case errors.As(err, &fe):
 		return gosum.Record{}, err
-	case err != nil && localReadError(err):
+	case err != nil && modhash.IsFileError(err):
 		// The zip sumd stored could not be opened or read again: it
 		// was removed or damaged here, which says nothing of the
 		// module (and must not be remembered as invalid).
@@ -270,23 +268,10 @@ func (f *Fetcher) hashInPlace(ctx context.Context, src Source, m module.Version,
 	if cerr := unchanged(zipPath, before, m); cerr != nil {
 		return modhash.Sums{}, cerr
 	}
-	if err != nil && localReadError(err) {
+	if err != nil && modhash.IsFileError(err) {
 		return modhash.Sums{}, f.failure(ctx, ctx, src, m, rel, "module zip", false, err)
 	}
 	return sums, err
-}
-
-// localReadError reports whether err, from hashing a zip, is a failure of
-// the file system rather than of the zip's content. HashZip opens nothing
-// but the zip, and the os package reports every failure to open, stat or
-// read a file as an *fs.PathError (a syscall.Errno inside); neither
-// modhash, x/mod/zip nor archive/zip makes one of a zip's content: they
-// report zip.FileError lists, zip.ErrFormat, flate's CorruptInputError and
-// plain errors.
-func localReadError(err error) bool {
-	var pe *fs.PathError
-	var errno syscall.Errno
-	return errors.As(err, &pe) || errors.As(err, &errno)
 }
 
 // unchanged reports an error unless the file at name is still the one
