@@ -176,7 +176,7 @@ func TestStatusTerminalSafe(t *testing.T) {
 	printServerStatus(&out, &serve.Status{Name: "sumd.test\x1b[31m", Health: serve.Health{State: "degraded", Problems: []serve.Problem{{Part: "log", Message: hostile}}}, Version: "v1\x1b[8m"})
 	var errOut strings.Builder
 	printError(&errOut, fmt.Errorf("GET http://sumd/status: 500: %s\n\tcause: %s", hostile, hostile))
-	for name, s := range map[string]string{"status": out.String(), "error": errOut.String()} {
+	for name, s := range map[string]string{"status": out.String(), "error": errOut.String(), "verify's clean": clean(hostile)} {
 		if i := strings.IndexFunc(s, func(r rune) bool { return r != '\n' && r != '\t' && unicode.IsControl(r) }); i >= 0 {
 			t.Errorf("%s output holds control character %q:\n%q", name, s[i:i+1], s)
 		}

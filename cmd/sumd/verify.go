@@ -190,16 +190,10 @@ func printProblem(w io.Writer, p audit.Problem) {
 	}
 }
 
-// clean replaces control characters but newlines, so that a hostile
-// server cannot write escape sequences to the auditor's terminal.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' && r != '\n' || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
-}
+// clean replaces control characters but newlines (and tabs), C1 ones
+// too, so that a hostile server cannot write escape sequences to the
+// auditor's terminal: safeText.
+func clean(s string) string { return safeText(s) }
 
 // minBarRecords is the smallest full audit that gets a progress bar: a
 // smaller one takes well under a second.

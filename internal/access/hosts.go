@@ -3,6 +3,7 @@ package access
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 )
 
@@ -25,12 +26,18 @@ func allowedHost(allowed []string, host string) bool {
 		host = h
 	}
 	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
-	if host == "localhost" || net.ParseIP(host) != nil {
+	if _, err := netip.ParseAddr(host); err == nil || host == "localhost" { // an IPv6 zone too
 		return true
 	}
 	for _, a := range allowed {
-		if host == a || strings.HasPrefix(a, "*.") && strings.HasSuffix(host, a[1:]) {
+		if host == a {
 			return true
+		}
+		// "*.name": one label or more before ".name", none empty.
+		if suffix, ok := strings.CutPrefix(a, "*"); ok {
+			if sub, ok := strings.CutSuffix(host, suffix); ok && sub != "" && !strings.HasPrefix(sub, ".") && !strings.HasSuffix(sub, ".") && !strings.Contains(sub, "..") {
+				return true
+			}
 		}
 	}
 	return false

@@ -31,6 +31,9 @@ func TestAllowedHost(t *testing.T) {
 		"127.0.0.1:8080":           true, // addresses cannot be rebound
 		"10.1.2.3":                 true,
 		"[::1]:8080":               true,
+		"[fe80::1%eth0]:8080":      true, // what Go's client sends for a zoned address
+		".mirrors.corp.example":    false,
+		"a..mirrors.corp.example":  false,
 		"localhost:8080":           true,
 		"":                         false,
 		"sumd.corp.example@evil":   false,
