@@ -116,7 +116,7 @@ func (r *Repo) signSnapshot(st *state, keyDirs []string, now time.Time) error {
 		return err
 	}
 	snap := metadata.Snapshot(expiry(now, SnapshotExpiry))
-	if snap.Signed.Version, err = r.freeVersion(metadata.SNAPSHOT, st.namedSnapshot); err != nil {
+	if snap.Signed.Version, err = r.freeVersion(metadata.SNAPSHOT, st.snapshotFloor(now)); err != nil {
 		return err
 	}
 	snap.Signed.Meta[metadata.TARGETS+".json"] = metaFile(st.targets.Signed.Version, st.targetsData)
@@ -153,6 +153,19 @@ func (r *Repo) signTimestamp(st *state, keyDirs []string, now time.Time) error {
 	}
 	st.timestamp = ts
 	return nil
+}
+
+// snapshotFloor is the version the next snapshot must pass: the one the
+// verified timestamp names while it is valid. Without one, or past its
+// expiry, the snapshot clients hold is unknown (the files of the versions
+// before may have been deleted by someone without the keys, and the first
+// free version would then be 1): it is the time of signing, as for the
+// timestamp (nextTimestamp), past any version sumd counted up to.
+func (st *state) snapshotFloor(now time.Time) int64 {
+	if st.first || st.timestamp != nil && now.Before(st.timestamp.Signed.Expires) {
+		return st.namedSnapshot
+	}
+	return max(st.namedSnapshot, now.Unix()-1)
 }
 
 // nextTimestamp is the version of the timestamp signed at now. Clients
