@@ -117,6 +117,13 @@ func verifySignatures(ctx context.Context, c *repoClient, keys []*PublicKey, d v
 	return "", "", fmt.Errorf("%w: %d signature(s) found: %s", errBadSignature, classic.found+bundles.found, strings.Join(reasons, "; "))
 }
 
+// Caps on the classic signatures of one artifact: a simple-signing payload
+// is a few hundred bytes, and a release signed by a few keys has a few.
+const (
+	maxClassicSignatures = 100
+	maxPayloadSize       = 64 << 10
+)
+
 // verifyClassic checks the "simple signing" signatures at the tag
 // sha256-<hex>.sig with the cosign library, as `cosign verify --key
 // --insecure-ignore-tlog` does: the signature over the payload, and
@@ -140,7 +147,19 @@ func verifyClassic(ctx context.Context, c *repoClient, keys []*PublicKey, ref na
 	if err != nil {
 		return sc, err
 	}
-	for _, sig := range list {
+	for i, sig := range list {
+		if i == maxClassicSignatures {
+			sc.reasons = append(sc.reasons, fmt.Sprintf("only the first %d signatures at %s were inspected", maxClassicSignatures, tag.TagStr()))
+			break
+		}
+		// A simple-signing payload is a few hundred bytes; cosign would
+		// read up to 128 MiB of each of 1,000 layers, twice (once here,
+		// once to verify), from a registry anyone may control.
+		if n, err := sig.Size(); err != nil || n > maxPayloadSize {
+			sc.found++
+			sc.reasons = append(sc.reasons, fmt.Sprintf("%s: a signature payload of %d bytes, more than the %d a signature takes", tag.TagStr(), n, maxPayloadSize))
+			continue
+		}
 		// Read the payload first, so that a registry failure is reported
 		// as one rather than as a signature that does not verify.
 		if _, err := sig.Payload(); err != nil {
