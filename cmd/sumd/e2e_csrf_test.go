@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	cdpfetch "github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
@@ -60,25 +61,46 @@ func TestAdminCrossSiteInBrowser(t *testing.T) {
 	// The operator's browser answers every Basic challenge with the
 	// admin's credentials, as it does once they were typed: the strongest
 	// case, since the browser then always has them to attach.
+	//
+	// The answers go to the tab's target directly (cdp.Call): chromedp.Call
+	// from an event that comes as the test ends would start another
+	// browser on the context, which chromedp v0.23 does not survive (a
+	// close of a closed channel in its allocator).
 	var mu sync.Mutex
 	var authed []string
+	var wg sync.WaitGroup
 	ctx := tab
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	target := chromedp.FromContext(ctx).Target
+	answer := func(call func() error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); call() }()
+	}
+	defer wg.Wait()
 	if err := chromedp.Listen(ctx, func(ev any) {
 		switch ev := ev.(type) {
 		case *cdpfetch.EventRequestPaused:
-			go chromedp.Call(ctx, cdpfetch.ContinueRequest, cdpfetch.ContinueRequestParams{RequestID: ev.RequestID})
+			answer(func() error {
+				_, err := cdp.Call(ctx, target, cdpfetch.ContinueRequest, cdpfetch.ContinueRequestParams{RequestID: ev.RequestID})
+				return err
+			})
 		case *cdpfetch.EventAuthRequired:
 			mu.Lock()
 			authed = append(authed, ev.Request.Method+" "+ev.Request.URL)
 			mu.Unlock()
-			go chromedp.Call(ctx, cdpfetch.ContinueWithAuth, cdpfetch.ContinueWithAuthParams{RequestID: ev.RequestID,
-				AuthChallengeResponse: &cdpfetch.AuthChallengeResponse{Response: cdpfetch.AuthChallengeResponseResponseProvideCredentials, Username: "ops", Password: "ops-pw"}})
+			answer(func() error {
+				_, err := cdp.Call(ctx, target, cdpfetch.ContinueWithAuth, cdpfetch.ContinueWithAuthParams{RequestID: ev.RequestID,
+					AuthChallengeResponse: &cdpfetch.AuthChallengeResponse{Response: cdpfetch.AuthChallengeResponseResponseProvideCredentials, Username: "ops", Password: "ops-pw"}})
+				return err
+			})
 		}
 	}); err != nil {
 		t.Fatal(err)
 	}
 	yes := true
-	if _, err := chromedp.Call(ctx, cdpfetch.Enable, cdpfetch.EnableParams{HandleAuthRequests: &yes}); err != nil {
+	if _, err := cdp.Call(ctx, target, cdpfetch.Enable, cdpfetch.EnableParams{HandleAuthRequests: &yes}); err != nil {
 		t.Fatal(err)
 	}
 	// The operator looks at the status page first.
