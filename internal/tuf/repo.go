@@ -144,7 +144,7 @@ func (r *Repo) readTargets(root *metadata.Metadata[metadata.RootType], v int64) 
 func (r *Repo) loadOnline(st *state) {
 	ts, err := r.readTimestamp(st.root)
 	if err != nil {
-		st.problems = append(st.problems, fmt.Errorf("%s (the next timestamp version is the time of signing, past any version a client holds): %w", timestampFile, err))
+		st.problems = append(st.problems, fmt.Errorf("%s (the next timestamp and snapshot versions are the time of signing, past any version a client holds): %w", timestampFile, err))
 		return
 	}
 	st.timestamp = ts

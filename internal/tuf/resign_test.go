@@ -61,7 +61,7 @@ func TestResignerLogsIgnoredTimestamp(t *testing.T) {
 		}
 	}
 	out := logs.String()
-	if n := strings.Count(out, "ignoring TUF metadata that does not verify"); n != 1 || !strings.Contains(out, "timestamp.json (the next timestamp version is the time of signing") {
+	if n := strings.Count(out, "ignoring TUF metadata that does not verify"); n != 1 || !strings.Contains(out, "timestamp.json (the next timestamp and snapshot versions are the time of signing") {
 		t.Errorf("the broken timestamp was logged %d times, want once:\n%s", n, out)
 	}
 	if st := f.status(); len(st.Problems) != 0 || st.Versions[metadata.TIMESTAMP] != f.clock.Now().Unix() {
