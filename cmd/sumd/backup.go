@@ -7,10 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -21,8 +19,8 @@ import (
 )
 
 // runBackup copies a database, online through the admin API or from the
-// file of a stopped server, and verifies the copy before it is renamed
-// into place; "backup verify" verifies a copy.
+// file of a stopped server, into a new file (-o; see writeOut), verified
+// before it gets its name; "backup verify" verifies a copy.
 func runBackup(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "verify" {
 		return runBackupVerify(args[1:], stdout, stderr)
@@ -35,7 +33,10 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 		return usageError(errors.New("sumd backup copies a bbolt file; this database is in PostgreSQL"),
 			"back PostgreSQL up with its own tools (pg_dump, pg_basebackup): see docs/ha.md")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	if err := checkOut(cfg.Out, "-db", cfg.DB); err != nil {
+		return err
+	}
+	ctx, stop := interruptContext()
 	defer stop()
 	copyTo := func(w io.Writer) error { return backupLocal(ctx, cfg.DB, w) }
 	if cfg.Server != "" {
@@ -52,17 +53,16 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	tmp := cfg.Out + ".tmp"
-	err = writeAtomically(tmp, copyTo) // tmp is complete and synced, or absent
+	var st itlog.State
+	var tree tlog.Tree
+	err = writeOut(cfg.Out, copyTo, func(tmp string) error {
+		var err error
+		if st, tree, err = checkBackup(ctx, tmp, nil); err != nil {
+			return withHint(fmt.Errorf("the copy does not verify: %w", err), "nothing was written to "+cfg.Out+"; run the backup again")
+		}
+		return nil
+	})
 	if err != nil {
-		return err
-	}
-	st, tree, err := checkBackup(ctx, tmp, nil)
-	if err != nil {
-		os.Remove(tmp)
-		return withHint(fmt.Errorf("the copy does not verify: %w", err), "nothing was written to "+cfg.Out+"; run the backup again")
-	}
-	if err := os.Rename(tmp, cfg.Out); err != nil {
 		return err
 	}
 	fi, _ := os.Stat(cfg.Out)

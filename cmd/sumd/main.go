@@ -29,13 +29,17 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"unicode"
 	"unicode/utf8"
 
@@ -111,6 +115,26 @@ func ownHint(err error, fallback string) string {
 
 // usageError is a mistake in the command line: exit status 2.
 func usageError(err error, hint string) error { return &cliError{err: err, hint: hint, code: 2} }
+
+// diskFull is the hint for an error of a full disk (ENOSPC): the disk
+// holding where, or if where is "", the file the error names (a
+// *fs.PathError).
+func diskFull(err error, where string) string {
+	if pe := (*fs.PathError)(nil); where == "" && errors.As(err, &pe) {
+		where = pe.Path
+	}
+	return "the disk holding " + cmp.Or(where, "the database") + " is full: free space on it, then run the same command again"
+}
+
+// interruptContext returns a context that the first SIGINT or SIGTERM
+// cancels. Then it stops catching them, so that a second one kills the
+// process (their default action) if what should stop on the context is
+// stuck in a system call.
+func interruptContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
+}
 
 // exitCode is an error that only sets the exit status; it has been reported.
 type exitCode int

@@ -288,18 +288,23 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkOut(cfg.Out, "-mirror", cfg.Mirror); err != nil {
+		return err
+	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	l, _, err := openMirror(cfg.Mirror, cfg.OriginKey, false, "", logger)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
+	ctx, stop := interruptContext()
+	defer stop()
 	var st *mirror.ExportStats
-	err = writeAtomically(cfg.Out, func(w io.Writer) error {
+	err = writeOut(cfg.Out, func(w io.Writer) error {
 		var err error
-		st, err = mirror.Export(context.Background(), l, w, since)
+		st, err = mirror.Export(ctx, l, w, since)
 		return err
-	})
+	}, nil)
 	if err != nil {
 		return err
 	}
@@ -338,43 +343,6 @@ func parseSince(s string) (int64, error) {
 		}
 	}
 	return 0, usageError(fmt.Errorf("since: %s is neither a bundle nor a signed tree head", s), "give -since a tree size, the last bundle, or a file holding a signed head")
-}
-
-// writeAtomically writes path through write into path.tmp, syncs it and
-// renames it into place, so that a crash never leaves half a file there.
-// The file is its owner's only (0600), as the database is: a backup or a
-// bundle holds the same records, whose module paths may be private.
-func writeAtomically(path string, write func(io.Writer) error) error {
-	tmp := path + ".tmp"
-	os.Remove(tmp) // left by a crash: created afresh, so that it gets our mode
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return withHint(fmt.Errorf("failed to create the output file: %w", err), "check that -o names a file in an existing directory you can write to")
-	}
-	err = write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func runMirrorImport(args []string, stdout, stderr io.Writer) error {

@@ -97,7 +97,7 @@ func (c *Mirror) ModuleList() []string { return splitList(c.Modules) }
 type MirrorExport struct {
 	MirrorDB
 	Log
-	Out   string `flag:"o" arg:"BUNDLE" help:"the bundle file to write (required); written to BUNDLE.tmp, then renamed"`
+	Out   string `flag:"o" arg:"BUNDLE" help:"the bundle file to write (required): a new file, never one that exists; written beside it as BUNDLE.tmp-NNN, then given its name"`
 	Since string `flag:"since" arg:"N|FILE" help:"export only what the importing side lacks: the tree size it holds, the bundle it last imported, or a file holding its signed head; default: everything, from the empty tree"`
 }
 
