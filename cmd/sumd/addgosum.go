@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os/signal"
-	"syscall"
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/seed"
@@ -27,8 +25,17 @@ import (
 // records are committed in chunks, each one atomic and covered by its own
 // signed tree head. A run that stops half way (a crash, a full disk) has
 // committed whole chunks only, and running it again adds the rest: what is
-// recorded is "already present".
-func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) error {
+// recorded is "already present". SIGINT or SIGTERM stops it at the next
+// line or chunk, saying what was added; a second one kills it.
+func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err error) {
+	ctx, stop := interruptContext()
+	defer stop()
+	committing, added := false, int64(0)
+	defer func() {
+		if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = interrupted(committing, added)
+		}
+	}()
 	fetch, err := gosumFetcher(cfg, stderr)
 	if err != nil {
 		return err
@@ -42,9 +49,7 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer sink.close()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	sorted, err := seed.Sort(files, seed.Options{TempDir: sink.tmpDir})
+	sorted, err := seed.Sort(ctx, files, seed.Options{TempDir: sink.tmpDir})
 	var bad *seed.LineError
 	switch {
 	case errors.As(err, &bad):
@@ -87,6 +92,7 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) error 
 		listFailed(stderr, failed)
 		return withHint(errors.New("no complete module versions to add"), "a record needs both go.sum lines (zip and go.mod); add -upstream PROXY to fetch the missing ones")
 	}
+	committing = true
 	added, size, err := sorted.Commit(ctx, sink)
 	if err != nil {
 		if added > 0 {
@@ -103,6 +109,16 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) error 
 			"record each on its first lookup\n", n)
 	}
 	return nil
+}
+
+// interrupted is the error of a run a signal stopped: before it committed
+// anything, or after added records were.
+func interrupted(committing bool, added int64) error {
+	if !committing {
+		return withHint(errors.New("interrupted (SIGINT or SIGTERM): nothing was added"), "run the same command again to add the records")
+	}
+	return withHint(fmt.Errorf("interrupted (SIGINT or SIGTERM) while adding: %d records were added, and the chunk being committed may have been too", added),
+		"running the same command again adds the rest: what was added is counted as already present")
 }
 
 // refuseConflicts lists the versions the log holds with other hashes and

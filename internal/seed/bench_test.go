@@ -53,7 +53,7 @@ func BenchmarkImport(b *testing.B) {
 
 func importFile(b *testing.B, file, dir string, l *tlog.Log, n int) {
 	ctx := context.Background()
-	s, err := Sort([]string{file}, Options{TempDir: dir})
+	s, err := Sort(context.Background(), []string{file}, Options{TempDir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,8 +9,10 @@ import (
 	"strings"
 )
 
-// Files returns the go.sum files that paths name. A file is taken as it is,
-// whatever its name; a directory is walked for files named go.sum, skipping
+// Files returns the go.sum files that paths name. A regular file is taken
+// as it is, whatever its name; anything else that is not a directory (a
+// named pipe, a device, a socket) is refused, as reading it could block for
+// ever or never end; a directory is walked for files named go.sum, skipping
 // the directories the go command ignores too (testdata, vendor, and names
 // starting with . or _), whose go.sum files are test fixtures or copies. A
 // directory holding no go.sum file is an error: the operator meant one.
@@ -21,9 +23,12 @@ func Files(paths []string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("failed to read go.sum file: %w", err)
 		}
-		if !fi.IsDir() {
+		if fi.Mode().IsRegular() {
 			files = append(files, p)
 			continue
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("%s is %s, not a go.sum file: name a regular file or a directory (save a stream to a file first)", p, describeType(fi.Mode()))
 		}
 		found, err := walk(p)
 		if err != nil {
@@ -35,6 +40,19 @@ func Files(paths []string) ([]string, error) {
 		files = append(files, found...)
 	}
 	return dedupe(files), nil
+}
+
+// describeType names a file type that is neither regular nor a directory.
+func describeType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file (" + m.Type().String() + ")"
 }
 
 // walk returns the go.sum files under dir, in lexical order.

@@ -60,7 +60,7 @@ func TestImport(t *testing.T) {
 	adds := 0
 	sink := smallChunks{LogSink{l}, 3, 0, &adds}
 	sortFile := func(lines ...string) *Sorted {
-		s, err := Sort([]string{write(t, t.TempDir(), "go.sum", lines...)}, Options{TempDir: dir, MemoryBytes: 300})
+		s, err := Sort(context.Background(), []string{write(t, t.TempDir(), "go.sum", lines...)}, Options{TempDir: dir, MemoryBytes: 300})
 		if err != nil {
 			t.Fatal(err)
 		}

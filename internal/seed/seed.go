@@ -28,6 +28,7 @@
 package seed
 
 import (
+	"context"
 	"fmt"
 
 	"golang.org/x/mod/module"
@@ -98,7 +99,7 @@ func (e *ConflictError) Error() string {
 // an error naming its file and line; nothing else is. Larger inputs use
 // Sort and Scan, which take bounded memory.
 func Read(files []string) (*Set, error) {
-	s, err := Sort(files, Options{MemoryBytes: 1 << 62})
+	s, err := Sort(context.Background(), files, Options{MemoryBytes: 1 << 62})
 	if err != nil {
 		return nil, err
 	}

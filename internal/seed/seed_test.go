@@ -3,10 +3,12 @@ package seed
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/mod/module"
@@ -243,7 +245,7 @@ func FuzzRead(f *testing.F) {
 
 // scanAll sorts file with a memory budget and returns what Scan reads.
 func scanAll(file string, budget int) ([]string, error) {
-	s, err := Sort([]string{file}, Options{TempDir: filepath.Dir(file), MemoryBytes: budget})
+	s, err := Sort(context.Background(), []string{file}, Options{TempDir: filepath.Dir(file), MemoryBytes: budget})
 	if err != nil {
 		return nil, err
 	}
@@ -257,4 +259,57 @@ func scanAll(file string, budget int) ([]string, error) {
 		return nil
 	})
 	return out, err
+}
+
+// TestFilesRefusesFIFO: a named pipe given as a go.sum file is refused,
+// naming it, before anything opens it (opening one without a writer
+// blocks for ever).
+func TestFilesRefusesFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "go.sum")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Files([]string{fifo})
+	if err == nil || !strings.Contains(err.Error(), fifo) || !strings.Contains(err.Error(), "named pipe") {
+		t.Errorf("Files of a FIFO = %v, want an error naming it as a named pipe", err)
+	}
+}
+
+// TestSortCanceled: Sort stops on its context, within the file it is
+// reading, and leaves no run behind.
+func TestSortCanceled(t *testing.T) {
+	dir := t.TempDir()
+	var lines []string
+	for i := range 50000 {
+		lines = append(lines, fmt.Sprintf("example.com/m%d v1.0.0 %s", i, hashA))
+	}
+	file := write(t, t.TempDir(), "go.sum", lines...)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s, err := Sort(ctx, []string{file}, Options{TempDir: dir, MemoryBytes: 1000})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sort with a canceled context = %v, %v; want context.Canceled", s, err)
+	}
+	// Canceled while reading the one file: only a check between its lines
+	// sees it.
+	_, err = Sort(&cancelAfter{Context: context.Background(), n: 1}, []string{file}, Options{TempDir: dir, MemoryBytes: 1000})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sort canceled while reading = %v, want context.Canceled", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Errorf("a canceled Sort left %d runs in %s", len(left), dir)
+	}
+}
+
+// cancelAfter is a context whose Err is nil n times, then Canceled.
+type cancelAfter struct {
+	context.Context
+	n int
+}
+
+func (c *cancelAfter) Err() error {
+	if c.n--; c.n >= 0 {
+		return nil
+	}
+	return context.Canceled
 }

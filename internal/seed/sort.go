@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -74,6 +75,10 @@ type Options struct {
 // DefaultMemoryBytes is the default Options.MemoryBytes.
 const DefaultMemoryBytes = 64 << 20
 
+// checkLines is how many lines Sort reads between two looks at its
+// context: a few milliseconds' worth.
+const checkLines = 4096
+
 // maxLine caps one go.sum line: a record is at most gosum.MaxRecordSize.
 const maxLine = gosum.MaxRecordSize
 
@@ -94,8 +99,9 @@ type Sorted struct {
 // Sort reads the go.sum files, checks every line (a malformed one is an
 // error naming its file and line) and sorts them by module version,
 // holding at most about opts.MemoryBytes of them in memory. The files may
-// be of any size and their lines in any order.
-func Sort(files []string, opts Options) (_ *Sorted, err error) {
+// be of any size and their lines in any order. Sort stops with ctx's error
+// when ctx is done: it checks between files and every checkLines lines.
+func Sort(ctx context.Context, files []string, opts Options) (_ *Sorted, err error) {
 	if opts.MemoryBytes <= 0 {
 		opts.MemoryBytes = DefaultMemoryBytes
 	}
@@ -109,7 +115,15 @@ func Sort(files []string, opts Options) (_ *Sorted, err error) {
 	size := 0
 	var c gosum.Checker
 	for i, file := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		err := readLines(file, func(line int, text []byte) error {
+			if s.Lines%checkLines == checkLines-1 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
 			l, err := c.ParseLine(string(text))
 			if err != nil {
 				return &LineError{Pos{file, line}, err}
