@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -172,10 +173,24 @@ func publish(dir string, src *moduleSource, stdout io.Writer) error {
 // logStopped returns the log's fatal error, if it stopped with one, and err
 // otherwise: a log that cannot tell whether its last write was stored must
 // make sumd exit non-zero, saying so, so that the operator (or a
-// supervisor) runs it again and opening the database re-verifies it.
+// supervisor) runs it again and opening the database re-verifies it. An
+// err that already says the log stopped is kept, with what it adds (how
+// many records were added before).
 func logStopped(l *tlog.Log, err error) error {
-	if lerr := l.Err(); errors.Is(lerr, tlog.ErrFatal) {
-		return withHint(lerr, "restart sumd: opening the database re-verifies it; if this recurs, check the disk (dmesg, SMART)")
+	lerr := l.Err()
+	if !errors.Is(lerr, tlog.ErrFatal) {
+		return err
 	}
-	return err
+	if !errors.Is(err, tlog.ErrFatal) {
+		err = lerr
+	}
+	return withHint(err, stoppedHint(err))
+}
+
+// stoppedHint says what to do after the log stopped with err.
+func stoppedHint(err error) string {
+	if errors.Is(err, syscall.ENOSPC) {
+		return diskFull(err, "") + ": opening the database re-verifies it and carries on from what is stored"
+	}
+	return "restart sumd: opening the database re-verifies it; if this recurs, check the disk (dmesg, SMART)"
 }
