@@ -36,7 +36,9 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 }
 
 // writeKey generates a key for name and writes its files, refusing to
-// overwrite an existing key: losing a log's key ends the log.
+// overwrite an existing key: losing a log's key ends the log. An existing
+// verifier key file is refused too: it may be all that is left to verify
+// an old log's backups and mirrors with.
 func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 	skey, vkey, err := tlog.GenerateKey(name)
 	if err != nil {
@@ -53,6 +55,12 @@ func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("failed to create signing key file: %w", err)
 	}
+	if _, err := os.Lstat(vkeyFile); err == nil {
+		f.Close()
+		os.Remove(skeyFile) // created just now, empty
+		return "", withHint(fmt.Errorf("%s already exists", vkeyFile),
+			"it is the verifier key of another key of this name: move it away first, or choose another -name or -dir")
+	}
 	if _, err := fmt.Fprintln(f, skey); err != nil {
 		f.Close()
 		return "", fmt.Errorf("failed to write signing key: %w", err)
@@ -60,8 +68,18 @@ func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 	if err := errors.Join(f.Sync(), f.Close()); err != nil {
 		return "", fmt.Errorf("failed to write signing key: %w", err)
 	}
-	if err := os.WriteFile(vkeyFile, []byte(vkey+"\n"), 0o644); err != nil {
+	if err := writeNew(vkeyFile, []byte(vkey+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("failed to write verifier key: %w", err)
 	}
 	return vkey, nil
+}
+
+// writeNew writes data to the new file path, failing if it exists.
+func writeNew(path string, data []byte, perm fs.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return errors.Join(err, f.Sync(), f.Close())
 }
