@@ -37,7 +37,7 @@ func checkOut(out, flag, from string) error {
 	}
 	if from != "" {
 		if ri, err := os.Stat(from); err == nil && os.SameFile(fi, ri) {
-			return usageError(fmt.Errorf("-o %s is the database %s names", out, flag), "-o names a new file, where the copy goes")
+			return usageError(fmt.Errorf("-o %s is the database %s names", out, flag), "-o names a new file, the one to write")
 		}
 	}
 	return usageError(fmt.Errorf("-o %s already exists", out),
