@@ -359,10 +359,19 @@ func TestMirrorSIGKILL(t *testing.T) {
 	origin := startServer(t, "-db", odb, "-key", key)
 	mdb := filepath.Join(dir, "mirror.db")
 	args := []string{"mirror", "-mirror", mdb, "-origin", origin.url, "-origin-key", vkey, "-step", "1024", "-log-level", "debug"}
-	midway, runs := 0, 0 // runs killed while staging, before the head moved; runs
-	for ; runs < 4; runs++ {
+	// A run may finish before its kill (40,000 records stage in a few
+	// hundred milliseconds on a quiet machine): until one is killed
+	// midway, start again from an empty mirror, killing sooner.
+	midway, runs, wait := 0, 0, 400 // runs killed while staging, before the head moved; runs; the longest wait (ms)
+	for ; runs < 4 || midway == 0 && runs < 12; runs++ {
 		if _, err := os.Stat(mdb); err == nil && bytes.Contains(mirroredHead(t, mdb), []byte("\n40000\n")) {
-			break // a run finished before its kill: nothing is left to stage
+			if midway > 0 {
+				break // nothing is left to stage
+			}
+			if err := os.Remove(mdb); err != nil {
+				t.Fatal(err)
+			}
+			wait = max(wait/2, 10)
 		}
 		cmd := exec.Command(sumdBin, args...)
 		stderr, err := cmd.StderrPipe()
@@ -386,7 +395,7 @@ func TestMirrorSIGKILL(t *testing.T) {
 		}()
 		select {
 		case <-staging:
-			time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
+			time.Sleep(time.Duration(rand.IntN(wait)) * time.Millisecond)
 		case <-time.After(20 * time.Second):
 			t.Fatal("sumd mirror did not start staging")
 		}
