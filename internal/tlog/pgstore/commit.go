@@ -49,6 +49,7 @@ func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 		}
 	}
 	s.up()
+	s.markDurable(b.Head)
 	for _, t := range b.Tiles {
 		if len(t.Data) == tileBytes {
 			s.tiles.Add(t.TileID, bytes.Clone(t.Data))
@@ -270,6 +271,7 @@ func (s *Store) settle(b *tlog.Batch, cause error) error {
 		return fmt.Errorf("%w: %w", errUnknown, s.fail("commit", err))
 	}
 	s.up()
+	s.markDurable(head)
 	switch {
 	case bytes.Equal(head, b.Head):
 		s.log.Info("the commit whose answer was lost is stored", "tree_size", b.Tree.N)

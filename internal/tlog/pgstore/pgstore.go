@@ -52,6 +52,16 @@
 // 90,000 records instead of 0.7, and 256 concurrent callers got 11,000
 // records/s instead of 26,000 (BenchmarkAppend).
 //
+// Load returns only a durable head. A COMMIT that waits for a synchronous
+// standby is visible to every reader once its backend is terminated, or the
+// primary restarts ("committed locally, but might not have been
+// replicated"), though a failover to the standby would lose it. So a head
+// other than the last one this store committed or confirmed is returned
+// only after a barrier: a transaction that takes a row lock (which writes
+// WAL) and commits, begun after the head was read; its COMMIT returns once
+// the WAL before it is on the standbys. While they are away Load fails and
+// the Log turns unavailable after its MaxHeadAge, instead of publishing.
+//
 // Full hash tiles never change and are kept in an in-memory LRU cache. A
 // failure to reach the database is a *tlog.UnavailableError, which the HTTP
 // server answers with 503 and Retry-After; the pool reconnects by itself,
@@ -143,6 +153,11 @@ type Store struct {
 
 	lost map[string]*atomic.Int64 // lost COMMIT answers by outcome, for the metrics
 
+	syncMu   sync.Mutex
+	durable  []byte   // a head known to be on the synchronous standbys (committed here, or read before a barrier)
+	barrier  *barrier // the barrier running, if any
+	barriers int      // barriers started
+
 	// finish sends a batch's writes and COMMIT (commit); tests replace
 	// it to lose the answer, or the commit.
 	finish func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error
@@ -227,9 +242,124 @@ func (s *Store) Load(ctx context.Context) (tlog.State, error) {
 		return tlog.State{}, s.fail("read the log's head", err)
 	}
 	s.up()
+	if err := s.awaitDurable(ctx, st.Head); err != nil {
+		return tlog.State{}, err
+	}
 	s.cache.below(headTree(st.Head).N)
 	st.Meta.VKeys = strings.Split(vkeys, "\n")
 	return st, nil
+}
+
+// A barrier is a transaction that writes WAL and commits: under
+// synchronous replication its COMMIT returns only once the WAL up to its
+// commit record is on the synchronous standbys. It takes a row lock, which
+// writes WAL, on sumd_schema's row: FOR KEY SHARE conflicts only with FOR
+// UPDATE, which only a migration takes there. (A transaction that merely
+// gets an id, SELECT txid_current(), writes no WAL before its commit
+// record, and PostgreSQL does not wait for the standbys to commit it.)
+type barrier struct {
+	n    int // its number: barriers[n-1] began after every head read before barriers reached n-1
+	done chan struct{}
+	err  error
+}
+
+// awaitDurable returns once head, just read, is known to be durable: on
+// every synchronous standby, not only committed on the primary. A COMMIT
+// waiting for the standby whose backend is terminated (or a restart of the
+// primary) leaves its transaction committed locally and visible to every
+// reader, though a failover to the standby would lose it: publishing its
+// head would fork every client that saw it. So a head other than the last
+// known durable one is adopted only after a barrier that began after it was
+// read. While the standby is away the barrier waits, Load fails with ctx,
+// and the Log turns unavailable after MaxHeadAge; one barrier runs at a time,
+// shared by every Load waiting, so a standby that never answers ties up one
+// connection, not one per refresh.
+func (s *Store) awaitDurable(ctx context.Context, head []byte) error {
+	need := -1 // the first barrier that began after head was read
+	for {
+		s.syncMu.Lock()
+		if bytes.Equal(head, s.durable) {
+			s.syncMu.Unlock()
+			return nil
+		}
+		if need < 0 {
+			need = s.barriers + 1
+		}
+		b := s.barrier
+		if b == nil {
+			b = s.startBarrier()
+		}
+		s.syncMu.Unlock()
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			return &tlog.UnavailableError{Err: fmt.Errorf("the log's head changed, and the database has not confirmed that it is durable (on every synchronous standby): %w", ctx.Err())}
+		}
+		if b.n < need {
+			continue // began before head was read
+		}
+		if b.err != nil {
+			return b.err
+		}
+		s.markDurable(head)
+		return nil
+	}
+}
+
+// markDurable records head as durable.
+func (s *Store) markDurable(head []byte) {
+	s.syncMu.Lock()
+	s.durable = bytes.Clone(head)
+	s.syncMu.Unlock()
+}
+
+// startBarrier starts a barrier; s.syncMu is held.
+func (s *Store) startBarrier() *barrier {
+	s.barriers++
+	b := &barrier{n: s.barriers, done: make(chan struct{})}
+	s.barrier = b
+	go func() {
+		err := s.runBarrier()
+		s.syncMu.Lock()
+		s.barrier = nil
+		b.err = err
+		close(b.done)
+		s.syncMu.Unlock()
+	}()
+	return b
+}
+
+// runBarrier runs one barrier. Its COMMIT has no deadline, as Commit's:
+// it waits for the standbys for as long as they take (cancelling the wait
+// would commit it on the primary alone, and answer success), until Close.
+func (s *Store) runBarrier() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	slow := time.AfterFunc(s.opts.Timeout, func() {
+		s.log.Warn("waiting for the database to confirm that the log's head is durable; a synchronous standby may be away (the head is not adopted meanwhile)")
+	})
+	defer slow.Stop()
+	sctx, scancel := s.ctx(ctx)
+	defer scancel()
+	tx, err := s.pool.Begin(sctx)
+	if err != nil {
+		return s.fail("begin a transaction confirming the head's durability", err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(sctx, `SELECT 1 FROM sumd_schema WHERE id = 1 FOR KEY SHARE`); err != nil {
+		return s.fail("lock a row confirming the head's durability", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return s.fail("commit the transaction confirming the head's durability", err)
+	}
+	return nil
 }
 
 // Create creates sumd's tables if needed, then the log.

@@ -1,0 +1,136 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/pgtest"
+)
+
+// pgQuery runs sql in database db of pg and scans its one row into dest.
+func pgQuery(t *testing.T, pg *pgtest.Server, db, sql string, dest ...any) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, pg.URL(db))
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	return c.QueryRow(ctx, sql).Scan(dest...)
+}
+
+// TestUnreplicatedHead: a commit that PostgreSQL keeps on the primary only
+// — its backend terminated while COMMIT waited for a synchronous standby
+// that never answers, "committed locally, but might not have been
+// replicated" — is visible to every reader, but another process does not
+// adopt its head (a failover to the standby would lose it) until the
+// database confirms it durable: here, once synchronous replication is
+// switched off.
+func TestUnreplicatedHead(t *testing.T) {
+	pgtest.Shared(t) // skips without the server binaries
+	// A server of its own: synchronous_standby_names is server-wide.
+	pg, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() }) // after the logs' cleanups
+	ctx := context.Background()
+	url, k := pg.NewDatabase(t), testKey(t)
+	db, _, _ := strings.Cut(strings.TrimPrefix(url, "postgres:///"), "?")
+	a, _ := openLog(t, url, k, Options{})
+	b, _ := openLog(t, url, k, Options{Timeout: time.Second})
+	if _, err := a.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	standby := func(names string) {
+		t.Helper()
+		if err := pg.Exec("postgres", "ALTER SYSTEM SET synchronous_standby_names = '"+names+"'"); err != nil {
+			t.Error(err)
+		}
+		if err := pg.Exec("postgres", "SELECT pg_reload_conf()"); err != nil {
+			t.Error(err)
+		}
+		// Every process reads the configuration on its own time (the
+		// checkpointer decides whether commits wait).
+		time.Sleep(time.Second)
+	}
+	// Before the logs close, which waits for a's commit: on failures too.
+	t.Cleanup(func() { standby("") })
+	standby("ghost")
+	added := make(chan error, 1)
+	go func() {
+		ids, err := a.Add(ctx, record(1))
+		if err == nil && ids[0] != 1 {
+			err = errors.New("record 1 got another id")
+		}
+		added <- err
+	}()
+	var pid int32
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := pgQuery(t, pg, "postgres", `SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' LIMIT 1`, &pid)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, pgx.ErrNoRows) || time.Now().After(deadline) {
+			var act string
+			pgQuery(t, pg, "postgres", `SELECT string_agg(concat_ws(' ', pid, state, wait_event, query), E'\n') FROM pg_stat_activity`, &act)
+			t.Fatalf("no COMMIT waiting for the standby: %v\n%s", err, act)
+		}
+	}
+	if err := pg.Exec("postgres", "SELECT pg_terminate_backend($1)", pid); err != nil {
+		t.Fatal(err)
+	}
+	// The commit is on the primary, and visible.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var n int64
+		if err := pgQuery(t, pg, db, `SELECT tree_size FROM sumd_log`, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stored tree %d after the terminated commit, want 2", n)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err = b.Refresh(rctx)
+	cancel()
+	if err == nil {
+		t.Fatal("b adopted a head the synchronous standby never received")
+	}
+	r := record(1)
+	if id, err := b.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version}); err == nil {
+		t.Fatalf("b looked up the unreplicated record: id %d", id)
+	}
+	if tree, _ := b.Tree(ctx); tree.N != 1 {
+		t.Fatalf("b publishes tree %d, want 1", tree.N)
+	}
+	// Without synchronous replication every commit is durable once
+	// committed: b adopts the head, and a's lost commit resolves as stored.
+	standby("")
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatalf("Refresh once the head is durable: %v", err)
+	}
+	if tree, _ := b.Tree(ctx); tree.N != 2 {
+		t.Fatalf("b publishes tree %d, want 2", tree.N)
+	}
+	select {
+	case err := <-added:
+		if err != nil {
+			t.Fatalf("a's Add whose commit was kept on the primary: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a's Add did not end after synchronous replication was switched off")
+	}
+}
