@@ -81,6 +81,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,7 +109,8 @@ type Options struct {
 	// memory (default 65536, about 20 MiB): the versions clients look up
 	// most are answered without a statement.
 	RecordCache int
-	// Timeout bounds each statement (default 30s).
+	// Timeout bounds each statement (default 30s). The server ends a
+	// transaction left idle for twice as long (see setSession).
 	Timeout time.Duration
 	// ResolveTimeout bounds how long Commit keeps trying to learn the
 	// outcome of a COMMIT that got no answer (default 1 minute). Past it,
@@ -187,6 +190,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
 	opts = opts.withDefaults()
+	setSession(cfg, opts)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up connections to PostgreSQL: %w", err)
@@ -205,6 +209,53 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s.open.Store(true)
 	return s, nil
+}
+
+// Keepalives on every connection, in both directions: a peer gone without
+// a word (a network partition, a machine lost) is noticed after about
+// keepaliveIdle + keepaliveCount × keepaliveInterval of silence.
+const (
+	keepaliveIdle     = 10 * time.Second
+	keepaliveInterval = 5 * time.Second
+	keepaliveCount    = 3
+)
+
+// setSession makes a connection's failures end in bounded time. The head's
+// row lock is held by a transaction the process drives: if the process
+// loses the network meanwhile, its backend would sit "idle in transaction"
+// holding the lock, blocking every process's writes, until the server
+// noticed the dead client (by default after two hours of TCP silence). So
+// the server ends a transaction left idle for twice the statement timeout
+// (idle_in_transaction_session_timeout; its COMMIT, if one comes, fails and
+// is resolved as not stored), and both ends send TCP keepalives. The
+// parameters are set after connecting, not in the startup packet, which
+// PgBouncer refuses unknown parameters in; those the URL sets (as query
+// parameters, or options=-c…) are kept.
+func setSession(cfg *pgxpool.Config, opts Options) {
+	cc := cfg.ConnConfig
+	var names, values []string
+	for _, p := range [][2]string{
+		{"idle_in_transaction_session_timeout", strconv.FormatInt(max(1, (2*opts.Timeout).Milliseconds()), 10)},
+		{"tcp_keepalives_idle", strconv.Itoa(int(keepaliveIdle / time.Second))},
+		{"tcp_keepalives_interval", strconv.Itoa(int(keepaliveInterval / time.Second))},
+		{"tcp_keepalives_count", strconv.Itoa(keepaliveCount)},
+	} {
+		if _, ok := cc.RuntimeParams[p[0]]; !ok && !strings.Contains(cc.RuntimeParams["options"], p[0]) {
+			names, values = append(names, p[0]), append(values, p[1])
+		}
+	}
+	if len(names) > 0 {
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, `SELECT set_config(n, v, false) FROM unnest($1::text[], $2::text[]) AS p(n, v)`, names, values)
+			if err != nil {
+				return fmt.Errorf("failed to set the session's timeouts: %w", err)
+			}
+			return nil
+		}
+	}
+	d := &net.Dialer{Timeout: cc.ConnectTimeout, KeepAliveConfig: net.KeepAliveConfig{
+		Enable: true, Idle: keepaliveIdle, Interval: keepaliveInterval, Count: keepaliveCount}}
+	cc.DialFunc = d.DialContext
 }
 
 // Shared reports true: other processes may commit to the database.
