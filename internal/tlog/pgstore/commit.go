@@ -177,13 +177,9 @@ func (s *Store) writes(b *tlog.Batch) *pgx.Batch {
 			pos[r.Key] = len(keys)
 			keys, keyed = append(keys, []byte(r.Key)), append(keyed, r.ID)
 		}
-		// As in bbolt, a record stored beyond the head (by a copy that did
-		// not finish) is replaced; the Log never writes one it published.
-		q.Queue(`INSERT INTO sumd_records (id, text) SELECT * FROM unnest($1::bigint[], $2::bytea[])
-			ON CONFLICT (id) DO UPDATE SET text = excluded.text`, ids, texts)
+		q.Queue(writeRecordsSQL, ids, texts)
 		if len(keys) > 0 {
-			q.Queue(`INSERT INTO sumd_index (key, id) SELECT * FROM unnest($1::bytea[], $2::bigint[])
-				ON CONFLICT (key) DO UPDATE SET id = excluded.id`, keys, keyed)
+			q.Queue(writeIndexSQL, keys, keyed)
 		}
 	}
 	if len(b.Tiles) > 0 {
@@ -191,18 +187,36 @@ func (s *Store) writes(b *tlog.Batch) *pgx.Batch {
 		for i, t := range b.Tiles {
 			levels[i], ns[i], data[i] = int16(t.L), t.N, t.Data
 		}
-		q.Queue(`INSERT INTO sumd_tiles (level, n, data) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
-			ON CONFLICT (level, n) DO UPDATE SET data = excluded.data`, levels, ns, data)
+		q.Queue(writeTilesSQL, levels, ns, data)
 	}
 	var vkeys *string
 	if b.VKeys != nil {
 		v := strings.Join(b.VKeys, "\n")
 		vkeys = &v
 	}
-	q.Queue(`UPDATE sumd_log SET head = $1, tree_size = $2, root = $3, vkeys = coalesce($4::text, vkeys) WHERE id = 1`,
-		b.Head, b.Tree.N, b.Tree.Hash[:], vkeys)
+	q.Queue(writeHeadSQL, b.Head, b.Tree.N, b.Tree.Hash[:], vkeys)
 	return &q
 }
+
+// A batch's writes. As in bbolt, a record stored beyond the head (by a
+// copy that did not finish) is replaced; the Log never writes one it
+// published. The head's UPDATE fails — an ERROR before COMMIT, which aborts
+// the transaction, so that the server skips COMMIT — if it changed no row
+// (a trigger, a row security policy): plain SQL has no RAISE, so the
+// failure is a cast of the explanation to integer ("invalid input syntax
+// for type integer: "sumd: …"").
+const (
+	writeRecordsSQL = `INSERT INTO sumd_records (id, text) SELECT * FROM unnest($1::bigint[], $2::bytea[])
+		ON CONFLICT (id) DO UPDATE SET text = excluded.text`
+	writeIndexSQL = `INSERT INTO sumd_index (key, id) SELECT * FROM unnest($1::bytea[], $2::bigint[])
+		ON CONFLICT (key) DO UPDATE SET id = excluded.id`
+	writeTilesSQL = `INSERT INTO sumd_tiles (level, n, data) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
+		ON CONFLICT (level, n) DO UPDATE SET data = excluded.data`
+	writeHeadSQL = `WITH u AS (UPDATE sumd_log SET head = $1, tree_size = $2, root = $3, vkeys = coalesce($4::text, vkeys)
+			WHERE id = 1 RETURNING 1)
+		SELECT ('sumd: the update of the log''s head changed ' || count(*) || ' rows, not 1 (a trigger or a row security policy on sumd_log?)')::integer
+		FROM u HAVING count(*) <> 1`
+)
 
 // errUnknown is what resolve cannot settle in one attempt.
 var errUnknown = errors.New("outcome unknown")
