@@ -198,20 +198,38 @@ func (s *Store) writes(b *tlog.Batch) *pgx.Batch {
 	return &q
 }
 
-// A batch's writes. As in bbolt, a record stored beyond the head (by a
-// copy that did not finish) is replaced; the Log never writes one it
-// published. The head's UPDATE fails — an ERROR before COMMIT, which aborts
-// the transaction, so that the server skips COMMIT — if it changed no row
-// (a trigger, a row security policy): plain SQL has no RAISE, so the
-// failure is a cast of the explanation to integer ("invalid input syntax
-// for type integer: "sumd: …"").
+// A batch's writes. Each checks what it finds stored, and fails — an
+// ERROR before COMMIT, which aborts the transaction, so that the server
+// skips COMMIT — if the database holds data the stored head does not
+// explain: a record or index entry other than the batch's at its id or
+// key, a tile whose hashes disagree with the batch's, or a head that an
+// UPDATE did not change (a trigger, a row security policy). Data may lie
+// beyond the stored head (a copy that did not finish, a dropped mirror
+// staging, a head rolled back behind sumd's back), so records and index
+// entries are inserted only where none exist (ON CONFLICT DO NOTHING) and
+// compared with those that do, which the statement's snapshot shows as
+// they were before it; a partial tile grows, so tiles are replaced, if the
+// stored hashes are a prefix of the batch's or the batch's of them.
+//
+// The failure is a cast of the explanation to integer, since plain SQL has
+// no RAISE: "invalid input syntax for type integer: "sumd: …"".
 const (
-	writeRecordsSQL = `INSERT INTO sumd_records (id, text) SELECT * FROM unnest($1::bigint[], $2::bytea[])
-		ON CONFLICT (id) DO UPDATE SET text = excluded.text`
-	writeIndexSQL = `INSERT INTO sumd_index (key, id) SELECT * FROM unnest($1::bytea[], $2::bigint[])
-		ON CONFLICT (key) DO UPDATE SET id = excluded.id`
-	writeTilesSQL = `INSERT INTO sumd_tiles (level, n, data) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
-		ON CONFLICT (level, n) DO UPDATE SET data = excluded.data`
+	writeRecordsSQL = `WITH q(id, text) AS (SELECT * FROM unnest($1::bigint[], $2::bytea[])),
+		w AS (INSERT INTO sumd_records (id, text) SELECT id, text FROM q ON CONFLICT (id) DO NOTHING)
+		SELECT ('sumd: record ' || q.id || ' is stored with another text: the database holds data the log''s head does not explain')::integer
+		FROM q CROSS JOIN LATERAL (SELECT text FROM sumd_records WHERE id = q.id OFFSET 0) AS r
+		WHERE r.text <> q.text`
+	writeIndexSQL = `WITH q(key, id) AS (SELECT * FROM unnest($1::bytea[], $2::bigint[])),
+		w AS (INSERT INTO sumd_index (key, id) SELECT key, id FROM q ON CONFLICT (key) DO NOTHING)
+		SELECT ('sumd: the index maps ' || encode(q.key, 'escape') || ' to record ' || i.id || ', not ' || q.id || ': the database holds data the log''s head does not explain')::integer
+		FROM q CROSS JOIN LATERAL (SELECT id FROM sumd_index WHERE key = q.key OFFSET 0) AS i
+		WHERE i.id <> q.id`
+	writeTilesSQL = `WITH q(level, n, data) AS (SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])),
+		w AS (INSERT INTO sumd_tiles (level, n, data) SELECT level, n, data FROM q
+			ON CONFLICT (level, n) DO UPDATE SET data = excluded.data)
+		SELECT ('sumd: hash tile ' || q.level || '/' || q.n || ' is stored with other hashes: the database holds data the log''s head does not explain')::integer
+		FROM q CROSS JOIN LATERAL (SELECT data FROM sumd_tiles WHERE level = q.level AND n = q.n OFFSET 0) AS t
+		WHERE substr(t.data, 1, length(q.data)) <> substr(q.data, 1, length(t.data))`
 	writeHeadSQL = `WITH u AS (UPDATE sumd_log SET head = $1, tree_size = $2, root = $3, vkeys = coalesce($4::text, vkeys)
 			WHERE id = 1 RETURNING 1)
 		SELECT ('sumd: the update of the log''s head changed ' || count(*) || ' rows, not 1 (a trigger or a row security policy on sumd_log?)')::integer

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -52,5 +53,97 @@ func TestHeadNotUpdated(t *testing.T) {
 	}
 	if n := reverify(t, url, k); n != 2 {
 		t.Fatalf("stored tree %d, want 2", n)
+	}
+}
+
+// TestRolledBackHead: with the head rolled back behind sumd's back, a
+// process whose head is the restored one does not overwrite the records
+// the database still holds beyond it (acknowledged once): its commit fails,
+// storing nothing.
+func TestRolledBackHead(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	url, k := pg.NewDatabase(t), testKey(t)
+	db := dbName(url)
+	a, _ := openLog(t, url, k, Options{})
+	b, _ := openLog(t, url, k, Options{})
+	if _, err := a.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var head, root []byte
+	var size int64
+	if err := pgQuery(t, pg, db, `SELECT head, tree_size, root FROM sumd_log`, &head, &size, &root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Add(ctx, record(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Exec(db, `UPDATE sumd_log SET head = $1, tree_size = $2, root = $3`, head, size, root); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.Add(ctx, record(2))
+	if !errors.Is(err, tlog.ErrNotPersisted) || errors.Is(err, tlog.ErrFatal) || !strings.Contains(err.Error(), "record 1 is stored with another text") {
+		t.Fatalf("Add over a record beyond the rolled-back head = %v, want ErrNotPersisted: record 1 is stored with another text", err)
+	}
+	var text []byte
+	if err := pgQuery(t, pg, db, `SELECT text FROM sumd_records WHERE id = 1`, &text); err != nil || !bytes.Equal(text, record(1).Text()) {
+		t.Fatalf("record 1 is %q (%v), want the acknowledged %q", text, err, record(1).Text())
+	}
+}
+
+// TestWritesCheckStored: index entries and tiles a batch writes must agree
+// with those stored (a tile may grow); records and index entries equal to
+// the stored ones are written again without error.
+func TestWritesCheckStored(t *testing.T) {
+	ctx := context.Background()
+	s := openDB(t, pgtest.Shared(t).NewDatabase(t))
+	if err := s.Create(ctx, tlog.Meta{Name: "sum.example.com", VKeys: []string{"sum.example.com+00000000+AAAA"}}, []byte("h0")); err != nil {
+		t.Fatal(err)
+	}
+	hashes := func(c ...byte) []byte {
+		var d []byte
+		for _, c := range c {
+			d = append(d, bytes.Repeat([]byte{c}, 32)...)
+		}
+		return d
+	}
+	tile := func(data []byte) []tlog.Tile { return []tlog.Tile{{TileID: tlog.TileID{L: 0, N: 0}, Data: data}} }
+	rec := func(id int64, key, text string) []tlog.StoredRecord {
+		return []tlog.StoredRecord{{ID: id, Key: key, Text: []byte(text)}}
+	}
+	if err := s.Commit(ctx, &tlog.Batch{Prev: []byte("h0"), Head: []byte("h1"), Records: rec(0, "a@v1", "t0"), Tiles: tile(hashes('A'))}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		b    tlog.Batch
+		err  string // "": stored
+	}{
+		{"key at another id", tlog.Batch{Records: rec(1, "a@v1", "t1")}, "the index maps a@v1 to record 0, not 1"},
+		{"tile with other hashes", tlog.Batch{Tiles: tile(hashes('B', 'C'))}, "hash tile 0/0 is stored with other hashes"},
+		{"the same record again", tlog.Batch{Records: rec(0, "a@v1", "t0")}, ""},
+		{"tile grown", tlog.Batch{Tiles: tile(hashes('A', 'C'))}, ""},
+	} {
+		b := c.b
+		b.Prev, b.Head = []byte("h1"), []byte("h1")
+		err := s.Commit(ctx, &b)
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.err != "" && (!errors.Is(err, tlog.ErrNotPersisted) || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%s: %v, want ErrNotPersisted: %s", c.name, err, c.err)
+		}
+	}
+	ids, err := s.Lookup(ctx, []string{"a@v1"})
+	if err != nil || ids[0] != 0 {
+		t.Fatalf("a@v1 indexed at %v (%v), want 0", ids, err)
+	}
+	s.tiles.Purge()
+	tiles, err := s.ReadTiles(ctx, []tlog.TileID{{L: 0, N: 0}})
+	if err != nil || !bytes.Equal(tiles[0], hashes('A', 'C')) {
+		t.Fatalf("tile 0/0 = %x (%v), want the grown one", tiles[0], err)
 	}
 }
