@@ -269,7 +269,6 @@ var errRetry = errors.New("head moved; stage again")
 // the Store contract: not persisted (the requests fail, the log goes on),
 // head moved (catch up, then errRetry), or ambiguous (the log stops).
 func (l *Log) write(ctx context.Context, b *Batch) error {
-	start := time.Now()
 	err := l.commitStore(ctx, b)
 	if errors.Is(err, ErrHeadMoved) { // it wraps ErrNotPersisted: sorted first
 		return l.catchUpRetry(ctx, "the store refused the commit as on a moved head")
@@ -280,7 +279,15 @@ func (l *Log) write(ctx context.Context, b *Batch) error {
 	// Point of no return: the store says the batch is durable. Only now
 	// may readers see its head and callers their ids.
 	l.committed(b)
-	l.confirm(start)
+	// The store held b's head when the commit answered: not when it
+	// began, which may be longer ago than MaxHeadAge (a wait for the
+	// head's lock or a synchronous standby), failing the callers' answers,
+	// which carry the head, with 503 although their records are stored.
+	// (Another writer's commit on top of it needs the lock, a catch-up and
+	// a COMMIT of its own: longer than this answer takes to arrive, but
+	// for a lost answer that the store resolved as stored and extended,
+	// whose extension the next poll adopts.)
+	l.confirm(time.Now())
 	return nil
 }
 

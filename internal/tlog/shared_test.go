@@ -23,6 +23,13 @@ type sharedMem struct {
 
 	mu    sync.Mutex
 	block chan struct{} // if set, the next Load waits for it to close
+
+	commitDelay time.Duration // how long each Commit takes
+}
+
+func (s *sharedMem) Commit(ctx context.Context, b *Batch) error {
+	time.Sleep(s.commitDelay)
+	return s.MemStore.Commit(ctx, b)
 }
 
 var _ SharedStore = (*sharedMem)(nil)
@@ -169,6 +176,22 @@ func TestSharedHeadAge(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("Signed 10s after the store came back: %v", err)
 		}
+	}
+}
+
+// TestSharedSlowCommit: a commit that takes longer than MaxHeadAge (a wait
+// for the head's lock, or for a synchronous standby) confirms its head as
+// of its answer: its callers' answers carry the head, not a 503.
+func TestSharedSlowCommit(t *testing.T) {
+	ctx := context.Background()
+	s, k := &sharedMem{MemStore: NewMemStore()}, testKey(t, "sum.example.com")
+	a := openShared(t, s, Options{Keys: []*Key{k}, RefreshInterval: time.Hour, MaxHeadAge: 200 * time.Millisecond})
+	s.commitDelay = 400 * time.Millisecond
+	if _, err := a.Add(ctx, record(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Signed(ctx); err != nil {
+		t.Fatalf("Signed right after a slow commit = %v, want its head", err)
 	}
 }
 
