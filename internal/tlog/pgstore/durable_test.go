@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/pgtest"
+	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 // pgQuery runs sql in database db of pg and scans its one row into dest.
@@ -45,7 +46,7 @@ func TestUnreplicatedHead(t *testing.T) {
 	url, k := pg.NewDatabase(t), testKey(t)
 	db, _, _ := strings.Cut(strings.TrimPrefix(url, "postgres:///"), "?")
 	a, _ := openLog(t, url, k, Options{})
-	b, _ := openLog(t, url, k, Options{Timeout: time.Second})
+	b, _ := openLog(t, url, k, Options{Timeout: 2 * time.Second})
 	if _, err := a.Add(ctx, record(0)); err != nil {
 		t.Fatal(err)
 	}
@@ -103,11 +104,22 @@ func TestUnreplicatedHead(t *testing.T) {
 			t.Fatalf("stored tree %d after the terminated commit, want 2", n)
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	start := time.Now()
 	err = b.Refresh(rctx)
 	cancel()
 	if err == nil {
 		t.Fatal("b adopted a head the synchronous standby never received")
+	}
+	// Once the barrier has waited longer than the statement timeout, a
+	// refresh fails at once.
+	time.Sleep(time.Until(start.Add(2500 * time.Millisecond)))
+	start = time.Now()
+	if err := b.Refresh(ctx); !errors.Is(err, tlog.ErrUnavailable) {
+		t.Fatalf("Refresh while the standby is away = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Refresh while the standby has been away longer than the statement timeout took %v", d)
 	}
 	r := record(1)
 	if id, err := b.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version}); err == nil {

@@ -312,9 +312,10 @@ func (s *Store) Load(ctx context.Context) (tlog.State, error) {
 // gets an id, SELECT txid_current(), writes no WAL before its commit
 // record, and PostgreSQL does not wait for the standbys to commit it.)
 type barrier struct {
-	n    int // its number: barriers[n-1] began after every head read before barriers reached n-1
-	done chan struct{}
-	err  error
+	n     int // its number: it began after every head read before barriers reached n-1
+	start time.Time
+	done  chan struct{}
+	err   error
 }
 
 // awaitDurable returns once head, just read, is known to be durable: on
@@ -324,9 +325,10 @@ type barrier struct {
 // reader, though a failover to the standby would lose it: publishing its
 // head would fork every client that saw it. So a head other than the last
 // known durable one is adopted only after a barrier that began after it was
-// read. While the standby is away the barrier waits, Load fails with ctx,
-// and the Log turns unavailable after MaxHeadAge; one barrier runs at a time,
-// shared by every Load waiting, so a standby that never answers ties up one
+// read. While the standby is away the barrier waits, Load fails (with ctx,
+// or at once once the barrier has waited longer than Timeout), and the Log
+// turns unavailable after MaxHeadAge; one barrier runs at a time, shared by
+// every Load waiting, so a standby that never answers ties up one
 // connection, not one per refresh.
 func (s *Store) awaitDurable(ctx context.Context, head []byte) error {
 	need := -1 // the first barrier that began after head was read
@@ -344,6 +346,10 @@ func (s *Store) awaitDurable(ctx context.Context, head []byte) error {
 			b = s.startBarrier()
 		}
 		s.syncMu.Unlock()
+		if waited := time.Since(b.start); waited > s.opts.Timeout {
+			// The standbys are away: fail at once, not after another Timeout.
+			return &tlog.UnavailableError{Err: fmt.Errorf("the log's head changed, and the database has not confirmed that it is durable (on every synchronous standby) for %v", waited.Round(time.Second))}
+		}
 		select {
 		case <-b.done:
 		case <-ctx.Done():
@@ -370,7 +376,7 @@ func (s *Store) markDurable(head []byte) {
 // startBarrier starts a barrier; s.syncMu is held.
 func (s *Store) startBarrier() *barrier {
 	s.barriers++
-	b := &barrier{n: s.barriers, done: make(chan struct{})}
+	b := &barrier{n: s.barriers, start: time.Now(), done: make(chan struct{})}
 	s.barrier = b
 	go func() {
 		err := s.runBarrier()
