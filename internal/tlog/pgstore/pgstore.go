@@ -73,8 +73,9 @@
 // # Portability
 //
 // The SQL is plain: no LISTEN/NOTIFY, no stored procedures, and one
-// advisory lock, taken only while creating the tables; ON CONFLICT, unnest
-// of several arrays, LATERAL and SELECT … FOR UPDATE. Tested with
+// advisory lock, taken only while creating the tables; ON CONFLICT in
+// WITH clauses, unnest of several arrays, LATERAL, SELECT … FOR UPDATE and
+// FOR KEY SHARE, and set_config for the session's timeouts. Tested with
 // PostgreSQL 15 only.
 package pgstore
 
@@ -312,7 +313,7 @@ func (s *Store) Load(ctx context.Context) (tlog.State, error) {
 // gets an id, SELECT txid_current(), writes no WAL before its commit
 // record, and PostgreSQL does not wait for the standbys to commit it.)
 type barrier struct {
-	n     int // its number: it began after every head read before barriers reached n-1
+	n     int // its number: it began after every head read while barriers < n
 	start time.Time
 	done  chan struct{}
 	err   error
