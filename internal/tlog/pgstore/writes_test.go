@@ -56,11 +56,11 @@ func TestHeadNotUpdated(t *testing.T) {
 	}
 }
 
-// TestRolledBackHead: with the head rolled back behind sumd's back, a
+// TestRolledBackHeadWrites: with the head rolled back behind sumd's back, a
 // process whose head is the restored one does not overwrite the records
 // the database still holds beyond it (acknowledged once): its commit fails,
 // storing nothing.
-func TestRolledBackHead(t *testing.T) {
+func TestRolledBackHeadWrites(t *testing.T) {
 	ctx := context.Background()
 	pg := pgtest.Shared(t)
 	url, k := pg.NewDatabase(t), testKey(t)
