@@ -262,3 +262,30 @@ func TestIsFileError(t *testing.T) {
 		}
 	}
 }
+
+// TestIsFileErrorNegativeOffset: a zip over wholeZip whose end record puts
+// its directory past where it is makes archive/zip read at a negative
+// offset, which the os package refuses with an *fs.PathError. That is the
+// content's fault, not a file-system failure (it was taken for one: a 503
+// "could not read back" on every lookup, never remembered).
+func TestIsFileErrorNegativeOffset(t *testing.T) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, data := range map[string]string{"go.mod": "module example.com/m\n", "big.txt": strings.Repeat("x", 2*wholeZip)} {
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: "example.com/m@v1.0.0/" + name, Method: zip.Store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, data)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	end := bytes.LastIndex(b, []byte("PK\x05\x06"))
+	binary.LittleEndian.PutUint32(b[end+16:], binary.LittleEndian.Uint32(b[end+16:])+1<<20)
+	_, err := HashZip(mv("example.com/m", "v1.0.0"), writeTemp(t, b), nil)
+	if err == nil || IsFileError(err) {
+		t.Errorf("HashZip = %v, want an error of the content's, not a file error", err)
+	}
+}

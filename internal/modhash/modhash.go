@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"sync"
@@ -65,15 +64,16 @@ func HashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 // IsFileError reports whether err, from HashZip, is a failure of the file
 // system (the zip removed, unreadable, a disk error) rather than of the
 // zip's content: the caller's failure to answer for now, not a verdict on
-// the module. HashZip opens nothing but the zip, and the os package
-// reports every failure to open, stat or read a file as an *fs.PathError
-// (a syscall.Errno inside); neither modhash, x/mod/zip nor archive/zip
-// makes one of a zip's content: they report zip.FileError lists,
-// zip.ErrFormat, flate's CorruptInputError and plain errors.
+// the module. Such a failure carries a syscall.Errno (ENOENT, EIO, EACCES,
+// …), which neither modhash, x/mod/zip nor archive/zip makes of a zip's
+// content (they report zip.FileError lists, zip.ErrFormat, flate's
+// CorruptInputError and plain errors). An *fs.PathError alone is not
+// enough: a zip whose directory offset points before the file makes the os
+// package refuse a read at a negative offset, a PathError of its own text,
+// and that is the content's fault.
 func IsFileError(err error) bool {
-	var pe *fs.PathError
 	var errno syscall.Errno
-	return errors.As(err, &pe) || errors.As(err, &errno)
+	return errors.As(err, &errno)
 }
 
 // HashDir zips dir as the go command would (zip.CreateFromDir, which leaves
