@@ -58,7 +58,9 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 	err = writeOut(cfg.Out, copyTo, func(tmp string) error {
 		var err error
 		if st, tree, err = checkBackup(ctx, tmp, nil); err != nil {
-			return withHint(fmt.Errorf("the copy does not verify: %w", err), "nothing was written to "+cfg.Out+"; run the backup again")
+			// The database's own trouble (data beyond its head) has a
+			// hint of its own; running the backup again cannot help.
+			return withHint(fmt.Errorf("the copy does not verify: %w", err), "nothing was written to "+cfg.Out+"; "+ownHint(err, "run the backup again"))
 		}
 		return nil
 	})

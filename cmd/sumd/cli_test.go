@@ -101,4 +101,16 @@ func TestRolledBackDatabase(t *testing.T) {
 		!strings.Contains(errOut, "hint: do NOT restart sumd on this database") {
 		t.Errorf("sumd add on a rolled-back database said:\n%s\nwant the data beyond the head named, and a hint not to restart", errOut)
 	}
+	// Its backup and copy are refused with the same hint: a copy up to
+	// the head would be a clean database that signs a fork.
+	for _, args := range [][]string{
+		{"backup", "-db", db, "-o", filepath.Join(dir, "backup.db")},
+		{"copy", "-from", db, "-to", filepath.Join(dir, "copy.db")},
+	} {
+		_, errOut, err := sumdRun(args...)
+		if err == nil || !strings.Contains(errOut, "holds data beyond its signed tree of 1 records") || !strings.Contains(errOut, "do NOT restart sumd on this database") ||
+			strings.Contains(errOut, "run the backup again") {
+			t.Errorf("sumd %s of a rolled-back database: %v\n%s\nwant it refused with the hint not to restart", args[0], err, errOut)
+		}
+	}
 }

@@ -48,7 +48,7 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	case errors.Is(err, tlog.ErrOtherLog):
 		return withHint(err, "copy into an empty database (a new bbolt file, or an empty PostgreSQL database), or into an earlier copy of the same log")
 	case errors.Is(err, tlog.ErrCorrupt):
-		return withHint(err, "the destination does not match the signed head: audit the source (sumd verify -full), and copy into an empty database")
+		return withHint(err, ownHint(err, "the destination does not match the signed head: audit the source (sumd verify -full), and copy into an empty database"))
 	case err != nil:
 		return withHint(err, "run sumd copy again: it carries on from what the destination holds, and the destination serves nothing until the copy is complete")
 	}

@@ -134,6 +134,19 @@ func checkOld(ctx context.Context, old itlog.Store, h *itlog.Head, src *itlog.Lo
 	if tree.N > h.Tree.N {
 		return tree, fmt.Errorf("the database holds a tree of %d records, newer than the mirror's %d: restoring from this mirror would roll the log back; keep the database, or restore from a mirror that is not behind", tree.N, h.Tree.N)
 	}
+	// A database rolled back behind the log's back keeps the records of
+	// the larger tree it signed (Open refuses it for that): a mirror
+	// smaller than what they prove was signed would have the restored
+	// primary sign those ids again, differently.
+	e, err := old.Extent(ctx)
+	if err != nil {
+		return tree, fmt.Errorf("failed to read how far the old database's data reaches: %w", err)
+	}
+	if reach := e.Reach(); reach > h.Tree.N {
+		return tree, fmt.Errorf("the database holds data of a tree of at least %d records (its head, rolled back, says %d), more than the mirror's %d: "+
+			"a tree that size was signed, and restoring from this mirror would sign those records again, differently; restore from a mirror holding at least %d records",
+			reach, tree.N, h.Tree.N, reach)
+	}
 	err = itlog.ProveExtends(h.Tree, tree, src.HashReader())
 	var fork *itlog.ForkError
 	switch {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -63,9 +65,17 @@ func TestRestoreRefuses(t *testing.T) {
 	if _, err := newFollower(t, o, m, nil).Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
+	head600, tree600 := o.head(), mustTree(t, m)
 	o.grow(600, 100)
 	newer := itlog.NewMemStore()
 	copyLog(t, o, newer)
+	// The same, its head rolled back to 600 behind the log's back: its
+	// records prove a tree of 700 was signed.
+	rolled := itlog.NewMemStore()
+	copyLog(t, o, rolled)
+	if err := rolled.Commit(ctx, &itlog.Batch{Prev: o.head(), Head: head600, Tree: tree600}); err != nil {
+		t.Fatal(err)
+	}
 	forked := itlog.NewMemStore()
 	fl, err := itlog.OpenStore(forked, itlog.Options{Keys: []*itlog.Key{o.key}, Create: true, Logger: quiet})
 	if err != nil {
@@ -87,6 +97,7 @@ func TestRestoreRefuses(t *testing.T) {
 		want string
 	}{
 		{"mirror behind", m, o.key, newer, "would roll the log back"},
+		{"mirror behind a rolled-back database's data", m, o.key, rolled, "holds data of a tree of at least 700 records (its head, rolled back, says 600), more than the mirror's 600"},
 		{"fork", m, o.key, forked, "SECURITY ERROR"},
 		{"another key", m, other, nil, "not signed by"},
 		{"partial mirror", partial, o.key, nil, "the mirror lacks record 0"},
@@ -97,6 +108,15 @@ func TestRestoreRefuses(t *testing.T) {
 			t.Errorf("%s: Restore = %v, want %q", tc.name, err, tc.want)
 		}
 	}
+}
+
+func mustTree(t *testing.T, l *itlog.Log) tlog.Tree {
+	t.Helper()
+	tree, err := l.Tree(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
 }
 
 // copyLog copies o's log as it is now into s (a backup).

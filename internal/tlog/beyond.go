@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -65,6 +66,30 @@ func checkExtent(ctx context.Context, s Store, head []byte, tree tlog.Tree, open
 	}
 	return nil
 }
+
+// Reach is the size of the smallest tree that explains all the data of e:
+// its records, the records its index entries name, and its tiles (a level-L
+// tile N of W hashes covers (N·256+W)·256^L records). A store whose Reach
+// exceeds its signed tree once signed a larger one, or is an unfinished
+// copy.
+func (e Extent) Reach() int64 {
+	n := max(e.Records, e.Indexed)
+	for _, t := range e.Tiles {
+		covered := t.N*tileWidthMax + int64(t.W)
+		for range t.L {
+			if covered > math.MaxInt64/tileWidthMax {
+				covered = math.MaxInt64 // no tree is that large
+				break
+			}
+			covered *= tileWidthMax
+		}
+		n = max(n, covered)
+	}
+	return n
+}
+
+// tileWidthMax is the number of hashes of a full tile.
+const tileWidthMax = 1 << tileHeight
 
 // beyond lists what e holds beyond the tree of size n.
 func beyond(e Extent, n int64) []string {

@@ -3,6 +3,7 @@ package tlog
 import (
 	"context"
 	"errors"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -199,5 +200,41 @@ func TestRolledBackUnderRunningLog(t *testing.T) {
 	var hinted interface{ Hint() string }
 	if err := l.Err(); !errors.Is(err, ErrFatal) || !errors.As(err, &hinted) || !strings.Contains(hinted.Hint(), "do NOT start sumd serve again") {
 		t.Fatalf("Err = %v; want ErrFatal with a hint not to restart", err)
+	}
+}
+
+// TestExtentReach: the smallest tree that explains a store's data.
+func TestExtentReach(t *testing.T) {
+	for _, tc := range []struct {
+		e    Extent
+		want int64
+	}{
+		{Extent{}, 0},
+		{Extent{Records: 150, Indexed: 120}, 150},
+		{Extent{Records: 99, Indexed: 121}, 121},
+		{Extent{Records: 99, Tiles: []TileExtent{{TileID{0, 0}, 120}}}, 120},
+		{Extent{Tiles: []TileExtent{{TileID{0, 2}, 5}, {TileID{1, 0}, 3}}}, 3 * 256},
+		{Extent{Tiles: []TileExtent{{TileID{1, 1}, 2}}}, 258 * 256},
+		{Extent{Tiles: []TileExtent{{TileID{7, 1 << 40}, 1}}}, math.MaxInt64},
+	} {
+		if got := tc.e.Reach(); got != tc.want {
+			t.Errorf("%+v.Reach() = %d, want %d", tc.e, got, tc.want)
+		}
+	}
+}
+
+// TestCopyRolledBack: sumd copy of a rolled-back primary is refused as
+// Open refuses it; it used to copy up to the head and hand over a clean
+// database that signed a fork of the tree the source's data proves.
+func TestCopyRolledBack(t *testing.T) {
+	k := testKey(t, "example.com")
+	src := NewMemStore()
+	old, last := grownLog(t, src, k)
+	rollBack(t, src, old, last)
+	dst := NewMemStore()
+	_, _, err := Copy(context.Background(), dst, src, CopyOptions{})
+	checkBeyondHead(t, err)
+	if dst.Commits() != 0 {
+		t.Errorf("the refused copy stored %d commits", dst.Commits())
 	}
 }

@@ -32,11 +32,12 @@ var ErrOtherLog = errors.New("destination holds another log")
 // dst must hold no log, or an earlier copy of the same log (the same name
 // and kind, and a tree the source's extends, or an unfinished copy), which
 // is brought up to date. Records and tiles are committed in chunks with
-// dst's head unchanged, data beyond a head being invisible to its readers;
-// the signed head comes last, so a copy cut short leaves dst holding what
-// it held before (or no signed head, which Open refuses), and running it
-// again finishes it. src may be written meanwhile (a shared store): the
-// copy ends at the head it read first.
+// dst's head unchanged; the signed head comes last, so a copy cut short
+// leaves dst with data beyond its head (or no signed head), which Open
+// refuses, and running it again finishes it. src may be written meanwhile
+// (a shared store): the copy ends at the head it read first. A primary src
+// that holds data beyond its signed head (rolled back, or an unfinished
+// copy) is refused with a *BeyondHeadError, as Open refuses it.
 func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tree, error) {
 	if opts.Chunk <= 0 {
 		opts.Chunk = 8192
@@ -51,6 +52,16 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tr
 	tree, err := openWithVKeys(st.Head, st.Meta.VKeys, !st.Meta.Mirror)
 	if err != nil {
 		return State{}, tlog.Tree{}, fmt.Errorf("the source's head: %w", err)
+	}
+	if !st.Meta.Mirror {
+		// A primary holding data beyond its head was rolled back (or is
+		// an unfinished copy): Open refuses it, and a copy up to its head
+		// would hand a clean database that signs a fork of the tree its
+		// data proves was signed. A mirror's staging is legitimate.
+		openHead := func(h []byte) (tlog.Tree, error) { return openWithVKeys(h, st.Meta.VKeys, true) }
+		if err := checkExtent(ctx, src, st.Head, tree, openHead); err != nil {
+			return State{}, tlog.Tree{}, fmt.Errorf("the source: %w", err)
+		}
 	}
 	cur, from, err := copyStart(ctx, dst, src, st, tree)
 	if err != nil {
