@@ -122,6 +122,25 @@ type Config struct {
 	Ready func(l *tlog.Log, url string)
 }
 
+// A ProblemReporter is a Surface's ops with problems of its own for the
+// status and /healthz (degraded): the upstream recorder's failures of the
+// temporary directory. Problems must be quick and name no path or
+// address (anonymous clients read /healthz).
+type ProblemReporter interface{ Problems() []string }
+
+// problemsPart shows pr's problems under part; it runs nothing.
+func problemsPart(part string, pr ProblemReporter) Part {
+	return Part{
+		Name: part,
+		Run:  func(ctx context.Context) error { <-ctx.Done(); return nil },
+		Report: func(s *Status) {
+			for _, p := range pr.Problems() {
+				s.problem(part, "%s", p)
+			}
+		},
+	}
+}
+
 // A Part is a named long-running part of a server.
 type Part struct {
 	Name string // what the logs and errors call it: "OCI sync", "TUF re-signer"
@@ -238,6 +257,9 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 	}
 	if ops == nil {
 		ops = rootOps
+	}
+	if pr, ok := ops.(ProblemReporter); ok {
+		parts = append(parts, problemsPart("upstream", pr))
 	}
 	if adm == nil && cfg.AdminListen != "" {
 		// The CLI's configuration refuses this before anything is bound

@@ -357,3 +357,29 @@ func TestStatusCounters(t *testing.T) {
 		t.Errorf("admin counters = %v, want %v", got, want)
 	}
 }
+
+// problemOps is a log with problems of its own, as the upstream recorder
+// has when its temporary directory fails.
+type problemOps struct {
+	sumdb.ServerOps
+	problems []string
+}
+
+func (p *problemOps) Problems() []string { return p.problems }
+
+// TestStatusSurfaceProblems: the problems of the protocol's ops (the
+// upstream recorder's failures of -tmp-dir) make the server degraded in
+// /status and /healthz.
+func TestStatusSurfaceProblems(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	cfg.Surface = func(l *sumdlog.Log) (sumdb.ServerOps, http.Handler, error) {
+		return &problemOps{ServerOps: l, problems: []string{"sumd could not store module zips"}}, nil, nil
+	}
+	url := serveTest(t, cfg, urls)
+	if s := fetchStatus(t, url); s.Health.State != Degraded || len(s.Health.Problems) != 1 || s.Health.Problems[0].Part != "upstream" {
+		t.Errorf("health = %+v, want degraded by the upstream's problem", s.Health)
+	}
+	if code, body := fetch(t, url+"/healthz"); code != 200 || !strings.HasPrefix(body, "degraded: upstream: sumd could not store module zips") {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+}

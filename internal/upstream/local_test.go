@@ -111,11 +111,39 @@ func TestStoreFails(t *testing.T) {
 		if n := rec.neg.len(); n != 0 {
 			t.Errorf("%s: negative cache holds %d entries", tt.name, n)
 		}
+		// The server's health shows them (degraded), naming no path.
+		if p := rec.Problems(); len(p) != 1 || !strings.Contains(p[0], "could not store or read back module zips in its temporary directory (-tmp-dir) 2 times") || strings.Contains(p[0], tt.dir) {
+			t.Errorf("%s: Problems() = %q, want the two failures, no path", tt.name, p)
+		}
 	}
 	if n := second.total(); n != 0 {
 		t.Errorf("the source after | was asked %d times; sumd's own failure is not the first source's", n)
 	}
 	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
 		t.Errorf("files left in -tmp-dir: %v", entries)
+	}
+}
+
+// TestLocalProblemsExpire: a failure of the temporary directory is a
+// problem for five minutes, then forgotten.
+func TestLocalProblemsExpire(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	rec := newRecorder(t, testLog(t), RecorderOptions{Now: func() time.Time { return now }})
+	if p := rec.Problems(); p != nil {
+		t.Fatalf("Problems() = %q before any failure", p)
+	}
+	rec.localFailure()
+	now = now.Add(4 * time.Minute)
+	rec.localFailure()
+	if p := rec.Problems(); len(p) != 1 || !strings.Contains(p[0], " 2 times") {
+		t.Errorf("Problems() = %q, want two failures", p)
+	}
+	now = now.Add(2 * time.Minute)
+	if p := rec.Problems(); len(p) != 1 || !strings.Contains(p[0], "(-tmp-dir) once") {
+		t.Errorf("Problems() = %q, want the first failure forgotten", p)
+	}
+	now = now.Add(5 * time.Minute)
+	if p := rec.Problems(); p != nil {
+		t.Errorf("Problems() = %q, want none after five minutes", p)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -116,9 +117,61 @@ type Recorder struct {
 	slots   chan struct{}      // one token per lookup fetch in flight
 	logger  *slog.Logger
 	metrics *Metrics
+	now     func() time.Time
+
+	// localMu guards the failures of sumd's own temporary directory
+	// within localWindow, for Problems.
+	localMu    sync.Mutex
+	localTimes []time.Time
 }
 
 var _ sumdb.ServerOps = (*Recorder)(nil)
+
+// localWindow is how long a failure of the temporary directory stays a
+// problem of the server's health (Problems).
+const localWindow = 5 * time.Minute
+
+// Problems reports sumd's own failures to store or read back module zips
+// in its temporary directory (-tmp-dir full, removed, unreadable) within
+// the last localWindow: the server's health shows them as degraded, since
+// every first lookup fails with 503 until the operator acts. The text
+// names no path (anonymous clients see /healthz); the log has it.
+func (r *Recorder) Problems() []string {
+	r.localMu.Lock()
+	defer r.localMu.Unlock()
+	r.pruneLocal()
+	if len(r.localTimes) == 0 {
+		return nil
+	}
+	last, times := r.localTimes[len(r.localTimes)-1], "once"
+	if n := len(r.localTimes); n > 1 {
+		times = fmt.Sprintf("%d times", n)
+	}
+	return []string{fmt.Sprintf("sumd could not store or read back module zips in its temporary directory (-tmp-dir) %s in the last %s, last at %s: first lookups fail with 503; see the server log",
+		times, localWindow, last.UTC().Format(time.RFC3339))}
+}
+
+// localFailure notes a failure of the temporary directory.
+func (r *Recorder) localFailure() {
+	r.localMu.Lock()
+	defer r.localMu.Unlock()
+	r.pruneLocal()
+	r.localTimes = append(r.localTimes, r.now())
+}
+
+// pruneLocal drops the failures older than localWindow (and keeps at most
+// a bounded number). localMu is held.
+func (r *Recorder) pruneLocal() {
+	cut := r.now().Add(-localWindow)
+	i := 0
+	for i < len(r.localTimes) && r.localTimes[i].Before(cut) {
+		i++
+	}
+	r.localTimes = r.localTimes[i:]
+	if n := len(r.localTimes); n > 1000 {
+		r.localTimes = r.localTimes[n-1000:]
+	}
+}
 
 // NewRecorder returns a Recorder over log.
 func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
@@ -141,7 +194,7 @@ func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
 		log: log, fetcher: opts.Fetcher, checker: opts.Checker, record: opts.Record,
 		neg:    newNegCache(opts.NegativeTTL, opts.NegativeMax, opts.Now, opts.Metrics),
 		slots:  make(chan struct{}, opts.MaxFetches),
-		logger: opts.Logger, metrics: opts.Metrics,
+		logger: opts.Logger, metrics: opts.Metrics, now: opts.Now,
 	}, nil
 }
 
@@ -402,6 +455,7 @@ func (r *Recorder) logFailure(ctx context.Context, m module.Version, err error) 
 		level = slog.LevelInfo
 	case e != nil && e.Kind == KindLocal:
 		level = slog.LevelError
+		r.localFailure()
 	}
 	r.logger.Log(ctx, level, "version not recorded", "module", m.Path, "version", m.Version, "err", err)
 }
