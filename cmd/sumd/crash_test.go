@@ -28,6 +28,7 @@ import (
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/testenv"
 	"github.com/sumd-project/sumd/internal/testlog"
 )
 
@@ -49,9 +50,7 @@ import (
 // CRASH_KILLS (default 10) sets the number of kills, CRASH_DURATION (a Go
 // duration, default none) a time limit; make crash runs a long loop.
 func TestCrashLoop(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow: restarts sumd serve many times")
-	}
+	testenv.SkipShort(t, "restarts sumd serve many times")
 	kills, err := strconv.Atoi(cmpEnv("CRASH_KILLS", "10"))
 	if err != nil || kills < 1 {
 		t.Fatalf("CRASH_KILLS=%q: want a positive number", os.Getenv("CRASH_KILLS"))

@@ -18,6 +18,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumd-project/sumd/internal/testenv"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 )
 
@@ -28,9 +30,7 @@ import (
 // attaches the credentials to that top-level POST; sumd must refuse it by
 // the browser's Sec-Fetch-Site and Origin, and record nothing.
 func TestAdminCrossSiteInBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: skipping the browser test")
-	}
+	testenv.SkipShort(t, "a browser test")
 	tab := browser(t)
 	dir := t.TempDir()
 	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))

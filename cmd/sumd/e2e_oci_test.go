@@ -84,9 +84,7 @@ func runCosign(t *testing.T, bin, dir string, args ...string) string {
 // sumd serve and verified by the go command; a version left unsigned is
 // not recorded, and the go command refuses it.
 func TestCosignCLI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipping in -short mode: builds the cosign v2 and v3 command lines (minutes the first time)")
-	}
+	testenv.SkipShort(t, "builds the cosign v2 and v3 command lines (minutes the first time)")
 	for _, tc := range []struct {
 		name, version string
 		referrers     bool

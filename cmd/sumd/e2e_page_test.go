@@ -131,9 +131,7 @@ func pageGoSum(n int) []byte {
 // link to one of its versions and checks the record and its verified
 // inclusion proof; then checks the page fits a phone's width.
 func TestStatusPageInBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: skipping the browser test")
-	}
+	testenv.SkipShort(t, "a browser test")
 	tab := browser(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "sumd.db")

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumd-project/sumd/internal/pgtest"
+	"github.com/sumd-project/sumd/internal/testenv"
 	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
@@ -260,9 +261,7 @@ func TestPostgresProcesses(t *testing.T) {
 // them: the others carry on, no acknowledged record is lost, and an
 // auditor keeping state across kills sees no fork.
 func TestPostgresKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: kills sumd processes for 20s")
-	}
+	testenv.SkipShort(t, "kills sumd processes for 20s")
 	e := newPGLog(t, manyModules(1500))
 	servers := []*sumdServer{e.serve(t, "-create"), e.serve(t), e.serve(t)}
 	var mu sync.Mutex // guards servers
@@ -350,9 +349,7 @@ func TestPostgresKill(t *testing.T) {
 // Retry-After meanwhile (and /healthz says so), never a stale or unsigned
 // head, and serve and record again once it is back, without a restart.
 func TestPostgresRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: restarts PostgreSQL twice under load for 30s")
-	}
+	testenv.SkipShort(t, "restarts PostgreSQL twice under load for 30s")
 	e := newPGLog(t, manyModules(600))
 	servers := []*sumdServer{e.serve(t, "-create"), e.serve(t)}
 	var rec recorded

@@ -11,9 +11,10 @@ import (
 )
 
 // TestNoSilentSkips keeps every test of the module honest in CI: a test may
-// skip itself only through this package (which fails in CI instead), in
-// -short mode (CI never passes -short), or as a child process helper that
-// runs only when its parent sets a variable (if os.Getenv(…) == "").
+// skip itself only through this package (Need, LookPath and SkipShort,
+// which fail in CI instead), or as a child process helper that runs only
+// when its parent sets a variable (if os.Getenv(…) == ""). A -short skip
+// of its own (if testing.Short()) would pass in a CI run given -short.
 // Anything else, such as t.Skip after a failed exec.LookPath, would let CI
 // print ok for a test that never ran.
 func TestNoSilentSkips(t *testing.T) {
@@ -38,7 +39,7 @@ func TestNoSilentSkips(t *testing.T) {
 			return err
 		}
 		for _, pos := range silentSkips(f) {
-			t.Errorf("%s: a test skips itself outside internal/testenv; use testenv.Need or testenv.LookPath, so that CI fails instead", fset.Position(pos))
+			t.Errorf("%s: a test skips itself outside internal/testenv; use testenv.Need, testenv.LookPath or testenv.SkipShort, so that CI fails instead", fset.Position(pos))
 		}
 		return nil
 	})
@@ -48,8 +49,8 @@ func TestNoSilentSkips(t *testing.T) {
 }
 
 // silentSkips returns the positions of the Skip, Skipf and SkipNow calls
-// in f that are not guarded by testing.Short() or os.Getenv (directly, or
-// through a variable assigned from it).
+// in f that are not guarded by os.Getenv (directly, or through a variable
+// assigned from it).
 func silentSkips(f *ast.File) []token.Pos {
 	env := envVars(f)
 	var found []token.Pos
@@ -77,14 +78,14 @@ func silentSkips(f *ast.File) []token.Pos {
 	return found
 }
 
-// isGuard reports whether cond calls testing.Short or os.Getenv, or uses
-// one of the variables env holds the values of os.Getenv in.
+// isGuard reports whether cond calls os.Getenv, or uses one of the
+// variables env holds the values of os.Getenv in.
 func isGuard(cond ast.Expr, env map[string]bool) bool {
 	guard := false
 	ast.Inspect(cond, func(n ast.Node) bool {
 		switch n := n.(type) {
 		case *ast.SelectorExpr:
-			guard = isCall(n, "testing", "Short") || isCall(n, "os", "Getenv")
+			guard = isCall(n, "os", "Getenv")
 		case *ast.Ident:
 			guard = env[n.Name]
 		}

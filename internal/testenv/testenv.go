@@ -41,6 +41,21 @@ func Need(t testing.TB, what string, err error) {
 	t.Skipf("skipping: this test needs %s: %v (in CI this is a failure)", what, err)
 }
 
+// SkipShort skips a slow test under go test -short, saying why, except in
+// CI, where it fails instead: CI runs every test (make test has no
+// -short), and a skip there would let go test print ok for a test that
+// proved nothing.
+func SkipShort(t testing.TB, why string) {
+	t.Helper()
+	if !testing.Short() {
+		return
+	}
+	if InCI() {
+		t.Fatalf("CI=%s: -short would skip this test (%s); CI runs every test: run it without -short", os.Getenv("CI"), why)
+	}
+	t.Skipf("-short: skipping: %s", why)
+}
+
 // LookPath returns the path of the command named file, or ends the test as
 // Need does when it is not installed.
 func LookPath(t testing.TB, file string) string {

@@ -36,3 +36,23 @@ func TestGoHome(t *testing.T) {
 		t.Errorf("go telemetry under GoHome = %q, want off", got)
 	}
 }
+
+// TestSkipShort runs a test that calls SkipShort in a child go test
+// process with -short: it skips locally and fails in CI.
+func TestSkipShort(t *testing.T) {
+	if os.Getenv("SUMD_SKIPSHORT_CHILD") != "" {
+		SkipShort(t, "the child's reason")
+		return
+	}
+	for _, tc := range []struct{ ci, want string }{
+		{"", "--- SKIP: TestSkipShort"},
+		{"true", "--- FAIL: TestSkipShort"},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSkipShort$", "-test.short", "-test.v")
+		cmd.Env = append(os.Environ(), "SUMD_SKIPSHORT_CHILD=1", "CI="+tc.ci)
+		out, _ := cmd.CombinedOutput()
+		if !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), "the child's reason") {
+			t.Errorf("CI=%q, -short: want %q with the reason, got:\n%s", tc.ci, tc.want, out)
+		}
+	}
+}

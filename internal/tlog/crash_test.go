@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testenv"
 )
 
 var crashKills = flag.Int("crash.kills", 25, "number of SIGKILLs in TestCrash")
@@ -29,9 +30,7 @@ var crashKills = flag.Int("crash.kills", 25, "number of SIGKILLs in TestCrash")
 // re-verify, its signed head must be consistent with every head seen
 // before, and every record the child saw acknowledged must be there.
 func TestCrash(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow: kills a child process many times")
-	}
+	testenv.SkipShort(t, "kills a child process many times")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sumd.db")
 	skey, _, err := GenerateKey("crash.example.com")

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testenv"
 )
 
 // testKey returns a fresh signing key for name.
@@ -246,9 +247,7 @@ func checkRecords(t *testing.T, l *Log, n int64) {
 
 // TestLargeTree crosses 65536 records so that level-2 tiles exist.
 func TestLargeTree(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow: 70,000 records")
-	}
+	testenv.SkipShort(t, "70,000 records")
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sumd.db")
 	k := testKey(t, "sum.example.com")

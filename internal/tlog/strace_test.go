@@ -42,9 +42,7 @@ var faultSyscalls = []string{"pwrite64", "fdatasync", "fsync", "rename", "rename
 // hold every record the child saw acknowledged, and extend every head the
 // child's reader goroutine saw from Signed.
 func TestFaultInjection(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow: runs a child under strace a few dozen times")
-	}
+	testenv.SkipShort(t, "runs a child under strace a few dozen times")
 	strace := testenv.LookPath(t, "strace")
 	dir := t.TempDir()
 	skey, _, err := GenerateKey("fault.example.com")
