@@ -69,21 +69,9 @@ func TestRolledBackDatabase(t *testing.T) {
 	os.Mkdir(mod, 0o755)
 	writeFile(t, filepath.Join(mod, "go.mod"), []byte("module example.com/m\n"))
 	sumd(t, "add", "-db", db, "-key", key, "-create", "example.com/m@v1.0.0", mod)
-	head := func() []byte {
-		s, err := tlog.OpenBolt(db, tlog.BoltOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		st, err := s.Load(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Head
-	}
-	old := head()
+	old := storedHead(t, db)
 	sumd(t, "add", "-db", db, "-key", key, "example.com/m@v1.0.1", mod)
-	last := head()
+	last := storedHead(t, db)
 	s, err := tlog.OpenBolt(db, tlog.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/testenv"
 	"github.com/sumd-project/sumd/internal/testproxy"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
@@ -214,7 +215,7 @@ func TestMirrorRefusesCLI(t *testing.T) {
 			!strings.Contains(errOut, "held_head=") || !strings.Contains(errOut, "offered_head=") {
 			t.Errorf("%s: sumd mirror exited %d\n%s", tc.name, code, errOut)
 		}
-		if got := mirroredHead(t, db); !bytes.Equal(got, good) {
+		if got := storedHead(t, db); !bytes.Equal(got, good) {
 			t.Errorf("%s: the mirror's head changed to %q", tc.name, got)
 		}
 	}
@@ -226,7 +227,7 @@ func TestMirrorRefusesCLI(t *testing.T) {
 		!strings.Contains(errOut, "is behind the mirror (tree 300 < 500): a lagging replica?") || !strings.Contains(errOut, "hint: ") {
 		t.Errorf("a lagging replica: sumd mirror exited %d\n%s", code, errOut)
 	}
-	if got := mirroredHead(t, db); !bytes.Equal(got, good) {
+	if got := storedHead(t, db); !bytes.Equal(got, good) {
 		t.Errorf("a lagging replica: the mirror's head changed to %q", got)
 	}
 	m := startServer(t, "-mirror-only", "-mirror", db, "-mirror-interval", "1h")
@@ -258,8 +259,9 @@ func addN(t *testing.T, l *itlog.Log, first, n int) {
 	}
 }
 
-// mirroredHead reads the signed head a mirror database holds.
-func mirroredHead(t *testing.T, db string) []byte {
+// storedHead reads the signed head a bbolt database holds (a mirror, or a
+// primary behind a running process's back).
+func storedHead(t *testing.T, db string) []byte {
 	t.Helper()
 	s, err := itlog.OpenBolt(db, itlog.BoltOptions{ReadOnly: true})
 	if err != nil {
@@ -331,6 +333,21 @@ func statusOf(err error) int {
 	return 0
 }
 
+// syntheticLog makes a key in dir/keys and a log dir/NAME of n synthetic
+// records, and returns the verifier key, the signing key file and the
+// database file.
+func syntheticLog(t *testing.T, dir, name string, n int) (vkey, key, db string) {
+	t.Helper()
+	vkey = strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	key, db = filepath.Join(dir, "keys", e2eName+".key"), filepath.Join(dir, name)
+	var buf bytes.Buffer
+	for _, r := range syntheticRecords(0, n) {
+		buf.Write(r.Text())
+	}
+	sumd(t, "add", "-create", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "all.sum"), buf.Bytes()))
+	return vkey, key, db
+}
+
 // syntheticRecords returns n distinct well-formed records, from first on:
 // a log's content when no module needs downloading.
 func syntheticRecords(first, n int) []gosum.Record {
@@ -345,17 +362,9 @@ func syntheticRecords(first, n int) []gosum.Record {
 // stages a 40,000-record log in steps of 1,024, and runs it again each
 // time: the last run ends with a database byte-identical to the origin's.
 func TestMirrorSIGKILL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow: several mirror runs of a 40,000-record log")
-	}
+	testenv.SkipShort(t, "several mirror runs of a 40,000-record log")
 	dir := t.TempDir()
-	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
-	key, odb := filepath.Join(dir, "keys", e2eName+".key"), filepath.Join(dir, "origin.db")
-	var buf bytes.Buffer
-	for _, r := range syntheticRecords(0, 40_000) {
-		buf.Write(r.Text())
-	}
-	sumd(t, "add", "-create", "-db", odb, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "all.sum"), buf.Bytes()))
+	vkey, key, odb := syntheticLog(t, dir, "origin.db", 40_000)
 	origin := startServer(t, "-db", odb, "-key", key)
 	mdb := filepath.Join(dir, "mirror.db")
 	args := []string{"mirror", "-mirror", mdb, "-origin", origin.url, "-origin-key", vkey, "-step", "1024", "-log-level", "debug"}
@@ -364,7 +373,7 @@ func TestMirrorSIGKILL(t *testing.T) {
 	// midway, start again from an empty mirror, killing sooner.
 	midway, runs, wait := 0, 0, 400 // runs killed while staging, before the head moved; runs; the longest wait (ms)
 	for ; runs < 4 || midway == 0 && runs < 12; runs++ {
-		if _, err := os.Stat(mdb); err == nil && bytes.Contains(mirroredHead(t, mdb), []byte("\n40000\n")) {
+		if _, err := os.Stat(mdb); err == nil && bytes.Contains(storedHead(t, mdb), []byte("\n40000\n")) {
 			if midway > 0 {
 				break // nothing is left to stage
 			}
@@ -401,7 +410,7 @@ func TestMirrorSIGKILL(t *testing.T) {
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		if head := mirroredHead(t, mdb); !bytes.Contains(head, []byte("\n40000\n")) {
+		if head := storedHead(t, mdb); !bytes.Contains(head, []byte("\n40000\n")) {
 			midway++
 		}
 	}
@@ -424,13 +433,7 @@ func TestMirrorSIGKILL(t *testing.T) {
 // the token) for the next run.
 func TestMirrorAuth(t *testing.T) {
 	dir := t.TempDir()
-	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
-	key, db := filepath.Join(dir, "keys", e2eName+".key"), filepath.Join(dir, "sumd.db")
-	var buf bytes.Buffer
-	for _, r := range syntheticRecords(0, 300) {
-		buf.Write(r.Text())
-	}
-	sumd(t, "add", "-create", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "all.sum"), buf.Bytes()))
+	vkey, key, db := syntheticLog(t, dir, "sumd.db", 300)
 	tokens := writeSecret(t, filepath.Join(dir, "tokens"), "replica:replica-token-0123456789:auditor\ndev:dev-token-0123456789abcdef:reader\n")
 	p := startServer(t, "-db", db, "-key", key, "-read-auth", "bearer", "-read-auth-file", tokens)
 	auditor := writeSecret(t, filepath.Join(dir, "auditor.token"), "replica-token-0123456789\n")
@@ -450,7 +453,7 @@ func TestMirrorAuth(t *testing.T) {
 	}
 	p.stop()
 	more := syntheticRecords(300, 5)
-	buf.Reset()
+	var buf bytes.Buffer
 	for _, r := range more {
 		buf.Write(r.Text())
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"os"
@@ -20,13 +19,7 @@ import (
 // server stopped and the records acknowledged since the copy were lost.)
 func TestOutputNeverReplaces(t *testing.T) {
 	dir := t.TempDir()
-	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
-	key, db := filepath.Join(dir, "keys", e2eName+".key"), filepath.Join(dir, "sumd.db")
-	var buf bytes.Buffer
-	for _, r := range syntheticRecords(0, 300) {
-		buf.Write(r.Text())
-	}
-	sumd(t, "add", "-create", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "all.sum"), buf.Bytes()))
+	vkey, key, db := syntheticLog(t, dir, "sumd.db", 300)
 	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
 	p := startServer(t, "-db", db, "-key", key, "-admin-token-file", token)
 	latest := func() string {
