@@ -96,7 +96,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	return serve.Run(ctx, serve.Config{
 		Logger: logger, Registry: reg, Version: version(),
-		Listen: cfg.Listen, AdminListen: cfg.AdminListen, MetricsListen: cfg.MetricsListen, TLS: tlsConf,
+		Listen: cfg.Listen, AdminListen: cfg.AdminListen, MetricsListen: cfg.MetricsListen, ReadListen: cfg.ReadListen, TLS: tlsConf,
 		Access: access.Config{
 			Mode: access.Mode(cfg.ReadAuth), File: cfg.ReadAuthFile,
 			CertFile: cfg.TLSClientRoles, AdminTokenFile: cfg.AdminTokenFile, AllowedHosts: allowed,

@@ -250,6 +250,15 @@ func (l *Layer) challenges(n need) []string {
 	return cs
 }
 
+// Anonymous returns ctx as the layer of a server without authentication
+// gives it to the handler of a request from remote: a listener the layer
+// does not wrap (serve's read listener, refused on a server that asks for
+// credentials) calls its handlers with it, so that what they log says who
+// caused it, as LogHandler does for every other request.
+func Anonymous(ctx context.Context, remote string) context.Context {
+	return withPrincipal(ctx, anonymous, remote)
+}
+
 // remoteKey holds the client's address in a request's context, for logs.
 type remoteKey struct{}
 

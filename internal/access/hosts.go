@@ -49,5 +49,21 @@ func misdirected(w http.ResponseWriter) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusMisdirectedRequest)
-	w.Write([]byte("misdirected request: this server does not answer to that host name (see -allowed-hosts)\n"))
+	w.Write([]byte(MisdirectedText))
+}
+
+// MisdirectedText is the body of the 421 answer to a request for a host
+// sumd does not serve.
+const MisdirectedText = "misdirected request: this server does not answer to that host name (see -allowed-hosts)\n"
+
+// Misdirected reports whether a request naming host (its Host header) is
+// for a host sumd does not serve, and counts it if so, as the layer does
+// for the requests it wraps. A listener the layer does not wrap (serve's
+// read listener) answers those 421 with MisdirectedText.
+func (l *Layer) Misdirected(host string) bool {
+	if allowedHost(l.cfg.AllowedHosts, host) {
+		return false
+	}
+	l.metrics.misdirected()
+	return true
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -17,6 +18,7 @@ type Access struct {
 	TLSClientRoles string `flag:"tls-client-roles" arg:"FILE" help:"maps client certificate subjects to credentials, lines NAME:SUBJECT:ROLE[:PATTERNS] (SUBJECT as in CN=proxy.corp.example,O=Corp)"`
 	AdminListen    string `flag:"admin-listen" arg:"HOST:PORT" help:"serve the /admin/ API on this address alone (an internal interface) instead of -listen"`
 	MetricsListen  string `flag:"metrics-listen" arg:"HOST:PORT" help:"serve /metrics on this address alone instead of -listen"`
+	ReadListen     string `flag:"read-listen" arg:"HOST:PORT" help:"serve what the go command reads (lookups, tiles, /latest, /sumdb/NAME/supported of the log and each mirror, and /healthz) on this address too, on a leaner HTTP/1.1 server: full tiles at a static file server's speed, half the CPU per lookup (docs/operations.md); not with -read-auth or client certificates"`
 	AllowedHosts   string `flag:"allowed-hosts" arg:"NAMES" help:"host names clients reach sumd by (sumd.corp.example,*.sumd.corp.example): a request naming another host in its Host header gets 421, which stops web pages an employee opens from reading an internal sumd through DNS rebinding; IP addresses and localhost are always accepted; empty: any host"`
 }
 
@@ -102,11 +104,17 @@ func (a *Access) validate(listen, tlsCert string) error {
 	if _, err := ParseAllowedHosts(a.AllowedHosts); err != nil {
 		errs = append(errs, err)
 	}
-	for _, l := range []struct{ flag, addr string }{{"admin-listen", a.AdminListen}, {"metrics-listen", a.MetricsListen}} {
+	if a.ReadListen != "" && (a.ReadAuth == ReadAuthBasic || a.ReadAuth == ReadAuthBearer || a.TLSClientCA != "") {
+		errs = append(errs, errors.New("read-listen serves everyone without credentials: not with -read-auth basic or bearer, or client certificates (remove -read-listen)"))
+	}
+	earlier := []string{listen}
+	for _, l := range []struct{ flag, addr string }{{"admin-listen", a.AdminListen}, {"metrics-listen", a.MetricsListen}, {"read-listen", a.ReadListen}} {
+		taken := slices.Contains(earlier, l.addr)
+		earlier = append(earlier, l.addr)
 		switch {
 		case l.addr == "":
 		case strings.HasSuffix(l.addr, ":0"): // any free port: never another's
-		case l.addr == listen || l.addr == a.AdminListen && l.flag == "metrics-listen":
+		case taken:
 			errs = append(errs, fmt.Errorf("%s %s is another listener's address: give each its own", l.flag, l.addr))
 		default:
 			if err := checkListen(l.addr); err != nil {

@@ -111,10 +111,10 @@ func syncOnce(ctx context.Context, f *mirror.Follower, logger *slog.Logger) {
 // with main, which serves the database called name (the server's own, or
 // a mirror-only server's first mirror). The longest name wins, since names
 // may contain slashes and nest (corp.example, corp.example/sumdb): the
-// access layer judges a path by the same rule. Each mirror's server takes
-// opts (its own cache of opts.CacheBytes).
-func withMirrors(main http.Handler, name string, fs []*mirror.Follower, opts server.Options) http.Handler {
-	if len(fs) == 0 {
+// access layer judges a path by the same rule. ms are the mirrors' servers,
+// by origin name.
+func withMirrors(main http.Handler, name string, ms map[string]*server.Server) http.Handler {
+	if len(ms) == 0 {
 		return main
 	}
 	type route struct {
@@ -122,8 +122,8 @@ func withMirrors(main http.Handler, name string, fs []*mirror.Follower, opts ser
 		h      http.Handler
 	}
 	routes := []route{{"/sumdb/" + name + "/", main}}
-	for _, f := range fs {
-		routes = append(routes, route{"/sumdb/" + f.Name() + "/", server.New(f.Name(), f.Ops(), opts)})
+	for name, srv := range ms {
+		routes = append(routes, route{"/sumdb/" + name + "/", srv})
 	}
 	slices.SortFunc(routes, func(a, b route) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

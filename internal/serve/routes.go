@@ -23,6 +23,7 @@ type surface struct {
 	main    http.Handler // the protocol, the status, /tuf/, and /admin/ and /metrics unless elsewhere
 	admin   http.Handler // /admin/ alone, for -admin-listen; nil if on main
 	metrics http.Handler // /metrics alone, for -metrics-listen; nil if on main
+	read    *readSurface // the protocol alone, for -read-listen; nil without it
 }
 
 // routes composes the HTTP surface: the checksum database protocol (with
@@ -35,7 +36,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 	if cache == 0 {
 		cache = -1 // server.Options: 0 is the default size, negative none
 	}
-	var h http.Handler = server.New(l.Name(), ops, server.Options{
+	root := server.New(l.Name(), ops, server.Options{
 		Logger:           cfg.Logger,
 		Registry:         cfg.Registry,
 		MetricsElsewhere: cfg.MetricsListen != "",
@@ -51,8 +52,17 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 		},
 		Version: cfg.Version,
 	})
-	h = withMirrors(h, l.Name(), mirrors, server.Options{Logger: cfg.Logger, Registry: cfg.Registry, CacheBytes: cache, Private: layer.Required()})
+	mirrorOpts := server.Options{Logger: cfg.Logger, Registry: cfg.Registry, CacheBytes: cache, Private: layer.Required()}
+	ms := map[string]*server.Server{}
+	for _, f := range mirrors {
+		ms[f.Name()] = server.New(f.Name(), f.Ops(), mirrorOpts)
+	}
+	h := withMirrors(root, l.Name(), ms)
 	var s surface
+	if cfg.ReadListen != "" {
+		// The read listener shares the servers, and so their caches.
+		s.read = newReadSurface(layer, root, ms)
+	}
 	mainLayer := layer
 	switch {
 	case adm != nil && cfg.AdminListen != "":

@@ -68,6 +68,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/valyala/fasthttp"
 	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/access"
@@ -85,6 +86,7 @@ type Config struct {
 	Listen          string        // address of the HTTP listener
 	AdminListen     string        // address of a listener serving /admin/ alone; "": /admin/ is on Listen
 	MetricsListen   string        // address of a listener serving /metrics alone; "": /metrics is on Listen
+	ReadListen      string        // address of a second listener serving only the protocol, on fasthttp (read.go); "": none
 	TLS             *tls.Config   // nil: plain HTTP, on every listener
 	RequestTimeout  time.Duration // read and write deadline of one request
 	ShutdownTimeout time.Duration // how long requests in flight may take after a stop
@@ -272,6 +274,11 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 		return nil, nil, err
 	}
 	parts = append(parts, accessPart)
+	if cfg.ReadListen != "" && layer.Required() {
+		// The CLI's configuration refuses this too (config.Serve.Validate).
+		return nil, nil, withHint(errors.New("-read-listen serves without the access layer, but this server asks its clients for credentials"),
+			"remove -read-listen, or -read-auth and the client certificate roles")
+	}
 	if cfg.Sync != nil {
 		p, err := cfg.Sync.part(l, cfg.Logger)
 		if err != nil {
@@ -291,7 +298,7 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 // bound are the sockets of step 0, bound before anything else is built:
 // the main listener's always, the admin API's and the metrics' when their
 // flags name an address.
-type bound struct{ main, admin, metrics net.Listener }
+type bound struct{ main, admin, metrics, read net.Listener }
 
 // bindAll binds cfg's addresses. If one cannot bind, those bound are
 // closed.
@@ -300,7 +307,7 @@ func bindAll(cfg Config) (*bound, error) {
 	for _, x := range []struct {
 		addr, flag string
 		ln         *net.Listener
-	}{{cfg.Listen, "-listen", &b.main}, {cfg.AdminListen, "-admin-listen", &b.admin}, {cfg.MetricsListen, "-metrics-listen", &b.metrics}} {
+	}{{cfg.Listen, "-listen", &b.main}, {cfg.AdminListen, "-admin-listen", &b.admin}, {cfg.MetricsListen, "-metrics-listen", &b.metrics}, {cfg.ReadListen, "-read-listen", &b.read}} {
 		if x.addr == "" && x.ln != &b.main {
 			continue
 		}
@@ -316,7 +323,7 @@ func bindAll(cfg Config) (*bound, error) {
 
 // close closes the sockets no HTTP server took.
 func (b *bound) close() {
-	for _, ln := range []net.Listener{b.main, b.admin, b.metrics} {
+	for _, ln := range []net.Listener{b.main, b.admin, b.metrics, b.read} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -346,14 +353,23 @@ func listenAll(cfg Config, b *bound, s surface) []*listener {
 		}
 		out = append(out, srv)
 	}
+	if b.read != nil {
+		srv := listenRead(cfg, b.read, s.read)
+		b.read = nil
+		cfg.Logger.Info("serving the checksum database protocol on a read listener too", "url", srv.url)
+		out = append(out, srv)
+	}
 	return out
 }
 
-// A listener is the HTTP server on its bound socket.
+// A listener is the HTTP server on its bound socket: net/http's, or for
+// the read listener fasthttp's (read.go).
 type listener struct {
-	srv *http.Server
-	ln  net.Listener
-	url string
+	srv   *http.Server
+	fast  *fasthttp.Server
+	conns *connSet // the fast server's connections
+	ln    net.Listener
+	url   string
 }
 
 // listen prepares the HTTP server for h on ln.
@@ -380,12 +396,15 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 // serve serves until Shutdown (nil) or a failure of the listener.
 func (l *listener) serve() error {
 	var err error
-	if l.srv.TLSConfig != nil {
+	switch {
+	case l.fast != nil:
+		err = l.fast.Serve(l.ln) // nil after Shutdown
+	case l.srv.TLSConfig != nil:
 		err = l.srv.ServeTLS(l.ln, "", "") // the certificate is in TLSConfig
-	} else {
+	default:
 		err = l.srv.Serve(l.ln)
 	}
-	if errors.Is(err, http.ErrServerClosed) {
+	if err == nil || errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return fmt.Errorf("server stopped: %w", err)
@@ -396,8 +415,15 @@ func (l *listener) serve() error {
 func (l *listener) shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := l.srv.Shutdown(ctx); err != nil {
+	var err error
+	if l.fast != nil {
+		if err = l.fast.ShutdownWithContext(ctx); err != nil {
+			l.conns.cut()
+		}
+	} else if err = l.srv.Shutdown(ctx); err != nil {
 		l.srv.Close()
+	}
+	if err != nil {
 		return withHint(fmt.Errorf("failed to shut down gracefully: %w", err),
 			fmt.Sprintf("requests still running after -shutdown-timeout (%s) were cut; every record acknowledged before is stored; raise -shutdown-timeout if clients need longer (uploads)", timeout))
 	}

@@ -46,13 +46,16 @@ func benchLog(b *testing.B) *tlog.Log {
 }
 
 // benchServer serves a real sumd log of benchRecords records over loopback
-// HTTP, as a client sees it.
-func benchServer(b *testing.B) *httptest.Server {
+// HTTP, as a client sees it: on net/http (ServeHTTP, the main listener)
+// and on fasthttp (ServeFast, a read listener), sharing one cache. It
+// returns both base URLs.
+func benchServer(b *testing.B) (std, fast string) {
 	l := benchLog(b)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(New(l.Name(), l, Options{Logger: quiet}))
+	s := New(l.Name(), l, Options{Logger: quiet})
+	srv := httptest.NewServer(s)
 	b.Cleanup(srv.Close)
-	return srv
+	return srv.URL, "http://" + serveFast(b, s)
 }
 
 // benchPaths are the requests the benchmarks send: random records and
@@ -84,29 +87,37 @@ func benchRecord(i int) gosum.Record {
 
 // BenchmarkHTTP measures requests/s through the handler and a real log
 // over loopback, from parallel clients: what the go command and auditors
-// see.
+// see, on the main listener's net/http and on a read listener's fasthttp.
+// The client (net/http's) shares the cores: scripts/benchcompare, with
+// wrk, is the comparison to read.
 func BenchmarkHTTP(b *testing.B) {
-	srv := benchServer(b)
-	for _, tc := range benchPaths {
-		b.Run(tc.name, func(b *testing.B) {
-			b.RunParallel(func(pb *testing.PB) {
-				r := rand.New(rand.NewPCG(rand.Uint64(), 0))
-				client := srv.Client()
-				for pb.Next() {
-					resp, err := client.Get(srv.URL + tc.path(r))
-					if err != nil {
-						b.Fatal(err)
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						b.Fatalf("%s: %s", tc.name, resp.Status)
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
-		})
+	std, fast := benchServer(b)
+	for _, srv := range []struct{ name, url string }{{"net-http", std}, {"fasthttp", fast}} {
+		for _, tc := range benchPaths {
+			b.Run(srv.name+"/"+tc.name, func(b *testing.B) { benchGets(b, srv.url, tc.path) })
+		}
 	}
+}
+
+// benchGets runs parallel GETs of path from base until b is done.
+func benchGets(b *testing.B, base string, path func(*rand.Rand) string) {
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), 0))
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		defer client.CloseIdleConnections()
+		for pb.Next() {
+			resp, err := client.Get(base + path(r))
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("%s: %s", resp.Request.URL.Path, resp.Status)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }
 
 // nopWriter is the cheapest http.ResponseWriter: it keeps the header map

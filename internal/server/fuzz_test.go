@@ -1,9 +1,13 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 // FuzzServeHTTP feeds arbitrary paths and methods to the handler: it must
@@ -37,6 +41,52 @@ func FuzzServeHTTP(f *testing.F) {
 			t.Fatalf("%s %q = %d, want 200 or an error", method, path, w.Code)
 		case strings.HasPrefix(path, "/tile/") && w.Body.Len()%32 != 0 && !strings.Contains(path, "/data/"):
 			t.Fatalf("%s %q: hash tile of %d bytes", method, path, w.Body.Len())
+		}
+	})
+}
+
+// FuzzServeFast feeds arbitrary request targets and methods to ServeFast,
+// in process: it must answer as ServeHTTP answers the path fasthttp
+// decoded from the target (status, the headers clients read, body), and so
+// keep FuzzServeHTTP's promises on a read listener too.
+func FuzzServeFast(f *testing.F) {
+	for _, seed := range []string{
+		"/latest", "/lookup/example.com/m10@v1.10.0", "/lookup/example.com/!upper/!case@v1.0.0-!r!c.1",
+		"/lookup/example.com/m%31%30@v1.10.0", "/lookup/@", "/tile/8/0/000", "/tile/8/0/../0/001.p/44",
+		"/tile/8/data/x001/234.p/5", "//tile/8/1/000.p/1", prefix + "/supported", "/sumdb/a/b/tile/8/0/000",
+		"/healthz", "/metrics", "/status", "/example.com/@v/list", "http://h/latest", "*", "/%zz",
+	} {
+		f.Add("GET", seed)
+	}
+	f.Add("HEAD", "/latest")
+	f.Add("POST", "/tile/8/0/000")
+
+	ops, _ := newFakeOps(f, 300)
+	s := New(testName, ops, Options{Logger: quietLogger})
+	f.Fuzz(func(t *testing.T, method, target string) {
+		if method != "HEAD" && method != "POST" {
+			method = "GET"
+		}
+		c := new(fasthttp.RequestCtx)
+		c.Request.Header.SetMethod(method)
+		c.Request.SetRequestURI(target)
+		path := string(c.Path())
+		if len(c.URI().PathOriginal()) > maxPathLen {
+			return // net/http's RawPath differs; both answer 414 over the network
+		}
+		s.ServeFast(context.Background(), c)
+		want := get(s, method, path)
+		got := &c.Response
+		if got.StatusCode() != want.Code || (method != "HEAD" && !bytes.Equal(got.Body(), want.Body.Bytes())) {
+			t.Fatalf("%s %q (path %q): fast %d %q, ServeHTTP %d %q", method, target, path, got.StatusCode(), got.Body(), want.Code, want.Body)
+		}
+		for _, h := range []string{"Content-Type", "Cache-Control", "X-Content-Type-Options", "Allow", "Retry-After"} {
+			if g, w := string(got.Header.Peek(h)), want.Header().Get(h); g != w {
+				t.Fatalf("%s %q: fast %s %q, ServeHTTP %q", method, target, h, g, w)
+			}
+		}
+		if want.Code == http.StatusInternalServerError {
+			t.Fatalf("%s %q = 500 %q", method, target, want.Body)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -169,23 +170,34 @@ func (s *Server) observe(r *http.Request, w *recorder, route string, d time.Dura
 
 // logRequest writes the one log record of a request.
 func (s *Server) logRequest(r *http.Request, w *recorder, route string, d time.Duration) {
-	level := logLevel(route, w.status)
-	if !s.log.Enabled(r.Context(), level) {
+	s.logLine(r.Context(), route, w.status, w.bytes, w.err, d, func() (string, string, string) {
+		return r.Method, r.URL.Path, r.RemoteAddr
+	})
+}
+
+// logLine writes the one log record of a request to route that was
+// answered with status, bytes of body and, for a 500, the internal err.
+// req gives the request's method, path and client address, read only if
+// the record is logged.
+func (s *Server) logLine(ctx context.Context, route string, status int, bytes int64, err error, d time.Duration, req func() (method, path, remote string)) {
+	level := logLevel(route, status)
+	if !s.log.Enabled(ctx, level) {
 		return
 	}
+	method, path, remote := req()
 	attrs := []slog.Attr{
-		slog.String("method", r.Method),
-		slog.String("path", oneLine(r.URL.Path)),
+		slog.String("method", method),
+		slog.String("path", oneLine(path)),
 		slog.String("route", route),
-		slog.Int("status", w.status),
-		slog.Int64("bytes", w.bytes),
+		slog.Int("status", status),
+		slog.Int64("bytes", bytes),
 		slog.Duration("duration", d),
-		slog.String("remote", r.RemoteAddr),
+		slog.String("remote", remote),
 	}
-	if w.err != nil {
-		attrs = append(attrs, slog.Any("err", w.err))
+	if err != nil {
+		attrs = append(attrs, slog.Any("err", err))
 	}
-	s.log.LogAttrs(r.Context(), level, "http request", attrs...)
+	s.log.LogAttrs(ctx, level, "http request", attrs...)
 }
 
 // logLevel keeps the log useful: server errors at Error (but a /healthz 503

@@ -229,13 +229,17 @@ func (s *Server) notProxy(w *recorder, _ *http.Request) {
 // wrongDatabase answers /sumdb/<other>/…: a 404, so that a go command looking
 // for another database through GOPROXY moves on to the next proxy.
 func (s *Server) wrongDatabase(w *recorder, r *http.Request) {
-	other := foreignName(r.URL.Path)
+	s.fail(w, s.wrongDatabaseError(r.URL.Path))
+}
+
+// wrongDatabaseError is the error wrongDatabase answers for path.
+func (s *Server) wrongDatabaseError(path string) error {
+	other := foreignName(path)
 	if other == s.name { // "/sumdb/<name>" with no route after it
-		s.fail(w, errNotProxy)
-		return
+		return errNotProxy
 	}
-	s.fail(w, &httpError{http.StatusNotFound,
-		fmt.Sprintf("not found: this checksum database is %s, not %q", s.name, other)})
+	return &httpError{http.StatusNotFound,
+		fmt.Sprintf("not found: this checksum database is %s, not %q", s.name, other)}
 }
 
 // foreignName extracts <name> from /sumdb/<name>/<route>. Names may contain

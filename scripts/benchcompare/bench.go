@@ -25,6 +25,7 @@ type bench struct {
 
 	gosum, key, vkey, token, proxy string // data files
 	sumdURL, testURL, nginxURL     string
+	readURL                        string // sumd's -read-listen
 	sumdProc, testProc, nginxProc  *proc
 	procs                          []*proc
 }
@@ -70,15 +71,19 @@ func (b *bench) prepare() error {
 		}
 	}
 	var err error
-	port := freePort()
+	port, readPort := freePort(), freePort()
 	b.sumdURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	b.readURL = fmt.Sprintf("http://127.0.0.1:%d", readPort)
 	b.sumdProc, err = b.start("sumd", b.sumd, "serve", "-db", b.path("sumd.db"), "-key", b.key,
-		"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-log-level", "warn", "-admin-token-file", b.token,
-		"-upstream", "file://"+b.proxy)
+		"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-read-listen", fmt.Sprintf("127.0.0.1:%d", readPort),
+		"-log-level", "warn", "-admin-token-file", b.token, "-upstream", "file://"+b.proxy)
 	if err != nil {
 		return err
 	}
 	if err := waitHTTP(b.sumdURL+"/healthz", 30*time.Second); err != nil {
+		return err
+	}
+	if err := waitHTTP(b.readURL+"/healthz", 5*time.Second); err != nil {
 		return err
 	}
 	if b.runs("lookups") {
@@ -166,7 +171,9 @@ func alternate(round int, sumd, ref func() error) error {
 	return second()
 }
 
-func (b *bench) readRow(name, refName, url string, pid int, paths []string, sumdPID int) error {
+// readRow measures reads of paths from sumd at sumdURL (the process
+// sumdPID) and from the reference at url (pid).
+func (b *bench) readRow(name, sumdURL, refName, url string, pid int, paths []string, sumdPID int) error {
 	file := b.path(strings.ReplaceAll(name, " ", "-") + ".paths")
 	if err := writeLines(file, paths); err != nil {
 		return err
@@ -176,7 +183,7 @@ func (b *bench) readRow(name, refName, url string, pid int, paths []string, sumd
 	for _, u := range []struct {
 		url string
 		pid int
-	}{{b.sumdURL, sumdPID}, {url, pid}} {
+	}{{sumdURL, sumdPID}, {url, pid}} {
 		if _, err := runWrk(b.work, u.url, file, u.pid, b.conns, 2*time.Second); err != nil {
 			return err
 		}
@@ -184,7 +191,7 @@ func (b *bench) readRow(name, refName, url string, pid int, paths []string, sumd
 	for r := range b.rounds {
 		var s, ref wrkResult
 		err := alternate(r, func() (err error) {
-			s, err = runWrk(b.work, b.sumdURL, file, sumdPID, b.conns, b.duration)
+			s, err = runWrk(b.work, sumdURL, file, sumdPID, b.conns, b.duration)
 			return err
 		}, func() (err error) {
 			ref, err = runWrk(b.work, url, file, pid, b.conns, b.duration)
@@ -199,16 +206,37 @@ func (b *bench) readRow(name, refName, url string, pid int, paths []string, sumd
 	return nil
 }
 
+// listeners are what the read rows measure: both of sumd's listeners, the
+// main one (net/http) and -read-listen (fasthttp), each against the same
+// reference.
+func (b *bench) listeners() []struct{ name, url string } {
+	return []struct{ name, url string }{{"main listener", b.sumdURL}, {"-read-listen", b.readURL}}
+}
+
 func (b *bench) lookups() error {
-	return b.readRow(fmt.Sprintf("lookups, %d records, %d connections", b.records, b.conns), "x/mod sumdb.TestServer",
-		b.testURL, b.testProc.pid(), lookupPaths(b.records, 100000), b.sumdProc.pid())
+	for _, l := range b.listeners() {
+		if err := b.readRow(fmt.Sprintf("lookups, %d records, %d connections, %s", b.records, b.conns, l.name), l.url, "x/mod sumdb.TestServer",
+			b.testURL, b.testProc.pid(), lookupPaths(b.records, 100000), b.sumdProc.pid()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (b *bench) tiles() error {
-	if err := b.readRow("full hash tiles", "nginx, same tiles as files", b.nginxURL, b.nginxProc.pid(), tilePaths(b.records, false), b.sumdProc.pid()); err != nil {
-		return err
+	for _, data := range []bool{false, true} {
+		kind := "hash"
+		if data {
+			kind = "data"
+		}
+		for _, l := range b.listeners() {
+			if err := b.readRow(fmt.Sprintf("full %s tiles, %s", kind, l.name), l.url, "nginx, same tiles as files",
+				b.nginxURL, b.nginxProc.pid(), tilePaths(b.records, data), b.sumdProc.pid()); err != nil {
+				return err
+			}
+		}
 	}
-	return b.readRow("full data tiles", "nginx, same tiles as files", b.nginxURL, b.nginxProc.pid(), tilePaths(b.records, true), b.sumdProc.pid())
+	return nil
 }
 
 // adds compares durable appends by b.writers concurrent writers: for each,

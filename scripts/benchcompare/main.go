@@ -5,6 +5,8 @@
 //	lookups          sumd vs x/mod's sumdb.TestServer (scripts/testserver), wrk
 //	full hash tiles  sumd vs nginx serving the same tiles as files, wrk
 //	full data tiles  sumd vs nginx, wrk
+//	                 (each of the three on both of sumd's listeners: the
+//	                 main one, net/http, and -read-listen, fasthttp)
 //	durable adds     sumd's POST /admin/add vs Tessera v1.0.4's POSIX
 //	                 conformance log, each with 512 concurrent writers (the
 //	                 hammer for Tessera, scripts/load -mode add for sumd)

@@ -1,0 +1,196 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sumd-project/sumd/internal/access"
+	"github.com/sumd-project/sumd/internal/server"
+)
+
+// The read listener (-read-listen) serves only what the go command reads:
+// the checksum database protocol of the own log and of every mirror, and
+// /healthz for load balancers. It is a second listener on fasthttp rather
+// than net/http: on the same two cores, with the load generator beside
+// it, net/http spends about 10 µs of CPU on the bare request and answer,
+// fasthttp about 5, and nginx serves a file in about 8. The main listener
+// keeps everything else (the status, /admin/, /tuf/, /metrics) on
+// net/http, with HTTP/2 and the access layer in front.
+//
+// The answers are the main listener's, byte for byte but the Date
+// (server.Server.ServeFast, from the same route functions and caches).
+// There is no access layer on it: Run refuses it on a server that asks
+// clients for credentials, whose anonymous clients may read nothing;
+// without credentials anyone reads every route it serves anyway. It
+// answers 421 to a host -allowed-hosts does not name, as the layer does.
+// HTTP/1.1 only, with TLS if the server has it.
+
+// readSurface is the handler of a read listener.
+type readSurface struct {
+	layer *access.Layer
+	root  *server.Server
+	under []prefixed // the mirrors, longest /sumdb/<name>/ first
+}
+
+// prefixed is a mirror's server and its /sumdb/<name>/ root.
+type prefixed struct {
+	prefix string
+	srv    *server.Server
+}
+
+func newReadSurface(layer *access.Layer, root *server.Server, mirrors map[string]*server.Server) *readSurface {
+	rs := &readSurface{layer: layer, root: root}
+	for name, srv := range mirrors {
+		rs.under = append(rs.under, prefixed{"/sumdb/" + name + "/", srv})
+	}
+	// The longest first: names may contain slashes, and one may be a
+	// prefix of another (as withMirrors routes them).
+	slices.SortFunc(rs.under, func(a, b prefixed) int { return len(b.prefix) - len(a.prefix) })
+	return rs
+}
+
+func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
+	if rs.layer.Misdirected(string(c.Host())) {
+		c.Response.Header.Set("Cache-Control", "no-store")
+		fastText(c, http.StatusMisdirectedRequest, access.MisdirectedText)
+		return
+	}
+	srv := rs.root
+	if path := c.Path(); len(rs.under) > 0 && strings.HasPrefix(string(path), "/sumdb/") {
+		for _, m := range rs.under {
+			if strings.HasPrefix(string(path), m.prefix) {
+				srv = m.srv
+				break
+			}
+		}
+	}
+	ctx := anonymous
+	if bytes.Contains(c.Path(), []byte("/lookup/")) {
+		// A lookup may record a version from upstream, which logs who
+		// asked for it. Formatting the client's address costs a tenth of
+		// a tile's CPU, so only lookups pay for it; every answer's own
+		// log line has it anyway.
+		ctx = access.Anonymous(context.Background(), c.RemoteAddr().String())
+	}
+	srv.ServeFast(ctx, c)
+}
+
+// anonymous is the context of a read listener's requests but lookups.
+var anonymous = access.Anonymous(context.Background(), "")
+
+// fastText answers a one-line text/plain error.
+func fastText(c *fasthttp.RequestCtx, status int, msg string) {
+	c.Response.Header.SetContentType("text/plain; charset=utf-8")
+	c.Response.Header.Set("X-Content-Type-Options", "nosniff")
+	c.SetStatusCode(status)
+	c.Response.SetBodyString(msg)
+}
+
+// fastRequestError answers a request fasthttp could not read, as
+// net/http answers one: 431 for headers over the limit, 408 for a client
+// too slow to send them, 400 otherwise; never echoing the request.
+func fastRequestError(c *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small):
+		fastText(c, http.StatusRequestHeaderFieldsTooLarge, "request headers too large\n")
+	case errors.As(err, &ne) && ne.Timeout():
+		fastText(c, http.StatusRequestTimeout, "request timeout: the request was not sent in time\n")
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		fastText(c, http.StatusRequestEntityTooLarge, "request body too large: no route of this listener takes one\n")
+	default:
+		fastText(c, http.StatusBadRequest, "bad request: malformed HTTP/1.1 request\n")
+	}
+}
+
+// listenRead prepares the read listener of rs on ln.
+func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
+	url := publicURL(ln.Addr(), cfg.TLS != nil)
+	conns := &connSet{conns: map[net.Conn]struct{}{}}
+	if cfg.TLS != nil {
+		tc := cfg.TLS.Clone()
+		tc.NextProtos = []string{"http/1.1"} // fasthttp speaks no HTTP/2
+		ln = tls.NewListener(ln, tc)
+	}
+	return &listener{
+		ln:    ln,
+		url:   url,
+		conns: conns,
+		fast: &fasthttp.Server{
+			Handler:      rs.serve,
+			ErrorHandler: fastRequestError,
+			ConnState:    conns.track,
+			// As the main listener: 10 s for the request (no route
+			// takes a body, so that is its headers), 16 KiB of headers,
+			// RequestTimeout to write the answer, 2 minutes idle.
+			ReadTimeout:                  10 * time.Second,
+			WriteTimeout:                 cfg.RequestTimeout,
+			IdleTimeout:                  120 * time.Second,
+			ReadBufferSize:               16 << 10,
+			MaxRequestBodySize:           1 << 10,
+			NoDefaultServerHeader:        true,
+			NoDefaultContentType:         true,
+			DisablePreParseMultipartForm: true,
+			CloseOnShutdown:              true,
+			SecureErrorLogMessage:        true,
+			Logger:                       fastLogger{cfg.Logger},
+		},
+	}
+}
+
+// fastLogger takes fasthttp's log lines (failures to serve a connection)
+// at the level net/http's ErrorLog has on the main listener.
+type fastLogger struct{ l *slog.Logger }
+
+func (f fastLogger) Printf(format string, args ...any) {
+	f.l.Warn("read listener", "err", strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+// A connSet keeps the connections of a fasthttp server until they close,
+// so that a shutdown whose drain times out can cut them (fasthttp's
+// Shutdown only waits). It learns of them through the server's ConnState
+// hook, not by wrapping them: fasthttp writes a large answer's headers and
+// body with one writev only to a *net.TCPConn (a fifth of a data tile's
+// CPU on this machine).
+type connSet struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func (s *connSet) track(c net.Conn, state fasthttp.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case state == fasthttp.StateNew && s.closed:
+		c.Close()
+	case state == fasthttp.StateNew:
+		s.conns[c] = struct{}{}
+	case state == fasthttp.StateClosed || state == fasthttp.StateHijacked:
+		delete(s.conns, c)
+	}
+}
+
+// cut closes every connection still open, and those that arrive after.
+func (s *connSet) cut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	clear(s.conns)
+}

@@ -1,0 +1,205 @@
+package serve
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+var readURL = regexp.MustCompile(`msg="serving the checksum database protocol on a read listener too" url=(\S+)`)
+
+// readConfig is testConfig with a read listener and a log of 300 records.
+func readConfig(t *testing.T) (Config, <-chan string, func() string) {
+	cfg, urls, logs := testConfig(t)
+	cfg.ReadListen = "127.0.0.1:0"
+	open := cfg.OpenLog
+	cfg.OpenLog = func() (*tlog.Log, error) {
+		l, err := open()
+		if err != nil || l.Published().Tree.N > 0 {
+			return l, err
+		}
+		var recs []gosum.Record
+		for i := range 300 {
+			h := func(s string) string {
+				sum := sha256.Sum256([]byte(s))
+				return "h1:" + base64.StdEncoding.EncodeToString(sum[:])
+			}
+			p, v := fmt.Sprintf("example.com/m%d", i), fmt.Sprintf("v1.%d.0", i)
+			recs = append(recs, gosum.Record{Path: p, Version: v, Hash: h(p + v), GoMod: h(p + v + "/go.mod")})
+		}
+		if _, err := l.Add(context.Background(), recs...); err != nil {
+			l.Close()
+			return nil, err
+		}
+		return l, nil
+	}
+	readURLOf := func() string {
+		m := readURL.FindStringSubmatch(logs.String())
+		if m == nil {
+			t.Fatalf("no read listener URL in the log:\n%s", logs)
+		}
+		return m[1]
+	}
+	return cfg, urls, readURLOf
+}
+
+// ask sends a GET of path with Host host ("": the URL's) and returns
+// "<status> <Content-Type> <Cache-Control> <body>".
+func ask(t *testing.T, base, path, host string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+path, nil)
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"), body)
+}
+
+// TestReadListener serves a log and a mirror on a read listener beside the
+// main one: the protocol routes of both, /healthz and unknown paths are
+// answered as on the main listener; the status, the page, /metrics,
+// /admin/ and /tuf/ are unknown paths there; a host -allowed-hosts does
+// not name gets 421 on both listeners, counted.
+func TestReadListener(t *testing.T) {
+	cfg, urls, readURLOf := readConfig(t)
+	cfg.Mirrors = []Mirror{offlineMirror(t, "corp.example")}
+	cfg.Access.AllowedHosts = []string{"sumd.corp.example"}
+	url := serveTest(t, cfg, urls)
+	read := readURLOf()
+	if read == url || !strings.HasPrefix(read, "http://127.0.0.1:") {
+		t.Fatalf("read listener URL %q (main %q)", read, url)
+	}
+	for _, p := range []string{
+		"/latest", "/lookup/example.com/m7@v1.7.0", "/lookup/example.com/m7@v1.8.0", "/lookup/example.com/m7@latest",
+		"/tile/8/0/000", "/tile/8/0/000", "/tile/8/0/001.p/44", "/tile/8/1/000.p/1", "/tile/8/data/000", "/tile/8/data/001.p/44",
+		"/tile/8/0/002", "/sumdb/serve.example.com/latest", "/sumdb/serve.example.com/supported",
+		"/sumdb/serve.example.com/lookup/example.com/m7@v1.7.0",
+		"/sumdb/corp.example/supported", "/sumdb/corp.example/latest", "/sumdb/other.example/supported",
+		"/healthz", "/example.com/m/@v/list",
+	} {
+		if got, want := ask(t, read, p, ""), ask(t, url, p, ""); got != want {
+			t.Errorf("GET %s: read listener %.200q, main %.200q", p, got, want)
+		}
+	}
+	for _, p := range []string{"/", "/status", "/metrics", "/admin/fetch", "/tuf/root.json"} {
+		if got := ask(t, read, p, ""); !strings.HasPrefix(got, "404 text/plain; charset=utf-8 no-store not found: this is a checksum database (GOSUMDB), not a module proxy") {
+			t.Errorf("GET %s on the read listener = %.200q, want the 404 of an unknown path", p, got)
+		}
+	}
+	if got := ask(t, url, "/status", ""); !strings.HasPrefix(got, "200 ") {
+		t.Errorf("GET /status on the main listener = %.100q", got)
+	}
+	before := counter(t, cfg, "sumd_access_misdirected_total")
+	for _, base := range []string{read, url} {
+		if got := ask(t, base, "/latest", "rebound.example"); !strings.HasPrefix(got, "421 text/plain; charset=utf-8 no-store misdirected request") {
+			t.Errorf("GET /latest with Host rebound.example on %s = %.200q, want 421", base, got)
+		}
+		if got := ask(t, base, "/latest", "sumd.corp.example:8443"); !strings.HasPrefix(got, "200 ") {
+			t.Errorf("GET /latest with Host sumd.corp.example on %s = %.200q, want 200", base, got)
+		}
+	}
+	if n := counter(t, cfg, "sumd_access_misdirected_total") - before; n != 2 {
+		t.Errorf("sumd_access_misdirected_total rose by %v, want 2", n)
+	}
+}
+
+// counter is the sum of the counter name in cfg's registry.
+func counter(t *testing.T, cfg Config, name string) float64 {
+	t.Helper()
+	mfs, err := cfg.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}
+
+// TestReadListenerRefused: a server that asks its clients for credentials
+// refuses a read listener, which has no access layer, before it serves.
+func TestReadListenerRefused(t *testing.T) {
+	cfg, _, _, _ := accessConfig(t)
+	cfg.ReadListen = "127.0.0.1:0"
+	err := Run(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "-read-listen serves without the access layer") {
+		t.Fatalf("Run = %v, want a refusal of -read-listen", err)
+	}
+}
+
+// TestReadListenerShutdown: on the read listener too, a request in flight
+// at a stop finishes, and one that outlives -shutdown-timeout is cut and
+// Run reports the unclean stop.
+func TestReadListenerShutdown(t *testing.T) {
+	for _, timeout := range []time.Duration{5 * time.Second, 200 * time.Millisecond} {
+		cfg, urls, readURLOf := readConfig(t)
+		cfg.ShutdownTimeout = timeout
+		ops := &blockingOps{entered: make(chan struct{}, 1), release: make(chan struct{})}
+		cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
+			ops.ServerOps = l
+			return ops, nil, nil
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		_, done := start(t, ctx, cfg, urls)
+		read := readURLOf()
+		got := make(chan string, 1)
+		go func() {
+			resp, err := http.Get(read + "/latest")
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got <- fmt.Sprintf("%d %s", resp.StatusCode, body)
+		}()
+		<-ops.entered
+		stop()
+		time.Sleep(100 * time.Millisecond)
+		if c, err := net.DialTimeout("tcp", strings.TrimPrefix(read, "http://"), time.Second); err == nil {
+			c.Close()
+			t.Errorf("timeout %s: the read listener accepted a connection after the stop", timeout)
+		}
+		if timeout > time.Second {
+			close(ops.release)
+			if r := <-got; !strings.HasPrefix(r, "200 go.sum database tree\n") {
+				t.Errorf("request in flight at the stop: %q, want 200 and the tree head", r)
+			}
+			if err := wait(t, done); err != nil {
+				t.Errorf("Run after a stop = %v, want nil", err)
+			}
+			continue
+		}
+		err := wait(t, done)
+		if err == nil || !strings.Contains(err.Error(), "failed to shut down gracefully") {
+			t.Errorf("Run = %v, want a failure to shut down gracefully", err)
+		}
+		if r := <-got; strings.HasPrefix(r, "200") {
+			t.Errorf("request past the shutdown timeout: %q, want its connection cut", r)
+		}
+		close(ops.release)
+	}
+}
