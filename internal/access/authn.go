@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -250,13 +251,30 @@ func (l *Layer) challenges(n need) []string {
 	return cs
 }
 
-// Anonymous returns ctx as the layer of a server without authentication
+// AnonymousAt returns ctx as the layer of a server without authentication
 // gives it to the handler of a request from remote: a listener the layer
 // does not wrap (serve's read listener, refused on a server that asks for
 // credentials) calls its handlers with it, so that what they log says who
-// caused it, as LogHandler does for every other request.
-func Anonymous(ctx context.Context, remote string) context.Context {
-	return withPrincipal(ctx, anonymous, remote)
+// caused it, as LogHandler does for every other request. It costs one
+// allocation, and the address is formatted only if a log line asks for it,
+// which most requests of a read listener never do.
+func AnonymousAt(ctx context.Context, remote net.Addr) context.Context {
+	return &anonymousCtx{ctx, remote}
+}
+
+type anonymousCtx struct {
+	context.Context
+	remote net.Addr
+}
+
+func (c *anonymousCtx) Value(key any) any {
+	switch key.(type) {
+	case principalKey:
+		return anonymous
+	case remoteKey:
+		return c.remote.String()
+	}
+	return c.Context.Value(key)
 }
 
 // remoteKey holds the client's address in a request's context, for logs.

@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 
@@ -27,5 +28,26 @@ func TestLogHandler(t *testing.T) {
 		if i >= len(lines) || !strings.HasSuffix(lines[i], want) {
 			t.Errorf("line %d: want ending %q, got:\n%s", i, want, buf.String())
 		}
+	}
+}
+
+// TestAnonymousAt: a read listener's context makes log lines name the
+// anonymous credential and the client's address, as the layer's does,
+// and keeps the values of the context it wraps.
+func TestAnonymousAt(t *testing.T) {
+	var buf testlog.Buffer
+	log := slog.New(LogHandler(slog.NewTextHandler(&buf, nil)))
+	type key struct{}
+	parent := context.WithValue(context.Background(), key{}, "kept")
+	ctx := AnonymousAt(parent, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 4711})
+	log.InfoContext(ctx, "upstream: recorded", "id", 42)
+	if want := `msg="upstream: recorded" id=42 credential=anonymous remote=10.0.0.7:4711`; !strings.HasSuffix(strings.TrimSpace(buf.String()), want) {
+		t.Errorf("log line %q, want ending %q", buf.String(), want)
+	}
+	if p, ok := FromContext(ctx); !ok || p != anonymous {
+		t.Errorf("FromContext = %v, %v; want the anonymous principal", p, ok)
+	}
+	if ctx.Value(key{}) != "kept" {
+		t.Error("AnonymousAt lost its parent's values")
 	}
 }

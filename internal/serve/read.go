@@ -46,14 +46,14 @@ type readSurface struct {
 
 // prefixed is a mirror's server and its /sumdb/<name>/ root.
 type prefixed struct {
-	prefix string
+	prefix []byte
 	srv    *server.Server
 }
 
 func newReadSurface(layer *access.Layer, root *server.Server, mirrors map[string]*server.Server) *readSurface {
 	rs := &readSurface{layer: layer, root: root}
 	for name, srv := range mirrors {
-		rs.under = append(rs.under, prefixed{"/sumdb/" + name + "/", srv})
+		rs.under = append(rs.under, prefixed{[]byte("/sumdb/" + name + "/"), srv})
 	}
 	// The longest first: names may contain slashes, and one may be a
 	// prefix of another (as withMirrors routes them).
@@ -68,27 +68,16 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 		return
 	}
 	srv := rs.root
-	if path := c.Path(); len(rs.under) > 0 && strings.HasPrefix(string(path), "/sumdb/") {
+	if path := c.Path(); len(rs.under) > 0 && bytes.HasPrefix(path, []byte("/sumdb/")) {
 		for _, m := range rs.under {
-			if strings.HasPrefix(string(path), m.prefix) {
+			if bytes.HasPrefix(path, m.prefix) {
 				srv = m.srv
 				break
 			}
 		}
 	}
-	ctx := anonymous
-	if bytes.Contains(c.Path(), []byte("/lookup/")) {
-		// A lookup may record a version from upstream, which logs who
-		// asked for it. Formatting the client's address costs a tenth of
-		// a tile's CPU, so only lookups pay for it; every answer's own
-		// log line has it anyway.
-		ctx = access.Anonymous(context.Background(), c.RemoteAddr().String())
-	}
-	srv.ServeFast(ctx, c)
+	srv.ServeFast(access.AnonymousAt(context.Background(), c.RemoteAddr()), c)
 }
-
-// anonymous is the context of a read listener's requests but lookups.
-var anonymous = access.Anonymous(context.Background(), "")
 
 // fastText answers a one-line text/plain error.
 func fastText(c *fasthttp.RequestCtx, status int, msg string) {
