@@ -125,7 +125,7 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 			// As the main listener: 10 s for the request (no route
 			// takes a body, so that is its headers), 16 KiB of headers,
 			// RequestTimeout to write the answer, 2 minutes idle.
-			ReadTimeout:                  10 * time.Second,
+			ReadTimeout:                  readTimeout,
 			WriteTimeout:                 cfg.RequestTimeout,
 			IdleTimeout:                  120 * time.Second,
 			ReadBufferSize:               16 << 10,
@@ -139,6 +139,10 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 		},
 	}
 }
+
+// readTimeout is how long a read listener's client has to send a request:
+// net/http's ReadHeaderTimeout on the main listener. Tests shorten it.
+var readTimeout = 10 * time.Second
 
 // fastLogger takes fasthttp's log lines (failures to serve a connection)
 // at the level net/http's ErrorLog has on the main listener.

@@ -1,0 +1,107 @@
+package serve
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawExchange writes raw to a new connection to addr and reads the
+// answers until the server closes it or 5 s pass.
+func rawExchange(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(c)
+	return string(out)
+}
+
+// TestReadListenerHostile sends the read listener what anonymous clients
+// may send: every malformed or oversized request gets a one-line
+// text/plain error that echoes nothing of the request and changes
+// nothing; pipelined requests are answered in order; a request that says
+// its body two ways (request smuggling) gets one answer and the
+// connection closed; a client that sends
+// its headers too slowly is cut.
+func TestReadListenerHostile(t *testing.T) {
+	defer func(d time.Duration) { readTimeout = d }(readTimeout)
+	readTimeout = time.Second
+	cfg, urls, readURLOf := readConfig(t)
+	url := serveTest(t, cfg, urls)
+	addr := strings.TrimPrefix(readURLOf(), "http://")
+	head := ask(t, url, "/latest", "")
+
+	for _, c := range []struct {
+		name, raw, want string
+	}{
+		{"headers over 16 KiB", "GET /latest HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n", "HTTP/1.1 431 "},
+		{"body over 1 KiB", "GET /latest HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n" + strings.Repeat("b", 4096), "HTTP/1.1 413 "},
+		{"garbage request line", "\x16\x03\x01\x02\x00 hello\r\n\r\n", "HTTP/1.1 400 "},
+		{"no HTTP version", "GET /latest\r\n\r\n", "HTTP/1.1 400 "},
+		{"two content-lengths", "GET /latest HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello", "HTTP/1.1 400 "},
+	} {
+		got := rawExchange(t, addr, c.raw)
+		if !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: answer %.300q, want %q…", c.name, got, c.want)
+			continue
+		}
+		if !strings.Contains(got, "Content-Type: text/plain; charset=utf-8\r\n") || strings.Contains(got, "aaaa") || strings.Contains(got, "hello") {
+			t.Errorf("%s: answer %.300q: want text/plain echoing nothing", c.name, got)
+		}
+		if strings.Contains(got, "HTTP/1.1 200") {
+			t.Errorf("%s: a request after the refused one was answered: %.300q", c.name, got)
+		}
+	}
+
+	// A body said two ways, Content-Length and chunked (RFC 9112 §6.3):
+	// fasthttp reads it as chunked, answers, and closes the connection, so
+	// what a proxy in front might take for a second request is never
+	// answered.
+	got := rawExchange(t, addr, "POST /latest HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /latest HTTP/1.1\r\nHost: x\r\n\r\n")
+	if strings.Count(got, "HTTP/1.1 ") != 1 || !strings.Contains(got, "Connection: close\r\n") || strings.Contains(got, " 200 ") {
+		t.Errorf("content-length and chunked: %.400q, want one refusal and the connection closed", got)
+	}
+
+	// Pipelined: three answers, in order.
+	got = rawExchange(t, addr, "GET /latest HTTP/1.1\r\nHost: x\r\n\r\nGET /tile/8/0/000.p/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	r := bufio.NewReader(strings.NewReader(got))
+	for i, want := range []int{200, 200, 404} {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("pipelined answer %d: %v in %.300q", i, err, got)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != want {
+			t.Errorf("pipelined answer %d: %d, want %d", i, resp.StatusCode, want)
+		}
+	}
+
+	// Slow headers: cut within the read timeout (10 s, 1 s here).
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /latest HTTP/1.1\r\n")
+	start := time.Now()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	out, _ := io.ReadAll(c) // ends when the server closes the connection
+	if d := time.Since(start); d > 5*time.Second || strings.Contains(string(out), " 200 ") {
+		t.Errorf("a client that never finished its headers was answered %.100q after %s, want cut within the 1 s read timeout", out, d)
+	}
+
+	if got := ask(t, url, "/latest", ""); got != head {
+		t.Errorf("the log changed: /latest %q, was %q", got, head)
+	}
+}
