@@ -9,12 +9,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	pathpkg "path"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/server"
@@ -29,8 +34,11 @@ import (
 // keeps everything else (the status, /admin/, /tuf/, /metrics) on
 // net/http, with HTTP/2 and the access layer in front.
 //
-// The answers are the main listener's, byte for byte but the Date
-// (server.Server.ServeFast, from the same route functions and caches).
+// To every well-formed request the answers are the main listener's, byte
+// for byte but the Date (server.Server.ServeFast, from the same route
+// functions and caches; a path not in clean form gets the main listener's
+// redirect). Malformed HTTP is refused in fasthttp's words, not net/http's,
+// and some of it otherwise (docs/operations.md lists what differs).
 // There is no access layer on it: Run refuses it on a server that asks
 // clients for credentials, whose anonymous clients may read nothing;
 // without credentials anyone reads every route it serves anyway. It
@@ -67,6 +75,18 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 		fastText(c, http.StatusMisdirectedRequest, access.MisdirectedText)
 		return
 	}
+	if badTransferEncoding(c.Request.Header.RawHeaders()) {
+		// RFC 9112 §6.3: without chunked last, the body's length is not
+		// known; fasthttp goes by Content-Length (and hides the header), a
+		// proxy in front perhaps otherwise: request smuggling. net/http
+		// answers 501.
+		c.SetConnectionClose()
+		fastText(c, http.StatusBadRequest, "bad request: unsupported Transfer-Encoding\n")
+		return
+	}
+	if rs.unclean(c) {
+		return
+	}
 	srv := rs.root
 	if path := c.Path(); len(rs.under) > 0 && bytes.HasPrefix(path, []byte("/sumdb/")) {
 		for _, m := range rs.under {
@@ -77,6 +97,74 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 		}
 	}
 	srv.ServeFast(access.AnonymousAt(context.Background(), c.RemoteAddr()), c)
+}
+
+// unclean answers, as the main listener does, a request whose path is not
+// in clean form ("//latest", "/tile/8/0/../0/000"), and reports whether it
+// did. fasthttp would clean the path and serve it; the main listener's
+// ServeMux (in front whenever /admin/ is on it, the default) answers 307
+// to the cleaned path, which the same code makes here. A target net/http
+// cannot parse (an invalid %-escape, a fragment) gets a 400.
+func (rs *readSurface) unclean(c *fasthttp.RequestCtx) bool {
+	target := c.Request.Header.RequestURI()
+	raw := c.URI().PathOriginal()
+	// A path, or a URL with one ("http://host/latest"); "*" and the rest
+	// are no path at all.
+	form := bytes.HasPrefix(target, []byte("/")) || bytes.HasPrefix(target, []byte("http://")) || bytes.HasPrefix(target, []byte("https://"))
+	if !form || bytes.IndexByte(target, '#') >= 0 {
+		fastText(c, http.StatusBadRequest, "bad request: malformed request target\n")
+		return true
+	}
+	path, err := url.PathUnescape(string(raw))
+	if err != nil {
+		fastText(c, http.StatusBadRequest, "bad request: invalid escape in the request path\n")
+		return true
+	}
+	clean := cleanPath(path)
+	if clean == path {
+		return false
+	}
+	u := &url.URL{Path: clean, RawQuery: string(c.URI().QueryString())}
+	redirect(http.RedirectHandler(u.String(), http.StatusTemporaryRedirect))(c)
+	return true
+}
+
+// redirect serves net/http's redirect handler h on fasthttp, so that the
+// answer is net/http's own.
+func redirect(h http.Handler) fasthttp.RequestHandler { return fasthttpadaptor.NewFastHTTPHandler(h) }
+
+// cleanPath is net/http's ServeMux's: path.Clean, keeping a trailing
+// slash, with a leading one.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := pathpkg.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		if len(p) == len(np)+1 && strings.HasPrefix(p, np) {
+			np = p
+		} else {
+			np += "/"
+		}
+	}
+	return np
+}
+
+// badTransferEncoding reports whether raw request headers name a
+// Transfer-Encoding other than chunked alone.
+func badTransferEncoding(raw []byte) bool {
+	for len(raw) > 0 {
+		var line []byte
+		line, raw, _ = bytes.Cut(raw, []byte("\n"))
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte("Transfer-Encoding")) && !bytes.EqualFold(bytes.TrimSpace(v), []byte("chunked")) {
+			return true
+		}
+	}
+	return false
 }
 
 // fastText answers a one-line text/plain error.
@@ -114,6 +202,7 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 		tc.NextProtos = []string{"http/1.1"} // fasthttp speaks no HTTP/2
 		ln = tls.NewListener(ln, tc)
 	}
+	ln = &readSocket{Listener: ln, log: cfg.Logger}
 	return &listener{
 		ln:    ln,
 		url:   url,
@@ -144,12 +233,70 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 // net/http's ReadHeaderTimeout on the main listener. Tests shorten it.
 var readTimeout = 10 * time.Second
 
-// fastLogger takes fasthttp's log lines (failures to serve a connection)
-// at the level net/http's ErrorLog has on the main listener.
+// fastLogger takes fasthttp's log lines at Debug: they are failures to
+// serve one connection, which any anonymous client can cause with a
+// malformed request (net/http does not log those at all). Failures of
+// the listener itself are readSocket's to log.
 type fastLogger struct{ l *slog.Logger }
 
 func (f fastLogger) Printf(format string, args ...any) {
-	f.l.Warn("read listener", "err", strings.TrimSpace(fmt.Sprintf(format, args...)))
+	f.l.Debug("read listener", "err", strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+// A readSocket is the read listener's socket as fasthttp sees it. It
+// mends two ways fasthttp's Serve differs from net/http's:
+//
+//   - Close is idempotent and ends Serve whenever it is called. fasthttp's
+//     Shutdown does nothing before Serve has started (nor stops a Serve
+//     started after it), so a stop arriving then left Run waiting for ever
+//     with the listener serving; the shutdown closes the socket first.
+//   - A temporary Accept error (out of file descriptors, buffers or
+//     memory) is retried after a pause, as net/http does, instead of
+//     ending Serve, which stopped the whole server.
+type readSocket struct {
+	net.Listener
+	log    *slog.Logger
+	once   sync.Once
+	closed atomic.Bool
+}
+
+func (s *readSocket) Accept() (net.Conn, error) {
+	var pause time.Duration
+	for {
+		c, err := s.Listener.Accept()
+		if err == nil || s.closed.Load() || !temporary(err) {
+			if err != nil && s.closed.Load() {
+				err = net.ErrClosed // fasthttp's Serve returns nil on it
+			}
+			return c, err
+		}
+		pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+		s.log.Warn("read listener: failed to accept a connection; retrying", "err", err, "pause", pause)
+		time.Sleep(pause)
+	}
+}
+
+// temporary reports whether an Accept error is one net/http's Serve
+// retries: the process or system out of descriptors, buffers or memory.
+func temporary(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *readSocket) Close() error {
+	err := net.ErrClosed
+	s.once.Do(func() {
+		s.closed.Store(true)
+		err = s.Listener.Close()
+	})
+	if errors.Is(err, net.ErrClosed) {
+		return nil // closed already: by the shutdown, or Serve's end
+	}
+	return err
 }
 
 // A connSet keeps the connections of a fasthttp server until they close,

@@ -49,6 +49,8 @@ func TestReadListenerHostile(t *testing.T) {
 		{"body over 1 KiB", "GET /latest HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n" + strings.Repeat("b", 4096), "HTTP/1.1 413 "},
 		{"garbage request line", "\x16\x03\x01\x02\x00 hello\r\n\r\n", "HTTP/1.1 400 "},
 		{"no HTTP version", "GET /latest\r\n\r\n", "HTTP/1.1 400 "},
+		{"transfer-encoding identity", "GET /latest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", "HTTP/1.1 400 "},
+		{"transfer-encoding gzip, chunked", "GET /latest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "HTTP/1.1 400 "},
 		{"two content-lengths", "GET /latest HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello", "HTTP/1.1 400 "},
 	} {
 		got := rawExchange(t, addr, c.raw)

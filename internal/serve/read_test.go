@@ -1,15 +1,20 @@
 package serve
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,6 +102,29 @@ func TestReadListener(t *testing.T) {
 	} {
 		if got, want := ask(t, read, p, ""), ask(t, url, p, ""); got != want {
 			t.Errorf("GET %s: read listener %.200q, main %.200q", p, got, want)
+		}
+	}
+	// Targets no client cleans or escapes on the way: paths not in clean
+	// form get the main listener's ServeMux redirect, malformed ones 400.
+	for _, target := range []string{
+		"/tile/8/0/../0/000", "//latest", "/./latest", "/sumdb/serve.example.com//latest",
+		"/sumdb/serve.example.com/../../latest", "/lookup/example.com/m7/../m7@v1.7.0", "/latest/",
+		"/tile/8/0/../0/000?x=1", "/latest?x=1", "/tile/8/0/000#frag", "/lat%zzest", "/lookup/example.com/m%37@v1.7.0",
+	} {
+		answer := func(base string) string {
+			raw := rawExchange(t, strings.TrimPrefix(base, "http://"), "GET "+target+" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil)
+			if err != nil {
+				t.Fatalf("GET %s on %s: %v in %q", target, base, err, raw)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode == http.StatusBadRequest {
+				return "400" // net/http's own 400s and ours differ in their text
+			}
+			return fmt.Sprintf("%d %s %s %s", resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get("Content-Type"), body)
+		}
+		if got, want := answer(read), answer(url); got != want {
+			t.Errorf("GET %s: read listener %.200q, main %.200q", target, got, want)
 		}
 	}
 	for _, p := range []string{"/", "/status", "/metrics", "/admin/fetch", "/tuf/root.json"} {
@@ -201,5 +229,80 @@ func TestReadListenerShutdown(t *testing.T) {
 			t.Errorf("request past the shutdown timeout: %q, want its connection cut", r)
 		}
 		close(ops.release)
+	}
+}
+
+// TestReadListenerStoppedAtStart: a stop that arrives before the read
+// listener serves (SIGTERM during a long open) ends Run, with the
+// listener closed. fasthttp's Shutdown does nothing before its Serve has
+// started, and Run waited for ever on the Serve started after it.
+func TestReadListenerStoppedAtStart(t *testing.T) {
+	for i := range 20 {
+		cfg, _, readURLOf := readConfig(t)
+		cfg.Ready = nil
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error, 1)
+		go func() { done <- Run(ctx, cfg) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d: Run = %v, want nil after a stop", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("run %d: Run did not return within 10 s of a stop before it served", i)
+		}
+		addr := strings.TrimPrefix(readURLOf(), "http://")
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Fatalf("run %d: the read listener still accepts connections after Run returned", i)
+		}
+	}
+}
+
+// flakySocket fails Accept with err n times, then accepts conn.
+type flakySocket struct {
+	net.Listener
+	err  error
+	n    int
+	conn net.Conn
+}
+
+func (s *flakySocket) Accept() (net.Conn, error) {
+	if s.n > 0 {
+		s.n--
+		return nil, s.err
+	}
+	return s.conn, nil
+}
+
+func (s *flakySocket) Close() error { return nil }
+
+// TestReadSocketRetries: the read listener rides out running out of file
+// descriptors (it retries Accept, as net/http does) where fasthttp alone
+// ended Serve, and so the server; other errors end it; after Close, Accept
+// says closed, which fasthttp takes for a clean end.
+func TestReadSocketRetries(t *testing.T) {
+	conn, _ := net.Pipe()
+	defer conn.Close()
+	quiet := slog.New(slog.DiscardHandler)
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS} {
+		s := &readSocket{Listener: &flakySocket{err: &net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", errno)}, n: 3, conn: conn}, log: quiet}
+		if c, err := s.Accept(); c != conn || err != nil {
+			t.Errorf("%v three times, then a connection: Accept = %v, %v; want the connection", errno, c, err)
+		}
+	}
+	other := errors.New("listener broken")
+	s := &readSocket{Listener: &flakySocket{err: other, n: 1, conn: conn}, log: quiet}
+	if _, err := s.Accept(); !errors.Is(err, other) {
+		t.Errorf("Accept with a permanent error = %v, want it", err)
+	}
+	s = &readSocket{Listener: &flakySocket{err: os.NewSyscallError("accept4", syscall.EMFILE), n: 1 << 30}, log: quiet}
+	go func() { time.Sleep(50 * time.Millisecond); s.Close() }()
+	if _, err := s.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept retrying when the socket is closed = %v, want net.ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("a second Close = %v, want nil", err)
 	}
 }

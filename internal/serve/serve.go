@@ -417,6 +417,9 @@ func (l *listener) shutdown(timeout time.Duration) error {
 	defer cancel()
 	var err error
 	if l.fast != nil {
+		// Closing the socket first ends a Serve that has not started yet
+		// (see readSocket); fasthttp's Shutdown then drains the rest.
+		l.ln.Close()
 		if err = l.fast.ShutdownWithContext(ctx); err != nil {
 			l.conns.cut()
 		}

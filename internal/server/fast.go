@@ -33,12 +33,10 @@ func (s *Server) ServeFast(ctx context.Context, c *fasthttp.RequestCtx) {
 	})
 }
 
-// fastBytes is the size of the body sent, as the recorder counts it for
-// ServeHTTP: none for HEAD.
+// fastBytes is the size of the answer's body, as the recorder counts it
+// for ServeHTTP (net/http's Write reports a HEAD answer's body written
+// too, though it sends none).
 func fastBytes(c *fasthttp.RequestCtx) int64 {
-	if c.IsHead() {
-		return 0
-	}
 	return int64(len(c.Response.Body()))
 }
 
