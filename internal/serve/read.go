@@ -54,14 +54,14 @@ type readSurface struct {
 
 // prefixed is a mirror's server and its /sumdb/<name>/ root.
 type prefixed struct {
-	prefix []byte
+	prefix string
 	srv    *server.Server
 }
 
 func newReadSurface(layer *access.Layer, root *server.Server, mirrors map[string]*server.Server) *readSurface {
 	rs := &readSurface{layer: layer, root: root}
 	for name, srv := range mirrors {
-		rs.under = append(rs.under, prefixed{[]byte("/sumdb/" + name + "/"), srv})
+		rs.under = append(rs.under, prefixed{"/sumdb/" + name + "/", srv})
 	}
 	// The longest first: names may contain slashes, and one may be a
 	// prefix of another (as withMirrors routes them).
@@ -84,49 +84,43 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 		fastText(c, http.StatusBadRequest, "bad request: unsupported Transfer-Encoding\n")
 		return
 	}
-	if rs.unclean(c) {
+	u := rs.target(c)
+	if u == nil {
 		return
 	}
 	srv := rs.root
-	if path := c.Path(); len(rs.under) > 0 && bytes.HasPrefix(path, []byte("/sumdb/")) {
+	if len(rs.under) > 0 && strings.HasPrefix(u.Path, "/sumdb/") {
 		for _, m := range rs.under {
-			if bytes.HasPrefix(path, m.prefix) {
+			if strings.HasPrefix(u.Path, m.prefix) {
 				srv = m.srv
 				break
 			}
 		}
 	}
-	srv.ServeFast(access.AnonymousAt(context.Background(), c.RemoteAddr()), c)
+	srv.ServeFast(access.AnonymousAt(context.Background(), c.RemoteAddr()), c, u)
 }
 
-// unclean answers, as the main listener does, a request whose path is not
-// in clean form ("//latest", "/tile/8/0/../0/000"), and reports whether it
-// did. fasthttp would clean the path and serve it; the main listener's
-// ServeMux (in front whenever /admin/ is on it, the default) answers 307
-// to the cleaned path, which the same code makes here. A target net/http
-// cannot parse (an invalid %-escape, a fragment) gets a 400.
-func (rs *readSurface) unclean(c *fasthttp.RequestCtx) bool {
-	target := c.Request.Header.RequestURI()
-	raw := c.URI().PathOriginal()
-	// A path, or a URL with one ("http://host/latest"); "*" and the rest
-	// are no path at all.
-	form := bytes.HasPrefix(target, []byte("/")) || bytes.HasPrefix(target, []byte("http://")) || bytes.HasPrefix(target, []byte("https://"))
-	if !form || bytes.IndexByte(target, '#') >= 0 {
-		fastText(c, http.StatusBadRequest, "bad request: malformed request target\n")
-		return true
-	}
-	path, err := url.PathUnescape(string(raw))
+// target parses the request target as net/http does
+// (url.ParseRequestURI), so that the routes see the path the main
+// listener's handlers see rather than fasthttp's, which is decoded and
+// cleaned, fragment cut. A target net/http refuses gets 400; a path not in
+// clean form ("//latest", "/tile/8/0/../0/000") gets the 307 the main
+// listener's ServeMux answers, built by the same code (so even its
+// escaping of an escaped path, golang/go#79897, is the same). Either way
+// target answered, and returns nil.
+func (rs *readSurface) target(c *fasthttp.RequestCtx) *url.URL {
+	u, err := url.ParseRequestURI(string(c.Request.Header.RequestURI()))
 	if err != nil {
-		fastText(c, http.StatusBadRequest, "bad request: invalid escape in the request path\n")
-		return true
+		fastText(c, http.StatusBadRequest, "bad request: malformed request target\n")
+		return nil
 	}
-	clean := cleanPath(path)
-	if clean == path {
-		return false
+	escaped := u.EscapedPath()
+	if clean := cleanPath(escaped); clean != escaped {
+		loc := &url.URL{Path: clean, RawQuery: u.RawQuery}
+		redirect(http.RedirectHandler(loc.String(), http.StatusTemporaryRedirect))(c)
+		return nil
 	}
-	u := &url.URL{Path: clean, RawQuery: string(c.URI().QueryString())}
-	redirect(http.RedirectHandler(u.String(), http.StatusTemporaryRedirect))(c)
-	return true
+	return u
 }
 
 // redirect serves net/http's redirect handler h on fasthttp, so that the
@@ -233,14 +227,19 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 // net/http's ReadHeaderTimeout on the main listener. Tests shorten it.
 var readTimeout = 10 * time.Second
 
-// fastLogger takes fasthttp's log lines at Debug: they are failures to
-// serve one connection, which any anonymous client can cause with a
-// malformed request (net/http does not log those at all). Failures of
-// the listener itself are readSocket's to log.
+// fastLogger takes fasthttp's log lines: failures to serve one connection
+// at Debug, since any anonymous client can cause one with a malformed
+// request (net/http does not log those at all), the rest (the connection
+// limit reached, accept failures) at Warn.
 type fastLogger struct{ l *slog.Logger }
 
 func (f fastLogger) Printf(format string, args ...any) {
-	f.l.Debug("read listener", "err", strings.TrimSpace(fmt.Sprintf(format, args...)))
+	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "error when serving connection") {
+		level = slog.LevelDebug
+	}
+	f.l.Log(context.Background(), level, "read listener", "err", msg)
 }
 
 // A readSocket is the read listener's socket as fasthttp sees it. It
@@ -258,6 +257,21 @@ type readSocket struct {
 	log    *slog.Logger
 	once   sync.Once
 	closed atomic.Bool
+	done   chan struct{} // closed by Close; nil until Accept pauses
+	mu     sync.Mutex    // guards done
+}
+
+// closing returns a channel closed once Close is called.
+func (s *readSocket) closing() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		s.done = make(chan struct{})
+		if s.closed.Load() {
+			close(s.done)
+		}
+	}
+	return s.done
 }
 
 func (s *readSocket) Accept() (net.Conn, error) {
@@ -272,14 +286,19 @@ func (s *readSocket) Accept() (net.Conn, error) {
 		}
 		pause = min(max(2*pause, 5*time.Millisecond), time.Second)
 		s.log.Warn("read listener: failed to accept a connection; retrying", "err", err, "pause", pause)
-		time.Sleep(pause)
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-s.closing(): // a stop does not wait out the pause
+			t.Stop()
+		}
 	}
 }
 
 // temporary reports whether an Accept error is one net/http's Serve
 // retries: the process or system out of descriptors, buffers or memory.
 func temporary(err error) bool {
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -291,6 +310,11 @@ func (s *readSocket) Close() error {
 	err := net.ErrClosed
 	s.once.Do(func() {
 		s.closed.Store(true)
+		s.mu.Lock()
+		if s.done != nil {
+			close(s.done)
+		}
+		s.mu.Unlock()
 		err = s.Listener.Close()
 	})
 	if errors.Is(err, net.ErrClosed) {

@@ -104,29 +104,7 @@ func TestReadListener(t *testing.T) {
 			t.Errorf("GET %s: read listener %.200q, main %.200q", p, got, want)
 		}
 	}
-	// Targets no client cleans or escapes on the way: paths not in clean
-	// form get the main listener's ServeMux redirect, malformed ones 400.
-	for _, target := range []string{
-		"/tile/8/0/../0/000", "//latest", "/./latest", "/sumdb/serve.example.com//latest",
-		"/sumdb/serve.example.com/../../latest", "/lookup/example.com/m7/../m7@v1.7.0", "/latest/",
-		"/tile/8/0/../0/000?x=1", "/latest?x=1", "/tile/8/0/000#frag", "/lat%zzest", "/lookup/example.com/m%37@v1.7.0",
-	} {
-		answer := func(base string) string {
-			raw := rawExchange(t, strings.TrimPrefix(base, "http://"), "GET "+target+" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil)
-			if err != nil {
-				t.Fatalf("GET %s on %s: %v in %q", target, base, err, raw)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode == http.StatusBadRequest {
-				return "400" // net/http's own 400s and ours differ in their text
-			}
-			return fmt.Sprintf("%d %s %s %s", resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get("Content-Type"), body)
-		}
-		if got, want := answer(read), answer(url); got != want {
-			t.Errorf("GET %s: read listener %.200q, main %.200q", target, got, want)
-		}
-	}
+	compareTargets(t, read, url)
 	for _, p := range []string{"/", "/status", "/metrics", "/admin/fetch", "/tuf/root.json"} {
 		if got := ask(t, read, p, ""); !strings.HasPrefix(got, "404 text/plain; charset=utf-8 no-store not found: this is a checksum database (GOSUMDB), not a module proxy") {
 			t.Errorf("GET %s on the read listener = %.200q, want the 404 of an unknown path", p, got)
@@ -165,6 +143,49 @@ func counter(t *testing.T, cfg Config, name string) float64 {
 		}
 	}
 	return n
+}
+
+// compareTargets sends both listeners targets no client cleans or
+// escapes on the way: paths not in clean form (escaped too) get the main
+// listener's ServeMux redirect, and the rest the same answer, net/http's
+// own refusals (a 400 in its words or ours) aside.
+func compareTargets(t *testing.T, read, main string) {
+	t.Helper()
+	for _, target := range []string{
+		"/tile/8/0/../0/000", "//latest", "/./latest", "/sumdb/serve.example.com//latest",
+		"/sumdb/serve.example.com/../../latest", "/lookup/example.com/m7/../m7@v1.7.0", "/latest/",
+		"/tile/8/0/../0/000?x=1", "/latest?x=1", "/tile/8/0/000#frag", "/latest#x", "/latest?x#y", "/lat%zzest",
+		"/lookup/example.com/m%37@v1.7.0", "/tile/8/0/%2E%2E/0/000", "/a%2F..%2Flatest", "/x/..%2F..%2Flatest",
+		"/%2e/latest", "/x/../m%37", "HTTP://127.0.0.1/latest", "http://127.0.0.1", "http://127.0.0.1/./latest", "*",
+	} {
+		answer := func(base string) string {
+			raw := rawExchange(t, strings.TrimPrefix(base, "http://"), "GET "+target+" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil)
+			if err != nil {
+				t.Fatalf("GET %s on %s: %v in %q", target, base, err, raw)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode == http.StatusBadRequest && (len(body) == 0 || string(body) == "400 Bad Request" || strings.HasPrefix(string(body), "bad request: malformed")) {
+				return "400 refused by HTTP"
+			}
+			return fmt.Sprintf("%d %s %s %s", resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get("Content-Type"), body)
+		}
+		if got, want := answer(read), answer(main); got != want {
+			t.Errorf("GET %s: read listener %.200q, main %.200q", target, got, want)
+		}
+	}
+}
+
+// TestReadListenerAdminListen: with /admin/ on a listener of its own, the
+// main listener still redirects paths not in clean form, as the read
+// listener does.
+func TestReadListenerAdminListen(t *testing.T) {
+	cfg, urls, readURLOf := readConfig(t)
+	cfg.AdminListen = "127.0.0.1:0"
+	adm := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "admin handler\n") })
+	cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) { return l, adm, nil }
+	url := serveTest(t, cfg, urls)
+	compareTargets(t, readURLOf(), url)
 }
 
 // TestReadListenerRefused: a server that asks its clients for credentials
@@ -297,10 +318,15 @@ func TestReadSocketRetries(t *testing.T) {
 	if _, err := s.Accept(); !errors.Is(err, other) {
 		t.Errorf("Accept with a permanent error = %v, want it", err)
 	}
+	// Closed while pausing a second between retries: Accept ends at once.
 	s = &readSocket{Listener: &flakySocket{err: os.NewSyscallError("accept4", syscall.EMFILE), n: 1 << 30}, log: quiet}
-	go func() { time.Sleep(50 * time.Millisecond); s.Close() }()
+	closed := make(chan time.Time, 1)
+	go func() { time.Sleep(1500 * time.Millisecond); closed <- time.Now(); s.Close() }()
 	if _, err := s.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Accept retrying when the socket is closed = %v, want net.ErrClosed", err)
+	}
+	if d := time.Since(<-closed); d > 200*time.Millisecond {
+		t.Errorf("Accept returned %s after Close, want at once", d)
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("a second Close = %v, want nil", err)

@@ -68,6 +68,12 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 	case adm != nil && cfg.AdminListen != "":
 		s.admin = layer.Wrap(only("/admin/", adm))
 		mainLayer = layer.WithoutAdmin()
+		// A ServeMux in front all the same: it answers a path not in
+		// clean form with a 307 to the clean one, on every configuration
+		// and as the read listener does (read.go).
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		h = mux
 	default:
 		// The admin API takes request bodies (uploads), which the protocol
 		// handler caps at 1 KiB: it must be routed before it. Without the

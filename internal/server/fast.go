@@ -3,13 +3,15 @@ package server
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 )
 
-// ServeFast answers request c on a read listener (package serve's
+// ServeFast answers request c, whose target parsed as net/http parses it
+// is target, on a read listener (package serve's
 // -read-listen): a second listener on fasthttp, which costs half of
 // net/http's CPU per request and serves full tiles as fast as nginx serves
 // them as files. It answers the protocol routes, /supported, /healthz and
@@ -21,15 +23,15 @@ import (
 // request logs need; it is not cancelled when the client goes away.
 //
 // Answers are counted in the metrics and logged as ServeHTTP's are.
-func (s *Server) ServeFast(ctx context.Context, c *fasthttp.RequestCtx) {
+func (s *Server) ServeFast(ctx context.Context, c *fasthttp.RequestCtx, target *url.URL) {
 	start := time.Now()
-	label, status, err := s.dispatchFast(ctx, c)
+	label, status, err := s.dispatchFast(ctx, c, target)
 	d := time.Since(start)
 	if s.metrics != nil {
 		s.metrics.count(label, status, d)
 	}
 	s.logLine(ctx, label, status, fastBytes(c), err, d, func() (string, string, string) {
-		return string(c.Method()), string(c.Path()), c.RemoteAddr().String()
+		return string(c.Method()), target.Path, c.RemoteAddr().String()
 	})
 }
 
@@ -42,14 +44,11 @@ func fastBytes(c *fasthttp.RequestCtx) int64 {
 
 // dispatchFast is dispatch for ServeFast: it returns the route's metric
 // label, the status answered and, for an error answer, the error to log.
-func (s *Server) dispatchFast(ctx context.Context, c *fasthttp.RequestCtx) (string, int, error) {
-	path := c.Path() // percent-decoded, as net/http's URL.Path
-	if len(path) > maxPathLen || len(c.URI().PathOriginal()) > maxPathLen {
+func (s *Server) dispatchFast(ctx context.Context, c *fasthttp.RequestCtx, target *url.URL) (string, int, error) {
+	p := target.Path // a string of its own: route arguments become cache keys
+	if len(p) > maxPathLen || len(target.RawPath) > maxPathLen {
 		return s.failFast(c, routeOther, &httpError{http.StatusRequestURITooLong, "request path longer than 1024 bytes"})
 	}
-	// The path is copied: route arguments become keys of the cache, and
-	// fasthttp reuses its buffers.
-	p := string(path)
 	rt := s.resolve(p)
 	if !c.IsGet() && !c.IsHead() {
 		c.Response.Header.Set("Allow", "GET, HEAD")

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -29,7 +30,14 @@ func serveFast(t testing.TB, s *Server) string {
 		t.Fatal(err)
 	}
 	fs := &fasthttp.Server{
-		Handler:               func(c *fasthttp.RequestCtx) { s.ServeFast(context.Background(), c) },
+		Handler: func(c *fasthttp.RequestCtx) {
+			u, err := url.ParseRequestURI(string(c.Request.Header.RequestURI()))
+			if err != nil {
+				c.Error("bad request target", http.StatusBadRequest)
+				return
+			}
+			s.ServeFast(context.Background(), c, u)
+		},
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 	}
