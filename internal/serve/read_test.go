@@ -332,3 +332,27 @@ func TestReadSocketRetries(t *testing.T) {
 		t.Errorf("a second Close = %v, want nil", err)
 	}
 }
+
+// TestReadListenerMirrorOnly: a mirror-only server (a replica) serves its
+// first mirror at the root of the read listener too, as on the main one.
+func TestReadListenerMirrorOnly(t *testing.T) {
+	cfg, urls, logs := testConfig(t)
+	cfg.ReadListen = "127.0.0.1:0"
+	cfg.OpenLog, cfg.DBFile = nil, ""
+	cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) { return nil, nil, nil }
+	cfg.Mirrors = []Mirror{offlineMirror(t, "corp.example"), offlineMirror(t, "other.example")}
+	url := serveTest(t, cfg, urls)
+	m := readURL.FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no read listener URL in the log:\n%s", logs)
+	}
+	for _, p := range []string{"/latest", "/sumdb/corp.example/latest", "/sumdb/other.example/latest", "/sumdb/other.example/supported", "/tile/8/0/000"} {
+		got, want := ask(t, m[1], p, ""), ask(t, url, p, "")
+		if got != want {
+			t.Errorf("GET %s: read listener %.200q, main %.200q", p, got, want)
+		}
+	}
+	if got := ask(t, m[1], "/latest", ""); !strings.Contains(got, "the mirror of corp.example holds no signed tree head yet") {
+		t.Errorf("a mirror-only read listener's /latest = %.200q, want the first mirror's", got)
+	}
+}
