@@ -21,8 +21,9 @@ import (
 )
 
 // TestGoCommandHTTPS serves sumd over HTTPS (-tls-cert, -tls-key) and has
-// the real go command verify a download through it, trusting the test's
-// self-signed certificate through SSL_CERT_FILE.
+// the real go command verify a download through it, and through its read
+// listener, trusting the test's self-signed certificate through
+// SSL_CERT_FILE.
 func TestGoCommandHTTPS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := selfSigned(t, dir)
@@ -37,13 +38,23 @@ func TestGoCommandHTTPS(t *testing.T) {
 	m := module.Version{Path: special[0].Path, Version: special[0].Version}
 	sumd(t, "add", "-create", "-db", db, "-key", key, m.String(), testproxy.ZipPath(proxyDir, m))
 
-	s := startServer(t, "-db", db, "-key", key, "-tls-cert", certFile, "-tls-key", keyFile)
+	s := startServer(t, "-db", db, "-key", key, "-tls-cert", certFile, "-tls-key", keyFile, "-read-listen", "127.0.0.1:0")
 	if !strings.HasPrefix(s.url, "https://127.0.0.1:") {
 		t.Fatalf("sumd serve with TLS printed URL %q, want https://", s.url)
 	}
 	g := testproxy.NewGo(t)
 	g.Env = append(g.Env, "GOPROXY="+proxyURL, "GOSUMDB="+s.gosumdb, "SSL_CERT_FILE="+certFile)
 	download(t, g, special[0])
+
+	// The read listener speaks TLS too, with the same certificate.
+	read := readListenerURL.FindStringSubmatch(s.stderr.String())
+	if read == nil || !strings.HasPrefix(read[1], "https://127.0.0.1:") {
+		t.Fatalf("read listener URL %q, want https://; stderr:\n%s", read, s.stderr)
+	}
+	vkey, _, _ := strings.Cut(s.gosumdb, " ")
+	viaRead := testproxy.NewGo(t)
+	viaRead.Env = append(viaRead.Env, "GOPROXY="+proxyURL, "GOSUMDB="+vkey+" "+read[1], "SSL_CERT_FILE="+certFile)
+	download(t, viaRead, special[0])
 
 	// Without trusting the certificate, the go command refuses the server.
 	untrusting := testproxy.NewGo(t)
