@@ -107,36 +107,48 @@ func syncOnce(ctx context.Context, f *mirror.Follower, logger *slog.Logger) {
 	}
 }
 
-// withMirrors serves each mirror under /sumdb/<origin name>/ and the rest
-// with main, which serves the database called name (the server's own, or
-// a mirror-only server's first mirror). The longest name wins, since names
-// may contain slashes and nest (corp.example, corp.example/sumdb): the
-// access layer judges a path by the same rule. ms are the mirrors' servers,
-// by origin name.
-func withMirrors(main http.Handler, name string, ms map[string]*server.Server) http.Handler {
-	if len(ms) == 0 {
-		return main
-	}
-	type route struct {
-		prefix string
-		h      http.Handler
-	}
-	routes := []route{{"/sumdb/" + name + "/", main}}
+// databases routes a request to the server of the database its path
+// names: each mirror under /sumdb/<origin name>/, the rest to root, which
+// serves the database called name (the server's own, or a mirror-only
+// server's first mirror). The longest name wins, since names may contain
+// slashes and nest (corp.example, corp.example/sumdb): the access layer
+// judges a path by the same rule. Both listeners route with it.
+type databases struct {
+	root  *server.Server
+	under []prefixed // every database's /sumdb/<name>/ root, the longest first
+}
+
+// prefixed is a database's server and its /sumdb/<name>/ root.
+type prefixed struct {
+	prefix string
+	srv    *server.Server
+}
+
+// newDatabases routes to root, the database called name, and the mirrors'
+// servers ms, by origin name.
+func newDatabases(root *server.Server, name string, ms map[string]*server.Server) *databases {
+	d := &databases{root: root, under: []prefixed{{"/sumdb/" + name + "/", root}}}
 	for name, srv := range ms {
-		routes = append(routes, route{"/sumdb/" + name + "/", srv})
+		d.under = append(d.under, prefixed{"/sumdb/" + name + "/", srv})
 	}
-	slices.SortFunc(routes, func(a, b route) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/sumdb/") {
-			for _, rt := range routes {
-				if strings.HasPrefix(r.URL.Path, rt.prefix) {
-					rt.h.ServeHTTP(w, r)
-					return
-				}
+	slices.SortFunc(d.under, func(a, b prefixed) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
+	return d
+}
+
+// pick returns the server of the database path names.
+func (d *databases) pick(path string) *server.Server {
+	if len(d.under) > 1 && strings.HasPrefix(path, "/sumdb/") {
+		for _, m := range d.under {
+			if strings.HasPrefix(path, m.prefix) {
+				return m.srv
 			}
 		}
-		main.ServeHTTP(w, r)
-	})
+	}
+	return d.root
+}
+
+func (d *databases) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d.pick(r.URL.Path).ServeHTTP(w, r)
 }
 
 // errNoLog is the refusal of a server with neither a log nor a mirror.

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	pathpkg "path"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +21,6 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/sumd-project/sumd/internal/access"
-	"github.com/sumd-project/sumd/internal/server"
 )
 
 // The read listener (-read-listen) serves only what the go command reads:
@@ -48,25 +46,7 @@ import (
 // readSurface is the handler of a read listener.
 type readSurface struct {
 	layer *access.Layer
-	root  *server.Server
-	under []prefixed // the mirrors, longest /sumdb/<name>/ first
-}
-
-// prefixed is a mirror's server and its /sumdb/<name>/ root.
-type prefixed struct {
-	prefix string
-	srv    *server.Server
-}
-
-func newReadSurface(layer *access.Layer, root *server.Server, mirrors map[string]*server.Server) *readSurface {
-	rs := &readSurface{layer: layer, root: root}
-	for name, srv := range mirrors {
-		rs.under = append(rs.under, prefixed{"/sumdb/" + name + "/", srv})
-	}
-	// The longest first: names may contain slashes, and one may be a
-	// prefix of another (as withMirrors routes them).
-	slices.SortFunc(rs.under, func(a, b prefixed) int { return len(b.prefix) - len(a.prefix) })
-	return rs
+	dbs   *databases // shared with the main listener
 }
 
 func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
@@ -88,16 +68,7 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 	if u == nil {
 		return
 	}
-	srv := rs.root
-	if len(rs.under) > 0 && strings.HasPrefix(u.Path, "/sumdb/") {
-		for _, m := range rs.under {
-			if strings.HasPrefix(u.Path, m.prefix) {
-				srv = m.srv
-				break
-			}
-		}
-	}
-	srv.ServeFast(access.AnonymousAt(context.Background(), c.RemoteAddr()), c, u)
+	rs.dbs.pick(u.Path).ServeFast(access.AnonymousAt(context.Background(), c.RemoteAddr()), c, u)
 }
 
 // target parses the request target as net/http does

@@ -57,11 +57,12 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 	for _, f := range mirrors {
 		ms[f.Name()] = server.New(f.Name(), f.Ops(), mirrorOpts)
 	}
-	h := withMirrors(root, l.Name(), ms)
+	dbs := newDatabases(root, l.Name(), ms)
+	var h http.Handler = dbs
 	var s surface
 	if cfg.ReadListen != "" {
 		// The read listener shares the servers, and so their caches.
-		s.read = newReadSurface(layer, root, ms)
+		s.read = &readSurface{layer: layer, dbs: dbs}
 	}
 	mainLayer := layer
 	switch {

@@ -12,9 +12,8 @@ import (
 
 // ServeFast answers request c, whose target parsed as net/http parses it
 // is target, on a read listener (package serve's
-// -read-listen): a second listener on fasthttp, which costs half of
-// net/http's CPU per request and serves full tiles as fast as nginx serves
-// them as files. It answers the protocol routes, /supported, /healthz and
+// -read-listen): a second listener on fasthttp, which costs about half of
+// net/http's CPU per request (scripts/benchcompare measures both). It answers the protocol routes, /supported, /healthz and
 // /version exactly as ServeHTTP answers them — status, headers and body,
 // from the same route functions and the same cache (TestFastMatchesHTTP) —
 // and every other path, the operator pages and /metrics included, with the
@@ -45,25 +44,16 @@ func fastBytes(c *fasthttp.RequestCtx) int64 {
 // dispatchFast is dispatch for ServeFast: it returns the route's metric
 // label, the status answered and, for an error answer, the error to log.
 func (s *Server) dispatchFast(ctx context.Context, c *fasthttp.RequestCtx, target *url.URL) (string, int, error) {
-	p := target.Path // a string of its own: route arguments become cache keys
-	if len(p) > maxPathLen || len(target.RawPath) > maxPathLen {
-		return s.failFast(c, routeOther, &httpError{http.StatusRequestURITooLong, "request path longer than 1024 bytes"})
-	}
-	rt := s.resolve(p)
-	if !c.IsGet() && !c.IsHead() {
-		c.Response.Header.Set("Allow", "GET, HEAD")
-		return s.failFast(c, rt.label, &httpError{http.StatusMethodNotAllowed, "method " + oneLine(string(c.Method())) + " not allowed: use GET or HEAD"})
-	}
-	if rt.fn == nil {
+	// target.Path is a string of its own: route arguments become cache keys.
+	rt, rp, err := s.answer(ctx, string(c.Method()), target.Path, target.RawPath)
+	if err == nil && rp == nil {
 		// The operator pages and /metrics are the main listener's; here
 		// they are unknown paths, as any the server does not know.
-		var err error = errNotProxy
-		if strings.HasPrefix(p, "/sumdb/") && !strings.HasPrefix(p, s.prefix) {
-			err = s.wrongDatabaseError(p)
+		rt.label, err = routeOther, errNotProxy
+		if strings.HasPrefix(target.Path, "/sumdb/") && !strings.HasPrefix(target.Path, s.prefix) {
+			err = s.wrongDatabaseError(target.Path)
 		}
-		return s.failFast(c, routeOther, err)
 	}
-	rp, err := rt.fn(s, ctx, rt.arg)
 	if err != nil {
 		return s.failFast(c, rt.label, err)
 	}
@@ -91,8 +81,11 @@ func (s *Server) dispatchFast(ctx context.Context, c *fasthttp.RequestCtx, targe
 func (s *Server) failFast(c *fasthttp.RequestCtx, label string, err error) (string, int, error) {
 	status, msg := classify(err)
 	h := &c.Response.Header
-	if status == http.StatusServiceUnavailable {
+	switch status { // as fail
+	case http.StatusServiceUnavailable:
 		h.Set("Retry-After", "1")
+	case http.StatusMethodNotAllowed:
+		h.Set("Allow", "GET, HEAD")
 	}
 	h.SetContentType(textPlain)
 	h.Set("Cache-Control", cacheNone)

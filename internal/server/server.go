@@ -230,23 +230,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // dispatch checks the request's size and method, then runs its route and
 // returns the route's metric label.
 func (s *Server) dispatch(w *recorder, r *http.Request) string {
-	if len(r.URL.Path) > maxPathLen || len(r.URL.RawPath) > maxPathLen {
-		s.fail(w, &httpError{http.StatusRequestURITooLong, "request path longer than 1024 bytes"})
-		return routeOther
-	}
-	rt := s.resolve(r.URL.Path)
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		s.fail(w, &httpError{http.StatusMethodNotAllowed, "method " + oneLine(r.Method) + " not allowed: use GET or HEAD"})
-		return rt.label
-	}
+	rt, rp, err := s.answer(r.Context(), r.Method, r.URL.Path, r.URL.RawPath)
 	switch {
-	case rt.fn != nil:
-		rp, err := rt.fn(s, r.Context(), rt.arg)
-		if err != nil {
-			s.fail(w, err)
-			return rt.label
-		}
+	case err != nil:
+		s.fail(w, err)
+	case rp != nil:
 		writeReply(w, rp)
 	case rt.page != nil:
 		rt.page.ServeHTTP(w, r)
@@ -254,6 +242,25 @@ func (s *Server) dispatch(w *recorder, r *http.Request) string {
 		rt.raw(w, r)
 	}
 	return rt.label
+}
+
+// answer is what ServeHTTP and ServeFast share: it checks a request's size
+// and method and runs its route. It returns the route and, for a protocol
+// route or a refused request, the reply or the error to answer; with
+// neither, the route is a page or a raw handler, which the caller runs.
+func (s *Server) answer(ctx context.Context, method, path, rawPath string) (route, *reply, error) {
+	if len(path) > maxPathLen || len(rawPath) > maxPathLen {
+		return route{label: routeOther}, nil, &httpError{http.StatusRequestURITooLong, "request path longer than 1024 bytes"}
+	}
+	rt := s.resolve(path)
+	if method != http.MethodGet && method != http.MethodHead {
+		return rt, nil, &httpError{http.StatusMethodNotAllowed, "method " + oneLine(method) + " not allowed: use GET or HEAD"}
+	}
+	if rt.fn == nil {
+		return rt, nil, nil
+	}
+	rp, err := rt.fn(s, ctx, rt.arg)
+	return rt, rp, err
 }
 
 // A route is what resolve found for a path: a handlerFunc and its
@@ -331,8 +338,11 @@ func write(w http.ResponseWriter, status int, ctype, cache string, body []byte) 
 func (s *Server) fail(w *recorder, err error) {
 	status, msg := classify(err)
 	w.err = err
-	if status == http.StatusServiceUnavailable {
+	switch status {
+	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1") // a full sequencer queue drains in well under a second
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", "GET, HEAD")
 	}
 	write(w, status, textPlain, cacheNone, []byte(msg+"\n"))
 }
