@@ -90,7 +90,7 @@ type Serve struct {
 	TLSKey          string        `flag:"tls-key" arg:"FILE" help:"PEM private key of -tls-cert"`
 	ShutdownTimeout time.Duration `flag:"shutdown-timeout" help:"how long requests in flight may take to finish after SIGINT or SIGTERM"`
 	MaxBatch        int           `flag:"max-batch" help:"most records appended in one group commit"`
-	Cache           int           `flag:"cache-size" arg:"MIB" help:"MiB of memory for the answers that never change, kept ready to serve: full tiles and the records of found versions (the signed tree head is read for every lookup), for the own log and for each mirror served; 0: none"`
+	Cache           int           `flag:"cache-size" arg:"MIB" help:"MiB of memory for the answers that never change, kept ready to serve: full tiles and the records of found versions (the signed tree head is read for every lookup), for the own log and for each mirror served (a read listener keeps as much again of full data tiles in memory files, to send them with sendfile); 0: none"`
 	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
 	RefreshInterval time.Duration `flag:"refresh-interval" help:"with a postgres:// database: how often this process reads the head that other sumd processes committed, to serve their records"`
 	MaxHeadAge      time.Duration `flag:"max-head-age" help:"with a postgres:// database: how long this process serves a head it could not confirm against the database; past it, requests get 503 until the database is back"`

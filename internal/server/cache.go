@@ -106,6 +106,9 @@ func (c *cache) put(route, arg string, id int64, rp *reply) *cached {
 	for c.size+e.bytes() > c.max {
 		c.evict()
 	}
+	if len(e.reply.body) >= sendfileMin {
+		e.reply.file = new(fileSlot)
+	}
 	c.m[e.key] = e
 	c.ring = append(c.ring, e)
 	c.size += e.bytes()

@@ -38,6 +38,10 @@ func (s *Server) ServeFast(ctx context.Context, c *fasthttp.RequestCtx, target *
 // for ServeHTTP (net/http's Write reports a HEAD answer's body written
 // too, though it sends none).
 func fastBytes(c *fasthttp.RequestCtx) int64 {
+	if c.Response.IsBodyStream() {
+		// Sent from a memory file (sendfile.go): Body would read it all.
+		return int64(c.Response.Header.ContentLength())
+	}
 	return int64(len(c.Response.Body()))
 }
 
@@ -62,8 +66,10 @@ func (s *Server) dispatchFast(ctx context.Context, c *fasthttp.RequestCtx, targe
 	h.Set("Cache-Control", rp.cache[0])
 	h.Set("X-Content-Type-Options", hdrNosniff[0])
 	if rp.tail == nil {
-		// Cached bodies are final (see reply): fasthttp only reads them.
-		c.Response.SetBodyRaw(rp.body)
+		if !s.sendFromFile(c, rp) {
+			// Cached bodies are final (see reply): fasthttp only reads them.
+			c.Response.SetBodyRaw(rp.body)
+		}
 	} else {
 		c.Response.AppendBody(rp.body)
 		c.Response.AppendBody(rp.tail)

@@ -83,18 +83,27 @@ func (m *metrics) count(route string, status int, d time.Duration) {
 // log and its mirrors) has a cache of its own, and a series of its own. A
 // mirror-only server serves its first mirror at the root paths too, with
 // a second Server and cache: that one is not exported.
-func (m *metrics) watchCache(c *cache, name string) {
+func (m *metrics) watchCache(c *cache, files *bodyFiles, name string) {
 	if m == nil || c == nil {
 		return
 	}
-	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	gs := []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "sumd", Subsystem: "http", Name: "cache_bytes",
 		Help:        "Bytes of answers that never change (full tiles, found records) held in memory, each database's bounded by -cache-size.",
 		ConstLabels: prometheus.Labels{"database": name},
-	}, func() float64 { b, _ := c.stats(); return float64(b) })
-	var are prometheus.AlreadyRegisteredError
-	if err := m.reg.Register(g); err != nil && !errors.As(err, &are) {
-		panic(fmt.Sprintf("server: failed to register metrics: %v", err))
+	}, func() float64 { b, _ := c.stats(); return float64(b) })}
+	if files != nil {
+		gs = append(gs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sumd", Subsystem: "http", Name: "sendfile_bytes",
+			Help:        "Bytes of full data tiles copied into memory files for a read listener to send with sendfile, each database's bounded by -cache-size (and the files replaced since, until the answers still sending from them are done).",
+			ConstLabels: prometheus.Labels{"database": name},
+		}, func() float64 { return float64(files.bytes()) }))
+	}
+	for _, g := range gs {
+		var are prometheus.AlreadyRegisteredError
+		if err := m.reg.Register(g); err != nil && !errors.As(err, &are) {
+			panic(fmt.Sprintf("server: failed to register metrics: %v", err))
+		}
 	}
 }
 

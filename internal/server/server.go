@@ -79,6 +79,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,6 +166,7 @@ type Server struct {
 	metrics                *metrics                  // nil without Options.Registry
 	scrape                 bool                      // serve /metrics
 	cache                  *cache                    // nil: no cache
+	files                  *bodyFiles                // copies of large cached bodies for sendfile; nil: none
 	head                   atomic.Pointer[sizedHead] // the last signed tree head a lookup checked
 }
 
@@ -198,7 +200,14 @@ func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 		cacheBytes = DefaultCacheBytes
 	}
 	s.cache = newCache(cacheBytes)
-	s.metrics.watchCache(s.cache, name)
+	if s.cache != nil {
+		s.files = newBodyFiles(cacheBytes, s.log)
+		if s.files != nil {
+			// A Server has no Close: its memory files close with it.
+			runtime.AddCleanup(s, (*bodyFiles).retire, s.files)
+		}
+	}
+	s.metrics.watchCache(s.cache, s.files, name)
 	return s
 }
 
@@ -311,7 +320,8 @@ type reply struct {
 	cache  []string // Cache-Control
 	length []string // Content-Length of body if precomputed (cached), else nil
 	body   []byte
-	tail   []byte // written after body (a lookup's signed tree head), or nil
+	tail   []byte    // written after body (a lookup's signed tree head), or nil
+	file   *fileSlot // where a cached body of sendfileMin bytes or more is copied for sendfile, else nil
 }
 
 // A handlerFunc serves one route; arg is the rest of the path after the

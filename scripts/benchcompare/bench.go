@@ -22,6 +22,7 @@ type bench struct {
 	report *report
 
 	sumd, testserver, load, posix, hammer string // binaries
+	baselineSumd                          string // sumd at -baseline, or ""
 
 	gosum, key, vkey, token, proxy string // data files
 	sumdURL, testURL, nginxURL     string
@@ -39,10 +40,15 @@ func (b *bench) build() error {
 			return err
 		}
 	}
+	var err error
+	if b.baseline != "" && b.runs("lookups") {
+		if b.baselineSumd, err = buildBaseline(b.cache, b.baseline); err != nil {
+			return err
+		}
+	}
 	if !b.runs("adds") {
 		return nil
 	}
-	var err error
 	b.posix, b.hammer, err = buildTessera(b.cache)
 	return err
 }
@@ -158,6 +164,22 @@ func freePort() int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// A rowKind says what a read row compares.
+type rowKind int
+
+const (
+	rpsRow rowKind = iota // requests per second
+	cpuRow                // the server's CPU time per request
+)
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, data, 0o600)
+}
+
 // alternate runs sumd's and the reference's measurement of one round, in
 // an order that alternates between rounds.
 func alternate(round int, sumd, ref func() error) error {
@@ -173,7 +195,10 @@ func alternate(round int, sumd, ref func() error) error {
 
 // readRow measures reads of paths from sumd at sumdURL (the process
 // sumdPID) and from the reference at url (pid).
-func (b *bench) readRow(name, sumdURL, refName, url string, pid int, paths []string, sumdPID int) error {
+//
+// The row compares requests per second, or with cpuRow the CPU time per
+// request of the two servers.
+func (b *bench) readRow(name, sumdURL, refName, url string, pid int, paths []string, sumdPID int, kind rowKind) error {
 	file := b.path(strings.ReplaceAll(name, " ", "-") + ".paths")
 	if err := writeLines(file, paths); err != nil {
 		return err
@@ -200,7 +225,11 @@ func (b *bench) readRow(name, sumdURL, refName, url string, pid int, paths []str
 		if err != nil {
 			return err
 		}
-		row.add(s.rps, ref.rps, "req/s")
+		if kind == cpuRow {
+			row.add(float64(s.cpuPerReq().Nanoseconds())/1e3, float64(ref.cpuPerReq().Nanoseconds())/1e3, "µs CPU per request")
+		} else {
+			row.add(s.rps, ref.rps, "req/s")
+		}
 		row.detail(s, ref)
 	}
 	return nil
@@ -216,11 +245,32 @@ func (b *bench) listeners() []struct{ name, url string } {
 func (b *bench) lookups() error {
 	for _, l := range b.listeners() {
 		if err := b.readRow(fmt.Sprintf("lookups, %d records, %d connections, %s", b.records, b.conns, l.name), l.url, "x/mod sumdb.TestServer",
-			b.testURL, b.testProc.pid(), lookupPaths(b.records, 100000), b.sumdProc.pid()); err != nil {
+			b.testURL, b.testProc.pid(), lookupPaths(b.records, 100000), b.sumdProc.pid(), rpsRow); err != nil {
 			return err
 		}
 	}
-	return nil
+	if b.baselineSumd == "" {
+		return nil
+	}
+	// The baseline serves a copy of the same database (bbolt locks a file
+	// to one process): the revisions since read it alike.
+	db := b.path("baseline.db")
+	if err := copyFile(b.path("sumd.db"), db); err != nil {
+		return err
+	}
+	port := freePort()
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	p, err := b.start("baseline", b.baselineSumd, "serve", "-db", db, "-key", b.key,
+		"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-log-level", "warn")
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	if err := waitHTTP(url+"/healthz", 30*time.Second); err != nil {
+		return err
+	}
+	return b.readRow(fmt.Sprintf("lookup CPU, -read-listen vs sumd %s (issue 11 filed)", b.baseline), b.readURL, "sumd "+b.baseline+", its only listener",
+		url, p.pid(), lookupPaths(b.records, 100000), b.sumdProc.pid(), cpuRow)
 }
 
 func (b *bench) tiles() error {
@@ -231,7 +281,7 @@ func (b *bench) tiles() error {
 		}
 		for _, l := range b.listeners() {
 			if err := b.readRow(fmt.Sprintf("full %s tiles, %s", kind, l.name), l.url, "nginx, same tiles as files",
-				b.nginxURL, b.nginxProc.pid(), tilePaths(b.records, data), b.sumdProc.pid()); err != nil {
+				b.nginxURL, b.nginxProc.pid(), tilePaths(b.records, data), b.sumdProc.pid(), rpsRow); err != nil {
 				return err
 			}
 		}

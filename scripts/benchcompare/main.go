@@ -10,6 +10,9 @@
 //	durable adds     sumd's POST /admin/add vs Tessera v1.0.4's POSIX
 //	                 conformance log, each with 512 concurrent writers (the
 //	                 hammer for Tessera, scripts/load -mode add for sumd)
+//	lookup CPU       sumd's -read-listen vs sumd as it was when issue 11
+//	                 was filed (-baseline, a git revision built from this
+//	                 repository's history), CPU per lookup, wrk
 //	first lookups    sumd fetching from a file:// GOPROXY tree (no reference)
 //	uploads          sumd's POST /admin/upload (no reference)
 //	import           sumd add -gosum of shuffled go.sum files (no reference)
@@ -44,6 +47,7 @@ type config struct {
 	cache    string
 	work     string
 	keep     bool
+	baseline string
 }
 
 func main() {
@@ -59,6 +63,7 @@ func main() {
 	flag.StringVar(&c.cache, "cache", defaultCache(), "directory keeping the Tessera build between runs")
 	flag.StringVar(&c.work, "work", "", "work directory (default: a new temporary one, removed at the end)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory")
+	flag.StringVar(&c.baseline, "baseline", issue11Filed, "git revision of the sumd whose CPU per lookup the lookups compare with (\"\": none)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		log.Fatal("bench-compare: ", err)
@@ -148,6 +153,39 @@ func goBuild(dir, bin, pkg string, env ...string) error {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return nil
+}
+
+// issue11Filed is the commit sumd was at when issue 11 was filed: its
+// "halve CPU per lookup" is measured against the sumd of this commit.
+const issue11Filed = "5ba32bd"
+
+// buildBaseline builds cmd/sumd at git revision rev of the repository in
+// the working directory, in a detached worktree in the cache directory,
+// once per revision.
+func buildBaseline(cache, rev string) (string, error) {
+	out, err := exec.Command("git", "rev-parse", "--verify", rev+"^{commit}").Output()
+	if err != nil {
+		return "", fmt.Errorf("-baseline %s: not a commit of this repository's history (a shallow clone?): %v", rev, err)
+	}
+	full := strings.TrimSpace(string(out))
+	bin := filepath.Join(cache, "sumd-"+full)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	tree := filepath.Join(cache, "tree-"+full)
+	os.RemoveAll(tree)
+	exec.Command("git", "worktree", "prune").Run()
+	if out, err := exec.Command("git", "worktree", "add", "--detach", tree, full).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("git worktree add %s: %v\n%s", full, err, out)
+	}
+	defer func() {
+		exec.Command("git", "worktree", "remove", "--force", tree).Run()
+	}()
+	log.Printf("bench-compare: building sumd at %s (once)", rev)
+	if err := goBuild(tree, bin+".tmp", "./cmd/sumd"); err != nil {
+		return "", err
+	}
+	return bin, os.Rename(bin+".tmp", bin)
 }
 
 // tesseraVersion is the Tessera release the adds are compared with.

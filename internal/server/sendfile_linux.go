@@ -1,0 +1,304 @@
+//go:build linux
+
+package server
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
+)
+
+// bodyFiles are a Server's memory files holding copies of cached bodies
+// for sendfile (see sendfile.go): one current file of at most max bytes,
+// and retired ones still open while answers send from them.
+type bodyFiles struct {
+	max  int64
+	log  *slog.Logger
+	held atomic.Int64 // bytes in files not yet closed
+
+	// For tests: files made and still open, answers sent from them.
+	made, open, sends atomic.Int64
+
+	mu     sync.Mutex
+	cur    *bodyFile // nil before the first copy and after retire
+	broken bool      // a memory file could not be made or written: none are used
+	closed bool      // retired with the Server
+}
+
+// newBodyFiles returns the memory files of a Server whose cache holds at
+// most max bytes: together they hold as much, or nil if max is not
+// positive (no cache, nothing to copy).
+func newBodyFiles(max int64, log *slog.Logger) *bodyFiles {
+	if max <= 0 {
+		return nil
+	}
+	return &bodyFiles{max: max, log: log}
+}
+
+// A bodyFile is one memory file (memfd_create(2): anonymous memory with a
+// file descriptor, never on disk). Its descriptor is closed when the last
+// reference is released: the one it holds while it is the current file,
+// and one for each copy being made into it or answer being sent from it.
+type bodyFile struct {
+	fd      int
+	parent  *bodyFiles
+	size    int64 // bytes reserved, guarded by parent.mu
+	refs    atomic.Int64
+	retired atomic.Bool
+}
+
+// acquire takes a reference to f for sending from it, unless f is retired
+// (a copy is then made in the current file) or closed.
+func (f *bodyFile) acquire() bool {
+	if f.retired.Load() {
+		return false
+	}
+	for {
+		r := f.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if f.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+func (f *bodyFile) release() {
+	if f.refs.Add(-1) == 0 {
+		unix.Close(f.fd)
+		f.parent.held.Add(-f.size)
+		f.parent.open.Add(-1)
+	}
+}
+
+// retire drops the file's own reference: no new copy goes into it, no new
+// answer sends from it, and it closes once the last one in flight is done.
+func (f *bodyFile) retire() {
+	f.retired.Store(true)
+	f.release()
+}
+
+// retire closes the files once no answer sends from them; the Server is
+// gone (a cleanup of New).
+func (fs *bodyFiles) retire() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.closed = true
+	if fs.cur != nil {
+		fs.cur.retire()
+		fs.cur = nil
+	}
+}
+
+// reserve returns a file with n bytes reserved for the caller at off,
+// and a reference to it, or nil if there is no memory file to be had.
+func (fs *bodyFiles) reserve(n int64) (*bodyFile, int64) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.broken || fs.closed || n > fs.max {
+		return nil, 0
+	}
+	if fs.cur == nil || fs.cur.size+n > fs.max {
+		fd, err := unix.MemfdCreate("sumd-tiles", unix.MFD_CLOEXEC)
+		if err != nil {
+			fs.fail("failed to create a memory file", err)
+			return nil, 0
+		}
+		if fs.cur != nil {
+			fs.cur.retire()
+		}
+		fs.cur = &bodyFile{fd: fd, parent: fs}
+		fs.cur.refs.Store(1)
+		fs.made.Add(1)
+		fs.open.Add(1)
+	}
+	f := fs.cur
+	off := f.size
+	f.size += n
+	fs.held.Add(n)
+	f.refs.Add(1) // f holds its own reference while current, under fs.mu
+	return f, off
+}
+
+// fail stops the use of memory files: bodies are written from the heap,
+// as without them. Call with fs.mu held.
+func (fs *bodyFiles) fail(what string, err error) {
+	if !fs.broken {
+		fs.broken = true
+		fs.log.Warn("read listener: "+what+" for sending data tiles with sendfile; sending them from memory from now on", "err", err)
+	}
+}
+
+// span returns where body, the cached body slot belongs to, is in a
+// memory file, copying it there first if it is in none or in a retired
+// one, with a reference for the caller to release; nil if it cannot be.
+func (fs *bodyFiles) span(slot *fileSlot, body []byte) *fileSpan {
+	if sp := slot.at.Load(); sp != nil && sp.f.acquire() {
+		return sp
+	}
+	f, off := fs.reserve(int64(len(body)))
+	if f == nil {
+		return nil
+	}
+	if err := pwriteAll(f.fd, body, off); err != nil {
+		f.release()
+		fs.mu.Lock()
+		fs.fail("failed to write a memory file", err)
+		fs.mu.Unlock()
+		return nil
+	}
+	// Two requests may copy the same body at once; either copy serves.
+	sp := &fileSpan{f: f, off: off, n: len(body)}
+	slot.at.Store(sp)
+	return sp
+}
+
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case n <= 0:
+			return io.ErrShortWrite
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+// send sets body, cached in slot, as c's response body sent from a memory
+// file, if c is a plain TCP connection and there is a file to be had.
+func (fs *bodyFiles) send(c *fasthttp.RequestCtx, slot *fileSlot, body []byte) bool {
+	tc, ok := c.Conn().(*net.TCPConn) // not TLS: the kernel cannot encrypt
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	sp := fs.span(slot, body)
+	if sp == nil {
+		return false
+	}
+	st := &sendStream{span: sp, conn: rc}
+	rc.Control(func(fd uintptr) {
+		st.corked = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1) == nil
+	})
+	// fasthttp writes the headers into its buffer and flushes them (held
+	// back by the cork) before it calls WriteTo, which sends the body on
+	// the connection itself.
+	c.Response.ImmediateHeaderFlush = true
+	c.Response.SetBodyStream(st, len(body))
+	fs.sends.Add(1)
+	return true
+}
+
+// A sendStream is one answer's body sent from a memory file. fasthttp
+// calls WriteTo to send it (or, in no path ServeFast takes, Read) and
+// Close when the answer is done, sent or not.
+type sendStream struct {
+	span   *fileSpan
+	conn   syscall.RawConn
+	sent   int
+	corked bool
+	closed bool
+}
+
+var (
+	_ fasthttp.BodyWriterTo = (*sendStream)(nil)
+	_ io.Closer             = (*sendStream)(nil)
+)
+
+func (st *sendStream) SupportsBodyWriteTo() bool { return true }
+
+// WriteTo sends the rest of the body with sendfile(2) from the file at
+// the span's offset (never the file's own offset, which every answer
+// shares), waiting for the socket as a write does, within the write
+// deadline fasthttp set. It ignores w, fasthttp's buffered writer of the
+// connection, which the header flush emptied. Then it uncorks the socket.
+func (st *sendStream) WriteTo(io.Writer) (int64, error) {
+	start := st.sent
+	var serr error
+	err := st.conn.Write(func(fd uintptr) bool {
+		for st.sent < st.span.n {
+			off := st.span.off + int64(st.sent)
+			n, err := unix.Sendfile(int(fd), st.span.f.fd, &off, st.span.n-st.sent)
+			if n > 0 {
+				st.sent += n
+			}
+			switch {
+			case err == unix.EAGAIN:
+				return false // wait until the socket takes more
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				serr = err
+				return true
+			case n <= 0:
+				serr = io.ErrUnexpectedEOF // the file is shorter than the span: never
+				return true
+			}
+		}
+		return true
+	})
+	st.uncork()
+	if err == nil {
+		err = serr
+	}
+	return int64(st.sent - start), err
+}
+
+// Read reads the rest of the body from the file.
+func (st *sendStream) Read(p []byte) (int, error) {
+	if st.sent >= st.span.n {
+		return 0, io.EOF
+	}
+	p = p[:min(len(p), st.span.n-st.sent)]
+	for {
+		n, err := unix.Pread(st.span.f.fd, p, st.span.off+int64(st.sent))
+		if err == unix.EINTR {
+			continue
+		}
+		if n > 0 {
+			st.sent += n
+			return n, nil
+		}
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, err
+	}
+}
+
+// Close uncorks the socket if WriteTo did not, and releases the file.
+func (st *sendStream) Close() error {
+	if !st.closed {
+		st.closed = true
+		st.uncork()
+		st.span.f.release()
+	}
+	return nil
+}
+
+func (st *sendStream) uncork() {
+	if st.corked {
+		st.corked = false
+		st.conn.Control(func(fd uintptr) {
+			unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 0)
+		})
+	}
+}
+
+// bytes returns the bytes held in memory files.
+func (fs *bodyFiles) bytes() int64 { return fs.held.Load() }

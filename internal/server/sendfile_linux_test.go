@@ -1,0 +1,249 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// sendfileServer serves a fake log of 30 full data tiles (about 36 KB
+// each) on fasthttp, with a cache of 400 KiB: the memory files hold 11
+// tiles each, so asking for every tile replaces the file twice. Accepted
+// connections get a 4 KiB send buffer, so that an answer to a client not
+// reading waits in sendfile. It returns the server, its address and each
+// tile's expected body.
+func sendfileServer(t *testing.T) (*Server, string, [][]byte) {
+	s, addr, want, _ := sendfileServerConns(t)
+	return s, addr, want
+}
+
+// sendfileServerConns is sendfileServer, also returning the server's
+// side of the connections it accepts.
+func sendfileServerConns(t *testing.T) (*Server, string, [][]byte, *serverConns) {
+	t.Helper()
+	f, _ := newFakeOps(t, 30<<8)
+	s := New(testName, f, Options{Logger: quietLogger, CacheBytes: 400 << 10})
+	if s.files == nil {
+		t.Fatal("no memory files for a cached server")
+	}
+	want := make([][]byte, 30)
+	for n := range want {
+		data, err := s.dataTile(context.Background(), tlog.Tile{H: 8, L: -1, N: int64(n), W: 256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) < sendfileMin {
+			t.Fatalf("data tile %d is %d bytes, under sendfileMin", n, len(data))
+		}
+		want[n] = data
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &fasthttp.Server{
+		Handler: func(c *fasthttp.RequestCtx) {
+			s.ServeFast(context.Background(), c, &url.URL{Path: string(c.Path())})
+		},
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+	}
+	done := make(chan error, 1)
+	conns := &serverConns{Listener: ln}
+	go func() { done <- fs.Serve(conns) }()
+	t.Cleanup(func() {
+		fs.Shutdown()
+		if err := <-done; err != nil {
+			t.Errorf("fasthttp Serve: %v", err)
+		}
+	})
+	return s, ln.Addr().String(), want, conns
+}
+
+// serverConns is a listener whose connections get a 4 KiB send buffer,
+// and are kept.
+type serverConns struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []*net.TCPConn
+}
+
+func (l *serverConns) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(4096)
+		l.mu.Lock()
+		l.conns = append(l.conns, tc)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+// corked returns how many connections are corked.
+func (l *serverConns) corked(t *testing.T) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.conns {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		var gerr error
+		rc.Control(func(fd uintptr) { v, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK) })
+		if gerr == nil && v != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func dataTilePath(n int) string { return "/" + tlog.Tile{H: 8, L: -1, N: int64(n), W: 256}.Path() }
+
+// getTile fetches path with client and checks the answer is want, whole.
+func getTile(t *testing.T, client *http.Client, base, path string, want []byte) {
+	t.Helper()
+	resp, err := client.Get(base + path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || string(body) != string(want) || resp.ContentLength != int64(len(want)) {
+		t.Errorf("GET %s: %s, %d bytes of %d (Content-Length %d), %v; want 200 and the tile", path, resp.Status, len(body), len(want), resp.ContentLength, err)
+	}
+}
+
+// waitOpen waits for s's memory files still open to number n.
+func waitOpen(t *testing.T, s *Server, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); s.files.open.Load() != n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d memory files open, want %d", s.files.open.Load(), n)
+		}
+	}
+}
+
+// TestSendfileDataTiles checks that full data tiles are sent from memory
+// files, whole and framed right over kept-alive connections, by clients
+// in parallel, while the files are replaced (the cache of 400 KiB evicts
+// too); that a replaced file closes once its answers are done, and the
+// files hold no more than the cache's size.
+func TestSendfileDataTiles(t *testing.T) {
+	s, addr, want, conns := sendfileServerConns(t)
+	base := "http://" + addr
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer client.CloseIdleConnections()
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for range 100 {
+				n := r.IntN(len(want))
+				getTile(t, client, base, dataTilePath(n), want[n])
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// Once an answer is received the socket is uncorked: a corked one
+	// would hold the next small answer back for 200 ms.
+	if n := conns.corked(t); n != 0 {
+		t.Errorf("%d connections left corked", n)
+	}
+	if got := s.files.sends.Load(); got < 300 {
+		t.Errorf("%d of 400 answers sent from memory files, want most (the first of each tile may come from the heap)", got)
+	}
+	if got := s.files.made.Load(); got < 3 {
+		t.Errorf("%d memory files made, want 3 or more (each holds 11 tiles, 30 were asked for)", got)
+	}
+	waitOpen(t, s, 1)
+	if got := s.files.bytes(); got <= 0 || got > 400<<10 {
+		t.Errorf("memory files hold %d bytes, want 1 to %d", got, 400<<10)
+	}
+}
+
+// TestSendfileSlowClient checks that an answer waiting on a client that
+// does not read keeps its file open while the file is replaced, and is
+// sent whole once the client reads.
+func TestSendfileSlowClient(t *testing.T) {
+	s, addr, want := sendfileServer(t)
+	base := "http://" + addr
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	getTile(t, client, base, dataTilePath(0), want[0]) // cached, and copied into a file
+
+	// A receive buffer of 4 KiB, set before the connection's window is.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	slow, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fmt.Fprintf(slow, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", dataTilePath(0), addr)
+	time.Sleep(100 * time.Millisecond) // the answer fills the buffers and waits
+
+	for n := range want { // two files replaced
+		getTile(t, client, base, dataTilePath(n), want[n])
+	}
+	client.CloseIdleConnections()
+	if got := s.files.open.Load(); got < 2 {
+		t.Errorf("%d memory files open, want the current one and the one the slow answer sends from", got)
+	}
+
+	slow.SetDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != string(want[0]) {
+		t.Fatalf("slow answer: %d bytes of %d, %v", len(body), len(want[0]), err)
+	}
+	slow.Close()
+	waitOpen(t, s, 1)
+}
+
+// TestSendfileRetired checks that once a Server's files are retired (it
+// is gone), answers are written from the heap, whole, and every file
+// closes.
+func TestSendfileRetired(t *testing.T) {
+	s, addr, want := sendfileServer(t)
+	base := "http://" + addr
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	for range 2 {
+		getTile(t, client, base, dataTilePath(1), want[1])
+	}
+	s.files.retire()
+	sends := s.files.sends.Load()
+	for range 2 {
+		getTile(t, client, base, dataTilePath(1), want[1])
+	}
+	if got := s.files.sends.Load(); got != sends {
+		t.Errorf("%d answers sent from retired files", got-sends)
+	}
+	client.CloseIdleConnections()
+	waitOpen(t, s, 0)
+	if got := s.files.bytes(); got != 0 {
+		t.Errorf("closed memory files still count %d bytes", got)
+	}
+}
