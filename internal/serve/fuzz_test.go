@@ -59,3 +59,44 @@ func FuzzPageQuery(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainTarget checks that wherever plainTarget answers, it answers
+// what url.ParseRequestURI does (the Path and RawPath the main listener's
+// handlers see), for a path the main listener does not redirect.
+func FuzzPlainTarget(f *testing.F) {
+	for _, s := range []string{"/latest", "/lookup/github.com/!azure/go-sdk@v1.0.0-!r!c.1", "/tile/8/data/x001/234.p/5",
+		"/sumdb/sum.example.com/supported", "//latest", "/a/../b", "/a/./b", "/a/.", "/%41", "/a?b", "/a#b", "/a b",
+		"*", "", "/", "/!", "/lookup/a;b=c$&+,:@v1", "/\x7f", "/\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		path, rawPath, ok := plainTarget([]byte(target))
+		if !ok {
+			return
+		}
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			t.Fatalf("plainTarget(%q) = %q, %q; url.ParseRequestURI: %v", target, path, rawPath, err)
+		}
+		if u.Path != path || u.RawPath != rawPath || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Host != "" {
+			t.Fatalf("plainTarget(%q) = %q, %q; url.ParseRequestURI: %#v", target, path, rawPath, u)
+		}
+		if esc := u.EscapedPath(); cleanPath(esc) != esc {
+			t.Fatalf("plainTarget(%q) took %q, which the main listener redirects", target, esc)
+		}
+	})
+}
+
+// TestPlainTarget checks that the targets the go command sends take
+// plainTarget's way, and others url.ParseRequestURI's.
+func TestPlainTarget(t *testing.T) {
+	for target, want := range map[string]bool{
+		"/latest": true, "/lookup/github.com/!azure/go-sdk@v1.0.0-!r!c.1": true, "/tile/8/1/x001/234.p/5": true,
+		"/tile/8/data/000": true, "/sumdb/sum.example.com/supported": true, "/sumdb/sum.golang.org/lookup/golang.org/x/mod@v0.20.0": true,
+		"/lookup/a%2Fb@v1.0.0": false, "/latest?x": false, "//latest": false, "/tile/8/0/../000": false, "*": false, "/a b": false,
+	} {
+		if _, _, ok := plainTarget([]byte(target)); ok != want {
+			t.Errorf("plainTarget(%q) ok = %v, want %v", target, ok, want)
+		}
+	}
+}

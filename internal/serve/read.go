@@ -64,11 +64,11 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 		fastText(c, http.StatusBadRequest, "bad request: unsupported Transfer-Encoding\n")
 		return
 	}
-	u := rs.target(c)
-	if u == nil {
+	path, rawPath, ok := rs.target(c)
+	if !ok {
 		return
 	}
-	rs.dbs.pick(u.Path).ServeFast(access.AnonymousAt(context.Background(), c.RemoteAddr()), c, u)
+	rs.dbs.pick(path).ServeFast(access.AnonymousAt(context.Background(), c.RemoteAddr()), c, path, rawPath)
 }
 
 // target parses the request target as net/http does
@@ -78,20 +78,57 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 // clean form ("//latest", "/tile/8/0/../0/000") gets the 307 the main
 // listener's ServeMux answers, built by the same code (so even its
 // escaping of an escaped path, golang/go#79897, is the same). Either way
-// target answered, and returns nil.
-func (rs *readSurface) target(c *fasthttp.RequestCtx) *url.URL {
-	u, err := url.ParseRequestURI(string(c.Request.Header.RequestURI()))
+// target answered, and returns false. It returns the parsed URL's Path
+// and RawPath.
+func (rs *readSurface) target(c *fasthttp.RequestCtx) (path, rawPath string, ok bool) {
+	uri := c.Request.Header.RequestURI()
+	if path, rawPath, ok := plainTarget(uri); ok {
+		return path, rawPath, true
+	}
+	u, err := url.ParseRequestURI(string(uri))
 	if err != nil {
 		fastText(c, http.StatusBadRequest, "bad request: malformed request target\n")
-		return nil
+		return "", "", false
 	}
 	escaped := u.EscapedPath()
 	if clean := cleanPath(escaped); clean != escaped {
 		loc := &url.URL{Path: clean, RawQuery: u.RawQuery}
 		redirect(http.RedirectHandler(loc.String(), http.StatusTemporaryRedirect))(c)
-		return nil
+		return "", "", false
 	}
-	return u
+	return u.Path, u.RawPath, true
+}
+
+// plainTarget returns what url.ParseRequestURI makes of the targets the go
+// command sends — a path in clean form with no query, no percent-escapes
+// and only characters a path may hold as they are — without building a
+// URL: the Path and RawPath url.URL would hold. Any other target is
+// parsed by url.ParseRequestURI (FuzzPlainTarget holds the two to the same
+// answers).
+func plainTarget(uri []byte) (path, rawPath string, ok bool) {
+	if len(uri) == 0 || uri[0] != '/' {
+		return "", "", false
+	}
+	escapes := false // a character url.URL.EscapedPath escapes
+	for _, c := range uri {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-_.~/@+,:;=$&", c) >= 0:
+		case c == '!': // the go command's escape of a capital letter
+			escapes = true
+		default:
+			return "", "", false
+		}
+	}
+	path = string(uri)
+	if cleanPath(path) != path {
+		return "", "", false
+	}
+	if escapes {
+		// net/url keeps the path as sent, which it would have escaped.
+		return path, path, true
+	}
+	return path, "", true
 }
 
 // redirect serves net/http's redirect handler h on fasthttp, so that the

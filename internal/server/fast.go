@@ -3,15 +3,15 @@ package server
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 )
 
-// ServeFast answers request c, whose target parsed as net/http parses it
-// is target, on a read listener (package serve's
+// ServeFast answers request c, whose target's path and raw path, parsed
+// as net/http parses them (url.URL's Path and RawPath), are path and
+// rawPath, on a read listener (package serve's
 // -read-listen): a second listener on fasthttp, which costs about half of
 // net/http's CPU per request (scripts/benchcompare measures both). It answers the protocol routes, /supported, /healthz and
 // /version exactly as ServeHTTP answers them — status, headers and body,
@@ -22,15 +22,15 @@ import (
 // request logs need; it is not cancelled when the client goes away.
 //
 // Answers are counted in the metrics and logged as ServeHTTP's are.
-func (s *Server) ServeFast(ctx context.Context, c *fasthttp.RequestCtx, target *url.URL) {
+func (s *Server) ServeFast(ctx context.Context, c *fasthttp.RequestCtx, path, rawPath string) {
 	start := time.Now()
-	label, status, err := s.dispatchFast(ctx, c, target)
+	label, status, err := s.dispatchFast(ctx, c, path, rawPath)
 	d := time.Since(start)
 	if s.metrics != nil {
 		s.metrics.count(label, status, d)
 	}
 	s.logLine(ctx, label, status, fastBytes(c), err, d, func() (string, string, string) {
-		return string(c.Method()), target.Path, c.RemoteAddr().String()
+		return string(c.Method()), path, c.RemoteAddr().String()
 	})
 }
 
@@ -47,15 +47,15 @@ func fastBytes(c *fasthttp.RequestCtx) int64 {
 
 // dispatchFast is dispatch for ServeFast: it returns the route's metric
 // label, the status answered and, for an error answer, the error to log.
-func (s *Server) dispatchFast(ctx context.Context, c *fasthttp.RequestCtx, target *url.URL) (string, int, error) {
-	// target.Path is a string of its own: route arguments become cache keys.
-	rt, rp, err := s.answer(ctx, string(c.Method()), target.Path, target.RawPath)
+func (s *Server) dispatchFast(ctx context.Context, c *fasthttp.RequestCtx, path, rawPath string) (string, int, error) {
+	// path is a string of its own: route arguments become cache keys.
+	rt, rp, err := s.answer(ctx, string(c.Method()), path, rawPath)
 	if err == nil && rp == nil {
 		// The operator pages and /metrics are the main listener's; here
 		// they are unknown paths, as any the server does not know.
 		rt.label, err = routeOther, errNotProxy
-		if strings.HasPrefix(target.Path, "/sumdb/") && !strings.HasPrefix(target.Path, s.prefix) {
-			err = s.wrongDatabaseError(target.Path)
+		if strings.HasPrefix(path, "/sumdb/") && !strings.HasPrefix(path, s.prefix) {
+			err = s.wrongDatabaseError(path)
 		}
 	}
 	if err != nil {

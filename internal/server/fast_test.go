@@ -36,7 +36,7 @@ func serveFast(t testing.TB, s *Server) string {
 				c.Error("bad request target", http.StatusBadRequest)
 				return
 			}
-			s.ServeFast(context.Background(), c, u)
+			s.ServeFast(context.Background(), c, u.Path, u.RawPath)
 		},
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,

@@ -76,7 +76,7 @@ func FuzzServeFast(f *testing.F) {
 		c := new(fasthttp.RequestCtx)
 		c.Request.Header.SetMethod(method)
 		c.Request.SetRequestURI(target)
-		s.ServeFast(context.Background(), c, u)
+		s.ServeFast(context.Background(), c, u.Path, u.RawPath)
 		r := httptest.NewRequest(method, "/", nil)
 		r.URL = u
 		want := httptest.NewRecorder()

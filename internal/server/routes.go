@@ -76,8 +76,15 @@ func (s *Server) lookup(ctx context.Context, arg string) (*reply, error) {
 	if err := s.checkCovers(signed, e.id); err != nil {
 		return nil, err
 	}
+	// Under one head every lookup of a version answers alike: the last
+	// answer serves again (the head's bytes compare equal at once when
+	// they are the same bytes, as the log's Signed returns them).
+	if rp := e.withHead.Load(); rp != nil && bytes.Equal(rp.tail, signed) {
+		return rp, nil
+	}
 	rp := e.reply
 	rp.tail = signed
+	e.withHead.Store(&rp)
 	return &rp, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"syscall"
 	"testing"
@@ -55,7 +54,7 @@ func sendfileServerConns(t *testing.T) (*Server, string, [][]byte, *serverConns)
 	}
 	fs := &fasthttp.Server{
 		Handler: func(c *fasthttp.RequestCtx) {
-			s.ServeFast(context.Background(), c, &url.URL{Path: string(c.Path())})
+			s.ServeFast(context.Background(), c, string(c.Path()), "")
 		},
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,

@@ -54,7 +54,6 @@
 package tlog
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -313,6 +312,9 @@ func (l *Log) Published() *Head { return l.pub.Load() }
 // Signed returns the published signed tree head. On a SharedStore it fails
 // with *UnavailableError if the head has not been confirmed against the
 // store for Options.MaxHeadAge.
+//
+// The bytes are the head's own, not a copy (every lookup answer reads
+// them): the caller must not modify them. Appending to them copies.
 func (l *Log) Signed(ctx context.Context) ([]byte, error) {
 	h := l.pub.Load()
 	if h.Signed == nil {
@@ -321,7 +323,7 @@ func (l *Log) Signed(ctx context.Context) ([]byte, error) {
 	if err := l.fresh(); err != nil {
 		return nil, err
 	}
-	return bytes.Clone(h.Signed), nil
+	return h.Signed[:len(h.Signed):len(h.Signed)], nil
 }
 
 // A noHeadError is Signed's answer in a mirror that holds no signed head
