@@ -8,9 +8,9 @@ import (
 )
 
 // DefaultCacheBytes is the default Options.CacheBytes. A record costs the
-// cache about 690 bytes when everything about it is cached (its lookup
-// with the entry's overhead about 490, its share of a data tile 165 and of
-// hash tiles 32), so 64 MiB hold the hottest 95,000 or so records.
+// cache about 560 bytes when everything about it is cached (its lookup
+// with the entry's overhead about 360, its share of a data tile 165 and of
+// hash tiles 32), so 64 MiB hold the hottest 100,000 or so records.
 const DefaultCacheBytes = 64 << 20
 
 // A cache holds answers that never change, ready to write: full tiles
@@ -53,27 +53,14 @@ type cached struct {
 	reply reply
 	id    int64       // a lookup's record id
 	used  atomic.Bool // set by a hit, cleared by the clock hand
-
-	// A lookup's answer with the signed tree head it was last answered
-	// with as its tail: the next lookup under the same head answers it
-	// again instead of allocating its own (see Server.lookup).
-	withHead atomic.Pointer[reply]
 }
 
 // entryOverhead approximates what an entry costs beyond its body and key:
-// the map slot, the ring slot and the struct; a lookup's, its withHead
-// reply too.
-const (
-	entryOverhead = 160
-	replyOverhead = 128
-)
+// the map slot, the ring slot and the struct.
+const entryOverhead = 160
 
 func (e *cached) bytes() int64 {
-	n := len(e.reply.body) + len(e.key.arg) + entryOverhead
-	if e.key.route == routeLookup {
-		n += replyOverhead
-	}
-	return int64(n)
+	return int64(len(e.reply.body) + len(e.key.arg) + entryOverhead)
 }
 
 // newCache returns a cache of at most max bytes, or nil (no cache) if max

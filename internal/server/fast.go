@@ -79,6 +79,7 @@ func (s *Server) dispatchFast(ctx context.Context, c *fasthttp.RequestCtx, path,
 		// net/http's, and so ServeHTTP's, has it.
 		h.SetContentLength(len(rp.body) + len(rp.tail))
 	}
+	release(rp) // the body is fasthttp's copy, or cached
 	return rt.label, http.StatusOK, nil
 }
 

@@ -95,7 +95,7 @@ func (m *metrics) watchCache(c *cache, files *bodyFiles, name string) {
 	if files != nil {
 		gs = append(gs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "sumd", Subsystem: "http", Name: "sendfile_bytes",
-			Help:        "Bytes of full data tiles copied into memory files for a read listener to send with sendfile, each database's bounded by -cache-size (and the files replaced since, until the answers still sending from them are done).",
+			Help:        "Bytes of full data tiles copied into memory files for a read listener to send with sendfile (Linux, plain TCP; 0 without a read listener), each database's at most twice -cache-size: the current file and the one it replaced while answers still send from it.",
 			ConstLabels: prometheus.Labels{"database": name},
 		}, func() float64 { return float64(files.bytes()) }))
 	}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+	"sync"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
@@ -76,16 +77,24 @@ func (s *Server) lookup(ctx context.Context, arg string) (*reply, error) {
 	if err := s.checkCovers(signed, e.id); err != nil {
 		return nil, err
 	}
-	// Under one head every lookup of a version answers alike: the last
-	// answer serves again (the head's bytes compare equal at once when
-	// they are the same bytes, as the log's Signed returns them).
-	if rp := e.withHead.Load(); rp != nil && bytes.Equal(rp.tail, signed) {
-		return rp, nil
-	}
-	rp := e.reply
+	rp := replies.Get().(*reply)
+	*rp = e.reply
 	rp.tail = signed
-	e.withHead.Store(&rp)
-	return &rp, nil
+	rp.pooled = true
+	return rp, nil
+}
+
+// replies recycles the lookups' answers (the cached record with the head
+// read for the request): the caller releases each once it is written.
+var replies = sync.Pool{New: func() any { return new(reply) }}
+
+// release returns rp to the pool if it came from there. Call it once rp is
+// written: nothing may read it after.
+func release(rp *reply) {
+	if rp != nil && rp.pooled {
+		*rp = reply{} // keeps no head alive
+		replies.Put(rp)
+	}
 }
 
 // noRecord is the message of a lookup of a version database name does not

@@ -3,12 +3,16 @@
 package server
 
 import (
+	"bufio"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
@@ -22,13 +26,15 @@ type bodyFiles struct {
 	log  *slog.Logger
 	held atomic.Int64 // bytes in files not yet closed
 
-	// For tests: files made and still open, answers sent from them.
-	made, open, sends atomic.Int64
+	// For tests: files made and still open, answers set to be sent from
+	// them, and sent with sendfile.
+	made, open, sends, sent atomic.Int64
 
 	mu     sync.Mutex
 	cur    *bodyFile // nil before the first copy and after retire
-	broken bool      // a memory file could not be made or written: none are used
+	broken bool      // memory files are not to be had here: none are used
 	closed bool      // retired with the Server
+	warned time.Time // when a failure was last logged
 }
 
 // newBodyFiles returns the memory files of a Server whose cache holds at
@@ -99,6 +105,13 @@ func (fs *bodyFiles) retire() {
 
 // reserve returns a file with n bytes reserved for the caller at off,
 // and a reference to it, or nil if there is no memory file to be had.
+//
+// The files open hold at most 2×max bytes: the current one, and the one
+// it replaced while answers still send from it. A file is replaced only
+// when no older one is still open: an answer to a client that does not
+// read holds its file until the write deadline, and clients that keep
+// doing so would otherwise keep any number open. Meanwhile bodies are
+// written from the heap.
 func (fs *bodyFiles) reserve(n int64) (*bodyFile, int64) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -106,6 +119,9 @@ func (fs *bodyFiles) reserve(n int64) (*bodyFile, int64) {
 		return nil, 0
 	}
 	if fs.cur == nil || fs.cur.size+n > fs.max {
+		if fs.held.Load()+n > 2*fs.max {
+			return nil, 0
+		}
 		fd, err := unix.MemfdCreate("sumd-tiles", unix.MFD_CLOEXEC)
 		if err != nil {
 			fs.fail("failed to create a memory file", err)
@@ -123,16 +139,33 @@ func (fs *bodyFiles) reserve(n int64) (*bodyFile, int64) {
 	off := f.size
 	f.size += n
 	fs.held.Add(n)
-	f.refs.Add(1) // f holds its own reference while current, under fs.mu
+	f.refs.Add(1) // the caller's; f keeps its own while it is current (fs.mu)
 	return f, off
 }
 
-// fail stops the use of memory files: bodies are written from the heap,
-// as without them. Call with fs.mu held.
+// fail logs a failure to make or write a memory file; the body is written
+// from the heap. Where memory files cannot be had at all (no
+// memfd_create, or a sandbox refusing it) none is tried again; other
+// failures (out of descriptors or memory) are tried again by the next
+// request, and logged at most once a minute. Call with fs.mu held.
 func (fs *bodyFiles) fail(what string, err error) {
-	if !fs.broken {
+	permanent := errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) ||
+		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
+	if fs.broken {
+		return
+	}
+	if permanent {
 		fs.broken = true
+		if fs.cur != nil {
+			fs.cur.retire()
+			fs.cur = nil
+		}
 		fs.log.Warn("read listener: "+what+" for sending data tiles with sendfile; sending them from memory from now on", "err", err)
+		return
+	}
+	if now := time.Now(); now.Sub(fs.warned) >= time.Minute {
+		fs.warned = now
+		fs.log.Warn("read listener: "+what+" for sending a data tile with sendfile; sending it from memory", "err", err)
 	}
 }
 
@@ -140,8 +173,9 @@ func (fs *bodyFiles) fail(what string, err error) {
 // memory file, copying it there first if it is in none or in a retired
 // one, with a reference for the caller to release; nil if it cannot be.
 func (fs *bodyFiles) span(slot *fileSlot, body []byte) *fileSpan {
-	if sp := slot.at.Load(); sp != nil && sp.f.acquire() {
-		return sp
+	old := slot.at.Load()
+	if old != nil && old.f.acquire() {
+		return old
 	}
 	f, off := fs.reserve(int64(len(body)))
 	if f == nil {
@@ -154,9 +188,10 @@ func (fs *bodyFiles) span(slot *fileSlot, body []byte) *fileSpan {
 		fs.mu.Unlock()
 		return nil
 	}
-	// Two requests may copy the same body at once; either copy serves.
+	// Two requests may copy the same body at once: either copy serves
+	// its own request, and the slot keeps the first stored.
 	sp := &fileSpan{f: f, off: off, n: len(body)}
-	slot.at.Store(sp)
+	slot.at.CompareAndSwap(old, sp)
 	return sp
 }
 
@@ -225,9 +260,15 @@ func (st *sendStream) SupportsBodyWriteTo() bool { return true }
 // WriteTo sends the rest of the body with sendfile(2) from the file at
 // the span's offset (never the file's own offset, which every answer
 // shares), waiting for the socket as a write does, within the write
-// deadline fasthttp set. It ignores w, fasthttp's buffered writer of the
-// connection, which the header flush emptied. Then it uncorks the socket.
-func (st *sendStream) WriteTo(io.Writer) (int64, error) {
+// deadline fasthttp set. It does so only when w is fasthttp's writer of a
+// fixed-size body to the connection, whose buffer the header flush
+// emptied: anything else between (compression, chunking, a copy of the
+// body) gets the bytes through w. Then it uncorks the socket.
+func (st *sendStream) WriteTo(w io.Writer) (int64, error) {
+	if reflect.TypeOf(w) != fixedSizeWriter {
+		defer st.uncork()
+		return io.Copy(w, struct{ io.Reader }{st}) // Read, not WriteTo again
+	}
 	start := st.sent
 	var serr error
 	err := st.conn.Write(func(fd uintptr) bool {
@@ -256,7 +297,33 @@ func (st *sendStream) WriteTo(io.Writer) (int64, error) {
 	if err == nil {
 		err = serr
 	}
+	st.span.f.parent.sent.Add(1)
 	return int64(st.sent - start), err
+}
+
+// fixedSizeWriter is the type of the writer fasthttp hands a body
+// stream's WriteTo when it writes a body of known size to the connection
+// (writeBodyFixedSize). It is unexported, so it is learnt by writing a
+// probe's body once. TestSendfileDataTiles fails if a fasthttp upgrade
+// stops handing it (no answer would be sent with sendfile).
+var fixedSizeWriter = func() reflect.Type {
+	var found reflect.Type
+	probe := &probeStream{found: &found}
+	var resp fasthttp.Response
+	resp.SetBodyStream(probe, 1)
+	resp.Write(bufio.NewWriter(io.Discard))
+	return found
+}()
+
+// probeStream records the type of the writer given to its WriteTo.
+type probeStream struct{ found *reflect.Type }
+
+func (p *probeStream) Read([]byte) (int, error)  { return 0, io.EOF }
+func (p *probeStream) SupportsBodyWriteTo() bool { return true }
+func (p *probeStream) WriteTo(w io.Writer) (int64, error) {
+	*p.found = reflect.TypeOf(w)
+	n, err := w.Write([]byte{0})
+	return int64(n), err
 }
 
 // Read reads the rest of the body from the file.

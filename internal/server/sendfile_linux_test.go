@@ -122,7 +122,8 @@ func getTile(t *testing.T, client *http.Client, base, path string, want []byte) 
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 || string(body) != string(want) || resp.ContentLength != int64(len(want)) {
+	// A compressed answer's length is the compressed body's.
+	if err != nil || resp.StatusCode != 200 || string(body) != string(want) || (!resp.Uncompressed && resp.ContentLength != int64(len(want))) {
 		t.Errorf("GET %s: %s, %d bytes of %d (Content-Length %d), %v; want 200 and the tile", path, resp.Status, len(body), len(want), resp.ContentLength, err)
 	}
 }
@@ -166,8 +167,10 @@ func TestSendfileDataTiles(t *testing.T) {
 	if n := conns.corked(t); n != 0 {
 		t.Errorf("%d connections left corked", n)
 	}
-	if got := s.files.sends.Load(); got < 300 {
-		t.Errorf("%d of 400 answers sent from memory files, want most (the first of each tile may come from the heap)", got)
+	// Every answer but those whose copy another request was making, or
+	// whose file was being replaced, is sent from a memory file.
+	if got, sent := s.files.sends.Load(), s.files.sent.Load(); got < 300 || sent != got {
+		t.Errorf("%d of 400 answers set to be sent from memory files, %d sent with sendfile; want most, and all of them", got, sent)
 	}
 	if got := s.files.made.Load(); got < 3 {
 		t.Errorf("%d memory files made, want 3 or more (each holds 11 tiles, 30 were asked for)", got)
@@ -244,5 +247,78 @@ func TestSendfileRetired(t *testing.T) {
 	waitOpen(t, s, 0)
 	if got := s.files.bytes(); got != 0 {
 		t.Errorf("closed memory files still count %d bytes", got)
+	}
+}
+
+// TestSendfileBounded checks that clients that do not read cannot keep
+// more than two memory files open (the current one and the one it
+// replaced), however many files' worth of tiles the others ask for
+// meanwhile: the answers come from the heap until the old file closes.
+func TestSendfileBounded(t *testing.T) {
+	s, addr, want := sendfileServer(t)
+	base := "http://" + addr
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	var slow []net.Conn
+	defer func() {
+		for _, c := range slow {
+			c.Close()
+		}
+	}()
+	for round := range 6 {
+		// A client that asks for a tile and reads nothing: its answer
+		// waits in sendfile, holding the current file.
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow = append(slow, c)
+		n := (round * 11) % len(want)
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", dataTilePath(n), addr)
+		time.Sleep(50 * time.Millisecond)
+		for n := range want { // more than a file's worth
+			getTile(t, client, base, dataTilePath(n), want[n])
+		}
+		if open, held := s.files.open.Load(), s.files.bytes(); open > 2 || held > 2*(400<<10) {
+			t.Fatalf("round %d: %d memory files open holding %d bytes, want at most 2 and %d", round, open, held, 2*(400<<10))
+		}
+	}
+	for _, c := range slow {
+		c.Close()
+	}
+	slow = nil
+	client.CloseIdleConnections()
+	waitOpen(t, s, 1)
+}
+
+// TestSendfileWrapped checks that an answer set to be sent from a memory
+// file is sent whole through a handler that rewrites bodies (fasthttp's
+// compression): sendfile would put the raw bytes on the wire past it.
+func TestSendfileWrapped(t *testing.T) {
+	f, _ := newFakeOps(t, 1<<8)
+	s := New(testName, f, Options{Logger: quietLogger})
+	want, err := s.dataTile(context.Background(), tlog.Tile{H: 8, L: -1, N: 0, W: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &fasthttp.Server{Handler: fasthttp.CompressHandler(func(c *fasthttp.RequestCtx) {
+		s.ServeFast(context.Background(), c, string(c.Path()), "")
+	})}
+	go fs.Serve(ln)
+	defer fs.Shutdown()
+	client := &http.Client{} // asks for gzip, and decompresses
+	defer client.CloseIdleConnections()
+	for range 3 {
+		getTile(t, client, "http://"+ln.Addr().String(), dataTilePath(0), want)
+	}
+	if s.files.sends.Load() == 0 || s.files.sent.Load() != 0 {
+		t.Errorf("%d answers set to be sent from memory files, %d sent with sendfile; want some, and none", s.files.sends.Load(), s.files.sent.Load())
 	}
 }

@@ -245,6 +245,7 @@ func (s *Server) dispatch(w *recorder, r *http.Request) string {
 		s.fail(w, err)
 	case rp != nil:
 		writeReply(w, rp)
+		release(rp)
 	case rt.page != nil:
 		rt.page.ServeHTTP(w, r)
 	default:
@@ -322,6 +323,7 @@ type reply struct {
 	body   []byte
 	tail   []byte    // written after body (a lookup's signed tree head), or nil
 	file   *fileSlot // where a cached body of sendfileMin bytes or more is copied for sendfile, else nil
+	pooled bool      // from the replies pool: release it once written
 }
 
 // A handlerFunc serves one route; arg is the rest of the path after the
