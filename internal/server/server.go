@@ -214,8 +214,9 @@ func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 var _ http.Handler = (*Server)(nil)
 
 // recorders recycles the per-request recorders: a cached full tile
-// allocates nothing of ours beyond what net/http does (a cached lookup
-// still copies its reply to append the signed head).
+// allocates nothing of ours beyond what net/http does (nor does a cached
+// lookup: its answer, the record and the signed head, comes from the
+// replies pool).
 var recorders = sync.Pool{New: func() any { return new(recorder) }}
 
 // ServeHTTP runs one request and records it in the log and the metrics.
