@@ -107,11 +107,11 @@ func (fs *bodyFiles) retire() {
 // and a reference to it, or nil if there is no memory file to be had.
 //
 // The files open hold at most 2×max bytes: the current one, and the one
-// it replaced while answers still send from it. A file is replaced only
-// when no older one is still open: an answer to a client that does not
-// read holds its file until the write deadline, and clients that keep
-// doing so would otherwise keep any number open. Meanwhile bodies are
-// written from the heap.
+// it replaced while answers still send from it. A full file is replaced
+// only when no file it replaced is still open: an answer to a client that
+// does not read holds its file until the write deadline, and clients that
+// keep doing so would otherwise keep any number open. Meanwhile bodies
+// the full file lacks are written from the heap.
 func (fs *bodyFiles) reserve(n int64) (*bodyFile, int64) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -119,7 +119,11 @@ func (fs *bodyFiles) reserve(n int64) (*bodyFile, int64) {
 		return nil, 0
 	}
 	if fs.cur == nil || fs.cur.size+n > fs.max {
-		if fs.held.Load()+n > 2*fs.max {
+		replaced := fs.open.Load() // files open but the current one
+		if fs.cur != nil {
+			replaced--
+		}
+		if replaced > 0 {
 			return nil, 0
 		}
 		fd, err := unix.MemfdCreate("sumd-tiles", unix.MFD_CLOEXEC)
@@ -149,12 +153,10 @@ func (fs *bodyFiles) reserve(n int64) (*bodyFile, int64) {
 // failures (out of descriptors or memory) are tried again by the next
 // request, and logged at most once a minute. Call with fs.mu held.
 func (fs *bodyFiles) fail(what string, err error) {
-	permanent := errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) ||
-		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
 	if fs.broken {
 		return
 	}
-	if permanent {
+	if unsupported(err) {
 		fs.broken = true
 		if fs.cur != nil {
 			fs.cur.retire()
@@ -195,6 +197,13 @@ func (fs *bodyFiles) span(slot *fileSlot, body []byte) *fileSpan {
 	return sp
 }
 
+// unsupported reports whether err says that memory files or sendfile
+// cannot work here at all, rather than failing for now.
+func unsupported(err error) bool {
+	return errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) ||
+		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
+}
+
 func pwriteAll(fd int, b []byte, off int64) error {
 	for len(b) > 0 {
 		n, err := unix.Pwrite(fd, b, off)
@@ -226,9 +235,9 @@ func (fs *bodyFiles) send(c *fasthttp.RequestCtx, slot *fileSlot, body []byte) b
 	if sp == nil {
 		return false
 	}
-	st := &sendStream{span: sp, conn: rc}
+	st := &sendStream{span: sp, body: body, conn: rc, files: fs}
 	rc.Control(func(fd uintptr) {
-		st.corked = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1) == nil
+		st.corked.Store(unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1) == nil)
 	})
 	// fasthttp writes the headers into its buffer and flushes them (held
 	// back by the cork) before it calls WriteTo, which sends the body on
@@ -240,13 +249,19 @@ func (fs *bodyFiles) send(c *fasthttp.RequestCtx, slot *fileSlot, body []byte) b
 }
 
 // A sendStream is one answer's body sent from a memory file. fasthttp
-// calls WriteTo to send it (or, in no path ServeFast takes, Read) and
-// Close when the answer is done, sent or not.
+// calls WriteTo to send it (or Read, if a handler around ServeFast wraps
+// the body) and Close when the answer is done, sent or not. Only WriteTo's
+// sendfile reads the file; Read and WriteTo's other ways read body, the
+// cached bytes the file holds a copy of, so that a Close that releases the
+// file while a wrapping handler's goroutine still reads (fasthttp's
+// compression does that when the client goes) reads nothing closed.
 type sendStream struct {
 	span   *fileSpan
+	body   []byte // the cached body; never modified
 	conn   syscall.RawConn
+	files  *bodyFiles
 	sent   int
-	corked bool
+	corked atomic.Bool
 	closed bool
 }
 
@@ -263,15 +278,29 @@ func (st *sendStream) SupportsBodyWriteTo() bool { return true }
 // deadline fasthttp set. It does so only when w is fasthttp's writer of a
 // fixed-size body to the connection, whose buffer the header flush
 // emptied: anything else between (compression, chunking, a copy of the
-// body) gets the bytes through w. Then it uncorks the socket.
+// body) gets the bytes through w. Then it uncorks the socket. If sendfile
+// cannot work here at all, memory files are given up and the body goes
+// through w.
 func (st *sendStream) WriteTo(w io.Writer) (int64, error) {
-	if reflect.TypeOf(w) != fixedSizeWriter {
-		defer st.uncork()
-		return io.Copy(w, struct{ io.Reader }{st}) // Read, not WriteTo again
+	defer st.uncork()
+	if reflect.TypeOf(w) != fixedSizeWriter() {
+		return st.writeBody(w)
 	}
+	n, err, gaveUp := st.sendfile()
+	if gaveUp {
+		return st.writeBody(w)
+	}
+	st.files.sent.Add(1) // before the uncork lets the answer go
+	return n, err
+}
+
+// sendfile sends the rest of the body from the file. gaveUp says that
+// sendfile cannot work here at all and sent nothing: memory files are
+// given up, and the caller sends the body otherwise.
+func (st *sendStream) sendfile() (written int64, err error, gaveUp bool) {
 	start := st.sent
 	var serr error
-	err := st.conn.Write(func(fd uintptr) bool {
+	err = st.conn.Write(func(fd uintptr) bool {
 		for st.sent < st.span.n {
 			off := st.span.off + int64(st.sent)
 			n, err := unix.Sendfile(int(fd), st.span.f.fd, &off, st.span.n-st.sent)
@@ -293,59 +322,33 @@ func (st *sendStream) WriteTo(w io.Writer) (int64, error) {
 		}
 		return true
 	})
-	st.uncork()
+	if err == nil && serr != nil && st.sent == start && unsupported(serr) {
+		st.files.mu.Lock()
+		st.files.fail("failed to send a memory file", serr)
+		st.files.mu.Unlock()
+		return 0, nil, true
+	}
 	if err == nil {
 		err = serr
 	}
-	st.span.f.parent.sent.Add(1)
-	return int64(st.sent - start), err
+	return int64(st.sent - start), err, false
 }
 
-// fixedSizeWriter is the type of the writer fasthttp hands a body
-// stream's WriteTo when it writes a body of known size to the connection
-// (writeBodyFixedSize). It is unexported, so it is learnt by writing a
-// probe's body once. TestSendfileDataTiles fails if a fasthttp upgrade
-// stops handing it (no answer would be sent with sendfile).
-var fixedSizeWriter = func() reflect.Type {
-	var found reflect.Type
-	probe := &probeStream{found: &found}
-	var resp fasthttp.Response
-	resp.SetBodyStream(probe, 1)
-	resp.Write(bufio.NewWriter(io.Discard))
-	return found
-}()
-
-// probeStream records the type of the writer given to its WriteTo.
-type probeStream struct{ found *reflect.Type }
-
-func (p *probeStream) Read([]byte) (int, error)  { return 0, io.EOF }
-func (p *probeStream) SupportsBodyWriteTo() bool { return true }
-func (p *probeStream) WriteTo(w io.Writer) (int64, error) {
-	*p.found = reflect.TypeOf(w)
-	n, err := w.Write([]byte{0})
+// writeBody writes the rest of the body to w from the heap.
+func (st *sendStream) writeBody(w io.Writer) (int64, error) {
+	n, err := w.Write(st.body[st.sent:])
+	st.sent += n
 	return int64(n), err
 }
 
-// Read reads the rest of the body from the file.
+// Read reads the rest of the body, from the heap.
 func (st *sendStream) Read(p []byte) (int, error) {
-	if st.sent >= st.span.n {
+	if st.sent >= len(st.body) {
 		return 0, io.EOF
 	}
-	p = p[:min(len(p), st.span.n-st.sent)]
-	for {
-		n, err := unix.Pread(st.span.f.fd, p, st.span.off+int64(st.sent))
-		if err == unix.EINTR {
-			continue
-		}
-		if n > 0 {
-			st.sent += n
-			return n, nil
-		}
-		if err == nil {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, err
-	}
+	n := copy(p, st.body[st.sent:])
+	st.sent += n
+	return n, nil
 }
 
 // Close uncorks the socket if WriteTo did not, and releases the file.
@@ -358,13 +361,41 @@ func (st *sendStream) Close() error {
 	return nil
 }
 
+// uncork clears TCP_CORK once, whoever gets there first.
 func (st *sendStream) uncork() {
-	if st.corked {
-		st.corked = false
+	if st.corked.CompareAndSwap(true, false) {
 		st.conn.Control(func(fd uintptr) {
 			unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 0)
 		})
 	}
+}
+
+// fixedSizeWriter returns the type of the writer fasthttp hands a body
+// stream's WriteTo when it writes a body of known size to the connection
+// (writeBodyFixedSize). It is unexported, so it is learnt by writing a
+// probe's body once, as a request's (a response's would start fasthttp's
+// clock goroutine for its Date header). TestSendfileDataTiles fails if a
+// fasthttp upgrade stops handing it (no answer would be sent with
+// sendfile).
+var fixedSizeWriter = sync.OnceValue(func() reflect.Type {
+	var found reflect.Type
+	var req fasthttp.Request
+	req.SetRequestURI("http://probe.invalid/")
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetBodyStream(&probeStream{found: &found}, 1)
+	req.Write(bufio.NewWriter(io.Discard))
+	return found
+})
+
+// probeStream records the type of the writer given to its WriteTo.
+type probeStream struct{ found *reflect.Type }
+
+func (p *probeStream) Read([]byte) (int, error)  { return 0, io.EOF }
+func (p *probeStream) SupportsBodyWriteTo() bool { return true }
+func (p *probeStream) WriteTo(w io.Writer) (int64, error) {
+	*p.found = reflect.TypeOf(w)
+	n, err := w.Write([]byte{0})
+	return int64(n), err
 }
 
 // bytes returns the bytes held in memory files.
