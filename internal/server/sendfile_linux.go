@@ -25,10 +25,11 @@ type bodyFiles struct {
 	max  int64
 	log  *slog.Logger
 	held atomic.Int64 // bytes in files not yet closed
+	open atomic.Int64 // files not yet closed (reserve's bound)
 
-	// For tests: files made and still open, answers set to be sent from
-	// them, and sent with sendfile.
-	made, open, sends, sent atomic.Int64
+	// For tests: files made, answers set to be sent from them, and sent
+	// with sendfile.
+	made, sends, sent atomic.Int64
 
 	mu     sync.Mutex
 	cur    *bodyFile // nil before the first copy and after retire
@@ -38,8 +39,8 @@ type bodyFiles struct {
 }
 
 // newBodyFiles returns the memory files of a Server whose cache holds at
-// most max bytes: together they hold as much, or nil if max is not
-// positive (no cache, nothing to copy).
+// most max bytes: each file holds as much (see reserve), or nil if max is
+// not positive (no cache, nothing to copy).
 func newBodyFiles(max int64, log *slog.Logger) *bodyFiles {
 	if max <= 0 {
 		return nil
@@ -147,8 +148,8 @@ func (fs *bodyFiles) reserve(n int64) (*bodyFile, int64) {
 	return f, off
 }
 
-// fail logs a failure to make or write a memory file; the body is written
-// from the heap. Where memory files cannot be had at all (no
+// fail logs a failure to make, write or send a memory file; the body is written
+// from the heap. Where memory files or sendfile cannot work at all (no
 // memfd_create, or a sandbox refusing it) none is tried again; other
 // failures (out of descriptors or memory) are tried again by the next
 // request, and logged at most once a minute. Call with fs.mu held.

@@ -25,6 +25,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"log"
@@ -160,8 +161,8 @@ func goBuild(dir, bin, pkg string, env ...string) error {
 const issue11Filed = "5ba32bd"
 
 // buildBaseline builds cmd/sumd at git revision rev of the repository in
-// the working directory, in a detached worktree in the cache directory,
-// once per revision.
+// the working directory, from a `git archive` of it unpacked in the cache
+// directory (the repository itself is left as it is), once per revision.
 func buildBaseline(cache, rev string) (string, error) {
 	out, err := exec.Command("git", "rev-parse", "--verify", rev+"^{commit}").Output()
 	if err != nil {
@@ -174,13 +175,29 @@ func buildBaseline(cache, rev string) (string, error) {
 	}
 	tree := filepath.Join(cache, "tree-"+full)
 	os.RemoveAll(tree)
-	exec.Command("git", "worktree", "prune").Run()
-	if out, err := exec.Command("git", "worktree", "add", "--detach", tree, full).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("git worktree add %s: %v\n%s", full, err, out)
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		return "", err
 	}
-	defer func() {
-		exec.Command("git", "worktree", "remove", "--force", tree).Run()
-	}()
+	defer os.RemoveAll(tree)
+	archive := exec.Command("git", "archive", full)
+	untar := exec.Command("tar", "-x", "-C", tree)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	untar.Stdin = pipe
+	var errs bytes.Buffer
+	archive.Stderr, untar.Stderr = &errs, &errs
+	if err := untar.Start(); err != nil {
+		return "", err
+	}
+	if err := archive.Run(); err != nil {
+		untar.Wait()
+		return "", fmt.Errorf("git archive %s: %v\n%s", full, err, errs.String())
+	}
+	if err := untar.Wait(); err != nil {
+		return "", fmt.Errorf("unpacking git archive %s: %v\n%s", full, err, errs.String())
+	}
 	log.Printf("bench-compare: building sumd at %s (once)", rev)
 	if err := goBuild(tree, bin+".tmp", "./cmd/sumd"); err != nil {
 		return "", err
