@@ -39,6 +39,18 @@ func TestGoCommandReadListener(t *testing.T) {
 		download(t, g, e.many[0], e.many[255], e.many[256], e.many[299])
 		download(t, g, e.many[300]) // a first lookup, recorded from upstream
 	})
+	t.Run("sumd verify -full", func(t *testing.T) {
+		// An auditor reads every record from the data tiles, the full one
+		// sent with sendfile from a memory file on Linux, and rebuilds the
+		// signed tree from them: the bytes are the log's.
+		out, errOut, err := sumdRun("verify", "-url", read, "-key", e.vkey, "-full")
+		if err != nil {
+			t.Fatalf("sumd verify -full through the read listener: %v\n%s\n%s", err, out, errOut)
+		}
+		if !strings.Contains(out+errOut, "records") {
+			t.Errorf("sumd verify -full said nothing of the records it read:\n%s\n%s", out, errOut)
+		}
+	})
 	t.Run("GOPROXY discovery", func(t *testing.T) {
 		g := testproxy.NewGo(t)
 		g.Env = append(g.Env, "GOPROXY="+read+","+e.proxyURL, "GOSUMDB="+e.vkey)
