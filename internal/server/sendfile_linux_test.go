@@ -128,6 +128,20 @@ func getTile(t *testing.T, client *http.Client, base, path string, want []byte) 
 	}
 }
 
+// dialSlow connects to addr with a receive buffer of 4 KiB, set before
+// the connection's window is: a client that will not read much.
+func dialSlow(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // waitSends waits up to d for s to have set n answers to be sent from
 // memory files, and reports whether it has.
 func waitSends(s *Server, n int64, d time.Duration) bool {
@@ -209,14 +223,7 @@ func TestSendfileSlowClient(t *testing.T) {
 	defer client.CloseIdleConnections()
 	getTile(t, client, base, dataTilePath(0), want[0]) // cached, and copied into a file
 
-	// A receive buffer of 4 KiB, set before the connection's window is.
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	slow, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	slow := dialSlow(t, addr)
 	defer slow.Close()
 	sends := s.files.sends.Load()
 	fmt.Fprintf(slow, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", dataTilePath(0), addr)
@@ -290,13 +297,7 @@ func TestSendfileBounded(t *testing.T) {
 	for round := range 6 {
 		// A client that asks for a tile and reads nothing: its answer
 		// waits in sendfile, holding the current file.
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		}}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialSlow(t, addr)
 		slow = append(slow, c)
 		n := (round * 11) % len(want)
 		sends := s.files.sends.Load()
