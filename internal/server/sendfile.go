@@ -18,9 +18,17 @@ import (
 // The copy is made on the first request for a body that ServeFast sends
 // over plain TCP, into the current file of Server.files, whose size is
 // bounded by Options.CacheBytes: when it is full, a new file takes its
-// place and the old one is closed once the last answer sending from it is
-// done. Where there is no memory file (another OS, memfd_create refused),
-// or over TLS, or for a HEAD, the heap copy is written as before.
+// place, unless the one it replaced is still open (the heap serves
+// meanwhile), and the old one is closed once the last answer sending from
+// it is done. Where there is no memory file (another OS, memfd_create
+// refused), or over TLS, or for a HEAD, or when the body goes through any
+// writer but fasthttp's own to the connection (a compressing handler),
+// the heap copy is written as before.
+//
+// Only fasthttp's Server may write a response set up so: a handler around
+// ServeFast must not serialize it itself (Response.String, WriteTo or
+// Write), which would send the body to the socket past the headers it
+// writes elsewhere.
 //
 // ServeHTTP (net/http) does not use it: net/http sends a file only from an
 // *os.File's own offset, which concurrent answers from one file would
