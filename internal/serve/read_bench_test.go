@@ -2,8 +2,6 @@ package serve
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +13,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sumd-project/sumd/internal/access"
-	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -35,16 +32,7 @@ func BenchmarkReadSurface(b *testing.B) {
 	}
 	defer l.Close()
 	const n = 1000
-	var recs []gosum.Record
-	h := func(s string) string {
-		sum := sha256.Sum256([]byte(s))
-		return "h1:" + base64.StdEncoding.EncodeToString(sum[:])
-	}
-	for i := range n {
-		p := fmt.Sprintf("example.com/m%d", i)
-		recs = append(recs, gosum.Record{Path: p, Version: "v1.0.0", Hash: h(p), GoMod: h(p + "/go.mod")})
-	}
-	if _, err := l.Add(context.Background(), recs...); err != nil {
+	if _, err := l.Add(context.Background(), readRecords(n)...); err != nil {
 		b.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
@@ -57,7 +45,7 @@ func BenchmarkReadSurface(b *testing.B) {
 	reqs := make([]*fasthttp.Request, n)
 	for i := range reqs {
 		reqs[i] = new(fasthttp.Request)
-		reqs[i].SetRequestURI(fmt.Sprintf("/lookup/example.com/m%d@v1.0.0", i))
+		reqs[i].SetRequestURI(fmt.Sprintf("/lookup/example.com/m%d@v1.%d.0", i, i))
 		reqs[i].Header.SetHost("127.0.0.1:1")
 	}
 	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2}

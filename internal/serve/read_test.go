@@ -36,16 +36,7 @@ func readConfig(t *testing.T) (Config, <-chan string, func() string) {
 		if err != nil || l.Published().Tree.N > 0 {
 			return l, err
 		}
-		var recs []gosum.Record
-		for i := range 300 {
-			h := func(s string) string {
-				sum := sha256.Sum256([]byte(s))
-				return "h1:" + base64.StdEncoding.EncodeToString(sum[:])
-			}
-			p, v := fmt.Sprintf("example.com/m%d", i), fmt.Sprintf("v1.%d.0", i)
-			recs = append(recs, gosum.Record{Path: p, Version: v, Hash: h(p + v), GoMod: h(p + v + "/go.mod")})
-		}
-		if _, err := l.Add(context.Background(), recs...); err != nil {
+		if _, err := l.Add(context.Background(), readRecords(300)...); err != nil {
 			l.Close()
 			return nil, err
 		}
@@ -59,6 +50,21 @@ func readConfig(t *testing.T) (Config, <-chan string, func() string) {
 		return m[1]
 	}
 	return cfg, urls, readURLOf
+}
+
+// readRecords returns n records of made-up hashes: example.com/m<i> at
+// v1.<i>.0.
+func readRecords(n int) []gosum.Record {
+	h := func(s string) string {
+		sum := sha256.Sum256([]byte(s))
+		return "h1:" + base64.StdEncoding.EncodeToString(sum[:])
+	}
+	recs := make([]gosum.Record, n)
+	for i := range recs {
+		p, v := fmt.Sprintf("example.com/m%d", i), fmt.Sprintf("v1.%d.0", i)
+		recs[i] = gosum.Record{Path: p, Version: v, Hash: h(p + v), GoMod: h(p + v + "/go.mod")}
+	}
+	return recs
 }
 
 // ask sends a GET of path with Host host ("": the URL's) and returns

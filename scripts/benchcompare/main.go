@@ -166,7 +166,7 @@ const issue11Filed = "5ba32bd"
 func buildBaseline(cache, rev string) (string, error) {
 	out, err := exec.Command("git", "rev-parse", "--verify", rev+"^{commit}").Output()
 	if err != nil {
-		return "", fmt.Errorf("-baseline %s: not a commit of this repository's history (a shallow clone?): %v", rev, err)
+		return "", fmt.Errorf("-baseline %s: not a commit of this repository's history (a shallow clone? fetch the history with git fetch --unshallow, or pass -baseline= to leave the baseline out): %v", rev, err)
 	}
 	full := strings.TrimSpace(string(out))
 	bin := filepath.Join(cache, "sumd-"+full)
