@@ -23,7 +23,7 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	logger := config.NewLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	src, err := openStore(ctx, "-from", cfg.From, false, logger)
+	src, err := openStore(ctx, "-from", cfg.From, false, 0, logger)
 	if err != nil {
 		return err
 	}
@@ -32,7 +32,7 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	if _, err := src.Load(ctx); err != nil {
 		return withHint(fmt.Errorf("the source %s: %w", redact(cfg.From), err), "check -from: the database to copy")
 	}
-	dst, err := openStore(ctx, "-to", cfg.To, true, logger)
+	dst, err := openStore(ctx, "-to", cfg.To, true, cfg.DiskFloor.Bytes(), logger)
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 
 // openStore opens the store db (given as flag) names: a PostgreSQL
 // database or a bbolt file, which is created if create is set.
-func openStore(ctx context.Context, flag, db string, create bool, logger *slog.Logger) (tlog.Store, error) {
+func openStore(ctx context.Context, flag, db string, create bool, minFree int64, logger *slog.Logger) (tlog.Store, error) {
 	if pgstore.IsURL(db) {
 		s, err := pgstore.Open(ctx, db, pgstore.Options{Logger: logger})
 		if err != nil {
@@ -69,7 +69,7 @@ func openStore(ctx context.Context, flag, db string, create bool, logger *slog.L
 		}
 		return s, nil
 	}
-	s, err := tlog.OpenBolt(db, tlog.BoltOptions{Create: create})
+	s, err := tlog.OpenBolt(db, tlog.BoltOptions{Create: create, MinFree: minFree})
 	switch {
 	case errors.Is(err, tlog.ErrLocked):
 		return nil, withHint(err, "a running sumd serve holds the database; stop it first")

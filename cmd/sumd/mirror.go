@@ -52,7 +52,7 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 	logger := config.NewLogger(cfg.Log, stderr)
 	_, statErr := os.Lstat(cfg.Mirror)
 	isNew := errors.Is(statErr, fs.ErrNotExist)
-	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, "", logger)
+	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, cfg.DiskFloor.Bytes(), "", logger)
 	if err != nil {
 		return err
 	}
@@ -209,14 +209,14 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 // Its origin's keys are vkeysFlag (an option's value, inline or a file),
 // else those the database remembers, else sum.golang.org's when the
 // database is new and its origin is (or may be, if name is "") that.
-func openMirror(path, vkeysFlag string, create bool, name string, logger *slog.Logger) (*itlog.Log, *mirror.Config, error) {
+func openMirror(path, vkeysFlag string, create bool, minFree int64, name string, logger *slog.Logger) (*itlog.Log, *mirror.Config, error) {
 	ctx := context.Background()
 	if vkeysFlag != "" { // a bad option must not leave a new, empty file behind
 		if _, err := readVKeys("-origin-key", vkeysFlag); err != nil {
 			return nil, nil, err
 		}
 	}
-	s, err := itlog.OpenBolt(path, itlog.BoltOptions{Create: create})
+	s, err := itlog.OpenBolt(path, itlog.BoltOptions{Create: create, MinFree: minFree})
 	if err != nil {
 		return nil, nil, mirrorOpenError(err, path)
 	}
@@ -292,7 +292,7 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
-	l, _, err := openMirror(cfg.Mirror, cfg.OriginKey, false, "", logger)
+	l, _, err := openMirror(cfg.Mirror, cfg.OriginKey, false, 0, "", logger)
 	if err != nil {
 		return err
 	}
@@ -377,7 +377,7 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 	}
 	_, statErr := os.Stat(cfg.Mirror)
 	created := errors.Is(statErr, fs.ErrNotExist)
-	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, h.Name, logger)
+	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, cfg.DiskFloor.Bytes(), h.Name, logger)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	}
 	tmp := cfg.DB + ".restore.tmp"
 	os.Remove(tmp) // what a failed restore left
-	dst, err := itlog.OpenBolt(tmp, itlog.BoltOptions{Create: true})
+	dst, err := itlog.OpenBolt(tmp, itlog.BoltOptions{Create: true, MinFree: cfg.DiskFloor.Bytes()})
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 		return l, nil
 	}
 	path := cfg.DB + ".restore-mirror"
-	l, _, err := openMirror(path, vkeys, true, "", logger)
+	l, _, err := openMirror(path, vkeys, true, cfg.DiskFloor.Bytes(), "", logger)
 	if err != nil {
 		return nil, err
 	}

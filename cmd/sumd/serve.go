@@ -102,13 +102,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			CertFile: cfg.TLSClientRoles, AdminTokenFile: cfg.AdminTokenFile, AllowedHosts: allowed,
 		},
 		RequestTimeout: writeTimeout(cfg), ShutdownTimeout: cfg.ShutdownTimeout,
-		CacheBytes: int64(cfg.Cache) << 20,
-		OpenLog:    openOwn,
-		Mirrors:    serveMirrors(cfg, mirror.NewMetrics(reg), logger),
-		DBFile:     watched,
-		Surface:    surface,
-		TUF:        serveTUF(cfg.TUFServe),
-		Sync:       sc.serveSync(cfg.ServeSync, cfg.TmpDir, up, reg, logger),
+		CacheBytes:  int64(cfg.Cache) << 20,
+		OpenLog:     openOwn,
+		Mirrors:     serveMirrors(cfg, mirror.NewMetrics(reg), logger),
+		DBFile:      watched,
+		MirrorFiles: cfg.MirrorList(),
+		MinFreeDisk: cfg.DiskFloor.Bytes(),
+		Surface:     surface,
+		TUF:         serveTUF(cfg.TUFServe),
+		Sync:        sc.serveSync(cfg.ServeSync, cfg.TmpDir, up, reg, logger),
 		Ready: func(l *tlog.Log, url string) {
 			fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
 		},
@@ -233,6 +235,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	opts := tlog.Options{
 		Keys: keys, Create: create, Verify: o.verify, MaxBatch: o.maxBatch,
 		Logger: o.logger, Metrics: o.metrics, RefreshInterval: o.refresh, MaxHeadAge: o.maxHeadAge,
+		MinFree: db.DiskFloor.Bytes(),
 	}
 	if pgstore.IsURL(db.DB) {
 		return openPostgres(db.DB, opts, o.registry, o.cmd)
@@ -313,7 +316,7 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 		out = append(out, serve.Mirror{
 			Interval: cfg.MirrorInterval,
 			Open: func() (*mirror.Follower, error) {
-				s, err := tlog.OpenBolt(path, tlog.BoltOptions{})
+				s, err := tlog.OpenBolt(path, tlog.BoltOptions{MinFree: cfg.DiskFloor.Bytes()})
 				if err != nil {
 					if errors.Is(err, fs.ErrNotExist) {
 						err = withHint(err, "create the mirror first: sumd mirror -mirror "+path+" [-origin URL -origin-key VKEY]")

@@ -54,6 +54,38 @@ type Database struct {
 	DB   string `flag:"db" arg:"FILE|URL" help:"database holding the records, tiles and signed tree heads: a bbolt file, or a PostgreSQL URL (postgres://user@host/db?sslmode=verify-full; any number of sumd processes may share one, see docs/ha.md)"`
 	Key  string `flag:"key" arg:"FILE" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); default keys/<name>.key, a / in the name becoming _; sumd serve creates it on first start when neither it nor the database exists"`
 	Name string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB (e.g. sum.example.com, corp.example/sumdb); default: the name in the key, or sumd.local when sumd generates the key"`
+	DiskFloor
+}
+
+// DiskFloor is the free space the commands that write a bbolt file keep on
+// its file system: a write that would leave less is refused, storing
+// nothing (tlog.LowDiskError), rather than risking a failed write whose
+// outcome bbolt cannot tell and which stops the log.
+type DiskFloor struct {
+	MinFreeDisk int `flag:"min-free-disk" arg:"MIB" help:"MiB kept free on the file system of a bbolt database: a write that would leave less is refused and stores nothing (over HTTP a 503; the server keeps serving, /healthz says degraded, and writes resume once there is room), instead of failing half-way, which stops the log; 0: no floor; no effect on PostgreSQL"`
+}
+
+// DefaultMinFreeDisk is min-free-disk's default, tlog.DefaultMinFree in MiB.
+const DefaultMinFreeDisk = 64
+
+// maxMinFreeDisk bounds min-free-disk: 1 PiB in MiB.
+const maxMinFreeDisk = 1 << 30
+
+// Bytes is the floor in bytes for tlog.BoltOptions.MinFree: negative for
+// none.
+func (d DiskFloor) Bytes() int64 {
+	if d.MinFreeDisk == 0 {
+		return -1
+	}
+	return int64(d.MinFreeDisk) << 20
+}
+
+// Validate reports a floor out of range.
+func (d DiskFloor) Validate() error {
+	if d.MinFreeDisk < 0 || d.MinFreeDisk > maxMinFreeDisk {
+		return fmt.Errorf("invalid min-free-disk %d: want MiB such as %d, or 0 for no floor", d.MinFreeDisk, DefaultMinFreeDisk)
+	}
+	return nil
 }
 
 // Creating is -create, embedded after Database by the commands that may
@@ -165,8 +197,12 @@ type AddUpstream struct {
 	UpstreamAuth string `flag:"upstream-auth" arg:"AUTH" help:"upstream credentials, as for sumd serve: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH"`
 }
 
-func defaultDatabase() Database { return Database{DB: DefaultDB} }
-func defaultLog() Log           { return Log{Level: "info", Format: "text"} }
+func defaultDatabase() Database {
+	return Database{DB: DefaultDB, DiskFloor: defaultDiskFloor()}
+}
+
+func defaultDiskFloor() DiskFloor { return DiskFloor{MinFreeDisk: DefaultMinFreeDisk} }
+func defaultLog() Log             { return Log{Level: "info", Format: "text"} }
 
 func defaultServe() Serve {
 	return Serve{
@@ -211,6 +247,7 @@ func (d *Database) Validate() error {
 	if d.Name != "" {
 		errs = append(errs, CheckName(d.Name))
 	}
+	errs = append(errs, d.DiskFloor.Validate())
 	return errors.Join(errs...)
 }
 

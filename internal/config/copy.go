@@ -15,20 +15,21 @@ var copyCommand = command{
 // Copy configures `sumd copy`.
 type Copy struct {
 	Log
+	DiskFloor
 	From string `flag:"from" arg:"FILE|URL" help:"database to copy: a bbolt file or a postgres:// URL (required)"`
 	To   string `flag:"to" arg:"FILE|URL" help:"database to copy into: a bbolt file (created if missing) or a postgres:// URL of an existing database (required)"`
 }
 
 // LoadCopy is LoadServe for `sumd copy`.
 func LoadCopy(args, env []string, w io.Writer) (*Copy, []string, error) {
-	c := Copy{Log: defaultLog()}
+	c := Copy{Log: defaultLog(), DiskFloor: defaultDiskFloor()}
 	rest, err := loadValidated(copyCommand, &c, args, env, w)
 	return &c, rest, err
 }
 
 // Validate reports every problem of c, one per line.
 func (c *Copy) Validate() error {
-	errs := []error{c.Log.Validate()}
+	errs := []error{c.Log.Validate(), c.DiskFloor.Validate()}
 	if c.From == "" {
 		errs = append(errs, errors.New("from is empty: set -from to the database to copy"))
 	}

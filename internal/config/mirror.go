@@ -52,6 +52,7 @@ func (m *MirrorDB) Validate() error {
 // Mirror configures `sumd mirror`.
 type Mirror struct {
 	MirrorDB
+	DiskFloor
 	Log
 	Origin  string `flag:"origin" arg:"URL" help:"base URL of the checksum database to follow: a sumd, https://sum.golang.org, another mirror, or a proxy path such as https://proxy.example/sumdb/sum.golang.org; default: the URL the mirror database remembers, or https://sum.golang.org for a new mirror"`
 	Modules string `flag:"modules" arg:"LIST" help:"make the mirror partial: comma-separated go.sum files (ending in .sum) and module path patterns (GOPRIVATE syntax); every hash tile is kept, but only the records of those versions; default: the list the mirror database remembers, or every record (a full mirror)"`
@@ -62,7 +63,7 @@ type Mirror struct {
 }
 
 func defaultMirror() Mirror {
-	return Mirror{Log: defaultLog(), Step: 1 << 14, Parallel: 8, Timeout: 30 * time.Second}
+	return Mirror{DiskFloor: defaultDiskFloor(), Log: defaultLog(), Step: 1 << 14, Parallel: 8, Timeout: 30 * time.Second}
 }
 
 // LoadMirror is LoadServe for `sumd mirror`.
@@ -74,7 +75,7 @@ func LoadMirror(args, env []string, w io.Writer) (*Mirror, []string, error) {
 
 // Validate reports every problem of c, one per line.
 func (c *Mirror) Validate() error {
-	errs := []error{c.MirrorDB.Validate(), c.Log.Validate()}
+	errs := []error{c.MirrorDB.Validate(), c.DiskFloor.Validate(), c.Log.Validate()}
 	if c.Origin != "" {
 		errs = append(errs, checkURL(c.Origin))
 	}
@@ -120,19 +121,20 @@ func (c *MirrorExport) Validate() error {
 // MirrorImport configures `sumd mirror import`.
 type MirrorImport struct {
 	MirrorDB
+	DiskFloor
 	Log
 }
 
 // LoadMirrorImport is LoadServe for `sumd mirror import`.
 func LoadMirrorImport(args, env []string, w io.Writer) (*MirrorImport, []string, error) {
-	c := MirrorImport{Log: defaultLog()}
+	c := MirrorImport{DiskFloor: defaultDiskFloor(), Log: defaultLog()}
 	rest, err := loadValidated(mirrorImportCommand, &c, args, env, w)
 	return &c, rest, err
 }
 
 // Validate reports every problem of c, one per line.
 func (c *MirrorImport) Validate() error {
-	return errors.Join(c.MirrorDB.Validate(), c.Log.Validate())
+	return errors.Join(c.MirrorDB.Validate(), c.DiskFloor.Validate(), c.Log.Validate())
 }
 
 // ServeMirrors configures the mirrors `sumd serve` serves.

@@ -103,6 +103,12 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 		case errors.As(err, &busy):
 			f.opts.Metrics.forward(f.name, "busy")
 			return 0, &server.StatusError{Status: http.StatusServiceUnavailable, Err: busy}
+		case errors.Is(err, itlog.ErrLowDisk):
+			// The log has the path; the client, maybe anonymous, not.
+			f.opts.Logger.Error("a mirror could not store a forwarded lookup: its disk is nearly full", "origin", f.name, "module", m.String(), "err", err)
+			f.opts.Metrics.forward(f.name, "busy")
+			return 0, &server.StatusError{Status: http.StatusServiceUnavailable, Err: fmt.Errorf(
+				"%s: the mirror of %s cannot store what its origin answered: its disk is nearly full, so it stores nothing new until its operator frees space", m, f.name)}
 		case sumdbclient.IsFetchError(err) && ctx.Err() == nil:
 			f.opts.Logger.Warn("a mirror could not fetch the tiles proving a forwarded lookup", "origin", f.name, "module", m.String(), "err", err)
 			f.opts.Metrics.forward(f.name, "offline")

@@ -74,6 +74,8 @@ func problemText(err error) string {
 		return fmt.Sprintf("the origin answered %d (see the server log)", fe.Status)
 	case errors.Is(err, context.Canceled):
 		return ""
+	case errors.Is(err, itlog.ErrLowDisk):
+		return "the mirror's disk has less free space than min-free-disk: it stores nothing new until space is freed (see the server log)"
 	case IsBehind(err):
 		var be *BehindError
 		if errors.As(err, &be) && be.Unproved {

@@ -102,6 +102,11 @@ type Config struct {
 	// DBFile is the database file OpenLog opens, if the log is in a file:
 	// the server stops if it is removed or replaced while served.
 	DBFile string
+	// MirrorFiles are the bbolt files of Mirrors, and MinFreeDisk the
+	// space (bytes) their stores and DBFile's keep free: below it the
+	// status says degraded (no floor: 0 or less).
+	MirrorFiles []string
+	MinFreeDisk int64
 	// Surface returns what the protocol serves on top of l (l itself, or a
 	// recorder fetching unknown versions from upstream; nil for a
 	// mirror-only server: its first mirror, forwarding lookups to its
@@ -247,6 +252,13 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 			return nil, nil, err
 		}
 		parts = append(parts, p)
+	}
+	if files := diskFiles(cfg); len(files) > 0 && cfg.MinFreeDisk > 0 {
+		var reg prometheus.Registerer // nil: none (a nil *Registry is not)
+		if cfg.Registry != nil {
+			reg = cfg.Registry
+		}
+		parts = append(parts, diskPart(files, cfg.MinFreeDisk, reg, cfg.Logger, freeSpace))
 	}
 	hist, err := loadHistory(context.Background(), l, cfg.Logger, time.Now)
 	if err != nil {

@@ -92,6 +92,12 @@ func tileKey(id TileID) []byte {
 type BoltStore struct {
 	db *bbolt.DB
 
+	// minFree is the space every write leaves free on the file's file
+	// system (negative: no check), and free reads that space; a test
+	// sets it to fake a full disk.
+	minFree int64
+	free    func(path string) (int64, bool)
+
 	// beforeCommit and afterCommit, if set by a test, run inside Commit's
 	// transaction just before it commits, and after it committed: faults
 	// that leave the batch not persisted, and persisted.
@@ -114,6 +120,11 @@ type BoltOptions struct {
 	// writes fail, and other read-only openers may share it. For reading
 	// a backup or a copy without changing it.
 	ReadOnly bool
+	// MinFree is the space, in bytes, every write leaves free on the file
+	// system holding the file: a write that would leave less is refused
+	// with a *LowDiskError, having stored nothing. 0 means DefaultMinFree;
+	// a negative value turns the check off.
+	MinFree int64
 }
 
 // OpenBolt opens the bbolt store at path.
@@ -137,7 +148,11 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
 	}
-	return &BoltStore{db: db}, nil
+	minFree := opts.MinFree
+	if minFree == 0 {
+		minFree = DefaultMinFree
+	}
+	return &BoltStore{db: db, minFree: minFree, free: freeSpace}, nil
 }
 
 // Path is the file's path.
@@ -239,7 +254,7 @@ func (s *BoltStore) Create(ctx context.Context, meta Meta, head []byte) error {
 	if len(meta.VKeys) == 0 {
 		return fmt.Errorf("%w: a log needs a verifier key", ErrNotPersisted)
 	}
-	return s.update(func(tx *bbolt.Tx) error {
+	return s.update(int64(len(head)), func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketMeta) != nil {
 			return ErrLogExists
 		}
@@ -282,7 +297,7 @@ func (s *BoltStore) Create(ctx context.Context, meta Meta, head []byte) error {
 
 // Commit writes b in one bbolt transaction, after checking b.Prev.
 func (s *BoltStore) Commit(ctx context.Context, b *Batch) error {
-	err := s.update(func(tx *bbolt.Tx) error {
+	err := s.update(batchBytes(b), func(tx *bbolt.Tx) error {
 		bk, err := openBuckets(tx)
 		if err != nil {
 			return err
@@ -341,11 +356,16 @@ func (b buckets) put(batch *Batch) error {
 	return nil
 }
 
-// update runs f in a write transaction and sorts its failures by the Store
-// contract. An error from f rolled the transaction back: nothing was stored.
-// An error from bbolt's commit is ambiguous: the pages may be written, and
-// the meta page too, visible to readers (PROTOCOL.md §6) but not synced.
-func (s *BoltStore) update(f func(tx *bbolt.Tx) error) error {
+// update runs f in a write transaction of about need bytes and sorts its
+// failures by the Store contract. A write the file system has no room for
+// is refused before it starts (roomFor). An error from f rolled the
+// transaction back: nothing was stored. An error from bbolt's commit is
+// ambiguous: the pages may be written, and the meta page too, visible to
+// readers (PROTOCOL.md §6) but not synced.
+func (s *BoltStore) update(need int64, f func(tx *bbolt.Tx) error) error {
+	if err := s.roomFor(need); err != nil {
+		return err
+	}
 	staged := false
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		if err := f(tx); err != nil {
@@ -498,7 +518,7 @@ func (s *BoltStore) Aux(ctx context.Context, key string) ([]byte, error) {
 
 // SetAux stores an auxiliary value in a transaction of its own.
 func (s *BoltStore) SetAux(ctx context.Context, key string, value []byte) error {
-	return s.update(func(tx *bbolt.Tx) error {
+	return s.update(int64(len(key)+len(value)), func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketAux)
 		if err != nil {
 			return fmt.Errorf("failed to create auxiliary bucket: %w", err)

@@ -96,6 +96,9 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process to release the
 	// database file (default 100ms).
 	LockTimeout time.Duration
+	// MinFree is the space Open's bbolt file keeps free on its file system
+	// (BoltOptions.MinFree: 0 means DefaultMinFree, negative none).
+	MinFree int64
 	// Verify is the integrity check Open runs (default VerifyTail).
 	Verify VerifyMode
 	// RefreshInterval is how often a log on a SharedStore reads the stored
@@ -188,7 +191,7 @@ func Open(path string, opts Options) (*Log, error) {
 	if err := opts.check(); err != nil {
 		return nil, err // before OpenBolt, which may create the file
 	}
-	s, err := OpenBolt(path, BoltOptions{Create: opts.Create, LockTimeout: opts.LockTimeout})
+	s, err := OpenBolt(path, BoltOptions{Create: opts.Create, LockTimeout: opts.LockTimeout, MinFree: opts.MinFree})
 	if err != nil {
 		return nil, err
 	}

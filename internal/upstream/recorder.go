@@ -427,13 +427,20 @@ func (r *Recorder) add(ctx context.Context, rec gosum.Record) (int64, error) {
 }
 
 // addError maps an error of the log's Add of what: a full queue is a 503,
-// and a conflict is logged.
+// a full disk too (with a text that names no path), and a conflict is
+// logged.
 func (r *Recorder) addError(ctx context.Context, what string, err error) error {
 	var conflict *tlog.ConflictError
 	switch {
 	case errors.Is(err, tlog.ErrPushback):
 		return &server.StatusError{Status: http.StatusServiceUnavailable,
 			Err: fmt.Errorf("failed to record %s: %w", what, err)}
+	case errors.Is(err, tlog.ErrLowDisk):
+		// The operator's log gets the path and the figures; the
+		// client, maybe anonymous, only what happened.
+		r.logger.ErrorContext(ctx, "not recorded: the database's disk is nearly full", "what", what, "err", err)
+		return &server.StatusError{Status: http.StatusServiceUnavailable,
+			Err: &lowDiskError{what: what, err: err}}
 	case errors.As(err, &conflict):
 		// For a lookup this means another adder won a race with other
 		// content than upstream serves: someone must look.
@@ -443,6 +450,18 @@ func (r *Recorder) addError(ctx context.Context, what string, err error) error {
 	}
 	return fmt.Errorf("failed to record %s: %w", what, err)
 }
+
+// lowDiskError is a write refused for disk space, as a client sees it.
+type lowDiskError struct {
+	what string
+	err  error // the log's, with the path: for the server's log only
+}
+
+func (e *lowDiskError) Error() string {
+	return fmt.Sprintf("failed to record %s: the checksum database's disk is nearly full, so it records nothing new until its operator frees space; recorded versions are still served", e.what)
+}
+
+func (e *lowDiskError) Unwrap() error { return e.err }
 
 // logFailure logs a version that was not recorded: gone ones at Info (a
 // typo or an unpushed tag is routine), upstream trouble at Warn, sumd's own

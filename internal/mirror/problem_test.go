@@ -1,0 +1,54 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/module"
+
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// TestProblemTextLowDisk: a step the mirror's store refused for disk space
+// is named as such in the status, which anonymous clients read, without
+// the path the error carries for the log.
+func TestProblemTextLowDisk(t *testing.T) {
+	err := fmt.Errorf("failed to stage: %w", &itlog.LowDiskError{Path: "/srv/sumd/sum.golang.org.db", Free: 1 << 20, Floor: 64 << 20})
+	got := problemText(err)
+	if !strings.Contains(got, "min-free-disk") || strings.Contains(got, "/srv") {
+		t.Errorf("problemText(%v) = %q, want the floor named and no path", err, got)
+	}
+}
+
+// TestForwardLowDisk: a forwarded lookup whose proof the mirror's store
+// refuses for disk space is a 503 saying so, naming no path; the mirror
+// stores nothing, and the same lookup succeeds once the store has room.
+func TestForwardLowDisk(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 600)
+	m, s := newMirror(t, o)
+	sel, _ := ParseSelection([]string{"golang.org/x/*"})
+	f := newFollower(t, o, m, func(opts *Options) { opts.Select = sel })
+	if _, err := f.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.SetHooks(itlog.MemHooks{BeforeCommit: func(*itlog.Batch) error {
+		return &itlog.LowDiskError{Path: "/srv/sumd/mirror.db", Free: 1 << 20, Floor: 64 << 20}
+	}})
+	old := testRecord(17, 1)
+	mv := module.Version{Path: old.Path, Version: old.Version}
+	_, err := f.Ops().Lookup(ctx, mv)
+	if status(err) != http.StatusServiceUnavailable || !contains(err, "disk is nearly full") || contains(err, "/srv") {
+		t.Fatalf("forwarded lookup on a full disk = %v, want a 503 saying the disk is nearly full, naming no path", err)
+	}
+	if m.Err() != nil {
+		t.Fatalf("the mirror's log stopped: %v", m.Err())
+	}
+	s.SetHooks(itlog.MemHooks{})
+	if id, err := f.Ops().Lookup(ctx, mv); err != nil || id != 17 {
+		t.Fatalf("forwarded lookup once there is room = %d, %v", id, err)
+	}
+}

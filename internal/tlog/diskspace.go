@@ -1,0 +1,99 @@
+package tlog
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+)
+
+// DefaultMinFree is the space a BoltStore keeps free on the file system of
+// its file unless told otherwise (BoltOptions.MinFree): 64 MiB, four of
+// bbolt's growth steps, and room for the largest commit sumd makes (a
+// mirror's step of 16,384 records).
+const DefaultMinFree = 64 << 20
+
+// ErrLowDisk marks a write refused because the file system holding the
+// database had less free space than the store keeps free. It wraps
+// nothing the store wrote: every such error is also ErrNotPersisted.
+var ErrLowDisk = errors.New("not enough free disk space")
+
+// A LowDiskError is a write a BoltStore refused before starting it, because
+// the file system of its file had Free bytes available to sumd, less than
+// Floor plus the write's own size.
+//
+// Why refuse instead of trying: bbolt writes a commit's pages, then its
+// meta page, and a failed write or sync anywhere in that is ambiguous to
+// sumd (it may be visible, PROTOCOL.md §6), so the log must stop and the
+// server exit. Run under a supervisor, a full disk then becomes a restart
+// on every first lookup. Checked first, a full disk is a failed write like
+// any other that stored nothing: the writers get an error (503 over HTTP),
+// the log carries on serving, and writes resume once there is room. A disk
+// filled by someone else between the check and the write is still the
+// ambiguous case: the floor makes it unlikely, not impossible.
+type LowDiskError struct {
+	Path  string // the database file
+	Free  int64  // bytes available when the write was refused
+	Floor int64  // bytes the store keeps free
+	Need  int64  // the write's own estimated size
+}
+
+func (e *LowDiskError) Error() string {
+	write := ""
+	if e.Need >= 1<<20 {
+		write = " plus this write's " + mib(e.Need)
+	}
+	return fmt.Sprintf("%v: %s free on the file system of %s, under the %s it keeps free (min-free-disk)%s; nothing was stored",
+		ErrLowDisk, mib(e.Free), filepath.Dir(e.Path), mib(e.Floor), write)
+}
+
+// Is makes it an ErrLowDisk and an ErrNotPersisted.
+func (e *LowDiskError) Is(target error) bool {
+	return target == ErrLowDisk || target == ErrNotPersisted
+}
+
+// Hint says what to do.
+func (e *LowDiskError) Hint() string {
+	return "free space on that file system (the log grows by about 400 bytes per record), or lower min-free-disk; " +
+		"nothing was recorded, the database is intact, and writes succeed again once there is room"
+}
+
+// mib formats n bytes in MiB, with a decimal under 10.
+func mib(n int64) string {
+	if n < 10<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d MiB", n>>20)
+}
+
+// roomFor refuses a write of about need bytes if the file system of the
+// store's file has less than the floor plus need available. A file system
+// whose free space cannot be read (an unsupported system) passes: the
+// check is a guard in front of bbolt, not a condition of correctness.
+func (s *BoltStore) roomFor(need int64) error {
+	if s.minFree < 0 || s.free == nil {
+		return nil
+	}
+	free, ok := s.free(s.db.Path())
+	if !ok || free >= s.minFree+need {
+		return nil
+	}
+	return &LowDiskError{Path: s.db.Path(), Free: free, Floor: s.minFree, Need: need}
+}
+
+// batchBytes estimates the bytes a commit of b adds to the file: its
+// records, index keys and tiles, and a page of index per record (an index
+// insert rewrites the page it lands on).
+func batchBytes(b *Batch) int64 {
+	n := int64(len(b.Head))
+	for _, r := range b.Records {
+		n += int64(len(r.Text)+len(r.Key)) + 4096
+	}
+	for _, t := range b.Tiles {
+		n += int64(len(t.Data))
+	}
+	return n
+}
+
+// FreeSpace is the space available to sumd on the file system holding
+// path, in bytes, and whether the system could tell.
+func FreeSpace(path string) (int64, bool) { return freeSpace(path) }
