@@ -23,7 +23,7 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	logger := config.NewLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	src, err := openStore(ctx, "-from", cfg.From, false, 0, logger)
+	src, err := openStore(ctx, "-from", cfg.From, false, -1, logger) // reads only
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"errors"
 	"net/http"
 	"os"
@@ -8,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/sumd-project/sumd/internal/testenv"
 	"github.com/sumd-project/sumd/internal/testproxy"
@@ -39,9 +38,11 @@ func TestGoCommandDiskFull(t *testing.T) {
 	}
 	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
 	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
-	// The floor: 256 MiB under the space free now. The ballast below takes
-	// 512 MiB, so other tests' files may come and go by 256 MiB either way.
-	floorMiB := free>>20 - 256
+	// The floor: 384 MiB under the space free now, so that other tests'
+	// files may take that much before the first lookup. The ballast then
+	// takes the disk 384 MiB under the floor, and grows if other tests'
+	// files went away meanwhile.
+	floorMiB := free>>20 - 384
 	s := startServer(t, "-create", "-db", filepath.Join(dir, "data", "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"),
 		"-upstream", proxyURL, "-admin-token-file", token, "-min-free-disk", strconv.FormatInt(floorMiB, 10))
 	goGet := func(m testproxy.Module) (string, error) {
@@ -55,7 +56,15 @@ func TestGoCommandDiskFull(t *testing.T) {
 	}
 
 	ballast := filepath.Join(dir, "ballast")
-	fill(t, ballast, 512<<20)
+	for size := int64(768 << 20); ; size += 256 << 20 {
+		fill(t, ballast, size)
+		if n, _ := tlog.FreeSpace(ballast); n < (floorMiB-128)<<20 {
+			break
+		}
+		if size >= 2<<30 {
+			t.Fatalf("the disk still has room above the floor with a ballast of %d MiB: does the file system compress or deduplicate?", size>>20)
+		}
+	}
 	out, err := goGet(special[1])
 	if err == nil || !strings.Contains(out, "503 Service Unavailable") || !strings.Contains(out, "disk is nearly full") {
 		t.Fatalf("go mod download of a new version on a full disk: %v\n%s\nwant a 503 saying the disk is nearly full", err, out)
@@ -99,20 +108,19 @@ func TestGoCommandDiskFull(t *testing.T) {
 	}
 }
 
-// fill makes a file of n bytes that takes n bytes of disk: allocated at
-// once where the file system can (fallocate(2)), else written.
+// fill makes name a file of n bytes that take n bytes of disk: random
+// ones (zeros would take nothing on a compressing file system), a MiB
+// repeated (no file system here deduplicates within a file), synced.
 func fill(t *testing.T, name string, n int64) {
 	t.Helper()
-	f, err := os.Create(name)
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	t.Cleanup(func() { os.Remove(name) })
-	if unix.Fallocate(int(f.Fd()), 0, 0, n) == nil {
-		return
-	}
 	buf := make([]byte, 1<<20)
+	rand.Read(buf)
 	for i := int64(0); i < n; i += int64(len(buf)) {
 		if _, err := f.Write(buf); err != nil {
 			t.Fatal(err)

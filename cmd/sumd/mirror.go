@@ -209,6 +209,8 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 // Its origin's keys are vkeysFlag (an option's value, inline or a file),
 // else those the database remembers, else sum.golang.org's when the
 // database is new and its origin is (or may be, if name is "") that.
+// minFree is the space its writes keep free (tlog.BoltOptions.MinFree: -1
+// for none, as for a command that only reads).
 func openMirror(path, vkeysFlag string, create bool, minFree int64, name string, logger *slog.Logger) (*itlog.Log, *mirror.Config, error) {
 	ctx := context.Background()
 	if vkeysFlag != "" { // a bad option must not leave a new, empty file behind
@@ -292,7 +294,7 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
-	l, _, err := openMirror(cfg.Mirror, cfg.OriginKey, false, 0, "", logger)
+	l, _, err := openMirror(cfg.Mirror, cfg.OriginKey, false, -1, "", logger) // reads only
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,7 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	bar.finish()
 	dst.Close()
 	if err == nil {
-		err = verifyRestored(tmp, keys, logger)
+		err = verifyRestored(tmp, keys, cfg.DiskFloor.Bytes(), logger)
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -145,8 +145,8 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 
 // verifyRestored opens the rebuilt database as the primary, with full
 // verification, before it is swapped in.
-func verifyRestored(path string, keys []*itlog.Key, logger *slog.Logger) error {
-	l, err := itlog.Open(path, itlog.Options{Keys: keys, Verify: itlog.VerifyFull, Logger: logger})
+func verifyRestored(path string, keys []*itlog.Key, minFree int64, logger *slog.Logger) error {
+	l, err := itlog.Open(path, itlog.Options{Keys: keys, Verify: itlog.VerifyFull, Logger: logger, MinFree: minFree})
 	if err != nil {
 		return fmt.Errorf("the restored database does not verify: %w", err)
 	}

@@ -71,10 +71,10 @@ const DefaultMinFreeDisk = 64
 // maxMinFreeDisk bounds min-free-disk: 1 PiB in MiB.
 const maxMinFreeDisk = 1 << 30
 
-// Bytes is the floor in bytes for tlog.BoltOptions.MinFree: negative for
-// none.
+// Bytes is the floor in bytes for tlog.BoltOptions.MinFree: -1 (none) for
+// 0, and for a value Validate refuses.
 func (d DiskFloor) Bytes() int64 {
-	if d.MinFreeDisk == 0 {
+	if d.MinFreeDisk <= 0 || d.MinFreeDisk > maxMinFreeDisk {
 		return -1
 	}
 	return int64(d.MinFreeDisk) << 20
@@ -279,6 +279,8 @@ func (c *Serve) Validate() error {
 		c.TUFServe.Validate(), c.ServeSync.Validate(), c.ServeMirrors.Validate()}
 	if !c.MirrorOnly { // a mirror-only server has no log of its own
 		errs = append(errs, c.Database.Validate())
+	} else {
+		errs = append(errs, c.DiskFloor.Validate()) // but its mirrors' files
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together: set both to serve HTTPS, or neither"))

@@ -70,6 +70,7 @@ func TestServeValidate(t *testing.T) {
 		{func(c *Serve) { c.Cache = 1 << 43 }, "invalid cache-size 8796093022208: want MiB of memory such as 64 (at most 1048576)"},
 		{func(c *Serve) { c.MinFreeDisk = -1 }, "invalid min-free-disk -1: want MiB such as 64, or 0 for no floor"},
 		{func(c *Serve) { c.MinFreeDisk = 1 << 31 }, "invalid min-free-disk 2147483648"},
+		{func(c *Serve) { c.MirrorOnly, c.Mirrors, c.MinFreeDisk = true, "m.db", -5 }, "invalid min-free-disk -5"},
 		{func(c *Serve) { c.UpstreamTimeout = 0 }, "invalid upstream-timeout 0s: want a positive duration"},
 		{func(c *Serve) { c.UpstreamTimeout = -5 * time.Second }, "invalid upstream-timeout -5s"},
 		{func(c *Serve) { c.NegativeTTL = -time.Second }, "invalid negative-ttl -1s"},
@@ -189,7 +190,7 @@ func TestDiskFloorBytes(t *testing.T) {
 	for _, c := range []struct {
 		mib  int
 		want int64
-	}{{0, -1}, {1, 1 << 20}, {DefaultMinFreeDisk, 64 << 20}, {maxMinFreeDisk, 1 << 50}} {
+	}{{0, -1}, {-5, -1}, {maxMinFreeDisk + 1, -1}, {1, 1 << 20}, {DefaultMinFreeDisk, 64 << 20}, {maxMinFreeDisk, 1 << 50}} {
 		if got := (DiskFloor{c.mib}).Bytes(); got != c.want {
 			t.Errorf("DiskFloor{%d}.Bytes() = %d, want %d", c.mib, got, c.want)
 		}

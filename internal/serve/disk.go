@@ -26,8 +26,9 @@ var diskInterval = 10 * time.Second
 // crossing with the path, which the problem (shown to anonymous clients)
 // does not name. sumd_disk_free_bytes lets monitoring warn before that.
 // The floor here and the store's are the same figure; the store's check
-// also counts the write's own size, so a write can be refused a little
-// before the status turns degraded, never after.
+// also counts the write's own size, so a large write (an import's chunk of
+// 65,536 records, about 30 MiB) can be refused while the status still says
+// ok; never the other way round.
 func diskPart(files []string, floor int64, reg prometheus.Registerer, logger *slog.Logger, free func(string) (int64, bool)) Part {
 	low := make([]atomic.Bool, len(files))
 	seen := map[string]int{}
@@ -53,6 +54,9 @@ func diskPart(files []string, floor int64, reg prometheus.Registerer, logger *sl
 		}))
 	}
 	check := func() {
+		if floor <= 0 {
+			return // no floor: the gauge only
+		}
 		for i, f := range files {
 			n, ok := free(f)
 			now := ok && n < floor
@@ -83,10 +87,14 @@ func diskPart(files []string, floor int64, reg prometheus.Registerer, logger *sl
 		},
 		Report: func(s *Status) {
 			check()
+			n := 0
 			for i := range files {
 				if low[i].Load() {
-					s.problem("disk", "a database file's disk has less free space than min-free-disk (%d MiB): sumd records nothing new there until its operator frees space; see the server log", floor>>20)
+					n++
 				}
+			}
+			if n > 0 {
+				s.problem("disk", "%d database file(s) on a disk with less free space than min-free-disk (%d MiB): sumd records nothing new there until its operator frees space; see the server log", n, floor>>20)
 			}
 		},
 	}

@@ -76,6 +76,16 @@ sumd_disk_free_bytes{file="sumd.db"} 1.073741824e+09
 	if got := report(); len(got) != 0 {
 		t.Errorf("problems once the disk has room: %v", got)
 	}
+
+	// With no floor (-min-free-disk 0) the gauge stays, and nothing is a
+	// problem.
+	reg = prometheus.NewRegistry()
+	p = diskPart([]string{"/srv/c/m.db"}, -1, reg, logger, func(string) (int64, bool) { return 0, true })
+	var s Status
+	p.Report(&s)
+	if n, err := testutil.GatherAndCount(reg, "sumd_disk_free_bytes"); err != nil || n != 1 || len(s.Health.Problems) != 0 {
+		t.Errorf("with no floor: %d series (%v), problems %v; want the gauge and no problem", n, err, s.Health.Problems)
+	}
 }
 
 // waitUntil polls cond for up to 10 seconds.

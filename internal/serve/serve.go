@@ -83,11 +83,14 @@ type Config struct {
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // served at /metrics; see NewRegistry
 
-	Listen          string        // address of the HTTP listener
-	AdminListen     string        // address of a listener serving /admin/ alone; "": /admin/ is on Listen
-	MetricsListen   string        // address of a listener serving /metrics alone; "": /metrics is on Listen
-	ReadListen      string        // address of a second listener serving only the protocol, on fasthttp (read.go); "": none
-	TLS             *tls.Config   // nil: plain HTTP, on every listener
+	Listen        string      // address of the HTTP listener
+	AdminListen   string      // address of a listener serving /admin/ alone; "": /admin/ is on Listen
+	MetricsListen string      // address of a listener serving /metrics alone; "": /metrics is on Listen
+	ReadListen    string      // address of a second listener serving only the protocol, on fasthttp (read.go); "": none
+	TLS           *tls.Config // nil: plain HTTP, on every listener
+	// TLSProblems, if set, reports the certificate's problems (expiring,
+	// renewed files that cannot be loaded) for the status.
+	TLSProblems     ProblemReporter
 	RequestTimeout  time.Duration // read and write deadline of one request
 	ShutdownTimeout time.Duration // how long requests in flight may take after a stop
 	CacheBytes      int64         // memory for full tiles and found records; 0: no cache (unlike server.Options, where 0 is the default)
@@ -104,7 +107,8 @@ type Config struct {
 	DBFile string
 	// MirrorFiles are the bbolt files of Mirrors, and MinFreeDisk the
 	// space (bytes) their stores and DBFile's keep free: below it the
-	// status says degraded (no floor: 0 or less).
+	// status says degraded (no floor: 0 or less; the free space is
+	// exported as a metric either way).
 	MirrorFiles []string
 	MinFreeDisk int64
 	// Surface returns what the protocol serves on top of l (l itself, or a
@@ -253,7 +257,7 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 		}
 		parts = append(parts, p)
 	}
-	if files := diskFiles(cfg); len(files) > 0 && cfg.MinFreeDisk > 0 {
+	if files := diskFiles(cfg); len(files) > 0 {
 		var reg prometheus.Registerer // nil: none (a nil *Registry is not)
 		if cfg.Registry != nil {
 			reg = cfg.Registry
@@ -274,6 +278,9 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 	}
 	if pr, ok := ops.(ProblemReporter); ok {
 		parts = append(parts, problemsPart("upstream", pr))
+	}
+	if cfg.TLSProblems != nil {
+		parts = append(parts, problemsPart("tls", cfg.TLSProblems))
 	}
 	if adm == nil && cfg.AdminListen != "" {
 		// The CLI's configuration refuses this before anything is bound
