@@ -23,7 +23,7 @@ import (
 // TestGoCommandHTTPS serves sumd over HTTPS (-tls-cert, -tls-key) and has
 // the real go command verify a download through it, and through its read
 // listener, trusting the test's self-signed certificate through
-// SSL_CERT_FILE.
+// SSL_CERT_FILE; then a renewed certificate, without a restart.
 func TestGoCommandHTTPS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := selfSigned(t, dir)
@@ -63,6 +63,26 @@ func TestGoCommandHTTPS(t *testing.T) {
 		t.Fatalf("go command without the certificate: %v\n%s\nwant a certificate error", err, out)
 	}
 
+	// A renewed certificate, renamed over the files as cert-manager and
+	// certbot do, is served without a restart, on both listeners, once
+	// the files' second of grace has passed.
+	newCert, newKey := selfSigned(t, t.TempDir())
+	for from, to := range map[string]string{newCert: certFile, newKey: keyFile} {
+		if err := os.Rename(from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond)
+	renewed := testproxy.NewGo(t)
+	renewed.Env = append(renewed.Env, "GOPROXY="+proxyURL, "GOSUMDB="+s.gosumdb, "SSL_CERT_FILE="+certFile)
+	download(t, renewed, special[0])
+	renewedRead := testproxy.NewGo(t)
+	renewedRead.Env = append(renewedRead.Env, "GOPROXY="+proxyURL, "GOSUMDB="+vkey+" "+read[1], "SSL_CERT_FILE="+certFile)
+	download(t, renewedRead, special[0])
+	if !strings.Contains(s.stderr.String(), "loaded the changed TLS certificate") {
+		t.Errorf("no log line for the renewed certificate:\n%s", s.stderr)
+	}
+
 	if _, errOut, err := sumdRun("serve", "-db", db, "-key", key, "-tls-cert", certFile, "-tls-key", certFile); err == nil || !strings.Contains(errOut, "failed to load TLS certificate") {
 		t.Errorf("serve with a wrong TLS key: %v\n%s", err, errOut)
 	}
@@ -80,7 +100,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 		Subject:      pkix.Name{CommonName: "sumd test"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotAfter:     time.Now().Add(90 * 24 * time.Hour), // beyond tlscert's week of warning
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,7 @@ func TestTLSKeyUnreadable(t *testing.T) {
 		t.Log("running as root, which reads a file of mode 0000: classifying a synthesized EACCES")
 		err = tlsFileError(&fs.PathError{Op: "open", Path: key, Err: fs.ErrPermission})
 	} else {
-		_, err = loadTLS(cert, key)
+		_, _, err = loadTLS(cert, key, slog.Default())
 	}
 	var ce *cliError
 	if !errors.As(err, &ce) || !errors.Is(err, fs.ErrPermission) {
@@ -70,7 +71,7 @@ func TestTLSKeyUnreadable(t *testing.T) {
 	}
 
 	// Anything else is still a file that is not PEM.
-	_, err = loadTLS(cert, cert)
+	_, _, err = loadTLS(cert, cert, slog.Default())
 	if !errors.As(err, &ce) || !strings.Contains(ce.hint, "must be the PEM certificate chain") {
 		t.Errorf("loadTLS of a certificate that is not PEM = %v (hint %q)", err, ce.hint)
 	}

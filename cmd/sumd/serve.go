@@ -29,6 +29,7 @@ import (
 	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/tlog/pgstore"
+	"github.com/sumd-project/sumd/internal/tlscert"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
@@ -45,7 +46,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tlsConf, err := loadTLS(cfg.TLSCert, cfg.TLSKey)
+	// Every line a request causes names its credential: the audit trail.
+	logger := slog.New(access.LogHandler(config.NewLogger(cfg.Log, stderr).Handler()))
+	cert, tlsConf, err := loadTLS(cfg.TLSCert, cfg.TLSKey, logger)
 	if err != nil {
 		return err
 	}
@@ -56,8 +59,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Every line a request causes names its credential: the audit trail.
-	logger := slog.New(access.LogHandler(config.NewLogger(cfg.Log, stderr).Handler()))
 	if cfg.ReadAuth != config.ReadAuthNone && tlsConf == nil {
 		logger.Warn("credentials travel in the clear unless a TLS proxy is in front: the go command sends them over HTTPS only", "read_auth", cfg.ReadAuth)
 	}
@@ -69,6 +70,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	cfg.TmpDir = tmpDir
 	reg := serve.NewRegistry()
 	reg.MustRegister(buildInfo())
+	var certProblems serve.ProblemReporter // nil, not a nil *Reloader
+	if cert != nil {
+		cert.Register(reg)
+		certProblems = cert
+	}
 	// SIGHUP too, as a terminal closing or an operator expecting a reload
 	// sends it: its default action killed sumd without draining requests
 	// or saving the status history. There is nothing to reload: credential
@@ -108,6 +114,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		DBFile:      watched,
 		MirrorFiles: cfg.MirrorList(),
 		MinFreeDisk: cfg.DiskFloor.Bytes(),
+		TLSProblems: certProblems,
 		Surface:     surface,
 		TUF:         serveTUF(cfg.TUFServe),
 		Sync:        sc.serveSync(cfg.ServeSync, cfg.TmpDir, up, reg, logger),
@@ -137,16 +144,17 @@ func openTmpDir(dir string, logger *slog.Logger) error {
 	return nil
 }
 
-// loadTLS reads the certificate and key for HTTPS; none means plain HTTP.
-func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+// loadTLS reads the certificate and key for HTTPS, and keeps reading them
+// when they change (tlscert); none means plain HTTP.
+func loadTLS(certFile, keyFile string, logger *slog.Logger) (*tlscert.Reloader, *tls.Config, error) {
 	if certFile == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	r, err := tlscert.New(certFile, keyFile, logger)
 	if err != nil {
-		return nil, tlsFileError(err)
+		return nil, nil, tlsFileError(err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	return r, &tls.Config{GetCertificate: r.GetCertificate, MinVersion: tls.VersionTLS12}, nil
 }
 
 // tlsFileError explains why -tls-cert or -tls-key could not be loaded: a

@@ -38,7 +38,7 @@ func New(t testing.TB) *CA {
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "sumd test CA", Organization: []string{"sumd tests"}},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              time.Now().Add(365 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -69,14 +69,20 @@ type Cert struct {
 	Subject           string // as Go prints it (RFC 2253)
 }
 
-// Server issues a certificate for 127.0.0.1, valid for a day.
+// Server issues a certificate for 127.0.0.1, valid for 90 days (a server
+// warns of one that expires within a week).
 func (ca *CA) Server(t testing.TB) *Cert {
+	return ca.ServerUntil(t, time.Now().Add(90*24*time.Hour))
+}
+
+// ServerUntil issues a certificate for 127.0.0.1 that expires at notAfter.
+func (ca *CA) ServerUntil(t testing.TB, notAfter time.Time) *Cert {
 	return ca.issue(t, "server", &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "127.0.0.1"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		NotBefore:   time.Now().Add(-time.Hour),
-		NotAfter:    time.Now().Add(24 * time.Hour),
+		NotAfter:    notAfter,
 	})
 }
 

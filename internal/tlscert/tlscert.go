@@ -1,0 +1,167 @@
+// Package tlscert holds the certificate sumd serves HTTPS with, read again
+// from its files when they change, so that a renewed certificate (ACME,
+// cert-manager, a Kubernetes secret, an operator's copy) is served without
+// a restart. Certificates of 90 days or less are the rule; a server that
+// reads its certificate only at start serves an expired one unless someone
+// remembers to restart it.
+//
+// The files are checked at most once a second, on a handshake: a stat of
+// each (a symlink swap, as Kubernetes does, shows as a change). A pair
+// that cannot be loaded (half written, a key of another certificate) is
+// logged and the previous certificate is served; the next change is tried
+// again. The certificate's expiry is a metric and, within a week, a
+// problem of the server's health.
+package tlscert
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sumd-project/sumd/internal/secret"
+)
+
+// recheck is how long the files are trusted unchanged without a stat.
+var recheck = time.Second
+
+// expiryWarning is how long before expiry the certificate is a problem.
+const expiryWarning = 7 * 24 * time.Hour
+
+// A Reloader serves the certificate of a certificate and key file pair.
+// It is safe for concurrent use.
+type Reloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+	now               func() time.Time
+
+	cur     atomic.Pointer[loaded]
+	statted atomic.Int64           // when the files were last stat'ed, Unix nanoseconds
+	mu      sync.Mutex             // serializes reloads
+	failed  atomic.Pointer[string] // why the files' latest change could not be loaded
+	gauge   prometheus.GaugeFunc   // set by Register
+}
+
+// loaded is a certificate as read once, with the files' stats then.
+type loaded struct {
+	cert          *tls.Certificate
+	notAfter      time.Time
+	certFI, keyFI fs.FileInfo
+}
+
+// New loads the pair; an error here refuses the start, as the files are
+// not usable.
+func New(certFile, keyFile string, logger *slog.Logger) (*Reloader, error) {
+	r := &Reloader{certFile: certFile, keyFile: keyFile, log: logger, now: time.Now}
+	l, err := r.load()
+	if err != nil {
+		return nil, err
+	}
+	r.cur.Store(l)
+	r.statted.Store(r.now().UnixNano())
+	return r, nil
+}
+
+// load reads and parses the pair, with the stats taken before reading: a
+// change during the read shows at the next stat.
+func (r *Reloader) load() (*loaded, error) {
+	certFI, err := os.Stat(r.certFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load TLS certificate: %w", err)
+	}
+	keyFI, err := os.Stat(r.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load TLS certificate: %w", err)
+	}
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load TLS certificate: %w", err)
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("failed to load TLS certificate: %w", err)
+		}
+	}
+	return &loaded{cert: &cert, notAfter: leaf.NotAfter, certFI: certFI, keyFI: keyFI}, nil
+}
+
+// GetCertificate is a tls.Config's: the current certificate, read again
+// first if the files changed.
+func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.refresh()
+	return r.cur.Load().cert, nil
+}
+
+// refresh reloads the pair if a stat shows a change, at most every recheck.
+func (r *Reloader) refresh() {
+	now := r.now().UnixNano()
+	if now-r.statted.Load() < int64(recheck) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now-r.statted.Load() < int64(recheck) {
+		return // another handshake checked meanwhile
+	}
+	r.statted.Store(now)
+	cur := r.cur.Load()
+	certFI, err1 := os.Stat(r.certFile)
+	keyFI, err2 := os.Stat(r.keyFile)
+	if err1 == nil && err2 == nil && !secret.Changed(cur.certFI, certFI) && !secret.Changed(cur.keyFI, keyFI) {
+		return
+	}
+	l, err := r.load()
+	if err != nil {
+		// Once per change: the failed files' stats become the ones
+		// compared, so an unchanged broken pair is not read again.
+		if err1 == nil && err2 == nil {
+			r.cur.Store(&loaded{cert: cur.cert, notAfter: cur.notAfter, certFI: certFI, keyFI: keyFI})
+		}
+		msg := err.Error()
+		r.failed.Store(&msg)
+		r.log.Error("the TLS certificate files changed but cannot be used; serving the previous certificate", "cert", r.certFile, "key", r.keyFile, "err", err)
+		return
+	}
+	r.cur.Store(l)
+	r.failed.Store(nil)
+	r.log.Info("loaded the changed TLS certificate", "cert", r.certFile, "not_after", l.notAfter.UTC())
+}
+
+// NotAfter is when the certificate served now expires.
+func (r *Reloader) NotAfter() time.Time { return r.cur.Load().notAfter }
+
+// Problems reports a certificate that expires within a week, or files that
+// changed but could not be loaded, for the server's health. The texts
+// name no path (anonymous clients read /healthz); the log has them.
+func (r *Reloader) Problems() []string {
+	r.refresh()
+	var out []string
+	if msg := r.failed.Load(); msg != nil {
+		out = append(out, "the TLS certificate files changed but cannot be loaded; the previous certificate is served (see the server log)")
+	}
+	switch left := r.NotAfter().Sub(r.now()); {
+	case left <= 0:
+		out = append(out, fmt.Sprintf("the TLS certificate expired at %s: clients refuse the server; renew it (the files are read again when they change)", r.NotAfter().UTC().Format(time.RFC3339)))
+	case left < expiryWarning:
+		out = append(out, fmt.Sprintf("the TLS certificate expires at %s, in less than a week: renew it (the files are read again when they change)", r.NotAfter().UTC().Format(time.RFC3339)))
+	}
+	return out
+}
+
+// Register exports the certificate's expiry as
+// sumd_tls_certificate_expiry_timestamp_seconds.
+func (r *Reloader) Register(reg prometheus.Registerer) {
+	r.gauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "sumd", Name: "tls_certificate_expiry_timestamp_seconds",
+		Help: "When the TLS certificate served now expires (Unix time); the files are read again when they change.",
+	}, func() float64 { return float64(r.NotAfter().Unix()) })
+	reg.MustRegister(r.gauge)
+}

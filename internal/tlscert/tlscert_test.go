@@ -1,0 +1,165 @@
+package tlscert
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sumd-project/sumd/internal/testcert"
+	"github.com/sumd-project/sumd/internal/testlog"
+)
+
+// TestReload: a renewed pair is served at the next handshake past the
+// recheck, swapped in as cert-manager does (a rename over); a broken or
+// mismatched pair keeps the previous certificate, logged once and shown
+// as a problem; an expiring one is a problem too; the gauge follows.
+func TestReload(t *testing.T) {
+	defer func(d time.Duration) { recheck = d }(recheck)
+	recheck = 0
+	ca := testcert.New(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	install := func(certPEM, keyPEM []byte) {
+		t.Helper()
+		for name, data := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
+			if err := os.WriteFile(name+".new", data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(name+".new", name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read := func(c *testcert.Cert) (certPEM, keyPEM []byte) {
+		t.Helper()
+		certPEM, err := os.ReadFile(c.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyPEM, err = os.ReadFile(c.KeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return certPEM, keyPEM
+	}
+	served := func(r *Reloader) *x509.Certificate {
+		t.Helper()
+		c, err := r.GetCertificate(&tls.ClientHelloInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf
+	}
+	serial := func(c *testcert.Cert) int64 {
+		leaf, _ := x509.ParseCertificate(c.Pair.Certificate[0])
+		return leaf.SerialNumber.Int64()
+	}
+
+	a := ca.Server(t)
+	aCert, aKey := read(a)
+	install(aCert, aKey)
+	var logs testlog.Buffer
+	r, err := New(certFile, keyFile, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	r.Register(reg)
+	if got := served(r).SerialNumber.Int64(); got != serial(a) || len(r.Problems()) != 0 {
+		t.Fatalf("served serial %d, problems %v; want %d and none", got, r.Problems(), serial(a))
+	}
+
+	// Renewed, expiring in three days: served, and a problem.
+	b := ca.ServerUntil(t, time.Now().Add(72*time.Hour))
+	bCert, bKey := read(b)
+	install(bCert, bKey)
+	if got := served(r).SerialNumber.Int64(); got != serial(b) {
+		t.Fatalf("after renewal the served serial is %d, want %d", got, serial(b))
+	}
+	if p := r.Problems(); len(p) != 1 || !strings.Contains(p[0], "in less than a week") || strings.Contains(p[0], dir) {
+		t.Errorf("problems of a certificate expiring in 3 days: %q", p)
+	}
+	if got := testutil.ToFloat64(prometheus.Collector(r.gauge)); got != float64(served(r).NotAfter.Unix()) {
+		t.Errorf("expiry gauge %v, want %d", got, served(r).NotAfter.Unix())
+	}
+
+	// Half written, then a key of another certificate: b stays, one log
+	// line per change, a problem naming no path.
+	install(bCert[:len(bCert)/2], bKey)
+	served(r)
+	served(r)
+	if got := served(r).SerialNumber.Int64(); got != serial(b) {
+		t.Fatalf("a broken pair replaced the certificate: serial %d", got)
+	}
+	if n := strings.Count(logs.String(), "cannot be used"); n != 1 {
+		t.Errorf("%d log lines for one broken change, want 1:\n%s", n, logs.String())
+	}
+	if p := r.Problems(); len(p) != 2 || !strings.Contains(p[0], "cannot be loaded") || strings.Contains(p[0], dir) {
+		t.Errorf("problems with a broken pair: %q", p)
+	}
+	c := ca.ServerUntil(t, time.Now().Add(90*24*time.Hour))
+	cCert, cKey := read(c)
+	install(cCert, bKey)
+	if got := served(r).SerialNumber.Int64(); got != serial(b) {
+		t.Fatalf("a mismatched pair replaced the certificate: serial %d", got)
+	}
+
+	// Fixed: served, no problem left.
+	install(cCert, cKey)
+	if got := served(r).SerialNumber.Int64(); got != serial(c) || len(r.Problems()) != 0 {
+		t.Fatalf("after the fix: serial %d (want %d), problems %q", got, serial(c), r.Problems())
+	}
+	if !strings.Contains(logs.String(), "loaded the changed TLS certificate") {
+		t.Errorf("no log line for the renewal:\n%s", logs.String())
+	}
+
+	// Expired.
+	d := ca.ServerUntil(t, time.Now().Add(-time.Minute))
+	install(read(d))
+	served(r)
+	if p := r.Problems(); len(p) != 1 || !strings.Contains(p[0], "expired at") {
+		t.Errorf("problems of an expired certificate: %q", p)
+	}
+}
+
+// TestRecheck: within the recheck interval the files are not looked at.
+func TestRecheck(t *testing.T) {
+	ca := testcert.New(t)
+	a := ca.Server(t)
+	r, err := New(a.CertFile, a.KeyFile, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.GetCertificate(nil)
+	ca.Server(t) // the same file names: a new pair over a's
+	after, _ := r.GetCertificate(nil)
+	if !bytes.Equal(before.Certificate[0], after.Certificate[0]) {
+		t.Error("the files were read again within the recheck interval")
+	}
+}
+
+// TestNewRefuses: a pair that cannot be loaded refuses the start.
+func TestNewRefuses(t *testing.T) {
+	ca := testcert.New(t)
+	a := ca.Server(t)
+	b := ca.Client(t, "other", a.Pair.Leaf.Subject, time.Now(), time.Now().Add(time.Hour))
+	if _, err := New(a.CertFile, b.KeyFile, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("New with a mismatched key = nil error")
+	}
+	if _, err := New(filepath.Join(t.TempDir(), "missing.crt"), a.KeyFile, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("New with a missing certificate = nil error")
+	}
+}
