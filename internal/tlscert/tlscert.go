@@ -6,14 +6,17 @@
 // remembers to restart it.
 //
 // The files are checked at most once a second, on a handshake: a stat of
-// each (a symlink swap, as Kubernetes does, shows as a change). A pair
+// each (a symlink swap, as Kubernetes does, shows as a change). One
+// handshake checks while the others go on with the current certificate,
+// so a file system that hangs a stat holds one handshake, not all. A pair
 // that cannot be loaded (half written, a key of another certificate) is
-// logged and the previous certificate is served; the next change is tried
-// again. The certificate's expiry is a metric and, within a week, a
-// problem of the server's health.
+// logged once per distinct failure and the previous certificate is
+// served; the next change is tried again. The certificate's expiry is a
+// metric and, within a week, a problem of the server's health.
 package tlscert
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -41,15 +44,17 @@ type Reloader struct {
 	certFile, keyFile string
 	log               *slog.Logger
 	now               func() time.Time
+	start             time.Time // statted counts from it, on the monotonic clock
 
 	cur     atomic.Pointer[loaded]
-	statted atomic.Int64           // when the files were last stat'ed, Unix nanoseconds
-	mu      sync.Mutex             // serializes reloads
+	statted atomic.Int64           // when the files were last stat'ed, nanoseconds since start
+	mu      sync.Mutex             // held by the one check running
 	failed  atomic.Pointer[string] // why the files' latest change could not be loaded
 	gauge   prometheus.GaugeFunc   // set by Register
 }
 
-// loaded is a certificate as read once, with the files' stats then.
+// loaded is a certificate as read once, with the files' stats then (nil:
+// a stat failed, so any file found next is a change).
 type loaded struct {
 	cert          *tls.Certificate
 	notAfter      time.Time
@@ -60,12 +65,13 @@ type loaded struct {
 // not usable.
 func New(certFile, keyFile string, logger *slog.Logger) (*Reloader, error) {
 	r := &Reloader{certFile: certFile, keyFile: keyFile, log: logger, now: time.Now}
+	r.start = r.now()
 	l, err := r.load()
 	if err != nil {
 		return nil, err
 	}
 	r.cur.Store(l)
-	r.statted.Store(r.now().UnixNano())
+	r.statted.Store(int64(r.now().Sub(r.start)))
 	return r, nil
 }
 
@@ -74,20 +80,20 @@ func New(certFile, keyFile string, logger *slog.Logger) (*Reloader, error) {
 func (r *Reloader) load() (*loaded, error) {
 	certFI, err := os.Stat(r.certFile)
 	if err != nil {
-		return nil, fmt.Errorf("failed to load TLS certificate: %w", err)
+		return nil, err
 	}
 	keyFI, err := os.Stat(r.keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("failed to load TLS certificate: %w", err)
+		return nil, err
 	}
 	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("failed to load TLS certificate: %w", err)
+		return nil, err
 	}
 	leaf := cert.Leaf
 	if leaf == nil {
 		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("failed to load TLS certificate: %w", err)
+			return nil, err
 		}
 	}
 	return &loaded{cert: &cert, notAfter: leaf.NotAfter, certFI: certFI, keyFI: keyFI}, nil
@@ -101,12 +107,12 @@ func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 }
 
 // refresh reloads the pair if a stat shows a change, at most every recheck.
+// Only one check runs at a time, and callers do not wait for it.
 func (r *Reloader) refresh() {
-	now := r.now().UnixNano()
-	if now-r.statted.Load() < int64(recheck) {
+	now := int64(r.now().Sub(r.start))
+	if now-r.statted.Load() < int64(recheck) || !r.mu.TryLock() {
 		return
 	}
-	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now-r.statted.Load() < int64(recheck) {
 		return // another handshake checked meanwhile
@@ -115,19 +121,21 @@ func (r *Reloader) refresh() {
 	cur := r.cur.Load()
 	certFI, err1 := os.Stat(r.certFile)
 	keyFI, err2 := os.Stat(r.keyFile)
-	if err1 == nil && err2 == nil && !secret.Changed(cur.certFI, certFI) && !secret.Changed(cur.keyFI, keyFI) {
+	if err := cmp.Or(err1, err2); err != nil {
+		// Whatever is there next is a change, to be loaded.
+		r.cur.Store(&loaded{cert: cur.cert, notAfter: cur.notAfter})
+		r.fail(err)
+		return
+	}
+	if !changed(cur.certFI, certFI) && !changed(cur.keyFI, keyFI) {
 		return
 	}
 	l, err := r.load()
 	if err != nil {
-		// Once per change: the failed files' stats become the ones
-		// compared, so an unchanged broken pair is not read again.
-		if err1 == nil && err2 == nil {
-			r.cur.Store(&loaded{cert: cur.cert, notAfter: cur.notAfter, certFI: certFI, keyFI: keyFI})
-		}
-		msg := err.Error()
-		r.failed.Store(&msg)
-		r.log.Error("the TLS certificate files changed but cannot be used; serving the previous certificate", "cert", r.certFile, "key", r.keyFile, "err", err)
+		// The failed files' stats become the ones compared, so an
+		// unchanged broken pair is not read again.
+		r.cur.Store(&loaded{cert: cur.cert, notAfter: cur.notAfter, certFI: certFI, keyFI: keyFI})
+		r.fail(err)
 		return
 	}
 	r.cur.Store(l)
@@ -135,14 +143,29 @@ func (r *Reloader) refresh() {
 	r.log.Info("loaded the changed TLS certificate", "cert", r.certFile, "not_after", l.notAfter.UTC())
 }
 
+// changed compares a file's stats with those stored; none stored (a stat
+// failed) is a change.
+func changed(stored, now fs.FileInfo) bool { return stored == nil || secret.Changed(stored, now) }
+
+// fail notes why the files cannot be used, logging it unless it is the
+// failure logged last.
+func (r *Reloader) fail(err error) {
+	msg := err.Error()
+	if prev := r.failed.Swap(&msg); prev != nil && *prev == msg {
+		return
+	}
+	r.log.Error("the TLS certificate files changed but cannot be used; serving the previous certificate (a renewal that writes the certificate and the key separately can show this between the two)",
+		"cert", r.certFile, "key", r.keyFile, "err", err)
+}
+
 // NotAfter is when the certificate served now expires.
 func (r *Reloader) NotAfter() time.Time { return r.cur.Load().notAfter }
 
 // Problems reports a certificate that expires within a week, or files that
-// changed but could not be loaded, for the server's health. The texts
-// name no path (anonymous clients read /healthz); the log has them.
+// changed but could not be loaded, for the server's health. It reads what
+// the handshakes' checks found, touching no file. The texts name no path
+// (anonymous clients read /healthz); the log has them.
 func (r *Reloader) Problems() []string {
-	r.refresh()
 	var out []string
 	if msg := r.failed.Load(); msg != nil {
 		out = append(out, "the TLS certificate files changed but cannot be loaded; the previous certificate is served (see the server log)")

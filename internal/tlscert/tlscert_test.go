@@ -163,3 +163,105 @@ func TestNewRefuses(t *testing.T) {
 		t.Error("New with a missing certificate = nil error")
 	}
 }
+
+// TestReloadKeyAfterCert: a renewal that writes the certificate, then the
+// key, in place (no rename), with a check between them: the mismatch is
+// logged once, and the key's own change brings the new pair in.
+func TestReloadKeyAfterCert(t *testing.T) {
+	defer func(d time.Duration) { recheck = d }(recheck)
+	recheck = 0
+	ca := testcert.New(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	copyPEM := func(from, to string) {
+		t.Helper()
+		data, err := os.ReadFile(from)
+		if err == nil {
+			err = os.WriteFile(to, data, 0o600) // in place: same inode
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := ca.ServerUntil(t, time.Now().Add(30*24*time.Hour))
+	copyPEM(a.CertFile, certFile)
+	copyPEM(a.KeyFile, keyFile)
+	var logs testlog.Buffer
+	r, err := New(certFile, keyFile, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := ca.ServerUntil(t, time.Now().Add(60*24*time.Hour))
+	copyPEM(b.CertFile, certFile)
+	r.GetCertificate(nil)
+	r.GetCertificate(nil)
+	if n := strings.Count(logs.String(), "cannot be used"); n != 1 || len(r.Problems()) != 1 {
+		t.Fatalf("after the certificate alone: %d log lines (want 1), problems %q", n, r.Problems())
+	}
+	copyPEM(b.KeyFile, keyFile)
+	c, _ := r.GetCertificate(nil)
+	if !bytes.Equal(c.Certificate[0], b.Pair.Certificate[0]) || len(r.Problems()) != 0 {
+		t.Fatalf("after the key too: not the new certificate, or problems %q", r.Problems())
+	}
+}
+
+// TestReloadStatFailure: a file that cannot be stat'ed for a while (moved
+// away and back) is one logged problem, which clears once the files are
+// usable again, unchanged or not.
+func TestReloadStatFailure(t *testing.T) {
+	defer func(d time.Duration) { recheck = d }(recheck)
+	recheck = 0
+	ca := testcert.New(t)
+	a := ca.Server(t)
+	var logs testlog.Buffer
+	r, err := New(a.CertFile, a.KeyFile, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(a.KeyFile, a.KeyFile+".away"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r.GetCertificate(nil)
+	}
+	if n := strings.Count(logs.String(), "cannot be used"); n != 1 || len(r.Problems()) != 1 {
+		t.Fatalf("key missing: %d log lines (want 1), problems %q", n, r.Problems())
+	}
+	if err := os.Rename(a.KeyFile+".away", a.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	r.GetCertificate(nil)
+	if p := r.Problems(); len(p) != 0 {
+		t.Errorf("the same files back: problems %q, want none", p)
+	}
+}
+
+// TestCheckDoesNotBlock: while one check runs (a stat hung on a network
+// file system), handshakes are served the current certificate at once.
+func TestCheckDoesNotBlock(t *testing.T) {
+	defer func(d time.Duration) { recheck = d }(recheck)
+	recheck = 0
+	ca := testcert.New(t)
+	a := ca.Server(t)
+	r, err := New(a.CertFile, a.KeyFile, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock() // the hung check
+	defer r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		for range 10 {
+			if c, err := r.GetCertificate(nil); c == nil || err != nil {
+				t.Errorf("GetCertificate during a check = %v, %v", c, err)
+			}
+		}
+		r.Problems()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("handshakes wait for a running check")
+	}
+}
