@@ -3,15 +3,12 @@ package serve
 import (
 	"context"
 	"fmt"
-
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 // diskInterval is how often diskPart reads the free space when no one asks
@@ -110,6 +107,3 @@ func diskFiles(cfg Config) []string {
 	}
 	return out
 }
-
-// freeSpace is tlog's reading of free space; a test replaces it.
-var freeSpace = tlog.FreeSpace

@@ -262,7 +262,7 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 		if cfg.Registry != nil {
 			reg = cfg.Registry
 		}
-		parts = append(parts, diskPart(files, cfg.MinFreeDisk, reg, cfg.Logger, freeSpace))
+		parts = append(parts, diskPart(files, cfg.MinFreeDisk, reg, cfg.Logger, tlog.FreeSpace))
 	}
 	hist, err := loadHistory(context.Background(), l, cfg.Logger, time.Now)
 	if err != nil {
