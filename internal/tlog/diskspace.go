@@ -104,3 +104,15 @@ const indexEntryOverhead = 24
 // FreeSpace is the space available to sumd on the file system holding
 // path, in bytes, and whether the system could tell.
 func FreeSpace(path string) (int64, bool) { return freeSpace(path) }
+
+// Room reports whether the log's store has room for a write now: the
+// *LowDiskError every write would meet, for a write of no size of its own;
+// nil for a store with no floor (PostgreSQL, memory). A caller about to do
+// costly work for a write that would be refused (a first lookup's
+// download of a zip of up to 500 MiB onto the same disk) asks first.
+func (l *Log) Room() error {
+	if s, ok := l.store.(interface{ roomFor(int64) error }); ok {
+		return s.roomFor(0)
+	}
+	return nil
+}

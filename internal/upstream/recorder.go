@@ -46,6 +46,9 @@ type Log interface {
 	// Check reports what Add would do with recs, adding nothing (see
 	// tlog.Log.Check).
 	Check(ctx context.Context, recs []gosum.Record) ([]int64, []*tlog.ConflictError, error)
+	// Room reports a write Add would refuse now for disk space (a
+	// *tlog.LowDiskError), nil otherwise (see tlog.Log.Room).
+	Room() error
 }
 
 var _ Log = (*tlog.Log)(nil)
@@ -388,6 +391,11 @@ func (r *Recorder) fly(ctx context.Context, key string, fn func(context.Context)
 
 // fetchAndAdd fetches, cross-checks and records m.
 func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightResult, error) {
+	// A download onto a disk the log will not write to would only fill
+	// it further, at an anonymous client's asking.
+	if err := r.log.Room(); err != nil {
+		return flightResult{}, r.addError(ctx, m.String(), err)
+	}
 	rec, err := r.fetcher.Fetch(ctx, m)
 	if err == nil {
 		err = r.crossCheck(ctx, rec)
