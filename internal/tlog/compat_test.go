@@ -16,18 +16,7 @@ import (
 // bbolt layout is format "1", unchanged.
 func TestFormat1(t *testing.T) {
 	ctx := context.Background()
-	data, err := os.ReadFile("testdata/format1.keys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys []*Key
-	for _, line := range strings.Fields(string(data)) {
-		k, err := ParseKey(line)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k)
-	}
+	keys := format1Keys(t)
 	db, err := os.ReadFile("testdata/format1.db")
 	if err != nil {
 		t.Fatal(err)
@@ -67,4 +56,22 @@ func TestFormat1(t *testing.T) {
 	if tree, _ := l.Tree(ctx); tree.N != 303 {
 		t.Fatalf("tree %d after reopening, want 303", tree.N)
 	}
+}
+
+// format1Keys reads the signing keys of testdata/format1.db.
+func format1Keys(t *testing.T) []*Key {
+	t.Helper()
+	data, err := os.ReadFile("testdata/format1.keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []*Key
+	for _, line := range strings.Fields(string(data)) {
+		k, err := ParseKey(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	return keys
 }
