@@ -55,6 +55,11 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 		if err := checkExtent(ctx, l.store, st.Head, tree, openHead); err != nil {
 			return err
 		}
+		if bs, ok := l.store.(*BoltStore); ok {
+			if err := bs.storeIndexed(); err != nil {
+				l.log.Warn("failed to store the index's extent; opening this log will scan its index again", "err", err)
+			}
+		}
 	}
 	l.log.Debug("opened checksum database", "name", l.name, "tree_size", tree.N, "verified", opts.Verify.String(), "duration", time.Since(start))
 	l.publish(tree, st.Head, time.Time{})
