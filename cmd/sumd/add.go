@@ -77,7 +77,7 @@ type addition struct {
 // record opens the log and adds recs, all or nothing.
 func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, error) {
 	logger := config.NewLogger(cfg.Log, stderr)
-	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint}, stderr)
+	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
 		return nil, err
 	}

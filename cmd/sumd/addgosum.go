@@ -212,7 +212,7 @@ func openSink(cfg *config.Add, stderr io.Writer) (*gosumSink, error) {
 		return openRemoteSink(cfg)
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
-	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint}, stderr)
+	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
 		return nil, err
 	}

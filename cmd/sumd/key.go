@@ -43,7 +43,7 @@ func runKey(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l, err := openLog(cfg.Database, openOptions{cmd: "key " + step, logger: config.NewLogger(cfg.Log, stderr)}, stderr)
+	l, err := openLog(cfg.Database, openOptions{cmd: "key " + step, logger: config.NewLogger(cfg.Log, stderr), minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
 		return err
 	}

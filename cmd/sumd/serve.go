@@ -83,7 +83,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	openOwn := func() (*tlog.Log, error) {
 		return openLog(cfg.Database, openOptions{
-			cmd: "serve", create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify),
+			cmd: "serve", create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify), minFree: cfg.DiskFloor.Bytes(),
 			maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
 			refresh: cfg.RefreshInterval, maxHeadAge: cfg.MaxHeadAge, registry: reg,
 		}, stderr)
@@ -211,6 +211,7 @@ type openOptions struct {
 	create     bool   // -create: starting a new log is intended
 	firstStart bool   // the embedded default log may be created (see checkFirstStart)
 	lockedHint string // what to do when a server holds the database; default: stop it
+	minFree    int64  // a bbolt file's floor of free space (tlog.Options.MinFree); -1: none, for a command that only reads
 	verify     tlog.VerifyMode
 	maxBatch   int
 	logger     *slog.Logger
@@ -243,7 +244,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	opts := tlog.Options{
 		Keys: keys, Create: create, Verify: o.verify, MaxBatch: o.maxBatch,
 		Logger: o.logger, Metrics: o.metrics, RefreshInterval: o.refresh, MaxHeadAge: o.maxHeadAge,
-		MinFree: db.DiskFloor.Bytes(),
+		MinFree: o.minFree,
 	}
 	if pgstore.IsURL(db.DB) {
 		return openPostgres(db.DB, opts, o.registry, o.cmd)

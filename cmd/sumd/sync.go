@@ -36,7 +36,7 @@ func runSync(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
-	l, err := openLog(cfg.Database, openOptions{cmd: "sync", create: cfg.Create, logger: logger}, stderr)
+	l, err := openLog(cfg.Database, openOptions{cmd: "sync", create: cfg.Create, logger: logger, minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
 		return err
 	}

@@ -174,7 +174,7 @@ func publishedDatabase(cmd string, dbc config.Database, p config.TUFPublished, l
 			return nil, err
 		}
 	} else {
-		l, err := openLog(dbc, openOptions{cmd: cmd, logger: logger}, stderr)
+		l, err := openLog(dbc, openOptions{cmd: cmd, logger: logger, minFree: -1 /* reads the keys only */}, stderr)
 		if errors.Is(err, tlog.ErrLocked) {
 			return nil, withHint(err, "stop sumd serve, or give the keys with -vkey (sumd key rotate and retire print them)")
 		}

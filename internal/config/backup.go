@@ -83,6 +83,7 @@ func (c *BackupVerify) Validate() error { return nil }
 // Restore configures `sumd restore`.
 type Restore struct {
 	Database
+	DiskFloor
 	Log
 	From string `flag:"from" arg:"MIRROR" help:"the full mirror to restore from: its database file, or the URL of a server serving it (such as https://replica.example or https://proxy.example/sumdb/sum.example.com) (required)"`
 	ClientAuth
@@ -90,14 +91,14 @@ type Restore struct {
 
 // LoadRestore is LoadServe for `sumd restore`.
 func LoadRestore(args, env []string, w io.Writer) (*Restore, []string, error) {
-	c := Restore{Database: defaultDatabase(), Log: defaultLog()}
+	c := Restore{Database: defaultDatabase(), DiskFloor: defaultDiskFloor(), Log: defaultLog()}
 	rest, err := loadValidated(restoreCommand, &c, args, env, w)
 	return &c, rest, err
 }
 
 // Validate reports every problem of c, one per line.
 func (c *Restore) Validate() error {
-	errs := []error{c.Database.Validate(), c.Log.Validate()}
+	errs := []error{c.Database.Validate(), c.DiskFloor.Validate(), c.Log.Validate()}
 	if c.From == "" {
 		errs = append(errs, errors.New("from is empty: set -from to the mirror's database file or URL"))
 	}

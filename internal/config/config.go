@@ -54,13 +54,14 @@ type Database struct {
 	DB   string `flag:"db" arg:"FILE|URL" help:"database holding the records, tiles and signed tree heads: a bbolt file, or a PostgreSQL URL (postgres://user@host/db?sslmode=verify-full; any number of sumd processes may share one, see docs/ha.md)"`
 	Key  string `flag:"key" arg:"FILE" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); default keys/<name>.key, a / in the name becoming _; sumd serve creates it on first start when neither it nor the database exists"`
 	Name string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB (e.g. sum.example.com, corp.example/sumdb); default: the name in the key, or sumd.local when sumd generates the key"`
-	DiskFloor
 }
 
 // DiskFloor is the free space the commands that write a bbolt file keep on
 // its file system: a write that would leave less is refused, storing
 // nothing (tlog.LowDiskError), rather than risking a failed write whose
-// outcome bbolt cannot tell and which stops the log.
+// outcome bbolt cannot tell and which stops the log. Like Creating, it is
+// embedded only by the commands that write (serve, add, key, sync, mirror,
+// mirror import, copy, restore): on the others it would do nothing.
 type DiskFloor struct {
 	MinFreeDisk int `flag:"min-free-disk" arg:"MIB" help:"MiB kept free on the file system of a bbolt database: a write that would leave less is refused and stores nothing (over HTTP a 503; the server keeps serving, /healthz says degraded, and writes resume once there is room), instead of failing half-way, which stops the log; 0: no floor; no effect on PostgreSQL"`
 }
@@ -115,6 +116,7 @@ const (
 // Serve configures `sumd serve`.
 type Serve struct {
 	Database
+	DiskFloor
 	Creating
 	Log
 	Listen          string        `flag:"listen" arg:"HOST:PORT" help:"address to serve HTTP on; :8080 listens on every interface"`
@@ -167,6 +169,7 @@ type CrosscheckOptions struct {
 // so must run while no server holds it.
 type Add struct {
 	Database
+	DiskFloor
 	Creating
 	Log
 	Gosum    string `flag:"gosum" arg:"FILE|DIR" help:"go.sum file, or directory walked for go.sum files, whose module versions to add, instead of MODULE@VERSION DIR|ZIP; more files and directories may follow the flags. Any size and order: the lines are sorted through -tmp-dir, every version is checked against the log before any is added, and the records are committed in chunks of 16,384 (65,536 once the log holds 1M records), so a run cut short adds the rest when run again"`
@@ -197,9 +200,7 @@ type AddUpstream struct {
 	UpstreamAuth string `flag:"upstream-auth" arg:"AUTH" help:"upstream credentials, as for sumd serve: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH"`
 }
 
-func defaultDatabase() Database {
-	return Database{DB: DefaultDB, DiskFloor: defaultDiskFloor()}
-}
+func defaultDatabase() Database { return Database{DB: DefaultDB} }
 
 func defaultDiskFloor() DiskFloor { return DiskFloor{MinFreeDisk: DefaultMinFreeDisk} }
 func defaultLog() Log             { return Log{Level: "info", Format: "text"} }
@@ -207,6 +208,7 @@ func defaultLog() Log             { return Log{Level: "info", Format: "text"} }
 func defaultServe() Serve {
 	return Serve{
 		Database:        defaultDatabase(),
+		DiskFloor:       defaultDiskFloor(),
 		Log:             defaultLog(),
 		Listen:          "127.0.0.1:8080",
 		ShutdownTimeout: 10 * time.Second,
@@ -226,7 +228,9 @@ func defaultServe() Serve {
 	}
 }
 
-func defaultAdd() Add { return Add{Database: defaultDatabase(), Log: defaultLog()} }
+func defaultAdd() Add {
+	return Add{Database: defaultDatabase(), DiskFloor: defaultDiskFloor(), Log: defaultLog()}
+}
 
 // DefaultKeyFile is where the signing key of the database called name lives
 // unless configured otherwise. A "/" in the name would make a subdirectory,
@@ -247,7 +251,6 @@ func (d *Database) Validate() error {
 	if d.Name != "" {
 		errs = append(errs, CheckName(d.Name))
 	}
-	errs = append(errs, d.DiskFloor.Validate())
 	return errors.Join(errs...)
 }
 
@@ -279,9 +282,8 @@ func (c *Serve) Validate() error {
 		c.TUFServe.Validate(), c.ServeSync.Validate(), c.ServeMirrors.Validate()}
 	if !c.MirrorOnly { // a mirror-only server has no log of its own
 		errs = append(errs, c.Database.Validate())
-	} else {
-		errs = append(errs, c.DiskFloor.Validate()) // but its mirrors' files
 	}
+	errs = append(errs, c.DiskFloor.Validate()) // its own file's and its mirrors'
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together: set both to serve HTTPS, or neither"))
 	}
@@ -320,7 +322,7 @@ func (c *Serve) Validate() error {
 
 // Validate reports every problem of c, one per line.
 func (c *Add) Validate() error {
-	return errors.Join(c.Database.Validate(), c.Log.Validate())
+	return errors.Join(c.Database.Validate(), c.DiskFloor.Validate(), c.Log.Validate())
 }
 
 func checkListen(addr string) error {

@@ -196,3 +196,42 @@ func TestDiskFloorBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskFloorOnlyWhereWritten: -min-free-disk is a flag of the commands
+// that write a log's bbolt file, and not of those that only read one,
+// where it would do nothing.
+func TestDiskFloorOnlyWhereWritten(t *testing.T) {
+	type loader func([]string) error
+	wrap := func(f func([]string, []string, io.Writer) error) loader {
+		return func(args []string) error { return f(args, nil, io.Discard) }
+	}
+	writers := map[string]loader{
+		"serve":         wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadServe(a, e, w); return err }),
+		"add":           wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadAdd(a, e, w); return err }),
+		"key rotate":    wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadKeyRotate(a, e, w); return err }),
+		"sync":          wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadSync(a, e, w); return err }),
+		"restore":       wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadRestore(a, e, w); return err }),
+		"mirror":        wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadMirror(a, e, w); return err }),
+		"mirror import": wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadMirrorImport(a, e, w); return err }),
+		"copy":          wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadCopy(a, e, w); return err }),
+	}
+	readers := map[string]loader{
+		"tuf init":      wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadTUFInit(a, e, w); return err }),
+		"tuf publish":   wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadTUFPublish(a, e, w); return err }),
+		"mirror export": wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadMirrorExport(a, e, w); return err }),
+		"backup":        wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadBackup(a, e, w); return err }),
+	}
+	undefined := func(err error) bool {
+		return err != nil && strings.Contains(err.Error(), "min-free-disk") && strings.Contains(err.Error(), "not defined")
+	}
+	for name, load := range writers {
+		if err := load([]string{"-min-free-disk", "1"}); undefined(err) {
+			t.Errorf("sumd %s -min-free-disk: %v; want the flag", name, err)
+		}
+	}
+	for name, load := range readers {
+		if err := load([]string{"-min-free-disk", "1"}); !undefined(err) {
+			t.Errorf("sumd %s -min-free-disk: %v; want the flag refused as not defined", name, err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 // keys a log signs with. They work on the database file.
 type Key struct {
 	Database
+	DiskFloor
 	Log
 	NewKey string `flag:"new-key" arg:"FILE" help:"rotate: the new signing key file (same name as the log); generated there if it does not exist"`
 	Retire string `flag:"retire" arg:"VKEY|FILE" help:"retire: the verifier key (or .vkey file) of the key to stop signing with"`
@@ -27,7 +28,7 @@ func LoadKeyRetire(args, env []string, w io.Writer) (*Key, []string, error) {
 // loadKey loads either step: they share their flags, and each has its
 // own usage text and example.
 func loadKey(cmd command, args, env []string, w io.Writer) (*Key, []string, error) {
-	c := Key{Database: defaultDatabase(), Log: defaultLog()}
+	c := Key{Database: defaultDatabase(), DiskFloor: defaultDiskFloor(), Log: defaultLog()}
 	rest, err := loadValidated(cmd, &c, args, env, w)
 	return &c, rest, err
 }
@@ -38,7 +39,7 @@ func (c *Key) Validate() error {
 	if c.NewKey != "" && c.Retire != "" {
 		errs = append(errs, errors.New("new-key and retire are for two different steps: rotate takes -new-key, retire takes -retire"))
 	}
-	return errors.Join(append(errs, c.Database.Validate(), c.Log.Validate())...)
+	return errors.Join(append(errs, c.Database.Validate(), c.DiskFloor.Validate(), c.Log.Validate())...)
 }
 
 // Keygen configures `sumd keygen`, which creates a log's signing key.

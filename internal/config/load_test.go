@@ -72,7 +72,8 @@ func TestExampleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Serve{
-		Database:        Database{DB: "/var/lib/sumd/sumd.db", Key: "/etc/sumd/sum.example.com.key", Name: "sum.example.com", DiskFloor: DiskFloor{256}},
+		Database:        Database{DB: "/var/lib/sumd/sumd.db", Key: "/etc/sumd/sum.example.com.key", Name: "sum.example.com"},
+		DiskFloor:       DiskFloor{256},
 		Log:             Log{Level: "info", Format: "json"},
 		Listen:          ":8080",
 		ShutdownTimeout: 30 * time.Second,
@@ -114,7 +115,7 @@ func TestExampleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Database != want.Database || a.Log != want.Log || a.Gosum != "go.sum" {
+	if a.Database != want.Database || a.DiskFloor != want.DiskFloor || a.Log != want.Log || a.Gosum != "go.sum" {
 		t.Errorf("add: got %+v", *a)
 	}
 }

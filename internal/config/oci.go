@@ -26,6 +26,7 @@ type ServeSync struct {
 // Sync configures `sumd sync`, one sync pass on the database file.
 type Sync struct {
 	Database
+	DiskFloor
 	Creating
 	Log
 	OCI
@@ -70,7 +71,7 @@ func defaultServeSync() ServeSync { return ServeSync{SyncInterval: DefaultSyncIn
 
 // LoadSync is LoadServe for `sumd sync`.
 func LoadSync(args, env []string, w io.Writer) (*Sync, []string, error) {
-	c := Sync{Database: defaultDatabase(), Log: defaultLog(), SyncCrosscheck: SyncCrosscheck{UpstreamTimeout: time.Minute}}
+	c := Sync{Database: defaultDatabase(), DiskFloor: defaultDiskFloor(), Log: defaultLog(), SyncCrosscheck: SyncCrosscheck{UpstreamTimeout: time.Minute}}
 	rest, err := loadValidated(syncCommand, &c, args, env, w)
 	return &c, rest, err
 }
@@ -112,7 +113,7 @@ func (c *ServeSync) Validate() error {
 
 // Validate reports every problem of c, one per line.
 func (c *Sync) Validate() error {
-	errs := []error{c.Database.Validate(), c.Log.Validate(), c.OCI.Validate()}
+	errs := []error{c.Database.Validate(), c.DiskFloor.Validate(), c.Log.Validate(), c.OCI.Validate()}
 	if len(c.Registry) == 0 {
 		errs = append(errs, errors.New("registry is empty: set -registry HOST[:PORT]/PREFIX (and -cosign-key) to say what to sync"))
 	}
