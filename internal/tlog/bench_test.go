@@ -6,6 +6,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -212,6 +215,101 @@ func BenchmarkOpen(b *testing.B) {
 				l.Close()
 			}
 			b.ReportMetric(benchRecords*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// BenchmarkBulkFloor measures the fastest this machine can write a log's
+// data into a new bbolt file: the floor under any bulk path built on
+// bbolt, such as a mirror's bundle import (issue 10's goal: 500,000
+// records/s, BenchmarkMirror in internal/mirror). SUMD_BENCH_RECORDS
+// records shaped like sum.golang.org's (internal/mirror's benchmark
+// records) are written in durable commits of 65,536, as favourably as
+// bbolt allows and with none of the work a real import also does (parsing,
+// verifying, hashing): records appended in id order into full pages, one
+// 8 KiB hash tile per 256 records, and the index put in key order after a
+// single sort of all its keys (counted), so that each index page is
+// written about once. layout=records is sumd's (a key per record);
+// layout=tiles stores each 256 records under one key, the other layout
+// the import goal was measured against.
+func BenchmarkBulkFloor(b *testing.B) {
+	n := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("SUMD_BENCH_RECORDS")); err == nil && v > 0 {
+		n = v
+	}
+	keys := make([]string, n)
+	texts := make([][]byte, n)
+	for i := range n {
+		path := fmt.Sprintf("github.com/org%d/repository-%d", i%1000, i/1000)
+		version := fmt.Sprintf("v1.%d.%d", i%97, i%13)
+		r := gosum.Record{Path: path, Version: version, Hash: fakeHash(path + version), GoMod: fakeHash(path + version + "/go.mod")}
+		keys[i], texts[i] = r.Key(), r.Text()
+	}
+	tile := make([]byte, tlog.HashSize*256)
+	const chunk = 65_536
+	for _, perTile := range []bool{false, true} {
+		b.Run(map[bool]string{false: "layout=records", true: "layout=tiles"}[perTile], func(b *testing.B) {
+			for b.Loop() {
+				path := filepath.Join(b.TempDir(), "bulk.db")
+				db, err := bbolt.Open(path, 0o600, &bbolt.Options{InitialMmapSize: initialMmapSize})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for from := 0; from < n; from += chunk {
+					err := db.Update(func(tx *bbolt.Tx) error {
+						recs, _ := tx.CreateBucketIfNotExists(bucketRecords)
+						tiles, _ := tx.CreateBucketIfNotExists(bucketTiles)
+						recs.FillPercent, tiles.FillPercent = 1, 1
+						var blob []byte
+						for i := from; i < min(n, from+chunk); i++ {
+							if perTile {
+								blob = append(blob, texts[i]...)
+							} else if err := recs.Put(idKey(int64(i)), texts[i]); err != nil {
+								return err
+							}
+							if i%256 == 255 || i == n-1 {
+								if perTile {
+									if err := recs.Put(idKey(int64(i/256)), blob); err != nil {
+										return err
+									}
+									blob = nil
+								}
+								if err := tiles.Put(tileKey(TileID{N: int64(i / 256)}), tile); err != nil {
+									return err
+								}
+							}
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				order := make([]int, n)
+				for i := range order {
+					order[i] = i
+				}
+				slices.SortFunc(order, func(x, y int) int { return strings.Compare(keys[x], keys[y]) })
+				for from := 0; from < n; from += chunk {
+					err := db.Update(func(tx *bbolt.Tx) error {
+						index, _ := tx.CreateBucketIfNotExists(bucketIndex)
+						index.FillPercent = 1
+						for _, i := range order[from:min(n, from+chunk)] {
+							if err := index.Put([]byte(keys[i]), idKey(int64(i))); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := db.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
 }
