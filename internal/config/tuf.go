@@ -72,7 +72,7 @@ type TUFTrust struct {
 type TUFGosumdb struct {
 	TUFTrust
 	ClientAuth
-	Cache string `flag:"cache" arg:"DIR" help:"directory keeping the verified TUF metadata between runs, which detects rollbacks; empty: none"`
+	Cache string `flag:"cache" arg:"DIR" help:"directory keeping the verified TUF metadata between runs, a subdirectory per pinned root and URL, which detects rollbacks; empty: none"`
 }
 
 // TUFServe configures the TUF repository sumd serve serves and re-signs.

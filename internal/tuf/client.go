@@ -1,6 +1,8 @@
 package tuf
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -29,8 +31,10 @@ type ClientOptions struct {
 	URL string
 	// CacheDir keeps what was verified between runs: the newest root,
 	// which is the trust anchor from then on (TUF §5.2), and the timestamp
-	// and snapshot, against which a rollback is detected. Empty: a
-	// temporary directory, removed afterwards.
+	// and snapshot, against which a rollback is detected. Each pinned root
+	// and URL has a subdirectory of its own (pinDir), so one directory can
+	// serve several repositories, and a client given a new pin starts from
+	// it. Empty: a temporary directory, removed afterwards.
 	CacheDir string
 	// HTTPClient makes the requests; nil means one with a 30 s timeout.
 	HTTPClient *http.Client
@@ -69,6 +73,8 @@ func Fetch(opts ClientOptions) (*Database, error) {
 		}
 		defer os.RemoveAll(tmp)
 		cache = tmp
+	} else {
+		cache = filepath.Join(cache, pinDir(opts.Root, opts.URL))
 	}
 	up, err := newUpdater(opts, cache)
 	if err != nil {
@@ -115,6 +121,20 @@ func newUpdater(opts ClientOptions, cache string) (*updater.Updater, error) {
 		up.UnsafeSetRefTime(opts.Now())
 	}
 	return up, nil
+}
+
+// pinDir names the cache of one pinned root at one URL. A cached root
+// newer than the pin is trusted over it (trustedRoot), which is right only
+// for a root this pin's chain led to: were the cache shared, a re-pinned
+// client (a new repository after its root keys were lost, or walked to an
+// attacker's root) would go on trusting the old chain, and a second
+// repository would be checked against the first one's keys.
+func pinDir(root []byte, url string) string {
+	h := sha256.New()
+	h.Write(root)
+	h.Write([]byte{0})
+	h.Write([]byte(strings.TrimSuffix(url, "/")))
+	return "pin-" + hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // trustedRoot returns the newer of the pinned root and the root a

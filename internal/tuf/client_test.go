@@ -298,3 +298,30 @@ func TestRefused(t *testing.T) {
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestCachePerPin: one cache directory given to clients of two
+// repositories, one of which rotated its root, keeps each client on its
+// own pin's chain. Sharing one root cache made the second repository's
+// metadata checked against the first one's root keys (a false SECURITY
+// ERROR, or another repository's key holders trusted), and kept a client
+// given a new pin on the chain its cache held.
+func TestCachePerPin(t *testing.T) {
+	a, b := newFixture(t), newFixture(t)
+	cache := t.TempDir()
+	a.mustFetch(cache)
+	ch := RootChange{RootKeys: []*Key{a.newKeyFile(metadata.ROOT, "rotated")}, Expires: a.clock.Now().Add(DefaultRootExpiry)}
+	if _, err := a.repo.RotateRoot(ch, []string{a.offline}); err != nil {
+		t.Fatal(err)
+	}
+	a.mustFetch(cache)
+	d, err := Fetch(ClientOptions{Root: b.root(1), URL: b.url, CacheDir: cache, Now: b.clock.Now})
+	if err != nil {
+		t.Fatalf("fetch of a second repository with the first one's cache: %v", err)
+	}
+	if want := b.mustFetch("").VerifierKeys; !slices.Equal(d.VerifierKeys, want) {
+		t.Errorf("second repository's keys = %q, want %q", d.VerifierKeys, want)
+	}
+	if pinDir(a.root(1), a.url) == pinDir(b.root(1), a.url) || pinDir(a.root(1), a.url) != pinDir(a.root(1), a.url+"/") {
+		t.Error("pinDir does not tell pins apart at one URL, or tells one URL apart by its trailing slash")
+	}
+}

@@ -154,7 +154,11 @@ func (f *fixture) status() *Status {
 // cachedVersion is the version of role a client cached in cache.
 func cachedVersion(t *testing.T, cache, role string) int64 {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(cache, metadataDir, role+".json"))
+	pins, _ := filepath.Glob(filepath.Join(cache, "pin-*"))
+	if len(pins) != 1 {
+		t.Fatalf("cache %s holds %d pinned roots' directories (%q), want 1", cache, len(pins), pins)
+	}
+	data, err := os.ReadFile(filepath.Join(pins[0], metadataDir, role+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,9 @@ func (r *Repo) Dir() string { return r.dir }
 // it is verified under the newest root, as a client verifies it; files
 // that do not verify are left out and reported in problems, so that a
 // writer of the directory without the keys can neither stop the server
-// nor raise the versions it signs next (online.go).
+// nor raise the versions it signs next (online.go). Root files are the
+// exception (loadRoot): clients walk every version, so a root that does
+// not verify is an error until it is removed, not skipped.
 type state struct {
 	root          *metadata.Metadata[metadata.RootType]    // newest, chain verified
 	targets       *metadata.Metadata[metadata.TargetsType] // newest version the root's targets keys signed
