@@ -15,9 +15,17 @@ import (
 // TestSignaturePayloadCapped: a hostile registry answers the .sig tag of
 // an unsigned artifact with layers declaring megabytes each. sumd reads
 // none of them (cosign would read up to 128 MiB of each of 1,000 layers,
-// twice) and counts the artifact's signatures as bad, saying why.
+// twice) and counts the artifact's signatures as bad, saying why. So is
+// a layer declaring a negative size, which cosign refuses to read: it is a
+// bad signature, not a registry failure failing the artifact every pass.
 func TestSignaturePayloadCapped(t *testing.T) {
-	const size, layers = 8 << 20, 4
+	for _, size := range []int{8 << 20, -1} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { testSignaturePayloadCapped(t, size) })
+	}
+}
+
+func testSignaturePayloadCapped(t *testing.T, size int) {
+	const layers = 4
 	e := newSyncEnv(t, false)
 	n := module.Version{Path: "example.com/n", Version: "v1.0.0"}
 	e.push(t, testModule(t, n, map[string]string{"go.mod": "module example.com/n\n"}), nil)
@@ -41,7 +49,7 @@ func TestSignaturePayloadCapped(t *testing.T) {
 		case strings.HasSuffix(p, "/blobs/"+fake):
 			w.Header().Set("Content-Length", fmt.Sprint(size))
 			buf := make([]byte, 1<<20)
-			for range size >> 20 {
+			for range max(size, 0) >> 20 {
 				m, err := w.Write(buf)
 				served.Add(int64(m))
 				if err != nil {
@@ -66,7 +74,7 @@ func TestSignaturePayloadCapped(t *testing.T) {
 	if got := served.Load(); got != 0 {
 		t.Errorf("the registry served %d bytes of signature payloads, want none read", got)
 	}
-	if r.Counts[BadSignature] != 1 || !strings.Contains(e.logs.String(), "more than the 65536 a signature takes") {
+	if r.Counts[BadSignature] != 1 || !strings.Contains(e.logs.String(), fmt.Sprintf("a signature payload of %d bytes, outside the 0 to 65536 a signature takes", size)) {
 		t.Errorf("outcomes %v, want the artifact's signatures bad, saying why\n%s", r.Counts, e.logs)
 	}
 }

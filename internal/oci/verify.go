@@ -154,10 +154,19 @@ func verifyClassic(ctx context.Context, c *repoClient, keys []*PublicKey, ref na
 		}
 		// A simple-signing payload is a few hundred bytes; cosign would
 		// read up to 128 MiB of each of 1,000 layers, twice (once here,
-		// once to verify), from a registry anyone may control.
-		if n, err := sig.Size(); err != nil || n > maxPayloadSize {
+		// once to verify), from a registry anyone may control. A
+		// negative size is one signature refused too, not a registry
+		// failure that would hide the artifact's other signatures on
+		// every pass (cosign refuses to read it).
+		n, err := sig.Size()
+		switch {
+		case err != nil:
 			sc.found++
-			sc.reasons = append(sc.reasons, fmt.Sprintf("%s: a signature payload of %d bytes, more than the %d a signature takes", tag.TagStr(), n, maxPayloadSize))
+			sc.reasons = append(sc.reasons, fmt.Sprintf("%s: the size of a signature payload cannot be read: %v", tag.TagStr(), err))
+			continue
+		case n < 0 || n > maxPayloadSize:
+			sc.found++
+			sc.reasons = append(sc.reasons, fmt.Sprintf("%s: a signature payload of %d bytes, outside the 0 to %d a signature takes", tag.TagStr(), n, maxPayloadSize))
 			continue
 		}
 		// Read the payload first, so that a registry failure is reported
