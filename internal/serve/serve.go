@@ -306,6 +306,11 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 		parts = append(parts, p)
 	}
 	status := &board{log: l, parts: parts, reg: cfg.Registry, version: cfg.Version, started: time.Now()}
+	if cfg.Registry != nil {
+		if err := cfg.Registry.Register(newHealthCollector(status)); err != nil {
+			return nil, nil, fmt.Errorf("failed to export the health as metrics: %w", err)
+		}
+	}
 	servers := listenAll(cfg, bound, routes(&cfg, l, ops, adm, t, status, mirrors, layer))
 	cfg.Logger.Info("serving checksum database", "name", l.Name(), "url", servers[0].url, "tree_size", treeSize(l), "admin", adm != nil, "mirrors", len(cfg.Mirrors))
 	if cfg.Ready != nil {

@@ -106,6 +106,12 @@ func TestStatusDegradedSync(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
+	_, metrics := fetch(t, url+"/metrics")
+	for _, want := range []string{"sumd_health_state 1\n", `sumd_health_problems{part="sync"} 3` + "\n"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	for _, body := range []string{body, page} {
 		if strings.Contains(body, "registry.internal.example") {
 			t.Errorf("an anonymous page shows the registry's name:\n%s", body)
