@@ -1,11 +1,15 @@
 // Package packaging holds no code: these tests check the files beside them
 // (the systemd unit, the container image's Dockerfile, the example
-// configuration) against the tools and options they name.
+// configuration, the alerting rules) against the tools, options and
+// metrics they name.
 package packaging
 
 import (
 	"bytes"
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"os"
 	"os/exec"
@@ -206,4 +210,118 @@ func checkVersionStamp(t *testing.T, df string) {
 	if !strings.Contains(df, "#   docker build --build-arg VERSION=$(git describe --tags --always) ") {
 		t.Error("Dockerfile's header builds without --build-arg VERSION=$(git describe --tags --always)")
 	}
+}
+
+// TestAlertRules runs promtool over prometheus/sumd-alerts.yml: the rules
+// parse, and its unit tests (sumd-alerts-test.yml) raise each alert on the
+// series that should raise it and nothing on a healthy server's.
+func TestAlertRules(t *testing.T) {
+	promtool := testenv.LookPath(t, "promtool")
+	for _, args := range [][]string{{"check", "rules", "sumd-alerts.yml"}, {"test", "rules", "sumd-alerts-test.yml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = "prometheus"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// TestAlertMetricsDefined: every sumd metric the alerting rules name is
+// one sumd defines, so that renaming a metric breaks this test rather than
+// silently disarming an alert (a rule over a series that never exists
+// never fires, and promtool cannot know).
+func TestAlertMetricsDefined(t *testing.T) {
+	rules, err := os.ReadFile("prometheus/sumd-alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defined := definedMetrics(t)
+	used := regexp.MustCompile(`\bsumd_[a-z0-9_]+\b`).FindAllString(string(rules), -1)
+	if len(used) < 10 {
+		t.Fatalf("the rules name only %d sumd metrics", len(used))
+	}
+	for _, name := range used {
+		base := name
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if b, ok := strings.CutSuffix(name, suffix); ok && defined[b] {
+				base = b
+			}
+		}
+		if !defined[base] {
+			t.Errorf("the alerting rules name %s, which sumd does not define", name)
+		}
+	}
+	for _, name := range []string{"sumd_log_tree_size", "sumd_health_state", "sumd_http_requests_total"} {
+		if !defined[name] {
+			t.Errorf("definedMetrics misses %s: it no longer reads how metrics are defined", name)
+		}
+	}
+}
+
+// definedMetrics reads the metric names sumd's code defines: the
+// prometheus.*Opts literals (Namespace_Subsystem_Name) and the string
+// literals given to prometheus.NewDesc.
+func definedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	isProm := func(e ast.Expr, suffix string) bool {
+		sel, ok := e.(*ast.SelectorExpr)
+		if !ok {
+			return false
+		}
+		x, ok := sel.X.(*ast.Ident)
+		return ok && x.Name == "prometheus" && strings.HasSuffix(sel.Sel.Name, suffix)
+	}
+	str := func(e ast.Expr) string {
+		if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+			s, _ := strconv.Unquote(lit.Value)
+			return s
+		}
+		return ""
+	}
+	fset := token.NewFileSet()
+	for _, root := range []string{"../internal", "../cmd"} {
+		err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			f, err := parser.ParseFile(fset, path, nil, 0)
+			if err != nil {
+				return err
+			}
+			ast.Inspect(f, func(n ast.Node) bool {
+				switch n := n.(type) {
+				case *ast.CompositeLit:
+					if !isProm(n.Type, "Opts") {
+						break
+					}
+					parts := map[string]string{}
+					for _, el := range n.Elts {
+						if kv, ok := el.(*ast.KeyValueExpr); ok {
+							if k, ok := kv.Key.(*ast.Ident); ok {
+								parts[k.Name] = str(kv.Value)
+							}
+						}
+					}
+					var full []string
+					for _, k := range []string{"Namespace", "Subsystem", "Name"} {
+						if parts[k] != "" {
+							full = append(full, parts[k])
+						}
+					}
+					names[strings.Join(full, "_")] = true
+				case *ast.CallExpr:
+					if isProm(n.Fun, "NewDesc") && len(n.Args) > 0 && str(n.Args[0]) != "" {
+						names[str(n.Args[0])] = true
+					}
+				}
+				return true
+			})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return names
 }
