@@ -45,9 +45,11 @@ type basicStore struct {
 	metrics  *metrics
 
 	// compare is bcrypt.CompareHashAndPassword, generate
-	// bcrypt.GenerateFromPassword; tests count their runs.
+	// bcrypt.GenerateFromPassword, cost unknownCost; tests count their
+	// runs.
 	compare  func(hash, password []byte) error
 	generate func(password []byte, cost int) ([]byte, error)
+	cost     func(f basicFile, user string) int
 
 	mu    sync.Mutex
 	dummy map[int]string // a hash per cost, for unknown users
@@ -63,6 +65,7 @@ func newBasicStore(path string, m *metrics, log *slog.Logger) *basicStore {
 		generate: bcrypt.GenerateFromPassword,
 		dummy:    map[int]string{},
 	}
+	s.cost = s.unknownCost
 	return s
 }
 
@@ -72,11 +75,18 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 	if err != nil {
 		return nil, errWrong // the status reports the file; the client learns nothing
 	}
+	if len(user) > maxName {
+		// No file holds a longer name (checkName), and choosing an
+		// unknown name's cost hashes the whole name once per user.
+		return nil, errWrong
+	}
 	c := f.users[user]
 	// The key covers the stored hash: a new password in the file is a
 	// new key, so a pair verified against the old one stops working.
+	secret := ""
 	if c != nil {
-		if s.verified.has(s.verified.key(user, password, c.secret)) {
+		secret = c.secret
+		if s.verified.has(s.verified.key(user, password, secret)) {
 			s.metrics.basic("cached")
 			return c.p, nil
 		}
@@ -85,15 +95,18 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 	// user's cost: the answer's timing does not tell which user names
 	// exist. Its cost is chosen for every check that reaches bcrypt, a
 	// known user's too, so that the choice's own time (one HMAC per user)
-	// tells nothing either.
-	cost := s.unknownCost(f, user)
-	stored := ""
-	if c != nil {
-		stored = c.secret
-	} else if stored, err = s.dummyHash(ctx, cost); err != nil {
-		return nil, errEnded
+	// tells nothing either; and it is chosen in the bcrypt slot, as it is
+	// work a guess causes: thousands of users make it cost more than the
+	// bcrypt check itself, which a flood of guesses would otherwise run
+	// on every core.
+	stored := func(ctx context.Context) (string, error) {
+		cost := s.cost(f, user)
+		if c != nil {
+			return c.secret, nil
+		}
+		return s.dummyHash(ctx, cost)
 	}
-	key := s.verified.key(user, password, stored)
+	key := s.verified.key(user, password, secret)
 	ok, d := s.shared(ctx, key, c != nil, stored, password)
 	switch {
 	case d != nil:
@@ -113,7 +126,7 @@ var errEnded = &denial{http.StatusServiceUnavailable, reasonBusy, "the request e
 // credentials, and they should cost one check and one slot, not one each.
 // known says whether the user exists, so that only a real user's triple is
 // remembered. A request that shares a run counts as "shared".
-func (s *basicStore) shared(ctx context.Context, key [32]byte, known bool, stored, password string) (bool, *denial) {
+func (s *basicStore) shared(ctx context.Context, key [32]byte, known bool, stored func(context.Context) (string, error), password string) (bool, *denial) {
 	for {
 		led := false // set by the run, which only this request's call starts
 		ch := s.flights.DoChan(string(key[:]), func() (any, error) {
@@ -147,7 +160,7 @@ type result struct {
 
 // run is one shared check, made for the request of ctx: it waits for a slot
 // while that request lasts, runs bcrypt and remembers a verified triple.
-func (s *basicStore) run(ctx context.Context, key [32]byte, known bool, stored, password string) result {
+func (s *basicStore) run(ctx context.Context, key [32]byte, known bool, stored func(context.Context) (string, error), password string) result {
 	// A run that started after another one verified the same triple (its
 	// request read the cache before) finds it remembered.
 	if known && s.verified.has(key) {
@@ -167,8 +180,9 @@ func (s *basicStore) run(ctx context.Context, key [32]byte, known bool, stored, 
 	return result{ok: true}
 }
 
-// bcrypt compares password with the stored hash in one of the bcrypt slots.
-func (s *basicStore) bcrypt(ctx context.Context, stored, password string) (bool, *denial) {
+// bcrypt compares password with the hash stored returns, both in one of
+// the bcrypt slots.
+func (s *basicStore) bcrypt(ctx context.Context, stored func(context.Context) (string, error), password string) (bool, *denial) {
 	t := time.NewTimer(bcryptWait)
 	defer t.Stop()
 	select {
@@ -180,7 +194,11 @@ func (s *basicStore) bcrypt(ctx context.Context, stored, password string) (bool,
 		return false, errEnded
 	}
 	defer func() { <-s.slots }()
-	return s.compare([]byte(stored), []byte(password)) == nil, nil
+	hash, err := stored(ctx)
+	if err != nil {
+		return false, errEnded
+	}
+	return s.compare([]byte(hash), []byte(password)) == nil, nil
 }
 
 // unknownCost returns the bcrypt cost an unknown user name is checked at:

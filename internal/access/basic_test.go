@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -263,5 +264,46 @@ func TestDummyHashShared(t *testing.T) {
 	wg.Wait()
 	if m := made.Load(); m != 1 {
 		t.Errorf("%d unknown names at once made %d dummy hashes, want 1", n, m)
+	}
+}
+
+// TestGuessCostInSlot: choosing the bcrypt cost of a guessed user name
+// (one HMAC of the name per user of the file: more than the bcrypt check
+// itself with thousands of users) runs in a bcrypt slot, so a flood of
+// guesses cannot run it on every core; and a name longer than any a file
+// may hold is refused without it.
+func TestGuessCostInSlot(t *testing.T) {
+	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	b := s.layer.basic
+	var chosen atomic.Int32
+	b.cost = func(f basicFile, user string) int {
+		chosen.Add(1)
+		return b.unknownCost(f, user)
+	}
+	if _, d := b.check(context.Background(), strings.Repeat("u", 12_000), "guess"); d != errWrong || chosen.Load() != 0 {
+		t.Fatalf("a 12,000-byte user name: %v, cost chosen %d times; want refused with none", d, chosen.Load())
+	}
+	for range cap(b.slots) {
+		b.slots <- struct{}{} // every slot busy
+	}
+	const n = 8
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, d := b.check(context.Background(), fmt.Sprint("guess-", i), "guess"); d != errWrong {
+				t.Errorf("guess %d: %v, want wrong credentials", i, d)
+			}
+		})
+	}
+	time.Sleep(100 * time.Millisecond) // the time to choose, were it allowed to
+	if c := chosen.Load(); c != 0 {
+		t.Errorf("%d guesses chose their cost while every bcrypt slot was busy", c)
+	}
+	for range cap(b.slots) {
+		<-b.slots
+	}
+	wg.Wait()
+	if c := chosen.Load(); c != n {
+		t.Errorf("%d guesses chose their cost %d times, want once each", n, c)
 	}
 }
