@@ -18,7 +18,7 @@ type Access struct {
 	TLSClientRoles string `flag:"tls-client-roles" arg:"FILE" help:"maps client certificate subjects to credentials, lines NAME:SUBJECT:ROLE[:PATTERNS] (SUBJECT as in CN=proxy.corp.example,O=Corp)"`
 	AdminListen    string `flag:"admin-listen" arg:"HOST:PORT" help:"serve the /admin/ API on this address alone (an internal interface) instead of -listen"`
 	MetricsListen  string `flag:"metrics-listen" arg:"HOST:PORT" help:"serve /metrics on this address alone instead of -listen"`
-	ReadListen     string `flag:"read-listen" arg:"HOST:PORT" help:"serve what the go command reads (lookups, tiles, /latest, /sumdb/NAME/supported of the log and each mirror, and /healthz) on this address too, on a leaner HTTP/1.1 server: hash tiles near a static file server's speed, about half the CPU per lookup (docs/operations.md); not with -read-auth or client certificates"`
+	ReadListen     string `flag:"read-listen" arg:"HOST:PORT" help:"serve what the go command reads (lookups, tiles, /latest, /sumdb/NAME/supported of the log and each mirror, /healthz and /version) on this address too, on a leaner HTTP/1.1 server: hash tiles near a static file server's speed, about half the CPU per lookup (docs/operations.md); not with -read-auth or client certificates"`
 	AllowedHosts   string `flag:"allowed-hosts" arg:"NAMES" help:"host names clients reach sumd by (sumd.corp.example,*.sumd.corp.example): a request naming another host in its Host header gets 421, which stops web pages an employee opens from reading an internal sumd through DNS rebinding; IP addresses and localhost are always accepted; empty: any host"`
 }
 
