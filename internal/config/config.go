@@ -148,7 +148,7 @@ type Upstream struct {
 	// lookup of an unknown version starts a download of up to 500 MiB.
 	UpstreamParallel int           `flag:"upstream-parallel" help:"most versions fetched from upstream at once for first lookups; a lookup that would start one more gets 503 with Retry-After. The go command looks up as many versions at once as its machine has CPUs; each fetch may keep a zip of up to 500 MiB in -tmp-dir. Admin API fetches are not counted"`
 	Record           string        `flag:"record" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) fetched on a miss; empty: all; other paths get 404. Keep golang.org/toolchain in: the go command looks toolchains up even under GONOSUMDB"`
-	NegativeTTL      time.Duration `flag:"negative-ttl" help:"how long a version the upstream does not have (410) is remembered; 0: not at all"`
+	NegativeTTL      time.Duration `flag:"negative-ttl" help:"how long a version is remembered as not to record: one the upstream does not have (410), an invalid module, or one the cross-check contradicts; 0: not at all"`
 	CrosscheckOptions
 }
 
@@ -161,7 +161,7 @@ type CrosscheckOptions struct {
 	Crosscheck      bool   `flag:"crosscheck" help:"check the hashes of public modules (outside -private) with an upstream checksum database before recording them; refuse on a mismatch"`
 	CrosscheckKey   string `flag:"crosscheck-key" arg:"VKEY" help:"verifier key of the upstream checksum database; empty: sum.golang.org's"`
 	CrosscheckURL   string `flag:"crosscheck-url" arg:"URL" help:"URL of the upstream checksum database; empty: through the upstream proxies' /sumdb/<name>/"`
-	CrosscheckOpen  bool   `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (default: refuse; a lookup gets 502)"`
+	CrosscheckOpen  bool   `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (no answer, a 5xx, a 429); an answer it should not give (a tree head no log has, an oversized answer, a tile missing, 401/403) still refuses (default: refuse always; a lookup gets 502)"`
 	CrosscheckState string `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside a bbolt database, data/crosscheck-latest in the working directory with PostgreSQL; its directory is created at start if missing"`
 }
 

@@ -186,7 +186,7 @@ func onlyHash(lines []string, prefix string) string {
 // failed turns a failed lookup into the Error the policy calls for.
 func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, err error) error {
 	ops.mu.Lock()
-	security, notFound, unavailable, timeout := ops.security, ops.notFound, ops.unavailable, ops.timeout
+	security, notFound, misbehaved, unavailable, timeout := ops.security, ops.notFound, ops.misbehaved, ops.unavailable, ops.timeout
 	ops.mu.Unlock()
 	switch {
 	case security != "" || errors.Is(err, sumdb.ErrSecurity):
@@ -195,6 +195,17 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 	case notFound != nil:
 		c.metrics.crossCheck(checkMissing)
 		return newError(KindGone, m, "checksum database %s has no record of this version, and its path is not private", c.name)
+	case misbehaved != nil:
+		// Reached, but no verified answer to be had: whatever the
+		// policy, nothing is recorded unchecked on its account.
+		c.metrics.crossCheck(checkError)
+		c.log.ErrorContext(ctx, "cross-check failed: the checksum database (or a proxy in front of it) gave an answer an honest one does not; refusing to record",
+			"module", m.Path, "version", m.Version, "sumdb", c.name, "err", misbehaved)
+		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: its answer is not one it should give (see the server log)", c.name), Cause: misbehaved}
+	case ctx.Err() != nil:
+		// The caller went (an upload whose client disconnected): not an
+		// outage of the database, so no reason to record unchecked.
+		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: %w", c.name, ctx.Err()), Cause: err}
 	case unavailable != nil:
 		c.metrics.crossCheck(checkUnavailable)
 		if c.failOpen {

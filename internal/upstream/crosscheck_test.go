@@ -348,3 +348,66 @@ func TestAddRecordsCrossChecksNew(t *testing.T) {
 		t.Error("AddRecords of a new version with the upstream database down succeeded")
 	}
 }
+
+// TestCrossCheckMisbehavingFailsClosed: FailOpen records unchecked only
+// when the database cannot be reached (a 5xx, a 429, no answer); an
+// answer no honest database gives — a tree head claiming 2^63−1 records,
+// unsigned; an answer over the size cap; a tile missing below its head; a
+// refusal of sumd's credentials — fails closed, and so does a check whose
+// caller went away.
+func TestCrossCheckMisbehavingFailsClosed(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer func(w http.ResponseWriter, r *http.Request)
+		open   bool // recorded unchecked under FailOpen
+	}{
+		{"huge unsigned tree", func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte("go.sum database tree\n9223372036854775807\nAAAA\n\n"))
+		}, false},
+		{"oversize", func(w http.ResponseWriter, r *http.Request) { w.Write(make([]byte, maxRemoteBody+1)) }, false},
+		{"403", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }, false},
+		{"tile 404", nil, false},
+		{"429", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTooManyRequests) }, true},
+		{"502", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newCheckedSetup(t, CheckerOptions{FailOpen: true})
+			if tc.answer == nil {
+				s.db.add(t, s.right) // its lookup answers, its tiles do not
+			} else {
+				s.db.add(t, otherRecord(0)) // the database does not hold s.right
+			}
+			s.proxy.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+				switch {
+				case strings.HasSuffix(r.URL.Path, "/supported") || !strings.HasPrefix(r.URL.Path, "/sumdb/"):
+					return s.db.serve(w, r)
+				case tc.answer == nil: // only tiles are missing
+					if strings.Contains(r.URL.Path, "/tile/") {
+						w.WriteHeader(http.StatusNotFound)
+						return true
+					}
+					return s.db.serve(w, r)
+				}
+				tc.answer(w, r)
+				return true
+			})
+			if tc.open {
+				s.lookup(t, 200, "0\n")
+				return
+			}
+			s.lookup(t, 502, "upstream proxy error: example.com/m@v1.0.0: cannot cross-check with "+fakeSumName)
+			if strings.Contains(s.logs.String(), "recording unchecked") {
+				t.Errorf("logged as recorded unchecked:\n%s", s.logs)
+			}
+		})
+	}
+	t.Run("caller gone", func(t *testing.T) {
+		s := newCheckedSetup(t, CheckerOptions{FailOpen: true})
+		s.db.setStatus(http.StatusServiceUnavailable)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := s.rec.checker.Check(ctx, s.right); err == nil {
+			t.Error("Check with its caller gone = nil (record unchecked), want an error")
+		}
+	})
+}

@@ -76,7 +76,7 @@ func (r *sumdbRemote) get(ctx context.Context, u string, auth Auth) ([]byte, err
 	}
 	switch {
 	case err == nil && len(data) > maxRemoteBody:
-		return nil, fmt.Errorf("GET %s: answer larger than %d bytes", u, maxRemoteBody)
+		return nil, fmt.Errorf("GET %s: %w: answer larger than %d bytes", u, errMisbehaving, maxRemoteBody)
 	case err != nil && ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded):
 		return nil, fmt.Errorf("GET %s: %w (%s)", u, errRemoteTimeout, r.timeout)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,8 @@ type checkOps struct {
 
 	mu          sync.Mutex // guards the fields below
 	notFound    error      // a lookup answered 404 or 410
-	unavailable error      // some other read failed
+	misbehaved  error      // an answer no honest database gives (misbehaving)
+	unavailable error      // some other read failed: unreachable, 5xx, a timeout
 	timeout     bool       // ... by timing out
 	security    string     // the client proved the database misbehaved
 }
@@ -38,7 +40,9 @@ var _ sumdb.ClientOps = (*checkOps)(nil)
 func (o *checkOps) ReadRemote(path string) ([]byte, error) {
 	data, err := o.c.remote.read(o.ctx, path)
 	if err == nil {
-		err = sumdbclient.CheckTreeSize(data)
+		if err = sumdbclient.CheckTreeSize(data); err != nil {
+			err = fmt.Errorf("%w: %w", errMisbehaving, err)
+		}
 	}
 	if err != nil {
 		o.note(path, err)
@@ -49,12 +53,35 @@ func (o *checkOps) ReadRemote(path string) ([]byte, error) {
 func (o *checkOps) note(path string, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if isNotFound(err) && strings.HasPrefix(path, "/lookup/") {
+	switch {
+	case isNotFound(err) && strings.HasPrefix(path, "/lookup/"):
 		o.notFound = err
-		return
+	case misbehaving(err):
+		o.misbehaved = err
+	default:
+		o.unavailable = err
+		o.timeout = o.timeout || errors.Is(err, errRemoteTimeout)
 	}
-	o.unavailable = err
-	o.timeout = o.timeout || errors.Is(err, errRemoteTimeout)
+}
+
+// errMisbehaving marks an answer that a database reached gave and no
+// honest one gives: one over the size cap, a tree head claiming more
+// records than any log holds.
+var errMisbehaving = errors.New("the checksum database's answer is not one an honest database gives")
+
+// misbehaving reports whether err is an answer of a database that was
+// reached but misbehaves (or of something between that answers for it),
+// rather than one that could not be reached: such an answer fails closed
+// even under FailOpen, which is for outages only. Besides errMisbehaving,
+// that is any status but a server error's (5xx) or a request to slow down
+// (408, 429): a tile missing below the signed head (404), a refusal of
+// sumd's credentials (401, 403).
+func misbehaving(err error) bool {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.status < 500 && se.status != http.StatusRequestTimeout && se.status != http.StatusTooManyRequests
+	}
+	return errors.Is(err, errMisbehaving)
 }
 
 // ReadConfig serves "key" and "<name>/latest", the only files the client
