@@ -235,7 +235,11 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 		return gosum.Record{}, &Error{Kind: KindLocal, Module: m, Err: errReadBack,
 			Cause: fmt.Errorf("failed to read back the module zip from the temporary directory: %w", err)}
 	case err != nil:
-		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: invalidReason(err, zipPath), Cause: err}
+		// Both texts are capped: x/mod's CheckZip lists every bad entry,
+		// megabytes for a crafted zip, which the negative cache would
+		// keep and the log print in full.
+		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: invalidReason(err, zipPath),
+			Cause: errors.New(truncate(err.Error(), maxCauseText))}
 	}
 	return gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
 }
@@ -311,7 +315,22 @@ func invalidReason(err error, zipPath string) error {
 	}
 	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 	msg = strings.ReplaceAll(msg, zipPath, "module zip")
-	return fmt.Errorf("invalid module: %s", msg)
+	return fmt.Errorf("invalid module: %s", truncate(msg, maxReasonText))
+}
+
+// The caps of an invalid module's reason (what clients read, and the
+// negative cache keeps) and of its cause (for the server's log).
+const (
+	maxReasonText = 1 << 10
+	maxCauseText  = 8 << 10
+)
+
+// truncate cuts s to at most n bytes, saying how much it left out.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + fmt.Sprintf("… (%d more bytes)", len(s)-n)
 }
 
 // downloadZip streams the zip to a temporary file, so memory stays bounded

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"math/rand/v2"
 	"net/http"
@@ -91,6 +92,15 @@ func TestFetchInvalid(t *testing.T) {
 		{"empty .mod", func(t *testing.T, dir string) {
 			os.WriteFile(testproxy.ModPath(dir, m), nil, 0o644)
 		}, FetcherOptions{}, "go.mod differs from the go.mod in the zip"},
+		{"thousands of bad entries", func(t *testing.T, dir string) {
+			// CheckZip names each of them: 4 MB of reasons, capped.
+			var names, bodies []string
+			for i := range 1000 {
+				names = append(names, fmt.Sprintf("other@v1.0.0/%s/%d.go", strings.Repeat("x", 4000), i))
+				bodies = append(bodies, "")
+			}
+			writeRawZip(t, dir, m, names, bodies)
+		}, FetcherOptions{}, "more bytes)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +117,14 @@ func TestFetchInvalid(t *testing.T) {
 				prefix := "not found: example.com/m@v1.0.0: invalid module: "
 				if e.Kind != KindInvalid || e.HTTPStatus() != http.StatusGone ||
 					!strings.HasPrefix(e.Error(), prefix) || !strings.Contains(e.Error(), tt.want) {
-					t.Errorf("%s: error %q (kind %v, status %d), want 410 %q…%q", list, e, e.Kind, e.HTTPStatus(), prefix, tt.want)
+					t.Errorf("%s: error %.2000q (kind %v, status %d), want 410 %q…%q", list, e, e.Kind, e.HTTPStatus(), prefix, tt.want)
+				}
+				c := 0
+				if e.Cause != nil {
+					c = len(e.Cause.Error())
+				}
+				if n := len(e.Error()); n > 2<<10 || c > 10<<10 {
+					t.Errorf("%s: error of %d bytes, cause of %d: the negative cache and the log would keep them", list, n, c)
 				}
 				if left, _ := os.ReadDir(tt.opts.TempDir); len(left) != 0 {
 					t.Errorf("%s: temporary files left behind: %v", list, left)
