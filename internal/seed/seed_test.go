@@ -313,3 +313,45 @@ func (c *cancelAfter) Err() error {
 	}
 	return context.Canceled
 }
+
+// TestScanClosesBadRun: a Scan that fails on the first entry of a run
+// closes that run's file (it was left open, one descriptor lost to every
+// failed Scan of a long-running process).
+func TestScanClosesBadRun(t *testing.T) {
+	var lines []string
+	for i := range 100 {
+		lines = append(lines, fmt.Sprintf("example.com/m%d v1.0.0 %s", i, hashA))
+	}
+	s, err := Sort(context.Background(), []string{write(t, t.TempDir(), "go.sum", lines...)}, Options{TempDir: t.TempDir(), MemoryBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if len(s.runs) == 0 {
+		t.Fatal("Sort wrote no run: the test needs one")
+	}
+	// A key length, then end of file: the first entry cannot be read.
+	if err := os.WriteFile(s.runs[0], []byte{10, 'e'}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := openFiles(t)
+	for range 5 {
+		err := s.Scan(func(gosum.Record, Pos) error { return nil }, func(Incomplete) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), "failed to read a temporary file for sorting") {
+			t.Fatalf("Scan of a truncated run = %v, want it to fail reading the run", err)
+		}
+	}
+	if after := openFiles(t); after != before {
+		t.Errorf("5 failed Scans left %d files open, want 0", after-before)
+	}
+}
+
+// openFiles counts this process's open file descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count open files: %v", err)
+	}
+	return len(fds)
+}

@@ -308,7 +308,12 @@ func openRun(name string) (*runReader, error) {
 	}
 	rr := &runReader{f: f, r: bufio.NewReaderSize(f, 64<<10)}
 	rr.next()
-	return rr, rr.err
+	if rr.err != nil {
+		// The caller gets no reader to close: close the file here.
+		f.Close()
+		return nil, rr.err
+	}
+	return rr, nil
 }
 
 // next reads the next entry into cur, or sets ok to false at the end.
