@@ -16,6 +16,7 @@ import (
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
 	"github.com/sumd-project/sumd/internal/proxytree"
+	"github.com/sumd-project/sumd/internal/seed"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -82,6 +83,11 @@ func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, 
 		return nil, err
 	}
 	defer l.Close()
+	return addTo(l, recs)
+}
+
+// addTo adds recs to l, all or nothing.
+func addTo(l *tlog.Log, recs []gosum.Record) (*addition, error) {
 	before := treeSize(l)
 	ids, err := l.Add(context.Background(), recs...)
 	var conflict *tlog.ConflictError
@@ -94,8 +100,7 @@ func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, 
 	if err != nil {
 		return nil, fmt.Errorf("nothing was added: %w", err)
 	}
-	after := treeSize(l)
-	return &addition{ids: ids, new: after - before, size: after}, nil
+	return &addition{ids: ids, new: seed.CountNew(ids, before), size: treeSize(l)}, nil
 }
 
 // addLockedHint is the hint when a server holds the database file.

@@ -78,11 +78,25 @@ func (s LogSink) Check(ctx context.Context, recs []gosum.Record) ([]Conflict, er
 
 func (s LogSink) Add(ctx context.Context, recs []gosum.Record) (int64, int64, error) {
 	before := s.Log.Published().Tree.N
-	if _, err := s.Log.Add(ctx, recs...); err != nil {
+	ids, err := s.Log.Add(ctx, recs...)
+	if err != nil {
 		return 0, 0, err
 	}
-	after := s.Log.Published().Tree.N
-	return after - before, after, nil
+	return CountNew(ids, before), s.Log.Published().Tree.N, nil
+}
+
+// CountNew counts the ids that tlog.Log.Add returned for records it
+// appended to a tree of size before: those it already held keep their
+// lower ids. The tree's growth is no such count: on a store other
+// processes write, the log adopts their records while it adds.
+func CountNew(ids []int64, before int64) int64 {
+	var n int64
+	for _, id := range ids {
+		if id >= before {
+			n++
+		}
+	}
+	return n
 }
 
 // MaxListed caps the incomplete versions and conflicts a Survey keeps in

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 // smallChunks is a sink taking chunks of n records, failing its Add number
@@ -104,5 +108,47 @@ func TestImport(t *testing.T) {
 		if err != nil || id != int64(i+1) {
 			t.Errorf("lookup of %s = %d, %v; want id %d (key order)", importRecord(i).Key(), id, err, i+1)
 		}
+	}
+}
+
+// sharedMem is a MemStore that says other processes write it too, as a
+// PostgreSQL database does.
+type sharedMem struct{ *tlog.MemStore }
+
+func (sharedMem) Shared() bool { return true }
+
+// TestLogSinkCountsOwnRecords: on a store another process writes, a
+// LogSink's Add counts the records of its own chunk that were new, not
+// the tree's growth: the other writer's records, which this log adopts
+// while it adds, are not "added" by the import.
+func TestLogSinkCountsOwnRecords(t *testing.T) {
+	ctx := context.Background()
+	store := sharedMem{tlog.NewMemStore()}
+	skey, _, err := tlog.GenerateKey("shared.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := tlog.ParseKey(skey)
+	open := func() *tlog.Log {
+		l, err := tlog.OpenStore(store, tlog.Options{Keys: []*tlog.Key{k}, Create: true, RefreshInterval: time.Hour,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	ours, other := open(), open()
+	if _, err := ours.Add(ctx, importRecord(0)); err != nil {
+		t.Fatal(err)
+	}
+	// The other process records three versions this log has not seen.
+	if _, err := other.Add(ctx, importRecord(10), importRecord(11), importRecord(12)); err != nil {
+		t.Fatal(err)
+	}
+	// One version recorded before, two new.
+	added, size, err := LogSink{ours}.Add(ctx, []gosum.Record{importRecord(0), importRecord(1), importRecord(2)})
+	if err != nil || added != 2 || size != 6 {
+		t.Errorf("LogSink.Add = %d added, tree size %d, %v; want 2 added (not the other writer's 3), tree size 6", added, size, err)
 	}
 }
