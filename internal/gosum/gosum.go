@@ -18,7 +18,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
@@ -140,7 +142,7 @@ var strictBase64 = base64.StdEncoding.Strict()
 func checkHash(h string) error {
 	b64, ok := strings.CutPrefix(h, "h1:")
 	if !ok {
-		return fmt.Errorf("%q is not an h1: hash", h)
+		return fmt.Errorf("%s is not an h1: hash", quote(h))
 	}
 	// 44 characters that decode, strictly (zero padding bits), to 32 bytes
 	// are the one encoding of those bytes, unless the decoder skipped
@@ -153,7 +155,7 @@ func checkHash(h string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%q is not an h1: hash (want base64 of 32 bytes)", h)
+	return fmt.Errorf("%s is not an h1: hash (want base64 of 32 bytes)", quote(h))
 }
 
 // Parse parses and checks one record in log format.
@@ -184,13 +186,31 @@ func ParseMax(text []byte, max int) (Record, error) {
 		return Record{}, err
 	}
 	if mod.path != zip.path || mod.version != zip.version+"/go.mod" || zip.isGoMod() {
-		return Record{}, fmt.Errorf("record lines %q and %q are not the zip and go.mod lines of one module version", lines[0], lines[1])
+		return Record{}, fmt.Errorf("record lines %s and %s are not the zip and go.mod lines of one module version", quote(lines[0]), quote(lines[1]))
 	}
 	r := Record{Path: zip.path, Version: zip.version, Hash: zip.hash, GoMod: mod.hash}
 	if err := new(Checker).content(r); err != nil {
 		return Record{}, err
 	}
 	return r, nil
+}
+
+// maxQuoted caps what an error quotes of its input: an error quoting a
+// line of megabytes whole is as large, and so is every answer and log line
+// that holds it.
+const maxQuoted = 80
+
+// quote is s quoted (%q), cut to its first maxQuoted bytes if longer, with
+// its length.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	n := maxQuoted
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:n], len(s))
 }
 
 // line is one go.sum line, split but not yet checked.
@@ -203,7 +223,7 @@ func parseLine(s string) (line, error) {
 	path, rest, ok1 := strings.Cut(s, " ")
 	version, hash, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 || path == "" || version == "" || hash == "" || strings.IndexByte(hash, ' ') >= 0 {
-		return line{}, fmt.Errorf("malformed go.sum line %q (want \"<path> <version> h1:<hash>\")", s)
+		return line{}, fmt.Errorf("malformed go.sum line %s (want \"<path> <version> h1:<hash>\")", quote(s))
 	}
 	return line{path, version, hash}, nil
 }
@@ -222,6 +242,12 @@ func ParseLine(s string) (Line, error) { return new(Checker).ParseLine(s) }
 
 // ParseLine is the package's ParseLine, remembering the path.
 func (c *Checker) ParseLine(s string) (Line, error) {
+	// A line longer than a record cannot be half of one; refused unread,
+	// its module path is not checked (module.CheckPath takes any length)
+	// nor quoted whole by the error.
+	if len(s) > MaxRecordSize {
+		return Line{}, fmt.Errorf("go.sum line of %d bytes: a record is at most %d", len(s), MaxRecordSize)
+	}
 	l, err := parseLine(s)
 	if err != nil {
 		return Line{}, err

@@ -189,3 +189,27 @@ func TestRecordSizeLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorsQuoteLittle: an error quotes at most the start of a bad line
+// or hash, saying how long it was, and refuses a line longer than any
+// record unread: a line of megabytes made an error (and each answer and
+// log line holding it) of megabytes.
+func TestErrorsQuoteLittle(t *testing.T) {
+	junk := strings.Repeat("\x00", MaxRecordSize/2) // %q takes 4 bytes for each
+	for _, line := range []string{
+		junk,
+		"example.com/m v1.0.0 h1:" + junk,
+		"example.com/m v1.0.0 h2:" + junk,
+		"example.com/m v1.0.0 " + strings.Repeat("h", 10<<20),
+		"example.com/" + strings.Repeat("a", 10<<20) + " v1.0.0 " + hashA,
+	} {
+		_, err := ParseLine(line)
+		if err == nil || len(err.Error()) > 500 || !strings.Contains(err.Error(), " bytes") {
+			t.Errorf("ParseLine of a %d-byte line = %.400v, want an error of at most 500 bytes saying how long the line or hash was", len(line), err)
+		}
+	}
+	_, err := ParseMax([]byte(junk+"\n"+junk+"\n"), 1<<20)
+	if err == nil || len(err.Error()) > 500 {
+		t.Errorf("ParseMax of a bad record = %.400v, want an error of at most 500 bytes", err)
+	}
+}
