@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/mod/module"
 
@@ -181,16 +182,38 @@ func toConflict(line int, c *tlog.ConflictError) Conflict {
 		Recorded: string(c.Recorded.Text()), Offered: string(c.Proposed.Text())}
 }
 
-// A problems list keeps the first maxReported problems and counts all.
+// maxReportedBytes caps the text of the problems an answer lists, and
+// maxProblemBytes one of them: the answer is also logged, and a body of
+// long bad lines made answers of hundreds of megabytes.
+const (
+	maxReportedBytes = 32 << 10
+	maxProblemBytes  = 2 << 10
+)
+
+// A problems list keeps the first problems, at most maxReported of them
+// and about maxReportedBytes in all, and counts all.
 type problems struct {
 	n     int
+	size  int // of items
 	items []string
 }
 
 func (p *problems) add(format string, args ...any) {
-	if p.n++; p.n <= maxReported {
-		p.items = append(p.items, fmt.Sprintf(format, args...))
+	if p.n++; len(p.items) < maxReported && p.size < maxReportedBytes {
+		it := cut(fmt.Sprintf(format, args...), maxProblemBytes)
+		p.items, p.size = append(p.items, it), p.size+len(it)
 	}
+}
+
+// cut is s cut to at most n bytes, at a rune's start, marked "..." if cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // text is a summary line, then one line per problem kept.

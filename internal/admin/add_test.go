@@ -122,6 +122,38 @@ func TestAddBadLines(t *testing.T) {
 	}
 }
 
+// TestAddHugeBadLines: an answer listing bad lines is bounded whatever
+// their length (each was quoted whole: one 10 MB line made a 10 MB answer,
+// and logged it), and still names each line by number.
+func TestAddHugeBadLines(t *testing.T) {
+	s := newSetup(t, Options{})
+	r0 := fakeRec(0, "")
+	long := strings.Repeat("\x00", 100<<10) // quoted, each byte takes 4
+	var body strings.Builder
+	for i := range 150 {
+		switch i % 3 {
+		case 0: // not a go.sum line
+			body.WriteString(long + "\n")
+		case 1: // a malformed module path, quoted by x/mod: short enough for a record
+			body.WriteString("example.com/" + long[:1900] + " v1.0.0 " + r0.Hash + "\n")
+		case 2: // a malformed hash
+			body.WriteString("example.com/m v1.0.0 h1:" + long + "\n")
+		}
+	}
+	resp := s.post(t, "/admin/add", body.String())
+	if resp.Code != http.StatusBadRequest || !strings.HasPrefix(resp.Body.String(), "150 bad line(s); nothing was added\n") {
+		t.Fatalf("huge bad lines: %d %.200q, want 400 counting 150 bad lines", resp.Code, resp.Body)
+	}
+	if n := resp.Body.Len(); n > 64<<10 {
+		t.Errorf("huge bad lines: an answer of %d bytes, want at most 64 KiB", n)
+	}
+	for _, want := range []string{"\nline 1: ", "\nline 2: ", "\nline 3: ", "\n... and "} {
+		if !strings.Contains(resp.Body.String(), want) {
+			t.Errorf("huge bad lines: the answer lacks %q: %.300q", want, resp.Body)
+		}
+	}
+}
+
 // post sends an authenticated POST through the handler.
 func (s *setup) post(t *testing.T, path, body string) *httptest.ResponseRecorder {
 	t.Helper()
