@@ -209,7 +209,7 @@ const (
 
 func openSink(cfg *config.Add, stderr io.Writer) (*gosumSink, error) {
 	if cfg.Server != "" {
-		return openRemoteSink(cfg)
+		return openRemoteSink(cfg, stderr)
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)

@@ -2,11 +2,16 @@ package main
 
 import (
 	"errors"
+	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/admin"
+	"github.com/sumd-project/sumd/internal/config"
 )
 
 // TestRemoteErrorHints: each answer of the admin API gets a hint that says
@@ -32,5 +37,40 @@ func TestRemoteErrorHints(t *testing.T) {
 		if status == http.StatusGone && strings.Contains(ce.hint, "again") {
 			t.Errorf("status %d: hint %q suggests trying again a refusal that does not pass", status, ce.hint)
 		}
+	}
+}
+
+// TestRemoteSinkTmpDir: sumd add -server -gosum prepares -tmp-dir as the
+// local add does, before it reads a line: created 0700, refused if others
+// may write to it, cleared of a crash's runs. It was used as given, so a
+// missing directory failed only at the first run, after minutes of sorting.
+func TestRemoteSinkTmpDir(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &config.Add{Server: "http://127.0.0.1:1", TokenFile: writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n"),
+		TmpDir: filepath.Join(dir, "new", "tmp")}
+	sink, err := openSink(cfg, io.Discard)
+	if err != nil {
+		t.Fatalf("openSink with a new -tmp-dir: %v", err)
+	}
+	sink.close()
+	if fi, err := os.Stat(cfg.TmpDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("-tmp-dir after openSink: %v, %v; want a directory of mode 0700", fi, err)
+	}
+	orphan := filepath.Join(cfg.TmpDir, "sumd-sort-123.run")
+	if err := os.WriteFile(orphan, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if sink, err = openSink(cfg, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	sink.close()
+	if _, err := os.Stat(orphan); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a run a crash left in -tmp-dir is still there: %v", err)
+	}
+	if err := os.Chmod(cfg.TmpDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openSink(cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "writable by other users") {
+		t.Errorf("openSink with a world-writable -tmp-dir = %v, want it refused", err)
 	}
 }
