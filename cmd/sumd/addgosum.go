@@ -67,7 +67,8 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 	if err := refuseConflicts(stderr, sv); err != nil {
 		return err
 	}
-	if cfg.Strict && sv.Incompletes > 0 {
+	// With -upstream, -strict is for the versions it cannot complete.
+	if cfg.Strict && fetch == nil && sv.Incompletes > 0 {
 		listIncomplete(stderr, sv.Incomplete, sv.Incompletes)
 		return withHint(fmt.Errorf("%d module version(s) have only one of their two go.sum lines; nothing was added (-strict)", sv.Incompletes),
 			"drop -strict to add the complete versions, or add -upstream PROXY to fetch the others")
@@ -86,6 +87,11 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 			return err
 		}
 		left, nLeft, failed = nil, 0, f
+	}
+	if cfg.Strict && len(failed) > 0 {
+		listFailed(stderr, failed)
+		return withHint(fmt.Errorf("%d module version(s) have only one of their two go.sum lines and were not completed from upstream; nothing was added (-strict)", len(failed)),
+			"drop -strict to add the others, or fix or remove the lines named above (or the module proxy, if it should serve them)")
 	}
 	if sv.Records == 0 {
 		listIncomplete(stderr, left, nLeft)

@@ -120,6 +120,40 @@ func TestSeedFromUpstream(t *testing.T) {
 	download(t, g, mods[2])
 }
 
+// TestSeedStrictUpstream: -strict with -upstream refuses only versions
+// -upstream could not complete: those it completes are recorded (it
+// refused as soon as any version had one line, before -upstream was
+// tried, and said to add -upstream, which was given).
+func TestSeedStrictUpstream(t *testing.T) {
+	dir := t.TempDir()
+	proxyDir := filepath.Join(dir, "proxy")
+	mods := testproxy.Versions("example.com/strict", 3)
+	proxyURL, err := testproxy.Build(proxyDir, mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum bytes.Buffer
+	sum.Write(goSumFile(t, proxyDir, mods[:1])) // complete
+	for _, m := range mods[1:] {                // go.mod lines only, which the proxy completes
+		sum.WriteString(goModLine(t, proxyDir, m))
+	}
+	completable := writeFile(t, filepath.Join(dir, "go.sum"), sum.Bytes())
+	sum.WriteString("example.com/gone v1.0.0/go.mod h1:Ecm3bQzABmxvvAZb9E2gIS5T8SUqmmlBVHRj2vYSMC4=\n")
+	notCompletable := writeFile(t, filepath.Join(dir, "gone.sum"), sum.Bytes())
+
+	l := newVerifyLog(t, dir)
+	out, errOut, err := sumdRun("add", "-create", "-db", l.db, "-key", l.key, "-strict", "-gosum", notCompletable, "-upstream", proxyURL)
+	if err == nil || !strings.Contains(errOut, "1 module version(s) have only one of their two go.sum lines and were not completed from upstream; nothing was added (-strict)") ||
+		!strings.Contains(errOut, notCompletable+":5: example.com/gone@v1.0.0 has only a go.mod line (no zip hash): not completed from upstream") ||
+		strings.Contains(errOut, "add -upstream") || strings.Contains(out, "added ") {
+		t.Fatalf("sumd add -strict -upstream with a version upstream lacks: %v\n%s%s\nwant it refused, naming that version only, adding nothing", err, out, errOut)
+	}
+	out, errOut, err = sumdRun("add", "-db", l.db, "-key", l.key, "-strict", "-gosum", completable, "-upstream", proxyURL)
+	if err != nil || !strings.Contains(out, "completed 2 of 2 from "+proxyURL) || !strings.Contains(out, "added 3 records, 0 already present (tree size 3)") {
+		t.Errorf("sumd add -strict -upstream with versions upstream completes: %v\n%s%s\nwant 3 records added", err, out, errOut)
+	}
+}
+
 // goModLine returns the go.mod line of m, hashed from the proxy tree.
 func goModLine(t *testing.T, proxyDir string, m testproxy.Module) string {
 	t.Helper()
