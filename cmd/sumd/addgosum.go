@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 
+	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/seed"
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -101,10 +103,7 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 	committing = true
 	added, size, err := sorted.Commit(ctx, sink)
 	if err != nil {
-		if added > 0 {
-			err = fmt.Errorf("%w (%d records were added before this failure; once its cause is mended, running the same command again adds the rest)", err, added)
-		}
-		return sink.fail(err)
+		return sink.commitFailed(err, added)
 	}
 	fmt.Fprintf(stdout, "added %d records, %d already present (tree size %d)\n", added, int64(sv.Records)-added, size)
 	listIncomplete(stderr, left, nLeft)
@@ -205,6 +204,32 @@ func (s *gosumSink) fail(err error) error {
 		return withHint(err, fixLineHint)
 	}
 	return s.explain(err)
+}
+
+// commitFailed is the error of a Commit that failed after added records.
+func (s *gosumSink) commitFailed(err error, added int64) error {
+	// A version another writer recorded with other hashes after the
+	// survey: running again adds the rest only once its lines are gone or
+	// fixed, since the rerun's survey refuses on it.
+	if isConflict(err) {
+		if added > 0 {
+			err = fmt.Errorf("%w (this chunk added nothing; %d records were added before it)", err, added)
+		}
+		return withHint(err, "another writer recorded this version with other hashes after this run checked the go.sum files, and a recorded version can never change: "+
+			"remove or fix its lines in the go.sum files, then run the same command again to add the rest")
+	}
+	if added > 0 {
+		err = fmt.Errorf("%w (%d records were added before this failure; once its cause is mended, running the same command again adds the rest)", err, added)
+	}
+	return s.fail(err)
+}
+
+// isConflict reports whether err is the log's refusal of a version it
+// holds with other hashes, here or through the admin API.
+func isConflict(err error) bool {
+	var conflict *tlog.ConflictError
+	var ae *admin.Error
+	return errors.As(err, &conflict) || errors.As(err, &ae) && ae.Status == http.StatusConflict
 }
 
 // The hints of refused go.sum lines and records.

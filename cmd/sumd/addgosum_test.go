@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -11,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sumd-project/sumd/internal/admin"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
 // TestAddGoSumFIFO: sumd add -gosum refuses a named pipe at once, naming
@@ -75,5 +79,42 @@ func TestAddGoSumInterrupted(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		cmd.Process.Kill()
 		t.Fatalf("sumd add -gosum still runs 15s after SIGINT\n%s", &stderr)
+	}
+}
+
+// TestCommitConflictHint: a version another writer recorded with other
+// hashes after the survey stops the commit; the error says to remove or
+// fix its lines before running again, since a rerun's survey refuses on
+// it (it promised that running again adds the rest). Other failures keep
+// that promise.
+func TestCommitConflictHint(t *testing.T) {
+	r := verifyRecord("conflict", 1)
+	local := &gosumSink{explain: func(err error) error { return err }}
+	remote := &gosumSink{explain: remoteError}
+	for name, c := range map[string]struct {
+		sink *gosumSink
+		err  error
+	}{
+		"log":         {local, &itlog.ConflictError{ID: 7, Recorded: r, Proposed: r}},
+		"admin API":   {remote, &admin.Error{Status: http.StatusConflict, Message: "1 module version(s) are recorded with other hashes; nothing was added"}},
+		"first chunk": {local, &itlog.ConflictError{ID: 7, Recorded: r, Proposed: r}},
+	} {
+		added := int64(5)
+		if name == "first chunk" {
+			added = 0
+		}
+		var ce *cliError
+		err := c.sink.commitFailed(c.err, added)
+		if !errors.As(err, &ce) || strings.Contains(err.Error(), "adds the rest") ||
+			!strings.Contains(ce.hint, "remove or fix") || !strings.Contains(ce.hint, "run the same command again") {
+			t.Errorf("%s: a conflict after %d records: %v (hint %+v); want a hint to remove or fix the lines, then run again", name, added, err, ce)
+		}
+		if added > 0 && !strings.Contains(err.Error(), "5 records were added") {
+			t.Errorf("%s: %v does not say what was added", name, err)
+		}
+	}
+	err := local.commitFailed(errors.New("disk full"), 5)
+	if !strings.Contains(err.Error(), "5 records were added before this failure; once its cause is mended, running the same command again adds the rest") {
+		t.Errorf("another failure: %v, want it to say running again adds the rest", err)
 	}
 }
