@@ -31,52 +31,67 @@ func (s *Sorted) Scan(rec func(gosum.Record, Pos) error, inc func(Incomplete) er
 	for _, mem := range s.mems {
 		m.add(&memReader{entries: mem})
 	}
-	var group []entry
+	var v version
 	for m.Len() > 0 {
 		e, err := m.pop()
 		if err != nil {
 			return err
 		}
-		if len(group) > 0 && group[0].key != e.key {
-			if err := s.pair(group, rec, inc); err != nil {
+		if v.key != "" && v.key != e.key {
+			if err := s.pair(&v, rec, inc); err != nil {
 				return err
 			}
-			group = group[:0]
+			v = version{}
 		}
-		group = append(group, e)
+		if err := s.add(&v, &e); err != nil {
+			return err
+		}
 	}
-	if len(group) > 0 {
-		return s.pair(group, rec, inc)
+	if v.key != "" {
+		return s.pair(&v, rec, inc)
 	}
 	return nil
 }
 
-// pair turns the lines of one module version, in entries sorted by their
-// first place, into a record or an incomplete version.
-func (s *Sorted) pair(group []entry, rec func(gosum.Record, Pos) error, inc func(Incomplete) error) error {
-	var first [2]*entry // the first entry with the zip line, with the go.mod line
-	for i := range group {
-		e := &group[i]
-		for kind, bit := range []uint8{hasZip, hasMod} {
-			switch {
-			case e.has&bit == 0:
-			case first[kind] == nil:
-				first[kind] = e
-			case first[kind].hash[kind] != e.hash[kind]:
-				return s.conflict(first[kind], e, kind)
-			}
+// A version is what Scan keeps of one module version's entries, which
+// come sorted by their first place: the first entry with each line. A
+// repeat that agrees with it is dropped, not kept (a version repeated in
+// a million go.sum files takes no more memory than one); one that
+// disagrees is a conflict at once.
+type version struct {
+	key   string
+	first [2]entry // with the zip line, with the go.mod line
+	has   [2]bool
+}
+
+// add adds e, an entry of v's key, to v.
+func (s *Sorted) add(v *version, e *entry) error {
+	v.key = e.key
+	for kind, bit := range []uint8{hasZip, hasMod} {
+		switch {
+		case e.has&bit == 0:
+		case !v.has[kind]:
+			v.first[kind], v.has[kind] = *e, true
+		case v.first[kind].hash[kind] != e.hash[kind]:
+			return s.conflict(&v.first[kind], e, kind)
 		}
 	}
-	path, version, _ := strings.Cut(group[0].key, "@")
-	v := module.Version{Path: path, Version: version}
-	zip, mod := first[0], first[1]
+	return nil
+}
+
+// pair turns the lines of one module version into a record or an
+// incomplete version.
+func (s *Sorted) pair(v *version, rec func(gosum.Record, Pos) error, inc func(Incomplete) error) error {
+	path, ver, _ := strings.Cut(v.key, "@")
+	m := module.Version{Path: path, Version: ver}
+	zip, mod := &v.first[0], &v.first[1]
 	switch {
-	case zip != nil && mod != nil:
-		return rec(gosum.Record{Path: path, Version: version, Hash: h1(zip.hash[0]), GoMod: h1(mod.hash[1])}, s.pos(zip, 0))
-	case mod != nil:
-		return inc(Incomplete{Version: v, GoMod: true, Hash: h1(mod.hash[1]), At: s.pos(mod, 1)})
+	case v.has[0] && v.has[1]:
+		return rec(gosum.Record{Path: path, Version: ver, Hash: h1(zip.hash[0]), GoMod: h1(mod.hash[1])}, s.pos(zip, 0))
+	case v.has[1]:
+		return inc(Incomplete{Version: m, GoMod: true, Hash: h1(mod.hash[1]), At: s.pos(mod, 1)})
 	}
-	return inc(Incomplete{Version: v, Hash: h1(zip.hash[0]), At: s.pos(zip, 0)})
+	return inc(Incomplete{Version: m, Hash: h1(zip.hash[0]), At: s.pos(zip, 0)})
 }
 
 func (s *Sorted) conflict(first, then *entry, kind int) error {

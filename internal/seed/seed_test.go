@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/mod/module"
 
@@ -354,4 +356,67 @@ func openFiles(t *testing.T) int {
 		t.Skipf("cannot count open files: %v", err)
 	}
 	return len(fds)
+}
+
+// TestSortBufferBudget: the sort's buffer, its slice and the keys, stays
+// within Options.MemoryBytes: it was preallocated at MemoryBytes/90
+// entries of 96 bytes each, more than the budget before any key.
+func TestSortBufferBudget(t *testing.T) {
+	var lines []string
+	for i := range 100_000 {
+		lines = append(lines, fmt.Sprintf("example.com/m%d v1.0.0 %s", i, hashA))
+	}
+	const budget = 4 << 20
+	s, err := Sort(context.Background(), []string{write(t, t.TempDir(), "go.sum", lines...)}, Options{TempDir: t.TempDir(), MemoryBytes: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	buf := s.mems[0]
+	keys := 0
+	for _, e := range buf {
+		keys += len(e.key)
+	}
+	if used := cap(buf)*int(unsafe.Sizeof(entry{})) + keys; used > budget || len(s.runs) == 0 {
+		t.Errorf("the sort buffer holds %d bytes (%d runs written), want at most MemoryBytes, %d", used, len(s.runs), budget)
+	}
+}
+
+// TestScanDropsRepeats: Scan keeps nothing of a line repeated with the
+// same hash (it kept every repeat of a version in memory: 2M copies of
+// one version's lines took 284 MB), and still finds a repeat with another
+// hash, however many agreeing ones came before.
+func TestScanDropsRepeats(t *testing.T) {
+	var lines []string
+	for range 50_000 {
+		lines = append(lines, "example.com/m v1.0.0 "+hashA, "example.com/m v1.0.0/go.mod "+hashB)
+	}
+	s, err := Sort(context.Background(), []string{write(t, t.TempDir(), "go.sum", lines...)}, Options{TempDir: t.TempDir(), MemoryBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	n := 0
+	err = s.Scan(func(gosum.Record, Pos) error { n++; return nil }, func(Incomplete) error { return nil })
+	runtime.ReadMemStats(&after)
+	if err != nil || n != 1 {
+		t.Fatalf("Scan of one version repeated = %d records, %v; want 1", n, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+		t.Errorf("Scan of 50,000 repeats of one version allocated %d bytes, want under 1 MiB", alloc)
+	}
+
+	conflicting := write(t, t.TempDir(), "go.sum", append(lines, "example.com/m v1.0.0/go.mod "+hashC)...)
+	s2, err := Sort(context.Background(), []string{conflicting}, Options{TempDir: t.TempDir(), MemoryBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	err = s2.Scan(func(gosum.Record, Pos) error { return nil }, func(Incomplete) error { return nil })
+	var ce *ConflictError
+	if !errors.As(err, &ce) || ce.First.Line != 2 || ce.Then.Line != 100_001 || ce.Hashes != [2]string{hashB, hashC} {
+		t.Errorf("Scan of repeats then another hash = %v, want the conflict of lines 2 and 100001", err)
+	}
 }

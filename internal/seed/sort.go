@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/scratch"
@@ -57,9 +58,9 @@ func compareEntries(a, b *entry) int {
 	return cmp.Or(cmp.Compare(a.file, b.file), cmp.Compare(a.first(), b.first()))
 }
 
-// bytes approximates what an entry costs in memory: the struct, its slot
-// in the slice and the key's bytes.
-func (e *entry) bytes() int { return 104 + len(e.key) }
+// entrySize is an entry's slot in the sort's slice (96 bytes); its key's
+// bytes are apart.
+const entrySize = int(unsafe.Sizeof(entry{}))
 
 // Options configure Sort.
 type Options struct {
@@ -112,7 +113,7 @@ func Sort(ctx context.Context, files []string, opts Options) (_ *Sorted, err err
 		}
 	}()
 	buf := make([]entry, 0, initialCap(files, opts.MemoryBytes))
-	size := 0
+	keys := 0 // bytes of buf's keys
 	var c gosum.Checker
 	for i, file := range files {
 		if err := ctx.Err(); err != nil {
@@ -138,15 +139,15 @@ func Sort(ctx context.Context, files []string, opts Options) (_ *Sorted, err err
 				setLine(&buf[n-1], kind, bit, l.Hash, line)
 				return nil
 			}
-			if size >= opts.MemoryBytes {
+			if full(buf, keys, opts.MemoryBytes) {
 				if err := s.spill(buf); err != nil {
 					return err
 				}
-				buf, size = buf[:0], 0
+				buf, keys = buf[:0], 0
 			}
 			buf = append(buf, entry{key: l.Path + "@" + l.Version.Version, file: int32(i)})
 			setLine(&buf[len(buf)-1], kind, bit, l.Hash, line)
-			size += buf[len(buf)-1].bytes()
+			keys += len(buf[len(buf)-1].key)
 			return nil
 		})
 		if err != nil {
@@ -180,9 +181,28 @@ func (s *Sorted) Add(name string, recs []gosum.Record) error {
 	return nil
 }
 
-// initialCap estimates the lines of files that fit in memory, at about 80
-// bytes a line in a file and about 100 in memory: growing a slice of
-// hundreds of thousands of entries copies them many times.
+// full reports whether buf must be spilled before one more entry: its
+// slice (all of its capacity, used or not) and keys would exceed memory,
+// counting the growth append makes when the slice is full (as runtime's
+// growslice: double, then by a quarter and 192). An empty buf is never
+// full: a budget smaller than one entry spills one at a time.
+func full(buf []entry, keys, memory int) bool {
+	n := cap(buf)
+	switch {
+	case len(buf) == 0:
+		return false
+	case len(buf) < n:
+	case n < 256:
+		n *= 2
+	default:
+		n += (n + 3*256) / 4
+	}
+	return n*entrySize+keys > memory
+}
+
+// initialCap estimates the entries of files that fit in memory, at about
+// 80 bytes a line in a file and a key of about 48 bytes: growing a slice
+// of hundreds of thousands of entries copies them many times.
 func initialCap(files []string, memory int) int {
 	var size int64
 	for _, f := range files {
@@ -190,7 +210,7 @@ func initialCap(files []string, memory int) int {
 			size += fi.Size()
 		}
 	}
-	return int(min(size/80, int64(memory/90), 1<<22))
+	return int(min(size/80, int64(memory/(entrySize+48)), 1<<22))
 }
 
 // readLines calls f for every non-empty line of file, without its "\r\n"
