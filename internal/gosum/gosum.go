@@ -197,8 +197,9 @@ func ParseMax(text []byte, max int) (Record, error) {
 
 // maxQuoted caps what an error quotes of its input: an error quoting a
 // line of megabytes whole is as large, and so is every answer and log line
-// that holds it.
-const maxQuoted = 80
+// that holds it. Real go.sum lines are shorter, and are quoted whole: the
+// person fixing one needs to see it.
+const maxQuoted = 256
 
 // quote is s quoted (%q), cut to its first maxQuoted bytes if longer, with
 // its length.
