@@ -2,8 +2,8 @@ package upstream
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
