@@ -38,10 +38,13 @@
 // Every run verifies the head's signature (CheckSignature) and that the
 // hash tiles at the tree's right edge hash to the signed root (CheckTiles).
 // With a state directory it proves that the tree extends the head saved by
-// the previous run (CheckConsistency, tlog.ProveTree and tlog.CheckTree);
-// a different tree of the same size, a tree that does not contain the
-// saved one, or a smaller tree (a rollback) is a SECURITY problem quoting
-// both signed heads, and the new head is then not saved.
+// the previous run and the head the full audit last checkpointed under,
+// whose audited records must still be the tree's first ones
+// (CheckConsistency, tlog.ProveTree and tlog.CheckTree); a different tree
+// of the same size, a tree that does not contain the saved one, or a
+// smaller tree (a rollback) is a SECURITY problem quoting both signed
+// heads, and the new head is then not saved: nothing is saved before every
+// check that could refuse it has passed.
 //
 // A full audit (Options.Full, CheckRecords) reads every data tile not yet
 // audited, at most Options.Parallel at a time, and checks that each splits
@@ -190,6 +193,8 @@ type run struct {
 	head []byte          // the signed head served by /latest, verified
 	tree tlog.Tree       // its tree
 	thr  tlog.HashReader // hashes of tree, authenticated
+
+	resumeFrom *frontier // the checkpoint's audited tree, proven a prefix of tree; nil: none
 }
 
 func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {

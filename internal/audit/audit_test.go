@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,21 +123,45 @@ func TestFork(t *testing.T) {
 	}
 }
 
-// TestForkAfterFullAudit forks the history under records a full audit
-// checked, with the saved head deleted: the audited tree's saved right
-// edge still catches it.
+// TestForkAfterFullAudit rewrites (fork) or shortens (rollback) the
+// history under records a full audit checked, with the saved head deleted:
+// the checkpoint's head and audited right edge still catch it, before the
+// new head is saved, so the state is not advanced to the bad head and the
+// next run, even without -full, reports it again.
 func TestForkAfterFullAudit(t *testing.T) {
-	first := newTestLog(t, "", 700, testRecord)
-	state := t.TempDir()
-	full := func(o *Options) { o.StateDir, o.Full = state, true }
-	wantOK(t, mustAudit(t, first.srv.URL, first.vkey, full), CheckSignature, CheckTiles, CheckRecords)
-	if err := os.Remove(filepath.Join(state, testName, latestFile)); err != nil {
-		t.Fatal(err)
-	}
-	second := newTestLog(t, first.skey, 800, seededRecord("rewritten"))
-	p := wantProblem(t, mustAudit(t, second.srv.URL, second.vkey, full), KindFork, "first 700 records, audited before", "history changed")
-	if len(p.Heads) != 2 || p.Heads[0].Role != roleAudited {
-		t.Errorf("heads %+v, want the audited head and the served one", p.Heads)
+	for _, tc := range []struct {
+		name string
+		size int
+		rec  func(int) gosum.Record
+		kind string
+		want []string
+	}{
+		{"fork", 800, seededRecord("rewritten"), KindFork, []string{"SECURITY ERROR", "first 700 records, audited before", "history changed"}},
+		{"rollback", 300, testRecord, KindRollback, []string{"SECURITY ERROR", "rollback", "tree of 300 records, smaller than the tree of 700 records"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first := newTestLog(t, "", 700, testRecord)
+			state := t.TempDir()
+			full := func(o *Options) { o.StateDir, o.Full = state, true }
+			wantOK(t, mustAudit(t, first.srv.URL, first.vkey, full), CheckSignature, CheckTiles, CheckRecords)
+			audited, _ := os.ReadFile(filepath.Join(state, testName, latestFile))
+			if err := os.Remove(filepath.Join(state, testName, latestFile)); err != nil {
+				t.Fatal(err)
+			}
+			second := newTestLog(t, first.skey, tc.size, tc.rec)
+			for _, run := range []struct {
+				name string
+				set  func(*Options)
+			}{{"-full", full}, {"then without -full", func(o *Options) { o.StateDir = state }}} {
+				p := wantProblem(t, mustAudit(t, second.srv.URL, second.vkey, run.set), tc.kind, tc.want...)
+				if len(p.Heads) != 2 || p.Heads[0].Role != roleAudited || p.Heads[0].Note != string(audited) {
+					t.Errorf("%s: heads %+v, want the audited head and the served one", run.name, p.Heads)
+				}
+				if now, err := os.ReadFile(filepath.Join(state, testName, latestFile)); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("%s: the state saved the head served (%v):\n%s", run.name, err, now)
+				}
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -83,9 +84,12 @@ func (r *run) openSaved(msg []byte) (tlog.Tree, error) {
 func (r *run) signatureMessage(err error) string { return r.keys.Explain("/latest", err) }
 
 // checkConsistency proves that the tree served extends the head the
-// previous run saved, then saves the new head. A fork or a rollback is a
-// problem; the new head is then not saved, so that every later run reports
-// it again.
+// previous run saved and the head the full audit was last checkpointed
+// under, then saves the new head. A fork or a rollback is a problem; the
+// new head is then not saved, so that every later run reports it again.
+// Every check that can refuse the new head runs before it is saved: the
+// checkpoint's is the only one left when the saved head was lost, and a
+// bad head saved would be the truth the next run checks against.
 func (r *run) checkConsistency(ctx context.Context) (bool, error) {
 	if r.state == nil {
 		return true, nil
@@ -104,12 +108,55 @@ func (r *run) checkConsistency(ctx context.Context) (bool, error) {
 		if ok, err := r.extends(old, saved, roleSaved); err != nil || !ok {
 			return ok, err
 		}
+	}
+	if ok, err := r.checkCheckpoint(saved); err != nil || !ok {
+		return ok, err
+	}
+	if saved != nil || r.resumeFrom != nil {
 		r.passed(CheckConsistency)
 	}
 	if err := r.state.rememberKeys(r.keys.Signers(r.head)); err != nil {
 		return false, err
 	}
 	return true, r.state.saveLatest(r.head)
+}
+
+// checkCheckpoint proves that the tree served extends the head of the full
+// audit's last checkpoint, and first that the records audited are still
+// its first ones. Once they are, it keeps the checkpoint's frontier in
+// r.resumeFrom for the full audit to resume from.
+func (r *run) checkCheckpoint(saved []byte) (bool, error) {
+	cp, err := r.state.checkpoint()
+	if err != nil || cp == nil {
+		return err == nil, err
+	}
+	under, err := r.openSaved(cp.head)
+	if err != nil || cp.frontier.size > under.N {
+		return false, fmt.Errorf("the audit checkpoint in %s is damaged (head: %v, size %d): move the state directory aside and audit again",
+			r.state.dir, err, cp.frontier.size)
+	}
+	heads := []Head{{Role: roleAudited, Note: string(cp.head)}, {Role: roleServed, Note: string(r.head)}}
+	// A tree smaller than the audited records is left to extends, below,
+	// as the rollback it is.
+	if cp.frontier.size <= r.tree.N {
+		want, err := tlog.TreeHash(cp.frontier.size, r.thr)
+		if err != nil {
+			return r.tileProblem(err)
+		}
+		if got := cp.frontier.root(); got != want {
+			r.found.add(Problem{Kind: KindFork, Heads: heads,
+				Message: fmt.Sprintf("SECURITY ERROR: fork: the first %d records, audited before, hashed to %s; the database's tree now says %s: "+
+					"its history changed", cp.frontier.size, got, want)})
+			return false, nil
+		}
+	}
+	if !bytes.Equal(cp.head, saved) { // the saved head, if the same, was proven above
+		if ok, err := r.extends(under, cp.head, roleAudited); err != nil || !ok {
+			return ok, err
+		}
+	}
+	r.resumeFrom = cp.frontier
+	return true, nil
 }
 
 // emptyTreeHash is the hash of the tree of no records (RFC 6962).

@@ -37,9 +37,11 @@ func (r *run) auditRecords(ctx context.Context) (bool, error) {
 		}
 		r.state = st
 	}
-	fr, ok, err := r.resume()
-	if err != nil || !ok {
-		return ok, err
+	// checkConsistency proved the checkpoint, if any, against the tree
+	// served before the head was saved.
+	fr := r.resumeFrom
+	if fr == nil {
+		fr = &frontier{}
 	}
 	r.rep.RecordsFrom = fr.size
 	if fr.size < r.tree.N {
@@ -50,35 +52,6 @@ func (r *run) auditRecords(ctx context.Context) (bool, error) {
 	}
 	r.passed(CheckRecords)
 	return true, nil
-}
-
-// resume returns the frontier to continue from: the checkpoint's, once it
-// is proven to be a prefix of the tree served now, or the empty tree's.
-func (r *run) resume() (*frontier, bool, error) {
-	cp, err := r.state.checkpoint()
-	if err != nil || cp == nil {
-		return &frontier{}, err == nil, err
-	}
-	under, err := r.openSaved(cp.head)
-	if err != nil || cp.frontier.size > under.N {
-		return nil, false, fmt.Errorf("the audit checkpoint in %s is damaged (head: %v, size %d): move the state directory aside and audit again",
-			r.state.dir, err, cp.frontier.size)
-	}
-	if cp.frontier.size > r.tree.N {
-		return nil, false, nil // a rollback, reported by checkConsistency unless its head was deleted
-	}
-	want, err := tlog.TreeHash(cp.frontier.size, r.thr)
-	if err != nil {
-		ok, err := r.tileProblem(err)
-		return nil, ok, err
-	}
-	if got := cp.frontier.root(); got != want {
-		r.found.add(Problem{Kind: KindFork, Heads: []Head{{Role: roleAudited, Note: string(cp.head)}, {Role: roleServed, Note: string(r.head)}},
-			Message: fmt.Sprintf("SECURITY ERROR: fork: the first %d records, audited before, hashed to %s; the database's tree now says %s: "+
-				"its history changed", cp.frontier.size, got, want)})
-		return nil, false, nil
-	}
-	return cp.frontier, true, nil
 }
 
 // A recordAudit is the sequential half of the full audit. It is used from

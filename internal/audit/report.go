@@ -36,7 +36,7 @@ const (
 // Checks, as listed in Report.Checks.
 const (
 	CheckSignature   = "signature"   // /latest is signed by the key
-	CheckConsistency = "consistency" // the tree extends the head saved in the state directory
+	CheckConsistency = "consistency" // the tree extends the heads saved in the state directory (the last run's, the checkpoint's)
 	CheckTiles       = "tiles"       // the hash tiles at the tree's right edge hash to the signed root
 	CheckRecords     = "records"     // -full: every record, its format and uniqueness
 	CheckGosum       = "gosum"       // -gosum: go.sum lines against the database
