@@ -42,11 +42,15 @@ func (r *run) checkGosum(ctx context.Context) (bool, error) {
 			return err
 		})
 	}
-	if err := g.Wait(); err != nil {
+	// The first failed request stops the lookups not yet made, but what
+	// the others found is reported all the same: a server answering 500
+	// to one lookup must not hide the fork another lookup proved.
+	err = g.Wait()
+	r.reportGosum(ops, found, probs)
+	if err != nil {
 		return false, err
 	}
 	r.rep.GosumLines = len(lines) + len(probs)
-	r.reportGosum(ops, found, probs)
 	r.passed(CheckGosum)
 	return true, nil
 }
@@ -148,10 +152,13 @@ func (o *clientOps) lookupProblem(l sumLine, err error) (*Problem, error) {
 	case missing:
 		return &Problem{Kind: KindGosumMissing, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
 			Message: fmt.Sprintf("%s: %s@%s is not in the checksum database (%s)", l.where(), l.path, l.version, reason)}, nil
-	case o.failed != nil:
-		return nil, o.failed
 	case len(o.security) > 0 && strings.Contains(err.Error(), sumdb.ErrSecurity.Error()):
 		return nil, nil // reported once, with the client's evidence
+	case o.failed != nil:
+		// sumdb.Client's error does not say whether this lookup failed
+		// for want of an answer: once a request failed, a lookup error
+		// leaves the line unchecked, rather than blaming the database.
+		return nil, o.failed
 	}
 	return &Problem{Kind: KindLookup, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
 		Message: fmt.Sprintf("%s: the database's answer for %s@%s does not verify: %v", l.where(), l.path, l.version, err)}, nil

@@ -2,11 +2,16 @@ package audit
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/sumd-project/sumd/internal/server"
 )
 
 // goSumOf returns the go.sum lines of records ids, as the go command writes
@@ -140,5 +145,45 @@ func TestGosumUnrecorded(t *testing.T) {
 	rep = mustAudit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{both} })
 	if rep.OK || len(rep.Problems) != 2 || rep.Problems[0].Kind != KindGosumMissing || rep.Problems[1].Kind != KindGosumMissing || rep.GosumUnrecordedCount != 0 {
 		t.Errorf("a complete version the database lacks: want two gosum-missing problems; got %s, %d unrecorded", problems(rep), rep.GosumUnrecordedCount)
+	}
+}
+
+// TestGosumFindingsKeptOnFailure serves one lookup from a fork of the log
+// (another tree under the same key, its tiles served from then on) and
+// answers 500 to another: the audit is incomplete, and still reports the
+// fork evidence the first lookup found, which a failed request must not
+// hide.
+func TestGosumFindingsKeptOnFailure(t *testing.T) {
+	honest := newTestLog(t, "", 600, testRecord)
+	fork := newTestLog(t, honest.skey, 700, seededRecord("fork"))
+	ha := server.New(testName, honest.log, server.Options{Logger: quiet})
+	hb := server.New(testName, fork.log, server.Options{Logger: quiet})
+	forked, failing := testRecord(5), testRecord(300)
+	var lookedUp atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/lookup/"+forked.Path+"@"+forked.Version:
+			lookedUp.Store(true)
+			hb.ServeHTTP(w, r)
+		case r.URL.Path == "/lookup/"+failing.Path+"@"+failing.Version:
+			http.Error(w, "down", http.StatusInternalServerError)
+		case strings.HasPrefix(r.URL.Path, "/tile/") && lookedUp.Load():
+			hb.ServeHTTP(w, r)
+		default:
+			ha.ServeHTTP(w, r)
+		}
+	}))
+	defer srv.Close()
+	file := writeGoSum(t, goSumOf(5, 300))
+	rep, err := audit(t, srv.URL, honest.vkey, func(o *Options) { o.GoSum = []string{file}; o.Parallel = 1 })
+	if err == nil || !strings.Contains(err.Error(), "500") {
+		t.Errorf("audit = %v, want the 500 as the error", err)
+	}
+	var found bool
+	for _, p := range rep.Problems {
+		found = found || (p.Kind == KindLookup || p.Kind == KindFork) && strings.Contains(p.Message, "tree#600 against tree#700")
+	}
+	if rep.OK || !found {
+		t.Errorf("the fork evidence is lost: %s", problems(rep))
 	}
 }
