@@ -25,8 +25,9 @@ import (
 )
 
 // runVerify audits a checksum database. Exit status: 0 when every check
-// passed, 1 when a problem was found, 2 when the audit could not run (bad
-// flags, network or HTTP failure, unusable state directory).
+// passed, 1 when a problem was found (even if the audit then stopped), 2
+// when the audit could not run to the end and found nothing (bad flags,
+// network or HTTP failure, unusable state directory).
 func runVerify(args []string, stdout, stderr io.Writer) error {
 	cfg, rest, err := loadArgs(config.LoadVerify, args, stderr)
 	if err != nil {
@@ -67,18 +68,20 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case err != nil:
-		return cannotRun(err)
+		return cannotRun(err, len(rep.Problems)+rep.ProblemsOmitted)
 	case !rep.OK:
 		return exitCode(1)
 	}
 	return nil
 }
 
-// cannotRun reports an audit that could not run to the end: exit status 2,
-// since it says nothing either way about the database.
-func cannotRun(err error) error {
+// cannotRun reports an audit that could not run to the end after finding
+// found problems. Without a finding it says nothing either way about the
+// database: exit status 2, which scripts read as "try again later". A
+// problem found before it stopped is a finding all the same: exit status 1.
+func cannotRun(err error, found int) error {
 	var fe *audit.FetchError
-	hint := "nothing was concluded about the database; fix the cause above and run again"
+	var hint string // what to do about the cause; empty: nothing to add
 	switch {
 	case errors.As(err, &fe) && (fe.Status == http.StatusUnauthorized || fe.Status == http.StatusForbidden):
 		hint = refusedHint(fe.Status, "sumd verify needs a reader's, and -full (data tiles) an auditor's")
@@ -89,7 +92,11 @@ func cannotRun(err error) error {
 	case errors.Is(err, context.Canceled):
 		hint = "the audit was interrupted; with -state, the next run resumes from the last checkpoint"
 	}
-	return &cliError{err: err, hint: hint, code: 2}
+	if found > 0 {
+		return &cliError{err: err, code: 1, hint: fmt.Sprintf("the audit stopped after finding %d problem(s), reported above "+
+			"(exit status 1); to audit the rest: %s", found, cmp.Or(hint, "fix the cause above and run again"))}
+	}
+	return &cliError{err: err, code: 2, hint: cmp.Or(hint, "nothing was concluded about the database; fix the cause above and run again")}
 }
 
 // printJSON prints the report as one indented JSON object: the contract

@@ -7,7 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -246,5 +251,48 @@ func TestProgress(t *testing.T) {
 	p.finish()
 	if out := buf.String(); !strings.Contains(out, "auditing records") || !strings.Contains(out, "/50000, ") || !strings.Contains(out, " records/") {
 		t.Errorf("bar output %q", out)
+	}
+}
+
+// TestVerifyFindingThenFailure serves a tampered data tile and then fails
+// a later one: the audit stops, but a problem was found, so the exit status
+// is 1 (a finding), not 2 (retry later), with the error still on stderr.
+func TestVerifyFindingThenFailure(t *testing.T) {
+	l := newVerifyLog(t, t.TempDir())
+	l.add(t, "", 0, 600)
+	s := l.serve(t)
+	target, err := url.Parse(s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.URL.Path != "/tile/8/data/000" {
+			return nil
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		body[100] ^= 1
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return nil
+	}
+	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/tile/8/data/002") {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer hostile.Close()
+	args := []string{"-url", hostile.URL, "-key", l.vkeyFile, "-full"}
+	rep := verifyJSON(t, 1, args...)
+	if rep.OK || len(rep.Problems) != 1 || rep.Problems[0].Kind != audit.KindDataMismatch || !strings.Contains(rep.Error, "500") {
+		t.Errorf("report: ok=%v problems=%+v error=%q; want the data mismatch and the 500", rep.OK, rep.Problems, rep.Error)
+	}
+	stdout, stderr, code := verify(t, args...)
+	if code != 1 || !strings.Contains(stdout, "FAILED: 1 problem(s) found before the audit stopped") || !strings.Contains(stderr, "500 Internal Server Error") {
+		t.Errorf("exit status %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 }

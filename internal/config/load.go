@@ -59,7 +59,7 @@ var (
 	verifyCommand = command{
 		name:    "verify",
 		usage:   "sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE] [FILE...]\n       sumd verify -tuf-root FILE -tuf-url URL [-url URL] [-state DIR] [flags] [FILE...]",
-		summary: "Audit a checksum database (sumd, sum.golang.org or any server of that protocol)\nover HTTP. Exit status 0: all is well; 1: a problem was found; 2: the audit\ncould not run.",
+		summary: "Audit a checksum database (sumd, sum.golang.org or any server of that protocol)\nover HTTP. Exit status 0: all is well; 1: a problem was found (even if the\naudit then stopped); 2: the audit could not run to the end and found nothing.",
 		example: "sumd verify -url http://127.0.0.1:8080 -key keys/sum.example.com.vkey -state audit -full",
 	}
 	tufInitCommand = command{
