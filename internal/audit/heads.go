@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -44,8 +45,16 @@ func (r *run) checkHead(ctx context.Context) (bool, error) {
 	}
 	tree, err := r.openHead(msg)
 	if err != nil {
-		r.found.add(Problem{Kind: KindSignature, Message: r.signatureMessage(err),
-			Heads: []Head{{Role: roleServed, Note: string(msg)}}})
+		p := Problem{Kind: KindSignature, Message: r.signatureMessage(err), Heads: []Head{{Role: roleServed, Note: string(msg)}}}
+		if !isNote(msg) {
+			// Not the database's head at all: perhaps the answer of a host
+			// a redirect led to, which only this auditor can reach; a
+			// hostile database must not get it quoted in our logs.
+			p.Heads = nil
+			p.Message += fmt.Sprintf("; the %d bytes served are not a signed note, so they are not quoted: fetch %s/latest to see them",
+				len(msg), r.rep.URL)
+		}
+		r.found.add(p)
 		return false, nil
 	}
 	r.head, r.tree = msg, tree
@@ -54,6 +63,13 @@ func (r *run) checkHead(ctx context.Context) (bool, error) {
 	r.thr = tlog.TileHashReader(tree, r.tiles)
 	r.passed(CheckSignature)
 	return true, nil
+}
+
+// isNote reports whether msg is a signed note, whoever signed it.
+func isNote(msg []byte) bool {
+	_, err := note.Open(msg, note.VerifierList())
+	var unverified *note.UnverifiedNoteError
+	return errors.As(err, &unverified)
 }
 
 // openHead verifies a signed tree head with the key and parses it.

@@ -2,10 +2,14 @@ package audit
 
 import (
 	"bytes"
-	"github.com/sumd-project/sumd/internal/gosum"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/sumd-project/sumd/internal/gosum"
 )
 
 // TestTamperedDataTile flips one byte of one data tile on the way: that
@@ -187,5 +191,42 @@ func TestMalformedRecords(t *testing.T) {
 	}
 	if rep.RecordsAudited != 300 {
 		t.Errorf("audited %d records, want 300", rep.RecordsAudited)
+	}
+}
+
+// TestLatestRedirectedElsewhere redirects /latest to another host, as a
+// hostile database could to an address only the auditor reaches: neither
+// that host's answer (not a signed note) nor its error reason may end up
+// in the report, which goes to CI logs.
+func TestLatestRedirectedElsewhere(t *testing.T) {
+	tl := newTestLog(t, "", 10, testRecord)
+	const secret = "AWS_SECRET=hunter2"
+	for _, tc := range []struct {
+		name   string
+		status int
+	}{{"200", http.StatusOK}, {"403", http.StatusForbidden}} {
+		t.Run(tc.name, func(t *testing.T) {
+			internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(tc.status)
+				w.Write([]byte(secret + " from the metadata service\n"))
+			}))
+			defer internal.Close()
+			hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, internal.URL+"/computeMetadata", http.StatusFound)
+			}))
+			defer hostile.Close()
+			rep, err := audit(t, hostile.URL, tl.vkey, nil)
+			out, jerr := json.Marshal(rep)
+			if jerr != nil {
+				t.Fatal(jerr)
+			}
+			if rep.OK || strings.Contains(string(out), "hunter2") || err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the other host's answer is quoted: %v\n%s", err, out)
+			}
+			if tc.status == http.StatusOK {
+				wantProblem(t, rep, KindSignature, "not a signed note", fmt.Sprintf("%d bytes", len(secret)+len(" from the metadata service\n")))
+			}
+		})
 	}
 }

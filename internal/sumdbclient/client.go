@@ -235,7 +235,7 @@ func (c *Client) getOnce(ctx context.Context, path string, limit int64) ([]byte,
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, resp.StatusCode, statusError(resp)
+		return nil, resp.StatusCode, statusError(req.URL, resp)
 	}
 	if resp.ContentLength > limit {
 		return nil, resp.StatusCode, fmt.Errorf("%w: %d bytes, more than the %d bytes allowed", errTooLarge, resp.ContentLength, limit)
@@ -263,10 +263,17 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(resp.Body, limit+1))
 }
 
-// statusError describes a non-200 answer, quoting the server's reason when
-// it sends one as text/plain, as the go command does.
-func statusError(resp *http.Response) error {
+// statusError describes a non-200 answer to a request of asked, quoting
+// the server's reason when it sends one as text/plain, as the go command
+// does, but only the database's own: a redirect (followed as the go command
+// does, since proxies relaying a database may redirect to storage) may
+// lead to a host that only the client can reach, and a hostile database
+// must not get that host's answers quoted in the client's logs.
+func statusError(asked *url.URL, resp *http.Response) error {
 	msg := resp.Status
+	if u := resp.Request.URL; u.Scheme != asked.Scheme || u.Host != asked.Host {
+		return fmt.Errorf("%s from %s, where a redirect led (its reason is not quoted)", msg, u.Host)
+	}
 	ctype, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if ctype == "text/plain" {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
