@@ -284,3 +284,30 @@ func TestStateName(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestSaveLatestSyncsDir checks that saving the head syncs the state
+// directory after the rename: without it, a crash could leave the old
+// name after saveLatest returned, and the next run would check against
+// an older head than this run verified.
+func TestSaveLatestSyncsDir(t *testing.T) {
+	st, err := openState(t.TempDir(), testName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	var synced []string
+	defer func(orig func(string) error) { syncDir = orig }(syncDir)
+	syncDir = func(dir string) error {
+		if data, err := os.ReadFile(filepath.Join(dir, latestFile)); err != nil || string(data) != "head" {
+			t.Errorf("directory synced before the rename: %q, %v", data, err)
+		}
+		synced = append(synced, dir)
+		return nil
+	}
+	if err := st.saveLatest([]byte("head")); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 1 || synced[0] != st.dir {
+		t.Errorf("synced %q, want the state directory %s once", synced, st.dir)
+	}
+}

@@ -164,6 +164,9 @@ func (s *state) saveLatest(head []byte) error {
 	if err == nil {
 		err = os.Rename(tmp.Name(), filepath.Join(s.dir, latestFile))
 	}
+	if err == nil {
+		err = syncDir(s.dir) // until then, a crash may undo the rename
+	}
 	if err != nil {
 		return fmt.Errorf("failed to save head: %w", err)
 	}
@@ -298,4 +301,19 @@ func (s *state) commit(keys []seenKey, cp *checkpoint) ([]duplicate, error) {
 		return nil, fmt.Errorf("failed to record audited keys: %w", err)
 	}
 	return dups, nil
+}
+
+// syncDir makes a name just created or renamed in dir durable: a rename
+// is durable only once its directory is synced. (cmd/sumd and internal/tuf
+// have their own; a variable, so that a test can see it called.)
+var syncDir = func(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("failed to open directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("failed to sync directory: %w", err)
+	}
+	return nil
 }
