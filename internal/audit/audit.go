@@ -72,6 +72,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -194,7 +195,8 @@ type run struct {
 	tree tlog.Tree       // its tree
 	thr  tlog.HashReader // hashes of tree, authenticated
 
-	resumeFrom *frontier // the checkpoint's audited tree, proven a prefix of tree; nil: none
+	resumeFrom *frontier    // the checkpoint's audited tree, proven a prefix of tree; nil: none
+	rechecked  atomic.Int64 // records -recheck re-hashed from their source
 }
 
 func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {

@@ -60,7 +60,7 @@ func (r *run) recheck(ctx context.Context) (bool, error) {
 	if err := g.Wait(); err != nil {
 		return false, err
 	}
-	r.rep.RecordsRechecked = max(r.tree.N-from, 0)
+	r.rep.RecordsRechecked = r.rechecked.Load()
 	r.passed(CheckRecheck)
 	return true, nil
 }
@@ -112,7 +112,9 @@ func (r *run) recheckOne(ctx context.Context, id int64, text []byte) error {
 		return nil
 	case err != nil:
 		return fmt.Errorf("failed to re-hash %s: %w", rec.Key(), err)
-	case got.Hash != rec.Hash || got.GoMod != rec.GoMod:
+	}
+	r.rechecked.Add(1)
+	if got.Hash != rec.Hash || got.GoMod != rec.GoMod {
 		r.found.add(Problem{Kind: KindRecheckMismatch, Record: recordID(id), Module: rec.Key(), Message: fmt.Sprintf(
 			"%s (record %d) hashes differently at its source now: recorded %s, go.mod %s; source %s, go.mod %s",
 			rec.Key(), id, rec.Hash, rec.GoMod, got.Hash, got.GoMod)})

@@ -74,6 +74,9 @@ func TestRecheck(t *testing.T) {
 	src.gone[testRecord(599).Key()] = true
 	rep = mustAudit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.Recheck = src.recheck; o.RecheckSince = 590 })
 	wantProblem(t, rep, KindRecheckUnavailable, testRecord(599).Key(), "410 Gone")
+	if rep.RecordsRechecked != 9 {
+		t.Errorf("rechecked %d records, want the 9 of 590…599 the source still has", rep.RecordsRechecked)
+	}
 
 	failing := func(ctx context.Context, m module.Version) (gosum.Record, error) {
 		return gosum.Record{}, errors.New("connection refused")
@@ -99,5 +102,18 @@ func TestRecheckTamperedTile(t *testing.T) {
 	wantProblem(t, rep, KindDataMismatch, "does not hash to the signed tree")
 	if len(src.asked) != 0 {
 		t.Errorf("source asked %d times for records of a tampered tile", len(src.asked))
+	}
+}
+
+// TestRecheckMalformedRecord: a record that is not a go.sum record has
+// nothing to re-hash; it is not counted as rechecked.
+func TestRecheckMalformedRecord(t *testing.T) {
+	recs := healthyRecords(300)
+	recs[7] = []byte("hello, world\n")
+	f, vkey := newFakeLog(t, recs)
+	src := newSource(300)
+	rep := mustAudit(t, serve(t, f, nil).URL, vkey, func(o *Options) { o.Recheck = src.recheck })
+	if rep.RecordsRechecked != 299 || len(src.asked) != 299 {
+		t.Errorf("rechecked %d records (source asked %d times), want 299: record 7 has nothing to re-hash", rep.RecordsRechecked, len(src.asked))
 	}
 }

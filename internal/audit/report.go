@@ -67,7 +67,8 @@ type Report struct {
 	// RecordsAudited counts the records a full audit read and checked.
 	RecordsAudited int64 `json:"records_audited"`
 	// RecordsRechecked counts the records -recheck re-hashed from their
-	// source.
+	// source: not those that are not go.sum records or that the source
+	// no longer has.
 	RecordsRechecked int64 `json:"records_rechecked,omitempty"`
 	// GosumLines counts the go.sum lines checked.
 	GosumLines int `json:"gosum_lines"`
