@@ -15,11 +15,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/testenv"
 )
 
@@ -255,6 +259,18 @@ func TestAlertMetricsDefined(t *testing.T) {
 		if !defined[name] {
 			t.Errorf("definedMetrics misses %s: it no longer reads how metrics are defined", name)
 		}
+	}
+	// The one metric of another collector the rules use (a restart's
+	// gauges at 0 are not stale): the process collector sumd registers.
+	if !strings.Contains(string(rules), "process_start_time_seconds") {
+		t.Fatal("the rules no longer use process_start_time_seconds: update this test")
+	}
+	families, err := serve.NewRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(families, func(f *dto.MetricFamily) bool { return f.GetName() == "process_start_time_seconds" }) {
+		t.Error("sumd's registry has no process_start_time_seconds, which the rules use")
 	}
 }
 

@@ -306,4 +306,9 @@ func TestGuessCostInSlot(t *testing.T) {
 	if c := chosen.Load(); c != n {
 		t.Errorf("%d guesses chose their cost %d times, want once each", n, c)
 	}
+	// A known user's check chooses it too: its time (one HMAC per user)
+	// must not tell known names from unknown ones.
+	if _, d := b.check(context.Background(), "reader", readerPass); d != nil || chosen.Load() != n+1 {
+		t.Errorf("a known user's first check: %v, cost chosen %d times in all, want verified and %d", d, chosen.Load(), n+1)
+	}
 }

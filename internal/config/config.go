@@ -161,7 +161,7 @@ type CrosscheckOptions struct {
 	Crosscheck      bool   `flag:"crosscheck" help:"check the hashes of public modules (outside -private) with an upstream checksum database before recording them; refuse on a mismatch"`
 	CrosscheckKey   string `flag:"crosscheck-key" arg:"VKEY" help:"verifier key of the upstream checksum database; empty: sum.golang.org's"`
 	CrosscheckURL   string `flag:"crosscheck-url" arg:"URL" help:"URL of the upstream checksum database; empty: through the upstream proxies' /sumdb/<name>/"`
-	CrosscheckOpen  bool   `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (no answer, a 5xx, a 429); an answer it should not give (a tree head no log has, an oversized answer, a tile missing, 401/403) still refuses (default: refuse always; a lookup gets 502)"`
+	CrosscheckOpen  bool   `flag:"crosscheck-fail-open" help:"record without the cross-check while the upstream checksum database is unreachable (no answer, a 5xx, 408 or 429); an answer it should not give (a tree head no log has, an oversized answer, a full tile missing, 401/403), no proxy supporting it, or a refused redirect still refuses (default: refuse always; a lookup gets 502)"`
 	CrosscheckState string `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside a bbolt database, data/crosscheck-latest in the working directory with PostgreSQL; its directory is created at start if missing"`
 }
 

@@ -199,9 +199,13 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 		// Reached, but no verified answer to be had: whatever the
 		// policy, nothing is recorded unchecked on its account.
 		c.metrics.crossCheck(checkError)
-		c.log.ErrorContext(ctx, "cross-check failed: the checksum database (or a proxy in front of it) gave an answer an honest one does not; refusing to record",
+		c.log.ErrorContext(ctx, "cross-check failed, and not for an outage: the checksum database (or a proxy in front of it) gave an answer an honest one does not, or cannot be reached this way; refusing to record",
 			"module", m.Path, "version", m.Version, "sumdb", c.name, "err", misbehaved)
-		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: its answer is not one it should give (see the server log)", c.name), Cause: misbehaved}
+		e := &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: its answer is not one it should give (see the server log)", c.name), Cause: misbehaved}
+		if errors.Is(misbehaved, errNotSupported) {
+			e.Err = fmt.Errorf("cannot cross-check with %s: %w", c.name, errNotSupported)
+		}
+		return e
 	case ctx.Err() != nil:
 		// The caller went (an upload whose client disconnected): not an
 		// outage of the database, so no reason to record unchecked.
@@ -215,11 +219,8 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 		// The reason names the database, which clients know by name, but
 		// not the URL or proxy it is reached through.
 		e := &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: it could not be reached", c.name), Cause: unavailable}
-		switch {
-		case timeout:
+		if timeout {
 			e.Kind, e.Err = KindTimeout, fmt.Errorf("cannot cross-check with %s: it did not answer in time", c.name)
-		case errors.Is(unavailable, errNotSupported):
-			e.Err = fmt.Errorf("cannot cross-check with %s: %w", c.name, errNotSupported)
 		}
 		return e
 	}

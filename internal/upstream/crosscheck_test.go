@@ -350,30 +350,41 @@ func TestAddRecordsCrossChecksNew(t *testing.T) {
 }
 
 // TestCrossCheckMisbehavingFailsClosed: FailOpen records unchecked only
-// when the database cannot be reached (a 5xx, a 429, no answer); an
-// answer no honest database gives — a tree head claiming 2^63−1 records,
-// unsigned; an answer over the size cap; a tile missing below its head; a
-// refusal of sumd's credentials — fails closed, and so does a check whose
+// when the database cannot be reached (a 5xx, a 429, no answer), a
+// partial tile answering 404 (allowed: the client reads the full tile
+// next) aside; an answer no honest database gives — a tree head claiming
+// 2^63−1 records, unsigned; an answer over the size cap; a full tile
+// missing below its head; a refusal of sumd's credentials — fails closed,
+// and so do a proxy that does not support the database and a check whose
 // caller went away.
 func TestCrossCheckMisbehavingFailsClosed(t *testing.T) {
+	tileGone := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) }
 	for _, tc := range []struct {
 		name   string
-		answer func(w http.ResponseWriter, r *http.Request)
-		open   bool // recorded unchecked under FailOpen
+		answer func(w http.ResponseWriter, r *http.Request) // everything but /supported
+		tiles  func(w http.ResponseWriter, r *http.Request) // tiles only: the database holds the version
+		open   bool                                         // recorded unchecked under FailOpen
 	}{
 		{"huge unsigned tree", func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte("go.sum database tree\n9223372036854775807\nAAAA\n\n"))
-		}, false},
-		{"oversize", func(w http.ResponseWriter, r *http.Request) { w.Write(make([]byte, maxRemoteBody+1)) }, false},
-		{"403", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }, false},
-		{"tile 404", nil, false},
-		{"429", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTooManyRequests) }, true},
-		{"502", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }, true},
+		}, nil, false},
+		{"oversize", func(w http.ResponseWriter, r *http.Request) { w.Write(make([]byte, maxRemoteBody+1)) }, nil, false},
+		{"403", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }, nil, false},
+		{"tile 404", nil, tileGone, false},
+		{"partial tile 404, full tile 503", nil, func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, ".p/") {
+				w.WriteHeader(http.StatusNotFound)
+				return
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}, true},
+		{"429", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTooManyRequests) }, nil, true},
+		{"502", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newCheckedSetup(t, CheckerOptions{FailOpen: true})
-			if tc.answer == nil {
-				s.db.add(t, s.right) // its lookup answers, its tiles do not
+			if tc.tiles != nil {
+				s.db.add(t, s.right)
 			} else {
 				s.db.add(t, otherRecord(0)) // the database does not hold s.right
 			}
@@ -381,9 +392,9 @@ func TestCrossCheckMisbehavingFailsClosed(t *testing.T) {
 				switch {
 				case strings.HasSuffix(r.URL.Path, "/supported") || !strings.HasPrefix(r.URL.Path, "/sumdb/"):
 					return s.db.serve(w, r)
-				case tc.answer == nil: // only tiles are missing
+				case tc.tiles != nil:
 					if strings.Contains(r.URL.Path, "/tile/") {
-						w.WriteHeader(http.StatusNotFound)
+						tc.tiles(w, r)
 						return true
 					}
 					return s.db.serve(w, r)
@@ -401,6 +412,11 @@ func TestCrossCheckMisbehavingFailsClosed(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no proxy supports it", func(t *testing.T) {
+		s := newCheckedSetup(t, CheckerOptions{FailOpen: true})
+		s.db.setStatus(http.StatusNotFound)
+		s.lookup(t, 502, "upstream proxy error: example.com/m@v1.0.0: cannot cross-check with "+fakeSumName+": no upstream proxy supports")
+	})
 	t.Run("caller gone", func(t *testing.T) {
 		s := newCheckedSetup(t, CheckerOptions{FailOpen: true})
 		s.db.setStatus(http.StatusServiceUnavailable)

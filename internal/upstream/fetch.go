@@ -237,7 +237,9 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	case err != nil:
 		// Both texts are capped: x/mod's CheckZip lists every bad entry,
 		// megabytes for a crafted zip, which the negative cache would
-		// keep and the log print in full.
+		// keep and the log print in full. The cause's chain is dropped
+		// with it (keeping it would keep the megabytes); nothing tests
+		// an invalid module's cause beyond its text.
 		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: invalidReason(err, zipPath),
 			Cause: errors.New(truncate(err.Error(), maxCauseText))}
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumd-project/sumd/internal/redirect"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
@@ -56,6 +57,9 @@ func (o *checkOps) note(path string, err error) {
 	switch {
 	case isNotFound(err) && strings.HasPrefix(path, "/lookup/"):
 		o.notFound = err
+	case partialTileGone(path, err):
+		// x/mod's client reads the full tile next: a partial tile is
+		// gone once its tile is complete. That read decides.
 	case misbehaving(err):
 		o.misbehaved = err
 	default:
@@ -69,19 +73,28 @@ func (o *checkOps) note(path string, err error) {
 // records than any log holds.
 var errMisbehaving = errors.New("the checksum database's answer is not one an honest database gives")
 
-// misbehaving reports whether err is an answer of a database that was
-// reached but misbehaves (or of something between that answers for it),
-// rather than one that could not be reached: such an answer fails closed
-// even under FailOpen, which is for outages only. Besides errMisbehaving,
-// that is any status but a server error's (5xx) or a request to slow down
-// (408, 429): a tile missing below the signed head (404), a refusal of
-// sumd's credentials (401, 403).
+// misbehaving reports whether err is not an outage: an answer of a
+// database that was reached but misbehaves (or of something between that
+// answers for it), or a way to it that cannot work (no proxy supports it,
+// a redirect sumd refuses). Such a failure fails closed even under
+// FailOpen, which is for outages only: it would otherwise record every
+// version unchecked for as long as it lasts. Besides errMisbehaving and
+// those, that is any status but a server error's (5xx) or a request to
+// slow down (408, 429): a full tile missing below the signed head (404), a
+// refusal of sumd's credentials (401, 403).
 func misbehaving(err error) bool {
 	var se *statusError
 	if errors.As(err, &se) {
 		return se.status < 500 && se.status != http.StatusRequestTimeout && se.status != http.StatusTooManyRequests
 	}
-	return errors.Is(err, errMisbehaving)
+	return errors.Is(err, errMisbehaving) || errors.Is(err, errNotSupported) ||
+		errors.Is(err, redirect.ErrInsecure) || errors.Is(err, redirect.ErrTooMany)
+}
+
+// partialTileGone reports a partial tile answered 404 or 410, which the
+// protocol allows once the tile is complete.
+func partialTileGone(path string, err error) bool {
+	return strings.HasPrefix(path, "/tile/") && strings.Contains(path, ".p/") && isNotFound(err)
 }
 
 // ReadConfig serves "key" and "<name>/latest", the only files the client
