@@ -83,11 +83,14 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 	ans, err := f.opts.Client.Lookup(fctx, m)
 	switch {
 	case sumdbclient.NotFound(err):
+		// The origin's own reason stays in the log: it may name hosts
+		// of the network the origin lives in (or one a redirect led
+		// to), which the mirror's clients, maybe anonymous, must not
+		// read.
 		f.opts.Metrics.forward(f.name, "not_found")
-		var fe *sumdbclient.FetchError
-		errors.As(err, &fe)
+		f.opts.Logger.Info("a lookup forwarded to the origin: not found there", "origin", f.name, "module", m.String(), "err", err)
 		return 0, &server.StatusError{Status: http.StatusNotFound,
-			Err: fmt.Errorf("not found: %s: the origin %s does not hold it (%v)", m, f.name, fe.Err)}
+			Err: fmt.Errorf("not found: %s: the origin %s does not hold it", m, f.name)}
 	case err != nil:
 		f.opts.Logger.Warn("a mirror could not forward a lookup to its origin", "origin", f.name, "module", m.String(), "err", err)
 		f.opts.Metrics.forward(f.name, "offline")
@@ -150,6 +153,14 @@ func (f *Follower) store(ctx, fctx context.Context, m module.Version, ans *sumdb
 	if held := f.log.Published(); tree.N > held.Tree.N {
 		if err := f.canExtend(ctx, m, held, tree); err != nil {
 			return err
+		}
+		// Consistency first, as a round proves it, from the origin's hash
+		// tiles authenticated against the answer's head: a fork is then
+		// refused as one (Extend's checks would call it unverified data)
+		// before any data is fetched for it.
+		hashes := tlog.TileHashReader(tree, sumdbclient.NewTileReader(fctx, f.opts.Client, f.opts.Parallel))
+		if err := f.inconsistency(held, held, tree, ans.Head, hashes); err != nil {
+			return f.fromOrigin(err, ans.Head)
 		}
 		// Unverified until Extend, which checks them all.
 		ext, err = f.fetch(fctx, target{ans.Head, tree}, held.Tree.N, tlog.NewTiles(8, held.Tree.N, tree.N))

@@ -143,6 +143,21 @@ func TestForwardRefuses(t *testing.T) {
 	if id, err := f.Ops().Lookup(ctx, mv); err != nil || id != 17 {
 		t.Fatalf("honest lookup = %d, %v", id, err)
 	}
+
+	// A fork of a larger tree, signed with the origin's key, diverging
+	// inside a tile the extension does not change: refused as a fork,
+	// as a round refuses it, not as unverified data.
+	fork := openPrimary(t, o.key)
+	addRecords(t, fork, 1000, 310)
+	o.serve(server.New(testName, fork, server.Options{Logger: quiet}))
+	r := testRecord(1005, 1)
+	before := s.Commits()
+	if _, err := f.Ops().Lookup(ctx, module.Version{Path: r.Path, Version: r.Version}); status(err) != http.StatusBadGateway {
+		t.Errorf("lookup answered by a fork = %v, want a 502", err)
+	}
+	if st := f.Status(); s.Commits() != before || !strings.Contains(st.Problem, "(fork)") {
+		t.Errorf("lookup answered by a fork: %d commits, status %+v; want none stored and a fork refused", s.Commits()-before, st)
+	}
 }
 
 func mustKey(t *testing.T) string {
@@ -226,4 +241,38 @@ func TestFollowBehind(t *testing.T) {
 		t.Fatalf("once the replica caught up: %+v, %v", res, err)
 	}
 	sameAs(t, m, o.log, all)
+}
+
+// TestStepProvesPassedTarget: a round's target that the mirror has passed
+// (a forwarded lookup moved its head while the round fetched) is proved a
+// prefix of the head held before the round calls the mirror current: the
+// round proved it consistent only with the head it began from.
+func TestStepProvesPassedTarget(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 300)
+	// A fork signed with the origin's key: its first 300 records, then
+	// others.
+	fork := openPrimary(t, o.key)
+	addRecords(t, fork, 0, 300)
+	addRecords(t, fork, 5000, 20)
+	m, _ := newMirror(t, o)
+	f := newFollower(t, o, m, nil)
+	o.serve(server.New(testName, fork, server.Options{Logger: quiet}))
+	if _, err := f.Sync(ctx); err != nil || m.Published().Tree.N != 320 {
+		t.Fatalf("mirror of the fork: %v, tree %d", err, m.Published().Tree.N)
+	}
+	o.serve(nil)
+	o.grow(300, 5)
+	tree, err := o.log.Tree(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := f.step(ctx, target{o.head(), tree}, nil, nil, &Result{})
+	if done || !IsSecurity(err) {
+		t.Errorf("step to a tree of 305 records the held fork of 320 does not contain = %v, %v; want a security error", done, err)
+	}
+	// The honest case: a target the held head contains is reached.
+	if done, err := f.step(ctx, target{m.Published().Signed, m.Published().Tree}, nil, nil, &Result{}); !done || err != nil {
+		t.Errorf("step to the held head = %v, %v", done, err)
+	}
 }

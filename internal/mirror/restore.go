@@ -62,8 +62,19 @@ func Restore(ctx context.Context, dst itlog.Store, src *itlog.Log, keys []*itlog
 	if h.Signed == nil {
 		return nil, errors.New("the mirror holds no signed head yet")
 	}
+	// A mirror interrupted while catching up holds a newer head of the
+	// primary's, staged: the primary signed it and clients may hold it,
+	// so a primary restored to the older tree would sign a fork of it.
+	staged, err := src.Staged(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read what the mirror staged: %w", err)
+	}
+	if staged != nil {
+		return nil, fmt.Errorf("the mirror was interrupted while catching up to a newer head of the primary (tree %d; it holds %d): "+
+			"finish that first (sumd mirror -mirror FILE, or import the same bundle again), then restore: the primary signed that head, and a restore to the older one would fork it",
+			staged.Tree.N, h.Tree.N)
+	}
 	st := &RestoreStats{Name: src.Name(), Tree: h.Tree}
-	var err error
 	if st.VKeys, err = signedBy(h.Signed, keys); err != nil {
 		return nil, err
 	}

@@ -110,6 +110,33 @@ func TestRestoreRefuses(t *testing.T) {
 	}
 }
 
+// TestRestoreRefusesStaged: a mirror interrupted while catching up holds a
+// newer head the primary signed, staged; restoring the primary to the
+// older published tree would make its next head a fork of that one.
+func TestRestoreRefusesStaged(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 300)
+	m, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, m, nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o.grow(300, 3000)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f := newFollower(t, o, m, func(opts *Options) {
+		opts.Step = 256
+		opts.Progress = func(done, total int64) { cancel() }
+	})
+	f.Sync(sctx)
+	if st, err := m.Staged(ctx); err != nil || st == nil || st.Tree.N != 3300 {
+		t.Fatalf("the interrupted catch-up staged %+v, %v; want the head of 3,300 records", st, err)
+	}
+	_, err := Restore(ctx, itlog.NewMemStore(), m, []*itlog.Key{o.key}, nil, RestoreOptions{Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "interrupted while catching up to a newer head of the primary (tree 3300; it holds 300)") {
+		t.Errorf("Restore from a mirror with a staged head = %v, want it refused", err)
+	}
+}
+
 func mustTree(t *testing.T, l *itlog.Log) tlog.Tree {
 	t.Helper()
 	tree, err := l.Tree(context.Background())

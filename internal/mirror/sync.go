@@ -290,6 +290,15 @@ func (f *Follower) step(ctx context.Context, t target, looked map[int64][]byte, 
 	defer f.unlock()
 	held := f.log.Published()
 	if held.Tree.N >= t.tree.N {
+		// A forwarded lookup may have moved the head past t meanwhile;
+		// the round proved t consistent with the head it began from
+		// only, so t must be a prefix of this one before the round
+		// calls the mirror current.
+		if held.Tree != t.tree {
+			if err := f.prefixOf(held, t.tree, t.head); err != nil {
+				return false, f.fromOrigin(err, t.head)
+			}
+		}
 		return true, nil
 	}
 	staging, err := f.log.Staged(ctx)
