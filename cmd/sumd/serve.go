@@ -83,7 +83,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	openOwn := func() (*tlog.Log, error) {
 		return openLog(cfg.Database, openOptions{
-			cmd: "serve", create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify), minFree: cfg.DiskFloor.Bytes(),
+			cmd: "serve", create: cfg.Create, firstStart: true, mirrors: len(cfg.MirrorList()) > 0, verify: verifyMode(cfg.Verify), minFree: cfg.DiskFloor.Bytes(),
 			maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
 			refresh: cfg.RefreshInterval, maxHeadAge: cfg.MaxHeadAge, registry: reg,
 		}, stderr)
@@ -210,6 +210,7 @@ type openOptions struct {
 	cmd        string // the command ("serve", "key rotate") its hints name
 	create     bool   // -create: starting a new log is intended
 	firstStart bool   // the embedded default log may be created (see checkFirstStart)
+	mirrors    bool   // -mirror is served too: a first start needs -create
 	lockedHint string // what to do when a server holds the database; default: stop it
 	minFree    int64  // a bbolt file's floor of free space (tlog.Options.MinFree); -1: none, for a command that only reads
 	verify     tlog.VerifyMode
@@ -228,6 +229,12 @@ type openOptions struct {
 func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, error) {
 	create := o.create
 	if o.firstStart && db.IsEmbeddedDefault() && !exists(db.Key) && !exists(db.DB) {
+		// Whoever names a mirror without -mirror-only most likely meant to
+		// serve only the mirror: a new log would print its own GOSUMDB line.
+		if o.mirrors && !o.create {
+			return nil, withHint(fmt.Errorf("not creating a new log %s beside the mirrors: %s does not exist", db.Name, db.DB),
+				"serve only the mirrors with -mirror-only, or pass -create to start a log of your own beside them")
+		}
 		if err := checkFirstStart(db); err != nil {
 			return nil, err
 		}
