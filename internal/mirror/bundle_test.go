@@ -206,7 +206,7 @@ func TestBundleRefused(t *testing.T) {
 		{"another origin", rewrite(t, entries, func(e []entry) []entry {
 			e[1].data = bytes.Replace(e[1].data, []byte(testName), []byte("sum.other.example"), 1)
 			return e
-		}), "is not signed by key"},
+		}), "only: check -origin-key, or"},
 		{"not a bundle", []byte("hello"), "truncated"},
 		// The tar reader stops at the end marker: what follows it was
 		// ignored, a second bundle appended to the first too.

@@ -182,7 +182,7 @@ func walk(r io.ReadSeeker, start int64, vs *sumdbclient.Verifiers, v bundleVisit
 	return walkBundle(r, func(head []byte) (tlog.Tree, error) {
 		tree, err := vs.Open(head)
 		if err != nil {
-			return tree, errors.New(vs.Explain("the bundle", err))
+			return tree, errors.New(vs.Explain("the bundle", keyFlag, err))
 		}
 		return tree, nil
 	}, v)

@@ -143,7 +143,7 @@ func (f *Follower) store(ctx, fctx context.Context, m module.Version, ans *sumdb
 	tree, err := f.opts.Verifiers.Open(ans.Head)
 	if err != nil {
 		return f.security(&SecurityError{Kind: KindSignature, Origin: f.name, Held: f.log.Published().Signed, Offered: ans.Head,
-			Err: errors.New(f.opts.Verifiers.Explain("the lookup of "+m.String(), err))})
+			Err: errors.New(f.opts.Verifiers.Explain("the lookup of "+m.String(), keyFlag, err))})
 	}
 	if ans.ID >= tree.N {
 		return f.security(&SecurityError{Kind: KindTampered, Origin: f.name, Held: f.log.Published().Signed, Offered: ans.Head,

@@ -93,6 +93,11 @@ func TestRefuses(t *testing.T) {
 			if st := f.Status(); st.Problem == "" || !strings.Contains(st.Problem, tc.kind) {
 				t.Errorf("%s: status problem %q", tc.name, st.Problem)
 			}
+			// The key a mirror checks is sumd mirror's -origin-key, not
+			// sumd verify's -key.
+			if tc.kind == KindSignature && !strings.Contains(err.Error(), "check -origin-key,") {
+				t.Errorf("%s: the error does not name -origin-key: %v", tc.name, err)
+			}
 		}
 	}
 	o.serve(nil)

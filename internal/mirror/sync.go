@@ -30,6 +30,10 @@ type Result struct {
 // ErrOffline means the mirror has no origin URL: it is fed by bundles.
 var ErrOffline = errors.New("the mirror has no origin to follow (it is fed by bundles)")
 
+// keyFlag is the option that gives a mirror its origin's verifier keys
+// (sumd mirror and sumd mirror import), named where a head does not verify.
+const keyFlag = "-origin-key"
+
 // A target is the signed head a round moves the mirror to.
 type target struct {
 	head []byte
@@ -136,7 +140,7 @@ func (f *Follower) latest(ctx context.Context, res *Result) (target, error) {
 	tree, err := f.opts.Verifiers.Open(msg)
 	if err != nil {
 		return target{}, f.security(&SecurityError{Kind: KindSignature, Origin: f.name, Held: f.log.Published().Signed, Offered: msg,
-			Err: errors.New(f.opts.Verifiers.Explain("/latest", err))})
+			Err: errors.New(f.opts.Verifiers.Explain("/latest", keyFlag, err))})
 	}
 	res.Origin = tree
 	f.st.setOrigin(tree.N)

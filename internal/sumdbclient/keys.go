@@ -159,8 +159,10 @@ func (v *Verifiers) Describe() string {
 }
 
 // Explain says why a signed head from where (such as "/latest") did not
-// verify: the explanation an operator needs for each kind of failure.
-func (v *Verifiers) Explain(where string, err error) string {
+// verify: the explanation an operator needs for each kind of failure. flag
+// is the option that gave the keys ("-key" of sumd verify, "-origin-key"
+// of sumd mirror), which the operator is told to check.
+func (v *Verifiers) Explain(where, flag string, err error) string {
 	key := v.Describe()
 	var unverified *note.UnverifiedNoteError
 	var invalid *note.InvalidSignatureError
@@ -171,7 +173,7 @@ func (v *Verifiers) Explain(where string, err error) string {
 			signers = append(signers, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
 		}
 		return fmt.Sprintf("the tree head from %s is not signed by key %s; it is signed by %s only: "+
-			"check -key, or the database's key has changed", where, key, strings.Join(signers, ", "))
+			"check %s, or the database's key has changed", where, key, strings.Join(signers, ", "), flag)
 	case errors.As(err, &invalid):
 		return fmt.Sprintf("SECURITY ERROR: the signature of key %s on the tree head from %s does not verify: "+
 			"the head was altered in transit or forged", key, where)

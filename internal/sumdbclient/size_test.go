@@ -53,8 +53,8 @@ func TestOpenTreeSize(t *testing.T) {
 		switch {
 		case c.fail && !errors.As(err, &tse):
 			t.Errorf("Open of a tree of %d: %v, %v; want a *TreeSizeError", c.n, tree, err)
-		case c.fail && !strings.Contains(c.vs.Explain("/latest", err), "broken or compromised origin"):
-			t.Errorf("Explain: %s", c.vs.Explain("/latest", err))
+		case c.fail && !strings.Contains(c.vs.Explain("/latest", "-key", err), "broken or compromised origin"):
+			t.Errorf("Explain: %s", c.vs.Explain("/latest", "-key", err))
 		case !c.fail && (err != nil || tree.N != c.n):
 			t.Errorf("Open of a tree of %d: %v, %v", c.n, tree, err)
 		}
