@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -88,9 +89,10 @@ func TestMirrorSumGolangOrg(t *testing.T) {
 	sumd(t, "add", "-create", "-db", odb, "-key", okey, "-gosum", sumFile)
 	origin := startServer(t, "-db", odb, "-key", okey)
 
-	// Without -origin-key a new mirror of sum.golang.org trusts only the
-	// real key, which never signed the stand-in.
-	_, errOut, err := sumdRun("mirror", "-mirror", filepath.Join(dir, "refused.db"), "-origin", origin.url)
+	// Without -origin-key a new mirror of sum.golang.org (an origin whose
+	// path ends in /sumdb/sum.golang.org, as through a proxy) trusts only
+	// the real key, which never signed the stand-in.
+	_, errOut, err := sumdRun("mirror", "-mirror", filepath.Join(dir, "refused.db"), "-origin", origin.url+"/sumdb/sum.golang.org")
 	if code := statusOf(err); code != 1 || !strings.Contains(errOut, "SECURITY") || !strings.Contains(errOut, "sum.golang.org+033de0ae") {
 		t.Fatalf("mirror of the stand-in with the built-in key: exit %d\n%s", code, errOut)
 	}
@@ -145,6 +147,7 @@ func TestMirrorRefusesCLI(t *testing.T) {
 	var mode http.Handler
 	h := server.New(e2eName, honest, server.Options{})
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.URL.Path = strings.TrimPrefix(r.URL.Path, "/sumdb/sum.golang.org") // see the first runs
 		if mode != nil {
 			mode.ServeHTTP(w, r)
 			return
@@ -154,15 +157,25 @@ func TestMirrorRefusesCLI(t *testing.T) {
 	defer origin.Close()
 	db := filepath.Join(dir, "m.db")
 
-	// A new mirror without -origin-key takes sum.golang.org's key, which
-	// this origin's head fails. The file it made, a mirror of
-	// sum.golang.org, is refused by a run with the right key; both errors
-	// say to delete it (it used to need reading the code to find out).
+	// A new mirror of another origin without -origin-key is refused before
+	// anything is made: it used to take sum.golang.org's key and make a
+	// mirror of sum.golang.org, which the run with the right key refused.
 	_, errOut, err := sumdRun("mirror", "-mirror", db, "-origin", origin.URL)
+	if code := statusOf(err); code != 2 || !strings.Contains(errOut, "hint: give -origin-key VKEY") {
+		t.Errorf("a new mirror of another origin without -origin-key: exit %d\n%s", code, errOut)
+	}
+	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused run left %s: %v", db, err)
+	}
+	// An origin taken for sum.golang.org (served under its path, here by
+	// this origin) gets the built-in key, which this origin's head fails.
+	// The file it made, a mirror of sum.golang.org, is refused by a run
+	// with the right key; both errors say to delete it.
+	_, errOut, err = sumdRun("mirror", "-mirror", db, "-origin", origin.URL+"/sumdb/sum.golang.org")
 	if code := statusOf(err); code != 1 || !strings.Contains(errOut, "no -origin-key was given") || !strings.Contains(errOut, "delete "+db) {
 		t.Errorf("a new mirror without -origin-key: exit %d\n%s", code, errOut)
 	}
-	_, errOut, err = sumdRun("mirror", "-mirror", db, "-origin", origin.URL, "-origin-key", vkey)
+	_, errOut, err = sumdRun("mirror", "-mirror", db, "-origin", origin.URL+"/sumdb/sum.golang.org", "-origin-key", vkey)
 	if code := statusOf(err); code == 0 || !strings.Contains(errOut, db+" is a mirror of sum.golang.org that holds no head yet") {
 		t.Errorf("the right key on the mirror made without one: exit %d\n%s", code, errOut)
 	}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,6 +53,12 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 	logger := config.NewLogger(cfg.Log, stderr)
 	_, statErr := os.Lstat(cfg.Mirror)
 	isNew := errors.Is(statErr, fs.ErrNotExist)
+	if isNew && cfg.OriginKey == "" && cfg.Origin != "" && !originIsSumGolangOrg(cfg.Origin) {
+		// The built-in key would make a mirror of sum.golang.org, refused
+		// by the origin's first head and then by every run with its key.
+		return usageError(fmt.Errorf("a new mirror of %s needs the origin's verifier key: only %s's is built in", cfg.Origin, sumdbclient.SumGolangOrg),
+			"give -origin-key VKEY (or its .vkey file): the first word of the GOSUMDB line the origin's sumd serve printed")
+	}
 	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, cfg.DiskFloor.Bytes(), "", logger)
 	if err != nil {
 		return err
@@ -82,8 +89,9 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 }
 
 // defaultKeyRefused is mirrorError for the first round of a mirror made
-// by this run without -origin-key. It took sum.golang.org's key, the usual
-// mistake with any other origin: a head signed by another key is refused,
+// by this run without -origin-key. It took sum.golang.org's key, as the
+// origin was taken for sum.golang.org (another origin is refused before:
+// runMirror); if the origin is another log, its head is refused,
 // and the file, made as a mirror of sum.golang.org, would be refused by
 // every later run with the right key. The hint says both. The file is not
 // removed here: another process may already be waiting on its lock.
@@ -99,6 +107,18 @@ func defaultKeyRefused(err error, l *itlog.Log, path string) error {
 	ce.hint = "no -origin-key was given, so the new mirror took sum.golang.org's key: to mirror another log, delete " + path +
 		" (it holds no head yet) and run again with -origin-key and that log's verifier key; otherwise, " + ce.hint
 	return ce
+}
+
+// originIsSumGolangOrg reports whether origin is sum.golang.org: its own
+// host, or a proxy relaying it under /sumdb/sum.golang.org (PROTOCOL.md),
+// the only origins a new mirror may follow with the built-in key.
+func originIsSumGolangOrg(origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Hostname(), sumdbclient.SumGolangOrg) ||
+		strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/sumdb/"+sumdbclient.SumGolangOrg)
 }
 
 // printSync prints what a round did, in one line.
