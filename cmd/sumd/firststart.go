@@ -73,7 +73,8 @@ func keysHint(found []string, cmd string) string {
 // keyFileError explains why the signing key file cmd ("serve", "key
 // rotate") was given could not be read: a verifier key given instead, a
 // key other users may read, one this user may not, or a missing file
-// (naming the keys that are there, and for serve why no log was created).
+// (naming the keys that are there, or the existing database whose key is
+// missing, and for serve why no log was created).
 func keyFileError(db config.Database, file string, err error, cmd string) error {
 	if data, rerr := readSmallFile(file, 64<<10); rerr == nil && config.CheckVerifierKeys(strings.Fields(string(data))) == nil {
 		return usageError(fmt.Errorf("%s holds a verifier key (public), not the private signing key", file),
@@ -89,6 +90,13 @@ func keyFileError(db config.Database, file string, err error, cmd string) error 
 	if !exists(file) {
 		if found := foundKeys(filepath.Dir(file)); len(found) > 0 {
 			return withHint(err, fmt.Sprintf("%s holds %s; %s", dirName(file), strings.Join(found, ", "), keysHint(found, cmd)))
+		}
+		if db.DB != "" && exists(db.DB) {
+			// Not a new log: sumd keygen would make a key that is not one
+			// of its keys. Most often sumd runs from another directory.
+			wd, _ := os.Getwd()
+			return withHint(err, fmt.Sprintf("the database %s exists, but its log's signing key %s does not (lost or misplaced): "+
+				"give -key the log's key file; default paths are relative to the working directory, %s", db.DB, file, wd))
 		}
 		if cmd == "serve" && !db.IsEmbeddedDefault() && db.Name != "" {
 			return withHint(err, "only the default log ("+config.DefaultName+", "+config.DefaultDB+") is created on a first start; "+
