@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -130,7 +131,7 @@ func parseModuleArg(arg string) (module.Version, error) {
 func remoteError(err error) error {
 	var ae *admin.Error
 	if !errors.As(err, &ae) {
-		return withHint(err, "check -server: it must be the URL of a running sumd serve with -admin-token-file")
+		return withHint(err, cmp.Or(certHint(err), "check -server: it must be the URL of a running sumd serve with -admin-token-file"))
 	}
 	switch ae.Status {
 	case http.StatusUnauthorized:

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -38,4 +41,21 @@ func refusedHint(status int, needs string) string {
 		return "the server needs credentials: pass -auth basic:USER:FILE or bearer:FILE, or add the host to the .netrc the go command reads"
 	}
 	return "the server refused these credentials: " + needs
+}
+
+// certHint is the hint for err when the server's TLS certificate did not
+// verify, "" otherwise: checking the URL does not help there. A private
+// CA or a self-signed certificate is the usual cause; sumd trusts what the
+// go command trusts, the system's roots or SSL_CERT_FILE.
+func certHint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unknown):
+		return "the server's TLS certificate is not signed by a CA this system trusts: trust its CA with SSL_CERT_FILE=ca.pem " +
+			"(its PEM certificate, or the server's own if self-signed), as the go command does"
+	case errors.As(err, &verify):
+		return "the server's TLS certificate did not verify (expired, or not issued for the host of the URL): check the URL's host and the server's -tls-cert"
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,7 +45,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	case errors.As(err, &refused):
 		return withHint(err, refusedHint(refused.status, "the status needs an auditor's"))
 	case err != nil:
-		return withHint(err, unreachableHint)
+		return withHint(err, cmp.Or(certHint(err), unreachableHint))
 	}
 	if cfg.JSON {
 		stdout.Write(raw)
@@ -121,7 +122,7 @@ func checkHealth(ctx context.Context, client *http.Client, url string, stdout io
 	resp, body, err := fetch(ctx, client, url, "health")
 	switch {
 	case err != nil:
-		return withHint(err, unreachableHint)
+		return withHint(err, cmp.Or(certHint(err), unreachableHint))
 	case resp.StatusCode != http.StatusOK:
 		return withHint(fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(body)), healthOnly)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -104,6 +105,44 @@ func TestStatusUnreachable(t *testing.T) {
 	_, stderr, code := sumdCode(t, nil, "status", "-url", gone.URL, "-timeout", "5s")
 	if code != 1 || !strings.Contains(stderr, "sumd: error: failed to read the status: ") || !strings.Contains(stderr, "hint: check -url") {
 		t.Errorf("sumd status of a closed port: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestStatusUntrustedCert: a server whose certificate is signed by a CA
+// the system does not trust (self-signed, a private CA) gets a hint to
+// trust that CA with SSL_CERT_FILE, not to check -url; and SSL_CERT_FILE
+// does make sumd trust it.
+func TestStatusUntrustedCert(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	_, stderr, code := sumdCode(t, nil, "status", "-url", srv.URL, "-timeout", "5s")
+	if code != 1 || !strings.Contains(stderr, "x509: ") ||
+		!strings.Contains(stderr, "hint: the server's TLS certificate is not signed by a CA this system trusts: trust its CA with SSL_CERT_FILE=ca.pem") ||
+		strings.Contains(stderr, "check -url") {
+		t.Errorf("sumd status of a server with a self-signed certificate: exit %d\n%s", code, stderr)
+	}
+	// So do the other clients of a sumd server.
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", dir))
+	if err := os.Mkdir(filepath.Join(dir, "m"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "m", "go.mod"), []byte("module example.com/m\n"))
+	token := writeSecret(t, filepath.Join(dir, "token"), "secret-token-of-32-bytes-or-more-x\n")
+	for _, args := range [][]string{
+		{"verify", "-url", srv.URL, "-key", vkey},
+		{"add", "-server", srv.URL, "-token-file", token, "example.com/m@v1.0.0", filepath.Join(dir, "m")},
+	} {
+		_, stderr, code := sumdCode(t, nil, args...)
+		if code == 0 || !strings.Contains(stderr, "hint: the server's TLS certificate is not signed by a CA this system trusts") {
+			t.Errorf("sumd %s of a server with a self-signed certificate: exit %d\n%s", args[0], code, stderr)
+		}
+	}
+	ca := writeFile(t, filepath.Join(t.TempDir(), "ca.pem"),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	_, stderr, _ = sumdCode(t, []string{"SSL_CERT_FILE=" + ca}, "status", "-url", srv.URL, "-timeout", "5s")
+	if strings.Contains(stderr, "x509") || !strings.Contains(stderr, "404 Not Found") {
+		t.Errorf("sumd status with SSL_CERT_FILE set to the CA:\n%s", stderr)
 	}
 }
 

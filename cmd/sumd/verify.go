@@ -83,6 +83,8 @@ func cannotRun(err error, found int) error {
 	var fe *audit.FetchError
 	var hint string // what to do about the cause; empty: nothing to add
 	switch {
+	case certHint(err) != "":
+		hint = certHint(err)
 	case errors.As(err, &fe) && (fe.Status == http.StatusUnauthorized || fe.Status == http.StatusForbidden):
 		hint = refusedHint(fe.Status, "sumd verify needs a reader's, and -full (data tiles) an auditor's")
 	case errors.As(err, &fe):
