@@ -23,6 +23,7 @@ func TestRemoteErrorHints(t *testing.T) {
 		http.StatusUnauthorized:        "credentials are missing or wrong",
 		http.StatusConflict:            "can never change",
 		http.StatusGone:                "upstream checksum database disagrees",
+		http.StatusUnprocessableEntity: "not a valid module zip",
 		http.StatusServiceUnavailable:  "try again shortly",
 		http.StatusGatewayTimeout:      "try again shortly",
 		http.StatusInternalServerError: "nothing from this request was added",
@@ -34,7 +35,7 @@ func TestRemoteErrorHints(t *testing.T) {
 		if !strings.Contains(ce.hint, want) {
 			t.Errorf("status %d: hint %q, want one containing %q", status, ce.hint, want)
 		}
-		if status == http.StatusGone && strings.Contains(ce.hint, "again") {
+		if (status == http.StatusGone || status == http.StatusUnprocessableEntity) && strings.Contains(ce.hint, "again") {
 			t.Errorf("status %d: hint %q suggests trying again a refusal that does not pass", status, ce.hint)
 		}
 	}

@@ -203,8 +203,9 @@ func TestUploadConflict(t *testing.T) {
 	}
 }
 
-// TestUploadRefusals: invalid modules are 410, oversized files 413, bad
-// requests 400; none records anything.
+// TestUploadRefusals: invalid modules are 422 (the client's input, not the
+// 410 a first lookup of an invalid version from upstream gets), oversized
+// files 413, bad requests 400; none records anything.
 func TestUploadRefusals(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
 	dir := t.TempDir()
@@ -223,8 +224,8 @@ func TestUploadRefusals(t *testing.T) {
 		status  int
 		message string
 	}{
-		{"go.mod differs", Options{}, m, zipPath, otherMod, 410, "invalid module: failed to hash example.com/m@v1.0.0: go.mod differs from the go.mod in the zip"},
-		{"wrong version", Options{}, mv(m.Path, "v1.0.1"), zipPath, "", 410, `path does not have prefix "example.com/m@v1.0.1/"`},
+		{"go.mod differs", Options{}, m, zipPath, otherMod, 422, "invalid module: failed to hash example.com/m@v1.0.0: go.mod differs from the go.mod in the zip"},
+		{"wrong version", Options{}, mv(m.Path, "v1.0.1"), zipPath, "", 422, `path does not have prefix "example.com/m@v1.0.1/"`},
 		{"zip too large", Options{MaxZipSize: 512}, m, zipPath, "", 413, "module zip is larger than the limit of 512 bytes"},
 		{"mod too large", Options{MaxModSize: 10}, m, zipPath, modPath, 413, "go.mod file is larger than the limit of 10 bytes"},
 		{"non-canonical", Options{}, mv(m.Path, "v1.0"), zipPath, "", 400, "not canonical"},
