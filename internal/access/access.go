@@ -314,6 +314,31 @@ func (l *Layer) Describe() string {
 	return strings.Join(ways, ", ")
 }
 
+// DescribeAdmin says who may use the admin API, for the start-up log: "off",
+// or the credentials that may. A credential file serves the API even while
+// none of its credentials has the admin role, since the file is read again
+// when it changes: the log says so, as a bare "on" looked like a mistake.
+func (l *Layer) DescribeAdmin() string {
+	if !l.cfg.AdminAPI {
+		return "off"
+	}
+	const reread = " (read again when it changes: an admin added there needs no restart)"
+	var who []string
+	if l.admin != nil {
+		who = append(who, "the admin token ("+l.cfg.AdminTokenFile+")")
+	}
+	if l.basic != nil || l.bearer != nil {
+		who = append(who, "credentials with the admin role in "+l.cfg.File+reread)
+	}
+	if l.certs != nil {
+		who = append(who, "client certificates with the admin role in "+l.cfg.CertFile+reread)
+	}
+	if len(who) == 0 {
+		return "on"
+	}
+	return strings.Join(who, ", ")
+}
+
 // Required reports whether every route but /healthz needs a credential:
 // the answers behind the layer are then one reader's, which no shared
 // cache may keep for others (server.Options.Private).

@@ -121,7 +121,7 @@ func newAccess(cfg *Config, databases []string, adminAPI bool) (*access.Layer, P
 	if err != nil {
 		return nil, Part{}, accessError(err)
 	}
-	cfg.Logger.Info("access", "authentication", layer.Describe(), "admin_api", adminAPI)
+	cfg.Logger.Info("access", "authentication", layer.Describe(), "admin_api", layer.DescribeAdmin())
 	return layer, Part{
 		Name: "access",
 		Run: func(ctx context.Context) error {
