@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,36 +40,7 @@ func quickStart(t *testing.T) string {
 // on a free port, so that the test cannot collide with a sumd the
 // developer runs on 8080 (the README takes the URL from sumd's own output).
 func TestQuickStart(t *testing.T) {
-	script := quickStart(t)
-	goBin := testenv.LookPath(t, "go")
-	sh := testenv.LookPath(t, "sh")
-	dir := t.TempDir()
-	for _, d := range []string{"home", "tmp", "bin"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Symlink(goBin, filepath.Join(dir, "bin", "go")); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Dir(sumdBin) + string(os.PathListSeparator) + filepath.Join(dir, "bin") + string(os.PathListSeparator) + "/usr/bin:/bin"
-
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, sh, "-e", "-x", "-c", script)
-	cmd.Dir = dir
-	cmd.Env = append(cleanEnv(),
-		"PATH="+path, "HOME="+filepath.Join(dir, "home"), "TMPDIR="+filepath.Join(dir, "tmp"),
-		"GOCACHE="+filepath.Join(dir, "home", "gocache"), "GOENV=off", "GOTOOLCHAIN=local", "CGO_ENABLED=0",
-		"SUMD_LISTEN=127.0.0.1:0")
-	// The script starts sumd serve in the background: run it in a process
-	// group of its own, and end the whole group whatever happens.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	out, err := cmd.CombinedOutput()
-	if cmd.Process != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	dir, out, err := runQuickStart(t, "127.0.0.1:0", 3*time.Minute)
 	if err != nil {
 		t.Fatalf("the README's Quick start failed: %v\n%s", err, out)
 	}
@@ -86,6 +58,62 @@ func TestQuickStart(t *testing.T) {
 	if want := strings.Split(strings.TrimSpace(string(rec)), "\n"); sum[0] != want[0] || sum[1] != want[1] {
 		t.Errorf("go.sum has\n%s\nwant sumd's record\n%s", strings.Join(sum, "\n"), rec)
 	}
+}
+
+// TestQuickStartPortTaken: when sumd serve cannot listen (a port already
+// taken, as 8080 often is) it exits, and the Quick start stops with its
+// error instead of waiting for ever for the GOSUMDB line.
+func TestQuickStartPortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	start := time.Now()
+	_, out, err := runQuickStart(t, ln.Addr().String(), time.Minute)
+	if err == nil || time.Since(start) > 50*time.Second || !strings.Contains(string(out), "address already in use") {
+		t.Fatalf("the Quick start with its port taken: %v after %s\n%s", err, time.Since(start).Round(time.Second), out)
+	}
+	if strings.Contains(string(out), "go mod init") {
+		t.Errorf("the Quick start went on without sumd:\n%s", out)
+	}
+}
+
+// runQuickStart runs README.md's Quick start exactly as written, in a new
+// directory, with sumd serve listening on listen, for at most timeout.
+func runQuickStart(t *testing.T, listen string, timeout time.Duration) (dir string, out []byte, err error) {
+	t.Helper()
+	script := quickStart(t)
+	goBin := testenv.LookPath(t, "go")
+	sh := testenv.LookPath(t, "sh")
+	dir = t.TempDir()
+	for _, d := range []string{"home", "tmp", "bin"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(goBin, filepath.Join(dir, "bin", "go")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Dir(sumdBin) + string(os.PathListSeparator) + filepath.Join(dir, "bin") + string(os.PathListSeparator) + "/usr/bin:/bin"
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sh, "-e", "-x", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnv(),
+		"PATH="+path, "HOME="+filepath.Join(dir, "home"), "TMPDIR="+filepath.Join(dir, "tmp"),
+		"GOCACHE="+filepath.Join(dir, "home", "gocache"), "GOENV=off", "GOTOOLCHAIN=local", "CGO_ENABLED=0",
+		"SUMD_LISTEN="+listen)
+	// The script starts sumd serve in the background: run it in a process
+	// group of its own, and end the whole group whatever happens.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err = cmd.CombinedOutput()
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	return dir, out, err
 }
 
 // cleanEnv is the process environment without GO*, SUMD_* and proxy
