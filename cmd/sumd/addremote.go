@@ -147,7 +147,7 @@ func remoteError(err error) error {
 	case http.StatusGone:
 		return withHint(err, "the server's upstream checksum database disagrees with these hashes or lacks this version (the server cross-checks public modules): find out which is right, and remove the version's lines to add the others")
 	case http.StatusUnprocessableEntity:
-		return withHint(err, "the upload is not a valid module zip of this version: its entries must be under MODULE@VERSION/ (as golang.org/x/mod/zip makes them); give the module's directory to have sumd make the zip")
+		return withHint(err, "what was uploaded is not a valid module of this version (the server says why above): a zip's entries must be under MODULE@VERSION/, as golang.org/x/mod/zip makes them, and a go.mod must declare MODULE; from a directory sumd makes the zip, so fix what the reason names there")
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return withHint(err, "nothing from this request was added: the server or its upstream is busy or unreachable; try again shortly")
 	}

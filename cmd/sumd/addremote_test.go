@@ -23,7 +23,7 @@ func TestRemoteErrorHints(t *testing.T) {
 		http.StatusUnauthorized:        "credentials are missing or wrong",
 		http.StatusConflict:            "can never change",
 		http.StatusGone:                "upstream checksum database disagrees",
-		http.StatusUnprocessableEntity: "not a valid module zip",
+		http.StatusUnprocessableEntity: "not a valid module of this version",
 		http.StatusServiceUnavailable:  "try again shortly",
 		http.StatusGatewayTimeout:      "try again shortly",
 		http.StatusInternalServerError: "nothing from this request was added",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"time"
 
 	"github.com/sumd-project/sumd/internal/redirect"
@@ -51,6 +52,10 @@ func certHint(err error) string {
 	var unknown x509.UnknownAuthorityError
 	var verify *tls.CertificateVerificationError
 	switch {
+	case errors.As(err, &unknown) && (runtime.GOOS == "darwin" || runtime.GOOS == "windows"):
+		// Go verifies with the platform's verifier there, which
+		// SSL_CERT_FILE does not reach.
+		return "the server's TLS certificate is not signed by a CA this system trusts: add its CA (or the server's own certificate, if self-signed) to the system's trust store, as the go command needs too"
 	case errors.As(err, &unknown):
 		return "the server's TLS certificate is not signed by a CA this system trusts: trust its CA with SSL_CERT_FILE=ca.pem " +
 			"(its PEM certificate, or the server's own if self-signed), as the go command does"

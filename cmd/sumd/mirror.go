@@ -110,14 +110,17 @@ func defaultKeyRefused(err error, l *itlog.Log, path string) error {
 }
 
 // originIsSumGolangOrg reports whether origin is sum.golang.org: its own
-// host, or a proxy relaying it under /sumdb/sum.golang.org (PROTOCOL.md),
-// the only origins a new mirror may follow with the built-in key.
+// host, sum.golang.google.cn (which serves its log, and the go command
+// takes for it), or a proxy relaying it under /sumdb/sum.golang.org
+// (PROTOCOL.md), the only origins a new mirror may follow with the
+// built-in key.
 func originIsSumGolangOrg(origin string) bool {
 	u, err := url.Parse(origin)
 	if err != nil {
 		return false
 	}
-	return strings.EqualFold(u.Hostname(), sumdbclient.SumGolangOrg) ||
+	host := u.Hostname()
+	return strings.EqualFold(host, sumdbclient.SumGolangOrg) || strings.EqualFold(host, "sum.golang.google.cn") ||
 		strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/sumdb/"+sumdbclient.SumGolangOrg)
 }
 

@@ -12,6 +12,7 @@ func TestOriginIsSumGolangOrg(t *testing.T) {
 		"https://SUM.golang.org:443":                     true,
 		"https://proxy.golang.org/sumdb/sum.golang.org":  true,
 		"https://athens.corp/sumdb/sum.golang.org/":      true,
+		"https://sum.golang.google.cn":                   true,
 		"http://127.0.0.1:8080":                          false,
 		"https://sumd.corp.example/sumdb/sumd.local":     false,
 		"https://sum.golang.org.evil.example":            false,

@@ -71,7 +71,8 @@ func Restore(ctx context.Context, dst itlog.Store, src *itlog.Log, keys []*itlog
 	}
 	if staged != nil {
 		return nil, fmt.Errorf("the mirror was interrupted while catching up to a newer head of the primary (tree %d; it holds %d): "+
-			"finish that first (sumd mirror -mirror FILE, or import the same bundle again), then restore: the primary signed that head, and a restore to the older one would fork it",
+			"the primary signed that head, and a restore to the older one would fork it; restore from a mirror that holds it (another replica, "+
+			"or this one once a bundle that carries it is imported, or once sumd mirror -mirror FILE finishes if the primary still answers)",
 			staged.Tree.N, h.Tree.N)
 	}
 	st := &RestoreStats{Name: src.Name(), Tree: h.Tree}
