@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/sumd-project/sumd/internal/durable"
 )
 
 // The output files of sumd backup and sumd mirror export (-o) are new
@@ -104,11 +106,5 @@ func publishOut(tmp, out string) error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+// syncDir is durable.SyncDir: the file's name survives a crash.
+var syncDir = durable.SyncDir

@@ -15,6 +15,8 @@ import (
 
 	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/sumd-project/sumd/internal/durable"
 )
 
 // The state directory DIR holds one subdirectory per database, named after
@@ -303,17 +305,6 @@ func (s *state) commit(keys []seenKey, cp *checkpoint) ([]duplicate, error) {
 	return dups, nil
 }
 
-// syncDir makes a name just created or renamed in dir durable: a rename
-// is durable only once its directory is synced. (cmd/sumd and internal/tuf
-// have their own; a variable, so that a test can see it called.)
-var syncDir = func(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("failed to open directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("failed to sync directory: %w", err)
-	}
-	return nil
-}
+// syncDir is durable.SyncDir; a variable, so that a test can see it
+// called.
+var syncDir = durable.SyncDir

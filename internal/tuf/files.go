@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/sumd-project/sumd/internal/durable"
 )
 
 // Directories and files of a repository.
@@ -192,14 +194,4 @@ func writeTemp(path string, data []byte) (string, error) {
 }
 
 // syncDir makes a new or renamed name in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("failed to open directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("failed to sync directory: %w", err)
-	}
-	return nil
-}
+var syncDir = durable.SyncDir
