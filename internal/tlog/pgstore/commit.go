@@ -35,9 +35,17 @@ func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 	}
 	// No deadline on COMMIT: cancelling its wait for a synchronous standby
 	// would leave it committed on the primary only, and answered as a
-	// success (see docs/ha.md).
+	// success (see docs/ha.md). Another's cancel does that too, with a
+	// WARNING: then the commit is not acknowledged before a barrier
+	// confirms it durable.
+	pc := w.conn.Conn().PgConn()
+	clearWarning(pc)
 	err := s.finish(context.WithoutCancel(ctx), w.conn.Conn(), s.writes(b))
-	switch {
+	switch warned := warning(pc); {
+	case err == nil && warned != nil:
+		if err := s.confirmDurable(fmt.Sprintf("commit tree %d", b.Tree.N), warned); err != nil {
+			return err
+		}
 	case err == nil:
 	case definite(err):
 		// An ERROR from a write or from COMMIT: the transaction is
@@ -280,7 +288,12 @@ func (s *Store) resolve(b *tlog.Batch, cause error) error {
 func (s *Store) settle(b *tlog.Batch, cause error) error {
 	ctx, cancel := s.ctx(context.Background())
 	defer cancel()
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUnknown, s.fail("connect", err))
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUnknown, s.fail("begin", err))
 	}
@@ -298,9 +311,13 @@ func (s *Store) settle(b *tlog.Batch, cause error) error {
 	// Commit, not roll back: the row lock wrote WAL, so under synchronous
 	// replication this waits until everything before it, the lost
 	// commit's WAL included, is on the standby. Without a deadline, as
-	// Commit's.
+	// Commit's; a WARNING says the wait was cancelled, so try again.
+	clearWarning(conn.Conn().PgConn())
 	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("%w: %w", errUnknown, s.fail("commit", err))
+	}
+	if w := warning(conn.Conn().PgConn()); w != nil {
+		return fmt.Errorf("%w: the database did not confirm the outcome durable: %w", errUnknown, w)
 	}
 	s.up()
 	s.markDurable(head)
@@ -339,7 +356,12 @@ func recordIDs(b *tlog.Batch) []int64 {
 func (s *Store) SetAux(ctx context.Context, key string, value []byte) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return notPersisted(s.fail("connect to store "+key, err))
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return notPersisted(s.fail("begin storing "+key, err))
 	}
@@ -348,8 +370,12 @@ func (s *Store) SetAux(ctx context.Context, key string, value []byte) error {
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
 		return notPersisted(s.fail("store "+key, err))
 	}
+	clearWarning(conn.Conn().PgConn())
 	err = tx.Commit(ctx)
-	switch {
+	switch warned := warning(conn.Conn().PgConn()); {
+	case err == nil && warned != nil:
+		s.up()
+		return s.confirmDurable("store "+key, warned)
 	case err == nil:
 		s.up()
 		return nil

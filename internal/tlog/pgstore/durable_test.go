@@ -146,3 +146,95 @@ func TestUnreplicatedHead(t *testing.T) {
 		t.Fatal("a's Add did not end after synchronous replication was switched off")
 	}
 }
+
+// waitSyncRep returns the pid of a backend of application app (any, if
+// empty) whose COMMIT waits for a synchronous standby.
+func waitSyncRep(t *testing.T, pg *pgtest.Server, app string) int32 {
+	t.Helper()
+	var pid int32
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := pgQuery(t, pg, "postgres", `SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'
+			AND ('`+app+`' = '' OR application_name = '`+app+`') LIMIT 1`, &pid)
+		if err == nil {
+			return pid
+		}
+		if !errors.Is(err, pgx.ErrNoRows) || time.Now().After(deadline) {
+			t.Fatalf("no COMMIT waiting for the standby: %v", err)
+		}
+	}
+}
+
+// TestCancelledSyncWait: a query cancel of a COMMIT waiting for a
+// synchronous standby (pg_cancel_backend, by an admin tool or a pooler)
+// makes PostgreSQL answer COMMIT as usual, with a WARNING that the
+// transaction "has already committed locally, but might not have been
+// replicated to the standby". The store does not acknowledge such a commit
+// until the database confirms it durable, and a Load whose barrier's wait
+// is cancelled does not adopt the head.
+func TestCancelledSyncWait(t *testing.T) {
+	pgtest.Shared(t)
+	pg, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	ctx := context.Background()
+	url, k := pg.NewDatabase(t), testKey(t)
+	a, _ := openLog(t, url, k, Options{})
+	b, _ := openLog(t, url+"&application_name=b", k, Options{})
+	if _, err := a.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	standby := func(names string) {
+		t.Helper()
+		if err := pg.Exec("postgres", "ALTER SYSTEM SET synchronous_standby_names = '"+names+"'"); err != nil {
+			t.Error(err)
+		}
+		if err := pg.Exec("postgres", "SELECT pg_reload_conf()"); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Cleanup(func() { standby("") })
+	standby("ghost")
+	added := make(chan error, 1)
+	go func() { _, err := a.Add(ctx, record(1)); added <- err }()
+	if err := pg.Exec("postgres", "SELECT pg_cancel_backend($1)", waitSyncRep(t, pg, "")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-added:
+		t.Fatalf("Add of a commit whose wait for the standby was cancelled answered %v while the standby is away", err)
+	case <-time.After(2 * time.Second):
+	}
+	if tree, _ := a.Tree(ctx); tree.N != 1 {
+		t.Fatalf("a publishes tree %d while the standby is away, want 1", tree.N)
+	}
+	// Another process's barrier, cancelled in turn, confirms nothing.
+	refreshed := make(chan error, 1)
+	go func() { refreshed <- b.Refresh(ctx) }()
+	if err := pg.Exec("postgres", "SELECT pg_cancel_backend($1)", waitSyncRep(t, pg, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-refreshed; err == nil {
+		t.Fatal("b adopted a head after its durability barrier's wait was cancelled")
+	}
+	if tree, _ := b.Tree(ctx); tree.N != 1 {
+		t.Fatalf("b publishes tree %d while the standby is away, want 1", tree.N)
+	}
+	standby("")
+	select {
+	case err := <-added:
+		if err != nil {
+			t.Fatalf("a's Add once the standby is not needed: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a's Add did not end after synchronous replication was switched off")
+	}
+	if tree, _ := a.Tree(ctx); tree.N != 2 {
+		t.Fatalf("a publishes tree %d, want 2", tree.N)
+	}
+}

@@ -83,3 +83,36 @@ func notPersisted(err error) error {
 	}
 	return fmt.Errorf("%w: %w", tlog.ErrNotPersisted, err)
 }
+
+// warningKey is where onNotice records, in a connection's CustomData, the
+// last WARNING the server sent on it.
+const warningKey = "sumd.warning"
+
+// onNotice records WARNINGs. The one that matters is COMMIT's when its
+// wait for a synchronous standby is cancelled (pg_cancel_backend, by an
+// admin tool or a pooler): PostgreSQL then answers COMMIT as usual, with
+// only a WARNING ("canceling wait for synchronous replication …: the
+// transaction has already committed locally, but might not have been
+// replicated to the standby", SQLSTATE 01000) to say that it is not
+// durable. Its text is translated (lc_messages) and its code is that of
+// every warning, so every WARNING during a COMMIT counts: one that means
+// something else costs a durability barrier, no more.
+func onNotice(c *pgconn.PgConn, n *pgconn.Notice) {
+	sev := n.SeverityUnlocalized
+	if sev == "" {
+		sev = n.Severity
+	}
+	if sev == "WARNING" {
+		c.CustomData()[warningKey] = fmt.Errorf("PostgreSQL warned: %s (%s)", n.Message, n.Detail)
+	}
+}
+
+// clearWarning forgets c's last WARNING, before a COMMIT.
+func clearWarning(c *pgconn.PgConn) { delete(c.CustomData(), warningKey) }
+
+// warning returns the WARNING c got since clearWarning, if any: after a
+// COMMIT that answered success, the commit may be on the primary only.
+func warning(c *pgconn.PgConn) error {
+	err, _ := c.CustomData()[warningKey].(error)
+	return err
+}

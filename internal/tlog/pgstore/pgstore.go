@@ -65,6 +65,15 @@
 // the WAL before it is on the standbys. While they are away Load fails and
 // the Log turns unavailable after its MaxHeadAge, instead of publishing.
 //
+// A query cancel of a COMMIT waiting for the standbys (pg_cancel_backend,
+// by an admin tool or a pooler) ends the wait too, but the COMMIT answers
+// success, with only a WARNING to say that the transaction "has already
+// committed locally, but might not have been replicated". The connections
+// record WARNINGs (onNotice): a commit answered with one is acknowledged
+// only once a barrier that began after it has committed (confirmDurable),
+// and a barrier or a lost answer's resolution answered with one confirms
+// nothing.
+//
 // Full hash tiles never change and are kept in an in-memory LRU cache. A
 // failure to reach the database is a *tlog.UnavailableError, which the HTTP
 // server answers with 503 and Retry-After; the pool reconnects by itself,
@@ -195,6 +204,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	opts = opts.withDefaults()
 	setSession(cfg, opts)
+	cfg.ConnConfig.OnNotice = onNotice
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up connections to PostgreSQL: %w", err)
@@ -393,6 +403,8 @@ func (s *Store) startBarrier() *barrier {
 // runBarrier runs one barrier. Its COMMIT has no deadline, as Commit's:
 // it waits for the standbys for as long as they take (cancelling the wait
 // would commit it on the primary alone, and answer success), until Close.
+// If the server cancels the wait (a WARNING with COMMIT's answer), the
+// barrier confirms nothing.
 func (s *Store) runBarrier() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -409,7 +421,12 @@ func (s *Store) runBarrier() error {
 	defer slow.Stop()
 	sctx, scancel := s.ctx(ctx)
 	defer scancel()
-	tx, err := s.pool.Begin(sctx)
+	conn, err := s.pool.Acquire(sctx)
+	if err != nil {
+		return s.fail("connect to confirm the head's durability", err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(sctx)
 	if err != nil {
 		return s.fail("begin a transaction confirming the head's durability", err)
 	}
@@ -417,10 +434,55 @@ func (s *Store) runBarrier() error {
 	if _, err := tx.Exec(sctx, `SELECT 1 FROM sumd_schema WHERE id = 1 FOR KEY SHARE`); err != nil {
 		return s.fail("lock a row confirming the head's durability", err)
 	}
+	clearWarning(conn.Conn().PgConn())
 	if err := tx.Commit(ctx); err != nil {
 		return s.fail("commit the transaction confirming the head's durability", err)
 	}
+	if w := warning(conn.Conn().PgConn()); w != nil {
+		return &tlog.UnavailableError{Err: fmt.Errorf("the database did not confirm that the log's head is durable (on every synchronous standby): %w", w)}
+	}
 	return nil
+}
+
+// confirmDurable waits until a barrier that began after a commit of this
+// store has committed, which makes the commit durable: its WAL comes
+// before the barrier's. Commit calls it when the server answered COMMIT
+// with a WARNING, and so may have committed on the primary alone. Like
+// COMMIT's own wait for the standbys it has no deadline but Close; failed
+// barriers are retried for ResolveTimeout, then the outcome is ambiguous.
+func (s *Store) confirmDurable(what string, warning error) error {
+	s.log.Warn("the database answered a commit with a warning (its wait for a synchronous standby cancelled?); waiting for it to confirm the commit durable before acknowledging it",
+		"commit", what, "warning", warning)
+	s.syncMu.Lock()
+	need := s.barriers + 1
+	s.syncMu.Unlock()
+	var deadline time.Time
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		s.syncMu.Lock()
+		b := s.barrier
+		if b == nil {
+			b = s.startBarrier()
+		}
+		s.syncMu.Unlock()
+		<-b.done // a barrier ends by Close at the latest
+		switch {
+		case b.n < need:
+			continue // began before the commit
+		case b.err == nil:
+			return nil
+		case deadline.IsZero():
+			deadline = time.Now().Add(s.opts.ResolveTimeout)
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("failed to %s: the database committed it but warned that it may not be durable (on every synchronous standby), and did not confirm it durable: %w (%w)", what, b.err, warning)
+		}
+		select {
+		case <-time.After(wait):
+		case <-s.done:
+			return fmt.Errorf("failed to %s: the database committed it but warned that it may not be durable (on every synchronous standby), and the store closed before it confirmed it durable: %w", what, warning)
+		}
+		need = b.n + 1
+	}
 }
 
 // Create creates sumd's tables if needed, then the log.
