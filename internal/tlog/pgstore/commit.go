@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -284,7 +286,8 @@ func (s *Store) resolve(b *tlog.Batch, cause error) error {
 
 // settle makes one attempt at resolve. SELECT … FOR UPDATE waits for the
 // lost commit's transaction, which took that lock before its COMMIT was
-// sent, to end; then the head says what happened.
+// sent, to end; then the head says what happened, or, if it cannot (b does
+// not move the head, or another writer moved it since), b's own rows do.
 func (s *Store) settle(b *tlog.Batch, cause error) error {
 	ctx, cancel := s.ctx(context.Background())
 	defer cancel()
@@ -302,10 +305,11 @@ func (s *Store) settle(b *tlog.Batch, cause error) error {
 	if err := tx.QueryRow(ctx, `SELECT head FROM sumd_log WHERE id = 1 FOR UPDATE`).Scan(&head); err != nil {
 		return fmt.Errorf("%w: %w", errUnknown, s.fail("lock the log's head", err))
 	}
-	var stored [][]byte
-	if !bytes.Equal(head, b.Head) && !bytes.Equal(head, b.Prev) && len(b.Records) > 0 {
-		if stored, err = readRecords(ctx, tx, recordIDs(b)); err != nil {
-			return fmt.Errorf("%w: %w", errUnknown, s.fail("read records", err))
+	staging := bytes.Equal(b.Head, b.Prev) // a copy's chunk or a mirror's staging: the head says nothing
+	held := rowsUnknown
+	if staging || !bytes.Equal(head, b.Head) && !bytes.Equal(head, b.Prev) {
+		if held, err = holds(ctx, tx, b); err != nil {
+			return fmt.Errorf("%w: %w", errUnknown, s.fail("read the batch back", err))
 		}
 	}
 	// Commit, not roll back: the row lock wrote WAL, so under synchronous
@@ -322,23 +326,73 @@ func (s *Store) settle(b *tlog.Batch, cause error) error {
 	s.up()
 	s.markDurable(head)
 	switch {
-	case bytes.Equal(head, b.Head):
+	case !staging && bytes.Equal(head, b.Head):
 		s.log.Info("the commit whose answer was lost is stored", "tree_size", b.Tree.N)
 		return nil
-	case bytes.Equal(head, b.Prev):
+	case !staging && bytes.Equal(head, b.Prev):
 		return notPersisted(fmt.Errorf("failed to commit tree %d (the head is unchanged): %w", b.Tree.N, cause))
-	case len(b.Records) == 0:
-		return fmt.Errorf("failed to commit tree %d: another writer committed since, and a batch without records cannot tell whether it was stored: %w", b.Tree.N, cause)
+	case held == rowsHeld:
+		s.log.Info("the commit whose answer was lost is stored (its rows are)", "tree_size", b.Tree.N)
+		return nil
+	case held == rowsUnknown:
+		return fmt.Errorf("failed to commit tree %d, and its rows cannot tell whether it was stored: %w", b.Tree.N, cause)
+	case bytes.Equal(head, b.Prev):
+		return notPersisted(fmt.Errorf("failed to commit tree %d (the batch's rows are not all stored): %w", b.Tree.N, cause))
 	}
-	// Another writer committed since: on top of b (b's records are
-	// stored, at their ids), or instead of it.
+	return fmt.Errorf("failed to commit tree %d: %w (%w)", b.Tree.N, tlog.ErrHeadMoved, cause)
+}
+
+// What a batch's rows, read back, say of its commit.
+const (
+	rowsUnknown = iota // they cannot tell
+	rowsHeld           // every one is stored as the batch wrote it: it was stored, or the database holds all of it anyway
+	rowsMissing        // one is not: the batch, all or nothing, was not stored
+)
+
+// holds reads b's rows back after its commit ended: its records, index
+// entries and tiles (which only grow, so b's must be a prefix of the
+// stored). An index entry at a smaller id may be a later commit's change,
+// so it tells nothing; a batch of no rows tells nothing either.
+func holds(ctx context.Context, q querier, b *tlog.Batch) (int, error) {
+	if len(b.Records) == 0 && len(b.Tiles) == 0 {
+		return rowsUnknown, nil
+	}
+	texts, err := readRecords(ctx, q, recordIDs(b))
+	if err != nil {
+		return rowsUnknown, err
+	}
+	want := map[string]int64{} // the last id given for a key, as writes indexes it
 	for i, r := range b.Records {
-		if !bytes.Equal(stored[i], r.Text) {
-			return fmt.Errorf("failed to commit tree %d: %w (%w)", b.Tree.N, tlog.ErrHeadMoved, cause)
+		if !bytes.Equal(texts[i], r.Text) {
+			return rowsMissing, nil
+		}
+		if r.Key != "" {
+			want[r.Key] = r.ID
 		}
 	}
-	s.log.Info("the commit whose answer was lost is stored, and extended by another writer", "tree_size", b.Tree.N)
-	return nil
+	tiles, err := readTiles(ctx, q, b)
+	if err != nil {
+		return rowsUnknown, err
+	}
+	for _, t := range b.Tiles {
+		if d := tiles[t.TileID]; len(d) < len(t.Data) || !bytes.Equal(d[:len(t.Data)], t.Data) {
+			return rowsMissing, nil
+		}
+	}
+	indexed, err := lookup(ctx, q, slices.Collect(maps.Keys(want)))
+	if err != nil {
+		return rowsUnknown, err
+	}
+	held := rowsHeld
+	for k, id := range want {
+		switch got, ok := indexed[k]; {
+		case !ok || got > id:
+			return rowsMissing, nil
+		case got < id:
+			held = rowsUnknown
+		}
+	}
+	return held, nil
 }
 
 func recordIDs(b *tlog.Batch) []int64 {

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -322,4 +323,74 @@ func TestSchema(t *testing.T) {
 	if _, err := Open(ctx, url, Options{Logger: quiet}); !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "upgrade sumd") {
 		t.Fatalf("Open of a newer schema = %v, want ErrNewerSchema", err)
 	}
+}
+
+// TestLostStagingCommit loses the answer to a batch that does not move
+// the head (a mirror's staging, a copy's chunk): the head cannot tell
+// whether it was stored, so the batch's own rows do, and a batch not
+// known stored fills no cache.
+func TestLostStagingCommit(t *testing.T) {
+	ctx := context.Background()
+	full := bytes.Repeat([]byte{7}, tileBytes)
+	batch := func() *tlog.Batch {
+		return &tlog.Batch{
+			Records: []tlog.StoredRecord{{ID: 5, Key: "k@v1", Text: []byte("five")}},
+			Tiles:   []tlog.Tile{{TileID: tlog.TileID{L: 1, N: 0}, Data: full}},
+		}
+	}
+	open := func(t *testing.T) *Store {
+		s := openDB(t, pgtest.Shared(t).NewDatabase(t))
+		if err := s.Create(ctx, tlog.Meta{Name: "x", VKeys: []string{"x+1+AAAA"}, Mirror: true}, nil); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("rolled back", func(t *testing.T) {
+		s := open(t)
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+			c.Exec(ctx, "ROLLBACK")
+			return errLost
+		}
+		if err := s.Commit(ctx, batch()); !errors.Is(err, tlog.ErrNotPersisted) {
+			t.Fatalf("lost staging commit, rolled back = %v, want ErrNotPersisted", err)
+		}
+		if s.tiles.Len() != 0 {
+			t.Fatal("cached a tile of a batch that was not stored")
+		}
+		if got, err := s.ReadTiles(ctx, []tlog.TileID{{L: 1, N: 0}}); err != nil || got[0] != nil {
+			t.Fatalf("ReadTiles = %d bytes, %v; want none", len(got[0]), err)
+		}
+	})
+	t.Run("stored", func(t *testing.T) {
+		s := open(t)
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+			if err := commit(ctx, c, q); err != nil {
+				return err
+			}
+			return errLost
+		}
+		if err := s.Commit(ctx, batch()); err != nil {
+			t.Fatalf("lost staging commit, stored = %v, want nil", err)
+		}
+		if got, err := s.ReadRecords(ctx, []int64{5}); err != nil || string(got[0]) != "five" {
+			t.Fatalf("ReadRecords = %q, %v", got, err)
+		}
+	})
+	t.Run("partly there before", func(t *testing.T) {
+		// The records were stored by an earlier attempt, the tile not: a
+		// rolled-back batch is still not stored.
+		s := open(t)
+		b := batch()
+		b.Tiles = nil
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+			c.Exec(ctx, "ROLLBACK")
+			return errLost
+		}
+		if err := s.Commit(ctx, batch()); !errors.Is(err, tlog.ErrNotPersisted) {
+			t.Fatalf("lost staging commit, rolled back over its records = %v, want ErrNotPersisted", err)
+		}
+	})
 }

@@ -36,9 +36,13 @@
 // has ended, committed or rolled back, and then reads the truth. Commit
 // retries that with backoff for Options.ResolveTimeout and answers nil
 // (stored), ErrNotPersisted (not stored, head unchanged) or ErrHeadMoved
-// (not stored, and another writer committed since); only if the database
-// stays unreachable that long is the failure ambiguous, which stops the
-// log. The resolving transaction is committed, not rolled back: it holds a
+// (not stored, and another writer committed since). A batch that does not
+// move the head (a copy's chunk, a mirror's staging), or one whose head
+// another writer has replaced since, is judged by its own rows instead:
+// stored if every record, index entry and tile is stored as it wrote it,
+// else not (a commit is all or nothing); if they cannot tell (no rows, an
+// index entry moved since) the failure is ambiguous. So is it if the
+// database stays unreachable that long; that stops the log. The resolving transaction is committed, not rolled back: it holds a
 // row lock, so under synchronous replication its COMMIT returns only once
 // the WAL before it — the lost commit's, if it was stored — has reached
 // the standby.

@@ -36,12 +36,12 @@ type querier interface {
 // in one statement.
 func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	ids := make([]int64, len(keys))
-	var missing [][]byte
+	var missing []string
 	for i, k := range keys {
 		id, ok := s.cache.index.Get(k)
 		if !ok {
 			id = -1
-			missing = append(missing, []byte(k))
+			missing = append(missing, k)
 		}
 		ids[i] = id
 	}
@@ -50,17 +50,7 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, lookupSQL, missing)
-	if err != nil {
-		return nil, s.fail("look up module versions", err)
-	}
-	found := map[string]int64{}
-	var key []byte
-	var id int64
-	_, err = pgx.ForEachRow(rows, []any{&key, &id}, func() error {
-		found[string(key)] = id
-		return nil
-	})
+	found, err := lookup(ctx, s.pool, missing)
 	if err != nil {
 		return nil, s.fail("look up module versions", err)
 	}
@@ -150,18 +140,7 @@ func (s *Store) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, e
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, readTilesSQL, levels, ns)
-	if err != nil {
-		return nil, s.fail("read tiles", err)
-	}
-	found := map[tlog.TileID][]byte{}
-	var level int16
-	var n int64
-	var data []byte
-	_, err = pgx.ForEachRow(rows, []any{&level, &n, &data}, func() error {
-		found[tlog.TileID{L: int(level), N: n}] = bytes.Clone(data)
-		return nil
-	})
+	found, err := readTileData(ctx, s.pool, levels, ns)
 	if err != nil {
 		return nil, s.fail("read tiles", err)
 	}
@@ -217,4 +196,51 @@ func readRecords(ctx context.Context, q querier, ids []int64) ([][]byte, error) 
 		out[i] = found[id]
 	}
 	return out, nil
+}
+
+// lookup reads the index entries of keys; a key not indexed is absent.
+func lookup(ctx context.Context, q querier, keys []string) (map[string]int64, error) {
+	bkeys := make([][]byte, len(keys))
+	for i, k := range keys {
+		bkeys[i] = []byte(k)
+	}
+	rows, err := q.Query(ctx, lookupSQL, bkeys)
+	if err != nil {
+		return nil, err
+	}
+	found := map[string]int64{}
+	var key []byte
+	var id int64
+	_, err = pgx.ForEachRow(rows, []any{&key, &id}, func() error {
+		found[string(key)] = id
+		return nil
+	})
+	return found, err
+}
+
+// readTileData reads the tiles (levels[i], ns[i]); a tile not stored is
+// absent.
+func readTileData(ctx context.Context, q querier, levels []int16, ns []int64) (map[tlog.TileID][]byte, error) {
+	rows, err := q.Query(ctx, readTilesSQL, levels, ns)
+	if err != nil {
+		return nil, err
+	}
+	found := map[tlog.TileID][]byte{}
+	var level int16
+	var n int64
+	var data []byte
+	_, err = pgx.ForEachRow(rows, []any{&level, &n, &data}, func() error {
+		found[tlog.TileID{L: int(level), N: n}] = bytes.Clone(data)
+		return nil
+	})
+	return found, err
+}
+
+// readTiles reads b's tiles as stored.
+func readTiles(ctx context.Context, q querier, b *tlog.Batch) (map[tlog.TileID][]byte, error) {
+	levels, ns := make([]int16, len(b.Tiles)), make([]int64, len(b.Tiles))
+	for i, t := range b.Tiles {
+		levels[i], ns[i] = int16(t.L), t.N
+	}
+	return readTileData(ctx, q, levels, ns)
 }
