@@ -163,7 +163,12 @@ type Batch struct {
 	Head []byte
 	Tree tlog.Tree
 	// Records are the new records in ascending id order. A mirror's may
-	// have gaps and may come with no Key (not indexed).
+	// have gaps and may come with no Key (not indexed). A Key already
+	// indexed under a larger id moves to the record's id: a mirror that
+	// learns an earlier record of a module version the origin logged twice
+	// indexes the first (Log.indexFirst). The Log never moves an entry to
+	// a larger id, and a store may refuse that as data its head does not
+	// explain (ErrNotPersisted).
 	Records []StoredRecord
 	// Tiles are the hash tiles the batch changes, each with its whole new
 	// data, which extends what is stored (a tile only grows).

@@ -13,8 +13,9 @@ import (
 // below a head this store read or committed. In a primary's log, a record
 // and its index entry never change once a committed head covers them. (A
 // mirror may index a module version under a smaller id later, when it
-// learns an older record; the larger id it cached is still a record of that
-// version in the tree, and this store's own commits replace the entry.)
+// learns an older record, and a commit moves the entry (see writeIndexSQL);
+// the larger id another store cached is still a record of that version in
+// the tree, and this store's own commits replace the cached entry.)
 // What lies beyond such a head — another writer's commit in flight is
 // invisible, but an unfinished copy's leftovers are not — is never cached,
 // and neither is a miss: a version can be recorded at any moment.

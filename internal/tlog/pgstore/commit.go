@@ -211,15 +211,19 @@ func (s *Store) writes(b *tlog.Batch) *pgx.Batch {
 // A batch's writes. Each checks what it finds stored, and fails — an
 // ERROR before COMMIT, which aborts the transaction, so that the server
 // skips COMMIT — if the database holds data the stored head does not
-// explain: a record or index entry other than the batch's at its id or
-// key, a tile whose hashes disagree with the batch's, or a head that an
-// UPDATE did not change (a trigger, a row security policy). Data may lie
-// beyond the stored head (a copy that did not finish, a dropped mirror
-// staging, a head rolled back behind sumd's back), so records and index
-// entries are inserted only where none exist (ON CONFLICT DO NOTHING) and
-// compared with those that do, which the statement's snapshot shows as
-// they were before it; a partial tile grows, so tiles are replaced, if the
-// stored hashes are a prefix of the batch's or the batch's of them.
+// explain: a record other than the batch's at its id, an index entry at a
+// smaller id than the batch's for its key, a tile whose hashes disagree
+// with the batch's, or a head that an UPDATE did not change (a trigger, a
+// row security policy). Data may lie beyond the stored head (a copy that
+// did not finish, a dropped mirror staging, a head rolled back behind
+// sumd's back), so records are inserted only where none exist (ON
+// CONFLICT DO NOTHING) and compared with those that do, which the
+// statement's snapshot shows as they were before it. An index entry moves
+// to a smaller id, never a larger: a mirror that learns an earlier record
+// of a version the origin logged twice re-points it (tlog's indexFirst; the
+// Store contract, Batch.Records). A partial tile grows, so tiles are
+// replaced, if the stored hashes are a prefix of the batch's or the
+// batch's of them.
 //
 // The failure is a cast of the explanation to integer, since plain SQL has
 // no RAISE: "invalid input syntax for type integer: "sumd: …"".
@@ -230,10 +234,11 @@ const (
 		FROM q CROSS JOIN LATERAL (SELECT text FROM sumd_records WHERE id = q.id OFFSET 0) AS r
 		WHERE r.text <> q.text`
 	writeIndexSQL = `WITH q(key, id) AS (SELECT * FROM unnest($1::bytea[], $2::bigint[])),
-		w AS (INSERT INTO sumd_index (key, id) SELECT key, id FROM q ON CONFLICT (key) DO NOTHING)
+		w AS (INSERT INTO sumd_index (key, id) SELECT key, id FROM q
+			ON CONFLICT (key) DO UPDATE SET id = excluded.id WHERE excluded.id < sumd_index.id)
 		SELECT ('sumd: the index maps ' || encode(q.key, 'escape') || ' to record ' || i.id || ', not ' || q.id || ': the database holds data the log''s head does not explain')::integer
 		FROM q CROSS JOIN LATERAL (SELECT id FROM sumd_index WHERE key = q.key OFFSET 0) AS i
-		WHERE i.id <> q.id`
+		WHERE i.id < q.id`
 	writeTilesSQL = `WITH q(level, n, data) AS (SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])),
 		w AS (INSERT INTO sumd_tiles (level, n, data) SELECT level, n, data FROM q
 			ON CONFLICT (level, n) DO UPDATE SET data = excluded.data)

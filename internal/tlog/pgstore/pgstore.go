@@ -23,9 +23,10 @@
 // A batch commits in one transaction: SELECT head … FOR UPDATE, compare it
 // with Batch.Prev (ErrHeadMoved if another writer moved it), then the
 // records, index entries and tiles as one array insert each (unnest), the
-// head, and COMMIT. The inserts never overwrite a record or index entry,
-// nor a tile with other hashes, and the head's UPDATE must change its row:
-// else the statement fails before COMMIT (see writeRecordsSQL). The row
+// head, and COMMIT. The inserts never overwrite a record, nor a tile with
+// other hashes, and move an index entry only to a smaller id; the head's
+// UPDATE must change its row: else the statement fails before COMMIT (see
+// writeRecordsSQL). The row
 // lock makes two writers' commits strictly sequential, so neither can fork
 // the log: the loser re-reads the head, and its sequencer adopts it and
 // re-stages (see tlog's package doc).

@@ -60,6 +60,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("ReadsDuringCommits", func(t *testing.T) { testReadsDuringCommits(t, open) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
 	t.Run("Mirror", func(t *testing.T) { testMirror(t, open) })
+	t.Run("Repoint", func(t *testing.T) { testRepoint(t, open) })
 	t.Run("Aux", func(t *testing.T) { testAux(t, open) })
 	t.Run("LockHead", func(t *testing.T) { testLockHead(t, open) })
 	t.Run("RolledBack", func(t *testing.T) { testRolledBack(t, open) })
@@ -355,6 +356,28 @@ func testMirror(t *testing.T, open Opener) {
 	m.check(s)
 	s = reopen(t, open, s, "mirror")
 	m.check(s)
+}
+
+// testRepoint: a mirror that learns an earlier record of a module version
+// the origin logged twice moves its index entry to the smaller id (see
+// Batch.Records).
+func testRepoint(t *testing.T, open Opener) {
+	s := openClosed(t, open, "repoint")
+	if err := s.Create(ctx, tlog.Meta{Name: "repoint", VKeys: []string{"repoint+1+AAAA"}, Mirror: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []tlog.StoredRecord{{ID: 5, Key: "k@v1", Text: []byte("five")}, {ID: 2, Key: "k@v1", Text: []byte("two")}} {
+		if err := s.Commit(ctx, &tlog.Batch{Records: []tlog.StoredRecord{r}}); err != nil {
+			t.Fatalf("commit of record %d indexed as k@v1: %v", r.ID, err)
+		}
+		if ids, err := s.Lookup(ctx, []string{"k@v1"}); err != nil || ids[0] != r.ID {
+			t.Fatalf("Lookup(k@v1) after committing record %d = %v, %v", r.ID, ids, err)
+		}
+	}
+	s = reopen(t, open, s, "repoint")
+	if ids, err := s.Lookup(ctx, []string{"k@v1"}); err != nil || ids[0] != 2 {
+		t.Fatalf("Lookup(k@v1) after reopening = %v, %v; want 2", ids, err)
+	}
 }
 
 func testAux(t *testing.T, open Opener) {
