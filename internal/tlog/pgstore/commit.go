@@ -54,6 +54,11 @@ func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 		// aborted, and the statements after the failing one never ran.
 		return notPersisted(s.fail(fmt.Sprintf("commit tree %d", b.Tree.N), err))
 	default:
+		// Release the connection first: if the transaction is still open
+		// (COMMIT failed on this side, unsent), release rolls it back, or
+		// closes the connection, which aborts it; else settle would wait
+		// on its row lock until the server ended it as idle.
+		w.release()
 		if err := s.resolve(b, s.fail(fmt.Sprintf("commit tree %d", b.Tree.N), err)); err != nil {
 			return err
 		}
@@ -90,8 +95,13 @@ type locked struct {
 }
 
 // release ends the transaction if it is still open and returns the
-// connection; one whose state is unknown is closed, which aborts it.
+// connection; one whose state is unknown is closed, which aborts it. It
+// may be called more than once.
 func (w *locked) release() {
+	if w.conn == nil {
+		return
+	}
+	defer func() { w.conn = nil }()
 	c := w.conn.Conn().PgConn()
 	if !c.IsClosed() && !c.IsBusy() && c.TxStatus() != 'I' {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -394,3 +394,21 @@ func TestLostStagingCommit(t *testing.T) {
 		}
 	})
 }
+
+// TestLostCommitOwnLock: a COMMIT that failed on the client's side, never
+// sent, leaves the batch's transaction open on a healthy connection; its
+// resolution must not wait on that transaction's own row lock (until the
+// server ends it as idle).
+func TestLostCommitOwnLock(t *testing.T) {
+	ctx := context.Background()
+	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+	l, s := openLog(t, url, k, Options{Timeout: 5 * time.Second})
+	s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error { return errLost }
+	start := time.Now()
+	if _, err := l.Add(ctx, record(0)); !errors.Is(err, tlog.ErrNotPersisted) {
+		t.Fatalf("Add whose COMMIT was never sent = %v, want ErrNotPersisted", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("resolving a COMMIT that was never sent took %v: it waited on its own transaction", d)
+	}
+}
