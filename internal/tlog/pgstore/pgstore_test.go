@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -113,5 +114,31 @@ func TestRecordCache(t *testing.T) {
 	r.pool.Close()
 	if texts, err := r.ReadRecords(ctx, []int64{1}); err != nil || string(texts[0]) != string(record(1).Text()) {
 		t.Fatalf("ReadRecords from the cache = %q, %v", texts, err)
+	}
+}
+
+// TestTileCache: a full tile is cached only if the tree of a head the
+// store read or committed covers it: a tile beyond it may come from a
+// commit that is not durable, or a staging.
+func TestTileCache(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Shared(t).NewDatabase(t)
+	w := openDB(t, url)
+	if err := w.Create(ctx, tlog.Meta{Name: "x", VKeys: []string{"x+1+AAAA"}, Mirror: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	full := tlog.Tile{TileID: tlog.TileID{L: 0, N: 1}, Data: bytes.Repeat([]byte{7}, tileBytes)}
+	if err := w.Commit(ctx, &tlog.Batch{Tiles: []tlog.Tile{full}}); err != nil { // staged
+		t.Fatal(err)
+	}
+	r := openDB(t, url)
+	for _, size := range []int64{0, 511, 512} {
+		r.cache.below(size)
+		if got, err := r.ReadTiles(ctx, []tlog.TileID{full.TileID}); err != nil || len(got[0]) != tileBytes {
+			t.Fatalf("ReadTiles = %d bytes, %v", len(got[0]), err)
+		}
+		if cached := r.tiles.Len() == 1; cached != (size == 512) {
+			t.Errorf("below a head of tree %d: tile 0/1 cached: %v", size, cached)
+		}
 	}
 }

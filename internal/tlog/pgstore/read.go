@@ -123,7 +123,10 @@ func (s *Store) ScanIndex(ctx context.Context, from string, limit int) ([]tlog.I
 }
 
 // ReadTiles reads tiles, full ones from the cache when it holds them, the
-// others in one statement.
+// others in one statement. A full tile read is cached only if a head this
+// store read or committed covers it, as records are (see recordCache):
+// beyond, it may be another writer's commit that is on the primary only
+// (the tile may be partial in the published tree), or a staging.
 func (s *Store) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
 	var levels []int16
@@ -140,6 +143,7 @@ func (s *Store) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, e
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	durable := s.cache.size.Load() // before the read: a head read meanwhile may not cover what it returns
 	found, err := readTileData(ctx, s.pool, levels, ns)
 	if err != nil {
 		return nil, s.fail("read tiles", err)
@@ -150,11 +154,20 @@ func (s *Store) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, e
 			continue
 		}
 		out[i] = found[t]
-		if len(out[i]) == tileBytes {
+		if len(out[i]) == tileBytes && fullIn(t, durable) {
 			s.tiles.Add(t, bytes.Clone(out[i]))
 		}
 	}
 	return out, nil
+}
+
+// fullIn reports whether tile t is full in a tree of n records: its level
+// (8·t.L) holds n >> 8·t.L hashes.
+func fullIn(t tlog.TileID, n int64) bool {
+	if t.L < 0 || t.L*8 >= 63 || t.N < 0 || t.N >= 1<<54 {
+		return false
+	}
+	return n>>(8*t.L) >= (t.N+1)<<8
 }
 
 // Aux reads an auxiliary value.
