@@ -55,14 +55,21 @@ func (c *recordCache) committed(b *tlog.Batch) {
 	}
 }
 
-func (c *recordCache) addIndex(key string, id int64) {
-	if id < c.size.Load() {
+// addIndex caches an index entry read while the largest known tree had n
+// records, which the caller loads before the read: an entry read beyond
+// that tree is not yet known to be covered, and the commit that covers it,
+// finishing during the read, may have changed it (moved it to a smaller
+// id) and cached its own, which this one would replace.
+func (c *recordCache) addIndex(key string, id, n int64) {
+	if id < n {
 		c.index.Add(key, id)
 	}
 }
 
-func (c *recordCache) addRecord(id int64, text []byte) {
-	if id < c.size.Load() {
+// addRecord caches a record read while the largest known tree had n
+// records (see addIndex).
+func (c *recordCache) addRecord(id int64, text []byte, n int64) {
+	if id < n {
 		c.records.Add(id, bytes.Clone(text))
 	}
 }

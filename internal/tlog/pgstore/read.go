@@ -50,6 +50,7 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	durable := s.cache.size.Load() // before the read, see addIndex
 	found, err := lookup(ctx, s.pool, missing)
 	if err != nil {
 		return nil, s.fail("look up module versions", err)
@@ -58,7 +59,7 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	for i, k := range keys {
 		if id, ok := found[k]; ok {
 			ids[i] = id
-			s.cache.addIndex(k, id)
+			s.cache.addIndex(k, id, durable)
 		}
 	}
 	return ids, nil
@@ -82,7 +83,9 @@ func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) 
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	texts, err := readRecords(ctx, s.pool, missing) // in the order of missing
+	// The bound before the read (see addIndex); texts in the order of missing.
+	durable := s.cache.size.Load()
+	texts, err := readRecords(ctx, s.pool, missing)
 	if err != nil {
 		return nil, s.fail("read records", err)
 	}
@@ -90,7 +93,7 @@ func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) 
 	for i, text := range texts {
 		if text != nil {
 			out[at[i]] = text
-			s.cache.addRecord(missing[i], text)
+			s.cache.addRecord(missing[i], text, durable)
 		}
 	}
 	return out, nil
