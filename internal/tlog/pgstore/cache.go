@@ -61,9 +61,16 @@ func (c *recordCache) committed(b *tlog.Batch) {
 // finishing during the read, may have changed it (moved it to a smaller
 // id) and cached its own, which this one would replace.
 func (c *recordCache) addIndex(key string, id, n int64) {
-	if id < n {
-		c.index.Add(key, id)
+	if id >= n {
+		return
 	}
+	// An entry only ever moves to a smaller id (a mirror's re-point): a
+	// read that raced this store's own commit of the move must not put
+	// the larger one back, which indexFirst would then build on.
+	if cached, ok := c.index.Peek(key); ok && cached < id {
+		return
+	}
+	c.index.Add(key, id)
 }
 
 // addRecord caches a record read while the largest known tree had n

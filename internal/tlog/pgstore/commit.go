@@ -66,7 +66,9 @@ func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 	s.up()
 	s.markDurable(b.Head)
 	for _, t := range b.Tiles {
-		if len(t.Data) == tileBytes {
+		// Only tiles the batch's head covers: a staging's or a copy's
+		// tiles beyond it may be dropped and staged again otherwise.
+		if len(t.Data) == tileBytes && fullIn(t.TileID, b.Tree.N) {
 			s.tiles.Add(t.TileID, bytes.Clone(t.Data))
 		}
 	}
@@ -341,6 +343,8 @@ func (s *Store) settle(b *tlog.Batch, cause error) error {
 	s.up()
 	s.markDurable(head)
 	switch {
+	case staging && bytes.Equal(head, b.Head) && len(b.Records) == 0 && len(b.Tiles) == 0 && b.VKeys == nil:
+		return nil // nothing to store (a copy's last commit of a head the store holds): done either way
 	case !staging && bytes.Equal(head, b.Head):
 		s.log.Info("the commit whose answer was lost is stored", "tree_size", b.Tree.N)
 		return nil
@@ -389,8 +393,16 @@ func holds(ctx context.Context, q querier, b *tlog.Batch) (int, error) {
 	if err != nil {
 		return rowsUnknown, err
 	}
+	held := rowsHeld
 	for _, t := range b.Tiles {
-		if d := tiles[t.TileID]; len(d) < len(t.Data) || !bytes.Equal(d[:len(t.Data)], t.Data) {
+		d := tiles[t.TileID]
+		switch {
+		case len(d) >= len(t.Data) && bytes.Equal(d[:len(t.Data)], t.Data):
+		case len(d) > 0 && bytes.Equal(t.Data[:len(d)], d):
+			// A narrower tile replaced it since (a writer's head of a
+			// smaller tree): it says nothing of this batch.
+			held = rowsUnknown
+		default:
 			return rowsMissing, nil
 		}
 	}
@@ -398,7 +410,6 @@ func holds(ctx context.Context, q querier, b *tlog.Batch) (int, error) {
 	if err != nil {
 		return rowsUnknown, err
 	}
-	held := rowsHeld
 	for k, id := range want {
 		switch got, ok := indexed[k]; {
 		case !ok || got > id:
@@ -440,7 +451,9 @@ func (s *Store) SetAux(ctx context.Context, key string, value []byte) error {
 		return notPersisted(s.fail("store "+key, err))
 	}
 	clearWarning(conn.Conn().PgConn())
-	err = tx.Commit(ctx)
+	// No deadline on COMMIT, as Commit's: an expired one makes pgx cancel
+	// the wait for the standby, leaving the value on the primary only.
+	err = tx.Commit(context.WithoutCancel(ctx))
 	switch warned := warning(conn.Conn().PgConn()); {
 	case err == nil && warned != nil:
 		s.up()
@@ -459,7 +472,9 @@ func (s *Store) SetAux(ctx context.Context, key string, value []byte) error {
 		case rerr != nil:
 			continue
 		case bytes.Equal(got, value): // an empty value reads as none: stored or not, the same
-			return nil
+			// Read back, but maybe from the primary alone: durable
+			// only once a barrier after it committed.
+			return s.confirmDurable("store "+key, err)
 		}
 		return notPersisted(fmt.Errorf("failed to store %s: %w", key, err))
 	}

@@ -238,3 +238,46 @@ func TestCancelledSyncWait(t *testing.T) {
 		t.Fatalf("a publishes tree %d, want 2", tree.N)
 	}
 }
+
+// TestSetAuxWaitsForStandby: SetAux's COMMIT has no deadline, as Commit's:
+// one expiring made pgx cancel the wait for the synchronous standby, and
+// the value, read back from the primary, was acknowledged durable.
+func TestSetAuxWaitsForStandby(t *testing.T) {
+	pgtest.Shared(t)
+	pg, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	ctx := context.Background()
+	url, k := pg.NewDatabase(t), testKey(t)
+	_, s := openLog(t, url, k, Options{Timeout: time.Second})
+	standby := func(names string) {
+		t.Helper()
+		if err := pg.Exec("postgres", "ALTER SYSTEM SET synchronous_standby_names = '"+names+"'"); err != nil {
+			t.Error(err)
+		}
+		if err := pg.Exec("postgres", "SELECT pg_reload_conf()"); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Cleanup(func() { standby("") })
+	standby("ghost")
+	stored := make(chan error, 1)
+	go func() { stored <- s.SetAux(ctx, "k", []byte("v")) }()
+	select {
+	case err := <-stored:
+		t.Fatalf("SetAux answered %v while the synchronous standby is away", err)
+	case <-time.After(4 * time.Second): // four times its statement timeout
+	}
+	standby("")
+	select {
+	case err := <-stored:
+		if err != nil {
+			t.Fatalf("SetAux once the standby is not needed: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("SetAux did not end after synchronous replication was switched off")
+	}
+}

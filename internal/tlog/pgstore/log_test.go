@@ -372,6 +372,9 @@ func TestLostStagingCommit(t *testing.T) {
 		if err := s.Commit(ctx, batch()); err != nil {
 			t.Fatalf("lost staging commit, stored = %v, want nil", err)
 		}
+		if s.tiles.Len() != 0 {
+			t.Fatal("cached a staged tile beyond the batch's head: a dropped staging's tile would be served for the next one")
+		}
 		if got, err := s.ReadRecords(ctx, []int64{5}); err != nil || string(got[0]) != "five" {
 			t.Fatalf("ReadRecords = %q, %v", got, err)
 		}
@@ -391,6 +394,36 @@ func TestLostStagingCommit(t *testing.T) {
 		}
 		if err := s.Commit(ctx, batch()); !errors.Is(err, tlog.ErrNotPersisted) {
 			t.Fatalf("lost staging commit, rolled back over its records = %v, want ErrNotPersisted", err)
+		}
+	})
+	t.Run("nothing to store", func(t *testing.T) {
+		// A copy's last commit of a head the store already holds: done
+		// either way, not ambiguous.
+		s := open(t)
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+			c.Exec(ctx, "ROLLBACK")
+			return errLost
+		}
+		if err := s.Commit(ctx, &tlog.Batch{}); err != nil {
+			t.Fatalf("lost commit of an empty batch = %v, want nil", err)
+		}
+	})
+	t.Run("narrower tile since", func(t *testing.T) {
+		// The batch's tile was stored, then a commit of a smaller tree's
+		// head replaced it with a narrower one: that says nothing of the
+		// batch, which is not "not stored".
+		s := open(t)
+		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
+			if err := commit(ctx, c, q); err != nil {
+				return err
+			}
+			if _, err := s.pool.Exec(ctx, `UPDATE sumd_tiles SET data = $1 WHERE level = 1 AND n = 0`, full[:tileBytes/2]); err != nil {
+				return err
+			}
+			return errLost
+		}
+		if err := s.Commit(ctx, batch()); err == nil || errors.Is(err, tlog.ErrNotPersisted) {
+			t.Fatalf("lost staging commit whose tile narrowed since = %v, want ambiguous", err)
 		}
 	})
 }

@@ -452,11 +452,13 @@ func (s *Store) runBarrier() error {
 // confirmDurable waits until a barrier that began after a commit of this
 // store has committed, which makes the commit durable: its WAL comes
 // before the barrier's. Commit calls it when the server answered COMMIT
-// with a WARNING, and so may have committed on the primary alone. Like
+// with a WARNING, and so may have committed on the primary alone; SetAux
+// too, when it read back a value whose COMMIT's answer was lost (warning
+// is then that failure). Like
 // COMMIT's own wait for the standbys it has no deadline but Close; failed
 // barriers are retried for ResolveTimeout, then the outcome is ambiguous.
 func (s *Store) confirmDurable(what string, warning error) error {
-	s.log.Warn("the database answered a commit with a warning (its wait for a synchronous standby cancelled?); waiting for it to confirm the commit durable before acknowledging it",
+	s.log.Warn("a commit may be on the primary alone (answered with a warning, such as a cancelled wait for a synchronous standby, or its answer lost); waiting for the database to confirm it durable before acknowledging it",
 		"commit", what, "warning", warning)
 	s.syncMu.Lock()
 	need := s.barriers + 1

@@ -142,3 +142,19 @@ func TestTileCache(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordCacheKeepsSmallerID: an index entry only moves to a smaller id
+// (a mirror's re-point); a read that raced this store's own commit of the
+// move must not put the larger id back in the cache.
+func TestRecordCacheKeepsSmallerID(t *testing.T) {
+	c := newRecordCache(16)
+	c.index.Add("k@v1", 2) // this store's commit of the move
+	c.addIndex("k@v1", 5, 10)
+	if id, _ := c.index.Peek("k@v1"); id != 2 {
+		t.Errorf("cached index entry = %d after a racing read of 5, want 2", id)
+	}
+	c.addIndex("j@v1", 5, 10)
+	if id, ok := c.index.Peek("j@v1"); !ok || id != 5 {
+		t.Errorf("cached index entry = %d, %v, want 5", id, ok)
+	}
+}
