@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +23,9 @@ import (
 // 11): sumd add -gosum's whole path — sort, check against the log, commit
 // in chunks — from a go.sum file in random order into a new bbolt log, at
 // 100,000 and 1,000,000 records. Records/s must stay flat between the two.
-// The go.sum file is written before the timer starts.
+// The go.sum file is written before the timer starts. peak-heap-MiB is the
+// largest heap in use seen during an import (sampled every 10 ms), the
+// figure README gives for add -gosum's memory.
 func BenchmarkImport(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
@@ -31,14 +34,17 @@ func BenchmarkImport(b *testing.B) {
 				b.Fatal(err)
 			}
 			var cpu time.Duration
+			var peak uint64
 			for b.Loop() {
 				b.StopTimer()
 				dir := b.TempDir()
 				l := openBenchLog(b, filepath.Join(dir, "sumd.db"))
 				cpu0 := cpuTime()
+				stop := sampleHeap(&peak)
 				b.StartTimer()
 				importFile(b, file, dir, l, n)
 				b.StopTimer()
+				stop()
 				cpu += cpuTime() - cpu0
 				l.Close()
 				b.StartTimer()
@@ -47,8 +53,31 @@ func BenchmarkImport(b *testing.B) {
 			// The process's CPU time, all cores: a shared machine slows the
 			// rate down, but hardly this.
 			b.ReportMetric(float64(cpu.Microseconds())/float64(n*b.N), "cpu-µs/record")
+			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 		})
 	}
+}
+
+// sampleHeap records in peak the largest heap in use (runtime/metrics,
+// which does not stop the world) every 10 ms until stop is called.
+func sampleHeap(peak *uint64) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			*peak = max(*peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 func importFile(b *testing.B, file, dir string, l *tlog.Log, n int) {
