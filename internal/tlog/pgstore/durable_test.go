@@ -53,18 +53,7 @@ func TestUnreplicatedHead(t *testing.T) {
 	if err := b.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	standby := func(names string) {
-		t.Helper()
-		if err := pg.Exec("postgres", "ALTER SYSTEM SET synchronous_standby_names = '"+names+"'"); err != nil {
-			t.Error(err)
-		}
-		if err := pg.Exec("postgres", "SELECT pg_reload_conf()"); err != nil {
-			t.Error(err)
-		}
-		// Every process reads the configuration on its own time (the
-		// checkpointer decides whether commits wait).
-		time.Sleep(time.Second)
-	}
+	standby := func(names string) { setStandby(t, pg, names) }
 	// Before the logs close, which waits for a's commit: on failures too.
 	t.Cleanup(func() { standby("") })
 	standby("ghost")
@@ -188,16 +177,7 @@ func TestCancelledSyncWait(t *testing.T) {
 	if err := b.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	standby := func(names string) {
-		t.Helper()
-		if err := pg.Exec("postgres", "ALTER SYSTEM SET synchronous_standby_names = '"+names+"'"); err != nil {
-			t.Error(err)
-		}
-		if err := pg.Exec("postgres", "SELECT pg_reload_conf()"); err != nil {
-			t.Error(err)
-		}
-		time.Sleep(time.Second)
-	}
+	standby := func(names string) { setStandby(t, pg, names) }
 	t.Cleanup(func() { standby("") })
 	standby("ghost")
 	added := make(chan error, 1)
@@ -252,16 +232,7 @@ func TestSetAuxWaitsForStandby(t *testing.T) {
 	ctx := context.Background()
 	url, k := pg.NewDatabase(t), testKey(t)
 	_, s := openLog(t, url, k, Options{Timeout: time.Second})
-	standby := func(names string) {
-		t.Helper()
-		if err := pg.Exec("postgres", "ALTER SYSTEM SET synchronous_standby_names = '"+names+"'"); err != nil {
-			t.Error(err)
-		}
-		if err := pg.Exec("postgres", "SELECT pg_reload_conf()"); err != nil {
-			t.Error(err)
-		}
-		time.Sleep(time.Second)
-	}
+	standby := func(names string) { setStandby(t, pg, names) }
 	t.Cleanup(func() { standby("") })
 	standby("ghost")
 	stored := make(chan error, 1)
@@ -280,4 +251,19 @@ func TestSetAuxWaitsForStandby(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("SetAux did not end after synchronous replication was switched off")
 	}
+}
+
+// setStandby sets synchronous_standby_names to names ("ghost": a standby
+// that never comes, so commits wait; "": none) and waits for the server's
+// processes to read it, each on its own time (the checkpointer decides
+// whether commits wait).
+func setStandby(t *testing.T, pg *pgtest.Server, names string) {
+	t.Helper()
+	if err := pg.Exec("postgres", "ALTER SYSTEM SET synchronous_standby_names = '"+names+"'"); err != nil {
+		t.Error(err)
+	}
+	if err := pg.Exec("postgres", "SELECT pg_reload_conf()"); err != nil {
+		t.Error(err)
+	}
+	time.Sleep(time.Second)
 }
