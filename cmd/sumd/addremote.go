@@ -149,7 +149,7 @@ func remoteError(err error) error {
 	case http.StatusUnprocessableEntity:
 		return withHint(err, "what was uploaded is not a valid module of this version (the server says why above): a zip's entries must be under MODULE@VERSION/, as golang.org/x/mod/zip makes them, and a go.mod must declare MODULE; from a directory sumd makes the zip, so fix what the reason names there")
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return withHint(err, "nothing from this request was added: the server or its upstream is busy or unreachable; try again shortly")
+		return withHint(err, "nothing from this request was added: the server or its upstream is busy or unreachable (fetches and go.sum adds were tried four times); try again later")
 	}
 	return withHint(err, "nothing from this request was added")
 }

@@ -24,8 +24,8 @@ func TestRemoteErrorHints(t *testing.T) {
 		http.StatusConflict:            "can never change",
 		http.StatusGone:                "upstream checksum database disagrees",
 		http.StatusUnprocessableEntity: "not a valid module of this version",
-		http.StatusServiceUnavailable:  "try again shortly",
-		http.StatusGatewayTimeout:      "try again shortly",
+		http.StatusServiceUnavailable:  "try again later",
+		http.StatusGatewayTimeout:      "try again later",
 		http.StatusInternalServerError: "nothing from this request was added",
 	} {
 		var ce *cliError

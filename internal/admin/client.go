@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/module"
 
@@ -31,12 +34,31 @@ type Client struct {
 	Auth func(*http.Request) error
 	// HTTPClient sends the requests; nil means http.DefaultClient.
 	HTTPClient *http.Client
+
+	// sleep waits between attempts (tests replace it); nil means a timer
+	// that stops early when the context ends.
+	sleep func(context.Context, time.Duration) error
 }
+
+// Fetch and Add are idempotent (a version recorded again with the same
+// hashes is a no-op), so they are sent again when the server, or a proxy
+// in front of it, answers that it cannot take them now: 503 (the log is
+// busy, the disk is low, a restart is under way), 502, 504 or 429. They
+// wait for the answer's Retry-After (at most maxRetryWait) or else 1, 2,
+// 4 s, and give up after maxAttempts with the last answer. Failures to
+// connect are not retried: they are more often a wrong -server than a
+// restart, and a user should hear about that at once.
+const (
+	maxAttempts  = 4
+	maxRetryWait = 30 * time.Second
+)
 
 // An Error is a non-200 answer of the API: its status and text.
 type Error struct {
 	Status  int
 	Message string
+
+	retryAfter time.Duration // the answer's Retry-After, if any
 }
 
 func (e *Error) Error() string {
@@ -49,7 +71,11 @@ func (c *Client) Fetch(ctx context.Context, m module.Version) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.post(ctx, "/admin/fetch", "application/json", bytes.NewReader(body))
+	data, err := c.doRetry(ctx, "/admin/fetch", "application/json", body)
+	if err != nil {
+		return nil, err
+	}
+	return decodeResult(data)
 }
 
 // Upload sends the module zip at zipPath, and the go.mod at modPath unless
@@ -122,7 +148,7 @@ func (c *Client) Add(ctx context.Context, recs []gosum.Record, check bool) (*Add
 	if check {
 		path += "?check=1"
 	}
-	data, err := c.do(ctx, path, "text/plain; charset=utf-8", &body)
+	data, err := c.doRetry(ctx, path, "text/plain; charset=utf-8", body.Bytes())
 	if err != nil {
 		return nil, err
 	}
@@ -139,11 +165,78 @@ func (c *Client) post(ctx context.Context, path, ctype string, body io.Reader) (
 	if err != nil {
 		return nil, err
 	}
+	return decodeResult(data)
+}
+
+func decodeResult(data []byte) (*Result, error) {
 	var res Result
 	if err := json.Unmarshal(data, &res); err != nil {
 		return nil, fmt.Errorf("failed to decode the answer: %w", err)
 	}
 	return &res, nil
+}
+
+// doRetry is do for an idempotent request, sent again while the answer says
+// to try later (see maxAttempts).
+func (c *Client) doRetry(ctx context.Context, path, ctype string, body []byte) ([]byte, error) {
+	sleep := c.sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	backoff := time.Second
+	for attempt := 1; ; attempt++ {
+		data, err := c.do(ctx, path, ctype, bytes.NewReader(body))
+		var ae *Error
+		if err == nil || attempt == maxAttempts || !errors.As(err, &ae) || !retryable(ae.Status) {
+			return data, err
+		}
+		wait := backoff
+		if ae.retryAfter > 0 {
+			wait = min(ae.retryAfter, maxRetryWait)
+		}
+		backoff *= 2
+		if err := sleep(ctx, wait); err != nil {
+			return nil, fmt.Errorf("%w (gave up waiting to try again: %w)", ae, err)
+		}
+	}
+}
+
+func retryable(status int) bool {
+	switch status {
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
+// retryAfter reads a Retry-After header, in seconds or as an HTTP date; 0
+// if absent or unreadable.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(min(n, int(maxRetryWait/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // do sends body to path and returns the body of a 200 answer; another
@@ -164,7 +257,7 @@ func (c *Client) do(ctx context.Context, path, ctype string, body io.Reader) ([]
 		return nil, fmt.Errorf("failed to read the answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+		return nil, &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(data)), retryAfter: retryAfter(resp.Header, time.Now())}
 	}
 	return data, nil
 }
