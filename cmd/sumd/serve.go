@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb"
+	"golang.org/x/term"
 
 	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/admin"
@@ -75,11 +76,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		cert.Register(reg)
 		certProblems = cert
 	}
-	// SIGHUP too, as a terminal closing or an operator expecting a reload
-	// sends it: its default action killed sumd without draining requests
-	// or saving the status history. There is nothing to reload: credential
-	// and token files are re-read when they change.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := stopSignals(stderr, logger)
 	defer stop()
 	openOwn := func() (*tlog.Log, error) {
 		return openLog(cfg.Database, openOptions{
@@ -256,7 +253,15 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	if pgstore.IsURL(db.DB) {
 		return openPostgres(db.DB, opts, o.registry, o.cmd)
 	}
+	existed := exists(db.DB)
 	l, err := tlog.Open(db.DB, opts)
+	if err == nil && o.create && existed && o.cmd == "serve" {
+		// A create left on (in a config file, a unit, a container's
+		// command) turns a database that is missing one day (an unmounted
+		// volume, a moved path) into a new, empty log signed with the same
+		// key: a fork every client that saw the old one rejects.
+		o.logger.Warn("-create is set but the database exists: remove create from the command line, environment or config file, so that a database missing one day is refused instead of replaced by a new, empty log", "db", db.DB)
+	}
 	switch {
 	case errors.Is(err, tlog.ErrLocked):
 		return nil, withHint(err, cmp.Or(o.lockedHint, "a running sumd serve holds the database; stop it first"))
@@ -266,6 +271,45 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 		return nil, withHint(fmt.Errorf("database %s: %w", db.DB, fs.ErrNotExist), noLogHint(o.cmd))
 	}
 	return l, err
+}
+
+// stopSignals returns a context that ends on SIGINT or SIGTERM, when sumd
+// serve drains and stops (exit 0). SIGHUP's default action would kill sumd
+// without draining requests or saving the status history, so it is caught
+// too. On a terminal it means the terminal closed: stop as for SIGTERM.
+// Otherwise it comes from an operator or a tool expecting a reload (a
+// logrotate or certbot hook, systemctl kill -s HUP); stopping would leave a
+// unit with Restart=on-failure down, and there is nothing to reload
+// (certificates, token and credential files are read again when they
+// change), so sumd logs that and carries on.
+func stopSignals(stderr io.Writer, logger *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	onTerminal := isTerminal(stderr)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP && !onTerminal {
+					logger.Info("SIGHUP: nothing to reload (TLS certificates, tokens and credential files are read again when they change); sumd carries on: stop it with SIGTERM")
+					continue
+				}
+				logger.Info("stopping", "signal", sig.String())
+				cancel()
+				return
+			}
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // noLogHint is the hint for a database without a log, opened by cmd: the

@@ -94,15 +94,52 @@ func TestServeStopsWhenAPartDies(t *testing.T) {
 	}
 }
 
-// TestServeSIGHUP: SIGHUP stops sumd serve gracefully, as SIGTERM does
-// (its default action killed the process without draining requests or
-// saving the status history).
+// TestServeSIGHUP: a SIGHUP not from a closing terminal (a logrotate or
+// certbot hook, systemctl kill -s HUP) is logged and ignored: stopping
+// would leave a unit with Restart=on-failure down, and there is nothing to
+// reload. The server still answers, and SIGTERM then stops it cleanly.
 func TestServeSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
 	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"))
-	s.stopWith(syscall.SIGHUP)
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the SIGHUP log line", func() bool { return strings.Contains(s.stderr.String(), "SIGHUP: nothing to reload") })
+	if got := get(t, s.url+"/healthz"); !strings.HasPrefix(got, "ok") {
+		t.Errorf("/healthz after SIGHUP = %q", got)
+	}
+	if strings.Contains(s.stderr.String(), "shutting down") {
+		t.Errorf("SIGHUP started a shutdown:\n%s", s.stderr)
+	}
+	s.stop()
 	if !strings.Contains(s.stderr.String(), "shutting down") {
-		t.Errorf("no graceful shutdown in the log:\n%s", s.stderr)
+		t.Errorf("no graceful shutdown on SIGTERM in the log:\n%s", s.stderr)
+	}
+}
+
+// TestServeCreateLeftOn: -create on a database that exists is warned
+// about at every start (left on in a unit or a container's command, it
+// would replace a database missing one day by a new, empty log); the first
+// start that creates the log is not.
+func TestServeCreateLeftOn(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	args := []string{"-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key")}
+	const warning = "-create is set but the database exists"
+	s := startServer(t, args...)
+	s.stop()
+	if strings.Contains(s.stderr.String(), warning) {
+		t.Errorf("the first start, which created the log, warned:\n%s", s.stderr)
+	}
+	s = startServer(t, args...)
+	s.stop()
+	if !strings.Contains(s.stderr.String(), warning) {
+		t.Errorf("a start with -create on an existing database did not warn:\n%s", s.stderr)
+	}
+	s = startServer(t, args[1:]...)
+	s.stop()
+	if strings.Contains(s.stderr.String(), warning) {
+		t.Errorf("a start without -create warned:\n%s", s.stderr)
 	}
 }

@@ -122,7 +122,7 @@ type Serve struct {
 	Listen          string        `flag:"listen" arg:"HOST:PORT" help:"address to serve HTTP on; :8080 listens on every interface"`
 	TLSCert         string        `flag:"tls-cert" arg:"FILE" help:"PEM certificate chain: serve HTTPS (with -tls-key); both files are read again when they change (a renewal needs no restart; a pair that cannot be loaded keeps the previous certificate, logged); within a week of expiry the server is degraded"`
 	TLSKey          string        `flag:"tls-key" arg:"FILE" help:"PEM private key of -tls-cert"`
-	ShutdownTimeout time.Duration `flag:"shutdown-timeout" help:"how long requests in flight may take to finish after SIGINT or SIGTERM"`
+	ShutdownTimeout time.Duration `flag:"shutdown-timeout" help:"how long requests in flight may take to finish after SIGINT or SIGTERM (SIGHUP is logged and ignored, unless sumd runs on a terminal)"`
 	MaxBatch        int           `flag:"max-batch" help:"most records appended in one group commit"`
 	Cache           int           `flag:"cache-size" arg:"MIB" help:"MiB of memory for the answers that never change, kept ready to serve: full tiles and the records of found versions (the signed tree head is read for every lookup), for the own log and for each mirror served (on Linux a read listener keeps up to twice as much again of full data tiles in memory files, to send them with sendfile); 0: none"`
 	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
