@@ -32,9 +32,10 @@ var ErrOtherLog = errors.New("destination holds another log")
 // dst must hold no log, or an earlier copy of the same log (the same name
 // and kind, and a tree the source's extends, or an unfinished copy), which
 // is brought up to date. Records and tiles are committed in chunks with
-// dst's head unchanged; the signed head comes last, so a copy cut short
-// leaves dst with data beyond its head (or no signed head), which Open
-// refuses, and running it again finishes it. src may be written meanwhile
+// dst's head unchanged; the signed head comes last, once the copy verified
+// in full, so a copy cut short or one that does not verify leaves dst with
+// data beyond its head (or no signed head), which Open refuses; running it
+// again finishes one cut short. src may be written meanwhile
 // (a shared store): the copy ends at the head it read first. A primary src
 // that holds data beyond its signed head (rolled back, or an unfinished
 // copy) is refused with a *BeyondHeadError, as Open refuses it.
@@ -80,15 +81,36 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tr
 			opts.Progress(end, tree.N)
 		}
 	}
+	// The copy is verified in full before it gets the head: once stored,
+	// the head makes dst servable, and Open's default (VerifyTail) would
+	// not see a damaged tile or record in the middle of the tree.
+	if err := verifyCopy(ctx, dst, st, tree, cur.Meta.VKeys); err != nil {
+		return State{}, tlog.Tree{}, fmt.Errorf("the copy does not verify: %w", err)
+	}
 	// The head last: from here on dst serves the copy.
 	err = dst.Commit(ctx, &Batch{Prev: cur.Head, Head: st.Head, Tree: tree, VKeys: st.Meta.VKeys})
 	if err != nil {
 		return State{}, tlog.Tree{}, fmt.Errorf("failed to store the signed head: %w", err)
 	}
-	if err := VerifyStore(ctx, dst, VerifyFull); err != nil {
-		return State{}, tlog.Tree{}, fmt.Errorf("the copy does not verify: %w", err)
-	}
 	return st, tree, nil
+}
+
+// verifyCopy verifies what dst holds, before it holds st's head, as
+// VerifyStore(VerifyFull) would verify it with that head: every tile and
+// record against tree, and (a primary) nothing beyond it. held are the
+// verifier keys dst lists now. A failure is ErrCorrupt.
+func verifyCopy(ctx context.Context, dst Store, st State, tree tlog.Tree, held []string) error {
+	if err := verify(ctx, dst, tree, VerifyFull, !st.Meta.Mirror); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if st.Meta.Mirror {
+		return nil
+	}
+	// dst's Extent names the head dst holds, if any: an earlier copy's,
+	// signed with the keys dst lists (held), and a tree the source's
+	// extends, so no larger bound than tree.
+	openHead := func(h []byte) (tlog.Tree, error) { return openWithVKeys(h, held, true) }
+	return checkExtent(ctx, dst, st.Head, tree, openHead)
 }
 
 // copyStart creates the log in dst, or checks that dst holds an earlier

@@ -150,3 +150,57 @@ func TestCopyMirror(t *testing.T) {
 	defer copied.Close()
 	sameAsOrigin(t, copied, origin, func(int64) bool { return true })
 }
+
+// TestCopyDamagedGetsNoHead copies a source whose tile 0/1 is zeroed (off
+// the root's path and not the last data tile, so only a full verification
+// sees it): Copy fails with ErrCorrupt and the destination gets no signed
+// head, so no Open, however cheap its verification, serves the damage.
+func TestCopyDamagedGetsNoHead(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	src := NewMemStore()
+	l := openMem(t, src, k)
+	growOrigin(t, l, 0, 1024)
+	l.Close()
+	src.tiles[TileID{0, 1}] = make([]byte, 256*32)
+
+	dst := NewMemStore()
+	if _, _, err := Copy(ctx, dst, src, CopyOptions{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Copy of a damaged source = %v, want ErrCorrupt", err)
+	}
+	if st, err := dst.Load(ctx); err != nil || len(st.Head) != 0 {
+		t.Fatalf("after a failed copy the destination holds a %d-byte head (%v), want none", len(st.Head), err)
+	}
+	if c, err := OpenStore(dst, Options{Keys: []*Key{k}, Logger: quietLogger()}); err == nil {
+		c.Close()
+		t.Fatal("the destination of a copy that did not verify opens")
+	}
+}
+
+// TestCopyAfterKeyRotation brings up to date a copy whose head is signed
+// only with the key the source signed with before it added another: the
+// head dst holds is checked with the keys dst lists, not the source's.
+func TestCopyAfterKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	oldKey, newKey := testKey(t, "sum.example.com"), testKey(t, "sum.example.com")
+	src := NewMemStore()
+	l := openMem(t, src, oldKey)
+	growOrigin(t, l, 0, 300)
+	dst := NewMemStore()
+	if _, _, err := Copy(ctx, dst, src, CopyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddKey(ctx, newKey); err != nil {
+		t.Fatal(err)
+	}
+	growOrigin(t, l, 300, 10)
+	l.Close()
+	if _, _, err := Copy(ctx, dst, src, CopyOptions{}); err != nil {
+		t.Fatalf("Copy into a copy made before a key rotation: %v", err)
+	}
+	copied := openMem(t, dst, oldKey, newKey)
+	defer copied.Close()
+	if tree, _ := copied.Tree(ctx); tree.N != 310 {
+		t.Fatalf("copy holds %d records, want 310", tree.N)
+	}
+}
