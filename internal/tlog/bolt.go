@@ -418,7 +418,8 @@ func (b buckets) scanIndexed() (int64, error) {
 // lacks a trustworthy one (see indexed): the scan, once, when the log is
 // opened for writing, rather than at every open. Open calls it once the
 // file passed its checks (format, head, nothing beyond the head), and
-// only logs its failure: the value can be computed again at any time.
+// only logs an ErrNotPersisted failure (the value can be computed again at
+// any time); any other is a commit in doubt, which fails Open.
 func (s *BoltStore) storeIndexed() error {
 	if s.db.IsReadOnly() {
 		return nil

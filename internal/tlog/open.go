@@ -56,8 +56,15 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 			return err
 		}
 		if bs, ok := l.store.(*BoltStore); ok {
-			if err := bs.storeIndexed(); err != nil {
+			// A write refused before it wrote (a low disk) costs only a
+			// scan at the next open. Any other failure may have left a
+			// commit visible that is not durable (PROTOCOL.md §6): as
+			// for any commit, that is fatal, and reopening decides.
+			err := bs.storeIndexed()
+			if errors.Is(err, ErrNotPersisted) {
 				l.log.Warn("failed to store the index's extent; opening this log will scan its index again", "err", err)
+			} else if err != nil {
+				return fmt.Errorf("failed to store the index's extent: %w", err)
 			}
 		}
 	}
