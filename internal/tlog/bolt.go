@@ -160,9 +160,12 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if timeout <= 0 {
 		timeout = 100 * time.Millisecond
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, InitialMmapSize: initialMmapSize})
+	db, err := openBolt(path, &bbolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, InitialMmapSize: initialMmapSize})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
@@ -180,7 +183,7 @@ func (s *BoltStore) Path() string { return s.db.Path() }
 // Size is the file's size in bytes.
 func (s *BoltStore) Size() (int64, error) {
 	var n int64
-	err := s.db.View(func(tx *bbolt.Tx) error { n = tx.Size(); return nil })
+	err := s.viewTx(func(tx *bbolt.Tx) error { n = tx.Size(); return nil })
 	return n, err
 }
 
@@ -217,7 +220,7 @@ var errMissingBucket = errors.New("database is missing a bucket: not a sumd log,
 // Opening only the bucket a read needs is a quarter of the bucket lookups
 // of openBuckets, which the hot reads (lookups, tiles) feel.
 func (s *BoltStore) viewBucket(name []byte, f func(*bbolt.Bucket) error) error {
-	return s.db.View(func(tx *bbolt.Tx) error {
+	return s.viewTx(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(name)
 		if b == nil {
 			if tx.Bucket(bucketMeta) == nil {
@@ -230,7 +233,7 @@ func (s *BoltStore) viewBucket(name []byte, f func(*bbolt.Bucket) error) error {
 }
 
 func (s *BoltStore) view(f func(buckets) error) error {
-	return s.db.View(func(tx *bbolt.Tx) error {
+	return s.viewTx(func(tx *bbolt.Tx) error {
 		b, err := openBuckets(tx)
 		if err != nil {
 			return err
@@ -433,7 +436,7 @@ func (s *BoltStore) storeIndexed() error {
 		return len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < records
 	}
 	var isStale bool
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.viewTx(func(tx *bbolt.Tx) error {
 		if b, err := openBuckets(tx); err == nil { // not a sumd log (yet): nothing to do
 			isStale = stale(b)
 		}
@@ -601,7 +604,7 @@ func (s *BoltStore) Extent(ctx context.Context) (Extent, error) {
 // Aux reads an auxiliary value.
 func (s *BoltStore) Aux(ctx context.Context, key string) ([]byte, error) {
 	var v []byte
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.viewTx(func(tx *bbolt.Tx) error {
 		if b := tx.Bucket(bucketAux); b != nil {
 			v = bytes.Clone(b.Get([]byte(key)))
 		}
