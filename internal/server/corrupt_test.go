@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/mod/module"
+
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -64,5 +66,78 @@ func TestCorruptRecordServes500(t *testing.T) {
 	}
 	if code, body := get("/lookup/example.com/m@v1.0.11"); code != http.StatusOK || !strings.Contains(body, "v1.0.11 "+h) {
 		t.Errorf("GET /lookup of record 11 = %d %q; want it served", code, body)
+	}
+}
+
+// TestWrongIndexServes500: an index entry naming another version's record
+// (a damaged or edited database; the record itself sound) made /lookup
+// serve that record for the version asked. It is answered 500 "internal
+// error", without the other record; the versions indexed right still are.
+func TestWrongIndexServes500(t *testing.T) {
+	skey, _, err := tlog.GenerateKey("corrupt.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := tlog.NewMemStore()
+	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	h := "h1:" + strings.Repeat("A", 43) + "="
+	recs := make([]gosum.Record, 20)
+	for i := range recs {
+		recs[i] = gosum.Record{Path: "example.com/m", Version: "v1.0." + strconv.Itoa(i), Hash: h, GoMod: h}
+	}
+	if _, err := l.Add(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	s.SetIndex("example.com/other@v1.0.0", 10)
+	s.SetIndex("example.com/m@v1.0.12", 10)
+
+	srv := httptest.NewServer(New(k.Name(), l, Options{Logger: quiet}))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, path := range []string{"/lookup/example.com/other@v1.0.0", "/lookup/example.com/m@v1.0.12"} {
+		if code, body := get(path); code != http.StatusInternalServerError || strings.Contains(body, "v1.0.10") {
+			t.Errorf("GET %s = %d %q; want 500 without record 10", path, code, body)
+		}
+	}
+	if code, body := get("/lookup/example.com/m@v1.0.10"); code != http.StatusOK || !strings.Contains(body, "v1.0.10 "+h) {
+		t.Errorf("GET /lookup of record 10 = %d %q; want it served", code, body)
+	}
+}
+
+// TestIsRecordOf: a record is a version's only if its first line names
+// that path and version whole, not a prefix of either.
+func TestIsRecordOf(t *testing.T) {
+	text := []byte("example.com/m v1.0.1 h1:x=\nexample.com/m v1.0.1/go.mod h1:y=\n")
+	for _, tt := range []struct {
+		path, version string
+		want          bool
+	}{
+		{"example.com/m", "v1.0.1", true},
+		{"example.com/m", "v1.0.10", false},
+		{"example.com/m", "v1.0.", false},
+		{"example.com/", "v1.0.1", false},
+		{"example.com/mm", "v1.0.1", false},
+		{"example.com/m v1.0.1", "h1:x=", false},
+	} {
+		if got := isRecordOf(text, module.Version{Path: tt.path, Version: tt.version}); got != tt.want {
+			t.Errorf("isRecordOf(%s@%s) = %v, want %v", tt.path, tt.version, got, tt.want)
+		}
 	}
 }

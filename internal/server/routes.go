@@ -64,7 +64,7 @@ func (s *Server) lookup(ctx context.Context, arg string) (*reply, error) {
 		if err != nil {
 			return nil, notFound(fmt.Errorf("failed to look up %s@%s: %w", m.Path, m.Version, err), noRecord(s.name, m))
 		}
-		msg, err := s.record(ctx, id)
+		msg, err := s.record(ctx, id, m)
 		if err != nil {
 			return nil, err
 		}
@@ -110,9 +110,9 @@ func WriteNoRecord(w http.ResponseWriter, name string, m module.Version) {
 	write(w, http.StatusNotFound, textPlain, cacheNone, []byte(oneLine(noRecord(name, m))+"\n"))
 }
 
-// record reads and formats record id, which Lookup just said exists, so even
-// fs.ErrNotExist is an internal error here.
-func (s *Server) record(ctx context.Context, id int64) ([]byte, error) {
+// record reads and formats record id, which Lookup just said exists for m,
+// so even fs.ErrNotExist is an internal error here.
+func (s *Server) record(ctx context.Context, id int64, m module.Version) ([]byte, error) {
 	records, err := s.ops.ReadRecords(ctx, id, 1)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read record %d: %w", id, err)
@@ -120,11 +120,31 @@ func (s *Server) record(ctx context.Context, id int64) ([]byte, error) {
 	if len(records) != 1 {
 		return nil, fmt.Errorf("ReadRecords(%d, 1) returned %d records", id, len(records))
 	}
+	// The index named id for m: a record of another version means a
+	// damaged or edited index. Reading the record proved it sound, not
+	// that it is m's; one line compared per uncached lookup says that.
+	if !isRecordOf(records[0], m) {
+		line, _, _ := bytes.Cut(records[0], []byte("\n"))
+		return nil, fmt.Errorf("the index names record %d for %s@%s, a record of %q: the database was damaged or changed behind sumd's back", id, m.Path, m.Version, line)
+	}
 	msg, err := tlog.FormatRecord(id, records[0])
 	if err != nil {
 		return nil, fmt.Errorf("failed to format record %d: %w", id, err)
 	}
 	return msg, nil
+}
+
+// isRecordOf reports whether text, a record, is m's: its first line is
+// "<path> <version> h1:…".
+func isRecordOf(text []byte, m module.Version) bool {
+	field := func(s string) bool {
+		ok := len(text) > len(s) && string(text[:len(s)]) == s && text[len(s)] == ' '
+		if ok {
+			text = text[len(s)+1:]
+		}
+		return ok
+	}
+	return field(m.Path) && field(m.Version)
 }
 
 // ParseLookup parses the argument of a lookup, "<escaped path>@<escaped

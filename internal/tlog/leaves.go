@@ -57,3 +57,40 @@ func (l *Log) checkLeaves(ids []int64, texts [][]byte, tile func(TileID) ([]byte
 	}
 	return nil
 }
+
+// A WrongIndexError says the index names, for a module version, a record
+// of another one: the index was damaged or edited behind sumd's back. The
+// record itself may be sound. Like a *CorruptRecordError it fails the
+// request (a 500): serving that record for the version, or comparing a
+// proposed record with it (a false conflict), would be wrong, and the rest
+// of the log is still sound. A full verification (VerifyFull) finds every
+// such entry.
+type WrongIndexError struct {
+	Key string // the module version looked up, path@version
+	ID  int64  // the record its index entry names
+	Has string // the module version that record is of
+}
+
+func (e *WrongIndexError) Error() string {
+	return fmt.Sprintf("the index names record %d for %s, a record of %s: the database was damaged or changed behind sumd's back", e.ID, e.Key, e.Has)
+}
+
+// Is makes it an ErrCorrupt.
+func (e *WrongIndexError) Is(target error) bool { return target == ErrCorrupt }
+
+// checkKeys compares the module version of each record read through the
+// index, texts[i] of id ids[i], with keys[i], the version looked up. A
+// mismatch is logged as corruption, counted, and answered with a
+// *WrongIndexError. A mirror's entry may name an earlier record of the
+// same version (an origin that logged it twice): that is no mismatch.
+func (l *Log) checkKeys(ids []int64, keys []string, texts [][]byte) error {
+	for i, text := range texts {
+		if has, _ := recordKey(text, false); has != keys[i] {
+			cmp.Or(l.log, slog.Default()).Error("an index entry names the record of another module version: the database was damaged or tampered with; it is not served",
+				"key", keys[i], "id", ids[i], "record_of", has)
+			l.metrics.corruptRecord()
+			return &WrongIndexError{Key: keys[i], ID: ids[i], Has: has}
+		}
+	}
+	return nil
+}

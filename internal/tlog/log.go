@@ -345,7 +345,10 @@ func (l *Log) Tree(ctx context.Context) (tlog.Tree, error) {
 }
 
 // Lookup returns the id of the record for m, or an error wrapping
-// fs.ErrNotExist if the published tree has none.
+// fs.ErrNotExist if the published tree has none. It reads the index only:
+// a damaged index entry may name another version's record, so a caller
+// that serves the record checks it is m's (as the server does; Add and
+// Check compare versions themselves, and VerifyFull checks every entry).
 func (l *Log) Lookup(ctx context.Context, m module.Version) (int64, error) {
 	key := m.Path + "@" + m.Version
 	ids, err := l.store.Lookup(ctx, []string{key})

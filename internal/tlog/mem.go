@@ -249,6 +249,14 @@ func (s *MemStore) SetRecord(id int64, text []byte) {
 	s.records[id] = bytes.Clone(text)
 }
 
+// SetIndex points the index entry of key (path@version) at id behind the
+// log's back: for tests of a damaged or edited store.
+func (s *MemStore) SetIndex(key string, id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.index[key] = id
+}
+
 // Aux reads an auxiliary value.
 func (s *MemStore) Aux(ctx context.Context, key string) ([]byte, error) {
 	s.mu.RLock()

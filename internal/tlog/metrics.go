@@ -48,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "sumd", Name: "log_corrupt_records_total",
-			Help: "Records read from the database that did not hash to their leaf in the signed tree (damaged or tampered with), and were not served.",
+			Help: "Records read from the database that did not hash to their leaf in the signed tree, or that the index named for another module version (damaged or tampered with), and were not served.",
 		}),
 	}
 	reg.MustRegister(m.treeSize, m.commits, m.commitSeconds, m.commitRecords, m.pushbacks, m.fatal, m.corrupt)

@@ -137,8 +137,10 @@ type knownRecords map[string]known
 
 // lookupKnown finds, in one store call, the records stored under keys in
 // the tree of size n, each checked against its leaf hash in the level-0
-// tile that tile returns: a changed record must fail the request, not be
-// compared with the proposed one (a false conflict). beyond reports that
+// tile that tile returns, and each of the version looked up: a changed
+// record, or one of another version (a damaged index), must fail the
+// request, not be compared with the proposed one (a false conflict).
+// beyond reports that
 // the index names a record past n for some key: another writer of a
 // shared store recorded it after the published head; it is not in known.
 func (l *Log) lookupKnown(ctx context.Context, keys []string, n int64, tile func(TileID) ([]byte, error)) (_ knownRecords, beyond bool, _ error) {
@@ -169,6 +171,11 @@ func (l *Log) lookupKnown(ctx context.Context, keys []string, n int64, tile func
 		kr[foundKeys[i]] = known{found[i], text}
 	}
 	if err := l.checkLeaves(found, texts, tile); err != nil {
+		return nil, false, err
+	}
+	// A sound record under another version's index entry is no conflict
+	// with the record proposed for this version: the index is damaged.
+	if err := l.checkKeys(found, foundKeys, texts); err != nil {
 		return nil, false, err
 	}
 	return kr, beyond, nil

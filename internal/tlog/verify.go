@@ -22,8 +22,9 @@ const (
 	// tree and a torn tail, in time independent of the log's size.
 	VerifyTail VerifyMode = iota
 	// VerifyFull authenticates every stored tile against the signed root,
-	// re-parses and re-hashes every record against its leaf, and checks the
-	// index entry of every record.
+	// re-parses and re-hashes every record against its leaf, checks the
+	// index entry of every record, and that every index entry names a
+	// record of its module version.
 	VerifyFull
 )
 
@@ -54,7 +55,10 @@ func verify(ctx context.Context, s Store, tree tlog.Tree, mode VerifyMode, dense
 		return nil
 	}
 	if mode == VerifyFull {
-		return verifyFull(ctx, s, tree, dense)
+		if err := verifyFull(ctx, s, tree, dense); err != nil {
+			return err
+		}
+		return verifyIndex(ctx, s, tree.N)
 	}
 	// The last data tile, as it is now.
 	last := tlog.Tile{H: tileHeight, L: 0, N: (tree.N - 1) >> tileHeight, W: tileWidth(TileID{0, (tree.N - 1) >> tileHeight}, tree.N)}
@@ -138,6 +142,44 @@ func verifyRecords(ctx context.Context, s Store, t tlog.Tile, data []byte, dense
 		}
 	}
 	return nil
+}
+
+// verifyIndex checks that every index entry naming a record of the tree of
+// size n names a record of its own module version. verifyRecords checks
+// each record's entry, which misses an extra entry naming another
+// version's record (a damaged or edited index): Lookup would serve that
+// record for the version. A mirror's entry naming an earlier record of
+// the same version passes. Entries beyond n are a mirror's staging or, in
+// a primary, checkExtent's to refuse.
+func verifyIndex(ctx context.Context, s Store, n int64) error {
+	from := ""
+	for {
+		entries, err := s.ScanIndex(ctx, from, MaxScanIndex)
+		if err != nil || len(entries) == 0 {
+			return err
+		}
+		var ids []int64
+		var keys []string
+		for _, e := range entries {
+			if e.ID >= 0 && e.ID < n {
+				ids, keys = append(ids, e.ID), append(keys, e.Path+"@"+e.Version)
+			}
+		}
+		texts, err := s.ReadRecords(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for i, text := range texts {
+			if text == nil {
+				return fmt.Errorf("the index names record %d for %s, which is not stored", ids[i], keys[i])
+			}
+			if has, _ := recordKey(text, false); has != keys[i] {
+				return fmt.Errorf("the index names record %d for %s, a record of %s", ids[i], keys[i], has)
+			}
+		}
+		last := entries[len(entries)-1]
+		from = last.Path + "@" + last.Version + "\x00" // the next key after it
+	}
 }
 
 // recordKey returns the index key of a record. A primary's records are
