@@ -122,6 +122,15 @@ func TestCheckStore(t *testing.T) {
 	if err := VerifyStore(ctx, damaged, VerifyFull); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "record 17") {
 		t.Errorf("VerifyStore of a damaged store = %v", err)
 	}
+	// Only its hashes changed, the version and its index entry as they
+	// were: the leaf hash alone tells.
+	rehashed := s.Clone()
+	r := record(17, 3)
+	r.Hash = fakeHash("another zip")
+	rehashed.records[17] = r.Text()
+	if err := VerifyStore(ctx, rehashed, VerifyFull); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "record 17 does not match its stored hash") {
+		t.Errorf("VerifyStore of a store whose record 17 has other hashes = %v, want ErrCorrupt: record 17 does not match its stored hash", err)
+	}
 	unsigned := s.Clone()
 	unsigned.meta.VKeys = append(unsigned.meta.VKeys, other.VerifierKey())
 	if err := VerifyStore(ctx, unsigned, VerifyFull); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "lacks a signature") {
@@ -162,5 +171,37 @@ func TestSnapshotCanceled(t *testing.T) {
 	}
 	if n := l.store.(*BoltStore).db.Stats().OpenTxN; n != 0 {
 		t.Errorf("%d read transactions left open", n)
+	}
+}
+
+// TestVerifyTail: Open's default verification re-hashes the records of the
+// last data tile, in time independent of the log's size: a record there
+// with other hashes (its version unchanged) is refused; one in an earlier
+// tile is left to VerifyFull.
+func TestVerifyTail(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	s := NewMemStore()
+	l := openMem(t, s, k)
+	growOrigin(t, l, 0, 300)
+	l.Close()
+	rehash := func(id int) *MemStore {
+		c := s.Clone()
+		r := record(id, 3)
+		r.Hash = fakeHash("another zip")
+		c.records[int64(id)] = r.Text()
+		return c
+	}
+	if _, err := OpenStore(rehash(299), Options{Keys: []*Key{k}, Logger: quietLogger()}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "record 299 does not match its stored hash") {
+		t.Errorf("Open (VerifyTail) with record 299, in the last tile, changed = %v, want ErrCorrupt: record 299 does not match its stored hash", err)
+	}
+	early := rehash(100)
+	l, err := OpenStore(early, Options{Keys: []*Key{k}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open (VerifyTail) with record 100, before the last tile, changed = %v, want it opened: the tail check reads the last tile only", err)
+	}
+	l.Close()
+	if err := VerifyStore(ctx, early, VerifyFull); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("VerifyFull with record 100 changed = %v, want ErrCorrupt", err)
 	}
 }
