@@ -251,7 +251,7 @@ func BenchmarkBulkFloor(b *testing.B) {
 		b.Run(map[bool]string{false: "layout=records", true: "layout=tiles"}[perTile], func(b *testing.B) {
 			for b.Loop() {
 				path := filepath.Join(b.TempDir(), "bulk.db")
-				db, err := bbolt.Open(path, 0o600, &bbolt.Options{InitialMmapSize: initialMmapSize})
+				db, err := bbolt.Open(path, 0o600, &bbolt.Options{InitialMmapSize: mmapSize(0)})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -80,20 +80,25 @@ var (
 // as every store before it was.
 const formatVersion = "1"
 
-// initialMmapSize is the address space bbolt maps at open: 8 GiB, about 25
-// million records, on 64-bit systems that map files lazily. bbolt remaps
-// the file whenever it outgrows its mapping, and to do so a commit first
-// copies every page it touched onto the heap and waits for all read
-// transactions to end: growing 330 bytes a record from a small mapping,
-// that is a pause of readers, and a fifth of a bulk import's time. Address
-// space costs nothing until pages are touched; Windows grows the file to
-// the mapping, so it keeps bbolt's default there, as do 32-bit systems.
-var initialMmapSize = func() int {
+// mmapSize is the address space bbolt maps at open for a file of size
+// bytes: twice the file, and at least 8 GiB (about 25 million records), on
+// 64-bit systems that map files lazily. bbolt remaps the file whenever it
+// outgrows its mapping, and to do so a commit first copies every page it
+// touched onto the heap and waits for all read transactions to end, while
+// new ones queue behind it: growing 330 bytes a record from a small
+// mapping, that is a pause of readers, and a fifth of a bulk import's
+// time; and an online backup holds a read transaction for as long as it
+// writes (Snapshot), so a remap during one stops the server until the
+// backup ends. Mapping twice the file puts the next remap after the file
+// has doubled since it was opened. Address space costs nothing until pages
+// are touched; Windows grows the file to the mapping, so it keeps bbolt's
+// default there (0), as do 32-bit systems.
+func mmapSize(size int64) int {
 	if runtime.GOOS == "windows" || strconv.IntSize < 64 {
 		return 0
 	}
-	return 8 << 30
-}()
+	return int(max(8<<30, 2*size))
+}
 
 // MaxAuxSize caps one auxiliary value.
 const MaxAuxSize = 64 << 20
@@ -160,7 +165,11 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if timeout <= 0 {
 		timeout = 100 * time.Millisecond
 	}
-	db, err := openBolt(path, &bbolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, InitialMmapSize: initialMmapSize})
+	var size int64
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	}
+	db, err := openBolt(path, &bbolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, InitialMmapSize: mmapSize(size)})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
 	}

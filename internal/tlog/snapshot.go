@@ -88,6 +88,14 @@ func (l *Log) Snapshot(ctx context.Context) (Snapshot, error) {
 
 // Snapshot starts a read transaction: bbolt's Tx.WriteTo copies the
 // database as that transaction sees it while writers go on.
+//
+// The limit: a commit that needs a larger mapping of the file waits for
+// every read transaction to end, this one included, and every new read
+// waits behind it, so the server stops answering until the snapshot is
+// closed. OpenBolt maps twice the file's size at open (mmapSize), so that
+// comes only once the file has doubled since the server started; a server
+// whose file grows that much between restarts should take its backups
+// soon after one.
 func (s *BoltStore) Snapshot(ctx context.Context) (Snapshot, error) {
 	tx, err := s.db.Begin(false)
 	if err != nil {

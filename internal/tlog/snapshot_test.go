@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -203,5 +205,28 @@ func TestVerifyTail(t *testing.T) {
 	l.Close()
 	if err := VerifyStore(ctx, early, VerifyFull); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("VerifyFull with record 100 changed = %v, want ErrCorrupt", err)
+	}
+}
+
+// TestMmapSize: the mapping bbolt starts with is twice the file, and at
+// least 8 GiB, so that a commit needs a larger one (and waits for every
+// read, a backup's snapshot among them) only once the file has doubled
+// since it was opened. Windows and 32-bit systems keep bbolt's default.
+func TestMmapSize(t *testing.T) {
+	const gib = 1 << 30
+	for _, tt := range []struct{ file, want int64 }{
+		{0, 8 * gib},
+		{1 << 20, 8 * gib},
+		{4 * gib, 8 * gib},
+		{5 * gib, 10 * gib},
+		{100 * gib, 200 * gib},
+	} {
+		want := int(tt.want)
+		if runtime.GOOS == "windows" || strconv.IntSize < 64 {
+			want = 0
+		}
+		if got := mmapSize(tt.file); got != want {
+			t.Errorf("mmapSize(%d) = %d, want %d", tt.file, got, want)
+		}
 	}
 }
