@@ -83,7 +83,7 @@ func TestSlowSyncChild(t *testing.T) {
 	}
 	size := func(head []byte) int64 {
 		text, _, _ := bytes.Cut(head, []byte("\n\n"))
-		tree, err := tlog.ParseTree(append(text, '\n'))
+		tree, err := tlog.ParseTree(append(text[:len(text):len(text)], '\n')) // text is the published head's memory
 		if err != nil {
 			panic(err)
 		}

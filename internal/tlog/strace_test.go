@@ -400,7 +400,7 @@ func TestFaultChild(t *testing.T) {
 			}
 			last = head
 			text, _, _ := bytes.Cut(head, []byte("\n\n"))
-			tree, err := tlog.ParseTree(append(text, '\n'))
+			tree, err := tlog.ParseTree(append(text[:len(text):len(text)], '\n')) // text is the published head's memory
 			if err != nil {
 				panic(err)
 			}
