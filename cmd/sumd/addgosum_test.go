@@ -30,6 +30,7 @@ func TestAddGoSumFIFO(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sumdBin, "add", "-create", "-db", filepath.Join(dir, "s.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"), "-gosum", fifo)
+	cmd.Env = childEnv(t)
 	out, err := cmd.CombinedOutput()
 	if statusOf(err) != 1 || !strings.Contains(string(out), "sumd: error: "+fifo+" is a named pipe (FIFO), not a go.sum file") {
 		t.Errorf("sumd add -gosum FIFO: %v\n%s\nwant exit 1 and an error naming the pipe", err, out)
@@ -57,7 +58,7 @@ func TestAddGoSumInterrupted(t *testing.T) {
 	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
 	file := writeFile(t, filepath.Join(dir, "go.sum"), verifyRecord("interrupted", 1).Text())
 	var stderr bytes.Buffer
-	cmd := exec.Command(sumdBin, "add", "-server", srv.URL, "-token-file", token, "-gosum", file)
+	cmd := sumdCommand(t, "add", "-server", srv.URL, "-token-file", token, "-gosum", file)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ func TestAddWhileServing(t *testing.T) {
 	sumd(t, "add", "-db", db, "-key", key, "-create", "example.com/m@v1.0.0", mod)
 	startServer(t, "-db", db, "-key", key)
 
-	_, errOut, err := sumdRun("add", "-db", db, "-key", key, "example.com/m@v1.0.1", mod)
+	_, errOut, err := sumdRun(t, "add", "-db", db, "-key", key, "example.com/m@v1.0.1", mod)
 	if err == nil {
 		t.Fatal("sumd add succeeded on a database sumd serve holds")
 	}
@@ -46,7 +46,7 @@ func TestPostgresUnreachable(t *testing.T) {
 		{"key", "rotate", "-db", url, "-key", filepath.Join(dir, "keys", e2eName+".key"), "-new-key", filepath.Join(dir, "new.key")},
 		{"serve", "-listen", "127.0.0.1:0", "-db", url, "-key", filepath.Join(dir, "keys", e2eName+".key")},
 	} {
-		_, errOut, err := sumdRun(args...)
+		_, errOut, err := sumdRun(t, args...)
 		if err == nil || !strings.Contains(errOut, "sumd: error: database postgres://sumd:xxxxx@127.0.0.1:1/sumd?connect_timeout=5: the checksum database's storage is unavailable; try again shortly\n\tcause: ") ||
 			!strings.Contains(errOut, "127.0.0.1") || !strings.Contains(errOut, "connection refused") || !strings.HasSuffix(errOut, want) {
 			t.Errorf("sumd %s: %v, stderr:\n%s\nwant the redacted URL, the cause and:\n%s", args[0], err, errOut, want)
@@ -81,7 +81,7 @@ func TestRolledBackDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, errOut, err := sumdRun("add", "-db", db, "-key", key, "example.com/m@v1.0.2", mod)
+	_, errOut, err := sumdRun(t, "add", "-db", db, "-key", key, "example.com/m@v1.0.2", mod)
 	if err == nil {
 		t.Fatal("sumd add succeeded on a rolled-back database")
 	}
@@ -95,7 +95,7 @@ func TestRolledBackDatabase(t *testing.T) {
 		{"backup", "-db", db, "-o", filepath.Join(dir, "backup.db")},
 		{"copy", "-from", db, "-to", filepath.Join(dir, "copy.db")},
 	} {
-		_, errOut, err := sumdRun(args...)
+		_, errOut, err := sumdRun(t, args...)
 		if err == nil || !strings.Contains(errOut, "holds data beyond its signed tree of 1 records") || !strings.Contains(errOut, "do NOT restart sumd on this database") ||
 			strings.Contains(errOut, "run the backup again") {
 			t.Errorf("sumd %s of a rolled-back database: %v\n%s\nwant it refused with the hint not to restart", args[0], err, errOut)

@@ -158,7 +158,7 @@ func (r *crashRig) command() (*exec.Cmd, *testlog.Buffer) {
 	if !r.created {
 		args = append(args, "-create")
 	}
-	cmd := exec.Command(sumdBin, args...)
+	cmd := sumdCommand(r.t, args...)
 	stderr := new(testlog.Buffer)
 	cmd.Stderr = stderr
 	return cmd, stderr
@@ -385,7 +385,7 @@ func (r *crashRig) check(s *crashServer) {
 			r.t.Errorf("a client saw tree %d with root %s; the restarted log's tree %d has %s (%v)", n, root, n, h, err)
 		}
 	}
-	out, errOut, err := sumdRun("verify", "-url", s.url, "-key", r.vkeyFile, "-state", r.state, "-full")
+	out, errOut, err := sumdRun(r.t, "verify", "-url", s.url, "-key", r.vkeyFile, "-state", r.state, "-full")
 	r.verifies++
 	if err != nil {
 		r.forks++

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -105,25 +103,6 @@ func (a *accessSite) get(t *testing.T, path, user string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// sumdEnv runs sumd with extra environment and returns its output and
-// exit status.
-func sumdEnv(t *testing.T, env []string, args ...string) (string, string, int) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(sumdBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	code := 0
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return stdout.String(), stderr.String(), code
-}
-
 // TestGoCommandAuth is the proof of authenticated reads with the real go
 // command: over HTTPS with credentials from NETRC it verifies downloads,
 // directly and through GOPROXY discovery, and without them it fails naming
@@ -208,31 +187,31 @@ func TestGoCommandAuth(t *testing.T) {
 		env := []string{"SSL_CERT_FILE=" + a.ca.File, "NETRC=" + dev}
 		// sumd verify with the reader's .netrc: the signed head and hash
 		// tiles are a reader's; -full reads data tiles, an auditor's.
-		if out, errOut, code := sumdEnv(t, env, "verify", "-url", a.s.url, "-key", a.vkey); code != 0 {
+		if out, errOut, code := sumdCode(t, env, "verify", "-url", a.s.url, "-key", a.vkey); code != 0 {
 			t.Errorf("verify as a reader: exit %d\n%s%s", code, out, errOut)
 		}
-		out, errOut, code := sumdEnv(t, env, "verify", "-url", a.s.url, "-key", a.vkey, "-full")
+		out, errOut, code := sumdCode(t, env, "verify", "-url", a.s.url, "-key", a.vkey, "-full")
 		if code != 2 || !strings.Contains(out+errOut, "403 Forbidden: data tiles need the auditor role") || !strings.Contains(errOut, "hint: the server refused these credentials") {
 			t.Errorf("verify -full as a reader: exit %d\n%s%s\nwant exit 2 naming the 403", code, out, errOut)
 		}
-		out, errOut, code = sumdEnv(t, env, "verify", "-url", a.s.url, "-key", a.vkey, "-full", "-auth", "basic:auditor:"+a.password(t, "auditor"))
+		out, errOut, code = sumdCode(t, env, "verify", "-url", a.s.url, "-key", a.vkey, "-full", "-auth", "basic:auditor:"+a.password(t, "auditor"))
 		if code != 0 || !strings.Contains(out, "records   ") {
 			t.Errorf("verify -full as an auditor: exit %d\n%s%s", code, out, errOut)
 		}
-		if _, errOut, code := sumdEnv(t, env, "status", "-url", a.s.url); code == 0 || !strings.Contains(errOut, "403") {
+		if _, errOut, code := sumdCode(t, env, "status", "-url", a.s.url); code == 0 || !strings.Contains(errOut, "403") {
 			t.Errorf("status as a reader: exit %d\n%s", code, errOut)
 		}
-		if out, errOut, code := sumdEnv(t, env, "status", "-url", a.s.url, "-auth", "basic:auditor:"+a.password(t, "auditor")); code != 0 || !strings.Contains(out, e2eName) {
+		if out, errOut, code := sumdCode(t, env, "status", "-url", a.s.url, "-auth", "basic:auditor:"+a.password(t, "auditor")); code != 0 || !strings.Contains(out, e2eName) {
 			t.Errorf("status as an auditor: exit %d\n%s%s", code, out, errOut)
 		}
 
 		mod := t.TempDir()
 		writeFile(t, filepath.Join(mod, "go.mod"), []byte("module example.com/uploaded\n\ngo 1.21\n"))
 		writeFile(t, filepath.Join(mod, "u.go"), []byte("package uploaded\n"))
-		if _, errOut, code := sumdEnv(t, env, "add", "-server", a.s.url, "example.com/uploaded@v1.0.0", mod); code != 1 || !strings.Contains(errOut, "403") || !strings.Contains(errOut, "hint: these credentials are not an admin's") {
+		if _, errOut, code := sumdCode(t, env, "add", "-server", a.s.url, "example.com/uploaded@v1.0.0", mod); code != 1 || !strings.Contains(errOut, "403") || !strings.Contains(errOut, "hint: these credentials are not an admin's") {
 			t.Errorf("add -server as a reader: exit %d\n%s", code, errOut)
 		}
-		out, errOut, code = sumdEnv(t, env, "add", "-server", a.s.url, "-auth", "basic:boss:"+a.password(t, "boss"), "example.com/uploaded@v1.0.0", mod)
+		out, errOut, code = sumdCode(t, env, "add", "-server", a.s.url, "-auth", "basic:boss:"+a.password(t, "boss"), "example.com/uploaded@v1.0.0", mod)
 		m := regexp.MustCompile(`recorded as record (\d+)`).FindStringSubmatch(out)
 		if code != 0 || m == nil {
 			t.Fatalf("add -server as an admin: exit %d\n%s%s", code, out, errOut)

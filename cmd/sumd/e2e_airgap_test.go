@@ -63,7 +63,7 @@ func TestMirrorBundles(t *testing.T) {
 		"truncated": data[:len(data)*2/3],
 	} {
 		f := writeFile(t, filepath.Join(t.TempDir(), name+".bundle"), bad)
-		_, errOut, err := sumdRun("mirror", "import", "-mirror", inside, f)
+		_, errOut, err := sumdRun(t, "mirror", "import", "-mirror", inside, f)
 		if statusOf(err) != 1 || !strings.Contains(errOut, "sumd: error: "+f+": ") || !strings.Contains(errOut, "the mirror serves tree 305") || !strings.Contains(errOut, "-since 305") {
 			t.Errorf("import of a %s bundle: exit %d\n%s", name, statusOf(err), errOut)
 		}
@@ -72,7 +72,7 @@ func TestMirrorBundles(t *testing.T) {
 		}
 		// Into a new mirror: no database is left behind.
 		fresh := filepath.Join(t.TempDir(), "fresh.db")
-		if _, _, err := sumdRun("mirror", "import", "-mirror", fresh, "-origin-key", e.vkey, f); statusOf(err) != 1 {
+		if _, _, err := sumdRun(t, "mirror", "import", "-mirror", fresh, "-origin-key", e.vkey, f); statusOf(err) != 1 {
 			t.Errorf("import of a %s bundle into a new mirror: exit %d", name, statusOf(err))
 		}
 		if _, err := os.Stat(fresh); !errors.Is(err, fs.ErrNotExist) {
@@ -93,7 +93,9 @@ func TestMirrorBundles(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	combined, err := exec.CommandContext(ctx, sumdBin, "mirror", "import", "-mirror", inside, fifo).CombinedOutput()
+	cmd := exec.CommandContext(ctx, sumdBin, "mirror", "import", "-mirror", inside, fifo)
+	cmd.Env = childEnv(t)
+	combined, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(combined), "tree 355 (was 305)") {
 		t.Fatalf("incremental import through a FIFO: %v\n%s", err, combined)
 	}

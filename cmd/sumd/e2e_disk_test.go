@@ -72,7 +72,7 @@ func TestGoCommandDiskFull(t *testing.T) {
 	if strings.Contains(out, dir) {
 		t.Errorf("the go command's error names a path of the server:\n%s", out)
 	}
-	_, errOut, err := sumdRun("add", "-server", s.url, "-token-file", token, "-gosum",
+	_, errOut, err := sumdRun(t, "add", "-server", s.url, "-token-file", token, "-gosum",
 		writeFile(t, filepath.Join(dir, "go.sum"), goSumFile(t, filepath.Join(dir, "proxy"), special[1:2])))
 	if err == nil || !strings.Contains(errOut, "503") || !strings.Contains(errOut, "disk is nearly full") {
 		t.Errorf("sumd add -server on a full disk: %v\n%s\nwant a 503 saying the disk is nearly full", err, errOut)

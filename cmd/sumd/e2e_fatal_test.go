@@ -18,8 +18,10 @@ import (
 // cannot tell whether it was stored.
 func failingSync(t *testing.T, args ...string) *exec.Cmd {
 	strace := testenv.LookPath(t, "strace")
-	return exec.Command(strace, append([]string{"-f", "-qq", "-o", "/dev/null",
+	cmd := exec.Command(strace, append([]string{"-f", "-qq", "-o", "/dev/null",
 		"-e", "trace=fdatasync", "-e", "inject=fdatasync:error=EIO", sumdBin}, args...)...)
+	cmd.Env = childEnv(t)
+	return cmd
 }
 
 // TestFatalStorage: when a commit fails in a way that leaves unknown
@@ -71,7 +73,7 @@ func TestFatalStorage(t *testing.T) {
 		if m == nil {
 			t.Fatalf("sumd serve printed %q; stderr:\n%s", line, stderr)
 		}
-		if _, errOut, err := sumdRun("add", "-server", m[2], "-token-file", token, "example.com/c@v1.0.0", mod("c")); err == nil {
+		if _, errOut, err := sumdRun(t, "add", "-server", m[2], "-token-file", token, "example.com/c@v1.0.0", mod("c")); err == nil {
 			t.Fatalf("upload through a failing disk succeeded:\n%s", errOut)
 		}
 		done := make(chan error, 1)

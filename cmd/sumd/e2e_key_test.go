@@ -43,7 +43,7 @@ func TestGoCommandKeyRotation(t *testing.T) {
 	if !strings.HasPrefix(newVKey, e2eName+"+") || newVKey == oldVKey {
 		t.Fatalf("key rotate printed %q, want a new verifier key for %s", newVKey, e2eName)
 	}
-	if _, errOut, err := sumdRun("serve", "-listen", "127.0.0.1:0", "-db", db, "-key", oldKey); err == nil || !strings.Contains(errOut, "whose private key was not given") {
+	if _, errOut, err := sumdRun(t, "serve", "-listen", "127.0.0.1:0", "-db", db, "-key", oldKey); err == nil || !strings.Contains(errOut, "whose private key was not given") {
 		t.Fatalf("serve with only the old key during a rotation: %v\n%s", err, errOut)
 	}
 	sumd(t, "add", "-db", db, "-key", oldKey+","+newKey, "-gosum",

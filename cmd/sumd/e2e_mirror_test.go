@@ -92,7 +92,7 @@ func TestMirrorSumGolangOrg(t *testing.T) {
 	// Without -origin-key a new mirror of sum.golang.org (an origin whose
 	// path ends in /sumdb/sum.golang.org, as through a proxy) trusts only
 	// the real key, which never signed the stand-in.
-	_, errOut, err := sumdRun("mirror", "-mirror", filepath.Join(dir, "refused.db"), "-origin", origin.url+"/sumdb/sum.golang.org")
+	_, errOut, err := sumdRun(t, "mirror", "-mirror", filepath.Join(dir, "refused.db"), "-origin", origin.url+"/sumdb/sum.golang.org")
 	if code := statusOf(err); code != 1 || !strings.Contains(errOut, "SECURITY") || !strings.Contains(errOut, "sum.golang.org+033de0ae") {
 		t.Fatalf("mirror of the stand-in with the built-in key: exit %d\n%s", code, errOut)
 	}
@@ -160,7 +160,7 @@ func TestMirrorRefusesCLI(t *testing.T) {
 	// A new mirror of another origin without -origin-key is refused before
 	// anything is made: it used to take sum.golang.org's key and make a
 	// mirror of sum.golang.org, which the run with the right key refused.
-	_, errOut, err := sumdRun("mirror", "-mirror", db, "-origin", origin.URL)
+	_, errOut, err := sumdRun(t, "mirror", "-mirror", db, "-origin", origin.URL)
 	if code := statusOf(err); code != 2 || !strings.Contains(errOut, "hint: give -origin-key VKEY") {
 		t.Errorf("a new mirror of another origin without -origin-key: exit %d\n%s", code, errOut)
 	}
@@ -171,11 +171,11 @@ func TestMirrorRefusesCLI(t *testing.T) {
 	// this origin) gets the built-in key, which this origin's head fails.
 	// The file it made, a mirror of sum.golang.org, is refused by a run
 	// with the right key; both errors say to delete it.
-	_, errOut, err = sumdRun("mirror", "-mirror", db, "-origin", origin.URL+"/sumdb/sum.golang.org")
+	_, errOut, err = sumdRun(t, "mirror", "-mirror", db, "-origin", origin.URL+"/sumdb/sum.golang.org")
 	if code := statusOf(err); code != 1 || !strings.Contains(errOut, "no -origin-key was given") || !strings.Contains(errOut, "delete "+db) {
 		t.Errorf("a new mirror without -origin-key: exit %d\n%s", code, errOut)
 	}
-	_, errOut, err = sumdRun("mirror", "-mirror", db, "-origin", origin.URL+"/sumdb/sum.golang.org", "-origin-key", vkey)
+	_, errOut, err = sumdRun(t, "mirror", "-mirror", db, "-origin", origin.URL+"/sumdb/sum.golang.org", "-origin-key", vkey)
 	if code := statusOf(err); code == 0 || !strings.Contains(errOut, db+" is a mirror of sum.golang.org that holds no head yet") {
 		t.Errorf("the right key on the mirror made without one: exit %d\n%s", code, errOut)
 	}
@@ -223,7 +223,7 @@ func TestMirrorRefusesCLI(t *testing.T) {
 		}), "unverified"},
 	} {
 		mode = tc.h
-		_, errOut, err := sumdRun("mirror", "-mirror", db)
+		_, errOut, err := sumdRun(t, "mirror", "-mirror", db)
 		if code := statusOf(err); code != 1 || !strings.Contains(errOut, "SECURITY") || !strings.Contains(errOut, "kind="+tc.kind) ||
 			!strings.Contains(errOut, "held_head=") || !strings.Contains(errOut, "offered_head=") {
 			t.Errorf("%s: sumd mirror exited %d\n%s", tc.name, code, errOut)
@@ -235,7 +235,7 @@ func TestMirrorRefusesCLI(t *testing.T) {
 	// A replica lagging behind a load balancer serves an older head, a
 	// prefix of the mirror's: a transient failure (exit 2), not SECURITY.
 	mode = rewrite(func(p string) bool { return p == "/latest" }, func([]byte) []byte { return oldHead })
-	_, errOut, err = sumdRun("mirror", "-mirror", db)
+	_, errOut, err = sumdRun(t, "mirror", "-mirror", db)
 	if code := statusOf(err); code != 2 || strings.Contains(errOut, "SECURITY") ||
 		!strings.Contains(errOut, "is behind the mirror (tree 300 < 500): a lagging replica?") || !strings.Contains(errOut, "hint: ") {
 		t.Errorf("a lagging replica: sumd mirror exited %d\n%s", code, errOut)
@@ -395,7 +395,7 @@ func TestMirrorSIGKILL(t *testing.T) {
 			}
 			wait = max(wait/2, 10)
 		}
-		cmd := exec.Command(sumdBin, args...)
+		cmd := sumdCommand(t, args...)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -456,7 +456,7 @@ func TestMirrorAuth(t *testing.T) {
 		{"none", "the server needs credentials"},
 		{"bearer:" + reader, "the server refused these credentials: a mirror reads data tiles, which need an auditor's"},
 	} {
-		_, errOut, err := sumdRun("mirror", "-mirror", mdb, "-origin", p.url, "-origin-key", vkey, "-auth", tc.auth)
+		_, errOut, err := sumdRun(t, "mirror", "-mirror", mdb, "-origin", p.url, "-origin-key", vkey, "-auth", tc.auth)
 		if statusOf(err) != 2 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("sumd mirror -auth %s: exit %d\n%s", tc.auth, statusOf(err), errOut)
 		}

@@ -59,7 +59,7 @@ func TestOutputNeverReplaces(t *testing.T) {
 	}
 	refused := func(want string, args ...string) {
 		t.Helper()
-		_, errOut, err := sumdRun(args...)
+		_, errOut, err := sumdRun(t, args...)
 		if statusOf(err) != 2 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "hint: -o names a new file") {
 			t.Errorf("sumd %s: exit %d\n%s\nwant 2, %q and a hint", strings.Join(args, " "), statusOf(err), errOut, want)
 		}

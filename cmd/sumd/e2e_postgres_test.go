@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -68,7 +67,7 @@ func (e *pgLog) serveTogether(t *testing.T, n int, extra ...string) []*sumdServe
 	servers := make([]*sumdServer, n)
 	outs := make([]io.Reader, n)
 	for i := range servers {
-		s := &sumdServer{t: t, stderr: new(testlog.Buffer), cmd: exec.Command(sumdBin, args...)}
+		s := &sumdServer{t: t, stderr: new(testlog.Buffer), cmd: sumdCommand(t, args...)}
 		s.cmd.Stderr = s.stderr
 		out, err := s.cmd.StdoutPipe()
 		if err == nil {
@@ -409,7 +408,7 @@ func TestPostgresRestart(t *testing.T) {
 				t.Errorf("/latest with the database down (%s) for longer than -max-head-age: %d, want 503", mode, r.status)
 			}
 			// What the documented alert and the image's health check read.
-			if out, _, err := sumdRun("status", "-url", s.url); err == nil || !strings.Contains(out, ": UNAVAILABLE\n") ||
+			if out, _, err := sumdRun(t, "status", "-url", s.url); err == nil || !strings.Contains(out, ": UNAVAILABLE\n") ||
 				!strings.Contains(out, "the published head was last confirmed against the store") {
 				t.Errorf("sumd status with the database down (%s): %v\n%s; want UNAVAILABLE and a failure", mode, err, out)
 			}
@@ -523,7 +522,7 @@ func TestPostgresCopy(t *testing.T) {
 	// Another log in the destination: refused, with a hint.
 	other := newPGLog(t, nil)
 	sumd(t, "add", "-db", other.db, "-key", other.key, "-create", "-gosum", writeFile(t, filepath.Join(e.dir, "one.sum"), goSumFile(t, e.proxyDir, special[:1])))
-	_, errOut, err := sumdRun("copy", "-from", back, "-to", other.db)
+	_, errOut, err := sumdRun(t, "copy", "-from", back, "-to", other.db)
 	if err == nil || !strings.Contains(errOut, "destination holds another log") || !strings.Contains(errOut, "hint: copy into an empty database") {
 		t.Fatalf("sumd copy into another log: %v\n%s", err, errOut)
 	}

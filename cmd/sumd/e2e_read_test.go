@@ -43,7 +43,7 @@ func TestGoCommandReadListener(t *testing.T) {
 		// An auditor reads every record from the data tiles, the full one
 		// sent with sendfile from a memory file on Linux, and rebuilds the
 		// signed tree from them: the bytes are the log's.
-		out, errOut, err := sumdRun("verify", "-url", read, "-key", e.vkey, "-full")
+		out, errOut, err := sumdRun(t, "verify", "-url", read, "-key", e.vkey, "-full")
 		if err != nil {
 			t.Fatalf("sumd verify -full through the read listener: %v\n%s\n%s", err, out, errOut)
 		}

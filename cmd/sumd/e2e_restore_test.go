@@ -168,7 +168,7 @@ func TestBackupCLI(t *testing.T) {
 		t.Errorf("backup file has mode %v; want 0600, as the database's (it holds the same private records)", fi.Mode().Perm())
 	}
 	missing := filepath.Join(e.dir, "no-such-dir", "b.db")
-	if _, errOut, err := sumdRun("backup", "-server", p.url, "-token-file", token, "-o", missing); statusOf(err) != 1 || !strings.Contains(errOut, "existing directory") {
+	if _, errOut, err := sumdRun(t, "backup", "-server", p.url, "-token-file", token, "-o", missing); statusOf(err) != 1 || !strings.Contains(errOut, "existing directory") {
 		t.Errorf("backup -o into a missing directory: exit %d\n%s\nwant 1 and a hint about -o's directory", statusOf(err), errOut)
 	}
 	if got := sumd(t, "backup", "verify", "-vkey", e.vkey, out); !strings.Contains(got, "every tile and record verified") {
@@ -176,7 +176,7 @@ func TestBackupCLI(t *testing.T) {
 	}
 	// A wrong -vkey is not a damaged copy: the hint says which is wrong.
 	_, otherVKey, _ := itlog.GenerateKey(e2eName)
-	if _, errOut, err := sumdRun("backup", "verify", "-vkey", otherVKey, out); statusOf(err) != 1 || !strings.Contains(errOut, "check -vkey") || strings.Contains(errOut, "take another backup") {
+	if _, errOut, err := sumdRun(t, "backup", "verify", "-vkey", otherVKey, out); statusOf(err) != 1 || !strings.Contains(errOut, "check -vkey") || strings.Contains(errOut, "take another backup") {
 		t.Errorf("backup verify with another key: exit %d\n%s\nwant 1 and a hint to check -vkey", statusOf(err), errOut)
 	}
 	// A copy cut short (an interrupted cp) is reported, not a crash:
@@ -209,7 +209,7 @@ func TestBackupCLI(t *testing.T) {
 	}
 	t.Logf("backup of a tree of %d records during appends; %d acknowledged before it began", tree.N, len(before))
 
-	_, errOut, err := sumdRun("backup", "-db", e.db, "-o", filepath.Join(e.dir, "offline.db"))
+	_, errOut, err := sumdRun(t, "backup", "-db", e.db, "-o", filepath.Join(e.dir, "offline.db"))
 	if statusOf(err) != 1 || !strings.Contains(errOut, "back it up through it with -server") {
 		t.Errorf("backup -db of a served database: exit %d\n%s", statusOf(err), errOut)
 	}
@@ -232,7 +232,7 @@ func TestBackupCLI(t *testing.T) {
 		data[i] ^= 'A' ^ 'B'
 	}
 	writeFile(t, damaged, data)
-	if _, errOut, err := sumdRun("backup", "verify", damaged); statusOf(err) != 1 || !strings.Contains(errOut, "does not match") {
+	if _, errOut, err := sumdRun(t, "backup", "verify", damaged); statusOf(err) != 1 || !strings.Contains(errOut, "does not match") {
 		t.Errorf("backup verify of a damaged copy: exit %d\n%s", statusOf(err), errOut)
 	}
 }

@@ -83,7 +83,7 @@ func TestGoCommandHTTPS(t *testing.T) {
 		t.Errorf("no log line for the renewed certificate:\n%s", s.stderr)
 	}
 
-	if _, errOut, err := sumdRun("serve", "-db", db, "-key", key, "-tls-cert", certFile, "-tls-key", certFile); err == nil || !strings.Contains(errOut, "failed to load TLS certificate") {
+	if _, errOut, err := sumdRun(t, "serve", "-db", db, "-key", key, "-tls-cert", certFile, "-tls-key", certFile); err == nil || !strings.Contains(errOut, "failed to load TLS certificate") {
 		t.Errorf("serve with a wrong TLS key: %v\n%s", err, errOut)
 	}
 }

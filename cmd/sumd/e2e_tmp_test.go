@@ -118,6 +118,7 @@ func TestTmpDirShared(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	second := exec.CommandContext(ctx, sumdBin, append([]string{"serve", "-listen", "127.0.0.1:0"}, serveArgs("b.db")...)...)
+	second.Env = childEnv(t)
 	out, err := second.CombinedOutput()
 	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "in use by another sumd process") || !strings.Contains(string(out), "give each sumd its own -tmp-dir") {
 		t.Errorf("second sumd serve on the same -tmp-dir: %v\n%s\nwant it refused, saying why", err, out)

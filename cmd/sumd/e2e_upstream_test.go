@@ -65,7 +65,7 @@ func TestGoCommandUpstream(t *testing.T) {
 		writeFile(t, filepath.Join(mod, "go.mod"), []byte("module example.com/uploaded\n\ngo 1.21\n"))
 		writeFile(t, filepath.Join(mod, "u.go"), []byte("package uploaded\n"))
 		bad := writeSecret(t, filepath.Join(dir, "bad.token"), "wrong-token-wrong-token\n")
-		_, errOut, err := sumdRun("add", "-server", s.url, "-token-file", bad, "example.com/uploaded@v1.0.0", mod)
+		_, errOut, err := sumdRun(t, "add", "-server", s.url, "-token-file", bad, "example.com/uploaded@v1.0.0", mod)
 		if err == nil || !strings.Contains(errOut, "401") || !strings.Contains(errOut, "hint: the credentials are missing or wrong") {
 			t.Fatalf("add with a wrong token: %v\n%s", err, errOut)
 		}

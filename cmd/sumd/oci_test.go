@@ -53,8 +53,8 @@ func cosignKeys(t *testing.T, dir string) (priv, pub string) {
 func sumdCode(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	cmd := exec.Command(sumdBin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := sumdCommand(t, args...)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	var ee *exec.ExitError

@@ -119,15 +119,10 @@ func runQuickStart(t *testing.T, listen string, timeout time.Duration) (dir stri
 // cleanEnv is the process environment without GO*, SUMD_* and proxy
 // variables: what a new user's shell may not have.
 func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "GO") || strings.HasPrefix(k, "SUMD_") || strings.HasSuffix(strings.ToUpper(k), "_PROXY") || k == "CGO_ENABLED" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
+	return environWithout(func(k string) bool {
+		return strings.HasPrefix(k, "GO") || strings.HasPrefix(k, "SUMD_") || strings.HasSuffix(strings.ToUpper(k), "_PROXY") ||
+			k == "CGO_ENABLED" || k == "NETRC" || k == "CREDENTIALS_DIRECTORY"
+	})
 }
 
 // goSumLines returns the lines of out that start with prefix.

@@ -28,12 +28,13 @@ func TestScript(t *testing.T) {
 }
 
 // setupScript puts sumd on PATH and isolates the script from the developer's
-// own configuration: HOME is the work directory's, and no SUMD_* variable
-// is set unless the script sets it.
+// own configuration and credentials: HOME is the work directory's, and no
+// SUMD_* variable, NETRC or CREDENTIALS_DIRECTORY is set unless the script
+// sets it.
 func setupScript(env *testscript.Env) error {
 	vars := env.Vars[:0]
 	for _, kv := range env.Vars {
-		if !strings.HasPrefix(kv, "SUMD_") {
+		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "SUMD_") && k != "NETRC" && k != "CREDENTIALS_DIRECTORY" {
 			vars = append(vars, kv)
 		}
 	}

@@ -49,7 +49,7 @@ func countGoSum(t *testing.T, file string) (complete, oneLine int) {
 func TestSeedOwnGoSum(t *testing.T) {
 	complete, oneLine := countGoSum(t, ownGoSum)
 	l := newVerifyLog(t, t.TempDir())
-	out, errOut, err := sumdRun("add", "-create", "-db", l.db, "-key", l.key, "-gosum", ownGoSum)
+	out, errOut, err := sumdRun(t, "add", "-create", "-db", l.db, "-key", l.key, "-gosum", ownGoSum)
 	if err != nil {
 		t.Fatalf("sumd add -gosum go.sum: %v\n%s%s", err, out, errOut)
 	}
@@ -96,7 +96,7 @@ func TestSeedFromUpstream(t *testing.T) {
 	file := writeFile(t, filepath.Join(dir, "go.sum"), sum.Bytes())
 
 	l := newVerifyLog(t, dir)
-	out, errOut, err := sumdRun("add", "-create", "-db", l.db, "-key", l.key, "-gosum", file, "-upstream", proxyURL)
+	out, errOut, err := sumdRun(t, "add", "-create", "-db", l.db, "-key", l.key, "-gosum", file, "-upstream", proxyURL)
 	if err != nil {
 		t.Fatalf("sumd add -gosum -upstream: %v\n%s%s", err, out, errOut)
 	}
@@ -142,13 +142,13 @@ func TestSeedStrictUpstream(t *testing.T) {
 	notCompletable := writeFile(t, filepath.Join(dir, "gone.sum"), sum.Bytes())
 
 	l := newVerifyLog(t, dir)
-	out, errOut, err := sumdRun("add", "-create", "-db", l.db, "-key", l.key, "-strict", "-gosum", notCompletable, "-upstream", proxyURL)
+	out, errOut, err := sumdRun(t, "add", "-create", "-db", l.db, "-key", l.key, "-strict", "-gosum", notCompletable, "-upstream", proxyURL)
 	if err == nil || !strings.Contains(errOut, "1 module version(s) have only one of their two go.sum lines and were not completed from upstream; nothing was added (-strict)") ||
 		!strings.Contains(errOut, notCompletable+":5: example.com/gone@v1.0.0 has only a go.mod line (no zip hash): not completed from upstream") ||
 		strings.Contains(errOut, "add -upstream") || strings.Contains(out, "added ") {
 		t.Fatalf("sumd add -strict -upstream with a version upstream lacks: %v\n%s%s\nwant it refused, naming that version only, adding nothing", err, out, errOut)
 	}
-	out, errOut, err = sumdRun("add", "-db", l.db, "-key", l.key, "-strict", "-gosum", completable, "-upstream", proxyURL)
+	out, errOut, err = sumdRun(t, "add", "-db", l.db, "-key", l.key, "-strict", "-gosum", completable, "-upstream", proxyURL)
 	if err != nil || !strings.Contains(out, "completed 2 of 2 from "+proxyURL) || !strings.Contains(out, "added 3 records, 0 already present (tree size 3)") {
 		t.Errorf("sumd add -strict -upstream with versions upstream completes: %v\n%s%s\nwant 3 records added", err, out, errOut)
 	}
@@ -194,7 +194,7 @@ func TestSeedThroughServer(t *testing.T) {
 	changed.Hash = verifyRecord("other", 1).Hash
 	other.Write(changed.Text())
 	otherFile := writeFile(t, filepath.Join(l.dir, "other.sum"), other.Bytes())
-	out, errOut, err := sumdRun("add", "-server", s.url, "-token-file", token, "-gosum", otherFile)
+	out, errOut, err := sumdRun(t, "add", "-server", s.url, "-token-file", token, "-gosum", otherFile)
 	if err == nil || !strings.Contains(errOut, otherFile+":3: "+r.Key()+" is recorded as record ") ||
 		!strings.Contains(errOut, "sumd: error: 1 module version(s) are recorded with other hashes; nothing was added") {
 		t.Errorf("sumd add -server -gosum of a conflicting file: %v\n%s%s\nwant the conflict at line 3 and nothing added", err, out, errOut)

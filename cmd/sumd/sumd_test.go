@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 // the test if it fails.
 func sumd(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errOut, err := sumdRun(args...)
+	out, errOut, err := sumdRun(t, args...)
 	if err != nil {
 		t.Fatalf("sumd %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
 	}
@@ -61,12 +61,49 @@ func sumd(t *testing.T, args ...string) string {
 }
 
 // sumdRun runs the sumd binary and returns its stdout, stderr and error.
-func sumdRun(args ...string) (string, string, error) {
+func sumdRun(t testing.TB, args ...string) (string, string, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(sumdBin, args...)
+	cmd := sumdCommand(t, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	return stdout.String(), stderr.String(), err
+}
+
+// sumdCommand is the command line that runs sumd with args in the
+// environment childEnv makes.
+func sumdCommand(t testing.TB, args ...string) *exec.Cmd {
+	cmd := exec.Command(sumdBin, args...)
+	cmd.Env = childEnv(t)
+	return cmd
+}
+
+// childEnv is the environment of every sumd process a test starts, then
+// extra (where a variable repeats, the last value wins): the test's own
+// without what configures sumd or hands it credentials on a developer's
+// machine — SUMD_* variables, NETRC, systemd's CREDENTIALS_DIRECTORY — and
+// with an empty HOME and a NETRC under t.TempDir(), so that no ~/.netrc is
+// read either. A test about credentials passes its own NETRC in extra.
+// GO* variables stay: sumd runs no go command, and the go commands the
+// tests run get an environment of their own (testproxy.Go).
+func childEnv(t testing.TB, extra ...string) []string {
+	home := t.TempDir()
+	env := environWithout(func(k string) bool {
+		return strings.HasPrefix(k, "SUMD_") || k == "HOME" || k == "NETRC" || k == "CREDENTIALS_DIRECTORY"
+	})
+	env = append(env, "HOME="+home, "NETRC="+filepath.Join(home, ".netrc"))
+	return append(env, extra...)
+}
+
+// environWithout is the process environment without the variables drop
+// names.
+func environWithout(drop func(key string) bool) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !drop(k) {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // A server is a running `sumd serve`.
@@ -91,13 +128,13 @@ func startServerIn(t *testing.T, dir string, args ...string) *sumdServer {
 	return startServerEnv(t, dir, nil, args...)
 }
 
-// startServerEnv is startServerIn with env added to the environment.
+// startServerEnv is startServerIn with env added to childEnv's.
 func startServerEnv(t *testing.T, dir string, env []string, args ...string) *sumdServer {
 	t.Helper()
 	s := &sumdServer{t: t, stderr: new(testlog.Buffer)}
-	s.cmd = exec.Command(sumdBin, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
+	s.cmd = sumdCommand(t, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
 	s.cmd.Dir = dir
-	s.cmd.Env = append(os.Environ(), env...)
+	s.cmd.Env = append(s.cmd.Env, env...)
 	s.cmd.Stderr = s.stderr
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {

@@ -72,7 +72,7 @@ func verifyRecord(seed string, i int) gosum.Record {
 // verify runs `sumd verify` and returns its output and exit status.
 func verify(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	stdout, stderr, err := sumdRun(append([]string{"verify"}, args...)...)
+	stdout, stderr, err := sumdRun(t, append([]string{"verify"}, args...)...)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()

@@ -22,13 +22,18 @@ func TestBuildVersion(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make build: %v\n%s", err, out)
 	}
-	if out, err := exec.Command(bin, "version").Output(); err != nil || string(out) != "sumd "+v+"\n" {
+	// make build keeps the developer's environment (its go build needs
+	// the build and module caches HOME locates); the binary does not.
+	version := exec.Command(bin, "version")
+	version.Env = childEnv(t)
+	if out, err := version.Output(); err != nil || string(out) != "sumd "+v+"\n" {
 		t.Errorf("sumd version = %q, %v; want %q", out, err, "sumd "+v+"\n")
 	}
 
 	dir := t.TempDir()
 	srv := exec.Command(bin, "serve", "-listen", "127.0.0.1:0")
 	srv.Dir = dir
+	srv.Env = childEnv(t)
 	srv.Stderr = new(testlog.Buffer)
 	stdout, err := srv.StdoutPipe()
 	if err != nil {
