@@ -10,7 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -57,35 +57,38 @@ func (c *spyCompare) compare(hash, password []byte) error {
 }
 
 // TestSharedCheck: a go command's burst of requests with new credentials
-// costs one bcrypt run, which all of them wait for and share.
+// costs one bcrypt run, which all of them wait for and share. It runs in a
+// synctest bubble, where synctest.Wait says when every request waits.
 func TestSharedCheck(t *testing.T) {
-	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
-	spy := newSpyCompare()
-	s.layer.basic.compare = spy.compare
-	const n = 20
-	var wg sync.WaitGroup
-	codes := make([]int, n)
-	for i := range n {
-		wg.Go(func() { codes[i] = s.do("GET", "/tile/8/0/000", basicAuth("reader", readerPass)).Code })
-	}
-	<-spy.started
-	// Let the other requests reach the check: they must join the run, not
-	// queue for their own.
-	time.Sleep(100 * time.Millisecond)
-	close(spy.release)
-	wg.Wait()
-	for i, code := range codes {
-		if code != 200 {
-			t.Errorf("request %d: %d, want 200", i, code)
+	synctest.Test(t, func(t *testing.T) {
+		s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+		spy := newSpyCompare()
+		s.layer.basic.compare = spy.compare
+		const n = 20
+		var wg sync.WaitGroup
+		codes := make([]int, n)
+		for i := range n {
+			wg.Go(func() { codes[i] = s.do("GET", "/tile/8/0/000", basicAuth("reader", readerPass)).Code })
 		}
-	}
-	if runs := spy.runs.Load(); runs != 1 {
-		t.Errorf("%d concurrent requests with the same new credentials ran bcrypt %d times, want once", n, runs)
-	}
-	checks := func(result string) float64 { return counter(t, s.layer.metrics.checks, result) }
-	if v, total := checks("verified"), checks("verified")+checks("shared")+checks("cached"); v != 1 || total != n {
-		t.Errorf("sumd_access_basic_checks_total: %v verified of %v, want 1 of %d", v, total, n)
-	}
+		<-spy.started
+		// Once the other requests wait, they have reached the check: they
+		// must have joined the run, not queued for their own.
+		synctest.Wait()
+		close(spy.release)
+		wg.Wait()
+		for i, code := range codes {
+			if code != 200 {
+				t.Errorf("request %d: %d, want 200", i, code)
+			}
+		}
+		if runs := spy.runs.Load(); runs != 1 {
+			t.Errorf("%d concurrent requests with the same new credentials ran bcrypt %d times, want once", n, runs)
+		}
+		checks := func(result string) float64 { return counter(t, s.layer.metrics.checks, result) }
+		if v, total := checks("verified"), checks("verified")+checks("shared")+checks("cached"); v != 1 || total != n {
+			t.Errorf("sumd_access_basic_checks_total: %v verified of %v, want 1 of %d", v, total, n)
+		}
+	})
 }
 
 // TestGuessesBounded: distinct wrong guesses, which cannot share a run,
@@ -93,67 +96,80 @@ func TestSharedCheck(t *testing.T) {
 // checked.
 func TestGuessesBounded(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
-	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
-	spy := newSpyCompare()
-	s.layer.basic.compare = spy.compare
-	slots := cap(s.layer.basic.slots)
-	const n = 12
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			want(t, "a guess", s.do("GET", "/latest", basicAuth("reader", fmt.Sprint("guess-", i))), 401, "wrong credentials")
-		})
-	}
-	for range slots {
-		<-spy.started
-	}
-	// Give a check beyond the slots the time to start, were it allowed to.
-	time.Sleep(100 * time.Millisecond)
-	close(spy.release)
-	wg.Wait()
-	if most := spy.most.Load(); most != int32(slots) || slots != 3 {
-		t.Errorf("%d bcrypt checks ran at once with %d slots on 4 cores, want 3", most, slots)
-	}
-	if runs := spy.runs.Load(); runs != n {
-		t.Errorf("%d distinct guesses ran bcrypt %d times, want %d", n, runs, n)
-	}
+	testGuessesBounded(t)
+}
+
+func testGuessesBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+		spy := newSpyCompare()
+		s.layer.basic.compare = spy.compare
+		slots := cap(s.layer.basic.slots)
+		const n = 12
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				want(t, "a guess", s.do("GET", "/latest", basicAuth("reader", fmt.Sprint("guess-", i))), 401, "wrong credentials")
+			})
+		}
+		for range slots {
+			<-spy.started
+		}
+		// Wait until every guess waits: one beyond the slots would have
+		// started by then, were it allowed to.
+		synctest.Wait()
+		if most := spy.most.Load(); most != int32(slots) {
+			t.Errorf("%d bcrypt checks ran at once with %d slots", most, slots)
+		}
+		close(spy.release)
+		wg.Wait()
+		if most := spy.most.Load(); most != int32(slots) || slots != 3 {
+			t.Errorf("%d bcrypt checks ran at once with %d slots on 4 cores, want 3", most, slots)
+		}
+		if runs := spy.runs.Load(); runs != n {
+			t.Errorf("%d distinct guesses ran bcrypt %d times, want %d", n, runs, n)
+		}
+	})
 }
 
 // TestSharedCheckLeaderEnds: when the request that started a shared run
 // ends while the run waits for a slot, the requests sharing it do not get
-// its 503: one of them waits again.
+// its 503: one of them waits again. In a synctest bubble, synctest.Wait
+// says when each request waits, so which one leads is certain.
 func TestSharedCheckLeaderEnds(t *testing.T) {
-	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
-	b := s.layer.basic
-	for range cap(b.slots) {
-		b.slots <- struct{}{} // every slot busy
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	led := make(chan *denial)
-	go func() {
-		_, d := b.check(ctx, "reader", readerPass)
-		led <- d
-	}()
-	time.Sleep(50 * time.Millisecond) // the first request leads the run
-	shared := make(chan *denial)
-	go func() {
-		_, d := b.check(context.Background(), "reader", readerPass)
-		shared <- d
-	}()
-	time.Sleep(50 * time.Millisecond) // the second one shares it
-	cancel()
-	if d := <-led; d != errEnded {
-		t.Errorf("the request that ended: %v, want errEnded", d)
-	}
-	for range cap(b.slots) {
-		<-b.slots
-	}
-	if d := <-shared; d != nil {
-		t.Errorf("the request sharing its run: %v, want verified", d.msg)
-	}
-	if v := counter(t, s.layer.metrics.checks, "verified"); v != 1 {
-		t.Errorf("%v verified checks, want 1", v)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+		b := s.layer.basic
+		for range cap(b.slots) {
+			b.slots <- struct{}{} // every slot busy
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		led := make(chan *denial)
+		go func() {
+			_, d := b.check(ctx, "reader", readerPass)
+			led <- d
+		}()
+		synctest.Wait() // the first request leads the run, waiting for a slot
+		shared := make(chan *denial)
+		go func() {
+			_, d := b.check(context.Background(), "reader", readerPass)
+			shared <- d
+		}()
+		synctest.Wait() // the second one shares it
+		cancel()
+		if d := <-led; d != errEnded {
+			t.Errorf("the request that ended: %v, want errEnded", d)
+		}
+		for range cap(b.slots) {
+			<-b.slots
+		}
+		if d := <-shared; d != nil {
+			t.Errorf("the request sharing its run: %v, want verified", d.msg)
+		}
+		if v := counter(t, s.layer.metrics.checks, "verified"); v != 1 {
+			t.Errorf("%v verified checks, want 1", v)
+		}
+	})
 }
 
 // TestUnknownCost: an unknown user name is checked at the bcrypt cost of a
@@ -242,29 +258,34 @@ func TestUnknownCost(t *testing.T) {
 
 // TestDummyHashShared: the first unknown names after a start, all at once,
 // wait for one dummy hash of their cost: made once, not once each beside
-// the bcrypt slots (anonymous work unbounded).
+// the bcrypt slots (anonymous work unbounded). Four cores give three
+// slots, so that several names reach the dummy hash at once (one slot, as
+// on two cores, would make it once whatever the code).
 func TestDummyHashShared(t *testing.T) {
-	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
-	var made atomic.Int32
-	release := make(chan struct{})
-	s.layer.basic.generate = func(password []byte, cost int) ([]byte, error) {
-		made.Add(1)
-		<-release
-		return bcrypt.GenerateFromPassword(password, cost)
-	}
-	const n = 16
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			want(t, "unknown", s.do("GET", "/latest", basicAuth(fmt.Sprint("nobody-", i), "pw")), 401, "wrong credentials")
-		})
-	}
-	time.Sleep(100 * time.Millisecond) // let them all reach the dummy hash
-	close(release)
-	wg.Wait()
-	if m := made.Load(); m != 1 {
-		t.Errorf("%d unknown names at once made %d dummy hashes, want 1", n, m)
-	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	synctest.Test(t, func(t *testing.T) {
+		s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+		var made atomic.Int32
+		release := make(chan struct{})
+		s.layer.basic.generate = func(password []byte, cost int) ([]byte, error) {
+			made.Add(1)
+			<-release
+			return bcrypt.GenerateFromPassword(password, cost)
+		}
+		const n = 16
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				want(t, "unknown", s.do("GET", "/latest", basicAuth(fmt.Sprint("nobody-", i), "pw")), 401, "wrong credentials")
+			})
+		}
+		synctest.Wait() // every one waits: for the dummy hash, or a bcrypt slot
+		close(release)
+		wg.Wait()
+		if m := made.Load(); m != 1 {
+			t.Errorf("%d unknown names at once made %d dummy hashes, want 1", n, m)
+		}
+	})
 }
 
 // TestGuessCostInSlot: choosing the bcrypt cost of a guessed user name
@@ -273,42 +294,44 @@ func TestDummyHashShared(t *testing.T) {
 // guesses cannot run it on every core; and a name longer than any a file
 // may hold is refused without it.
 func TestGuessCostInSlot(t *testing.T) {
-	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
-	b := s.layer.basic
-	var chosen atomic.Int32
-	b.cost = func(f basicFile, user string) int {
-		chosen.Add(1)
-		return b.unknownCost(f, user)
-	}
-	if _, d := b.check(context.Background(), strings.Repeat("u", 12_000), "guess"); d != errWrong || chosen.Load() != 0 {
-		t.Fatalf("a 12,000-byte user name: %v, cost chosen %d times; want refused with none", d, chosen.Load())
-	}
-	for range cap(b.slots) {
-		b.slots <- struct{}{} // every slot busy
-	}
-	const n = 8
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			if _, d := b.check(context.Background(), fmt.Sprint("guess-", i), "guess"); d != errWrong {
-				t.Errorf("guess %d: %v, want wrong credentials", i, d)
-			}
-		})
-	}
-	time.Sleep(100 * time.Millisecond) // the time to choose, were it allowed to
-	if c := chosen.Load(); c != 0 {
-		t.Errorf("%d guesses chose their cost while every bcrypt slot was busy", c)
-	}
-	for range cap(b.slots) {
-		<-b.slots
-	}
-	wg.Wait()
-	if c := chosen.Load(); c != n {
-		t.Errorf("%d guesses chose their cost %d times, want once each", n, c)
-	}
-	// A known user's check chooses it too: its time (one HMAC per user)
-	// must not tell known names from unknown ones.
-	if _, d := b.check(context.Background(), "reader", readerPass); d != nil || chosen.Load() != n+1 {
-		t.Errorf("a known user's first check: %v, cost chosen %d times in all, want verified and %d", d, chosen.Load(), n+1)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+		b := s.layer.basic
+		var chosen atomic.Int32
+		b.cost = func(f basicFile, user string) int {
+			chosen.Add(1)
+			return b.unknownCost(f, user)
+		}
+		if _, d := b.check(context.Background(), strings.Repeat("u", 12_000), "guess"); d != errWrong || chosen.Load() != 0 {
+			t.Fatalf("a 12,000-byte user name: %v, cost chosen %d times; want refused with none", d, chosen.Load())
+		}
+		for range cap(b.slots) {
+			b.slots <- struct{}{} // every slot busy
+		}
+		const n = 8
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				if _, d := b.check(context.Background(), fmt.Sprint("guess-", i), "guess"); d != errWrong {
+					t.Errorf("guess %d: %v, want wrong credentials", i, d)
+				}
+			})
+		}
+		synctest.Wait() // every guess waits: it would have chosen by now, were it allowed to
+		if c := chosen.Load(); c != 0 {
+			t.Errorf("%d guesses chose their cost while every bcrypt slot was busy", c)
+		}
+		for range cap(b.slots) {
+			<-b.slots
+		}
+		wg.Wait()
+		if c := chosen.Load(); c != n {
+			t.Errorf("%d guesses chose their cost %d times, want once each", n, c)
+		}
+		// A known user's check chooses it too: its time (one HMAC per user)
+		// must not tell known names from unknown ones.
+		if _, d := b.check(context.Background(), "reader", readerPass); d != nil || chosen.Load() != n+1 {
+			t.Errorf("a known user's first check: %v, cost chosen %d times in all, want verified and %d", d, chosen.Load(), n+1)
+		}
+	})
 }
