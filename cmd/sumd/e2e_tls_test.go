@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -65,14 +67,19 @@ func TestGoCommandHTTPS(t *testing.T) {
 
 	// A renewed certificate, renamed over the files as cert-manager and
 	// certbot do, is served without a restart, on both listeners, once
-	// the files' second of grace has passed.
+	// the files' second of grace has passed: handshakes (which make sumd
+	// look at the files, at most once a second) until each listener
+	// presents it.
 	newCert, newKey := selfSigned(t, t.TempDir())
+	renewedDER := certDER(t, newCert)
 	for from, to := range map[string]string{newCert: certFile, newKey: keyFile} {
 		if err := os.Rename(from, to); err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(1100 * time.Millisecond)
+	for _, u := range []string{s.url, read[1]} {
+		waitFor(t, "the renewed certificate at "+u, func() bool { return bytes.Equal(servedCert(t, u), renewedDER) })
+	}
 	renewed := testproxy.NewGo(t)
 	renewed.Env = append(renewed.Env, "GOPROXY="+proxyURL, "GOSUMDB="+s.gosumdb, "SSL_CERT_FILE="+certFile)
 	download(t, renewed, special[0])
@@ -86,6 +93,33 @@ func TestGoCommandHTTPS(t *testing.T) {
 	if _, errOut, err := sumdRun(t, "serve", "-db", db, "-key", key, "-tls-cert", certFile, "-tls-key", certFile); err == nil || !strings.Contains(errOut, "failed to load TLS certificate") {
 		t.Errorf("serve with a wrong TLS key: %v\n%s", err, errOut)
 	}
+}
+
+// certDER returns the certificate of a PEM file.
+func certDER(t *testing.T, file string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		t.Fatalf("%s holds no PEM block", file)
+	}
+	return b.Bytes
+}
+
+// servedCert returns the certificate a TLS handshake with the server of
+// URL u presents (unverified: the test compares it).
+func servedCert(t *testing.T, u string) []byte {
+	t.Helper()
+	host := strings.TrimPrefix(u, "https://")
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", host, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("TLS handshake with %s: %v", host, err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Raw
 }
 
 // selfSigned writes a certificate for 127.0.0.1 and its key.
