@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,7 +88,7 @@ func TestCrashLoop(t *testing.T) {
 	s := r.start()
 	r.check(s)
 	r.checkAll(s)
-	s.stop()
+	s.stop(t)
 	t.Logf("%d kills (%d while starting) in %s: %d records acknowledged (%d lookups, %d uploads), %d client-seen heads proved in the restarted log, %d sumd verify runs, %d temporary files left by kills and removed at start; forks: %d, lost records: %d",
 		done, startKills, time.Since(start).Round(time.Second), len(r.acked), r.lookups.Load(), r.uploads.Load(),
 		r.headsChecked, r.verifies, r.orphans, r.forks, r.lost)
@@ -179,7 +179,14 @@ func (r *crashRig) start() *crashServer {
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
+	// Whatever ends the test, the process does not outlive it.
+	r.t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	line, err := startLine(cmd, out)
 	m := gosumdbLine.FindStringSubmatch(strings.TrimSpace(line))
 	if m == nil {
 		cmd.Process.Kill()
@@ -202,9 +209,9 @@ func (r *crashRig) killDuringStart(d time.Duration) {
 }
 
 // stop ends a server with SIGTERM, which must be a clean exit.
-func (s *crashServer) stop() {
-	s.cmd.Process.Signal(os.Interrupt)
-	s.cmd.Wait()
+func (s *crashServer) stop(t testing.TB) {
+	t.Helper()
+	stopCmd(t, s.cmd, syscall.SIGTERM, s.stderr)
 }
 
 // load runs clients against s until it is SIGKILLed, after d.

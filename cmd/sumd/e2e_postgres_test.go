@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -80,7 +79,7 @@ func (e *pgLog) serveTogether(t *testing.T, n int, extra ...string) []*sumdServe
 		servers[i], outs[i] = s, out
 	}
 	for i, s := range servers {
-		line, err := bufio.NewReader(outs[i]).ReadString('\n')
+		line, err := startLine(s.cmd, outs[i])
 		m := gosumdbLine.FindStringSubmatch(strings.TrimSpace(line))
 		if m == nil {
 			t.Fatalf("sumd serve %d printed %q (%v), want a GOSUMDB line; stderr:\n%s", i, line, err, s.stderr)

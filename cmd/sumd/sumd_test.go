@@ -143,7 +143,7 @@ func startServerEnv(t *testing.T, dir string, env []string, args ...string) *sum
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
+	line, err := startLine(s.cmd, out)
 	m := gosumdbLine.FindStringSubmatch(strings.TrimSpace(line))
 	if m == nil {
 		s.cmd.Process.Kill()
@@ -153,6 +153,30 @@ func startServerEnv(t *testing.T, dir string, env []string, args ...string) *sum
 	s.gosumdb, s.url = m[1]+" "+m[2], m[2]
 	t.Cleanup(func() { s.stop() })
 	return s
+}
+
+// startTimeout bounds the wait for a starting sumd serve's first line.
+const startTimeout = time.Minute
+
+// startLine returns the first line cmd prints on out. If none comes within
+// startTimeout it kills cmd (the caller waits for it) and says so.
+func startLine(cmd *exec.Cmd, out io.Reader) (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	read := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(out).ReadString('\n')
+		read <- result{line, err}
+	}()
+	select {
+	case r := <-read:
+		return r.line, r.err
+	case <-time.After(startTimeout):
+		cmd.Process.Kill()
+		return "", fmt.Errorf("nothing printed within %s; killed", startTimeout)
+	}
 }
 
 // stopAndHold stops the server and keeps its port until the test ends,
@@ -185,21 +209,28 @@ func (s *sumdServer) stopAndHold() {
 func (s *sumdServer) stop() { s.stopWith(syscall.SIGTERM) }
 
 // stopWith sends sig and expects a clean exit.
-func (s *sumdServer) stopWith(sig os.Signal) {
-	if s.cmd.ProcessState != nil {
+func (s *sumdServer) stopWith(sig os.Signal) { stopCmd(s.t, s.cmd, sig, s.stderr) }
+
+// stopCmd sends sig to a started sumd and expects a clean exit within 15 s;
+// past that it kills the process. Either way the process is waited for.
+// A process waited for already is left alone.
+func stopCmd(t testing.TB, cmd *exec.Cmd, sig os.Signal, stderr fmt.Stringer) {
+	t.Helper()
+	if cmd.ProcessState != nil {
 		return
 	}
-	s.cmd.Process.Signal(sig)
+	cmd.Process.Signal(sig)
 	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
+	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			s.t.Errorf("sumd serve did not exit cleanly on %v: %v\n%s", sig, err, s.stderr)
+			t.Errorf("sumd did not exit cleanly on %v: %v\n%s", sig, err, stderr)
 		}
 	case <-time.After(15 * time.Second):
-		s.cmd.Process.Kill()
-		s.t.Errorf("sumd serve did not stop within 15s of %v", sig)
+		cmd.Process.Kill()
+		<-done
+		t.Errorf("sumd did not stop within 15s of %v; killed\n%s", sig, stderr)
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -43,10 +42,10 @@ func TestBuildVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	line, err := startLine(srv, stdout)
 	m := gosumdbLine.FindStringSubmatch(strings.TrimSpace(line))
 	if m == nil {
-		t.Fatalf("sumd serve printed %q; stderr:\n%s", line, srv.Stderr)
+		t.Fatalf("sumd serve printed %q (%v); stderr:\n%s", line, err, srv.Stderr)
 	}
 	if got := get(t, m[2]+"/version"); got != v+"\n" {
 		t.Errorf("/version = %q, want %q", got, v+"\n")
