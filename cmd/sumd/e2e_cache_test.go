@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,7 +30,21 @@ func TestSharedCache(t *testing.T) {
 	open := startServer(t, "-create", "-db", filepath.Join(dir, "open.db"), "-key", filepath.Join(dir, "keys", "open.example.key"),
 		"-upstream", a.proxyURL)
 
-	addr := freeAddr(t)
+	// nginx takes its listening socket from the test, bound to a port
+	// the system chose, through the NGINX variable (its way of handing
+	// sockets to a new binary on upgrade), so that no other process can
+	// take the port between its choice and nginx's start.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sock, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	addr := ln.Addr().String()
 	conf := filepath.Join(dir, "nginx.conf")
 	user := ""
 	if os.Getuid() == 0 {
@@ -58,6 +73,8 @@ http {
 }
 `, user, dir, addr, open.url, a.s.url))
 	cmd := exec.Command(nginx, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+	cmd.ExtraFiles = []*os.File{sock} // descriptor 3
+	cmd.Env = append(os.Environ(), "NGINX=3;")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

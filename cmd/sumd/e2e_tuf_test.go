@@ -31,13 +31,15 @@ func TestTUFKeyCeremony(t *testing.T) {
 	oldKey, newKey := filepath.Join(dir, "keys", e2eName+".key"), filepath.Join(dir, "next", e2eName+".key")
 	sumd(t, "add", "-create", "-db", db, "-key", oldKey, "-gosum", writeFile(t, filepath.Join(dir, "a.sum"), goSumFile(t, proxyDir, mods)))
 
-	addr := freeAddr(t) // one URL across restarts: it is published
+	// One URL across restarts, chosen before the first start: tuf init
+	// publishes it, and needs the database no server may hold then.
+	addr := freeAddr(t)
 	url, tufURL := "http://"+addr, "http://"+addr+"/tuf"
 	root := strings.TrimSpace(sumd(t, "tuf", "init", "-dir", repo, "-keys", offline, "-db", db, "-key", oldKey, "-url", url))
 	if root != filepath.Join(repo, "metadata", "1.root.json") {
 		t.Fatalf("tuf init printed %q, want the root to pin", root)
 	}
-	s := startServer(t, "-db", db, "-key", oldKey, "-tuf", repo, "-listen", addr)
+	s := startServerAt(t, addr, "-db", db, "-key", oldKey, "-tuf", repo)
 	wantPublished(t, root, tufURL, oldVKey)
 	gosumdb := strings.TrimSpace(sumd(t, "tuf", "gosumdb", "-tuf-root", root, "-tuf-url", tufURL))
 	if gosumdb != oldVKey+" "+url {
@@ -52,7 +54,7 @@ func TestTUFKeyCeremony(t *testing.T) {
 	// Rotate: publish both keys; every client learns them.
 	newVKey := strings.TrimSpace(sumd(t, "key", "rotate", "-db", db, "-key", oldKey, "-new-key", newKey))
 	sumd(t, "tuf", "publish", "-dir", repo, "-keys", offline, "-db", db, "-key", oldKey+","+newKey)
-	s = startServer(t, "-db", db, "-key", oldKey+","+newKey, "-tuf", repo, "-listen", addr)
+	s = startServerAt(t, addr, "-db", db, "-key", oldKey+","+newKey, "-tuf", repo)
 	wantPublished(t, root, tufURL, oldVKey, newVKey)
 	sumd(t, "verify", "-tuf-root", root, "-tuf-url", tufURL, "-state", state)
 	newClient := testproxy.NewGo(t)
@@ -63,7 +65,7 @@ func TestTUFKeyCeremony(t *testing.T) {
 	// Retire, and publish while serving: the server holds the database,
 	// so the key is given with -vkey, and serves the result at once.
 	sumd(t, "key", "retire", "-db", db, "-key", oldKey+","+newKey, "-retire", oldVKey)
-	startServer(t, "-db", db, "-key", newKey, "-tuf", repo, "-listen", addr)
+	startServerAt(t, addr, "-db", db, "-key", newKey, "-tuf", repo)
 	sumd(t, "tuf", "publish", "-dir", repo, "-keys", offline, "-vkey", newVKey)
 	wantPublished(t, root, tufURL, newVKey)
 	sumd(t, "verify", "-tuf-root", root, "-tuf-url", tufURL, "-state", state)
@@ -91,7 +93,8 @@ func wantPublished(t *testing.T, rootFile, url string, vkeys ...string) {
 }
 
 // freeAddr returns a loopback address nothing listens on, for a server
-// that must keep its URL across restarts.
+// that must keep its URL across restarts (startServerAt). Where the test
+// need not choose the address, a server binds 127.0.0.1:0 and says where.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -131,6 +131,37 @@ func startServerIn(t *testing.T, dir string, args ...string) *sumdServer {
 // startServerEnv is startServerIn with env added to childEnv's.
 func startServerEnv(t *testing.T, dir string, env []string, args ...string) *sumdServer {
 	t.Helper()
+	s, err := launchServer(t, dir, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startServerAt is startServer listening on addr, an address a test keeps
+// across restarts because it published the URL (freeAddr). Another
+// process may take a port between two runs, most likely for an outgoing
+// connection's moment: a start that finds the address in use tries once
+// more, a second later.
+func startServerAt(t *testing.T, addr string, args ...string) *sumdServer {
+	t.Helper()
+	args = append([]string{"-listen", addr}, args...)
+	s, err := launchServer(t, "", nil, args...)
+	if err != nil && strings.Contains(err.Error(), "address already in use") {
+		t.Logf("%s in use; trying again: %v", addr, err)
+		time.Sleep(time.Second)
+		s, err = launchServer(t, "", nil, args...)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// launchServer starts `sumd serve` and waits until it serves, or says why
+// it does not, with its stderr.
+func launchServer(t *testing.T, dir string, env []string, args ...string) (*sumdServer, error) {
+	t.Helper()
 	s := &sumdServer{t: t, stderr: new(testlog.Buffer)}
 	s.cmd = sumdCommand(t, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
 	s.cmd.Dir = dir
@@ -148,11 +179,11 @@ func startServerEnv(t *testing.T, dir string, env []string, args ...string) *sum
 	if m == nil {
 		s.cmd.Process.Kill()
 		s.cmd.Wait()
-		t.Fatalf("sumd serve printed %q (%v), want a GOSUMDB line; stderr:\n%s", line, err, s.stderr)
+		return nil, fmt.Errorf("sumd serve printed %q (%v), want a GOSUMDB line; stderr:\n%s", line, err, s.stderr)
 	}
 	s.gosumdb, s.url = m[1]+" "+m[2], m[2]
 	t.Cleanup(func() { s.stop() })
-	return s
+	return s, nil
 }
 
 // startTimeout bounds the wait for a starting sumd serve's first line.
