@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	sumdBin = filepath.Join(dir, "sumd")
+	isolateEnv(filepath.Join(dir, "none.netrc"))
 	if out, err := exec.Command("go", "build", "-o", sumdBin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building sumd: %v\n%s", err, out)
 		os.Exit(2)
@@ -47,6 +48,22 @@ func TestMain(m *testing.M) {
 	pgtest.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// isolateEnv keeps the developer's sumd configuration and credentials from
+// the commands the tests run in this process (run, as sumd's main does,
+// reads SUMD_* variables and the .netrc): it unsets SUMD_* but the tests'
+// own SUMD_TEST_* and CREDENTIALS_DIRECTORY, and points NETRC at netrc,
+// a file that does not exist. HOME stays: the go commands the tests run
+// find their caches through it. sumd processes get childEnv.
+func isolateEnv(netrc string) {
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "SUMD_") && !strings.HasPrefix(k, "SUMD_TEST_") || k == "CREDENTIALS_DIRECTORY" {
+			os.Unsetenv(k)
+		}
+	}
+	os.Setenv("NETRC", netrc)
 }
 
 // sumd runs the sumd binary to completion and returns its stdout, failing
