@@ -189,7 +189,7 @@ func TestBackupCLI(t *testing.T) {
 	if err := os.WriteFile(cut, data[:16384], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, errOut, err := sumdRun("backup", "verify", "-vkey", e.vkey, cut); statusOf(err) != 1 || !strings.Contains(errOut, "truncated or damaged") || !strings.Contains(errOut, "take another backup") {
+	if _, errOut, err := sumdRun(t, "backup", "verify", "-vkey", e.vkey, cut); statusOf(err) != 1 || !strings.Contains(errOut, "truncated or damaged") || !strings.Contains(errOut, "take another backup") {
 		t.Errorf("backup verify of a truncated copy: exit %d\n%s\nwant 1: truncated or damaged, take another backup", statusOf(err), errOut)
 	}
 	s, err := itlog.OpenBolt(out, itlog.BoltOptions{ReadOnly: true})
