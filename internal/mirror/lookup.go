@@ -34,10 +34,18 @@ func (o *Ops) Signed(ctx context.Context) ([]byte, error) {
 	head, err := o.f.log.Signed(ctx)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &server.StatusError{Status: http.StatusServiceUnavailable,
-			Err: fmt.Errorf("the mirror of %s holds no signed tree head yet: its first sync has not finished", o.f.name)}
+			Err: noHeadYet(fmt.Sprintf("the mirror of %s holds no signed tree head yet: its first sync has not finished", o.f.name))}
 	}
 	return head, err
 }
+
+// noHeadYet is the reason a mirror without a head gives: a 503 at /latest,
+// and an fs.ErrNotExist so that /supported answers 404 (see
+// server.Server.supported).
+type noHeadYet string
+
+func (e noHeadYet) Error() string        { return string(e) }
+func (e noHeadYet) Is(target error) bool { return target == fs.ErrNotExist }
 
 // ReadRecords reads records the mirror holds.
 func (o *Ops) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {

@@ -36,20 +36,23 @@ func offlineMirror(t *testing.T, name string) Mirror {
 // TestMirrorRoutes serves a log and two mirrors whose names nest
 // (corp.example and corp.example/sub): each gets its own requests under
 // /sumdb/<name>/, the rest go to the server's own log, and the status lists
-// both mirrors. A mirror-only server serves its first mirror at the root.
+// both mirrors. A mirror with no head yet answers /supported with a 404, so
+// that a go command probing GOPROXY tries its next proxy instead of sending
+// every lookup to a mirror that cannot answer. A mirror-only server serves
+// its first mirror at the root.
 func TestMirrorRoutes(t *testing.T) {
 	cfg, urls, _ := testConfig(t)
 	cfg.Mirrors = []Mirror{offlineMirror(t, "corp.example"), offlineMirror(t, "corp.example/sub")}
 	ctx, cancel := context.WithCancel(context.Background())
 	url, done := start(t, ctx, cfg, urls)
 	for path, want := range map[string]string{
-		"/sumdb/corp.example/supported":     "200 ",
-		"/sumdb/corp.example/latest":        "503 the mirror of corp.example holds no signed tree head yet",
-		"/sumdb/corp.example/sub/latest":    "503 the mirror of corp.example/sub holds no signed tree head yet",
-		"/sumdb/corp.example/sub/supported": "200 ",
-		"/sumdb/serve.example.com/latest":   "200 go.sum database tree",
-		"/sumdb/other.example/supported":    "404 not found: this checksum database is serve.example.com",
-		"/latest":                           "200 go.sum database tree",
+		"/sumdb/corp.example/supported":      "404 not supported here yet: the mirror of corp.example holds no signed tree head yet",
+		"/sumdb/serve.example.com/supported": "200 ",
+		"/sumdb/corp.example/latest":         "503 the mirror of corp.example holds no signed tree head yet",
+		"/sumdb/corp.example/sub/latest":     "503 the mirror of corp.example/sub holds no signed tree head yet",
+		"/sumdb/serve.example.com/latest":    "200 go.sum database tree",
+		"/sumdb/other.example/supported":     "404 not found: this checksum database is serve.example.com",
+		"/latest":                            "200 go.sum database tree",
 	} {
 		if got := getText(t, url+path); !strings.HasPrefix(got, want) {
 			t.Errorf("GET %s = %q, want %q", path, got, want)

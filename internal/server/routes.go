@@ -226,8 +226,17 @@ func treeSize(signed []byte) (int64, error) {
 	return tree.N, nil
 }
 
-// supported answers the go command's GOPROXY probe for this database.
-func (s *Server) supported(context.Context, string) (*reply, error) {
+// supported answers the go command's GOPROXY probe for this database: 200,
+// or 404 while it holds no signed tree head (a mirror whose first sync has
+// not finished). A 200 makes the go command send all of this database's
+// traffic here for the rest of its run; a 404 lets it try the next proxy
+// in GOPROXY instead of failing every lookup. Any other failure of Signed
+// (a store's outage) still answers 200: the go command's error then names
+// this server, rather than it silently going elsewhere for a passing fault.
+func (s *Server) supported(ctx context.Context, _ string) (*reply, error) {
+	if _, err := s.ops.Signed(ctx); errors.Is(err, fs.ErrNotExist) {
+		return nil, &httpError{http.StatusNotFound, "not supported here yet: " + err.Error()}
+	}
 	return &reply{ctype: hdrTextPlain, cache: s.hdrShort, body: nil}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -346,6 +347,40 @@ func TestOneLine(t *testing.T) {
 	} {
 		if got := oneLine(in); got != want {
 			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// signedErrOps is fakeOps whose Signed fails with err.
+type signedErrOps struct {
+	*fakeOps
+	err error
+}
+
+func (o signedErrOps) Signed(context.Context) ([]byte, error) { return nil, o.err }
+
+// TestSupportedWithoutHead: /sumdb/<name>/supported answers 404 while the
+// database holds no signed head (an fs.ErrNotExist from Signed: a mirror
+// before its first sync), so a go command probing GOPROXY tries its next
+// proxy; a passing failure of Signed (an outage) still answers 200, as a
+// database that has one does.
+func TestSupportedWithoutHead(t *testing.T) {
+	f, _ := newFakeOps(t, 3)
+	path := "/sumdb/" + testName + "/supported"
+	for _, tc := range []struct {
+		ops  sumdb.ServerOps
+		want int
+	}{
+		{f, http.StatusOK},
+		{signedErrOps{f, fmt.Errorf("no head yet: %w", fs.ErrNotExist)}, http.StatusNotFound},
+		{signedErrOps{f, errors.New("store unreachable")}, http.StatusOK},
+	} {
+		w := get(New(testName, tc.ops, Options{Logger: quietLogger}), "GET", path)
+		if w.Code != tc.want {
+			t.Errorf("%T: GET %s = %d %q, want %d", tc.ops, path, w.Code, w.Body, tc.want)
+		}
+		if tc.want == http.StatusNotFound {
+			checkError(t, w)
 		}
 	}
 }
