@@ -42,7 +42,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 		MetricsElsewhere: cfg.MetricsListen != "",
 		CacheBytes:       cache,
 		Private:          layer.Required(),
-		Ready:            func(ctx context.Context) error { _, err := l.Signed(ctx); return err },
+		Ready:            logReady(l),
 		Degraded:         status.degraded,
 		Pages: map[string]http.Handler{
 			"/":       http.HandlerFunc(pg.home),
@@ -164,4 +164,22 @@ func registerer(reg *prometheus.Registry) prometheus.Registerer {
 		return nil
 	}
 	return reg
+}
+
+// errLogStopped is /healthz's reason once the log's sequencer has stopped
+// (its own error, which may name files, is in the server log).
+var errLogStopped = errors.New("the log's sequencer stopped (see the server log); the server is stopping")
+
+// logReady is /healthz's readiness check of l: it has a signed head, and
+// its sequencer has not stopped. A stopped sequencer still answers Signed,
+// and status.degraded leaves the "log" part to this check, so without the
+// second half /healthz said "ok" while /status said unavailable.
+func logReady(l *tlog.Log) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if l.Err() != nil {
+			return errLogStopped
+		}
+		_, err := l.Signed(ctx)
+		return err
+	}
 }
