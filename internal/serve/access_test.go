@@ -240,7 +240,7 @@ func TestAdminOff(t *testing.T) {
 // without credentials, answers stay public.
 func TestAccessPrivateCache(t *testing.T) {
 	cfg, urls, _, _ := accessConfig(t)
-	cfg.Mirrors = []Mirror{offlineMirror(t, "corp.example")}
+	cfg.Mirrors = []Mirror{headedMirror(t, "corp.example")}
 	cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
 		_, err := l.Add(context.Background(), gosum.Record{Path: "example.com/team/a", Version: "v1.0.0",
 			Hash: "h1:" + strings.Repeat("A", 43) + "=", GoMod: "h1:" + strings.Repeat("A", 43) + "="})
@@ -248,7 +248,7 @@ func TestAccessPrivateCache(t *testing.T) {
 	}
 	url := serveTest(t, cfg, urls)
 	for _, path := range []string{"/latest", "/lookup/example.com/team/a@v1.0.0", "/tile/8/0/000.p/1",
-		"/sumdb/serve.example.com/lookup/example.com/team/a@v1.0.0", "/sumdb/corp.example/supported"} {
+		"/sumdb/serve.example.com/lookup/example.com/team/a@v1.0.0", "/sumdb/corp.example/supported", "/sumdb/corp.example/latest"} {
 		code, h, body := get(t, url+path, "team")
 		if cc := h.Get("Cache-Control"); code != 200 || !strings.HasPrefix(cc, "private,") {
 			t.Errorf("GET %s as a reader: %d %q, Cache-Control %q; want 200, private", path, code, body, cc)
@@ -256,9 +256,9 @@ func TestAccessPrivateCache(t *testing.T) {
 	}
 
 	cfg, urls, _ = testConfig(t)
-	cfg.Mirrors = []Mirror{offlineMirror(t, "corp.example")}
+	cfg.Mirrors = []Mirror{headedMirror(t, "corp.example")}
 	url = serveTest(t, cfg, urls)
-	for _, path := range []string{"/latest", "/sumdb/corp.example/supported"} {
+	for _, path := range []string{"/latest", "/sumdb/corp.example/supported", "/sumdb/corp.example/latest"} {
 		if _, h, _ := get(t, url+path, ""); !strings.HasPrefix(h.Get("Cache-Control"), "public,") {
 			t.Errorf("GET %s without an access layer: Cache-Control %q, want public", path, h.Get("Cache-Control"))
 		}

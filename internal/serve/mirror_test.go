@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -26,6 +27,36 @@ func offlineMirror(t *testing.T, name string) Mirror {
 	return Mirror{Interval: time.Hour, Open: func() (*mirror.Follower, error) {
 		l, err := tlog.OpenStore(tlog.NewMemStore(), tlog.Options{VerifierKeys: []string{vkey}, Create: true})
 		if err != nil {
+			return nil, err
+		}
+		vs, _ := sumdbclient.ParseVerifiers(vkey)
+		return mirror.New(mirror.Options{Log: l, Verifiers: vs})
+	}}
+}
+
+// headedMirror is offlineMirror holding its origin's first signed head (of
+// an empty tree), so that it answers /latest and /supported.
+func headedMirror(t *testing.T, name string) Mirror {
+	skey, vkey, err := tlog.GenerateKey(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := tlog.ParseKey(skey)
+	origin, err := tlog.OpenStore(tlog.NewMemStore(), tlog.Options{Keys: []*tlog.Key{key}, Create: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer origin.Close()
+	head, err := origin.Signed(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Mirror{Interval: time.Hour, Open: func() (*mirror.Follower, error) {
+		l, err := tlog.OpenStore(tlog.NewMemStore(), tlog.Options{VerifierKeys: []string{vkey}, Create: true, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return nil, err
+		}
+		if err := l.Extend(context.Background(), tlog.Extension{Head: head}); err != nil {
 			return nil, err
 		}
 		vs, _ := sumdbclient.ParseVerifiers(vkey)
