@@ -26,7 +26,8 @@ func TestRemoteErrorHints(t *testing.T) {
 		http.StatusUnprocessableEntity: "not a valid module of this version",
 		http.StatusServiceUnavailable:  "try again later",
 		http.StatusGatewayTimeout:      "try again later",
-		http.StatusInternalServerError: "nothing from this request was added",
+		http.StatusInternalServerError: "whether this request's versions were recorded is not known",
+		http.StatusBadRequest:          "nothing from this request was added",
 	} {
 		var ce *cliError
 		if !errors.As(remoteError(&admin.Error{Status: status, Message: "x"}), &ce) {
