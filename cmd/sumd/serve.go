@@ -274,7 +274,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 }
 
 // stopSignals returns a context that ends on SIGINT or SIGTERM, when sumd
-// serve drains and stops (exit 0). SIGHUP's default action would kill sumd
+// serve drains and stops (exit 0); a second one ends it at once. SIGHUP's default action would kill sumd
 // without draining requests or saving the status history, so it is caught
 // too. On a terminal it means the terminal closed: stop as for SIGTERM.
 // Otherwise it comes from an operator or a tool expecting a reload (a
@@ -297,7 +297,13 @@ func stopSignals(stderr io.Writer, logger *slog.Logger) (context.Context, contex
 					logger.Info("SIGHUP: nothing to reload (TLS certificates, tokens and credential files are read again when they change); sumd carries on: stop it with SIGTERM")
 					continue
 				}
-				logger.Info("stopping", "signal", sig.String())
+				// A second SIGINT or SIGTERM takes the default action and
+				// ends sumd at once, for whoever cannot wait for the
+				// drain (-shutdown-timeout) or for a stuck part: safe,
+				// since a crash at any instant is (what is acknowledged
+				// is durable; opening re-verifies).
+				signal.Reset(syscall.SIGINT, syscall.SIGTERM)
+				logger.Info("stopping: a second SIGINT or SIGTERM ends sumd at once", "signal", sig.String())
 				cancel()
 				return
 			}

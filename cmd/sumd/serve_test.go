@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,5 +143,36 @@ func TestServeCreateLeftOn(t *testing.T) {
 	s.stop()
 	if strings.Contains(s.stderr.String(), warning) {
 		t.Errorf("a start without -create warned:\n%s", s.stderr)
+	}
+}
+
+// TestServeSecondSignal: a second SIGTERM during a drain ends sumd serve at
+// once (by the signal), for an operator who cannot wait for it. A
+// connection that never sends a request holds net/http's drain for about
+// five seconds, long enough to send the second signal inside it.
+func TestServeSecondSignal(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"), "-shutdown-timeout", "60s")
+	u, err := url.Parse(s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the drain to start", func() bool { return strings.Contains(s.stderr.String(), "shutting down") })
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = s.cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Fatalf("sumd serve after a second SIGTERM: %v, want killed by SIGTERM\n%s", err, s.stderr)
 	}
 }
