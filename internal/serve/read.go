@@ -198,7 +198,7 @@ func fastRequestError(c *fasthttp.RequestCtx, err error) {
 // listenRead prepares the read listener of rs on ln.
 func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 	url := publicURL(ln.Addr(), cfg.TLS != nil)
-	conns := &connSet{conns: map[net.Conn]struct{}{}}
+	conns := &connSet{conns: map[net.Conn]fasthttp.ConnState{}}
 	if cfg.TLS != nil {
 		tc := cfg.TLS.Clone()
 		tc.NextProtos = []string{"http/1.1"} // fasthttp speaks no HTTP/2
@@ -338,21 +338,38 @@ func (s *readSocket) Close() error {
 // body with one writev only to a *net.TCPConn (a fifth of a data tile's
 // CPU on this machine).
 type connSet struct {
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
+	mu       sync.Mutex
+	conns    map[net.Conn]fasthttp.ConnState
+	closed   bool // cut: close every connection
+	stopping bool // cutFresh: close connections that have not begun a request
 }
 
 func (s *connSet) track(c net.Conn, state fasthttp.ConnState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case state == fasthttp.StateNew && s.closed:
+	case state == fasthttp.StateNew && (s.closed || s.stopping):
 		c.Close()
-	case state == fasthttp.StateNew:
-		s.conns[c] = struct{}{}
 	case state == fasthttp.StateClosed || state == fasthttp.StateHijacked:
 		delete(s.conns, c)
+	default:
+		s.conns[c] = state
+	}
+}
+
+// cutFresh closes the connections that have not begun a request (a probe,
+// a preconnect, a client that sent nothing yet), and those that arrive
+// after: a drain would otherwise wait for them for seconds and report a
+// request cut where there was none.
+func (s *connSet) cutFresh() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopping = true
+	for c, state := range s.conns {
+		if state == fasthttp.StateNew {
+			c.Close()
+			delete(s.conns, c)
+		}
 	}
 }
 
@@ -361,6 +378,38 @@ func (s *connSet) cut() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	clear(s.conns)
+}
+
+// freshConns is connSet's cutFresh for a net/http server, whose Shutdown
+// counts a connection that has not begun a request as busy for its first
+// five seconds.
+type freshConns struct {
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	stopping bool
+}
+
+func (s *freshConns) track(c net.Conn, state http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case state == http.StateNew && s.stopping:
+		c.Close()
+	case state == http.StateNew:
+		s.conns[c] = struct{}{}
+	default:
+		delete(s.conns, c)
+	}
+}
+
+func (s *freshConns) cutFresh() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopping = true
 	for c := range s.conns {
 		c.Close()
 	}

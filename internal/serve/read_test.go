@@ -369,3 +369,37 @@ func TestReadListenerMirrorOnly(t *testing.T) {
 		t.Errorf("a mirror-only read listener's /latest = %.200q, want the first mirror's", got)
 	}
 }
+
+// TestShutdownFreshConnections: a connection that never sent a byte (a TCP
+// health probe, a browser's preconnect) does not hold a stop: net/http
+// counts it busy for five seconds and fasthttp waits for it, so with a
+// -shutdown-timeout below that the stop was reported unclean ("requests
+// still running … were cut") with no request in flight. Both listeners now
+// close such connections when they stop. (A partly sent request is a
+// request in flight: it may take the drain.)
+func TestShutdownFreshConnections(t *testing.T) {
+	cfg, urls, readURLOf := readConfig(t)
+	cfg.ShutdownTimeout = 2 * time.Second
+	ctx, stop := context.WithCancel(context.Background())
+	url, done := start(t, ctx, cfg, urls)
+	for _, u := range []string{url, readURLOf()} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(u, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// A server accepts in order: once a later connection is answered,
+		// the idle one was accepted.
+		req, _ := http.NewRequest("GET", u+"/healthz", nil)
+		req.Close = true
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	stop()
+	if err := wait(t, done); err != nil {
+		t.Errorf("Run = %v, want a clean stop", err)
+	}
+}

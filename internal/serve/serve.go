@@ -391,7 +391,8 @@ func listenAll(cfg Config, b *bound, s surface) []*listener {
 type listener struct {
 	srv   *http.Server
 	fast  *fasthttp.Server
-	conns *connSet // the fast server's connections
+	conns *connSet    // the fast server's connections
+	fresh *freshConns // the net/http server's connections before a request
 	ln    net.Listener
 	url   string
 }
@@ -401,10 +402,13 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 	if cfg.TLS == nil {
 		ln = coalescingListener{Listener: ln}
 	}
+	fresh := &freshConns{conns: map[net.Conn]struct{}{}}
 	return &listener{
-		ln:  ln,
-		url: publicURL(ln.Addr(), cfg.TLS != nil),
+		ln:    ln,
+		url:   publicURL(ln.Addr(), cfg.TLS != nil),
+		fresh: fresh,
 		srv: &http.Server{
+			ConnState:         fresh.track,
 			Handler:           h,
 			TLSConfig:         cfg.TLS,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -444,11 +448,15 @@ func (l *listener) shutdown(timeout time.Duration) error {
 		// Closing the socket first ends a Serve that has not started yet
 		// (see readSocket); fasthttp's Shutdown then drains the rest.
 		l.ln.Close()
+		l.conns.cutFresh()
 		if err = l.fast.ShutdownWithContext(ctx); err != nil {
 			l.conns.cut()
 		}
-	} else if err = l.srv.Shutdown(ctx); err != nil {
-		l.srv.Close()
+	} else {
+		l.fresh.cutFresh()
+		if err = l.srv.Shutdown(ctx); err != nil {
+			l.srv.Close()
+		}
 	}
 	if err != nil {
 		return withHint(fmt.Errorf("failed to shut down gracefully: %w", err),
