@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -115,6 +116,9 @@ func tileKey(id TileID) []byte {
 // lock makes its Log the only writer, so its head never moves under it.
 type BoltStore struct {
 	db *bbolt.DB
+
+	// wedged is the damage a read met in bbolt's beginTx (see viewTx).
+	wedged atomic.Pointer[DamagedError]
 
 	// minFree is the space every write leaves free on the file's file
 	// system (negative: no check), and free reads that space; a test

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"go.etcd.io/bbolt"
 )
@@ -26,7 +27,13 @@ import (
 type DamagedError struct {
 	Path string
 	What string // what is wrong, or the panic bbolt raised
+
+	stack string // the recovered panic's stack, if any (Stack)
 }
+
+// Stack returns the stack of the panic the error recovered, "" if none:
+// for the log, so that damage blamed on the file can be told from a bug.
+func (e *DamagedError) Stack() string { return e.stack }
 
 func (e *DamagedError) Error() string {
 	return fmt.Sprintf("database %s is truncated or damaged (%s): if it is a log's database, restore it from a backup (sumd backup verify checks one) or a mirror (docs/mirrors.md)", e.Path, e.What)
@@ -109,20 +116,55 @@ func checkBoltSize(path string) error {
 }
 
 // safeBolt runs f, a call into bbolt, turning a memory fault in the
-// mapped file or a panic into a *DamagedError. Faults are caught only in
-// the calling goroutine, which is where bbolt reads during Open and View.
-// A bbolt transaction ended by a panic is rolled back by bbolt's View. A
-// panic in the store's own code inside f is reported the same way (with
-// its value): those callbacks only copy bytes out of bbolt.
+// mapped file or a panic raised inside bbolt into a *DamagedError. Faults
+// are caught only in the calling goroutine, which is where bbolt reads
+// during Open and View. A bbolt transaction ended by a panic is rolled back
+// by bbolt's View. A panic that did not come from bbolt (a bug in the
+// store's own callback) is not damage: it panics on, with its stack. The
+// stack of a recovered panic is kept in the error (What) for the log.
 func safeBolt(path string, f func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
-		if r := recover(); r != nil {
-			err = &DamagedError{Path: path, What: fmt.Sprint(r)}
+		r := recover()
+		if r == nil {
+			return
 		}
+		stack := debug.Stack()
+		if !fromBbolt(stack) {
+			panic(r)
+		}
+		err = &DamagedError{Path: path, What: fmt.Sprint(r), stack: string(stack)}
 	}()
 	return f()
 }
+
+// fromBbolt reports whether the panic whose stack is given was raised
+// inside bbolt: its innermost frames below the recovery (runtime's
+// gopanic, sigpanic) are bbolt's, not ours.
+func fromBbolt(stack []byte) bool {
+	// The stack reads: goroutine header, debug.Stack, this package's
+	// deferred function, runtime's panic frames, then the frame that
+	// panicked. Find the first frame after "panic(" and look at its
+	// function's package.
+	lines := strings.Split(string(stack), "\n")
+	for i, line := range lines {
+		if strings.HasPrefix(line, "panic(") || strings.HasPrefix(line, "runtime.sigpanic(") || strings.HasPrefix(line, "runtime.panicmem") || strings.HasPrefix(line, "runtime.panicIndex") || strings.HasPrefix(line, "runtime.goPanic") {
+			for _, next := range lines[i+1:] {
+				if next == "" || strings.HasPrefix(next, "\t") || strings.HasPrefix(next, "panic(") || strings.HasPrefix(next, "runtime.") {
+					continue
+				}
+				return strings.HasPrefix(next, "go.etcd.io/bbolt")
+			}
+		}
+	}
+	return false
+}
+
+// inBeginTx reports whether the panic whose stack is given came from
+// bbolt's beginTx, which holds the database's meta and mmap locks without
+// a defer: a recovered panic there leaves them held, and every later read
+// would wait for ever.
+func inBeginTx(stack string) bool { return strings.Contains(stack, "bbolt.(*DB).beginTx") }
 
 // openBolt is bbolt.Open, safe from a truncated or damaged file. A fault
 // or panic inside bbolt.Open leaves the file open and locked by this
@@ -145,7 +187,17 @@ func openBolt(path string, o *bbolt.Options) (*bbolt.DB, error) {
 }
 
 // viewTx is s.db.View, turning a fault or panic on a damaged page into a
-// *DamagedError.
+// *DamagedError. After a panic in bbolt's beginTx, which leaves bbolt's
+// locks held, every later read answers that error at once instead of
+// waiting for the locks for ever.
 func (s *BoltStore) viewTx(f func(*bbolt.Tx) error) error {
-	return safeBolt(s.db.Path(), func() error { return s.db.View(f) })
+	if d := s.wedged.Load(); d != nil {
+		return d
+	}
+	err := safeBolt(s.db.Path(), func() error { return s.db.View(f) })
+	var d *DamagedError
+	if errors.As(err, &d) && inBeginTx(d.stack) {
+		s.wedged.CompareAndSwap(nil, d)
+	}
+	return err
 }

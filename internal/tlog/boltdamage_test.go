@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
 )
 
 // damagedBase writes a log of n records and returns its file's bytes, the
@@ -104,5 +107,57 @@ func TestBoltDamagedPages(t *testing.T) {
 	}
 	if caught == 0 {
 		t.Error("no damaged page made bbolt panic: the test damages nothing bbolt checks")
+	}
+}
+
+// TestSafeBoltOwnPanic: a panic that did not come from bbolt (a bug in the
+// store's own callback) is not blamed on the file: it panics on.
+func TestSafeBoltOwnPanic(t *testing.T) {
+	defer func() {
+		if r := recover(); r != "a bug of ours" {
+			t.Errorf("recovered %v, want the callback's own panic", r)
+		}
+	}()
+	err := safeBolt("x.db", func() error { panic("a bug of ours") })
+	t.Errorf("safeBolt returned %v, want the panic to go on", err)
+}
+
+// TestBoltWedgedAfterBeginTx: both meta pages damaged under an open store
+// make bbolt's beginTx panic while it holds the database's locks (taken
+// without a defer). The read answers a *DamagedError with the panic's
+// stack, and so does every read after it, at once, instead of waiting for
+// those locks for ever.
+func TestBoltWedgedAfterBeginTx(t *testing.T) {
+	data, pageSize, _ := damagedBase(t, 10)
+	path := filepath.Join(t.TempDir(), "meta.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{16, int64(pageSize) + 16} { // each meta page's magic
+		if _, err := f.WriteAt([]byte{0, 0, 0, 0}, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	for i := range 2 {
+		done := make(chan error, 1)
+		go func() { done <- s.viewTx(func(*bbolt.Tx) error { return nil }) }()
+		select {
+		case err := <-done:
+			var d *DamagedError
+			if !errors.As(err, &d) || !strings.Contains(d.Stack(), "beginTx") {
+				t.Fatalf("read %d: %v, want a *DamagedError from beginTx", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("read %d still waits after 10 s: bbolt's locks are held", i)
+		}
 	}
 }
