@@ -64,6 +64,12 @@ func (l *Log) Snapshot(ctx context.Context) (Snapshot, error) {
 		abandoned bool
 	)
 	err := l.control(ctx, func(context.Context) error {
+		// A caller that gave up after the sequencer took its request
+		// (too late to withdraw it) gets its context's error, not a read
+		// it would have to close.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		s, err := ss.Snapshot(ctx)
 		mu.Lock()
 		defer mu.Unlock()

@@ -154,8 +154,9 @@ func TestCheckStore(t *testing.T) {
 func TestSnapshotCanceled(t *testing.T) {
 	l := openTest(t, filepath.Join(t.TempDir(), "sumd.db"), testKey(t, "sum.example.com"), VerifyTail)
 	defer l.Close()
-	block := make(chan struct{})
-	go l.control(context.Background(), func(context.Context) error { <-block; return nil })
+	block, blocked := make(chan struct{}), make(chan struct{})
+	go l.control(context.Background(), func(context.Context) error { close(blocked); <-block; return nil })
+	<-blocked // the sequencer is busy: the snapshots below queue behind it
 	var wg sync.WaitGroup
 	for range 5 {
 		ctx, cancel := context.WithCancel(context.Background())
