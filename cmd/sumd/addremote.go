@@ -149,7 +149,7 @@ func remoteError(err error) error {
 	case http.StatusUnprocessableEntity:
 		return withHint(err, "what was uploaded is not a valid module of this version (the server says why above): a zip's entries must be under MODULE@VERSION/, as golang.org/x/mod/zip makes them, and a go.mod must declare MODULE; from a directory sumd makes the zip, so fix what the reason names there")
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return withHint(err, "the server or its upstream is busy or unreachable (fetches and go.sum adds were tried four times); try again later: running the same command again is safe, what was recorded is kept and never added twice")
+		return withHint(err, "the server or its upstream is busy or unreachable (on a 503, fetches and go.sum adds were tried four times); try again later: running the same command again is safe, what was recorded is kept and never added twice")
 	case http.StatusInternalServerError:
 		return withHint(err, "the server failed (its log says why), maybe after storing: whether this request's versions were recorded is not known; once it runs again, run the same command again (safe: what was recorded is kept and never added twice)")
 	}

@@ -43,11 +43,13 @@ type Client struct {
 // Fetch and Add are idempotent (a version recorded again with the same
 // hashes is a no-op), so they are sent again when the server, or a proxy
 // in front of it, answers that it cannot take them now: 503 (the log is
-// busy, the disk is low, a restart is under way), 502, 504 or 429. They
+// busy, the disk is low, a restart behind a load balancer) or 429. They
 // wait for the answer's Retry-After (at most maxRetryWait) or else 1, 2,
-// 4 s, and give up after maxAttempts with the last answer. Failures to
-// connect are not retried: they are more often a wrong -server than a
-// restart, and a user should hear about that at once.
+// 4 s, and give up after maxAttempts with the last answer. 502 and 504 are
+// not retried: sumd answers them for its upstream's failures, a wrong
+// credential as much as a timeout of a minute. Failures to connect are not
+// retried either: they are more often a wrong -server than a restart, and
+// a user should hear about that at once.
 const (
 	maxAttempts  = 4
 	maxRetryWait = 30 * time.Second
@@ -203,7 +205,7 @@ func (c *Client) doRetry(ctx context.Context, path, ctype string, body []byte) (
 
 func retryable(status int) bool {
 	switch status {
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 		return true
 	}
 	return false

@@ -53,7 +53,7 @@ func retrySetup(t *testing.T, front *busyFront) (*setup, *Client, *[]time.Durati
 	return s, c, &waits
 }
 
-// TestAddRetriesBusy: an add answered 503 (or 502, 504, 429) is sent again
+// TestAddRetriesBusy: an add answered 503 (or 429) is sent again
 // after the answer's Retry-After, or 1, 2, 4 s without one, and the lines
 // are recorded once; a client gives up after four attempts with the last
 // answer.
@@ -69,9 +69,11 @@ func TestAddRetriesBusy(t *testing.T) {
 		wantErr   int
 	}{
 		{"503 with Retry-After", http.StatusServiceUnavailable, "7", 2, []time.Duration{7 * time.Second, 7 * time.Second}, 0},
-		{"502 backs off", http.StatusBadGateway, "", 3, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}, 0},
+		{"503 backs off", http.StatusServiceUnavailable, "", 3, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}, 0},
 		{"429, a long Retry-After capped", http.StatusTooManyRequests, "3600", 1, []time.Duration{maxRetryWait}, 0},
-		{"504 gives up after four", http.StatusGatewayTimeout, "", 10, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}, http.StatusGatewayTimeout},
+		{"503 gives up after four", http.StatusServiceUnavailable, "", 10, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}, http.StatusServiceUnavailable},
+		{"502 is not retried", http.StatusBadGateway, "1", 1, nil, http.StatusBadGateway},
+		{"504 is not retried", http.StatusGatewayTimeout, "", 1, nil, http.StatusGatewayTimeout},
 		{"500 is not retried", http.StatusInternalServerError, "1", 1, nil, http.StatusInternalServerError},
 		{"401 is not retried", http.StatusUnauthorized, "", 1, nil, http.StatusUnauthorized},
 	} {
