@@ -140,4 +140,9 @@ func TestIsRecordOf(t *testing.T) {
 			t.Errorf("isRecordOf(%s@%s) = %v, want %v", tt.path, tt.version, got, tt.want)
 		}
 	}
+	// A mirror indexes an origin's record by its first line's first two
+	// fields, whatever blanks separate them: such a record is its version's.
+	if !isRecordOf([]byte("example.com/m\tv1.0.1  h1:x=\n"), module.Version{Path: "example.com/m", Version: "v1.0.1"}) {
+		t.Error("a record separating its fields by a tab and two spaces is not its version's")
+	}
 }

@@ -137,14 +137,12 @@ func (s *Server) record(ctx context.Context, id int64, m module.Version) ([]byte
 // isRecordOf reports whether text, a record, is m's: its first line is
 // "<path> <version> h1:…".
 func isRecordOf(text []byte, m module.Version) bool {
-	field := func(s string) bool {
-		ok := len(text) > len(s) && string(text[:len(s)]) == s && text[len(s)] == ' '
-		if ok {
-			text = text[len(s)+1:]
-		}
-		return ok
-	}
-	return field(m.Path) && field(m.Version)
+	// The first two fields of the first line, as the log indexes a record
+	// (tlog's recordKey): a mirror's origin may separate them otherwise
+	// than by one space.
+	line, _, _ := bytes.Cut(text, []byte("\n"))
+	f := bytes.Fields(line)
+	return len(f) >= 2 && string(f[0]) == m.Path && string(f[1]) == m.Version
 }
 
 // ParseLookup parses the argument of a lookup, "<escaped path>@<escaped
