@@ -147,9 +147,10 @@ func TestServeCreateLeftOn(t *testing.T) {
 }
 
 // TestServeSecondSignal: a second SIGTERM during a drain ends sumd serve at
-// once (by the signal), for an operator who cannot wait for it. A
-// connection that never sends a request holds net/http's drain for about
-// five seconds, long enough to send the second signal inside it.
+// once (by the signal), for an operator who cannot wait for it. A request
+// that declares a body it never sends holds the drain (net/http reads it
+// before the connection is done) for the request timeout, long enough to
+// send the second signal inside it.
 func TestServeSecondSignal(t *testing.T) {
 	dir := t.TempDir()
 	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
@@ -163,6 +164,14 @@ func TestServeSecondSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if _, err := io.WriteString(c, "GET /latest HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Its handler has run once /metrics counts it; the server then waits
+	// for the body before the answer goes out.
+	waitFor(t, "the request to be taken", func() bool {
+		return strings.Contains(get(t, s.url+"/metrics"), `sumd_http_request_duration_seconds_count{route="latest"} 1`)
+	})
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
