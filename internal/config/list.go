@@ -49,14 +49,14 @@ func (v *listValue) Get() any { return *v.p }
 // newLayer starts a new layer of configuration for every list option.
 func newLayer(opts []option) {
 	for _, o := range opts {
-		if l, ok := o.Value.(*listValue); ok {
+		if l, ok := o.Value.(*value).Getter.(*listValue); ok {
 			l.fresh = true
 		}
 	}
 }
 
 func isList(f *flag.Flag) bool {
-	_, ok := f.Value.(*listValue)
+	_, ok := f.Value.(*value).Getter.(*listValue)
 	return ok
 }
 

@@ -202,19 +202,22 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 			if !field.Anonymous && (name == "" || help == "") {
 				panic(fmt.Sprintf("config: field %s needs flag and help tags", field.Name))
 			}
+			// The flag package's own Values, defined on a scratch set, do
+			// the parsing; value explains their errors.
+			scratch := flag.NewFlagSet("", flag.ContinueOnError)
 			switch p := fv.Addr().Interface().(type) {
 			case *string:
-				fs.StringVar(p, name, *p, help)
+				scratch.StringVar(p, name, *p, help)
 			case *bool:
-				fs.BoolVar(p, name, *p, help)
+				scratch.BoolVar(p, name, *p, help)
 			case *int:
-				fs.IntVar(p, name, *p, help)
+				scratch.IntVar(p, name, *p, help)
 				arg = cmp.Or(arg, "N")
 			case *time.Duration:
-				fs.DurationVar(p, name, *p, help)
+				scratch.DurationVar(p, name, *p, help)
 				arg = cmp.Or(arg, "DURATION")
 			case *[]string:
-				fs.Var(&listValue{p: p, fresh: true}, name, help)
+				scratch.Var(&listValue{p: p, fresh: true}, name, help)
 			default:
 				if !field.Anonymous || field.Type.Kind() != reflect.Struct {
 					panic(fmt.Sprintf("config: field %s has unsupported type %s", field.Name, field.Type))
@@ -222,6 +225,7 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 				walk(fv)
 				continue
 			}
+			fs.Var(&value{Getter: scratch.Lookup(name).Value.(flag.Getter), arg: arg}, name, help)
 			opts = append(opts, option{fs.Lookup(name), arg})
 		}
 	}
@@ -298,23 +302,6 @@ func loadEnv(vars map[string]string, opts []option) error {
 				return fmt.Errorf("environment variable %s: %w", name, err)
 			}
 		}
-	}
-	return nil
-}
-
-// set sets f from a file or the environment, explaining a bad value.
-func set(f *flag.Flag, s string) error {
-	if err := f.Value.Set(s); err != nil {
-		want := "another value"
-		switch f.Value.(flag.Getter).Get().(type) {
-		case bool:
-			want = "true or false"
-		case int:
-			want = "an integer"
-		case time.Duration:
-			want = `a duration such as "10s" or "1m30s"`
-		}
-		return fmt.Errorf("invalid value %q: want %s", s, want)
 	}
 	return nil
 }

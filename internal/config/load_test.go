@@ -298,3 +298,37 @@ func TestCreateOnlyWhereItCreates(t *testing.T) {
 		}
 	}
 }
+
+// TestBadValueEveryLayer checks that a bad value gets the same helpful
+// message whether a flag, a variable or the file gives it, and not the
+// flag package's bare "parse error".
+func TestBadValueEveryLayer(t *testing.T) {
+	tests := []struct {
+		key, value, want string
+		load             func(args, env []string) error
+	}{
+		{"shutdown-timeout", "10", `want a duration such as "10s" or "1m30s"`, loadServeEnv},
+		{"cache-size", "1G", "want a whole number of MiB", loadServeEnv},
+		{"create", "yes", "want true or false", loadServeEnv},
+		{"max-batch", "lots", "want an integer", loadServeEnv},
+		{"root-expiry", "365d", `"8760h" for 365d`, func(args, env []string) error { _, _, err := LoadTUFInit(args, env, io.Discard); return err }},
+	}
+	for _, tt := range tests {
+		layers := map[string]struct{ args, env []string }{
+			"flag": {args: []string{"-" + tt.key + "=" + tt.value}},
+			"env":  {env: []string{envName(tt.key) + "=" + tt.value}},
+			"file": {args: []string{"-config", writeFile(t, tt.key+": "+tt.value+"\n")}},
+		}
+		for layer, in := range layers {
+			err := tt.load(in.args, in.env)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), `"`+tt.value+`"`) || strings.Contains(err.Error(), "parse error") {
+				t.Errorf("%s %s=%s: %v; want an error quoting the value and saying %q", layer, tt.key, tt.value, err, tt.want)
+			}
+		}
+	}
+}
+
+func loadServeEnv(args, env []string) error {
+	_, _, err := LoadServe(args, env, io.Discard)
+	return err
+}

@@ -1,0 +1,61 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A value is the flag.Value of an option: the flag package's own for the
+// option's type (or a listValue), whose errors it replaces by one saying
+// what the option wants. The flag, the variable and the file key all set
+// the option through it, so a bad value gets the same explanation from
+// every layer, where the flag package would say only "parse error".
+type value struct {
+	flag.Getter
+	arg string // the option's placeholder in the usage text, such as MIB
+}
+
+func (v *value) Set(s string) error {
+	if err := v.Getter.Set(s); err != nil {
+		return fmt.Errorf("want %s", v.want(s))
+	}
+	return nil
+}
+
+// IsBoolFlag tells the flag package that a bool option needs no value.
+func (v *value) IsBoolFlag() bool {
+	b, ok := v.Getter.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// want says what the option wants instead of s.
+func (v *value) want(s string) string {
+	switch v.Get().(type) {
+	case bool:
+		return "true or false"
+	case int:
+		if v.arg == "MIB" {
+			return "a whole number of MiB such as 64, without a unit (1024 for 1 GiB)"
+		}
+		return "an integer"
+	case time.Duration:
+		// Go durations stop at hours; operators think of days.
+		if days, err := strconv.Atoi(strings.TrimSuffix(s, "d")); err == nil && strings.HasSuffix(s, "d") {
+			return fmt.Sprintf(`a duration in hours or less, such as "%dh" for %s (Go durations have no unit d)`, days*24, s)
+		}
+		return `a duration such as "10s" or "1m30s"`
+	}
+	return "another value"
+}
+
+// set sets f from a file or the environment, explaining a bad value as
+// the flag package does for a flag.
+func set(f *flag.Flag, s string) error {
+	if err := f.Value.Set(s); err != nil {
+		return fmt.Errorf("invalid value %q: %w", s, err)
+	}
+	return nil
+}
