@@ -52,7 +52,7 @@ import (
 // subcommands that open the database share it.
 type Database struct {
 	DB   string `flag:"db" arg:"FILE|URL" help:"database holding the records, tiles and signed tree heads: a bbolt file, or a PostgreSQL URL (postgres://user@host/db?sslmode=verify-full; any number of sumd processes may share one, see docs/ha.md)"`
-	Key  string `flag:"key" arg:"FILE" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); default keys/<name>.key, a / in the name becoming _; sumd serve creates it on first start when neither it nor the database exists"`
+	Key  string `flag:"key" arg:"FILE[,FILE]" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); during a key rotation the old and the new one, comma-separated; default keys/<name>.key, a / in the name becoming _; sumd serve creates it on first start when neither it nor the database exists"`
 	Name string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB (e.g. sum.example.com, corp.example/sumdb); default: the name in the key, or sumd.local when sumd generates the key"`
 }
 

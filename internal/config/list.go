@@ -46,10 +46,12 @@ func (v *listValue) String() string {
 
 func (v *listValue) Get() any { return *v.p }
 
-// newLayer starts a new layer of configuration for every list option.
+// newLayer starts a new layer of configuration for every option.
 func newLayer(opts []option) {
 	for _, o := range opts {
-		if l, ok := o.Value.(*value).Getter.(*listValue); ok {
+		v := o.Value.(*value)
+		v.given = nil
+		if l, ok := v.Getter.(*listValue); ok {
 			l.fresh = true
 		}
 	}

@@ -149,7 +149,10 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, erro
 	fs := flag.NewFlagSet("sumd "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned; usage is printed only for -h
 	fs.Usage = func() {}
-	configFile := fs.String("config", "", "")
+	var configFile struct {
+		Path string `flag:"config" help:"the YAML file"`
+	}
+	configOpt := bind(fs, &configFile)
 	opts := bind(fs, cfg)
 
 	// Parse once to find -config and to fail early on bad flags, and again
@@ -160,9 +163,14 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, erro
 		}
 		return nil, suggestFlag(err, fs)
 	}
+	for _, o := range append(configOpt, opts...) {
+		if err := o.Value.(*value).checkRepeat(); err != nil {
+			return nil, err
+		}
+	}
 	vars := environ(env)
 	warnUnknownEnv(w, vars)
-	path := *configFile
+	path := configFile.Path
 	if path == "" {
 		path = vars["SUMD_CONFIG"]
 	}
@@ -225,7 +233,7 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 				walk(fv)
 				continue
 			}
-			fs.Var(&value{Getter: scratch.Lookup(name).Value.(flag.Getter), arg: arg}, name, help)
+			fs.Var(&value{Getter: scratch.Lookup(name).Value.(flag.Getter), name: name, help: help, arg: arg}, name, help)
 			opts = append(opts, option{fs.Lookup(name), arg})
 		}
 	}

@@ -332,3 +332,30 @@ func loadServeEnv(args, env []string) error {
 	_, _, err := LoadServe(args, env, io.Discard)
 	return err
 }
+
+// TestRepeatedFlag checks that a single-value flag given twice is refused
+// rather than the last one silently kept, saying so where the option takes
+// a comma-separated list, and that a list flag may still be repeated.
+func TestRepeatedFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-mirror", "a.db", "-mirror", "b.db"}, `-mirror given twice ("a.db", then "b.db"): it takes one comma-separated list, such as -mirror a,b`},
+		{[]string{"-key", "old.key", "-key=new.key"}, `-key given twice ("old.key", then "new.key"): it takes one comma-separated list`},
+		{[]string{"-listen", ":1", "-listen", ":2"}, `-listen given twice (":1", then ":2"): it takes one value`},
+		{[]string{"-create", "-create"}, "-create given twice"},
+	} {
+		if err := loadServeEnv(tt.args, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("serve %q: %v; want an error containing %q", tt.args, err, tt.want)
+		}
+	}
+	c, _, err := LoadServe([]string{"-registry", "r1/p", "-registry", "r2/p", "-cosign-key", "k.pub"}, []string{"SUMD_LISTEN=:1"}, io.Discard)
+	if err != nil || len(c.Registry) != 2 {
+		t.Errorf("repeated -registry, a list: %v, %v", c, err)
+	}
+	// Once each, over the same option from another layer, is no repeat.
+	if _, _, err := LoadServe([]string{"-listen", ":2"}, []string{"SUMD_LISTEN=:1", "SUMD_CONFIG=" + writeFile(t, "listen: :3\n")}, io.Discard); err != nil {
+		t.Errorf("-listen over SUMD_LISTEN and the file: %v", err)
+	}
+}

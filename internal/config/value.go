@@ -15,14 +15,32 @@ import (
 // every layer, where the flag package would say only "parse error".
 type value struct {
 	flag.Getter
-	arg string // the option's placeholder in the usage text, such as MIB
+	name, help string
+	arg        string   // the option's placeholder in the usage text, such as MIB
+	given      []string // the values the current layer set, in order
 }
 
 func (v *value) Set(s string) error {
 	if err := v.Getter.Set(s); err != nil {
 		return fmt.Errorf("want %s", v.want(s))
 	}
+	v.given = append(v.given, s)
 	return nil
+}
+
+// checkRepeat refuses an option other than a list given twice on the
+// command line: keeping the last would hide a mistake (-mirror a.db
+// -mirror b.db serving only b.db), and the file and the environment cannot
+// repeat a key.
+func (v *value) checkRepeat() error {
+	if _, list := v.Getter.(*listValue); list || len(v.given) < 2 {
+		return nil
+	}
+	takes := "one value"
+	if strings.Contains(v.help, "comma-separated") {
+		takes = "one comma-separated list, such as -" + v.name + " a,b"
+	}
+	return fmt.Errorf("-%s given twice (%q, then %q): it takes %s", v.name, v.given[0], v.given[1], takes)
 }
 
 // IsBoolFlag tells the flag package that a bool option needs no value.
