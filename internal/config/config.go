@@ -11,6 +11,10 @@
 //  3. SUMD_* environment variables (empty ones count as unset);
 //  4. command-line flags.
 //
+// Where a command takes one of two options (sumd backup's -server or -db),
+// the one given as a flag wins over the other's value from a lower layer,
+// which may be there for another command (exclusive.go).
+//
 // An option has the same name everywhere: the flag -shutdown-timeout, the YAML
 // key shutdown-timeout and the environment variable SUMD_SHUTDOWN_TIMEOUT
 // (upper case, "-" becomes "_"). The YAML file is a flat map of such keys:

@@ -35,7 +35,7 @@ func FuzzLoadFile(f *testing.F) {
 		}
 		// Reading the file: any failure names it.
 		raw := defaultServe()
-		if _, err := load(serveCommand, &raw, []string{"-config", file}, nil, io.Discard); err != nil {
+		if _, _, err := load(serveCommand, &raw, []string{"-config", file}, nil, io.Discard); err != nil {
 			if !strings.Contains(err.Error(), file) {
 				t.Fatalf("error %q does not name the file", err)
 			}

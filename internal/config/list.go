@@ -47,10 +47,10 @@ func (v *listValue) String() string {
 func (v *listValue) Get() any { return *v.p }
 
 // newLayer starts a new layer of configuration for every option.
-func newLayer(opts []option) {
+func newLayer(opts []option, l layer) {
 	for _, o := range opts {
 		v := o.Value.(*value)
-		v.given = nil
+		v.given, v.layer = nil, l
 		if l, ok := v.Getter.(*listValue); ok {
 			l.fresh = true
 		}

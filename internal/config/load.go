@@ -118,15 +118,19 @@ type validator interface{ Validate() error }
 // cmd; fills in the database defaults that depend on other options, if cfg
 // has a Database; and validates the result.
 func loadValidated(cmd command, cfg validator, args, env []string, w io.Writer) ([]string, error) {
-	rest, err := load(cmd, cfg, args, env, w)
+	rest, opts, err := load(cmd, cfg, args, env, w)
 	if err != nil {
 		return nil, err
+	}
+	var conflicts []error
+	if e, ok := cfg.(interface{ exclusive() [][2][]string }); ok {
+		conflicts = resolveExclusive(opts, e.exclusive())
 	}
 	if d, ok := cfg.(interface{ database() *Database }); ok {
 		d.database().resolve()
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, errors.Join(append([]error{err}, conflicts...)...)
 	}
 	return rest, nil
 }
@@ -145,7 +149,7 @@ func (d *Database) resolve() {
 
 // load sets the options of cfg, a pointer to a struct holding the defaults,
 // from the layers in order and returns the arguments left after the flags.
-func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, error) {
+func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []option, error) {
 	fs := flag.NewFlagSet("sumd "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned; usage is printed only for -h
 	fs.Usage = func() {}
@@ -161,11 +165,11 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, erro
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(w, cmd, opts)
 		}
-		return nil, suggestFlag(err, fs)
+		return nil, nil, suggestFlag(err, fs)
 	}
 	for _, o := range append(configOpt, opts...) {
 		if err := o.Value.(*value).checkRepeat(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	vars := environ(env)
@@ -175,20 +179,20 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, erro
 		path = vars["SUMD_CONFIG"]
 	}
 	if path != "" {
-		newLayer(opts)
+		newLayer(opts, layer{fromFile, path})
 		if err := loadFile(path, fs); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	newLayer(opts)
+	newLayer(opts, layer{kind: fromEnv})
 	if err := loadEnv(vars, opts); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	newLayer(opts)
+	newLayer(opts, layer{kind: fromFlag})
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return fs.Args(), nil
+	return fs.Args(), opts, nil
 }
 
 // An option is a field of a configuration struct, bound to a flag.
@@ -233,7 +237,8 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 				walk(fv)
 				continue
 			}
-			fs.Var(&value{Getter: scratch.Lookup(name).Value.(flag.Getter), name: name, help: help, arg: arg}, name, help)
+			v := &value{Getter: scratch.Lookup(name).Value.(flag.Getter), name: name, help: help, arg: arg, layer: layer{kind: fromFlag}}
+			fs.Var(v, name, help)
 			opts = append(opts, option{fs.Lookup(name), arg})
 		}
 	}

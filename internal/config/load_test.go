@@ -359,3 +359,45 @@ func TestRepeatedFlag(t *testing.T) {
 		t.Errorf("-listen over SUMD_LISTEN and the file: %v", err)
 	}
 }
+
+// TestExclusiveFlagWins checks that of two options a command takes only
+// one of, the one given as a flag wins over the other's value from the
+// environment or the file (SUMD_DB, which the Dockerfile sets, against
+// sumd backup -server), and that two from lower layers are refused with
+// the layer of each and how to clear it.
+func TestExclusiveFlagWins(t *testing.T) {
+	file := writeFile(t, "server: https://file.example\n")
+	b, _, err := LoadBackup([]string{"-server", "https://sum.example", "-o", "b.db"}, []string{"SUMD_DB=/data/sumd.db"}, io.Discard)
+	if err != nil || b.DB != "" || b.Server != "https://sum.example" {
+		t.Errorf("backup -server under SUMD_DB: %+v, %v; want the flag's server alone", b, err)
+	}
+	b, _, err = LoadBackup([]string{"-db", "x.db", "-o", "b.db"}, []string{"SUMD_CONFIG=" + file}, io.Discard)
+	if err != nil || b.Server != "" || b.DB != "x.db" {
+		t.Errorf("backup -db under server: in the file: %+v, %v; want the flag's db alone", b, err)
+	}
+	_, _, err = LoadBackup([]string{"-o", "b.db"}, []string{"SUMD_DB=/data/sumd.db", "SUMD_CONFIG=" + file}, io.Discard)
+	for _, want := range []string{"server and db both name what to copy", "server is set by the config file " + file, "db by SUMD_DB", "pass its flag empty (-server= or -db=)"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("backup with db and server from lower layers: %v; want %q", err, want)
+		}
+	}
+	if _, _, err := LoadBackup([]string{"-server", "https://a.example", "-db", "x.db", "-o", "b.db"}, nil, io.Discard); err == nil {
+		t.Error("backup -server -db: no error")
+	}
+	v, _, err := LoadVerify([]string{"-tuf-root", "1.root.json", "-tuf-url", "https://sum.example/tuf"}, []string{"SUMD_KEY=keys/sum.example.key"}, io.Discard)
+	if err != nil || len(v.Key) != 0 {
+		t.Errorf("verify -tuf-root under SUMD_KEY: %+v, %v", v, err)
+	}
+	v, _, err = LoadVerify([]string{"-key", "sum.example.vkey", "-url", "https://sum.example"}, []string{"SUMD_TUF_ROOT=1.root.json", "SUMD_TUF_URL=https://sum.example/tuf"}, io.Discard)
+	if err != nil || v.TUFRoot != "" || v.TUFURL != "" {
+		t.Errorf("verify -key under SUMD_TUF_ROOT and SUMD_TUF_URL: %+v, %v", v, err)
+	}
+	k, _, err := LoadKeyRetire([]string{"-retire", "old.vkey"}, []string{"SUMD_NEW_KEY=next.key"}, io.Discard)
+	if err != nil || k.NewKey != "" {
+		t.Errorf("key retire -retire under SUMD_NEW_KEY: %+v, %v", k, err)
+	}
+	a, _, err := LoadAdd([]string{"-server", "https://sum.example", "-token-file", "t"}, []string{"SUMD_AUTH=bearer:tok"}, io.Discard)
+	if err != nil || a.Auth != "" {
+		t.Errorf("add -token-file under SUMD_AUTH: %+v, %v", a, err)
+	}
+}

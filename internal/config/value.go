@@ -18,6 +18,48 @@ type value struct {
 	name, help string
 	arg        string   // the option's placeholder in the usage text, such as MIB
 	given      []string // the values the current layer set, in order
+	layer      layer    // the layer being loaded
+	src        layer    // the layer that set the value, fromDefault if none
+}
+
+// A layer is where a value came from.
+type layer struct {
+	kind layerKind
+	file string // the config file, for fromFile
+}
+
+type layerKind int
+
+const (
+	fromDefault layerKind = iota
+	fromFile
+	fromEnv
+	fromFlag
+)
+
+// describe names the layer that set the option called name, for errors.
+func (l layer) describe(name string) string {
+	switch l.kind {
+	case fromFile:
+		return "the config file " + l.file
+	case fromEnv:
+		return envName(name)
+	case fromFlag:
+		return "-" + name
+	}
+	return "its default"
+}
+
+// isSet reports whether the option has a value other than its default.
+func (v *value) isSet(def string) bool { return v.src.kind != fromDefault && v.String() != def }
+
+// reset gives the option its default back.
+func (v *value) reset(def string) {
+	if l, ok := v.Getter.(*listValue); ok {
+		l.fresh = true
+	}
+	v.Getter.Set(def) // the default parsed once already
+	v.src = layer{}
 }
 
 func (v *value) Set(s string) error {
@@ -25,6 +67,7 @@ func (v *value) Set(s string) error {
 		return fmt.Errorf("want %s", v.want(s))
 	}
 	v.given = append(v.given, s)
+	v.src = v.layer
 	return nil
 }
 
