@@ -33,9 +33,11 @@
 // variables that name no option of any subcommand get a warning and are
 // otherwise ignored (SUMD_CONFIG names the file).
 //
-// koanf reads and flattens the YAML file; the values of every layer are then
-// parsed by the same flag.Value setters, so a bad value is reported with the
-// file key, variable or flag it came from.
+// The YAML file is read as yaml.Nodes and each value is taken as written
+// (1.10 stays "1.10", 0123 stays "0123": YAML would make them 1.1 and 83);
+// the values of every layer are then parsed by the same flag.Value setters,
+// so a bad value is reported with the file key, variable or flag it came
+// from. A key given twice in the file is an error.
 package config
 
 import (

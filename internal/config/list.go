@@ -1,10 +1,7 @@
 package config
 
 import (
-	"errors"
 	"flag"
-	"fmt"
-	"reflect"
 	"strings"
 )
 
@@ -62,14 +59,11 @@ func isList(f *flag.Flag) bool {
 	return ok
 }
 
-// setList sets a list option from a YAML list of single values.
-func setList(f *flag.Flag, items []any) error {
+// setList sets a list option from the items of a YAML list.
+func setList(f *flag.Flag, items []string) error {
 	f.Value.Set("") // an empty list is a list too: it replaces the earlier layers'
 	for _, it := range items {
-		if kind := reflect.ValueOf(it).Kind(); kind == reflect.Slice || kind == reflect.Map || it == nil {
-			return errors.New("want a list of single values")
-		}
-		if err := f.Value.Set(fmt.Sprint(it)); err != nil {
+		if err := f.Value.Set(it); err != nil {
 			return err
 		}
 	}

@@ -6,16 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/knadh/koanf/parsers/yaml"
-	"github.com/knadh/koanf/providers/file"
-	"github.com/knadh/koanf/v2"
+	"go.yaml.in/yaml/v3"
 )
 
 // A command describes a subcommand for its usage text.
@@ -261,50 +258,51 @@ func fileKeys() []string {
 	return keys
 }
 
-// maxConfigFile caps the YAML file: real ones are a few KiB, and the parser
-// should not be handed whatever a mistyped -config names.
-const maxConfigFile = 1 << 20
-
 func loadFile(path string, fs *flag.FlagSet) error {
-	if fi, err := os.Stat(path); err == nil && fi.Size() > maxConfigFile {
-		return fmt.Errorf("config file %s is larger than %d bytes", path, maxConfigFile)
-	}
-	k := koanf.New(".")
-	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
-		return fmt.Errorf("failed to load config file %s: %w", path, err)
+	entries, err := readFile(path)
+	if err != nil {
+		return err
 	}
 	known := fileKeys()
-	for _, key := range k.Keys() {
-		if !slices.Contains(known, key) {
+	for _, e := range entries {
+		if !slices.Contains(known, e.key) {
 			hint := ""
-			if alt := strings.ReplaceAll(key, "_", "-"); slices.Contains(known, alt) {
+			if alt := strings.ReplaceAll(e.key, "_", "-"); slices.Contains(known, alt) {
 				hint = fmt.Sprintf(" (did you mean %q?)", alt)
 			}
-			return fmt.Errorf("config file %s: unknown key %q%s; known keys: %s", path, key, hint, strings.Join(known, ", "))
+			return fmt.Errorf("config file %s: unknown key %q%s; known keys: %s", path, e.key, hint, strings.Join(known, ", "))
 		}
-		f := fs.Lookup(key)
+		f := fs.Lookup(e.key)
 		if f == nil {
 			continue // another subcommand's option
 		}
-		v := k.Get(key)
-		if items, ok := v.([]any); ok && isList(f) {
-			if err := setList(f, items); err != nil {
-				return fmt.Errorf("config file %s: %s: %w", path, key, err)
-			}
-			continue
-		}
-		if kind := reflect.ValueOf(v).Kind(); kind == reflect.Slice || kind == reflect.Map {
-			return fmt.Errorf("config file %s: %s: want a single value, not a list or map", path, key)
-		}
-		s := ""
-		if v != nil {
-			s = fmt.Sprint(v)
-		}
-		if err := set(f, s); err != nil {
-			return fmt.Errorf("config file %s: %s: %w", path, key, err)
+		if err := setNode(f, e.value); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, e.key, err)
 		}
 	}
 	return nil
+}
+
+// setNode sets f from a YAML value: the text of a scalar as written (so
+// that 1.10 is not read as the number 1.1, nor 0123 as 83), or a list of
+// scalars for a list option. null (~, or nothing) counts as empty.
+func setNode(f *flag.Flag, n *yaml.Node) error {
+	switch {
+	case n.Kind == yaml.SequenceNode && isList(f):
+		var items []string
+		for _, it := range n.Content {
+			if it = deref(it); it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
+				return errors.New("want a list of single values")
+			}
+			items = append(items, it.Value)
+		}
+		return setList(f, items)
+	case n.Kind != yaml.ScalarNode:
+		return errors.New("want a single value, not a list or map")
+	case n.Tag == "!!null":
+		return set(f, "")
+	}
+	return set(f, n.Value)
 }
 
 func loadEnv(vars map[string]string, opts []option) error {

@@ -401,3 +401,27 @@ func TestExclusiveFlagWins(t *testing.T) {
 		t.Errorf("add -token-file under SUMD_AUTH: %+v, %v", a, err)
 	}
 }
+
+// TestFileSourceText checks that a file's values are read as the operator
+// wrote them, not as YAML would coerce them: 1.10 stays 1.10 (not 1.1),
+// 0123 stays 0123 (not 83), and a bad value is quoted as written.
+func TestFileSourceText(t *testing.T) {
+	file := writeFile(t, "name: 1.10\ndb: 0123\ntmp-dir: 0x1F\nregistry: [0123, 1.50]\ncosign-key: k.pub\nkey: ~\nmax-batch: 0o17\n")
+	c, _, err := LoadServe([]string{"-config", file}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "1.10" || c.DB != "0123" || c.TmpDir != "0x1F" || !reflect.DeepEqual(c.Registry, []string{"0123", "1.50"}) {
+		t.Errorf("name %q, db %q, tmp-dir %q, registry %q; want 1.10, 0123, 0x1F, [0123 1.50]", c.Name, c.DB, c.TmpDir, c.Registry)
+	}
+	if c.Key != DefaultKeyFile("1.10") {
+		t.Errorf("key: ~ gave %q, want unset (the default)", c.Key)
+	}
+	if c.MaxBatch != 15 {
+		t.Errorf("max-batch: 0o17 gave %d, want 15", c.MaxBatch)
+	}
+	_, _, err = LoadServe([]string{"-config", writeFile(t, "sync-interval: 1e3\n")}, nil, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `invalid value "1e3"`) {
+		t.Errorf("sync-interval: 1e3: %v; want the value quoted as written", err)
+	}
+}

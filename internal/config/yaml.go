@@ -1,0 +1,92 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxConfigFile caps the YAML file: real ones are a few KiB, and the parser
+// should not be handed whatever a mistyped -config names.
+const maxConfigFile = 1 << 20
+
+// An entry is a key of the config file and its value as parsed, not yet
+// converted: a yaml.Node keeps the scalar's text as written, where decoding
+// into Go values would turn 1.10 into 1.1 and 0123 into 83 before sumd saw
+// them.
+type entry struct {
+	key   string // nested maps are flattened: log: {level: x} is "log.level"
+	value *yaml.Node
+}
+
+// readFile parses the YAML file at path into its entries, in file order.
+func readFile(path string) ([]entry, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > maxConfigFile {
+		return nil, fmt.Errorf("config file %s is larger than %d bytes", path, maxConfigFile)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load config file %s: %w", path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("failed to load config file %s: %w", path, err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("failed to load config file %s: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil // empty, or only comments
+	}
+	root := deref(doc.Content[0])
+	switch {
+	case root.Kind == yaml.ScalarNode && root.Tag == "!!null":
+		return nil, nil
+	case root.Kind != yaml.MappingNode:
+		return nil, fmt.Errorf("failed to load config file %s: want a map of option: value lines", path)
+	}
+	var entries []entry
+	if err := flatten("", root, &entries, map[*yaml.Node]bool{}); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return entries, nil
+}
+
+// flatten appends the entries of the mapping m to entries, prefixing the
+// keys. seen guards against an alias of a map that holds it.
+func flatten(prefix string, m *yaml.Node, entries *[]entry, seen map[*yaml.Node]bool) error {
+	if seen[m] {
+		return errors.New("a map refers to itself")
+	}
+	seen[m] = true
+	defer delete(seen, m)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		key, v := prefix+m.Content[i].Value, deref(m.Content[i+1])
+		for _, e := range *entries {
+			if e.key == key {
+				return fmt.Errorf("key %q given twice", key)
+			}
+		}
+		if v.Kind == yaml.MappingNode && len(v.Content) > 0 {
+			if err := flatten(key+".", v, entries, seen); err != nil {
+				return err
+			}
+			continue
+		}
+		*entries = append(*entries, entry{key, v})
+	}
+	return nil
+}
+
+// deref returns the node an alias (*name) stands for.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 8; i++ {
+		n = n.Alias
+	}
+	return n
+}
