@@ -19,7 +19,7 @@ for i in range(int(sys.argv[1])):
     h = lambda s: "h1:" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()
     print(f"{p} {v} {h(p+v)}\n{p} {v}/go.mod {h(p+v+'/go.mod')}")
 PY
-"$work/sumd" keygen -name load.example -dir "$work/keys" >/dev/null 2>&1
+"$work/sumd" keygen -name load.example -key-dir "$work/keys" >/dev/null 2>&1
 "$work/sumd" add -create -db "$work/sumd.db" -key "$work/keys/load.example.key" -gosum "$work/load.sum" -log-level warn
 "$work/sumd" serve -db "$work/sumd.db" -key "$work/keys/load.example.key" -listen "127.0.0.1:$PORT" -log-level warn >/dev/null &
 pid=$!

@@ -73,7 +73,7 @@ func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := l.AddKey(context.Background(), k); err != nil {
-		return withHint(err, "the new key must be a fresh key for the same name: sumd keygen -name "+l.Name()+" -dir keys/next")
+		return withHint(err, "the new key must be a fresh key for the same name: sumd keygen -name "+l.Name()+" -key-dir keys/next")
 	}
 	fmt.Fprintln(stdout, k.VerifierKey())
 	fmt.Fprintf(stderr, "sumd: every tree head is now signed by %s\n", strings.Join(l.VerifierKeys(), " and "))

@@ -23,7 +23,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	skeyFile := filepath.Join(cfg.Dir, filepath.Base(config.DefaultKeyFile(cfg.Name)))
+	skeyFile := filepath.Join(cfg.KeyDir, filepath.Base(config.DefaultKeyFile(cfg.Name)))
 	vkeyFile := strings.TrimSuffix(skeyFile, ".key") + ".vkey"
 	vkey, err := writeKey(cfg.Name, skeyFile, vkeyFile)
 	if err != nil {
@@ -50,7 +50,7 @@ func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 	f, err := os.OpenFile(skeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return "", withHint(fmt.Errorf("%s already exists", skeyFile),
-			"a log keeps its key for life: serve that log with -key "+skeyFile+"; for a new log choose another -name or -dir")
+			"a log keeps its key for life: serve that log with -key "+skeyFile+"; for a new log choose another -name or -key-dir")
 	}
 	if err != nil {
 		return "", fmt.Errorf("failed to create signing key file: %w", err)
@@ -59,7 +59,7 @@ func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 		f.Close()
 		os.Remove(skeyFile) // created just now, empty
 		return "", withHint(fmt.Errorf("%s already exists", vkeyFile),
-			"it is the verifier key of another key of this name: move it away first, or choose another -name or -dir")
+			"it is the verifier key of another key of this name: move it away first, or choose another -name or -key-dir")
 	}
 	if _, err := fmt.Fprintln(f, skey); err != nil {
 		f.Close()

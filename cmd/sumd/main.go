@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	sumd keygen -name NAME [-dir keys]       create a signing key
+//	sumd keygen -name NAME [-key-dir keys]   create a signing key
 //	sumd serve  [-config FILE] [flags]       serve the database over HTTP
 //	sumd add    [flags] MODULE@VERSION DIR|ZIP
 //	sumd add    [flags] -gosum FILE|DIR...   record module versions
@@ -49,7 +49,7 @@ import (
 const usage = `sumd is a private checksum database (GOSUMDB) for Go modules.
 
 Usage:
-	sumd keygen -name NAME [-dir keys]     create a signing key and print the GOSUMDB value
+	sumd keygen -name NAME [-key-dir keys] create a signing key and print the GOSUMDB value
 	sumd serve [-config FILE] [flags]      serve the database over HTTP
 	sumd add [flags] MODULE@VERSION DIR|ZIP
 	                                       hash a module directory or zip and record it

@@ -43,14 +43,20 @@ func (c *Key) Validate() error {
 }
 
 // Keygen configures `sumd keygen`, which creates a log's signing key.
+//
+// The key directory is key-dir, not dir: dir is the TUF repository of the
+// tuf commands, and a shared config file or SUMD_DIR naming it would have
+// put the private key in a directory that is published. keygen's command
+// line still accepts -dir (keygenCommand.aliases), where it can only be
+// meant for keygen.
 type Keygen struct {
-	Name string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB, e.g. sum.example.com (required)"`
-	Dir  string `flag:"dir" arg:"DIR" help:"directory to write NAME.key and NAME.vkey to; sumd serve looks in keys/ unless given -key"`
+	Name   string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB, e.g. sum.example.com (required)"`
+	KeyDir string `flag:"key-dir" arg:"DIR" help:"directory to write NAME.key and NAME.vkey to (-dir on the command line too); sumd serve looks in keys/ unless given -key"`
 }
 
 // LoadKeygen is LoadServe for `sumd keygen`.
 func LoadKeygen(args, env []string, w io.Writer) (*Keygen, []string, error) {
-	c := Keygen{Dir: "keys"}
+	c := Keygen{KeyDir: "keys"}
 	rest, err := loadValidated(keygenCommand, &c, args, env, w)
 	return &c, rest, err
 }
@@ -63,8 +69,8 @@ func (c *Keygen) Validate() error {
 	} else {
 		errs = append(errs, CheckName(c.Name))
 	}
-	if c.Dir == "" {
-		errs = append(errs, errors.New("dir is empty: pass -dir with the directory for the key files, e.g. -dir keys"))
+	if c.KeyDir == "" {
+		errs = append(errs, errors.New("key-dir is empty: pass -key-dir with the directory for the key files, e.g. -key-dir keys"))
 	}
 	return errors.Join(errs...)
 }

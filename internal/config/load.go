@@ -21,14 +21,19 @@ type command struct {
 	usage   string // the synopsis lines, "sumd <name> [flags]" if empty
 	summary string
 	example string
+	// aliases are other names of options on the command line only:
+	// alias → option. In the file and the environment the alias may name
+	// another command's option.
+	aliases map[string]string
 }
 
 var (
 	keygenCommand = command{
 		name:    "keygen",
-		usage:   "sumd keygen -name NAME [-dir keys]",
+		usage:   "sumd keygen -name NAME [-key-dir keys]",
 		summary: "Write a new Ed25519 signing key to DIR/NAME.key (mode 0600; keep it secret and\nbacked up: losing it ends the log) and its verifier key to DIR/NAME.vkey, and\nprint the verifier key: the GOSUMDB value. A \"/\" in NAME becomes \"_\" in the\nfile names. An existing key is never overwritten.",
 		example: "sumd keygen -name sum.example.com",
+		aliases: map[string]string{"dir": "key-dir"},
 	}
 	serveCommand = command{
 		name:    "serve",
@@ -155,6 +160,9 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []op
 	}
 	configOpt := bind(fs, &configFile)
 	opts := bind(fs, cfg)
+	for alias, name := range cmd.aliases {
+		fs.Var(fs.Lookup(name).Value, alias, "")
+	}
 
 	// Parse once to find -config and to fail early on bad flags, and again
 	// at the end so that flags win over the file and the environment.
@@ -177,7 +185,7 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []op
 	}
 	if path != "" {
 		newLayer(opts, layer{fromFile, path})
-		if err := loadFile(path, fs); err != nil {
+		if err := loadFile(path, opts); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -258,7 +266,7 @@ func fileKeys() []string {
 	return keys
 }
 
-func loadFile(path string, fs *flag.FlagSet) error {
+func loadFile(path string, opts []option) error {
 	entries, err := readFile(path)
 	if err != nil {
 		return err
@@ -272,11 +280,11 @@ func loadFile(path string, fs *flag.FlagSet) error {
 			}
 			return fmt.Errorf("config file %s: unknown key %q%s; known keys: %s", path, e.key, hint, strings.Join(known, ", "))
 		}
-		f := fs.Lookup(e.key)
-		if f == nil {
+		i := slices.IndexFunc(opts, func(o option) bool { return o.Name == e.key })
+		if i < 0 {
 			continue // another subcommand's option
 		}
-		if err := setNode(f, e.value); err != nil {
+		if err := setNode(opts[i].Flag, e.value); err != nil {
 			return fmt.Errorf("config file %s: %s: %w", path, e.key, err)
 		}
 	}

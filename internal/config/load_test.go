@@ -211,7 +211,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFileKeys(t *testing.T) {
-	want := "db key name min-free-disk create log-level log-format listen tls-cert tls-key shutdown-timeout max-batch cache-size verify refresh-interval max-head-age upstream upstream-auth upstream-timeout upstream-parallel record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file read-auth read-auth-file tls-client-ca tls-client-auth tls-client-roles admin-listen metrics-listen read-listen allowed-hosts tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file auth url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout from to"
+	want := "db key name min-free-disk create log-level log-format listen tls-cert tls-key shutdown-timeout max-batch cache-size verify refresh-interval max-head-age upstream upstream-auth upstream-timeout upstream-parallel record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file read-auth read-auth-file tls-client-ca tls-client-auth tls-client-roles admin-listen metrics-listen read-listen allowed-hosts tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file auth url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout key-dir from to"
 	want = strings.Replace(want, "sync-interval gosum", "sync-interval mirror mirror-interval mirror-only gosum", 1) +
 		" origin-key origin modules step o"
 	if got := strings.Join(fileKeys(), " "); got != want {
@@ -423,5 +423,37 @@ func TestFileSourceText(t *testing.T) {
 	_, _, err = LoadServe([]string{"-config", writeFile(t, "sync-interval: 1e3\n")}, nil, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `invalid value "1e3"`) {
 		t.Errorf("sync-interval: 1e3: %v; want the value quoted as written", err)
+	}
+}
+
+// TestOneMeaningPerName checks the options whose name meant different
+// things to different commands: keygen's key directory is key-dir (-dir
+// still accepted on its command line), so a TUF repository's dir from the
+// shared file or SUMD_DIR does not receive the private key; and sumd
+// mirror, which takes one mirror database, refuses serve's comma list.
+func TestOneMeaningPerName(t *testing.T) {
+	file := writeFile(t, "dir: data/tuf\nname: sum.example.com\n")
+	for _, env := range [][]string{{"SUMD_DIR=data/tuf", "SUMD_NAME=sum.example.com"}, {"SUMD_CONFIG=" + file}} {
+		c, _, err := LoadKeygen(nil, env, io.Discard)
+		if err != nil || c.KeyDir != "keys" {
+			t.Errorf("keygen under %q: %+v, %v; want key-dir keys", env, c, err)
+		}
+	}
+	for _, in := range []struct{ args, env []string }{
+		{args: []string{"-name", "n.example", "-dir", "k"}},
+		{args: []string{"-name", "n.example", "-key-dir", "k"}},
+		{env: []string{"SUMD_NAME=n.example", "SUMD_KEY_DIR=k"}},
+		{args: []string{"-config", writeFile(t, "key-dir: k\nname: n.example\n")}},
+	} {
+		c, _, err := LoadKeygen(in.args, in.env, io.Discard)
+		if err != nil || c.KeyDir != "k" {
+			t.Errorf("keygen %q %q: %+v, %v; want key-dir k", in.args, in.env, c, err)
+		}
+	}
+	for _, args := range [][]string{{"-mirror", "m1.db,m2.db"}, {"-config", writeFile(t, "mirror: m1.db,m2.db\n")}} {
+		_, _, err := LoadMirror(args, nil, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), `mirror "m1.db,m2.db" holds a comma`) {
+			t.Errorf("mirror %q: %v; want the comma refused", args, err)
+		}
 	}
 }

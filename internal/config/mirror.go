@@ -43,8 +43,13 @@ type MirrorDB struct {
 
 // Validate reports every problem of m, one per line.
 func (m *MirrorDB) Validate() error {
-	if m.Mirror == "" {
+	switch {
+	case m.Mirror == "":
 		return errors.New("mirror is empty: set -mirror to the mirror's database file")
+	case strings.Contains(m.Mirror, ","):
+		// sumd serve's mirror is a comma-separated list; here a list would
+		// create a new mirror database named after it.
+		return fmt.Errorf("mirror %q holds a comma: this command takes one mirror database; the comma-separated list is sumd serve's -mirror (run this command once per mirror, with -mirror FILE)", m.Mirror)
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ func (b *bench) prepare() error {
 	if err := writeGoSum(b.gosum, b.records, false); err != nil {
 		return err
 	}
-	if err := b.sumdCmd("keygen", "-name", "bench.example", "-dir", b.path("keys")); err != nil {
+	if err := b.sumdCmd("keygen", "-name", "bench.example", "-key-dir", b.path("keys")); err != nil {
 		return err
 	}
 	if err := b.sumdCmd("add", "-create", "-db", b.path("sumd.db"), "-key", b.key, "-gosum", b.gosum, "-log-level", "warn"); err != nil {
@@ -372,7 +372,7 @@ type tessera struct {
 }
 
 func (b *bench) startTessera() (*tessera, error) {
-	if err := b.sumdCmd("keygen", "-name", "tessera.example", "-dir", b.path("tessera-keys")); err != nil {
+	if err := b.sumdCmd("keygen", "-name", "tessera.example", "-key-dir", b.path("tessera-keys")); err != nil {
 		return nil, err
 	}
 	port := freePort()
