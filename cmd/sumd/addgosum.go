@@ -155,7 +155,7 @@ func gosumFetcher(cfg *config.Add, stderr io.Writer) (seed.Fetch, error) {
 		return nil, usageError(fmt.Errorf("upstream: %w", err), "give module proxy URLs as in GOPROXY, e.g. -upstream https://athens.corp.example,file:///srv/mirror")
 	}
 	if err := upstream.ApplyAuth(sources, cfg.UpstreamAuth); err != nil {
-		return nil, usageError(fmt.Errorf("upstream-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
+		return nil, authError("upstream-auth", err)
 	}
 	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: sources, TempDir: cfg.TmpDir, Logger: config.NewLogger(cfg.Log, stderr)})
 	if err != nil {

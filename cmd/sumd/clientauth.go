@@ -19,10 +19,17 @@ import (
 func clientAuth(spec string) (upstream.ClientCreds, error) {
 	a, err := upstream.ClientAuth(spec)
 	if err != nil {
-		return upstream.ClientCreds{}, usageError(fmt.Errorf("auth: %w", err),
-			"use none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; without -auth, the .netrc the go command reads")
+		return upstream.ClientCreds{}, usageError(fmt.Errorf("auth: %w", err), secretHint(err,
+			"use none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; without -auth, the .netrc the go command reads"))
 	}
 	return a, nil
+}
+
+// authError is the usage error for option, a credentials option (-auth,
+// -upstream-auth, -recheck-auth) that could not be read: a password or
+// token file other users may read gets the chmod hint of every secret.
+func authError(option string, err error) error {
+	return usageError(fmt.Errorf("%s: %w", option, err), secretHint(err, "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH"))
 }
 
 // authClient returns an HTTP client sending a's credentials to the host of

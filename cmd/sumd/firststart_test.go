@@ -71,7 +71,7 @@ func TestTLSKeyUnreadable(t *testing.T) {
 	}
 
 	// Anything else is still a file that is not PEM.
-	_, _, err = loadTLS(cert, cert, slog.Default())
+	_, _, err = loadTLS(cert, writeSecret(t, filepath.Join(dir, "bad.key"), "not PEM\n"), slog.Default())
 	if !errors.As(err, &ce) || !strings.Contains(ce.hint, "must be the PEM certificate chain") {
 		t.Errorf("loadTLS of a certificate that is not PEM = %v (hint %q)", err, ce.hint)
 	}

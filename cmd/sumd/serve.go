@@ -164,7 +164,7 @@ func tlsFileError(err error) error {
 	if errors.As(err, &perr) && errors.Is(err, fs.ErrPermission) {
 		return withHint(err, unreadableHint(perr.Path))
 	}
-	return withHint(err, "-tls-cert and -tls-key must be the PEM certificate chain and its private key")
+	return withHint(err, secretHint(err, "-tls-cert and -tls-key must be the PEM certificate chain and its private key"))
 }
 
 // clientCerts makes the TLS listeners ask for client certificates signed

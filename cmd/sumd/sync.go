@@ -91,7 +91,7 @@ func parseSyncCrosscheck(cfg *config.Sync) ([]upstream.Source, error) {
 		return nil, usageError(fmt.Errorf("upstream: %w", err), "give module proxy URLs as in GOPROXY, e.g. -upstream https://athens.corp.example")
 	}
 	if err := upstream.ApplyAuth(sources, cfg.UpstreamAuth); err != nil {
-		return nil, usageError(fmt.Errorf("upstream-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
+		return nil, authError("upstream-auth", err)
 	}
 	return sources, nil
 }

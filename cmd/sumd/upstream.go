@@ -52,7 +52,7 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 		return nil, usageError(fmt.Errorf("upstream: %w", err), "give module proxy URLs as in GOPROXY, e.g. -upstream https://athens.corp.example,file:///srv/mirror")
 	}
 	if err := upstream.ApplyAuth(u.sources, cfg.UpstreamAuth); err != nil {
-		return nil, usageError(fmt.Errorf("upstream-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
+		return nil, authError("upstream-auth", err)
 	}
 	return u, nil
 }

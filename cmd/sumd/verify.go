@@ -262,7 +262,7 @@ func rechecker(cfg *config.Verify) (audit.Rechecker, error) {
 		return nil, usageError(fmt.Errorf("recheck: %w", err), "give module proxy URLs as in GOPROXY, e.g. -recheck https://athens.corp.example")
 	}
 	if err := upstream.ApplyAuth(sources, cfg.RecheckAuth); err != nil {
-		return nil, usageError(fmt.Errorf("recheck-auth: %w", err), "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH")
+		return nil, authError("recheck-auth", err)
 	}
 	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: sources})
 	if err != nil {

@@ -86,6 +86,11 @@ func (r *Reloader) load() (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The private key is a secret like the signing key: refused if other
+	// users may access it.
+	if err := secret.CheckMode(r.keyFile, keyFI); err != nil {
+		return nil, err
+	}
 	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/sumd-project/sumd/internal/secret"
 )
 
 // A Key is the private key of a TUF role: an Ed25519 key, its sigstore
@@ -58,9 +60,10 @@ func newKey(priv ed25519.PrivateKey) (*Key, error) {
 // ID is the key's TUF key id (hex SHA-256 of its canonical public key).
 func (k *Key) ID() string { return k.id }
 
-// ReadKeyFile reads a PEM (PKCS#8) Ed25519 private key file.
+// ReadKeyFile reads a PEM (PKCS#8) Ed25519 private key file, refusing one
+// that other users may access (a *secret.ModeError), as sumd's other secrets.
 func ReadKeyFile(path string) (*Key, error) {
-	data, err := readCapped(path, maxKeyFile)
+	data, _, err := secret.ReadFile(path, maxKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read key: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/sumd-project/sumd/internal/secret"
 )
 
 // An AuthKind is how sumd authenticates to a source.
@@ -194,27 +196,40 @@ func (a Auth) apply(req *http.Request) error {
 }
 
 // read returns the content of a's file, trimmed; a password or token file
-// must not be empty.
+// must not be empty. A password or token file is a secret like the signing
+// key: refused (a *secret.ModeError) if other users may access it. A
+// .netrc is the go command's, which reads it whatever its mode.
 func (a Auth) read() (string, error) {
-	limit := int64(maxSecretFile)
+	var data []byte
+	var err error
 	if a.Kind == AuthNetrc {
-		limit = maxNetrcFile
+		data, err = readCapped(a.File, maxNetrcFile)
+	} else {
+		data, _, err = secret.ReadFile(a.File, maxSecretFile)
 	}
-	f, err := os.Open(a.File)
 	if err != nil {
 		return "", fmt.Errorf("failed to read %s credentials: %w", a.Kind, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("failed to read %s credentials from %s: %w", a.Kind, a.File, err)
-	case int64(len(data)) > limit:
-		return "", fmt.Errorf("failed to read %s credentials: %s is larger than %d bytes", a.Kind, a.File, limit)
 	}
 	s := strings.TrimSpace(string(data))
 	if s == "" && a.Kind != AuthNetrc {
 		return "", fmt.Errorf("failed to read %s credentials: %s is empty", a.Kind, a.File)
 	}
 	return s, nil
+}
+
+// readCapped reads the file at path, of at most limit bytes.
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("failed to read %s: %w", path, err)
+	case int64(len(data)) > limit:
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, nil
 }
