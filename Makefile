@@ -11,7 +11,7 @@ FUZZTIME ?= 60s
 CRASH_KILLS ?= 1000
 CRASH_DURATION ?= 3h
 
-.PHONY: build run test test-race test-short bench bench-compare lint fuzz crash clean
+.PHONY: build run test test-race test-short bench bench-compare lint fuzz crash clean help
 
 build: ## build bin/sumd, stamped with VERSION (git describe)
 	$(GO) build -ldflags "-X main.buildVersion=$(VERSION)" -o $(BIN) ./cmd/sumd
@@ -54,5 +54,8 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 60s); packages are fou
 crash: ## SIGKILL sumd serve under load CRASH_KILLS times (default 1000, at most CRASH_DURATION), checking every acknowledged record and head after each restart
 	CRASH_KILLS=$(CRASH_KILLS) CRASH_DURATION=$(CRASH_DURATION) $(GO) test -count=1 -timeout 0 -run '^TestCrashLoop$$' -v ./cmd/sumd
 
-clean:
+clean: ## remove bin/
 	rm -rf bin
+
+help: ## list these targets and what each does
+	@awk -F ':.*## ' '/^[a-z-]+:.*## /{printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

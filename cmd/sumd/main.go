@@ -9,6 +9,8 @@
 //	sumd add    [flags] -gosum FILE|DIR...   record module versions
 //	sumd verify -url URL -key VKEY [-state DIR] [-full] [-gosum FILE]
 //	                                         audit a checksum database
+//	sumd key rotate [flags] -new-key FILE    start signing with a new key too
+//	sumd key retire [flags] -retire VKEY     stop signing with the old key
 //	sumd tuf init|publish|rotate-root|status|gosumdb [flags]
 //	                                         publish the keys through TUF
 //	sumd oci push [flags] MODULE@VERSION DIR|ZIP HOST/PREFIX
@@ -22,6 +24,8 @@
 //	sumd backup [verify] [flags]             copy (or verify a copy of) the database
 //	sumd restore -db FILE -key FILE -from MIRROR
 //	                                         rebuild a database from a mirror of it
+//	sumd version                             print the version
+//	sumd help [COMMAND]                      print the usage, or a command's flags
 //
 // Run "sumd help COMMAND" or "sumd COMMAND -h" for the flags of a command.
 // See README.md.

@@ -112,7 +112,7 @@ func parseSourceURL(entry string) (string, error) {
 func checkSourceURL(u *url.URL) error {
 	switch {
 	case u.User != nil:
-		return errors.New("credentials in the URL are not allowed: configure them with auth (a file)")
+		return errors.New("credentials in the URL are not allowed: give them in a file with -upstream-auth (verify: -recheck-auth), such as basic:USER:FILE or bearer:FILE")
 	case u.Opaque != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.RawFragment != "":
 		return errors.New("a proxy URL has no query or fragment")
 	}
