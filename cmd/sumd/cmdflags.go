@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // Every command declares its flags in internal/config (one struct, whose
@@ -59,4 +60,13 @@ func configError(err error) error {
 		return err
 	}
 	return usageError(err, "fix the option named above; see -h for every option, its default and its SUMD_* variable")
+}
+
+// stepError is the error for a command with steps (sumd key, tuf, oci)
+// given none, or one it does not have; steps lists its steps.
+func stepError(cmd string, args []string, steps string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return fmt.Errorf("sumd %s needs a step: %s", cmd, steps)
+	}
+	return fmt.Errorf("unknown step %q of sumd %s: want %s", args[0], cmd, steps)
 }

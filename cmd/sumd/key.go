@@ -36,7 +36,7 @@ func runKey(args []string, stdout, stderr io.Writer) error {
 		"retire": config.LoadKeyRetire,
 	}
 	if len(args) == 0 || load[args[0]] == nil {
-		return usageError(errors.New("sumd key needs a step: rotate or retire"), hint)
+		return usageError(stepError("key", args, "rotate or retire"), hint)
 	}
 	step := args[0]
 	cfg, err := loadFlags(load[step], args[1:], stderr, hint)

@@ -22,7 +22,7 @@ func runOCI(args []string, stdout, stderr io.Writer) error {
 		args = append([]string{"push"}, args...) // its only step
 	}
 	if len(args) == 0 || args[0] != "push" {
-		return usageError(errors.New("sumd oci needs a step: push"),
+		return usageError(stepError("oci", args, "push"),
 			"use: sumd oci push [flags] MODULE@VERSION DIR|ZIP HOST[:PORT][/PREFIX]; see docs/oci.md")
 	}
 	return ociPush(args[1:], stdout, stderr)

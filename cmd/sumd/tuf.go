@@ -49,7 +49,7 @@ func runTUF(args []string, stdout, stderr io.Writer) error {
 		return flag.ErrHelp
 	}
 	if len(args) == 0 || tufSteps[args[0]] == nil {
-		return usageError(errors.New("sumd tuf needs a step: init, publish, rotate-root, status or gosumdb"),
+		return usageError(stepError("tuf", args, "init, publish, rotate-root, status or gosumdb"),
 			"see sumd help and docs/keys.md; every step has -h")
 	}
 	return tufSteps[args[0]](args[1:], stdout, stderr)

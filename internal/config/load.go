@@ -274,11 +274,14 @@ func loadFile(path string, opts []option) error {
 	known := fileKeys()
 	for _, e := range entries {
 		if !slices.Contains(known, e.key) {
-			hint := ""
+			// About 100 keys are known: a suggestion helps, the list does not.
+			hint := "; see sumd help COMMAND for the options"
 			if alt := strings.ReplaceAll(e.key, "_", "-"); slices.Contains(known, alt) {
 				hint = fmt.Sprintf(" (did you mean %q?)", alt)
+			} else if alt := closest(e.key, known); alt != "" {
+				hint = fmt.Sprintf(" (did you mean %q?)", alt)
 			}
-			return fmt.Errorf("config file %s: unknown key %q%s; known keys: %s", path, e.key, hint, strings.Join(known, ", "))
+			return fmt.Errorf("config file %s: unknown key %q%s", path, e.key, hint)
 		}
 		i := slices.IndexFunc(opts, func(o option) bool { return o.Name == e.key })
 		if i < 0 {
@@ -417,7 +420,13 @@ func envName(name string) string {
 
 func printUsage(w io.Writer, cmd command, opts []option) {
 	fmt.Fprintf(w, "Usage: %s\n\n%s\n\n", cmp.Or(cmd.usage, "sumd "+cmd.name+" [flags]"), cmd.summary)
-	fmt.Fprint(w, wrap(`Every flag is also an environment variable and a key of the YAML file named by -config: -max-batch 512, SUMD_MAX_BATCH=512 and "max-batch: 512" mean the same. Flags win over the environment, which wins over the file; an empty variable counts as unset (to clear a value the file sets, pass the flag empty: -admin-token-file=).`, ""))
+	name, val := layersExample(opts)
+	clear := "config" // the command's first string option: "" clears it
+	if i := slices.IndexFunc(opts, func(o option) bool { _, ok := o.Value.(*value).Get().(string); return ok }); i >= 0 {
+		clear = opts[i].Name
+	}
+	fmt.Fprint(w, wrap(fmt.Sprintf(`Every flag is also an environment variable and a key of the YAML file named by -config: -%s %s, %s=%s and "%s: %s" mean the same. Flags win over the environment, which wins over the file; an empty variable counts as unset (to clear a value the file sets, pass the flag empty: -%s=).`,
+		name, val, envName(name), val, name, val, clear), ""))
 	fmt.Fprint(w, "\nFlags:\n")
 	printFlag(w, "config", "FILE", "YAML file of options, one key per flag below", "", "SUMD_CONFIG")
 	for _, o := range opts {
@@ -428,6 +437,21 @@ func printUsage(w io.Writer, cmd command, opts []option) {
 		printFlag(w, o.Name, o.arg, o.Usage, def, envName(o.Name))
 	}
 	fmt.Fprintf(w, "\nExample:\n  %s\n", cmd.example)
+}
+
+// layersExample returns an option of the command and a value of it, for
+// the usage text: the first with a default that is not a bool, else the
+// first with its placeholder.
+func layersExample(opts []option) (name, val string) {
+	for _, o := range opts {
+		if _, isBool := o.Value.(*value).Get().(bool); !isBool && o.DefValue != "" && !strings.ContainsAny(o.DefValue, " ,") {
+			return o.Name, o.DefValue
+		}
+	}
+	if len(opts) == 0 {
+		return "config", "FILE"
+	}
+	return opts[0].Name, cmp.Or(opts[0].arg, "VALUE")
 }
 
 // printFlag prints one flag much as the flag package does, adding its

@@ -137,7 +137,7 @@ func TestLoadErrors(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{"unknown key", []string{"-config", writeFile(t, "db: x.db\nlistn: :80\n")}, nil, `unknown key "listn"; known keys: db, key, name,`},
+		{"unknown key", []string{"-config", writeFile(t, "db: x.db\nlistn: :80\n")}, nil, `unknown key "listn"`},
 		{"snake case key", []string{"-config", writeFile(t, "max_batch: 5\n")}, nil, `unknown key "max_batch" (did you mean "max-batch"?)`},
 		{"nested key", []string{"-config", writeFile(t, "log:\n  level: info\n")}, nil, `unknown key "log.level"`},
 		{"config key in file", []string{"-config", writeFile(t, "config: other.yaml\n")}, nil, `unknown key "config"`},
@@ -455,5 +455,25 @@ func TestOneMeaningPerName(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), `mirror "m1.db,m2.db" holds a comma`) {
 			t.Errorf("mirror %q: %v; want the comma refused", args, err)
 		}
+	}
+}
+
+// TestUsageOwnExample checks that every command's -h explains the layers
+// with an option of its own, not serve's, and that an unknown key of the
+// file gets a suggestion rather than every known key on one line.
+func TestUsageOwnExample(t *testing.T) {
+	var out strings.Builder
+	LoadKeygen([]string{"-h"}, nil, &out)
+	if s := out.String(); strings.Contains(s, "max-batch") || strings.Contains(s, "admin-token-file") || !strings.Contains(s, "SUMD_KEY_DIR=keys") {
+		t.Errorf("keygen -h explains the layers with another command's options:\n%s", s)
+	}
+	out.Reset()
+	LoadStatus([]string{"-h"}, nil, &out)
+	if s := out.String(); strings.Contains(s, "-timeout=") || !strings.Contains(s, "-url=") {
+		t.Errorf("status -h: a duration is not cleared by an empty flag; want a string option's:\n%s", s)
+	}
+	_, _, err := LoadServe([]string{"-config", writeFile(t, "listn: :80\n")}, nil, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `unknown key "listn" (did you mean "listen"?)`) || len(err.Error()) > 300 {
+		t.Errorf("unknown key: %v; want a short error with a suggestion", err)
 	}
 }

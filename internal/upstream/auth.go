@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -206,6 +207,12 @@ func (a Auth) read() (string, error) {
 		data, err = readCapped(a.File, maxNetrcFile)
 	} else {
 		data, _, err = secret.ReadFile(a.File, maxSecretFile)
+	}
+	if errors.Is(err, fs.ErrNotExist) && a.Kind != AuthNetrc {
+		// Most likely the secret itself where its file belongs: say so
+		// without echoing it.
+		what := map[AuthKind]string{AuthBasic: "basic:USER:FILE names a FILE holding the password", AuthBearer: "bearer:FILE names a FILE holding the token"}[a.Kind]
+		return "", fmt.Errorf("failed to read %s credentials: no such file; %s, not the secret itself", a.Kind, what)
 	}
 	if err != nil {
 		return "", fmt.Errorf("failed to read %s credentials: %w", a.Kind, err)

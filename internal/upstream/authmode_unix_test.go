@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/secret"
@@ -36,5 +37,14 @@ func TestCredentialFileMode(t *testing.T) {
 	}
 	if _, err := ClientAuth("netrc:" + open); err != nil {
 		t.Errorf("a 0644 .netrc: %v; want it read as the go command reads it", err)
+	}
+}
+
+// TestCredentialNotAFile checks that a password given where its file is
+// expected is not echoed back, and that the error says a FILE is wanted.
+func TestCredentialNotAFile(t *testing.T) {
+	_, err := ClientAuth("basic:alice:mypassword")
+	if err == nil || strings.Contains(err.Error(), "mypassword") || !strings.Contains(err.Error(), "FILE holding the password") {
+		t.Errorf("basic:alice:mypassword = %v; want the FILE explained, the value not echoed", err)
 	}
 }
