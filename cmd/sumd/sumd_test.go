@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -180,7 +181,13 @@ func startServerAt(t *testing.T, addr string, args ...string) *sumdServer {
 func launchServer(t *testing.T, dir string, env []string, args ...string) (*sumdServer, error) {
 	t.Helper()
 	s := &sumdServer{t: t, stderr: new(testlog.Buffer)}
-	s.cmd = sumdCommand(t, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
+	// Any free port, unless the test names one: a flag given twice is
+	// refused.
+	serve := []string{"serve"}
+	if !slices.ContainsFunc(args, func(a string) bool { return a == "-listen" || strings.HasPrefix(a, "-listen=") }) {
+		serve = append(serve, "-listen", "127.0.0.1:0")
+	}
+	s.cmd = sumdCommand(t, append(serve, args...)...)
 	s.cmd.Dir = dir
 	s.cmd.Env = append(s.cmd.Env, env...)
 	s.cmd.Stderr = s.stderr
