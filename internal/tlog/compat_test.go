@@ -17,14 +17,7 @@ import (
 func TestFormat1(t *testing.T) {
 	ctx := context.Background()
 	keys := format1Keys(t)
-	db, err := os.ReadFile("testdata/format1.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "sumd.db")
-	if err := os.WriteFile(path, db, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := format1Copy(t)
 	l, err := Open(path, Options{Keys: keys, Verify: VerifyFull, Logger: quietLogger()})
 	if err != nil {
 		t.Fatalf("Open of a format-1 database: %v", err)
@@ -56,6 +49,21 @@ func TestFormat1(t *testing.T) {
 	if tree, _ := l.Tree(ctx); tree.N != 303 {
 		t.Fatalf("tree %d after reopening, want 303", tree.N)
 	}
+}
+
+// format1Copy copies testdata/format1.db into a temporary directory and
+// returns the copy's path.
+func format1Copy(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("testdata/format1.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "sumd.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // format1Keys reads the signing keys of testdata/format1.db.

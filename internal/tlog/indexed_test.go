@@ -25,12 +25,9 @@ import (
 // in the transaction of their entries; a new log starts at 0.
 func TestIndexedExtent(t *testing.T) {
 	ctx := context.Background()
-	data, err := os.ReadFile("testdata/format1.db")
+	path := format1Copy(t)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "sumd.db")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	stored := func(s *BoltStore) []byte {
@@ -162,14 +159,7 @@ func TestIndexedExtentMirror(t *testing.T) {
 // unsynced meta page visible (PROTOCOL.md §6), and a log serving and
 // committing on top of it would lose what it acknowledged in a power loss.
 func TestIndexedStoreFails(t *testing.T) {
-	data, err := os.ReadFile("testdata/format1.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "sumd.db")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := format1Copy(t)
 	s, err := OpenBolt(path, BoltOptions{})
 	if err != nil {
 		t.Fatal(err)
