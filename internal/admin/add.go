@@ -76,6 +76,7 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	h.uploadDeadlines(w) // up to MaxAddBody of go.sum lines
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxAddBody))
 	if err != nil {
 		h.fail(w, r, badInput(err, "failed to read the body: %v", err))

@@ -40,6 +40,18 @@ type Result struct {
 	TreeSize int64  `json:"tree_size"` // size of the signed tree covering it
 }
 
+// uploadDeadlines gives an authenticated request with a large body
+// UploadTimeout to send it and be answered. The server's read deadline is
+// seconds (so anonymous clients cannot hold a connection by trickling a
+// body) and its write deadline is sized for lookups. A writer that cannot
+// set deadlines (a test recorder) is fine.
+func (h *Handler) uploadDeadlines(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(h.opts.UploadTimeout)
+	_ = rc.SetReadDeadline(deadline)
+	_ = rc.SetWriteDeadline(deadline)
+}
+
 // fetch serves POST /admin/fetch.
 func (h *Handler) fetch(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFetchBody)
@@ -107,10 +119,7 @@ func checkModule(path, version string) (module.Version, error) {
 func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	// Only authenticated requests get here: only they get the longer
 	// deadlines. A writer that cannot set them (a test recorder) is fine.
-	rc := http.NewResponseController(w)
-	deadline := time.Now().Add(h.opts.UploadTimeout)
-	_ = rc.SetReadDeadline(deadline)
-	_ = rc.SetWriteDeadline(deadline)
+	h.uploadDeadlines(w)
 	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxZipSize+h.opts.MaxModSize+uploadSlack)
 	up, err := h.readUpload(r)
 	if up.zipPath != "" {

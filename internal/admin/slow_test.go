@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -58,5 +59,37 @@ func TestSlowUpload(t *testing.T) {
 	}
 	if elapsed := time.Since(start); elapsed < 400*time.Millisecond || res.TreeSize != 1 {
 		t.Fatalf("upload took %v (want longer than the 200 ms server timeouts), tree size %d", elapsed, res.TreeSize)
+	}
+}
+
+// slowServer serves h with read and write timeouts far shorter than the
+// test's requests take, as sumd's listeners do for anonymous clients.
+func slowServer(t *testing.T, h http.Handler) string {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Config.WriteTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestSlowAdd: go.sum lines trickled for longer than the server's read
+// timeout still arrive: an authenticated add extends its deadlines as an
+// upload does.
+func TestSlowAdd(t *testing.T) {
+	s := newSetup(t, Options{})
+	url := slowServer(t, s.srv.Config.Handler)
+	var recs []gosum.Record
+	for i := range 40 { // about 5 KiB: ten 512-byte reads 50 ms apart
+		recs = append(recs, fakeRec(i, ""))
+	}
+	c := &Client{URL: url, Token: testToken, HTTPClient: &http.Client{Transport: slowTransport{}}}
+	start := time.Now()
+	res, err := c.Add(context.Background(), recs, false)
+	if err != nil {
+		t.Fatalf("slow add failed after %v: %v", time.Since(start), err)
+	}
+	if elapsed := time.Since(start); elapsed < 400*time.Millisecond || res.New != len(recs) {
+		t.Fatalf("add took %v (want longer than the 200 ms server timeouts), %d new records, want %d", elapsed, res.New, len(recs))
 	}
 }

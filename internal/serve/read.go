@@ -231,8 +231,8 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 	}
 }
 
-// readTimeout is how long a read listener's client has to send a request:
-// net/http's ReadHeaderTimeout on the main listener. Tests shorten it.
+// readTimeout is how long a client has to send its request, headers and
+// body, on every listener. Tests shorten it.
 var readTimeout = 10 * time.Second
 
 // fastLogger takes fasthttp's log lines: failures to serve one connection

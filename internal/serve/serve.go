@@ -408,11 +408,16 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 		url:   publicURL(ln.Addr(), cfg.TLS != nil),
 		fresh: fresh,
 		srv: &http.Server{
-			ConnState:         fresh.track,
-			Handler:           h,
-			TLSConfig:         cfg.TLS,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       cfg.RequestTimeout,
+			ConnState: fresh.track,
+			Handler:   h,
+			TLSConfig: cfg.TLS,
+			// A client has readTimeout to send its request, headers and
+			// body: one trickling a body holds a connection for seconds,
+			// not for the request timeout. (Once the body is read,
+			// net/http clears the read deadline while the handler runs.)
+			// The admin API extends it for authenticated uploads.
+			ReadHeaderTimeout: readTimeout,
+			ReadTimeout:       readTimeout,
 			WriteTimeout:      cfg.RequestTimeout,
 			IdleTimeout:       120 * time.Second,
 			MaxHeaderBytes:    16 << 10,
