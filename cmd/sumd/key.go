@@ -43,15 +43,31 @@ func runKey(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l, err := openLog(cfg.Database, openOptions{cmd: "key " + step, logger: config.NewLogger(cfg.Log, stderr), minFree: cfg.DiskFloor.Bytes()}, stderr)
+	o := openOptions{cmd: "key " + step, logger: config.NewLogger(cfg.Log, stderr), minFree: cfg.DiskFloor.Bytes()}
+	if step == "rotate" {
+		l, err := openLog(cfg.Database, o, stderr)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		return rotate(l, cfg, stdout, stderr)
+	}
+	if cfg.Retire == "" {
+		return usageError(errors.New("retire needs -retire VKEY|FILE"), "give the verifier key (or .vkey file) of the key to stop signing with")
+	}
+	vkey, err := readVKey("-retire", cfg.Retire)
+	if err != nil {
+		return err
+	}
+	// Retiring a key never needs its private half: a key whose file was
+	// lost is retired with the remaining keys (docs/keys.md, Losing a key).
+	o.lostKey = vkey
+	l, err := openLog(cfg.Database, o, stderr)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	if step == "rotate" {
-		return rotate(l, cfg, stdout, stderr)
-	}
-	return retire(l, cfg, stdout, stderr)
+	return retire(l, cfg, vkey, stdout, stderr)
 }
 
 // rotate adds the new key, generating it first if its file does not exist.
@@ -83,15 +99,9 @@ func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// retire removes a key from the signing set.
-func retire(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
-	if cfg.Retire == "" {
-		return usageError(errors.New("retire needs -retire VKEY|FILE"), "give the verifier key (or .vkey file) of the key to stop signing with")
-	}
-	vkey, err := readVKey("-retire", cfg.Retire)
-	if err != nil {
-		return err
-	}
+// retire removes the key vkey from the signing set, in one commit that
+// re-signs the head with the remaining keys.
+func retire(l *tlog.Log, cfg *config.Key, vkey string, stdout, stderr io.Writer) error {
 	if err := l.RemoveKey(context.Background(), vkey); err != nil {
 		return withHint(err, "give one of the verifier keys the log signs with")
 	}

@@ -209,6 +209,7 @@ type openOptions struct {
 	firstStart bool   // the embedded default log may be created (see checkFirstStart)
 	mirrors    bool   // -mirror is served too: a first start needs -create
 	lockedHint string // what to do when a server holds the database; default: stop it
+	lostKey    string // key retire: the verifier key retired, whose private key may be lost (tlog.Options.LostKey)
 	minFree    int64  // a bbolt file's floor of free space (tlog.Options.MinFree); -1: none, for a command that only reads
 	verify     tlog.VerifyMode
 	maxBatch   int
@@ -248,7 +249,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	opts := tlog.Options{
 		Keys: keys, Create: create, Verify: o.verify, MaxBatch: o.maxBatch,
 		Logger: o.logger, Metrics: o.metrics, RefreshInterval: o.refresh, MaxHeadAge: o.maxHeadAge,
-		MinFree: o.minFree,
+		MinFree: o.minFree, LostKey: o.lostKey,
 	}
 	if pgstore.IsURL(db.DB) {
 		return openPostgres(db.DB, opts, o.registry, o.cmd)

@@ -15,7 +15,7 @@ import (
 
 // A Key is the log's signing key with its verifier.
 type Key struct {
-	signer   note.Signer
+	signer   note.Signer // nil for a lost key (Options.LostKey), which only verifies
 	verifier note.Verifier
 	vkey     string
 }
@@ -69,7 +69,7 @@ func ReadKeyFile(path string) (*Key, error) {
 }
 
 // Name is the checksum database name the key signs for.
-func (k *Key) Name() string { return k.signer.Name() }
+func (k *Key) Name() string { return k.verifier.Name() }
 
 // VerifierKey is the key's verifier key in note format.
 func (k *Key) VerifierKey() string { return k.vkey }

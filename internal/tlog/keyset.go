@@ -27,10 +27,15 @@ func (ks keySet) vkeys() []string {
 	return out
 }
 
-// signTree signs tree with every key of the set.
+// signTree signs tree with every key of the set. A set holding a lost key
+// signs nothing: a head without that key's signature would retire it
+// behind the operator's back.
 func (ks keySet) signTree(tree tlog.Tree) ([]byte, error) {
 	signers := make([]note.Signer, len(ks))
 	for i, k := range ks {
+		if k.signer == nil {
+			return nil, fmt.Errorf("cannot sign with %s: its private key is lost; retire it first (sumd key retire -retire %s)", k.vkey, k.vkey)
+		}
 		signers[i] = k.signer
 	}
 	head, err := note.Sign(&note.Note{Text: string(tlog.FormatTree(tree))}, signers...)
@@ -61,29 +66,49 @@ func (ks keySet) openTree(head []byte) (tlog.Tree, error) {
 }
 
 // pick returns the keys of the stored signing set from the keys given,
-// refusing a missing key and a key the log does not sign with.
-func pick(stored []string, given []*Key) (keySet, error) {
+// refusing a missing key (but lost) and a key the log does not sign with.
+func pick(stored []string, given []*Key, lost string) (keySet, error) {
 	for _, k := range given {
 		if !slices.Contains(stored, k.VerifierKey()) {
 			return nil, fmt.Errorf("%s is not one of the log's keys, which are %s (a retired key, or another log's): "+
 				"serving a log under another key would break every client that knows it; pass the log's own keys, and add a key only with sumd key rotate", k.VerifierKey(), strings.Join(stored, ", "))
 		}
 	}
-	return choose(stored, given)
+	return choose(stored, given, lost)
 }
 
 // choose returns the keys of the stored signing set from the keys given,
-// which may hold more.
-func choose(stored []string, given []*Key) (keySet, error) {
+// which may hold more. The key lost (Options.LostKey), if not given, is
+// taken as a verifier alone: enough to verify the stored head, and to
+// retire it.
+func choose(stored []string, given []*Key, lost string) (keySet, error) {
 	var ks keySet
 	for _, vkey := range stored {
 		i := slices.IndexFunc(given, func(k *Key) bool { return k.VerifierKey() == vkey })
-		if i < 0 {
+		switch {
+		case i >= 0:
+			ks = append(ks, given[i])
+		case vkey == lost:
+			k, err := lostKey(vkey)
+			if err != nil {
+				return nil, err
+			}
+			ks = append(ks, k)
+		default:
 			return nil, &MissingKeyError{VKey: vkey, Stored: stored}
 		}
-		ks = append(ks, given[i])
 	}
 	return ks, nil
+}
+
+// lostKey is the Key of a verifier key whose private key is lost: it
+// verifies, and signs nothing.
+func lostKey(vkey string) (*Key, error) {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("malformed verifier key %q: %w", vkey, err)
+	}
+	return &Key{verifier: v, vkey: vkey}, nil
 }
 
 // VerifierKeys returns the verifier keys of every key the log signs with:

@@ -167,3 +167,72 @@ func TestConcurrentKeyRotations(t *testing.T) {
 	}
 	l.Close()
 }
+
+// TestRetireLostKey loses the private half of the key rotated in: Open
+// with Options.LostKey accepts the remaining keys, signs nothing until
+// RemoveKey retires the lost one, and then the head verifies with the
+// remaining key alone, as clients pinned to it expect. LostKey never
+// excuses another missing key, nor opens a log of one lost key for
+// signing.
+func TestRetireLostKey(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sumd.db")
+	oldKey, lost := testKey(t, "sum.example.com"), testKey(t, "sum.example.com")
+	l := openTest(t, path, oldKey, VerifyTail)
+	if _, err := l.Add(ctx, record(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddKey(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := l.Signed(ctx)
+	l.Close()
+
+	// Another missing key is still refused.
+	if _, err := Open(path, Options{Keys: []*Key{oldKey}, LostKey: testKey(t, "sum.example.com").VerifierKey(), Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "whose private key was not given") {
+		t.Fatalf("Open lacking the new key, LostKey another key = %v", err)
+	}
+	if _, err := Open(path, Options{Keys: []*Key{lost}, LostKey: lost.VerifierKey(), Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "whose private key was not given") {
+		t.Fatalf("Open lacking the old key, LostKey the new = %v", err)
+	}
+
+	l, err := Open(path, Options{Keys: []*Key{oldKey}, LostKey: lost.VerifierKey(), Verify: VerifyFull, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open without the lost key: %v", err)
+	}
+	if _, err := l.Add(ctx, record(1, 0)); err == nil || !strings.Contains(err.Error(), "private key is lost") {
+		t.Errorf("Add before retiring the lost key = %v, want a refusal", err)
+	}
+	if head, _ := l.Signed(ctx); string(head) != string(before) {
+		t.Fatalf("a refused Add changed the head")
+	}
+	if err := l.RemoveKey(ctx, lost.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := l.Signed(ctx)
+	if !verifiesWith(t, head, oldKey.VerifierKey()) || verifiesWith(t, head, lost.VerifierKey()) {
+		t.Fatalf("after retiring the lost key, head should verify with the old key only:\n%s", head)
+	}
+	if _, err := l.Add(ctx, record(1, 0)); err != nil {
+		t.Fatalf("Add after retiring the lost key: %v", err)
+	}
+	l.Close()
+
+	// The change is stored: the remaining key alone opens the log.
+	l = openTest(t, path, oldKey, VerifyFull)
+	if tree, _ := l.Tree(ctx); tree.N != 2 {
+		t.Fatalf("tree after the retirement has %d records, want 2", tree.N)
+	}
+	// The last key is never retired, lost or not.
+	if err := l.RemoveKey(ctx, oldKey.VerifierKey()); err == nil || !strings.Contains(err.Error(), "only key") {
+		t.Fatalf("RemoveKey of the only key = %v", err)
+	}
+	l.Close()
+	l, err = Open(path, Options{Keys: []*Key{lost}, LostKey: oldKey.VerifierKey(), Logger: quietLogger()})
+	if err == nil {
+		l.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "is not one of the log's keys") {
+		t.Fatalf("Open with a retired key, LostKey the only key = %v", err)
+	}
+}

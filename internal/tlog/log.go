@@ -80,6 +80,12 @@ type Options struct {
 	// the verifier keys ("name+hash+key") of the log it copies. A head is
 	// accepted if one of them signed it.
 	VerifierKeys []string
+	// LostKey is the verifier key of one of the log's keys whose private
+	// key is lost: Open accepts Keys without it (but not without any
+	// other), and the log signs nothing until RemoveKey(LostKey) retires
+	// it. A lost key cannot sign the next head, and a head without its
+	// signature is what retiring it means.
+	LostKey string
 	// Create allows creating the log if the store holds none (and Open the
 	// database file if it does not exist). A log must never be re-created
 	// under a name clients have used (they would reject its new history),
@@ -140,6 +146,7 @@ type Log struct {
 	name       string
 	keys       atomic.Pointer[keySet] // the signing keys; nil in a mirror. Replaced whole by the sequencer
 	given      []*Key                 // Options.Keys, to re-pick from after another writer rotates keys
+	lost       string                 // Options.LostKey
 	origin     []note.Verifier        // a mirror's verifiers; nil in a primary
 	originKeys []string               // their verifier keys
 	log        *slog.Logger
@@ -213,7 +220,7 @@ func OpenStore(s Store, opts Options) (*Log, error) {
 	}
 	opts = opts.withDefaults()
 	l := &Log{
-		store: s, given: opts.Keys, log: opts.Logger, metrics: opts.Metrics,
+		store: s, given: opts.Keys, lost: opts.LostKey, log: opts.Logger, metrics: opts.Metrics,
 		maxBatch: opts.MaxBatch,
 		queue:    make(chan *request, opts.QueueSize),
 		done:     make(chan struct{}),

@@ -140,7 +140,7 @@ func (l *Log) checkMeta(m Meta) error {
 		return fmt.Errorf("database holds the log %q but the signing key is for %q: use that log's key", m.Name, l.name)
 	}
 	if l.origin == nil {
-		_, err := pick(m.VKeys, l.given)
+		_, err := pick(m.VKeys, l.given, l.lost)
 		return err
 	}
 	return nil
@@ -168,7 +168,7 @@ func (l *Log) openStoredHead(st State) (tlog.Tree, keySet, error) {
 	var ks keySet
 	if cur := l.keys.Load(); cur == nil || !slices.Equal(cur.vkeys(), st.Meta.VKeys) {
 		var err error
-		if ks, err = choose(st.Meta.VKeys, l.given); err != nil {
+		if ks, err = choose(st.Meta.VKeys, l.given, l.lost); err != nil {
 			return tlog.Tree{}, nil, err
 		}
 	}
