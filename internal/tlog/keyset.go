@@ -195,6 +195,13 @@ func (e *MissingKeyError) Error() string {
 	return fmt.Sprintf("the log signs with %s, whose private key was not given: pass every key of the log (%s)", e.VKey, strings.Join(e.Stored, ", "))
 }
 
+// Hint says what to do: most often a key file was left out, but one lost
+// (rotated in, and never backed up) is retired with the others.
+func (e *MissingKeyError) Hint() string {
+	return fmt.Sprintf("pass -key with the key files of all of them (-key OLD,NEW); if the file of %s is lost, retire it with the others: "+
+		"sumd key retire -key <their files> -retire %s (clients that pinned only that key then fail until they switch to a remaining one; docs/keys.md, Losing a key)", e.VKey, e.VKey)
+}
+
 // keysChangedError stops a log whose signing keys another process changed
 // to a set this one cannot sign with. It is an ErrFatal, but not a storage
 // failure, and restarting as before would only stop it again: its hint
