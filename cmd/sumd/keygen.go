@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/sumd-project/sumd/internal/config"
@@ -44,6 +45,7 @@ func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("failed to generate key: %w", err)
 	}
+	created := missingDirs(filepath.Dir(skeyFile))
 	if err := os.MkdirAll(filepath.Dir(skeyFile), 0o700); err != nil {
 		return "", fmt.Errorf("failed to create key directory: %w", err)
 	}
@@ -71,7 +73,33 @@ func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 	if err := writeNew(vkeyFile, []byte(vkey+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("failed to write verifier key: %w", err)
 	}
+	// The files' names, and the directories created for them, survive a
+	// power cut only once their directories are synced: key rotate stores
+	// the new key in the database next, and a database naming a key whose
+	// file vanished cannot sign until that key is retired.
+	dirs := []string{filepath.Dir(skeyFile), filepath.Dir(vkeyFile)}
+	for _, d := range created {
+		dirs = append(dirs, filepath.Dir(d))
+	}
+	for _, d := range slices.Compact(dirs) {
+		if err := syncDir(d); err != nil {
+			return "", fmt.Errorf("failed to write signing key: %w", err)
+		}
+	}
 	return vkey, nil
+}
+
+// missingDirs returns dir and those of its parents that do not exist,
+// deepest first: the directories os.MkdirAll(dir) creates.
+func missingDirs(dir string) []string {
+	var out []string
+	for ; !exists(dir); dir = filepath.Dir(dir) {
+		out = append(out, dir)
+		if filepath.Dir(dir) == dir {
+			break
+		}
+	}
+	return out
 }
 
 // writeNew writes data to the new file path, failing if it exists.
