@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/sumd-project/sumd/internal/config"
@@ -96,7 +99,32 @@ func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "sumd: serve with -key %s,%s; publish the new verifier key; once every client uses it, run sumd key retire -retire %s\n",
 		cfg.Key, cfg.NewKey, l.VerifierKeys()[0])
 	fmt.Fprintf(stderr, "sumd: to publish both keys through TUF: sumd tuf publish -db %s -key %s,%s\n", redact(cfg.DB), cfg.Key, cfg.NewKey)
+	fmt.Fprintf(stderr, "sumd: back up %s now, before serving: the log signs with it from now on, and if it is lost the log signs again only once it is retired (docs/keys.md, Losing a key)\n", cfg.NewKey)
+	if dir := worldWritable(cfg.NewKey); dir != "" {
+		fmt.Fprintf(stderr, "sumd: warning: %s is under %s, which every user may write to (as /tmp, often emptied at boot): move the key to a directory of its own, backed up, and serve it from there\n", cfg.NewKey, dir)
+	}
 	return nil
+}
+
+// worldWritable returns the nearest directory above file that every user
+// may write to, or "". Such a directory (/tmp, /var/tmp) is no place for a
+// key: it is emptied at boot or by age, and any user may make names in it.
+func worldWritable(file string) string {
+	if runtime.GOOS == "windows" {
+		return "" // no Unix permission bits
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return ""
+	}
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o002 != 0 {
+			return dir
+		}
+		if filepath.Dir(dir) == dir {
+			return ""
+		}
+	}
 }
 
 // retire removes the key vkey from the signing set, in one commit that
