@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/sumd-project/sumd/internal/config"
@@ -78,8 +79,12 @@ func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 	if cfg.NewKey == "" {
 		return usageError(errors.New("rotate needs -new-key FILE"), "name the new key's file; sumd generates the key there if it does not exist")
 	}
+	newKeyHint := "name a .key file that does not exist, e.g. -new-key keys/next/" + filepath.Base(config.DefaultKeyFile(l.Name())) + ": sumd generates the key there"
+	if strings.HasSuffix(cfg.NewKey, ".vkey") {
+		return usageError(fmt.Errorf("-new-key %s is a verifier key file (public); -new-key takes the new private key file", cfg.NewKey), newKeyHint)
+	}
 	if !strings.HasSuffix(cfg.NewKey, ".key") {
-		return usageError(fmt.Errorf("-new-key %s: want a file name ending in .key", cfg.NewKey), "e.g. -new-key keys/next/"+l.Name()+".key")
+		return usageError(fmt.Errorf("-new-key %s: want a file name ending in .key", cfg.NewKey), newKeyHint)
 	}
 	if !exists(cfg.NewKey) {
 		if _, err := writeKey(l.Name(), cfg.NewKey, strings.TrimSuffix(cfg.NewKey, ".key")+".vkey"); err != nil {
@@ -89,6 +94,9 @@ func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 	}
 	k, err := readKeyFile(cfg.NewKey)
 	if err != nil {
+		if data, rerr := readSmallFile(cfg.NewKey, 64<<10); rerr == nil && config.CheckVerifierKeys(strings.Fields(string(data))) == nil {
+			return usageError(fmt.Errorf("%s holds a verifier key (public); -new-key takes the new private key file", cfg.NewKey), newKeyHint)
+		}
 		return err
 	}
 	if err := l.AddKey(context.Background(), k); err != nil {
@@ -130,6 +138,10 @@ func worldWritable(file string) string {
 // retire removes the key vkey from the signing set, in one commit that
 // re-signs the head with the remaining keys.
 func retire(l *tlog.Log, cfg *config.Key, vkey string, stdout, stderr io.Writer) error {
+	if slices.Equal(l.VerifierKeys(), []string{vkey}) {
+		return withHint(fmt.Errorf("cannot retire %s: it is the log's only key", vkey),
+			"rotate first: sumd key rotate -new-key keys/next/"+filepath.Base(config.DefaultKeyFile(l.Name()))+", publish the new verifier key, and retire this one once clients have it")
+	}
 	if err := l.RemoveKey(context.Background(), vkey); err != nil {
 		return withHint(err, "give one of the verifier keys the log signs with")
 	}
