@@ -1,10 +1,14 @@
 package admin
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -283,3 +287,42 @@ func TestStoreWriter(t *testing.T) {
 type failingWriter struct{ err error }
 
 func (f failingWriter) Write([]byte) (int, error) { return 0, f.err }
+
+// TestUploadManyBadEntries: x/mod's CheckZip names every bad entry, so a
+// zip of thousands of entries outside the module made a 422 body and a log
+// line of megabytes (hundreds at the 500 MiB limit). Both are capped and
+// say how much they left out.
+func TestUploadManyBadEntries(t *testing.T) {
+	var zbuf bytes.Buffer
+	zw := zip.NewWriter(&zbuf)
+	for i := range 4000 {
+		if _, err := zw.Create(fmt.Sprintf("other@v1.0.0/%s/%d.go", strings.Repeat("x", 900), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("module", "example.com/m")
+	mw.WriteField("version", "v1.0.0")
+	fw, _ := mw.CreateFormFile("zip", "zip")
+	fw.Write(zbuf.Bytes())
+	mw.Close()
+
+	var logs bytes.Buffer
+	h := New(&fakeRecorder{}, Options{TempDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	req := httptest.NewRequest(http.MethodPost, "/admin/upload", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	w := httptest.NewRecorder()
+	h.upload(w, req)
+	got := w.Body.String()
+	if w.Code != http.StatusUnprocessableEntity || len(got) > 2<<10 ||
+		!strings.HasPrefix(got, "invalid module: ") || !strings.Contains(got, "more bytes)") || strings.Count(got, "\n") != 1 {
+		t.Errorf("upload = %d, %d bytes %.300q…; want a 422 of one line under 2 KiB saying how much it left out", w.Code, len(got), got)
+	}
+	if logs.Len() > 10<<10 {
+		t.Errorf("a log line of %d bytes", logs.Len())
+	}
+}

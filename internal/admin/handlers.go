@@ -147,11 +147,13 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		// The reasons are about the zip's entries, but may quote the
-		// temporary file's name, which is no business of the client's.
+		// temporary file's name, which is no business of the client's,
+		// and list every bad entry: megabytes for a crafted zip, capped
+		// for the answer and the log line alike.
 		// The client's input is at fault: 422, not the 410 of a version
 		// the go command's first lookup found invalid upstream (proxies
 		// fall through on 410, and nothing here is to fall through to).
-		msg := strings.ReplaceAll(err.Error(), up.zipPath, "uploaded zip")
+		msg := modhash.Reason(err, up.zipPath, "uploaded zip", modhash.MaxReasonText)
 		h.fail(w, r, &httpError{http.StatusUnprocessableEntity, "invalid module: " + msg})
 		return
 	}

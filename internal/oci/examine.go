@@ -126,7 +126,9 @@ func (s *Syncer) hash(ctx context.Context, c *repoClient, a *Artifact) (gosum.Re
 		if inner := errors.Unwrap(err); inner != nil {
 			err = inner // drop "failed to hash M@V": the log line names it
 		}
-		return gosum.Record{}, &errInvalid{err}
+		// Capped, chain and all: CheckZip names every bad entry, and the
+		// log line would carry megabytes of them.
+		return gosum.Record{}, &errInvalid{errors.New(modhash.Reason(err, zipPath, "zip layer", modhash.MaxCauseText))}
 	}
 	return gosum.Record{Path: a.Module.Path, Version: a.Module.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
 }

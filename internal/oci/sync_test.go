@@ -1,11 +1,15 @@
 package oci
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -376,6 +380,33 @@ func TestSyncInvalidModule(t *testing.T) {
 	mod.GoMod = []byte("module example.com/not-m\n") // differs from the zip's go.mod
 	e.push(t, mod, e.key.sv)
 	e.wantOutcome(t, e.sync(t), Invalid)
+}
+
+// TestSyncInvalidModuleManyEntries: x/mod's CheckZip names every bad
+// entry, so a zip layer of thousands of entries outside the module made a
+// log line of megabytes. It is capped and says how much it left out.
+func TestSyncInvalidModuleManyEntries(t *testing.T) {
+	e := newSyncEnv(t, true)
+	mod := simpleModule(t, "v1.0.0")
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for i := range 4000 {
+		if _, err := zw.Create(fmt.Sprintf("other@v1.0.0/%s/%d.go", strings.Repeat("x", 900), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mod.Zip = filepath.Join(t.TempDir(), "bad.zip")
+	if err := os.WriteFile(mod.Zip, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.push(t, mod, e.key.sv)
+	e.wantOutcome(t, e.sync(t), Invalid)
+	if n := len(e.logs.String()); n > 16<<10 || !strings.Contains(e.logs.String(), "more bytes)") {
+		t.Errorf("logs of %d bytes, want the reasons capped:\n%.2000s", n, e.logs)
+	}
 }
 
 func TestSyncSizeLimit(t *testing.T) {

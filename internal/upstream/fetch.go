@@ -241,7 +241,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 		// with it (keeping it would keep the megabytes); nothing tests
 		// an invalid module's cause beyond its text.
 		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: invalidReason(err, zipPath),
-			Cause: errors.New(truncate(err.Error(), maxCauseText))}
+			Cause: errors.New(modhash.Truncate(err.Error(), modhash.MaxCauseText))}
 	}
 	return gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
 }
@@ -308,31 +308,14 @@ func escapedBase(m module.Version) (string, error) {
 }
 
 // invalidReason drops modhash's "failed to hash M@V" (the Error names the
-// version already), keeps a multi-error list on one line, and names the
-// temporary file the zip was hashed from as what it is: the reasons are
-// about the zip's entries, but an I/O error would name the file.
+// version already) and caps the rest with modhash.Reason: one line, the
+// temporary file the zip was hashed from named as what it is (the reasons
+// are about the zip's entries, but an I/O error would name the file).
 func invalidReason(err error, zipPath string) error {
 	if inner := errors.Unwrap(err); inner != nil {
 		err = inner
 	}
-	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
-	msg = strings.ReplaceAll(msg, zipPath, "module zip")
-	return fmt.Errorf("invalid module: %s", truncate(msg, maxReasonText))
-}
-
-// The caps of an invalid module's reason (what clients read, and the
-// negative cache keeps) and of its cause (for the server's log).
-const (
-	maxReasonText = 1 << 10
-	maxCauseText  = 8 << 10
-)
-
-// truncate cuts s to at most n bytes, saying how much it left out.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + fmt.Sprintf("… (%d more bytes)", len(s)-n)
+	return fmt.Errorf("invalid module: %s", modhash.Reason(err, zipPath, "module zip", modhash.MaxReasonText))
 }
 
 // downloadZip streams the zip to a temporary file, so memory stays bounded
