@@ -1,10 +1,17 @@
 package mirror
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"testing"
 
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -81,6 +88,141 @@ func FuzzImport(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzWalkBundle runs the bundle walker alone, which FuzzImport reaches
+// at about one input a second: it must never panic, and must never accept
+// a bundle whose signed head the origin's key does not verify, checked
+// here again with x/mod's note and tlog rather than through the walker's
+// open. Its input is the bundle's entries in txtar's layout (see
+// bundleTar), a few KiB where the tar is 8.5: Go's minimizer is quadratic
+// in an input's length, and spent whole runs on one tar. FuzzImport
+// mutates the tar framing itself.
+func FuzzWalkBundle(f *testing.F) {
+	o := newOrigin(f, 20)
+	good := bundleText(f, exportAll(f, o))
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add(append([]byte("x\n"), good...))                // data after the tar's end
+	f.Add(bundleText(f, exportAll(f, newOrigin(f, 20)))) // the same name, another key
+	// The head's root hash altered: its signature no longer verifies.
+	if i := bytes.Index(good, []byte("go.sum database tree\n20\n")); i >= 0 {
+		bad := bytes.Clone(good)
+		bad[i+len("go.sum database tree\n20\n")] ^= 'A' ^ 'B'
+		f.Add(bad)
+	}
+	vs, err := sumdbclient.ParseVerifiers(o.key.VerifierKey())
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := walkBundle(bytes.NewReader(bundleTar(good)), vs.Open, &nopVisitor{}); err != nil {
+		f.Fatalf("the honest bundle, through txtar: %v", err)
+	}
+	verifier, err := note.NewVerifier(o.key.VerifierKey())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		v := &nopVisitor{}
+		h, err := walkBundle(bytes.NewReader(bundleTar(text)), vs.Open, v)
+		if err != nil {
+			return
+		}
+		if !v.opened {
+			t.Fatalf("accepted a bundle (header %+v) without visiting its head", h)
+		}
+		n, err := note.Open(v.head, note.VerifierList(verifier))
+		if err != nil {
+			t.Fatalf("accepted a bundle whose head %q does not verify: %v", v.head, err)
+		}
+		tree, err := tlog.ParseTree([]byte(n.Text))
+		if err != nil || tree != v.tree || tree.N != h.To {
+			t.Fatalf("accepted a bundle of header %+v, tree %+v, whose head parses as %+v, %v", h, v.tree, tree, err)
+		}
+	})
+}
+
+// bundleText is a bundle's entries in txtar's layout: each "-- name --"
+// on a line, then its data and a newline.
+func bundleText(t testing.TB, bundle []byte) []byte {
+	t.Helper()
+	var b []byte
+	tr := tar.NewReader(bytes.NewReader(bundle))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return b
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = fmt.Appendf(b, "-- %s --\n%s\n", h.Name, data)
+	}
+}
+
+// bundleTar writes the entries of text, in bundleText's layout, as Export
+// writes them, and what comes before the first entry after the tar's end.
+// It parses the layout itself: txtar's parser panics on a line "-- --".
+func bundleTar(text []byte) []byte {
+	parts := bytes.Split(append([]byte("\n"), text...), []byte("\n-- "))
+	var b bytes.Buffer
+	w := &bundleWriter{tw: tar.NewWriter(&b)}
+	for i, p := range parts[1:] {
+		name, data, ok := bytes.Cut(p, []byte(" --\n"))
+		if i == len(parts)-2 {
+			data = bytes.TrimSuffix(data, []byte("\n")) // the others' is in the separator
+		}
+		if !ok || w.entry(string(name), data) != nil {
+			return nil // no bundle
+		}
+	}
+	w.tw.Close()
+	return append(b.Bytes(), bytes.TrimPrefix(parts[0], []byte("\n"))...)
+}
+
+// exportAll is a bundle of all of o's tree, exported by a mirror of it.
+func exportAll(t testing.TB, o *origin) []byte {
+	t.Helper()
+	ctx := context.Background()
+	m, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, m, nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := Export(ctx, m, &b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// A nopVisitor keeps the head it is shown and checks that nothing comes
+// before it.
+type nopVisitor struct {
+	opened bool
+	head   []byte
+	tree   tlog.Tree
+}
+
+func (v *nopVisitor) header(_ BundleHeader, head []byte, tree tlog.Tree) error {
+	v.opened, v.head, v.tree = true, head, tree
+	return nil
+}
+
+func (v *nopVisitor) skeleton(map[tlog.Tile][]byte) error { return v.before() }
+func (v *nopVisitor) leaf(tlog.Tile, []byte) error        { return v.before() }
+func (v *nopVisitor) records(int64, map[int64][]byte, []int64) error {
+	return v.before()
+}
+
+func (v *nopVisitor) before() error {
+	if !v.opened {
+		panic("a bundle's part visited before its verified head")
+	}
+	return nil
 }
 
 // FuzzBundleHeader checks that a header parses strictly: what it accepts
