@@ -20,8 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -359,12 +357,9 @@ func parseSince(s string) (int64, error) {
 	if h, err := mirror.ReadBundleHeader(f); err == nil {
 		return h.To, nil
 	}
-	data, err := readSmallFile(s, sumdbclient.MaxLatest)
-	if err == nil {
-		text, _, _ := strings.Cut(string(data), "\n\n")
-		var tree tlog.Tree
-		if tree, err = tlog.ParseTree([]byte(text + "\n")); err == nil {
-			return tree.N, nil
+	if data, err := readSmallFile(s, sumdbclient.MaxLatest); err == nil {
+		if n, err := mirror.HeadSize(data); err == nil {
+			return n, nil
 		}
 	}
 	return 0, usageError(fmt.Errorf("since: %s is neither a bundle nor a signed tree head", s), "give -since a tree size, the last bundle, or a file holding a signed head")

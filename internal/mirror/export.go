@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -20,6 +21,16 @@ type ExportStats struct {
 	Tiles   int
 	Records int
 	Bytes   int64 // entry data, tar framing not included
+}
+
+// HeadSize is the size of the tree of a signed head, unverified: for a
+// since of Export read from a head the importing side holds, which its
+// import verifies. The head's text, before the blank line that starts its
+// signatures, must be a tree.
+func HeadSize(head []byte) (int64, error) {
+	text, _, _ := strings.Cut(string(head), "\n\n")
+	tree, err := tlog.ParseTree([]byte(text + "\n"))
+	return tree.N, err
 }
 
 // Export writes a bundle of what the mirror holds (its published head,

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"testing"
@@ -243,6 +244,44 @@ func FuzzBundleHeader(f *testing.F) {
 		if err != nil || again.Name != h.Name || again.From != h.From || again.To != h.To || again.Partial != h.Partial ||
 			!again.Created.Equal(h.Created) || !again.Checked.Equal(h.Checked) {
 			t.Fatalf("%+v marshals to a header that parses as %+v, %v", h, again, err)
+		}
+	})
+}
+
+// FuzzHeadSize checks the reading of sumd mirror export's -since head, a
+// file carried from elsewhere: it never panics, never gives a negative
+// size, and gives the size x/mod's note and tlog read from a note (its
+// signatures aside: the import checks them).
+func FuzzHeadSize(f *testing.F) {
+	skey, _, err := note.GenerateKey(nil, "since.example")
+	if err != nil {
+		f.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, n := range []int64{0, 305, 1<<63 - 1} {
+		head, err := note.Sign(&note.Note{Text: string(tlog.FormatTree(tlog.Tree{N: n}))}, signer)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(head)
+	}
+	f.Add(tlog.FormatTree(tlog.Tree{N: 7})) // the text alone, unsigned
+	f.Add([]byte("go.sum database tree\n-1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— x AAAA\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := HeadSize(data)
+		if err == nil && n < 0 {
+			t.Fatalf("HeadSize(%q) = %d", data, n)
+		}
+		_, nerr := note.Open(data, note.VerifierList()) // no key: every note is unverified
+		var unverified *note.UnverifiedNoteError
+		if !errors.As(nerr, &unverified) {
+			return
+		}
+		if tree, terr := tlog.ParseTree([]byte(unverified.Note.Text)); terr == nil && (err != nil || n != tree.N) {
+			t.Fatalf("HeadSize(%q) = %d, %v; x/mod reads a tree of %d", data, n, err, tree.N)
 		}
 	})
 }

@@ -2,9 +2,11 @@ package sumdbclient
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -94,4 +96,66 @@ func FuzzParseLookup(f *testing.F) {
 			t.Fatalf("parts %d %q %q do not rejoin to %q", a.ID, a.Record, a.Head, body)
 		}
 	})
+}
+
+// FuzzTreeSize checks the two readers of a tree head's size, whose input
+// comes from an untrusted server, against x/mod's own reading: whenever
+// x/mod's note and tlog read a tree of more than MaxTreeSize records from
+// it (after a lookup's record, which x/mod's client skips), CheckTreeSize
+// refuses it, since x/mod's proofs of such a tree never return; Open
+// returns only a tree the key signed, within its limit; neither panics.
+func FuzzTreeSize(f *testing.F) {
+	skey, vkey, err := note.GenerateKey(nil, "size.example")
+	if err != nil {
+		f.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	vs, err := ParseVerifiers(vkey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	rec, _ := tlog.FormatRecord(7, testRecordText(7))
+	for _, n := range []int64{0, 8, 1000, 1001, MaxTreeSize, MaxTreeSize + 1, 1<<63 - 1} {
+		head := signedHead(f, skey, n)
+		f.Add(head)
+		f.Add(append(bytes.Clone(rec), head...))
+	}
+	f.Add([]byte("go.sum database tree\n+4611686018427387905\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— x AAAA\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if tree, ok := xmodTree(data); ok && tree.N > MaxTreeSize && CheckTreeSize(data) == nil {
+			t.Fatalf("CheckTreeSize accepted %q, a tree of %d records", data, tree.N)
+		}
+		for _, v := range []*Verifiers{vs, vs.Limit(1000)} {
+			tree, err := v.Open(data)
+			if err != nil {
+				continue
+			}
+			n, err := note.Open(data, note.VerifierList(verifier))
+			if err != nil {
+				t.Fatalf("Open accepted %q, which x/mod's note does not verify: %v", data, err)
+			}
+			want, err := tlog.ParseTree([]byte(n.Text))
+			if err != nil || tree != want || tree.N > MaxTreeSize || v.max > 0 && tree.N > v.max {
+				t.Fatalf("Open(%q) = %+v, x/mod's tree %+v, %v (limit %d)", data, tree, want, err, v.max)
+			}
+		}
+	})
+}
+
+// xmodTree is the tree of the head in data, read as x/mod's client reads
+// a lookup's answer or /latest, its signatures aside.
+func xmodTree(data []byte) (tlog.Tree, bool) {
+	if _, _, rest, err := tlog.ParseRecord(data); err == nil {
+		data = rest
+	}
+	_, err := note.Open(data, note.VerifierList()) // no key: every note is unverified
+	var unverified *note.UnverifiedNoteError
+	if !errors.As(err, &unverified) {
+		return tlog.Tree{}, false
+	}
+	tree, err := tlog.ParseTree([]byte(unverified.Note.Text))
+	return tree, err == nil
 }

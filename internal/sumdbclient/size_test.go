@@ -10,7 +10,7 @@ import (
 )
 
 // signedHead signs a head of a tree of n records (any hash) with skey.
-func signedHead(t *testing.T, skey string, n int64) []byte {
+func signedHead(t testing.TB, skey string, n int64) []byte {
 	t.Helper()
 	signer, err := note.NewSigner(skey)
 	if err != nil {
