@@ -174,7 +174,7 @@ func clientCerts(conf *tls.Config, a config.Access) error {
 	if a.TLSClientCA == "" {
 		return nil
 	}
-	pem, err := os.ReadFile(a.TLSClientCA)
+	pem, _, err := tlscert.ReadPEM(a.TLSClientCA)
 	if err != nil {
 		return withHint(fmt.Errorf("failed to read -tls-client-ca: %w", err), "give the PEM file of the CA certificates that issue client certificates")
 	}

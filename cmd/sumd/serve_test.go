@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/testcert"
 )
 
 // TestEmbeddedDefault starts sumd serve with no options in an empty
@@ -183,5 +187,21 @@ func TestServeSecondSignal(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
 		t.Fatalf("sumd serve after a second SIGTERM: %v, want killed by SIGTERM\n%s", err, s.stderr)
+	}
+}
+
+// TestClientCATooLarge: a -tls-client-ca file over tlscert.MaxPEM is
+// refused with the reason, rather than read whole into memory (a PEM file
+// may carry any text after its certificates, which the parser skips).
+func TestClientCATooLarge(t *testing.T) {
+	data, err := os.ReadFile(testcert.New(t).File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(big, append(data, strings.Repeat("# padding\n", 1<<20/10+1)...), 0o644)
+	err = clientCerts(&tls.Config{}, config.Access{TLSClientCA: big})
+	if err == nil || !strings.Contains(err.Error(), "failed to read -tls-client-ca: "+big+" is larger than 1048576 bytes") {
+		t.Errorf("clientCerts with a CA file over the cap: %v", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -75,23 +76,21 @@ func New(certFile, keyFile string, logger *slog.Logger) (*Reloader, error) {
 	return r, nil
 }
 
-// load reads and parses the pair, with the stats taken before reading: a
-// change during the read shows at the next stat.
+// load reads and parses the pair, each file's stat taken on the opened
+// file before reading: a change during the read shows at the next stat.
 func (r *Reloader) load() (*loaded, error) {
-	certFI, err := os.Stat(r.certFile)
-	if err != nil {
-		return nil, err
-	}
-	keyFI, err := os.Stat(r.keyFile)
+	certPEM, certFI, err := ReadPEM(r.certFile)
 	if err != nil {
 		return nil, err
 	}
 	// The private key is a secret like the signing key: refused if other
-	// users may access it.
-	if err := secret.CheckMode(r.keyFile, keyFI); err != nil {
+	// users may access it. secret.ReadFile checks the file it reads;
+	// tls.LoadX509KeyPair would open the path again after the check.
+	keyPEM, keyFI, err := secret.ReadFile(r.keyFile, MaxPEM)
+	if err != nil {
 		return nil, err
 	}
-	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +101,36 @@ func (r *Reloader) load() (*loaded, error) {
 		}
 	}
 	return &loaded{cert: &cert, notAfter: leaf.NotAfter, certFI: certFI, keyFI: keyFI}, nil
+}
+
+// MaxPEM caps a certificate, key or CA file: a chain of a few certificates
+// is a few KiB, and PEM lets any text lie between the blocks, which the
+// parsers skip after reading it all.
+const MaxPEM = 1 << 20
+
+// ReadPEM reads the regular file at path, of at most MaxPEM bytes, and
+// returns its content and the stat of the file it read.
+func ReadPEM(path string) ([]byte, fs.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, nil, fmt.Errorf("failed to stat %s: %w", path, err)
+	case !fi.Mode().IsRegular():
+		return nil, nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxPEM+1))
+	switch {
+	case err != nil:
+		return nil, nil, fmt.Errorf("failed to read %s: %w", path, err)
+	case len(data) > MaxPEM:
+		return nil, nil, fmt.Errorf("%s is larger than %d bytes, more than a PEM file of certificates holds", path, MaxPEM)
+	}
+	return data, fi, nil
 }
 
 // GetCertificate is a tls.Config's: the current certificate, read again

@@ -265,3 +265,28 @@ func TestCheckDoesNotBlock(t *testing.T) {
 		t.Fatal("handshakes wait for a running check")
 	}
 }
+
+// TestTooLarge: a certificate or key file over MaxPEM is refused, naming
+// it, rather than read whole into memory (a PEM file may carry any text
+// between its blocks, which the parsers skip).
+func TestTooLarge(t *testing.T) {
+	srv := testcert.New(t).Server(t)
+	for _, which := range []string{"cert", "key"} {
+		dir := t.TempDir()
+		certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+		for name, from := range map[string]string{certFile: srv.CertFile, keyFile: srv.KeyFile} {
+			data, err := os.ReadFile(from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == map[string]string{"cert": certFile, "key": keyFile}[which] {
+				data = append(data, strings.Repeat("# padding\n", MaxPEM/10+1)...)
+			}
+			os.WriteFile(name, data, 0o600)
+		}
+		want := map[string]string{"cert": certFile, "key": keyFile}[which] + " is larger than 1048576 bytes"
+		if _, err := New(certFile, keyFile, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New with a %s file over the cap: %v; want %q", which, err, want)
+		}
+	}
+}
