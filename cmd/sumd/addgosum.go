@@ -17,8 +17,10 @@ import (
 // addGoSums records the module versions of the go.sum files paths name
 // (files, or directories walked for go.sum files), in the database file or
 // through a server's admin API (-server). Versions with both lines are
-// recorded; those with one line are listed by file and line and, with
-// -upstream, completed from the module proxies first.
+// recorded; those with one line are checked against the log by the hash of
+// that line (a mismatch is a conflict, a match is recorded already), and
+// the others are listed by file and line and, with -upstream, completed
+// from the module proxies first.
 //
 // The files stream through an external sort (seed.Sort), so their size is
 // bounded by the disk of the temporary directory, not by memory. Every
@@ -64,8 +66,12 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 	if err != nil {
 		return sink.fail(err)
 	}
-	fmt.Fprintf(stdout, "read %d go.sum file(s): %d lines, %d complete module versions, %d with one line only\n",
-		len(files), sorted.Lines, sv.Records, sv.Incompletes)
+	fmt.Fprintf(stdout, "read %d go.sum file(s): %d lines, %d complete module versions, %d with one line only",
+		len(files), sorted.Lines, sv.Records, sv.Incompletes+sv.Present)
+	if sv.Present > 0 {
+		fmt.Fprintf(stdout, ", %d of which recorded already with the same hash", sv.Present)
+	}
+	fmt.Fprintln(stdout)
 	if err := refuseConflicts(stderr, sv); err != nil {
 		return err
 	}
@@ -94,6 +100,10 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 		listFailed(stderr, failed)
 		return withHint(fmt.Errorf("%d module version(s) have only one of their two go.sum lines and were not completed from upstream; nothing was added (-strict)", len(failed)),
 			"drop -strict to add the others, or fix or remove the lines named above (or the module proxy, if it should serve them)")
+	}
+	if sv.Records == 0 && nLeft+len(failed) == 0 {
+		fmt.Fprintln(stdout, "nothing to add: every module version is recorded already")
+		return nil
 	}
 	if sv.Records == 0 {
 		listIncomplete(stderr, left, nLeft)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sumd-project/sumd/internal/admin"
+	"github.com/sumd-project/sumd/internal/gosum"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -117,5 +118,45 @@ func TestCommitConflictHint(t *testing.T) {
 	err := local.commitFailed(errors.New("disk full"), 5)
 	if !strings.Contains(err.Error(), "5 records were added before this failure; once its cause is mended, running the same command again adds the rest") {
 		t.Errorf("another failure: %v, want it to say running again adds the rest", err)
+	}
+}
+
+// TestAddGoSumOneLine: sumd add -gosum checks a version with one go.sum
+// line against the log, in the database file and through -server: a line
+// the log holds with another hash stops the run naming both hashes, and
+// one it holds with the same hash is reported as recorded, not as missing
+// (nor is a go.sum of such lines "no complete module versions").
+func TestAddGoSumOneLine(t *testing.T) {
+	dir := t.TempDir()
+	db, key := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "keys", e2eName+".key")
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	rec, other, next := verifyRecord("oneline", 1), verifyRecord("other", 1), verifyRecord("oneline", 2)
+	sumd(t, "add", "-create", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "rec.sum"), rec.Text()))
+	modLine := func(r gosum.Record) string { return r.Path + " " + r.Version + "/go.mod " + r.GoMod + "\n" }
+	same := writeFile(t, filepath.Join(dir, "same.sum"), []byte(modLine(rec)))
+	// The log's version with another go.mod hash, and a new complete one.
+	changed := rec
+	changed.GoMod = other.GoMod
+	conflicting := writeFile(t, filepath.Join(dir, "conflict.sum"), append([]byte(modLine(changed)), next.Text()...))
+
+	check := func(where string, args ...string) {
+		t.Helper()
+		out, errOut, err := sumdRun(t, append(append([]string{"add"}, args...), "-gosum", same)...)
+		if err != nil || !strings.Contains(out, "1 with one line only, 1 of which recorded already with the same hash") ||
+			strings.Contains(out, "not recorded") || strings.Contains(errOut, "has only") {
+			t.Errorf("%s: a go.mod line the log holds with the same hash: %v\n%s%s\nwant exit 0, saying it is recorded", where, err, out, errOut)
+		}
+		out, errOut, err = sumdRun(t, append(append([]string{"add"}, args...), "-gosum", conflicting)...)
+		want := rec.Key() + " is recorded as record 0 with go.mod " + rec.GoMod + "; the go.sum files say go.mod " + other.GoMod
+		if statusOf(err) != 1 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "nothing was added") {
+			t.Errorf("%s: a go.mod line the log holds with another hash: %v\n%s%s\nwant exit 1 and %q", where, err, out, errOut, want)
+		}
+	}
+	check("database file", "-db", db, "-key", key)
+	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	s := startServer(t, "-db", db, "-key", key, "-admin-token-file", token)
+	check("-server", "-server", s.url, "-token-file", token)
+	if out, _, _ := sumdRun(t, "add", "-server", s.url, "-token-file", token, "-gosum", writeFile(t, filepath.Join(dir, "next.sum"), next.Text())); !strings.Contains(out, "added 1 records") {
+		t.Errorf("after the refused runs, the complete version was not new: %s", out)
 	}
 }

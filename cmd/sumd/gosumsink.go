@@ -53,7 +53,7 @@ func (s remoteSink) Check(ctx context.Context, recs []gosum.Record) ([]seed.Conf
 		if err != nil || i < 0 || i >= len(recs) {
 			return nil, fmt.Errorf("the server named a conflict the client cannot place: %+v", c)
 		}
-		found = append(found, seed.Conflict{Index: i, Msg: seed.ConflictMsg(c.ID, recorded, recs[i])})
+		found = append(found, seed.Conflict{Index: i, ID: c.ID, Recorded: recorded})
 	}
 	for range res.ConflictCount - len(res.Conflicts) {
 		found = append(found, seed.Conflict{Index: -1})

@@ -2,6 +2,8 @@ package seed
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -18,7 +20,7 @@ type Sink interface {
 	Chunk() int
 	// Check reports the records the log holds with other hashes, adding
 	// nothing. A Conflict with Index -1 is one the sink counted but did not
-	// name.
+	// name; a sink names at least the first 100 of a chunk.
 	Check(ctx context.Context, recs []gosum.Record) ([]Conflict, error)
 	// Add records recs, all or nothing, durably and covered by a signed
 	// tree head, and returns how many were new and the tree size after.
@@ -26,10 +28,11 @@ type Sink interface {
 }
 
 // A Conflict is a record of a chunk, by index, that the log holds with
-// other hashes, and what the log holds.
+// other hashes, and what the log holds: record ID.
 type Conflict struct {
-	Index int
-	Msg   string
+	Index    int
+	ID       int64
+	Recorded gosum.Record
 }
 
 // ConflictMsg describes a version recorded with other hashes than offered.
@@ -70,7 +73,7 @@ func (s LogSink) Check(ctx context.Context, recs []gosum.Record) ([]Conflict, er
 	var found []Conflict
 	for i, c := range conflicts {
 		if c != nil {
-			found = append(found, Conflict{i, ConflictMsg(c.ID, c.Recorded, c.Proposed)})
+			found = append(found, Conflict{i, c.ID, c.Recorded})
 		}
 	}
 	return found, err
@@ -106,17 +109,21 @@ const MaxListed = 20
 // A Survey is what a first pass over the sorted lines found.
 type Survey struct {
 	Records     int          // module versions with both lines
-	Incompletes int          // module versions with one line
+	Incompletes int          // module versions with one line, not in the log
 	Incomplete  []Incomplete // all of them (Survey's keepAll), or the first MaxListed
-	Conflicts   int          // records the log holds with other hashes
+	Present     int          // module versions with one line the log holds, with that line's hash
+	Conflicts   int          // versions the log holds with other hashes
 	Listed      []string     // the first MaxListed of those, "FILE:LINE: …"
 }
 
-// Survey pairs the lines, keeps the incomplete versions (all of them if
-// keepAll: to complete them) and checks every record against the sink, in
+// Survey pairs the lines and checks every version against the sink, in
 // chunks: before anything is committed, the import knows whether any
-// version conflicts with the log. Two hashes for one line in the files are
-// a *ConflictError.
+// version conflicts with the log. A version with one line is checked by
+// the hash of that line: the log may hold it already, and a go.sum line
+// that contradicts a record must stop the import as a record would. Of
+// those the log does not hold, Survey keeps all (if keepAll: to complete
+// them) or the first MaxListed. Two hashes for one line in the files are a
+// *ConflictError.
 func (s *Sorted) Survey(ctx context.Context, sink Sink, keepAll bool) (*Survey, error) {
 	sv := &Survey{}
 	chunk := make([]gosum.Record, 0, sink.Chunk())
@@ -134,9 +141,21 @@ func (s *Sorted) Survey(ctx context.Context, sink Sink, keepAll bool) (*Survey, 
 				sv.Conflicts++ // counted, not named
 				continue
 			}
-			sv.conflict(at[c.Index].String() + ": " + c.Msg)
+			sv.conflict(at[c.Index].String() + ": " + ConflictMsg(c.ID, c.Recorded, chunk[c.Index]))
 		}
 		chunk, at = chunk[:0], at[:0]
+		return ctx.Err()
+	}
+	incs := make([]Incomplete, 0, probeChunk)
+	flushIncs := func() error {
+		if len(incs) == 0 {
+			return nil
+		}
+		err := sv.probe(ctx, sink, incs, keepAll)
+		incs = incs[:0]
+		if err != nil {
+			return err
+		}
 		return ctx.Err()
 	}
 	err := s.Scan(func(r gosum.Record, pos Pos) error {
@@ -147,15 +166,82 @@ func (s *Sorted) Survey(ctx context.Context, sink Sink, keepAll bool) (*Survey, 
 		}
 		return nil
 	}, func(inc Incomplete) error {
-		if sv.Incompletes++; keepAll || len(sv.Incomplete) < MaxListed {
-			sv.Incomplete = append(sv.Incomplete, inc)
+		if incs = append(incs, inc); len(incs) >= min(probeChunk, sink.Chunk()) {
+			return flushIncs()
 		}
 		return nil
 	})
 	if err == nil {
 		err = flush()
 	}
+	if err == nil {
+		err = flushIncs()
+	}
 	return sv, err
+}
+
+// probeChunk is how many one-line versions Survey checks at once: the
+// admin API names the first 100 conflicts of a check, and every version
+// the log holds is a conflict of its probe.
+const probeChunk = 100
+
+// noContent stands in, in a probe, for the hash of the missing line: the
+// hash of 32 zero bytes, which no content has (content with that hash
+// would break SHA-256). A log holding the version therefore never holds
+// the probe's hashes, and names what it holds as a conflict; a log that
+// does not hold it names nothing.
+var noContent = "h1:" + base64.StdEncoding.EncodeToString(make([]byte, sha256.Size))
+
+// probe is the record that checks inc against a log.
+func (inc Incomplete) probe() gosum.Record {
+	r := gosum.Record{Path: inc.Path, Version: inc.Version.Version, Hash: inc.Hash, GoMod: noContent}
+	if inc.GoMod {
+		r.Hash, r.GoMod = noContent, inc.Hash
+	}
+	return r
+}
+
+// probe checks one-line versions against the sink: each the log holds is
+// present if its line's hash is the log's, and a conflict if not; the
+// others are incomplete.
+func (sv *Survey) probe(ctx context.Context, sink Sink, incs []Incomplete, keepAll bool) error {
+	probes := make([]gosum.Record, len(incs))
+	for i, inc := range incs {
+		probes[i] = inc.probe()
+	}
+	found, err := sink.Check(ctx, probes)
+	if err != nil {
+		return err
+	}
+	held := make([]*Conflict, len(incs))
+	for i, c := range found {
+		if c.Index < 0 {
+			return fmt.Errorf("failed to check %d module versions with one go.sum line: the log did not name every version it holds", len(incs))
+		}
+		held[c.Index] = &found[i]
+	}
+	for i, inc := range incs {
+		c := held[i]
+		recorded, what := "", ""
+		if c != nil {
+			recorded = c.Recorded.Hash
+			if inc.GoMod {
+				recorded, what = c.Recorded.GoMod, "go.mod "
+			}
+		}
+		switch {
+		case c == nil:
+			if sv.Incompletes++; keepAll || len(sv.Incomplete) < MaxListed {
+				sv.Incomplete = append(sv.Incomplete, inc)
+			}
+		case recorded == inc.Hash:
+			sv.Present++
+		default:
+			sv.conflict(fmt.Sprintf("%s: %s is recorded as record %d with %s%s; the go.sum files say %s%s",
+				inc.At, inc.Version, c.ID, what, recorded, what, inc.Hash))
+		}
+	}
+	return nil
 }
 
 func (sv *Survey) conflict(line string) {
@@ -179,7 +265,7 @@ func (s *Sorted) AddCompleted(ctx context.Context, sink Sink, sv *Survey, recs [
 				sv.Conflicts++
 				continue
 			}
-			sv.conflict("completed from upstream: " + c.Msg)
+			sv.conflict("completed from upstream: " + ConflictMsg(c.ID, c.Recorded, chunk[c.Index]))
 		}
 	}
 	if sv.Conflicts > 0 {

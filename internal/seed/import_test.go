@@ -152,3 +152,49 @@ func TestLogSinkCountsOwnRecords(t *testing.T) {
 		t.Errorf("LogSink.Add = %d added, tree size %d, %v; want 2 added (not the other writer's 3), tree size 6", added, size, err)
 	}
 }
+
+// TestSurveyOneLine: Survey checks the versions with one go.sum line
+// against the log too, by key and the hash of that line: one the log holds
+// with another hash is a conflict naming both, one it holds with the same
+// hash is present (not incomplete), and only the others are incomplete.
+func TestSurveyOneLine(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := openBenchLog(t, filepath.Join(dir, "sumd.db"))
+	defer l.Close()
+	recorded := []gosum.Record{
+		{Path: "example.com/a", Version: "v1.0.0", Hash: hashA, GoMod: hashB},
+		{Path: "example.com/b", Version: "v1.0.0", Hash: hashA, GoMod: hashB},
+	}
+	if _, err := l.Add(ctx, recorded...); err != nil {
+		t.Fatal(err)
+	}
+	survey := func(lines ...string) *Survey {
+		t.Helper()
+		s, err := Sort(ctx, []string{write(t, t.TempDir(), "go.sum", lines...)}, Options{TempDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		sv, err := s.Survey(ctx, LogSink{l}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sv
+	}
+
+	sv := survey("example.com/a v1.0.0/go.mod "+hashB, "example.com/b v1.0.0 "+hashA, "example.com/c v1.0.0/go.mod "+hashB)
+	if sv.Conflicts != 0 || sv.Present != 2 || sv.Incompletes != 1 || len(sv.Incomplete) != 1 || sv.Incomplete[0].Path != "example.com/c" {
+		t.Errorf("Survey of two recorded one-line versions and a new one = %+v; want 2 present, example.com/c incomplete", sv)
+	}
+
+	sv = survey("example.com/a v1.0.0/go.mod "+hashC, "example.com/b v1.0.0 "+hashC)
+	want := []string{
+		"go.sum:1: example.com/a@v1.0.0 is recorded as record 0 with go.mod " + hashB + "; the go.sum files say go.mod " + hashC,
+		"go.sum:2: example.com/b@v1.0.0 is recorded as record 1 with " + hashA + "; the go.sum files say " + hashC,
+	}
+	if sv.Conflicts != 2 || sv.Present != 0 || sv.Incompletes != 0 || len(sv.Listed) != 2 ||
+		!strings.HasSuffix(sv.Listed[0], want[0]) || !strings.HasSuffix(sv.Listed[1], want[1]) {
+		t.Errorf("Survey of one-line versions recorded with other hashes = %+v; want the conflicts %q", sv, want)
+	}
+}
