@@ -101,21 +101,24 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 		return withHint(fmt.Errorf("%d module version(s) have only one of their two go.sum lines and were not completed from upstream; nothing was added (-strict)", len(failed)),
 			"drop -strict to add the others, or fix or remove the lines named above (or the module proxy, if it should serve them)")
 	}
-	if sv.Records == 0 && nLeft+len(failed) == 0 {
+	// One-line versions are listed, not fatal (without -strict): a run
+	// with no complete version to add still lists them and succeeds.
+	switch {
+	case sv.Records > 0:
+		committing = true
+		var size int64
+		added, size, err = sorted.Commit(ctx, sink) // the deferred interrupted reads added
+		if err != nil {
+			return sink.commitFailed(err, added)
+		}
+		fmt.Fprintf(stdout, "added %d records, %d already present (tree size %d)\n", added, int64(sv.Records)-added, size)
+	case nLeft+len(failed) > 0:
+		fmt.Fprintln(stdout, "no complete module versions to add")
+	case sv.Present > 0:
 		fmt.Fprintln(stdout, "nothing to add: every module version is recorded already")
-		return nil
+	default:
+		fmt.Fprintln(stdout, "nothing to add: the go.sum files hold no module versions")
 	}
-	if sv.Records == 0 {
-		listIncomplete(stderr, left, nLeft)
-		listFailed(stderr, failed)
-		return withHint(errors.New("no complete module versions to add"), "a record needs both go.sum lines (zip and go.mod); add -upstream PROXY to fetch the missing ones")
-	}
-	committing = true
-	added, size, err := sorted.Commit(ctx, sink)
-	if err != nil {
-		return sink.commitFailed(err, added)
-	}
-	fmt.Fprintf(stdout, "added %d records, %d already present (tree size %d)\n", added, int64(sv.Records)-added, size)
 	listIncomplete(stderr, left, nLeft)
 	listFailed(stderr, failed)
 	if n := nLeft + len(failed); n > 0 {
