@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 
 	"github.com/sumd-project/sumd/internal/admin"
@@ -48,12 +49,14 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 	if err != nil {
 		return withHint(err, "pass -gosum a go.sum file or a directory holding go.sum files; more may follow the flags")
 	}
-	sink, err := openSink(cfg, stderr)
+	// The files are read and checked before the database is opened: a
+	// refused file must not leave a new database (-create) behind.
+	tmp, err := openGosumTmp(cfg, stderr)
 	if err != nil {
 		return err
 	}
-	defer sink.close()
-	sorted, err := seed.Sort(ctx, files, seed.Options{TempDir: sink.tmpDir})
+	defer tmp.close()
+	sorted, err := seed.Sort(ctx, files, seed.Options{TempDir: tmp.dir})
 	var bad *seed.LineError
 	switch {
 	case errors.As(err, &bad):
@@ -62,6 +65,11 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 		return withHint(err, "nothing was added; the go.sum files must be readable, and the sort's temporary files (about 80 bytes a line) go in -tmp-dir: free space there or point it elsewhere")
 	}
 	defer sorted.Close()
+	sink, err := tmp.openSink()
+	if err != nil {
+		return err
+	}
+	defer sink.close()
 	sv, err := sorted.Survey(ctx, sink, fetch != nil)
 	if err != nil {
 		return sink.fail(err)
@@ -204,7 +212,6 @@ func listFailed(w io.Writer, failed []seed.Failure) {
 // around it: the database file (seed.LogSink), or a running sumd's admin API.
 type gosumSink struct {
 	seed.Sink
-	tmpDir  string            // for the sorted runs
 	explain func(error) error // adds what to do to an error of the sink
 	close   func()
 }
@@ -251,23 +258,47 @@ const (
 	neverChangesHint = "a recorded version can never change; if the new content is right, publish it as a new version"
 )
 
-func openSink(cfg *config.Add, stderr io.Writer) (*gosumSink, error) {
-	if cfg.Server != "" {
-		return openRemoteSink(cfg, stderr)
-	}
+// A gosumTmp is the temporary directory of sumd add -gosum's sort, made
+// ready (checked, locked, cleared of a crash's runs) at the start rather
+// than at the sort's first run, minutes in; and how to open the sink after
+// the sort.
+type gosumTmp struct {
+	dir      string
+	close    func()
+	openSink func() (*gosumSink, error)
+}
+
+func openGosumTmp(cfg *config.Add, stderr io.Writer) (*gosumTmp, error) {
 	logger := config.NewLogger(cfg.Log, stderr)
-	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
-	if err != nil {
-		return nil, err
+	t := &gosumTmp{openSink: func() (*gosumSink, error) { return openLogSink(cfg, logger, stderr) }}
+	db := cfg.DB
+	if cfg.Server != "" {
+		// The credentials are read now: a wrong -token-file is said at once.
+		c, err := adminClient(cfg)
+		if err != nil {
+			return nil, err
+		}
+		t.openSink = func() (*gosumSink, error) {
+			return &gosumSink{Sink: remoteSink{c: c}, explain: remoteError, close: func() {}}, nil
+		}
+		db = "" // no database here: a directory of our own
 	}
-	dir, removeDir, err := scratchDir(cfg.TmpDir, cfg.DB)
+	dir, removeDir, err := scratchDir(cfg.TmpDir, db)
 	if err != nil {
-		l.Close()
 		return nil, err
 	}
 	if err := openTmpDir(dir, logger); err != nil {
 		removeDir()
-		l.Close()
+		return nil, err
+	}
+	t.dir, t.close = dir, removeDir
+	return t, nil
+}
+
+// openLogSink opens the database file.
+func openLogSink(cfg *config.Add, logger *slog.Logger, stderr io.Writer) (*gosumSink, error) {
+	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
+	if err != nil {
 		return nil, err
 	}
 	explain := func(err error) error {
@@ -280,5 +311,5 @@ func openSink(cfg *config.Add, stderr io.Writer) (*gosumSink, error) {
 		}
 		return err
 	}
-	return &gosumSink{Sink: seed.LogSink{Log: l}, tmpDir: dir, explain: explain, close: func() { l.Close(); removeDir() }}, nil
+	return &gosumSink{Sink: seed.LogSink{Log: l}, explain: explain, close: func() { l.Close() }}, nil
 }

@@ -50,29 +50,29 @@ func TestRemoteSinkTmpDir(t *testing.T) {
 	dir := t.TempDir()
 	cfg := &config.Add{Server: "http://127.0.0.1:1", TokenFile: writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n"),
 		TmpDir: filepath.Join(dir, "new", "tmp")}
-	sink, err := openSink(cfg, io.Discard)
+	tmp, err := openGosumTmp(cfg, io.Discard)
 	if err != nil {
-		t.Fatalf("openSink with a new -tmp-dir: %v", err)
+		t.Fatalf("openGosumTmp with a new -tmp-dir: %v", err)
 	}
-	sink.close()
+	tmp.close()
 	if fi, err := os.Stat(cfg.TmpDir); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Fatalf("-tmp-dir after openSink: %v, %v; want a directory of mode 0700", fi, err)
+		t.Fatalf("-tmp-dir after openGosumTmp: %v, %v; want a directory of mode 0700", fi, err)
 	}
 	orphan := filepath.Join(cfg.TmpDir, "sumd-sort-123.run")
 	if err := os.WriteFile(orphan, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if sink, err = openSink(cfg, io.Discard); err != nil {
+	if tmp, err = openGosumTmp(cfg, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	sink.close()
+	tmp.close()
 	if _, err := os.Stat(orphan); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a run a crash left in -tmp-dir is still there: %v", err)
 	}
 	if err := os.Chmod(cfg.TmpDir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := openSink(cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "writable by other users") {
-		t.Errorf("openSink with a world-writable -tmp-dir = %v, want it refused", err)
+	if _, err := openGosumTmp(cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "writable by other users") {
+		t.Errorf("openGosumTmp with a world-writable -tmp-dir = %v, want it refused", err)
 	}
 }

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 
 	"github.com/sumd-project/sumd/internal/admin"
-	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/seed"
 )
@@ -19,25 +17,6 @@ var _ seed.Sink = remoteSink{}
 // remoteChunk is the records of one POST /admin/add: a few MB of go.sum
 // lines, one commit on the server.
 const remoteChunk = 16384
-
-func openRemoteSink(cfg *config.Add, stderr io.Writer) (*gosumSink, error) {
-	c, err := adminClient(cfg)
-	if err != nil {
-		return nil, err
-	}
-	dir, removeDir, err := scratchDir(cfg.TmpDir, "") // no database here: a directory of our own
-	if err != nil {
-		return nil, err
-	}
-	// As for the database file: a -tmp-dir given is made ready (and
-	// checked, locked, cleared of a crash's runs) now, not at the sort's
-	// first run, minutes in.
-	if err := openTmpDir(dir, config.NewLogger(cfg.Log, stderr)); err != nil {
-		removeDir()
-		return nil, err
-	}
-	return &gosumSink{Sink: remoteSink{c: c}, tmpDir: dir, explain: remoteError, close: removeDir}, nil
-}
 
 func (s remoteSink) Chunk() int { return remoteChunk }
 
