@@ -18,7 +18,62 @@ func (c *Backup) exclusive() [][2][]string {
 	return [][2][]string{{{"server"}, {"db"}}, {{"token-file"}, {"auth"}}}
 }
 
-func (c *Add) exclusive() [][2][]string { return [][2][]string{{{"token-file"}, {"auth"}}} }
+func (c *Add) exclusive() [][2][]string {
+	return [][2][]string{{{"token-file"}, {"auth"}}, {{"server"}, addLocal}}
+}
+
+// sumd add works in one of two places, and on a module version or on
+// go.sum files: an option of one mode given on the command line in the
+// other is refused rather than ignored (-auth without -server recorded in
+// the database file). What the environment or a config file sets for
+// another command is ignored, as the other set of an exclusive pair is.
+var addLocal = []string{"db", "key", "name", "create", "min-free-disk"}
+
+func (c *Add) modes() []mode {
+	return []mode{
+		{addLocal, "server", false, "adding to the database file; with -server, the server adds to its own"},
+		{[]string{"token-file", "auth"}, "server", true, "adding through a running sumd"},
+		{[]string{"upstream", "upstream-auth", "strict", "tmp-dir"}, "gosum", true, "adding go.sum files"},
+	}
+}
+
+// A mode is a set of options that work only with another option set
+// (with) or unset (!with): what describes the mode.
+type mode struct {
+	opts []string
+	by   string
+	with bool
+	what string
+}
+
+// checkModes refuses the options given as flags outside their mode.
+func checkModes(opts []option, modes []mode) []error {
+	byName := map[string]option{}
+	for _, o := range opts {
+		byName[o.Name] = o
+	}
+	isSet := func(name string) bool {
+		o := byName[name]
+		return o.Value.(*value).isSet(o.DefValue)
+	}
+	var errs []error
+	for _, m := range modes {
+		if isSet(m.by) == m.with {
+			continue
+		}
+		for _, name := range m.opts {
+			if o := byName[name]; !isSet(name) || o.Value.(*value).src.kind != fromFlag {
+				continue
+			}
+			if m.with {
+				errs = append(errs, fmt.Errorf("-%s needs -%s: it is an option of %s", name, m.by, m.what))
+			} else {
+				errs = append(errs, fmt.Errorf("-%s does not go with -%s: it is an option of %s", name, m.by, m.what))
+			}
+		}
+	}
+	return errs
+}
 
 func (c *Verify) exclusive() [][2][]string {
 	return [][2][]string{{{"key"}, {"tuf-root", "tuf-url"}}}

@@ -128,6 +128,11 @@ func loadValidated(cmd command, cfg validator, args, env []string, w io.Writer) 
 	if e, ok := cfg.(interface{ exclusive() [][2][]string }); ok {
 		conflicts = resolveExclusive(opts, e.exclusive())
 	}
+	if m, ok := cfg.(interface{ modes() []mode }); ok {
+		if errs := checkModes(opts, m.modes()); len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
+	}
 	if d, ok := cfg.(interface{ database() *Database }); ok {
 		d.database().resolve()
 	}
