@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
@@ -127,10 +128,20 @@ func parseModuleArg(arg string) (module.Version, error) {
 	return module.Version{Path: path, Version: version}, nil
 }
 
+// dropped reports whether err is a connection the server closed or reset
+// with no answer: the request may have been read, and acted on.
+func dropped(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
 // remoteError explains an admin API failure.
 func remoteError(err error) error {
 	var ae *admin.Error
-	if !errors.As(err, &ae) {
+	switch {
+	case dropped(err):
+		return withHint(err, "the server dropped the connection after the request was sent (stopped or restarted?): whether it recorded this request's versions is not known; "+
+			"once it runs, run the same command again (safe: what was recorded is kept and never added twice)")
+	case !errors.As(err, &ae):
 		return withHint(err, cmp.Or(certHint(err), "check -server: it must be the URL of a running sumd serve with -admin-token-file"))
 	}
 	switch ae.Status {

@@ -1,17 +1,24 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/gosum"
 )
 
 // TestRemoteErrorHints: each answer of the admin API gets a hint that says
@@ -74,5 +81,34 @@ func TestRemoteSinkTmpDir(t *testing.T) {
 	}
 	if _, err := openGosumTmp(cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "writable by other users") {
 		t.Errorf("openGosumTmp with a world-writable -tmp-dir = %v, want it refused", err)
+	}
+}
+
+// TestRemoteDroppedConnection: a server that drops the connection after
+// the request was sent (killed, restarted) is not presented as a wrong
+// -server URL: whether the request was recorded is not known, and running
+// the same command again is safe. So for an upload.
+func TestRemoteDroppedConnection(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer srv.Close()
+	c := &admin.Client{URL: srv.URL, Token: "0123456789abcdef0123456789abcdef"}
+	zip := writeFile(t, filepath.Join(t.TempDir(), "m.zip"), []byte("PK"))
+	_, addErr := c.Add(context.Background(), []gosum.Record{verifyRecord("dropped", 1)}, false)
+	_, uploadErr := c.Upload(context.Background(), module.Version{Path: "example.com/m", Version: "v1.0.0"}, zip, "")
+	for name, err := range map[string]error{"add": addErr, "upload": uploadErr} {
+		var ce *cliError
+		if !errors.As(remoteError(err), &ce) || strings.Contains(ce.hint, "check -server") ||
+			!strings.Contains(ce.hint, "dropped the connection") || !strings.Contains(ce.hint, "not known") || !strings.Contains(ce.hint, "run the same command again") {
+			t.Errorf("%s: a dropped connection: %v (hint %+v); want a hint that the server dropped it, the outcome is not known and running again is safe", name, err, ce)
+		}
+	}
+	if !errors.Is(remoteError(&url.Error{Op: "Post", URL: srv.URL, Err: syscall.ECONNRESET}), syscall.ECONNRESET) {
+		t.Error("remoteError dropped the cause")
 	}
 }
