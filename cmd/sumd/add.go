@@ -103,9 +103,15 @@ func addTo(l *tlog.Log, recs []gosum.Record) (*addition, error) {
 	return &addition{ids: ids, new: seed.CountNew(ids, before), size: treeSize(l)}, nil
 }
 
-// addLockedHint is the hint when a server holds the database file.
-const addLockedHint = "a running sumd serve holds the database: add through it with sumd add -server URL -token-file FILE " +
-	"MODULE@VERSION [DIR|ZIP] (the server needs -admin-token-file), or stop it first"
+// The hints when another process holds a bbolt database file: bbolt's
+// lock does not say which, and sumd serve is only the most likely.
+const (
+	lockedBy   = "another sumd process (serve, add, copy, key…) holds the database"
+	lockedHint = lockedBy + ": wait for it to finish, or stop it first"
+	// addLockedHint points to adding through a server.
+	addLockedHint = lockedBy + ": if it is sumd serve, add through it with sumd add -server URL -token-file FILE " +
+		"MODULE@VERSION [DIR|ZIP] (the server needs -admin-token-file), or stop it; otherwise wait for it to finish"
+)
 
 // A moduleSource is the module version sumd add records: its zip, built
 // from a directory as the go command would, or given.

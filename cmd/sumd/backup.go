@@ -78,7 +78,7 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 func backupLocal(ctx context.Context, path string, w io.Writer) error {
 	s, err := itlog.OpenBolt(path, itlog.BoltOptions{ReadOnly: true})
 	if errors.Is(err, itlog.ErrLocked) {
-		return withHint(err, "a running sumd serve holds the database: back it up through it with -server URL -token-file FILE")
+		return withHint(err, lockedBy+": if it is sumd serve, back it up through it with -server URL -token-file FILE; otherwise wait for it to finish")
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return withHint(err, "-db names the database file of a stopped sumd serve; for a running one use -server URL -token-file FILE")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -19,6 +20,9 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	cfg, err := loadFlags(config.LoadCopy, args, stderr, "sumd copy takes only flags: -from DB -to DB")
 	if err != nil {
 		return err
+	}
+	if sameFile(cfg.From, cfg.To) {
+		return usageError(fmt.Errorf("-from %s and -to %s are the same file", cfg.From, cfg.To), "copy into another database: a new bbolt file, or an empty PostgreSQL database")
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -57,6 +61,20 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// sameFile reports whether the bbolt files a and b name are one file: the
+// copy would find it locked by itself.
+func sameFile(a, b string) bool {
+	if pgstore.IsURL(a) || pgstore.IsURL(b) {
+		return false
+	}
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
+}
+
 // openStore opens the store db (given as flag) names: a PostgreSQL
 // database or a bbolt file, which is created if create is set.
 func openStore(ctx context.Context, flag, db string, create bool, minFree int64, logger *slog.Logger) (tlog.Store, error) {
@@ -72,7 +90,7 @@ func openStore(ctx context.Context, flag, db string, create bool, minFree int64,
 	s, err := tlog.OpenBolt(db, tlog.BoltOptions{Create: create, MinFree: minFree})
 	switch {
 	case errors.Is(err, tlog.ErrLocked):
-		return nil, withHint(err, "a running sumd serve holds the database; stop it first")
+		return nil, withHint(err, lockedHint)
 	case err != nil:
 		what := "the database file to copy"
 		if create {

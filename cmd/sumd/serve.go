@@ -208,7 +208,7 @@ type openOptions struct {
 	create     bool   // -create: starting a new log is intended
 	firstStart bool   // the embedded default log may be created (see checkFirstStart)
 	mirrors    bool   // -mirror is served too: a first start needs -create
-	lockedHint string // what to do when a server holds the database; default: stop it
+	lockedHint string // what to do when another process holds the database; default: lockedHint
 	lostKey    string // key retire: the verifier key retired, whose private key may be lost (tlog.Options.LostKey)
 	minFree    int64  // a bbolt file's floor of free space (tlog.Options.MinFree); -1: none, for a command that only reads
 	verify     tlog.VerifyMode
@@ -265,7 +265,7 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	}
 	switch {
 	case errors.Is(err, tlog.ErrLocked):
-		return nil, withHint(err, cmp.Or(o.lockedHint, "a running sumd serve holds the database; stop it first"))
+		return nil, withHint(err, cmp.Or(o.lockedHint, lockedHint))
 	case errors.Is(err, tlog.ErrCorrupt):
 		return nil, withHint(err, ownHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)"))
 	case errors.Is(err, fs.ErrNotExist) && !exists(db.DB):
