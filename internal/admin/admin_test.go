@@ -25,6 +25,8 @@ import (
 	"github.com/sumd-project/sumd/internal/testproxy"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/upstream"
+	"net"
+	"syscall"
 )
 
 var _ Recorder = (*upstream.Recorder)(nil)
@@ -324,5 +326,48 @@ func TestUploadManyBadEntries(t *testing.T) {
 	}
 	if logs.Len() > 10<<10 {
 		t.Errorf("a log line of %d bytes", logs.Len())
+	}
+}
+
+// failingBody is a request body whose connection fails after data.
+type failingBody struct {
+	data io.Reader
+	err  error
+}
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if n, _ := b.data.Read(p); n > 0 {
+		return n, nil
+	}
+	return 0, b.err
+}
+
+// TestUploadConnectionLost: a body cut by the connection failing (the
+// server shutting down, a reset) is no client's bad input: a 503, not the
+// 400 of a malformed body, which stays a 400.
+func TestUploadConnectionLost(t *testing.T) {
+	s := newSetup(t, Options{TempDir: t.TempDir()})
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("module", "example.com/m")
+	mw.WriteField("version", "v1.0.0")
+	part, _ := mw.CreateFormFile("zip", "m.zip")
+	part.Write([]byte("PK\x03\x04 a zip cut short"))
+	for name, c := range map[string]struct {
+		err    error
+		status int
+	}{
+		"closed":    {&net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}, http.StatusServiceUnavailable},
+		"reset":     {&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, http.StatusServiceUnavailable},
+		"malformed": {io.ErrUnexpectedEOF, http.StatusBadRequest},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/admin/upload", &failingBody{bytes.NewReader(body.Bytes()), c.err})
+		r.Header.Set("Content-Type", mw.FormDataContentType())
+		r.Header.Set("Authorization", "Bearer "+testToken)
+		w := httptest.NewRecorder()
+		s.srv.Config.Handler.ServeHTTP(w, r)
+		if w.Code != c.status {
+			t.Errorf("%s: an upload whose body failed with %v: %d %s, want %d", name, c.err, w.Code, w.Body, c.status)
+		}
 	}
 }

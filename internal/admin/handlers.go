@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -327,8 +329,16 @@ func (e *httpError) Error() string { return e.msg }
 // badInput is a 400, or a 413 if the body hit its size cap.
 func badInput(err error, format string, args ...any) error {
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	var netErr *net.OpError
+	switch {
+	case errors.As(err, &tooBig):
 		return &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)}
+	case !errors.Is(err, os.ErrDeadlineExceeded) && (errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.As(err, &netErr)):
+		// The connection failed (the server shutting down, a reset), not
+		// the client's input: nothing was recorded, and trying again
+		// may succeed. A client too slow for the read deadline stays
+		// the client's failure.
+		return &httpError{http.StatusServiceUnavailable, fmt.Sprintf("the connection failed while reading the request body, nothing was recorded: %v", err)}
 	}
 	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
 }
