@@ -25,10 +25,18 @@ const DefaultBackupTimeout = time.Hour
 // written to a temporary file and then sent: bbolt's read transaction
 // holds a lock that a commit growing the file must wait for, so it must
 // not last as long as a slow download. A store that cannot copy itself
-// (PostgreSQL) answers 501 with the store's advice.
+// (PostgreSQL) answers 501 with the store's advice. HEAD answers the
+// headers without a snapshot: no Content-Length, and a store that cannot
+// copy itself is found out by GET only.
 func (h *Handler) backup(w http.ResponseWriter, r *http.Request) {
 	if h.opts.Snapshot == nil {
 		h.fail(w, r, &httpError{http.StatusNotImplemented, "this server does not serve backups"})
+		return
+	}
+	if r.Method == http.MethodHead {
+		// No snapshot is written for HEAD: its size is only known once
+		// the whole database has been spooled to disk.
+		backupHeaders(w.Header())
 		return
 	}
 	rc := http.NewResponseController(w)
@@ -44,17 +52,18 @@ func (h *Handler) backup(w http.ResponseWriter, r *http.Request) {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	hd := w.Header()
+	backupHeaders(w.Header())
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	sent, err := io.Copy(w, f)
+	h.log.InfoContext(r.Context(), "sent a backup of the database", "bytes", sent, "err", err)
+}
+
+// backupHeaders sets the headers of a backup, GET or HEAD.
+func backupHeaders(hd http.Header) {
 	hd.Set("Content-Type", "application/octet-stream")
-	hd.Set("Content-Length", strconv.FormatInt(n, 10))
 	hd.Set("Content-Disposition", `attachment; filename="sumd-backup.db"`)
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("X-Content-Type-Options", "nosniff")
-	if r.Method == http.MethodHead {
-		return
-	}
-	sent, err := io.Copy(w, f)
-	h.log.InfoContext(r.Context(), "sent a backup of the database", "bytes", sent, "err", err)
 }
 
 // spool writes a snapshot to a temporary file and returns it, rewound,

@@ -78,3 +78,23 @@ func TestBackup(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupHeadSpoolsNothing: HEAD /admin/backup answers the headers
+// without writing a snapshot (it spooled a whole one to disk and threw it
+// away), and with no Content-Length, since no snapshot was measured.
+func TestBackupHeadSpoolsNothing(t *testing.T) {
+	s := newSetup(t, Options{})
+	snapshots := 0
+	h := New(nil, Options{TokenFile: s.tokenFile, Logger: quiet, Snapshot: func(ctx context.Context) (tlog.Snapshot, error) {
+		snapshots++
+		return s.log.Snapshot(ctx)
+	}})
+	req := httptest.NewRequest(http.MethodHead, "/admin/backup", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || snapshots != 0 || rec.Header().Get("Content-Length") != "" || rec.Header().Get("Content-Type") != "application/octet-stream" {
+		t.Errorf("HEAD /admin/backup: %d, %d snapshots, Content-Length %q, Content-Type %q; want 200, none, no length, application/octet-stream",
+			rec.Code, snapshots, rec.Header().Get("Content-Length"), rec.Header().Get("Content-Type"))
+	}
+}
