@@ -16,7 +16,6 @@ import (
 	"golang.org/x/mod/sumdb"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/server"
@@ -110,17 +109,21 @@ var ErrNoUpstream = &server.StatusError{Status: http.StatusNotImplemented,
 // Concurrent first lookups of one version share one fetch and one record.
 // Failures are shared only by the lookups waiting for that fetch; after it,
 // only gone failures are remembered, by the negative cache, for its TTL.
+// A fetch whose lookups have all gone (their clients hung up) is
+// cancelled, unless it is already recording (see fly and fetchAndAdd).
 type Recorder struct {
 	log     Log
 	fetcher *Fetcher // nil: no upstream
 	checker *Checker // nil: no cross-check
 	record  string   // patterns of the paths fetched on a miss
 	neg     *negCache
-	flights singleflight.Group // keyed by kind of flight and path@version
-	slots   chan struct{}      // one token per lookup fetch in flight
+	slots   chan struct{} // one token per lookup fetch in flight
 	logger  *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
+
+	flightMu sync.Mutex
+	flights  map[string]*flight // keyed by kind of flight and path@version; guarded by flightMu
 
 	// localMu guards the failures of sumd's own temporary directory
 	// within localWindow, for Problems.
@@ -195,9 +198,10 @@ func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
 	}
 	return &Recorder{
 		log: log, fetcher: opts.Fetcher, checker: opts.Checker, record: opts.Record,
-		neg:    newNegCache(opts.NegativeTTL, opts.NegativeMax, opts.Now, opts.Metrics),
-		slots:  make(chan struct{}, opts.MaxFetches),
-		logger: opts.Logger, metrics: opts.Metrics, now: opts.Now,
+		neg:     newNegCache(opts.NegativeTTL, opts.NegativeMax, opts.Now, opts.Metrics),
+		slots:   make(chan struct{}, opts.MaxFetches),
+		flights: map[string]*flight{},
+		logger:  opts.Logger, metrics: opts.Metrics, now: opts.Now,
 	}, nil
 }
 
@@ -372,24 +376,85 @@ type flightResult struct {
 	rec gosum.Record
 }
 
+// A flight is one run of a flight function, shared by every caller that
+// asks for its key while it runs (see fly).
+type flight struct {
+	done    chan struct{} // closed once res and err are set
+	res     flightResult
+	err     error
+	cancel  context.CancelFunc // cancels the run's context
+	waiters int                // callers waiting for it; guarded by Recorder.flightMu
+}
+
 // fly runs fn once for all concurrent callers with the same key. fn runs
-// detached from the caller's cancellation, because a lookup that gives up
-// must not fail the others waiting on the same fetch; it is bounded by the
-// upstream timeouts instead. Results live only as long as the flight.
+// detached from each caller's cancellation, because a lookup that gives up
+// must not fail the others waiting on the same fetch; but once every
+// caller waiting on it has gone, its context is cancelled: nobody would
+// read the answer, and a fetch that ran on (to the upstream timeout, for
+// every request of a slow upstream) would hold its fetch slot for nothing.
+// Clients that hang up after a second could otherwise take every slot
+// with a few requests a minute. fn keeps what must not stop halfway
+// uncancellable itself (fetchAndAdd's commit). A cancelled flight leaves
+// the key at once: a caller that comes while it winds down starts a new
+// one. Results live only as long as the flight.
 func (r *Recorder) fly(ctx context.Context, key string, fn func(context.Context) (flightResult, error)) (flightResult, error) {
-	ch := r.flights.DoChan(key, func() (any, error) {
-		return fn(context.WithoutCancel(ctx))
-	})
+	f := r.join(ctx, key, fn)
 	select {
-	case res := <-ch:
-		out, _ := res.Val.(flightResult)
-		return out, res.Err
+	case <-f.done:
+		return f.res, f.err
 	case <-ctx.Done():
+		r.leave(key, f)
 		return flightResult{}, ctx.Err()
 	}
 }
 
-// fetchAndAdd fetches, cross-checks and records m.
+// join returns the flight of key, started with fn if there is none, and
+// counts the caller among its waiters. A new flight's context has ctx's
+// values (the logs name who started it) but not its cancellation.
+func (r *Recorder) join(ctx context.Context, key string, fn func(context.Context) (flightResult, error)) *flight {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	if f := r.flights[key]; f != nil {
+		f.waiters++
+		return f
+	}
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f := &flight{done: make(chan struct{}), cancel: cancel, waiters: 1}
+	r.flights[key] = f
+	go func() {
+		defer cancel()
+		f.res, f.err = fn(fctx)
+		r.flightMu.Lock()
+		if r.flights[key] == f {
+			delete(r.flights, key)
+		}
+		r.flightMu.Unlock()
+		close(f.done)
+	}()
+	return f
+}
+
+// leave uncounts a caller of f that stopped waiting, and cancels f if it
+// was the last.
+func (r *Recorder) leave(key string, f *flight) {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	if f.waiters--; f.waiters > 0 {
+		return
+	}
+	f.cancel()
+	if r.flights[key] == f {
+		delete(r.flights, key)
+	}
+}
+
+// fetchAndAdd fetches, cross-checks and records m. ctx is cancelled when
+// every caller waiting for the flight has gone (see fly): the fetch and
+// the cross-check stop then, and nothing is recorded. Once m is fetched
+// and checked, the commit runs to its end whatever ctx says: the work is
+// done and the commit quick, the next lookup finds m recorded, and a
+// commit cut short would still append m (the sequencer owns a record once
+// queued) while the flight reported a failure.
 func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightResult, error) {
 	// A download onto a disk the log will not write to would only fill
 	// it further, at an anonymous client's asking.
@@ -400,11 +465,19 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	if err == nil {
 		err = r.crossCheck(ctx, rec)
 	}
+	if err != nil && ctx.Err() != nil {
+		// Not the version's failure (nothing is remembered), nor
+		// upstream's: the clients left.
+		r.logger.InfoContext(ctx, "upstream fetch abandoned: every client waiting for it went away", "module", m.Path, "version", m.Version)
+		return flightResult{}, err
+	}
 	if err != nil {
 		r.neg.put(m, err)
 		r.logFailure(ctx, m, err)
 		return flightResult{}, err
 	}
+	// The point of no return: m is recorded even if every waiter goes.
+	ctx = context.WithoutCancel(ctx)
 	id, err := r.add(ctx, rec)
 	if err != nil {
 		return flightResult{}, err
