@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"golang.org/x/mod/sumdb"
 
+	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/oci"
@@ -64,7 +66,8 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 	if len(u.sources) == 0 && !cfg.AdminAPI() {
 		return l, nil, nil
 	}
-	opts := upstream.RecorderOptions{Record: cfg.Record, NegativeTTL: cfg.NegativeTTL, MaxFetches: cfg.UpstreamParallel, Logger: logger, Metrics: m}
+	opts := upstream.RecorderOptions{Record: cfg.Record, NegativeTTL: cfg.NegativeTTL, MaxFetches: cfg.UpstreamParallel,
+		MaxClientFetches: cfg.UpstreamPerClient, Client: fetchClient, Logger: logger, Metrics: m}
 	if len(u.sources) > 0 {
 		f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: u.sources, Timeout: cfg.UpstreamTimeout, TempDir: cfg.TmpDir, Logger: logger, Metrics: m})
 		if err != nil {
@@ -90,6 +93,14 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 		adm = admin.New(rec, admin.Options{Authenticated: true, TempDir: cfg.TmpDir, Logger: logger, Snapshot: l.Snapshot})
 	}
 	return rec, adm, nil
+}
+
+// fetchClient is the recorder's client of a request (-upstream-per-client):
+// the connection's peer, which the access layer (or the read listener)
+// put in the context, and whether the credential is an admin's.
+func fetchClient(ctx context.Context) (addr string, admin bool) {
+	p, ok := access.FromContext(ctx)
+	return access.Remote(ctx), ok && p.Role >= access.Admin
 }
 
 // newChecker returns the cross-check o configures for the database db,

@@ -280,6 +280,15 @@ func (c *anonymousCtx) Value(key any) any {
 // remoteKey holds the client's address in a request's context, for logs.
 type remoteKey struct{}
 
+// Remote returns the address of the client whose request's context ctx
+// is, as the layer (or AnonymousAt) put it there: the connection's peer,
+// http.Request.RemoteAddr. sumd trusts no forwarded-for header, so behind
+// a reverse proxy it is the proxy's. "" if ctx is no request's.
+func Remote(ctx context.Context) string {
+	remote, _ := ctx.Value(remoteKey{}).(string)
+	return remote
+}
+
 func withPrincipal(ctx context.Context, p *Principal, remote string) context.Context {
 	ctx = context.WithValue(ctx, principalKey{}, p)
 	return context.WithValue(ctx, remoteKey{}, remote)

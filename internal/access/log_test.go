@@ -50,4 +50,10 @@ func TestAnonymousAt(t *testing.T) {
 	if ctx.Value(key{}) != "kept" {
 		t.Error("AnonymousAt lost its parent's values")
 	}
+	if got := Remote(ctx); got != "10.0.0.7:4711" {
+		t.Errorf("Remote = %q, want 10.0.0.7:4711", got)
+	}
+	if got := Remote(parent); got != "" {
+		t.Errorf("Remote of no request's context = %q, want \"\"", got)
+	}
 }

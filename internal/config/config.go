@@ -152,9 +152,14 @@ type Upstream struct {
 	UpstreamTimeout time.Duration `flag:"upstream-timeout" help:"time limit of one upstream request, body included; past it a lookup gets 504"`
 	// UpstreamParallel bounds what anonymous clients can make sumd do: any
 	// lookup of an unknown version starts a download of up to 500 MiB.
-	UpstreamParallel int           `flag:"upstream-parallel" help:"most versions fetched from upstream at once for first lookups; a lookup that would start one more gets 503 with Retry-After. The go command looks up as many versions at once as its machine has CPUs; each fetch may keep a zip of up to 500 MiB in -tmp-dir. Admin API fetches are not counted"`
-	Record           string        `flag:"record" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) fetched on a miss; empty: all; other paths get 404. Keep golang.org/toolchain in: the go command looks toolchains up even under GONOSUMDB"`
-	NegativeTTL      time.Duration `flag:"negative-ttl" help:"how long a version is remembered as not to record: one the upstream does not have (410), an invalid module, or one the cross-check contradicts; 0: not at all"`
+	UpstreamParallel int `flag:"upstream-parallel" help:"most versions fetched from upstream at once for first lookups; a lookup that would start one more gets 503 with Retry-After. The go command looks up as many versions at once as its machine has CPUs; each fetch may keep a zip of up to 500 MiB in -tmp-dir. Admin API fetches are not counted"`
+	// UpstreamPerClient keeps one client from taking every slot of
+	// UpstreamParallel. Clients are the connections' peers: sumd trusts
+	// no X-Forwarded-For, so behind a reverse proxy every client is the
+	// proxy, and this should be 0 there (or the proxy should limit).
+	UpstreamPerClient int           `flag:"upstream-per-client" help:"most first lookups one client (an IPv4 address, an IPv6 /64) may have waiting for upstream at once; one more gets 503 with Retry-After. Admins are not limited. The client is the connection's peer (X-Forwarded-For is not trusted): behind a reverse proxy all clients are one, so set 0 there; 0: no per-client limit"`
+	Record            string        `flag:"record" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) fetched on a miss; empty: all; other paths get 404. Keep golang.org/toolchain in: the go command looks toolchains up even under GONOSUMDB"`
+	NegativeTTL       time.Duration `flag:"negative-ttl" help:"how long a version is remembered as not to record: one the upstream does not have (410), an invalid module, or one the cross-check contradicts; 0: not at all"`
 	CrosscheckOptions
 }
 
@@ -224,9 +229,10 @@ func defaultServe() Serve {
 		RefreshInterval: time.Second,
 		MaxHeadAge:      5 * time.Second,
 		Upstream: Upstream{
-			UpstreamTimeout:  time.Minute,
-			UpstreamParallel: 16, // upstream.DefaultMaxFetches
-			NegativeTTL:      time.Minute,
+			UpstreamTimeout:   time.Minute,
+			UpstreamParallel:  16, // upstream.DefaultMaxFetches
+			UpstreamPerClient: 4,  // upstream.DefaultMaxClientFetches
+			NegativeTTL:       time.Minute,
 		},
 		Access:       defaultAccess(),
 		ServeSync:    defaultServeSync(),
@@ -313,6 +319,9 @@ func (c *Serve) Validate() error {
 	}
 	if c.UpstreamParallel <= 0 {
 		errs = append(errs, fmt.Errorf("invalid upstream-parallel %d: want a positive number of fetches such as 16", c.UpstreamParallel))
+	}
+	if c.UpstreamPerClient < 0 {
+		errs = append(errs, fmt.Errorf("invalid upstream-per-client %d: want a number of lookups such as 4, or 0 for no per-client limit", c.UpstreamPerClient))
 	}
 	if c.Verify != VerifyTail && c.Verify != VerifyFull {
 		errs = append(errs, fmt.Errorf("invalid verify mode %q: want %s or %s", c.Verify, VerifyTail, VerifyFull))

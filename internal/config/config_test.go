@@ -75,6 +75,7 @@ func TestServeValidate(t *testing.T) {
 		{func(c *Serve) { c.UpstreamTimeout = -5 * time.Second }, "invalid upstream-timeout -5s"},
 		{func(c *Serve) { c.NegativeTTL = -time.Second }, "invalid negative-ttl -1s"},
 		{func(c *Serve) { c.UpstreamParallel = 0 }, "invalid upstream-parallel 0: want a positive number of fetches"},
+		{func(c *Serve) { c.UpstreamPerClient = -1 }, "invalid upstream-per-client -1: want a number of lookups such as 4, or 0"},
 		{func(c *Serve) { c.Verify = "quick" }, `invalid verify mode "quick": want tail or full`},
 		{func(c *Serve) { c.RefreshInterval = 0 }, "invalid refresh-interval 0s: want a positive duration"},
 		{func(c *Serve) { c.MaxHeadAge = 3 * time.Second / 2 }, "invalid max-head-age 1.5s: want at least twice refresh-interval (1s)"},

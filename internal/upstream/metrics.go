@@ -10,14 +10,15 @@ import (
 // may share one. A nil *Metrics records nothing. Labels come from fixed
 // sets (Kind strings, check outcomes): never module paths or error text.
 type Metrics struct {
-	fetches      *prometheus.CounterVec // sumd_upstream_fetches_total{outcome}
-	fetchBytes   prometheus.Counter     // sumd_upstream_fetch_bytes_total
-	fetchSeconds prometheus.Histogram   // sumd_upstream_fetch_duration_seconds
-	negHits      prometheus.Counter     // sumd_upstream_negative_cache_hits_total
-	negEntries   prometheus.Gauge       // sumd_upstream_negative_cache_entries
-	checks       *prometheus.CounterVec // sumd_upstream_crosschecks_total{outcome}
-	inFlight     prometheus.Gauge       // sumd_upstream_lookup_fetches_in_flight
-	refused      prometheus.Counter     // sumd_upstream_lookup_fetches_refused_total
+	fetches       *prometheus.CounterVec // sumd_upstream_fetches_total{outcome}
+	fetchBytes    prometheus.Counter     // sumd_upstream_fetch_bytes_total
+	fetchSeconds  prometheus.Histogram   // sumd_upstream_fetch_duration_seconds
+	negHits       prometheus.Counter     // sumd_upstream_negative_cache_hits_total
+	negEntries    prometheus.Gauge       // sumd_upstream_negative_cache_entries
+	checks        *prometheus.CounterVec // sumd_upstream_crosschecks_total{outcome}
+	inFlight      prometheus.Gauge       // sumd_upstream_lookup_fetches_in_flight
+	refused       prometheus.Counter     // sumd_upstream_lookup_fetches_refused_total
+	clientRefused prometheus.Counter     // sumd_upstream_client_fetches_refused_total
 }
 
 // Fetch outcomes: "ok" or a Kind's String.
@@ -75,6 +76,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "sumd", Subsystem: "upstream", Name: "lookup_fetches_refused_total",
 			Help: "First lookups answered 503 because -upstream-parallel fetches were in flight.",
 		}),
+		clientRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "upstream", Name: "client_fetches_refused_total",
+			Help: "First lookups answered 503 because their client had -upstream-per-client lookups waiting for upstream.",
+		}),
 	}
 	for _, o := range fetchOutcomes {
 		m.fetches.WithLabelValues(o) // export every outcome from the start
@@ -82,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range checkOutcomes {
 		m.checks.WithLabelValues(o)
 	}
-	reg.MustRegister(m.fetches, m.fetchBytes, m.fetchSeconds, m.negHits, m.negEntries, m.checks, m.inFlight, m.refused)
+	reg.MustRegister(m.fetches, m.fetchBytes, m.fetchSeconds, m.negHits, m.negEntries, m.checks, m.inFlight, m.refused, m.clientRefused)
 	return m
 }
 
@@ -140,5 +145,11 @@ func (m *Metrics) fetchEnded() {
 func (m *Metrics) refuseFetch() {
 	if m != nil {
 		m.refused.Inc()
+	}
+}
+
+func (m *Metrics) refuseClient() {
+	if m != nil {
+		m.clientRefused.Inc()
 	}
 }

@@ -76,6 +76,18 @@ type RecorderOptions struct {
 	// refusal. Record, the operator's request, does not count and is never
 	// refused.
 	MaxFetches int
+	// MaxClientFetches caps the first lookups one client may have waiting
+	// for upstream fetches at once, shared fetches included; 0 means no
+	// cap. One more is refused with a 503 (ErrClientBusy), so that one
+	// client cannot take all MaxFetches slots. Clients are told apart by
+	// Client; Record is never refused.
+	MaxClientFetches int
+	// Client returns the client of a lookup's ctx: its address (as
+	// http.Request.RemoteAddr) and whether it is an authenticated admin,
+	// whom MaxClientFetches spares. An IPv4 address is one client, an IPv6
+	// one its /64 (what one host is usually given); an empty address is a
+	// caller inside sumd, never refused. nil: no per-client cap.
+	Client func(ctx context.Context) (addr string, admin bool)
 	// Now is the clock of the negative cache; nil means time.Now.
 	Now func() time.Time
 	// Logger receives a record per version fetched or refused; nil means
@@ -96,6 +108,11 @@ const DefaultMaxFetches = 16
 // The go command shows its text; Retry-After asks it to come back.
 var ErrBusy = &server.StatusError{Status: http.StatusServiceUnavailable,
 	Err: errors.New("too many new versions are being fetched from upstream at once; try again in a moment")}
+
+// ErrClientBusy is a first lookup's error when its client has
+// MaxClientFetches lookups waiting for upstream already.
+var ErrClientBusy = &server.StatusError{Status: http.StatusServiceUnavailable,
+	Err: errors.New("too many new versions are being fetched from upstream for this client at once; try again in a moment")}
 
 // ErrNoUpstream is Record's error when no Fetcher is configured.
 var ErrNoUpstream = &server.StatusError{Status: http.StatusNotImplemented,
@@ -118,9 +135,13 @@ type Recorder struct {
 	record  string   // patterns of the paths fetched on a miss
 	neg     *negCache
 	slots   chan struct{} // one token per lookup fetch in flight
-	logger  *slog.Logger
-	metrics *Metrics
-	now     func() time.Time
+	// perClient counts the lookups of each client waiting for upstream;
+	// nil: no per-client cap.
+	perClient *clientFetches
+	client    func(context.Context) (string, bool)
+	logger    *slog.Logger
+	metrics   *Metrics
+	now       func() time.Time
 
 	flightMu sync.Mutex
 	flights  map[string]*flight // keyed by kind of flight and path@version; guarded by flightMu
@@ -196,7 +217,12 @@ func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	var perClient *clientFetches
+	if opts.MaxClientFetches > 0 && opts.Client != nil {
+		perClient = &clientFetches{max: opts.MaxClientFetches, n: map[string]int{}}
+	}
 	return &Recorder{
+		perClient: perClient, client: opts.Client,
 		log: log, fetcher: opts.Fetcher, checker: opts.Checker, record: opts.Record,
 		neg:     newNegCache(opts.NegativeTTL, opts.NegativeMax, opts.Now, opts.Metrics),
 		slots:   make(chan struct{}, opts.MaxFetches),
@@ -232,7 +258,9 @@ func (r *Recorder) ReadTileData(ctx context.Context, t xtlog.Tile) ([]byte, erro
 // the log lacks it. Errors: a path outside the record patterns is 404 (an
 // error wrapping fs.ErrNotExist whose text says so); an upstream failure is
 // an *Error (410, 502 or 504); MaxFetches fetches in flight already is
-// ErrBusy and a full sequencer queue another 503 server.StatusError; a
+// ErrBusy, MaxClientFetches lookups of its client waiting already
+// ErrClientBusy, and a full sequencer queue another 503
+// server.StatusError; a
 // conflicting concurrent Add is a 500.
 func (r *Recorder) Lookup(ctx context.Context, m module.Version) (int64, error) {
 	id, err := r.log.Lookup(ctx, m)
@@ -245,6 +273,11 @@ func (r *Recorder) Lookup(ctx context.Context, m module.Version) (int64, error) 
 	if e := r.neg.get(m); e != nil {
 		return 0, e
 	}
+	release, err := r.clientSlot(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	res, err := r.fly(ctx, "lookup "+m.String(), func(ctx context.Context) (flightResult, error) {
 		return r.recordMiss(ctx, m)
 	})
@@ -397,6 +430,10 @@ type flight struct {
 // uncancellable itself (fetchAndAdd's commit). A cancelled flight leaves
 // the key at once: a caller that comes while it winds down starts a new
 // one. Results live only as long as the flight.
+//
+// TODO(read listener): server.ServeFast's contexts are never cancelled
+// (fasthttp tells no handler of a hang-up), so a fetch waited for through
+// -read-listen runs to its end; -upstream-per-client still bounds them.
 func (r *Recorder) fly(ctx context.Context, key string, fn func(context.Context) (flightResult, error)) (flightResult, error) {
 	f := r.join(ctx, key, fn)
 	select {
