@@ -106,3 +106,35 @@ func TestFetchOutlivesOneWaiter(t *testing.T) {
 		}
 	})
 }
+
+// TestSaturationProblem: a first lookup refused because every fetch slot
+// is taken makes the recorder report "upstream fetch slots saturated" for
+// the server's health (degraded) until healthWindow has passed without
+// one; a per-client refusal is that client's, not saturation.
+func TestSaturationProblem(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		slow, other := goodModule("example.com/slow", "v1.0.0"), goodModule("example.com/other", "v1.0.0")
+		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: newSlowProxy(t, slow, other)})
+		rec := newRecorder(t, testLog(t), RecorderOptions{Fetcher: f, MaxFetches: 1, MaxClientFetches: 1, Client: clientOf})
+		h := server.New("sumd.test", rec, server.Options{Logger: quiet})
+		go lookupAs(h, testClient{addr: "192.0.2.1:1"}, slow.Path+"@"+slow.Version, 10*time.Minute)
+		synctest.Wait()
+		if w := lookupAs(h, testClient{addr: "192.0.2.1:2"}, other.Path+"@"+other.Version, time.Minute); w.Body.String() != ErrClientBusy.Error()+"\n" {
+			t.Fatalf("the same client's second lookup: %d %q, want ErrClientBusy", w.Code, w.Body)
+		}
+		if p := rec.Problems(); len(p) != 0 {
+			t.Errorf("problems after a per-client refusal: %q, want none", p)
+		}
+		if w := lookupAs(h, testClient{addr: "192.0.2.2:1"}, other.Path+"@"+other.Version, time.Minute); w.Body.String() != ErrBusy.Error()+"\n" {
+			t.Fatalf("another client's lookup with the one slot taken: %d %q, want ErrBusy", w.Code, w.Body)
+		}
+		p := rec.Problems()
+		if len(p) != 1 || !strings.HasPrefix(p[0], "upstream fetch slots saturated: 1 first lookup refused in the last 5m0s") {
+			t.Errorf("problems after a refusal: %q, want upstream fetch slots saturated", p)
+		}
+		time.Sleep(healthWindow + time.Second)
+		if p := rec.Problems(); len(p) != 0 {
+			t.Errorf("problems %s after the last refusal: %q, want none", healthWindow, p)
+		}
+	})
+}

@@ -146,59 +146,14 @@ type Recorder struct {
 	flightMu sync.Mutex
 	flights  map[string]*flight // keyed by kind of flight and path@version; guarded by flightMu
 
-	// localMu guards the failures of sumd's own temporary directory
-	// within localWindow, for Problems.
-	localMu    sync.Mutex
-	localTimes []time.Time
+	// healthMu guards what Problems reports: the failures of sumd's own
+	// temporary directory and the refusals for want of a fetch slot.
+	healthMu sync.Mutex
+	local    events
+	busy     events
 }
 
 var _ sumdb.ServerOps = (*Recorder)(nil)
-
-// localWindow is how long a failure of the temporary directory stays a
-// problem of the server's health (Problems).
-const localWindow = 5 * time.Minute
-
-// Problems reports sumd's own failures to store or read back module zips
-// in its temporary directory (-tmp-dir full, removed, unreadable) within
-// the last localWindow: the server's health shows them as degraded, since
-// every first lookup fails with 503 until the operator acts. The text
-// names no path (anonymous clients see /healthz); the log has it.
-func (r *Recorder) Problems() []string {
-	r.localMu.Lock()
-	defer r.localMu.Unlock()
-	r.pruneLocal()
-	if len(r.localTimes) == 0 {
-		return nil
-	}
-	last, times := r.localTimes[len(r.localTimes)-1], "once"
-	if n := len(r.localTimes); n > 1 {
-		times = fmt.Sprintf("%d times", n)
-	}
-	return []string{fmt.Sprintf("sumd could not store or read back module zips in its temporary directory (-tmp-dir) %s in the last %s, last at %s: first lookups fail with 503; see the server log",
-		times, localWindow, last.UTC().Format(time.RFC3339))}
-}
-
-// localFailure notes a failure of the temporary directory.
-func (r *Recorder) localFailure() {
-	r.localMu.Lock()
-	defer r.localMu.Unlock()
-	r.pruneLocal()
-	r.localTimes = append(r.localTimes, r.now())
-}
-
-// pruneLocal drops the failures older than localWindow (and keeps at most
-// a bounded number). localMu is held.
-func (r *Recorder) pruneLocal() {
-	cut := r.now().Add(-localWindow)
-	i := 0
-	for i < len(r.localTimes) && r.localTimes[i].Before(cut) {
-		i++
-	}
-	r.localTimes = r.localTimes[i:]
-	if n := len(r.localTimes); n > 1000 {
-		r.localTimes = r.localTimes[n-1000:]
-	}
-}
 
 // NewRecorder returns a Recorder over log.
 func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
@@ -304,6 +259,7 @@ func (r *Recorder) recordMiss(ctx context.Context, m module.Version) (flightResu
 	case r.slots <- struct{}{}:
 	default:
 		r.metrics.refuseFetch()
+		r.saturated()
 		r.logger.InfoContext(ctx, "upstream fetch refused: too many in flight", "module", m.Path, "version", m.Version, "max", cap(r.slots))
 		return flightResult{}, ErrBusy
 	}

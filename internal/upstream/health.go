@@ -1,0 +1,100 @@
+package upstream
+
+import (
+	"fmt"
+	"time"
+)
+
+// healthWindow is how long a failure of the temporary directory, or a
+// lookup refused for want of a fetch slot, stays a problem of the
+// server's health (Problems).
+const healthWindow = 5 * time.Minute
+
+// maxEvents bounds the events kept per kind: beyond it, Problems says
+// "at least".
+const maxEvents = 1000
+
+// events are the times something happened within healthWindow, oldest
+// first.
+type events []time.Time
+
+// add notes an event at now.
+func (e *events) add(now time.Time) {
+	e.prune(now)
+	*e = append(*e, now)
+	if n := len(*e); n > maxEvents {
+		*e = (*e)[n-maxEvents:]
+	}
+}
+
+// prune drops the events older than healthWindow.
+func (e *events) prune(now time.Time) {
+	cut := now.Add(-healthWindow)
+	i := 0
+	for i < len(*e) && (*e)[i].Before(cut) {
+		i++
+	}
+	*e = (*e)[i:]
+}
+
+// count says how many events there were, as Problems words it.
+func (e events) count(one, many string) string {
+	switch n := len(e); {
+	case n == 1:
+		return "1 " + one
+	case n >= maxEvents:
+		return fmt.Sprintf("at least %d %s", n, many)
+	default:
+		return fmt.Sprintf("%d %s", n, many)
+	}
+}
+
+// Problems reports, for the server's health (degraded: recorded versions
+// are served, new ones may not be), what happened within the last
+// healthWindow:
+//
+//   - sumd's own failures to store or read back module zips in its
+//     temporary directory (-tmp-dir full, removed, unreadable): every
+//     first lookup fails with 503 until the operator acts;
+//   - first lookups refused because MaxFetches fetches were in flight
+//     ("upstream fetch slots saturated"): new versions get 503 while
+//     some client — a build, or someone keeping the slots busy — holds
+//     them all. Per-client refusals are not: they are that client's.
+//
+// The texts name no path or client (anonymous clients see /healthz); the
+// log has them.
+func (r *Recorder) Problems() []string {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
+	now := r.now()
+	r.local.prune(now)
+	r.busy.prune(now)
+	var ps []string
+	if n := len(r.local); n > 0 {
+		times := "once"
+		if n > 1 {
+			times = fmt.Sprintf("%d times", n)
+		}
+		ps = append(ps, fmt.Sprintf("sumd could not store or read back module zips in its temporary directory (-tmp-dir) %s in the last %s, last at %s: first lookups fail with 503; see the server log",
+			times, healthWindow, r.local[n-1].UTC().Format(time.RFC3339)))
+	}
+	if n := len(r.busy); n > 0 {
+		ps = append(ps, fmt.Sprintf("upstream fetch slots saturated: %s in the last %s, last at %s, because all %d fetch slots (-upstream-parallel) were taken; see sumd_upstream_lookup_fetches_in_flight and the server log",
+			r.busy.count("first lookup refused", "first lookups refused"), healthWindow, r.busy[n-1].UTC().Format(time.RFC3339), cap(r.slots)))
+	}
+	return ps
+}
+
+// localFailure notes a failure of the temporary directory.
+func (r *Recorder) localFailure() {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
+	r.local.add(r.now())
+}
+
+// saturated notes a lookup refused for want of a fetch slot.
+func (r *Recorder) saturated() {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
+	r.busy.add(r.now())
+}
