@@ -157,7 +157,7 @@ type Upstream struct {
 	// UpstreamParallel. Clients are the connections' peers: sumd trusts
 	// no X-Forwarded-For, so behind a reverse proxy every client is the
 	// proxy, and this should be 0 there (or the proxy should limit).
-	UpstreamPerClient int           `flag:"upstream-per-client" help:"most first lookups one client (an IPv4 address, an IPv6 /64) may have waiting for upstream at once; one more gets 503 with Retry-After. Admins are not limited. The client is the connection's peer (X-Forwarded-For is not trusted): behind a reverse proxy all clients are one, so set 0 there; 0: no per-client limit"`
+	UpstreamPerClient int           `flag:"upstream-per-client" help:"most first lookups one client (an IPv4 address, an IPv6 /64) may have waiting for upstream at once; one more gets 503 with Retry-After. Admins are not limited. Off by default: the go command looks up as many versions at once as its machine has CPUs, so a limit below the builders' CPUs fails some first lookups of their cold builds. The client is the connection's peer (X-Forwarded-For is not trusted): behind a reverse proxy all clients are one, so set 0 there; 0: no per-client limit"`
 	Record            string        `flag:"record" arg:"PATTERNS" help:"module path patterns (GOPRIVATE syntax) fetched on a miss; empty: all; other paths get 404. Keep golang.org/toolchain in: the go command looks toolchains up even under GONOSUMDB"`
 	NegativeTTL       time.Duration `flag:"negative-ttl" help:"how long a version is remembered as not to record: one the upstream does not have (410), an invalid module, or one the cross-check contradicts; 0: not at all"`
 	CrosscheckOptions
@@ -231,7 +231,7 @@ func defaultServe() Serve {
 		Upstream: Upstream{
 			UpstreamTimeout:   time.Minute,
 			UpstreamParallel:  16, // upstream.DefaultMaxFetches
-			UpstreamPerClient: 4,  // upstream.DefaultMaxClientFetches
+			UpstreamPerClient: 0,  // upstream.DefaultMaxClientFetches: off
 			NegativeTTL:       time.Minute,
 		},
 		Access:       defaultAccess(),

@@ -10,11 +10,14 @@ import (
 )
 
 // DefaultMaxClientFetches is the per-client cap sumd serve configures by
-// default (-upstream-per-client): a quarter of DefaultMaxFetches, so that
-// it takes four addresses, not one, to hold every fetch slot. A go
-// command on a machine with more CPUs may be refused some of a cold
-// build's first lookups, as it is by the global cap on a busy server.
-const DefaultMaxClientFetches = 4
+// default (-upstream-per-client): none. A go command looks up as many
+// versions at once as its machine has CPUs, and a refused first lookup
+// fails its build, so a cap below the builders' CPUs would fail cold
+// builds on every machine larger than it; operators whose clients reach
+// sumd directly and are not all trusted set one (4 keeps four addresses,
+// not one, from holding every fetch slot). Abandoned fetches are cancelled
+// either way, so clients that hang up hold no slot.
+const DefaultMaxClientFetches = 0
 
 // clientFetches counts each client's first lookups waiting for upstream.
 type clientFetches struct {
