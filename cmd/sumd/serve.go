@@ -104,7 +104,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			Mode: access.Mode(cfg.ReadAuth), File: cfg.ReadAuthFile,
 			CertFile: cfg.TLSClientRoles, AdminTokenFile: cfg.AdminTokenFile, AllowedHosts: allowed,
 		},
-		RequestTimeout: writeTimeout(cfg), ShutdownTimeout: cfg.ShutdownTimeout,
+		RequestTimeout: writeTimeout(cfg), ShutdownTimeout: cfg.ShutdownTimeout, MaxConnections: cfg.MaxConnections,
 		CacheBytes:  int64(cfg.Cache) << 20,
 		OpenLog:     openOwn,
 		Mirrors:     serveMirrors(cfg, mirror.NewMetrics(reg), logger),

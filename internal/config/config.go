@@ -129,6 +129,7 @@ type Serve struct {
 	TLSCert         string        `flag:"tls-cert" arg:"FILE" help:"PEM certificate chain: serve HTTPS (with -tls-key); both files are read again when they change (a renewal needs no restart; a pair that cannot be loaded keeps the previous certificate, logged); within a week of expiry the server is degraded"`
 	TLSKey          string        `flag:"tls-key" arg:"FILE" help:"PEM private key of -tls-cert"`
 	ShutdownTimeout time.Duration `flag:"shutdown-timeout" help:"how long requests in flight may take to finish after SIGINT or SIGTERM (SIGHUP is logged and ignored, unless sumd runs on a terminal)"`
+	MaxConnections  int           `flag:"max-connections" help:"most connections each listener serves at once; past it a new client takes the place of the longest-idle keep-alive connection, or with none idle waits until one closes. Each listener needs as many file descriptors (LimitNOFILE, docs/operations.md)"`
 	MaxBatch        int           `flag:"max-batch" help:"most records appended in one group commit"`
 	Cache           int           `flag:"cache-size" arg:"MIB" help:"MiB of memory for the answers that never change, kept ready to serve: full tiles and the records of found versions (the signed tree head is read for every lookup), for the own log and for each mirror served (on Linux a read listener keeps up to twice as much again of full data tiles in memory files, to send them with sendfile); 0: none"`
 	Verify          string        `flag:"verify" arg:"MODE" help:"integrity check when opening the database: tail (recompute the root from the stored tiles and re-hash the last records) or full (re-hash every record and tile)"`
@@ -223,6 +224,7 @@ func defaultServe() Serve {
 		Log:             defaultLog(),
 		Listen:          "127.0.0.1:8080",
 		ShutdownTimeout: 10 * time.Second,
+		MaxConnections:  10000, // serve.DefaultMaxConnections
 		MaxBatch:        1024,
 		Cache:           64, // server.DefaultCacheBytes
 		Verify:          VerifyTail,
@@ -304,6 +306,9 @@ func (c *Serve) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("invalid shutdown-timeout %v: want a positive duration such as 10s", c.ShutdownTimeout))
+	}
+	if c.MaxConnections <= 0 {
+		errs = append(errs, fmt.Errorf("invalid max-connections %d: want a positive number of connections such as 10000", c.MaxConnections))
 	}
 	if c.MaxBatch <= 0 {
 		errs = append(errs, fmt.Errorf("invalid max-batch %d: want a positive number of records such as 1024", c.MaxBatch))

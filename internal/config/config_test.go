@@ -65,6 +65,7 @@ func TestServeValidate(t *testing.T) {
 		{func(c *Serve) { c.Format = "xml" }, `invalid log-format "xml": want text or json`},
 		{func(c *Serve) { c.ShutdownTimeout = 0 }, "invalid shutdown-timeout 0s: want a positive duration"},
 		{func(c *Serve) { c.ShutdownTimeout = -time.Second }, "invalid shutdown-timeout -1s"},
+		{func(c *Serve) { c.MaxConnections = 0 }, "invalid max-connections 0: want a positive number"},
 		{func(c *Serve) { c.MaxBatch = 0 }, "invalid max-batch 0: want a positive number"},
 		{func(c *Serve) { c.Cache = -1 }, "invalid cache-size -1: want MiB of memory"},
 		{func(c *Serve) { c.Cache = 1 << 43 }, "invalid cache-size 8796093022208: want MiB of memory such as 64 (at most 1048576)"},
@@ -96,7 +97,7 @@ func TestServeValidate(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}, Upstream: Upstream{UpstreamParallel: 1, UpstreamTimeout: time.Second},
+	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxConnections: 1, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}, Upstream: Upstream{UpstreamParallel: 1, UpstreamTimeout: time.Second},
 		RefreshInterval: time.Second, MaxHeadAge: 2 * time.Second, ServeMirrors: ServeMirrors{MirrorInterval: time.Minute}}
 	err := c.Validate()
 	if err == nil {

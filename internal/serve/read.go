@@ -204,7 +204,8 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 		tc.NextProtos = []string{"http/1.1"} // fasthttp speaks no HTTP/2
 		ln = tls.NewListener(ln, tc)
 	}
-	ln = &readSocket{Listener: ln, log: cfg.Logger}
+	limit := newConnLimit(cfg.MaxConnections, cfg.Logger)
+	ln = &readSocket{Listener: &limitListener{Listener: ln, limit: limit}, log: cfg.Logger}
 	return &listener{
 		ln:    ln,
 		url:   url,
@@ -212,7 +213,15 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 		fast: &fasthttp.Server{
 			Handler:      rs.serve,
 			ErrorHandler: fastRequestError,
-			ConnState:    conns.track,
+			ConnState: func(c net.Conn, state fasthttp.ConnState) {
+				limit.fastState(c, state)
+				conns.track(c, state)
+			},
+			// The limit waits before fasthttp's own would answer 503
+			// (text/plain, and the connection closed), which is only a
+			// backstop: a worker is freed just after its connection's
+			// StateClosed, so a connection admitted then may meet it.
+			Concurrency: limit.max,
 			// As the main listener: 10 s for the request (no route
 			// takes a body, so that is its headers), 16 KiB of headers,
 			// RequestTimeout to write the answer, 2 minutes idle.

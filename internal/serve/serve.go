@@ -93,7 +93,10 @@ type Config struct {
 	TLSProblems     ProblemReporter
 	RequestTimeout  time.Duration // read and write deadline of one request
 	ShutdownTimeout time.Duration // how long requests in flight may take after a stop
-	CacheBytes      int64         // memory for full tiles and found records; 0: no cache (unlike server.Options, where 0 is the default)
+	// MaxConnections caps the connections each listener serves at once
+	// (connlimit.go); 0: DefaultMaxConnections.
+	MaxConnections int
+	CacheBytes     int64 // memory for full tiles and found records; 0: no cache (unlike server.Options, where 0 is the default)
 
 	// OpenLog opens the log. Run calls it once, after TUF is ready, and
 	// closes the log last. nil: a mirror-only server, whose first mirror
@@ -402,13 +405,18 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 	if cfg.TLS == nil {
 		ln = coalescingListener{Listener: ln}
 	}
+	limit := newConnLimit(cfg.MaxConnections, cfg.Logger)
+	ln = &limitListener{Listener: ln, limit: limit}
 	fresh := &freshConns{conns: map[net.Conn]struct{}{}}
 	return &listener{
 		ln:    ln,
 		url:   publicURL(ln.Addr(), cfg.TLS != nil),
 		fresh: fresh,
 		srv: &http.Server{
-			ConnState: fresh.track,
+			ConnState: func(c net.Conn, state http.ConnState) {
+				limit.httpState(c, state)
+				fresh.track(c, state)
+			},
 			Handler:   h,
 			TLSConfig: cfg.TLS,
 			// A client has readTimeout to send its request, headers and
