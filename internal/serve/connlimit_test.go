@@ -139,3 +139,24 @@ func TestConnLimitLongestIdle(t *testing.T) {
 		t.Error("a second idle connection was closed for one admitted")
 	}
 }
+
+// TestIdleTimeout: both listeners close a keep-alive connection idleTimeout
+// after its last answer, which is above load balancers' 60 s (they, not
+// sumd, close an idle connection, so they never send a request on one
+// sumd closes) and no more than nginx's 75 s. It was 120 s: twice the
+// memory and descriptors held by idle clients.
+func TestIdleTimeout(t *testing.T) {
+	if idleTimeout <= 60*time.Second || idleTimeout > 75*time.Second {
+		t.Errorf("idleTimeout = %v, want above 60s and at most 75s", idleTimeout)
+	}
+	defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
+	idleTimeout = 300 * time.Millisecond
+	cfg, urls, readURLOf := readConfig(t)
+	url := serveTest(t, cfg, urls)
+	for name, u := range map[string]string{"main": url, "read": readURLOf()} {
+		c := idleConn(t, strings.TrimPrefix(u, "http://"))
+		if !closedWithin(c.c, 5*time.Second) {
+			t.Errorf("%s listener: an idle connection was still open after 5 s (idle timeout %v)", name, idleTimeout)
+		}
+	}
+}

@@ -224,10 +224,10 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 			Concurrency: limit.max,
 			// As the main listener: 10 s for the request (no route
 			// takes a body, so that is its headers), 16 KiB of headers,
-			// RequestTimeout to write the answer, 2 minutes idle.
+			// RequestTimeout to write the answer, idleTimeout idle.
 			ReadTimeout:                  readTimeout,
 			WriteTimeout:                 cfg.RequestTimeout,
-			IdleTimeout:                  120 * time.Second,
+			IdleTimeout:                  idleTimeout,
 			ReadBufferSize:               16 << 10,
 			MaxRequestBodySize:           1 << 10,
 			NoDefaultServerHeader:        true,
@@ -243,6 +243,15 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 // readTimeout is how long a client has to send its request, headers and
 // body, on every listener. Tests shorten it.
 var readTimeout = 10 * time.Second
+
+// idleTimeout is how long every listener keeps a keep-alive connection
+// after its last answer: above the 60 s that load balancers keep an idle
+// connection to a backend by default (AWS ALB; nginx's upstream
+// keepalive_timeout), so that the balancer closes it and never sends a
+// request on one sumd is closing (a 502); the go command reuses a
+// connection within seconds anyway. It was 120 s: idle clients held twice
+// the memory and descriptors. Tests shorten it.
+var idleTimeout = 65 * time.Second
 
 // fastLogger takes fasthttp's log lines: failures to serve one connection
 // at Debug, since any anonymous client can cause one with a malformed

@@ -427,7 +427,7 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 			ReadHeaderTimeout: readTimeout,
 			ReadTimeout:       readTimeout,
 			WriteTimeout:      cfg.RequestTimeout,
-			IdleTimeout:       120 * time.Second,
+			IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		},
