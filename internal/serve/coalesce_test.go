@@ -301,3 +301,28 @@ func TestCoalescingPipelinedSlow(t *testing.T) {
 	}
 	readAnswers(t, r, 1)
 }
+
+// TestCoalescingIdleHoldsNothing: a connection between answers keeps no
+// buffer. It kept the one it held an answer's tail in, up to 4 KiB, for as
+// long as it stayed open: about 3 KB more for each idle keep-alive
+// connection than net/http alone, measured after answers of 4 KB.
+func TestCoalescingIdleHoldsNothing(t *testing.T) {
+	addr, serverConn := coalesceServer(t)
+	c := dialTest(t, addr)
+	r := bufio.NewReader(c)
+	for _, n := range []int{4000, 100, 8192} {
+		fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", n)
+		readAnswers(t, r, n)
+		// The buffer goes back just after the write that sent the answer.
+		held := -1
+		for deadline := time.Now().Add(2 * time.Second); held != 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			sc := serverConn()
+			sc.mu.Lock()
+			held = cap(sc.held)
+			sc.mu.Unlock()
+		}
+		if held != 0 {
+			t.Errorf("after an answer of %d bytes, the idle connection keeps a buffer of %d bytes", n, held)
+		}
+	}
+}
