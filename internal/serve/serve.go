@@ -417,7 +417,7 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 				limit.httpState(c, state)
 				fresh.track(c, state)
 			},
-			Handler:   h,
+			Handler:   closeOnError(h),
 			TLSConfig: cfg.TLS,
 			// A client has readTimeout to send its request, headers and
 			// body: one trickling a body holds a connection for seconds,
