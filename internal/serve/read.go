@@ -64,6 +64,9 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 		fastText(c, http.StatusBadRequest, "bad request: unsupported Transfer-Encoding\n")
 		return
 	}
+	if fastOddTarget(c) {
+		return
+	}
 	path, rawPath, ok := rs.target(c)
 	if !ok {
 		return

@@ -107,3 +107,24 @@ func TestReadListenerHostile(t *testing.T) {
 		t.Errorf("the log changed: /latest %q, was %q", got, head)
 	}
 }
+
+// TestOddTargets: CONNECT and the request target * get sumd's 400,
+// text/plain, on both listeners. The main listener's ServeMux answered
+// CONNECT "404 page not found" and net/http `OPTIONS *` an empty 200; the
+// read listener redirected both, CONNECT to / and `OPTIONS *` to /%2A.
+func TestOddTargets(t *testing.T) {
+	cfg, urls, readURLOf := readConfig(t)
+	url := serveTest(t, cfg, urls)
+	for name, u := range map[string]string{"main": url, "read": readURLOf()} {
+		addr := strings.TrimPrefix(u, "http://")
+		for _, req := range []string{
+			"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+			"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+		} {
+			got := rawExchange(t, addr, req+"GET /latest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			if !strings.HasPrefix(got, "HTTP/1.1 400 ") || !strings.Contains(got, "Content-Type: text/plain; charset=utf-8\r\n") || !strings.Contains(got, oddTargetText) {
+				t.Errorf("%s listener: %.30q: %.300q, want sumd's 400", name, req, got)
+			}
+		}
+	}
+}

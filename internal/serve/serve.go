@@ -417,8 +417,10 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 				limit.httpState(c, state)
 				fresh.track(c, state)
 			},
-			Handler:   closeOnError(h),
+			Handler:   closeOnError(refuseOddTargets(h)),
 			TLSConfig: cfg.TLS,
+			// `OPTIONS *` goes to refuseOddTargets too.
+			DisableGeneralOptionsHandler: true,
 			// A client has readTimeout to send its request, headers and
 			// body: one trickling a body holds a connection for seconds,
 			// not for the request timeout. (Once the body is read,
