@@ -128,3 +128,27 @@ func TestOddTargets(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderLimit: both listeners refuse the same oversized headers with
+// 431. net/http adds 4 KiB to MaxHeaderBytes, so the main listener took
+// 19,000 bytes of headers where the read listener's 16 KiB did not.
+func TestHeaderLimit(t *testing.T) {
+	cfg, urls, readURLOf := readConfig(t)
+	url := serveTest(t, cfg, urls)
+	for name, u := range map[string]string{"main": url, "read": readURLOf()} {
+		addr := strings.TrimPrefix(u, "http://")
+		for what, headers := range map[string]string{
+			"a value of 19,000 bytes": "X-Big: " + strings.Repeat("a", 19000) + "\r\n",
+			"2100 small headers":      strings.Repeat("X-A: b\r\n", 2100),
+		} {
+			got := rawExchange(t, addr, "GET /latest HTTP/1.1\r\nHost: x\r\n"+headers+"\r\n")
+			if !strings.HasPrefix(got, "HTTP/1.1 431 ") {
+				t.Errorf("%s listener, %s: %.100q, want 431", name, what, got)
+			}
+		}
+		// Under the limit: answered.
+		if got := rawExchange(t, addr, "GET /latest HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "+strings.Repeat("a", 15000)+"\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200 ") {
+			t.Errorf("%s listener, 15,000 bytes of headers: %.100q, want 200", name, got)
+		}
+	}
+}

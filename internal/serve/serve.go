@@ -430,8 +430,10 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 			ReadTimeout:       readTimeout,
 			WriteTimeout:      cfg.RequestTimeout,
 			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    16 << 10,
-			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+			// 16 KiB in all, as the read listener's ReadBufferSize:
+			// net/http allows 4 KiB more than MaxHeaderBytes.
+			MaxHeaderBytes: 12 << 10,
+			ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		},
 	}
 }
