@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
@@ -119,9 +120,13 @@ func checkBoltSize(path string) error {
 // mapped file or a panic raised inside bbolt into a *DamagedError. Faults
 // are caught only in the calling goroutine, which is where bbolt reads
 // during Open and View. A bbolt transaction ended by a panic is rolled back
-// by bbolt's View. A panic that did not come from bbolt (a bug in the
-// store's own callback) is not damage: it panics on, with its stack. The
-// stack of a recovered panic is kept in the error (What) for the log.
+// by bbolt's View. A fault is damage wherever it happens: bbolt's Get and
+// cursors return slices into the mapping without checking an element's
+// size against its page, so a damaged size faults in the caller's copy
+// (bytes.Clone), not in bbolt. Any other panic that did not come from
+// bbolt (a bug in the store's own callback) is not damage: it panics on,
+// with its stack. The stack of a recovered panic is kept in the error
+// (Stack) for the log.
 func safeBolt(path string, f func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -130,7 +135,7 @@ func safeBolt(path string, f func() error) (err error) {
 			return
 		}
 		stack := debug.Stack()
-		if !fromBbolt(stack) {
+		if !isFault(r) && !fromBbolt(stack) {
 			panic(r)
 		}
 		err = &DamagedError{Path: path, What: fmt.Sprint(r), stack: string(stack)}
@@ -138,26 +143,52 @@ func safeBolt(path string, f func() error) (err error) {
 	return f()
 }
 
+// isFault reports whether a recovered panic is a memory fault at an
+// address, the form SetPanicOnFault gives a SIGBUS or SIGSEGV: in sumd's
+// own code, only a read of the mapped file faults. A nil dereference (an
+// address below a page) panics without Addr: a bug, not damage.
+func isFault(r any) bool {
+	_, ok := r.(interface {
+		runtime.Error
+		Addr() uintptr
+	})
+	return ok
+}
+
 // fromBbolt reports whether the panic whose stack is given was raised
-// inside bbolt: its innermost frames below the recovery (runtime's
-// gopanic, sigpanic) are bbolt's, not ours.
+// inside bbolt: past the runtime's panic frames, the innermost frame that
+// is neither the runtime's (panicdivide, sigpanic: shown only when
+// GOTRACEBACK is system) nor the standard library's (bbolt passing a
+// damaged slice on) is bbolt's.
 func fromBbolt(stack []byte) bool {
 	// The stack reads: goroutine header, debug.Stack, this package's
-	// deferred function, runtime's panic frames, then the frame that
-	// panicked. Find the first frame after "panic(" and look at its
-	// function's package.
-	lines := strings.Split(string(stack), "\n")
-	for i, line := range lines {
-		if strings.HasPrefix(line, "panic(") || strings.HasPrefix(line, "runtime.sigpanic(") || strings.HasPrefix(line, "runtime.panicmem") || strings.HasPrefix(line, "runtime.panicIndex") || strings.HasPrefix(line, "runtime.goPanic") {
-			for _, next := range lines[i+1:] {
-				if next == "" || strings.HasPrefix(next, "\t") || strings.HasPrefix(next, "panic(") || strings.HasPrefix(next, "runtime.") {
-					continue
-				}
-				return strings.HasPrefix(next, "go.etcd.io/bbolt")
-			}
+	// deferred function, "panic(", then the frames that panicked, each a
+	// function line and a tab-indented file line.
+	_, frames, ok := strings.Cut(string(stack), "\npanic(")
+	if !ok {
+		return false
+	}
+	for _, line := range strings.Split(frames, "\n")[1:] {
+		if line == "" || strings.HasPrefix(line, "\t") {
+			continue
+		}
+		fn, _, _ := strings.Cut(line, "(")
+		if !inStd(fn) {
+			return strings.HasPrefix(fn, "go.etcd.io/bbolt")
 		}
 	}
 	return false
+}
+
+// inStd reports whether a function named as a stack shows it is in the
+// runtime or the standard library, whose import paths' first elements
+// have no dot.
+func inStd(fn string) bool {
+	first, _, ok := strings.Cut(fn, "/")
+	if !ok {
+		first, _, _ = strings.Cut(fn, ".")
+	}
+	return !strings.Contains(first, ".")
 }
 
 // inBeginTx reports whether the panic whose stack is given came from

@@ -111,15 +111,24 @@ func TestBoltDamagedPages(t *testing.T) {
 }
 
 // TestSafeBoltOwnPanic: a panic that did not come from bbolt (a bug in the
-// store's own callback) is not blamed on the file: it panics on.
+// store's own callback, a nil dereference in it) is not blamed on the
+// file: it panics on.
 func TestSafeBoltOwnPanic(t *testing.T) {
-	defer func() {
-		if r := recover(); r != "a bug of ours" {
-			t.Errorf("recovered %v, want the callback's own panic", r)
-		}
-	}()
-	err := safeBolt("x.db", func() error { panic("a bug of ours") })
-	t.Errorf("safeBolt returned %v, want the panic to go on", err)
+	var nilMeta *boltMeta
+	for _, bug := range []func() error{
+		func() error { panic("a bug of ours") },
+		func() error { return fmt.Errorf("%d", nilMeta.txid) },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil {
+					t.Error("the callback's own panic was recovered")
+				}
+			}()
+			err := safeBolt("x.db", bug)
+			t.Errorf("safeBolt returned %v, want the panic to go on", err)
+		}()
+	}
 }
 
 // TestBoltWedgedAfterBeginTx: both meta pages damaged under an open store
@@ -158,6 +167,74 @@ func TestBoltWedgedAfterBeginTx(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("read %d still waits after 10 s: bbolt's locks are held", i)
+		}
+	}
+}
+
+// TestBoltDamagedValueSize: bbolt hands out slices into the mapped file
+// without checking an element's size against its page, so a damaged vsize
+// in a records leaf reaches past the file's end, and the fault comes in
+// ReadRecords' own copy of the value, not inside bbolt. It must be a
+// *DamagedError, not a SIGBUS that kills the process.
+func TestBoltDamagedValueSize(t *testing.T) {
+	data, pageSize, _ := damagedBase(t, 300)
+	patched := false
+	for off := 2 * pageSize; off+pageSize <= len(data) && !patched; off += pageSize {
+		// A leaf (flags 2) whose first element has a record's 8-byte key
+		// and a record's size.
+		p := data[off:]
+		flags, count := binary.NativeEndian.Uint16(p[8:]), binary.NativeEndian.Uint16(p[10:])
+		elem := p[boltPageHeader:]
+		ksize, vsize := binary.NativeEndian.Uint32(elem[8:]), binary.NativeEndian.Uint32(elem[12:])
+		if flags == 2 && count > 1 && ksize == 8 && vsize > 100 && vsize < 1000 {
+			binary.NativeEndian.PutUint32(elem[12:], 64<<20)
+			patched = true
+		}
+	}
+	if !patched {
+		t.Fatal("found no leaf of records to damage")
+	}
+	path := filepath.Join(t.TempDir(), "vsize.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenBolt(path, BoltOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ids := make([]int64, 300)
+	for i := range ids {
+		ids[i] = int64(i)
+	}
+	_, err = s.ReadRecords(context.Background(), ids)
+	var d *DamagedError
+	if !errors.As(err, &d) || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("ReadRecords of a leaf with a damaged value size = %v, want a *DamagedError", err)
+	}
+}
+
+// TestFromBbolt: a panic is blamed on the file when the innermost frame
+// that raised it, past the runtime's helpers (shown when GOTRACEBACK is
+// system) and the standard library bbolt called, is bbolt's.
+func TestFromBbolt(t *testing.T) {
+	const top = "goroutine 7 [running]:\nruntime/debug.Stack()\n\t/go/src/runtime/debug/stack.go:26 +0x5e\n" +
+		"github.com/sumd-project/sumd/internal/tlog.safeBolt.func1()\n\t/src/boltdamage.go:130 +0x26\n" +
+		"panic({0x4af520?, 0x580470?})\n\t/go/src/runtime/panic.go:860 +0x13a\n"
+	for _, c := range []struct {
+		frames string
+		want   bool
+	}{
+		{"go.etcd.io/bbolt.(*Cursor).search(...)\n\t/m/cursor.go:1\n", true},
+		{"runtime.panicdivide()\n\t/go/src/runtime/panic.go:1\ngo.etcd.io/bbolt.(*DB).beginTx(0xc0)\n\t/m/db.go:1\n", true},
+		{"runtime.panicunsafeslicelen1(...)\n\t/go/src/runtime/unsafe.go:1\nruntime.sigpanic()\n\t/x\ngo.etcd.io/bbolt/internal/common.UnsafeByteSlice(...)\n\t/m/unsafe.go:1\n", true},
+		{"encoding/binary.bigEndian.Uint64(...)\n\t/go/src/encoding/binary/binary.go:1\ngo.etcd.io/bbolt.(*Bucket).Get(0xc0)\n\t/m/bucket.go:1\n", true},
+		{"github.com/sumd-project/sumd/internal/tlog.(*BoltStore).ReadRecords.func1(0xc0)\n\t/src/bolt.go:1\ngo.etcd.io/bbolt.(*DB).View(0xc0)\n\t/m/db.go:1\n", false},
+		{"bytes.Compare(...)\n\t/go/src/bytes/bytes.go:1\ngo.etcd.io/bbolt.(*Cursor).seek(0xc0)\n\t/m/cursor.go:1\n", true},
+		{"bytes.Clone(...)\n\t/go/src/bytes/bytes.go:1\ngithub.com/sumd-project/sumd/internal/tlog.(*BoltStore).Aux.func1(0xc0)\n\t/src/bolt.go:1\n", false},
+	} {
+		if got := fromBbolt([]byte(top + c.frames)); got != c.want {
+			t.Errorf("fromBbolt of a panic raised in\n%s= %v, want %v", c.frames, got, c.want)
 		}
 	}
 }
