@@ -218,14 +218,20 @@ func openBolt(path string, o *bbolt.Options) (*bbolt.DB, error) {
 }
 
 // viewTx is s.db.View, turning a fault or panic on a damaged page into a
-// *DamagedError. After a panic in bbolt's beginTx, which leaves bbolt's
-// locks held, every later read answers that error at once instead of
-// waiting for the locks for ever.
+// *DamagedError (safeRead).
 func (s *BoltStore) viewTx(f func(*bbolt.Tx) error) error {
+	return s.safeRead(func() error { return s.db.View(f) })
+}
+
+// safeRead runs f, which begins a read transaction, in safeBolt. After a
+// panic in bbolt's beginTx, which leaves bbolt's locks held, every later
+// read answers that error at once instead of waiting for the locks for
+// ever.
+func (s *BoltStore) safeRead(f func() error) error {
 	if d := s.wedged.Load(); d != nil {
 		return d
 	}
-	err := safeBolt(s.db.Path(), func() error { return s.db.View(f) })
+	err := safeBolt(s.db.Path(), f)
 	var d *DamagedError
 	if errors.As(err, &d) && inBeginTx(d.stack) {
 		s.wedged.CompareAndSwap(nil, d)

@@ -131,12 +131,11 @@ func TestSafeBoltOwnPanic(t *testing.T) {
 	}
 }
 
-// TestBoltWedgedAfterBeginTx: both meta pages damaged under an open store
-// make bbolt's beginTx panic while it holds the database's locks (taken
-// without a defer). The read answers a *DamagedError with the panic's
-// stack, and so does every read after it, at once, instead of waiting for
-// those locks for ever.
-func TestBoltWedgedAfterBeginTx(t *testing.T) {
+// wedgedBolt opens a store of a log of 10 records and damages both its
+// meta pages under it: the next transaction's beginTx panics holding
+// bbolt's locks (taken without a defer).
+func wedgedBolt(t *testing.T) *BoltStore {
+	t.Helper()
 	data, pageSize, _ := damagedBase(t, 10)
 	path := filepath.Join(t.TempDir(), "meta.db")
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -146,29 +145,86 @@ func TestBoltWedgedAfterBeginTx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	damageMeta(t, path, pageSize)
+	return s
+}
+
+// damageMeta zeroes the magic of both meta pages of the bbolt file at
+// path.
+func damageMeta(t *testing.T, path string, pageSize int) {
+	t.Helper()
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
 	for _, off := range []int64{16, int64(pageSize) + 16} { // each meta page's magic
 		if _, err := f.WriteAt([]byte{0, 0, 0, 0}, off); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f.Close()
-	for i := range 2 {
-		done := make(chan error, 1)
-		go func() { done <- s.viewTx(func(*bbolt.Tx) error { return nil }) }()
-		select {
-		case err := <-done:
-			var d *DamagedError
-			if !errors.As(err, &d) || !strings.Contains(d.Stack(), "beginTx") {
-				t.Fatalf("read %d: %v, want a *DamagedError from beginTx", i, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("read %d still waits after 10 s: bbolt's locks are held", i)
-		}
+}
+
+// promptly runs f, failing the test if it has not returned in 10 s.
+func promptly(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s still waits after 10 s: bbolt's locks are held", what)
+		return nil
 	}
+}
+
+// wantBeginTx fails the test unless err is a *DamagedError from bbolt's
+// beginTx.
+func wantBeginTx(t *testing.T, what string, err error) {
+	t.Helper()
+	var d *DamagedError
+	if !errors.As(err, &d) || !strings.Contains(d.Stack(), "beginTx") {
+		t.Fatalf("%s: %v, want a *DamagedError from beginTx", what, err)
+	}
+}
+
+// TestBoltWedgedAfterBeginTx: both meta pages damaged under an open store
+// make bbolt's beginTx panic while it holds the database's locks. The read
+// answers a *DamagedError with the panic's stack, and so does every read
+// after it, at once, instead of waiting for those locks for ever.
+func TestBoltWedgedAfterBeginTx(t *testing.T) {
+	s := wedgedBolt(t)
+	for i := range 2 {
+		err := promptly(t, fmt.Sprintf("read %d", i), func() error { return s.viewTx(func(*bbolt.Tx) error { return nil }) })
+		wantBeginTx(t, fmt.Sprintf("read %d", i), err)
+	}
+}
+
+// TestBoltSnapshotDamagedMeta: Snapshot began its read transaction outside
+// safeBolt, so damaged meta pages panicked in the sequencer, killing the
+// process, and after a wedge it waited for bbolt's locks for ever. It
+// answers the *DamagedError, and the same at once after a read wedged.
+func TestBoltSnapshotDamagedMeta(t *testing.T) {
+	ctx := context.Background()
+	s := wedgedBolt(t)
+	for i := range 2 {
+		err := promptly(t, fmt.Sprintf("snapshot %d", i), func() error {
+			snap, err := s.Snapshot(ctx)
+			if err == nil {
+				snap.Close()
+			}
+			return err
+		})
+		wantBeginTx(t, fmt.Sprintf("snapshot %d", i), err)
+	}
+	s = wedgedBolt(t)
+	wantBeginTx(t, "read", s.viewTx(func(*bbolt.Tx) error { return nil }))
+	err := promptly(t, "snapshot after a read wedged", func() error {
+		_, err := s.Snapshot(ctx)
+		return err
+	})
+	wantBeginTx(t, "snapshot after a read wedged", err)
 }
 
 // TestBoltDamagedValueSize: bbolt hands out slices into the mapped file

@@ -102,8 +102,18 @@ func (l *Log) Snapshot(ctx context.Context) (Snapshot, error) {
 // comes only once the file has doubled since the server started; a server
 // whose file grows that much between restarts should take its backups
 // soon after one.
+//
+// Beginning the read meets the meta pages: damaged, they are a
+// *DamagedError (safeRead), not a panic in the sequencer.
 func (s *BoltStore) Snapshot(ctx context.Context) (Snapshot, error) {
-	tx, err := s.db.Begin(false)
+	var tx *bbolt.Tx
+	err := s.safeRead(func() (err error) {
+		tx, err = s.db.Begin(false)
+		return err
+	})
+	if errors.Is(err, ErrCorrupt) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to start a read of %s: %w", s.db.Path(), err)
 	}
