@@ -117,8 +117,10 @@ func tileKey(id TileID) []byte {
 type BoltStore struct {
 	db *bbolt.DB
 
-	// wedged is the damage a read met in bbolt's beginTx (see viewTx).
-	wedged atomic.Pointer[DamagedError]
+	// wedged is the damage a read met in bbolt's beginTx (see safeRead),
+	// and onWedged what the Log asked to be told of it (notifyWedged).
+	wedged   atomic.Pointer[DamagedError]
+	onWedged atomic.Pointer[func(*DamagedError)]
 
 	// minFree is the space every write leaves free on the file's file
 	// system (negative: no check), and free reads that space; a test
@@ -200,8 +202,16 @@ func (s *BoltStore) Size() (int64, error) {
 	return n, err
 }
 
-// Close closes the file.
-func (s *BoltStore) Close() error { return s.db.Close() }
+// Close closes the file. A wedged store (safeRead) answers its damage
+// without closing the file: bbolt's Close would wait for ever for the
+// locks the panic left held. The process should exit, which releases the
+// file and its lock.
+func (s *BoltStore) Close() error {
+	if d := s.wedged.Load(); d != nil {
+		return d
+	}
+	return s.db.Close()
+}
 
 // buckets are the log's buckets in one transaction.
 type buckets struct {
@@ -482,6 +492,10 @@ func (s *BoltStore) storeIndexed() error {
 // ambiguous: the pages may be written, and the meta page too, visible to
 // readers (PROTOCOL.md §6) but not synced.
 func (s *BoltStore) update(need int64, f func(tx *bbolt.Tx) error) error {
+	if d := s.wedged.Load(); d != nil {
+		// bbolt's writer would wait for ever for the meta lock.
+		return fmt.Errorf("%w: %w", ErrNotPersisted, d)
+	}
 	if err := s.roomFor(need); err != nil {
 		return err
 	}

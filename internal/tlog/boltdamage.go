@@ -233,8 +233,20 @@ func (s *BoltStore) safeRead(f func() error) error {
 	}
 	err := safeBolt(s.db.Path(), f)
 	var d *DamagedError
-	if errors.As(err, &d) && inBeginTx(d.stack) {
-		s.wedged.CompareAndSwap(nil, d)
+	if errors.As(err, &d) && inBeginTx(d.stack) && s.wedged.CompareAndSwap(nil, d) {
+		if f := s.onWedged.Load(); f != nil {
+			(*f)(d)
+		}
 	}
 	return err
+}
+
+// notifyWedged asks for f to be called, once, in the goroutine that met
+// it, when the store wedges (at once if it has): the Log stops then, as
+// after any storage failure it cannot recover from.
+func (s *BoltStore) notifyWedged(f func(*DamagedError)) {
+	s.onWedged.Store(&f)
+	if d := s.wedged.Load(); d != nil {
+		f(d)
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.etcd.io/bbolt"
 )
 
@@ -225,6 +227,56 @@ func TestBoltSnapshotDamagedMeta(t *testing.T) {
 		return err
 	})
 	wantBeginTx(t, "snapshot after a read wedged", err)
+}
+
+// TestLogStopsWhenWedged: after a read wedged the store (bbolt's locks
+// held for good), nothing marked the log stopped: Err was nil, so /healthz
+// said ok and serve never exited, and Close waited for ever in bbolt's
+// Close. The wedge stops the log with an ErrFatal wrapping the damage, and
+// Close returns at once without closing the file (exiting releases its
+// lock).
+func TestLogStopsWhenWedged(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	path := filepath.Join(t.TempDir(), "wedged.db")
+	s, err := OpenBolt(path, BoltOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := NewMetrics(prometheus.NewRegistry())
+	l, err := OpenStore(s, Options{Keys: []*Key{k}, Create: true, Logger: quietLogger(), Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	growOrigin(t, l, 0, 10)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damageMeta(t, path, int(binary.NativeEndian.Uint32(data[24:])))
+
+	_, err = l.ReadRecords(ctx, 0, 1)
+	wantBeginTx(t, "read", err)
+	select {
+	case <-l.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the log did not stop after its store wedged")
+	}
+	err = l.Err()
+	var d *DamagedError
+	if !errors.Is(err, ErrFatal) || !errors.As(err, &d) {
+		t.Fatalf("Err() = %v, want an ErrFatal wrapping a *DamagedError", err)
+	}
+	if got := testutil.ToFloat64(metrics.fatal); got != 1 {
+		t.Errorf("sumd_log_stopped = %v, want 1", got)
+	}
+	if _, err := l.Add(ctx, record(100, 0)); !errors.Is(err, ErrFatal) {
+		t.Errorf("Add after the wedge = %v, want ErrFatal", err)
+	}
+	err = promptly(t, "Close", l.Close)
+	if !errors.As(err, &d) {
+		t.Errorf("Close = %v, want the *DamagedError", err)
+	}
 }
 
 // TestBoltDamagedValueSize: bbolt hands out slices into the mapped file

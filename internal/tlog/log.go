@@ -163,6 +163,8 @@ type Log struct {
 	errMu     sync.Mutex
 	err       error         // why the log stopped: ErrFatal or ErrClosed
 	stopped   chan struct{} // closed when err is set
+	wedged    chan struct{} // closed when the store wedged (storeWedged)
+	wedgeOnce sync.Once
 	closeOnce sync.Once
 	closeErr  error
 
@@ -225,11 +227,15 @@ func OpenStore(s Store, opts Options) (*Log, error) {
 		queue:    make(chan *request, opts.QueueSize),
 		done:     make(chan struct{}),
 		stopped:  make(chan struct{}),
+		wedged:   make(chan struct{}),
 		edge:     map[TileID][]byte{},
 	}
 	l.setupShared(opts)
 	if err := l.open(context.Background(), opts); err != nil {
 		return nil, err
+	}
+	if w, ok := s.(interface{ notifyWedged(func(*DamagedError)) }); ok {
+		w.notifyWedged(l.storeWedged)
 	}
 	l.metrics.setTreeSize(l.pub.Load().Tree.N)
 	go l.sequence()
@@ -260,7 +266,8 @@ func (o Options) withDefaults() Options {
 }
 
 // Close stops accepting additions, commits those already queued, and closes
-// the store.
+// the store. After the store wedged it does not wait for the sequencer,
+// which may wait in the store for ever.
 func (l *Log) Close() error {
 	l.stopRefresh()
 	l.mu.Lock()
@@ -269,7 +276,10 @@ func (l *Log) Close() error {
 		close(l.queue)
 	}
 	l.mu.Unlock()
-	<-l.done
+	select {
+	case <-l.done:
+	case <-l.wedged:
+	}
 	l.setErr(ErrClosed)
 	l.closeOnce.Do(func() { l.closeErr = l.store.Close() })
 	return l.closeErr
@@ -298,6 +308,15 @@ func (l *Log) setErr(err error) bool {
 	l.err = err
 	close(l.stopped)
 	return true
+}
+
+// storeWedged stops the log when its store wedged: a *BoltStore whose
+// read transaction panicked on damage in bbolt's beginTx, leaving bbolt's
+// locks held, so that every later transaction fails at once, and one in
+// flight (the sequencer's commit, too) may wait for ever.
+func (l *Log) storeWedged(d *DamagedError) {
+	l.stop(d)
+	l.wedgeOnce.Do(func() { close(l.wedged) })
 }
 
 // fatalErr returns the error that stopped the log, if a fatal one did.

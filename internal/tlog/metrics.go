@@ -44,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		fatal: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "sumd", Name: "log_stopped",
-			Help: "1 once the log stopped after a storage failure of unknown outcome (the process must restart).",
+			Help: "1 once the log stopped after a storage failure of unknown outcome or a damaged database (the process must restart).",
 		}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "sumd", Name: "log_corrupt_records_total",

@@ -321,6 +321,9 @@ func (l *Log) stop(cause error) error {
 		err = &keysChangedError{missing}
 		msg = "the log stopped: another process changed the keys it signs with, and this one lacks a private key; restart every process with all of them"
 	}
+	if damaged := (*DamagedError)(nil); errors.As(cause, &damaged) {
+		msg = "the log stopped: its database is damaged (err says how); restart sumd, which re-verifies it, and if it refuses the database restore it from a backup or a mirror"
+	}
 	if fork := (*ForkError)(nil); errors.As(cause, &fork) {
 		err = &rolledBackError{err}
 		msg = "the log stopped: its store no longer holds a tree that extends the published one (rolled back or replaced behind its back); do not restart sumd on it"
