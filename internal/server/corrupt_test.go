@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -73,6 +74,8 @@ func TestCorruptRecordServes500(t *testing.T) {
 // (a damaged or edited database; the record itself sound) made /lookup
 // serve that record for the version asked. It is answered 500 "internal
 // error", without the other record; the versions indexed right still are.
+// Each is counted in sumd_log_corrupt_records_total, as the log counts
+// those it meets on Add and Check.
 func TestWrongIndexServes500(t *testing.T) {
 	skey, _, err := tlog.GenerateKey("corrupt.example.com")
 	if err != nil {
@@ -84,7 +87,8 @@ func TestWrongIndexServes500(t *testing.T) {
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := tlog.NewMemStore()
-	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet})
+	reg := prometheus.NewRegistry()
+	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet, Metrics: tlog.NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +123,25 @@ func TestWrongIndexServes500(t *testing.T) {
 	if code, body := get("/lookup/example.com/m@v1.0.10"); code != http.StatusOK || !strings.Contains(body, "v1.0.10 "+h) {
 		t.Errorf("GET /lookup of record 10 = %d %q; want it served", code, body)
 	}
+	if got := counterValue(t, reg, "sumd_log_corrupt_records_total"); got != 2 {
+		t.Errorf("sumd_log_corrupt_records_total = %v after two wrong index entries, want 2", got)
+	}
+}
+
+// counterValue is the value of the counter called name in reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("%s is not registered", name)
+	return 0
 }
 
 // TestIsRecordOf: a record is a version's only if its first line names
