@@ -118,9 +118,9 @@ type BoltStore struct {
 	db *bbolt.DB
 
 	// wedged is the damage a read met in bbolt's beginTx (see safeRead),
-	// and onWedged what the Log asked to be told of it (notifyWedged).
+	// and onDamage what the Log asked to be told of damage (notifyDamage).
 	wedged   atomic.Pointer[DamagedError]
-	onWedged atomic.Pointer[func(*DamagedError)]
+	onDamage atomic.Pointer[func(d *DamagedError, wedged bool)]
 
 	// minFree is the space every write leaves free on the file's file
 	// system (negative: no check), and free reads that space; a test

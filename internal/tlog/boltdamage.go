@@ -233,20 +233,23 @@ func (s *BoltStore) safeRead(f func() error) error {
 	}
 	err := safeBolt(s.db.Path(), f)
 	var d *DamagedError
-	if errors.As(err, &d) && inBeginTx(d.stack) && s.wedged.CompareAndSwap(nil, d) {
-		if f := s.onWedged.Load(); f != nil {
-			(*f)(d)
+	if errors.As(err, &d) {
+		wedged := inBeginTx(d.stack) && s.wedged.CompareAndSwap(nil, d)
+		if f := s.onDamage.Load(); f != nil {
+			(*f)(d, wedged)
 		}
 	}
 	return err
 }
 
-// notifyWedged asks for f to be called, once, in the goroutine that met
-// it, when the store wedges (at once if it has): the Log stops then, as
-// after any storage failure it cannot recover from.
-func (s *BoltStore) notifyWedged(f func(*DamagedError)) {
-	s.onWedged.Store(&f)
+// notifyDamage asks for f to be called, in the goroutine that met it, with
+// each *DamagedError a read recovers, and whether it wedged the store; at
+// once if the store wedged before. The Log logs and counts the damage, and
+// stops when the store wedged, as after any storage failure it cannot
+// recover from.
+func (s *BoltStore) notifyDamage(f func(d *DamagedError, wedged bool)) {
+	s.onDamage.Store(&f)
 	if d := s.wedged.Load(); d != nil {
-		f(d)
+		f(d, true)
 	}
 }

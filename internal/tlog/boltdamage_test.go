@@ -1,13 +1,16 @@
 package tlog
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -244,7 +247,9 @@ func TestLogStopsWhenWedged(t *testing.T) {
 		t.Fatal(err)
 	}
 	metrics := NewMetrics(prometheus.NewRegistry())
-	l, err := OpenStore(s, Options{Keys: []*Key{k}, Create: true, Logger: quietLogger(), Metrics: metrics})
+	var logged lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logged, nil))
+	l, err := OpenStore(s, Options{Keys: []*Key{k}, Create: true, Logger: logger, Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,6 +275,17 @@ func TestLogStopsWhenWedged(t *testing.T) {
 	if got := testutil.ToFloat64(metrics.fatal); got != 1 {
 		t.Errorf("sumd_log_stopped = %v, want 1", got)
 	}
+	// The damage is counted and its panic's stack logged, once: the reads
+	// after it answer the same error without a panic.
+	if _, err := l.ReadRecords(ctx, 0, 1); !errors.As(err, &d) {
+		t.Errorf("a read after the wedge = %v, want the *DamagedError", err)
+	}
+	if got := testutil.ToFloat64(metrics.damaged); got != 1 {
+		t.Errorf("sumd_log_damaged_reads_total = %v, want 1", got)
+	}
+	if out := logged.String(); strings.Count(out, "bbolt.(*DB).beginTx") != 1 || !strings.Contains(out, "level=ERROR") {
+		t.Errorf("the log says, not once at Error level with the panic's stack:\n%s", out)
+	}
 	if _, err := l.Add(ctx, record(100, 0)); !errors.Is(err, ErrFatal) {
 		t.Errorf("Add after the wedge = %v, want ErrFatal", err)
 	}
@@ -277,6 +293,24 @@ func TestLogStopsWhenWedged(t *testing.T) {
 	if !errors.As(err, &d) {
 		t.Errorf("Close = %v, want the *DamagedError", err)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 // TestBoltDamagedValueSize: bbolt hands out slices into the mapped file

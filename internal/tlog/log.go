@@ -234,8 +234,10 @@ func OpenStore(s Store, opts Options) (*Log, error) {
 	if err := l.open(context.Background(), opts); err != nil {
 		return nil, err
 	}
-	if w, ok := s.(interface{ notifyWedged(func(*DamagedError)) }); ok {
-		w.notifyWedged(l.storeWedged)
+	if w, ok := s.(interface {
+		notifyDamage(func(d *DamagedError, wedged bool))
+	}); ok {
+		w.notifyDamage(l.storeDamaged)
 	}
 	l.metrics.setTreeSize(l.pub.Load().Tree.N)
 	go l.sequence()
@@ -310,13 +312,20 @@ func (l *Log) setErr(err error) bool {
 	return true
 }
 
-// storeWedged stops the log when its store wedged: a *BoltStore whose
-// read transaction panicked on damage in bbolt's beginTx, leaving bbolt's
-// locks held, so that every later transaction fails at once, and one in
-// flight (the sequencer's commit, too) may wait for ever.
-func (l *Log) storeWedged(d *DamagedError) {
-	l.stop(d)
-	l.wedgeOnce.Do(func() { close(l.wedged) })
+// storeDamaged is told of each read that found the store's file damaged
+// (BoltStore.notifyDamage): it logs the recovered panic's stack, so that
+// damage blamed on the file can be told from a bug in sumd, and counts it.
+// If the read wedged the store (a panic in bbolt's beginTx, leaving
+// bbolt's locks held, so that every later transaction fails at once, and
+// one in flight, the sequencer's commit too, may wait for ever), it stops
+// the log.
+func (l *Log) storeDamaged(d *DamagedError, wedged bool) {
+	l.log.Error("a read of the database met a damaged page and was refused; restore the database from a backup or a mirror", "err", d, "stack", d.Stack())
+	l.metrics.damagedRead()
+	if wedged {
+		l.stop(d)
+		l.wedgeOnce.Do(func() { close(l.wedged) })
+	}
 }
 
 // fatalErr returns the error that stopped the log, if a fatal one did.

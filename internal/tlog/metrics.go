@@ -15,6 +15,7 @@ type Metrics struct {
 	pushbacks     prometheus.Counter
 	fatal         prometheus.Gauge
 	corrupt       prometheus.Counter
+	damaged       prometheus.Counter
 }
 
 // NewMetrics registers the log's metrics with reg.
@@ -50,8 +51,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "sumd", Name: "log_corrupt_records_total",
 			Help: "Records read from the database that did not hash to their leaf in the signed tree, or that the index named for another module version (damaged or tampered with), and were not served.",
 		}),
+		// Not log_corrupt_records_total: that counts records the tree
+		// refutes, this the file failing below the log's level.
+		damaged: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sumd", Name: "log_damaged_reads_total",
+			Help: "Reads of the database file that faulted or panicked on a truncated or damaged page (a *DamagedError), answered with an error; the server log has each one's stack.",
+		}),
 	}
-	reg.MustRegister(m.treeSize, m.commits, m.commitSeconds, m.commitRecords, m.pushbacks, m.fatal, m.corrupt)
+	reg.MustRegister(m.treeSize, m.commits, m.commitSeconds, m.commitRecords, m.pushbacks, m.fatal, m.corrupt, m.damaged)
 	return m
 }
 
@@ -83,6 +90,12 @@ func (m *Metrics) pushback() {
 func (m *Metrics) stopped() {
 	if m != nil {
 		m.fatal.Set(1)
+	}
+}
+
+func (m *Metrics) damagedRead() {
+	if m != nil {
+		m.damaged.Inc()
 	}
 }
 
