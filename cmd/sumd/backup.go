@@ -58,6 +58,18 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 	err = writeOut(cfg.Out, copyTo, func(tmp string) error {
 		var err error
 		if st, tree, err = checkBackup(ctx, tmp, nil); err != nil {
+			// A damaged file was copied from a damaged source: running
+			// the backup again copies the damage again. The error names
+			// the temporary copy, already removed: say what it found.
+			if d := (*itlog.DamagedError)(nil); errors.As(err, &d) {
+				check := "sumd backup verify " + cfg.DB
+				if cfg.Server != "" {
+					check = "sumd verify -full against the server"
+				}
+				return withHint(fmt.Errorf("the copy does not verify: it is truncated or damaged (%s)", d.What),
+					"nothing was written to "+cfg.Out+"; the source database is damaged: check it with "+check+
+						", and restore it from a good backup or a mirror (sumd restore: docs/operations.md#backups)")
+			}
 			// The database's own trouble (data beyond its head) has a
 			// hint of its own; running the backup again cannot help.
 			return withHint(fmt.Errorf("the copy does not verify: %w", err), "nothing was written to "+cfg.Out+"; "+ownHint(err, "run the backup again"))
