@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -379,4 +380,27 @@ func TestFromBbolt(t *testing.T) {
 			t.Errorf("fromBbolt of a panic raised in\n%s= %v, want %v", c.frames, got, c.want)
 		}
 	}
+}
+
+// TestDamageLoggedOnceAMinute: every client reading a damaged page meets
+// it anew; its stack is logged once a minute, not once per read, while
+// every read is counted.
+func TestDamageLoggedOnceAMinute(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logged strings.Builder
+		metrics := NewMetrics(prometheus.NewRegistry())
+		l := &Log{log: slog.New(slog.NewTextHandler(&logged, nil)), metrics: metrics}
+		d := &DamagedError{stack: "goroutine 1 [running]:\nbbolt.(*Cursor).seek\n"}
+		for range 100 {
+			l.storeDamaged(d, false)
+		}
+		time.Sleep(time.Minute)
+		l.storeDamaged(d, false)
+		if got := strings.Count(logged.String(), "level=ERROR"); got != 2 {
+			t.Errorf("101 damaged reads over a minute logged %d stacks, want 2:\n%.2000s", got, logged.String())
+		}
+		if got := testutil.ToFloat64(metrics.damaged); got != 101 {
+			t.Errorf("sumd_log_damaged_reads_total = %v, want 101", got)
+		}
+	})
 }

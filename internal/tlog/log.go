@@ -165,8 +165,10 @@ type Log struct {
 	stopped   chan struct{} // closed when err is set
 	wedged    chan struct{} // closed when the store wedged (storeWedged)
 	wedgeOnce sync.Once
-	closeOnce sync.Once
-	closeErr  error
+	// damageLogged is when storeDamaged last logged a stack (UnixNano).
+	damageLogged atomic.Int64
+	closeOnce    sync.Once
+	closeErr     error
 
 	shared    *shared // nil unless the store is a SharedStore
 	refreshes refreshes
@@ -319,8 +321,16 @@ func (l *Log) setErr(err error) bool {
 // bbolt's locks held, so that every later transaction fails at once, and
 // one in flight, the sequencer's commit too, may wait for ever), it stops
 // the log.
+//
+// The stack is logged at most once a minute: each client reading the same
+// damaged page meets it anew, and its request's own log line says so.
 func (l *Log) storeDamaged(d *DamagedError, wedged bool) {
-	l.log.Error("a read of the database met a damaged page and was refused; restore the database from a backup or a mirror", "err", d, "stack", d.Stack())
+	now := time.Now().UnixNano()
+	if last := l.damageLogged.Load(); last == 0 || now-last >= int64(time.Minute) {
+		if l.damageLogged.CompareAndSwap(last, now) {
+			l.log.Error("a read of the database met a damaged page and was refused; restore the database from a backup or a mirror", "err", d, "stack", d.Stack())
+		}
+	}
 	l.metrics.damagedRead()
 	if wedged {
 		l.stop(d)
