@@ -48,7 +48,10 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "sumd: copied %d of %d records\n", done, total)
 		}
 	}})
+	// An outage first: it says nothing about either database.
 	switch {
+	case errors.Is(err, tlog.ErrUnavailable):
+		return withHint(err, postgresUnreachable+"; then run sumd copy again: it carries on from what the destination holds")
 	case errors.Is(err, tlog.ErrOtherLog):
 		return withHint(err, "copy into an empty database (a new bbolt file, or an empty PostgreSQL database), or into an earlier copy of the same log")
 	case errors.Is(err, tlog.ErrCorrupt):

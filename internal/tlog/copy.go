@@ -98,10 +98,10 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tr
 // verifyCopy verifies what dst holds, before it holds st's head, as
 // VerifyStore(VerifyFull) would verify it with that head: every tile and
 // record against tree, and (a primary) nothing beyond it. held are the
-// verifier keys dst lists now. A failure is ErrCorrupt.
+// verifier keys dst lists now. A mismatch is ErrCorrupt (see corrupt).
 func verifyCopy(ctx context.Context, dst Store, st State, tree tlog.Tree, held []string) error {
 	if err := verify(ctx, dst, tree, VerifyFull, !st.Meta.Mirror); err != nil {
-		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return corrupt(err)
 	}
 	if st.Meta.Mirror {
 		return nil
@@ -267,8 +267,8 @@ func VerifyStore(ctx context.Context, s Store, mode VerifyMode) error {
 
 // verifyStored verifies st's head with vkeys (all: every one of them signed
 // it, as a primary's; else one, as an origin's), and the tree stored in s
-// against it (mode); a mirror's missing head is its empty tree. Either
-// failure is ErrCorrupt.
+// against it (mode); a mirror's missing head is its empty tree. A
+// mismatch is ErrCorrupt (see corrupt).
 func verifyStored(ctx context.Context, s Store, st State, vkeys []string, all bool, mode VerifyMode) (tlog.Tree, error) {
 	tree := emptyTree()
 	if len(st.Head) > 0 {
@@ -278,7 +278,7 @@ func verifyStored(ctx context.Context, s Store, st State, vkeys []string, all bo
 		}
 	}
 	if err := verify(ctx, s, tree, mode, !st.Meta.Mirror); err != nil {
-		return tree, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return tree, corrupt(err)
 	}
 	if !st.Meta.Mirror {
 		openHead := func(head []byte) (tlog.Tree, error) { return openWithVKeys(head, vkeys, all) }

@@ -38,14 +38,14 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 	}
 	tree, ks, err := l.openStoredHead(st)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if ks != nil {
 		l.keys.Store(&ks)
 	}
 	start := time.Now()
 	if err := verify(ctx, l.store, tree, opts.Verify, !st.Meta.Mirror); err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return corrupt(err)
 	}
 	if !st.Meta.Mirror {
 		openHead := func(head []byte) (tlog.Tree, error) {

@@ -40,6 +40,23 @@ func (m VerifyMode) String() string {
 // refuses.
 var ErrCorrupt = errors.New("database does not match its signed tree head")
 
+// corrupt marks err, from a verification, as ErrCorrupt: the stored tree
+// does not match its head. A failure to read (a store unavailable, a
+// context ended) says nothing about the data, and an error that already
+// is ErrCorrupt (a bbolt *DamagedError, with its own advice) says more:
+// both are returned as they are, so that the operator is not told to
+// restore a database that is only out of reach.
+func corrupt(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrUnavailable),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrCorrupt, err)
+}
+
 // verify checks the tree held in s against tree, the signed head's. dense
 // says every record must be held (a primary); a mirror's may be sparse.
 func verify(ctx context.Context, s Store, tree tlog.Tree, mode VerifyMode, dense bool) error {
