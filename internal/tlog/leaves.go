@@ -53,6 +53,7 @@ func (l *Log) checkLeaves(ids []int64, texts [][]byte, tile func(TileID) ([]byte
 			cmp.Or(l.log, slog.Default()).Error("a record in the database does not hash to its leaf in the signed tree: the database was damaged or tampered with; it is not served",
 				"id", id, "stored_text", string(texts[i]))
 			l.metrics.corruptRecord()
+			l.forget(nil, []int64{id})
 			return &CorruptRecordError{ID: id}
 		}
 	}
@@ -90,6 +91,7 @@ func (l *Log) checkKeys(ids []int64, keys []string, texts [][]byte) error {
 			cmp.Or(l.log, slog.Default()).Error("an index entry names the record of another module version: the database was damaged or tampered with; it is not served",
 				"key", keys[i], "id", ids[i], "record_of", has)
 			l.metrics.corruptRecord()
+			l.forget([]string{keys[i]}, nil)
 			return &WrongIndexError{Key: keys[i], ID: ids[i], Has: has}
 		}
 	}
@@ -102,4 +104,12 @@ func (l *Log) checkKeys(ids []int64, keys []string, texts [][]byte) error {
 // (sumd_log_corrupt_records_total) as one met on Add or Check is.
 func (l *Log) CheckLookup(m module.Version, id int64, text []byte) error {
 	return l.checkKeys([]int64{id}, []string{m.Path + "@" + m.Version}, [][]byte{text})
+}
+
+// forget drops what the log found wrong from the store's cache, if it
+// keeps one (CachingStore): a repaired row is then read again.
+func (l *Log) forget(keys []string, ids []int64) {
+	if c, ok := l.store.(CachingStore); ok {
+		c.Forget(keys, ids)
+	}
 }

@@ -390,10 +390,10 @@ func (l *Log) Tree(ctx context.Context) (tlog.Tree, error) {
 }
 
 // Lookup returns the id of the record for m, or an error wrapping
-// fs.ErrNotExist if the published tree has none. It reads the index only:
-// a damaged index entry may name another version's record, so a caller
-// that serves the record checks it is m's (as the server does; Add and
-// Check compare versions themselves, and VerifyFull checks every entry).
+// fs.ErrNotExist if the published tree has none. It reads the record too
+// and fails with a *WrongIndexError if it is another version's (a
+// damaged or edited index entry); the record itself is checked against
+// its leaf only when read (ReadRecords).
 func (l *Log) Lookup(ctx context.Context, m module.Version) (int64, error) {
 	key := m.Path + "@" + m.Version
 	ids, err := l.store.Lookup(ctx, []string{key})
@@ -409,6 +409,19 @@ func (l *Log) Lookup(ctx context.Context, m module.Version) (int64, error) {
 	}
 	if ids[0] >= h.Tree.N {
 		return 0, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
+	}
+	// An entry naming another version's record (a damaged or edited
+	// index) fails here, where the store's cache can drop it: a caller
+	// that finds it later cannot, and a repaired row would not be read
+	// again. A record a sparse mirror lacks is its reader's to report.
+	texts, err := l.store.ReadRecords(ctx, ids)
+	if err != nil {
+		return 0, fmt.Errorf("failed to look up %s: %w", key, err)
+	}
+	if texts[0] != nil {
+		if err := l.checkKeys(ids, []string{key}, texts); err != nil {
+			return 0, fmt.Errorf("failed to look up %s: %w", key, err)
+		}
 	}
 	return ids[0], nil
 }

@@ -80,3 +80,15 @@ func (c *recordCache) addRecord(id int64, text []byte, n int64) {
 		c.records.Add(id, bytes.Clone(text))
 	}
 }
+
+// forget drops the index entries of keys and the records of ids: the log
+// found them wrong (a damaged or edited row), and an operator's repair
+// must be read, not this copy served until the process restarts.
+func (c *recordCache) forget(keys []string, ids []int64) {
+	for _, k := range keys {
+		c.index.Remove(k)
+	}
+	for _, id := range ids {
+		c.records.Remove(id)
+	}
+}

@@ -187,6 +187,7 @@ type Store struct {
 var (
 	_ tlog.LockingStore = (*Store)(nil)
 	_ tlog.AuxStore     = (*Store)(nil)
+	_ tlog.CachingStore = (*Store)(nil)
 )
 
 // IsURL reports whether db names a PostgreSQL database (postgres:// or

@@ -65,6 +65,10 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	return ids, nil
 }
 
+// Forget drops the index entries of keys and the records of ids from the
+// cache (tlog.CachingStore): the log found them wrong.
+func (s *Store) Forget(keys []string, ids []int64) { s.cache.forget(keys, ids) }
+
 // ReadRecords reads records: from the cache, and the others in one
 // statement.
 func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
