@@ -257,6 +257,14 @@ func (s *MemStore) SetIndex(key string, id int64) {
 	s.index[key] = id
 }
 
+// SetTile replaces the data of a stored hash tile behind the log's back:
+// for tests of a damaged or tampered store.
+func (s *MemStore) SetTile(id TileID, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tiles[id] = bytes.Clone(data)
+}
+
 // Aux reads an auxiliary value.
 func (s *MemStore) Aux(ctx context.Context, key string) ([]byte, error) {
 	s.mu.RLock()

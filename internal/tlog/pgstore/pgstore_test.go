@@ -33,23 +33,63 @@ func openDB(t testing.TB, url string) *Store {
 // TestConformance runs the storage contract's suite on PostgreSQL, one
 // database per store name.
 func TestConformance(t *testing.T) {
-	pg := pgtest.Shared(t)
-	var mu sync.Mutex
-	urls := map[string]string{}
-	storetest.Run(t, func(t *testing.T, name string) tlog.Store {
-		mu.Lock()
-		url, ok := urls[name]
-		if !ok {
-			url = pg.NewDatabase(t)
-			urls[name] = url
-		}
-		mu.Unlock()
-		s, err := Open(context.Background(), url, Options{Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	storetest.Run(t, newPGStores(t).open)
+}
+
+// TestDamage runs storetest's log-level damage checks on PostgreSQL: the
+// tampering is SQL on the tables.
+func TestDamage(t *testing.T) {
+	pgs := newPGStores(t)
+	storetest.Damage(t, pgs.open, pgs)
+}
+
+// pgStores are databases by store name, and their storetest.Tamperer.
+type pgStores struct {
+	pg   *pgtest.Server
+	mu   sync.Mutex
+	urls map[string]string
+}
+
+func newPGStores(t *testing.T) *pgStores {
+	return &pgStores{pg: pgtest.Shared(t), urls: map[string]string{}}
+}
+
+func (p *pgStores) url(t *testing.T, name string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	url, ok := p.urls[name]
+	if !ok {
+		url = p.pg.NewDatabase(t)
+		p.urls[name] = url
+	}
+	return url
+}
+
+func (p *pgStores) open(t *testing.T, name string) tlog.Store {
+	s, err := Open(context.Background(), p.url(t, name), Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (p *pgStores) exec(t *testing.T, name, sql string, args ...any) {
+	t.Helper()
+	if err := p.pg.Exec(dbName(p.url(t, name)), sql, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *pgStores) SetIndex(t *testing.T, name, key string, id int64) {
+	p.exec(t, name, `INSERT INTO sumd_index (key, id) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET id = $2`, []byte(key), id)
+}
+
+func (p *pgStores) SetRecord(t *testing.T, name string, id int64, text []byte) {
+	p.exec(t, name, `UPDATE sumd_records SET text = $2 WHERE id = $1`, id, text)
+}
+
+func (p *pgStores) SetTile(t *testing.T, name string, id tlog.TileID, data []byte) {
+	p.exec(t, name, `UPDATE sumd_tiles SET data = $3 WHERE level = $1 AND n = $2`, id.L, id.N, data)
 }
 
 // TestLockHeadBlocks: while one store holds the head's lock, another's

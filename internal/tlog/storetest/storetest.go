@@ -25,6 +25,10 @@
 //
 // A store that several logs may write at once (several sumd processes on
 // one database) also calls Writers, with a function that opens a log on it.
+//
+// Every store also calls Damage with a Tamperer that changes its data
+// behind the log's back: the log must find a wrong index entry, a changed
+// record or tile, through the store's own reads and index scan.
 package storetest
 
 import (
