@@ -48,20 +48,30 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "sumd: copied %d of %d records\n", done, total)
 		}
 	}})
+	if err != nil {
+		return copyError(err)
+	}
+	fmt.Fprintf(stdout, "copied %s: %d records, signed head verified in full against every tile and record (%s to %s, %s)\n",
+		st.Meta.Name, tree.N, redact(cfg.From), redact(cfg.To), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// copyError adds to err, from tlog.Copy, the hint that says what to do.
+func copyError(err error) error {
 	// An outage first: it says nothing about either database.
 	switch {
 	case errors.Is(err, tlog.ErrUnavailable):
 		return withHint(err, postgresUnreachable+"; then run sumd copy again: it carries on from what the destination holds")
 	case errors.Is(err, tlog.ErrOtherLog):
 		return withHint(err, "copy into an empty database (a new bbolt file, or an empty PostgreSQL database), or into an earlier copy of the same log")
+	case errors.Is(err, tlog.ErrUnexplainedData):
+		// Running it again meets the same data.
+		return withHint(err, "the destination holds data of an earlier copy that did not verify (or a log rolled back): copy into an empty database (a new bbolt file, or an empty PostgreSQL database)")
 	case errors.Is(err, tlog.ErrCorrupt):
 		return withHint(err, ownHint(err, "the destination does not match the signed head: audit the source (sumd verify -full), and copy into an empty database"))
-	case err != nil:
+	default:
 		return withHint(err, "run sumd copy again: it carries on from what the destination holds, and the destination serves nothing until the copy is complete")
 	}
-	fmt.Fprintf(stdout, "copied %s: %d records, signed head verified in full against every tile and record (%s to %s, %s)\n",
-		st.Meta.Name, tree.N, redact(cfg.From), redact(cfg.To), time.Since(start).Round(time.Millisecond))
-	return nil
 }
 
 // sameFile reports whether the bbolt files a and b name are one file: the

@@ -247,6 +247,14 @@ var (
 	// that saw the old one would be shown a second history under its name.
 	ErrLeftoverData = fmt.Errorf("store holds records, index entries or tiles but no log (its head was deleted): "+
 		"do not create a new log over them; restore the database (docs/mirrors.md, \"Restore from a mirror\"): %w", ErrCorrupt)
+	// ErrUnexplainedData is a store's answer to a write that meets data
+	// its head does not explain where the batch writes (a record with
+	// another text, an index entry at a smaller id, a tile with other
+	// hashes): left by a copy that did not verify, or a head rolled back
+	// behind the log's back. Nothing was stored, and writing again meets
+	// the same data. A store may refuse such a write instead of
+	// overwriting (Batch.Records).
+	ErrUnexplainedData = fmt.Errorf("the database holds data its head does not explain: %w", ErrNotPersisted)
 	// ErrHeadMoved is Commit's answer when the stored head is not the
 	// batch's Prev: another writer committed first. Nothing was stored.
 	ErrHeadMoved = fmt.Errorf("signed head changed by another writer: %w", ErrNotPersisted)

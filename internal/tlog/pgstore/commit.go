@@ -52,7 +52,11 @@ func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 	case definite(err):
 		// An ERROR from a write or from COMMIT: the transaction is
 		// aborted, and the statements after the failing one never ran.
-		return notPersisted(s.fail(fmt.Sprintf("commit tree %d", b.Tree.N), err))
+		err = s.fail(fmt.Sprintf("commit tree %d", b.Tree.N), err)
+		if unexplained(err) {
+			return fmt.Errorf("%w: %w", tlog.ErrUnexplainedData, err)
+		}
+		return notPersisted(err)
 	default:
 		// Release the connection first: if the transaction is still open
 		// (COMMIT failed on this side, unsent), release rolls it back, or
@@ -238,23 +242,24 @@ func (s *Store) writes(b *tlog.Batch) *pgx.Batch {
 // batch's of them.
 //
 // The failure is a cast of the explanation to integer, since plain SQL has
-// no RAISE: "invalid input syntax for type integer: "sumd: …"".
+// no RAISE: "invalid input syntax for type integer: "sumd: …"" (22P02),
+// which unexplained tells from the head's by unexplainedText.
 const (
 	writeRecordsSQL = `WITH q(id, text) AS (SELECT * FROM unnest($1::bigint[], $2::bytea[])),
 		w AS (INSERT INTO sumd_records (id, text) SELECT id, text FROM q ON CONFLICT (id) DO NOTHING)
-		SELECT ('sumd: record ' || q.id || ' is stored with another text: the database holds data the log''s head does not explain')::integer
+		SELECT ('sumd: record ' || q.id || ' is stored with another text: the database holds data the log''s ` + unexplainedText + `')::integer
 		FROM q CROSS JOIN LATERAL (SELECT text FROM sumd_records WHERE id = q.id OFFSET 0) AS r
 		WHERE r.text <> q.text`
 	writeIndexSQL = `WITH q(key, id) AS (SELECT * FROM unnest($1::bytea[], $2::bigint[])),
 		w AS (INSERT INTO sumd_index (key, id) SELECT key, id FROM q
 			ON CONFLICT (key) DO UPDATE SET id = excluded.id WHERE excluded.id < sumd_index.id)
-		SELECT ('sumd: the index maps ' || encode(q.key, 'escape') || ' to record ' || i.id || ', not ' || q.id || ': the database holds data the log''s head does not explain')::integer
+		SELECT ('sumd: the index maps ' || encode(q.key, 'escape') || ' to record ' || i.id || ', not ' || q.id || ': the database holds data the log''s ` + unexplainedText + `')::integer
 		FROM q CROSS JOIN LATERAL (SELECT id FROM sumd_index WHERE key = q.key OFFSET 0) AS i
 		WHERE i.id < q.id`
 	writeTilesSQL = `WITH q(level, n, data) AS (SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])),
 		w AS (INSERT INTO sumd_tiles (level, n, data) SELECT level, n, data FROM q
 			ON CONFLICT (level, n) DO UPDATE SET data = excluded.data)
-		SELECT ('sumd: hash tile ' || q.level || '/' || q.n || ' is stored with other hashes: the database holds data the log''s head does not explain')::integer
+		SELECT ('sumd: hash tile ' || q.level || '/' || q.n || ' is stored with other hashes: the database holds data the log''s ` + unexplainedText + `')::integer
 		FROM q CROSS JOIN LATERAL (SELECT data FROM sumd_tiles WHERE level = q.level AND n = q.n OFFSET 0) AS t
 		WHERE substr(t.data, 1, length(q.data)) <> substr(q.data, 1, length(t.data))`
 	writeHeadSQL = `WITH u AS (UPDATE sumd_log SET head = $1, tree_size = $2, root = $3, vkeys = coalesce($4::text, vkeys)

@@ -76,6 +76,19 @@ func definite(err error) bool {
 	return sev == "ERROR"
 }
 
+// unexplainedText ends the explanation a batch's write fails with when
+// the database holds data the head does not explain (writeRecordsSQL).
+const unexplainedText = "head does not explain"
+
+// unexplained reports whether err is a batch's write refusing data the
+// head does not explain: tlog.ErrUnexplainedData. Only those writes cast
+// a text to integer, and only those explanations carry unexplainedText,
+// which the server quotes untranslated.
+func unexplained(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "22P02" && strings.Contains(pe.Message, unexplainedText)
+}
+
 // notPersisted marks err as a write of which nothing was stored.
 func notPersisted(err error) error {
 	if errors.Is(err, tlog.ErrNotPersisted) {

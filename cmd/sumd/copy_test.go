@@ -1,0 +1,34 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// TestCopyHints: the hint sumd copy gives for each kind of failure. A copy
+// into a destination holding another copy's data that its head does not
+// explain (one that did not verify) was told to run sumd copy again,
+// which meets the same data: a loop; it is told to copy into an empty
+// database. An outage met while the copy verified was told to audit the
+// source (an ErrCorrupt, see TestVerifyReadFailure); it is told to run it
+// again.
+func TestCopyHints(t *testing.T) {
+	for _, tt := range []struct {
+		err        error
+		want, not string
+	}{
+		{fmt.Errorf("failed to store records 0 to 599: %w", tlog.ErrUnexplainedData), "copy into an empty database", "run sumd copy again"},
+		{fmt.Errorf("the copy does not verify: %w", &tlog.UnavailableError{Err: errors.New("dial tcp: refused")}), "run sumd copy again", "audit"},
+		{fmt.Errorf("the copy does not verify: %w: record 5 does not match", tlog.ErrCorrupt), "audit the source", "run sumd copy again"},
+		{fmt.Errorf("failed to store records 0 to 599: %w", tlog.ErrNotPersisted), "run sumd copy again", "empty"},
+	} {
+		var ce *cliError
+		if err := copyError(tt.err); !errors.As(err, &ce) || !strings.Contains(ce.hint, tt.want) || strings.Contains(ce.hint, tt.not) {
+			t.Errorf("copyError(%v): hint %q, want %q and not %q", tt.err, ce.hint, tt.want, tt.not)
+		}
+	}
+}
