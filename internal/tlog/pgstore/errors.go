@@ -11,12 +11,17 @@ import (
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
-// fail wraps err, a failed statement, saying what failed. A failure to
-// reach the database becomes a *tlog.UnavailableError (503 to clients),
-// and the first of a series once the store is open is logged with its
-// cause: clients see only that the storage is unavailable.
+// fail wraps err, a failed statement, saying what failed. PostgreSQL's
+// report of damage in its files becomes a *CorruptError, logged. A failure
+// to reach the database becomes a *tlog.UnavailableError (503 to
+// clients), and the first of a series once the store is open is logged
+// with its cause: clients see only that the storage is unavailable.
 func (s *Store) fail(what string, err error) error {
 	err = fmt.Errorf("failed to %s: %w", what, err)
+	if ce := damaged(err); ce != nil {
+		s.log.Error("PostgreSQL reports damage in its files", "err", err, "sqlstate", ce.Code, "hint", ce.Hint())
+		return ce
+	}
 	if !unreachable(err) {
 		return err
 	}
@@ -26,6 +31,42 @@ func (s *Store) fail(what string, err error) error {
 		s.log.Warn("lost the PostgreSQL database; answering 503 until it is back", "err", err)
 	}
 	return &tlog.UnavailableError{Err: err}
+}
+
+// A CorruptError is PostgreSQL reporting damage in its own files:
+// SQLSTATE XX001 (data_corrupted: a table's page) or XX002
+// (index_corrupted). It is a tlog.ErrCorrupt: retrying meets the same
+// damage, and what was read may be wrong. XX000 (internal_error) is not
+// one: it is as often a bug as damage.
+type CorruptError struct {
+	Err  error // the failed statement's error, wrapping the *pgconn.PgError
+	Code string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("PostgreSQL reports its files damaged: %v", e.Err)
+}
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// Is makes it an ErrCorrupt.
+func (e *CorruptError) Is(target error) bool { return target == tlog.ErrCorrupt }
+
+// Hint says what to do: sumd copy -h and the other commands show it.
+func (e *CorruptError) Hint() string {
+	if e.Code == "XX002" {
+		return "REINDEX the index PostgreSQL names (REINDEX TABLE sumd_index, sumd_records or sumd_tiles), then audit the log (sumd verify -full)"
+	}
+	return "stop every sumd on this database and restore it from a backup or a mirror (docs/mirrors.md, \"Restore from a mirror\"), then audit it (sumd verify -full)"
+}
+
+// damaged returns err as a *CorruptError if PostgreSQL reported damage
+// in its files, else nil.
+func damaged(err error) *CorruptError {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "XX001" || pe.Code == "XX002") {
+		return &CorruptError{Err: err, Code: pe.Code}
+	}
+	return nil
 }
 
 // up notes a statement that reached the database.
