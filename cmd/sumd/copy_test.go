@@ -18,7 +18,7 @@ import (
 // again.
 func TestCopyHints(t *testing.T) {
 	for _, tt := range []struct {
-		err        error
+		err       error
 		want, not string
 	}{
 		{fmt.Errorf("failed to store records 0 to 599: %w", tlog.ErrUnexplainedData), "copy into an empty database", "run sumd copy again"},
