@@ -21,6 +21,7 @@ import (
 	"github.com/sumd-project/sumd/internal/audit"
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
@@ -78,7 +79,8 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 // cannotRun reports an audit that could not run to the end after finding
 // found problems. Without a finding it says nothing either way about the
 // database: exit status 2, which scripts read as "try again later". A
-// problem found before it stopped is a finding all the same: exit status 1.
+// problem found before it stopped is a finding all the same: exit status 1,
+// as is the server's answer that the data is damaged in its database.
 func cannotRun(err error, found int) error {
 	var fe *audit.FetchError
 	var hint string // what to do about the cause; empty: nothing to add
@@ -87,6 +89,11 @@ func cannotRun(err error, found int) error {
 		hint = certHint(err)
 	case errors.As(err, &fe) && (fe.Status == http.StatusUnauthorized || fe.Status == http.StatusForbidden):
 		hint = refusedHint(fe.Status, "sumd verify needs a reader's, and -full (data tiles) an auditor's")
+	case errors.Is(err, sumdbclient.ErrDamaged):
+		// The server found the data damaged and refused to serve it: a
+		// finding about the database, whatever else the audit found.
+		return &cliError{err: err, code: 1, hint: "the server's database is damaged (a record or index entry changed behind its back), a finding (exit status 1): " +
+			"its log names the data; it should restore the database from a backup or a mirror (sumd serve -verify full checks it at start)"}
 	case errors.As(err, &fe):
 		hint = "check -url and that the server is reachable; failed requests were retried before giving up"
 	case errors.Is(err, audit.ErrStateInUse):

@@ -14,12 +14,14 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 // TestCorruptRecordServes500: a record changed in the database behind the
-// log's back is answered 500 "internal error" on /lookup and its data tile,
-// never served; the other records still are.
+// log's back is answered 500 on /lookup and its data tile, never served;
+// the other records still are. The 500's text is sumdbclient.DamagedText,
+// not "internal error", so that an auditor tells damage from an outage.
 func TestCorruptRecordServes500(t *testing.T) {
 	skey, _, err := tlog.GenerateKey("corrupt.example.com")
 	if err != nil {
@@ -61,8 +63,8 @@ func TestCorruptRecordServes500(t *testing.T) {
 	}
 	for _, path := range []string{"/lookup/example.com/m@v1.0.10", "/tile/8/data/000.p/20"} {
 		code, body := get(path)
-		if code != http.StatusInternalServerError || strings.Contains(body, tampered.Hash) {
-			t.Errorf("GET %s = %d %q; want 500 without the record", path, code, body)
+		if code != http.StatusInternalServerError || body != sumdbclient.DamagedText+"\n" {
+			t.Errorf("GET %s = %d %q; want 500 %q", path, code, body, sumdbclient.DamagedText)
 		}
 	}
 	if code, body := get("/lookup/example.com/m@v1.0.11"); code != http.StatusOK || !strings.Contains(body, "v1.0.11 "+h) {
@@ -72,10 +74,11 @@ func TestCorruptRecordServes500(t *testing.T) {
 
 // TestWrongIndexServes500: an index entry naming another version's record
 // (a damaged or edited database; the record itself sound) made /lookup
-// serve that record for the version asked. It is answered 500 "internal
-// error", without the other record; the versions indexed right still are.
-// Each is counted in sumd_log_corrupt_records_total, as the log counts
-// those it meets on Add and Check.
+// serve that record for the version asked. It is answered 500
+// (sumdbclient.DamagedText), without the other record; the versions
+// indexed right still are. Each is counted in
+// sumd_log_corrupt_records_total, as the log counts those it meets on Add
+// and Check.
 func TestWrongIndexServes500(t *testing.T) {
 	skey, _, err := tlog.GenerateKey("corrupt.example.com")
 	if err != nil {
@@ -116,8 +119,8 @@ func TestWrongIndexServes500(t *testing.T) {
 		return resp.StatusCode, string(body)
 	}
 	for _, path := range []string{"/lookup/example.com/other@v1.0.0", "/lookup/example.com/m@v1.0.12"} {
-		if code, body := get(path); code != http.StatusInternalServerError || strings.Contains(body, "v1.0.10") {
-			t.Errorf("GET %s = %d %q; want 500 without record 10", path, code, body)
+		if code, body := get(path); code != http.StatusInternalServerError || body != sumdbclient.DamagedText+"\n" {
+			t.Errorf("GET %s = %d %q; want 500 %q, without record 10", path, code, body, sumdbclient.DamagedText)
 		}
 	}
 	if code, body := get("/lookup/example.com/m@v1.0.10"); code != http.StatusOK || !strings.Contains(body, "v1.0.10 "+h) {

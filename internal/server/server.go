@@ -88,6 +88,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb"
+
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 const (
@@ -347,7 +350,9 @@ func write(w http.ResponseWriter, status int, ctype, cache string, body []byte) 
 
 // fail sends err as a one-line text/plain error and keeps err for the request
 // log. Errors that are neither an httpError nor carry an HTTP status are
-// internal: the client sees only "internal error", the log sees the detail.
+// internal: the client sees only "internal error", or for data damaged in
+// the database (tlog.ErrCorrupt) sumdbclient.DamagedText; the log sees the
+// detail.
 func (s *Server) fail(w *recorder, err error) {
 	status, msg := classify(err)
 	w.err = err
@@ -374,6 +379,11 @@ func classify(err error) (int, string) {
 		if st := hs.HTTPStatus(); st >= 400 && st <= 599 {
 			return st, oneLine(hs.Error())
 		}
+	}
+	if errors.Is(err, tlog.ErrCorrupt) {
+		// Damage is a finding an auditor must tell from an outage (sumd
+		// verify -full), in a fixed text: the error names ids and paths.
+		return http.StatusInternalServerError, sumdbclient.DamagedText
 	}
 	return http.StatusInternalServerError, "internal error"
 }

@@ -196,6 +196,18 @@ func (c *Client) Get(ctx context.Context, path string, limit int64) ([]byte, err
 	}
 }
 
+// DamagedText is the whole body of the 500 a sumd server answers for data
+// damaged in its database, which it does not serve: a record that does
+// not hash to its leaf in the signed tree, an index entry naming another
+// version's record, PostgreSQL reporting its files damaged. It names no
+// path; the server's log says which data.
+const DamagedText = "the data asked for is damaged in the server's database and is not served"
+
+// ErrDamaged marks a server's answer that the data asked for is damaged
+// in its database (a 500 with DamagedText): a finding about the database,
+// not an outage; asking again gets the same answer.
+var ErrDamaged = errors.New("the server reports this data damaged in its database")
+
 // errTooLarge marks a body over its cap; a retry would not shrink it.
 var errTooLarge = errors.New("response too large")
 
@@ -206,7 +218,7 @@ var errTooLarge = errors.New("response too large")
 func retryable(status int, err error) bool {
 	var ne net.Error
 	switch {
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, errTooLarge), errors.Is(err, ErrDamaged):
 		return false
 	case status != 0:
 		return status >= 500 || status == http.StatusTooManyRequests
@@ -277,7 +289,11 @@ func statusError(asked *url.URL, resp *http.Response) error {
 	ctype, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if ctype == "text/plain" {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		if line, _, _ := strings.Cut(string(body), "\n"); strings.TrimSpace(line) != "" {
+		line, _, _ := strings.Cut(string(body), "\n")
+		if resp.StatusCode == http.StatusInternalServerError && strings.TrimSpace(line) == DamagedText {
+			return fmt.Errorf("%s: %w", msg, ErrDamaged)
+		}
+		if strings.TrimSpace(line) != "" {
 			msg += ": " + strings.Map(printable, strings.TrimSpace(line))
 		}
 	}

@@ -239,3 +239,32 @@ func TestAuthRedirect(t *testing.T) {
 		t.Errorf("the other port got Authorization %q", a)
 	}
 }
+
+// TestDamaged: a sumd server's 500 for data damaged in its database
+// (DamagedText) is ErrDamaged, a finding about the database rather than
+// an outage, and is not retried: the answer would be the same. Another 500
+// is neither.
+func TestDamaged(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.URL.Path == "/tile/8/data/000" {
+			http.Error(w, DamagedText, http.StatusInternalServerError)
+			return
+		}
+		http.Error(w, "internal error", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, time.Second)
+	_, err := c.Get(t.Context(), "/tile/8/data/000", MaxDataTile)
+	var fe *FetchError
+	if !errors.Is(err, ErrDamaged) || !errors.As(err, &fe) || fe.Status != http.StatusInternalServerError {
+		t.Errorf("Get of a damaged tile = %v, want a 500 FetchError wrapping ErrDamaged", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("a damaged tile was asked for %d times, want once", n)
+	}
+	if _, err := c.Get(t.Context(), "/latest", MaxLatest); err == nil || errors.Is(err, ErrDamaged) {
+		t.Errorf("Get answered 500 internal error = %v, want an error, not ErrDamaged", err)
+	}
+}

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/audit"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+)
+
+// TestVerifyDamagedHint: a server's answer that the data asked for is
+// damaged in its database (sumdbclient.ErrDamaged) stopped sumd verify
+// with "check -url and that the server is reachable" and exit status 2
+// (nothing concluded); it is a finding about the database: exit status 1,
+// and a hint saying so.
+func TestVerifyDamagedHint(t *testing.T) {
+	err := &audit.FetchError{Path: "/tile/8/data/000", Status: 500, Err: fmt.Errorf("500 Internal Server Error: %w", sumdbclient.ErrDamaged)}
+	var ce *cliError
+	if !errors.As(cannotRun(err, 0), &ce) || ce.code != 1 || strings.Contains(ce.hint, "check -url") || !strings.Contains(ce.hint, "damaged") {
+		t.Errorf("cannotRun(%v) = exit %d, hint %q; want exit 1 and a hint about the damaged database", err, ce.code, ce.hint)
+	}
+}
