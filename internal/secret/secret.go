@@ -76,6 +76,16 @@ func isCredential(path string) bool {
 // hold at most limit bytes, and returns its content and the FileInfo of the
 // file it read (for callers that cache the content until the file changes).
 func ReadFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
+	return read(path, limit, true)
+}
+
+// ReadPublicFile is ReadFile for a file that holds nothing secret (a
+// certificate): any mode will do.
+func ReadPublicFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
+	return read(path, limit, false)
+}
+
+func read(path string, limit int64, secret bool) ([]byte, fs.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -90,8 +100,10 @@ func ReadFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
 	case !fi.Mode().IsRegular():
 		return nil, nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	if err := CheckMode(path, fi); err != nil {
-		return nil, nil, err
+	if secret {
+		if err := CheckMode(path, fi); err != nil {
+			return nil, nil, err
+		}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	switch {

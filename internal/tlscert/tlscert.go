@@ -20,7 +20,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -111,26 +110,7 @@ const MaxPEM = 1 << 20
 // ReadPEM reads the regular file at path, of at most MaxPEM bytes, and
 // returns its content and the stat of the file it read.
 func ReadPEM(path string) ([]byte, fs.FileInfo, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	switch {
-	case err != nil:
-		return nil, nil, fmt.Errorf("failed to stat %s: %w", path, err)
-	case !fi.Mode().IsRegular():
-		return nil, nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxPEM+1))
-	switch {
-	case err != nil:
-		return nil, nil, fmt.Errorf("failed to read %s: %w", path, err)
-	case len(data) > MaxPEM:
-		return nil, nil, fmt.Errorf("%s is larger than %d bytes, more than a PEM file of certificates holds", path, MaxPEM)
-	}
-	return data, fi, nil
+	return secret.ReadPublicFile(path, MaxPEM)
 }
 
 // GetCertificate is a tls.Config's: the current certificate, read again
