@@ -52,12 +52,6 @@ func (o *Ops) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 	return o.f.log.ReadRecords(ctx, id, n)
 }
 
-// CheckLookup checks that the record a lookup found is m's, logging and
-// counting a wrong index entry (itlog.Log.CheckLookup).
-func (o *Ops) CheckLookup(m module.Version, id int64, text []byte) error {
-	return o.f.log.CheckLookup(m, id, text)
-}
-
 // ReadTileData reads a hash tile of the mirror's tree.
 func (o *Ops) ReadTileData(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	return o.f.log.ReadTileData(ctx, t)

@@ -122,13 +122,10 @@ func (s *Server) record(ctx context.Context, id int64, m module.Version) ([]byte
 	}
 	// The index named id for m: a record of another version means a
 	// damaged or edited index. Reading the record proved it sound, not
-	// that it is m's; one line compared per uncached lookup says that.
-	// Ops that can check it themselves (a tlog.Log) log and count it.
-	if c, ok := s.ops.(lookupChecker); ok {
-		if err := c.CheckLookup(m, id, records[0]); err != nil {
-			return nil, err
-		}
-	} else if !isRecordOf(records[0], m) {
+	// that it is m's; one line compared per uncached lookup says that. (A
+	// tlog.Log's Lookup checks it too, where it is logged and counted and
+	// the store's cache can drop the entry; this is for any other ops.)
+	if !isRecordOf(records[0], m) {
 		line, _, _ := bytes.Cut(records[0], []byte("\n"))
 		return nil, fmt.Errorf("the index names record %d for %s@%s, a record of %q: the database was damaged or changed behind sumd's back", id, m.Path, m.Version, line)
 	}
@@ -137,12 +134,6 @@ func (s *Server) record(ctx context.Context, id int64, m module.Version) ([]byte
 		return nil, fmt.Errorf("failed to format record %d: %w", id, err)
 	}
 	return msg, nil
-}
-
-// A lookupChecker checks that text, record id, which its Lookup named for
-// m, is m's record, answering an error if not (tlog.Log.CheckLookup).
-type lookupChecker interface {
-	CheckLookup(m module.Version, id int64, text []byte) error
 }
 
 // isRecordOf reports whether text, a record, is m's: its first line is

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -96,14 +95,6 @@ func (l *Log) checkKeys(ids []int64, keys []string, texts [][]byte) error {
 		}
 	}
 	return nil
-}
-
-// CheckLookup is checkKeys for a lookup served from outside the log: text,
-// record id, which Lookup named for m. The server calls it before serving
-// the record, so that a wrong index entry met there is logged and counted
-// (sumd_log_corrupt_records_total) as one met on Add or Check is.
-func (l *Log) CheckLookup(m module.Version, id int64, text []byte) error {
-	return l.checkKeys([]int64{id}, []string{m.Path + "@" + m.Version}, [][]byte{text})
 }
 
 // forget drops what the log found wrong from the store's cache, if it

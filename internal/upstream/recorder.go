@@ -48,10 +48,6 @@ type Log interface {
 	// Room reports a write Add would refuse now for disk space (a
 	// *tlog.LowDiskError), nil otherwise (see tlog.Log.Room).
 	Room() error
-	// CheckLookup fails if text, record id, which Lookup named for m, is
-	// another version's, logging and counting the wrong index entry (see
-	// tlog.Log.CheckLookup).
-	CheckLookup(m module.Version, id int64, text []byte) error
 }
 
 var _ Log = (*tlog.Log)(nil)
@@ -207,12 +203,6 @@ func (r *Recorder) Signed(ctx context.Context) ([]byte, error) { return r.log.Si
 
 func (r *Recorder) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 	return r.log.ReadRecords(ctx, id, n)
-}
-
-// CheckLookup is the log's (tlog.Log.CheckLookup): the server calls it
-// before serving a record a lookup found.
-func (r *Recorder) CheckLookup(m module.Version, id int64, text []byte) error {
-	return r.log.CheckLookup(m, id, text)
 }
 
 func (r *Recorder) ReadTileData(ctx context.Context, t xtlog.Tile) ([]byte, error) {
