@@ -580,6 +580,48 @@ func (s *BoltStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, err
 	return out, err
 }
 
+// ReadRecordLeaves implements LeafReader: ReadRecords, and each found
+// record's leaf hash copied from its level-0 tile in the same read
+// transaction.
+func (s *BoltStore) ReadRecordLeaves(ctx context.Context, ids []int64) ([][]byte, []tlog.Hash, error) {
+	texts := make([][]byte, len(ids))
+	leaves := make([]tlog.Hash, len(ids))
+	err := s.viewTx(func(tx *bbolt.Tx) error {
+		records, tiles := tx.Bucket(bucketRecords), tx.Bucket(bucketTiles)
+		if records == nil || tiles == nil {
+			if tx.Bucket(bucketMeta) == nil {
+				return ErrNoLog
+			}
+			return errMissingBucket
+		}
+		c := records.Cursor()
+		found := false // the cursor is at ids[i-1]
+		var tile []byte
+		tileN := int64(-1)
+		for i, id := range ids {
+			want := idKey(id)
+			var k, v []byte
+			if found && ids[i-1]+1 == id {
+				k, v = c.Next()
+			} else {
+				k, v = c.Seek(want)
+			}
+			if found = bytes.Equal(k, want); !found {
+				continue
+			}
+			texts[i] = bytes.Clone(v)
+			if n := id >> tileHeight; n != tileN {
+				tile, tileN = tiles.Get(tileKey(TileID{0, n})), n
+			}
+			if off := int(id&(1<<tileHeight-1)) * tlog.HashSize; off+tlog.HashSize <= len(tile) {
+				copy(leaves[i][:], tile[off:])
+			}
+		}
+		return nil
+	})
+	return texts, leaves, err
+}
+
 // ReadTiles reads tiles.
 func (s *BoltStore) ReadTiles(ctx context.Context, tiles []TileID) ([][]byte, error) {
 	out := make([][]byte, len(tiles))

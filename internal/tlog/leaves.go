@@ -48,15 +48,42 @@ func (l *Log) checkLeaves(ids []int64, texts [][]byte, tile func(TileID) ([]byte
 		if off+tlog.HashSize > len(data) {
 			return fmt.Errorf("the leaf hash of record %d is not stored (tile 0/%d has %d hashes)", id, n, len(data)/tlog.HashSize)
 		}
-		if tlog.RecordHash(texts[i]) != tlog.Hash(data[off:off+tlog.HashSize]) {
-			cmp.Or(l.log, slog.Default()).Error("a record in the database does not hash to its leaf in the signed tree: the database was damaged or tampered with; it is not served",
-				"id", id, "stored_text", string(texts[i]))
-			l.metrics.corruptRecord()
-			l.forget(nil, []int64{id})
-			return &CorruptRecordError{ID: id}
+		if err := l.checkLeaf(id, texts[i], tlog.Hash(data[off:off+tlog.HashSize])); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// checkLeafHashes is checkLeaves for records read with their leaf hashes
+// (LeafReader): leaves[i] is texts[i]'s, the zero hash if not stored.
+func (l *Log) checkLeafHashes(ids []int64, texts [][]byte, leaves []tlog.Hash) error {
+	for i, id := range ids {
+		if texts[i] == nil {
+			continue
+		}
+		if leaves[i] == (tlog.Hash{}) {
+			// No record hashes to the zero hash: SHA-256 has no known
+			// preimage of it.
+			return fmt.Errorf("the leaf hash of record %d is not stored (tile 0/%d)", id, id>>tileHeight)
+		}
+		if err := l.checkLeaf(id, texts[i], leaves[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLeaf compares record id's text with its leaf hash.
+func (l *Log) checkLeaf(id int64, text []byte, leaf tlog.Hash) error {
+	if tlog.RecordHash(text) == leaf {
+		return nil
+	}
+	cmp.Or(l.log, slog.Default()).Error("a record in the database does not hash to its leaf in the signed tree: the database was damaged or tampered with; it is not served",
+		"id", id, "stored_text", string(text))
+	l.metrics.corruptRecord()
+	l.forget(nil, []int64{id})
+	return &CorruptRecordError{ID: id}
 }
 
 // A WrongIndexError says the index names, for a module version, a record

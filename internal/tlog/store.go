@@ -109,6 +109,20 @@ type Store interface {
 	Close() error
 }
 
+// A LeafReader is a Store that reads records together with their leaf
+// hashes, in one read, so that the Log checks each record it serves
+// against the tree without copying the record's whole level-0 tile (8 KiB
+// for a lookup's one record). The Log uses it when its store has it.
+//
+// ReadRecordLeaves returns what ReadRecords(ctx, ids) returns, and for
+// each record returned the hash at its place in its level-0 tile as
+// stored, read in the same transaction or snapshot; the zero hash if that
+// tile does not reach it (and for a record not stored). Its contract is
+// otherwise ReadRecords's and ReadTiles's.
+type LeafReader interface {
+	ReadRecordLeaves(ctx context.Context, ids []int64) (texts [][]byte, leaves []tlog.Hash, err error)
+}
+
 // An AuxStore is a store that also keeps auxiliary state for components
 // beside the log (OCI sync progress), so that one database is a whole sumd
 // instance. Auxiliary values are not part of the tree: never signed, never

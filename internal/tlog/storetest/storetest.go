@@ -745,6 +745,44 @@ func (m *model) checkRecords(s tlog.Store, partial bool) error {
 				return fmt.Errorf("record %d = %q, want %q", id, got[i], want)
 			}
 		}
+		if err := m.checkLeaves(s, run, partial); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLeaves checks a LeafReader's records and leaf hashes: each record
+// as ReadRecords returns it, with the hash at its place in its level-0
+// tile, zero where the tile does not reach it.
+func (m *model) checkLeaves(s tlog.Store, ids []int64, partial bool) error {
+	lr, ok := s.(tlog.LeafReader)
+	if !ok {
+		return nil
+	}
+	texts, leaves, err := lr.ReadRecordLeaves(ctx, ids)
+	if err != nil || len(texts) != len(ids) || len(leaves) != len(ids) {
+		return fmt.Errorf("ReadRecordLeaves(%d ids from %d): %d texts, %d leaves, %v", len(ids), ids[0], len(texts), len(leaves), err)
+	}
+	for i, id := range ids {
+		want := m.texts[id]
+		if texts[i] == nil && (want == nil || partial) {
+			if leaves[i] != (xtlog.Hash{}) {
+				return fmt.Errorf("ReadRecordLeaves: record %d not returned, but a leaf hash is", id)
+			}
+			continue
+		}
+		if !bytes.Equal(texts[i], want) {
+			return fmt.Errorf("ReadRecordLeaves: record %d = %q, want %q", id, texts[i], want)
+		}
+		tile := m.tiles[tlog.TileID{L: 0, N: id >> 8}]
+		var leaf xtlog.Hash
+		if off := int(id%256) * xtlog.HashSize; off+xtlog.HashSize <= len(tile) {
+			copy(leaf[:], tile[off:])
+		}
+		if leaves[i] != leaf && !(partial && leaves[i] == xtlog.Hash{}) {
+			return fmt.Errorf("ReadRecordLeaves: leaf hash of record %d = %v, want %v", id, leaves[i], leaf)
+		}
 	}
 	return nil
 }
