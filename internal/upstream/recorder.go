@@ -373,7 +373,13 @@ type flight struct {
 	err     error
 	cancel  context.CancelFunc // cancels the run's context
 	waiters int                // callers waiting for it; guarded by Recorder.flightMu
+	// committing is set by commit once the run is past its point of no
+	// return; guarded by Recorder.flightMu.
+	committing bool
 }
+
+// flightKey is the context key of the *flight a run's context belongs to.
+type flightKey struct{}
 
 // fly runs fn once for all concurrent callers with the same key. fn runs
 // detached from each caller's cancellation, because a lookup that gives up
@@ -382,10 +388,12 @@ type flight struct {
 // read the answer, and a fetch that ran on (to the upstream timeout, for
 // every request of a slow upstream) would hold its fetch slot for nothing.
 // Clients that hang up after a second could otherwise take every slot
-// with a few requests a minute. fn keeps what must not stop halfway
-// uncancellable itself (fetchAndAdd's commit). A cancelled flight leaves
-// the key at once: a caller that comes while it winds down starts a new
-// one. Results live only as long as the flight.
+// with a few requests a minute. fn marks its point of no return with
+// commit (fetchAndAdd's record): from then on the flight is neither
+// cancelled nor removed when its callers go, and a caller that comes
+// joins it. A cancelled flight leaves the key at once: a caller that
+// comes while it winds down starts a new one. Results live only as long
+// as the flight.
 //
 // TODO(read listener): server.ServeFast's contexts are never cancelled
 // (fasthttp tells no handler of a hang-up), so a fetch waited for through
@@ -411,8 +419,9 @@ func (r *Recorder) join(ctx context.Context, key string, fn func(context.Context
 		f.waiters++
 		return f
 	}
-	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	f := &flight{done: make(chan struct{}), cancel: cancel, waiters: 1}
+	f := &flight{done: make(chan struct{}), waiters: 1}
+	fctx, cancel := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), flightKey{}, f))
+	f.cancel = cancel
 	r.flights[key] = f
 	go func() {
 		defer cancel()
@@ -428,11 +437,12 @@ func (r *Recorder) join(ctx context.Context, key string, fn func(context.Context
 }
 
 // leave uncounts a caller of f that stopped waiting, and cancels f if it
-// was the last.
+// was the last, unless f is committing: then it runs on, and stays for
+// callers to join, until it ends.
 func (r *Recorder) leave(key string, f *flight) {
 	r.flightMu.Lock()
 	defer r.flightMu.Unlock()
-	if f.waiters--; f.waiters > 0 {
+	if f.waiters--; f.waiters > 0 || f.committing {
 		return
 	}
 	f.cancel()
@@ -441,13 +451,36 @@ func (r *Recorder) leave(key string, f *flight) {
 	}
 }
 
+// commit is a flight's point of no return: it reports whether the run
+// with ctx may go on to record, and if so marks its flight committing, so
+// that leave no longer cancels or removes it. Otherwise a lookup that
+// came while the record was being committed, after the last caller left,
+// would miss in the log (the record is not visible yet) and start a
+// flight that downloads the version again. leave cancels and commit
+// checks ctx both under flightMu, so one comes first: either every caller
+// left before the mark, the flight is cancelled and out of the map, and
+// commit says no (a flight a later lookup starts records the version,
+// once), or the flight records whoever leaves after the mark.
+func (r *Recorder) commit(ctx context.Context) bool {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	if ctx.Err() != nil {
+		return false
+	}
+	if f, ok := ctx.Value(flightKey{}).(*flight); ok {
+		f.committing = true
+	}
+	return true
+}
+
 // fetchAndAdd fetches, cross-checks and records m. ctx is cancelled when
 // every caller waiting for the flight has gone (see fly): the fetch and
-// the cross-check stop then, and nothing is recorded. Once m is fetched
-// and checked, the commit runs to its end whatever ctx says: the work is
-// done and the commit quick, the next lookup finds m recorded, and a
-// commit cut short would still append m (the sequencer owns a record once
-// queued) while the flight reported a failure.
+// the cross-check stop then, and nothing is recorded, even if the fetch
+// still succeeds. Once m is fetched and checked, commit makes the flight
+// run to its end whatever its callers do: the work is done and the commit
+// quick, a lookup meanwhile joins it, and a commit cut short would still
+// append m (the sequencer owns a record once queued) while the flight
+// reported a failure.
 func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightResult, error) {
 	// A download onto a disk the log will not write to would only fill
 	// it further, at an anonymous client's asking.
@@ -459,17 +492,20 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 		err = r.crossCheck(ctx, rec)
 	}
 	if err != nil && ctx.Err() != nil {
-		// Not the version's failure (nothing is remembered), nor
-		// upstream's: the clients left.
-		r.logger.InfoContext(ctx, "upstream fetch abandoned: every client waiting for it went away", "module", m.Path, "version", m.Version)
-		return flightResult{}, err
+		return flightResult{}, r.abandoned(ctx, m, err)
 	}
 	if err != nil {
 		r.neg.put(m, err)
 		r.logFailure(ctx, m, err)
 		return flightResult{}, err
 	}
+	if !r.commit(ctx) {
+		// The clients left as the fetch ended: see commit.
+		return flightResult{}, r.abandoned(ctx, m, ctx.Err())
+	}
 	// The point of no return: m is recorded even if every waiter goes.
+	// commit stops leave from cancelling a flight's ctx; WithoutCancel
+	// covers a ctx of any other kind.
 	ctx = context.WithoutCancel(ctx)
 	id, err := r.add(ctx, rec)
 	if err != nil {
@@ -479,6 +515,14 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	r.logger.InfoContext(ctx, "recorded from upstream", "module", m.Path, "version", m.Version,
 		"id", id, "hash", rec.Hash, "gomod", rec.GoMod)
 	return flightResult{id: id, rec: rec}, nil
+}
+
+// abandoned logs a fetch of m that stopped because every client waiting
+// for it went away, and returns err. It is not the version's failure
+// (nothing is remembered), nor upstream's.
+func (r *Recorder) abandoned(ctx context.Context, m module.Version, err error) error {
+	r.logger.InfoContext(ctx, "upstream fetch abandoned: every client waiting for it went away", "module", m.Path, "version", m.Version)
+	return err
 }
 
 func (r *Recorder) crossCheck(ctx context.Context, rec gosum.Record) error {

@@ -1,0 +1,139 @@
+package upstream
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+
+	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testproxy"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// heldProxy is an upstream served in-process, so that it runs in a
+// synctest bubble: the GOPROXY tree at dir. It counts the zips asked for
+// and, if hold is not nil, answers each only once hold is closed, whatever
+// the request's context says: an answer that was on its way when the last
+// client went.
+type heldProxy struct {
+	dir   string
+	files http.Handler
+	hold  chan struct{}
+	zips  atomic.Int32
+}
+
+func newHeldProxy(t testing.TB, hold chan struct{}, mods ...testproxy.Module) *heldProxy {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := testproxy.Build(dir, mods); err != nil {
+		t.Fatal(err)
+	}
+	return &heldProxy{dir: dir, files: http.FileServer(http.Dir(dir)), hold: hold}
+}
+
+func (p *heldProxy) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, ".zip") {
+		p.zips.Add(1)
+		if p.hold != nil {
+			<-p.hold
+		}
+	}
+	w := httptest.NewRecorder()
+	p.files.ServeHTTP(w, req)
+	return w.Result(), nil
+}
+
+// heldLog is a Log whose Adds wait for hold to be closed: a commit in
+// progress, not yet visible to Lookup.
+type heldLog struct {
+	*tlog.Log
+	hold chan struct{}
+	adds atomic.Int32
+}
+
+func (l *heldLog) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
+	l.adds.Add(1)
+	<-l.hold
+	return l.Log.Add(ctx, recs...)
+}
+
+// TestLookupJoinsCommittingFlight: a lookup that comes while a flight whose
+// clients have all gone is recording the version (past its point of no
+// return) joins that flight and gets its id, instead of starting another
+// that misses in the log and downloads and hashes the version again.
+func TestLookupJoinsCommittingFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := goodModule("example.com/m", "v1.0.0")
+		p := newHeldProxy(t, nil, m)
+		l := &heldLog{Log: testLog(t), hold: make(chan struct{})}
+		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: &http.Client{Transport: p}})
+		rec := newRecorder(t, l, RecorderOptions{Fetcher: f})
+		v := mv(m.Path, m.Version)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		go rec.Lookup(ctx, v)
+		synctest.Wait()
+		if n := l.adds.Load(); n != 1 {
+			t.Fatalf("%d Adds after the first lookup's fetch, want 1: the flight is not committing", n)
+		}
+		cancel() // its client goes while the record is being committed
+		synctest.Wait()
+
+		var id int64
+		var err error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			id, err = rec.Lookup(context.Background(), v)
+		}()
+		synctest.Wait() // the second lookup waits, for the commit or a flight of its own
+		close(l.hold)
+		<-done
+		if err != nil || id != 0 {
+			t.Errorf("lookup during the commit = %d, %v; want 0, nil", id, err)
+		}
+		if n := p.zips.Load(); n != 1 {
+			t.Errorf("upstream asked for the zip %d times, want 1: the second lookup did not join the committing flight", n)
+		}
+		if got := treeSize(t, l.Log); got != 1 {
+			t.Errorf("tree size %d, want 1", got)
+		}
+	})
+}
+
+// TestAbandonBeforeCommit: a flight whose last client goes after its fetch
+// has begun but before its point of no return records nothing, even if
+// the fetch then succeeds (here the zip was on its way): once cancelled,
+// the flight is out of the flights map, so it must not commit behind a
+// flight that a later lookup starts. The next lookup fetches and records.
+func TestAbandonBeforeCommit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := goodModule("example.com/m", "v1.0.0")
+		p := newHeldProxy(t, make(chan struct{}), m)
+		l := testLog(t)
+		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: &http.Client{Transport: p}})
+		rec := newRecorder(t, l, RecorderOptions{Fetcher: f})
+		v := mv(m.Path, m.Version)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		go rec.Lookup(ctx, v)
+		synctest.Wait() // the zip is on its way
+		cancel()
+		synctest.Wait() // the client has gone: the flight is cancelled
+		close(p.hold)
+		synctest.Wait() // the zip arrived, and the flight ended
+		if got := treeSize(t, l); got != 0 {
+			t.Errorf("tree size %d after a flight abandoned before its commit, want 0", got)
+		}
+		if id, err := rec.Lookup(context.Background(), v); err != nil || id != 0 {
+			t.Errorf("next lookup = %d, %v; want 0, nil", id, err)
+		}
+		if n := p.zips.Load(); n != 2 {
+			t.Errorf("upstream asked for the zip %d times, want 2", n)
+		}
+	})
+}
