@@ -175,7 +175,7 @@ func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, er
 		}
 		f.log.DebugContext(ctx, "upstream fetch failed", "source", src.URL, "module", m.Path, "version", m.Version, "err", err)
 		switch {
-		case ctx.Err() != nil:
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 			return gosum.Record{}, ctx.Err()
 		case isNotFound(err):
 			notFound = err
@@ -403,7 +403,7 @@ func (f *Fetcher) failure(ctx, rctx context.Context, src Source, m module.Versio
 	var se *statusError
 	var we *writeError
 	switch {
-	case err == nil, ctx.Err() != nil:
+	case err == nil, ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return err
 	case errors.As(err, &we):
 		return storeError(m, we.dir, err)

@@ -4,24 +4,32 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
+
+	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/testproxy"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 // heldProxy is an upstream served in-process, so that it runs in a
-// synctest bubble: the GOPROXY tree at dir. It counts the zips asked for
-// and, if hold is not nil, answers each only once hold is closed, whatever
-// the request's context says: an answer that was on its way when the last
-// client went.
+// synctest bubble: the GOPROXY tree at dir, and a checksum database under
+// /sumdb/ if sumdb is set. It counts the zips asked for and, if hold is
+// not nil, answers a request whose path holds held (default ".zip") only
+// once hold is closed, whatever the request's context says: an answer
+// that was on its way when the last client went.
 type heldProxy struct {
 	dir   string
 	files http.Handler
+	sumdb func(w http.ResponseWriter, r *http.Request) bool // fakeSumDB.serve
+	held  string
 	hold  chan struct{}
 	zips  atomic.Int32
 }
@@ -32,18 +40,20 @@ func newHeldProxy(t testing.TB, hold chan struct{}, mods ...testproxy.Module) *h
 	if _, err := testproxy.Build(dir, mods); err != nil {
 		t.Fatal(err)
 	}
-	return &heldProxy{dir: dir, files: http.FileServer(http.Dir(dir)), hold: hold}
+	return &heldProxy{dir: dir, files: http.FileServer(http.Dir(dir)), held: ".zip", hold: hold}
 }
 
 func (p *heldProxy) RoundTrip(req *http.Request) (*http.Response, error) {
 	if strings.HasSuffix(req.URL.Path, ".zip") {
 		p.zips.Add(1)
-		if p.hold != nil {
-			<-p.hold
-		}
+	}
+	if p.hold != nil && strings.Contains(req.URL.Path, p.held) {
+		<-p.hold
 	}
 	w := httptest.NewRecorder()
-	p.files.ServeHTTP(w, req)
+	if p.sumdb == nil || !p.sumdb(w, req) {
+		p.files.ServeHTTP(w, req)
+	}
 	return w.Result(), nil
 }
 
@@ -136,4 +146,70 @@ func TestAbandonBeforeCommit(t *testing.T) {
 			t.Errorf("upstream asked for the zip %d times, want 2", n)
 		}
 	})
+}
+
+// TestFailureAsClientLeaves: a version upstream fails genuinely (a 404,
+// an invalid zip, a cross-check refusal) whose answer comes just as the
+// last client waiting for it goes is remembered and logged as any other
+// failure, not taken for a fetch the clients abandoned: the next lookup
+// gets the failure without fetching again.
+func TestFailureAsClientLeaves(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// spoil makes upstream fail m, returning the Checker to use.
+		spoil func(t *testing.T, p *heldProxy, m module.Version) *Checker
+	}{
+		{"gone", func(t *testing.T, p *heldProxy, m module.Version) *Checker {
+			if err := os.Remove(testproxy.ZipPath(p.dir, m)); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		}},
+		{"invalid", func(t *testing.T, p *heldProxy, m module.Version) *Checker {
+			writeRawZip(t, p.dir, m, []string{"outside.go"}, []string{"package m\n"})
+			return nil
+		}},
+		{"mismatch", func(t *testing.T, p *heldProxy, m module.Version) *Checker {
+			db := newFakeSumDB(t)
+			db.add(t, gosum.Record{Path: m.Path, Version: m.Version, Hash: fakeHash("zip"), GoMod: fakeHash("mod")})
+			p.sumdb, p.held = db.serve, "/sumdb/"
+			c, err := NewChecker(CheckerOptions{Key: db.vkey, Sources: mustParseList(t, "http://proxy.test"),
+				HTTPClient: &http.Client{Transport: p}, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				m := goodModule("example.com/m", "v1.0.0")
+				v := mv(m.Path, m.Version)
+				p := newHeldProxy(t, make(chan struct{}), m)
+				c := tc.spoil(t, p, v)
+				f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: &http.Client{Transport: p}})
+				logs := new(testlog.Buffer)
+				rec := newRecorder(t, testLog(t), RecorderOptions{Fetcher: f, Checker: c, NegativeTTL: time.Minute, Logger: logs.Logger()})
+
+				ctx, cancel := context.WithCancel(context.Background())
+				go rec.Lookup(ctx, v)
+				synctest.Wait() // upstream's answer is on its way
+				cancel()
+				synctest.Wait() // the client has gone
+				close(p.hold)
+				synctest.Wait() // the answer came, and the flight ended
+
+				_, err := rec.Lookup(context.Background(), v)
+				if e := asError(t, err); !e.Gone() {
+					t.Errorf("next lookup: %v, want the version's failure", err)
+				}
+				if n := p.zips.Load(); n != 1 {
+					t.Errorf("upstream asked for the zip %d times, want 1: the failure was not remembered", n)
+				}
+				if l := logs.String(); strings.Contains(l, "abandoned") || !strings.Contains(l, "version not recorded") {
+					t.Errorf("a genuine failure as the client left was logged as abandoned, or not logged:\n%s", l)
+				}
+			})
+		})
+	}
 }

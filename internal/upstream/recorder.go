@@ -491,7 +491,9 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	if err == nil {
 		err = r.crossCheck(ctx, rec)
 	}
-	if err != nil && ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		// Only an error the cancellation caused: a failure upstream
+		// answered as the last client went is the version's, as ever.
 		return flightResult{}, r.abandoned(ctx, m, err)
 	}
 	if err != nil {
