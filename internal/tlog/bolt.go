@@ -539,6 +539,36 @@ func (s *BoltStore) Lookup(ctx context.Context, keys []string) ([]int64, error) 
 	return ids, err
 }
 
+// FindRecords implements RecordFinder.
+func (s *BoltStore) FindRecords(ctx context.Context, keys []string) ([]int64, [][]byte, error) {
+	ids := make([]int64, len(keys))
+	texts := make([][]byte, len(keys))
+	err := s.viewTx(func(tx *bbolt.Tx) error {
+		index, records := tx.Bucket(bucketIndex), tx.Bucket(bucketRecords)
+		if index == nil || records == nil {
+			if tx.Bucket(bucketMeta) == nil {
+				return ErrNoLog
+			}
+			return errMissingBucket
+		}
+		for i, k := range keys {
+			v := index.Get([]byte(k))
+			switch len(v) {
+			case 0:
+				ids[i] = -1
+				continue
+			case 8:
+				ids[i] = int64(binary.BigEndian.Uint64(v))
+			default:
+				return fmt.Errorf("index entry for %s is %d bytes, want 8", k, len(v))
+			}
+			texts[i] = bytes.Clone(records.Get(idKey(ids[i])))
+		}
+		return nil
+	})
+	return ids, texts, err
+}
+
 // ScanIndex walks the index from a key.
 func (s *BoltStore) ScanIndex(ctx context.Context, from string, limit int) ([]IndexEntry, error) {
 	var out []IndexEntry

@@ -396,7 +396,15 @@ func (l *Log) Tree(ctx context.Context) (tlog.Tree, error) {
 // its leaf only when read (ReadRecords).
 func (l *Log) Lookup(ctx context.Context, m module.Version) (int64, error) {
 	key := m.Path + "@" + m.Version
-	ids, err := l.store.Lookup(ctx, []string{key})
+	var ids []int64
+	var texts [][]byte // the record, if read with the index entry
+	var err error
+	finder, found := l.store.(RecordFinder)
+	if found {
+		ids, texts, err = finder.FindRecords(ctx, []string{key})
+	} else {
+		ids, err = l.store.Lookup(ctx, []string{key})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("failed to look up %s: %w", key, err)
 	}
@@ -414,9 +422,10 @@ func (l *Log) Lookup(ctx context.Context, m module.Version) (int64, error) {
 	// index) fails here, where the store's cache can drop it: a caller
 	// that finds it later cannot, and a repaired row would not be read
 	// again. A record a sparse mirror lacks is its reader's to report.
-	texts, err := l.store.ReadRecords(ctx, ids)
-	if err != nil {
-		return 0, fmt.Errorf("failed to look up %s: %w", key, err)
+	if !found {
+		if texts, err = l.store.ReadRecords(ctx, ids); err != nil {
+			return 0, fmt.Errorf("failed to look up %s: %w", key, err)
+		}
 	}
 	if texts[0] != nil {
 		if err := l.checkKeys(ids, []string{key}, texts); err != nil {

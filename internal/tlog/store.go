@@ -109,6 +109,18 @@ type Store interface {
 	Close() error
 }
 
+// A RecordFinder is a Store that looks up index entries and reads the
+// records they name in one read: a lookup's two reads in one transaction.
+// The Log uses it when its store has it.
+//
+// FindRecords returns what Lookup(ctx, keys) returns, and for each id the
+// text ReadRecords would return for it, read in the same transaction or
+// snapshot: nil for -1 or a record not stored. Its contract is otherwise
+// Lookup's and ReadRecords's.
+type RecordFinder interface {
+	FindRecords(ctx context.Context, keys []string) (ids []int64, texts [][]byte, err error)
+}
+
 // A LeafReader is a Store that reads records together with their leaf
 // hashes, in one read, so that the Log checks each record it serves
 // against the tree without copying the record's whole level-0 tile (8 KiB

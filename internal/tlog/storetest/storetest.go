@@ -659,6 +659,17 @@ func (m *model) checkIndex(s tlog.Store) {
 	if err != nil || !slices.Equal(got, want) {
 		m.t.Fatalf("Lookup of %d keys: %v, %v; want %v", len(keys), got, err, want)
 	}
+	if f, ok := s.(tlog.RecordFinder); ok {
+		got, texts, err := f.FindRecords(ctx, keys)
+		if err != nil || !slices.Equal(got, want) || len(texts) != len(keys) {
+			m.t.Fatalf("FindRecords of %d keys: %v, %d texts, %v; want %v", len(keys), got, len(texts), err, want)
+		}
+		for i, id := range got {
+			if wantText := m.texts[id]; id < 0 && texts[i] != nil || id >= 0 && !bytes.Equal(texts[i], wantText) {
+				m.t.Fatalf("FindRecords: %s: record %d = %q, want %q", keys[i], id, texts[i], wantText)
+			}
+		}
+	}
 	m.checkScan(s)
 }
 
