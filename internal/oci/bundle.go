@@ -92,13 +92,20 @@ type fetchedBundle struct {
 }
 
 // fetchBundle returns the bundle a referrer holds, nil if the referrer is
-// not a Sigstore bundle, or a registry failure.
+// not a Sigstore bundle, or a registry failure. A referrer whose manifest
+// the registry does not have (garbage-collected, or listed in the fallback
+// tag by anyone who may push) or serves with other bytes or too many is a
+// bundle that cannot be read: were it a failure, it would hide the
+// artifact's good signatures on every pass.
 func fetchBundle(ctx context.Context, c *repoClient, desc v1.Descriptor) (*fetchedBundle, error) {
 	if desc.MediaType != types.OCIManifestSchema1 || desc.Size > MaxManifestSize {
 		return nil, nil
 	}
-	raw, err := c.manifest(desc.Digest)
-	if err != nil {
+	raw, err := c.manifest(ctx, desc.Digest)
+	switch {
+	case isNotFound(err), unreadable(err):
+		return &fetchedBundle{ref: desc.Digest.String(), err: err}, nil
+	case err != nil:
 		return nil, err
 	}
 	layer, ok := bundleLayer(raw)
@@ -108,10 +115,8 @@ func fetchBundle(ctx context.Context, c *repoClient, desc v1.Descriptor) (*fetch
 	fb := &fetchedBundle{ref: desc.Digest.String()}
 	var buf bytes.Buffer
 	err = c.blob(ctx, layer, maxBundleSize, &buf, "signature bundle")
-	var tampered *errTampered
-	var tooLarge *errTooLarge
 	switch {
-	case errors.As(err, &tampered), errors.As(err, &tooLarge):
+	case unreadable(err):
 		fb.err = err
 	case err != nil:
 		return nil, err
@@ -122,6 +127,14 @@ func fetchBundle(ctx context.Context, c *repoClient, desc v1.Descriptor) (*fetch
 		}
 	}
 	return fb, nil
+}
+
+// unreadable reports whether err says the registry served other bytes than
+// the digest names, or too many: the content's fault, not the registry's.
+func unreadable(err error) bool {
+	var tampered *errTampered
+	var tooLarge *errTooLarge
+	return errors.As(err, &tampered) || errors.As(err, &tooLarge)
 }
 
 // bundleLayer returns the bundle layer of a referrer manifest, if it is a

@@ -46,7 +46,7 @@ func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag st
 	if desc.Size > MaxManifestSize {
 		return &result{outcome: Malformed, err: fmt.Errorf("manifest is %d bytes, more than the limit of %d", desc.Size, MaxManifestSize)}
 	}
-	raw, err := c.manifest(desc.Digest)
+	raw, err := c.manifest(ctx, desc.Digest)
 	if err != nil {
 		return &result{outcome: Failed, err: err}
 	}

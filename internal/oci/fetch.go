@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -18,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Remote says how to reach registries. The zero value uses the Docker
@@ -71,14 +74,16 @@ func (r Remote) options(ctx context.Context) []remote.Option {
 	return opts
 }
 
-// A repoClient reads one repository. Tags and manifests go through
-// go-containerregistry's remote package; blobs through an authenticated
-// transport of our own, so that their size and digest are checked here and
-// a mismatch is told apart from a network failure.
+// A repoClient reads one repository. Tags, signatures and referrer lists
+// go through go-containerregistry's remote package; manifests by digest and
+// blobs through an authenticated transport of our own, so that their size
+// and digest are checked here and a mismatch is told apart from a network
+// failure.
 type repoClient struct {
-	repo  name.Repository
-	opts  []remote.Option
-	blobs *http.Client
+	repo      name.Repository
+	opts      []remote.Option
+	blobs     *http.Client
+	manifests *http.Client // blobs' transport, retrying as remote does
 }
 
 func newRepoClient(ctx context.Context, r Remote, repo name.Repository) (*repoClient, error) {
@@ -94,7 +99,10 @@ func newRepoClient(ctx context.Context, r Remote, repo name.Repository) (*repoCl
 	if err != nil {
 		return nil, fmt.Errorf("failed to authenticate to %s: %w", repo.RegistryStr(), err)
 	}
-	return &repoClient{repo: repo, opts: r.options(ctx), blobs: &http.Client{Transport: tr}}, nil
+	// Manifests are small and read whole: retry a flaky registry as
+	// remote.Get would, with transport's shorter default backoff.
+	retry := transport.NewRetry(tr, transport.WithRetryStatusCodes(retryStatusCodes...))
+	return &repoClient{repo: repo, opts: r.options(ctx), blobs: &http.Client{Transport: tr}, manifests: &http.Client{Transport: retry}}, nil
 }
 
 // in returns c for requests made in ctx, such as one artifact's deadline.
@@ -161,17 +169,53 @@ func checkBlob(d v1.Descriptor, n int64, h hash.Hash, what string) error {
 	return nil
 }
 
-// manifest returns the raw manifest of digest d, read by digest so that
-// go-containerregistry checks the bytes against it.
-func (c *repoClient) manifest(d v1.Hash) ([]byte, error) {
-	desc, err := remote.Get(c.repo.Digest(d.String()), c.opts...)
+// retryStatusCodes are the responses remote retries (its defaults).
+var retryStatusCodes = []int{
+	http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+	http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
+}
+
+// manifestAccept is the Accept header of a manifest request: the types
+// go-containerregistry asks for, since some registries serve a manifest by
+// digest only to a client that accepts its type.
+var manifestAccept = strings.Join([]string{
+	string(types.OCIManifestSchema1), string(types.DockerManifestSchema2),
+	string(types.OCIImageIndex), string(types.DockerManifestList),
+}, ",")
+
+// manifest returns the raw manifest of digest d, at most MaxManifestSize
+// bytes. What is wrong with the manifest itself is told apart from a
+// failure of the registry: the registry's 404 (isNotFound), bytes of
+// another digest (*errTampered), more than the limit (*errTooLarge).
+func (c *repoClient) manifest(ctx context.Context, d v1.Hash) ([]byte, error) {
+	what := "manifest " + d.String()
+	u := url.URL{Scheme: c.repo.Scheme(), Host: c.repo.RegistryStr(), Path: "/v2/" + c.repo.RepositoryStr() + "/manifests/" + d.String()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("failed to fetch manifest %s: %w", d, err)
+		return nil, fmt.Errorf("failed to build request: %w", err)
 	}
-	if len(desc.Manifest) > MaxManifestSize {
-		return nil, fmt.Errorf("manifest %s is %d bytes, more than the limit of %d", d, len(desc.Manifest), MaxManifestSize)
+	req.Header.Set("Accept", manifestAccept)
+	resp, err := c.manifests.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("failed to fetch %s: %w", what, err)
 	}
-	return desc.Manifest, nil
+	defer resp.Body.Close()
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		return nil, fmt.Errorf("failed to fetch %s: %w", what, err)
+	}
+	var buf bytes.Buffer
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(&buf, h), io.LimitReader(resp.Body, MaxManifestSize+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("failed to read %s: %w", what, err)
+	case n > MaxManifestSize:
+		return nil, &errTooLarge{what, MaxManifestSize}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); d.Algorithm != "sha256" || got != d.Hex {
+		return nil, &errTampered{fmt.Sprintf("registry served bytes of digest sha256:%s for %s", got, what)}
+	}
+	return buf.Bytes(), nil
 }
 
 // DeniedHint says what to do when a registry refuses sumd (IsDenied): the
