@@ -107,7 +107,9 @@ func hashOutcome(err error) Outcome {
 // hash fetches the go.mod and zip layers, checking each blob's size and
 // digest, and hashes the module as a proxy fetch would: modhash.HashZip
 // with the go.mod layer as the go.mod, so the record is what the go
-// command computes from the same two files served by a module proxy.
+// command computes from the same two files served by a module proxy. A
+// module the go command would refuse is an *errInvalid; a file-system
+// failure while hashing is not (modhash.IsFileError).
 func (s *Syncer) hash(ctx context.Context, c *repoClient, a *Artifact) (gosum.Record, error) {
 	var mod bytes.Buffer
 	if err := c.blob(ctx, a.Mod, s.opts.MaxModSize, &mod, "go.mod layer"); err != nil {
@@ -122,6 +124,11 @@ func (s *Syncer) hash(ctx context.Context, c *repoClient, a *Artifact) (gosum.Re
 	// an empty go.mod layer must be judged as the go command judges it.
 	goMod := append([]byte{}, mod.Bytes()...)
 	sums, err := modhash.HashZip(a.Module, zipPath, goMod)
+	if err != nil && modhash.IsFileError(err) {
+		// The scratch file could not be read back (removed, a disk
+		// error): sumd failed, which says nothing of the module.
+		return gosum.Record{}, fmt.Errorf("failed to read back the zip layer from its temporary file: %w", err)
+	}
 	if err != nil {
 		if inner := errors.Unwrap(err); inner != nil {
 			err = inner // drop "failed to hash M@V": the log line names it
