@@ -46,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "sync_passes_total",
-			Help: "OCI sync passes, by result: ok, or failed (a registry could not be read, or a conflict or a version the cross-check refused was found).",
+			Help: "OCI sync passes, by result: ok, or failed (a registry could not be read, a conflict or a version the cross-check refused was found, or the pass stopped: its state could not be read or saved, or sumd was stopping).",
 		}, []string{"result"}),
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "sync_last_success_timestamp_seconds",
@@ -68,11 +68,13 @@ func (m *Metrics) artifact(o Outcome) {
 	}
 }
 
-func (m *Metrics) pass(r *Report) {
+// pass counts a pass that returned r and err: failed if it stopped (err)
+// or did not read everything (r.OK).
+func (m *Metrics) pass(r *Report, err error) {
 	if m == nil {
 		return
 	}
-	if !r.OK() {
+	if err != nil || !r.OK() {
 		m.passes.WithLabelValues("failed").Inc()
 		return
 	}

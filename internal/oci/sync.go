@@ -134,10 +134,17 @@ func (r *Report) OK() bool {
 // repository whose artifact is not yet known to be recorded is verified,
 // hashed and recorded. Problems with single artifacts are logged, counted
 // and reported, and the pass goes on. The returned error is for what stops
-// the pass: the state cannot be read or written, or ctx ends.
+// the pass: the state cannot be read or written, or ctx ends. Every pass
+// is counted in Metrics, and one that stopped as failed.
 func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	r, err := s.sync(ctx)
+	s.opts.Metrics.pass(r, err)
+	return r, err
+}
+
+func (s *Syncer) sync(ctx context.Context) (*Report, error) {
 	state, err := LoadState(ctx, s.opts.Log)
 	if errors.Is(err, ErrStateDamaged) {
 		s.log.WarnContext(ctx, "OCI sync: "+err.Error())
@@ -150,7 +157,6 @@ func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
 			return r, err
 		}
 	}
-	s.opts.Metrics.pass(r)
 	return r, ctx.Err()
 }
 

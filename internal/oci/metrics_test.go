@@ -1,0 +1,76 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// stateFailing is a log whose sync state cannot be read, or written.
+type stateFailing struct {
+	*fakeLog
+	read, write error
+}
+
+func (f *stateFailing) Aux(ctx context.Context, key string) ([]byte, error) {
+	if f.read != nil {
+		return nil, f.read
+	}
+	return f.fakeLog.Aux(ctx, key)
+}
+
+func (f *stateFailing) SetAux(ctx context.Context, key string, value []byte) error {
+	if f.write != nil {
+		return f.write
+	}
+	return f.fakeLog.SetAux(ctx, key, value)
+}
+
+// TestSyncPassMetrics: every pass is counted, and one that stops (its
+// state cannot be read or written, or ctx ends) is counted failed and
+// leaves the last success alone, as one that read all but one registry.
+func TestSyncPassMetrics(t *testing.T) {
+	broken := errors.New("disk on fire")
+	for _, c := range []struct {
+		name        string
+		read, write error
+		stopped, ok bool
+	}{
+		{name: "ok", ok: true},
+		{name: "state unreadable", read: broken},
+		{name: "state unwritable", write: broken},
+		{name: "stopped", stopped: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+			m := NewMetrics(prometheus.NewRegistry())
+			s, err := NewSyncer(Options{
+				Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)},
+				Log:    &stateFailing{fakeLog: e.log, read: c.read, write: c.write},
+				Remote: testRemote, Metrics: m, Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			if c.stopped {
+				cancel()
+			}
+			defer cancel()
+			_, err = s.Sync(ctx)
+			if (err == nil) != c.ok {
+				t.Fatalf("Sync: %v", err)
+			}
+			ok, failed := testutil.ToFloat64(m.passes.WithLabelValues("ok")), testutil.ToFloat64(m.passes.WithLabelValues("failed"))
+			last := testutil.ToFloat64(m.lastOK)
+			if c.ok && (ok != 1 || failed != 0 || last == 0) || !c.ok && (ok != 0 || failed != 1 || last != 0) {
+				t.Errorf("passes ok %v, failed %v, last success %v after a pass that returned %v", ok, failed, last, err)
+			}
+		})
+	}
+}
