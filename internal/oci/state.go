@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // stateVersion is the format of the state; another is treated as damaged.
@@ -29,8 +30,10 @@ const stateVersion = 1
 type State struct {
 	store Recorder
 	data  stateFile
-	// dirty means data has changes Save has not written yet.
-	dirty bool
+	// dirty means data has changes Save has not written yet, the oldest
+	// made at dirtySince.
+	dirty      bool
+	dirtySince time.Time
 }
 
 type stateFile struct {
@@ -67,7 +70,7 @@ func LoadState(ctx context.Context, store Recorder) (*State, error) {
 	if err := json.Unmarshal(data, &s.data); err != nil || s.data.Version != stateVersion {
 		v := s.data.Version
 		s.reset()
-		s.dirty = true // overwrite the damaged state at the next Save
+		s.changed() // overwrite the damaged state at the next Save
 		return s, fmt.Errorf("%w (format version %d, want %d; %v)", ErrStateDamaged, v, stateVersion, err)
 	}
 	if s.data.Repositories == nil {
@@ -96,7 +99,7 @@ func (s *State) remember(repo, tag, digest, mv string) {
 	}
 	if e := (stateEntry{Digest: digest, Module: mv}); r[tag] != e {
 		r[tag] = e
-		s.dirty = true
+		s.changed()
 	}
 }
 
@@ -104,8 +107,22 @@ func (s *State) remember(repo, tag, digest, mv string) {
 func (s *State) forget(repo, tag string) {
 	if _, ok := s.data.Repositories[repo][tag]; ok {
 		delete(s.data.Repositories[repo], tag)
-		s.dirty = true
+		s.changed()
 	}
+}
+
+func (s *State) changed() {
+	if !s.dirty {
+		s.dirty, s.dirtySince = true, time.Now()
+	}
+}
+
+// saveIfDue saves the state if it has had unsaved changes for d or more.
+func (s *State) saveIfDue(ctx context.Context, d time.Duration) error {
+	if s.dirty && time.Since(s.dirtySince) >= d {
+		return s.Save(ctx)
+	}
+	return nil
 }
 
 // Save stores the state in the database if it changed. The store commits

@@ -3,7 +3,12 @@ package oci
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
 )
 
 func TestStateRoundTrip(t *testing.T) {
@@ -53,5 +58,96 @@ func TestStateDamaged(t *testing.T) {
 		if err := s.Save(ctx); err != nil || string(log.aux[stateKey]) == data {
 			t.Errorf("Save after a damaged state: %v, state still %q", err, log.aux[stateKey])
 		}
+	}
+}
+
+// savesLog counts the writes of the sync state, and refuses them, as
+// tlog.Log may, once their context has ended.
+type savesLog struct {
+	*fakeLog
+	saves int
+}
+
+func (l *savesLog) SetAux(ctx context.Context, key string, value []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.saves++
+	return l.fakeLog.SetAux(ctx, key, value)
+}
+
+// pushRepos pushes n signed modules, each to a repository of its own.
+func pushRepos(t *testing.T, e *syncEnv, n int) {
+	t.Helper()
+	for i := range n {
+		m := module.Version{Path: fmt.Sprintf("example.com/m%d", i), Version: "v1.0.0"}
+		e.push(t, testModule(t, m, map[string]string{"go.mod": "module " + m.Path + "\n"}), e.key.sv)
+	}
+}
+
+func (e *syncEnv) syncer(t *testing.T, log Recorder) *Syncer {
+	t.Helper()
+	s, err := NewSyncer(Options{
+		Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: log,
+		Remote: testRemote, Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestSyncStateSavedOncePerPass: the whole state was written after every
+// repository that changed it, O(R²) bytes over a first pass of R
+// repositories; a pass shorter than the save interval now writes it once,
+// and an unchanged pass not at all. A longer one saves as it goes: with an
+// interval of 0, after each artifact that changed it.
+func TestSyncStateSavedOncePerPass(t *testing.T) {
+	for _, c := range []struct {
+		every time.Duration
+		saves []int // per pass
+	}{
+		{stateSaveInterval, []int{1, 0}},
+		{0, []int{3, 0}},
+	} {
+		t.Run(fmt.Sprint(c.every), func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			pushRepos(t, e, 3)
+			log := &savesLog{fakeLog: e.log}
+			s := e.syncer(t, log)
+			s.saveEvery = c.every
+			for pass, want := range c.saves {
+				log.saves = 0
+				r, err := s.Sync(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Counts[Recorded]+r.Skipped != 3 || log.saves != want {
+					t.Errorf("pass %d: report %+v, %d saves of the state, want %d", pass, r, log.saves, want)
+				}
+			}
+		})
+	}
+}
+
+// TestSyncStateSavedOnStop: a pass stopped (ctx ended) saves what it
+// recorded, so that the next one does not examine it again.
+func TestSyncStateSavedOnStop(t *testing.T) {
+	e := newSyncEnv(t, true)
+	pushRepos(t, e, 2)
+	log := &savesLog{fakeLog: e.log}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.log.afterAdd = cancel // stop once the first version is recorded
+	if _, err := e.syncer(t, log).Sync(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sync: %v, want it stopped", err)
+	}
+	e.log.afterAdd = nil
+	r, err := e.syncer(t, log).Sync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Skipped != 1 || r.Counts[Recorded] != 1 || len(r.Counts) != 1 {
+		t.Errorf("report %+v after a stopped pass, want the version it recorded unchanged and the other recorded\n%s", r, e.logs)
 	}
 }

@@ -79,7 +79,23 @@ type Syncer struct {
 	opts Options
 	log  *slog.Logger
 	mu   sync.Mutex // held for a whole pass
+	// saveEvery is how long the state may keep unsaved changes during a
+	// pass (stateSaveInterval; tests change it).
+	saveEvery time.Duration
 }
+
+// The sync state is saved at the end of a pass, when the pass stops, and
+// during a pass once it has had unsaved changes for stateSaveInterval,
+// checked after each artifact: a crash re-examines at most the artifacts
+// of the last interval (the log holds them, so at the cost of a re-read,
+// never of a record). Saving after every repository, as sync did, wrote the
+// whole state each time: O(R²) bytes over a first pass of R repositories.
+// The save when a pass stops runs after its ctx has ended, within
+// stateSaveTimeout.
+const (
+	stateSaveInterval = time.Minute
+	stateSaveTimeout  = 30 * time.Second
+)
 
 // NewSyncer checks opts and returns a Syncer.
 func NewSyncer(opts Options) (*Syncer, error) {
@@ -106,7 +122,7 @@ func NewSyncer(opts Options) (*Syncer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Syncer{opts: opts, log: opts.Logger}, nil
+	return &Syncer{opts: opts, log: opts.Logger, saveEvery: stateSaveInterval}, nil
 }
 
 // A Report is what one sync pass did.
@@ -152,15 +168,32 @@ func (s *Syncer) sync(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	r := &Report{Counts: map[Outcome]int{}}
-	for _, src := range s.opts.Sources {
-		if err := s.syncSource(ctx, src, state, r); err != nil {
-			return r, err
-		}
+	err = s.syncSources(ctx, state, r)
+	// Save what the pass remembered even if it stopped (ctx ended), in a
+	// context of its own, so that the next pass does not redo it.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stateSaveTimeout)
+	defer cancel()
+	if serr := state.Save(sctx); err == nil {
+		err = serr
 	}
-	return r, ctx.Err()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return r, err
 }
 
-// syncSource syncs the repositories of src, saving the state after each.
+// syncSources syncs every source. Its error stops the pass: the state
+// could not be saved, or ctx ended.
+func (s *Syncer) syncSources(ctx context.Context, state *State, r *Report) error {
+	for _, src := range s.opts.Sources {
+		if err := s.syncSource(ctx, src, state, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncSource syncs the repositories of src.
 func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *Report) error {
 	lctx, cancel := context.WithTimeout(ctx, s.opts.ListTimeout)
 	repos, err := src.repositories(lctx, s.opts.Remote.options(lctx))
@@ -176,17 +209,15 @@ func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *R
 			return err
 		}
 		if err := s.syncRepo(ctx, src, src.Registry.Repo(repo), state, r); err != nil {
-			s.failed(ctx, "OCI sync: failed to read repository", err, "repository", src.Registry.Repo(repo).String())
-			r.Failures = append(r.Failures, err)
-		}
-		if err := state.Save(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// syncRepo syncs the version tags of one repository.
+// syncRepo syncs the version tags of one repository, and saves the state
+// when due. A repository that cannot be read is reported in r; the error
+// returned is a state that cannot be saved, which stops the pass.
 func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository, state *State, r *Report) error {
 	c, tags, err := s.listRepo(ctx, repo)
 	switch {
@@ -197,7 +228,10 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 		s.log.WarnContext(ctx, "OCI sync: the repository does not exist (yet): nothing to sync until a version is pushed; check -repository if it should", "repository", repo.String())
 		return nil
 	case err != nil:
-		return fmt.Errorf("failed to list the tags of %s: %w", repo, err)
+		err = fmt.Errorf("failed to list the tags of %s: %w", repo, err)
+		s.failed(ctx, "OCI sync: failed to read repository", err, "repository", repo.String())
+		r.Failures = append(r.Failures, err)
+		return nil
 	}
 	slices.Sort(tags)
 	for _, tag := range tags {
@@ -205,6 +239,12 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 			break
 		}
 		s.syncTag(ctx, c, src, tag, state, r)
+		if ctx.Err() != nil {
+			break // Sync saves the state
+		}
+		if err := state.saveIfDue(ctx, s.saveEvery); err != nil {
+			return err
+		}
 	}
 	return nil
 }
