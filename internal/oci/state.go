@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -107,6 +108,27 @@ func (s *State) remember(repo, tag, digest, mv string) {
 func (s *State) forget(repo, tag string) {
 	if _, ok := s.data.Repositories[repo][tag]; ok {
 		delete(s.data.Repositories[repo], tag)
+		s.changed()
+	}
+}
+
+// retain drops what is remembered for the tags of repo not in tags, a
+// complete listing of its version tags, sorted: only then is a tag known to
+// be gone (deleted, or no longer a version tag), and its entry of no more
+// use.
+//
+// TODO(stale repositories): the entries of a repository no longer listed
+// at all (deleted, absent, or its source removed from the configuration)
+// stay; dropping them needs a complete catalog listing, or the
+// configuration's list, per source.
+func (s *State) retain(repo string, tags []string) {
+	for tag := range s.data.Repositories[repo] {
+		if _, ok := slices.BinarySearch(tags, tag); !ok {
+			s.forget(repo, tag)
+		}
+	}
+	if r, ok := s.data.Repositories[repo]; ok && len(r) == 0 {
+		delete(s.data.Repositories, repo)
 		s.changed()
 	}
 }

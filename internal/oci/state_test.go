@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/mod/module"
 )
 
@@ -149,5 +153,50 @@ func TestSyncStateSavedOnStop(t *testing.T) {
 	}
 	if r.Skipped != 1 || r.Counts[Recorded] != 1 || len(r.Counts) != 1 {
 		t.Errorf("report %+v after a stopped pass, want the version it recorded unchanged and the other recorded\n%s", r, e.logs)
+	}
+}
+
+// TestSyncStateDropsDeletedTags: the entry of a tag no longer listed is
+// dropped, but only after a complete listing of its repository.
+func TestSyncStateDropsDeletedTags(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	gone := e.push(t, simpleModule(t, "v1.1.0"), e.key.sv)
+	e.sync(t)
+	if err := remote.Delete(gone.Tag, remote.WithAuthFromKeychain(testRemote.keychain())); err != nil {
+		t.Fatal(err)
+	}
+	tags := func() []string {
+		s, err := LoadState(context.Background(), e.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tags []string
+		for _, repo := range s.data.Repositories {
+			for tag := range repo {
+				tags = append(tags, tag)
+			}
+		}
+		slices.Sort(tags)
+		return tags
+	}
+	// A listing that fails drops nothing.
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/tags/list") {
+			return false
+		}
+		w.WriteHeader(http.StatusBadRequest)
+		return true
+	})
+	if r := e.hostileSync(t); len(r.Failures) != 1 {
+		t.Fatalf("failures %v, want the listing failed", r.Failures)
+	}
+	if got := tags(); !slices.Equal(got, []string{"v1.0.0", "v1.1.0"}) {
+		t.Errorf("state holds tags %q after a failed listing, want both", got)
+	}
+	e.reg.hostile.Store(nil)
+	e.sync(t)
+	if got := tags(); !slices.Equal(got, []string{"v1.0.0"}) {
+		t.Errorf("state holds tags %q, want only the one still listed", got)
 	}
 }

@@ -234,6 +234,7 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 		return nil
 	}
 	slices.Sort(tags)
+	state.retain(repo.String(), tags) // the listing is complete: it did not fail
 	for _, tag := range tags {
 		if ctx.Err() != nil {
 			break
