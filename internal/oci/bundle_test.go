@@ -79,7 +79,7 @@ func TestSyncUnreadableReferrer(t *testing.T) {
 				p := e.push(t, mod, nil)
 				signBundle(t, p.Ref, e.key.sv, CosignSignPredicateType)
 				listBefore(t, e, p, referrers, bogus, serve)
-				r := e.hostileSync(t)
+				r := e.sync(t)
 				e.wantOutcome(t, r, Recorded)
 				e.wantRecorded(t, mod)
 				if !r.OK() {
@@ -90,7 +90,7 @@ func TestSyncUnreadableReferrer(t *testing.T) {
 				e := newSyncEnv(t, referrers)
 				p := e.push(t, simpleModule(t, "v1.1.0"), nil)
 				listBefore(t, e, p, referrers, bogus, serve)
-				r := e.hostileSync(t)
+				r := e.sync(t)
 				e.wantOutcome(t, r, BadSignature)
 				if !strings.Contains(e.logs.String(), bogus.String()) {
 					t.Errorf("the log does not name the unreadable referrer:\n%s", e.logs)
@@ -104,7 +104,7 @@ func TestSyncUnreadableReferrer(t *testing.T) {
 				p := e.push(t, mod, nil)
 				signBundle(t, p.Ref, e.key.sv, CosignSignPredicateType)
 				listBefore(t, e, p, referrers, bogus, serve)
-				r := e.hostileSync(t)
+				r := e.hostileSync(t) // short timeouts, for "no answer"
 				e.wantOutcome(t, r, Failed)
 				if len(r.Failures) != 1 || e.log.size() != 0 {
 					t.Errorf("failures %v, %d records: want the pass failed and nothing recorded", r.Failures, e.log.size())
