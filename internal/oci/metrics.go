@@ -46,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "sync_passes_total",
-			Help: "OCI sync passes, by result: ok, or failed (a registry could not be read, a conflict or a version the cross-check refused was found, or the pass stopped: its state could not be read or saved, or sumd was stopping).",
+			Help: "OCI sync passes, by result: ok, or failed (a registry could not be read, a conflict or a version the cross-check refused was found, or the pass stopped: its state could not be read or saved; a pass cut short by sumd stopping is not counted).",
 		}, []string{"result"}),
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "sync_last_success_timestamp_seconds",

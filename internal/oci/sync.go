@@ -151,12 +151,16 @@ func (r *Report) OK() bool {
 // hashed and recorded. Problems with single artifacts are logged, counted
 // and reported, and the pass goes on. The returned error is for what stops
 // the pass: the state cannot be read or written, or ctx ends. Every pass
-// is counted in Metrics, and one that stopped as failed.
+// is counted in Metrics, one that stopped as failed — but for one cut
+// short by ctx (sumd stopping), which is neither: a restart is no failure
+// of the registries.
 func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.sync(ctx)
-	s.opts.Metrics.pass(r, err)
+	if err == nil || ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		s.opts.Metrics.pass(r, err)
+	}
 	return r, err
 }
 
