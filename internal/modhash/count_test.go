@@ -252,6 +252,9 @@ func TestIsFileError(t *testing.T) {
 	if err == nil || !IsFileError(err) {
 		t.Errorf("a missing zip: %v, IsFileError false", err)
 	}
+	if _, err := HashZip(m, t.TempDir(), nil); err == nil || !IsFileError(err) {
+		t.Errorf("a directory: %v, IsFileError false", err)
+	}
 	for name, data := range map[string][]byte{
 		"not a zip":          []byte("not a zip"),
 		"outside the module": bytes.ReplaceAll(zipOfEmpty(t, 3, ""), []byte("example.com/m@"), []byte("example.com/x@")),

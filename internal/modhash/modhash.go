@@ -23,6 +23,8 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
 	modzip "golang.org/x/mod/zip"
+
+	"github.com/sumd-project/sumd/internal/regfile"
 )
 
 // Limits like the go command's.
@@ -71,9 +73,12 @@ func HashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 // enough: a zip whose directory offset points before the file makes the os
 // package refuse a read at a negative offset, a PathError of its own text,
 // and that is the content's fault.
+//
+// A name that is not a regular file (a directory) is a file error too:
+// regfile.ErrNotRegular, which no content makes either.
 func IsFileError(err error) bool {
 	var errno syscall.Errno
-	return errors.As(err, &errno)
+	return errors.As(err, &errno) || errors.Is(err, regfile.ErrNotRegular)
 }
 
 // HashDir zips dir as the go command would (zip.CreateFromDir, which leaves
@@ -177,20 +182,16 @@ const wholeZip = 1 << 20
 // openZip opens the zip at name for reading; done closes it. A zip of up
 // to wholeZip bytes is read into memory with one read: archive/zip reads a
 // file's directory and every entry's header and data with a system call
-// each, and system calls are most of what a small zip costs. A zip of more
-// than MaxFiles entries is refused, by a *TooManyFilesError, before its
-// directory is read (see checkFileCount).
+// each, and system calls are most of what a small zip costs (hence also
+// regfile rather than os.Open). A zip of more than MaxFiles entries is
+// refused, by a *TooManyFilesError, before its directory is read (see
+// checkFileCount).
 func openZip(name string) (z *zip.Reader, done func() error, err error) {
-	f, err := os.Open(name)
+	f, err := regfile.Open(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	if size := fi.Size(); size > wholeZip {
+	if size := f.Size(); size > wholeZip {
 		n, err := checkFileCount(f, size, MaxFiles)
 		if err != nil {
 			f.Close()
@@ -206,8 +207,8 @@ func openZip(name string) (z *zip.Reader, done func() error, err error) {
 		return z, func() error { release(); return f.Close() }, nil
 	}
 	defer f.Close()
-	data := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, data); err != nil {
+	data := make([]byte, f.Size())
+	if _, err := f.ReadAt(data, 0); err != nil {
 		return nil, nil, fmt.Errorf("failed to read %s: %w", name, err)
 	}
 	n, err := checkFileCount(bytes.NewReader(data), int64(len(data)), MaxFiles)
