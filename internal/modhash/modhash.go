@@ -54,7 +54,8 @@ type Sums struct{ Hash, GoMod string }
 //
 // The zip hash covers the zip's entries as they are, directory entries
 // included, as the go command's does: re-zipping the same files can change
-// it. zipPath must not change while HashZip runs; it is read several times.
+// it. zipPath is opened once, and every byte HashZip reads is the opened
+// file's; it must not be written to while HashZip runs.
 func HashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	s, err := hashZip(m, zipPath, goMod)
 	if err != nil {
@@ -135,20 +136,19 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	if err := checkVersion(m); err != nil {
 		return Sums{}, err
 	}
-	// One open for the go.mod and the hash: each open reads the zip's
-	// directory again, and most zips are small. openZip refuses a zip of
-	// more than MaxFiles entries before it reads the directory, so that
-	// neither it nor CheckZip (whose reader is its own) holds millions,
-	// and holds the zip's entries from the MaxFilesInFlight budget until
-	// done, past CheckZip.
-	z, done, err := openZip(zipPath)
+	// One open for the checks, the go.mod and the hash: each open reads
+	// the zip's directory again, and most zips are small. openZip refuses
+	// a zip of more than MaxFiles entries before it reads the directory,
+	// so that it never holds millions, and holds the zip's entries from
+	// the MaxFilesInFlight budget until done.
+	z, size, done, err := openZip(zipPath)
 	if err != nil {
 		return Sums{}, err
 	}
 	defer done()
-	// CheckZip bounds every size we read below, so it must come before
-	// any content is read.
-	if _, err := modzip.CheckZip(m, zipPath); err != nil {
+	// CheckZip's checks bound every size we read below, so they must
+	// come before any content is read.
+	if _, err := checkZip(m, z, size); err != nil {
 		return Sums{}, err
 	}
 	inZip, err := zipGoMod(m, z)
@@ -179,49 +179,51 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 // wholeZip is the size up to which openZip reads a zip into memory.
 const wholeZip = 1 << 20
 
-// openZip opens the zip at name for reading; done closes it. A zip of up
+// openZip opens the zip at name for reading; size is its size, and done
+// closes it. A zip of up
 // to wholeZip bytes is read into memory with one read: archive/zip reads a
 // file's directory and every entry's header and data with a system call
 // each, and system calls are most of what a small zip costs (hence also
 // regfile rather than os.Open). A zip of more than MaxFiles entries is
 // refused, by a *TooManyFilesError, before its directory is read (see
 // checkFileCount).
-func openZip(name string) (z *zip.Reader, done func() error, err error) {
+func openZip(name string) (z *zip.Reader, size int64, done func() error, err error) {
 	f, err := regfile.Open(name)
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
-	if size := f.Size(); size > wholeZip {
+	size = f.Size()
+	if size > wholeZip {
 		n, err := checkFileCount(f, size, MaxFiles)
 		if err != nil {
 			f.Close()
-			return nil, nil, err
+			return nil, 0, nil, err
 		}
 		release := holdFiles(inFlight, MaxFilesInFlight, n)
 		z, err := zip.NewReader(f, size)
 		if err != nil {
 			release()
 			f.Close()
-			return nil, nil, err
+			return nil, 0, nil, err
 		}
-		return z, func() error { release(); return f.Close() }, nil
+		return z, size, func() error { release(); return f.Close() }, nil
 	}
 	defer f.Close()
-	data := make([]byte, f.Size())
+	data := make([]byte, size)
 	if _, err := f.ReadAt(data, 0); err != nil {
-		return nil, nil, fmt.Errorf("failed to read %s: %w", name, err)
+		return nil, 0, nil, fmt.Errorf("failed to read %s: %w", name, err)
 	}
-	n, err := checkFileCount(bytes.NewReader(data), int64(len(data)), MaxFiles)
+	n, err := checkFileCount(bytes.NewReader(data), size, MaxFiles)
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
 	release := holdFiles(inFlight, MaxFilesInFlight, n)
-	z, err = zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	z, err = zip.NewReader(bytes.NewReader(data), size)
 	if err != nil {
 		release()
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
-	return z, func() error { release(); return nil }, nil
+	return z, size, func() error { release(); return nil }, nil
 }
 
 // checkVersion refuses what the go command refuses before it looks at any
