@@ -12,8 +12,8 @@ import (
 	modzip "golang.org/x/mod/zip"
 )
 
-// FuzzCheckZip holds checkZip, a copy of x/mod's CheckZip that checks a zip
-// already open, to CheckZip itself: for any bytes as the zip of any
+// FuzzCheckZip holds checkVersion and checkZip, a copy of x/mod's CheckZip
+// that checks a zip already open, to CheckZip itself: for any bytes as the zip of any
 // version, the same files valid, the same invalid with the same reasons,
 // and the same error. A seed that fails after an x/mod upgrade means the
 // copy must follow a change in CheckZip.
@@ -83,7 +83,11 @@ func FuzzCheckZip(f *testing.F) {
 			}
 			return
 		}
-		got, gotErr := checkZip(m, z, int64(len(data)))
+		var got modzip.CheckedFiles
+		gotErr := checkVersion(m)
+		if gotErr == nil {
+			got, gotErr = checkZip(m, z, int64(len(data)))
+		}
 		if errText(gotErr) != errText(wantErr) {
 			t.Fatalf("checkZip error:\n%s\nCheckZip error:\n%s", errText(gotErr), errText(wantErr))
 		}

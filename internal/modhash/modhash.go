@@ -64,6 +64,22 @@ func HashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	return s, nil
 }
 
+// HashZipFile is HashZip of the zip open as f, which it reads from no
+// other file: a caller that checks after it returns that f was not
+// written to meanwhile (f.Changed) knows that the sums are of one file,
+// whatever happened to its name.
+func HashZipFile(m module.Version, f *regfile.File, goMod []byte) (Sums, error) {
+	err := checkVersion(m)
+	var s Sums
+	if err == nil {
+		s, err = hashOpenFile(m, f, goMod)
+	}
+	if err != nil {
+		return Sums{}, fmt.Errorf("failed to hash %s: %w", m, err)
+	}
+	return s, nil
+}
+
 // IsFileError reports whether err, from HashZip, is a failure of the file
 // system (the zip removed, unreadable, a disk error) rather than of the
 // zip's content: the caller's failure to answer for now, not a verdict on
@@ -136,12 +152,22 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	if err := checkVersion(m); err != nil {
 		return Sums{}, err
 	}
+	f, err := regfile.Open(zipPath)
+	if err != nil {
+		return Sums{}, err
+	}
+	defer f.Close()
+	return hashOpenFile(m, f, goMod)
+}
+
+// hashOpenFile is hashZip of the open zip f, for m checked by checkVersion.
+func hashOpenFile(m module.Version, f *regfile.File, goMod []byte) (Sums, error) {
 	// One open for the checks, the go.mod and the hash: each open reads
 	// the zip's directory again, and most zips are small. openZip refuses
 	// a zip of more than MaxFiles entries before it reads the directory,
 	// so that it never holds millions, and holds the zip's entries from
 	// the MaxFilesInFlight budget until done.
-	z, size, done, err := openZip(zipPath)
+	z, size, done, err := openZip(f)
 	if err != nil {
 		return Sums{}, err
 	}
@@ -179,39 +205,32 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 // wholeZip is the size up to which openZip reads a zip into memory.
 const wholeZip = 1 << 20
 
-// openZip opens the zip at name for reading; size is its size, and done
-// closes it. A zip of up
+// openZip opens the zip f for reading; size is its size, and done gives
+// back what it holds of the MaxFilesInFlight budget. A zip of up
 // to wholeZip bytes is read into memory with one read: archive/zip reads a
 // file's directory and every entry's header and data with a system call
 // each, and system calls are most of what a small zip costs (hence also
 // regfile rather than os.Open). A zip of more than MaxFiles entries is
 // refused, by a *TooManyFilesError, before its directory is read (see
 // checkFileCount).
-func openZip(name string) (z *zip.Reader, size int64, done func() error, err error) {
-	f, err := regfile.Open(name)
-	if err != nil {
-		return nil, 0, nil, err
-	}
+func openZip(f *regfile.File) (z *zip.Reader, size int64, done func(), err error) {
 	size = f.Size()
 	if size > wholeZip {
 		n, err := checkFileCount(f, size, MaxFiles)
 		if err != nil {
-			f.Close()
 			return nil, 0, nil, err
 		}
 		release := holdFiles(inFlight, MaxFilesInFlight, n)
 		z, err := zip.NewReader(f, size)
 		if err != nil {
 			release()
-			f.Close()
 			return nil, 0, nil, err
 		}
-		return z, size, func() error { release(); return f.Close() }, nil
+		return z, size, release, nil
 	}
-	defer f.Close()
 	data := make([]byte, size)
 	if _, err := f.ReadAt(data, 0); err != nil {
-		return nil, 0, nil, fmt.Errorf("failed to read %s: %w", name, err)
+		return nil, 0, nil, fmt.Errorf("failed to read %s: %w", f.Name(), err)
 	}
 	n, err := checkFileCount(bytes.NewReader(data), size, MaxFiles)
 	if err != nil {
@@ -223,7 +242,7 @@ func openZip(name string) (z *zip.Reader, size int64, done func() error, err err
 		release()
 		return nil, 0, nil, err
 	}
-	return z, size, func() error { release(); return nil }, nil
+	return z, size, release, nil
 }
 
 // checkVersion refuses what the go command refuses before it looks at any

@@ -21,6 +21,7 @@ import (
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
 	"github.com/sumd-project/sumd/internal/redirect"
+	"github.com/sumd-project/sumd/internal/regfile"
 	"github.com/sumd-project/sumd/internal/scratch"
 )
 
@@ -205,9 +206,13 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 		return gosum.Record{}, err
 	}
 	var zipPath string
-	var before os.FileInfo // of a file:// tree's zip, hashed where it is
+	var local *regfile.File // a file:// tree's zip, hashed where it is
 	if src.isFile() {
-		zipPath, before, err = f.localZip(ctx, src, m, base+".zip")
+		local, err = f.localZip(ctx, src, m, base+".zip")
+		if err == nil {
+			defer local.Close()
+			zipPath = local.Name()
+		}
 	} else {
 		zipPath, err = f.downloadZip(ctx, src, m, base+".zip")
 		defer os.Remove(zipPath)
@@ -219,8 +224,8 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	// and an empty .mod must be judged as the go command judges it.
 	goMod := append([]byte{}, mod.Bytes()...)
 	var sums modhash.Sums
-	if before != nil {
-		sums, err = f.hashInPlace(ctx, src, m, base+".zip", zipPath, before, goMod)
+	if local != nil {
+		sums, err = f.hashInPlace(ctx, src, m, base+".zip", local, goMod)
 	} else {
 		sums, err = modhash.HashZip(m, zipPath, goMod)
 	}
@@ -246,32 +251,31 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	return gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
 }
 
-// localZip returns the name and state of the zip at rel in a file:// tree,
-// checked as download checks what it copies (a regular file within
-// MaxZipSize), so that it is hashed where it is: copying it first was a
-// fifth of the CPU time of a first lookup. It stats the file rather than
-// opening it (an open costs Go six system calls on Linux); hashInPlace
-// opens it, and checks with unchanged that it stayed the same file.
-func (f *Fetcher) localZip(ctx context.Context, src Source, m module.Version, rel string) (string, os.FileInfo, error) {
-	name, fi, err := statFile(src.URL, rel)
+// localZip opens the zip at rel in a file:// tree, checked as download
+// checks what it copies (a regular file within MaxZipSize), so that it is
+// hashed where it is: copying it first was a fifth of the CPU time of a
+// first lookup.
+func (f *Fetcher) localZip(ctx context.Context, src Source, m module.Version, rel string) (*regfile.File, error) {
+	zf, err := openFile(src.URL, rel)
 	if err != nil {
-		return "", nil, f.failure(ctx, ctx, src, m, rel, "module zip", false, err)
+		return nil, f.failure(ctx, ctx, src, m, rel, "module zip", false, err)
 	}
-	if fi.Size() > f.opts.MaxZipSize {
-		return "", nil, f.failure(ctx, ctx, src, m, rel, "module zip", true, &errTooLarge{"module zip", f.opts.MaxZipSize})
+	if zf.Size() > f.opts.MaxZipSize {
+		zf.Close()
+		return nil, f.failure(ctx, ctx, src, m, rel, "module zip", true, &errTooLarge{"module zip", f.opts.MaxZipSize})
 	}
-	return name, fi, nil
+	return zf, nil
 }
 
-// hashInPlace is modhash.HashZip of a file:// tree's zip where it lies
-// (see localZip); before is the file's state when localZip looked. If the file
-// changed meanwhile, nothing learnt from it holds, error or not: try again
-// later. If it could not be opened or read (permissions, an I/O error),
-// the tree failed, not the module: that must not become a cached "invalid
-// module", and after "|" the next source in the list may have the version.
-func (f *Fetcher) hashInPlace(ctx context.Context, src Source, m module.Version, rel, zipPath string, before os.FileInfo, goMod []byte) (modhash.Sums, error) {
-	sums, err := modhash.HashZip(m, zipPath, goMod)
-	if cerr := unchanged(zipPath, before, m); cerr != nil {
+// hashInPlace is modhash.HashZipFile of a file:// tree's zip, open as zf,
+// where it lies (see localZip). If the file was written to meanwhile,
+// nothing learnt from it holds, error or not: try again later. If it could
+// not be read (an I/O error), the tree failed, not the module: that must
+// not become a cached "invalid module", and after "|" the next source in
+// the list may have the version.
+func (f *Fetcher) hashInPlace(ctx context.Context, src Source, m module.Version, rel string, zf *regfile.File, goMod []byte) (modhash.Sums, error) {
+	sums, err := modhash.HashZipFile(m, zf, goMod)
+	if cerr := unchanged(zf, m); cerr != nil {
 		return modhash.Sums{}, cerr
 	}
 	if err != nil && modhash.IsFileError(err) {
@@ -280,17 +284,29 @@ func (f *Fetcher) hashInPlace(ctx context.Context, src Source, m module.Version,
 	return sums, err
 }
 
-// unchanged reports an error unless the file at name is still the one
-// described by before: the same file, size and modification time. A tree
-// whose zip is replaced or rewritten while it is hashed is served again
-// later; a hash of a mix of two files must never be recorded.
-func unchanged(name string, before os.FileInfo, m module.Version) error {
-	after, err := os.Stat(name)
-	if err == nil && os.SameFile(before, after) && after.Size() == before.Size() && after.ModTime().Equal(before.ModTime()) {
+// unchanged reports an error unless zf, after it was hashed, has the size
+// and modification time it had when opened. A hash of a mix of two files
+// must never be recorded, and the tree's owner may rewrite a zip while it
+// is hashed.
+//
+// Why the open file's state is enough, where the name's was checked
+// before and after: HashZipFile reads every byte it hashes through zf, so
+// whatever happens to the name meanwhile (a new file renamed over it, the
+// file removed) the bytes are all of the one file that was opened, as an
+// HTTP proxy serves the file it opened. What could mix two contents is a
+// write into that file while it is read, and a write sets the file's
+// modification time, a truncation or extension its size too. Its limits
+// are those of the check of the name: a write within the same tick of the
+// file system's clock as the open, or one that had set the time before
+// the open and copies its bytes after, goes unseen; a writer that
+// rewrites the file in place at its own risk, as for any reader.
+func unchanged(zf *regfile.File, m module.Version) error {
+	changed, err := zf.Changed()
+	if err == nil && !changed {
 		return nil
 	}
 	return &Error{Kind: KindUnavailable, Module: m, Err: errors.New("the module zip changed in the upstream proxy's file tree while it was hashed; try again"),
-		Cause: fmt.Errorf("%s changed while hashed: %v", name, err)}
+		Cause: fmt.Errorf("%s changed while hashed: %v", zf.Name(), err)}
 }
 
 // escapedBase is "<escaped path>/@v/<escaped version>", the proxy protocol's

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/regfile"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -240,11 +242,12 @@ func TestFetchFileInPlace(t *testing.T) {
 	}
 
 	zip := testproxy.ZipPath(p.dir, m)
-	before, err := os.Stat(zip)
+	zf, err := regfile.Open(zip)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unchanged(zip, before, m); err != nil {
+	defer zf.Close()
+	if err := unchanged(zf, m); err != nil {
 		t.Errorf("unchanged of an unchanged zip: %v", err)
 	}
 	data, _ := os.ReadFile(zip)
@@ -252,17 +255,27 @@ func TestFetchFileInPlace(t *testing.T) {
 	if err := os.WriteFile(zip, data, 0o644); err != nil { // the same bytes, another file
 		t.Fatal(err)
 	}
-	if err := unchanged(zip, before, m); kindOf(err) != KindUnavailable || strings.Contains(err.Error(), p.dir) {
-		t.Errorf("unchanged of a replaced zip = %v, want a KindUnavailable error that does not name the tree", err)
+	if err := unchanged(zf, m); err != nil {
+		t.Errorf("unchanged of a zip whose name now names another file: %v; the open one is unchanged", err)
+	}
+	zf2, err := regfile.Open(zip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zf2.Close()
+	if err := os.WriteFile(zip, append(data, 0), 0o644); err != nil { // rewritten in place
+		t.Fatal(err)
+	}
+	if err := unchanged(zf2, m); kindOf(err) != KindUnavailable || strings.Contains(err.Error(), p.dir) {
+		t.Errorf("unchanged of a rewritten zip = %v, want a KindUnavailable error that does not name the tree", err)
 	}
 }
 
 // TestHashInPlace checks how hashing a file:// tree's zip where it lies is
-// judged. A zip that cannot be read (here a directory, which opens but
-// fails its first read, as an unreadable file fails its open for any user
-// but root) is the tree's failure: 502, never cached as an invalid module.
-// One that changed meanwhile is tried again, whatever hashing said. Any
-// other failure stays the module's.
+// judged. One written to meanwhile is tried again, whatever hashing said;
+// one whose name was given to another file meanwhile is hashed as the file
+// that was opened. Any other failure stays the module's. (A zip that
+// cannot be opened is the tree's failure, 502: TestLookupErrorsShowNoUpstream.)
 func TestHashInPlace(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
 	p := newProxy(t, goodModule(m.Path, m.Version))
@@ -274,45 +287,71 @@ func TestHashInPlace(t *testing.T) {
 	src := f.opts.Sources[0]
 	const rel = "example.com/m/@v/v1.0.0.zip"
 	ctx := context.Background()
-	hash := func(name string, before os.FileInfo) (modhash.Sums, error) {
-		return f.hashInPlace(ctx, src, m, rel, name, before, goMod)
+	hash := func(zf *regfile.File) (modhash.Sums, error) {
+		return f.hashInPlace(ctx, src, m, rel, zf, goMod)
 	}
-	stat := func(name string) os.FileInfo {
-		fi, err := os.Stat(name)
+	open := func(name string) *regfile.File {
+		zf, err := regfile.Open(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return fi
+		t.Cleanup(func() { zf.Close() })
+		return zf
+	}
+	// Files written an hour ago, so that a rewrite's time differs on a
+	// file system of coarse timestamps.
+	past := func(name string) string {
+		old := time.Now().Add(-time.Hour)
+		if err := os.Chtimes(name, old, old); err != nil {
+			t.Fatal(err)
+		}
+		return name
 	}
 
-	good := testproxy.ZipPath(p.dir, m)
-	if sums, err := hash(good, stat(good)); err != nil || sums != wantHashes(t, p.dir, m) {
+	good := past(testproxy.ZipPath(p.dir, m))
+	want := wantHashes(t, p.dir, m)
+	if sums, err := hash(open(good)); err != nil || sums != want {
 		t.Errorf("good zip: %+v, %v; want its hashes", sums, err)
-	}
-
-	dir := t.TempDir()
-	_, err = hash(dir, stat(dir))
-	e := asError(t, err)
-	if want := "upstream proxy error: example.com/m@v1.0.0: failed to read the upstream proxy's file tree"; e.Kind != KindUnavailable || e.HTTPStatus() != http.StatusBadGateway || e.Error() != want {
-		t.Errorf("unreadable zip: %q (kind %v, status %d); want 502 %q", e, e.Kind, e.HTTPStatus(), want)
 	}
 
 	garbage := filepath.Join(t.TempDir(), "v1.0.0.zip")
 	if err := os.WriteFile(garbage, []byte("not a zip"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hash(garbage, stat(garbage)); err == nil || errors.As(err, new(*Error)) {
+	past(garbage)
+	if _, err := hash(open(garbage)); err == nil || errors.As(err, new(*Error)) {
 		t.Errorf("invalid zip: %v; want the hashing's own error, for fetchFrom to call the module invalid", err)
 	}
 
-	for name, before := range map[string]os.FileInfo{"good": stat(good), "invalid": stat(garbage), "unreadable": stat(dir)} {
-		path := map[string]string{"good": good, "invalid": garbage, "unreadable": dir}[name]
-		if name == "unreadable" {
-			os.Remove(path) // an empty directory: now another file, missing
-		} else if err := os.WriteFile(path, []byte("another file"), 0o644); err != nil {
+	// The name given to another file after the open: the open one is
+	// hashed.
+	zf := open(good)
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(garbage, good); err != nil {
+		t.Fatal(err)
+	}
+	if sums, err := hash(zf); err != nil || sums != want {
+		t.Errorf("good zip renamed over: %+v, %v; want the opened file's hashes", sums, err)
+	}
+	if err := os.WriteFile(good, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	past(good)
+
+	for name, content := range map[string][]byte{"good": data, "invalid": []byte("not a zip")} {
+		path := filepath.Join(t.TempDir(), "v1.0.0.zip")
+		if err := os.WriteFile(path, content, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := hash(path, before)
+		zf := open(past(path))
+		// Rewritten in place, to the same size.
+		if err := os.WriteFile(path, bytes.Repeat([]byte("x"), len(content)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := hash(zf)
 		e := asError(t, err)
 		if e.Kind != KindUnavailable || !strings.Contains(e.Error(), "changed in the upstream proxy's file tree while it was hashed; try again") {
 			t.Errorf("%s zip changed: %q (kind %v); want a retry", name, e, e.Kind)

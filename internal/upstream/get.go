@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -68,7 +67,11 @@ type opener struct {
 // Non-200 answers are *statusError.
 func (o *opener) open(ctx context.Context, src Source, rel string) (io.ReadCloser, int64, error) {
 	if src.isFile() {
-		return openFile(src.URL, rel)
+		f, err := openFile(src.URL, rel)
+		if err != nil {
+			return nil, 0, err
+		}
+		return f, f.Size(), nil
 	}
 	return o.get(ctx, src.URL+"/"+rel, src.Auth)
 }
@@ -127,38 +130,19 @@ var errNameTooLong = errors.New("a path element is longer than the upstream prox
 // opens with regfile, not os.Open: the poller registration of os.Open cost
 // a first lookup 9 µs for each file. Other errors name the path; callers
 // must not show them to clients.
-func openFile(base, rel string) (io.ReadCloser, int64, error) {
+func openFile(base, rel string) (*regfile.File, error) {
 	name, err := filePath(base, rel)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	f, err := regfile.Open(name)
 	switch {
 	case errors.Is(err, regfile.ErrNotRegular):
-		return nil, 0, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
+		return nil, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
 	case err != nil:
-		return nil, 0, fileError(base, rel, err)
+		return nil, fileError(base, rel, err)
 	}
-	return f, f.Size(), nil
-}
-
-// statFile is openFile without the open: the name and state of the
-// regular file rel in the file:// tree at base, for a zip hashed where it
-// lies (each open costs Go six system calls on Linux, and the hashing opens
-// the file again anyway).
-func statFile(base, rel string) (string, os.FileInfo, error) {
-	name, err := filePath(base, rel)
-	if err != nil {
-		return "", nil, err
-	}
-	fi, err := os.Stat(name)
-	if err != nil {
-		return "", nil, fileError(base, rel, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", nil, &statusError{url: base + "/" + rel, status: http.StatusNotFound}
-	}
-	return name, fi, nil
+	return f, nil
 }
 
 // filePath is the local name of rel in the file:// tree at base.
