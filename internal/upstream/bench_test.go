@@ -68,3 +68,22 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkFetchFile is the fetch alone of BenchmarkFirstLookup: one
+// version's .mod and zip read from a file:// tree, validated and hashed,
+// nothing recorded, one at a time. It moves when the fetch's own cost
+// does, which BenchmarkFirstLookup's figure, a busy machine's, hides.
+func BenchmarkFetchFile(b *testing.B) {
+	m := mv("example.com/first/m", "v1.0.0")
+	url, err := testproxy.Build(filepath.Join(b.TempDir(), "proxy"), []testproxy.Module{goodModule(m.Path, m.Version)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := newFetcher(b, url, FetcherOptions{TempDir: b.TempDir()})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := f.Fetch(context.Background(), m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
