@@ -13,6 +13,8 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
 	modzip "golang.org/x/mod/zip"
+
+	"github.com/sumd-project/sumd/internal/regfile"
 )
 
 // memFile is an in-memory modzip.File.
@@ -263,5 +265,32 @@ func TestHashZipSizes(t *testing.T) {
 		if got.Hash != want || got.GoMod != wantMod {
 			t.Errorf("zip of %d bytes: HashZip = %+v; want %s and %s", fi.Size(), got, want, wantMod)
 		}
+	}
+}
+
+// TestHashZipFile: HashZipFile of an open zip is HashZip's answer, and it
+// reads the file that was opened: another zip renamed over its name
+// meanwhile changes nothing.
+func TestHashZipFile(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	name := createZip(t, m, fileMap("go.mod", "module example.com/m\n", "m.go", "package m\n"))
+	want, err := HashZip(m, name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := regfile.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	other := createZip(t, m, fileMap("go.mod", "module example.com/m\n", "m.go", "package m // other\n"))
+	if err := os.Rename(other, name); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := HashZipFile(m, f, nil); err != nil || got != want {
+		t.Errorf("HashZipFile = %+v, %v; want the opened zip's %+v", got, err, want)
+	}
+	if _, err := HashZipFile(mv("example.com/m", "v1.0"), f, nil); err == nil || !strings.Contains(err.Error(), "not canonical") {
+		t.Errorf("HashZipFile of a non-canonical version: %v, want it refused", err)
 	}
 }

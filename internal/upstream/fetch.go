@@ -296,10 +296,9 @@ func (f *Fetcher) hashInPlace(ctx context.Context, src Source, m module.Version,
 // HTTP proxy serves the file it opened. What could mix two contents is a
 // write into that file while it is read, and a write sets the file's
 // modification time, a truncation or extension its size too. Its limits
-// are those of the check of the name: a write within the same tick of the
-// file system's clock as the open, or one that had set the time before
-// the open and copies its bytes after, goes unseen; a writer that
-// rewrites the file in place at its own risk, as for any reader.
+// are those the check of the name had: a write within the same tick of the
+// file system's clock as the open, or one that set the time before the
+// open and copied its bytes after it, goes unseen.
 func unchanged(zf *regfile.File, m module.Version) error {
 	changed, err := zf.Changed()
 	if err == nil && !changed {
