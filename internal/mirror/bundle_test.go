@@ -393,7 +393,7 @@ func interruptImport(t *testing.T, b *itlog.Log, vs *sumdbclient.Verifiers, bund
 }
 
 // TestImportAfterInterrupted interrupts the import of a bundle, then
-// imports a newer one: the staging the first left is dropped, since the
+// imports a newer one: the staging the first left is replaced, since the
 // newer tree provably contains it, and the newer bundle is imported. It
 // was refused for ever ("the mirror is part way to tree 3000 (staged)"),
 // with a hint that could not help. A bundle of a tree smaller than the
@@ -454,6 +454,70 @@ func TestImportAfterInterrupted(t *testing.T) {
 	if st, err := c.Staged(ctx); err != nil || st == nil || st.Tree.N != 2500 {
 		t.Errorf("after the refused import: staged %+v, %v; want the staging kept", st, err)
 	}
+}
+
+// TestImportFailureKeepsNewerHead fails the import of a bundle (to 4000)
+// in its second pass, after an interrupted import (to 3000) left a
+// staging: the staging must end as the newer verified head, never as none.
+// Import dropped the staging before the second pass staged anything, so
+// the mirror forgot both heads: Restore then restored 2000 records (a
+// primary restored so signs a fork of 3000 and 4000), and the mirror
+// followed a fork consistent with 2000 but not with 3000.
+func TestImportFailureKeepsNewerHead(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 2000)
+	a, _ := newMirror(t, o)
+	fa := newFollower(t, o, a, nil)
+	sync := func() {
+		t.Helper()
+		if _, err := fa.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync()
+	b0 := export(t, a, 0)
+	o.grow(2000, 1000)
+	sync()
+	b1 := export(t, a, 0)
+	o.grow(3000, 1000)
+	sync()
+	b2 := export(t, a, 0)
+	vs, err := sumdbclient.ParseVerifiers(o.key.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := newMirror(t, o)
+	if _, err := importBundle(t, b, o.key.VerifierKey(), b0, 256); err != nil {
+		t.Fatal(err)
+	}
+	interruptImport(t, b, vs, b1, 512)
+	other := rewrite(t, readEntries(t, b2), func(e []entry) []entry {
+		e[0].data = bytes.Replace(e[0].data, []byte("partial false"), []byte("partial true"), 1)
+		return e
+	})
+	r := &switching{first: bytes.NewReader(b2), second: bytes.NewReader(other)}
+	if _, err := Import(ctx, b, vs, r, ImportOptions{Step: 256, Logger: quiet}); err == nil || !strings.Contains(err.Error(), "changed while it was read") {
+		t.Fatalf("import of a bundle changed between the passes: %v", err)
+	}
+	if st, err := b.Staged(ctx); err != nil || st == nil || st.Tree.N != 4000 || st.Size != 2000 {
+		t.Fatalf("after the failed import: staged %+v, %v; want tree 4000 staged up to 2000", st, err)
+	}
+	if rs, err := Restore(ctx, itlog.NewMemStore(), b, []*itlog.Key{o.key}, nil, RestoreOptions{Logger: quiet}); err == nil {
+		t.Errorf("Restore restored tree %d, though the mirror verified the primary's trees 3000 and 4000", rs.Tree.N)
+	}
+
+	fork := openPrimary(t, o.key)
+	addRecords(t, fork, 0, 2000)
+	addRecords(t, fork, 50_000, 1500)
+	o.serve(server.New(testName, fork, server.Options{Logger: quiet}))
+	if res, err := newFollower(t, o, b, nil).Sync(ctx); err == nil {
+		t.Errorf("the mirror followed a fork of the tree of 4000 records it verified: now at %d", res.To.N)
+	}
+	o.serve(nil)
+	if st, err := importBundle(t, b, o.key.VerifierKey(), b2, 256); err != nil || st.To.N != 4000 {
+		t.Fatalf("import of the genuine bundle after: %+v, %v", st, err)
+	}
+	sameAs(t, b, o.log, all)
 }
 
 // TestImportFills imports full bundles into a full mirror that lacks

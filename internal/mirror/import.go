@@ -57,8 +57,9 @@ var errHeld = errors.New("the mirror already holds the bundle's tree")
 // problem (a fork or rollback as a *SecurityError). The second stores it
 // in steps (tlog's Stage), verified again by the log, and stops if r reads
 // otherwise than in the first; a crash in it is resumed by importing the
-// same bundle again, or a newer one: the staging an interrupted import
-// left is dropped for a bundle whose tree provably contains its tree. A
+// same bundle again, or a newer one: a bundle whose tree provably contains
+// the tree an interrupted import staged takes its place, before the second
+// pass (a staged head is replaced, never forgotten). A
 // third pass, for a full bundle that starts below the mirror's tree, gives
 // a full mirror the records of that tree it lacks (bundleFill).
 func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.ReadSeeker, opts ImportOptions) (*ImportStats, error) {
@@ -157,10 +158,15 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 // the mirror's tree.
 func store(ctx context.Context, l *itlog.Log, cfg *Config, c *bundleCheck, r io.ReadSeeker, start int64, opts ImportOptions, st *ImportStats) error {
 	st.Records = c.nrecords
-	if c.dropStaging {
-		opts.Logger.Info("dropping the staging an interrupted import left: the bundle's tree contains it", "origin", l.Name(),
+	if c.replaceStaging {
+		// Replaced, never dropped, before anything is read again: a
+		// second pass that fails must leave the mirror staged to a
+		// verified head no older than the one it had staged, or Restore
+		// would roll its primary back behind that head and a follower
+		// take a fork of it.
+		opts.Logger.Info("staging the bundle's head in the place of the one an interrupted import left: the bundle's tree contains it", "origin", l.Name(),
 			"held", c.held.Tree.N, "staged", c.staging.Tree.N, "bundle", c.tree.N)
-		if err := l.DropStaging(ctx, c.staging.Head); err != nil {
+		if err := l.ReplaceStaging(ctx, c.staging.Head, c.head); err != nil {
 			return err
 		}
 	}
@@ -198,11 +204,11 @@ type bundleCheck struct {
 	held *itlog.Head
 	// staging: what an interrupted import (or mirror run) staged, or nil.
 	// A bundle of another head whose tree provably contains the staged one
-	// drops it (dropStaging); stagedEdge is the bundle's level-0 tile at
+	// takes its place (replaceStaging); stagedEdge is the bundle's level-0 tile at
 	// the staged tree's edge, which that proof reads.
-	staging     *itlog.Staging
-	dropStaging bool
-	stagedEdge  map[tlog.Tile][]byte
+	staging        *itlog.Staging
+	replaceStaging bool
+	stagedEdge     map[tlog.Tile][]byte
 	// partial: the mirror holds only some records (Config.partial), so a
 	// partial bundle loses nothing it holds.
 	partial bool
@@ -411,7 +417,7 @@ func (c *bundleCheck) done() error {
 	if err := c.extends(c.staging.Tree, c.staging.Head, "staged"); err != nil {
 		return err
 	}
-	c.dropStaging = true
+	c.replaceStaging = true
 	return nil
 }
 

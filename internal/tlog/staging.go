@@ -49,10 +49,10 @@ const auxStaged = "tlog/staged"
 // lags the staged data when a crash comes between the two writes, which is
 // safe: staging the same tiles again is idempotent.
 //
-// The size cannot be read off the store reliably: DropStaging leaves the
-// dropped head's staged data beyond the published tree, correct for any
+// The size cannot be read off the store reliably: ReplaceStaging leaves the
+// replaced head's staged data beyond the published tree, correct for any
 // head whose tree contains it (the caller proved the new one does) but not
-// contiguous with what the new staging stages. The dropped head's last
+// contiguous with what the new staging stages. The replaced head's last
 // level-0 tile, full when its size is a multiple of 256, then reads as
 // staged beyond a gap of missing tiles, and the binary search for the first
 // missing tile that earlier versions made answered a size past the gap:
@@ -82,7 +82,7 @@ func parseStagedSize(v []byte, tree tlog.Tree) (int64, bool, error) {
 	}
 	size, n := int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))
 	if n != tree.N || !bytes.Equal(v[16:], tree.Hash[:]) {
-		return 0, false, nil // another tree's: a dropped staging's
+		return 0, false, nil // another tree's: a replaced staging's
 	}
 	if size < 0 || size > n {
 		return 0, false, fmt.Errorf("%w: the staged size %d is out of the tree of %d records", ErrCorrupt, size, n)
@@ -111,7 +111,7 @@ type Staging struct {
 	// Stage calls committed in ascending order from the held tree, as
 	// Stage's callers stage them, and the last (in the skeleton); it may
 	// be less than the store holds (a crash between a Stage commit and the
-	// record of its size, data a dropped staging left), never more.
+	// record of its size, data a replaced staging left), never more.
 	// Size equal to the held tree's means not even the skeleton is staged:
 	// the staged head is written in a commit of its own before it, and a
 	// crash may come between the two. Stage the skeleton again then.
@@ -143,7 +143,7 @@ func (l *Log) pending(ctx context.Context, held *Head) (*Staging, error) {
 	if err != nil {
 		return nil, &readError{fmt.Errorf("failed to read the staged head: %w", err)}
 	}
-	if len(head) == 0 { // none, or dropped (DropStaging)
+	if len(head) == 0 { // none, or dropped (by older versions)
 		return nil, nil
 	}
 	tree, err := l.openOrigin(head)
@@ -159,7 +159,7 @@ func (l *Log) pending(ctx context.Context, held *Head) (*Staging, error) {
 // stagedSize returns the size up to which every level-0 tile of the tree
 // being staged is stored at its width, from the held tree on, as recorded
 // (auxStagedSize). A staging begun before that record existed says the held
-// size: its tiles cannot be told from those a dropped staging left beyond
+// size: its tiles cannot be told from those a replaced staging left beyond
 // a gap (the search earlier versions made over them could skip the gap and
 // wedge the mirror), and a size lower than the truth only means staging the
 // skeleton and tiles again, which Stage then records.
@@ -179,7 +179,7 @@ func (l *Log) stagedSize(ctx context.Context, held int64, tree tlog.Tree) (int64
 // staged from the held tree on, once tiles are committed, if it was from
 // before: it takes only the tiles committed now that continue from there
 // (and the last tile, which the skeleton staged), never stale ones a
-// dropped staging left, so it may say less than the store holds, never
+// replaced staging left, so it may say less than the store holds, never
 // more.
 func (l *Log) stagedAfter(ctx context.Context, from int64, target tlog.Tree, tiles []Tile) (int64, error) {
 	given := map[int64]int{} // level-0 tile index: bytes committed now
@@ -208,27 +208,43 @@ func (l *Log) stagedAfter(ctx context.Context, from int64, target tlog.Tree, til
 	return size, nil
 }
 
-// DropStaging abandons the unfinished staging of head (Staged's Head), if
-// it is the one being staged, so that the log may be staged or extended to
-// another head: for a bundle import that an interrupted import of an older
-// bundle must not block for ever. The staged data stays in the store
+// ReplaceStaging puts head in the place of the unfinished staging of old
+// (Staged's Head), if it is the one being staged, staged up to the held
+// size (not even the skeleton: stage it first), so that the log is staged
+// to head instead: for a bundle import that an interrupted import of an
+// older bundle must not block for ever. The staging is replaced, never
+// dropped: a staged head is one the origin signed and the mirror verified,
+// and a log that forgot it would let Restore roll a primary back behind it
+// and a follower take a fork of it. The staged size is written first,
+// bound to head's tree, then head; a crash between the two leaves old
+// staged, from the held size on. The staged data stays in the store
 // beyond the published tree, where reads ignore it, Staged does not count
-// it for the next staging (see auxStagedSize), and Stage and Extend
-// verify again whatever of it they use; but the module versions it
-// indexed keep their ids. So the caller must have proved that the tree it
-// will extend to contains the staged tree, or a lookup could later find a
-// record of another history.
-func (l *Log) DropStaging(ctx context.Context, head []byte) error {
+// it for the new staging (see auxStagedSize), and Stage and Extend verify
+// again whatever of it they use; but the module versions it indexed keep
+// their ids. So the caller must have proved that head's tree contains the
+// staged tree, or a lookup could later find a record of another history.
+func (l *Log) ReplaceStaging(ctx context.Context, old, head []byte) error {
 	a, ok := l.store.(AuxStore)
 	if !ok {
 		return nil // no store without auxiliary state stages
 	}
+	target, err := l.openExtension(Extension{Head: head})
+	if err != nil {
+		return err
+	}
 	return l.control(ctx, func(ctx context.Context) error {
-		p, err := l.pending(ctx, l.pub.Load())
-		if err != nil || p == nil || !bytes.Equal(p.Head, head) {
+		held := l.pub.Load()
+		p, err := l.pending(ctx, held)
+		if err != nil || p == nil || !bytes.Equal(p.Head, old) {
 			return err
 		}
-		return l.writeFailure(a.SetAux(ctx, auxStaged, []byte{}), "drop the staged head")
+		if target.N <= p.Tree.N {
+			return fmt.Errorf("cannot stage tree %d in the place of the staged tree %d: it is not larger", target.N, p.Tree.N)
+		}
+		if err := l.writeFailure(a.SetAux(ctx, auxStagedSize, stagedSizeValue(held.Tree.N, target)), "store the staged size"); err != nil {
+			return err
+		}
+		return l.writeFailure(a.SetAux(ctx, auxStaged, head), "store the staged head")
 	})
 }
 

@@ -251,10 +251,12 @@ func mustCreateBolt(t *testing.T, path string) *BoltStore {
 	return s
 }
 
-// TestDropStaging abandons a staging part way and stages a larger head
-// whose tree contains it, from the held tree: the staged data of the first
-// is overwritten or verified again, and the mirror ends as the origin.
-func TestDropStaging(t *testing.T) {
+// TestReplaceStaging replaces a staging part way with a larger head whose
+// tree contains it, staged from the held tree: the staged data of the
+// first is overwritten or verified again, and the mirror ends as the
+// origin. The replaced head is never forgotten without the larger one in
+// its place.
+func TestReplaceStaging(t *testing.T) {
 	ctx := context.Background()
 	k := testKey(t, "sum.example.com")
 	origin := openMem(t, NewMemStore(), k)
@@ -271,23 +273,26 @@ func TestDropStaging(t *testing.T) {
 	}
 	growOrigin(t, origin, 10000, 1000)
 	other, others := stagingParts(t, origin, 0, 4, all)
-	if err := m.DropStaging(ctx, other); err != nil {
+	if err := m.ReplaceStaging(ctx, other, other); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := m.Staged(ctx); err != nil || st == nil || !bytes.Equal(st.Head, head) {
-		t.Fatalf("after dropping a head not staged: staged %+v, %v; want the staging kept", st, err)
+		t.Fatalf("after replacing a head not staged: staged %+v, %v; want the staging kept", st, err)
 	}
-	if err := m.DropStaging(ctx, head); err != nil {
+	if err := m.ReplaceStaging(ctx, head, head); err == nil {
+		t.Fatal("ReplaceStaging replaced a staged head with itself")
+	}
+	if err := m.ReplaceStaging(ctx, head, other); err != nil {
 		t.Fatal(err)
 	}
 	m.Close()
 	m = openMirror(t, mustBolt(t, path), k.VerifierKey(), VerifyFull)
 	defer func() { m.Close() }()
-	if st, err := m.Staged(ctx); err != nil || st != nil {
-		t.Fatalf("after DropStaging and a reopen: staged %+v, %v; want none", st, err)
+	if st, err := m.Staged(ctx); err != nil || st == nil || !bytes.Equal(st.Head, other) || st.Size != 0 {
+		t.Fatalf("after ReplaceStaging and a reopen: staged %+v, %v; want the larger head, staged up to 0", st, err)
 	}
 	if m.Published().Tree.N != 0 {
-		t.Fatalf("DropStaging published tree %d", m.Published().Tree.N)
+		t.Fatalf("ReplaceStaging published tree %d", m.Published().Tree.N)
 	}
 	for _, p := range others {
 		if err := m.Stage(ctx, p); err != nil {
@@ -300,17 +305,17 @@ func TestDropStaging(t *testing.T) {
 	sameAsOrigin(t, m, origin, all)
 }
 
-// TestStagedAfterDrops stages three heads in turn from an empty mirror,
-// dropping the first two part way (as an import of a newer bundle does):
+// TestStagedAfterReplaces stages three heads in turn from an empty mirror,
+// replacing the first two part way (as an import of a newer bundle does):
 // 2,304 records (a multiple of 256) up to 1,024, 3,072 records the skeleton
 // only, then 4,000 records the skeleton and tile 1. The dropped stagings'
 // last level-0 tiles (8 and 11) are full and lie beyond tiles 4–7 that no
-// staging stored; Staged must say 512 (the dropped stagings' tiles 1–3,
+// staging stored; Staged must say 512 (the replaced stagings' tiles 1–3,
 // though correct, are not counted: staging them again is harmless), where
 // searching the store said 2,304, so that the staging resumed from there
 // skipped tiles 4–7 and could never be extended. Resumed from what Staged
 // says after a reopen, the staging reaches the origin's head.
-func TestStagedAfterDrops(t *testing.T) {
+func TestStagedAfterReplaces(t *testing.T) {
 	ctx := context.Background()
 	k := testKey(t, "sum.example.com")
 	origin := openMem(t, NewMemStore(), k)
@@ -342,17 +347,18 @@ func TestStagedAfterDrops(t *testing.T) {
 	h1, parts := stagingParts(t, origin, 0, 1, all)
 	stage(parts[:4]) // the skeleton (tiles 0 and 8), tiles 1–3
 	staged(h1, 1024)
-	if err := m.DropStaging(ctx, h1); err != nil {
-		t.Fatal(err)
-	}
 	growOrigin(t, origin, 10000, 3072-2304)
 	h2, parts := stagingParts(t, origin, 0, 1, all)
-	stage(parts[:1]) // the skeleton (tiles 0 and 11)
-	if err := m.DropStaging(ctx, h2); err != nil {
+	if err := m.ReplaceStaging(ctx, h1, h2); err != nil {
 		t.Fatal(err)
 	}
+	staged(h2, 0)
+	stage(parts[:1]) // the skeleton (tiles 0 and 11)
 	growOrigin(t, origin, 20000, 4000-3072)
 	h3, parts := stagingParts(t, origin, 0, 1, all)
+	if err := m.ReplaceStaging(ctx, h2, h3); err != nil {
+		t.Fatal(err)
+	}
 	stage(parts[:2]) // the skeleton (tiles 0 and 15), tile 1
 	staged(h3, 512)
 
