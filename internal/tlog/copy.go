@@ -38,7 +38,12 @@ var ErrOtherLog = errors.New("destination holds another log")
 // again finishes one cut short. src may be written meanwhile
 // (a shared store): the copy ends at the head it read first. A primary src
 // that holds data beyond its signed head (rolled back, or an unfinished
-// copy) is refused with a *BeyondHeadError, as Open refuses it.
+// copy) is refused with a *BeyondHeadError, as Open refuses it. A mirror
+// src part way through the staging of a newer head (Staged) gives dst that
+// head, staged up to the copied tree, before the copied head: its staged
+// data is not copied (dst stages it again), but the head is, since the
+// origin signed it and the mirror verified it (a copy that forgot it could
+// be restored behind it, or follow a fork of it).
 func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tree, error) {
 	if opts.Chunk <= 0 {
 		opts.Chunk = 8192
@@ -87,12 +92,53 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tr
 	if err := verifyCopy(ctx, dst, st, tree, cur.Meta.VKeys); err != nil {
 		return State{}, tlog.Tree{}, fmt.Errorf("the copy does not verify: %w", err)
 	}
+	if st.Meta.Mirror {
+		if err := copyStaging(ctx, dst, src, st, tree); err != nil {
+			return State{}, tlog.Tree{}, err
+		}
+	}
 	// The head last: from here on dst serves the copy.
 	err = dst.Commit(ctx, &Batch{Prev: cur.Head, Head: st.Head, Tree: tree, VKeys: st.Meta.VKeys})
 	if err != nil {
 		return State{}, tlog.Tree{}, fmt.Errorf("failed to store the signed head: %w", err)
 	}
 	return st, tree, nil
+}
+
+// copyStaging gives dst the head the mirror src is staging beyond tree, if
+// any, staged up to tree: the size bound to the head's tree first, then
+// the head (as Stage writes them).
+func copyStaging(ctx context.Context, dst, src Store, st State, tree tlog.Tree) error {
+	sa, ok := src.(AuxStore)
+	if !ok {
+		return nil // no store without auxiliary state stages
+	}
+	head, err := sa.Aux(ctx, auxStaged)
+	if err != nil {
+		return fmt.Errorf("failed to read the source's staged head: %w", err)
+	}
+	if len(head) == 0 {
+		return nil
+	}
+	staged, err := openWithVKeys(head, st.Meta.VKeys, false)
+	if err != nil {
+		return fmt.Errorf("%w: the source's staged head: %w", ErrCorrupt, err)
+	}
+	if staged.N <= tree.N {
+		return nil // reached
+	}
+	da, ok := dst.(AuxStore)
+	if !ok {
+		return fmt.Errorf("the source mirror is part way to a newer head of its origin (tree %d; it holds %d), and the destination cannot keep it (it keeps no auxiliary state): "+
+			"copy into a bbolt file or a PostgreSQL database, or let the mirror reach that head first", staged.N, tree.N)
+	}
+	if err := da.SetAux(ctx, auxStagedSize, stagedSizeValue(tree.N, staged)); err != nil {
+		return fmt.Errorf("failed to store the staged size: %w", err)
+	}
+	if err := da.SetAux(ctx, auxStaged, head); err != nil {
+		return fmt.Errorf("failed to store the staged head: %w", err)
+	}
+	return nil
 }
 
 // verifyCopy verifies what dst holds, before it holds st's head, as

@@ -1,6 +1,7 @@
 package tlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -149,6 +150,53 @@ func TestCopyMirror(t *testing.T) {
 	copied := openMirror(t, dst, k.VerifierKey(), VerifyFull)
 	defer copied.Close()
 	sameAsOrigin(t, copied, origin, func(int64) bool { return true })
+}
+
+// TestCopyMirrorStaging copies a mirror part way through the staging of a
+// newer head: the copy carries the staged head (its staged data is not
+// copied: it stages again from its held tree), so that it too knows the
+// origin signed that tree. Copy left it behind, and a copy then forgot a
+// head the mirror had verified (Restore from it could roll a primary back
+// behind that head).
+func TestCopyMirrorStaging(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 400)
+	ms := NewMemStore()
+	m := openMirror(t, ms, k.VerifierKey(), VerifyFull)
+	all := func(int64) bool { return true }
+	if err := m.Extend(ctx, extensionFrom(t, origin, 0, all)); err != nil {
+		t.Fatal(err)
+	}
+	growOrigin(t, origin, 400, 2000)
+	head, parts := stagingParts(t, origin, 400, 1, all)
+	for _, p := range parts[:3] {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	dst := NewMemStore()
+	if _, _, err := Copy(ctx, dst, ms, CopyOptions{Chunk: 150}); err != nil {
+		t.Fatal(err)
+	}
+	copied := openMirror(t, dst, k.VerifierKey(), VerifyFull)
+	defer copied.Close()
+	st, err := copied.Staged(ctx)
+	if err != nil || st == nil || !bytes.Equal(st.Head, head) || st.Size != 400 {
+		t.Fatalf("the copy's staging: %+v, %v; want the source's staged head, staged up to 400", st, err)
+	}
+	for _, p := range parts {
+		if err := copied.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := copied.Extend(ctx, Extension{Head: head}); err != nil {
+		t.Fatal(err)
+	}
+	sameAsOrigin(t, copied, origin, all)
 }
 
 // TestCopyDamagedGetsNoHead copies a source whose tile 0/1 is zeroed (off
