@@ -106,6 +106,7 @@ type clientOps struct {
 	mu       sync.Mutex
 	latest   []byte
 	missing  map[string]string // lookup path -> the server's answer, for 404 and 410
+	damaged  map[string]bool   // lookup paths the server answers damaged in its database (sumdbclient.ErrDamaged)
 	failed   error             // the first fetch failure other than a 404 or 410
 	security []string          // messages of sumdb.Client's SecurityError
 }
@@ -113,7 +114,7 @@ type clientOps struct {
 var _ sumdb.ClientOps = (*clientOps)(nil)
 
 func newClientOps(ctx context.Context, r *run) *clientOps {
-	return &clientOps{ctx: ctx, r: r, latest: r.head, missing: map[string]string{}}
+	return &clientOps{ctx: ctx, r: r, latest: r.head, missing: map[string]string{}, damaged: map[string]bool{}}
 }
 
 // check looks up the module version of line l and compares the hashes.
@@ -149,6 +150,9 @@ func (o *clientOps) lookupProblem(l sumLine, err error) (*Problem, error) {
 		}
 		return &Problem{Kind: KindGosumUnrecorded, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
 			Message: fmt.Sprintf("%s: %s@%s is not recorded yet (%s line)", l.where(), l.path, l.version, which)}, nil
+	case o.damaged[lookupPath(l)]:
+		return &Problem{Kind: KindDamaged, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
+			Message: fmt.Sprintf("%s: the server reports the record of %s@%s damaged in its database, and does not serve it", l.where(), l.path, l.version)}, nil
 	case missing:
 		return &Problem{Kind: KindGosumMissing, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
 			Message: fmt.Sprintf("%s: %s@%s is not in the checksum database (%s)", l.where(), l.path, l.version, reason)}, nil
@@ -188,6 +192,8 @@ func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 			var fe *FetchError
 			errors.As(err, &fe)
 			o.missing[path] = fe.Err.Error()
+		case lookup && errors.Is(err, sumdbclient.ErrDamaged):
+			o.damaged[path] = true // a finding about this line, not an outage
 		case sumdbclient.NotFound(err): // a partial tile gone: the client tries the full tile
 		case o.failed == nil:
 			o.failed = err

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // goSumOf returns the go.sum lines of records ids, as the go command writes
@@ -44,6 +45,33 @@ func TestGosumMatch(t *testing.T) {
 	wantOK(t, rep, CheckSignature, CheckTiles, CheckGosum)
 	if rep.GosumLines != 9 {
 		t.Errorf("checked %d go.sum lines, want 9", rep.GosumLines)
+	}
+}
+
+// TestGosumDamaged checks a go.sum line whose lookup the server answers
+// damaged in its database (sumdbclient.DamagedText): a problem of that
+// line, and the other lines are still checked. The whole audit stopped.
+func TestGosumDamaged(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	r1 := testRecord(1)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if path == "/lookup/"+r1.Path+"@"+r1.Version {
+			return http.StatusInternalServerError, []byte(sumdbclient.DamagedText + "\n")
+		}
+		return status, body
+	})
+	file := writeGoSum(t, goSumOf(0, 1, 300))
+	rep, err := audit(t, srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{file} })
+	if err != nil {
+		t.Fatalf("audit: %v; want it to run to the end", err)
+	}
+	if rep.OK || len(rep.Problems) != 2 || rep.GosumLines != 6 {
+		t.Fatalf("want a damaged problem for each of lines 3 and 4, 6 lines checked: %s", problems(rep))
+	}
+	for i, p := range rep.Problems {
+		if p.Kind != KindDamaged || p.Line != 3+i || !strings.Contains(p.Message, "damaged in its database") {
+			t.Errorf("problem %d: %+v; want a damaged problem of line %d", i, p, 3+i)
+		}
 	}
 }
 

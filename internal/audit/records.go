@@ -162,6 +162,12 @@ func (a *recordAudit) check(ft fetchedTile, skip int64) error {
 		a.problem(Problem{Kind: KindMalformedTile, Tile: ft.tile.Path(), Message: fmt.Sprintf(
 			"%s (records %d to %d): %v", ft.tile.Path(), start, end-1, ft.err)})
 		return a.reseed(end)
+	case errors.Is(ft.err, sumdbclient.ErrDamaged):
+		// The server's own finding: the tile is a problem, as a malformed
+		// one is, and the audit carries on after it.
+		a.problem(Problem{Kind: KindDamaged, Tile: ft.tile.Path(), Message: fmt.Sprintf(
+			"%s (records %d to %d): the server reports it damaged in its database, and does not serve it", ft.tile.Path(), start, end-1)})
+		return a.reseed(end)
 	case ft.err != nil:
 		return ft.err
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // TestTamperedDataTile flips one byte of one data tile on the way: that
@@ -59,6 +60,29 @@ func TestMalformedDataTile(t *testing.T) {
 	})
 	rep := mustAudit(t, srv.URL, tl.vkey, func(o *Options) { o.Full = true })
 	wantProblem(t, rep, KindMalformedTile, "tile/8/data/001 (records 256 to 511)", "holds 255 records, want 256")
+}
+
+// TestDamagedDataTile serves, for a data tile, the answer a sumd server
+// gives for data damaged in its database (sumdbclient.DamagedText): a
+// finding, reported as a problem like a malformed tile, and the audit
+// carries on past the tile. It stopped the audit with a run error, so
+// that the report (and -json's "error") said the audit could not run.
+func TestDamagedDataTile(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if path == "/tile/8/data/001" {
+			return http.StatusInternalServerError, []byte(sumdbclient.DamagedText + "\n")
+		}
+		return status, body
+	})
+	rep, err := audit(t, srv.URL, tl.vkey, func(o *Options) { o.Full = true })
+	if err != nil || rep.Error != "" {
+		t.Fatalf("audit: %v (report error %q); want it to run to the end", err, rep.Error)
+	}
+	wantProblem(t, rep, KindDamaged, "tile/8/data/001 (records 256 to 511)", "damaged in its database")
+	if rep.RecordsAudited != 600 {
+		t.Errorf("records audited %d, want 600 (the damaged tile's counted, as a malformed one's)", rep.RecordsAudited)
+	}
 }
 
 // TestBadSignature alters a byte of the signature on /latest.
