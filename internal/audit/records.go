@@ -171,7 +171,16 @@ func (a *recordAudit) check(ft fetchedTile, skip int64) error {
 	case ft.err != nil:
 		return ft.err
 	}
-	for _, h := range ft.hashes[skip:] {
+	if skip > 0 {
+		// The tile's first records were audited through the partial tile
+		// an earlier run read: the full tile must hash to the signed tree
+		// as a whole, those records too, so the rebuilt tree restarts at
+		// the tile's start from authenticated hashes.
+		if err := a.reseed(start); err != nil {
+			return err
+		}
+	}
+	for _, h := range ft.hashes {
 		if err := a.fr.append(h); err != nil {
 			return err
 		}
@@ -223,7 +232,7 @@ func (a *recordAudit) reseed(n int64) error {
 		if isFetchError(err) {
 			return err
 		}
-		return fmt.Errorf("failed to read the signed tree's hashes at size %d after a bad data tile: %w", n, err)
+		return fmt.Errorf("failed to read the signed tree's hashes at size %d to restart the rebuilt tree there: %w", n, err)
 	}
 	a.fr = fr
 	return nil

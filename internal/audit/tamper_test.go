@@ -85,6 +85,35 @@ func TestDamagedDataTile(t *testing.T) {
 	}
 }
 
+// TestResumedTileChecksPrefix resumes an incremental full audit from a
+// checkpoint in the middle of a data tile (the tree ended there), against
+// a server that changes record 520, which the earlier run audited through
+// the partial tile: the full tile must still hash to the signed tree as a
+// whole. Only the records after the checkpoint were hashed, so it passed.
+func TestResumedTileChecksPrefix(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	state := t.TempDir()
+	full := func(o *Options) { o.Full, o.StateDir = true, state }
+	wantOK(t, mustAudit(t, tl.srv.URL, tl.vkey, full), CheckSignature, CheckTiles, CheckRecords)
+	tl.add(600, 1000, testRecord)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if path != "/tile/8/data/002" || status != http.StatusOK {
+			return status, body
+		}
+		recs := bytes.SplitAfter(body, []byte("\n\n"))
+		r := bytes.Clone(recs[520-512])
+		i := bytes.Index(r, []byte("h1:")) + 5
+		r[i] ^= 1
+		recs[520-512] = r
+		return status, bytes.Join(recs, nil)
+	})
+	rep := mustAudit(t, srv.URL, tl.vkey, full)
+	wantProblem(t, rep, KindDataMismatch, "tile/8/data/002 (records 512 to 767)")
+	if rep.RecordsFrom != 600 || rep.RecordsAudited != 400 {
+		t.Errorf("records %d from %d; want 400 from 600", rep.RecordsAudited, rep.RecordsFrom)
+	}
+}
+
 // TestBadSignature alters a byte of the signature on /latest.
 func TestBadSignature(t *testing.T) {
 	tl := newTestLog(t, "", 10, testRecord)
