@@ -94,6 +94,9 @@ func cannotRun(err error, found int) error {
 		// finding about the database, whatever else the audit found.
 		return &cliError{err: err, code: 1, hint: "the server's database is damaged (a record or index entry changed behind its back), a finding (exit status 1): " +
 			"its log names the data; it should restore the database from a backup or a mirror (sumd serve -verify full checks it at start)"}
+	case errors.Is(err, sumdbclient.ErrOffline):
+		hint = "the server is a mirror that cannot reach its origin, and lacks a version a go.sum line names: " +
+			"audit again once it reaches its origin (or imports a newer bundle), or audit the origin"
 	case errors.As(err, &fe):
 		hint = "check -url and that the server is reachable; failed requests were retried before giving up"
 	case errors.Is(err, audit.ErrStateInUse):

@@ -22,3 +22,14 @@ func TestVerifyDamagedHint(t *testing.T) {
 		t.Errorf("cannotRun(%v) = exit %d, hint %q; want exit 1 and a hint about the damaged database", err, ce.code, ce.hint)
 	}
 }
+
+// TestVerifyOfflineHint: a mirror's 404 saying it cannot reach its origin
+// (sumdbclient.ErrOffline) is an outage (exit status 2), with a hint that
+// says the mirror is offline, not to check -url.
+func TestVerifyOfflineHint(t *testing.T) {
+	err := &audit.FetchError{Path: "/lookup/example.com/m@v1.0.0", Status: 404, Err: fmt.Errorf("404 Not Found: %w", sumdbclient.ErrOffline)}
+	var ce *cliError
+	if !errors.As(cannotRun(err, 0), &ce) || ce.code != 2 || !strings.Contains(ce.hint, "cannot reach its origin") {
+		t.Errorf("cannotRun(%v) = exit %d, hint %q; want exit 2 and a hint about the offline mirror", err, ce.code, ce.hint)
+	}
+}

@@ -267,7 +267,8 @@ func (f *Follower) prefixOf(held *itlog.Head, tree tlog.Tree, offered []byte) er
 
 // offline is the 404 for a version the mirror lacks and cannot get: it
 // says why, and how old the mirror's head is, in one line the go command
-// shows its user.
+// shows its user, holding sumdbclient.OfflineText so that an auditor tells
+// the outage from a version the database lacks.
 func (f *Follower) offline(m module.Version, why string) error {
 	h := f.log.Published()
 	age := "never confirmed current"
@@ -275,8 +276,8 @@ func (f *Follower) offline(m module.Version, why string) error {
 		age = "last confirmed current " + roundAge(f.opts.Now().Sub(c)) + " ago"
 	}
 	return &server.StatusError{Status: http.StatusNotFound, Err: fmt.Errorf(
-		"not found: %s: the mirror of %s does not hold it and is offline: %s; its tree head (%d records) was %s",
-		m, f.name, why, h.Tree.N, age)}
+		"not found: %s: the mirror of %s %s: %s; its tree head (%d records) was %s",
+		m, f.name, sumdbclient.OfflineText, why, h.Tree.N, age)}
 }
 
 // roundAge rounds an age for people.

@@ -66,10 +66,11 @@ type FetchError struct {
 func (e *FetchError) Error() string { return fmt.Sprintf("failed to fetch %s: %v", e.Path, e.Err) }
 func (e *FetchError) Unwrap() error { return e.Err }
 
-// NotFound reports whether err is a 404 or 410 answer.
+// NotFound reports whether err is a 404 or 410 answer, but for a mirror's
+// saying it cannot reach its origin (ErrOffline).
 func NotFound(err error) bool {
 	var fe *FetchError
-	return errors.As(err, &fe) && (fe.Status == http.StatusNotFound || fe.Status == http.StatusGone)
+	return errors.As(err, &fe) && (fe.Status == http.StatusNotFound || fe.Status == http.StatusGone) && !errors.Is(err, ErrOffline)
 }
 
 // IsFetchError reports whether err is a failure to obtain data (a
@@ -208,6 +209,19 @@ const DamagedText = "the data asked for is damaged in the server's database and 
 // not an outage; asking again gets the same answer.
 var ErrDamaged = errors.New("the server reports this data damaged in its database")
 
+// OfflineText is the part of the 404 a sumd mirror answers for a version
+// it does not hold and cannot get, its origin out of reach, that says so:
+// the line reads "not found: <module>@<version>: the mirror of <origin>
+// " + OfflineText + ": <why>; <how old its head is>". The rest is for the
+// go command's user; this part is fixed so that a client can tell the
+// outage from a version the database lacks.
+const OfflineText = "does not hold it and is offline"
+
+// ErrOffline marks a mirror's 404 saying it cannot reach its origin (the
+// line holds OfflineText): an outage, not a version the database lacks.
+// NotFound is false for it.
+var ErrOffline = errors.New("the mirror does not hold it and cannot reach its origin")
+
 // errTooLarge marks a body over its cap; a retry would not shrink it.
 var errTooLarge = errors.New("response too large")
 
@@ -295,6 +309,9 @@ func statusError(asked *url.URL, resp *http.Response) error {
 		}
 		if strings.TrimSpace(line) != "" {
 			msg += ": " + strings.Map(printable, strings.TrimSpace(line))
+		}
+		if resp.StatusCode == http.StatusNotFound && strings.Contains(line, " "+OfflineText+": ") {
+			return fmt.Errorf("%s: %w", msg, ErrOffline)
 		}
 	}
 	return errors.New(msg)
