@@ -145,6 +145,9 @@ func mirrorError(err error) error {
 			"find out whether the origin, or something between it and this mirror, misbehaves before trusting it again")
 	case mirror.IsBehind(err):
 		return &cliError{err: err, hint: "nothing was stored and the mirror keeps its head; run again later, or follow the primary rather than a replica that lags", code: 2}
+	case errors.Is(err, sumdbclient.ErrDamaged):
+		return withHint(err, "the origin was reached, and reports the data the mirror asked for damaged in its database: its operator must repair it "+
+			"(its log names the data; sumd serve -verify full checks it); the steps committed before are kept, and the next run resumes")
 	case errors.As(err, &fe) && (fe.Status == http.StatusUnauthorized || fe.Status == http.StatusForbidden):
 		return &cliError{err: err, hint: refusedHint(fe.Status, "a mirror reads data tiles, which need an auditor's"), code: 2}
 	case errors.As(err, &fe):

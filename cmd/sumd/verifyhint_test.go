@@ -33,3 +33,15 @@ func TestVerifyOfflineHint(t *testing.T) {
 		t.Errorf("cannotRun(%v) = exit %d, hint %q; want exit 2 and a hint about the offline mirror", err, ce.code, ce.hint)
 	}
 }
+
+// TestMirrorDamagedHint: a round that failed on the origin's answer that
+// data is damaged in its database (sumdbclient.ErrDamaged) said "check
+// -origin and that the origin is reachable"; the origin was reached, and
+// its data is at fault.
+func TestMirrorDamagedHint(t *testing.T) {
+	err := &sumdbclient.FetchError{Path: "/tile/8/data/000", Status: 500, Err: fmt.Errorf("500 Internal Server Error: %w", sumdbclient.ErrDamaged)}
+	var ce *cliError
+	if !errors.As(mirrorError(err), &ce) || strings.Contains(ce.hint, "reachable") || !strings.Contains(ce.hint, "damaged") {
+		t.Errorf("mirrorError(%v) = hint %q; want a hint about the origin's damaged database", err, ce.hint)
+	}
+}

@@ -69,7 +69,8 @@ func (o *Ops) Lookup(ctx context.Context, m module.Version) (int64, error) {
 // Forward looks m up at the origin, verifies the answer, stores what it
 // proved and returns m's id in the mirror. Its errors are for the go
 // command's user: a 404 when the origin does not hold m or cannot be
-// reached (saying how old the mirror's head is), a 503 while the mirror is
+// reached (saying how old the mirror's head is), a 502 when it reports its
+// data damaged, a 503 while the mirror is
 // too far behind to take the origin's newer head, busy following it, or
 // forwarding Options.MaxForwards lookups already, a 502 when the answer
 // does not verify. It returns within Options.ForwardTimeout.
@@ -99,6 +100,8 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 		f.opts.Logger.Info("a lookup forwarded to the origin: not found there", "origin", f.name, "module", m.String(), "err", err)
 		return 0, &server.StatusError{Status: http.StatusNotFound,
 			Err: fmt.Errorf("not found: %s: the origin %s does not hold it", m, f.name)}
+	case errors.Is(err, sumdbclient.ErrDamaged):
+		return 0, f.damaged(m, err)
 	case err != nil:
 		f.opts.Logger.Warn("a mirror could not forward a lookup to its origin", "origin", f.name, "module", m.String(), "err", err)
 		f.opts.Metrics.forward(f.name, "offline")
@@ -120,6 +123,8 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 			f.opts.Metrics.forward(f.name, "busy")
 			return 0, &server.StatusError{Status: http.StatusServiceUnavailable, Err: fmt.Errorf(
 				"%s: the mirror of %s cannot store what its origin answered: its disk is nearly full, so it stores nothing new until its operator frees space", m, f.name)}
+		case errors.Is(err, sumdbclient.ErrDamaged):
+			return 0, f.damaged(m, err)
 		case sumdbclient.IsFetchError(err) && ctx.Err() == nil:
 			f.opts.Logger.Warn("a mirror could not fetch the tiles proving a forwarded lookup", "origin", f.name, "module", m.String(), "err", err)
 			f.opts.Metrics.forward(f.name, "offline")
@@ -263,6 +268,16 @@ func (f *Follower) prefixOf(held *itlog.Head, tree tlog.Tree, offered []byte) er
 		return fmt.Errorf("failed to prove a tree of the origin against the mirror's: %w", err)
 	}
 	return nil
+}
+
+// damaged is the 502 for a version whose lookup, or the tiles proving it,
+// the origin answers damaged in its database (sumdbclient.ErrDamaged): it
+// was reached, and its data is at fault, not the network.
+func (f *Follower) damaged(m module.Version, err error) error {
+	f.opts.Logger.Error("the origin reports data a forwarded lookup needs damaged in its database", "origin", f.name, "module", m.String(), "err", err)
+	f.opts.Metrics.forward(f.name, "damaged")
+	return &server.StatusError{Status: http.StatusBadGateway, Err: fmt.Errorf(
+		"%s: the origin %s reports its data damaged (it answers that what the mirror asked for is damaged in its database); the mirror stored nothing", m, f.name)}
 }
 
 // offline is the 404 for a version the mirror lacks and cannot get: it

@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"origin", "kind"}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "mirror", Name: "forwarded_lookups_total",
-			Help: "Lookups of versions the mirror lacked, forwarded to the origin, by result (stored, not_found, offline, refused, busy: also a disk under min-free-disk).",
+			Help: "Lookups of versions the mirror lacked, forwarded to the origin, by result (stored, not_found, offline, damaged: the origin reports its data damaged, refused, busy: also a disk under min-free-disk).",
 		}, []string{"origin", "result"}),
 		lastSync: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "sumd", Subsystem: "mirror", Name: "last_sync_timestamp_seconds",

@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/mod/module"
 
+	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -50,5 +52,40 @@ func TestForwardLowDisk(t *testing.T) {
 	s.SetHooks(itlog.MemHooks{})
 	if id, err := f.Ops().Lookup(ctx, mv); err != nil || id != 17 {
 		t.Fatalf("forwarded lookup once there is room = %d, %v", id, err)
+	}
+}
+
+// TestOriginDamaged: an origin answering that the data asked for is
+// damaged in its database (sumdbclient.DamagedText) is reachable, and says
+// so: a forwarded lookup is a 502 saying the origin reports its data
+// damaged, and a round's status says the same. The lookup was the offline
+// 404 ("it cannot reach its origin"), the status "the origin answered 500".
+func TestOriginDamaged(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 300)
+	m, _ := newMirror(t, o)
+	f := newFollower(t, o, m, nil)
+	if _, err := f.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o.grow(300, 10)
+	h := server.New(testName, o.log, server.Options{Logger: quiet})
+	o.serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/lookup/") || strings.HasPrefix(r.URL.Path, "/tile/8/data/") {
+			http.Error(w, sumdbclient.DamagedText, http.StatusInternalServerError)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	r := testRecord(305, 1)
+	_, err := f.Forward(ctx, module.Version{Path: r.Path, Version: r.Version})
+	if status(err) != http.StatusBadGateway || !contains(err, "the origin "+testName+" reports its data damaged") {
+		t.Errorf("forwarded lookup to an origin answering damaged = %v, want a 502 saying so", err)
+	}
+	if _, err := f.Sync(ctx); err == nil {
+		t.Fatal("a round against an origin answering damaged data tiles succeeded")
+	}
+	if got := f.Status().Problem; !strings.Contains(got, "the origin reports the data the mirror asked for damaged") {
+		t.Errorf("status after the round: %q, want it to say the origin reports its data damaged", got)
 	}
 }

@@ -72,6 +72,8 @@ func (f *Follower) Sync(ctx context.Context) (*Result, error) {
 func problemText(err error) string {
 	var fe *sumdbclient.FetchError
 	switch {
+	case errors.Is(err, sumdbclient.ErrDamaged):
+		return "the origin reports the data the mirror asked for damaged in its database (see the server log)"
 	case errors.As(err, &fe) && fe.Status == 0:
 		return "the origin cannot be reached (see the server log)"
 	case errors.As(err, &fe):
