@@ -7,8 +7,10 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -518,6 +520,63 @@ func TestImportFailureKeepsNewerHead(t *testing.T) {
 		t.Fatalf("import of the genuine bundle after: %+v, %v", st, err)
 	}
 	sameAs(t, b, o.log, all)
+}
+
+// TestImportChangedWaitsForStage imports a full bundle whose second
+// reading lacks the records of data tile 10, the last part to stage
+// (tile 11 is in the skeleton), with the Stage of tile 9 held in its
+// commit when that part is refused: Import must wait for that Stage before
+// it returns. It returned at once, with the Stage still committing. No
+// sleeps: the held commit is let go once the importing goroutine waits for
+// it (seen in its stack), and Import returning first is the failure.
+func TestImportChangedWaitsForStage(t *testing.T) {
+	o := newOrigin(t, 3000)
+	a, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, a, nil).Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	good := export(t, a, 0)
+	stripped := rewrite(t, readEntries(t, good), func(e []entry) []entry {
+		return slices.DeleteFunc(e, func(x entry) bool { return x.name == "records/10" })
+	})
+	vs, err := sumdbclient.ParseVerifiers(o.key.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, s := newMirror(t, o)
+	entered, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.SetHooks(itlog.MemHooks{BeforeCommit: func(batch *itlog.Batch) error {
+		if batch != nil && len(batch.Tiles) == 1 && batch.Tiles[0].L == 0 && batch.Tiles[0].N == 9 {
+			once.Do(func() { close(entered); <-release })
+		}
+		return nil
+	}})
+	go func() {
+		defer close(done)
+		r := &switching{first: bytes.NewReader(good), second: bytes.NewReader(stripped)}
+		_, err = Import(context.Background(), b, vs, r, ImportOptions{Step: 256, Logger: quiet})
+	}()
+	<-entered
+	for waiting := false; !waiting; {
+		select {
+		case <-done:
+			close(release)
+			t.Fatalf("Import returned (%v) while the Stage of tile 9 was committing", err)
+		default:
+		}
+		buf := make([]byte, 1<<20)
+		waiting = bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("mirror.(*bundleStore).wait("))
+		runtime.Gosched()
+	}
+	close(release)
+	<-done
+	if err == nil || !strings.Contains(err.Error(), "changed while it was read") {
+		t.Fatalf("import of a bundle changed between the passes: %v", err)
+	}
+	if st, err := b.Staged(context.Background()); err != nil || st == nil || st.Size != 10*256 {
+		t.Errorf("after the refused import: staged %+v, %v; want tiles up to 9 staged (2560 records)", st, err)
+	}
 }
 
 // TestImportFills imports full bundles into a full mirror that lacks

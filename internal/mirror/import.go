@@ -618,7 +618,7 @@ func (s *bundleStore) stage() error {
 		return errors.Join(err, s.wait())
 	}
 	if err := s.complete(); err != nil {
-		return err
+		return errors.Join(err, s.wait()) // the Stage in flight ends before Import returns
 	}
 	size := s.staged
 	if size < 0 {
