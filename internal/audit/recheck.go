@@ -46,9 +46,16 @@ func (r *run) recheck(ctx context.Context) (bool, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Parallel)
 	for n := from / tileWidth; n*tileWidth < r.tree.N; n++ {
-		recs, err := r.authenticRecords(ctx, sumdbclient.DataTileOf(n, r.tree.N))
+		// gctx: once a recheck failed, no more tiles are fetched.
+		recs, err := r.authenticRecords(gctx, sumdbclient.DataTileOf(n, r.tree.N))
+		// The level-0 hash tile that authenticated them is not needed
+		// again: kept, every one of them would be (1.5 GB at
+		// sum.golang.org's size).
+		r.tiles.Forget(func(t tlog.Tile) bool { return t.L == 0 && t.N == n })
 		if err != nil || recs == nil {
-			g.Wait()
+			if gerr := g.Wait(); gerr != nil {
+				return false, gerr // what cancelled gctx, if it did
+			}
 			return false, err
 		}
 		for i, text := range recs {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 )
@@ -115,5 +118,61 @@ func TestRecheckMalformedRecord(t *testing.T) {
 	rep := mustAudit(t, serve(t, f, nil).URL, vkey, func(o *Options) { o.Recheck = src.recheck })
 	if rep.RecordsRechecked != 299 || len(src.asked) != 299 {
 		t.Errorf("rechecked %d records (source asked %d times), want 299: record 7 has nothing to re-hash", rep.RecordsRechecked, len(src.asked))
+	}
+}
+
+// TestRecheckForgetsTiles rechecks 40 data tiles' records: the run's tile
+// reader must not keep the level-0 hash tiles it authenticated them with
+// (8 KiB each, 1.5 GB at sum.golang.org's size). It kept every one.
+func TestRecheckForgetsTiles(t *testing.T) {
+	const n = 256 * 40
+	tl := newTestLog(t, "", n, testRecord)
+	ctx := context.Background()
+	src := newSource(n)
+	opts := Options{URL: tl.srv.URL, VerifierKey: tl.vkey, retryBackoff: 1, Recheck: src.recheck}
+	r, err := newRun(ctx, opts.withDefaults(), &Report{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	if err := r.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.rep.RecordsRechecked != n {
+		t.Fatalf("rechecked %d records, want %d", r.rep.RecordsRechecked, n)
+	}
+	cached := 0
+	for i := int64(0); i < n/256; i++ {
+		if _, ok := r.tiles.Cached(tlog.Tile{H: 8, L: 0, N: i, W: 256}); ok {
+			cached++
+		}
+	}
+	if cached > 1 {
+		t.Errorf("the run's tile reader holds %d of the %d level-0 tiles after -recheck", cached, n/256)
+	}
+}
+
+// TestRecheckStopsFetching: a source error stops -recheck, which must
+// then fetch no more data tiles. It went on fetching every one, with the
+// run's context rather than the group's.
+func TestRecheckStopsFetching(t *testing.T) {
+	const n = 256 * 20
+	tl := newTestLog(t, "", n, testRecord)
+	var fetched atomic.Int32
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if strings.HasPrefix(path, "/tile/8/data/") {
+			fetched.Add(1)
+		}
+		return status, body
+	})
+	failing := func(context.Context, module.Version) (gosum.Record, error) {
+		return gosum.Record{}, errors.New("the proxy is down")
+	}
+	_, err := audit(t, srv.URL, tl.vkey, func(o *Options) { o.Recheck = failing })
+	if err == nil || !strings.Contains(err.Error(), "the proxy is down") {
+		t.Fatalf("audit with a failing source: %v, want the source's error", err)
+	}
+	if got := fetched.Load(); got > 2 {
+		t.Errorf("fetched %d of the %d data tiles after the source failed on the first record", got, n/256)
 	}
 }
