@@ -87,3 +87,48 @@ func damageRecordSize(t *testing.T, path string) {
 	}
 	t.Fatal("found no leaf of records to damage")
 }
+
+// TestCopyDamagedSource: sumd copy of a source database with a damaged page
+// (a *DamagedError, an ErrCorrupt without a hint of its own) said "the
+// destination does not match the signed head … copy into an empty
+// database", though the destination was: it says the source is damaged,
+// how to check it, and to restore it.
+func TestCopyDamagedSource(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "sumd.db")
+	skey, _, err := itlog.GenerateKey(e2eName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := itlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := itlog.Open(db, itlog.Options{Keys: []*itlog.Key{key}, Create: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := "h1:" + strings.Repeat("A", 43) + "="
+	recs := make([]gosum.Record, 300)
+	for i := range recs {
+		recs[i] = gosum.Record{Path: fmt.Sprintf("example.com/m%d", i), Version: "v1.0.0", Hash: h, GoMod: h}
+	}
+	if _, err := l.Add(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	damageRecordSize(t, db)
+
+	_, errOut, err := sumdRun(t, "copy", "-from", db, "-to", filepath.Join(dir, "copy.db"))
+	if err == nil {
+		t.Fatal("the copy of a damaged database succeeded")
+	}
+	for _, want := range []string{"damaged", "hint:", "source database", "backup verify", "restore"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("sumd copy of a damaged database says, without %q:\n%s", want, errOut)
+		}
+	}
+	if strings.Contains(errOut, "the destination does not match") {
+		t.Errorf("sumd copy of a damaged database blames the destination:\n%s", errOut)
+	}
+}

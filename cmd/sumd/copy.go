@@ -49,15 +49,17 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 		}
 	}})
 	if err != nil {
-		return copyError(err)
+		return copyError(err, cfg.From, cfg.To)
 	}
 	fmt.Fprintf(stdout, "copied %s: %d records, signed head verified in full against every tile and record (%s to %s, %s)\n",
 		st.Meta.Name, tree.N, redact(cfg.From), redact(cfg.To), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-// copyError adds to err, from tlog.Copy, the hint that says what to do.
-func copyError(err error) error {
+// copyError adds to err, from tlog.Copy of from into to, the hint that
+// says what to do.
+func copyError(err error, from, to string) error {
+	var d *tlog.DamagedError
 	// An outage first: it says nothing about either database.
 	switch {
 	case errors.Is(err, tlog.ErrUnavailable):
@@ -67,8 +69,18 @@ func copyError(err error) error {
 	case errors.Is(err, tlog.ErrUnexplainedData):
 		// Running it again meets the same data.
 		return withHint(err, "the destination holds data of an earlier copy that did not verify (or a log rolled back): copy into an empty database (a new bbolt file, or an empty PostgreSQL database)")
+	case errors.As(err, &d) && d.Path == to:
+		return withHint(err, "the destination database is damaged: copy into a new file (a new bbolt file, or an empty PostgreSQL database)")
+	case errors.As(err, &d):
+		// Running it again reads the same damage.
+		return withHint(err, "the source database is damaged: check it with sumd backup verify "+redact(from)+
+			", and restore it from a good backup or a mirror (sumd restore: docs/operations.md#backups)")
 	case errors.Is(err, tlog.ErrCorrupt):
-		return withHint(err, ownHint(err, "the destination does not match the signed head: audit the source (sumd verify -full), and copy into an empty database"))
+		// The copy holds what the source served: the source's data does
+		// not hash to its signed head, or an earlier copy in the
+		// destination was damaged since.
+		return withHint(err, ownHint(err, "the copy does not match the source's signed head: audit the source (sumd backup verify on its file, "+
+			"or sumd verify -full against its server), and copy into an empty database to rule out the destination's earlier copy"))
 	default:
 		return withHint(err, "run sumd copy again: it carries on from what the destination holds, and the destination serves nothing until the copy is complete")
 	}

@@ -25,9 +25,11 @@ func TestCopyHints(t *testing.T) {
 		{fmt.Errorf("the copy does not verify: %w", &tlog.UnavailableError{Err: errors.New("dial tcp: refused")}), "run sumd copy again", "audit"},
 		{fmt.Errorf("the copy does not verify: %w: record 5 does not match", tlog.ErrCorrupt), "audit the source", "run sumd copy again"},
 		{fmt.Errorf("failed to store records 0 to 599: %w", tlog.ErrNotPersisted), "run sumd copy again", "empty"},
+		{fmt.Errorf("failed to read records 0 to 299: %w", &tlog.DamagedError{Path: "from.db", What: "a page"}), "the source database is damaged", "destination"},
+		{fmt.Errorf("failed to store records 0 to 299: %w", &tlog.DamagedError{Path: "to.db", What: "a page"}), "the destination database is damaged", "source"},
 	} {
 		var ce *cliError
-		if err := copyError(tt.err); !errors.As(err, &ce) || !strings.Contains(ce.hint, tt.want) || strings.Contains(ce.hint, tt.not) {
+		if err := copyError(tt.err, "from.db", "to.db"); !errors.As(err, &ce) || !strings.Contains(ce.hint, tt.want) || strings.Contains(ce.hint, tt.not) {
 			t.Errorf("copyError(%v): hint %q, want %q and not %q", tt.err, ce.hint, tt.want, tt.not)
 		}
 	}
