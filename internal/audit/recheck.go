@@ -74,13 +74,21 @@ func (r *run) recheck(ctx context.Context) (bool, error) {
 
 // authenticRecords fetches data tile t and checks each record's hash
 // against the tree's level-0 hashes, which r.thr authenticates up to the
-// signed root. A mismatch is reported and yields nil records.
+// signed root. A mismatch is reported and yields nil records; a tile the
+// server reports damaged is reported and yields none.
 func (r *run) authenticRecords(ctx context.Context, t tlog.Tile) ([][]byte, error) {
 	recs, err := r.f.DataTile(ctx, t)
 	var tfe *sumdbclient.TileFormatError
 	if errors.As(err, &tfe) {
 		r.found.add(Problem{Kind: KindMalformedTile, Tile: t.Path(), Message: tfe.Msg})
 		return nil, nil
+	}
+	if errors.Is(err, sumdbclient.ErrDamaged) {
+		// The server's own finding: reported, and the recheck carries on
+		// past the tile, none of whose records it can authenticate.
+		r.found.add(Problem{Kind: KindDamaged, Tile: t.Path(), Message: fmt.Sprintf(
+			"%s: the server reports it damaged in its database, and does not serve it", t.Path())})
+		return [][]byte{}, nil
 	}
 	if err != nil {
 		return nil, err

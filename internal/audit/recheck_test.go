@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // sourceOf is a module source holding the test records, with overrides.
@@ -105,6 +107,29 @@ func TestRecheckTamperedTile(t *testing.T) {
 	wantProblem(t, rep, KindDataMismatch, "does not hash to the signed tree")
 	if len(src.asked) != 0 {
 		t.Errorf("source asked %d times for records of a tampered tile", len(src.asked))
+	}
+}
+
+// TestRecheckDamagedTile: a data tile the server answers damaged in its
+// database (sumdbclient.DamagedText) is a damaged problem, and the
+// recheck carries on past it; it was a run error saying the audit could
+// not run.
+func TestRecheckDamagedTile(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if path == "/tile/8/data/001" {
+			return http.StatusInternalServerError, []byte(sumdbclient.DamagedText + "\n")
+		}
+		return status, body
+	})
+	src := newSource(600)
+	rep, err := audit(t, srv.URL, tl.vkey, func(o *Options) { o.Recheck = src.recheck })
+	if err != nil {
+		t.Fatalf("audit: %v; want the damaged tile reported as a problem", err)
+	}
+	wantProblem(t, rep, KindDamaged, "tile/8/data/001", "damaged in its database")
+	if rep.RecordsRechecked != 600-256 {
+		t.Errorf("rechecked %d records, want the %d of the other tiles", rep.RecordsRechecked, 600-256)
 	}
 }
 
