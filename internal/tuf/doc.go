@@ -29,6 +29,11 @@
 // directories, for keys on separate media) to init, publish and
 // rotate-root. The snapshot and timestamp keys are online, by default in
 // DIR/keys, which the handler never serves: sumd serve re-signs with them.
+// The handler opens files below metadata/ and targets/ only, each confined
+// to its directory, and readers of the repository (the handler, the
+// writers' verification) take regular files only: a symbolic link or a
+// FIFO planted there is refused (500, or a problem), never followed or
+// waited on.
 //
 // # Who writes what
 //

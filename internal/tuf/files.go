@@ -120,16 +120,35 @@ func hashedTargetFile(path string, sum []byte) string {
 	return filepath.Join(targetsDir, dir, hex.EncodeToString(sum)+"."+base)
 }
 
-// readCapped reads a file of at most max bytes.
+// readCapped reads a regular file of at most max bytes. It follows no
+// symbolic link in the last element and opens nothing else: a link or a
+// FIFO planted in the repository by someone who may write there but not
+// read the keys must neither serve the keys it points at nor block the
+// reader (which may hold the repository's lock) for ever.
 func readCapped(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|readFlags, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return readRegular(f, nil, max)
+}
+
+// readRegular reads f, at most max bytes, if it is a regular file and,
+// when want is not nil, the file want describes (os.SameFile).
+func readRegular(f *os.File, want fs.FileInfo, max int64) ([]byte, error) {
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file", f.Name())
+	case want != nil && !os.SameFile(fi, want):
+		return nil, fmt.Errorf("%s: %w", f.Name(), errReplaced)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err == nil && int64(len(data)) > max {
-		err = fmt.Errorf("%s is larger than %d bytes", path, max)
+		err = fmt.Errorf("%s is larger than %d bytes", f.Name(), max)
 	}
 	return data, err
 }

@@ -3,7 +3,6 @@ package tuf
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -100,9 +99,14 @@ func validFileName(s string) bool {
 // A Handler serves a repository directory read-only. It reads each file
 // on each request, so whatever a writer renamed into place is served at
 // once; files appear whole (files.go), so no lock is needed.
+//
+// It serves regular files only, opened below metadata/ and targets/ each
+// confined to itself: the default online key directory DIR/keys lies in
+// the repository directory, and a symbolic link planted in metadata/ by
+// someone who may write there must not serve a private key.
 type Handler struct {
-	root *os.Root // confines every open to the directory, symlinks included
-	log  *slog.Logger
+	metadata, targets *os.Root
+	log               *slog.Logger
 	// Private, set before serving, marks answers Cache-Control private:
 	// for a server whose clients all send credentials, so that no shared
 	// cache gives its metadata (which names the database and its URL) to
@@ -114,15 +118,20 @@ var _ http.Handler = (*Handler)(nil)
 
 // NewHandler returns a handler of the repository in dir.
 func NewHandler(dir string, logger *slog.Logger) (*Handler, error) {
-	root, err := os.OpenRoot(dir)
+	md, err := os.OpenRoot(filepath.Join(dir, metadataDir))
 	if err != nil {
 		return nil, fmt.Errorf("failed to open TUF repository: %w", err)
 	}
-	return &Handler{root: root, log: logger}, nil
+	tg, err := os.OpenRoot(filepath.Join(dir, targetsDir))
+	if err != nil {
+		md.Close()
+		return nil, fmt.Errorf("failed to open TUF repository: %w", err)
+	}
+	return &Handler{metadata: md, targets: tg, log: logger}, nil
 }
 
 // Close releases the repository directory.
-func (h *Handler) Close() error { return h.root.Close() }
+func (h *Handler) Close() error { return errors.Join(h.metadata.Close(), h.targets.Close()) }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -158,17 +167,42 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(data)
 }
 
+// read reads the file at path (a File's Path). The open never blocks (a
+// FIFO), and the file opened must be the regular file Lstat found there:
+// os.Root follows a link that stays inside the root, so a link swapped in
+// between is refused too. So is a file renamed into place between the two
+// (timestamp.json is replaced every few hours): read then tries again.
 func (h *Handler) read(path string) ([]byte, error) {
-	file, err := h.root.Open(filepath.FromSlash(path))
+	root, name := h.metadata, strings.TrimPrefix(path, metadataDir+"/")
+	if rest, ok := strings.CutPrefix(path, targetsDir+"/"); ok {
+		root, name = h.targets, rest
+	}
+	name = filepath.FromSlash(name)
+	for try := 1; ; try++ {
+		data, err := readIn(root, name)
+		if !errors.Is(err, errReplaced) || try == 3 {
+			return data, err
+		}
+	}
+}
+
+// errReplaced means a file was not the one Lstat found there.
+var errReplaced = errors.New("not the regular file found there: a link, or replaced meanwhile")
+
+func readIn(root *os.Root, name string) ([]byte, error) {
+	fi, err := root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", name, fi.Mode().Type())
+	}
+	file, err := root.OpenFile(name, os.O_RDONLY|readFlags, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer file.Close()
-	data, err := io.ReadAll(io.LimitReader(file, maxMetadata+1))
-	if err == nil && len(data) > maxMetadata {
-		err = fmt.Errorf("larger than %d bytes", maxMetadata)
-	}
-	return data, err
+	return readRegular(file, fi, maxMetadata)
 }
 
 func contentType(f File) string {
