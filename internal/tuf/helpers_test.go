@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -233,4 +234,12 @@ func (f *fixture) forgeTimestamp(k *Key, version, snapshot int64) {
 		f.t.Fatal(err)
 	}
 	f.writeFile(data, metadataDir, timestampFile)
+}
+
+// httptestServer serves h over loopback HTTP until the test ends.
+func httptestServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -106,7 +107,7 @@ func old(expires time.Time, lifetime, renewAfter time.Duration, now time.Time) b
 
 // signSnapshot writes the next snapshot version, listing st.targets.
 func (r *Repo) signSnapshot(st *state, keyDirs []string, now time.Time) error {
-	if listed := st.listedTargets(); st.targets.Signed.Version < listed {
+	if listed := max(st.listedTargets(), r.highestListedTargets(st.roots)); st.targets.Signed.Version < listed {
 		// Clients would take a lower version for a rollback attack.
 		return fmt.Errorf("the snapshot lists targets version %d, but the newest one the targets keys of root version %d signed is %d: "+
 			"publish the targets again with the root's targets keys", listed, st.root.Signed.Version, st.targets.Signed.Version)
@@ -188,6 +189,37 @@ func (st *state) nextTimestamp(now time.Time) (int64, error) {
 		v = max(v, now.Unix())
 	}
 	return v, err
+}
+
+// highestListedTargets is the targets version the newest snapshot on
+// disk signed by the snapshot keys of any root version lists: clients may
+// hold it. The snapshot the timestamp names is not enough: after new
+// online keys (or a lost timestamp.json) it no longer verifies, and
+// clients drop what the new keys did not sign, so a snapshot listing
+// older targets (and an older verifier key) would be accepted.
+// Snapshots only grow, so the newest one that verifies is the highest.
+func (r *Repo) highestListedTargets(roots []*metadata.Metadata[metadata.RootType]) int64 {
+	vs, err := versions(r.dir, metadata.SNAPSHOT)
+	if err != nil {
+		return 0
+	}
+	for _, v := range slices.Backward(vs) {
+		data, err := r.readMetadata(versionedName(v, metadata.SNAPSHOT))
+		if err != nil {
+			continue
+		}
+		snap, err := metadata.Snapshot().FromBytes(data)
+		if err != nil || snap.Signed.Version != v {
+			continue
+		}
+		signed := slices.ContainsFunc(roots, func(root *metadata.Metadata[metadata.RootType]) bool {
+			return root.VerifyDelegate(metadata.SNAPSHOT, snap) == nil
+		})
+		if m := snap.Signed.Meta[metadata.TARGETS+".json"]; signed && m != nil {
+			return m.Version
+		}
+	}
+	return 0
 }
 
 func (st *state) listedTargets() int64 {

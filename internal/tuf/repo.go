@@ -41,6 +41,7 @@ func (r *Repo) Dir() string { return r.dir }
 // not verify is an error until it is removed, not skipped.
 type state struct {
 	root          *metadata.Metadata[metadata.RootType]    // newest, chain verified
+	roots         []*metadata.Metadata[metadata.RootType]  // every version, oldest first
 	targets       *metadata.Metadata[metadata.TargetsType] // newest version the root's targets keys signed
 	targetsData   []byte
 	timestamp     *metadata.Metadata[metadata.TimestampType] // signed by the root's timestamp keys; nil if none
@@ -53,11 +54,11 @@ type state struct {
 }
 
 func (r *Repo) load() (*state, error) {
-	root, err := r.loadRoot()
+	roots, err := r.loadRoots()
 	if err != nil {
 		return nil, err
 	}
-	st := &state{root: root}
+	st := &state{root: roots[len(roots)-1], roots: roots}
 	if err := r.loadTargets(st); err != nil {
 		return nil, err
 	}
@@ -65,10 +66,19 @@ func (r *Repo) load() (*state, error) {
 	return st, nil
 }
 
-// loadRoot walks the root chain from version 1 as a client does (go-tuf's
-// trustedmetadata): each version must be signed by a threshold of the
-// previous version's root keys and of its own.
+// loadRoot returns the newest root, its chain verified (loadRoots).
 func (r *Repo) loadRoot() (*metadata.Metadata[metadata.RootType], error) {
+	roots, err := r.loadRoots()
+	if err != nil {
+		return nil, err
+	}
+	return roots[len(roots)-1], nil
+}
+
+// loadRoots walks the root chain from version 1 as a client does (go-tuf's
+// trustedmetadata): each version must be signed by a threshold of the
+// previous version's root keys and of its own. It returns every version.
+func (r *Repo) loadRoots() ([]*metadata.Metadata[metadata.RootType], error) {
 	vs, err := versions(r.dir, metadata.ROOT)
 	if err != nil {
 		return nil, err
@@ -77,6 +87,7 @@ func (r *Repo) loadRoot() (*metadata.Metadata[metadata.RootType], error) {
 		return nil, fmt.Errorf("%s has no metadata/1.root.json", r.dir)
 	}
 	var trusted *trustedmetadata.TrustedMetadata
+	var roots []*metadata.Metadata[metadata.RootType]
 	for i, v := range vs {
 		if v != int64(i+1) {
 			return nil, fmt.Errorf("root version %d is missing: clients walk every version", i+1)
@@ -93,8 +104,9 @@ func (r *Repo) loadRoot() (*metadata.Metadata[metadata.RootType], error) {
 		if err != nil {
 			return nil, fmt.Errorf("failed to verify root version %d: %w", v, err)
 		}
+		roots = append(roots, trusted.Root)
 	}
-	return trusted.Root, nil
+	return roots, nil
 }
 
 // loadTargets finds the newest targets version that the root's targets

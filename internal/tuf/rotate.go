@@ -25,14 +25,16 @@ type RootChange struct {
 	SnapshotKey, TimestampKey *Key
 	// Expires is the new root's expiry (required).
 	Expires time.Time
-	// TargetsExpires is the expiry of targets re-signed for TargetsKeys.
+	// TargetsExpires is the expiry of targets re-signed for TargetsKeys
+	// or a raised TargetsThreshold; zero keeps the current expiry.
 	TargetsExpires time.Time
 }
 
 // RotateRoot writes root version N+1: the current root with ch applied,
 // signed by a threshold of the current root's keys (found in keyDirs) and
 // by a threshold of its own keys, as clients walking N → N+1 require.
-// Snapshot and timestamp follow through SignOnline, as after Publish. It
+// The newest targets are re-signed if they would not verify under it
+// (targetsForRoot), or RotateRoot refuses. Snapshot and timestamp follow through SignOnline, as after Publish. It
 // returns the new root version.
 func (r *Repo) RotateRoot(ch RootChange, keyDirs []string) (int64, error) {
 	if ch.Expires.IsZero() {
@@ -55,18 +57,40 @@ func (r *Repo) RotateRoot(ch RootChange, keyDirs []string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if ch.TargetsKeys != nil {
-		// Before the root: until the root names the new keys, the server
-		// keeps serving the old targets (loadTargets skips this version).
-		if err := r.resignTargets(st, next, ch.TargetsKeys, ch.TargetsExpires); err != nil {
-			return 0, err
-		}
+	if err := r.targetsForRoot(st, next, ch, keyDirs); err != nil {
+		return 0, err
 	}
 	data, err := signRoot(st.root, next, append(oldKeys, ch.RootKeys...))
 	if err != nil {
 		return 0, err
 	}
 	return next.Signed.Version, r.writeVersion(metadata.ROOT, next.Signed.Version, data)
+}
+
+// targetsForRoot makes sure the newest targets verify under next before
+// next is written: clients would refuse them, and the server would serve
+// an older targets version (carrying an older verifier key) that does.
+// New targets keys re-sign them; so do the targets keys in keyDirs when
+// next only raised the threshold; otherwise RotateRoot refuses. Targets
+// are written before the root: until the root names the new keys, the
+// server keeps serving the old targets (loadTargets skips this version).
+func (r *Repo) targetsForRoot(st *state, next *metadata.Metadata[metadata.RootType], ch RootChange, keyDirs []string) error {
+	expires := ch.TargetsExpires
+	if expires.IsZero() {
+		expires = st.targets.Signed.Expires
+	}
+	if ch.TargetsKeys != nil {
+		return r.resignTargets(st, next, ch.TargetsKeys, expires)
+	}
+	if next.VerifyDelegate(metadata.TARGETS, st.targets) == nil {
+		return nil
+	}
+	keys, err := roleKeys(next, metadata.TARGETS, keyDirs)
+	if err != nil {
+		return fmt.Errorf("targets version %d does not meet the targets threshold %d of root version %d, and cannot be re-signed: %w",
+			st.targets.Signed.Version, next.Signed.Roles[metadata.TARGETS].Threshold, next.Signed.Version, err)
+	}
+	return r.resignTargets(st, next, keys, expires)
 }
 
 // apply returns a copy of root, one version on, with ch applied.
