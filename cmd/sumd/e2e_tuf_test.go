@@ -57,8 +57,16 @@ func TestTUFKeyCeremony(t *testing.T) {
 	s = startServerAt(t, addr, "-db", db, "-key", oldKey+","+newKey, "-tuf", repo)
 	wantPublished(t, root, tufURL, oldVKey, newVKey)
 	sumd(t, "verify", "-tuf-root", root, "-tuf-url", tufURL, "-state", state)
+	// During the overlap gosumdb prints the oldest key, which verifies the
+	// tree head g kept from before the rotation (the new key would not).
+	gosumdb = strings.TrimSpace(sumd(t, "tuf", "gosumdb", "-tuf-root", root, "-tuf-url", tufURL))
+	if gosumdb != oldVKey+" "+url {
+		t.Fatalf("during the overlap tuf gosumdb printed %q, want the oldest key %q", gosumdb, oldVKey+" "+url)
+	}
+	g.Env = append(g.Env, "GOSUMDB="+gosumdb)
+	download(t, g, mods[1])
 	newClient := testproxy.NewGo(t)
-	newClient.Env = append(newClient.Env, "GOPROXY="+proxyURL, "GOSUMDB="+strings.TrimSpace(sumd(t, "tuf", "gosumdb", "-tuf-root", root, "-tuf-url", tufURL)))
+	newClient.Env = append(newClient.Env, "GOPROXY="+proxyURL, "GOSUMDB="+gosumdb)
 	download(t, newClient, mods[1])
 	s.stop()
 
@@ -69,6 +77,9 @@ func TestTUFKeyCeremony(t *testing.T) {
 	sumd(t, "tuf", "publish", "-dir", repo, "-keys", offline, "-vkey", newVKey)
 	wantPublished(t, root, tufURL, newVKey)
 	sumd(t, "verify", "-tuf-root", root, "-tuf-url", tufURL, "-state", state)
+	// Run again after the retirement, gosumdb prints the new key, which
+	// verifies the head newClient kept from the overlap.
+	newClient.Env = append(newClient.Env, "GOSUMDB="+strings.TrimSpace(sumd(t, "tuf", "gosumdb", "-tuf-root", root, "-tuf-url", tufURL)))
 	download(t, newClient, mods[2])
 	if out := sumd(t, "tuf", "status", "-dir", repo); !strings.Contains(out, "targets   version 3 ") || !strings.Contains(out, "vkey      "+newVKey+"\n") {
 		t.Errorf("tuf status after two publications:\n%s", out)

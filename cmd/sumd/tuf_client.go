@@ -32,7 +32,7 @@ func tufGosumdb(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(db.VerifierKeys) > 1 {
-		fmt.Fprintf(stderr, "sumd: %s is rotating its key: %d keys sign; GOSUMDB takes the newest\n", db.Name, len(db.VerifierKeys))
+		fmt.Fprintf(stderr, "sumd: %s is rotating its key: %d keys sign; GOSUMDB takes the oldest until it is retired, then run this again\n", db.Name, len(db.VerifierKeys))
 	}
 	fmt.Fprintln(stdout, db.GOSUMDB())
 	return nil

@@ -132,8 +132,8 @@ func TestKeyRotation(t *testing.T) {
 	if !slices.Equal(d.VerifierKeys, []string{oldKey.VerifierKey(), newKey.VerifierKey()}) {
 		t.Fatalf("during the rotation the client learned %q, want the old and the new key", d.VerifierKeys)
 	}
-	if d.GOSUMDB() != newKey.VerifierKey()+" https://"+testName {
-		t.Errorf("GOSUMDB during the rotation = %q, want the new key", d.GOSUMDB())
+	if d.GOSUMDB() != oldKey.VerifierKey()+" https://"+testName {
+		t.Errorf("GOSUMDB during the rotation = %q, want the old key (TestGOSUMDBDuringOverlap)", d.GOSUMDB())
 	}
 	head, err := l.Signed(ctx)
 	if err != nil {

@@ -69,11 +69,15 @@ func (d *Database) check() error {
 	return nil
 }
 
-// GOSUMDB is the value of the go command's GOSUMDB for d: its newest key
-// (the go command takes one; during a rotation every head carries both
-// signatures, and the newest one survives the retirement) and its URL.
+// GOSUMDB is the value of the go command's GOSUMDB for d: its oldest key
+// and its URL, as sumd serve prints it. The go command takes one key and
+// checks the tree head it kept ($GOPATH/pkg/sumdb/NAME/latest) with it at
+// every start: a machine whose head was signed before the rotation, by
+// the old key alone, would be locked out by the new key. Every head of
+// the overlap carries both signatures, so once the old key is retired
+// (and d lists the new one alone) the new key verifies what it kept.
 func (d *Database) GOSUMDB() string {
-	v := d.VerifierKeys[len(d.VerifierKeys)-1]
+	v := d.VerifierKeys[0]
 	if d.URL != "" {
 		v += " " + d.URL
 	}

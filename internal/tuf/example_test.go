@@ -7,8 +7,8 @@ import (
 )
 
 // A database during a key rotation, as the repository publishes it: the
-// two targets, and the GOSUMDB value clients derive from them (the newest
-// key). A "/" in the name becomes "_" in the target paths.
+// two targets, and the GOSUMDB value clients derive from them (the oldest
+// key, until the old one is retired). A "/" in the name becomes "_" in the target paths.
 func ExampleNewDatabase() {
 	d, err := tuf.NewDatabase([]string{
 		"corp.example/sumdb+9e19102e+ASFnIEKUNp2BTHT/o3tjec6bwg2BJZAW9osggcg2zOLo", // old
@@ -24,7 +24,7 @@ func ExampleNewDatabase() {
 	// Output:
 	// sumdb/corp.example_sumdb.vkey
 	// sumdb/corp.example_sumdb.json
-	// corp.example/sumdb+7f482f7e+AX8iPpzzwY1YlDj5J9fNMcoj00tB+soFs0bVvr/VbD2c https://corp.example/sumdb
+	// corp.example/sumdb+9e19102e+ASFnIEKUNp2BTHT/o3tjec6bwg2BJZAW9osggcg2zOLo https://corp.example/sumdb
 }
 
 // ParsePath maps request paths below /tuf/ to repository files; anything
