@@ -204,7 +204,8 @@ func signOnlineOrDefer(repo *tuf.Repo, r config.TUFRepo, stderr io.Writer) error
 	s, err := repo.SignOnline([]string{onlineKeys(r)}, time.Now())
 	var missing *tuf.MissingKeysError
 	switch {
-	case errors.As(err, &missing):
+	case errors.As(err, &missing) && len(missing.Unreadable) == 0:
+		// (A key file there that cannot be read is an error to show.)
 		fmt.Fprintf(stderr, "sumd: the online keys are not in %s: sumd serve -tuf signs the snapshot and timestamp within %v\n", onlineKeys(r), tuf.ResignInterval)
 		return nil
 	case err != nil:

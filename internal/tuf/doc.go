@@ -27,7 +27,10 @@
 // mode 0600, in directories of mode 0700 holding a .gitignore of "*". The
 // root and targets keys are offline: the operator brings them (several
 // directories, for keys on separate media) to init, publish and
-// rotate-root. The snapshot and timestamp keys are online, by default in
+// rotate-root. A key file is written whole or not at all (a temporary
+// file, linked to its name); one that cannot be read or parsed is skipped
+// and reported, and fails signing only when the role's threshold needs it.
+// The snapshot and timestamp keys are online, by default in
 // DIR/keys, which the handler never serves: sumd serve re-signs with them.
 // The handler opens files below metadata/ and targets/ only, each confined
 // to its directory, and readers of the repository (the handler, the

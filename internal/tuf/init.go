@@ -114,8 +114,18 @@ func (o InitOptions) check() error {
 	return errors.Join(errs...)
 }
 
-// init generates the keys and writes version 1 of every role.
-func (r *Repo) init(o InitOptions) error {
+// init generates the keys and writes version 1 of every role. If it
+// fails, it removes the key files it wrote: they sign nothing published,
+// and left beside the keys of a later Init they would only confuse.
+func (r *Repo) init(o InitOptions) (err error) {
+	var written []string
+	defer func() {
+		if err != nil {
+			for _, path := range written {
+				os.Remove(path)
+			}
+		}
+	}()
 	root := metadata.Root(expiry(o.Now, o.RootExpiry))
 	roleKeys := map[string][]*Key{}
 	for _, rk := range []struct {
@@ -126,7 +136,7 @@ func (r *Repo) init(o InitOptions) error {
 		{metadata.ROOT, o.RootKeys, o.OfflineKeys}, {metadata.TARGETS, o.TargetsKeys, o.OfflineKeys},
 		{metadata.SNAPSHOT, 1, o.OnlineKeys}, {metadata.TIMESTAMP, 1, o.OnlineKeys},
 	} {
-		keys, err := newRoleKeys(root, rk.role, rk.n, rk.dir)
+		keys, err := newRoleKeys(root, rk.role, rk.n, rk.dir, &written)
 		if err != nil {
 			return err
 		}
@@ -156,18 +166,20 @@ func (r *Repo) init(o InitOptions) error {
 	return err
 }
 
-// newRoleKeys generates n keys for role, writes them to dir and adds them
-// to root.
-func newRoleKeys(root *metadata.Metadata[metadata.RootType], role string, n int, dir string) ([]*Key, error) {
+// newRoleKeys generates n keys for role, writes them to dir, adding their
+// paths to written, and adds them to root.
+func newRoleKeys(root *metadata.Metadata[metadata.RootType], role string, n int, dir string, written *[]string) ([]*Key, error) {
 	var keys []*Key
 	for range n {
 		k, err := GenerateKey()
 		if err != nil {
 			return nil, err
 		}
-		if err := k.WriteFile(filepath.Join(dir, KeyFileName(role, k))); err != nil {
+		path := filepath.Join(dir, KeyFileName(role, k))
+		if err := k.WriteFile(path); err != nil {
 			return nil, err
 		}
+		*written = append(*written, path)
 		if err := root.Signed.AddKey(k.public, role); err != nil {
 			return nil, fmt.Errorf("failed to add %s key: %w", role, err)
 		}

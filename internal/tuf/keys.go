@@ -79,25 +79,33 @@ func ReadKeyFile(path string) (*Key, error) {
 }
 
 // WriteFile writes the private key to path, mode 0600, refusing to
-// overwrite a file: a lost role key cannot be recovered from the
-// metadata. The directory is created mode 0700 with a .gitignore of "*".
+// overwrite a file (an error matching fs.ErrExist): a lost role key
+// cannot be recovered from the metadata. The directory is created mode
+// 0700 with a .gitignore of "*". The key is written to a temporary file,
+// synced, then linked to path, so a crash or a full disk leaves no empty
+// or partial key file behind to be taken for a key.
 func (k *Key) WriteFile(path string) error {
-	if err := makeKeyDir(filepath.Dir(path)); err != nil {
+	dir := filepath.Dir(path)
+	if err := makeKeyDir(dir); err != nil {
 		return err
 	}
 	data, err := cryptoutils.MarshalPrivateKeyToPEM(k.priv)
 	if err != nil {
 		return fmt.Errorf("failed to encode key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.CreateTemp(dir, ".tmp-key-")
 	if err != nil {
 		return fmt.Errorf("failed to create key file: %w", err)
 	}
+	defer os.Remove(f.Name())
 	_, err = f.Write(data)
-	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+	if err = errors.Join(err, f.Chmod(0o600), f.Sync(), f.Close()); err != nil {
 		return fmt.Errorf("failed to write key file %s: %w", path, err)
 	}
-	return nil
+	if err := os.Link(f.Name(), path); err != nil {
+		return fmt.Errorf("failed to create key file: %w", err)
+	}
+	return syncDir(dir)
 }
 
 // makeKeyDir creates a key directory. Its .gitignore keeps the keys out of
@@ -121,16 +129,18 @@ func KeyFileName(role string, k *Key) string {
 	return role + "-" + k.id[:8] + ".key"
 }
 
-// readRoleKeys reads every key file of role (<role>-*.key) in dirs.
-func readRoleKeys(role string, dirs []string) ([]*Key, error) {
-	var keys []*Key
+// readRoleKeys reads every key file of role (<role>-*.key) in dirs. A
+// file that cannot be read or parsed (left empty by a crash, a stray copy,
+// a key of the wrong mode) is skipped and returned in skipped: it stops
+// nothing unless the role's threshold needs it (roleKeys).
+func readRoleKeys(role string, dirs []string) (keys []*Key, skipped []error, err error) {
 	for _, dir := range dirs {
 		entries, err := os.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("failed to list keys: %w", err)
+			return nil, nil, fmt.Errorf("failed to list keys: %w", err)
 		}
 		for _, e := range entries {
 			if !strings.HasPrefix(e.Name(), role+"-") || !strings.HasSuffix(e.Name(), ".key") {
@@ -138,27 +148,35 @@ func readRoleKeys(role string, dirs []string) ([]*Key, error) {
 			}
 			k, err := ReadKeyFile(filepath.Join(dir, e.Name()))
 			if err != nil {
-				return nil, err
+				skipped = append(skipped, err)
+				continue
 			}
 			keys = append(keys, k)
 		}
 	}
-	return keys, nil
+	return keys, skipped, nil
 }
 
 // roleKeys returns the keys of role found in dirs that root lists for it,
 // failing unless they reach the role's threshold.
 func roleKeys(root *metadata.Metadata[metadata.RootType], role string, dirs []string) ([]*Key, error) {
-	all, err := readRoleKeys(role, dirs)
+	keys, _, err := findRoleKeys(root, role, dirs)
+	return keys, err
+}
+
+// findRoleKeys is roleKeys, also returning the key files it skipped
+// (readRoleKeys) for the caller to report.
+func findRoleKeys(root *metadata.Metadata[metadata.RootType], role string, dirs []string) ([]*Key, []error, error) {
+	all, skipped, err := readRoleKeys(role, dirs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r := root.Signed.Roles[role]
 	keys := uniqueKeys(slices.DeleteFunc(all, func(k *Key) bool { return !slices.Contains(r.KeyIDs, k.id) }))
 	if len(keys) < r.Threshold {
-		return nil, &MissingKeysError{Role: role, Have: len(keys), Threshold: r.Threshold, IDs: shortIDs(r.KeyIDs), Dirs: dirs}
+		return nil, skipped, &MissingKeysError{Role: role, Have: len(keys), Threshold: r.Threshold, IDs: shortIDs(r.KeyIDs), Dirs: dirs, Unreadable: skipped}
 	}
-	return keys, nil
+	return keys, skipped, nil
 }
 
 // A MissingKeysError means too few keys of a role were found to sign it.
@@ -168,12 +186,23 @@ type MissingKeysError struct {
 	Threshold int
 	IDs       []string // the role's key ids (first 8 hex digits)
 	Dirs      []string
+	// Unreadable are the role's key files that could not be read or
+	// parsed: one of them may be a key the threshold needs.
+	Unreadable []error
 }
 
 func (e *MissingKeysError) Error() string {
-	return fmt.Sprintf("signing %s needs %d of its keys (%s-<id>.key with id %s), but %d were found in %s",
+	msg := fmt.Sprintf("signing %s needs %d of its keys (%s-<id>.key with id %s), but %d were found in %s",
 		e.Role, e.Threshold, e.Role, strings.Join(e.IDs, ", "), e.Have, strings.Join(e.Dirs, ", "))
+	if len(e.Unreadable) > 0 {
+		msg += "; skipped: " + errors.Join(e.Unreadable...).Error()
+	}
+	return msg
 }
+
+// Unwrap returns the errors of the key files skipped, so that a
+// *secret.ModeError among them can be found.
+func (e *MissingKeysError) Unwrap() []error { return e.Unreadable }
 
 func shortIDs(ids []string) []string {
 	out := make([]string, len(ids))

@@ -112,7 +112,7 @@ func (r *Repo) signSnapshot(st *state, keyDirs []string, now time.Time) error {
 		return fmt.Errorf("the snapshot lists targets version %d, but the newest one the targets keys of root version %d signed is %d: "+
 			"publish the targets again with the root's targets keys", listed, st.root.Signed.Version, st.targets.Signed.Version)
 	}
-	keys, err := roleKeys(st.root, metadata.SNAPSHOT, keyDirs)
+	keys, err := st.roleKeys(metadata.SNAPSHOT, keyDirs)
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func (r *Repo) signSnapshot(st *state, keyDirs []string, now time.Time) error {
 // signTimestamp replaces the timestamp with the next version, naming
 // st.snapshot. It is written last, by rename: the files it names exist.
 func (r *Repo) signTimestamp(st *state, keyDirs []string, now time.Time) error {
-	keys, err := roleKeys(st.root, metadata.TIMESTAMP, keyDirs)
+	keys, err := st.roleKeys(metadata.TIMESTAMP, keyDirs)
 	if err != nil {
 		return err
 	}
@@ -154,6 +154,18 @@ func (r *Repo) signTimestamp(st *state, keyDirs []string, now time.Time) error {
 	}
 	st.timestamp = ts
 	return nil
+}
+
+// roleKeys returns the keys of an online role, adding the key files it
+// skipped to the problems reported.
+func (st *state) roleKeys(role string, keyDirs []string) ([]*Key, error) {
+	keys, skipped, err := findRoleKeys(st.root, role, keyDirs)
+	if err == nil {
+		for _, e := range skipped {
+			st.problems = append(st.problems, fmt.Errorf("key file skipped: %w", e))
+		}
+	}
+	return keys, err
 }
 
 // snapshotFloor is the version the next snapshot must pass: the one the
