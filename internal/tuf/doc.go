@@ -22,6 +22,7 @@
 //	DIR/metadata/timestamp.json     the only file ever replaced
 //	DIR/targets/sumdb/<sha256>.NAME.vkey, <sha256>.NAME.json
 //	DIR/.lock                       serialises writers (sumd tuf, sumd serve)
+//	DIR/.init-*                     where Init builds metadata/ and targets/
 //
 // Private keys are PKCS#8 PEM Ed25519 files named <role>-<keyid[:8]>.key,
 // mode 0600, in directories of mode 0700 holding a .gitignore of "*". The

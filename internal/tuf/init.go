@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -66,35 +67,104 @@ func (o InitOptions) withDefaults(dir string) InitOptions {
 // one) publishing opts.Database: new keys for every role, written to their
 // directories; root and targets version 1; the first snapshot and
 // timestamp. A repository is created once: clients pin its root.
+//
+// A repository exists once metadata/1.root.json does; Init decides that
+// under the repository's lock, so of concurrent Inits one creates it and
+// the others find it. It builds metadata/ and targets/ in a temporary
+// directory inside dir and renames them into place, metadata/ last: a
+// crash leaves either no metadata/1.root.json (a later Init starts over)
+// or the whole repository.
 func Init(dir string, opts InitOptions) (*Repo, error) {
 	opts = opts.withDefaults(dir)
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	switch _, err := os.Stat(filepath.Join(dir, metadataDir)); {
-	case err == nil:
-		return nil, fmt.Errorf("%s: %w; clients pin its root, so it is never re-created", dir, ErrExists)
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("failed to check %s: %w", dir, err)
-	}
-	for _, d := range []string{metadataDir, targetsDir} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, fmt.Errorf("failed to create repository: %w", err)
-		}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("failed to create repository: %w", err)
 	}
 	unlock, err := lock(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	r := &Repo{dir: dir}
-	if err := r.init(opts); err != nil {
-		// Nothing was published yet: leave no half repository behind.
-		os.RemoveAll(filepath.Join(dir, metadataDir))
-		os.RemoveAll(filepath.Join(dir, targetsDir))
+	switch _, err := os.Lstat(filepath.Join(dir, metadataDir, versionedName(1, metadata.ROOT))); {
+	case err == nil:
+		return nil, fmt.Errorf("%s: %w; clients pin its root, so it is never re-created", dir, ErrExists)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("failed to check %s: %w", dir, err)
+	}
+	// No root version 1: nothing was published, no client pinned
+	// anything. What an Init that crashed left goes.
+	if err := removeLeftovers(dir); err != nil {
 		return nil, err
 	}
-	return r, nil
+	tmp, err := os.MkdirTemp(dir, initTemp)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create repository: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	for _, d := range []string{metadataDir, targetsDir} {
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
+			return nil, fmt.Errorf("failed to create repository: %w", err)
+		}
+	}
+	build := &Repo{dir: tmp}
+	if err := build.init(opts, func() error { return moveInto(tmp, dir) }); err != nil {
+		return nil, err
+	}
+	return &Repo{dir: dir}, nil
+}
+
+// initTemp prefixes the temporary directory Init builds a repository in.
+const initTemp = ".init-"
+
+// moveInto renames the metadata and targets built in tmp into dir,
+// metadata last: its 1.root.json is the point of no return.
+func moveInto(tmp, dir string) error {
+	for _, d := range []string{targetsDir, metadataDir} {
+		if err := os.Rename(filepath.Join(tmp, d), filepath.Join(dir, d)); err != nil {
+			return fmt.Errorf("failed to create repository: %w", err)
+		}
+	}
+	return syncDir(dir)
+}
+
+// removeLeftovers removes what an Init that crashed left in dir, which
+// holds no root version 1: its temporary directories, and metadata/ and
+// targets/ as older versions of sumd left them. These hold only names of
+// the layout (ParsePath) and temporary files; anything else means the
+// directory is not one sumd made, and Init refuses to touch it.
+func removeLeftovers(dir string) error {
+	temps, err := filepath.Glob(filepath.Join(dir, initTemp+"*"))
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{metadataDir, targetsDir} {
+		err := filepath.WalkDir(filepath.Join(dir, d), func(path string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, path)
+			rel = filepath.ToSlash(rel)
+			_, layout := ParsePath(rel)
+			switch {
+			case e.IsDir() && (rel == metadataDir || rel == targetsDir || rel == targetsDir+"/sumdb"),
+				!e.IsDir() && (layout || strings.HasPrefix(e.Name(), ".tmp-")):
+				return nil
+			}
+			return fmt.Errorf("%s holds %s, which is not a file of a TUF repository: remove it or choose another directory", dir, rel)
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		temps = append(temps, filepath.Join(dir, d))
+	}
+	for _, path := range temps {
+		if err := os.RemoveAll(path); err != nil {
+			return fmt.Errorf("failed to remove what an interrupted init left: %w", err)
+		}
+	}
+	return nil
 }
 
 func (o InitOptions) check() error {
@@ -114,10 +184,11 @@ func (o InitOptions) check() error {
 	return errors.Join(errs...)
 }
 
-// init generates the keys and writes version 1 of every role. If it
+// init generates the keys, writes version 1 of every role and calls
+// publish to move them into place. If it
 // fails, it removes the key files it wrote: they sign nothing published,
 // and left beside the keys of a later Init they would only confuse.
-func (r *Repo) init(o InitOptions) (err error) {
+func (r *Repo) init(o InitOptions, publish func() error) (err error) {
 	var written []string
 	defer func() {
 		if err != nil {
@@ -162,8 +233,10 @@ func (r *Repo) init(o InitOptions) (err error) {
 		return err
 	}
 	st.first = true
-	_, err = r.signOnline(st, []string{o.OnlineKeys}, o.Now)
-	return err
+	if _, err = r.signOnline(st, []string{o.OnlineKeys}, o.Now); err != nil {
+		return err
+	}
+	return publish()
 }
 
 // newRoleKeys generates n keys for role, writes them to dir, adding their
