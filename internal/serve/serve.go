@@ -233,6 +233,9 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 			return nil, nil, err
 		}
 		b.log, own = l, l.Name()
+		if t != nil {
+			t.expect(l.Name(), l.VerifierKeys())
+		}
 	}
 	mirrors, mparts, err := b.openMirrors(cfg, own)
 	if err != nil {

@@ -164,6 +164,12 @@ func TestStatusTUF(t *testing.T) {
 
 // tufConfig is a server configuration serving a new TUF repository in dir.
 func tufConfig(t *testing.T) (Config, <-chan string, *testlog.Buffer, string) {
+	return tufConfigPublishing(t, func(vkey string) []string { return []string{vkey} })
+}
+
+// tufConfigPublishing is tufConfig with a repository that publishes
+// published(the log's verifier key).
+func tufConfigPublishing(t *testing.T, published func(string) []string) (Config, <-chan string, *testlog.Buffer, string) {
 	cfg, urls, logs := testConfig(t)
 	dir := filepath.Join(t.TempDir(), "tuf")
 	skey, vkey, err := sumdlog.GenerateKey("serve.example.com")
@@ -174,7 +180,7 @@ func tufConfig(t *testing.T) (Config, <-chan string, *testlog.Buffer, string) {
 	cfg.OpenLog = func() (*sumdlog.Log, error) {
 		return sumdlog.Open(cfg.DBFile, sumdlog.Options{Keys: []*sumdlog.Key{key}, Create: true, Logger: cfg.Logger})
 	}
-	db, err := tuf.NewDatabase([]string{vkey}, "")
+	db, err := tuf.NewDatabase(published(vkey), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +189,35 @@ func tufConfig(t *testing.T) (Config, <-chan string, *testlog.Buffer, string) {
 	}
 	cfg.TUF = &TUF{Dir: dir, OnlineKeys: filepath.Join(dir, tuf.DefaultOnlineKeys)}
 	return cfg, urls, logs, dir
+}
+
+// TestTUFPublishesOtherKeys: a repository that does not publish the keys
+// of the log served (another key, a key the log does not sign with) is a
+// problem of the status: clients that learn them fail every lookup.
+func TestTUFPublishesOtherKeys(t *testing.T) {
+	other := func(t *testing.T) string {
+		_, vkey, err := sumdlog.GenerateKey("serve.example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vkey
+	}
+	for name, published := range map[string]func(string) []string{
+		"other":   func(string) []string { return []string{other(t)} },
+		"more":    func(vkey string) []string { return []string{vkey, other(t)} },
+		"matches": func(vkey string) []string { return []string{vkey} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, urls, _, _ := tufConfigPublishing(t, published)
+			s := fetchStatus(t, serveTest(t, cfg, urls))
+			mismatch := slices.ContainsFunc(s.Health.Problems, func(p Problem) bool {
+				return strings.Contains(p.String(), "sumd tuf publish")
+			})
+			if mismatch != (name != "matches") {
+				t.Errorf("published keys %s: problems %v", name, s.Health.Problems)
+			}
+		})
+	}
 }
 
 // TestTUFStartReplacesIgnored starts a server on a repository whose

@@ -3,8 +3,11 @@ package serve
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,13 +31,18 @@ type tufPart struct {
 	repo     *tuf.Repo
 	now      func() time.Time
 	logger   *slog.Logger
+	// name and vkeys are the served log's, which the repository must
+	// publish; set by expect before serving, empty without a log.
+	name  string
+	vkeys []string
 
-	mu       sync.Mutex
-	status   *tuf.Status // the repository as last read; guarded by mu
-	readAt   time.Time   // when status was read; guarded by mu
-	readErr  error       // why it could not be; guarded by mu
-	signErr  error       // the last re-signing's failure; guarded by mu
-	signedAt time.Time   // the last successful re-signing; guarded by mu
+	mu        sync.Mutex
+	status    *tuf.Status // the repository as last read; guarded by mu
+	published string      // what it publishes unlike the log, "" if nothing; guarded by mu
+	readAt    time.Time   // when status was read; guarded by mu
+	readErr   error       // why it could not be; guarded by mu
+	signErr   error       // the last re-signing's failure; guarded by mu
+	signedAt  time.Time   // the last successful re-signing; guarded by mu
 }
 
 // TUF health thresholds. The timestamp lives a day and is renewed every six
@@ -121,6 +129,13 @@ func (t *tufPart) report(s *Status) {
 		was := t.readErr
 		t.status, t.readErr = t.repo.Status()
 		t.readAt = now
+		wrong := t.published
+		if t.readErr == nil {
+			t.published = t.mismatch()
+		}
+		if t.published != "" && t.published != wrong {
+			t.logger.Error("tuf: the repository does not publish the log served; clients that learn it fail", "problem", t.published)
+		}
 		// The status points at the server log: it must hold the reason
 		// when the problem shows, not at the next re-signing.
 		switch {
@@ -156,9 +171,59 @@ func (t *tufPart) report(s *Status) {
 			s.problem("tuf", "the %s metadata expires %s: %s", role, until(exp, now), fix)
 		}
 	}
+	if t.published != "" {
+		s.problem("tuf", "%s", t.published)
+	}
 	if n := len(t.status.Problems); n > 0 {
 		s.problem("tuf", "metadata files that do not verify are ignored: %d (see the server log)", n)
 	}
+}
+
+// expect makes the repository's status compare what it publishes with the
+// log of name signing with vkeys (oldest first).
+func (t *tufPart) expect(name string, vkeys []string) {
+	t.name, t.vkeys = name, vkeys
+}
+
+// mismatch says how the database the repository publishes differs from
+// the log served, "" if it does not: clients would take the wrong name, or
+// a key whose signatures never come for their GOSUMDB (the oldest, sumd
+// tuf gosumdb). Only key names and hashes are shown.
+func (t *tufPart) mismatch() string {
+	if t.name == "" {
+		return ""
+	}
+	pub, err := t.repo.Published()
+	switch {
+	case err != nil:
+		return fmt.Sprintf("the published database cannot be read (%v): see sumd tuf status", err)
+	case pub.Name != t.name:
+		return fmt.Sprintf("the repository publishes database %s, not %s: pass -tuf the repository of this log", pub.Name, t.name)
+	}
+	var msgs []string
+	if extra := keysNotIn(pub.VerifierKeys, t.vkeys); len(extra) > 0 {
+		msgs = append(msgs, "it publishes keys the log does not sign with ("+strings.Join(extra, ", ")+")")
+	}
+	if missing := keysNotIn(t.vkeys, pub.VerifierKeys); len(missing) > 0 {
+		msgs = append(msgs, "it does not publish keys the log signs with ("+strings.Join(missing, ", ")+")")
+	}
+	if len(msgs) == 0 {
+		return ""
+	}
+	return "the repository does not publish the log's keys: " + strings.Join(msgs, "; ") + ": publish them with sumd tuf publish"
+}
+
+// keysNotIn lists the keys of a missing from b, by name and key hash.
+func keysNotIn(a, b []string) []string {
+	var out []string
+	for _, k := range a {
+		if !slices.Contains(b, k) {
+			name, rest, _ := strings.Cut(k, "+")
+			hash, _, _ := strings.Cut(rest, "+")
+			out = append(out, name+"+"+hash)
+		}
+	}
+	return out
 }
 
 // TUFState is what the status shows of the TUF repository.
