@@ -134,10 +134,25 @@ func dropped(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
+// redirectHint says what to do about a redirect answer of the admin API,
+// which the client does not follow; "" if err is not one.
+func redirectHint(err error) string {
+	var re *admin.RedirectError
+	switch {
+	case !errors.As(err, &re):
+		return ""
+	case re.Base != "":
+		return "nothing was sent there (the credentials stay with the URL they are for): if you trust it, use " + re.Base + " as -server"
+	}
+	return "nothing was sent there (the credentials stay with the URL they are for): give the server's own URL as -server"
+}
+
 // remoteError explains an admin API failure.
 func remoteError(err error) error {
 	var ae *admin.Error
 	switch {
+	case redirectHint(err) != "":
+		return withHint(err, redirectHint(err))
 	case dropped(err):
 		return withHint(err, "the server dropped the connection after the request was sent (stopped or restarted?): whether it recorded this request's versions is not known; "+
 			"once it runs, run the same command again (safe: what was recorded is kept and never added twice)")

@@ -112,3 +112,33 @@ func TestRemoteDroppedConnection(t *testing.T) {
 		t.Error("remoteError dropped the cause")
 	}
 }
+
+// TestRemoteRedirect: sumd add -server and sumd backup -server follow no
+// redirect (net/http would carry the admin token to the same host on
+// another scheme or port) and say which URL to use as -server instead.
+func TestRemoteRedirect(t *testing.T) {
+	reached := 0
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached++ }))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/sumd"+r.URL.Path, http.StatusPermanentRedirect)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	for _, args := range [][]string{
+		{"add", "-server", srv.URL, "-token-file", token, "example.com/m@v1.0.0"},
+		{"backup", "-server", srv.URL, "-token-file", token, "-o", filepath.Join(dir, "b.db")},
+	} {
+		var stderr strings.Builder
+		if code := run(args, io.Discard, &stderr); code == 0 {
+			t.Errorf("%s: succeeded", args[0])
+		}
+		if want := "use " + other.URL + "/sumd as -server"; !strings.Contains(stderr.String(), want) {
+			t.Errorf("%s: stderr %q, want it to say %q", args[0], stderr.String(), want)
+		}
+	}
+	if reached != 0 {
+		t.Errorf("the redirect target got %d requests, want none", reached)
+	}
+}

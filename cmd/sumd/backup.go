@@ -47,6 +47,9 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 		copyTo = func(w io.Writer) error {
 			_, err := c.Backup(ctx, w)
 			var ae *admin.Error
+			if h := redirectHint(err); h != "" {
+				return withHint(err, h)
+			}
 			if errors.As(err, &ae) {
 				return withHint(err, "check -server, and -token-file or -auth (an admin's credentials); a 501 means the server's database is backed up with its own tools")
 			}

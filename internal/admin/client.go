@@ -32,7 +32,9 @@ type Client struct {
 	// an admin's basic credentials or token, for a server whose access
 	// layer knows them (sumd serve -read-auth).
 	Auth func(*http.Request) error
-	// HTTPClient sends the requests; nil means http.DefaultClient.
+	// HTTPClient sends the requests; nil means http.DefaultClient. Its
+	// CheckRedirect is not used: no request follows a redirect (see
+	// RedirectError).
 	HTTPClient *http.Client
 
 	// sleep waits between attempts (tests replace it); nil means a timer
@@ -274,9 +276,47 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	} else {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	client := c.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
+	client := http.Client{}
+	if c.HTTPClient != nil {
+		client = *c.HTTPClient
 	}
-	return client.Do(req)
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 && loc != "" {
+		resp.Body.Close()
+		return nil, redirectError(req, resp.StatusCode, loc)
+	}
+	return resp, nil
+}
+
+// redirectError describes a redirect of req to loc.
+func redirectError(req *http.Request, status int, loc string) *RedirectError {
+	e := &RedirectError{Status: status, Location: loc}
+	if u, err := req.URL.Parse(loc); err == nil {
+		e.Location = u.Redacted()
+		u.User, u.RawQuery, u.Fragment = nil, "", ""
+		if base, ok := strings.CutSuffix(u.String(), req.URL.Path); ok {
+			e.Base = base
+		}
+	}
+	return e
+}
+
+// A RedirectError is a redirect answer to an admin request. The client
+// follows none: net/http would carry the credentials to the same host on
+// another scheme or port (see package redirect), and a redirected POST is
+// better sent again, by the user, to the right URL.
+type RedirectError struct {
+	Status   int
+	Location string // where the answer pointed, as sent
+	// Base is Location without the request's path and query, when it ends
+	// with them: the URL to use instead of Client.URL.
+	Base string
+}
+
+func (e *RedirectError) Error() string {
+	return fmt.Sprintf("%d %s: the server redirected to %s, and admin requests do not follow redirects", e.Status, http.StatusText(e.Status), e.Location)
 }
