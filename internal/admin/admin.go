@@ -30,9 +30,10 @@
 // tlog.MaxAddRecords versions; each request is atomic, so a client that
 // stops half way runs again, and what is already recorded is "present".
 //
-// A POST that a browser marks as sent by a page of another site
-// (Sec-Fetch-Site, Origin) is refused with 403 before anything else:
-// browsers attach cached credentials to cross-site form submissions.
+// A request (a POST, or a GET of /admin/backup) that a browser marks as
+// sent by a page of another site (Sec-Fetch-Site, Origin) is refused with
+// 403 before anything else: browsers attach cached credentials to
+// cross-site form submissions and image loads.
 //
 // Every request needs "Authorization: Bearer <token>", compared in constant
 // time with the token file's content. The token is cached and the file read
@@ -140,6 +141,8 @@ type Handler struct {
 	opts   Options
 	log    *slog.Logger
 	tokens *tokenCache
+
+	backups chan struct{} // holds a token while a backup is being made
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -177,7 +180,7 @@ func New(rec Recorder, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}}
+	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}, backups: make(chan struct{}, 1)}
 	if opts.Authenticated {
 		return h
 	}
@@ -191,7 +194,7 @@ func New(rec Recorder, opts Options) *Handler {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := sameOrigin.Check(r); err != nil {
+	if err := sameOrigin.Check(asPost(r)); err != nil {
 		h.fail(w, r, &httpError{http.StatusForbidden, crossOriginText})
 		return
 	}
@@ -226,9 +229,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // who had opened the status page, recording hashes for ever. Plain forms
 // (text/plain, urlencoded, multipart) need no CORS preflight, so the
 // browser's own rules do not stop them. sumd's client and tools such as
-// curl send neither header and pass; so do GET and HEAD (a backup
-// downloaded by a cross-site link goes to the operator, not to the site).
+// curl send neither header and pass. GET and HEAD are checked as well
+// (see asPost): a backup fetched cross-site goes to the operator, not to
+// the site, but a page could fire many, and each copies the whole database.
 var sameOrigin = http.NewCrossOriginProtection()
+
+// asPost returns r, or a shallow copy of it as a POST if it is a GET or HEAD,
+// which CrossOriginProtection lets through unchecked.
+func asPost(r *http.Request) *http.Request {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return r
+	}
+	r = r.WithContext(r.Context())
+	r.Method = http.MethodPost
+	return r
+}
 
 const crossOriginText = "cross-origin request refused: the admin API takes requests from sumd's own client " +
 	"(sumd add -server) and tools such as curl, not from a page of another site in a browser"

@@ -27,7 +27,8 @@ const DefaultBackupTimeout = time.Hour
 // not last as long as a slow download. A store that cannot copy itself
 // (PostgreSQL) answers 501 with the store's advice. HEAD answers the
 // headers without a snapshot: no Content-Length, and a store that cannot
-// copy itself is found out by GET only.
+// copy itself is found out by GET only. One backup is made at a time
+// (others are answered 503), and the copy stops when its request ends.
 func (h *Handler) backup(w http.ResponseWriter, r *http.Request) {
 	if h.opts.Snapshot == nil {
 		h.fail(w, r, &httpError{http.StatusNotImplemented, "this server does not serve backups"})
@@ -37,6 +38,17 @@ func (h *Handler) backup(w http.ResponseWriter, r *http.Request) {
 		// No snapshot is written for HEAD: its size is only known once
 		// the whole database has been spooled to disk.
 		backupHeaders(w.Header())
+		return
+	}
+	select {
+	case h.backups <- struct{}{}:
+		defer func() { <-h.backups }()
+	default:
+		// Each backup is a copy of the whole database in the temporary
+		// directory: two at once would double that, and many fill the
+		// disk.
+		w.Header().Set("Retry-After", "60")
+		h.fail(w, r, &httpError{http.StatusServiceUnavailable, "another backup is being made: try again once it is done"})
 		return
 	}
 	rc := http.NewResponseController(w)
@@ -78,7 +90,7 @@ func (h *Handler) spool(ctx context.Context) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("failed to create the backup's temporary file: %w", err)
 	}
-	n, err := snap.WriteTo(f)
+	n, err := snap.WriteTo(ctxWriter{ctx, f})
 	if err == nil {
 		snap.Close() // release the read before the download
 		_, err = f.Seek(0, io.SeekStart)
@@ -89,6 +101,21 @@ func (h *Handler) spool(ctx context.Context) (*os.File, int64, error) {
 		return nil, 0, fmt.Errorf("failed to write the backup: %w", err)
 	}
 	return f, n, nil
+}
+
+// A ctxWriter fails its writes once ctx has ended: a backup whose request
+// ended (the client gave up, the server shuts down) stops copying the
+// database.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := context.Cause(c.ctx); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 // Backup downloads a consistent copy of the database from GET

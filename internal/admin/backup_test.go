@@ -3,11 +3,13 @@ package admin
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -96,5 +98,144 @@ func TestBackupHeadSpoolsNothing(t *testing.T) {
 	if rec.Code != http.StatusOK || snapshots != 0 || rec.Header().Get("Content-Length") != "" || rec.Header().Get("Content-Type") != "application/octet-stream" {
 		t.Errorf("HEAD /admin/backup: %d, %d snapshots, Content-Length %q, Content-Type %q; want 200, none, no length, application/octet-stream",
 			rec.Code, snapshots, rec.Header().Get("Content-Length"), rec.Header().Get("Content-Type"))
+	}
+}
+
+// fakeSnapshot writes "abc" a byte at a time. The first one made by a
+// snapshots waits, after its first byte, until release is closed.
+type fakeSnapshot struct {
+	first   bool
+	s       *snapshots
+	written []error // each write's error
+}
+
+type snapshots struct {
+	mu      sync.Mutex
+	n       int
+	started chan struct{} // closed when the first one has written a byte
+	release chan struct{}
+	last    *fakeSnapshot
+}
+
+func newSnapshots() *snapshots {
+	return &snapshots{started: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (s *snapshots) snapshot(ctx context.Context) (tlog.Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	s.last = &fakeSnapshot{first: s.n == 1, s: s}
+	return s.last, nil
+}
+
+func (f *fakeSnapshot) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for i, b := range []byte("abc") {
+		if i == 1 && f.first {
+			close(f.s.started)
+			<-f.s.release
+		}
+		_, err := w.Write([]byte{b})
+		f.written = append(f.written, err)
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (f *fakeSnapshot) Size() int64  { return 3 }
+func (f *fakeSnapshot) Close() error { return nil }
+
+// TestBackupCrossSite: a GET of /admin/backup that a browser says another
+// site sent is refused, as a POST is: each would make the server copy its
+// whole database, with an operator's cached credentials.
+func TestBackupCrossSite(t *testing.T) {
+	snaps := newSnapshots()
+	snaps.n = 1 // none waits
+	h := New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: snaps.snapshot, TempDir: t.TempDir()})
+	for _, tc := range []struct {
+		header, value string
+		want          int
+	}{
+		{"", "", http.StatusOK},
+		{"Sec-Fetch-Site", "same-origin", http.StatusOK},
+		{"Sec-Fetch-Site", "none", http.StatusOK},
+		{"Sec-Fetch-Site", "cross-site", http.StatusForbidden},
+		{"Sec-Fetch-Site", "same-site", http.StatusForbidden},
+		{"Origin", "https://evil.example", http.StatusForbidden},
+	} {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			r := httptest.NewRequest(method, "https://sumd.example/admin/backup", nil)
+			if tc.header != "" {
+				r.Header.Set(tc.header, tc.value)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.want {
+				t.Errorf("%s with %s: %q: %d, want %d", method, tc.header, tc.value, w.Code, tc.want)
+			}
+		}
+	}
+}
+
+// TestBackupOneAtATime: while one backup is being written, another is
+// answered 503 with Retry-After, not a second copy of the database; once it
+// is done, the next one is served.
+func TestBackupOneAtATime(t *testing.T) {
+	snaps := newSnapshots()
+	h := New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: snaps.snapshot, TempDir: t.TempDir()})
+	first := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(first, httptest.NewRequest("GET", "/admin/backup", nil))
+	}()
+	<-snaps.started
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/admin/backup", nil))
+	close(snaps.release)
+	<-done
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
+		t.Errorf("a second backup at once: %d %q (Retry-After %q, Content-Type %q), want 503 text/plain with Retry-After",
+			w.Code, w.Body, w.Header().Get("Retry-After"), w.Header().Get("Content-Type"))
+	}
+	if first.Code != http.StatusOK || first.Body.String() != "abc" {
+		t.Errorf("the first backup: %d %q", first.Code, first.Body)
+	}
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/admin/backup", nil))
+	if w.Code != http.StatusOK || w.Body.String() != "abc" {
+		t.Errorf("a backup after the first: %d %q", w.Code, w.Body)
+	}
+}
+
+// TestBackupStopsWithRequest: a backup whose request ends stops copying
+// the database into its temporary file, and leaves no file behind.
+func TestBackupStopsWithRequest(t *testing.T) {
+	snaps := newSnapshots()
+	dir := t.TempDir()
+	h := New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: snaps.snapshot, TempDir: dir})
+	ctx, cancel := context.WithCancel(context.Background())
+	w := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(w, httptest.NewRequestWithContext(ctx, "GET", "/admin/backup", nil))
+	}()
+	<-snaps.started
+	cancel()
+	close(snaps.release)
+	<-done
+	if got := snaps.last.written; len(got) != 2 || got[1] == nil {
+		t.Errorf("writes of the copy: %v; want the second to fail once the request ended", got)
+	}
+	if w.Code == http.StatusOK {
+		t.Errorf("a backup whose request ended: %d %q", w.Code, w.Body)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "sumd-backup-*")); len(files) != 0 {
+		t.Errorf("left behind: %v", files)
 	}
 }
