@@ -215,9 +215,9 @@ func TestNew(t *testing.T) {
 		{ModeBasic, "# only a comment\n", "holds no credentials"},
 		{ModeBasic, "alice:{SHA}c2VjcmV0LXNoYTE=\n", "line 1: alice: not a bcrypt hash; create it with htpasswd -B"},
 		{ModeBasic, "alice:$apr1$abc$def\n", "not a bcrypt hash"},
-		{ModeBasic, "alice:" + bcryptOf(t, "pw") + ":root\n", `unknown role "root"`},
+		{ModeBasic, "alice:" + bcryptOf(t, "pw") + ":root\n", "line 1: alice: field 3 is not a role: want reader, auditor or admin"},
 		{ModeBasic, "alice:" + bcryptOf(t, "pw") + ":auditor:corp.example/*\n", "only a reader can be limited"},
-		{ModeBasic, "alice:" + bcryptOf(t, "pw") + ":reader:corp.example/[\n", "malformed pattern"},
+		{ModeBasic, "alice:" + bcryptOf(t, "pw") + ":reader:corp.example/[\n", "alice: field 4 is not a list of module path patterns"},
 		{ModeBasic, "alice:" + bcryptOf(t, "pw") + "\nalice:" + bcryptOf(t, "pw") + "\n", "line 2: alice is named twice"},
 		{ModeBasic, "anonymous:" + bcryptOf(t, "pw") + "\n", "reserved"},
 		{ModeBasic, "al ice:" + bcryptOf(t, "pw") + "\n", "use letters, digits"},
@@ -260,4 +260,25 @@ func TestAdminTokenUnusable(t *testing.T) {
 	want(t, "/latest while the token file is unusable", s.do("GET", "/latest", ""), 200, "ok anonymous")
 	os.Chmod(file, 0o600)
 	want(t, "admin with the token once the file is fixed", s.do("POST", "/admin/fetch", "Bearer "+adminToken), 200, "ok admin-token")
+}
+
+// TestNewQuotesNoSecret: a token or hash holding ":" is split into
+// fields, and what follows the name may be part of it: errors name the
+// field, never its text, and the line is refused.
+func TestNewQuotesNoSecret(t *testing.T) {
+	dir := t.TempDir()
+	for _, line := range []string{
+		"ci:0123456789abcdef:S3KR1T-T41L-xyz",
+		"ci:0123456789abcdef:reader:S3KR1T[T41L",
+		"ci:0123456789abcdef:reader:S3KR1T T41L",
+		"ci:0123456789abcdef:auditor:S3KR1T-T41L",
+		"ci:0123456789abcdef:S3KR1T-T41L:x:y",
+	} {
+		_, err := New(Config{Mode: ModeBearer, File: writeSecret(t, dir, "tokens", line+"\n"), Databases: []string{testDB}})
+		if err == nil {
+			t.Errorf("%q accepted", line)
+		} else if strings.Contains(err.Error(), "S3KR1T") || strings.Contains(err.Error(), "T41L") {
+			t.Errorf("%q: error %q quotes a field after the name", line, err)
+		}
+	}
 }

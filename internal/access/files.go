@@ -31,7 +31,9 @@ import (
 // admin. PATTERNS, for a reader only, limits it to module paths matching
 // them (GOPRIVATE syntax: corp.example/team-a/*,corp.example/shared).
 // Blank lines and lines starting with # are ignored. A file with a bad
-// line is refused whole, naming the line but never a secret.
+// line is refused whole, naming the line and its NAME but quoting no other
+// field: a secret holding ":" is split, and its tail would be the role or
+// the patterns.
 
 // A credential is one line of a credential file.
 type credential struct {
@@ -91,7 +93,8 @@ func parseLine(line string) (*credential, error) {
 	if len(fields) > 2 && fields[2] != "" {
 		r, err := ParseRole(fields[2])
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", c.name, err)
+			// Not quoted: a secret holding ":" puts its tail here.
+			return nil, fmt.Errorf("%s: field 3 is not a role: want reader, auditor or admin", c.name)
 		}
 		c.role = r
 	}
@@ -130,9 +133,10 @@ func checkPatterns(c *credential) error {
 		return fmt.Errorf("%s: only a reader can be limited to module paths: an %s reads every record through data tiles", c.name, c.role)
 	case strings.ContainsAny(c.patterns, " \t"):
 		return fmt.Errorf("%s: patterns are comma-separated, without spaces", c.name)
-	}
-	if err := upstream.CheckPatterns(c.patterns); err != nil {
-		return fmt.Errorf("%s: %w", c.name, err)
+	case upstream.CheckPatterns(c.patterns) != nil:
+		// Not quoted, nor the error that quotes them: a secret holding
+		// ":" puts its tail here.
+		return fmt.Errorf("%s: field 4 is not a list of module path patterns (GOPRIVATE syntax: corp.example/team-a/*,corp.example/shared)", c.name)
 	}
 	return nil
 }
@@ -204,7 +208,7 @@ func parseCertFile(data []byte) (certFile, error) {
 	f := certFile{subjects: map[string]*credential{}}
 	err := parseLines(data, func(c *credential) error {
 		if _, dup := f.subjects[c.secret]; dup {
-			return fmt.Errorf("%s: the subject %q is mapped twice", c.name, c.secret)
+			return fmt.Errorf("%s: the subject is another credential's too", c.name)
 		}
 		c.setMethod("certificate")
 		f.subjects[c.secret] = c
