@@ -191,12 +191,12 @@ func New(cfg Config) (*Layer, error) {
 	case ModeBasic:
 		l.basic = newBasicStore(cfg.File, l.metrics, cfg.Logger)
 	case ModeBearer:
-		l.bearer = newWatched(cfg.File, parseTokenFile, cfg.Logger)
+		l.bearer = newLineFile(cfg.File, parseTokenFile, cfg.Logger)
 	default:
 		return nil, fmt.Errorf("unknown access mode %q: want none, basic or bearer", cfg.Mode)
 	}
 	if cfg.CertFile != "" {
-		l.certs = newWatched(cfg.CertFile, parseCertFile, cfg.Logger)
+		l.certs = newLineFile(cfg.CertFile, parseCertFile, cfg.Logger)
 	}
 	if cfg.AdminTokenFile != "" {
 		l.admin = newWatched(cfg.AdminTokenFile, admin.ParseToken, cfg.Logger)

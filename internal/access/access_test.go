@@ -223,6 +223,7 @@ func TestNew(t *testing.T) {
 		{ModeBasic, "al ice:" + bcryptOf(t, "pw") + "\n", "use letters, digits"},
 		{ModeBearer, "ci:short-token\n", "line 1: ci: the token is shorter than 16 bytes"},
 		{ModeBearer, "a:" + readerToken + "\nb:" + readerToken + "\n", "line 2: b: the token is another credential's too"},
+		{ModeBearer, "ci:" + readerToken + ":reader:\n", "ci: field 4 (module path patterns) is empty"},
 		{ModeBearer, "ci\n", "want NAME:SECRET"},
 		{ModeBearer, "ci:" + readerToken + ":reader:a:b\n", "want NAME:SECRET"},
 	} {

@@ -57,7 +57,7 @@ type basicStore struct {
 
 func newBasicStore(path string, m *metrics, log *slog.Logger) *basicStore {
 	s := &basicStore{
-		file:     newWatched(path, parseBasicFile, log),
+		file:     newLineFile(path, parseBasicFile, log),
 		verified: newVerifiedCache(maxVerified),
 		slots:    make(chan struct{}, bcryptSlots(runtime.GOMAXPROCS(0))),
 		metrics:  m,

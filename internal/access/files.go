@@ -29,7 +29,8 @@ import (
 // NAME is what logs and metrics call the credential: letters, digits and
 // ". _ @ + -", up to 64 bytes. ROLE is reader (the default), auditor or
 // admin. PATTERNS, for a reader only, limits it to module paths matching
-// them (GOPRIVATE syntax: corp.example/team-a/*,corp.example/shared).
+// them (GOPRIVATE syntax: corp.example/team-a/*,corp.example/shared); if
+// the field is there, it may not be empty.
 // Blank lines and lines starting with # are ignored. A file with a bad
 // line is refused whole, naming the line and its NAME but quoting no other
 // field: a secret holding ":" is split, and its tail would be the role or
@@ -100,6 +101,11 @@ func parseLine(line string) (*credential, error) {
 	}
 	if len(fields) > 3 {
 		c.patterns = fields[3]
+		if c.patterns == "" {
+			// No patterns would mean every module: a line cut after its
+			// last ':' must not widen what it grants.
+			return nil, fmt.Errorf("%s: field 4 (module path patterns) is empty: name the patterns, or drop the last ':' for a reader of every module", c.name)
+		}
 		if err := checkPatterns(c); err != nil {
 			return nil, err
 		}

@@ -154,3 +154,37 @@ func mustRead(t *testing.T, file string) string {
 	}
 	return string(data)
 }
+
+// TestHalfWritten: a credential file caught half-written, a line cut after
+// its secret or its last ':', gives no one more than the whole file would:
+// an empty PATTERNS field is refused (it would be a reader of every
+// module), and a re-read file must end with a newline. Until the file is
+// whole every credential it held is refused; then the new one works.
+func TestHalfWritten(t *testing.T) {
+	const teamToken = "team-token-0123456789"
+	dir := t.TempDir()
+	file := writeSecret(t, dir, "tokens", "ci:"+readerToken+"\n")
+	s := newSetup(t, Config{Mode: ModeBearer, File: file})
+	want(t, "ci", s.do("GET", "/latest", "Bearer "+readerToken), 200, "ok ci")
+	for _, cut := range []string{"team:" + teamToken + ":reader:", "team:" + teamToken} {
+		replace(t, file, "ci:"+readerToken+"\n"+cut)
+		if w := s.do("GET", "/lookup/example.com/secret@v1.0.0", "Bearer "+teamToken); w.Code != 401 {
+			t.Errorf("team's lookup outside its patterns, the file cut at %q: %d %q, want 401", cut, w.Code, w.Body)
+		}
+	}
+	replace(t, file, "ci:"+readerToken+"\nteam:"+teamToken+":reader:example.com/team/*\n")
+	want(t, "team inside its patterns once the file is whole", s.do("GET", "/lookup/example.com/team/x@v1.0.0", "Bearer "+teamToken), 200, "ok team")
+	want(t, "team outside its patterns once the file is whole", s.do("GET", "/lookup/example.com/secret@v1.0.0", "Bearer "+teamToken), 404, "")
+	want(t, "ci once the file is whole", s.do("GET", "/latest", "Bearer "+readerToken), 200, "ok ci")
+}
+
+// TestAdminTokenNoNewline: the admin token file holds a token, not lines:
+// rotated to one without a final newline, the new token works.
+func TestAdminTokenNoNewline(t *testing.T) {
+	file := writeSecret(t, t.TempDir(), "admin", adminToken)
+	s := newSetup(t, Config{AdminTokenFile: file, AdminAPI: true})
+	want(t, "admin token", s.do("POST", "/admin/fetch", "Bearer "+adminToken), 200, "ok admin-token")
+	const rotated = "rotated-admin-token-0123456789"
+	replace(t, file, rotated)
+	want(t, "rotated admin token", s.do("POST", "/admin/fetch", "Bearer "+rotated), 200, "ok admin-token")
+}

@@ -31,6 +31,7 @@ type watched[T any] struct {
 	path  string
 	parse func([]byte) (T, error)
 	log   *slog.Logger
+	lines bool // a credential file of lines: read again, it must end with a newline
 
 	last    atomic.Pointer[snapshot[T]] // the file as last read; nil before the first read
 	statted atomic.Int64                // when the file was last stat'ed, in Unix nanoseconds
@@ -46,6 +47,11 @@ type snapshot[T any] struct {
 
 func newWatched[T any](path string, parse func([]byte) (T, error), log *slog.Logger) *watched[T] {
 	return &watched[T]{path: path, parse: parse, log: log}
+}
+
+// newLineFile is newWatched for a credential file of lines (parseLines).
+func newLineFile[T any](path string, parse func([]byte) (T, error), log *slog.Logger) *watched[T] {
+	return &watched[T]{path: path, parse: parse, log: log, lines: true}
 }
 
 // load returns the file's content, reading it again if it changed.
@@ -71,7 +77,7 @@ func (w *watched[T]) load() (T, error) {
 	if statErr != nil {
 		s.fi, s.err = nil, fmt.Errorf("failed to read %s: %w", w.path, statErr)
 	} else {
-		s.val, s.err = w.read()
+		s.val, s.err = w.read(w.lines && w.last.Load() != nil)
 	}
 	w.report(w.last.Swap(s), s)
 	return s.val, s.err
@@ -85,12 +91,18 @@ func (w *watched[T]) cached() (T, error) {
 	return w.load()
 }
 
-// read reads and parses the file.
-func (w *watched[T]) read() (T, error) {
+// read reads and parses the file. A credential file read again (reread)
+// must end with a newline: one caught while it is written in place may end in a line cut
+// after its secret, a reader of every module, so it is refused (every
+// credential with it) until the writer is done and the next stat sees it.
+func (w *watched[T]) read(reread bool) (T, error) {
 	var zero T
 	data, _, err := secret.ReadFile(w.path, maxCredentialFile)
 	if err != nil {
 		return zero, err // it names the file
+	}
+	if reread && len(data) > 0 && data[len(data)-1] != '\n' {
+		return zero, fmt.Errorf("%s does not end with a newline: it may be half-written (write it whole, or to another file renamed into place)", w.path)
 	}
 	v, err := w.parse(data)
 	if err != nil {
