@@ -21,9 +21,13 @@ type netrcEntry struct {
 // credentials only to hosts named in the file.
 //
 // Unlike the go command's parser, a keyword and its value may be on
-// different lines, as the format allows. The input is untrusted-ish (a file
-// the operator points at), so the parser never fails: it returns what it
-// understood.
+// different lines, as the format allows; but a keyword is never taken as
+// a value, so a value missing at the end of a line leaves its block
+// incomplete (and dropped) rather than taking the next block's keyword and
+// then its credentials. As in the go command's parser, a block is kept as
+// soon as it is complete, and values that follow it without a "machine"
+// go nowhere. The input is untrusted-ish (a file the operator points at),
+// so the parser never fails: it returns what it understood.
 func parseNetrc(data string) []netrcEntry {
 	var p netrcParser
 	for line := range strings.SplitSeq(data, "\n") {
@@ -57,11 +61,21 @@ type netrcParser struct {
 // token consumes one token; it returns false at "default", where parsing
 // stops.
 func (p *netrcParser) token(tok string) bool {
+	switch tok {
+	case "default":
+		return false
+	case "machine", "login", "password", "account", "macdef":
+		// A keyword, never a value: one waiting for its value gets none.
+		if tok == "machine" || p.key == "machine" {
+			p.cur = netrcEntry{} // a new block, or one with no name
+		}
+		p.key = tok
+		return true
+	}
 	key := p.key
 	p.key = ""
 	switch key {
 	case "machine":
-		p.flush()
 		p.cur = netrcEntry{machine: tok}
 	case "login":
 		p.cur.login = tok
@@ -69,30 +83,15 @@ func (p *netrcParser) token(tok string) bool {
 		p.cur.password = tok
 	case "macdef":
 		p.macro = true
-	case "account":
-	default:
-		switch tok {
-		case "default":
-			return false
-		case "machine", "login", "password", "account", "macdef":
-			p.key = tok
-		}
+	}
+	if p.cur.machine != "" && p.cur.login != "" && p.cur.password != "" {
+		p.entries = append(p.entries, p.cur)
+		p.cur = netrcEntry{}
 	}
 	return true
 }
 
-// flush keeps the current block if it is complete.
-func (p *netrcParser) flush() {
-	if p.cur.machine != "" && p.cur.login != "" && p.cur.password != "" {
-		p.entries = append(p.entries, p.cur)
-	}
-	p.cur = netrcEntry{}
-}
-
-func (p *netrcParser) done() []netrcEntry {
-	p.flush()
-	return p.entries
-}
+func (p *netrcParser) done() []netrcEntry { return p.entries }
 
 // lookupNetrc returns the credentials for u: the first block naming u's
 // host and port exactly, else the first naming its host name alone, which

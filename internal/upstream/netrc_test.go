@@ -47,7 +47,8 @@ machine after.default login x password y
 }
 
 // FuzzParseNetrc checks that the parser never fails, returns only complete
-// entries of single tokens, and reads its own rendering back unchanged.
+// entries of single tokens, none a keyword, and reads its own rendering
+// back unchanged.
 func FuzzParseNetrc(f *testing.F) {
 	for _, s := range []string{
 		"machine a login b password c", "machine a\nlogin b\npassword c\nmacdef x\nbody\n\nmachine d login e password f",
@@ -61,6 +62,10 @@ func FuzzParseNetrc(f *testing.F) {
 		var b strings.Builder
 		for _, e := range entries {
 			for _, field := range []string{e.machine, e.login, e.password} {
+				switch field {
+				case "machine", "login", "password", "account", "macdef", "default":
+					t.Fatalf("parseNetrc(%q) gave entry %+v with a keyword for a value", s, e)
+				}
 				if field == "" || len(strings.Fields(field)) != 1 || strings.Fields(field)[0] != field {
 					t.Fatalf("parseNetrc(%q) gave entry %+v with a bad field", s, e)
 				}
@@ -71,4 +76,28 @@ func FuzzParseNetrc(f *testing.F) {
 			t.Fatalf("parseNetrc of its own rendering = %+v, want %+v", again, entries)
 		}
 	})
+}
+
+// TestNetrcMissingValue: a keyword whose value is missing never takes the
+// next keyword, nor what follows it, as its value: a block cut short gets
+// no one else's credentials, and the next block keeps its own.
+func TestNetrcMissingValue(t *testing.T) {
+	for _, data := range []string{
+		"machine a.example login x password\nmachine b.example login y password secret-of-b\n",
+		"machine a.example login x password machine b.example login y password secret-of-b\n",
+		"machine a.example login\npassword\nmachine b.example login y password secret-of-b\n",
+		"machine a.example password login y\nmachine b.example login y password secret-of-b\n",
+		"machine a.example login x\npassword machine\nb.example login y password secret-of-b\n",
+	} {
+		got := parseNetrc(data)
+		want := []netrcEntry{{"b.example", "y", "secret-of-b"}}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("parseNetrc(%q) = %+v, want %+v", data, got, want)
+		}
+	}
+	// Once a block is complete, later values without a machine go nowhere,
+	// as in the go command's parser.
+	if got := parseNetrc("machine a.example login x password p password q\n"); !reflect.DeepEqual(got, []netrcEntry{{"a.example", "x", "p"}}) {
+		t.Errorf("a second password after a complete block: %+v", got)
+	}
 }
