@@ -38,9 +38,9 @@
 // Every request needs "Authorization: Bearer <token>", compared in constant
 // time with the token file's content. The token is cached and the file read
 // again only when a request carrying an Authorization header finds it
-// changed (another inode, size, modification time or mode), so a token can
-// be rotated, or the API switched off by removing the file, without a
-// restart, and anonymous requests never touch the disk. With no file, an
+// changed (another inode, size, modification or change time, or mode), so
+// a token can be rotated, or the API switched off by removing the file,
+// without a restart, and anonymous requests never touch the disk. With no file, an
 // empty one, a token shorter than MinTokenLength or a file other users may
 // access (it must be chmod 600), every path answers 404.
 //

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/upstream"
@@ -189,8 +190,9 @@ func TestRequests(t *testing.T) {
 	}
 }
 
-// TestTokenCached: the token file is read again only when stat shows it
-// changed, and never for a request without an Authorization header.
+// TestTokenCached: the token file is read again when stat shows it
+// changed, even only its change time (secret.Changed), and never for a
+// request without an Authorization header.
 func TestTokenCached(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
 	c := newFakeSetup(t, &fakeRecorder{err: errors.New("recorder reached")})
@@ -207,21 +209,32 @@ func TestTokenCached(t *testing.T) {
 		t.Fatal("the token is refused")
 	}
 
-	// Same inode, size, mode and modification time: the cached token stays.
+	// Same inode, size, mode and modification time (cp -p, rsync -t): the
+	// change time still moves, and the file is read again. It has the
+	// kernel's clock granularity: write until stat shows it moved.
 	other := strings.ToUpper(testToken)
-	if err := os.WriteFile(c.tokenFile, []byte(other), 0o600); err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := os.WriteFile(c.tokenFile, []byte(other), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(c.tokenFile, old.ModTime(), old.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(c.tokenFile); err == nil && secret.Changed(old, fi) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("stat never showed the rewrite in place")
+		}
 	}
-	if err := os.Chtimes(c.tokenFile, old.ModTime(), old.ModTime()); err != nil {
-		t.Fatal(err)
-	}
-	if !authorized(testToken) || authorized(other) {
-		t.Error("the token file was read again although stat shows no change")
+	if authorized(testToken) || !authorized(other) {
+		t.Error("the token file rewritten in place with its modification time kept was not read again")
 	}
 	// A new modification time: read again.
+	os.WriteFile(c.tokenFile, []byte(testToken), 0o600)
 	later := old.ModTime().Add(time.Second)
 	os.Chtimes(c.tokenFile, later, later)
-	if authorized(testToken) || !authorized(other) {
+	if !authorized(testToken) || authorized(other) {
 		t.Error("the changed token file was not read again")
 	}
 
@@ -239,7 +252,7 @@ func TestTokenCached(t *testing.T) {
 	if got := anonymous(); got != http.StatusUnauthorized {
 		t.Errorf("anonymous request after the file was removed: %d, want 401 from the cache", got)
 	}
-	_, err = (&Client{URL: c.URL, Token: other}).Fetch(context.Background(), m)
+	_, err = (&Client{URL: c.URL, Token: testToken}).Fetch(context.Background(), m)
 	wantStatus(t, err, http.StatusNotFound, "the admin API is not enabled on this server")
 	if got := anonymous(); got != http.StatusNotFound {
 		t.Errorf("anonymous request once the removal was noticed: %d, want 404", got)

@@ -19,9 +19,13 @@ import (
 // secret in memory until its file changes. A rotation by rename gives
 // another inode, an edit in place another modification time or size; a
 // chmod must be seen too, since the mode decides whether the file is
-// accepted.
+// accepted. A rewrite in place that keeps the size and restores the
+// modification time (cp -p, rsync -t) changes only the change time
+// (ctime), which no one can set back: it is compared where the system
+// has one (unix).
 func Changed(a, b fs.FileInfo) bool {
-	return !os.SameFile(a, b) || !a.ModTime().Equal(b.ModTime()) || a.Size() != b.Size() || a.Mode() != b.Mode()
+	return !os.SameFile(a, b) || !a.ModTime().Equal(b.ModTime()) || a.Size() != b.Size() || a.Mode() != b.Mode() ||
+		!ctime(a).Equal(ctime(b))
 }
 
 // A ModeError is a secret file that users other than its owner may access.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReadFile(t *testing.T) {
@@ -64,5 +65,51 @@ func TestCredential(t *testing.T) {
 		if refused := errors.As(err, &me); refused != tt.refused || !refused && err != nil {
 			t.Errorf("%s mode %v: %v; want refused %v", path, tt.mode, err, tt.refused)
 		}
+	}
+}
+
+// TestChangedInPlace: a rewrite in place that keeps the size and the
+// modification time (cp -p, rsync -t, a tool restoring mtimes) is seen,
+// by its change time.
+func TestChangedInPlace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte("ci:old-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctime(a).IsZero() {
+		t.Skip("no change time on this system")
+	}
+	// The change time has the kernel's clock granularity: write until it
+	// moves (at once, but for a file written within the same tick).
+	var b fs.FileInfo
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := os.WriteFile(path, []byte("ci:new-token-9876543210\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, a.ModTime(), a.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+		if b, err = os.Stat(path); err != nil {
+			t.Fatal(err)
+		}
+		if ctime(b) != ctime(a) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the change time did not move in 10 s")
+		}
+	}
+	if !b.ModTime().Equal(a.ModTime()) || b.Size() != a.Size() || !os.SameFile(a, b) {
+		t.Fatalf("the rewrite changed more than the content and change time: %v %v", a, b)
+	}
+	if !Changed(a, b) {
+		t.Error("Changed missed a rewrite in place keeping size and modification time")
+	}
+	if Changed(b, b) {
+		t.Error("Changed(b, b)")
 	}
 }
