@@ -4,6 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -153,7 +157,12 @@ func (l *Layer) fromCertificate(r *http.Request) (*Principal, *denial) {
 	if l.certs == nil || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
 		return nil, nil
 	}
-	subject := r.TLS.VerifiedChains[0][0].Subject.String()
+	cert := r.TLS.VerifiedChains[0][0]
+	subject := cert.Subject.String()
+	if err := checkSubject(cert); err != nil {
+		l.log.InfoContext(r.Context(), "client certificate refused", "subject", subject, "err", err, "remote", r.RemoteAddr)
+		return nil, &denial{http.StatusForbidden, reasonCertificate, "the client certificate's subject is ambiguous: " + err.Error(), nil}
+	}
 	f, err := l.certs.load()
 	if err == nil {
 		if c := f.subjects[subject]; c != nil {
@@ -163,6 +172,37 @@ func (l *Layer) fromCertificate(r *http.Request) (*Principal, *denial) {
 	l.log.InfoContext(r.Context(), "client certificate not in the role map", "subject", subject, "remote", r.RemoteAddr)
 	return nil, &denial{http.StatusForbidden, reasonCertificate, "the client certificate is not mapped to a role", nil}
 }
+
+// checkSubject refuses a subject that pkix.Name, and so the form it
+// prints (the role map's key), does not show whole: it keeps one value of
+// the attributes it holds as a string, CN and serialNumber, the last, so a
+// subject holding CN=replica-1 and CN=intruder would print as the subject
+// holding CN=replica-1 alone.
+func checkSubject(cert *x509.Certificate) error {
+	var rdns pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(cert.RawSubject, &rdns); err != nil || len(rest) != 0 {
+		return errors.New("it cannot be parsed")
+	}
+	seen := map[string]bool{}
+	for _, rdn := range rdns {
+		for _, atv := range rdn {
+			if !atv.Type.Equal(oidCommonName) && !atv.Type.Equal(oidSerialNumber) {
+				continue
+			}
+			if seen[atv.Type.String()] {
+				return fmt.Errorf("attribute %s appears more than once", atv.Type)
+			}
+			seen[atv.Type.String()] = true
+		}
+	}
+	return nil
+}
+
+// The attributes pkix.Name keeps one value of.
+var (
+	oidCommonName   = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidSerialNumber = asn1.ObjectIdentifier{2, 5, 4, 5}
+)
 
 // authorize checks that p may make a request that needs n. A nil p has no
 // credentials.

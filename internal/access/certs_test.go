@@ -3,6 +3,7 @@ package access
 import (
 	"crypto/tls"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"io"
 	"log"
 	"net/http"
@@ -86,5 +87,55 @@ func TestCertificates(t *testing.T) {
 				t.Errorf("the log does not name the unmapped subject:\n%s", s.logs)
 			}
 		})
+	}
+}
+
+// TestCertificateRepeatedCN: pkix.Name keeps one CN of several, so a
+// certificate whose subject holds two prints as if it held the last alone;
+// such a subject (or a repeated serialNumber, the other attribute kept
+// once) is refused with 403, never mapped.
+func TestCertificateRepeatedCN(t *testing.T) {
+	ca := testcert.New(t)
+	cn, o, serial := asn1.ObjectIdentifier{2, 5, 4, 3}, asn1.ObjectIdentifier{2, 5, 4, 10}, asn1.ObjectIdentifier{2, 5, 4, 5}
+	valid := func(name string, subject pkix.Name) *testcert.Cert {
+		return ca.Client(t, name, subject, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	}
+	forged := []*testcert.Cert{
+		valid("two-cns", pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
+			{Type: o, Value: "Corp"}, {Type: cn, Value: "intruder.corp.example"}, {Type: cn, Value: "replica-1.corp.example"}}}),
+		valid("two-serials", pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
+			{Type: o, Value: "Corp"}, {Type: serial, Value: "7"}, {Type: cn, Value: "replica-1.corp.example"}, {Type: serial, Value: "1"}}}),
+	}
+	certMap := writeSecret(t, t.TempDir(), "roles", "replica:CN=replica-1.corp.example,O=Corp:auditor\nserial:SERIALNUMBER=1,CN=replica-1.corp.example,O=Corp:auditor\n")
+	s := newSetup(t, Config{CertFile: certMap})
+	srv := httptest.NewUnstartedServer(s.h)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool(), Certificates: []tls.Certificate{ca.Server(t).Pair}}
+	srv.StartTLS()
+	defer srv.Close()
+	for _, cert := range forged {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert.Pair}}}}
+		resp, err := c.Get(srv.URL + "/tile/8/data/000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("certificate with subject %s: %d %q, want 403", cert.Subject, resp.StatusCode, body)
+		}
+	}
+	if n := s.tg.calls.Load(); n != 0 {
+		t.Errorf("%d requests reached the handler, want none", n)
+	}
+	// The subject in its usual form still maps.
+	good := valid("replica", pkix.Name{CommonName: "replica-1.corp.example", Organization: []string{"Corp"}})
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{good.Pair}}}}
+	resp, err := c.Get(srv.URL + "/tile/8/data/000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("mapped certificate: %d, want 200", resp.StatusCode)
 	}
 }
