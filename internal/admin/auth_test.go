@@ -155,6 +155,13 @@ func TestRequests(t *testing.T) {
 		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m"`, 400, "invalid JSON body"},
 		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0", "x": 1}`, 400, `unknown field "x"`},
 		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "latest"}`, 400, "invalid"},
+		// A repeated key, or one in another case: encoding/json took the last.
+		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/a", "version": "v1.0.0", "module": "example.com/b"}`, 400, `JSON field "module" given twice`},
+		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/a", "version": "v1.0.0", "MODULE": "example.com/b"}`, 400, `unknown field "MODULE"`},
+		{"POST", "/admin/fetch", "application/json", `{"Module": "example.com/a", "version": "v1.0.0"}`, 400, `unknown field "Module"`},
+		{"POST", "/admin/fetch", "application/json", `{"module": null, "version": "v1.0.0"}`, 400, `JSON field "module" must be a string`},
+		{"POST", "/admin/fetch", "application/json", `{"module": {"a": 1}, "version": "v1.0.0"}`, 400, `JSON field "module" must be a string`},
+		{"POST", "/admin/fetch", "application/json", `["example.com/m", "v1.0.0"]`, 400, "want a JSON object"},
 		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0"} {"module": "example.com/n", "version": "v1.0.0"}`, 400, "found data after it: more than one JSON value"},
 		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0"}]`, 400, "found data after it"},
 		{"POST", "/admin/fetch", "application/json", `{"module": "example.com/m", "version": "v1.0.0"}x`, 400, "found data after it"},

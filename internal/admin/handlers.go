@@ -89,13 +89,43 @@ func parseFetch(r *http.Request) (module.Version, error) {
 	return checkModule(r.PostForm.Get("module"), r.PostForm.Get("version"))
 }
 
-// parseFetchJSON reads {"module": …, "version": …} and nothing else.
+// parseFetchJSON reads {"module": …, "version": …} and nothing else. It
+// reads token by token: encoding/json would take the last of a repeated
+// key, match keys in any case, and take null for "".
 func parseFetchJSON(body io.Reader) (module.Version, error) {
-	var req struct{ Module, Version string }
 	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	invalid := func(err error) (module.Version, error) {
 		return module.Version{}, badInput(err, "invalid JSON body: %v", err)
+	}
+	if tok, err := dec.Token(); err != nil {
+		return invalid(err)
+	} else if tok != json.Delim('{') {
+		return module.Version{}, &httpError{http.StatusBadRequest, `invalid JSON body: want a JSON object {"module": …, "version": …}`}
+	}
+	fields := map[string]string{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return invalid(err)
+		}
+		key, _ := tok.(string) // in an object, Token returns keys as strings
+		if key != "module" && key != "version" {
+			return module.Version{}, &httpError{http.StatusBadRequest, fmt.Sprintf("invalid JSON body: unknown field %.64q: want module and version", key)}
+		}
+		if _, dup := fields[key]; dup {
+			return module.Version{}, &httpError{http.StatusBadRequest, fmt.Sprintf("invalid JSON body: JSON field %q given twice", key)}
+		}
+		if tok, err = dec.Token(); err != nil {
+			return invalid(err)
+		}
+		v, ok := tok.(string)
+		if !ok {
+			return module.Version{}, &httpError{http.StatusBadRequest, fmt.Sprintf("invalid JSON body: JSON field %q must be a string", key)}
+		}
+		fields[key] = v
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return invalid(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		if err == nil {
@@ -103,7 +133,7 @@ func parseFetchJSON(body io.Reader) (module.Version, error) {
 		}
 		return module.Version{}, badInput(err, "invalid JSON body: want one object, found data after it: %v", err)
 	}
-	return checkModule(req.Module, req.Version)
+	return checkModule(fields["module"], fields["version"])
 }
 
 // checkModule accepts what the log can record.
