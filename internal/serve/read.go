@@ -49,12 +49,10 @@ type readSurface struct {
 	dbs   *databases // shared with the main listener
 }
 
+// The checks run in the main listener's order: the framing (net/http
+// refuses it before any handler), the target (refuseOddTargets), then the
+// host (the access layer), so that both answer a request alike.
 func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
-	if rs.layer.Misdirected(string(c.Host())) {
-		c.Response.Header.Set("Cache-Control", "no-store")
-		fastText(c, http.StatusMisdirectedRequest, access.MisdirectedText)
-		return
-	}
 	if badTransferEncoding(c.Request.Header.RawHeaders()) {
 		// RFC 9112 §6.3: without chunked last, the body's length is not
 		// known; fasthttp goes by Content-Length (and hides the header), a
@@ -65,6 +63,11 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 		return
 	}
 	if fastOddTarget(c) {
+		return
+	}
+	if rs.layer.Misdirected(string(c.Host())) {
+		c.Response.Header.Set("Cache-Control", "no-store")
+		fastText(c, http.StatusMisdirectedRequest, access.MisdirectedText)
 		return
 	}
 	path, rawPath, ok := rs.target(c)

@@ -129,6 +129,28 @@ func TestOddTargets(t *testing.T) {
 	}
 }
 
+// TestOddTargetsMisdirected: with -allowed-hosts, CONNECT and `OPTIONS *`
+// to a host it does not name get the same answer on both listeners (the
+// target's 400, checked first): the main listener checked the target
+// first, the read listener the host.
+func TestOddTargetsMisdirected(t *testing.T) {
+	cfg, urls, readURLOf := readConfig(t)
+	cfg.Access.AllowedHosts = []string{"sumd.corp.example"}
+	url := serveTest(t, cfg, urls)
+	for name, u := range map[string]string{"main": url, "read": readURLOf()} {
+		addr := strings.TrimPrefix(u, "http://")
+		for _, req := range []string{
+			"CONNECT rebound.example:443 HTTP/1.1\r\nHost: rebound.example:443\r\nConnection: close\r\n\r\n",
+			"OPTIONS * HTTP/1.1\r\nHost: rebound.example\r\nConnection: close\r\n\r\n",
+		} {
+			got := rawExchange(t, addr, req)
+			if !strings.HasPrefix(got, "HTTP/1.1 400 ") || !strings.Contains(got, oddTargetText) {
+				t.Errorf("%s listener: %.40q: %.300q, want the odd target's 400", name, req, got)
+			}
+		}
+	}
+}
+
 // TestHeaderLimit: both listeners refuse the same oversized headers with
 // 431. net/http adds 4 KiB to MaxHeaderBytes, so the main listener took
 // 19,000 bytes of headers where the read listener's 16 KiB did not.
