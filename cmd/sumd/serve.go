@@ -63,7 +63,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if cfg.ReadAuth != config.ReadAuthNone && tlsConf == nil {
 		logger.Warn("credentials travel in the clear unless a TLS proxy is in front: the go command sends them over HTTPS only", "read_auth", cfg.ReadAuth)
 	}
-	tmpDir, removeTmp, err := scratchDir(cfg.TmpDir, cfg.DB)
+	ownDB := cfg.DB
+	if cfg.MirrorOnly {
+		ownDB = "" // none: -tmp-dir, else a new directory of this process's own
+	}
+	tmpDir, removeTmp, err := scratchDir(cfg.TmpDir, ownDB)
 	if err != nil {
 		return err
 	}
@@ -413,11 +417,15 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 
 // mirrorSurface is the surface of a mirror-only server: its first mirror
 // (nil ops), and, if the admin role exists, the admin API with backups only.
-// It has no database of its own, so no -tmp-dir: backups spool in the
-// system's temporary directory.
+// Backups spool in cfg.TmpDir, as on any server: -tmp-dir, or else, with
+// no database of its own to put it beside, a new directory of this
+// process's own (scratch.Dir), never the shared system directory.
 func mirrorSurface(cfg *config.Serve, l *tlog.Log, logger *slog.Logger) (sumdb.ServerOps, http.Handler, error) {
 	if !cfg.AdminAPI() {
 		return nil, nil, nil
 	}
-	return nil, admin.New(nil, admin.Options{Authenticated: true, Logger: logger, Snapshot: l.Snapshot}), nil
+	if err := openTmpDir(cfg.TmpDir, logger); err != nil {
+		return nil, nil, err
+	}
+	return nil, admin.New(nil, admin.Options{Authenticated: true, TempDir: cfg.TmpDir, Logger: logger, Snapshot: l.Snapshot}), nil
 }
