@@ -142,3 +142,22 @@ func TestRemoteRedirect(t *testing.T) {
 		t.Errorf("the redirect target got %d requests, want none", reached)
 	}
 }
+
+// TestBackupBusyHint: a backup refused because another is being made says
+// to run the command again once it is done, not to check -server.
+func TestBackupBusyHint(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "another backup is being made: try again once it is done", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	var stderr strings.Builder
+	if code := run([]string{"backup", "-server", srv.URL, "-token-file", token, "-o", filepath.Join(dir, "b.db")}, io.Discard, &stderr); code == 0 {
+		t.Error("succeeded")
+	}
+	if got := stderr.String(); !strings.Contains(got, "one backup at a time") || strings.Contains(got, "check -server") {
+		t.Errorf("stderr %q, want the hint to run it again once the other backup is done", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -50,7 +51,10 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 			if h := redirectHint(err); h != "" {
 				return withHint(err, h)
 			}
-			if errors.As(err, &ae) {
+			switch {
+			case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
+				return withHint(err, "the server makes one backup at a time (or is busy): run the same command again once the other backup is done")
+			case errors.As(err, &ae):
 				return withHint(err, "check -server, and -token-file or -auth (an admin's credentials); a 501 means the server's database is backed up with its own tools")
 			}
 			return err
