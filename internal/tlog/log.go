@@ -149,6 +149,10 @@ type Log struct {
 	lost       string                 // Options.LostKey
 	origin     []note.Verifier        // a mirror's verifiers; nil in a primary
 	originKeys []string               // their verifier keys
+	// storedKeys are the verifier keys a mirror's store lists (Meta.VKeys),
+	// read at open and replaced by the Extend that stores originKeys in
+	// their place; touched only at open and in the sequencer.
+	storedKeys []string
 	log        *slog.Logger
 	metrics    *Metrics
 

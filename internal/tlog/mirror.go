@@ -84,7 +84,21 @@ func (l *Log) Extend(ctx context.Context, ext Extension) error {
 			if err != nil || b == nil {
 				return err
 			}
-			return l.write(ctx, b)
+			// The store lists the keys the mirror verifies with, for
+			// what checks a store without opening a log (CheckStore: a
+			// backup, a copy). An origin that rotated its key signs new
+			// heads with keys the list may lack: the first head stored
+			// after the mirror is opened with other keys stores them.
+			if !slices.Equal(l.storedKeys, l.originKeys) {
+				b.VKeys = slices.Clone(l.originKeys)
+			}
+			if err := l.write(ctx, b); err != nil {
+				return err
+			}
+			if b.VKeys != nil {
+				l.storedKeys = b.VKeys
+			}
+			return nil
 		})
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -436,5 +437,47 @@ func TestMirrorLargeRecord(t *testing.T) {
 	}
 	if s.Commits() != before {
 		t.Error("refused, but stored")
+	}
+}
+
+// TestMirrorFollowsOriginKeys: once the origin rotates its key and the
+// mirror is opened with the new verifier key, the mirror's store lists the
+// keys it verifies with, so that what checks a store by those (a backup,
+// CheckStore) accepts heads signed by the new key alone.
+func TestMirrorFollowsOriginKeys(t *testing.T) {
+	ctx := context.Background()
+	oldKey, newKey := testKey(t, "sum.example.com"), testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), oldKey)
+	defer origin.Close()
+	ms := NewMemStore()
+	m := openMirror(t, ms, oldKey.VerifierKey(), VerifyFull)
+	growOrigin(t, origin, 0, 3)
+	if err := m.Extend(ctx, extensionFrom(t, origin, 0, func(int64) bool { return true })); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+
+	if err := origin.AddKey(ctx, newKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := origin.RemoveKey(ctx, oldKey.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	growOrigin(t, origin, 3, 5)
+	vkeys := []string{oldKey.VerifierKey(), newKey.VerifierKey()}
+	m, err := OpenStore(ms, Options{VerifierKeys: vkeys, Verify: VerifyFull, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Extend(ctx, extensionFrom(t, origin, 3, func(int64) bool { return true })); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ms.Load(ctx)
+	if err != nil || !slices.Equal(st.Meta.VKeys, vkeys) {
+		t.Fatalf("the store lists keys %q (%v), want %q", st.Meta.VKeys, err, vkeys)
+	}
+	if _, tree, err := CheckStore(ctx, ms, nil); err != nil || tree.N != 8 {
+		t.Fatalf("CheckStore with the keys the store lists: tree %d, %v; want 8, nil", tree.N, err)
 	}
 }

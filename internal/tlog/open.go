@@ -36,6 +36,7 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 	if err := l.checkMeta(st.Meta); err != nil {
 		return err
 	}
+	l.storedKeys = st.Meta.VKeys
 	tree, ks, err := l.openStoredHead(st)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
