@@ -78,7 +78,7 @@ func TestKeyWriteFileFails(t *testing.T) {
 		small := lim
 		small.Cur = 16
 		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &small); err != nil {
-			t.Skip("cannot limit the file size:", err)
+			t.Fatalf("cannot limit the file size: %v", err) // lowering a soft limit needs no privilege
 		}
 		defer syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim)
 		if err := k.WriteFile(path); err == nil {
