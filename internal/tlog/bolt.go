@@ -524,19 +524,26 @@ func (s *BoltStore) Lookup(ctx context.Context, keys []string) ([]int64, error) 
 	ids := make([]int64, len(keys))
 	err := s.viewBucket(bucketIndex, func(index *bbolt.Bucket) error {
 		for i, k := range keys {
-			v := index.Get([]byte(k))
-			switch len(v) {
-			case 0:
-				ids[i] = -1
-			case 8:
-				ids[i] = int64(binary.BigEndian.Uint64(v))
-			default:
-				return fmt.Errorf("index entry for %s is %d bytes, want 8", k, len(v))
+			var err error
+			if ids[i], err = indexEntry(index, k); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	return ids, err
+}
+
+// indexEntry reads key's entry in the index: its record's id, or -1.
+func indexEntry(index *bbolt.Bucket, key string) (int64, error) {
+	v := index.Get([]byte(key))
+	switch len(v) {
+	case 0:
+		return -1, nil
+	case 8:
+		return int64(binary.BigEndian.Uint64(v)), nil
+	}
+	return 0, fmt.Errorf("index entry for %s is %d bytes, want 8", key, len(v))
 }
 
 // FindRecords implements RecordFinder.
@@ -552,17 +559,13 @@ func (s *BoltStore) FindRecords(ctx context.Context, keys []string) ([]int64, []
 			return errMissingBucket
 		}
 		for i, k := range keys {
-			v := index.Get([]byte(k))
-			switch len(v) {
-			case 0:
-				ids[i] = -1
-				continue
-			case 8:
-				ids[i] = int64(binary.BigEndian.Uint64(v))
-			default:
-				return fmt.Errorf("index entry for %s is %d bytes, want 8", k, len(v))
+			var err error
+			if ids[i], err = indexEntry(index, k); err != nil {
+				return err
 			}
-			texts[i] = bytes.Clone(records.Get(idKey(ids[i])))
+			if ids[i] >= 0 {
+				texts[i] = bytes.Clone(records.Get(idKey(ids[i])))
+			}
 		}
 		return nil
 	})
@@ -590,24 +593,30 @@ func (s *BoltStore) ScanIndex(ctx context.Context, from string, limit int) ([]In
 func (s *BoltStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
 	out := make([][]byte, len(ids))
 	err := s.viewBucket(bucketRecords, func(records *bbolt.Bucket) error {
-		c := records.Cursor()
-		found := false // the cursor is at ids[i-1]
-		for i, id := range ids {
-			want := idKey(id)
-			var k, v []byte
-			if found && ids[i-1]+1 == id {
-				k, v = c.Next()
-			} else {
-				k, v = c.Seek(want)
-			}
-			found = bytes.Equal(k, want)
-			if found {
-				out[i] = bytes.Clone(v)
-			}
-		}
+		walkRecords(records, ids, func(i int, v []byte) { out[i] = bytes.Clone(v) })
 		return nil
 	})
 	return out, err
+}
+
+// walkRecords calls f with each of ids's records that records holds, by
+// its place in ids, stepping the cursor through runs of consecutive ids
+// rather than seeking each. v is bbolt's: valid only in the transaction.
+func walkRecords(records *bbolt.Bucket, ids []int64, f func(i int, v []byte)) {
+	c := records.Cursor()
+	found := false // the cursor is at ids[i-1]
+	for i, id := range ids {
+		want := idKey(id)
+		var k, v []byte
+		if found && ids[i-1]+1 == id {
+			k, v = c.Next()
+		} else {
+			k, v = c.Seek(want)
+		}
+		if found = bytes.Equal(k, want); found {
+			f(i, v)
+		}
+	}
 }
 
 // ReadRecordLeaves implements LeafReader: ReadRecords, and each found
@@ -624,29 +633,18 @@ func (s *BoltStore) ReadRecordLeaves(ctx context.Context, ids []int64) ([][]byte
 			}
 			return errMissingBucket
 		}
-		c := records.Cursor()
-		found := false // the cursor is at ids[i-1]
 		var tile []byte
 		tileN := int64(-1)
-		for i, id := range ids {
-			want := idKey(id)
-			var k, v []byte
-			if found && ids[i-1]+1 == id {
-				k, v = c.Next()
-			} else {
-				k, v = c.Seek(want)
-			}
-			if found = bytes.Equal(k, want); !found {
-				continue
-			}
+		walkRecords(records, ids, func(i int, v []byte) {
 			texts[i] = bytes.Clone(v)
+			id := ids[i]
 			if n := id >> tileHeight; n != tileN {
 				tile, tileN = tiles.Get(tileKey(TileID{0, n})), n
 			}
 			if off := int(id&(1<<tileHeight-1)) * tlog.HashSize; off+tlog.HashSize <= len(tile) {
 				copy(leaves[i][:], tile[off:])
 			}
-		}
+		})
 		return nil
 	})
 	return texts, leaves, err
