@@ -4,8 +4,10 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sumd-project/sumd/internal/secret"
@@ -158,8 +160,8 @@ func mustRead(t *testing.T, file string) string {
 // TestHalfWritten: a credential file caught half-written, a line cut after
 // its secret or its last ':', gives no one more than the whole file would:
 // an empty PATTERNS field is refused (it would be a reader of every
-// module), and a re-read file must end with a newline. Until the file is
-// whole every credential it held is refused; then the new one works.
+// module), and a re-read file without a final newline waits a poll
+// (TestHalfWrittenRotation). Once the file is whole the new line works.
 func TestHalfWritten(t *testing.T) {
 	const teamToken = "team-token-0123456789"
 	dir := t.TempDir()
@@ -187,4 +189,67 @@ func TestAdminTokenNoNewline(t *testing.T) {
 	const rotated = "rotated-admin-token-0123456789"
 	replace(t, file, rotated)
 	want(t, "rotated admin token", s.do("POST", "/admin/fetch", "Bearer "+rotated), 200, "ok admin-token")
+}
+
+// TestRotationNoNewline: a token file without a final newline, as
+// kubectl create secret --from-literal or printf write it, works at start,
+// and rotated in the same form the new token replaces the old one within
+// a poll interval (recheck); it locked every client out until a restart.
+func TestRotationNoNewline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		defer func(d time.Duration) { recheck = d }(recheck)
+		recheck = time.Second // the server's: time is the bubble's
+		file := writeSecret(t, t.TempDir(), "tokens", "ci:"+readerToken)
+		s := newSetup(t, Config{Mode: ModeBearer, File: file})
+		want(t, "token at start", s.do("GET", "/latest", "Bearer "+readerToken), 200, "ok ci")
+
+		const rotated = "rotated-token-0123456789"
+		replace(t, file, "ci:"+rotated)
+		time.Sleep(recheck)
+		want(t, "old token, the rotation just seen", s.do("GET", "/latest", "Bearer "+readerToken), 200, "ok ci")
+		time.Sleep(recheck)
+		want(t, "rotated token a poll later", s.do("GET", "/latest", "Bearer "+rotated), 200, "ok ci")
+		want(t, "old token a poll later", s.do("GET", "/latest", "Bearer "+readerToken), 401, "wrong")
+		if !strings.Contains(s.logs.String(), "no final newline") {
+			t.Errorf("the log does not tell the rotation was deferred:\n%s", s.logs)
+		}
+	})
+}
+
+// TestHalfWrittenRotation: a credential file rewritten in place and caught
+// at every poll with more of its last line, never with a final newline,
+// lets no one read outside the patterns of the file before or after (a
+// line cut after "reader" is a reader of every module), and locks no one
+// out: the credentials read before stay in force until the file is whole.
+func TestHalfWrittenRotation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		defer func(d time.Duration) { recheck = d }(recheck)
+		recheck = time.Second
+		const teamToken = "team-token-0123456789"
+		file := writeSecret(t, t.TempDir(), "tokens", "ci:"+readerToken+"\nteam:"+teamToken+":reader:example.com/team/*\n")
+		s := newSetup(t, Config{Mode: ModeBearer, File: file})
+		check := func(when string, shared int) {
+			t.Helper()
+			want(t, "team inside its patterns, "+when, s.do("GET", "/lookup/example.com/team/x@v1.0.0", "Bearer "+teamToken), 200, "ok team")
+			want(t, "team on example.com/shared, "+when, s.do("GET", "/lookup/example.com/shared@v1.0.0", "Bearer "+teamToken), shared, "")
+			want(t, "team outside its patterns, "+when, s.do("GET", "/lookup/example.com/secret@v1.0.0", "Bearer "+teamToken), 404, "")
+			want(t, "ci, "+when, s.do("GET", "/latest", "Bearer "+readerToken), 200, "ok ci")
+		}
+		check("at start", 404)
+		// The writer truncates the file and writes team a new pattern,
+		// slower than the polls but never stalled for a whole poll
+		// interval: each poll sees a longer cut, one of them at "reader".
+		whole := "ci:" + readerToken + "\nteam:" + teamToken + ":reader:example.com/team/*,example.com/shared\n"
+		for _, n := range []int{len("ci:" + readerToken + "\nteam:" + teamToken), strings.Index(whole, ":example.com/team"), len(whole) - 3} {
+			time.Sleep(recheck / 2)
+			replace(t, file, whole[:n])
+			check("the file just cut at "+strconv.Quote(whole[n-8:n]), 404)
+			time.Sleep(recheck / 2) // a poll: the file is stat'ed and read
+			check("the file cut at "+strconv.Quote(whole[n-8:n]), 404)
+		}
+		time.Sleep(recheck / 2)
+		replace(t, file, whole)
+		time.Sleep(recheck / 2)
+		check("the file whole", 200)
+	})
 }

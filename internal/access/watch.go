@@ -1,6 +1,7 @@
 package access
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -31,11 +32,20 @@ type watched[T any] struct {
 	path  string
 	parse func([]byte) (T, error)
 	log   *slog.Logger
-	lines bool // a credential file of lines: read again, it must end with a newline
+	lines bool // a credential file of lines: read again without a final newline, it waits (unterminated)
 
 	last    atomic.Pointer[snapshot[T]] // the file as last read; nil before the first read
 	statted atomic.Int64                // when the file was last stat'ed, in Unix nanoseconds
 	mu      sync.Mutex                  // serializes reads of the file
+	waiting *unterminated               // guarded by mu; nil unless a re-read found no final newline
+}
+
+// An unterminated is a credential file read again without a final
+// newline, not yet in force.
+type unterminated struct {
+	fi   fs.FileInfo
+	data []byte
+	seen int64 // when it was first read so, in Unix nanoseconds
 }
 
 // A snapshot is the file as read once.
@@ -75,9 +85,21 @@ func (w *watched[T]) load() (T, error) {
 	}
 	s := &snapshot[T]{fi: fi}
 	if statErr != nil {
+		w.waiting = nil
 		s.fi, s.err = nil, fmt.Errorf("failed to read %s: %w", w.path, statErr)
 	} else {
-		s.val, s.err = w.read(w.lines && w.last.Load() != nil)
+		data, wait, err := w.read(fi, now)
+		if wait {
+			s = w.last.Load() // the last read stays in force
+			return s.val, s.err
+		}
+		if err == nil {
+			s.val, err = w.parse(data)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", w.path, err)
+			}
+		}
+		s.err = err
 	}
 	w.report(w.last.Swap(s), s)
 	return s.val, s.err
@@ -91,24 +113,46 @@ func (w *watched[T]) cached() (T, error) {
 	return w.load()
 }
 
-// read reads and parses the file. A credential file read again (reread)
-// must end with a newline: one caught while it is written in place may end in a line cut
-// after its secret, a reader of every module, so it is refused (every
-// credential with it) until the writer is done and the next stat sees it.
-func (w *watched[T]) read(reread bool) (T, error) {
-	var zero T
-	data, _, err := secret.ReadFile(w.path, maxCredentialFile)
+// read reads the file, stat'ed as fi at now, and returns its bytes, or
+// wait if a file of lines read again is not to be applied yet.
+//
+// A file of lines read again without a final newline may have been caught
+// while it is written in place, its last line cut: after "reader", that
+// line is a reader of every module. Applied at once, such a file could
+// fail open; refused, it locked every client out for as long as the file
+// stayed so, and rotations written without a final newline (kubectl
+// create secret --from-literal, printf) are common. So it waits: the
+// credentials last read stay in force until a read at least a poll
+// interval (recheck) later finds the file unchanged, same stat and same
+// bytes, and then it applies: its writer is done. (Or stalled mid-line for
+// a whole interval: the one case left in which a cut line applies; a file
+// written whole, or renamed into place as a Kubernetes Secret volume is,
+// is never seen cut.) A rotation or revocation written so takes effect a
+// poll later than one ending with a newline, which applies at once; at
+// start there is nothing to keep in force, and the file is read as it is.
+func (w *watched[T]) read(fi fs.FileInfo, now int64) (data []byte, wait bool, err error) {
+	data, _, err = secret.ReadFile(w.path, maxCredentialFile)
 	if err != nil {
-		return zero, err // it names the file
+		w.waiting = nil
+		return nil, false, err // it names the file
 	}
-	if reread && len(data) > 0 && data[len(data)-1] != '\n' {
-		return zero, fmt.Errorf("%s does not end with a newline: it may be half-written (write it whole, or to another file renamed into place)", w.path)
+	if !w.lines || w.last.Load() == nil || len(data) == 0 || data[len(data)-1] == '\n' {
+		w.waiting = nil
+		return data, false, nil
 	}
-	v, err := w.parse(data)
-	if err != nil {
-		return zero, fmt.Errorf("%s: %w", w.path, err)
+	u := w.waiting
+	switch {
+	case u == nil || secret.Changed(u.fi, fi) || !bytes.Equal(u.data, data):
+		w.waiting = &unterminated{fi: fi, data: data, seen: now}
+		w.log.Warn("credential file re-read with no final newline: it may be half-written, so the credentials read before stay in force until it is unchanged for a poll interval",
+			"file", w.path, "interval", recheck)
+		return nil, true, nil
+	case now-u.seen < int64(recheck):
+		return nil, true, nil
 	}
-	return v, nil
+	w.waiting = nil
+	w.log.Info("credential file unchanged for a poll interval with no final newline: applied", "file", w.path)
+	return data, false, nil
 }
 
 // report logs a file that turns unusable, or usable again.
