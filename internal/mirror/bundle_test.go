@@ -840,3 +840,52 @@ func TestPartialBundleReadFails(t *testing.T) {
 		t.Error("refused, but stored")
 	}
 }
+
+// TestImportAfterInterruptedResigned interrupts the import of a bundle,
+// then imports one of the same tree that the origin signed again after a
+// key rotation (sumd key rotate): its head takes the staged one's place
+// and the import finishes. It failed for ever ("cannot stage tree 3000 in
+// the place of the staged tree 3000: it is not larger").
+func TestImportAfterInterruptedResigned(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 3000)
+	a, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, a, nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := export(t, a, 0)
+	skey, _, err := itlog.GenerateKey(testName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, _ := itlog.ParseKey(skey)
+	if err := o.log.AddKey(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	a2, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, a2, nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resigned := export(t, a2, 0)
+	if h1, h2 := a.Published().Signed, a2.Published().Signed; bytes.Equal(h1, h2) || a.Published().Tree != a2.Published().Tree {
+		t.Fatalf("the origin's head after the rotation is not the same tree signed again:\n%s\n%s", h1, h2)
+	}
+	vs, err := sumdbclient.ParseVerifiers(o.key.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b, _ := newMirror(t, o)
+	interruptImport(t, b, vs, before, 1024)
+	st, err := importBundle(t, b, o.key.VerifierKey(), resigned, 256)
+	if err != nil || st.To.N != 3000 {
+		t.Fatalf("import of the same tree signed again after an interrupted import: %+v, %v", st, err)
+	}
+	if st, err := b.Staged(ctx); err != nil || st != nil {
+		t.Errorf("after the import: staged %+v, %v; want none", st, err)
+	}
+	if !bytes.Equal(b.Published().Signed, a2.Published().Signed) {
+		t.Errorf("the mirror publishes\n%s\nwant the bundle's head\n%s", b.Published().Signed, a2.Published().Signed)
+	}
+	sameAs(t, b, o.log, all)
+}

@@ -212,10 +212,13 @@ func (l *Log) stagedAfter(ctx context.Context, from int64, target tlog.Tree, til
 // (Staged's Head), if it is the one being staged, staged up to the held
 // size (not even the skeleton: stage it first), so that the log is staged
 // to head instead: for a bundle import that an interrupted import of an
-// older bundle must not block for ever. The staging is replaced, never
-// dropped: a staged head is one the origin signed and the mirror verified,
-// and a log that forgot it would let Restore roll a primary back behind it
-// and a follower take a fork of it. The staged size is written first,
+// older bundle must not block for ever. The new head may also be of the
+// staged tree signed again (a key rotation on the origin): it takes the
+// old one's place and the staging keeps its progress; another tree of the
+// same size (a fork) is refused. The staging is replaced, never dropped:
+// a staged head is one the origin signed and the mirror verified, and a
+// log that forgot it would let Restore roll a primary back behind it and
+// a follower take a fork of it. The staged size is written first,
 // bound to head's tree, then head; a crash between the two leaves old
 // staged, from the held size on. The staged data stays in the store
 // beyond the published tree, where reads ignore it, Staged does not count
@@ -238,8 +241,19 @@ func (l *Log) ReplaceStaging(ctx context.Context, old, head []byte) error {
 		if err != nil || p == nil || !bytes.Equal(p.Head, old) {
 			return err
 		}
-		if target.N <= p.Tree.N {
-			return fmt.Errorf("cannot stage tree %d in the place of the staged tree %d: it is not larger", target.N, p.Tree.N)
+		switch {
+		case bytes.Equal(head, old):
+			return fmt.Errorf("cannot stage tree %d in the place of itself: it is the staged head", target.N)
+		case target == p.Tree:
+			// The same tree signed again (a key rotation or retirement
+			// on the origin): both heads are verified, so the new one
+			// takes the old one's place, and the staged size, bound to
+			// the tree, stays true of it.
+			return l.writeFailure(a.SetAux(ctx, auxStaged, head), "store the staged head")
+		case target.N == p.Tree.N:
+			return fmt.Errorf("cannot stage tree %d in the place of the staged tree %d: its root hash differs (a fork)", target.N, p.Tree.N)
+		case target.N < p.Tree.N:
+			return fmt.Errorf("cannot stage tree %d in the place of the staged tree %d: it is smaller", target.N, p.Tree.N)
 		}
 		if err := l.writeFailure(a.SetAux(ctx, auxStagedSize, stagedSizeValue(held.Tree.N, target)), "store the staged size"); err != nil {
 			return err

@@ -460,3 +460,68 @@ func TestStagedSizeLags(t *testing.T) {
 	}
 	sameAsOrigin(t, m, origin, all)
 }
+
+// TestReplaceStagingResigned replaces a staging part way with the same
+// tree re-signed by the origin's next key (sumd key rotate, retire): the
+// new head takes the staged one's place, the staging keeps its progress
+// and reaches the origin's head. A head of another tree of the same size
+// (a fork) never takes its place.
+func TestReplaceStagingResigned(t *testing.T) {
+	ctx := context.Background()
+	oldKey, newKey := testKey(t, "sum.example.com"), testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), oldKey)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 1000)
+	m, err := OpenStore(NewMemStore(), Options{VerifierKeys: []string{oldKey.VerifierKey(), newKey.VerifierKey()},
+		Create: true, Verify: VerifyFull, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	all := func(int64) bool { return true }
+	head, parts := stagingParts(t, origin, 0, 1, all)
+	for _, p := range parts[:3] {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := m.Staged(ctx)
+	if err != nil || before == nil {
+		t.Fatalf("Staged = %+v, %v", before, err)
+	}
+
+	fork := openMem(t, NewMemStore(), oldKey)
+	defer fork.Close()
+	growOrigin(t, fork, 50000, 1000)
+	forked, _ := fork.Signed(ctx)
+	if err := m.ReplaceStaging(ctx, head, forked); err == nil {
+		t.Fatal("ReplaceStaging put another tree of the same size in the place of the staged one")
+	}
+
+	if err := origin.AddKey(ctx, newKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := origin.RemoveKey(ctx, oldKey.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	resigned, others := stagingParts(t, origin, 0, 1, all)
+	if bytes.Equal(resigned, head) || headTree(t, resigned) != headTree(t, head) {
+		t.Fatalf("the origin's head after the rotation is not the same tree re-signed:\n%s\n%s", head, resigned)
+	}
+	if err := m.ReplaceStaging(ctx, head, resigned); err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.Staged(ctx)
+	if err != nil || st == nil || !bytes.Equal(st.Head, resigned) || st.Size != before.Size {
+		t.Fatalf("after ReplaceStaging with the same tree re-signed: staged %+v, %v; want the new head, staged up to %d", st, err, before.Size)
+	}
+	for _, p := range others[st.Size>>8:] {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Extend(ctx, Extension{Head: resigned}); err != nil {
+		t.Fatal(err)
+	}
+	sameAsOrigin(t, m, origin, all)
+}
