@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/sumd-project/sumd/internal/regfile"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // A statusError is a non-200 answer from an upstream.
@@ -21,6 +22,10 @@ type statusError struct {
 	final  *url.URL // the URL that answered, after redirects; nil if url
 	status int
 	msg    string // the first line of the body, if it was text
+	// offline: a 404 whose line holds sumdbclient.OfflineText, a sumd
+	// mirror's answer that it lacks the version and cannot reach its
+	// origin: an outage, not a version the database lacks.
+	offline bool
 }
 
 func (e *statusError) Error() string {
@@ -45,6 +50,13 @@ func (e *statusError) notFound() bool {
 func isNotFound(err error) bool {
 	var se *statusError
 	return errors.As(err, &se) && se.notFound()
+}
+
+// isOffline reports whether err is a sumd mirror's 404 saying it cannot
+// reach its origin (statusError.offline).
+func isOffline(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.offline
 }
 
 // errTooLarge is a file over its limit: the version is not a valid module.
@@ -91,7 +103,8 @@ func (o *opener) get(ctx context.Context, u string, auth Auth) (io.ReadCloser, i
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		se := &statusError{url: u, status: resp.StatusCode, msg: firstLine(resp)}
+		msg, offline := firstLine(resp)
+		se := &statusError{url: u, status: resp.StatusCode, msg: msg, offline: offline && resp.StatusCode == http.StatusNotFound}
 		if resp.Request != nil && resp.Request.URL.String() != u {
 			se.final = resp.Request.URL
 		}
@@ -100,21 +113,29 @@ func (o *opener) get(ctx context.Context, u string, auth Auth) (io.ReadCloser, i
 	return resp.Body, resp.ContentLength, nil
 }
 
-// firstLine returns the first line of a short text error body: proxies put
-// their reason there ("not found: unknown revision v1.2.3"), and the go
-// command's user deserves to see it.
-func firstLine(resp *http.Response) string {
+// maxReasonBody caps the text error body read for its first line: enough
+// for a sumd mirror's offline 404 after a long module path.
+const maxReasonBody = 8 << 10
+
+// firstLine returns the first line of a short text error body, cut to 512
+// bytes: proxies put their reason there ("not found: unknown revision
+// v1.2.3"), and the go command's user deserves to see it. offline reports
+// whether the whole line holds sumdbclient.OfflineText, which a long
+// module path before it pushes beyond those 512 bytes.
+func firstLine(resp *http.Response) (msg string, offline bool) {
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		return ""
+		return "", false
 	}
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	line, _, _ := strings.Cut(strings.ToValidUTF8(string(data), "\uFFFD"), "\n")
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxReasonBody))
+	line, _, _ := strings.Cut(string(data), "\n")
+	offline = strings.Contains(line, " "+sumdbclient.OfflineText+": ")
+	line = strings.ToValidUTF8(line[:min(len(line), 512)], "\uFFFD")
 	return strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
 			return ' '
 		}
 		return r
-	}, strings.TrimSpace(line))
+	}, strings.TrimSpace(line)), offline
 }
 
 // errNameTooLong is a file:// path with an element longer than the file

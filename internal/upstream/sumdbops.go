@@ -55,6 +55,10 @@ func (o *checkOps) note(path string, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
+	case isOffline(err):
+		// A sumd mirror lacking the version, its origin out of reach:
+		// an outage (fail-open applies), not a version it lacks.
+		o.unavailable = err
 	case isNotFound(err) && strings.HasPrefix(path, "/lookup/"):
 		o.notFound = err
 	case partialTileGone(path, err):
