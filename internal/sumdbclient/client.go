@@ -302,20 +302,29 @@ func statusError(asked *url.URL, resp *http.Response) error {
 	}
 	ctype, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if ctype == "text/plain" {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxReason))
 		line, _, _ := strings.Cut(string(body), "\n")
 		if resp.StatusCode == http.StatusInternalServerError && strings.TrimSpace(line) == DamagedText {
 			return fmt.Errorf("%s: %w", msg, ErrDamaged)
 		}
-		if strings.TrimSpace(line) != "" {
-			msg += ": " + strings.Map(printable, strings.TrimSpace(line))
+		if quote := strings.TrimSpace(line[:min(len(line), maxQuote)]); quote != "" {
+			msg += ": " + strings.Map(printable, quote)
 		}
+		// Anywhere in the line: a long module path comes before it.
 		if resp.StatusCode == http.StatusNotFound && strings.Contains(line, " "+OfflineText+": ") {
 			return fmt.Errorf("%s: %w", msg, ErrOffline)
 		}
 	}
 	return errors.New(msg)
 }
+
+// maxReason caps the text error body read for its first line: the whole
+// line of a mirror's offline 404, OfflineText after a module path of
+// thousands of bytes; maxQuote caps the part of it an error quotes.
+const (
+	maxReason = MaxLatest
+	maxQuote  = 512
+)
 
 // printable replaces control characters so that a hostile server cannot
 // write escape sequences to a terminal.

@@ -268,3 +268,23 @@ func TestDamaged(t *testing.T) {
 		t.Errorf("Get answered 500 internal error = %v, want an error, not ErrDamaged", err)
 	}
 }
+
+// TestOfflineLongPath: a mirror's offline 404 is ErrOffline, not a version
+// the database lacks, however long the module path before OfflineText in
+// its line. Only the first 512 bytes were searched, so for a path of 450
+// bytes the outage was a 404 NotFound.
+func TestOfflineLongPath(t *testing.T) {
+	for _, n := range []int{1, 450, 4000} {
+		path := "example.com/" + strings.Repeat("m", n)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "not found: "+path+"@v1.0.0: the mirror of sum.example.com "+OfflineText+
+				": dial tcp: connection refused; its tree head (300 records) was last confirmed current 2h ago", http.StatusNotFound)
+		}))
+		c := newTestClient(t, srv.URL, time.Second)
+		_, err := c.Get(t.Context(), "/lookup/"+path+"@v1.0.0", MaxLookup)
+		srv.Close()
+		if !errors.Is(err, ErrOffline) || NotFound(err) {
+			t.Errorf("module path of %d bytes: Get = %v (NotFound %v), want ErrOffline", len(path), err, NotFound(err))
+		}
+	}
+}
