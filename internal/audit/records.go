@@ -175,10 +175,16 @@ func (a *recordAudit) check(ft fetchedTile, skip int64) error {
 		// The tile's first records were audited through the partial tile
 		// an earlier run read: the full tile must hash to the signed tree
 		// as a whole, those records too, so the rebuilt tree restarts at
-		// the tile's start from authenticated hashes.
-		if err := a.reseed(start); err != nil {
+		// the tile's start from authenticated hashes. Hash tiles that
+		// fail to authenticate are the tile's mismatch, as in matches.
+		fr, err := seedFrontier(start, a.thr)
+		switch {
+		case isFetchError(err):
 			return err
+		case err != nil:
+			return a.reseedAfter(ft.tile, err)
 		}
+		a.fr = fr
 	}
 	for _, h := range ft.hashes {
 		if err := a.fr.append(h); err != nil {
