@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -131,9 +132,11 @@ func moveInto(tmp, dir string) error {
 
 // removeLeftovers removes what an Init that crashed left in dir, which
 // holds no root version 1: its temporary directories, and metadata/ and
-// targets/ as older versions of sumd left them. These hold only names of
-// the layout (ParsePath) and temporary files; anything else means the
-// directory is not one sumd made, and Init refuses to touch it.
+// targets/ as older versions of sumd left them. An Init writes version 1
+// of each role, timestamp.json, targets and temporary files only; a later
+// version of any role means the repository was published (and has lost its
+// 1.root.json), anything else that the directory is not one sumd made.
+// Either way Init refuses to touch it.
 func removeLeftovers(dir string) error {
 	temps, err := filepath.Glob(filepath.Join(dir, initTemp+"*"))
 	if err != nil {
@@ -145,14 +148,7 @@ func removeLeftovers(dir string) error {
 				return err
 			}
 			rel, _ := filepath.Rel(dir, path)
-			rel = filepath.ToSlash(rel)
-			_, layout := ParsePath(rel)
-			switch {
-			case e.IsDir() && (rel == metadataDir || rel == targetsDir || rel == targetsDir+"/sumdb"),
-				!e.IsDir() && (layout || strings.HasPrefix(e.Name(), ".tmp-")):
-				return nil
-			}
-			return fmt.Errorf("%s holds %s, which is not a file of a TUF repository: remove it or choose another directory", dir, rel)
+			return checkLeftover(dir, filepath.ToSlash(rel), e.IsDir())
 		})
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -165,6 +161,22 @@ func removeLeftovers(dir string) error {
 		}
 	}
 	return nil
+}
+
+// checkLeftover says whether rel, a path below dir, is one an interrupted
+// Init can leave.
+func checkLeftover(dir, rel string, isDir bool) error {
+	f, layout := ParsePath(rel)
+	switch {
+	case isDir && (rel == metadataDir || rel == targetsDir || rel == targetsDir+"/sumdb"),
+		!isDir && strings.HasPrefix(path.Base(rel), ".tmp-"),
+		!isDir && layout && (!f.Metadata || path.Base(rel) == timestampFile || strings.HasPrefix(path.Base(rel), "1.")):
+		return nil
+	case !isDir && layout:
+		return fmt.Errorf("%s holds %s but no %s/%s: %w, which lost its first root; restore %s/%s from a backup (clients pin the chain, so it is never re-created)",
+			dir, rel, metadataDir, versionedName(1, metadata.ROOT), ErrExists, metadataDir, versionedName(1, metadata.ROOT))
+	}
+	return fmt.Errorf("%s holds %s, which is not a file of a TUF repository: remove it or choose another directory", dir, rel)
 }
 
 func (o InitOptions) check() error {

@@ -131,3 +131,31 @@ func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+// TestInitKeepsPublishedRepository: a repository that has lost
+// metadata/1.root.json but holds a later version of any role was
+// published, and clients pinned its chain: Init must refuse it, not
+// remove it and publish a new root 1 in its place.
+func TestInitKeepsPublishedRepository(t *testing.T) {
+	for _, later := range []string{"2.root.json", "2.targets.json", "2.snapshot.json"} {
+		t.Run(later, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "repo")
+			if _, err := Init(dir, InitOptions{Database: mustDatabase(t, newVKey(t)), OfflineKeys: t.TempDir()}); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, metadataDir, later)
+			os.WriteFile(path, []byte("published"), 0o644)
+			os.Remove(filepath.Join(dir, metadataDir, versionedName(1, metadata.ROOT)))
+			_, err := Init(dir, InitOptions{Database: mustDatabase(t, newVKey(t)), OfflineKeys: t.TempDir()})
+			if !errors.Is(err, ErrExists) {
+				t.Errorf("Init over a repository without 1.root.json: %v, want ErrExists", err)
+			}
+			if data, err := os.ReadFile(path); err != nil || string(data) != "published" {
+				t.Errorf("Init removed or replaced %s: %q, %v", later, data, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, metadataDir, versionedName(1, metadata.ROOT))); err == nil {
+				t.Error("Init published a new root version 1")
+			}
+		})
+	}
+}
