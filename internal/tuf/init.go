@@ -113,6 +113,11 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 	if err := build.init(opts, func() error { return moveInto(tmp, dir) }); err != nil {
 		return nil, err
 	}
+	// Past the point of no return: the repository exists and its keys
+	// stay, whatever happens now.
+	if err := syncDir(dir); err != nil {
+		return nil, fmt.Errorf("created the TUF repository %s and kept its keys, but failed to make it durable: %w; check the disk, then check the repository with sumd tuf status (do not run init again: it refuses an existing repository)", dir, err)
+	}
 	return &Repo{dir: dir}, nil
 }
 
@@ -120,14 +125,16 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 const initTemp = ".init-"
 
 // moveInto renames the metadata and targets built in tmp into dir,
-// metadata last: its 1.root.json is the point of no return.
+// metadata last: its 1.root.json is the point of no return, so moveInto
+// fails only before it (the rename is atomic) and leaves syncing dir to
+// the caller, past it.
 func moveInto(tmp, dir string) error {
 	for _, d := range []string{targetsDir, metadataDir} {
 		if err := os.Rename(filepath.Join(tmp, d), filepath.Join(dir, d)); err != nil {
 			return fmt.Errorf("failed to create repository: %w", err)
 		}
 	}
-	return syncDir(dir)
+	return nil
 }
 
 // removeLeftovers removes what an Init that crashed left in dir, which
@@ -197,9 +204,11 @@ func (o InitOptions) check() error {
 }
 
 // init generates the keys, writes version 1 of every role and calls
-// publish to move them into place. If it
-// fails, it removes the key files it wrote: they sign nothing published,
-// and left beside the keys of a later Init they would only confuse.
+// publish to move them into place. If it fails, it removes the key files
+// it wrote: they sign nothing published, and left beside the keys of a
+// later Init they would only confuse. publish must therefore fail only
+// before the repository is in place; whatever may fail after belongs to
+// the caller.
 func (r *Repo) init(o InitOptions, publish func() error) (err error) {
 	var written []string
 	defer func() {

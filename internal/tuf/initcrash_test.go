@@ -159,3 +159,40 @@ func TestInitKeepsPublishedRepository(t *testing.T) {
 		})
 	}
 }
+
+// TestInitKeepsKeysAfterPublish: once metadata/ is renamed into place the
+// repository exists and clients may pin its root, so a failure after that
+// (syncing the directory) must leave the keys that sign it.
+func TestInitKeepsKeysAfterPublish(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	errSync := errors.New("injected sync failure")
+	orig := syncDir
+	t.Cleanup(func() { syncDir = orig })
+	syncDir = func(d string) error {
+		if d == dir {
+			return errSync
+		}
+		return orig(d)
+	}
+	offline := t.TempDir()
+	_, err := Init(dir, InitOptions{Database: mustDatabase(t, newVKey(t)), OfflineKeys: offline})
+	if !errors.Is(err, errSync) {
+		t.Fatalf("Init: %v, want the sync failure", err)
+	}
+	syncDir = orig
+	for _, pattern := range []string{
+		filepath.Join(offline, metadata.ROOT+"-*.key"), filepath.Join(offline, metadata.TARGETS+"-*.key"),
+		filepath.Join(dir, DefaultOnlineKeys, metadata.SNAPSHOT+"-*.key"), filepath.Join(dir, DefaultOnlineKeys, metadata.TIMESTAMP+"-*.key"),
+	} {
+		if len(mustGlob(t, pattern)) != 1 {
+			t.Errorf("after a sync failure past the point of no return, %s: %q", pattern, mustGlob(t, pattern))
+		}
+	}
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RotateRoot(RootChange{Expires: time.Now().Add(time.Hour)}, []string{offline}); err != nil {
+		t.Errorf("the repository's root keys: %v", err)
+	}
+}
