@@ -21,7 +21,9 @@
 //	DIR/metadata/V.snapshot.json    every snapshot version
 //	DIR/metadata/timestamp.json     the only file ever replaced
 //	DIR/targets/sumdb/<sha256>.NAME.vkey, <sha256>.NAME.json
-//	DIR/.lock                       serialises writers (sumd tuf, sumd serve)
+//	DIR/.lock                       serialises writers (sumd tuf, sumd serve),
+//	                                on unix only (flock): elsewhere run one
+//	                                writer, and one init, at a time
 //	DIR/.init-*                     where Init builds metadata/ and targets/
 //
 // Private keys are PKCS#8 PEM Ed25519 files named <role>-<keyid[:8]>.key,

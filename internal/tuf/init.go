@@ -71,7 +71,8 @@ func (o InitOptions) withDefaults(dir string) InitOptions {
 //
 // A repository exists once metadata/1.root.json does; Init decides that
 // under the repository's lock, so of concurrent Inits one creates it and
-// the others find it. It builds metadata/ and targets/ in a temporary
+// the others find it (on unix only: elsewhere the lock does nothing, and
+// concurrent Inits may remove each other's build; run one at a time). It builds metadata/ and targets/ in a temporary
 // directory inside dir and renames them into place, metadata/ last: a
 // crash leaves either no metadata/1.root.json (a later Init starts over)
 // or the whole repository.

@@ -7,7 +7,10 @@ import "errors"
 // ErrLocked means another process holds the repository.
 var ErrLocked = errors.New("TUF repository is locked by another sumd")
 
-// lock does nothing here.
+// lock does nothing here, so writers are not serialised: two at once may
+// issue the same version twice, and of two concurrent Inits one may remove
+// the other's DIR/.init-* build as an interrupted Init's leftovers (doc.go
+// says so).
 // TODO(portability): lock the repository on Windows (LockFileEx); until
 // then run one writer at a time there.
 func lock(dir string) (func(), error) { return func() {}, nil }
