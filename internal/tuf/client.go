@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -43,6 +45,9 @@ type ClientOptions struct {
 	// Now is the clock expiry is checked against; nil means time.Now.
 	// Tests move it.
 	Now func() time.Time
+	// Logger gets warnings (a cached root that was ignored); nil means
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Errors of Fetch a caller can branch on; each wraps go-tuf's own.
@@ -91,7 +96,11 @@ func Fetch(opts ClientOptions) (*Database, error) {
 }
 
 func newUpdater(opts ClientOptions, cache string) (*updater.Updater, error) {
-	root, err := trustedRoot(opts.Root, filepath.Join(cache, metadataDir))
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	root, err := trustedRoot(opts.Root, filepath.Join(cache, metadataDir), log)
 	if err != nil {
 		return nil, err
 	}
@@ -141,14 +150,27 @@ func pinDir(root []byte, url string) string {
 // previous run verified and cached in dir. Starting from the cached one is
 // the TUF client workflow (§5.2); starting from the pin every time would
 // let anyone holding old, rotated-out root keys replay an old chain.
-func trustedRoot(pinned []byte, dir string) ([]byte, error) {
+//
+// The cached root.json must be a regular file: like every reader of the
+// package, trustedRoot follows no symbolic link (O_NOFOLLOW), even one
+// that stays inside the cache. A linked (or unreadable) cached root is
+// ignored with a warning and the client starts from its pin again,
+// walking the chain forward: it loses the protection against an old chain
+// replayed that the cached root gave, hence the warning.
+func trustedRoot(pinned []byte, dir string, log *slog.Logger) ([]byte, error) {
 	pin, err := metadata.Root().FromBytes(pinned)
 	if err != nil {
 		return nil, fmt.Errorf("the pinned root is not TUF root metadata: %w", err)
 	}
-	data, err := readCapped(filepath.Join(dir, metadata.ROOT+".json"), maxMetadata)
-	if err != nil {
+	path := filepath.Join(dir, metadata.ROOT+".json")
+	data, err := readCapped(path, maxMetadata)
+	if errors.Is(err, fs.ErrNotExist) {
 		return pinned, nil // no cache yet
+	}
+	if err != nil {
+		log.Warn("ignoring the cached TUF root, starting from the pinned one (a symbolic link is never followed: make it a regular file)",
+			"path", path, "err", err)
+		return pinned, nil
 	}
 	cached, err := metadata.Root().FromBytes(data)
 	if err != nil || cached.Signed.Version <= pin.Signed.Version {

@@ -39,7 +39,11 @@
 // to its directory, and readers of the repository (the handler, the
 // writers' verification) take regular files only: a symbolic link or a
 // FIFO planted there is refused (500, or a problem), never followed or
-// waited on.
+// waited on — even a link that stays inside metadata/ (a ConfigMap's
+// ..data/ layout), and the client's cached root.json (ignored, with a
+// warning). The handler holds metadata/ and targets/ open (os.Root), so a
+// directory replaced while it serves (a restore) is seen after a restart
+// only. docs/keys.md tells operators both.
 //
 // # Who writes what
 //

@@ -1,0 +1,33 @@
+package tuf
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestLinkedCachedRootWarns: a cached root.json that is a symbolic link is
+// never followed (readers take regular files only); the client starts from
+// its pin instead, and says so at Warn rather than silently.
+func TestLinkedCachedRootWarns(t *testing.T) {
+	f := newFixture(t, newVKey(t))
+	cache := t.TempDir()
+	meta := filepath.Join(cache, pinDir(f.root(1), f.url), metadataDir)
+	os.MkdirAll(meta, 0o755)
+	os.WriteFile(filepath.Join(meta, "real.json"), f.root(1), 0o644)
+	if err := os.Symlink("real.json", filepath.Join(meta, "root.json")); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	_, err := Fetch(ClientOptions{Root: f.root(1), URL: f.url, CacheDir: cache, Now: f.clock.Now,
+		Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatalf("Fetch with a linked cached root: %v", err)
+	}
+	if !strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), "root.json") {
+		t.Errorf("a linked cached root was ignored without a warning; log: %q", log.String())
+	}
+}
