@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -71,6 +73,10 @@ func tufInit(args []string, stdout, stderr io.Writer) error {
 		RootExpiry: cfg.RootExpiry, TargetsExpiry: cfg.TargetsExpiry,
 	})
 	if errors.Is(err, tuf.ErrExists) {
+		if _, serr := os.Lstat(filepath.Join(cfg.Dir, "metadata", "1.root.json")); errors.Is(serr, fs.ErrNotExist) {
+			// Published, then its first root lost: no command opens it.
+			return withHint(err, "restore metadata/1.root.json from a backup of "+cfg.Dir+"; for another database, pick another -dir")
+		}
 		return withHint(err, "to publish new keys in it, run sumd tuf publish; for another database, pick another -dir")
 	}
 	if err != nil {
