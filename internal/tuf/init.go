@@ -1,6 +1,7 @@
 package tuf
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -140,9 +141,10 @@ func moveInto(tmp, dir string) error {
 
 // removeLeftovers removes what an Init that crashed left in dir, which
 // holds no root version 1: its temporary directories, and metadata/ and
-// targets/ as older versions of sumd left them. An Init writes version 1
-// of each role, timestamp.json, targets and temporary files only; a later
-// version of any role means the repository was published (and has lost its
+// targets/ as older versions of sumd left them (one that failed removed
+// metadata/ and could crash half-way). An Init writes version 1 of each
+// role (timestamp.json included), targets and temporary files only; a
+// later version of any role means the repository was published (and has lost its
 // 1.root.json), anything else that the directory is not one sumd made.
 // Either way Init refuses to touch it.
 func removeLeftovers(dir string) error {
@@ -178,13 +180,28 @@ func checkLeftover(dir, rel string, isDir bool) error {
 	switch {
 	case isDir && (rel == metadataDir || rel == targetsDir || rel == targetsDir+"/sumdb"),
 		!isDir && strings.HasPrefix(path.Base(rel), ".tmp-"),
-		!isDir && layout && (!f.Metadata || path.Base(rel) == timestampFile || strings.HasPrefix(path.Base(rel), "1.")):
+		!isDir && layout && (!f.Metadata || strings.HasPrefix(path.Base(rel), "1.")),
+		!isDir && rel == metadataDir+"/"+timestampFile && firstTimestamp(filepath.Join(dir, filepath.FromSlash(rel))):
 		return nil
 	case !isDir && layout:
 		return fmt.Errorf("%s holds %s but no %s/%s: %w, which lost its first root; restore %s/%s from a backup (clients pin the chain, so it is never re-created)",
 			dir, rel, metadataDir, versionedName(1, metadata.ROOT), ErrExists, metadataDir, versionedName(1, metadata.ROOT))
 	}
 	return fmt.Errorf("%s holds %s, which is not a file of a TUF repository: remove it or choose another directory", dir, rel)
+}
+
+// firstTimestamp says whether the timestamp.json at path is version 1,
+// the only one an Init writes: sumd serve re-signs it daily, so a later
+// one was published.
+func firstTimestamp(path string) bool {
+	data, err := readCapped(path, maxMetadata)
+	if err != nil {
+		return false
+	}
+	var ts struct {
+		Signed struct{ Version int64 }
+	}
+	return json.Unmarshal(data, &ts) == nil && ts.Signed.Version == 1
 }
 
 func (o InitOptions) check() error {

@@ -137,20 +137,26 @@ func sha256Hex(s string) string {
 // published, and clients pinned its chain: Init must refuse it, not
 // remove it and publish a new root 1 in its place.
 func TestInitKeepsPublishedRepository(t *testing.T) {
-	for _, later := range []string{"2.root.json", "2.targets.json", "2.snapshot.json"} {
+	// A timestamp re-signed once (daily, by sumd serve) is published too:
+	// an interrupted Init leaves version 1 at most.
+	const timestamp2 = `{"signed":{"_type":"timestamp","version":2}}`
+	for _, later := range []string{"2.root.json", "2.targets.json", "2.snapshot.json", timestampFile} {
 		t.Run(later, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "repo")
 			if _, err := Init(dir, InitOptions{Database: mustDatabase(t, newVKey(t)), OfflineKeys: t.TempDir()}); err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(dir, metadataDir, later)
-			os.WriteFile(path, []byte("published"), 0o644)
+			path, content := filepath.Join(dir, metadataDir, later), "published"
+			if later == timestampFile {
+				content = timestamp2
+			}
+			os.WriteFile(path, []byte(content), 0o644)
 			os.Remove(filepath.Join(dir, metadataDir, versionedName(1, metadata.ROOT)))
 			_, err := Init(dir, InitOptions{Database: mustDatabase(t, newVKey(t)), OfflineKeys: t.TempDir()})
 			if !errors.Is(err, ErrExists) {
 				t.Errorf("Init over a repository without 1.root.json: %v, want ErrExists", err)
 			}
-			if data, err := os.ReadFile(path); err != nil || string(data) != "published" {
+			if data, err := os.ReadFile(path); err != nil || string(data) != content {
 				t.Errorf("Init removed or replaced %s: %q, %v", later, data, err)
 			}
 			if _, err := os.Stat(filepath.Join(dir, metadataDir, versionedName(1, metadata.ROOT))); err == nil {
