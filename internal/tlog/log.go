@@ -466,17 +466,12 @@ func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 	// and 32 bytes of its tile, not a copy of the whole tile), else with
 	// the level-0 tiles of the published tree.
 	var texts [][]byte
-	var check func() error
-	if lr, ok := l.store.(LeafReader); ok {
-		var leaves []tlog.Hash
+	var leaves []tlog.Hash
+	lr, withLeaves := l.store.(LeafReader)
+	if withLeaves {
 		texts, leaves, err = lr.ReadRecordLeaves(ctx, ids)
-		check = func() error { return l.checkLeafHashes(ids, texts, leaves) }
 	} else {
 		texts, err = l.store.ReadRecords(ctx, ids)
-		size := h.Tree.N
-		check = func() error {
-			return l.checkLeaves(ids, texts, func(t TileID) ([]byte, error) { return readTile(ctx, l.store, t, size) })
-		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to read records %d+%d: %w", id, n, err)
@@ -486,7 +481,12 @@ func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 			return nil, fmt.Errorf("record %d: %w", ids[i], fs.ErrNotExist)
 		}
 	}
-	if err := check(); err != nil {
+	if withLeaves {
+		err = l.checkLeafHashes(ids, texts, leaves)
+	} else {
+		err = l.checkLeaves(ids, texts, func(t TileID) ([]byte, error) { return readTile(ctx, l.store, t, h.Tree.N) })
+	}
+	if err != nil {
 		return nil, fmt.Errorf("failed to read records %d+%d: %w", id, n, err)
 	}
 	return texts, nil
