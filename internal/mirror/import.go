@@ -473,7 +473,7 @@ func provePrefix(l *itlog.Log, held *itlog.Head, tree tlog.Tree, offered []byte)
 	fork := func(err error) error {
 		return &SecurityError{Kind: KindFork, Origin: l.Name(), Held: held.Signed, Offered: offered, Err: err}
 	}
-	err := itlog.ProveExtends(held.Tree, tree, l.HashReader())
+	err := proveHeld(l, held, tree)
 	var fe *itlog.ForkError
 	switch {
 	case errors.As(err, &fe) && fe.Proof == nil:

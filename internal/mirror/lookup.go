@@ -255,7 +255,7 @@ func (f *Follower) contains(held *itlog.Head, tree tlog.Tree, offered []byte) er
 // *SecurityError, not yet logged, if it does not: a fork of the same size,
 // or a rollback.
 func (f *Follower) prefixOf(held *itlog.Head, tree tlog.Tree, offered []byte) error {
-	err := itlog.ProveExtends(held.Tree, tree, f.log.HashReader())
+	err := proveHeld(f.log, held, tree)
 	var fork *itlog.ForkError
 	switch {
 	case errors.As(err, &fork) && fork.Proof == nil:

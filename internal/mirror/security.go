@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -161,3 +162,58 @@ func (f *Follower) tileError(err error, held *itlog.Head, offered []byte) error 
 	return &SecurityError{Kind: KindTampered, Origin: f.name, Held: held.Signed, Offered: offered,
 		Err: fmt.Errorf("the origin's hash tiles do not hash to its signed head: %w", err)}
 }
+
+// proveHeld proves that the mirror's held tree extends tree, a tree no
+// larger, from the mirror's own hash tiles, which the log reads without
+// authenticating them (they are its own). A proof that fails is built
+// again from tiles each authenticated against the held tree, as the go
+// command reads a server's: only if that proof fails too is it the
+// origin's misbehaviour (a *itlog.ForkError). Own tiles that do not hash to
+// the held tree are the mirror's damage, an error wrapping
+// itlog.ErrCorrupt: a damaged disk must not raise the alarm that sends an
+// operator after the origin's keys.
+func proveHeld(l *itlog.Log, held *itlog.Head, tree tlog.Tree) error {
+	err := itlog.ProveExtends(held.Tree, tree, l.HashReader())
+	var fe *itlog.ForkError
+	if !errors.As(err, &fe) || fe.Proof == nil {
+		return err // proved, a fork of one size (no tile read), or unreadable
+	}
+	own := &ownTiles{ctx: context.Background(), log: l}
+	again := itlog.ProveExtends(held.Tree, tree, tlog.TileHashReader(held.Tree, own))
+	switch {
+	case errors.As(again, &fe):
+		return again
+	case own.err != nil:
+		return fmt.Errorf("failed to prove a tree against the mirror's: %w", own.err)
+	}
+	return fmt.Errorf("the mirror's own hash tiles do not hash to the tree of %d records it holds (%v): its database is damaged; restore it from a backup or mirror it again: %w",
+		held.Tree.N, again, itlog.ErrCorrupt)
+}
+
+// ownTiles reads a mirror log's hash tiles for tlog.TileHashReader, and
+// keeps the first read error, to tell a tile that could not be read from
+// one that does not authenticate.
+type ownTiles struct {
+	ctx context.Context
+	log *itlog.Log
+	err error
+}
+
+func (r *ownTiles) Height() int { return 8 }
+
+func (r *ownTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		data, err := r.log.ReadTileData(r.ctx, t)
+		if err != nil {
+			if r.err == nil {
+				r.err = err
+			}
+			return nil, err
+		}
+		out[i] = data
+	}
+	return out, nil
+}
+
+func (r *ownTiles) SaveTiles([]tlog.Tile, [][]byte) {}
