@@ -143,6 +143,10 @@ type Handler struct {
 	tokens *tokenCache
 
 	backups chan struct{} // holds a token while a backup is being made
+	// memoryZip is the size up to which an uploaded zip is hashed in
+	// memory (the constant memoryZip; smaller in the fuzz test, to reach
+	// both paths).
+	memoryZip int64
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -180,7 +184,7 @@ func New(rec Recorder, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}, backups: make(chan struct{}, 1)}
+	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}, backups: make(chan struct{}, 1), memoryZip: memoryZip}
 	if opts.Authenticated {
 		return h
 	}

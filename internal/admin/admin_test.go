@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 	"testing/iotest"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/dirhash"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
@@ -257,18 +259,71 @@ func TestUploadRefusals(t *testing.T) {
 // failure, a 503 that names no path, not the client's bad input (it was a
 // 400 quoting the temporary file's path); nothing is recorded.
 func TestUploadTmpDirFails(t *testing.T) {
-	m := mv("example.com/m", "v1.0.0")
+	small, large := mv("example.com/m", "v1.0.0"), mv("example.com/large", "v1.0.0")
 	dir := t.TempDir()
-	testproxy.Build(dir, []testproxy.Module{goodModule(m.Path, m.Version)})
+	testproxy.Build(dir, []testproxy.Module{goodModule(small.Path, small.Version), largeModule(large.Path, large.Version)})
 	tmp := filepath.Join(t.TempDir(), "tmp")
 	s := newSetup(t, Options{TempDir: tmp}) // never created: every file in it fails
-	_, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(dir, m), "")
+	// A small zip is hashed in memory: no temporary file, so no failure.
+	if _, err := s.client.Upload(context.Background(), small, testproxy.ZipPath(dir, small), ""); err != nil {
+		t.Fatalf("small upload with no temporary directory: %v", err)
+	}
+	_, err := s.client.Upload(context.Background(), large, testproxy.ZipPath(dir, large), "")
 	wantStatus(t, err, http.StatusServiceUnavailable, "sumd cannot store the uploaded zip now")
 	if strings.Contains(err.Error(), tmp) {
 		t.Errorf("the answer names the temporary directory: %v", err)
 	}
-	if n := s.treeSize(t); n != 0 {
-		t.Errorf("tree size %d after a refusal, want 0", n)
+	if n := s.treeSize(t); n != 1 {
+		t.Errorf("tree size %d after a refusal, want 1", n)
+	}
+}
+
+// largeModule is a module whose zip is larger than memoryZip: its data
+// file does not compress.
+func largeModule(path, version string) testproxy.Module {
+	m := goodModule(path, version)
+	data := make([]byte, memoryZip+memoryZip/4)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	m.Files["data.bin"] = string(data)
+	return m
+}
+
+// TestUploadSizes: a zip kept in memory (up to memoryZip bytes) and one
+// spooled to a temporary file get the hashes the go command computes from
+// the zip, and the temporary file is gone once the upload is answered.
+func TestUploadSizes(t *testing.T) {
+	dir := t.TempDir()
+	mods := []testproxy.Module{goodModule("example.com/m", "v1.0.0"), largeModule("example.com/large", "v1.0.0")}
+	testproxy.Build(dir, mods)
+	tmp := t.TempDir()
+	s := newSetup(t, Options{TempDir: tmp})
+	for _, mod := range mods {
+		m := mv(mod.Path, mod.Version)
+		zipPath := testproxy.ZipPath(dir, m)
+		fi, err := os.Stat(zipPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if large := fi.Size() > memoryZip; large != (mod.Path == "example.com/large") {
+			t.Fatalf("%s: zip of %d bytes, memoryZip %d: the test needs one of each side", m, fi.Size(), memoryZip)
+		}
+		res, err := s.client.Upload(context.Background(), m, zipPath, "")
+		if err != nil {
+			t.Fatalf("upload %s: %v", m, err)
+		}
+		want, err := dirhash.HashZip(zipPath, dirhash.Hash1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(res.Record, want) {
+			t.Errorf("upload %s recorded %q, want the hash %s", m, res.Record, want)
+		}
+		if left, _ := os.ReadDir(tmp); len(left) != 0 {
+			t.Errorf("upload %s left %d files in the temporary directory", m, len(left))
+		}
 	}
 }
 

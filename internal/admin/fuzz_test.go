@@ -49,7 +49,8 @@ func FuzzParseFetch(f *testing.F) {
 }
 
 // FuzzReadUpload: a multipart body is refused with a 4xx or read within
-// the limits; either way at most one temporary file is made, in TempDir.
+// the limits; either way at most one temporary file is made, in TempDir,
+// and only for a zip larger than the handler keeps in memory.
 func FuzzReadUpload(f *testing.F) {
 	part := func(name, value string) string {
 		return "--X\r\nContent-Disposition: form-data; name=\"" + name + "\"\r\n\r\n" + value + "\r\n"
@@ -63,6 +64,7 @@ func FuzzReadUpload(f *testing.F) {
 	// at a time, and a new directory each would cost most of the time.
 	dir := f.TempDir()
 	h := New(&fakeRecorder{}, Options{TempDir: dir, MaxZipSize: 1024, MaxModSize: 256, Logger: quiet})
+	h.memoryZip = 512 // zips of 513 to 1024 bytes go to a file
 	f.Fuzz(func(t *testing.T, body string) {
 		req := httptest.NewRequest(http.MethodPost, "/admin/upload", strings.NewReader(body))
 		req.Header.Set("Content-Type", "multipart/form-data; boundary=X")
@@ -70,7 +72,7 @@ func FuzzReadUpload(f *testing.F) {
 		up, err := h.readUpload(req)
 		if up.zipPath != "" {
 			fi, statErr := os.Stat(up.zipPath)
-			if statErr != nil || err == nil && fi.Size() > 1024 {
+			if statErr != nil || err == nil && (fi.Size() > 1024 || fi.Size() <= 512) {
 				t.Fatalf("zip file %s: %v, %v", up.zipPath, fi, statErr)
 			}
 			os.Remove(up.zipPath)
@@ -85,7 +87,7 @@ func FuzzReadUpload(f *testing.F) {
 			}
 			return
 		}
-		if len(up.path) > maxField || len(up.version) > maxField || len(up.mod) > 256 {
+		if len(up.path) > maxField || len(up.version) > maxField || len(up.mod) > 256 || len(up.zipData) > 512 || up.zipData != nil && up.zipPath != "" {
 			t.Fatalf("readUpload(%q) accepted fields over their limits", body)
 		}
 	})

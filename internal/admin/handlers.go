@@ -166,11 +166,16 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if up.zipPath == "" {
+	if !up.seen["zip"] {
 		h.fail(w, r, &httpError{http.StatusBadRequest, "no zip file in the upload"})
 		return
 	}
-	sums, err := modhash.HashZip(m, up.zipPath, up.mod)
+	var sums modhash.Sums
+	if up.zipPath != "" {
+		sums, err = modhash.HashZip(m, up.zipPath, up.mod)
+	} else {
+		sums, err = modhash.HashZipData(m, up.zipData, up.mod)
+	}
 	if err != nil && modhash.IsFileError(err) {
 		// The stored zip could not be read again (removed, a disk error):
 		// sumd's failure, which says nothing of the module.
@@ -198,14 +203,15 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 type upload struct {
 	path, version string
 	zipPath       string // temporary file, removed by the caller
+	zipData       []byte // or the zip itself, if no larger than memoryZip
 	mod           []byte // nil if none was sent
 	// seen holds the fields read: a field given twice is refused, so
 	// that no one part decides what another one said ("module" twice).
 	seen map[string]bool
 }
 
-// readUpload streams the multipart body: the zip goes to a temporary file,
-// so memory stays bounded whatever its size.
+// readUpload streams the multipart body: a zip larger than memoryZip goes
+// to a temporary file, so memory stays bounded whatever its size.
 func (h *Handler) readUpload(r *http.Request) (upload, error) {
 	var up upload
 	mr, err := r.MultipartReader()
@@ -243,7 +249,7 @@ func (h *Handler) readPart(up *upload, part *multipart.Part) error {
 	case name == "version":
 		up.version, err = readField(part, "version")
 	case name == "zip":
-		up.zipPath, err = h.saveZip(part)
+		up.zipData, up.zipPath, err = h.readZip(part)
 	case name == "mod":
 		var buf bytes.Buffer
 		err = copyLimited(&buf, part, h.opts.MaxModSize, "go.mod file")
@@ -260,6 +266,28 @@ func readField(part *multipart.Part, name string) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(buf.String()), nil
+}
+
+// memoryZip is the size up to which an uploaded zip is kept in memory and
+// hashed there: most module zips are small, and for them the temporary
+// file's system calls (create, write, close, open again, read, remove)
+// cost more than the hashing. Uploads are authenticated and bounded in
+// number by the server's connections, so this bounds their memory too.
+const memoryZip = 1 << 20
+
+// readZip reads the zip part: a zip of up to h.memoryZip bytes (and up to
+// MaxZipSize) is returned in memory, a larger one goes to a temporary
+// file whose name is returned (see saveZip).
+func (h *Handler) readZip(part io.Reader) (data []byte, path string, err error) {
+	var buf bytes.Buffer
+	limit := min(h.memoryZip, h.opts.MaxZipSize)
+	if err := copyLimited(&buf, part, limit, "module zip"); err == nil {
+		return buf.Bytes(), "", nil
+	} else if he, ok := err.(*httpError); !ok || he.status != http.StatusRequestEntityTooLarge || limit == h.opts.MaxZipSize {
+		return nil, "", err
+	}
+	path, err = h.saveZip(io.MultiReader(&buf, part))
+	return nil, path, err
 }
 
 // saveZip streams the zip part to a temporary file and returns its name.

@@ -44,6 +44,10 @@ func FuzzHashZip(f *testing.F) {
 		}
 		m := mv("example.com/m", "v1.0.0")
 		sums, err := HashZip(m, file, goMod)
+		// A zip held in memory (a small upload) gets the same answer.
+		if inMemory, merr := HashZipData(m, data, goMod); inMemory != sums || (merr == nil) != (err == nil) {
+			t.Fatalf("HashZipData = %+v, %v; HashZip = %+v, %v", inMemory, merr, sums, err)
+		}
 		if err != nil {
 			return
 		}

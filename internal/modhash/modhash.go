@@ -160,6 +160,29 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	return hashOpenFile(m, f, goMod)
 }
 
+// HashZipData is HashZip of a zip held in memory (a small upload, which
+// need not be written to a file to be hashed).
+func HashZipData(m module.Version, data []byte, goMod []byte) (Sums, error) {
+	err := checkVersion(m)
+	var s Sums
+	if err == nil {
+		s, err = hashData(m, data, goMod)
+	}
+	if err != nil {
+		return Sums{}, fmt.Errorf("failed to hash %s: %w", m, err)
+	}
+	return s, nil
+}
+
+func hashData(m module.Version, data []byte, goMod []byte) (Sums, error) {
+	z, done, err := openZipData(data)
+	if err != nil {
+		return Sums{}, err
+	}
+	defer done()
+	return hashOpenZipped(m, z, int64(len(data)), goMod)
+}
+
 // hashOpenFile is hashZip of the open zip f, for m checked by checkVersion.
 func hashOpenFile(m module.Version, f *regfile.File, goMod []byte) (Sums, error) {
 	// One open for the checks, the go.mod and the hash: each open reads
@@ -172,6 +195,11 @@ func hashOpenFile(m module.Version, f *regfile.File, goMod []byte) (Sums, error)
 		return Sums{}, err
 	}
 	defer done()
+	return hashOpenZipped(m, z, size, goMod)
+}
+
+// hashOpenZipped checks and hashes the open zip z of size bytes.
+func hashOpenZipped(m module.Version, z *zip.Reader, size int64, goMod []byte) (Sums, error) {
 	// CheckZip's checks bound every size we read below, so they must
 	// come before any content is read.
 	if _, err := checkZip(m, z, size); err != nil {
@@ -232,17 +260,24 @@ func openZip(f *regfile.File) (z *zip.Reader, size int64, done func(), err error
 	if _, err := f.ReadAt(data, 0); err != nil {
 		return nil, 0, nil, fmt.Errorf("failed to read %s: %w", f.Name(), err)
 	}
+	z, done, err = openZipData(data)
+	return z, size, done, err
+}
+
+// openZipData is openZip of a zip in memory.
+func openZipData(data []byte) (z *zip.Reader, done func(), err error) {
+	size := int64(len(data))
 	n, err := checkFileCount(bytes.NewReader(data), size, MaxFiles)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, nil, err
 	}
 	release := holdFiles(inFlight, MaxFilesInFlight, n)
 	z, err = zip.NewReader(bytes.NewReader(data), size)
 	if err != nil {
 		release()
-		return nil, 0, nil, err
+		return nil, nil, err
 	}
-	return z, size, release, nil
+	return z, release, nil
 }
 
 // checkVersion refuses what the go command refuses before it looks at any
