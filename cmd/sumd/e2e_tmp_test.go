@@ -129,7 +129,9 @@ func TestTmpDirShared(t *testing.T) {
 }
 
 // startUpload starts an admin upload whose zip part never ends; closing the
-// returned writer ends the request.
+// returned writer ends the request. The part sent is larger than the
+// admin API keeps in memory (its memoryZip, 1 MiB), so that it is in
+// -tmp-dir.
 func startUpload(t *testing.T, url, token string) *io.PipeWriter {
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
@@ -148,7 +150,7 @@ func startUpload(t *testing.T, url, token string) *io.PipeWriter {
 		mw.WriteField("module", "example.com/up")
 		mw.WriteField("version", "v1.0.0")
 		part, _ := mw.CreateFormFile("zip", "up.zip")
-		part.Write(bytes.Repeat([]byte("z"), 50000))
+		part.Write(bytes.Repeat([]byte("z"), 1<<20+50000))
 		// ... and nothing more until the test closes pw.
 	}()
 	return pw
