@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,8 +70,9 @@ func TestTmpDir(t *testing.T) {
 }
 
 // holdingProxy serves example.com/slow@v1.0.0 from a GOPROXY tree it
-// builds in dir until the test ends, but sends half of the zip and then
-// holds the connection.
+// builds in dir until the test ends, but sends part of the zip and then
+// holds the connection. The part is larger than sumd keeps in memory
+// (upstream's memoryZip, 1 MiB), so that it is in -tmp-dir.
 func holdingProxy(t *testing.T, dir string) *httptest.Server {
 	slow := testproxy.Module{Path: "example.com/slow", Version: "v1.0.0", Files: map[string]string{
 		"go.mod": "module example.com/slow\n", "s.go": "package slow\n"}}
@@ -84,8 +86,8 @@ func holdingProxy(t *testing.T, dir string) *httptest.Server {
 			files.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Set("Content-Length", "100000")
-		w.Write(make([]byte, 50000))
+		w.Header().Set("Content-Length", strconv.Itoa(2<<20))
+		w.Write(make([]byte, 1<<20+50000))
 		w.(http.Flusher).Flush()
 		select {
 		case <-r.Context().Done():

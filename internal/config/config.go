@@ -136,7 +136,7 @@ type Serve struct {
 	RefreshInterval time.Duration `flag:"refresh-interval" help:"with a postgres:// database: how often this process reads the head that other sumd processes committed, to serve their records"`
 	MaxHeadAge      time.Duration `flag:"max-head-age" help:"with a postgres:// database: how long this process serves a head it could not confirm against the database; past it, requests get 503 until the database is back"`
 	Upstream
-	TmpDir         string `flag:"tmp-dir" arg:"DIR" help:"directory of sumd's own for the module zips it downloads from upstream, receives through the admin API or reads from registries while it hashes them, and for backups being sent; created 0700, and the files a crash left there are removed at start; default: the database file's name plus .tmp (data/sumd.db.tmp); with PostgreSQL or -mirror-only, a new directory under $TMPDIR, removed at exit"`
+	TmpDir         string `flag:"tmp-dir" arg:"DIR" help:"directory of sumd's own for the module zips over 1 MiB it downloads from upstream or receives through the admin API, and those it reads from registries, while it hashes them, and for backups being sent; created 0700, and the files a crash left there are removed at start; default: the database file's name plus .tmp (data/sumd.db.tmp); with PostgreSQL or -mirror-only, a new directory under $TMPDIR, removed at exit"`
 	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, readable by its owner only (chmod 600); read again when it changes, so a token can be rotated without a restart; a credential named admin-token with the admin role"`
 	Access
 	TUFServe

@@ -87,3 +87,18 @@ func BenchmarkFetchFile(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFetchHTTP is BenchmarkFetchFile from a proxy on HTTP (in this
+// process, so its CPU time counts too): the small zip is downloaded into
+// memory and hashed there, with no file in TempDir.
+func BenchmarkFetchHTTP(b *testing.B) {
+	m := mv("example.com/first/m", "v1.0.0")
+	p := newProxy(b, goodModule(m.Path, m.Version))
+	f := newFetcher(b, p.url, FetcherOptions{TempDir: b.TempDir()})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := f.Fetch(context.Background(), m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

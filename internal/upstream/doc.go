@@ -5,9 +5,10 @@
 //
 //   - A [Fetcher] fetches a version's .mod and .zip from a GOPROXY-style list
 //     of proxies ([ParseList]), with credentials read from files ([Auth]),
-//     streams the zip to a temporary file under the go command's size
-//     limits, validates it exactly as the go command would
-//     (modhash.HashZip) and returns its go.sum record.
+//     keeps the zip in memory, or streams it to a temporary file if it is
+//     larger than 1 MiB, under the go command's size limits, validates it
+//     exactly as the go command would (modhash.HashZip) and returns its
+//     go.sum record.
 //   - A [Checker] verifies computed hashes against an upstream checksum
 //     database (sum.golang.org, reached through the proxy's /sumdb/
 //     endpoint), with x/mod's own verifying client, before anything public

@@ -39,8 +39,8 @@ type FetcherOptions struct {
 	// command's limits, modhash.MaxZipFile and modhash.MaxGoMod). A larger
 	// file makes the version invalid. Tests lower them.
 	MaxZipSize, MaxModSize int64
-	// TempDir holds the zip while it is hashed ("" means os.TempDir()); see
-	// package scratch.
+	// TempDir holds a zip from an HTTP source larger than memoryZip while
+	// it is hashed ("" means os.TempDir()); see package scratch.
 	TempDir string
 	// HTTPClient sends the requests; nil means a client of sumd's own.
 	// Unless it has a CheckRedirect of its own, the Fetcher follows
@@ -63,12 +63,12 @@ type Fetcher struct {
 	client  opener
 	log     *slog.Logger
 	metrics *Metrics
-	// createTemp creates the file a zip is downloaded to in dir:
-	// scratch.Create, or in tests a file that fails.
+	// createTemp creates the file a zip larger than memoryZip is
+	// downloaded to in dir: scratch.Create, or in tests a file that fails.
 	createTemp func(dir string) (tempFile, error)
 }
 
-// A tempFile is where downloadZip stores a zip: an *os.File.
+// A tempFile is where downloadZip stores a large zip: an *os.File.
 type tempFile interface {
 	io.Writer
 	Name() string
@@ -206,6 +206,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 		return gosum.Record{}, err
 	}
 	var zipPath string
+	var zipData []byte      // a small zip from HTTP, hashed in memory
 	var local *regfile.File // a file:// tree's zip, hashed where it is
 	if src.isFile() {
 		local, err = f.localZip(ctx, src, m, base+".zip")
@@ -214,8 +215,10 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 			zipPath = local.Name()
 		}
 	} else {
-		zipPath, err = f.downloadZip(ctx, src, m, base+".zip")
-		defer os.Remove(zipPath)
+		zipData, zipPath, err = f.downloadZip(ctx, src, m, base+".zip")
+		if zipPath != "" {
+			defer os.Remove(zipPath)
+		}
 	}
 	if err != nil {
 		return gosum.Record{}, err
@@ -224,10 +227,13 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	// and an empty .mod must be judged as the go command judges it.
 	goMod := append([]byte{}, mod.Bytes()...)
 	var sums modhash.Sums
-	if local != nil {
+	switch {
+	case local != nil:
 		sums, err = f.hashInPlace(ctx, src, m, base+".zip", local, goMod)
-	} else {
+	case zipPath != "":
 		sums, err = modhash.HashZip(m, zipPath, goMod)
+	default:
+		sums, err = modhash.HashZipData(m, zipData, goMod)
 	}
 	var fe *Error
 	switch {
@@ -333,24 +339,38 @@ func invalidReason(err error, zipPath string) error {
 	return fmt.Errorf("invalid module: %s", modhash.Reason(err, zipPath, "module zip", modhash.MaxReasonText))
 }
 
-// downloadZip streams the zip to a temporary file, so memory stays bounded
-// whatever its size, and returns the file's name. The caller removes it.
-// A failure to create or write the file (a full disk) is KindLocal.
-func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version, rel string) (string, error) {
-	tmp, err := f.createTemp(f.opts.TempDir)
+// memoryZip is the size up to which a zip from an HTTP source is kept in
+// memory and hashed there (modhash.HashZipData): most module zips are
+// small, and for them a temporary file's system calls (create, write,
+// close, open again, read, remove) cost more than the hashing. Memory stays
+// bounded because fetches are: first lookups fetch at most
+// -upstream-parallel (default 16) versions at once, and the admin API's
+// fetches, authenticated, are bounded by the server's connections.
+const memoryZip = 1 << 20
+
+// downloadZip downloads the zip: one of up to memoryZip bytes is returned
+// in memory, a larger one is streamed to a temporary file, so that memory
+// stays bounded whatever its size, whose name is returned and which the
+// caller removes. A failure to create or write the file (a full disk) is
+// KindLocal.
+func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version, rel string) (data []byte, path string, err error) {
+	zw := &zipWriter{create: f.createTemp, dir: f.opts.TempDir}
+	err = f.download(ctx, src, m, rel, zw, f.opts.MaxZipSize, "module zip")
+	if zw.file == nil {
+		if err != nil {
+			return nil, "", err
+		}
+		return zw.mem, "", nil
+	}
+	path = zw.file.Name()
+	if cerr := zw.file.Close(); err == nil && cerr != nil {
+		err = storeError(m, filepath.Dir(path), fmt.Errorf("failed to write a temporary file: %w", cerr))
+	}
 	if err != nil {
-		return "", storeError(m, cmp.Or(f.opts.TempDir, os.TempDir()), fmt.Errorf("failed to create a temporary file: %w", err))
+		os.Remove(path)
+		return nil, "", err
 	}
-	dir := filepath.Dir(tmp.Name())
-	err = f.download(ctx, src, m, rel, storeWriter{tmp, dir}, f.opts.MaxZipSize, "module zip")
-	if cerr := tmp.Close(); err == nil && cerr != nil {
-		err = storeError(m, dir, fmt.Errorf("failed to write a temporary file: %w", cerr))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return "", err
-	}
-	return tmp.Name(), nil
+	return nil, path, nil
 }
 
 // Client texts of KindLocal errors: they name no path.
@@ -366,30 +386,60 @@ func storeError(m module.Version, dir string, err error) *Error {
 	return &Error{Kind: KindLocal, Module: m, Err: errStore, Cause: fmt.Errorf("temporary directory %s (-tmp-dir): %w", dir, err)}
 }
 
-// A storeWriter is the temporary file in dir that a zip is downloaded to.
-// io.Copy returns a failure to write it as it returns a failure to read the
-// body; storeWriter marks the first as a *writeError, sumd's own failure
+// A zipWriter is where downloadZip writes a zip: memory while it is at
+// most memoryZip bytes, then a temporary file in dir, created through
+// create at the first write past that, and given what memory held first.
+// io.Copy returns a failure to write as it returns a failure to read the
+// body; zipWriter makes the first a *writeError, sumd's own failure
 // rather than the upstream's.
-type storeWriter struct {
-	w   io.Writer
-	dir string
+type zipWriter struct {
+	create func(dir string) (tempFile, error)
+	dir    string   // FetcherOptions.TempDir
+	mem    []byte   // the zip so far, while file is nil
+	file   tempFile // nil until the zip outgrows memoryZip
 }
 
-func (s storeWriter) Write(p []byte) (int, error) {
-	n, err := s.w.Write(p)
-	if err != nil {
-		err = &writeError{dir: s.dir, err: err}
+func (z *zipWriter) Write(p []byte) (int, error) {
+	if z.file == nil && len(z.mem)+len(p) <= memoryZip {
+		z.mem = append(z.mem, p...)
+		return len(p), nil
 	}
-	return n, err
+	if z.file == nil {
+		if err := z.spill(); err != nil {
+			return 0, err
+		}
+	}
+	return z.write(p)
 }
 
-// A writeError is a failure to write a temporary file in dir.
+// spill creates the temporary file and moves what memory held to it.
+func (z *zipWriter) spill() error {
+	file, err := z.create(z.dir)
+	if err != nil {
+		return &writeError{dir: cmp.Or(z.dir, os.TempDir()), err: fmt.Errorf("failed to create a temporary file: %w", err)}
+	}
+	z.file = file
+	held := z.mem
+	z.mem = nil
+	_, err = z.write(held)
+	return err
+}
+
+func (z *zipWriter) write(p []byte) (int, error) {
+	n, err := z.file.Write(p)
+	if err != nil {
+		return n, &writeError{dir: filepath.Dir(z.file.Name()), err: fmt.Errorf("failed to write a temporary file: %w", err)}
+	}
+	return n, nil
+}
+
+// A writeError is a failure to create or write a temporary file in dir.
 type writeError struct {
 	dir string
 	err error
 }
 
-func (e *writeError) Error() string { return "failed to write a temporary file: " + e.err.Error() }
+func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
 // download copies one file from src to w within limit and the request

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/dirhash"
+
 	"github.com/sumd-project/sumd/internal/modhash"
 	"github.com/sumd-project/sumd/internal/regfile"
 	"github.com/sumd-project/sumd/internal/testproxy"
@@ -45,6 +47,92 @@ func TestFetchHashes(t *testing.T) {
 				t.Errorf("%s: Fetch(%s) = %+v, want hashes %+v", list, m, rec, want)
 			}
 		}
+	}
+}
+
+// TestFetchZipSizes: from an HTTP source, a zip of up to memoryZip bytes
+// is hashed in memory, without a temporary file (so without a temporary
+// directory: it need not exist), and a larger one through a temporary file
+// that is gone once it is hashed; both get the hash the go command
+// computes from the zip.
+func TestFetchZipSizes(t *testing.T) {
+	small, large := goodModule("example.com/m", "v1.0.0"), largeModule("example.com/large", "v1.0.0")
+	p := newProxy(t, small, large)
+	missing := filepath.Join(t.TempDir(), "missing")
+	tmp := t.TempDir()
+	for _, tt := range []struct {
+		mod   testproxy.Module
+		dir   string
+		files int // temporary files created
+	}{
+		{small, missing, 0},
+		{small, tmp, 0},
+		{large, tmp, 1},
+	} {
+		m := mv(tt.mod.Path, tt.mod.Version)
+		zipPath := testproxy.ZipPath(p.dir, m)
+		fi, err := os.Stat(zipPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if isLarge := fi.Size() > memoryZip; isLarge != (tt.files == 1) {
+			t.Fatalf("%s: zip of %d bytes, memoryZip %d: the test needs one of each side", m, fi.Size(), memoryZip)
+		}
+		f := newFetcher(t, p.url, FetcherOptions{TempDir: tt.dir})
+		created := 0
+		create := f.createTemp
+		f.createTemp = func(dir string) (tempFile, error) {
+			created++
+			return create(dir)
+		}
+		rec, err := f.Fetch(context.Background(), m)
+		if err != nil {
+			t.Fatalf("Fetch(%s) with -tmp-dir %s: %v", m, tt.dir, err)
+		}
+		want, err := dirhash.HashZip(zipPath, dirhash.Hash1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Hash != want {
+			t.Errorf("Fetch(%s) recorded %s, want %s", m, rec.Hash, want)
+		}
+		if created != tt.files {
+			t.Errorf("Fetch(%s) created %d temporary files, want %d", m, created, tt.files)
+		}
+		if left, _ := os.ReadDir(tmp); len(left) != 0 {
+			t.Errorf("Fetch(%s) left %d files in the temporary directory", m, len(left))
+		}
+	}
+}
+
+// TestZipWriterLimit: a zip of exactly memoryZip bytes stays in memory;
+// one byte more and the temporary file gets all of it, in order.
+func TestZipWriterLimit(t *testing.T) {
+	data := make([]byte, memoryZip+1)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	dir := t.TempDir()
+	created := 0
+	zw := &zipWriter{dir: dir, create: func(dir string) (tempFile, error) {
+		created++
+		return os.CreateTemp(dir, "zip-*")
+	}}
+	for _, part := range [][]byte{data[:1000], data[1000:memoryZip]} {
+		if n, err := zw.Write(part); n != len(part) || err != nil {
+			t.Fatalf("Write of %d bytes = %d, %v", len(part), n, err)
+		}
+	}
+	if created != 0 || !bytes.Equal(zw.mem, data[:memoryZip]) {
+		t.Fatalf("after memoryZip bytes: %d files created, %d bytes in memory; want none and all", created, len(zw.mem))
+	}
+	if n, err := zw.Write(data[memoryZip:]); n != 1 || err != nil {
+		t.Fatalf("Write of the byte past memoryZip = %d, %v", n, err)
+	}
+	if created != 1 || zw.file == nil || zw.mem != nil {
+		t.Fatalf("past memoryZip: %d files created, %d bytes still in memory; want one file and none", created, len(zw.mem))
+	}
+	zw.file.Close()
+	if got, err := os.ReadFile(zw.file.Name()); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the temporary file holds %d bytes (%v), want the %d written, in order", len(got), err, len(data))
 	}
 }
 
@@ -222,23 +310,24 @@ func TestFallback(t *testing.T) {
 	}
 }
 
-// TestFetchFileInPlace checks that a file:// tree's zip is hashed where it
-// is, with no temporary copy (the temporary directory does not even exist),
-// while an HTTP source still needs one; and that a zip that changes while
-// it is hashed is refused, not recorded.
+// TestFetchFileInPlace checks that a file:// tree's zip, even one larger
+// than memoryZip, is hashed where it is, with no temporary copy (the
+// temporary directory does not even exist), while an HTTP source still
+// needs one for it; and that a zip that changes while it is hashed is
+// refused, not recorded.
 func TestFetchFileInPlace(t *testing.T) {
-	m := mv("example.com/inplace", "v1.0.0")
-	p := newProxy(t, goodModule(m.Path, m.Version))
+	m, big := mv("example.com/inplace", "v1.0.0"), mv("example.com/big", "v1.0.0")
+	p := newProxy(t, goodModule(m.Path, m.Version), largeModule(big.Path, big.Version))
 	fileURL, err := testproxy.Build(p.dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	noDir := filepath.Join(t.TempDir(), "missing")
-	if _, err := newFetcher(t, fileURL, FetcherOptions{TempDir: noDir}).Fetch(context.Background(), m); err != nil {
+	if _, err := newFetcher(t, fileURL, FetcherOptions{TempDir: noDir}).Fetch(context.Background(), big); err != nil {
 		t.Errorf("Fetch from a file:// tree without a temporary directory: %v", err)
 	}
-	if _, err := newFetcher(t, p.url, FetcherOptions{TempDir: noDir}).Fetch(context.Background(), m); err == nil {
-		t.Error("Fetch over HTTP without a temporary directory succeeded: where did the zip go?")
+	if _, err := newFetcher(t, p.url, FetcherOptions{TempDir: noDir}).Fetch(context.Background(), big); err == nil {
+		t.Error("Fetch over HTTP of a large zip without a temporary directory succeeded: where did the zip go?")
 	}
 
 	zip := testproxy.ZipPath(p.dir, m)

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -33,6 +34,20 @@ func goodModule(path, version string) testproxy.Module {
 		"go.mod": "module " + path + "\n\ngo 1.21\n",
 		"m.go":   "package m\n\nconst V = \"" + version + "\"\n",
 	}}
+}
+
+// largeModule is a valid module version whose zip is larger than
+// memoryZip, so that a fetch over HTTP needs a temporary file: its data
+// file, deterministic random bytes, does not compress.
+func largeModule(path, version string) testproxy.Module {
+	m := goodModule(path, version)
+	data := make([]byte, memoryZip+memoryZip/4)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	m.Files["data.bin"] = string(data)
+	return m
 }
 
 // testLog opens a new, empty log.

@@ -18,19 +18,20 @@ import (
 // before it is hashed (another sumd started on the same directory removed
 // it as a crash's leftover). That is sumd's failure, not the module's: 503
 // with a text that names no path, not remembered, no other source tried
-// after "|", and an Error log that names the file.
+// after "|", and an Error log that names the file. The zip is larger than
+// memoryZip: a smaller one never reaches -tmp-dir.
 func TestStoredZipRemoved(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
 	tmp := t.TempDir()
-	first, second := newProxy(t, goodModule(m.Path, m.Version)), newProxy(t, goodModule(m.Path, m.Version))
-	first.setHook(func(w http.ResponseWriter, r *http.Request) bool {
-		if strings.HasSuffix(r.URL.Path, ".zip") {
-			removeAll(t, tmp) // the zip is being written: its file exists
-		}
-		return false
-	})
+	first, second := newProxy(t, largeModule(m.Path, m.Version)), newProxy(t, largeModule(m.Path, m.Version))
 	var logs bytes.Buffer
 	f := newFetcher(t, first.url+"|"+second.url, FetcherOptions{TempDir: tmp})
+	create := f.createTemp
+	f.createTemp = func(dir string) (tempFile, error) {
+		file, err := create(dir)
+		removeAll(t, tmp) // as another sumd starting would, while the zip is written
+		return file, err
+	}
 	rec := newRecorder(t, testLog(t), RecorderOptions{Fetcher: f, NegativeTTL: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 
@@ -78,9 +79,11 @@ func (f fullFile) Write(p []byte) (int, error) {
 // is sumd's failure, not the upstream's: 503 "sumd cannot store the module
 // zip now", not 502; not remembered; no fall-through after "|"; the
 // detail, for the log, names the directory and the cause; no file is left.
+// The zip is larger than memoryZip: a smaller one never reaches -tmp-dir
+// (TestFetchZipSizes).
 func TestStoreFails(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
-	first, second := newProxy(t, goodModule(m.Path, m.Version)), newProxy(t, goodModule(m.Path, m.Version))
+	first, second := newProxy(t, largeModule(m.Path, m.Version)), newProxy(t, largeModule(m.Path, m.Version))
 	tmp := t.TempDir()
 	full := newFetcher(t, first.url+"|"+second.url, FetcherOptions{TempDir: tmp})
 	full.createTemp = func(dir string) (tempFile, error) {
