@@ -131,6 +131,68 @@ func TestWrongIndexServes500(t *testing.T) {
 	}
 }
 
+// TestDamagedTileServes500: a hash tile changed in the database (one bit)
+// is answered 500 with sumdbclient.DamagedText, as a damaged record is,
+// at every width, and so is the data tile whose leaves it holds; it is
+// counted. Tiles it does not hash through are still served.
+func TestDamagedTileServes500(t *testing.T) {
+	skey, _, err := tlog.GenerateKey("corrupt.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := tlog.NewMemStore()
+	reg := prometheus.NewRegistry()
+	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet, Metrics: tlog.NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	h := "h1:" + strings.Repeat("A", 43) + "="
+	recs := make([]gosum.Record, 600)
+	for i := range recs {
+		recs[i] = gosum.Record{Path: "example.com/m", Version: "v1.0." + strconv.Itoa(i), Hash: h, GoMod: h}
+	}
+	if _, err := l.Add(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	tiles, err := s.ReadTiles(context.Background(), []tlog.TileID{{L: 0, N: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiles[0][3*32] ^= 1 // record 3's leaf
+	s.SetTile(tlog.TileID{L: 0, N: 0}, tiles[0])
+
+	srv := httptest.NewServer(New(k.Name(), l, Options{Logger: quiet}))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, path := range []string{"/tile/8/0/000", "/tile/8/0/000.p/2", "/tile/8/data/000", "/tile/8/0/000"} {
+		if code, body := get(path); code != http.StatusInternalServerError || body != sumdbclient.DamagedText+"\n" {
+			t.Errorf("GET %s = %d %.80q; want 500 %q", path, code, body, sumdbclient.DamagedText)
+		}
+	}
+	for _, path := range []string{"/tile/8/0/001", "/tile/8/0/002.p/88", "/tile/8/1/000.p/2", "/tile/8/data/001"} {
+		if code, body := get(path); code != http.StatusOK {
+			t.Errorf("GET %s = %d %.80q; want it served", path, code, body)
+		}
+	}
+	if got := counterValue(t, reg, "sumd_log_corrupt_records_total"); got < 3 {
+		t.Errorf("sumd_log_corrupt_records_total = %v after three reads of a damaged tile, want at least 3", got)
+	}
+}
+
 // counterValue is the value of the counter called name in reg.
 func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()

@@ -174,6 +174,11 @@ type Log struct {
 	closeOnce    sync.Once
 	closeErr     error
 
+	// authentic remembers the full hash tiles ReadTileData authenticated
+	// against a published tree, and keeps the partial ones last
+	// authenticated (authenticTile).
+	authentic tileSet
+
 	shared    *shared // nil unless the store is a SharedStore
 	refreshes refreshes
 
@@ -487,13 +492,15 @@ func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 		err = l.checkLeaves(ids, texts, func(t TileID) ([]byte, error) { return readTile(ctx, l.store, t, h.Tree.N) })
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to read records %d+%d: %w", id, n, err)
+		return nil, fmt.Errorf("failed to read records %d+%d: %w", id, n, l.blameTile(ctx, h.Tree, err))
 	}
 	return texts, nil
 }
 
 // ReadTileData returns the data of hash tile t, or an error wrapping
-// fs.ErrNotExist if the published tree has not reached t's width.
+// fs.ErrNotExist if the published tree has not reached t's width. The tile
+// is authenticated against the published tree first (authenticTile): one
+// that does not hash to it is a *CorruptTileError, never served.
 func (l *Log) ReadTileData(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	id := TileID{t.L, t.N}
 	if t.H != tileHeight || t.W < 1 || t.W > 1<<tileHeight {
@@ -506,14 +513,11 @@ func (l *Log) ReadTileData(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	if t.W > tileWidth(id, h.Tree.N) {
 		return nil, fmt.Errorf("tile %s: %w", t.Path(), fs.ErrNotExist)
 	}
-	data, err := l.store.ReadTiles(ctx, []TileID{id})
+	data, err := l.authenticTile(ctx, h.Tree, id, t.W)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read tile %s: %w", t.Path(), err)
 	}
-	if len(data[0]) < t.W*tlog.HashSize {
-		return nil, fmt.Errorf("store holds %d hashes of published tile %s", len(data[0])/tlog.HashSize, t.Path())
-	}
-	return data[0][:t.W*tlog.HashSize], nil
+	return data, nil
 }
 
 // HashReader returns a reader of the hashes of the published tree: each
