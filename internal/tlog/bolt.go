@@ -175,7 +175,13 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if fi, err := os.Stat(path); err == nil {
 		size = fi.Size()
 	}
-	db, err := openBolt(path, &bbolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, InitialMmapSize: mmapSize(size)})
+	bo := &bbolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, InitialMmapSize: mmapSize(size)}
+	if !opts.ReadOnly {
+		// The process that publishes and signs reads the file from the
+		// disk, not from pages a failed sync left cached (writableOpenFile).
+		bo.OpenFile = writableOpenFile(timeout)
+	}
+	db, err := openBolt(path, bo)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
 	}

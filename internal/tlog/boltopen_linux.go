@@ -1,0 +1,89 @@
+//go:build linux
+
+package tlog
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	bolterrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
+)
+
+// writableOpenFile returns bbolt's OpenFile for a file opened for writing:
+// the file opened and locked, its writes synced and its cached pages
+// dropped, before bbolt reads a byte of it.
+//
+// Why: after a failed fdatasync (or a failed writeback, in this process or
+// in one that exited or was killed since), Linux may mark the pages it
+// could not write clean and keep them in the page cache, readable
+// ("fsyncgate"). A failed sync in this process is fatal (ErrFatal), and
+// the restarted process reopens the file; without this, bbolt would read
+// the meta page and the tree from those pages, and the Log would publish a
+// head that is not on disk, which a later power loss rolls back under
+// clients that were served it, and the next commit would sign a fork.
+//
+// The order matters. bbolt reads the first page (pread) and maps the file
+// right after it takes its flock, and fadvise does not drop pages that
+// another process still maps: the previous writer may not have exited yet.
+// So this takes the exclusive flock itself, on the file bbolt will use
+// (flock locks belong to the open file, so bbolt's own flock on it then
+// succeeds at once), and only then, with no other sumd holding the file:
+//
+//   - fsync, which writes what the page cache still holds dirty (a writer
+//     killed between its write and its sync) or fails: then the file is
+//     not opened, as after any failed sync. fsync, not bbolt's fdatasync:
+//     once per open, the file's size and times come along, and a fault
+//     injected into fdatasync (tests, PROTOCOL.md §6) still reaches the
+//     commits it is aimed at;
+//   - fadvise(POSIX_FADV_DONTNEED) over the whole file, which drops the
+//     clean pages — those on disk and those a failed writeback marked
+//     clean — so that bbolt reads the file from the disk.
+//
+// Not covered: pages another process maps (a read-only opener takes a
+// shared flock, so none while this lock is held; only a program ignoring
+// the lock could) are not dropped; a read-only open (BoltOptions.ReadOnly)
+// does neither step and may read such pages, which is acceptable for a
+// process that never publishes or signs; and a disk that acknowledges a
+// write it then loses is beyond what the kernel can tell.
+func writableOpenFile(timeout time.Duration) func(string, int, os.FileMode) (*os.File, error) {
+	return func(path string, flag int, mode os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(path, flag, mode)
+		if err != nil {
+			return nil, err
+		}
+		if err := lockAndDrop(f, timeout); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return f, nil
+	}
+}
+
+// lockAndDrop takes f's exclusive flock, waiting up to timeout as bbolt
+// does (then bbolt's ErrTimeout), then syncs f and drops its cached pages.
+func lockAndDrop(f *os.File, timeout time.Duration) error {
+	fd := int(f.Fd())
+	deadline := time.Now().Add(timeout)
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if err != unix.EWOULDBLOCK {
+			return fmt.Errorf("failed to lock %s: %w", f.Name(), err)
+		}
+		if time.Now().After(deadline) {
+			return bolterrors.ErrTimeout
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := unix.Fsync(fd); err != nil {
+		return fmt.Errorf("failed to sync %s before reading it (its last writes may not be on disk): %w", f.Name(), err)
+	}
+	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		return fmt.Errorf("failed to drop the cached pages of %s: %w", f.Name(), err)
+	}
+	return nil
+}
