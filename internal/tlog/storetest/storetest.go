@@ -17,7 +17,9 @@
 // x/mod's tlog, signed notes) but checks only what the Store contract
 // promises: reads (and index scans, in key order) return what was committed, a batch is all or nothing, a
 // stale Prev is refused with ErrHeadMoved, one of several racing writers
-// wins, reads never see anything but committed bytes, Extent reports how
+// wins, reads never see anything but committed bytes (a RecordFinder's
+// index entry with its record, a LeafReader's record with its leaf, each
+// pair from one transaction), Extent reports how
 // far the data reaches with the head of the same moment (also after a head
 // is rolled back over data it does not cover), everything survives closing
 // and reopening the store, and a LockingStore's lock is used by the next
@@ -634,43 +636,82 @@ func (m *model) check(s tlog.Store) {
 	}
 }
 
-// checkPartial checks that whatever s shows is some prefix of m.
+// checkPartial checks that whatever s shows is some prefix of m: during
+// commits, each read of a RecordFinder or LeafReader shows an index entry
+// with its record, and a record with its leaf hash, or neither.
 func (m *model) checkPartial(s tlog.Store) error {
+	if err := m.checkFound(s, m.indexKeys(), true); err != nil {
+		return err
+	}
 	if err := m.checkRecords(s, true); err != nil {
 		return err
 	}
 	return m.checkTiles(s, true)
 }
 
-func (m *model) checkIndex(s tlog.Store) {
-	m.t.Helper()
+// indexKeys returns the key of every record of m, and one never stored.
+func (m *model) indexKeys() []string {
 	keys := []string{"example.com/none@v1.0.0"}
-	want := []int64{-1}
 	for id := range m.n {
 		key, _ := m.record(id)
 		keys = append(keys, key)
-		id, ok := m.keys[key]
-		if !ok {
-			id = -1
-		}
-		want = append(want, id)
 	}
+	return keys
+}
+
+func (m *model) checkIndex(s tlog.Store) {
+	m.t.Helper()
+	keys := m.indexKeys()
+	want := m.ids(keys)
 	got, err := s.Lookup(ctx, keys)
 	if err != nil || !slices.Equal(got, want) {
 		m.t.Fatalf("Lookup of %d keys: %v, %v; want %v", len(keys), got, err, want)
 	}
-	if f, ok := s.(tlog.RecordFinder); ok {
-		got, texts, err := f.FindRecords(ctx, keys)
-		if err != nil || !slices.Equal(got, want) || len(texts) != len(keys) {
-			m.t.Fatalf("FindRecords of %d keys: %v, %d texts, %v; want %v", len(keys), got, len(texts), err, want)
-		}
-		for i, id := range got {
-			if wantText := m.texts[id]; id < 0 && texts[i] != nil || id >= 0 && !bytes.Equal(texts[i], wantText) {
-				m.t.Fatalf("FindRecords: %s: record %d = %q, want %q", keys[i], id, texts[i], wantText)
-			}
-		}
+	if err := m.checkFound(s, keys, false); err != nil {
+		m.t.Fatal(err)
 	}
 	m.checkScan(s)
+}
+
+// ids returns the id m's index names for each key, or -1.
+func (m *model) ids(keys []string) []int64 {
+	ids := make([]int64, len(keys))
+	for i, key := range keys {
+		id, ok := m.keys[key]
+		if !ok {
+			id = -1
+		}
+		ids[i] = id
+	}
+	return ids
+}
+
+// checkFound checks a RecordFinder: each key's index entry with the
+// record it names. During commits (partial) a key may be missing, but
+// then with no record: FindRecords reads both in one transaction, so an
+// entry never comes without its record, nor a record without its entry.
+func (m *model) checkFound(s tlog.Store, keys []string, partial bool) error {
+	f, ok := s.(tlog.RecordFinder)
+	if !ok {
+		return nil
+	}
+	want := m.ids(keys)
+	got, texts, err := f.FindRecords(ctx, keys)
+	if err != nil || len(got) != len(keys) || len(texts) != len(keys) {
+		return fmt.Errorf("FindRecords of %d keys: %d ids, %d texts, %v", len(keys), len(got), len(texts), err)
+	}
+	for i, id := range got {
+		switch {
+		case partial && id < 0 && texts[i] == nil:
+		case id != want[i]:
+			return fmt.Errorf("FindRecords: %s names record %d, want %d", keys[i], id, want[i])
+		case id < 0 && texts[i] != nil:
+			return fmt.Errorf("FindRecords: %s has no index entry, but a record %q", keys[i], texts[i])
+		case id >= 0 && !bytes.Equal(texts[i], m.texts[id]):
+			return fmt.Errorf("FindRecords: %s: record %d = %q, want %q (an index entry without its record: not one transaction?)", keys[i], id, texts[i], m.texts[id])
+		}
+	}
+	return nil
 }
 
 // checkScan lists the index whole, then from a key in the middle with a
@@ -765,7 +806,9 @@ func (m *model) checkRecords(s tlog.Store, partial bool) error {
 
 // checkLeaves checks a LeafReader's records and leaf hashes: each record
 // as ReadRecords returns it, with the hash at its place in its level-0
-// tile, zero where the tile does not reach it.
+// tile, zero where the tile does not reach it. The suite's batches store
+// a record's tile with it, so a record read is never without its leaf,
+// during commits too: ReadRecordLeaves reads both in one transaction.
 func (m *model) checkLeaves(s tlog.Store, ids []int64, partial bool) error {
 	lr, ok := s.(tlog.LeafReader)
 	if !ok {
@@ -791,8 +834,8 @@ func (m *model) checkLeaves(s tlog.Store, ids []int64, partial bool) error {
 		if off := int(id%256) * xtlog.HashSize; off+xtlog.HashSize <= len(tile) {
 			copy(leaf[:], tile[off:])
 		}
-		if leaves[i] != leaf && !(partial && leaves[i] == xtlog.Hash{}) {
-			return fmt.Errorf("ReadRecordLeaves: leaf hash of record %d = %v, want %v", id, leaves[i], leaf)
+		if leaves[i] != leaf {
+			return fmt.Errorf("ReadRecordLeaves: leaf hash of record %d = %v, want %v (a record without its leaf: not one transaction?)", id, leaves[i], leaf)
 		}
 	}
 	return nil

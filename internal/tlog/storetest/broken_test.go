@@ -1,0 +1,105 @@
+package storetest_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlog/storetest"
+)
+
+// brokenStores are bbolt stores broken on purpose, each in a way one check
+// of the suite is there to find.
+var brokenStores = map[string]func(*tlog.BoltStore) tlog.Store{
+	"tornFinder": func(s *tlog.BoltStore) tlog.Store { return tornFinder{s} },
+	"tornLeaves": func(s *tlog.BoltStore) tlog.Store { return tornLeaves{s} },
+}
+
+// TestSuiteCatchesBrokenStores runs one test of the suite on each broken
+// store, in a child process, and checks that it fails saying why: proof
+// that the check looks at what it is meant to.
+func TestSuiteCatchesBrokenStores(t *testing.T) {
+	for _, c := range []struct{ broken, test, want string }{
+		{"tornFinder", "ReadsDuringCommits", "an index entry without its record"},
+		{"tornLeaves", "ReadsDuringCommits", "a record without its leaf"},
+	} {
+		t.Run(c.broken, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenStoreChild$/^"+c.test+"$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "SUMD_STORETEST_BROKEN="+c.broken)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), c.want) {
+				t.Fatalf("the suite's %s on the %s store: %v; want it to fail saying %q:\n%.3000s", c.test, c.broken, err, c.want, out)
+			}
+		})
+	}
+}
+
+// TestBrokenStoreChild runs the suite on the broken store
+// TestSuiteCatchesBrokenStores names.
+func TestBrokenStoreChild(t *testing.T) {
+	name := os.Getenv("SUMD_STORETEST_BROKEN")
+	if name == "" {
+		t.Skip("run by TestSuiteCatchesBrokenStores")
+	}
+	open := boltOpener(t.TempDir())
+	storetest.Run(t, func(t *testing.T, n string) tlog.Store {
+		return brokenStores[name](open(t, n).(*tlog.BoltStore))
+	})
+}
+
+// window widens the gap between the two reads of a torn store, so that a
+// commit falls into it during the suite's concurrent reads.
+const window = 2 * time.Millisecond
+
+// tornFinder's FindRecords reads the records of the index entries it
+// found, then the index again, in three transactions instead of one: a
+// key committed meanwhile comes without its record.
+type tornFinder struct{ *tlog.BoltStore }
+
+func (s tornFinder) FindRecords(ctx context.Context, keys []string) ([]int64, [][]byte, error) {
+	ids, err := s.Lookup(ctx, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	texts, err := s.ReadRecords(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	time.Sleep(window)
+	ids, err = s.Lookup(ctx, keys)
+	return ids, texts, err
+}
+
+// tornLeaves's ReadRecordLeaves reads the level-0 tiles, then the
+// records, in two transactions instead of one: a record committed
+// meanwhile comes with the zero hash for its leaf.
+type tornLeaves struct{ *tlog.BoltStore }
+
+func (s tornLeaves) ReadRecordLeaves(ctx context.Context, ids []int64) ([][]byte, []xtlog.Hash, error) {
+	tileIDs := make([]tlog.TileID, len(ids))
+	for i, id := range ids {
+		tileIDs[i] = tlog.TileID{L: 0, N: id >> 8}
+	}
+	tiles, err := s.ReadTiles(ctx, tileIDs)
+	if err != nil {
+		return nil, nil, err
+	}
+	time.Sleep(window)
+	texts, err := s.ReadRecords(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaves := make([]xtlog.Hash, len(ids))
+	for i, id := range ids {
+		if off := int(id%256) * xtlog.HashSize; texts[i] != nil && off+xtlog.HashSize <= len(tiles[i]) {
+			copy(leaves[i][:], tiles[i][off:])
+		}
+	}
+	return texts, leaves, nil
+}
