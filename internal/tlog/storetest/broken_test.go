@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,9 @@ import (
 var brokenStores = map[string]func(*tlog.BoltStore) tlog.Store{
 	"tornFinder": func(s *tlog.BoltStore) tlog.Store { return tornFinder{s} },
 	"tornLeaves": func(s *tlog.BoltStore) tlog.Store { return tornLeaves{s} },
+	"sharingCache": func(s *tlog.BoltStore) tlog.Store {
+		return &sharingCache{BoltStore: s, records: map[int64][]byte{}}
+	},
 }
 
 // TestSuiteCatchesBrokenStores runs one test of the suite on each broken
@@ -28,6 +32,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 	for _, c := range []struct{ broken, test, want string }{
 		{"tornFinder", "ReadsDuringCommits", "an index entry without its record"},
 		{"tornLeaves", "ReadsDuringCommits", "a record without its leaf"},
+		{"sharingCache", "Aliasing", `= "XXXXXXXX`},
 	} {
 		t.Run(c.broken, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenStoreChild$/^"+c.test+"$", "-test.count=1")
@@ -102,4 +107,38 @@ func (s tornLeaves) ReadRecordLeaves(ctx context.Context, ids []int64) ([][]byte
 		}
 	}
 	return texts, leaves, nil
+}
+
+// sharingCache keeps records in memory, as a caching store does, but the
+// very slices: those of the batches it committed, and those it returns.
+type sharingCache struct {
+	*tlog.BoltStore
+	mu      sync.Mutex
+	records map[int64][]byte
+}
+
+func (s *sharingCache) Commit(ctx context.Context, b *tlog.Batch) error {
+	err := s.BoltStore.Commit(ctx, b)
+	if err == nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, r := range b.Records {
+			s.records[r.ID] = r.Text
+		}
+	}
+	return err
+}
+
+func (s *sharingCache) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
+	out, err := s.BoltStore.ReadRecords(ctx, ids)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, id := range ids {
+		if text, ok := s.records[id]; ok {
+			out[i] = text
+		} else if out[i] != nil {
+			s.records[id] = out[i]
+		}
+	}
+	return out, err
 }

@@ -21,7 +21,9 @@
 // index entry with its record, a LeafReader's record with its leaf, each
 // pair from one transaction), Extent reports how
 // far the data reaches with the head of the same moment (also after a head
-// is rolled back over data it does not cover), everything survives closing
+// is rolled back over data it does not cover), no slice is shared with the
+// caller (one passed in is not kept, one returned is not the store's),
+// everything survives closing
 // and reopening the store, and a LockingStore's lock is used by the next
 // Commit.
 //
@@ -64,6 +66,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("HeadMoved", func(t *testing.T) { testHeadMoved(t, open) })
 	t.Run("RacingWriters", func(t *testing.T) { testRacingWriters(t, open) })
 	t.Run("ReadsDuringCommits", func(t *testing.T) { testReadsDuringCommits(t, open) })
+	t.Run("Aliasing", func(t *testing.T) { testAliasing(t, open) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
 	t.Run("Mirror", func(t *testing.T) { testMirror(t, open) })
 	t.Run("Repoint", func(t *testing.T) { testRepoint(t, open) })
@@ -265,6 +268,123 @@ func testReadsDuringCommits(t *testing.T, open Opener) {
 	close(done)
 	wg.Wait()
 	final.check(s)
+}
+
+// testAliasing checks that a store keeps no slice it was given and
+// returns none it keeps: it overwrites a created head and a committed
+// batch's texts, tiles and head after the call returned, and every slice
+// a read returned (twice: a caching store answers the second read from
+// its cache), then expects the bytes committed.
+func testAliasing(t *testing.T, open Opener) {
+	s := openClosed(t, open, "aliasing")
+	m := newModel(t)
+	head := bytes.Clone(m.head)
+	if err := s.Create(ctx, tlog.Meta{Name: m.name, VKeys: m.vkeys}, head); err != nil {
+		t.Fatal(err)
+	}
+	scribble(head)
+	m.check(s)
+	for _, n := range []int{3, 300} {
+		b := m.next(n)
+		m.apply(cloneBatch(b))
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		scribble(b.Prev, b.Head)
+		for _, r := range b.Records {
+			scribble(r.Text)
+		}
+		for _, tile := range b.Tiles {
+			scribble(tile.Data)
+		}
+		m.check(s)
+		for range 2 {
+			m.scribbleReads(s)
+		}
+		m.check(s)
+	}
+	if a, ok := s.(tlog.AuxStore); ok {
+		v := []byte("aux value")
+		if err := a.SetAux(ctx, "k", v); err != nil {
+			t.Fatal(err)
+		}
+		scribble(v)
+		for range 3 {
+			got, err := a.Aux(ctx, "k")
+			if err != nil || string(got) != "aux value" {
+				t.Fatalf("Aux after overwriting what SetAux was given and what Aux returned = %q, %v; want \"aux value\"", got, err)
+			}
+			scribble(got)
+		}
+	}
+}
+
+// scribble overwrites slices a store must not share with its callers.
+func scribble(bufs ...[]byte) {
+	for _, b := range bufs {
+		for i := range b {
+			b[i] = 'X'
+		}
+	}
+}
+
+// cloneBatch copies b's slices, for the model to keep.
+func cloneBatch(b *tlog.Batch) *tlog.Batch {
+	c := *b
+	c.Prev, c.Head = bytes.Clone(b.Prev), bytes.Clone(b.Head)
+	c.VKeys = slices.Clone(b.VKeys)
+	c.Records = slices.Clone(b.Records)
+	for i := range c.Records {
+		c.Records[i].Text = bytes.Clone(b.Records[i].Text)
+	}
+	c.Tiles = slices.Clone(b.Tiles)
+	for i := range c.Tiles {
+		c.Tiles[i].Data = bytes.Clone(b.Tiles[i].Data)
+	}
+	return &c
+}
+
+// scribbleReads reads everything s holds of m, by every read it has, and
+// overwrites what the reads returned.
+func (m *model) scribbleReads(s tlog.Store) {
+	m.t.Helper()
+	ids := slices.Collect(maps.Keys(m.texts))
+	tiles := slices.Collect(maps.Keys(m.tiles))
+	keys := m.indexKeys()
+	st, err := s.Load(ctx)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	scribble(st.Head)
+	e, err := s.Extent(ctx)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	scribble(e.Head)
+	texts, err := s.ReadRecords(ctx, ids)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	scribble(texts...)
+	data, err := s.ReadTiles(ctx, tiles)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	scribble(data...)
+	if f, ok := s.(tlog.RecordFinder); ok {
+		_, texts, err := f.FindRecords(ctx, keys)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		scribble(texts...)
+	}
+	if lr, ok := s.(tlog.LeafReader); ok {
+		texts, _, err := lr.ReadRecordLeaves(ctx, ids)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		scribble(texts...)
+	}
 }
 
 // testRolledBack rolls the head back to an older one, as an UPDATE of a
