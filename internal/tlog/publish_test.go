@@ -92,12 +92,29 @@ func checkContains(t testing.TB, l *Log, seen []tlog.Tree) {
 
 // TestReadsWithinPublished holds a commit after the store applied it but
 // before it returned — bbolt's window between showing a commit and its
-// fsync returning — and checks that no read shows the batch until then.
+// fsync returning — and checks that no read shows the batch until then,
+// and every read does after. On a MemStore, and on a BoltStore, which is a
+// RecordFinder and a LeafReader: Lookup and ReadRecords read through
+// FindRecords and ReadRecordLeaves there.
 func TestReadsWithinPublished(t *testing.T) {
+	t.Run("mem", func(t *testing.T) {
+		s := NewMemStore()
+		l := openMem(t, s, testKey(t, "sum.example.com"))
+		defer l.Close()
+		testReadsWithinPublished(t, l, func(f func(*Batch) error) { s.SetHooks(MemHooks{AfterCommit: f}) })
+	})
+	t.Run("bolt", func(t *testing.T) {
+		l := openTest(t, filepath.Join(t.TempDir(), "sumd.db"), testKey(t, "sum.example.com"), VerifyFull)
+		defer l.Close()
+		testReadsWithinPublished(t, l, func(f func(*Batch) error) { l.store.(*BoltStore).afterCommit = f })
+	})
+}
+
+// testReadsWithinPublished runs TestReadsWithinPublished on a new log
+// whose store runs the hook afterCommit sets once a commit is applied,
+// before Commit returns.
+func testReadsWithinPublished(t *testing.T, l *Log, afterCommit func(func(*Batch) error)) {
 	ctx := context.Background()
-	s := NewMemStore()
-	l := openMem(t, s, testKey(t, "sum.example.com"))
-	defer l.Close()
 	if opened := l.Published(); !opened.Time.IsZero() || opened.Tree.N != 0 {
 		t.Fatalf("Open published tree %d at %v, want the empty tree with no time", opened.Tree.N, opened.Time)
 	}
@@ -110,13 +127,13 @@ func TestReadsWithinPublished(t *testing.T) {
 	}
 	old := l.Published()
 	applied, release := make(chan struct{}), make(chan struct{})
-	s.SetHooks(MemHooks{AfterCommit: func(*Batch) error { close(applied); <-release; return nil }})
+	afterCommit(func(*Batch) error { close(applied); <-release; return nil })
 	added := make(chan error, 1)
 	r := record(1000, 0)
 	go func() { _, err := l.Add(ctx, r); added <- err }()
 	<-applied
 
-	if st, _ := s.Load(ctx); headTree(t, st.Head).N != 301 {
+	if st, _ := l.store.Load(ctx); headTree(t, st.Head).N != 301 {
 		t.Fatal("the store does not show the new head: the test proves nothing")
 	}
 	if head, _ := l.Signed(ctx); !bytes.Equal(head, old.Signed) {
@@ -154,6 +171,12 @@ func TestReadsWithinPublished(t *testing.T) {
 	}
 	if data, err := l.ReadTileData(ctx, wider); err != nil || len(data) != 45*32 {
 		t.Fatalf("ReadTileData(%s) after the commit: %d bytes, %v", wider.Path(), len(data), err)
+	}
+	if id, err := l.Lookup(ctx, module.Version{Path: r.Path, Version: r.Version}); id != 300 || err != nil {
+		t.Fatalf("Lookup of the record after the commit = %d, %v; want 300", id, err)
+	}
+	if texts, err := l.ReadRecords(ctx, 299, 2); err != nil || string(texts[1]) != string(r.Text()) {
+		t.Fatalf("ReadRecords of the record after the commit = %q, %v", texts, err)
 	}
 }
 
