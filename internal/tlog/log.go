@@ -59,6 +59,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -451,14 +452,16 @@ const maxReadRecords = 1 << 16
 // wrapping fs.ErrNotExist if any of them is beyond the published tree or
 // not held (by a partial mirror).
 func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
-	if id < 0 || n < 0 || n > maxReadRecords {
+	// id+n must not wrap: a range ending past MaxInt64 would pass the
+	// bound below and have the store read ids that wrap negative.
+	if id < 0 || n < 0 || n > maxReadRecords || id > math.MaxInt64-n {
 		return nil, fmt.Errorf("records %d+%d: %w", id, n, fs.ErrNotExist)
 	}
 	h, err := l.cover(ctx, id+n)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read records %d+%d: %w", id, n, err)
 	}
-	if id+n > h.Tree.N {
+	if id > h.Tree.N-n {
 		return nil, fmt.Errorf("records %d+%d: %w", id, n, fs.ErrNotExist)
 	}
 	ids := make([]int64, n)

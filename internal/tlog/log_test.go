@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -482,5 +483,43 @@ func TestDuplicatesDoNotCommit(t *testing.T) {
 	}
 	if _, err := l.Add(ctx, record(2, 0)); err != nil || txid() == before {
 		t.Errorf("a new record after a no-op batch: %v, txid %d (was %d)", err, txid(), before)
+	}
+}
+
+// readSpy is a MemStore that remembers the ids it was asked to read.
+type readSpy struct {
+	*MemStore
+	mu  sync.Mutex
+	ids []int64
+}
+
+func (s *readSpy) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
+	s.mu.Lock()
+	s.ids = append(s.ids, ids...)
+	s.mu.Unlock()
+	return s.MemStore.ReadRecords(ctx, ids)
+}
+
+// TestReadRecordsOverflow: a range whose end overflows int64 is beyond
+// the tree, refused before the store is read.
+func TestReadRecordsOverflow(t *testing.T) {
+	ctx := context.Background()
+	s := &readSpy{MemStore: NewMemStore()}
+	l, err := OpenStore(s, Options{Keys: []*Key{testKey(t, "sum.example.com")}, Create: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Add(ctx, record(0, 0), record(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{math.MaxInt64, math.MaxInt64 - 1, math.MaxInt64 - maxReadRecords + 1} {
+		s.ids = nil
+		if _, err := l.ReadRecords(ctx, id, maxReadRecords); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("ReadRecords(%d, %d): err = %v, want fs.ErrNotExist", id, maxReadRecords, err)
+		}
+		if len(s.ids) != 0 {
+			t.Errorf("ReadRecords(%d, %d) read %d ids from the store, from %d", id, maxReadRecords, len(s.ids), s.ids[0])
+		}
 	}
 }
