@@ -215,7 +215,10 @@ func (l *Log) stagedAfter(ctx context.Context, from int64, target tlog.Tree, til
 // older bundle must not block for ever. The new head may also be of the
 // staged tree signed again (a key rotation on the origin): it takes the
 // old one's place and the staging keeps its progress; another tree of the
-// same size (a fork) is refused. The staging is replaced, never dropped:
+// same size (a fork) or a smaller tree (a rollback) is refused with an
+// *InconsistentError, whose held head is the staged one, as Extend refuses
+// them: a security event. It fails if old is not the head being staged
+// (none is, or another is). The staging is replaced, never dropped:
 // a staged head is one the origin signed and the mirror verified, and a
 // log that forgot it would let Restore roll a primary back behind it and
 // a follower take a fork of it. The staged size is written first,
@@ -238,8 +241,19 @@ func (l *Log) ReplaceStaging(ctx context.Context, old, head []byte) error {
 	return l.control(ctx, func(ctx context.Context) error {
 		held := l.pub.Load()
 		p, err := l.pending(ctx, held)
-		if err != nil || p == nil || !bytes.Equal(p.Head, old) {
+		switch {
+		case err != nil:
 			return err
+		case p == nil:
+			return fmt.Errorf("cannot stage tree %d in the place of another staging: none is unfinished", target.N)
+		case !bytes.Equal(p.Head, old):
+			return fmt.Errorf("cannot stage tree %d in the place of another staging: the mirror stages another head (of tree %d)", target.N, p.Tree.N)
+		}
+		// A fork or a rollback of the staged tree is refused as Extend
+		// refuses one of the held tree: the origin, or the path to it,
+		// misbehaves.
+		inconsistent := func(why string) error {
+			return &InconsistentError{Held: p.Head, Offered: head, HeldTree: p.Tree, OfferedTree: target, Err: errors.New(why)}
 		}
 		switch {
 		case bytes.Equal(head, old):
@@ -251,9 +265,9 @@ func (l *Log) ReplaceStaging(ctx context.Context, old, head []byte) error {
 			// the tree, stays true of it.
 			return l.writeFailure(a.SetAux(ctx, auxStaged, head), "store the staged head")
 		case target.N == p.Tree.N:
-			return fmt.Errorf("cannot stage tree %d in the place of the staged tree %d: its root hash differs (a fork)", target.N, p.Tree.N)
+			return inconsistent("another tree of the staged size: its root hash differs")
 		case target.N < p.Tree.N:
-			return fmt.Errorf("cannot stage tree %d in the place of the staged tree %d: it is smaller", target.N, p.Tree.N)
+			return inconsistent("the offered tree is smaller than the staged one")
 		}
 		if err := l.writeFailure(a.SetAux(ctx, auxStagedSize, stagedSizeValue(held.Tree.N, target)), "store the staged size"); err != nil {
 			return err

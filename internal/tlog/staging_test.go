@@ -273,8 +273,8 @@ func TestReplaceStaging(t *testing.T) {
 	}
 	growOrigin(t, origin, 10000, 1000)
 	other, others := stagingParts(t, origin, 0, 4, all)
-	if err := m.ReplaceStaging(ctx, other, other); err != nil {
-		t.Fatal(err)
+	if err := m.ReplaceStaging(ctx, other, other); err == nil {
+		t.Fatal("ReplaceStaging of a head not staged succeeded")
 	}
 	if st, err := m.Staged(ctx); err != nil || st == nil || !bytes.Equal(st.Head, head) {
 		t.Fatalf("after replacing a head not staged: staged %+v, %v; want the staging kept", st, err)
@@ -524,4 +524,46 @@ func TestReplaceStagingResigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameAsOrigin(t, m, origin, all)
+}
+
+// TestReplaceStagingRefusals: ReplaceStaging of a head that is not the one
+// staged fails, and a head of a fork or a rollback at the staged tree is
+// an *InconsistentError, as Extend refuses them: a security event.
+func TestReplaceStagingRefusals(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 500)
+	smaller, _ := origin.Signed(ctx)
+	growOrigin(t, origin, 500, 500)
+	m := openMirror(t, NewMemStore(), k.VerifierKey(), VerifyFull)
+	defer m.Close()
+	all := func(int64) bool { return true }
+	head, parts := stagingParts(t, origin, 0, 1, all)
+	if err := m.ReplaceStaging(ctx, head, head); err == nil {
+		t.Fatal("ReplaceStaging with nothing staged succeeded")
+	}
+	for _, p := range parts[:2] {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.ReplaceStaging(ctx, smaller, head); err == nil {
+		t.Fatal("ReplaceStaging of a head not staged succeeded")
+	}
+	var ie *InconsistentError
+	if err := m.ReplaceStaging(ctx, head, smaller); !errors.As(err, &ie) || !ie.Rollback() {
+		t.Errorf("ReplaceStaging with a smaller tree: %v; want an *InconsistentError, a rollback", err)
+	}
+	fork := openMem(t, NewMemStore(), k)
+	defer fork.Close()
+	growOrigin(t, fork, 50000, 1000)
+	forked, _ := fork.Signed(ctx)
+	if err := m.ReplaceStaging(ctx, head, forked); !errors.As(err, &ie) || ie.Rollback() {
+		t.Errorf("ReplaceStaging with another tree of the staged size: %v; want an *InconsistentError, a fork", err)
+	}
+	if st, err := m.Staged(ctx); err != nil || st == nil || !bytes.Equal(st.Head, head) {
+		t.Fatalf("after the refusals: staged %+v, %v; want the staging kept", st, err)
+	}
 }
