@@ -299,6 +299,8 @@ func mirrorOpenError(err error, path string) error {
 		return err
 	case errors.Is(err, itlog.ErrLocked):
 		return withHint(err, "a running sumd serve (or another sumd mirror) holds "+path+": stop it first")
+	case errors.As(err, new(*itlog.OriginKeyError)):
+		return withHint(err, "give -origin-key the origin's older verifier key too (OLD,NEW) until the mirror holds a head signed by the new one")
 	case errors.Is(err, itlog.ErrCorrupt):
 		return withHint(err, "do not serve this mirror: move it aside and mirror the origin again")
 	}

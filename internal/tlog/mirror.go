@@ -9,7 +9,9 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -138,6 +140,35 @@ func (l *Log) openExtension(ext Extension) (tlog.Tree, error) {
 		return tlog.Tree{}, fmt.Errorf("%w: %w", ErrUnverified, err)
 	}
 	return target, nil
+}
+
+// An OriginKeyError says a head the mirror stored, held or staged, is
+// signed by none of the verifier keys it was opened with, only by others:
+// the origin rotated its key and the mirror was given the new one alone.
+// The database is sound (not ErrCorrupt); open it with the older key too.
+type OriginKeyError struct {
+	What string   // "the held head" or "the staged head"
+	Keys []string // the verifier keys given
+	Err  error    // note.Open's *note.UnverifiedNoteError
+}
+
+func (e *OriginKeyError) Error() string {
+	return fmt.Sprintf("%s was signed by a key not given to this mirror (given: %s); pass the origin's older verifier key too (-origin-key OLD,NEW; docs/mirrors.md): %v",
+		e.What, strings.Join(e.Keys, ", "), e.Err)
+}
+
+func (e *OriginKeyError) Unwrap() error { return e.Err }
+
+// originKeyError returns an *OriginKeyError if err, a mirror's failure to
+// verify a head it stored (what says which), is that none of its keys
+// signed it; else nil. A bad signature by a given key, or a malformed
+// head, is damage.
+func (l *Log) originKeyError(what string, err error) error {
+	var unverified *note.UnverifiedNoteError
+	if l.origin == nil || !errors.As(err, &unverified) {
+		return nil
+	}
+	return &OriginKeyError{What: what, Keys: l.originKeys, Err: err}
 }
 
 // smallerError is the refusal of an extension to a tree smaller than the

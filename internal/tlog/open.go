@@ -38,6 +38,9 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 	}
 	l.storedKeys = st.Meta.VKeys
 	tree, ks, err := l.openStoredHead(st)
+	if ke := l.originKeyError("the held head", err); ke != nil {
+		return ke
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}

@@ -147,6 +147,9 @@ func (l *Log) pending(ctx context.Context, held *Head) (*Staging, error) {
 		return nil, nil
 	}
 	tree, err := l.openOrigin(head)
+	if ke := l.originKeyError("the staged head", err); ke != nil {
+		return nil, ke
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: the staged head does not verify: %v", ErrCorrupt, err)
 	}

@@ -567,3 +567,56 @@ func TestReplaceStagingRefusals(t *testing.T) {
 		t.Fatalf("after the refusals: staged %+v, %v; want the staging kept", st, err)
 	}
 }
+
+// TestStagedHeadOldKey: a mirror whose staged head (or held head) its
+// origin signed with a key since retired, opened with the origin's new key
+// alone, reports the key missing (*OriginKeyError), not ErrCorrupt: the
+// database is sound, and the older key makes it usable.
+func TestStagedHeadOldKey(t *testing.T) {
+	ctx := context.Background()
+	oldKey, newKey := testKey(t, "sum.example.com"), testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), oldKey)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 1000)
+	ms := NewMemStore()
+	m := openMirror(t, ms, oldKey.VerifierKey(), VerifyFull)
+	all := func(int64) bool { return true }
+	_, parts := stagingParts(t, origin, 0, 1, all)
+	for _, p := range parts[:3] {
+		if err := m.Stage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	if err := origin.AddKey(ctx, newKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := origin.RemoveKey(ctx, oldKey.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenStore(ms, Options{VerifierKeys: []string{newKey.VerifierKey()}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("reopen with the new key: %v", err)
+	}
+	var ke *OriginKeyError
+	_, err = m.Staged(ctx)
+	if !errors.As(err, &ke) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("Staged with the staged head's key not given: %v; want an *OriginKeyError, not ErrCorrupt", err)
+	}
+	m.Close()
+
+	// The same of the held head, at open.
+	hs := NewMemStore()
+	held := openMirror(t, hs, oldKey.VerifierKey(), VerifyFull)
+	old := openMem(t, NewMemStore(), oldKey)
+	defer old.Close()
+	growOrigin(t, old, 0, 10)
+	if err := held.Extend(ctx, extensionFrom(t, old, 0, all)); err != nil {
+		t.Fatal(err)
+	}
+	held.Close()
+	_, err = OpenStore(hs, Options{VerifierKeys: []string{newKey.VerifierKey()}, Logger: quietLogger()})
+	if !errors.As(err, &ke) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("open with the held head's key not given: %v; want an *OriginKeyError, not ErrCorrupt", err)
+	}
+}
