@@ -30,6 +30,13 @@ func (e *CorruptRecordError) Is(target error) bool { return target == ErrCorrupt
 // is logged as corruption, counted, and answered with a
 // *CorruptRecordError.
 func (l *Log) checkLeaves(ids []int64, texts [][]byte, tile func(TileID) ([]byte, error)) error {
+	return l.checkEachLeaf(ids, texts, tile, func(_ int, err error) error { return err })
+}
+
+// checkEachLeaf is checkLeaves that hands each record's damage to damaged,
+// with its place in ids, and stops only if that returns an error; a
+// failure to read a tile stops it at once.
+func (l *Log) checkEachLeaf(ids []int64, texts [][]byte, tile func(TileID) ([]byte, error), damaged func(i int, err error) error) error {
 	tiles := map[int64][]byte{} // level-0 tiles read, by N
 	for i, id := range ids {
 		if texts[i] == nil {
@@ -49,7 +56,9 @@ func (l *Log) checkLeaves(ids []int64, texts [][]byte, tile func(TileID) ([]byte
 			return fmt.Errorf("the leaf hash of record %d is not stored (tile 0/%d has %d hashes)", id, n, len(data)/tlog.HashSize)
 		}
 		if err := l.checkLeaf(id, texts[i], tlog.Hash(data[off:off+tlog.HashSize])); err != nil {
-			return err
+			if err := damaged(i, err); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -112,13 +121,21 @@ func (e *WrongIndexError) Is(target error) bool { return target == ErrCorrupt }
 // *WrongIndexError. A mirror's entry may name an earlier record of the
 // same version (an origin that logged it twice): that is no mismatch.
 func (l *Log) checkKeys(ids []int64, keys []string, texts [][]byte) error {
+	return l.checkEachKey(ids, keys, texts, func(_ int, err error) error { return err })
+}
+
+// checkEachKey is checkKeys that hands each mismatch to damaged, with its
+// place in ids, and stops only if that returns an error.
+func (l *Log) checkEachKey(ids []int64, keys []string, texts [][]byte, damaged func(i int, err error) error) error {
 	for i, text := range texts {
 		if has, _ := recordKey(text, false); has != keys[i] {
 			cmp.Or(l.log, slog.Default()).Error("an index entry names the record of another module version: the database was damaged or tampered with; it is not served",
 				"key", keys[i], "id", ids[i], "record_of", has)
 			l.metrics.corruptRecord()
 			l.forget([]string{keys[i]}, nil)
-			return &WrongIndexError{Key: keys[i], ID: ids[i], Has: has}
+			if err := damaged(i, &WrongIndexError{Key: keys[i], ID: ids[i], Has: has}); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -88,5 +90,74 @@ func TestCorruptRecord(t *testing.T) {
 	}
 	if l.Err() != nil {
 		t.Fatalf("the log stopped: %v", l.Err())
+	}
+}
+
+// TestDamageFailsOnlyItsRequest: an Add naming a damaged record, committed
+// in one batch with an Add of a new version, fails alone: the other's
+// record is committed, and the damaged version is not recorded again.
+func TestDamageFailsOnlyItsRequest(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "example.com")
+	s := NewMemStore()
+	l := openMem(t, s, k)
+	var recs []gosum.Record
+	for i := range 300 {
+		recs = append(recs, record(i, 0))
+	}
+	if _, err := l.Add(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	bad := record(5, 0)
+	bad.Hash = fakeHash("tampered")
+	s.SetRecord(5, bad.Text())
+	l, err := OpenStore(s, Options{Keys: []*Key{k}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// The first Add waits in its commit while the next two queue, so that
+	// the sequencer takes them in one batch.
+	gate, inCommit := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.SetHooks(MemHooks{BeforeCommit: func(b *Batch) error {
+		once.Do(func() { close(inCommit); <-gate })
+		return nil
+	}})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if _, err := l.Add(ctx, record(1000, 0)); err != nil {
+			t.Errorf("first Add: %v", err)
+		}
+	})
+	<-inCommit
+	var errDamaged, errOther error
+	var idsOther []int64
+	wg.Go(func() { _, errDamaged = l.Add(ctx, record(5, 0), record(3000, 0)) })
+	for len(l.queue) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	wg.Go(func() { idsOther, errOther = l.Add(ctx, record(2000, 0)) })
+	for len(l.queue) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	wg.Wait()
+	if errOther != nil || len(idsOther) != 1 || idsOther[0] != 301 {
+		t.Errorf("Add of a new version batched with one naming a damaged record = %v, %v; want [301]", idsOther, errOther)
+	}
+	var cre *CorruptRecordError
+	if !errors.As(errDamaged, &cre) || cre.ID != 5 {
+		t.Errorf("Add naming the damaged record 5: %v; want a *CorruptRecordError of record 5", errDamaged)
+	}
+	if n := l.Published().Tree.N; n != 302 {
+		t.Errorf("tree size %d after the batch, want 302 (nothing of the damaged request)", n)
+	}
+	if _, err := l.Add(ctx, record(5, 0)); !errors.As(err, &cre) {
+		t.Errorf("Add of the damaged version alone: %v; want a *CorruptRecordError", err)
+	}
+	if n := l.Published().Tree.N; n != 302 {
+		t.Errorf("tree size %d after an Add of the damaged version, want 302: recorded again", n)
 	}
 }

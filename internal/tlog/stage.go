@@ -22,15 +22,20 @@ type stager struct {
 }
 
 // known is a record of a key some request of the batch names: stored, or
-// staged by an earlier request.
+// staged by an earlier request. err is its damage (a *CorruptRecordError,
+// a *WrongIndexError): a request naming the key fails with it, and the
+// version is never appended again while a record of it is stored.
 type known struct {
 	id   int64
 	text []byte
+	err  error
 }
 
 // stage stages every request of the batch, setting its ids or its
-// *ConflictError, and returns the batch to commit: nil if no request adds
-// anything. An error fails the whole batch.
+// refusal (a *ConflictError, or the damage of a stored record it names),
+// and returns the batch to commit: nil if no request adds anything. A
+// refused request adds nothing, and the others are staged. An error fails
+// the whole batch.
 func (l *Log) stage(ctx context.Context, batch []*request) (*Batch, error) {
 	base := l.pub.Load()
 	n := 0
@@ -50,10 +55,9 @@ func (l *Log) stage(ctx context.Context, batch []*request) (*Batch, error) {
 		return nil, err
 	}
 	for _, r := range batch {
-		r.ids, r.err = s.add(r)
-		var conflict *ConflictError
-		if r.err != nil && !errors.As(r.err, &conflict) {
-			return nil, r.err
+		var err error
+		if r.ids, r.err, err = s.add(r); err != nil {
+			return nil, err
 		}
 	}
 	if s.size == base.Tree.N {
@@ -168,23 +172,34 @@ func (l *Log) lookupKnown(ctx context.Context, keys []string, n int64, tile func
 		if text == nil {
 			return nil, false, fmt.Errorf("index names record %d for %s, which is not stored", found[i], foundKeys[i])
 		}
-		kr[foundKeys[i]] = known{found[i], text}
+		kr[foundKeys[i]] = known{id: found[i], text: text}
 	}
-	if err := l.checkLeaves(found, texts, tile); err != nil {
+	// The damage of a record fails the requests that name its key only,
+	// not its batch: the rest of the log is sound.
+	damaged := func(i int, err error) error {
+		k := kr[foundKeys[i]]
+		if k.err == nil {
+			k.err = err
+			kr[foundKeys[i]] = k
+		}
+		return nil
+	}
+	if err := l.checkEachLeaf(found, texts, tile, damaged); err != nil {
 		return nil, false, err
 	}
 	// A sound record under another version's index entry is no conflict
 	// with the record proposed for this version: the index is damaged.
-	if err := l.checkKeys(found, foundKeys, texts); err != nil {
+	if err := l.checkEachKey(found, foundKeys, texts, damaged); err != nil {
 		return nil, false, err
 	}
 	return kr, beyond, nil
 }
 
 // add stages one request's records: it checks all of them first, so that a
-// conflict (a *ConflictError) leaves nothing of the request behind, then
-// appends the new ones. Any other error fails the whole batch.
-func (s *stager) add(req *request) ([]int64, error) {
+// refusal (a *ConflictError, a damaged record) leaves nothing of the
+// request behind and fails it alone, then appends the new ones. err, a
+// failure to append, fails the whole batch.
+func (s *stager) add(req *request) (_ []int64, refused, err error) {
 	recs := req.recs
 	ids := make([]int64, len(recs))
 	isNew := make([]bool, len(recs))
@@ -193,14 +208,14 @@ func (s *stager) add(req *request) ([]int64, error) {
 		key := req.keys[i]
 		if j, ok := first[key]; ok {
 			if recs[j] != r {
-				return nil, &ConflictError{ID: -1, Recorded: recs[j], Proposed: r}
+				return nil, &ConflictError{ID: -1, Recorded: recs[j], Proposed: r}, nil
 			}
 			continue
 		}
 		first[key] = i
 		id, ok, err := s.known.existing(r, key, req.texts[i])
 		if err != nil {
-			return nil, err
+			return nil, err, nil
 		}
 		ids[i], isNew[i] = id, !ok
 	}
@@ -208,7 +223,7 @@ func (s *stager) add(req *request) ([]int64, error) {
 		if isNew[i] {
 			id, err := s.append(req.keys[i], req.texts[i], req.leaves[i])
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			ids[i] = id
 		}
@@ -216,15 +231,19 @@ func (s *stager) add(req *request) ([]int64, error) {
 	for i := range recs {
 		ids[i] = ids[first[req.keys[i]]]
 	}
-	return ids, nil
+	return ids, nil, nil
 }
 
 // existing returns the id of r's module version if it is recorded (or
-// staged) with the same hashes, and a *ConflictError if with others.
+// staged) with the same hashes, a *ConflictError if with others, and the
+// damage of its stored record if it is damaged.
 func (kr knownRecords) existing(r gosum.Record, key string, text []byte) (int64, bool, error) {
 	k, ok := kr[key]
-	if !ok {
+	switch {
+	case !ok:
 		return 0, false, nil
+	case k.err != nil:
+		return 0, false, k.err
 	}
 	if bytes.Equal(k.text, text) {
 		return k.id, true, nil
@@ -244,7 +263,7 @@ func (s *stager) append(key string, text []byte, leaf tlog.Hash) (int64, error) 
 		return 0, err
 	}
 	s.recs = append(s.recs, StoredRecord{ID: id, Key: key, Text: text})
-	s.known[key] = known{id, text}
+	s.known[key] = known{id: id, text: text}
 	s.size++
 	return id, nil
 }
