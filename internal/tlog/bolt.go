@@ -549,7 +549,7 @@ func indexEntry(index *bbolt.Bucket, key string) (int64, error) {
 	case 8:
 		return int64(binary.BigEndian.Uint64(v)), nil
 	}
-	return 0, fmt.Errorf("index entry for %s is %d bytes, want 8", key, len(v))
+	return 0, corruptData("index entry for %s is %d bytes, want 8", key, len(v))
 }
 
 // FindRecords implements RecordFinder.
@@ -586,7 +586,7 @@ func (s *BoltStore) ScanIndex(ctx context.Context, from string, limit int) ([]In
 		for k, v := c.Seek([]byte(from)); k != nil && len(out) < limit; k, v = c.Next() {
 			path, version, ok := bytes.Cut(k, []byte("@"))
 			if !ok || len(v) != 8 {
-				return fmt.Errorf("malformed index entry %q", k)
+				return corruptData("malformed index entry %q", k)
 			}
 			out = append(out, IndexEntry{Path: string(path), Version: string(version), ID: int64(binary.BigEndian.Uint64(v))})
 		}

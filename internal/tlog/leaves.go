@@ -2,6 +2,7 @@ package tlog
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -23,6 +24,41 @@ func (e *CorruptRecordError) Error() string {
 
 // Is makes it an ErrCorrupt.
 func (e *CorruptRecordError) Is(target error) bool { return target == ErrCorrupt }
+
+// A CorruptDataError says the store holds less than, or other than, what
+// the published tree requires, where no record's hash can show it: a hash
+// tile shorter than its width in the tree, a record's leaf hash missing,
+// an index entry that is not an id. The database was damaged or changed
+// behind sumd's back. Like a *CorruptRecordError it fails the request (a
+// 500), is logged and counted (noteDamage), and the log carries on.
+type CorruptDataError struct {
+	What string
+}
+
+func (e *CorruptDataError) Error() string {
+	return e.What + ": the database was damaged or changed behind sumd's back"
+}
+
+// Is makes it an ErrCorrupt.
+func (e *CorruptDataError) Is(target error) bool { return target == ErrCorrupt }
+
+// corruptData returns a *CorruptDataError of what format and args say.
+func corruptData(format string, args ...any) error {
+	return &CorruptDataError{What: fmt.Sprintf(format, args...)}
+}
+
+// noteDamage logs and counts err if it is a *CorruptDataError, as
+// checkLeaf does a damaged record, and returns it. The Log calls it where
+// such an error leaves it: a store or a tile reader has neither its logger
+// nor its metrics.
+func (l *Log) noteDamage(err error) error {
+	var de *CorruptDataError
+	if errors.As(err, &de) {
+		cmp.Or(l.log, slog.Default()).Error("the database lacks, or holds malformed, data of the signed tree: it was damaged or tampered with", "err", err)
+		l.metrics.corruptRecord()
+	}
+	return err
+}
 
 // checkLeaves compares each record read from the store, texts[i] of id
 // ids[i] (nil: not held, skipped), with its leaf hash in the level-0 tile
@@ -53,7 +89,7 @@ func (l *Log) checkEachLeaf(ids []int64, texts [][]byte, tile func(TileID) ([]by
 		}
 		off := int(id-n<<tileHeight) * tlog.HashSize
 		if off+tlog.HashSize > len(data) {
-			return fmt.Errorf("the leaf hash of record %d is not stored (tile 0/%d has %d hashes)", id, n, len(data)/tlog.HashSize)
+			return corruptData("the leaf hash of record %d is not stored (tile 0/%d has %d hashes)", id, n, len(data)/tlog.HashSize)
 		}
 		if err := l.checkLeaf(id, texts[i], tlog.Hash(data[off:off+tlog.HashSize])); err != nil {
 			if err := damaged(i, err); err != nil {
@@ -74,7 +110,7 @@ func (l *Log) checkLeafHashes(ids []int64, texts [][]byte, leaves []tlog.Hash) e
 		if leaves[i] == (tlog.Hash{}) {
 			// No record hashes to the zero hash: SHA-256 has no known
 			// preimage of it.
-			return fmt.Errorf("the leaf hash of record %d is not stored (tile 0/%d)", id, id>>tileHeight)
+			return corruptData("the leaf hash of record %d is not stored (tile 0/%d)", id, id>>tileHeight)
 		}
 		if err := l.checkLeaf(id, texts[i], leaves[i]); err != nil {
 			return err

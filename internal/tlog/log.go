@@ -416,7 +416,7 @@ func (l *Log) Lookup(ctx context.Context, m module.Version) (int64, error) {
 		ids, err = l.store.Lookup(ctx, []string{key})
 	}
 	if err != nil {
-		return 0, fmt.Errorf("failed to look up %s: %w", key, err)
+		return 0, l.noteDamage(fmt.Errorf("failed to look up %s: %w", key, err))
 	}
 	if ids[0] < 0 {
 		return 0, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
@@ -495,7 +495,7 @@ func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 		err = l.checkLeaves(ids, texts, func(t TileID) ([]byte, error) { return readTile(ctx, l.store, t, h.Tree.N) })
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to read records %d+%d: %w", id, n, l.blameTile(ctx, h.Tree, err))
+		return nil, l.noteDamage(fmt.Errorf("failed to read records %d+%d: %w", id, n, l.blameTile(ctx, h.Tree, err)))
 	}
 	return texts, nil
 }
@@ -535,7 +535,8 @@ func (l *Log) HashReader() tlog.HashReader {
 				return nil, fmt.Errorf("hash %d is beyond the published tree of size %d: %w", x, n, fs.ErrNotExist)
 			}
 		}
-		return storeTiles(context.Background(), l.store, n).ReadHashes(indexes)
+		hashes, err := storeTiles(context.Background(), l.store, n).ReadHashes(indexes)
+		return hashes, l.noteDamage(err)
 	})
 }
 

@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "sumd", Name: "log_corrupt_records_total",
-			Help: "Records read from the database that did not hash to their leaf in the signed tree, or that the index named for another module version, and hash tiles that did not hash to the signed tree (damaged or tampered with), and were not served.",
+			Help: "Records read from the database that did not hash to their leaf in the signed tree, or that the index named for another module version, hash tiles that did not hash to the signed tree, and reads that found the signed tree's hashes or index entries missing or malformed (damaged or tampered with); none was served.",
 		}),
 		// Not log_corrupt_records_total: that counts records the tree
 		// refutes, this the file failing below the log's level.

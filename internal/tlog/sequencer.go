@@ -232,6 +232,7 @@ func (l *Log) commit(batch []*request) {
 		})
 	}
 	if err != nil {
+		l.noteDamage(err)
 		for _, r := range batch {
 			r.ids, r.err = nil, err
 		}

@@ -53,7 +53,7 @@ func readTile(ctx context.Context, s Store, id TileID, n int64) ([]byte, error) 
 		return nil, &readError{fmt.Errorf("failed to read tile %d/%d: %w", id.L, id.N, err)}
 	}
 	if len(data[0]) < w*tlog.HashSize {
-		return nil, fmt.Errorf("store holds %d hashes of tile %d/%d, the tree of size %d has %d", len(data[0])/tlog.HashSize, id.L, id.N, n, w)
+		return nil, corruptData("store holds %d hashes of tile %d/%d, the tree of size %d has %d", len(data[0])/tlog.HashSize, id.L, id.N, n, w)
 	}
 	return data[0][: w*tlog.HashSize : w*tlog.HashSize], nil
 }
