@@ -213,7 +213,9 @@ func TestUploadConflict(t *testing.T) {
 
 // TestUploadRefusals: invalid modules are 422 (the client's input, not the
 // 410 a first lookup of an invalid version from upstream gets), oversized
-// files 413, bad requests 400; none records anything.
+// files 413, bad requests 400; none records anything. A zip over
+// memoryZip whose go.mod entry lies at 2^63-8 was a 503 "cannot store":
+// reading there failed with EINVAL, taken for the disk's failure.
 func TestUploadRefusals(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
 	dir := t.TempDir()
@@ -223,6 +225,12 @@ func TestUploadRefusals(t *testing.T) {
 	zipPath, modPath := testproxy.ZipPath(dir, m), testproxy.ModPath(dir, m)
 	otherMod := filepath.Join(dir, "other.mod")
 	os.WriteFile(otherMod, []byte("module example.com/m\n\ngo 1.22\n"), 0o644)
+	far, err := testproxy.FarOffsetZip(m, "module example.com/m\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	farZip := filepath.Join(dir, "far.zip")
+	os.WriteFile(farZip, far, 0o644)
 	tests := []struct {
 		name    string
 		opts    Options
@@ -234,6 +242,7 @@ func TestUploadRefusals(t *testing.T) {
 	}{
 		{"go.mod differs", Options{}, m, zipPath, otherMod, 422, "invalid module: failed to hash example.com/m@v1.0.0: go.mod differs from the go.mod in the zip"},
 		{"wrong version", Options{}, mv(m.Path, "v1.0.1"), zipPath, "", 422, `path does not have prefix "example.com/m@v1.0.1/"`},
+		{"far offset", Options{}, m, farZip, "", 422, "invalid module: failed to hash example.com/m@v1.0.0"},
 		{"zip too large", Options{MaxZipSize: 512}, m, zipPath, "", 413, "module zip is larger than the limit of 512 bytes"},
 		{"mod too large", Options{MaxModSize: 10}, m, zipPath, modPath, 413, "go.mod file is larger than the limit of 10 bytes"},
 		{"non-canonical", Options{}, mv(m.Path, "v1.0"), zipPath, "", 400, "not canonical"},

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/mod/sumdb/dirhash"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
 // zipOfEmpty is a zip of n empty stored files under example.com/m@v1.0.0/,
@@ -290,5 +292,29 @@ func TestIsFileErrorNegativeOffset(t *testing.T) {
 	_, err := HashZip(mv("example.com/m", "v1.0.0"), writeTemp(t, b), nil)
 	if err == nil || IsFileError(err) {
 		t.Errorf("HashZip = %v, want an error of the content's, not a file error", err)
+	}
+}
+
+// TestIsFileErrorFarOffset: a zip over wholeZip whose go.mod entry's
+// header lies at 2^63-8 (a zip64 offset) made archive/zip read there, and
+// pread(2) failed with EINVAL, an Errno: the zip was taken for the disk's
+// failure (503, -tmp-dir blamed in /healthz, never remembered). Read from
+// a file or from memory, it is now the content's error, the same one.
+func TestIsFileErrorFarOffset(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	data, err := testproxy.FarOffsetZip(m, "module example.com/m\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fileErr := HashZip(m, writeTemp(t, data), nil)
+	if fileErr == nil || IsFileError(fileErr) {
+		t.Errorf("HashZip = %v, want an error of the content's, not a file error", fileErr)
+	}
+	_, memErr := HashZipData(m, data, nil)
+	if memErr == nil || IsFileError(memErr) {
+		t.Errorf("HashZipData = %v, want an error of the content's, not a file error", memErr)
+	}
+	if fileErr != nil && memErr != nil && fileErr.Error() != memErr.Error() {
+		t.Errorf("HashZip = %v, HashZipData = %v; want the same answer", fileErr, memErr)
 	}
 }

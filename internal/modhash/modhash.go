@@ -91,6 +91,18 @@ func HashZipFile(m module.Version, f *regfile.File, goMod []byte) (Sums, error) 
 // package refuse a read at a negative offset, a PathError of its own text,
 // and that is the content's fault.
 //
+// That no content makes an Errno rests on regfile, through which every
+// byte HashZip reads passes: it hands the kernel no offset taken from the
+// zip that the kernel would refuse (one before the file is its own
+// error, one past the end io.EOF, where a pread(2) at 2^63-8 failed with
+// EINVAL). The test is deliberately any Errno, not a list of those a
+// failing disk gives (EIO, ENOENT, EACCES, ESTALE, ENOSPC…): file systems
+// report damage and outages by many others (ext4 EUCLEAN and EBADMSG,
+// ENODATA, a network mount's ETIMEDOUT or ENOTCONN), and one left out of
+// a list would make a local failure a verdict on the module, remembered
+// as invalid, where an Errno wrongly counted as local costs a 503 and a
+// retry (TestIsFileErrorFarOffset holds the content to no Errno).
+//
 // A name that is not a regular file (a directory) is a file error too:
 // regfile.ErrNotRegular, which no content makes either.
 func IsFileError(err error) bool {

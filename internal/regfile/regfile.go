@@ -34,6 +34,25 @@ var (
 // the Errno.
 var errNegativeOffset = errors.New("negative offset")
 
+// clip cuts a read of p at off down to the file's size when it was opened,
+// and reports whether it cut anything: ReadAt then answers io.EOF, as
+// bytes.Reader does, so that a zip read from a file and from memory fail
+// alike. It keeps an offset taken from what was read from the kernel: a
+// zip whose header put an entry at 2^63-8 made pread(2) fail with EINVAL
+// (the offset plus the count overflows), an Errno caused by the zip alone,
+// which modhash.IsFileError took for the file system's failure. A file
+// grown since it was opened is read no further than it was then, which
+// Changed reports.
+func clip(p []byte, off, size int64) (q []byte, cut bool) {
+	if off >= size {
+		return p[:0], len(p) > 0
+	}
+	if rest := size - off; int64(len(p)) > rest {
+		return p[:rest], true
+	}
+	return p, false
+}
+
 func pathError(op, name string, err error) error {
 	return &fs.PathError{Op: op, Path: name, Err: err}
 }

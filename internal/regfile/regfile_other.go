@@ -44,7 +44,12 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, pathError("readat", f.f.Name(), errNegativeOffset)
 	}
-	return f.f.ReadAt(p, off)
+	p, cut := clip(p, off, f.size)
+	n, err := f.f.ReadAt(p, off)
+	if err == nil && cut {
+		err = io.EOF
+	}
+	return n, err
 }
 
 func (f *File) Changed() (bool, error) {

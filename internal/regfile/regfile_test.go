@@ -62,6 +62,20 @@ func TestReadAtNegative(t *testing.T) {
 	}
 }
 
+// TestReadAtPastEnd: past the file's size ReadAt reads nothing and
+// answers io.EOF, as bytes.Reader does, up to offsets whose sum with the
+// count overflows, where pread(2) fails with EINVAL: an Errno, which
+// modhash counts as the file system's failure, caused by what was read (a
+// zip's lying offset).
+func TestReadAtPastEnd(t *testing.T) {
+	f := open(t, writeFile(t, "data"))
+	for _, off := range []int64{4, 5, 1 << 40, 1<<63 - 8, 1<<63 - 1} {
+		if n, err := f.ReadAt(make([]byte, 16), off); n != 0 || err != io.EOF {
+			t.Errorf("ReadAt(%d) = %d, %v; want 0, io.EOF", off, n, err)
+		}
+	}
+}
+
 // TestOpenRefuses: a missing name is fs.ErrNotExist with its Errno; a
 // directory is ErrNotRegular.
 func TestOpenRefuses(t *testing.T) {

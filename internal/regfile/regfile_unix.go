@@ -62,11 +62,13 @@ func (f *File) Read(p []byte) (int, error) {
 }
 
 // ReadAt reads len(p) bytes at off, as io.ReaderAt: fewer only with an
-// error, io.EOF at the end.
+// error, io.EOF at the end, which is Size: nothing past it is read (see
+// clip).
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, pathError("readat", f.name, errNegativeOffset)
 	}
+	p, cut := clip(p, off, f.st.Size)
 	done := 0
 	for done < len(p) {
 		n, err := ignoringEINTR2(func() (int, error) { return unix.Pread(f.fd, p[done:], off+int64(done)) })
@@ -77,6 +79,9 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 			return done, io.EOF
 		}
 		done += n
+	}
+	if cut {
+		return done, io.EOF
 	}
 	return done, nil
 }

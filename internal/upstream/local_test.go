@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
 // TestStoredZipRemoved: the zip sumd downloaded is removed from -tmp-dir
@@ -148,5 +150,42 @@ func TestLocalProblemsExpire(t *testing.T) {
 	now = now.Add(5 * time.Minute)
 	if p := rec.Problems(); p != nil {
 		t.Errorf("Problems() = %q, want none after five minutes", p)
+	}
+}
+
+// TestCraftedZipIsInvalid: a zip over memoryZip whose go.mod entry's
+// header lies at 2^63-8 made the read of it fail with EINVAL, which was
+// taken for sumd's own failure: from HTTP a 503 blaming -tmp-dir in
+// /healthz, from a file:// tree a 502, neither remembered, so every retry
+// downloaded it again. It is an invalid module, 410 and remembered, from
+// either, and no problem of the server's.
+func TestCraftedZipIsInvalid(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	data, err := testproxy.FarOffsetZip(m, "module example.com/m\n\ngo 1.21\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, goodModule(m.Path, m.Version))
+	fileURL, err := testproxy.Build(p.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(testproxy.ZipPath(p.dir, m), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, list := range []string{p.url, fileURL} {
+		f := newFetcher(t, list, FetcherOptions{TempDir: t.TempDir()})
+		rec := newRecorder(t, testLog(t), RecorderOptions{Fetcher: f, NegativeTTL: time.Hour})
+		_, err := rec.Lookup(context.Background(), m)
+		e := asError(t, err)
+		if e.Kind != KindInvalid || e.HTTPStatus() != http.StatusGone {
+			t.Errorf("%s: %q (kind %v, status %d); want an invalid module, 410", list, e, e.Kind, e.HTTPStatus())
+		}
+		if n := rec.neg.len(); n != 1 {
+			t.Errorf("%s: negative cache holds %d entries, want 1", list, n)
+		}
+		if pr := rec.Problems(); pr != nil {
+			t.Errorf("%s: Problems() = %q, want none", list, pr)
+		}
 	}
 }
