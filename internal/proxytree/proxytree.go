@@ -40,7 +40,9 @@ var ErrChanged = errors.New("the GOPROXY tree already has this version with othe
 // temporary name and renamed, and the list last, so that a proxy serving
 // the tree meanwhile never lists a version it cannot serve in full. The
 // caller has validated the zip and goMod (modhash.HashZip). Adding a
-// version again with the same zip and go.mod changes nothing.
+// version again with the same zip and go.mod finishes what an interrupted
+// Add left undone (a missing .info or list entry) and changes nothing
+// else: an .info already there keeps its time.
 func Add(dir string, m module.Version, zipFile string, goMod []byte, t time.Time) error {
 	vdir, base, err := paths(dir, m)
 	if err != nil {
@@ -51,7 +53,7 @@ func Add(dir string, m module.Version, zipFile string, goMod []byte, t time.Time
 		return fmt.Errorf("failed to read module zip: %w", err)
 	}
 	same, err := unchanged(base, zipData, goMod)
-	if err != nil || same {
+	if err != nil {
 		return err
 	}
 	info, err := json.Marshal(struct {
@@ -61,18 +63,34 @@ func Add(dir string, m module.Version, zipFile string, goMod []byte, t time.Time
 	if err != nil {
 		return fmt.Errorf("failed to encode .info: %w", err)
 	}
-	if err := os.MkdirAll(vdir, 0o755); err != nil {
-		return fmt.Errorf("failed to create GOPROXY tree directory: %w", err)
-	}
-	for _, f := range []struct {
-		ext  string
-		data []byte
-	}{{".zip", zipData}, {".mod", goMod}, {".info", append(info, '\n')}} {
-		if err := writeFile(base+f.ext, f.data); err != nil {
-			return err
+	if !same {
+		if err := os.MkdirAll(vdir, 0o755); err != nil {
+			return fmt.Errorf("failed to create GOPROXY tree directory: %w", err)
 		}
+		for _, f := range []struct {
+			ext  string
+			data []byte
+		}{{".zip", zipData}, {".mod", goMod}, {".info", append(info, '\n')}} {
+			if err := writeFile(base+f.ext, f.data); err != nil {
+				return err
+			}
+		}
+	} else if err := writeIfMissing(base+".info", append(info, '\n')); err != nil {
+		return err
 	}
 	return addToList(filepath.Join(vdir, "list"), m.Version)
+}
+
+// writeIfMissing writes data to name unless name exists.
+func writeIfMissing(name string, data []byte) error {
+	_, err := os.Lstat(name)
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("failed to look for %s: %w", name, err)
+	}
+	return writeFile(name, data)
 }
 
 // paths returns the @v directory of m and the path of its files without

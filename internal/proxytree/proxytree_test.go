@@ -114,3 +114,33 @@ func TestAddAgain(t *testing.T) {
 		t.Errorf("temporary files left: %v", leftovers)
 	}
 }
+
+// TestAddFinishesPublish: an Add that stopped after the .mod (a crash)
+// left a version without .info and list, and adding it again found the
+// same zip and go.mod and returned, so the go command never saw it. It now
+// writes what is missing; an .info already there is kept.
+func TestAddFinishesPublish(t *testing.T) {
+	m := module.Version{Path: "example.com/m", Version: "v1.2.3"}
+	zipFile, mod := zipModule(t, m, map[string]string{"go.mod": "module example.com/m\n\ngo 1.21\n", "m.go": "package m\n"})
+	vdir := func(dir string) string { return filepath.Join(dir, "example.com", "m", "@v") }
+	for _, lost := range [][]string{{"v1.2.3.info", "list"}, {"list"}} {
+		dir := t.TempDir()
+		if err := Add(dir, m, zipFile, mod, time.Unix(1, 0)); err != nil {
+			t.Fatal(err)
+		}
+		info, _ := os.ReadFile(filepath.Join(vdir(dir), "v1.2.3.info"))
+		for _, name := range lost {
+			os.Remove(filepath.Join(vdir(dir), name))
+		}
+		if err := Add(dir, m, zipFile, mod, time.Unix(2, 0)); err != nil {
+			t.Fatalf("Add after losing %v: %v", lost, err)
+		}
+		got, err := os.ReadFile(filepath.Join(vdir(dir), "v1.2.3.info"))
+		if len(lost) == 1 && string(got) != string(info) || err != nil || !strings.Contains(string(got), `"Version":"v1.2.3"`) {
+			t.Errorf("after losing %v: .info %q, %v; want one for v1.2.3, kept if it was there (%q)", lost, got, err, info)
+		}
+		if list, _ := os.ReadFile(filepath.Join(vdir(dir), "list")); string(list) != "v1.2.3\n" {
+			t.Errorf("after losing %v: list %q, want the version", lost, list)
+		}
+	}
+}
