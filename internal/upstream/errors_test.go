@@ -69,9 +69,12 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 	}
 	// file:// trees: a version missing, one whose path crosses a file, a
 	// symbolic link loop where the .mod should be, and a path element
-	// longer than the file system allows.
+	// longer than the file system allows; and a tree that is not there.
 	fileTree := func(mods ...testproxy.Module) (string, string) {
 		dir := filepath.Join(t.TempDir(), "tree")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		u, err := testproxy.Build(dir, mods)
 		if err != nil {
 			t.Fatal(err)
@@ -79,6 +82,8 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 		return dir, u
 	}
 	_, fileMissing := fileTree()
+	noTreeDir, fileNoTree := fileTree()
+	os.Remove(noTreeDir)
 	notDirDir, fileNotDir := fileTree()
 	os.WriteFile(filepath.Join(notDirDir, "example.com"), []byte("a file"), 0o644)
 	loopDir, fileLoop := fileTree(goodModule(m.Path, m.Version))
@@ -118,6 +123,7 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 		{"invalid zip", garbage.url, m, 410, "not found: example.com/m@v1.0.0: invalid module: zip: not a valid zip file"},
 		{"file missing", fileMissing, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},
 		{"file not a directory", fileNotDir, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},
+		{"file tree missing", fileNoTree, m, 502, "upstream proxy error: example.com/m@v1.0.0: the upstream proxy's file tree is missing"},
 		{"file loop", fileLoop, m, 502, "upstream proxy error: example.com/m@v1.0.0: failed to read the upstream proxy's file tree"},
 		{"file zip missing", fileZipMissing, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},
 		{"file zip a directory", fileZipDir, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},

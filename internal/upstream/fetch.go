@@ -492,6 +492,11 @@ func (f *Fetcher) failure(ctx, rctx context.Context, src Source, m module.Versio
 			reason = fmt.Sprintf("upstream proxy redirected more than %d times", redirect.Max)
 		}
 		return &Error{Kind: KindUnavailable, Module: m, Err: errors.New(reason), Cause: err}
+	case errors.Is(err, errNoTree):
+		// Every lookup fails until the operator mounts the tree again:
+		// the log says where it should be, the client text does not.
+		f.log.WarnContext(ctx, "upstream file tree missing", "source", src.URL, "module", m.Path, "version", m.Version, "err", err)
+		return &Error{Kind: KindUnavailable, Module: m, Err: errNoTree, Cause: err}
 	case read:
 		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("failed to read the %s from the upstream proxy", what), Cause: err}
 	case src.isFile():

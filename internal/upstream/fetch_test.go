@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -307,6 +308,51 @@ func TestFallback(t *testing.T) {
 				t.Errorf("%s: proxy %s asked = %v, want %v", tt.list, p.url, asked, want)
 			}
 		}
+	}
+}
+
+// TestMissingFileTree: a file:// tree whose root is not there (a volume
+// not mounted, a directory renamed) or is not a directory lacks every
+// file, and every version was gone: a 410 remembered for -negative-ttl,
+// and after "," the next source asked as if the tree lacked only that
+// version. The tree is down instead: 502, not remembered, the next source
+// asked only after "|", and a warning that names the root in the log and
+// nowhere in the answer. A tree that is there and lacks the version still
+// says it is gone.
+func TestMissingFileTree(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	good := newProxy(t, goodModule(m.Path, m.Version))
+	notDir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notDir, nil, 0o644)
+	for _, root := range []string{filepath.Join(t.TempDir(), "not-mounted"), notDir} {
+		tree := "file://" + filepath.ToSlash(root)
+		var logs bytes.Buffer
+		f := newFetcher(t, tree, FetcherOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		rec := newRecorder(t, testLog(t), RecorderOptions{Fetcher: f, NegativeTTL: time.Hour})
+		for range 2 {
+			_, err := rec.Lookup(context.Background(), m)
+			e := asError(t, err)
+			want := "upstream proxy error: example.com/m@v1.0.0: the upstream proxy's file tree is missing"
+			if e.Kind != KindUnavailable || e.HTTPStatus() != http.StatusBadGateway || e.Error() != want {
+				t.Fatalf("%s: %q (kind %v, status %d); want 502 %q", root, e, e.Kind, e.HTTPStatus(), want)
+			}
+		}
+		if n := rec.neg.len(); n != 0 {
+			t.Errorf("%s: negative cache holds %d entries", root, n)
+		}
+		if s := logs.String(); !strings.Contains(s, "level=WARN") || !strings.Contains(s, root) {
+			t.Errorf("%s: log %q; want a warning naming the root", root, s)
+		}
+		before := good.total()
+		if _, err := newFetcher(t, tree+","+good.url, FetcherOptions{}).Fetch(context.Background(), m); kindOf(err) != KindUnavailable || good.total() != before {
+			t.Errorf("%s,: %v, good proxy asked %d times; want KindUnavailable, not asked", root, err, good.total()-before)
+		}
+		if _, err := newFetcher(t, tree+"|"+good.url, FetcherOptions{}).Fetch(context.Background(), m); err != nil {
+			t.Errorf("%s|: %v, want the version from the next source", root, err)
+		}
+	}
+	if _, err := newFetcher(t, "file://"+filepath.ToSlash(t.TempDir()), FetcherOptions{}).Fetch(context.Background(), m); kindOf(err) != KindGone {
+		t.Errorf("an empty tree: %v, want KindGone", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -176,16 +177,47 @@ func filePath(base, rel string) (string, error) {
 }
 
 // fileError maps a failure to open or stat rel in a file:// tree as a
-// proxy's answer would: missing is a 404.
+// proxy's answer would: missing is a 404, unless the whole tree is
+// (errNoTree).
 func fileError(base, rel string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		if err := checkTree(base); err != nil {
+			return err
+		}
 		return &statusError{url: base + "/" + rel, status: http.StatusNotFound}
 	case errors.Is(err, syscall.ENAMETOOLONG):
 		return fmt.Errorf("%w: %w", errNameTooLong, err)
 	default:
 		return err
 	}
+}
+
+// errNoTree is a file:// tree whose root is missing or not a directory:
+// a volume not mounted, a directory renamed. Every file in it is missing,
+// but that says nothing of any version: the source is down, as a proxy
+// that cannot be reached is, not a 404 that the negative cache remembers
+// and after which a "," list moves on.
+var errNoTree = errors.New("the upstream proxy's file tree is missing")
+
+// checkTree returns errNoTree, with the root's path and why, unless the
+// file:// tree at base has a directory at its root. Only a file found
+// missing leads here: a lookup of a version the tree lacks costs one stat
+// more.
+func checkTree(base string) error {
+	root, err := filePath(base, "")
+	if err != nil {
+		return err
+	}
+	root = filepath.Clean(root)
+	fi, err := os.Stat(root)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", errNoTree, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: %s is not a directory", errNoTree, root)
+	}
+	return nil
 }
 
 // isFile reports whether src is a file:// tree.
