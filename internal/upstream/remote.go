@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -31,14 +30,20 @@ type sumdbRemote struct {
 	timeout time.Duration
 	client  opener
 
-	mu    sync.Mutex // guards found, and serializes discovery
-	found *Source    // the discovered base, with its source's auth
+	// lock, a one-slot channel, guards found and serializes discovery.
+	// It is not a sync.Mutex so that a check waits for another's
+	// discovery (network requests, up to a timeout each) only as long as
+	// its own context lasts: an abandoned flight must give back its fetch
+	// slot at once.
+	lock  chan struct{}
+	found *Source // the discovered base, with its source's auth
 }
 
 func newSumdbRemote(name string, opts CheckerOptions) (*sumdbRemote, error) {
 	r := &sumdbRemote{
 		name: name, url: strings.TrimSuffix(opts.URL, "/"), auth: opts.Auth,
 		timeout: opts.Timeout, client: opener{client: opts.HTTPClient},
+		lock: make(chan struct{}, 1),
 	}
 	for _, src := range opts.Sources {
 		if strings.HasPrefix(src.URL, "http") {
@@ -88,8 +93,12 @@ func (r *sumdbRemote) base(ctx context.Context) (Source, error) {
 	if r.url != "" {
 		return Source{URL: r.url, Auth: r.auth}, nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	select {
+	case r.lock <- struct{}{}:
+	case <-ctx.Done():
+		return Source{}, ctx.Err()
+	}
+	defer func() { <-r.lock }()
 	if r.found != nil {
 		return *r.found, nil
 	}
