@@ -41,7 +41,7 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 			err = interrupted(committing, added)
 		}
 	}()
-	fetch, err := gosumFetcher(cfg, stderr)
+	upstreamOpts, err := gosumUpstream(cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -56,6 +56,10 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 		return err
 	}
 	defer tmp.close()
+	fetch, err := gosumFetcher(upstreamOpts, tmp.dir)
+	if err != nil {
+		return err
+	}
 	sorted, err := seed.Sort(ctx, files, seed.Options{TempDir: tmp.dir})
 	var bad *seed.LineError
 	switch {
@@ -163,8 +167,9 @@ func refuseConflicts(w io.Writer, sv *seed.Survey) error {
 		"a recorded version can never change: remove those lines, or fix the go.sum files if they are wrong")
 }
 
-// gosumFetcher returns the fetcher of -upstream, that of sumd serve, or nil.
-func gosumFetcher(cfg *config.Add, stderr io.Writer) (seed.Fetch, error) {
+// gosumUpstream checks -upstream and -upstream-auth and returns the
+// options of their fetcher, or nil without -upstream.
+func gosumUpstream(cfg *config.Add, stderr io.Writer) (*upstream.FetcherOptions, error) {
 	if cfg.Upstream == "" {
 		if cfg.UpstreamAuth != "" {
 			return nil, usageError(errors.New("upstream-auth needs -upstream"), "set -upstream to your module proxy, e.g. -upstream https://athens.corp.example")
@@ -178,7 +183,20 @@ func gosumFetcher(cfg *config.Add, stderr io.Writer) (seed.Fetch, error) {
 	if err := upstream.ApplyAuth(sources, cfg.UpstreamAuth); err != nil {
 		return nil, authError("upstream-auth", err)
 	}
-	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: sources, TempDir: cfg.TmpDir, Logger: config.NewLogger(cfg.Log, stderr)})
+	return &upstream.FetcherOptions{Sources: sources, Logger: config.NewLogger(cfg.Log, stderr)}, nil
+}
+
+// gosumFetcher returns the fetcher of opts (gosumUpstream), that of sumd
+// serve, or nil, with its zips over 1 MiB in the scratch directory dir
+// that openGosumTmp resolved from -tmp-dir: cfg.TmpDir may be "", which
+// would put them in $TMPDIR.
+func gosumFetcher(opts *upstream.FetcherOptions, dir string) (seed.Fetch, error) {
+	if opts == nil {
+		return nil, nil
+	}
+	o := *opts
+	o.TempDir = dir
+	f, err := upstream.NewFetcher(o)
 	if err != nil {
 		return nil, withHint(err, "check -upstream and -upstream-auth")
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/modhash"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -189,5 +190,43 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAddGosumUpstreamTmpDir: sumd add -gosum -upstream fetched zips over
+// 1 MiB into $TMPDIR, not into its -tmp-dir (default: the database's name
+// plus .tmp), which was resolved only after its fetcher was built.
+func TestAddGosumUpstreamTmpDir(t *testing.T) {
+	dir := t.TempDir()
+	proxy := holdingProxy(t, filepath.Join(dir, "proxy"))
+	defer proxy.CloseClientConnections()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	osTmp := filepath.Join(dir, "ostmp") // TMPDIR: must stay empty
+	if err := os.Mkdir(osTmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	goModHash, err := modhash.GoModHash([]byte("module example.com/slow\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gosumFile := writeFile(t, filepath.Join(dir, "go.sum"), []byte("example.com/slow v1.0.0/go.mod "+goModHash+"\n"))
+	db := filepath.Join(dir, "sumd.db")
+	cmd := exec.Command(sumdBin, "add", "-create", "-db", db, "-key", filepath.Join(dir, "keys", e2eName+".key"),
+		"-upstream", proxy.URL, "-gosum", gosumFile)
+	cmd.Env = childEnv(t, "TMPDIR="+osTmp)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	inDir := func(dir string) bool {
+		_, err := os.Stat(dir)
+		return err == nil && slices.Contains(tmpKinds(t, dir), "sumd-upstream")
+	}
+	waitFor(t, "a fetch", func() bool { return inDir(db+".tmp") || inDir(osTmp) })
+	if left, _ := os.ReadDir(osTmp); len(left) != 0 {
+		t.Errorf("sumd add wrote to TMPDIR: %v", left)
 	}
 }

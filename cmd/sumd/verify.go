@@ -274,6 +274,10 @@ func rechecker(cfg *config.Verify) (audit.Rechecker, error) {
 	if err := upstream.ApplyAuth(sources, cfg.RecheckAuth); err != nil {
 		return nil, authError("recheck-auth", err)
 	}
+	// No TempDir: verify has no database, so no <db>.tmp, and no
+	// -tmp-dir; a zip over 1 MiB goes to a temporary file in $TMPDIR
+	// (scratch.Create's directory for one-shot callers), removed once
+	// hashed, as README says of -recheck.
 	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: sources})
 	if err != nil {
 		return nil, withHint(err, "check -recheck and -recheck-auth")
