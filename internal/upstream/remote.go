@@ -93,10 +93,18 @@ func (r *sumdbRemote) base(ctx context.Context) (Source, error) {
 	if r.url != "" {
 		return Source{URL: r.url, Auth: r.auth}, nil
 	}
+	// A free lock is taken whatever ctx says, as the mutex was: select
+	// picks at random among ready cases, and a check whose context ended
+	// while it ran (a client gone during a commit) must still get the
+	// answer a discovery already found. Only waiting stops with ctx.
 	select {
 	case r.lock <- struct{}{}:
-	case <-ctx.Done():
-		return Source{}, ctx.Err()
+	default:
+		select {
+		case r.lock <- struct{}{}:
+		case <-ctx.Done():
+			return Source{}, ctx.Err()
+		}
 	}
 	defer func() { <-r.lock }()
 	if r.found != nil {
