@@ -52,6 +52,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// follow exports every kind of security event of origin at 0 from the
+// start: a series that first appears at 1 is no increase() to the alert
+// rules (SumdMirrorSecurityEvent), so a one-off event would raise nothing.
+func (m *Metrics) follow(origin string) {
+	if m != nil {
+		for _, kind := range kinds {
+			m.securityN.WithLabelValues(origin, kind)
+		}
+	}
+}
+
 func (m *Metrics) observeHeld(origin string, n int64) {
 	if m != nil {
 		m.held.WithLabelValues(origin).Set(float64(n))

@@ -21,6 +21,9 @@ const (
 	KindTampered  = "unverified" // a tile or record that does not hash to the signed head
 )
 
+// kinds are every Kind*, each exported at 0 from a follower's start.
+var kinds = []string{KindFork, KindRollback, KindSignature, KindTampered}
+
 // A SecurityError is data from the origin that a mirror refuses because
 // it is not provably part of one consistent history signed by the origin.
 // Nothing was stored; the mirror keeps serving the head it held. Clients

@@ -1,0 +1,63 @@
+package mirror
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestSecurityEventsExported: a follower exports every kind of security
+// event for its origin at 0 from the start, so that the first event is a
+// rise from 0 that increase() in SumdMirrorSecurityEvent sees, not a new
+// series that appears at 1.
+func TestSecurityEventsExported(t *testing.T) {
+	o := newOrigin(t, 10)
+	m, _ := newMirror(t, o)
+	reg := prometheus.NewRegistry()
+	met := NewMetrics(reg)
+	f := newFollower(t, o, m, func(opts *Options) { opts.Metrics = met })
+	want := []string{KindFork, KindRollback, KindSignature, KindTampered}
+	if got := securityEvents(t, reg); len(got) != len(want) {
+		t.Fatalf("after New: security events exported %v, want every kind at 0", got)
+	}
+	for _, kind := range want {
+		if v, ok := securityEvents(t, reg)[kind]; !ok || v != 0 {
+			t.Errorf("after New: %s = %v (exported %v), want 0", kind, v, ok)
+		}
+	}
+	o.serve(o.tamper(isTile("0"), func(b []byte) []byte { b[len(b)-1] ^= 1; return b }))
+	if _, err := f.Sync(context.Background()); err == nil {
+		t.Fatal("Sync over a tampered tile succeeded")
+	}
+	if got := securityEvents(t, reg); got[KindTampered] != 1 || got[KindFork] != 0 {
+		t.Errorf("after a tampered tile: %v, want unverified 1 and the others 0", got)
+	}
+}
+
+// securityEvents gathers sumd_mirror_security_events_total of the origin
+// testName by kind.
+func securityEvents(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "sumd_mirror_security_events_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["origin"] != testName {
+				t.Errorf("security events of origin %q, want %q", labels["origin"], testName)
+			}
+			got[labels["kind"]] = m.GetCounter().GetValue()
+		}
+	}
+	return got
+}
