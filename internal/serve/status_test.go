@@ -162,6 +162,38 @@ func TestStatusTUF(t *testing.T) {
 	}
 }
 
+// TestTUFTargetsUnreadable: a repository whose published database (its
+// target) cannot be read is a problem that names no local path, since
+// /healthz is open to anonymous clients; the server log says why, once.
+func TestTUFTargetsUnreadable(t *testing.T) {
+	cfg, urls, logs, dir := tufConfig(t)
+	tufStatusMaxAge = 50 * time.Millisecond
+	t.Cleanup(func() { tufStatusMaxAge = 5 * time.Second })
+	url := serveTest(t, cfg, urls)
+	if code, body := fetch(t, url+"/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("/healthz = %d %q", code, body)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "targets")); err != nil {
+		t.Fatal(err)
+	}
+	const want = "tuf: the published database cannot be read (see the server log)"
+	var code int
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if code, body = fetch(t, url+"/healthz"); strings.Contains(body, want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != 200 || !strings.Contains(body, want) || strings.Contains(body, filepath.Dir(dir)) {
+		t.Errorf("/healthz with the targets removed = %d %q, want %q and no path", code, body, want)
+	}
+	time.Sleep(2 * tufStatusMaxAge) // past the cached read: read again
+	fetch(t, url+"/healthz")
+	if n := strings.Count(logs.String(), "tuf: the published database cannot be read"); n != 1 || !strings.Contains(logs.String(), dir) {
+		t.Errorf("the server log has the unreadable database %d times (want 1, naming %s):\n%s", n, dir, logs.String())
+	}
+}
+
 // tufConfig is a server configuration serving a new TUF repository in dir.
 func tufConfig(t *testing.T) (Config, <-chan string, *testlog.Buffer, string) {
 	return tufConfigPublishing(t, func(vkey string) []string { return []string{vkey} })

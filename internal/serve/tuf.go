@@ -39,6 +39,7 @@ type tufPart struct {
 	mu        sync.Mutex
 	status    *tuf.Status // the repository as last read; guarded by mu
 	published string      // what it publishes unlike the log, "" if nothing; guarded by mu
+	pubErr    error       // why the database it publishes cannot be read; guarded by mu
 	readAt    time.Time   // when status was read; guarded by mu
 	readErr   error       // why it could not be; guarded by mu
 	signErr   error       // the last re-signing's failure; guarded by mu
@@ -129,12 +130,17 @@ func (t *tufPart) report(s *Status) {
 		was := t.readErr
 		t.status, t.readErr = t.repo.Status()
 		t.readAt = now
-		wrong := t.published
+		wrong, wasPub := t.published, t.pubErr
 		if t.readErr == nil {
-			t.published = t.mismatch()
+			t.published, t.pubErr = t.mismatch()
 		}
-		if t.published != "" && t.published != wrong {
+		switch {
+		case t.pubErr != nil && (wasPub == nil || wasPub.Error() != t.pubErr.Error()):
+			t.logger.Error("tuf: the published database cannot be read; clients that learn it fail", "err", t.pubErr)
+		case t.pubErr == nil && t.published != "" && t.published != wrong:
 			t.logger.Error("tuf: the repository does not publish the log served; clients that learn it fail", "problem", t.published)
+		case t.readErr == nil && t.pubErr == nil && wasPub != nil:
+			t.logger.Info("tuf: the published database can be read again")
 		}
 		// The status points at the server log: it must hold the reason
 		// when the problem shows, not at the next re-signing.
@@ -188,17 +194,19 @@ func (t *tufPart) expect(name string, vkeys []string) {
 // mismatch says how the database the repository publishes differs from
 // the log served, "" if it does not: clients would take the wrong name, or
 // a key whose signatures never come for their GOSUMDB (the oldest, sumd
-// tuf gosumdb). Only key names and hashes are shown.
-func (t *tufPart) mismatch() string {
+// tuf gosumdb). Only key names and hashes are shown: the status is
+// anonymous, so a failure to read the database (whose error names local
+// files) is a fixed text, and the error is returned for the server log.
+func (t *tufPart) mismatch() (string, error) {
 	if t.name == "" {
-		return ""
+		return "", nil
 	}
 	pub, err := t.repo.Published()
 	switch {
 	case err != nil:
-		return fmt.Sprintf("the published database cannot be read (%v): see sumd tuf status", err)
+		return "the published database cannot be read (see the server log)", err
 	case pub.Name != t.name:
-		return fmt.Sprintf("the repository publishes database %s, not %s: pass -tuf the repository of this log", pub.Name, t.name)
+		return fmt.Sprintf("the repository publishes database %s, not %s: pass -tuf the repository of this log", pub.Name, t.name), nil
 	}
 	var msgs []string
 	if extra := keysNotIn(pub.VerifierKeys, t.vkeys); len(extra) > 0 {
@@ -208,9 +216,9 @@ func (t *tufPart) mismatch() string {
 		msgs = append(msgs, "it does not publish keys the log signs with ("+strings.Join(missing, ", ")+")")
 	}
 	if len(msgs) == 0 {
-		return ""
+		return "", nil
 	}
-	return "the repository does not publish the log's keys: " + strings.Join(msgs, "; ") + ": publish them with sumd tuf publish"
+	return "the repository does not publish the log's keys: " + strings.Join(msgs, "; ") + ": publish them with sumd tuf publish", nil
 }
 
 // keysNotIn lists the keys of a missing from b, by name and key hash.
