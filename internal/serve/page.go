@@ -104,6 +104,10 @@ func (p *page) home(w http.ResponseWriter, r *http.Request) {
 }
 
 // gosumdb is the GOSUMDB value for the server as this request reached it.
+// It names the oldest key, as sumd serve and sumd tuf gosumdb do: during a
+// rotation every key signs, but a machine checks the head it kept from
+// before the rotation, signed by the old key alone, with its GOSUMDB key,
+// so the newest would lock it out (docs/keys.md).
 func gosumdb(st *Status, r *http.Request) string {
 	if len(st.VerifierKeys) == 0 {
 		return ""
@@ -112,7 +116,7 @@ func gosumdb(st *Status, r *http.Request) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return st.VerifierKeys[len(st.VerifierKeys)-1] + " " + scheme + "://" + r.Host
+	return st.VerifierKeys[0] + " " + scheme + "://" + r.Host
 }
 
 // module serves "/module?path=P": the versions of module P, or, if it has

@@ -114,3 +114,37 @@ func TestPageSearchVersion(t *testing.T) {
 		t.Errorf("search for a version = %d %q, want 302 to record?id=506", resp.StatusCode, loc)
 	}
 }
+
+// TestPageGOSUMDBDuringRotation: during a key rotation the page's GOSUMDB
+// names the oldest key, the one sumd serve prints and sumd tuf gosumdb
+// gives (docs/keys.md: clients of the old key keep verifying), not the
+// newest.
+func TestPageGOSUMDBDuringRotation(t *testing.T) {
+	cfg, _, _ := testConfig(t)
+	var keys []*sumdlog.Key
+	var vkeys []string
+	for range 2 {
+		skey, vkey, err := sumdlog.GenerateKey("serve.example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _ := sumdlog.ParseKey(skey)
+		keys, vkeys = append(keys, k), append(vkeys, vkey)
+	}
+	cfg.OpenLog = func() (*sumdlog.Log, error) {
+		return sumdlog.Open(cfg.DBFile, sumdlog.Options{Keys: keys, Create: true, Logger: cfg.Logger})
+	}
+	printed := make(chan string, 1)
+	urls := make(chan string, 1)
+	cfg.Ready = func(l *sumdlog.Log, url string) { printed <- l.VerifierKey(); urls <- url }
+	url := serveTest(t, cfg, urls)
+	if p := <-printed; p != vkeys[0] {
+		t.Fatalf("sumd serve prints %s, want the oldest key %s", p, vkeys[0])
+	}
+	_, body := fetch(t, url+"/")
+	body = strings.ReplaceAll(body, "&#43;", "+")
+	if want := `GOSUMDB="` + vkeys[0] + " " + url + `"`; !strings.Contains(body, want) {
+		i := strings.Index(body, "GOSUMDB=")
+		t.Errorf("the page does not say %s: %.200s", want, body[max(i, 0):])
+	}
+}
