@@ -261,15 +261,15 @@ func TestReadListenerShutdown(t *testing.T) {
 }
 
 // TestReadListenerStoppedAtStart: a stop that arrives before the read
-// listener serves (SIGTERM during a long open) ends Run, with the
+// listener serves (SIGTERM just after the GOSUMDB line; one during the open
+// ends the start before listening: TestStopDuringOpen) ends Run, with the
 // listener closed. fasthttp's Shutdown does nothing before its Serve has
 // started, and Run waited for ever on the Serve started after it.
 func TestReadListenerStoppedAtStart(t *testing.T) {
 	for i := range 20 {
 		cfg, _, readURLOf := readConfig(t)
-		cfg.Ready = nil
 		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
+		cfg.Ready = func(*tlog.Log, string) { cancel() }
 		done := make(chan error, 1)
 		go func() { done <- Run(ctx, cfg) }()
 		select {

@@ -32,6 +32,10 @@
 //     for).
 //  5. Run: the listeners and every part, under one errgroup.
 //
+// A stop (ctx) during the start takes effect once the step in progress
+// returns: opening the log is not interrupted, but nothing is announced or
+// served after it, and Run returns nil.
+//
 // # Shutdown order
 //
 // Shutdown starts when ctx ends (SIGINT or SIGTERM) or when a part or a
@@ -179,13 +183,23 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	servers, parts, err := b.build(cfg, bound)
+	servers, parts, err := b.build(ctx, cfg, bound)
 	if err != nil {
 		bound.close()
+		if errors.Is(err, errStopped) {
+			cfg.Logger.Info("stopped before serving")
+			return nil
+		}
 		return err
 	}
 	return runGroup(ctx, servers, parts, cfg.ShutdownTimeout, cfg.Logger)
 }
+
+// errStopped is a start cut short by ctx: the open of the log or of a
+// mirror (minutes with -verify full) cannot be interrupted, but once it
+// returns nothing more is built, nothing is announced (Ready) and Run
+// returns nil, as after a clean stop.
+var errStopped = errors.New("stopped during the start")
 
 // A builder builds a server and remembers what to close.
 type builder struct {
@@ -209,8 +223,9 @@ func (b *builder) close() error {
 	return errors.Join(errs...)
 }
 
-// build runs start steps 1 to 4 of the package doc.
-func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
+// build runs start steps 1 to 4 of the package doc, or stops after a step
+// with errStopped once ctx is done.
+func (b *builder) build(ctx context.Context, cfg Config, bound *bound) ([]*listener, []Part, error) {
 	var parts []Part
 	t, err := openTUF(cfg.TUF, cfg.Registry, cfg.Logger)
 	if err != nil {
@@ -240,6 +255,9 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 	mirrors, mparts, err := b.openMirrors(cfg, own)
 	if err != nil {
 		return nil, nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, nil, errStopped
 	}
 	parts = append(parts, mparts...)
 	var rootOps sumdb.ServerOps
@@ -316,6 +334,9 @@ func (b *builder) build(cfg Config, bound *bound) ([]*listener, []Part, error) {
 		if err := cfg.Registry.Register(newHealthCollector(status)); err != nil {
 			return nil, nil, fmt.Errorf("failed to export the health as metrics: %w", err)
 		}
+	}
+	if ctx.Err() != nil {
+		return nil, nil, errStopped
 	}
 	servers := listenAll(cfg, bound, routes(&cfg, l, ops, adm, t, status, mirrors, layer))
 	cfg.Logger.Info("serving checksum database", "name", l.Name(), "url", servers[0].url, "tree_size", treeSize(l), "admin", adm != nil, "mirrors", len(cfg.Mirrors))

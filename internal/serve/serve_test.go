@@ -343,3 +343,39 @@ func TestOpenLogFails(t *testing.T) {
 		t.Fatalf("Run = %v, want %v", err, want)
 	}
 }
+
+// TestStopDuringOpen: a stop (SIGTERM) while the log opens (-verify full on
+// a large log takes minutes) ends the start once the open returns: nothing
+// is announced (Ready, the CLI's GOSUMDB line, which scripts wait for),
+// nothing is served, the address is freed and Run returns nil, as after a
+// clean stop.
+func TestStopDuringOpen(t *testing.T) {
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	cfg, _, logs := testConfig(t)
+	cfg.Listen = addr
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	open := cfg.OpenLog
+	cfg.OpenLog = func() (*tlog.Log, error) { stop(); return open() }
+	ready := false
+	cfg.Ready = func(*tlog.Log, string) { ready = true }
+	if err := Run(ctx, cfg); err != nil {
+		t.Errorf("Run stopped during the open = %v, want nil", err)
+	}
+	if ready {
+		t.Error("Run stopped during the open announced the server ready")
+	}
+	if !strings.Contains(logs.String(), "stopped before serving") {
+		t.Errorf("the server log does not say it stopped before serving:\n%s", logs.String())
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the address is still held after a stop during the start: %v", err)
+	}
+	ln.Close()
+}
