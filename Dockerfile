@@ -3,13 +3,14 @@
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t sumd .
 #   chown 65532 /etc/sumd/signing.key && chmod 400 /etc/sumd/signing.key   # the image runs as 65532
-#   docker run -d -p 8080:8080 -v sumd-data:/var/lib/sumd \
+#   docker run -d --stop-timeout 30 -p 8080:8080 -v sumd-data:/var/lib/sumd \
 #     -v /etc/sumd/signing.key:/run/secrets/signing.key:ro -e SUMD_KEY=/run/secrets/signing.key \
 #     -e SUMD_NAME=sum.corp.example sumd serve -create   # -create on the first start only:
 #   then recreate the container without it (docker rm -f, the same docker run without -create);
 #   left on, an unmounted volume one day becomes a new, empty log (sumd warns at each start)
 #
 # The configuration (flags, SUMD_* variables, a -config file): README.md#configuration.
+# --stop-timeout: Docker's default of 10 s is no more than sumd's -shutdown-timeout.
 # The health check, the key's owner and mode, upgrades: docs/operations.md.
 
 FROM golang:1.26-bookworm AS build
