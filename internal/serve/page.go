@@ -34,7 +34,7 @@ import (
 const (
 	recentShown     = 20   // records on the front page
 	versionsShown   = 500  // versions on a module's page
-	versionsScanned = 1000 // index entries read to pick the newest versionsShown
+	versionsScanned = 1000 // index entries read to pick the newest versionsShown, and releases sought beyond them
 	modulesShown    = 100  // module paths listed for a prefix
 	maxQuery        = 512  // bytes of a search query
 )
@@ -144,12 +144,12 @@ func (p *page) module(w http.ResponseWriter, r *http.Request) {
 	}
 	data := map[string]any{"Query": q}
 	if q != "" {
-		versions, more, err := p.versions(ctx, q)
+		versions, more, partial, err := p.versions(ctx, q)
 		if err != nil {
 			p.fail(w, r, err)
 			return
 		}
-		data["Versions"], data["MoreVersions"] = versions, more
+		data["Versions"], data["MoreVersions"], data["Partial"] = versions, more, partial
 		if len(versions) == 0 {
 			data["Modules"], data["MoreModules"], err = p.modules(ctx, q)
 			if err != nil {
@@ -161,27 +161,61 @@ func (p *page) module(w http.ResponseWriter, r *http.Request) {
 	p.render(w, r, "module.html", data)
 }
 
-// versions returns the records of module path, newest version first, and
-// whether it has more than versionsShown. The index is in byte order
-// (v1.10.0 before v1.9.0), so it reads up to versionsScanned entries, which
-// are cheap, sorts them by semver and reads the records of the newest.
-func (p *page) versions(ctx context.Context, path string) ([]recordView, bool, error) {
+// versions returns the records of module path, newest version first,
+// whether it has more than versionsShown, and whether the module has more
+// index entries than were read (partial). The index is in byte order
+// (v1.10.0 before v1.9.0, every v0.0.0-... pseudo-version before v1.0.0),
+// so it reads up to versionsScanned entries, which are cheap, sorts them by
+// semver and reads the records of the newest. A module with more entries
+// may have its releases past those read, after thousands of
+// pseudo-versions: releases adds the first entry of each release.
+func (p *page) versions(ctx context.Context, path string) (views []recordView, more, partial bool, err error) {
 	es, err := p.log.ScanIndex(ctx, path+"@", versionsScanned)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
+	partial = len(es) == versionsScanned && es[len(es)-1].Path == path
 	es = slices.DeleteFunc(es, func(e sumdlog.IndexEntry) bool { return e.Path != path })
+	if partial {
+		rs, err := p.releases(ctx, path)
+		if err != nil {
+			return nil, false, false, err
+		}
+		es = append(es, rs...)
+	}
 	slices.SortFunc(es, func(a, b sumdlog.IndexEntry) int { return semver.Compare(b.Version, a.Version) })
-	more := len(es) > versionsShown
-	var out []recordView
+	es = slices.CompactFunc(es, func(a, b sumdlog.IndexEntry) bool { return a.Version == b.Version })
+	more = partial || len(es) > versionsShown
 	for _, e := range es[:min(len(es), versionsShown)] {
 		rs, err := p.records(ctx, e.ID, 1)
 		if err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
-		out = append(out, rs...)
+		views = append(views, rs...)
 	}
-	return out, more, nil
+	return views, more, partial, nil
+}
+
+// releases returns the first index entry of each release vX.Y.Z of path
+// in byte order, at most versionsScanned: the release itself if recorded
+// (its key comes before its pre-releases' and pseudo-versions'), else the
+// first of those. Each is one seek past the previous release's keys, so the
+// work grows with the number of releases, not of versions.
+func (p *page) releases(ctx context.Context, path string) ([]sumdlog.IndexEntry, error) {
+	var out []sumdlog.IndexEntry
+	for from := path + "@"; len(out) < versionsScanned; {
+		es, err := p.log.ScanIndex(ctx, from, 1)
+		if err != nil || len(es) == 0 || es[0].Path != path {
+			return out, err
+		}
+		out = append(out, es[0])
+		release, _, _ := strings.Cut(es[0].Version, "-")
+		release, _, _ = strings.Cut(release, "+")
+		// "." sorts after the "-" of a pre-release and the "+" of
+		// +incompatible, and before the digits of a longer patch number.
+		from = path + "@" + release + "."
+	}
+	return out, nil
 }
 
 // modules returns up to modulesShown module paths starting with prefix,

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	sumdlog "github.com/sumd-project/sumd/internal/tlog"
@@ -146,5 +147,47 @@ func TestPageGOSUMDBDuringRotation(t *testing.T) {
 	if want := `GOSUMDB="` + vkeys[0] + " " + url + `"`; !strings.Contains(body, want) {
 		i := strings.Index(body, "GOSUMDB=")
 		t.Errorf("the page does not say %s: %.200s", want, body[max(i, 0):])
+	}
+}
+
+// TestPageManyPseudoVersions: a module with more index entries than a
+// page reads (versionsScanned) whose releases come after them in byte
+// order (every v0.0.0-... pseudo-version sorts before v1.0.0) still shows
+// its releases, newest first, and says which pseudo-versions it shows.
+func TestPageManyPseudoVersions(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	open := cfg.OpenLog
+	cfg.OpenLog = func() (*sumdlog.Log, error) {
+		l, err := open()
+		if err != nil {
+			return nil, err
+		}
+		var recs []gosum.Record
+		h := "h1:" + strings.Repeat("A", 43) + "="
+		base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i := range versionsScanned + 200 {
+			v := fmt.Sprintf("v0.0.0-%s-%012x", base.Add(time.Duration(i)*time.Hour).Format("20060102150405"), i)
+			recs = append(recs, gosum.Record{Path: "corp.example/mono", Version: v, Hash: h, GoMod: h})
+		}
+		for _, v := range []string{"v1.0.0", "v1.10.0", "v1.9.0", "v2.0.0+incompatible", "v1.11.0-rc.1"} {
+			recs = append(recs, gosum.Record{Path: "corp.example/mono", Version: v, Hash: h, GoMod: h})
+		}
+		recs = append(recs, gosum.Record{Path: "corp.example/monoz", Version: "v1.99.0", Hash: h, GoMod: h})
+		_, err = l.Add(context.Background(), recs...)
+		return l, err
+	}
+	url := serveTest(t, cfg, urls)
+	_, body := fetch(t, url+"/module?path=corp.example/mono")
+	rest := body
+	for _, w := range []string{"500 recorded versions shown: the newest releases, with the pre-releases and pseudo-versions among the module's first 1,000 in index order; there are more.",
+		">v2.0.0&#43;incompatible<", ">v1.11.0-rc.1<", ">v1.10.0<", ">v1.9.0<", ">v1.0.0<", ">v0.0.0-"} {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("no %q (in order) in the page of a module with %d pseudo-versions:\n%s", w, versionsScanned+200, body)
+		}
+		rest = rest[i+len(w):]
+	}
+	if strings.Contains(body, ">v1.99.0<") {
+		t.Error("the page of corp.example/mono shows a version of corp.example/monoz")
 	}
 }
