@@ -219,6 +219,65 @@ func TestCancelledSyncWait(t *testing.T) {
 	}
 }
 
+// TestWeakSessionSyncCancel: a database or URL that hides WARNINGs from
+// sumd's sessions (client_min_messages = error) or lets COMMIT skip the
+// wait for the synchronous standbys (synchronous_commit = off) does not
+// make sumd acknowledge a commit the standby never received: the sessions
+// override both, so COMMIT waits, and a cancel of that wait is seen.
+func TestWeakSessionSyncCancel(t *testing.T) {
+	pgtest.Shared(t)
+	pg, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	ctx := context.Background()
+	standby := func(names string) { setStandby(t, pg, names) }
+	t.Cleanup(func() { standby("") })
+	for _, c := range []struct {
+		query string   // added to the URL
+		db    []string // ALTER DATABASE … SET
+	}{
+		{query: "&client_min_messages=error"},
+		{db: []string{"client_min_messages = error", "synchronous_commit = off"}},
+	} {
+		url, k := pg.NewDatabase(t), testKey(t)
+		db, _, _ := strings.Cut(strings.TrimPrefix(url, "postgres:///"), "?")
+		for _, set := range c.db {
+			if err := pg.Exec("postgres", "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET "+set); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a, _ := openLog(t, url+c.query, k, Options{})
+		if _, err := a.Add(ctx, record(0)); err != nil {
+			t.Fatal(err)
+		}
+		standby("ghost")
+		added := make(chan error, 1)
+		go func() { _, err := a.Add(ctx, record(1)); added <- err }()
+		if err := pg.Exec("postgres", "SELECT pg_cancel_backend($1)", waitSyncRep(t, pg, "")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-added:
+			t.Fatalf("%s%v: Add of a commit whose wait for the standby was cancelled answered %v while the standby is away", c.query, c.db, err)
+		case <-time.After(2 * time.Second):
+		}
+		if tree, _ := a.Tree(ctx); tree.N != 1 {
+			t.Fatalf("%s%v: publishes tree %d while the standby is away, want 1", c.query, c.db, tree.N)
+		}
+		standby("")
+		select {
+		case err := <-added:
+			if err != nil {
+				t.Fatalf("%s%v: Add once the standby is not needed: %v", c.query, c.db, err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s%v: Add did not end after synchronous replication was switched off", c.query, c.db)
+		}
+	}
+}
+
 // TestSetAuxWaitsForStandby: SetAux's COMMIT has no deadline, as Commit's:
 // one expiring made pgx cancel the wait for the synchronous standby, and
 // the value, read back from the primary, was acknowledged durable.

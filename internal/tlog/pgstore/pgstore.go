@@ -77,7 +77,8 @@
 // record WARNINGs (onNotice): a commit answered with one is acknowledged
 // only once a barrier that began after it has committed (confirmDurable),
 // and a barrier or a lost answer's resolution answered with one confirms
-// nothing.
+// nothing. Every session receives WARNINGs and waits for the standbys
+// whatever the URL, role or database say (setSession).
 //
 // Full hash tiles never change and are kept in an in-memory LRU cache. A
 // failure to reach the database is a *tlog.UnavailableError, which the HTTP
@@ -89,7 +90,7 @@
 // The SQL is plain: no LISTEN/NOTIFY, no stored procedures, and one
 // advisory lock, taken only while creating the tables; ON CONFLICT in
 // WITH clauses, unnest of several arrays, LATERAL, SELECT … FOR UPDATE and
-// FOR KEY SHARE, and set_config for the session's timeouts. Tested with
+// FOR KEY SHARE, and set_config for the session's parameters. Tested with
 // PostgreSQL 15 only.
 package pgstore
 
@@ -240,20 +241,34 @@ const (
 	keepaliveCount    = 3
 )
 
-// setSession makes a connection's failures end in bounded time. The head's
-// row lock is held by a transaction the process drives: if the process
-// loses the network meanwhile, its backend would sit "idle in transaction"
-// holding the lock, blocking every process's writes, until the server
-// noticed the dead client (by default after two hours of TCP silence). So
-// the server ends a transaction left idle for twice the statement timeout
-// (idle_in_transaction_session_timeout; its COMMIT, if one comes, fails and
-// is resolved as not stored), and both ends send TCP keepalives. The
-// parameters are set after connecting, not in the startup packet, which
-// PgBouncer refuses unknown parameters in; those the URL sets (as query
-// parameters, or options=-c…) are kept.
+// setSession makes a connection's failures end in bounded time, and its
+// commits wait for the synchronous standbys in a way sumd can see.
+//
+// The head's row lock is held by a transaction the process drives: if the
+// process loses the network meanwhile, its backend would sit "idle in
+// transaction" holding the lock, blocking every process's writes, until
+// the server noticed the dead client (by default after two hours of TCP
+// silence). So the server ends a transaction left idle for twice the
+// statement timeout (idle_in_transaction_session_timeout; its COMMIT, if
+// one comes, fails and is resolved as not stored), and both ends send TCP
+// keepalives. Those the URL sets (as query parameters, or options=-c…)
+// are kept.
+//
+// Durability is not left to the URL, the role or the database: a COMMIT
+// must wait for the synchronous standbys (synchronous_commit = on;
+// remote_apply, stronger, is kept), and the WARNING that says the wait was
+// cancelled (see onNotice) must reach sumd (client_min_messages =
+// warning). A role's client_min_messages = error, or synchronous_commit =
+// off for the database, would otherwise make sumd acknowledge commits a
+// failover loses. They are overridden, not refused: PostgreSQL makes both
+// a session's choice, and a default chosen for other applications of the
+// role or database should not stop sumd (docs/ha.md).
+//
+// The parameters are set after connecting, not in the startup packet,
+// which PgBouncer refuses unknown parameters in.
 func setSession(cfg *pgxpool.Config, opts Options) {
 	cc := cfg.ConnConfig
-	var names, values []string
+	names, values := []string{"client_min_messages"}, []string{"warning"}
 	for _, p := range [][2]string{
 		{"idle_in_transaction_session_timeout", strconv.FormatInt(max(1, (2*opts.Timeout).Milliseconds()), 10)},
 		{"tcp_keepalives_idle", strconv.Itoa(int(keepaliveIdle / time.Second))},
@@ -264,19 +279,23 @@ func setSession(cfg *pgxpool.Config, opts Options) {
 			names, values = append(names, p[0]), append(values, p[1])
 		}
 	}
-	if len(names) > 0 {
-		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-			_, err := c.Exec(ctx, `SELECT set_config(n, v, false) FROM unnest($1::text[], $2::text[]) AS p(n, v)`, names, values)
-			if err != nil {
-				return fmt.Errorf("failed to set the session's timeouts: %w", err)
-			}
-			return nil
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, sessionSQL, names, values)
+		if err != nil {
+			return fmt.Errorf("failed to set the session's parameters: %w", err)
 		}
+		return nil
 	}
 	d := &net.Dialer{Timeout: cc.ConnectTimeout, KeepAliveConfig: net.KeepAliveConfig{
 		Enable: true, Idle: keepaliveIdle, Interval: keepaliveInterval, Count: keepaliveCount}}
 	cc.DialFunc = d.DialContext
 }
+
+// sessionSQL sets the parameters $1 to the values $2, and
+// synchronous_commit to on unless it is remote_apply (setSession).
+const sessionSQL = `SELECT set_config(n, v, false) FROM unnest($1::text[], $2::text[]) AS p(n, v)
+	UNION ALL SELECT set_config('synchronous_commit',
+		CASE current_setting('synchronous_commit') WHEN 'remote_apply' THEN 'remote_apply' ELSE 'on' END, false)`
 
 // Shared reports true: other processes may commit to the database.
 func (s *Store) Shared() bool { return true }

@@ -3,8 +3,11 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sumd-project/sumd/internal/pgtest"
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -88,5 +91,59 @@ func TestIdleLockEnded(t *testing.T) {
 	}
 	if err := a.Err(); errors.Is(err, tlog.ErrFatal) {
 		t.Fatalf("a stopped: %v", err)
+	}
+}
+
+// TestSessionDurability: every connection receives WARNINGs
+// (client_min_messages = warning) and waits for the synchronous standbys
+// (synchronous_commit = on), whatever the URL, the database or the role
+// set: a hidden WARNING made a commit whose wait for the standby was
+// cancelled look durable, and a weaker synchronous_commit made COMMIT not
+// wait at all. A stronger remote_apply is kept.
+func TestSessionDurability(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	if err := pg.Exec("postgres", `CREATE ROLE sumd_weak LOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Exec("postgres", `ALTER ROLE sumd_weak SET client_min_messages = error`); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Exec("postgres", `ALTER ROLE sumd_weak SET synchronous_commit = off`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		query string   // added to the URL
+		db    []string // ALTER DATABASE … SET
+		user  string   // the role, if not postgres
+		sync  string   // the synchronous_commit the session has
+	}{
+		{name: "url", query: "&client_min_messages=error&synchronous_commit=off", sync: "on"},
+		{name: "options", query: "&options=-c%20client_min_messages%3Derror%20-c%20synchronous_commit%3Dlocal", sync: "on"},
+		{name: "database", db: []string{"client_min_messages = error", "synchronous_commit = remote_write"}, sync: "on"},
+		{name: "role", user: "sumd_weak", sync: "on"},
+		{name: "remote_apply", query: "&synchronous_commit=remote_apply", sync: "remote_apply"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u := pg.NewDatabase(t)
+			db, _, _ := strings.Cut(strings.TrimPrefix(u, "postgres:///"), "?")
+			for _, set := range c.db {
+				if err := pg.Exec("postgres", "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET "+set); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if c.user != "" {
+				u = strings.Replace(u, "user=postgres", "user="+c.user, 1)
+			}
+			s := openDB(t, u+c.query)
+			var msgs, sync string
+			if err := s.pool.QueryRow(ctx, `SELECT current_setting('client_min_messages'), current_setting('synchronous_commit')`).Scan(&msgs, &sync); err != nil {
+				t.Fatal(err)
+			}
+			if msgs != "warning" || sync != c.sync {
+				t.Errorf("client_min_messages = %s, synchronous_commit = %s; want warning, %s", msgs, sync, c.sync)
+			}
+		})
 	}
 }
