@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,21 +66,37 @@ func postgresHint(err error) string {
 	return ""
 }
 
-// redact returns db with any password in it replaced, for messages.
+// redact returns db with its secrets masked, for messages: those pgx
+// masks in its own (pgconn's redactPW), the user's password (in the URL's
+// user information, or password=) and sslpassword (which decrypts the
+// client key), in a URL or a keyword/value string.
 func redact(db string) string {
 	if !pgstore.IsURL(db) {
-		return db
+		return secretKV.ReplaceAllString(db, "${1}=xxxxx")
 	}
 	u, err := url.Parse(db)
 	if err != nil {
 		return "(unparsable PostgreSQL URL)"
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	pairs := strings.Split(u.RawQuery, "&")
+	for i, pair := range pairs {
+		// Decoded as pgx decodes a key: no '+' for a space, spaces trimmed.
+		raw, _, ok := strings.Cut(pair, "=")
+		key, err := url.PathUnescape(raw)
+		if ok && err == nil && secretKeys[strings.TrimSpace(key)] {
+			pairs[i] = raw + "=xxxxx"
+		}
 	}
+	u.RawQuery = strings.Join(pairs, "&")
 	return u.Redacted()
 }
+
+// secretKeys are the connection parameters that hold secrets.
+var secretKeys = map[string]bool{"password": true, "sslpassword": true}
+
+// secretKV matches a secret parameter of a keyword/value string, its value
+// quoted or not.
+var secretKV = regexp.MustCompile(`\b((?:ssl)?password)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
 
 // dbFile returns the database file db names, or "" for a PostgreSQL URL.
 func dbFile(db string) string {
