@@ -278,6 +278,56 @@ func TestWeakSessionSyncCancel(t *testing.T) {
 	}
 }
 
+// TestCreateWaitsForStandby: Create's COMMITs (the tables', the log's)
+// have no deadline, as Commit's: one expiring made pgx cancel the wait for
+// the synchronous standby, and the log, committed on the primary alone,
+// was created and published. A cancel by someone else is seen too: Create
+// returns only once the database confirms the log durable.
+func TestCreateWaitsForStandby(t *testing.T) {
+	pgtest.Shared(t)
+	pg, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	ctx := context.Background()
+	standby := func(names string) { setStandby(t, pg, names) }
+	t.Cleanup(func() { standby("") })
+	s, err := Open(ctx, pg.NewDatabase(t), Options{Logger: quiet, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	standby("ghost")
+	created := make(chan error, 1)
+	go func() {
+		created <- s.Create(ctx, tlog.Meta{Name: "x", VKeys: []string{"x+1+AQ"}}, nil)
+	}()
+	select {
+	case err := <-created:
+		t.Fatalf("Create answered %v while the synchronous standby is away", err)
+	case <-time.After(4 * time.Second): // four times its statement timeout
+	}
+	waitSyncRep(t, pg, "")
+	if err := pg.Exec("postgres", "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-created:
+		t.Fatalf("Create whose wait for the standby was cancelled answered %v while the standby is away", err)
+	case <-time.After(2 * time.Second):
+	}
+	standby("")
+	select {
+	case err := <-created:
+		if err != nil {
+			t.Fatalf("Create once the standby is not needed: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Create did not end after synchronous replication was switched off")
+	}
+}
+
 // TestSetAuxWaitsForStandby: SetAux's COMMIT has no deadline, as Commit's:
 // one expiring made pgx cancel the wait for the synchronous standby, and
 // the value, read back from the primary, was acknowledged durable.

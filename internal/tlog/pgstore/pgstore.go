@@ -551,11 +551,22 @@ func (s *Store) Create(ctx context.Context, meta tlog.Meta, head []byte) error {
 	case tag.RowsAffected() == 0:
 		return tlog.ErrLogExists
 	}
-	if err := tx.Commit(ctx); err != nil {
-		// A lost answer may hide a stored log, which the next open finds.
+	// No deadline on COMMIT, and a WARNING heeded, as Commit's: the log
+	// is published once Create returns.
+	pc := tx.Conn().PgConn()
+	clearWarning(pc)
+	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
+		// A lost answer may hide a stored log, which the next open finds
+		// (and Load adopts only once a barrier confirms it durable).
 		return s.fail("create the log", err)
 	}
 	s.up()
+	if w := warning(pc); w != nil {
+		if err := s.confirmDurable("create the log", w); err != nil {
+			return err
+		}
+	}
+	s.markDurable(head)
 	return nil
 }
 

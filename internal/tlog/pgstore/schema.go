@@ -114,8 +114,16 @@ func (s *Store) migrateOnce(ctx context.Context, create bool) error {
 	if _, err := tx.Exec(ctx, `UPDATE sumd_schema SET version = $1 WHERE id = 1`, SchemaVersion); err != nil {
 		return s.fail("record the schema version", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	// No deadline on COMMIT, and a WARNING heeded, as Commit's.
+	pc := tx.Conn().PgConn()
+	clearWarning(pc)
+	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
 		return s.fail("commit the schema migration", err)
+	}
+	if w := warning(pc); w != nil {
+		if err := s.confirmDurable("migrate sumd's tables", w); err != nil {
+			return err
+		}
 	}
 	if version > 0 {
 		s.log.Warn("migrated sumd's tables", "from", version, "to", SchemaVersion)
