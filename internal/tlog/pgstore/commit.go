@@ -435,9 +435,10 @@ func recordIDs(b *tlog.Batch) []int64 {
 }
 
 // SetAux stores an auxiliary value in a transaction of its own. A lost
-// answer to its COMMIT is resolved by reading the value back: if another
-// process replaced it meanwhile, this one counts as not stored, which is
-// what every later reader sees anyway.
+// answer to its COMMIT is resolved by reading the value back once that
+// transaction has ended (readAuxLocked): if another process replaced it
+// meanwhile, this one counts as not stored, which is what every later
+// reader sees anyway.
 func (s *Store) SetAux(ctx context.Context, key string, value []byte) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -469,10 +470,15 @@ func (s *Store) SetAux(ctx context.Context, key string, value []byte) error {
 	case definite(err) || errors.Is(err, pgx.ErrTxCommitRollback):
 		return notPersisted(s.fail("commit "+key, err))
 	}
+	// pgx closed the connection if the transaction may still be open:
+	// its slot is free for the reads below.
+	conn.Release()
+	var rerr error
 	deadline := time.Now().Add(s.opts.ResolveTimeout)
 	for wait := 50 * time.Millisecond; time.Now().Add(wait).Before(deadline); wait = min(2*wait, 5*time.Second) {
 		time.Sleep(wait)
-		got, rerr := s.Aux(context.Background(), key)
+		var got []byte
+		got, rerr = s.readAuxLocked(key)
 		switch {
 		case rerr != nil:
 			continue
@@ -483,5 +489,37 @@ func (s *Store) SetAux(ctx context.Context, key string, value []byte) error {
 		}
 		return notPersisted(fmt.Errorf("failed to store %s: %w", key, err))
 	}
-	return fmt.Errorf("failed to store %s, and the database stayed out of reach, so whether it was stored is unknown: %w", key, err)
+	return fmt.Errorf("failed to store %s, and whether it was stored is unknown (the database stayed out of reach, or the lost transaction did not end): %w (reading it back: %w)", key, err, rerr)
+}
+
+// readAuxLocked reads key's value once every transaction writing it has
+// ended, as settle does for a batch: a lost COMMIT's transaction holds the
+// row (or, for a new key, its index entry) until it has committed or
+// rolled back, and a read that does not wait for it sees the value before
+// it, for a value then stored. An INSERT … ON CONFLICT waits for a writer
+// of a new key, SELECT … FOR UPDATE for one of an existing row; the
+// transaction is rolled back. A lock not had within Timeout is an error:
+// the outcome is unknown yet.
+func (s *Store) readAuxLocked(key string) ([]byte, error) {
+	ctx, cancel := s.ctx(context.Background())
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, s.fail("begin reading "+key+" back", err)
+	}
+	defer tx.Rollback(context.Background())
+	var absent bool
+	err = tx.QueryRow(ctx, `INSERT INTO sumd_aux (key, value) VALUES ($1, '') ON CONFLICT (key) DO NOTHING RETURNING true`, key).Scan(&absent)
+	switch {
+	case err == nil:
+		return nil, nil // no value stored: the insert, rolled back, took its place
+	case !errors.Is(err, pgx.ErrNoRows):
+		return nil, s.fail("wait for the writers of "+key, err)
+	}
+	var value []byte
+	if err := tx.QueryRow(ctx, `SELECT value FROM sumd_aux WHERE key = $1 FOR UPDATE`, key).Scan(&value); err != nil {
+		return nil, s.fail("read "+key+" back", err)
+	}
+	s.up()
+	return value, nil
 }
