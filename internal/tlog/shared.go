@@ -113,6 +113,7 @@ type shared struct {
 type refreshes struct {
 	mu      sync.Mutex
 	pending *refreshCall // queued, not yet started: joined by new callers
+	started time.Time    // when the last catch-up began (cover)
 }
 
 // A refreshCall is one catch-up run by the sequencer for every caller that
@@ -239,6 +240,9 @@ func (l *Log) refreshCall() (*refreshCall, error) {
 	}
 	req := &request{done: make(chan struct{}), ctrl: func(ctx context.Context) error {
 		unqueue()
+		rs.mu.Lock()
+		rs.started = time.Now()
+		rs.mu.Unlock()
 		_, err := l.catchUp(ctx)
 		return err
 	}}
@@ -263,8 +267,49 @@ func (l *Log) cover(ctx context.Context, n int64) (*Head, error) {
 	if h.Tree.N >= n || l.shared == nil {
 		return h, nil
 	}
+	if err := l.waitToCover(ctx); err != nil {
+		return nil, err
+	}
+	if h = l.pub.Load(); h.Tree.N >= n {
+		return h, nil // adopted meanwhile
+	}
 	if err := l.Refresh(ctx); err != nil {
 		return nil, err
 	}
 	return l.pub.Load(), nil
+}
+
+// coverWait is how long after the stored head was last read (confirmed,
+// or a catch-up began) cover reads it again.
+const coverWait = 250 * time.Millisecond
+
+// waitToCover waits until coverWait has passed since the stored head was
+// last read. Anyone may ask for a tree beyond the published one (a tile
+// path names it), and every such request read the stored head. Now a
+// larger tree that a client learned from another process is adopted at
+// most coverWait late, and the callers waiting meanwhile share one
+// catch-up (Refresh): a stream of requests beyond every tree reads the
+// stored head a few times per second at most.
+func (l *Log) waitToCover(ctx context.Context) error {
+	r, rs := l.shared, &l.refreshes
+	r.mu.Lock()
+	last := r.confirmed
+	r.mu.Unlock()
+	rs.mu.Lock()
+	if rs.started.After(last) {
+		last = rs.started
+	}
+	rs.mu.Unlock()
+	wait := time.Until(last.Add(coverWait))
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
