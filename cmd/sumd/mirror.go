@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -43,10 +45,8 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if mods := cfg.ModuleList(); len(mods) > 0 {
-		if _, err := mirror.ParseSelection(mods); err != nil {
-			return usageError(fmt.Errorf("modules: %w", err), "list go.sum files (ending in .sum) and module path patterns such as golang.org/x/*")
-		}
+	if err := checkMirrorFlags(cfg); err != nil {
+		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	_, statErr := os.Lstat(cfg.Mirror)
@@ -74,8 +74,14 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	bar := newProgress(stderr, "mirroring records")
 	f.SetProgress(bar.update)
+	before := mirrorProgress(l)
 	res, err := f.Sync(ctx)
 	bar.finish()
+	if err == nil || mirrorProgress(l) != before {
+		if serr := saveMirrorConfig(l, stored, mc); serr != nil && err == nil {
+			err = serr
+		}
+	}
 	if err != nil {
 		if isNew && cfg.OriginKey == "" {
 			return defaultKeyRefused(err, l, cfg.Mirror)
@@ -158,10 +164,30 @@ func mirrorError(err error) error {
 	return err
 }
 
+// checkMirrorFlags checks what sumd mirror's options name before the
+// mirror is opened (or created): the -modules list and its go.sum files
+// (read again by each run), and the -auth credentials.
+func checkMirrorFlags(cfg *config.Mirror) error {
+	if mods := cfg.ModuleList(); len(mods) > 0 {
+		sel, err := mirror.ParseSelection(mods)
+		if err != nil {
+			return usageError(fmt.Errorf("modules: %w", err), "list go.sum files (ending in .sum) and module path patterns such as golang.org/x/*")
+		}
+		if _, err := sel.Versions(); err != nil {
+			return usageError(fmt.Errorf("modules: %w", err), "check the go.sum files -modules names: each must exist and be readable (each run reads them again)")
+		}
+	}
+	if cfg.Auth != "" {
+		if _, err := clientAuth(cfg.Auth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // mirrorConfig merges the flags with what the mirror's database remembers,
-// stores the result, and returns it.
+// and returns the result, which saveMirrorConfig stores once it is proven.
 func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mirror.Config, error) {
-	ctx := context.Background()
 	mc := &mirror.Config{VerifierKeys: l.VerifierKeys()}
 	if stored != nil {
 		mc.URL, mc.Modules, mc.Partial = stored.URL, stored.Modules, stored.Partial
@@ -184,12 +210,47 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 	if cfg.Auth != "" {
 		mc.Auth = cfg.Auth
 	}
-	if stored == nil || stored.URL != mc.URL || !slices.Equal(stored.Modules, mc.Modules) || !slices.Equal(stored.VerifierKeys, mc.VerifierKeys) || stored.Auth != mc.Auth || stored.Partial != mc.Partial {
-		if err := mirror.WriteConfig(ctx, l, mc); err != nil {
-			return nil, err
-		}
-	}
 	return mc, nil
+}
+
+// saveMirrorConfig stores mc, the options a round ran with, unless the
+// database remembers them already. runMirror calls it after the round, and
+// only if the round succeeded or changed the mirror: a mistyped -origin,
+// -auth or -modules saved before it had worked would be taken by every
+// later run and by sumd serve -mirror, which get no flags to override it
+// (and -modules cannot be taken back: a partial mirror never becomes full).
+// A round that changed the mirror and then failed (interrupted, or the
+// origin lost mid-way) saves them all the same: its origin answered with a
+// head that verified under the keys, its credentials and go.sum files were
+// read, and what it stored is only part of the log if -modules says so,
+// which the database must then remember (see mirrorProgress).
+func saveMirrorConfig(l *itlog.Log, stored, mc *mirror.Config) error {
+	if stored != nil && stored.URL == mc.URL && slices.Equal(stored.Modules, mc.Modules) && slices.Equal(stored.VerifierKeys, mc.VerifierKeys) &&
+		stored.Auth == mc.Auth && stored.Partial == mc.Partial {
+		return nil
+	}
+	return mirror.WriteConfig(context.Background(), l, mc)
+}
+
+// mirrorState is what a round of sumd mirror may change: the published tree,
+// and the head being staged and how far.
+type mirrorState struct {
+	tree   tlog.Tree
+	staged tlog.Tree
+	size   int64
+	err    bool // the staging could not be read: taken for a change
+}
+
+func mirrorProgress(l *itlog.Log) mirrorState {
+	p := mirrorState{tree: l.Published().Tree}
+	st, err := l.Staged(context.Background())
+	switch {
+	case err != nil:
+		p.err = true
+	case st != nil:
+		p.staged, p.size = st.Tree, st.Size
+	}
+	return p
 }
 
 // followerOptions tune a follower.
