@@ -75,6 +75,19 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	cfg.TmpDir = tmpDir
 	reg := serve.NewRegistry()
 	reg.MustRegister(buildInfo())
+	// The rest of the configuration is checked before the log is opened
+	// (or created, with its key, on a first start): the cross-check's key
+	// and state file, and that each -mirror exists.
+	var upMetrics *upstream.Metrics
+	if !cfg.MirrorOnly {
+		upMetrics = upstream.NewMetrics(reg)
+		if up.checker, err = newChecker(cfg.CrosscheckOptions, up.sources, cfg.UpstreamTimeout, cfg.DB, logger, upMetrics); err != nil {
+			return err
+		}
+	}
+	if err := checkMirrorFiles(cfg.MirrorList()); err != nil {
+		return err
+	}
 	var certProblems serve.ProblemReporter // nil, not a nil *Reloader
 	if cert != nil {
 		cert.Register(reg)
@@ -94,7 +107,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if err := openTmpDir(cfg.TmpDir, logger); err != nil {
 			return nil, nil, err
 		}
-		return up.serverOps(cfg, l, upstream.NewMetrics(reg), logger)
+		return up.serverOps(cfg, l, upMetrics, logger)
 	}
 	watched := dbFile(cfg.DB)
 	if cfg.MirrorOnly {
@@ -389,10 +402,7 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 			Open: func() (*mirror.Follower, error) {
 				s, err := tlog.OpenBolt(path, tlog.BoltOptions{MinFree: cfg.DiskFloor.Bytes()})
 				if err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						err = withHint(err, "create the mirror first: sumd mirror -mirror "+path+" [-origin URL -origin-key VKEY]")
-					}
-					return nil, mirrorOpenError(err, path)
+					return nil, mirrorOpenError(missingMirror(err, path), path)
 				}
 				l, stored, err := openMirrorStore(context.Background(), s, "", false, "", logger)
 				if err != nil {
@@ -413,6 +423,26 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 		})
 	}
 	return out
+}
+
+// checkMirrorFiles refuses a -mirror file that does not exist, before the
+// server opens (or creates) its own log: serve.Run opens the mirrors after it.
+func checkMirrorFiles(paths []string) error {
+	for _, path := range paths {
+		if _, err := os.Stat(path); err != nil {
+			return mirrorOpenError(missingMirror(err, path), path)
+		}
+	}
+	return nil
+}
+
+// missingMirror adds to err, if it says the mirror file at path does not
+// exist, the hint to create it.
+func missingMirror(err error, path string) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return withHint(err, "create the mirror first: sumd mirror -mirror "+path+" [-origin URL -origin-key VKEY]")
+	}
+	return err
 }
 
 // mirrorSurface is the surface of a mirror-only server: its first mirror

@@ -24,6 +24,9 @@ import (
 type upstreamSetup struct {
 	sources    []upstream.Source
 	crosscheck bool
+	// checker is the cross-check (nil: none), built by runServe before
+	// the log is opened, so that a bad key or state file changes nothing.
+	checker *upstream.Checker
 	// recorder is the recorder serverOps built (nil: none), which OCI
 	// sync records through.
 	recorder *upstream.Recorder
@@ -76,11 +79,7 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 		opts.Fetcher = f
 		logger.Info("recording unknown versions from upstream", "upstream", upstream.FormatList(u.sources), "record", cmp.Or(cfg.Record, "all paths"))
 	}
-	c, err := newChecker(cfg.CrosscheckOptions, u.sources, cfg.UpstreamTimeout, cfg.DB, logger, m)
-	if err != nil {
-		return nil, nil, err
-	}
-	opts.Checker = c
+	opts.Checker = u.checker
 	rec, err := upstream.NewRecorder(l, opts)
 	if err != nil {
 		return nil, nil, err

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestServeChecksBeforeCreating: sumd serve in an empty directory with a
+// bad cross-check key or state file, or a mistyped -mirror, is refused
+// before it generates a key or creates the database (it used to make both,
+// then fail on the cross-check's options or the missing mirror).
+func TestServeChecksBeforeCreating(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"crosscheck-key", []string{"-upstream", "https://proxy.golang.org", "-crosscheck", "-crosscheck-key", "garbage"}, "invalid cross-check key"},
+		{"crosscheck-state", []string{"-upstream", "https://proxy.golang.org", "-crosscheck", "-crosscheck-state", "state"}, "does not hold a tree head"},
+		{"mirror", []string{"-create", "-mirror", "missing.db"}, "hint: create the mirror first: sumd mirror -mirror missing.db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "state"), []byte("not a signed head\n"))
+			var stdout, stderr bytes.Buffer
+			cmd := sumdCommand(t, append([]string{"serve", "-listen", "127.0.0.1:0"}, tc.args...)...)
+			cmd.Dir, cmd.Stdout, cmd.Stderr = dir, &stdout, &stderr
+			if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("sumd serve %q: %v\n%s\nwant it refused with %q", tc.args, err, stderr.String(), tc.want)
+			}
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				if e.Name() != "state" {
+					t.Errorf("the refused sumd serve %q left %s", tc.args, e.Name())
+				}
+			}
+		})
+	}
+}
