@@ -40,3 +40,23 @@ func TestServeChecksBeforeCreating(t *testing.T) {
 		})
 	}
 }
+
+// TestServeCrosscheckURL: -crosscheck with -crosscheck-url and no
+// -upstream is enough for sumd serve (it cross-checks the admin API's and
+// OCI sync's records), as for sumd sync; an option that needs -upstream
+// is named alone.
+func TestServeCrosscheckURL(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	base := []string{"-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key")}
+	s := startServer(t, append(base, "-crosscheck", "-crosscheck-url", "http://127.0.0.1:1")...)
+	s.stop()
+	_, errOut, err := sumdRun(t, append([]string{"serve", "-listen", "127.0.0.1:0"}, append(base, "-crosscheck")...)...)
+	if err == nil || !strings.Contains(errOut, "crosscheck needs -upstream or -crosscheck-url") || strings.Contains(errOut, "upstream-auth") {
+		t.Errorf("-crosscheck alone: %v\n%s\nwant it refused, naming -crosscheck-url and not -upstream-auth", err, errOut)
+	}
+	_, errOut, err = sumdRun(t, append([]string{"serve", "-listen", "127.0.0.1:0"}, append(base, "-upstream-auth", "none")...)...)
+	if err == nil || !strings.Contains(errOut, "upstream-auth needs -upstream") || strings.Contains(errOut, "crosscheck") {
+		t.Errorf("-upstream-auth alone: %v\n%s\nwant it refused, naming only -upstream-auth", err, errOut)
+	}
+}

@@ -47,8 +47,14 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 		}
 	}
 	if cfg.Upstream.Upstream == "" {
-		if cfg.Crosscheck || cfg.UpstreamAuth != "" {
-			return nil, usageError(fmt.Errorf("crosscheck and upstream-auth need -upstream"), "set -upstream to your module proxy, e.g. -upstream https://athens.corp.example")
+		// Without -upstream, the cross-check reaches the checksum database
+		// at -crosscheck-url, as sumd sync's does (config.Sync.Validate).
+		if cfg.Crosscheck && cfg.CrosscheckURL == "" {
+			return nil, usageError(errors.New("crosscheck needs -upstream or -crosscheck-url"),
+				"set -crosscheck-url to the upstream checksum database, or -upstream to the module proxies that reach it, e.g. -upstream https://athens.corp.example")
+		}
+		if cfg.UpstreamAuth != "" {
+			return nil, usageError(errors.New("upstream-auth needs -upstream"), "set -upstream to your module proxy, e.g. -upstream https://athens.corp.example, or remove -upstream-auth")
 		}
 		return u, nil
 	}
@@ -66,7 +72,7 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 // log behind a recorder that fetches unknown versions from upstream; and
 // the admin API handler, if configured.
 func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Metrics, logger *slog.Logger) (sumdb.ServerOps, http.Handler, error) {
-	if len(u.sources) == 0 && !cfg.AdminAPI() {
+	if len(u.sources) == 0 && !cfg.AdminAPI() && u.checker == nil {
 		return l, nil, nil
 	}
 	opts := upstream.RecorderOptions{Record: cfg.Record, NegativeTTL: cfg.NegativeTTL, MaxFetches: cfg.UpstreamParallel,
