@@ -34,7 +34,7 @@ func ParseAllowedHosts(list string) ([]string, error) {
 		}
 		name := strings.TrimPrefix(h, "*.")
 		if !validHostName(name) {
-			return nil, fmt.Errorf("allowed-hosts: %q is not a host name (want names such as sumd.corp.example or *.corp.example, no scheme, port or path)", h)
+			return nil, fmt.Errorf("allowed-hosts: %q is not a host name (want names such as sumd.corp.example or *.corp.example, no scheme, port or path)", redactValue(h))
 		}
 		out = append(out, h)
 	}

@@ -96,7 +96,7 @@ func (o *OCI) Validate() error {
 	}
 	for _, r := range o.Registry {
 		if strings.Contains(r, "://") {
-			errs = append(errs, fmt.Errorf("invalid registry %q: want HOST[:PORT][/PREFIX] without a scheme", r))
+			errs = append(errs, fmt.Errorf("invalid registry %q: want HOST[:PORT][/PREFIX] without a scheme", redactValue(r)))
 		}
 	}
 	return errors.Join(errs...)

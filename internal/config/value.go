@@ -3,6 +3,8 @@ package config
 import (
 	"flag"
 	"fmt"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -83,7 +85,29 @@ func (v *value) checkRepeat() error {
 	if strings.Contains(v.help, "comma-separated") {
 		takes = "one comma-separated list, such as -" + v.name + " a,b"
 	}
-	return fmt.Errorf("-%s given twice (%q, then %q): it takes %s", v.name, v.given[0], v.given[1], takes)
+	return fmt.Errorf("-%s given twice (%q, then %q): it takes %s", v.name, redactValue(v.given[0]), redactValue(v.given[1]), takes)
+}
+
+// passwordKV matches the password of a key/value connection string
+// (host=db password=secret dbname=sumd), quoted or not.
+var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
+
+// redactValue returns s, a value an error quotes, without the password of
+// a URL (postgres://user:PASSWORD@host, ?password=) or of a key/value
+// connection string, as sumd's messages name databases (docs/ha.md).
+func redactValue(s string) string {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "(a URL that does not parse)"
+		}
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	return passwordKV.ReplaceAllString(s, "${1}xxxxx")
 }
 
 // IsBoolFlag tells the flag package that a bool option needs no value.
@@ -116,7 +140,7 @@ func (v *value) want(s string) string {
 // the flag package does for a flag.
 func set(f *flag.Flag, s string) error {
 	if err := f.Value.Set(s); err != nil {
-		return fmt.Errorf("invalid value %q: %w", s, err)
+		return fmt.Errorf("invalid value %q: %w", redactValue(s), err)
 	}
 	return nil
 }

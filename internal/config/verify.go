@@ -68,7 +68,7 @@ func checkURL(s string) error {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
-		return fmt.Errorf("invalid url: %v", err)
+		return fmt.Errorf("invalid url %q: %v", redactValue(s), errors.Unwrap(err)) // *url.Error quotes s whole
 	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
 		return fmt.Errorf("invalid url %q: want http:// or https:// and a host, e.g. https://sum.golang.org", u.Redacted())
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
