@@ -303,6 +303,9 @@ func openMirror(path, vkeysFlag string, create bool, minFree int64, name string,
 			return nil, nil, err
 		}
 	}
+	if _, err := os.Lstat(path); create && vkeysFlag == "" && errors.Is(err, fs.ErrNotExist) && name != "" && name != sumdbclient.SumGolangOrg {
+		return nil, nil, newMirrorNeedsKey(name) // before the file is made
+	}
 	s, err := itlog.OpenBolt(path, itlog.BoltOptions{Create: create, MinFree: minFree})
 	if err != nil {
 		return nil, nil, mirrorOpenError(err, path)
@@ -344,13 +347,19 @@ func openMirrorStore(ctx context.Context, s *itlog.BoltStore, vkeysFlag string, 
 	case name == "" || name == sumdbclient.SumGolangOrg:
 		vkeys = []string{sumdbclient.SumGolangOrgKey}
 	default:
-		return nil, nil, usageError(fmt.Errorf("a new mirror of %s needs its verifier key", name), "give -origin-key VKEY (or its .vkey file)")
+		return nil, nil, newMirrorNeedsKey(name)
 	}
 	l, err := itlog.OpenStore(s, itlog.Options{VerifierKeys: vkeys, Create: create, Logger: logger})
 	if err != nil {
 		return nil, nil, err
 	}
 	return l, stored, nil
+}
+
+// newMirrorNeedsKey refuses a new mirror of name, a log other than
+// sum.golang.org, without its verifier key.
+func newMirrorNeedsKey(name string) error {
+	return usageError(fmt.Errorf("a new mirror of %s needs its verifier key", name), "give -origin-key VKEY (or its .vkey file)")
 }
 
 func mirrorOpenError(err error, path string) error {
@@ -450,7 +459,9 @@ func runMirrorImport(args []string, stdout, stderr io.Writer) error {
 
 func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer, logger *slog.Logger) error {
 	r, err := openBundle(bundle, filepath.Dir(cfg.Mirror))
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return withHint(err, "check the bundle's name: "+bundle+" (the bundle files come after the flags)")
+	} else if err != nil {
 		return err
 	}
 	defer r.Close()
