@@ -90,7 +90,7 @@ var (
 	tufGosumdbCommand = command{
 		name:    "tuf gosumdb",
 		usage:   "sumd tuf gosumdb -tuf-root FILE -tuf-url URL [-cache DIR]",
-		summary: "Learn the database's verifier keys through TUF and print the GOSUMDB value\n(the newest key and the URL) for the go command.",
+		summary: "Learn the database's verifier keys through TUF and print the GOSUMDB value\n(the oldest key, which every client trusts during a rotation, and the URL)\nfor the go command.",
 		example: "sumd tuf gosumdb -tuf-root 1.root.json -tuf-url https://sum.example.com/tuf",
 	}
 )

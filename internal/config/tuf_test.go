@@ -120,3 +120,14 @@ func TestVerifyKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestTUFGosumdbHelpSaysOldest: sumd tuf gosumdb prints the oldest key
+// (the one every go command already trusts during a rotation); its help
+// said the newest.
+func TestTUFGosumdbHelpSaysOldest(t *testing.T) {
+	var help strings.Builder
+	LoadTUFGosumdb([]string{"-h"}, nil, &help)
+	if !strings.Contains(help.String(), "oldest key") || strings.Contains(help.String(), "newest") {
+		t.Errorf("sumd tuf gosumdb -h says:\n%s\nwant the oldest key named", help.String())
+	}
+}
