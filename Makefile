@@ -3,7 +3,8 @@
 
 GO       ?= go
 PKGS     := ./...
-BIN      ?= bin/sumd
+# BIN is run as given by make run: a path with a slash (./sumd, not sumd).
+BIN      ?= ./bin/sumd
 BENCHTIME ?= 1x
 # VERSION is stamped into the binary: sumd version, /version, sumd_build_info.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -17,7 +18,7 @@ build: ## build bin/sumd, stamped with VERSION (git describe)
 	$(GO) build -ldflags "-X main.buildVersion=$(VERSION)" -o $(BIN) ./cmd/sumd
 
 run: build ## start sumd on the embedded default (data/sumd.db, key under keys/)
-	./$(BIN) serve
+	$(BIN) serve
 
 test: test-race ## run every test (go command, cosign CLIs, crash); 75m timeout: a cold cosign build took over 40 min on a loaded machine
 	$(GO) test -count=1 -timeout 75m $(PKGS)
