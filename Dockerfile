@@ -35,8 +35,8 @@ USER 65532:65532
 ENV SUMD_DB=/var/lib/sumd/sumd.db SUMD_LISTEN=:8080 SUMD_LOG_FORMAT=json
 EXPOSE 8080
 # Healthy while the log serves (ok or degraded); with -read-auth on, sumd
-# status checks /healthz only. With client certificates (TLS) replace this
-# check. See docs/operations.md.
+# status checks /healthz only. Plain HTTP: with TLS on (-tls-cert, with or
+# without client certificates) replace this check. See docs/operations.md.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["/usr/local/bin/sumd", "status", "-url", "http://127.0.0.1:8080", "-timeout", "8s"]
 STOPSIGNAL SIGTERM
