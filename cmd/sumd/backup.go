@@ -140,6 +140,9 @@ func runBackupVerify(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if _, err := os.Stat(rest[0]); err != nil {
+		return withHint(err, "check the backup file's name: "+rest[0])
+	}
 	st, tree, err := checkBackup(context.Background(), rest[0], vkeys)
 	if err != nil && len(vkeys) > 0 {
 		// A wrong -vkey and a damaged copy fail alike: the copy checked
