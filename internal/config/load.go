@@ -202,7 +202,32 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []op
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
+	if err := flagAfterArgs(fs, args, cmd.name); err != nil {
+		return nil, nil, err
+	}
 	return fs.Args(), opts, nil
+}
+
+// flagAfterArgs refuses a flag of the command given after its arguments:
+// the flag package stops at the first argument and takes what follows for
+// arguments, so `sumd add MODULE@VERSION DIR -key K` got four arguments and
+// `sumd add -gosum A.sum B.sum -key K` read -key as a go.sum file. What
+// follows "--" is an argument whatever it looks like.
+func flagAfterArgs(fs *flag.FlagSet, args []string, cmd string) error {
+	rest := fs.Args()
+	if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+		return nil
+	}
+	for _, a := range rest {
+		if a == "--" {
+			return nil
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name != "" && fs.Lookup(name) != nil {
+			return fmt.Errorf("-%s comes after the arguments, where it is taken for one: flags go before the arguments (see sumd %s -h)", name, cmd)
+		}
+	}
+	return nil
 }
 
 // An option is a field of a configuration struct, bound to a flag.

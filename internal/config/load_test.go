@@ -479,3 +479,23 @@ func TestUsageOwnExample(t *testing.T) {
 		t.Errorf("unknown key: %v; want a short error with a suggestion", err)
 	}
 }
+
+// TestFlagAfterArguments: a flag of the command given after the
+// arguments, which the flag package takes for an argument, is named with
+// the rule that flags go first (sumd add said "got 4 arguments", and sumd
+// add -gosum took -key for a go.sum file); an argument after "--" is left
+// alone.
+func TestFlagAfterArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"example.com/m@v1.2.4", "./m", "-key", "K"},
+		{"-gosum", "go.sum", "extra.sum", "--key=K"},
+	} {
+		_, _, err := LoadAdd(args, nil, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "flags go before the arguments") || !strings.Contains(err.Error(), "key") {
+			t.Errorf("sumd add %q: %v, want the flag after the arguments named", args, err)
+		}
+	}
+	if _, rest, err := LoadAdd([]string{"--", "example.com/m@v1.2.4", "-key"}, nil, io.Discard); err != nil || len(rest) != 2 {
+		t.Errorf("sumd add -- example.com/m@v1.2.4 -key: %v %q, want the arguments after -- kept", err, rest)
+	}
+}
