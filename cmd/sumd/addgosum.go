@@ -301,6 +301,9 @@ func openGosumTmp(cfg *config.Add, stderr io.Writer) (*gosumTmp, error) {
 		}
 		db = "" // no database here: a directory of our own
 	}
+	if err := missingDatabase(db, cfg.Create, "add"); err != nil {
+		return nil, err // before the scratch directory is made beside it
+	}
 	dir, removeDir, err := scratchDir(cfg.TmpDir, db)
 	if err != nil {
 		return nil, err

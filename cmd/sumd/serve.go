@@ -291,6 +291,16 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	return l, err
 }
 
+// missingDatabase is the error openLog returns for db, a database file
+// that does not exist, unless create is set (nil if it exists, or db is
+// not a file): for a command to say so before it makes anything.
+func missingDatabase(db string, create bool, cmd string) error {
+	if create || dbFile(db) == "" || exists(db) {
+		return nil
+	}
+	return withHint(fmt.Errorf("database %s: %w", db, fs.ErrNotExist), noLogHint(cmd))
+}
+
 // stopSignals returns a context that ends on SIGINT or SIGTERM, when sumd
 // serve drains and stops (exit 0); a second one ends it at once. SIGHUP's default action would kill sumd
 // without draining requests or saving the status history, so it is caught
