@@ -46,10 +46,12 @@ func TestBeyondTreeBurst(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	got := s.loads.Load() - loads
-	// About one catch-up per coverWait, give or take callers that wake
-	// together on a loaded machine (CI's race step read 11 against a
-	// bound of 10); the code before read it about 50,000 times a second.
-	if limit := 4*int64(elapsed/coverWait) + 4; got > limit {
+	t.Logf("%d requests beyond the tree in %v read the stored head %d times", requests, elapsed.Round(time.Millisecond), got)
+	// One catch-up per coverWait, callers that wake together joining the
+	// one begun after they arrived (before they did, 11 to 16 a second
+	// failed this bound); the code before read it about 50,000 times a
+	// second.
+	if limit := 2*int64(elapsed/coverWait) + 2; got > limit {
 		t.Errorf("%d requests beyond the tree in %v read the stored head %d times, want at most %d", requests, elapsed.Round(time.Millisecond), got, limit)
 	}
 }

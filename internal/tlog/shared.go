@@ -114,13 +114,15 @@ type refreshes struct {
 	mu      sync.Mutex
 	pending *refreshCall // queued, not yet started: joined by new callers
 	started time.Time    // when the last catch-up began (cover)
+	last    *refreshCall // the last catch-up begun, joined by cover's callers that arrived before it began
 }
 
 // A refreshCall is one catch-up run by the sequencer for every caller that
 // joined it before it started.
 type refreshCall struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error
+	started time.Time // when the sequencer began it (under refreshes.mu)
 }
 
 // setupShared prepares polling if the log's store is shared.
@@ -242,6 +244,7 @@ func (l *Log) refreshCall() (*refreshCall, error) {
 		unqueue()
 		rs.mu.Lock()
 		rs.started = time.Now()
+		call.started, rs.last = rs.started, call
 		rs.mu.Unlock()
 		_, err := l.catchUp(ctx)
 		return err
@@ -267,13 +270,31 @@ func (l *Log) cover(ctx context.Context, n int64) (*Head, error) {
 	if h.Tree.N >= n || l.shared == nil {
 		return h, nil
 	}
+	arrived := time.Now()
 	if err := l.waitToCover(ctx); err != nil {
 		return nil, err
 	}
 	if h = l.pub.Load(); h.Tree.N >= n {
 		return h, nil // adopted meanwhile
 	}
-	if err := l.Refresh(ctx); err != nil {
+	// Callers that waited together wake together: a catch-up begun since
+	// this one arrived read the store late enough for it, so it joins
+	// that one rather than queueing another (Refresh joins only one not
+	// yet begun).
+	rs := &l.refreshes
+	rs.mu.Lock()
+	call := rs.last
+	rs.mu.Unlock()
+	if call != nil && !call.started.Before(arrived) {
+		select {
+		case <-call.done:
+			if call.err != nil {
+				return nil, call.err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	} else if err := l.Refresh(ctx); err != nil {
 		return nil, err
 	}
 	return l.pub.Load(), nil
