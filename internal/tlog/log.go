@@ -503,7 +503,9 @@ func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 // ReadTileData returns the data of hash tile t, or an error wrapping
 // fs.ErrNotExist if the published tree has not reached t's width. The tile
 // is authenticated against the published tree first (authenticTile): one
-// that does not hash to it is a *CorruptTileError, never served.
+// that does not hash to it is a *CorruptTileError, never served. The data
+// may be shared with other callers (a partial tile of the right edge is
+// kept once authenticated) and must not be modified.
 func (l *Log) ReadTileData(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	id := TileID{t.L, t.N}
 	if t.H != tileHeight || t.W < 1 || t.W > 1<<tileHeight {
