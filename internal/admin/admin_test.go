@@ -435,3 +435,29 @@ func TestUploadConnectionLost(t *testing.T) {
 		}
 	}
 }
+
+// TestUploadMemoryBudget: a small upload is held in memory only with its
+// share of modhash.MemoryBudget, given back once answered: with the budget
+// spent it goes to a file (here a TempDir that cannot be created: 503),
+// and once the budget is free it is hashed in memory again.
+func TestUploadMemoryBudget(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	dir := t.TempDir()
+	testproxy.Build(dir, []testproxy.Module{goodModule(m.Path, m.Version)})
+	s := newSetup(t, Options{TempDir: filepath.Join(t.TempDir(), "missing")})
+	all, ok := modhash.HoldMemory(modhash.MemoryBudget)
+	if !ok {
+		t.Fatal("the memory budget is not free at the start")
+	}
+	_, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(dir, m), "")
+	wantStatus(t, err, http.StatusServiceUnavailable, "sumd cannot store the uploaded zip now")
+	all()
+	if _, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(dir, m), ""); err != nil {
+		t.Fatalf("upload with the budget free: %v", err)
+	}
+	again, ok := modhash.HoldMemory(modhash.MemoryBudget)
+	if !ok {
+		t.Fatal("the uploads did not give back their share of the memory budget")
+	}
+	again()
+}

@@ -70,6 +70,9 @@ func FuzzReadUpload(f *testing.F) {
 		req.Header.Set("Content-Type", "multipart/form-data; boundary=X")
 		req.Body = http.MaxBytesReader(httptest.NewRecorder(), req.Body, 1024+256+uploadSlack)
 		up, err := h.readUpload(req)
+		if up.release != nil {
+			up.release()
+		}
 		if up.zipPath != "" {
 			fi, statErr := os.Stat(up.zipPath)
 			if statErr != nil || err == nil && (fi.Size() > 1024 || fi.Size() <= 512) {

@@ -157,6 +157,9 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	if up.zipPath != "" {
 		defer os.Remove(up.zipPath)
 	}
+	if up.release != nil {
+		defer up.release()
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -204,6 +207,7 @@ type upload struct {
 	path, version string
 	zipPath       string // temporary file, removed by the caller
 	zipData       []byte // or the zip itself, if no larger than memoryZip
+	release       func() // gives zipData's memory back (nil if no zip was read)
 	mod           []byte // nil if none was sent
 	// seen holds the fields read: a field given twice is refused, so
 	// that no one part decides what another one said ("module" twice).
@@ -249,7 +253,7 @@ func (h *Handler) readPart(up *upload, part *multipart.Part) error {
 	case name == "version":
 		up.version, err = readField(part, "version")
 	case name == "zip":
-		up.zipData, up.zipPath, err = h.readZip(part)
+		up.zipData, up.zipPath, up.release, err = h.readZip(part)
 	case name == "mod":
 		var buf bytes.Buffer
 		err = copyLimited(&buf, part, h.opts.MaxModSize, "go.mod file")
@@ -278,16 +282,28 @@ const memoryZip = 1 << 20
 // readZip reads the zip part: a zip of up to h.memoryZip bytes (and up to
 // MaxZipSize) is returned in memory, a larger one goes to a temporary
 // file whose name is returned (see saveZip).
-func (h *Handler) readZip(part io.Reader) (data []byte, path string, err error) {
+//
+// The memory comes from modhash.MemoryBudget, twice memoryZip per zip (a
+// buffer grows to about twice what it holds); release gives it back, and
+// is a no-op when the zip went to a file. With the budget spent, the zip
+// goes to a file whatever its size.
+func (h *Handler) readZip(part io.Reader) (data []byte, path string, release func(), err error) {
+	release, ok := modhash.HoldMemory(2 * h.memoryZip)
+	if !ok {
+		path, err = h.saveZip(part)
+		return nil, path, func() {}, err
+	}
 	var buf bytes.Buffer
 	limit := min(h.memoryZip, h.opts.MaxZipSize)
 	if err := copyLimited(&buf, part, limit, "module zip"); err == nil {
-		return buf.Bytes(), "", nil
+		return buf.Bytes(), "", release, nil
 	} else if he, ok := err.(*httpError); !ok || he.status != http.StatusRequestEntityTooLarge || limit == h.opts.MaxZipSize {
-		return nil, "", err
+		release()
+		return nil, "", func() {}, err
 	}
 	path, err = h.saveZip(io.MultiReader(&buf, part))
-	return nil, path, err
+	release()
+	return nil, path, func() {}, err
 }
 
 // saveZip streams the zip part to a temporary file and returns its name.

@@ -215,7 +215,9 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 			zipPath = local.Name()
 		}
 	} else {
-		zipData, zipPath, err = f.downloadZip(ctx, src, m, base+".zip")
+		var release func()
+		zipData, zipPath, release, err = f.downloadZip(ctx, src, m, base+".zip")
+		defer release()
 		if zipPath != "" {
 			defer os.Remove(zipPath)
 		}
@@ -343,9 +345,9 @@ func invalidReason(err error, zipPath string) error {
 // memory and hashed there (modhash.HashZipData): most module zips are
 // small, and for them a temporary file's system calls (create, write,
 // close, open again, read, remove) cost more than the hashing. Memory stays
-// bounded because fetches are: first lookups fetch at most
-// -upstream-parallel (default 16) versions at once, and the admin API's
-// fetches, authenticated, are bounded by the server's connections.
+// bounded: first lookups fetch at most -upstream-parallel (default 16)
+// versions at once, and every zip held, the admin API's fetches' too, takes
+// its share of modhash.MemoryBudget first, going to a file when it is spent.
 const memoryZip = 1 << 20
 
 // downloadZip downloads the zip: one of up to memoryZip bytes is returned
@@ -353,14 +355,27 @@ const memoryZip = 1 << 20
 // stays bounded whatever its size, whose name is returned and which the
 // caller removes. A failure to create or write the file (a full disk) is
 // KindLocal.
-func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version, rel string) (data []byte, path string, err error) {
+//
+// The memory comes from modhash.MemoryBudget, twice memoryZip (the buffer
+// grows to about twice what it holds); release gives it back and is a
+// no-op when the zip went to a file. With the budget spent, the zip goes to
+// a file whatever its size.
+func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version, rel string) (data []byte, path string, release func(), err error) {
+	release, ok := modhash.HoldMemory(2 * memoryZip)
 	zw := &zipWriter{create: f.createTemp, dir: f.opts.TempDir}
+	if ok {
+		zw.limit = memoryZip
+	} else {
+		release = func() {}
+	}
 	err = f.download(ctx, src, m, rel, zw, f.opts.MaxZipSize, "module zip")
+	if zw.file == nil && err == nil {
+		return zw.mem, "", release, nil
+	}
+	release()
+	release = func() {}
 	if zw.file == nil {
-		if err != nil {
-			return nil, "", err
-		}
-		return zw.mem, "", nil
+		return nil, "", release, err
 	}
 	path = zw.file.Name()
 	if cerr := zw.file.Close(); err == nil && cerr != nil {
@@ -368,9 +383,9 @@ func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version,
 	}
 	if err != nil {
 		os.Remove(path)
-		return nil, "", err
+		return nil, "", release, err
 	}
-	return nil, path, nil
+	return nil, path, release, nil
 }
 
 // Client texts of KindLocal errors: they name no path.
@@ -395,12 +410,13 @@ func storeError(m module.Version, dir string, err error) *Error {
 type zipWriter struct {
 	create func(dir string) (tempFile, error)
 	dir    string   // FetcherOptions.TempDir
+	limit  int      // the bytes it may hold in memory: memoryZip, or 0 with no budget left
 	mem    []byte   // the zip so far, while file is nil
 	file   tempFile // nil until the zip outgrows memoryZip
 }
 
 func (z *zipWriter) Write(p []byte) (int, error) {
-	if z.file == nil && len(z.mem)+len(p) <= memoryZip {
+	if z.file == nil && len(z.mem)+len(p) <= z.limit {
 		z.mem = append(z.mem, p...)
 		return len(p), nil
 	}

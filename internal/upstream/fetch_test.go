@@ -113,7 +113,7 @@ func TestZipWriterLimit(t *testing.T) {
 	rand.NewChaCha8([32]byte{1}).Read(data)
 	dir := t.TempDir()
 	created := 0
-	zw := &zipWriter{dir: dir, create: func(dir string) (tempFile, error) {
+	zw := &zipWriter{dir: dir, limit: memoryZip, create: func(dir string) (tempFile, error) {
 		created++
 		return os.CreateTemp(dir, "zip-*")
 	}}
@@ -492,4 +492,33 @@ func TestHashInPlace(t *testing.T) {
 			t.Errorf("%s zip changed: %q (kind %v); want a retry", name, e, e.Kind)
 		}
 	}
+}
+
+// TestZipMemoryBudget: a small zip is held in memory only with its share of
+// modhash.MemoryBudget, which it gives back once hashed: with the budget
+// spent it goes to a file (here a TempDir that cannot be created, so the
+// fetch fails as sumd's own), and once the budget is free it is hashed in
+// memory again, leaving the whole budget free after it.
+func TestZipMemoryBudget(t *testing.T) {
+	small := goodModule("example.com/m", "v1.0.0")
+	p := newProxy(t, small)
+	m := mv(small.Path, small.Version)
+	f := newFetcher(t, p.url, FetcherOptions{TempDir: filepath.Join(t.TempDir(), "missing")})
+	all, ok := modhash.HoldMemory(modhash.MemoryBudget)
+	if !ok {
+		t.Fatal("the memory budget is not free at the start")
+	}
+	_, err := f.Fetch(context.Background(), m)
+	if e := asError(t, err); e.Kind != KindLocal {
+		t.Fatalf("fetch with the budget spent: %v (kind %v), want a failure to store the zip in the missing TempDir", err, e.Kind)
+	}
+	all()
+	if _, err := f.Fetch(context.Background(), m); err != nil {
+		t.Fatalf("fetch with the budget free: %v", err)
+	}
+	again, ok := modhash.HoldMemory(modhash.MemoryBudget)
+	if !ok {
+		t.Fatal("the fetches did not give back their share of the memory budget")
+	}
+	again()
 }

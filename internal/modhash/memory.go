@@ -1,0 +1,30 @@
+package modhash
+
+import (
+	"sync"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// MemoryBudget bounds the bytes of module zips that callers hold in memory
+// at once to hash them with HashZipData, across the process. Small zips are
+// hashed in memory because a temporary file's system calls cost more than
+// the hashing; but uploads and the admin API's fetches are bounded in
+// number only by the server's connections, so without a shared budget a
+// burst of them could hold gigabytes. A caller that cannot hold its share
+// writes the zip to a file, as it does a large one.
+const MemoryBudget = 64 << 20
+
+var memory = semaphore.NewWeighted(MemoryBudget)
+
+// HoldMemory takes n bytes of MemoryBudget if they are free now and
+// returns their release (safe to call more than once), or returns ok
+// false: the caller keeps the zip in a file instead. It never waits: a zip
+// is never delayed for memory, only sent to disk.
+func HoldMemory(n int64) (release func(), ok bool) {
+	if !memory.TryAcquire(n) {
+		return nil, false
+	}
+	var once sync.Once
+	return func() { once.Do(func() { memory.Release(n) }) }, true
+}
