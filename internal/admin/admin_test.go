@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -290,14 +289,7 @@ func TestUploadTmpDirFails(t *testing.T) {
 // largeModule is a module whose zip is larger than memoryZip: its data
 // file does not compress.
 func largeModule(path, version string) testproxy.Module {
-	m := goodModule(path, version)
-	data := make([]byte, memoryZip+memoryZip/4)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range data {
-		data[i] = byte(rng.Uint32())
-	}
-	m.Files["data.bin"] = string(data)
-	return m
+	return testproxy.WithNoise(goodModule(path, version), memoryZip+memoryZip/4)
 }
 
 // TestUploadSizes: a zip kept in memory (up to memoryZip bytes) and one

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -23,51 +22,19 @@ import (
 // the other records still are. The 500's text is sumdbclient.DamagedText,
 // not "internal error", so that an auditor tells damage from an outage.
 func TestCorruptRecordServes500(t *testing.T) {
-	skey, _, err := tlog.GenerateKey("corrupt.example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := tlog.ParseKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s := tlog.NewMemStore()
-	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	h := "h1:" + strings.Repeat("A", 43) + "="
-	recs := make([]gosum.Record, 20)
-	for i := range recs {
-		recs[i] = gosum.Record{Path: "example.com/m", Version: "v1.0." + strconv.Itoa(i), Hash: h, GoMod: h}
-	}
-	if _, err := l.Add(context.Background(), recs...); err != nil {
-		t.Fatal(err)
-	}
-	tampered := recs[10]
+	f := newCorruptLog(t, 20)
+	tampered := f.recs[10]
 	tampered.Hash = "h1:" + strings.Repeat("B", 43) + "="
-	s.SetRecord(10, tampered.Text())
+	f.store.SetRecord(10, tampered.Text())
 
-	srv := httptest.NewServer(New(k.Name(), l, Options{Logger: quiet}))
-	defer srv.Close()
-	get := func(path string) (int, string) {
-		resp, err := srv.Client().Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	get := f.server(t)
 	for _, path := range []string{"/lookup/example.com/m@v1.0.10", "/tile/8/data/000.p/20"} {
 		code, body := get(path)
 		if code != http.StatusInternalServerError || body != sumdbclient.DamagedText+"\n" {
 			t.Errorf("GET %s = %d %q; want 500 %q", path, code, body, sumdbclient.DamagedText)
 		}
 	}
-	if code, body := get("/lookup/example.com/m@v1.0.11"); code != http.StatusOK || !strings.Contains(body, "v1.0.11 "+h) {
+	if code, body := get("/lookup/example.com/m@v1.0.11"); code != http.StatusOK || !strings.Contains(body, "v1.0.11 "+f.hash) {
 		t.Errorf("GET /lookup of record 11 = %d %q; want it served", code, body)
 	}
 }
@@ -80,53 +47,20 @@ func TestCorruptRecordServes500(t *testing.T) {
 // sumd_log_corrupt_records_total, as the log counts those it meets on Add
 // and Check.
 func TestWrongIndexServes500(t *testing.T) {
-	skey, _, err := tlog.GenerateKey("corrupt.example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := tlog.ParseKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s := tlog.NewMemStore()
-	reg := prometheus.NewRegistry()
-	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet, Metrics: tlog.NewMetrics(reg)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	h := "h1:" + strings.Repeat("A", 43) + "="
-	recs := make([]gosum.Record, 20)
-	for i := range recs {
-		recs[i] = gosum.Record{Path: "example.com/m", Version: "v1.0." + strconv.Itoa(i), Hash: h, GoMod: h}
-	}
-	if _, err := l.Add(context.Background(), recs...); err != nil {
-		t.Fatal(err)
-	}
-	s.SetIndex("example.com/other@v1.0.0", 10)
-	s.SetIndex("example.com/m@v1.0.12", 10)
+	f := newCorruptLog(t, 20)
+	f.store.SetIndex("example.com/other@v1.0.0", 10)
+	f.store.SetIndex("example.com/m@v1.0.12", 10)
 
-	srv := httptest.NewServer(New(k.Name(), l, Options{Logger: quiet}))
-	defer srv.Close()
-	get := func(path string) (int, string) {
-		resp, err := srv.Client().Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	get := f.server(t)
 	for _, path := range []string{"/lookup/example.com/other@v1.0.0", "/lookup/example.com/m@v1.0.12"} {
 		if code, body := get(path); code != http.StatusInternalServerError || body != sumdbclient.DamagedText+"\n" {
 			t.Errorf("GET %s = %d %q; want 500 %q, without record 10", path, code, body, sumdbclient.DamagedText)
 		}
 	}
-	if code, body := get("/lookup/example.com/m@v1.0.10"); code != http.StatusOK || !strings.Contains(body, "v1.0.10 "+h) {
+	if code, body := get("/lookup/example.com/m@v1.0.10"); code != http.StatusOK || !strings.Contains(body, "v1.0.10 "+f.hash) {
 		t.Errorf("GET /lookup of record 10 = %d %q; want it served", code, body)
 	}
-	if got := counterValue(t, reg, "sumd_log_corrupt_records_total"); got != 2 {
+	if got := counterValue(t, f.reg, "sumd_log_corrupt_records_total"); got != 2 {
 		t.Errorf("sumd_log_corrupt_records_total = %v after two wrong index entries, want 2", got)
 	}
 }
@@ -136,48 +70,15 @@ func TestWrongIndexServes500(t *testing.T) {
 // at every width, and so is the data tile whose leaves it holds; it is
 // counted. Tiles it does not hash through are still served.
 func TestDamagedTileServes500(t *testing.T) {
-	skey, _, err := tlog.GenerateKey("corrupt.example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := tlog.ParseKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s := tlog.NewMemStore()
-	reg := prometheus.NewRegistry()
-	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet, Metrics: tlog.NewMetrics(reg)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	h := "h1:" + strings.Repeat("A", 43) + "="
-	recs := make([]gosum.Record, 600)
-	for i := range recs {
-		recs[i] = gosum.Record{Path: "example.com/m", Version: "v1.0." + strconv.Itoa(i), Hash: h, GoMod: h}
-	}
-	if _, err := l.Add(context.Background(), recs...); err != nil {
-		t.Fatal(err)
-	}
-	tiles, err := s.ReadTiles(context.Background(), []tlog.TileID{{L: 0, N: 0}})
+	f := newCorruptLog(t, 600)
+	tiles, err := f.store.ReadTiles(context.Background(), []tlog.TileID{{L: 0, N: 0}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tiles[0][3*32] ^= 1 // record 3's leaf
-	s.SetTile(tlog.TileID{L: 0, N: 0}, tiles[0])
+	f.store.SetTile(tlog.TileID{L: 0, N: 0}, tiles[0])
 
-	srv := httptest.NewServer(New(k.Name(), l, Options{Logger: quiet}))
-	defer srv.Close()
-	get := func(path string) (int, string) {
-		resp, err := srv.Client().Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	get := f.server(t)
 	for _, path := range []string{"/tile/8/0/000", "/tile/8/0/000.p/2", "/tile/8/data/000", "/tile/8/0/000"} {
 		if code, body := get(path); code != http.StatusInternalServerError || body != sumdbclient.DamagedText+"\n" {
 			t.Errorf("GET %s = %d %.80q; want 500 %q", path, code, body, sumdbclient.DamagedText)
@@ -188,8 +89,61 @@ func TestDamagedTileServes500(t *testing.T) {
 			t.Errorf("GET %s = %d %.80q; want it served", path, code, body)
 		}
 	}
-	if got := counterValue(t, reg, "sumd_log_corrupt_records_total"); got < 3 {
+	if got := counterValue(t, f.reg, "sumd_log_corrupt_records_total"); got < 3 {
 		t.Errorf("sumd_log_corrupt_records_total = %v after three reads of a damaged tile, want at least 3", got)
+	}
+}
+
+// A corruptLog is a log of records example.com/m@v1.0.<i> in a memory
+// store, for tests to damage behind its back.
+type corruptLog struct {
+	log   *tlog.Log
+	store *tlog.MemStore
+	reg   *prometheus.Registry
+	key   *tlog.Key
+	recs  []gosum.Record
+	hash  string // every record's two hashes
+}
+
+func newCorruptLog(t *testing.T, n int) *corruptLog {
+	t.Helper()
+	skey, _, err := tlog.GenerateKey("corrupt.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &corruptLog{store: tlog.NewMemStore(), reg: prometheus.NewRegistry(), key: k, hash: "h1:" + strings.Repeat("A", 43) + "="}
+	f.log, err = tlog.OpenStore(f.store, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quietLogger, Metrics: tlog.NewMetrics(f.reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.log.Close() })
+	f.recs = make([]gosum.Record, n)
+	for i := range f.recs {
+		f.recs[i] = gosum.Record{Path: "example.com/m", Version: "v1.0." + strconv.Itoa(i), Hash: f.hash, GoMod: f.hash}
+	}
+	if _, err := f.log.Add(context.Background(), f.recs...); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// server serves the log and returns a GET of a path on it: the status and
+// body.
+func (f *corruptLog) server(t *testing.T) func(path string) (int, string) {
+	srv := httptest.NewServer(New(f.key.Name(), f.log, Options{Logger: quietLogger}))
+	t.Cleanup(srv.Close)
+	return func(path string) (int, string) {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
 	}
 }
 

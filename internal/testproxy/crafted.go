@@ -61,3 +61,18 @@ func FarOffsetZip(m module.Version, goMod string) ([]byte, error) {
 	}
 	return nil, errors.New("testproxy: the go.mod's central directory header was not found")
 }
+
+// WithNoise returns m with a file data.bin of n deterministic random bytes
+// added: they do not compress, so m's zip is larger than n, to test what
+// happens to zips past a size (the 1 MiB sumd hashes in memory).
+func WithNoise(m Module, n int) Module {
+	data := make([]byte, n)
+	rand.NewChaCha8([32]byte{2}).Read(data)
+	files := make(map[string]string, len(m.Files)+1)
+	for name, content := range m.Files {
+		files[name] = content
+	}
+	files["data.bin"] = string(data)
+	m.Files = files
+	return m
+}

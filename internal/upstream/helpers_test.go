@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -40,14 +39,7 @@ func goodModule(path, version string) testproxy.Module {
 // memoryZip, so that a fetch over HTTP needs a temporary file: its data
 // file, deterministic random bytes, does not compress.
 func largeModule(path, version string) testproxy.Module {
-	m := goodModule(path, version)
-	data := make([]byte, memoryZip+memoryZip/4)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range data {
-		data[i] = byte(rng.Uint32())
-	}
-	m.Files["data.bin"] = string(data)
-	return m
+	return testproxy.WithNoise(goodModule(path, version), memoryZip+memoryZip/4)
 }
 
 // testLog opens a new, empty log.
