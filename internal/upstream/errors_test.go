@@ -61,8 +61,7 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 	})
 	slow := good()
 	slow.setHook(func(w http.ResponseWriter, r *http.Request) bool { <-r.Context().Done(); return true })
-	down := newProxy(t)
-	down.srv.Close()
+	downURL := refusingURL(t)
 	garbage := good()
 	if err := os.WriteFile(testproxy.ZipPath(garbage.dir, m), []byte("not a zip"), 0o644); err != nil {
 		t.Fatal(err)
@@ -119,7 +118,7 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 		{"410 from proxy", gone410.url, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version: gone from upstream proxy"},
 		{"5xx", broken.url, m, 502, "upstream proxy error: example.com/m@v1.0.0: upstream proxy answered 500 Internal Server Error"},
 		{"timeout", slow.url, m, 504, "upstream proxy error: example.com/m@v1.0.0: upstream proxy gave no complete answer within 200ms"},
-		{"connection refused", down.url, m, 502, "upstream proxy error: example.com/m@v1.0.0: upstream proxy could not be reached"},
+		{"connection refused", downURL, m, 502, "upstream proxy error: example.com/m@v1.0.0: upstream proxy could not be reached"},
 		{"invalid zip", garbage.url, m, 410, "not found: example.com/m@v1.0.0: invalid module: zip: not a valid zip file"},
 		{"file missing", fileMissing, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},
 		{"file not a directory", fileNotDir, m, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},

@@ -228,8 +228,7 @@ func TestFetchInvalid(t *testing.T) {
 // TestFetchStatuses checks the classification of upstream failures.
 func TestFetchStatuses(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
-	down := newProxy(t)
-	down.srv.Close() // connection refused from now on
+	downURL := refusingURL(t)
 	slow := newProxy(t, goodModule(m.Path, m.Version))
 	slow.setHook(func(w http.ResponseWriter, r *http.Request) bool {
 		<-r.Context().Done() // never answers; the client gives up
@@ -248,7 +247,7 @@ func TestFetchStatuses(t *testing.T) {
 		want   string
 	}{
 		{"404", newProxy(t).url, KindGone, 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version: 404 page not found"},
-		{"down", down.url, KindUnavailable, 502, "upstream proxy error: example.com/m@v1.0.0: upstream proxy could not be reached"},
+		{"down", downURL, KindUnavailable, 502, "upstream proxy error: example.com/m@v1.0.0: upstream proxy could not be reached"},
 		{"slow", slow.url, KindTimeout, 504, "upstream proxy error: example.com/m@v1.0.0: upstream proxy gave no complete answer within 200ms"},
 		{"5xx", broken.url, KindUnavailable, 502, "upstream proxy error: example.com/m@v1.0.0: upstream proxy answered 500 Internal Server Error"},
 	}

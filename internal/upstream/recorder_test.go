@@ -120,8 +120,7 @@ func TestLookupStatuses(t *testing.T) {
 	const pre = "example.com/m@v1.0.0/"
 	bad := newProxy(t, goodModule(m.Path, m.Version))
 	writeRawZip(t, bad.dir, m, []string{pre + "go.mod", pre + "a.go", pre + "A.go"}, []string{"module example.com/m\n\ngo 1.21\n", "package a\n", "package a\n"})
-	down := newProxy(t)
-	down.srv.Close()
+	downURL := refusingURL(t)
 	slow := newProxy(t)
 	slow.setHook(func(w http.ResponseWriter, r *http.Request) bool { <-r.Context().Done(); return true })
 	good := newProxy(t, goodModule(m.Path, m.Version))
@@ -132,7 +131,7 @@ func TestLookupStatuses(t *testing.T) {
 	}{
 		{"invalid", bad.url, "", 410, `not found: example.com/m@v1.0.0: invalid module: ` + pre + `A.go: case-insensitive file name collision: "a.go" and "A.go"`},
 		{"missing", newProxy(t).url, "", 410, "not found: example.com/m@v1.0.0: upstream proxy has no such version"},
-		{"down", down.url, "", 502, "upstream proxy error: example.com/m@v1.0.0: "},
+		{"down", downURL, "", 502, "upstream proxy error: example.com/m@v1.0.0: "},
 		{"slow", slow.url, "", 504, "upstream proxy error: example.com/m@v1.0.0: "},
 		{"not served", good.url, "corp.example.com,example.com/other", 404, "not found: example.com/m@v1.0.0: this checksum database does not serve module path example.com/m"},
 	}
