@@ -241,7 +241,7 @@ func TestUploadRefusals(t *testing.T) {
 	}{
 		{"go.mod differs", Options{}, m, zipPath, otherMod, 422, "invalid module: failed to hash example.com/m@v1.0.0: go.mod differs from the go.mod in the zip"},
 		{"wrong version", Options{}, mv(m.Path, "v1.0.1"), zipPath, "", 422, `path does not have prefix "example.com/m@v1.0.1/"`},
-		{"far offset", Options{}, m, farZip, "", 422, "invalid module: failed to hash example.com/m@v1.0.0"},
+		{"far offset", Options{}, m, farZip, "", 422, "invalid module: failed to hash example.com/m@v1.0.0: zip is truncated or malformed: an entry lies past the end of the file"},
 		{"zip too large", Options{MaxZipSize: 512}, m, zipPath, "", 413, "module zip is larger than the limit of 512 bytes"},
 		{"mod too large", Options{MaxModSize: 10}, m, zipPath, modPath, 413, "go.mod file is larger than the limit of 10 bytes"},
 		{"non-canonical", Options{}, mv(m.Path, "v1.0"), zipPath, "", 400, "not canonical"},

@@ -211,7 +211,15 @@ func hashOpenFile(m module.Version, f *regfile.File, goMod []byte) (Sums, error)
 }
 
 // hashOpenZipped checks and hashes the open zip z of size bytes.
-func hashOpenZipped(m module.Version, z *zip.Reader, size int64, goMod []byte) (Sums, error) {
+func hashOpenZipped(m module.Version, z *zip.Reader, size int64, goMod []byte) (_ Sums, err error) {
+	// archive/zip reports an entry whose header or data lies past the
+	// end of the zip as a bare EOF, which reads as nothing to the go
+	// command's user who sees it in a refusal ("invalid module: EOF").
+	defer func() {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("zip is truncated or malformed: an entry lies past the end of the file (%w)", err)
+		}
+	}()
 	// CheckZip's checks bound every size we read below, so they must
 	// come before any content is read.
 	if _, err := checkZip(m, z, size); err != nil {

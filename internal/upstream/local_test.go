@@ -181,6 +181,11 @@ func TestCraftedZipIsInvalid(t *testing.T) {
 		if e.Kind != KindInvalid || e.HTTPStatus() != http.StatusGone {
 			t.Errorf("%s: %q (kind %v, status %d); want an invalid module, 410", list, e, e.Kind, e.HTTPStatus())
 		}
+		// The reason the go command shows says what is wrong ("invalid
+		// module: EOF" did not).
+		if want := "zip is truncated or malformed"; !strings.Contains(e.Error(), want) {
+			t.Errorf("%s: %q, want it to say %q", list, e, want)
+		}
 		if n := rec.neg.len(); n != 1 {
 			t.Errorf("%s: negative cache holds %d entries, want 1", list, n)
 		}
