@@ -105,6 +105,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -234,11 +235,17 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 
 // Keepalives on every connection, in both directions: a peer gone without
 // a word (a network partition, a machine lost) is noticed after about
-// keepaliveIdle + keepaliveCount × keepaliveInterval of silence.
+// keepaliveIdle + keepaliveCount × keepaliveInterval of silence. Keepalives
+// are sent only while nothing waits to be acknowledged: a connection
+// whose data goes unacknowledged for userTimeout (TCP_USER_TIMEOUT,
+// tcp_user_timeout) is given up, rather than retransmitted for about 15
+// minutes, which would keep a backend sending a result, and the head's
+// row lock its transaction holds, that long.
 const (
 	keepaliveIdle     = 10 * time.Second
 	keepaliveInterval = 5 * time.Second
 	keepaliveCount    = 3
+	userTimeout       = keepaliveIdle + keepaliveCount*keepaliveInterval
 )
 
 // setSession makes a connection's failures end in bounded time, and its
@@ -251,7 +258,7 @@ const (
 // silence). So the server ends a transaction left idle for twice the
 // statement timeout (idle_in_transaction_session_timeout; its COMMIT, if
 // one comes, fails and is resolved as not stored), and both ends send TCP
-// keepalives. Those the URL sets (as query parameters, or options=-c…)
+// keepalives and give up on unacknowledged data (userTimeout). Those the URL sets (as query parameters, or options=-c…)
 // are kept.
 //
 // Durability is not left to the URL, the role or the database: a COMMIT
@@ -274,6 +281,7 @@ func setSession(cfg *pgxpool.Config, opts Options) {
 		{"tcp_keepalives_idle", strconv.Itoa(int(keepaliveIdle / time.Second))},
 		{"tcp_keepalives_interval", strconv.Itoa(int(keepaliveInterval / time.Second))},
 		{"tcp_keepalives_count", strconv.Itoa(keepaliveCount)},
+		{"tcp_user_timeout", strconv.FormatInt(userTimeout.Milliseconds(), 10)},
 	} {
 		if _, ok := cc.RuntimeParams[p[0]]; !ok && !strings.Contains(cc.RuntimeParams["options"], p[0]) {
 			names, values = append(names, p[0]), append(values, p[1])
@@ -286,9 +294,17 @@ func setSession(cfg *pgxpool.Config, opts Options) {
 		}
 		return nil
 	}
-	d := &net.Dialer{Timeout: cc.ConnectTimeout, KeepAliveConfig: net.KeepAliveConfig{
-		Enable: true, Idle: keepaliveIdle, Interval: keepaliveInterval, Count: keepaliveCount}}
-	cc.DialFunc = d.DialContext
+	cc.DialFunc = dialer(cc.ConnectTimeout).DialContext
+}
+
+// dialer dials with keepalives and, on TCP, userTimeout.
+func dialer(timeout time.Duration) *net.Dialer {
+	return &net.Dialer{
+		Timeout: timeout,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable: true, Idle: keepaliveIdle, Interval: keepaliveInterval, Count: keepaliveCount},
+		Control: func(network, _ string, c syscall.RawConn) error { return setUserTimeout(network, c) },
+	}
 }
 
 // sessionSQL sets the parameters $1 to the values $2, and

@@ -14,8 +14,9 @@ import (
 )
 
 // TestSessionTimeouts: every connection ends a transaction left idle for
-// twice the statement timeout and sends TCP keepalives, unless the URL
-// sets its own.
+// twice the statement timeout, sends TCP keepalives and gives up on data
+// the peer has not acknowledged (tcp_user_timeout), unless the URL sets
+// its own.
 func TestSessionTimeouts(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.Shared(t).NewDatabase(t)
@@ -32,7 +33,7 @@ func TestSessionTimeouts(t *testing.T) {
 		}
 		defer s.Close()
 		rows, err := s.pool.Query(ctx, `SELECT name, setting, source FROM pg_settings
-			WHERE name IN ('idle_in_transaction_session_timeout', 'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count')`)
+			WHERE name IN ('idle_in_transaction_session_timeout', 'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', 'tcp_user_timeout')`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +53,7 @@ func TestSessionTimeouts(t *testing.T) {
 		}
 		// The test server is on a unix socket, where the keepalive
 		// settings read as 0: that they were set shows in the source.
-		for _, name := range []string{"tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count"} {
+		for _, name := range []string{"tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "tcp_user_timeout"} {
 			if v := got[name]; v[1] != "session" {
 				t.Errorf("URL %q: %s = %s from %s, want set by the session", c.query, name, v[0], v[1])
 			}
