@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+	cosignoci "github.com/sigstore/cosign/v2/pkg/oci"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
@@ -169,9 +170,19 @@ func verifyClassic(ctx context.Context, c *repoClient, keys []*PublicKey, ref na
 			sc.reasons = append(sc.reasons, fmt.Sprintf("%s: a signature payload of %d bytes, outside the 0 to %d a signature takes", tag.TagStr(), n, maxPayloadSize))
 			continue
 		}
-		// Read the payload first, so that a registry failure is reported
-		// as one rather than as a signature that does not verify.
-		if _, err := sig.Payload(); err != nil {
+		// Read the payload first, against the digest and size the .sig
+		// manifest gives, so that a registry failure is reported as one,
+		// and a payload the registry lacks or serves with other bytes
+		// (the content's fault) as a signature that does not verify:
+		// were it a failure, it would hide the artifact's other
+		// signatures, a valid bundle among them, on every pass.
+		err = readPayload(ctx, c, sig, n)
+		switch {
+		case isNotFound(err), unreadable(err):
+			sc.found++
+			sc.reasons = append(sc.reasons, fmt.Sprintf("%s: the signature payload cannot be read: %v", tag.TagStr(), err))
+			continue
+		case err != nil:
 			return sc, fmt.Errorf("failed to read signature payload at %s: %w", tag, err)
 		}
 		sc.found++
@@ -191,4 +202,16 @@ func verifyClassic(ctx context.Context, c *repoClient, keys []*PublicKey, ref na
 		}
 	}
 	return sc, nil
+}
+
+// readPayload reads the payload of sig through c, checking it against the
+// digest and size of its descriptor in the .sig manifest: cosign's own read
+// tells neither a missing blob nor one of other bytes apart from a failing
+// registry. cosign reads it again to verify it.
+func readPayload(ctx context.Context, c *repoClient, sig cosignoci.Signature, size int64) error {
+	d, err := sig.Digest()
+	if err != nil {
+		return &errTampered{fmt.Sprintf("the digest of a signature payload cannot be read: %v", err)}
+	}
+	return c.blob(ctx, v1.Descriptor{Digest: d, Size: size}, maxPayloadSize, io.Discard, "signature payload")
 }
