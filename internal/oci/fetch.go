@@ -142,7 +142,7 @@ func (c *repoClient) blob(ctx context.Context, d v1.Descriptor, limit int64, w i
 	}
 	resp, err := c.blobs.Do(req)
 	if err != nil {
-		return fmt.Errorf("failed to fetch %s: %w", what, err)
+		return fmt.Errorf("failed to fetch %s: %w", what, redactError(err))
 	}
 	defer resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusOK); err != nil {
@@ -167,6 +167,32 @@ func checkBlob(d v1.Descriptor, n int64, h hash.Hash, what string) error {
 		return &errTampered{fmt.Sprintf("%s: registry served bytes of digest sha256:%s, the manifest says %s", what, got, d.Digest)}
 	}
 	return nil
+}
+
+// redactError removes from err, an http.Client's, what the URL it names
+// may carry of credentials: registries redirect blobs and manifests to
+// storage at pre-signed URLs (S3, GCS), whose query is a credential, and
+// the client's *url.Error quotes the URL it failed on, redirect and all.
+// go-containerregistry does the same on its own requests.
+func redactError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	u, perr := url.Parse(ue.URL)
+	if perr != nil {
+		ue.URL = "(a URL that does not parse)"
+		return err
+	}
+	redactURL(u)
+	ue.URL = u.String() // the client made ue for this request alone
+	return err
+}
+
+// redactURL blanks the parts of u that may carry credentials: user info,
+// query and fragment.
+func redactURL(u *url.URL) {
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
 }
 
 // retryStatusCodes are the responses remote retries (its defaults).
@@ -197,7 +223,7 @@ func (c *repoClient) manifest(ctx context.Context, d v1.Hash) ([]byte, error) {
 	req.Header.Set("Accept", manifestAccept)
 	resp, err := c.manifests.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("failed to fetch %s: %w", what, err)
+		return nil, fmt.Errorf("failed to fetch %s: %w", what, redactError(err))
 	}
 	defer resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusOK); err != nil {

@@ -61,7 +61,7 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	u := *req.URL
-	u.RawQuery, u.User = "", nil // no tokens or credentials in errors
+	redactURL(&u) // no tokens or credentials in errors
 	b := &limitedBody{rc: resp.Body, bytes: t.limit, items: -1}
 	b.tooLarge = func(limit int64, unit string) error {
 		return &errResponseTooLarge{req.Method, u.String(), limit, unit}

@@ -393,3 +393,46 @@ func TestLimitedBody(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncRedirectCredentials: registries send blobs (and some manifests)
+// from storage at a pre-signed URL, whose query is a credential. A
+// transport failure there must not put it, or the URL's user info, in the
+// report or the log.
+func TestSyncRedirectCredentials(t *testing.T) {
+	for _, what := range []string{"blob", "manifest"} {
+		t.Run(what, func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			p := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+			path := "/manifests/" + p.Ref.DigestStr()
+			if what == "blob" {
+				path = "/blobs/" + manifestOf(t, p).Mod.Digest.String()
+			}
+			storage := "http://storageuser:storagepass@" + e.reg.host + "/storage/x?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=SECRETSIG#frag"
+			e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+				switch {
+				case strings.HasSuffix(r.URL.Path, path) && r.Method == http.MethodGet:
+					http.Redirect(w, r, storage, http.StatusTemporaryRedirect)
+					return true
+				case strings.HasPrefix(r.URL.Path, "/storage/"):
+					conn, _, err := w.(http.Hijacker).Hijack()
+					if err == nil {
+						conn.Close() // EOF: a transport failure
+					}
+					return true
+				}
+				return false
+			})
+			r := e.hostileSync(t)
+			e.wantOutcome(t, r, Failed)
+			out := fmt.Sprint(r.Failures) + e.logs.String()
+			if !strings.Contains(out, "/storage/x") {
+				t.Errorf("the failure does not name the storage URL:\n%s", out)
+			}
+			for _, secret := range []string{"SECRETSIG", "AKIAEXAMPLE", "storageuser", "storagepass", "frag"} {
+				if strings.Contains(out, secret) {
+					t.Errorf("%s in the report or the log:\n%s", secret, out)
+				}
+			}
+		})
+	}
+}
