@@ -97,7 +97,8 @@ func newRepoClient(ctx context.Context, r Remote, repo name.Repository) (*repoCl
 	}
 	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
-		return nil, fmt.Errorf("failed to authenticate to %s: %w", repo.RegistryStr(), err)
+		// The ping of /v2/ fails here: a host that is not a registry too.
+		return nil, fmt.Errorf("failed to reach %s as an OCI registry (GET /v2/, then its token service if it names one): %w", repo.RegistryStr(), err)
 	}
 	// Manifests are small and read whole: retry a flaky registry as
 	// remote.Get would, with transport's shorter default backoff.

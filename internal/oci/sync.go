@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -225,7 +226,7 @@ func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *R
 func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository, state *State, r *Report) error {
 	c, tags, err := s.listRepo(ctx, repo)
 	switch {
-	case absent(err):
+	case errors.Is(err, errAbsent):
 		// One named with -repository before its first push holds nothing
 		// to sync, which is not a failure (it would degrade the server
 		// until the first release); a misspelt one is this warning.
@@ -264,6 +265,9 @@ func (s *Syncer) listRepo(ctx context.Context, repo name.Repository) (*repoClien
 		return nil, nil, s.listTimedOut(ctx, lctx, err)
 	}
 	tags, err := listTags(lctx, c)
+	if absent(err) {
+		return nil, nil, fmt.Errorf("%w: %w", errAbsent, err)
+	}
 	return c.in(ctx), tags, s.listTimedOut(ctx, lctx, err)
 }
 
@@ -276,11 +280,24 @@ func (s *Syncer) listTimedOut(ctx, lctx context.Context, err error) error {
 	return err
 }
 
-// absent reports whether err, from listing a repository's tags, says the
-// registry has no such repository.
+// errAbsent wraps the error of listing a repository the registry says it
+// does not have.
+var errAbsent = errors.New("the registry has no such repository")
+
+// absent reports whether err, from listing the tags of a repository once
+// the registry answered /v2/ (newRepoClient), is the registry saying it has
+// no such repository: the distribution spec's NAME_UNKNOWN, or a 404 with a
+// distribution error body (Harbor's is NOT_FOUND). A 404 with any other
+// body — an HTML page, nothing — is not a registry speaking but a web
+// server, a proxy's default site or a wrong port, which must fail the
+// repository rather than pass for one not pushed yet; so must a /v2/ that
+// does not answer as a registry's.
 func absent(err error) bool {
 	var te *transport.Error
-	return isNotFound(err) || errors.As(err, &te) &&
+	if !errors.As(err, &te) {
+		return false
+	}
+	return te.StatusCode == http.StatusNotFound && len(te.Errors) > 0 ||
 		slices.ContainsFunc(te.Errors, func(d transport.Diagnostic) bool { return d.Code == transport.NameUnknownErrorCode })
 }
 

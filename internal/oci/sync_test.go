@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"golang.org/x/mod/module"
 
@@ -529,5 +533,71 @@ func TestSyncRefused(t *testing.T) {
 	e.wantRecorded(t, honest)
 	if n := strings.Count(e.logs.String(), "outcome=refused"); n != 2 || !strings.Contains(e.logs.String(), "checksum mismatch") {
 		t.Errorf("%d log lines with outcome=refused, want 2 naming the reason:\n%s", n, e.logs)
+	}
+}
+
+// TestSyncNotARegistry: a host that is not a registry, or does not answer
+// as one, is a failure of the pass, counted in the metrics, and not a
+// repository that does not exist yet: only a registry's distribution error
+// (NAME_UNKNOWN, or a 404 with an error body) on the tag list, after /v2/
+// answered, says the repository is absent.
+func TestSyncNotARegistry(t *testing.T) {
+	page := func(w http.ResponseWriter, code int) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(code)
+		fmt.Fprintf(w, "<html><body>%d %s</body></html>", code, http.StatusText(code))
+	}
+	for name, h := range map[string]http.HandlerFunc{
+		// Not found on /v2/ itself: a web server, a proxy's default vhost.
+		"404 everywhere": func(w http.ResponseWriter, r *http.Request) { page(w, http.StatusNotFound) },
+		// A web server with a page at /v2/ and 404 pages elsewhere.
+		"web server": func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v2/" {
+				page(w, http.StatusOK)
+				return
+			}
+			page(w, http.StatusNotFound)
+		},
+		// A 404 without a distribution error body says nothing of the
+		// repository.
+		"bare 404": func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v2/" {
+				w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+				return
+			}
+			w.WriteHeader(http.StatusNotFound)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(h)
+			t.Cleanup(srv.Close)
+			host := strings.TrimPrefix(srv.URL, "http://")
+			sources, err := ParseSources([]string{host + "/gomod"}, []string{host + "/gomod/example.com/m"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := new(testlog.Buffer)
+			m := NewMetrics(prometheus.NewRegistry())
+			s, err := NewSyncer(Options{
+				Sources: sources, Keys: []*PublicKey{newKey(t, 0).public(t)}, Log: newFakeLog(),
+				Remote: testRemote, Metrics: m, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := s.Sync(context.Background())
+			if err != nil {
+				t.Fatalf("Sync: %v\n%s", err, logs)
+			}
+			if r.OK() || len(r.Failures) != 1 || !strings.Contains(r.Failures[0].Error(), host+"/gomod/example.com/m") {
+				t.Errorf("report %+v, want the repository failed\n%s", r, logs)
+			}
+			if strings.Contains(logs.String(), "does not exist (yet)") || !strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("logged as an absent repository, or not as an error:\n%s", logs)
+			}
+			if failed := testutil.ToFloat64(m.passes.WithLabelValues("failed")); failed != 1 {
+				t.Errorf("%v failed passes counted, want 1", failed)
+			}
+		})
 	}
 }
