@@ -36,9 +36,11 @@ const (
 // verifyBundles checks the Sigstore bundles that refer to ref. Referrers
 // are listed unfiltered, through the referrers API or, where the registry
 // has none, the fallback tag sha256-<hex> (go-containerregistry does
-// both), and each manifest is inspected: some registries (go-containerregistry's
-// own among them) report a referrer's artifactType from its config media
-// type, which for cosign's referrers is the empty one.
+// both), and the manifest of each that may be a bundle (mayBeBundle) is
+// inspected: some registries (go-containerregistry's own among them) report
+// a referrer's artifactType from its config media type, which for cosign's
+// referrers is the empty one. maxReferrers caps the referrers inspected,
+// not those passed over.
 func verifyBundles(ctx context.Context, c *repoClient, keys []*PublicKey, ref name.Digest) (signatureCheck, error) {
 	var sc signatureCheck
 	idx, err := remote.Referrers(ref, c.opts...)
@@ -53,11 +55,16 @@ func verifyBundles(ctx context.Context, c *repoClient, keys []*PublicKey, ref na
 	if err != nil {
 		return sc, err
 	}
-	for i, desc := range im.Manifests {
-		if i == maxReferrers {
+	inspected := 0
+	for _, desc := range im.Manifests {
+		if !mayBeBundle(desc) {
+			continue // costs no request, so does not count
+		}
+		if inspected == maxReferrers {
 			sc.reasons = append(sc.reasons, fmt.Sprintf("only the first %d referrers were inspected", maxReferrers))
 			break
 		}
+		inspected++
 		b, err := fetchBundle(ctx, c, desc)
 		if err != nil {
 			return sc, err
@@ -94,12 +101,14 @@ type fetchedBundle struct {
 // fetchBundle returns the bundle a referrer holds, nil if the referrer is
 // not a Sigstore bundle, or a registry failure. A referrer whose manifest
 // the registry does not have (garbage-collected, or listed in the fallback
-// tag by anyone who may push) or serves with other bytes or too many is a
-// bundle that cannot be read: were it a failure, it would hide the
-// artifact's good signatures on every pass.
+// tag by anyone who may push), lists over MaxManifestSize, or serves with
+// other bytes or too many is a bundle that cannot be read, named in the
+// artifact's reasons: were it a failure, it would hide the artifact's good
+// signatures on every pass; were it passed over, an artifact signed only
+// by it would be called unsigned.
 func fetchBundle(ctx context.Context, c *repoClient, desc v1.Descriptor) (*fetchedBundle, error) {
-	if desc.MediaType != types.OCIManifestSchema1 || desc.Size > MaxManifestSize {
-		return nil, nil
+	if desc.Size > MaxManifestSize {
+		return &fetchedBundle{ref: desc.Digest.String(), err: &errTooLarge{"referrer manifest", MaxManifestSize}}, nil
 	}
 	raw, err := c.manifest(ctx, desc.Digest)
 	switch {
@@ -127,6 +136,21 @@ func fetchBundle(ctx context.Context, c *repoClient, desc v1.Descriptor) (*fetch
 		}
 	}
 	return fb, nil
+}
+
+// mayBeBundle reports whether the referrer desc lists may hold a Sigstore
+// bundle, and is to be inspected: an OCI manifest whose artifactType, as
+// the listing gives it, is a bundle's, none, or the empty config's (some
+// registries give the config media type, and cosign's is the empty one).
+// Any other (an image index, an SBOM, an attestation of another tool) is
+// passed over without a request, so that however many there are, they do
+// not push the artifact's bundles past maxReferrers.
+func mayBeBundle(desc v1.Descriptor) bool {
+	if desc.MediaType != types.OCIManifestSchema1 {
+		return false
+	}
+	at := desc.ArtifactType
+	return at == "" || at == string(types.OCIEmptyJSON) || strings.HasPrefix(at, bundlePrefix)
 }
 
 // unreadable reports whether err says the registry served other bytes than

@@ -1,8 +1,11 @@
 package oci
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +19,17 @@ import (
 // serve (nil: the registry's own, a 404 since it has no such manifest).
 func listBefore(t *testing.T, e *syncEnv, p *Pushed, referrers bool, d v1.Hash, serve http.HandlerFunc) {
 	t.Helper()
+	served := map[v1.Hash]http.HandlerFunc{}
+	if serve != nil {
+		served[d] = serve
+	}
+	listFirst(t, e, p, referrers, []v1.Descriptor{{MediaType: manifestType, Size: 500, Digest: d}}, served)
+}
+
+// listFirst makes the registry list descs before the real referrers of p,
+// as listBefore does, and answers requests for the manifests of served.
+func listFirst(t *testing.T, e *syncEnv, p *Pushed, referrers bool, descs []v1.Descriptor, served map[v1.Hash]http.HandlerFunc) {
+	t.Helper()
 	idx, err := remote.Referrers(p.Ref, remote.WithAuthFromKeychain(testRemote.keychain()))
 	if err != nil {
 		t.Fatal(err)
@@ -24,7 +38,7 @@ func listBefore(t *testing.T, e *syncEnv, p *Pushed, referrers bool, d v1.Hash, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	im.Manifests = append([]v1.Descriptor{{MediaType: manifestType, Size: 500, Digest: d}}, im.Manifests...)
+	im.Manifests = append(slices.Clone(descs), im.Manifests...)
 	body, err := json.Marshal(im)
 	if err != nil {
 		t.Fatal(err)
@@ -34,14 +48,16 @@ func listBefore(t *testing.T, e *syncEnv, p *Pushed, referrers bool, d v1.Hash, 
 		list = "/manifests/sha256-" + strings.TrimPrefix(p.Ref.DigestStr(), "sha256:")
 	}
 	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
-		switch {
-		case strings.HasSuffix(r.URL.Path, list) && r.Method == http.MethodGet:
+		if strings.HasSuffix(r.URL.Path, list) && r.Method == http.MethodGet {
 			w.Header().Set("Content-Type", indexType)
 			w.Write(body)
 			return true
-		case strings.HasSuffix(r.URL.Path, "/manifests/"+d.String()) && serve != nil:
-			serve(w, r)
-			return true
+		}
+		for d, serve := range served {
+			if strings.HasSuffix(r.URL.Path, "/manifests/"+d.String()) {
+				serve(w, r)
+				return true
+			}
 		}
 		return false
 	})
@@ -112,4 +128,92 @@ func TestSyncUnreadableReferrer(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestSyncReferrerCap: the cap on referrers counts those inspected (their
+// manifest fetched), not those the listing says are something else (an
+// image index, an SBOM's artifactType): however many of these come first,
+// the signature after them is found. Past the cap of inspected ones, the
+// rest are not looked at, and the log says so.
+func TestSyncReferrerCap(t *testing.T) {
+	other := func(i int) v1.Hash {
+		return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%064x", i)}
+	}
+	forReferrers(t, func(t *testing.T, referrers bool) {
+		t.Run("other referrers first", func(t *testing.T) {
+			e := newSyncEnv(t, referrers)
+			mod := simpleModule(t, "v1.1.0")
+			p := e.push(t, mod, nil)
+			signBundle(t, p.Ref, e.key.sv, CosignSignPredicateType)
+			var descs []v1.Descriptor
+			for i := range maxReferrers {
+				descs = append(descs,
+					v1.Descriptor{MediaType: indexType, Size: 500, Digest: other(2 * i)},
+					v1.Descriptor{MediaType: manifestType, ArtifactType: "application/spdx+json", Size: 500, Digest: other(2*i + 1)})
+			}
+			listFirst(t, e, p, referrers, descs, nil)
+			r := e.sync(t)
+			e.wantOutcome(t, r, Recorded)
+			e.wantRecorded(t, mod)
+		})
+		t.Run("cap", func(t *testing.T) {
+			e := newSyncEnv(t, referrers)
+			p := e.push(t, simpleModule(t, "v1.1.0"), nil)
+			signBundle(t, p.Ref, e.key.sv, CosignSignPredicateType)
+			var descs []v1.Descriptor
+			for i := range maxReferrers {
+				descs = append(descs, v1.Descriptor{MediaType: manifestType, Size: 500, Digest: other(i)})
+			}
+			listFirst(t, e, p, referrers, descs, nil) // each a 404: a signature that does not verify
+			r := e.sync(t)
+			e.wantOutcome(t, r, BadSignature)
+			if !strings.Contains(e.logs.String(), fmt.Sprintf("only the first %d referrers were inspected", maxReferrers)) {
+				t.Errorf("the log does not say the referrers were capped:\n%s", e.logs)
+			}
+		})
+	})
+}
+
+// TestSyncOversizedBundle: a referrer that may be a bundle but whose
+// manifest or bundle layer is over its limit is a signature that does not
+// verify, named in the artifact's log line (bad_signature), not skipped as
+// if the artifact had none (unsigned).
+func TestSyncOversizedBundle(t *testing.T) {
+	bigLayer := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"artifactType":%q,"config":{"mediaType":"application/vnd.oci.empty.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"mediaType":%q,"size":%d,"digest":"sha256:%064x"}]}`,
+		manifestType, BundleMediaType, BundleMediaType, maxBundleSize+1, 1))
+	bigLayerDigest, _, err := v1.SHA256(bytes.NewReader(bigLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		desc   v1.Descriptor
+		served map[v1.Hash]http.HandlerFunc
+		want   string
+	}{
+		"manifest": {
+			desc: v1.Descriptor{MediaType: manifestType, ArtifactType: BundleMediaType, Size: MaxManifestSize + 1, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("cd", 32)}},
+			want: fmt.Sprintf("larger than the limit of %d bytes", MaxManifestSize),
+		},
+		"bundle layer": {
+			desc: v1.Descriptor{MediaType: manifestType, Size: int64(len(bigLayer)), Digest: bigLayerDigest},
+			served: map[v1.Hash]http.HandlerFunc{bigLayerDigest: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", manifestType)
+				w.Write(bigLayer)
+			}},
+			want: fmt.Sprintf("larger than the limit of %d bytes", maxBundleSize),
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			forReferrers(t, func(t *testing.T, referrers bool) {
+				e := newSyncEnv(t, referrers)
+				p := e.push(t, simpleModule(t, "v1.1.0"), nil)
+				listFirst(t, e, p, referrers, []v1.Descriptor{c.desc}, c.served)
+				r := e.sync(t)
+				e.wantOutcome(t, r, BadSignature)
+				if !strings.Contains(e.logs.String(), c.want) || !strings.Contains(e.logs.String(), c.desc.Digest.String()) {
+					t.Errorf("the log does not name the oversized referrer and its limit (%s):\n%s", c.want, e.logs)
+				}
+			})
+		})
+	}
 }
