@@ -129,11 +129,14 @@ func loadSyncConfig(o config.OCI) (*syncConfig, error) {
 	}
 	sc := &syncConfig{sources: sources}
 	for _, f := range o.CosignKey {
-		k, err := oci.LoadPublicKey(f)
+		k, err := oci.ParseKey(f)
 		if err != nil {
-			return nil, withHint(err, "pass -cosign-key the cosign.pub of the key that signs the artifacts")
+			return nil, withHint(err, "pass -cosign-key the cosign.pub of the key that signs the artifacts, as FILE or, bound to the repositories it signs, HOST[:PORT][/PATH]=FILE (docs/oci.md, Keys)")
 		}
 		sc.keys = append(sc.keys, k)
+	}
+	if err := oci.CheckKeyScopes(sources, sc.keys); err != nil {
+		return nil, usageError(err, "bind each -cosign-key to a path some -registry reads; see docs/oci.md, Keys")
 	}
 	return sc, nil
 }

@@ -14,7 +14,7 @@ import (
 type OCI struct {
 	Registry   []string `flag:"registry" arg:"HOST[:PORT][/PREFIX]" help:"registry and repository prefix to sync signed module artifacts from; repeatable. A module's repository is PREFIX/<module path in lower case>; the registry's /v2/_catalog lists them unless -repository names them"`
 	Repository []string `flag:"repository" arg:"HOST[:PORT]/REPO" help:"repository to sync, under a -registry prefix; repeatable. A prefix with any is not listed through the catalog: use it for registries without /v2/_catalog"`
-	CosignKey  []string `flag:"cosign-key" arg:"FILE" help:"cosign public key (cosign.pub, PEM) whose signatures are accepted, in cosign v2 (.sig tag) or v3 (Sigstore bundle) format; repeatable; required with -registry"`
+	CosignKey  []string `flag:"cosign-key" arg:"FILE" help:"cosign public key (cosign.pub, PEM) whose signatures are accepted, in cosign v2 (.sig tag) or v3 (Sigstore bundle) format; repeatable; required with -registry. HOST[:PORT][/PATH]=FILE accepts them only for the repositories at or under that path (docs/oci.md, Keys)"`
 }
 
 // ServeSync configures the periodic OCI sync of sumd serve.

@@ -62,7 +62,11 @@ func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag st
 		res.outcome, res.err = Malformed, err
 		return res
 	}
-	if res.format, res.key, err = verifySignatures(ctx, c, s.opts.Keys, desc.Digest); err != nil {
+	keys := keysFor(s.opts.Keys, c.repo)
+	if res.format, res.key, err = verifySignatures(ctx, c, keys, desc.Digest); err != nil {
+		if n := len(s.opts.Keys) - len(keys); n > 0 && errors.Is(err, errBadSignature) {
+			err = fmt.Errorf("%w (%d configured key(s) not tried: bound to other repositories)", err, n)
+		}
 		res.outcome, res.err = signatureOutcome(err), err
 		return res
 	}

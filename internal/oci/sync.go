@@ -53,10 +53,12 @@ const DefaultTimeout = 10 * time.Minute
 
 // Options configure a Syncer.
 type Options struct {
-	Sources []*Source    // where to look; at least one
-	Keys    []*PublicKey // whose signatures to accept; at least one
-	Log     Recorder     // where to record, and to keep the sync state
-	Remote  Remote
+	Sources []*Source // where to look; at least one
+	// Keys are whose signatures to accept, at least one; a key with a
+	// Scope only for the repositories it covers (ParseKey).
+	Keys   []*PublicKey
+	Log    Recorder // where to record, and to keep the sync state
+	Remote Remote
 	// MaxZipSize and MaxModSize cap the zip and go.mod layers, as for a
 	// proxy fetch (default the go command's limits, modhash.MaxZipFile and
 	// modhash.MaxGoMod). A larger layer makes the artifact invalid.
@@ -107,6 +109,9 @@ func NewSyncer(opts Options) (*Syncer, error) {
 		return nil, errors.New("no cosign public key: sync accepts only artifacts signed with a configured key")
 	case opts.Log == nil:
 		return nil, errors.New("oci: NewSyncer needs a log")
+	}
+	if err := CheckKeyScopes(opts.Sources, opts.Keys); err != nil {
+		return nil, err
 	}
 	if opts.MaxZipSize <= 0 {
 		opts.MaxZipSize = modhash.MaxZipFile

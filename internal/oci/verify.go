@@ -27,9 +27,14 @@ const maxKeyFile = 64 << 10
 // A PublicKey is a cosign public key (cosign.pub) whose signatures sync
 // accepts.
 type PublicKey struct {
-	File     string             // where it was read from, for logs
-	verifier signature.Verifier // classic signatures
-	bundles  *verify.Verifier   // Sigstore bundles, trusting this key alone
+	File string // where it was read from, for logs
+	// Scope is HOST[:PORT][/PATH] if the key is bound to the repositories
+	// at or under PATH of that registry (ParseKey), "" if it counts for
+	// every source.
+	Scope          string
+	registry, path string             // Scope parsed: registry name, repository path
+	verifier       signature.Verifier // classic signatures
+	bundles        *verify.Verifier   // Sigstore bundles, trusting this key alone
 }
 
 // LoadPublicKey reads a PEM public key file as `cosign generate-key-pair`
