@@ -2,12 +2,17 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -279,6 +284,59 @@ func TestLatestRedirectedElsewhere(t *testing.T) {
 			}
 			if tc.status == http.StatusOK {
 				wantProblem(t, rep, KindSignature, "not a signed note", fmt.Sprintf("%d bytes", len(secret)+len(" from the metadata service\n")))
+			}
+		})
+	}
+}
+
+// TestHugeTree: a head signed by the database's key that claims 2^62
+// records, the first size x/mod's tlog never returns from (maxpow2), served
+// by /latest or carried by a lookup, ends the audit (a problem, or an
+// error) instead of spinning for ever, deaf to its deadline.
+func TestHugeTree(t *testing.T) {
+	tl := newTestLog(t, "", 10, testRecord)
+	signer, err := note.NewSigner(tl.skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(xtlog.Tree{N: 1 << 62}))}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1 := testRecord(1)
+	for _, c := range []struct {
+		name, path string
+		want       string // in the problem or the error
+	}{
+		{"latest", "/latest", "more than the 4611686018427387903 accepted"},
+		{"lookup", "/lookup/" + r1.Path + "@" + r1.Version, "broken or compromised database"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+				switch {
+				case path != c.path:
+					return status, body
+				case path == "/latest":
+					return status, huge
+				}
+				rec, _, _ := bytes.Cut(body, []byte("\n\n"))
+				return status, append(append(rec, "\n\n"...), huge...)
+			})
+			file := writeGoSum(t, goSumOf(1))
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			done := make(chan string, 1)
+			go func() {
+				rep, err := Run(ctx, Options{URL: srv.URL, VerifierKey: tl.vkey, GoSum: []string{file}, retryBackoff: time.Millisecond})
+				done <- fmt.Sprintf("%v %s", err, problems(rep))
+			}()
+			select {
+			case got := <-done:
+				if !strings.Contains(got, c.want) {
+					t.Errorf("audit: %s; want %q", got, c.want)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the audit is still running 10 s past its deadline")
 			}
 		})
 	}

@@ -111,7 +111,7 @@ func parseHeader(data []byte) (BundleHeader, error) {
 	switch {
 	case h.Name == "" || !seen["from"] || !seen["to"] || !seen["created"]:
 		return h, errors.New("malformed bundle header: it needs name, from, to and created")
-	case h.From < 0 || h.To < h.From || h.To > 1<<62:
+	case h.From < 0 || h.To < h.From || h.To > sumdbclient.MaxTreeSize:
 		return h, fmt.Errorf("malformed bundle header: from %d to %d", h.From, h.To)
 	}
 	return h, nil

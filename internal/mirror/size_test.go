@@ -29,7 +29,7 @@ func hugeHead(t *testing.T, key *itlog.Key, n int64) []byte {
 }
 
 // within runs f and fails the test if it takes longer than d: a tree that
-// is too large used to spin for ever inside x/mod's tlog (over 2^62) or
+// is too large used to spin for ever inside x/mod's tlog (2^62 or more) or
 // grow the memory by gigabytes (2^40), neither of which stops for a
 // context.
 func within(t *testing.T, d time.Duration, f func() error) error {

@@ -21,9 +21,11 @@ const (
 )
 
 // MaxTreeSize is the largest tree a signed head may claim: x/mod's tlog
-// never returns from its proofs of trees over 2^62 records (maxpow2), and
-// nothing real comes near it. Verifiers.Limit sets a smaller bound.
-const MaxTreeSize = 1 << 62
+// never returns from the hash of a tree of 2^62 records or more
+// (subTreeIndex asks maxpow2 for the power of two below n+1, whose loop
+// overflows past 1<<62), and nothing real comes near it.
+// Verifiers.Limit sets a smaller bound.
+const MaxTreeSize = 1<<62 - 1
 
 // Verifiers are the verifier keys of one database: one, or several during a
 // key rotation, when a head signed by any of them verifies (the go

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -24,7 +25,7 @@ func signedHead(t testing.TB, skey string, n int64) []byte {
 }
 
 // TestOpenTreeSize: a head signed by the right key is still refused when
-// its tree is larger than x/mod's tlog can prove (2^62), or than the limit
+// its tree is larger than x/mod's tlog can prove (2^62-1), or than the limit
 // a reader set; the explanation names the size and the suspicion.
 func TestOpenTreeSize(t *testing.T) {
 	skey, vkey, err := note.GenerateKey(nil, "size.example")
@@ -43,6 +44,7 @@ func TestOpenTreeSize(t *testing.T) {
 	}{
 		{vs, MaxTreeSize, false},
 		{vs, MaxTreeSize + 1, true},
+		{vs, 1 << 62, true}, // x/mod's maxpow2(2^62+1) never returns
 		{vs, 1<<63 - 1, true},
 		{limited, 1000, false},
 		{limited, 1001, true},
@@ -80,6 +82,8 @@ func TestCheckTreeSize(t *testing.T) {
 	}{
 		{signedHead(t, skey, MaxTreeSize), true},
 		{signedHead(t, skey, MaxTreeSize+1), false},
+		{signedHead(t, skey, 1<<62), false},
+		{lookup(1 << 62), false},
 		{lookup(12), true},
 		{lookup(1<<63 - 1), false},
 		// A record whose text holds a line like a small head's.
@@ -91,3 +95,30 @@ func TestCheckTreeSize(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxTreeSizeReturns: x/mod's tlog returns from the maths of a tree of
+// MaxTreeSize records, which every head Open accepts may reach. The hash
+// reader fails at once, so only the index maths (maxpow2) runs.
+func TestMaxTreeSizeReturns(t *testing.T) {
+	fail := tlog.HashReaderFunc(func([]int64) ([]tlog.Hash, error) { return nil, errors.New("no hashes") })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tlog.TreeHash(MaxTreeSize, fail)
+		tlog.ProveTree(MaxTreeSize, MaxTreeSize-1, fail)
+		tlog.ProveRecord(MaxTreeSize, MaxTreeSize-1, fail)
+		tlog.TileHashReader(tlog.Tree{N: MaxTreeSize}, noTiles{}).ReadHashes([]int64{0})
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("x/mod's tlog has not returned from a tree of %d records in 10 s", int64(MaxTreeSize))
+	}
+}
+
+// noTiles is a tlog.TileReader that reads no tile.
+type noTiles struct{}
+
+func (noTiles) Height() int                             { return TileHeight }
+func (noTiles) ReadTiles([]tlog.Tile) ([][]byte, error) { return nil, errors.New("no tiles") }
+func (noTiles) SaveTiles([]tlog.Tile, [][]byte)         {}
