@@ -58,7 +58,7 @@ func (a *recordAudit) collect() error {
 	a.pending = nil
 	for _, d := range res.dups {
 		a.problem(Problem{Kind: KindDuplicate, Module: d.key, Record: recordID(d.then), Records: []int64{d.first, d.then},
-			Message: fmt.Sprintf("%s is recorded twice, as records %d and %d: a checksum database holds one record per module version", d.key, d.first, d.then)})
+			Message: fmt.Sprintf("%s is recorded twice, as records %d and %d: a checksum database holds one record per module version", quote(d.key), d.first, d.then)})
 	}
 	return res.err
 }

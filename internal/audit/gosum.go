@@ -129,7 +129,7 @@ func (o *clientOps) check(client *sumdb.Client, l sumLine) (*Problem, error) {
 	has := "no such line"
 	if len(got) > 0 {
 		if f := strings.Fields(got[0]); len(f) == 3 {
-			has = f[2]
+			has = quote(f[2])
 		}
 	}
 	return &Problem{Kind: KindGosumMismatch, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
@@ -155,7 +155,7 @@ func (o *clientOps) lookupProblem(l sumLine, err error) (*Problem, error) {
 			Message: fmt.Sprintf("%s: the server reports the record of %s@%s damaged in its database, and does not serve it", l.where(), l.path, l.version)}, nil
 	case missing:
 		return &Problem{Kind: KindGosumMissing, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
-			Message: fmt.Sprintf("%s: %s@%s is not in the checksum database (%s)", l.where(), l.path, l.version, reason)}, nil
+			Message: fmt.Sprintf("%s: %s@%s is not in the checksum database (%s)", l.where(), l.path, l.version, quote(reason))}, nil
 	case len(o.security) > 0 && strings.Contains(err.Error(), sumdb.ErrSecurity.Error()):
 		return nil, nil // reported once, with the client's evidence
 	case o.failed != nil:
@@ -165,7 +165,7 @@ func (o *clientOps) lookupProblem(l sumLine, err error) (*Problem, error) {
 		return nil, o.failed
 	}
 	return &Problem{Kind: KindLookup, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
-		Message: fmt.Sprintf("%s: the database's answer for %s@%s does not verify: %v", l.where(), l.path, l.version, err)}, nil
+		Message: fmt.Sprintf("%s: the database's answer for %s@%s does not verify: %s", l.where(), l.path, l.version, quote(err.Error()))}, nil
 }
 
 func lookupPath(l sumLine) string {

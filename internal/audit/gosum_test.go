@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -213,5 +214,42 @@ func TestGosumFindingsKeptOnFailure(t *testing.T) {
 	}
 	if rep.OK || !found {
 		t.Errorf("the fork evidence is lost: %s", problems(rep))
+	}
+}
+
+// TestGosumForkEvidenceBounded: the evidence of a fork a lookup revealed,
+// sumdb.Client's text quoting the signed heads in full, is cut to
+// maxMessage, though the head of the lookup carries a witness signature
+// whose name is a long text chosen by the database.
+func TestGosumForkEvidenceBounded(t *testing.T) {
+	honest := newTestLog(t, "", 600, testRecord)
+	// 1000 records: the tiles that prove the fork are not at the paths
+	// of those the client read for tree#600, which it keeps.
+	fork := newTestLog(t, honest.skey, 1000, seededRecord("fork"))
+	ha := server.New(testName, honest.log, server.Options{Logger: quiet})
+	hb := server.New(testName, fork.log, server.Options{Logger: quiet})
+	forked := testRecord(5)
+	witness := "— witness\u009b" + strings.Repeat("w", 64<<10) + " " + base64.StdEncoding.EncodeToString(make([]byte, 68)) + "\n"
+	var lookedUp atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/lookup/"+forked.Path+"@"+forked.Version:
+			lookedUp.Store(true)
+			rec := httptest.NewRecorder()
+			hb.ServeHTTP(rec, r)
+			w.Write(append(rec.Body.Bytes(), witness...))
+		case strings.HasPrefix(r.URL.Path, "/tile/") && lookedUp.Load():
+			hb.ServeHTTP(w, r)
+		default:
+			ha.ServeHTTP(w, r)
+		}
+	}))
+	defer srv.Close()
+	file := writeGoSum(t, goSumOf(5))
+	rep := mustAudit(t, srv.URL, honest.vkey, func(o *Options) { o.GoSum = []string{file} })
+	p := wantProblem(t, rep, KindFork, "SECURITY ERROR", "misbehavior detected")
+	if len(p.Message) > maxMessage+len("…") || !strings.Contains(p.Message, "witness?www") {
+		t.Errorf("message of %d bytes, want at most %d and the witness's name quoted without its control character: %.300s…",
+			len(p.Message), maxMessage, p.Message)
 	}
 }

@@ -123,7 +123,7 @@ func (r *run) recheckOne(ctx context.Context, id int64, text []byte) error {
 	switch {
 	case errors.Is(err, ErrUnavailable):
 		r.found.add(Problem{Kind: KindRecheckUnavailable, Record: recordID(id), Module: rec.Key(),
-			Message: fmt.Sprintf("%s (record %d) could not be re-hashed: %v", rec.Key(), id, err)})
+			Message: fmt.Sprintf("%s (record %d) could not be re-hashed: %s", quote(rec.Key()), id, quote(err.Error()))})
 		return nil
 	case err != nil:
 		return fmt.Errorf("failed to re-hash %s: %w", rec.Key(), err)
@@ -132,7 +132,7 @@ func (r *run) recheckOne(ctx context.Context, id int64, text []byte) error {
 	if got.Hash != rec.Hash || got.GoMod != rec.GoMod {
 		r.found.add(Problem{Kind: KindRecheckMismatch, Record: recordID(id), Module: rec.Key(), Message: fmt.Sprintf(
 			"%s (record %d) hashes differently at its source now: recorded %s, go.mod %s; source %s, go.mod %s",
-			rec.Key(), id, rec.Hash, rec.GoMod, got.Hash, got.GoMod)})
+			quote(rec.Key()), id, rec.Hash, rec.GoMod, got.Hash, got.GoMod)})
 	}
 	return nil
 }

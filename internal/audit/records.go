@@ -256,7 +256,7 @@ func parseRecord(text []byte) (gosum.Record, error) {
 func (a *recordAudit) record(id int64, rec gosum.Record, err error) {
 	if err != nil {
 		a.problem(Problem{Kind: KindMalformedRecord, Record: recordID(id), Message: fmt.Sprintf(
-			"record %d is not the two go.sum lines of one module version: %v", id, err)})
+			"record %d is not the two go.sum lines of one module version: %s", id, quote(err.Error()))})
 		return
 	}
 	a.keys = append(a.keys, seenKey{rec.Key(), id})

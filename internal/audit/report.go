@@ -1,9 +1,14 @@
 package audit
 
 import (
+	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // Problem kinds. They are part of the JSON contract of `sumd verify -json`:
@@ -106,7 +111,7 @@ type Problem struct {
 	Message string  `json:"message"`           // one paragraph for humans
 	Record  *int64  `json:"record,omitempty"`  // record id
 	Tile    string  `json:"tile,omitempty"`    // tile path, e.g. tile/8/data/012
-	Module  string  `json:"module,omitempty"`  // module@version
+	Module  string  `json:"module,omitempty"`  // module@version (cut as quote cuts it)
 	File    string  `json:"file,omitempty"`    // go.sum file
 	Line    int     `json:"line,omitempty"`    // line in File, from 1
 	Heads   []Head  `json:"heads,omitempty"`   // signed heads in full: the evidence of a fork or rollback
@@ -129,6 +134,7 @@ type findings struct {
 }
 
 func (f *findings) add(p Problem) {
+	p.Message, p.Module = bound(p.Message), quote(p.Module)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.problems) >= maxProblems {
@@ -142,4 +148,36 @@ func (f *findings) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.problems) + f.omitted
+}
+
+// quote is text the database chose (a module path from its records, a
+// hash, the reason of an error), fit for a problem message: a hostile
+// database could otherwise put a megabyte in each problem of the report,
+// or escape sequences for the terminal showing it. Every message quotes
+// such text through it.
+func quote(s string) string { return sumdbclient.Quote(s) }
+
+// maxMessage caps a whole problem message. The server's text in a message
+// is quoted, a few hundred bytes; but the evidence of sumdb.Client's
+// security error (the two heads and a proof, about 4 KiB) comes as one
+// text of several lines, heads the database signed, and each lookup may
+// add one.
+const maxMessage = 8 << 10
+
+// bound cuts a message to maxMessage bytes and replaces its control
+// characters but its newlines and tabs, those of sumdb.Client's evidence.
+func bound(msg string) string {
+	if len(msg) > maxMessage {
+		n := maxMessage
+		for n > 0 && !utf8.RuneStart(msg[n]) {
+			n--
+		}
+		msg = msg[:n] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' {
+			return '?'
+		}
+		return r
+	}, msg)
 }

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
@@ -339,5 +341,84 @@ func TestHugeTree(t *testing.T) {
 				t.Fatal("the audit is still running 10 s past its deadline")
 			}
 		})
+	}
+}
+
+// TestServerTextQuotedBounded: text a hostile database chooses — a record's
+// module path, the hash of a lookup's record, the name of a head's signer —
+// is quoted in problem messages cut to a few hundred bytes and with its
+// control characters replaced, so that it can neither grow the report by
+// up to a megabyte a problem nor write escape sequences to a terminal.
+func TestServerTextQuotedBounded(t *testing.T) {
+	long := strings.Repeat("a", 20<<10)
+	recs := healthyRecords(300)
+	r5, r8 := testRecord(5), testRecord(8)
+	bad := "example.com/" + long + "?" // not a module path
+	recs[5] = []byte(bad + " v1.0.0 " + r5.Hash + "\n" + bad + " v1.0.0/go.mod " + r5.GoMod + "\n")
+	dup := testRecord(6)
+	dup.Path = "example.com/" + long
+	recs[6], recs[7] = dup.Text(), dup.Text()
+	recs[8] = []byte(r8.Path + " " + r8.Version + " h1:" + long + "\n" + r8.Path + " " + r8.Version + "/go.mod " + r8.GoMod + "\n")
+	f, vkey := newFakeLog(t, recs)
+	file := writeGoSum(t, goSumOf(8))
+	srv := serve(t, f, func(path string, status int, body []byte) (int, []byte) {
+		if !strings.HasPrefix(path, "/lookup/") {
+			return status, body
+		}
+		// sumd's server answers no lookup of a record over
+		// gosum.MaxRecordSize; a hostile one would.
+		answer, err := xtlog.FormatRecord(8, recs[8])
+		if err != nil {
+			t.Error(err)
+		}
+		return http.StatusOK, append(answer, f.signed...)
+	})
+	rep := mustAudit(t, srv.URL, vkey, func(o *Options) { o.Full, o.GoSum = true, []string{file} })
+	kinds := map[string]int{}
+	for _, p := range rep.Problems {
+		kinds[p.Kind]++
+	}
+	if want := map[string]int{KindMalformedRecord: 2, KindDuplicate: 1, KindGosumMismatch: 1}; !maps.Equal(kinds, want) {
+		t.Fatalf("problems of kinds %v, want %v: %s", kinds, want, problems(rep))
+	}
+	wantBounded(t, rep)
+
+	// A head signed by a key not given, whose name is long and holds a
+	// terminal's escape sequence (CSI in C1: a note has no C0 control).
+	skey, _, err := note.GenerateKey(nil, testName+"\u009b2J"+strings.Repeat("b", 10<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(xtlog.Tree{N: 0, Hash: emptyTreeHash}))}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv = serve(t, f, func(path string, status int, body []byte) (int, []byte) {
+		if path == "/latest" {
+			return status, head
+		}
+		return status, body
+	})
+	rep = mustAudit(t, srv.URL, vkey, nil)
+	wantProblem(t, rep, KindSignature, "not signed by key")
+	wantBounded(t, rep)
+}
+
+// wantBounded fails if a problem of rep has a message of more than 2 KiB
+// or a control character other than a newline or a tab, or a Module of more
+// than 1 KiB.
+func wantBounded(t *testing.T, rep *Report) {
+	t.Helper()
+	for _, p := range rep.Problems {
+		if len(p.Message) > 2<<10 || len(p.Module) > 1<<10 {
+			t.Errorf("%s problem of %d bytes, module of %d bytes: %.300s…", p.Kind, len(p.Message), len(p.Module), p.Message)
+		}
+		if i := strings.IndexFunc(p.Message, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }); i >= 0 {
+			t.Errorf("%s problem with a control character at byte %d: %q", p.Kind, i, p.Message[max(i-20, 0):min(i+20, len(p.Message))])
+		}
 	}
 }

@@ -36,6 +36,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sumd-project/sumd/internal/redirect"
 )
@@ -307,8 +309,8 @@ func statusError(asked *url.URL, resp *http.Response) error {
 		if resp.StatusCode == http.StatusInternalServerError && strings.TrimSpace(line) == DamagedText {
 			return fmt.Errorf("%s: %w", msg, ErrDamaged)
 		}
-		if quote := strings.TrimSpace(line[:min(len(line), maxQuote)]); quote != "" {
-			msg += ": " + strings.Map(printable, quote)
+		if reason := strings.TrimSpace(line); reason != "" {
+			msg += ": " + Quote(reason)
 		}
 		// Anywhere in the line: a long module path comes before it.
 		if resp.StatusCode == http.StatusNotFound && strings.Contains(line, " "+OfflineText+": ") {
@@ -320,16 +322,34 @@ func statusError(asked *url.URL, resp *http.Response) error {
 
 // maxReason caps the text error body read for its first line: the whole
 // line of a mirror's offline 404, OfflineText after a module path of
-// thousands of bytes; maxQuote caps the part of it an error quotes.
-const (
-	maxReason = MaxLatest
-	maxQuote  = 512
-)
+// thousands of bytes.
+const maxReason = MaxLatest
 
-// printable replaces control characters so that a hostile server cannot
-// write escape sequences to a terminal.
+// maxQuote caps the server's text that Quote keeps: enough for any real
+// module path and reason, and a report that quotes a record in each of
+// its thousand problems stays under a megabyte.
+const maxQuote = 512
+
+// Quote returns s, text a server chose, fit to quote in an error or a
+// report: cut to its first maxQuote bytes, with an ellipsis, since a
+// hostile server could send a megabyte in a record or a reason, and with
+// control characters replaced, since it could write escape sequences to
+// the terminal showing them.
+func Quote(s string) string {
+	if len(s) > maxQuote {
+		n := maxQuote
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "…"
+	}
+	return strings.Map(printable, s)
+}
+
+// printable replaces control characters, C1 ones too (a terminal may take
+// U+009B for an escape sequence's start).
 func printable(r rune) rune {
-	if r < ' ' || r == 0x7f {
+	if unicode.IsControl(r) {
 		return '?'
 	}
 	return r

@@ -175,7 +175,7 @@ func (v *Verifiers) Explain(where, flag string, err error) string {
 			signers = append(signers, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
 		}
 		return fmt.Sprintf("the tree head from %s is not signed by key %s; it is signed by %s only: "+
-			"check %s, or the database's key has changed", where, key, strings.Join(signers, ", "), flag)
+			"check %s, or the database's key has changed", where, key, Quote(strings.Join(signers, ", ")), flag)
 	case errors.As(err, &invalid):
 		return fmt.Sprintf("SECURITY ERROR: the signature of key %s on the tree head from %s does not verify: "+
 			"the head was altered in transit or forged", key, where)
