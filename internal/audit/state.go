@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"cmp"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,7 +32,9 @@ import (
 //	                     "vkeys" (every verifier key that verified a head
 //	                     saved here, one per line: see rememberKeys);
 //	                     bucket "keys" maps every module@version audited to
-//	                     its record id (8 bytes, big-endian).
+//	                     its record id (8 bytes, big-endian); one longer
+//	                     than a bbolt key may be is keyed by its digest
+//	                     (see storedKey).
 //
 // audit.db also serves as the directory's lock: bbolt holds an exclusive
 // lock on it, so two runs on one state cannot interleave.
@@ -278,13 +281,14 @@ func (s *state) commit(keys []seenKey, cp *checkpoint) ([]duplicate, error) {
 		dups = dups[:0] // Update may not retry, but stay idempotent anyway
 		b := tx.Bucket(bucketKeys)
 		for _, k := range keys {
-			if v := b.Get([]byte(k.key)); v != nil {
+			key := storedKey(k.key)
+			if v := b.Get(key); v != nil {
 				if first := int64(binary.BigEndian.Uint64(v)); first != k.id {
 					dups = append(dups, duplicate{k.key, first, k.id})
 				}
 				continue
 			}
-			if err := b.Put([]byte(k.key), binary.BigEndian.AppendUint64(nil, uint64(k.id))); err != nil {
+			if err := b.Put(key, binary.BigEndian.AppendUint64(nil, uint64(k.id))); err != nil {
 				return err
 			}
 		}
@@ -303,6 +307,20 @@ func (s *state) commit(keys []seenKey, cp *checkpoint) ([]duplicate, error) {
 		return nil, fmt.Errorf("failed to record audited keys: %w", err)
 	}
 	return dups, nil
+}
+
+// storedKey is the key of module@version key in bucket "keys": key itself,
+// or, if it is longer than bbolt.MaxKeySize, a zero byte and its SHA-256.
+// The protocol does not limit a module path, and a hostile database's
+// record could otherwise stop every full audit on bbolt's "key too large".
+// No module path starts with a zero byte, and the keys stored before
+// digests were used are all short enough to be stored as they are.
+func storedKey(key string) []byte {
+	if len(key) <= bbolt.MaxKeySize {
+		return []byte(key)
+	}
+	sum := sha256.Sum256([]byte(key))
+	return append([]byte{0}, sum[:]...)
 }
 
 // syncDir is durable.SyncDir; a variable, so that a test can see it

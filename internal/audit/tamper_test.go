@@ -228,6 +228,30 @@ func TestLongRecord(t *testing.T) {
 	}
 }
 
+// TestOverlongKey audits a log whose records hold a valid module path
+// longer than a bbolt key may be (32 KiB), twice: the audit runs to the end
+// and finds the duplicate, on every run with a state, where it used to stop
+// on bbolt's "key too large".
+func TestOverlongKey(t *testing.T) {
+	recs := healthyRecords(300)
+	r := testRecord(9)
+	r.Path = "example.com/" + strings.Repeat("k", 40<<10)
+	recs[9], recs[290] = r.Text(), r.Text()
+	f, vkey := newFakeLog(t, recs)
+	srv := serve(t, f, nil)
+	state := t.TempDir()
+	for range 2 {
+		rep := mustAudit(t, srv.URL, vkey, func(o *Options) { o.Full, o.StateDir = true, state })
+		p := wantProblem(t, rep, KindDuplicate, "is recorded twice, as records 9 and 290")
+		if !strings.HasPrefix(p.Module, "example.com/kkk") {
+			t.Errorf("duplicate of module %.40q…", p.Module)
+		}
+		if rep.RecordsAudited != 300 {
+			t.Errorf("audited %d records, want 300", rep.RecordsAudited)
+		}
+	}
+}
+
 // TestMalformedRecords serves a malicious log whose records are not all
 // the two go.sum lines of one module version.
 func TestMalformedRecords(t *testing.T) {
