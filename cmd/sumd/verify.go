@@ -132,6 +132,9 @@ func printReport(w io.Writer, rep *audit.Report) {
 	if rep.Previous != nil {
 		line("previous", "%d records, hash %s (the head saved by the last run)", rep.Previous.Size, rep.Previous.Hash)
 	}
+	for _, w := range rep.Warnings {
+		line("warning", "%s", w.Message)
+	}
 	line("checked", "%s", cmp.Or(strings.Join(rep.Checks, ", "), "nothing passed"))
 	if rep.RecordsAudited > 0 {
 		line("records", "%d audited (%d to %d) in %s, %.0f records/s", rep.RecordsAudited, rep.RecordsFrom,

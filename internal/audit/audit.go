@@ -41,10 +41,14 @@
 // the previous run and the head the full audit last checkpointed under,
 // whose audited records must still be the tree's first ones
 // (CheckConsistency, tlog.ProveTree and tlog.CheckTree); a different tree
-// of the same size, a tree that does not contain the saved one, or a
-// smaller tree (a rollback) is a SECURITY problem quoting both signed
-// heads, and the new head is then not saved: nothing is saved before every
-// check that could refuse it has passed.
+// of the same size, a tree that does not contain the saved one, a smaller
+// tree that the saved one's hash tiles show is not its prefix (a fork), or
+// one whose server no longer serves those tiles (a rollback) is a SECURITY
+// problem quoting both signed heads, and the new head is then not saved:
+// nothing is saved before every check that could refuse it has passed. A
+// smaller tree proven a prefix of the saved one is an older head, such as a
+// cache in front of the database may serve: a warning (KindStale), the
+// newer head stays saved, and the checks go on with the tree served.
 //
 // A full audit (Options.Full, CheckRecords) reads every data tile not yet
 // audited, at most Options.Parallel at a time, and checks that each splits
@@ -195,6 +199,7 @@ type run struct {
 	tree tlog.Tree       // its tree
 	thr  tlog.HashReader // hashes of tree, authenticated
 
+	stale      bool         // tree is a prefix of a head signed before (KindStale): not saved
 	resumeFrom *frontier    // the checkpoint's audited tree, proven a prefix of tree; nil: none
 	rechecked  atomic.Int64 // records -recheck re-hashed from their source
 }

@@ -228,7 +228,9 @@ func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 		return sumdb.ErrWriteConflict
 	}
 	o.latest = new
-	if o.r.state == nil {
+	if o.r.state == nil || o.r.stale {
+		// A head the client proved consistent with a stale one is not
+		// proven consistent with the newer head saved.
 		return nil
 	}
 	return o.r.state.saveLatest(new)

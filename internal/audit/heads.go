@@ -103,6 +103,8 @@ func (r *run) signatureMessage(err error) string { return r.keys.Explain("/lates
 // previous run saved and the head the full audit was last checkpointed
 // under, then saves the new head. A fork or a rollback is a problem; the
 // new head is then not saved, so that every later run reports it again.
+// Nor is a stale head (a prefix of one signed before), which is a warning:
+// the newer stays saved.
 // Every check that can refuse the new head runs before it is saved: the
 // checkpoint's is the only one left when the saved head was lost, and a
 // bad head saved would be the truth the next run checks against.
@@ -131,6 +133,9 @@ func (r *run) checkConsistency(ctx context.Context) (bool, error) {
 	if saved != nil || r.resumeFrom != nil {
 		r.passed(CheckConsistency)
 	}
+	if r.stale {
+		return true, nil
+	}
 	if err := r.state.rememberKeys(r.keys.Signers(r.head)); err != nil {
 		return false, err
 	}
@@ -153,7 +158,8 @@ func (r *run) checkCheckpoint(saved []byte) (bool, error) {
 	}
 	heads := []Head{{Role: roleAudited, Note: string(cp.head)}, {Role: roleServed, Note: string(r.head)}}
 	// A tree smaller than the audited records is left to extends, below,
-	// as the rollback it is.
+	// or above if the saved head is the checkpoint's: stale, a rollback
+	// or a fork.
 	if cp.frontier.size <= r.tree.N {
 		want, err := tlog.TreeHash(cp.frontier.size, r.thr)
 		if err != nil {
@@ -183,11 +189,7 @@ func (r *run) extends(old tlog.Tree, oldMsg []byte, role string) (bool, error) {
 	heads := []Head{{Role: role, Note: string(oldMsg)}, {Role: roleServed, Note: string(r.head)}}
 	switch {
 	case old.N > r.tree.N:
-		r.found.add(Problem{Kind: KindRollback, Heads: heads, Message: fmt.Sprintf(
-			"SECURITY ERROR: rollback: the database now signs a tree of %d records, smaller than the tree of %d records "+
-				"it signed before; a log only grows, so it lost records or shows different clients different histories",
-			r.tree.N, old.N)})
-		return false, nil
+		return r.prefixOf(old, heads)
 	case old.N == r.tree.N:
 		if old.Hash != r.tree.Hash {
 			r.found.add(Problem{Kind: KindFork, Heads: heads, Message: fmt.Sprintf(
@@ -216,6 +218,44 @@ func (r *run) extends(old tlog.Tree, oldMsg []byte, role string) (bool, error) {
 		return false, nil
 	}
 	return true, nil
+}
+
+// prefixOf sorts a served tree smaller than old, which the database
+// signed before, by old's hash tiles, authenticated by old's head: if they
+// prove r.tree a prefix of old, r.tree is stale, an older head such as a
+// cache in front of the database may serve (a warning, and the run goes
+// on without saving it); if they do not, or do not match old, it is a
+// fork; a server that no longer has them (404) lost records, a rollback.
+// Other failures to fetch them stop the audit, which concludes nothing.
+func (r *run) prefixOf(old tlog.Tree, heads []Head) (bool, error) {
+	proof, err := tlog.ProveTree(old.N, r.tree.N, tlog.TileHashReader(old, r.tiles))
+	switch {
+	case err == nil && tlog.CheckTree(proof, old.N, old.Hash, r.tree.N, r.tree.Hash) == nil:
+		if !r.stale { // once, if both the saved head and the checkpoint's are newer
+			r.stale = true
+			r.rep.Warnings = append(r.rep.Warnings, Problem{Kind: KindStale, Heads: heads, Message: fmt.Sprintf(
+				"stale: /latest serves the tree of %d records, a prefix of the tree of %d records the database signed before: "+
+					"an older head, as a cache in front of the database may serve; the newer stays saved and the tree served is checked",
+				r.tree.N, old.N)})
+		}
+		return true, nil
+	case err == nil:
+		r.found.add(Problem{Kind: KindFork, Heads: heads, Message: fmt.Sprintf(
+			"SECURITY ERROR: fork: the database now signs a tree of %d records, which is not a prefix of the tree of %d records "+
+				"it signed before: its history is inconsistent", r.tree.N, old.N)})
+	case sumdbclient.NotFound(err):
+		r.found.add(Problem{Kind: KindRollback, Heads: heads, Message: fmt.Sprintf(
+			"SECURITY ERROR: rollback: the database now signs a tree of %d records, smaller than the tree of %d records "+
+				"it signed before, whose hash tiles it no longer serves (%s); a log only grows, "+
+				"so it lost records or shows different clients different histories", r.tree.N, old.N, quote(err.Error()))})
+	case isFetchError(err):
+		return false, err
+	default:
+		r.found.add(Problem{Kind: KindFork, Heads: heads, Message: fmt.Sprintf(
+			"SECURITY ERROR: fork: the database now signs a tree of %d records, and the hash tiles it serves for the tree "+
+				"of %d records it signed before do not match that tree (%s): its history is inconsistent", r.tree.N, old.N, quote(err.Error()))})
+	}
+	return false, nil
 }
 
 // forkMessage explains a failed consistency proof, with the hash the new

@@ -16,7 +16,7 @@ import (
 const (
 	KindSignature       = "signature"        // /latest does not verify with the key
 	KindFork            = "fork"             // two signed heads that cannot both be true
-	KindRollback        = "rollback"         // a signed tree smaller than one signed before
+	KindRollback        = "rollback"         // a signed tree smaller than one signed before, whose hash tiles the server no longer serves
 	KindTileMismatch    = "tile-mismatch"    // hash tiles that do not hash to the signed head
 	KindDataMismatch    = "data-mismatch"    // a data tile whose records do not hash to the signed tree
 	KindMalformedTile   = "malformed-tile"   // a data tile that is not W records, each followed by a blank line
@@ -37,6 +37,15 @@ const (
 	// go command whose go.sum lacks the line looks the version up and gets a
 	// 404 until then.
 	KindGosumUnrecorded = "gosum-unrecorded"
+
+	// KindStale is not a problem but a warning (Report.Warnings): /latest
+	// served a tree smaller than one the database signed before, and the
+	// older head's tiles prove it a prefix of that tree. It is the older
+	// head a cache in front of the database may serve, which the go
+	// command accepts too, keeping the newer; the auditor keeps the newer
+	// saved as well, and checks the tree served. A database that keeps
+	// serving it hides its newer records from whoever reads that /latest.
+	KindStale = "stale"
 )
 
 // Checks, as listed in Report.Checks.
@@ -84,6 +93,9 @@ type Report struct {
 	// leave OK true.
 	GosumUnrecorded      []Problem `json:"gosum_unrecorded,omitempty"`
 	GosumUnrecordedCount int       `json:"gosum_unrecorded_count,omitempty"`
+	// Warnings are findings that are not problems (KindStale): they leave
+	// OK true.
+	Warnings []Problem `json:"warnings,omitempty"`
 	// Problems are the findings, at most 1000; ProblemsOmitted counts the rest.
 	Problems        []Problem `json:"problems"`
 	ProblemsOmitted int       `json:"problems_omitted,omitempty"`
