@@ -296,3 +296,16 @@ func TestVerifyFindingThenFailure(t *testing.T) {
 		t.Errorf("exit status %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 }
+
+// TestPrintReportWarnings: a warning (a stale /latest proved a prefix of
+// the head saved) shows in the human summary, not only in -json, where
+// the exit status 0 would otherwise hide it.
+func TestPrintReportWarnings(t *testing.T) {
+	rep := &audit.Report{Database: "sum.example", URL: "https://sum.example",
+		Warnings: []audit.Problem{{Kind: audit.KindStale, Message: "/latest is 10 records, older than the 12 saved"}}}
+	var b strings.Builder
+	printReport(&b, rep)
+	if want := "warning   /latest is 10 records, older than the 12 saved\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("printReport:\n%s\nwant a line %q", b.String(), want)
+	}
+}
