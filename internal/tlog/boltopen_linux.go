@@ -3,7 +3,9 @@
 package tlog
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -47,29 +49,78 @@ import (
 // does neither step and may read such pages, which is acceptable for a
 // process that never publishes or signs; and a disk that acknowledges a
 // write it then loses is beyond what the kernel can tell.
+//
+// The file locked must still be the one at the path: a process waiting for
+// the lock may get it only after the file it opened was renamed away (sumd
+// restore moves the database aside and the restored one into its place
+// while it holds the old one), and would then sign heads on a tree no
+// longer at the path, beside the one that is: a fork. So, once locked,
+// the file is compared with the one at the path, and on a difference
+// closed and the path opened again, within the same timeout.
 func writableOpenFile(timeout time.Duration) func(string, int, os.FileMode) (*os.File, error) {
 	return func(path string, flag int, mode os.FileMode) (*os.File, error) {
-		f, err := os.OpenFile(path, flag, mode)
-		if err != nil {
-			return nil, err
-		}
-		if err := lockAndDrop(f, timeout); err != nil {
+		deadline := time.Now().Add(timeout)
+		for {
+			f, err := os.OpenFile(path, flag, mode)
+			if err != nil {
+				return nil, err
+			}
+			if beforeLock != nil {
+				beforeLock(path)
+			}
+			same, err := lockAtPath(f, path, deadline)
+			if err == nil && same {
+				err = syncAndDrop(f)
+				if err == nil {
+					return f, nil
+				}
+			}
 			f.Close()
-			return nil, err
+			if err != nil {
+				return nil, err
+			}
+			if time.Now().After(deadline) {
+				// A file system whose files do not compare equal with
+				// themselves would have this loop forever.
+				return nil, fmt.Errorf("failed to open %s: the file at the path changed under every lock taken until the timeout", path)
+			}
 		}
-		return f, nil
 	}
 }
 
-// lockAndDrop takes f's exclusive flock, waiting up to timeout as bbolt
-// does (then bbolt's ErrTimeout), then syncs f and drops its cached pages.
-func lockAndDrop(f *os.File, timeout time.Duration) error {
+// beforeLock, if set by a test, runs between writableOpenFile's open and
+// its lock.
+var beforeLock func(path string)
+
+// lockAtPath takes f's exclusive flock, waiting until deadline as bbolt
+// does (then bbolt's ErrTimeout), and reports whether f is still the file
+// at path. A path that no longer exists is not f: opening it again
+// creates it or fails as the first open would.
+func lockAtPath(f *os.File, path string, deadline time.Time) (bool, error) {
+	if err := lockFile(f, deadline); err != nil {
+		return false, err
+	}
+	held, err := f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("failed to stat %s: %w", f.Name(), err)
+	}
+	now, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("failed to stat %s: %w", path, err)
+	}
+	return os.SameFile(held, now), nil
+}
+
+// lockFile takes f's exclusive flock, waiting until deadline.
+func lockFile(f *os.File, deadline time.Time) error {
 	fd := int(f.Fd())
-	deadline := time.Now().Add(timeout)
 	for {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			break
+			return nil
 		}
 		if err != unix.EWOULDBLOCK {
 			return fmt.Errorf("failed to lock %s: %w", f.Name(), err)
@@ -79,6 +130,11 @@ func lockAndDrop(f *os.File, timeout time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// syncAndDrop syncs the locked f and drops its cached pages.
+func syncAndDrop(f *os.File) error {
+	fd := int(f.Fd())
 	if err := unix.Fsync(fd); err != nil {
 		return fmt.Errorf("failed to sync %s before reading it (its last writes may not be on disk): %w", f.Name(), err)
 	}

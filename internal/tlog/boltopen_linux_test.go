@@ -106,3 +106,50 @@ func TestDropCacheChild(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWritableOpenFollowsRename replaces the file at the path between the
+// writer's open and its lock, as sumd restore does while a restarted sumd
+// serve waits for the lock: the writer must end on the file now at the
+// path, not on the one it opened first, which would have it sign heads on
+// the tree the restore replaced.
+func TestWritableOpenFollowsRename(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	db, other := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "other.db")
+	for path, name := range map[string]string{db: "old.example", other: "new.example"} {
+		s, err := OpenBolt(path, BoltOptions{Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, vk, err := GenerateKey(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Create(ctx, Meta{Name: name, VKeys: []string{vk}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	renamed := false
+	beforeLock = func(path string) {
+		if !renamed {
+			renamed = true
+			if err := os.Rename(other, path); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer func() { beforeLock = nil }()
+	s, err := OpenBolt(db, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !renamed || st.Meta.Name != "new.example" {
+		t.Errorf("renamed %v; the writer opened the log %q, want new.example, the file at %s once it held the lock", renamed, st.Meta.Name, db)
+	}
+}
