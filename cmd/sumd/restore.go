@@ -80,7 +80,11 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 		os.Remove(tmp)
 		return withHint(err, "nothing was changed: the database (if any) is as it was")
 	}
-	kept, err := swapIn(cfg.DB, tmp, old)
+	var oldCloser io.Closer // not a nil *BoltStore in an interface
+	if old != nil {
+		oldCloser = old
+	}
+	kept, err := swapIn(cfg.DB, tmp, oldCloser)
 	if err != nil {
 		return err
 	}
@@ -155,10 +159,18 @@ func verifyRestored(path string, keys []*itlog.Key, minFree int64, logger *slog.
 
 // swapIn moves the database aside (if there is one), and the restored one
 // into its place, and returns where the old one went.
-func swapIn(db, restored string, old *itlog.BoltStore) (string, error) {
+//
+// The old database's lock is let go only once the restored one is at the
+// path: a sumd serve restarted meanwhile (by a supervisor) has opened the
+// old file and waits for that lock, and must find, once it has it, that
+// the file is no longer at the path and open the restored one
+// (itlog.OpenBolt checks); let go before the renames, it could take the
+// lock while the old file is still there and sign heads on the tree the
+// restore replaces, beside the restored one: a fork.
+func swapIn(db, restored string, old io.Closer) (string, error) {
 	kept := ""
 	if old != nil {
-		old.Close()
+		defer old.Close()
 		kept = db + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
 		if err := os.Rename(db, kept); err != nil {
 			return "", err

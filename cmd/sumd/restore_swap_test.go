@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// TestSwapInWaitingWriter: a writer (sumd serve restarted by a supervisor)
+// that opened -db while restore held it gets the lock once swapIn lets it
+// go, and must end on the restored database, not on the previous one now
+// kept as .before-restore-*, where it would sign heads on the tree the
+// restore replaced.
+func TestSwapInWaitingWriter(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, restored := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "sumd.db.restore.tmp")
+	for path, name := range map[string]string{db: "old.example", restored: "new.example"} {
+		s, err := itlog.OpenBolt(path, itlog.BoltOptions{Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, vk, err := itlog.GenerateKey(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Create(ctx, itlog.Meta{Name: name, VKeys: []string{vk}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	old, err := itlog.OpenBolt(db, itlog.BoltOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		s, err := itlog.OpenBolt(db, itlog.BoltOptions{LockTimeout: 10 * time.Second})
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		defer s.Close()
+		st, err := s.Load(ctx)
+		if err != nil {
+			got <- "load error: " + err.Error()
+			return
+		}
+		got <- st.Meta.Name
+	}()
+	time.Sleep(300 * time.Millisecond) // the writer has opened db and waits for the lock
+	kept, err := swapIn(db, restored, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name := <-got; name != "new.example" {
+		t.Errorf("the writer waiting on %s holds %q, want the restored new.example (the previous database is now %s)",
+			filepath.Base(db), name, filepath.Base(kept))
+	}
+}
+
+// TestSwapInHoldsLock: swapIn lets go of the previous database only once
+// the restored one is at the path, so that whatever waited for its lock
+// opens the restored database; released before the renames, a writer
+// waiting on it could take it while it is still at the path.
+func TestSwapInHoldsLock(t *testing.T) {
+	dir := t.TempDir()
+	db, restored := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "sumd.db.restore.tmp")
+	for _, path := range []string{db, restored} {
+		if err := os.WriteFile(path, []byte(path), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.Stat(restored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	old := closerFunc(func() error {
+		closed = true
+		if fi, err := os.Stat(db); err != nil || !os.SameFile(fi, want) {
+			t.Errorf("the previous database was released while %s was not yet the restored one (stat: %v)", filepath.Base(db), err)
+		}
+		return nil
+	})
+	if _, err := swapIn(db, restored, old); err != nil {
+		t.Fatal(err)
+	}
+	if !closed {
+		t.Error("swapIn did not release the previous database")
+	}
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
