@@ -490,8 +490,14 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 	}
 	bar := newProgress(stderr, "importing records")
 	start := time.Now()
+	before := mirrorProgress(l)
 	st, err := mirror.Import(context.Background(), l, vs, r, mirror.ImportOptions{Logger: logger, Progress: bar.update})
 	bar.finish()
+	if err == nil || mirrorProgress(l) != before {
+		if serr := saveImportKeys(l); serr != nil && err == nil {
+			err = serr
+		}
+	}
 	if err != nil && created && l.Published().Tree.N == 0 {
 		// A refused bundle changes nothing: not even a new, empty
 		// database is left behind.
@@ -515,6 +521,28 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "imported %s: %s tree %d (was %d), %d records in %d commits in %s%s\n",
 		bundle, h.Name, st.To.N, st.From.N, st.Records, st.Commits, time.Since(start).Round(time.Millisecond), rate)
 	return nil
+}
+
+// saveImportKeys stores the keys an import ran with (-origin-key, else
+// those the mirror remembers) in the mirror's configuration, where later
+// commands and sumd serve -mirror take them from; importOne calls it when,
+// as for saveMirrorConfig, the import succeeded or changed the mirror: a
+// bundle's head verified under them. The configuration is read again, as
+// Import may have changed it (a partial bundle).
+func saveImportKeys(l *itlog.Log) error {
+	ctx := context.Background()
+	c, err := mirror.ReadConfig(ctx, l)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		c = &mirror.Config{}
+	}
+	if slices.Equal(c.VerifierKeys, l.VerifierKeys()) {
+		return nil
+	}
+	c.VerifierKeys = l.VerifierKeys()
+	return mirror.WriteConfig(ctx, l, c)
 }
 
 // openBundle opens a bundle file for Import, which reads it once per

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -41,5 +43,48 @@ func TestImportRefusedLeavesNoFile(t *testing.T) {
 	}
 	if out := sumd(t, "mirror", "import", "-mirror", inside, "-origin-key", vkey, bundle); !strings.Contains(out, "tree 20 (was 0)") {
 		t.Errorf("import with -origin-key printed %q", out)
+	}
+}
+
+// TestImportSavesOriginKeys: the keys sumd mirror import -origin-key gives
+// a mirror that already has a configuration are saved once the import
+// succeeds, as sumd mirror saves them: they were used for that import
+// only, so once the origin retired its old key, every later command on the
+// mirror without -origin-key (and sumd serve -mirror, which has none)
+// refused its head.
+func TestImportSavesOriginKeys(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "sumd.db", 20)
+	outside, inside := filepath.Join(dir, "outside.db"), filepath.Join(dir, "inside.db")
+	export := func(bundle, vkeys string, serveKey string) {
+		t.Helper()
+		p := startServer(t, "-db", db, "-key", serveKey)
+		mirrorOf(t, outside, p.url, vkeys)
+		p.stop()
+		sumd(t, "mirror", "export", "-mirror", outside, "-o", bundle)
+	}
+	b1 := filepath.Join(dir, "1.bundle")
+	export(b1, vkey, key)
+	sumd(t, "mirror", "import", "-mirror", inside, "-origin-key", vkey, b1)
+
+	// The origin rotates its key, and retires the old one.
+	newKey := filepath.Join(dir, "next", e2eName+".key")
+	newVKey := strings.TrimSpace(sumd(t, "key", "rotate", "-db", db, "-key", key, "-new-key", newKey))
+	sumd(t, "key", "retire", "-db", db, "-key", key+","+newKey, "-retire", vkey)
+	var buf bytes.Buffer
+	for _, r := range syntheticRecords(20, 10) {
+		buf.Write(r.Text())
+	}
+	sumd(t, "add", "-db", db, "-key", newKey, "-gosum", writeFile(t, filepath.Join(dir, "more.sum"), buf.Bytes()))
+	b2 := filepath.Join(dir, "2.bundle")
+	export(b2, vkey+","+newVKey, newKey)
+	if out := sumd(t, "mirror", "import", "-mirror", inside, "-origin-key", vkey+","+newVKey, b2); !strings.Contains(out, "tree 30 (was 20)") {
+		t.Fatalf("import of the bundle signed with the new key printed %q", out)
+	}
+	if got := storedMirrorConfig(t, inside).VerifierKeys; !slices.Contains(got, newVKey) {
+		t.Errorf("after an import with -origin-key OLD,NEW the mirror remembers the keys %q, want the new one among them", got)
+	}
+	if _, errOut, err := sumdRun(t, "mirror", "export", "-mirror", inside, "-o", filepath.Join(dir, "3.bundle")); err != nil {
+		t.Errorf("export from the mirror without -origin-key after the import: %v\n%s", err, errOut)
 	}
 }
