@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -232,6 +233,11 @@ type bundleCheck struct {
 	// if its records entry has not come (-1 if it has).
 	needRecs map[int64]bool
 	leafRecs int64
+	// own are the mirror's tiles ReadTiles served since the last
+	// authentication began (authentic to the held tree: tlog.Log's
+	// ReadTileData authenticates them), for the part of the tree the
+	// bundle does not change.
+	own []tlog.Tile
 }
 
 func (c *bundleCheck) header(h BundleHeader, head []byte, tree tlog.Tree) error {
@@ -326,10 +332,35 @@ func (c *bundleCheck) leaf(t tlog.Tile, data []byte) error {
 
 // authenticate checks tile t against the signed root, through its parents.
 func (c *bundleCheck) authenticate(t tlog.Tile) error {
+	c.own = c.own[:0]
 	if _, err := c.hashes.ReadHashes([]int64{tlog.StoredHashIndex(t.L*8, t.N<<8+int64(t.W-1))}); err != nil {
+		if len(c.own) > 0 && !c.passed { // passed: its tree is proven a prefix of the mirror's
+			return c.forked(fmt.Sprintf("the bundle's tile %s", t.Path()), err)
+		}
 		return fmt.Errorf("the bundle's tile %s does not hash to its signed head (tampered or damaged): %w", t.Path(), err)
 	}
 	return nil
+}
+
+// forked is the refusal of a bundle whose tiles (what names them) do not
+// hash to its signed head with the mirror's own tiles, c.own, read for the
+// part of the tree the bundle does not change: those are authentic to the
+// mirror's signed head, and the bundle's tree contains that head's only if
+// it is built on them. Two validly signed heads whose trees are not one
+// history are a fork, as the follower reports one whose proof fails: the
+// bundle's own data cannot tell it from a bundle tile damaged on the way
+// (an incremental bundle carries no tile the extension does not change),
+// which the error says, but a damaged copy is the rarer case and importing
+// a fresh one settles it.
+func (c *bundleCheck) forked(what string, err error) error {
+	own := make([]string, len(c.own))
+	for i, t := range c.own {
+		own[i] = t.Path()
+	}
+	return &SecurityError{Kind: KindFork, Origin: c.l.Name(), Held: c.held.Signed, Offered: c.head, Err: fmt.Errorf(
+		"the bundle's signed tree of %d records does not contain the tree of %d records the mirror holds: %s, with the mirror's own %s for the part of the tree the bundle does not change, do not hash to the bundle's signed head (%v); "+
+			"unless the bundle was damaged on the way (then a fresh copy of it imports), the origin signed two histories",
+		c.tree.N, c.held.Tree.N, what, strings.Join(own, ", "), err)}
 }
 
 func (c *bundleCheck) records(n int64, recs map[int64][]byte, ids []int64) error {
@@ -427,12 +458,15 @@ func (c *bundleCheck) extends(tree tlog.Tree, signed []byte, what string) error 
 	if tree.N == 0 {
 		return nil
 	}
+	c.own = c.own[:0]
 	err := itlog.ProveExtends(c.tree, tree, c.hashes)
 	var fork *itlog.ForkError
 	switch {
 	case errors.As(err, &fork):
 		return &SecurityError{Kind: KindFork, Origin: c.l.Name(), Held: signed, Offered: c.head, Err: fmt.Errorf(
 			"the bundle's signed tree of %d records does not contain the tree of %d records the mirror %s: %v", c.tree.N, tree.N, what, fork.Proof)}
+	case err != nil && len(c.own) > 0 && what == "holds":
+		return c.forked("the bundle's tiles", err)
 	case err != nil:
 		return fmt.Errorf("failed to prove the bundle's tree consistent with the mirror's: %w", err)
 	}
@@ -456,9 +490,11 @@ func (c *bundleCheck) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 		default:
 			d, err := c.l.ReadTileData(c.ctx, t)
 			if err != nil {
+				c.own = c.own[:0] // not read: no evidence of a fork
 				return nil, fmt.Errorf("tile %s is neither in the bundle nor held: %w", t.Path(), err)
 			}
 			out[i] = d
+			c.own = append(c.own, t)
 		}
 	}
 	return out, nil
