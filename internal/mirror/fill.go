@@ -1,8 +1,10 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -26,13 +28,28 @@ type bundleFill struct {
 	batch   map[int64][]byte
 	filled  int // records stored
 	commits int
+	// verified is the first pass's header and head: the third pass reads
+	// the same file, which may have been changed in place since.
+	verified     BundleHeader
+	verifiedHead []byte
 }
 
-func (f *bundleFill) header(BundleHeader, []byte, tlog.Tree) error { return nil }
-func (f *bundleFill) skeleton(map[tlog.Tile][]byte) error          { return nil }
-func (f *bundleFill) leaf(tlog.Tile, []byte) error                 { return nil }
+func (f *bundleFill) header(h BundleHeader, head []byte, _ tlog.Tree) error {
+	if !bytes.Equal(h.marshal(), f.verified.marshal()) || !bytes.Equal(head, f.verifiedHead) {
+		return errChanged
+	}
+	return nil
+}
+
+func (f *bundleFill) skeleton(map[tlog.Tile][]byte) error { return nil }
+func (f *bundleFill) leaf(tlog.Tile, []byte) error        { return nil }
 
 func (f *bundleFill) records(n int64, recs map[int64][]byte, ids []int64) error {
+	if len(ids) == 0 {
+		// The first pass refused a full bundle's records entry without
+		// the records of its tile.
+		return fmt.Errorf("%w (entry %s holds no record)", errChanged, recordsEntry(n))
+	}
 	lo, hi := ids[0], min(ids[len(ids)-1]+1, f.below)
 	if lo >= hi {
 		return nil

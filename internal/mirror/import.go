@@ -62,7 +62,8 @@ var errHeld = errors.New("the mirror already holds the bundle's tree")
 // the tree an interrupted import staged takes its place, before the second
 // pass (a staged head is replaced, never forgotten). A
 // third pass, for a full bundle that starts below the mirror's tree, gives
-// a full mirror the records of that tree it lacks (bundleFill).
+// a full mirror the records of that tree it lacks (bundleFill), and stops
+// as the second does if r reads otherwise than in the first.
 func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.ReadSeeker, opts ImportOptions) (*ImportStats, error) {
 	if opts.Step <= 0 {
 		opts.Step = DefaultStep
@@ -123,7 +124,7 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 		// A full mirror missing records of the tree it held (one that
 		// imported a bundle stripped of them before imports refused
 		// those) gets them back from a full bundle that carries them.
-		f := &bundleFill{ctx: ctx, l: l, below: held.Tree.N, step: int(opts.Step), batch: map[int64][]byte{}}
+		f := &bundleFill{ctx: ctx, l: l, below: held.Tree.N, step: int(opts.Step), batch: map[int64][]byte{}, verified: c.hdr, verifiedHead: c.head}
 		_, err := walk(r, start, vs, f)
 		if err == nil {
 			err = f.flush()
