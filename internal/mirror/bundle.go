@@ -193,15 +193,43 @@ func parseRecords(data []byte, n, from int64) (map[int64][]byte, []int64, error)
 // A bundleReader reads a bundle's entries in their canonical order, each
 // within its size cap, and names the first one out of place.
 type bundleReader struct {
-	r    *bufio.Reader // what tr reads
+	r    *bufio.Reader // what tr reads, through pos
+	pos  *tarPosition
 	tr   *tar.Reader
 	peek *tar.Header // read but not consumed
 	n    int64       // entries read, for messages
+	last int64       // where the last entry's data ends in the bundle
 }
 
 func newBundleReader(r io.Reader) *bundleReader {
 	br := bufio.NewReaderSize(r, 1<<16)
-	return &bundleReader{r: br, tr: tar.NewReader(br)}
+	pos := &tarPosition{r: br}
+	return &bundleReader{r: br, pos: pos, tr: tar.NewReader(pos)}
+}
+
+// tarPosition counts the bytes the tar reader consumed, and how many of
+// the last of them are zero: archive/tar reports the end (io.EOF) alike at
+// its end marker, two zero blocks, and where the file ends after an entry,
+// so end tells a bundle cut at an entry's end by what was read.
+type tarPosition struct {
+	r     io.Reader
+	n     int64
+	zeros int64 // trailing zero bytes among the n
+}
+
+func (p *tarPosition) Read(b []byte) (int, error) {
+	k, err := p.r.Read(b)
+	p.n += int64(k)
+	i := k
+	for i > 0 && b[i-1] == 0 {
+		i--
+	}
+	if i == 0 {
+		p.zeros += int64(k)
+	} else {
+		p.zeros = int64(k - i)
+	}
+	return k, err
 }
 
 // next returns the next entry's header, without consuming it.
@@ -249,6 +277,7 @@ func (r *bundleReader) read(name string, limit, size int64) ([]byte, error) {
 	if _, err := io.ReadFull(r.tr, data); err != nil {
 		return nil, fmt.Errorf("the bundle is truncated in entry %s: %w", name, err)
 	}
+	r.last = r.pos.n
 	return data, nil
 }
 
@@ -272,6 +301,9 @@ func (r *bundleReader) optional(name string, limit int64) ([]byte, error) {
 	return r.read(name, limit, -1)
 }
 
+// tarBlock is the tar format's block: its end marker is two zero ones.
+const tarBlock = 512
+
 // end checks that nothing follows the last entry: no other entry, and
 // after the tar's end marker nothing but zero padding (tar pads to its
 // record size, 10 KiB for GNU tar), at most maxPadding bytes of it. The
@@ -284,6 +316,12 @@ func (r *bundleReader) end() error {
 	}
 	if h != nil {
 		return fmt.Errorf("the bundle holds an entry %q after its last one", quoteCap(h.Name))
+	}
+	// The end marker: two zero blocks after the last entry's data (and its
+	// padding). Without them the bundle was cut where an entry ends, and
+	// what is missing may be optional entries (a partial bundle's records).
+	if r.pos.zeros < 2*tarBlock || r.pos.n-2*tarBlock < r.last {
+		return fmt.Errorf("the bundle is truncated: it ends after its entry %d without the tar's end marker", r.n)
 	}
 	var n int64
 	for {
