@@ -141,19 +141,32 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 	if passed && c.tree.N != held.Tree.N {
 		return st, nil // its checked time is an older head's
 	}
-	checked := h.Checked
-	if checked.IsZero() {
-		checked = h.Created
-	}
-	// A checked time in the future (an unsigned header forged before
-	// imports refused one) is replaced by any honest one.
-	if prev, err := Checked(ctx, l); err == nil && (checked.After(prev) || prev.After(time.Now().Add(maxSkew))) {
-		err = setChecked(ctx, l, checked)
-		if err != nil {
-			return st, err
-		}
+	if err := takeChecked(ctx, l, h.Checked); err != nil {
+		return st, err
 	}
 	return st, nil
+}
+
+// takeChecked moves the mirror's checked time forward to a bundle's,
+// checked. A checked time in the future (an unsigned header forged before
+// imports refused one) is replaced by any honest one. A bundle without
+// one (its mirror never knew its head to be the origin's latest: a
+// primary's export, or a mirror's that never reached its origin) says
+// nothing of how current its head is, and its created time is only when
+// it was written, maybe long after: the mirror keeps the time it had (its
+// older head was the latest then, so the newer one is no less current),
+// or none, and a future one is cleared.
+func takeChecked(ctx context.Context, l *itlog.Log, checked time.Time) error {
+	prev, err := Checked(ctx, l)
+	switch {
+	case err != nil:
+		return nil // unreadable: left as it is, as ever
+	case prev.After(time.Now().Add(maxSkew)): // replaced, or cleared
+	case checked.After(prev): // never true of none
+	default:
+		return nil
+	}
+	return setChecked(ctx, l, checked)
 }
 
 // store is Import's second pass: it stores the bundle c verified, beyond
