@@ -83,6 +83,9 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 	if sv.Present > 0 {
 		fmt.Fprintf(stdout, ", %d of which recorded already with the same hash", sv.Present)
 	}
+	if sorted.Ignored > 0 {
+		fmt.Fprintf(stdout, "; %d line(s) dropped: the hash of an empty go.mod file, which the go command ignores", sorted.Ignored)
+	}
 	fmt.Fprintln(stdout)
 	if err := refuseConflicts(stderr, sv); err != nil {
 		return err

@@ -38,6 +38,9 @@ type AddResult struct {
 	// with any of them is refused (409).
 	ConflictCount int        `json:"conflict_count,omitempty"`
 	Conflicts     []Conflict `json:"conflicts,omitempty"`
+	// Ignored counts the lines dropped as the go command drops them: with
+	// the hash of an empty go.mod file (gosum.ErrEmptyGoMod).
+	Ignored int `json:"ignored,omitempty"`
 }
 
 // A Conflict is a module version of a request that the log holds with
@@ -82,13 +85,13 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, badInput(err, "failed to read the body: %v", err))
 		return
 	}
-	recs, lines, err := parseAdd(body)
+	recs, lines, ignored, err := parseAdd(body)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	if check {
-		h.answerCheck(w, r, recs, lines)
+		h.answerCheck(w, r, recs, lines, ignored)
 		return
 	}
 	before, err := h.treeSize(r)
@@ -111,7 +114,7 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	res := AddResult{Records: len(recs), TreeSize: size}
+	res := AddResult{Records: len(recs), TreeSize: size, Ignored: ignored}
 	for _, id := range ids {
 		if id >= before {
 			res.New++
@@ -134,7 +137,7 @@ func checkParam(r *http.Request) (bool, error) {
 }
 
 // answerCheck answers a check: what an add of recs would do.
-func (h *Handler) answerCheck(w http.ResponseWriter, r *http.Request, recs []gosum.Record, lines []int) {
+func (h *Handler) answerCheck(w http.ResponseWriter, r *http.Request, recs []gosum.Record, lines []int, ignored int) {
 	size, err := h.treeSize(r)
 	if err != nil {
 		h.fail(w, r, err)
@@ -145,7 +148,7 @@ func (h *Handler) answerCheck(w http.ResponseWriter, r *http.Request, recs []gos
 		h.fail(w, r, err)
 		return
 	}
-	res := AddResult{Records: len(recs), TreeSize: size}
+	res := AddResult{Records: len(recs), TreeSize: size, Ignored: ignored}
 	for i, id := range ids {
 		switch {
 		case conflicts != nil && conflicts[i] != nil:
@@ -249,18 +252,20 @@ func writeJSON(w http.ResponseWriter, v any) {
 // A half is what a request says about one module version: its zip line
 // and go.mod line, and where each first is.
 type half struct {
-	hash [2]string // zip, go.mod
-	line [2]int    // 0: absent
+	hash  [2]string // zip, go.mod
+	line  [2]int    // 0: absent
+	empty int       // a go.mod line with gosum.EmptyGoModHash, dropped; 0: none
 }
 
 // parseAdd parses a POST /admin/add body: go.sum lines ("\n" or "\r\n"
 // ended; blank lines are skipped), both lines of each module version, in
 // any order. It returns the records in the order of their first lines,
-// with those lines. Every problem is a 400 listing each bad line: a
+// with those lines, and counts the lines it dropped as the go command
+// does (gosum.ErrEmptyGoMod). Every problem is a 400 listing each bad line: a
 // malformed line, two hashes for one line, a version with one line only,
 // a record over gosum.MaxRecordSize.
 // More than tlog.MaxAddRecords versions are a 413.
-func parseAdd(body []byte) ([]gosum.Record, []int, error) {
+func parseAdd(body []byte) (recs []gosum.Record, lines []int, ignored int, err error) {
 	versions := map[module.Version]*half{}
 	var order []module.Version
 	var bad problems
@@ -275,14 +280,15 @@ func parseAdd(body []byte) ([]gosum.Record, []int, error) {
 			continue
 		}
 		l, err := c.ParseLine(text)
-		if err != nil {
+		empty := errors.Is(err, gosum.ErrEmptyGoMod)
+		if err != nil && !empty {
 			bad.add("line %d: %v", n, err)
 			continue
 		}
 		v := versions[l.Version]
 		if v == nil {
 			if len(versions) == tlog.MaxAddRecords {
-				return nil, nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d module versions in one request: split it", tlog.MaxAddRecords)}
+				return nil, nil, 0, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d module versions in one request: split it", tlog.MaxAddRecords)}
 			}
 			v = &half{}
 			versions[l.Version] = v
@@ -293,19 +299,27 @@ func parseAdd(body []byte) ([]gosum.Record, []int, error) {
 			kind = 1
 		}
 		switch {
+		case empty:
+			ignored++
+			if l.GoMod && v.empty == 0 {
+				v.empty = n
+			}
 		case v.line[kind] == 0:
 			v.hash[kind], v.line[kind] = l.Hash, n
 		case v.hash[kind] != l.Hash:
 			bad.add("line %d: %s has hash %s, but line %d says %s", n, strings.TrimSuffix(text, " "+l.Hash), l.Hash, v.line[kind], v.hash[kind])
 		}
 	}
-	recs := make([]gosum.Record, 0, len(order))
-	lines := make([]int, 0, len(order))
+	recs = make([]gosum.Record, 0, len(order))
+	lines = make([]int, 0, len(order))
 	for _, m := range order {
 		v := versions[m]
 		switch {
+		case v.line[0] == 0 && v.line[1] == 0: // dropped lines only
 		case v.line[0] == 0:
 			bad.add("line %d: %s has only its go.mod line: a record needs both lines", v.line[1], m)
+		case v.line[1] == 0 && v.empty != 0:
+			bad.add("line %d: %s has only its zip line: a record needs both lines (line %d, its go.mod line, has %v)", v.line[0], m, v.empty, gosum.ErrEmptyGoMod)
 		case v.line[1] == 0:
 			bad.add("line %d: %s has only its zip line: a record needs both lines", v.line[0], m)
 		default:
@@ -322,9 +336,9 @@ func parseAdd(body []byte) ([]gosum.Record, []int, error) {
 	}
 	switch {
 	case bad.n > 0:
-		return nil, nil, &httpError{http.StatusBadRequest, bad.text("%d bad line(s); nothing was added")}
+		return nil, nil, 0, &httpError{http.StatusBadRequest, bad.text("%d bad line(s); nothing was added")}
 	case len(recs) == 0:
-		return nil, nil, &httpError{http.StatusBadRequest, "no go.sum lines in the body"}
+		return nil, nil, 0, &httpError{http.StatusBadRequest, "no go.sum lines in the body"}
 	}
-	return recs, lines, nil
+	return recs, lines, ignored, nil
 }

@@ -173,8 +173,9 @@ func FuzzParseAdd(f *testing.F) {
 	f.Add([]byte(string(r0.Text()) + string(r0.Text()) + "\r\n\n"))
 	f.Add([]byte("example.com/a v1.0.0/go.mod " + r0.GoMod + "\nexample.com/a v1.0.0 " + r0.Hash))
 	f.Add([]byte("example.com/a v1.0.0 " + r0.Hash + "\nexample.com/a v1.0.0 " + r0.GoMod + "\n"))
+	f.Add([]byte(string(r0.Text()) + "example.com/bulk0 v1.0.0/go.mod " + gosum.EmptyGoModHash + "\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		recs, lines, err := parseAdd(body)
+		recs, lines, _, err := parseAdd(body)
 		if err != nil {
 			var he *httpError
 			if !errors.As(err, &he) || he.status/100 != 4 || strings.Count(he.msg, "\n") > maxReported+1 {
@@ -185,7 +186,7 @@ func FuzzParseAdd(f *testing.F) {
 		seen := map[string]bool{}
 		text := string(body)
 		for i, r := range recs {
-			if err := r.Check(); err != nil || seen[r.Key()] || lines[i] < 1 {
+			if err := r.Check(); err != nil || seen[r.Key()] || lines[i] < 1 || r.Hash == gosum.EmptyGoModHash || r.GoMod == gosum.EmptyGoModHash {
 				t.Fatalf("parseAdd(%q) record %v (line %d): %v, repeated %v", body, r, lines[i], err, seen[r.Key()])
 			}
 			seen[r.Key()] = true
@@ -263,5 +264,28 @@ func TestCrossOrigin(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site GET of a backup: %s, want 403 (each copies the whole database; see TestBackupCrossSite)", resp.Status)
+	}
+}
+
+// TestAddDropsEmptyGoMod: a go.sum line with the hash of an empty go.mod
+// is dropped and counted, as the go command drops it: beside the real
+// go.mod line it is no conflict, and alone it leaves the version with its
+// zip line only, a bad line saying why, never a record of that hash.
+func TestAddDropsEmptyGoMod(t *testing.T) {
+	const emptyGoMod = "h1:G7mAYYxgmS0lVkHyy2hEOLQCFB0DlQFTMLWggykrydY="
+	s := newSetup(t, Options{})
+	r0, r1 := fakeRec(0, ""), fakeRec(1, "")
+	resp := s.post(t, "/admin/add", string(r1.Text())+"example.com/bulk1 v1.0.0/go.mod "+emptyGoMod+"\n")
+	if want := `{"records":1,"new":1,"tree_size":1,"ignored":1}`; resp.Code != http.StatusOK || strings.TrimSpace(resp.Body.String()) != want {
+		t.Errorf("a version with an empty go.mod line beside its real one: %d %q, want 200 %s", resp.Code, resp.Body, want)
+	}
+	resp = s.post(t, "/admin/add", "example.com/bulk0 v1.0.0 "+r0.Hash+"\nexample.com/bulk0 v1.0.0/go.mod "+emptyGoMod+"\n")
+	want := "1 bad line(s); nothing was added\nline 1: example.com/bulk0@v1.0.0 has only its zip line: a record needs both lines " +
+		"(line 2, its go.mod line, has the hash of an empty go.mod file, which old go commands wrote for non-modules: the go command ignores the line)"
+	if resp.Code != http.StatusBadRequest || strings.TrimSpace(resp.Body.String()) != want {
+		t.Errorf("a version whose only go.mod line is empty: %d %q, want 400 %q", resp.Code, resp.Body, want)
+	}
+	if s.treeSize(t) != 1 {
+		t.Errorf("tree size %d, want 1", s.treeSize(t))
 	}
 }

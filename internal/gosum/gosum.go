@@ -229,6 +229,18 @@ func parseLine(s string) (line, error) {
 	return line{path, version, hash}, nil
 }
 
+// EmptyGoModHash is the hash of a go.mod file of zero bytes. A bug of old
+// go commands wrote it into go.sum files as the go.mod line of non-modules,
+// and every go command since drops any go.sum line with this hash as it
+// reads the file (cmd/go/internal/modfetch/fetch.go, emptyGoModHash).
+const EmptyGoModHash = "h1:G7mAYYxgmS0lVkHyy2hEOLQCFB0DlQFTMLWggykrydY="
+
+// ErrEmptyGoMod is ParseLine's error for a well-formed line whose hash is
+// EmptyGoModHash. A reader of go.sum files must drop the line, as the go
+// command does: recorded, it would be a go.mod hash no go command agrees
+// with, and it contradicts the real go.mod line of the same version.
+var ErrEmptyGoMod = errors.New("the hash of an empty go.mod file, which old go commands wrote for non-modules: the go command ignores the line")
+
 // A Line is one checked line of a go.sum file.
 type Line struct {
 	module.Version        // the module path and canonical version, without "/go.mod"
@@ -238,7 +250,8 @@ type Line struct {
 
 // ParseLine parses and checks one go.sum line, "<path> <version>[/go.mod]
 // h1:<hash>": a valid module path, a canonical version and a well-formed
-// hash, as a record needs them.
+// hash, as a record needs them. A well-formed line with EmptyGoModHash is
+// returned with ErrEmptyGoMod (wrapped): the caller drops it.
 func ParseLine(s string) (Line, error) { return new(Checker).ParseLine(s) }
 
 // ParseLine is the package's ParseLine, remembering the path.
@@ -260,5 +273,11 @@ func (c *Checker) ParseLine(s string) (Line, error) {
 	if err := checkHash(l.hash); err != nil {
 		return Line{}, fmt.Errorf("%s@%s: %w", l.path, version, err)
 	}
-	return Line{Version: module.Version{Path: l.path, Version: version}, GoMod: goMod, Hash: l.hash}, nil
+	parsed := Line{Version: module.Version{Path: l.path, Version: version}, GoMod: goMod, Hash: l.hash}
+	// The go command drops the line whichever it is: no zip has this hash
+	// either (a zip's hash names its files path@version/...).
+	if l.hash == EmptyGoModHash {
+		return parsed, fmt.Errorf("%s@%s: %w", l.path, version, ErrEmptyGoMod)
+	}
+	return parsed, nil
 }

@@ -3,6 +3,7 @@ package gosum
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -121,6 +122,19 @@ func TestParseLine(t *testing.T) {
 	} {
 		if _, err := ParseLine(tc.line); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseLine(%q) = %v, want error containing %q", tc.line, err, tc.want)
+		}
+	}
+}
+
+// TestParseLineEmptyGoMod: a line with the hash of a go.mod of zero bytes,
+// zip line or go.mod line, comes back parsed with ErrEmptyGoMod, for the
+// caller to drop as the go command does (modfetch's emptyGoModHash).
+func TestParseLineEmptyGoMod(t *testing.T) {
+	const empty = "h1:G7mAYYxgmS0lVkHyy2hEOLQCFB0DlQFTMLWggykrydY="
+	for _, s := range []string{"example.com/a v1.0.0/go.mod " + empty, "example.com/a v1.0.0 " + empty} {
+		l, err := ParseLine(s)
+		if !errors.Is(err, ErrEmptyGoMod) || l.Path != "example.com/a" || l.Hash != empty {
+			t.Errorf("ParseLine(%q) = %+v, %v; want the line with ErrEmptyGoMod", s, l, err)
 		}
 	}
 }

@@ -12,7 +12,9 @@
 // only what cannot be trusted: a line that is not a go.sum line, or two
 // files disagreeing on a hash. Complete can then fetch the incomplete
 // versions from a module proxy, checking the hash the go.sum files do
-// have, so that they can be recorded too.
+// have, so that they can be recorded too. A line with the hash of an
+// empty go.mod file, which old go commands wrote for non-modules, is
+// dropped and counted, as the go command drops it.
 //
 // # Any size, bounded memory
 //
@@ -44,8 +46,9 @@ type Set struct {
 	// Incomplete are the versions with only one of the two lines, in the
 	// same order.
 	Incomplete []Incomplete
-	// Lines counts the go.sum lines read.
-	Lines int
+	// Lines counts the go.sum lines read, Ignored those dropped as the go
+	// command drops them (Sorted.Ignored).
+	Lines, Ignored int
 }
 
 // An Incomplete is a module version with only one of its two go.sum lines:
@@ -104,7 +107,7 @@ func Read(files []string) (*Set, error) {
 		return nil, err
 	}
 	defer s.Close()
-	set := &Set{Lines: s.Lines}
+	set := &Set{Lines: s.Lines, Ignored: s.Ignored}
 	err = s.Scan(func(r gosum.Record, _ Pos) error {
 		set.Records = append(set.Records, r)
 		return nil

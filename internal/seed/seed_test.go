@@ -419,3 +419,31 @@ func TestScanDropsRepeats(t *testing.T) {
 		t.Errorf("Scan of repeats then another hash = %v, want the conflict of lines 2 and 100001", err)
 	}
 }
+
+// emptyGoMod is the hash of a go.mod of zero bytes, which old go commands
+// wrote as the go.mod line of non-modules and every go command since drops.
+const emptyGoMod = "h1:G7mAYYxgmS0lVkHyy2hEOLQCFB0DlQFTMLWggykrydY="
+
+// TestReadDropsEmptyGoMod: a line with the hash of an empty go.mod is
+// dropped and counted, as the go command drops it (cmd/go's readGoSum): it
+// never becomes the go.mod hash of a record, and it contradicts no file
+// holding the real go.mod line.
+func TestReadDropsEmptyGoMod(t *testing.T) {
+	dir := t.TempDir()
+	old := write(t, dir, "old/go.sum", "github.com/old/lib v1.0.0 "+hashA, "github.com/old/lib v1.0.0/go.mod "+emptyGoMod)
+	s, err := Read([]string{old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Incomplete{{module.Version{Path: "github.com/old/lib", Version: "v1.0.0"}, false, hashA, Pos{old, 1}}}
+	if len(s.Records) != 0 || !slices.Equal(s.Incomplete, want) || s.Lines != 1 || s.Ignored != 1 {
+		t.Errorf("Read = records %v, incomplete %v, %d lines, %d ignored; want no record, %v, 1 line, 1 ignored", s.Records, s.Incomplete, s.Lines, s.Ignored, want)
+	}
+
+	fixed := write(t, dir, "new/go.sum", "github.com/old/lib v1.0.0 "+hashA, "github.com/old/lib v1.0.0/go.mod "+hashB)
+	s, err = Read([]string{old, fixed})
+	wantRec := []gosum.Record{{Path: "github.com/old/lib", Version: "v1.0.0", Hash: hashA, GoMod: hashB}}
+	if err != nil || !slices.Equal(s.Records, wantRec) || len(s.Incomplete) != 0 {
+		t.Errorf("Read with the real go.mod line in another file = %v, %v; want %v", s, err, wantRec)
+	}
+}

@@ -88,8 +88,10 @@ const maxLine = gosum.MaxRecordSize
 // reads them back paired into module versions, as often as needed. Close
 // removes the files.
 type Sorted struct {
-	// Lines counts the go.sum lines read.
-	Lines int
+	// Lines counts the go.sum lines read, but for those Ignored counts:
+	// lines with the hash of an empty go.mod (gosum.ErrEmptyGoMod), dropped
+	// as the go command drops them.
+	Lines, Ignored int
 
 	files []string  // named by entry.file
 	runs  []string  // temporary files, each sorted
@@ -126,6 +128,10 @@ func Sort(ctx context.Context, files []string, opts Options) (_ *Sorted, err err
 				}
 			}
 			l, err := c.ParseLine(string(text))
+			if errors.Is(err, gosum.ErrEmptyGoMod) {
+				s.Ignored++
+				return nil
+			}
 			if err != nil {
 				return &LineError{Pos{file, line}, err}
 			}
