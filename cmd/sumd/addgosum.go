@@ -238,10 +238,12 @@ type gosumSink struct {
 }
 
 // fail adds what to do to an error of a pass over the sorted lines: two
-// lines of the files that disagree, or an error of the sink.
+// lines of the files that disagree, two lines too long together for a
+// record, or an error of the sink.
 func (s *gosumSink) fail(err error) error {
 	var files *seed.ConflictError
-	if errors.As(err, &files) {
+	var line *seed.LineError
+	if errors.As(err, &files) || errors.As(err, &line) {
 		return withHint(err, fixLineHint)
 	}
 	return s.explain(err)

@@ -3,6 +3,7 @@ package seed
 import (
 	"container/heap"
 	"encoding/base64"
+	"fmt"
 	"strings"
 
 	"golang.org/x/mod/module"
@@ -87,7 +88,14 @@ func (s *Sorted) pair(v *version, rec func(gosum.Record, Pos) error, inc func(In
 	zip, mod := &v.first[0], &v.first[1]
 	switch {
 	case v.has[0] && v.has[1]:
-		return rec(gosum.Record{Path: path, Version: ver, Hash: h1(zip.hash[0]), GoMod: h1(mod.hash[1])}, s.pos(zip, 0))
+		r := gosum.Record{Path: path, Version: ver, Hash: h1(zip.hash[0]), GoMod: h1(mod.hash[1])}
+		// Sort bounds each line, not the two together: a long module path
+		// makes lines that are each short enough a record too large for
+		// any log, which would fail the sink's add half way through.
+		if n := r.Size(); n > gosum.MaxRecordSize {
+			return &LineError{s.pos(zip, 0), fmt.Errorf("%s: with its go.mod line (%s) the record would be %d bytes, more than the limit of %d", m, s.pos(mod, 1), n, gosum.MaxRecordSize)}
+		}
+		return rec(r, s.pos(zip, 0))
 	case v.has[1]:
 		return inc(Incomplete{Version: m, GoMod: true, Hash: h1(mod.hash[1]), At: s.pos(mod, 1)})
 	}

@@ -447,3 +447,17 @@ func TestReadDropsEmptyGoMod(t *testing.T) {
 		t.Errorf("Read with the real go.mod line in another file = %v, %v; want %v", s, err, wantRec)
 	}
 }
+
+// TestReadRefusesOversizeRecord: two lines each under gosum.MaxRecordSize
+// can pair into a record over it, which no log may hold: the version is
+// refused as a LineError at its first line, saying the size and the limit.
+func TestReadRefusesOversizeRecord(t *testing.T) {
+	dir := t.TempDir()
+	long := "example.com/" + strings.Repeat("a", 1000)
+	f := write(t, dir, "go.sum", "example.com/ok v1.0.0 "+hashA, long+" v1.0.0 "+hashA, long+" v1.0.0/go.mod "+hashB)
+	_, err := Read([]string{f})
+	var le *LineError
+	if !errors.As(err, &le) || le.At != (Pos{f, 2}) || !strings.Contains(err.Error(), "more than the limit of 2048") {
+		t.Errorf("Read of a version whose lines pair into a record of over %d bytes = %v, want a LineError at line 2 saying the limit", gosum.MaxRecordSize, err)
+	}
+}
