@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
@@ -74,6 +75,11 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 		return err
 	}
 	defer sink.close()
+	defer func() {
+		if err != nil {
+			sink.discard()
+		}
+	}()
 	sv, err := sorted.Survey(ctx, sink, fetch != nil)
 	if err != nil {
 		return sink.fail(err)
@@ -235,6 +241,7 @@ type gosumSink struct {
 	seed.Sink
 	explain func(error) error // adds what to do to an error of the sink
 	close   func()
+	discard func() // after a refusal: removes a database this run created, if it holds nothing
 }
 
 // fail adds what to do to an error of a pass over the sorted lines: two
@@ -302,7 +309,7 @@ func openGosumTmp(cfg *config.Add, stderr io.Writer) (*gosumTmp, error) {
 			return nil, err
 		}
 		t.openSink = func() (*gosumSink, error) {
-			return &gosumSink{Sink: remoteSink{c: c}, explain: remoteError, close: func() {}}, nil
+			return &gosumSink{Sink: remoteSink{c: c}, explain: remoteError, close: func() {}, discard: func() {}}, nil
 		}
 		db = "" // no database here: a directory of our own
 	}
@@ -323,6 +330,8 @@ func openGosumTmp(cfg *config.Add, stderr io.Writer) (*gosumTmp, error) {
 
 // openLogSink opens the database file.
 func openLogSink(cfg *config.Add, logger *slog.Logger, stderr io.Writer) (*gosumSink, error) {
+	file := dbFile(cfg.DB)
+	created := cfg.Create && file != "" && !exists(file)
 	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
 		return nil, err
@@ -337,5 +346,24 @@ func openLogSink(cfg *config.Add, logger *slog.Logger, stderr io.Writer) (*gosum
 		}
 		return err
 	}
-	return &gosumSink{Sink: seed.LogSink{Log: l}, explain: explain, close: func() { l.Close() }}, nil
+	s := &gosumSink{Sink: seed.LogSink{Log: l}, explain: explain, close: func() { l.Close() }, discard: func() {}}
+	if created {
+		// The database must be open to check the files against it, but a
+		// refused run must not leave behind a new, empty log that the next
+		// run (without -create) would take as intended. Only a file this
+		// run created, and only while it holds no record: never a database
+		// that was there before, nor one another writer filled meanwhile.
+		s.discard = func() {
+			empty := l.Published().Tree.N == 0
+			l.Close()
+			s.close = func() {}
+			if !empty {
+				return
+			}
+			if err := os.Remove(file); err != nil {
+				fmt.Fprintf(stderr, "sumd: failed to remove the new, empty database: %v\n", err)
+			}
+		}
+	}
+	return s, nil
 }

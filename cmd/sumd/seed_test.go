@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -148,7 +150,10 @@ func TestSeedStrictUpstream(t *testing.T) {
 		strings.Contains(errOut, "add -upstream") || strings.Contains(out, "added ") {
 		t.Fatalf("sumd add -strict -upstream with a version upstream lacks: %v\n%s%s\nwant it refused, naming that version only, adding nothing", err, out, errOut)
 	}
-	out, errOut, err = sumdRun(t, "add", "-db", l.db, "-key", l.key, "-strict", "-gosum", completable, "-upstream", proxyURL)
+	if _, err := os.Stat(l.db); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused sumd add -create left its new database behind: %v", err)
+	}
+	out, errOut, err = sumdRun(t, "add", "-create", "-db", l.db, "-key", l.key, "-strict", "-gosum", completable, "-upstream", proxyURL)
 	if err != nil || !strings.Contains(out, "completed 2 of 2 from "+proxyURL) || !strings.Contains(out, "added 3 records, 0 already present (tree size 3)") {
 		t.Errorf("sumd add -strict -upstream with versions upstream completes: %v\n%s%s\nwant 3 records added", err, out, errOut)
 	}
