@@ -72,7 +72,8 @@ func oneLineRecord(text string) string {
 
 // add serves POST /admin/add: go.sum lines, both lines of each module
 // version, recorded all or nothing. With ?check=1 (or true) it records
-// nothing and answers what an add would do, conflicts listed.
+// nothing and answers what an add would do against the log, conflicts
+// listed, without the cross-check (Recorder.CheckRecords says why).
 func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 	check, err := checkParam(r)
 	if err != nil {

@@ -354,7 +354,14 @@ func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64
 const crossCheckParallel = 8
 
 // CheckRecords reports what AddRecords would do with recs, well-formed as
-// AddRecords's, recording nothing; see tlog.Log.Check.
+// AddRecords's, recording nothing; see tlog.Log.Check. It answers from the
+// log alone, without AddRecords's cross-check, on purpose: sumd add -gosum
+// -server checks every chunk of an import this way before it adds any, so
+// a cross-check here would look each new version up twice (a chunk of
+// 65,536 in one request), and it checks one-line versions with a made-up
+// hash for the missing line (seed's probes), which every cross-check would
+// call a mismatch. The add's cross-check still refuses what upstream
+// contradicts.
 func (r *Recorder) CheckRecords(ctx context.Context, recs []gosum.Record) ([]int64, []*tlog.ConflictError, error) {
 	return r.log.Check(ctx, recs)
 }
