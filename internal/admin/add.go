@@ -259,7 +259,8 @@ type half struct {
 }
 
 // parseAdd parses a POST /admin/add body: go.sum lines ("\n" or "\r\n"
-// ended; blank lines are skipped), both lines of each module version, in
+// ended; lines of white space only are skipped, and the others split on
+// white space, as the go command reads go.sum: gosum.ParseLine), both lines of each module version, in
 // any order. It returns the records in the order of their first lines,
 // with those lines, and counts the lines it dropped as the go command
 // does (gosum.ErrEmptyGoMod). Every problem is a 400 listing each bad line: a
@@ -277,7 +278,7 @@ func parseAdd(body []byte) (recs []gosum.Record, lines []int, ignored int, err e
 		raw, body, _ = bytes.Cut(body, []byte("\n"))
 		n++
 		text := strings.TrimSuffix(string(raw), "\r")
-		if text == "" {
+		if strings.TrimSpace(text) == "" { // blank to the go command too
 			continue
 		}
 		l, err := c.ParseLine(text)
@@ -308,7 +309,7 @@ func parseAdd(body []byte) (recs []gosum.Record, lines []int, ignored int, err e
 		case v.line[kind] == 0:
 			v.hash[kind], v.line[kind] = l.Hash, n
 		case v.hash[kind] != l.Hash:
-			bad.add("line %d: %s has hash %s, but line %d says %s", n, strings.TrimSuffix(text, " "+l.Hash), l.Hash, v.line[kind], v.hash[kind])
+			bad.add("line %d: %s has hash %s, but line %d says %s", n, l.Name(), l.Hash, v.line[kind], v.hash[kind])
 		}
 	}
 	recs = make([]gosum.Record, 0, len(order))

@@ -174,6 +174,7 @@ func FuzzParseAdd(f *testing.F) {
 	f.Add([]byte("example.com/a v1.0.0/go.mod " + r0.GoMod + "\nexample.com/a v1.0.0 " + r0.Hash))
 	f.Add([]byte("example.com/a v1.0.0 " + r0.Hash + "\nexample.com/a v1.0.0 " + r0.GoMod + "\n"))
 	f.Add([]byte(string(r0.Text()) + "example.com/bulk0 v1.0.0/go.mod " + gosum.EmptyGoModHash + "\n"))
+	f.Add([]byte("example.com/a\tv1.0.0  " + r0.Hash + " \n \t\nexample.com/a v1.0.0/go.mod\t" + r0.GoMod + "\r\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		recs, lines, _, err := parseAdd(body)
 		if err != nil {
@@ -184,14 +185,17 @@ func FuzzParseAdd(f *testing.F) {
 			return
 		}
 		seen := map[string]bool{}
-		text := string(body)
+		said := map[string]bool{} // each line of the body, its fields joined by single spaces
+		for l := range strings.SplitSeq(string(body), "\n") {
+			said[strings.Join(strings.Fields(l), " ")] = true
+		}
 		for i, r := range recs {
 			if err := r.Check(); err != nil || seen[r.Key()] || lines[i] < 1 || r.Hash == gosum.EmptyGoModHash || r.GoMod == gosum.EmptyGoModHash {
 				t.Fatalf("parseAdd(%q) record %v (line %d): %v, repeated %v", body, r, lines[i], err, seen[r.Key()])
 			}
 			seen[r.Key()] = true
 			for _, l := range strings.Split(strings.TrimSuffix(string(r.Text()), "\n"), "\n") {
-				if !strings.Contains(text, l) {
+				if !said[l] {
 					t.Fatalf("parseAdd(%q) made line %q, which the body lacks", body, l)
 				}
 			}
@@ -287,5 +291,28 @@ func TestAddDropsEmptyGoMod(t *testing.T) {
 	}
 	if s.treeSize(t) != 1 {
 		t.Errorf("tree size %d, want 1", s.treeSize(t))
+	}
+}
+
+// TestAddReadsLinesAsGoCommand: the body's lines are read as the go command
+// reads go.sum (strings.Fields): tabs and runs of spaces separate the
+// fields, and a line of white space only is blank. A +incompatible version
+// the go command never makes is a bad line.
+func TestAddReadsLinesAsGoCommand(t *testing.T) {
+	s := newSetup(t, Options{})
+	r0, r1 := fakeRec(0, ""), fakeRec(1, "")
+	body := "example.com/bulk0\tv1.0.0 " + r0.Hash + "\n \t\n  example.com/bulk0  v1.0.0/go.mod\t" + r0.GoMod + " \r\n" +
+		"example.com/bulk0\tv1.0.0/go.mod\t" + r1.GoMod + "\n"
+	want := "1 bad line(s); nothing was added\nline 4: example.com/bulk0 v1.0.0/go.mod has hash " + r1.GoMod + ", but line 3 says " + r0.GoMod
+	if resp := s.post(t, "/admin/add", body); resp.Code != http.StatusBadRequest || strings.TrimSpace(resp.Body.String()) != want {
+		t.Errorf("lines split by tabs and spaces, one disagreeing: %d %q, want 400 %q", resp.Code, resp.Body, want)
+	}
+	body = body[:strings.LastIndex(body[:len(body)-1], "\n")+1]
+	if resp := s.post(t, "/admin/add", body); resp.Code != http.StatusOK || !strings.Contains(resp.Body.String(), `"new":1`) {
+		t.Errorf("lines split by tabs and spaces: %d %q, want 200 with 1 new", resp.Code, resp.Body)
+	}
+	resp := s.post(t, "/admin/add", "example.com/bulk1 v1.0.0+incompatible "+r1.Hash+"\nexample.com/bulk1 v1.0.0+incompatible/go.mod "+r1.GoMod+"\n")
+	if resp.Code != http.StatusBadRequest || !strings.Contains(resp.Body.String(), "line 1: example.com/bulk1@v1.0.0+incompatible: invalid version: +incompatible suffix not allowed") {
+		t.Errorf("v1.0.0+incompatible: %d %q, want 400 naming line 1", resp.Code, resp.Body)
 	}
 }

@@ -10,7 +10,8 @@
 // its own go.sum lines. The parser is strict: a checksum database must never
 // hold a record the go command would read differently from how we do, so
 // anything but this exact shape (a canonical module path and version, the
-// "h1:" algorithm, single spaces, a final newline) is refused.
+// "h1:" algorithm, single spaces, a final newline) is refused. The lines of
+// go.sum files (ParseLine) are split as the go command splits them.
 package gosum
 
 import (
@@ -248,10 +249,25 @@ type Line struct {
 	Hash           string // "h1:<base64 SHA-256>"
 }
 
+// Name is the line without its hash, as go.sum writes it:
+// "<path> <version>[/go.mod]".
+func (l Line) Name() string {
+	if l.GoMod {
+		return l.Path + " " + l.Version.Version + "/go.mod"
+	}
+	return l.Path + " " + l.Version.Version
+}
+
 // ParseLine parses and checks one go.sum line, "<path> <version>[/go.mod]
 // h1:<hash>": a valid module path, a canonical version and a well-formed
-// hash, as a record needs them. A well-formed line with EmptyGoModHash is
-// returned with ErrEmptyGoMod (wrapped): the caller drops it.
+// hash, as a record needs them. The fields are split as the go command
+// splits them (cmd/go/internal/modfetch's readGoSum: strings.Fields), so
+// that a line means to sumd what it means to the go command: any run of
+// white space separates them, and white space around them is ignored. A
+// version with "+incompatible" is refused where the go command never makes
+// one, which module.Check lets through (checkIncompatible). A well-formed
+// line with EmptyGoModHash is returned with ErrEmptyGoMod (wrapped): the
+// caller drops it.
 func ParseLine(s string) (Line, error) { return new(Checker).ParseLine(s) }
 
 // ParseLine is the package's ParseLine, remembering the path.
@@ -262,12 +278,16 @@ func (c *Checker) ParseLine(s string) (Line, error) {
 	if len(s) > MaxRecordSize {
 		return Line{}, fmt.Errorf("go.sum line of %d bytes: a record is at most %d", len(s), MaxRecordSize)
 	}
-	l, err := parseLine(s)
-	if err != nil {
-		return Line{}, err
+	f := strings.Fields(s)
+	if len(f) != 3 {
+		return Line{}, fmt.Errorf("malformed go.sum line %s (want \"<path> <version> h1:<hash>\")", quote(s))
 	}
+	l := line{f[0], f[1], f[2]}
 	version, goMod := strings.CutSuffix(l.version, "/go.mod")
 	if err := c.Module(l.path, version); err != nil {
+		return Line{}, err
+	}
+	if err := checkIncompatible(l.path, version); err != nil {
 		return Line{}, err
 	}
 	if err := checkHash(l.hash); err != nil {
@@ -280,4 +300,23 @@ func (c *Checker) ParseLine(s string) (Line, error) {
 		return parsed, fmt.Errorf("%s@%s: %w", l.path, version, ErrEmptyGoMod)
 	}
 	return parsed, nil
+}
+
+// checkIncompatible refuses a +incompatible version of a module whose path
+// allows its major version without the suffix: v0 or v1 (example.com/m
+// v1.0.0+incompatible) or the path's own major version (example.com/m/v2
+// v2.0.0+incompatible). module.Check accepts both, but the go command
+// never resolves such a version (modfetch's codeRepo.convert: "+incompatible
+// suffix not allowed"), so no go command would look up its record.
+func checkIncompatible(path, version string) error {
+	base, ok := strings.CutSuffix(version, "+incompatible")
+	if !ok {
+		return nil
+	}
+	_, pathMajor, _ := module.SplitPathVersion(path)
+	if !module.MatchPathMajor(base, pathMajor) {
+		return nil
+	}
+	return &module.ModuleError{Path: path, Err: &module.InvalidVersionError{Version: version,
+		Err: fmt.Errorf("+incompatible suffix not allowed: major version %s is compatible", semver.Major(base))}}
 }

@@ -102,8 +102,8 @@ func FuzzParseLine(f *testing.F) {
 		if l.GoMod {
 			v += "/go.mod"
 		}
-		if got := l.Path + " " + v + " " + l.Hash; got != s {
-			t.Fatalf("ParseLine(%q) accepted a line that formats back as %q", s, got)
+		if got, want := l.Path+" "+v+" "+l.Hash, strings.Join(strings.Fields(s), " "); got != want {
+			t.Fatalf("ParseLine(%q) accepted a line that formats back as %q, not as its fields %q", s, got, want)
 		}
 	})
 }
@@ -115,7 +115,7 @@ func TestParseLine(t *testing.T) {
 	}
 	for _, tc := range []struct{ line, want string }{
 		{"example.com/a v1.0.0", "malformed go.sum line"},
-		{"example.com/a  v1.0.0 " + hashA, "malformed go.sum line"},
+		{"example.com/a v1.0.0 " + hashA + " x", "malformed go.sum line"},
 		{"example.com/a v1.0 " + hashA, "not canonical"},
 		{"example.com/a v1.0.0 h2:abc", "is not an h1: hash"},
 		{"Example.com/A/V2 v1.0.0 " + hashA, "malformed module path"},
@@ -135,6 +135,42 @@ func TestParseLineEmptyGoMod(t *testing.T) {
 		l, err := ParseLine(s)
 		if !errors.Is(err, ErrEmptyGoMod) || l.Path != "example.com/a" || l.Hash != empty {
 			t.Errorf("ParseLine(%q) = %+v, %v; want the line with ErrEmptyGoMod", s, l, err)
+		}
+	}
+}
+
+// TestParseLineAsGoCommand: ParseLine reads a go.sum line as the go command
+// does (modfetch's readGoSum, strings.Fields): any run of white space
+// separates the three fields. And it refuses the +incompatible versions the
+// go command never makes, which module.Check lets through (modfetch's
+// coderepo): one whose major version the path allows without it.
+func TestParseLineAsGoCommand(t *testing.T) {
+	for _, s := range []string{
+		"example.com/a\tv1.0.0/go.mod\t" + hashB,
+		"  example.com/a   v1.0.0/go.mod " + hashB + " \t\r",
+	} {
+		l, err := ParseLine(s)
+		if err != nil || l.Path != "example.com/a" || l.Version.Version != "v1.0.0" || !l.GoMod || l.Hash != hashB {
+			t.Errorf("ParseLine(%q) = %+v, %v; want the line the go command reads", s, l, err)
+		}
+	}
+	for _, v := range [][2]string{
+		{"example.com/m", "v2.0.0+incompatible"},
+		{"example.com/m", "v3.1.0-rc.1+incompatible"},
+	} {
+		if _, err := ParseLine(v[0] + " " + v[1] + " " + hashA); err != nil {
+			t.Errorf("ParseLine of %s@%s: %v, want it accepted (a major version without a go.mod)", v[0], v[1], err)
+		}
+	}
+	for _, v := range [][2]string{
+		{"example.com/m", "v1.0.0+incompatible"},
+		{"example.com/m", "v0.3.0+incompatible"},
+		{"example.com/m/v2", "v2.0.0+incompatible"},
+		{"gopkg.in/yaml.v2", "v2.1.0+incompatible"},
+	} {
+		want := v[0] + "@" + v[1] + ": invalid version: +incompatible suffix not allowed: major version "
+		if _, err := ParseLine(v[0] + " " + v[1] + "/go.mod " + hashB); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("ParseLine of %s@%s: %v, want %q...", v[0], v[1], err, want)
 		}
 	}
 }

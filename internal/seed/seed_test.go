@@ -461,3 +461,16 @@ func TestReadRefusesOversizeRecord(t *testing.T) {
 		t.Errorf("Read of a version whose lines pair into a record of over %d bytes = %v, want a LineError at line 2 saying the limit", gosum.MaxRecordSize, err)
 	}
 }
+
+// TestReadLinesAsGoCommand: go.sum lines are read as the go command reads
+// them (strings.Fields): tabs and runs of spaces separate the fields, and
+// a line of white space only is blank, not a malformed line.
+func TestReadLinesAsGoCommand(t *testing.T) {
+	dir := t.TempDir()
+	f := write(t, dir, "go.sum", "github.com/a/b\tv1.0.0  "+hashA, " \t", "  github.com/a/b v1.0.0/go.mod\t"+hashB+" \r")
+	s, err := Read([]string{f})
+	want := []gosum.Record{{Path: "github.com/a/b", Version: "v1.0.0", Hash: hashA, GoMod: hashB}}
+	if err != nil || !slices.Equal(s.Records, want) || s.Lines != 2 {
+		t.Errorf("Read of lines split by tabs and spaces = %+v, %v; want %v from 2 lines", s, err, want)
+	}
+}

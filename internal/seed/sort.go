@@ -219,8 +219,8 @@ func initialCap(files []string, memory int) int {
 	return int(min(size/80, int64(memory/(entrySize+48)), 1<<22))
 }
 
-// readLines calls f for every non-empty line of file, without its "\r\n"
-// or "\n", numbered from 1.
+// readLines calls f for every line of file but those of white space only,
+// without its "\r\n" or "\n", numbered from 1.
 func readLines(file string, f func(line int, text []byte) error) error {
 	fh, err := os.Open(file)
 	if err != nil {
@@ -236,7 +236,7 @@ func readLines(file string, f func(line int, text []byte) error) error {
 	for sc.Scan() {
 		n++
 		text := bytes.TrimSuffix(sc.Bytes(), []byte("\r"))
-		if len(text) == 0 {
+		if len(bytes.TrimSpace(text)) == 0 { // blank to the go command too (gosum.ParseLine)
 			continue
 		}
 		if err := f(n, text); err != nil {
