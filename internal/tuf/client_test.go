@@ -31,8 +31,8 @@ func TestFirstFetch(t *testing.T) {
 }
 
 // TestTimestampRefresh moves the clock two days in six-hour steps: each
-// step re-signs the timestamp alone (24 h expiry), and a client keeping a
-// cache follows every version.
+// step re-signs the timestamp alone (24 h expiry), at the time as its
+// version, and a client keeping a cache follows every version.
 func TestTimestampRefresh(t *testing.T) {
 	f := newFixture(t)
 	cache := t.TempDir()
@@ -51,8 +51,8 @@ func TestTimestampRefresh(t *testing.T) {
 			t.Errorf("step %d: timestamp expires %v, want %v", i, got, want)
 		}
 		f.mustFetch(cache)
-		if v := cachedVersion(t, cache, metadata.TIMESTAMP); v != int64(i+2) {
-			t.Errorf("step %d: client holds timestamp version %d, want %d", i, v, i+2)
+		if v := cachedVersion(t, cache, metadata.TIMESTAMP); v != f.clock.Now().Unix() {
+			t.Errorf("step %d: client holds timestamp version %d, want %d (the time)", i, v, f.clock.Now().Unix())
 		}
 	}
 }
@@ -63,6 +63,7 @@ func TestTimestampRefresh(t *testing.T) {
 // snapshot at half its 7-day life.
 func TestResignerWithFakeClock(t *testing.T) {
 	f := newFixture(t)
+	start := f.clock.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	rs := &Resigner{Repo: f.repo, KeyDirs: []string{f.online}, Now: f.clock.Now, Interval: time.Millisecond, Logger: quiet}
@@ -77,9 +78,10 @@ func TestResignerWithFakeClock(t *testing.T) {
 		f.mustFetch("")
 	}
 	st := f.status()
-	if st.Versions[metadata.TIMESTAMP] != 17 || st.Versions[metadata.SNAPSHOT] != 2 {
-		t.Errorf("after 96 hours: timestamp version %d, snapshot %d; want 17 (every 6 h) and 2 (at 84 h)",
-			st.Versions[metadata.TIMESTAMP], st.Versions[metadata.SNAPSHOT])
+	// Versions are the time of signing (online.go).
+	if ts, snap := start.Add(96*time.Hour).Unix(), start.Add(84*time.Hour).Unix(); st.Versions[metadata.TIMESTAMP] != ts || st.Versions[metadata.SNAPSHOT] != snap {
+		t.Errorf("after 96 hours: timestamp version %d, snapshot %d; want %d (signed every 6 h, the last at 96 h) and %d (at 84 h)",
+			st.Versions[metadata.TIMESTAMP], st.Versions[metadata.SNAPSHOT], ts, snap)
 	}
 }
 
@@ -156,8 +158,10 @@ func TestKeyRotation(t *testing.T) {
 	if d := f.mustFetch(cache); !slices.Equal(d.VerifierKeys, []string{newKey.VerifierKey()}) {
 		t.Errorf("after retiring the client learned %q, want the new key alone", d.VerifierKeys)
 	}
-	if st := f.status(); st.Versions[metadata.TARGETS] != 3 || st.Versions[metadata.SNAPSHOT] != 3 {
-		t.Errorf("after two publications: targets version %d, snapshot %d; want 3 and 3", st.Versions[metadata.TARGETS], st.Versions[metadata.SNAPSHOT])
+	// Both publications signed a snapshot within the same second: the
+	// time, then one past it.
+	if st, snap := f.status(), f.clock.Now().Unix()+1; st.Versions[metadata.TARGETS] != 3 || st.Versions[metadata.SNAPSHOT] != snap {
+		t.Errorf("after two publications: targets version %d, snapshot %d; want 3 and %d", st.Versions[metadata.TARGETS], st.Versions[metadata.SNAPSHOT], snap)
 	}
 }
 

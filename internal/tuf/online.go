@@ -87,7 +87,7 @@ func (r *Repo) signOnline(st *state, keyDirs []string, now time.Time) (*Signing,
 }
 
 func (st *state) needsSnapshot(now time.Time) bool {
-	if st.snapshot == nil || st.snapshotAhead {
+	if st.snapshot == nil || st.aheadSnapshot > st.namedSnapshot {
 		return true
 	}
 	listed := st.snapshot.Signed.Meta[metadata.TARGETS+".json"]
@@ -129,7 +129,7 @@ func (r *Repo) signSnapshot(st *state, keyDirs []string, now time.Time) error {
 		return err
 	}
 	st.snapshot, st.snapshotData = snap, data
-	st.namedSnapshot, st.snapshotAhead = snap.Signed.Version, false
+	st.namedSnapshot, st.aheadSnapshot = snap.Signed.Version, 0
 	return nil
 }
 
@@ -168,39 +168,47 @@ func (st *state) roleKeys(role string, keyDirs []string) ([]*Key, error) {
 	return keys, err
 }
 
-// snapshotFloor is the version the next snapshot must pass: the one the
-// verified timestamp names while it is valid. Without one, or past its
-// expiry, the snapshot clients hold is unknown (the files of the versions
-// before may have been deleted by someone without the keys, and the first
-// free version would then be 1): it is the time of signing, as for the
-// timestamp (nextTimestamp), past any version sumd counted up to.
+// snapshotFloor is the version the next snapshot must pass: the newest
+// one the root's snapshot keys signed (the one the verified timestamp
+// names, or a newer file: a timestamp put back names an older snapshot),
+// or the time of signing (timeFloor) if that is later. The files of a
+// snapshot clients hold may be gone (old versions pruned, or deleted by
+// someone without the keys: the first free version would then be 1), so
+// the files are not enough either.
 func (st *state) snapshotFloor(now time.Time) int64 {
-	if st.first || st.timestamp != nil && now.Before(st.timestamp.Signed.Expires) {
+	if st.first {
 		return st.namedSnapshot
 	}
-	return max(st.namedSnapshot, now.Unix()-1)
+	return max(st.namedSnapshot, st.aheadSnapshot, timeFloor(now)-1)
 }
 
-// nextTimestamp is the version of the timestamp signed at now. Clients
-// refuse a version below the one they hold, even an expired one, so it is
-// one past the timestamp the root's keys signed while that one is valid.
-// Without one (timestamp.json lost, tampered with, or signed by keys since
-// rotated), or past its expiry (it may be an old one put back), the
-// version is the Unix time of signing: one past an old version would
-// freeze every client holding a newer one, while the time is past any
-// version sumd has signed, which grow by one per signing (a few a day).
+// nextTimestamp is the version of the timestamp signed at now: one past
+// the timestamp the root's keys signed, or the Unix time of signing if
+// that is later (it is, unless sumd signed within the same second).
+// Clients refuse a version below the one they hold, even an expired one,
+// and the timestamp.json on disk may be older than theirs: an old one put
+// back (a backup restored, data/tuf copied back from the machine of an
+// offline publish), valid or not, or none that verifies (lost, tampered
+// with, signed by keys since rotated). One past it would freeze every
+// client holding a newer one until that expired; the time is past every
+// version signed before, as long as the clock does not go back.
 func (st *state) nextTimestamp(now time.Time) (int64, error) {
-	switch {
-	case st.first:
+	if st.first {
 		return 1, nil
-	case st.timestamp == nil:
-		return max(now.Unix(), 1), nil
 	}
-	v, err := nextVersion(metadata.TIMESTAMP, st.timestamp.Signed.Version)
-	if err == nil && !now.Before(st.timestamp.Signed.Expires) {
-		v = max(v, now.Unix())
+	var last int64
+	if st.timestamp != nil {
+		last = st.timestamp.Signed.Version
 	}
-	return v, err
+	v, err := nextVersion(metadata.TIMESTAMP, last)
+	return max(v, timeFloor(now)), err
+}
+
+// timeFloor is the least version of online metadata signed at now (after
+// Init's first): the Unix time, so that versions grow with the clock
+// whatever the files on disk say. It stays far below maxVersion.
+func timeFloor(now time.Time) int64 {
+	return max(now.Unix(), 1)
 }
 
 // highestListedTargets is the targets version the newest snapshot on

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -37,8 +38,8 @@ func TestUnsignedTimestampVersion(t *testing.T) {
 		t.Errorf("client holds timestamp version %d, want %d", v, f.clock.Now().Unix())
 	}
 	f.clock.advance(TimestampRenewAfter)
-	if s := f.signOnline(); s.Status.Versions[metadata.TIMESTAMP] != f.clock.Now().Add(-TimestampRenewAfter).Unix()+1 || len(s.Status.Problems) != 0 {
-		t.Errorf("the renewal after: %+v; want the version after the time-based one, and no problem", s.Status)
+	if s := f.signOnline(); s.Status.Versions[metadata.TIMESTAMP] != f.clock.Now().Unix() || len(s.Status.Problems) != 0 {
+		t.Errorf("the renewal after: %+v; want the time of signing as the version, and no problem", s.Status)
 	}
 }
 
@@ -105,7 +106,7 @@ func TestWrongKeyOnlineMetadata(t *testing.T) {
 
 // TestWrongKeySnapshot keeps the genuine timestamp but replaces the
 // snapshot it names with one signed by another key: it is ignored, and a
-// new snapshot is signed past it.
+// new snapshot is signed past it (at the time of signing, as always).
 func TestWrongKeySnapshot(t *testing.T) {
 	f := newFixture(t)
 	cache := t.TempDir()
@@ -117,8 +118,8 @@ func TestWrongKeySnapshot(t *testing.T) {
 	}
 	f.writeFile(data, metadataDir, versionedName(1, metadata.SNAPSHOT))
 	s := f.signOnline()
-	if v := s.Status.Versions; !s.Snapshot || v[metadata.SNAPSHOT] != 2 || v[metadata.TIMESTAMP] != 2 {
-		t.Errorf("after a wrong-key snapshot 1: %+v; want snapshot 2 and timestamp 2", s)
+	if v, now := s.Status.Versions, f.clock.Now().Unix(); !s.Snapshot || v[metadata.SNAPSHOT] != now || v[metadata.TIMESTAMP] != now {
+		t.Errorf("after a wrong-key snapshot 1: %+v; want snapshot and timestamp %d (the time)", s.Status.Versions, now)
 	}
 	wantProblem(t, s.Status, "1.snapshot.json")
 	f.mustFetch(cache)
@@ -217,4 +218,61 @@ func wantProblem(t *testing.T, st *Status, substr string) {
 		}
 	}
 	t.Errorf("problems %v, want one about %q", st.Problems, substr)
+}
+
+// TestValidTimestampPutBack puts back timestamp version 1 while it is
+// still valid (a recent backup restored, data/tuf copied back from the
+// machine of an offline publish), after versions signed at 6, 12 and 18 h
+// that a client holds. The server used to sign version 2, which the
+// client refused as a rollback until the put-back one expired; the next
+// version must pass the client's.
+func TestValidTimestampPutBack(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	first := f.readFile(metadataDir, timestampFile)
+	for range 3 {
+		f.clock.advance(TimestampRenewAfter)
+		f.signOnline()
+	}
+	f.mustFetch(cache)
+	held := cachedVersion(t, cache, metadata.TIMESTAMP)
+	f.writeFile(first, metadataDir, timestampFile)
+	f.clock.advance(time.Minute)
+	s := f.signOnline()
+	if v := s.Status.Versions[metadata.TIMESTAMP]; !s.Timestamp || v <= held {
+		t.Errorf("after a valid version 1 was put back: signed %v, version %d; want a version above the client's %d", s.Timestamp, v, held)
+	}
+	if _, err := f.fetch(cache); err != nil {
+		t.Errorf("client holding timestamp version %d: %v", held, err)
+	}
+	if v := cachedVersion(t, cache, metadata.TIMESTAMP); v != s.Status.Versions[metadata.TIMESTAMP] {
+		t.Errorf("client holds timestamp version %d, want the new %d", v, s.Status.Versions[metadata.TIMESTAMP])
+	}
+}
+
+// TestTimestampPutBackNamesOlderSnapshot: snapshot 1 was unreadable for a
+// while, so a new snapshot (of the time's version) was signed and a client
+// fetched it; then the old timestamp and snapshot 1 came back from a
+// backup, both still valid. The snapshot the timestamp names is older than
+// the client's: naming it again would be a rollback, so a new snapshot is
+// signed past the newer file. (Snapshot versions used to count up by one,
+// and only version named+1 was looked for.)
+func TestTimestampPutBackNamesOlderSnapshot(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	ts, snap := f.readFile(metadataDir, timestampFile), f.readFile(metadataDir, versionedName(1, metadata.SNAPSHOT))
+	f.writeFile(nil, metadataDir, versionedName(1, metadata.SNAPSHOT))
+	f.clock.advance(time.Minute)
+	held := f.signOnline().Status.Versions[metadata.SNAPSHOT]
+	f.mustFetch(cache)
+	f.writeFile(snap, metadataDir, versionedName(1, metadata.SNAPSHOT))
+	f.writeFile(ts, metadataDir, timestampFile)
+	f.clock.advance(time.Minute)
+	s := f.signOnline()
+	if v := s.Status.Versions[metadata.SNAPSHOT]; !s.Snapshot || v <= held {
+		t.Errorf("after the timestamp naming snapshot 1 was put back: signed snapshot %v, version %d; want a version above the client's %d", s.Snapshot, v, held)
+	}
+	if _, err := f.fetch(cache); err != nil {
+		t.Errorf("client holding snapshot version %d: %v", held, err)
+	}
 }

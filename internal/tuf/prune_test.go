@@ -21,11 +21,7 @@ func TestRotateOnlineAfterPruning(t *testing.T) {
 	f.mustFetch(cache)
 	held := cachedVersion(t, cache, metadata.SNAPSHOT)
 	t.Logf("client holds snapshot %d, timestamp %d", held, cachedVersion(t, cache, metadata.TIMESTAMP))
-	for v := int64(1); v < held; v++ {
-		if err := os.Remove(filepath.Join(f.dir, metadataDir, versionedName(v, metadata.SNAPSHOT))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.removeSnapshotsBelow(held)
 	snap, ts := f.newKeyFile(metadata.SNAPSHOT, "repo/keys"), f.newKeyFile(metadata.TIMESTAMP, "repo/keys")
 	if _, err := f.repo.RotateRoot(RootChange{SnapshotKey: snap, TimestampKey: ts, Expires: f.clock.Now().Add(DefaultRootExpiry)}, []string{f.offline}); err != nil {
 		t.Fatal(err)
@@ -50,9 +46,7 @@ func TestDeletedSnapshotsAndBrokenTimestamp(t *testing.T) {
 	}
 	f.mustFetch(cache)
 	held := cachedVersion(t, cache, metadata.SNAPSHOT)
-	for v := int64(1); v < held; v++ {
-		os.Remove(filepath.Join(f.dir, metadataDir, versionedName(v, metadata.SNAPSHOT)))
-	}
+	f.removeSnapshotsBelow(held)
 	f.writeFile(breakSignature(t, f.readFile(metadataDir, timestampFile)), metadataDir, timestampFile)
 	for tick := 0; tick < 4; tick++ {
 		s := f.signOnline()
@@ -61,5 +55,23 @@ func TestDeletedSnapshotsAndBrokenTimestamp(t *testing.T) {
 	}
 	if _, err := f.fetch(cache); err != nil {
 		t.Errorf("client holding snapshot %d a day later: %v", held, err)
+	}
+}
+
+// removeSnapshotsBelow removes the snapshot files of versions below held.
+// Versions are the time of signing, so the files are listed, not counted.
+func (f *fixture) removeSnapshotsBelow(held int64) {
+	f.t.Helper()
+	vs, err := versions(f.dir, metadata.SNAPSHOT)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, v := range vs {
+		if v >= held {
+			continue
+		}
+		if err := os.Remove(filepath.Join(f.dir, metadataDir, versionedName(v, metadata.SNAPSHOT))); err != nil {
+			f.t.Fatal(err)
+		}
 	}
 }

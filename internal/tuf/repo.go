@@ -48,7 +48,7 @@ type state struct {
 	namedSnapshot int64                                      // the snapshot version timestamp names, 0 if none
 	snapshot      *metadata.Metadata[metadata.SnapshotType]  // that version, if the root's snapshot keys signed it
 	snapshotData  []byte                                     // its bytes
-	snapshotAhead bool                                       // a file of version namedSnapshot+1 exists
+	aheadSnapshot int64                                      // newest version above namedSnapshot the root's snapshot keys signed, 0 if none
 	first         bool                                       // Init is signing the first timestamp
 	problems      []error                                    // files ignored: they do not verify
 }
@@ -170,10 +170,34 @@ func (r *Repo) loadOnline(st *state) {
 	if st.snapshotData, st.snapshot, err = r.readSnapshot(st.root, meta); err != nil {
 		st.problems = append(st.problems, fmt.Errorf("%s (a new snapshot is signed): %w", versionedName(meta.Version, metadata.SNAPSHOT), err))
 	}
-	if meta.Version < maxVersion {
-		_, err := os.Lstat(filepath.Join(r.dir, metadataDir, versionedName(meta.Version+1, metadata.SNAPSHOT)))
-		st.snapshotAhead = err == nil
+	st.aheadSnapshot = r.newestSnapshotAbove(st.root, meta.Version)
+}
+
+// newestSnapshotAbove returns the newest snapshot version above v that
+// the root's snapshot keys signed, 0 if none. One exists when the
+// timestamp is older than the snapshot clients hold (a timestamp put
+// back, or a crash before the timestamp naming it was written): a new
+// snapshot is then signed past it, where serving the named one would be a
+// rollback. Files that do not verify raise nothing.
+func (r *Repo) newestSnapshotAbove(root *metadata.Metadata[metadata.RootType], v int64) int64 {
+	vs, err := versions(r.dir, metadata.SNAPSHOT)
+	if err != nil {
+		return 0
 	}
+	for _, w := range slices.Backward(vs) {
+		if w <= v {
+			break
+		}
+		data, err := r.readMetadata(versionedName(w, metadata.SNAPSHOT))
+		if err != nil {
+			continue
+		}
+		snap, err := metadata.Snapshot().FromBytes(data)
+		if err == nil && snap.Signed.Version == w && root.VerifyDelegate(metadata.SNAPSHOT, snap) == nil {
+			return w
+		}
+	}
+	return 0
 }
 
 func (r *Repo) readTimestamp(root *metadata.Metadata[metadata.RootType]) (*metadata.Metadata[metadata.TimestampType], error) {
