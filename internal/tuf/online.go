@@ -2,6 +2,7 @@ package tuf
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -37,8 +38,11 @@ type Signing struct {
 // targets version, when the newest root does not accept its signature (its
 // keys were rotated) or when it is SnapshotRenewAfter old; a new timestamp
 // when there is a new snapshot, or on the same conditions with
-// TimestampRenewAfter. It is what sumd serve runs every minute, and what
-// the offline commands run after writing when the online keys are at hand.
+// TimestampRenewAfter. A new snapshot that cannot be signed is an error,
+// but the timestamp is still renewed if the snapshot it names can be
+// named again (keepTimestamp). It is what sumd serve runs every minute,
+// and what the offline commands run after writing when the online keys
+// are at hand.
 func (r *Repo) SignOnline(keyDirs []string, now time.Time) (*Signing, error) {
 	unlock, err := lock(r.dir)
 	if err != nil {
@@ -72,7 +76,7 @@ func (r *Repo) signOnline(st *state, keyDirs []string, now time.Time) (*Signing,
 	var s Signing
 	if st.needsSnapshot(now) {
 		if err := r.signSnapshot(st, keyDirs, now); err != nil {
-			return nil, err
+			return nil, r.keepTimestamp(st, keyDirs, now, err)
 		}
 		s.Snapshot = true
 	}
@@ -84,6 +88,23 @@ func (r *Repo) signOnline(st *state, keyDirs []string, now time.Time) (*Signing,
 	}
 	s.Status = st.status()
 	return &s, nil
+}
+
+// keepTimestamp renews the timestamp, naming the snapshot it names, when
+// a new snapshot was refused (snapErr: the targets need publishing again,
+// the snapshot key is missing) while that snapshot is still valid and the
+// newest the snapshot keys signed: clients keep working until it expires,
+// days later, rather than failing with the timestamp a day later. It
+// returns snapErr, saying whether the timestamp was renewed.
+func (r *Repo) keepTimestamp(st *state, keyDirs []string, now time.Time, snapErr error) error {
+	if st.snapshot == nil || !now.Before(st.snapshot.Signed.Expires) || st.aheadSnapshot > st.namedSnapshot || !st.needsTimestamp(now) {
+		return snapErr
+	}
+	if err := r.signTimestamp(st, keyDirs, now); err != nil {
+		return errors.Join(snapErr, fmt.Errorf("failed to renew the timestamp naming the current snapshot: %w", err))
+	}
+	return fmt.Errorf("%w (the timestamp was renewed, naming snapshot version %d, which expires %s)",
+		snapErr, st.namedSnapshot, st.snapshot.Signed.Expires.Format(time.RFC3339))
 }
 
 func (st *state) needsSnapshot(now time.Time) bool {

@@ -3,6 +3,8 @@ package tuf
 import (
 	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -275,4 +277,38 @@ func TestTimestampPutBackNamesOlderSnapshot(t *testing.T) {
 	if _, err := f.fetch(cache); err != nil {
 		t.Errorf("client holding snapshot version %d: %v", held, err)
 	}
+}
+
+// TestTimestampRenewedWhenSnapshotRefused loses the snapshot key (a
+// restore left its file out): from 3.5 days on, when the snapshot is due,
+// SignOnline fails, but the snapshot stays valid for 7 days and the
+// timestamp key is at hand. The timestamp used to be left to expire a day
+// later with the snapshot; now it keeps being renewed, naming the snapshot
+// clients hold, and the failure is still reported.
+func TestTimestampRenewedWhenSnapshotRefused(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+	keys, err := filepath.Glob(filepath.Join(f.online, metadata.SNAPSHOT+"-*.key"))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("snapshot key files %q: %v", keys, err)
+	}
+	if err := os.Rename(keys[0], filepath.Join(t.TempDir(), filepath.Base(keys[0]))); err != nil {
+		t.Fatal(err)
+	}
+	start := f.clock.Now()
+	for f.clock.Now().Before(start.Add(SnapshotExpiry - TimestampRenewAfter)) {
+		f.clock.advance(TimestampRenewAfter)
+		_, err := f.repo.SignOnline([]string{f.online}, f.clock.Now())
+		if due := !f.clock.Now().Before(start.Add(SnapshotRenewAfter)); due != (err != nil) {
+			t.Fatalf("%v after Init: %v; want a failure exactly once the snapshot is due", f.clock.Now().Sub(start), err)
+		} else if due && !strings.Contains(err.Error(), "the timestamp was renewed, naming snapshot version 1") {
+			t.Errorf("%v after Init: %v; want it to say the timestamp was renewed", f.clock.Now().Sub(start), err)
+		}
+		if exp := f.status().Expires[metadata.TIMESTAMP]; !exp.Equal(f.clock.Now().Add(TimestampExpiry)) {
+			t.Fatalf("%v after Init: timestamp expires %v, want it renewed", f.clock.Now().Sub(start), exp)
+		}
+	}
+	f.mustFetch(cache)
+	f.mustFetch("")
 }
