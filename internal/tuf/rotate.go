@@ -34,8 +34,9 @@ type RootChange struct {
 // signed by a threshold of the current root's keys (found in keyDirs) and
 // by a threshold of its own keys, as clients walking N → N+1 require.
 // The newest targets are re-signed if they would not verify under it
-// (targetsForRoot), or RotateRoot refuses. Snapshot and timestamp follow through SignOnline, as after Publish. It
-// returns the new root version.
+// (targetsForRoot), or RotateRoot refuses. Nothing is written unless both
+// are signed. Snapshot and timestamp follow through SignOnline, as after
+// Publish. It returns the new root version.
 func (r *Repo) RotateRoot(ch RootChange, keyDirs []string) (int64, error) {
 	if ch.Expires.IsZero() {
 		return 0, errors.New("RotateRoot: no expiry for the new root")
@@ -57,24 +58,39 @@ func (r *Repo) RotateRoot(ch RootChange, keyDirs []string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := r.targetsForRoot(st, next, ch, keyDirs); err != nil {
+	targets, err := r.targetsForRoot(st, next, ch, keyDirs)
+	if err != nil {
 		return 0, err
 	}
 	data, err := signRoot(st.root, next, append(oldKeys, ch.RootKeys...))
 	if err != nil {
 		return 0, err
 	}
+	// Everything is signed: only now is anything written, so that a
+	// refusal leaves no targets naming keys no root lists. Targets come
+	// first: until the root naming their keys is written, the server
+	// keeps serving the old targets (loadTargets skips this version).
+	if targets != nil {
+		if err := r.writeVersion(metadata.TARGETS, targets.version, targets.data); err != nil {
+			return 0, err
+		}
+	}
 	return next.Signed.Version, r.writeVersion(metadata.ROOT, next.Signed.Version, data)
+}
+
+// signedTargets is a targets version signed, not yet written.
+type signedTargets struct {
+	version int64
+	data    []byte
 }
 
 // targetsForRoot makes sure the newest targets verify under next before
 // next is written: clients would refuse them, and the server would serve
 // an older targets version (carrying an older verifier key) that does.
 // New targets keys re-sign them; so do the targets keys in keyDirs when
-// next only raised the threshold; otherwise RotateRoot refuses. Targets
-// are written before the root: until the root names the new keys, the
-// server keeps serving the old targets (loadTargets skips this version).
-func (r *Repo) targetsForRoot(st *state, next *metadata.Metadata[metadata.RootType], ch RootChange, keyDirs []string) error {
+// next only raised the threshold; otherwise RotateRoot refuses. It
+// returns the targets to write before the root, nil if none.
+func (r *Repo) targetsForRoot(st *state, next *metadata.Metadata[metadata.RootType], ch RootChange, keyDirs []string) (*signedTargets, error) {
 	expires := ch.TargetsExpires
 	if expires.IsZero() {
 		expires = st.targets.Signed.Expires
@@ -83,11 +99,11 @@ func (r *Repo) targetsForRoot(st *state, next *metadata.Metadata[metadata.RootTy
 		return r.resignTargets(st, next, ch.TargetsKeys, expires)
 	}
 	if next.VerifyDelegate(metadata.TARGETS, st.targets) == nil {
-		return nil
+		return nil, nil
 	}
 	keys, err := roleKeys(next, metadata.TARGETS, keyDirs)
 	if err != nil {
-		return fmt.Errorf("targets version %d does not meet the targets threshold %d of root version %d, and cannot be re-signed: %w",
+		return nil, fmt.Errorf("targets version %d does not meet the targets threshold %d of root version %d, and cannot be re-signed: %w",
 			st.targets.Signed.Version, next.Signed.Roles[metadata.TARGETS].Threshold, next.Signed.Version, err)
 	}
 	return r.resignTargets(st, next, keys, expires)
@@ -161,15 +177,15 @@ func signRoot(prev, next *metadata.Metadata[metadata.RootType], keys []*Key) ([]
 	return data, nil
 }
 
-// resignTargets writes the newest targets again as the next version,
-// signed with keys under the new root.
-func (r *Repo) resignTargets(st *state, next *metadata.Metadata[metadata.RootType], keys []*Key, expires time.Time) error {
+// resignTargets signs the newest targets again as the next version, with
+// keys under the new root.
+func (r *Repo) resignTargets(st *state, next *metadata.Metadata[metadata.RootType], keys []*Key, expires time.Time) (*signedTargets, error) {
 	t, err := metadata.Targets().FromBytes(st.targetsData)
 	if err != nil {
-		return fmt.Errorf("failed to copy targets: %w", err)
+		return nil, fmt.Errorf("failed to copy targets: %w", err)
 	}
 	if t.Signed.Version, err = r.freeVersion(metadata.TARGETS, st.targets.Signed.Version); err != nil {
-		return err
+		return nil, err
 	}
 	t.Signed.Expires = expires.UTC().Truncate(time.Second)
 	data, err := signAndEncode(t, keys)
@@ -177,7 +193,7 @@ func (r *Repo) resignTargets(st *state, next *metadata.Metadata[metadata.RootTyp
 		err = next.VerifyDelegate(metadata.TARGETS, t)
 	}
 	if err != nil {
-		return fmt.Errorf("failed to sign targets version %d with the new targets keys: %w", t.Signed.Version, err)
+		return nil, fmt.Errorf("failed to sign targets version %d with the new targets keys: %w", t.Signed.Version, err)
 	}
-	return r.writeVersion(metadata.TARGETS, t.Signed.Version, data)
+	return &signedTargets{version: t.Signed.Version, data: data}, nil
 }

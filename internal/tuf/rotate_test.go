@@ -2,8 +2,12 @@ package tuf
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -87,5 +91,38 @@ func TestRootChangeChecks(t *testing.T) {
 	}
 	if st := f.status(); st.Versions[metadata.ROOT] != 1 {
 		t.Errorf("refused rotations left root version %d", st.Versions[metadata.ROOT])
+	}
+}
+
+// TestRotateRootFailingLeavesNoTargets raises the root threshold to 2 of 2
+// with one root key at hand, and replaces the targets key: the new root
+// cannot be signed. The re-signed targets used to be written before
+// signing the root failed, a version naming keys no root lists (reported
+// as a problem for ever); now nothing is written.
+func TestRotateRootFailingLeavesNoTargets(t *testing.T) {
+	dir, offline := filepath.Join(t.TempDir(), "repo"), t.TempDir()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	r, err := Init(dir, InitOptions{Database: mustDatabase(t, newVKey(t)), OfflineKeys: offline, RootKeys: 2, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := filepath.Glob(filepath.Join(offline, metadata.ROOT+"-*.key"))
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("root key files %q: %v", keys, err)
+	}
+	if err := os.Remove(keys[1]); err != nil {
+		t.Fatal(err)
+	}
+	before := mustGlob(t, filepath.Join(dir, metadataDir, "*"))
+	next := mustKey(t)
+	ch := RootChange{RootThreshold: 2, TargetsKeys: []*Key{next}, Expires: now.Add(DefaultRootExpiry), TargetsExpires: now.Add(DefaultTargetsExpiry)}
+	if _, err := r.RotateRoot(ch, []string{offline}); err == nil || !strings.Contains(err.Error(), "not signed by a threshold of its own root keys") {
+		t.Fatalf("RotateRoot with 1 of the 2 root keys the new root needs: %v, want a refusal", err)
+	}
+	if after := mustGlob(t, filepath.Join(dir, metadataDir, "*")); !slices.Equal(after, before) {
+		t.Errorf("the failed rotation left metadata %q, want %q as before", after, before)
+	}
+	if st, err := r.Status(); err != nil || len(st.Problems) != 0 {
+		t.Errorf("after the failed rotation: status %+v, %v; want no problem", st, err)
 	}
 }
