@@ -48,7 +48,8 @@
 // # Who writes what
 //
 // Versioned files and targets are written once, never replaced (clients
-// and caches may hold them); timestamp.json is replaced atomically
+// and caches may hold them), except a hashed target found not to hold its
+// content, which the next publication rewrites; timestamp.json is replaced atomically
 // (rename), last, so a client never sees a timestamp naming a file not yet
 // written. Offline commands write root and targets; SignOnline writes
 // snapshot and timestamp whenever the newest valid targets version is not

@@ -1,6 +1,7 @@
 package tuf
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -171,15 +172,21 @@ func writeNew(path string, data []byte) error {
 }
 
 // writeTarget writes a content-addressed target file. The name is the
-// content's hash, so an existing file already holds these bytes.
+// content's hash, so an existing file should hold these bytes; one that
+// does not (damaged on disk, written by someone without the keys, a link
+// or a FIFO) is replaced, since clients refuse it on its hash.
 func writeTarget(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("failed to create targets directory: %w", err)
 	}
-	if err := writeNew(path, data); err != nil && !errors.Is(err, fs.ErrExist) {
+	err := writeNew(path, data)
+	if !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return nil
+	if old, err := readCapped(path, int64(len(data))); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	return replaceFile(path, data)
 }
 
 // replaceFile replaces path with data atomically (rename): readers see the

@@ -198,3 +198,22 @@ func TestSignOnlineWithoutKeys(t *testing.T) {
 		t.Errorf("SignOnline without keys: %v, want MissingKeysError for timestamp", err)
 	}
 }
+
+// TestDamagedTargetRewritten damages the hashed target file of the vkey
+// (a bad disk, a writer without the keys), then publishes the same keys
+// again. The file at the content's hash name used to be kept whatever it
+// held, so clients kept failing on its hash; it is now rewritten.
+func TestDamagedTargetRewritten(t *testing.T) {
+	vkey := newVKey(t)
+	f := newFixture(t, vkey)
+	vkeyFile := targetFile(VKeyTarget(testName), []byte(vkey+"\n"))
+	f.writeFile([]byte("damaged\n"), vkeyFile)
+	if _, err := f.fetch(""); err == nil {
+		t.Fatal("a client accepted the damaged target")
+	}
+	f.publish(vkey)
+	if got := string(f.readFile(vkeyFile)); got != vkey+"\n" {
+		t.Errorf("after publishing again, %s holds %q, want %q", vkeyFile, got, vkey+"\n")
+	}
+	f.mustFetch("")
+}
