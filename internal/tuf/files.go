@@ -176,7 +176,7 @@ func writeNew(path string, data []byte) error {
 // does not (damaged on disk, written by someone without the keys, a link
 // or a FIFO) is replaced, since clients refuse it on its hash.
 func writeTarget(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := mkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("failed to create targets directory: %w", err)
 	}
 	err := writeNew(path, data)
@@ -221,3 +221,25 @@ func writeTemp(path string, data []byte) (string, error) {
 
 // syncDir makes a new or renamed name in dir durable.
 var syncDir = durable.SyncDir
+
+// mkdirAll is os.MkdirAll, also syncing the parent of each directory it
+// creates: until then a crash may lose the new directory's name, and with
+// it the files synced into it.
+func mkdirAll(dir string, perm fs.FileMode) error {
+	var created []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) || filepath.Dir(d) == d {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -82,7 +82,7 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("failed to create repository: %w", err)
 	}
 	unlock, err := lock(dir)

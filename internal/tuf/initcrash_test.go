@@ -175,7 +175,9 @@ func TestInitKeepsKeysAfterPublish(t *testing.T) {
 	orig := syncDir
 	t.Cleanup(func() { syncDir = orig })
 	syncDir = func(d string) error {
-		if d == dir {
+		// Only past the point of no return: dir is synced before too,
+		// once the keys directory is created in it.
+		if _, err := os.Lstat(filepath.Join(dir, metadataDir)); d == dir && err == nil {
 			return errSync
 		}
 		return orig(d)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -121,4 +122,53 @@ func TestInitFailureLeavesNoKeys(t *testing.T) {
 	if keys, _ := filepath.Glob(filepath.Join(offline, "*.key")); len(keys) != 0 {
 		t.Errorf("a failed Init left key files %q", keys)
 	}
+}
+
+// TestNewDirectoriesSynced: a directory created for a key, a target or a
+// repository is a new name in its parent, lost in a crash (with the
+// synced files in it) unless the parent is synced too. Only the directory
+// a file was linked into used to be synced.
+func TestNewDirectoriesSynced(t *testing.T) {
+	var synced []string
+	orig := syncDir
+	t.Cleanup(func() { syncDir = orig })
+	syncDir = func(d string) error {
+		synced = append(synced, d)
+		return orig(d)
+	}
+	base := t.TempDir()
+	check := func(what string, want ...string) {
+		t.Helper()
+		for _, d := range want {
+			if !slices.Contains(synced, d) {
+				t.Errorf("%s: synced %q, want %s among them", what, synced, d)
+			}
+		}
+		synced = nil
+	}
+
+	k := mustKey(t)
+	if err := k.WriteFile(filepath.Join(base, "k1", "k2", KeyFileName(metadata.ROOT, k))); err != nil {
+		t.Fatal(err)
+	}
+	check("key file", base, filepath.Join(base, "k1"), filepath.Join(base, "k1", "k2"))
+
+	if err := writeTarget(filepath.Join(base, "t1", "t2", "x"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	check("target", base, filepath.Join(base, "t1"), filepath.Join(base, "t1", "t2"))
+
+	dir := filepath.Join(base, "r1", "repo")
+	if _, err := Init(dir, InitOptions{Database: mustDatabase(t, newVKey(t)), OfflineKeys: filepath.Join(base, "offline")}); err != nil {
+		t.Fatal(err)
+	}
+	// targets/sumdb/ is created while targets/ is in Init's build
+	// directory: targets/ is synced there, before it is renamed.
+	if !slices.ContainsFunc(synced, func(d string) bool {
+		ok, _ := filepath.Match(filepath.Join(dir, initTemp+"*", targetsDir), d)
+		return ok
+	}) {
+		t.Errorf("repository: synced %q, want the targets directory (where sumdb/ was created) among them", synced)
+	}
+	check("repository", base, filepath.Join(base, "r1"), dir)
 }

@@ -111,7 +111,7 @@ func (k *Key) WriteFile(path string) error {
 // makeKeyDir creates a key directory. Its .gitignore keeps the keys out of
 // a repository the directory happens to live in.
 func makeKeyDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := mkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("failed to create key directory: %w", err)
 	}
 	ignore := filepath.Join(dir, ".gitignore")
