@@ -46,7 +46,7 @@ func (s *Resigner) Tick() error {
 	sg, err := s.Repo.SignOnline(s.KeyDirs, now())
 	if err != nil {
 		s.Metrics.observe(nil)
-		s.Logger.Error("failed to re-sign the TUF metadata; clients fail once the timestamp expires", "dir", s.Repo.Dir(), "err", err)
+		s.Logger.Error("failed to re-sign the TUF metadata; clients fail once the timestamp, or the snapshot it names, expires", "dir", s.Repo.Dir(), "err", err)
 		return err
 	}
 	s.Metrics.observe(sg.Status)
