@@ -403,21 +403,23 @@ func exists(path string) bool {
 }
 
 // serveMirrors returns the mirrors of -mirror: each database remembers its
-// origin (made by sumd mirror or sumd mirror import).
+// origin (made by sumd mirror or sumd mirror import), and the credentials
+// it reads the origin with, which serve.Run refuses to serve to anonymous
+// clients.
 func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logger) []serve.Mirror {
 	var out []serve.Mirror
 	for _, path := range cfg.MirrorList() {
 		out = append(out, serve.Mirror{
 			Interval: cfg.MirrorInterval,
-			Open: func() (*mirror.Follower, error) {
+			Open: func() (*mirror.Follower, string, error) {
 				s, err := tlog.OpenBolt(path, tlog.BoltOptions{MinFree: cfg.DiskFloor.Bytes()})
 				if err != nil {
-					return nil, mirrorOpenError(missingMirror(err, path), path)
+					return nil, "", mirrorOpenError(missingMirror(err, path), path)
 				}
 				l, stored, err := openMirrorStore(context.Background(), s, "", false, "", logger)
 				if err != nil {
 					s.Close()
-					return nil, mirrorOpenError(err, path)
+					return nil, "", mirrorOpenError(err, path)
 				}
 				mc := stored
 				if mc == nil {
@@ -426,13 +428,31 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 				f, err := newFollower(l, mc, followerOptions{logger: logger, metrics: metrics})
 				if err != nil {
 					l.Close()
-					return nil, err
+					return nil, "", err
 				}
-				return f, nil
+				return f, originCreds(mc), nil
 			},
 		})
 	}
 	return out
+}
+
+// originCreds names the credentials a mirror configured by mc sends to its
+// origin, without the secret ("": none). A mirror made without -auth reads
+// the go command's .netrc if it has one: that is not counted, as most
+// mirrors so made follow a public origin (sum.golang.org).
+func originCreds(mc *mirror.Config) string {
+	if mc.URL == "" || mc.Auth == "" {
+		return ""
+	}
+	a, err := upstream.ParseAuth(mc.Auth)
+	switch {
+	case err != nil: // newFollower refuses it first
+		return mc.Auth
+	case a.Kind == upstream.AuthNone:
+		return ""
+	}
+	return a.String()
 }
 
 // checkMirrorFiles refuses a -mirror file that does not exist, before the

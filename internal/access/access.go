@@ -163,6 +163,14 @@ type Config struct {
 	Registry prometheus.Registerer // nil: no metrics
 }
 
+// Required reports whether a layer of cfg asks every client for a
+// credential (Layer.Required), without reading a file: a server decides
+// with it, before it opens any database, whether it may serve a mirror
+// that reads its origin with credentials.
+func (cfg Config) Required() bool {
+	return cfg.Mode == ModeBasic || cfg.Mode == ModeBearer || cfg.CertFile != ""
+}
+
 // A Layer is the access layer. It is safe for concurrent use.
 type Layer struct {
 	cfg      Config
@@ -201,7 +209,7 @@ func New(cfg Config) (*Layer, error) {
 	if cfg.AdminTokenFile != "" {
 		l.admin = newWatched(cfg.AdminTokenFile, admin.ParseToken, cfg.Logger)
 	}
-	l.required = l.basic != nil || l.bearer != nil || l.certs != nil
+	l.required = cfg.Required()
 	if err := l.check(); err != nil {
 		return nil, err
 	}

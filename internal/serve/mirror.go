@@ -19,36 +19,67 @@ import (
 // A Mirror is a mirrored log the server serves at /sumdb/<origin name>/
 // beside its own, and follows in the background (internal/mirror).
 type Mirror struct {
-	// Open opens the mirror's log and its follower. Run calls it after
-	// opening the server's own log, and closes the mirror's log before
-	// its own.
-	Open func() (*mirror.Follower, error)
+	// Open opens the mirror's log and its follower, and names the
+	// credentials the follower sends to its origin as -auth does
+	// (bearer:FILE, basic:USER:FILE, netrc:FILE; "": none), never the
+	// secret itself. Run calls it before opening the server's own log,
+	// and closes the mirror's log before its own.
+	Open func() (f *mirror.Follower, creds string, err error)
 	// Interval is the time between the starts of two rounds of following
 	// the origin.
 	Interval time.Duration
 }
 
-// openMirrors opens the mirrors, and returns them with their parts.
-func (b *builder) openMirrors(cfg Config, own string) ([]*mirror.Follower, []Part, error) {
+// openMirrors opens the mirrors, and returns them with their parts. It
+// runs before the server's own log is opened, or created on a first
+// start, so that a mirror the server may not serve refuses the start
+// before it makes anything.
+func (b *builder) openMirrors(cfg Config) ([]*mirror.Follower, []Part, error) {
 	var fs []*mirror.Follower
 	var parts []Part
 	for _, m := range cfg.Mirrors {
-		f, err := m.Open()
+		f, creds, err := m.Open()
 		if err != nil {
 			return nil, nil, err
 		}
 		b.onClose(f.Log().Close)
-		switch {
-		case f.Name() == own:
-			return nil, nil, withHint(fmt.Errorf("a mirror of %s is configured, but that is this server's own log", own),
-				"a server serves its own log and mirrors of others: drop the mirror, or serve it with -mirror-only")
-		case slices.ContainsFunc(fs, func(o *mirror.Follower) bool { return o.Name() == f.Name() }):
+		if err := servedPrivately(cfg, f.Name(), creds); err != nil {
+			return nil, nil, err
+		}
+		if slices.ContainsFunc(fs, func(o *mirror.Follower) bool { return o.Name() == f.Name() }) {
 			return nil, nil, withHint(fmt.Errorf("two mirrors of %s are configured", f.Name()), "serve one mirror of each origin")
 		}
 		fs = append(fs, f)
 		parts = append(parts, mirrorPart(f, m.Interval, cfg.Logger))
 	}
 	return fs, parts, nil
+}
+
+// servedPrivately refuses the mirror of name, which reads its origin with
+// creds, unless every client must authenticate to this server: the origin
+// asks for them because its data is private, and the mirror would hand its
+// copy to anyone, and send anyone's lookups of versions it lacks to the
+// origin with those credentials. The read listener serves without the
+// access layer, so it counts as anonymous whatever the layer asks.
+func servedPrivately(cfg Config, name, creds string) error {
+	if creds == "" || cfg.Access.Required() && cfg.ReadListen == "" {
+		return nil
+	}
+	return withHint(fmt.Errorf("the mirror of %s reads its origin with credentials (%s), but this server serves it to clients without any: "+
+		"it would give them the origin's private data, and send their lookups to the origin with those credentials", name, creds),
+		"ask every client for credentials, as the origin asks this mirror: -read-auth basic or bearer with -read-auth-file, or -tls-client-roles; "+
+			"and no -read-listen, which serves without them")
+}
+
+// ownMirror refuses a mirror among fs of the server's own log, own.
+func ownMirror(fs []*mirror.Follower, own string) error {
+	for _, f := range fs {
+		if f.Name() == own {
+			return withHint(fmt.Errorf("a mirror of %s is configured, but that is this server's own log", own),
+				"a server serves its own log and mirrors of others: drop the mirror, or serve it with -mirror-only")
+		}
+	}
+	return nil
 }
 
 // mirrorPart follows the origin of f every interval. A round that fails

@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/mod/sumdb"
 
+	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -24,13 +26,14 @@ func offlineMirror(t *testing.T, name string) Mirror {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Mirror{Interval: time.Hour, Open: func() (*mirror.Follower, error) {
+	return Mirror{Interval: time.Hour, Open: func() (*mirror.Follower, string, error) {
 		l, err := tlog.OpenStore(tlog.NewMemStore(), tlog.Options{VerifierKeys: []string{vkey}, Create: true})
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		vs, _ := sumdbclient.ParseVerifiers(vkey)
-		return mirror.New(mirror.Options{Log: l, Verifiers: vs})
+		f, err := mirror.New(mirror.Options{Log: l, Verifiers: vs})
+		return f, "", err
 	}}
 }
 
@@ -51,16 +54,17 @@ func headedMirror(t *testing.T, name string) Mirror {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Mirror{Interval: time.Hour, Open: func() (*mirror.Follower, error) {
+	return Mirror{Interval: time.Hour, Open: func() (*mirror.Follower, string, error) {
 		l, err := tlog.OpenStore(tlog.NewMemStore(), tlog.Options{VerifierKeys: []string{vkey}, Create: true, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if err := l.Extend(context.Background(), tlog.Extension{Head: head}); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		vs, _ := sumdbclient.ParseVerifiers(vkey)
-		return mirror.New(mirror.Options{Log: l, Verifiers: vs})
+		f, err := mirror.New(mirror.Options{Log: l, Verifiers: vs})
+		return f, "", err
 	}}
 }
 
@@ -109,6 +113,69 @@ func TestMirrorRoutes(t *testing.T) {
 	url, done = start(t, ctx, cfg, urls)
 	if got := getText(t, url+"/latest"); !strings.HasPrefix(got, "503 the mirror of corp.example holds no signed tree head yet") {
 		t.Errorf("a mirror-only server's /latest = %q", got)
+	}
+	cancel()
+	if err := wait(t, done); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPrivateMirror: a mirror that reads its origin with credentials is
+// refused unless every client of the server must authenticate (it would
+// hand anyone the origin's private data, and forward anyone's lookups with
+// the credentials); the read listener counts as anonymous, since it serves
+// without the access layer. The refusal names the mirror and its
+// credentials' file, and comes before the server's own log is opened, or
+// created. Behind authentication, the mirror is served.
+func TestPrivateMirror(t *testing.T) {
+	private := func(t *testing.T) Mirror {
+		m := headedMirror(t, "corp.example")
+		open := m.Open
+		m.Open = func() (*mirror.Follower, string, error) {
+			f, _, err := open()
+			return f, "bearer:/etc/sumd/corp.token", err
+		}
+		return m
+	}
+	for name, readListen := range map[string]string{"anonymous": "", "read listener": "127.0.0.1:0"} {
+		t.Run(name, func(t *testing.T) {
+			cfg, _, _, _ := accessConfig(t)
+			if readListen != "" {
+				cfg.ReadListen = readListen
+			} else {
+				cfg.Access = access.Config{}
+			}
+			opened := false
+			openLog := cfg.OpenLog
+			cfg.OpenLog = func() (*tlog.Log, error) { opened = true; return openLog() }
+			cfg.Mirrors = []Mirror{private(t)}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cfg.Ready = func(*tlog.Log, string) { cancel() } // served: Run returns nil
+			err := Run(ctx, cfg)
+			var hinted interface{ Hint() string }
+			switch {
+			case err == nil:
+				t.Fatal("Run served a mirror read with credentials to anonymous clients")
+			case !strings.Contains(err.Error(), "the mirror of corp.example reads its origin with credentials (bearer:/etc/sumd/corp.token)"):
+				t.Errorf("the refusal does not name the mirror and its credentials: %v", err)
+			case !errors.As(err, &hinted) || !strings.Contains(hinted.Hint(), "-read-auth"):
+				t.Errorf("the refusal's hint does not say -read-auth: %v", err)
+			}
+			if opened {
+				t.Error("the server's own log was opened before the refusal")
+			}
+		})
+	}
+
+	cfg, urls, _, _ := accessConfig(t)
+	cfg.Mirrors = []Mirror{private(t)}
+	ctx, cancel := context.WithCancel(context.Background())
+	url, done := start(t, ctx, cfg, urls)
+	for user, want := range map[string]int{"": http.StatusUnauthorized, "auditor": http.StatusOK} {
+		if code, _, body := get(t, url+"/sumdb/corp.example/latest", user); code != want {
+			t.Errorf("GET /sumdb/corp.example/latest as %q = %d %q, want %d", user, code, body, want)
+		}
 	}
 	cancel()
 	if err := wait(t, done); err != nil {

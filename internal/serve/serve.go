@@ -22,8 +22,11 @@
 //  1. TUF: the repository is opened and its online metadata re-signed. A
 //     repository that cannot be signed refuses the start, before the
 //     database is touched, since every client would fail within a day.
-//  2. The log: the credential files are checked, then [Config.OpenLog]
-//     opens the log (and may create it on a first start).
+//  2. The logs: the credential files are checked, then the mirrors are
+//     opened (a mirror that reads its origin with credentials is refused
+//     unless every client must authenticate), then [Config.OpenLog] opens
+//     the log (and may create it on a first start): a refused mirror
+//     leaves no new log behind.
 //  3. The HTTP surface: [Config.Surface] builds what the protocol serves (the
 //     log, or a recorder fetching from upstream) and the admin API; the OCI
 //     syncer is built on the log.
@@ -241,20 +244,25 @@ func (b *builder) build(ctx context.Context, cfg Config, bound *bound) ([]*liste
 	if err := access.Check(cfg.Access); err != nil {
 		return nil, nil, accessError(err)
 	}
+	mirrors, mparts, err := b.openMirrors(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, nil, errStopped
+	}
 	var l *tlog.Log
-	own := ""
 	if cfg.OpenLog != nil {
 		if l, err = cfg.OpenLog(); err != nil {
 			return nil, nil, err
 		}
-		b.log, own = l, l.Name()
+		b.log = l
+		if err := ownMirror(mirrors, l.Name()); err != nil {
+			return nil, nil, err
+		}
 		if t != nil {
 			t.expect(l.Name(), l.VerifierKeys())
 		}
-	}
-	mirrors, mparts, err := b.openMirrors(cfg, own)
-	if err != nil {
-		return nil, nil, err
 	}
 	if ctx.Err() != nil {
 		return nil, nil, errStopped
