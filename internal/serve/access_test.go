@@ -129,7 +129,10 @@ var listenerURL = regexp.MustCompile(`msg="serving (admin API|metrics) on a list
 
 // TestSeparateListeners: with -admin-listen and -metrics-listen, the admin
 // API and the metrics are served there alone, behind the same access
-// layer, and no longer on the main listener.
+// layer, and no longer on the main listener. The layer judges every path
+// first, so another path gets the listener's 404 only with the credential
+// it would need on the main listener, and a 401 or 403 without
+// (docs/access.md says so).
 func TestSeparateListeners(t *testing.T) {
 	cfg, urls, logs, _ := accessConfig(t)
 	cfg.AdminListen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
@@ -154,6 +157,10 @@ func TestSeparateListeners(t *testing.T) {
 		{adminURL + "/admin/fetch", "", 401, "credentials required"},
 		{adminURL + "/latest", "boss", 404, "this listener serves /admin/ only"},
 		{adminURL + "/healthz", "", 404, "this listener serves /admin/ only"},
+		{adminURL + "/latest", "", 401, "credentials required"},
+		{adminURL + "/status", "reader", 403, "the status page needs the auditor role"},
+		{metricsURL + "/latest", "", 401, "credentials required"},
+		{metricsURL + "/tile/8/data/000", "reader", 403, "data tiles need the auditor role"},
 		{metricsURL + "/metrics", "auditor", 200, "sumd_access_denied_total"},
 		{metricsURL + "/metrics", "reader", 403, "the metrics need the auditor role"},
 		{metricsURL + "/latest", "auditor", 404, "this listener serves /metrics only"},
