@@ -67,7 +67,7 @@ func keysHint(found []string, cmd string) string {
 		return "pass that log's key: " + strings.Join(cmds, "; or ")
 	}
 	return "serve that log: " + cmp.Or(strings.Join(cmds, "; or "), "sumd serve -key FILE -db FILE") +
-		"; to start another log on purpose: sumd keygen -name NAME, then sumd serve -name NAME -create"
+		"; to start another log on purpose: sumd keygen -name NAME, then sumd serve -name NAME -db data/NAME.db -create"
 }
 
 // keyFileError explains why the signing key file cmd ("serve", "key

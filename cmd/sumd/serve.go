@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -87,6 +88,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := checkMirrorFiles(cfg.MirrorList()); err != nil {
 		return err
+	}
+	if !cfg.MirrorOnly {
+		if err := newLogBesideMirrors(cfg.Database, cfg.Create, len(cfg.MirrorList()) > 0); err != nil {
+			return err
+		}
 	}
 	var certProblems serve.ProblemReporter // nil, not a nil *Reloader
 	if cert != nil {
@@ -244,11 +250,8 @@ type openOptions struct {
 func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, error) {
 	create := o.create
 	if o.firstStart && db.IsEmbeddedDefault() && !exists(db.Key) && !exists(db.DB) {
-		// Whoever names a mirror without -mirror-only most likely meant to
-		// serve only the mirror: a new log would print its own GOSUMDB line.
-		if o.mirrors && !o.create {
-			return nil, withHint(fmt.Errorf("not creating a new log %s beside the mirrors: %s does not exist", db.Name, db.DB),
-				"serve only the mirrors with -mirror-only, or pass -create to start a log of your own beside them")
+		if err := newLogBesideMirrors(db, o.create, o.mirrors); err != nil {
+			return nil, err
 		}
 		if err := checkFirstStart(db); err != nil {
 			return nil, err
@@ -269,26 +272,48 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 		MinFree: o.minFree, LostKey: o.lostKey,
 	}
 	if pgstore.IsURL(db.DB) {
-		return openPostgres(db.DB, opts, o.registry, o.cmd)
+		l, err := openPostgres(db.DB, opts, o.registry, o.cmd)
+		warnCreateLeftOn(l, o, redact(db.DB))
+		return l, err
 	}
-	existed := exists(db.DB)
 	l, err := tlog.Open(db.DB, opts)
-	if err == nil && o.create && existed && o.cmd == "serve" {
-		// A create left on (in a config file, a unit, a container's
-		// command) turns a database that is missing one day (an unmounted
-		// volume, a moved path) into a new, empty log signed with the same
-		// key: a fork every client that saw the old one rejects.
-		o.logger.Warn("-create is set but the database exists: remove create from the command line, environment or config file, so that a database missing one day is refused instead of replaced by a new, empty log", "db", db.DB)
-	}
+	warnCreateLeftOn(l, o, db.DB)
+	var other *tlog.OtherLogError
 	switch {
 	case errors.Is(err, tlog.ErrLocked):
 		return nil, withHint(err, cmp.Or(o.lockedHint, lockedHint))
+	case errors.As(err, &other):
+		return nil, withHint(err, otherLogHint(other, db.DB, o.cmd))
 	case errors.Is(err, tlog.ErrCorrupt):
 		return nil, withHint(err, ownHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)"))
 	case errors.Is(err, fs.ErrNotExist) && !exists(db.DB):
 		return nil, withHint(fmt.Errorf("database %s: %w", db.DB, fs.ErrNotExist), noLogHint(o.cmd))
 	}
 	return l, err
+}
+
+// otherLogHint is the hint for db, a database holding another log than
+// the key's: most likely the first start's, given a new key without -db
+// by a user who wanted a log of another name.
+func otherLogHint(e *tlog.OtherLogError, db, cmd string) string {
+	hint := db + " holds the log " + e.Stored + ": "
+	if cmd != "serve" {
+		return hint + "pass that log's key (-key), or the -db of " + e.Key + "'s log"
+	}
+	return hint + "serve it with that log's key; to start the log " + e.Key + ", give it a database of its own: sumd serve -name " +
+		e.Key + " -db " + filepath.Join(filepath.Dir(db), e.Key+".db") + " -create"
+}
+
+// warnCreateLeftOn warns when sumd serve opened l, a log that existed,
+// with -create. A create left on (in a config file, a unit, a container's
+// command) turns a database that is missing one day (an unmounted volume, a
+// moved path, a wrong PostgreSQL URL or a re-provisioned instance) into a
+// new, empty log signed with the same key: a fork every client that saw
+// the old one rejects.
+func warnCreateLeftOn(l *tlog.Log, o openOptions, db string) {
+	if l != nil && o.create && !l.Created() && o.cmd == "serve" {
+		o.logger.Warn("-create is set but the database exists: remove create from the command line, environment or config file, so that a database missing one day is refused instead of replaced by a new, empty log", "db", db)
+	}
 }
 
 // missingDatabase is the error openLog returns for db, a database file
@@ -455,8 +480,22 @@ func originCreds(mc *mirror.Config) string {
 	return a.String()
 }
 
+// newLogBesideMirrors refuses the first start's new log (db the embedded
+// default, none of it there) when mirrors are served and -create is not
+// set: whoever names a mirror without -mirror-only most likely meant to
+// serve only the mirror, and a new log would print its own GOSUMDB line.
+// sumd serve checks it before serve.Run opens the mirrors, so that the
+// mistake is named even when a mirror cannot be opened.
+func newLogBesideMirrors(db config.Database, create, mirrors bool) error {
+	if !mirrors || create || !db.IsEmbeddedDefault() || exists(db.Key) || exists(db.DB) {
+		return nil
+	}
+	return withHint(fmt.Errorf("not creating a new log %s beside the mirrors: %s does not exist", db.Name, db.DB),
+		"serve only the mirrors with -mirror-only, or pass -create to start a log of your own beside them")
+}
+
 // checkMirrorFiles refuses a -mirror file that does not exist, before the
-// server opens (or creates) its own log: serve.Run opens the mirrors after it.
+// server opens (or creates) its own log or anything else.
 func checkMirrorFiles(paths []string) error {
 	for _, path := range paths {
 		if _, err := os.Stat(path); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/pgtest"
 	"github.com/sumd-project/sumd/internal/testcert"
 )
 
@@ -127,26 +128,35 @@ func TestServeSIGHUP(t *testing.T) {
 // TestServeCreateLeftOn: -create on a database that exists is warned
 // about at every start (left on in a unit or a container's command, it
 // would replace a database missing one day by a new, empty log); the first
-// start that creates the log is not.
+// start that creates the log is not. On PostgreSQL too, where a wrong URL
+// or a re-provisioned instance is the likelier way to lose the database.
 func TestServeCreateLeftOn(t *testing.T) {
-	dir := t.TempDir()
-	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
-	args := []string{"-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key")}
-	const warning = "-create is set but the database exists"
-	s := startServer(t, args...)
-	s.stop()
-	if strings.Contains(s.stderr.String(), warning) {
-		t.Errorf("the first start, which created the log, warned:\n%s", s.stderr)
-	}
-	s = startServer(t, args...)
-	s.stop()
-	if !strings.Contains(s.stderr.String(), warning) {
-		t.Errorf("a start with -create on an existing database did not warn:\n%s", s.stderr)
-	}
-	s = startServer(t, args[1:]...)
-	s.stop()
-	if strings.Contains(s.stderr.String(), warning) {
-		t.Errorf("a start without -create warned:\n%s", s.stderr)
+	for _, kind := range []string{"bbolt", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			db := filepath.Join(dir, "sumd.db")
+			if kind == "postgres" {
+				db = pgtest.Shared(t).NewDatabase(t)
+			}
+			sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+			args := []string{"-create", "-db", db, "-key", filepath.Join(dir, "keys", e2eName+".key")}
+			const warning = "-create is set but the database exists"
+			s := startServer(t, args...)
+			s.stop()
+			if strings.Contains(s.stderr.String(), warning) {
+				t.Errorf("the first start, which created the log, warned:\n%s", s.stderr)
+			}
+			s = startServer(t, args...)
+			s.stop()
+			if !strings.Contains(s.stderr.String(), warning) {
+				t.Errorf("a start with -create on an existing database did not warn:\n%s", s.stderr)
+			}
+			s = startServer(t, args[1:]...)
+			s.stop()
+			if strings.Contains(s.stderr.String(), warning) {
+				t.Errorf("a start without -create warned:\n%s", s.stderr)
+			}
+		})
 	}
 }
 

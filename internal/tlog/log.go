@@ -154,6 +154,7 @@ type Log struct {
 	// read at open and replaced by the Extend that stores originKeys in
 	// their place; touched only at open and in the sequencer.
 	storedKeys []string
+	created    bool // this open created the log (Created); set before the Log is returned
 	log        *slog.Logger
 	metrics    *Metrics
 
@@ -358,6 +359,11 @@ func (l *Log) fatalErr() error {
 
 // Name is the checksum database name.
 func (l *Log) Name() string { return l.name }
+
+// Created reports whether the open that returned l created the log (it
+// was asked to, and the store held none): false for a log that existed,
+// also when another process created it first.
+func (l *Log) Created() bool { return l.created }
 
 // VerifierKey is the verifier key of the log's first signing key: the one
 // it was created with, or, after a rotation, its successor. A mirror's is

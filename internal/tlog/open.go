@@ -127,8 +127,20 @@ func (l *Log) create(ctx context.Context) (State, error) {
 	case err != nil:
 		return State{}, fmt.Errorf("failed to create the log: %w", err)
 	}
+	l.created = true
 	l.log.Warn("created a new checksum database", "name", meta.Name, "vkeys", strings.Join(meta.VKeys, " "), "mirror", meta.Mirror)
 	return State{Meta: meta, Head: head}, nil
+}
+
+// An OtherLogError is the error of opening a primary's store with the
+// signing key of another log.
+type OtherLogError struct {
+	Stored string // the name of the log the store holds
+	Key    string // the name of the signing key given
+}
+
+func (e *OtherLogError) Error() string {
+	return fmt.Sprintf("database holds the log %q but the signing key is for %q: use that log's key", e.Stored, e.Key)
 }
 
 // checkMeta refuses a store of another log, or of the other kind.
@@ -141,7 +153,7 @@ func (l *Log) checkMeta(m Meta) error {
 	case m.Name != l.name && l.origin != nil:
 		return fmt.Errorf("database holds a mirror of %q but the verifier keys are for %q", m.Name, l.name)
 	case m.Name != l.name:
-		return fmt.Errorf("database holds the log %q but the signing key is for %q: use that log's key", m.Name, l.name)
+		return &OtherLogError{Stored: m.Name, Key: l.name}
 	}
 	if l.origin == nil {
 		_, err := pick(m.VKeys, l.given, l.lost)
