@@ -172,8 +172,15 @@ func swapIn(db, restored string, old io.Closer) (string, error) {
 	if old != nil {
 		defer old.Close()
 		kept = db + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := os.Rename(db, kept); err != nil {
-			return "", err
+		// A second name first, then the restored file over the path: a
+		// rename of db away would leave a moment with nothing at the path,
+		// in which a sumd serve with -create left on would start a new,
+		// empty log.
+		if err := os.Link(db, kept); err != nil {
+			return "", fmt.Errorf("failed to keep the previous database as %s: %w", kept, err)
+		}
+		if swapStep != nil {
+			swapStep()
 		}
 	}
 	if err := os.Rename(restored, db); err != nil {
@@ -181,3 +188,6 @@ func swapIn(db, restored string, old io.Closer) (string, error) {
 	}
 	return kept, syncDir(filepath.Dir(db))
 }
+
+// swapStep, if set by a test, runs between swapIn's steps.
+var swapStep func()

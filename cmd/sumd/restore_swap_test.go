@@ -98,3 +98,40 @@ func TestSwapInHoldsLock(t *testing.T) {
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
+
+// TestSwapInNoGap: a database is at the path at every step of swapIn: in
+// a moment with none, a sumd serve started then (with -create left on)
+// would make a new, empty log there, signed with the log's key, and keep
+// serving it once the restored one replaced it.
+func TestSwapInNoGap(t *testing.T) {
+	dir := t.TempDir()
+	db, restored := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "sumd.db.restore.tmp")
+	for _, path := range []string{db, restored} {
+		if err := os.WriteFile(path, []byte(path), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := 0
+	swapStep = func() {
+		steps++
+		if _, err := os.Stat(db); err != nil {
+			t.Errorf("between the steps of swapIn: %v", err)
+		}
+	}
+	defer func() { swapStep = nil }()
+	kept, err := swapIn(db, restored, closerFunc(func() error { return nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps == 0 {
+		t.Error("swapIn never ran swapStep")
+	}
+	for path, want := range map[string]string{db: restored, kept: db} {
+		if b, err := os.ReadFile(path); err != nil || string(b) != want {
+			t.Errorf("%s holds %q (%v), want %q", filepath.Base(path), b, err, want)
+		}
+	}
+	if _, err := os.Stat(restored); err == nil {
+		t.Errorf("%s is still there", filepath.Base(restored))
+	}
+}
