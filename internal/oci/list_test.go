@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func says(s string) func(error) bool {
@@ -49,6 +50,9 @@ func TestSyncEndlessTagPages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newSyncEnv(t, true)
+			// 10,000 pages take more than the usual 2s on a loaded
+			// machine: the bound tested is the count.
+			e.listTimeout = time.Minute
 			victim := withVictim(t, e)
 			p := &pager{n: tc.n}
 			e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -35,6 +36,9 @@ type syncEnv struct {
 	key, other *testKey
 	log        *fakeLog
 	logs       *testlog.Buffer
+	// listTimeout, if set, is hostileSync's ListTimeout in place of 2s:
+	// for a test whose bound is not the time.
+	listTimeout time.Duration
 }
 
 func newSyncEnv(t *testing.T, referrers bool) *syncEnv {

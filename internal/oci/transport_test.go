@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -93,16 +94,17 @@ func (e *syncEnv) hostileSync(t *testing.T, sources ...*Source) *Report {
 	}
 	remote := testRemote
 	remote.ResponseHeaderTimeout = 200 * time.Millisecond
+	listTimeout := cmp.Or(e.listTimeout, 2*time.Second)
 	s, err := NewSyncer(Options{
 		Sources: sources, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
-		Remote: remote, ListTimeout: 2 * time.Second, Timeout: 5 * time.Second,
+		Remote: remote, ListTimeout: listTimeout, Timeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Every bound ends the pass long before this deadline.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 18*time.Second+listTimeout)
 	defer cancel()
 	r, err := s.Sync(ctx)
 	if err != nil {
