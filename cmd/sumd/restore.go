@@ -167,26 +167,64 @@ func verifyRestored(path string, keys []*itlog.Key, minFree int64, logger *slog.
 // (itlog.OpenBolt checks); let go before the renames, it could take the
 // lock while the old file is still there and sign heads on the tree the
 // restore replaces, beside the restored one: a fork.
+//
+// Without an old database (old nil), a database that appeared at the path
+// during the restore is not replaced: a sumd serve -create its supervisor
+// started meanwhile made it, holds it, and would go on signing it once
+// replaced.
 func swapIn(db, restored string, old io.Closer) (string, error) {
-	kept := ""
-	if old != nil {
-		defer old.Close()
-		kept = db + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
-		// A second name first, then the restored file over the path: a
-		// rename of db away would leave a moment with nothing at the path,
-		// in which a sumd serve with -create left on would start a new,
-		// empty log.
-		if err := os.Link(db, kept); err != nil {
-			return "", fmt.Errorf("failed to keep the previous database as %s: %w", kept, err)
-		}
-		if swapStep != nil {
-			swapStep()
-		}
+	if old == nil {
+		return "", installNew(db, restored)
+	}
+	defer old.Close()
+	kept := db + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
+	// A second name first, then the restored file over the path: a rename
+	// of db away would leave a moment with nothing at the path, in which
+	// a sumd serve with -create left on would start a new, empty log.
+	err := link(db, kept)
+	if linkUnsupported(err) {
+		err = os.Rename(db, kept) // with that moment: the file system has no other way
+	}
+	if err != nil {
+		return "", fmt.Errorf("failed to keep the previous database as %s: %w", kept, err)
+	}
+	if swapStep != nil {
+		swapStep()
 	}
 	if err := os.Rename(restored, db); err != nil {
 		return kept, err
 	}
 	return kept, syncDir(filepath.Dir(db))
+}
+
+// installNew puts restored at db, where there was no database when the
+// restore began, unless one is there now.
+func installNew(db, restored string) error {
+	err := link(restored, db) // fails if db exists, as a rename would not
+	if errors.Is(err, fs.ErrExist) || linkUnsupported(err) && exists(db) {
+		return withHint(fmt.Errorf("%s appeared during the restore: not replacing it", db),
+			"a sumd serve started meanwhile (with -create) may be serving it: stop it, move the file away, and restore again")
+	}
+	if linkUnsupported(err) {
+		err = os.Rename(restored, db) // no way to refuse an existing file atomically here
+	} else if err == nil {
+		os.Remove(restored) // a second name; the next restore removes it if this fails
+	}
+	if err != nil {
+		return fmt.Errorf("failed to put the restored database at %s: %w", db, err)
+	}
+	return syncDir(filepath.Dir(db))
+}
+
+// link is os.Link; a test replaces it to play a file system without hard
+// links.
+var link = os.Link
+
+// linkUnsupported reports whether err, from link, says the file system
+// has no hard links (some network and FUSE file systems, FAT).
+func linkUnsupported(err error) bool {
+	return errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EOPNOTSUPP) ||
+		errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.ENOSYS)
 }
 
 // swapStep, if set by a test, runs between swapIn's steps.

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,5 +136,68 @@ func TestSwapInNoGap(t *testing.T) {
 	}
 	if _, err := os.Stat(restored); err == nil {
 		t.Errorf("%s is still there", filepath.Base(restored))
+	}
+}
+
+// TestSwapInRefusesNewArrival: a restore where there was no database
+// leaves alone one that appeared at the path meanwhile (a sumd serve
+// -create its supervisor started holds it, and would go on signing the
+// log it made once replaced), and says so.
+func TestSwapInRefusesNewArrival(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, restored := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "sumd.db.restore.tmp")
+	if err := os.WriteFile(restored, []byte("restored"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := itlog.OpenBolt(db, itlog.BoltOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, vk, err := itlog.GenerateKey("new.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, itlog.Meta{Name: "new.example", VKeys: []string{vk}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := swapIn(db, restored, nil); err == nil || !strings.Contains(err.Error(), "appeared during the restore") {
+		t.Errorf("swapIn over a database that appeared during the restore: %v, want a refusal", err)
+	}
+	if b, err := os.ReadFile(restored); err != nil || string(b) != "restored" {
+		t.Errorf("the restored database: %q, %v; want it kept", b, err)
+	}
+}
+
+// TestSwapInWithoutHardLinks: on a file system without hard links, swapIn
+// falls back to renames (with the moment of nothing at the path that
+// links avoid) rather than failing every restore.
+func TestSwapInWithoutHardLinks(t *testing.T) {
+	link = func(string, string) error { return &os.LinkError{Op: "link", Err: syscall.EPERM} }
+	defer func() { link = os.Link }()
+	for _, withOld := range []bool{true, false} {
+		dir := t.TempDir()
+		db, restored := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "sumd.db.restore.tmp")
+		if err := os.WriteFile(restored, []byte("restored"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var old io.Closer
+		if withOld {
+			if err := os.WriteFile(db, []byte("old"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			old = closerFunc(func() error { return nil })
+		}
+		kept, err := swapIn(db, restored, old)
+		if err != nil {
+			t.Fatalf("swapIn (a previous database: %v): %v", withOld, err)
+		}
+		if b, _ := os.ReadFile(db); string(b) != "restored" {
+			t.Errorf("swapIn (a previous database: %v): %s holds %q, want the restored one", withOld, filepath.Base(db), b)
+		}
+		if b, _ := os.ReadFile(kept); withOld && string(b) != "old" {
+			t.Errorf("the previous database kept as %s holds %q", kept, b)
+		}
 	}
 }
