@@ -36,6 +36,7 @@ func (l sumLine) where() string { return fmt.Sprintf("%s:%d", l.file, l.num) }
 
 // readGoSum reads the lines of a go.sum file. A line that is not a go.sum
 // line is a problem, not an error: go.sum files are checked, not trusted.
+// A line with the hash of an empty go.mod file is skipped.
 func readGoSum(file string) ([]sumLine, []Problem, error) {
 	f, err := os.Open(file)
 	if err != nil {
@@ -62,6 +63,9 @@ func readGoSum(file string) ([]sumLine, []Problem, error) {
 			probs = append(probs, Problem{Kind: KindGosumMalformed, File: file, Line: i + 1,
 				Message: fmt.Sprintf("%s: %v", l.where(), err)})
 			continue
+		}
+		if l.hash == gosum.EmptyGoModHash {
+			continue // dropped, as the go command and sumd add -gosum drop it (gosum.ErrEmptyGoMod)
 		}
 		lines = append(lines, l)
 	}
