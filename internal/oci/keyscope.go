@@ -3,6 +3,7 @@ package oci
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -105,4 +106,24 @@ func scopeRead(sources []*Source, k *PublicKey) bool {
 		}
 	}
 	return false
+}
+
+// warnUnbound warns of unbound keys beside bound ones: each unbound key
+// verifies every source, so it undoes the binding of the others for
+// whoever holds it. Most likely a list meant to be bound whole, written
+// HOST/PATH=a.pub,b.pub where each value is bound on its own.
+func warnUnbound(keys []*PublicKey, log *slog.Logger) {
+	var bound bool
+	var unbound []string
+	for _, k := range keys {
+		if k.Scope != "" {
+			bound = true
+		} else {
+			unbound = append(unbound, k.File)
+		}
+	}
+	if bound && len(unbound) > 0 {
+		log.Warn("OCI sync: cosign keys beside bound ones are not bound, and verify the artifacts of every source: bind each (HOST[/PATH]=FILE) unless it is meant to",
+			"unbound", strings.Join(unbound, ","))
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/testlog"
 )
 
 func TestParseKey(t *testing.T) {
@@ -102,6 +104,38 @@ func TestKeyScopeOutsideSources(t *testing.T) {
 		}
 		if _, err := NewSyncer(Options{Sources: []*Source{e.src}, Keys: []*PublicKey{k}, Log: e.log}); err != nil {
 			t.Errorf("NewSyncer with a key bound to %s: %v", scope, err)
+		}
+	}
+}
+
+// TestWarnUnboundBesideBound: an unbound key beside bound ones (a list
+// written HOST/PATH=a.pub,b.pub, whose second value is unbound) is warned
+// about at start, since it verifies every source; keys all bound, or all
+// unbound, are not.
+func TestWarnUnboundBesideBound(t *testing.T) {
+	e := newSyncEnv(t, true)
+	bound, err := ParseKey(e.reg.host + "/gomod=" + e.key.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unbound, err := ParseKey(e.other.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		keys []*PublicKey
+		warn bool
+	}{
+		{[]*PublicKey{bound, unbound}, true},
+		{[]*PublicKey{bound}, false},
+		{[]*PublicKey{unbound}, false},
+	} {
+		logs := new(testlog.Buffer)
+		if _, err := NewSyncer(Options{Sources: []*Source{e.src}, Keys: c.keys, Log: e.log, Logger: slog.New(slog.NewTextHandler(logs, nil))}); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logs.String(), "unbound="+e.other.pub); got != c.warn {
+			t.Errorf("%d keys: warned %v, want %v\n%s", len(c.keys), got, c.warn, logs)
 		}
 	}
 }

@@ -128,6 +128,7 @@ func NewSyncer(opts Options) (*Syncer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	warnUnbound(opts.Keys, opts.Logger)
 	return &Syncer{opts: opts, log: opts.Logger, saveEvery: stateSaveInterval}, nil
 }
 
