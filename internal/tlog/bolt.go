@@ -141,7 +141,9 @@ var (
 
 // BoltOptions configure OpenBolt.
 type BoltOptions struct {
-	// Create allows creating the file if it does not exist.
+	// Create allows creating the file if it does not exist when OpenBolt
+	// opens it; never again once a file it opened was moved away while it
+	// waited for the lock (writableOpenFile).
 	Create bool
 	// LockTimeout is how long to wait for another process to release the
 	// file (default 100ms); then OpenBolt fails with ErrLocked.
@@ -179,7 +181,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if !opts.ReadOnly {
 		// The process that publishes and signs reads the file from the
 		// disk, not from pages a failed sync left cached (writableOpenFile).
-		bo.OpenFile = writableOpenFile(timeout)
+		bo.OpenFile = writableOpenFile(timeout, opts.Create)
 	}
 	db, err := openBolt(path, bo)
 	if errors.Is(err, bolterrors.ErrTimeout) {

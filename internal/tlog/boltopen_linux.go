@@ -57,14 +57,30 @@ import (
 // longer at the path, beside the one that is: a fork. So, once locked,
 // the file is compared with the one at the path, and on a difference
 // closed and the path opened again, within the same timeout.
-func writableOpenFile(timeout time.Duration) func(string, int, os.FileMode) (*os.File, error) {
+//
+// Only the first open may create the file, and only if create is set
+// (BoltOptions.Create; bbolt always asks for O_CREATE). A path found empty
+// once the lock is held had a file when this opened it, moved or removed
+// since (an operator's mv, a restore failing partway): a new, empty file
+// there would be refused as holding no log, and left to say so on the next
+// start instead of that the database is missing, or, with create set,
+// become a second log under the same key. So the reopen fails with an
+// fs.ErrNotExist instead.
+func writableOpenFile(timeout time.Duration, create bool) func(string, int, os.FileMode) (*os.File, error) {
 	return func(path string, flag int, mode os.FileMode) (*os.File, error) {
 		deadline := time.Now().Add(timeout)
-		for {
+		if !create {
+			flag &^= os.O_CREATE
+		}
+		for retry := false; ; retry = true {
 			f, err := os.OpenFile(path, flag, mode)
+			if retry && errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("the file was moved or removed while this waited for its lock, and is not created again: %w", err)
+			}
 			if err != nil {
 				return nil, err
 			}
+			flag &^= os.O_CREATE
 			if beforeLock != nil {
 				beforeLock(path)
 			}
@@ -94,8 +110,8 @@ var beforeLock func(path string)
 
 // lockAtPath takes f's exclusive flock, waiting until deadline as bbolt
 // does (then bbolt's ErrTimeout), and reports whether f is still the file
-// at path. A path that no longer exists is not f: opening it again
-// creates it or fails as the first open would.
+// at path. A path that no longer exists is not f: opening it again fails
+// (writableOpenFile).
 func lockAtPath(f *os.File, path string, deadline time.Time) (bool, error) {
 	if err := lockFile(f, deadline); err != nil {
 		return false, err

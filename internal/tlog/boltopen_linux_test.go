@@ -4,6 +4,9 @@ package tlog
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sumd-project/sumd/internal/testenv"
 )
@@ -151,5 +155,108 @@ func TestWritableOpenFollowsRename(t *testing.T) {
 	}
 	if !renamed || st.Meta.Name != "new.example" {
 		t.Errorf("renamed %v; the writer opened the log %q, want new.example, the file at %s once it held the lock", renamed, st.Meta.Name, db)
+	}
+}
+
+// TestWritableOpenPathGone moves the database away (replacing it with
+// nothing, as an operator's mv or a restore failing partway may) between
+// the writer's open and its lock: the writer must not create a new, empty
+// file at the path, with Create or without, since the path held a log when
+// it opened it; a new log there would be a second log under the same key.
+// It fails with an fs.ErrNotExist, as for a database that was never there.
+func TestWritableOpenPathGone(t *testing.T) {
+	for _, create := range []bool{false, true} {
+		t.Run(fmt.Sprintf("create=%v", create), func(t *testing.T) {
+			dir := t.TempDir()
+			db := filepath.Join(dir, "sumd.db")
+			s, err := OpenBolt(db, BoltOptions{Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, vk, err := GenerateKey("old.example")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Create(t.Context(), Meta{Name: "old.example", VKeys: []string{vk}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			moveAsideBeforeLock(t)
+			s2, err := OpenBolt(db, BoltOptions{Create: create})
+			if err == nil {
+				s2.Close()
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("OpenBolt of a database moved away while it waited: %v, want an fs.ErrNotExist", err)
+			}
+			if _, serr := os.Stat(db); serr == nil {
+				t.Errorf("OpenBolt (err %v) left a new file at %s, moved away while it waited for the lock", err, db)
+			}
+		})
+	}
+}
+
+// TestOpenPathGoneLeavesNoFile: the same through Open without Create, as
+// sumd serve opens its log: it is refused as missing, and leaves no empty
+// file at the path, which would have the next start say the database
+// holds no log instead of that it is missing.
+func TestOpenPathGoneLeavesNoFile(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "sumd.db")
+	k, _, err := GenerateKey("old.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ParseKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(db, Options{Keys: []*Key{key}, Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	moveAsideBeforeLock(t)
+	l2, err := Open(db, Options{Keys: []*Key{key}})
+	if l2 != nil {
+		l2.Close()
+	}
+	if errors.Is(err, ErrNoLog) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open of a database moved away while it waited: %v, want an fs.ErrNotExist other than ErrNoLog", err)
+	}
+	if fi, serr := os.Stat(db); serr == nil {
+		t.Errorf("Open (err %v) left a file of %d bytes at %s", err, fi.Size(), db)
+	}
+}
+
+// moveAsideBeforeLock has the next writable open move the file at its path
+// away, to path.aside, between its first open and its lock.
+func moveAsideBeforeLock(t *testing.T) {
+	moved := false
+	beforeLock = func(path string) {
+		if !moved {
+			moved = true
+			if err := os.Rename(path, path+".aside"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(func() { beforeLock = nil })
+}
+
+// TestWritableOpenNoCreate: without create, the first open does not create
+// a missing file either, though bbolt asks for O_CREATE: OpenBolt checks
+// the path before it opens it, and the file may go in between.
+func TestWritableOpenNoCreate(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "sumd.db")
+	f, err := writableOpenFile(time.Second, false)(db, os.O_RDWR|os.O_CREATE, 0o600)
+	if err == nil {
+		f.Close()
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("open without create of a missing file: %v, want an fs.ErrNotExist", err)
+	}
+	if _, serr := os.Stat(db); serr == nil {
+		t.Errorf("open without create (err %v) created %s", err, db)
 	}
 }

@@ -15,6 +15,6 @@ import (
 // loss then rolls back, and sign a fork over it. A failed sync in this
 // process is fatal as everywhere; restart the machine, not only sumd,
 // after one to be sure the file is read from the disk.
-func writableOpenFile(time.Duration) func(string, int, os.FileMode) (*os.File, error) {
+func writableOpenFile(time.Duration, bool) func(string, int, os.FileMode) (*os.File, error) {
 	return nil
 }
