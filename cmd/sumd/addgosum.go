@@ -331,7 +331,6 @@ func openGosumTmp(cfg *config.Add, stderr io.Writer) (*gosumTmp, error) {
 // openLogSink opens the database file.
 func openLogSink(cfg *config.Add, logger *slog.Logger, stderr io.Writer) (*gosumSink, error) {
 	file := dbFile(cfg.DB)
-	created := cfg.Create && file != "" && !exists(file)
 	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
 		return nil, err
@@ -347,23 +346,36 @@ func openLogSink(cfg *config.Add, logger *slog.Logger, stderr io.Writer) (*gosum
 		return err
 	}
 	s := &gosumSink{Sink: seed.LogSink{Log: l}, explain: explain, close: func() { l.Close() }, discard: func() {}}
-	if created {
+	if file != "" && l.Created() {
 		// The database must be open to check the files against it, but a
 		// refused run must not leave behind a new, empty log that the next
-		// run (without -create) would take as intended. Only a file this
-		// run created, and only while it holds no record: never a database
-		// that was there before, nor one another writer filled meanwhile.
+		// run (without -create) would take as intended. Only a log this run
+		// created (a store that held none: nothing is lost if the file was
+		// there, empty), and only while it holds no record: never a log
+		// that was there before, nor one another writer created first.
+		//
+		// The file is removed while its lock is held, and only then
+		// closed: a writer waiting for the lock (a sumd serve -create) that
+		// got it before the removal would sign heads on a file no longer at
+		// the path; after it, the writer finds the path empty and fails as
+		// for a missing database.
 		s.discard = func() {
-			empty := l.Published().Tree.N == 0
-			l.Close()
 			s.close = func() {}
-			if !empty {
+			defer l.Close()
+			if l.Published().Tree.N != 0 {
 				return
 			}
 			if err := os.Remove(file); err != nil {
 				fmt.Fprintf(stderr, "sumd: failed to remove the new, empty database: %v\n", err)
 			}
+			if discardStep != nil {
+				discardStep()
+			}
 		}
 	}
 	return s, nil
 }
+
+// discardStep, if set by a test, runs between the removal of the new
+// database and its close.
+var discardStep func()

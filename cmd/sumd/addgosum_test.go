@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sumd-project/sumd/internal/admin"
+	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/gosum"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
@@ -158,5 +161,31 @@ func TestAddGoSumOneLine(t *testing.T) {
 	check("-server", "-server", s.url, "-token-file", token)
 	if out, _, _ := sumdRun(t, "add", "-server", s.url, "-token-file", token, "-gosum", writeFile(t, filepath.Join(dir, "next.sum"), next.Text())); !strings.Contains(out, "added 1 records") {
 		t.Errorf("after the refused runs, the complete version was not new: %s", out)
+	}
+}
+
+// TestAddGoSumDiscardKeepsOldLog: sumd add -create -gosum, refused, keeps
+// a log that was there before it, even one holding no record yet: only a
+// log the run created (tlog.Log.Created) is removed.
+func TestAddGoSumDiscardKeepsOldLog(t *testing.T) {
+	dir := t.TempDir()
+	db, key := filepath.Join(dir, "old.db"), filepath.Join(dir, "old.key")
+	if _, err := writeKey("old.example", key, filepath.Join(dir, "old.vkey")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Add{Database: config.Database{DB: db, Key: key}, Creating: config.Creating{Create: true}}
+	// The first run creates the log and succeeds; the second is refused.
+	for _, refused := range []bool{false, true} {
+		sink, err := openLogSink(cfg, slog.New(slog.DiscardHandler), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if refused {
+			sink.discard()
+		}
+		sink.close()
+	}
+	if !exists(db) {
+		t.Errorf("a refused sumd add -create removed %s, the empty log that was there before it", db)
 	}
 }
