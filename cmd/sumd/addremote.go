@@ -122,7 +122,7 @@ func parseModuleArg(arg string) (module.Version, error) {
 	if !ok {
 		return module.Version{}, usageError(fmt.Errorf("%q is not MODULE@VERSION", arg), "e.g. sumd add example.com/m@v1.2.3 ./m")
 	}
-	if err := gosum.CheckModule(path, version); err != nil {
+	if err := gosum.CheckNewModule(path, version); err != nil {
 		return module.Version{}, withHint(err, "give the module path from go.mod and a canonical version such as v1.2.3")
 	}
 	return module.Version{Path: path, Version: version}, nil

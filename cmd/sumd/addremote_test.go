@@ -161,3 +161,17 @@ func TestBackupBusyHint(t *testing.T) {
 		t.Errorf("stderr %q, want the hint to run it again once the other backup is done", got)
 	}
 }
+
+// TestParseModuleArgIncompatible: sumd add MODULE@VERSION (local, -server,
+// oci push) refuses a +incompatible version the go command never makes, as
+// sumd add -gosum does, before zipping anything.
+func TestParseModuleArgIncompatible(t *testing.T) {
+	for _, arg := range []string{"example.com/m@v1.0.0+incompatible", "example.com/m/v2@v2.0.0+incompatible"} {
+		if _, err := parseModuleArg(arg); err == nil || !strings.Contains(err.Error(), "+incompatible suffix not allowed") {
+			t.Errorf("parseModuleArg(%q) = %v, want the +incompatible refusal", arg, err)
+		}
+	}
+	if m, err := parseModuleArg("example.com/m@v2.0.0+incompatible"); err != nil || m.Version != "v2.0.0+incompatible" {
+		t.Errorf("parseModuleArg of a major version without go.mod = %v, %v", m, err)
+	}
+}

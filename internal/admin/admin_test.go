@@ -50,6 +50,7 @@ func goodModule(path, version string) testproxy.Module {
 type setup struct {
 	proxyDir  string
 	log       *tlog.Log
+	rec       *upstream.Recorder
 	srv       *httptest.Server
 	client    *Client
 	tokenFile string
@@ -74,6 +75,7 @@ func newSetup(t testing.TB, opts Options, mods ...testproxy.Module) *setup {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.rec = rec
 	s.tokenFile = filepath.Join(t.TempDir(), "token")
 	os.WriteFile(s.tokenFile, []byte(testToken+"\n"), 0o600)
 	if opts.TokenFile == "" {
@@ -207,6 +209,32 @@ func TestUploadConflict(t *testing.T) {
 	}
 	if n := s.treeSize(t); n != 1 {
 		t.Errorf("tree size %d after a conflict, want 1", n)
+	}
+}
+
+// TestFetchUploadRefuseIncompatible: fetch and upload refuse, as add does
+// (gosum.ParseLine), a +incompatible version the go command never makes,
+// and so does the first lookup of one (the Recorder's Record, which serves
+// the go command's lookups, 410 as other invalid versions): each recorded
+// it as a new record no go command would look up.
+func TestFetchUploadRefuseIncompatible(t *testing.T) {
+	for _, m := range []module.Version{mv("example.com/m", "v1.0.0+incompatible"), mv("example.com/m/v2", "v2.0.0+incompatible")} {
+		t.Run(m.String(), func(t *testing.T) {
+			s := newSetup(t, Options{}, goodModule(m.Path, m.Version))
+			want := m.String() + ": invalid version: +incompatible suffix not allowed"
+			_, err := s.client.Fetch(context.Background(), m)
+			wantStatus(t, err, http.StatusBadRequest, want)
+			_, err = s.client.Upload(context.Background(), m, testproxy.ZipPath(s.proxyDir, m), "")
+			wantStatus(t, err, http.StatusBadRequest, want)
+			_, _, err = s.rec.Record(context.Background(), m)
+			var ue *upstream.Error
+			if !errors.As(err, &ue) || ue.HTTPStatus() != http.StatusGone || !strings.Contains(err.Error(), want) {
+				t.Errorf("first lookup: %v, want 410 %q", err, want)
+			}
+			if n := s.treeSize(t); n != 0 {
+				t.Errorf("tree size %d after the refusals, want 0", n)
+			}
+		})
 	}
 }
 

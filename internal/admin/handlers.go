@@ -136,12 +136,12 @@ func parseFetchJSON(body io.Reader) (module.Version, error) {
 	return checkModule(fields["module"], fields["version"])
 }
 
-// checkModule accepts what the log can record.
+// checkModule accepts what the log can record as a new record.
 func checkModule(path, version string) (module.Version, error) {
 	if path == "" || version == "" {
 		return module.Version{}, &httpError{http.StatusBadRequest, "want both module and version"}
 	}
-	if err := gosum.CheckModule(path, version); err != nil {
+	if err := gosum.CheckNewModule(path, version); err != nil {
 		return module.Version{}, &httpError{http.StatusBadRequest, err.Error()}
 	}
 	return module.Version{Path: path, Version: version}, nil

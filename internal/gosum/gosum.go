@@ -130,6 +130,20 @@ func CheckModule(path, version string) error {
 	return checkCanonical(path, version)
 }
 
+// CheckNewModule is CheckModule for a version sumd is to record as a new
+// record (fetched, uploaded, added as go.sum lines, or looked up for the
+// first time): it also refuses a +incompatible version the go command
+// never makes (checkIncompatible), which no go command would look up.
+// Where sumd copies a record another log holds (mirrors, bundles, verify),
+// CheckModule and Checker.Module still accept it: that log's record is
+// not sumd's to judge.
+func CheckNewModule(path, version string) error {
+	if err := CheckModule(path, version); err != nil {
+		return err
+	}
+	return checkIncompatible(path, version)
+}
+
 func checkCanonical(path, version string) error {
 	if module.CanonicalVersion(version) != version {
 		return fmt.Errorf("%s@%s: version is not canonical (want %s)", path, version, module.CanonicalVersion(version))
@@ -265,7 +279,7 @@ func (l Line) Name() string {
 // that a line means to sumd what it means to the go command: any run of
 // white space separates them, and white space around them is ignored. A
 // version with "+incompatible" is refused where the go command never makes
-// one, which module.Check lets through (checkIncompatible). A well-formed
+// one, which module.Check lets through (as CheckNewModule). A well-formed
 // line with EmptyGoModHash is returned with ErrEmptyGoMod (wrapped): the
 // caller drops it.
 func ParseLine(s string) (Line, error) { return new(Checker).ParseLine(s) }

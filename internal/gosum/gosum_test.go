@@ -175,6 +175,37 @@ func TestParseLineAsGoCommand(t *testing.T) {
 	}
 }
 
+// TestCheckNewModule: CheckNewModule refuses what CheckModule refuses, and
+// the +incompatible versions ParseLine refuses, which CheckModule (for
+// records other logs hold) accepts.
+func TestCheckNewModule(t *testing.T) {
+	for _, v := range [][2]string{
+		{"example.com/m", "v1.0.0"},
+		{"example.com/m", "v2.0.0+incompatible"},
+		{"example.com/m", "v3.1.0-rc.1+incompatible"},
+	} {
+		if err := CheckNewModule(v[0], v[1]); err != nil {
+			t.Errorf("CheckNewModule(%q, %q) = %v, want nil", v[0], v[1], err)
+		}
+	}
+	for _, v := range [][2]string{
+		{"example.com/m", "v1.0.0+incompatible"},
+		{"example.com/m", "v0.3.0+incompatible"},
+		{"example.com/m/v2", "v2.0.0+incompatible"},
+	} {
+		if err := CheckModule(v[0], v[1]); err != nil {
+			t.Errorf("CheckModule(%q, %q) = %v, want nil (another log may hold it)", v[0], v[1], err)
+		}
+		want := v[0] + "@" + v[1] + ": invalid version: +incompatible suffix not allowed"
+		if err := CheckNewModule(v[0], v[1]); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("CheckNewModule(%q, %q) = %v, want %q...", v[0], v[1], err, want)
+		}
+	}
+	if err := CheckNewModule("example.com/m", "v1.0"); err == nil || !strings.Contains(err.Error(), "not canonical") {
+		t.Errorf("CheckNewModule of v1.0 = %v, want not canonical", err)
+	}
+}
+
 func ExampleRecord_Text() {
 	r := Record{Path: "example.com/m", Version: "v1.0.0", Hash: hashA, GoMod: hashB}
 	fmt.Print(string(r.Text()))

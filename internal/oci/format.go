@@ -112,7 +112,7 @@ func checkManifest(m *v1.Manifest) (*Artifact, error) {
 		return nil, fmt.Errorf("config mediaType is %q, want %s", m.Config.MediaType, EmptyMediaType)
 	}
 	a := &Artifact{Module: module.Version{Path: m.Annotations[PathAnnotation], Version: m.Annotations[VersionAnnotation]}}
-	if err := gosum.CheckModule(a.Module.Path, a.Module.Version); err != nil {
+	if err := gosum.CheckNewModule(a.Module.Path, a.Module.Version); err != nil {
 		return nil, fmt.Errorf("annotations %s and %s: %w", PathAnnotation, VersionAnnotation, err)
 	}
 	var err error

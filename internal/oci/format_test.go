@@ -120,6 +120,7 @@ func TestParseManifestRefuses(t *testing.T) {
 		{"non-canonical version", func(m map[string]any) { annotations(m)[VersionAnnotation] = "v1.0" }, "canonical"},
 		{"bad path", func(m map[string]any) { annotations(m)[PathAnnotation] = "Example.com/m" }, "annotations"},
 		{"major mismatch", func(m map[string]any) { annotations(m)[VersionAnnotation] = "v2.0.0" }, "annotations"},
+		{"needless +incompatible", func(m map[string]any) { annotations(m)[VersionAnnotation] = "v1.0.0+incompatible" }, "+incompatible suffix not allowed"},
 		{"not json", nil, "failed to parse"},
 	}
 	for _, tt := range tests {

@@ -165,7 +165,7 @@ func (f *Fetcher) Fetch(ctx context.Context, m module.Version) (gosum.Record, er
 }
 
 func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, error) {
-	if err := gosum.CheckModule(m.Path, m.Version); err != nil {
+	if err := gosum.CheckNewModule(m.Path, m.Version); err != nil {
 		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: err}
 	}
 	var notFound, failed error
