@@ -265,14 +265,15 @@ type half struct {
 // with those lines, and counts the lines it dropped as the go command
 // does (gosum.ErrEmptyGoMod). Every problem is a 400 listing each bad line: a
 // malformed line, two hashes for one line, a version with one line only,
-// a record over gosum.MaxRecordSize.
-// More than tlog.MaxAddRecords versions are a 413.
+// a record over gosum.MaxRecordSize; so is a body of dropped lines only,
+// saying so. More than tlog.MaxAddRecords versions with a line not dropped
+// are a 413.
 func parseAdd(body []byte) (recs []gosum.Record, lines []int, ignored int, err error) {
 	versions := map[module.Version]*half{}
 	var order []module.Version
 	var bad problems
 	var c gosum.Checker
-	n := 0
+	n, kept := 0, 0 // lines; versions with a line not dropped
 	for len(body) > 0 {
 		var raw []byte
 		raw, body, _ = bytes.Cut(body, []byte("\n"))
@@ -289,9 +290,6 @@ func parseAdd(body []byte) (recs []gosum.Record, lines []int, ignored int, err e
 		}
 		v := versions[l.Version]
 		if v == nil {
-			if len(versions) == tlog.MaxAddRecords {
-				return nil, nil, 0, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d module versions in one request: split it", tlog.MaxAddRecords)}
-			}
 			v = &half{}
 			versions[l.Version] = v
 			order = append(order, l.Version)
@@ -307,6 +305,13 @@ func parseAdd(body []byte) (recs []gosum.Record, lines []int, ignored int, err e
 				v.empty = n
 			}
 		case v.line[kind] == 0:
+			// A version of dropped lines only is never a record: only
+			// the others count toward the limit.
+			if v.line[1-kind] == 0 {
+				if kept++; kept > tlog.MaxAddRecords {
+					return nil, nil, 0, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d module versions in one request: split it", tlog.MaxAddRecords)}
+				}
+			}
 			v.hash[kind], v.line[kind] = l.Hash, n
 		case v.hash[kind] != l.Hash:
 			bad.add("line %d: %s has hash %s, but line %d says %s", n, l.Name(), l.Hash, v.line[kind], v.hash[kind])
@@ -339,6 +344,8 @@ func parseAdd(body []byte) (recs []gosum.Record, lines []int, ignored int, err e
 	switch {
 	case bad.n > 0:
 		return nil, nil, 0, &httpError{http.StatusBadRequest, bad.text("%d bad line(s); nothing was added")}
+	case len(recs) == 0 && ignored > 0:
+		return nil, nil, 0, &httpError{http.StatusBadRequest, fmt.Sprintf("nothing to record: the body's %d go.sum line(s) were all dropped (%v)", ignored, gosum.ErrEmptyGoMod)}
 	case len(recs) == 0:
 		return nil, nil, 0, &httpError{http.StatusBadRequest, "no go.sum lines in the body"}
 	}

@@ -294,6 +294,29 @@ func TestAddDropsEmptyGoMod(t *testing.T) {
 	}
 }
 
+// TestAddOnlyDroppedLines: a body whose lines are all dropped as the go
+// command drops them is a 400 saying so, not "no go.sum lines" (there were
+// some); and a version of dropped lines only, never a record, does not
+// count toward the tlog.MaxAddRecords versions of a request (a 413).
+func TestAddOnlyDroppedLines(t *testing.T) {
+	const emptyGoMod = "h1:G7mAYYxgmS0lVkHyy2hEOLQCFB0DlQFTMLWggykrydY="
+	s := newSetup(t, Options{})
+	resp := s.post(t, "/admin/add", "example.com/bulk0 v1.0.0/go.mod "+emptyGoMod+"\nexample.com/bulk1 v1.0.0/go.mod "+emptyGoMod+"\n")
+	want := "nothing to record: the body's 2 go.sum line(s) were all dropped (the hash of an empty go.mod file, which old go commands wrote for non-modules: the go command ignores the line)"
+	if resp.Code != http.StatusBadRequest || strings.TrimSpace(resp.Body.String()) != want {
+		t.Errorf("a body of dropped lines only: %d %q, want 400 %q", resp.Code, resp.Body, want)
+	}
+	var body strings.Builder
+	for i := range tlog.MaxAddRecords {
+		fmt.Fprintf(&body, "example.com/bulk%d v1.0.0/go.mod %s\n", i+1, emptyGoMod)
+	}
+	body.Write(fakeRec(0, "").Text())
+	resp = s.post(t, "/admin/add", body.String())
+	if want := fmt.Sprintf(`{"records":1,"new":1,"tree_size":1,"ignored":%d}`, tlog.MaxAddRecords); resp.Code != http.StatusOK || strings.TrimSpace(resp.Body.String()) != want {
+		t.Errorf("one version beside %d of dropped lines only: %d %.200q, want 200 %s", tlog.MaxAddRecords, resp.Code, resp.Body, want)
+	}
+}
+
 // TestAddReadsLinesAsGoCommand: the body's lines are read as the go command
 // reads go.sum (strings.Fields): tabs and runs of spaces separate the
 // fields, and a line of white space only is blank. A +incompatible version
