@@ -17,7 +17,10 @@
 // text/plain error: 400 bad input, 401 bad token, 403 sent by another
 // site's page in a browser, 404 admin disabled, 409
 // the version is recorded with other hashes (both shown; for add, every
-// such version, by line), 410 invalid module (fetch), 413 too large,
+// such version, by line), 410 not found upstream or invalid there (fetch)
+// or refused by the upstream cross-check (any of the three: the public
+// checksum database lacks the version or has other hashes; the text
+// begins "not found: M@V:" as upstream.Error's does), 413 too large,
 // 422 invalid module zip (upload), 502/504
 // upstream failure, 503 the log is busy (Retry-After). backup answers 200
 // with the copy, a bbolt database file, or 501 when the database cannot

@@ -17,6 +17,7 @@ import (
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/testproxy"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
@@ -140,6 +141,26 @@ func newFakeSetup(t *testing.T, rec Recorder) fakeSetup {
 	srv := httptest.NewServer(New(rec, Options{TokenFile: tokenFile, Logger: quiet}))
 	t.Cleanup(srv.Close)
 	return fakeSetup{&Client{URL: srv.URL, Token: testToken}, tokenFile}
+}
+
+// TestCrossCheckRefusals: an upload or add the upstream cross-check
+// refuses keeps the 410 of upstream.Error, as documented (and as sumd add
+// -server's hint for 410 expects): a 409 would be taken for a conflict with
+// the log, and a 422 for an invalid zip.
+func TestCrossCheckRefusals(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	dir := t.TempDir()
+	if _, err := testproxy.Build(dir, []testproxy.Module{goodModule(m.Path, m.Version)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []upstream.Kind{upstream.KindMismatch, upstream.KindGone} {
+		refusal := &upstream.Error{Kind: kind, Module: m, Err: errors.New("the cross-check says no")}
+		s := newFakeSetup(t, &fakeRecorder{err: refusal})
+		_, err := s.Upload(context.Background(), m, testproxy.ZipPath(dir, m), "")
+		wantStatus(t, err, http.StatusGone, "not found: example.com/m@v1.0.0: the cross-check says no")
+		_, err = s.Add(context.Background(), []gosum.Record{fakeRec(0, "")}, false)
+		wantStatus(t, err, http.StatusGone, "not found: example.com/m@v1.0.0: the cross-check says no")
+	}
 }
 
 // TestRequests checks methods, paths, bodies and the 503 Retry-After.
