@@ -66,7 +66,12 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	f, err := newFollower(l, mc, followerOptions{step: int64(cfg.Step), parallel: cfg.Parallel, timeout: cfg.Timeout, logger: logger})
+	// The options are saved before the round's first commit, not after
+	// it: a run killed mid-way (SIGKILL, OOM, power loss) has stored
+	// steps, which are only part of the log if -modules says so, and
+	// sumd serve -mirror follows only an origin the database remembers.
+	save := func(context.Context) error { return saveMirrorConfig(l, stored, mc) }
+	f, err := newFollower(l, mc, followerOptions{step: int64(cfg.Step), parallel: cfg.Parallel, timeout: cfg.Timeout, logger: logger, beforeStore: save})
 	if err != nil {
 		return err
 	}
@@ -78,7 +83,7 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 	res, err := f.Sync(ctx)
 	bar.finish()
 	if err == nil || mirrorProgress(l) != before {
-		if serr := saveMirrorConfig(l, stored, mc); serr != nil && err == nil {
+		if serr := save(ctx); serr != nil && err == nil {
 			err = serr
 		}
 	}
@@ -213,17 +218,20 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 	return mc, nil
 }
 
-// saveMirrorConfig stores mc, the options a round ran with, unless the
-// database remembers them already. runMirror calls it after the round, and
-// only if the round succeeded or changed the mirror: a mistyped -origin,
+// saveMirrorConfig stores mc, the options a round runs with, unless the
+// database remembers them already. runMirror calls it before the round's
+// first commit (mirror.Options.BeforeStore), and after the round if it
+// succeeded, never for a round that failed before it stored anything: a
+// mistyped -origin,
 // -auth or -modules saved before it had worked would be taken by every
 // later run and by sumd serve -mirror, which get no flags to override it
 // (and -modules cannot be taken back: a partial mirror never becomes full).
-// A round that changed the mirror and then failed (interrupted, or the
-// origin lost mid-way) saves them all the same: its origin answered with a
-// head that verified under the keys, its credentials and go.sum files were
-// read, and what it stored is only part of the log if -modules says so,
-// which the database must then remember (see mirrorProgress).
+// A round that stores something and then fails (interrupted, killed, or
+// the origin lost mid-way) has saved them all the same: its origin
+// answered with a head that verified under the keys (or with records the
+// held tree covers), its credentials and go.sum files were read, and what
+// it stores is only part of the log if -modules says so, which the
+// database must then remember.
 func saveMirrorConfig(l *itlog.Log, stored, mc *mirror.Config) error {
 	if stored != nil && stored.URL == mc.URL && slices.Equal(stored.Modules, mc.Modules) && slices.Equal(stored.VerifierKeys, mc.VerifierKeys) &&
 		stored.Auth == mc.Auth && stored.Partial == mc.Partial {
@@ -260,6 +268,8 @@ type followerOptions struct {
 	timeout  time.Duration
 	logger   *slog.Logger
 	metrics  *mirror.Metrics
+	// beforeStore is mirror.Options.BeforeStore.
+	beforeStore func(context.Context) error
 }
 
 // newFollower returns the follower of mirror l configured by mc (offline
@@ -269,7 +279,8 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 	if err != nil {
 		return nil, err
 	}
-	opts := mirror.Options{Log: l, Verifiers: vs, Partial: mc.Partial, Step: o.step, Parallel: o.parallel, Logger: o.logger, Metrics: o.metrics}
+	opts := mirror.Options{Log: l, Verifiers: vs, Partial: mc.Partial, Step: o.step, Parallel: o.parallel, Logger: o.logger, Metrics: o.metrics,
+		BeforeStore: o.beforeStore}
 	if mc.URL != "" {
 		creds, err := clientAuth(mc.Auth)
 		if err != nil {

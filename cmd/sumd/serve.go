@@ -29,6 +29,7 @@ import (
 	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/serve"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/tlog/pgstore"
 	"github.com/sumd-project/sumd/internal/tlscert"
@@ -448,7 +449,14 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 				}
 				mc := stored
 				if mc == nil {
+					// Made by a sumd mirror run that stored nothing (an
+					// import saves a configuration first): it follows
+					// sum.golang.org's built-in URL as that run did, and any
+					// other origin not at all, having none.
 					mc = &mirror.Config{VerifierKeys: l.VerifierKeys()}
+					if l.Name() == sumdbclient.SumGolangOrg {
+						mc.URL = sumdbclient.SumGolangOrgURL
+					}
 				}
 				f, err := newFollower(l, mc, followerOptions{logger: logger, metrics: metrics})
 				if err != nil {

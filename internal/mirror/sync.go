@@ -25,6 +25,8 @@ type Result struct {
 	Commits  int       // steps committed
 	Missing  int       // go.sum versions the origin does not hold
 	Duration time.Duration
+
+	prepared bool // Options.BeforeStore ran
 }
 
 // ErrOffline means the mirror has no origin URL: it is fed by bundles.
@@ -102,7 +104,7 @@ func (f *Follower) sync(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := f.addOld(ctx, looked); err != nil {
+	if err := f.addOld(ctx, looked, res); err != nil {
 		return res, err
 	}
 	// Twice at most: a head being staged when the round began is reached
@@ -237,7 +239,7 @@ func (f *Follower) lookupSelected(ctx context.Context, res *Result) (map[int64][
 }
 
 // addOld stores the looked-up records the held tree already covers.
-func (f *Follower) addOld(ctx context.Context, looked map[int64][]byte) error {
+func (f *Follower) addOld(ctx context.Context, looked map[int64][]byte, res *Result) error {
 	if err := f.lock(ctx); err != nil {
 		return err
 	}
@@ -251,6 +253,9 @@ func (f *Follower) addOld(ctx context.Context, looked map[int64][]byte) error {
 	}
 	if len(old) == 0 {
 		return nil
+	}
+	if err := f.beforeStore(ctx, res); err != nil {
+		return err
 	}
 	err := f.log.Extend(ctx, itlog.Extension{Head: held.Signed, Records: old})
 	return f.fromOrigin(f.classify(err, held.Signed), held.Signed)
@@ -335,6 +340,9 @@ func (f *Follower) step(ctx context.Context, t target, looked map[int64][]byte, 
 	if err != nil {
 		return false, f.fromOrigin(err, t.head)
 	}
+	if err := f.beforeStore(ctx, res); err != nil {
+		return false, err
+	}
 	if last {
 		err = f.log.Extend(ctx, ext)
 	} else {
@@ -350,6 +358,19 @@ func (f *Follower) step(ctx context.Context, t target, looked map[int64][]byte, 
 		f.opts.Logger.Info("mirror reached the origin's head", "origin", f.name, "tree_size", t.tree.N, "was", res.From.N)
 	}
 	return last, nil
+}
+
+// beforeStore runs Options.BeforeStore the first time a round is about to
+// commit.
+func (f *Follower) beforeStore(ctx context.Context, res *Result) error {
+	if res.prepared || f.opts.BeforeStore == nil {
+		return nil
+	}
+	if err := f.opts.BeforeStore(ctx); err != nil {
+		return fmt.Errorf("failed to prepare the mirror's first commit of the round: %w", err)
+	}
+	res.prepared = true
+	return nil
 }
 
 // addLooked adds the looked-up records in [from, to) to ext.
