@@ -142,7 +142,7 @@ func printSync(w io.Writer, name string, res *mirror.Result) {
 	fmt.Fprintf(w, "mirror of %s: tree %d (was %d), origin at %d; %d records stored in %d commits in %s%s\n",
 		name, res.To.N, res.From.N, res.Origin.N, res.Records, res.Commits, res.Duration.Round(time.Millisecond), rate)
 	if res.Missing > 0 {
-		fmt.Fprintf(w, "%d versions of the -modules go.sum files are not in the origin (see the log)\n", res.Missing)
+		fmt.Fprintf(w, "%d versions of the -modules go.sum files are not in the origin, or it could not answer for them (see the log)\n", res.Missing)
 	}
 }
 

@@ -23,7 +23,7 @@ type Result struct {
 	Origin   tlog.Tree // the origin's latest tree
 	Records  int       // records stored
 	Commits  int       // steps committed
-	Missing  int       // go.sum versions the origin does not hold
+	Missing  int       // go.sum versions the origin does not hold, or could not answer
 	Duration time.Duration
 
 	prepared bool // Options.BeforeStore ran
@@ -76,6 +76,8 @@ func problemText(err error) string {
 	switch {
 	case errors.Is(err, sumdbclient.ErrDamaged):
 		return "the origin reports the data the mirror asked for damaged in its database (see the server log)"
+	case errors.Is(err, sumdbclient.ErrOffline):
+		return "the origin, itself a mirror, cannot reach its own origin (see the server log)"
 	case errors.As(err, &fe) && fe.Status == 0:
 		return "the origin cannot be reached (see the server log)"
 	case errors.As(err, &fe):
@@ -197,7 +199,9 @@ func (f *Follower) fromOrigin(err error, offered []byte) error {
 
 // lookupSelected looks up, at the origin, the go.sum versions of the
 // selection that the mirror does not hold, and returns their records by id
-// (unverified: the log checks each against its leaf).
+// (unverified: the log checks each against its leaf). A version the origin
+// does not hold or cannot answer is logged and counted in res.Missing; only
+// an interruption fails it.
 func (f *Follower) lookupSelected(ctx context.Context, res *Result) (map[int64][]byte, error) {
 	if f.opts.Select == nil || len(f.opts.Select.files) == 0 {
 		return nil, nil
@@ -220,14 +224,22 @@ func (f *Follower) lookupSelected(ctx context.Context, res *Result) (map[int64][
 		g.Go(func() error {
 			ans, err := f.opts.Client.Lookup(gctx, m)
 			switch {
-			case sumdbclient.NotFound(err):
-				f.opts.Logger.Warn("the origin of a mirror does not hold a version a go.sum file lists", "origin", f.name, "module", m.String(), "err", err)
+			case err != nil && ctx.Err() != nil:
+				return err
+			case err != nil:
+				// One version the origin cannot answer (a 5xx, data it
+				// reports damaged, the offline 404 of an origin that is
+				// a mirror) must not keep the mirror from its origin's
+				// new heads: it is looked up again next round.
+				if sumdbclient.NotFound(err) {
+					f.opts.Logger.Warn("the origin of a mirror does not hold a version a go.sum file lists", "origin", f.name, "module", m.String(), "err", err)
+				} else {
+					f.opts.Logger.Warn("the origin of a mirror could not answer the lookup of a version a go.sum file lists: skipped this round", "origin", f.name, "module", m.String(), "err", err)
+				}
 				mu.Lock()
 				res.Missing++
 				mu.Unlock()
 				return nil
-			case err != nil:
-				return err
 			}
 			mu.Lock()
 			out[ans.ID] = ans.Record
