@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"maps"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -295,13 +296,19 @@ func (f *Follower) offline(m module.Version, why string) error {
 		m, f.name, sumdbclient.OfflineText, why, h.Tree.N, age)}
 }
 
-// roundAge rounds an age for people.
+// roundAge rounds an age for people: "42s", "3h12m", "2h", "3 days".
 func roundAge(d time.Duration) string {
 	switch {
 	case d < time.Minute:
 		return d.Round(time.Second).String()
 	case d < 48*time.Hour:
-		return d.Round(time.Minute).String()
+		// Duration.String writes the zero seconds ("3h12m0s") and
+		// minutes ("2h0m0s") rounding leaves.
+		s := strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
 	}
 	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }

@@ -25,8 +25,9 @@ type Mirror struct {
 	// secret itself. Run calls it before opening the server's own log,
 	// and closes the mirror's log before its own.
 	Open func() (f *mirror.Follower, creds string, err error)
-	// Interval is the time between the starts of two rounds of following
-	// the origin.
+	// Interval is the wait after a round of following the origin ends
+	// before the next one starts: a long catch-up is not followed at
+	// once by another round.
 	Interval time.Duration
 }
 
