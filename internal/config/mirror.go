@@ -145,7 +145,7 @@ func (c *MirrorImport) Validate() error {
 // ServeMirrors configures the mirrors `sumd serve` serves.
 type ServeMirrors struct {
 	Mirrors        string        `flag:"mirror" arg:"FILES" help:"mirror databases to serve, comma-separated (made by sumd mirror or sumd mirror import): each at /sumdb/<origin name>/, and followed in the background if it has an origin URL"`
-	MirrorInterval time.Duration `flag:"mirror-interval" help:"how often each mirror asks its origin for a newer head"`
+	MirrorInterval time.Duration `flag:"mirror-interval" help:"how long each mirror waits, after a round ends, before it asks its origin for a newer head"`
 	MirrorOnly     bool          `flag:"mirror-only" help:"serve no log of this server's own (no signing key or -db needed), only -mirror: the first mirror also at the root paths"`
 }
 
