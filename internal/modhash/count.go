@@ -36,13 +36,20 @@ var inFlight = semaphore.NewWeighted(MaxFilesInFlight)
 
 // holdFiles takes n entries from the budget of size max (n is capped at
 // max, which a zip at MaxFiles never reaches) and returns their release.
-func holdFiles(budget *semaphore.Weighted, max, n int64) func() {
+// Waiting for them, it fails with ctx's error once ctx is done: a hash
+// nobody waits for any more must not queue on.
+func holdFiles(ctx context.Context, budget *semaphore.Weighted, max, n int64) (func(), error) {
 	n = min(n, max)
 	if n <= 0 {
-		return func() {}
+		return func() {}, nil
 	}
-	budget.Acquire(context.Background(), n) // never fails: the context is never done
-	return func() { budget.Release(n) }
+	if budget.TryAcquire(n) {
+		return func() { budget.Release(n) }, nil
+	}
+	if err := budget.Acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	return func() { budget.Release(n) }, nil
 }
 
 // A TooManyFilesError is a zip with more entries than MaxFiles.

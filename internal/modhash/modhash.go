@@ -11,6 +11,7 @@ package modhash
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -57,11 +58,39 @@ type Sums struct{ Hash, GoMod string }
 // it. zipPath is opened once, and every byte HashZip reads is the opened
 // file's; it must not be written to while HashZip runs.
 func HashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
-	s, err := hashZip(m, zipPath, goMod)
+	return HashZipContext(context.Background(), m, zipPath, goMod)
+}
+
+// HashZipContext is HashZip that stops once ctx is done, returning an
+// error that wraps ctx.Err(): a hash of a large zip takes seconds, which
+// a caller nobody waits for any more (a first lookup whose clients hung
+// up) must not spend holding its fetch slot. A zip of up to 1 MiB, hashed
+// in milliseconds, is hashed to its verdict all the same (only a wait for
+// the MaxFilesInFlight budget stops): a version whose bytes came as its
+// last client left is judged, and its failure remembered, as any other.
+func HashZipContext(ctx context.Context, m module.Version, zipPath string, goMod []byte) (Sums, error) {
+	s, err := hashZip(ctx, m, zipPath, goMod)
+	return hashed(m, s, err)
+}
+
+// hashed is what the HashZip functions return of the hash of m: s, or
+// err wrapped.
+func hashed(m module.Version, s Sums, err error) (Sums, error) {
 	if err != nil {
 		return Sums{}, fmt.Errorf("failed to hash %s: %w", m, err)
 	}
 	return s, nil
+}
+
+// stopped is err, the failure of a hash of a zip of size bytes, or ctx's
+// error if ctx is done and the zip was read through a ctxReaderAt: the
+// error a cancelled read became on its way up, whatever a library made
+// of it, must not pass for a verdict on the module.
+func stopped(ctx context.Context, size int64, err error) error {
+	if err != nil && size > wholeZip && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // HashZipFile is HashZip of the zip open as f, which it reads from no
@@ -69,15 +98,18 @@ func HashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 // written to meanwhile (f.Changed) knows that the sums are of one file,
 // whatever happened to its name.
 func HashZipFile(m module.Version, f *regfile.File, goMod []byte) (Sums, error) {
+	return HashZipFileContext(context.Background(), m, f, goMod)
+}
+
+// HashZipFileContext is HashZipFile that stops once ctx is done, as
+// HashZipContext does.
+func HashZipFileContext(ctx context.Context, m module.Version, f *regfile.File, goMod []byte) (Sums, error) {
 	err := checkVersion(m)
 	var s Sums
 	if err == nil {
-		s, err = hashOpenFile(m, f, goMod)
+		s, err = hashOpenFile(ctx, m, f, goMod)
 	}
-	if err != nil {
-		return Sums{}, fmt.Errorf("failed to hash %s: %w", m, err)
-	}
-	return s, nil
+	return hashed(m, s, err)
 }
 
 // IsFileError reports whether err, from HashZip, is a failure of the file
@@ -137,7 +169,7 @@ func hashDir(m module.Version, dir string) (Sums, error) {
 	if err != nil {
 		return Sums{}, err
 	}
-	return hashZip(m, f.Name(), nil)
+	return hashZip(context.Background(), m, f.Name(), nil)
 }
 
 // GoModHash returns the hash of the go.sum line "path version/go.mod h1:...":
@@ -160,7 +192,7 @@ func SynthesizedGoMod(path string) []byte {
 	return fmt.Appendf(nil, "module %s\n", modfile.AutoQuote(path))
 }
 
-func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
+func hashZip(ctx context.Context, m module.Version, zipPath string, goMod []byte) (Sums, error) {
 	if err := checkVersion(m); err != nil {
 		return Sums{}, err
 	}
@@ -169,45 +201,50 @@ func hashZip(m module.Version, zipPath string, goMod []byte) (Sums, error) {
 		return Sums{}, err
 	}
 	defer f.Close()
-	return hashOpenFile(m, f, goMod)
+	return hashOpenFile(ctx, m, f, goMod)
 }
 
 // HashZipData is HashZip of a zip held in memory (a small upload, which
 // need not be written to a file to be hashed).
 func HashZipData(m module.Version, data []byte, goMod []byte) (Sums, error) {
+	return HashZipDataContext(context.Background(), m, data, goMod)
+}
+
+// HashZipDataContext is HashZipData that stops once ctx is done, as
+// HashZipContext does.
+func HashZipDataContext(ctx context.Context, m module.Version, data []byte, goMod []byte) (Sums, error) {
 	err := checkVersion(m)
 	var s Sums
 	if err == nil {
-		s, err = hashData(m, data, goMod)
+		s, err = hashData(ctx, m, data, goMod)
 	}
-	if err != nil {
-		return Sums{}, fmt.Errorf("failed to hash %s: %w", m, err)
-	}
-	return s, nil
+	return hashed(m, s, err)
 }
 
-func hashData(m module.Version, data []byte, goMod []byte) (Sums, error) {
-	z, done, err := openZipData(data)
+func hashData(ctx context.Context, m module.Version, data []byte, goMod []byte) (Sums, error) {
+	z, done, err := openZipData(ctx, data)
 	if err != nil {
 		return Sums{}, err
 	}
 	defer done()
-	return hashOpenZipped(m, z, int64(len(data)), goMod)
+	s, err := hashOpenZipped(m, z, int64(len(data)), goMod)
+	return s, stopped(ctx, int64(len(data)), err)
 }
 
 // hashOpenFile is hashZip of the open zip f, for m checked by checkVersion.
-func hashOpenFile(m module.Version, f *regfile.File, goMod []byte) (Sums, error) {
+func hashOpenFile(ctx context.Context, m module.Version, f *regfile.File, goMod []byte) (Sums, error) {
 	// One open for the checks, the go.mod and the hash: each open reads
 	// the zip's directory again, and most zips are small. openZip refuses
 	// a zip of more than MaxFiles entries before it reads the directory,
 	// so that it never holds millions, and holds the zip's entries from
 	// the MaxFilesInFlight budget until done.
-	z, size, done, err := openZip(f)
+	z, size, done, err := openZip(ctx, f)
 	if err != nil {
 		return Sums{}, err
 	}
 	defer done()
-	return hashOpenZipped(m, z, size, goMod)
+	s, err := hashOpenZipped(m, z, size, goMod)
+	return s, stopped(ctx, size, err)
 }
 
 // hashOpenZipped checks and hashes the open zip z of size bytes.
@@ -254,22 +291,28 @@ func hashOpenZipped(m module.Version, z *zip.Reader, size int64, goMod []byte) (
 const wholeZip = 1 << 20
 
 // openZip opens the zip f for reading; size is its size, and done gives
-// back what it holds of the MaxFilesInFlight budget. A zip of up
+// back what it holds of the MaxFilesInFlight budget. Every read of a zip
+// of more than wholeZip bytes, x/mod's and dirhash's included, fails once
+// ctx is done (see ctxReaderAt), and so does a wait for the budget. A zip of up
 // to wholeZip bytes is read into memory with one read: archive/zip reads a
 // file's directory and every entry's header and data with a system call
 // each, and system calls are most of what a small zip costs (hence also
 // regfile rather than os.Open). A zip of more than MaxFiles entries is
 // refused, by a *TooManyFilesError, before its directory is read (see
 // checkFileCount).
-func openZip(f *regfile.File) (z *zip.Reader, size int64, done func(), err error) {
+func openZip(ctx context.Context, f *regfile.File) (z *zip.Reader, size int64, done func(), err error) {
 	size = f.Size()
 	if size > wholeZip {
-		n, err := checkFileCount(f, size, MaxFiles)
+		r := ctxReaderAt{ctx, f}
+		n, err := checkFileCount(r, size, MaxFiles)
 		if err != nil {
 			return nil, 0, nil, err
 		}
-		release := holdFiles(inFlight, MaxFilesInFlight, n)
-		z, err := zip.NewReader(f, size)
+		release, err := holdFiles(ctx, inFlight, MaxFilesInFlight, n)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		z, err := zip.NewReader(r, size)
 		if err != nil {
 			release()
 			return nil, 0, nil, err
@@ -280,24 +323,48 @@ func openZip(f *regfile.File) (z *zip.Reader, size int64, done func(), err error
 	if _, err := f.ReadAt(data, 0); err != nil {
 		return nil, 0, nil, fmt.Errorf("failed to read %s: %w", f.Name(), err)
 	}
-	z, done, err = openZipData(data)
+	z, done, err = openZipData(ctx, data)
 	return z, size, done, err
 }
 
 // openZipData is openZip of a zip in memory.
-func openZipData(data []byte) (z *zip.Reader, done func(), err error) {
+func openZipData(ctx context.Context, data []byte) (z *zip.Reader, done func(), err error) {
 	size := int64(len(data))
-	n, err := checkFileCount(bytes.NewReader(data), size, MaxFiles)
+	var r io.ReaderAt = bytes.NewReader(data)
+	if size > wholeZip {
+		r = ctxReaderAt{ctx, r}
+	}
+	n, err := checkFileCount(r, size, MaxFiles)
 	if err != nil {
 		return nil, nil, err
 	}
-	release := holdFiles(inFlight, MaxFilesInFlight, n)
-	z, err = zip.NewReader(bytes.NewReader(data), size)
+	release, err := holdFiles(ctx, inFlight, MaxFilesInFlight, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	z, err = zip.NewReader(r, size)
 	if err != nil {
 		release()
 		return nil, nil, err
 	}
 	return z, release, nil
+}
+
+// A ctxReaderAt reads from r until ctx is done, then fails every read with
+// ctx's error: the readers of a zip of more than wholeZip bytes read
+// through it, so that its hash stops within one read (a buffer of an
+// entry) of its caller giving up. One check of ctx a read costs next to
+// nothing beside the read.
+type ctxReaderAt struct {
+	ctx context.Context
+	r   io.ReaderAt
+}
+
+func (r ctxReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.ReadAt(p, off)
 }
 
 // checkVersion refuses what the go command refuses before it looks at any

@@ -233,12 +233,17 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	case local != nil:
 		sums, err = f.hashInPlace(ctx, src, m, base+".zip", local, goMod)
 	case zipPath != "":
-		sums, err = modhash.HashZip(m, zipPath, goMod)
+		sums, err = modhash.HashZipContext(ctx, m, zipPath, goMod)
 	default:
-		sums, err = modhash.HashZipData(m, zipData, goMod)
+		sums, err = modhash.HashZipDataContext(ctx, m, zipData, goMod)
 	}
 	var fe *Error
 	switch {
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		// The hash stopped because every client waiting for it went
+		// away (see Recorder.fly): a verdict on nothing, so as to free
+		// the fetch slot now rather than when a large zip is hashed.
+		return gosum.Record{}, ctx.Err()
 	case errors.As(err, &fe):
 		return gosum.Record{}, err
 	case err != nil && modhash.IsFileError(err):
@@ -282,7 +287,10 @@ func (f *Fetcher) localZip(ctx context.Context, src Source, m module.Version, re
 // not become a cached "invalid module", and after "|" the next source in
 // the list may have the version.
 func (f *Fetcher) hashInPlace(ctx context.Context, src Source, m module.Version, rel string, zf *regfile.File, goMod []byte) (modhash.Sums, error) {
-	sums, err := modhash.HashZipFile(m, zf, goMod)
+	sums, err := modhash.HashZipFileContext(ctx, m, zf, goMod)
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return modhash.Sums{}, err
+	}
 	if cerr := unchanged(zf, m); cerr != nil {
 		return modhash.Sums{}, cerr
 	}

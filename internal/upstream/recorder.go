@@ -481,8 +481,8 @@ func (r *Recorder) commit(ctx context.Context) bool {
 }
 
 // fetchAndAdd fetches, cross-checks and records m. ctx is cancelled when
-// every caller waiting for the flight has gone (see fly): the fetch and
-// the cross-check stop then, and nothing is recorded, even if the fetch
+// every caller waiting for the flight has gone (see fly): the fetch, the
+// hash and the cross-check stop then, freeing the fetch slot, and nothing is recorded, even if the fetch
 // still succeeds. Once m is fetched and checked, commit makes the flight
 // run to its end whatever its callers do: the work is done and the commit
 // quick, a lookup meanwhile joins it, and a commit cut short would still
