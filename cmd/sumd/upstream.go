@@ -78,7 +78,7 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 	opts := upstream.RecorderOptions{Record: cfg.Record, NegativeTTL: cfg.NegativeTTL, MaxFetches: cfg.UpstreamParallel,
 		MaxClientFetches: cfg.UpstreamPerClient, Client: fetchClient, Logger: logger, Metrics: m}
 	if len(u.sources) > 0 {
-		f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: u.sources, Timeout: cfg.UpstreamTimeout, TempDir: cfg.TmpDir, Logger: logger, Metrics: m})
+		f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: u.sources, Timeout: cfg.UpstreamTimeout, TempDir: cfg.TmpDir, MinFree: cfg.DiskFloor.Bytes(), Logger: logger, Metrics: m})
 		if err != nil {
 			return nil, nil, withHint(err, "check -upstream and -upstream-auth")
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/sumd-project/sumd/internal/redirect"
 	"github.com/sumd-project/sumd/internal/regfile"
 	"github.com/sumd-project/sumd/internal/scratch"
+	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 // DefaultTimeout bounds one upstream request, body included.
@@ -42,6 +43,13 @@ type FetcherOptions struct {
 	// TempDir holds a zip from an HTTP source larger than memoryZip while
 	// it is hashed ("" means os.TempDir()); see package scratch.
 	TempDir string
+	// MinFree is the space, in bytes, a zip written to TempDir leaves
+	// free on its file system: a zip that would take it lower fails with
+	// a *tlog.LowDiskError (KindLocal) before the write, so that first
+	// lookups never eat the room the log's commits need when TempDir
+	// shares the database's disk (as it does by default). 0 means
+	// tlog.DefaultMinFree, negative no floor.
+	MinFree int64
 	// HTTPClient sends the requests; nil means a client of sumd's own.
 	// Unless it has a CheckRedirect of its own, the Fetcher follows
 	// redirects as the go command does: never from https to http, at most
@@ -66,6 +74,8 @@ type Fetcher struct {
 	// createTemp creates the file a zip larger than memoryZip is
 	// downloaded to in dir: scratch.Create, or in tests a file that fails.
 	createTemp func(dir string) (tempFile, error)
+	// freeSpace is tlog.FreeSpace, or in tests a disk filling up.
+	freeSpace func(path string) (int64, bool)
 }
 
 // A tempFile is where downloadZip stores a large zip: an *os.File.
@@ -102,6 +112,7 @@ func NewFetcher(opts FetcherOptions) (*Fetcher, error) {
 		createTemp: func(dir string) (tempFile, error) {
 			return scratch.Create(dir, scratch.Upstream)
 		},
+		freeSpace: tlog.FreeSpace,
 	}, nil
 }
 
@@ -114,6 +125,9 @@ func (o FetcherOptions) withDefaults() FetcherOptions {
 	}
 	if o.MaxModSize <= 0 {
 		o.MaxModSize = modhash.MaxGoMod
+	}
+	if o.MinFree == 0 {
+		o.MinFree = tlog.DefaultMinFree
 	}
 	o.HTTPClient = redirect.Client(o.HTTPClient)
 	if o.Logger == nil {
@@ -370,7 +384,7 @@ const memoryZip = 1 << 20
 // a file whatever its size.
 func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version, rel string) (data []byte, path string, release func(), err error) {
 	release, ok := modhash.HoldMemory(2 * memoryZip)
-	zw := &zipWriter{create: f.createTemp, dir: f.opts.TempDir}
+	zw := &zipWriter{create: f.createTemp, dir: f.opts.TempDir, floor: f.opts.MinFree, free: f.freeSpace}
 	if ok {
 		zw.limit = memoryZip
 	} else {
@@ -412,6 +426,8 @@ func storeError(m module.Version, dir string, err error) *Error {
 // A zipWriter is where downloadZip writes a zip: memory while it is at
 // most memoryZip bytes, then a temporary file in dir, created through
 // create at the first write past that, and given what memory held first.
+// Its writes to the file keep floor bytes free on the file system (see
+// room).
 // io.Copy returns a failure to write as it returns a failure to read the
 // body; zipWriter makes the first a *writeError, sumd's own failure
 // rather than the upstream's.
@@ -421,6 +437,9 @@ type zipWriter struct {
 	limit  int      // the bytes it may hold in memory: memoryZip, or 0 with no budget left
 	mem    []byte   // the zip so far, while file is nil
 	file   tempFile // nil until the zip outgrows memoryZip
+	floor  int64    // FetcherOptions.MinFree
+	free   func(path string) (int64, bool)
+	due    int64 // bytes it may write before it asks free again
 }
 
 func (z *zipWriter) Write(p []byte) (int, error) {
@@ -450,11 +469,41 @@ func (z *zipWriter) spill() error {
 }
 
 func (z *zipWriter) write(p []byte) (int, error) {
+	if err := z.room(int64(len(p))); err != nil {
+		return 0, &writeError{dir: filepath.Dir(z.file.Name()), err: err}
+	}
 	n, err := z.file.Write(p)
 	if err != nil {
 		return n, &writeError{dir: filepath.Dir(z.file.Name()), err: fmt.Errorf("failed to write a temporary file: %w", err)}
 	}
 	return n, nil
+}
+
+// roomStep is how many bytes a zipWriter writes between two looks at the
+// free space: a statfs per megabyte costs nothing beside the download.
+const roomStep = 1 << 20
+
+// room refuses a write of n bytes, with a *tlog.LowDiskError, unless the
+// file system of the file has room for the floor, n and the next
+// roomStep bytes: looking at every write would cost a statfs per 32 KiB.
+// The free space is read again once they are written, so the zip, however
+// large, never takes the file system below the floor through this
+// writer. A file system that cannot tell its free space passes, as the
+// log's own check does.
+func (z *zipWriter) room(n int64) error {
+	if z.floor < 0 || z.free == nil {
+		return nil
+	}
+	if z.due < n {
+		need := n + roomStep
+		free, ok := z.free(z.file.Name())
+		if ok && free < z.floor+need {
+			return &tlog.LowDiskError{Path: z.file.Name(), Free: free, Floor: z.floor, Need: need}
+		}
+		z.due = need
+	}
+	z.due -= n
+	return nil
 }
 
 // A writeError is a failure to create or write a temporary file in dir.

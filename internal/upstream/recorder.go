@@ -503,6 +503,12 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 		// answered as the last client went is the version's, as ever.
 		return flightResult{}, r.abandoned(ctx, m, err)
 	}
+	if errors.Is(err, tlog.ErrLowDisk) {
+		// The zip would have taken -tmp-dir's file system below the
+		// floor (FetcherOptions.MinFree): the client sees what a full
+		// log's disk tells it, the operator where.
+		return flightResult{}, r.addError(ctx, m.String(), err)
+	}
 	if err != nil {
 		r.neg.put(m, err)
 		r.logFailure(ctx, m, err)
