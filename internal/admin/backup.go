@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,6 +87,9 @@ func (h *Handler) spool(ctx context.Context) (*os.File, int64, error) {
 		return nil, 0, err
 	}
 	defer snap.Close()
+	if err := h.roomForBackup(snap.Size()); err != nil {
+		return nil, 0, err
+	}
 	f, err := scratch.Create(h.opts.TempDir, scratch.Backup) // removed at start if a crash leaves it
 	if err != nil {
 		return nil, 0, fmt.Errorf("failed to create the backup's temporary file: %w", err)
@@ -102,6 +106,31 @@ func (h *Handler) spool(ctx context.Context) (*os.File, int64, error) {
 	}
 	return f, n, nil
 }
+
+// backupFreeSpace is tlog.FreeSpace; tests fake a full disk.
+var backupFreeSpace = tlog.FreeSpace
+
+// roomForBackup refuses, with a 507, a copy of size bytes into the
+// temporary directory unless its file system has room for it and
+// tlog.DefaultMinFree more: the directory is by default on the database's
+// disk, and a backup that filled it would make the log's next commit fail
+// there, which stops the log. A file system that cannot tell its free
+// space passes, as the log's own check does.
+func (h *Handler) roomForBackup(size int64) error {
+	dir := cmp.Or(h.opts.TempDir, os.TempDir())
+	free, ok := backupFreeSpace(dir)
+	if !ok || free >= size+tlog.DefaultMinFree {
+		return nil
+	}
+	h.log.Error("backup refused: not enough free disk space in the temporary directory", "dir", dir,
+		"free", free, "backup", size, "floor", tlog.DefaultMinFree)
+	return &httpError{http.StatusInsufficientStorage, fmt.Sprintf(
+		"not enough free disk space for a backup: the copy of the database needs %d MiB in the temporary directory (-tmp-dir) and %d MiB is kept free beside it, but its file system has %d MiB free; free space there or point -tmp-dir at a larger disk",
+		mibCeil(size), tlog.DefaultMinFree>>20, free>>20)}
+}
+
+// mibCeil is n bytes in MiB, rounded up.
+func mibCeil(n int64) int64 { return (n + 1<<20 - 1) >> 20 }
 
 // A ctxWriter fails its writes once ctx has ended: a backup whose request
 // ended (the client gave up, the server shuts down) stops copying the

@@ -239,3 +239,40 @@ func TestBackupStopsWithRequest(t *testing.T) {
 		t.Errorf("left behind: %v", files)
 	}
 }
+
+// TestBackupNeedsRoom: a backup is refused with a 507 saying so, before
+// anything is copied, unless the temporary directory's file system has
+// room for the whole copy and the floor the log keeps free: a copy of the
+// database into -tmp-dir, by default on the database's own disk, must not
+// fill it and stop the log's next commit.
+func TestBackupNeedsRoom(t *testing.T) {
+	defer func(f func(string) (int64, bool)) { backupFreeSpace = f }(backupFreeSpace)
+	dir := t.TempDir()
+	var free int64
+	var asked string
+	backupFreeSpace = func(path string) (int64, bool) { asked = path; return free, true }
+	snaps := newSnapshots()
+	snaps.n = 1 // none waits
+	h := New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: snaps.snapshot, TempDir: dir})
+	free = 3 + tlog.DefaultMinFree - 1
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/admin/backup", nil))
+	if w.Code != http.StatusInsufficientStorage || !strings.Contains(w.Body.String(), "not enough free disk space") {
+		t.Errorf("a backup without room: %d %q, want 507 saying there is not enough free disk space", w.Code, w.Body)
+	}
+	if asked != dir {
+		t.Errorf("free space asked of %q, want %q", asked, dir)
+	}
+	if snaps.last == nil || len(snaps.last.written) != 0 {
+		t.Errorf("a backup without room copied: %v", snaps.last)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "sumd-backup-*")); len(files) != 0 {
+		t.Errorf("left behind: %v", files)
+	}
+	free = 3 + tlog.DefaultMinFree
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/admin/backup", nil))
+	if w.Code != http.StatusOK || w.Body.String() != "abc" {
+		t.Errorf("a backup with room: %d %q", w.Code, w.Body)
+	}
+}
