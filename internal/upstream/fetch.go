@@ -179,7 +179,10 @@ func (f *Fetcher) Fetch(ctx context.Context, m module.Version) (gosum.Record, er
 }
 
 func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, error) {
-	if err := gosum.CheckNewModule(m.Path, m.Version); err != nil {
+	// CheckModule, not CheckNewModule: sumd verify -recheck fetches the
+	// versions a log holds, whatever made them; the Recorder refuses a
+	// new one the go command never makes.
+	if err := gosum.CheckModule(m.Path, m.Version); err != nil {
 		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: err}
 	}
 	var notFound, failed error

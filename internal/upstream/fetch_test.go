@@ -521,3 +521,18 @@ func TestZipMemoryBudget(t *testing.T) {
 	}
 	again()
 }
+
+// TestFetchIncompatibleV1: the Fetcher hashes a v0/v1 +incompatible
+// version, which the go command never makes and sumd never records anew
+// (the Recorder refuses it: gosum.CheckNewModule), because sumd verify
+// -recheck fetches with it the versions a log already holds, recorded by
+// an older sumd or another database.
+func TestFetchIncompatibleV1(t *testing.T) {
+	tm := testproxy.Module{Path: "example.com/legacy", Version: "v1.0.0+incompatible", Files: map[string]string{"legacy.go": "package legacy\n"}}
+	p := newProxy(t, tm)
+	m := mv(tm.Path, tm.Version)
+	rec, err := newFetcher(t, p.url, FetcherOptions{}).Fetch(context.Background(), m)
+	if want := wantHashes(t, p.dir, m); err != nil || rec.Hash != want.Hash || rec.GoMod != want.GoMod {
+		t.Errorf("Fetch(%s) = %+v, %v; want hashes %+v", m, rec, err, want)
+	}
+}

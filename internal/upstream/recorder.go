@@ -489,6 +489,9 @@ func (r *Recorder) commit(ctx context.Context) bool {
 // append m (the sequencer owns a record once queued) while the flight
 // reported a failure.
 func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightResult, error) {
+	if err := gosum.CheckNewModule(m.Path, m.Version); err != nil {
+		return flightResult{}, &Error{Kind: KindInvalid, Module: m, Err: err} // cheap: not cached
+	}
 	// A download onto a disk the log will not write to would only fill
 	// it further, at an anonymous client's asking.
 	if err := r.log.Room(); err != nil {
