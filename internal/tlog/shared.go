@@ -47,8 +47,9 @@ type LockingStore interface {
 	// FOR UPDATE on the head), waiting for other writers' commits, and
 	// holds it until the next Commit, which uses it, or UnlockHead. Reads,
 	// Load included, work as usual meanwhile and see the committed state.
-	// A Log calls it only from its sequencer, at most once before each
-	// Commit or UnlockHead.
+	// A Log calls it only from its sequencer, before a Commit or
+	// UnlockHead; it may call it again while it holds the lock (a staging
+	// catching up twice in one retry), which must then do nothing.
 	LockHead(ctx context.Context) error
 	// UnlockHead releases a lock LockHead took and Commit did not use; it
 	// does nothing if there is none.

@@ -143,7 +143,11 @@ type AuxStore interface {
 	// Aux returns the value stored under key, or nil if there is none.
 	Aux(ctx context.Context, key string) ([]byte, error)
 	// SetAux stores value under key, replacing any other. Its durability
-	// and error contract is Commit's; the Log calls it from the sequencer.
+	// and error contract is Commit's, with one exception on a shared store:
+	// after a lost answer, a value another process stored since is
+	// reported as ErrNotPersisted, though this one may have been stored
+	// and then replaced (its effect is gone either way: the caller tries
+	// again on what it reads). The Log calls it from the sequencer.
 	SetAux(ctx context.Context, key string, value []byte) error
 }
 
