@@ -192,7 +192,9 @@ func gosumUpstream(cfg *config.Add, stderr io.Writer) (*upstream.FetcherOptions,
 	if err := upstream.ApplyAuth(sources, cfg.UpstreamAuth); err != nil {
 		return nil, authError("upstream-auth", err)
 	}
-	return &upstream.FetcherOptions{Sources: sources, Logger: config.NewLogger(cfg.Log, stderr)}, nil
+	// The floor of -min-free-disk: zips spill into -tmp-dir, by default
+	// <db>.tmp on the database's disk.
+	return &upstream.FetcherOptions{Sources: sources, MinFree: cfg.DiskFloor.Bytes(), Logger: config.NewLogger(cfg.Log, stderr)}, nil
 }
 
 // gosumFetcher returns the fetcher of opts (gosumUpstream), that of sumd

@@ -260,6 +260,15 @@ func (p *progress) finish() {
 	}
 }
 
+// recheckFetcherOptions are -recheck's fetcher options. No TempDir:
+// verify has no database, so no <db>.tmp, and no -tmp-dir; a zip over 1
+// MiB goes to a temporary file in $TMPDIR (scratch.Create's directory for
+// one-shot callers), removed once hashed, as README says of -recheck. No
+// free-space floor either: there are no commits for it to protect.
+func recheckFetcherOptions(sources []upstream.Source) upstream.FetcherOptions {
+	return upstream.FetcherOptions{Sources: sources, MinFree: -1}
+}
+
 // rechecker returns the re-hasher of -recheck: the upstream fetcher of
 // sumd serve, whose validation and hashing are the go command's. A version
 // the proxies no longer serve, or now serve invalid, is "unavailable".
@@ -277,11 +286,7 @@ func rechecker(cfg *config.Verify) (audit.Rechecker, error) {
 	if err := upstream.ApplyAuth(sources, cfg.RecheckAuth); err != nil {
 		return nil, authError("recheck-auth", err)
 	}
-	// No TempDir: verify has no database, so no <db>.tmp, and no
-	// -tmp-dir; a zip over 1 MiB goes to a temporary file in $TMPDIR
-	// (scratch.Create's directory for one-shot callers), removed once
-	// hashed, as README says of -recheck.
-	f, err := upstream.NewFetcher(upstream.FetcherOptions{Sources: sources})
+	f, err := upstream.NewFetcher(recheckFetcherOptions(sources))
 	if err != nil {
 		return nil, withHint(err, "check -recheck and -recheck-auth")
 	}
