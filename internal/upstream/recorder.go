@@ -508,9 +508,12 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	}
 	if errors.Is(err, tlog.ErrLowDisk) {
 		// The zip would have taken -tmp-dir's file system below the
-		// floor (FetcherOptions.MinFree): the client sees what a full
-		// log's disk tells it, the operator where.
-		return flightResult{}, r.addError(ctx, m.String(), err)
+		// floor (FetcherOptions.MinFree): the operator's log says where,
+		// the client only that the server is short of space.
+		r.logger.ErrorContext(ctx, "not recorded: -tmp-dir's disk is nearly full", "module", m.String(), "err", err)
+		r.localFailure()
+		return flightResult{}, &server.StatusError{Status: http.StatusServiceUnavailable,
+			Err: &lowDiskError{what: m.String(), err: err, scratch: true}}
 	}
 	if err != nil {
 		r.neg.put(m, err)
@@ -589,11 +592,15 @@ func (r *Recorder) addError(ctx context.Context, what string, err error) error {
 
 // lowDiskError is a write refused for disk space, as a client sees it.
 type lowDiskError struct {
-	what string
-	err  error // the log's, with the path: for the server's log only
+	what    string
+	err     error // the log's, with the path: for the server's log only
+	scratch bool  // the disk of -tmp-dir, where zips are fetched, not the database's
 }
 
 func (e *lowDiskError) Error() string {
+	if e.scratch {
+		return fmt.Sprintf("failed to record %s: the checksum database's disk for downloads is nearly full, so it records nothing new it must download until its operator frees space; recorded versions are still served", e.what)
+	}
 	return fmt.Sprintf("failed to record %s: the checksum database's disk is nearly full, so it records nothing new until its operator frees space; recorded versions are still served", e.what)
 }
 
