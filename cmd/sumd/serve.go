@@ -534,5 +534,5 @@ func mirrorSurface(cfg *config.Serve, l *tlog.Log, logger *slog.Logger) (sumdb.S
 	if err := openTmpDir(cfg.TmpDir, logger); err != nil {
 		return nil, nil, err
 	}
-	return nil, admin.New(nil, admin.Options{Authenticated: true, TempDir: cfg.TmpDir, Logger: logger, Snapshot: l.Snapshot}), nil
+	return nil, admin.New(nil, admin.Options{Authenticated: true, TempDir: cfg.TmpDir, MinFree: cfg.DiskFloor.Bytes(), Logger: logger, Snapshot: l.Snapshot}), nil
 }

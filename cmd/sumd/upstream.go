@@ -95,7 +95,7 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 	if cfg.AdminAPI() {
 		// The access layer in front authenticates every admin request;
 		// parseUpstream has read the admin token file.
-		adm = admin.New(rec, admin.Options{Authenticated: true, TempDir: cfg.TmpDir, Logger: logger, Snapshot: l.Snapshot})
+		adm = admin.New(rec, admin.Options{Authenticated: true, TempDir: cfg.TmpDir, MinFree: cfg.DiskFloor.Bytes(), Logger: logger, Snapshot: l.Snapshot})
 	}
 	return rec, adm, nil
 }

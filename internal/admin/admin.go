@@ -123,6 +123,10 @@ type Options struct {
 	// TempDir holds uploaded zips while they are hashed ("" means
 	// os.TempDir()); see package scratch.
 	TempDir string
+	// MinFree is the space a backup's copy into TempDir leaves free on its
+	// file system (-min-free-disk): 0 means tlog.DefaultMinFree, negative
+	// none.
+	MinFree int64
 	// UploadTimeout is how long an authenticated upload may take to arrive
 	// and be answered (default DefaultUploadTimeout). It overrides the
 	// server's read and write timeouts, which are sized for lookups, for

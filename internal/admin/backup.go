@@ -111,22 +111,27 @@ func (h *Handler) spool(ctx context.Context) (*os.File, int64, error) {
 var backupFreeSpace = tlog.FreeSpace
 
 // roomForBackup refuses, with a 507, a copy of size bytes into the
-// temporary directory unless its file system has room for it and
-// tlog.DefaultMinFree more: the directory is by default on the database's
-// disk, and a backup that filled it would make the log's next commit fail
-// there, which stops the log. A file system that cannot tell its free
-// space passes, as the log's own check does.
+// temporary directory unless its file system has room for it and the
+// floor (Options.MinFree) more: the directory is by default on the
+// database's disk, and a backup that filled it would make the log's next
+// commit fail there, which stops the log. A file system that cannot tell
+// its free space passes, as the log's own check does.
 func (h *Handler) roomForBackup(size int64) error {
+	floor := h.opts.MinFree
+	if floor == 0 {
+		floor = tlog.DefaultMinFree
+	}
+	floor = max(floor, 0)
 	dir := cmp.Or(h.opts.TempDir, os.TempDir())
 	free, ok := backupFreeSpace(dir)
-	if !ok || free >= size+tlog.DefaultMinFree {
+	if !ok || free >= size+floor {
 		return nil
 	}
 	h.log.Error("backup refused: not enough free disk space in the temporary directory", "dir", dir,
-		"free", free, "backup", size, "floor", tlog.DefaultMinFree)
+		"free", free, "backup", size, "floor", floor)
 	return &httpError{http.StatusInsufficientStorage, fmt.Sprintf(
-		"not enough free disk space for a backup: the copy of the database needs %d MiB in the temporary directory (-tmp-dir) and %d MiB is kept free beside it, but its file system has %d MiB free; free space there or point -tmp-dir at a larger disk",
-		mibCeil(size), tlog.DefaultMinFree>>20, free>>20)}
+		"not enough free disk space for a backup: the copy of the database needs %d MiB in the temporary directory (-tmp-dir) and %d MiB is kept free beside it (-min-free-disk), but its file system has %d MiB free; free space there or point -tmp-dir at a larger disk",
+		mibCeil(size), floor>>20, free>>20)}
 }
 
 // mibCeil is n bytes in MiB, rounded up.

@@ -276,3 +276,31 @@ func TestBackupNeedsRoom(t *testing.T) {
 		t.Errorf("a backup with room: %d %q", w.Code, w.Body)
 	}
 }
+
+// TestBackupFloorIsMinFreeDisk: the room a backup leaves is the server's
+// -min-free-disk (Options.MinFree), not a fixed 64 MiB: a larger floor is
+// kept, and with none (negative) the copy alone must fit.
+func TestBackupFloorIsMinFreeDisk(t *testing.T) {
+	defer func(f func(string) (int64, bool)) { backupFreeSpace = f }(backupFreeSpace)
+	var free int64
+	backupFreeSpace = func(string) (int64, bool) { return free, true }
+	for _, c := range []struct {
+		minFree, free int64
+		want          int
+	}{
+		{1 << 30, 3 + 1<<30 - 1, http.StatusInsufficientStorage},
+		{1 << 30, 3 + 1<<30, http.StatusOK},
+		{-1, 3, http.StatusOK},
+		{-1, 2, http.StatusInsufficientStorage},
+	} {
+		snaps := newSnapshots()
+		snaps.n = 1
+		h := New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: snaps.snapshot, TempDir: t.TempDir(), MinFree: c.minFree})
+		free = c.free
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/admin/backup", nil))
+		if w.Code != c.want {
+			t.Errorf("floor %d, %d bytes free, a 3-byte backup: %d %q, want %d", c.minFree, c.free, w.Code, w.Body, c.want)
+		}
+	}
+}
