@@ -66,12 +66,14 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// The options are saved before the round's first commit, not after
-	// it: a run killed mid-way (SIGKILL, OOM, power loss) has stored
-	// steps, which are only part of the log if -modules says so, and
-	// sumd serve -mirror follows only an origin the database remembers.
+	// The options are saved right after the round's first commit, not
+	// after the round: a run killed mid-way (SIGKILL, OOM, power loss)
+	// has stored steps, which are only part of the log if -modules says
+	// so, and sumd serve -mirror follows only an origin the database
+	// remembers. Not before that commit: until the log has verified
+	// something the origin sent, a mistyped -origin looks like the right one.
 	save := func(context.Context) error { return saveMirrorConfig(l, stored, mc) }
-	f, err := newFollower(l, mc, followerOptions{step: int64(cfg.Step), parallel: cfg.Parallel, timeout: cfg.Timeout, logger: logger, beforeStore: save})
+	f, err := newFollower(l, mc, followerOptions{step: int64(cfg.Step), parallel: cfg.Parallel, timeout: cfg.Timeout, logger: logger, afterFirstStore: save})
 	if err != nil {
 		return err
 	}
@@ -219,10 +221,11 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 }
 
 // saveMirrorConfig stores mc, the options a round runs with, unless the
-// database remembers them already. runMirror calls it before the round's
-// first commit (mirror.Options.BeforeStore), and after the round if it
-// succeeded, never for a round that failed before it stored anything: a
-// mistyped -origin,
+// database remembers them already. runMirror calls it right after the
+// round's first commit (mirror.Options.AfterFirstStore; a kill in the
+// milliseconds between the two loses them), and after the round if it
+// succeeded or stored something, never for a round that failed before it
+// stored anything, its stores refused included: a mistyped -origin,
 // -auth or -modules saved before it had worked would be taken by every
 // later run and by sumd serve -mirror, which get no flags to override it
 // (and -modules cannot be taken back: a partial mirror never becomes full).
@@ -268,8 +271,8 @@ type followerOptions struct {
 	timeout  time.Duration
 	logger   *slog.Logger
 	metrics  *mirror.Metrics
-	// beforeStore is mirror.Options.BeforeStore.
-	beforeStore func(context.Context) error
+	// afterFirstStore is mirror.Options.AfterFirstStore.
+	afterFirstStore func(context.Context) error
 }
 
 // newFollower returns the follower of mirror l configured by mc (offline
@@ -280,7 +283,7 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 		return nil, err
 	}
 	opts := mirror.Options{Log: l, Verifiers: vs, Partial: mc.Partial, Step: o.step, Parallel: o.parallel, Logger: o.logger, Metrics: o.metrics,
-		BeforeStore: o.beforeStore}
+		AfterFirstStore: o.afterFirstStore}
 	if mc.URL != "" {
 		creds, err := clientAuth(mc.Auth)
 		if err != nil {

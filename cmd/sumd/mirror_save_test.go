@@ -80,8 +80,8 @@ func TestMirrorFailedRunSavesNothing(t *testing.T) {
 // after it had committed steps left a database that remembered neither
 // its origin (sumd serve -mirror then took it for one fed by bundles and
 // never followed) nor -modules (later runs with -mirror only followed it
-// as a full mirror lacking records). The options are saved before the
-// round's first commit now.
+// as a full mirror lacking records). The options are saved right after
+// the round's first commit now.
 func TestMirrorKilledRunKeepsOptions(t *testing.T) {
 	testenv.SkipShort(t, "sumd mirror runs of a 40,000-record log, killed")
 	dir := t.TempDir()

@@ -174,12 +174,17 @@ type Options struct {
 	Progress func(done, total int64)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// BeforeStore, if set, runs once in a round, before its first
-	// commit; its error fails the round, which then stores nothing. A
-	// round that stores nothing does not run it. sumd mirror saves there
-	// the options the round runs with: a run killed after its first
-	// commit keeps them, and one that fails before stores none of them.
-	BeforeStore func(ctx context.Context) error
+	// AfterFirstStore, if set, runs once in a round, right after its
+	// first commit; its error fails the round (what it stored stays). A
+	// round that stores nothing, its stores refused or failed included,
+	// does not run it: before the log has verified what the origin sent
+	// there is nothing to tell a mistyped origin from the right one. sumd
+	// mirror saves there the options the round runs with, so that a run
+	// killed after its first commit keeps them, and one that fails
+	// before stores none of them; a kill in the milliseconds between that
+	// commit and the save loses them, as when they were saved after the
+	// round.
+	AfterFirstStore func(ctx context.Context) error
 	// ForwardTimeout bounds a forwarded lookup whole: the origin's answer,
 	// the tiles that prove it, and the wait for the rounds' turn (default
 	// DefaultForwardTimeout).

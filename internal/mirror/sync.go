@@ -26,7 +26,7 @@ type Result struct {
 	Missing  int       // go.sum versions the origin does not hold, or could not answer
 	Duration time.Duration
 
-	prepared bool // Options.BeforeStore ran
+	stored bool // Options.AfterFirstStore ran
 }
 
 // ErrOffline means the mirror has no origin URL: it is fed by bundles.
@@ -266,11 +266,11 @@ func (f *Follower) addOld(ctx context.Context, looked map[int64][]byte, res *Res
 	if len(old) == 0 {
 		return nil
 	}
-	if err := f.beforeStore(ctx, res); err != nil {
-		return err
-	}
 	err := f.log.Extend(ctx, itlog.Extension{Head: held.Signed, Records: old})
-	return f.fromOrigin(f.classify(err, held.Signed), held.Signed)
+	if err != nil {
+		return f.fromOrigin(f.classify(err, held.Signed), held.Signed)
+	}
+	return f.afterStore(ctx, res)
 }
 
 // reach moves the mirror to t, one step at a time.
@@ -352,9 +352,6 @@ func (f *Follower) step(ctx context.Context, t target, looked map[int64][]byte, 
 	if err != nil {
 		return false, f.fromOrigin(err, t.head)
 	}
-	if err := f.beforeStore(ctx, res); err != nil {
-		return false, err
-	}
 	if last {
 		err = f.log.Extend(ctx, ext)
 	} else {
@@ -369,19 +366,22 @@ func (f *Follower) step(ctx context.Context, t target, looked map[int64][]byte, 
 	if last {
 		f.opts.Logger.Info("mirror reached the origin's head", "origin", f.name, "tree_size", t.tree.N, "was", res.From.N)
 	}
+	if err := f.afterStore(ctx, res); err != nil {
+		return false, err
+	}
 	return last, nil
 }
 
-// beforeStore runs Options.BeforeStore the first time a round is about to
-// commit.
-func (f *Follower) beforeStore(ctx context.Context, res *Result) error {
-	if res.prepared || f.opts.BeforeStore == nil {
+// afterStore runs Options.AfterFirstStore after the round's first commit:
+// only then has the log verified something the origin sent.
+func (f *Follower) afterStore(ctx context.Context, res *Result) error {
+	if res.stored || f.opts.AfterFirstStore == nil {
 		return nil
 	}
-	if err := f.opts.BeforeStore(ctx); err != nil {
-		return fmt.Errorf("failed to prepare the mirror's first commit of the round: %w", err)
+	if err := f.opts.AfterFirstStore(ctx); err != nil {
+		return fmt.Errorf("failed to complete the round's first commit (it is stored): %w", err)
 	}
-	res.prepared = true
+	res.stored = true
 	return nil
 }
 
