@@ -193,7 +193,8 @@ func gosumUpstream(cfg *config.Add, stderr io.Writer) (*upstream.FetcherOptions,
 		return nil, authError("upstream-auth", err)
 	}
 	// The floor of -min-free-disk: zips spill into -tmp-dir, by default
-	// <db>.tmp on the database's disk.
+	// <db>.tmp on the database's disk (with PostgreSQL or -server, a new
+	// directory under $TMPDIR, which keeps it too: 0 turns it off).
 	return &upstream.FetcherOptions{Sources: sources, MinFree: cfg.DiskFloor.Bytes(), Logger: config.NewLogger(cfg.Log, stderr)}, nil
 }
 

@@ -131,6 +131,13 @@ func TestMirrorKilledRunKeepsOptions(t *testing.T) {
 		case !stored:
 			wait *= 2
 			continue
+		case storedMirrorConfig(t, mdb) == nil && run < 8:
+			// Killed in the milliseconds between the round's first
+			// store and the save after it (AfterFirstStore), which
+			// lose the options by design: again, later. A save that
+			// never comes fails below, from the ninth run on.
+			wait += wait / 2
+			continue
 		}
 		break
 	}
