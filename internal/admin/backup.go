@@ -107,8 +107,8 @@ func (h *Handler) spool(ctx context.Context) (*os.File, int64, error) {
 	return f, n, nil
 }
 
-// backupFreeSpace is tlog.FreeSpace; tests fake a full disk.
-var backupFreeSpace = tlog.FreeSpace
+// freeSpace is tlog.FreeSpace; tests fake a full disk.
+var freeSpace = tlog.FreeSpace
 
 // roomForBackup refuses, with a 507, a copy of size bytes into the
 // temporary directory unless its file system has room for it and the
@@ -117,13 +117,9 @@ var backupFreeSpace = tlog.FreeSpace
 // commit fail there, which stops the log. A file system that cannot tell
 // its free space passes, as the log's own check does.
 func (h *Handler) roomForBackup(size int64) error {
-	floor := h.opts.MinFree
-	if floor == 0 {
-		floor = tlog.DefaultMinFree
-	}
-	floor = max(floor, 0)
+	floor := max(h.floor(), 0)
 	dir := cmp.Or(h.opts.TempDir, os.TempDir())
-	free, ok := backupFreeSpace(dir)
+	free, ok := freeSpace(dir)
 	if !ok || free >= size+floor {
 		return nil
 	}
@@ -132,6 +128,15 @@ func (h *Handler) roomForBackup(size int64) error {
 	return &httpError{http.StatusInsufficientStorage, fmt.Sprintf(
 		"not enough free disk space for a backup: the copy of the database needs %d MiB in the temporary directory (-tmp-dir) and %d MiB is kept free beside it (-min-free-disk), but its file system has %d MiB free; free space there or point -tmp-dir at a larger disk",
 		mibCeil(size), floor>>20, free>>20)}
+}
+
+// floor is the space writes into the temporary directory leave free
+// (Options.MinFree): negative for none.
+func (h *Handler) floor() int64 {
+	if h.opts.MinFree == 0 {
+		return tlog.DefaultMinFree
+	}
+	return h.opts.MinFree
 }
 
 // mibCeil is n bytes in MiB, rounded up.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testproxy"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -246,11 +247,11 @@ func TestBackupStopsWithRequest(t *testing.T) {
 // database into -tmp-dir, by default on the database's own disk, must not
 // fill it and stop the log's next commit.
 func TestBackupNeedsRoom(t *testing.T) {
-	defer func(f func(string) (int64, bool)) { backupFreeSpace = f }(backupFreeSpace)
+	defer func(f func(string) (int64, bool)) { freeSpace = f }(freeSpace)
 	dir := t.TempDir()
 	var free int64
 	var asked string
-	backupFreeSpace = func(path string) (int64, bool) { asked = path; return free, true }
+	freeSpace = func(path string) (int64, bool) { asked = path; return free, true }
 	snaps := newSnapshots()
 	snaps.n = 1 // none waits
 	h := New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: snaps.snapshot, TempDir: dir})
@@ -281,9 +282,9 @@ func TestBackupNeedsRoom(t *testing.T) {
 // -min-free-disk (Options.MinFree), not a fixed 64 MiB: a larger floor is
 // kept, and with none (negative) the copy alone must fit.
 func TestBackupFloorIsMinFreeDisk(t *testing.T) {
-	defer func(f func(string) (int64, bool)) { backupFreeSpace = f }(backupFreeSpace)
+	defer func(f func(string) (int64, bool)) { freeSpace = f }(freeSpace)
 	var free int64
-	backupFreeSpace = func(string) (int64, bool) { return free, true }
+	freeSpace = func(string) (int64, bool) { return free, true }
 	for _, c := range []struct {
 		minFree, free int64
 		want          int
@@ -302,5 +303,43 @@ func TestBackupFloorIsMinFreeDisk(t *testing.T) {
 		if w.Code != c.want {
 			t.Errorf("floor %d, %d bytes free, a 3-byte backup: %d %q, want %d", c.minFree, c.free, w.Code, w.Body, c.want)
 		}
+	}
+}
+
+// TestUploadKeepsFloor: an uploaded zip too large for memory, streamed to
+// -tmp-dir (by default on the database's disk), stops with a 507 before
+// it would take that file system under -min-free-disk, as first lookups'
+// downloads do: a commit failing on a full disk stops the log. Nothing is
+// recorded and no file is left; with room, the same upload succeeds.
+func TestUploadKeepsFloor(t *testing.T) {
+	defer func(f func(string) (int64, bool)) { freeSpace = f }(freeSpace)
+	m := mv("example.com/m", "v1.0.0")
+	src := t.TempDir()
+	testproxy.Build(src, []testproxy.Module{testproxy.WithNoise(goodModule(m.Path, m.Version), 3<<20)})
+	tmp := t.TempDir()
+	s := newSetup(t, Options{TempDir: tmp, MinFree: 64 << 20})
+	// Room for the floor and 2 MiB when the upload starts; the disk then
+	// fills by what the zip writes.
+	free := int64(64<<20 + 2<<20)
+	freeSpace = func(string) (int64, bool) {
+		var written int64
+		if es, _ := os.ReadDir(tmp); len(es) == 1 {
+			if fi, err := es[0].Info(); err == nil {
+				written = fi.Size()
+			}
+		}
+		return free - written, true
+	}
+	_, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(src, m), "")
+	wantStatus(t, err, http.StatusInsufficientStorage, "not enough free disk space for the uploaded zip")
+	if es, _ := os.ReadDir(tmp); len(es) != 0 {
+		t.Errorf("%d files left in -tmp-dir", len(es))
+	}
+	if n := s.treeSize(t); n != 0 {
+		t.Errorf("tree size %d after the refusal, want 0", n)
+	}
+	free = 1 << 40
+	if _, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(src, m), ""); err != nil {
+		t.Fatalf("upload with room: %v", err)
 	}
 }

@@ -314,9 +314,17 @@ func (h *Handler) saveZip(part io.Reader) (string, error) {
 	if err != nil {
 		return "", h.localError("failed to create a temporary file for the uploaded zip", err)
 	}
-	sw := &storeWriter{w: f}
+	sw := &storeWriter{w: f, path: f.Name(), floor: h.floor()}
 	err = copyLimited(sw, part, h.opts.MaxZipSize, "module zip")
-	if sw.err != nil {
+	var low *lowRoomError
+	switch {
+	case errors.As(sw.err, &low):
+		h.log.Error("admin: upload refused: not enough free disk space in the temporary directory", "tmp_dir", h.opts.TempDir,
+			"free", low.free, "floor", low.floor)
+		err = &httpError{http.StatusInsufficientStorage, fmt.Sprintf(
+			"not enough free disk space for the uploaded zip: the temporary directory's (-tmp-dir) file system has %d MiB free and %d MiB is kept free (-min-free-disk); free space there or point -tmp-dir at a larger disk",
+			low.free>>20, low.floor>>20)}
+	case sw.err != nil:
 		err = h.localError("failed to store the uploaded zip", sw.err)
 	}
 	if cerr := f.Close(); err == nil && cerr != nil {
@@ -326,18 +334,61 @@ func (h *Handler) saveZip(part io.Reader) (string, error) {
 }
 
 // A storeWriter remembers the error of its own writes, so that a full disk
-// is told apart from a failure to read the request body.
+// is told apart from a failure to read the request body. It keeps floor
+// bytes free on the file system of path (negative: no floor), looking
+// again every roomStep bytes: a zip streamed onto the database's disk
+// must not take the room its commits need (one failing there stops the
+// log), as first lookups' downloads do not (internal/upstream).
 type storeWriter struct {
-	w   io.Writer
-	err error
+	w     io.Writer
+	path  string
+	floor int64
+	due   int64 // bytes it may write before it looks at the free space again
+	err   error
 }
 
+// roomStep is how many bytes a storeWriter writes between two looks at
+// the free space.
+const roomStep = 1 << 20
+
 func (s *storeWriter) Write(p []byte) (int, error) {
+	if s.err == nil {
+		s.err = s.room(int64(len(p)))
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
 	n, err := s.w.Write(p)
 	if err != nil && s.err == nil {
 		s.err = err
 	}
 	return n, err
+}
+
+// room refuses a write of n bytes unless the file system has room for the
+// floor, n and the next roomStep bytes. A file system that cannot tell
+// its free space passes, as the log's own check does.
+func (s *storeWriter) room(n int64) error {
+	if s.floor < 0 {
+		return nil
+	}
+	if s.due < n {
+		need := n + roomStep
+		free, ok := freeSpace(s.path)
+		if ok && free < s.floor+need {
+			return &lowRoomError{free: free, floor: s.floor}
+		}
+		s.due = need
+	}
+	s.due -= n
+	return nil
+}
+
+// A lowRoomError is a write refused by a storeWriter's floor.
+type lowRoomError struct{ free, floor int64 }
+
+func (e *lowRoomError) Error() string {
+	return fmt.Sprintf("%d bytes free, %d kept free", e.free, e.floor)
 }
 
 // localError logs a failure of sumd's own temporary directory, with the
