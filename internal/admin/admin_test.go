@@ -481,3 +481,52 @@ func TestUploadMemoryBudget(t *testing.T) {
 	}
 	again()
 }
+
+// TestUploadAbandoned: an upload whose client left while its zip (over
+// 1 MiB, on disk) was hashed stops hashing, records nothing and is not
+// called an invalid module: a cancellation says nothing of the zip.
+func TestUploadAbandoned(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	src := t.TempDir()
+	testproxy.Build(src, []testproxy.Module{testproxy.WithNoise(goodModule(m.Path, m.Version), 3<<20)})
+	zipData, err := os.ReadFile(testproxy.ZipPath(src, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("module", m.Path)
+	mw.WriteField("version", m.Version)
+	fw, _ := mw.CreateFormFile("zip", "m.zip")
+	fw.Write(zipData)
+	mw.Close()
+	var logs bytes.Buffer
+	rec := &countingRecorder{}
+	h := New(rec, Options{TempDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/admin/upload", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	w := httptest.NewRecorder()
+	h.upload(w, req)
+	if w.Code == http.StatusUnprocessableEntity || strings.Contains(w.Body.String(), "invalid module") {
+		t.Errorf("an abandoned upload answered %d %q, want no verdict on the module", w.Code, w.Body)
+	}
+	if strings.Contains(logs.String(), "invalid module") {
+		t.Errorf("an abandoned upload logged as an invalid module:\n%s", logs.String())
+	}
+	if rec.adds != 0 {
+		t.Errorf("an upload abandoned before its hash went on to record it (%d adds)", rec.adds)
+	}
+}
+
+// countingRecorder is a fakeRecorder counting its Add calls.
+type countingRecorder struct {
+	fakeRecorder
+	adds int
+}
+
+func (c *countingRecorder) Add(ctx context.Context, rec gosum.Record) (int64, error) {
+	c.adds++
+	return c.fakeRecorder.Add(ctx, rec)
+}

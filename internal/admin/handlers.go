@@ -173,11 +173,19 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &httpError{http.StatusBadRequest, "no zip file in the upload"})
 		return
 	}
+	// Hashing a large zip stops when the client leaves (HashZipContext);
+	// its error then says nothing of the zip, and nobody is left to
+	// answer.
+	ctx := r.Context()
 	var sums modhash.Sums
 	if up.zipPath != "" {
-		sums, err = modhash.HashZip(m, up.zipPath, up.mod)
+		sums, err = modhash.HashZipContext(ctx, m, up.zipPath, up.mod)
 	} else {
-		sums, err = modhash.HashZipData(m, up.zipData, up.mod)
+		sums, err = modhash.HashZipDataContext(ctx, m, up.zipData, up.mod)
+	}
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		h.log.InfoContext(ctx, "admin: upload abandoned by its client while hashed", "module", m.String())
+		return
 	}
 	if err != nil && modhash.IsFileError(err) {
 		// The stored zip could not be read again (removed, a disk error):
