@@ -104,7 +104,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	openOwn := func() (*tlog.Log, error) {
 		return openLog(cfg.Database, openOptions{
-			cmd: "serve", create: cfg.Create, firstStart: true, mirrors: len(cfg.MirrorList()) > 0, verify: verifyMode(cfg.Verify), minFree: cfg.DiskFloor.Bytes(),
+			cmd: "serve", create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify), minFree: cfg.DiskFloor.Bytes(),
 			maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
 			refresh: cfg.RefreshInterval, maxHeadAge: cfg.MaxHeadAge, registry: reg,
 		}, stderr)
@@ -231,7 +231,6 @@ type openOptions struct {
 	cmd        string // the command ("serve", "key rotate") its hints name
 	create     bool   // -create: starting a new log is intended
 	firstStart bool   // the embedded default log may be created (see checkFirstStart)
-	mirrors    bool   // -mirror is served too: a first start needs -create
 	lockedHint string // what to do when another process holds the database; default: lockedHint
 	lostKey    string // key retire: the verifier key retired, whose private key may be lost (tlog.Options.LostKey)
 	minFree    int64  // a bbolt file's floor of free space (tlog.Options.MinFree); -1: none, for a command that only reads
@@ -251,9 +250,6 @@ type openOptions struct {
 func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, error) {
 	create := o.create
 	if o.firstStart && db.IsEmbeddedDefault() && !exists(db.Key) && !exists(db.DB) {
-		if err := newLogBesideMirrors(db, o.create, o.mirrors); err != nil {
-			return nil, err
-		}
 		if err := checkFirstStart(db); err != nil {
 			return nil, err
 		}
@@ -492,8 +488,9 @@ func originCreds(mc *mirror.Config) string {
 // default, none of it there) when mirrors are served and -create is not
 // set: whoever names a mirror without -mirror-only most likely meant to
 // serve only the mirror, and a new log would print its own GOSUMDB line.
-// sumd serve checks it before serve.Run opens the mirrors, so that the
-// mistake is named even when a mirror cannot be opened.
+// sumd serve checks it before serve.Run opens the mirrors (and so before
+// openLog's first start), so that the mistake is named even when a mirror
+// cannot be opened.
 func newLogBesideMirrors(db config.Database, create, mirrors bool) error {
 	if !mirrors || create || !db.IsEmbeddedDefault() || exists(db.Key) || exists(db.DB) {
 		return nil

@@ -322,16 +322,16 @@ func (h *Handler) saveZip(part io.Reader) (string, error) {
 	if err != nil {
 		return "", h.localError("failed to create a temporary file for the uploaded zip", err)
 	}
-	sw := &storeWriter{w: f, path: f.Name(), floor: h.floor()}
+	sw := &storeWriter{w: f, path: f.Name(), space: tlog.SpaceGuard{Floor: h.floor(), Free: freeSpace}}
 	err = copyLimited(sw, part, h.opts.MaxZipSize, "module zip")
-	var low *lowRoomError
+	var low *tlog.LowDiskError
 	switch {
 	case errors.As(sw.err, &low):
 		h.log.Error("admin: upload refused: not enough free disk space in the temporary directory", "tmp_dir", h.opts.TempDir,
-			"free", low.free, "floor", low.floor)
+			"free", low.Free, "floor", low.Floor)
 		err = &httpError{http.StatusInsufficientStorage, fmt.Sprintf(
 			"not enough free disk space for the uploaded zip: the temporary directory's (-tmp-dir) file system has %d MiB free and %d MiB is kept free (-min-free-disk); free space there or point -tmp-dir at a larger disk",
-			low.free>>20, low.floor>>20)}
+			low.Free>>20, low.Floor>>20)}
 	case sw.err != nil:
 		err = h.localError("failed to store the uploaded zip", sw.err)
 	}
@@ -342,26 +342,19 @@ func (h *Handler) saveZip(part io.Reader) (string, error) {
 }
 
 // A storeWriter remembers the error of its own writes, so that a full disk
-// is told apart from a failure to read the request body. It keeps floor
-// bytes free on the file system of path (negative: no floor), looking
-// again every roomStep bytes: a zip streamed onto the database's disk
-// must not take the room its commits need (one failing there stops the
-// log), as first lookups' downloads do not (internal/upstream).
+// is told apart from a failure to read the request body. Its space keeps
+// the floor free on path's file system, as first lookups' downloads do
+// (internal/upstream).
 type storeWriter struct {
 	w     io.Writer
 	path  string
-	floor int64
-	due   int64 // bytes it may write before it looks at the free space again
+	space tlog.SpaceGuard
 	err   error
 }
 
-// roomStep is how many bytes a storeWriter writes between two looks at
-// the free space.
-const roomStep = 1 << 20
-
 func (s *storeWriter) Write(p []byte) (int, error) {
 	if s.err == nil {
-		s.err = s.room(int64(len(p)))
+		s.err = s.space.Room(s.path, int64(len(p)))
 	}
 	if s.err != nil {
 		return 0, s.err
@@ -371,32 +364,6 @@ func (s *storeWriter) Write(p []byte) (int, error) {
 		s.err = err
 	}
 	return n, err
-}
-
-// room refuses a write of n bytes unless the file system has room for the
-// floor, n and the next roomStep bytes. A file system that cannot tell
-// its free space passes, as the log's own check does.
-func (s *storeWriter) room(n int64) error {
-	if s.floor < 0 {
-		return nil
-	}
-	if s.due < n {
-		need := n + roomStep
-		free, ok := freeSpace(s.path)
-		if ok && free < s.floor+need {
-			return &lowRoomError{free: free, floor: s.floor}
-		}
-		s.due = need
-	}
-	s.due -= n
-	return nil
-}
-
-// A lowRoomError is a write refused by a storeWriter's floor.
-type lowRoomError struct{ free, floor int64 }
-
-func (e *lowRoomError) Error() string {
-	return fmt.Sprintf("%d bytes free, %d kept free", e.free, e.floor)
 }
 
 // localError logs a failure of sumd's own temporary directory, with the

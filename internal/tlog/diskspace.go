@@ -116,3 +116,38 @@ func (l *Log) Room() error {
 	}
 	return nil
 }
+
+// A SpaceGuard keeps Floor bytes free on the file system of a file being
+// written outside the log (a zip spilled to -tmp-dir, by default on the
+// database's disk), so that it never takes the room the log's commits
+// need: a commit failing on a full disk stops the log. It reads the free
+// space again every spaceStep bytes: at every write it would cost a
+// statfs per 32 KiB.
+type SpaceGuard struct {
+	Floor int64                           // bytes kept free; negative: none
+	Free  func(path string) (int64, bool) // FreeSpace, or a test's; nil: no check
+	due   int64                           // bytes it may let through before it asks Free again
+}
+
+// spaceStep is how many bytes a SpaceGuard lets through between two looks
+// at the free space.
+const spaceStep = 1 << 20
+
+// Room refuses a write of n bytes to path, with a *LowDiskError, unless
+// its file system has room for the floor, n and the next spaceStep bytes.
+// A file system that cannot tell its free space passes, as the log's own
+// check does.
+func (g *SpaceGuard) Room(path string, n int64) error {
+	if g.Floor < 0 || g.Free == nil {
+		return nil
+	}
+	if g.due < n {
+		need := n + spaceStep
+		if free, ok := g.Free(path); ok && free < g.Floor+need {
+			return &LowDiskError{Path: path, Free: free, Floor: g.Floor, Need: need}
+		}
+		g.due = need
+	}
+	g.due -= n
+	return nil
+}

@@ -387,7 +387,7 @@ const memoryZip = 1 << 20
 // a file whatever its size.
 func (f *Fetcher) downloadZip(ctx context.Context, src Source, m module.Version, rel string) (data []byte, path string, release func(), err error) {
 	release, ok := modhash.HoldMemory(2 * memoryZip)
-	zw := &zipWriter{create: f.createTemp, dir: f.opts.TempDir, floor: f.opts.MinFree, free: f.freeSpace}
+	zw := &zipWriter{create: f.createTemp, dir: f.opts.TempDir, space: tlog.SpaceGuard{Floor: f.opts.MinFree, Free: f.freeSpace}}
 	if ok {
 		zw.limit = memoryZip
 	} else {
@@ -429,20 +429,17 @@ func storeError(m module.Version, dir string, err error) *Error {
 // A zipWriter is where downloadZip writes a zip: memory while it is at
 // most memoryZip bytes, then a temporary file in dir, created through
 // create at the first write past that, and given what memory held first.
-// Its writes to the file keep floor bytes free on the file system (see
-// room).
+// Its writes to the file keep the floor free on the file system (space).
 // io.Copy returns a failure to write as it returns a failure to read the
 // body; zipWriter makes the first a *writeError, sumd's own failure
 // rather than the upstream's.
 type zipWriter struct {
 	create func(dir string) (tempFile, error)
-	dir    string   // FetcherOptions.TempDir
-	limit  int      // the bytes it may hold in memory: memoryZip, or 0 with no budget left
-	mem    []byte   // the zip so far, while file is nil
-	file   tempFile // nil until the zip outgrows memoryZip
-	floor  int64    // FetcherOptions.MinFree
-	free   func(path string) (int64, bool)
-	due    int64 // bytes it may write before it asks free again
+	dir    string          // FetcherOptions.TempDir
+	limit  int             // the bytes it may hold in memory: memoryZip, or 0 with no budget left
+	mem    []byte          // the zip so far, while file is nil
+	file   tempFile        // nil until the zip outgrows memoryZip
+	space  tlog.SpaceGuard // keeps FetcherOptions.MinFree free
 }
 
 func (z *zipWriter) Write(p []byte) (int, error) {
@@ -472,7 +469,7 @@ func (z *zipWriter) spill() error {
 }
 
 func (z *zipWriter) write(p []byte) (int, error) {
-	if err := z.room(int64(len(p))); err != nil {
+	if err := z.space.Room(z.file.Name(), int64(len(p))); err != nil {
 		return 0, &writeError{dir: filepath.Dir(z.file.Name()), err: err}
 	}
 	n, err := z.file.Write(p)
@@ -480,33 +477,6 @@ func (z *zipWriter) write(p []byte) (int, error) {
 		return n, &writeError{dir: filepath.Dir(z.file.Name()), err: fmt.Errorf("failed to write a temporary file: %w", err)}
 	}
 	return n, nil
-}
-
-// roomStep is how many bytes a zipWriter writes between two looks at the
-// free space: a statfs per megabyte costs nothing beside the download.
-const roomStep = 1 << 20
-
-// room refuses a write of n bytes, with a *tlog.LowDiskError, unless the
-// file system of the file has room for the floor, n and the next
-// roomStep bytes: looking at every write would cost a statfs per 32 KiB.
-// The free space is read again once they are written, so the zip, however
-// large, never takes the file system below the floor through this
-// writer. A file system that cannot tell its free space passes, as the
-// log's own check does.
-func (z *zipWriter) room(n int64) error {
-	if z.floor < 0 || z.free == nil {
-		return nil
-	}
-	if z.due < n {
-		need := n + roomStep
-		free, ok := z.free(z.file.Name())
-		if ok && free < z.floor+need {
-			return &tlog.LowDiskError{Path: z.file.Name(), Free: free, Floor: z.floor, Need: need}
-		}
-		z.due = need
-	}
-	z.due -= n
-	return nil
 }
 
 // A writeError is a failure to create or write a temporary file in dir.
