@@ -228,15 +228,16 @@ var ErrOffline = errors.New("the mirror does not hold it and cannot reach its or
 var errTooLarge = errors.New("response too large")
 
 // retryable reports whether a failure may be transient: a server error, a
-// rate limit, a timeout or a connection cut mid-way. A refused connection
-// or an unknown host is not: the URL is wrong or the server is down, and
-// saying so at once is more useful than retrying.
+// rate limit, a timeout or a connection cut mid-way, before the answer or
+// in a 200's body. A refused connection or an unknown host is not: the
+// URL is wrong or the server is down, and saying so at once is more useful
+// than retrying.
 func retryable(status int, err error) bool {
 	var ne net.Error
 	switch {
 	case errors.Is(err, errTooLarge), errors.Is(err, ErrDamaged):
 		return false
-	case status != 0:
+	case status != 0 && status != http.StatusOK:
 		return status >= 500 || status == http.StatusTooManyRequests
 	case errors.As(err, &ne) && ne.Timeout():
 		return true

@@ -288,3 +288,29 @@ func TestOfflineLongPath(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryCutBody checks that a 200 whose body is cut mid-way (the
+// connection closed before Content-Length bytes came) is retried as a
+// transient failure, as a connection cut before the answer is.
+func TestRetryCutBody(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("partial"))
+			w.(http.Flusher).Flush()
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, time.Second)
+	if data, err := c.Latest(t.Context()); err != nil || string(data) != "ok" || calls.Load() != 2 {
+		t.Errorf("get = %q, %v after %d calls; want ok after a cut body and a retry", data, err, calls.Load())
+	}
+}
