@@ -23,7 +23,7 @@ type Result struct {
 	Origin   tlog.Tree // the origin's latest tree
 	Records  int       // records stored
 	Commits  int       // steps committed
-	Missing  int       // go.sum versions the origin does not hold, or could not answer
+	Missing  int       // go.sum versions the origin does not hold, could not answer, or answered past maxLooked
 	Duration time.Duration
 
 	stored bool // Options.AfterFirstStore ran
@@ -197,11 +197,19 @@ func (f *Follower) fromOrigin(err error, offered []byte) error {
 	return err
 }
 
+// maxLooked caps the bytes of looked-up records a round holds, unverified,
+// until it stores them. An honest origin's records are a few hundred
+// bytes (64 MiB is hundreds of thousands of versions), but a lookup's may
+// be as large as a data tile, and a go.sum file may list thousands of
+// versions the mirror lacks. A variable for tests.
+var maxLooked = 64 << 20
+
 // lookupSelected looks up, at the origin, the go.sum versions of the
 // selection that the mirror does not hold, and returns their records by id
 // (unverified: the log checks each against its leaf). A version the origin
-// does not hold or cannot answer is logged and counted in res.Missing; only
-// an interruption fails it.
+// does not hold or cannot answer, or whose record would take the records
+// held past maxLooked, is logged and counted in res.Missing; only an
+// interruption fails it.
 func (f *Follower) lookupSelected(ctx context.Context, res *Result) (map[int64][]byte, error) {
 	if f.opts.Select == nil || len(f.opts.Select.files) == 0 {
 		return nil, nil
@@ -218,6 +226,7 @@ func (f *Follower) lookupSelected(ctx context.Context, res *Result) (map[int64][
 	}
 	out := map[int64][]byte{}
 	var mu sync.Mutex
+	size, over := 0, 0 // bytes in out, and the answers dropped for maxLooked
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(f.opts.Parallel)
 	for _, m := range missing {
@@ -242,12 +251,23 @@ func (f *Follower) lookupSelected(ctx context.Context, res *Result) (map[int64][
 				return nil
 			}
 			mu.Lock()
+			defer mu.Unlock()
+			if size+len(ans.Record) > maxLooked {
+				over++
+				res.Missing++
+				return nil
+			}
+			size += len(ans.Record)
 			out[ans.ID] = ans.Record
-			mu.Unlock()
 			return nil
 		})
 	}
-	return out, g.Wait()
+	err = g.Wait()
+	if over > 0 && err == nil {
+		f.opts.Logger.Warn("the origin of a mirror answered a round's lookups of go.sum versions with more records than a round holds: the rest are looked up next round",
+			"origin", f.name, "held_bytes", size, "max_bytes", maxLooked, "skipped", over)
+	}
+	return out, err
 }
 
 // addOld stores the looked-up records the held tree already covers.
