@@ -26,6 +26,7 @@ import (
 	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/upstream"
 )
 
 // runMirror follows a checksum database once, or exports or imports a
@@ -211,13 +212,30 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 	if mods := cfg.ModuleList(); len(mods) > 0 {
 		mc.Modules = mods // checked by runMirror
 	}
-	if stored != nil {
+	// A remembered token or password goes only to the host it was given
+	// for: a run that names an origin on another host (a typo, a move)
+	// must name it again with -auth. A .netrc picks by host itself.
+	if stored != nil && (sameHost(stored.URL, mc.URL) || !hostBound(stored.Auth)) {
 		mc.Auth = stored.Auth
 	}
 	if cfg.Auth != "" {
 		mc.Auth = cfg.Auth
 	}
 	return mc, nil
+}
+
+// sameHost reports whether the URLs a and b name the same host.
+func sameHost(a, b string) bool {
+	ua, erra := url.Parse(a)
+	ub, errb := url.Parse(b)
+	return erra == nil && errb == nil && strings.EqualFold(ua.Hostname(), ub.Hostname())
+}
+
+// hostBound reports whether the credentials auth names (sumd's -auth)
+// are sent whatever the host, a token or a password, unlike a .netrc's.
+func hostBound(auth string) bool {
+	a, err := upstream.ParseAuth(auth)
+	return err != nil || a.Kind == upstream.AuthBasic || a.Kind == upstream.AuthBearer
 }
 
 // saveMirrorConfig stores mc, the options a round runs with, unless the

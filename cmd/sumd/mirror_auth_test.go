@@ -1,0 +1,50 @@
+package main
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/mirror"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
+)
+
+// TestMirrorConfigAuthStaysWithHost: the credentials a mirror's database
+// remembers were sent to whatever -origin a later run named, so a run
+// pointed at another host (a typo, a new origin) sent it the old origin's
+// token. A token or password goes on only to the host it was given for;
+// a .netrc, which picks credentials by host, goes anywhere.
+func TestMirrorConfigAuthStaysWithHost(t *testing.T) {
+	skey, _, err := itlog.GenerateKey("sum.corp.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := itlog.ParseKey(skey)
+	l, err := itlog.OpenStore(itlog.NewMemStore(), itlog.Options{VerifierKeys: []string{key.VerifierKey()}, Create: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, tc := range []struct {
+		stored, origin, flag, want string
+	}{
+		{"bearer:/etc/sumd/replica.token", "", "", "bearer:/etc/sumd/replica.token"},
+		{"bearer:/etc/sumd/replica.token", "https://sumd.corp.example:8443", "", "bearer:/etc/sumd/replica.token"},
+		{"bearer:/etc/sumd/replica.token", "https://sumd.other.example", "", ""},
+		{"basic:u:/etc/sumd/pw", "https://sumd.other.example/sumdb", "", ""},
+		{"bearer:/etc/sumd/replica.token", "https://sumd.other.example", "bearer:/etc/sumd/other.token", "bearer:/etc/sumd/other.token"},
+		{"netrc", "https://sumd.other.example", "", "netrc"},
+		{"none", "https://sumd.other.example", "", "none"},
+	} {
+		cfg := &config.Mirror{Origin: tc.origin}
+		cfg.Auth = tc.flag
+		stored := &mirror.Config{URL: "https://sumd.corp.example", VerifierKeys: l.VerifierKeys(), Auth: tc.stored}
+		mc, err := mirrorConfig(cfg, l, stored)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mc.Auth != tc.want {
+			t.Errorf("stored -auth %s, -origin %q, -auth %q: the run sends %q, want %q", tc.stored, tc.origin, tc.flag, mc.Auth, tc.want)
+		}
+	}
+}
