@@ -13,7 +13,13 @@ func TestApplyAuth(t *testing.T) {
 		err  string
 	}{
 		{"", []Auth{{}, {}, {}, {}}, ""},
-		{"bearer:/t", []Auth{{AuthBearer, "", "/t"}, {AuthBearer, "", "/t"}, {AuthBearer, "", "/t"}, {AuthBearer, "", "/t"}}, ""},
+		// One token or password for sources on two hosts would go to both
+		// (a corporate proxy's token to a public one): refused; a .netrc
+		// picks by host and stays allowed.
+		{"bearer:/t", nil, "one bearer credential for proxies on 2 hosts (a.example, b.example:8443)"},
+		{"basic:u:/p", nil, "would send the same credentials to each"},
+		{"netrc:/n", []Auth{{AuthNetrc, "", "/n"}, {AuthNetrc, "", "/n"}, {AuthNetrc, "", "/n"}, {AuthNetrc, "", "/n"}}, ""},
+		{"none", []Auth{{}, {}, {}, {}}, ""},
 		{"a.example=bearer:/t", []Auth{{AuthBearer, "", "/t"}, {AuthBearer, "", "/t"}, {}, {}}, ""},
 		{"b.example:8443=basic:u:/p,a.example=none", []Auth{{}, {}, {AuthBasic, "u", "/p"}, {}}, ""},
 		{"b.example=bearer:/t", nil, "credentials for b.example, which is not an upstream proxy's host"},
@@ -55,6 +61,23 @@ func TestApplyAuth(t *testing.T) {
 // FuzzApplyAuth: any -upstream-auth value is refused, or gives every source
 // a well-formed Auth that ParseAuth would accept back from its String, and
 // no source outside the hosts it names gets credentials.
+// TestApplyAuthOneHost: one token or password for proxies all on one host
+// (and file:// trees, which take none) is that host's.
+func TestApplyAuthOneHost(t *testing.T) {
+	srcs, err := ParseList("https://a.example/x|https://a.example/y,file:///srv/tree")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyAuth(srcs, "bearer:/t"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range srcs {
+		if s.Auth != (Auth{AuthBearer, "", "/t"}) {
+			t.Errorf("%s gets %+v, want the bearer token", s.URL, s.Auth)
+		}
+	}
+}
+
 func FuzzApplyAuth(f *testing.F) {
 	for _, s := range []string{"", "none", "bearer:/t", "basic:u:/p", "netrc:/n", "a.example=bearer:/t,b.example:8443=netrc:/n", "a.example=basic:u:p:q", "=,=", "a.example=none,a.example=none"} {
 		f.Add(s)

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/sumd-project/sumd/internal/secret"
@@ -81,12 +82,29 @@ func ParseAuth(s string) (Auth, error) {
 // configuration: one Auth for all (see ParseAuth), or "HOST=AUTH,HOST=AUTH"
 // for each proxy by host (host:port as in its URL; every source on that
 // host). A host named twice, or one that is no source's, is an error: the
-// credentials would silently go unused. On error, sources are unchanged.
+// credentials would silently go unused. One basic or bearer Auth for
+// proxies on more than one host is an error too: it would hand one
+// proxy's token or password to the others (an internal proxy's to
+// proxy.golang.org, say); a .netrc picks by host and may serve them all.
+// On error, sources are unchanged.
 func ApplyAuth(sources []Source, spec string) error {
+	hosts := make([]string, len(sources))
+	for i, s := range sources {
+		u, err := url.Parse(s.URL)
+		if err != nil {
+			return fmt.Errorf("invalid upstream proxy URL: %w", err)
+		}
+		hosts[i] = u.Host
+	}
 	if !strings.Contains(spec, "=") {
 		a, err := ParseAuth(spec)
 		if err != nil {
 			return err
+		}
+		if a.Kind == AuthBasic || a.Kind == AuthBearer {
+			if err := oneHost(hosts, a.Kind); err != nil {
+				return err
+			}
 		}
 		for i := range sources {
 			sources[i].Auth = a
@@ -108,15 +126,9 @@ func ApplyAuth(sources []Source, spec string) error {
 		}
 		byHost[host] = a
 	}
-	hosts := make([]string, len(sources))
 	used := map[string]bool{}
-	for i, s := range sources {
-		u, err := url.Parse(s.URL)
-		if err != nil {
-			return fmt.Errorf("invalid upstream proxy URL: %w", err)
-		}
-		hosts[i] = u.Host
-		used[u.Host] = true
+	for _, host := range hosts {
+		used[host] = true
 	}
 	for host := range byHost {
 		if !used[host] {
@@ -129,6 +141,23 @@ func ApplyAuth(sources []Source, spec string) error {
 		}
 	}
 	return nil
+}
+
+// oneHost refuses one token or password for proxies on several hosts
+// (file:// trees, with no host, take no credentials and do not count).
+func oneHost(hosts []string, kind AuthKind) error {
+	var distinct []string
+	for _, h := range hosts {
+		if h != "" && !slices.Contains(distinct, h) {
+			distinct = append(distinct, h)
+		}
+	}
+	if len(distinct) < 2 {
+		return nil
+	}
+	return fmt.Errorf("one %s credential for proxies on %d hosts (%s) would send the same credentials to each: "+
+		"name the host it belongs to, as HOST=%s:...,OTHERHOST=none (or use netrc, which picks by host)",
+		kind, len(distinct), strings.Join(distinct, ", "), kind)
 }
 
 // defaultNetrc is the .netrc the go command reads.
