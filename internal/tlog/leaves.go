@@ -127,7 +127,7 @@ func (l *Log) checkLeaf(id int64, text []byte, leaf tlog.Hash) error {
 	cmp.Or(l.log, slog.Default()).Error("a record in the database does not hash to its leaf in the signed tree: the database was damaged or tampered with; it is not served",
 		"id", id, "stored_text", string(text))
 	l.metrics.corruptRecord()
-	l.forget(nil, []int64{id})
+	l.forget(nil, []int64{id}, nil)
 	return &CorruptRecordError{ID: id}
 }
 
@@ -168,7 +168,7 @@ func (l *Log) checkEachKey(ids []int64, keys []string, texts [][]byte, damaged f
 			cmp.Or(l.log, slog.Default()).Error("an index entry names the record of another module version: the database was damaged or tampered with; it is not served",
 				"key", keys[i], "id", ids[i], "record_of", has)
 			l.metrics.corruptRecord()
-			l.forget([]string{keys[i]}, nil)
+			l.forget([]string{keys[i]}, nil, nil)
 			if err := damaged(i, &WrongIndexError{Key: keys[i], ID: ids[i], Has: has}); err != nil {
 				return err
 			}
@@ -179,8 +179,8 @@ func (l *Log) checkEachKey(ids []int64, keys []string, texts [][]byte, damaged f
 
 // forget drops what the log found wrong from the store's cache, if it
 // keeps one (CachingStore): a repaired row is then read again.
-func (l *Log) forget(keys []string, ids []int64) {
+func (l *Log) forget(keys []string, ids []int64, tiles []TileID) {
 	if c, ok := l.store.(CachingStore); ok {
-		c.Forget(keys, ids)
+		c.Forget(keys, ids, tiles)
 	}
 }

@@ -151,18 +151,22 @@ type AuxStore interface {
 	SetAux(ctx context.Context, key string, value []byte) error
 }
 
-// A CachingStore keeps records and index entries it read in memory (one
-// whose reads cost a round trip, shared by several processes). Bytes read
-// back are not trusted: when the Log finds a record that does not hash to
-// its leaf (*CorruptRecordError), or an index entry that names a record of
-// another module version (*WrongIndexError), it calls Forget with them, so
-// that once an operator repairs the rows the store reads them again
-// instead of answering from its cache until restarted. Forget drops the
-// index entries of keys and the records of ids, if cached; it is safe for
-// concurrent use with every other method. Stores need not implement it.
+// A CachingStore keeps records, index entries and full hash tiles it read
+// in memory (one whose reads cost a round trip, shared by several
+// processes). Bytes read back are not trusted: when the Log finds a record
+// that does not hash to its leaf (*CorruptRecordError), an index entry
+// that names a record of another module version (*WrongIndexError), or a
+// hash tile that does not hash to the signed tree (*CorruptTileError), it
+// calls Forget with them, so that once an operator repairs the rows the
+// store reads them again instead of answering from its cache until
+// restarted. A tile is found wrong with those it was checked through on
+// its way up to the tree's root, any of which may be the damaged one: the
+// Log names them all. Forget drops the index entries of keys, the records
+// of ids and the tiles of tiles, if cached; it is safe for concurrent use
+// with every other method. Stores need not implement it.
 type CachingStore interface {
 	Store
-	Forget(keys []string, ids []int64)
+	Forget(keys []string, ids []int64, tiles []TileID)
 }
 
 // Meta is what a store holds about its log besides the tree.

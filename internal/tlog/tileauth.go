@@ -72,7 +72,7 @@ func (l *Log) readAuthentic(ctx context.Context, tree tlog.Tree, id TileID) ([]b
 			return nil, fmt.Errorf("failed to read tile %d/%d: %w", id.L, id.N, err)
 		}
 		if len(data[0]) < tileBytes {
-			return nil, l.corruptTile(&CorruptTileError{ID: id, Size: tree.N, Held: len(data[0]) / tlog.HashSize})
+			return nil, l.corruptTile(&CorruptTileError{ID: id, Size: tree.N, Held: len(data[0]) / tlog.HashSize}, []TileID{id})
 		}
 		return data[0][:tileBytes:tileBytes], nil
 	}
@@ -83,11 +83,11 @@ func (l *Log) readAuthentic(ctx context.Context, tree tlog.Tree, id TileID) ([]b
 	case r.err != nil: // the store failed, or holds a tile cut short
 		var short *CorruptTileError
 		if errors.As(r.err, &short) {
-			return nil, l.corruptTile(short)
+			return nil, l.corruptTile(short, r.read)
 		}
 		return nil, r.err
 	case err != nil: // "downloaded inconsistent tile"
-		return nil, l.corruptTile(&CorruptTileError{ID: id, Size: tree.N, Held: -1})
+		return nil, l.corruptTile(&CorruptTileError{ID: id, Size: tree.N, Held: -1}, r.read)
 	case r.data == nil:
 		return nil, fmt.Errorf("tile %d/%d of tree %d was not read to authenticate it", id.L, id.N, tree.N) // a bug
 	}
@@ -109,11 +109,14 @@ func (l *Log) blameTile(ctx context.Context, tree tlog.Tree, err error) error {
 	return err
 }
 
-// corruptTile logs and counts e, and returns it.
-func (l *Log) corruptTile(e *CorruptTileError) error {
+// corruptTile logs and counts e, drops the tiles read to authenticate it
+// from the store's cache (any of them may be the damaged one), and returns
+// it.
+func (l *Log) corruptTile(e *CorruptTileError, read []TileID) error {
 	cmp.Or(l.log, slog.Default()).Error("a hash tile in the database does not hash to the signed tree: the database was damaged or tampered with; it is not served",
 		"err", e)
 	l.metrics.corruptRecord()
+	l.forget(nil, nil, read)
 	return e
 }
 
@@ -125,8 +128,9 @@ type authReader struct {
 	l    *Log
 	n    int64
 	want TileID
-	data []byte // want's, once authenticated
-	err  error  // why ReadTiles failed
+	data []byte   // want's, once authenticated
+	err  error    // why ReadTiles failed
+	read []TileID // the tiles read from the store
 }
 
 var _ tlog.TileReader = (*authReader)(nil)
@@ -138,6 +142,7 @@ func (r *authReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	for i, t := range tiles {
 		ids[i] = TileID{t.L, t.N}
 	}
+	r.read = append(r.read, ids...)
 	data, err := r.l.store.ReadTiles(r.ctx, ids)
 	if err != nil {
 		r.err = fmt.Errorf("failed to read tiles %v: %w", ids, err)

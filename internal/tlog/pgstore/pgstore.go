@@ -80,7 +80,9 @@
 // nothing. Every session receives WARNINGs and waits for the standbys
 // whatever the URL, role or database say (setSession).
 //
-// Full hash tiles never change and are kept in an in-memory LRU cache. A
+// Full hash tiles never change and are kept in an in-memory LRU cache,
+// cached when read, before the log authenticated them: one the log finds
+// damaged it drops (tlog.CachingStore), so a repaired row is read again. A
 // failure to reach the database is a *tlog.UnavailableError, which the HTTP
 // server answers with 503 and Retry-After; the pool reconnects by itself,
 // so a process recovers when the database does.

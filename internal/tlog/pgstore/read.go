@@ -65,9 +65,15 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	return ids, nil
 }
 
-// Forget drops the index entries of keys and the records of ids from the
-// cache (tlog.CachingStore): the log found them wrong.
-func (s *Store) Forget(keys []string, ids []int64) { s.cache.forget(keys, ids) }
+// Forget drops the index entries of keys, the records of ids and the
+// tiles of tiles from the cache (tlog.CachingStore): the log found them
+// wrong.
+func (s *Store) Forget(keys []string, ids []int64, tiles []tlog.TileID) {
+	s.cache.forget(keys, ids)
+	for _, t := range tiles {
+		s.tiles.Remove(t)
+	}
+}
 
 // ReadRecords reads records: from the cache, and the others in one
 // statement.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"golang.org/x/mod/module"
+	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/pgtest"
@@ -77,5 +78,56 @@ func TestRepairedRows(t *testing.T) {
 	}
 	if _, err := l.ReadRecords(ctx, 5, 1); err != nil {
 		t.Errorf("ReadRecords of the repaired record: %v", err)
+	}
+}
+
+// TestRepairedTile: the store cached a full hash tile it read before the
+// log authenticated it, so after the log found it damaged and an operator
+// repaired the row, the process kept refusing the tile (and the records
+// whose leaves it holds) from its cache until restarted. The log now
+// drops the tiles it finds wrong from the cache too.
+func TestRepairedTile(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	url, k := pg.NewDatabase(t), testKey(t)
+	db := dbName(url)
+	l, _ := openLog(t, url, k, Options{})
+	recs := make([]gosum.Record, 600) // tiles 0/0 and 0/1 full
+	for i := range recs {
+		recs[i] = record(i)
+	}
+	if _, err := l.Add(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	damage := `UPDATE sumd_tiles SET data = set_byte(data, 100, get_byte(data, 100) # 1) WHERE level = 0 AND n = 0`
+	if err := pg.Exec(db, damage); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(ctx, url, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err = tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Logger: quiet}) // VerifyTail
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tile := xtlog.Tile{H: 8, L: 0, N: 0, W: 256}
+	var corrupt *tlog.CorruptTileError
+	if _, err := l.ReadTileData(ctx, tile); !errors.As(err, &corrupt) {
+		t.Fatalf("ReadTileData of a changed tile = %v, want a *CorruptTileError", err)
+	}
+
+	// The operator repairs the row; the running process serves it.
+	if err := pg.Exec(db, damage); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.ReadTileData(ctx, tile); err != nil {
+		t.Errorf("ReadTileData of the repaired tile: %v", err)
+	}
+	if _, err := l.ReadRecords(ctx, 3, 1); err != nil {
+		t.Errorf("ReadRecords of a record whose leaf the repaired tile holds: %v", err)
 	}
 }
