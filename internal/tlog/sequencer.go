@@ -372,8 +372,7 @@ func (l *Log) catchUp(ctx context.Context) (bool, error) {
 		return false, l.stop(fmt.Errorf("store holds a head this log cannot verify: %w", err))
 	}
 	if err := ProveExtends(tree, cur.Tree, storeTiles(ctx, l.store, tree.N)); err != nil {
-		var re *readError
-		if errors.As(err, &re) {
+		if err := l.catchUpDamage(ctx, tree, cur.Tree.N, err); err != nil {
 			return false, err
 		}
 		return false, l.stop(fmt.Errorf("store holds tree %d, which does not extend the published tree %d: %w", tree.N, cur.Tree.N, err))
@@ -386,6 +385,27 @@ func (l *Log) catchUp(ctx context.Context) (bool, error) {
 	l.confirm(start)
 	l.log.Info("adopted the head another writer committed", "tree_size", tree.N, "was", cur.Tree.N)
 	return true, nil
+}
+
+// catchUpDamage returns, for err, catchUp's failure to prove that tree,
+// the store's head, extends the published tree of size n, what it is if
+// not a fork: a failure to read, or damage, the store's tiles lacking or
+// not hashing to its head (they were read as they are). Then the log goes
+// on with its published head, and catches up once the store reads again
+// or the tiles are repaired: its writes are refused meanwhile, the head
+// having moved. It returns nil for a fork, which stops the log.
+func (l *Log) catchUpDamage(ctx context.Context, tree tlog.Tree, n int64, err error) error {
+	var re *readError
+	var fork *ForkError
+	switch {
+	case errors.As(err, &re):
+		return err
+	case errors.Is(err, ErrCorrupt): // a tile cut short
+		return l.noteDamage(err)
+	case errors.As(err, &fork) && fork.Proof != nil:
+		return l.proofDamage(ctx, tree, n, nil, nil)
+	}
+	return nil
 }
 
 func emptyTree() tlog.Tree {

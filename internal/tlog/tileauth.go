@@ -76,8 +76,16 @@ func (l *Log) readAuthentic(ctx context.Context, tree tlog.Tree, id TileID) ([]b
 		}
 		return data[0][:tileBytes:tileBytes], nil
 	}
-	r := &authReader{ctx: ctx, l: l, n: tree.N, want: id}
-	last := tlog.StoredHashIndex(id.L*tileHeight, id.N<<tileHeight+int64(w-1))
+	return l.checkTile(tree, &authReader{ctx: ctx, l: l, n: tree.N, want: id, keep: true})
+}
+
+// checkTile reads tile r.want of tree through r, cut to its width in tree,
+// and authenticates it (authenticTile). A tile that fails is a
+// *CorruptTileError, logged, counted and dropped from the store's cache
+// with the tiles read to check it.
+func (l *Log) checkTile(tree tlog.Tree, r *authReader) ([]byte, error) {
+	id := r.want
+	last := tlog.StoredHashIndex(id.L*tileHeight, id.N<<tileHeight+int64(tileWidth(id, tree.N)-1))
 	_, err := tlog.TileHashReader(tree, r).ReadHashes([]int64{last})
 	switch {
 	case r.err != nil: // the store failed, or holds a tile cut short
@@ -92,6 +100,43 @@ func (l *Log) readAuthentic(ctx context.Context, tree tlog.Tree, id TileID) ([]b
 		return nil, fmt.Errorf("tile %d/%d of tree %d was not read to authenticate it", id.L, id.N, tree.N) // a bug
 	}
 	return r.data, nil
+}
+
+// proofDamage tells damage from a fork when a consistency proof of tree
+// over the tree of size small failed on tiles read from the store, as they
+// are: it reads again each tile the proof reads that blame names (every
+// one, if blame is nil), the given ones (an extension's) instead of the
+// store's, and authenticates it against tree as authenticTile does,
+// remembering nothing. It returns the *CorruptTileError of the first that
+// does not hash to tree (logged, counted and dropped from the store's
+// cache with those it was checked through), a *readError if the store
+// failed to read, or nil if each does: then the proof failed on sound
+// data, and the trees fork.
+func (l *Log) proofDamage(ctx context.Context, tree tlog.Tree, small int64, given map[tlog.Tile][]byte, blame func(TileID) bool) error {
+	var indexes []int64
+	tlog.ProveTree(tree.N, small, tlog.HashReaderFunc(func(x []int64) ([]tlog.Hash, error) {
+		indexes = x // which hashes the proof reads, not what they are
+		return make([]tlog.Hash, len(x)), nil
+	}))
+	checked := map[TileID]bool{}
+	for _, x := range indexes {
+		t := tlog.TileForIndex(tileHeight, x)
+		id := TileID{t.L, t.N}
+		if checked[id] || blame != nil && !blame(id) {
+			continue
+		}
+		checked[id] = true
+		r := &authReader{ctx: ctx, l: l, n: tree.N, want: id, given: given}
+		_, err := l.checkTile(tree, r)
+		var corrupt *CorruptTileError
+		switch {
+		case errors.As(err, &corrupt):
+			return err
+		case err != nil:
+			return &readError{err}
+		}
+	}
+	return nil
 }
 
 // blameTile returns, for a record that does not hash to its leaf (err, a
@@ -121,13 +166,20 @@ func (l *Log) corruptTile(e *CorruptTileError, read []TileID) error {
 }
 
 // An authReader is the tlog.TileReader that authenticTile hands to x/mod's
-// TileHashReader: it reads the tiles of the tree of size n from the store,
-// cut to their width, and keeps the wanted one once authenticated.
+// TileHashReader: it reads the tiles of the tree of size n from the store
+// (given ones instead, if any), cut to their width, and keeps the wanted
+// one once authenticated.
 type authReader struct {
 	ctx  context.Context
 	l    *Log
 	n    int64
 	want TileID
+	// given are tiles of the tree read instead of the store's: an
+	// extension's (proofDamage).
+	given map[tlog.Tile][]byte
+	// keep says the tree is the published one: the tiles authenticated are
+	// remembered (Log.authentic). Others' are not.
+	keep bool
 	data []byte   // want's, once authenticated
 	err  error    // why ReadTiles failed
 	read []TileID // the tiles read from the store
@@ -138,6 +190,34 @@ var _ tlog.TileReader = (*authReader)(nil)
 func (r *authReader) Height() int { return tileHeight }
 
 func (r *authReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	if len(r.given) == 0 {
+		return r.readStored(tiles)
+	}
+	out := make([][]byte, len(tiles))
+	var stored []tlog.Tile
+	var at []int // the place in tiles of each of stored
+	for i, t := range tiles {
+		if d, ok := r.given[t]; ok {
+			out[i] = d
+		} else {
+			stored, at = append(stored, t), append(at, i)
+		}
+	}
+	if len(stored) == 0 {
+		return out, nil
+	}
+	data, err := r.readStored(stored)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		out[i] = data[j]
+	}
+	return out, nil
+}
+
+// readStored reads tiles from the store, cut to their width.
+func (r *authReader) readStored(tiles []tlog.Tile) ([][]byte, error) {
 	ids := make([]TileID, len(tiles))
 	for i, t := range tiles {
 		ids[i] = TileID{t.L, t.N}
@@ -159,13 +239,16 @@ func (r *authReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 }
 
 // SaveTiles is told of the tiles that hashed up to the tree: the full ones
-// are remembered as authentic, the partial ones kept.
+// are remembered as authentic, the partial ones kept, if the tree is the
+// published one.
 func (r *authReader) SaveTiles(tiles []tlog.Tile, data [][]byte) {
 	for i, t := range tiles {
 		id := TileID{t.L, t.N}
-		if t.W == 1<<tileHeight {
+		switch {
+		case !r.keep:
+		case t.W == 1<<tileHeight:
 			r.l.authentic.add(id)
-		} else {
+		default:
 			r.l.authentic.keepEdge(id, data[i])
 		}
 		if id == r.want {
