@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -34,16 +35,24 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	client, base := authClient(auth, cfg.URL, 0), strings.TrimSuffix(cfg.URL, "/")
 	raw, st, err := fetchStatus(ctx, client, base+"/status")
-	var refused *refusedError
+	var answer *answerError
+	errors.As(err, &answer)
+	refused := answer != nil && (answer.status == http.StatusUnauthorized || answer.status == http.StatusForbidden)
 	switch {
-	case errors.As(err, &refused) && refused.status == http.StatusUnauthorized && !refused.sent && !cfg.JSON:
+	case answer != nil && ownPathHint(cfg.URL) != "":
+		// The admin API answers 401 to anyone without an admin's
+		// credential: a path that is not a base URL is the mistake.
+		return withHint(err, ownPathHint(cfg.URL))
+	case refused && answer.status == http.StatusUnauthorized && !answer.sent && !cfg.JSON:
 		// No credential sent (the image's health check has none): learn
 		// what anonymous clients may. A credential refused — given with
 		// -auth or found in .netrc — is a mistake to report, and -json
 		// promises the status itself.
 		return checkHealth(ctx, client, base+"/healthz", stdout)
-	case errors.As(err, &refused):
-		return withHint(err, refusedHint(refused.status, "the status needs an auditor's"))
+	case refused:
+		return withHint(err, refusedHint(answer.status, "the status needs an auditor's"))
+	case answer != nil && answer.status == http.StatusNotFound:
+		return withHint(err, "the server has no "+base+"/status: -url's path is probably wrong: give the server's base URL, the one sumd serve printed in its GOSUMDB line")
 	case err != nil:
 		return withHint(err, cmp.Or(certHint(err), unreachableHint))
 	}
@@ -61,14 +70,43 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 // unreachableHint is the hint for a server that did not answer.
 const unreachableHint = "check -url: the base URL sumd serve printed in its GOSUMDB line"
 
-// A refusedError is a 401 or 403 answer.
-type refusedError struct {
+// An answerError is an answer other than 200 OK.
+type answerError struct {
 	status int
 	sent   bool // the request carried a credential (-auth, or .netrc)
 	err    error
 }
 
-func (e *refusedError) Error() string { return e.err.Error() }
+func (e *answerError) Error() string { return e.err.Error() }
+
+// ownPaths are the first path elements of sumd's own endpoints under a
+// server's base URL, and what they are: a -url holding one is not a base
+// URL.
+var ownPaths = map[string]string{
+	"admin": "sumd's admin API", "status": "sumd's status", "healthz": "sumd's health check", "metrics": "sumd's metrics",
+	"lookup": "a lookup", "tile": "a tile", "latest": "the signed tree head", "tuf": "sumd's TUF repository",
+}
+
+// ownPathHint is the hint for raw, a -url whose path holds one of sumd's
+// own endpoints, naming the base URL it most likely meant; "" for any
+// other URL.
+func ownPathHint(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	elems := strings.Split(u.Path, "/")
+	for i, e := range elems {
+		what, ok := ownPaths[e]
+		if !ok {
+			continue
+		}
+		path := u.Path
+		u.Path, u.RawPath, u.RawQuery, u.Fragment = strings.Join(elems[:i], "/"), "", "", ""
+		return "-url's path " + path + " is " + what + ", not the server's base URL: use -url " + u.String() + ", the base URL sumd serve printed in its GOSUMDB line"
+	}
+	return ""
+}
 
 // fetchStatus reads and parses GET url.
 func fetchStatus(ctx context.Context, client *http.Client, url string) ([]byte, *serve.Status, error) {
@@ -77,12 +115,8 @@ func fetchStatus(ctx context.Context, client *http.Client, url string) ([]byte, 
 		return nil, nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		err := fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(raw))
-		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-			sent := resp.Request != nil && resp.Request.Header.Get("Authorization") != ""
-			err = &refusedError{resp.StatusCode, sent, err}
-		}
-		return nil, nil, err
+		sent := resp.Request != nil && resp.Request.Header.Get("Authorization") != ""
+		return nil, nil, &answerError{resp.StatusCode, sent, fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(raw))}
 	}
 	var st serve.Status
 	if err := json.Unmarshal(raw, &st); err != nil || st.Health.State == "" {

@@ -227,3 +227,30 @@ func TestStatusTerminalSafe(t *testing.T) {
 		t.Errorf("printError lost its line structure:\n%q", errOut.String())
 	}
 }
+
+// TestStatusWrongPath: a -url with a path that is not the server's base
+// URL is said to be one, with the URL sumd status tried: the admin API's
+// (whose 401 blamed the credentials, anonymous or given) and a path the
+// server does not have (a 404).
+func TestStatusWrongPath(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"), "-admin-token-file", token)
+	noNetrc := []string{"NETRC=" + filepath.Join(dir, "none.netrc")}
+	for _, tc := range []struct {
+		url  string
+		args []string
+		want string
+	}{
+		{s.url + "/admin", nil, "hint: -url's path /admin is sumd's admin API, not the server's base URL: use -url " + s.url},
+		{s.url + "/admin/", []string{"-auth", "bearer:" + token}, "hint: -url's path /admin/ is sumd's admin API, not the server's base URL: use -url " + s.url},
+		{s.url + "/sumdb", nil, "hint: the server has no " + s.url + "/sumdb/status: -url's path is probably wrong: give the server's base URL"},
+	} {
+		_, errOut, code := sumdCode(t, noNetrc, append([]string{"status", "-url", tc.url}, tc.args...)...)
+		_, hint, _ := strings.Cut(errOut, "\nhint: ")
+		if code != 1 || !strings.Contains(errOut, tc.want) || strings.Contains(hint, "credential") {
+			t.Errorf("sumd status -url %s %s: exit %d, want 1 and %q, not blaming the credentials:\n%s", tc.url, strings.Join(tc.args, " "), code, tc.want, errOut)
+		}
+	}
+}
