@@ -121,6 +121,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		openOwn, watched = nil, ""
 		surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) { return mirrorSurface(cfg, l, logger) }
 	}
+	parallel := cfg.UpstreamParallel
+	if cfg.Upstream.Upstream == "" {
+		parallel = 0 // no fetches
+	}
 	return serve.Run(ctx, serve.Config{
 		Logger: logger, Registry: reg, Version: version(),
 		Listen: cfg.Listen, AdminListen: cfg.AdminListen, MetricsListen: cfg.MetricsListen, ReadListen: cfg.ReadListen, TLS: tlsConf,
@@ -129,16 +133,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			CertFile: cfg.TLSClientRoles, AdminTokenFile: cfg.AdminTokenFile, AllowedHosts: allowed,
 		},
 		RequestTimeout: writeTimeout(cfg), ShutdownTimeout: cfg.ShutdownTimeout, MaxConnections: cfg.MaxConnections,
-		CacheBytes:  int64(cfg.Cache) << 20,
-		OpenLog:     openOwn,
-		Mirrors:     serveMirrors(cfg, mirror.NewMetrics(reg), logger),
-		DBFile:      watched,
-		MirrorFiles: cfg.MirrorList(),
-		MinFreeDisk: cfg.DiskFloor.Bytes(),
-		TLSProblems: certProblems,
-		Surface:     surface,
-		TUF:         serveTUF(cfg.TUFServe),
-		Sync:        sc.serveSync(cfg.ServeSync, cfg.TmpDir, up, reg, logger),
+		UpstreamParallel: parallel,
+		CacheBytes:       int64(cfg.Cache) << 20,
+		OpenLog:          openOwn,
+		Mirrors:          serveMirrors(cfg, mirror.NewMetrics(reg), logger),
+		DBFile:           watched,
+		MirrorFiles:      cfg.MirrorList(),
+		MinFreeDisk:      cfg.DiskFloor.Bytes(),
+		TLSProblems:      certProblems,
+		Surface:          surface,
+		TUF:              serveTUF(cfg.TUFServe),
+		Sync:             sc.serveSync(cfg.ServeSync, cfg.TmpDir, up, reg, logger),
 		Ready: func(l *tlog.Log, url string) {
 			fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
 		},

@@ -103,6 +103,10 @@ type Config struct {
 	// MaxConnections caps the connections each listener serves at once
 	// (connlimit.go); 0: DefaultMaxConnections.
 	MaxConnections int
+	// UpstreamParallel is the most upstream fetches the Surface makes at
+	// once (-upstream-parallel; 0: none), for the check of the limit on
+	// open files (nofile.go): each holds connections and a temporary zip.
+	UpstreamParallel int
 	CacheBytes     int64 // memory for full tiles and found records; 0: no cache (unlike server.Options, where 0 is the default)
 
 	// OpenLog opens the log. Run calls it once, after TUF is ready, and
@@ -186,6 +190,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	checkFileLimit(cfg, fileLimit)
 	servers, parts, err := b.build(ctx, cfg, bound)
 	if err != nil {
 		bound.close()
