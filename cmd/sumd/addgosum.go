@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
@@ -56,7 +58,7 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 	if err != nil {
 		return err
 	}
-	defer tmp.close()
+	defer func() { tmp.close(err != nil) }()
 	fetch, err := gosumFetcher(upstreamOpts, tmp.dir)
 	if err != nil {
 		return err
@@ -297,8 +299,19 @@ const (
 // the sort.
 type gosumTmp struct {
 	dir      string
-	close    func()
+	done     func()
+	made     *madeDirs // for a new database file: undone after a refusal
 	openSink func() (*gosumSink, error)
+}
+
+// close removes the scratch directory sumd add made for itself, and after
+// a refusal (refused) what it made for a new database; the database and
+// the sort's files must be closed and removed first.
+func (t *gosumTmp) close(refused bool) {
+	t.done()
+	if refused {
+		t.made.undo()
+	}
 }
 
 func openGosumTmp(cfg *config.Add, stderr io.Writer) (*gosumTmp, error) {
@@ -323,13 +336,69 @@ func openGosumTmp(cfg *config.Add, stderr io.Writer) (*gosumTmp, error) {
 	if err != nil {
 		return nil, err
 	}
+	if file := dbFile(db); file != "" && !exists(file) {
+		t.made = madeFor(file, dir)
+	}
 	if err := openTmpDir(dir, logger); err != nil {
 		removeDir()
+		if t.made != nil {
+			// Not the scratch directory: its lock may be another
+			// process's, which made it meanwhile.
+			t.made.scratch = ""
+			t.made.undo()
+		}
 		return nil, err
 	}
-	t.dir, t.close = dir, removeDir
+	t.dir, t.done = dir, removeDir
 	return t, nil
 }
+
+// madeDirs are the directories sumd add -create makes for a new database
+// file: those missing on its path, and its scratch directory beside it,
+// or -tmp-dir if missing.
+type madeDirs struct {
+	scratch string   // "" if it was there
+	parents []string // missing on the paths of both
+}
+
+// madeFor returns what will be made for file, a database file that does
+// not exist, with its scratch directory dir.
+func madeFor(file, dir string) *madeDirs {
+	m := &madeDirs{parents: missingDirs(filepath.Dir(file))}
+	if !exists(dir) {
+		m.scratch = dir
+		for _, d := range missingDirs(filepath.Dir(dir)) {
+			if !slices.Contains(m.parents, d) {
+				m.parents = append(m.parents, d)
+			}
+		}
+	}
+	return m
+}
+
+// undo removes what a refused run made for a new database, so that it
+// leaves nothing behind, once the database (if this run created it) is
+// removed. A directory is removed only while empty: one that holds
+// something else (the database, kept because records were added or
+// because another process created it, or another's files) stays, and so
+// do its parents. The scratch directory holds the lock file scratch.Open
+// made in it, removed first; the sort's runs are gone by now.
+func (m *madeDirs) undo() {
+	if m == nil {
+		return
+	}
+	if m.scratch != "" {
+		os.Remove(filepath.Join(m.scratch, scratchLock))
+		os.Remove(m.scratch)
+	}
+	slices.SortFunc(m.parents, func(a, b string) int { return len(b) - len(a) }) // deepest first
+	for _, d := range m.parents {
+		os.Remove(d)
+	}
+}
+
+// scratchLock is the file scratch.Open locks its directory with.
+const scratchLock = "sumd.lock"
 
 // openLogSink opens the database file.
 func openLogSink(cfg *config.Add, logger *slog.Logger, stderr io.Writer) (*gosumSink, error) {

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -187,5 +189,46 @@ func TestAddGoSumDiscardKeepsOldLog(t *testing.T) {
 	}
 	if !exists(db) {
 		t.Errorf("a refused sumd add -create removed %s, the empty log that was there before it", db)
+	}
+}
+
+// TestAddCreateRefusedLeavesNothing: sumd add -create -gosum, refused
+// (a bad line, before the database is opened; -strict, after it created
+// it), leaves nothing it made: not the database, not its scratch
+// directory beside it, nor the directories it made for them. What was
+// there before stays.
+func TestAddCreateRefusedLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	l := newVerifyLog(t, dir)
+	rec := verifyRecord("refused", 1)
+	bad := writeFile(t, filepath.Join(dir, "bad.sum"), []byte(rec.Path+" "+rec.Version+" h1:bad\n"))
+	_, mod, _ := strings.Cut(string(rec.Text()), "\n")
+	oneLine := writeFile(t, filepath.Join(dir, "one.sum"), []byte(mod))
+	existing := filepath.Join(dir, "existing")
+	if err := os.Mkdir(existing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		db   string
+		args []string
+	}{
+		{"bad line, new directories", filepath.Join(dir, "new", "dir", "sumd.db"), []string{"-gosum", bad}},
+		{"-strict, new directories", filepath.Join(dir, "new", "dir", "sumd.db"), []string{"-strict", "-gosum", oneLine}},
+		{"bad line, existing directory", filepath.Join(existing, "sumd.db"), []string{"-gosum", bad}},
+		{"-strict, existing directory", filepath.Join(existing, "sumd.db"), []string{"-strict", "-gosum", oneLine}},
+	} {
+		out, errOut, err := sumdRun(t, append([]string{"add", "-create", "-db", tc.db, "-key", l.key}, tc.args...)...)
+		if statusOf(err) != 1 || !strings.Contains(errOut, "nothing was added") {
+			t.Fatalf("%s: %v\n%s%s\nwant it refused", tc.name, err, out, errOut)
+		}
+		for _, gone := range []string{filepath.Join(dir, "new"), tc.db, tc.db + ".tmp"} {
+			if _, err := os.Lstat(gone); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: the refused sumd add -create left %s behind (%v)", tc.name, gone, err)
+			}
+		}
+		if !exists(existing) {
+			t.Fatalf("%s: the refused sumd add -create removed %s, which was there before it", tc.name, existing)
+		}
 	}
 }

@@ -61,7 +61,7 @@ func TestRemoteSinkTmpDir(t *testing.T) {
 	if err != nil {
 		t.Fatalf("openGosumTmp with a new -tmp-dir: %v", err)
 	}
-	tmp.close()
+	tmp.close(false)
 	if fi, err := os.Stat(cfg.TmpDir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("-tmp-dir after openGosumTmp: %v, %v; want a directory of mode 0700", fi, err)
 	}
@@ -72,7 +72,7 @@ func TestRemoteSinkTmpDir(t *testing.T) {
 	if tmp, err = openGosumTmp(cfg, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	tmp.close()
+	tmp.close(false)
 	if _, err := os.Stat(orphan); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a run a crash left in -tmp-dir is still there: %v", err)
 	}
