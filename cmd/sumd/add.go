@@ -111,6 +111,9 @@ const (
 	// addLockedHint points to adding through a server.
 	addLockedHint = lockedBy + ": if it is sumd serve, add through it with sumd add -server URL -token-file FILE " +
 		"MODULE@VERSION [DIR|ZIP] (the server needs -admin-token-file), or stop it; otherwise wait for it to finish"
+	// gosumLockedHint is addLockedHint for sumd add -gosum.
+	gosumLockedHint = lockedBy + ": if it is sumd serve, add through it with sumd add -server URL -token-file FILE " +
+		"-gosum FILE|DIR... (the server needs -admin-token-file), or stop it; otherwise wait for it to finish"
 )
 
 // A moduleSource is the module version sumd add records: its zip, built

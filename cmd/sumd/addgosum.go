@@ -13,6 +13,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/seed"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/upstream"
@@ -347,6 +348,14 @@ func openGosumTmp(cfg *config.Add, stderr io.Writer) (*gosumTmp, error) {
 			t.made.scratch = ""
 			t.made.undo()
 		}
+		if errors.Is(err, scratch.ErrInUse) {
+			// The directory beside the database is sumd serve's too, which
+			// takes it once it holds the database: say that, as sumd add
+			// does, not that a -tmp-dir of its own would do.
+			if herr := heldDatabase(dbFile(db)); herr != nil {
+				return nil, herr
+			}
+		}
 		return nil, err
 	}
 	t.dir, t.done = dir, removeDir
@@ -400,10 +409,28 @@ func (m *madeDirs) undo() {
 // scratchLock is the file scratch.Open locks its directory with.
 const scratchLock = "sumd.lock"
 
+// heldDatabase is the error of a bbolt database file another process
+// holds, with the hint to add the go.sum files through the server; nil if
+// none does, or db is no file (PostgreSQL, -server, not there yet). It
+// takes the shared lock of a reader for a moment, never the file itself.
+func heldDatabase(db string) error {
+	if db == "" || !exists(db) {
+		return nil
+	}
+	s, err := tlog.OpenBolt(db, tlog.BoltOptions{ReadOnly: true})
+	if errors.Is(err, tlog.ErrLocked) {
+		return withHint(err, gosumLockedHint)
+	}
+	if err == nil {
+		s.Close()
+	}
+	return nil
+}
+
 // openLogSink opens the database file.
 func openLogSink(cfg *config.Add, logger *slog.Logger, stderr io.Writer) (*gosumSink, error) {
 	file := dbFile(cfg.DB)
-	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
+	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: gosumLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,35 @@ func TestAddWhileServing(t *testing.T) {
 	}
 }
 
+// TestAddGoSumWhileServing: sumd add -gosum on a database a server holds
+// says so, as sumd add does, and points to adding the go.sum files through
+// the server. It used to meet the server's temporary directory first
+// (database.tmp, locked too) and tell the user to give it a -tmp-dir of its
+// own, after which it met the database's lock.
+func TestAddGoSumWhileServing(t *testing.T) {
+	dir := t.TempDir()
+	db, key := filepath.Join(dir, "sumd.db"), filepath.Join(dir, "keys", e2eName+".key")
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	mod := filepath.Join(dir, "m")
+	os.Mkdir(mod, 0o755)
+	writeFile(t, filepath.Join(mod, "go.mod"), []byte("module example.com/m\n"))
+	sumd(t, "add", "-db", db, "-key", key, "-create", "example.com/m@v1.0.0", mod)
+	gosum := filepath.Join(dir, "go.sum")
+	writeFile(t, gosum, []byte("example.com/q v1.0.0 h1:CXGiIalcC8b5E7RQI+sUdbIEb5/3nDWFUtXN7Ipj5LU=\n"+
+		"example.com/q v1.0.0/go.mod h1:ONeDgCa5UF/jJRjGzpOKmUiezgFEk4IPFZ96frvroW0=\n"))
+	startServer(t, "-db", db, "-key", key)
+
+	_, errOut, err := sumdRun(t, "add", "-db", db, "-key", key, "-gosum", gosum)
+	if err == nil {
+		t.Fatal("sumd add -gosum succeeded on a database sumd serve holds")
+	}
+	if !strings.Contains(errOut, "database is in use by another process") ||
+		!strings.Contains(errOut, "hint: another sumd process (serve, add, copy, key…) holds the database: if it is sumd serve, add through it with sumd add -server URL -token-file FILE -gosum FILE|DIR") ||
+		strings.Contains(errOut, "-tmp-dir") {
+		t.Errorf("sumd add -gosum while serving said:\n%s\nwant the database named as in use, a hint pointing to add -server -gosum, and nothing about -tmp-dir", errOut)
+	}
+}
+
 // TestPostgresUnreachable: a PostgreSQL database that cannot be reached is
 // named (without its password), with why it cannot be reached and the same
 // hint, whether a log is opened on it (sumd key, serve) or the bare store
