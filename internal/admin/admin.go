@@ -164,6 +164,7 @@ var _ http.Handler = (*Handler)(nil)
 var NotEnabled http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store") // as every error: a cache must not keep it past the API's enabling
 	w.WriteHeader(http.StatusNotFound)
 	io.WriteString(w, "the admin API is not enabled on this server (an operator enables it: docs/operations.md#the-admin-api)\n")
 })

@@ -530,3 +530,15 @@ func (c *countingRecorder) Add(ctx context.Context, rec gosum.Record) (int64, er
 	c.adds++
 	return c.fakeRecorder.Add(ctx, rec)
 }
+
+// TestNotEnabledNotCached: the 404 of a server whose admin API is off is
+// an error like the others, "no-store" (README, HTTP endpoints): a shared
+// cache that kept a GET /admin/backup's 404 would go on answering it once
+// an operator enables the API.
+func TestNotEnabledNotCached(t *testing.T) {
+	w := httptest.NewRecorder()
+	NotEnabled.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/admin/backup", nil))
+	if w.Code != http.StatusNotFound || w.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("GET /admin/backup with the API off: %d, Cache-Control %q; want 404, no-store", w.Code, w.Header().Get("Cache-Control"))
+	}
+}
