@@ -13,7 +13,7 @@ import (
 type Access struct {
 	ReadAuth       string `flag:"read-auth" arg:"MODE" help:"how clients authenticate: none (anyone reads; /admin/ needs the admin token), basic (-read-auth-file is an htpasswd file of bcrypt hashes) or bearer (it holds named tokens); then every route but /healthz needs a credential of a role (docs/access.md)"`
 	ReadAuthFile   string `flag:"read-auth-file" arg:"FILE" help:"credentials of -read-auth, lines NAME:SECRET[:ROLE[:PATTERNS]]: re-read when changed, refused if other users may read it"`
-	TLSClientCA    string `flag:"tls-client-ca" arg:"FILE" help:"PEM certificates of the CAs that issue client certificates (mutual TLS, for proxies and replicas; the go command cannot present one); needs -tls-cert and -tls-client-roles"`
+	TLSClientCA    string `flag:"tls-client-ca" arg:"FILE" help:"PEM certificates of the CAs that issue client certificates (mutual TLS, for module proxies in front of sumd; neither the go command nor sumd's own clients, sumd mirror included, can present one: give replicas -read-auth credentials); needs -tls-cert and -tls-client-roles"`
 	TLSClientAuth  string `flag:"tls-client-auth" arg:"MODE" help:"with -tls-client-ca: require (every client presents a certificate) or verify-if-given (the others use -read-auth credentials)"`
 	TLSClientRoles string `flag:"tls-client-roles" arg:"FILE" help:"maps client certificate subjects to credentials, lines NAME:SUBJECT:ROLE[:PATTERNS] (SUBJECT as in CN=proxy.corp.example,O=Corp)"`
 	AdminListen    string `flag:"admin-listen" arg:"HOST:PORT" help:"serve the /admin/ API on this address alone (an internal interface) instead of -listen"`
