@@ -71,7 +71,8 @@ func (o *Ops) Lookup(ctx context.Context, m module.Version) (int64, error) {
 // proved and returns m's id in the mirror. Its errors are for the go
 // command's user: a 404 when the origin does not hold m or cannot be
 // reached (saying how old the mirror's head is), a 502 when it reports its
-// data damaged, a 503 while the mirror is
+// data damaged, answers the lookup malformed, or refuses (a 4xx) the
+// lookup or the tiles proving it, a 503 while the mirror is
 // too far behind to take the origin's newer head, busy following it, or
 // forwarding Options.MaxForwards lookups already, a 502 when the answer
 // does not verify. It returns within Options.ForwardTimeout.
@@ -103,10 +104,21 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 			Err: fmt.Errorf("not found: %s: the origin %s does not hold it", m, f.name)}
 	case errors.Is(err, sumdbclient.ErrDamaged):
 		return 0, f.damaged(m, err)
-	case err != nil:
+	case refusedBy(err):
+		return 0, f.refused(m, err, "the lookup")
+	case sumdbclient.IsFetchError(err):
 		f.opts.Logger.Warn("a mirror could not forward a lookup to its origin", "origin", f.name, "module", m.String(), "err", err)
 		f.opts.Metrics.forward(f.name, "offline")
 		return 0, f.offline(m, "it cannot reach its origin")
+	case err != nil:
+		// The origin answered 200, with a body that is not a lookup
+		// answer (m, checked by server.ParseLookup, escapes): perhaps a
+		// proxy's or a login page's, which the log quotes and the
+		// client, maybe anonymous, must not read.
+		f.opts.Logger.Warn("the origin answered a forwarded lookup with a malformed answer", "origin", f.name, "module", m.String(), "err", err)
+		f.opts.Metrics.forward(f.name, "refused")
+		return 0, &server.StatusError{Status: http.StatusBadGateway, Err: fmt.Errorf(
+			"%s: the origin %s answered the lookup with a malformed answer (not a record id, the record and a signed tree head); the mirror stored nothing", m, f.name)}
 	}
 	if err := f.store(ctx, fctx, m, ans); err != nil {
 		var busy *busyError
@@ -126,6 +138,8 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 				"%s: the mirror of %s cannot store what its origin answered: its disk is nearly full, so it stores nothing new until its operator frees space", m, f.name)}
 		case errors.Is(err, sumdbclient.ErrDamaged):
 			return 0, f.damaged(m, err)
+		case refusedBy(err):
+			return 0, f.refused(m, err, "the tiles that prove its answer")
 		case sumdbclient.IsFetchError(err) && ctx.Err() == nil:
 			f.opts.Logger.Warn("a mirror could not fetch the tiles proving a forwarded lookup", "origin", f.name, "module", m.String(), "err", err)
 			f.opts.Metrics.forward(f.name, "offline")
@@ -279,6 +293,31 @@ func (f *Follower) damaged(m module.Version, err error) error {
 	f.opts.Metrics.forward(f.name, "damaged")
 	return &server.StatusError{Status: http.StatusBadGateway, Err: fmt.Errorf(
 		"%s: the origin %s reports its data damaged (it answers that what the mirror asked for is damaged in its database); the mirror stored nothing", m, f.name)}
+}
+
+// refusedBy reports whether err is the origin's refusal of a request: a
+// 4xx answer other than a lookup's 404 or 410 (NotFound, which Forward
+// sorts first), a timeout (408), a rate limit (429) or a mirror's offline
+// 404. The origin was reached and will answer the same again: neither the
+// network nor the mirror's deadline is at fault.
+func refusedBy(err error) bool {
+	var fe *sumdbclient.FetchError
+	if !errors.As(err, &fe) || errors.Is(err, sumdbclient.ErrOffline) {
+		return false
+	}
+	s := fe.Status
+	return s >= 400 && s < 500 && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests
+}
+
+// refused is the 502 for a version whose lookup, or the tiles proving it
+// (what), the origin refuses (refusedBy): it was reached, and at fault or
+// misconfigured (-auth, a proxy's rules). The origin's answer and the URL
+// asked for stay in the log.
+func (f *Follower) refused(m module.Version, err error, what string) error {
+	f.opts.Logger.Warn("the origin refused a request of a forwarded lookup", "origin", f.name, "module", m.String(), "err", err)
+	f.opts.Metrics.forward(f.name, "refused")
+	return &server.StatusError{Status: http.StatusBadGateway, Err: fmt.Errorf(
+		"%s: the origin %s refused %s; the mirror stored nothing", m, f.name, what)}
 }
 
 // offline is the 404 for a version the mirror lacks and cannot get: it
