@@ -490,7 +490,7 @@ func runMirrorImport(args []string, stdout, stderr io.Writer) error {
 }
 
 func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer, logger *slog.Logger) error {
-	r, err := openBundle(bundle, filepath.Dir(cfg.Mirror))
+	r, err := openBundle(bundle, filepath.Dir(cfg.Mirror), cfg.DiskFloor.Bytes())
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		return withHint(err, "check the bundle's name: "+bundle+" (the bundle files come after the flags)")
 	} else if err != nil {
@@ -582,8 +582,11 @@ func saveImportKeys(l *itlog.Log) error {
 // pipe, a FIFO, a device) cannot be read again: it is copied once into a
 // temporary file in dir (the mirror's directory: a full bundle is as large
 // as the log), unlinked at once, so that no copy outlives the process, even
-// one ended by a signal or a crash.
-func openBundle(name, dir string) (io.ReadSeekCloser, error) {
+// one ended by a signal or a crash. The copy keeps floor bytes free there
+// (-min-free-disk; negative: none), as the mirror's commits do: a stream
+// that filled the disk would fail the database's next commit, which stops
+// the log.
+func openBundle(name, dir string, floor int64) (io.ReadSeekCloser, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
@@ -605,15 +608,34 @@ func openBundle(name, dir string) (io.ReadSeekCloser, error) {
 		tmp.Close()
 		return nil, err
 	}
-	if _, err := io.Copy(tmp, f); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("failed to copy %s, which is not a regular file, into %s to read it more than once: %w", name, dir, err)
+	if _, err := io.Copy(&floorWriter{f: tmp, space: itlog.SpaceGuard{Floor: floor, Free: itlog.FreeSpace}}, f); err != nil {
+		tmp.Close() // and the copy, unlinked, is gone
+		err = fmt.Errorf("failed to copy %s, which is not a regular file, into %s to read it more than once: %w", name, dir, err)
+		if errors.Is(err, itlog.ErrLowDisk) {
+			err = withHint(err, "nothing was imported; save the bundle to a file (on another disk if need be) and import that, or free space in the mirror's directory, or lower -min-free-disk")
+		}
+		return nil, err
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		tmp.Close()
 		return nil, err
 	}
 	return tmp, nil
+}
+
+// A floorWriter writes to f while its file system keeps space's floor
+// free; past it, it writes nothing more and fails with a
+// *itlog.LowDiskError.
+type floorWriter struct {
+	f     *os.File
+	space itlog.SpaceGuard
+}
+
+func (w *floorWriter) Write(p []byte) (int, error) {
+	if err := w.space.Room(w.f.Name(), int64(len(p))); err != nil {
+		return 0, err
+	}
+	return w.f.Write(p)
 }
 
 // batchGC lets the heap grow to five times what is live before a garbage

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+
+	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
 // TestOpenBundleFIFO: a bundle that can be read once (a FIFO) is copied
@@ -25,7 +30,7 @@ func TestOpenBundleFIFO(t *testing.T) {
 			f.Close()
 		}
 	}()
-	b, err := openBundle(fifo, dir)
+	b, err := openBundle(fifo, dir, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,5 +46,46 @@ func TestOpenBundleFIFO(t *testing.T) {
 		if _, err := b.Seek(0, io.SeekStart); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestImportFIFOKeepsFloor: a bundle that is not a regular file is copied
+// into the mirror's directory, the disk the mirror's database commits on,
+// under -min-free-disk: with a floor above any disk's free space (1 PiB),
+// the copy stops at its first write, with an error naming the floor, and
+// leaves nothing behind. It was copied whole, with no floor, so a large
+// stream could fill the disk and fail the database's next commit, which
+// stops the log.
+func TestImportFIFOKeepsFloor(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(t.TempDir(), "b.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const size = 8 << 20
+	wrote := make(chan int64, 1)
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			wrote <- -1
+			return
+		}
+		defer f.Close()
+		n, _ := f.Write(make([]byte, size)) // EPIPE once the reader is gone
+		wrote <- int64(n)
+	}()
+	var stdout, stderr bytes.Buffer
+	db := filepath.Join(dir, "mirror.db")
+	err := runMirrorImport([]string{"-mirror", db, "-min-free-disk", "1073741824", fifo}, &stdout, &stderr)
+	if !errors.Is(err, itlog.ErrLowDisk) || !strings.Contains(err.Error(), "min-free-disk") || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("import of a FIFO under a floor above the free space = %v; want a refusal of the copy naming min-free-disk", err)
+	}
+	// The import opened the FIFO and closed it: the writer ends (a
+	// reader of the test's own would leave it waiting).
+	if n := <-wrote; n >= size {
+		t.Errorf("the import read all %d bytes of the FIFO; the copy should stop at its first write", n)
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Errorf("the refused import left %v in the mirror's directory", left)
 	}
 }
