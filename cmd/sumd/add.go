@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -83,8 +84,51 @@ func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, 
 		return nil, err
 	}
 	defer l.Close()
-	return addTo(l, recs)
+	added, err := addTo(l, recs)
+	if err != nil && l.Created() {
+		discardCreated(l, cfg.DB, logger, stderr)
+	}
+	return added, err
 }
+
+// discardCreated closes l, a log this run created (l.Created) in the
+// database db and then refused to go on with, and removes it if it holds
+// no record: a refused run must not leave a new, empty log behind, which
+// the next run (without -create) would take as intended. Only a log this
+// run created (a store that held none: nothing is lost if the file was
+// there, empty), never one that was there before, nor one another writer
+// created first.
+//
+// A bbolt file is removed while its lock is held, and only then closed: a
+// writer waiting for the lock (a sumd serve -create) that got it before
+// the removal would sign heads on a file no longer at the path; after it,
+// the writer finds the path empty and fails as for a missing database.
+// PostgreSQL has no such lock, and another process may have opened the
+// log meanwhile: its rows are deleted only while it is still exactly as
+// this run created it (pgstore.DiscardNew).
+func discardCreated(l *tlog.Log, db string, logger *slog.Logger, stderr io.Writer) {
+	head, file := l.Published(), dbFile(db)
+	switch {
+	case head.Tree.N != 0:
+		l.Close()
+		return
+	case file == "":
+		l.Close()
+		discardPostgres(db, head.Signed, logger, stderr)
+		return
+	}
+	defer l.Close()
+	if err := os.Remove(file); err != nil {
+		fmt.Fprintf(stderr, "sumd: failed to remove the new, empty database: %v\n", err)
+	}
+	if discardStep != nil {
+		discardStep()
+	}
+}
+
+// discardStep, if set by a test, runs between the removal of a new
+// database file and its close.
+var discardStep func()
 
 // addTo adds recs to l, all or nothing.
 func addTo(l *tlog.Log, recs []gosum.Record) (*addition, error) {

@@ -427,9 +427,8 @@ func heldDatabase(db string) error {
 	return nil
 }
 
-// openLogSink opens the database file.
+// openLogSink opens the database.
 func openLogSink(cfg *config.Add, logger *slog.Logger, stderr io.Writer) (*gosumSink, error) {
-	file := dbFile(cfg.DB)
 	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: gosumLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
 		return nil, err
@@ -445,36 +444,14 @@ func openLogSink(cfg *config.Add, logger *slog.Logger, stderr io.Writer) (*gosum
 		return err
 	}
 	s := &gosumSink{Sink: seed.LogSink{Log: l}, explain: explain, close: func() { l.Close() }, discard: func() {}}
-	if file != "" && l.Created() {
+	if l.Created() {
 		// The database must be open to check the files against it, but a
 		// refused run must not leave behind a new, empty log that the next
-		// run (without -create) would take as intended. Only a log this run
-		// created (a store that held none: nothing is lost if the file was
-		// there, empty), and only while it holds no record: never a log
-		// that was there before, nor one another writer created first.
-		//
-		// The file is removed while its lock is held, and only then
-		// closed: a writer waiting for the lock (a sumd serve -create) that
-		// got it before the removal would sign heads on a file no longer at
-		// the path; after it, the writer finds the path empty and fails as
-		// for a missing database.
+		// run (without -create) would take as intended.
 		s.discard = func() {
 			s.close = func() {}
-			defer l.Close()
-			if l.Published().Tree.N != 0 {
-				return
-			}
-			if err := os.Remove(file); err != nil {
-				fmt.Fprintf(stderr, "sumd: failed to remove the new, empty database: %v\n", err)
-			}
-			if discardStep != nil {
-				discardStep()
-			}
+			discardCreated(l, cfg.DB, logger, stderr)
 		}
 	}
 	return s, nil
 }
-
-// discardStep, if set by a test, runs between the removal of the new
-// database and its close.
-var discardStep func()

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -35,6 +37,26 @@ func openPostgres(url string, opts tlog.Options, reg prometheus.Registerer, cmd 
 		return nil, withHint(fmt.Errorf("database %s: %w", redact(url), err), noLogHint(cmd))
 	}
 	return nil, postgresOpenError(url, err, "")
+}
+
+// discardPostgres deletes the new, empty log in the PostgreSQL database
+// db that this run created, signing head, and then refused to go on
+// with (discardCreated), unless it changed since: then it is kept, and
+// stderr says why. sumd's tables stay.
+func discardPostgres(db string, head []byte, logger *slog.Logger, stderr io.Writer) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := pgstore.Open(ctx, db, pgstore.Options{Logger: logger})
+	if err == nil {
+		err = s.DiscardNew(ctx, head)
+		s.Close()
+	}
+	switch {
+	case errors.Is(err, pgstore.ErrNotDiscarded):
+		fmt.Fprintf(stderr, "sumd: kept the new log in database %s: %v\n", redact(db), err)
+	case err != nil:
+		fmt.Fprintf(stderr, "sumd: failed to remove the new, empty log from database %s: %v\n", redact(db), err)
+	}
 }
 
 // postgresOpenError is err, from opening the PostgreSQL database at url,

@@ -1,6 +1,15 @@
 package main
 
-import "testing"
+import (
+	"bytes"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/pgtest"
+)
 
 // TestRedact: every secret pgx takes from a connection string — the
 // user's password, in the URL's user information or as password=, and
@@ -24,5 +33,56 @@ func TestRedact(t *testing.T) {
 		if got := redact(c.db); got != c.want {
 			t.Errorf("redact(%q) = %q, want %q", c.db, got, c.want)
 		}
+	}
+}
+
+// TestAddCreateRefusedPostgres: sumd add -create -gosum on a PostgreSQL
+// database, refused after it created the log (-strict), removes that
+// new, empty log, as it removes a new bbolt file: a later sumd add
+// without -create finds no log. The tables stay (migrate does not say
+// whether this run made them), which a later -create uses.
+func TestAddCreateRefusedPostgres(t *testing.T) {
+	dir := t.TempDir()
+	l := newVerifyLog(t, dir)
+	db := pgtest.Shared(t).NewDatabase(t)
+	rec := verifyRecord("refused", 1)
+	_, mod, _ := strings.Cut(string(rec.Text()), "\n")
+	oneLine := writeFile(t, filepath.Join(dir, "one.sum"), []byte(mod))
+	good := writeFile(t, filepath.Join(dir, "good.sum"), verifyRecord("good", 1).Text())
+	out, errOut, err := sumdRun(t, "add", "-create", "-db", db, "-key", l.key, "-strict", "-gosum", oneLine)
+	if statusOf(err) != 1 || !strings.Contains(errOut, "nothing was added") {
+		t.Fatalf("sumd add -create -strict: %v\n%s%s\nwant it refused", err, out, errOut)
+	}
+	out, errOut, err = sumdRun(t, "add", "-db", db, "-key", l.key, "-gosum", good)
+	if statusOf(err) != 1 || !strings.Contains(errOut, "holds no log") {
+		t.Fatalf("sumd add after a refused sumd add -create: %v\n%s%s\nwant it refused: the refused run left no log", err, out, errOut)
+	}
+	if out := sumd(t, "add", "-create", "-db", db, "-key", l.key, "-gosum", good); !strings.Contains(out, "added 1 records") {
+		t.Errorf("sumd add -create after the refused one: %s\nwant the record added to a new log", out)
+	}
+}
+
+// TestAddGoSumDiscardKeepsUsedPostgresLog: a refused sumd add -create
+// on PostgreSQL keeps the log it created if another writer added to it
+// meanwhile (no lock keeps one out, as bbolt's does), saying why.
+func TestAddGoSumDiscardKeepsUsedPostgresLog(t *testing.T) {
+	dir := t.TempDir()
+	l := newVerifyLog(t, dir)
+	db := pgtest.Shared(t).NewDatabase(t)
+	good := writeFile(t, filepath.Join(dir, "good.sum"), verifyRecord("good", 1).Text())
+	cfg := &config.Add{Database: config.Database{DB: db, Key: l.key}, Creating: config.Creating{Create: true}}
+	var stderr bytes.Buffer
+	sink, err := openLogSink(cfg, slog.New(slog.DiscardHandler), &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sumd(t, "add", "-db", db, "-key", l.key, "-gosum", good) // another writer, meanwhile
+	sink.discard()
+	sink.close()
+	if !strings.Contains(stderr.String(), "kept") {
+		t.Errorf("the refused run said %q, want why it kept the log", stderr.String())
+	}
+	if out := sumd(t, "add", "-db", db, "-key", l.key, "-gosum", good); !strings.Contains(out, "1 already present") {
+		t.Errorf("after the refused run: %s\nwant the other writer's record kept", out)
 	}
 }
