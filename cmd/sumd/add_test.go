@@ -1,7 +1,12 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,5 +53,52 @@ func TestAddCountsOwnRecords(t *testing.T) {
 	got, err = addTo(ours, recs[1:2])
 	if err != nil || got.new != 1 || got.size != 4 {
 		t.Errorf("adding a new version = %+v, %v; want 1 new, tree size 4", got, err)
+	}
+}
+
+// TestAddCreateRefusedWhileCreating: sumd add -create and sumd serve
+// -create, refused while creating the log (a -min-free-disk above the
+// free space refuses its first write), leave nothing they made: not the
+// new database file, which holds no log, nor the directories made for
+// it; what was there before stays. A later -create starts cleanly.
+func TestAddCreateRefusedWhileCreating(t *testing.T) {
+	dir := t.TempDir()
+	l := newVerifyLog(t, dir)
+	mod := filepath.Join(dir, "mod")
+	if err := os.MkdirAll(mod, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(mod, "go.mod"), []byte("module example.com/refused\n"))
+	existing := filepath.Join(dir, "existing")
+	if err := os.Mkdir(existing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const floor = "536870912" // MiB: 512 TiB, more than any test machine has free
+	for _, tc := range []struct {
+		name string
+		db   string
+		args []string
+	}{
+		{"add, new directories", filepath.Join(dir, "new", "dir", "sumd.db"), []string{"add", "example.com/refused@v1.0.0", mod}},
+		{"add, existing directory", filepath.Join(existing, "sumd.db"), []string{"add", "example.com/refused@v1.0.0", mod}},
+		{"serve, new directories", filepath.Join(dir, "new", "dir", "sumd.db"), []string{"serve", "-listen", "127.0.0.1:0"}},
+	} {
+		args := append([]string{tc.args[0], "-create", "-min-free-disk", floor, "-db", tc.db, "-key", l.key}, tc.args[1:]...)
+		out, errOut, err := sumdRun(t, args...)
+		if statusOf(err) != 1 || !strings.Contains(errOut, "failed to create the log") {
+			t.Fatalf("%s: %v\n%s%s\nwant it refused", tc.name, err, out, errOut)
+		}
+		for _, gone := range []string{filepath.Join(dir, "new"), tc.db, tc.db + ".tmp"} {
+			if _, err := os.Lstat(gone); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: the refused sumd %s -create left %s behind (%v)", tc.name, tc.args[0], gone, err)
+			}
+		}
+		if !exists(existing) {
+			t.Fatalf("%s: the refused run removed %s, which was there before it", tc.name, existing)
+		}
+	}
+	db := filepath.Join(dir, "new", "dir", "sumd.db")
+	if out := sumd(t, "add", "-create", "-db", db, "-key", l.key, "example.com/refused@v1.0.0", mod); !strings.Contains(out, "recorded") {
+		t.Errorf("sumd add -create after the refused runs: %s", out)
 	}
 }

@@ -128,6 +128,11 @@ type BoltStore struct {
 	minFree int64
 	free    func(path string) (int64, bool)
 
+	// made is what OpenBolt made for a file it created, for Open to
+	// remove if the log is not created in it (closeDiscarding); nil if the
+	// file was there.
+	made *madeFile
+
 	// beforeCommit and afterCommit, if set by a test, run inside Commit's
 	// transaction just before it commits, and after it committed: faults
 	// that leave the batch not persisted, and persisted.
@@ -161,10 +166,16 @@ type BoltOptions struct {
 
 // OpenBolt opens the bbolt store at path.
 func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !opts.Create {
+	_, err := os.Stat(path)
+	missing := errors.Is(err, fs.ErrNotExist)
+	if missing && !opts.Create {
 		return nil, fmt.Errorf("database %s: %w", path, fs.ErrNotExist)
 	}
+	var made *madeFile
 	if !opts.ReadOnly {
+		if missing {
+			made = &madeFile{path: path, dirs: missingDirs(filepath.Dir(path))}
+		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, fmt.Errorf("failed to create database directory: %w", err)
 		}
@@ -197,7 +208,57 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if minFree == 0 {
 		minFree = DefaultMinFree
 	}
-	return &BoltStore{db: db, minFree: minFree, free: freeSpace}, nil
+	return &BoltStore{db: db, minFree: minFree, free: freeSpace, made: made}, nil
+}
+
+// A madeFile is a database file OpenBolt created, and the directories it
+// made for it, deepest first.
+type madeFile struct {
+	path string
+	dirs []string
+}
+
+// missingDirs returns dir and those of its parents that do not exist,
+// deepest first.
+func missingDirs(dir string) []string {
+	var out []string
+	for ; ; dir = filepath.Dir(dir) {
+		if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+			return out
+		}
+		out = append(out, dir)
+		if filepath.Dir(dir) == dir {
+			return out
+		}
+	}
+}
+
+// closeDiscarding closes s after an open of the log in it failed, and
+// removes the file first if OpenBolt created it and it holds no log: a
+// failed create (a full disk, a -min-free-disk above the free space) must
+// not leave an empty file that the next run takes for a database, nor the
+// directories made for it (each removed only while empty). The file is
+// removed while its lock is held: a writer waiting for the lock finds the
+// path gone once it has it, and fails instead of creating a log in a file
+// no longer at the path (writableOpenFile). A file created meanwhile by
+// another process's create, which then holds the log, is kept.
+func (s *BoltStore) closeDiscarding() error {
+	m := s.made
+	if m == nil {
+		return s.Close()
+	}
+	if _, err := s.Load(context.Background()); !errors.Is(err, ErrNoLog) {
+		return s.Close()
+	}
+	rerr := os.Remove(m.path)
+	err := s.Close()
+	if rerr != nil {
+		return errors.Join(err, fmt.Errorf("failed to remove the new database file holding no log: %w", rerr))
+	}
+	for _, d := range m.dirs {
+		os.Remove(d) // only while empty
+	}
+	return err
 }
 
 // Path is the file's path.

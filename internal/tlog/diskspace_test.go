@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -87,9 +88,8 @@ func TestLowDisk(t *testing.T) {
 
 // TestLowDiskRealFileSystem: the floor is checked against the file
 // system's own figure (statfs): a floor above any disk refuses creating a
-// log, leaving no log in the file, and a floor below lets it be created.
+// log, leaving no file, and a floor below lets it be created.
 func TestLowDiskRealFileSystem(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	free, ok := FreeSpace(filepath.Join(dir, "sumd.db"))
 	var err error
@@ -104,14 +104,9 @@ func TestLowDiskRealFileSystem(t *testing.T) {
 	if !errors.As(err, &low) || low.Free <= 0 || low.Free > free+(1<<30) {
 		t.Fatalf("Open with a floor of 4 EiB = %v, want a *LowDiskError with the disk's free space (about %d)", err, free)
 	}
-	s, err := OpenBolt(path, BoltOptions{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after a refused create the file it made is there (%v), want it removed", err)
 	}
-	if _, err := s.Load(ctx); !errors.Is(err, ErrNoLog) {
-		t.Errorf("after a refused create the file holds a log, or fails otherwise: %v", err)
-	}
-	s.Close()
 	l, err := Open(path, Options{Keys: []*Key{k}, Create: true, Logger: quietLogger(), MinFree: 1 << 20})
 	if err != nil {
 		t.Fatalf("Open with a floor of 1 MiB: %v", err)

@@ -219,7 +219,9 @@ func Open(path string, opts Options) (*Log, error) {
 	}
 	l, err := OpenStore(s, opts)
 	if err != nil {
-		s.Close()
+		if cerr := s.closeDiscarding(); cerr != nil {
+			err = fmt.Errorf("%w (and %w)", err, cerr)
+		}
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	return l, nil

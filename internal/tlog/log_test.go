@@ -523,3 +523,38 @@ func TestReadRecordsOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenFailedCreateRemovesFile: an Open with Create that made the
+// file and then failed to create the log in it (a MinFree above the free
+// space) removes the file and the directories it made; a file that was
+// there before, holding no log, is kept, and so is its directory.
+func TestOpenFailedCreateRemovesFile(t *testing.T) {
+	dir := t.TempDir()
+	k := testKey(t, "sum.example.com")
+	opts := Options{Keys: []*Key{k}, Create: true, MinFree: math.MaxInt64 / 2, Logger: slog.New(slog.DiscardHandler)}
+	made := filepath.Join(dir, "new", "dir", "sumd.db")
+	if _, err := Open(made, opts); !errors.As(err, new(*LowDiskError)) {
+		t.Fatalf("Open with a floor above the free space = %v, want a *LowDiskError", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "new")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the failed Open left the directories it made (%v)", err)
+	}
+	old := filepath.Join(dir, "old.db")
+	s, err := OpenBolt(old, BoltOptions{Create: true}) // a file with no log
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(old, opts); !errors.As(err, new(*LowDiskError)) {
+		t.Fatalf("Open with a floor above the free space = %v, want a *LowDiskError", err)
+	}
+	if _, err := os.Stat(old); err != nil {
+		t.Errorf("the failed Open removed a file it did not create: %v", err)
+	}
+	opts.MinFree = -1
+	l, err := Open(made, opts)
+	if err != nil {
+		t.Fatalf("Open after the failed one: %v", err)
+	}
+	l.Close()
+}
