@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -177,6 +178,9 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []op
 		}
 		return nil, nil, suggestFlag(err, fs)
 	}
+	if err := flagTakenAsValue(fs, opts, args, cmd.name); err != nil {
+		return nil, nil, err
+	}
 	for _, o := range append(configOpt, opts...) {
 		if err := o.Value.(*value).checkRepeat(); err != nil {
 			return nil, nil, err
@@ -228,6 +232,77 @@ func flagAfterArgs(fs *flag.FlagSet, args []string, cmd string) error {
 		}
 	}
 	return nil
+}
+
+// flagTakenAsValue refuses a flag of the command that the option before
+// it took as its value: the flag package gives an option the next
+// argument whatever it looks like, so `sumd add -gosum -server URL FILE`
+// (the docs' shorthand, typed as read) read -server as the go.sum file,
+// failed on "stat -server", and left URL and FILE for arguments. A value
+// given with "=" is taken as written, and so is one that names an
+// existing file.
+func flagTakenAsValue(fs *flag.FlagSet, opts []option, args []string, cmd string) error {
+	n := len(args) - len(fs.Args())
+	for i := 0; i+1 < n; i++ {
+		if args[i] == "--" {
+			return nil
+		}
+		f, valued := flagOf(fs, args[i])
+		if f == nil || valued || isBool(f) {
+			continue
+		}
+		i++ // its value
+		next, _ := flagOf(fs, args[i])
+		if next == nil {
+			continue
+		}
+		if _, err := os.Lstat(args[i]); err == nil {
+			continue
+		}
+		usage := "-" + next.Name
+		if a := argOf(opts, next); a != "" {
+			usage += " " + a
+		}
+		arg := argOf(opts, f)
+		return fmt.Errorf("-%s takes %s as its value, not the flag %s after it: sumd %s -%s %s [%s]; put the other flags before -%s, or its value right after it",
+			f.Name, arg, args[i], cmd, f.Name, arg, usage, f.Name)
+	}
+	return nil
+}
+
+// flagOf returns the flag of the command that arg ("-name", "--name" or
+// either with "=value") sets, if any, and whether arg holds its value.
+func flagOf(fs *flag.FlagSet, arg string) (f *flag.Flag, valued bool) {
+	name, ok := strings.CutPrefix(arg, "-")
+	if !ok {
+		return nil, false
+	}
+	name = strings.TrimPrefix(name, "-")
+	name, _, valued = strings.Cut(name, "=")
+	if name == "" {
+		return nil, false
+	}
+	return fs.Lookup(name), valued
+}
+
+// argOf is the placeholder of f's value in the usage text ("" for a
+// bool, "VALUE" if it has none).
+func argOf(opts []option, f *flag.Flag) string {
+	for _, o := range opts {
+		if o.Value == f.Value {
+			if isBool(f) {
+				return ""
+			}
+			return cmp.Or(o.arg, "VALUE")
+		}
+	}
+	return "VALUE"
+}
+
+// isBool reports whether f needs no value, as the flag package asks.
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // An option is a field of a configuration struct, bound to a flag.

@@ -499,3 +499,41 @@ func TestFlagAfterArguments(t *testing.T) {
 		t.Errorf("sumd add -- example.com/m@v1.2.4 -key: %v %q, want the arguments after -- kept", err, rest)
 	}
 }
+
+// TestFlagTakenAsValue: a flag that the option before it took as its
+// value (sumd add -gosum -server URL FILE, as the docs' shorthand reads)
+// is refused, saying how to write the command, not taken for a file; a
+// file of that name, or a value given with "=", is taken as written.
+func TestFlagTakenAsValue(t *testing.T) {
+	for _, tc := range []struct {
+		load func(args []string) error
+		args []string
+		want string
+	}{
+		{func(a []string) error { _, _, err := LoadAdd(a, nil, io.Discard); return err },
+			[]string{"-gosum", "-server", "http://127.0.0.1:1", "go.sum"},
+			"-gosum takes FILE|DIR as its value, not the flag -server after it: sumd add -gosum FILE|DIR [-server URL]; put the other flags before -gosum, or its value right after it"},
+		{func(a []string) error { _, _, err := LoadAdd(a, nil, io.Discard); return err },
+			[]string{"-proxy-dir", "--strict", "example.com/m@v1.0.0", "m"},
+			"-proxy-dir takes DIR as its value, not the flag --strict after it: sumd add -proxy-dir DIR [-strict]"},
+		{func(a []string) error { _, _, err := LoadAdd(a, nil, io.Discard); return err },
+			[]string{"-tmp-dir", "-gosum=go.sum"},
+			"-tmp-dir takes DIR as its value, not the flag -gosum=go.sum after it: sumd add -tmp-dir DIR [-gosum FILE|DIR]"},
+		{func(a []string) error { _, _, err := LoadVerify(a, nil, io.Discard); return err },
+			[]string{"-gosum", "-url", "https://sum.example.com", "-key", "k.vkey"},
+			"-gosum takes FILE as its value, not the flag -url after it: sumd verify -gosum FILE [-url URL]"},
+	} {
+		if err := tc.load(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v\nwant an error saying %q", tc.args, err, tc.want)
+		}
+	}
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("-server", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-gosum", "-server", "go.sum"}, {"-gosum=-strict", "go.sum"}} {
+		if _, _, err := LoadAdd(args, nil, io.Discard); err != nil {
+			t.Errorf("%q: %v, want the value taken as written", args, err)
+		}
+	}
+}
