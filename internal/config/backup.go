@@ -29,6 +29,9 @@ var (
 			"newest head left off: go commands that saw any head up to it accept the next.\n" +
 			"The database is replaced only once the rebuilt copy verifies in full.",
 		example: "sumd restore -db data/sumd.db -key keys/sum.example.com.key -from replica.db",
+		// Database's -db offers PostgreSQL, which restore refuses.
+		helps: map[string]optionHelp{"db": {"FILE", "the primary's database file to rebuild, or to roll forward: sumd restore writes a bbolt file " +
+			"(for a PostgreSQL database, restore into a file, then copy it in with sumd copy -from FILE -to URL)"}},
 	}
 )
 

@@ -26,7 +26,14 @@ type command struct {
 	// alias → option. In the file and the environment the alias may name
 	// another command's option.
 	aliases map[string]string
+	// helps replace, in this command's usage text, what a shared option
+	// (a field of Database, DiskFloor…) says where the command takes less
+	// of it: option → its placeholder and help.
+	helps map[string]optionHelp
 }
+
+// An optionHelp is an option's placeholder and help in a usage text.
+type optionHelp struct{ arg, help string }
 
 var (
 	keygenCommand = command{
@@ -539,7 +546,11 @@ func printUsage(w io.Writer, cmd command, opts []option) {
 		if _, ok := o.Value.(flag.Getter).Get().(string); ok && def != "" {
 			def = strconv.Quote(def)
 		}
-		printFlag(w, o.Name, o.arg, o.Usage, def, envName(o.Name))
+		h, ok := cmd.helps[o.Name]
+		if !ok {
+			h = optionHelp{o.arg, o.Usage}
+		}
+		printFlag(w, o.Name, h.arg, h.help, def, envName(o.Name))
 	}
 	fmt.Fprintf(w, "\nExample:\n  %s\n", cmd.example)
 }

@@ -43,3 +43,20 @@ func loadExport(args []string) error  { _, _, err := LoadMirrorExport(args, nil,
 func loadBackup(args []string) error  { _, _, err := LoadBackup(args, nil, nil); return err }
 func loadRestore(args []string) error { _, _, err := LoadRestore(args, nil, nil); return err }
 func loadServe(args []string) error   { _, _, err := LoadServe(args, nil, nil); return err }
+
+// TestRestoreHelpSaysFile: sumd restore writes a bbolt file and refuses a
+// PostgreSQL URL, so its -h offers -db FILE, not the shared FILE|URL and
+// its PostgreSQL wording; the other commands keep those.
+func TestRestoreHelpSaysFile(t *testing.T) {
+	var out strings.Builder
+	LoadRestore([]string{"-h"}, nil, &out)
+	if s := out.String(); !strings.Contains(s, "  -db FILE (env SUMD_DB") || strings.Contains(s, "FILE|URL") ||
+		strings.Contains(s, "postgres://") || !strings.Contains(s, "bbolt") {
+		t.Errorf("restore -h:\n%s\nwant -db FILE, a bbolt file, and no PostgreSQL URL", s)
+	}
+	out.Reset()
+	LoadServe([]string{"-h"}, nil, &out)
+	if s := out.String(); !strings.Contains(s, "  -db FILE|URL (env SUMD_DB") {
+		t.Errorf("serve -h:\n%s\nwant -db FILE|URL", s)
+	}
+}
