@@ -31,7 +31,11 @@ var (
 		example: "sumd restore -db data/sumd.db -key keys/sum.example.com.key -from replica.db",
 		// Database's -db offers PostgreSQL, which restore refuses.
 		helps: map[string]optionHelp{"db": {"FILE", "the primary's database file to rebuild, or to roll forward: sumd restore writes a bbolt file " +
-			"(for a PostgreSQL database, restore into a file, then copy it in with sumd copy -from FILE -to URL)"}},
+			"(for a PostgreSQL database, restore into a file, then copy it in with sumd copy -from FILE -to URL)"},
+			// Database's -min-free-disk speaks of a server's 503s and of
+			// PostgreSQL.
+			"min-free-disk": {"MIB", "MiB kept free on the file system of -db while the restored copy (and, from a URL, the mirror kept " +
+				"beside it) is written: a write that would leave less stops the restore, which then changes nothing; 0: no floor"}},
 	}
 )
 

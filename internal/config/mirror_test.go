@@ -46,12 +46,14 @@ func loadServe(args []string) error   { _, _, err := LoadServe(args, nil, nil); 
 
 // TestRestoreHelpSaysFile: sumd restore writes a bbolt file and refuses a
 // PostgreSQL URL, so its -h offers -db FILE, not the shared FILE|URL and
-// its PostgreSQL wording; the other commands keep those.
+// its PostgreSQL wording, and a -min-free-disk that stops the restore, not
+// a server's writes; the other commands keep those.
 func TestRestoreHelpSaysFile(t *testing.T) {
 	var out strings.Builder
 	LoadRestore([]string{"-h"}, nil, &out)
 	if s := out.String(); !strings.Contains(s, "  -db FILE (env SUMD_DB") || strings.Contains(s, "FILE|URL") ||
-		strings.Contains(s, "postgres://") || !strings.Contains(s, "bbolt") {
+		strings.Contains(s, "postgres://") || !strings.Contains(s, "bbolt") || strings.Contains(s, "PostgreSQL it") ||
+		strings.Contains(s, "503") || !strings.Contains(s, "stops the restore") {
 		t.Errorf("restore -h:\n%s\nwant -db FILE, a bbolt file, and no PostgreSQL URL", s)
 	}
 	out.Reset()
