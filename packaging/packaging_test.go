@@ -150,6 +150,31 @@ func TestSystemdUnit(t *testing.T) {
 	}
 }
 
+// TestSystemdRestartPolicy: sumd.service restarts sumd after a failure
+// (Restart=on-failure) but not after one whose hint says not to start it
+// again on the database, which exits with cmd/sumd's exitDoNotRestart: a
+// log whose store was rolled back under it, restarted, signs a fork.
+func TestSystemdRestartPolicy(t *testing.T) {
+	unit, err := os.ReadFile("sumd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mainGo, err := os.ReadFile("../cmd/sumd/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^const exitDoNotRestart = (\d+)$`).FindSubmatch(mainGo)
+	if m == nil {
+		t.Fatal("cmd/sumd/main.go has no const exitDoNotRestart = N")
+	}
+	if !bytes.Contains(unit, []byte("\nRestart=on-failure\n")) {
+		t.Error("sumd.service does not restart sumd on failure (Restart=on-failure)")
+	}
+	if want := "\nRestartPreventExitStatus=" + string(m[1]) + "\n"; !bytes.Contains(unit, []byte(want)) {
+		t.Errorf("sumd.service lacks %q: systemd restarts sumd after a failure whose hint says not to start it again", strings.TrimSpace(want))
+	}
+}
+
 // TestDockerfile checks what docker cannot check here: a static build, a
 // non-root user, the data volume, and a HEALTHCHECK that is a valid sumd
 // status command, without -auth or -json, so that it checks /healthz when

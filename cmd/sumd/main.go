@@ -140,6 +140,10 @@ func interruptContext() (context.Context, context.CancelFunc) {
 	return ctx, stop
 }
 
+// exitDoNotRestart is the exit status of a failure whose hint says not to
+// start sumd again on the database (see doNotRestart).
+const exitDoNotRestart = 3
+
 // exitCode is an error that only sets the exit status; it has been reported.
 type exitCode int
 
@@ -222,6 +226,9 @@ func report(err error, stderr io.Writer) int {
 	case errors.As(err, &ce):
 		printError(stderr, ce.err)
 		fmt.Fprintf(stderr, "hint: %s\n", ce.hint)
+		if doNotRestart(err) {
+			return exitDoNotRestart
+		}
 		return cmp.Or(ce.code, 1)
 	case errors.As(err, &hinted): // from internal/serve
 		printError(stderr, err)
@@ -229,7 +236,24 @@ func report(err error, stderr io.Writer) int {
 	default:
 		printError(stderr, err)
 	}
+	if doNotRestart(err) {
+		return exitDoNotRestart
+	}
 	return 1
+}
+
+// doNotRestart reports whether err says the database must not be opened
+// again as it is: a log stopped because its store no longer extends the
+// tree it published (rolled back or replaced under it), or a store holding
+// data beyond its signed head. Restarting the first signs on top of the
+// rolled-back head, a fork; the second is refused again and again. Their
+// own status lets a service manager tell them from the failures a restart
+// cures (packaging/sumd.service: RestartPreventExitStatus=).
+func doNotRestart(err error) bool {
+	if errors.As(err, new(*tlog.BeyondHeadError)) {
+		return true
+	}
+	return errors.Is(err, tlog.ErrFatal) && errors.As(err, new(*tlog.ForkError))
 }
 
 // printError prints err as "sumd: error: ..." lines. Several problems
