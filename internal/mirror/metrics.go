@@ -1,6 +1,8 @@
 package mirror
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -55,11 +57,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // follow exports every kind of security event of origin at 0 from the
 // start: a series that first appears at 1 is no increase() to the alert
 // rules (SumdMirrorSecurityEvent), so a one-off event would raise nothing.
-func (m *Metrics) follow(origin string) {
-	if m != nil {
-		for _, kind := range kinds {
-			m.securityN.WithLabelValues(origin, kind)
+// A follower that follows (online) also exports when its head was last
+// known to be the origin's latest, checked (0 if never): a series set only
+// by a successful round would not exist for a mirror whose rounds never
+// succeed after a start, and SumdMirrorBehind would never find it old. One
+// fed by bundles alone never syncs: it exports none.
+func (m *Metrics) follow(origin string, online bool, checked time.Time) {
+	if m == nil {
+		return
+	}
+	for _, kind := range kinds {
+		m.securityN.WithLabelValues(origin, kind)
+	}
+	if online {
+		var unix float64
+		if !checked.IsZero() {
+			unix = float64(checked.UnixNano()) / 1e9
 		}
+		m.lastSync.WithLabelValues(origin).Set(unix)
 	}
 }
 

@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -60,4 +61,60 @@ func securityEvents(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return got
+}
+
+// TestLastSyncExported: a follower with an origin to follow exports
+// sumd_mirror_last_sync_timestamp_seconds from New, at when its head was
+// last known to be the origin's latest (0 if never), so that a mirror
+// whose rounds never succeed after a start (an origin unreachable, a
+// round that hangs) has a series that SumdMirrorBehind can find old: it
+// appeared only at the first success, and the alert never fired for it.
+// One fed by bundles alone (no origin client) exports none: it never
+// syncs, and the alert would fire forever.
+func TestLastSyncExported(t *testing.T) {
+	o := newOrigin(t, 10)
+	m, _ := newMirror(t, o)
+	reg := prometheus.NewRegistry()
+	met := NewMetrics(reg)
+	newFollower(t, o, m, func(opts *Options) { opts.Metrics = met })
+	if v, ok := lastSync(t, reg); !ok || v != 0 {
+		t.Errorf("after New, never synced: last sync %v (exported %v), want 0", v, ok)
+	}
+
+	// Restarted after a round that confirmed the head: the time persists.
+	when := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if err := setChecked(context.Background(), m, when); err != nil {
+		t.Fatal(err)
+	}
+	reg = prometheus.NewRegistry()
+	met = NewMetrics(reg)
+	newFollower(t, o, m, func(opts *Options) { opts.Metrics = met })
+	if v, ok := lastSync(t, reg); !ok || v != float64(when.Unix()) {
+		t.Errorf("after New, checked at %v: last sync %v (exported %v), want %d", when, v, ok, when.Unix())
+	}
+
+	reg = prometheus.NewRegistry()
+	met = NewMetrics(reg)
+	newFollower(t, o, m, func(opts *Options) { opts.Metrics = met; opts.Client = nil })
+	if v, ok := lastSync(t, reg); ok {
+		t.Errorf("a follower without an origin exports last sync %v, want none", v)
+	}
+}
+
+// lastSync gathers sumd_mirror_last_sync_timestamp_seconds of the origin
+// testName.
+func lastSync(t *testing.T, reg *prometheus.Registry) (float64, bool) {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "sumd_mirror_last_sync_timestamp_seconds" {
+			for _, m := range f.GetMetric() {
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
 }

@@ -269,7 +269,7 @@ func New(opts Options) (*Follower, error) {
 		return nil, err
 	}
 	f.st.checked = checked
-	opts.Metrics.follow(f.name)
+	opts.Metrics.follow(f.name, f.Online(), checked)
 	opts.Metrics.observeHeld(f.name, opts.Log.Published().Tree.N)
 	return f, nil
 }
