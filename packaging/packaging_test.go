@@ -280,22 +280,26 @@ func TestAlertMetricsDefined(t *testing.T) {
 			t.Errorf("the alerting rules name %s, which sumd does not define", name)
 		}
 	}
-	for _, name := range []string{"sumd_log_tree_size", "sumd_health_state", "sumd_http_requests_total"} {
+	for _, name := range []string{"sumd_log_tree_size", "sumd_health_state", "sumd_http_requests_total", "sumd_postgres_up"} {
 		if !defined[name] {
 			t.Errorf("definedMetrics misses %s: it no longer reads how metrics are defined", name)
 		}
 	}
-	// The one metric of another collector the rules use (a restart's
-	// gauges at 0 are not stale): the process collector sumd registers.
-	if !strings.Contains(string(rules), "process_start_time_seconds") {
+	// The metrics of another collector the rules use (a restart's gauges
+	// at 0 are not stale, restarts, open files): the process collector
+	// sumd registers.
+	process := slices.Compact(slices.Sorted(slices.Values(regexp.MustCompile(`\bprocess_[a-z_]+\b`).FindAllString(string(rules), -1))))
+	if !slices.Contains(process, "process_start_time_seconds") {
 		t.Fatal("the rules no longer use process_start_time_seconds: update this test")
 	}
 	families, err := serve.NewRegistry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(families, func(f *dto.MetricFamily) bool { return f.GetName() == "process_start_time_seconds" }) {
-		t.Error("sumd's registry has no process_start_time_seconds, which the rules use")
+	for _, name := range process {
+		if !slices.ContainsFunc(families, func(f *dto.MetricFamily) bool { return f.GetName() == name }) {
+			t.Errorf("sumd's registry has no %s, which the rules use", name)
+		}
 	}
 }
 
@@ -330,6 +334,31 @@ func definedMetrics(t *testing.T) map[string]bool {
 			if err != nil {
 				return err
 			}
+			// A helper that builds descriptions from a prefix, d :=
+			// func(name, …) *prometheus.Desc { return
+			// prometheus.NewDesc("sumd_postgres_"+name, …) }, defines
+			// prefix+name for each d("name", …) of the file.
+			prefixed := map[string]string{}
+			ast.Inspect(f, func(n ast.Node) bool {
+				as, ok := n.(*ast.AssignStmt)
+				if !ok || len(as.Lhs) != 1 || len(as.Rhs) != 1 {
+					return true
+				}
+				v, ok1 := as.Lhs[0].(*ast.Ident)
+				fn, ok2 := as.Rhs[0].(*ast.FuncLit)
+				if !ok1 || !ok2 {
+					return true
+				}
+				ast.Inspect(fn.Body, func(n ast.Node) bool {
+					if c, ok := n.(*ast.CallExpr); ok && isProm(c.Fun, "NewDesc") && len(c.Args) > 0 {
+						if b, ok := c.Args[0].(*ast.BinaryExpr); ok && b.Op == token.ADD && str(b.X) != "" {
+							prefixed[v.Name] = str(b.X)
+						}
+					}
+					return true
+				})
+				return true
+			})
 			ast.Inspect(f, func(n ast.Node) bool {
 				switch n := n.(type) {
 				case *ast.CompositeLit:
@@ -354,6 +383,9 @@ func definedMetrics(t *testing.T) map[string]bool {
 				case *ast.CallExpr:
 					if isProm(n.Fun, "NewDesc") && len(n.Args) > 0 && str(n.Args[0]) != "" {
 						names[str(n.Args[0])] = true
+					}
+					if fn, ok := n.Fun.(*ast.Ident); ok && prefixed[fn.Name] != "" && len(n.Args) > 0 && str(n.Args[0]) != "" {
+						names[prefixed[fn.Name]+str(n.Args[0])] = true
 					}
 				}
 				return true
