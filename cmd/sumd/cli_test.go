@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,6 +120,11 @@ func TestRolledBackDatabase(t *testing.T) {
 	if !strings.Contains(errOut, "the database holds data beyond its signed tree of 1 records (records up to id 1") ||
 		!strings.Contains(errOut, "hint: do NOT restart sumd on this database") {
 		t.Errorf("sumd add on a rolled-back database said:\n%s\nwant the data beyond the head named, and a hint not to restart", errOut)
+	}
+	// sumd serve exits with the status sumd.service does not restart.
+	_, errOut, err = sumdRun(t, "serve", "-listen", "127.0.0.1:0", "-db", db, "-key", key)
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != exitDoNotRestart {
+		t.Errorf("sumd serve on a rolled-back database: %v, want exit status %d\n%s", err, exitDoNotRestart, errOut)
 	}
 	// Its backup and copy are refused with the same hint: a copy up to
 	// the head would be a clean database that signs a fork.
