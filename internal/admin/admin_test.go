@@ -267,7 +267,7 @@ func TestUploadRefusals(t *testing.T) {
 		status  int
 		message string
 	}{
-		{"go.mod differs", Options{}, m, zipPath, otherMod, 422, "invalid module: failed to hash example.com/m@v1.0.0: go.mod differs from the go.mod in the zip"},
+		{"go.mod differs", Options{}, m, zipPath, otherMod, 422, "invalid module: the go.mod sent differs from the go.mod in the zip; send that one, or none"},
 		{"wrong version", Options{}, mv(m.Path, "v1.0.1"), zipPath, "", 422, `path does not have prefix "example.com/m@v1.0.1/"`},
 		{"far offset", Options{}, m, farZip, "", 422, "invalid module: failed to hash example.com/m@v1.0.0: zip is truncated or malformed: an entry lies past the end of the file"},
 		{"zip too large", Options{MaxZipSize: 512}, m, zipPath, "", 413, "module zip is larger than the limit of 512 bytes"},
@@ -540,5 +540,43 @@ func TestNotEnabledNotCached(t *testing.T) {
 	NotEnabled.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/admin/backup", nil))
 	if w.Code != http.StatusNotFound || w.Header().Get("Cache-Control") != "no-store" {
 		t.Errorf("GET /admin/backup with the API off: %d, Cache-Control %q; want 404, no-store", w.Code, w.Header().Get("Cache-Control"))
+	}
+}
+
+// TestUploadModOfZipWithoutGoMod: a go.mod sent with a zip that has none
+// must be the one the go command makes up for it ("module PATH"): the go
+// command fetching the version from its origin hashes that one, and would
+// call a record of another go.mod a security error. It was recorded as
+// sent. A +incompatible version keeps the go.mod sent (modhash.HashZip), as
+// one with a go.mod in its zip must send that one.
+func TestUploadModOfZipWithoutGoMod(t *testing.T) {
+	dir := t.TempDir()
+	small := testproxy.Module{Path: "example.com/nomod", Version: "v1.0.0", Files: map[string]string{"m.go": "package m\n"}}
+	large := testproxy.WithNoise(small, memoryZip+memoryZip/4)
+	large.Path = "example.com/largenomod"
+	if _, err := testproxy.Build(dir, []testproxy.Module{small, large}); err != nil {
+		t.Fatal(err)
+	}
+	for _, mod := range []testproxy.Module{small, large} {
+		t.Run(mod.Path, func(t *testing.T) {
+			m := mv(mod.Path, mod.Version)
+			s := newSetup(t, Options{TempDir: t.TempDir()})
+			other := filepath.Join(t.TempDir(), "other.mod")
+			os.WriteFile(other, []byte("module "+m.Path+"\n\nrequire example.com/x v1.0.0\n"), 0o644)
+			_, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(dir, m), other)
+			wantStatus(t, err, http.StatusUnprocessableEntity, "is not the one the go command uses for example.com/")
+			if n := s.treeSize(t); n != 0 {
+				t.Fatalf("tree size %d after the refusal, want 0", n)
+			}
+			made := filepath.Join(t.TempDir(), "made.mod")
+			os.WriteFile(made, modhash.SynthesizedGoMod(m.Path), 0o644)
+			res, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(dir, m), made)
+			if err != nil {
+				t.Fatalf("upload with the go.mod the go command makes up: %v", err)
+			}
+			if want := recordOf(t, m, testproxy.ZipPath(dir, m), nil); res.Record != want {
+				t.Errorf("recorded %q, want %q", res.Record, want)
+			}
+		})
 	}
 }

@@ -178,10 +178,14 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	// answer.
 	ctx := r.Context()
 	var sums modhash.Sums
+	given := up.mod // see checkGoModSent
+	if !strings.HasSuffix(m.Version, "+incompatible") {
+		given = nil
+	}
 	if up.zipPath != "" {
-		sums, err = modhash.HashZipContext(ctx, m, up.zipPath, up.mod)
+		sums, err = modhash.HashZipContext(ctx, m, up.zipPath, given)
 	} else {
-		sums, err = modhash.HashZipDataContext(ctx, m, up.zipData, up.mod)
+		sums, err = modhash.HashZipDataContext(ctx, m, up.zipData, given)
 	}
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		h.log.InfoContext(ctx, "admin: upload abandoned by its client while hashed", "module", m.String())
@@ -205,9 +209,43 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &httpError{http.StatusUnprocessableEntity, "invalid module: " + msg})
 		return
 	}
+	if err := checkGoModSent(m, up.mod, sums); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	rec := gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}
 	id, err := h.rec.Add(r.Context(), rec)
 	h.answer(w, r, id, rec, err)
+}
+
+// checkGoModSent refuses, unless m is +incompatible, a go.mod sent with a
+// zip that is not the go.mod of the zip's sums, the go.mod the go command
+// uses for it: the zip's own, or, for a zip that has none, the one the go
+// command makes up ("module PATH", modhash.SynthesizedGoMod). HashZip takes
+// a go.mod given for a zip without one, as it takes a proxy's .mod, but the
+// go command fetching the version from its origin hashes the made-up one,
+// and a record of another would fail its check for ever; so the zip is
+// hashed without the go.mod sent, and that one compared with it here, which
+// reads the zip once. A +incompatible version is hashed with the go.mod
+// sent, which HashZip prefers to the zip's.
+func checkGoModSent(m module.Version, mod []byte, sums modhash.Sums) error {
+	if mod == nil || strings.HasSuffix(m.Version, "+incompatible") {
+		return nil
+	}
+	sent, err := modhash.GoModHash(mod)
+	if err != nil {
+		return &httpError{http.StatusUnprocessableEntity, "invalid module: the go.mod sent: " + err.Error()}
+	}
+	if sent == sums.GoMod {
+		return nil
+	}
+	made := modhash.SynthesizedGoMod(m.Path)
+	if madeHash, _ := modhash.GoModHash(made); madeHash == sums.GoMod {
+		return &httpError{http.StatusUnprocessableEntity, fmt.Sprintf(
+			"invalid module: the go.mod sent is not the one the go command uses for %s: the zip has no go.mod (or that one), so it uses %q; send that go.mod, or none",
+			m, made)}
+	}
+	return &httpError{http.StatusUnprocessableEntity, "invalid module: the go.mod sent differs from the go.mod in the zip; send that one, or none"}
 }
 
 // An uploaded module version.
