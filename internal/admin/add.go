@@ -80,8 +80,23 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	h.uploadDeadlines(w) // up to MaxAddBody of go.sum lines
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxAddBody))
+	held := r.ContentLength
+	if held > MaxAddBody {
+		h.fail(w, r, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxAddBody)})
+		return
+	}
+	if held < 0 {
+		held = MaxAddBody
+	}
+	if !h.addMemory.TryAcquire(held) {
+		w.Header().Set("Retry-After", "5")
+		h.fail(w, r, &httpError{http.StatusServiceUnavailable, fmt.Sprintf(
+			"other adds hold the memory this server gives adds (%d MiB): try again shortly, or send fewer lines a request", maxAddMemory>>20)})
+		return
+	}
+	defer h.addMemory.Release(held) // the records parsed from the body are held until the answer
+	h.uploadDeadlines(w)            // up to MaxAddBody of go.sum lines
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxAddBody), r.ContentLength)
 	if err != nil {
 		h.fail(w, r, badInput(err, "failed to read the body: %v", err))
 		return
@@ -123,6 +138,24 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.InfoContext(r.Context(), "admin: recorded go.sum lines", "records", res.Records, "new", res.New, "tree_size", size)
 	writeJSON(w, res)
+}
+
+// maxAddMemory caps the bytes of the bodies of the adds being served at
+// once, each counted by its Content-Length (MaxAddBody without one): each is
+// read whole, and so are its records, and a script adding large go.sum files
+// in parallel would otherwise take as much memory as it sends. An add past
+// it is a 503 with Retry-After, which Client.Add sends again.
+const maxAddMemory = 4 * MaxAddBody
+
+// readBody reads r whole into a buffer sized for size bytes if size is
+// known (>= 0), so that a large body is not copied as its buffer grows.
+func readBody(r io.Reader, size int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if size >= 0 {
+		buf.Grow(int(size) + bytes.MinRead) // ReadFrom wants MinRead free to read the end
+	}
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
 // checkParam reads ?check=.

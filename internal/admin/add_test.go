@@ -6,9 +6,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -337,5 +339,64 @@ func TestAddReadsLinesAsGoCommand(t *testing.T) {
 	resp := s.post(t, "/admin/add", "example.com/bulk1 v1.0.0+incompatible "+r1.Hash+"\nexample.com/bulk1 v1.0.0+incompatible/go.mod "+r1.GoMod+"\n")
 	if resp.Code != http.StatusBadRequest || !strings.Contains(resp.Body.String(), "line 1: example.com/bulk1@v1.0.0+incompatible: invalid version: +incompatible suffix not allowed") {
 		t.Errorf("v1.0.0+incompatible: %d %q, want 400 naming line 1", resp.Code, resp.Body)
+	}
+}
+
+// readSignal is a request body that says when the handler first reads it,
+// then reads from r.
+type readSignal struct {
+	once    sync.Once
+	reading chan struct{}
+	r       io.Reader
+}
+
+func (b *readSignal) Read(p []byte) (int, error) {
+	b.once.Do(func() { close(b.reading) })
+	return b.r.Read(p)
+}
+
+// TestAddMemoryBounded: the bodies of adds being read at once hold at most
+// maxAddMemory bytes, counted by their Content-Length (MaxAddBody without
+// one): another add that would go past it is a 503 with Retry-After, read
+// and recorded nothing, which the client sends again. Every add read its
+// body whole into memory, as many as came at once: a script adding large
+// go.sum files in parallel could take gigabytes and have the server killed.
+func TestAddMemoryBounded(t *testing.T) {
+	s := newSetup(t, Options{})
+	h := New(s.rec, Options{Authenticated: true, Logger: quiet})
+	var writers []*io.PipeWriter
+	var done sync.WaitGroup
+	for range maxAddMemory / MaxAddBody {
+		pr, pw := io.Pipe()
+		writers = append(writers, pw)
+		body := &readSignal{reading: make(chan struct{}), r: pr}
+		req := httptest.NewRequest("POST", "/admin/add", body)
+		req.ContentLength = MaxAddBody
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			h.ServeHTTP(httptest.NewRecorder(), req)
+		}()
+		<-body.reading
+	}
+	rec := fakeRec(1, "")
+	req := httptest.NewRequest("POST", "/admin/add", bytes.NewReader(rec.Text()))
+	req.ContentLength = -1 // counted as MaxAddBody
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "try again") {
+		t.Errorf("an add past the memory of the adds being read: %d %q (Retry-After %q), want 503 with Retry-After", w.Code, w.Body, w.Header().Get("Retry-After"))
+	}
+	if n := s.treeSize(t); n != 0 {
+		t.Errorf("tree size %d after the refusal, want 0", n)
+	}
+	for _, pw := range writers {
+		pw.CloseWithError(errors.New("client gone"))
+	}
+	done.Wait()
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/admin/add", bytes.NewReader(rec.Text())))
+	if w.Code != http.StatusOK {
+		t.Errorf("an add once the others ended: %d %q, want 200", w.Code, w.Body)
 	}
 }

@@ -22,7 +22,8 @@
 // checksum database lacks the version or has other hashes; the text
 // begins "not found: M@V:" as upstream.Error's does), 413 too large,
 // 422 invalid module zip (upload), 502/504
-// upstream failure, 503 the log is busy (Retry-After). backup answers 200
+// upstream failure, 503 the log is busy, or (add) other adds hold the
+// memory adds may take (Retry-After). backup answers 200
 // with the copy, a bbolt database file, or 501 when the database cannot
 // copy itself (the reason names its own backup tools).
 //
@@ -68,6 +69,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
@@ -149,7 +151,8 @@ type Handler struct {
 	log    *slog.Logger
 	tokens *tokenCache
 
-	backups chan struct{} // holds a token while a backup is being made
+	backups   chan struct{}       // holds a token while a backup is being made
+	addMemory *semaphore.Weighted // of maxAddMemory bytes: the bodies of adds being served
 	// memoryZip is the size up to which an uploaded zip is hashed in
 	// memory (the constant memoryZip; smaller in the fuzz test, to reach
 	// both paths).
@@ -192,7 +195,7 @@ func New(rec Recorder, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}, backups: make(chan struct{}, 1), memoryZip: memoryZip}
+	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}, backups: make(chan struct{}, 1), addMemory: semaphore.NewWeighted(maxAddMemory), memoryZip: memoryZip}
 	if opts.Authenticated {
 		return h
 	}
