@@ -88,14 +88,14 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 	if held < 0 {
 		held = MaxAddBody
 	}
-	if !h.addMemory.TryAcquire(held) {
+	if !h.bodyMemory.TryAcquire(held) {
 		w.Header().Set("Retry-After", "5")
 		h.fail(w, r, &httpError{http.StatusServiceUnavailable, fmt.Sprintf(
-			"other adds hold the memory this server gives adds (%d MiB): try again shortly, or send fewer lines a request", maxAddMemory>>20)})
+			"other requests hold the memory this server gives the go.sum lines of adds and the go.mod files of uploads (%d MiB): try again shortly, or send fewer lines a request", maxBodyMemory>>20)})
 		return
 	}
-	defer h.addMemory.Release(held) // the records parsed from the body are held until the answer
-	h.uploadDeadlines(w)            // up to MaxAddBody of go.sum lines
+	defer h.bodyMemory.Release(held) // the records parsed from the body are held until the answer
+	h.uploadDeadlines(w)             // up to MaxAddBody of go.sum lines
 	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxAddBody), r.ContentLength)
 	if err != nil {
 		h.fail(w, r, badInput(err, "failed to read the body: %v", err))
@@ -140,12 +140,13 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, res)
 }
 
-// maxAddMemory caps the bytes of the bodies of the adds being served at
+// maxBodyMemory caps the bytes of the bodies of the adds being served at
 // once, each counted by its Content-Length (MaxAddBody without one): each is
 // read whole, and so are its records, and a script adding large go.sum files
 // in parallel would otherwise take as much memory as it sends. An add past
-// it is a 503 with Retry-After, which Client.Add sends again.
-const maxAddMemory = 4 * MaxAddBody
+// it is a 503 with Retry-After, which Client.Add sends again. Uploads' large
+// go.mod files take from it too (see readMod).
+const maxBodyMemory = 4 * MaxAddBody
 
 // readBody reads r whole into a buffer sized for size bytes if size is
 // known (>= 0), so that a large body is not copied as its buffer grows.

@@ -356,7 +356,7 @@ func (b *readSignal) Read(p []byte) (int, error) {
 }
 
 // TestAddMemoryBounded: the bodies of adds being read at once hold at most
-// maxAddMemory bytes, counted by their Content-Length (MaxAddBody without
+// maxBodyMemory bytes, counted by their Content-Length (MaxAddBody without
 // one): another add that would go past it is a 503 with Retry-After, read
 // and recorded nothing, which the client sends again. Every add read its
 // body whole into memory, as many as came at once: a script adding large
@@ -366,7 +366,7 @@ func TestAddMemoryBounded(t *testing.T) {
 	h := New(s.rec, Options{Authenticated: true, Logger: quiet})
 	var writers []*io.PipeWriter
 	var done sync.WaitGroup
-	for range maxAddMemory / MaxAddBody {
+	for range maxBodyMemory / MaxAddBody {
 		pr, pw := io.Pipe()
 		writers = append(writers, pw)
 		body := &readSignal{reading: make(chan struct{}), r: pr}

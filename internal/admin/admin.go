@@ -151,8 +151,8 @@ type Handler struct {
 	log    *slog.Logger
 	tokens *tokenCache
 
-	backups   chan struct{}       // holds a token while a backup is being made
-	addMemory *semaphore.Weighted // of maxAddMemory bytes: the bodies of adds being served
+	backups    chan struct{}       // holds a token while a backup is being made
+	bodyMemory *semaphore.Weighted // of maxBodyMemory bytes: adds' bodies and uploads' large go.mod files
 	// memoryZip is the size up to which an uploaded zip is hashed in
 	// memory (the constant memoryZip; smaller in the fuzz test, to reach
 	// both paths).
@@ -195,7 +195,7 @@ func New(rec Recorder, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}, backups: make(chan struct{}, 1), addMemory: semaphore.NewWeighted(maxAddMemory), memoryZip: memoryZip}
+	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}, backups: make(chan struct{}, 1), bodyMemory: semaphore.NewWeighted(maxBodyMemory), memoryZip: memoryZip}
 	if opts.Authenticated {
 		return h
 	}

@@ -580,3 +580,36 @@ func TestUploadModOfZipWithoutGoMod(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadModMemory: a go.mod sent with an upload is held in memory, up
+// to MaxModSize (16 MiB): one over 64 KiB takes MaxModSize of the memory
+// adds take (maxBodyMemory), and with none left the upload is a 503 that
+// records nothing. Every upload held its go.mod outside any budget, as
+// many as came at once. A small go.mod takes nothing.
+func TestUploadModMemory(t *testing.T) {
+	m := mv("example.com/bigmod", "v1.0.0")
+	mod := goodModule(m.Path, m.Version)
+	mod.Files["go.mod"] += "\n// " + strings.Repeat("x", 100<<10) + "\n"
+	small := goodModule("example.com/smallmod", "v1.0.0")
+	dir := t.TempDir()
+	testproxy.Build(dir, []testproxy.Module{mod, small})
+	s := newSetup(t, Options{TempDir: t.TempDir()})
+	h := s.srv.Config.Handler.(*Handler)
+	h.bodyMemory.Acquire(context.Background(), maxBodyMemory)
+	_, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(dir, m), testproxy.ModPath(dir, m))
+	wantStatus(t, err, http.StatusServiceUnavailable, "try again")
+	if n := s.treeSize(t); n != 0 {
+		t.Fatalf("tree size %d after the refusal, want 0", n)
+	}
+	sm := mv(small.Path, small.Version)
+	if _, err := s.client.Upload(context.Background(), sm, testproxy.ZipPath(dir, sm), testproxy.ModPath(dir, sm)); err != nil {
+		t.Fatalf("upload with a small go.mod, the memory held: %v", err)
+	}
+	h.bodyMemory.Release(maxBodyMemory)
+	if _, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(dir, m), testproxy.ModPath(dir, m)); err != nil {
+		t.Fatalf("upload with a large go.mod, the memory free: %v", err)
+	}
+	if !h.bodyMemory.TryAcquire(maxBodyMemory) {
+		t.Fatal("the upload did not give back the memory of its go.mod")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -160,6 +161,9 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	if up.release != nil {
 		defer up.release()
 	}
+	if up.modRelease != nil {
+		defer up.modRelease()
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -255,6 +259,7 @@ type upload struct {
 	zipData       []byte // or the zip itself, if no larger than memoryZip
 	release       func() // gives zipData's memory back (nil if no zip was read)
 	mod           []byte // nil if none was sent
+	modRelease    func() // gives mod's memory back (nil if it took none)
 	// seen holds the fields read: a field given twice is refused, so
 	// that no one part decides what another one said ("module" twice).
 	seen map[string]bool
@@ -301,13 +306,35 @@ func (h *Handler) readPart(up *upload, part *multipart.Part) error {
 	case name == "zip":
 		up.zipData, up.zipPath, up.release, err = h.readZip(part)
 	case name == "mod":
-		var buf bytes.Buffer
-		err = copyLimited(&buf, part, h.opts.MaxModSize, "go.mod file")
-		up.mod = append([]byte{}, buf.Bytes()...) // an empty .mod is still a .mod
+		up.mod, err = h.readMod(up, part)
 	default:
 		return &httpError{http.StatusBadRequest, fmt.Sprintf("unexpected field %q: want module, version, zip and optionally mod", name)}
 	}
 	return err
+}
+
+// smallMod is the size up to which an uploaded go.mod is read without
+// taking memory from Handler.bodyMemory: most are a few KiB.
+const smallMod = 64 << 10
+
+// readMod reads the go.mod part of up, up to MaxModSize bytes. One larger
+// than smallMod takes MaxModSize of Handler.bodyMemory until up is answered
+// (up.modRelease): each upload holds its go.mod in memory, and many at once
+// would otherwise hold 16 MiB each. With none left, a 503.
+func (h *Handler) readMod(up *upload, part io.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	err := copyLimited(&buf, part, min(smallMod, h.opts.MaxModSize), "go.mod file")
+	if he, ok := err.(*httpError); ok && he.status == http.StatusRequestEntityTooLarge && h.opts.MaxModSize > smallMod {
+		if !h.bodyMemory.TryAcquire(h.opts.MaxModSize) {
+			return nil, &httpError{http.StatusServiceUnavailable, fmt.Sprintf(
+				"other requests hold the memory this server gives the go.sum lines of adds and the go.mod files of uploads (%d MiB): try again shortly", maxBodyMemory>>20)}
+		}
+		up.modRelease = sync.OnceFunc(func() { h.bodyMemory.Release(h.opts.MaxModSize) })
+		var all bytes.Buffer
+		err = copyLimited(&all, io.MultiReader(&buf, part), h.opts.MaxModSize, "go.mod file")
+		return all.Bytes(), err
+	}
+	return append([]byte{}, buf.Bytes()...), err // an empty .mod is still a .mod
 }
 
 func readField(part *multipart.Part, name string) (string, error) {
