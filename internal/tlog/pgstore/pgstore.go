@@ -273,11 +273,20 @@ const (
 // a session's choice, and a default chosen for other applications of the
 // role or database should not stop sumd (docs/ha.md).
 //
+// So are the defaults the head's row lock relies on: writers take turns
+// on it, each SELECT … FOR UPDATE waiting for the commit before it and
+// then reading the head that commit wrote, which only READ COMMITTED does
+// (under repeatable read or serializable the waiter fails with a
+// serialization failure), and for as long as that takes (no lock_timeout;
+// no statement_timeout, since every statement but COMMIT has a deadline
+// of sumd's own, Options.Timeout).
+//
 // The parameters are set after connecting, not in the startup packet,
 // which PgBouncer refuses unknown parameters in.
 func setSession(cfg *pgxpool.Config, opts Options) {
 	cc := cfg.ConnConfig
-	names, values := []string{"client_min_messages"}, []string{"warning"}
+	names := []string{"client_min_messages", "default_transaction_isolation", "lock_timeout", "statement_timeout"}
+	values := []string{"warning", "read committed", "0", "0"}
 	for _, p := range [][2]string{
 		{"idle_in_transaction_session_timeout", strconv.FormatInt(max(1, (2*opts.Timeout).Milliseconds()), 10)},
 		{"tcp_keepalives_idle", strconv.Itoa(int(keepaliveIdle / time.Second))},

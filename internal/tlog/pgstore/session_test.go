@@ -148,3 +148,51 @@ func TestSessionDurability(t *testing.T) {
 		})
 	}
 }
+
+// TestWritersWhateverDefaults: writers take turns on the head's row lock
+// whatever transaction defaults the database or the role set. Under
+// default_transaction_isolation = repeatable read (or serializable), the
+// SELECT … FOR UPDATE of a writer that waited for another's commit failed
+// with a serialization failure instead of reading the new head, so that
+// every write that met another process's failed (503), and a lock_timeout
+// or statement_timeout shorter than the other's commit failed it outright.
+func TestWritersWhateverDefaults(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	for _, set := range []string{
+		"default_transaction_isolation = 'repeatable read'",
+		"default_transaction_isolation = 'serializable'",
+		"lock_timeout = '100ms'",
+		"statement_timeout = '100ms'",
+	} {
+		t.Run(set, func(t *testing.T) {
+			url, k := pg.NewDatabase(t), testKey(t)
+			db, _, _ := strings.Cut(strings.TrimPrefix(url, "postgres:///"), "?")
+			if err := pg.Exec("postgres", "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET "+set); err != nil {
+				t.Fatal(err)
+			}
+			a, sa := openLog(t, url, k, Options{})
+			b, _ := openLog(t, url, k, Options{})
+			if err := sa.LockHead(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(sa.UnlockHead)
+			done := make(chan error, 1)
+			go func() { _, err := b.Add(ctx, record(1)); done <- err }()
+			select {
+			case err := <-done:
+				t.Fatalf("b.Add finished while a held the head's lock: %v", err)
+			case <-time.After(500 * time.Millisecond):
+			}
+			if ids, err := a.Add(ctx, record(0)); err != nil || ids[0] != 0 {
+				t.Fatalf("a.Add under its lock = %v, %v", ids, err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("b.Add after a's commit: %v", err)
+			}
+			if n := reverify(t, url, k); n != 2 {
+				t.Fatalf("tree %d, want 2", n)
+			}
+		})
+	}
+}
