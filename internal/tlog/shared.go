@@ -180,10 +180,28 @@ func (l *Log) fresh() error {
 // poll confirms or refreshes the published head every interval until the
 // log closes. Reading the head is one cheap query; only a changed head goes
 // through the sequencer.
+//
+// A failure makes the log answer 503 once MaxHeadAge has passed. An
+// unreachable database is the store's to report (ErrUnavailable), once per
+// outage; any other failure (a role that lost a privilege, a head that
+// does not verify) is logged here as a warning, once while it lasts, so
+// that the 503s say why.
 func (l *Log) poll() {
 	r := l.shared
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
+	var reported string // the failure last logged, "" since a poll succeeded
+	failed := func(msg string, err error) {
+		switch {
+		case err == nil:
+			reported = ""
+		case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) || err.Error() == reported:
+			l.log.Debug(msg, "err", err)
+		default:
+			reported = err.Error()
+			l.log.Warn(msg+"; answering 503 once the published head is older than -max-head-age", "err", err)
+		}
+	}
 	for {
 		select {
 		case <-r.stop:
@@ -195,13 +213,12 @@ func (l *Log) poll() {
 		st, err := l.store.Load(ctx)
 		switch {
 		case err != nil:
-			l.log.Debug("failed to read the stored head", "err", err)
+			failed("failed to read the stored head", err)
 		case bytes.Equal(st.Head, l.pub.Load().Signed):
 			l.confirm(start)
+			failed("", nil)
 		default:
-			if err := l.Refresh(ctx); err != nil && !errors.Is(err, ErrClosed) {
-				l.log.Debug("failed to adopt the stored head", "err", err)
-			}
+			failed("failed to adopt the stored head", l.Refresh(ctx))
 		}
 		cancel()
 	}

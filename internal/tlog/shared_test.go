@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,7 +26,8 @@ type sharedMem struct {
 	mu    sync.Mutex
 	block chan struct{} // if set, the next Load waits for it to close
 
-	commitDelay time.Duration // how long each Commit takes
+	commitDelay time.Duration         // how long each Commit takes
+	loadErr     atomic.Pointer[error] // if set, what Load fails with
 }
 
 func (s *sharedMem) Commit(ctx context.Context, b *Batch) error {
@@ -47,6 +50,9 @@ func (s *sharedMem) Load(ctx context.Context) (State, error) {
 	}
 	if s.down.Load() {
 		return State{}, &UnavailableError{errors.New("connection refused")}
+	}
+	if err := s.loadErr.Load(); err != nil {
+		return State{}, *err
 	}
 	return s.MemStore.Load(ctx)
 }
@@ -239,5 +245,49 @@ func TestRefreshCoalesced(t *testing.T) {
 	}
 	if err := l.Refresh(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSharedPollFailureLogged: a process whose polls of the stored head
+// fail for a reason other than an unreachable database (which the store
+// reports itself), such as a role that lost a privilege, answers 503 once
+// MaxHeadAge has passed; the failure was logged at debug level only, so
+// that nothing said why. It is logged as a warning, once while it lasts.
+func TestSharedPollFailureLogged(t *testing.T) {
+	ctx := context.Background()
+	s, k := &sharedMem{MemStore: NewMemStore()}, testKey(t, "sum.example.com")
+	logs := &lockedBuffer{}
+	l, err := OpenStore(s, Options{Keys: []*Key{k}, Create: true, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		RefreshInterval: 5 * time.Millisecond, MaxHeadAge: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	denied := error(errors.New("ERROR: permission denied for table sumd_schema (SQLSTATE 42501)"))
+	s.loadErr.Store(&denied)
+	start := s.loads.Load()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := l.Signed(ctx); err != nil && s.loads.Load() > start+10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Signed still answers 10s after the polls began to fail")
+		}
+	}
+	var warned bool
+	for _, line := range strings.Split(logs.String(), "\n") {
+		warned = warned || strings.Contains(line, "level=WARN") && strings.Contains(line, "permission denied")
+	}
+	if n := strings.Count(logs.String(), "permission denied"); n != 1 || !warned {
+		t.Fatalf("after %d failed polls the log has the failure %d times, want once, as a warning:\n%s", s.loads.Load()-start, n, logs.String())
+	}
+	s.loadErr.Store(nil)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := l.Signed(ctx); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Signed still fails 10s after the polls succeed again")
+		}
 	}
 }
