@@ -3,6 +3,7 @@ package tlog
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -121,4 +122,93 @@ func (e *rolledBackError) Hint() string {
 	return "do NOT start sumd serve again on this database: it no longer holds the tree this process published, " +
 		"so its head was rolled back or replaced (docs/ha.md, the asynchronous-failover row). Find out what clients saw, " +
 		"then restore the database from a mirror (docs/mirrors.md, \"Restore from a mirror\")"
+}
+
+// auxLostHead keeps, in a shared store, the signed head a process had
+// published when it found that the store no longer holds a tree extending
+// it (rememberLost): a failover to a standby that lacked the last commits
+// leaves no other trace of them.
+const auxLostHead = "tlog/lost-head"
+
+// rememberLost records cur, the published head, in the store before the
+// log stops on a store whose head does not extend it: the process stops,
+// but a supervisor restarts it (or another process starts), and Open would
+// then take the older head for the log's and sign trees of the lost one's
+// size with other records, forking every client that saw it. Open refuses
+// a primary's store whose head does not extend the recorded one
+// (checkLostHead). A larger head another process recorded is kept. A
+// failure is logged: the log stops either way.
+func (l *Log) rememberLost(ctx context.Context, cur *Head) {
+	a, ok := l.store.(AuxStore)
+	if !ok || l.origin != nil || cur.Signed == nil {
+		return
+	}
+	if v, err := a.Aux(ctx, auxLostHead); err == nil && v != nil && noteTree(v).N >= cur.Tree.N {
+		return
+	}
+	if err := a.SetAux(ctx, auxLostHead, cur.Signed); err != nil {
+		l.log.Error("failed to record the published head the database lost: a process started on it will not know of it", "err", err, "tree_size", cur.Tree.N)
+	}
+}
+
+// A LostHeadError is Open's refusal of a primary's store whose head does
+// not extend one a process published (recorded by rememberLost): the
+// database lost commits (a failover to a standby that lacked them, a
+// restore from an older backup) that clients may have seen.
+type LostHeadError struct {
+	Tree, Lost int64 // the stored head's tree size, the lost head's
+	Err        error // why the one does not extend the other (a *ForkError)
+}
+
+func (e *LostHeadError) Error() string {
+	return fmt.Sprintf("the database's signed tree of %d records does not extend the tree of %d records a sumd process published on it (it stopped when it found it rolled back): %v",
+		e.Tree, e.Lost, e.Err)
+}
+
+// Is makes it an ErrCorrupt.
+func (e *LostHeadError) Is(target error) bool { return target == ErrCorrupt }
+func (e *LostHeadError) Unwrap() error        { return e.Err }
+
+// Hint says not to force it open.
+func (e *LostHeadError) Hint() string {
+	return "do NOT make sumd serve this database as it is: clients may hold signed heads of the lost tree, and a log signing on top of this one would fork it. " +
+		"Restore the database from a mirror that holds the lost tree (docs/mirrors.md, \"Restore from a mirror\"); it then opens. " +
+		"Only if no client can have seen the lost tree, delete its record: DELETE FROM sumd_aux WHERE key = '" + auxLostHead + "' (docs/ha.md)"
+}
+
+// checkLostHead refuses a primary's store whose head, of tree, does not
+// extend the lost head a process recorded in it (rememberLost). The record
+// is not verified: it only ever refuses.
+func checkLostHead(ctx context.Context, s Store, tree tlog.Tree) error {
+	a, ok := s.(AuxStore)
+	if !ok {
+		return nil
+	}
+	v, err := a.Aux(ctx, auxLostHead)
+	if err != nil {
+		return fmt.Errorf("failed to read the record of a lost head: %w", err)
+	}
+	if v == nil {
+		return nil
+	}
+	lost := noteTree(v)
+	if err := ProveExtends(tree, lost, storeTiles(ctx, s, tree.N)); err != nil {
+		var fork *ForkError
+		if !errors.As(err, &fork) {
+			return fmt.Errorf("failed to check the stored tree against the lost head a process recorded: %w", err)
+		}
+		return &LostHeadError{Tree: tree.N, Lost: lost.N, Err: err}
+	}
+	return nil
+}
+
+// noteTree parses the tree of a signed head without checking its
+// signatures; zero for none.
+func noteTree(head []byte) tlog.Tree {
+	text, _, _ := bytes.Cut(head, []byte("\n\n"))
+	tree, err := tlog.ParseTree(append(text[:len(text):len(text)], '\n'))
+	if err != nil {
+		return tlog.Tree{}
+	}
+	return tree
 }

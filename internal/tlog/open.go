@@ -59,6 +59,9 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 		if err := checkExtent(ctx, l.store, st.Head, tree, openHead); err != nil {
 			return err
 		}
+		if err := checkLostHead(ctx, l.store, tree); err != nil {
+			return err
+		}
 		if bs, ok := l.store.(*BoltStore); ok {
 			// A write refused before it wrote (a low disk) costs only a
 			// scan at the next open. Any other failure may have left a

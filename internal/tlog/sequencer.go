@@ -375,6 +375,7 @@ func (l *Log) catchUp(ctx context.Context) (bool, error) {
 		if err := l.catchUpDamage(ctx, tree, cur.Tree.N, err); err != nil {
 			return false, err
 		}
+		l.rememberLost(ctx, cur)
 		return false, l.stop(fmt.Errorf("store holds tree %d, which does not extend the published tree %d: %w", tree.N, cur.Tree.N, err))
 	}
 	if ks != nil {

@@ -72,3 +72,86 @@ func TestRolledBackHead(t *testing.T) {
 		t.Fatalf("sumd_log holds %d rows (%v) after the refused create, want 0", logs, err)
 	}
 }
+
+// TestLostHeadRemembered: a failover to a standby that lacks the last
+// commit (asynchronous replication, or the wrong one of a quorum) leaves
+// the database at an older head with no trace of the lost one. A running
+// process that published the lost head stops, saying not to restart; but a
+// supervisor restarts it (packaging/sumd.service: Restart=on-failure), or
+// another process starts, and it opened the older head and signed a tree
+// of the lost one's size with other records: the fork every client that
+// saw the lost head reports. The process that stops records the head it
+// published in the database, and opening a database whose head does not
+// extend it is refused, until the database is restored to a head that
+// does.
+func TestLostHeadRemembered(t *testing.T) {
+	ctx := context.Background()
+	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+	a, _ := openLog(t, url, k, Options{})
+	if _, err := a.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	old := a.Published()
+	if _, err := a.Add(ctx, record(1)); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// The database as the standby had it: tree 1, nothing of record 1.
+	lose := func() {
+		t.Helper()
+		for _, sql := range []string{
+			`DELETE FROM sumd_records WHERE id >= 1`,
+			`DELETE FROM sumd_index WHERE id >= 1`,
+			`UPDATE sumd_tiles SET data = substr(data, 1, 32) WHERE level = 0 AND n = 0`,
+		} {
+			if _, err := conn.Exec(ctx, sql); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := conn.Exec(ctx, `UPDATE sumd_log SET head = $1, tree_size = $2, root = $3 WHERE id = 1`,
+			old.Signed, old.Tree.N, old.Tree.Hash[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost := a.Published()
+	var tile []byte
+	if err := conn.QueryRow(ctx, `SELECT data FROM sumd_tiles WHERE level = 0 AND n = 0`).Scan(&tile); err != nil {
+		t.Fatal(err)
+	}
+	lose()
+	if err := a.Refresh(ctx); !errors.Is(err, tlog.ErrFatal) {
+		t.Fatalf("Refresh on the older head = %v, want ErrFatal", err)
+	}
+	// The restart.
+	s := openDB(t, url)
+	b, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Logger: quiet})
+	if err == nil {
+		defer b.Close()
+		ids, aerr := b.Add(ctx, record(7))
+		t.Fatalf("a process opened the database at tree %d after another published tree %d (then Add = %v, %v: a fork)", old.Tree.N, lost.Tree.N, ids, aerr)
+	}
+	if !errors.Is(err, tlog.ErrCorrupt) || !strings.Contains(err.Error(), "tree of 2 records") {
+		t.Fatalf("opening the database after the lost head = %v; want ErrCorrupt naming the lost tree", err)
+	}
+	// Restored (from a mirror) to the lost head or beyond: it opens.
+	if _, err := conn.Exec(ctx, `INSERT INTO sumd_records (id, text) VALUES (1, $1)`, record(1).Text()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO sumd_index (key, id) VALUES ($1, 1)`, []byte(record(1).Key())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `UPDATE sumd_tiles SET data = $1 WHERE level = 0 AND n = 0`, tile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `UPDATE sumd_log SET head = $1, tree_size = $2, root = $3 WHERE id = 1`,
+		lost.Signed, lost.Tree.N, lost.Tree.Hash[:]); err != nil {
+		t.Fatal(err)
+	}
+	if n := reverify(t, url, k); n != 2 {
+		t.Fatalf("restored tree %d, want 2", n)
+	}
+}
