@@ -124,11 +124,13 @@ func (e *rolledBackError) Hint() string {
 		"then restore the database from a mirror (docs/mirrors.md, \"Restore from a mirror\")"
 }
 
-// auxLostHead keeps, in a shared store, the signed head a process had
+// AuxLostHead keeps, in a shared store, the signed head a process had
 // published when it found that the store no longer holds a tree extending
 // it (rememberLost): a failover to a standby that lacked the last commits
-// leaves no other trace of them.
-const auxLostHead = "tlog/lost-head"
+// leaves no other trace of them. A shared store's Load returns it
+// (State.Lost), so that the other processes stop too: one that had not
+// adopted the lost head would sign trees of its size with other records.
+const AuxLostHead = "tlog/lost-head"
 
 // rememberLost records cur, the published head, in the store before the
 // log stops on a store whose head does not extend it: the process stops,
@@ -143,18 +145,19 @@ func (l *Log) rememberLost(ctx context.Context, cur *Head) {
 	if !ok || l.origin != nil || cur.Signed == nil {
 		return
 	}
-	if v, err := a.Aux(ctx, auxLostHead); err == nil && v != nil && noteTree(v).N >= cur.Tree.N {
+	if v, err := a.Aux(ctx, AuxLostHead); err == nil && v != nil && noteTree(v).N >= cur.Tree.N {
 		return
 	}
-	if err := a.SetAux(ctx, auxLostHead, cur.Signed); err != nil {
+	if err := a.SetAux(ctx, AuxLostHead, cur.Signed); err != nil {
 		l.log.Error("failed to record the published head the database lost: a process started on it will not know of it", "err", err, "tree_size", cur.Tree.N)
 	}
 }
 
 // A LostHeadError is Open's refusal of a primary's store whose head does
-// not extend one a process published (recorded by rememberLost): the
-// database lost commits (a failover to a standby that lacked them, a
-// restore from an older backup) that clients may have seen.
+// not extend one a process published (recorded by rememberLost), and the
+// reason a running log stops on such a store (checkLost): the database
+// lost commits (a failover to a standby that lacked them, a restore from
+// an older backup) that clients may have seen.
 type LostHeadError struct {
 	Tree, Lost int64 // the stored head's tree size, the lost head's
 	Err        error // why the one does not extend the other (a *ForkError)
@@ -173,7 +176,7 @@ func (e *LostHeadError) Unwrap() error        { return e.Err }
 func (e *LostHeadError) Hint() string {
 	return "do NOT make sumd serve this database as it is: clients may hold signed heads of the lost tree, and a log signing on top of this one would fork it. " +
 		"Restore the database from a mirror that holds the lost tree (docs/mirrors.md, \"Restore from a mirror\"); it then opens. " +
-		"Only if no client can have seen the lost tree, delete its record: DELETE FROM sumd_aux WHERE key = '" + auxLostHead + "' (docs/ha.md)"
+		"Only if no client can have seen the lost tree, delete its record: DELETE FROM sumd_aux WHERE key = '" + AuxLostHead + "' (docs/ha.md)"
 }
 
 // checkLostHead refuses a primary's store whose head, of tree, does not
@@ -184,7 +187,7 @@ func checkLostHead(ctx context.Context, s Store, tree tlog.Tree) error {
 	if !ok {
 		return nil
 	}
-	v, err := a.Aux(ctx, auxLostHead)
+	v, err := a.Aux(ctx, AuxLostHead)
 	if err != nil {
 		return fmt.Errorf("failed to read the record of a lost head: %w", err)
 	}
@@ -211,4 +214,19 @@ func noteTree(head []byte) tlog.Tree {
 		return tlog.Tree{}
 	}
 	return tree
+}
+
+// checkLost stops a primary's log whose store, as Load read it (st), holds
+// a head of a smaller tree than a head some process published and recorded
+// as lost (State.Lost): this process had not adopted that head, and the
+// store's head does not extend it, so signing on top of it would fork it.
+func (l *Log) checkLost(st State) error {
+	if l.origin != nil || st.Lost == nil {
+		return nil
+	}
+	stored, lost := noteTree(st.Head), noteTree(st.Lost)
+	if stored.N >= lost.N {
+		return nil // restored to it or beyond (Open checks that it extends it)
+	}
+	return l.stop(&LostHeadError{Tree: stored.N, Lost: lost.N, Err: &ForkError{Big: stored, Small: lost}})
 }

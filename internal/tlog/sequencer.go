@@ -362,6 +362,9 @@ func (l *Log) catchUp(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("failed to re-read the log's head: %w", err)
 	}
+	if err := l.checkLost(st); err != nil {
+		return false, err
+	}
 	cur := l.pub.Load()
 	if bytes.Equal(st.Head, cur.Signed) {
 		l.confirm(start)

@@ -195,7 +195,8 @@ func (l *Log) poll() {
 		switch {
 		case err == nil:
 			reported = ""
-		case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) || err.Error() == reported:
+		case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) || errors.Is(err, ErrFatal) || err.Error() == reported:
+			// Reported by the store, or by the log as it stopped, or already.
 			l.log.Debug(msg, "err", err)
 		default:
 			reported = err.Error()
@@ -211,6 +212,9 @@ func (l *Log) poll() {
 		ctx, cancel := context.WithTimeout(context.Background(), max(r.maxAge, r.interval))
 		start := time.Now()
 		st, err := l.store.Load(ctx)
+		if err == nil {
+			err = l.checkLost(st)
+		}
 		switch {
 		case err != nil:
 			failed("failed to read the stored head", err)

@@ -190,6 +190,9 @@ type State struct {
 	// Head is the latest signed tree head; nil only in a mirror that has
 	// none yet.
 	Head []byte
+	// Lost is, in a shared store, the value stored under AuxLostHead: a
+	// head a process published that the store lost; nil if none.
+	Lost []byte
 }
 
 // A Batch is one atomic change to a log: new records with their index

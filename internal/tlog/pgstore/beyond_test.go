@@ -83,7 +83,8 @@ func TestRolledBackHead(t *testing.T) {
 // saw the lost head reports. The process that stops records the head it
 // published in the database, and opening a database whose head does not
 // extend it is refused, until the database is restored to a head that
-// does.
+// does; a process still running on the older head (it had not adopted the
+// lost one) stops at its next poll once the lost one is recorded.
 func TestLostHeadRemembered(t *testing.T) {
 	ctx := context.Background()
 	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
@@ -92,6 +93,8 @@ func TestLostHeadRemembered(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := a.Published()
+	// A process that had not adopted the lost head yet.
+	c, _ := openLog(t, url, k, Options{})
 	if _, err := a.Add(ctx, record(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +128,14 @@ func TestLostHeadRemembered(t *testing.T) {
 	lose()
 	if err := a.Refresh(ctx); !errors.Is(err, tlog.ErrFatal) {
 		t.Fatalf("Refresh on the older head = %v, want ErrFatal", err)
+	}
+	// A process still running on the older head stops at its next poll
+	// (Refresh, here), and signs nothing on it.
+	if err := c.Refresh(ctx); !errors.Is(err, tlog.ErrFatal) {
+		t.Fatalf("Refresh by a process on the older head, after another recorded the lost one = %v; want ErrFatal", err)
+	}
+	if ids, err := c.Add(ctx, record(8)); !errors.Is(err, tlog.ErrFatal) {
+		t.Fatalf("Add by a process on the older head, after another recorded the lost one = %v, %v; want ErrFatal", ids, err)
 	}
 	// The restart.
 	s := openDB(t, url)

@@ -349,8 +349,8 @@ func (s *Store) Load(ctx context.Context) (tlog.State, error) {
 	defer cancel()
 	var st tlog.State
 	var vkeys string
-	err := s.pool.QueryRow(ctx, `SELECT name, vkeys, mirror, head FROM sumd_log WHERE id = 1`).
-		Scan(&st.Meta.Name, &vkeys, &st.Meta.Mirror, &st.Head)
+	err := s.pool.QueryRow(ctx, `SELECT name, vkeys, mirror, head, (SELECT value FROM sumd_aux WHERE key = $1) FROM sumd_log WHERE id = 1`, tlog.AuxLostHead).
+		Scan(&st.Meta.Name, &vkeys, &st.Meta.Mirror, &st.Head, &st.Lost)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):
 		s.up()
