@@ -23,17 +23,31 @@ const MaxScanIndex = 1000
 // It serves listings by module path (the status page's search): the
 // versions of path are the keys starting with path+"@", and the module
 // after path is at path+"@\xff".
+//
+// Entries beyond the published tree are many where a mirror stages a large
+// extension (or other processes on a shared store commit quickly), and
+// anyone may search: once it meets one, it reads on MaxScanIndex entries at
+// a time, and past maxScanBeyond of them it answers what it found, fewer
+// than limit entries though the index may hold more.
 func (l *Log) ScanIndex(ctx context.Context, from string, limit int) ([]IndexEntry, error) {
 	limit = min(limit, MaxScanIndex)
 	n := l.pub.Load().Tree.N // read first: what is indexed later lies beyond it
 	var out []IndexEntry
-	for len(out) < limit {
-		entries, err := l.store.ScanIndex(ctx, from, limit-len(out))
+	skipped := 0
+	for len(out) < limit && skipped < maxScanBeyond {
+		want := limit - len(out)
+		if skipped > 0 {
+			want = MaxScanIndex
+		}
+		entries, err := l.store.ScanIndex(ctx, from, want)
 		if err != nil || len(entries) == 0 {
 			return out, err
 		}
 		for _, e := range entries {
-			if e.ID < n {
+			switch {
+			case e.ID >= n:
+				skipped++
+			case len(out) < limit:
 				out = append(out, e)
 			}
 		}
@@ -42,3 +56,7 @@ func (l *Log) ScanIndex(ctx context.Context, from string, limit int) ([]IndexEnt
 	}
 	return out, nil
 }
+
+// maxScanBeyond bounds how many index entries beyond the published tree one
+// ScanIndex call reads past.
+const maxScanBeyond = 4 * MaxScanIndex

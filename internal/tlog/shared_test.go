@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/gosum"
 )
 
 // sharedMem is a MemStore that says it is shared, as a database is; its
@@ -289,5 +291,58 @@ func TestSharedPollFailureLogged(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("Signed still fails 10s after the polls succeed again")
 		}
+	}
+}
+
+// scanningMem is a sharedMem that counts ScanIndex calls.
+type scanningMem struct {
+	*sharedMem
+	scans atomic.Int64
+}
+
+func (s *scanningMem) ScanIndex(ctx context.Context, from string, limit int) ([]IndexEntry, error) {
+	s.scans.Add(1)
+	return s.sharedMem.ScanIndex(ctx, from, limit)
+}
+
+// TestScanIndexBeyondBounded: the index entries of records beyond the
+// published tree (another process's commits not adopted yet, a mirror's
+// staging) are left out of ScanIndex, which read on past them as many
+// entries at a time as were still wanted: the status page's search for one
+// version (limit 1) read them one store read each, thousands of statements
+// for one anonymous request. It reads them in chunks, and gives up past a
+// bound, answering what it found.
+func TestScanIndexBeyondBounded(t *testing.T) {
+	ctx := context.Background()
+	mem, k := &sharedMem{MemStore: NewMemStore()}, testKey(t, "sum.example.com")
+	s := &scanningMem{sharedMem: mem}
+	a, err := OpenStore(s, Options{Keys: []*Key{k}, Create: true, Logger: quietLogger(), RefreshInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := openShared(t, mem, Options{Keys: []*Key{k}, RefreshInterval: time.Hour})
+	const beyond = 3000
+	for i := 0; i < beyond; i += 500 {
+		recs := make([]gosum.Record, 0, 500)
+		for j := i; j < i+500; j++ {
+			recs = append(recs, record(j, 0))
+		}
+		if _, err := b.Add(ctx, recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, err := a.ScanIndex(ctx, "", 1)
+	if err != nil || len(es) != 0 {
+		t.Fatalf("ScanIndex of a tree of 0 records = %v, %v; want none", es, err)
+	}
+	if n := s.scans.Load(); n > beyond/MaxScanIndex+2 {
+		t.Fatalf("ScanIndex(limit 1) past %d entries beyond the published tree read the store %d times", beyond, n)
+	}
+	if err := a.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if es, err := a.ScanIndex(ctx, "", 2); err != nil || len(es) != 2 {
+		t.Fatalf("ScanIndex once adopted = %v, %v; want 2 entries", es, err)
 	}
 }
