@@ -21,7 +21,8 @@ var diskInterval = 10 * time.Second
 // (tlog.LowDiskError): the part reports it as a problem, so /healthz says
 // degraded while lookups of recorded versions go on, and logs it once per
 // crossing with the path, which the problem (shown to anonymous clients)
-// does not name. sumd_disk_free_bytes lets monitoring warn before that.
+// does not name. sumd_disk_free_bytes and sumd_disk_min_free_bytes let
+// monitoring warn before that.
 // The floor here and the store's are the same figure; the store's check
 // also counts the write's own size, so a large write (an import's chunk of
 // 65,536 records, about 30 MiB) can be refused while the status still says
@@ -49,6 +50,13 @@ func diskPart(files []string, floor int64, reg prometheus.Registerer, logger *sl
 			}
 			return float64(n)
 		}))
+		// The floor too, so that monitoring predicts reaching it rather
+		// than 0 (packaging/prometheus's SumdDiskFillingUp).
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sumd", Name: "disk_min_free_bytes",
+			Help:        "The free space (min-free-disk) below which sumd refuses writes to a database file (named by its base name, as in sumd_disk_free_bytes); 0: no floor.",
+			ConstLabels: prometheus.Labels{"file": label},
+		}, func() float64 { return float64(max(floor, 0)) }))
 	}
 	check := func() {
 		if floor <= 0 {

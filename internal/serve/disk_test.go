@@ -16,8 +16,8 @@ import (
 
 // TestDiskPart: a database file whose disk falls below the floor is a
 // problem of the status (naming no path), logged once per crossing with
-// the path; the gauge reads the space of each file, by base name, two
-// files of one name apart.
+// the path; the gauges read the space of each file and the floor, by base
+// name, two files of one name apart.
 func TestDiskPart(t *testing.T) {
 	var mu sync.Mutex
 	free := map[string]int64{"/srv/a/sumd.db": 1 << 30, "/srv/b/m.db": 1 << 30, "/srv/c/m.db": 1 << 30}
@@ -54,6 +54,19 @@ sumd_disk_free_bytes{file="sumd.db"} 1.073741824e+09
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sumd_disk_free_bytes"); err != nil {
 		t.Error(err)
 	}
+	// The floor beside each, so that a rule can predict reaching it (the
+	// alerts' SumdDiskFillingUp) rather than 0, past which sumd has long
+	// refused writes.
+	wantFloor := `
+# HELP sumd_disk_min_free_bytes The free space (min-free-disk) below which sumd refuses writes to a database file (named by its base name, as in sumd_disk_free_bytes); 0: no floor.
+# TYPE sumd_disk_min_free_bytes gauge
+sumd_disk_min_free_bytes{file="m.db"} 6.7108864e+07
+sumd_disk_min_free_bytes{file="m.db#2"} 6.7108864e+07
+sumd_disk_min_free_bytes{file="sumd.db"} 6.7108864e+07
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(wantFloor), "sumd_disk_min_free_bytes"); err != nil {
+		t.Error(err)
+	}
 	got := report()
 	if len(got) != 1 || got[0].Part != "disk" || !strings.Contains(got[0].Message, "min-free-disk (64 MiB)") || strings.Contains(got[0].Message, "/srv") {
 		t.Fatalf("problems with one disk low: %v, want one naming the floor and no path", got)
@@ -85,6 +98,14 @@ sumd_disk_free_bytes{file="sumd.db"} 1.073741824e+09
 	p.Report(&s)
 	if n, err := testutil.GatherAndCount(reg, "sumd_disk_free_bytes"); err != nil || n != 1 || len(s.Health.Problems) != 0 {
 		t.Errorf("with no floor: %d series (%v), problems %v; want the gauge and no problem", n, err, s.Health.Problems)
+	}
+	noFloor := `
+# HELP sumd_disk_min_free_bytes The free space (min-free-disk) below which sumd refuses writes to a database file (named by its base name, as in sumd_disk_free_bytes); 0: no floor.
+# TYPE sumd_disk_min_free_bytes gauge
+sumd_disk_min_free_bytes{file="m.db"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(noFloor), "sumd_disk_min_free_bytes"); err != nil {
+		t.Errorf("with no floor: %v", err)
 	}
 }
 
