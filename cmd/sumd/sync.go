@@ -206,7 +206,7 @@ func (sc *syncConfig) serveSync(cfg config.ServeSync, tmpDir string, up *upstrea
 			if err != nil {
 				return nil, err
 			}
-			s, err := sc.syncer(rl, tmpDir, oci.NewMetrics(reg), logger)
+			s, err := sc.syncer(rl, tmpDir, oci.NewMetrics(reg, cfg.SyncInterval), logger)
 			return serveSyncer{s}, err
 		},
 	}

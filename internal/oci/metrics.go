@@ -1,6 +1,8 @@
 package oci
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -34,8 +36,10 @@ type Metrics struct {
 	lastOK    prometheus.Gauge       // sumd_oci_sync_last_success_timestamp_seconds
 }
 
-// NewMetrics registers the OCI sync metrics on reg; a nil reg means none.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics registers the OCI sync metrics of passes run every interval
+// on reg; a nil reg means none. The interval is exported so that an alert
+// on the last success waits for a few passes, however far apart.
+func NewMetrics(reg prometheus.Registerer, interval time.Duration) *Metrics {
 	if reg == nil {
 		return nil
 	}
@@ -58,7 +62,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.passes.WithLabelValues("ok")
 	m.passes.WithLabelValues("failed")
-	reg.MustRegister(m.artifacts, m.passes, m.lastOK)
+	reg.MustRegister(m.artifacts, m.passes, m.lastOK, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "sumd", Subsystem: "oci", Name: "sync_interval_seconds",
+		Help: "The time between the starts of two OCI sync passes (-sync-interval).",
+	}, interval.Seconds))
 	return m
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -49,7 +51,7 @@ func TestSyncPassMetrics(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newSyncEnv(t, true)
 			e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
-			m := NewMetrics(prometheus.NewRegistry())
+			m := NewMetrics(prometheus.NewRegistry(), time.Minute)
 			s, err := NewSyncer(Options{
 				Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)},
 				Log:    &stateFailing{fakeLog: e.log, read: c.read, write: c.write},
@@ -77,5 +79,21 @@ func TestSyncPassMetrics(t *testing.T) {
 				t.Errorf("passes ok %v, failed %v, last success %v after a pass that returned %v", ok, failed, last, err)
 			}
 		})
+	}
+}
+
+// TestSyncIntervalMetric: the interval between passes is exported, so
+// that an alert on the last success can wait for a few passes of a long
+// interval (the alerts' SumdOCISyncStale) rather than a fixed time.
+func TestSyncIntervalMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	NewMetrics(reg, 12*time.Hour)
+	want := `
+# HELP sumd_oci_sync_interval_seconds The time between the starts of two OCI sync passes (-sync-interval).
+# TYPE sumd_oci_sync_interval_seconds gauge
+sumd_oci_sync_interval_seconds 43200
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sumd_oci_sync_interval_seconds"); err != nil {
+		t.Error(err)
 	}
 }

@@ -581,7 +581,7 @@ func TestSyncNotARegistry(t *testing.T) {
 				t.Fatal(err)
 			}
 			logs := new(testlog.Buffer)
-			m := NewMetrics(prometheus.NewRegistry())
+			m := NewMetrics(prometheus.NewRegistry(), time.Minute)
 			s, err := NewSyncer(Options{
 				Sources: sources, Keys: []*PublicKey{newKey(t, 0).public(t)}, Log: newFakeLog(),
 				Remote: testRemote, Metrics: m, Logger: slog.New(slog.NewTextHandler(logs, nil)),
