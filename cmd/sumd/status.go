@@ -223,7 +223,7 @@ func printServerStatus(w io.Writer, st *serve.Status) {
 	}
 	if t := st.TUF; t != nil {
 		for _, r := range t.Roles {
-			fmt.Fprintf(w, "tuf       %-9s version %d, expires %s (in %s)\n", r.Role, r.Version, at(r.Expires), r.Expires.Sub(st.Time).Round(time.Minute))
+			fmt.Fprintf(w, "tuf       %-9s version %d, expires %s (%s)\n", r.Role, r.Version, at(r.Expires), serve.Until(r.Expires, st.Time))
 		}
 	}
 	for _, c := range st.Counters {

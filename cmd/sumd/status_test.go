@@ -254,3 +254,28 @@ func TestStatusWrongPath(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusTUFExpiry: sumd status says how long the TUF metadata has left
+// as the status page does (days beyond two, hours, then minutes), and an
+// expired role as expired, not "in" a negative duration.
+func TestStatusTUFExpiry(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	st := &serve.Status{Name: "sumd.test", Time: now, TUF: &serve.TUFState{Roles: []serve.TUFRole{
+		{Role: "root", Version: 1, Expires: now.Add(365*24*time.Hour - 7*time.Minute)},
+		{Role: "targets", Version: 2, Expires: now.Add(90 * time.Minute)},
+		{Role: "snapshot", Version: 3, Expires: now.Add(-3 * time.Hour)},
+		{Role: "timestamp", Version: 4, Expires: now.Add(18 * time.Hour)},
+	}}}
+	var out strings.Builder
+	printServerStatus(&out, st)
+	for _, want := range []string{
+		"root      version 1, expires 2027-12-03 11:53:00 UTC (in 364 days)\n",
+		"targets   version 2, expires 2026-12-03 13:30:00 UTC (in 1h30m0s)\n",
+		"snapshot  version 3, expires 2026-12-03 09:00:00 UTC (expired 3h ago)\n",
+		"timestamp version 4, expires 2026-12-04 06:00:00 UTC (in 18h)\n",
+	} {
+		if !strings.Contains(out.String(), "tuf       "+want) {
+			t.Errorf("sumd status lacks %q:\n%s", want, out.String())
+		}
+	}
+}

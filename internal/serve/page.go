@@ -64,7 +64,7 @@ var pageFiles embed.FS
 var pageTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 	"when":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
 	"ago":    func(t time.Time) string { return roundDuration(time.Since(t)) + " ago" },
-	"until":  func(t time.Time) string { return until(t, time.Now()) },
+	"until":  func(t time.Time) string { return Until(t, time.Now()) },
 	"lookup": lookupPath,
 	"chart":  chart,
 	"dict":   dict,

@@ -205,8 +205,10 @@ func (b *board) serveStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, b.status(r.Context()))
 }
 
-// until formats the time left until t, rounded for people.
-func until(t, now time.Time) string {
+// Until formats the time left from now until t, rounded for people ("in
+// 365 days", "expired 3h ago"): the status page's form, which sumd status
+// prints too.
+func Until(t, now time.Time) string {
 	d := t.Sub(now)
 	switch {
 	case d < 0:

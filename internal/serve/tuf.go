@@ -174,7 +174,7 @@ func (t *tufPart) report(s *Status) {
 			warn, fix = tufOfflineWarning, "renew it with sumd tuf publish"
 		}
 		if exp.Sub(now) < warn {
-			s.problem("tuf", "the %s metadata expires %s: %s", role, until(exp, now), fix)
+			s.problem("tuf", "the %s metadata expires %s: %s", role, Until(exp, now), fix)
 		}
 	}
 	if t.published != "" {
