@@ -456,3 +456,47 @@ func TestStatusSurfaceProblems(t *testing.T) {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
 }
+
+// TestTUFResignFailingSince: a re-signing that keeps failing is shown with
+// when the failures began, not only the last success before them (a
+// minute earlier, or days), and a success ends it.
+func TestTUFResignFailingSince(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := start
+	st := &tuf.Status{
+		Versions: map[string]int64{"root": 1, "timestamp": 4},
+		Expires:  map[string]time.Time{"root": start.Add(365 * 24 * time.Hour), "timestamp": start.Add(24 * time.Hour)},
+	}
+	// Read "later" than the clock below: the repository (none) is not
+	// read again.
+	p := &tufPart{now: func() time.Time { return now }, status: st, readAt: start.Add(time.Hour), signedAt: start}
+	problems := func() string {
+		var s Status
+		p.report(&s)
+		var got []string
+		for _, pr := range s.Health.Problems {
+			got = append(got, pr.String())
+		}
+		return strings.Join(got, "\n")
+	}
+	broken := errors.New("online keys gone")
+	for _, m := range []int{1, 2, 3} {
+		now = start.Add(time.Duration(m) * time.Minute)
+		p.signed(broken)
+	}
+	want := "tuf: re-signing the online metadata has failed since 2026-03-01T12:01:00Z, last succeeded at 2026-03-01T12:00:00Z (see the server log)"
+	if got := problems(); got != want {
+		t.Errorf("after 3 failures:\n%s\nwant:\n%s", got, want)
+	}
+	now = start.Add(4 * time.Minute)
+	p.signed(nil)
+	if got := problems(); got != "" {
+		t.Errorf("after a success: %s", got)
+	}
+	now = start.Add(5 * time.Minute)
+	p.signed(broken)
+	want = "tuf: re-signing the online metadata has failed since 2026-03-01T12:05:00Z, last succeeded at 2026-03-01T12:04:00Z (see the server log)"
+	if got := problems(); got != want {
+		t.Errorf("after failing again:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -44,6 +44,7 @@ type tufPart struct {
 	readErr   error       // why it could not be; guarded by mu
 	signErr   error       // the last re-signing's failure; guarded by mu
 	signedAt  time.Time   // the last successful re-signing; guarded by mu
+	failingAt time.Time   // the first failure since signedAt, if signErr; guarded by mu
 }
 
 // TUF health thresholds. The timestamp lives a day and is renewed every six
@@ -105,12 +106,7 @@ func (t *tufPart) part() Part {
 			tick := time.NewTicker(cmp.Or(t.resigner.Interval, tuf.ResignInterval))
 			defer tick.Stop()
 			for {
-				err := t.resigner.Tick()
-				t.mu.Lock()
-				if t.signErr = err; err == nil {
-					t.signedAt = t.now()
-				}
-				t.mu.Unlock()
+				t.signed(t.resigner.Tick())
 				select {
 				case <-ctx.Done():
 					return nil
@@ -119,6 +115,19 @@ func (t *tufPart) part() Part {
 			}
 		},
 	}
+}
+
+// signed keeps the outcome of a re-signing for the status.
+func (t *tufPart) signed(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case err == nil:
+		t.signedAt = t.now()
+	case t.signErr == nil:
+		t.failingAt = t.now()
+	}
+	t.signErr = err
 }
 
 // report adds the repository's versions and expiries, and its problems.
@@ -153,7 +162,8 @@ func (t *tufPart) report(s *Status) {
 	}
 	s.TUF = &TUFState{LastSigned: t.signedAt.UTC()}
 	if t.signErr != nil {
-		s.problem("tuf", "re-signing the online metadata failed since %s (see the server log)", t.signedAt.UTC().Format(time.RFC3339))
+		s.problem("tuf", "re-signing the online metadata has failed since %s, last succeeded at %s (see the server log)",
+			t.failingAt.UTC().Format(time.RFC3339), t.signedAt.UTC().Format(time.RFC3339))
 	}
 	if t.readErr != nil {
 		s.problem("tuf", "the repository cannot be read (see the server log)")
