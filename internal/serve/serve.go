@@ -107,7 +107,7 @@ type Config struct {
 	// once (-upstream-parallel; 0: none), for the check of the limit on
 	// open files (nofile.go): each holds connections and a temporary zip.
 	UpstreamParallel int
-	CacheBytes     int64 // memory for full tiles and found records; 0: no cache (unlike server.Options, where 0 is the default)
+	CacheBytes       int64 // memory for full tiles and found records; 0: no cache (unlike server.Options, where 0 is the default)
 
 	// OpenLog opens the log. Run calls it once, after TUF is ready, and
 	// closes the log last. nil: a mirror-only server, whose first mirror
