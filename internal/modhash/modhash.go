@@ -460,8 +460,6 @@ func chooseGoMod(m module.Version, given, inZip []byte) ([]byte, error) {
 			return nil, errors.New("go.mod differs from the go.mod in the zip")
 		}
 		return given, nil
-	case given != nil:
-		return given, nil
 	case inZip != nil:
 		return inZip, nil
 	}
@@ -472,7 +470,14 @@ func chooseGoMod(m module.Version, given, inZip []byte) ([]byte, error) {
 	if _, major, _ := module.SplitPathVersion(m.Path); strings.HasPrefix(major, "/") && !incompatible {
 		return nil, fmt.Errorf("zip has no go.mod, which a module path ending in %s requires", major)
 	}
-	return SynthesizedGoMod(m.Path), nil
+	synth := SynthesizedGoMod(m.Path)
+	// A .mod given for a zip without go.mod (a proxy's, an upload's) is
+	// that one or wrong: a go command fetching from the origin synthesizes
+	// it, and would take any other recorded hash for a SECURITY ERROR.
+	if given != nil && !bytes.Equal(given, synth) {
+		return nil, fmt.Errorf("the zip has no go.mod, so the go command uses %q, but the go.mod given differs", synth)
+	}
+	return synth, nil
 }
 
 // GoModOf returns the go.mod the go command uses for module m from the zip

@@ -152,6 +152,19 @@ func TestRefusals(t *testing.T) {
 		{"/v2 without go.mod", mv("example.com/m/v2", "v2.0.0"), func(t *testing.T) string {
 			return rawZip(t, []string{"example.com/m/v2@v2.0.0/m.go"}, []string{"package m\n"})
 		}, "", "zip has no go.mod, which a module path ending in /v2 requires"},
+		// A proxy's .mod for a zip without go.mod: the go command, fetching
+		// from the origin, synthesizes "module PATH" and would find any other
+		// recorded hash a SECURITY ERROR; and a /vN path needs a go.mod in the
+		// zip whatever the proxy says.
+		{"made-up .mod for a zip without go.mod", mv("example.com/m", "v1.0.0"), func(t *testing.T) string {
+			return createZip(t, mv("example.com/m", "v1.0.0"), fileMap("m.go", "package m\n"))
+		}, "module example.com/m\n\nrequire example.com/x v1.0.0\n", `the zip has no go.mod, so the go command uses "module example.com/m\n"`},
+		{"made-up .mod, +incompatible", mv("example.com/m", "v2.0.0+incompatible"), func(t *testing.T) string {
+			return createZip(t, mv("example.com/m", "v2.0.0+incompatible"), fileMap("m.go", "package m\n"))
+		}, "module example.com/m\n\ngo 1.21\n", "the zip has no go.mod"},
+		{"/v2 without go.mod, .mod given", mv("example.com/m/v2", "v2.0.0"), func(t *testing.T) string {
+			return rawZip(t, []string{"example.com/m/v2@v2.0.0/m.go"}, []string{"package m\n"})
+		}, "module example.com/m/v2\n", "zip has no go.mod, which a module path ending in /v2 requires"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,6 +195,8 @@ func TestGoModChoice(t *testing.T) {
 		{mv("example.com/m", "v1.0.0"), fileMap("go.mod", own), "", own},
 		{mv("example.com/m", "v1.0.0"), fileMap("go.mod", own), own, own},
 		{mv("example.com/m", "v1.0.0"), fileMap("m.go", "package m\n"), "", outside},
+		{mv("example.com/m", "v1.0.0"), fileMap("m.go", "package m\n"), outside, outside},
+		{mv("example.com/m", "v2.0.0+incompatible"), fileMap("m.go", "package m\n"), outside, outside},
 		{mv("example.com/m", "v2.0.0+incompatible"), fileMap("go.mod", own), outside, outside},
 		{mv("example.com/m", "v2.0.0+incompatible"), fileMap("m.go", "package m\n"), "", outside},
 		{mv("gopkg.in/m.v2", "v2.0.0"), fileMap("m.go", "package m\n"), "", "module gopkg.in/m.v2\n"},
