@@ -46,12 +46,18 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		copyTo = func(w io.Writer) error {
-			_, err := c.Backup(ctx, w)
+			// w writes writeOut's temporary file beside -o: the copy
+			// keeps the floor free on that file system, whatever the
+			// server sends.
+			_, err := c.Backup(ctx, w, cfg.Out, backupFloor)
 			var ae *admin.Error
 			if h := redirectHint(err); h != "" {
 				return withHint(err, h)
 			}
 			switch {
+			case errors.Is(err, itlog.ErrLowDisk):
+				return withHint(err, fmt.Sprintf("nothing was written to %s; sumd backup keeps %d MiB free on its disk: free space there, or write the copy to a larger disk",
+					cfg.Out, backupFloor>>20))
 			case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
 				return withHint(err, "the server makes one backup at a time (or is busy): run the same command again once the other backup is done")
 			case errors.As(err, &ae):
@@ -90,6 +96,11 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "wrote %s: %s, tree %d (hash %s), %d bytes, verified in full\n", cfg.Out, st.Meta.Name, tree.N, tree.Hash, fi.Size())
 	return nil
 }
+
+// backupFloor is the space a copy from a server keeps free on the disk of
+// -o, the log's default floor: a server that sends more than it said, or
+// streams forever, stops there instead of filling the disk.
+const backupFloor = itlog.DefaultMinFree
 
 // backupLocal writes a consistent copy of the database at path, which no
 // server may hold: opened read-only, it takes a shared lock that keeps

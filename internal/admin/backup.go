@@ -158,8 +158,15 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 }
 
 // Backup downloads a consistent copy of the database from GET
-// /admin/backup into w and returns its size.
-func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+// /admin/backup into w, which writes the file path, and returns its size.
+// It keeps floor bytes free on path's file system (negative: no floor), so
+// that a hostile or broken server, or a URL that streams forever, cannot
+// fill the disk: a backup larger, by its Content-Length, than the free
+// space above the floor is refused before its body is read, and the copy
+// stops, with a *tlog.LowDiskError, before a write that would go under
+// it. Either way the error is a tlog.ErrLowDisk, and what w holds is the
+// caller's to remove.
+func (c *Client) Backup(ctx context.Context, w io.Writer, path string, floor int64) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.URL, "/")+"/admin/backup", nil)
 	if err != nil {
 		return 0, fmt.Errorf("failed to build request: %w", err)
@@ -173,8 +180,18 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 		return 0, &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
 	}
-	n, err := io.Copy(w, resp.Body)
-	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+	space := tlog.SpaceGuard{Floor: floor, Free: freeSpace}
+	if resp.ContentLength > 0 {
+		if err := space.Room(path, resp.ContentLength); err != nil {
+			return 0, fmt.Errorf("the server sends a backup of %d MiB: %w", mibCeil(resp.ContentLength), err)
+		}
+	}
+	fw := &storeWriter{w: w, path: path, space: space}
+	n, err := io.Copy(fw, resp.Body)
+	switch {
+	case fw.err != nil:
+		err = fmt.Errorf("failed to write the backup after %d bytes: %w", n, fw.err)
+	case err == nil && resp.ContentLength >= 0 && n != resp.ContentLength:
 		err = fmt.Errorf("the backup was cut short: %d of %d bytes", n, resp.ContentLength)
 	}
 	return n, err

@@ -3,6 +3,8 @@ package admin
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -35,7 +37,7 @@ func TestBackup(t *testing.T) {
 		t.Errorf("fetch from a server without a recorder: %v, want 404", err)
 	}
 	var b bytes.Buffer
-	n, err := s.client.Backup(ctx, &b)
+	n, err := s.client.Backup(ctx, &b, "", -1)
 	if err != nil || n != int64(b.Len()) || n == 0 {
 		t.Fatalf("Backup = %d, %v", n, err)
 	}
@@ -341,5 +343,49 @@ func TestUploadKeepsFloor(t *testing.T) {
 	free = 1 << 40
 	if _, err := s.client.Upload(context.Background(), m, testproxy.ZipPath(src, m), ""); err != nil {
 		t.Fatalf("upload with room: %v", err)
+	}
+}
+
+// TestBackupClientKeepsFloor: the client's copy of a backup keeps the floor
+// free on the file system of the file it writes, so that a hostile or
+// broken server (or a URL that streams forever) cannot fill the disk. With
+// a floor above any disk's free space, a server that streams with no
+// Content-Length is stopped before its first byte is written, and one
+// whose Content-Length is past the free space is refused before its body
+// is read.
+func TestBackupClientKeepsFloor(t *testing.T) {
+	const floor = 1 << 60
+	ctx := context.Background()
+	for _, length := range []bool{false, true} {
+		var sent int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if length {
+				w.Header().Set("Content-Length", "1099511627776") // 1 TiB
+			}
+			buf := make([]byte, 64<<10)
+			for i := 0; i < 64; i++ { // 4 MiB: more than one look at the free space
+				n, err := w.Write(buf)
+				if sent += int64(n); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+			}
+		}))
+		f, err := os.Create(filepath.Join(t.TempDir(), "backup.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &Client{URL: srv.URL, Token: testToken}
+		n, err := c.Backup(ctx, f, f.Name(), floor)
+		srv.Close()
+		fi, _ := f.Stat()
+		f.Close()
+		if !errors.Is(err, tlog.ErrLowDisk) || n != 0 || fi.Size() != 0 {
+			t.Errorf("backup (Content-Length: %v) under a floor above the free space: %d bytes, file of %d, %v; want nothing written and an ErrLowDisk",
+				length, n, fi.Size(), err)
+		}
+		if length && !strings.Contains(fmt.Sprint(err), "1048576 MiB") {
+			t.Errorf("backup of 1 TiB refused with %v, want its size in MiB", err)
+		}
 	}
 }

@@ -43,7 +43,7 @@ func TestNoRedirect(t *testing.T) {
 			_, err := c.Add(ctx, []gosum.Record{{Path: "example.com/m", Version: "v1.0.0", Hash: testHash, GoMod: testHash}}, false)
 			return err
 		},
-		"backup": func(c *Client) error { _, err := c.Backup(ctx, io.Discard); return err },
+		"backup": func(c *Client) error { _, err := c.Backup(ctx, io.Discard, "", -1); return err },
 	}
 	for name, call := range calls {
 		for _, auth := range []bool{false, true} {
