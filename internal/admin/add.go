@@ -289,7 +289,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 type half struct {
 	hash  [2]string // zip, go.mod
 	line  [2]int    // 0: absent
-	empty int       // a go.mod line with gosum.EmptyGoModHash, dropped; 0: none
+	empty int       // a go.mod line with gosum.EmptyGoModHash, dropped (droppedGoMod); 0: none
 }
 
 // parseAdd parses a POST /admin/add body: go.sum lines ("\n" or "\r\n"
@@ -303,60 +303,20 @@ type half struct {
 // saying so. More than tlog.MaxAddRecords versions with a line not dropped
 // are a 413.
 func parseAdd(body []byte) (recs []gosum.Record, lines []int, ignored int, err error) {
-	versions := map[module.Version]*half{}
-	var order []module.Version
 	var bad problems
 	var c gosum.Checker
-	n, kept := 0, 0 // lines; versions with a line not dropped
-	for len(body) > 0 {
-		var raw []byte
-		raw, body, _ = bytes.Cut(body, []byte("\n"))
-		n++
-		text := strings.TrimSuffix(string(raw), "\r")
-		if strings.TrimSpace(text) == "" { // blank to the go command too
-			continue
-		}
-		l, err := c.ParseLine(text)
-		empty := errors.Is(err, gosum.ErrEmptyGoMod)
-		if err != nil && !empty {
-			bad.add("line %d: %v", n, err)
-			continue
-		}
-		v := versions[l.Version]
-		if v == nil {
-			v = &half{}
-			versions[l.Version] = v
-			order = append(order, l.Version)
-		}
-		kind := 0
-		if l.GoMod {
-			kind = 1
-		}
-		switch {
-		case empty:
-			ignored++
-			if l.GoMod && v.empty == 0 {
-				v.empty = n
-			}
-		case v.line[kind] == 0:
-			// A version of dropped lines only is never a record: only
-			// the others count toward the limit.
-			if v.line[1-kind] == 0 {
-				if kept++; kept > tlog.MaxAddRecords {
-					return nil, nil, 0, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d module versions in one request: split it", tlog.MaxAddRecords)}
-				}
-			}
-			v.hash[kind], v.line[kind] = l.Hash, n
-		case v.hash[kind] != l.Hash:
-			bad.add("line %d: %s has hash %s, but line %d says %s", n, l.Name(), l.Hash, v.line[kind], v.hash[kind])
-		}
+	versions, order, ignored, err := scanAdd(body, &c, &bad)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if ignored > 0 {
+		droppedGoMod(body, &c, versions)
 	}
 	recs = make([]gosum.Record, 0, len(order))
 	lines = make([]int, 0, len(order))
 	for _, m := range order {
 		v := versions[m]
 		switch {
-		case v.line[0] == 0 && v.line[1] == 0: // dropped lines only
 		case v.line[0] == 0:
 			bad.add("line %d: %s has only its go.mod line: a record needs both lines", v.line[1], m)
 		case v.line[1] == 0 && v.empty != 0:
@@ -384,4 +344,84 @@ func parseAdd(body []byte) (recs []gosum.Record, lines []int, ignored int, err e
 		return nil, nil, 0, &httpError{http.StatusBadRequest, "no go.sum lines in the body"}
 	}
 	return recs, lines, ignored, nil
+}
+
+// scanAdd reads the lines of body into what they say about each version,
+// in the order of their first lines, counting the lines dropped; bad lines
+// go to bad. More than tlog.MaxAddRecords versions with a line not dropped
+// are a 413.
+func scanAdd(body []byte, c *gosum.Checker, bad *problems) (versions map[module.Version]*half, order []module.Version, ignored int, err error) {
+	versions = map[module.Version]*half{}
+	n, kept := 0, 0 // lines; versions with a line not dropped
+	for len(body) > 0 {
+		var raw []byte
+		raw, body, _ = bytes.Cut(body, []byte("\n"))
+		n++
+		text := strings.TrimSuffix(string(raw), "\r")
+		if strings.TrimSpace(text) == "" { // blank to the go command too
+			continue
+		}
+		l, err := c.ParseLine(text)
+		empty := errors.Is(err, gosum.ErrEmptyGoMod)
+		if err != nil && !empty {
+			bad.add("line %d: %v", n, err)
+			continue
+		}
+		if empty {
+			// Dropped, it makes nothing: a body of distinct dropped
+			// lines would otherwise hold an entry for each. Where one
+			// explains a bad version, droppedGoMod finds it again.
+			ignored++
+			continue
+		}
+		v := versions[l.Version]
+		if v == nil {
+			v = &half{}
+			versions[l.Version] = v
+			order = append(order, l.Version)
+		}
+		kind := 0
+		if l.GoMod {
+			kind = 1
+		}
+		switch {
+		case v.line[kind] == 0:
+			// A version of dropped lines only, never a record, is not
+			// here to count toward the limit.
+			if v.line[1-kind] == 0 {
+				if kept++; kept > tlog.MaxAddRecords {
+					return nil, nil, 0, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d module versions in one request: split it", tlog.MaxAddRecords)}
+				}
+			}
+			v.hash[kind], v.line[kind] = l.Hash, n
+		case v.hash[kind] != l.Hash:
+			bad.add("line %d: %s has hash %s, but line %d says %s", n, l.Name(), l.Hash, v.line[kind], v.hash[kind])
+		}
+	}
+	return versions, order, ignored, nil
+}
+
+// droppedGoMod notes in each version of versions with a zip line only the
+// first of its go.mod lines that was dropped (gosum.ErrEmptyGoMod), which
+// the 400 for it names. It reads body again, only for a body with dropped
+// lines, and makes nothing for the others.
+func droppedGoMod(body []byte, c *gosum.Checker, versions map[module.Version]*half) {
+	zipOnly := false
+	for _, v := range versions {
+		zipOnly = zipOnly || v.line[1] == 0
+	}
+	if !zipOnly {
+		return
+	}
+	for n := 1; len(body) > 0; n++ {
+		var raw []byte
+		raw, body, _ = bytes.Cut(body, []byte("\n"))
+		l, err := c.ParseLine(strings.TrimSuffix(string(raw), "\r"))
+		if !l.GoMod || !errors.Is(err, gosum.ErrEmptyGoMod) {
+			continue
+		}
+		if v := versions[l.Version]; v != nil && v.line[1] == 0 && v.empty == 0 {
+			v.empty = n
+		}
+	}
 }

@@ -400,3 +400,29 @@ func TestAddMemoryBounded(t *testing.T) {
 		t.Errorf("an add once the others ended: %d %q, want 200", w.Code, w.Body)
 	}
 }
+
+// TestAddDroppedLinesHoldNothing: a dropped line (the hash of an empty
+// go.mod) makes no entry of its own while a request's lines are read: 64
+// MiB of distinct dropped lines took about 100 MB beyond the body. A
+// version whose go.mod line was dropped before its zip line came is still
+// told apart, its dropped line named.
+func TestAddDroppedLinesHoldNothing(t *testing.T) {
+	var body strings.Builder
+	const n = 1000
+	for i := range n {
+		fmt.Fprintf(&body, "example.com/dropped%d v1.0.0/go.mod %s\n", i, gosum.EmptyGoModHash)
+	}
+	var bad problems
+	versions, order, ignored, err := scanAdd([]byte(body.String()), new(gosum.Checker), &bad)
+	if err != nil || bad.n != 0 || ignored != n || len(versions) != 0 || len(order) != 0 {
+		t.Errorf("scanAdd of %d dropped lines: %d versions, %d in order, %d ignored, %d bad, %v; want nothing but %d ignored",
+			n, len(versions), len(order), ignored, bad.n, err, n)
+	}
+
+	r0 := fakeRec(0, "")
+	_, _, _, err = parseAdd([]byte("example.com/bulk0 v1.0.0/go.mod " + gosum.EmptyGoModHash + "\nexample.com/bulk0 v1.0.0 " + r0.Hash + "\n"))
+	want := "line 2: example.com/bulk0@v1.0.0 has only its zip line: a record needs both lines (line 1, its go.mod line, has the hash of an empty go.mod file"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a version whose dropped go.mod line comes first: %v, want %q", err, want)
+	}
+}
