@@ -31,8 +31,10 @@ type AddResult struct {
 	// check, those an add would append.
 	New int `json:"new"`
 	// TreeSize is the size of the signed tree covering the records (with
-	// check, of the latest one).
-	TreeSize int64 `json:"tree_size"`
+	// check, of the latest one); omitted, 0, if the head could not be read
+	// once they were stored (see storedSize), or with check on an empty
+	// log.
+	TreeSize int64 `json:"tree_size,omitempty"`
 	// ConflictCount counts, with check only, the versions the log holds
 	// with other hashes, and Conflicts lists the first 100 of them. An add
 	// with any of them is refused (409).
@@ -125,11 +127,7 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	size, err := h.treeSize(r)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
+	size := h.storedSize(r)
 	res := AddResult{Records: len(recs), TreeSize: size, Ignored: ignored}
 	for _, id := range ids {
 		if id >= before {
@@ -275,6 +273,23 @@ func (h *Handler) treeSize(r *http.Request) (int64, error) {
 		return 0, fmt.Errorf("failed to read the signed tree head: %w", err)
 	}
 	return treeSize(signed)
+}
+
+// storedSize is the tree size of the signed head covering records just
+// stored, for the answer, or 0 if it cannot be read (a PostgreSQL head
+// confirmation older than -max-head-age): the records are durable by then,
+// so the request succeeded, and its answer says so, without the size (no
+// tree holding them is empty). Failing it would say otherwise, and have
+// clients send a 503's request again, which changes nothing (records
+// already present keep their ids) but asks the same of a server that
+// cannot answer it.
+func (h *Handler) storedSize(r *http.Request) int64 {
+	size, err := h.treeSize(r)
+	if err != nil {
+		h.log.WarnContext(r.Context(), "admin: recorded, but failed to read the signed tree head for the answer", "path", r.URL.Path, "err", err)
+		return 0
+	}
+	return size
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"golang.org/x/mod/module"
+
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -424,5 +426,62 @@ func TestAddDroppedLinesHoldNothing(t *testing.T) {
 	want := "line 2: example.com/bulk0@v1.0.0 has only its zip line: a record needs both lines (line 1, its go.mod line, has the hash of an empty go.mod file"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("a version whose dropped go.mod line comes first: %v, want %q", err, want)
+	}
+}
+
+// headFails is a Recorder whose signed tree head cannot be read once a
+// record was stored (a PostgreSQL head confirmation older than
+// -max-head-age, say): the error carries a 503, which clients send again.
+type headFails struct {
+	Recorder
+	stored bool
+}
+
+func (h *headFails) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error) {
+	ids, err := h.Recorder.AddRecords(ctx, recs)
+	h.stored = h.stored || err == nil
+	return ids, err
+}
+
+func (h *headFails) Record(ctx context.Context, m module.Version) (int64, gosum.Record, error) {
+	id, rec, err := h.Recorder.Record(ctx, m)
+	h.stored = h.stored || err == nil
+	return id, rec, err
+}
+
+func (h *headFails) Signed(ctx context.Context) ([]byte, error) {
+	if h.stored {
+		return nil, statusError{errors.New("the head is too old"), http.StatusServiceUnavailable}
+	}
+	return h.Recorder.Signed(ctx)
+}
+
+type statusError struct {
+	error
+	status int
+}
+
+func (e statusError) HTTPStatus() int { return e.status }
+
+// TestAddHeadUnreadable: an add, or a fetch, whose records are stored
+// but whose signed tree head cannot then be read for the answer succeeds
+// (200, the tree size omitted): the records are durable, and an error
+// would say they are not, or have the client send them again.
+func TestAddHeadUnreadable(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	s := newSetup(t, Options{}, goodModule(m.Path, m.Version))
+	h := &headFails{Recorder: s.rec}
+	s.srv.Config.Handler = New(h, Options{TokenFile: s.tokenFile, Logger: quiet})
+	resp := s.post(t, "/admin/add", string(fakeRec(0, "").Text()))
+	if want := `{"records":1,"new":1}`; resp.Code != http.StatusOK || strings.TrimSpace(resp.Body.String()) != want {
+		t.Errorf("an add whose head cannot be read after it: %d %q, want 200 %s", resp.Code, resp.Body, want)
+	}
+	h.stored = false
+	res, err := s.client.Fetch(context.Background(), m)
+	if err != nil || res.ID != 1 || res.TreeSize != 0 {
+		t.Errorf("a fetch whose head cannot be read after it: %+v, %v; want record 1, no tree size", res, err)
+	}
+	if s.treeSize(t) != 2 {
+		t.Errorf("tree size %d, want 2", s.treeSize(t))
 	}
 }
