@@ -28,7 +28,9 @@ type AddResult struct {
 	// Records counts the module versions of the request.
 	Records int `json:"records"`
 	// New counts those the log did not hold when the request arrived: with
-	// check, those an add would append.
+	// check, those an add would append. Two adds of a version at once both
+	// count it: the log's Add returns ids, not which of them this call
+	// appended.
 	New int `json:"new"`
 	// TreeSize is the size of the signed tree covering the records (with
 	// check, of the latest one); omitted, 0, if the head could not be read
