@@ -135,7 +135,7 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 		if err != nil {
 			return sink.commitFailed(err, added)
 		}
-		fmt.Fprintf(stdout, "added %d records, %d already present (tree size %d)\n", added, int64(sv.Records)-added, size)
+		fmt.Fprintf(stdout, "added %d records, %d already present (%s)\n", added, int64(sv.Records)-added, treeSizeNote(size))
 	case nLeft+len(failed) > 0:
 		fmt.Fprintln(stdout, "no complete module versions to add")
 	case sv.Present > 0:

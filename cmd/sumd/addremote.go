@@ -48,8 +48,18 @@ func addRemote(cfg *config.Add, args []string, stdout io.Writer) error {
 	if err != nil {
 		return remoteError(err)
 	}
-	fmt.Fprintf(stdout, "%s recorded as record %d (tree size %d)\n", m, res.ID, res.TreeSize)
+	fmt.Fprintf(stdout, "%s recorded as record %d (%s)\n", m, res.ID, treeSizeNote(res.TreeSize))
 	return nil
+}
+
+// treeSizeNote says the size of the tree holding what was added: 0 is a
+// server's answer that stored the records but could not read its signed
+// head (the admin API leaves tree_size out then).
+func treeSizeNote(size int64) string {
+	if size == 0 {
+		return "tree size not known: the server stored the records but could not read its signed head"
+	}
+	return fmt.Sprintf("tree size %d", size)
 }
 
 // adminClient returns the client of the server's admin API, with the

@@ -175,3 +175,15 @@ func TestParseModuleArgIncompatible(t *testing.T) {
 		t.Errorf("parseModuleArg of a major version without go.mod = %v, %v", m, err)
 	}
 }
+
+// TestTreeSizeNote: a server that stored the records but could not read
+// its signed head leaves tree_size out; sumd add says so instead of
+// printing "tree size 0", a size no tree holding a record has.
+func TestTreeSizeNote(t *testing.T) {
+	if got := treeSizeNote(0); !strings.Contains(got, "not known") || strings.Contains(got, "tree size 0") {
+		t.Errorf("treeSizeNote(0) = %q", got)
+	}
+	if got := treeSizeNote(42); got != "tree size 42" {
+		t.Errorf("treeSizeNote(42) = %q, want tree size 42", got)
+	}
+}
