@@ -35,6 +35,7 @@ const (
 	recentShown     = 20   // records on the front page
 	versionsShown   = 500  // versions on a module's page
 	versionsScanned = 1000 // index entries read to pick the newest versionsShown, and releases sought beyond them
+	releaseRead     = 32   // index entries one read of releases asks for
 	modulesShown    = 100  // module paths listed for a prefix
 	maxQuery        = 512  // bytes of a search query
 )
@@ -53,6 +54,7 @@ type pageLog interface {
 	Index
 	Tree(ctx context.Context) (tlog.Tree, error)
 	ReadRecords(ctx context.Context, id, n int64) ([][]byte, error)
+	ReadRecordsByID(ctx context.Context, ids []int64) ([][]byte, error)
 	ReadTileData(ctx context.Context, t tlog.Tile) ([]byte, error)
 }
 
@@ -166,9 +168,9 @@ func (p *page) module(w http.ResponseWriter, r *http.Request) {
 // index entries than were read (partial). The index is in byte order
 // (v1.10.0 before v1.9.0, every v0.0.0-... pseudo-version before v1.0.0),
 // so it reads up to versionsScanned entries, which are cheap, sorts them by
-// semver and reads the records of the newest. A module with more entries
-// may have its releases past those read, after thousands of
-// pseudo-versions: releases adds the first entry of each release.
+// semver and reads the records of the newest, all in one read. A module
+// with more entries may have its releases past those read, after thousands
+// of pseudo-versions: releases adds the first entry of each release.
 func (p *page) versions(ctx context.Context, path string) (views []recordView, more, partial bool, err error) {
 	es, err := p.log.ScanIndex(ctx, path+"@", versionsScanned)
 	if err != nil {
@@ -177,7 +179,8 @@ func (p *page) versions(ctx context.Context, path string) (views []recordView, m
 	partial = len(es) == versionsScanned && es[len(es)-1].Path == path
 	es = slices.DeleteFunc(es, func(e sumdlog.IndexEntry) bool { return e.Path != path })
 	if partial {
-		rs, err := p.releases(ctx, path)
+		// The releases up to the last entry read are among es.
+		rs, err := p.releases(ctx, path, path+"@"+release(es[len(es)-1].Version)+".")
 		if err != nil {
 			return nil, false, false, err
 		}
@@ -186,36 +189,60 @@ func (p *page) versions(ctx context.Context, path string) (views []recordView, m
 	slices.SortFunc(es, func(a, b sumdlog.IndexEntry) int { return semver.Compare(b.Version, a.Version) })
 	es = slices.CompactFunc(es, func(a, b sumdlog.IndexEntry) bool { return a.Version == b.Version })
 	more = partial || len(es) > versionsShown
-	for _, e := range es[:min(len(es), versionsShown)] {
-		rs, err := p.records(ctx, e.ID, 1)
-		if err != nil {
+	es = es[:min(len(es), versionsShown)]
+	ids := make([]int64, len(es))
+	for i, e := range es {
+		ids[i] = e.ID
+	}
+	texts, err := p.log.ReadRecordsByID(ctx, ids)
+	if err != nil {
+		return nil, false, false, err
+	}
+	views = make([]recordView, len(texts))
+	for i, text := range texts {
+		if views[i], err = parseView(ids[i], text); err != nil {
 			return nil, false, false, err
 		}
-		views = append(views, rs...)
 	}
 	return views, more, partial, nil
 }
 
 // releases returns the first index entry of each release vX.Y.Z of path
-// in byte order, at most versionsScanned: the release itself if recorded
-// (its key comes before its pre-releases' and pseudo-versions'), else the
-// first of those. Each is one seek past the previous release's keys, so the
-// work grows with the number of releases, not of versions.
-func (p *page) releases(ctx context.Context, path string) ([]sumdlog.IndexEntry, error) {
+// from key from on, in byte order, at most versionsScanned: the release
+// itself if recorded (its key comes before its pre-releases' and
+// pseudo-versions'), else the first of those. Each read starts past the
+// previous release's keys, so the work grows with the number of releases,
+// not of versions; and it reads releaseRead entries, so that the releases
+// of a few versions each (most) cost one read for several.
+func (p *page) releases(ctx context.Context, path, from string) ([]sumdlog.IndexEntry, error) {
 	var out []sumdlog.IndexEntry
-	for from := path + "@"; len(out) < versionsScanned; {
-		es, err := p.log.ScanIndex(ctx, from, 1)
-		if err != nil || len(es) == 0 || es[0].Path != path {
+	for len(out) < versionsScanned {
+		es, err := p.log.ScanIndex(ctx, from, releaseRead)
+		if err != nil || len(es) == 0 {
 			return out, err
 		}
-		out = append(out, es[0])
-		release, _, _ := strings.Cut(es[0].Version, "-")
-		release, _, _ = strings.Cut(release, "+")
+		last := ""
+		for _, e := range es {
+			if e.Path != path || len(out) == versionsScanned {
+				return out, nil
+			}
+			if r := release(e.Version); r != last {
+				out, last = append(out, e), r
+			}
+		}
 		// "." sorts after the "-" of a pre-release and the "+" of
 		// +incompatible, and before the digits of a longer patch number.
-		from = path + "@" + release + "."
+		from = path + "@" + last + "."
 	}
 	return out, nil
+}
+
+// release returns the release vX.Y.Z of a version: without its
+// pre-release and build suffixes.
+func release(version string) string {
+	r, _, _ := strings.Cut(version, "-")
+	r, _, _ = strings.Cut(r, "+")
+	return r
 }
 
 // modules returns up to modulesShown module paths starting with prefix,
@@ -340,13 +367,20 @@ func (p *page) records(ctx context.Context, id, n int64) ([]recordView, error) {
 	}
 	out := make([]recordView, len(texts))
 	for i, text := range texts {
-		rec, err := gosum.Parse(text)
-		if err != nil {
-			return nil, fmt.Errorf("failed to parse record %d: %w", id+int64(i), err)
+		if out[i], err = parseView(id+int64(i), text); err != nil {
+			return nil, err
 		}
-		out[i] = recordView{ID: id + int64(i), Record: rec, Text: string(text)}
 	}
 	return out, nil
+}
+
+// parseView returns the view of record id, of the given text.
+func parseView(id int64, text []byte) (recordView, error) {
+	rec, err := gosum.Parse(text)
+	if err != nil {
+		return recordView{}, fmt.Errorf("failed to parse record %d: %w", id, err)
+	}
+	return recordView{ID: id, Record: rec, Text: string(text)}, nil
 }
 
 // render executes template name into a buffer first, so that a failure

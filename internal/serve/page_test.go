@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,5 +190,86 @@ func TestPageManyPseudoVersions(t *testing.T) {
 	}
 	if strings.Contains(body, ">v1.99.0<") {
 		t.Error("the page of corp.example/mono shows a version of corp.example/monoz")
+	}
+}
+
+// A countingStore counts the reads of a store: each is a statement, a
+// round trip, in a database.
+type countingStore struct {
+	*sumdlog.MemStore
+	reads atomic.Int64
+}
+
+func (s *countingStore) Lookup(ctx context.Context, keys []string) ([]int64, error) {
+	s.reads.Add(1)
+	return s.MemStore.Lookup(ctx, keys)
+}
+
+func (s *countingStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
+	s.reads.Add(1)
+	return s.MemStore.ReadRecords(ctx, ids)
+}
+
+func (s *countingStore) ScanIndex(ctx context.Context, from string, limit int) ([]sumdlog.IndexEntry, error) {
+	s.reads.Add(1)
+	return s.MemStore.ScanIndex(ctx, from, limit)
+}
+
+func (s *countingStore) ReadTiles(ctx context.Context, tiles []sumdlog.TileID) ([][]byte, error) {
+	s.reads.Add(1)
+	return s.MemStore.ReadTiles(ctx, tiles)
+}
+
+// TestPageModuleReads: a module's page, anyone's to ask for, reads its
+// records (500 shown) and seeks its releases (100, past 1,200
+// pseudo-versions) in a few store reads, not one or two per record and
+// one per release: on PostgreSQL each is a round trip.
+func TestPageModuleReads(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	skey, _, err := sumdlog.GenerateKey("serve.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := sumdlog.ParseKey(skey)
+	store := &countingStore{MemStore: sumdlog.NewMemStore()}
+	cfg.DBFile = "" // the log is in memory
+	cfg.OpenLog = func() (*sumdlog.Log, error) {
+		l, err := sumdlog.OpenStore(store, sumdlog.Options{Keys: []*sumdlog.Key{key}, Create: true, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		var recs []gosum.Record
+		h := "h1:" + strings.Repeat("A", 43) + "="
+		base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i := range versionsScanned + 200 {
+			v := fmt.Sprintf("v0.0.0-%s-%012x", base.Add(time.Duration(i)*time.Hour).Format("20060102150405"), i)
+			recs = append(recs, gosum.Record{Path: "corp.example/mono", Version: v, Hash: h, GoMod: h})
+		}
+		for i := range 100 {
+			recs = append(recs, gosum.Record{Path: "corp.example/mono", Version: fmt.Sprintf("v1.%d.0", i), Hash: h, GoMod: h})
+		}
+		_, err = l.Add(context.Background(), recs...)
+		return l, err
+	}
+	url := serveTest(t, cfg, urls)
+	before := store.reads.Load()
+	code, body := fetch(t, url+"/module?path=corp.example/mono")
+	reads := store.reads.Load() - before
+	if code != http.StatusOK {
+		t.Fatalf("GET /module = %d\n%s", code, body)
+	}
+	rest := body
+	for _, w := range []string{"500 recorded versions shown", ">v1.99.0<", ">v1.10.0<", ">v1.9.0<", ">v1.0.0<", ">v0.0.0-"} {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("no %q (in order) in the page:\n%s", w, body)
+		}
+		rest = rest[i+len(w):]
+	}
+	if n := strings.Count(body, `href="record?id=`); n != versionsShown {
+		t.Errorf("the page links %d records, want %d", n, versionsShown)
+	}
+	if reads > 10 {
+		t.Errorf("the page of a module cost %d store reads, want a few", reads)
 	}
 }

@@ -476,13 +476,50 @@ func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 	for i := range ids {
 		ids[i] = id + int64(i)
 	}
+	return l.readRecords(ctx, h, ids, fmt.Sprintf("records %d+%d", id, n))
+}
+
+// ReadRecordsByID is ReadRecords of scattered ids (the status page's
+// versions of a module, newest first): it returns the texts of the records
+// with the given ids, in order, or an error wrapping fs.ErrNotExist if any
+// of them is beyond the published tree or not held. The records are read
+// in one store read, and their leaf hashes in at most one more, not one
+// (or two) per record: a database answers each read over the network.
+func (l *Log) ReadRecordsByID(ctx context.Context, ids []int64) ([][]byte, error) {
+	if len(ids) > maxReadRecords {
+		return nil, fmt.Errorf("%d records: more than %d: %w", len(ids), maxReadRecords, fs.ErrNotExist)
+	}
+	var top int64 // the tree size that covers them all
+	for _, id := range ids {
+		if id < 0 || id == math.MaxInt64 {
+			return nil, fmt.Errorf("record %d: %w", id, fs.ErrNotExist)
+		}
+		top = max(top, id+1)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	h, err := l.cover(ctx, top)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read %d records: %w", len(ids), err)
+	}
+	if top > h.Tree.N {
+		return nil, fmt.Errorf("record %d: %w", top-1, fs.ErrNotExist)
+	}
+	return l.readRecords(ctx, h, append([]int64(nil), ids...), fmt.Sprintf("%d records", len(ids)))
+}
+
+// readRecords reads the records of ids, all within h's tree, and checks
+// each against its leaf hash in it. What names them in errors.
+func (l *Log) readRecords(ctx context.Context, h *Head, ids []int64, what string) ([][]byte, error) {
 	// Bytes read back from the database are checked against the tree
 	// before they are served: with their leaf hashes read in the same
 	// transaction if the store can (a lookup's record then costs one read
 	// and 32 bytes of its tile, not a copy of the whole tile), else with
-	// the level-0 tiles of the published tree.
+	// the level-0 tiles of the published tree, read together.
 	var texts [][]byte
 	var leaves []tlog.Hash
+	var err error
 	lr, withLeaves := l.store.(LeafReader)
 	if withLeaves {
 		texts, leaves, err = lr.ReadRecordLeaves(ctx, ids)
@@ -490,7 +527,7 @@ func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 		texts, err = l.store.ReadRecords(ctx, ids)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to read records %d+%d: %w", id, n, err)
+		return nil, fmt.Errorf("failed to read %s: %w", what, err)
 	}
 	for i, text := range texts {
 		if text == nil {
@@ -500,12 +537,31 @@ func (l *Log) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 	if withLeaves {
 		err = l.checkLeafHashes(ids, texts, leaves)
 	} else {
-		err = l.checkLeaves(ids, texts, func(t TileID) ([]byte, error) { return readTile(ctx, l.store, t, h.Tree.N) })
+		err = l.checkLeavesRead(ctx, h.Tree.N, ids, texts)
 	}
 	if err != nil {
-		return nil, l.noteDamage(fmt.Errorf("failed to read records %d+%d: %w", id, n, l.blameTile(ctx, h.Tree, err)))
+		return nil, l.noteDamage(fmt.Errorf("failed to read %s: %w", what, l.blameTile(ctx, h.Tree, err)))
 	}
 	return texts, nil
+}
+
+// checkLeavesRead is checkLeaves with the level-0 tiles of the tree of
+// size n that hold the leaves of ids, read from the store in one read.
+func (l *Log) checkLeavesRead(ctx context.Context, n int64, ids []int64, texts [][]byte) error {
+	var tiles []TileID
+	at := map[TileID]int{} // the place of each tile in tiles
+	for _, id := range ids {
+		t := TileID{0, id >> tileHeight}
+		if _, ok := at[t]; !ok {
+			at[t] = len(tiles)
+			tiles = append(tiles, t)
+		}
+	}
+	data, err := readTiles(ctx, l.store, tiles, n)
+	if err != nil {
+		return err
+	}
+	return l.checkLeaves(ids, texts, func(t TileID) ([]byte, error) { return data[at[t]], nil })
 }
 
 // ReadTileData returns the data of hash tile t, or an error wrapping

@@ -44,18 +44,41 @@ func storeTiles(ctx context.Context, s Store, n int64) *tileReader {
 // readTile reads tile id of the tree of size n from s, cut to its width in
 // that tree. A tile the tree does not reach is nil.
 func readTile(ctx context.Context, s Store, id TileID, n int64) ([]byte, error) {
-	w := tileWidth(id, n)
-	if w == 0 {
-		return nil, nil
-	}
-	data, err := s.ReadTiles(ctx, []TileID{id})
+	data, err := readTiles(ctx, s, []TileID{id}, n)
 	if err != nil {
-		return nil, &readError{fmt.Errorf("failed to read tile %d/%d: %w", id.L, id.N, err)}
+		return nil, err
 	}
-	if len(data[0]) < w*tlog.HashSize {
-		return nil, corruptData("store holds %d hashes of tile %d/%d, the tree of size %d has %d", len(data[0])/tlog.HashSize, id.L, id.N, n, w)
+	return data[0], nil
+}
+
+// readTiles is readTile of several tiles, in one store read.
+func readTiles(ctx context.Context, s Store, ids []TileID, n int64) ([][]byte, error) {
+	out := make([][]byte, len(ids))
+	var read []TileID
+	var at []int // the place in ids of each of read
+	for i, id := range ids {
+		if tileWidth(id, n) > 0 {
+			read, at = append(read, id), append(at, i)
+		}
 	}
-	return data[0][: w*tlog.HashSize : w*tlog.HashSize], nil
+	if len(read) == 0 {
+		return out, nil
+	}
+	data, err := s.ReadTiles(ctx, read)
+	if err != nil {
+		if len(read) == 1 {
+			return nil, &readError{fmt.Errorf("failed to read tile %d/%d: %w", read[0].L, read[0].N, err)}
+		}
+		return nil, &readError{fmt.Errorf("failed to read %d tiles: %w", len(read), err)}
+	}
+	for j, id := range read {
+		w := tileWidth(id, n)
+		if len(data[j]) < w*tlog.HashSize {
+			return nil, corruptData("store holds %d hashes of tile %d/%d, the tree of size %d has %d", len(data[j])/tlog.HashSize, id.L, id.N, n, w)
+		}
+		out[at[j]] = data[j][: w*tlog.HashSize : w*tlog.HashSize]
+	}
+	return out, nil
 }
 
 // tile returns the data of tile id, possibly empty. The slice must not be
