@@ -70,6 +70,20 @@ func (s *Store) migrate(ctx context.Context, create bool) error {
 func (s *Store) migrateOnce(ctx context.Context, create bool) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	// Nearly every open finds the tables up to date: the version is read
+	// first without the row lock, which every process's durability
+	// barrier takes too (FOR KEY SHARE, which FOR UPDATE conflicts with),
+	// so that an open neither waits for a barrier (one waiting for a
+	// synchronous standby that is away, say) nor holds the barriers up.
+	// A migration takes the lock and reads the version again under it.
+	var version int
+	err := s.pool.QueryRow(ctx, `SELECT version FROM sumd_schema WHERE id = 1`).Scan(&version)
+	missing := isUndefinedTable(err) || errors.Is(err, pgx.ErrNoRows)
+	if !create || !missing {
+		if done, err := s.schemaDone(version, err, create); done {
+			return err
+		}
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return s.fail("begin a schema migration", err)
@@ -92,17 +106,9 @@ func (s *Store) migrateOnce(ctx context.Context, create bool) error {
 			return s.fail("create the schema version", err)
 		}
 	}
-	var version int
 	err = tx.QueryRow(ctx, `SELECT version FROM sumd_schema WHERE id = 1 FOR UPDATE`).Scan(&version)
-	switch {
-	case !create && (isUndefinedTable(err) || errors.Is(err, pgx.ErrNoRows)):
-		return nil // no sumd tables: Load answers ErrNoLog
-	case err != nil:
-		return s.fail("read the schema version", err)
-	case version > SchemaVersion:
-		return fmt.Errorf("%w (schema version %d; this sumd knows up to %d): upgrade sumd", ErrNewerSchema, version, SchemaVersion)
-	case version == SchemaVersion:
-		return nil
+	if done, err := s.schemaDone(version, err, create); done {
+		return err
 	}
 	for v := version; v < SchemaVersion; v++ {
 		for _, stmt := range migrations[v] {
@@ -129,6 +135,23 @@ func (s *Store) migrateOnce(ctx context.Context, create bool) error {
 		s.log.Warn("migrated sumd's tables", "from", version, "to", SchemaVersion)
 	}
 	return nil
+}
+
+// schemaDone reports whether the schema version read (version, or the
+// failure to read it, err) leaves nothing to migrate, and what to answer
+// then.
+func (s *Store) schemaDone(version int, err error, create bool) (bool, error) {
+	switch {
+	case !create && (isUndefinedTable(err) || errors.Is(err, pgx.ErrNoRows)):
+		return true, nil // no sumd tables: Load answers ErrNoLog
+	case err != nil:
+		return true, s.fail("read the schema version", err)
+	case version > SchemaVersion:
+		return true, fmt.Errorf("%w (schema version %d; this sumd knows up to %d): upgrade sumd", ErrNewerSchema, version, SchemaVersion)
+	case version == SchemaVersion:
+		return true, nil
+	}
+	return false, nil
 }
 
 // isUndefinedTable reports whether err says a table does not exist.

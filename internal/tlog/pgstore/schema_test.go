@@ -1,0 +1,40 @@
+package pgstore
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sumd-project/sumd/internal/pgtest"
+)
+
+// TestOpenUpToDateTakesNoSchemaLock: opening a database whose tables are
+// up to date takes no lock on sumd_schema's row, which every process's
+// durability barrier takes too (FOR KEY SHARE): with another session
+// holding it FOR UPDATE (as a migration does) the open completes, where it
+// waited for it, and failed at its timeout.
+func TestOpenUpToDateTakesNoSchemaLock(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Shared(t).NewDatabase(t)
+	openLog(t, url, testKey(t), Options{}) // creates the tables
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT version FROM sumd_schema WHERE id = 1 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, url, Options{Logger: quiet, Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("Open of an up-to-date database while another session holds the schema row: %v", err)
+	}
+	s.Close()
+}
