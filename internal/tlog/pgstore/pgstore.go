@@ -279,14 +279,18 @@ const (
 // (under repeatable read or serializable the waiter fails with a
 // serialization failure), and for as long as that takes (no lock_timeout;
 // no statement_timeout, since every statement but COMMIT has a deadline
-// of sumd's own, Options.Timeout).
+// of sumd's own, Options.Timeout). And sumd writes: a role's or database's
+// default_transaction_read_only = on would make every write, and every
+// durability barrier, fail as a standby's do (25006, which a failover
+// makes come and go), a 503 for ever; a standby's transactions stay
+// read-only whatever the session says.
 //
 // The parameters are set after connecting, not in the startup packet,
 // which PgBouncer refuses unknown parameters in.
 func setSession(cfg *pgxpool.Config, opts Options) {
 	cc := cfg.ConnConfig
-	names := []string{"client_min_messages", "default_transaction_isolation", "lock_timeout", "statement_timeout"}
-	values := []string{"warning", "read committed", "0", "0"}
+	names := []string{"client_min_messages", "default_transaction_isolation", "default_transaction_read_only", "lock_timeout", "statement_timeout"}
+	values := []string{"warning", "read committed", "off", "0", "0"}
 	for _, p := range [][2]string{
 		{"idle_in_transaction_session_timeout", strconv.FormatInt(max(1, (2*opts.Timeout).Milliseconds()), 10)},
 		{"tcp_keepalives_idle", strconv.Itoa(int(keepaliveIdle / time.Second))},

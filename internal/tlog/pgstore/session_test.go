@@ -196,3 +196,33 @@ func TestWritersWhateverDefaults(t *testing.T) {
 		})
 	}
 }
+
+// TestReadOnlyDefault: a role (or database) whose sessions default to
+// read-only transactions (default_transaction_read_only = on, set for its
+// other users, say) does not stop sumd, which overrides it as it does the
+// other defaults it relies on. Its writes failed as a standby's after a
+// failover do (25006): 503s for ever, logged as the database lost.
+func TestReadOnlyDefault(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	url, k := pg.NewDatabase(t), testKey(t)
+	db, _, _ := strings.Cut(strings.TrimPrefix(url, "postgres:///"), "?")
+	role := pgx.Identifier{"ro_" + db[:min(len(db), 60)]}.Sanitize()
+	for _, sql := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"ALTER ROLE " + role + " SET default_transaction_read_only = on",
+		"ALTER DATABASE " + pgx.Identifier{db}.Sanitize() + " OWNER TO " + role,
+	} {
+		if err := pg.Exec("postgres", sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url = strings.Replace(url, "user=postgres", "user=ro_"+db[:min(len(db), 60)], 1)
+	l, _ := openLog(t, url, k, Options{})
+	if _, err := l.Add(ctx, record(0)); err != nil {
+		t.Fatalf("Add as a role whose transactions default to read-only: %v", err)
+	}
+	if n := reverify(t, url, k); n != 1 {
+		t.Fatalf("tree %d, want 1", n)
+	}
+}
