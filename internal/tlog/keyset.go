@@ -170,7 +170,7 @@ func (l *Log) rotate(ctx context.Context, change func(keySet) (keySet, error)) e
 			}
 			n := l.pub.Load().Tree.N
 			hashes := &tileReader{read: func(id TileID) ([]byte, error) { return l.committedTile(ctx, id, n) }}
-			b, err := l.seal(n, hashes, nil, ks, ks.vkeys())
+			b, err := l.seal(ctx, n, hashes, nil, ks, ks.vkeys())
 			if err == nil {
 				err = l.write(ctx, b)
 			}

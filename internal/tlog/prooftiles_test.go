@@ -110,3 +110,62 @@ func TestStageDamagedTile(t *testing.T) {
 		t.Fatalf("Stage over a damaged staged tile = %v; want a *CorruptTileError, not a fork", err)
 	}
 }
+
+// TestSealDamagedTile: a primary proves that the tree it signs extends the
+// published one from the tiles of the published tree's right edge, read
+// from the store unchecked by the first commit after Open (or a catch-up)
+// and kept in memory after it. One damaged after Open's tail check (tile
+// 1/1 of a tree of 65,836 records) made the proof fail, and the log
+// stopped as rolled back (do not restart); an AddKey, re-signing the tree
+// from the same tiles, too. A failed proof now reads the stored head: if
+// it is the published one, the tiles used are authenticated against it,
+// and one that does not hash to it is damage, a *CorruptTileError: the
+// write fails, the log goes on, and writes again once the tile is
+// repaired. A store that holds another head, a rollback, still stops it.
+func TestSealDamagedTile(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	s := NewMemStore()
+	l := openMem(t, s, k)
+	growOrigin(t, l, 0, 300)
+	growOrigin(t, l, 300, 1<<16)
+	l.Close()
+	l, err := OpenStore(s, Options{Keys: []*Key{k}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	good := flipHash(t, s, TileID{1, 1}, 0)
+	var corrupt *CorruptTileError
+	if _, err := l.Add(ctx, record(1<<20, 3)); !errors.As(err, &corrupt) || errors.Is(err, ErrFatal) {
+		t.Fatalf("Add over a damaged edge tile = %v; want a *CorruptTileError, not ErrFatal", err)
+	}
+	if err := l.AddKey(ctx, testKey(t, "sum.example.com")); !errors.As(err, &corrupt) || errors.Is(err, ErrFatal) {
+		t.Fatalf("AddKey over a damaged edge tile = %v; want a *CorruptTileError, not ErrFatal", err)
+	}
+	if err := l.Err(); err != nil {
+		t.Fatalf("log stopped after a commit over a damaged tile: %v", err)
+	}
+	s.SetTile(TileID{1, 1}, good)
+	if _, err := l.Add(ctx, record(1<<20, 3)); err != nil {
+		t.Fatalf("Add after the repair: %v", err)
+	}
+
+	// A rollback: the store's head is rolled back to tree 290 under b,
+	// which opened on tree 300 and has not committed yet, and c signs
+	// another history on it.
+	sh := &sharedMem{MemStore: NewMemStore()}
+	a := openShared(t, sh, Options{Keys: []*Key{k}, RefreshInterval: time.Hour})
+	growOrigin(t, a, 0, 290)
+	c := openShared(t, sh, Options{Keys: []*Key{k}, RefreshInterval: time.Hour})
+	old := a.Published().Signed
+	growOrigin(t, a, 290, 10)
+	b := openShared(t, sh, Options{Keys: []*Key{k}, RefreshInterval: time.Hour})
+	rollBack(t, sh, old, a.Published().Signed)
+	growOrigin(t, c, 5000, 20)
+	_, err = b.Add(ctx, record(1<<20, 3))
+	var hinted interface{ Hint() string }
+	if !errors.Is(err, ErrFatal) || errors.As(err, &corrupt) || !errors.As(b.Err(), &hinted) || !strings.Contains(hinted.Hint(), "do NOT start sumd serve again") {
+		t.Fatalf("commit on a rolled-back store = %v (log: %v); want ErrFatal with a hint not to restart", err, b.Err())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -63,13 +64,13 @@ func (l *Log) stage(ctx context.Context, batch []*request) (*Batch, error) {
 	if s.size == base.Tree.N {
 		return nil, nil // every record was present, or refused: nothing to commit
 	}
-	return l.seal(s.size, s.hashes, s.recs, *l.keys.Load(), nil)
+	return l.seal(ctx, s.size, s.hashes, s.recs, *l.keys.Load(), nil)
 }
 
 // seal signs the tree of size n over the staged tiles with ks, after
 // proving that it extends the published tree, and returns the batch that
 // stores it (and vkeys, if not nil: a key rotation).
-func (l *Log) seal(n int64, hashes *tileReader, recs []StoredRecord, ks keySet, vkeys []string) (*Batch, error) {
+func (l *Log) seal(ctx context.Context, n int64, hashes *tileReader, recs []StoredRecord, ks keySet, vkeys []string) (*Batch, error) {
 	base := l.pub.Load()
 	root, err := tlog.TreeHash(n, hashes)
 	if err != nil {
@@ -81,6 +82,9 @@ func (l *Log) seal(n int64, hashes *tileReader, recs []StoredRecord, ks keySet, 
 		if errors.As(err, &re) {
 			return nil, err
 		}
+		if err := l.sealDamage(ctx, base); err != nil {
+			return nil, err
+		}
 		return nil, l.stop(fmt.Errorf("refusing to sign tree %d: not consistent with signed tree %d: %w", tree.N, base.Tree.N, err))
 	}
 	head, err := ks.signTree(tree)
@@ -88,6 +92,49 @@ func (l *Log) seal(n int64, hashes *tileReader, recs []StoredRecord, ks keySet, 
 		return nil, err
 	}
 	return &Batch{Prev: base.Signed, Head: head, Tree: tree, Records: recs, Tiles: hashes.staged(), VKeys: vkeys}, nil
+}
+
+// sealDamage tells damage from a rollback when seal failed to prove that
+// the tree it built extends the published one, base. The tree was built on
+// the tiles of base's right edge (the only tiles of base such a proof
+// reads) as committedTile returned them: read from the store unchecked by
+// the first commit after Open or a catch-up, and kept in l.edge since. If
+// the store still holds base's head, they should hash to it: it
+// authenticates them, as kept, against base, and returns the
+// *CorruptTileError of damage (logged and counted), dropping l.edge so
+// that a repaired tile is read again; the batch fails and the log goes on,
+// as after a catch-up over a damaged tile. If the store holds another
+// head (a rollback, or another writer's), catchUpRetry tells whether it
+// extends base: errRetry if it does, else the log stops. It returns nil
+// if the tiles hash to base, which is a fork seal cannot explain.
+func (l *Log) sealDamage(ctx context.Context, base *Head) error {
+	st, err := l.store.Load(ctx)
+	if err != nil {
+		return &readError{fmt.Errorf("failed to re-read the log's head: %w", err)}
+	}
+	if !bytes.Equal(st.Head, base.Signed) {
+		return l.catchUpRetry(ctx, "the tree built on the store's tiles does not extend the published one")
+	}
+	kept := map[tlog.Tile][]byte{}
+	for id, d := range l.edge {
+		if w := tileWidth(id, base.Tree.N); len(d) == w*tlog.HashSize {
+			kept[tlog.Tile{H: tileHeight, L: id.L, N: id.N, W: w}] = d
+		}
+	}
+	// Authenticating the lowest tile of the edge reads, and checks against
+	// the root, every other one: the tiles above it.
+	low := bits.TrailingZeros64(uint64(base.Tree.N)) / tileHeight
+	edge := TileID{low, base.Tree.N >> (low * tileHeight) >> tileHeight}
+	_, err = l.checkTile(base.Tree, &authReader{ctx: ctx, l: l, n: base.Tree.N, want: edge, given: kept})
+	var corrupt *CorruptTileError
+	switch {
+	case errors.As(err, &corrupt):
+		clear(l.edge)
+		return err
+	case err != nil:
+		return &readError{err}
+	}
+	return nil
 }
 
 // committedTile returns tile id of the published tree of size n: the
