@@ -70,7 +70,8 @@ func (e *InconsistentError) Unwrap() error { return e.Err }
 // tree must provably extend the held one (*InconsistentError otherwise),
 // the tiles must hash to its root and every record to its leaf (else an
 // error wrapping ErrUnverified). The tiles the extension names must be
-// given, or staged before by Stage. Each record is indexed by the module
+// given, or staged before by Stage; a staged tile that no longer hashes to
+// the root was damaged in the store, a *CorruptTileError. Each record is indexed by the module
 // version of its first line, under its smallest id if the origin logged
 // one twice (a record without one is stored unindexed). Nothing is stored
 // if any check fails. While the staging of another head is unfinished, a
@@ -222,8 +223,8 @@ func (l *Log) checkTiles(ctx context.Context, held, target tlog.Tree, given map[
 			return nil, fmt.Errorf("%w: tile %s holds %d bytes, want %d", ErrUnverified, t.Path(), len(data), t.W*tlog.HashSize)
 		}
 	}
-	tr := &extensionTiles{ctx: ctx, s: l.store, given: given, n: target.N}
-	r := tlog.TileHashReader(target, tr)
+	tr := &extensionTiles{ctx: ctx, s: l.store, given: given, n: target.N, held: held.N}
+	r := &extensionHashes{ctx: ctx, l: l, target: target, tiles: tr, r: tlog.TileHashReader(target, tr)}
 	var check []tlog.Tile
 	if all {
 		check = tlog.NewTiles(tileHeight, held.N, target.N)
@@ -240,6 +241,9 @@ func (l *Log) checkTiles(ctx context.Context, held, target tlog.Tree, given map[
 		if _, err := r.ReadHashes(indexes); err != nil {
 			if errors.Is(err, errTileMissing) {
 				return nil, fmt.Errorf("%w: %w (the extension from %d to %d)", ErrUnverified, err, held.N, target.N)
+			}
+			if corrupt := (*CorruptTileError)(nil); errors.As(err, &corrupt) {
+				return nil, err
 			}
 			return nil, unverified(fmt.Errorf("tiles %s to %s: %w", group[0].Path(), group[len(group)-1].Path(), err))
 		}
@@ -272,10 +276,12 @@ func (l *Log) checkPrefixes(ctx context.Context, held int64, given map[tlog.Tile
 }
 
 // unverified wraps an authentication failure in ErrUnverified, and leaves a
-// store read failure as it is.
+// store read failure, or the store's damage (a *CorruptTileError: a staged
+// tile that no longer hashes to the target), as it is.
 func unverified(err error) error {
 	var re *readError
-	if errors.As(err, &re) {
+	var corrupt *CorruptTileError
+	if errors.As(err, &re) || errors.As(err, &corrupt) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnverified, err)
@@ -409,6 +415,51 @@ func (l *Log) indexFirst(ctx context.Context, recs []StoredRecord) error {
 	return nil
 }
 
+// extensionHashes reads the hashes of an extension's target tree through
+// x/mod's TileHashReader over extensionTiles, which authenticates every
+// tile it reads against the target's root, and tells whose a tile that
+// does not hash to it is. The tiles given are the origin's. A tile the
+// store holds beyond the held tree was staged: authenticated against the
+// target when staged, through its parents and the tree's right edge, then
+// given or staged before and so in the store since. When a read fails on
+// tiles that do not hash to the target, it authenticates again each
+// staged tile it read, from the store alone, and returns the
+// *CorruptTileError of one that fails (logged and counted): the store's
+// damage, not the origin's fault. Else the error stays as it is: the
+// given tiles, or the offered head, are wrong.
+type extensionHashes struct {
+	ctx    context.Context
+	l      *Log
+	target tlog.Tree
+	tiles  *extensionTiles
+	r      tlog.HashReader
+}
+
+func (h *extensionHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	h.tiles.staged = h.tiles.staged[:0]
+	out, err := h.r.ReadHashes(indexes)
+	var re *readError
+	if err == nil || errors.Is(err, errTileMissing) || errors.As(err, &re) {
+		return out, err
+	}
+	checked := map[TileID]bool{}
+	for _, id := range h.tiles.staged {
+		if checked[id] {
+			continue
+		}
+		checked[id] = true
+		_, derr := h.l.checkTile(h.target, &authReader{ctx: h.ctx, l: h.l, n: h.target.N, want: id})
+		var corrupt *CorruptTileError
+		switch {
+		case errors.As(derr, &corrupt):
+			return nil, derr
+		case derr != nil:
+			return nil, &readError{derr}
+		}
+	}
+	return nil, err
+}
+
 // extensionTiles is the tlog.TileReader an extension is authenticated
 // through: the tiles given, then the store's (the held tree's, or staged
 // ones), cut to their width in the target tree of size n.
@@ -417,6 +468,10 @@ type extensionTiles struct {
 	s     Store
 	given map[tlog.Tile][]byte
 	n     int64
+	held  int64 // the held tree's size
+	// staged are the tiles read from the store that lie beyond the held
+	// tree, staged before (extensionHashes resets it).
+	staged []TileID
 }
 
 func (e *extensionTiles) Height() int { return tileHeight }
@@ -437,6 +492,9 @@ func (e *extensionTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 			return nil, fmt.Errorf("%w: tile %s is needed, but neither given nor stored", errTileMissing, t.Path())
 		}
 		out[i] = data[0][:t.W*tlog.HashSize]
+		if t.W > tileWidth(id, e.held) {
+			e.staged = append(e.staged, id)
+		}
 	}
 	return out, nil
 }

@@ -3,9 +3,12 @@ package tlog
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // flipHash flips a bit of hash i of stored tile id behind the log's back,
@@ -167,5 +170,51 @@ func TestSealDamagedTile(t *testing.T) {
 	var hinted interface{ Hint() string }
 	if !errors.Is(err, ErrFatal) || errors.As(err, &corrupt) || !errors.As(b.Err(), &hinted) || !strings.Contains(hinted.Hint(), "do NOT start sumd serve again") {
 		t.Fatalf("commit on a rolled-back store = %v (log: %v); want ErrFatal with a hint not to restart", err, b.Err())
+	}
+}
+
+// TestDamagedStagedTileUnverified: a tile staged before was authenticated
+// against the staged head when staged, so the store's own; one that no
+// longer hashes to it was damaged in the store. Stage, authenticating the
+// leaves given through their staged parent (tile 1/0, damaged), and Extend,
+// authenticating every tile, staged or given (tile 0/3, damaged), reported
+// it as ErrUnverified, the origin's data not verifying, which a mirror
+// logs as the origin's fault. It is a *CorruptTileError now.
+func TestDamagedStagedTileUnverified(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 300)
+	s := NewMemStore()
+	m := openMirror(t, s, k.VerifierKey(), VerifyTail)
+	defer m.Close()
+	all := func(int64) bool { return true }
+	if err := m.Extend(ctx, extensionFrom(t, origin, 0, all)); err != nil {
+		t.Fatal(err)
+	}
+	growOrigin(t, origin, 1000, 1<<16)
+	growOrigin(t, origin, 1000+1<<16, 70000-300-1<<16)
+	head, parts := stagingParts(t, origin, 300, 16, all)
+	if err := m.Stage(ctx, parts[0]); err != nil {
+		t.Fatal(err)
+	}
+	var corrupt *CorruptTileError
+	good := flipHash(t, s, TileID{1, 0}, 2) // tile 0/2's hash, in parts[1]
+	if err := m.Stage(ctx, parts[1]); !errors.As(err, &corrupt) || errors.Is(err, ErrUnverified) {
+		t.Fatalf("Stage of leaves under a damaged staged parent = %v; want a *CorruptTileError, not ErrUnverified", err)
+	}
+	s.SetTile(TileID{1, 0}, good)
+	if err := m.Stage(ctx, parts[1]); err != nil {
+		t.Fatalf("Stage after the repair: %v", err)
+	}
+	flipHash(t, s, TileID{0, 3}, 7)
+	rest := Extension{Head: head, Tiles: map[tlog.Tile][]byte{}, Records: map[int64][]byte{}}
+	for _, p := range parts[2:] {
+		maps.Copy(rest.Tiles, p.Tiles)
+		maps.Copy(rest.Records, p.Records)
+	}
+	if err := m.Extend(ctx, rest); !errors.As(err, &corrupt) || errors.Is(err, ErrUnverified) {
+		t.Fatalf("Extend over a damaged staged tile = %v; want a *CorruptTileError, not ErrUnverified", err)
 	}
 }

@@ -407,7 +407,7 @@ func (l *Log) catchUpDamage(ctx context.Context, tree tlog.Tree, n int64, err er
 	case errors.Is(err, ErrCorrupt): // a tile cut short
 		return l.noteDamage(err)
 	case errors.As(err, &fork) && fork.Proof != nil:
-		return l.proofDamage(ctx, tree, n, nil, nil)
+		return l.proofDamage(ctx, tree, n)
 	}
 	return nil
 }

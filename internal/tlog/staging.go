@@ -527,18 +527,8 @@ func (l *Log) authenticate(ctx context.Context, held *Head, target tlog.Tree, ex
 		if errors.Is(err, errTileMissing) {
 			return nil, fmt.Errorf("%w: %w", ErrUnverified, err)
 		}
-		if fork := (*ForkError)(nil); !errors.As(err, &fork) {
-			// A tile read does not hash to target. Those given were
-			// authenticated against it: one the store holds, staged
-			// before against target, was damaged since.
-			staged := func(id TileID) bool {
-				w := tileWidth(id, target.N)
-				_, given := ext.Tiles[tlog.Tile{H: tileHeight, L: id.L, N: id.N, W: w}]
-				return !given && w > tileWidth(id, held.Tree.N)
-			}
-			if err := l.proofDamage(ctx, target, held.Tree.N, ext.Tiles, staged); err != nil {
-				return nil, err
-			}
+		if corrupt := (*CorruptTileError)(nil); errors.As(err, &corrupt) {
+			return nil, err // a staged tile damaged since (extensionHashes)
 		}
 		return nil, &InconsistentError{Held: held.Signed, Offered: ext.Head, HeldTree: held.Tree, OfferedTree: target, Err: err}
 	}

@@ -104,15 +104,14 @@ func (l *Log) checkTile(tree tlog.Tree, r *authReader) ([]byte, error) {
 
 // proofDamage tells damage from a fork when a consistency proof of tree
 // over the tree of size small failed on tiles read from the store, as they
-// are: it reads again each tile the proof reads that blame names (every
-// one, if blame is nil), the given ones (an extension's) instead of the
-// store's, and authenticates it against tree as authenticTile does,
-// remembering nothing. It returns the *CorruptTileError of the first that
-// does not hash to tree (logged, counted and dropped from the store's
-// cache with those it was checked through), a *readError if the store
-// failed to read, or nil if each does: then the proof failed on sound
-// data, and the trees fork.
-func (l *Log) proofDamage(ctx context.Context, tree tlog.Tree, small int64, given map[tlog.Tile][]byte, blame func(TileID) bool) error {
+// are: it reads again each tile the proof reads and authenticates it
+// against tree as authenticTile does, remembering nothing. It returns the
+// *CorruptTileError of the first that does not hash to tree (logged,
+// counted and dropped from the store's cache with those it was checked
+// through), a *readError if the store failed to read, or nil if each
+// does: then the proof failed on sound data, and the trees fork. (An
+// extension's proof reads its tiles authenticated: see extensionHashes.)
+func (l *Log) proofDamage(ctx context.Context, tree tlog.Tree, small int64) error {
 	var indexes []int64
 	tlog.ProveTree(tree.N, small, tlog.HashReaderFunc(func(x []int64) ([]tlog.Hash, error) {
 		indexes = x // which hashes the proof reads, not what they are
@@ -122,11 +121,11 @@ func (l *Log) proofDamage(ctx context.Context, tree tlog.Tree, small int64, give
 	for _, x := range indexes {
 		t := tlog.TileForIndex(tileHeight, x)
 		id := TileID{t.L, t.N}
-		if checked[id] || blame != nil && !blame(id) {
+		if checked[id] {
 			continue
 		}
 		checked[id] = true
-		r := &authReader{ctx: ctx, l: l, n: tree.N, want: id, given: given}
+		r := &authReader{ctx: ctx, l: l, n: tree.N, want: id}
 		_, err := l.checkTile(tree, r)
 		var corrupt *CorruptTileError
 		switch {
@@ -174,8 +173,8 @@ type authReader struct {
 	l    *Log
 	n    int64
 	want TileID
-	// given are tiles of the tree read instead of the store's: an
-	// extension's (proofDamage).
+	// given are tiles of the tree read instead of the store's: those a
+	// commit was built on, kept in memory (sealDamage).
 	given map[tlog.Tile][]byte
 	// keep says the tree is the published one: the tiles authenticated are
 	// remembered (Log.authentic). Others' are not.
