@@ -3,11 +3,14 @@ package tlog
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -216,5 +219,41 @@ func TestDamagedStagedTileUnverified(t *testing.T) {
 	}
 	if err := m.Extend(ctx, rest); !errors.As(err, &corrupt) || errors.Is(err, ErrUnverified) {
 		t.Fatalf("Extend over a damaged staged tile = %v; want a *CorruptTileError, not ErrUnverified", err)
+	}
+}
+
+// TestStagedDamageCountedOnce: Stage verifies in PrepareStage, and again in
+// the sequencer when that failed, so one damaged staged tile was logged and
+// counted in sumd_log_corrupt_records_total twice per Stage call. A
+// prepared verification that found damage stands: once.
+func TestStagedDamageCountedOnce(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 3000)
+	s := NewMemStore()
+	logs := &lockedBuffer{}
+	metrics := NewMetrics(prometheus.NewRegistry())
+	m, err := OpenStore(s, Options{VerifierKeys: []string{k.VerifierKey()}, Create: true,
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	_, parts := stagingParts(t, origin, 0, 4, func(int64) bool { return true })
+	if err := m.Stage(ctx, parts[0]); err != nil {
+		t.Fatal(err)
+	}
+	flipHash(t, s, TileID{1, 0}, 2) // tile 0/2's hash, in parts[1]
+	var corrupt *CorruptTileError
+	if err := m.Stage(ctx, parts[1]); !errors.As(err, &corrupt) {
+		t.Fatalf("Stage of leaves under a damaged staged parent = %v; want a *CorruptTileError", err)
+	}
+	if got := testutil.ToFloat64(metrics.corrupt); got != 1 {
+		t.Errorf("sumd_log_corrupt_records_total = %v after one Stage over a damaged tile, want 1", got)
+	}
+	if n := strings.Count(logs.String(), `msg="a hash tile in the database`); n != 1 {
+		t.Errorf("the damaged tile was logged %d times, want once; the log:\n%s", n, logs)
 	}
 }

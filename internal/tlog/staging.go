@@ -397,7 +397,10 @@ type stagedKeys struct {
 // keys it knows: they only decide where a module version staged twice is
 // indexed), and verifies it again, in the sequencer, otherwise: a prepared
 // Extension is trusted no more than another, and its errors are those of
-// that second verification. ext must not be changed afterwards. On a
+// that second verification, but for damage found in the store (ErrCorrupt:
+// a staged tile that no longer hashes to the head), which stands, logged
+// and counted once, where found (refusing is safe; a repair is seen by the
+// next call). ext must not be changed afterwards. On a
 // shared store, which other processes change, it returns ext as it is:
 // Stage verifies in the sequencer there.
 func (l *Log) PrepareStage(ctx context.Context, ext Extension) Extension {
@@ -422,6 +425,9 @@ func (l *Log) PrepareStage(ctx context.Context, ext Extension) Extension {
 // verified now.
 func (l *Log) stageReady(ctx context.Context, ext Extension) (*Batch, bool, tlog.Tree, map[string]int64, error) {
 	p := ext.prep
+	if p != nil && errors.Is(p.err, ErrCorrupt) {
+		return nil, false, p.target, nil, p.err // the store's damage: see PrepareStage
+	}
 	if p == nil || p.err != nil || !l.stillHolds(p) {
 		target, err := l.openExtension(ext)
 		if err != nil {
