@@ -244,13 +244,15 @@ func report(err error, stderr io.Writer) int {
 
 // doNotRestart reports whether err says the database must not be opened
 // again as it is: a log stopped because its store no longer extends the
-// tree it published (rolled back or replaced under it), or a store holding
-// data beyond its signed head. Restarting the first signs on top of the
-// rolled-back head, a fork; the second is refused again and again. Their
-// own status lets a service manager tell them from the failures a restart
-// cures (packaging/sumd.service: RestartPreventExitStatus=).
+// tree it published (rolled back or replaced under it), a store holding
+// data beyond its signed head, or one whose head does not extend the head
+// a stopped process recorded as lost (tlog.LostHeadError, the refusal a
+// restart after the first meets). Restarting the first signs on top of the
+// rolled-back head, a fork; the others are refused again and again, every
+// RestartSec. Their own status lets a service manager tell them from the
+// failures a restart cures (packaging/sumd.service: RestartPreventExitStatus=).
 func doNotRestart(err error) bool {
-	if errors.As(err, new(*tlog.BeyondHeadError)) {
+	if errors.As(err, new(*tlog.BeyondHeadError)) || errors.As(err, new(*tlog.LostHeadError)) {
 		return true
 	}
 	return errors.Is(err, tlog.ErrFatal) && errors.As(err, new(*tlog.ForkError))

@@ -12,7 +12,8 @@ import (
 
 // TestReportDoNotRestart: the errors whose hint says not to start sumd
 // again on the database (a store rolled back under a running log, data
-// beyond the signed head) exit with exitDoNotRestart, which
+// beyond the signed head, a head recorded as lost that the database's does
+// not extend, refused at every open) exit with exitDoNotRestart, which
 // packaging/sumd.service's RestartPreventExitStatus= keeps systemd from
 // restarting; with status 1, Restart=on-failure started sumd serve again
 // five seconds later on the rolled-back head, the fork the hint warns of.
@@ -27,6 +28,7 @@ func TestReportDoNotRestart(t *testing.T) {
 	}{
 		{"rolled back under the log", fmt.Errorf("the log's sequencer stopped: %w", fmt.Errorf("%w: %w", tlog.ErrFatal, fork)), exitDoNotRestart},
 		{"data beyond the head", fmt.Errorf("failed to open: %w", &tlog.BeyondHeadError{Tree: 1, Found: []string{"records up to id 1"}}), exitDoNotRestart},
+		{"a lost head refused at open", fmt.Errorf("database: %w", &tlog.LostHeadError{Tree: 1, Lost: 2, Err: fork}), exitDoNotRestart},
 		{"storage failure", fmt.Errorf("the log's sequencer stopped: %w", tlog.ErrFatal), 1},
 		{"a fork that stopped nothing", fmt.Errorf("mirror: %w", fork), 1},
 	} {
