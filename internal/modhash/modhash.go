@@ -51,7 +51,10 @@ type Sums struct{ Hash, GoMod string }
 // or, when the zip has none, the go.mod the go command synthesizes (see
 // SynthesizedGoMod). If goMod is non-nil and the zip has a go.mod, the two
 // must be byte-identical unless the version is +incompatible, in which case
-// goMod wins as it does for the go command fetching from a proxy.
+// goMod wins as it does for the go command fetching from a proxy. If goMod
+// is non-nil and the zip has no go.mod, goMod must be the synthesized one,
+// +incompatible or not: the go command fetching from the origin hashes
+// that one, and would take any other recorded hash for a security error.
 //
 // The zip hash covers the zip's entries as they are, directory entries
 // included, as the go command's does: re-zipping the same files can change
