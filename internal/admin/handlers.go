@@ -225,13 +225,14 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 // checkGoModSent refuses, unless m is +incompatible, a go.mod sent with a
 // zip that is not the go.mod of the zip's sums, the go.mod the go command
 // uses for it: the zip's own, or, for a zip that has none, the one the go
-// command makes up ("module PATH", modhash.SynthesizedGoMod). HashZip takes
-// a go.mod given for a zip without one, as it takes a proxy's .mod, but the
-// go command fetching the version from its origin hashes the made-up one,
-// and a record of another would fail its check for ever; so the zip is
-// hashed without the go.mod sent, and that one compared with it here, which
-// reads the zip once. A +incompatible version is hashed with the go.mod
-// sent, which HashZip prefers to the zip's.
+// command makes up ("module PATH", modhash.SynthesizedGoMod): the go
+// command fetching the version from its origin hashes that one, and a
+// record of another would fail its check for ever. HashZip refuses another
+// one too, but this answer says which go.mod to send: the zip is hashed
+// without the go.mod sent, and that one compared with it here, which reads
+// the zip once. A +incompatible version is hashed with the go.mod sent,
+// which HashZip prefers to the zip's (and, for a zip without one, refuses
+// unless it is the made-up one).
 func checkGoModSent(m module.Version, mod []byte, sums modhash.Sums) error {
 	if mod == nil || strings.HasSuffix(m.Version, "+incompatible") {
 		return nil
