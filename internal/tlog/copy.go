@@ -38,7 +38,9 @@ var ErrOtherLog = errors.New("destination holds another log")
 // again finishes one cut short. src may be written meanwhile
 // (a shared store): the copy ends at the head it read first. A primary src
 // that holds data beyond its signed head (rolled back, or an unfinished
-// copy) is refused with a *BeyondHeadError, as Open refuses it. A mirror
+// copy) is refused with a *BeyondHeadError, as Open refuses it, and so is
+// one whose head does not extend a head a process published and recorded
+// as lost (AuxLostHead, not copied), with a *LostHeadError. A mirror
 // src part way through the staging of a newer head (Staged) gives dst that
 // head, staged up to the copied tree, before the copied head: its staged
 // data is not copied (dst stages it again), but the head is, since the
@@ -66,6 +68,11 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tr
 		// data proves was signed. A mirror's staging is legitimate.
 		openHead := func(h []byte) (tlog.Tree, error) { return openWithVKeys(h, st.Meta.VKeys, true) }
 		if err := checkExtent(ctx, src, st.Head, tree, openHead); err != nil {
+			return State{}, tlog.Tree{}, fmt.Errorf("the source: %w", err)
+		}
+		// Likewise one whose head does not extend a head a process
+		// published and recorded as lost: the record is not copied.
+		if err := checkLostHead(ctx, src, tree); err != nil {
 			return State{}, tlog.Tree{}, fmt.Errorf("the source: %w", err)
 		}
 	}

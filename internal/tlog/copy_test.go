@@ -252,3 +252,37 @@ func TestCopyAfterKeyRotation(t *testing.T) {
 		t.Fatalf("copy holds %d records, want 310", tree.N)
 	}
 }
+
+// TestCopyLostHead: a primary's database whose head does not extend the
+// head a stopped process recorded as lost (AuxLostHead: a failover that
+// lost commits) is refused as a source, as Open refuses to serve it. The
+// record is not copied, so a copy up to the head would be a clean
+// database that opens and signs trees of the lost one's size with other
+// records, the fork the record is there to prevent.
+func TestCopyLostHead(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	published := openMem(t, NewMemStore(), k)
+	growOrigin(t, published, 0, 3)
+	lost := published.Published().Signed
+	published.Close()
+
+	src := NewMemStore()
+	l := openMem(t, src, k)
+	growOrigin(t, l, 0, 2)
+	l.Close()
+	if err := src.SetAux(ctx, AuxLostHead, lost); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenStore(src, Options{Keys: []*Key{k}, Logger: quietLogger()}); !errors.As(err, new(*LostHeadError)) {
+		t.Fatalf("Open of the source: %v, want a *LostHeadError", err)
+	}
+	dst := NewMemStore()
+	_, _, err := Copy(ctx, dst, src, CopyOptions{})
+	if !errors.As(err, new(*LostHeadError)) {
+		t.Fatalf("Copy of a database that lost a published head: %v, want a *LostHeadError", err)
+	}
+	if st, err := dst.Load(ctx); !errors.Is(err, ErrNoLog) {
+		t.Errorf("the destination holds %q (%v), want no log", st.Head, err)
+	}
+}
