@@ -174,7 +174,7 @@ func (e *LostHeadError) Unwrap() error        { return e.Err }
 
 // Hint says not to force it open.
 func (e *LostHeadError) Hint() string {
-	return "do NOT make sumd serve this database as it is: clients may hold signed heads of the lost tree, and a log signing on top of this one would fork it. " +
+	return "do NOT start sumd serve again on this database as it is: clients may hold signed heads of the lost tree, and a log signing on top of this one would fork it. " +
 		"Restore the database from a mirror that holds the lost tree (docs/mirrors.md, \"Restore from a mirror\"); it then opens. " +
 		"Only if no client can have seen the lost tree, delete its record: DELETE FROM sumd_aux WHERE key = '" + AuxLostHead + "' (docs/ha.md)"
 }
