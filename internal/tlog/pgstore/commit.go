@@ -122,7 +122,7 @@ func (w *locked) release() {
 // Its answer arrives before COMMIT is sent, so that a lost COMMIT can be
 // resolved (resolve). Its failures store nothing.
 func (s *Store) begin(ctx context.Context) (*locked, error) {
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.ctl.Acquire(ctx)
 	if err != nil {
 		return nil, notPersisted(s.fail("connect", err))
 	}
@@ -313,7 +313,7 @@ func (s *Store) resolve(b *tlog.Batch, cause error) error {
 func (s *Store) settle(b *tlog.Batch, cause error) error {
 	ctx, cancel := s.ctx(context.Background())
 	defer cancel()
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.ctl.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUnknown, s.fail("connect", err))
 	}
@@ -442,7 +442,7 @@ func recordIDs(b *tlog.Batch) []int64 {
 func (s *Store) SetAux(ctx context.Context, key string, value []byte) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.ctl.Acquire(ctx)
 	if err != nil {
 		return notPersisted(s.fail("connect to store "+key, err))
 	}
@@ -503,7 +503,7 @@ func (s *Store) SetAux(ctx context.Context, key string, value []byte) error {
 func (s *Store) readAuxLocked(key string) ([]byte, error) {
 	ctx, cancel := s.ctx(context.Background())
 	defer cancel()
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.ctl.Begin(ctx)
 	if err != nil {
 		return nil, s.fail("begin reading "+key+" back", err)
 	}

@@ -30,7 +30,7 @@ var ErrNotDiscarded = errors.New("the log changed since it was created")
 func (s *Store) DiscardNew(ctx context.Context, head []byte) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.ctl.Begin(ctx)
 	if err != nil {
 		return s.fail("begin discarding the new log", err)
 	}

@@ -204,7 +204,7 @@ func TestLostCommit(t *testing.T) {
 		url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
 		l, s := openLog(t, url, k, Options{ResolveTimeout: 300 * time.Millisecond})
 		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
-			go s.pool.Close() // waits for the transaction's connection
+			go s.ctl.Close() // waits for the transaction's connection
 			time.Sleep(10 * time.Millisecond)
 			return errLost
 		}

@@ -25,7 +25,7 @@ func (s *Store) register(reg prometheus.Registerer) error {
 		up:       d("up", "1 if the last statement reached the database, 0 if it could not (requests then get 503)."),
 		conns:    d("connections", "Connections in the pool, by state (acquired, idle).", "state"),
 		acquires: d("acquires_total", "Connections taken from the pool."),
-		waits:    d("acquire_waits_total", "Times a statement waited for a free connection (raise pool_max_conns in the URL if this grows)."),
+		waits:    d("acquire_waits_total", "Times a read waited for a free connection (raise pool_max_conns in the URL if this grows)."),
 		lost:     d("lost_commits_total", "COMMITs whose answer was lost, by what re-reading the head showed (stored, not_stored, unknown).", "outcome"),
 		cache:    d("cached", "Entries in the in-memory caches, by cache (tiles, records, index).", "cache"),
 	})
@@ -43,7 +43,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if s.down.Load() {
 		up = 0
 	}
-	st := s.pool.Stat()
+	st, ctl := s.pool.Stat(), s.ctl.Stat() // reads, the log's own statements
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -51,9 +51,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	gauge(c.up, up)
-	gauge(c.conns, float64(st.AcquiredConns()), "acquired")
-	gauge(c.conns, float64(st.IdleConns()), "idle")
-	counter(c.acquires, float64(st.AcquireCount()))
+	gauge(c.conns, float64(st.AcquiredConns()+ctl.AcquiredConns()), "acquired")
+	gauge(c.conns, float64(st.IdleConns()+ctl.IdleConns()), "idle")
+	counter(c.acquires, float64(st.AcquireCount()+ctl.AcquireCount()))
 	counter(c.waits, float64(st.EmptyAcquireCount()))
 	for _, o := range []string{"stored", "not_stored", "unknown"} {
 		counter(c.lost, float64(s.lost[o].Load()), o)

@@ -1,5 +1,8 @@
 // Package pgstore keeps a sumd log in PostgreSQL, so that several sumd
-// processes serve one log: a tlog.SharedStore on a pgx connection pool.
+// processes serve one log: a tlog.SharedStore on two pgx connection pools,
+// one for reads and a small one (controlConns) for the log's own
+// statements, so that a flood of reads cannot hold up the head's poll, the
+// durability barriers or a commit.
 //
 // # Tables
 //
@@ -164,7 +167,8 @@ func (o Options) withDefaults() Options {
 // A Store is a log in a PostgreSQL database. It is safe for concurrent
 // use, by any number of processes.
 type Store struct {
-	pool  *pgxpool.Pool
+	pool  *pgxpool.Pool // reads: Lookup, ReadRecords, ReadTiles, ScanIndex, Aux
+	ctl   *pgxpool.Pool // everything else (controlConns): see Open
 	opts  Options
 	log   *slog.Logger
 	tiles *lru.Cache[tlog.TileID, []byte] // full tiles: immutable
@@ -215,25 +219,47 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	setSession(cfg, opts)
 	cfg.ConnConfig.OnNotice = onNotice
+	// The log's own statements get connections of their own: reads
+	// (lookups of missing keys, uncached records and tiles) are as many as
+	// anonymous clients send, and queued ahead of the head's poll, the
+	// barriers and the writer's commit they would make the head stale
+	// (503 for everyone after -max-head-age) and stall the writes.
+	ctl := cfg.Copy()
+	ctl.MaxConns = controlConns
+	ctl.MinConns, ctl.MinIdleConns = min(ctl.MinConns, controlConns), min(ctl.MinIdleConns, controlConns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up connections to PostgreSQL: %w", err)
 	}
+	ctlPool, err := pgxpool.NewWithConfig(ctx, ctl)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("failed to set up connections to PostgreSQL: %w", err)
+	}
 	tiles, _ := lru.New[tlog.TileID, []byte](opts.TileCache)
-	s := &Store{pool: pool, opts: opts, log: opts.Logger, tiles: tiles, cache: newRecordCache(opts.RecordCache),
+	s := &Store{pool: pool, ctl: ctlPool, opts: opts, log: opts.Logger, tiles: tiles, cache: newRecordCache(opts.RecordCache),
 		done: make(chan struct{}), finish: commit,
 		lost: map[string]*atomic.Int64{"stored": {}, "not_stored": {}, "unknown": {}}}
 	if err := s.migrate(ctx, false); err != nil {
-		pool.Close()
+		s.closePools()
 		return nil, err
 	}
 	if err := s.register(opts.Registerer); err != nil {
-		pool.Close()
+		s.closePools()
 		return nil, fmt.Errorf("failed to register the PostgreSQL metrics: %w", err)
 	}
 	s.open.Store(true)
 	return s, nil
 }
+
+// controlConns is the size of the pool of the log's own statements: the
+// writer's transaction (held from LockHead to Commit), then the
+// resolution of a lost answer; one barrier; the head's polls (Load: the
+// refresh, and a request's catch-up); an auxiliary value's write (OCI
+// sync); the opens, migrations and creations of the tables and the log.
+// Reads use the other pool, sized by the URL's pool_max_conns (pgx's
+// default: the greater of 4 and the number of CPUs).
+const controlConns = 4
 
 // Keepalives on every connection, in both directions: a peer gone without
 // a word (a network partition, a machine lost) is noticed after about
@@ -337,9 +363,15 @@ func (s *Store) Close() error {
 	case <-s.done:
 	default:
 		close(s.done)
-		s.pool.Close()
+		s.closePools()
 	}
 	return nil
+}
+
+// closePools closes both pools' connections.
+func (s *Store) closePools() {
+	s.pool.Close()
+	s.ctl.Close()
 }
 
 // ctx bounds one statement.
@@ -353,7 +385,7 @@ func (s *Store) Load(ctx context.Context) (tlog.State, error) {
 	defer cancel()
 	var st tlog.State
 	var vkeys string
-	err := s.pool.QueryRow(ctx, `SELECT name, vkeys, mirror, head, (SELECT value FROM sumd_aux WHERE key = $1) FROM sumd_log WHERE id = 1`, tlog.AuxLostHead).
+	err := s.ctl.QueryRow(ctx, `SELECT name, vkeys, mirror, head, (SELECT value FROM sumd_aux WHERE key = $1) FROM sumd_log WHERE id = 1`, tlog.AuxLostHead).
 		Scan(&st.Meta.Name, &vkeys, &st.Meta.Mirror, &st.Head, &st.Lost)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):
@@ -477,7 +509,7 @@ func (s *Store) runBarrier() error {
 	defer slow.Stop()
 	sctx, scancel := s.ctx(ctx)
 	defer scancel()
-	conn, err := s.pool.Acquire(sctx)
+	conn, err := s.ctl.Acquire(sctx)
 	if err != nil {
 		return s.fail("connect to confirm the head's durability", err)
 	}
@@ -554,7 +586,7 @@ func (s *Store) Create(ctx context.Context, meta tlog.Meta, head []byte) error {
 	tree := headTree(head)
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.ctl.Begin(ctx)
 	if err != nil {
 		return notPersisted(s.fail("begin creating the log", err))
 	}
@@ -609,7 +641,7 @@ func (s *Store) Extent(ctx context.Context) (tlog.Extent, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	var e tlog.Extent
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := s.ctl.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return e, s.fail("begin reading the log's extent", err)
 	}

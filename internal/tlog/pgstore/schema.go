@@ -77,14 +77,14 @@ func (s *Store) migrateOnce(ctx context.Context, create bool) error {
 	// synchronous standby that is away, say) nor holds the barriers up.
 	// A migration takes the lock and reads the version again under it.
 	var version int
-	err := s.pool.QueryRow(ctx, `SELECT version FROM sumd_schema WHERE id = 1`).Scan(&version)
+	err := s.ctl.QueryRow(ctx, `SELECT version FROM sumd_schema WHERE id = 1`).Scan(&version)
 	missing := isUndefinedTable(err) || errors.Is(err, pgx.ErrNoRows)
 	if !create || !missing {
 		if done, err := s.schemaDone(version, err, create); done {
 			return err
 		}
 	}
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.ctl.Begin(ctx)
 	if err != nil {
 		return s.fail("begin a schema migration", err)
 	}

@@ -1,0 +1,73 @@
+package pgstore
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sumd-project/sumd/internal/pgtest"
+	"github.com/sumd-project/sumd/internal/tlog"
+)
+
+// TestControlNotBehindReads: with every connection reads use taken (a
+// flood of lookups of missing keys, each a statement), the head's poll
+// (Load, with the durability barrier a head it did not commit needs) and a
+// commit still run: they have connections of their own, so a flood of
+// anonymous reads cannot make a process's head stale (503 for everyone
+// after -max-head-age) or stall its writes. The read connections are held
+// until both have returned.
+func TestControlNotBehindReads(t *testing.T) {
+	ctx := context.Background()
+	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+	l, _ := openLog(t, url, k, Options{})
+	if _, err := l.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	s := openDB(t, url) // another process: its first Load needs a barrier
+	var held []*pgxpool.Conn
+	release := func() {
+		for _, c := range held {
+			c.Release()
+		}
+		held = nil
+	}
+	t.Cleanup(release) // before Close, which waits for them
+	for range s.pool.Config().MaxConns {
+		c, err := s.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatalf("Load with the read connections taken: %v", err)
+	}
+	b := &tlog.Batch{Prev: st.Head, Head: st.Head, Tree: headTree(st.Head)} // moves nothing
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatalf("Commit with the read connections taken: %v", err)
+	}
+	if err := s.LockHead(ctx); err != nil {
+		t.Fatalf("LockHead with the read connections taken: %v", err)
+	}
+	s.UnlockHead()
+	release()
+	// Both pools' sessions are set up alike (setSession, onNotice).
+	var sessions [2]string
+	for i, p := range []*pgxpool.Pool{s.pool, s.ctl} {
+		if p.Config().ConnConfig.OnNotice == nil {
+			t.Errorf("pool %d records no notices", i)
+		}
+		if err := p.QueryRow(ctx, `SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings WHERE source = 'session'`).Scan(&sessions[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sessions[0] != sessions[1] || !strings.Contains(sessions[1], "synchronous_commit=on") || !strings.Contains(sessions[1], "tcp_user_timeout=") {
+		t.Errorf("session parameters: reads %q, control %q; want the same, synchronous_commit and tcp_user_timeout set", sessions[0], sessions[1])
+	}
+	if _, err := s.Lookup(ctx, []string{"example.com/m@v1.0.0"}); err != nil {
+		t.Fatalf("Lookup once the read connections are free: %v", err)
+	}
+}
