@@ -608,7 +608,7 @@ func openBundle(name, dir string, floor int64) (io.ReadSeekCloser, error) {
 		tmp.Close()
 		return nil, err
 	}
-	if _, err := io.Copy(&floorWriter{f: tmp, space: itlog.SpaceGuard{Floor: floor, Free: itlog.FreeSpace}}, f); err != nil {
+	if _, err := io.Copy(&itlog.FloorWriter{W: tmp, Path: tmp.Name(), Guard: itlog.SpaceGuard{Floor: floor, Free: itlog.FreeSpace}}, f); err != nil {
 		tmp.Close() // and the copy, unlinked, is gone
 		err = fmt.Errorf("failed to copy %s, which is not a regular file, into %s to read it more than once: %w", name, dir, err)
 		if errors.Is(err, itlog.ErrLowDisk) {
@@ -621,21 +621,6 @@ func openBundle(name, dir string, floor int64) (io.ReadSeekCloser, error) {
 		return nil, err
 	}
 	return tmp, nil
-}
-
-// A floorWriter writes to f while its file system keeps space's floor
-// free; past it, it writes nothing more and fails with a
-// *itlog.LowDiskError.
-type floorWriter struct {
-	f     *os.File
-	space itlog.SpaceGuard
-}
-
-func (w *floorWriter) Write(p []byte) (int, error) {
-	if err := w.space.Room(w.f.Name(), int64(len(p))); err != nil {
-		return 0, err
-	}
-	return w.f.Write(p)
 }
 
 // batchGC lets the heap grow to five times what is live before a garbage

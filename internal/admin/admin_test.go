@@ -360,11 +360,11 @@ func TestUploadSizes(t *testing.T) {
 // from a failure to read the request.
 func TestStoreWriter(t *testing.T) {
 	full := errors.New("no space left on device")
-	sw := &storeWriter{w: failingWriter{full}}
+	sw := &storeWriter{FloorWriter: tlog.FloorWriter{W: failingWriter{full}}}
 	if err := copyLimited(sw, strings.NewReader("zip bytes"), 100, "module zip"); err == nil || !errors.Is(sw.err, full) {
 		t.Errorf("copyLimited = %v, storeWriter.err = %v; want the write failure remembered", err, sw.err)
 	}
-	sw = &storeWriter{w: io.Discard}
+	sw = &storeWriter{FloorWriter: tlog.FloorWriter{W: io.Discard}}
 	if err := copyLimited(sw, iotest.ErrReader(errors.New("client went away")), 100, "module zip"); err == nil || sw.err != nil {
 		t.Errorf("copyLimited = %v, storeWriter.err = %v; want a read failure, not a write one", err, sw.err)
 	}

@@ -186,7 +186,7 @@ func (c *Client) Backup(ctx context.Context, w io.Writer, path string, floor int
 			return 0, fmt.Errorf("the server sends a backup of %d MiB: %w", mibCeil(resp.ContentLength), err)
 		}
 	}
-	fw := &storeWriter{w: w, path: path, space: space}
+	fw := &storeWriter{FloorWriter: tlog.FloorWriter{W: w, Path: path, Guard: space}}
 	n, err := io.Copy(fw, resp.Body)
 	switch {
 	case fw.err != nil:

@@ -388,7 +388,7 @@ func (h *Handler) saveZip(part io.Reader) (string, error) {
 	if err != nil {
 		return "", h.localError("failed to create a temporary file for the uploaded zip", err)
 	}
-	sw := &storeWriter{w: f, path: f.Name(), space: tlog.SpaceGuard{Floor: h.floor(), Free: freeSpace}}
+	sw := &storeWriter{FloorWriter: tlog.FloorWriter{W: f, Path: f.Name(), Guard: tlog.SpaceGuard{Floor: h.floor(), Free: freeSpace}}}
 	err = copyLimited(sw, part, h.opts.MaxZipSize, "module zip")
 	var low *tlog.LowDiskError
 	switch {
@@ -408,27 +408,20 @@ func (h *Handler) saveZip(part io.Reader) (string, error) {
 }
 
 // A storeWriter remembers the error of its own writes, so that a full disk
-// is told apart from a failure to read the request body. Its space keeps
-// the floor free on path's file system, as first lookups' downloads do
-// (internal/upstream).
+// is told apart from a failure to read the request body. Its FloorWriter
+// keeps the floor free on the file system written to, as first lookups'
+// downloads do (internal/upstream).
 type storeWriter struct {
-	w     io.Writer
-	path  string
-	space tlog.SpaceGuard
-	err   error
+	tlog.FloorWriter
+	err error
 }
 
 func (s *storeWriter) Write(p []byte) (int, error) {
-	if s.err == nil {
-		s.err = s.space.Room(s.path, int64(len(p)))
-	}
 	if s.err != nil {
 		return 0, s.err
 	}
-	n, err := s.w.Write(p)
-	if err != nil && s.err == nil {
-		s.err = err
-	}
+	n, err := s.FloorWriter.Write(p)
+	s.err = err
 	return n, err
 }
 

@@ -3,6 +3,7 @@ package tlog
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 )
 
@@ -150,4 +151,22 @@ func (g *SpaceGuard) Room(path string, n int64) error {
 	}
 	g.due -= n
 	return nil
+}
+
+// A FloorWriter writes to W, which writes the file at Path, while Guard
+// lets it: a write that would take the file system under Guard's floor
+// writes nothing and fails with a *LowDiskError. It is what a copy of
+// outside data onto the log's disk (an upload, a backup, a piped bundle)
+// writes through.
+type FloorWriter struct {
+	W     io.Writer
+	Path  string
+	Guard SpaceGuard
+}
+
+func (w *FloorWriter) Write(p []byte) (int, error) {
+	if err := w.Guard.Room(w.Path, int64(len(p))); err != nil {
+		return 0, err
+	}
+	return w.W.Write(p)
 }
