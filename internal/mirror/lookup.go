@@ -71,7 +71,8 @@ func (o *Ops) Lookup(ctx context.Context, m module.Version) (int64, error) {
 // proved and returns m's id in the mirror. Its errors are for the go
 // command's user: a 404 when the origin does not hold m or cannot be
 // reached (saying how old the mirror's head is), a 502 when it reports its
-// data damaged, answers the lookup malformed, or refuses (a 4xx) the
+// data damaged, answers the lookup malformed or the tiles proving it with
+// something that is not a tile (a *BodyError), or refuses (a 4xx) the
 // lookup or the tiles proving it, a 503 while the mirror is
 // too far behind to take the origin's newer head, busy following it, or
 // forwarding Options.MaxForwards lookups already, a 502 when the answer
@@ -92,6 +93,11 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 	fctx, cancel := context.WithTimeout(ctx, f.opts.ForwardTimeout)
 	defer cancel()
 	ans, err := f.opts.Client.Lookup(fctx, m)
+	if err == nil && !isNote(ans.Head) {
+		// Not evidence against the origin, as a signed note would be
+		// (see BodyError).
+		err = errors.New("malformed lookup answer: its tree head is not a signed note")
+	}
 	switch {
 	case sumdbclient.NotFound(err):
 		// The origin's own reason stays in the log: it may name hosts
@@ -122,6 +128,7 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 	}
 	if err := f.store(ctx, fctx, m, ans); err != nil {
 		var busy *busyError
+		var be *BodyError
 		switch {
 		case IsSecurity(err):
 			f.opts.Metrics.forward(f.name, "refused")
@@ -140,6 +147,12 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 			return 0, f.damaged(m, err)
 		case refusedBy(err):
 			return 0, f.refused(m, err, "the tiles that prove its answer")
+		case errors.As(err, &be):
+			// The body stays in the log, as a malformed answer's does.
+			f.opts.Logger.Warn("the origin answered a tile proving a forwarded lookup with something that is not a tile", "origin", f.name, "module", m.String(), "err", err)
+			f.opts.Metrics.forward(f.name, "refused")
+			return 0, &server.StatusError{Status: http.StatusBadGateway, Err: fmt.Errorf(
+				"%s: the origin %s answered the tiles that prove its answer with something that is not a tile (a proxy's or a login page?); the mirror stored nothing", m, f.name)}
 		case sumdbclient.IsFetchError(err) && ctx.Err() == nil:
 			f.opts.Logger.Warn("a mirror could not fetch the tiles proving a forwarded lookup", "origin", f.name, "module", m.String(), "err", err)
 			f.opts.Metrics.forward(f.name, "offline")
@@ -186,7 +199,7 @@ func (f *Follower) store(ctx, fctx context.Context, m module.Version, ans *sumdb
 		// tiles authenticated against the answer's head: a fork is then
 		// refused as one (Extend's checks would call it unverified data)
 		// before any data is fetched for it.
-		hashes := tlog.TileHashReader(tree, sumdbclient.NewTileReader(fctx, f.opts.Client, f.opts.Parallel))
+		hashes := f.originHashes(fctx, tree)
 		if err := f.inconsistency(held, held, tree, ans.Head, hashes); err != nil {
 			return f.fromOrigin(err, ans.Head)
 		}

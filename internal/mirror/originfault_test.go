@@ -51,6 +51,8 @@ func TestForwardOriginFaults(t *testing.T) {
 			17, "the origin " + testName + " answered the lookup with a malformed answer"},
 		{"a lookup answered 200 with a record but no head", answer(isLookup, http.StatusOK, "17\n"+string(testRecord(17, 1).Text())+"\n"),
 			17, "the origin " + testName + " answered the lookup with a malformed answer"},
+		{"a lookup answered 200 with a record and an HTML page for a head", answer(isLookup, http.StatusOK, "17\n"+string(testRecord(17, 1).Text())+"\n<html><body>Sign in</body></html>\n"),
+			17, "the origin " + testName + " answered the lookup with a malformed answer"},
 		{"a lookup refused with a 403", answer(isLookup, http.StatusForbidden, "forbidden: see http://sso.corp.internal/"),
 			17, "the origin " + testName + " refused the lookup"},
 		{"the tiles refused with a 404", answer(isAnyTile, http.StatusNotFound, "not found: /srv/tiles"),

@@ -1,11 +1,14 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -220,3 +223,75 @@ func (r *ownTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 }
 
 func (r *ownTiles) SaveTiles([]tlog.Tile, [][]byte) {}
+
+// A BodyError is an answer of 200 OK whose body is not what the protocol
+// serves at its path at all: not a signed note at /latest, or a hash tile
+// of another length than the width asked for. It is the page of something
+// between the mirror and its origin (a corporate proxy's, a captive
+// portal's, a login page) or a broken origin's. Nothing in it claims to be
+// the origin's data: no client would take it for a head or a tile, so it
+// is no evidence of misbehaviour, unlike a signed note that is not the
+// origin's or not consistent, or a tile of the right length whose hashes
+// do not match the signed tree (a *SecurityError). It comes wrapped in a
+// *sumdbclient.FetchError: the data could not be obtained.
+type BodyError struct {
+	Want  string // what the protocol serves there, e.g. "a signed note"
+	Size  int    // the body's length
+	Type  string // its content type as sniffed (http.DetectContentType)
+	Start []byte // its first bytes, at most maxBodyStart
+}
+
+func (e *BodyError) Error() string {
+	return fmt.Sprintf("the origin answered with %d bytes of %s, not %s: a proxy's or a login page? They begin %q", e.Size, e.Type, e.Want, e.Start)
+}
+
+// maxBodyStart caps the bytes of a BodyError's body quoted in the log.
+const maxBodyStart = 64
+
+// notProtocol returns the failure to fetch path, answered with body, which
+// is not want.
+func notProtocol(path, want string, body []byte) error {
+	return &sumdbclient.FetchError{Path: path, Status: http.StatusOK, Err: &BodyError{
+		Want: want, Size: len(body), Type: http.DetectContentType(body), Start: bytes.Clone(body[:min(len(body), maxBodyStart)])}}
+}
+
+// isNote reports whether msg is a signed note, whoever signed it: only a
+// note can be evidence against the origin.
+func isNote(msg []byte) bool {
+	_, err := note.Open(msg, note.VerifierList())
+	var unverified *note.UnverifiedNoteError
+	return errors.As(err, &unverified)
+}
+
+// checkTile returns a *BodyError (in a *sumdbclient.FetchError) if data is
+// not of hash tile t's length, which x/mod's tlog refuses as a tile it
+// cannot use, not as one that does not authenticate.
+func checkTile(t tlog.Tile, data []byte) error {
+	if len(data) != t.W*tlog.HashSize {
+		return notProtocol("/"+t.Path(), fmt.Sprintf("a hash tile of %d bytes", t.W*tlog.HashSize), data)
+	}
+	return nil
+}
+
+// checkedTiles reads an origin's hash tiles for tlog.TileHashReader, and
+// fails one not of its tile's length as checkTile does.
+type checkedTiles struct{ *sumdbclient.TileReader }
+
+func (r checkedTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	data, err := r.TileReader.ReadTiles(tiles)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range tiles {
+		if err := checkTile(t, data[i]); err != nil {
+			return nil, err
+		}
+	}
+	return data, nil
+}
+
+// originHashes reads the hash tiles of tree, signed by the origin, with
+// ctx: each authenticated against tree, and checked for length before.
+func (f *Follower) originHashes(ctx context.Context, tree tlog.Tree) tlog.HashReader {
+	return tlog.TileHashReader(tree, checkedTiles{sumdbclient.NewTileReader(ctx, f.opts.Client, f.opts.Parallel)})
+}

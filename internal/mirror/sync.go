@@ -45,8 +45,9 @@ type target struct {
 // Sync moves the mirror to its origin's latest signed head (or first to
 // the head it was staging, if a crash interrupted that), in steps, and
 // returns what it did. A *SecurityError means the origin's data was
-// refused; other errors (a *sumdbclient.FetchError, the store) that it
-// could not finish. Either way every step committed before stays.
+// refused; other errors (a *sumdbclient.FetchError, one wrapping a
+// *BodyError for an answer that is not the protocol's at all, the store)
+// that it could not finish. Either way every step committed before stays.
 func (f *Follower) Sync(ctx context.Context) (*Result, error) {
 	if f.opts.Client == nil {
 		return nil, ErrOffline
@@ -73,7 +74,10 @@ func (f *Follower) Sync(ctx context.Context) (*Result, error) {
 // never the error's text, which may hold URLs or paths.
 func problemText(err error) string {
 	var fe *sumdbclient.FetchError
+	var be *BodyError
 	switch {
+	case errors.As(err, &be):
+		return "the origin answered with something that is not the checksum database's: a proxy's or a login page? (see the server log)"
 	case errors.Is(err, sumdbclient.ErrDamaged):
 		return "the origin reports the data the mirror asked for damaged in its database (see the server log)"
 	case errors.Is(err, sumdbclient.ErrOffline):
@@ -144,6 +148,9 @@ func (f *Follower) latest(ctx context.Context, res *Result) (target, error) {
 		return target{}, err
 	}
 	tree, err := f.opts.Verifiers.Open(msg)
+	if err != nil && !isNote(msg) {
+		return target{}, notProtocol("/latest", "a signed note", msg)
+	}
 	if err != nil {
 		return target{}, f.security(&SecurityError{Kind: KindSignature, Origin: f.name, Held: f.log.Published().Signed, Offered: msg,
 			Err: errors.New(f.opts.Verifiers.Explain("/latest", keyFlag, err))})
@@ -151,8 +158,7 @@ func (f *Follower) latest(ctx context.Context, res *Result) (target, error) {
 	res.Origin = tree
 	f.st.setOrigin(tree.N)
 	f.opts.Metrics.observeOrigin(f.name, tree.N)
-	tiles := sumdbclient.NewTileReader(ctx, f.opts.Client, f.opts.Parallel)
-	hashes := tlog.TileHashReader(tree, tiles)
+	hashes := f.originHashes(ctx, tree)
 	held := f.log.Published()
 	staging, err := f.log.Staged(ctx)
 	if err != nil {
@@ -429,6 +435,9 @@ func (f *Follower) fetch(ctx context.Context, t target, from int64, tiles []tlog
 	for _, tile := range tiles {
 		g.Go(func() error {
 			d, err := f.opts.Client.HashTile(gctx, tile)
+			if err == nil {
+				err = checkTile(tile, d)
+			}
 			if err != nil {
 				return err
 			}
