@@ -72,7 +72,8 @@ func (o *Ops) Lookup(ctx context.Context, m module.Version) (int64, error) {
 // command's user: a 404 when the origin does not hold m or cannot be
 // reached (saying how old the mirror's head is), a 502 when it reports its
 // data damaged, answers the lookup malformed or the tiles proving it with
-// something that is not a tile (a *BodyError), or refuses (a 4xx) the
+// something that is not a tile (a *BodyError), answers either with a body
+// over its cap, or refuses (a 4xx) the
 // lookup or the tiles proving it, a 503 while the mirror is
 // too far behind to take the origin's newer head, busy following it, or
 // forwarding Options.MaxForwards lookups already, a 502 when the answer
@@ -112,6 +113,8 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 		return 0, f.damaged(m, err)
 	case refusedBy(err):
 		return 0, f.refused(m, err, "the lookup")
+	case errors.Is(err, sumdbclient.ErrTooLarge):
+		return 0, f.tooLarge(m, err, "the lookup")
 	case sumdbclient.IsFetchError(err):
 		f.opts.Logger.Warn("a mirror could not forward a lookup to its origin", "origin", f.name, "module", m.String(), "err", err)
 		f.opts.Metrics.forward(f.name, "offline")
@@ -147,6 +150,8 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 			return 0, f.damaged(m, err)
 		case refusedBy(err):
 			return 0, f.refused(m, err, "the tiles that prove its answer")
+		case errors.Is(err, sumdbclient.ErrTooLarge):
+			return 0, f.tooLarge(m, err, "the tiles that prove its answer")
 		case errors.As(err, &be):
 			// The body stays in the log, as a malformed answer's does.
 			f.opts.Logger.Warn("the origin answered a tile proving a forwarded lookup with something that is not a tile", "origin", f.name, "module", m.String(), "err", err)
@@ -331,6 +336,17 @@ func (f *Follower) refused(m module.Version, err error, what string) error {
 	f.opts.Metrics.forward(f.name, "refused")
 	return &server.StatusError{Status: http.StatusBadGateway, Err: fmt.Errorf(
 		"%s: the origin %s refused %s; the mirror stored nothing", m, f.name, what)}
+}
+
+// tooLarge is the 502 for a version whose lookup, or the tiles proving it
+// (what), the origin answers 200 with a body over its cap
+// (sumdbclient.ErrTooLarge): it was reached, and answered what the protocol
+// never sends. The URL asked for stays in the log.
+func (f *Follower) tooLarge(m module.Version, err error, what string) error {
+	f.opts.Logger.Warn("the origin answered a request of a forwarded lookup with too large a body", "origin", f.name, "module", m.String(), "err", err)
+	f.opts.Metrics.forward(f.name, "refused")
+	return &server.StatusError{Status: http.StatusBadGateway, Err: fmt.Errorf(
+		"%s: the origin %s answered %s with a body larger than the protocol allows; the mirror stored nothing", m, f.name, what)}
 }
 
 // offline is the 404 for a version the mirror lacks and cannot get: it

@@ -13,11 +13,12 @@ import (
 
 // TestForwardOriginFaults: an origin that is reached and answers, but
 // wrongly, is at fault, not out of reach: a lookup it answers 200 with a
-// body that is not a lookup answer, a lookup it refuses with a 4xx, and
-// tiles proving an answer that it refuses with a 404 each get a 502 saying
-// which, naming no URL of the origin's and storing nothing. They were the
-// offline 404, "it cannot reach its origin" and "it could not fetch in
-// time the tiles".
+// body that is not a lookup answer, a lookup or tiles proving an answer
+// that it answers 200 with a body over the cap, a lookup it refuses with a
+// 4xx, and tiles proving an answer that it refuses with a 404 each get a
+// 502 saying which, naming no URL of the origin's and storing nothing.
+// They were the offline 404, "it cannot reach its origin" and "it could
+// not fetch in time the tiles".
 func TestForwardOriginFaults(t *testing.T) {
 	ctx := context.Background()
 	o := newOrigin(t, 300)
@@ -53,6 +54,10 @@ func TestForwardOriginFaults(t *testing.T) {
 			17, "the origin " + testName + " answered the lookup with a malformed answer"},
 		{"a lookup answered 200 with a record and an HTML page for a head", answer(isLookup, http.StatusOK, "17\n"+string(testRecord(17, 1).Text())+"\n<html><body>Sign in</body></html>\n"),
 			17, "the origin " + testName + " answered the lookup with a malformed answer"},
+		{"a lookup answered 200 with a body over the cap", answer(isLookup, http.StatusOK, strings.Repeat("17\n", sumdbclient.MaxLookup/3+1)),
+			17, "the origin " + testName + " answered the lookup with a body larger than"},
+		{"the tiles answered 200 with a body over the cap", answer(isAnyTile, http.StatusOK, strings.Repeat("x", sumdbclient.MaxHashTile+1)),
+			305, "the origin " + testName + " answered the tiles that prove its answer with a body larger than"},
 		{"a lookup refused with a 403", answer(isLookup, http.StatusForbidden, "forbidden: see http://sso.corp.internal/"),
 			17, "the origin " + testName + " refused the lookup"},
 		{"the tiles refused with a 404", answer(isAnyTile, http.StatusNotFound, "not found: /srv/tiles"),

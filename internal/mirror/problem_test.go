@@ -89,3 +89,14 @@ func TestOriginDamaged(t *testing.T) {
 		t.Errorf("status after the round: %q, want it to say the origin reports its data damaged", got)
 	}
 }
+
+// TestProblemTextTooLarge: a round whose fetch the origin answered 200
+// with a body over its cap says the answer was too large, not "the origin
+// answered 200".
+func TestProblemTextTooLarge(t *testing.T) {
+	err := &sumdbclient.FetchError{Path: "/latest", Status: http.StatusOK,
+		Err: fmt.Errorf("%w: more than the 16384 bytes allowed", sumdbclient.ErrTooLarge)}
+	if got := problemText(err); strings.Contains(got, "200") || !strings.Contains(got, "too large") {
+		t.Errorf("problemText(%v) = %q, want it to say the origin's answer was too large", err, got)
+	}
+}

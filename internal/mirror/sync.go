@@ -78,6 +78,8 @@ func problemText(err error) string {
 	switch {
 	case errors.As(err, &be):
 		return "the origin answered with something that is not the checksum database's: a proxy's or a login page? (see the server log)"
+	case errors.Is(err, sumdbclient.ErrTooLarge):
+		return "the origin answered with more than the protocol sends: its answer is too large (see the server log)"
 	case errors.Is(err, sumdbclient.ErrDamaged):
 		return "the origin reports the data the mirror asked for damaged in its database (see the server log)"
 	case errors.Is(err, sumdbclient.ErrOffline):

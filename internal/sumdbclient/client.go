@@ -224,8 +224,10 @@ const OfflineText = "does not hold it and is offline"
 // NotFound is false for it.
 var ErrOffline = errors.New("the mirror does not hold it and cannot reach its origin")
 
-// errTooLarge marks a body over its cap; a retry would not shrink it.
-var errTooLarge = errors.New("response too large")
+// ErrTooLarge marks a 200 whose body is over its cap (in a *FetchError):
+// the server was reached and answered more than the protocol sends there;
+// a retry would not shrink it.
+var ErrTooLarge = errors.New("response too large")
 
 // retryable reports whether a failure may be transient: a server error, a
 // rate limit, a timeout or a connection cut mid-way, before the answer or
@@ -235,7 +237,7 @@ var errTooLarge = errors.New("response too large")
 func retryable(status int, err error) bool {
 	var ne net.Error
 	switch {
-	case errors.Is(err, errTooLarge), errors.Is(err, ErrDamaged):
+	case errors.Is(err, ErrTooLarge), errors.Is(err, ErrDamaged):
 		return false
 	case status != 0 && status != http.StatusOK:
 		return status >= 500 || status == http.StatusTooManyRequests
@@ -267,14 +269,14 @@ func (c *Client) getOnce(ctx context.Context, path string, limit int64) ([]byte,
 		return nil, resp.StatusCode, statusError(req.URL, resp)
 	}
 	if resp.ContentLength > limit {
-		return nil, resp.StatusCode, fmt.Errorf("%w: %d bytes, more than the %d bytes allowed", errTooLarge, resp.ContentLength, limit)
+		return nil, resp.StatusCode, fmt.Errorf("%w: %d bytes, more than the %d bytes allowed", ErrTooLarge, resp.ContentLength, limit)
 	}
 	data, err := readBody(resp, limit)
 	if err != nil {
 		return nil, resp.StatusCode, fmt.Errorf("failed to read response: %w", err)
 	}
 	if int64(len(data)) > limit {
-		return nil, resp.StatusCode, fmt.Errorf("%w: more than the %d bytes allowed", errTooLarge, limit)
+		return nil, resp.StatusCode, fmt.Errorf("%w: more than the %d bytes allowed", ErrTooLarge, limit)
 	}
 	return data, resp.StatusCode, nil
 }
