@@ -25,12 +25,35 @@ func (s *Store) fail(what string, err error) error {
 	if !unreachable(err) {
 		return err
 	}
+	ro := readOnly(err)
+	if ro {
+		err = fmt.Errorf("%w: %s", err, readOnlyHint)
+	}
 	// Before Open returns, the caller reports the error and exits: no
 	// 503s will follow.
-	if s.open.Load() && !s.down.Swap(true) {
+	switch {
+	case !s.open.Load() || s.down.Swap(true):
+	case ro:
+		s.log.Warn("the PostgreSQL database is read-only (a hot standby?); answering 503 to writes, and to everything past -max-head-age, until it takes writes", "err", err)
+	default:
 		s.log.Warn("lost the PostgreSQL database; answering 503 until it is back", "err", err)
 	}
 	return &tlog.UnavailableError{Err: err}
+}
+
+// readOnlyHint says what a write refused as read-only means, and what to
+// do. sumd's sessions set default_transaction_read_only = off
+// (setSession), so the database is a hot standby, or a pooler between
+// does not keep session settings. Right after a failover it passes; for
+// good, the URL leads to the wrong server.
+const readOnlyHint = "the database is read-only: a hot standby (or a default_transaction_read_only = on that sumd's session setting did not override: a pooler not in session mode?); " +
+	"if it lasts, point the URL at the primary, e.g. several hosts with target_session_attrs=primary (docs/ha.md)"
+
+// readOnly reports whether err is a write refused in a read-only
+// transaction (SQLSTATE 25006).
+func readOnly(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "25006"
 }
 
 // A CorruptError is PostgreSQL reporting damage in its own files:

@@ -1,8 +1,10 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +226,57 @@ func TestReadOnlyDefault(t *testing.T) {
 	}
 	if n := reverify(t, url, k); n != 1 {
 		t.Fatalf("tree %d, want 1", n)
+	}
+	// pgx's target_session_attrs=read-write asks SHOW transaction_read_only
+	// before sumd's session setting: it turns the role away on a primary
+	// (docs/ha.md). primary asks pg_is_in_recovery() and takes it.
+	if n := reverify(t, url+"&target_session_attrs=primary", k); n != 1 {
+		t.Fatalf("tree %d with target_session_attrs=primary, want 1", n)
+	}
+	if s, err := Open(ctx, url+"&target_session_attrs=read-write", Options{Logger: quiet}); err == nil {
+		s.Close()
+		t.Error("pgx took a role whose transactions default to read-only with target_session_attrs=read-write: docs/ha.md says it turns it away")
+	}
+}
+
+// TestReadOnlyDatabase: a database that refuses writes as read-only
+// (SQLSTATE 25006: a hot standby the URL leads to; here a trigger
+// answering as one) was logged as a lost database. Writes still get 503
+// (after a failover it comes and goes), but the log says plainly that the
+// database is read-only and to point the URL at the primary, and so does
+// the error's cause, which sumd's commands print.
+func TestReadOnlyDatabase(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	url, k := pg.NewDatabase(t), testKey(t)
+	db, _, _ := strings.Cut(strings.TrimPrefix(url, "postgres:///"), "?")
+	var logs bytes.Buffer
+	s, err := Open(ctx, url, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tlog.OpenStore(s, tlog.Options{Keys: []*tlog.Key{k}, Create: true, Logger: quiet, RefreshInterval: time.Hour})
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, sql := range []string{
+		`CREATE FUNCTION standby() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+			RAISE EXCEPTION 'cannot execute INSERT in a read-only transaction' USING ERRCODE = '25006'; END $$`,
+		"CREATE TRIGGER standby BEFORE INSERT ON sumd_records EXECUTE FUNCTION standby()",
+	} {
+		if err := pg.Exec(db, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = l.Add(ctx, record(0))
+	var ue *tlog.UnavailableError
+	if !errors.As(err, &ue) || ue.Err == nil || !strings.Contains(ue.Err.Error(), "point the URL at the primary") {
+		t.Errorf("Add to a read-only database = %v, want unavailable, the cause saying to point the URL at the primary", err)
+	}
+	got := logs.String()
+	if strings.Contains(got, "lost the PostgreSQL database") || !strings.Contains(got, "read-only") || !strings.Contains(got, "target_session_attrs=primary") {
+		t.Errorf("log:\n%s\nwant it to say the database is read-only and how to reach the primary, not that it was lost", got)
 	}
 }
