@@ -12,8 +12,8 @@ import (
 	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
-// TestNotProtocolBodyIsNoSecurityEvent: an origin's /latest or hash tiles
-// answered 200 with a page that is not the protocol's at all (a corporate
+// TestNotProtocolBodyIsNoSecurityEvent: an origin's /latest, hash tiles or
+// data tiles answered 200 with a page that is not the protocol's at all (a corporate
 // proxy's, a captive portal's) were a SECURITY event, a signature or
 // unverified data, which pages people. Nothing in such a page claims to be
 // the origin's data, so it is a failure to fetch now, naming what came
@@ -21,7 +21,8 @@ import (
 // *BodyError, counts no security event and says so in the status; a
 // forwarded lookup whose proving tiles are such a page is a 502 saying
 // so. TestRefuses keeps the signal for a signed note that is not the
-// origin's and for a well-formed tile whose hashes do not match.
+// origin's, for a well-formed tile whose hashes do not match, and for a
+// data tile of the origin's records that does not split into them.
 func TestNotProtocolBodyIsNoSecurityEvent(t *testing.T) {
 	ctx := context.Background()
 	o := newOrigin(t, 300)
@@ -71,6 +72,7 @@ func TestNotProtocolBodyIsNoSecurityEvent(t *testing.T) {
 	round("/latest answered with an HTML page", portal(isLatest))
 	o.grow(300, 700)
 	round("hash tiles proving the head answered with an HTML page", portal(isHashTile))
+	round("data tiles answered with an HTML page", portal(isTile("data")))
 
 	// A forwarded lookup needing tiles proving a newer head.
 	o.serve(portal(isHashTile))

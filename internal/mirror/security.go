@@ -225,8 +225,9 @@ func (r *ownTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 func (r *ownTiles) SaveTiles([]tlog.Tile, [][]byte) {}
 
 // A BodyError is an answer of 200 OK whose body is not what the protocol
-// serves at its path at all: not a signed note at /latest, or a hash tile
-// of another length than the width asked for. It is the page of something
+// serves at its path at all: not a signed note at /latest, a hash tile of
+// another length than the width asked for, or a data tile that neither
+// splits into records nor begins with one. It is the page of something
 // between the mirror and its origin (a corporate proxy's, a captive
 // portal's, a login page) or a broken origin's. Nothing in it claims to be
 // the origin's data: no client would take it for a head or a tile, so it
@@ -272,6 +273,32 @@ func checkTile(t tlog.Tile, data []byte) error {
 	}
 	return nil
 }
+
+// dataTileError sorts a failure to read data tile t: one that does not
+// split into its records (a *sumdbclient.TileFormatError) and does not
+// even begin with a record's line is not a data tile at all, a
+// *BodyError; one that begins as the origin's records do stays a
+// TileFormatError, unverified data (fromOrigin).
+func dataTileError(t tlog.Tile, err error) error {
+	var tfe *sumdbclient.TileFormatError
+	if errors.As(err, &tfe) && !recordShaped(tfe.Data) {
+		return notProtocol("/"+t.Path(), "a data tile", tfe.Data)
+	}
+	return err
+}
+
+// recordShaped reports whether data begins as a record of a Go checksum
+// database does: a go.sum line, "<module> <version> <hash>", its hash
+// "<algorithm>:<base64>".
+func recordShaped(data []byte) bool {
+	line, _, _ := bytes.Cut(data[:min(len(data), maxLine)], []byte("\n"))
+	f := bytes.Fields(line)
+	return len(f) == 3 && bytes.Count(line, []byte(" ")) == 2 && bytes.IndexByte(f[2], ':') > 0
+}
+
+// maxLine caps the first line recordShaped reads: a module path is at
+// most a few hundred bytes.
+const maxLine = 4096
 
 // checkedTiles reads an origin's hash tiles for tlog.TileHashReader, and
 // fails one not of its tile's length as checkTile does.

@@ -452,9 +452,10 @@ func (f *Follower) fetch(ctx context.Context, t target, from int64, tiles []tlog
 			continue
 		}
 		g.Go(func() error {
-			recs, err := f.opts.Client.DataTile(gctx, sumdbclient.DataTileOf(tile.N, t.tree.N))
+			dt := sumdbclient.DataTileOf(tile.N, t.tree.N)
+			recs, err := f.opts.Client.DataTile(gctx, dt)
 			if err != nil {
-				return err
+				return dataTileError(dt, err)
 			}
 			mu.Lock()
 			defer mu.Unlock()

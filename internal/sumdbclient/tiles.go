@@ -147,7 +147,12 @@ func (c *Client) DataTile(ctx context.Context, t tlog.Tile) ([][]byte, error) {
 }
 
 // A TileFormatError is a data tile that does not split into its records.
-type TileFormatError struct{ Msg string }
+// Data is the tile (a caller may tell a page that is no data tile at all
+// from a tile of records that does not split).
+type TileFormatError struct {
+	Msg  string
+	Data []byte
+}
 
 func (e *TileFormatError) Error() string { return e.Msg }
 
@@ -159,20 +164,21 @@ func (e *TileFormatError) Error() string { return e.Msg }
 // returned record keeps its final newline, as hashed into the tree, and
 // aliases data.
 func SplitDataTile(data []byte, w int) ([][]byte, error) {
+	tile := data
 	recs := make([][]byte, 0, max(w, 0))
 	for len(data) > 0 {
 		i := bytes.Index(data, []byte("\n\n"))
 		if i < 0 {
-			return nil, &TileFormatError{fmt.Sprintf("data tile ends without the blank line after record %d", len(recs))}
+			return nil, &TileFormatError{fmt.Sprintf("data tile ends without the blank line after record %d", len(recs)), tile}
 		}
 		if len(recs) == w {
-			return nil, &TileFormatError{fmt.Sprintf("data tile holds more than the %d records of its width", w)}
+			return nil, &TileFormatError{fmt.Sprintf("data tile holds more than the %d records of its width", w), tile}
 		}
 		recs = append(recs, data[:i+1:i+1])
 		data = data[i+2:]
 	}
 	if len(recs) != w {
-		return nil, &TileFormatError{fmt.Sprintf("data tile holds %d records, want %d", len(recs), w)}
+		return nil, &TileFormatError{fmt.Sprintf("data tile holds %d records, want %d", len(recs), w), tile}
 	}
 	return recs, nil
 }
