@@ -73,11 +73,11 @@ func (o *Ops) Lookup(ctx context.Context, m module.Version) (int64, error) {
 // reached (saying how old the mirror's head is), a 502 when it reports its
 // data damaged, answers the lookup malformed or the tiles proving it with
 // something that is not a tile (a *BodyError), answers either with a body
-// over its cap, or refuses (a 4xx) the
-// lookup or the tiles proving it, a 503 while the mirror is
-// too far behind to take the origin's newer head, busy following it, or
-// forwarding Options.MaxForwards lookups already, a 502 when the answer
-// does not verify. It returns within Options.ForwardTimeout.
+// over its cap, or refuses (a 4xx) the lookup or the tiles proving it, a
+// 503 while the mirror is too far behind to take the origin's newer head,
+// busy following it, or forwarding Options.MaxForwards lookups already, a
+// 502 when the answer does not verify. It returns within
+// Options.ForwardTimeout.
 func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error) {
 	if f.opts.Client == nil {
 		f.opts.Metrics.forward(f.name, "offline")

@@ -30,7 +30,7 @@ func (s *Store) fail(what string, err error) error {
 		err = fmt.Errorf("%w: %s", err, readOnlyHint)
 	}
 	// Before Open returns, the caller reports the error and exits: no
-	// 503s will follow.
+	// 503s will follow. Once open, the first of a series is logged.
 	switch {
 	case !s.open.Load() || s.down.Swap(true):
 	case ro:
