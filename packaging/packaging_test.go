@@ -173,6 +173,15 @@ func TestSystemdRestartPolicy(t *testing.T) {
 	if want := "\nRestartPreventExitStatus=" + string(m[1]) + "\n"; !bytes.Contains(unit, []byte(want)) {
 		t.Errorf("sumd.service lacks %q: systemd restarts sumd after a failure whose hint says not to start it again", strings.TrimSpace(want))
 	}
+	// Exit status 2 is a usage error's, and also the Go runtime's for a
+	// panic or a fatal error (concurrent map writes, out of memory), which
+	// a restart cures: preventing it would leave a crashed sumd down.
+	prevent := regexp.MustCompile(`(?m)^RestartPreventExitStatus=(.*)$`).FindAllSubmatch(unit, -1)
+	for _, p := range prevent {
+		if slices.Contains(strings.Fields(string(p[1])), "2") {
+			t.Errorf("sumd.service prevents restarts after exit status 2, which a Go panic or runtime fatal error exits with too: a crashed sumd would stay down")
+		}
+	}
 }
 
 // TestDockerfile checks what docker cannot check here: a static build, a
