@@ -129,14 +129,16 @@ type BoltStore struct {
 	free    func(path string) (int64, bool)
 
 	// made is what OpenBolt made for a file it created, for Open to
-	// remove if the log is not created in it (closeDiscarding); nil if the
+	// remove if it fails to open a log there (closeDiscarding); nil if the
 	// file was there.
 	made *madeFile
 
 	// beforeCommit and afterCommit, if set by a test, run inside Commit's
 	// transaction just before it commits, and after it committed: faults
-	// that leave the batch not persisted, and persisted.
+	// that leave the batch not persisted, and persisted. afterCreate runs
+	// after Create committed: a create that failed but persisted.
 	beforeCommit, afterCommit func(*Batch) error
+	afterCreate               func() error
 }
 
 var (
@@ -216,6 +218,10 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 type madeFile struct {
 	path string
 	dirs []string
+	// logged is set once Create wrote a log into the file: this store's,
+	// as no other process had one there first, and no other has read it
+	// since, the file's lock being held from OpenBolt to closeDiscarding.
+	logged bool
 }
 
 // missingDirs returns dir and those of its parents that do not exist,
@@ -234,20 +240,22 @@ func missingDirs(dir string) []string {
 }
 
 // closeDiscarding closes s after an open of the log in it failed, and
-// removes the file first if OpenBolt created it and it holds no log: a
-// failed create (a full disk, a -min-free-disk above the free space) must
-// not leave an empty file that the next run takes for a database, nor the
-// directories made for it (each removed only while empty). The file is
-// removed while its lock is held: a writer waiting for the lock finds the
-// path gone once it has it, and fails instead of creating a log in a file
-// no longer at the path (writableOpenFile). A file created meanwhile by
-// another process's create, which then holds the log, is kept.
+// removes the file first if OpenBolt created it and it holds no log, or
+// only the new log this store's Create wrote (a create whose commit failed
+// but persisted, or an open that failed after it): a failed create (a full
+// disk, a -min-free-disk above the free space) must not leave a file that
+// the next run takes for a database, nor the directories made for it
+// (each removed only while empty). The file is removed while its lock is
+// held: a writer waiting for the lock finds the path gone once it has it,
+// and fails instead of creating a log in a file no longer at the path
+// (writableOpenFile). A file created meanwhile by another process's
+// create, which then holds that process's log, is kept.
 func (s *BoltStore) closeDiscarding() error {
 	m := s.made
 	if m == nil {
 		return s.Close()
 	}
-	if _, err := s.Load(context.Background()); !errors.Is(err, ErrNoLog) {
+	if _, err := s.Load(context.Background()); !m.logged && !errors.Is(err, ErrNoLog) {
 		return s.Close()
 	}
 	rerr := os.Remove(m.path)
@@ -368,9 +376,12 @@ func (s *BoltStore) Create(ctx context.Context, meta Meta, head []byte) error {
 	if len(meta.VKeys) == 0 {
 		return fmt.Errorf("%w: a log needs a verifier key", ErrNotPersisted)
 	}
-	return s.update(int64(len(head)), func(tx *bbolt.Tx) error {
+	err := s.update(int64(len(head)), func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketMeta) != nil {
 			return ErrLogExists
+		}
+		if s.made != nil {
+			s.made.logged = true // even if the commit fails: it may persist
 		}
 		for _, name := range [][]byte{bucketRecords, bucketIndex, bucketTiles} {
 			if b := tx.Bucket(name); b != nil {
@@ -408,6 +419,10 @@ func (s *BoltStore) Create(ctx context.Context, meta Meta, head []byte) error {
 		}
 		return nil
 	})
+	if err == nil && s.afterCreate != nil {
+		return s.afterCreate()
+	}
+	return err
 }
 
 // Commit writes b in one bbolt transaction, after checking b.Prev.

@@ -217,6 +217,12 @@ func Open(path string, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openBoltLog(s, path, opts)
+}
+
+// openBoltLog opens the log in s, which OpenBolt opened at path, and closes
+// s if that fails, discarding the file if OpenBolt made it (closeDiscarding).
+func openBoltLog(s *BoltStore, path string, opts Options) (*Log, error) {
 	l, err := OpenStore(s, opts)
 	if err != nil {
 		if cerr := s.closeDiscarding(); cerr != nil {

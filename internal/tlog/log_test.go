@@ -524,6 +524,38 @@ func TestReadRecordsOverflow(t *testing.T) {
 	}
 }
 
+// TestOpenFailedAfterCreateRemovesFile: an Open with Create that made the
+// file and wrote the new log in it, then failed (a commit that failed but
+// persisted), removes the file and the directories it made, as it does
+// when the log was not written: the file holds only this open's empty log,
+// which no one has read. The next Open with Create starts cleanly.
+func TestOpenFailedAfterCreateRemovesFile(t *testing.T) {
+	dir := t.TempDir()
+	k := testKey(t, "sum.example.com")
+	opts := Options{Keys: []*Key{k}, Create: true, MinFree: -1, Logger: slog.New(slog.DiscardHandler)}
+	made := filepath.Join(dir, "new", "dir", "sumd.db")
+	s, err := OpenBolt(made, BoltOptions{Create: true, MinFree: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fault := errors.New("injected: the commit failed, but persisted")
+	s.afterCreate = func() error { return fault }
+	if _, err := openBoltLog(s, made, opts); !errors.Is(err, fault) {
+		t.Fatalf("Open whose create failed but persisted = %v, want the fault", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "new")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the failed Open left the file or the directories it made (%v)", err)
+	}
+	l, err := Open(made, opts)
+	if err != nil {
+		t.Fatalf("Open after the failed one: %v", err)
+	}
+	if !l.Created() {
+		t.Error("Open after the failed one found a log there")
+	}
+	l.Close()
+}
+
 // TestOpenFailedCreateRemovesFile: an Open with Create that made the
 // file and then failed to create the log in it (a MinFree above the free
 // space) removes the file and the directories it made; a file that was
