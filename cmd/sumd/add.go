@@ -16,6 +16,7 @@ import (
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
+	"github.com/sumd-project/sumd/internal/newdirs"
 	"github.com/sumd-project/sumd/internal/proxytree"
 	"github.com/sumd-project/sumd/internal/seed"
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -79,6 +80,10 @@ type addition struct {
 // record opens the log and adds recs, all or nothing.
 func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, error) {
 	logger := config.NewLogger(cfg.Log, stderr)
+	var made []string // for a new database file: removed after a refusal
+	if file := dbFile(cfg.DB); cfg.Create && file != "" && !exists(file) {
+		made = newdirs.Missing(filepath.Dir(file))
+	}
 	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
 		return nil, err
@@ -87,6 +92,7 @@ func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, 
 	added, err := addTo(l, recs)
 	if err != nil && l.Created() {
 		discardCreated(l, cfg.DB, logger, stderr)
+		newdirs.Remove(made) // those left empty: kept with a kept database
 	}
 	return added, err
 }

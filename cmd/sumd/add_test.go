@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/gosum"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -53,6 +56,34 @@ func TestAddCountsOwnRecords(t *testing.T) {
 	got, err = addTo(ours, recs[1:2])
 	if err != nil || got.new != 1 || got.size != 4 {
 		t.Errorf("adding a new version = %+v, %v; want 1 new, tree size 4", got, err)
+	}
+}
+
+// TestAddCreateRefusedAfterCreating: sumd add -create, refused after it
+// created the log (a record the log refuses), leaves nothing it made: not
+// the new database, nor the directories made for it; what was there
+// before stays.
+func TestAddCreateRefusedAfterCreating(t *testing.T) {
+	dir := t.TempDir()
+	l := newVerifyLog(t, dir)
+	existing := filepath.Join(dir, "existing")
+	if err := os.Mkdir(existing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bad := gosum.Record{Path: "example.com/refused", Version: "v1.0.0", Hash: "h1:bad", GoMod: "h1:bad"}
+	for _, db := range []string{filepath.Join(dir, "new", "dir", "sumd.db"), filepath.Join(existing, "sumd.db")} {
+		cfg := &config.Add{Database: config.Database{DB: db, Key: l.key}, Creating: config.Creating{Create: true}}
+		if _, err := record(cfg, []gosum.Record{bad}, io.Discard); err == nil || !strings.Contains(err.Error(), "malformed record") {
+			t.Fatalf("%s: recording a malformed record = %v, want it refused", db, err)
+		}
+		for _, gone := range []string{filepath.Join(dir, "new"), db} {
+			if _, err := os.Lstat(gone); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: the refused sumd add -create left %s behind (%v)", db, gone, err)
+			}
+		}
+	}
+	if !exists(existing) {
+		t.Errorf("the refused sumd add -create removed %s, which was there before it", existing)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/newdirs"
 	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/seed"
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -373,10 +374,10 @@ type madeDirs struct {
 // madeFor returns what will be made for file, a database file that does
 // not exist, with its scratch directory dir.
 func madeFor(file, dir string) *madeDirs {
-	m := &madeDirs{parents: missingDirs(filepath.Dir(file))}
+	m := &madeDirs{parents: newdirs.Missing(filepath.Dir(file))}
 	if !exists(dir) {
 		m.scratch = dir
-		for _, d := range missingDirs(filepath.Dir(dir)) {
+		for _, d := range newdirs.Missing(filepath.Dir(dir)) {
 			if !slices.Contains(m.parents, d) {
 				m.parents = append(m.parents, d)
 			}
@@ -400,10 +401,7 @@ func (m *madeDirs) undo() {
 		os.Remove(filepath.Join(m.scratch, scratchLock))
 		os.Remove(m.scratch)
 	}
-	slices.SortFunc(m.parents, func(a, b string) int { return len(b) - len(a) }) // deepest first
-	for _, d := range m.parents {
-		os.Remove(d)
-	}
+	newdirs.Remove(m.parents)
 }
 
 // scratchLock is the file scratch.Open locks its directory with.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/newdirs"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -45,7 +46,7 @@ func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("failed to generate key: %w", err)
 	}
-	created := missingDirs(filepath.Dir(skeyFile))
+	created := newdirs.Missing(filepath.Dir(skeyFile))
 	if err := os.MkdirAll(filepath.Dir(skeyFile), 0o700); err != nil {
 		return "", fmt.Errorf("failed to create key directory: %w", err)
 	}
@@ -87,19 +88,6 @@ func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 		}
 	}
 	return vkey, nil
-}
-
-// missingDirs returns dir and those of its parents that do not exist,
-// deepest first: the directories os.MkdirAll(dir) creates.
-func missingDirs(dir string) []string {
-	var out []string
-	for ; !exists(dir); dir = filepath.Dir(dir) {
-		out = append(out, dir)
-		if filepath.Dir(dir) == dir {
-			break
-		}
-	}
-	return out
 }
 
 // writeNew writes data to the new file path, failing if it exists.

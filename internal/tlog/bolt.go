@@ -19,6 +19,8 @@ import (
 	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumd-project/sumd/internal/newdirs"
 )
 
 // The bbolt layout. Every bucket is written only by the sequencer, in the
@@ -176,7 +178,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	var made *madeFile
 	if !opts.ReadOnly {
 		if missing {
-			made = &madeFile{path: path, dirs: missingDirs(filepath.Dir(path))}
+			made = &madeFile{path: path, dirs: newdirs.Missing(filepath.Dir(path))}
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, fmt.Errorf("failed to create database directory: %w", err)
@@ -214,7 +216,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 }
 
 // A madeFile is a database file OpenBolt created, and the directories it
-// made for it, deepest first.
+// made for it (newdirs.Missing).
 type madeFile struct {
 	path string
 	dirs []string
@@ -222,21 +224,6 @@ type madeFile struct {
 	// as no other process had one there first, and no other has read it
 	// since, the file's lock being held from OpenBolt to closeDiscarding.
 	logged bool
-}
-
-// missingDirs returns dir and those of its parents that do not exist,
-// deepest first.
-func missingDirs(dir string) []string {
-	var out []string
-	for ; ; dir = filepath.Dir(dir) {
-		if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
-			return out
-		}
-		out = append(out, dir)
-		if filepath.Dir(dir) == dir {
-			return out
-		}
-	}
 }
 
 // closeDiscarding closes s after an open of the log in it failed, and
@@ -263,9 +250,7 @@ func (s *BoltStore) closeDiscarding() error {
 	if rerr != nil {
 		return errors.Join(err, fmt.Errorf("failed to remove the new database file holding no log: %w", rerr))
 	}
-	for _, d := range m.dirs {
-		os.Remove(d) // only while empty
-	}
+	newdirs.Remove(m.dirs)
 	return err
 }
 
