@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +40,10 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := interruptContext()
 	defer stop()
-	copyTo := func(w io.Writer) error { return backupLocal(ctx, cfg.DB, w) }
+	floor := cfg.DiskFloor.Bytes()
+	copyTo := func(w io.Writer) error {
+		return backupLocal(ctx, cfg.DB, &itlog.FloorWriter{W: w, Path: cfg.Out, Guard: itlog.SpaceGuard{Floor: floor, Free: itlog.FreeSpace}})
+	}
 	if cfg.Server != "" {
 		c, err := adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth)
 		if err != nil {
@@ -49,15 +53,14 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 			// w writes writeOut's temporary file beside -o: the copy
 			// keeps the floor free on that file system, whatever the
 			// server sends.
-			_, err := c.Backup(ctx, w, cfg.Out, backupFloor)
+			_, err := c.Backup(ctx, w, cfg.Out, floor)
 			var ae *admin.Error
 			if h := redirectHint(err); h != "" {
 				return withHint(err, h)
 			}
 			switch {
 			case errors.Is(err, itlog.ErrLowDisk):
-				return withHint(err, fmt.Sprintf("nothing was written to %s; sumd backup keeps %d MiB free on its disk: free space there, or write the copy to a larger disk",
-					cfg.Out, backupFloor>>20))
+				return err // lowDiskHint
 			case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
 				return withHint(err, "the server makes one backup at a time (or is busy): run the same command again once the other backup is done")
 			case errors.As(err, &ae):
@@ -89,6 +92,10 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	})
+	if errors.Is(err, itlog.ErrLowDisk) {
+		return withHint(err, fmt.Sprintf("nothing was written to %s; -min-free-disk keeps %d MiB free on its disk: free space there, write the copy to a larger disk, or lower -min-free-disk",
+			cfg.Out, cfg.MinFreeDisk))
+	}
 	if err != nil {
 		return err
 	}
@@ -96,11 +103,6 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "wrote %s: %s, tree %d (hash %s), %d bytes, verified in full\n", cfg.Out, st.Meta.Name, tree.N, tree.Hash, fi.Size())
 	return nil
 }
-
-// backupFloor is the space a copy from a server keeps free on the disk of
-// -o, the log's default floor: a server that sends more than it said, or
-// streams forever, stops there instead of filling the disk.
-const backupFloor = itlog.DefaultMinFree
 
 // backupLocal writes a consistent copy of the database at path, which no
 // server may hold: opened read-only, it takes a shared lock that keeps
@@ -122,8 +124,27 @@ func backupLocal(ctx context.Context, path string, w io.Writer) error {
 		return err
 	}
 	defer snap.Close()
-	_, err = snap.WriteTo(w)
-	return err
+	kw := &keptErrWriter{w: w}
+	if _, err := snap.WriteTo(kw); err != nil {
+		return cmp.Or(kw.err, err)
+	}
+	return nil
+}
+
+// A keptErrWriter writes to w and keeps its first error: bbolt's WriteTo
+// reports a writer's error as text, which loses a *tlog.LowDiskError and
+// its hint.
+type keptErrWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (k *keptErrWriter) Write(p []byte) (int, error) {
+	n, err := k.w.Write(p)
+	if err != nil && k.err == nil {
+		k.err = err
+	}
+	return n, err
 }
 
 // checkBackup opens a copy read-only and verifies it in full.

@@ -13,6 +13,9 @@ var (
 			"while it serves and appends), or from the file of a stopped one. The copy is\n" +
 			"a database file. Restoring an old copy is dangerous: see docs/mirrors.md.",
 		example: "sumd backup -server https://sum.example.com -token-file admin.token -o backup.db",
+		// DiskFloor's -min-free-disk speaks of the database's writes.
+		helps: map[string]optionHelp{"min-free-disk": {"MIB", "MiB kept free on the file system of -o while the copy is written: " +
+			"a copy that would leave less stops, writing nothing to -o; 0: no floor"}},
 	}
 	backupVerifyCommand = command{
 		name:    "backup verify",
@@ -45,19 +48,20 @@ type Backup struct {
 	Server    string `flag:"server" arg:"URL" help:"base URL of the running sumd serve to copy from, through its admin API"`
 	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server; without it, -auth names an admin's credentials"`
 	ClientAuth
+	DiskFloor
 	Out string `flag:"o" arg:"FILE" help:"the copy to write (required): a new file, never one that exists; written beside it as FILE.tmp-NNN, verified, then given its name"`
 }
 
 // LoadBackup is LoadServe for `sumd backup`.
 func LoadBackup(args, env []string, w io.Writer) (*Backup, []string, error) {
-	var c Backup
+	c := Backup{DiskFloor: defaultDiskFloor()}
 	rest, err := loadValidated(backupCommand, &c, args, env, w)
 	return &c, rest, err
 }
 
 // Validate reports every problem of c, one per line.
 func (c *Backup) Validate() error {
-	var errs []error
+	errs := []error{c.DiskFloor.Validate()}
 	switch {
 	case c.Server == "" && c.DB == "":
 		errs = append(errs, errors.New("nothing to copy: set -server URL (a running sumd) or -db FILE (a stopped one)"))

@@ -200,8 +200,8 @@ func TestDiskFloorBytes(t *testing.T) {
 }
 
 // TestDiskFloorOnlyWhereWritten: -min-free-disk is a flag of the commands
-// that write a log's bbolt file, and not of those that only read one,
-// where it would do nothing.
+// that write a bbolt file (a log's, or backup's copy), and not of those
+// that only read one, where it would do nothing.
 func TestDiskFloorOnlyWhereWritten(t *testing.T) {
 	type loader func([]string) error
 	wrap := func(f func([]string, []string, io.Writer) error) loader {
@@ -216,12 +216,12 @@ func TestDiskFloorOnlyWhereWritten(t *testing.T) {
 		"mirror":        wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadMirror(a, e, w); return err }),
 		"mirror import": wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadMirrorImport(a, e, w); return err }),
 		"copy":          wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadCopy(a, e, w); return err }),
+		"backup":        wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadBackup(a, e, w); return err }),
 	}
 	readers := map[string]loader{
 		"tuf init":      wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadTUFInit(a, e, w); return err }),
 		"tuf publish":   wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadTUFPublish(a, e, w); return err }),
 		"mirror export": wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadMirrorExport(a, e, w); return err }),
-		"backup":        wrap(func(a, e []string, w io.Writer) error { _, _, err := LoadBackup(a, e, w); return err }),
 	}
 	undefined := func(err error) bool {
 		return err != nil && strings.Contains(err.Error(), "min-free-disk") && strings.Contains(err.Error(), "not defined")
