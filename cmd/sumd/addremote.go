@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,17 +68,20 @@ func treeSizeNote(size int64) string {
 // admin token of -token-file, or else the credentials of -auth (an admin's,
 // for a server with -read-auth; default: the go command's .netrc).
 func adminClient(cfg *config.Add) (*admin.Client, error) {
-	return adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth)
+	return adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth, cfg.InsecureHTTP.InsecureHTTP)
 }
 
-// adminClientOf is adminClient for any command with -server, -token-file
-// and -auth.
-func adminClientOf(server, tokenFile, authSpec string) (*admin.Client, error) {
+// adminClientOf is adminClient for any command with -server, -token-file,
+// -auth and -insecure-http.
+func adminClientOf(server, tokenFile, authSpec string, insecure bool) (*admin.Client, error) {
 	c := &admin.Client{URL: strings.TrimSuffix(server, "/")}
 	switch {
 	case tokenFile != "" && authSpec != "":
 		return nil, usageError(errors.New("-token-file and -auth both name the credentials"), "pass the admin token with -token-file, or an admin's credentials with -auth")
 	case tokenFile != "":
+		if err := checkTokenTransport(server, insecure); err != nil {
+			return nil, err
+		}
 		token, err := admin.ReadTokenFile(tokenFile)
 		if err != nil {
 			return nil, withHint(err, secretHint(err, "pass the file holding the admin token the server reads (its -admin-token-file)"))
@@ -90,6 +95,28 @@ func adminClientOf(server, tokenFile, authSpec string) (*admin.Client, error) {
 	}
 	c.Auth = auth.Apply
 	return c, nil
+}
+
+// checkTokenTransport refuses to send the admin token to server over plain
+// HTTP unless it is on this machine (a loopback address) or insecure
+// (-insecure-http) says the network is trusted: anyone on the way could
+// read the token, and with it record versions. -auth's credentials have
+// the same rule (upstream.ClientCreds.Apply), without the opt-in, as the
+// go command's.
+func checkTokenTransport(server string, insecure bool) error {
+	u, err := url.Parse(server)
+	if err != nil || u.Scheme != "http" || insecure || isLoopbackHost(u.Hostname()) {
+		return nil // a bad URL is config's to refuse
+	}
+	return usageError(fmt.Errorf("refusing to send the admin token to %s in clear (-server is http://)", u.Host),
+		"use https:// (sumd serve -tls-cert, or a TLS proxy in front of it); on a network you trust, pass -insecure-http")
+}
+
+// isLoopbackHost reports whether host names this machine: localhost or a
+// loopback address.
+func isLoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // upload sends a module zip, zipping a directory first as the go command

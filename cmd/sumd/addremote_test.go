@@ -187,3 +187,48 @@ func TestTreeSizeNote(t *testing.T) {
 		t.Errorf("treeSizeNote(42) = %q, want tree size 42", got)
 	}
 }
+
+// TestAdminTokenPlainHTTP: the admin API's clients refuse to send the
+// admin token in clear over http:// to a server not on this machine,
+// saying to use https:// or -insecure-http, and send it with
+// -insecure-http, or to a loopback address.
+func TestAdminTokenPlainHTTP(t *testing.T) {
+	dir := t.TempDir()
+	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	sum := writeFile(t, filepath.Join(dir, "go.sum"), verifyRecord("plain", 0).Text())
+	commands := func(server string) [][]string {
+		return [][]string{
+			{"add", "-server", server, "-token-file", token, "example.com/m@v1.0.0"},
+			{"add", "-server", server, "-token-file", token, "-gosum", sum},
+			{"backup", "-server", server, "-token-file", token, "-o", filepath.Join(dir, "b.db")},
+		}
+	}
+	const remote = "http://sumd.invalid:8080" // never resolves
+	for _, args := range commands(remote) {
+		_, errOut, err := sumdRun(t, args...)
+		if statusOf(err) != 2 || !strings.Contains(errOut, "refusing to send the admin token to sumd.invalid:8080 in clear") ||
+			!strings.Contains(errOut, "https://") || !strings.Contains(errOut, "-insecure-http") {
+			t.Errorf("sumd %s: exit %d\n%s\nwant 2, refusing the token over plain HTTP", strings.Join(args, " "), statusOf(err), errOut)
+		}
+		_, errOut, _ = sumdRun(t, append([]string{args[0], "-insecure-http"}, args[1:]...)...)
+		if strings.Contains(errOut, "refusing") {
+			t.Errorf("sumd %s -insecure-http: %s\nwant the token sent", strings.Join(args, " "), errOut)
+		}
+	}
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	for _, args := range commands("http://localhost:" + u.Port()) {
+		_, errOut, _ := sumdRun(t, args...)
+		if strings.Contains(errOut, "refusing") {
+			t.Errorf("sumd %s: %s\nwant the token sent to a loopback address", strings.Join(args, " "), errOut)
+		}
+	}
+	if len(got) == 0 || got[0] != "Bearer 0123456789abcdef0123456789abcdef" {
+		t.Errorf("the loopback server got Authorization %q", got)
+	}
+}

@@ -45,7 +45,7 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 		return backupLocal(ctx, cfg.DB, &itlog.FloorWriter{W: w, Path: cfg.Out, Guard: itlog.SpaceGuard{Floor: floor, Free: itlog.FreeSpace}})
 	}
 	if cfg.Server != "" {
-		c, err := adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth)
+		c, err := adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth, cfg.InsecureHTTP.InsecureHTTP)
 		if err != nil {
 			return err
 		}

@@ -191,7 +191,14 @@ type Add struct {
 	AddUpstream
 	Server    string `flag:"server" arg:"URL" help:"add through the /admin/ API of the sumd serving URL instead of opening the database file; with only MODULE@VERSION, sumd fetches it from its upstream; with -gosum, the records go in by POST /admin/add, 16,384 a request"`
 	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server; without it, -auth names an admin's credentials"`
+	InsecureHTTP
 	ClientAuth
+}
+
+// InsecureHTTP is the opt-in of the admin API's clients (add and backup
+// -server) to send the admin token in clear.
+type InsecureHTTP struct {
+	InsecureHTTP bool `flag:"insecure-http" help:"send the admin token (-token-file) over plain http:// to a -server not on this machine, which is refused otherwise: only on a network you trust, where no one can read the traffic"`
 }
 
 // DefaultDB is the database file used unless configured otherwise.
