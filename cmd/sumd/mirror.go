@@ -523,16 +523,24 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 	bar := newProgress(stderr, "importing records")
 	start := time.Now()
 	before := mirrorProgress(l)
-	st, err := mirror.Import(context.Background(), l, vs, r, mirror.ImportOptions{Logger: logger, Progress: bar.update})
+	opts := mirror.ImportOptions{Logger: logger, Progress: bar.update}
+	ctx := context.Background()
+	if testImport != nil {
+		ctx = testImport(ctx, &opts)
+	}
+	st, err := mirror.Import(ctx, l, vs, r, opts)
 	bar.finish()
 	if err == nil || mirrorProgress(l) != before {
 		if serr := saveImportKeys(l); serr != nil && err == nil {
 			err = serr
 		}
 	}
-	if err != nil && created && l.Published().Tree.N == 0 {
+	after := mirrorProgress(l)
+	if err != nil && created && after == before {
 		// A refused bundle changes nothing: not even a new, empty
-		// database is left behind.
+		// database is left behind. One that staged part of the bundle
+		// (a failure while storing: the disk's floor, say) publishes
+		// nothing yet, but is kept: the same import resumes it.
 		if rerr := os.Remove(cfg.Mirror); rerr == nil {
 			logger.Info("removed the new mirror database: nothing was imported", "mirror", cfg.Mirror)
 		}
@@ -543,6 +551,10 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 			return withHint(fmt.Errorf("%s: %w", bundle, err), "nothing was stored: the bundle's history forks from the mirror's; find out where it was made before importing anything from there")
 		}
 		n := l.Published().Tree.N
+		if after != before && after.staged.N > n {
+			return withHint(fmt.Errorf("%s: %w", bundle, err), fmt.Sprintf(
+				"nothing from this bundle was published (the mirror serves tree %d), but part of tree %d is stored: import the same bundle again once the cause is fixed, and it resumes", n, after.staged.N))
+		}
 		return withHint(fmt.Errorf("%s: %w", bundle, err), fmt.Sprintf(
 			"nothing from this bundle was published (the mirror serves tree %d); if it was damaged on the way, fetch it again, or export one with -since %d, and import that", n, n))
 	}
@@ -554,6 +566,10 @@ func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer
 		bundle, h.Name, st.To.N, st.From.N, st.Records, st.Commits, time.Since(start).Round(time.Millisecond), rate)
 	return nil
 }
+
+// testImport, set by tests, changes each import's context and options:
+// smaller steps, an interruption part way.
+var testImport func(context.Context, *mirror.ImportOptions) context.Context
 
 // saveImportKeys stores the keys an import ran with (-origin-key, else
 // those the mirror remembers) in the mirror's configuration, where later

@@ -2,13 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/mirror"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
 // TestImportRefusedLeavesNoFile: sumd mirror import of another log's
@@ -86,5 +92,68 @@ func TestImportSavesOriginKeys(t *testing.T) {
 	}
 	if _, errOut, err := sumdRun(t, "mirror", "export", "-mirror", inside, "-o", filepath.Join(dir, "3.bundle")); err != nil {
 		t.Errorf("export from the mirror without -origin-key after the import: %v\n%s", err, errOut)
+	}
+}
+
+// exportPrimary writes a bundle of the whole log db (a primary's own
+// export) to dir/NAME.
+func exportPrimary(t *testing.T, db, key, name string) string {
+	t.Helper()
+	k, err := readKeys(config.Database{Key: key}, "export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := itlog.Open(db, itlog.Options{Keys: k, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var b bytes.Buffer
+	if _, err := mirror.Export(context.Background(), l, &b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, name, b.Bytes())
+}
+
+// TestImportNewMirrorKeepsStaging: the first import into a new mirror
+// database that fails part way through storing (here canceled after its
+// first step; the disk's floor, in life) keeps the database and what it
+// staged, and the same import run again resumes and finishes it. The
+// database was removed as one that "holds no tree" (it publishes nothing
+// before the last step), so every step stored was lost, and the staged
+// head with it.
+func TestImportNewMirrorKeepsStaging(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "sumd.db", 1000)
+	bundle := exportPrimary(t, db, key, filepath.Join(dir, "all.bundle"))
+	inside := filepath.Join(dir, "inside.db")
+	testImport = func(ctx context.Context, o *mirror.ImportOptions) context.Context {
+		ctx, cancel := context.WithCancel(ctx)
+		o.Step = 256
+		o.Progress = func(done, total int64) {
+			if done < total {
+				cancel()
+			}
+		}
+		return ctx
+	}
+	var stdout, stderr bytes.Buffer
+	err := runMirrorImport([]string{"-mirror", inside, "-origin-key", vkey, bundle}, &stdout, &stderr)
+	testImport = nil
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("the interrupted import: %v, want context.Canceled", err)
+	}
+	l, _, err := openMirror(inside, vkey, false, -1, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("the interrupted import's database: %v", err)
+	}
+	staged, err := l.Staged(context.Background())
+	l.Close()
+	if err != nil || staged == nil {
+		t.Fatalf("the interrupted import's database stages %+v, %v; want the bundle's head", staged, err)
+	}
+	stdout.Reset()
+	if err := runMirrorImport([]string{"-mirror", inside, "-origin-key", vkey, bundle}, &stdout, &stderr); err != nil || !strings.Contains(stdout.String(), "tree 1000 (was 0)") {
+		t.Fatalf("the same import again: %v\n%s%s", err, &stdout, &stderr)
 	}
 }
