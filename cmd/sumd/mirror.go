@@ -624,11 +624,13 @@ func openBundle(name, dir string, floor int64) (io.ReadSeekCloser, error) {
 		tmp.Close()
 		return nil, err
 	}
-	if _, err := io.Copy(&itlog.FloorWriter{W: tmp, Path: tmp.Name(), Guard: itlog.SpaceGuard{Floor: floor, Free: itlog.FreeSpace}}, f); err != nil {
+	if err := copyBundle(tmp, f, floor); err != nil {
 		tmp.Close() // and the copy, unlinked, is gone
-		err = fmt.Errorf("failed to copy %s, which is not a regular file, into %s to read it more than once: %w", name, dir, err)
 		if errors.Is(err, itlog.ErrLowDisk) {
-			err = withHint(err, "nothing was imported; save the bundle to a file (on another disk if need be) and import that, or free space in the mirror's directory, or lower -min-free-disk")
+			err = withHint(fmt.Errorf("failed to copy %s, which is not a regular file, into %s to read it more than once: %w", name, dir, err),
+				"nothing was imported; save the bundle to a file (on another disk if need be) and import that, or free space in the mirror's directory, or lower -min-free-disk")
+		} else {
+			err = fmt.Errorf("%s, which is not a regular file: %w", name, err)
 		}
 		return nil, err
 	}
@@ -637,6 +639,51 @@ func openBundle(name, dir string, floor int64) (io.ReadSeekCloser, error) {
 		return nil, err
 	}
 	return tmp, nil
+}
+
+// copyBundle copies the bundle stream src into tmp, above floor: its
+// header first, and no more than a bundle of the trees the header names
+// can hold (mirror.MaxBundleSize), so that a stream that is not a bundle
+// is refused at its start, and one too large once it is, rather than
+// filling the disk to its floor before anything reads it.
+func copyBundle(tmp *os.File, src io.Reader, floor int64) error {
+	w := &itlog.FloorWriter{W: tmp, Path: tmp.Name(), Guard: itlog.SpaceGuard{Floor: floor, Free: itlog.FreeSpace}}
+	copied := &countingWriter{w: w}
+	h, err := mirror.ReadBundleHeader(io.TeeReader(src, copied)) // what it reads ahead is copied too
+	if copied.err != nil {
+		return copied.err
+	}
+	if err != nil {
+		return fmt.Errorf("not a sumd mirror bundle: %w", err)
+	}
+	limit, err := mirror.MaxBundleSize(h)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(copied, io.LimitReader(src, limit-copied.n+1))
+	switch {
+	case err != nil:
+		return err
+	case copied.n > limit:
+		return fmt.Errorf("the stream is larger than any bundle from tree %d to %d can be (%d bytes): it is no bundle, or not the one its header says", h.From, h.To, limit)
+	}
+	return nil
+}
+
+// A countingWriter counts what it writes, and keeps its error.
+type countingWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	k, err := c.w.Write(b)
+	c.n += int64(k)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return k, err
 }
 
 // batchGC lets the heap grow to five times what is live before a garbage

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -23,7 +25,7 @@ func TestOpenBundleFIFO(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	data := []byte("not really a bundle, but bytes to read twice")
+	data := append(bundleStart(0, 10), "not all of a bundle, but bytes to read twice"...)
 	go func() {
 		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
 			f.Write(data)
@@ -88,4 +90,67 @@ func TestImportFIFOKeepsFloor(t *testing.T) {
 	if left, _ := os.ReadDir(dir); len(left) > 0 {
 		t.Errorf("the refused import left %v in the mirror's directory", left)
 	}
+}
+
+// TestOpenBundleFIFOCapped: a stream that is not a bundle (its first
+// entry is no bundle header) is refused at its start, and one larger than
+// any bundle of the trees its header names could be is refused once it
+// is: neither is copied whole. Such a stream was copied to the disk's
+// floor (or its end) before anything read it.
+func TestOpenBundleFIFOCapped(t *testing.T) {
+	const size = 64 << 20
+	bundle := bytes.NewBuffer(bundleStart(0, 10))
+	tw := tar.NewWriter(bundle)
+	tw.WriteHeader(&tar.Header{Name: "head", Mode: 0o644, Size: size, Typeflag: tar.TypeReg})
+	tw.Flush()
+	for _, tc := range []struct {
+		name   string
+		stream []byte
+		want   string
+	}{
+		{"not a bundle", bytes.Repeat([]byte("x"), size), "not a sumd mirror bundle"},
+		{"too large", append(bundle.Bytes(), make([]byte, size)...), "larger than any bundle"},
+	} {
+		dir := t.TempDir()
+		fifo := filepath.Join(t.TempDir(), "b.fifo")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		wrote := make(chan int, 1)
+		go func() {
+			f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+			if err != nil {
+				wrote <- -1
+				return
+			}
+			defer f.Close()
+			n, _ := f.Write(tc.stream) // EPIPE once the reader is gone
+			wrote <- n
+		}()
+		b, err := openBundle(fifo, dir, -1)
+		if err == nil {
+			b.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: openBundle = %v, want %q", tc.name, err, tc.want)
+		}
+		if n := <-wrote; n >= len(tc.stream) {
+			t.Errorf("%s: all %d bytes of the stream were read", tc.name, n)
+		}
+		if left, _ := os.ReadDir(dir); len(left) > 0 {
+			t.Errorf("%s: the refused stream left %v", tc.name, left)
+		}
+	}
+}
+
+// bundleStart is the start of a bundle from tree from to tree to: its
+// header entry.
+func bundleStart(from, to int64) []byte {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	header := fmt.Appendf(nil, "sumd mirror bundle 1\nname example.com\nfrom %d\nto %d\ncreated 2026-01-01T00:00:00Z\npartial false\n", from, to)
+	tw.WriteHeader(&tar.Header{Name: "sumd-bundle", Mode: 0o644, Size: int64(len(header)), Typeflag: tar.TypeReg})
+	tw.Write(header)
+	tw.Flush()
+	return b.Bytes()
 }

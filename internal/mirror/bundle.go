@@ -340,6 +340,36 @@ func (r *bundleReader) end() error {
 	}
 }
 
+// entryFraming bounds the tar framing of one entry: its header block, a
+// PAX extended header (a block and its records), and the padding of its
+// data to a block; and, once per bundle, a global header a tar tool that
+// repacked it may add (the reader skips those).
+const entryFraming = 4 * tarBlock
+
+// MaxBundleSize is the most bytes a bundle whose header says h can hold
+// that Import may accept: each entry at its cap, with its framing, and
+// the padding after the end marker. A stream larger than that is no
+// bundle of those trees (cmd/sumd stops copying a piped bundle there); a
+// header beyond the largest tree a mirror takes (MaxTreeSize) has none.
+func MaxBundleSize(h BundleHeader) (int64, error) {
+	if h.From < 0 || h.To < h.From || h.To > MaxTreeSize {
+		return 0, fmt.Errorf("the bundle's header says it goes from tree %d to %d, beyond the %d records a mirror takes", h.From, h.To, int64(MaxTreeSize))
+	}
+	n := int64(3*entryFraming + maxHeader + sumdbclient.MaxLatest + 2*tarBlock + maxPadding)
+	// The tiles of each level the extension changes (a level-L tile
+	// covers 256^(L+1) records), up to the first level whose one tile
+	// covers more than the tree (a tree of 256^k records has a tile of
+	// one hash at level k).
+	for span := int64(256); ; span <<= 8 {
+		n += ((h.To+span-1)/span - h.From/span + 1) * (entryFraming + sumdbclient.MaxHashTile)
+		if span > h.To {
+			break
+		}
+	}
+	// A records entry for each data tile.
+	return n + ((h.To+255)/256-h.From/256+1)*(entryFraming+maxRecords), nil
+}
+
 // ReadBundleHeader reads the header of the bundle r, unverified: what it
 // says it holds.
 func ReadBundleHeader(r io.Reader) (BundleHeader, error) {

@@ -106,3 +106,39 @@ func TestRefusesHugeTree(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxBundleSize: every bundle Export writes, full or incremental, at
+// any edge, is within MaxBundleSize of its header (cmd/sumd stops copying a
+// piped bundle there), and a header beyond the largest tree a mirror
+// takes has no size.
+func TestMaxBundleSize(t *testing.T) {
+	o := newOrigin(t, 256)
+	for _, sizes := range []struct {
+		to    int // trees of 256^k records have a tile more
+		since []int64
+	}{
+		{256, []int64{0, 255}},
+		{65_536, []int64{0, 256, 65_535}},
+		{70_000, []int64{0, 1, 255, 256, 65_535, 65_536, 69_999, 70_000}},
+	} {
+		if n := int(o.log.Published().Tree.N); sizes.to > n {
+			o.grow(n, sizes.to-n)
+		}
+		for _, since := range sizes.since {
+			b := export(t, o.log, since)
+			h, err := ReadBundleHeader(bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if max, err := MaxBundleSize(h); err != nil || int64(len(b)) > max {
+				t.Errorf("bundle from %d to %d: %d bytes, MaxBundleSize %d, %v", h.From, h.To, len(b), max, err)
+			}
+		}
+	}
+	if _, err := MaxBundleSize(BundleHeader{To: MaxTreeSize + 1}); err == nil {
+		t.Errorf("MaxBundleSize of a tree beyond MaxTreeSize: no error")
+	}
+	if max, err := MaxBundleSize(BundleHeader{To: MaxTreeSize}); err != nil || max <= 0 {
+		t.Errorf("MaxBundleSize of the largest tree: %d, %v", max, err)
+	}
+}
