@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
+	"golang.org/x/term"
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/mirror"
@@ -418,7 +420,12 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := checkOut(cfg.Out, "-mirror", cfg.Mirror); err != nil {
+	toStdout := cfg.Out == "-"
+	if toStdout {
+		if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			return usageError(errors.New("-o - writes the bundle to standard output, which is a terminal"), "redirect standard output to a file or a pipe, or name a new file with -o BUNDLE")
+		}
+	} else if err := checkOut(cfg.Out, "-mirror", cfg.Mirror); err != nil {
 		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
@@ -430,11 +437,26 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := interruptContext()
 	defer stop()
 	var st *mirror.ExportStats
-	err = writeOut(cfg.Out, func(w io.Writer) error {
+	export := func(w io.Writer) error {
 		var err error
 		st, err = mirror.Export(ctx, l, w, since)
 		return err
-	}, nil)
+	}
+	// The summary goes where the bundle does not: with -o -, standard
+	// error (a bundle cut short there is refused as truncated).
+	what, summary := cfg.Out, stdout
+	if toStdout {
+		what, summary = "a bundle to standard output", stderr
+		bw := bufio.NewWriterSize(stdout, 1<<16)
+		if err = export(bw); err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			err = fmt.Errorf("failed to write the bundle to standard output: %w", err)
+		}
+	} else {
+		err = writeOut(cfg.Out, export, nil)
+	}
 	if err != nil {
 		return err
 	}
@@ -442,8 +464,8 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 	if n := st.Header.To - st.Header.From; n > 0 {
 		perRecord = fmt.Sprintf(" (%.0f bytes per record)", float64(st.Bytes)/float64(n))
 	}
-	fmt.Fprintf(stdout, "wrote %s: %s from tree %d to %d, %d tiles and %d records, %d bytes%s\n",
-		cfg.Out, st.Header.Name, st.Header.From, st.Header.To, st.Tiles, st.Records, st.Bytes, perRecord)
+	fmt.Fprintf(summary, "wrote %s: %s from tree %d to %d, %d tiles and %d records, %d bytes%s\n",
+		what, st.Header.Name, st.Header.From, st.Header.To, st.Tiles, st.Records, st.Bytes, perRecord)
 	return nil
 }
 
@@ -489,19 +511,28 @@ func runMirrorImport(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func importOne(cfg *config.MirrorImport, bundle string, stdout, stderr io.Writer, logger *slog.Logger) error {
-	r, err := openBundle(bundle, filepath.Dir(cfg.Mirror), cfg.DiskFloor.Bytes())
+// importOne imports the bundle file arg, or standard input if arg is "-".
+func importOne(cfg *config.MirrorImport, arg string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	bundle := arg // for messages
+	if arg == "-" {
+		bundle = "standard input"
+	}
+	r, err := openBundle(arg, filepath.Dir(cfg.Mirror), cfg.DiskFloor.Bytes())
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		return withHint(err, "check the bundle's name: "+bundle+" (the bundle files come after the flags)")
 	} else if err != nil {
 		return err
 	}
 	defer r.Close()
+	offset, err := r.Seek(0, io.SeekCurrent) // not 0 for standard input opened part way into a file
+	if err != nil {
+		return fmt.Errorf("failed to read %s: %w", bundle, err)
+	}
 	h, err := mirror.ReadBundleHeader(r)
 	if err != nil {
 		return fmt.Errorf("%s: %w", bundle, err)
 	}
-	if _, err := r.Seek(0, io.SeekStart); err != nil {
+	if _, err := r.Seek(offset, io.SeekStart); err != nil {
 		return fmt.Errorf("failed to read %s: %w", bundle, err)
 	}
 	_, statErr := os.Stat(cfg.Mirror)
@@ -594,16 +625,22 @@ func saveImportKeys(l *itlog.Log) error {
 }
 
 // openBundle opens a bundle file for Import, which reads it once per
-// pass through one descriptor. A bundle that is not a regular file (a
-// pipe, a FIFO, a device) cannot be read again: it is copied once into a
-// temporary file in dir (the mirror's directory: a full bundle is as large
-// as the log), unlinked at once, so that no copy outlives the process, even
-// one ended by a signal or a crash. The copy keeps floor bytes free there
+// pass through one descriptor; "-" is standard input. A bundle that is not
+// a regular file (a pipe, a FIFO, a device) cannot be read again: it is
+// copied once (copyBundle) into a temporary file in dir (the mirror's
+// directory: a full bundle is as large as the log), unlinked at once, so
+// that no copy outlives the process, even one ended by a signal or a
+// crash. The copy keeps floor bytes free there
 // (-min-free-disk; negative: none), as the mirror's commits do: a stream
 // that filled the disk would fail the database's next commit, which stops
 // the log.
 func openBundle(name, dir string, floor int64) (io.ReadSeekCloser, error) {
-	f, err := os.Open(name)
+	f, err := os.Stdin, error(nil)
+	if name != "-" {
+		f, err = os.Open(name)
+	} else {
+		name = "standard input"
+	}
 	if err != nil {
 		return nil, err
 	}

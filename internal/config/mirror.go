@@ -30,7 +30,7 @@ var (
 	mirrorImportCommand = command{
 		name:    "mirror import",
 		usage:   "sumd mirror import -mirror FILE [-origin-key VKEYS|FILE] BUNDLE...",
-		summary: "Verify a bundle in full against the origin's key and what the mirror holds,\nthen store it (creating the mirror database if needed). A tampered,\ntruncated, reordered or forked bundle changes nothing.",
+		summary: "Verify a bundle in full against the origin's key and what the mirror holds,\nthen store it (creating the mirror database if needed). A tampered,\ntruncated, reordered or forked bundle changes nothing. A BUNDLE of - is\nstandard input.",
 		example: "sumd mirror import -mirror /srv/sumd/sum.golang.org.db next.bundle",
 	}
 )
@@ -103,7 +103,7 @@ func (c *Mirror) ModuleList() []string { return splitList(c.Modules) }
 type MirrorExport struct {
 	MirrorDB
 	Log
-	Out   string `flag:"o" arg:"BUNDLE" help:"the bundle file to write (required): a new file, never one that exists; written beside it as BUNDLE.tmp-NNN, then given its name"`
+	Out   string `flag:"o" arg:"BUNDLE" help:"the bundle file to write (required): a new file, never one that exists; written beside it as BUNDLE.tmp-NNN, then given its name; - writes the bundle to standard output (and the summary to standard error)"`
 	Since string `flag:"since" arg:"N|FILE" help:"export only what the importing side lacks: the tree size it holds, the bundle it last imported, or a file holding its signed head; default: everything, from the empty tree"`
 }
 
