@@ -416,7 +416,7 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	since, err := parseSince(cfg.Since)
+	since, sinceOf, err := parseSince(cfg.Since)
 	if err != nil {
 		return err
 	}
@@ -434,6 +434,10 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer l.Close()
+	if sinceOf != "" && sinceOf != l.Name() {
+		return usageError(fmt.Errorf("-since %s is a bundle of %s, but %s mirrors %s", cfg.Since, sinceOf, cfg.Mirror, l.Name()),
+			"give -since the last bundle of this mirror's origin, or the tree size the importing side holds of it")
+	}
 	ctx, stop := interruptContext()
 	defer stop()
 	var st *mirror.ExportStats
@@ -469,29 +473,30 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// parseSince reads -since: a tree size, a bundle (its "to"), or a file
-// holding a signed head (its size; the importer verifies what it holds).
-func parseSince(s string) (int64, error) {
+// parseSince reads -since: a tree size, a bundle (its "to", and its
+// origin's name, which the caller checks), or a file holding a signed head
+// (its size; the importer verifies what it holds).
+func parseSince(s string) (int64, string, error) {
 	if s == "" {
-		return 0, nil
+		return 0, "", nil
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-		return n, nil
+		return n, "", nil
 	}
 	f, err := os.Open(s)
 	if err != nil {
-		return 0, usageError(fmt.Errorf("since: %w", err), "give -since a tree size, the last bundle, or a file holding a signed head")
+		return 0, "", usageError(fmt.Errorf("since: %w", err), "give -since a tree size, the last bundle, or a file holding a signed head")
 	}
 	defer f.Close()
 	if h, err := mirror.ReadBundleHeader(f); err == nil {
-		return h.To, nil
+		return h.To, h.Name, nil
 	}
 	if data, err := readSmallFile(s, sumdbclient.MaxLatest); err == nil {
 		if n, err := mirror.HeadSize(data); err == nil {
-			return n, nil
+			return n, "", nil
 		}
 	}
-	return 0, usageError(fmt.Errorf("since: %s is neither a bundle nor a signed tree head", s), "give -since a tree size, the last bundle, or a file holding a signed head")
+	return 0, "", usageError(fmt.Errorf("since: %s is neither a bundle nor a signed tree head", s), "give -since a tree size, the last bundle, or a file holding a signed head")
 }
 
 func runMirrorImport(args []string, stdout, stderr io.Writer) error {

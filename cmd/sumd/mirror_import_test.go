@@ -197,3 +197,25 @@ func TestBundleStream(t *testing.T) {
 	}
 	sameDatabases(t, outside, inside)
 }
+
+// TestExportSinceOtherOrigin: sumd mirror export -since BUNDLE refuses a
+// bundle of another origin's mirror (a site carrying several), naming
+// both; it took that bundle's tree size for what the importing side holds
+// of this origin.
+func TestExportSinceOtherOrigin(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "sumd.db", 20)
+	p := startServer(t, "-db", db, "-key", key)
+	outside := filepath.Join(dir, "outside.db")
+	mirrorOf(t, outside, p.url, vkey)
+	p.stop()
+	other := filepath.Join(dir, "other.bundle")
+	writeFile(t, other, bundleStart(0, 10)) // of example.com
+	_, errOut, err := sumdRun(t, "mirror", "export", "-mirror", outside, "-since", other, "-o", filepath.Join(dir, "next.bundle"))
+	if err == nil || !strings.Contains(errOut, "is a bundle of example.com, but "+outside+" mirrors "+e2eName) {
+		t.Errorf("export -since another origin's bundle: %v\n%s", err, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "next.bundle")); err == nil {
+		t.Errorf("export -since another origin's bundle wrote one")
+	}
+}
