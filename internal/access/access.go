@@ -378,6 +378,11 @@ func (l *Layer) adminOff(r *http.Request) bool {
 	return err != nil
 }
 
+// hdrPrivate is the Cache-Control of an answer behind credentials whose
+// handler sets none; shared by every request, never modified (net/http's
+// Set and Add replace it or copy it).
+var hdrPrivate = []string{"private"}
+
 // Wrap returns h behind the layer.
 func (l *Layer) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -416,5 +421,14 @@ func (l *Layer) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 		return
 	}
 	setCredential(w, p.Name)
+	if l.required {
+		// Every answer behind credentials is one client's. Handlers that
+		// set Cache-Control replace this; the others (the search's
+		// redirect to a record, /metrics, ServeMux's redirects) would
+		// leave it to a shared cache's defaults, and nginx's
+		// proxy_cache_valid, which ignores Authorization, keeps such an
+		// answer for the next client whatever its role.
+		w.Header()["Cache-Control"] = hdrPrivate
+	}
 	h.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p, r.RemoteAddr)))
 }

@@ -305,3 +305,33 @@ func TestAccessNestedNames(t *testing.T) {
 		}
 	}
 }
+
+// TestAccessPrivateEveryAnswer: behind credentials, an answer whose
+// handler sets no Cache-Control (the search's redirect to a record,
+// /metrics, a redirect to a path's clean form) is private too. A shared
+// cache told to keep answers without one (nginx's proxy_cache_valid,
+// which ignores the request's Authorization) gave an auditor's redirect
+// from /module?path=P@V to record?id=N, which tells that P@V is recorded,
+// to anonymous clients.
+func TestAccessPrivateEveryAnswer(t *testing.T) {
+	cfg, urls, _, _ := accessConfig(t)
+	cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
+		_, err := l.Add(context.Background(), gosum.Record{Path: "example.com/secret", Version: "v1.0.0",
+			Hash: "h1:" + strings.Repeat("A", 43) + "=", GoMod: "h1:" + strings.Repeat("A", 43) + "="})
+		return l, nil, err
+	}
+	url := serveTest(t, cfg, urls)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{"/module?path=example.com/secret@v1.0.0", "/metrics", "/lookup//example.com/secret@v1.0.0", "/", "/latest"} {
+		req, _ := http.NewRequest("GET", url+path, nil)
+		req.SetBasicAuth("auditor", "auditor")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if cc := resp.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") && cc != "no-store" {
+			t.Errorf("GET %s as an auditor: %d, Cache-Control %q; want private or no-store", path, resp.StatusCode, cc)
+		}
+	}
+}
