@@ -139,3 +139,54 @@ func TestCertificateRepeatedCN(t *testing.T) {
 		t.Errorf("mapped certificate: %d, want 200", resp.StatusCode)
 	}
 }
+
+// TestCertificateBehindProxyAuth: a server that takes client certificates
+// and no passwords or tokens (but the admin token) goes by a verified
+// certificate when the request also carries an Authorization header that
+// is not the admin token: nginx in front, authenticating its own users
+// with auth_basic and itself to sumd with a certificate (docs/proxies.md),
+// forwards their header, and every request got 401 "wrong credentials"
+// (without a challenge) though the proxy's certificate maps to a role.
+// The admin token in the header still authenticates as the admin token,
+// and where sumd takes passwords too, a wrong one is still refused.
+func TestCertificateBehindProxyAuth(t *testing.T) {
+	ca := testcert.New(t)
+	proxy := ca.Client(t, "proxy", pkix.Name{CommonName: "proxy.corp.example", Organization: []string{"Corp"}}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	dir := t.TempDir()
+	certMap := writeSecret(t, dir, "roles", "nginx:"+proxy.Subject+":auditor\n")
+	tokenFile := writeSecret(t, dir, "token", adminToken+"\n")
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		auth string
+		code int
+		text string
+	}{
+		{"basic", Config{CertFile: certMap}, basicAuth("alice", "nginx-password"), 200, "ok nginx"},
+		{"bearer", Config{CertFile: certMap}, "Bearer some-sso-token-0123456789", 200, "ok nginx"},
+		{"other scheme", Config{CertFile: certMap}, "Negotiate abc", 200, "ok nginx"},
+		{"admin token", Config{CertFile: certMap, AdminTokenFile: tokenFile, AdminAPI: true}, "Bearer " + adminToken, 200, "ok admin-token"},
+		{"not the admin token", Config{CertFile: certMap, AdminTokenFile: tokenFile, AdminAPI: true}, "Bearer " + adminToken + "x", 200, "ok nginx"},
+		{"wrong password where sumd takes them", Config{Mode: ModeBasic, File: writeSecret(t, dir, "htpasswd", htpasswd(t)), CertFile: certMap}, basicAuth("reader", "wrong"), 401, "wrong credentials"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSetup(t, c.cfg)
+			srv := httptest.NewUnstartedServer(s.h)
+			srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool(), Certificates: []tls.Certificate{ca.Server(t).Pair}}
+			srv.StartTLS()
+			defer srv.Close()
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{proxy.Pair}}}}
+			req, _ := http.NewRequest("GET", srv.URL+"/tile/8/data/000", nil)
+			req.Header.Set("Authorization", c.auth)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.code || !strings.Contains(string(body), c.text) {
+				t.Errorf("certificate and Authorization %q: %d %q, want %d %q", c.auth, resp.StatusCode, body, c.code, c.text)
+			}
+		})
+	}
+}
