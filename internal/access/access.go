@@ -34,7 +34,9 @@
 // A client without credentials gets 401 with WWW-Authenticate (403 when
 // only client certificates are accepted, since HTTP has no challenge for
 // them); wrong credentials get 401; a role too weak for the route gets 403;
-// all before anything about the request is revealed. Secrets are compared
+// all before anything about the request is revealed. A request that a
+// browser says a page of another site made gets 403 before any of that,
+// unless it is a link followed (site.go). Secrets are compared
 // in constant time. Credential files are re-read when stat shows they
 // changed (checked at most once a second) and, like every secret of sumd
 // (internal/secret), refused while other users may access them (a file
@@ -396,6 +398,10 @@ func (l *Layer) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	if !allowedHost(l.cfg.AllowedHosts, r.Host) {
 		l.metrics.misdirected()
 		misdirected(w)
+		return
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && crossSite(site, r.Header.Get("Sec-Fetch-Mode"), r.Header.Get("Sec-Fetch-Dest"), r.Method) {
+		l.deny(w, r, need{}, nil, errCrossSite) // counts it
 		return
 	}
 	n := l.classify(r.URL.Path)

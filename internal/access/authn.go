@@ -40,10 +40,11 @@ const (
 	reasonRole          = "role"
 	reasonPatterns      = "patterns"
 	reasonBusy          = "busy"
+	reasonCrossSite     = "cross_site"
 )
 
 var allReasons = []string{reasonNoCredentials, reasonWrong, reasonScheme, reasonQuery,
-	reasonCertificate, reasonRole, reasonPatterns, reasonBusy}
+	reasonCertificate, reasonRole, reasonPatterns, reasonBusy, reasonCrossSite}
 
 var errWrong = &denial{http.StatusUnauthorized, reasonWrong, "wrong credentials (user name, password or token)", nil}
 
@@ -262,7 +263,7 @@ func (l *Layer) deny(w http.ResponseWriter, r *http.Request, n need, p *Principa
 	switch {
 	case p != nil:
 		name = p.Name
-	case d.reason != reasonNoCredentials:
+	case d.reason != reasonNoCredentials && d.reason != reasonCrossSite:
 		name = invalidName
 	}
 	setCredential(w, name)

@@ -40,7 +40,8 @@ import (
 // There is no access layer on it: Run refuses it on a server that asks
 // clients for credentials, whose anonymous clients may read nothing;
 // without credentials anyone reads every route it serves anyway. It
-// answers 421 to a host -allowed-hosts does not name, as the layer does.
+// answers 421 to a host -allowed-hosts does not name, and 403 to a request
+// a browser marks as another site's, as the layer does.
 // HTTP/1.1 only, with TLS if the server has it.
 
 // readSurface is the handler of a read listener.
@@ -51,7 +52,8 @@ type readSurface struct {
 
 // The checks run in the main listener's order: the framing (net/http
 // refuses it before any handler), the target (refuseOddTargets), then the
-// host (the access layer), so that both answer a request alike.
+// host and a browser's word that another site sent it (the access layer),
+// so that both answer a request alike.
 func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 	if badTransferEncoding(c.Request.Header.RawHeaders()) {
 		// RFC 9112 §6.3: without chunked last, the body's length is not
@@ -68,6 +70,12 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 	if rs.layer.Misdirected(string(c.Host())) {
 		c.Response.Header.Set("Cache-Control", "no-store")
 		fastText(c, http.StatusMisdirectedRequest, access.MisdirectedText)
+		return
+	}
+	if h := &c.Request.Header; len(h.Peek("Sec-Fetch-Site")) > 0 &&
+		rs.layer.CrossSite(string(h.Peek("Sec-Fetch-Site")), string(h.Peek("Sec-Fetch-Mode")), string(h.Peek("Sec-Fetch-Dest")), string(c.Method())) {
+		c.Response.Header.Set("Cache-Control", "no-store")
+		fastText(c, http.StatusForbidden, access.CrossSiteText)
 		return
 	}
 	path, rawPath, ok := rs.target(c)

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/mod/sumdb"
 
+	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -401,5 +402,39 @@ func TestShutdownFreshConnections(t *testing.T) {
 	stop()
 	if err := wait(t, done); err != nil {
 		t.Errorf("Run = %v, want a clean stop", err)
+	}
+}
+
+// TestReadListenerCrossSite: a request a browser marks as made by another
+// site is refused on the read listener as on the main one (the same 403,
+// counted), and a top-level navigation passes on both.
+func TestReadListenerCrossSite(t *testing.T) {
+	cfg, urls, readURLOf := readConfig(t)
+	url := serveTest(t, cfg, urls)
+	read := readURLOf()
+	askFrom := func(base, mode, dest string) string {
+		req, _ := http.NewRequest("GET", base+"/lookup/example.com/m7@v1.7.0", nil)
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		req.Header.Set("Sec-Fetch-Mode", mode)
+		req.Header.Set("Sec-Fetch-Dest", dest)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s %s %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"), resp.Header.Get("X-Content-Type-Options"), body)
+	}
+	before := counter(t, cfg, "sumd_access_denied_total")
+	for _, base := range []string{read, url} {
+		if got := askFrom(base, "no-cors", "image"); got != "403 text/plain; charset=utf-8 no-store nosniff "+access.CrossSiteText {
+			t.Errorf("cross-site image request on %s = %q, want the 403", base, got)
+		}
+		if got := askFrom(base, "navigate", "document"); !strings.HasPrefix(got, "200 ") {
+			t.Errorf("cross-site navigation on %s = %.100q, want 200", base, got)
+		}
+	}
+	if n := counter(t, cfg, "sumd_access_denied_total") - before; n != 2 {
+		t.Errorf("sumd_access_denied_total rose by %v, want 2", n)
 	}
 }
