@@ -237,9 +237,10 @@ type Follower struct {
 	log  *tlog.Log
 	name string
 	st   *state
-	// turn is held (a token sent) by each step of a round and by each
-	// forwarded lookup while it extends the mirror; a channel, so that a
-	// forwarded lookup waits for it no longer than its deadline.
+	// turn is held (a token sent) by each step of a round while it plans
+	// and while it stores, never while it fetches from the origin, and by
+	// each forwarded lookup while it extends the mirror; a channel, so
+	// that a forwarded lookup waits for it no longer than its deadline.
 	turn     chan struct{}
 	forwards chan struct{} // a token per forwarded lookup in flight
 }

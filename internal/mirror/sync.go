@@ -331,12 +331,61 @@ func (f *Follower) progress(ctx context.Context, t target) int64 {
 }
 
 // step takes one step towards t and reports whether t is reached. It
-// decides from the mirror's state at the time, under the follower's lock,
-// so a forwarded lookup that moved the head in between changes the plan
-// rather than breaking it.
+// plans the step from the mirror's state under the follower's lock,
+// fetches what it needs from the origin without it, so that a forwarded
+// lookup, which stores under the lock, never waits behind a slow origin
+// for a round, then commits under the lock again if the mirror is still
+// as planned. A forwarded lookup that moved the head in between makes it
+// plan again rather than commit what was fetched for another state.
 func (f *Follower) step(ctx context.Context, t target, looked map[int64][]byte, pf *prefetcher, res *Result) (bool, error) {
+	p, done, err := f.plan(ctx, t)
+	if done || err != nil {
+		return done, err
+	}
+	ext, err := f.fetchStep(ctx, t, p, pf)
+	if err != nil {
+		return false, f.fromOrigin(err, t.head)
+	}
+	return f.commit(ctx, t, p, ext, looked, res)
+}
+
+// A mark is the state of the mirror a step is planned from: the held tree,
+// and the tree being staged and how far it is staged (zero if none).
+// While a round stages only the round moves them; otherwise a forwarded
+// lookup may extend the held tree (store).
+type mark struct {
+	held, staged tlog.Tree
+	size         int64
+}
+
+func markOf(held *itlog.Head, staging *itlog.Staging) mark {
+	m := mark{held: held.Tree}
+	if staging != nil {
+		m.staged, m.size = staging.Tree, staging.Size
+	}
+	return m
+}
+
+// A plan is the step a round takes from the state at.
+type plan struct {
+	at   mark
+	kind stepKind
+}
+
+type stepKind int
+
+const (
+	stepNear     stepKind = iota // extend to the target at once
+	stepSkeleton                 // stage the extension's upper tiles (StagingPlan's skeleton)
+	stepChunk                    // stage the next chunk of level-0 tiles
+	stepFinish                   // extend to the target, every tile staged
+)
+
+// plan decides, under the follower's lock, the next step towards t, or
+// reports that t is reached.
+func (f *Follower) plan(ctx context.Context, t target) (plan, bool, error) {
 	if err := f.lock(ctx); err != nil {
-		return false, err
+		return plan{}, false, err
 	}
 	defer f.unlock()
 	held := f.log.Published()
@@ -347,40 +396,70 @@ func (f *Follower) step(ctx context.Context, t target, looked map[int64][]byte, 
 		// calls the mirror current.
 		if held.Tree != t.tree {
 			if err := f.prefixOf(held, t.tree, t.head); err != nil {
-				return false, f.fromOrigin(err, t.head)
+				return plan{}, false, f.fromOrigin(err, t.head)
 			}
 		}
-		return true, nil
+		return plan{}, true, nil
 	}
+	staging, err := f.log.Staged(ctx)
+	if err != nil {
+		return plan{}, false, err
+	}
+	p := plan{at: markOf(held, staging)}
+	switch {
+	case staging == nil && t.tree.N-held.Tree.N <= f.opts.Step:
+		p.kind = stepNear
+	case staging == nil || staging.Size <= held.Tree.N:
+		// Nothing staged, or the staged head alone: a crash between
+		// the staging's first two commits leaves no skeleton.
+		p.kind = stepSkeleton
+	case staging.Size < t.tree.N:
+		p.kind = stepChunk
+	default:
+		p.kind = stepFinish
+	}
+	return p, false, nil
+}
+
+// fetchStep fetches from the origin, unverified, what step p needs,
+// without the follower's lock.
+func (f *Follower) fetchStep(ctx context.Context, t target, p plan, pf *prefetcher) (itlog.Extension, error) {
+	held := p.at.held.N
+	switch p.kind {
+	case stepNear:
+		return f.fetch(ctx, t, held, tlog.NewTiles(8, held, t.tree.N))
+	case stepSkeleton:
+		f.opts.Logger.Info("mirror far behind its origin: staging the extension in steps", "origin", f.name,
+			"held", held, "target", t.tree.N, "step", f.opts.Step)
+		skeleton, _ := itlog.StagingPlan(held, t.tree.N)
+		return f.fetch(ctx, t, held, skeleton)
+	case stepChunk:
+		return pf.chunk(held, p.at.size)
+	}
+	return itlog.Extension{Head: t.head}, nil
+}
+
+// commit stores ext, fetched for step p, under the follower's lock if the
+// mirror is still in the state p was planned from, and reports whether t
+// is reached. Otherwise it stores nothing: the next step plans again.
+func (f *Follower) commit(ctx context.Context, t target, p plan, ext itlog.Extension, looked map[int64][]byte, res *Result) (bool, error) {
+	if err := f.lock(ctx); err != nil {
+		return false, err
+	}
+	defer f.unlock()
+	held := f.log.Published()
 	staging, err := f.log.Staged(ctx)
 	if err != nil {
 		return false, err
 	}
-	var ext itlog.Extension
-	last := false
-	switch {
-	case staging == nil && t.tree.N-held.Tree.N <= f.opts.Step:
-		ext, err = f.fetch(ctx, t, held.Tree.N, tlog.NewTiles(8, held.Tree.N, t.tree.N))
-		addLooked(&ext, looked, held.Tree.N, t.tree.N)
-		last = true
-	case staging == nil || staging.Size <= held.Tree.N:
-		// Nothing staged, or the staged head alone: a crash between
-		// the staging's first two commits leaves no skeleton.
-		skeleton, _ := itlog.StagingPlan(held.Tree.N, t.tree.N)
-		ext, err = f.fetch(ctx, t, held.Tree.N, skeleton)
-		f.opts.Logger.Info("mirror far behind its origin: staging the extension in steps", "origin", f.name,
-			"held", held.Tree.N, "target", t.tree.N, "step", f.opts.Step)
-	case staging.Size < t.tree.N:
-		ext, err = pf.chunk(held.Tree.N, staging.Size)
-	default:
-		ext = itlog.Extension{Head: t.head}
-		addLooked(&ext, looked, held.Tree.N, t.tree.N)
-		last = true
+	if now := markOf(held, staging); now != p.at {
+		f.opts.Logger.Debug("the mirror moved while a round fetched a step (a forwarded lookup stored): the round plans the step again",
+			"origin", f.name, "planned_held", p.at.held.N, "held", now.held.N, "target", t.tree.N)
+		return false, nil
 	}
-	if err != nil {
-		return false, f.fromOrigin(err, t.head)
-	}
+	last := p.kind == stepNear || p.kind == stepFinish
 	if last {
+		addLooked(&ext, looked, held.Tree.N, t.tree.N)
 		err = f.log.Extend(ctx, ext)
 	} else {
 		err = f.log.Stage(ctx, ext)
