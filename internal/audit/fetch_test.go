@@ -2,6 +2,7 @@ package audit
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -83,4 +84,34 @@ func TestBadOptions(t *testing.T) {
 func testVerifierKey(t *testing.T) string {
 	_, vkey := newFakeLog(t, nil)
 	return vkey
+}
+
+// TestLatestNotANote: a /latest answered 200 with a page that is not a
+// signed note at all (a corporate proxy's, a captive portal's) was a
+// signature problem, though nothing in it claims to be the database's
+// head. It is a failure to fetch now, naming what came back (its type and
+// length, not its bytes: a redirect may have led to a host only the
+// auditor reaches); a signed note with a bad or unknown signature stays a
+// signature problem (TestBadSignature, TestWrongKey).
+func TestLatestNotANote(t *testing.T) {
+	page := "<!DOCTYPE html>\n<html><head><title>Access denied</title></head><body>Sign in at http://sso.corp.internal/</body></html>\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte(page))
+	}))
+	defer srv.Close()
+	rep, err := audit(t, srv.URL, testVerifierKey(t), nil)
+	var fe *FetchError
+	var be *sumdbclient.BodyError
+	if !errors.As(err, &fe) || fe.Path != "/latest" || !errors.As(err, &be) || len(rep.Problems) != 0 || rep.OK {
+		t.Fatalf("audit of an HTML /latest = %v, %s; want a failure to fetch naming the body, no problem", err, problems(rep))
+	}
+	for _, want := range []string{"text/html", fmt.Sprintf("%d bytes", len(page)), "not a signed note", srv.URL + "/latest"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("audit of an HTML /latest = %v, want it to say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "corp.internal") || rep.Error != err.Error() {
+		t.Errorf("audit of an HTML /latest = %v (report %q), want the body not quoted", err, rep.Error)
+	}
 }

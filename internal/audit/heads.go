@@ -37,24 +37,22 @@ func (r *run) parseKeys(vkeys []string) error {
 func (r *run) useSigner(msg []byte) { r.vkey = r.keys.Signer(msg) }
 
 // checkHead fetches /latest and verifies its signature. A head that does
-// not verify is a problem, and nothing else can be checked.
+// not verify is a problem, and nothing else can be checked. A body that is
+// not a signed note at all (a proxy's page) is no head: a failure to fetch.
 func (r *run) checkHead(ctx context.Context) (bool, error) {
 	msg, err := r.f.Latest(ctx)
 	if err != nil {
 		return false, err
 	}
 	tree, err := r.openHead(msg)
+	if err != nil && !isNote(msg) {
+		// Named by its type and length, not quoted: perhaps the answer
+		// of a host a redirect led to, which only this auditor can
+		// reach; a hostile database must not get it quoted in our logs.
+		return false, fmt.Errorf("%w: fetch %s/latest to see them", sumdbclient.NotProtocol("/latest", "a signed note", msg, false), r.rep.URL)
+	}
 	if err != nil {
-		p := Problem{Kind: KindSignature, Message: r.signatureMessage(err), Heads: []Head{{Role: roleServed, Note: string(msg)}}}
-		if !isNote(msg) {
-			// Not the database's head at all: perhaps the answer of a host
-			// a redirect led to, which only this auditor can reach; a
-			// hostile database must not get it quoted in our logs.
-			p.Heads = nil
-			p.Message += fmt.Sprintf("; the %d bytes served are not a signed note, so they are not quoted: fetch %s/latest to see them",
-				len(msg), r.rep.URL)
-		}
-		r.found.add(p)
+		r.found.add(Problem{Kind: KindSignature, Message: r.signatureMessage(err), Heads: []Head{{Role: roleServed, Note: string(msg)}}})
 		return false, nil
 	}
 	r.head, r.tree = msg, tree

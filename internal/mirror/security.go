@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -224,36 +223,19 @@ func (r *ownTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 
 func (r *ownTiles) SaveTiles([]tlog.Tile, [][]byte) {}
 
-// A BodyError is an answer of 200 OK whose body is not what the protocol
-// serves at its path at all: not a signed note at /latest, a hash tile of
-// another length than the width asked for, or a data tile that neither
-// splits into records nor begins with one. It is the page of something
-// between the mirror and its origin (a corporate proxy's, a captive
-// portal's, a login page) or a broken origin's. Nothing in it claims to be
-// the origin's data: no client would take it for a head or a tile, so it
-// is no evidence of misbehaviour, unlike a signed note that is not the
-// origin's or not consistent, or a tile of the right length whose hashes
-// do not match the signed tree (a *SecurityError). It comes wrapped in a
-// *sumdbclient.FetchError: the data could not be obtained.
-type BodyError struct {
-	Want  string // what the protocol serves there, e.g. "a signed note"
-	Size  int    // the body's length
-	Type  string // its content type as sniffed (http.DetectContentType)
-	Start []byte // its first bytes, at most maxBodyStart
-}
-
-func (e *BodyError) Error() string {
-	return fmt.Sprintf("the origin answered with %d bytes of %s, not %s: a proxy's or a login page? They begin %q", e.Size, e.Type, e.Want, e.Start)
-}
-
-// maxBodyStart caps the bytes of a BodyError's body quoted in the log.
-const maxBodyStart = 64
+// A BodyError is an origin's answer that is not the protocol's at all:
+// not a signed note at /latest, a hash tile of another length than the
+// width asked for, or a data tile that neither splits into records nor
+// begins with one (see sumdbclient.BodyError). It is no evidence of
+// misbehaviour, unlike a signed note that is not the origin's or not
+// consistent, or a tile of the right length whose hashes do not match the
+// signed tree (a *SecurityError).
+type BodyError = sumdbclient.BodyError
 
 // notProtocol returns the failure to fetch path, answered with body, which
-// is not want.
+// is not want, quoting the body's first bytes for the mirror's log.
 func notProtocol(path, want string, body []byte) error {
-	return &sumdbclient.FetchError{Path: path, Status: http.StatusOK, Err: &BodyError{
-		Want: want, Size: len(body), Type: http.DetectContentType(body), Start: bytes.Clone(body[:min(len(body), maxBodyStart)])}}
+	return sumdbclient.NotProtocol(path, want, body, true)
 }
 
 // isNote reports whether msg is a signed note, whoever signed it: only a

@@ -229,6 +229,45 @@ var ErrOffline = errors.New("the mirror does not hold it and cannot reach its or
 // a retry would not shrink it.
 var ErrTooLarge = errors.New("response too large")
 
+// A BodyError is an answer of 200 OK whose body is not what the protocol
+// serves at its path at all, such as a body that is not a signed note at
+// /latest: the page of something between the client and the database (a
+// corporate proxy's, a captive portal's, a login page) or a broken
+// database's. Nothing in it claims to be the database's data, so it is no
+// evidence of misbehaviour, as a signed note with a bad signature is. It
+// comes wrapped in a *FetchError (NotProtocol): the data could not be
+// obtained.
+type BodyError struct {
+	Want  string // what the protocol serves there, e.g. "a signed note"
+	Size  int    // the body's length
+	Type  string // its content type as sniffed (http.DetectContentType)
+	Start []byte // its first bytes, at most MaxBodyStart; nil: not quoted
+}
+
+func (e *BodyError) Error() string {
+	msg := fmt.Sprintf("the server answered with %d bytes of %s, not %s: a proxy's or a login page?", e.Size, e.Type, e.Want)
+	if e.Start == nil {
+		return msg + " They are not quoted"
+	}
+	return fmt.Sprintf("%s They begin %q", msg, e.Start)
+}
+
+// MaxBodyStart caps the bytes of a BodyError's body quoted.
+const MaxBodyStart = 64
+
+// NotProtocol returns the failure to fetch path, answered 200 with body,
+// which is not want: a *FetchError wrapping a *BodyError that names the
+// body's sniffed type and length and, if quote, its first bytes. A caller
+// whose messages a database must not fill with a body from a host a
+// redirect led to, which only the caller can reach, does not quote.
+func NotProtocol(path, want string, body []byte, quote bool) error {
+	be := &BodyError{Want: want, Size: len(body), Type: http.DetectContentType(body)}
+	if quote {
+		be.Start = append([]byte{}, body[:min(len(body), MaxBodyStart)]...)
+	}
+	return &FetchError{Path: path, Status: http.StatusOK, Err: be}
+}
+
 // retryable reports whether a failure may be transient: a server error, a
 // rate limit, a timeout or a connection cut mid-way, before the answer or
 // in a 200's body. A refused connection or an unknown host is not: the
