@@ -166,6 +166,9 @@ func mirrorError(err error) error {
 			"(its log names the data; sumd serve -verify full checks it); the steps committed before are kept, and the next run resumes")
 	case errors.As(err, &fe) && (fe.Status == http.StatusUnauthorized || fe.Status == http.StatusForbidden):
 		return &cliError{err: err, hint: refusedHint(fe.Status, "a mirror reads data tiles, which need an auditor's"), code: 2}
+	case errors.As(err, new(*sumdbclient.BodyError)) || errors.Is(err, sumdbclient.ErrTooLarge):
+		return &cliError{err: err, hint: "the origin, or something between (a proxy, a captive portal), answered with a page that is not the checksum database protocol: " +
+			"check -origin and what that URL answers from here; the steps committed before are kept, and the next run resumes", code: 2}
 	case errors.As(err, &fe):
 		return &cliError{err: err, hint: "check -origin and that the origin is reachable; the steps committed before are kept, and the next run resumes", code: 2}
 	case errors.Is(err, context.Canceled):

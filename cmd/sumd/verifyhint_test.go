@@ -45,3 +45,21 @@ func TestMirrorDamagedHint(t *testing.T) {
 		t.Errorf("mirrorError(%v) = hint %q; want a hint about the origin's damaged database", err, ce.hint)
 	}
 }
+
+// TestMirrorNotProtocolHint: a round that failed on an answer that is not
+// the protocol's at all (a *sumdbclient.BodyError: a proxy's page at
+// /latest) or larger than the protocol sends (sumdbclient.ErrTooLarge)
+// said "check -origin and that the origin is reachable"; the origin, or
+// something between, was reached and answered something else.
+func TestMirrorNotProtocolHint(t *testing.T) {
+	for _, err := range []error{
+		sumdbclient.NotProtocol("/latest", "a signed note", []byte("<!DOCTYPE html><html>Sign in</html>"), true),
+		&sumdbclient.FetchError{Path: "/tile/8/0/000", Status: 200, Err: fmt.Errorf("%w: more than the 8192 bytes allowed", sumdbclient.ErrTooLarge)},
+	} {
+		var ce *cliError
+		if !errors.As(mirrorError(err), &ce) || ce.code != 2 || strings.Contains(ce.hint, "reachable") ||
+			!strings.Contains(ce.hint, "captive portal") || !strings.Contains(ce.hint, "not the checksum database protocol") {
+			t.Errorf("mirrorError(%v) = exit %d, hint %q; want exit 2 and a hint that the answer is not the protocol's", err, ce.code, ce.hint)
+		}
+	}
+}
