@@ -97,6 +97,9 @@ func cannotRun(err error, found int) error {
 	case errors.Is(err, sumdbclient.ErrOffline):
 		hint = "the server is a mirror that cannot reach its origin, and lacks a version a go.sum line names: " +
 			"audit again once it reaches its origin (or imports a newer bundle), or audit the origin"
+	case errors.As(err, new(*sumdbclient.BodyError)) || errors.Is(err, sumdbclient.ErrTooLarge):
+		hint = "the server, or something between (a proxy, a captive portal), answered with a page that is not the checksum database protocol: " +
+			"check -url and what that URL answers from here"
 	case errors.As(err, &fe):
 		hint = "check -url and that the server is reachable; failed requests were retried before giving up"
 	case errors.Is(err, audit.ErrStateInUse):

@@ -63,3 +63,21 @@ func TestMirrorNotProtocolHint(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyNotProtocolHint: sumd verify stopped by an answer that is not
+// the protocol's at all (a *sumdbclient.BodyError: a proxy's page at
+// /latest) or larger than the protocol sends said "check -url and that the
+// server is reachable"; the server, or something between, was reached and
+// answered something else.
+func TestVerifyNotProtocolHint(t *testing.T) {
+	for _, err := range []error{
+		sumdbclient.NotProtocol("/latest", "a signed note", []byte("<!DOCTYPE html><html>Sign in</html>"), false),
+		&audit.FetchError{Path: "/latest", Status: 200, Err: fmt.Errorf("%w: more than the 16384 bytes allowed", sumdbclient.ErrTooLarge)},
+	} {
+		var ce *cliError
+		if !errors.As(cannotRun(err, 0), &ce) || ce.code != 2 || strings.Contains(ce.hint, "reachable") ||
+			!strings.Contains(ce.hint, "captive portal") || !strings.Contains(ce.hint, "not the checksum database protocol") {
+			t.Errorf("cannotRun(%v) = exit %d, hint %q; want exit 2 and a hint that the answer is not the protocol's", err, ce.code, ce.hint)
+		}
+	}
+}
