@@ -78,11 +78,12 @@ const (
 )
 
 // ErrUnavailable marks a failure to reach a shared store: the database is
-// down or unreachable, nothing is known to be wrong with the log, and the
-// same call may succeed later. Errors wrapping it are *UnavailableError.
+// down, unreachable or too busy, nothing is known to be wrong with the
+// log, and the same call may succeed later. Errors wrapping it are *UnavailableError.
 var ErrUnavailable = errors.New("storage unavailable")
 
-// An UnavailableError is a failure to reach a shared store. Its text is
+// An UnavailableError is a failure to reach a shared store, or a store
+// too busy to take the call now (pgstore's reads waiting). Its text is
 // fixed and safe to show to anonymous clients (the cause, which may name
 // hosts and paths, is in Err); HTTPStatus makes internal/server answer 503
 // with Retry-After. It matches ErrUnavailable.

@@ -88,7 +88,8 @@
 // damaged it drops (tlog.CachingStore), so a repaired row is read again. A
 // failure to reach the database is a *tlog.UnavailableError, which the HTTP
 // server answers with 503 and Retry-After; the pool reconnects by itself,
-// so a process recovers when the database does.
+// so a process recovers when the database does. So is a read refused
+// because Options.MaxWaitingReads already wait for a read connection.
 //
 // # Portability
 //
@@ -143,6 +144,13 @@ type Options struct {
 	ResolveTimeout time.Duration
 	// Registerer, if set, receives the store's metrics (sumd_postgres_*).
 	Registerer prometheus.Registerer
+	// MaxWaitingReads caps the reads waiting for a read connection at
+	// once (default 1024, about a tenth of a second of lookups with
+	// pool_max_conns connections). A read past it fails at once with a
+	// *tlog.UnavailableError (503 with Retry-After): else a flood of
+	// lookups of missing versions, each a statement, piles up without
+	// bound, every one a goroutine holding its request until Timeout.
+	MaxWaitingReads int
 }
 
 func (o Options) withDefaults() Options {
@@ -161,6 +169,9 @@ func (o Options) withDefaults() Options {
 	if o.ResolveTimeout <= 0 {
 		o.ResolveTimeout = time.Minute
 	}
+	if o.MaxWaitingReads <= 0 {
+		o.MaxWaitingReads = 1024
+	}
 	return o
 }
 
@@ -176,6 +187,11 @@ type Store struct {
 	down  atomic.Bool   // the last statement could not reach the database
 	open  atomic.Bool   // Open returned the store: a failure to reach the database is a loss, not a failed start
 	done  chan struct{} // closed by Close
+
+	reads    atomic.Int64 // reads holding or waiting for a read connection (enterRead)
+	maxReads int64        // the read pool's connections plus MaxWaitingReads
+	refused  atomic.Int64 // reads refused past maxReads, for the metrics
+	warned   atomic.Int64 // when a refusal was last logged (UnixNano)
 
 	lockMu sync.Mutex
 	locked *locked // begun by LockHead, for the next Commit
@@ -238,7 +254,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	tiles, _ := lru.New[tlog.TileID, []byte](opts.TileCache)
 	s := &Store{pool: pool, ctl: ctlPool, opts: opts, log: opts.Logger, tiles: tiles, cache: newRecordCache(opts.RecordCache),
-		done: make(chan struct{}), finish: commit,
+		done: make(chan struct{}), finish: commit, maxReads: int64(cfg.MaxConns) + int64(opts.MaxWaitingReads),
 		lost: map[string]*atomic.Int64{"stored": {}, "not_stored": {}, "unknown": {}}}
 	if err := s.migrate(ctx, false); err != nil {
 		s.closePools()

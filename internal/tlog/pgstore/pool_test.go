@@ -2,6 +2,9 @@ package pgstore
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -69,5 +72,65 @@ func TestControlNotBehindReads(t *testing.T) {
 	}
 	if _, err := s.Lookup(ctx, []string{"example.com/m@v1.0.0"}); err != nil {
 		t.Fatalf("Lookup once the read connections are free: %v", err)
+	}
+}
+
+// TestReadsWaitingCapped: with every read connection taken and as many
+// reads waiting as MaxWaitingReads allows beside the connections, the next
+// read fails at once with a *tlog.UnavailableError (503 with Retry-After)
+// instead of waiting in line: a flood of lookups of missing versions does
+// not pile up goroutines without bound. The database is not marked lost,
+// and the reads waiting are served once connections are free.
+func TestReadsWaitingCapped(t *testing.T) {
+	ctx := context.Background()
+	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+	_, s := openLog(t, url, k, Options{MaxWaitingReads: 2})
+	var held []*pgxpool.Conn
+	release := func() {
+		for _, c := range held {
+			c.Release()
+		}
+		held = nil
+	}
+	t.Cleanup(release) // before Close, which waits for them
+	for range s.pool.Config().MaxConns {
+		c, err := s.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	n := int(s.pool.Config().MaxConns) + 2 // as many as may hold or wait for one
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := s.Lookup(ctx, []string{fmt.Sprintf("example.com/waiting%d@v1.0.0", i)})
+			errs <- err
+		}()
+	}
+	for s.reads.Load() < int64(n) {
+		runtime.Gosched() // until every one waits
+	}
+	_, err := s.Lookup(ctx, []string{"example.com/refused@v1.0.0"})
+	var ue *tlog.UnavailableError
+	if !errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read beyond the reads waiting: %v (%v), want a *tlog.UnavailableError at once", err, errors.Unwrap(err))
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a waiting read returned (%v) before the one refused", err)
+	default:
+	}
+	if s.down.Load() {
+		t.Error("a refused read marked the database lost")
+	}
+	release()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("waiting read: %v", err)
+		}
+	}
+	if _, err := s.Lookup(ctx, []string{"example.com/later@v1.0.0"}); err != nil {
+		t.Fatalf("read once the connections are free: %v", err)
 	}
 }

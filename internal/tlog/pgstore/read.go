@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -26,6 +28,28 @@ const (
 	readRecordsSQL = `SELECT q.id, r.text FROM unnest($1::bigint[]) AS q(id)
 		CROSS JOIN LATERAL (SELECT text FROM sumd_records WHERE id = q.id OFFSET 0) AS r`
 )
+
+// errReadsWaiting is the cause of a read refused because too many wait.
+var errReadsWaiting = errors.New("too many reads are waiting for a connection to the PostgreSQL database " +
+	"(sumd_postgres_reads_refused_total counts them; raise pool_max_conns in the URL if the database keeps up)")
+
+// reader admits a read to the read pool, which it returns with the
+// function to call once the statement's rows are read. Past the pool's
+// connections reads wait for one, up to MaxWaitingReads of them; a read
+// beyond fails at once, a *tlog.UnavailableError (503 with Retry-After)
+// that does not mark the database lost: it is busy, not out of reach.
+func (s *Store) reader() (*pgxpool.Pool, func(), error) {
+	if s.reads.Add(1) > s.maxReads {
+		s.reads.Add(-1)
+		s.refused.Add(1)
+		if now, last := time.Now().UnixNano(), s.warned.Load(); now-last > int64(time.Minute) && s.warned.CompareAndSwap(last, now) {
+			s.log.Warn("answering 503 to reads: too many wait for a connection to the PostgreSQL database (logged at most once a minute)",
+				"waiting", s.opts.MaxWaitingReads, "connections", s.pool.Config().MaxConns)
+		}
+		return nil, nil, &tlog.UnavailableError{Err: errReadsWaiting}
+	}
+	return s.pool, func() { s.reads.Add(-1) }, nil
+}
 
 // querier is a pool or a transaction.
 type querier interface {
@@ -50,8 +74,13 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	pool, done, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
 	durable := s.cache.size.Load() // before the read, see addIndex
-	found, err := lookup(ctx, s.pool, missing)
+	found, err := lookup(ctx, pool, missing)
+	done()
 	if err != nil {
 		return nil, s.fail("look up module versions", err)
 	}
@@ -95,7 +124,12 @@ func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) 
 	defer cancel()
 	// The bound before the read (see addIndex); texts in the order of missing.
 	durable := s.cache.size.Load()
-	texts, err := readRecords(ctx, s.pool, missing)
+	pool, done, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	texts, err := readRecords(ctx, pool, missing)
+	done()
 	if err != nil {
 		return nil, s.fail("read records", err)
 	}
@@ -111,9 +145,14 @@ func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) 
 
 // ScanIndex lists index entries in key order.
 func (s *Store) ScanIndex(ctx context.Context, from string, limit int) ([]tlog.IndexEntry, error) {
+	pool, done, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT key, id FROM sumd_index WHERE key >= $1 ORDER BY key LIMIT $2`, []byte(from), limit)
+	rows, err := pool.Query(ctx, `SELECT key, id FROM sumd_index WHERE key >= $1 ORDER BY key LIMIT $2`, []byte(from), limit)
 	if err != nil {
 		return nil, s.fail("scan the index", err)
 	}
@@ -156,8 +195,13 @@ func (s *Store) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, e
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	pool, done, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
 	durable := s.cache.size.Load() // before the read: a head read meanwhile may not cover what it returns
-	found, err := readTileData(ctx, s.pool, levels, ns)
+	found, err := readTileData(ctx, pool, levels, ns)
+	done()
 	if err != nil {
 		return nil, s.fail("read tiles", err)
 	}
@@ -185,10 +229,15 @@ func fullIn(t tlog.TileID, n int64) bool {
 
 // Aux reads an auxiliary value.
 func (s *Store) Aux(ctx context.Context, key string) ([]byte, error) {
+	pool, done, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	var v []byte
-	err := s.pool.QueryRow(ctx, `SELECT value FROM sumd_aux WHERE key = $1`, key).Scan(&v)
+	err = pool.QueryRow(ctx, `SELECT value FROM sumd_aux WHERE key = $1`, key).Scan(&v)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):
 		return nil, nil
