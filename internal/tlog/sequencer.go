@@ -206,7 +206,7 @@ func (l *Log) runControl(r *request) {
 		return
 	}
 	if r.err = l.fatalErr(); r.err == nil {
-		r.err = r.ctrl(context.Background())
+		r.err = r.ctrl(OwnRead(context.Background()))
 	}
 	close(r.done)
 }
@@ -217,14 +217,15 @@ func (l *Log) runControl(r *request) {
 func (l *Log) commit(batch []*request) {
 	start := time.Now()
 	var added int64
+	ctx := OwnRead(context.Background()) // not behind the reads clients ask for (see Store)
 	err := l.fatalErr()
 	if err == nil {
 		err = l.retry(func() error {
-			b, err := l.stage(context.Background(), batch)
+			b, err := l.stage(ctx, batch)
 			if err != nil || b == nil {
 				return err
 			}
-			if err := l.write(context.Background(), b); err != nil {
+			if err := l.write(ctx, b); err != nil {
 				return err
 			}
 			added = int64(len(b.Records))

@@ -47,6 +47,16 @@ import (
 // (bbolt) relies on the Log never calling Load while a Commit of its own is
 // in flight, which the sequencer guarantees.
 //
+// The Log's own reads — its sequencer's: a batch's lookup of its keys
+// before it appends them, the records and tiles it checks them against,
+// a catch-up's tiles, a control operation's reads — come with a context
+// marked by OwnRead (IsOwnRead). The reads clients ask for are as many as
+// they send; a store whose reads wait for a limited resource (pgstore's
+// connections) should give the marked ones resources of their own, as it
+// does for Load and Commit, and never refuse them as busy, so that a
+// flood of reads does not hold up the writer. They answer as any other
+// read: a store may ignore the mark.
+//
 // # Concurrency
 //
 // Every method is safe for concurrent use. Reads run concurrently with each
@@ -107,6 +117,21 @@ type Store interface {
 	// Close releases the store. The Log that opened it calls it once, on
 	// Close; a store shared by several Logs may ignore it.
 	Close() error
+}
+
+// ownReadKey is the context key OwnRead sets.
+type ownReadKey struct{}
+
+// OwnRead returns ctx marked as the context of the Log's own reads (see
+// Store): the sequencer's.
+func OwnRead(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ownReadKey{}, true)
+}
+
+// IsOwnRead reports whether ctx is marked by OwnRead.
+func IsOwnRead(ctx context.Context) bool {
+	own, _ := ctx.Value(ownReadKey{}).(bool)
+	return own
 }
 
 // A RecordFinder is a Store that looks up index entries and reads the

@@ -1,8 +1,9 @@
 // Package pgstore keeps a sumd log in PostgreSQL, so that several sumd
 // processes serve one log: a tlog.SharedStore on two pgx connection pools,
 // one for reads and a small one (controlConns) for the log's own
-// statements, so that a flood of reads cannot hold up the head's poll, the
-// durability barriers or a commit.
+// statements and reads (tlog.IsOwnRead), so that a flood of reads cannot
+// hold up the head's poll, the durability barriers or a batch's lookup
+// and commit.
 //
 // # Tables
 //
@@ -179,7 +180,7 @@ func (o Options) withDefaults() Options {
 // use, by any number of processes.
 type Store struct {
 	pool  *pgxpool.Pool // reads: Lookup, ReadRecords, ReadTiles, ScanIndex, Aux
-	ctl   *pgxpool.Pool // everything else (controlConns): see Open
+	ctl   *pgxpool.Pool // everything else (controlConns), and the log's own reads: see Open
 	opts  Options
 	log   *slog.Logger
 	tiles *lru.Cache[tlog.TileID, []byte] // full tiles: immutable
@@ -270,9 +271,11 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 
 // controlConns is the size of the pool of the log's own statements: the
 // writer's transaction (held from LockHead to Commit), then the
-// resolution of a lost answer; one barrier; the head's polls (Load: the
-// refresh, and a request's catch-up); an auxiliary value's write (OCI
-// sync); the opens, migrations and creations of the tables and the log.
+// resolution of a lost answer; the writer's reads (tlog.IsOwnRead: the
+// lookup of a batch's keys, one statement at a time beside its
+// transaction); one barrier; the head's polls (Load: the refresh, and a
+// request's catch-up); an auxiliary value's write (OCI sync); the opens,
+// migrations and creations of the tables and the log.
 // Reads use the other pool, sized by the URL's pool_max_conns (pgx's
 // default: the greater of 4 and the number of CPUs).
 const controlConns = 4

@@ -134,3 +134,34 @@ func TestReadsWaitingCapped(t *testing.T) {
 		t.Fatalf("read once the connections are free: %v", err)
 	}
 }
+
+// TestWriterNotBehindReads: with every read connection taken (a flood of
+// anonymous lookups), a process's Add still runs, its lookup of the
+// batch's keys, the record it finds and checks, and the edge tiles it
+// appends to read on the log's own connections (tlog.IsOwnRead).
+func TestWriterNotBehindReads(t *testing.T) {
+	ctx := context.Background()
+	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+	a, _ := openLog(t, url, k, Options{})
+	if _, err := a.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	b, s := openLog(t, url, k, Options{}) // another process: nothing cached, no edge tiles kept
+	var held []*pgxpool.Conn
+	t.Cleanup(func() { // before Close, which waits for them
+		for _, c := range held {
+			c.Release()
+		}
+	})
+	for range s.pool.Config().MaxConns {
+		c, err := s.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	ids, err := b.Add(ctx, record(0), record(1))
+	if err != nil || len(ids) != 2 || ids[0] != 0 || ids[1] != 1 {
+		t.Fatalf("Add with the read connections taken: %v, %v; want [0 1]", ids, err)
+	}
+}

@@ -33,12 +33,18 @@ const (
 var errReadsWaiting = errors.New("too many reads are waiting for a connection to the PostgreSQL database " +
 	"(sumd_postgres_reads_refused_total counts them; raise pool_max_conns in the URL if the database keeps up)")
 
-// reader admits a read to the read pool, which it returns with the
-// function to call once the statement's rows are read. Past the pool's
-// connections reads wait for one, up to MaxWaitingReads of them; a read
+// reader returns the pool a read under ctx runs on, with the function to
+// call once the statement's rows are read. The log's own reads
+// (tlog.IsOwnRead: its writer's lookup of a batch's keys, the records and
+// tiles it checks) take the log's own connections, as its commits do,
+// and are never refused. The others are admitted to the read pool: past
+// its connections they wait for one, up to MaxWaitingReads of them; a read
 // beyond fails at once, a *tlog.UnavailableError (503 with Retry-After)
 // that does not mark the database lost: it is busy, not out of reach.
-func (s *Store) reader() (*pgxpool.Pool, func(), error) {
+func (s *Store) reader(ctx context.Context) (*pgxpool.Pool, func(), error) {
+	if tlog.IsOwnRead(ctx) {
+		return s.ctl, func() {}, nil
+	}
 	if s.reads.Add(1) > s.maxReads {
 		s.reads.Add(-1)
 		s.refused.Add(1)
@@ -74,7 +80,7 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	pool, done, err := s.reader()
+	pool, done, err := s.reader(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +130,7 @@ func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) 
 	defer cancel()
 	// The bound before the read (see addIndex); texts in the order of missing.
 	durable := s.cache.size.Load()
-	pool, done, err := s.reader()
+	pool, done, err := s.reader(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +151,7 @@ func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) 
 
 // ScanIndex lists index entries in key order.
 func (s *Store) ScanIndex(ctx context.Context, from string, limit int) ([]tlog.IndexEntry, error) {
-	pool, done, err := s.reader()
+	pool, done, err := s.reader(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +201,7 @@ func (s *Store) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, e
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	pool, done, err := s.reader()
+	pool, done, err := s.reader(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +235,7 @@ func fullIn(t tlog.TileID, n int64) bool {
 
 // Aux reads an auxiliary value.
 func (s *Store) Aux(ctx context.Context, key string) ([]byte, error) {
-	pool, done, err := s.reader()
+	pool, done, err := s.reader(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -141,6 +141,27 @@ func testCommit(t *testing.T, open Opener) {
 	}
 	m.apply(b)
 	m.check(s)
+	m.check(ownReads{s})
+}
+
+// ownReads is a store whose every read is the log's own (tlog.OwnRead),
+// which must answer as any other.
+type ownReads struct{ tlog.Store }
+
+func (o ownReads) Lookup(ctx context.Context, keys []string) ([]int64, error) {
+	return o.Store.Lookup(tlog.OwnRead(ctx), keys)
+}
+
+func (o ownReads) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
+	return o.Store.ReadRecords(tlog.OwnRead(ctx), ids)
+}
+
+func (o ownReads) ScanIndex(ctx context.Context, from string, limit int) ([]tlog.IndexEntry, error) {
+	return o.Store.ScanIndex(tlog.OwnRead(ctx), from, limit)
+}
+
+func (o ownReads) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, error) {
+	return o.Store.ReadTiles(tlog.OwnRead(ctx), tiles)
 }
 
 // testHeadMoved commits with stale and missing Prev heads: refused with
