@@ -228,7 +228,7 @@ type checkedLog struct {
 // the log holds with other hashes is the log's *tlog.ConflictError, as
 // from the log itself.
 func (c checkedLog) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
-	ids, err := c.rec.AddRecords(ctx, recs)
+	ids, _, err := c.rec.AddRecords(ctx, recs)
 	var e *upstream.Error
 	var conflict *tlog.ConflictError
 	switch {

@@ -27,10 +27,9 @@ const maxReported = 100
 type AddResult struct {
 	// Records counts the module versions of the request.
 	Records int `json:"records"`
-	// New counts those the log did not hold when the request arrived: with
-	// check, those an add would append. Two adds of a version at once both
-	// count it: the log's Add returns ids, not which of them this call
-	// appended.
+	// New counts those this request appended: with check, those an add
+	// would append. Of two adds of a version at once, the one that
+	// appended it counts it.
 	New int `json:"new"`
 	// TreeSize is the size of the signed tree covering the records (with
 	// check, of the latest one); omitted, 0, if the head could not be read
@@ -114,12 +113,7 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 		h.answerCheck(w, r, recs, lines, ignored)
 		return
 	}
-	before, err := h.treeSize(r)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	ids, err := h.rec.AddRecords(r.Context(), recs)
+	_, added, err := h.rec.AddRecords(r.Context(), recs)
 	var conflict *tlog.ConflictError
 	if errors.As(err, &conflict) {
 		// Add names the first conflict; name them all, with their lines.
@@ -131,8 +125,8 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 	}
 	size := h.storedSize(r)
 	res := AddResult{Records: len(recs), TreeSize: size, Ignored: ignored}
-	for _, id := range ids {
-		if id >= before {
+	for _, a := range added {
+		if a {
 			res.New++
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -437,10 +438,10 @@ type headFails struct {
 	stored bool
 }
 
-func (h *headFails) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error) {
-	ids, err := h.Recorder.AddRecords(ctx, recs)
+func (h *headFails) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, []bool, error) {
+	ids, added, err := h.Recorder.AddRecords(ctx, recs)
 	h.stored = h.stored || err == nil
-	return ids, err
+	return ids, added, err
 }
 
 func (h *headFails) Record(ctx context.Context, m module.Version) (int64, gosum.Record, error) {
@@ -484,4 +485,44 @@ func TestAddHeadUnreadable(t *testing.T) {
 	if s.treeSize(t) != 2 {
 		t.Errorf("tree size %d, want 2", s.treeSize(t))
 	}
+}
+
+// TestAddSameAtOnce: two adds of one version at once, both having read
+// the tree size before either recorded anything, count it new in one
+// answer only: the one whose call appended it.
+func TestAddSameAtOnce(t *testing.T) {
+	s := newSetup(t, Options{})
+	m := &meeting{Recorder: s.rec, arrived: make(chan struct{}), start: make(chan struct{})}
+	s.srv.Config.Handler = New(m, Options{TokenFile: s.tokenFile, Logger: quiet})
+	body := string(fakeRec(0, "").Text())
+	answers := make(chan string, 2)
+	for range 2 {
+		go func() {
+			resp := s.post(t, "/admin/add", body)
+			answers <- fmt.Sprint(resp.Code, " ", strings.TrimSpace(resp.Body.String()))
+		}()
+	}
+	<-m.arrived
+	<-m.arrived
+	close(m.start)
+	got := []string{<-answers, <-answers}
+	slices.Sort(got)
+	want := []string{`200 {"records":1,"new":0,"tree_size":1}`, `200 {"records":1,"new":1,"tree_size":1}`}
+	if !slices.Equal(got, want) {
+		t.Errorf("two adds of one version at once answered %q, want %q", got, want)
+	}
+}
+
+// meeting is a Recorder whose adds wait, once they have begun, until the
+// test starts them all.
+type meeting struct {
+	Recorder
+	arrived chan struct{} // an add has begun (it has read the tree size)
+	start   chan struct{} // closed: the adds go on
+}
+
+func (m *meeting) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, []bool, error) {
+	m.arrived <- struct{}{}
+	<-m.start
+	return m.Recorder.AddRecords(ctx, recs)
 }

@@ -94,10 +94,11 @@ type Recorder interface {
 	// Add checks and records rec, with errors as Record's.
 	Add(ctx context.Context, rec gosum.Record) (int64, error)
 	// AddRecords checks and records recs, all or nothing, and returns
-	// their ids, with errors as Record's (the first conflict only). recs
-	// are well-formed (gosum.Record.Check): the handler refuses any other
-	// line by line, before it calls AddRecords or CheckRecords.
-	AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error)
+	// their ids and which of them this call appended (tlog.Log.AddNew),
+	// with errors as Record's (the first conflict only). recs are
+	// well-formed (gosum.Record.Check): the handler refuses any other line
+	// by line, before it calls AddRecords or CheckRecords.
+	AddRecords(ctx context.Context, recs []gosum.Record) (ids []int64, added []bool, err error)
 	// CheckRecords reports what AddRecords would do, recording nothing:
 	// the ids of the versions recorded (-1: not recorded), and for each
 	// version recorded with other hashes its conflict (conflicts is nil

@@ -96,8 +96,8 @@ func (f *fakeRecorder) Record(ctx context.Context, m module.Version) (int64, gos
 	return 0, gosum.Record{}, f.err
 }
 func (f *fakeRecorder) Add(ctx context.Context, rec gosum.Record) (int64, error) { return 0, f.err }
-func (f *fakeRecorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error) {
-	return nil, f.err
+func (f *fakeRecorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, []bool, error) {
+	return nil, nil, f.err
 }
 func (f *fakeRecorder) CheckRecords(ctx context.Context, recs []gosum.Record) ([]int64, []*tlog.ConflictError, error) {
 	return nil, nil, f.err

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -589,4 +590,24 @@ func TestOpenFailedCreateRemovesFile(t *testing.T) {
 		t.Fatalf("Open after the failed one: %v", err)
 	}
 	l.Close()
+}
+
+// TestAddNew: AddNew reports the records its call appended, not those the
+// log held or a repeat of one in the same call.
+func TestAddNew(t *testing.T) {
+	ctx := context.Background()
+	l := openMem(t, NewMemStore(), testKey(t, "sum.example.com"))
+	defer l.Close()
+	for _, step := range []struct {
+		recs  []gosum.Record
+		added []bool
+	}{
+		{[]gosum.Record{record(0, 0), record(1, 0), record(0, 0)}, []bool{true, true, false}},
+		{[]gosum.Record{record(1, 0), record(2, 0)}, []bool{false, true}},
+	} {
+		_, added, err := l.AddNew(ctx, step.recs...)
+		if err != nil || !slices.Equal(added, step.added) {
+			t.Fatalf("AddNew of %d records: %v, %v; want %v", len(step.recs), added, err, step.added)
+		}
+	}
 }

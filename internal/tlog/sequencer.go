@@ -50,6 +50,7 @@ type request struct {
 	leaves []tlog.Hash                     // tlog.RecordHash(texts[i])
 	ctrl   func(ctx context.Context) error // if set, a control operation run by the sequencer
 	ids    []int64                         // set by the sequencer
+	added  []bool                          // set by the sequencer: which of recs this request appended
 	err    error                           // set by the sequencer
 	done   chan struct{}                   // closed by the sequencer when ids or err is final
 	state  atomic.Int32                    // a control operation's: queued, running or withdrawn
@@ -87,27 +88,38 @@ func newRequest(recs []gosum.Record) *request {
 // waiting, when the sequencer's queue is full, and an error wrapping
 // ErrFatal once the log has stopped.
 func (l *Log) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
+	ids, _, err := l.AddNew(ctx, recs...)
+	return ids, err
+}
+
+// AddNew is Add that also reports which records this call appended:
+// added[i] is true for the first occurrence in recs of each version the
+// log did not hold, false for one it held or that another call appended
+// first (two calls adding one version at once: one appends it, the other
+// finds it), and for a repeat in recs. Ids compared with the tree size
+// read before the call cannot tell: both such calls see ids past it.
+func (l *Log) AddNew(ctx context.Context, recs ...gosum.Record) (ids []int64, added []bool, err error) {
 	if l.keys.Load() == nil {
-		return nil, ErrVerifierOnly
+		return nil, nil, ErrVerifierOnly
 	}
 	if len(recs) > MaxAddRecords {
-		return nil, fmt.Errorf("refusing to add %d records in one call: the limit is %d (split the input)", len(recs), MaxAddRecords)
+		return nil, nil, fmt.Errorf("refusing to add %d records in one call: the limit is %d (split the input)", len(recs), MaxAddRecords)
 	}
 	var c gosum.Checker
 	for _, r := range recs {
 		if err := c.Record(r); err != nil {
-			return nil, fmt.Errorf("refusing malformed record: %w", err)
+			return nil, nil, fmt.Errorf("refusing malformed record: %w", err)
 		}
 	}
 	req := newRequest(recs)
 	if err := l.enqueue(req); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	select {
 	case <-req.done:
-		return req.ids, req.err
+		return req.ids, req.added, req.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 }
 
@@ -235,7 +247,7 @@ func (l *Log) commit(batch []*request) {
 	if err != nil {
 		l.noteDamage(err)
 		for _, r := range batch {
-			r.ids, r.err = nil, err
+			r.ids, r.added, r.err = nil, nil, err
 		}
 	}
 	if added > 0 {

@@ -57,7 +57,7 @@ func (l *Log) stage(ctx context.Context, batch []*request) (*Batch, error) {
 	}
 	for _, r := range batch {
 		var err error
-		if r.ids, r.err, err = s.add(r); err != nil {
+		if r.ids, r.added, r.err, err = s.add(r); err != nil {
 			return nil, err
 		}
 	}
@@ -244,25 +244,25 @@ func (l *Log) lookupKnown(ctx context.Context, keys []string, n int64, tile func
 
 // add stages one request's records: it checks all of them first, so that a
 // refusal (a *ConflictError, a damaged record) leaves nothing of the
-// request behind and fails it alone, then appends the new ones. err, a
-// failure to append, fails the whole batch.
-func (s *stager) add(req *request) (_ []int64, refused, err error) {
+// request behind and fails it alone, then appends the new ones, which
+// isNew reports. err, a failure to append, fails the whole batch.
+func (s *stager) add(req *request) (_ []int64, isNew []bool, refused, err error) {
 	recs := req.recs
 	ids := make([]int64, len(recs))
-	isNew := make([]bool, len(recs))
+	isNew = make([]bool, len(recs))
 	first := make(map[string]int, len(recs)) // key -> index of its first occurrence in recs
 	for i, r := range recs {
 		key := req.keys[i]
 		if j, ok := first[key]; ok {
 			if recs[j] != r {
-				return nil, &ConflictError{ID: -1, Recorded: recs[j], Proposed: r}, nil
+				return nil, nil, &ConflictError{ID: -1, Recorded: recs[j], Proposed: r}, nil
 			}
 			continue
 		}
 		first[key] = i
 		id, ok, err := s.known.existing(r, key, req.texts[i])
 		if err != nil {
-			return nil, err, nil
+			return nil, nil, err, nil
 		}
 		ids[i], isNew[i] = id, !ok
 	}
@@ -270,7 +270,7 @@ func (s *stager) add(req *request) (_ []int64, refused, err error) {
 		if isNew[i] {
 			id, err := s.append(req.keys[i], req.texts[i], req.leaves[i])
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			ids[i] = id
 		}
@@ -278,7 +278,7 @@ func (s *stager) add(req *request) (_ []int64, refused, err error) {
 	for i := range recs {
 		ids[i] = ids[first[req.keys[i]]]
 	}
-	return ids, nil, nil
+	return ids, isNew, nil, nil
 }
 
 // existing returns the id of r's module version if it is recorded (or

@@ -340,7 +340,7 @@ func mustParseList(t *testing.T, s string) []Source {
 func TestAddRecordsCrossChecksNew(t *testing.T) {
 	s := newCheckedSetup(t, CheckerOptions{})
 	s.db.add(t, s.right)
-	ids, err := s.rec.AddRecords(context.Background(), []gosum.Record{s.right})
+	ids, _, err := s.rec.AddRecords(context.Background(), []gosum.Record{s.right})
 	if err != nil || len(ids) != 1 || ids[0] != 0 {
 		t.Fatalf("first AddRecords: %v, %v", ids, err)
 	}
@@ -348,7 +348,7 @@ func TestAddRecordsCrossChecksNew(t *testing.T) {
 		t.Fatalf("ok cross-checks = %v, want 1", got)
 	}
 	s.db.setStatus(http.StatusServiceUnavailable)
-	ids, err = s.rec.AddRecords(context.Background(), []gosum.Record{s.right})
+	ids, _, err = s.rec.AddRecords(context.Background(), []gosum.Record{s.right})
 	if err != nil || len(ids) != 1 || ids[0] != 0 {
 		t.Fatalf("AddRecords of a recorded version with the upstream database down: %v, %v", ids, err)
 	}
@@ -357,7 +357,7 @@ func TestAddRecordsCrossChecksNew(t *testing.T) {
 	}
 	// A new version still goes to the upstream database, down by now.
 	m2 := otherRecord(0)
-	if _, err := s.rec.AddRecords(context.Background(), []gosum.Record{s.right, m2}); err == nil {
+	if _, _, err := s.rec.AddRecords(context.Background(), []gosum.Record{s.right, m2}); err == nil {
 		t.Error("AddRecords of a new version with the upstream database down succeeded")
 	}
 }

@@ -42,6 +42,9 @@ type Log interface {
 	// (other hashes recorded; nothing changed) or tlog.ErrPushback (queue
 	// full; nothing changed, retry later).
 	Add(ctx context.Context, recs ...gosum.Record) ([]int64, error)
+	// AddNew is Add that also reports which of recs this call appended
+	// (see tlog.Log.AddNew).
+	AddNew(ctx context.Context, recs ...gosum.Record) ([]int64, []bool, error)
 	// Check reports what Add would do with recs, adding nothing (see
 	// tlog.Log.Check).
 	Check(ctx context.Context, recs []gosum.Record) ([]int64, []*tlog.ConflictError, error)
@@ -312,18 +315,19 @@ func (r *Recorder) Add(ctx context.Context, rec gosum.Record) (int64, error) {
 }
 
 // AddRecords cross-checks recs and records them all or nothing: hashes the
-// caller computed (the admin API's go.sum lines). Errors are as Record's,
+// caller computed (the admin API's go.sum lines). It returns their ids and
+// which of them this call appended (tlog.Log.AddNew). Errors are as Record's,
 // for the first record that fails. recs are well-formed
 // (gosum.Record.Check): the admin API's parser checks them and names each
 // bad line, and tlog.Log.Add refuses any other, recording nothing.
-func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, error) {
+func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, []bool, error) {
 	if r.checker != nil {
 		// Versions the log holds need no cross-check (a bulk import run
 		// again sends them all again); one held with other hashes is
 		// refused by Add as a conflict.
 		held, _, err := r.log.Check(ctx, recs)
 		if err != nil {
-			return nil, r.addError(ctx, fmt.Sprintf("%d records", len(recs)), err)
+			return nil, nil, r.addError(ctx, fmt.Sprintf("%d records", len(recs)), err)
 		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(crossCheckParallel)
@@ -340,14 +344,14 @@ func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64
 			})
 		}
 		if err := g.Wait(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	ids, err := r.log.Add(ctx, recs...)
+	ids, added, err := r.log.AddNew(ctx, recs...)
 	if err != nil {
-		return nil, r.addError(ctx, fmt.Sprintf("%d records", len(recs)), err)
+		return nil, nil, r.addError(ctx, fmt.Sprintf("%d records", len(recs)), err)
 	}
-	return ids, nil
+	return ids, added, nil
 }
 
 // crossCheckParallel bounds the cross-checks one AddRecords runs at once.
