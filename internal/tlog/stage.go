@@ -53,18 +53,40 @@ func (l *Log) stage(ctx context.Context, batch []*request) (*Batch, error) {
 		if errors.Is(err, errRetry) {
 			return nil, l.catchUpRetry(ctx, "the store's index names a record beyond the published tree")
 		}
-		return nil, err
+		return nil, l.stageDamage(ctx, base, err)
 	}
 	for _, r := range batch {
 		var err error
 		if r.ids, r.added, r.err, err = s.add(r); err != nil {
-			return nil, err
+			return nil, l.stageDamage(ctx, base, err)
 		}
 	}
 	if s.size == base.Tree.N {
 		return nil, nil // every record was present, or refused: nothing to commit
 	}
 	return l.seal(ctx, s.size, s.hashes, s.recs, *l.keys.Load(), nil)
+}
+
+// stageDamage tells a rollback from damage when staging on base, the
+// published head, failed with err. A *CorruptDataError there is data of
+// base's tree that the store lacks: a tile cut short, read because the
+// log keeps no edge tiles of its own (it adopted base from another
+// writer). A failover to a standby that lacked the last commits leaves
+// the store at a smaller tree, cut short just so: if the store no longer
+// holds base's head, catchUpRetry tells whether its head extends base
+// (errRetry) or not (the log stops, the lost head recorded), as when a
+// commit loses the compare-and-swap. Otherwise it returns err: damage,
+// which fails the batch, and the log goes on.
+func (l *Log) stageDamage(ctx context.Context, base *Head, err error) error {
+	var de *CorruptDataError
+	if !errors.As(err, &de) {
+		return err
+	}
+	st, lerr := l.store.Load(ctx)
+	if lerr != nil || bytes.Equal(st.Head, base.Signed) {
+		return err
+	}
+	return l.catchUpRetry(ctx, "the store lacks data of the published tree")
 }
 
 // seal signs the tree of size n over the staged tiles with ks, after

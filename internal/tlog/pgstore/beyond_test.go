@@ -166,3 +166,55 @@ func TestLostHeadRemembered(t *testing.T) {
 		t.Fatalf("restored tree %d, want 2", n)
 	}
 }
+
+// TestRollbackFoundByCommit: after a failover that lost the last commit,
+// a process that adopted it from another (so it keeps no edge tiles of its
+// own) and adds before its next poll finds the older head's tiles cut
+// short of its tree. That is the rollback, not damage: the log stops
+// saying not to restart it (exit status 3), and records the lost head, as
+// when a poll finds it. It failed each add as damage until a poll came.
+func TestRollbackFoundByCommit(t *testing.T) {
+	ctx := context.Background()
+	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+	a, _ := openLog(t, url, k, Options{})
+	if _, err := a.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	old := a.Published()
+	b, _ := openLog(t, url, k, Options{})
+	if _, err := a.Add(ctx, record(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lost := b.Published()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// The database as the standby had it: tree 1, nothing of record 1.
+	for _, sql := range []string{
+		`DELETE FROM sumd_records WHERE id >= 1`,
+		`DELETE FROM sumd_index WHERE id >= 1`,
+		`UPDATE sumd_tiles SET data = substr(data, 1, 32) WHERE level = 0 AND n = 0`,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `UPDATE sumd_log SET head = $1, tree_size = $2, root = $3 WHERE id = 1`,
+		old.Signed, old.Tree.N, old.Tree.Hash[:]); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := b.Add(ctx, record(2))
+	var hinted interface{ Hint() string }
+	if !errors.Is(err, tlog.ErrFatal) || !errors.As(err, &hinted) || !strings.Contains(hinted.Hint(), "do NOT start sumd serve again") {
+		t.Fatalf("Add on the rolled-back database = %v, %v; want ErrFatal saying not to restart", ids, err)
+	}
+	var recorded []byte
+	if err := conn.QueryRow(ctx, `SELECT value FROM sumd_aux WHERE key = $1`, tlog.AuxLostHead).Scan(&recorded); err != nil || string(recorded) != string(lost.Signed) {
+		t.Fatalf("lost head recorded = %q, %v; want the head of tree %d", recorded, err, lost.Tree.N)
+	}
+}
