@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,12 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumd-project/sumd/internal/pgtest"
 	"github.com/sumd-project/sumd/internal/testenv"
 	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/testproxy"
+	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
 // pgLog is a log in a PostgreSQL database of the test server, with a key,
@@ -531,4 +534,78 @@ func TestPostgresCopy(t *testing.T) {
 func (e *e2eLog) addGoSumTo(t *testing.T, db string, mods []testproxy.Module) {
 	file := writeFile(t, filepath.Join(e.dir, fmt.Sprintf("to-%d.sum", len(mods))), goSumFile(t, e.proxyDir, mods))
 	sumd(t, "add", "-db", db, "-key", e.key, "-gosum", file)
+}
+
+// TestPostgresRestoreLostHead follows docs/mirrors.md's recovery of a
+// PostgreSQL database that lost a published head (a failover to an
+// asynchronous standby): restore a mirror into a file, copy it in, and
+// where the copy refuses the database as another log, empty its log's
+// tables (sumd_aux, holding the record of the lost head, stays) and copy
+// again. The record was all that kept the restore from a mirror behind
+// the lost head, and sumd copy ignored it: the copied log opened and
+// signed a fork of the lost tree. Both copies are refused, leaving the
+// database as it was; a mirror holding the lost tree restores it.
+func TestPostgresRestoreLostHead(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	e := newE2ELog(t) // 305 records in bbolt
+	s := e.serve(t)
+	behind := filepath.Join(e.dir, "behind.db")
+	mirrorOf(t, behind, s.url, e.vkey)
+	s.stop()
+	db := pg.NewDatabase(t)
+	sumd(t, "copy", "-from", e.db, "-to", db)
+	e.addGoSumTo(t, db, e.many[300:])
+	p := startServer(t, "-db", db, "-key", e.key)
+	ahead := filepath.Join(e.dir, "ahead.db")
+	mirrorOf(t, ahead, p.url, e.vkey)
+	p.stop()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var lost []byte
+	if err := conn.QueryRow(ctx, `SELECT head FROM sumd_log`).Scan(&lost); err != nil {
+		t.Fatal(err)
+	}
+	// The failover: the database as the standby had it, at tree 305, and
+	// the record the process that published tree 355 left.
+	truncate := func() {
+		t.Helper()
+		if _, err := conn.Exec(ctx, `TRUNCATE sumd_log, sumd_records, sumd_index, sumd_tiles`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	truncate()
+	sumd(t, "copy", "-from", e.db, "-to", db)
+	if _, err := conn.Exec(ctx, `INSERT INTO sumd_aux (key, value) VALUES ($1, $2)`, itlog.AuxLostHead, lost); err != nil {
+		t.Fatal(err)
+	}
+
+	restored := filepath.Join(e.dir, "restored.db")
+	sumd(t, "restore", "-db", restored, "-key", e.key, "-from", behind)
+	refused := func(step string) {
+		t.Helper()
+		_, errOut, err := sumdRun(t, "copy", "-from", restored, "-to", db)
+		if err == nil || !strings.Contains(errOut, "does not extend the tree of 355 records") || !strings.Contains(errOut, "hint: ") {
+			t.Fatalf("%s: sumd copy of a restore from a mirror at tree 305 into a database that lost tree 355: %v\n%s", step, err, errOut)
+		}
+	}
+	refused("into the database")
+	truncate()
+	refused("into its emptied tables")
+	var logs int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM sumd_log`).Scan(&logs); err != nil || logs != 0 {
+		t.Fatalf("the refused copy left %d logs (%v), want none", logs, err)
+	}
+
+	restored = filepath.Join(e.dir, "restored-ahead.db")
+	sumd(t, "restore", "-db", restored, "-key", e.key, "-from", ahead)
+	sumd(t, "copy", "-from", restored, "-to", db)
+	p = startServer(t, "-db", db, "-key", e.key)
+	if n := servedTree(t, p.url); n != 355 {
+		t.Fatalf("the restored database serves tree %d, want 355", n)
+	}
+	p.stop()
 }

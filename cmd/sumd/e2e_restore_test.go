@@ -236,3 +236,46 @@ func TestBackupCLI(t *testing.T) {
 		t.Errorf("backup verify of a damaged copy: exit %d\n%s", statusOf(err), errOut)
 	}
 }
+
+// TestRestoreLostHead: sumd restore into a database that records a head a
+// process published and lost (itlog.AuxLostHead) checked only that the
+// database's own head is a prefix of the mirror's, so a mirror behind the
+// lost head replaced the database, and the record with it: the restored
+// log signed a fork of the lost tree. It is refused, and the database
+// kept; a mirror that holds the lost tree restores it.
+func TestRestoreLostHead(t *testing.T) {
+	e := newE2ELog(t) // 305 records
+	s := e.serve(t)
+	behind := filepath.Join(e.dir, "behind.db")
+	mirrorOf(t, behind, s.url, e.vkey)
+	s.stop()
+	old := filepath.Join(e.dir, "old.db")
+	copyFile(t, e.db, old)
+	e.addGoSum(t, e.many[300:])
+	s = e.serve(t)
+	ahead := filepath.Join(e.dir, "ahead.db")
+	mirrorOf(t, ahead, s.url, e.vkey)
+	s.stop()
+	lost := storedHead(t, e.db)
+	// The database rolled back to tree 305, with the record of tree 355.
+	copyFile(t, old, e.db)
+	b, err := itlog.OpenBolt(e.db, itlog.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetAux(context.Background(), itlog.AuxLostHead, lost); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+
+	_, errOut, err := sumdRun(t, "restore", "-db", e.db, "-key", e.key, "-from", behind)
+	if err == nil || !strings.Contains(errOut, "does not extend the tree of 355 records") || !strings.Contains(errOut, "hint: ") {
+		t.Fatalf("sumd restore from a mirror at tree 305 of a database that lost tree 355: %v\n%s", err, errOut)
+	}
+	if got := storedHead(t, e.db); !bytes.Equal(got, storedHead(t, old)) {
+		t.Fatalf("the refused restore changed the database's head to %q", got)
+	}
+	if out := sumd(t, "restore", "-db", e.db, "-key", e.key, "-from", ahead); !strings.Contains(out, "tree 355 (was 305)") {
+		t.Fatalf("restore from a mirror holding the lost tree printed %q", out)
+	}
+}

@@ -31,7 +31,8 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	}
 	if pgstore.IsURL(cfg.DB) {
 		return usageError(errors.New("sumd restore writes a bbolt file; this database is in PostgreSQL"),
-			"restore into a file (-db FILE), then copy it in with sumd copy -from FILE -to "+redact(cfg.DB))
+			"restore into a new file (-db FILE), then copy it in with sumd copy -from FILE -to "+redact(cfg.DB)+
+				" (docs/mirrors.md, \"Restore from a mirror\": if the copy refuses the database as another log, empty its log's tables but keep sumd_aux)")
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	keys, err := readKeys(cfg.Database, "restore")
@@ -58,6 +59,9 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer old.Close()
+		if err := checkLostHead(ctx, old, src); err != nil {
+			return err
+		}
 	}
 	tmp := cfg.DB + ".restore.tmp"
 	os.Remove(tmp) // what a failed restore left
@@ -145,6 +149,21 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 		return nil, mirrorError(err)
 	}
 	return l, nil
+}
+
+// checkLostHead refuses a mirror whose head does not extend the head a
+// process published and recorded as lost in the database (old): the
+// restore replaces the database and the record with it, and mirror.Restore
+// proves only the database's own head a prefix of the mirror's, which
+// after a failover that lost commits is behind the lost head.
+func checkLostHead(ctx context.Context, old *itlog.BoltStore, src *itlog.Log) error {
+	err := itlog.CheckLostHead(ctx, old, src.Published().Tree, src.HashReader())
+	var lost *itlog.LostHeadError
+	if errors.As(err, &lost) {
+		return withHint(fmt.Errorf("the mirror's tree of %d records does not extend the tree of %d records a sumd process published on this database and recorded as lost: %w", lost.Tree, lost.Lost, lost.Err),
+			"clients may hold signed heads of the lost tree: restore from a mirror that holds it (docs/mirrors.md, \"Restore from a mirror\"); nothing was changed")
+	}
+	return err
 }
 
 // verifyRestored opens the rebuilt database as the primary, with full

@@ -3,7 +3,6 @@ package tlog
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -180,29 +179,9 @@ func (e *LostHeadError) Hint() string {
 }
 
 // checkLostHead refuses a primary's store whose head, of tree, does not
-// extend the lost head a process recorded in it (rememberLost). The record
-// is not verified: it only ever refuses.
+// extend the lost head a process recorded in it (rememberLost).
 func checkLostHead(ctx context.Context, s Store, tree tlog.Tree) error {
-	a, ok := s.(AuxStore)
-	if !ok {
-		return nil
-	}
-	v, err := a.Aux(ctx, AuxLostHead)
-	if err != nil {
-		return fmt.Errorf("failed to read the record of a lost head: %w", err)
-	}
-	if v == nil {
-		return nil
-	}
-	lost := noteTree(v)
-	if err := ProveExtends(tree, lost, storeTiles(ctx, s, tree.N)); err != nil {
-		var fork *ForkError
-		if !errors.As(err, &fork) {
-			return fmt.Errorf("failed to check the stored tree against the lost head a process recorded: %w", err)
-		}
-		return &LostHeadError{Tree: tree.N, Lost: lost.N, Err: err}
-	}
-	return nil
+	return CheckLostHead(ctx, s, tree, storeTiles(ctx, s, tree.N))
 }
 
 // noteTree parses the tree of a signed head without checking its

@@ -40,7 +40,9 @@ var ErrOtherLog = errors.New("destination holds another log")
 // that holds data beyond its signed head (rolled back, or an unfinished
 // copy) is refused with a *BeyondHeadError, as Open refuses it, and so is
 // one whose head does not extend a head a process published and recorded
-// as lost (AuxLostHead, not copied), with a *LostHeadError. A mirror
+// as lost (AuxLostHead, not copied), with a *LostHeadError; so is a src
+// whose head does not extend one dst records as lost (its log emptied for
+// the copy, or older), which keeps that record. A mirror
 // src part way through the staging of a newer head (Staged) gives dst that
 // head, staged up to the copied tree, before the copied head: its staged
 // data is not copied (dst stages it again), but the head is, since the
@@ -74,6 +76,13 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tr
 		// published and recorded as lost: the record is not copied.
 		if err := checkLostHead(ctx, src, tree); err != nil {
 			return State{}, tlog.Tree{}, fmt.Errorf("the source: %w", err)
+		}
+		// A destination that records a lost head (its log emptied for
+		// the copy, or at an older head) takes only a tree extending it:
+		// the record is then the only trace of the lost commits, and
+		// a copy of a mirror behind them would open and sign a fork.
+		if err := CheckLostHead(ctx, dst, tree, storeTiles(ctx, src, tree.N)); err != nil {
+			return State{}, tlog.Tree{}, fmt.Errorf("the destination records as lost a head the source does not hold, so the copy would not open: %w", err)
 		}
 	}
 	cur, from, err := copyStart(ctx, dst, src, st, tree)

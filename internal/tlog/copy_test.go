@@ -286,3 +286,64 @@ func TestCopyLostHead(t *testing.T) {
 		t.Errorf("the destination holds %q (%v), want no log", st.Head, err)
 	}
 }
+
+// TestCopyIntoLostHead: the documented recovery of a PostgreSQL database
+// that lost a published head (docs/mirrors.md, "Restore from a mirror")
+// copies a database restored from a mirror into it, emptied of its log
+// where the copy refuses it as another log: the record of the lost head
+// (AuxLostHead) was the only thing that stopped a restore from a mirror
+// behind it, and Copy took any source, so the copied log opened and
+// signed trees of the lost one's size with other records. A destination
+// recording a lost head takes only a source whose tree extends it, and is
+// left unchanged otherwise; the record stays.
+func TestCopyIntoLostHead(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	src := NewMemStore()
+	l := openMem(t, src, k)
+	growOrigin(t, l, 0, 2)
+	behind := NewMemStore()
+	if _, _, err := Copy(ctx, behind, src, CopyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	growOrigin(t, l, 2, 3)
+	lost := l.Published().Signed
+	growOrigin(t, l, 5, 1)
+	l.Close()
+
+	for _, tt := range []struct {
+		name  string
+		dst   func() *MemStore
+		empty bool // dst holds no log when the copy is refused
+	}{
+		{"emptied", NewMemStore, true},
+		{"the older copy", func() *MemStore {
+			dst := NewMemStore()
+			if _, _, err := Copy(ctx, dst, behind, CopyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			return dst
+		}, false},
+	} {
+		dst := tt.dst()
+		if err := dst.SetAux(ctx, AuxLostHead, lost); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := dst.Load(ctx)
+		_, _, err := Copy(ctx, dst, behind, CopyOptions{})
+		if !errors.As(err, new(*LostHeadError)) || !strings.Contains(err.Error(), "tree of 5 records") {
+			t.Fatalf("%s: Copy of a tree of 2 records into a database that lost the tree of 5: %v, want a *LostHeadError", tt.name, err)
+		}
+		if st, err := dst.Load(ctx); tt.empty && !errors.Is(err, ErrNoLog) || !tt.empty && !bytes.Equal(st.Head, before.Head) {
+			t.Errorf("%s: the refused copy left the destination with head %q (%v)", tt.name, st.Head, err)
+		}
+		if _, tree, err := Copy(ctx, dst, src, CopyOptions{}); err != nil || tree.N != 6 {
+			t.Fatalf("%s: Copy of a tree extending the lost one: %d, %v", tt.name, tree.N, err)
+		}
+		if v, _ := dst.Aux(ctx, AuxLostHead); !bytes.Equal(v, lost) {
+			t.Errorf("%s: the record of the lost head is %q after the copy, want it kept", tt.name, v)
+		}
+		copied := openMem(t, dst, k)
+		copied.Close()
+	}
+}
