@@ -35,6 +35,14 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 		return usageError(errors.New("sumd backup copies a bbolt file; this database is in PostgreSQL"),
 			"back PostgreSQL up with its own tools (pg_dump, pg_basebackup): see docs/ha.md")
 	}
+	if cfg.Out == "-" {
+		// Unlike a bundle, which its importer verifies, a backup is
+		// trusted once written: a stream would reach the next program
+		// before it verified, and a pipeline's status is its last
+		// program's, which would keep a damaged copy.
+		return usageError(errors.New("-o - would stream the copy to standard output, but sumd backup verifies a copy in full before it gets its name"),
+			"name a new file with -o FILE, then send it on once written (compressed, or over ssh)")
+	}
 	if err := checkOut(cfg.Out, "-db", cfg.DB); err != nil {
 		return err
 	}

@@ -279,3 +279,23 @@ func TestRestoreLostHead(t *testing.T) {
 		t.Fatalf("restore from a mirror holding the lost tree printed %q", out)
 	}
 }
+
+// TestBackupStdout: sumd backup -o - wrote a file named "-" in the working
+// directory (as mirror export did before it streamed, TestBundleStream).
+// A backup is verified before it gets its name, which a stream to
+// standard output has not: - is refused, as a mistake in the options,
+// saying how to send a backup on; nothing is written.
+func TestBackupStdout(t *testing.T) {
+	e := newE2ELog(t)
+	dir := t.TempDir()
+	cmd := sumdCommand(t, "backup", "-db", e.db, "-o", "-")
+	var stdout, stderr bytes.Buffer
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, &stdout, &stderr
+	err := cmd.Run()
+	if statusOf(err) != 2 || !strings.Contains(stderr.String(), "-o -") || !strings.Contains(stderr.String(), "hint: ") || stdout.Len() > 0 {
+		t.Errorf("sumd backup -o -: exit %d, %d bytes on standard output\n%s\nwant 2, nothing written and a hint", statusOf(err), stdout.Len(), stderr.String())
+	}
+	if names, _ := os.ReadDir(dir); len(names) > 0 {
+		t.Errorf("sumd backup -o - wrote %s in the working directory", names[0].Name())
+	}
+}
