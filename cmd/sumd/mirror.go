@@ -441,6 +441,11 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 		return usageError(fmt.Errorf("-since %s is a bundle of %s, but %s mirrors %s", cfg.Since, sinceOf, cfg.Mirror, l.Name()),
 			"give -since the last bundle of this mirror's origin, or the tree size the importing side holds of it")
 	}
+	if held := l.Published().Tree; since > held.N {
+		return withHint(fmt.Errorf("cannot export from tree %d: %s holds a tree of %d records", since, cfg.Mirror, held.N),
+			"the importing side holds more of "+l.Name()+" than this mirror: it needs nothing from it. Bring this mirror up to date first "+
+				"(sumd mirror -mirror "+cfg.Mirror+", or import the newer bundles into it), or check -since: the tree size the importing side holds, or the last bundle it imported")
+	}
 	ctx, stop := interruptContext()
 	defer stop()
 	var st *mirror.ExportStats

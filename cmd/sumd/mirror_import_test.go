@@ -219,3 +219,26 @@ func TestExportSinceOtherOrigin(t *testing.T) {
 		t.Errorf("export -since another origin's bundle wrote one")
 	}
 }
+
+// TestExportSinceAhead: sumd mirror export -since a tree larger than the
+// mirror's (the importing side is ahead: it imported from another mirror,
+// or -since names a newer bundle) failed with "cannot export from tree
+// 30: the mirror holds a tree of 20 records" and no word on what to do.
+// The hint says the importing side needs nothing this mirror holds, and
+// how to bring this mirror up first.
+func TestExportSinceAhead(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "sumd.db", 20)
+	p := startServer(t, "-db", db, "-key", key)
+	outside := filepath.Join(dir, "outside.db")
+	mirrorOf(t, outside, p.url, vkey)
+	p.stop()
+	next := filepath.Join(dir, "next.bundle")
+	_, errOut, err := sumdRun(t, "mirror", "export", "-mirror", outside, "-since", "30", "-o", next)
+	if err == nil || !strings.Contains(errOut, "holds a tree of 20 records") || !strings.Contains(errOut, "hint: ") {
+		t.Errorf("export -since 30 from a mirror of 20 records: %v\n%s\nwant a hint", err, errOut)
+	}
+	if _, err := os.Stat(next); err == nil {
+		t.Errorf("export -since beyond the mirror's tree wrote a bundle")
+	}
+}
