@@ -16,7 +16,10 @@
 //	         mirror), the status page (/, /module, /record), /status, /metrics
 //	admin    + /admin/ (writes)
 //
-// /healthz needs nothing, so load balancers can probe it. Any other path
+// /healthz needs nothing, so load balancers can probe it; credentials sent
+// there are checked only to tell its handler who asks (serve shows the
+// problems of a degraded server to those who may read the status), and
+// refused ones are ignored. Any other path
 // needs a reader: an unauthenticated client learns nothing, not even which
 // paths exist.
 //
@@ -380,6 +383,23 @@ func (l *Layer) adminOff(r *http.Request) bool {
 	return err != nil
 }
 
+// open returns r, a request for a route that needs no credential
+// (/healthz), with the principal its credentials authenticate, if any, in
+// its context: the route answers everyone, but tells those who may read
+// the status more (serve's health). Credentials refused are ignored, not
+// answered: the route answers as to a client without any. A request
+// without credentials, a load balancer's probe, costs nothing more.
+func (l *Layer) open(r *http.Request, n need) *http.Request {
+	if l.required && r.Header.Get("Authorization") == "" && !verified(r) {
+		return r
+	}
+	p, d := l.authenticate(r, n)
+	if d != nil || p == nil {
+		return r
+	}
+	return r.WithContext(withPrincipal(r.Context(), p, r.RemoteAddr))
+}
+
 // hdrPrivate is the Cache-Control of an answer behind credentials whose
 // handler sets none; shared by every request, never modified (net/http's
 // Set and Add replace it or copy it).
@@ -406,7 +426,7 @@ func (l *Layer) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	}
 	n := l.classify(r.URL.Path)
 	if n.role == RoleNone {
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, l.open(r, n))
 		return
 	}
 	if n.role == Admin {

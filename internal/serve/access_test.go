@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -176,8 +178,9 @@ func TestSeparateListeners(t *testing.T) {
 }
 
 // TestAccessStatus: a credential file that turns unusable refuses its
-// credentials and shows in /healthz as degraded, naming no path, even when
-// no client presented a credential since; fixing it clears both.
+// credentials and shows in /healthz as degraded in the access part, naming
+// no path, even when no client presented a credential since; fixing it
+// clears both.
 func TestAccessStatus(t *testing.T) {
 	defer func(d time.Duration) { accessRefresh = d }(accessRefresh)
 	accessRefresh = 50 * time.Millisecond
@@ -187,8 +190,9 @@ func TestAccessStatus(t *testing.T) {
 		t.Fatalf("reader: %d", code)
 	}
 	os.Chmod(file, 0o644)
-	// The file is stat'ed at most once a second.
-	body := waitFor(t, url+"/healthz", "degraded: access: the password file cannot be used")
+	// The file is stat'ed at most once a second. /healthz names the
+	// part only to anonymous clients, and no credential of the file works.
+	body := waitFor(t, url+"/healthz", "degraded: access (")
 	if strings.Contains(body, file) {
 		t.Errorf("/healthz = %q names the file's path", body)
 	}
@@ -205,9 +209,15 @@ func TestAccessStatus(t *testing.T) {
 // waitFor polls url anonymously until its body contains want.
 func waitFor(t *testing.T, url, want string) string {
 	t.Helper()
+	return waitForAs(t, url, "", want)
+}
+
+// waitForAs is waitFor as user (get).
+func waitForAs(t *testing.T, url, user, want string) string {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, _, body := get(t, url, "")
+		_, _, body := get(t, url, user)
 		if strings.Contains(body, want) {
 			return body
 		}
@@ -334,4 +344,43 @@ func TestAccessPrivateEveryAnswer(t *testing.T) {
 			t.Errorf("GET %s as an auditor: %d, Cache-Control %q; want private or no-store", path, resp.StatusCode, cc)
 		}
 	}
+}
+
+// unreachableMirror is headedMirror following an origin that answers every
+// request 500: each round fails, and the mirror reports a problem.
+func unreachableMirror(t *testing.T, name string) Mirror {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	t.Cleanup(origin.Close)
+	c, err := sumdbclient.New(origin.URL, sumdbclient.Options{Backoff: time.Millisecond, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mirrorFollowing(t, name, c)
+}
+
+// TestHealthzDetail: behind credentials, /healthz tells a client that may
+// not read /status (anonymous, a reader, credentials refused) the state
+// and the kinds of part with a problem, with the status code an auditor
+// gets, but not the problems, which name mirrored databases; an auditor
+// gets them. Without credentials anyone reads /status, and /healthz keeps
+// them for everyone.
+func TestHealthzDetail(t *testing.T) {
+	const detail = "degraded: mirror corp.example: the origin answered 500"
+	cfg, urls, _, _ := accessConfig(t)
+	cfg.Mirrors = []Mirror{unreachableMirror(t, "corp.example")}
+	url := serveTest(t, cfg, urls)
+	waitForAs(t, url+"/healthz", "auditor", detail)
+	for _, user := range []string{"", "reader", "wrong"} {
+		code, h, body := get(t, url+"/healthz", user)
+		if code != 200 || !strings.HasPrefix(body, "degraded: mirror ") || strings.Contains(body, "corp.example") || strings.Contains(body, "500") || h.Get("WWW-Authenticate") != "" {
+			t.Errorf("/healthz as %q = %d %q, want 200 degraded naming the part's kind only", user, code, body)
+		}
+	}
+
+	cfg, urls, _ = testConfig(t)
+	cfg.Mirrors = []Mirror{unreachableMirror(t, "corp.example")}
+	url = serveTest(t, cfg, urls)
+	waitFor(t, url+"/healthz", detail)
 }

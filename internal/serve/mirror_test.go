@@ -40,6 +40,12 @@ func offlineMirror(t *testing.T, name string) Mirror {
 // headedMirror is offlineMirror holding its origin's first signed head (of
 // an empty tree), so that it answers /latest and /supported.
 func headedMirror(t *testing.T, name string) Mirror {
+	return mirrorFollowing(t, name, nil)
+}
+
+// mirrorFollowing is headedMirror following its origin through c (nil:
+// none).
+func mirrorFollowing(t *testing.T, name string, c *sumdbclient.Client) Mirror {
 	skey, vkey, err := tlog.GenerateKey(name)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +69,7 @@ func headedMirror(t *testing.T, name string) Mirror {
 			return nil, "", err
 		}
 		vs, _ := sumdbclient.ParseVerifiers(vkey)
-		f, err := mirror.New(mirror.Options{Log: l, Verifiers: vs})
+		f, err := mirror.New(mirror.Options{Log: l, Client: c, Verifiers: vs})
 		return f, "", err
 	}}
 }

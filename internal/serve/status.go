@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -163,15 +164,38 @@ func (s *Status) problem(part, format string, args ...any) {
 }
 
 // degraded lists the problems for /healthz, which reports an unavailable
-// log itself.
+// log itself. /healthz answers everyone: a client that may not read the
+// status (behind credentials, one without an auditor's) gets only the
+// kinds of part with a problem, since the problems, safe as they are of
+// paths and URLs, name mirrored databases and tell how the server is
+// configured.
 func (b *board) degraded(ctx context.Context) []string {
+	detail := mayReadStatus(ctx)
 	var out []string
 	for _, p := range b.health(ctx).Health.Problems {
-		if p.Part != "log" {
+		switch {
+		case p.Part == "log":
+		case detail:
 			out = append(out, p.String())
+		default:
+			kind, _, _ := strings.Cut(p.Part, " ") // "mirror <origin>"
+			if !slices.Contains(out, kind) {
+				out = append(out, kind)
+			}
 		}
 	}
+	if !detail && len(out) > 0 {
+		out = []string{strings.Join(out, ", ") + " (what is wrong: /status, with an auditor's credential, or the server log)"}
+	}
 	return out
+}
+
+// mayReadStatus reports whether the client of a request, whose context
+// ctx is, may read /status: an auditor, or anyone on a server without
+// credentials (the access layer's anonymous principal).
+func mayReadStatus(ctx context.Context) bool {
+	p, ok := access.FromContext(ctx)
+	return ok && p.Role >= access.Auditor
 }
 
 // counters returns the counters of reg whose names start with one of

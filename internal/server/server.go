@@ -131,7 +131,9 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Degraded, if set, lists what is wrong beside serving (a TUF timestamp
 	// about to expire, a failing sync): /healthz then answers 200
-	// "degraded: <problems>". Problems are shown to anonymous clients.
+	// "degraded: <problems>". /healthz needs no credential: ctx is the
+	// request's, whose principal (internal/access) says what its client
+	// may be told.
 	Degraded func(ctx context.Context) []string
 	// Pages are operator pages served at the root beside the protocol, by
 	// exact path ("/", "/status"): GET and HEAD only, with the request log,
