@@ -233,22 +233,16 @@ func Check(cfg Config) error {
 	return err
 }
 
-// check reads every file and refuses an empty credential file: a server
-// that nobody can use is a mistake, not a configuration.
+// check reads every file; the parsers refuse an empty -read-auth file
+// (errNoCredentials).
 func (l *Layer) check() error {
 	var errs []error
 	if l.basic != nil {
-		f, err := l.basic.file.load()
-		if err == nil && len(f.users) == 0 {
-			err = fmt.Errorf("%s holds no credentials", l.cfg.File)
-		}
+		_, err := l.basic.file.load()
 		errs = append(errs, err)
 	}
 	if l.bearer != nil {
-		f, err := l.bearer.load()
-		if err == nil && len(f.tokens) == 0 {
-			err = fmt.Errorf("%s holds no credentials", l.cfg.File)
-		}
+		_, err := l.bearer.load()
 		errs = append(errs, err)
 	}
 	if l.certs != nil {

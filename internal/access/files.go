@@ -179,8 +179,18 @@ func parseBasicFile(data []byte) (basicFile, error) {
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
 		f.costs, f.secrets = append(f.costs, byName[name]), append(f.secrets, f.users[name].secret)
 	}
+	if err == nil && len(f.users) == 0 {
+		err = errNoCredentials
+	}
 	return f, err
 }
+
+// errNoCredentials refuses a -read-auth file that holds no credential,
+// at start and when it is read again: every client would be refused, and
+// the server's health would say nothing of it (an error does: the status
+// and the log). A mistake, not a configuration: to lock everyone out, stop
+// the server.
+var errNoCredentials = errors.New("holds no credentials, so every client is refused: emptied, or every line commented out?")
 
 // A tokenFile holds named bearer tokens, by the SHA-256 of the token: the
 // lookup's timing depends on a digest, never on the token's bytes.
@@ -202,6 +212,9 @@ func parseTokenFile(data []byte) (tokenFile, error) {
 		f.tokens[d] = c
 		return nil
 	})
+	if err == nil && len(f.tokens) == 0 {
+		err = errNoCredentials
+	}
 	return f, err
 }
 

@@ -253,3 +253,40 @@ func TestHalfWrittenRotation(t *testing.T) {
 		check("the file whole", 200)
 	})
 }
+
+// TestEmptiedFile: a -read-auth file emptied while the server runs (or
+// left with comments only) refuses every client, as one that cannot be
+// read does, and is reported alike, for the status and in the log, as at
+// start it is refused; refilled, it is usable again.
+func TestEmptiedFile(t *testing.T) {
+	for _, c := range []struct {
+		mode    Mode
+		content string
+		auth    string
+		what    string
+	}{
+		{ModeBasic, htpasswd(t), basicAuth("reader", readerPass), "the password file"},
+		{ModeBearer, "ci:" + readerToken + "\n", "Bearer " + readerToken, "the token file"},
+	} {
+		for _, emptied := range []string{"", "# everyone revoked\n"} {
+			dir := t.TempDir()
+			file := writeSecret(t, dir, "creds", c.content)
+			s := newSetup(t, Config{Mode: c.mode, File: file})
+			want(t, string(c.mode), s.do("GET", "/latest", c.auth), 200, "ok ")
+			replace(t, file, emptied)
+			s.layer.Refresh()
+			want(t, string(c.mode)+" emptied", s.do("GET", "/latest", c.auth), 401, "wrong")
+			if p := s.layer.Problems(); len(p) != 1 || !strings.Contains(p[0], c.what+" cannot be used") {
+				t.Errorf("%s file emptied to %q: Problems() = %q, want %s", c.mode, emptied, p, c.what)
+			}
+			if logs := s.logs.String(); !strings.Contains(logs, "credential file cannot be used") || !strings.Contains(logs, "holds no credentials") {
+				t.Errorf("%s file emptied to %q: the log does not say so:\n%s", c.mode, emptied, logs)
+			}
+			replace(t, file, c.content)
+			want(t, string(c.mode)+" refilled", s.do("GET", "/latest", c.auth), 200, "ok ")
+			if p := s.layer.Problems(); len(p) != 0 {
+				t.Errorf("%s file refilled: Problems() = %q", c.mode, p)
+			}
+		}
+	}
+}
