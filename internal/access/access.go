@@ -36,7 +36,9 @@
 //
 // A client without credentials gets 401 with WWW-Authenticate (403 when
 // only client certificates are accepted, since HTTP has no challenge for
-// them); wrong credentials get 401; a role too weak for the route gets 403;
+// them: an Authorization header that is not the admin token counts as
+// none there); wrong credentials get 401, never without a challenge (403
+// where there is none); a role too weak for the route gets 403;
 // all before anything about the request is revealed. A request that a
 // browser says a page of another site made gets 403 before any of that,
 // unless it is a link followed (site.go). Secrets are compared

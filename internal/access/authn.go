@@ -67,11 +67,15 @@ func (l *Layer) authenticate(r *http.Request, n need) (*Principal, *denial) {
 	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		p, d := l.fromHeader(r, h)
-		if d != nil && l.basic == nil && l.bearer == nil && verified(r) {
+		if d != nil && l.basic == nil && l.bearer == nil && (verified(r) || len(l.challenges(n)) == 0) {
 			// This server takes no password or token but the admin
 			// token, which this is not: the header is for a proxy in
 			// front (nginx forwards its auth_basic users' own), which
-			// authenticates itself by its certificate.
+			// authenticates itself by its certificate. Without one, the
+			// request is one without credentials: a 401 for the header
+			// would have no scheme to challenge (RFC 9110 §15.5.2
+			// requires one), but where the admin token is asked for
+			// (/admin/), a wrong one gets its 401 and Bearer challenge.
 			return l.fromCertificate(r)
 		}
 		return p, d
@@ -265,6 +269,12 @@ func (l *Layer) deny(w http.ResponseWriter, r *http.Request, n need, p *Principa
 		name = p.Name
 	case d.reason != reasonNoCredentials && d.reason != reasonCrossSite:
 		name = invalidName
+	}
+	if d.status == http.StatusUnauthorized && len(l.challenges(n)) == 0 {
+		// Only client certificates are accepted (and the credentials
+		// were in the query): a 401 must challenge (RFC 9110 §15.5.2),
+		// and HTTP has no challenge for a certificate.
+		d = &denial{http.StatusForbidden, d.reason, d.msg, nil}
 	}
 	setCredential(w, name)
 	l.metrics.deny(d.reason)

@@ -190,3 +190,40 @@ func TestCertificateBehindProxyAuth(t *testing.T) {
 		})
 	}
 }
+
+// TestCertificatesOnlyHeaderWithout: where client certificates are the
+// only credentials (with the admin token, if any), a request without a
+// certificate but with an Authorization header that is not the admin
+// token got 401 without WWW-Authenticate, which RFC 9110 requires: there
+// is no scheme to challenge. It is answered as one without credentials
+// is, 403 "a client certificate is required"; credentials in the query
+// get their refusal as a 403. On /admin/, where the admin
+// token is a Bearer credential to ask for, a wrong one still gets its 401,
+// with the challenge.
+func TestCertificatesOnlyHeaderWithout(t *testing.T) {
+	dir := t.TempDir()
+	certMap := writeSecret(t, dir, "roles", "nginx:CN=proxy.corp.example,O=Corp:auditor\n")
+	tokenFile := writeSecret(t, dir, "token", adminToken+"\n")
+	for _, cfg := range []Config{{CertFile: certMap}, {CertFile: certMap, AdminTokenFile: tokenFile, AdminAPI: true}} {
+		s := newSetup(t, cfg)
+		none := s.do("GET", "/latest", "")
+		want(t, "no certificate, no header", none, 403, "a client certificate is required")
+		for _, auth := range []string{basicAuth("alice", "pw"), "Bearer some-sso-token-0123456789", "Negotiate abc", "Bearer " + adminToken + "x"} {
+			w := s.do("GET", "/latest", auth)
+			if w.Code != none.Code || w.Body.String() != none.Body.String() || !equalHeaders(w.Header(), none.Header()) {
+				t.Errorf("admin token %v, no certificate, Authorization %q: %d %v %q; without the header: %d %v %q",
+					cfg.AdminTokenFile != "", auth, w.Code, w.Header(), w.Body, none.Code, none.Header(), none.Body)
+			}
+		}
+		// Credentials in the query are refused, with a 403 here.
+		want(t, "credentials in the query", s.do("GET", "/latest?access_token=x", ""), 403, "credentials in the URL query are refused")
+		if cfg.AdminTokenFile != "" {
+			w := s.do("POST", "/admin/fetch", "Bearer "+adminToken+"x")
+			want(t, "wrong admin token", w, 401, "wrong credentials")
+			if w.Header().Get("WWW-Authenticate") != `Bearer realm="sumd"` {
+				t.Errorf("wrong admin token: WWW-Authenticate %q, want the Bearer challenge", w.Header().Values("WWW-Authenticate"))
+			}
+			want(t, "admin token", s.do("POST", "/admin/fetch", "Bearer "+adminToken), 200, "ok admin-token")
+		}
+	}
+}
