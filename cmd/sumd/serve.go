@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -64,6 +65,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.ReadAuth != config.ReadAuthNone && tlsConf == nil {
 		logger.Warn("credentials travel in the clear unless a TLS proxy is in front: the go command sends them over HTTPS only", "read_auth", cfg.ReadAuth)
+	}
+	ac := access.Config{
+		Mode: access.Mode(cfg.ReadAuth), File: cfg.ReadAuthFile,
+		CertFile: cfg.TLSClientRoles, AdminTokenFile: cfg.AdminTokenFile, AllowedHosts: allowed,
+	}
+	if !cfg.MirrorOnly && !ac.Required() && credentialedUpstream(up.sources) {
+		// Served all the same, as before: a proxy on a network of its own
+		// may be meant to be so. But a lookup is a fetch anyone can
+		// trigger, with credentials that may reach private modules.
+		logger.Warn("-upstream-auth without -read-auth: any client that reaches sumd makes it fetch from upstream with these credentials, and reads the hashes it records, private modules' too; ask clients for credentials (-read-auth, or -tls-client-roles), or limit what is recorded (-record): docs/access.md",
+			"upstream", upstream.FormatList(up.sources))
 	}
 	ownDB := cfg.DB
 	if cfg.MirrorOnly {
@@ -128,10 +140,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	return serve.Run(ctx, serve.Config{
 		Logger: logger, Registry: reg, Version: version(),
 		Listen: cfg.Listen, AdminListen: cfg.AdminListen, MetricsListen: cfg.MetricsListen, ReadListen: cfg.ReadListen, TLS: tlsConf,
-		Access: access.Config{
-			Mode: access.Mode(cfg.ReadAuth), File: cfg.ReadAuthFile,
-			CertFile: cfg.TLSClientRoles, AdminTokenFile: cfg.AdminTokenFile, AllowedHosts: allowed,
-		},
+		Access:         ac,
 		RequestTimeout: writeTimeout(cfg), ShutdownTimeout: cfg.ShutdownTimeout, MaxConnections: cfg.MaxConnections,
 		UpstreamParallel: parallel,
 		CacheBytes:       int64(cfg.Cache) << 20,
@@ -537,4 +546,10 @@ func mirrorSurface(cfg *config.Serve, l *tlog.Log, logger *slog.Logger) (sumdb.S
 		return nil, nil, err
 	}
 	return nil, admin.New(nil, admin.Options{Authenticated: true, TempDir: cfg.TmpDir, MinFree: cfg.DiskFloor.Bytes(), Logger: logger, Snapshot: l.Snapshot}), nil
+}
+
+// credentialedUpstream reports whether sumd sends credentials to one of
+// the upstream proxies (-upstream-auth).
+func credentialedUpstream(sources []upstream.Source) bool {
+	return slices.ContainsFunc(sources, func(s upstream.Source) bool { return s.Auth.Kind != upstream.AuthNone })
 }

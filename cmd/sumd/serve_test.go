@@ -215,3 +215,33 @@ func TestClientCATooLarge(t *testing.T) {
 		t.Errorf("clientCerts with a CA file over the cap: %v", err)
 	}
 }
+
+// TestServeUpstreamAuthAnonymous: -upstream-auth on a server that asks its
+// clients for no credential lets anyone make it fetch through them (and
+// read the hashes of the private modules it records): sumd serve serves it
+// so, but warns at start. With -read-auth, or -upstream-auth none, it
+// does not.
+func TestServeUpstreamAuthAnonymous(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	token := writeSecret(t, filepath.Join(dir, "athens.token"), "athens-token-0123456789abcdef\n")
+	tokens := writeSecret(t, filepath.Join(dir, "tokens"), "dev:dev-token-0123456789abcdef:reader\n")
+	base := []string{"-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"),
+		"-upstream", "http://127.0.0.1:1"}
+	const warning = "-upstream-auth without -read-auth"
+	for _, c := range []struct {
+		args []string
+		warn bool
+	}{
+		{[]string{"-upstream-auth", "bearer:" + token}, true},
+		{[]string{"-upstream-auth", "bearer:" + token, "-read-auth", "bearer", "-read-auth-file", tokens}, false},
+		{[]string{"-upstream-auth", "none"}, false},
+		{nil, false},
+	} {
+		s := startServer(t, append(base, c.args...)...)
+		s.stop()
+		if strings.Contains(s.stderr.String(), warning) != c.warn {
+			t.Errorf("sumd serve %q: warned %v, want %v:\n%s", c.args, !c.warn, c.warn, s.stderr)
+		}
+	}
+}
