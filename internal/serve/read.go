@@ -58,10 +58,11 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 	if badTransferEncoding(c.Request.Header.RawHeaders()) {
 		// RFC 9112 §6.3: without chunked last, the body's length is not
 		// known; fasthttp goes by Content-Length (and hides the header), a
-		// proxy in front perhaps otherwise: request smuggling. net/http
-		// answers 501.
+		// proxy in front perhaps otherwise: request smuggling. 501, as
+		// net/http answers on the main listener (RFC 9112 §6.1: a
+		// transfer coding the server does not understand).
 		c.SetConnectionClose()
-		fastText(c, http.StatusBadRequest, "bad request: unsupported Transfer-Encoding\n")
+		fastText(c, http.StatusNotImplemented, textBadTransferEncoding)
 		return
 	}
 	if fastOddTarget(c) {
@@ -169,6 +170,9 @@ func cleanPath(p string) string {
 	return np
 }
 
+// textBadTransferEncoding answers a Transfer-Encoding other than chunked.
+const textBadTransferEncoding = "not implemented: unsupported Transfer-Encoding\n"
+
 // badTransferEncoding reports whether raw request headers name a
 // Transfer-Encoding other than chunked alone.
 func badTransferEncoding(raw []byte) bool {
@@ -204,6 +208,11 @@ func fastRequestError(c *fasthttp.RequestCtx, err error) {
 		fastText(c, http.StatusRequestTimeout, "request timeout: the request was not sent in time\n")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		fastText(c, http.StatusRequestEntityTooLarge, "request body too large: no route of this listener takes one\n")
+	case errors.Is(err, fasthttp.ErrUnsupportedTransferEncoding):
+		// fasthttp's own refusal (a coding neither chunked nor identity,
+		// two Transfer-Encoding fields): as serve's check answers, and
+		// net/http on the main listener. It closes the connection.
+		fastText(c, http.StatusNotImplemented, textBadTransferEncoding)
 	default:
 		fastText(c, http.StatusBadRequest, "bad request: malformed HTTP/1.1 request\n")
 	}

@@ -49,8 +49,8 @@ func TestReadListenerHostile(t *testing.T) {
 		{"body over 1 KiB", "GET /latest HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n" + strings.Repeat("b", 4096), "HTTP/1.1 413 "},
 		{"garbage request line", "\x16\x03\x01\x02\x00 hello\r\n\r\n", "HTTP/1.1 400 "},
 		{"no HTTP version", "GET /latest\r\n\r\n", "HTTP/1.1 400 "},
-		{"transfer-encoding identity", "GET /latest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", "HTTP/1.1 400 "},
-		{"transfer-encoding identity, then a request", "GET /latest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\nGET /latest HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
+		{"transfer-encoding identity", "GET /latest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", "HTTP/1.1 501 "},
+		{"transfer-encoding identity, then a request", "GET /latest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\nGET /latest HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 501 "},
 		{"two content-lengths", "GET /latest HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello", "HTTP/1.1 400 "},
 	} {
 		got := rawExchange(t, addr, c.raw)
@@ -64,6 +64,14 @@ func TestReadListenerHostile(t *testing.T) {
 		if strings.Contains(got, "HTTP/1.1 200") {
 			t.Errorf("%s: a request after the refused one was answered: %.300q", c.name, got)
 		}
+	}
+
+	// A transfer coding other than chunked gets the main listener's
+	// (net/http's) 501, as RFC 9112 §6.1 says.
+	te := "GET /latest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+	mainTE, readTE := rawExchange(t, strings.TrimPrefix(url, "http://"), te), rawExchange(t, addr, te)
+	if !strings.HasPrefix(mainTE, "HTTP/1.1 501 ") || !strings.HasPrefix(readTE, "HTTP/1.1 501 ") {
+		t.Errorf("Transfer-Encoding: gzip: main listener %.100q, read listener %.100q, want 501 from both", mainTE, readTE)
 	}
 
 	// A body said two ways, Content-Length and chunked (RFC 9112 §6.3):
