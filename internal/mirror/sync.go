@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -128,6 +129,11 @@ func (f *Follower) sync(ctx context.Context) (*Result, error) {
 		if t.tree == res.Origin {
 			break
 		}
+	}
+	// A forwarded lookup that moved the head while a step fetched left
+	// the looked-up records below its head to no step (see commit).
+	if err := f.addOld(ctx, looked, res); err != nil {
+		return res, err
 	}
 	if res.Origin.N <= f.log.Published().Tree.N {
 		now := f.opts.Now()
@@ -278,7 +284,8 @@ func (f *Follower) lookupSelected(ctx context.Context, res *Result) (map[int64][
 	return out, err
 }
 
-// addOld stores the looked-up records the held tree already covers.
+// addOld stores the looked-up records the held tree already covers, and
+// forgets them.
 func (f *Follower) addOld(ctx context.Context, looked map[int64][]byte, res *Result) error {
 	if err := f.lock(ctx); err != nil {
 		return err
@@ -298,6 +305,7 @@ func (f *Follower) addOld(ctx context.Context, looked map[int64][]byte, res *Res
 	if err != nil {
 		return f.fromOrigin(f.classify(err, held.Signed), held.Signed)
 	}
+	forget(looked, 0, held.Tree.N)
 	return f.afterStore(ctx, res)
 }
 
@@ -459,13 +467,19 @@ func (f *Follower) commit(ctx context.Context, t target, p plan, ext itlog.Exten
 	}
 	last := p.kind == stepNear || p.kind == stepFinish
 	if last {
-		addLooked(&ext, looked, held.Tree.N, t.tree.N)
+		// Every looked-up record the round has not stored: those below
+		// the held tree too, if a forwarded lookup moved it past them
+		// while an earlier plan fetched (the Extension's older records).
+		addLooked(&ext, looked, 0, t.tree.N)
 		err = f.log.Extend(ctx, ext)
 	} else {
 		err = f.log.Stage(ctx, ext)
 	}
 	if err != nil {
 		return false, f.fromOrigin(f.classify(err, t.head), t.head)
+	}
+	if last {
+		forget(looked, 0, t.tree.N)
 	}
 	res.Commits++
 	res.Records += len(ext.Records)
@@ -502,6 +516,11 @@ func addLooked(ext *itlog.Extension, looked map[int64][]byte, from, to int64) {
 			ext.Records[id] = text
 		}
 	}
+}
+
+// forget drops the looked-up records in [from, to), once stored.
+func forget(looked map[int64][]byte, from, to int64) {
+	maps.DeleteFunc(looked, func(id int64, _ []byte) bool { return id >= from && id < to })
 }
 
 // fetch fetches the given hash tiles of t's tree and, for a mirror that
