@@ -81,8 +81,14 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tr
 		// the copy, or at an older head) takes only a tree extending it:
 		// the record is then the only trace of the lost commits, and
 		// a copy of a mirror behind them would open and sign a fork.
-		if err := CheckLostHead(ctx, dst, tree, storeTiles(ctx, src, tree.N)); err != nil {
+		err := CheckLostHead(ctx, dst, tree, storeTiles(ctx, src, tree.N))
+		if errors.As(err, new(*LostHeadError)) {
 			return State{}, tlog.Tree{}, fmt.Errorf("the destination records as lost a head the source does not hold, so the copy would not open: %w", err)
+		}
+		if err != nil {
+			// Not a lost head: the record, or the source's tiles, could
+			// not be read now.
+			return State{}, tlog.Tree{}, fmt.Errorf("the destination: %w", err)
 		}
 	}
 	cur, from, err := copyStart(ctx, dst, src, st, tree)

@@ -347,3 +347,30 @@ func TestCopyIntoLostHead(t *testing.T) {
 		copied.Close()
 	}
 }
+
+// TestCopyDestinationAuxUnreadable: a destination whose record of a lost
+// head could not be read (the database out of reach) failed the copy
+// saying that it records as lost a head the source does not hold, sending
+// the operator after a lost head that may not exist. It says that the
+// record could not be read now, and only a *LostHeadError says the other.
+func TestCopyDestinationAuxUnreadable(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	src := NewMemStore()
+	l := openMem(t, src, k)
+	growOrigin(t, l, 0, 2)
+	l.Close()
+	down := errors.New("the database is out of reach")
+	_, _, err := Copy(ctx, auxFails{NewMemStore(), down}, src, CopyOptions{})
+	if !errors.Is(err, down) || strings.Contains(err.Error(), "records as lost") || errors.As(err, new(*LostHeadError)) {
+		t.Fatalf("Copy into a destination whose auxiliary values cannot be read: %v, want the failure to read them, and no lost head", err)
+	}
+}
+
+// auxFails is a store whose Aux fails with err.
+type auxFails struct {
+	*MemStore
+	err error
+}
+
+func (a auxFails) Aux(ctx context.Context, key string) ([]byte, error) { return nil, a.err }
