@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -45,7 +44,7 @@ func (r *run) checkHead(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	tree, err := r.openHead(msg)
-	if err != nil && !isNote(msg) {
+	if err != nil && !sumdbclient.IsNote(msg) {
 		// Named by its type and length, not quoted: perhaps the answer
 		// of a host a redirect led to, which only this auditor can
 		// reach; a hostile database must not get it quoted in our logs.
@@ -61,13 +60,6 @@ func (r *run) checkHead(ctx context.Context) (bool, error) {
 	r.thr = tlog.TileHashReader(tree, r.tiles)
 	r.passed(CheckSignature)
 	return true, nil
-}
-
-// isNote reports whether msg is a signed note, whoever signed it.
-func isNote(msg []byte) bool {
-	_, err := note.Open(msg, note.VerifierList())
-	var unverified *note.UnverifiedNoteError
-	return errors.As(err, &unverified)
 }
 
 // openHead verifies a signed tree head with the key and parses it.

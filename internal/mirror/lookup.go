@@ -94,7 +94,7 @@ func (f *Follower) Forward(ctx context.Context, m module.Version) (int64, error)
 	fctx, cancel := context.WithTimeout(ctx, f.opts.ForwardTimeout)
 	defer cancel()
 	ans, err := f.opts.Client.Lookup(fctx, m)
-	if err == nil && !isNote(ans.Head) {
+	if err == nil && !sumdbclient.IsNote(ans.Head) {
 		// Not evidence against the origin, as a signed note would be
 		// (see BodyError).
 		err = errors.New("malformed lookup answer: its tree head is not a signed note")

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -236,14 +235,6 @@ type BodyError = sumdbclient.BodyError
 // is not want, quoting the body's first bytes for the mirror's log.
 func notProtocol(path, want string, body []byte) error {
 	return sumdbclient.NotProtocol(path, want, body, true)
-}
-
-// isNote reports whether msg is a signed note, whoever signed it: only a
-// note can be evidence against the origin.
-func isNote(msg []byte) bool {
-	_, err := note.Open(msg, note.VerifierList())
-	var unverified *note.UnverifiedNoteError
-	return errors.As(err, &unverified)
 }
 
 // checkTile returns a *BodyError (in a *sumdbclient.FetchError) if data is

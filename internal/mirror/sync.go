@@ -156,7 +156,7 @@ func (f *Follower) latest(ctx context.Context, res *Result) (target, error) {
 		return target{}, err
 	}
 	tree, err := f.opts.Verifiers.Open(msg)
-	if err != nil && !isNote(msg) {
+	if err != nil && !sumdbclient.IsNote(msg) {
 		return target{}, notProtocol("/latest", "a signed note", msg)
 	}
 	if err != nil {

@@ -39,6 +39,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/sumd-project/sumd/internal/redirect"
 )
 
@@ -266,6 +268,15 @@ func NotProtocol(path, want string, body []byte, quote bool) error {
 		be.Start = append([]byte{}, body[:min(len(body), MaxBodyStart)]...)
 	}
 	return &FetchError{Path: path, Status: http.StatusOK, Err: be}
+}
+
+// IsNote reports whether msg is a signed note, whoever signed it: only a
+// note claims to be a database's data and can be evidence against it; a
+// body that is not one is a *BodyError (NotProtocol).
+func IsNote(msg []byte) bool {
+	_, err := note.Open(msg, note.VerifierList())
+	var unverified *note.UnverifiedNoteError
+	return errors.As(err, &unverified)
 }
 
 // retryable reports whether a failure may be transient: a server error, a
