@@ -383,8 +383,9 @@ func (l *Layer) adminOff(r *http.Request) bool {
 // (/healthz), with the principal its credentials authenticate, if any, in
 // its context: the route answers everyone, but tells those who may read
 // the status more (serve's health). Credentials refused are ignored, not
-// answered: the route answers as to a client without any. A request
-// without credentials, a load balancer's probe, costs nothing more.
+// answered nor logged: the route answers as to a client without any. A
+// request without credentials, a load balancer's probe, costs nothing
+// more.
 func (l *Layer) open(r *http.Request, n need) *http.Request {
 	if l.required && r.Header.Get("Authorization") == "" && !verified(r) {
 		return r

@@ -76,11 +76,11 @@ func (l *Layer) authenticate(r *http.Request, n need) (*Principal, *denial) {
 			// would have no scheme to challenge (RFC 9110 §15.5.2
 			// requires one), but where the admin token is asked for
 			// (/admin/), a wrong one gets its 401 and Bearer challenge.
-			return l.fromCertificate(r)
+			return l.fromCertificate(r, n)
 		}
 		return p, d
 	}
-	return l.fromCertificate(r)
+	return l.fromCertificate(r, n)
 }
 
 // verified reports whether r came with a verified client certificate.
@@ -168,17 +168,23 @@ func (l *Layer) token(tok string) *Principal {
 	return nil
 }
 
-// fromCertificate maps the verified client certificate, if any. The TLS
-// handshake has verified it (chain to -tls-client-ca, validity dates,
-// client-auth usage); an expired or untrusted one never gets here.
-func (l *Layer) fromCertificate(r *http.Request) (*Principal, *denial) {
+// fromCertificate maps the verified client certificate, if any, for a
+// request that needs n. The TLS handshake has verified it (chain to
+// -tls-client-ca, validity dates, client-auth usage); an expired or
+// untrusted one never gets here. A refusal is logged with the subject,
+// which the "access denied" line does not name, but not on a route open to
+// all (/healthz), which ignores it: a load balancer probing with a
+// certificate of its own would write a line every few seconds.
+func (l *Layer) fromCertificate(r *http.Request, n need) (*Principal, *denial) {
 	if l.certs == nil || !verified(r) {
 		return nil, nil
 	}
 	cert := r.TLS.VerifiedChains[0][0]
 	subject := cert.Subject.String()
 	if err := checkSubject(cert); err != nil {
-		l.log.InfoContext(r.Context(), "client certificate refused", "subject", subject, "err", err, "remote", r.RemoteAddr)
+		if n.role != RoleNone {
+			l.log.InfoContext(r.Context(), "client certificate refused", "subject", subject, "err", err, "remote", r.RemoteAddr)
+		}
 		return nil, &denial{http.StatusForbidden, reasonCertificate, "the client certificate's subject is ambiguous: " + err.Error(), nil}
 	}
 	f, err := l.certs.load()
@@ -187,7 +193,9 @@ func (l *Layer) fromCertificate(r *http.Request) (*Principal, *denial) {
 			return c.p, nil
 		}
 	}
-	l.log.InfoContext(r.Context(), "client certificate not in the role map", "subject", subject, "remote", r.RemoteAddr)
+	if n.role != RoleNone {
+		l.log.InfoContext(r.Context(), "client certificate not in the role map", "subject", subject, "remote", r.RemoteAddr)
+	}
 	return nil, &denial{http.StatusForbidden, reasonCertificate, "the client certificate is not mapped to a role", nil}
 }
 

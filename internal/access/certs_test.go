@@ -2,6 +2,7 @@ package access
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"io"
@@ -225,5 +226,45 @@ func TestCertificatesOnlyHeaderWithout(t *testing.T) {
 			}
 			want(t, "admin token", s.do("POST", "/admin/fetch", "Bearer "+adminToken), 200, "ok admin-token")
 		}
+	}
+}
+
+// TestHealthzCertificateNotLogged: /healthz answers a client whose
+// certificate is not in the role map (or whose subject is ambiguous) as
+// one without credentials, and a load balancer probing it every few
+// seconds with such a certificate wrote an Info line per probe; those
+// probes are answered without a line, while the same certificates on a
+// route that needs a role are still logged with their subject.
+func TestHealthzCertificateNotLogged(t *testing.T) {
+	ca := testcert.New(t)
+	valid := func(name string, subject pkix.Name) *x509.Certificate {
+		c := ca.Client(t, name, subject, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+		return c.Pair.Leaf
+	}
+	cn := asn1.ObjectIdentifier{2, 5, 4, 3}
+	unmapped := valid("balancer", pkix.Name{CommonName: "balancer.corp.example"})
+	ambiguous := valid("two-cns", pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{{Type: cn, Value: "a"}, {Type: cn, Value: "b"}}})
+	certMap := writeSecret(t, t.TempDir(), "roles", "replica:CN=replica-1.corp.example,O=Corp:auditor\n")
+	s := newSetup(t, Config{CertFile: certMap})
+	get := func(cert *x509.Certificate, path string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", path, nil)
+		r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}}
+		w := httptest.NewRecorder()
+		s.h.ServeHTTP(w, r)
+		return w
+	}
+	for _, cert := range []*x509.Certificate{unmapped, ambiguous} {
+		for range 3 {
+			want(t, "probe of /healthz with "+cert.Subject.String(), get(cert, "/healthz"), 200, "ok <none>")
+		}
+	}
+	if logs := s.logs.String(); logs != "" {
+		t.Errorf("probes of /healthz logged:\n%s", logs)
+	}
+	want(t, "unmapped certificate on /latest", get(unmapped, "/latest"), 403, "not mapped to a role")
+	want(t, "ambiguous certificate on /latest", get(ambiguous, "/latest"), 403, "ambiguous")
+	logs := s.logs.String()
+	if !strings.Contains(logs, `"client certificate not in the role map" subject="CN=balancer.corp.example"`) || !strings.Contains(logs, `"client certificate refused"`) {
+		t.Errorf("the refusals on /latest are not logged with their subject:\n%s", logs)
 	}
 }
