@@ -3,9 +3,38 @@ package tlog
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
-	"time"
 )
+
+// A steppedContext is canceled by handing a value to the select waiting
+// on its Done channel: once the send returns, that select has taken its
+// Done case, which closing a channel would not tell (nor when the waiter
+// got there), so a test needs no sleep to know where the waiter is.
+type steppedContext struct {
+	context.Context // Background's deadline and values: none
+	done            chan struct{}
+	canceled        atomic.Bool
+}
+
+func newSteppedContext() *steppedContext {
+	return &steppedContext{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *steppedContext) Done() <-chan struct{} { return c.done }
+
+func (c *steppedContext) Err() error {
+	if c.canceled.Load() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// cancel returns once the one select waiting on Done has taken it.
+func (c *steppedContext) cancel() {
+	c.canceled.Store(true)
+	c.done <- struct{}{}
+}
 
 // TestControlCanceled checks control's promise to callers whose context
 // ends: an operation still queued is withdrawn and never runs, and one
@@ -25,15 +54,15 @@ func TestControlCanceled(t *testing.T) {
 	}()
 	<-started
 
-	// Queued behind the first, then canceled: withdrawn.
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := false
+	// Queued behind the first (control waits on Done only once its
+	// request is queued), then canceled: withdrawn.
+	ctx := newSteppedContext()
+	var ran atomic.Bool
 	second := make(chan error, 1)
 	go func() {
-		second <- l.control(ctx, func(context.Context) error { ran = true; return nil })
+		second <- l.control(ctx, func(context.Context) error { ran.Store(true); return nil })
 	}()
-	time.Sleep(10 * time.Millisecond) // let it reach the queue
-	cancel()
+	ctx.cancel()
 	if err := <-second; !errors.Is(err, context.Canceled) {
 		t.Fatalf("queued control canceled: %v, want context.Canceled", err)
 	}
@@ -45,13 +74,13 @@ func TestControlCanceled(t *testing.T) {
 	if err := l.control(context.Background(), func(context.Context) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if ran {
+	if ran.Load() {
 		t.Fatal("a control operation withdrawn while queued ran")
 	}
 
-	// Canceled while running: control waits and returns its result.
-	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
+	// Canceled while running (the cancellation taken by control before
+	// the operation may end): control waits and returns its result.
+	ctx = newSteppedContext()
 	started, release = make(chan struct{}), make(chan struct{})
 	want := errors.New("the operation's own result")
 	third := make(chan error, 1)
@@ -63,12 +92,7 @@ func TestControlCanceled(t *testing.T) {
 		})
 	}()
 	<-started
-	cancel()
-	select {
-	case err := <-third:
-		t.Fatalf("control returned %v while its operation still ran", err)
-	case <-time.After(20 * time.Millisecond):
-	}
+	ctx.cancel()
 	close(release)
 	if err := <-third; !errors.Is(err, want) {
 		t.Fatalf("control canceled while running = %v, want its operation's result", err)
