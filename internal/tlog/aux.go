@@ -55,7 +55,7 @@ func CheckLostHead(ctx context.Context, s Store, tree tlog.Tree, hashes tlog.Has
 	if v == nil {
 		return nil
 	}
-	lost := noteTree(v)
+	lost := HeadTree(v)
 	if err := ProveExtends(tree, lost, hashes); err != nil {
 		var fork *ForkError
 		if !errors.As(err, &fork) {

@@ -144,7 +144,7 @@ func (l *Log) rememberLost(ctx context.Context, cur *Head) {
 	if !ok || l.origin != nil || cur.Signed == nil {
 		return
 	}
-	if v, err := a.Aux(ctx, AuxLostHead); err == nil && v != nil && noteTree(v).N >= cur.Tree.N {
+	if v, err := a.Aux(ctx, AuxLostHead); err == nil && v != nil && HeadTree(v).N >= cur.Tree.N {
 		return
 	}
 	if err := a.SetAux(ctx, AuxLostHead, cur.Signed); err != nil {
@@ -184,11 +184,11 @@ func checkLostHead(ctx context.Context, s Store, tree tlog.Tree) error {
 	return CheckLostHead(ctx, s, tree, storeTiles(ctx, s, tree.N))
 }
 
-// noteTree parses the tree of a signed head without checking its
-// signatures; zero for none.
-func noteTree(head []byte) tlog.Tree {
-	text, _, _ := bytes.Cut(head, []byte("\n\n"))
-	tree, err := tlog.ParseTree(append(text[:len(text):len(text)], '\n'))
+// HeadTree parses the tree of a signed head without checking its
+// signatures, for a head whose signatures were checked before it was
+// stored (a Store's, the lost head's record); zero for none.
+func HeadTree(head []byte) tlog.Tree {
+	tree, err := tlog.ParseTree(headText(head))
 	if err != nil {
 		return tlog.Tree{}
 	}
@@ -203,7 +203,7 @@ func (l *Log) checkLost(st State) error {
 	if l.origin != nil || st.Lost == nil {
 		return nil
 	}
-	stored, lost := noteTree(st.Head), noteTree(st.Lost)
+	stored, lost := HeadTree(st.Head), HeadTree(st.Lost)
 	if stored.N >= lost.N {
 		return nil // restored to it or beyond (Open checks that it extends it)
 	}

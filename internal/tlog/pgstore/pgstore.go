@@ -417,7 +417,7 @@ func (s *Store) Load(ctx context.Context) (tlog.State, error) {
 	if err := s.awaitDurable(ctx, st.Head); err != nil {
 		return tlog.State{}, err
 	}
-	s.cache.below(headTree(st.Head).N)
+	s.cache.below(tlog.HeadTree(st.Head).N)
 	st.Meta.VKeys = strings.Split(vkeys, "\n")
 	return st, nil
 }
@@ -602,7 +602,7 @@ func (s *Store) Create(ctx context.Context, meta tlog.Meta, head []byte) error {
 	if err := s.migrate(ctx, true); err != nil {
 		return fmt.Errorf("%w: %w", tlog.ErrNotPersisted, err)
 	}
-	tree := headTree(head)
+	tree := tlog.HeadTree(head)
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	tx, err := s.ctl.Begin(ctx)
@@ -690,15 +690,4 @@ func (s *Store) Extent(ctx context.Context) (tlog.Extent, error) {
 	}
 	s.up()
 	return e, nil
-}
-
-// headTree parses the tree of a signed head, without checking signatures
-// (the Log has); zero for none.
-func headTree(head []byte) xtlog.Tree {
-	text, _, _ := bytes.Cut(head, []byte("\n\n"))
-	tree, err := xtlog.ParseTree(append(text[:len(text):len(text)], '\n'))
-	if err != nil {
-		return xtlog.Tree{}
-	}
-	return tree
 }

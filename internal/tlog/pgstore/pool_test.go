@@ -48,7 +48,7 @@ func TestControlNotBehindReads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load with the read connections taken: %v", err)
 	}
-	b := &tlog.Batch{Prev: st.Head, Head: st.Head, Tree: headTree(st.Head)} // moves nothing
+	b := &tlog.Batch{Prev: st.Head, Head: st.Head, Tree: tlog.HeadTree(st.Head)} // moves nothing
 	if err := s.Commit(ctx, b); err != nil {
 		t.Fatalf("Commit with the read connections taken: %v", err)
 	}
