@@ -233,12 +233,17 @@ func timeFloor(now time.Time) int64 {
 }
 
 // highestListedTargets is the targets version the newest snapshot on
-// disk signed by the snapshot keys of any root version lists: clients may
-// hold it. The snapshot the timestamp names is not enough: after new
-// online keys (or a lost timestamp.json) it no longer verifies, and
-// clients drop what the new keys did not sign, so a snapshot listing
-// older targets (and an older verifier key) would be accepted.
-// Snapshots only grow, so the newest one that verifies is the highest.
+// disk signed under any root version lists: clients may hold it. The
+// snapshot the timestamp names is not enough: after new online keys (or
+// a lost timestamp.json) it no longer verifies, and clients drop what the
+// new keys did not sign, so a snapshot listing older targets (and an
+// older verifier key) would be accepted.
+// Snapshots only grow, so the newest one that counts is the highest.
+//
+// A snapshot counts only with the targets it lists (listedUnder): the
+// snapshot keys of an older root may be the ones replaced after a leak,
+// and their holder must not set the floor with a snapshot listing a
+// version no targets key signed, which would stop every snapshot after.
 func (r *Repo) highestListedTargets(roots []*metadata.Metadata[metadata.RootType]) int64 {
 	vs, err := versions(r.dir, metadata.SNAPSHOT)
 	if err != nil {
@@ -253,14 +258,26 @@ func (r *Repo) highestListedTargets(roots []*metadata.Metadata[metadata.RootType
 		if err != nil || snap.Signed.Version != v {
 			continue
 		}
-		signed := slices.ContainsFunc(roots, func(root *metadata.Metadata[metadata.RootType]) bool {
-			return root.VerifyDelegate(metadata.SNAPSHOT, snap) == nil
-		})
-		if m := snap.Signed.Meta[metadata.TARGETS+".json"]; signed && m != nil {
+		m := snap.Signed.Meta[metadata.TARGETS+".json"]
+		if m != nil && slices.ContainsFunc(roots, func(root *metadata.Metadata[metadata.RootType]) bool {
+			return r.listedUnder(root, snap, m)
+		}) {
 			return m.Version
 		}
 	}
 	return 0
+}
+
+// listedUnder reports whether one root version's keys signed both snap
+// and the targets version m it lists, as clients holding that root
+// verified them: the snapshot by its snapshot keys, the targets file on
+// disk by its targets keys and by the length and hashes snap gives.
+func (r *Repo) listedUnder(root *metadata.Metadata[metadata.RootType], snap *metadata.Metadata[metadata.SnapshotType], m *metadata.MetaFiles) bool {
+	if root.VerifyDelegate(metadata.SNAPSHOT, snap) != nil {
+		return false
+	}
+	data, _, err := r.readTargets(root, m.Version)
+	return err == nil && m.VerifyLengthHashes(data) == nil
 }
 
 func (st *state) listedTargets() int64 {

@@ -135,3 +135,42 @@ func TestSnapshotNeverListsOlderTargets(t *testing.T) {
 	}
 	f.checkClients()
 }
+
+// TestRevokedSnapshotKeySetsNoFloor: the snapshot key leaked and was
+// replaced (rotate-root -rotate-online); its holder then plants a
+// snapshot, signed with it, listing a targets version no targets key
+// signed. The older root still verifies that signature, but the re-signer
+// must not take it for a snapshot clients held: were it the floor, no
+// snapshot could be signed again (publishing cannot reach version 1e15),
+// and the clients would fail once the current one expired.
+func TestRevokedSnapshotKeySetsNoFloor(t *testing.T) {
+	f := newFixture(t)
+	leaked := f.onlineKey(metadata.SNAPSHOT)
+	snap, ts := f.newKeyFile(metadata.SNAPSHOT, "repo/keys"), f.newKeyFile(metadata.TIMESTAMP, "repo/keys")
+	if _, err := f.repo.RotateRoot(RootChange{SnapshotKey: snap, TimestampKey: ts, Expires: f.clock.Now().Add(DefaultRootExpiry)}, []string{f.offline}); err != nil {
+		t.Fatal(err)
+	}
+	f.signOnline()
+
+	forged := metadata.Snapshot(expiry(f.clock.Now(), SnapshotExpiry))
+	forged.Signed.Version = 1e12
+	forged.Signed.Meta[metadata.TARGETS+".json"] = metadata.MetaFile(1e15)
+	data, err := signAndEncode(forged, []*Key{leaked})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.repo.writeVersion(metadata.SNAPSHOT, forged.Signed.Version, data); err != nil {
+		t.Fatal(err)
+	}
+
+	vkey := newVKey(t)
+	if _, err := f.repo.Publish(mustDatabase(t, vkey), []string{f.offline}, f.clock.Now().Add(DefaultTargetsExpiry)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.repo.SignOnline([]string{f.online}, f.clock.Now()); err != nil {
+		t.Errorf("SignOnline after a snapshot signed by the revoked key was planted: %v", err)
+	}
+	if d, err := f.fetch(t.TempDir()); err != nil || d.VerifierKeys[0] != vkey {
+		t.Errorf("client learned %v (err %v), want the published %q", d, err, vkey)
+	}
+}
