@@ -124,3 +124,13 @@ func (s *Source) repositories(ctx context.Context, opts []remote.Option) ([]stri
 	slices.Sort(repos)
 	return repos, nil
 }
+
+// covers reports whether repo ("host/repository", as name.Repository
+// prints it) is on s's registry and under its prefix: one s may list.
+func (s *Source) covers(repo string) bool {
+	under := s.Registry.Name() + "/"
+	if s.Prefix != "" {
+		under += s.Prefix + "/"
+	}
+	return strings.HasPrefix(repo, under)
+}

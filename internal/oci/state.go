@@ -115,12 +115,7 @@ func (s *State) forget(repo, tag string) {
 // retain drops what is remembered for the tags of repo not in tags, a
 // complete listing of its version tags, sorted: only then is a tag known to
 // be gone (deleted, or no longer a version tag), and its entry of no more
-// use.
-//
-// TODO(stale repositories): the entries of a repository no longer listed
-// at all (deleted, absent, or its source removed from the configuration)
-// stay; dropping them needs a complete catalog listing, or the
-// configuration's list, per source.
+// use. A repository no longer listed at all is prune's.
 func (s *State) retain(repo string, tags []string) {
 	for tag := range s.data.Repositories[repo] {
 		if _, ok := slices.BinarySearch(tags, tag); !ok {
@@ -130,6 +125,33 @@ func (s *State) retain(repo string, tags []string) {
 	if r, ok := s.data.Repositories[repo]; ok && len(r) == 0 {
 		delete(s.data.Repositories, repo)
 		s.changed()
+	}
+}
+
+// prune drops the repositories no source lists any more: those no source
+// covers (its registry and prefix: the source was removed from the
+// configuration), and those every source covering them listed completely
+// this pass (listed: the catalog, or the configured -repository list)
+// without them. A source whose listing failed, or that the pass did not
+// reach, keeps what it covers: a registry down for a pass must not cost
+// its repositories a re-read of every artifact.
+func (s *State) prune(sources []*Source, listed map[*Source]map[string]bool) {
+	for repo := range s.data.Repositories {
+		covered, kept := false, false
+		for _, src := range sources {
+			if !src.covers(repo) {
+				continue
+			}
+			covered = true
+			if l, ok := listed[src]; !ok || l[repo] {
+				kept = true
+				break
+			}
+		}
+		if !covered || !kept {
+			delete(s.data.Repositories, repo)
+			s.changed()
+		}
 	}
 }
 

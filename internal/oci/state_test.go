@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -198,5 +199,65 @@ func TestSyncStateDropsDeletedTags(t *testing.T) {
 	e.sync(t)
 	if got := tags(); !slices.Equal(got, []string{"v1.0.0"}) {
 		t.Errorf("state holds tags %q, want only the one still listed", got)
+	}
+}
+
+// TestSyncStateDropsUnlistedRepositories: the entries of a repository no
+// longer listed (deleted from the catalog, dropped from -repository, its
+// source removed from the configuration) stayed for ever; they are dropped
+// once a pass has listed its source completely, and not when the listing
+// fails.
+func TestSyncStateDropsUnlistedRepositories(t *testing.T) {
+	e := newSyncEnv(t, true)
+	pushRepos(t, e, 2)
+	e.sync(t)
+	repos := func() []string {
+		s, err := LoadState(context.Background(), e.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Sorted(maps.Keys(s.data.Repositories))
+	}
+	m0, m1 := e.reg.host+"/gomod/example.com/m0", e.reg.host+"/gomod/example.com/m1"
+	if got := repos(); !slices.Equal(got, []string{m0, m1}) {
+		t.Fatalf("state holds %q after the first pass, want %q", got, []string{m0, m1})
+	}
+
+	// A catalog that cannot be listed drops nothing.
+	sources, err := ParseSources([]string{e.reg.host + "/gomod"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.src = sources[0]
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/_catalog") {
+			return false
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+		return true
+	})
+	if r := e.hostileSync(t); len(r.Failures) != 1 {
+		t.Fatalf("failures %v, want the catalog failed", r.Failures)
+	}
+	if got := repos(); !slices.Equal(got, []string{m0, m1}) {
+		t.Errorf("state holds %q after a failed catalog listing, want %q", got, []string{m0, m1})
+	}
+	e.reg.hostile.Store(nil)
+
+	// -repository names only m0 now.
+	if sources, err = ParseSources([]string{e.reg.host + "/gomod"}, []string{m0}); err != nil {
+		t.Fatal(err)
+	}
+	e.src = sources[0]
+	e.sync(t)
+	if got := repos(); !slices.Equal(got, []string{m0}) {
+		t.Errorf("state holds %q once only m0 is configured, want %q", got, []string{m0})
+	}
+
+	// The source is replaced by another.
+	e.src = e.reg.source(t, "other")
+	e.sync(t)
+	if got := repos(); len(got) != 0 {
+		t.Errorf("state holds %q once its source is no longer configured, want none", got)
 	}
 }

@@ -194,18 +194,28 @@ func (s *Syncer) sync(ctx context.Context) (*Report, error) {
 }
 
 // syncSources syncs every source. Its error stops the pass: the state
-// could not be saved, or ctx ended.
+// could not be saved, or ctx ended. Either way the state then drops the
+// repositories no source lists any more (State.prune), as far as the
+// sources listed so far tell.
 func (s *Syncer) syncSources(ctx context.Context, state *State, r *Report) error {
+	listed := map[*Source]map[string]bool{}
+	defer func() { state.prune(s.opts.Sources, listed) }()
 	for _, src := range s.opts.Sources {
-		if err := s.syncSource(ctx, src, state, r); err != nil {
+		repos, err := s.syncSource(ctx, src, state, r)
+		if repos != nil {
+			listed[src] = repos
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// syncSource syncs the repositories of src.
-func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *Report) error {
+// syncSource syncs the repositories of src, and returns them ("host/
+// repository", as the state names them), or nil if they could not be
+// listed.
+func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *Report) (map[string]bool, error) {
 	lctx, cancel := context.WithTimeout(ctx, s.opts.ListTimeout)
 	repos, err := src.repositories(lctx, s.opts.Remote.options(lctx))
 	err = s.listTimedOut(ctx, lctx, err)
@@ -213,17 +223,21 @@ func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *R
 	if err != nil {
 		s.failed(ctx, "OCI sync: failed to list repositories", err, "registry", src.String())
 		r.Failures = append(r.Failures, err)
-		return ctx.Err()
+		return nil, ctx.Err()
+	}
+	listed := make(map[string]bool, len(repos))
+	for _, repo := range repos {
+		listed[src.Registry.Repo(repo).String()] = true
 	}
 	for _, repo := range repos {
 		if err := ctx.Err(); err != nil {
-			return err
+			return listed, err
 		}
 		if err := s.syncRepo(ctx, src, src.Registry.Repo(repo), state, r); err != nil {
-			return err
+			return listed, err
 		}
 	}
-	return nil
+	return listed, nil
 }
 
 // syncRepo syncs the version tags of one repository, and saves the state
