@@ -36,6 +36,7 @@ const (
 	versionsShown   = 500  // versions on a module's page
 	versionsScanned = 1000 // index entries read to pick the newest versionsShown, and releases sought beyond them
 	releaseRead     = 32   // index entries one read of releases asks for
+	newestReads     = 8    // backward reads of the newest versions of a module with more than versionsScanned
 	modulesShown    = 100  // module paths listed for a prefix
 	maxQuery        = 512  // bytes of a search query
 )
@@ -47,6 +48,9 @@ type Index interface {
 	// ScanIndex returns up to limit entries starting at the first key not
 	// less than from. It may cap limit.
 	ScanIndex(ctx context.Context, from string, limit int) ([]sumdlog.IndexEntry, error)
+	// ScanIndexBack returns up to limit entries in descending key order,
+	// starting at the last key less than before. It may cap limit.
+	ScanIndexBack(ctx context.Context, before string, limit int) ([]sumdlog.IndexEntry, error)
 }
 
 // pageLog is the log as the page reads it. *tlog.Log implements it.
@@ -170,7 +174,8 @@ func (p *page) module(w http.ResponseWriter, r *http.Request) {
 // so it reads up to versionsScanned entries, which are cheap, sorts them by
 // semver and reads the records of the newest, all in one read. A module
 // with more entries may have its releases past those read, after thousands
-// of pseudo-versions: releases adds the first entry of each release.
+// of pseudo-versions: releases adds the first entry of each release, and
+// newest the newest versions of the newest releases.
 func (p *page) versions(ctx context.Context, path string) (views []recordView, more, partial bool, err error) {
 	es, err := p.log.ScanIndex(ctx, path+"@", versionsScanned)
 	if err != nil {
@@ -180,11 +185,17 @@ func (p *page) versions(ctx context.Context, path string) (views []recordView, m
 	es = slices.DeleteFunc(es, func(e sumdlog.IndexEntry) bool { return e.Path != path })
 	if partial {
 		// The releases up to the last entry read are among es.
+		read := keyRange{path + "@", indexKey(es[len(es)-1]) + "\x00"}
 		rs, err := p.releases(ctx, path, path+"@"+release(es[len(es)-1].Version)+".")
 		if err != nil {
 			return nil, false, false, err
 		}
 		es = append(es, rs...)
+		var complete bool
+		if es, complete, err = p.newest(ctx, path, es, read); err != nil {
+			return nil, false, false, err
+		}
+		partial = !complete || len(rs) == versionsScanned
 	}
 	slices.SortFunc(es, func(a, b sumdlog.IndexEntry) int { return semver.Compare(b.Version, a.Version) })
 	es = slices.CompactFunc(es, func(a, b sumdlog.IndexEntry) bool { return a.Version == b.Version })
@@ -205,6 +216,75 @@ func (p *page) versions(ctx context.Context, path string) (views []recordView, m
 		}
 	}
 	return views, more, partial, nil
+}
+
+// A keyRange is the index keys from lo, up to hi but not hi.
+type keyRange struct{ lo, hi string }
+
+func indexKey(e sumdlog.IndexEntry) string { return e.Path + "@" + e.Version }
+
+// newest adds to es (the first entry of each release of path, and the
+// entries of the key range read) the newest versions of path's newest
+// releases, and reports whether they are all there: the newest
+// versionsShown are then among es. The keys of a release vX.Y.Z are one
+// range, path@vX.Y.Z up to path@vX.Y.Z. ("." sorts after the "-" and "+"
+// of its other versions, and before the digits of a longer patch number),
+// and in it the newest pseudo-versions (and most pre-releases) sort last:
+// so it visits the releases newest first, and reads backwards from the end
+// of each release's keys not read yet, versionsShown entries at a time.
+// The releases of the keys before it in byte order (most often the next
+// releases) come with the same read. It makes at most newestReads reads.
+func (p *page) newest(ctx context.Context, path string, es []sumdlog.IndexEntry, read keyRange) ([]sumdlog.IndexEntry, bool, error) {
+	var rels []string
+	for _, e := range es {
+		rels = append(rels, release(e.Version))
+	}
+	slices.SortFunc(rels, func(a, b string) int { return semver.Compare(b, a) })
+	rels = slices.Compact(rels)
+	byRelease := map[string]int{} // entries of es by release
+	seen := map[string]bool{}
+	add := func(e sumdlog.IndexEntry) {
+		if !seen[e.Version] {
+			seen[e.Version] = true
+			byRelease[release(e.Version)]++
+			es = append(es, e)
+		}
+	}
+	found := es
+	es = nil
+	for _, e := range found {
+		add(e)
+	}
+	ranges := []keyRange{read}
+	reads, taken := 0, 0
+	for _, r := range rels {
+		end := path + "@" + r + "."
+		if !slices.ContainsFunc(ranges, func(k keyRange) bool { return k.lo < end && end <= k.hi }) {
+			if reads == newestReads {
+				return es, false, nil
+			}
+			got, err := p.log.ScanIndexBack(ctx, end, versionsShown)
+			if err != nil {
+				return nil, false, err
+			}
+			reads++
+			lo := path + "@" // the read reached the module's first key
+			for _, e := range got {
+				if e.Path != path {
+					break
+				}
+				add(e)
+				if len(got) == versionsShown {
+					lo = indexKey(e)
+				}
+			}
+			ranges = append(ranges, keyRange{lo, end})
+		}
+		if taken += byRelease[r]; taken >= versionsShown {
+			break
+		}
+	}
+	return es, true, nil
 }
 
 // releases returns the first index entry of each release vX.Y.Z of path

@@ -154,7 +154,7 @@ func TestPageGOSUMDBDuringRotation(t *testing.T) {
 // TestPageManyPseudoVersions: a module with more index entries than a
 // page reads (versionsScanned) whose releases come after them in byte
 // order (every v0.0.0-... pseudo-version sorts before v1.0.0) still shows
-// its releases, newest first, and says which pseudo-versions it shows.
+// its releases, newest first.
 func TestPageManyPseudoVersions(t *testing.T) {
 	cfg, urls, _ := testConfig(t)
 	open := cfg.OpenLog
@@ -180,7 +180,7 @@ func TestPageManyPseudoVersions(t *testing.T) {
 	url := serveTest(t, cfg, urls)
 	_, body := fetch(t, url+"/module?path=corp.example/mono")
 	rest := body
-	for _, w := range []string{"500 recorded versions shown: the newest releases, with the pre-releases and pseudo-versions among the module's first 1,000 in index order; there are more.",
+	for _, w := range []string{"500 recorded versions shown, the newest; there are more.",
 		">v2.0.0&#43;incompatible<", ">v1.11.0-rc.1<", ">v1.10.0<", ">v1.9.0<", ">v1.0.0<", ">v0.0.0-"} {
 		i := strings.Index(rest, w)
 		if i < 0 {
@@ -271,5 +271,49 @@ func TestPageModuleReads(t *testing.T) {
 	}
 	if reads > 10 {
 		t.Errorf("the page of a module cost %d store reads, want a few", reads)
+	}
+}
+
+// TestPageNewestPseudoVersions: a module with more index entries than a
+// page reads at once showed its releases with its OLDEST pseudo-versions,
+// the first in byte order; it shows the newest, read backwards from the
+// end of the newest releases' keys.
+func TestPageNewestPseudoVersions(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	open := cfg.OpenLog
+	pseudo := func(i int) string {
+		base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		return fmt.Sprintf("v0.0.0-%s-%012x", base.Add(time.Duration(i)*time.Hour).Format("20060102150405"), i)
+	}
+	const n = 3*versionsScanned + 200
+	cfg.OpenLog = func() (*sumdlog.Log, error) {
+		l, err := open()
+		if err != nil {
+			return nil, err
+		}
+		var recs []gosum.Record
+		h := "h1:" + strings.Repeat("A", 43) + "="
+		for i := range n {
+			recs = append(recs, gosum.Record{Path: "corp.example/mono", Version: pseudo(i), Hash: h, GoMod: h})
+		}
+		for _, v := range []string{"v1.0.0", "v1.1.0", "v1.1.1-0.20240101000000-abcdefabcdef", "v1.10.0", "v1.9.0", "v1.9.1-0.20240101000000-abcdefabcdef"} {
+			recs = append(recs, gosum.Record{Path: "corp.example/mono", Version: v, Hash: h, GoMod: h})
+		}
+		_, err = l.Add(context.Background(), recs...)
+		return l, err
+	}
+	url := serveTest(t, cfg, urls)
+	_, body := fetch(t, url+"/module?path=corp.example/mono")
+	rest := body
+	for _, w := range []string{"500 recorded versions shown, the newest; there are more.", ">v1.10.0<", ">v1.9.1-0.20240101000000-abcdefabcdef<", ">v1.9.0<", ">v1.1.1-0.20240101000000-abcdefabcdef<",
+		">v1.1.0<", ">v1.0.0<", ">" + pseudo(n-1) + "<", ">" + pseudo(n-2) + "<", ">" + pseudo(n-versionsShown+6) + "<"} {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("no %q (in order) in the page of a module with %d pseudo-versions:\n%.3000s", w, n, body)
+		}
+		rest = rest[i+len(w):]
+	}
+	if strings.Contains(body, ">"+pseudo(0)+"<") {
+		t.Errorf("the page shows the oldest pseudo-version %s", pseudo(0))
 	}
 }

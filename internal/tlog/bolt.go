@@ -658,6 +658,29 @@ func (s *BoltStore) ScanIndex(ctx context.Context, from string, limit int) ([]In
 	return out, err
 }
 
+// ScanIndexBack walks the index backwards from a key.
+func (s *BoltStore) ScanIndexBack(ctx context.Context, before string, limit int) ([]IndexEntry, error) {
+	var out []IndexEntry
+	err := s.view(func(b buckets) error {
+		c := b.index.Cursor()
+		k, v := c.Seek([]byte(before))
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev() // Seek found the first key not less than before
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Prev() {
+			path, version, ok := bytes.Cut(k, []byte("@"))
+			if !ok || len(v) != 8 {
+				return corruptData("malformed index entry %q", k)
+			}
+			out = append(out, IndexEntry{Path: string(path), Version: string(version), ID: int64(binary.BigEndian.Uint64(v))})
+		}
+		return nil
+	})
+	return out, err
+}
+
 // ReadRecords reads records, walking a cursor along runs of ascending ids.
 func (s *BoltStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
 	out := make([][]byte, len(ids))

@@ -30,6 +30,25 @@ const MaxScanIndex = 1000
 // a time, and past maxScanBeyond of them it answers what it found, fewer
 // than limit entries though the index may hold more.
 func (l *Log) ScanIndex(ctx context.Context, from string, limit int) ([]IndexEntry, error) {
+	return l.scanIndex(ctx, from, limit, l.store.ScanIndex, func(key string) string {
+		return key + "\x00" // the next key after it
+	})
+}
+
+// ScanIndexBack is ScanIndex walking the other way: up to limit entries in
+// descending key order, starting with the last key less than before. The
+// newest versions of a module with many (its newest pseudo-versions) sort
+// last among its keys: the module after path is at path+"@\xff".
+func (l *Log) ScanIndexBack(ctx context.Context, before string, limit int) ([]IndexEntry, error) {
+	return l.scanIndex(ctx, before, limit, l.store.ScanIndexBack, func(key string) string {
+		return key // before is left out
+	})
+}
+
+// scanIndex is ScanIndex and ScanIndexBack: scan reads the store from key
+// at, and next is where the read after the one that ended at a key starts.
+func (l *Log) scanIndex(ctx context.Context, at string, limit int,
+	scan func(ctx context.Context, at string, limit int) ([]IndexEntry, error), next func(key string) string) ([]IndexEntry, error) {
 	limit = min(limit, MaxScanIndex)
 	n := l.pub.Load().Tree.N // read first: what is indexed later lies beyond it
 	var out []IndexEntry
@@ -39,7 +58,7 @@ func (l *Log) ScanIndex(ctx context.Context, from string, limit int) ([]IndexEnt
 		if skipped > 0 {
 			want = MaxScanIndex
 		}
-		entries, err := l.store.ScanIndex(ctx, from, want)
+		entries, err := scan(ctx, at, want)
 		if err != nil || len(entries) == 0 {
 			return out, err
 		}
@@ -52,7 +71,7 @@ func (l *Log) ScanIndex(ctx context.Context, from string, limit int) ([]IndexEnt
 			}
 		}
 		last := entries[len(entries)-1]
-		from = last.Path + "@" + last.Version + "\x00" // the next key after it
+		at = next(last.Path + "@" + last.Version)
 	}
 	return out, nil
 }

@@ -56,4 +56,23 @@ func TestScanIndex(t *testing.T) {
 	if len(got) != 1 || got[0].ID != ids[4] {
 		t.Errorf("ScanIndex(example.org/x@) = %+v, want id %d", got, ids[4])
 	}
+	for _, tc := range []struct {
+		before string
+		limit  int
+		want   []string
+	}{
+		{"\xff", 100, []string{"example.org/x@v1.0.0", "example.com/m@v1.2.0", "example.com/m@v1.10.0", "example.com/m2@v0.1.0", "example.com/m/v2@v2.0.0"}},
+		{"example.com/m@\xff", 2, []string{"example.com/m@v1.2.0", "example.com/m@v1.10.0"}},
+		{"example.com/m@v1.2.0", 100, []string{"example.com/m@v1.10.0", "example.com/m2@v0.1.0", "example.com/m/v2@v2.0.0"}},
+		{"example.com/m/v2@v2.0.0", 100, nil},
+		{"\xff", 0, nil},
+	} {
+		got, err := l.ScanIndexBack(ctx, tc.before, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(keys(got), tc.want) {
+			t.Errorf("ScanIndexBack(%q, %d) = %q, want %q", tc.before, tc.limit, keys(got), tc.want)
+		}
+	}
 }

@@ -187,6 +187,26 @@ func (s *MemStore) ScanIndex(ctx context.Context, from string, limit int) ([]Ind
 	return out, nil
 }
 
+// ScanIndexBack lists the index in descending key order.
+func (s *MemStore) ScanIndexBack(ctx context.Context, before string, limit int) ([]IndexEntry, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var keys []string
+	for k := range s.index {
+		if k < before {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	slices.Reverse(keys)
+	var out []IndexEntry
+	for _, k := range keys[:min(limit, len(keys))] {
+		path, version, _ := strings.Cut(k, "@")
+		out = append(out, IndexEntry{Path: path, Version: version, ID: s.index[k]})
+	}
+	return out, nil
+}
+
 // ReadRecords reads records.
 func (s *MemStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
 	s.mu.RLock()

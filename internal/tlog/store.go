@@ -98,6 +98,13 @@ type Store interface {
 	// A key is split at its first "@".
 	ScanIndex(ctx context.Context, from string, limit int) ([]IndexEntry, error)
 
+	// ScanIndexBack is ScanIndex walking the other way: up to limit index
+	// entries (at least one if there are any) in descending bytewise order
+	// of their keys, from the last key less than before: SQL's WHERE key <
+	// $1 ORDER BY key DESC LIMIT $2. The status page reads the newest
+	// versions of a module with it, which sort last in a release's keys.
+	ScanIndexBack(ctx context.Context, before string, limit int) ([]IndexEntry, error)
+
 	// ReadTiles returns the stored data of the given hash tiles, in order,
 	// at whatever width each is stored: 32 bytes per hash, a multiple of 32
 	// up to 8192. The entry of a tile not stored is nil.

@@ -151,6 +151,17 @@ func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) 
 
 // ScanIndex lists index entries in key order.
 func (s *Store) ScanIndex(ctx context.Context, from string, limit int) ([]tlog.IndexEntry, error) {
+	return s.scanIndex(ctx, `SELECT key, id FROM sumd_index WHERE key >= $1 ORDER BY key LIMIT $2`, from, limit)
+}
+
+// ScanIndexBack lists index entries in descending key order.
+func (s *Store) ScanIndexBack(ctx context.Context, before string, limit int) ([]tlog.IndexEntry, error) {
+	return s.scanIndex(ctx, `SELECT key, id FROM sumd_index WHERE key < $1 ORDER BY key DESC LIMIT $2`, before, limit)
+}
+
+// scanIndex runs query, a range scan of the index from key from with
+// limit.
+func (s *Store) scanIndex(ctx context.Context, query, from string, limit int) ([]tlog.IndexEntry, error) {
 	pool, done, err := s.reader(ctx)
 	if err != nil {
 		return nil, err
@@ -158,7 +169,7 @@ func (s *Store) ScanIndex(ctx context.Context, from string, limit int) ([]tlog.I
 	defer done()
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := pool.Query(ctx, `SELECT key, id FROM sumd_index WHERE key >= $1 ORDER BY key LIMIT $2`, []byte(from), limit)
+	rows, err := pool.Query(ctx, query, []byte(from), limit)
 	if err != nil {
 		return nil, s.fail("scan the index", err)
 	}

@@ -160,6 +160,10 @@ func (o ownReads) ScanIndex(ctx context.Context, from string, limit int) ([]tlog
 	return o.Store.ScanIndex(tlog.OwnRead(ctx), from, limit)
 }
 
+func (o ownReads) ScanIndexBack(ctx context.Context, before string, limit int) ([]tlog.IndexEntry, error) {
+	return o.Store.ScanIndexBack(tlog.OwnRead(ctx), before, limit)
+}
+
 func (o ownReads) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, error) {
 	return o.Store.ReadTiles(tlog.OwnRead(ctx), tiles)
 }
@@ -856,7 +860,8 @@ func (m *model) checkFound(s tlog.Store, keys []string, partial bool) error {
 }
 
 // checkScan lists the index whole, then from a key in the middle with a
-// small limit, and past the last key.
+// small limit, and past the last key; and the same backwards
+// (ScanIndexBack).
 func (m *model) checkScan(s tlog.Store) {
 	m.t.Helper()
 	keys := slices.Sorted(maps.Keys(m.keys))
@@ -865,16 +870,9 @@ func (m *model) checkScan(s tlog.Store) {
 		if err != nil {
 			m.t.Fatalf("ScanIndex(%q, %d): %v", from, limit, err)
 		}
-		var out []string
-		for _, e := range got {
-			key := e.Path + "@" + e.Version
-			if e.ID != m.keys[key] {
-				m.t.Fatalf("ScanIndex: %s names record %d, want %d", key, e.ID, m.keys[key])
-			}
-			out = append(out, key)
-		}
-		return out
+		return m.scanned("ScanIndex", got)
 	}
+	defer m.checkScanBack(s, keys)
 	if got := scan("", len(keys)+10); !slices.Equal(got, keys) {
 		m.t.Fatalf("ScanIndex of the whole index: %d keys, want %d in order", len(got), len(keys))
 	}
@@ -888,6 +886,53 @@ func (m *model) checkScan(s tlog.Store) {
 	if got := scan(keys[len(keys)-1]+"\x00", 5); len(got) != 0 {
 		m.t.Fatalf("ScanIndex past the last key = %q", got)
 	}
+}
+
+// checkScanBack lists the index whole backwards, then from a key in the
+// middle (which it leaves out) with a small limit, and before the first
+// key.
+func (m *model) checkScanBack(s tlog.Store, keys []string) {
+	m.t.Helper()
+	scan := func(before string, limit int) []string {
+		got, err := s.ScanIndexBack(ctx, before, limit)
+		if err != nil {
+			m.t.Fatalf("ScanIndexBack(%q, %d): %v", before, limit, err)
+		}
+		return m.scanned("ScanIndexBack", got)
+	}
+	back := slices.Clone(keys)
+	slices.Reverse(back)
+	if got := scan("\xff", len(keys)+10); !slices.Equal(got, back) {
+		m.t.Fatalf("ScanIndexBack of the whole index: %d keys, want %d in descending order", len(got), len(keys))
+	}
+	if len(keys) == 0 {
+		return
+	}
+	i := len(keys) / 2
+	if got, want := scan(keys[i], 3), back[len(keys)-i:min(len(keys), len(keys)-i+3)]; !slices.Equal(got, want) {
+		m.t.Fatalf("ScanIndexBack(%q, 3) = %q, want %q", keys[i], got, want)
+	}
+	if got, want := scan(keys[i]+"\x00", 2), back[len(keys)-i-1:min(len(keys), len(keys)-i+1)]; !slices.Equal(got, want) {
+		m.t.Fatalf("ScanIndexBack(%q, 2) = %q, want %q", keys[i]+"\x00", got, want)
+	}
+	if got := scan(keys[0], 5); len(got) != 0 {
+		m.t.Fatalf("ScanIndexBack before the first key = %q", got)
+	}
+}
+
+// scanned checks that the entries a scan (op) returned name the records
+// the model holds, and returns their keys.
+func (m *model) scanned(op string, got []tlog.IndexEntry) []string {
+	m.t.Helper()
+	var out []string
+	for _, e := range got {
+		key := e.Path + "@" + e.Version
+		if e.ID != m.keys[key] {
+			m.t.Fatalf("%s: %s names record %d, want %d", op, key, e.ID, m.keys[key])
+		}
+		out = append(out, key)
+	}
+	return out
 }
 
 // checkExtent compares s's Extent with what m holds.
