@@ -232,24 +232,28 @@ func timeFloor(now time.Time) int64 {
 	return max(now.Unix(), 1)
 }
 
-// highestListedTargets is the targets version the newest snapshot on
-// disk signed under any root version lists: clients may hold it. The
-// snapshot the timestamp names is not enough: after new online keys (or
-// a lost timestamp.json) it no longer verifies, and clients drop what the
-// new keys did not sign, so a snapshot listing older targets (and an
-// older verifier key) would be accepted.
-// Snapshots only grow, so the newest one that counts is the highest.
+// highestListedTargets is the highest targets version a snapshot on disk
+// signed under any root version lists: clients may hold it. The snapshot
+// the timestamp names is not enough: after new online keys (or a lost
+// timestamp.json) it no longer verifies, and clients drop what the new
+// keys did not sign, so a snapshot listing older targets (and an older
+// verifier key) would be accepted.
 //
 // A snapshot counts only with the targets it lists (listedUnder): the
 // snapshot keys of an older root may be the ones replaced after a leak,
 // and their holder must not set the floor with a snapshot listing a
 // version no targets key signed, which would stop every snapshot after.
+// Nor may such a snapshot hide the floor: every snapshot is read, not the
+// newest that counts, since the holder can sign a version above all the
+// others listing older targets. Snapshots are re-signed every few days,
+// and this runs only when one is: a few hundred files a year.
 func (r *Repo) highestListedTargets(roots []*metadata.Metadata[metadata.RootType]) int64 {
 	vs, err := versions(r.dir, metadata.SNAPSHOT)
 	if err != nil {
 		return 0
 	}
-	for _, v := range slices.Backward(vs) {
+	var highest int64
+	for _, v := range vs {
 		data, err := r.readMetadata(versionedName(v, metadata.SNAPSHOT))
 		if err != nil {
 			continue
@@ -259,13 +263,13 @@ func (r *Repo) highestListedTargets(roots []*metadata.Metadata[metadata.RootType
 			continue
 		}
 		m := snap.Signed.Meta[metadata.TARGETS+".json"]
-		if m != nil && slices.ContainsFunc(roots, func(root *metadata.Metadata[metadata.RootType]) bool {
+		if m != nil && m.Version > highest && slices.ContainsFunc(roots, func(root *metadata.Metadata[metadata.RootType]) bool {
 			return r.listedUnder(root, snap, m)
 		}) {
-			return m.Version
+			highest = m.Version
 		}
 	}
-	return 0
+	return highest
 }
 
 // listedUnder reports whether one root version's keys signed both snap

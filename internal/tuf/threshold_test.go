@@ -174,3 +174,47 @@ func TestRevokedSnapshotKeySetsNoFloor(t *testing.T) {
 		t.Errorf("client learned %v (err %v), want the published %q", d, err, vkey)
 	}
 }
+
+// TestRevokedSnapshotKeyHidesNoFloor: as TestSnapshotNeverListsOlderTargets,
+// and the holder of the replaced snapshot key plants a snapshot of a
+// version above every other, listing the older targets (genuine, signed
+// under the same root). Only the newest snapshot that verified counted,
+// so it hid the one listing the newer targets, and the new keys listed
+// the older verifier key.
+func TestRevokedSnapshotKeyHidesNoFloor(t *testing.T) {
+	f := newThresholdFixture(t)
+	leaked := f.onlineKey(metadata.SNAPSHOT)
+	ch := f.withOnlineKeys(RootChange{TargetsThreshold: 2, Expires: f.clock.Now().Add(DefaultRootExpiry)})
+	st, err := f.repo.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := ch.apply(st.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootKeys, err := roleKeys(st.root, metadata.ROOT, []string{f.offline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := signRoot(st.root, next, rootKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.repo.writeVersion(metadata.ROOT, 2, data); err != nil {
+		t.Fatal(err)
+	}
+	forged := metadata.Snapshot(expiry(f.clock.Now(), SnapshotExpiry))
+	forged.Signed.Version = 1e12
+	forged.Signed.Meta[metadata.TARGETS+".json"] = metaFile(1, f.readFile(metadataDir, versionedName(1, metadata.TARGETS)))
+	if data, err = signAndEncode(forged, []*Key{leaked}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.repo.writeVersion(metadata.SNAPSHOT, forged.Signed.Version, data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.repo.SignOnline([]string{f.online}, f.clock.Now()); err == nil {
+		t.Errorf("SignOnline listed targets version %d below version 2, which a snapshot listed before", f.status().Versions[metadata.TARGETS])
+	}
+	f.checkClients()
+}
