@@ -24,7 +24,8 @@
 //	shutdown-timeout: 30s
 //
 // Durations use Go syntax ("10s", "1m30s"); a bare number is refused rather
-// than read as nanoseconds. Relative paths are relative to the working
+// than read as nanoseconds. Numbers are decimal: 0100 is 100, and 0x40 is
+// refused, where the flag package would read 64 for both. Relative paths are relative to the working
 // directory, whichever layer sets them.
 //
 // A YAML key that no subcommand knows is an error naming it, so a typo cannot

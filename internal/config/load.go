@@ -340,7 +340,7 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 			case *bool:
 				scratch.BoolVar(p, name, *p, help)
 			case *int:
-				scratch.IntVar(p, name, *p, help)
+				scratch.Var(&intValue{p}, name, help)
 				arg = cmp.Or(arg, "N")
 			case *time.Duration:
 				scratch.DurationVar(p, name, *p, help)

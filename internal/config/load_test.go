@@ -408,7 +408,7 @@ func TestExclusiveFlagWins(t *testing.T) {
 // wrote them, not as YAML would coerce them: 1.10 stays 1.10 (not 1.1),
 // 0123 stays 0123 (not 83), and a bad value is quoted as written.
 func TestFileSourceText(t *testing.T) {
-	file := writeFile(t, "name: 1.10\ndb: 0123\ntmp-dir: 0x1F\nregistry: [0123, 1.50]\ncosign-key: k.pub\nkey: ~\nmax-batch: 0o17\n")
+	file := writeFile(t, "name: 1.10\ndb: 0123\ntmp-dir: 0x1F\nregistry: [0123, 1.50]\ncosign-key: k.pub\nkey: ~\nmax-batch: 0017\n")
 	c, _, err := LoadServe([]string{"-config", file}, nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -419,8 +419,8 @@ func TestFileSourceText(t *testing.T) {
 	if c.Key != DefaultKeyFile("1.10") {
 		t.Errorf("key: ~ gave %q, want unset (the default)", c.Key)
 	}
-	if c.MaxBatch != 15 {
-		t.Errorf("max-batch: 0o17 gave %d, want 15", c.MaxBatch)
+	if c.MaxBatch != 17 {
+		t.Errorf("max-batch: 0017 gave %d, want 17", c.MaxBatch)
 	}
 	_, _, err = LoadServe([]string{"-config", writeFile(t, "sync-interval: 1e3\n")}, nil, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `invalid value "1e3"`) {
@@ -534,6 +534,31 @@ func TestFlagTakenAsValue(t *testing.T) {
 	for _, args := range [][]string{{"-gosum", "-server", "go.sum"}, {"-gosum=-strict", "go.sum"}} {
 		if _, _, err := LoadAdd(args, nil, io.Discard); err != nil {
 			t.Errorf("%q: %v, want the value taken as written", args, err)
+		}
+	}
+}
+
+// TestIntegersDecimal checks that a number is read in decimal from every
+// layer: the flag package's reading (base 0) took a zero-padded 0100 for
+// octal 64 and 0x40 for 64 without a word.
+func TestIntegersDecimal(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		want  int // 0: refused
+	}{{"0100", 100}, {"010", 10}, {"+16", 16}, {"0x40", 0}, {"0o10", 0}, {"1_000", 0}} {
+		layers := map[string]struct{ args, env []string }{
+			"flag": {args: []string{"-max-batch=" + tt.value}},
+			"env":  {env: []string{"SUMD_MAX_BATCH=" + tt.value}},
+			"file": {args: []string{"-config", writeFile(t, "max-batch: "+tt.value+"\n")}},
+		}
+		for layer, in := range layers {
+			c, _, err := LoadServe(in.args, in.env, io.Discard)
+			switch {
+			case tt.want == 0 && (err == nil || !strings.Contains(err.Error(), "want an integer")):
+				t.Errorf("%s max-batch=%s: max-batch %d, %v; want it refused", layer, tt.value, c.MaxBatch, err)
+			case tt.want != 0 && (err != nil || c.MaxBatch != tt.want):
+				t.Errorf("%s max-batch=%s: max-batch %d, %v; want %d", layer, tt.value, c.MaxBatch, err, tt.want)
+			}
 		}
 	}
 }

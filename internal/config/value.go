@@ -125,7 +125,7 @@ func (v *value) want(s string) string {
 		if v.arg == "MIB" {
 			return "a whole number of MiB such as 64, without a unit (1024 for 1 GiB)"
 		}
-		return "an integer"
+		return "an integer, written in decimal"
 	case time.Duration:
 		// Go durations stop at hours; operators think of days.
 		if days, err := strconv.Atoi(strings.TrimSuffix(s, "d")); err == nil && strings.HasSuffix(s, "d") {
@@ -135,6 +135,31 @@ func (v *value) want(s string) string {
 	}
 	return "another value"
 }
+
+// An intValue is an int option, read in decimal only. The flag package's
+// own reads base prefixes: a zero-padded 0100 became octal 64 (the MiB of
+// -cache-size or -min-free-disk), from every layer and without a word.
+type intValue struct{ p *int }
+
+var _ flag.Getter = (*intValue)(nil)
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
+
+func (v *intValue) String() string {
+	if v == nil || v.p == nil {
+		return "0" // the flag package calls String on a zero value
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v *intValue) Get() any { return *v.p }
 
 // set sets f from a file or the environment, explaining a bad value as
 // the flag package does for a flag.
