@@ -562,3 +562,25 @@ func TestIntegersDecimal(t *testing.T) {
 		}
 	}
 }
+
+// TestFileOneDocument checks that a config file holding a second YAML
+// document (after --- or ...) is refused: yaml.Unmarshal reads the first
+// alone, so the keys after the separator were ignored without a word.
+func TestFileOneDocument(t *testing.T) {
+	for _, tt := range []struct{ yaml, want string }{
+		{"max-batch: 2\n---\nmax-batch: 1\n", "a second YAML document starts at line 3"},
+		{"max-batch: 2\n---\n# TLS\ntls-cert: c.pem\n---\n", "a second YAML document starts at line 4"},
+		{"max-batch: 2\n...\nshutdown-timeout: 1s\n", "line 2: did not find expected <document start>"},
+	} {
+		c, _, err := LoadServe([]string{"-config", writeFile(t, tt.yaml)}, nil, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: max-batch %d, shutdown-timeout %v, %v; want the second document refused: %s", tt.yaml, c.MaxBatch, c.ShutdownTimeout, err, tt.want)
+		}
+	}
+	// A separator with nothing after it loses nothing.
+	for _, yaml := range []string{"---\nmax-batch: 2\n", "# sumd\n---\nmax-batch: 2\n...\n", "max-batch: 2\n...\n# end\n", "max-batch: 2\n---\n"} {
+		if c, _, err := LoadServe([]string{"-config", writeFile(t, yaml)}, nil, io.Discard); err != nil || c.MaxBatch != 2 {
+			t.Errorf("%q: max-batch %d, %v; want 2", yaml, c.MaxBatch, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -36,8 +37,8 @@ func readFile(path string) ([]entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to load config file %s: %w", path, err)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	doc, err := oneDocument(data)
+	if err != nil {
 		return nil, fmt.Errorf("failed to load config file %s: %w", path, err)
 	}
 	if len(doc.Content) == 0 {
@@ -55,6 +56,30 @@ func readFile(path string) ([]entry, error) {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	return entries, nil
+}
+
+// oneDocument parses data, which must hold one YAML document: yaml.Unmarshal
+// reads the first alone, so the options after a "---" or "..." separator
+// were ignored without a word. An empty document after it loses nothing.
+func oneDocument(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
+		return nil, err
+	}
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if err == io.EOF {
+			return &doc, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n := next.Content; len(n) > 0 && !(n[0].Kind == yaml.ScalarNode && n[0].Tag == "!!null") {
+			return nil, fmt.Errorf("a second YAML document starts at line %d (after --- or ...), whose options would be ignored: keep them all in one YAML document, a map of option: value lines", n[0].Line)
+		}
+	}
 }
 
 // flatten appends the entries of the mapping m to entries, prefixing the
