@@ -7,7 +7,7 @@
 //
 //  1. the defaults of this package;
 //  2. a YAML file named by -config FILE or, failing that, $SUMD_CONFIG;
-//     a named file that does not exist is an error;
+//     a named file that does not exist is an error; -config= loads none;
 //  3. SUMD_* environment variables (empty ones count as unset);
 //  4. command-line flags.
 //

@@ -195,8 +195,9 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []op
 	}
 	vars := environ(env)
 	warnUnknownEnv(w, vars)
+	// -config= loads no file, as an empty flag clears any other option.
 	path := configFile.Path
-	if path == "" {
+	if configOpt[0].Value.(*value).src.kind != fromFlag {
 		path = vars["SUMD_CONFIG"]
 	}
 	if path != "" {

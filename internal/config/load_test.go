@@ -584,3 +584,16 @@ func TestFileOneDocument(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigFlagEmpty checks that -config= loads no file, as an empty
+// flag clears any other option: it fell back to $SUMD_CONFIG.
+func TestConfigFlagEmpty(t *testing.T) {
+	env := []string{"SUMD_CONFIG=" + writeFile(t, "max-batch: 1\n")}
+	c, _, err := LoadServe([]string{"-config="}, env, io.Discard)
+	if err != nil || c.MaxBatch != 1024 {
+		t.Errorf("-config= under %q: max-batch %d, %v; want the default 1024, no file loaded", env, c.MaxBatch, err)
+	}
+	if c, _, err := LoadServe(nil, env, io.Discard); err != nil || c.MaxBatch != 1 {
+		t.Errorf("no -config under %q: max-batch %d, %v; want 1 from the file", env, c.MaxBatch, err)
+	}
+}
