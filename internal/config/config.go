@@ -8,7 +8,10 @@
 //  1. the defaults of this package;
 //  2. a YAML file named by -config FILE or, failing that, $SUMD_CONFIG;
 //     a named file that does not exist is an error; -config= loads none;
-//  3. SUMD_* environment variables (empty ones count as unset);
+//  3. SUMD_* environment variables (empty ones count as unset); one that
+//     replaces a value of the file, unless a flag replaces it in turn,
+//     gets a warning, as it may be set where the operator does not look
+//     (the Dockerfile's SUMD_LISTEN);
 //  4. command-line flags.
 //
 // Where a command takes one of two options (sumd backup's -server or -db),

@@ -207,7 +207,8 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []op
 		}
 	}
 	newLayer(opts, layer{kind: fromEnv})
-	if err := loadEnv(vars, opts); err != nil {
+	overrides, err := loadEnv(vars, opts)
+	if err != nil {
 		return nil, nil, err
 	}
 	newLayer(opts, layer{kind: fromFlag})
@@ -217,7 +218,28 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []op
 	if err := flagAfterArgs(fs, args, cmd.name); err != nil {
 		return nil, nil, err
 	}
+	warnOverrides(w, overrides)
 	return fs.Args(), opts, nil
+}
+
+// An override is a file's value that a variable replaced.
+type override struct {
+	opt  option
+	file string // the config file
+	was  string // the file's value
+}
+
+// warnOverrides warns about each value of the config file that a variable
+// replaced and no flag did: the environment wins by design, but a SUMD_*
+// set where the operator does not look (the Dockerfile's SUMD_LISTEN, a
+// shell profile) silently made the file's line do nothing.
+func warnOverrides(w io.Writer, overrides []override) {
+	for _, o := range overrides {
+		if v := o.opt.Value.(*value); v.src.kind == fromEnv {
+			fmt.Fprintf(w, "sumd: warning: %s overrides %s of the config file %s (%q instead of %q)\n",
+				envName(o.opt.Name), o.opt.Name, o.file, redactValue(v.String()), redactValue(o.was))
+		}
+	}
 }
 
 // flagAfterArgs refuses a flag of the command given after its arguments:
@@ -429,16 +451,24 @@ func setNode(f *flag.Flag, n *yaml.Node) error {
 	return set(f, n.Value)
 }
 
-func loadEnv(vars map[string]string, opts []option) error {
+// loadEnv sets the options from the variables, and returns the values of
+// the config file they replaced with others.
+func loadEnv(vars map[string]string, opts []option) ([]override, error) {
+	var overrides []override
 	for _, o := range opts {
 		name := envName(o.Name)
 		if v := vars[name]; v != "" {
+			was := o.Value.(*value).src
+			before := o.Value.String()
 			if err := set(o.Flag, v); err != nil {
-				return fmt.Errorf("environment variable %s: %w", name, err)
+				return nil, fmt.Errorf("environment variable %s: %w", name, err)
+			}
+			if was.kind == fromFile && o.Value.String() != before {
+				overrides = append(overrides, override{o, was.file, before})
 			}
 		}
 	}
-	return nil
+	return overrides, nil
 }
 
 // environ returns the SUMD_* variables of env. Like os.Getenv, it takes the

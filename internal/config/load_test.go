@@ -597,3 +597,25 @@ func TestConfigFlagEmpty(t *testing.T) {
 		t.Errorf("no -config under %q: max-batch %d, %v; want 1 from the file", env, c.MaxBatch, err)
 	}
 }
+
+// TestEnvOverFileWarned checks that a variable overriding a value the
+// config file sets gets a warning naming both: the Dockerfile's
+// SUMD_LISTEN=:8080 silently beat a mounted file's listen: ":8443".
+func TestEnvOverFileWarned(t *testing.T) {
+	file := writeFile(t, "listen: \":8443\"\nlog-format: json\ndb: postgres://sumd:secret@db/sumd\n")
+	env := []string{"SUMD_CONFIG=" + file, "SUMD_LISTEN=:8080", "SUMD_LOG_FORMAT=json", "SUMD_DB=postgres://sumd:other@db/sumd"}
+	var w strings.Builder
+	c, _, err := LoadServe(nil, env, &w)
+	if err != nil || c.Listen != ":8080" {
+		t.Fatalf("listen %q, %v; want :8080 from the environment", c.Listen, err)
+	}
+	want := "sumd: warning: SUMD_DB overrides db of the config file " + file + ` ("postgres://sumd:xxxxx@db/sumd" instead of "postgres://sumd:xxxxx@db/sumd")` + "\n" +
+		"sumd: warning: SUMD_LISTEN overrides listen of the config file " + file + ` (":8080" instead of ":8443")` + "\n"
+	if w.String() != want {
+		t.Errorf("warnings:\n%s\nwant (the same value, log-format, needs none):\n%s", w.String(), want)
+	}
+	w.Reset()
+	if _, _, err := LoadServe([]string{"-listen", ":9"}, env[:3], &w); err != nil || w.String() != "" {
+		t.Errorf("with -listen over both: %v, warnings %q; want none, the flag being what the operator asked for", err, w.String())
+	}
+}
