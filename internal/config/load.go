@@ -443,6 +443,8 @@ func setNode(f *flag.Flag, n *yaml.Node) error {
 			items = append(items, it.Value)
 		}
 		return setList(f, items)
+	case n.Kind == yaml.SequenceNode && takesCommaList(f):
+		return commaListError(f, n)
 	case n.Kind != yaml.ScalarNode:
 		return errors.New("want a single value, not a list or map")
 	case n.Tag == "!!null":
@@ -453,6 +455,29 @@ func setNode(f *flag.Flag, n *yaml.Node) error {
 
 // loadEnv sets the options from the variables, and returns the values of
 // the config file they replaced with others.
+// takesCommaList reports whether f takes several values in one
+// comma-separated string, as its placeholder or help says.
+func takesCommaList(f *flag.Flag) bool {
+	v := f.Value.(*value)
+	return strings.Contains(v.help, "comma-separated") || strings.Contains(v.arg, ",") ||
+		slices.ContainsFunc([]string{"LIST", "FILES", "NAMES", "PATTERNS", "VKEYS"}, func(s string) bool { return strings.Contains(v.arg, s) })
+}
+
+// commaListError refuses the YAML list n given to f, which takes one
+// comma-separated string, showing that string: a list is what an operator
+// writes for -key old.key,new.key, and the file would otherwise say only
+// that it wants a single value.
+func commaListError(f *flag.Flag, n *yaml.Node) error {
+	var items []string
+	for _, it := range n.Content {
+		if it = deref(it); it.Kind != yaml.ScalarNode {
+			return errors.New("want one comma-separated string, not a YAML list")
+		}
+		items = append(items, it.Value)
+	}
+	return fmt.Errorf("want one comma-separated string, not a YAML list: %s: %q", f.Name, redactValue(strings.Join(items, ",")))
+}
+
 func loadEnv(vars map[string]string, opts []option) ([]override, error) {
 	var overrides []override
 	for _, o := range opts {

@@ -619,3 +619,21 @@ func TestEnvOverFileWarned(t *testing.T) {
 		t.Errorf("with -listen over both: %v, warnings %q; want none, the flag being what the operator asked for", err, w.String())
 	}
 }
+
+// TestYAMLListForCommaList checks that a YAML list given to an option
+// that takes one comma-separated string (key during a rotation, serve's
+// mirror) is refused saying how to write it, rather than only that it
+// wants a single value.
+func TestYAMLListForCommaList(t *testing.T) {
+	for yaml, want := range map[string]string{
+		"key: [old.key, new.key]\n":          `key: want one comma-separated string, not a YAML list: key: "old.key,new.key"`,
+		"mirror:\n  - a.db\n  - b.db\n":      `mirror: want one comma-separated string, not a YAML list: mirror: "a.db,b.db"`,
+		"allowed-hosts: [a.example, b.ex]\n": `allowed-hosts: "a.example,b.ex"`,
+		"db: [a, b]\n":                       "db: want a single value, not a list or map",
+	} {
+		_, _, err := LoadServe([]string{"-config", writeFile(t, yaml)}, nil, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: %v, want an error containing %q", yaml, err, want)
+		}
+	}
+}
