@@ -237,3 +237,18 @@ func TestDiskFloorOnlyWhereWritten(t *testing.T) {
 		}
 	}
 }
+
+// TestLogOnlyWhereLogged checks that the commands that never log take no
+// -log-level or -log-format: listed in their -h, the flags did nothing.
+func TestLogOnlyWhereLogged(t *testing.T) {
+	for name, load := range map[string]func([]string) error{
+		"tuf rotate-root": func(a []string) error { _, _, err := LoadTUFRotateRoot(a, nil, io.Discard); return err },
+		"oci push":        func(a []string) error { _, _, err := LoadOCIPush(a, nil, io.Discard); return err },
+	} {
+		for _, flag := range []string{"-log-level=debug", "-log-format=json"} {
+			if err := load([]string{flag}); err == nil || !strings.Contains(err.Error(), "not defined") {
+				t.Errorf("sumd %s %s: %v; want the flag refused as not defined (the command never logs)", name, flag, err)
+			}
+		}
+	}
+}

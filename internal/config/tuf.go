@@ -44,9 +44,9 @@ type TUFPublish struct {
 	TargetsExpiry time.Duration `flag:"targets-expiry" help:"lifetime of the published keys; renew them with sumd tuf publish"`
 }
 
-// TUFRotateRoot configures `sumd tuf rotate-root`.
+// TUFRotateRoot configures `sumd tuf rotate-root`. It logs nothing: it
+// has no Log, whose flags would do nothing.
 type TUFRotateRoot struct {
-	Log
 	TUFRepo
 	NewRootKey       string        `flag:"new-root-key" arg:"FILE[,FILE...]" help:"new root key files replacing the root keys (generated where missing); empty: keep the root keys"`
 	RootThreshold    int           `flag:"root-threshold" help:"new root threshold; 0: keep it"`
@@ -110,7 +110,7 @@ func LoadTUFPublish(args, env []string, w io.Writer) (*TUFPublish, []string, err
 
 // LoadTUFRotateRoot is LoadServe for `sumd tuf rotate-root`.
 func LoadTUFRotateRoot(args, env []string, w io.Writer) (*TUFRotateRoot, []string, error) {
-	c := TUFRotateRoot{Log: defaultLog(), TUFRepo: defaultTUFRepo(), RootExpiry: defaultOfflineExpiry, TargetsExpiry: defaultOfflineExpiry}
+	c := TUFRotateRoot{TUFRepo: defaultTUFRepo(), RootExpiry: defaultOfflineExpiry, TargetsExpiry: defaultOfflineExpiry}
 	rest, err := loadValidated(tufRotateRootCommand, &c, args, env, w)
 	return &c, rest, err
 }
@@ -168,7 +168,7 @@ func (c *TUFRotateRoot) Validate() error {
 	if c.RootThreshold < 0 || c.RootThreshold > maxTUFKeys || c.TargetsThreshold < 0 || c.TargetsThreshold > maxTUFKeys {
 		errs = append(errs, fmt.Errorf("invalid threshold: want 0 (keep) to %d", maxTUFKeys))
 	}
-	return errors.Join(append(errs, c.Log.Validate(), c.TUFRepo.Validate(),
+	return errors.Join(append(errs, c.TUFRepo.Validate(),
 		checkExpiry("root-expiry", c.RootExpiry), checkExpiry("targets-expiry", c.TargetsExpiry))...)
 }
 
