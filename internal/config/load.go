@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -219,7 +220,47 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []op
 		return nil, nil, err
 	}
 	warnOverrides(w, overrides)
+	warnPasswords(w, opts)
 	return fs.Args(), opts, nil
+}
+
+// warnPasswords warns about each URL of the options that holds a password
+// (postgres://user:PASSWORD@host, ?password=, https://user:PASSWORD@proxy):
+// whoever reads the config file (sumd.yaml is installed 0644), the
+// environment or the process list reads it too. Only a warning: such URLs
+// work, and refusing them would stop servers that start today.
+func warnPasswords(w io.Writer, opts []option) {
+	for _, o := range opts {
+		v := o.Value.(*value)
+		s, ok := v.Get().(string)
+		if !ok || v.src.kind == fromDefault || !holdsPassword(s) {
+			continue
+		}
+		advice := "give it in PGPASSWORD or a passfile (PGPASSFILE, ~/.pgpass) instead (docs/ha.md)"
+		if !strings.HasPrefix(s, "postgres://") && !strings.HasPrefix(s, "postgresql://") {
+			advice = "give credentials in a file instead, as -upstream-auth basic:USER:PASSWORD_FILE or -auth do"
+		}
+		fmt.Fprintf(w, "sumd: warning: %s: the URL in %s holds a password, which whoever reads it reads too: %s\n", o.Name, v.src.describe(o.Name), advice)
+	}
+}
+
+// holdsPassword reports whether one of the URLs of s (a list such as
+// GOPROXY's, split at "," and "|") holds a password.
+func holdsPassword(s string) bool {
+	for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '|' }) {
+		if !strings.Contains(part, "://") {
+			continue
+		}
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		q := u.Query()
+		if _, set := u.User.Password(); set || q.Has("password") || q.Has("sslpassword") {
+			return true
+		}
+	}
+	return false
 }
 
 // An override is a file's value that a variable replaced.
