@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -29,6 +30,15 @@ func TestErrorsRedactPasswords(t *testing.T) {
 			_, _, err := LoadVerify([]string{"-url", "https://user:" + pw + "@sum.example.com/%zz"}, nil, io.Discard)
 			return err
 		}, "invalid url"},
+		{"serve -db twice, sslpassword", func() error {
+			_, _, err := LoadServe([]string{"-db", "postgres://sumd@db.example/sumd?sslkey=/k.pem&sslpassword=" + pw, "-db", "x.db"}, nil, io.Discard)
+			return err
+		}, "sslpassword=xxxxx"},
+		{"SUMD_DB over the file's db", func() error {
+			var w strings.Builder
+			_, _, err := LoadServe(nil, []string{"SUMD_DB=postgres://sumd@db.example/sumd?sslpassword=" + pw, "SUMD_CONFIG=" + writeFile(t, "db: x.db\n")}, &w)
+			return errors.Join(err, errors.New(w.String()))
+		}, "sslpassword=xxxxx"},
 	} {
 		err := tc.load()
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), pw) {

@@ -101,8 +101,13 @@ func redactValue(s string) string {
 		if err != nil {
 			return "(a URL that does not parse)"
 		}
-		if q := u.Query(); q.Has("password") {
-			q.Set("password", "xxxxx")
+		// sslpassword decrypts the client key (sslkey): a secret too.
+		if q := u.Query(); q.Has("password") || q.Has("sslpassword") {
+			for _, k := range []string{"password", "sslpassword"} {
+				if q.Has(k) {
+					q.Set(k, "xxxxx")
+				}
+			}
 			u.RawQuery = q.Encode()
 		}
 		return u.Redacted()
