@@ -452,7 +452,9 @@ func loadFile(path string, opts []option) error {
 		if !slices.Contains(known, e.key) {
 			// About 100 keys are known: a suggestion helps, the list does not.
 			hint := "; see sumd help COMMAND for the options"
-			if alt := strings.ReplaceAll(e.key, "_", "-"); slices.Contains(known, alt) {
+			// Keys are lower case with "-": MAX_BATCH and SUMD_MAX_BATCH
+			// (a variable's name) are too far from max-batch to be found.
+			if alt := strings.TrimPrefix(strings.ToLower(strings.ReplaceAll(e.key, "_", "-")), "sumd-"); slices.Contains(known, alt) {
 				hint = fmt.Sprintf(" (did you mean %q?)", alt)
 			} else if alt := closest(e.key, known); alt != "" {
 				hint = fmt.Sprintf(" (did you mean %q?)", alt)

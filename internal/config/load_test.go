@@ -670,3 +670,19 @@ func TestInlinePasswordWarned(t *testing.T) {
 		t.Errorf("URLs without a password: %v, warnings %q; want none", err, w.String())
 	}
 }
+
+// TestUnknownKeyCase checks that a key written in upper case, or as its
+// environment variable's name, is refused suggesting the key: keys are
+// lower case, and the edit distance found nothing for MAX_BATCH or JSON.
+func TestUnknownKeyCase(t *testing.T) {
+	for yaml, want := range map[string]string{
+		"MAX_BATCH: 1\n":      `unknown key "MAX_BATCH" (did you mean "max-batch"?)`,
+		"SUMD_MAX_BATCH: 1\n": `unknown key "SUMD_MAX_BATCH" (did you mean "max-batch"?)`,
+		"Log-Format: json\n":  `unknown key "Log-Format" (did you mean "log-format"?)`,
+	} {
+		_, _, err := LoadServe([]string{"-config", writeFile(t, yaml)}, nil, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: %v; want %s", yaml, err, want)
+		}
+	}
+}
