@@ -41,8 +41,10 @@
 // (1.10 stays "1.10", 0123 stays "0123": YAML would make them 1.1 and 83);
 // the values of every layer are then parsed by the same flag.Value setters,
 // so a bad value is reported with the file key, variable or flag it came
-// from. A key given twice in the file is an error, and so is a second YAML
-// document (after --- or ...), whose keys would otherwise be ignored.
+// from; a value Validate refuses that a file or variable set is followed by
+// a line naming it. A key given twice in the file is an error, and so is a
+// second YAML document (after --- or ...), whose keys would otherwise be
+// ignored.
 package config
 
 import (

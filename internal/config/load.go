@@ -146,9 +146,67 @@ func loadValidated(cmd command, cfg validator, args, env []string, w io.Writer) 
 		d.database().resolve()
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, errors.Join(append([]error{err}, conflicts...)...)
+		return nil, errors.Join(append([]error{withSources(err, opts)}, conflicts...)...)
 	}
 	return rest, nil
+}
+
+// A sourcedError is a Validate error with, below each line, where the
+// options it names got their values, when not from a flag: the lines name
+// the option and its value, not the file or variable to fix.
+type sourcedError struct {
+	text string
+	err  error
+}
+
+func (e *sourcedError) Error() string { return e.text }
+func (e *sourcedError) Unwrap() error { return e.err }
+
+// withSources adds to err, after each of its lines, a detail line for
+// each option the line names that the file or the environment set.
+func withSources(err error, opts []option) error {
+	var b strings.Builder
+	told := map[string]bool{}
+	for i, line := range strings.Split(err.Error(), "\n") {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(line)
+		if strings.HasPrefix(line, "\t") {
+			continue
+		}
+		for _, o := range opts {
+			v := o.Value.(*value)
+			if k := v.src.kind; (k == fromFile || k == fromEnv) && !told[o.Name] && names(line, o.Name) {
+				told[o.Name] = true
+				fmt.Fprintf(&b, "\n\t%s is set by %s", o.Name, v.src.describe(o.Name))
+			}
+		}
+	}
+	if len(told) == 0 {
+		return err
+	}
+	return &sourcedError{b.String(), err}
+}
+
+// names reports whether line names the option called name: as a word
+// ("invalid listen address") or a flag ("set -listen"), not as part of
+// another option's name (admin-listen, listen-x).
+func names(line, name string) bool {
+	isName := func(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' }
+	for i := 0; ; {
+		j := strings.Index(line[i:], name)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(name)
+		left := start == 0 || !isName(line[start-1]) ||
+			line[start-1] == '-' && (start == 1 || !isName(line[start-2]))
+		if left && (end == len(line) || !isName(line[end])) {
+			return true
+		}
+		i = start + 1
+	}
 }
 
 func (d *Database) database() *Database { return d }

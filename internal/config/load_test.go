@@ -686,3 +686,26 @@ func TestUnknownKeyCase(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateNamesLayer checks that a value refused by Validate that did
+// not come from a flag is followed by where it came from: the message
+// named the option and its value, not the file or variable to fix.
+func TestValidateNamesLayer(t *testing.T) {
+	file := writeFile(t, "shutdown-timeout: -1s\ntls-cert: c.pem\n")
+	_, _, err := LoadServe([]string{"-config", file, "-max-batch=0"}, []string{"SUMD_LISTEN=8080"}, io.Discard)
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	for _, want := range []string{
+		"\n\tlisten is set by SUMD_LISTEN",
+		"\n\tshutdown-timeout is set by the config file " + file,
+		"\n\ttls-cert is set by the config file " + file,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error:\n%v\nwant the line %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "max-batch is set") || strings.Contains(err.Error(), "tls-key is set") {
+		t.Errorf("error:\n%v\nwant no line for max-batch (a flag) or tls-key (unset)", err)
+	}
+}
