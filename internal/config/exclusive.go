@@ -133,3 +133,45 @@ func resetAll(opts []option) {
 		o.Value.(*value).reset(o.DefValue)
 	}
 }
+
+// A need is a set of options that do something only with another option
+// on (by). Set while by was left unset by every layer, they are refused:
+// whoever wrote crosscheck-url but not crosscheck believed public modules
+// were cross-checked, and sumd recorded them unchecked. by set false, by
+// any layer, keeps them unused on purpose (the cross-check turned off
+// during an outage of the upstream checksum database).
+type need struct {
+	opts []string
+	by   string
+	off  string // what happens without by
+}
+
+var crosscheckNeeds = []need{{
+	[]string{"private", "crosscheck-key", "crosscheck-url", "crosscheck-fail-open", "crosscheck-state"},
+	"crosscheck", "public modules are recorded without the cross-check",
+}}
+
+func (c *Serve) needs() []need { return crosscheckNeeds }
+func (c *Sync) needs() []need  { return crosscheckNeeds }
+
+// checkNeeds refuses the options set while the option they need was never
+// set.
+func checkNeeds(opts []option, needs []need) []error {
+	byName := map[string]option{}
+	for _, o := range opts {
+		byName[o.Name] = o
+	}
+	var errs []error
+	for _, n := range needs {
+		if byName[n.by].Value.(*value).src.kind != fromDefault {
+			continue
+		}
+		for _, name := range n.opts {
+			if o := byName[name]; o.Value.(*value).isSet(o.DefValue) {
+				errs = append(errs, fmt.Errorf("%s is set, but %s is not: %s; set %s: true (-%s), or %s: false to leave %s unused",
+					name, n.by, n.off, n.by, n.by, n.by, name))
+			}
+		}
+	}
+	return errs
+}

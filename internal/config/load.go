@@ -145,7 +145,11 @@ func loadValidated(cmd command, cfg validator, args, env []string, w io.Writer) 
 	if d, ok := cfg.(interface{ database() *Database }); ok {
 		d.database().resolve()
 	}
-	if err := cfg.Validate(); err != nil {
+	var errs []error
+	if n, ok := cfg.(interface{ needs() []need }); ok {
+		errs = checkNeeds(opts, n.needs())
+	}
+	if err := errors.Join(append(errs, cfg.Validate())...); err != nil {
 		return nil, errors.Join(append([]error{withSources(err, opts)}, conflicts...)...)
 	}
 	return rest, nil

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -707,5 +708,34 @@ func TestValidateNamesLayer(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "max-batch is set") || strings.Contains(err.Error(), "tls-key is set") {
 		t.Errorf("error:\n%v\nwant no line for max-batch (a flag) or tls-key (unset)", err)
+	}
+}
+
+// TestCrosscheckOptionsNeedCrosscheck checks that a cross-check option
+// (crosscheck-url, private…) set while crosscheck never was is refused:
+// the operator who wrote crosscheck-url believed public modules were
+// checked, and sumd recorded them unchecked. crosscheck set false, by any
+// layer, keeps the others unused on purpose (turning it off in an outage).
+func TestCrosscheckOptionsNeedCrosscheck(t *testing.T) {
+	sync := func(args, env []string) error { _, _, err := LoadSync(args, env, io.Discard); return err }
+	serve := func(args, env []string) error { _, _, err := LoadServe(args, env, io.Discard); return err }
+	syncArgs := []string{"-registry", "r.example/p", "-cosign-key", "k.pub"}
+	for _, tt := range []struct {
+		name      string
+		load      func(args, env []string) error
+		args, env []string
+		want      string // "": loads
+	}{
+		{"serve, file", serve, []string{"-config", writeFile(t, "crosscheck-url: https://sum.golang.org\n")}, nil, "crosscheck-url is set, but crosscheck is not"},
+		{"serve, env", serve, nil, []string{"SUMD_PRIVATE=corp.example/*"}, "private is set, but crosscheck is not"},
+		{"sync, flag", sync, append(syncArgs, "-crosscheck-fail-open"), nil, "crosscheck-fail-open is set, but crosscheck is not"},
+		{"serve, crosscheck false", serve, []string{"-config", writeFile(t, "crosscheck: false\nprivate: corp.example/*\n")}, nil, ""},
+		{"serve, SUMD_CROSSCHECK=false", serve, nil, []string{"SUMD_CROSSCHECK=false", "SUMD_CROSSCHECK_KEY=sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"}, ""},
+		{"sync, crosscheck", sync, append(syncArgs, "-crosscheck", "-crosscheck-url", "https://sum.golang.org"), nil, ""},
+	} {
+		err := tt.load(tt.args, tt.env)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: %v; want %q", tt.name, err, cmp.Or(tt.want, "no error"))
+		}
 	}
 }
