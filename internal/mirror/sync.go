@@ -306,6 +306,7 @@ func (f *Follower) addOld(ctx context.Context, looked map[int64][]byte, res *Res
 		return f.fromOrigin(f.classify(err, held.Signed), held.Signed)
 	}
 	forget(looked, 0, held.Tree.N)
+	f.count(res, len(old))
 	return f.afterStore(ctx, res)
 }
 
@@ -481,9 +482,7 @@ func (f *Follower) commit(ctx context.Context, t target, p plan, ext itlog.Exten
 	if last {
 		forget(looked, 0, t.tree.N)
 	}
-	res.Commits++
-	res.Records += len(ext.Records)
-	f.opts.Metrics.addRecords(f.name, len(ext.Records))
+	f.count(res, len(ext.Records))
 	if last {
 		f.opts.Logger.Info("mirror reached the origin's head", "origin", f.name, "tree_size", t.tree.N, "was", res.From.N)
 	}
@@ -491,6 +490,13 @@ func (f *Follower) commit(ctx context.Context, t target, p plan, ext itlog.Exten
 		return false, err
 	}
 	return last, nil
+}
+
+// count counts a commit of n records in the round's result and metrics.
+func (f *Follower) count(res *Result, n int) {
+	res.Commits++
+	res.Records += n
+	f.opts.Metrics.addRecords(f.name, n)
 }
 
 // afterStore runs Options.AfterFirstStore after the round's first commit:
