@@ -77,6 +77,11 @@ func problemText(err error) string {
 	var fe *sumdbclient.FetchError
 	var be *BodyError
 	switch {
+	case errors.Is(err, context.Canceled):
+		// First: a round cancelled (at shutdown) while it waited on the
+		// origin fails with a *FetchError of no status wrapping it, which
+		// says nothing about the origin.
+		return ""
 	case errors.As(err, &be):
 		return "the origin answered with something that is not the checksum database's: a proxy's or a login page? (see the server log)"
 	case errors.Is(err, sumdbclient.ErrTooLarge):
@@ -89,8 +94,6 @@ func problemText(err error) string {
 		return "the origin cannot be reached (see the server log)"
 	case errors.As(err, &fe):
 		return fmt.Sprintf("the origin answered %d (see the server log)", fe.Status)
-	case errors.Is(err, context.Canceled):
-		return ""
 	case errors.Is(err, itlog.ErrLowDisk):
 		return "the mirror's disk has less free space than min-free-disk: it stores nothing new until space is freed (see the server log)"
 	case IsBehind(err):
