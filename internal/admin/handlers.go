@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
-	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/modhash"
@@ -461,11 +460,10 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id int64, rec g
 // treeSize reads the tree size of our own signed tree head. The log signed
 // it and the caller only reports the number, so it is not verified here.
 func treeSize(signed []byte) (int64, error) {
-	text, _, ok := bytes.Cut(signed, []byte("\n\n"))
-	if !ok {
+	if !bytes.Contains(signed, []byte("\n\n")) {
 		return 0, errors.New("signed tree head has no signature block")
 	}
-	tree, err := xtlog.ParseTree(append(text[:len(text):len(text)], '\n'))
+	tree, err := tlog.ParseHeadTree(signed)
 	return tree.N, err
 }
 

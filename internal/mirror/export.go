@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -28,8 +27,7 @@ type ExportStats struct {
 // import verifies. The head's text, before the blank line that starts its
 // signatures, must be a tree.
 func HeadSize(head []byte) (int64, error) {
-	text, _, _ := strings.Cut(string(head), "\n\n")
-	tree, err := tlog.ParseTree([]byte(text + "\n"))
+	tree, err := itlog.ParseHeadTree(head)
 	return tree.N, err
 }
 

@@ -13,6 +13,8 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
 	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
 // Route labels for metrics and logs: a small fixed set, never raw paths.
@@ -213,13 +215,14 @@ type sizedHead struct {
 	n      int64
 }
 
-// treeSize returns the size of the tree a signed tree head signs.
+// treeSize returns the size of the tree a signed tree head signs. Its
+// signatures are not checked, but a head with none, which Ops must never
+// return, is refused rather than served.
 func treeSize(signed []byte) (int64, error) {
-	text, _, ok := bytes.Cut(signed, []byte("\n\n"))
-	if !ok {
+	if !bytes.Contains(signed, []byte("\n\n")) {
 		return 0, errors.New("signed tree head has no signature block")
 	}
-	tree, err := tlog.ParseTree(append(text[:len(text):len(text)], '\n'))
+	tree, err := itlog.ParseHeadTree(signed)
 	if err != nil {
 		return 0, fmt.Errorf("failed to parse signed tree head: %w", err)
 	}

@@ -184,14 +184,19 @@ func checkLostHead(ctx context.Context, s Store, tree tlog.Tree) error {
 	return CheckLostHead(ctx, s, tree, storeTiles(ctx, s, tree.N))
 }
 
-// HeadTree parses the tree of a signed head without checking its
-// signatures, for a head whose signatures were checked before it was
-// stored (a Store's, the lost head's record); zero for none.
+// ParseHeadTree parses the tree of a signed head without checking its
+// signatures: the text before the blank line that starts them (all of it
+// if there is none) must be a tree. It is for a head whose signatures
+// were checked before, or whose size is only reported or checked again
+// later.
+func ParseHeadTree(head []byte) (tlog.Tree, error) {
+	return tlog.ParseTree(headText(head))
+}
+
+// HeadTree is ParseHeadTree for a head whose signatures were checked
+// before it was stored (a Store's, the lost head's record); zero for none.
 func HeadTree(head []byte) tlog.Tree {
-	tree, err := tlog.ParseTree(headText(head))
-	if err != nil {
-		return tlog.Tree{}
-	}
+	tree, _ := ParseHeadTree(head) // zero on error
 	return tree
 }
 
