@@ -9,9 +9,10 @@ import (
 )
 
 // TestServeChecksBeforeCreating: sumd serve in an empty directory with a
-// bad cross-check key or state file, or a mistyped -mirror, is refused
-// before it generates a key or creates the database (it used to make both,
-// then fail on the cross-check's options or the missing mirror).
+// bad cross-check key or state file, a mistyped -mirror, or an
+// -upstream-auth file that is not there, is refused before it generates a
+// key or creates the database (it used to make both, then fail on the
+// cross-check's options, the missing mirror or the credential file).
 func TestServeChecksBeforeCreating(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -21,6 +22,7 @@ func TestServeChecksBeforeCreating(t *testing.T) {
 		{"crosscheck-key", []string{"-upstream", "https://proxy.golang.org", "-crosscheck", "-crosscheck-key", "garbage"}, "invalid cross-check key"},
 		{"crosscheck-state", []string{"-upstream", "https://proxy.golang.org", "-crosscheck", "-crosscheck-state", "state"}, "does not hold a tree head"},
 		{"mirror", []string{"-create", "-mirror", "missing.db"}, "hint: create the mirror first: sumd mirror -mirror missing.db"},
+		{"upstream-auth", []string{"-create", "-upstream", "https://proxy.golang.org", "-upstream-auth", "bearer:missing"}, "failed to read bearer credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

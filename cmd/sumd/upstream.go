@@ -65,6 +65,13 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 	if err := upstream.ApplyAuth(u.sources, cfg.UpstreamAuth); err != nil {
 		return nil, authError("upstream-auth", err)
 	}
+	// NewFetcher reads each credential file once: done here, a missing or
+	// unreadable one refuses the start before a first start has created
+	// the key and the database (serverOps builds the Fetcher in use).
+	check := upstream.FetcherOptions{Sources: u.sources, Logger: slog.New(slog.DiscardHandler)}
+	if _, err := upstream.NewFetcher(check); err != nil {
+		return nil, withHint(err, secretHint(err, "check -upstream and -upstream-auth"))
+	}
 	return u, nil
 }
 
