@@ -47,6 +47,11 @@ func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, stderr io.Write
 		for _, k := range cfg.Key {
 			more, err := readVKeys("-key", k)
 			if err != nil {
+				// Its message says -key; SUMD_KEY or the config file
+				// may be what set it.
+				if ce := (*cliError)(nil); errors.As(err, &ce) {
+					ce.err = cfg.WithSource(ce.err, "key")
+				}
 				return nil, "", err
 			}
 			vkeys = append(vkeys, more...)

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -78,6 +81,37 @@ func TestVerifyNotProtocolHint(t *testing.T) {
 		if !errors.As(cannotRun(err, 0), &ce) || ce.code != 2 || strings.Contains(ce.hint, "reachable") ||
 			!strings.Contains(ce.hint, "captive portal") || !strings.Contains(ce.hint, "not the checksum database protocol") {
 			t.Errorf("cannotRun(%v) = exit %d, hint %q; want exit 2 and a hint that the answer is not the protocol's", err, ce.code, ce.hint)
+		}
+	}
+}
+
+// TestVerifyKeyNamesSource: a verifier key sumd verify cannot use, set by
+// SUMD_KEY or the config file, was reported as -key's alone, sending the
+// operator to a command line that has no -key; the error now says, as
+// the config layer's own errors do, which variable or file set it.
+func TestVerifyKeyNamesSource(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sumd.yaml")
+	writeFile(t, conf, []byte("key: garbage\n"))
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{[]string{"SUMD_KEY=garbage"}, nil, "key is set by SUMD_KEY"},
+		{nil, []string{"-config", conf}, "key is set by the config file " + conf},
+		{nil, []string{"-key", "garbage"}, ""},
+	} {
+		cmd := sumdCommand(t, append([]string{"verify", "-url", "http://127.0.0.1:1"}, tc.args...)...)
+		cmd.Env = childEnv(t, tc.env...)
+		var stderr bytes.Buffer
+		cmd.Dir, cmd.Stderr = dir, &stderr
+		err := cmd.Run()
+		if err == nil || !strings.Contains(stderr.String(), "neither a verifier key nor a readable file") {
+			t.Fatalf("sumd verify %q %q: %v\n%s\nwant the key refused", tc.env, tc.args, err, stderr.String())
+		}
+		if got := strings.Contains(stderr.String(), "is set by"); tc.want == "" && got || tc.want != "" && !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("sumd verify %q %q:\n%s\nwant %q", tc.env, tc.args, stderr.String(), cmp.Or(tc.want, "no line saying where -key was set"))
 		}
 	}
 }

@@ -42,7 +42,7 @@
 // the values of every layer are then parsed by the same flag.Value setters,
 // so a bad value is reported with the file key, variable or flag it came
 // from; a value Validate refuses that a file or variable set is followed by
-// a line naming it. A key given twice in the file is an error, and so is a
+// a line naming it, as is one its command refuses later (Sources). A key given twice in the file is an error, and so is a
 // second YAML document (after --- or ...), whose keys would otherwise be
 // ignored.
 package config

@@ -152,6 +152,9 @@ func loadValidated(cmd command, cfg validator, args, env []string, w io.Writer) 
 	if err := errors.Join(append(errs, cfg.Validate())...); err != nil {
 		return nil, errors.Join(append([]error{withSources(err, opts)}, conflicts...)...)
 	}
+	if s, ok := cfg.(interface{ sources() *Sources }); ok {
+		s.sources().record(opts)
+	}
 	return rest, nil
 }
 
@@ -211,6 +214,32 @@ func names(line, name string) bool {
 		}
 		i = start + 1
 	}
+}
+
+// Sources remembers where each option got its value, for a command that
+// finds a value bad only when it uses it (sumd verify's -key, a file that
+// holds no verifier key): its error can then name the variable or config
+// file to fix, as withSources adds to Validate's.
+type Sources struct{ set map[string]layer }
+
+func (s *Sources) sources() *Sources { return s }
+
+func (s *Sources) record(opts []option) {
+	s.set = map[string]layer{}
+	for _, o := range opts {
+		s.set[o.Name] = o.Value.(*value).src
+	}
+}
+
+// WithSource returns err followed by withSources' detail line for the
+// option called name ("key is set by SUMD_KEY") when the config file or
+// the environment set it; else err.
+func (s *Sources) WithSource(err error, name string) error {
+	l := s.set[name]
+	if l.kind != fromFile && l.kind != fromEnv {
+		return err
+	}
+	return &sourcedError{err.Error() + "\n\t" + name + " is set by " + l.describe(name), err}
 }
 
 func (d *Database) database() *Database { return d }
@@ -453,6 +482,9 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 	walk = func(v reflect.Value) {
 		for i := range v.NumField() {
 			field, fv := v.Type().Field(i), v.Field(i)
+			if !field.IsExported() {
+				continue // not an option: Sources' record of them
+			}
 			name, help, arg := field.Tag.Get("flag"), field.Tag.Get("help"), field.Tag.Get("arg")
 			if !field.Anonymous && (name == "" || help == "") {
 				panic(fmt.Sprintf("config: field %s needs flag and help tags", field.Name))

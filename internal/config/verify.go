@@ -27,6 +27,7 @@ type Verify struct {
 	Since       int      `flag:"since" arg:"ID" help:"with -recheck, re-hash only records from this id on"`
 	ClientAuth
 	TUFTrust
+	Sources
 }
 
 func defaultVerify() Verify { return Verify{Parallel: 8} }
