@@ -84,7 +84,7 @@ func adminClientOf(server, tokenFile, authSpec string, insecure bool) (*admin.Cl
 		}
 		token, err := admin.ReadTokenFile(tokenFile)
 		if err != nil {
-			return nil, withHint(err, secretHint(err, "pass the file holding the admin token the server reads (its -admin-token-file)"))
+			return nil, withHint(namedFile("token-file", err), secretHint(err, "pass the file holding the admin token the server reads (its -admin-token-file)"))
 		}
 		c.Token = token
 		return c, nil

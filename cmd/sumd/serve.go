@@ -433,6 +433,15 @@ func secretHint(err error, hint string) string {
 	return hint
 }
 
+// namedFile names the option of a secret file that is not there, which
+// err does not: the name may be the secret itself (secret.NotExistError).
+func namedFile(option string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", option, err)
+	}
+	return err
+}
+
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, fs.ErrNotExist)

@@ -62,3 +62,21 @@ func TestServeCrosscheckURL(t *testing.T) {
 		t.Errorf("-upstream-auth alone: %v\n%s\nwant it refused, naming only -upstream-auth", err, errOut)
 	}
 }
+
+// TestSecretFileOptionNamed: a token given where -admin-token-file or
+// -token-file wants its file is refused without being repeated, and the
+// error names the option instead.
+func TestSecretFileOptionNamed(t *testing.T) {
+	const token = "tS0GKR9q2mXc7LbYvWnE4a1Hd8JpQz"
+	for option, args := range map[string][]string{
+		"admin-token-file": {"serve", "-listen", "127.0.0.1:0", "-admin-token-file", token},
+		"token-file":       {"add", "-server", "http://127.0.0.1:1", "-insecure-http", "-token-file", token, "example.com/m@v1.0.0"},
+	} {
+		cmd := sumdCommand(t, args...)
+		var stderr bytes.Buffer
+		cmd.Dir, cmd.Stderr = t.TempDir(), &stderr
+		if err := cmd.Run(); err == nil || strings.Contains(stderr.String(), token) || !strings.Contains(stderr.String(), "error: "+option+": ") {
+			t.Errorf("sumd %q: %v\n%s\nwant it refused, naming -%s and not the token", args, err, stderr.String(), option)
+		}
+	}
+}

@@ -43,7 +43,7 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 	}
 	if cfg.AdminTokenFile != "" {
 		if _, err := admin.ReadTokenFile(cfg.AdminTokenFile); err != nil {
-			return nil, withHint(err, secretHint(err, fmt.Sprintf("write a random token of %d bytes or more to the file, e.g. (umask 077; head -c 32 /dev/urandom | base64 > FILE)", admin.MinTokenLength)))
+			return nil, withHint(namedFile("admin-token-file", err), secretHint(err, fmt.Sprintf("write a random token of %d bytes or more to the file, e.g. (umask 077; head -c 32 /dev/urandom | base64 > FILE)", admin.MinTokenLength)))
 		}
 	}
 	if cfg.Upstream.Upstream == "" {

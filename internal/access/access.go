@@ -64,6 +64,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -241,21 +242,30 @@ func (l *Layer) check() error {
 	var errs []error
 	if l.basic != nil {
 		_, err := l.basic.file.load()
-		errs = append(errs, err)
+		errs = append(errs, missing("read-auth-file", err))
 	}
 	if l.bearer != nil {
 		_, err := l.bearer.load()
-		errs = append(errs, err)
+		errs = append(errs, missing("read-auth-file", err))
 	}
 	if l.certs != nil {
 		_, err := l.certs.load()
-		errs = append(errs, err)
+		errs = append(errs, missing("tls-client-roles", err))
 	}
 	if l.admin != nil {
 		_, err := l.admin.load()
-		errs = append(errs, err)
+		errs = append(errs, missing("admin-token-file", err))
 	}
 	return errors.Join(errs...)
+}
+
+// missing names the option of a file that is not there, which err does
+// not (secret.NotExistError).
+func missing(option string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", option, err)
+	}
+	return err
 }
 
 // Refresh reads again the credential files that changed, so that a file

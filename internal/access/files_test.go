@@ -290,3 +290,23 @@ func TestEmptiedFile(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingFileHidesName: a credential file that is not there was
+// reported by its name (stat NAME: no such file or directory), and the
+// name is often the secret itself, pasted where its file belongs, so it
+// went to the journal or the terminal; the error now names the option
+// instead, and repeats no name.
+func TestMissingFileHidesName(t *testing.T) {
+	t.Chdir(t.TempDir())
+	const token = "tS0GKR9q2mXc7LbYvWnE4a1Hd8JpQz"
+	for option, cfg := range map[string]Config{
+		"read-auth-file":   {Mode: ModeBearer, File: token},
+		"admin-token-file": {AdminTokenFile: token, AdminAPI: true},
+		"tls-client-roles": {CertFile: token},
+	} {
+		err := Check(cfg)
+		if err == nil || strings.Contains(err.Error(), token) || !strings.Contains(err.Error(), option) {
+			t.Errorf("Check with a missing %s: %v, want an error naming the option and not the file", option, err)
+		}
+	}
+}

@@ -84,10 +84,13 @@ func (w *watched[T]) load() (T, error) {
 		return s.val, s.err
 	}
 	s := &snapshot[T]{fi: fi}
-	if statErr != nil {
+	switch {
+	case statErr != nil:
+		// The name may be the secret itself: if it does not look like a
+		// file's, the error does not repeat it, and check names the option.
 		w.waiting = nil
-		s.fi, s.err = nil, fmt.Errorf("failed to read %s: %w", w.path, statErr)
-	} else {
+		s.fi, s.err = nil, fmt.Errorf("failed to read credentials: %w", secret.Hide(w.path, statErr))
+	default:
 		data, wait, err := w.read(fi, now)
 		if wait {
 			s = w.last.Load() // the last read stays in force

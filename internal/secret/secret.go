@@ -6,12 +6,14 @@
 package secret
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 )
 
 // Changed reports whether the file now at a path (b, from stat) may hold
@@ -76,9 +78,47 @@ func isCredential(path string) bool {
 	return err == nil && derr == nil && filepath.Dir(abs) == credDir
 }
 
+// A NotExistError is a secret file that is not there, named by something
+// that does not look like a file's name. Its message does not repeat that
+// name: it is often the secret itself, pasted where its file belongs, and
+// the error goes to a terminal or the journal. Callers name the option
+// instead.
+type NotExistError struct {
+	looksSecret bool // no path separator, and a token's length
+}
+
+// Hide returns err, an error of opening or stat'ing path, as a
+// *NotExistError if the file is not there and path does not look like a
+// file's name (pathLike); else err, which names it.
+func Hide(path string, err error) error {
+	if !errors.Is(err, fs.ErrNotExist) || pathLike(path) {
+		return err
+	}
+	return &NotExistError{looksSecret: len(path) >= 16 && !strings.ContainsAny(path, "/"+string(filepath.Separator))}
+}
+
+// pathLike reports whether name ends in a short extension (.key, .token,
+// .pem, .htpasswd): no token has one, as neither base64 nor hex has a dot,
+// and a JWT's last part is long.
+func pathLike(name string) bool {
+	ext := filepath.Ext(name)
+	return len(ext) >= 2 && len(ext) <= 9 && strings.Trim(ext[1:], "abcdefghijklmnopqrstuvwxyz0123456789") == ""
+}
+
+func (e *NotExistError) Error() string {
+	if e.looksSecret {
+		return "no such file, and its name (not repeated here) looks like a secret rather than a path: give the file that holds the secret"
+	}
+	return "no such file (its name is not repeated here, in case it is the secret itself)"
+}
+
+// Is makes errors.Is(err, fs.ErrNotExist) true.
+func (e *NotExistError) Is(target error) bool { return target == fs.ErrNotExist }
+
 // ReadFile reads the regular file at path, which must pass CheckMode and
 // hold at most limit bytes, and returns its content and the FileInfo of the
 // file it read (for callers that cache the content until the file changes).
+// A missing file's error goes through Hide.
 func ReadFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
 	return read(path, limit, true)
 }
@@ -91,7 +131,10 @@ func ReadPublicFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
 
 func read(path string, limit int64, secret bool) ([]byte, fs.FileInfo, error) {
 	f, err := os.Open(path)
-	if err != nil {
+	switch {
+	case err != nil && secret:
+		return nil, nil, Hide(path, err)
+	case err != nil:
 		return nil, nil, err
 	}
 	defer f.Close()
