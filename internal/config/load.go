@@ -590,8 +590,6 @@ func setNode(f *flag.Flag, n *yaml.Node) error {
 	return set(f, n.Value)
 }
 
-// loadEnv sets the options from the variables, and returns the values of
-// the config file they replaced with others.
 // takesCommaList reports whether f takes several values in one
 // comma-separated string, as its placeholder or help says.
 func takesCommaList(f *flag.Flag) bool {
@@ -615,6 +613,8 @@ func commaListError(f *flag.Flag, n *yaml.Node) error {
 	return fmt.Errorf("want one comma-separated string, not a YAML list: %s: %q", f.Name, redactValue(strings.Join(items, ",")))
 }
 
+// loadEnv sets the options from the variables, and returns the values of
+// the config file they replaced with others.
 func loadEnv(vars map[string]string, opts []option) ([]override, error) {
 	var overrides []override
 	for _, o := range opts {
