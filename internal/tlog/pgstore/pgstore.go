@@ -179,7 +179,7 @@ func (o Options) withDefaults() Options {
 // A Store is a log in a PostgreSQL database. It is safe for concurrent
 // use, by any number of processes.
 type Store struct {
-	pool  *pgxpool.Pool // reads: Lookup, ReadRecords, ReadTiles, ScanIndex, Aux
+	pool  *pgxpool.Pool // reads: Lookup, ReadRecords, ReadTiles, ScanIndex, ScanIndexBack, Aux (reader)
 	ctl   *pgxpool.Pool // everything else (controlConns), and the log's own reads: see Open
 	opts  Options
 	log   *slog.Logger
