@@ -515,6 +515,11 @@ func runMirrorImport(args []string, stdout, stderr io.Writer) error {
 	if len(rest) == 0 {
 		return usageError(errors.New("no bundle to import"), "name the bundle files after the flags: sumd mirror import -mirror FILE BUNDLE...")
 	}
+	if i := slices.Index(rest, "-"); i >= 0 && slices.Contains(rest[i+1:], "-") {
+		// The first import reads standard input to its end, and closes it.
+		return usageError(errors.New("standard input (-) is named twice: it holds one stream, read once"),
+			"name - once; to import several bundles, name their files, or stream each in its own sumd mirror import")
+	}
 	logger := config.NewLogger(cfg.Log, stderr)
 	for _, bundle := range rest {
 		if err := importOne(cfg, bundle, stdout, stderr, logger); err != nil {

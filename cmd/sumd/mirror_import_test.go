@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -240,5 +241,22 @@ func TestExportSinceAhead(t *testing.T) {
 	}
 	if _, err := os.Stat(next); err == nil {
 		t.Errorf("export -since beyond the mirror's tree wrote a bundle")
+	}
+}
+
+// TestImportStdinTwice: sumd mirror import - - refuses standard input
+// named twice before importing anything: it imported the stream once,
+// closed standard input, and then failed to stat it ("file already
+// closed"), the first import done.
+func TestImportStdinTwice(t *testing.T) {
+	dir := t.TempDir()
+	inside := filepath.Join(dir, "inside.db")
+	var out, errOut bytes.Buffer
+	cmd := sumdCommand(t, "mirror", "import", "-mirror", inside, "-", "-")
+	cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = dir, strings.NewReader(""), &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(errOut.String(), "standard input (-) is named twice") {
+		t.Fatalf("import - -: %v\n%s%s", err, &out, &errOut)
 	}
 }
