@@ -393,14 +393,18 @@ func (l *Layer) adminOff(r *http.Request) bool {
 // (/healthz), with the principal its credentials authenticate, if any, in
 // its context: the route answers everyone, but tells those who may read
 // the status more (serve's health). Credentials refused are ignored, not
-// answered nor logged: the route answers as to a client without any. A
-// request without credentials, a load balancer's probe, costs nothing
-// more.
+// answered nor logged: the route answers as to a client without any; a
+// wrong password or token is counted all the same (it cost a check from
+// the shared budget, and a flood of them must show). A request without
+// credentials, a load balancer's probe, costs nothing more.
 func (l *Layer) open(r *http.Request, n need) *http.Request {
 	if l.required && r.Header.Get("Authorization") == "" && !verified(r) {
 		return r
 	}
 	p, d := l.authenticate(r, n)
+	if d != nil && d.reason == reasonWrong {
+		l.metrics.deny(reasonWrong)
+	}
 	if d != nil || p == nil {
 		return r
 	}

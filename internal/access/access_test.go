@@ -283,3 +283,23 @@ func TestNewQuotesNoSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthzWrongCredentialsCounted: /healthz answers everyone, but checks
+// credentials sent to it (to tell an auditor more), so a wrong password
+// there costs a bcrypt check like anywhere else; it must be counted as a
+// denial, or a flood of wrong passwords at /healthz would spend the
+// checks' budget with nothing in sumd_access_denied_total. The answer stays
+// the anonymous one.
+func TestHealthzWrongCredentialsCounted(t *testing.T) {
+	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	for range 3 {
+		want(t, "healthz with a wrong password", s.do("GET", "/healthz", basicAuth("auditor", "nope")), 200, "ok <none>")
+	}
+	want(t, "healthz without credentials", s.do("GET", "/healthz", ""), 200, "ok <none>")
+	if got := counter(t, s.layer.metrics.denied, reasonWrong); got != 3 {
+		t.Errorf("sumd_access_denied_total{reason=wrong_credentials} = %v, want 3", got)
+	}
+	if got := counter(t, s.layer.metrics.denied, reasonNoCredentials); got != 0 {
+		t.Errorf("sumd_access_denied_total{reason=no_credentials} = %v, want 0 (a probe is no denial)", got)
+	}
+}
