@@ -18,8 +18,9 @@
 //
 // /healthz needs nothing, so load balancers can probe it; credentials sent
 // there are checked only to tell its handler who asks (serve shows the
-// problems of a degraded server to those who may read the status), and
-// refused ones are ignored. Any other path
+// problems of a degraded server to those who may read the status), a
+// password only if another route verified it already (no bcrypt check),
+// and refused ones are ignored. Any other path
 // needs a reader: an unauthenticated client learns nothing, not even which
 // paths exist.
 //
@@ -394,8 +395,10 @@ func (l *Layer) adminOff(r *http.Request) bool {
 // its context: the route answers everyone, but tells those who may read
 // the status more (serve's health). Credentials refused are ignored, not
 // answered nor logged: the route answers as to a client without any; a
-// wrong password or token is counted all the same (it cost a check from
-// the shared budget, and a flood of them must show). A request without
+// wrong token is counted all the same, so that a flood of them shows. A
+// password is recognised only if another route verified it (remembered):
+// a bcrypt check here would take one from the budget the other routes
+// share, for an answer that differs only in its detail. A request without
 // credentials, a load balancer's probe, costs nothing more.
 func (l *Layer) open(r *http.Request, n need) *http.Request {
 	if l.required && r.Header.Get("Authorization") == "" && !verified(r) {

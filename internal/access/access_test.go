@@ -5,8 +5,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/server"
@@ -285,21 +287,55 @@ func TestNewQuotesNoSecret(t *testing.T) {
 }
 
 // TestHealthzWrongCredentialsCounted: /healthz answers everyone, but checks
-// credentials sent to it (to tell an auditor more), so a wrong password
-// there costs a bcrypt check like anywhere else; it must be counted as a
-// denial, or a flood of wrong passwords at /healthz would spend the
-// checks' budget with nothing in sumd_access_denied_total. The answer stays
-// the anonymous one.
+// credentials sent to it (to tell an auditor more), so a wrong token there
+// must be counted as a denial, or a flood of them at /healthz would leave
+// nothing in sumd_access_denied_total. The answer stays the anonymous one.
+// (A password there is checked only against the cache:
+// TestHealthzChecksCachedOnly.)
 func TestHealthzWrongCredentialsCounted(t *testing.T) {
-	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	s := newSetup(t, Config{Mode: ModeBearer, File: writeSecret(t, t.TempDir(), "tokens", "auditor:"+readerToken+":auditor\n")})
 	for range 3 {
-		want(t, "healthz with a wrong password", s.do("GET", "/healthz", basicAuth("auditor", "nope")), 200, "ok <none>")
+		want(t, "healthz with a wrong token", s.do("GET", "/healthz", "Bearer wrong-token-0123456789"), 200, "ok <none>")
 	}
+	want(t, "healthz with the token", s.do("GET", "/healthz", "Bearer "+readerToken), 200, "ok auditor")
 	want(t, "healthz without credentials", s.do("GET", "/healthz", ""), 200, "ok <none>")
 	if got := counter(t, s.layer.metrics.denied, reasonWrong); got != 3 {
 		t.Errorf("sumd_access_denied_total{reason=wrong_credentials} = %v, want 3", got)
 	}
 	if got := counter(t, s.layer.metrics.denied, reasonNoCredentials); got != 0 {
 		t.Errorf("sumd_access_denied_total{reason=no_credentials} = %v, want 0 (a probe is no denial)", got)
+	}
+}
+
+// TestHealthzChecksCachedOnly: /healthz answers everyone, and the only
+// thing a password there changes is how much of a degraded server's
+// problems it tells, so a password sent there must not run bcrypt, which
+// takes a check from the budget the other routes share: only a password
+// another route verified (remembered) is recognised there, and any other
+// is answered as no credential and counted as unchecked, not as wrong,
+// since nothing says it is.
+func TestHealthzChecksCachedOnly(t *testing.T) {
+	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	var runs atomic.Int32
+	s.layer.basic.compare = func(hash, password []byte) error {
+		runs.Add(1)
+		return bcrypt.CompareHashAndPassword(hash, password)
+	}
+	want(t, "healthz with a wrong password", s.do("GET", "/healthz", basicAuth("auditor", "nope")), 200, "ok <none>")
+	want(t, "healthz as an unknown user", s.do("GET", "/healthz", basicAuth("nobody", "nope")), 200, "ok <none>")
+	want(t, "healthz with a password not verified yet", s.do("GET", "/healthz", basicAuth("auditor", auditorPass)), 200, "ok <none>")
+	if n := runs.Load(); n != 0 {
+		t.Errorf("passwords at /healthz ran bcrypt %d times, want none", n)
+	}
+	want(t, "status", s.do("GET", "/status", basicAuth("auditor", auditorPass)), 200, "ok auditor")
+	want(t, "healthz with a verified password", s.do("GET", "/healthz", basicAuth("auditor", auditorPass)), 200, "ok auditor")
+	if n := runs.Load(); n != 1 {
+		t.Errorf("bcrypt ran %d times, want once (for /status)", n)
+	}
+	if got := counter(t, s.layer.metrics.checks, "unchecked"); got != 3 {
+		t.Errorf("sumd_access_basic_checks_total{result=unchecked} = %v, want 3", got)
+	}
+	if got := counter(t, s.layer.metrics.denied, reasonWrong); got != 0 {
+		t.Errorf("sumd_access_denied_total{reason=wrong_credentials} = %v, want 0 (no password at /healthz was found wrong)", got)
 	}
 }

@@ -66,7 +66,7 @@ func (l *Layer) authenticate(r *http.Request, n need) (*Principal, *denial) {
 			"credentials in the URL query are refused: send them in the Authorization header (for the go command, a .netrc entry)", nil}
 	}
 	if h := r.Header.Get("Authorization"); h != "" {
-		p, d := l.fromHeader(r, h)
+		p, d := l.fromHeader(r, h, n)
 		if d != nil && l.basic == nil && l.bearer == nil && (verified(r) || len(l.challenges(n)) == 0) {
 			// This server takes no password or token but the admin
 			// token, which this is not: the header is for a proxy in
@@ -108,10 +108,10 @@ func queryCredentials(raw string) bool {
 	return false
 }
 
-// fromHeader checks the Authorization header: Basic (a user and password,
-// or any user and a token as the password, as netrc can only send basic
-// credentials) or Bearer (a token).
-func (l *Layer) fromHeader(r *http.Request, h string) (*Principal, *denial) {
+// fromHeader checks the Authorization header of a request that needs n:
+// Basic (a user and password, or any user and a token as the password, as
+// netrc can only send basic credentials) or Bearer (a token).
+func (l *Layer) fromHeader(r *http.Request, h string, n need) (*Principal, *denial) {
 	scheme, rest, _ := strings.Cut(h, " ")
 	switch {
 	case strings.EqualFold(scheme, "Basic"):
@@ -124,6 +124,9 @@ func (l *Layer) fromHeader(r *http.Request, h string) (*Principal, *denial) {
 		}
 		if l.basic == nil {
 			return nil, errWrong
+		}
+		if n.role == RoleNone {
+			return l.basic.remembered(user, pass), nil // see Layer.open
 		}
 		return l.basic.check(r.Context(), user, pass)
 	case strings.EqualFold(scheme, "Bearer"):

@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "access", Name: "basic_checks_total",
-			Help: "Basic credentials checked, by result: cached (no bcrypt), verified (bcrypt accepted), wrong, busy (no bcrypt slot), shared (the result of another request's bcrypt run of the same credentials).",
+			Help: "Basic credentials checked, by result: cached (no bcrypt), verified (bcrypt accepted), wrong, busy (no bcrypt slot), shared (the result of another request's bcrypt run of the same credentials), unchecked (at /healthz, which runs no bcrypt: not verified before).",
 		}, []string{"result"}),
 		adminRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "admin", Name: "requests_total",

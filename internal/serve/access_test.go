@@ -371,6 +371,7 @@ func TestHealthzDetail(t *testing.T) {
 	cfg, urls, _, _ := accessConfig(t)
 	cfg.Mirrors = []Mirror{unreachableMirror(t, "corp.example")}
 	url := serveTest(t, cfg, urls)
+	get(t, url+"/status", "auditor") // /healthz recognises only a password verified elsewhere
 	waitForAs(t, url+"/healthz", "auditor", detail)
 	for _, user := range []string{"", "reader", "wrong"} {
 		code, h, body := get(t, url+"/healthz", user)
