@@ -98,10 +98,10 @@ func Hide(path string, err error) error {
 }
 
 // pathLike reports whether name ends in a short extension (.key, .token,
-// .pem, .htpasswd): no token has one, as neither base64 nor hex has a dot,
-// and a JWT's last part is long.
+// .pem, .htpasswd, in either case: .TOKEN too): no token has one, as
+// neither base64 nor hex has a dot, and a JWT's last part is long.
 func pathLike(name string) bool {
-	ext := filepath.Ext(name)
+	ext := strings.ToLower(filepath.Ext(name))
 	return len(ext) >= 2 && len(ext) <= 9 && strings.Trim(ext[1:], "abcdefghijklmnopqrstuvwxyz0123456789") == ""
 }
 

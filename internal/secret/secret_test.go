@@ -44,6 +44,8 @@ func TestNotExistHidesName(t *testing.T) {
 		{"admin-token", false, false},
 		{"secrets/admin.token", true, false}, // a file's name: the error says which
 		{"keys/sumd.local.key", true, false},
+		{"admin.TOKEN", true, false}, // an extension in upper case is one too
+		{"keys/Sumd.Key", true, false},
 	} {
 		_, _, err := ReadFile(tc.name, 100)
 		if !errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), tc.name) != tc.named {
