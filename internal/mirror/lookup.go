@@ -239,11 +239,35 @@ func (f *Follower) store(ctx, fctx context.Context, m module.Version, ans *sumdb
 		ext.Records = map[int64][]byte{}
 	}
 	ext.Records[ans.ID] = ans.Record
+	n := f.fresh(ctx, ext, held.Tree.N, ans.ID)
 	if err := f.log.Extend(ctx, ext); err != nil {
 		return f.fromOrigin(f.classify(err, ans.Head), ans.Head)
 	}
+	f.opts.Metrics.addRecords(f.name, n)
 	f.opts.Metrics.observeHeld(f.name, f.log.Published().Tree.N)
 	return nil
+}
+
+// fresh counts the records of ext that a mirror holding a tree of held
+// records stores: those beyond its tree, and the answer's own (id) below
+// it if the mirror lacks it (a partial mirror's, or another lookup of the
+// same version stored it first). The extension's other records below held
+// were fetched for tiles that whatever moved the head meanwhile (a round,
+// another lookup) stored with the same selection: Extend ignores them, as
+// it does every record the mirror holds.
+func (f *Follower) fresh(ctx context.Context, ext itlog.Extension, held, id int64) int {
+	n := 0
+	for i := range ext.Records {
+		if i >= held {
+			n++
+		}
+	}
+	if id < held {
+		if _, err := f.log.ReadRecords(ctx, id, 1); errors.Is(err, fs.ErrNotExist) {
+			n++
+		}
+	}
+	return n
 }
 
 // canExtend returns a *busyError if a forwarded lookup may not extend the

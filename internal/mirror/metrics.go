@@ -31,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"origin"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "mirror", Name: "records_total",
-			Help: "Records stored by the mirror since the start.",
+			Help: "Records stored by the mirror since the start, by its rounds and by lookups forwarded to the origin.",
 		}, []string{"origin"}),
 		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "mirror", Name: "syncs_total",
