@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"origin"}),
 		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "mirror", Name: "syncs_total",
-			Help: "Rounds of following the origin, by outcome (ok, error, security).",
+			Help: "Rounds of following the origin, by outcome (ok, error, security); a round cancelled at shutdown counts none.",
 		}, []string{"origin", "outcome"}),
 		securityN: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "mirror", Name: "security_events_total",

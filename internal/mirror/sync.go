@@ -49,6 +49,8 @@ type target struct {
 // refused; other errors (a *sumdbclient.FetchError, one wrapping a
 // *BodyError for an answer that is not the protocol's at all, the store)
 // that it could not finish. Either way every step committed before stays.
+// A round cancelled with ctx counts no outcome in the metrics and leaves
+// the status's problem as the last round left it.
 func (f *Follower) Sync(ctx context.Context) (*Result, error) {
 	if f.opts.Client == nil {
 		return nil, ErrOffline
@@ -61,6 +63,10 @@ func (f *Follower) Sync(ctx context.Context) (*Result, error) {
 	switch {
 	case IsSecurity(err):
 		f.opts.Metrics.round(f.name, "security")
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// Cancelled (sumd serve shutting down): the round found nothing
+		// about the origin, so it has no outcome to count, and the last
+		// round's problem stands.
 	case err != nil:
 		f.opts.Metrics.round(f.name, "error")
 		f.st.setProblem(problemText(err))
