@@ -60,7 +60,7 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 		return usageError(fmt.Errorf("a new mirror of %s needs the origin's verifier key: only %s's is built in", cfg.Origin, sumdbclient.SumGolangOrg),
 			"give -origin-key VKEY (or its .vkey file): the first word of the GOSUMDB line the origin's sumd serve printed")
 	}
-	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, cfg.DiskFloor.Bytes(), "", logger)
+	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, &cfg.Sources, true, cfg.DiskFloor.Bytes(), "", logger)
 	if err != nil {
 		return err
 	}
@@ -328,15 +328,15 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 }
 
 // openMirror opens the mirror database at path, creating it if allowed.
-// Its origin's keys are vkeysFlag (an option's value, inline or a file),
-// else those the database remembers, else sum.golang.org's when the
+// Its origin's keys are vkeysFlag (-origin-key's value, inline or a file,
+// set where src says: nil for none), else those the database remembers, else sum.golang.org's when the
 // database is new and its origin is (or may be, if name is "") that.
 // minFree is the space its writes keep free (tlog.BoltOptions.MinFree: -1
 // for none, as for a command that only reads).
-func openMirror(path, vkeysFlag string, create bool, minFree int64, name string, logger *slog.Logger) (*itlog.Log, *mirror.Config, error) {
+func openMirror(path, vkeysFlag string, src *config.Sources, create bool, minFree int64, name string, logger *slog.Logger) (*itlog.Log, *mirror.Config, error) {
 	ctx := context.Background()
 	if vkeysFlag != "" { // a bad option must not leave a new, empty file behind
-		if _, err := readVKeys("-origin-key", vkeysFlag); err != nil {
+		if _, err := originKeys(vkeysFlag, src); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -347,7 +347,7 @@ func openMirror(path, vkeysFlag string, create bool, minFree int64, name string,
 	if err != nil {
 		return nil, nil, mirrorOpenError(err, path)
 	}
-	l, stored, err := openMirrorStore(ctx, s, vkeysFlag, create, name, logger)
+	l, stored, err := openMirrorStore(ctx, s, vkeysFlag, src, create, name, logger)
 	if err != nil {
 		var ce *cliError
 		st, lerr := s.Load(ctx)
@@ -361,7 +361,7 @@ func openMirror(path, vkeysFlag string, create bool, minFree int64, name string,
 	return l, stored, nil
 }
 
-func openMirrorStore(ctx context.Context, s *itlog.BoltStore, vkeysFlag string, create bool, name string, logger *slog.Logger) (*itlog.Log, *mirror.Config, error) {
+func openMirrorStore(ctx context.Context, s *itlog.BoltStore, vkeysFlag string, src *config.Sources, create bool, name string, logger *slog.Logger) (*itlog.Log, *mirror.Config, error) {
 	st, err := s.Load(ctx)
 	isNew := errors.Is(err, itlog.ErrNoLog)
 	if err != nil && !isNew {
@@ -374,7 +374,7 @@ func openMirrorStore(ctx context.Context, s *itlog.BoltStore, vkeysFlag string, 
 	var vkeys []string
 	switch {
 	case vkeysFlag != "":
-		if vkeys, err = readVKeys("-origin-key", vkeysFlag); err != nil {
+		if vkeys, err = originKeys(vkeysFlag, src); err != nil {
 			return nil, nil, err
 		}
 	case stored != nil:
@@ -391,6 +391,17 @@ func openMirrorStore(ctx context.Context, s *itlog.BoltStore, vkeysFlag string, 
 		return nil, nil, err
 	}
 	return l, stored, nil
+}
+
+// originKeys is readVKeys for -origin-key's value s, its error naming the
+// variable or config file that set it (src): its message says
+// -origin-key, which a command line may not hold.
+func originKeys(s string, src *config.Sources) ([]string, error) {
+	vkeys, err := readVKeys("-origin-key", s)
+	if ce := (*cliError)(nil); errors.As(err, &ce) {
+		ce.err = src.WithSource(ce.err, "origin-key")
+	}
+	return vkeys, err
 }
 
 // newMirrorNeedsKey refuses a new mirror of name, a log other than
@@ -432,7 +443,7 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := config.NewLogger(cfg.Log, stderr)
-	l, _, err := openMirror(cfg.Mirror, cfg.OriginKey, false, -1, "", logger) // reads only
+	l, _, err := openMirror(cfg.Mirror, cfg.OriginKey, &cfg.Sources, false, -1, "", logger) // reads only
 	if err != nil {
 		return err
 	}
@@ -555,7 +566,7 @@ func importOne(cfg *config.MirrorImport, arg string, stdout, stderr io.Writer, l
 	}
 	_, statErr := os.Stat(cfg.Mirror)
 	created := errors.Is(statErr, fs.ErrNotExist)
-	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, true, cfg.DiskFloor.Bytes(), h.Name, logger)
+	l, stored, err := openMirror(cfg.Mirror, cfg.OriginKey, &cfg.Sources, true, cfg.DiskFloor.Bytes(), h.Name, logger)
 	if err != nil {
 		return err
 	}

@@ -144,7 +144,7 @@ func TestImportNewMirrorKeepsStaging(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("the interrupted import: %v, want context.Canceled", err)
 	}
-	l, _, err := openMirror(inside, vkey, false, -1, "", slog.New(slog.DiscardHandler))
+	l, _, err := openMirror(inside, vkey, nil, false, -1, "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("the interrupted import's database: %v", err)
 	}

@@ -177,7 +177,7 @@ func mirrorStored(t *testing.T, db, vkey string) (stored, done bool) {
 func TestServeMirrorsDefaultsSumGolangOrg(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	mdb := filepath.Join(t.TempDir(), "sgo.db")
-	l, stored, err := openMirror(mdb, "", true, -1, "", logger)
+	l, stored, err := openMirror(mdb, "", nil, true, -1, "", logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,7 +129,7 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 		return l, nil
 	}
 	path := cfg.DB + ".restore-mirror"
-	l, _, err := openMirror(path, vkeys, true, cfg.DiskFloor.Bytes(), "", logger)
+	l, _, err := openMirror(path, vkeys, nil, true, cfg.DiskFloor.Bytes(), "", logger)
 	if err != nil {
 		return nil, err
 	}

@@ -461,7 +461,7 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 				if err != nil {
 					return nil, "", mirrorOpenError(missingMirror(err, path), path)
 				}
-				l, stored, err := openMirrorStore(context.Background(), s, "", false, "", logger)
+				l, stored, err := openMirrorStore(context.Background(), s, "", nil, false, "", logger)
 				if err != nil {
 					s.Close()
 					return nil, "", mirrorOpenError(err, path)

@@ -19,7 +19,7 @@ func TestServeChecksBeforeCreating(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"crosscheck-key", []string{"-upstream", "https://proxy.golang.org", "-crosscheck", "-crosscheck-key", "garbage"}, "invalid cross-check key"},
+		{"crosscheck-key", []string{"-upstream", "https://proxy.golang.org", "-crosscheck", "-crosscheck-key", "garbage"}, "invalid crosscheck-key"},
 		{"crosscheck-state", []string{"-upstream", "https://proxy.golang.org", "-crosscheck", "-crosscheck-state", "state"}, "does not hold a tree head"},
 		{"mirror", []string{"-create", "-mirror", "missing.db"}, "hint: create the mirror first: sumd mirror -mirror missing.db"},
 		{"upstream-auth", []string{"-create", "-upstream", "https://proxy.golang.org", "-upstream-auth", "bearer:missing"}, "failed to read bearer credentials"},

@@ -184,6 +184,23 @@ type CrosscheckOptions struct {
 	CrosscheckState string `flag:"crosscheck-state" arg:"FILE" help:"file keeping the upstream checksum database's latest verified tree head across restarts; default: crosscheck-latest beside a bbolt database, data/crosscheck-latest in the working directory with PostgreSQL; its directory is created at start if missing"`
 }
 
+// validate refuses a crosscheck-key that is no verifier key here, with the
+// other options' errors, so that the error names the variable or config
+// file that set it (withSources); a private key is not quoted.
+func (o *CrosscheckOptions) validate() error {
+	const want = "want the upstream checksum database's verifier key (\"name+hash+base64\", as in GOSUMDB), or none for sum.golang.org's"
+	switch {
+	case o.CrosscheckKey == "":
+		return nil
+	case IsPrivateKey(o.CrosscheckKey):
+		return errors.New("invalid crosscheck-key: it is a private signing key, not a verifier key; " + want)
+	}
+	if err := CheckVerifierKeys([]string{o.CrosscheckKey}); err != nil {
+		return fmt.Errorf("invalid crosscheck-key %q: %v; %s", o.CrosscheckKey, err, want)
+	}
+	return nil
+}
+
 // Add configures `sumd add`, which writes to the database file directly and
 // so must run while no server holds it.
 type Add struct {
@@ -307,7 +324,7 @@ func (c *Serve) AdminAPI() bool {
 // Validate reports every problem of c, one per line.
 func (c *Serve) Validate() error {
 	errs := []error{c.Log.Validate(), checkListen(c.Listen), c.Access.validate(c.Listen, c.TLSCert),
-		c.TUFServe.Validate(), c.ServeSync.Validate(), c.ServeMirrors.Validate()}
+		c.TUFServe.Validate(), c.ServeSync.Validate(), c.ServeMirrors.Validate(), c.CrosscheckOptions.validate()}
 	if !c.MirrorOnly { // a mirror-only server has no log of its own
 		errs = append(errs, c.Database.Validate())
 	}

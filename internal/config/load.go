@@ -233,8 +233,11 @@ func (s *Sources) record(opts []option) {
 
 // WithSource returns err followed by withSources' detail line for the
 // option called name ("key is set by SUMD_KEY") when the config file or
-// the environment set it; else err.
+// the environment set it; else err, as for a nil s.
 func (s *Sources) WithSource(err error, name string) error {
+	if s == nil {
+		return err
+	}
 	l := s.set[name]
 	if l.kind != fromFile && l.kind != fromEnv {
 		return err

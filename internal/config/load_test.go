@@ -739,3 +739,39 @@ func TestCrosscheckOptionsNeedCrosscheck(t *testing.T) {
 		}
 	}
 }
+
+// TestCrosscheckKeyNamesSource: a crosscheck-key that is no verifier key
+// was refused only when sumd serve or sumd sync built the cross-check,
+// after loading, so its error could not say which layer set it, as the
+// errors of other options do; it is refused with them now, the variable or
+// config file named, and a private key is refused without being quoted.
+func TestCrosscheckKeyNamesSource(t *testing.T) {
+	const private = "PRIVATE+KEY+sum.example+1f3e7a1c+AVmc4ni3pBmJt7HUHUs2wZ3TNCYIQ2cwFmuEoPpyJEpg"
+	file := writeFile(t, "crosscheck: true\ncrosscheck-key: garbage\n")
+	serve := func(args, env []string) error { _, _, err := LoadServe(args, env, io.Discard); return err }
+	sync := func(args, env []string) error { _, _, err := LoadSync(args, env, io.Discard); return err }
+	syncArgs := []string{"-registry", "r.example/p", "-cosign-key", "k.pub", "-crosscheck-url", "https://sum.golang.org"}
+	for _, tt := range []struct {
+		name      string
+		load      func(args, env []string) error
+		args, env []string
+		want      string
+	}{
+		{"serve, env", serve, []string{"-upstream", "https://proxy.golang.org"}, []string{"SUMD_CROSSCHECK=1", "SUMD_CROSSCHECK_KEY=garbage"}, "\n\tcrosscheck-key is set by SUMD_CROSSCHECK_KEY"},
+		{"serve, file", serve, []string{"-upstream", "https://proxy.golang.org", "-config", file}, nil, "\n\tcrosscheck-key is set by the config file " + file},
+		{"sync, env", sync, syncArgs, []string{"SUMD_CROSSCHECK=1", "SUMD_CROSSCHECK_KEY=" + private}, "\n\tcrosscheck-key is set by SUMD_CROSSCHECK_KEY"},
+		{"sync, flag", sync, append(syncArgs, "-crosscheck", "-crosscheck-key", "garbage"), nil, "crosscheck-key"},
+	} {
+		err := tt.load(tt.args, tt.env)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v; want an error with %q", tt.name, err, tt.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "PRIVATE+KEY") {
+			t.Errorf("%s: %v: quotes the private key", tt.name, err)
+		}
+		if tt.env == nil && tt.args[len(tt.args)-1] == "garbage" && strings.Contains(err.Error(), "is set by") {
+			t.Errorf("%s: %v: names a layer for a flag", tt.name, err)
+		}
+	}
+}

@@ -35,10 +35,13 @@ var (
 	}
 )
 
-// MirrorDB names a mirror's database and the origin's keys.
+// MirrorDB names a mirror's database and the origin's keys. Its Sources
+// say where origin-key was set: the key (or its file) is read when the
+// mirror is opened.
 type MirrorDB struct {
 	Mirror    string `flag:"mirror" arg:"FILE" help:"the mirror's database file (bbolt), created on first use; it remembers its origin's URL, keys and -modules"`
 	OriginKey string `flag:"origin-key" arg:"VKEYS|FILE" help:"the origin's verifier keys (\"name+hash+base64\", comma-separated) or a file holding them; default: the keys the mirror database remembers, or sum.golang.org's for a new mirror of it (required for a new mirror of any other -origin)"`
+	Sources
 }
 
 // Validate reports every problem of m, one per line.

@@ -113,7 +113,7 @@ func (c *ServeSync) Validate() error {
 
 // Validate reports every problem of c, one per line.
 func (c *Sync) Validate() error {
-	errs := []error{c.Database.Validate(), c.DiskFloor.Validate(), c.Log.Validate(), c.OCI.Validate()}
+	errs := []error{c.Database.Validate(), c.DiskFloor.Validate(), c.Log.Validate(), c.OCI.Validate(), c.CrosscheckOptions.validate()}
 	if len(c.Registry) == 0 {
 		errs = append(errs, errors.New("registry is empty: set -registry HOST[:PORT]/PREFIX (and -cosign-key) to say what to sync"))
 	}
