@@ -189,12 +189,9 @@ func gosumUpstream(cfg *config.Add, stderr io.Writer) (*upstream.FetcherOptions,
 		}
 		return nil, nil
 	}
-	sources, err := upstream.ParseList(cfg.Upstream)
+	sources, err := parseSources("upstream", cfg.Upstream, cfg.UpstreamAuth, "https://athens.corp.example,file:///srv/mirror")
 	if err != nil {
-		return nil, usageError(fmt.Errorf("upstream: %w", err), "give module proxy URLs as in GOPROXY, e.g. -upstream https://athens.corp.example,file:///srv/mirror")
-	}
-	if err := upstream.ApplyAuth(sources, cfg.UpstreamAuth); err != nil {
-		return nil, authError("upstream-auth", err)
+		return nil, err
 	}
 	// The floor of -min-free-disk: zips spill into -tmp-dir, by default
 	// <db>.tmp on the database's disk (with PostgreSQL or -server, a new

@@ -86,14 +86,7 @@ func parseSyncCrosscheck(cfg *config.Sync) ([]upstream.Source, error) {
 	if cfg.Upstream == "" {
 		return nil, nil
 	}
-	sources, err := upstream.ParseList(cfg.Upstream)
-	if err != nil {
-		return nil, usageError(fmt.Errorf("upstream: %w", err), "give module proxy URLs as in GOPROXY, e.g. -upstream https://athens.corp.example")
-	}
-	if err := upstream.ApplyAuth(sources, cfg.UpstreamAuth); err != nil {
-		return nil, authError("upstream-auth", err)
-	}
-	return sources, nil
+	return parseSources("upstream", cfg.Upstream, cfg.UpstreamAuth, "https://athens.corp.example")
 }
 
 // syncCrosscheck returns what sumd sync records into: with -crosscheck, l

@@ -59,11 +59,8 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 		return u, nil
 	}
 	var err error
-	if u.sources, err = upstream.ParseList(cfg.Upstream.Upstream); err != nil {
-		return nil, usageError(fmt.Errorf("upstream: %w", err), "give module proxy URLs as in GOPROXY, e.g. -upstream https://athens.corp.example,file:///srv/mirror")
-	}
-	if err := upstream.ApplyAuth(u.sources, cfg.UpstreamAuth); err != nil {
-		return nil, authError("upstream-auth", err)
+	if u.sources, err = parseSources("upstream", cfg.Upstream.Upstream, cfg.UpstreamAuth, "https://athens.corp.example,file:///srv/mirror"); err != nil {
+		return nil, err
 	}
 	// NewFetcher reads each credential file once: done here, a missing or
 	// unreadable one refuses the start before a first start has created
@@ -73,6 +70,21 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 		return nil, withHint(err, secretHint(err, "check -upstream and -upstream-auth"))
 	}
 	return u, nil
+}
+
+// parseSources parses list, the module proxies (GOPROXY syntax) of the
+// option called option, and gives them the credentials auth, the value of
+// option-auth; example is the list its hint shows. sumd serve, add and
+// sync parse -upstream with it, sumd verify -recheck.
+func parseSources(option, list, auth, example string) ([]upstream.Source, error) {
+	sources, err := upstream.ParseList(list)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("%s: %w", option, err), "give module proxy URLs as in GOPROXY, e.g. -"+option+" "+example)
+	}
+	if err := upstream.ApplyAuth(sources, auth); err != nil {
+		return nil, authError(option+"-auth", err)
+	}
+	return sources, nil
 }
 
 // serverOps returns what the HTTP server serves: the log itself, or the

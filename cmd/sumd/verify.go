@@ -282,12 +282,9 @@ func rechecker(cfg *config.Verify) (audit.Rechecker, error) {
 		}
 		return nil, nil
 	}
-	sources, err := upstream.ParseList(cfg.Recheck)
+	sources, err := parseSources("recheck", cfg.Recheck, cfg.RecheckAuth, "https://athens.corp.example")
 	if err != nil {
-		return nil, usageError(fmt.Errorf("recheck: %w", err), "give module proxy URLs as in GOPROXY, e.g. -recheck https://athens.corp.example")
-	}
-	if err := upstream.ApplyAuth(sources, cfg.RecheckAuth); err != nil {
-		return nil, authError("recheck-auth", err)
+		return nil, err
 	}
 	f, err := upstream.NewFetcher(recheckFetcherOptions(sources))
 	if err != nil {
