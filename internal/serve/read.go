@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/sumd-project/sumd/internal/access"
+	"github.com/sumd-project/sumd/internal/server"
 )
 
 // The read listener (-read-listen) serves only what the go command reads:
@@ -48,6 +49,7 @@ import (
 type readSurface struct {
 	layer *access.Layer
 	dbs   *databases // shared with the main listener
+	log   *slog.Logger
 }
 
 // The checks run in the main listener's order: the framing (net/http
@@ -75,8 +77,7 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 	}
 	if h := &c.Request.Header; len(h.Peek("Sec-Fetch-Site")) > 0 &&
 		rs.layer.CrossSite(string(h.Peek("Sec-Fetch-Site")), string(h.Peek("Sec-Fetch-Mode")), string(h.Peek("Sec-Fetch-Dest")), string(c.Method())) {
-		c.Response.Header.Set("Cache-Control", "no-store")
-		fastText(c, http.StatusForbidden, access.CrossSiteText)
+		rs.refuseCrossSite(c)
 		return
 	}
 	path, rawPath, ok := rs.target(c)
@@ -84,6 +85,32 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 		return
 	}
 	rs.dbs.pick(path).ServeFast(access.AnonymousAt(context.Background(), c.RemoteAddr()), c, path, rawPath)
+}
+
+// refuseCrossSite answers a request the layer's CrossSite refused (and
+// counted), and logs the refusal in the words the layer logs it on the
+// main listener: an operator searching the log for "access denied" finds
+// a page that probes sumd through either listener.
+func (rs *readSurface) refuseCrossSite(c *fasthttp.RequestCtx) {
+	rs.log.LogAttrs(context.Background(), slog.LevelInfo, "access denied",
+		slog.String("path", server.OneLine(requestPath(c.Request.Header.RequestURI()))),
+		slog.Int("status", http.StatusForbidden), slog.String("reason", "cross_site"),
+		slog.String("credential", "anonymous"), slog.String("remote", c.RemoteAddr().String()))
+	c.Response.Header.Set("Cache-Control", "no-store")
+	fastText(c, http.StatusForbidden, access.CrossSiteText)
+}
+
+// requestPath is the path of request target uri as net/http parses it,
+// for a log line: uri itself if net/http would refuse it (the main
+// listener answers such a request 400 before any handler sees it).
+func requestPath(uri []byte) string {
+	if path, _, ok := plainTarget(uri); ok {
+		return path
+	}
+	if u, err := url.ParseRequestURI(string(uri)); err == nil {
+		return u.Path
+	}
+	return string(uri)
 }
 
 // target parses the request target as net/http does

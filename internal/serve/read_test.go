@@ -23,6 +23,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testlog"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -30,6 +31,12 @@ var readURL = regexp.MustCompile(`msg="serving the checksum database protocol on
 
 // readConfig is testConfig with a read listener and a log of 300 records.
 func readConfig(t *testing.T) (Config, <-chan string, func() string) {
+	cfg, urls, readURLOf, _ := readConfigLogs(t)
+	return cfg, urls, readURLOf
+}
+
+// readConfigLogs is readConfig that returns the server's log too.
+func readConfigLogs(t *testing.T) (Config, <-chan string, func() string, *testlog.Buffer) {
 	cfg, urls, logs := testConfig(t)
 	cfg.ReadListen = "127.0.0.1:0"
 	open := cfg.OpenLog
@@ -51,7 +58,7 @@ func readConfig(t *testing.T) (Config, <-chan string, func() string) {
 		}
 		return m[1]
 	}
-	return cfg, urls, readURLOf
+	return cfg, urls, readURLOf, logs
 }
 
 // readRecords returns n records of made-up hashes: example.com/m<i> at
@@ -407,9 +414,9 @@ func TestShutdownFreshConnections(t *testing.T) {
 
 // TestReadListenerCrossSite: a request a browser marks as made by another
 // site is refused on the read listener as on the main one (the same 403,
-// counted), and a top-level navigation passes on both.
+// counted and logged), and a top-level navigation passes on both.
 func TestReadListenerCrossSite(t *testing.T) {
-	cfg, urls, readURLOf := readConfig(t)
+	cfg, urls, readURLOf, logs := readConfigLogs(t)
 	url := serveTest(t, cfg, urls)
 	read := readURLOf()
 	askFrom := func(base, mode, dest string) string {
@@ -436,5 +443,9 @@ func TestReadListenerCrossSite(t *testing.T) {
 	}
 	if n := counter(t, cfg, "sumd_access_denied_total") - before; n != 2 {
 		t.Errorf("sumd_access_denied_total rose by %v, want 2", n)
+	}
+	denied := regexp.MustCompile(`level=INFO msg="access denied" path=/lookup/example.com/m7@v1.7.0 status=403 reason=cross_site credential=anonymous remote=127.0.0.1:\d+\n`)
+	if n := len(denied.FindAllString(logs.String(), -1)); n != 2 {
+		t.Errorf("%d log lines for the refusals, want one from each listener:\n%s", n, logs)
 	}
 }
