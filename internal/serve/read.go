@@ -52,11 +52,17 @@ type readSurface struct {
 	log   *slog.Logger
 }
 
+// serve answers c. The routes' context is ctx, which the listener
+// cancels when it cuts the connections a drain left (see shutdown), as
+// net/http cancels a request's when its connection closes: a request
+// still running then stops what it waits for (a store, an upstream fetch)
+// instead of going on past the close of the log.
+//
 // The checks run in the main listener's order: the framing (net/http
 // refuses it before any handler), the target (refuseOddTargets), then the
 // host and a browser's word that another site sent it (the access layer),
 // so that both answer a request alike.
-func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
+func (rs *readSurface) serve(ctx context.Context, c *fasthttp.RequestCtx) {
 	if badTransferEncoding(c.Request.Header.RawHeaders()) {
 		// RFC 9112 §6.3: without chunked last, the body's length is not
 		// known; fasthttp goes by Content-Length (and hides the header), a
@@ -84,7 +90,7 @@ func (rs *readSurface) serve(c *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	rs.dbs.pick(path).ServeFast(access.AnonymousAt(context.Background(), c.RemoteAddr()), c, path, rawPath)
+	rs.dbs.pick(path).ServeFast(access.AnonymousAt(ctx, c.RemoteAddr()), c, path, rawPath)
 }
 
 // refuseCrossSite answers a request the layer's CrossSite refused (and
@@ -256,12 +262,14 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 	}
 	limit := newConnLimit(cfg.MaxConnections, cfg.Logger)
 	ln = &readSocket{Listener: &limitListener{Listener: ln, limit: limit}, log: cfg.Logger}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &listener{
-		ln:    ln,
-		url:   url,
-		conns: conns,
+		ln:     ln,
+		url:    url,
+		conns:  conns,
+		cancel: cancel,
 		fast: &fasthttp.Server{
-			Handler:      rs.serve,
+			Handler:      func(c *fasthttp.RequestCtx) { rs.serve(ctx, c) },
 			ErrorHandler: fastRequestError,
 			ConnState: func(c net.Conn, state fasthttp.ConnState) {
 				limit.fastState(c, state)

@@ -54,7 +54,7 @@ func BenchmarkReadSurface(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		c.Init(reqs[i%n], addr, nil)
-		rs.serve(&c)
+		rs.serve(context.Background(), &c)
 		if c.Response.StatusCode() != 200 {
 			b.Fatalf("%s", c.Response.Body())
 		}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -447,5 +448,57 @@ func TestReadListenerCrossSite(t *testing.T) {
 	denied := regexp.MustCompile(`level=INFO msg="access denied" path=/lookup/example.com/m7@v1.7.0 status=403 reason=cross_site credential=anonymous remote=127.0.0.1:\d+\n`)
 	if n := len(denied.FindAllString(logs.String(), -1)); n != 2 {
 		t.Errorf("%d log lines for the refusals, want one from each listener:\n%s", n, logs)
+	}
+}
+
+// cancelOps holds every /latest until its context ends, and says so.
+type cancelOps struct {
+	sumdb.ServerOps
+	entered   chan struct{}
+	cancelled chan struct{}
+	once      sync.Once
+}
+
+func (o *cancelOps) Signed(ctx context.Context) ([]byte, error) {
+	o.entered <- struct{}{}
+	<-ctx.Done()
+	o.once.Do(func() { close(o.cancelled) })
+	return nil, ctx.Err()
+}
+
+// TestShutdownCutCancels: a request still running when the drain times
+// out has its connection cut and its context cancelled, on the read
+// listener as on the main one, so that what it waits for (a store, an
+// upstream fetch) stops with it rather than go on past Run's return and
+// the close of the log.
+func TestShutdownCutCancels(t *testing.T) {
+	for _, listener := range []string{"main", "read"} {
+		cfg, urls, readURLOf := readConfig(t)
+		cfg.ShutdownTimeout = 200 * time.Millisecond
+		ops := &cancelOps{entered: make(chan struct{}, 1), cancelled: make(chan struct{})}
+		cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
+			ops.ServerOps = l
+			return ops, nil, nil
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		url, done := start(t, ctx, cfg, urls)
+		if listener == "read" {
+			url = readURLOf()
+		}
+		go func() {
+			if resp, err := http.Get(url + "/latest"); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		<-ops.entered
+		stop()
+		if err := wait(t, done); err == nil || !strings.Contains(err.Error(), "failed to shut down gracefully") {
+			t.Errorf("%s listener: Run = %v, want a failure to shut down gracefully", listener, err)
+		}
+		select {
+		case <-ops.cancelled:
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s listener: the request cut at the shutdown still runs, its context not cancelled", listener)
+		}
 	}
 }

@@ -435,6 +435,9 @@ type listener struct {
 	fresh *freshConns // the net/http server's connections before a request
 	ln    net.Listener
 	url   string
+	// cancel ends the context of the fast server's requests (read.go)
+	// once the shutdown has cut their connections.
+	cancel context.CancelFunc
 }
 
 // listen prepares the HTTP server for h on ln.
@@ -506,6 +509,7 @@ func (l *listener) shutdown(timeout time.Duration) error {
 		if err = l.fast.ShutdownWithContext(ctx); err != nil {
 			l.conns.cut()
 		}
+		l.cancel()
 	} else {
 		l.fresh.cutFresh()
 		if err = l.srv.Shutdown(ctx); err != nil {

@@ -19,7 +19,9 @@ import (
 // and every other path, the operator pages and /metrics included, with the
 // 404 of a path the server does not know: they stay on the main listener.
 // The ops are called with ctx, which the caller gives the values its
-// request logs need; it is not cancelled when the client goes away.
+// request logs need; it is not cancelled when the client goes away, only
+// when the caller cancels it (serve's read listener does once a shutdown
+// has cut the connection).
 //
 // Answers are counted in the metrics and logged as ServeHTTP's are.
 func (s *Server) ServeFast(ctx context.Context, c *fasthttp.RequestCtx, path, rawPath string) {
