@@ -68,9 +68,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -473,9 +475,26 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 			// 16 KiB in all, as the read listener's ReadBufferSize:
 			// net/http allows 4 KiB more than MaxHeaderBytes.
 			MaxHeaderBytes: 12 << 10,
-			ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+			ErrorLog:       log.New(httpLogger{cfg.Logger}, "", 0),
 		},
 	}
+}
+
+// httpLogger takes net/http's log lines: a failed TLS handshake at Info,
+// as the request log has a client's errors, since any client causes one
+// by connecting and going away without it (a load balancer's TCP check, a
+// port scan), yet a client certificate refused there is the operator's to
+// see; the rest (a handler's panic, accept failures) at Warn.
+type httpLogger struct{ l *slog.Logger }
+
+func (h httpLogger) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelInfo
+	}
+	h.l.Log(context.Background(), level, msg)
+	return len(p), nil
 }
 
 // serve serves until Shutdown (nil) or a failure of the listener.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -378,4 +379,33 @@ func TestStopDuringOpen(t *testing.T) {
 		t.Fatalf("the address is still held after a stop during the start: %v", err)
 	}
 	ln.Close()
+}
+
+// TestTLSHandshakeErrorQuiet: a client that connects to a TLS listener
+// and goes away without a handshake (a load balancer's TCP check, a port
+// scan) is logged at Info, as a client's error in the request log, not at
+// Warn: any anonymous client could write a warning per connection.
+func TestTLSHandshakeErrorQuiet(t *testing.T) {
+	cfg, urls, logs := testConfig(t)
+	ts := httptest.NewUnstartedServer(nil)
+	ts.StartTLS()
+	cfg.TLS = ts.TLS.Clone()
+	ts.Close()
+	url := serveTest(t, cfg, urls)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	var line string
+	for deadline := time.Now().Add(10 * time.Second); line == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for l := range strings.Lines(logs.String()) {
+			if strings.Contains(l, "TLS handshake error") {
+				line = l
+			}
+		}
+	}
+	if !strings.Contains(line, "level=INFO") {
+		t.Errorf("a connection closed before its TLS handshake was logged %q, want at Info", line)
+	}
 }
