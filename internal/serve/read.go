@@ -36,8 +36,10 @@ import (
 // To every well-formed request the answers are the main listener's, byte
 // for byte but the Date (server.Server.ServeFast, from the same route
 // functions and caches; a path not in clean form gets the main listener's
-// redirect). Malformed HTTP is refused in fasthttp's words, not net/http's,
-// and some of it otherwise (docs/operations.md lists what differs).
+// redirect), and for HTTP/1.0 the status line's version and Connection
+// header (fasthttp answers HTTP/1.1, as RFC 9110 allows). Malformed HTTP
+// is refused in fasthttp's words, not net/http's, and some of it
+// otherwise (docs/operations.md lists what differs).
 // There is no access layer on it: Run refuses it on a server that asks
 // clients for credentials, whose anonymous clients may read nothing;
 // without credentials anyone reads every route it serves anyway. It
