@@ -81,8 +81,8 @@ func (m *metrics) count(route string, status int, d time.Duration) {
 // watchCache exports the size of the response cache of the database name
 // serves, if there are metrics and a cache: each Server on one registry (a
 // log and its mirrors) has a cache of its own, and a series of its own. A
-// mirror-only server serves its first mirror at the root paths too, with
-// a second Server and cache: that one is not exported.
+// second Server of the same name on the registry (serve makes none: its
+// root Server answers /sumdb/<name>/ too) would not be exported.
 func (m *metrics) watchCache(c *cache, files *bodyFiles, name string) {
 	if m == nil || c == nil {
 		return
