@@ -33,8 +33,8 @@ type CheckerOptions struct {
 	// URL is the database's base URL. "" means through the upstream
 	// proxies, found as the go command finds them: the first of Sources
 	// whose <URL>/sumdb/<name>/supported answers 200 (404 or 410: next
-	// source; anything else: failure). sumd never falls back to the
-	// internet directly: set URL for that.
+	// source; anything else: next source after "|", failure after ",").
+	// sumd never falls back to the internet directly: set URL for that.
 	URL string
 	// Auth is sent to URL (Sources carry their own).
 	Auth Auth

@@ -118,19 +118,30 @@ func (r *sumdbRemote) base(ctx context.Context) (Source, error) {
 	return src, nil
 }
 
-// discover probes the proxies as the go command does: the first whose
-// /sumdb/<name>/supported answers 200 is used, 404 and 410 move on, any
-// other answer is a failure.
+// discover probes the proxies as the go command does (GOPROXY's rules,
+// modfetch.TryProxies): the first whose /sumdb/<name>/supported answers
+// 200 is used; 404 and 410 move on, and so does any other failure of a
+// source followed by "|", while after "," it ends the probe. If none
+// answers 200, a failure beats "not supported", the last one as in the go
+// command: an outage is not a configuration without the database.
 func (r *sumdbRemote) discover(ctx context.Context) (Source, error) {
+	var failed error
 	for _, src := range r.sources {
 		base := src.URL + "/sumdb/" + r.name
 		_, err := r.get(ctx, base+"/supported", src.Auth)
 		switch {
 		case err == nil:
 			return Source{URL: base, Auth: src.Auth}, nil
-		case !isNotFound(err):
-			return Source{}, fmt.Errorf("failed to probe %s for checksum database %s: %w", src.URL, r.name, err)
+		case isNotFound(err):
+			continue
 		}
+		failed = fmt.Errorf("failed to probe %s for checksum database %s: %w", src.URL, r.name, err)
+		if !src.FallBackOnError || ctx.Err() != nil {
+			break
+		}
+	}
+	if failed != nil {
+		return Source{}, failed
 	}
 	return Source{}, fmt.Errorf("%w (GET <proxy>/sumdb/%s/supported)", errNotSupported, r.name)
 }

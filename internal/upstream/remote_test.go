@@ -3,12 +3,14 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testlog"
 )
 
 // TestDiscoveryWaitStopsWithContext: while one cross-check probes
@@ -48,5 +50,56 @@ func TestDiscoveryWaitStopsWithContext(t *testing.T) {
 	err = c.Check(ctx, rec)
 	if took := time.Since(start); took > 5*time.Second || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a check whose context ended after 100ms returned after %v with %v; want its context's error at once", took.Round(time.Millisecond), err)
+	}
+}
+
+// TestDiscoveryFallsBackAfterPipe: the go command finds the proxy that
+// serves a checksum database with GOPROXY's own rules (modfetch.TryProxies):
+// after "|" a proxy that fails is passed over, after "," it decides. sumd's
+// discovery moved on after 404 and 410 only, so with -upstream A|B and A
+// down every cross-check failed, or with -crosscheck-open recorded
+// versions unchecked, where the go command would check them through B.
+func TestDiscoveryFallsBackAfterPipe(t *testing.T) {
+	db := newFakeSumDB(t)
+	rec := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: fakeHash("a"), GoMod: fakeHash("b")}
+	db.add(t, rec)
+	broken := newProxy(t)
+	broken.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	})
+	good := newProxy(t)
+	good.setHook(db.serve)
+	missing := newProxy(t) // answers 404 to everything
+	for _, tc := range []struct {
+		list     string
+		failOpen bool
+		want     Kind // 0: checked and agreed
+	}{
+		{broken.url + "|" + good.url, false, 0},
+		{broken.url + "|" + good.url, true, 0},
+		{broken.url + "," + good.url, false, KindUnavailable},
+		{missing.url + "," + good.url, false, 0},
+		// The failure beats the 404, as in the go command: an outage,
+		// not a database no proxy supports.
+		{broken.url + "|" + missing.url, false, KindUnavailable},
+	} {
+		t.Run(fmt.Sprintf("%s open=%v", strings.NewReplacer(broken.url, "broken", good.url, "good", missing.url, "missing").Replace(tc.list), tc.failOpen), func(t *testing.T) {
+			logs := &testlog.Buffer{}
+			c, err := NewChecker(CheckerOptions{Key: db.vkey, Sources: mustParseList(t, tc.list), FailOpen: tc.failOpen, Logger: logs.Logger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Check(context.Background(), rec)
+			if got := kindOf(err); got != tc.want || (tc.want == 0) != (err == nil) {
+				t.Fatalf("Check: %v (kind %v), want kind %v", err, got, tc.want)
+			}
+			if tc.want == KindUnavailable && strings.Contains(err.Error(), errNotSupported.Error()) {
+				t.Errorf("Check: %v; want the failure, not %q", err, errNotSupported)
+			}
+			if strings.Contains(logs.String(), "recording unchecked") {
+				t.Errorf("recorded unchecked:\n%s", logs)
+			}
+		})
 	}
 }
