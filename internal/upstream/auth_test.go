@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -118,6 +120,69 @@ func TestCredentialChecked(t *testing.T) {
 		srcs[0].Auth = a
 		if _, err := NewFetcher(FetcherOptions{Sources: srcs, Logger: quiet}); err == nil {
 			t.Errorf("NewFetcher with auth %v succeeded", a)
+		}
+	}
+}
+
+// TestEchoedCredentialsRedacted: a proxy that writes the credentials it
+// was sent into its text answer (a debugging proxy echoing headers, "token
+// ... may not read ...") had them passed on: a 404's reason to every
+// client that looks the version up (a token is one plain word, which
+// redactReason keeps), and any answer's reason to the logs through the
+// error's cause. The credentials sent are cut out of the answer's text.
+func TestEchoedCredentialsRedacted(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	const pass, token, netrcPass = "s3cretPass77", "s3cret-token-0123456789", "s3cretNetrc42"
+	for _, tc := range []struct {
+		name    string
+		auth    Auth
+		secrets []string // what must not be passed on
+	}{
+		{"basic", Auth{Kind: AuthBasic, User: "alice", File: write("pass", pass+"\n")}, []string{pass, base64.StdEncoding.EncodeToString([]byte("alice:" + pass))}},
+		{"bearer", Auth{Kind: AuthBearer, File: write("token", token)}, []string{token}},
+		{"netrc", Auth{Kind: AuthNetrc, File: write("netrc", "machine 127.0.0.1 login bob password "+netrcPass+"\n")},
+			[]string{netrcPass, base64.StdEncoding.EncodeToString([]byte("bob:" + netrcPass))}},
+	} {
+		for _, status := range []int{http.StatusNotFound, http.StatusForbidden} {
+			t.Run(fmt.Sprintf("%s %d", tc.name, status), func(t *testing.T) {
+				p := newProxy(t, goodModule(m.Path, m.Version))
+				p.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+					_, pw, _ := r.BasicAuth()
+					bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+					if !ok {
+						bearer = ""
+					}
+					w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+					w.WriteHeader(status)
+					fmt.Fprintf(w, "not found: %s: credential %s%s may not read it (%s)\n", m, pw, bearer, r.Header.Get("Authorization"))
+					return true
+				})
+				var logs testlog.Buffer
+				srcs := mustParseList(t, p.url)
+				srcs[0].Auth = tc.auth
+				f, err := NewFetcher(FetcherOptions{Sources: srcs, Logger: logs.Logger()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = f.Fetch(context.Background(), m)
+				e := asError(t, err)
+				if !strings.Contains(e.Detail(), "may not read it") {
+					t.Fatalf("Fetch: %v; want the proxy's reason in it", e.Detail())
+				}
+				for _, s := range tc.secrets {
+					if strings.Contains(e.Error(), s) || strings.Contains(e.Detail(), s) || strings.Contains(logs.String(), s) {
+						t.Errorf("the credential %q was passed on:\nclient: %s\ndetail: %s\nlogs:\n%s", s, e.Error(), e.Detail(), logs.String())
+					}
+				}
+			})
 		}
 	}
 }

@@ -43,7 +43,7 @@ func FuzzFirstLine(f *testing.F) {
 		}
 		m := mv("example.com/m", "v1.0.0")
 		resp := &http.Response{Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, Body: io.NopCloser(strings.NewReader(body))}
-		line, _ := firstLine(resp)
+		line, _ := firstLine(resp, nil)
 		msg := redactReason(line, m, src, final)
 		if len(msg) > maxReason+len("…") || !utf8.ValidString(msg) || strings.ContainsFunc(msg, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 			t.Fatalf("reason %q: not one short line", msg)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -104,7 +105,7 @@ func (o *opener) get(ctx context.Context, u string, auth Auth) (io.ReadCloser, i
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		msg, offline := firstLine(resp)
+		msg, offline := firstLine(resp, sentSecrets(req))
 		se := &statusError{url: u, status: resp.StatusCode, msg: msg, offline: offline && resp.StatusCode == http.StatusNotFound}
 		if resp.Request != nil && resp.Request.URL.String() != u {
 			se.final = resp.Request.URL
@@ -122,14 +123,21 @@ const maxReasonBody = 8 << 10
 // bytes: proxies put their reason there ("not found: unknown revision
 // v1.2.3"), and the go command's user deserves to see it. offline reports
 // whether the whole line holds sumdbclient.OfflineText, which a long
-// module path before it pushes beyond those 512 bytes.
-func firstLine(resp *http.Response) (msg string, offline bool) {
+// module path before it pushes beyond those 512 bytes. Each of secrets,
+// the credentials the request carried, is cut out of the line, before it
+// is cut to length, which could leave a part of one: a proxy may echo
+// them, and the line goes to clients (a 404's) and to logs, which never
+// see credentials.
+func firstLine(resp *http.Response, secrets []string) (msg string, offline bool) {
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		return "", false
 	}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxReasonBody))
 	line, _, _ := strings.Cut(string(data), "\n")
 	offline = strings.Contains(line, " "+sumdbclient.OfflineText+": ")
+	for _, s := range secrets {
+		line = strings.ReplaceAll(line, s, redacted)
+	}
 	line = strings.ToValidUTF8(line[:min(len(line), 512)], "\uFFFD")
 	return strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
@@ -137,6 +145,21 @@ func firstLine(resp *http.Response) (msg string, offline bool) {
 		}
 		return r
 	}, strings.TrimSpace(line)), offline
+}
+
+// sentSecrets returns the credentials req carries, longest first (one
+// may hold another: a basic auth header holds the password): the
+// Authorization header's value after its scheme, and a basic password.
+func sentSecrets(req *http.Request) []string {
+	var secrets []string
+	if _, cred, ok := strings.Cut(req.Header.Get("Authorization"), " "); ok && strings.TrimSpace(cred) != "" {
+		secrets = append(secrets, strings.TrimSpace(cred))
+	}
+	if _, pass, ok := req.BasicAuth(); ok && pass != "" {
+		secrets = append(secrets, pass)
+	}
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	return secrets
 }
 
 // errNameTooLong is a file:// path with an element longer than the file
