@@ -34,7 +34,9 @@ type CheckerOptions struct {
 	// proxies, found as the go command finds them: the first of Sources
 	// whose <URL>/sumdb/<name>/supported answers 200 (404 or 410: next
 	// source; anything else: next source after "|", failure after ",").
-	// sumd never falls back to the internet directly: set URL for that.
+	// The source found is kept until a read through it fails while "|"
+	// follows it: then the proxies are probed again. sumd never falls
+	// back to the internet directly: set URL for that.
 	URL string
 	// Auth is sent to URL (Sources carry their own).
 	Auth Auth

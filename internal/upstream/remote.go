@@ -36,7 +36,7 @@ type sumdbRemote struct {
 	// its own context lasts: an abandoned flight must give back its fetch
 	// slot at once.
 	lock  chan struct{}
-	found *Source // the discovered base, with its source's auth
+	found *Source // the discovered base, with its source's auth and separator
 }
 
 func newSumdbRemote(name string, opts CheckerOptions) (*sumdbRemote, error) {
@@ -60,13 +60,45 @@ func newSumdbRemote(name string, opts CheckerOptions) (*sumdbRemote, error) {
 }
 
 // read returns the body of a 200 answer to GET <base><path>. Non-200
-// answers are *statusError; a timeout wraps errRemoteTimeout.
+// answers are *statusError; a timeout wraps errRemoteTimeout. A failure
+// through a discovered source that "|" follows is tried once more through
+// the source a new discovery finds (see failOver).
 func (r *sumdbRemote) read(ctx context.Context, path string) ([]byte, error) {
 	base, err := r.base(ctx)
 	if err != nil {
 		return nil, err
 	}
+	data, err := r.get(ctx, base.URL+path, base.Auth)
+	if err == nil || !r.failOver(ctx, base, err) {
+		return data, err
+	}
+	if base, err = r.base(ctx); err != nil {
+		return nil, err
+	}
 	return r.get(ctx, base.URL+path, base.Auth)
+}
+
+// failOver reports whether err, src's failure to answer a read, calls for
+// discovering the database again, and if so forgets src. GOPROXY passes
+// over a source that fails when "|" follows it, and the go command
+// discovers at each run; sumd runs for months, and must not keep a source
+// that went down, failing every cross-check (or, failing open, recording
+// unchecked) while the next one serves. A 404 or 410 is an answer, not a
+// failure; ctx's end is no failure of src.
+func (r *sumdbRemote) failOver(ctx context.Context, src Source, err error) bool {
+	if r.url != "" || !src.FallBackOnError || isNotFound(err) || ctx.Err() != nil {
+		return false
+	}
+	select {
+	case r.lock <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	defer func() { <-r.lock }()
+	if r.found != nil && r.found.URL == src.URL {
+		r.found = nil // another check may have found a new source already
+	}
+	return true
 }
 
 // get reads u within the timeout and the size limit.
@@ -131,7 +163,7 @@ func (r *sumdbRemote) discover(ctx context.Context) (Source, error) {
 		_, err := r.get(ctx, base+"/supported", src.Auth)
 		switch {
 		case err == nil:
-			return Source{URL: base, Auth: src.Auth}, nil
+			return Source{URL: base, Auth: src.Auth, FallBackOnError: src.FallBackOnError}, nil
 		case isNotFound(err):
 			continue
 		}

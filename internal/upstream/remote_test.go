@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,6 +100,72 @@ func TestDiscoveryFallsBackAfterPipe(t *testing.T) {
 			}
 			if strings.Contains(logs.String(), "recording unchecked") {
 				t.Errorf("recorded unchecked:\n%s", logs)
+			}
+		})
+	}
+}
+
+// TestDiscoveryFailsOver: the proxy found to serve the checksum database
+// was kept for the life of the process, so once it went down every
+// cross-check failed, or under -crosscheck-fail-open recorded versions
+// unchecked, although the source after "|" serves the database (the go
+// command, which discovers again at each run, would use it). A read that
+// fails through a source followed by "|" now discovers again; after ","
+// there is nowhere to go, and the failure stands.
+func TestDiscoveryFailsOver(t *testing.T) {
+	db := newFakeSumDB(t)
+	rec := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: fakeHash("a"), GoMod: fakeHash("b")}
+	rec2 := gosum.Record{Path: "example.com/m", Version: "v1.1.0", Hash: fakeHash("c"), GoMod: fakeHash("d")}
+	db.add(t, rec, rec2)
+	for _, tc := range []struct {
+		sep  string
+		want Kind // of the check after the first proxy went down
+	}{
+		{"|", 0},
+		{",", KindUnavailable},
+	} {
+		t.Run(tc.sep, func(t *testing.T) {
+			var down sync.Mutex
+			first, second := newProxy(t), newProxy(t)
+			firstDown := false
+			first.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+				down.Lock()
+				defer down.Unlock()
+				if firstDown {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return true
+				}
+				return db.serve(w, r)
+			})
+			second.setHook(db.serve)
+			logs := &testlog.Buffer{}
+			c, err := NewChecker(CheckerOptions{Key: db.vkey, Sources: mustParseList(t, first.url+tc.sep+second.url), FailOpen: true, Logger: logs.Logger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Check(context.Background(), rec); err != nil {
+				t.Fatalf("Check through the first proxy: %v", err)
+			}
+			down.Lock()
+			firstDown = true
+			down.Unlock()
+			err = c.Check(context.Background(), rec2)
+			if tc.want == 0 {
+				if err != nil || strings.Contains(logs.String(), "recording unchecked") {
+					t.Fatalf("Check with the first proxy down: %v; want it checked through the second\n%s", err, logs)
+				}
+				if second.count("/lookup/example.com/m@v1.1.0") != 1 {
+					t.Errorf("the second proxy was not asked")
+				}
+				return
+			}
+			// Fail-open: recorded unchecked, as the go command would
+			// not reach the database either.
+			if err != nil || !strings.Contains(logs.String(), "recording unchecked") {
+				t.Fatalf("Check with the first proxy down after \",\": %v\n%s; want fail-open", err, logs)
+			}
+			if second.count("/supported")+second.count("/lookup/") != 0 {
+				t.Errorf("the proxy after \",\" was asked")
 			}
 		})
 	}
