@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,8 +23,10 @@ type Metrics struct {
 	clientRefused prometheus.Counter     // sumd_upstream_client_fetches_refused_total
 }
 
-// Fetch outcomes: "ok" or a Kind's String.
-var fetchOutcomes = []string{"ok", "gone", "invalid", "error", "timeout", "local"}
+// Fetch outcomes: "ok", a Kind's String, or "abandoned": the fetch was
+// cancelled because nobody waited for it any more (see Recorder.fly), no
+// failure of the upstream's, which "error" and "timeout" are.
+var fetchOutcomes = []string{"ok", "gone", "invalid", "error", "timeout", "local", "abandoned"}
 
 // Cross-check outcomes.
 const (
@@ -45,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "upstream", Name: "fetches_total",
-			Help: "Module versions fetched from upstream proxies, by outcome (ok, gone, invalid, error, timeout, local: sumd could not store the zip).",
+			Help: "Module versions fetched from upstream proxies, by outcome (ok, gone, invalid, error, timeout, local: sumd could not store the zip, abandoned: every client waiting for it went away).",
 		}, []string{"outcome"}),
 		fetchBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "upstream", Name: "fetch_bytes_total",
@@ -96,11 +100,15 @@ func (m *Metrics) observeFetch(err error, d time.Duration) {
 		return
 	}
 	outcome := "ok"
-	if err != nil {
-		outcome = "error" // also a caller's cancellation: not the version's fault
-		if k := kindOf(err); k != 0 {
-			outcome = k.String()
-		}
+	switch k := kindOf(err); {
+	case k != 0:
+		outcome = k.String()
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// Fetch's own ctx ended (it returns no *Error then): its
+		// callers went, the upstream did not fail.
+		outcome = "abandoned"
+	case err != nil:
+		outcome = "error"
 	}
 	m.fetches.WithLabelValues(outcome).Inc()
 	m.fetchSeconds.Observe(d.Seconds())
