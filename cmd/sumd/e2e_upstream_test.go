@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -131,4 +132,74 @@ func getStatus(t *testing.T, url string) response {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return response{resp.StatusCode, string(body)}
+}
+
+// TestGoCommandUpstreamFailures: what the go command's user sees when
+// sumd's upstream, listed as "<internal proxy>,<file tree>", fails a first
+// lookup: a 503 from the proxy is a 502 whose reason the go command shows
+// and that names neither the proxy's address nor its URL, and no fall
+// through past ","; a .mod that differs from the zip's go.mod is a 410
+// "invalid module"; a version the proxy lacks (404) comes from the tree
+// after ",". The go command downloads from the tree in each case.
+func TestGoCommandUpstreamFailures(t *testing.T) {
+	dir := t.TempDir()
+	treeDir := filepath.Join(dir, "tree")
+	mod := func(path string) testproxy.Module {
+		return testproxy.Module{Path: path, Version: "v1.0.0", Files: map[string]string{
+			"go.mod": "module " + path + "\n\ngo 1.21\n", "m.go": "package m\n"}}
+	}
+	down, invalid, elsewhere := mod("example.com/down"), mod("example.com/invalid"), mod("example.com/elsewhere")
+	treeURL, err := testproxy.Build(treeDir, []testproxy.Module{down, invalid, elsewhere})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := http.FileServer(http.Dir(treeDir))
+	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/example.com/down/"):
+			http.Error(w, "backend "+r.Host+" is overloaded", http.StatusServiceUnavailable)
+		case strings.HasPrefix(r.URL.Path, "/example.com/elsewhere/"):
+			http.Error(w, "not found: example.com/elsewhere@v1.0.0: unknown revision", http.StatusNotFound)
+		case r.URL.Path == "/example.com/invalid/@v/v1.0.0.mod":
+			io.WriteString(w, "module example.com/invalid\n\ngo 1.99\n")
+		default:
+			files.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(internal.Close)
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"),
+		"-upstream", internal.URL+","+treeURL)
+
+	goGet := func(m testproxy.Module) (string, error) {
+		g := testproxy.NewGo(t)
+		g.Env = append(g.Env, "GOPROXY="+treeURL, "GOSUMDB="+s.gosumdb)
+		return g.Run("get", m.Path+"@"+m.Version)
+	}
+	internalHost := strings.TrimPrefix(internal.URL, "http://")
+	for _, tc := range []struct {
+		m    testproxy.Module
+		want []string // in the go command's output; none: it succeeds
+	}{
+		{down, []string{"502 Bad Gateway", "server response: upstream proxy error: example.com/down@v1.0.0: upstream proxy answered 503 Service Unavailable"}},
+		{invalid, []string{"410 Gone", "server response: not found: example.com/invalid@v1.0.0: invalid module: go.mod differs from the go.mod in the zip"}},
+		{elsewhere, nil},
+	} {
+		out, err := goGet(tc.m)
+		if (err == nil) != (tc.want == nil) {
+			t.Errorf("go get %s@%s: %v\n%s", tc.m.Path, tc.m.Version, err, out)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("go get %s@%s printed\n%s\nwithout %q", tc.m.Path, tc.m.Version, out, w)
+			}
+		}
+		if strings.Contains(out, internalHost) || strings.Contains(out, treeDir) {
+			t.Errorf("go get %s@%s printed the upstream's address or path:\n%s", tc.m.Path, tc.m.Version, out)
+		}
+	}
+	if head := get(t, s.url+"/latest"); !strings.HasPrefix(head, "go.sum database tree\n1\n") {
+		t.Errorf("tree head %q, want the one version that upstream served", head)
+	}
 }
