@@ -1,6 +1,7 @@
 package modhash
 
 import (
+	"context"
 	"sync"
 
 	"golang.org/x/sync/semaphore"
@@ -12,7 +13,8 @@ import (
 // the hashing; but uploads and the admin API's fetches are bounded in
 // number only by the server's connections, so without a shared budget a
 // burst of them could hold gigabytes. A caller that cannot hold its share
-// writes the zip to a file, as it does a large one.
+// writes the zip to a file, as it does a large one. Large go.mod files,
+// which must be held in memory, wait for their share (WaitMemory).
 const MemoryBudget = 64 << 20
 
 var memory = semaphore.NewWeighted(MemoryBudget)
@@ -27,4 +29,17 @@ func HoldMemory(n int64) (release func(), ok bool) {
 	}
 	var once sync.Once
 	return func() { once.Do(func() { memory.Release(n) }) }, true
+}
+
+// WaitMemory is HoldMemory for what the caller cannot keep in a file
+// instead (a go.mod, which is compared and parsed whole): it waits for the
+// n bytes (at most MemoryBudget) until ctx is done, and then fails with
+// ctx's error.
+func WaitMemory(ctx context.Context, n int64) (release func(), err error) {
+	n = min(n, MemoryBudget)
+	if err := memory.Acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { memory.Release(n) }) }, nil
 }

@@ -218,8 +218,9 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	if err != nil {
 		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: err}
 	}
-	var mod bytes.Buffer
-	if err := f.download(ctx, src, m, base+".mod", &mod, f.opts.MaxModSize, "go.mod file"); err != nil {
+	mod := &modBuffer{ctx: ctx, share: f.opts.MaxModSize}
+	defer mod.free()
+	if err := f.download(ctx, src, m, base+".mod", mod, f.opts.MaxModSize, "go.mod file"); err != nil {
 		return gosum.Record{}, err
 	}
 	var zipPath string
@@ -242,9 +243,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	if err != nil {
 		return gosum.Record{}, err
 	}
-	// Never nil: nil would tell HashZip to fall back to the zip's go.mod,
-	// and an empty .mod must be judged as the go command judges it.
-	goMod := append([]byte{}, mod.Bytes()...)
+	goMod := mod.bytes()
 	var sums modhash.Sums
 	switch {
 	case local != nil:
@@ -341,6 +340,52 @@ func unchanged(zf *regfile.File, m module.Version) error {
 		Cause: fmt.Errorf("%s changed while hashed: %v", zf.Name(), err)}
 }
 
+// smallMod is the size up to which a .mod is held without a share of
+// modhash.MemoryBudget: most are a few KiB.
+const smallMod = 64 << 10
+
+// A modBuffer holds a .mod as download writes it. Past smallMod bytes it
+// first waits for share bytes of modhash.MemoryBudget (MaxModSize), which
+// it holds until free: a .mod is held until its version is hashed, and
+// -upstream-parallel lookups of versions with go.mod files of up to 16 MiB
+// (anyone may publish such a module, and make sumd look it up) would
+// otherwise hold hundreds of MiB at once. It waits rather than fails, as a
+// zip would go to a file: a go.mod cannot, and large ones are rare.
+type modBuffer struct {
+	ctx     context.Context // of the fetch: the wait ends with it
+	share   int64
+	buf     bytes.Buffer // not embedded: its ReadFrom would bypass Write
+	release func()       // nil until it holds its share
+}
+
+func (b *modBuffer) Write(p []byte) (int, error) {
+	if b.release == nil && b.buf.Len()+len(p) > smallMod {
+		release, err := modhash.WaitMemory(b.ctx, b.share)
+		if err != nil {
+			return 0, err
+		}
+		b.release = release
+	}
+	return b.buf.Write(p)
+}
+
+// bytes is the .mod, never nil: nil would tell HashZip to fall back to
+// the zip's go.mod, and an empty .mod must be judged as the go command
+// judges it.
+func (b *modBuffer) bytes() []byte {
+	if b.buf.Len() == 0 {
+		return []byte{}
+	}
+	return b.buf.Bytes()
+}
+
+// free gives back the share, if held.
+func (b *modBuffer) free() {
+	if b.release != nil {
+		b.release()
+	}
+}
+
 // escapedBase is "<escaped path>/@v/<escaped version>", the proxy protocol's
 // name of the version's files without the extension.
 func escapedBase(m module.Version) (string, error) {
@@ -372,7 +417,8 @@ func invalidReason(err error, zipPath string) error {
 // close, open again, read, remove) cost more than the hashing. Memory stays
 // bounded: first lookups fetch at most -upstream-parallel (default 16)
 // versions at once, and every zip held, the admin API's fetches' too, takes
-// its share of modhash.MemoryBudget first, going to a file when it is spent.
+// its share of modhash.MemoryBudget first, going to a file when it is spent
+// (as a .mod over smallMod waits for its share: see modBuffer).
 const memoryZip = 1 << 20
 
 // downloadZip downloads the zip: one of up to memoryZip bytes is returned

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/mod/sumdb/dirhash"
@@ -535,4 +536,48 @@ func TestFetchIncompatibleV1(t *testing.T) {
 	if want := wantHashes(t, p.dir, m); err != nil || rec.Hash != want.Hash || rec.GoMod != want.GoMod {
 		t.Errorf("Fetch(%s) = %+v, %v; want hashes %+v", m, rec, err, want)
 	}
+}
+
+// TestLargeModMemoryBudget: a .mod is held in memory until its version is
+// hashed, up to MaxModSize (16 MiB), and first lookups held theirs outside
+// any budget, so that -upstream-parallel lookups of versions with large
+// go.mod files (which anyone may publish, and make sumd look up) held
+// hundreds of MiB at once. One over smallMod now waits for MaxModSize of
+// modhash.MemoryBudget and holds it until the hash is done; a small one
+// takes nothing.
+func TestLargeModMemoryBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		big := goodModule("example.com/bigmod", "v1.0.0")
+		big.Files["go.mod"] += "\n// " + strings.Repeat("x", 100<<10) + "\n"
+		small := goodModule("example.com/smallmod", "v1.0.0")
+		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: newSlowProxy(t, big, small), TempDir: t.TempDir()})
+		all, ok := modhash.HoldMemory(modhash.MemoryBudget)
+		if !ok {
+			t.Fatal("the memory budget is not free at the start")
+		}
+		if _, err := f.Fetch(context.Background(), mv(small.Path, small.Version)); err != nil {
+			t.Fatalf("fetch of a small go.mod with the budget spent: %v", err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := f.Fetch(context.Background(), mv(big.Path, big.Version))
+			done <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			all()
+			t.Fatalf("a fetch of a version with a 100 KiB go.mod ended (%v) with the memory budget spent; want it to wait for its share", err)
+		default:
+		}
+		all()
+		if err := <-done; err != nil {
+			t.Fatalf("fetch of a large go.mod once the budget is free: %v", err)
+		}
+		again, ok := modhash.HoldMemory(modhash.MemoryBudget)
+		if !ok {
+			t.Fatal("the fetch did not give back its share of the memory budget")
+		}
+		again()
+	})
 }
