@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -201,5 +203,78 @@ func TestGoCommandUpstreamFailures(t *testing.T) {
 	}
 	if head := get(t, s.url+"/latest"); !strings.HasPrefix(head, "go.sum database tree\n1\n") {
 		t.Errorf("tree head %q, want the one version that upstream served", head)
+	}
+}
+
+// TestGoCommandCrosscheckFallback: with -upstream A|B and A down, sumd
+// fetches from B and, as the go command does, finds the checksum database
+// it cross-checks with through B: an honest version is recorded, one that
+// the database holds with other hashes refused. The discovery stopped at
+// A's 503, which failed every cross-check.
+func TestGoCommandCrosscheckFallback(t *testing.T) {
+	dir := t.TempDir()
+	mod := func(path, content string) testproxy.Module {
+		return testproxy.Module{Path: path, Version: "v1.0.0", Files: map[string]string{
+			"go.mod": "module " + path + "\n\ngo 1.21\n", "m.go": "package m // " + content + "\n"}}
+	}
+	honest, forged := mod("example.com/honest", "honest"), mod("example.com/forged", "forged")
+	treeDir, refTree := filepath.Join(dir, "tree"), filepath.Join(dir, "reftree")
+	treeURL, err := testproxy.Build(treeDir, []testproxy.Module{honest, forged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reference database, standing in for sum.golang.org, holds the
+	// honest version and another build of the forged one.
+	if _, err := testproxy.Build(refTree, []testproxy.Module{honest, mod("example.com/forged", "genuine")}); err != nil {
+		t.Fatal(err)
+	}
+	const refName = "ref.e2e.example"
+	refVkey := strings.TrimSpace(sumd(t, "keygen", "-name", refName, "-dir", filepath.Join(dir, "refkeys")))
+	refKey, refDB := filepath.Join(dir, "refkeys", refName+".key"), filepath.Join(dir, "ref.db")
+	for i, m := range []testproxy.Module{honest, forged} {
+		mv := module.Version{Path: m.Path, Version: m.Version}
+		args := []string{"add", "-db", refDB, "-key", refKey}
+		if i == 0 {
+			args = append(args, "-create")
+		}
+		sumd(t, append(args, mv.String(), testproxy.ZipPath(refTree, mv))...)
+	}
+	ref := startServer(t, "-db", refDB, "-key", refKey)
+	refURL, err := url.Parse(ref.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(down.Close)
+	files, toRef := http.FileServer(http.Dir(treeDir)), httputil.NewSingleHostReverseProxy(refURL)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/sumdb/") {
+			toRef.ServeHTTP(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(up.Close)
+
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"),
+		"-upstream", down.URL+"|"+up.URL, "-crosscheck", "-crosscheck-key", refVkey, "-crosscheck-state", filepath.Join(dir, "crosscheck-latest"))
+	goGet := func(m testproxy.Module) (string, error) {
+		g := testproxy.NewGo(t)
+		g.Env = append(g.Env, "GOPROXY="+treeURL, "GOSUMDB="+s.gosumdb)
+		return g.Run("get", m.Path+"@"+m.Version)
+	}
+	if out, err := goGet(honest); err != nil {
+		t.Fatalf("go get of a version the reference database agrees with: %v\n%s", err, out)
+	}
+	out, err := goGet(forged)
+	if want := "server response: not found: example.com/forged@v1.0.0: checksum mismatch"; err == nil || !strings.Contains(out, want) {
+		t.Fatalf("go get of a version the reference database holds with other hashes: %v\n%s\nwant %q", err, out, want)
+	}
+	if head := get(t, s.url+"/latest"); !strings.HasPrefix(head, "go.sum database tree\n1\n") {
+		t.Errorf("tree head %q, want the honest version alone", head)
 	}
 }
