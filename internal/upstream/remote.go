@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -29,6 +30,7 @@ type sumdbRemote struct {
 	sources []Source
 	timeout time.Duration
 	client  opener
+	log     *slog.Logger
 
 	// lock, a one-slot channel, guards found and serializes discovery.
 	// It is not a sync.Mutex so that a check waits for another's
@@ -42,7 +44,7 @@ type sumdbRemote struct {
 func newSumdbRemote(name string, opts CheckerOptions) (*sumdbRemote, error) {
 	r := &sumdbRemote{
 		name: name, url: strings.TrimSuffix(opts.URL, "/"), auth: opts.Auth,
-		timeout: opts.Timeout, client: opener{client: opts.HTTPClient},
+		timeout: opts.Timeout, client: opener{client: opts.HTTPClient}, log: opts.Logger,
 		lock: make(chan struct{}, 1),
 	}
 	for _, src := range opts.Sources {
@@ -97,6 +99,8 @@ func (r *sumdbRemote) failOver(ctx context.Context, src Source, err error) bool 
 	defer func() { <-r.lock }()
 	if r.found != nil && r.found.URL == src.URL {
 		r.found = nil // another check may have found a new source already
+		r.log.WarnContext(ctx, "cross-check: the upstream proxy serving the checksum database failed; looking for it again after \"|\"",
+			"sumdb", r.name, "source", src.URL, "err", err)
 	}
 	return true
 }
@@ -154,8 +158,11 @@ func (r *sumdbRemote) base(ctx context.Context) (Source, error) {
 // modfetch.TryProxies): the first whose /sumdb/<name>/supported answers
 // 200 is used; 404 and 410 move on, and so does any other failure of a
 // source followed by "|", while after "," it ends the probe. If none
-// answers 200, a failure beats "not supported", the last one as in the go
-// command: an outage is not a configuration without the database.
+// answers 200, a failure beats "not supported": an outage is not a
+// configuration without the database. The last one is returned, as in
+// the go command, unless an earlier one was no outage (misbehaving: a
+// refusal of sumd's credentials, say), which must fail closed whatever
+// the policy and whatever later sources do.
 func (r *sumdbRemote) discover(ctx context.Context) (Source, error) {
 	var failed error
 	for _, src := range r.sources {
@@ -167,7 +174,9 @@ func (r *sumdbRemote) discover(ctx context.Context) (Source, error) {
 		case isNotFound(err):
 			continue
 		}
-		failed = fmt.Errorf("failed to probe %s for checksum database %s: %w", src.URL, r.name, err)
+		if failed == nil || !misbehaving(failed) {
+			failed = fmt.Errorf("failed to probe %s for checksum database %s: %w", src.URL, r.name, err)
+		}
 		if !src.FallBackOnError || ctx.Err() != nil {
 			break
 		}

@@ -72,6 +72,11 @@ func TestDiscoveryFallsBackAfterPipe(t *testing.T) {
 	good := newProxy(t)
 	good.setHook(db.serve)
 	missing := newProxy(t) // answers 404 to everything
+	refusing := newProxy(t)
+	refusing.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		w.WriteHeader(http.StatusUnauthorized)
+		return true
+	})
 	for _, tc := range []struct {
 		list     string
 		failOpen bool
@@ -84,8 +89,11 @@ func TestDiscoveryFallsBackAfterPipe(t *testing.T) {
 		// The failure beats the 404, as in the go command: an outage,
 		// not a database no proxy supports.
 		{broken.url + "|" + missing.url, false, KindUnavailable},
+		// A refusal is no outage, and fails closed even under fail-open,
+		// whatever a later source does.
+		{refusing.url + "|" + broken.url, true, KindUnavailable},
 	} {
-		t.Run(fmt.Sprintf("%s open=%v", strings.NewReplacer(broken.url, "broken", good.url, "good", missing.url, "missing").Replace(tc.list), tc.failOpen), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s open=%v", strings.NewReplacer(broken.url, "broken", good.url, "good", missing.url, "missing", refusing.url, "refusing").Replace(tc.list), tc.failOpen), func(t *testing.T) {
 			logs := &testlog.Buffer{}
 			c, err := NewChecker(CheckerOptions{Key: db.vkey, Sources: mustParseList(t, tc.list), FailOpen: tc.failOpen, Logger: logs.Logger()})
 			if err != nil {
@@ -156,6 +164,9 @@ func TestDiscoveryFailsOver(t *testing.T) {
 				}
 				if second.count("/lookup/example.com/m@v1.1.0") != 1 {
 					t.Errorf("the second proxy was not asked")
+				}
+				if !strings.Contains(logs.String(), "level=WARN msg=\"cross-check: the upstream proxy serving the checksum database failed") {
+					t.Errorf("the failover was not logged:\n%s", logs)
 				}
 				return
 			}
