@@ -217,10 +217,17 @@ func (r *run) extends(old tlog.Tree, oldMsg []byte, role string) (bool, error) {
 // on without saving it); if they do not, or do not match old, it is a
 // fork; a server that no longer has them (404) lost records, a rollback.
 // Other failures to fetch them stop the audit, which concludes nothing.
+// The empty tree is a prefix of every tree (checkTiles checked its hash),
+// for which tlog.ProveTree has no proof: the log's first head, which a
+// cache may still serve, is stale too.
 func (r *run) prefixOf(old tlog.Tree, heads []Head) (bool, error) {
-	proof, err := tlog.ProveTree(old.N, r.tree.N, tlog.TileHashReader(old, r.tiles))
+	var proof tlog.TreeProof
+	var err error
+	if r.tree.N > 0 {
+		proof, err = tlog.ProveTree(old.N, r.tree.N, tlog.TileHashReader(old, r.tiles))
+	}
 	switch {
-	case err == nil && tlog.CheckTree(proof, old.N, old.Hash, r.tree.N, r.tree.Hash) == nil:
+	case err == nil && (r.tree.N == 0 || tlog.CheckTree(proof, old.N, old.Hash, r.tree.N, r.tree.Hash) == nil):
 		if !r.stale { // once, if both the saved head and the checkpoint's are newer
 			r.stale = true
 			r.rep.Warnings = append(r.rep.Warnings, Problem{Kind: KindStale, Heads: heads, Message: fmt.Sprintf(

@@ -106,3 +106,30 @@ func TestSmallerTreeNotPrefix(t *testing.T) {
 		t.Errorf("the state's head changed to:\n%s", now)
 	}
 }
+
+// TestStaleEmptyLatest serves the log's first head, of the empty tree, on
+// /latest after a head of 300 records was saved: the empty tree is a prefix
+// of every tree (the go command accepts it as an older head), so it is
+// stale, a warning, not a fork.
+func TestStaleEmptyLatest(t *testing.T) {
+	tl := newTestLog(t, "", 0, testRecord)
+	empty, err := tl.log.Signed(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl.add(0, 300, testRecord)
+	state := t.TempDir()
+	wantOK(t, mustAudit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.StateDir = state }), CheckSignature, CheckTiles)
+	stale := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if path == "/latest" {
+			return status, empty
+		}
+		return status, body
+	})
+	rep := mustAudit(t, stale.URL, tl.vkey, func(o *Options) { o.StateDir = state })
+	wantOK(t, rep, CheckSignature, CheckTiles, CheckConsistency)
+	if len(rep.Warnings) != 1 || rep.Warnings[0].Kind != KindStale ||
+		!strings.Contains(rep.Warnings[0].Message, "tree of 0 records, a prefix of the tree of 300 records") {
+		t.Fatalf("warnings %+v, want one that the head served is stale", rep.Warnings)
+	}
+}
