@@ -69,11 +69,13 @@
 //
 // A Problem is a finding about the database. An error means the audit could
 // not run to the end (a network failure or HTTP error after retries, an
+// answer that is not the protocol's at all, such as a proxy's page, an
 // unusable state directory, cancellation); the report is then partial.
 package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -282,6 +284,40 @@ func (r *run) tileProblem(err error) (bool, error) {
 }
 
 func isFetchError(err error) bool { return sumdbclient.IsFetchError(err) }
+
+// checkedTiles reads hash tiles for tlog.TileHashReader, failing one not
+// of its tile's length as a failure to fetch (sumdbclient.CheckHashTile):
+// tlog would take it for a tile that does not match the signed tree, a
+// finding, where it is most likely a proxy's page.
+type checkedTiles struct{ *sumdbclient.TileReader }
+
+func (r checkedTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	data, err := r.TileReader.ReadTiles(tiles)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range tiles {
+		// Not quoted: a redirect may have led to a host only the
+		// auditor reaches.
+		if err := sumdbclient.CheckHashTile(t, data[i], false); err != nil {
+			return nil, err
+		}
+	}
+	return data, nil
+}
+
+// dataTile fetches data tile t and splits it into its records, as
+// sumdbclient.Client.DataTile does, but for a body that is not a data tile
+// at all (it does not split, nor begin with a record's line: a proxy's
+// page), which is a failure to fetch, not a malformed tile.
+func (r *run) dataTile(ctx context.Context, t tlog.Tile) ([][]byte, error) {
+	recs, err := r.f.DataTile(ctx, t)
+	var tfe *sumdbclient.TileFormatError
+	if errors.As(err, &tfe) && !sumdbclient.RecordShaped(tfe.Data) {
+		return nil, sumdbclient.NotProtocol("/"+t.Path(), "a data tile", tfe.Data, false)
+	}
+	return recs, err
+}
 
 // A FetchError is a request the server did not answer with 200 OK and a
 // body within its size cap, even after retries. It stops the audit: the

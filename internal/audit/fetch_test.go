@@ -115,3 +115,49 @@ func TestLatestNotANote(t *testing.T) {
 		t.Errorf("audit of an HTML /latest = %v (report %q), want the body not quoted", err, rep.Error)
 	}
 }
+
+// TestTilesAndLookupsNotProtocol: a proxy that answers 200 with its page
+// for some paths only (hash tiles, data tiles, lookups) made the audit
+// report a tile mismatch, malformed data tiles or lookups that do not
+// verify, findings about the database, as the mirror no longer does. Such
+// a body claims nothing: the audit stops on a failure to fetch naming it,
+// as for /latest (TestLatestNotANote), with no problem reported. A body
+// that begins as a data tile or a lookup does stays a finding
+// (TestMalformedDataTile, TestGosumTamperedLookup), as does a hash tile
+// of the right length whose hashes do not match (TestTamperedHashTile).
+func TestTilesAndLookupsNotProtocol(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	page := []byte("<!DOCTYPE html>\n<html><body>Sign in at http://sso.corp.internal/</body></html>\n")
+	gosum := func(o *Options) { o.GoSum = []string{writeGoSum(t, goSumOf(3, 300))} }
+	for _, c := range []struct {
+		prefix      string
+		afterLookup bool // only once a lookup was asked: the hash tiles the go.sum check reads
+		set         func(*Options)
+	}{
+		{"/tile/8/0/", false, nil},
+		{"/tile/8/1/", false, nil},
+		{"/tile/8/", true, gosum},
+		{"/tile/8/data/", false, func(o *Options) { o.Full = true }},
+		{"/lookup/", false, gosum},
+	} {
+		var looked atomic.Bool
+		srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+			if strings.HasPrefix(path, "/lookup/") {
+				looked.Store(true)
+			}
+			if strings.HasPrefix(path, c.prefix) && (!c.afterLookup || looked.Load()) {
+				return http.StatusOK, page
+			}
+			return status, body
+		})
+		rep, err := audit(t, srv.URL, tl.vkey, c.set)
+		var be *sumdbclient.BodyError
+		if !errors.As(err, &be) || len(rep.Problems) != 0 || rep.OK {
+			t.Errorf("%s answered with a page: audit = %v, %s; want a failure to fetch naming the body, no problem", c.prefix, err, problems(rep))
+			continue
+		}
+		if strings.Contains(err.Error(), "corp.internal") {
+			t.Errorf("%s answered with a page: audit = %v, want the body not quoted", c.prefix, err)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
+	"golang.org/x/mod/sumdb/tlog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -182,8 +183,8 @@ func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 		limit = sumdbclient.MaxLookup
 	}
 	data, err := o.r.f.Get(o.ctx, path, limit)
-	if err == nil && lookup {
-		err = sumdbclient.CheckTreeSize(data) // x/mod's client would spin on it
+	if err == nil {
+		err = checkRemote(path, lookup, data)
 	}
 	if err != nil {
 		o.mu.Lock()
@@ -201,6 +202,28 @@ func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 		o.mu.Unlock()
 	}
 	return data, err
+}
+
+// checkRemote refuses, as a failure to fetch, an answer that is not the
+// protocol's at all (a proxy's page): a lookup answer that is not a record
+// followed by a signed note, a hash tile not of its tile's length. The
+// client would report either as an answer that does not verify, a
+// finding, though nothing in it claims to be the database's. It refuses
+// a lookup claiming a tree over sumdbclient.MaxTreeSize too: x/mod's
+// client would spin on it.
+func checkRemote(path string, lookup bool, data []byte) error {
+	if !lookup {
+		if t, err := tlog.ParseTilePath(strings.TrimPrefix(path, "/")); err == nil && t.L >= 0 {
+			return sumdbclient.CheckHashTile(t, data, false)
+		}
+		return nil
+	}
+	// Not quoted: a redirect may have led to a host only the auditor
+	// reaches.
+	if _, _, head, err := tlog.ParseRecord(data); err != nil || !sumdbclient.IsNote(head) {
+		return sumdbclient.NotProtocol(path, "a lookup answer (a record and a signed note)", data, false)
+	}
+	return sumdbclient.CheckTreeSize(data)
 }
 
 // ReadConfig serves the key and the latest head.

@@ -77,7 +77,7 @@ func (r *run) recheck(ctx context.Context) (bool, error) {
 // signed root. A mismatch is reported and yields nil records; a tile the
 // server reports damaged is reported and yields none.
 func (r *run) authenticRecords(ctx context.Context, t tlog.Tile) ([][]byte, error) {
-	recs, err := r.f.DataTile(ctx, t)
+	recs, err := r.dataTile(ctx, t)
 	var tfe *sumdbclient.TileFormatError
 	if errors.As(err, &tfe) {
 		r.found.add(Problem{Kind: KindMalformedTile, Tile: t.Path(), Message: tfe.Msg})

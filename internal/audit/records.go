@@ -107,13 +107,13 @@ func (a *recordAudit) fetchAhead(ctx context.Context, ordered chan<- chan fetche
 			return
 		}
 		t := sumdbclient.DataTileOf(n, a.tree.N)
-		workers.Go(func() error { c <- prepareTile(ctx, a.f, t); return nil })
+		workers.Go(func() error { c <- a.prepareTile(ctx, t); return nil })
 	}
 }
 
 // prepareTile fetches, splits, hashes and parses one data tile.
-func prepareTile(ctx context.Context, f *sumdbclient.Client, t tlog.Tile) fetchedTile {
-	recs, err := f.DataTile(ctx, t)
+func (r *run) prepareTile(ctx context.Context, t tlog.Tile) fetchedTile {
+	recs, err := r.dataTile(ctx, t)
 	ft := fetchedTile{tile: t, err: err}
 	if err != nil {
 		return ft

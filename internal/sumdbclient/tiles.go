@@ -182,3 +182,31 @@ func SplitDataTile(data []byte, w int) ([][]byte, error) {
 	}
 	return recs, nil
 }
+
+// CheckHashTile returns a failure to fetch t (NotProtocol, quoting the
+// body's first bytes if quote) if data is not of hash tile t's length:
+// x/mod's tlog refuses such a tile as one it cannot use, not as one that
+// does not authenticate, and it is what the page of something between
+// the client and the database (a proxy's, a login page) is. Nothing in it
+// claims to be the database's hashes.
+func CheckHashTile(t tlog.Tile, data []byte, quote bool) error {
+	if len(data) != t.W*tlog.HashSize {
+		return NotProtocol("/"+t.Path(), fmt.Sprintf("a hash tile of %d bytes", t.W*tlog.HashSize), data, quote)
+	}
+	return nil
+}
+
+// RecordShaped reports whether data begins as a record of a Go checksum
+// database does: a go.sum line, "<module> <version> <hash>", its hash
+// "<algorithm>:<base64>". A data tile that does not split into its
+// records (a *TileFormatError) but begins so claims to hold the
+// database's records; one that does not is no data tile at all.
+func RecordShaped(data []byte) bool {
+	line, _, _ := bytes.Cut(data[:min(len(data), maxRecordLine)], []byte("\n"))
+	f := bytes.Fields(line)
+	return len(f) == 3 && bytes.Count(line, []byte(" ")) == 2 && bytes.IndexByte(f[2], ':') > 0
+}
+
+// maxRecordLine caps the first line RecordShaped reads: a module path is
+// at most a few hundred bytes.
+const maxRecordLine = 4096
