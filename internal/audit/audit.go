@@ -78,6 +78,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -166,6 +167,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	r, err := newRun(ctx, opts.withDefaults(), rep)
 	if err == nil {
 		err = r.run(ctx)
+		r.damaged(err)
 		if cerr := r.close(); err == nil {
 			err = cerr
 		}
@@ -254,6 +256,23 @@ func (r *run) run(ctx context.Context) error {
 }
 
 func (r *run) passed(check string) { r.rep.Checks = append(r.rep.Checks, check) }
+
+// damaged reports, as a problem, data the server answered damaged in its
+// database (sumdbclient.ErrDamaged) that the audit could not go on
+// without, such as a hash tile: the audit stopped, but the answer is a
+// finding (sumd verify exits 1), which the report must list as such.
+func (r *run) damaged(err error) {
+	var fe *FetchError
+	if !errors.Is(err, sumdbclient.ErrDamaged) || !errors.As(err, &fe) {
+		return
+	}
+	p := Problem{Kind: KindDamaged, Message: fmt.Sprintf(
+		"%s: the server reports it damaged in its database, and does not serve it; the audit cannot go on without it", quote(fe.Path))}
+	if t, err := tlog.ParseTilePath(strings.TrimPrefix(fe.Path, "/")); err == nil {
+		p.Tile = t.Path()
+	}
+	r.found.add(p)
+}
 
 // checkTiles checks that the hash tiles at the tree's right edge hash to
 // the signed root: what every client's first inclusion proof relies on.

@@ -26,7 +26,7 @@ const (
 	KindGosumMismatch   = "gosum-mismatch"   // a go.sum line with another hash than the database's
 	KindGosumMissing    = "gosum-missing"    // a go.sum line whose module version the database lacks
 	KindGosumMalformed  = "gosum-malformed"  // a go.sum line that is not "<path> <version>[/go.mod] h1:<hash>"
-	KindDamaged         = "damaged"          // the server answers that the data (a data tile, a lookup) is damaged in its database (sumdbclient.DamagedText)
+	KindDamaged         = "damaged"          // the server answers that the data (a data tile, a lookup, or a hash tile, which stops the audit) is damaged in its database (sumdbclient.DamagedText)
 
 	// KindGosumUnrecorded is not a problem but a note (Report.GosumUnrecorded):
 	// the only line of its version in its go.sum file (a go.mod-only line,

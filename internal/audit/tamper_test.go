@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -446,4 +447,27 @@ func wantBounded(t *testing.T, rep *Report) {
 			t.Errorf("%s problem with a control character at byte %d: %q", p.Kind, i, p.Message[max(i-20, 0):min(i+20, len(p.Message))])
 		}
 	}
+}
+
+// TestDamagedHashTile: a hash tile the server answers damaged in its
+// database (sumdbclient.DamagedText) stops the audit, none of whose checks
+// can go on without it; it is a finding all the same (sumd verify exits 1),
+// so the report lists it as a damaged problem beside the error: it listed
+// none, and a script reading the JSON saw only that the audit could not
+// run.
+func TestDamagedHashTile(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/tile/8/0/002.p/88" {
+			http.Error(w, sumdbclient.DamagedText, http.StatusInternalServerError)
+			return
+		}
+		tl.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	rep, err := audit(t, srv.URL, tl.vkey, nil)
+	if !errors.Is(err, sumdbclient.ErrDamaged) || rep.Error != err.Error() {
+		t.Fatalf("audit = %v (report error %q), want the damaged tile's error", err, rep.Error)
+	}
+	wantProblem(t, rep, KindDamaged, "/tile/8/0/002.p/88", "damaged in its database")
 }
