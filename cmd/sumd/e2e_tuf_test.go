@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/sumd-project/sumd/internal/audit"
 	"github.com/sumd-project/sumd/internal/testproxy"
 	"github.com/sumd-project/sumd/internal/tuf"
 )
@@ -114,4 +119,46 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestVerifyTUFFindingJSON: sumd verify -json whose keys come through TUF
+// and whose TUF metadata does not verify (a timestamp signature altered)
+// exits 1, a finding, as docs/keys.md says; its JSON report listed no
+// problem, only an error, which says the audit could not run. The report
+// lists the finding now, as a tuf problem.
+func TestVerifyTUFFindingJSON(t *testing.T) {
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	db, err := tuf.NewDatabase([]string{vkey}, "https://"+e2eName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "tuf")
+	if _, err := tuf.Init(repo, tuf.InitOptions{Database: db, OfflineKeys: filepath.Join(dir, "offline")}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := tuf.NewHandler(repo, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		if r.URL.Path == "/tuf/metadata/timestamp.json" {
+			// A signature of another message: the same length, not
+			// verifying.
+			i := bytes.Index(body, []byte(`"sig": "`)) + len(`"sig": "`)
+			body = bytes.Clone(body)
+			body[i] ^= 1
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+	}))
+	defer srv.Close()
+	rep := verifyJSON(t, 1, "-tuf-root", filepath.Join(repo, "metadata", "1.root.json"), "-tuf-url", srv.URL+"/tuf")
+	if rep.OK || len(rep.Problems) != 1 || rep.Problems[0].Kind != audit.KindTUF || !strings.Contains(rep.Problems[0].Message, "SECURITY ERROR") || rep.Error == "" {
+		t.Errorf("report %+v, want one tuf problem and the error", rep)
+	}
 }

@@ -108,6 +108,13 @@ func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cache string) (
 }
 
 // failedReport is the JSON report of a run that could not learn its keys.
+// Metadata rolled back or not verifying is a finding (fetchDatabase's exit
+// status 1), listed as a tuf problem: a report whose problems are empty
+// says nothing was found.
 func failedReport(err error) *audit.Report {
-	return &audit.Report{Checks: []string{}, Problems: []audit.Problem{}, Error: err.Error()}
+	rep := &audit.Report{Checks: []string{}, Problems: []audit.Problem{}, Error: err.Error()}
+	if errors.Is(err, tuf.ErrRollback) || errors.Is(err, tuf.ErrUntrusted) {
+		rep.Problems = append(rep.Problems, audit.Problem{Kind: audit.KindTUF, Message: safeText(err.Error())})
+	}
+	return rep
 }

@@ -27,6 +27,7 @@ const (
 	KindGosumMissing    = "gosum-missing"    // a go.sum line whose module version the database lacks
 	KindGosumMalformed  = "gosum-malformed"  // a go.sum line that is not "<path> <version>[/go.mod] h1:<hash>"
 	KindDamaged         = "damaged"          // the server answers that the data (a data tile, a lookup, or a hash tile, which stops the audit) is damaged in its database (sumdbclient.DamagedText)
+	KindTUF             = "tuf"              // the TUF metadata the verifier keys were to be learned from does not verify, or was rolled back: nothing was audited
 
 	// KindGosumUnrecorded is not a problem but a note (Report.GosumUnrecorded):
 	// the only line of its version in its go.sum file (a go.mod-only line,
