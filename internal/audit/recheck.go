@@ -52,7 +52,7 @@ func (r *run) recheck(ctx context.Context) (bool, error) {
 		// again: kept, every one of them would be (1.5 GB at
 		// sum.golang.org's size).
 		r.tiles.Forget(func(t tlog.Tile) bool { return t.L == 0 && t.N == n })
-		if err != nil || recs == nil {
+		if err != nil {
 			if gerr := g.Wait(); gerr != nil {
 				return false, gerr // what cancelled gctx, if it did
 			}
@@ -74,23 +74,25 @@ func (r *run) recheck(ctx context.Context) (bool, error) {
 
 // authenticRecords fetches data tile t and checks each record's hash
 // against the tree's level-0 hashes, which r.thr authenticates up to the
-// signed root. A mismatch is reported and yields nil records; a tile the
-// server reports damaged is reported and yields none.
+// signed root. A tile that does not split, whose records do not match the
+// tree, or that the server reports damaged, is reported and yields no
+// records: the recheck carries on past it, as the full audit does, so
+// that one bad tile does not hide the versions re-tagged after it. Its
+// error is a failure to fetch.
 func (r *run) authenticRecords(ctx context.Context, t tlog.Tile) ([][]byte, error) {
 	recs, err := r.dataTile(ctx, t)
 	var tfe *sumdbclient.TileFormatError
-	if errors.As(err, &tfe) {
-		r.found.add(Problem{Kind: KindMalformedTile, Tile: t.Path(), Message: tfe.Msg})
-		return nil, nil
-	}
-	if errors.Is(err, sumdbclient.ErrDamaged) {
+	switch {
+	case errors.As(err, &tfe):
+		r.found.add(Problem{Kind: KindMalformedTile, Tile: t.Path(), Message: fmt.Sprintf("%s: %s", t.Path(), tfe.Msg)})
+		return [][]byte{}, nil
+	case errors.Is(err, sumdbclient.ErrDamaged):
 		// The server's own finding: reported, and the recheck carries on
 		// past the tile, none of whose records it can authenticate.
 		r.found.add(Problem{Kind: KindDamaged, Tile: t.Path(), Message: fmt.Sprintf(
 			"%s: the server reports it damaged in its database, and does not serve it", t.Path())})
 		return [][]byte{}, nil
-	}
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
 	indexes := make([]int64, len(recs))
@@ -100,13 +102,13 @@ func (r *run) authenticRecords(ctx context.Context, t tlog.Tile) ([][]byte, erro
 	hashes, err := r.thr.ReadHashes(indexes)
 	if err != nil {
 		_, err = r.tileProblem(err)
-		return nil, err
+		return [][]byte{}, err
 	}
 	for i, text := range recs {
 		if tlog.RecordHash(text) != hashes[i] {
 			r.found.add(Problem{Kind: KindDataMismatch, Tile: t.Path(), Record: recordID(t.N*tileWidth + int64(i)),
 				Message: fmt.Sprintf("record %d of %s does not hash to the signed tree", t.N*tileWidth+int64(i), t.Path())})
-			return nil, nil
+			return [][]byte{}, nil
 		}
 	}
 	return recs, nil

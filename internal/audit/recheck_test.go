@@ -1,10 +1,12 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,5 +201,41 @@ func TestRecheckStopsFetching(t *testing.T) {
 	}
 	if got := fetched.Load(); got > 2 {
 		t.Errorf("fetched %d of the %d data tiles after the source failed on the first record", got, n/256)
+	}
+}
+
+// TestRecheckPastBadTile: a data tile whose records do not hash to the
+// signed tree (or that does not split) is reported and its records left
+// unchecked, and the recheck carries on past it, as past a damaged tile
+// (TestRecheckDamagedTile) and as the full audit does: it stopped there,
+// so one bad tile early in the log hid every re-tagged version after it,
+// and the go.sum check after the recheck did not run.
+func TestRecheckPastBadTile(t *testing.T) {
+	for _, tamper := range []func([]byte) []byte{
+		func(body []byte) []byte { return flipByte(body, 10) },                         // records altered
+		func(body []byte) []byte { return body[:bytes.Index(body, []byte("\n\n"))+2] }, // one record of 256
+	} {
+		tl := newTestLog(t, "", 600, testRecord)
+		srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+			if path == "/tile/8/data/000" {
+				return status, tamper(body)
+			}
+			return status, body
+		})
+		src := newSource(600)
+		retagged := testRecord(300)
+		src.changed[retagged.Key()] = fakeHash("re-tagged")
+		file := writeGoSum(t, goSumOf(3))
+		rep := mustAudit(t, srv.URL, tl.vkey, func(o *Options) { o.Recheck = src.recheck; o.GoSum = []string{file} })
+		var kinds []string
+		for _, p := range rep.Problems {
+			kinds = append(kinds, p.Kind)
+		}
+		if len(kinds) != 2 || kinds[0] == KindRecheckMismatch || !slices.Contains(kinds, KindRecheckMismatch) {
+			t.Errorf("problems %s; want the bad tile's and the re-tagged version's", problems(rep))
+		}
+		if !slices.Equal(rep.Checks, []string{CheckSignature, CheckTiles, CheckRecheck, CheckGosum}) || rep.RecordsRechecked != 600-256 {
+			t.Errorf("checks %q, %d records rechecked; want every check and the %d records past the bad tile", rep.Checks, rep.RecordsRechecked, 600-256)
+		}
 	}
 }
