@@ -203,6 +203,9 @@ type run struct {
 	tree tlog.Tree       // its tree
 	thr  tlog.HashReader // hashes of tree, authenticated
 
+	sumLines []sumLine // the lines of the go.sum files to check, read by newRun
+	sumProbs []Problem // the lines of those that are no go.sum lines
+
 	stale      bool         // tree is a prefix of a head signed before (KindStale): not saved
 	resumeFrom *frontier    // the checkpoint's audited tree, proven a prefix of tree; nil: none
 	rechecked  atomic.Int64 // records -recheck re-hashed from their source
@@ -219,6 +222,11 @@ func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {
 		return r, err
 	}
 	rep.Database = r.keys.Name()
+	// Before any request: a file missing is found at once, not after
+	// hours of a full audit.
+	if r.sumLines, r.sumProbs, err = readGoSums(opts.GoSum); err != nil {
+		return r, err
+	}
 	r.f, err = sumdbclient.New(opts.URL, sumdbclient.Options{
 		UserAgent: opts.UserAgent, Timeout: opts.Timeout, Parallel: opts.Parallel, Backoff: opts.retryBackoff, Auth: opts.Auth,
 	})

@@ -27,10 +27,7 @@ func (r *run) checkGosum(ctx context.Context) (bool, error) {
 	if len(r.opts.GoSum) == 0 {
 		return true, nil
 	}
-	lines, probs, err := readGoSums(r.opts.GoSum)
-	if err != nil {
-		return false, err
-	}
+	lines, probs := r.sumLines, r.sumProbs
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Parallel)
 	ops := newClientOps(gctx, r)
@@ -46,7 +43,7 @@ func (r *run) checkGosum(ctx context.Context) (bool, error) {
 	// The first failed request stops the lookups not yet made, but what
 	// the others found is reported all the same: a server answering 500
 	// to one lookup must not hide the fork another lookup proved.
-	err = g.Wait()
+	err := g.Wait()
 	r.reportGosum(ops, found, probs)
 	if err != nil {
 		return false, err

@@ -140,11 +140,22 @@ func TestGosumTamperedLookup(t *testing.T) {
 }
 
 // TestGosumMissingFile is an error: the audit cannot do what was asked.
+// It is found before anything is fetched: it was found only once every
+// other check had run, after a full audit of hours, whose run then
+// ended as one that could not run (exit status 2).
 func TestGosumMissingFile(t *testing.T) {
 	tl := newTestLog(t, "", 1, testRecord)
-	_, err := audit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{"nonexistent/go.sum"} })
+	var requests atomic.Int64
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		requests.Add(1)
+		return status, body
+	})
+	_, err := audit(t, srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{"nonexistent/go.sum"}; o.Full = true })
 	if err == nil || !strings.Contains(err.Error(), "failed to read go.sum file") {
 		t.Errorf("audit = %v", err)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("the audit made %d requests before finding the go.sum file missing", n)
 	}
 }
 
