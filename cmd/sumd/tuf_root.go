@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,14 +25,22 @@ func tufRotateRoot(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ch, err := rootChange(cfg, stderr)
+	ch, online, err := rootChange(cfg, stderr)
 	if err != nil {
+		online.remove()
 		return err
 	}
+	before := rootVersion(repo)
 	v, err := repo.RotateRoot(ch, keyDirs(cfg.Keys))
 	if err != nil {
+		// Only if no new root was written: one that was (its directory
+		// not synced, say) names the new online keys.
+		if after := rootVersion(repo); before > 0 && after == before {
+			online.remove()
+		}
 		return withHint(err, offlineKeysHint+"; a new root needs a threshold of the current root keys and of its own")
 	}
+	online.report(stderr)
 	root := filepath.Join(cfg.Dir, "metadata", fmt.Sprintf("%d.root.json", v))
 	fmt.Fprintf(stderr, "sumd: wrote root version %d; clients pinned to any earlier version walk to it\n", v)
 	if err := signOnlineOrDefer(repo, cfg.TUFRepo, stderr); err != nil {
@@ -41,32 +50,68 @@ func tufRotateRoot(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// rootVersion returns the version of the repository's newest root, 0 if
+// it cannot be read.
+func rootVersion(repo *tuf.Repo) int64 {
+	st, err := repo.Status()
+	if err != nil {
+		return 0
+	}
+	return st.Versions[metadata.ROOT]
+}
+
+// newOnlineKeys are the online key files -rotate-online generated. They
+// are written before the root naming them, so that a root never names a
+// key lost in a crash, and removed if no root names them: a failed
+// rotation leaves no stray key beside the ones in use.
+type newOnlineKeys struct {
+	dir   string
+	files []string
+}
+
+// remove deletes the files, which no root names.
+func (k *newOnlineKeys) remove() {
+	for _, f := range k.files {
+		os.Remove(f)
+	}
+}
+
+// report tells the operator about the files, once a root names them.
+func (k *newOnlineKeys) report(stderr io.Writer) {
+	for _, f := range k.files {
+		fmt.Fprintf(stderr, "sumd: generated the new online key %s\n", f)
+	}
+	if len(k.files) > 0 {
+		fmt.Fprintf(stderr, "sumd: delete the old online keys from %s once sumd serve signs with the new ones\n", k.dir)
+	}
+}
+
 // rootChange builds the change cfg asks for, reading or generating the
-// new keys.
-func rootChange(cfg *config.TUFRotateRoot, stderr io.Writer) (tuf.RootChange, error) {
+// new keys; the online keys it generated are returned, for the caller to
+// report or remove.
+func rootChange(cfg *config.TUFRotateRoot, stderr io.Writer) (tuf.RootChange, *newOnlineKeys, error) {
 	now := time.Now()
 	ch := tuf.RootChange{
 		RootThreshold: cfg.RootThreshold, TargetsThreshold: cfg.TargetsThreshold,
 		Expires: now.Add(cfg.RootExpiry), TargetsExpires: now.Add(cfg.TargetsExpiry),
 	}
+	online := &newOnlineKeys{dir: onlineKeys(cfg.TUFRepo)}
 	var err error
 	if ch.RootKeys, err = newKeys(cfg.NewRootKey, metadata.ROOT, stderr); err != nil {
-		return ch, err
+		return ch, online, err
 	}
 	if ch.TargetsKeys, err = newKeys(cfg.NewTargetsKey, metadata.TARGETS, stderr); err != nil {
-		return ch, err
+		return ch, online, err
 	}
 	if cfg.RotateOnline {
-		dir := onlineKeys(cfg.TUFRepo)
-		if ch.SnapshotKey, err = generateRoleKey(dir, metadata.SNAPSHOT, stderr); err != nil {
-			return ch, err
+		if ch.SnapshotKey, err = online.generate(metadata.SNAPSHOT); err != nil {
+			return ch, online, err
 		}
-		if ch.TimestampKey, err = generateRoleKey(dir, metadata.TIMESTAMP, stderr); err != nil {
-			return ch, err
+		if ch.TimestampKey, err = online.generate(metadata.TIMESTAMP); err != nil {
+			return ch, online, err
 		}
-		fmt.Fprintf(stderr, "sumd: delete the old online keys from %s once sumd serve signs with the new ones\n", dir)
 	}
-	return ch, nil
+	return ch, online, nil
 }
 
 // newKeys reads the key files of a comma-separated list, generating those
@@ -107,17 +152,17 @@ func readOrGenerateKey(file, role string, stderr io.Writer) (*tuf.Key, error) {
 	return k, nil
 }
 
-// generateRoleKey generates a key of role in dir, named as tuf init names
-// keys.
-func generateRoleKey(dir, role string, stderr io.Writer) (*tuf.Key, error) {
-	k, err := tuf.GenerateKey()
+// generate generates an online key of role in k.dir, named as tuf init
+// names keys.
+func (k *newOnlineKeys) generate(role string) (*tuf.Key, error) {
+	key, err := tuf.GenerateKey()
 	if err != nil {
 		return nil, err
 	}
-	file := filepath.Join(dir, tuf.KeyFileName(role, k))
-	if err := k.WriteFile(file); err != nil {
+	file := filepath.Join(k.dir, tuf.KeyFileName(role, key))
+	if err := key.WriteFile(file); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(stderr, "sumd: generated the new %s key %s\n", role, file)
-	return k, nil
+	k.files = append(k.files, file)
+	return key, nil
 }
