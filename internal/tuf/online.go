@@ -40,7 +40,8 @@ type Signing struct {
 // when there is a new snapshot, or on the same conditions with
 // TimestampRenewAfter. A new snapshot that cannot be signed is an error,
 // but the timestamp is still renewed if the snapshot it names can be
-// named again (keepTimestamp). It is what sumd serve runs every minute,
+// named again (keepTimestamp); without the timestamp keys nothing is
+// signed. It is what sumd serve runs every minute,
 // and what the offline commands run after writing when the online keys
 // are at hand.
 func (r *Repo) SignOnline(keyDirs []string, now time.Time) (*Signing, error) {
@@ -75,6 +76,12 @@ func (r *Repo) CheckOnlineKeys(keyDirs []string) error {
 func (r *Repo) signOnline(st *state, keyDirs []string, now time.Time) (*Signing, error) {
 	var s Signing
 	if st.needsSnapshot(now) {
+		// A new snapshot needs a new timestamp naming it: without the
+		// timestamp keys none is signed, where every tick would write a
+		// snapshot version no timestamp names.
+		if _, err := roleKeys(st.root, metadata.TIMESTAMP, keyDirs); err != nil {
+			return nil, err
+		}
 		if err := r.signSnapshot(st, keyDirs, now); err != nil {
 			return nil, r.keepTimestamp(st, keyDirs, now, err)
 		}

@@ -312,3 +312,33 @@ func TestTimestampRenewedWhenSnapshotRefused(t *testing.T) {
 	f.mustFetch(cache)
 	f.mustFetch("")
 }
+
+// TestSnapshotNotSignedWithoutTimestampKey loses the timestamp key (a
+// restore left its file out, or gave it a mode sumd refuses) while the
+// snapshot key is at hand, and publishes new targets: every tick signed
+// and wrote a new snapshot version, then failed on the timestamp that was
+// to name it, so a server left so wrote a snapshot file a minute, each
+// read again by the next signing. No snapshot is written that no
+// timestamp can name.
+func TestSnapshotNotSignedWithoutTimestampKey(t *testing.T) {
+	f := newFixture(t)
+	keys, err := filepath.Glob(filepath.Join(f.online, metadata.TIMESTAMP+"-*.key"))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("timestamp key files %q: %v", keys, err)
+	}
+	if err := os.Rename(keys[0], filepath.Join(t.TempDir(), filepath.Base(keys[0]))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.repo.Publish(mustDatabase(t, newVKey(t)), []string{f.offline}, f.clock.Now().Add(DefaultTargetsExpiry)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		f.clock.advance(ResignInterval)
+		if _, err := f.repo.SignOnline([]string{f.online}, f.clock.Now()); err == nil || !strings.Contains(err.Error(), "signing timestamp needs 1 of its keys") {
+			t.Fatalf("SignOnline without the timestamp key: %v", err)
+		}
+	}
+	if vs, err := versions(f.dir, metadata.SNAPSHOT); err != nil || len(vs) != 1 {
+		t.Errorf("snapshot versions %v (%v), want Init's alone", vs, err)
+	}
+}
