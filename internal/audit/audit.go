@@ -48,7 +48,10 @@
 // nothing is saved before every check that could refuse it has passed. A
 // smaller tree proven a prefix of the saved one is an older head, such as a
 // cache in front of the database may serve: a warning (KindStale), the
-// newer head stays saved, and the checks go on with the tree served.
+// newer head stays saved, and the checks go on with the tree served, but
+// for the go.sum lookups, which are checked against the newer head: a
+// database serving the auditor a stale head must not pass a fork that
+// extends only that.
 //
 // A full audit (Options.Full, CheckRecords) reads every data tile not yet
 // audited, at most Options.Parallel at a time, and checks that each splits
@@ -207,6 +210,8 @@ type run struct {
 	sumProbs []Problem // the lines of those that are no go.sum lines
 
 	stale      bool         // tree is a prefix of a head signed before (KindStale): not saved
+	newer      []byte       // if stale, the newest head signed before, verified (the saved one's, or the checkpoint's)
+	newerTree  tlog.Tree    // its tree
 	resumeFrom *frontier    // the checkpoint's audited tree, proven a prefix of tree; nil: none
 	rechecked  atomic.Int64 // records -recheck re-hashed from their source
 }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 	"golang.org/x/sync/errgroup"
 
@@ -101,18 +102,30 @@ type clientOps struct {
 	ctx context.Context
 	r   *run
 
-	mu       sync.Mutex
-	latest   []byte
-	missing  map[string]string // lookup path -> the server's answer, for 404 and 410
-	damaged  map[string]bool   // lookup paths the server answers damaged in its database (sumdbclient.ErrDamaged)
-	failed   error             // the first fetch failure other than a 404 or 410
-	security []string          // messages of sumdb.Client's SecurityError
+	mu        sync.Mutex
+	latest    []byte
+	fromNewer bool              // latest started as r.newer, not the stale head served
+	missing   map[string]string // lookup path -> the server's answer, for 404 and 410
+	damaged   map[string]bool   // lookup paths the server answers damaged in its database (sumdbclient.ErrDamaged)
+	failed    error             // the first fetch failure other than a 404 or 410
+	security  []string          // messages of sumdb.Client's SecurityError
 }
 
 var _ sumdb.ClientOps = (*clientOps)(nil)
 
 func newClientOps(ctx context.Context, r *run) *clientOps {
-	return &clientOps{ctx: ctx, r: r, latest: r.head, missing: map[string]string{}, damaged: map[string]bool{}}
+	o := &clientOps{ctx: ctx, r: r, latest: r.head, missing: map[string]string{}, damaged: map[string]bool{}}
+	// With a stale head served, lookups are checked against the newer
+	// head signed before: checked against the stale one alone, a lookup
+	// from a fork that the stale head is a prefix of, but the newer not,
+	// would pass. sumdb.Client verifies its latest with its one key: a
+	// newer head that key did not sign (a key since retired) cannot be it.
+	if v, err := note.NewVerifier(r.vkey); err == nil && r.newer != nil {
+		if _, err := note.Open(r.newer, note.VerifierList(v)); err == nil {
+			o.latest, o.fromNewer = r.newer, true
+		}
+	}
+	return o
 }
 
 // check looks up the module version of line l and compares the hashes.
@@ -248,10 +261,13 @@ func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 		return sumdb.ErrWriteConflict
 	}
 	o.latest = new
-	if o.r.state == nil || o.r.stale {
+	if o.r.state == nil || o.r.stale && !o.fromNewer {
 		// A head the client proved consistent with a stale one is not
 		// proven consistent with the newer head saved.
 		return nil
+	}
+	if err := o.r.state.rememberKeys([]string{o.r.vkey}); err != nil {
+		return err
 	}
 	return o.r.state.saveLatest(new)
 }

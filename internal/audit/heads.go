@@ -179,7 +179,7 @@ func (r *run) extends(old tlog.Tree, oldMsg []byte, role string) (bool, error) {
 	heads := []Head{{Role: role, Note: string(oldMsg)}, {Role: roleServed, Note: string(r.head)}}
 	switch {
 	case old.N > r.tree.N:
-		return r.prefixOf(old, heads)
+		return r.prefixOf(old, oldMsg, heads)
 	case old.N == r.tree.N:
 		if old.Hash != r.tree.Hash {
 			r.found.add(Problem{Kind: KindFork, Heads: heads, Message: fmt.Sprintf(
@@ -220,7 +220,7 @@ func (r *run) extends(old tlog.Tree, oldMsg []byte, role string) (bool, error) {
 // The empty tree is a prefix of every tree (checkTiles checked its hash),
 // for which tlog.ProveTree has no proof: the log's first head, which a
 // cache may still serve, is stale too.
-func (r *run) prefixOf(old tlog.Tree, heads []Head) (bool, error) {
+func (r *run) prefixOf(old tlog.Tree, oldMsg []byte, heads []Head) (bool, error) {
 	var proof tlog.TreeProof
 	var err error
 	if r.tree.N > 0 {
@@ -228,6 +228,9 @@ func (r *run) prefixOf(old tlog.Tree, heads []Head) (bool, error) {
 	}
 	switch {
 	case err == nil && (r.tree.N == 0 || tlog.CheckTree(proof, old.N, old.Hash, r.tree.N, r.tree.Hash) == nil):
+		if old.N > r.newerTree.N {
+			r.newer, r.newerTree = oldMsg, old
+		}
 		if !r.stale { // once, if both the saved head and the checkpoint's are newer
 			r.stale = true
 			r.rep.Warnings = append(r.rep.Warnings, Problem{Kind: KindStale, Heads: heads, Message: fmt.Sprintf(

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -132,4 +133,45 @@ func TestStaleEmptyLatest(t *testing.T) {
 		!strings.Contains(rep.Warnings[0].Message, "tree of 0 records, a prefix of the tree of 300 records") {
 		t.Fatalf("warnings %+v, want one that the head served is stale", rep.Warnings)
 	}
+}
+
+// TestStaleLatestLookupFork: a database serves the auditor a stale
+// /latest, a prefix of the head saved by the last run (tree A of 1000
+// records), and answers lookups from a fork (tree B of 1100 records that
+// shares A's first 900 but not the rest), with B's tiles once a lookup
+// was asked. Lookups were checked against the stale head alone, which B
+// extends, so the fork, whose two signed heads the auditor held, went
+// unreported; they are checked against the newer head saved now.
+func TestStaleLatestLookupFork(t *testing.T) {
+	a := newTestLog(t, "", 900, testRecord)
+	stale, err := a.log.Signed(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.add(900, 1000, testRecord)
+	b := newTestLog(t, a.skey, 900, testRecord)
+	b.add(900, 1100, seededRecord("fork"))
+	state := t.TempDir()
+	wantOK(t, mustAudit(t, a.srv.URL, a.vkey, func(o *Options) { o.StateDir = state }), CheckSignature, CheckTiles)
+
+	ha := server.New(testName, a.log, server.Options{Logger: quiet})
+	hb := server.New(testName, b.log, server.Options{Logger: quiet})
+	var lookedUp atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/latest":
+			w.Write(stale)
+		case strings.HasPrefix(r.URL.Path, "/lookup/"):
+			lookedUp.Store(true)
+			hb.ServeHTTP(w, r)
+		case lookedUp.Load():
+			hb.ServeHTTP(w, r)
+		default:
+			ha.ServeHTTP(w, r)
+		}
+	}))
+	defer srv.Close()
+	file := writeGoSum(t, goSumOf(5))
+	rep := mustAudit(t, srv.URL, a.vkey, func(o *Options) { o.StateDir = state; o.GoSum = []string{file} })
+	wantProblem(t, rep, KindFork, "SECURITY ERROR", "old database:\n\tgo.sum database tree\n\t1000\n", "new database:\n\tgo.sum database tree\n\t1100\n")
 }
