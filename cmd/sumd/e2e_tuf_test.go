@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/sumd-project/sumd/internal/audit"
 	"github.com/sumd-project/sumd/internal/testproxy"
 	"github.com/sumd-project/sumd/internal/tuf"
@@ -160,5 +162,58 @@ func TestVerifyTUFFindingJSON(t *testing.T) {
 	rep := verifyJSON(t, 1, "-tuf-root", filepath.Join(repo, "metadata", "1.root.json"), "-tuf-url", srv.URL+"/tuf")
 	if rep.OK || len(rep.Problems) != 1 || rep.Problems[0].Kind != audit.KindTUF || !strings.Contains(rep.Problems[0].Message, "SECURITY ERROR") || rep.Error == "" {
 		t.Errorf("report %+v, want one tuf problem and the error", rep)
+	}
+}
+
+// TestVerifyTUFWrongKeyHint: a database whose /latest is not signed by the
+// keys its TUF repository publishes (its key changed without a
+// publication, or someone else answers at its URL) is a signature
+// problem, whose message told the operator to check -key, an option not
+// given: the keys came through TUF. It names where they came from now.
+func TestVerifyTUFWrongKeyHint(t *testing.T) {
+	dir := t.TempDir()
+	published := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "published")))
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "other"))
+	skey, err := os.ReadFile(filepath.Join(dir, "other", e2eName+".key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(skey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := note.Sign(&note.Note{Text: "go.sum database tree\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tufHandler http.Handler
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/latest" {
+			w.Write(head)
+			return
+		}
+		tufHandler.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	db, err := tuf.NewDatabase([]string{published}, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "tuf")
+	if _, err := tuf.Init(repo, tuf.InitOptions{Database: db, OfflineKeys: filepath.Join(dir, "offline")}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := tuf.NewHandler(repo, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	tufHandler = h
+	rep := verifyJSON(t, 1, "-tuf-root", filepath.Join(repo, "metadata", "1.root.json"), "-tuf-url", srv.URL+"/tuf")
+	if len(rep.Problems) != 1 || rep.Problems[0].Kind != audit.KindSignature {
+		t.Fatalf("report %+v, want one signature problem", rep)
+	}
+	if msg := rep.Problems[0].Message; strings.Contains(msg, "-key") || !strings.Contains(msg, "-tuf-root") {
+		t.Errorf("signature problem %q, want it to name the TUF repository, not -key", msg)
 	}
 }

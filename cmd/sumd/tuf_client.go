@@ -40,10 +40,10 @@ func tufGosumdb(args []string, stdout, stderr io.Writer) error {
 
 // verifierKeys returns the verifier keys and URL sumd verify audits with:
 // -key and -url, or what the TUF repository publishes (-url, if given,
-// wins over the published URL: a proxy path, say).
-func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, stderr io.Writer) ([]string, string, error) {
+// wins over the published URL: a proxy path, say); and where the keys
+// came from, for the audit's messages (audit.Options.KeySource).
+func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, stderr io.Writer) (vkeys []string, url, source string, err error) {
 	if cfg.TUFRoot == "" {
-		var vkeys []string
 		for _, k := range cfg.Key {
 			more, err := readVKeys("-key", k)
 			if err != nil {
@@ -52,11 +52,11 @@ func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, stderr io.Write
 				if ce := (*cliError)(nil); errors.As(err, &ce) {
 					ce.err = cfg.WithSource(ce.err, "key")
 				}
-				return nil, "", err
+				return nil, "", "", err
 			}
 			vkeys = append(vkeys, more...)
 		}
-		return vkeys, cfg.URL, nil
+		return vkeys, cfg.URL, "-key", nil
 	}
 	cache := ""
 	if cfg.State != "" {
@@ -64,14 +64,14 @@ func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, stderr io.Write
 	}
 	db, err := fetchDatabase(cfg.TUFTrust, auth, cache)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	url := cmp.Or(cfg.URL, db.URL)
+	url = cmp.Or(cfg.URL, db.URL)
 	if url == "" {
-		return nil, "", usageError(fmt.Errorf("the TUF repository publishes no URL for %s", db.Name), "pass -url with the database's base URL")
+		return nil, "", "", usageError(fmt.Errorf("the TUF repository publishes no URL for %s", db.Name), "pass -url with the database's base URL")
 	}
 	fmt.Fprintf(stderr, "sumd: learned %d verifier key(s) of %s through TUF\n", len(db.VerifierKeys), db.Name)
-	return db.VerifierKeys, url, nil
+	return db.VerifierKeys, url, "the keys its TUF repository publishes (-tuf-root, -tuf-url; a new key is published with sumd tuf publish)", nil
 }
 
 // tufCacheDir is where sumd verify -state keeps a TUF repository's

@@ -38,7 +38,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	vkeys, dbURL, err := verifierKeys(cfg, auth, stderr)
+	vkeys, dbURL, keySource, err := verifierKeys(cfg, auth, stderr)
 	if err != nil {
 		if cfg.JSON && cfg.TUFRoot != "" {
 			printJSON(stdout, failedReport(err))
@@ -57,7 +57,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	bar := newProgress(stderr, "auditing records")
 	rep, err := audit.Run(ctx, audit.Options{
-		URL: dbURL, VerifierKey: vkeys[0], VerifierKeys: vkeys[1:], StateDir: cfg.State, Full: cfg.Full, GoSum: files,
+		URL: dbURL, VerifierKey: vkeys[0], VerifierKeys: vkeys[1:], KeySource: keySource, StateDir: cfg.State, Full: cfg.Full, GoSum: files,
 		Parallel: cfg.Parallel, UserAgent: "sumd-verify/" + version(), Progress: bar.update, Auth: auth.Apply,
 		Recheck: recheck, RecheckSince: int64(cfg.Since),
 	})

@@ -102,6 +102,10 @@ type Options struct {
 	// published during a key rotation: a signed head verifies if any one
 	// of the keys signed it, the go command's rule (PROTOCOL.md §2).
 	VerifierKeys []string
+	// KeySource says where the keys came from, for the operator to check
+	// when /latest does not verify with them: "-key" (the default), or
+	// the TUF repository that published them.
+	KeySource string
 	// StateDir, if set, keeps what this run learned for the next one (see
 	// the layout in state.go); several databases can share it.
 	StateDir string
@@ -148,6 +152,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "sumd-verify/devel"
+	}
+	if o.KeySource == "" {
+		o.KeySource = "-key"
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second

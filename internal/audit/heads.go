@@ -87,7 +87,9 @@ func (r *run) openSaved(msg []byte) (tlog.Tree, error) {
 }
 
 // signatureMessage explains why /latest did not verify.
-func (r *run) signatureMessage(err error) string { return r.keys.Explain("/latest", "-key", err) }
+func (r *run) signatureMessage(err error) string {
+	return r.keys.Explain("/latest", r.opts.KeySource, err)
+}
 
 // checkConsistency proves that the tree served extends the head the
 // previous run saved and the head the full audit was last checkpointed
