@@ -47,17 +47,23 @@ func (e *TreeSizeError) Error() string {
 }
 
 // ParseVerifiers parses verifier keys ("name+hash+base64"), which must all
-// name one database.
+// name one database. A key given twice is kept once, however its hash is
+// spelled (note takes it in either case): note refuses two verifiers of
+// one name and hash as ambiguous, for every head.
 func ParseVerifiers(vkeys ...string) (*Verifiers, error) {
 	v := new(Verifiers)
 	for _, vkey := range vkeys {
 		vkey = strings.TrimSpace(vkey)
 		nv, err := note.NewVerifier(vkey)
-		switch {
-		case err != nil:
+		if err != nil {
 			return nil, fmt.Errorf("invalid verifier key: %w", err)
-		case slices.Contains(v.keys, vkey):
+		}
+		i := slices.IndexFunc(v.vs, func(x note.Verifier) bool { return x.Name() == nv.Name() && x.KeyHash() == nv.KeyHash() })
+		switch {
+		case i >= 0 && canonicalKey(v.keys[i]) == canonicalKey(vkey):
 			continue
+		case i >= 0:
+			return nil, fmt.Errorf("the verifier keys %s and %s are two keys of one name and key hash: note cannot tell them apart", v.keys[i], vkey)
 		case len(v.vs) > 0 && nv.Name() != v.vs[0].Name():
 			return nil, fmt.Errorf("the verifier keys name two databases, %s and %s", v.vs[0].Name(), nv.Name())
 		}
@@ -67,6 +73,14 @@ func ParseVerifiers(vkeys ...string) (*Verifiers, error) {
 		return nil, errors.New("no verifier key")
 	}
 	return v, nil
+}
+
+// canonicalKey is a verifier key, which note.NewVerifier has accepted,
+// with its hash in lower case, as note writes it.
+func canonicalKey(vkey string) string {
+	name, rest, _ := strings.Cut(vkey, "+")
+	hash, key, _ := strings.Cut(rest, "+")
+	return name + "+" + strings.ToLower(hash) + "+" + key
 }
 
 // Name is the database's name.

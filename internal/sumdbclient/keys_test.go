@@ -3,6 +3,7 @@ package sumdbclient
 import (
 	"crypto/rand"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -46,5 +47,38 @@ func TestSigners(t *testing.T) {
 		if got := v.Signer(msg); got != tc.wantOne {
 			t.Errorf("%s: Signer = %q, want %q", tc.name, got, tc.wantOne)
 		}
+	}
+}
+
+// TestSameKeyTwoSpellings: note takes a key's hash in either case, so one
+// key could be given twice, spelled differently (from a .vkey file and
+// typed by hand): two verifiers of one name and hash, which note refuses
+// as ambiguous for every head, a signature problem however honest the
+// database. The second spelling is the same key, and is dropped.
+func TestSameKeyTwoSpellings(t *testing.T) {
+	var skey, vkey, upper string
+	for upper == vkey { // until the hash has a letter, to write in capitals
+		var err error
+		if skey, vkey, err = note.GenerateKey(rand.Reader, "sum.example.com"); err != nil {
+			t.Fatal(err)
+		}
+		name, rest, _ := strings.Cut(vkey, "+")
+		hash, key, _ := strings.Cut(rest, "+")
+		upper = name + "+" + strings.ToUpper(hash) + "+" + key
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ParseVerifiers(vkey, upper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := note.Sign(&note.Note{Text: "go.sum database tree\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Open(msg); err != nil || len(v.Keys()) != 1 {
+		t.Errorf("keys %q: Open = %v; want one key that verifies", v.Keys(), err)
 	}
 }
