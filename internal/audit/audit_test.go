@@ -254,8 +254,9 @@ func TestStateDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = audit(t, a.srv.URL, a.vkey, func(o *Options) { o.StateDir = state })
-	if err == nil || !strings.Contains(err.Error(), "does not verify with the keys given or those that verified it before") {
-		t.Errorf("audit with another key's saved head: %v, want a refusal", err)
+	if err == nil || !strings.Contains(err.Error(), "does not verify with the keys given or those that verified it before") ||
+		!strings.Contains(err.Error(), "give that key as well, or move "+filepath.Join(state, testName)+" aside") {
+		t.Errorf("audit with another key's saved head: %v, want a refusal saying what to do", err)
 	}
 
 	st, err := openState(state, testName)

@@ -112,7 +112,9 @@ func (r *run) checkConsistency(ctx context.Context) (bool, error) {
 		old, err := r.openSaved(saved)
 		if err != nil {
 			return false, fmt.Errorf("the head saved in %s does not verify with the keys given or those that verified it before (%w): "+
-				"the state is damaged or belongs to another database of that name", filepath.Join(r.state.dir, latestFile), err)
+				"the state is damaged or belongs to another database of that name; if this database signed it with a key since retired, "+
+				"give that key as well, or move %s aside to audit afresh (with no saved head to detect a fork against)",
+				filepath.Join(r.state.dir, latestFile), err, r.state.dir)
 		}
 		r.rep.Previous = treeOf(old)
 		if ok, err := r.extends(old, saved, roleSaved); err != nil || !ok {
