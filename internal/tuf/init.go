@@ -31,7 +31,7 @@ type InitOptions struct {
 	// Database is published as the first targets.
 	Database *Database
 	// OfflineKeys is the directory the root and targets keys are written
-	// to; move them offline afterwards.
+	// to; move them offline afterwards. It must not be OnlineKeys.
 	OfflineKeys string
 	// OnlineKeys is the directory of the snapshot and timestamp keys;
 	// empty means DIR/keys.
@@ -218,7 +218,24 @@ func (o InitOptions) check() error {
 			errs = append(errs, fmt.Errorf("%s: threshold %d of %d keys: want 1 ≤ threshold ≤ keys ≤ %d", r.role, r.threshold, r.n, maxRoleKeys))
 		}
 	}
+	if sameDir(o.OfflineKeys, o.OnlineKeys) {
+		errs = append(errs, fmt.Errorf("the offline keys (root, targets) would be written to %s, the online keys' directory, which stays where the server signs: "+
+			"give them a directory of their own, to move offline", o.OfflineKeys))
+	}
 	return errors.Join(errs...)
+}
+
+// sameDir reports whether a and b name one directory: the same path, or
+// the same directory if both exist.
+func sameDir(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	ab, err2 := filepath.Abs(b)
+	if err1 == nil && err2 == nil && aa == ab {
+		return true
+	}
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }
 
 // init generates the keys, writes version 1 of every role and calls

@@ -2,6 +2,7 @@ package tuf
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -216,4 +217,31 @@ func TestDamagedTargetRewritten(t *testing.T) {
 		t.Errorf("after publishing again, %s holds %q, want %q", vkeyFile, got, vkey+"\n")
 	}
 	f.mustFetch("")
+}
+
+// TestInitOfflineKeysNotOnline: the offline keys written to the online
+// keys' directory (-keys naming the directory of -online-keys, or DIR/keys
+// by default) left the root and targets keys where the server signs,
+// beside keys that must stay; Init refuses such a directory and writes
+// nothing.
+func TestInitOfflineKeysNotOnline(t *testing.T) {
+	for _, keys := range []func(base, dir string) InitOptions{
+		func(base, dir string) InitOptions {
+			return InitOptions{OfflineKeys: filepath.Join(dir, DefaultOnlineKeys)}
+		},
+		func(base, dir string) InitOptions {
+			return InitOptions{OfflineKeys: filepath.Join(base, "keys"), OnlineKeys: filepath.Join(base, "x", "..", "keys")}
+		},
+	} {
+		base := t.TempDir()
+		dir := filepath.Join(base, "repo")
+		o := keys(base, dir)
+		o.Database = mustDatabase(t, newVKey(t))
+		if _, err := Init(dir, o); err == nil || !strings.Contains(err.Error(), "offline keys") {
+			t.Errorf("Init with offline keys %s and online keys %s: %v, want a refusal", o.OfflineKeys, o.OnlineKeys, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, metadataDir)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Init refused, but wrote %s: %v", metadataDir, err)
+		}
+	}
 }
