@@ -99,6 +99,9 @@ func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cache string) (
 		return nil, &cliError{err: err, code: 1, hint: "the metadata is not signed by the keys the pinned root trusts: check -tuf-root and -tuf-url; see docs/keys.md"}
 	case errors.Is(err, tuf.ErrExpired):
 		return nil, &cliError{err: err, code: 2, hint: "the server must keep re-signing its metadata (sumd serve -tuf does): check it runs, and this machine's clock"}
+	case errors.Is(err, tuf.ErrNotTUF):
+		return nil, &cliError{err: err, code: 2, hint: "the server, or something between (a proxy, a captive portal), answered with a page that is not the TUF repository's: " +
+			"check -tuf-url and what that URL answers from here"}
 	case errors.Is(err, tuf.ErrRefused):
 		return nil, &cliError{err: err, code: 2, hint: refusedHint(http.StatusUnauthorized, "")}
 	case err != nil:

@@ -1,6 +1,7 @@
 package tuf
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -63,6 +64,12 @@ var (
 	// ErrRefused means the server refused the client's credentials (401 or
 	// 403): it serves the repository to authenticated clients only.
 	ErrRefused = errors.New("the server refused to serve the TUF metadata without (other) credentials")
+	// ErrNotTUF means the server answered with something that is not
+	// what the repository serves at that path at all (metadata that is
+	// not a JSON object, a target that is not text): the page of a proxy,
+	// a captive portal or a login. Nothing in it claims to be the
+	// repository's, so it is a failure to download, not ErrUntrusted.
+	ErrNotTUF = errors.New("the server answered with a page that is not the TUF repository's file")
 )
 
 // Fetch runs the TUF client workflow with go-tuf's updater — root
@@ -121,7 +128,7 @@ func newUpdater(opts ClientOptions, cache string) (*updater.Updater, error) {
 	f := fetcher.NewDefaultFetcher()
 	f.SetHTTPClient(client)
 	f.SetHTTPUserAgent(opts.UserAgent)
-	cfg.Fetcher = f
+	cfg.Fetcher = checkedFetcher{f, base + "/" + metadataDir + "/"}
 	up, err := updater.New(cfg)
 	if err != nil {
 		return nil, classify(fmt.Errorf("failed to load the trusted TUF root: %w", err))
@@ -130,6 +137,35 @@ func newUpdater(opts ClientOptions, cache string) (*updater.Updater, error) {
 		up.UnsafeSetRefTime(opts.Now())
 	}
 	return up, nil
+}
+
+// checkedFetcher fails, as a failure to download (ErrNotTUF), a body that
+// is not what the repository serves at its URL at all: metadata that is
+// not a JSON object, a target that is not text. go-tuf would check a
+// snapshot's, a targets version's or a target's length and hashes first,
+// and report metadata that does not verify, a security finding, for the
+// page of a proxy that answers some paths only; nothing in it claims to
+// be the repository's. The body is named by its type and length, not
+// quoted: a redirect may have led to a host only the client reaches.
+type checkedFetcher struct {
+	fetcher.Fetcher
+	metadataURL string // URLs below it are metadata
+}
+
+func (f checkedFetcher) DownloadFile(url string, maxLength int64, timeout time.Duration) ([]byte, error) {
+	data, err := f.Fetcher.DownloadFile(url, maxLength, timeout)
+	if err != nil {
+		return data, err
+	}
+	ctype := http.DetectContentType(data)
+	if strings.HasPrefix(url, f.metadataURL) {
+		if !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{")) {
+			return nil, fmt.Errorf("%w: %s is %d bytes of %s, not JSON metadata: a proxy's or a login page?", ErrNotTUF, url, len(data), ctype)
+		}
+	} else if !strings.HasPrefix(ctype, "text/plain") {
+		return nil, fmt.Errorf("%w: %s is %d bytes of %s, not a text target: a proxy's or a login page?", ErrNotTUF, url, len(data), ctype)
+	}
+	return data, nil
 }
 
 // pinDir names the cache of one pinned root at one URL. A cached root

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -327,5 +328,42 @@ func TestCachePerPin(t *testing.T) {
 	}
 	if pinDir(a.root(1), a.url) == pinDir(b.root(1), a.url) || pinDir(a.root(1), a.url) != pinDir(a.root(1), a.url+"/") {
 		t.Error("pinDir does not tell pins apart at one URL, or tells one URL apart by its trailing slash")
+	}
+}
+
+// TestProxyPage: a proxy answering 200 with its page for some paths only
+// (the snapshot, the targets metadata, a target) made the client report
+// metadata that does not verify, a SECURITY ERROR (sumd verify exits 1),
+// since go-tuf checks its length and hashes first: nothing in the page
+// claims to be the repository's. It is a failure to download now, naming
+// what came back, as a page where a root version is probed already was.
+// A target of the right kind whose hash does not match stays untrusted.
+func TestProxyPage(t *testing.T) {
+	f := newFixture(t)
+	page := []byte("<!DOCTYPE html><html><body>Sign in</body></html>\n")
+	for _, c := range []struct {
+		prefix string
+		body   []byte
+		want   error
+	}{
+		{"/tuf/metadata/1.snapshot.json", page, ErrNotTUF},
+		{"/tuf/metadata/1.targets.json", page, ErrNotTUF},
+		{"/tuf/metadata/timestamp.json", page, ErrNotTUF},
+		{"/tuf/targets/", page, ErrNotTUF},
+		{"/tuf/targets/", []byte(newVKey(t) + "\n"), ErrUntrusted},
+		{"/tuf/metadata/1.snapshot.json", []byte(`{"signed": {}}`), ErrUntrusted},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, c.prefix) {
+				w.Write(c.body)
+				return
+			}
+			f.handler.ServeHTTP(w, r)
+		}))
+		_, err := Fetch(ClientOptions{Root: f.root(1), URL: srv.URL + "/tuf", Now: f.clock.Now})
+		srv.Close()
+		if !errors.Is(err, c.want) || (c.want == ErrNotTUF) == errors.Is(err, ErrUntrusted) {
+			t.Errorf("%s answered with %.20q: %v, want %v", c.prefix, c.body, err, c.want)
+		}
 	}
 }
