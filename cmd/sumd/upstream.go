@@ -161,11 +161,14 @@ func (u *upstreamSetup) syncLog(l *tlog.Log) (oci.Recorder, error) {
 	return l, nil
 }
 
-// writeTimeout leaves a lookup time for two upstream requests and a
-// cross-check before the connection is cut.
+// writeTimeout leaves a first lookup the recorder's deadline for its
+// fetch and cross-check (upstream.FetchDeadline: three upstream requests'
+// worth and half a minute), and half a minute more to record the version
+// and answer, so that a fetch cut at the deadline still reaches the go
+// command as a 504 with its reason rather than as a connection cut.
 func writeTimeout(cfg *config.Serve) time.Duration {
 	if cfg.Upstream.Upstream == "" {
 		return time.Minute
 	}
-	return time.Minute + 3*cfg.UpstreamTimeout
+	return upstream.FetchDeadline(cfg.UpstreamTimeout) + 30*time.Second
 }

@@ -174,7 +174,7 @@ func isLoopback(raw string) bool {
 func (f *Fetcher) Fetch(ctx context.Context, m module.Version) (gosum.Record, error) {
 	start := time.Now()
 	rec, err := f.fetch(ctx, m)
-	f.metrics.observeFetch(err, time.Since(start))
+	f.metrics.observeFetch(ctx, err, time.Since(start))
 	return rec, err
 }
 

@@ -95,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) observeFetch(err error, d time.Duration) {
+func (m *Metrics) observeFetch(ctx context.Context, err error, d time.Duration) {
 	if m == nil {
 		return
 	}
@@ -103,6 +103,10 @@ func (m *Metrics) observeFetch(err error, d time.Duration) {
 	switch k := kindOf(err); {
 	case k != 0:
 		outcome = k.String()
+	case err != nil && pastDeadline(ctx):
+		// The Recorder's deadline stopped it: the upstream was too
+		// slow, as a request's timeout says.
+		outcome = KindTimeout.String()
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// Fetch's own ctx ended (it returns no *Error then): its
 		// callers went, the upstream did not fail.

@@ -91,6 +91,15 @@ type RecorderOptions struct {
 	// one its /64 (what one host is usually given); an empty address is a
 	// caller inside sumd, never refused. nil: no per-client cap.
 	Client func(ctx context.Context) (addr string, admin bool)
+	// Deadline bounds a fetch as a whole, for a first lookup or Record:
+	// every source's requests, the hash and the cross-check (default
+	// FetchDeadline of the Fetcher's Timeout). A fetch still running then
+	// stops, records nothing, and its callers get a KindTimeout error
+	// (504) that says so. The server in front must give a lookup longer
+	// than this to write its answer: otherwise, as the requests of four
+	// slow sources after "|" add up, the go command sees its connection
+	// cut, with no reason, where it would have shown the 504's.
+	Deadline time.Duration
 	// Now is the clock of the negative cache; nil means time.Now.
 	Now func() time.Time
 	// Logger receives a record per version fetched or refused; nil means
@@ -106,6 +115,17 @@ type RecorderOptions struct {
 // bounding the upstream requests and the temporary disk (16 zips of at
 // most 500 MiB) that anonymous lookups can cause.
 const DefaultMaxFetches = 16
+
+// FetchDeadline is the default RecorderOptions.Deadline for a Fetcher
+// whose requests have timeout t: three requests' worth (a .mod, a zip and
+// a cross-check's read) and half a minute. sumd serve gives a lookup half
+// a minute more to be answered (its write timeout), for the record's
+// commit and the answer's writing.
+func FetchDeadline(t time.Duration) time.Duration { return 3*t + 30*time.Second }
+
+// errPastDeadline is the cause of a fetch's context once
+// RecorderOptions.Deadline has passed.
+var errPastDeadline = errors.New("past the deadline of a fetch from upstream")
 
 // ErrBusy is a first lookup's error when MaxFetches fetches are running.
 // The go command shows its text; Retry-After asks it to come back.
@@ -136,8 +156,11 @@ type Recorder struct {
 	fetcher *Fetcher // nil: no upstream
 	checker *Checker // nil: no cross-check
 	record  string   // patterns of the paths fetched on a miss
-	neg     *negCache
-	slots   chan struct{} // one token per lookup fetch in flight
+	// deadline bounds fetchAndAdd's fetch and cross-check
+	// (RecorderOptions.Deadline).
+	deadline time.Duration
+	neg      *negCache
+	slots    chan struct{} // one token per lookup fetch in flight
 	// perClient counts the lookups of each client waiting for upstream;
 	// nil: no per-client cap.
 	perClient *clientFetches
@@ -172,6 +195,9 @@ func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Deadline <= 0 && opts.Fetcher != nil {
+		opts.Deadline = FetchDeadline(opts.Fetcher.opts.Timeout)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -181,7 +207,7 @@ func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
 	}
 	return &Recorder{
 		perClient: perClient, client: opts.Client,
-		log: log, fetcher: opts.Fetcher, checker: opts.Checker, record: opts.Record,
+		log: log, fetcher: opts.Fetcher, checker: opts.Checker, record: opts.Record, deadline: opts.Deadline,
 		neg:     newNegCache(opts.NegativeTTL, opts.NegativeMax, opts.Now, opts.Metrics),
 		slots:   make(chan struct{}, opts.MaxFetches),
 		flights: map[string]*flight{},
@@ -408,7 +434,8 @@ type flightKey struct{}
 //
 // TODO(read listener): server.ServeFast's contexts are never cancelled
 // (fasthttp tells no handler of a hang-up), so a fetch waited for through
-// -read-listen runs to its end; -upstream-per-client still bounds them.
+// -read-listen runs to its end or its deadline; -upstream-per-client still
+// bounds them.
 func (r *Recorder) fly(ctx context.Context, key string, fn func(context.Context) (flightResult, error)) (flightResult, error) {
 	f := r.join(ctx, key, fn)
 	select {
@@ -487,7 +514,8 @@ func (r *Recorder) commit(ctx context.Context) bool {
 // fetchAndAdd fetches, cross-checks and records m. ctx is cancelled when
 // every caller waiting for the flight has gone (see fly): the fetch, the
 // hash and the cross-check stop then, freeing the fetch slot, and nothing is recorded, even if the fetch
-// still succeeds. Once m is fetched and checked, commit makes the flight
+// still succeeds. They stop too at the deadline, with a KindTimeout error
+// for the callers. Once m is fetched and checked, commit makes the flight
 // run to its end whatever its callers do: the work is done and the commit
 // quick, a lookup meanwhile joins it, and a commit cut short would still
 // append m (the sequencer owns a record once queued) while the flight
@@ -496,6 +524,8 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	if err := gosum.CheckNewModule(m.Path, m.Version); err != nil {
 		return flightResult{}, &Error{Kind: KindInvalid, Module: m, Err: err} // cheap: not cached
 	}
+	ctx, cancel := context.WithTimeoutCause(ctx, r.deadline, errPastDeadline)
+	defer cancel()
 	// A download onto a disk the log will not write to would only fill
 	// it further, at an anonymous client's asking.
 	if err := r.log.Room(); err != nil {
@@ -505,7 +535,12 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	if err == nil {
 		err = r.crossCheck(ctx, rec)
 	}
-	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+	switch {
+	case err != nil && pastDeadline(ctx):
+		// Whatever failed as the deadline passed, the deadline is what
+		// the callers must hear of: it stopped the walk over sources.
+		err = r.deadlineError(m, err)
+	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		// Only an error the cancellation caused: a failure upstream
 		// answered as the last client went is the version's, as ever.
 		return flightResult{}, r.abandoned(ctx, m, err)
@@ -525,6 +560,11 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 		return flightResult{}, err
 	}
 	if !r.commit(ctx) {
+		if pastDeadline(ctx) {
+			err := r.deadlineError(m, ctx.Err())
+			r.logFailure(ctx, m, err)
+			return flightResult{}, err
+		}
 		// The clients left as the fetch ended: see commit.
 		return flightResult{}, r.abandoned(ctx, m, ctx.Err())
 	}
@@ -540,6 +580,24 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	r.logger.InfoContext(ctx, "recorded from upstream", "module", m.Path, "version", m.Version,
 		"id", id, "hash", rec.Hash, "gomod", rec.GoMod)
 	return flightResult{id: id, rec: rec}, nil
+}
+
+// pastDeadline reports whether ctx, fetchAndAdd's, ended at the deadline
+// rather than with its callers' going.
+func pastDeadline(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), errPastDeadline)
+}
+
+// deadlineError is the error of a fetch of m stopped at the deadline; err
+// is the failure it stopped with, for the operator's log.
+func (r *Recorder) deadlineError(m module.Version, err error) *Error {
+	cause := err.Error()
+	if e := (*Error)(nil); errors.As(err, &e) {
+		cause = e.Detail()
+	}
+	return &Error{Kind: KindTimeout, Module: m,
+		Err:   fmt.Errorf("fetching it from upstream and checking it took longer than %s, the time limit of a new version's lookup; try again later", r.deadline),
+		Cause: fmt.Errorf("stopped at the deadline: %s", cause)}
 }
 
 // abandoned logs a fetch of m that stopped because every client waiting
