@@ -85,6 +85,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb"
@@ -428,11 +429,16 @@ func OneLine(s string) string { return oneLine(s) }
 
 // oneLine makes s safe for a one-line text/plain error body: control
 // characters become spaces, and long messages are cut well inside the ~650
-// bytes the go command shows.
+// bytes the go command shows, between two characters: a cut through one
+// would show as U+FFFD.
 func oneLine(s string) string {
 	const max = 500
 	if len(s) > max {
-		s = s[:max] + "…"
+		n := max
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "…"
 	}
 	return strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {

@@ -344,6 +344,7 @@ func TestOneLine(t *testing.T) {
 	for in, want := range map[string]string{
 		"a\nb\r\tc\x7f": "a b  c ",
 		long:            long[:500] + "…",
+		"a" + long:      "a" + long[:498] + "…", // cut before the é at bytes 499–500, not through it
 	} {
 		if got := oneLine(in); got != want {
 			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
