@@ -50,6 +50,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 			"/record": http.HandlerFunc(pg.record),
 			"/status": http.HandlerFunc(status.serveStatus),
 		},
+		Mounts:  t.mounts(layer.Required()),
 		Version: cfg.Version,
 	})
 	mirrorOpts := server.Options{Logger: cfg.Logger, Registry: cfg.Registry, CacheBytes: cache, Private: layer.Required()}
@@ -91,7 +92,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 	if cfg.MetricsListen != "" {
 		s.metrics = layer.WithoutAdmin().Wrap(only("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	}
-	s.main = mainLayer.Wrap(t.mount(h, layer.Required()))
+	s.main = mainLayer.Wrap(h)
 	return s
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -498,5 +499,40 @@ func TestTUFResignFailingSince(t *testing.T) {
 	want = "tuf: re-signing the online metadata has failed since 2026-03-01T12:05:00Z, last succeeded at 2026-03-01T12:04:00Z (see the server log)"
 	if got := problems(); got != want {
 		t.Errorf("after failing again:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestTUFRequestsObserved: requests to /tuf/ have their request log line
+// and are counted in sumd_http_requests_total (route "tuf"), as those of
+// every other route are.
+func TestTUFRequestsObserved(t *testing.T) {
+	cfg, urls, logs, _ := tufConfig(t)
+	url := serveTest(t, cfg, urls)
+	for path, want := range map[string]int{"/tuf/metadata/timestamp.json": 200, "/tuf/metadata/nonesuch.json": 404} {
+		if code, body := fetch(t, url+path); code != want {
+			t.Fatalf("GET %s: %d %q, want %d", path, code, body, want)
+		}
+		if line := `msg="http request" method=GET path=` + path + ` route=tuf status=` + strconv.Itoa(want); !strings.Contains(logs.String(), line) {
+			t.Errorf("the request log lacks %s:\n%s", line, logs.String())
+		}
+	}
+	got := map[string]float64{}
+	mfs, err := cfg.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if mf.GetName() == "sumd_http_requests_total" && labels["route"] == "tuf" {
+				got[labels["code"]] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if want := map[string]float64{"200": 1, "404": 1}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sumd_http_requests_total{route=\"tuf\"} by code = %v, want %v", got, want)
 	}
 }

@@ -257,14 +257,13 @@ type TUFRole struct {
 	Expires time.Time `json:"expires"`
 }
 
-// mount routes /tuf/ to the repository, if any, and the rest to h.
-func (t *tufPart) mount(h http.Handler, private bool) http.Handler {
+// mounts returns the repository's handler at /tuf/, if there is one, for
+// the root server.Server to serve: with its request log, its metrics and
+// its cap on request bodies, as every route.
+func (t *tufPart) mounts(private bool) map[string]http.Handler {
 	if t == nil {
-		return h
+		return nil
 	}
 	t.handler.Private = private
-	mux := http.NewServeMux()
-	mux.Handle(tuf.Prefix, http.MaxBytesHandler(t.handler, 1<<10))
-	mux.Handle("/", h)
-	return mux
+	return map[string]http.Handler{tuf.Prefix: t.handler}
 }

@@ -14,7 +14,8 @@ import (
 )
 
 // metrics are the HTTP metrics of a Server. Labels come from fixed sets:
-// route is one of allRoutes and code one of the statuses the handler writes.
+// route is one of allRoutes or a mount's (Options.Mounts), and code one of
+// the statuses the handler writes.
 type metrics struct {
 	requests *prometheus.CounterVec   // sumd_http_requests_total{route,code}
 	duration *prometheus.HistogramVec // sumd_http_request_duration_seconds{route}
@@ -66,6 +67,15 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		m.hits[route], m.misses[route] = hits.WithLabelValues(route), misses.WithLabelValues(route)
 	}
 	return m
+}
+
+// addRoute adds a route to those of allRoutes (a mount's), if there are
+// metrics.
+func (m *metrics) addRoute(route string) {
+	if m != nil {
+		m.took[route] = m.duration.WithLabelValues(route)
+		m.ok[route] = m.requests.WithLabelValues(route, "200")
+	}
 }
 
 // count counts one request of route answered with status, taking d.

@@ -77,9 +77,11 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,6 +144,12 @@ type Options struct {
 	// the form of a module proxy request (/<module>/@v/...) must not be one,
 	// so that the go command falls through to its next proxy.
 	Pages map[string]http.Handler
+	// Mounts are handlers served at the root below a path prefix of the
+	// form "/<name>/" ("/tuf/": a TUF repository), with the request log,
+	// the metrics (route <name>, which no other route may be called) and
+	// the body cap of every route: GET and HEAD only, as Pages. Like the
+	// pages, they are not served by ServeFast.
+	Mounts map[string]http.Handler
 	// Version is the server's version, served at /version; "" means no
 	// /version route.
 	Version string
@@ -165,6 +173,7 @@ type Server struct {
 	ready    func(context.Context) error
 	degraded func(context.Context) []string
 	pages    map[string]http.Handler
+	mounts   []mount // Options.Mounts
 	// Cache-Control of immutable and short-lived answers: shared values
 	// (hdrImmutable, hdrShort or their private forms), never modified.
 	hdrImmutable, hdrShort []string
@@ -188,6 +197,7 @@ func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 		ready:    opts.Ready,
 		degraded: opts.Degraded,
 		pages:    opts.Pages,
+		mounts:   mounts(opts.Mounts),
 		version:  opts.Version,
 		metrics:  newMetrics(opts.Registry),
 		scrape:   opts.Registry != nil && !opts.MetricsElsewhere,
@@ -197,6 +207,9 @@ func New(name string, ops sumdb.ServerOps, opts Options) *Server {
 	}
 	if opts.Private {
 		s.hdrImmutable, s.hdrShort = hdrImmutablePrivate, hdrShortPrivate
+	}
+	for _, m := range s.mounts {
+		s.metrics.addRoute(m.label)
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -318,7 +331,33 @@ func (s *Server) resolve(path string) route {
 	case !under && s.pages[rest] != nil:
 		return route{label: routePage, page: s.pages[rest]}
 	}
+	for _, m := range s.mounts {
+		if !under && strings.HasPrefix(rest, m.prefix) {
+			return route{label: m.label, page: m.h}
+		}
+	}
 	return route{label: routeOther, raw: s.notProxy}
+}
+
+// A mount is a handler of Options.Mounts.
+type mount struct {
+	prefix string // "/<label>/"
+	label  string
+	h      http.Handler
+}
+
+// mounts checks Options.Mounts: a prefix of another form, or whose label
+// is another route's, is a programming error.
+func mounts(hs map[string]http.Handler) []mount {
+	var ms []mount
+	for prefix, h := range hs {
+		label := strings.Trim(prefix, "/")
+		if prefix != "/"+label+"/" || label == "" || strings.Contains(label, "/") || label == "sumdb" || slices.Contains(allRoutes, label) {
+			panic(fmt.Sprintf("server: mount %q: want a prefix /<name>/ whose name is no route's", prefix))
+		}
+		ms = append(ms, mount{prefix: prefix, label: label, h: h})
+	}
+	return ms
 }
 
 // A reply is a successful response. Its header values may be shared
