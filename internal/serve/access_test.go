@@ -177,6 +177,31 @@ func TestSeparateListeners(t *testing.T) {
 	}
 }
 
+// TestSeparateListenersNotFound: the admin and metrics listeners answer a
+// path not theirs as the main listener answers one it does not know, with
+// Cache-Control no-store, also where no credentials are asked for (the
+// access layer then sets no "private"): a cache must not keep a 404 that
+// the operator's next configuration may turn into an answer.
+func TestSeparateListenersNotFound(t *testing.T) {
+	cfg, urls, logs := testConfig(t)
+	cfg.AdminListen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
+	adm := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "admin handler\n") })
+	cfg.Surface = func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) { return l, adm, nil }
+	url := serveTest(t, cfg, urls)
+	found := map[string]string{}
+	for _, m := range listenerURL.FindAllStringSubmatch(logs.String(), -1) {
+		found[m[1]] = m[2]
+	}
+	if found["admin API"] == "" || found["metrics"] == "" {
+		t.Fatalf("no listener URLs in the log:\n%s", logs)
+	}
+	for _, u := range []string{url + "/nonesuch", found["admin API"] + "/latest", found["metrics"] + "/latest"} {
+		if code, h, body := get(t, u, ""); code != 404 || h.Get("Cache-Control") != "no-store" {
+			t.Errorf("GET %s: %d, Cache-Control %q, %q; want 404 no-store", u, code, h.Get("Cache-Control"), body)
+		}
+	}
+}
+
 // TestAccessStatus: a credential file that turns unusable refuses its
 // credentials and shows in /healthz as degraded in the access part, naming
 // no path, even when no client presented a credential since; fixing it

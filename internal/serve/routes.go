@@ -97,12 +97,14 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 }
 
 // only serves h at pattern and a 404 everywhere else: a listener of its
-// own for one API.
+// own for one API. The 404 is no-store, as the main listener's errors are:
+// a cache must not keep it past a configuration that serves the path.
 func only(pattern string, h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(pattern, h)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusNotFound)
 		w.Write([]byte("not found: this listener serves " + pattern + " only\n"))
