@@ -46,11 +46,15 @@ const (
 // *tlog.Log implements it; another store serves it as an ordered range scan.
 type Index interface {
 	// ScanIndex returns up to limit entries starting at the first key not
-	// less than from. It may cap limit.
-	ScanIndex(ctx context.Context, from string, limit int) ([]sumdlog.IndexEntry, error)
+	// less than from. It may cap limit. Fewer entries than asked for mean
+	// the end of the index, unless cut: the scan stopped short (past too
+	// many entries beyond the signed tree), and keys after the last entry
+	// returned are not known.
+	ScanIndex(ctx context.Context, from string, limit int) (entries []sumdlog.IndexEntry, cut bool, err error)
 	// ScanIndexBack returns up to limit entries in descending key order,
-	// starting at the last key less than before. It may cap limit.
-	ScanIndexBack(ctx context.Context, before string, limit int) ([]sumdlog.IndexEntry, error)
+	// starting at the last key less than before. It may cap limit, and
+	// cut as ScanIndex does.
+	ScanIndexBack(ctx context.Context, before string, limit int) (entries []sumdlog.IndexEntry, cut bool, err error)
 }
 
 // pageLog is the log as the page reads it. *tlog.Log implements it.
@@ -135,7 +139,9 @@ func (p *page) module(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if path, version, ok := strings.Cut(q, "@"); ok {
-		es, err := p.log.ScanIndex(ctx, path+"@"+version, 1)
+		// The first key not less than path@version is that version's if it
+		// is recorded within the signed tree, cut short or not.
+		es, _, err := p.log.ScanIndex(ctx, path+"@"+version, 1)
 		if err != nil {
 			p.fail(w, r, err)
 			return
@@ -177,16 +183,22 @@ func (p *page) module(w http.ResponseWriter, r *http.Request) {
 // of pseudo-versions: releases adds the first entry of each release, and
 // newest the newest versions of the newest releases.
 func (p *page) versions(ctx context.Context, path string) (views []recordView, more, partial bool, err error) {
-	es, err := p.log.ScanIndex(ctx, path+"@", versionsScanned)
+	es, cut, err := p.log.ScanIndex(ctx, path+"@", versionsScanned)
 	if err != nil {
 		return nil, false, false, err
 	}
-	partial = len(es) == versionsScanned && es[len(es)-1].Path == path
+	// The read stopped within path's keys if it filled up, or was cut
+	// short, before reaching another module's.
+	partial = (len(es) == versionsScanned || cut) && (len(es) == 0 || es[len(es)-1].Path == path)
 	es = slices.DeleteFunc(es, func(e sumdlog.IndexEntry) bool { return e.Path != path })
 	if partial {
 		// The releases up to the last entry read are among es.
-		read := keyRange{path + "@", indexKey(es[len(es)-1]) + "\x00"}
-		rs, err := p.releases(ctx, path, path+"@"+release(es[len(es)-1].Version)+".")
+		read, from := keyRange{path + "@", path + "@"}, path+"@"
+		if len(es) > 0 {
+			last := es[len(es)-1]
+			read.hi, from = indexKey(last)+"\x00", path+"@"+release(last.Version)+"."
+		}
+		rs, all, err := p.releases(ctx, path, from)
 		if err != nil {
 			return nil, false, false, err
 		}
@@ -195,7 +207,7 @@ func (p *page) versions(ctx context.Context, path string) (views []recordView, m
 		if es, complete, err = p.newest(ctx, path, es, read); err != nil {
 			return nil, false, false, err
 		}
-		partial = !complete || len(rs) == versionsScanned
+		partial = !complete || !all
 	}
 	slices.SortFunc(es, func(a, b sumdlog.IndexEntry) int { return semver.Compare(b.Version, a.Version) })
 	es = slices.CompactFunc(es, func(a, b sumdlog.IndexEntry) bool { return a.Version == b.Version })
@@ -234,6 +246,8 @@ func indexKey(e sumdlog.IndexEntry) string { return e.Path + "@" + e.Version }
 // of each release's keys not read yet, versionsShown entries at a time.
 // The releases of the keys before it in byte order (most often the next
 // releases) come with the same read. It makes at most newestReads reads.
+// A read cut short leaves the keys before those it returned unknown, so
+// the newest versions may then not all be there.
 func (p *page) newest(ctx context.Context, path string, es []sumdlog.IndexEntry, read keyRange) ([]sumdlog.IndexEntry, bool, error) {
 	var rels []string
 	for _, e := range es {
@@ -256,27 +270,31 @@ func (p *page) newest(ctx context.Context, path string, es []sumdlog.IndexEntry,
 		add(e)
 	}
 	ranges := []keyRange{read}
-	reads, taken := 0, 0
+	reads, taken, complete := 0, 0, true
 	for _, r := range rels {
 		end := path + "@" + r + "."
 		if !slices.ContainsFunc(ranges, func(k keyRange) bool { return k.lo < end && end <= k.hi }) {
 			if reads == newestReads {
 				return es, false, nil
 			}
-			got, err := p.log.ScanIndexBack(ctx, end, versionsShown)
+			got, cut, err := p.log.ScanIndexBack(ctx, end, versionsShown)
 			if err != nil {
 				return nil, false, err
 			}
 			reads++
-			lo := path + "@" // the read reached the module's first key
+			lo, first := end, false
 			for _, e := range got {
-				if e.Path != path {
+				if first = e.Path != path; first {
 					break
 				}
 				add(e)
-				if len(got) == versionsShown {
-					lo = indexKey(e)
-				}
+				lo = indexKey(e)
+			}
+			switch {
+			case first || len(got) < versionsShown && !cut:
+				lo = path + "@" // the read reached the module's first key
+			case cut:
+				complete = false
 			}
 			ranges = append(ranges, keyRange{lo, end})
 		}
@@ -284,27 +302,33 @@ func (p *page) newest(ctx context.Context, path string, es []sumdlog.IndexEntry,
 			break
 		}
 	}
-	return es, true, nil
+	return es, complete, nil
 }
 
 // releases returns the first index entry of each release vX.Y.Z of path
-// from key from on, in byte order, at most versionsScanned: the release
-// itself if recorded (its key comes before its pre-releases' and
-// pseudo-versions'), else the first of those. Each read starts past the
-// previous release's keys, so the work grows with the number of releases,
-// not of versions; and it reads releaseRead entries, so that the releases
-// of a few versions each (most) cost one read for several.
-func (p *page) releases(ctx context.Context, path, from string) ([]sumdlog.IndexEntry, error) {
+// from key from on, in byte order, at most versionsScanned, and whether
+// they are all there: the release itself if recorded (its key comes
+// before its pre-releases' and pseudo-versions'), else the first of those.
+// Each read starts past the previous release's keys, so the work grows
+// with the number of releases, not of versions; and it reads releaseRead
+// entries, so that the releases of a few versions each (most) cost one
+// read for several. A read cut short after an entry leaves unknown only
+// keys of that entry's release or of those after it, which the next read
+// starts at.
+func (p *page) releases(ctx context.Context, path, from string) ([]sumdlog.IndexEntry, bool, error) {
 	var out []sumdlog.IndexEntry
 	for len(out) < versionsScanned {
-		es, err := p.log.ScanIndex(ctx, from, releaseRead)
+		es, cut, err := p.log.ScanIndex(ctx, from, releaseRead)
 		if err != nil || len(es) == 0 {
-			return out, err
+			return out, !cut, err
 		}
 		last := ""
 		for _, e := range es {
-			if e.Path != path || len(out) == versionsScanned {
-				return out, nil
+			if e.Path != path {
+				return out, true, nil
+			}
+			if len(out) == versionsScanned {
+				return out, false, nil
 			}
 			if r := release(e.Version); r != last {
 				out, last = append(out, e), r
@@ -314,7 +338,7 @@ func (p *page) releases(ctx context.Context, path, from string) ([]sumdlog.Index
 		// +incompatible, and before the digits of a longer patch number.
 		from = path + "@" + last + "."
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // release returns the release vX.Y.Z of a version: without its
@@ -331,9 +355,9 @@ func release(version string) string {
 func (p *page) modules(ctx context.Context, prefix string) ([]string, bool, error) {
 	var out []string
 	for from := prefix; ; {
-		es, err := p.log.ScanIndex(ctx, from, 1)
+		es, cut, err := p.log.ScanIndex(ctx, from, 1)
 		if err != nil || len(es) == 0 || !strings.HasPrefix(es[0].Path, prefix) {
-			return out, false, err
+			return out, cut, err // cut short: there may be more
 		}
 		if len(out) == modulesShown {
 			return out, true, nil

@@ -317,3 +317,81 @@ func TestPageNewestPseudoVersions(t *testing.T) {
 		t.Errorf("the page shows the oldest pseudo-version %s", pseudo(0))
 	}
 }
+
+// sharedMem is a MemStore other Logs commit to, as processes do to a
+// shared database.
+type sharedMem struct{ *sumdlog.MemStore }
+
+func (sharedMem) Shared() bool { return true }
+
+// TestPageScanBeyondTree: a read of the index skips the entries beyond
+// the log's published tree (another process's commits not adopted yet, a
+// mirror's staging), and past a bound answers what it found, fewer than
+// asked. The page took such a short backward read for one that had
+// reached the module's first key, so it showed the oldest pseudo-versions
+// of the release before as the newest, and said the list was complete;
+// it reads on, and says the list is partial.
+func TestPageScanBeyondTree(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	skey, _, err := sumdlog.GenerateKey("serve.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := sumdlog.ParseKey(skey)
+	store := sharedMem{sumdlog.NewMemStore()}
+	pseudo := func(release string, i int) string {
+		base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		return fmt.Sprintf("%s-0.%s-%012x", release, base.Add(time.Duration(i)*time.Hour).Format("20060102150405"), i)
+	}
+	add := func(l *sumdlog.Log, versions []string) error {
+		h := "h1:" + strings.Repeat("A", 43) + "="
+		var recs []gosum.Record
+		for _, v := range versions {
+			recs = append(recs, gosum.Record{Path: "corp.example/mono", Version: v, Hash: h, GoMod: h})
+		}
+		_, err := l.Add(context.Background(), recs...)
+		return err
+	}
+	const old = versionsScanned + 100
+	cfg.DBFile = "" // the log is in memory
+	cfg.OpenLog = func() (*sumdlog.Log, error) {
+		opts := sumdlog.Options{Keys: []*sumdlog.Key{key}, Create: true, Logger: cfg.Logger, RefreshInterval: time.Hour}
+		l, err := sumdlog.OpenStore(store, opts)
+		if err != nil {
+			return nil, err
+		}
+		published := []string{"v1.0.0", "v1.0.0-rc.1"}
+		for i := range old {
+			published = append(published, pseudo("v0.0.0", i))
+		}
+		if err := add(l, published); err != nil {
+			return nil, err
+		}
+		// Another process commits more pseudo-versions of v1.0.0 than a
+		// read skips, between the release and its rc.1 in key order.
+		opts.Create = false
+		other, err := sumdlog.OpenStore(store, opts)
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { other.Close() })
+		var beyond []string
+		for i := range 5 * sumdlog.MaxScanIndex {
+			beyond = append(beyond, pseudo("v1.0.0", i))
+		}
+		return l, add(other, beyond)
+	}
+	url := serveTest(t, cfg, urls)
+	_, body := fetch(t, url+"/module?path=corp.example/mono")
+	rest := body
+	for _, w := range []string{"shown: the newest of those one page reads", ">v1.0.0<", ">v1.0.0-rc.1<", ">" + pseudo("v0.0.0", old-1) + "<", ">" + pseudo("v0.0.0", old-2) + "<"} {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("no %q (in order) in the page:\n%.2000s", w, body[strings.Index(body, "<main>"):])
+		}
+		rest = rest[i+len(w):]
+	}
+	if strings.Contains(body, pseudo("v1.0.0", 0)) {
+		t.Errorf("the page shows %s, beyond the published tree", pseudo("v1.0.0", 0))
+	}
+}

@@ -28,8 +28,9 @@ const MaxScanIndex = 1000
 // extension (or other processes on a shared store commit quickly), and
 // anyone may search: once it meets one, it reads on MaxScanIndex entries at
 // a time, and past maxScanBeyond of them it answers what it found, fewer
-// than limit entries though the index may hold more.
-func (l *Log) ScanIndex(ctx context.Context, from string, limit int) ([]IndexEntry, error) {
+// than limit entries though the index may hold more after them, and says
+// so (cut): a short answer that is not cut reached the end of the index.
+func (l *Log) ScanIndex(ctx context.Context, from string, limit int) (entries []IndexEntry, cut bool, err error) {
 	return l.scanIndex(ctx, from, limit, l.store.ScanIndex, func(key string) string {
 		return key + "\x00" // the next key after it
 	})
@@ -39,7 +40,7 @@ func (l *Log) ScanIndex(ctx context.Context, from string, limit int) ([]IndexEnt
 // descending key order, starting with the last key less than before. The
 // newest versions of a module with many (its newest pseudo-versions) sort
 // last among its keys: the module after path is at path+"@\xff".
-func (l *Log) ScanIndexBack(ctx context.Context, before string, limit int) ([]IndexEntry, error) {
+func (l *Log) ScanIndexBack(ctx context.Context, before string, limit int) (entries []IndexEntry, cut bool, err error) {
 	return l.scanIndex(ctx, before, limit, l.store.ScanIndexBack, func(key string) string {
 		return key // before is left out
 	})
@@ -48,19 +49,22 @@ func (l *Log) ScanIndexBack(ctx context.Context, before string, limit int) ([]In
 // scanIndex is ScanIndex and ScanIndexBack: scan reads the store from key
 // at, and next is where the read after the one that ended at a key starts.
 func (l *Log) scanIndex(ctx context.Context, at string, limit int,
-	scan func(ctx context.Context, at string, limit int) ([]IndexEntry, error), next func(key string) string) ([]IndexEntry, error) {
+	scan func(ctx context.Context, at string, limit int) ([]IndexEntry, error), next func(key string) string) ([]IndexEntry, bool, error) {
 	limit = min(limit, MaxScanIndex)
 	n := l.pub.Load().Tree.N // read first: what is indexed later lies beyond it
 	var out []IndexEntry
 	skipped := 0
-	for len(out) < limit && skipped < maxScanBeyond {
+	for len(out) < limit {
+		if skipped >= maxScanBeyond {
+			return out, true, nil
+		}
 		want := limit - len(out)
 		if skipped > 0 {
 			want = MaxScanIndex
 		}
 		entries, err := scan(ctx, at, want)
 		if err != nil || len(entries) == 0 {
-			return out, err
+			return out, false, err
 		}
 		for _, e := range entries {
 			switch {
@@ -73,7 +77,7 @@ func (l *Log) scanIndex(ctx context.Context, at string, limit int,
 		last := entries[len(entries)-1]
 		at = next(last.Path + "@" + last.Version)
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // maxScanBeyond bounds how many index entries beyond the published tree one

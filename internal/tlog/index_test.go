@@ -44,15 +44,15 @@ func TestScanIndex(t *testing.T) {
 		{"example.org/y", 100, nil},
 		{"", 0, nil},
 	} {
-		got, err := l.ScanIndex(ctx, tc.from, tc.limit)
-		if err != nil {
-			t.Fatal(err)
+		got, cut, err := l.ScanIndex(ctx, tc.from, tc.limit)
+		if err != nil || cut {
+			t.Fatalf("ScanIndex(%q, %d): cut %v, %v", tc.from, tc.limit, cut, err)
 		}
 		if !slices.Equal(keys(got), tc.want) {
 			t.Errorf("ScanIndex(%q, %d) = %q, want %q", tc.from, tc.limit, keys(got), tc.want)
 		}
 	}
-	got, _ := l.ScanIndex(ctx, "example.org/x@", 1)
+	got, _, _ := l.ScanIndex(ctx, "example.org/x@", 1)
 	if len(got) != 1 || got[0].ID != ids[4] {
 		t.Errorf("ScanIndex(example.org/x@) = %+v, want id %d", got, ids[4])
 	}
@@ -67,9 +67,9 @@ func TestScanIndex(t *testing.T) {
 		{"example.com/m/v2@v2.0.0", 100, nil},
 		{"\xff", 0, nil},
 	} {
-		got, err := l.ScanIndexBack(ctx, tc.before, tc.limit)
-		if err != nil {
-			t.Fatal(err)
+		got, cut, err := l.ScanIndexBack(ctx, tc.before, tc.limit)
+		if err != nil || cut {
+			t.Fatalf("ScanIndexBack(%q, %d): cut %v, %v", tc.before, tc.limit, cut, err)
 		}
 		if !slices.Equal(keys(got), tc.want) {
 			t.Errorf("ScanIndexBack(%q, %d) = %q, want %q", tc.before, tc.limit, keys(got), tc.want)

@@ -332,17 +332,32 @@ func TestScanIndexBeyondBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	es, err := a.ScanIndex(ctx, "", 1)
-	if err != nil || len(es) != 0 {
-		t.Fatalf("ScanIndex of a tree of 0 records = %v, %v; want none", es, err)
+	es, cut, err := a.ScanIndex(ctx, "", 1)
+	if err != nil || len(es) != 0 || cut {
+		t.Fatalf("ScanIndex of a tree of 0 records = %v, cut %v, %v; want none, the end of the index", es, cut, err)
 	}
 	if n := s.scans.Load(); n > beyond/MaxScanIndex+2 {
 		t.Fatalf("ScanIndex(limit 1) past %d entries beyond the published tree read the store %d times", beyond, n)
 	}
+	// Past maxScanBeyond of them, it says that it stopped short.
+	recs := make([]gosum.Record, 0, maxScanBeyond)
+	for j := beyond; j < beyond+maxScanBeyond; j++ {
+		recs = append(recs, record(j, 0))
+	}
+	if _, err := b.Add(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	start := s.scans.Load()
+	if es, cut, err := a.ScanIndex(ctx, "", 1); err != nil || len(es) != 0 || !cut {
+		t.Fatalf("ScanIndex past %d entries beyond the tree = %v, cut %v, %v; want none, cut short", beyond+maxScanBeyond, es, cut, err)
+	}
+	if n := s.scans.Load() - start; n > maxScanBeyond/MaxScanIndex+1 {
+		t.Fatalf("ScanIndex(limit 1) past %d entries beyond the published tree read the store %d times", beyond+maxScanBeyond, n)
+	}
 	if err := a.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if es, err := a.ScanIndex(ctx, "", 2); err != nil || len(es) != 2 {
-		t.Fatalf("ScanIndex once adopted = %v, %v; want 2 entries", es, err)
+	if es, cut, err := a.ScanIndex(ctx, "", 2); err != nil || len(es) != 2 || cut {
+		t.Fatalf("ScanIndex once adopted = %v, cut %v, %v; want 2 entries", es, cut, err)
 	}
 }
