@@ -35,7 +35,6 @@ const (
 	recentShown     = 20   // records on the front page
 	versionsShown   = 500  // versions on a module's page
 	versionsScanned = 1000 // index entries read to pick the newest versionsShown, and releases sought beyond them
-	releaseRead     = 32   // index entries one read of releases asks for
 	newestReads     = 8    // backward reads of the newest versions of a module with more than versionsScanned
 	modulesShown    = 100  // module paths listed for a prefix
 	maxQuery        = 512  // bytes of a search query
@@ -55,6 +54,11 @@ type Index interface {
 	// starting at the last key less than before. It may cap limit, and
 	// cut as ScanIndex does.
 	ScanIndexBack(ctx context.Context, before string, limit int) (entries []sumdlog.IndexEntry, cut bool, err error)
+	// ScanReleases returns up to limit entries of module path, starting
+	// at the first key not less than from, each the first of its release
+	// vX.Y.Z (the keys up to path@vX.Y.Z.). It may cap limit, and cut as
+	// ScanIndex does.
+	ScanReleases(ctx context.Context, path, from string, limit int) (entries []sumdlog.IndexEntry, cut bool, err error)
 }
 
 // pageLog is the log as the page reads it. *tlog.Log implements it.
@@ -309,36 +313,12 @@ func (p *page) newest(ctx context.Context, path string, es []sumdlog.IndexEntry,
 // from key from on, in byte order, at most versionsScanned, and whether
 // they are all there: the release itself if recorded (its key comes
 // before its pre-releases' and pseudo-versions'), else the first of those.
-// Each read starts past the previous release's keys, so the work grows
-// with the number of releases, not of versions; and it reads releaseRead
-// entries, so that the releases of a few versions each (most) cost one
-// read for several. A read cut short after an entry leaves unknown only
-// keys of that entry's release or of those after it, which the next read
-// starts at.
+// It is one read of the store, however many versions each release has:
+// the store seeks from release to release (ScanReleases), where reads of
+// the index in order cost one per release of more than a few versions.
 func (p *page) releases(ctx context.Context, path, from string) ([]sumdlog.IndexEntry, bool, error) {
-	var out []sumdlog.IndexEntry
-	for len(out) < versionsScanned {
-		es, cut, err := p.log.ScanIndex(ctx, from, releaseRead)
-		if err != nil || len(es) == 0 {
-			return out, !cut, err
-		}
-		last := ""
-		for _, e := range es {
-			if e.Path != path {
-				return out, true, nil
-			}
-			if len(out) == versionsScanned {
-				return out, false, nil
-			}
-			if r := release(e.Version); r != last {
-				out, last = append(out, e), r
-			}
-		}
-		// "." sorts after the "-" of a pre-release and the "+" of
-		// +incompatible, and before the digits of a longer patch number.
-		from = path + "@" + last + "."
-	}
-	return out, false, nil
+	rs, cut, err := p.log.ScanReleases(ctx, path, from, versionsScanned)
+	return rs, !cut && len(rs) < versionsScanned, err
 }
 
 // release returns the release vX.Y.Z of a version: without its

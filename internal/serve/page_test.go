@@ -215,6 +215,16 @@ func (s *countingStore) ScanIndex(ctx context.Context, from string, limit int) (
 	return s.MemStore.ScanIndex(ctx, from, limit)
 }
 
+func (s *countingStore) ScanIndexBack(ctx context.Context, before string, limit int) ([]sumdlog.IndexEntry, error) {
+	s.reads.Add(1)
+	return s.MemStore.ScanIndexBack(ctx, before, limit)
+}
+
+func (s *countingStore) ScanReleases(ctx context.Context, path, from string, limit int) ([]sumdlog.IndexEntry, error) {
+	s.reads.Add(1)
+	return s.MemStore.ScanReleases(ctx, path, from, limit)
+}
+
 func (s *countingStore) ReadTiles(ctx context.Context, tiles []sumdlog.TileID) ([][]byte, error) {
 	s.reads.Add(1)
 	return s.MemStore.ReadTiles(ctx, tiles)
@@ -393,5 +403,59 @@ func TestPageScanBeyondTree(t *testing.T) {
 	}
 	if strings.Contains(body, pseudo("v1.0.0", 0)) {
 		t.Errorf("the page shows %s, beyond the published tree", pseudo("v1.0.0", 0))
+	}
+}
+
+// TestPageManyReleasesReads: the page of a module of 32,000 versions in
+// 1,000 releases of 32 (pre-releases, pseudo-versions) sought the first
+// key of each release one store read apiece, about 1,000 reads (on
+// PostgreSQL, round trips) for one anonymous request; it costs a few,
+// whatever the releases.
+func TestPageManyReleasesReads(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	skey, _, err := sumdlog.GenerateKey("serve.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := sumdlog.ParseKey(skey)
+	store := &countingStore{MemStore: sumdlog.NewMemStore()}
+	const releases, each = versionsScanned, 32
+	cfg.DBFile = "" // the log is in memory
+	cfg.OpenLog = func() (*sumdlog.Log, error) {
+		l, err := sumdlog.OpenStore(store, sumdlog.Options{Keys: []*sumdlog.Key{key}, Create: true, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		var recs []gosum.Record
+		h := "h1:" + strings.Repeat("A", 43) + "="
+		for i := range releases {
+			recs = append(recs, gosum.Record{Path: "corp.example/many", Version: fmt.Sprintf("v1.%d.0", i), Hash: h, GoMod: h})
+			for j := 1; j < each; j++ {
+				v := fmt.Sprintf("v1.%d.0-rc.%d", i, j)
+				recs = append(recs, gosum.Record{Path: "corp.example/many", Version: v, Hash: h, GoMod: h})
+			}
+		}
+		_, err = l.Add(context.Background(), recs...)
+		return l, err
+	}
+	url := serveTest(t, cfg, urls)
+	before := store.reads.Load()
+	code, body := fetch(t, url+"/module?path=corp.example/many")
+	reads := store.reads.Load() - before
+	if code != http.StatusOK {
+		t.Fatalf("GET /module = %d\n%s", code, body)
+	}
+	rest := body
+	for _, w := range []string{"500 recorded versions shown, the newest; there are more.", ">v1.999.0<", ">v1.999.0-rc.31<", ">v1.999.0-rc.1<", ">v1.998.0<", ">v1.984.0<"} {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("no %q (in order) in the page:\n%.2000s", w, body[strings.Index(body, "<main>"):])
+		}
+		rest = rest[i+len(w):]
+	}
+	t.Logf("%d store reads", reads)
+	const bound = 12 // one forward read, one of releases, newestReads back, the records and their tiles
+	if reads > bound {
+		t.Errorf("the page of a module of %d versions in %d releases cost %d store reads, want at most %d", releases*each, releases, reads, bound)
 	}
 }

@@ -681,6 +681,24 @@ func (s *BoltStore) ScanIndexBack(ctx context.Context, before string, limit int)
 	return out, err
 }
 
+// ScanReleases seeks the first key of each release of a module.
+func (s *BoltStore) ScanReleases(ctx context.Context, path, from string, limit int) ([]IndexEntry, error) {
+	prefix := []byte(path + "@")
+	var out []IndexEntry
+	err := s.view(func(b buckets) error {
+		c := b.index.Cursor()
+		k, v := c.Seek([]byte(max(from, path+"@")))
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Seek([]byte(releaseEnd(string(k)))) {
+			if len(v) != 8 {
+				return corruptData("malformed index entry %q", k)
+			}
+			out = append(out, IndexEntry{Path: path, Version: string(k[len(prefix):]), ID: int64(binary.BigEndian.Uint64(v))})
+		}
+		return nil
+	})
+	return out, err
+}
+
 // ReadRecords reads records, walking a cursor along runs of ascending ids.
 func (s *BoltStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
 	out := make([][]byte, len(ids))

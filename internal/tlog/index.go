@@ -2,6 +2,7 @@ package tlog
 
 import (
 	"context"
+	"strings"
 )
 
 // An IndexEntry is one entry of the log's index: a module version and the
@@ -83,3 +84,50 @@ func (l *Log) scanIndex(ctx context.Context, at string, limit int,
 // maxScanBeyond bounds how many index entries beyond the published tree one
 // ScanIndex call reads past.
 const maxScanBeyond = 4 * MaxScanIndex
+
+// ScanReleases returns up to limit (at most MaxScanIndex) entries of module
+// path from key from: the first entry of each release vX.Y.Z within the
+// published tree (see Store.ScanReleases), in key order, in one store read
+// however many releases (on a database, one statement).
+//
+// A release whose first key lies beyond the published tree may have keys
+// within it after that: the next read starts just after it. After
+// maxReleaseReads reads it answers what it found, and says so (cut), as
+// ScanIndex does.
+func (l *Log) ScanReleases(ctx context.Context, path, from string, limit int) (entries []IndexEntry, cut bool, err error) {
+	limit = min(limit, MaxScanIndex)
+	n := l.pub.Load().Tree.N // read first: what is indexed later lies beyond it
+	var out []IndexEntry
+	for reads := 0; len(out) < limit; reads++ {
+		if reads == maxReleaseReads {
+			return out, true, nil
+		}
+		entries, err := l.store.ScanReleases(ctx, path, from, limit-len(out))
+		if err != nil || len(entries) == 0 {
+			return out, false, err
+		}
+		for _, e := range entries {
+			key := e.Path + "@" + e.Version
+			if e.ID >= n {
+				from = key + "\x00"
+				break
+			}
+			out, from = append(out, e), releaseEnd(key)
+		}
+	}
+	return out, false, nil
+}
+
+// maxReleaseReads bounds the store reads of one ScanReleases call: one,
+// and one after each release key beyond the published tree.
+const maxReleaseReads = 5
+
+// releaseEnd returns the key after every key of the release of key
+// "path@version" (Store.ScanReleases).
+func releaseEnd(key string) string {
+	at := strings.IndexByte(key, '@') + 1
+	if i := strings.IndexAny(key[at:], "-+"); i >= 0 {
+		return key[:at+i] + "."
+	}
+	return key + "."
+}

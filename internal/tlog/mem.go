@@ -207,6 +207,30 @@ func (s *MemStore) ScanIndexBack(ctx context.Context, before string, limit int) 
 	return out, nil
 }
 
+// ScanReleases lists the first key of each release of a module.
+func (s *MemStore) ScanReleases(ctx context.Context, path, from string, limit int) ([]IndexEntry, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var keys []string
+	for k := range s.index {
+		if strings.HasPrefix(k, path+"@") && k >= from {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var out []IndexEntry
+	next := ""
+	for _, k := range keys {
+		if len(out) == limit {
+			break
+		}
+		if k >= next {
+			out, next = append(out, IndexEntry{Path: path, Version: k[len(path)+1:], ID: s.index[k]}), releaseEnd(k)
+		}
+	}
+	return out, nil
+}
+
 // ReadRecords reads records.
 func (s *MemStore) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) {
 	s.mu.RLock()

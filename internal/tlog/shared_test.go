@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,4 +361,54 @@ func TestScanIndexBeyondBounded(t *testing.T) {
 	if es, cut, err := a.ScanIndex(ctx, "", 2); err != nil || len(es) != 2 || cut {
 		t.Fatalf("ScanIndex once adopted = %v, cut %v, %v; want 2 entries", es, cut, err)
 	}
+}
+
+// TestScanReleasesBeyondTree: ScanReleases answers the first key of each
+// release within the published tree: a release whose first key another
+// process committed (a tag over pseudo-versions already published) is
+// still listed, by its first key within the tree; and past
+// maxReleaseReads reads that meet such keys it says that it stopped
+// short.
+func TestScanReleasesBeyondTree(t *testing.T) {
+	ctx := context.Background()
+	mem, k := &sharedMem{MemStore: NewMemStore()}, testKey(t, "sum.example.com")
+	a, err := OpenStore(mem, Options{Keys: []*Key{k}, Create: true, Logger: quietLogger(), RefreshInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := openShared(t, mem, Options{Keys: []*Key{k}, RefreshInterval: time.Hour})
+	rec := func(l *Log, versions ...string) {
+		t.Helper()
+		var recs []gosum.Record
+		for _, v := range versions {
+			recs = append(recs, gosum.Record{Path: "example.com/m", Version: v, Hash: fakeHash(v), GoMod: fakeHash(v + "/go.mod")})
+		}
+		if _, err := l.Add(ctx, recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan := func(want []string, wantCut bool) {
+		t.Helper()
+		es, cut, err := a.ScanReleases(ctx, "example.com/m", "", 100)
+		var got []string
+		for _, e := range es {
+			got = append(got, e.Version)
+		}
+		if err != nil || !slices.Equal(got, want) || cut != wantCut {
+			t.Fatalf("ScanReleases = %q, cut %v, %v; want %q, cut %v", got, cut, err, want, wantCut)
+		}
+	}
+	rec(a, "v1.0.0-0.20200101000000-abcdef123456", "v1.0.0-rc.1", "v1.1.0", "v1.2.0-rc.1", "v1.3.0-rc.1", "v1.4.0-rc.1", "v1.5.0-rc.1")
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec(b, "v1.0.0", "v1.0.0-0.20190101000000-abcdef123456", "v1.6.0")
+	scan([]string{"v1.0.0-0.20200101000000-abcdef123456", "v1.1.0", "v1.2.0-rc.1", "v1.3.0-rc.1", "v1.4.0-rc.1", "v1.5.0-rc.1"}, false)
+	rec(b, "v1.2.0", "v1.3.0", "v1.4.0", "v1.5.0")
+	scan([]string{"v1.0.0-0.20200101000000-abcdef123456", "v1.1.0", "v1.2.0-rc.1", "v1.3.0-rc.1"}, true)
+	if err := a.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	scan([]string{"v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0", "v1.4.0", "v1.5.0", "v1.6.0"}, false)
 }

@@ -105,6 +105,23 @@ type Store interface {
 	// versions of a module with it, which sort last in a release's keys.
 	ScanIndexBack(ctx context.Context, before string, limit int) ([]IndexEntry, error)
 
+	// ScanReleases is ScanIndex over the keys of module path (those
+	// starting with path+"@") that skips within each release: up to limit
+	// index entries (at least one if there are any) in ascending bytewise
+	// order of their keys, the first the first key of path not less than
+	// from, and each next one the first key of path not less than the
+	// previous one's release end. A key's release end is the key up to the
+	// first "-" or "+" after its "@" (all of it if neither), then ".": the
+	// keys of a release vX.Y.Z (itself, its pre-releases and
+	// pseudo-versions, +incompatible) are those from path@vX.Y.Z up to
+	// path@vX.Y.Z. ("." sorts after "+" and "-", before digits), so each
+	// entry is the first key of its release from from on. The status page
+	// lists a module's releases with it, which with ScanIndex took a read
+	// per release. It costs an index seek per entry: the Log asks for at
+	// most MaxScanIndex, and a database answers in one statement (a
+	// recursive query of limit steps).
+	ScanReleases(ctx context.Context, path, from string, limit int) ([]IndexEntry, error)
+
 	// ReadTiles returns the stored data of the given hash tiles, in order,
 	// at whatever width each is stored: 32 bytes per hash, a multiple of 32
 	// up to 8192. The entry of a tile not stored is nil.

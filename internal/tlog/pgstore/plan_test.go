@@ -64,10 +64,13 @@ func TestReadPlans(t *testing.T) {
 	reads := []struct {
 		name, sql string
 		args      []any
+		rows      int
 	}{
-		{"lookup", lookupSQL, []any{keys}},
-		{"read records", readRecordsSQL, []any{ids}},
-		{"read tiles", readTilesSQL, []any{levels, ns}},
+		{"lookup", lookupSQL, []any{keys}, len(keys)},
+		{"read records", readRecordsSQL, []any{ids}, len(keys)},
+		{"read tiles", readTilesSQL, []any{levels, ns}, len(keys)},
+		// The releases of example.com/m1 (one), a seek per step.
+		{"scan releases", scanReleasesSQL, []any{[]byte("example.com/m1@"), []byte("example.com/m1A"), 1000, len("example.com/m1@")}, 1},
 	}
 	// Prepared and run while the tables are small: the plans are cached.
 	for i, r := range reads {
@@ -90,8 +93,8 @@ func TestReadPlans(t *testing.T) {
 		for rows.Next() {
 			n++
 		}
-		if rows.Close(); rows.Err() != nil || n != len(keys) {
-			t.Fatalf("%s: %d rows, %v; want %d", r.name, n, rows.Err(), len(keys))
+		if rows.Close(); rows.Err() != nil || n != r.rows {
+			t.Fatalf("%s: %d rows, %v; want %d", r.name, n, rows.Err(), r.rows)
 		}
 		plan := explain(t, c, fmt.Sprint("q", i), len(r.args))
 		if strings.Contains(plan, "Seq Scan on sumd_") || !strings.Contains(plan, "Index Scan") {

@@ -159,9 +159,41 @@ func (s *Store) ScanIndexBack(ctx context.Context, before string, limit int) ([]
 	return s.scanIndex(ctx, `SELECT key, id FROM sumd_index WHERE key < $1 ORDER BY key DESC LIMIT $2`, before, limit)
 }
 
+// ScanReleases lists the first key of each release of a module: one index
+// seek each, in one statement (scanReleasesSQL).
+func (s *Store) ScanReleases(ctx context.Context, path, from string, limit int) ([]tlog.IndexEntry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	// The keys of path are those from path+"@" up to path+"A" ("@" + 1).
+	return s.scanIndex(ctx, scanReleasesSQL, max(from, path+"@"), []byte(path+"A"), limit, len(path)+1)
+}
+
+// scanReleasesSQL walks the index from key $1 up to key $2, at most $3
+// steps, each to the first key not less than the previous key's release
+// end (tlog.Store.ScanReleases): its first $4 bytes ("path@") and its
+// version up to the first "-" or "+", then ".". The loose index scan of
+// PostgreSQL's wiki: a recursive query whose every step is one seek.
+const scanReleasesSQL = `
+WITH RECURSIVE r(key, id, n) AS (
+	(SELECT key, id, 1 FROM sumd_index WHERE key >= $1 AND key < $2 ORDER BY key LIMIT 1)
+	UNION ALL
+	SELECT i.key, i.id, r.n + 1
+	FROM r,
+		LATERAL (SELECT substring(r.key FROM $4 + 1) AS v) x,
+		LATERAL (SELECT key, id FROM sumd_index
+			WHERE key >= substring(r.key FOR $4 - 1 + least(
+				position('\x2d'::bytea IN x.v || '\x2d'::bytea),
+				position('\x2b'::bytea IN x.v || '\x2b'::bytea))) || '\x2e'::bytea
+			AND key < $2
+			ORDER BY key LIMIT 1) i
+	WHERE r.n < $3
+)
+SELECT key, id FROM r ORDER BY key`
+
 // scanIndex runs query, a range scan of the index from key from with
-// limit.
-func (s *Store) scanIndex(ctx context.Context, query, from string, limit int) ([]tlog.IndexEntry, error) {
+// limit (or the further arguments given instead).
+func (s *Store) scanIndex(ctx context.Context, query, from string, args ...any) ([]tlog.IndexEntry, error) {
 	pool, done, err := s.reader(ctx)
 	if err != nil {
 		return nil, err
@@ -169,7 +201,7 @@ func (s *Store) scanIndex(ctx context.Context, query, from string, limit int) ([
 	defer done()
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := pool.Query(ctx, query, []byte(from), limit)
+	rows, err := pool.Query(ctx, query, append([]any{[]byte(from)}, args...)...)
 	if err != nil {
 		return nil, s.fail("scan the index", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ var brokenStores = map[string]func(*tlog.BoltStore) tlog.Store{
 	"sharingCache": func(s *tlog.BoltStore) tlog.Store {
 		return &sharingCache{BoltStore: s, records: map[int64][]byte{}}
 	},
+	"unskipping": func(s *tlog.BoltStore) tlog.Store { return unskipping{s} },
 }
 
 // TestSuiteCatchesBrokenStores runs one test of the suite on each broken
@@ -33,6 +35,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		{"tornFinder", "ReadsDuringCommits", "an index entry without its record"},
 		{"tornLeaves", "ReadsDuringCommits", "a record without its leaf"},
 		{"sharingCache", "Aliasing", `= "XXXXXXXX`},
+		{"unskipping", "ScanReleases", `ScanReleases("example.com/rel", "", 100) = ["example.com/rel@v0.0.0-20200101000000-abcdef123456" "example.com/rel@v0.0.0-20200102000000-abcdef123456"`},
 	} {
 		t.Run(c.broken, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenStoreChild$/^"+c.test+"$", "-test.count=1")
@@ -141,4 +144,17 @@ func (s *sharingCache) ReadRecords(ctx context.Context, ids []int64) ([][]byte, 
 		}
 	}
 	return out, err
+}
+
+// unskipping is a store whose ScanReleases lists every key of the module,
+// not only the first of each release.
+type unskipping struct{ *tlog.BoltStore }
+
+func (s unskipping) ScanReleases(ctx context.Context, path, from string, limit int) ([]tlog.IndexEntry, error) {
+	es, err := s.ScanIndex(ctx, max(from, path+"@"), limit)
+	i := slices.IndexFunc(es, func(e tlog.IndexEntry) bool { return e.Path != path })
+	if i >= 0 {
+		es = es[:i]
+	}
+	return es, err
 }

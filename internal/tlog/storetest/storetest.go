@@ -15,7 +15,8 @@
 //
 // The suite writes realistic data (records, RFC 6962 tiles built with
 // x/mod's tlog, signed notes) but checks only what the Store contract
-// promises: reads (and index scans, in key order) return what was committed, a batch is all or nothing, a
+// promises: reads (and index scans, in key order, and ScanReleases's
+// skipping one) return what was committed, a batch is all or nothing, a
 // stale Prev is refused with ErrHeadMoved, one of several racing writers
 // wins, reads never see anything but committed bytes (a RecordFinder's
 // index entry with its record, a LeafReader's record with its leaf, each
@@ -73,6 +74,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Aux", func(t *testing.T) { testAux(t, open) })
 	t.Run("LockHead", func(t *testing.T) { testLockHead(t, open) })
 	t.Run("RolledBack", func(t *testing.T) { testRolledBack(t, open) })
+	t.Run("ScanReleases", func(t *testing.T) { testScanReleases(t, open) })
 }
 
 var ctx = context.Background()
@@ -162,6 +164,10 @@ func (o ownReads) ScanIndex(ctx context.Context, from string, limit int) ([]tlog
 
 func (o ownReads) ScanIndexBack(ctx context.Context, before string, limit int) ([]tlog.IndexEntry, error) {
 	return o.Store.ScanIndexBack(tlog.OwnRead(ctx), before, limit)
+}
+
+func (o ownReads) ScanReleases(ctx context.Context, path, from string, limit int) ([]tlog.IndexEntry, error) {
+	return o.Store.ScanReleases(tlog.OwnRead(ctx), path, from, limit)
 }
 
 func (o ownReads) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, error) {
