@@ -17,7 +17,8 @@ import (
 // for each version with both lines, with the place of its first line, and
 // inc for each version with only one. Two hashes for one line, in one file
 // or in two, are a *ConflictError naming both places, returned before the
-// callbacks see that version. Scan stops at the first error; it may be
+// callbacks see that version; a version whose record would be larger than
+// gosum.MaxRecordSize, with both lines or one, is a *LineError at its line. Scan stops at the first error; it may be
 // called again, and reads the same versions in the same order.
 func (s *Sorted) Scan(rec func(gosum.Record, Pos) error, inc func(Incomplete) error) error {
 	m := &merger{}
@@ -96,10 +97,19 @@ func (s *Sorted) pair(v *version, rec func(gosum.Record, Pos) error, inc func(In
 			return &LineError{s.pos(zip, 0), fmt.Errorf("%s: with its go.mod line (%s) the record would be %d bytes, more than the limit of %d", m, s.pos(mod, 1), n, gosum.MaxRecordSize)}
 		}
 		return rec(r, s.pos(zip, 0))
-	case v.has[1]:
-		return inc(Incomplete{Version: m, GoMod: true, Hash: h1(mod.hash[1]), At: s.pos(mod, 1)})
 	}
-	return inc(Incomplete{Version: m, Hash: h1(zip.hash[0]), At: s.pos(zip, 0)})
+	one := Incomplete{Version: m, Hash: h1(zip.hash[0]), At: s.pos(zip, 0)}
+	if v.has[1] {
+		one = Incomplete{Version: m, GoMod: true, Hash: h1(mod.hash[1]), At: s.pos(mod, 1)}
+	}
+	// Its record, whatever its other hash (all are as long), would be as
+	// large: it could never be recorded, and its probe (Survey) is a record
+	// the admin API refuses, failing sumd add -server where a local run
+	// listed it.
+	if n := one.probe().Size(); n > gosum.MaxRecordSize {
+		return &LineError{one.At, fmt.Errorf("%s: its record would be %d bytes, more than the limit of %d", m, n, gosum.MaxRecordSize)}
+	}
+	return inc(one)
 }
 
 func (s *Sorted) conflict(first, then *entry, kind int) error {

@@ -9,8 +9,9 @@
 // version selection, and occasionally just the zip line. Read pairs the
 // lines of many files into records, keeps every version that has only one
 // line as an Incomplete entry (named by its file and line), and refuses
-// only what cannot be trusted: a line that is not a go.sum line, or two
-// files disagreeing on a hash. Complete can then fetch the incomplete
+// only what cannot be trusted: a line that is not a go.sum line, two
+// files disagreeing on a hash, or a version whose record would be larger
+// than any log holds (gosum.MaxRecordSize). Complete can then fetch the incomplete
 // versions from a module proxy, checking the hash the go.sum files do
 // have, so that they can be recorded too. A line with the hash of an
 // empty go.mod file, which old go commands wrote for non-modules, is

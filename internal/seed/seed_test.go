@@ -462,6 +462,28 @@ func TestReadRefusesOversizeRecord(t *testing.T) {
 	}
 }
 
+// TestReadRefusesOversizeOneLine: a version with one go.sum line whose
+// record would be over gosum.MaxRecordSize can never be recorded, whatever
+// its other line: it is refused as a LineError at its line, as a complete
+// one is. Listed as incomplete, it was sent to the log as a probe, which
+// sumd add -server's admin API refused with a 400 naming the probe's line in
+// its request, failing the run, where a local run listed it and succeeded.
+func TestReadRefusesOversizeOneLine(t *testing.T) {
+	dir := t.TempDir()
+	long := "example.com/" + strings.Repeat("a", 1100)
+	for _, line := range []string{long + " v1.0.0/go.mod " + hashB, long + " v1.0.0 " + hashA} {
+		f := write(t, dir, "go.sum", "example.com/ok v1.0.0 "+hashA, "example.com/ok v1.0.0/go.mod "+hashB, line)
+		s, err := Read([]string{f})
+		if s == nil {
+			s = &Set{}
+		}
+		var le *LineError
+		if !errors.As(err, &le) || le.At != (Pos{f, 3}) || !strings.Contains(err.Error(), "more than the limit of 2048") {
+			t.Errorf("Read of a one-line version whose record would be over %d bytes = %d records, %d incomplete, %v; want a LineError at line 3 saying the limit", gosum.MaxRecordSize, len(s.Records), len(s.Incomplete), err)
+		}
+	}
+}
+
 // TestReadLinesAsGoCommand: go.sum lines are read as the go command reads
 // them (strings.Fields): tabs and runs of spaces separate the fields, and
 // a line of white space only is blank, not a malformed line.
