@@ -45,8 +45,9 @@
 // changed (another inode, size, modification or change time, or mode), so
 // a token can be rotated, or the API switched off by removing the file,
 // without a restart, and anonymous requests never touch the disk. With no file, an
-// empty one, a token shorter than MinTokenLength or a file other users may
-// access (it must be chmod 600), every path answers 404.
+// empty one, a token shorter than MinTokenLength or holding a line break
+// (see ParseToken) or a file other users may access (it must be chmod
+// 600), every path answers 404.
 //
 // It is a package of its own, not part of internal/upstream, because it is
 // a second HTTP surface with its own authentication and body limits, and
@@ -310,11 +311,18 @@ func ReadTokenFile(path string) (string, error) {
 }
 
 // ParseToken returns the token a token file holds: its content without
-// surrounding white space, at least MinTokenLength bytes.
+// surrounding white space, at least MinTokenLength bytes, with no control
+// character but tabs in it.
 func ParseToken(data []byte) (string, error) {
 	token := strings.TrimSpace(string(data))
 	if len(token) < MinTokenLength {
 		return "", fmt.Errorf("the token is shorter than %d bytes", MinTokenLength)
+	}
+	// No HTTP header carries a line break or another control character
+	// (net/http refuses to send one): accepted, the API would be on with a
+	// token no client can send.
+	if i := strings.IndexFunc(token, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }); i >= 0 {
+		return "", fmt.Errorf("the token holds a line break or another control character (%q at byte %d), which no HTTP header can carry: write the token on one line", token[i], i)
 	}
 	return token, nil
 }

@@ -286,3 +286,23 @@ func TestTokenCached(t *testing.T) {
 		t.Errorf("anonymous request once the removal was noticed: %d, want 404", got)
 	}
 }
+
+// TestParseTokenControl: a token file whose token holds a line break (two
+// lines) or another control character is refused: no HTTP header can carry
+// it, so the API would be on with a token no client can send, and sumd add
+// would fail with net/http's "invalid header field value" and a hint to
+// check -server.
+func TestParseTokenControl(t *testing.T) {
+	for _, data := range []string{testToken + "\n" + testToken, testToken + "\r\nsecond", "0123456789\x00abcdef"} {
+		if token, err := ParseToken([]byte(data)); err == nil || !strings.Contains(err.Error(), "control character") {
+			t.Errorf("ParseToken(%q) = %q, %v; want an error saying the token holds a control character", data, token, err)
+		}
+	}
+	// White space around the token is no part of it, and a tab inside
+	// goes in a header (as do spaces).
+	for _, data := range []string{"\n " + testToken + "\r\n\n", testToken + "\tx y"} {
+		if _, err := ParseToken([]byte(data)); err != nil {
+			t.Errorf("ParseToken(%q): %v", data, err)
+		}
+	}
+}
