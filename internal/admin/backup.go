@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"strconv"
@@ -165,7 +166,8 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 // space above the floor is refused before its body is read, and the copy
 // stops, with a *tlog.LowDiskError, before a write that would go under
 // it. Either way the error is a tlog.ErrLowDisk, and what w holds is the
-// caller's to remove.
+// caller's to remove. An answer whose Content-Type is another than sumd's
+// (application/octet-stream) is refused before its body is read.
 func (c *Client) Backup(ctx context.Context, w io.Writer, path string, floor int64) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.URL, "/")+"/admin/backup", nil)
 	if err != nil {
@@ -179,6 +181,13 @@ func (c *Client) Backup(ctx context.Context, w io.Writer, path string, floor int
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 		return 0, &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+	}
+	// sumd sends its copy as application/octet-stream (backupHeaders). A
+	// page in its place (a proxy's sign-in page, a -server naming another
+	// site) written out would fail the copy's check as an invalid
+	// database, which a second run fetches again.
+	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "" && ct != "application/octet-stream" {
+		return 0, fmt.Errorf("the server answered 200 with %.64q, not a copy of the database (application/octet-stream), and nothing was written: -server must be the URL of sumd itself, not of a sign-in page or a proxy that answers for it", ct)
 	}
 	space := tlog.SpaceGuard{Floor: floor, Free: freeSpace}
 	if resp.ContentLength > 0 {

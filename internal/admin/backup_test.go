@@ -389,3 +389,26 @@ func TestBackupClientKeepsFloor(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupClientRefusesOtherContent: a 200 answer that is not a database
+// copy (a login page of a proxy in front of sumd, a -server that names
+// another site) is refused before its body is written, saying what it is:
+// written, it failed the copy's verification as "invalid database", with
+// the hint to run the backup again, which fetched the same page.
+func TestBackupClientRefusesOtherContent(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, "<html><body>Please sign in</body></html>\n")
+	}))
+	defer srv.Close()
+	f, err := os.Create(filepath.Join(t.TempDir(), "backup.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, err := (&Client{URL: srv.URL, Token: testToken}).Backup(context.Background(), f, f.Name(), -1)
+	fi, _ := f.Stat()
+	if err == nil || !strings.Contains(err.Error(), "text/html") || n != 0 || fi.Size() != 0 {
+		t.Errorf("backup from a server answering an HTML page: %d bytes, file of %d, %v; want nothing written and an error naming text/html", n, fi.Size(), err)
+	}
+}
