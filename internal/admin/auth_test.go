@@ -306,3 +306,37 @@ func TestParseTokenControl(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchBodyKinds: a fetch whose body is neither a form nor JSON (a
+// multipart body, as curl -F sends and /admin/upload takes; no
+// Content-Type) is refused saying which bodies /admin/fetch takes, and JSON
+// sent as a form (curl -d without the header) says to set the header:
+// both answered "want both module and version", or named the JSON as a
+// form field, though the body held both.
+func TestFetchBodyKinds(t *testing.T) {
+	c := newFakeSetup(t, &fakeRecorder{err: errors.New("recorder reached")})
+	json := `{"module":"example.com/m","version":"v1.0.0"}`
+	tests := []struct{ ctype, body, message string }{
+		{"multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"module\"\r\n\r\nexample.com/m\r\n--X\r\nContent-Disposition: form-data; name=\"version\"\r\n\r\nv1.0.0\r\n--X--\r\n",
+			"multipart/form-data"},
+		{"", "module=example.com%2Fm&version=v1.0.0", "takes a form"},
+		{"text/plain", json, "takes a form"},
+		{"application/x-www-form-urlencoded", json, "Content-Type: application/json"},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest("POST", c.URL+"/admin/fetch", strings.NewReader(tt.body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		if tt.ctype != "" {
+			req.Header.Set("Content-Type", tt.ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tt.message) {
+			t.Errorf("fetch with Content-Type %q: %d %q, want 400 saying %q", tt.ctype, resp.StatusCode, body, tt.message)
+		}
+	}
+}

@@ -72,14 +72,28 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request) {
 // in one request would otherwise record only the first).
 func parseFetch(r *http.Request) (module.Version, error) {
 	ctype, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if ctype == "application/json" {
+	switch ctype {
+	case "application/json":
 		return parseFetchJSON(r.Body)
+	case "application/x-www-form-urlencoded":
+	default:
+		// ParseForm reads no other body, and the answer would be "want
+		// both module and version" to a body that holds both (curl -F,
+		// as for uploads, sends multipart/form-data).
+		what := "a body without a Content-Type"
+		if ctype != "" {
+			what = fmt.Sprintf("a %.64q body", ctype)
+		}
+		return module.Version{}, &httpError{http.StatusBadRequest, fmt.Sprintf(
+			"/admin/fetch takes a form (application/x-www-form-urlencoded: curl -d module=… -d version=…) or JSON (Content-Type: application/json), not %s", what)}
 	}
 	if err := r.ParseForm(); err != nil {
 		return module.Version{}, badInput(err, "invalid form: %v", err)
 	}
 	for key, vals := range r.PostForm {
 		switch {
+		case key != "module" && key != "version" && strings.HasPrefix(key, "{"):
+			return module.Version{}, &httpError{http.StatusBadRequest, fmt.Sprintf("unexpected form field %.64q: a JSON body needs Content-Type: application/json", key)}
 		case key != "module" && key != "version":
 			return module.Version{}, &httpError{http.StatusBadRequest, fmt.Sprintf("unexpected form field %.64q: want module and version", key)}
 		case len(vals) > 1:
