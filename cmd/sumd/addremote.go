@@ -74,6 +74,9 @@ func adminClient(cfg *config.Add) (*admin.Client, error) {
 // adminClientOf is adminClient for any command with -server, -token-file,
 // -auth and -insecure-http.
 func adminClientOf(server, tokenFile, authSpec string, insecure bool) (*admin.Client, error) {
+	if err := checkServerURL(server); err != nil {
+		return nil, err
+	}
 	c := &admin.Client{URL: strings.TrimSuffix(server, "/")}
 	switch {
 	case tokenFile != "" && authSpec != "":
@@ -97,6 +100,25 @@ func adminClientOf(server, tokenFile, authSpec string, insecure bool) (*admin.Cl
 	return c, nil
 }
 
+// checkServerURL refuses a -server that is not the base URL of a sumd:
+// http:// or https://, a host, and no query or fragment (the API's paths
+// are appended to it). Such a value (a host:port as -listen takes) failed
+// only at the first request, with net/url's or net/http's words, and for
+// sumd add -gosum after the files were sorted.
+func checkServerURL(server string) error {
+	const hint = "give the base URL of the running sumd serve, e.g. -server https://sumd.corp.example (or http://127.0.0.1:8080 on this machine)"
+	u, err := url.Parse(server)
+	switch {
+	case err != nil:
+		return usageError(errors.New("-server is not a URL"), hint) // the value is not repeated: it may hold a password
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return usageError(fmt.Errorf("-server %q is not an http:// or https:// URL with a host", u.Redacted()), hint)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return usageError(fmt.Errorf("-server %q has a ?query or #fragment, where the admin API's paths are appended", u.Redacted()), hint)
+	}
+	return nil
+}
+
 // checkTokenTransport refuses to send the admin token to server over plain
 // HTTP unless it is on this machine (a loopback address) or insecure
 // (-insecure-http) says the network is trusted: anyone on the way could
@@ -106,7 +128,7 @@ func adminClientOf(server, tokenFile, authSpec string, insecure bool) (*admin.Cl
 func checkTokenTransport(server string, insecure bool) error {
 	u, err := url.Parse(server)
 	if err != nil || u.Scheme != "http" || insecure || isLoopbackHost(u.Hostname()) {
-		return nil // a bad URL is config's to refuse
+		return nil // a bad URL is checkServerURL's to refuse
 	}
 	return usageError(fmt.Errorf("refusing to send the admin token to %s in clear (-server is http://)", u.Host),
 		"use https:// (sumd serve -tls-cert, or a TLS proxy in front of it); on a network you trust, pass -insecure-http")

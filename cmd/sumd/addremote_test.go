@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -230,5 +231,27 @@ func TestAdminTokenPlainHTTP(t *testing.T) {
 	}
 	if len(got) == 0 || got[0] != "Bearer 0123456789abcdef0123456789abcdef" {
 		t.Errorf("the loopback server got Authorization %q", got)
+	}
+}
+
+// TestAddServerURL: a -server that is not an http:// or https:// URL (a
+// host and port without the scheme, as -listen takes) is a usage error
+// naming the option and the form it wants, as sumd backup's is, before the
+// go.sum files are read: it failed at the first request with net/url's
+// "first path segment in URL cannot contain colon" or net/http's
+// "unsupported protocol scheme" and exit status 1.
+func TestAddServerURL(t *testing.T) {
+	dir := t.TempDir()
+	tok := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	sum := filepath.Join(dir, "go.sum")
+	os.WriteFile(sum, []byte("example.com/m v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"), 0o600)
+	for _, server := range []string{"127.0.0.1:8080", "sumd.example.com", "ftp://sumd.example.com"} {
+		for _, args := range [][]string{{"example.com/m@v1.0.0"}, {"-gosum", sum}} {
+			_, errOut, err := sumdRun(t, append([]string{"add", "-server", server, "-token-file", tok}, args...)...)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(errOut, "server") || !strings.Contains(errOut, "https://") {
+				t.Errorf("sumd add -server %s %s: %v\n%s; want exit status 2 and an error saying -server wants an https:// URL", server, strings.Join(args, " "), err, errOut)
+			}
+		}
 	}
 }
