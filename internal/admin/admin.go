@@ -374,8 +374,12 @@ func (c *tokenCache) cached() (string, error) {
 // authorized compares the request's bearer token with token in constant
 // time, so the answer's timing reveals nothing about the token. Comparing
 // digests hides the token's length too, which ConstantTimeCompare does not.
+// The scheme is read without regard to case and the token without the
+// white space around it, as HTTP has them and as sumd serve's access layer
+// reads them (internal/access).
 func authorized(r *http.Request, token string) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	got = strings.TrimSpace(got)
 	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(token))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && ok
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && strings.EqualFold(scheme, "Bearer")
 }

@@ -340,3 +340,36 @@ func TestFetchBodyKinds(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthSchemeCase: the handler's own token check reads the scheme
+// without regard to case and the token without the white space around it,
+// as HTTP (RFC 9110, 11.1) and sumd serve's access layer do: "bearer TOKEN"
+// from a client that writes the scheme in lower case was a 401.
+func TestAuthSchemeCase(t *testing.T) {
+	c := newFakeSetup(t, &fakeRecorder{err: errors.New("recorder reached")})
+	for _, h := range []string{"bearer " + testToken, "BEARER " + testToken, "Bearer  " + testToken + " "} {
+		req, _ := http.NewRequest("POST", c.URL+"/admin/fetch", strings.NewReader(`{"module":"example.com/m","version":"v1.0.0"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", h)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusInternalServerError { // the recorder's error: authorized
+			t.Errorf("Authorization: %q: %d, want the request authorized", h, resp.StatusCode)
+		}
+	}
+	for _, h := range []string{"Basic " + testToken, "Bearer" + testToken, testToken} {
+		req, _ := http.NewRequest("POST", c.URL+"/admin/fetch", strings.NewReader(`{}`))
+		req.Header.Set("Authorization", h)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("Authorization: %q: %d, want 401", h, resp.StatusCode)
+		}
+	}
+}
