@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -83,6 +84,12 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	// A form's framing would be answered as bad lines, naming its
+	// boundary and part headers.
+	if ctype, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); strings.HasPrefix(ctype, "multipart/") {
+		h.fail(w, r, &httpError{http.StatusBadRequest, fmt.Sprintf("the body is a %.64q form: /admin/add takes the go.sum lines as the body itself (curl --data-binary @go.sum, not -F)", ctype)})
+		return
+	}
 	held := r.ContentLength
 	if held > MaxAddBody {
 		h.fail(w, r, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxAddBody)})
@@ -106,7 +113,7 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, lines, ignored, err := parseAdd(body)
 	if err != nil {
-		h.fail(w, r, err)
+		h.fail(w, r, joinedLines(body, err))
 		return
 	}
 	if check {
@@ -132,6 +139,28 @@ func (h *Handler) add(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.InfoContext(r.Context(), "admin: recorded go.sum lines", "records", res.Records, "new", res.New, "tree_size", size)
 	writeJSON(w, res)
+}
+
+// joinedLines adds to err, the refusal of body, that its line breaks are
+// missing when body is one line of at least the five fields two go.sum
+// lines make when joined ("p v h1:Xp v/go.mod h1:Y"; one line with a field
+// too many has four): curl -d @go.sum drops them, where --data-binary
+// keeps them.
+func joinedLines(body []byte, err error) error {
+	var he *httpError
+	if !errors.As(err, &he) || bytes.IndexByte(body, '\n') >= 0 {
+		return err
+	}
+	fields := 0
+	for range bytes.FieldsSeq(body) { // counted, not collected: the body may be 64 MiB of them
+		if fields++; fields == 5 {
+			break
+		}
+	}
+	if fields < 5 {
+		return err
+	}
+	return &httpError{he.status, he.msg + "\nthe body is one line of several go.sum lines: curl -d drops line breaks; send the file with --data-binary @go.sum"}
 }
 
 // maxBodyMemory caps the bytes of the bodies of the adds being served at

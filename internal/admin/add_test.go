@@ -526,3 +526,38 @@ func (m *meeting) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64,
 	<-m.start
 	return m.Recorder.AddRecords(ctx, recs)
 }
+
+// TestAddCurlMistakes: the two ways curl sends go.sum lines wrong get an
+// answer that says how to send them: a multipart form (curl -F, as for
+// uploads) is refused as such, not as bad lines naming its boundary and
+// part headers, and a body whose line breaks curl -d dropped says so.
+func TestAddCurlMistakes(t *testing.T) {
+	s := newSetup(t, Options{})
+	r0, r1 := fakeRec(0, ""), fakeRec(1, "")
+	lines := string(r0.Text()) + string(r1.Text())
+	tests := []struct{ ctype, body, want string }{
+		{"multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"gosum\"; filename=\"go.sum\"\r\n\r\n" + lines + "\r\n--X--\r\n", "--data-binary"},
+		{"application/x-www-form-urlencoded", strings.ReplaceAll(lines, "\n", ""), "--data-binary"},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(http.MethodPost, "/admin/add", strings.NewReader(tt.body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", tt.ctype)
+		w := httptest.NewRecorder()
+		s.srv.Config.Handler.ServeHTTP(w, req)
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), tt.want) {
+			t.Errorf("add of %s %q: %d %q, want 400 saying %q", tt.ctype, tt.body, w.Code, w.Body, tt.want)
+		}
+	}
+	if n := s.treeSize(t); n != 0 {
+		t.Errorf("tree size %d, want 0", n)
+	}
+	// One line with a field too many is not taken for joined lines.
+	if w := s.post(t, "/admin/add", r0.Path+" "+r0.Version+" "+r0.Hash+" extra"); w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), "curl -d") {
+		t.Errorf("add of one line with a field too many: %d %q, want 400 not about curl -d", w.Code, w.Body)
+	}
+	// A body of one line that is good stays good.
+	if w := s.post(t, "/admin/add", strings.TrimSuffix(lines, "\n")); w.Code != http.StatusOK {
+		t.Errorf("add of lines without a final line break: %d %q", w.Code, w.Body)
+	}
+}

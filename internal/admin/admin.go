@@ -6,7 +6,7 @@
 //	    fetch the version from the upstream proxy and record it
 //	POST /admin/upload  multipart: module, version, zip (file), mod (optional file)
 //	    hash an uploaded module zip as the go command would and record it
-//	POST /admin/add[?check=1]  go.sum lines (both lines of each version)
+//	POST /admin/add[?check=1]  go.sum lines (both lines of each version), the body itself (not a form)
 //	    record hashes computed elsewhere (CI systems, other sumds), all or
 //	    nothing; with check=1, record nothing and list the conflicts
 //	GET /admin/backup
