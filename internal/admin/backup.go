@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -120,7 +121,10 @@ var freeSpace = tlog.FreeSpace
 func (h *Handler) roomForBackup(size int64) error {
 	floor := max(h.floor(), 0)
 	dir := cmp.Or(h.opts.TempDir, os.TempDir())
-	free, ok := freeSpace(dir)
+	// freeSpace takes the path of a file, and looks at the file system of
+	// its directory: given dir, it would look at dir's parent's, another
+	// one when dir is a mount point.
+	free, ok := freeSpace(filepath.Join(dir, "sumd-backup"))
 	if !ok || free >= size+floor {
 		return nil
 	}

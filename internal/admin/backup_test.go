@@ -263,8 +263,8 @@ func TestBackupNeedsRoom(t *testing.T) {
 	if w.Code != http.StatusInsufficientStorage || !strings.Contains(w.Body.String(), "not enough free disk space") {
 		t.Errorf("a backup without room: %d %q, want 507 saying there is not enough free disk space", w.Code, w.Body)
 	}
-	if asked != dir {
-		t.Errorf("free space asked of %q, want %q", asked, dir)
+	if filepath.Dir(asked) != dir {
+		t.Errorf("free space asked of %q, want a file in %q", asked, dir)
 	}
 	if snaps.last == nil || len(snaps.last.written) != 0 {
 		t.Errorf("a backup without room copied: %v", snaps.last)
@@ -410,5 +410,31 @@ func TestBackupClientRefusesOtherContent(t *testing.T) {
 	fi, _ := f.Stat()
 	if err == nil || !strings.Contains(err.Error(), "text/html") || n != 0 || fi.Size() != 0 {
 		t.Errorf("backup from a server answering an HTML page: %d bytes, file of %d, %v; want nothing written and an error naming text/html", n, fi.Size(), err)
+	}
+}
+
+// TestBackupRoomOfTmpDir: the free space a backup needs is looked up on the
+// file system of -tmp-dir itself, where the copy goes. tlog.FreeSpace
+// takes a file's path and looks at its directory's file system; given
+// -tmp-dir, it looked at its parent's, another file system when -tmp-dir
+// is a mount point (the larger disk the 507 says to point it at), so a
+// backup was refused, or let fill the disk, by another disk's space.
+func TestBackupRoomOfTmpDir(t *testing.T) {
+	defer func(f func(string) (int64, bool)) { freeSpace = f }(freeSpace)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	os.Mkdir(dir, 0o700)
+	freeSpace = func(path string) (int64, bool) { // as tlog.FreeSpace: the file system of path's directory
+		if filepath.Dir(path) == dir {
+			return 1 << 40, true // the disk mounted at dir
+		}
+		return 0, true // its parent's: full
+	}
+	snaps := newSnapshots()
+	snaps.n = 1
+	h := New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: snaps.snapshot, TempDir: dir})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/admin/backup", nil))
+	if w.Code != http.StatusOK || w.Body.String() != "abc" {
+		t.Errorf("a backup into a -tmp-dir with room on its own file system: %d %q, want 200", w.Code, w.Body)
 	}
 }
