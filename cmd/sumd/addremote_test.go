@@ -255,3 +255,31 @@ func TestAddServerURL(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupStatusHints: each refusal of GET /admin/backup gets a hint for
+// its cause: a 507 (no room in the server's -tmp-dir for the copy) and a
+// 500 said to check -server and the credentials, which were fine.
+func TestBackupStatusHints(t *testing.T) {
+	for status, want := range map[int]string{
+		http.StatusInsufficientStorage: "-tmp-dir",
+		http.StatusInternalServerError: "server's log",
+		http.StatusNotImplemented:      "its own tools",
+		http.StatusUnauthorized:        "-token-file",
+		http.StatusNotFound:            "admin API",
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "refused", status)
+		}))
+		dir := t.TempDir()
+		token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+		var stderr strings.Builder
+		if code := run([]string{"backup", "-server", srv.URL, "-token-file", token, "-o", filepath.Join(dir, "b.db")}, io.Discard, &stderr); code == 0 {
+			t.Errorf("%d: succeeded", status)
+		}
+		srv.Close()
+		got := stderr.String()
+		if !strings.Contains(got, want) || status/100 == 5 && strings.Contains(got, "check -server") {
+			t.Errorf("backup refused with %d: stderr %q, want a hint naming %q", status, got, want)
+		}
+	}
+}

@@ -69,10 +69,8 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 			switch {
 			case errors.Is(err, itlog.ErrLowDisk):
 				return err // lowDiskHint
-			case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
-				return withHint(err, "the server makes one backup at a time (or is busy): run the same command again once the other backup is done")
 			case errors.As(err, &ae):
-				return withHint(err, "check -server, and -token-file or -auth (an admin's credentials); a 501 means the server's database is backed up with its own tools")
+				return withHint(err, backupHint(ae.Status))
 			}
 			return err
 		}
@@ -110,6 +108,25 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 	fi, _ := os.Stat(cfg.Out)
 	fmt.Fprintf(stdout, "wrote %s: %s, tree %d (hash %s), %d bytes, verified in full\n", cfg.Out, st.Meta.Name, tree.N, tree.Hash, fi.Size())
 	return nil
+}
+
+// backupHint says what to do about a refusal of GET /admin/backup with
+// status.
+func backupHint(status int) string {
+	switch status {
+	case http.StatusServiceUnavailable:
+		return "the server makes one backup at a time (or is busy): run the same command again once the other backup is done"
+	case http.StatusInsufficientStorage:
+		return "the server spools the copy in its -tmp-dir first, and that file system lacks the room (the error says how much): free space there, or restart the server with -tmp-dir on a larger disk"
+	case http.StatusNotImplemented:
+		return "the server's database is backed up with its own tools (PostgreSQL: docs/ha.md#backups)"
+	case http.StatusNotFound:
+		return "the server's admin API is off, or on its own listener (-admin-listen): start it with -admin-token-file or -read-auth"
+	}
+	if status >= 500 {
+		return "the server failed to make the copy: the server's log says why; nothing was written to -o"
+	}
+	return "check -server, and -token-file or -auth (an admin's credentials)"
 }
 
 // backupLocal writes a consistent copy of the database at path, which no
