@@ -224,6 +224,9 @@ func remoteError(err error) error {
 	case http.StatusForbidden:
 		return withHint(err, "these credentials are not an admin's: use the admin token (-token-file) or an admin's credentials")
 	case http.StatusNotFound:
+		if ae.Message == admin.MirrorsOnlyText {
+			return withHint(err, "this server serves mirrors only: add to the sumd serve that holds the log (-server is its URL)")
+		}
 		return withHint(err, "the server's admin API is off, or on its own listener (-admin-listen): start it with -admin-token-file or -read-auth")
 	case http.StatusConflict:
 		return withHint(err, neverChangesHint)

@@ -283,3 +283,17 @@ func TestBackupStatusHints(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteErrorMirrorOnly: sumd add -server against a server that
+// serves mirrors only (whose admin API answers backups alone) says to add
+// to the server of the log: the hint of a 404 said the API was off and to
+// start the server with -admin-token-file, which it had.
+func TestRemoteErrorMirrorOnly(t *testing.T) {
+	s := httptest.NewServer(admin.New(nil, admin.Options{Authenticated: true}))
+	defer s.Close()
+	_, err := (&admin.Client{URL: s.URL}).Fetch(context.Background(), module.Version{Path: "example.com/m", Version: "v1.0.0"})
+	var ce *cliError
+	if !errors.As(remoteError(err), &ce) || !strings.Contains(ce.hint, "mirrors only") || strings.Contains(ce.hint, "-admin-token-file") {
+		t.Errorf("remoteError(%v) = %v, want a hint that the server serves mirrors only", err, remoteError(err))
+	}
+}

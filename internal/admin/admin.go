@@ -262,6 +262,11 @@ func asPost(r *http.Request) *http.Request {
 	return r
 }
 
+// MirrorsOnlyText is the answer of a recording endpoint on a server that
+// records nothing (New's rec is nil), a 404; clients tell it from an API
+// that is off by it.
+const MirrorsOnlyText = "this server records nothing (it serves mirrors only): only /admin/backup is here"
+
 const crossOriginText = "cross-origin request refused: the admin API takes requests from sumd's own client " +
 	"(sumd add -server) and tools such as curl, not from a page of another site in a browser"
 
@@ -284,7 +289,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &httpError{http.StatusNotFound, "no such admin endpoint: want /admin/fetch, /admin/upload, /admin/add or /admin/backup"})
 		return
 	case h.rec == nil && method == http.MethodPost: // a mirror-only server
-		h.fail(w, r, &httpError{http.StatusNotFound, "this server records nothing (it serves mirrors only): only /admin/backup is here"})
+		h.fail(w, r, &httpError{http.StatusNotFound, MirrorsOnlyText})
 		return
 	}
 	if r.Method != method && (method != http.MethodGet || r.Method != http.MethodHead) {
