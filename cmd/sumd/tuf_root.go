@@ -96,6 +96,9 @@ func rootChange(cfg *config.TUFRotateRoot, stderr io.Writer) (tuf.RootChange, *n
 		Expires: now.Add(cfg.RootExpiry), TargetsExpires: now.Add(cfg.TargetsExpiry),
 	}
 	online := &newOnlineKeys{dir: onlineKeys(cfg.TUFRepo)}
+	if err := offlineKeysNotOnline(online.dir, cfg.NewRootKey, cfg.NewTargetsKey); err != nil {
+		return ch, online, err
+	}
 	var err error
 	if ch.RootKeys, err = newKeys(cfg.NewRootKey, metadata.ROOT, stderr); err != nil {
 		return ch, online, err
@@ -112,6 +115,25 @@ func rootChange(cfg *config.TUFRotateRoot, stderr io.Writer) (tuf.RootChange, *n
 		}
 	}
 	return ch, online, nil
+}
+
+// offlineKeysNotOnline refuses new root or targets key files in the
+// online keys' directory, as tuf init does, before any is generated: that
+// directory stays where the server signs, so an offline key written there
+// would stay on the server's machine.
+func offlineKeysNotOnline(online string, lists ...string) error {
+	for _, files := range lists {
+		if files == "" {
+			continue
+		}
+		for file := range strings.SplitSeq(files, ",") {
+			if tuf.SameDir(filepath.Dir(file), online) {
+				return usageError(fmt.Errorf("the new offline key %s would be in %s, the online keys' directory, which stays where the server signs", file, online),
+					"give the new root and targets keys a directory of their own, to move offline")
+			}
+		}
+	}
+	return nil
 }
 
 // newKeys reads the key files of a comma-separated list, generating those

@@ -31,3 +31,49 @@ func TestTUFInitLostRoot(t *testing.T) {
 		t.Errorf("tuf init over a repository that lost 1.root.json:\n%s", errOut)
 	}
 }
+
+// TestTUFRotateRootOfflineKeyNotOnline: tuf rotate-root refuses a new root
+// or targets key file in the online keys' directory (DIR/keys by default,
+// or -online-keys), as tuf init does, before writing anything: that
+// directory stays where the server signs, and an offline key there is one
+// the server's machine holds.
+func TestTUFRotateRootOfflineKeyNotOnline(t *testing.T) {
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	repo := filepath.Join(dir, "tuf")
+	offline := filepath.Join(dir, "offline")
+	sumd(t, "tuf", "init", "-name", e2eName, "-dir", repo, "-keys", offline, "-vkey", vkey, "-url", "https://"+e2eName)
+	online := filepath.Join(repo, "keys")
+	for _, flag := range []string{"-new-root-key", "-new-targets-key"} {
+		role := strings.TrimSuffix(strings.TrimPrefix(flag, "-new-"), "-key")
+		for name, file := range map[string]string{
+			"path":    filepath.Join(online, role+"-new.key"),
+			"unclean": repo + "/./keys/../keys/" + role + "-new.key",
+		} {
+			_, errOut, err := sumdRun(t, "tuf", "rotate-root", "-dir", repo, "-keys", offline, flag, file)
+			if err == nil || !strings.Contains(errOut, "online keys' directory") {
+				t.Errorf("%s in the online keys' directory (%s): err %v\n%s", flag, name, err, errOut)
+			}
+			if _, err := os.Stat(file); err == nil {
+				t.Errorf("%s in the online keys' directory (%s) wrote %s", flag, name, file)
+			}
+		}
+	}
+	// Another -online-keys directory, named through a symlink.
+	other := filepath.Join(dir, "online")
+	if err := os.Mkdir(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(other, link); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(link, "root-new.key")
+	_, errOut, err := sumdRun(t, "tuf", "rotate-root", "-dir", repo, "-keys", offline, "-online-keys", other, "-new-root-key", file)
+	if err == nil || !strings.Contains(errOut, "online keys' directory") {
+		t.Errorf("-new-root-key in -online-keys through a symlink: err %v\n%s", err, errOut)
+	}
+	if _, err := os.Stat(file); err == nil {
+		t.Errorf("-new-root-key in -online-keys through a symlink wrote %s", file)
+	}
+}

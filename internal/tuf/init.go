@@ -218,16 +218,17 @@ func (o InitOptions) check() error {
 			errs = append(errs, fmt.Errorf("%s: threshold %d of %d keys: want 1 ≤ threshold ≤ keys ≤ %d", r.role, r.threshold, r.n, maxRoleKeys))
 		}
 	}
-	if sameDir(o.OfflineKeys, o.OnlineKeys) {
+	if SameDir(o.OfflineKeys, o.OnlineKeys) {
 		errs = append(errs, fmt.Errorf("the offline keys (root, targets) would be written to %s, the online keys' directory, which stays where the server signs: "+
 			"give them a directory of their own, to move offline", o.OfflineKeys))
 	}
 	return errors.Join(errs...)
 }
 
-// sameDir reports whether a and b name one directory: the same path, or
-// the same directory if both exist.
-func sameDir(a, b string) bool {
+// SameDir reports whether a and b name one directory: the same path, or
+// the same directory if both exist. sumd tuf rotate-root uses it to keep
+// new offline keys out of the online keys' directory, as Init does.
+func SameDir(a, b string) bool {
 	aa, err1 := filepath.Abs(a)
 	ab, err2 := filepath.Abs(b)
 	if err1 == nil && err2 == nil && aa == ab {
