@@ -102,6 +102,8 @@ func cannotRun(err error, found int) error {
 			"check -url and what that URL answers from here"
 	case errors.As(err, &fe):
 		hint = "check -url and that the server is reachable; failed requests were retried before giving up"
+	case errors.Is(err, audit.ErrSincePastEnd):
+		hint = "give -since a record id below the tree's size, or leave it out to re-hash every record"
 	case errors.Is(err, audit.ErrStateInUse):
 		hint = "another sumd verify is running with this -state directory; wait for it to finish"
 	case errors.Is(err, context.Canceled):

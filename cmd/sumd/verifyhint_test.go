@@ -115,3 +115,14 @@ func TestVerifyKeyNamesSource(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifySincePastEndHint: -since past the end of the log is the
+// operator's to fix (exit status 2), with a hint about -since rather than
+// the generic "fix the cause above".
+func TestVerifySincePastEndHint(t *testing.T) {
+	err := fmt.Errorf("%w: it is record 5000, and the signed tree holds 300 records", audit.ErrSincePastEnd)
+	var ce *cliError
+	if !errors.As(cannotRun(err, 0), &ce) || ce.code != 2 || !strings.Contains(ce.hint, "give -since") {
+		t.Errorf("cannotRun(%v) = exit %d, hint %q; want exit 2 and a hint about -since", err, ce.code, ce.hint)
+	}
+}

@@ -266,7 +266,7 @@ func (r *run) close() error {
 // problem that makes the later checks meaningless.
 func (r *run) run(ctx context.Context) error {
 	for _, step := range []func(context.Context) (bool, error){
-		r.checkHead, r.checkTiles, r.checkConsistency, r.auditRecords, r.recheck, r.checkGosum,
+		r.checkHead, r.checkRecheckSince, r.checkTiles, r.checkConsistency, r.auditRecords, r.recheck, r.checkGosum,
 	} {
 		if ok, err := step(ctx); err != nil || !ok {
 			return err

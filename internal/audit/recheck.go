@@ -23,6 +23,11 @@ type Rechecker func(ctx context.Context, m module.Version) (gosum.Record, error)
 // serves invalid, so that it cannot be re-hashed.
 var ErrUnavailable = errors.New("unavailable at its source")
 
+// ErrSincePastEnd is a RecheckSince past the size of the tree served: the
+// id of no record the log holds (a typo, another database's id), so the
+// recheck would re-hash nothing and pass.
+var ErrSincePastEnd = errors.New("the first record to re-hash (-since) is past the end of the log")
+
 const (
 	// CheckRecheck: -recheck re-hashed the recorded versions from their source.
 	CheckRecheck = "recheck"
@@ -34,6 +39,19 @@ const (
 	// has, so it could not be re-hashed.
 	KindRecheckUnavailable = "recheck-unavailable"
 )
+
+// checkRecheckSince refuses a RecheckSince past the size of the tree
+// served, once the head is known and before any other step: found after a
+// full audit of perhaps hours, it would waste them, and not found at all,
+// the recheck passes having re-hashed nothing. The size itself is fine:
+// it is the next record's id, where a run rechecking what was added since
+// the last one starts when nothing was.
+func (r *run) checkRecheckSince(context.Context) (bool, error) {
+	if r.opts.Recheck != nil && r.opts.RecheckSince > r.tree.N {
+		return false, fmt.Errorf("%w: it is record %d, and the signed tree holds %d records", ErrSincePastEnd, r.opts.RecheckSince, r.tree.N)
+	}
+	return true, nil
+}
 
 // recheck re-hashes records RecheckSince … N-1 from their source. Each
 // record is first authenticated against the signed tree: only bytes the

@@ -239,3 +239,26 @@ func TestRecheckPastBadTile(t *testing.T) {
 		}
 	}
 }
+
+// TestRecheckSincePastEnd: a RecheckSince past the tree's size (-since
+// naming a record the log does not hold, a typo or another database's
+// id) stops the audit with ErrSincePastEnd before any data tile is read,
+// where it rechecked nothing and passed; one at the size (the next
+// record's id: nothing added since) rechecks nothing and passes.
+func TestRecheckSincePastEnd(t *testing.T) {
+	const n = 300
+	tl := newTestLog(t, "", n, testRecord)
+	src := newSource(n)
+	rep, err := audit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.Full = true; o.Recheck = src.recheck; o.RecheckSince = n + 1 })
+	if !errors.Is(err, ErrSincePastEnd) || !strings.Contains(err.Error(), "holds 300 records") {
+		t.Fatalf("audit with RecheckSince past the tree's end: %v; want ErrSincePastEnd naming the tree's size", err)
+	}
+	if rep.OK || rep.RecordsAudited != 0 || len(src.asked) != 0 {
+		t.Errorf("report ok %v, %d records audited, source asked %d times; want an error before any record is read", rep.OK, rep.RecordsAudited, len(src.asked))
+	}
+	rep = mustAudit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.Recheck = src.recheck; o.RecheckSince = n })
+	wantOK(t, rep, CheckSignature, CheckTiles, CheckRecheck)
+	if rep.RecordsRechecked != 0 {
+		t.Errorf("rechecked %d records from the tree's size, want none", rep.RecordsRechecked)
+	}
+}
