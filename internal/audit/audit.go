@@ -221,6 +221,11 @@ type run struct {
 	newerTree  tlog.Tree    // its tree
 	resumeFrom *frontier    // the checkpoint's audited tree, proven a prefix of tree; nil: none
 	rechecked  atomic.Int64 // records -recheck re-hashed from their source
+
+	// badTiles are the data tiles (by path) the full audit reported as a
+	// whole, which -recheck does not read or report again. Written by the
+	// full audit's consumer only, read after it.
+	badTiles map[string]bool
 }
 
 func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {

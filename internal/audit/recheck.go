@@ -95,9 +95,15 @@ func (r *run) recheck(ctx context.Context) (bool, error) {
 // signed root. A tile that does not split, whose records do not match the
 // tree, or that the server reports damaged, is reported and yields no
 // records: the recheck carries on past it, as the full audit does, so
-// that one bad tile does not hide the versions re-tagged after it. Its
-// error is a failure to fetch.
+// that one bad tile does not hide the versions re-tagged after it. A tile
+// the full audit reported is not read again. Its error is a failure to
+// fetch.
 func (r *run) authenticRecords(ctx context.Context, t tlog.Tile) ([][]byte, error) {
+	if r.badTiles[t.Path()] {
+		// The full audit reported it, reading it from the same tree: it
+		// is one problem, and its records are not authentic.
+		return [][]byte{}, nil
+	}
 	recs, err := r.dataTile(ctx, t)
 	var tfe *sumdbclient.TileFormatError
 	switch {

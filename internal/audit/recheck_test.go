@@ -262,3 +262,36 @@ func TestRecheckSincePastEnd(t *testing.T) {
 		t.Errorf("rechecked %d records from the tree's size, want none", rep.RecordsRechecked)
 	}
 }
+
+// TestFullRecheckBadTileOnce: with Full and Recheck, a bad data tile
+// (records altered, not splitting, damaged in the server's database) is
+// one problem, the full audit's: the recheck, which reads the same tile
+// of the same tree, reported it a second time.
+func TestFullRecheckBadTileOnce(t *testing.T) {
+	for kind, tamper := range map[string]func(int, []byte) (int, []byte){
+		KindDataMismatch:  func(status int, body []byte) (int, []byte) { return status, flipByte(body, 10) },
+		KindMalformedTile: func(status int, body []byte) (int, []byte) { return status, body[:bytes.Index(body, []byte("\n\n"))+2] },
+		KindDamaged: func(int, []byte) (int, []byte) {
+			return http.StatusInternalServerError, []byte(sumdbclient.DamagedText + "\n")
+		},
+	} {
+		tl := newTestLog(t, "", 600, testRecord)
+		srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+			if path == "/tile/8/data/001" {
+				return tamper(status, body)
+			}
+			return status, body
+		})
+		src := newSource(600)
+		rep, err := audit(t, srv.URL, tl.vkey, func(o *Options) { o.Full = true; o.Recheck = src.recheck })
+		if err != nil {
+			t.Fatalf("%s: audit: %v", kind, err)
+		}
+		if len(rep.Problems) != 1 || rep.Problems[0].Kind != kind || rep.Problems[0].Tile != "tile/8/data/001" {
+			t.Errorf("%s: problems %s; want the bad tile's, once", kind, problems(rep))
+		}
+		if rep.RecordsRechecked != 600-256 {
+			t.Errorf("%s: rechecked %d records, want the %d of the other tiles", kind, rep.RecordsRechecked, 600-256)
+		}
+	}
+}

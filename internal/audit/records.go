@@ -159,13 +159,13 @@ func (a *recordAudit) check(ft fetchedTile, skip int64) error {
 	var tfe *sumdbclient.TileFormatError
 	switch {
 	case errors.As(ft.err, &tfe):
-		a.problem(Problem{Kind: KindMalformedTile, Tile: ft.tile.Path(), Message: fmt.Sprintf(
+		a.badTile(Problem{Kind: KindMalformedTile, Tile: ft.tile.Path(), Message: fmt.Sprintf(
 			"%s (records %d to %d): %v", ft.tile.Path(), start, end-1, ft.err)})
 		return a.reseed(end)
 	case errors.Is(ft.err, sumdbclient.ErrDamaged):
 		// The server's own finding: the tile is a problem, as a malformed
 		// one is, and the audit carries on after it.
-		a.problem(Problem{Kind: KindDamaged, Tile: ft.tile.Path(), Message: fmt.Sprintf(
+		a.badTile(Problem{Kind: KindDamaged, Tile: ft.tile.Path(), Message: fmt.Sprintf(
 			"%s (records %d to %d): the server reports it damaged in its database, and does not serve it", ft.tile.Path(), start, end-1)})
 		return a.reseed(end)
 	case ft.err != nil:
@@ -214,7 +214,7 @@ func (a *recordAudit) matches(t tlog.Tile) (bool, error) {
 	}
 	if got := a.fr.root(); got != want {
 		start := t.N * tileWidth
-		a.problem(Problem{Kind: KindDataMismatch, Tile: t.Path(), Message: fmt.Sprintf(
+		a.badTile(Problem{Kind: KindDataMismatch, Tile: t.Path(), Message: fmt.Sprintf(
 			"%s (records %d to %d): the records served do not hash to the signed tree "+
 				"(the first %d records hash to %s, the signed tree says %s)",
 			t.Path(), start, a.fr.size-1, a.fr.size, got, want)})
@@ -226,7 +226,7 @@ func (a *recordAudit) matches(t tlog.Tile) (bool, error) {
 // reseedAfter reports hash tiles that fail to authenticate while checking
 // tile t, then carries on after t.
 func (a *recordAudit) reseedAfter(t tlog.Tile, err error) error {
-	a.problem(Problem{Kind: KindTileMismatch, Tile: t.Path(), Message: fmt.Sprintf(
+	a.badTile(Problem{Kind: KindTileMismatch, Tile: t.Path(), Message: fmt.Sprintf(
 		"the hash tiles needed to check %s do not match the signed tree: %v", t.Path(), err)})
 	return a.reseed(t.N*tileWidth + int64(t.W))
 }
@@ -266,6 +266,17 @@ func (a *recordAudit) record(id int64, rec gosum.Record, err error) {
 func (a *recordAudit) problem(p Problem) {
 	a.clean = false
 	a.found.add(p)
+}
+
+// badTile reports a problem of the data tile p.Tile as a whole, and
+// remembers the tile, so that -recheck, which reads the same tiles of the
+// same tree after the full audit, does not report it a second time.
+func (a *recordAudit) badTile(p Problem) {
+	if a.badTiles == nil {
+		a.badTiles = map[string]bool{}
+	}
+	a.badTiles[p.Tile] = true
+	a.problem(p)
 }
 
 // advance counts n more records as done.
