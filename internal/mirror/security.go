@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -237,16 +236,6 @@ func notProtocol(path, want string, body []byte) error {
 	return sumdbclient.NotProtocol(path, want, body, true)
 }
 
-// checkTile returns a *BodyError (in a *sumdbclient.FetchError) if data is
-// not of hash tile t's length, which x/mod's tlog refuses as a tile it
-// cannot use, not as one that does not authenticate.
-func checkTile(t tlog.Tile, data []byte) error {
-	if len(data) != t.W*tlog.HashSize {
-		return notProtocol("/"+t.Path(), fmt.Sprintf("a hash tile of %d bytes", t.W*tlog.HashSize), data)
-	}
-	return nil
-}
-
 // dataTileError sorts a failure to read data tile t: one that does not
 // split into its records (a *sumdbclient.TileFormatError) and does not
 // even begin with a record's line is not a data tile at all, a
@@ -254,27 +243,14 @@ func checkTile(t tlog.Tile, data []byte) error {
 // TileFormatError, unverified data (fromOrigin).
 func dataTileError(t tlog.Tile, err error) error {
 	var tfe *sumdbclient.TileFormatError
-	if errors.As(err, &tfe) && !recordShaped(tfe.Data) {
+	if errors.As(err, &tfe) && !sumdbclient.RecordShaped(tfe.Data) {
 		return notProtocol("/"+t.Path(), "a data tile", tfe.Data)
 	}
 	return err
 }
 
-// recordShaped reports whether data begins as a record of a Go checksum
-// database does: a go.sum line, "<module> <version> <hash>", its hash
-// "<algorithm>:<base64>".
-func recordShaped(data []byte) bool {
-	line, _, _ := bytes.Cut(data[:min(len(data), maxLine)], []byte("\n"))
-	f := bytes.Fields(line)
-	return len(f) == 3 && bytes.Count(line, []byte(" ")) == 2 && bytes.IndexByte(f[2], ':') > 0
-}
-
-// maxLine caps the first line recordShaped reads: a module path is at
-// most a few hundred bytes.
-const maxLine = 4096
-
 // checkedTiles reads an origin's hash tiles for tlog.TileHashReader, and
-// fails one not of its tile's length as checkTile does.
+// fails one not of its tile's length (sumdbclient.CheckHashTile).
 type checkedTiles struct{ *sumdbclient.TileReader }
 
 func (r checkedTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
@@ -283,7 +259,7 @@ func (r checkedTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 		return nil, err
 	}
 	for i, t := range tiles {
-		if err := checkTile(t, data[i]); err != nil {
+		if err := sumdbclient.CheckHashTile(t, data[i], true); err != nil {
 			return nil, err
 		}
 	}

@@ -551,7 +551,7 @@ func (f *Follower) fetch(ctx context.Context, t target, from int64, tiles []tlog
 		g.Go(func() error {
 			d, err := f.opts.Client.HashTile(gctx, tile)
 			if err == nil {
-				err = checkTile(tile, d)
+				err = sumdbclient.CheckHashTile(tile, d, true)
 			}
 			if err != nil {
 				return err
