@@ -157,7 +157,7 @@ type Serve struct {
 type Upstream struct {
 	Upstream        string        `flag:"upstream" arg:"LIST" help:"GOPROXY-style list of module proxies (https://, http://, file://) to fetch unknown versions from; \",\" falls through on 404/410, \"|\" on any error; empty: never fetch"`
 	UpstreamAuth    string        `flag:"upstream-auth" arg:"AUTH" help:"upstream credentials: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH for one per proxy"`
-	UpstreamTimeout time.Duration `flag:"upstream-timeout" help:"time limit of one upstream request, body included; past it a lookup gets 504"`
+	UpstreamTimeout time.Duration `flag:"upstream-timeout" help:"time limit of one upstream request, body included; past it a lookup gets 504 (a first lookup's fetch and cross-check get three of them and 30s in all)"`
 	// UpstreamParallel bounds what anonymous clients can make sumd do: any
 	// lookup of an unknown version starts a download of up to 500 MiB.
 	UpstreamParallel int `flag:"upstream-parallel" help:"most versions fetched from upstream at once for first lookups; a lookup that would start one more gets 503 with Retry-After. The go command looks up as many versions at once as its machine has CPUs; each fetch may keep a zip of up to 500 MiB in -tmp-dir. Admin API fetches are not counted"`
