@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	cosignoci "github.com/sigstore/cosign/v2/pkg/oci"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
@@ -141,13 +144,20 @@ func verifyClassic(ctx context.Context, c *repoClient, keys []*PublicKey, ref na
 	if err != nil {
 		return sc, fmt.Errorf("failed to name the signature tag of %s: %w", ref, err)
 	}
-	sigs, err := ociremote.Signatures(tag, o) // a missing tag is no signatures
-	if err != nil {
+	list, err := classicSignatures(tag, o)
+	switch {
+	case err != nil && failing(err):
 		return sc, fmt.Errorf("failed to read signatures %s: %w", tag, err)
-	}
-	list, err := sigs.Get()
-	if err != nil {
-		return sc, fmt.Errorf("failed to read signatures %s: %w", tag, err)
+	case err != nil:
+		// The tag holds what is not a signature image (an index, a
+		// manifest that does not parse, more than cosign's 1000 layers,
+		// over the response limits): whoever may push can put it there,
+		// so it is one signature that does not verify, and the
+		// artifact's bundles are still checked. Were it a failure, it
+		// would hide them on every pass.
+		sc.found++
+		sc.reasons = append(sc.reasons, fmt.Sprintf("%s holds no readable cosign signatures: %v", tag.TagStr(), err))
+		return sc, nil
 	}
 	h, err := v1.NewHash(ref.DigestStr())
 	if err != nil {
@@ -207,6 +217,34 @@ func verifyClassic(ctx context.Context, c *repoClient, keys []*PublicKey, ref na
 		}
 	}
 	return sc, nil
+}
+
+// classicSignatures returns the signatures at the .sig tag, none if the
+// tag does not exist.
+func classicSignatures(tag name.Tag, o ociremote.Option) ([]cosignoci.Signature, error) {
+	sigs, err := ociremote.Signatures(tag, o) // a missing tag is no signatures
+	if err != nil {
+		return nil, err
+	}
+	return sigs.Get()
+}
+
+// failing reports whether err, from reading what a tag holds, is the
+// registry or the network failing (an error status, no connection, no
+// answer in time, a body cut short) rather than the tag holding something
+// that cannot be read as what it should be, or too much of it.
+func failing(err error) bool {
+	var te *transport.Error
+	var ue *url.Error
+	var ne net.Error
+	var large *errResponseTooLarge
+	switch {
+	case errors.As(err, &large):
+		return false
+	case errors.As(err, &te), errors.As(err, &ue), errors.As(err, &ne):
+		return true
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // readPayload reads the payload of sig through c, checking it against the

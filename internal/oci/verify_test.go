@@ -1,7 +1,10 @@
 package oci
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -96,6 +99,82 @@ func TestSyncUnreadableClassicPayload(t *testing.T) {
 			e.wantOutcome(t, r, Failed)
 			if len(r.Failures) != 1 || e.log.size() != 0 {
 				t.Errorf("failures %v, %d records: want the pass failed and nothing recorded", r.Failures, e.log.size())
+			}
+		})
+	})
+}
+
+// TestSyncUnreadableSignatureTag: a sha256-<hex>.sig tag holding what is
+// not a signature image — an image index, a manifest that does not parse,
+// more layers than cosign reads — is the content's fault (anyone who may
+// push can put it there), so it counts as a signature that does not verify:
+// the artifact's valid bundle still counts, and an artifact with no other
+// signature is bad_signature naming the tag, not a failure of every pass.
+// The registry refusing to serve the tag still fails the artifact.
+func TestSyncUnreadableSignatureTag(t *testing.T) {
+	layer := `{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":2,"digest":"sha256:` + strings.Repeat("ab", 32) + `"}`
+	manyLayers := `{"schemaVersion":2,"mediaType":"` + manifestType + `","config":` + layer + `,"layers":[` + layer + strings.Repeat(","+layer, 1000) + `]}`
+	bad := map[string]struct{ contentType, body string }{
+		"index":           {indexType, `{"schemaVersion":2,"mediaType":"` + indexType + `","manifests":[]}`},
+		"not a manifest":  {manifestType, `{"schemaVersion":2,"mediaType":"` + manifestType + `","layers":"none"}`},
+		"too many layers": {manifestType, manyLayers},
+	}
+	forReferrers(t, func(t *testing.T, referrers bool) {
+		for name, sig := range bad {
+			spoil := func(e *syncEnv) {
+				e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+					if !strings.Contains(r.URL.Path, "/manifests/sha256-") || !strings.HasSuffix(r.URL.Path, ".sig") {
+						return false
+					}
+					sum := sha256.Sum256([]byte(sig.body))
+					w.Header().Set("Content-Type", sig.contentType)
+					w.Header().Set("Docker-Content-Digest", "sha256:"+hex.EncodeToString(sum[:]))
+					w.Header().Set("Content-Length", strconv.Itoa(len(sig.body)))
+					if r.Method == http.MethodGet {
+						w.Write([]byte(sig.body))
+					}
+					return true
+				})
+			}
+			t.Run(name, func(t *testing.T) {
+				e := newSyncEnv(t, referrers)
+				mod := simpleModule(t, "v1.1.0")
+				p := e.push(t, mod, e.key.sv)
+				signBundle(t, p.Ref, e.key.sv, CosignSignPredicateType)
+				spoil(e)
+				r := e.sync(t)
+				e.wantOutcome(t, r, Recorded)
+				e.wantRecorded(t, mod)
+				if !r.OK() || !strings.Contains(e.logs.String(), "signature=bundle") {
+					t.Errorf("report %+v (failures %v), want OK and the bundle to be what verified\n%s", r, r.Failures, e.logs)
+				}
+			})
+			t.Run(name+" alone", func(t *testing.T) {
+				e := newSyncEnv(t, referrers)
+				p := e.push(t, simpleModule(t, "v1.1.0"), e.key.sv)
+				spoil(e)
+				r := e.sync(t)
+				e.wantOutcome(t, r, BadSignature)
+				if !r.OK() || !strings.Contains(e.logs.String(), p.Signature.TagStr()) {
+					t.Errorf("report %+v (failures %v), want OK and the log to name the signature tag\n%s", r, r.Failures, e.logs)
+				}
+			})
+		}
+		t.Run("unavailable", func(t *testing.T) {
+			e := newSyncEnv(t, referrers)
+			p := e.push(t, simpleModule(t, "v1.1.0"), e.key.sv)
+			signBundle(t, p.Ref, e.key.sv, CosignSignPredicateType)
+			e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+				if !strings.HasSuffix(r.URL.Path, "/manifests/"+p.Signature.TagStr()) {
+					return false
+				}
+				w.WriteHeader(http.StatusForbidden)
+				return true
+			})
+			r := e.sync(t)
+			e.wantOutcome(t, r, Failed)
+			if len(r.Failures) != 1 || !IsDenied(r.Failures[0]) || e.log.size() != 0 {
+				t.Errorf("failures %v, %d records: want the pass failed on the registry's 403 and nothing recorded", r.Failures, e.log.size())
 			}
 		})
 	})
