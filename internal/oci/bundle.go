@@ -100,12 +100,12 @@ type fetchedBundle struct {
 
 // fetchBundle returns the bundle a referrer holds, nil if the referrer is
 // not a Sigstore bundle, or a registry failure. A referrer whose manifest
-// the registry does not have (garbage-collected, or listed in the fallback
-// tag by anyone who may push), lists over MaxManifestSize, or serves with
-// other bytes or too many is a bundle that cannot be read, named in the
-// artifact's reasons: were it a failure, it would hide the artifact's good
-// signatures on every pass; were it passed over, an artifact signed only
-// by it would be called unsigned.
+// or bundle layer the registry does not have (garbage-collected, or listed
+// in the fallback tag by anyone who may push), lists over MaxManifestSize,
+// or serves with other bytes or too many is a bundle that cannot be read,
+// named in the artifact's reasons: were it a failure, it would hide the
+// artifact's good signatures on every pass; were it passed over, an
+// artifact signed only by it would be called unsigned.
 func fetchBundle(ctx context.Context, c *repoClient, desc v1.Descriptor) (*fetchedBundle, error) {
 	if desc.Size > MaxManifestSize {
 		return &fetchedBundle{ref: desc.Digest.String(), err: &errTooLarge{"referrer manifest", MaxManifestSize}}, nil
@@ -125,7 +125,7 @@ func fetchBundle(ctx context.Context, c *repoClient, desc v1.Descriptor) (*fetch
 	var buf bytes.Buffer
 	err = c.blob(ctx, layer, maxBundleSize, &buf, "signature bundle")
 	switch {
-	case unreadable(err):
+	case isNotFound(err), unreadable(err):
 		fb.err = err
 	case err != nil:
 		return nil, err

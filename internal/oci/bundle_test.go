@@ -217,3 +217,43 @@ func TestSyncOversizedBundle(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncMissingBundleLayer: a referrer whose bundle layer the registry
+// does not have (404) is, like a referrer manifest it does not have, one
+// signature that does not verify: the good bundle after it still counts,
+// and alone it is bad_signature naming it, not a failure of every pass.
+func TestSyncMissingBundleLayer(t *testing.T) {
+	missing := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ef", 32)}
+	m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"artifactType":%q,"config":{"mediaType":"application/vnd.oci.empty.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"mediaType":%q,"size":100,"digest":%q}]}`,
+		manifestType, BundleMediaType, BundleMediaType, missing))
+	d, _, err := v1.SHA256(bytes.NewReader(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", manifestType)
+		w.Write(m)
+	}
+	forReferrers(t, func(t *testing.T, referrers bool) {
+		t.Run("before a good bundle", func(t *testing.T) {
+			e := newSyncEnv(t, referrers)
+			mod := simpleModule(t, "v1.1.0")
+			p := e.push(t, mod, nil)
+			signBundle(t, p.Ref, e.key.sv, CosignSignPredicateType)
+			listBefore(t, e, p, referrers, d, serve)
+			r := e.sync(t)
+			e.wantOutcome(t, r, Recorded)
+			e.wantRecorded(t, mod)
+		})
+		t.Run("alone", func(t *testing.T) {
+			e := newSyncEnv(t, referrers)
+			p := e.push(t, simpleModule(t, "v1.1.0"), nil)
+			listBefore(t, e, p, referrers, d, serve)
+			r := e.sync(t)
+			e.wantOutcome(t, r, BadSignature)
+			if !r.OK() || !strings.Contains(e.logs.String(), d.String()) {
+				t.Errorf("report %+v, want OK and the log to name the referrer\n%s", r, e.logs)
+			}
+		})
+	})
+}
