@@ -1,7 +1,9 @@
 package oci
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -118,4 +120,37 @@ func TestSyncRegistryNeverAnswers(t *testing.T) {
 		})
 		wantFailure(t, e, e.hostileSync(t), 1, says("gave up listing after"))
 	})
+}
+
+// TestSyncArtifactTimeout: an artifact whose layers do not arrive within
+// Timeout fails with an error naming that bound, as a listing does, so
+// that an operator can tell it from the registry's own timeout; the pass
+// goes on to the next repository.
+func TestSyncArtifactTimeout(t *testing.T) {
+	e := newSyncEnv(t, true)
+	victim := withVictim(t, e)
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasPrefix(r.URL.Path, victim+"blobs/") {
+			return false
+		}
+		// Headers at once, then a body that never comes.
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+		return true
+	})
+	s, err := NewSyncer(Options{
+		Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
+		Remote: testRemote, Timeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Sync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFailure(t, e, r, 1, says("gave up on the artifact after 1s"))
 }

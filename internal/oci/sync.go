@@ -331,7 +331,8 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	at := c.repo.Tag(tag).String()
 	desc, err := remote.Head(c.repo.Tag(tag), c.opts...)
 	if err != nil {
-		s.report(ctx, r, at, "", &result{outcome: Failed, err: fmt.Errorf("failed to resolve the tag: %w", err)})
+		err = s.artifactTimedOut(pass, ctx, fmt.Errorf("failed to resolve the tag: %w", err))
+		s.report(ctx, r, at, "", &result{outcome: Failed, err: err})
 		return
 	}
 	digest := desc.Digest.String()
@@ -347,7 +348,20 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	if pass.Err() != nil && res.outcome != Recorded && res.outcome != Present {
 		return // the pass was stopped: the failure is not the artifact's
 	}
+	if res.outcome == Failed {
+		res.err = s.artifactTimedOut(pass, ctx, res.err)
+	}
 	s.report(ctx, r, at, digest, res)
+}
+
+// artifactTimedOut says so if err, from work on one artifact in ctx, came
+// of Timeout running out while the pass goes on: "context deadline
+// exceeded" alone does not say which bound it was.
+func (s *Syncer) artifactTimedOut(pass, ctx context.Context, err error) error {
+	if pass.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("gave up on the artifact after %v: %w", s.opts.Timeout, err)
+	}
+	return err
 }
 
 // inLog reports whether the log holds mv ("path@version").
