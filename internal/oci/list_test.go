@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -153,4 +154,68 @@ func TestSyncArtifactTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantFailure(t, e, r, 1, says("gave up on the artifact after 1s"))
+}
+
+// TestSyncRegistryDown: a registry that cannot be reached (no connection,
+// or no answer) fails its source once per pass, saying how many of its
+// repositories were not read, instead of failing each one in turn (and,
+// for one that never answers, holding the pass for the listing timeout of
+// each); the other sources are still read.
+func TestSyncRegistryDown(t *testing.T) {
+	for name, host := range map[string]func(t *testing.T) string{"refused": closedPort, "no answer": silent} {
+		t.Run(name, func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+			h := host(t)
+			down, err := ParseSources([]string{h + "/gomod"},
+				[]string{h + "/gomod/example.com/a", h + "/gomod/example.com/b", h + "/gomod/example.com/c"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantFailure(t, e, e.hostileSync(t, down[0], e.src), 1, says("the 2 other repositories of "+down[0].String()+" were not read"))
+		})
+	}
+}
+
+// closedPort is the address of a port nothing listens on.
+func closedPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// TestSyncTokenRefusedForOneRepository: a token service refusing the scope
+// of one repository fails that repository alone; the others of the source
+// are still read.
+func TestSyncTokenRefusedForOneRepository(t *testing.T) {
+	for _, code := range []int{http.StatusForbidden, http.StatusBadRequest} {
+		t.Run(http.StatusText(code), func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+			e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+				switch {
+				case r.URL.Path == "/v2/" && r.Header.Get("Authorization") == "":
+					w.Header().Set("WWW-Authenticate", `Bearer realm="http://`+r.Host+`/token",service="test"`)
+					w.WriteHeader(http.StatusUnauthorized)
+				case r.URL.Path == "/token" && strings.Contains(r.URL.Query().Get("scope"), "example.com/a"):
+					w.WriteHeader(code)
+				case r.URL.Path == "/token":
+					w.Write([]byte(`{"token":"t"}`))
+				default:
+					return false
+				}
+				return true
+			})
+			sources, err := ParseSources([]string{e.reg.host + "/gomod"},
+				[]string{e.reg.host + "/gomod/example.com/a", e.reg.host + "/gomod/example.com/m"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantFailure(t, e, e.hostileSync(t, sources...), 1, says("example.com/a"))
+		})
+	}
 }

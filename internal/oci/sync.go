@@ -229,23 +229,71 @@ func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *R
 	for _, repo := range repos {
 		listed[src.Registry.Repo(repo).String()] = true
 	}
-	for _, repo := range repos {
+	for i, repo := range repos {
 		if err := ctx.Err(); err != nil {
 			return listed, err
 		}
-		if err := s.syncRepo(ctx, src, src.Registry.Repo(repo), state, r); err != nil {
+		err := s.syncRepo(ctx, src, src.Registry.Repo(repo), state, r)
+		var unreachable *unreachableError
+		if errors.As(err, &unreachable) {
+			s.unreachable(ctx, src, src.Registry.Repo(repo), unreachable, len(repos)-i-1, r)
+			return listed, ctx.Err()
+		}
+		if err != nil {
 			return listed, err
 		}
 	}
 	return listed, nil
 }
 
+// An unreachableError is the error of reaching a repository's registry
+// that every other repository of the source would meet alike (cannotReach).
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// cannotReach reports whether err, from reaching a repository's registry
+// (newRepoClient), is the registry failing for every repository: no answer
+// (no connection, none in time), or an error status for /v2/. An error
+// status from its token service is not: it may be for that repository
+// alone, such as a 401 or 403 for its scope.
+func cannotReach(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return true
+	}
+	return te.Request != nil && te.Request.URL.Path == "/v2/"
+}
+
+// unreachable reports that repo's registry could not be reached, and that
+// the rest of src's repositories, those after repo, were not read this
+// pass: one failure, not one per repository, and for a registry that does
+// not answer, one ListTimeout, not one per repository holding up the
+// sources after it.
+func (s *Syncer) unreachable(ctx context.Context, src *Source, repo name.Repository, err error, rest int, r *Report) {
+	err = fmt.Errorf("failed to list the tags of %s: %w", repo, err)
+	switch {
+	case rest == 1:
+		err = fmt.Errorf("%w; the 1 other repository of %s was not read this pass", err, src)
+	case rest > 1:
+		err = fmt.Errorf("%w; the %d other repositories of %s were not read this pass", err, rest, src)
+	}
+	s.failed(ctx, "OCI sync: failed to read repository", err, "repository", repo.String())
+	r.Failures = append(r.Failures, err)
+}
+
 // syncRepo syncs the version tags of one repository, and saves the state
-// when due. A repository that cannot be read is reported in r; the error
-// returned is a state that cannot be saved, which stops the pass.
+// when due. A repository that cannot be read is reported in r, but for one
+// whose registry cannot be reached, an *unreachableError returned for
+// syncSource to report; any other error returned is a state that cannot be
+// saved, which stops the pass.
 func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository, state *State, r *Report) error {
 	c, tags, err := s.listRepo(ctx, repo)
+	var unreachable *unreachableError
 	switch {
+	case errors.As(err, &unreachable):
+		return unreachable
 	case errors.Is(err, errAbsent):
 		// One named with -repository before its first push holds nothing
 		// to sync, which is not a failure (it would degrade the server
@@ -282,7 +330,11 @@ func (s *Syncer) listRepo(ctx context.Context, repo name.Repository) (*repoClien
 	defer cancel()
 	c, err := newRepoClient(lctx, s.opts.Remote, repo)
 	if err != nil {
-		return nil, nil, s.listTimedOut(ctx, lctx, err)
+		err = s.listTimedOut(ctx, lctx, err)
+		if cannotReach(err) {
+			err = &unreachableError{err}
+		}
+		return nil, nil, err
 	}
 	tags, err := listTags(lctx, c)
 	if absent(err) {
