@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -103,7 +104,47 @@ func newRepoClient(ctx context.Context, r Remote, repo name.Repository) (*repoCl
 	// Manifests are small and read whole: retry a flaky registry as
 	// remote.Get would, with transport's shorter default backoff.
 	retry := transport.NewRetry(tr, transport.WithRetryStatusCodes(retryStatusCodes...))
-	return &repoClient{repo: repo, opts: r.options(ctx), blobs: &http.Client{Transport: tr}, manifests: &http.Client{Transport: retry}}, nil
+	return &repoClient{
+		repo: repo, opts: r.options(ctx),
+		blobs:     &http.Client{Transport: tr, CheckRedirect: checkRedirect},
+		manifests: &http.Client{Transport: retry, CheckRedirect: checkRedirect},
+	}, nil
+}
+
+// checkRedirect follows a registry's redirects as http.Client does
+// (registries serve blobs, even manifests, from storage elsewhere), but
+// not to an IP address the registry has no business sending sumd to: a
+// link-local one, such as the cloud metadata service (169.254.169.254),
+// or a loopback or private one from a registry outside those networks. A
+// hostile registry must not make sumd a client of the services on its
+// host or network; a registry on a private network may send it to
+// storage there. go-containerregistry refuses such redirects on its own
+// requests (checkRedirectSSRF); these are sumd's. As there, a host name
+// is not resolved to check it.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	from, to := via[0].URL.Hostname(), req.URL.Hostname()
+	dest, ok := ipLiteral(to)
+	if from == to || !ok {
+		return nil
+	}
+	switch origin, _ := ipLiteral(from); {
+	case dest.IsLinkLocalUnicast() || dest.IsLinkLocalMulticast() || dest.IsUnspecified():
+		return fmt.Errorf("refusing a redirect to link-local address %s", to)
+	case (dest.IsLoopback() || dest.IsPrivate()) && !(origin.IsLoopback() || origin.IsPrivate()):
+		return fmt.Errorf("refusing a redirect from %s to private address %s", from, to)
+	}
+	return nil
+}
+
+// ipLiteral parses host as an IP address, IPv4-mapped IPv6 ones as the
+// IPv4 address they are; it reports false for a host name.
+func ipLiteral(host string) (netip.Addr, bool) {
+	host, _, _ = strings.Cut(host, "%") // a zone does not change the address
+	a, err := netip.ParseAddr(host)
+	return a.Unmap(), err == nil
 }
 
 // in returns c for requests made in ctx, such as one artifact's deadline.

@@ -440,3 +440,66 @@ func TestSyncRedirectCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncRedirectToLinkLocal: a registry redirecting a blob or manifest
+// to a link-local address (the cloud metadata service) is refused without
+// a request there, as go-containerregistry refuses it for its own
+// requests: a hostile registry must not make sumd a client of it.
+func TestSyncRedirectToLinkLocal(t *testing.T) {
+	for _, what := range []string{"blob", "manifest"} {
+		t.Run(what, func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			p := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+			path := "/manifests/" + p.Ref.DigestStr()
+			if what == "blob" {
+				path = "/blobs/" + manifestOf(t, p).Mod.Digest.String()
+			}
+			e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+				if !strings.HasSuffix(r.URL.Path, path) || r.Method != http.MethodGet {
+					return false
+				}
+				http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusTemporaryRedirect)
+				return true
+			})
+			r := e.hostileSync(t)
+			e.wantOutcome(t, r, Failed)
+			if out := fmt.Sprint(r.Failures); !strings.Contains(out, "refusing a redirect to link-local address 169.254.169.254") {
+				t.Errorf("the failure does not say the redirect was refused:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestCheckRedirect: where a registry's redirect may send sumd.
+func TestCheckRedirect(t *testing.T) {
+	for _, c := range []struct {
+		from, to string
+		ok       bool
+	}{
+		{"registry.example.com", "storage.example.net", true},
+		{"registry.example.com", "registry.example.com", true},
+		{"registry.example.com", "203.0.113.7", true},
+		{"registry.example.com", "169.254.169.254", false},
+		{"registry.example.com", "[fe80::1%25eth0]", false},
+		{"registry.example.com", "[::ffff:169.254.169.254]", false},
+		{"registry.example.com", "10.0.0.5", false},
+		{"registry.example.com", "127.0.0.1", false},
+		{"registry.example.com", "[::1]", false},
+		{"203.0.113.7", "192.168.1.2", false},
+		{"10.0.0.5", "10.0.0.6", true},
+		{"127.0.0.1", "127.0.0.1:9000", true},
+		{"10.0.0.5", "169.254.169.254", false},
+	} {
+		req, err := http.NewRequest(http.MethodGet, "http://"+c.to+"/x", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		via, err := http.NewRequest(http.MethodGet, "http://"+c.from+"/v2/r/blobs/sha256:00", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkRedirect(req, []*http.Request{via}); (err == nil) != c.ok {
+			t.Errorf("redirect from %s to %s: %v, want allowed %v", c.from, c.to, err, c.ok)
+		}
+	}
+}
