@@ -104,8 +104,17 @@ func newRepoClient(ctx context.Context, r Remote, repo name.Repository) (*repoCl
 	// Manifests are small and read whole: retry a flaky registry as
 	// remote.Get would, with transport's shorter default backoff.
 	retry := transport.NewRetry(tr, transport.WithRetryStatusCodes(retryStatusCodes...))
+	// go-containerregistry's calls (tags, HEAD, signatures, referrers)
+	// share one Puller, so that they share one handshake with the
+	// registry: each call given none pings /v2/ and asks the token
+	// service anew, three requests for every HEAD of a pass.
+	opts := r.options(ctx)
+	p, err := remote.NewPuller(opts...)
+	if err != nil {
+		return nil, err
+	}
 	return &repoClient{
-		repo: repo, opts: r.options(ctx),
+		repo: repo, opts: append(opts, remote.Reuse(p)),
 		blobs:     &http.Client{Transport: tr, CheckRedirect: checkRedirect},
 		manifests: &http.Client{Transport: retry, CheckRedirect: checkRedirect},
 	}, nil

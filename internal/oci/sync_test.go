@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -603,5 +604,37 @@ func TestSyncNotARegistry(t *testing.T) {
 				t.Errorf("%v failed passes counted, want 1", failed)
 			}
 		})
+	}
+}
+
+// TestSyncRequestsPerTag: a pass over tags recorded by an earlier one
+// costs one HEAD request per tag, as docs/oci.md says, not a new
+// handshake with the registry (GET /v2/, then its token service) for each:
+// go-containerregistry starts one for every call not given a Puller to
+// reuse.
+func TestSyncRequestsPerTag(t *testing.T) {
+	e := newSyncEnv(t, true)
+	const n = 6
+	for i := range n {
+		e.push(t, simpleModule(t, fmt.Sprintf("v1.0.%d", i)), e.key.sv)
+	}
+	if r := e.sync(t); r.Counts[Recorded] != n {
+		t.Fatalf("first pass %+v, want %d recorded", r, n)
+	}
+	var pings, heads atomic.Int64
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		switch {
+		case r.URL.Path == "/v2/":
+			pings.Add(1)
+		case r.Method == http.MethodHead:
+			heads.Add(1)
+		}
+		return false
+	})
+	if r := e.sync(t); r.Skipped != n {
+		t.Fatalf("second pass %+v, want %d skipped", r, n)
+	}
+	if pings.Load() > 3 || heads.Load() != n {
+		t.Errorf("second pass sent %d GET /v2/ and %d HEAD requests for %d tags, want at most 3 (the catalog's, the repository's) and %d", pings.Load(), heads.Load(), n, n)
 	}
 }
