@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +96,50 @@ sumd_oci_sync_interval_seconds 43200
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sumd_oci_sync_interval_seconds"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestSyncStoppedMidRequest: sumd stopping while a pass waits on the
+// registry — a tag's HEAD, a repository's tag list, the catalog — is no
+// failure of the registry or the artifact: nothing is counted in
+// sumd_oci_artifacts_total and nothing is logged as an error, as for a
+// pass stopped anywhere else.
+func TestSyncStoppedMidRequest(t *testing.T) {
+	for name, waits := range map[string]func(r *http.Request) bool{
+		"head":     func(r *http.Request) bool { return r.Method == http.MethodHead },
+		"tag list": func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/tags/list") },
+		"catalog":  func(r *http.Request) bool { return r.URL.Path == "/v2/_catalog" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+				if !waits(r) {
+					return false
+				}
+				cancel() // sumd stops while the request is in flight
+				<-r.Context().Done()
+				return true
+			})
+			m := NewMetrics(prometheus.NewRegistry(), time.Minute)
+			s, err := NewSyncer(Options{
+				Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
+				Remote: testRemote, Metrics: m, Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Sync(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Sync: %v, want it stopped", err)
+			}
+			if n := testutil.ToFloat64(m.artifacts.WithLabelValues(string(Failed))); n != 0 {
+				t.Errorf("%v artifacts counted as errors", n)
+			}
+			if strings.Contains(e.logs.String(), "level=ERROR") {
+				t.Errorf("a stopped pass logged errors:\n%s", e.logs)
+			}
+		})
 	}
 }

@@ -220,6 +220,9 @@ func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *R
 	repos, err := src.repositories(lctx, s.opts.Remote.options(lctx))
 	err = s.listTimedOut(ctx, lctx, err)
 	cancel()
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err() // stopped: the failure is not the registry's
+	}
 	if err != nil {
 		s.failed(ctx, "OCI sync: failed to list repositories", err, "registry", src.String())
 		r.Failures = append(r.Failures, err)
@@ -286,12 +289,14 @@ func (s *Syncer) unreachable(ctx context.Context, src *Source, repo name.Reposit
 // syncRepo syncs the version tags of one repository, and saves the state
 // when due. A repository that cannot be read is reported in r, but for one
 // whose registry cannot be reached, an *unreachableError returned for
-// syncSource to report; any other error returned is a state that cannot be
-// saved, which stops the pass.
+// syncSource to report; any other error returned stops the pass: a state
+// that cannot be saved, or ctx ended.
 func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository, state *State, r *Report) error {
 	c, tags, err := s.listRepo(ctx, repo)
 	var unreachable *unreachableError
 	switch {
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err() // stopped: the failure is not the registry's
 	case errors.As(err, &unreachable):
 		return unreachable
 	case errors.Is(err, errAbsent):
@@ -382,6 +387,9 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	c = c.in(ctx)
 	at := c.repo.Tag(tag).String()
 	desc, err := remote.Head(c.repo.Tag(tag), c.opts...)
+	if err != nil && pass.Err() != nil {
+		return // the pass was stopped: the failure is not the artifact's
+	}
 	if err != nil {
 		err = s.artifactTimedOut(pass, ctx, fmt.Errorf("failed to resolve the tag: %w", err))
 		s.report(ctx, r, at, "", &result{outcome: Failed, err: err})
