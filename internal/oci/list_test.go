@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/module"
 )
 
 func says(s string) func(error) bool {
@@ -218,4 +220,58 @@ func TestSyncTokenRefusedForOneRepository(t *testing.T) {
 			wantFailure(t, e, e.hostileSync(t, sources...), 1, says("example.com/a"))
 		})
 	}
+}
+
+// TestSyncRegistryDownMidPass: a registry that stops answering once its
+// tags are listed (each HEAD's connection closed, or never answered) fails
+// its source once, the failure saying what was not read, instead of each
+// of its tags in turn, each after remote's retries or the artifact's
+// timeout.
+func TestSyncRegistryDownMidPass(t *testing.T) {
+	for name, hang := range map[string]func(w http.ResponseWriter, r *http.Request){
+		"closed": func(w http.ResponseWriter, r *http.Request) {
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+		},
+		"no answer": func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			for _, v := range []string{"v1.0.0", "v1.0.1", "v1.0.2"} {
+				e.push(t, simpleModule(t, v), e.key.sv)
+			}
+			n := module.Version{Path: "example.com/n", Version: "v1.0.0"}
+			e.push(t, testModule(t, n, map[string]string{"go.mod": "module example.com/n\n"}), e.key.sv)
+			e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+				if r.Method != http.MethodHead {
+					return false
+				}
+				hang(w, r)
+				return true
+			})
+			r := e.hostileSync(t)
+			if len(r.Failures) != 1 || !says("the tags of "+e.reg.host+"/gomod/example.com/m after it and the 1 other repository of "+e.src.String()+" were not read")(r.Failures[0]) {
+				t.Errorf("report %+v (failures %v), want one failure saying what was not read\n%s", r, r.Failures, e.logs)
+			}
+		})
+	}
+}
+
+// TestSyncHeadAnsweredWrongly: a registry answering a tag's HEAD, if
+// wrongly (no Docker-Content-Digest), fails that artifact alone: it
+// answers, so the other tags and repositories are still read.
+func TestSyncHeadAnsweredWrongly(t *testing.T) {
+	e := newSyncEnv(t, true)
+	withVictim(t, e)
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		// m, read before n
+		if r.Method != http.MethodHead || !strings.HasPrefix(r.URL.Path, "/v2/gomod/example.com/m/") {
+			return false
+		}
+		w.Header().Set("Content-Type", manifestType)
+		w.Header().Set("Content-Length", "100")
+		return true
+	})
+	wantFailure(t, e, e.hostileSync(t), 1, says("Docker-Content-Digest"))
 }

@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -251,7 +253,10 @@ func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *R
 
 // An unreachableError is the error of reaching a repository's registry
 // that every other repository of the source would meet alike (cannotReach).
-type unreachableError struct{ err error }
+type unreachableError struct {
+	err   error
+	after string // what else of the repository was not read, if anything
+}
 
 func (e *unreachableError) Error() string { return e.err.Error() }
 func (e *unreachableError) Unwrap() error { return e.err }
@@ -269,18 +274,36 @@ func cannotReach(err error) bool {
 	return te.Request != nil && te.Request.URL.Path == "/v2/"
 }
 
+// noAnswer reports whether err, from a request, is the registry not
+// answering it at all (no connection, the connection cut, no answer in
+// time), rather than answering it wrongly.
+func noAnswer(err error) bool {
+	var ue *url.Error
+	return errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // unreachable reports that repo's registry could not be reached, and that
 // the rest of src's repositories, those after repo, were not read this
 // pass: one failure, not one per repository, and for a registry that does
 // not answer, one ListTimeout, not one per repository holding up the
 // sources after it.
-func (s *Syncer) unreachable(ctx context.Context, src *Source, repo name.Repository, err error, rest int, r *Report) {
-	err = fmt.Errorf("failed to list the tags of %s: %w", repo, err)
+func (s *Syncer) unreachable(ctx context.Context, src *Source, repo name.Repository, e *unreachableError, rest int, r *Report) {
+	var unread []string
+	if e.after != "" {
+		unread = append(unread, e.after)
+	}
 	switch {
 	case rest == 1:
-		err = fmt.Errorf("%w; the 1 other repository of %s was not read this pass", err, src)
+		unread = append(unread, "the 1 other repository of "+src.String())
 	case rest > 1:
-		err = fmt.Errorf("%w; the %d other repositories of %s were not read this pass", err, rest, src)
+		unread = append(unread, fmt.Sprintf("the %d other repositories of %s", rest, src))
+	}
+	var err error = e
+	switch {
+	case len(unread) == 1 && rest == 1:
+		err = fmt.Errorf("%w; %s was not read this pass", e, unread[0])
+	case len(unread) > 0:
+		err = fmt.Errorf("%w; %s were not read this pass", e, strings.Join(unread, " and "))
 	}
 	s.failed(ctx, "OCI sync: failed to read repository", err, "repository", repo.String())
 	r.Failures = append(r.Failures, err)
@@ -298,7 +321,7 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 	case err != nil && ctx.Err() != nil:
 		return ctx.Err() // stopped: the failure is not the registry's
 	case errors.As(err, &unreachable):
-		return unreachable
+		return &unreachableError{err: fmt.Errorf("failed to list the tags of %s: %w", repo, unreachable.err)}
 	case errors.Is(err, errAbsent):
 		// One named with -repository before its first push holds nothing
 		// to sync, which is not a failure (it would degrade the server
@@ -317,7 +340,9 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 		if ctx.Err() != nil {
 			break
 		}
-		s.syncTag(ctx, c, src, tag, state, r)
+		if err := s.syncTag(ctx, c, src, tag, state, r); err != nil {
+			return err
+		}
 		if ctx.Err() != nil {
 			break // Sync saves the state
 		}
@@ -337,7 +362,7 @@ func (s *Syncer) listRepo(ctx context.Context, repo name.Repository) (*repoClien
 	if err != nil {
 		err = s.listTimedOut(ctx, lctx, err)
 		if cannotReach(err) {
-			err = &unreachableError{err}
+			err = &unreachableError{err: err}
 		}
 		return nil, nil, err
 	}
@@ -380,25 +405,30 @@ func absent(err error) bool {
 
 // syncTag examines the artifact at one tag, unless an earlier pass recorded
 // it from the same tag at the same digest, and logs and counts what became
-// of it.
-func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag string, state *State, r *Report) {
+// of it. It returns an *unreachableError if the registry did not answer
+// for the tag, for syncSource to report: every tag after it would fail
+// alike, each after remote's retries.
+func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag string, state *State, r *Report) error {
 	ctx, cancel := context.WithTimeout(pass, s.opts.Timeout)
 	defer cancel()
 	c = c.in(ctx)
 	at := c.repo.Tag(tag).String()
 	desc, err := remote.Head(c.repo.Tag(tag), c.opts...)
 	if err != nil && pass.Err() != nil {
-		return // the pass was stopped: the failure is not the artifact's
+		return nil // the pass was stopped: the failure is not the artifact's
 	}
 	if err != nil {
 		err = s.artifactTimedOut(pass, ctx, fmt.Errorf("failed to resolve the tag: %w", err))
+		if noAnswer(err) {
+			return &unreachableError{err: fmt.Errorf("artifact %s: %w", at, err), after: fmt.Sprintf("the tags of %s after it", c.repo)}
+		}
 		s.report(ctx, r, at, "", &result{outcome: Failed, err: err})
-		return
+		return nil
 	}
 	digest := desc.Digest.String()
 	if mv, ok := state.recorded(c.repo.String(), tag, digest); ok && s.inLog(ctx, mv) {
 		r.Skipped++
-		return
+		return nil
 	}
 	state.forget(c.repo.String(), tag) // moved, or the log lacks it after all
 	res := s.examine(ctx, c, src, tag, desc)
@@ -406,12 +436,13 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 		state.remember(c.repo.String(), tag, digest, res.module.String())
 	}
 	if pass.Err() != nil && res.outcome != Recorded && res.outcome != Present {
-		return // the pass was stopped: the failure is not the artifact's
+		return nil // the pass was stopped: the failure is not the artifact's
 	}
 	if res.outcome == Failed {
 		res.err = s.artifactTimedOut(pass, ctx, res.err)
 	}
 	s.report(ctx, r, at, digest, res)
+	return nil
 }
 
 // artifactTimedOut says so if err, from work on one artifact in ctx, came
