@@ -275,3 +275,29 @@ func TestSyncHeadAnsweredWrongly(t *testing.T) {
 	})
 	wantFailure(t, e, e.hostileSync(t), 1, says("Docker-Content-Digest"))
 }
+
+// TestSyncCatalogHint: a catalog the registry refuses (404, as registries
+// without /v2/_catalog answer) says to name the repositories with
+// -repository; a registry that cannot be reached does not, since naming
+// them would not help.
+func TestSyncCatalogHint(t *testing.T) {
+	const hint = "name them with -repository"
+	e := newSyncEnv(t, true)
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/v2/_catalog" {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"errors":[{"code":"UNSUPPORTED","message":"catalog not supported"}]}`))
+		return true
+	})
+	down, err := parseSource(closedPort(t) + "/gomod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.hostileSync(t, e.src, down)
+	if len(r.Failures) != 2 || !says(hint)(r.Failures[0]) || says(hint)(r.Failures[1]) || !says("failed to reach "+down.Registry.Name())(r.Failures[1]) {
+		t.Errorf("failures %v, want the refused catalog's to say %q and the unreachable registry's not", r.Failures, hint)
+	}
+}

@@ -118,7 +118,11 @@ func (s *Source) repositories(ctx context.Context, opts []remote.Option) ([]stri
 	}
 	under := func(r string) bool { return s.Prefix == "" || strings.HasPrefix(r, s.Prefix+"/") }
 	repos, err := listCatalog(ctx, s.Registry, opts, under)
-	if err != nil {
+	switch {
+	case err != nil && cannotReach(err):
+		// Naming the repositories would not help: say what failed.
+		return nil, fmt.Errorf("failed to reach %s to list its catalog: %w", s.Registry.Name(), err)
+	case err != nil:
 		return nil, fmt.Errorf("failed to list the repositories of %s through its catalog (for a registry without /v2/_catalog, name them with -repository): %w", s.Registry.Name(), err)
 	}
 	slices.Sort(repos)
