@@ -20,11 +20,12 @@ const stateVersion = 1
 // lives in the database itself, as JSON under the auxiliary key stateKey
 // (Recorder.SetAux), so one file is the whole of a sumd instance.
 //
-// The state is only a cache. Sync re-checks with the log that a remembered
-// version is there before it skips it, and recording is idempotent (the
-// same hashes again are a no-op), so a lost or stale state costs a pass that
-// re-reads every artifact, never a wrong record; a damaged one is dropped
-// with a warning (ErrStateDamaged) for the same reason.
+// The state is only a cache. Sync re-checks that a remembered version is
+// one the repository and tag can hold, and that the log holds it, before
+// it skips the tag, and recording is idempotent (the same hashes again are
+// a no-op), so a lost, stale or altered state costs a pass that re-reads
+// artifacts, never a wrong record nor a skipped one; a damaged one is
+// dropped with a warning (ErrStateDamaged) for the same reason.
 //
 // A State is used by one sync pass at a time: sync runs under the lock of
 // the database file (sumd sync opens it; sumd serve holds it).

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/gosum"
 )
 
 func TestStateRoundTrip(t *testing.T) {
@@ -260,4 +262,34 @@ func TestSyncStateDropsUnlistedRepositories(t *testing.T) {
 	if got := repos(); len(got) != 0 {
 		t.Errorf("state holds %q once its source is no longer configured, want none", got)
 	}
+}
+
+// TestSyncStateNamesAnotherVersion: a state entry naming a module version
+// its repository and tag cannot hold (a damaged or altered entry, for a
+// version the log holds) does not make the pass skip the tag: the artifact
+// there is examined and recorded.
+func TestSyncStateNamesAnotherVersion(t *testing.T) {
+	e := newSyncEnv(t, true)
+	first, second := simpleModule(t, "v1.0.0"), simpleModule(t, "v1.0.1")
+	e.push(t, first, e.key.sv)
+	e.push(t, second, e.key.sv)
+	e.sync(t)
+	state, err := LoadState(context.Background(), e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := e.reg.host + "/gomod/example.com/m"
+	entry := state.data.Repositories[repo]["v1.0.1"]
+	state.remember(repo, "v1.0.1", entry.Digest, "example.com/m@v1.0.0")
+	if err := state.Save(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A log holding v1.0.0 only, with the altered state.
+	e.log = e.log.withoutRecords()
+	rec := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: first.Sums.Hash, GoMod: first.Sums.GoMod}
+	if _, err := e.log.Add(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t)
+	e.wantRecorded(t, second)
 }

@@ -426,7 +426,7 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 		return nil
 	}
 	digest := desc.Digest.String()
-	if mv, ok := state.recorded(c.repo.String(), tag, digest); ok && s.inLog(ctx, mv) {
+	if mv, ok := state.recorded(c.repo.String(), tag, digest); ok && s.placed(c.repo, tag, mv) && s.inLog(ctx, mv) {
 		r.Skipped++
 		return nil
 	}
@@ -453,6 +453,21 @@ func (s *Syncer) artifactTimedOut(pass, ctx context.Context, err error) error {
 		return fmt.Errorf("gave up on the artifact after %v: %w", s.opts.Timeout, err)
 	}
 	return err
+}
+
+// placed reports whether mv ("path@version"), as the state remembers it
+// for repo:tag, is a version that repository and tag hold under some
+// source (checkPlacement): a damaged or altered entry naming another
+// version the log holds must not make the pass skip the artifact there.
+func (s *Syncer) placed(repo name.Repository, tag, mv string) bool {
+	path, version, ok := splitModule(mv)
+	if !ok {
+		return false
+	}
+	a := &Artifact{Module: module.Version{Path: path, Version: version}}
+	return slices.ContainsFunc(s.opts.Sources, func(src *Source) bool {
+		return src.covers(repo.String()) && checkPlacement(a, src.Prefix, repo.RepositoryStr(), tag) == nil
+	})
 }
 
 // inLog reports whether the log holds mv ("path@version").
