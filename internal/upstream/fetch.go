@@ -218,9 +218,18 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	if err != nil {
 		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: err}
 	}
-	mod := &modBuffer{ctx: ctx, share: f.opts.MaxModSize}
+	mod := &modBuffer{share: min(f.opts.MaxModSize, modhash.MemoryBudget)}
 	defer mod.free()
-	if err := f.download(ctx, src, m, base+".mod", mod, f.opts.MaxModSize, "go.mod file"); err != nil {
+	err = f.download(ctx, src, m, base+".mod", mod, f.opts.MaxModSize, "go.mod file")
+	if errors.Is(err, errModWaits) {
+		// Waited for with its request open, the share would count
+		// against -upstream-timeout, and a long wait fail as the
+		// upstream's timeout: wait with none open, then ask again.
+		if err = mod.wait(ctx); err == nil {
+			err = f.download(ctx, src, m, base+".mod", mod, f.opts.MaxModSize, "go.mod file")
+		}
+	}
+	if err != nil {
 		return gosum.Record{}, err
 	}
 	var zipPath string
@@ -345,28 +354,47 @@ func unchanged(zf *regfile.File, m module.Version) error {
 const smallMod = 64 << 10
 
 // A modBuffer holds a .mod as download writes it. Past smallMod bytes it
-// first waits for share bytes of modhash.MemoryBudget (MaxModSize), which
-// it holds until free: a .mod is held until its version is hashed, and
+// takes share bytes of modhash.MemoryBudget (MaxModSize), which it holds
+// until free: a .mod is held until its version is hashed, and
 // -upstream-parallel lookups of versions with go.mod files of up to 16 MiB
 // (anyone may publish such a module, and make sumd look it up) would
-// otherwise hold hundreds of MiB at once. It waits rather than fails, as a
-// zip would go to a file: a go.mod cannot, and large ones are rare.
+// otherwise hold hundreds of MiB at once. If the share is not free, Write
+// fails with errModWaits, and the fetch waits for it (wait) with no
+// request open, then downloads the .mod again: it waits rather than fails,
+// as a zip would go to a file, since a go.mod cannot, and large ones are
+// rare.
 type modBuffer struct {
-	ctx     context.Context // of the fetch: the wait ends with it
-	share   int64
+	share   int64        // at most modhash.MemoryBudget
 	buf     bytes.Buffer // not embedded: its ReadFrom would bypass Write
 	release func()       // nil until it holds its share
 }
 
+// errModWaits is a .mod's download stopped because its share of
+// modhash.MemoryBudget is not free: the fetch waits for it (modBuffer.wait)
+// and downloads the .mod again.
+var errModWaits = errors.New("a large go.mod waits for its share of the memory budget")
+
 func (b *modBuffer) Write(p []byte) (int, error) {
 	if b.release == nil && b.buf.Len()+len(p) > smallMod {
-		release, err := modhash.WaitMemory(b.ctx, b.share)
-		if err != nil {
-			return 0, err
+		release, ok := modhash.HoldMemory(b.share)
+		if !ok {
+			return 0, errModWaits
 		}
 		b.release = release
 	}
 	return b.buf.Write(p)
+}
+
+// wait takes the share, waiting for it until ctx is done, and empties the
+// buffer for the .mod to be downloaded again.
+func (b *modBuffer) wait(ctx context.Context) error {
+	release, err := modhash.WaitMemory(ctx, b.share)
+	if err != nil {
+		return err
+	}
+	b.release = release
+	b.buf.Reset()
+	return nil
 }
 
 // bytes is the .mod, never nil: nil would tell HashZip to fall back to
@@ -549,6 +577,9 @@ func (f *Fetcher) download(ctx context.Context, src Source, m module.Version, re
 		n, err = copyLimited(w, body, size, limit, what)
 		body.Close()
 		f.metrics.addBytes(n)
+		if errors.Is(err, errModWaits) {
+			return errModWaits // not the upstream's failure: see modBuffer
+		}
 	}
 	return f.failure(ctx, rctx, src, m, rel, what, read, err)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -580,4 +581,60 @@ func TestLargeModMemoryBudget(t *testing.T) {
 		}
 		again()
 	})
+}
+
+// TestLargeModWaitNotUpstreamTimeout: a .mod over smallMod waited for its
+// share of the memory budget in the middle of its download, its request
+// open and its timeout running, so a wait longer than -upstream-timeout
+// (the budget held by other large go.mod files' versions, whose zips take
+// a while) failed the fetch as the upstream's timeout ("gave no complete
+// answer") though it had answered at once. The wait is now taken with no
+// request open, and the .mod downloaded again once the share is held.
+func TestLargeModWaitNotUpstreamTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		big := goodModule("example.com/bigmod", "v1.0.0")
+		big.Files["go.mod"] += "\n// " + strings.Repeat("x", 100<<10) + "\n"
+		const timeout = 10 * time.Second
+		client := &http.Client{Transport: ctxBodies{newSlowProxy(t, big).Transport}}
+		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: client, TempDir: t.TempDir(), Timeout: timeout})
+		all, ok := modhash.HoldMemory(modhash.MemoryBudget)
+		if !ok {
+			t.Fatal("the memory budget is not free at the start")
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := f.Fetch(context.Background(), mv(big.Path, big.Version))
+			done <- err
+		}()
+		synctest.Wait()
+		time.Sleep(2 * timeout) // the budget held by others that long
+		all()
+		if err := <-done; err != nil {
+			t.Fatalf("fetch of a large go.mod that waited %s for the memory budget: %v; want it fetched once the budget is free", 2*timeout, err)
+		}
+	})
+}
+
+// ctxBodies gives its transport's answers bodies that fail once their
+// request's context is done, as net/http's do.
+type ctxBodies struct{ base http.RoundTripper }
+
+func (c ctxBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(req)
+	if err == nil {
+		resp.Body = ctxBody{req.Context(), resp.Body}
+	}
+	return resp, err
+}
+
+type ctxBody struct {
+	ctx context.Context
+	io.ReadCloser
+}
+
+func (b ctxBody) Read(p []byte) (int, error) {
+	if err := b.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return b.ReadCloser.Read(p)
 }
