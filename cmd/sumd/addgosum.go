@@ -65,6 +65,12 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 	if err != nil {
 		return err
 	}
+	// A wrong -server or credentials are said now, not after the sort.
+	if tmp.remote != nil {
+		if err := tmp.remote.CheckAccess(ctx); err != nil {
+			return remoteError(err)
+		}
+	}
 	sorted, err := seed.Sort(ctx, files, seed.Options{TempDir: tmp.dir})
 	var bad *seed.LineError
 	switch {
@@ -301,6 +307,7 @@ type gosumTmp struct {
 	done     func()
 	made     *madeDirs // for a new database file: undone after a refusal
 	openSink func() (*gosumSink, error)
+	remote   *admin.Client // with -server: the sink's client; nil otherwise
 }
 
 // close removes the scratch directory sumd add made for itself, and after
@@ -323,6 +330,7 @@ func openGosumTmp(cfg *config.Add, stderr io.Writer) (*gosumTmp, error) {
 		if err != nil {
 			return nil, err
 		}
+		t.remote = c
 		t.openSink = func() (*gosumSink, error) {
 			return &gosumSink{Sink: remoteSink{c: c}, explain: remoteError, close: func() {}, discard: func() {}}, nil
 		}

@@ -232,3 +232,28 @@ func TestAddCreateRefusedLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestAddGoSumChecksServerFirst: sumd add -server -gosum asks the server,
+// with its credentials, before it sorts the files, so a wrong token or an
+// unreachable server is said at once rather than after the sort (seconds
+// for a million versions). A file the sort would refuse shows the order:
+// the server's refusal must come first.
+func TestAddGoSumChecksServerFirst(t *testing.T) {
+	dir := t.TempDir()
+	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
+	sum := writeFile(t, filepath.Join(dir, "go.sum"), []byte("not a go.sum line\n"))
+	refusing := httptest.NewServer(admin.New(nil, admin.Options{
+		TokenFile: writeSecret(t, filepath.Join(dir, "other.token"), "fedcba9876543210fedcba9876543210\n"), Logger: slog.New(slog.DiscardHandler)}))
+	defer refusing.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close() // a port nothing listens on
+	for server, want := range map[string]string{
+		refusing.URL: "the credentials are missing or wrong",
+		closed.URL:   "check -server",
+	} {
+		_, errOut, err := sumdRun(t, "add", "-server", server, "-token-file", token, "-gosum", sum)
+		if statusOf(err) != 1 || !strings.Contains(errOut, want) || strings.Contains(errOut, "not a go.sum line") {
+			t.Errorf("sumd add -server %s -gosum: exit %d\n%s\nwant exit 1 and the hint %q before the file is sorted", server, statusOf(err), errOut, want)
+		}
+	}
+}

@@ -561,3 +561,21 @@ func TestAddCurlMistakes(t *testing.T) {
 		t.Errorf("add of lines without a final line break: %d %q", w.Code, w.Body)
 	}
 }
+
+// TestCheckAccess: the client's check of the server and its credentials
+// passes with the right token, records nothing, and fails as an add would
+// with a wrong token or on a server that records nothing.
+func TestCheckAccess(t *testing.T) {
+	s := newSetup(t, Options{})
+	if err := s.client.CheckAccess(context.Background()); err != nil {
+		t.Fatalf("CheckAccess with the right token: %v", err)
+	}
+	if n := s.treeSize(t); n != 0 {
+		t.Errorf("tree size %d after CheckAccess, want 0", n)
+	}
+	wrong := &Client{URL: s.srv.URL, Token: "fedcba9876543210fedcba9876543210"}
+	wantStatus(t, wrong.CheckAccess(context.Background()), http.StatusUnauthorized, "wrong admin token")
+	mirrors := httptest.NewServer(New(nil, Options{Authenticated: true, Logger: quiet}))
+	defer mirrors.Close()
+	wantStatus(t, (&Client{URL: mirrors.URL}).CheckAccess(context.Background()), http.StatusNotFound, MirrorsOnlyText)
+}

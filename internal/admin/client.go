@@ -163,6 +163,23 @@ func (c *Client) Add(ctx context.Context, recs []gosum.Record, check bool) (*Add
 	return &res, nil
 }
 
+// CheckAccess asks the server whether it would take this client's adds,
+// changing nothing: a check (add?check=1) of one made-up version, whose
+// answer is not read. A wrong URL or credentials, a server whose admin API
+// is off or that records nothing, fail it as they would fail an add; a
+// client with much to read first (sumd add -gosum sorts its files) asks
+// it before, rather than learn them after.
+func (c *Client) CheckAccess(ctx context.Context) error {
+	_, err := c.Add(ctx, []gosum.Record{accessProbe}, true)
+	return err
+}
+
+// accessProbe is CheckAccess's version: a module of the reserved domain
+// .invalid, which no log holds, with the hash of 32 zero bytes, which no
+// content has.
+var accessProbe = gosum.Record{Path: "sumd.invalid/access-check", Version: "v0.0.0",
+	Hash: "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", GoMod: "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+
 // post sends body to path and decodes the result.
 func (c *Client) post(ctx context.Context, path, ctype string, body io.Reader) (*Result, error) {
 	data, err := c.do(ctx, path, ctype, body)
