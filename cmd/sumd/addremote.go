@@ -20,6 +20,7 @@ import (
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/upstream"
 )
 
 // addRemote adds a module version through the admin API of a running sumd:
@@ -82,7 +83,7 @@ func adminClientOf(server, tokenFile, authSpec string, insecure bool) (*admin.Cl
 	case tokenFile != "" && authSpec != "":
 		return nil, usageError(errors.New("-token-file and -auth both name the credentials"), "pass the admin token with -token-file, or an admin's credentials with -auth")
 	case tokenFile != "":
-		if err := checkTokenTransport(server, insecure); err != nil {
+		if err := checkTransport(server, "the admin token", insecure); err != nil {
 			return nil, err
 		}
 		token, err := admin.ReadTokenFile(tokenFile)
@@ -97,7 +98,39 @@ func adminClientOf(server, tokenFile, authSpec string, insecure bool) (*admin.Cl
 		return nil, err
 	}
 	c.Auth = auth.Apply
+	// Explicit credentials only: the .netrc by default sends none over
+	// plain HTTP, and asks for no opt-in.
+	if authSpec != "" && auth.Kind != upstream.AuthNone {
+		if err := checkTransport(server, "the -auth credentials", insecure); err != nil {
+			return nil, err
+		}
+		if insecure {
+			c.Auth = insecureApply(auth)
+		}
+	}
 	return c, nil
+}
+
+// insecureApply is auth.Apply for a server that -insecure-http lets have
+// them over plain HTTP. Apply refuses explicit credentials over http:// to
+// another host, as the go command does, and knows no opt-in: they are
+// added to a copy of the request made https://, and copied from it (Apply
+// sets the Authorization header alone).
+func insecureApply(auth upstream.ClientCreds) func(*http.Request) error {
+	return func(req *http.Request) error {
+		if req.URL.Scheme != "http" {
+			return auth.Apply(req)
+		}
+		r := req.Clone(req.Context())
+		r.URL.Scheme = "https"
+		if err := auth.Apply(r); err != nil {
+			return err
+		}
+		if v := r.Header.Get("Authorization"); v != "" {
+			req.Header.Set("Authorization", v)
+		}
+		return nil
+	}
 }
 
 // checkServerURL refuses a -server that is not the base URL of a sumd:
@@ -119,18 +152,19 @@ func checkServerURL(server string) error {
 	return nil
 }
 
-// checkTokenTransport refuses to send the admin token to server over plain
-// HTTP unless it is on this machine (a loopback address) or insecure
-// (-insecure-http) says the network is trusted: anyone on the way could
-// read the token, and with it record versions. -auth's credentials have
-// the same rule (upstream.ClientCreds.Apply), without the opt-in, as the
-// go command's.
-func checkTokenTransport(server string, insecure bool) error {
+// checkTransport refuses to send what (the admin token, -auth's
+// credentials) to server over plain HTTP unless it is on this machine (a
+// loopback address) or insecure (-insecure-http) says the network is
+// trusted: anyone on the way could read them, and with them record
+// versions. It is asked before anything is read or sent: -auth's were
+// refused only at the first request (upstream.ClientCreds.Apply), and for
+// sumd add -gosum after the files were sorted.
+func checkTransport(server, what string, insecure bool) error {
 	u, err := url.Parse(server)
 	if err != nil || u.Scheme != "http" || insecure || isLoopbackHost(u.Hostname()) {
 		return nil // a bad URL is checkServerURL's to refuse
 	}
-	return usageError(fmt.Errorf("refusing to send the admin token to %s in clear (-server is http://)", u.Host),
+	return usageError(fmt.Errorf("refusing to send %s to %s in clear (-server is http://)", what, u.Host),
 		"use https:// (sumd serve -tls-cert, or a TLS proxy in front of it); on a network you trust, pass -insecure-http")
 }
 

@@ -297,3 +297,41 @@ func TestRemoteErrorMirrorOnly(t *testing.T) {
 		t.Errorf("remoteError(%v) = %v, want a hint that the server serves mirrors only", err, remoteError(err))
 	}
 }
+
+// TestAuthPlainHTTP: -auth's credentials for a server over plain http://,
+// not on this machine, are refused as a mistake in the options (exit
+// status 2) before anything is read, naming -insecure-http, as the admin
+// token is; they were refused at the first request with the hint to check
+// -server, and for sumd add -gosum after the sort. With -insecure-http they
+// are sent; none, and the .netrc by default, are not refused.
+func TestAuthPlainHTTP(t *testing.T) {
+	dir := t.TempDir()
+	pw := writeSecret(t, filepath.Join(dir, "admin.pw"), "0123456789abcdef\n")
+	sum := writeFile(t, filepath.Join(dir, "go.sum"), verifyRecord("plain", 0).Text())
+	const remote = "http://sumd.invalid:8080" // never resolves
+	auth := "basic:admin:" + pw
+	for _, args := range [][]string{
+		{"add", "-server", remote, "-auth", auth, "example.com/m@v1.0.0"},
+		{"add", "-server", remote, "-auth", auth, "-gosum", sum},
+		{"backup", "-server", remote, "-auth", auth, "-o", filepath.Join(dir, "b.db")},
+	} {
+		_, errOut, err := sumdRun(t, args...)
+		if statusOf(err) != 2 || !strings.Contains(errOut, "refusing to send the -auth credentials to sumd.invalid:8080 in clear") ||
+			!strings.Contains(errOut, "https://") || !strings.Contains(errOut, "-insecure-http") {
+			t.Errorf("sumd %s: exit %d\n%s\nwant 2, refusing the credentials over plain HTTP and naming -insecure-http", strings.Join(args, " "), statusOf(err), errOut)
+		}
+	}
+	for _, spec := range []string{"", "none"} {
+		if _, err := adminClientOf(remote, "", spec, false); err != nil {
+			t.Errorf("-auth %q over plain HTTP: %v, want no refusal (no credentials are sent)", spec, err)
+		}
+	}
+	c, err := adminClientOf(remote, "", auth, true)
+	if err != nil {
+		t.Fatalf("-auth with -insecure-http: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, remote+"/admin/add", nil)
+	if err := c.Auth(req); err != nil || req.Header.Get("Authorization") == "" {
+		t.Errorf("-auth with -insecure-http: Auth = %v, Authorization %q; want the credentials sent", err, req.Header.Get("Authorization"))
+	}
+}

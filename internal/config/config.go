@@ -220,9 +220,9 @@ type Add struct {
 }
 
 // InsecureHTTP is the opt-in of the admin API's clients (add and backup
-// -server) to send the admin token in clear.
+// -server) to send the admin token or -auth's credentials in clear.
 type InsecureHTTP struct {
-	InsecureHTTP bool `flag:"insecure-http" help:"send the admin token (-token-file) over plain http:// to a -server not on this machine, which is refused otherwise: only on a network you trust, where no one can read the traffic"`
+	InsecureHTTP bool `flag:"insecure-http" help:"send the admin token (-token-file) or -auth's credentials over plain http:// to a -server not on this machine, which is refused otherwise: only on a network you trust, where no one can read the traffic"`
 }
 
 // DefaultDB is the database file used unless configured otherwise.
