@@ -51,7 +51,11 @@ func addRemote(cfg *config.Add, args []string, stdout io.Writer) error {
 	if err != nil {
 		return remoteError(err)
 	}
-	fmt.Fprintf(stdout, "%s recorded as record %d (%s)\n", m, res.ID, treeSizeNote(res.TreeSize))
+	verb := "recorded"
+	if res.Present {
+		verb = "already recorded, with the same hashes," // else a 409
+	}
+	fmt.Fprintf(stdout, "%s %s as record %d (%s)\n", m, verb, res.ID, treeSizeNote(res.TreeSize))
 	return nil
 }
 

@@ -335,3 +335,25 @@ func TestAuthPlainHTTP(t *testing.T) {
 		t.Errorf("-auth with -insecure-http: Auth = %v, Authorization %q; want the credentials sent", err, req.Header.Get("Authorization"))
 	}
 }
+
+// TestAddRemotePresent: sumd add -server says "already recorded" of a
+// version the server answers was recorded before the request, as the
+// local sumd add does, where it said "recorded" whatever the answer; an
+// answer without "present" (an older server's) is "recorded".
+func TestAddRemotePresent(t *testing.T) {
+	for answer, want := range map[string]string{
+		`{"id":3,"record":"r","tree_size":4,"present":true}`: "example.com/m@v1.0.0 already recorded, with the same hashes, as record 3 (tree size 4)\n",
+		`{"id":3,"record":"r","tree_size":4}`:                "example.com/m@v1.0.0 recorded as record 3 (tree size 4)\n",
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, answer+"\n")
+		}))
+		var out strings.Builder
+		err := addRemote(&config.Add{Server: srv.URL, ClientAuth: config.ClientAuth{Auth: "none"}}, []string{"example.com/m@v1.0.0"}, &out)
+		srv.Close()
+		if err != nil || out.String() != want {
+			t.Errorf("answer %s: %v, output %q; want %q", answer, err, out.String(), want)
+		}
+	}
+}

@@ -218,7 +218,7 @@ func TestGoCommandAuth(t *testing.T) {
 		}
 		// The audit trail: the write names its credential, the client's
 		// address and the record; so does a record added by a lookup.
-		trail := regexp.MustCompile(`msg="admin: recorded" path=/admin/upload module=example.com/uploaded version=v1.0.0 id=` + m[1] + ` credential=boss remote=127\.0\.0\.1:\d+`)
+		trail := regexp.MustCompile(`msg="admin: recorded" path=/admin/upload module=example.com/uploaded version=v1.0.0 id=` + m[1] + ` present=false credential=boss remote=127\.0\.0\.1:\d+`)
 		if !trail.MatchString(a.s.stderr.String()) {
 			t.Errorf("no audit line for the upload in the server log:\n%s", a.s.stderr)
 		}

@@ -79,7 +79,7 @@ func TestGoCommandUpstream(t *testing.T) {
 		out = sumd(t, "add", "-server", s.url, "-token-file", token, "example.com/plain@v1.0.0")
 		// Already recorded by the go command's first lookup: its old id, and
 		// the tree does not grow.
-		if !regexp.MustCompile(`recorded as record [0-4] \(tree size 6\)`).MatchString(out) {
+		if !regexp.MustCompile(`^example\.com/plain@v1\.0\.0 already recorded, with the same hashes, as record [0-4] \(tree size 6\)\n$`).MatchString(out) {
 			t.Fatalf("add -server fetch of a recorded version printed %q", out)
 		}
 	})

@@ -12,7 +12,8 @@
 //	GET /admin/backup
 //	    a consistent copy of the database, taken while the server runs
 //
-// Fetch and upload answer 200 with JSON {"id", "record", "tree_size"}, add
+// Fetch and upload answer 200 with JSON {"id", "record", "tree_size"[,
+// "present"]} (see Result), add
 // with {"records", "new", "tree_size"[, "conflicts"]} (see AddResult); or a
 // text/plain error: 400 bad input, 401 bad token, 403 sent by another
 // site's page in a browser, 404 admin disabled, 409

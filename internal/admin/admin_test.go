@@ -613,3 +613,38 @@ func TestUploadModMemory(t *testing.T) {
 		t.Fatal("the upload did not give back the memory of its go.mod")
 	}
 }
+
+// TestFetchUploadPresent: the answer of a fetch or upload says whether the
+// version was recorded before the request ("present"), so that the client
+// does not call a version it recorded long ago new; an answer without it
+// (a new version, or an older server's) decodes as not present.
+func TestFetchUploadPresent(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	s := newSetup(t, Options{}, goodModule(m.Path, m.Version))
+	for i, want := range []bool{false, true} {
+		res, err := s.client.Fetch(context.Background(), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Present != want {
+			t.Errorf("fetch %d: present %v, want %v", i+1, res.Present, want)
+		}
+	}
+	up := mv("example.com/up", "v1.0.0")
+	dir := t.TempDir()
+	if _, err := testproxy.Build(dir, []testproxy.Module{goodModule(up.Path, up.Version)}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true} {
+		res, err := s.client.Upload(context.Background(), up, testproxy.ZipPath(dir, up), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Present != want || res.ID != 1 {
+			t.Errorf("upload %d: %+v, want id 1 and present %v", i+1, *res, want)
+		}
+	}
+	if res, err := decodeResult([]byte(`{"id":3,"record":"r","tree_size":4}`)); err != nil || res.Present {
+		t.Errorf("an answer without present: %+v, %v; want it not present", res, err)
+	}
+}

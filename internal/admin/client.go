@@ -175,10 +175,8 @@ func (c *Client) CheckAccess(ctx context.Context) error {
 }
 
 // accessProbe is CheckAccess's version: a module of the reserved domain
-// .invalid, which no log holds, with the hash of 32 zero bytes, which no
-// content has.
-var accessProbe = gosum.Record{Path: "sumd.invalid/access-check", Version: "v0.0.0",
-	Hash: "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", GoMod: "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+// .invalid, which no log holds, with no content's hashes.
+var accessProbe = gosum.Record{Path: "sumd.invalid/access-check", Version: "v0.0.0", Hash: noContent, GoMod: noContent}
 
 // post sends body to path and decodes the result.
 func (c *Client) post(ctx context.Context, path, ctype string, body io.Reader) (*Result, error) {

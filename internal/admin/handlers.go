@@ -40,6 +40,10 @@ type Result struct {
 	ID       int64  `json:"id"`                  // the record's id in the log
 	Record   string `json:"record"`              // the record: two go.sum lines
 	TreeSize int64  `json:"tree_size,omitempty"` // size of the signed tree covering it; 0 (omitted): the head could not be read after (see storedSize)
+	// Present says that the log held the version before the request, so
+	// that nothing was appended. Omitted when false: a new version, or an
+	// older server's answer, which did not say.
+	Present bool `json:"present,omitempty"`
 }
 
 // uploadDeadlines gives an authenticated request with a large body
@@ -62,8 +66,33 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	// Record fetches a recorded version again (to find upstream content
+	// that changed), so only the log says whether it was there: a probe
+	// with no content's hashes finds the version whatever its hashes.
+	present := h.held(r, gosum.Record{Path: m.Path, Version: m.Version, Hash: noContent, GoMod: noContent})
 	id, rec, err := h.rec.Record(r.Context(), m)
-	h.answer(w, r, id, rec, err)
+	h.answer(w, r, id, rec, present, err)
+}
+
+// noContent is the hash of 32 zero bytes, which no content has (content
+// with that hash would break SHA-256): the hashes of a probe, a record
+// that finds a version in the log (CheckRecords) without being its own.
+const noContent = "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+// held reports whether the log holds rec's module version, with any
+// hashes, before the request records it: the answer's Present. Record and
+// Add do not say whether they appended (AddRecords does, for adds), so a
+// version another request records between this look and the request's own
+// record is answered as new, as every version was before Present; one the
+// log held is never answered as new. A failure to look is logged and
+// answered as new (the request may still succeed).
+func (h *Handler) held(r *http.Request, rec gosum.Record) bool {
+	ids, _, err := h.rec.CheckRecords(r.Context(), []gosum.Record{rec})
+	if err != nil {
+		h.log.WarnContext(r.Context(), "admin: failed to look the version up before recording it; answered as new", "path", r.URL.Path, "module", rec.Path, "version", rec.Version, "err", err)
+		return false
+	}
+	return len(ids) == 1 && ids[0] >= 0
 }
 
 // parseFetch reads module and version from a JSON or form body. Anything
@@ -231,8 +260,9 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := gosum.Record{Path: m.Path, Version: m.Version, Hash: sums.Hash, GoMod: sums.GoMod}
+	present := h.held(r, rec)
 	id, err := h.rec.Add(r.Context(), rec)
-	h.answer(w, r, id, rec, err)
+	h.answer(w, r, id, rec, present, err)
 }
 
 // checkGoModSent refuses, unless m is +incompatible, a go.mod sent with a
@@ -457,15 +487,15 @@ func copyLimited(dst io.Writer, src io.Reader, limit int64, what string) error {
 	return nil
 }
 
-// answer sends the result of Record or Add.
-func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id int64, rec gosum.Record, err error) {
+// answer sends the result of Record or Add; present is held's.
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id int64, rec gosum.Record, present bool, err error) {
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	size := h.storedSize(r)
-	h.log.InfoContext(r.Context(), "admin: recorded", "path", r.URL.Path, "module", rec.Path, "version", rec.Version, "id", id)
-	body, _ := json.Marshal(Result{ID: id, Record: string(rec.Text()), TreeSize: size})
+	h.log.InfoContext(r.Context(), "admin: recorded", "path", r.URL.Path, "module", rec.Path, "version", rec.Version, "id", id, "present", present)
+	body, _ := json.Marshal(Result{ID: id, Record: string(rec.Text()), TreeSize: size, Present: present})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(append(body, '\n'))
