@@ -146,7 +146,7 @@ func (sc *syncConfig) syncer(l oci.Recorder, tmpDir string, m *oci.Metrics, logg
 // summary is the one line sumd sync prints: what each artifact came to.
 func summary(r *oci.Report, added int64) string {
 	var parts []string
-	for _, o := range []oci.Outcome{oci.Recorded, oci.Present, oci.Unsigned, oci.BadSignature, oci.Tampered, oci.Malformed, oci.Invalid, oci.Conflict, oci.Refused, oci.Failed, oci.Ignored} {
+	for _, o := range []oci.Outcome{oci.Recorded, oci.Present, oci.Unsigned, oci.BadSignature, oci.Tampered, oci.Malformed, oci.Invalid, oci.Conflict, oci.Retagged, oci.Refused, oci.Failed, oci.Ignored} {
 		if n := r.Counts[o]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, o))
 		}

@@ -68,6 +68,9 @@ func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag st
 			err = fmt.Errorf("%w (%d configured key(s) not tried: bound to other repositories)", err, n)
 		}
 		res.outcome, res.err = signatureOutcome(err), err
+		if (res.outcome == Unsigned || res.outcome == BadSignature) && s.holds(ctx, a.Module) {
+			res.outcome, res.err = Retagged, fmt.Errorf("%w: %w", ErrRetagged, err)
+		}
 		return res
 	}
 	rec, err := s.hash(ctx, c, a)
@@ -77,6 +80,18 @@ func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag st
 	}
 	res.outcome, res.id, res.err = s.add(ctx, rec)
 	return res
+}
+
+// holds reports whether the log holds m, for an artifact of m that no
+// configured key signed: then it is not a release awaiting its signature
+// but a re-tag of a recorded version (ErrRetagged). A lookup that fails
+// leaves the artifact's own outcome, with a warning.
+func (s *Syncer) holds(ctx context.Context, m module.Version) bool {
+	_, err := s.opts.Log.Lookup(ctx, m)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.WarnContext(ctx, "OCI sync: failed to look up the version of an artifact no configured key signed; it may be a re-tag of a recorded version", "module", m.String(), "err", err)
+	}
+	return err == nil
 }
 
 func signatureOutcome(err error) Outcome {

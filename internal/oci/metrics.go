@@ -22,12 +22,13 @@ const (
 	Malformed    Outcome = "malformed"     // not a valid module artifact, or at the wrong repository or tag
 	Invalid      Outcome = "invalid"       // the module itself fails the go command's checks or size limits
 	Conflict     Outcome = "conflict"      // the log holds other hashes for the version: refused
+	Retagged     Outcome = "retagged"      // the log holds the version, and its tag holds content no configured key signed
 	Refused      Outcome = "refused"       // the recorder's policy (the cross-check) refused the hashes: not recorded
 	Failed       Outcome = "error"         // the registry failed; nothing is known about the artifact
 	Ignored      Outcome = "ignored"       // a version tag holding something else than a module artifact
 )
 
-var outcomes = []Outcome{Recorded, Present, Unsigned, BadSignature, Tampered, Malformed, Invalid, Conflict, Refused, Failed, Ignored}
+var outcomes = []Outcome{Recorded, Present, Unsigned, BadSignature, Tampered, Malformed, Invalid, Conflict, Retagged, Refused, Failed, Ignored}
 
 // Metrics are the OCI sync metrics. A nil *Metrics records nothing.
 type Metrics struct {
@@ -46,11 +47,11 @@ func NewMetrics(reg prometheus.Registerer, interval time.Duration) *Metrics {
 	m := &Metrics{
 		artifacts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "artifacts_total",
-			Help: "Module artifacts examined by OCI sync, by outcome (recorded, present, unsigned, bad_signature, tampered, malformed, invalid, conflict, refused, error, ignored). Artifacts already recorded by an earlier pass are not counted again.",
+			Help: "Module artifacts examined by OCI sync, by outcome (recorded, present, unsigned, bad_signature, tampered, malformed, invalid, conflict, retagged, refused, error, ignored). Artifacts already recorded by an earlier pass are not counted again.",
 		}, []string{"outcome"}),
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "sync_passes_total",
-			Help: "OCI sync passes, by result: ok, or failed (a registry could not be read, a conflict or a version the cross-check refused was found, or the pass stopped: its state could not be read or saved; a pass cut short by sumd stopping is not counted).",
+			Help: "OCI sync passes, by result: ok, or failed (a registry could not be read, a conflict, a re-tagged version or a version the cross-check refused was found, or the pass stopped: its state could not be read or saved; a pass cut short by sumd stopping is not counted).",
 		}, []string{"result"}),
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "sync_last_success_timestamp_seconds",

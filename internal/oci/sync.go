@@ -138,7 +138,9 @@ func NewSyncer(opts Options) (*Syncer, error) {
 type Report struct {
 	Counts map[Outcome]int // artifacts examined, by outcome
 	// Conflicts are the versions refused because the log holds other
-	// hashes: errors naming the artifact and wrapping a *tlog.ConflictError.
+	// hashes (errors naming the artifact and wrapping a
+	// *tlog.ConflictError), or because the log holds them and their tags
+	// hold content no configured key signed (wrapping ErrRetagged).
 	Conflicts []error
 	// Refused are the versions the Recorder's policy refused (see
 	// ErrRefused): errors naming the artifact and wrapping ErrRefused.
@@ -500,6 +502,9 @@ func (s *Syncer) report(ctx context.Context, r *Report, at, digest string, res *
 	case errors.As(res.err, &conflict):
 		r.Conflicts = append(r.Conflicts, fmt.Errorf("artifact %s: %w", at, res.err))
 		s.log.ErrorContext(ctx, "OCI sync: refused: version already recorded with other hashes", append(attrs, "err", res.err)...)
+	case res.outcome == Retagged:
+		r.Conflicts = append(r.Conflicts, fmt.Errorf("artifact %s: %w", at, res.err))
+		s.log.ErrorContext(ctx, "OCI sync: refused: a recorded version re-tagged to content no configured key signed", append(attrs, "err", res.err)...)
 	case res.outcome == Refused:
 		r.Refused = append(r.Refused, fmt.Errorf("artifact %s: %w", at, res.err))
 		s.log.ErrorContext(ctx, "OCI sync: refused by the cross-check", append(attrs, "err", res.err)...)

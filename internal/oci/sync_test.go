@@ -638,3 +638,55 @@ func TestSyncRequestsPerTag(t *testing.T) {
 		t.Errorf("second pass sent %d GET /v2/ and %d HEAD requests for %d tags, want at most 3 (the catalog's, the repository's) and %d", pings.Load(), heads.Load(), n, n)
 	}
 }
+
+// TestSyncRetagged: a recorded version's tag moved to other content that no
+// configured key signed (unsigned, or signed with another key) is a re-tag
+// of a recorded version, reported as a conflict is, with its own outcome:
+// not the plain unsigned or bad_signature of a release awaiting its
+// signature, which would pass for a healthy pass.
+func TestSyncRetagged(t *testing.T) {
+	for _, signer := range []string{"unsigned", "other-key"} {
+		t.Run(signer, func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			mod := simpleModule(t, "v1.0.0")
+			first := e.push(t, mod, e.key.sv)
+			if r := e.sync(t); r.Counts[Recorded] != 1 {
+				t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
+			}
+			// The same version with other content, pushed elsewhere and
+			// then written over the version tag (Push itself refuses to
+			// move a tag).
+			m := module.Version{Path: "example.com/m", Version: "v1.0.0"}
+			other := testModule(t, m, map[string]string{"go.mod": "module example.com/m\n\ngo 1.21\n", "m.go": "package m\n// other\n"})
+			staged, err := Push(context.Background(), e.reg.source(t, "staging"), other, PushOptions{Remote: testRemote})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := remote.WithAuthFromKeychain(testRemote.keychain())
+			img, err := remote.Image(staged.Ref, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := remote.Write(first.Tag, img, o); err != nil {
+				t.Fatal(err)
+			}
+			if signer == "other-key" {
+				moved := first.Tag.Context().Digest(staged.Ref.DigestStr())
+				if _, err := Sign(context.Background(), moved, e.other.sv, testRemote); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.logs = new(testlog.Buffer)
+			r := e.sync(t)
+			e.wantOutcome(t, r, Retagged)
+			if r.OK() || len(r.Conflicts) != 1 || !errors.Is(r.Conflicts[0], ErrRetagged) {
+				t.Errorf("report %+v, want one conflict wrapping ErrRetagged", r)
+			}
+			logs := e.logs.String()
+			if !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "module=example.com/m version=v1.0.0") {
+				t.Errorf("want an ERROR line naming example.com/m v1.0.0:\n%s", logs)
+			}
+			e.wantRecorded(t, mod) // unchanged
+		})
+	}
+}
