@@ -40,16 +40,24 @@ const (
 // inspected: some registries (go-containerregistry's own among them) report
 // a referrer's artifactType from its config media type, which for cosign's
 // referrers is the empty one. maxReferrers caps the referrers inspected,
-// not those passed over.
+// not those passed over. A listing that cannot be read is one signature
+// that does not verify; only the registry failing to serve it is an error.
 func verifyBundles(ctx context.Context, c *repoClient, keys []*PublicKey, ref name.Digest) (signatureCheck, error) {
 	var sc signatureCheck
-	idx, err := remote.Referrers(ref, c.opts...)
-	if err != nil {
+	im, err := listReferrers(c, ref)
+	switch {
+	case err != nil && failing(err):
 		return sc, fmt.Errorf("failed to list the referrers of %s: %w", ref, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return sc, fmt.Errorf("failed to list the referrers of %s: %w", ref, err)
+	case err != nil:
+		// The listing is not a referrers index, or one over the response
+		// limits: whoever may push can make either (the fallback tag, or
+		// referrers by the million), so it is one signature that does not
+		// verify, as a .sig tag holding what is not a signature image is.
+		// Were it a failure, it would fail the artifact on every pass.
+		sc.found++
+		sc.reasons = append(sc.reasons, fmt.Sprintf("the referrers of %s (the referrers API's listing, or the fallback tag %s) cannot be read: %v",
+			ref.DigestStr(), strings.Replace(ref.DigestStr(), ":", "-", 1), err))
+		return sc, nil
 	}
 	digest, err := hex.DecodeString(ref.DigestStr()[len("sha256:"):])
 	if err != nil {
@@ -87,6 +95,15 @@ func verifyBundles(ctx context.Context, c *repoClient, keys []*PublicKey, ref na
 		}
 	}
 	return sc, nil
+}
+
+// listReferrers lists the referrers of ref, unfiltered.
+func listReferrers(c *repoClient, ref name.Digest) (*v1.IndexManifest, error) {
+	idx, err := remote.Referrers(ref, c.opts...)
+	if err != nil {
+		return nil, err
+	}
+	return idx.IndexManifest()
 }
 
 // A fetchedBundle is a referrer holding a Sigstore bundle: the parsed

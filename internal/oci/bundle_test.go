@@ -257,3 +257,51 @@ func TestSyncMissingBundleLayer(t *testing.T) {
 		})
 	})
 }
+
+// TestSyncUnreadableReferrersTag: a fallback tag sha256-<hex> holding what
+// is not a referrers index, which anyone who may push can put there, is
+// one signature that does not verify, named in the bad_signature line, as
+// a .sig tag holding what is not a signature image is
+// (TestSyncUnreadableSignatureTag), not a failure of every pass. The
+// registry failing to serve the tag still fails the artifact.
+func TestSyncUnreadableReferrersTag(t *testing.T) {
+	fallback := func(e *syncEnv, p *Pushed, serve http.HandlerFunc) {
+		tag := "/manifests/sha256-" + strings.TrimPrefix(p.Ref.DigestStr(), "sha256:")
+		e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+			if !strings.HasSuffix(r.URL.Path, tag) {
+				return false
+			}
+			serve(w, r)
+			return true
+		})
+	}
+	for name, body := range map[string]string{
+		"not an index": `{"schemaVersion":2,"mediaType":"` + indexType + `","manifests":"none"}`,
+		"not JSON":     `<html>no</html>`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newSyncEnv(t, false)
+			p := e.push(t, simpleModule(t, "v1.1.0"), nil)
+			fallback(e, p, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", indexType)
+				w.Write([]byte(body))
+			})
+			r := e.sync(t)
+			e.wantOutcome(t, r, BadSignature)
+			tag := "sha256-" + strings.TrimPrefix(p.Ref.DigestStr(), "sha256:")
+			if !r.OK() || !strings.Contains(e.logs.String(), "referrers") {
+				t.Errorf("report %+v (failures %v), want OK and the log to name the referrers of %s\n%s", r, r.Failures, tag, e.logs)
+			}
+		})
+	}
+	t.Run("unavailable", func(t *testing.T) {
+		e := newSyncEnv(t, false)
+		p := e.push(t, simpleModule(t, "v1.1.0"), nil)
+		fallback(e, p, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+		r := e.hostileSync(t)
+		e.wantOutcome(t, r, Failed)
+		if len(r.Failures) != 1 {
+			t.Errorf("failures %v, want the pass failed on the registry's 503", r.Failures)
+		}
+	})
+}
