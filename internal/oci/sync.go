@@ -527,37 +527,3 @@ func (s *Syncer) failed(ctx context.Context, msg string, err error, attrs ...any
 	}
 	s.log.ErrorContext(ctx, msg, attrs...)
 }
-
-// Run syncs once at once and then every interval until ctx ends. A pass
-// that fails is logged and tried again at the next interval.
-func (s *Syncer) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		start := time.Now()
-		r, err := s.Sync(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		s.logPass(ctx, r, err, time.Since(start))
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (s *Syncer) logPass(ctx context.Context, r *Report, err error, d time.Duration) {
-	if err != nil {
-		s.log.ErrorContext(ctx, "OCI sync pass failed", "err", err)
-		return
-	}
-	attrs := []any{"seconds", d.Seconds(), "unchanged", r.Skipped, "conflicts", len(r.Conflicts), "failures", len(r.Failures)}
-	for _, o := range outcomes {
-		if n := r.Counts[o]; n > 0 {
-			attrs = append(attrs, string(o), n)
-		}
-	}
-	s.log.InfoContext(ctx, "OCI sync pass done", attrs...)
-}
