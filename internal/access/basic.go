@@ -125,7 +125,15 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 // nothing says it is, and a flood of them costs no check.
 func (s *basicStore) remembered(user, password string) *Principal {
 	if f, err := s.file.load(); err == nil && len(user) <= maxName {
-		if c := f.users[user]; c != nil && s.verified.has(s.verified.key(user, password, c.secret)) {
+		// The key is computed for an unknown name too, with no stored
+		// hash as check computes it, so that the answer's timing does
+		// not tell which user names exist.
+		c := f.users[user]
+		secret := ""
+		if c != nil {
+			secret = c.secret
+		}
+		if key := s.verified.key(user, password, secret); c != nil && s.verified.has(key) {
 			s.metrics.basic("cached")
 			return c.p
 		}
