@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -218,13 +217,14 @@ func (f *Fetcher) fetchFrom(ctx context.Context, src Source, m module.Version) (
 	if err != nil {
 		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: err}
 	}
-	mod := &modBuffer{share: min(f.opts.MaxModSize, modhash.MemoryBudget)}
+	mod := newModBuffer(f.opts.MaxModSize)
 	defer mod.free()
 	err = f.download(ctx, src, m, base+".mod", mod, f.opts.MaxModSize, "go.mod file")
-	if errors.Is(err, errModWaits) {
+	for errors.Is(err, errModWaits) {
 		// Waited for with its request open, the share would count
 		// against -upstream-timeout, and a long wait fail as the
-		// upstream's timeout: wait with none open, then ask again.
+		// upstream's timeout: wait with none open, then ask again
+		// (at most twice: see modBuffer.wait).
 		if err = mod.wait(ctx); err == nil {
 			err = f.download(ctx, src, m, base+".mod", mod, f.opts.MaxModSize, "go.mod file")
 		}
@@ -353,20 +353,34 @@ func unchanged(zf *regfile.File, m module.Version) error {
 // modhash.MemoryBudget: most are a few KiB.
 const smallMod = 64 << 10
 
-// A modBuffer holds a .mod as download writes it. Past smallMod bytes it
-// takes share bytes of modhash.MemoryBudget (MaxModSize), which it holds
-// until free: a .mod is held until its version is hashed, and
-// -upstream-parallel lookups of versions with go.mod files of up to 16 MiB
-// (anyone may publish such a module, and make sumd look it up) would
-// otherwise hold hundreds of MiB at once. If the share is not free, Write
-// fails with errModWaits, and the fetch waits for it (wait) with no
-// request open, then downloads the .mod again: it waits rather than fails,
-// as a zip would go to a file, since a go.mod cannot, and large ones are
-// rare.
+// A modBuffer holds a .mod as download reads it (ReadFrom), in a buffer of
+// the size the answer announces (Content-Length), so that a small .mod
+// costs one allocation of its size and no copy buffer; of unknown size, in
+// one that doubles from 512 bytes. A buffer over smallMod bytes takes a
+// share of modhash.MemoryBudget, which it holds until free: a .mod is held
+// until its version is hashed, and -upstream-parallel lookups of versions
+// with go.mod files of up to 16 MiB (anyone may publish such a module, and
+// make sumd look it up) would otherwise hold hundreds of MiB at once. The
+// share is MaxModSize and a byte (full). If the share is not free,
+// ReadFrom fails with errModWaits, and the fetch waits for it (wait) with
+// no request open, then downloads the .mod again: it waits rather than
+// fails, as a zip would go to a file, since a go.mod cannot, and large
+// ones are rare.
 type modBuffer struct {
-	share   int64        // at most modhash.MemoryBudget
-	buf     bytes.Buffer // not embedded: its ReadFrom would bypass Write
-	release func()       // nil until it holds its share
+	full    int64  // the share of a .mod of unknown size, at most modhash.MemoryBudget
+	size    int64  // the size the answer announced, or -1
+	share   int64  // the share a buffer over smallMod takes, or wait waits for
+	held    int64  // the share held
+	release func() // gives back held; nil while it holds none
+	waited  bool   // wait waited once
+	data    []byte
+	probe   [1]byte // reads whether a .mod ends at its announced size
+}
+
+// newModBuffer is a modBuffer for a .mod of up to limit bytes.
+func newModBuffer(limit int64) *modBuffer {
+	full := min(limit+1, modhash.MemoryBudget) // +1: copyLimited reads a byte past limit
+	return &modBuffer{full: full, size: -1, share: full}
 }
 
 // errModWaits is a .mod's download stopped because its share of
@@ -374,26 +388,131 @@ type modBuffer struct {
 // and downloads the .mod again.
 var errModWaits = errors.New("a large go.mod waits for its share of the memory budget")
 
-func (b *modBuffer) Write(p []byte) (int, error) {
-	if b.release == nil && b.buf.Len()+len(p) > smallMod {
-		release, ok := modhash.HoldMemory(b.share)
-		if !ok {
-			return 0, errModWaits
-		}
-		b.release = release
-	}
-	return b.buf.Write(p)
+// expect is told the size the answer announces (-1 for none) before its
+// body is read.
+func (b *modBuffer) expect(size int64) {
+	b.size = size
 }
 
-// wait takes the share, waiting for it until ctx is done, and empties the
-// buffer for the .mod to be downloaded again.
+// Write is io.Writer's, which download takes; its io.Copy calls ReadFrom.
+func (b *modBuffer) Write(p []byte) (int, error) {
+	if n := int64(len(b.data) + len(p)); n > smallMod {
+		if err := b.hold(n); err != nil {
+			return 0, err
+		}
+	}
+	b.data = append(b.data, p...)
+	return len(p), nil
+}
+
+// ReadFrom reads the .mod from r to its end. The bytes it read are kept
+// even when it fails.
+func (b *modBuffer) ReadFrom(r io.Reader) (int64, error) {
+	start := len(b.data)
+	for {
+		if len(b.data) == cap(b.data) && int64(len(b.data)) == b.size {
+			// All that was announced is here: see whether it ends.
+			n, err := r.Read(b.probe[:])
+			if n > 0 {
+				if gerr := b.grow(); gerr != nil {
+					return int64(len(b.data) - start), gerr
+				}
+				b.data = append(b.data, b.probe[0])
+			}
+			if err == io.EOF {
+				return int64(len(b.data) - start), nil
+			}
+			if err != nil {
+				return int64(len(b.data) - start), err
+			}
+			continue
+		}
+		if len(b.data) == cap(b.data) {
+			if err := b.grow(); err != nil {
+				return int64(len(b.data) - start), err
+			}
+		}
+		n, err := r.Read(b.data[len(b.data):cap(b.data)])
+		b.data = b.data[:len(b.data)+n]
+		if err == io.EOF {
+			return int64(len(b.data) - start), nil
+		}
+		if err != nil {
+			return int64(len(b.data) - start), err
+		}
+	}
+}
+
+// grow makes room for more of the .mod: the size announced at first, then
+// twice what the buffer has, taking the share of a buffer over smallMod
+// and growing no further than it.
+func (b *modBuffer) grow() error {
+	next := int64(max(2*cap(b.data), 512))
+	if cap(b.data) == 0 && b.size > 0 {
+		next = b.size
+	}
+	if next > smallMod {
+		if err := b.hold(next); err != nil {
+			return err
+		}
+		if b.held > int64(len(b.data)) {
+			// Else it holds the full share and MaxModSize is over
+			// the budget: the buffer grows past it, as before.
+			next = min(next, b.held)
+		}
+	}
+	data := make([]byte, len(b.data), next)
+	copy(data, b.data)
+	b.data = data
+	return nil
+}
+
+// hold makes the share held cover a buffer of n bytes, taking the rest of
+// the share if it is free now, the full share if n is over the announced
+// size's; it fails with errModWaits if it is not free.
+func (b *modBuffer) hold(n int64) error {
+	if n <= b.held {
+		return nil
+	}
+	if n > b.share {
+		b.share = b.full // the body runs past the size announced
+	}
+	if b.share <= b.held {
+		return nil
+	}
+	release, ok := modhash.HoldMemory(b.share - b.held)
+	if !ok {
+		return errModWaits
+	}
+	b.add(release, b.share-b.held)
+	return nil
+}
+
+func (b *modBuffer) add(release func(), n int64) {
+	if prev := b.release; prev != nil {
+		b.release = func() { prev(); release() }
+	} else {
+		b.release = release
+	}
+	b.held += n
+}
+
+// wait gives back what it holds and empties the buffer, for the .mod to
+// be downloaded again, then takes the share, waiting for it until ctx is
+// done. A second wait is for the full share, so that the waits end
+// whatever sizes the answers announce.
 func (b *modBuffer) wait(ctx context.Context) error {
+	b.free()
+	b.data = nil
+	if b.waited {
+		b.share = b.full
+	}
+	b.waited = true
 	release, err := modhash.WaitMemory(ctx, b.share)
 	if err != nil {
 		return err
 	}
-	b.release = release
-	b.buf.Reset()
+	b.add(release, b.share)
 	return nil
 }
 
@@ -401,16 +520,17 @@ func (b *modBuffer) wait(ctx context.Context) error {
 // the zip's go.mod, and an empty .mod must be judged as the go command
 // judges it.
 func (b *modBuffer) bytes() []byte {
-	if b.buf.Len() == 0 {
+	if len(b.data) == 0 {
 		return []byte{}
 	}
-	return b.buf.Bytes()
+	return b.data
 }
 
 // free gives back the share, if held.
 func (b *modBuffer) free() {
 	if b.release != nil {
 		b.release()
+		b.release, b.held = nil, 0
 	}
 }
 
@@ -574,6 +694,9 @@ func (f *Fetcher) download(ctx context.Context, src Source, m module.Version, re
 	if err == nil {
 		var n int64
 		read = true
+		if s, ok := w.(interface{ expect(size int64) }); ok {
+			s.expect(size) // see modBuffer
+		}
 		n, err = copyLimited(w, body, size, limit, what)
 		body.Close()
 		f.metrics.addBytes(n)
