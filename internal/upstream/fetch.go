@@ -361,11 +361,12 @@ const smallMod = 64 << 10
 // until its version is hashed, and -upstream-parallel lookups of versions
 // with go.mod files of up to 16 MiB (anyone may publish such a module, and
 // make sumd look it up) would otherwise hold hundreds of MiB at once. The
-// share is MaxModSize and a byte (full). If the share is not free,
-// ReadFrom fails with errModWaits, and the fetch waits for it (wait) with
-// no request open, then downloads the .mod again: it waits rather than
-// fails, as a zip would go to a file, since a go.mod cannot, and large
-// ones are rare.
+// share is the announced size, or with none MaxModSize and a byte (full);
+// a body running past the size announced takes the full share, as one of
+// unknown size does. If the share is not free, ReadFrom fails with
+// errModWaits, and the fetch waits for it (wait) with no request open,
+// then downloads the .mod again: it waits rather than fails, as a zip
+// would go to a file, since a go.mod cannot, and large ones are rare.
 type modBuffer struct {
 	full    int64  // the share of a .mod of unknown size, at most modhash.MemoryBudget
 	size    int64  // the size the answer announced, or -1
@@ -380,7 +381,7 @@ type modBuffer struct {
 // newModBuffer is a modBuffer for a .mod of up to limit bytes.
 func newModBuffer(limit int64) *modBuffer {
 	full := min(limit+1, modhash.MemoryBudget) // +1: copyLimited reads a byte past limit
-	return &modBuffer{full: full, size: -1, share: full}
+	return &modBuffer{full: full, size: -1}
 }
 
 // errModWaits is a .mod's download stopped because its share of
@@ -392,6 +393,11 @@ var errModWaits = errors.New("a large go.mod waits for its share of the memory b
 // body is read.
 func (b *modBuffer) expect(size int64) {
 	b.size = size
+	if size >= 0 {
+		b.share = max(b.share, min(size, b.full)) // a wait's share is kept
+	} else {
+		b.share = b.full
+	}
 }
 
 // Write is io.Writer's, which download takes; its io.Copy calls ReadFrom.

@@ -543,9 +543,9 @@ func TestFetchIncompatibleV1(t *testing.T) {
 // hashed, up to MaxModSize (16 MiB), and first lookups held theirs outside
 // any budget, so that -upstream-parallel lookups of versions with large
 // go.mod files (which anyone may publish, and make sumd look up) held
-// hundreds of MiB at once. One over smallMod now waits for MaxModSize of
-// modhash.MemoryBudget and holds it until the hash is done; a small one
-// takes nothing.
+// hundreds of MiB at once. One over smallMod now waits for its share of
+// modhash.MemoryBudget (TestLargeModShareBySize) and holds it until the
+// hash is done; a small one takes nothing.
 func TestLargeModMemoryBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		big := goodModule("example.com/bigmod", "v1.0.0")
@@ -637,4 +637,93 @@ func (b ctxBody) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return b.ReadCloser.Read(p)
+}
+
+// TestLargeModShareBySize: a .mod over smallMod took MaxModSize (16 MiB)
+// of the memory budget whatever its size, so a 100 KiB one waited while
+// 16 MiB were not free though far less would do. The share is now the
+// size the answer announces (Content-Length).
+func TestLargeModShareBySize(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		big := goodModule("example.com/bigmod", "v1.0.0")
+		big.Files["go.mod"] += "\n// " + strings.Repeat("x", 100<<10) + "\n"
+		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: newSlowProxy(t, big), TempDir: t.TempDir()})
+		most, ok := modhash.HoldMemory(modhash.MemoryBudget - 1<<20)
+		if !ok {
+			t.Fatal("the memory budget is not free at the start")
+		}
+		defer most()
+		done := make(chan error, 1)
+		go func() {
+			_, err := f.Fetch(context.Background(), mv(big.Path, big.Version))
+			done <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("fetch of a version with a 100 KiB go.mod, 1 MiB of the budget free: %v", err)
+			}
+		default:
+			most()
+			<-done
+			t.Fatal("a fetch of a version with a 100 KiB go.mod waited with 1 MiB of the memory budget free; want it to take a share of its size")
+		}
+		rest, ok := modhash.HoldMemory(1 << 20)
+		if !ok {
+			t.Fatal("the fetch did not give back its share of the memory budget")
+		}
+		rest()
+	})
+}
+
+// TestLargeModLongerThanAnnounced: the share sized by the answer's
+// Content-Length does not let a body longer than announced be held past
+// it: the .mod waits for the full share as one of unknown size does.
+func TestLargeModLongerThanAnnounced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		big := goodModule("example.com/bigmod", "v1.0.0")
+		big.Files["go.mod"] += "\n// " + strings.Repeat("x", 200<<10) + "\n"
+		client := &http.Client{Transport: shortLength{newSlowProxy(t, big).Transport, 70 << 10}}
+		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: client, TempDir: t.TempDir()})
+		most, ok := modhash.HoldMemory(modhash.MemoryBudget - 1<<20)
+		if !ok {
+			t.Fatal("the memory budget is not free at the start")
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := f.Fetch(context.Background(), mv(big.Path, big.Version))
+			done <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			most()
+			t.Fatalf("a fetch of a 200 KiB go.mod announced as 70 KiB ended (%v) with 1 MiB of the memory budget free; want it to wait for the full share", err)
+		default:
+		}
+		most()
+		if err := <-done; err != nil {
+			t.Fatalf("fetch of a go.mod longer than announced once the budget is free: %v", err)
+		}
+		all, ok := modhash.HoldMemory(modhash.MemoryBudget)
+		if !ok {
+			t.Fatal("the fetch did not give back its share of the memory budget")
+		}
+		all()
+	})
+}
+
+// shortLength announces every .mod as n bytes long, whatever it is.
+type shortLength struct {
+	base http.RoundTripper
+	n    int64
+}
+
+func (s shortLength) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := s.base.RoundTrip(req)
+	if err == nil && strings.HasSuffix(req.URL.Path, ".mod") {
+		resp.ContentLength = s.n
+	}
+	return resp, err
 }
