@@ -22,7 +22,11 @@ var memory = semaphore.NewWeighted(MemoryBudget)
 // HoldMemory takes n bytes of MemoryBudget if they are free now and
 // returns their release (safe to call more than once), or returns ok
 // false: the caller keeps the zip in a file instead. It never waits: a zip
-// is never delayed for memory, only sent to disk.
+// is never delayed for memory, only sent to disk. It fails too while a
+// WaitMemory caller waits, whatever is free, so that a stream of zips
+// taking what frees cannot starve the go.mod waiting: until that has its
+// share, zips go to disk and hold nothing, and the share frees as the
+// versions held meanwhile are hashed.
 func HoldMemory(n int64) (release func(), ok bool) {
 	if !memory.TryAcquire(n) {
 		return nil, false
