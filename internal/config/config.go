@@ -186,11 +186,13 @@ type CrosscheckOptions struct {
 
 // validate refuses a crosscheck-key that is no verifier key here, with the
 // other options' errors, so that the error names the variable or config
-// file that set it (withSources); a private key is not quoted.
+// file that set it (withSources); a private key is not quoted. A key kept
+// unused (crosscheck: false, see checkNeeds) is not checked, as it was not
+// before: nothing reads it, and a configuration holding it must start.
 func (o *CrosscheckOptions) validate() error {
 	const want = "want the upstream checksum database's verifier key (\"name+hash+base64\", as in GOSUMDB), or none for sum.golang.org's"
 	switch {
-	case o.CrosscheckKey == "":
+	case o.CrosscheckKey == "" || !o.Crosscheck:
 		return nil
 	case IsPrivateKey(o.CrosscheckKey):
 		return errors.New("invalid crosscheck-key: it is a private signing key, not a verifier key; " + want)

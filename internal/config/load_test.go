@@ -775,3 +775,18 @@ func TestCrosscheckKeyNamesSource(t *testing.T) {
 		}
 	}
 }
+
+// TestCrosscheckKeyUnusedStarts: a crosscheck-key kept unused on purpose
+// (crosscheck: false) is not used (newChecker builds nothing), and a
+// configuration holding an unusable one started before crosscheck-key was
+// checked by Validate: it still does.
+func TestCrosscheckKeyUnusedStarts(t *testing.T) {
+	file := writeFile(t, "crosscheck: false\ncrosscheck-key: garbage\n")
+	if _, _, err := LoadServe([]string{"-upstream", "https://proxy.golang.org", "-config", file}, nil, io.Discard); err != nil {
+		t.Errorf("serve: %v; want no error with -crosscheck off", err)
+	}
+	syncArgs := []string{"-registry", "r.example/p", "-cosign-key", "k.pub", "-config", file}
+	if _, _, err := LoadSync(syncArgs, nil, io.Discard); err != nil {
+		t.Errorf("sync: %v; want no error with -crosscheck off", err)
+	}
+}
