@@ -432,8 +432,9 @@ type flightKey struct{}
 // comes while it winds down starts a new one. Results live only as long
 // as the flight.
 //
-// TODO(read listener): server.ServeFast's contexts are never cancelled
-// (fasthttp tells no handler of a hang-up), so a fetch waited for through
+// TODO(read listener): server.ServeFast's contexts are not cancelled when
+// the client hangs up (fasthttp tells no handler of it), only once sumd
+// serve's shutdown cuts the connections, so a fetch waited for through
 // -read-listen runs to its end or its deadline; -upstream-per-client still
 // bounds them.
 func (r *Recorder) fly(ctx context.Context, key string, fn func(context.Context) (flightResult, error)) (flightResult, error) {
