@@ -127,10 +127,15 @@ func (s *Store) begin(ctx context.Context) (*locked, error) {
 		return nil, notPersisted(s.fail("connect", err))
 	}
 	w := &locked{conn: conn}
+	var version int
 	var q pgx.Batch
 	q.Queue("BEGIN")
-	q.Queue(`SELECT head FROM sumd_log WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&w.head)
+	// The schema version too (schemaSQL): a newer sumd's migration that
+	// committed before this statement, or whose DDL on sumd_log it waited
+	// for, is seen, and nothing is written to tables this sumd does not
+	// know.
+	q.Queue(`SELECT head, ` + schemaSQL + ` FROM sumd_log WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&w.head, &version)
 	})
 	err = conn.SendBatch(ctx, &q).Close()
 	switch {
@@ -138,6 +143,8 @@ func (s *Store) begin(ctx context.Context) (*locked, error) {
 		err = notPersisted(tlog.ErrNoLog)
 	case err != nil:
 		err = notPersisted(s.fail("lock the log's head", err))
+	case version > SchemaVersion:
+		err = notPersisted(newerSchema(version))
 	}
 	if err != nil {
 		w.release()

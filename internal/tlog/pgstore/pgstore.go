@@ -9,7 +9,9 @@
 //
 // sumd creates its tables in the database (and schema, see search_path)
 // the URL names, the first time a log is created there, and migrates them
-// when a newer sumd opens them; it refuses tables of a newer sumd.
+// when a newer sumd opens them; it refuses tables of a newer sumd, at
+// Open and, once open, in Load and Commit (a newer sumd may migrate them
+// meanwhile).
 //
 //	sumd_schema   id = 1, version                        the schema version (migrations below)
 //	sumd_log      id = 1, name, vkeys, mirror,           the log's metadata and latest signed head;
@@ -404,8 +406,9 @@ func (s *Store) Load(ctx context.Context) (tlog.State, error) {
 	defer cancel()
 	var st tlog.State
 	var vkeys string
-	err := s.ctl.QueryRow(ctx, `SELECT name, vkeys, mirror, head, (SELECT value FROM sumd_aux WHERE key = $1) FROM sumd_log WHERE id = 1`, tlog.AuxLostHead).
-		Scan(&st.Meta.Name, &vkeys, &st.Meta.Mirror, &st.Head, &st.Lost)
+	var version int
+	err := s.ctl.QueryRow(ctx, `SELECT name, vkeys, mirror, head, (SELECT value FROM sumd_aux WHERE key = $1), `+schemaSQL+` FROM sumd_log WHERE id = 1`, tlog.AuxLostHead).
+		Scan(&st.Meta.Name, &vkeys, &st.Meta.Mirror, &st.Head, &st.Lost, &version)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):
 		s.up()
@@ -414,6 +417,9 @@ func (s *Store) Load(ctx context.Context) (tlog.State, error) {
 		return tlog.State{}, s.fail("read the log's head", err)
 	}
 	s.up()
+	if version > SchemaVersion {
+		return tlog.State{}, newerSchema(version)
+	}
 	if err := s.awaitDurable(ctx, st.Head); err != nil {
 		return tlog.State{}, err
 	}

@@ -147,12 +147,25 @@ func (s *Store) schemaDone(version int, err error, create bool) (bool, error) {
 	case err != nil:
 		return true, s.fail("read the schema version", err)
 	case version > SchemaVersion:
-		return true, fmt.Errorf("%w (schema version %d; this sumd knows up to %d): upgrade sumd", ErrNewerSchema, version, SchemaVersion)
+		return true, newerSchema(version)
 	case version == SchemaVersion:
 		return true, nil
 	}
 	return false, nil
 }
+
+// newerSchema is the error for tables of schema version, which is newer
+// than SchemaVersion.
+func newerSchema(version int) error {
+	return fmt.Errorf("%w (schema version %d; this sumd knows up to %d): upgrade sumd", ErrNewerSchema, version, SchemaVersion)
+}
+
+// schemaSQL is a subquery reading the schema version, for the statements
+// of a running store that check it: a newer sumd may migrate the tables
+// while this one runs (a rolling upgrade), and this one must then stop
+// reading and writing them. It takes no lock on sumd_schema's row, which
+// the barriers take (FOR KEY SHARE) and a migration holds (FOR UPDATE).
+const schemaSQL = `coalesce((SELECT version FROM sumd_schema WHERE id = 1), 0)`
 
 // isUndefinedTable reports whether err says a table does not exist.
 func isUndefinedTable(err error) bool {

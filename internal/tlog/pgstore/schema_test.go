@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -37,4 +38,30 @@ func TestOpenUpToDateTakesNoSchemaLock(t *testing.T) {
 		t.Fatalf("Open of an up-to-date database while another session holds the schema row: %v", err)
 	}
 	s.Close()
+}
+
+// TestRunningMeetsNewerSchema: a process running while a newer sumd
+// migrates the tables (a rolling upgrade) stops reading and writing them:
+// its head's read and its writes fail with ErrNewerSchema, storing
+// nothing, where it went on writing tables it does not know.
+func TestRunningMeetsNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Shared(t).NewDatabase(t)
+	l, s := openLog(t, url, testKey(t), Options{})
+	if _, err := l.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ctl.Exec(ctx, `UPDATE sumd_schema SET version = $1`, SchemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(ctx); !errors.Is(err, ErrNewerSchema) {
+		t.Errorf("Load after a newer sumd migrated the tables = %v, want ErrNewerSchema", err)
+	}
+	if _, err := l.Add(ctx, record(1)); !errors.Is(err, ErrNewerSchema) {
+		t.Errorf("Add after a newer sumd migrated the tables = %v, want ErrNewerSchema", err)
+	}
+	var n int64
+	if err := s.ctl.QueryRow(ctx, `SELECT count(*) FROM sumd_records`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d records stored (%v), want 1", n, err)
+	}
 }
