@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sumd-project/sumd/internal/scratch"
@@ -84,6 +85,26 @@ func postgresHint(err error) string {
 		return postgresUnreachable
 	case errors.Is(err, tlog.ErrCorrupt):
 		return ownHint(err, "do not serve this database: restore it from a backup and audit it (docs/ha.md)")
+	case sqlState(err) == "42501": // insufficient_privilege
+		return postgresPrivileges
+	case sqlState(err) == "3F000": // invalid_schema_name: none to create tables in
+		return "the URL's search_path names no schema that exists: create it (CREATE SCHEMA name AUTHORIZATION role) or fix search_path (docs/ha.md)"
+	}
+	return ""
+}
+
+// postgresPrivileges is the hint for a privilege PostgreSQL refused.
+// Every command writes, even one that only reads the log: it confirms a
+// head it did not commit with a row lock on sumd_schema (FOR KEY SHARE,
+// which needs UPDATE).
+const postgresPrivileges = "sumd's role needs CREATE on the schema its tables go in (the URL's search_path; with -create), " +
+	"and SELECT, INSERT, UPDATE and DELETE on sumd's tables for every command, even those that only read (docs/ha.md)"
+
+// sqlState returns the SQLSTATE of the PostgreSQL error in err, or "".
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
 	}
 	return ""
 }

@@ -86,3 +86,40 @@ func TestAddGoSumDiscardKeepsUsedPostgresLog(t *testing.T) {
 		t.Errorf("after the refused run: %s\nwant the other writer's record kept", out)
 	}
 }
+
+// TestPostgresPrivilegeHints: a role the database refuses what sumd needs
+// of it — creating tables (no CREATE on the schema), writing to them (a
+// read-only role: every command confirms the head with a row lock on
+// sumd_schema) — and a search_path naming no schema get a hint saying
+// what sumd needs, not PostgreSQL's bare refusal.
+func TestPostgresPrivilegeHints(t *testing.T) {
+	dir := t.TempDir()
+	l := newVerifyLog(t, dir)
+	pg := pgtest.Shared(t)
+	db := pg.NewDatabase(t)
+	name := strings.TrimPrefix(strings.Split(db, "?")[0], "postgres:///")
+	as := func(role string) string { return strings.Replace(db, "user=postgres", "user="+role, 1) }
+	good := writeFile(t, filepath.Join(dir, "good.sum"), verifyRecord("good", 1).Text())
+	for _, stmt := range []string{`CREATE ROLE hint_nocreate LOGIN`, `CREATE ROLE hint_reader LOGIN`} {
+		if err := pg.Exec(name, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ db, create, want string }{
+		{as("hint_nocreate"), "-create", "CREATE on the schema"},
+		{db + "&search_path=nosuch", "-create", "search_path"},
+	} {
+		_, errOut, err := sumdRun(t, "add", c.create, "-db", c.db, "-key", l.key, "-gosum", good)
+		if statusOf(err) != 1 || !strings.Contains(errOut, "hint:") || !strings.Contains(errOut[strings.Index(errOut, "hint:"):], c.want) {
+			t.Errorf("sumd add %s -db %s: %v\n%s\nwant a hint naming %q", c.create, c.db, err, errOut, c.want)
+		}
+	}
+	sumd(t, "add", "-create", "-db", db, "-key", l.key, "-gosum", good)
+	if err := pg.Exec(name, `GRANT SELECT ON ALL TABLES IN SCHEMA public TO hint_reader`); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := sumdRun(t, "add", "-db", as("hint_reader"), "-key", l.key, "-gosum", good)
+	if statusOf(err) != 1 || !strings.Contains(errOut, "hint:") || !strings.Contains(errOut[strings.Index(errOut, "hint:"):], "UPDATE") {
+		t.Errorf("sumd add as a role that may only read: %v\n%s\nwant a hint naming the privileges sumd needs", err, errOut)
+	}
+}
