@@ -98,7 +98,8 @@
 //
 // The SQL is plain: no LISTEN/NOTIFY, no stored procedures, and one
 // advisory lock, taken only while creating the tables; ON CONFLICT in
-// WITH clauses, unnest of several arrays, LATERAL, SELECT … FOR UPDATE and
+// WITH clauses, unnest of several arrays, LATERAL, WITH RECURSIVE
+// (scanReleasesSQL), SELECT … FOR UPDATE and
 // FOR KEY SHARE, and set_config for the session's parameters. Tested with
 // PostgreSQL 15 only.
 package pgstore
