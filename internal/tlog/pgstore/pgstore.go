@@ -545,8 +545,14 @@ func (s *Store) runBarrier() error {
 		return s.fail("begin a transaction confirming the head's durability", err)
 	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(sctx, `SELECT 1 FROM sumd_schema WHERE id = 1 FOR KEY SHARE`); err != nil {
+	tag, err := tx.Exec(sctx, `SELECT 1 FROM sumd_schema WHERE id = 1 FOR KEY SHARE`)
+	if err != nil {
 		return s.fail("lock a row confirming the head's durability", err)
+	}
+	if tag.RowsAffected() != 1 {
+		// Locking no row writes no WAL: the COMMIT would not wait for
+		// the standbys, and would confirm nothing.
+		return fmt.Errorf("failed to confirm the head's durability: sumd_schema has no row to lock (deleted?); restore it: INSERT INTO sumd_schema (id, version) VALUES (1, %d)", SchemaVersion)
 	}
 	clearWarning(conn.Conn().PgConn())
 	if err := tx.Commit(ctx); err != nil {

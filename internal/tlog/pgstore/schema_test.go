@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,5 +64,27 @@ func TestRunningMeetsNewerSchema(t *testing.T) {
 	var n int64
 	if err := s.ctl.QueryRow(ctx, `SELECT count(*) FROM sumd_records`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("%d records stored (%v), want 1", n, err)
+	}
+}
+
+// TestBarrierNeedsSchemaRow: a durability barrier that finds no
+// sumd_schema row to lock writes no WAL before its commit record, so its
+// COMMIT does not wait for the synchronous standbys and confirms
+// nothing: a head another process committed is then not adopted, where
+// it was taken as durable.
+func TestBarrierNeedsSchemaRow(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Shared(t).NewDatabase(t)
+	k := testKey(t)
+	a, sa := openLog(t, url, k, Options{})
+	_, sb := openLog(t, url, k, Options{})
+	if _, err := sa.ctl.Exec(ctx, `DELETE FROM sumd_schema`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Load(ctx); err == nil || !strings.Contains(err.Error(), "sumd_schema") {
+		t.Fatalf("Load of another's head with no sumd_schema row = %v, want it refused, naming sumd_schema", err)
 	}
 }
