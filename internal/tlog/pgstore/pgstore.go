@@ -237,6 +237,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
 	opts = opts.withDefaults()
+	if hosts := unverifiedHosts(&cfg.ConnConfig.Config); len(hosts) > 0 {
+		opts.Logger.Warn("the connection to PostgreSQL does not verify the server's certificate: whoever is on the network between could answer for the database, acknowledging commits it never stored; set sslmode=verify-full in the URL (docs/ha.md)",
+			"hosts", strings.Join(hosts, ","))
+	}
 	setSession(cfg, opts)
 	cfg.ConnConfig.OnNotice = onNotice
 	// The log's own statements get connections of their own: reads
