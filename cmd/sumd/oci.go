@@ -47,6 +47,12 @@ func ociPush(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError(err, "name the registry and prefix as for sumd sync -registry, e.g. registry.example.com/gomod")
 	}
+	// Checked before the password is read and the registry contacted, so
+	// that a path no repository can be named after is not taken for a
+	// registry or credentials problem.
+	if _, err := oci.RepositoryName(dst[0].Prefix, m.Path); err != nil {
+		return withHint(err, "nothing was pushed: this module path cannot be published in an OCI registry (docs/oci.md, Repository names)")
+	}
 	sv, err := signKey(cfg.SignKey, stderr)
 	if err != nil {
 		return err

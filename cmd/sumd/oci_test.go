@@ -297,3 +297,19 @@ func grepLines(s, substr string) string {
 	}
 	return strings.Join(out, "")
 }
+
+// TestPushUnnamableModule: a module path with an element no OCI repository
+// name can hold (example.com/_) is refused before the key's password is
+// read or the registry is contacted, with a hint about the name, not one
+// sending the user to their registry credentials.
+func TestPushUnnamableModule(t *testing.T) {
+	e := newOCIEnv(t, false)
+	dir := filepath.Join(e.dir, "src")
+	os.MkdirAll(dir, 0o755)
+	writeFile(t, filepath.Join(dir, "go.mod"), []byte("module example.com/_\n"))
+	_, errOut, code := sumdCode(t, []string{"COSIGN_PASSWORD=" + cosignPassword}, "oci", "push", "-sign-key", e.priv, "example.com/_@v1.0.0", dir, e.host+"/gomod")
+	if code != 1 || !strings.Contains(errOut, `element "_" has no letter or digit`) ||
+		strings.Contains(errOut, "docker login") || !strings.Contains(errOut, "docs/oci.md, Repository names") {
+		t.Errorf("sumd oci push example.com/_: exit %d, want 1 and a hint about repository names:\n%s", code, errOut)
+	}
+}
