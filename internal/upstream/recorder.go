@@ -157,7 +157,7 @@ type Recorder struct {
 	checker *Checker // nil: no cross-check
 	record  string   // patterns of the paths fetched on a miss
 	// deadline bounds fetchAndAdd's fetch and cross-check
-	// (RecorderOptions.Deadline).
+	// (RecorderOptions.Deadline), as the end of its flight's context.
 	deadline time.Duration
 	neg      *negCache
 	slots    chan struct{} // one token per lookup fetch in flight
@@ -450,7 +450,8 @@ func (r *Recorder) fly(ctx context.Context, key string, fn func(context.Context)
 
 // join returns the flight of key, started with fn if there is none, and
 // counts the caller among its waiters. A new flight's context has ctx's
-// values (the logs name who started it) but not its cancellation.
+// values (the logs name who started it) but not its cancellation, and
+// ends at RecorderOptions.Deadline (errPastDeadline its cause).
 func (r *Recorder) join(ctx context.Context, key string, fn func(context.Context) (flightResult, error)) *flight {
 	r.flightMu.Lock()
 	defer r.flightMu.Unlock()
@@ -459,7 +460,18 @@ func (r *Recorder) join(ctx context.Context, key string, fn func(context.Context
 		return f
 	}
 	f := &flight{done: make(chan struct{}), waiters: 1}
-	fctx, cancel := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), flightKey{}, f))
+	fctx := context.WithValue(context.WithoutCancel(ctx), flightKey{}, f)
+	var cancel context.CancelFunc
+	if r.deadline > 0 {
+		// The deadline is fetchAndAdd's (every flight runs one, after a
+		// lookup's quick second look in the log and the negative cache),
+		// set here on the flight's own context: a context of its own in
+		// fetchAndAdd, a child of this one, cost each first lookup seven
+		// allocations where this costs two.
+		fctx, cancel = context.WithTimeoutCause(fctx, r.deadline, errPastDeadline)
+	} else {
+		fctx, cancel = context.WithCancel(fctx)
+	}
 	f.cancel = cancel
 	r.flights[key] = f
 	go func() {
@@ -525,8 +537,7 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	if err := gosum.CheckNewModule(m.Path, m.Version); err != nil {
 		return flightResult{}, &Error{Kind: KindInvalid, Module: m, Err: err} // cheap: not cached
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, r.deadline, errPastDeadline)
-	defer cancel()
+	// ctx ends at r.deadline: fly's flights carry it (see join).
 	// A download onto a disk the log will not write to would only fill
 	// it further, at an anonymous client's asking.
 	if err := r.log.Room(); err != nil {
