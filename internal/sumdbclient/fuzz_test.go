@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -158,4 +161,32 @@ func xmodTree(data []byte) (tlog.Tree, bool) {
 	}
 	tree, err := tlog.ParseTree([]byte(unverified.Note.Text))
 	return tree, err == nil
+}
+
+// FuzzRecordShaped checks RecordShaped, which judges an untrusted body:
+// only its first line (within maxRecordLine) counts, any line of three
+// words whose last holds "algorithm:" is a record's shape, and it never
+// panics.
+func FuzzRecordShaped(f *testing.F) {
+	f.Add(testRecordText(0), "example.com/m", "v1.0.0", "h1", "AAAA=")
+	f.Add([]byte("<html>\n"), "a", "b", "c", "d")
+	f.Add([]byte(""), "", "", "", "")
+	f.Fuzz(func(t *testing.T, data []byte, mod, ver, alg, sum string) {
+		first := data[:min(len(data), maxRecordLine)]
+		if i := bytes.IndexByte(first, '\n'); i >= 0 {
+			first = first[:i]
+		}
+		if got, want := RecordShaped(data), RecordShaped(first); got != want {
+			t.Fatalf("RecordShaped(%q) = %v, but of its first line %v", data, got, want)
+		}
+		for _, w := range []string{mod, ver, alg, sum} {
+			if w == "" || len(w) > 64 || strings.ContainsRune(w, ':') || strings.IndexFunc(w, unicode.IsSpace) >= 0 || !utf8.ValidString(w) {
+				return
+			}
+		}
+		line := mod + " " + ver + " " + alg + ":" + sum + "\n"
+		if !RecordShaped([]byte(line + "more")) {
+			t.Fatalf("RecordShaped(%q) = false for a go.sum line", line)
+		}
+	})
 }
