@@ -22,5 +22,8 @@
 // fetch the manifest by that digest, verify a signature over that digest,
 // and only then fetch the layers the same manifest names, checking each
 // blob's digest while hashing it. Nothing is recorded from bytes that were
-// not covered by a verified signature.
+// not covered by a verified signature. The layers of an unsigned artifact
+// are fetched only for a version the log already holds, and only to
+// compare their hashes with its record: the recorded release whose key was
+// since removed is not a re-tag.
 package oci

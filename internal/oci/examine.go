@@ -30,7 +30,10 @@ type result struct {
 }
 
 func (r *result) verb() string {
-	if r.outcome == Present {
+	switch {
+	case r.outcome == Present && r.format == "":
+		return "already recorded with the same hashes, signed by no configured key (a removed key's release)"
+	case r.outcome == Present:
 		return "already recorded with the same hashes"
 	}
 	return "recorded"
@@ -69,7 +72,7 @@ func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag st
 		}
 		res.outcome, res.err = signatureOutcome(err), err
 		if (res.outcome == Unsigned || res.outcome == BadSignature) && s.holds(ctx, a.Module) {
-			res.outcome, res.err = Retagged, fmt.Errorf("%w: %w", ErrRetagged, err)
+			s.matchRecorded(ctx, c, a, res)
 		}
 		return res
 	}
@@ -92,6 +95,38 @@ func (s *Syncer) holds(ctx context.Context, m module.Version) bool {
 		s.log.WarnContext(ctx, "OCI sync: failed to look up the version of an artifact no configured key signed; it may be a re-tag of a recorded version", "module", m.String(), "err", err)
 	}
 	return err == nil
+}
+
+// matchRecorded judges an artifact of a version the log holds that no
+// configured key signed (res is its unsigned or bad_signature result) by
+// its content, hashed as a signed artifact's is: the same hashes as the
+// log's record are the recorded release, whose key was since removed from
+// the configuration (a rotation) while the sync state that remembered it
+// was lost or dropped, so it is Present and remembered like any recorded
+// version; other hashes, or content that is not a valid module, are a
+// re-tag (Retagged). A registry or log read that fails is Failed, and a
+// version the published tree does not hold yet keeps res's own outcome.
+// Nothing is ever recorded from here: the content is not signed.
+func (s *Syncer) matchRecorded(ctx context.Context, c *repoClient, a *Artifact, res *result) {
+	sigErr := res.err
+	rec, err := s.hash(ctx, c, a)
+	if err != nil {
+		if hashOutcome(err) == Failed {
+			res.outcome, res.err = Failed, fmt.Errorf("%w; its content could not be read to compare with the recorded version: %w", sigErr, err)
+			return
+		}
+		res.outcome, res.err = Retagged, fmt.Errorf("%w: %w; and its content does not hash as a module: %w", ErrRetagged, sigErr, err)
+		return
+	}
+	ids, conflicts, err := s.opts.Log.Check(ctx, []gosum.Record{rec})
+	switch {
+	case err != nil:
+		res.outcome, res.err = Failed, fmt.Errorf("%w; failed to compare its content with the recorded version: %w", sigErr, err)
+	case conflicts != nil && conflicts[0] != nil:
+		res.outcome, res.err = Retagged, fmt.Errorf("%w: %w: %w", ErrRetagged, sigErr, conflicts[0])
+	case ids[0] >= 0:
+		res.outcome, res.id, res.err = Present, ids[0], nil
+	}
 }
 
 func signatureOutcome(err error) Outcome {

@@ -107,3 +107,26 @@ func (f *fakeLog) size() int {
 	defer f.mu.Unlock()
 	return len(f.recs)
 }
+
+// Check is Add without recording: the log's contract for Check.
+func (f *fakeLog) Check(ctx context.Context, recs []gosum.Record) ([]int64, []*tlog.ConflictError, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := make([]int64, len(recs))
+	var conflicts []*tlog.ConflictError
+	for i, r := range recs {
+		id, ok := f.index[r.Key()]
+		switch {
+		case !ok:
+			ids[i] = -1
+		case f.recs[id] != r:
+			if conflicts == nil {
+				conflicts = make([]*tlog.ConflictError, len(recs))
+			}
+			conflicts[i], ids[i] = &tlog.ConflictError{ID: id, Recorded: f.recs[id], Proposed: r}, id
+		default:
+			ids[i] = id
+		}
+	}
+	return ids, conflicts, nil
+}

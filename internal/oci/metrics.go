@@ -22,7 +22,7 @@ const (
 	Malformed    Outcome = "malformed"     // not a valid module artifact, or at the wrong repository or tag
 	Invalid      Outcome = "invalid"       // the module itself fails the go command's checks or size limits
 	Conflict     Outcome = "conflict"      // the log holds other hashes for the version: refused
-	Retagged     Outcome = "retagged"      // the log holds the version, and its tag holds content no configured key signed
+	Retagged     Outcome = "retagged"      // the log holds the version with other hashes, and its tag holds content no configured key signed
 	Refused      Outcome = "refused"       // the recorder's policy (the cross-check) refused the hashes: not recorded
 	Failed       Outcome = "error"         // the registry failed; nothing is known about the artifact
 	Ignored      Outcome = "ignored"       // a version tag holding something else than a module artifact

@@ -35,6 +35,12 @@ type Recorder interface {
 	// error wrapping ErrRefused when the policy refuses recs, and records
 	// nothing.
 	Add(ctx context.Context, recs ...gosum.Record) ([]int64, error)
+	// Check compares recs with the log and records nothing, as
+	// tlog.Log.Check: ids[i] is recs[i]'s version's id, or -1 if the log
+	// does not hold it; conflicts, if not nil, has a *tlog.ConflictError
+	// for each version held with other hashes. Sync compares the content
+	// of a recorded version that no configured key signed with its record.
+	Check(ctx context.Context, recs []gosum.Record) (ids []int64, conflicts []*tlog.ConflictError, err error)
 	// Aux returns the value stored under key by SetAux, or nil: the sync
 	// state (see State), kept in the database beside the log.
 	Aux(ctx context.Context, key string) ([]byte, error)
@@ -499,12 +505,12 @@ func (s *Syncer) report(ctx context.Context, r *Report, at, digest string, res *
 	case res.outcome == Recorded || res.outcome == Present:
 		attrs = append(attrs, "signature", res.format, "key", res.key, "record", res.id)
 		s.log.InfoContext(ctx, "OCI sync: "+res.verb(), attrs...)
+	case res.outcome == Retagged: // before a conflict: its error may wrap one
+		r.Conflicts = append(r.Conflicts, fmt.Errorf("artifact %s: %w", at, res.err))
+		s.log.ErrorContext(ctx, "OCI sync: refused: a recorded version re-tagged to other content no configured key signed", append(attrs, "err", res.err)...)
 	case errors.As(res.err, &conflict):
 		r.Conflicts = append(r.Conflicts, fmt.Errorf("artifact %s: %w", at, res.err))
 		s.log.ErrorContext(ctx, "OCI sync: refused: version already recorded with other hashes", append(attrs, "err", res.err)...)
-	case res.outcome == Retagged:
-		r.Conflicts = append(r.Conflicts, fmt.Errorf("artifact %s: %w", at, res.err))
-		s.log.ErrorContext(ctx, "OCI sync: refused: a recorded version re-tagged to content no configured key signed", append(attrs, "err", res.err)...)
 	case res.outcome == Refused:
 		r.Refused = append(r.Refused, fmt.Errorf("artifact %s: %w", at, res.err))
 		s.log.ErrorContext(ctx, "OCI sync: refused by the cross-check", append(attrs, "err", res.err)...)

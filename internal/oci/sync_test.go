@@ -58,8 +58,18 @@ var testRemote = Remote{Keychain: authn.NewMultiKeychain()}
 
 func (e *syncEnv) sync(t *testing.T) *Report {
 	t.Helper()
+	return e.syncKeys(t, e.key)
+}
+
+// syncKeys runs a pass trusting keys in place of the env's first key.
+func (e *syncEnv) syncKeys(t *testing.T, keys ...*testKey) *Report {
+	t.Helper()
+	var pub []*PublicKey
+	for _, k := range keys {
+		pub = append(pub, k.public(t))
+	}
 	s, err := NewSyncer(Options{
-		Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
+		Sources: []*Source{e.src}, Keys: pub, Log: e.log,
 		Remote: testRemote,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
@@ -653,23 +663,7 @@ func TestSyncRetagged(t *testing.T) {
 			if r := e.sync(t); r.Counts[Recorded] != 1 {
 				t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
 			}
-			// The same version with other content, pushed elsewhere and
-			// then written over the version tag (Push itself refuses to
-			// move a tag).
-			m := module.Version{Path: "example.com/m", Version: "v1.0.0"}
-			other := testModule(t, m, map[string]string{"go.mod": "module example.com/m\n\ngo 1.21\n", "m.go": "package m\n// other\n"})
-			staged, err := Push(context.Background(), e.reg.source(t, "staging"), other, PushOptions{Remote: testRemote})
-			if err != nil {
-				t.Fatal(err)
-			}
-			o := remote.WithAuthFromKeychain(testRemote.keychain())
-			img, err := remote.Image(staged.Ref, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := remote.Write(first.Tag, img, o); err != nil {
-				t.Fatal(err)
-			}
+			staged := e.retag(t, first)
 			if signer == "other-key" {
 				moved := first.Tag.Context().Digest(staged.Ref.DigestStr())
 				if _, err := Sign(context.Background(), moved, e.other.sv, testRemote); err != nil {
@@ -687,6 +681,73 @@ func TestSyncRetagged(t *testing.T) {
 				t.Errorf("want an ERROR line naming example.com/m v1.0.0:\n%s", logs)
 			}
 			e.wantRecorded(t, mod) // unchanged
+		})
+	}
+}
+
+// retag writes an unsigned artifact of first's version with other content
+// over first's tag, pushed elsewhere first (Push itself refuses to move a
+// tag), and returns that push.
+func (e *syncEnv) retag(t *testing.T, first *Pushed) *Pushed {
+	t.Helper()
+	m := module.Version{Path: "example.com/m", Version: "v1.0.0"}
+	other := testModule(t, m, map[string]string{"go.mod": "module example.com/m\n\ngo 1.21\n", "m.go": "package m\n// other\n"})
+	staged, err := Push(context.Background(), e.reg.source(t, "staging"), other, PushOptions{Remote: testRemote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := remote.WithAuthFromKeychain(testRemote.keychain())
+	img, err := remote.Image(staged.Ref, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(first.Tag, img, o); err != nil {
+		t.Fatal(err)
+	}
+	return staged
+}
+
+// TestSyncRecordedKeyRemoved: a version recorded under a key the operator
+// has since removed (rotated to another), examined again because the sync
+// state was lost, is the recorded content: its layers hash to what the log
+// holds, so it is present, not a re-tag, and the pass is ok; later passes
+// skip it. The same version's tag moved to other unsigned content is still
+// retagged.
+func TestSyncRecordedKeyRemoved(t *testing.T) {
+	for _, moved := range []bool{false, true} {
+		t.Run(fmt.Sprintf("moved=%v", moved), func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			mod := simpleModule(t, "v1.0.0")
+			first := e.push(t, mod, e.key.sv)
+			if r := e.sync(t); r.Counts[Recorded] != 1 {
+				t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
+			}
+			if moved {
+				e.retag(t, first)
+			}
+			e.log.mu.Lock()
+			e.log.aux = map[string][]byte{} // the state is lost
+			e.log.mu.Unlock()
+			e.logs = new(testlog.Buffer)
+			r := e.syncKeys(t, e.other) // the key is rotated: only the new one
+			if moved {
+				e.wantOutcome(t, r, Retagged)
+				if r.OK() || len(r.Conflicts) != 1 || !errors.Is(r.Conflicts[0], ErrRetagged) {
+					t.Errorf("report %+v, want one conflict wrapping ErrRetagged", r)
+				}
+			} else {
+				e.wantOutcome(t, r, Present)
+				if !r.OK() {
+					t.Errorf("report %+v, want ok: the recorded content, only signed by a removed key", r)
+				}
+				if logs := e.logs.String(); strings.Contains(logs, "level=ERROR") {
+					t.Errorf("want no ERROR line:\n%s", logs)
+				}
+				if r := e.syncKeys(t, e.other); r.Skipped != 1 || len(r.Counts) != 0 {
+					t.Errorf("next pass: %+v, want the version skipped", r)
+				}
+			}
+			e.wantRecorded(t, mod)
 		})
 	}
 }
