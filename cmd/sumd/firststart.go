@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -35,14 +37,47 @@ func checkFirstStart(db config.Database) error {
 		db.Name, dirName(db.Key), strings.Join(found, ", ")), keysHint(found, "serve"))
 }
 
-// foundKeys returns the signing key files (*.key) in dir and dir/next.
+// foundKeys returns the signing key files (*.key) in dir and dir/next:
+// those that hold a note signer key (isSignerKey), so that another tool's
+// key kept there (a team's keys/cosign.key) is neither suggested as -key
+// nor a reason to refuse the first start.
 func foundKeys(dir string) []string {
 	var found []string
 	for _, pattern := range []string{filepath.Join(dir, "*.key"), filepath.Join(dir, "next", "*.key")} {
 		m, _ := filepath.Glob(pattern)
-		found = append(found, m...)
+		for _, f := range m {
+			if isSignerKey(f) {
+				found = append(found, f)
+			}
+		}
 	}
 	return found
+}
+
+// signerKeyPeek is how much of a *.key file isSignerKey reads: the prefix
+// and then some leading white space, not a file that may be anything.
+const signerKeyPeek = 256
+
+// isSignerKey reports whether file is a regular file starting, after white
+// space, with a note signer key's "PRIVATE+KEY+" (as sumd keygen and
+// golang.org/x/mod/sumdb/note write it). A file this user may not read is
+// taken as one: it may be another log's key, owned by the user sumd runs as
+// elsewhere, and a log must never be created by accident beside it.
+func isSignerKey(file string) bool {
+	if fi, err := os.Stat(file); err != nil || !fi.Mode().IsRegular() {
+		return false // a directory, a FIFO (opening it would block), gone
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return errors.Is(err, fs.ErrPermission)
+	}
+	defer f.Close()
+	buf := make([]byte, signerKeyPeek)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return errors.Is(err, fs.ErrPermission)
+	}
+	return bytes.HasPrefix(bytes.TrimLeft(buf[:n], " \t\r\n"), []byte("PRIVATE+KEY+"))
 }
 
 // keysHint says how to run cmd ("serve", "key rotate") on the logs whose

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,5 +75,41 @@ func TestTLSKeyUnreadable(t *testing.T) {
 	_, _, err = loadTLS(cert, writeSecret(t, filepath.Join(dir, "bad.key"), "not PEM\n"), slog.Default())
 	if !errors.As(err, &ce) || !strings.Contains(ce.hint, "must be the PEM certificate chain") {
 		t.Errorf("loadTLS of a certificate that is not PEM = %v (hint %q)", err, ce.hint)
+	}
+}
+
+// TestFoundKeysOnlySigners: foundKeys takes a *.key file for a log's key
+// only if it holds a note signer key (PRIVATE+KEY+...): a team's cosign key
+// (keys/cosign.key, a PEM) beside the log's key is neither suggested as a
+// -key nor a reason to refuse the first start, and a large *.key file is
+// read only in part.
+func TestFoundKeysOnlySigners(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		t.Helper()
+		f := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	write("cosign.key", "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\neyJrZGYiOnsibmFtZSI6InNjcnlwdCJ9fQ==\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+	write("big.key", strings.Repeat("x", 1<<20)+"PRIVATE+KEY+not+at+the+start\n")
+	if err := os.Mkdir(filepath.Join(dir, "dir.key"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if found := foundKeys(dir); len(found) != 0 {
+		t.Errorf("foundKeys = %v, want none: no note signer key", found)
+	}
+	if err := checkFirstStart(config.Database{Name: "sumd.local", Key: filepath.Join(dir, "sumd.local.key")}); err != nil {
+		t.Errorf("checkFirstStart beside a cosign key = %v, want nil", err)
+	}
+	log := write("sum.example.com.key", "PRIVATE+KEY+sum.example.com+0a1b2c3d+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
+	next := write("next/sum.example.com.key", "PRIVATE+KEY+sum.example.com+1a2b3c4d+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
+	if found := foundKeys(dir); !slices.Equal(found, []string{log, next}) {
+		t.Errorf("foundKeys = %v, want [%s %s]", found, log, next)
 	}
 }
