@@ -361,7 +361,30 @@ func (b *bench) sumdAdds(round int) (window, error) {
 	if werr := load.Wait(); err == nil && werr != nil {
 		err = fmt.Errorf("load -mode add: %v\n%s", werr, out.String())
 	}
+	if err == nil {
+		err = b.settle()
+	}
 	return w, err
+}
+
+// settle waits until sumd's tree stops growing: adds that the load's
+// writers gave up on at the end of their run may still be committed (the
+// server does not withdraw a record it has queued), and the next phase
+// counts the records it adds by the growth of the tree.
+func (b *bench) settle() error {
+	last := int64(-1)
+	for range 60 {
+		n, err := treeSizeAt(b.sumdURL + "/latest")
+		if err != nil {
+			return err
+		}
+		if n == last {
+			return nil
+		}
+		last = n
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("sumd's tree still grew 30s after the adds' writers stopped")
 }
 
 // A tessera is the running Tessera POSIX log.
