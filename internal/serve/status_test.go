@@ -102,7 +102,9 @@ func TestStatusDegradedSync(t *testing.T) {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
 	_, page := fetch(t, url+"/")
-	for _, want := range []string{`class="badge degraded"`, "had 1 read failures", `id="sync"`} {
+	for _, want := range []string{`class="badge degraded"`, "had 1 read failures", `id="sync"`,
+		// The problems row counts what sumd status counts.
+		"<td>1 unreadable, 1 conflicts, 1 refused</td>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
