@@ -272,6 +272,16 @@ func (l *Layer) limit(p *Principal, n need) *denial {
 	return &denial{http.StatusNotFound, reasonPatterns, "", &m}
 }
 
+// logDenied logs a refusal as "access denied", for deny on the main
+// listener and LogCrossSite on serve's read listener alike: one line in
+// one form, so that an operator's search of the log for a client or a
+// reason finds the refusals of both.
+func (l *Layer) logDenied(ctx context.Context, path string, status int, reason, credential, remote string) {
+	l.log.LogAttrs(ctx, slog.LevelInfo, "access denied", slog.String("path", server.OneLine(path)),
+		slog.Int("status", status), slog.String("reason", reason), slog.String("credential", credential),
+		slog.String("remote", remote))
+}
+
 // deny answers d, logs it and counts it.
 func (l *Layer) deny(w http.ResponseWriter, r *http.Request, n need, p *Principal, d *denial) {
 	name := anonymousName
@@ -289,9 +299,7 @@ func (l *Layer) deny(w http.ResponseWriter, r *http.Request, n need, p *Principa
 	}
 	setCredential(w, name)
 	l.metrics.deny(d.reason)
-	l.log.LogAttrs(r.Context(), slog.LevelInfo, "access denied", slog.String("path", server.OneLine(r.URL.Path)),
-		slog.Int("status", d.status), slog.String("reason", d.reason), slog.String("credential", name),
-		slog.String("remote", r.RemoteAddr))
+	l.logDenied(r.Context(), r.URL.Path, d.status, d.reason, name, r.RemoteAddr)
 	if d.absent != nil {
 		server.WriteNoRecord(w, n.db, *d.absent)
 		return

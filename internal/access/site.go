@@ -1,6 +1,9 @@
 package access
 
-import "net/http"
+import (
+	"context"
+	"net/http"
+)
 
 // crossSite reports whether a browser says another site made a request
 // (Sec-Fetch-Site cross-site, or same-site: another host of the company's
@@ -42,4 +45,12 @@ func (l *Layer) CrossSite(site, mode, dest, method string) bool {
 	}
 	l.metrics.deny(reasonCrossSite)
 	return true
+}
+
+// LogCrossSite logs a request CrossSite refused on a listener the layer
+// does not wrap (serve's read listener, which has no *http.Request) as
+// deny logs it on the main listener: path is the request's path as
+// net/http parses it, remote the client's address.
+func (l *Layer) LogCrossSite(ctx context.Context, path, remote string) {
+	l.logDenied(ctx, path, errCrossSite.status, errCrossSite.reason, anonymousName, remote)
 }

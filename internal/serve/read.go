@@ -21,7 +21,6 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/sumd-project/sumd/internal/access"
-	"github.com/sumd-project/sumd/internal/server"
 )
 
 // The read listener (-read-listen) serves only what the go command reads:
@@ -51,7 +50,6 @@ import (
 type readSurface struct {
 	layer *access.Layer
 	dbs   *databases // shared with the main listener
-	log   *slog.Logger
 }
 
 // serve answers c. The routes' context is ctx, which the listener
@@ -100,10 +98,7 @@ func (rs *readSurface) serve(ctx context.Context, c *fasthttp.RequestCtx) {
 // main listener: an operator searching the log for "access denied" finds
 // a page that probes sumd through either listener.
 func (rs *readSurface) refuseCrossSite(c *fasthttp.RequestCtx) {
-	rs.log.LogAttrs(context.Background(), slog.LevelInfo, "access denied",
-		slog.String("path", server.OneLine(requestPath(c.Request.Header.RequestURI()))),
-		slog.Int("status", http.StatusForbidden), slog.String("reason", "cross_site"),
-		slog.String("credential", "anonymous"), slog.String("remote", c.RemoteAddr().String()))
+	rs.layer.LogCrossSite(context.Background(), requestPath(c.Request.Header.RequestURI()), c.RemoteAddr().String())
 	c.Response.Header.Set("Cache-Control", "no-store")
 	fastText(c, http.StatusForbidden, access.CrossSiteText)
 }

@@ -41,7 +41,7 @@ func BenchmarkReadSurface(b *testing.B) {
 		b.Fatal(err)
 	}
 	srv := server.New(l.Name(), l, server.Options{Logger: quiet, Registry: reg})
-	rs := &readSurface{layer: layer, dbs: newDatabases(srv, l.Name(), nil), log: slog.New(slog.DiscardHandler)}
+	rs := &readSurface{layer: layer, dbs: newDatabases(srv, l.Name(), nil)}
 	reqs := make([]*fasthttp.Request, n)
 	for i := range reqs {
 		reqs[i] = new(fasthttp.Request)

@@ -63,7 +63,7 @@ func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *
 	var s surface
 	if cfg.ReadListen != "" {
 		// The read listener shares the servers, and so their caches.
-		s.read = &readSurface{layer: layer, dbs: dbs, log: cfg.Logger}
+		s.read = &readSurface{layer: layer, dbs: dbs}
 	}
 	mainLayer := layer
 	switch {
