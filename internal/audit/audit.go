@@ -329,27 +329,6 @@ func (r *run) tileProblem(err error) (bool, error) {
 
 func isFetchError(err error) bool { return sumdbclient.IsFetchError(err) }
 
-// checkedTiles reads hash tiles for tlog.TileHashReader, failing one not
-// of its tile's length as a failure to fetch (sumdbclient.CheckHashTile):
-// tlog would take it for a tile that does not match the signed tree, a
-// finding, where it is most likely a proxy's page.
-type checkedTiles struct{ *sumdbclient.TileReader }
-
-func (r checkedTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
-	data, err := r.TileReader.ReadTiles(tiles)
-	if err != nil {
-		return nil, err
-	}
-	for i, t := range tiles {
-		// Not quoted: a redirect may have led to a host only the
-		// auditor reaches.
-		if err := sumdbclient.CheckHashTile(t, data[i], false); err != nil {
-			return nil, err
-		}
-	}
-	return data, nil
-}
-
 // dataTile fetches data tile t and splits it into its records, as
 // sumdbclient.Client.DataTile does, but for a body that is not a data tile
 // at all (it does not split, nor begin with a record's line: a proxy's

@@ -57,7 +57,7 @@ func (r *run) checkHead(ctx context.Context) (bool, error) {
 	r.head, r.tree = msg, tree
 	r.useSigner(msg)
 	r.rep.Tree = treeOf(tree)
-	r.thr = tlog.TileHashReader(tree, checkedTiles{r.tiles})
+	r.thr = tlog.TileHashReader(tree, r.tiles)
 	r.passed(CheckSignature)
 	return true, nil
 }
@@ -228,7 +228,7 @@ func (r *run) prefixOf(old tlog.Tree, oldMsg []byte, heads []Head) (bool, error)
 	var proof tlog.TreeProof
 	var err error
 	if r.tree.N > 0 {
-		proof, err = tlog.ProveTree(old.N, r.tree.N, tlog.TileHashReader(old, checkedTiles{r.tiles}))
+		proof, err = tlog.ProveTree(old.N, r.tree.N, tlog.TileHashReader(old, r.tiles))
 	}
 	switch {
 	case err == nil && (r.tree.N == 0 || tlog.CheckTree(proof, old.N, old.Hash, r.tree.N, r.tree.Hash) == nil):

@@ -249,25 +249,10 @@ func dataTileError(t tlog.Tile, err error) error {
 	return err
 }
 
-// checkedTiles reads an origin's hash tiles for tlog.TileHashReader, and
-// fails one not of its tile's length (sumdbclient.CheckHashTile).
-type checkedTiles struct{ *sumdbclient.TileReader }
-
-func (r checkedTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
-	data, err := r.TileReader.ReadTiles(tiles)
-	if err != nil {
-		return nil, err
-	}
-	for i, t := range tiles {
-		if err := sumdbclient.CheckHashTile(t, data[i], true); err != nil {
-			return nil, err
-		}
-	}
-	return data, nil
-}
-
 // originHashes reads the hash tiles of tree, signed by the origin, with
 // ctx: each authenticated against tree, and checked for length before.
 func (f *Follower) originHashes(ctx context.Context, tree tlog.Tree) tlog.HashReader {
-	return tlog.TileHashReader(tree, checkedTiles{sumdbclient.NewTileReader(ctx, f.opts.Client, f.opts.Parallel)})
+	tiles := sumdbclient.NewTileReader(ctx, f.opts.Client, f.opts.Parallel)
+	tiles.Quote = true
+	return tlog.TileHashReader(tree, tiles)
 }

@@ -23,8 +23,15 @@ const TileWidth = 1 << TileHeight
 // keeps every tile it fetched until Forget: tiles of one tree never
 // change, and an audit asks for the same right-edge tiles again and again.
 // Unauthenticated bytes in memory are harmless, since every read through
-// TileHashReader authenticates them again.
+// TileHashReader authenticates them again. A tile not of its length is a
+// failure to fetch (CheckHashTile), never cached: tlog would take it for a
+// tile that does not match the signed tree, a finding, where it is most
+// likely a proxy's page.
 type TileReader struct {
+	// Quote is CheckHashTile's quote for the tiles fetched: false where a
+	// redirect may have led to a host only this process reaches.
+	Quote bool
+
 	ctx      context.Context
 	c        *Client
 	parallel int
@@ -56,6 +63,9 @@ func (r *TileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 		}
 		g.Go(func() error {
 			d, err := r.c.HashTile(ctx, t)
+			if err == nil {
+				err = CheckHashTile(t, d, r.Quote)
+			}
 			if err != nil {
 				return err
 			}
@@ -96,7 +106,7 @@ func (r *TileReader) SaveTiles([]tlog.Tile, [][]byte) {}
 // HashTile fetches hash tile t, unverified. Like the go command, it falls
 // back to the full tile when a partial one is gone (a server may keep only
 // the latest width) and keeps the prefix; a full tile of the wrong size is
-// returned as is, for TileHashReader to reject.
+// returned as is: TileReader refuses it (CheckHashTile).
 func (c *Client) HashTile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	data, err := c.Get(ctx, "/"+t.Path(), MaxHashTile)
 	full := t
