@@ -647,15 +647,24 @@ func (s *BoltStore) ScanIndex(ctx context.Context, from string, limit int) ([]In
 	err := s.view(func(b buckets) error {
 		c := b.index.Cursor()
 		for k, v := c.Seek([]byte(from)); k != nil && len(out) < limit; k, v = c.Next() {
-			path, version, ok := bytes.Cut(k, []byte("@"))
-			if !ok || len(v) != 8 {
-				return corruptData("malformed index entry %q", k)
+			e, err := decodeIndexEntry(k, v)
+			if err != nil {
+				return err
 			}
-			out = append(out, IndexEntry{Path: string(path), Version: string(version), ID: int64(binary.BigEndian.Uint64(v))})
+			out = append(out, e)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// decodeIndexEntry decodes the index entry k ("path@version") holding id v.
+func decodeIndexEntry(k, v []byte) (IndexEntry, error) {
+	path, version, ok := bytes.Cut(k, []byte("@"))
+	if !ok || len(v) != 8 {
+		return IndexEntry{}, corruptData("malformed index entry %q", k)
+	}
+	return IndexEntry{Path: string(path), Version: string(version), ID: int64(binary.BigEndian.Uint64(v))}, nil
 }
 
 // ScanIndexBack walks the index backwards from a key.
@@ -670,11 +679,11 @@ func (s *BoltStore) ScanIndexBack(ctx context.Context, before string, limit int)
 			k, v = c.Prev() // Seek found the first key not less than before
 		}
 		for ; k != nil && len(out) < limit; k, v = c.Prev() {
-			path, version, ok := bytes.Cut(k, []byte("@"))
-			if !ok || len(v) != 8 {
-				return corruptData("malformed index entry %q", k)
+			e, err := decodeIndexEntry(k, v)
+			if err != nil {
+				return err
 			}
-			out = append(out, IndexEntry{Path: string(path), Version: string(version), ID: int64(binary.BigEndian.Uint64(v))})
+			out = append(out, e)
 		}
 		return nil
 	})
@@ -689,10 +698,11 @@ func (s *BoltStore) ScanReleases(ctx context.Context, path, from string, limit i
 		c := b.index.Cursor()
 		k, v := c.Seek([]byte(max(from, path+"@")))
 		for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Seek([]byte(releaseEnd(string(k)))) {
-			if len(v) != 8 {
-				return corruptData("malformed index entry %q", k)
+			e, err := decodeIndexEntry(k, v)
+			if err != nil {
+				return err
 			}
-			out = append(out, IndexEntry{Path: path, Version: string(k[len(prefix):]), ID: int64(binary.BigEndian.Uint64(v))})
+			out = append(out, e)
 		}
 		return nil
 	})
