@@ -156,6 +156,11 @@ func mirrorError(err error) error {
 	var se *mirror.SecurityError
 	var fe *sumdbclient.FetchError
 	switch {
+	case errors.Is(err, context.Canceled):
+		// First: a round interrupted while it waited on the origin fails
+		// with a *FetchError wrapping it, which says nothing about the
+		// origin.
+		return &cliError{err: err, hint: "interrupted; the steps committed before are kept, and the next run resumes", code: 1}
 	case errors.As(err, &se):
 		return withHint(err, "nothing was stored and the mirror keeps its last good head; the SECURITY line above quotes both heads: "+
 			"find out whether the origin, or something between it and this mirror, misbehaves before trusting it again")
@@ -171,8 +176,6 @@ func mirrorError(err error) error {
 			"check -origin and what that URL answers from here; the steps committed before are kept, and the next run resumes", code: 2}
 	case errors.As(err, &fe):
 		return &cliError{err: err, hint: "check -origin and that the origin is reachable; the steps committed before are kept, and the next run resumes", code: 2}
-	case errors.Is(err, context.Canceled):
-		return &cliError{err: err, hint: "interrupted; the steps committed before are kept, and the next run resumes", code: 1}
 	}
 	return err
 }

@@ -1,6 +1,14 @@
 package main
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/sumdbclient"
+)
 
 // TestOriginIsSumGolangOrg: the origins a new mirror without -origin-key
 // may follow with sum.golang.org's built-in key are sum.golang.org itself
@@ -20,6 +28,24 @@ func TestOriginIsSumGolangOrg(t *testing.T) {
 	} {
 		if got := originIsSumGolangOrg(url); got != want {
 			t.Errorf("originIsSumGolangOrg(%q) = %v, want %v", url, got, want)
+		}
+	}
+}
+
+// TestMirrorInterruptedHint: a round interrupted (SIGINT, SIGTERM) while
+// it waited on the origin fails with a *sumdbclient.FetchError of no
+// status wrapping context.Canceled, which mirrorError sorted as an
+// origin out of reach: exit 2 and "check -origin and that the origin is
+// reachable", for a run the user stopped.
+func TestMirrorInterruptedHint(t *testing.T) {
+	for _, err := range []error{
+		&sumdbclient.FetchError{Path: "/latest", Err: &url.Error{Op: "Get", URL: "https://origin.example/latest", Err: context.Canceled}},
+		&sumdbclient.FetchError{Path: "/tile/8/0/000", Status: 503, Err: context.Canceled}, // cancelled in the wait before a retry
+		context.Canceled,
+	} {
+		var ce *cliError
+		if !errors.As(mirrorError(err), &ce) || ce.code != 1 || strings.Contains(ce.hint, "reachable") || !strings.Contains(ce.hint, "interrupted") {
+			t.Errorf("mirrorError(%v) = %v; want exit 1 and a hint that the run was interrupted", err, mirrorError(err))
 		}
 	}
 }
