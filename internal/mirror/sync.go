@@ -48,7 +48,9 @@ type target struct {
 // returns what it did. A *SecurityError means the origin's data was
 // refused; other errors (a *sumdbclient.FetchError, one wrapping a
 // *BodyError for an answer that is not the protocol's at all, the store)
-// that it could not finish. Either way every step committed before stays.
+// that it could not finish, but for go.sum files of Options.Select that
+// cannot be read, which it returns after following the origin's heads
+// all the same. Either way every step committed before stays.
 // A round cancelled with ctx counts no outcome in the metrics and leaves
 // the status's problem as the last round left it.
 func (f *Follower) Sync(ctx context.Context) (*Result, error) {
@@ -88,6 +90,8 @@ func problemText(err error) string {
 		// origin fails with a *FetchError of no status wrapping it, which
 		// says nothing about the origin.
 		return ""
+	case errors.As(err, new(*selectionError)):
+		return "the mirror cannot read its go.sum files (-modules): it follows the origin's heads but looks up none of their versions (see the server log)"
 	case errors.As(err, &be):
 		return "the origin answered with something that is not the checksum database's: a proxy's or a login page? (see the server log)"
 	case errors.Is(err, sumdbclient.ErrTooLarge):
@@ -119,6 +123,12 @@ func (f *Follower) sync(ctx context.Context) (*Result, error) {
 	// (sum.golang.org, a sumd with -upstream) puts them in its next head,
 	// which /latest then returns.
 	looked, err := f.lookupSelected(ctx, res)
+	var unread *selectionError
+	if errors.As(err, &unread) {
+		// A go.sum file moved or removed must not keep the mirror from
+		// its origin's new heads: the round follows them, then fails.
+		err = nil
+	}
 	if err != nil {
 		return res, err
 	}
@@ -152,8 +162,22 @@ func (f *Follower) sync(ctx context.Context) (*Result, error) {
 		f.st.setChecked(now)
 		f.opts.Metrics.synced(f.name, float64(now.UnixNano())/1e9)
 	}
+	if unread != nil {
+		return res, unread
+	}
 	return res, nil
 }
+
+// A selectionError is a round's failure to read the go.sum files of its
+// selection. The round follows the origin's heads all the same, looking
+// none of the files' versions up, and then fails with it.
+type selectionError struct{ err error }
+
+func (e *selectionError) Error() string {
+	return "the mirror followed its origin's head, but looked up none of the versions of its go.sum files (-modules): " + e.err.Error()
+}
+
+func (e *selectionError) Unwrap() error { return e.err }
 
 // latest fetches and verifies the origin's signed head and proves it
 // consistent with the held head and with any head being staged. It returns
@@ -232,14 +256,15 @@ var maxLooked = 64 << 20
 // (unverified: the log checks each against its leaf). A version the origin
 // does not hold or cannot answer, or whose record would take the records
 // held past maxLooked, is logged and counted in res.Missing; only an
-// interruption fails it.
+// interruption fails it, or go.sum files that cannot be read (a
+// *selectionError).
 func (f *Follower) lookupSelected(ctx context.Context, res *Result) (map[int64][]byte, error) {
 	if f.opts.Select == nil || len(f.opts.Select.files) == 0 {
 		return nil, nil
 	}
 	versions, err := f.opts.Select.Versions()
 	if err != nil {
-		return nil, err
+		return nil, &selectionError{err}
 	}
 	var missing []module.Version
 	for _, m := range versions {
