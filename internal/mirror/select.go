@@ -19,23 +19,37 @@ import (
 // matches a pattern (found by reading the data tiles, so the traffic of a
 // full mirror for the disk of a partial one). Hash tiles are always held
 // in full: the go command proves every lookup, and the consistency of
-// every head it sees, from them.
+// every head it sees, from them. Patterns marked "!" exclude modules from
+// both: their go.sum versions are never looked up (a company's private
+// modules, which the go command never asks a checksum database about and
+// whose paths an origin such as sum.golang.org must not learn), and
+// their records in the data tiles never kept. A client's lookup of one is
+// forwarded all the same: the go command asks only what its GONOSUMDB
+// lets it.
 type Selection struct {
 	files    []string // go.sum files, read at each round (they change)
 	patterns string   // comma-separated, for module.MatchPrefixPatterns
+	excluded string   // the "!" patterns, likewise
 }
 
 // ParseSelection parses a -modules list: an entry ending in ".sum" is a
-// go.sum file, any other a module path pattern in GOPRIVATE syntax (a glob
-// matching a path prefix, such as golang.org/x/* or example.com/m).
+// go.sum file, one starting with "!" a module path pattern to exclude,
+// any other a module path pattern in GOPRIVATE syntax (a glob matching a
+// path prefix, such as golang.org/x/* or example.com/m).
 func ParseSelection(entries []string) (*Selection, error) {
 	s := new(Selection)
-	var patterns []string
+	var patterns, excluded []string
 	for _, e := range entries {
 		e = strings.TrimSpace(e)
 		switch {
 		case e == "":
 			continue
+		case strings.HasPrefix(e, "!"):
+			p := strings.TrimSpace(e[1:])
+			if err := checkPattern(p); err != nil {
+				return nil, err
+			}
+			excluded = append(excluded, p)
 		case strings.HasSuffix(e, ".sum"):
 			s.files = append(s.files, e)
 		default:
@@ -49,7 +63,13 @@ func ParseSelection(entries []string) (*Selection, error) {
 		return nil, errors.New("the module list is empty: name go.sum files (ending in .sum) or module path patterns")
 	}
 	s.patterns = strings.Join(patterns, ",")
+	s.excluded = strings.Join(excluded, ",")
 	return s, nil
+}
+
+// excludes reports whether module path is excluded ("!" patterns).
+func (s *Selection) excludes(path string) bool {
+	return s.excluded != "" && module.MatchPrefixPatterns(s.excluded, path)
 }
 
 // checkPattern refuses what could not match a module path: a glob of
@@ -80,12 +100,12 @@ func (s *Selection) Match(record []byte) bool {
 	}
 	line, _, _ := bytes.Cut(record, []byte("\n"))
 	path, _, ok := bytes.Cut(line, []byte(" "))
-	return ok && module.MatchPrefixPatterns(s.patterns, string(path))
+	return ok && module.MatchPrefixPatterns(s.patterns, string(path)) && !s.excludes(string(path))
 }
 
 // Versions reads the go.sum files and returns their module versions, each
 // once, in order: those with both lines, and those with only one (the go
-// command looks those up too).
+// command looks those up too), but for those excluded.
 func (s *Selection) Versions() ([]module.Version, error) {
 	if len(s.files) == 0 {
 		return nil, nil
@@ -96,10 +116,14 @@ func (s *Selection) Versions() ([]module.Version, error) {
 	}
 	out := make([]module.Version, 0, len(set.Records)+len(set.Incomplete))
 	for _, r := range set.Records {
-		out = append(out, module.Version{Path: r.Path, Version: r.Version})
+		if !s.excludes(r.Path) {
+			out = append(out, module.Version{Path: r.Path, Version: r.Version})
+		}
 	}
 	for _, inc := range set.Incomplete {
-		out = append(out, inc.Version)
+		if !s.excludes(inc.Path) {
+			out = append(out, inc.Version)
+		}
 	}
 	return out, nil
 }
