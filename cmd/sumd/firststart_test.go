@@ -113,3 +113,26 @@ func TestFoundKeysOnlySigners(t *testing.T) {
 		t.Errorf("foundKeys = %v, want [%s %s]", found, log, next)
 	}
 }
+
+// TestFirstStartFailedLeavesNoKey: a first start that generated the key
+// but then failed to create the database (here: below -min-free-disk)
+// removes the key it generated, so that the next start is a first start
+// again instead of refusing a key without its database ("database
+// data/sumd.db: file does not exist ... add -create").
+func TestFirstStartFailedLeavesNoKey(t *testing.T) {
+	dir := t.TempDir()
+	cmd := sumdCommand(t, "serve", "-listen", "127.0.0.1:0", "-min-free-disk", "900000000")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not enough free disk space") {
+		t.Fatalf("first start below the disk floor: %v\n%s", err, out)
+	}
+	for _, f := range []string{"keys/sumd.local.key", "keys/sumd.local.vkey", "data/sumd.db"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("after the failed first start, %s: %v; want it gone", f, err)
+		}
+	}
+	if !strings.Contains(string(out), "removed the signing key") {
+		t.Errorf("the failed first start does not say it removed the key it generated:\n%s", out)
+	}
+}

@@ -260,19 +260,35 @@ type openOptions struct {
 // openLog reads the signing key and opens the database, generating both on
 // the first start of the embedded default log when allowed (never for a
 // PostgreSQL database: several processes share it, and each generating a
-// key would race).
+// key would race). A first start that fails before the database exists
+// removes the key it generated.
 func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, error) {
-	create := o.create
 	if o.firstStart && db.IsEmbeddedDefault() && !exists(db.Key) && !exists(db.DB) {
 		if err := checkFirstStart(db); err != nil {
 			return nil, err
 		}
-		if _, err := writeKey(db.Name, db.Key, db.Key[:len(db.Key)-len(".key")]+".vkey"); err != nil {
+		vkey := db.Key[:len(db.Key)-len(".key")] + ".vkey"
+		if _, err := writeKey(db.Name, db.Key, vkey); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(stderr, "sumd: first start: generated signing key %s for %s\n", db.Key, db.Name)
-		create = true
+		l, err := openLogWith(db, o, true)
+		if err != nil && !exists(db.DB) {
+			// The key signed nothing that was kept: left alone, it would
+			// turn the next start, a first start again, into a refusal
+			// of a key without its database.
+			if rerr := errors.Join(os.Remove(db.Key), os.Remove(vkey)); rerr == nil {
+				fmt.Fprintf(stderr, "sumd: first start failed: removed the signing key %s generated for it\n", db.Key)
+			}
+		}
+		return l, err
 	}
+	return openLogWith(db, o, o.create)
+}
+
+// openLogWith is openLog once the key exists: create says whether a
+// missing database may be created.
+func openLogWith(db config.Database, o openOptions, create bool) (*tlog.Log, error) {
 	keys, err := readKeys(db, o.cmd)
 	if err != nil {
 		return nil, err
