@@ -43,12 +43,15 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		// The admin API answers 401 to anyone without an admin's
 		// credential: a path that is not a base URL is the mistake.
 		return withHint(err, ownPathHint(cfg.URL))
-	case refused && answer.status == http.StatusUnauthorized && !answer.sent && !cfg.JSON:
+	case refused && !answer.sent && !cfg.JSON:
 		// No credential sent (the image's health check has none): learn
-		// what anonymous clients may. A credential refused — given with
-		// -auth or found in .netrc — is a mistake to report, and -json
-		// promises the status itself.
-		return checkHealth(ctx, client, base+"/healthz", stdout)
+		// what anonymous clients may. A 403 to no credential is a server
+		// of client certificates only, which sumd status cannot send. A
+		// credential refused — given with -auth or found in .netrc — is a
+		// mistake to report, and -json promises the status itself.
+		return checkHealth(ctx, client, base+"/healthz", healthOnly(answer.status), stdout)
+	case refused && !answer.sent && answer.status == http.StatusForbidden:
+		return withHint(err, "the server accepts only client certificates (-tls-client-roles), which sumd status cannot send; without -json it checks /healthz instead")
 	case refused:
 		return withHint(err, refusedHint(answer.status, "the status needs an auditor's"))
 	case answer != nil && answer.status == http.StatusNotFound:
@@ -144,23 +147,30 @@ func fetch(ctx context.Context, client *http.Client, url, what string) (*http.Re
 	return resp, raw, nil
 }
 
-// healthOnly says why sumd status printed the health and nothing else.
-const healthOnly = "only /healthz was checked (/status needs an auditor's credential, -auth)"
+// healthOnly says why sumd status printed the health and nothing else,
+// after /status answered status (401 or 403) to no credential.
+func healthOnly(status int) string {
+	if status == http.StatusForbidden {
+		return "only /healthz was checked (/status needs an auditor's client certificate, which sumd status cannot send)"
+	}
+	return "only /healthz was checked (/status needs an auditor's credential, -auth)"
+}
 
 // checkHealth is sumd status without a credential, of a server whose
 // /status asked for one: with -read-auth on, only /healthz is open to
 // anonymous clients, and the container image's HEALTHCHECK has no
-// credential to give. Like the status, it exits 0
-// while the log serves (ok or degraded) and 1 when it does not.
-func checkHealth(ctx context.Context, client *http.Client, url string, stdout io.Writer) error {
+// credential to give; nor has a server of client certificates only
+// (-tls-client-roles). Like the status, it exits 0 while the log serves
+// (ok or degraded) and 1 when it does not; why says why only the health.
+func checkHealth(ctx context.Context, client *http.Client, url, why string, stdout io.Writer) error {
 	resp, body, err := fetch(ctx, client, url, "health")
 	switch {
 	case err != nil:
 		return withHint(err, cmp.Or(certHint(err), unreachableHint))
 	case resp.StatusCode != http.StatusOK:
-		return withHint(fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(body)), healthOnly)
+		return withHint(fmt.Errorf("GET %s: %s: %s", url, resp.Status, firstLine(body)), why)
 	}
-	fmt.Fprintf(stdout, "%s: %s\n", healthOnly, safeText(firstLine(body)))
+	fmt.Fprintf(stdout, "%s: %s\n", why, safeText(firstLine(body)))
 	return nil
 }
 
