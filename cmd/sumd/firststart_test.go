@@ -136,3 +136,22 @@ func TestFirstStartFailedLeavesNoKey(t *testing.T) {
 		t.Errorf("the failed first start does not say it removed the key it generated:\n%s", out)
 	}
 }
+
+// TestFirstStartDataNotDirectory: where data is a file, data/sumd.db
+// cannot exist (stat fails with ENOTDIR, not ENOENT). It was taken for an
+// existing database, so the first start told of a signing key "lost or
+// misplaced" beside it; now it is a first start whose database cannot be
+// created, which says why.
+func TestFirstStartDataNotDirectory(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "data"), []byte("not a directory\n"))
+	cmd := sumdCommand(t, "serve", "-listen", "127.0.0.1:0")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err == nil || strings.Contains(string(out), "lost or misplaced") || !strings.Contains(string(out), "not a directory") {
+		t.Fatalf("first start with data a file: %v, want the database's failure, not a lost key:\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keys", "sumd.local.key")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after the failed first start, keys/sumd.local.key: %v; want it gone", err)
+	}
+}

@@ -458,9 +458,13 @@ func namedFile(option string, err error) error {
 	return err
 }
 
+// exists reports whether path may exist: any answer of stat but "no such
+// file" counts (a file this user may not stat may be there).
 func exists(path string) bool {
 	_, err := os.Stat(path)
-	return !errors.Is(err, fs.ErrNotExist)
+	// ENOTDIR: a directory of path is a file, so path cannot exist (a
+	// data/sumd.db under a file data was taken for a database).
+	return !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR)
 }
 
 // serveMirrors returns the mirrors of -mirror: each database remembers its
