@@ -65,7 +65,7 @@ import (
 // subcommands that open the database share it.
 type Database struct {
 	DB   string `flag:"db" arg:"FILE|URL" help:"database holding the records, tiles and signed tree heads: a bbolt file, or a PostgreSQL URL (postgres://user@host/db?sslmode=verify-full; any number of sumd processes may share one, see docs/ha.md)"`
-	Key  string `flag:"key" arg:"FILE[,FILE]" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); during a key rotation the old and the new one, comma-separated; default keys/<name>.key, a / in the name becoming _; sumd serve creates it on first start when neither it nor the database exists"`
+	Key  string `flag:"key" arg:"FILE[,FILE]" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); during a key rotation the old and the new one, comma-separated; default keys/<name>.key, a / in the name becoming _; sumd serve creates it only on the first start of the default log (sumd.local: name, key and -db all defaults, neither file there, no other signing key in keys/)"`
 	Name string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB (e.g. sum.example.com, corp.example/sumdb); default: the name in the key, or sumd.local when sumd generates the key"`
 }
 
@@ -108,7 +108,7 @@ func (d DiskFloor) Validate() error {
 type Creating struct {
 	// Create is deliberately explicit: a log must never be re-created under
 	// a name clients have used, since they would reject its new history.
-	Create bool `flag:"create" help:"create the database file if it does not exist (a new, empty log); without it a missing database is an error, except on the very first start of sumd serve with neither key nor database"`
+	Create bool `flag:"create" help:"create the database file if it does not exist (a new, empty log); without it a missing database is an error, except on the first start of sumd serve's default log (see -key)"`
 }
 
 // DefaultName is the database name used when sumd generates the key.
