@@ -16,6 +16,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
 
 	"github.com/sumd-project/sumd/internal/modhash"
@@ -505,10 +506,7 @@ func TestZipMemoryBudget(t *testing.T) {
 	p := newProxy(t, small)
 	m := mv(small.Path, small.Version)
 	f := newFetcher(t, p.url, FetcherOptions{TempDir: filepath.Join(t.TempDir(), "missing")})
-	all, ok := modhash.HoldMemory(modhash.MemoryBudget)
-	if !ok {
-		t.Fatal("the memory budget is not free at the start")
-	}
+	all := holdBudget(t, modhash.MemoryBudget)
 	_, err := f.Fetch(context.Background(), m)
 	if e := asError(t, err); e.Kind != KindLocal {
 		t.Fatalf("fetch with the budget spent: %v (kind %v), want a failure to store the zip in the missing TempDir", err, e.Kind)
@@ -517,11 +515,7 @@ func TestZipMemoryBudget(t *testing.T) {
 	if _, err := f.Fetch(context.Background(), m); err != nil {
 		t.Fatalf("fetch with the budget free: %v", err)
 	}
-	again, ok := modhash.HoldMemory(modhash.MemoryBudget)
-	if !ok {
-		t.Fatal("the fetches did not give back their share of the memory budget")
-	}
-	again()
+	checkBudgetFree(t, modhash.MemoryBudget)
 }
 
 // TestFetchIncompatibleV1: the Fetcher hashes a v0/v1 +incompatible
@@ -552,34 +546,19 @@ func TestLargeModMemoryBudget(t *testing.T) {
 		big.Files["go.mod"] += "\n// " + strings.Repeat("x", 100<<10) + "\n"
 		small := goodModule("example.com/smallmod", "v1.0.0")
 		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: newSlowProxy(t, big, small), TempDir: t.TempDir()})
-		all, ok := modhash.HoldMemory(modhash.MemoryBudget)
-		if !ok {
-			t.Fatal("the memory budget is not free at the start")
-		}
+		all := holdBudget(t, modhash.MemoryBudget)
 		if _, err := f.Fetch(context.Background(), mv(small.Path, small.Version)); err != nil {
 			t.Fatalf("fetch of a small go.mod with the budget spent: %v", err)
 		}
-		done := make(chan error, 1)
-		go func() {
-			_, err := f.Fetch(context.Background(), mv(big.Path, big.Version))
-			done <- err
-		}()
-		synctest.Wait()
-		select {
-		case err := <-done:
-			all()
-			t.Fatalf("a fetch of a version with a 100 KiB go.mod ended (%v) with the memory budget spent; want it to wait for its share", err)
-		default:
-		}
+		wait, ended, err := fetchUntilBlocked(f, mv(big.Path, big.Version))
 		all()
-		if err := <-done; err != nil {
+		if ended {
+			t.Fatalf("a fetch of a version with a 100 KiB go.mod ended (%v) with the memory budget spent; want it to wait for its share", err)
+		}
+		if err := wait(); err != nil {
 			t.Fatalf("fetch of a large go.mod once the budget is free: %v", err)
 		}
-		again, ok := modhash.HoldMemory(modhash.MemoryBudget)
-		if !ok {
-			t.Fatal("the fetch did not give back its share of the memory budget")
-		}
-		again()
+		checkBudgetFree(t, modhash.MemoryBudget)
 	})
 }
 
@@ -597,19 +576,14 @@ func TestLargeModWaitNotUpstreamTimeout(t *testing.T) {
 		const timeout = 10 * time.Second
 		client := &http.Client{Transport: ctxBodies{newSlowProxy(t, big).Transport}}
 		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: client, TempDir: t.TempDir(), Timeout: timeout})
-		all, ok := modhash.HoldMemory(modhash.MemoryBudget)
-		if !ok {
-			t.Fatal("the memory budget is not free at the start")
-		}
-		done := make(chan error, 1)
-		go func() {
-			_, err := f.Fetch(context.Background(), mv(big.Path, big.Version))
-			done <- err
-		}()
-		synctest.Wait()
+		all := holdBudget(t, modhash.MemoryBudget)
+		wait, ended, err := fetchUntilBlocked(f, mv(big.Path, big.Version))
 		time.Sleep(2 * timeout) // the budget held by others that long
 		all()
-		if err := <-done; err != nil {
+		if !ended {
+			err = wait()
+		}
+		if err != nil {
 			t.Fatalf("fetch of a large go.mod that waited %s for the memory budget: %v; want it fetched once the budget is free", 2*timeout, err)
 		}
 	})
@@ -648,32 +622,18 @@ func TestLargeModShareBySize(t *testing.T) {
 		big := goodModule("example.com/bigmod", "v1.0.0")
 		big.Files["go.mod"] += "\n// " + strings.Repeat("x", 100<<10) + "\n"
 		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: newSlowProxy(t, big), TempDir: t.TempDir()})
-		most, ok := modhash.HoldMemory(modhash.MemoryBudget - 1<<20)
-		if !ok {
-			t.Fatal("the memory budget is not free at the start")
-		}
+		most := holdBudget(t, modhash.MemoryBudget-1<<20)
 		defer most()
-		done := make(chan error, 1)
-		go func() {
-			_, err := f.Fetch(context.Background(), mv(big.Path, big.Version))
-			done <- err
-		}()
-		synctest.Wait()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("fetch of a version with a 100 KiB go.mod, 1 MiB of the budget free: %v", err)
-			}
-		default:
+		wait, ended, err := fetchUntilBlocked(f, mv(big.Path, big.Version))
+		if !ended {
 			most()
-			<-done
+			wait()
 			t.Fatal("a fetch of a version with a 100 KiB go.mod waited with 1 MiB of the memory budget free; want it to take a share of its size")
 		}
-		rest, ok := modhash.HoldMemory(1 << 20)
-		if !ok {
-			t.Fatal("the fetch did not give back its share of the memory budget")
+		if err != nil {
+			t.Fatalf("fetch of a version with a 100 KiB go.mod, 1 MiB of the budget free: %v", err)
 		}
-		rest()
+		checkBudgetFree(t, 1<<20)
 	})
 }
 
@@ -686,32 +646,59 @@ func TestLargeModLongerThanAnnounced(t *testing.T) {
 		big.Files["go.mod"] += "\n// " + strings.Repeat("x", 200<<10) + "\n"
 		client := &http.Client{Transport: shortLength{newSlowProxy(t, big).Transport, 70 << 10}}
 		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: client, TempDir: t.TempDir()})
-		most, ok := modhash.HoldMemory(modhash.MemoryBudget - 1<<20)
-		if !ok {
-			t.Fatal("the memory budget is not free at the start")
-		}
-		done := make(chan error, 1)
-		go func() {
-			_, err := f.Fetch(context.Background(), mv(big.Path, big.Version))
-			done <- err
-		}()
-		synctest.Wait()
-		select {
-		case err := <-done:
-			most()
-			t.Fatalf("a fetch of a 200 KiB go.mod announced as 70 KiB ended (%v) with 1 MiB of the memory budget free; want it to wait for the full share", err)
-		default:
-		}
+		most := holdBudget(t, modhash.MemoryBudget-1<<20)
+		wait, ended, err := fetchUntilBlocked(f, mv(big.Path, big.Version))
 		most()
-		if err := <-done; err != nil {
+		if ended {
+			t.Fatalf("a fetch of a 200 KiB go.mod announced as 70 KiB ended (%v) with 1 MiB of the memory budget free; want it to wait for the full share", err)
+		}
+		if err := wait(); err != nil {
 			t.Fatalf("fetch of a go.mod longer than announced once the budget is free: %v", err)
 		}
-		all, ok := modhash.HoldMemory(modhash.MemoryBudget)
-		if !ok {
-			t.Fatal("the fetch did not give back its share of the memory budget")
-		}
-		all()
+		checkBudgetFree(t, modhash.MemoryBudget)
 	})
+}
+
+// holdBudget holds n bytes of modhash.MemoryBudget, which must be free at
+// the start of a test, until the returned release is called (more than
+// once is fine: modhash's release is idempotent).
+func holdBudget(t *testing.T, n int64) (release func()) {
+	t.Helper()
+	release, ok := modhash.HoldMemory(n)
+	if !ok {
+		t.Fatal("the memory budget is not free at the start")
+	}
+	return release
+}
+
+// checkBudgetFree fails the test unless n bytes of modhash.MemoryBudget
+// are free, as they are once the fetches gave back their shares.
+func checkBudgetFree(t *testing.T, n int64) {
+	t.Helper()
+	release, ok := modhash.HoldMemory(n)
+	if !ok {
+		t.Fatal("the fetch did not give back its share of the memory budget")
+	}
+	release()
+}
+
+// fetchUntilBlocked starts fetching m and, run in a synctest bubble, waits
+// until the fetch has ended or every goroutine is durably blocked (as one
+// waiting for its share of the memory budget is). ended says which, err is
+// the ended fetch's answer, and wait gives a still waiting one's.
+func fetchUntilBlocked(f *Fetcher, m module.Version) (wait func() error, ended bool, err error) {
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.Fetch(context.Background(), m)
+		done <- err
+	}()
+	synctest.Wait()
+	select {
+	case err := <-done:
+		return nil, true, err
+	default:
+		return func() error { return <-done }, false, nil
+	}
 }
 
 // shortLength announces every .mod as n bytes long, whatever it is.
