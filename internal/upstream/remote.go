@@ -64,7 +64,10 @@ func newSumdbRemote(name string, opts CheckerOptions) (*sumdbRemote, error) {
 // read returns the body of a 200 answer to GET <base><path>. Non-200
 // answers are *statusError; a timeout wraps errRemoteTimeout. A failure
 // through a discovered source that "|" follows is tried once more through
-// the source a new discovery finds (see failOver).
+// the source a new discovery finds (see failOver). If that fails too, a
+// first failure that was no outage (misbehaving: a refusal of sumd's
+// credentials, say) is returned over a later outage, as discover does:
+// it must fail closed whatever the policy and whatever later sources do.
 func (r *sumdbRemote) read(ctx context.Context, path string) ([]byte, error) {
 	base, err := r.base(ctx)
 	if err != nil {
@@ -74,7 +77,17 @@ func (r *sumdbRemote) read(ctx context.Context, path string) ([]byte, error) {
 	if err == nil || !r.failOver(ctx, base, err) {
 		return data, err
 	}
-	if base, err = r.base(ctx); err != nil {
+	data, again := r.readAgain(ctx, path)
+	if again != nil && misbehaving(err) && !misbehaving(again) {
+		return nil, err
+	}
+	return data, again
+}
+
+// readAgain is read's second try, through the source discovered anew.
+func (r *sumdbRemote) readAgain(ctx context.Context, path string) ([]byte, error) {
+	base, err := r.base(ctx)
+	if err != nil {
 		return nil, err
 	}
 	return r.get(ctx, base.URL+path, base.Auth)

@@ -181,3 +181,52 @@ func TestDiscoveryFailsOver(t *testing.T) {
 		})
 	}
 }
+
+// TestFailOverKeepsRefusal: a read refused (401, 403: no outage) through
+// the discovered source before "|" discovers the database again, and when
+// that discovery failed too, with a timeout, the check failed with the
+// timeout: an outage, so under fail-open the version was recorded
+// unchecked, where the refusal alone fails closed. A refusal now stands
+// against a later outage, as it does within one discovery.
+func TestFailOverKeepsRefusal(t *testing.T) {
+	db := newFakeSumDB(t)
+	rec := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: fakeHash("a"), GoMod: fakeHash("b")}
+	rec2 := gosum.Record{Path: "example.com/m", Version: "v1.1.0", Hash: fakeHash("c"), GoMod: fakeHash("d")}
+	db.add(t, rec, rec2)
+	var mu sync.Mutex
+	refusing := false
+	hang := func(w http.ResponseWriter, r *http.Request) bool {
+		<-r.Context().Done() // until the client times out
+		return true
+	}
+	first, second := newProxy(t), newProxy(t)
+	first.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		refuse := refusing
+		mu.Unlock()
+		switch {
+		case !refuse:
+			return db.serve(w, r)
+		case strings.HasSuffix(r.URL.Path, "/supported"):
+			return hang(w, r)
+		}
+		w.WriteHeader(http.StatusForbidden)
+		return true
+	})
+	second.setHook(hang)
+	logs := &testlog.Buffer{}
+	c, err := NewChecker(CheckerOptions{Key: db.vkey, Sources: mustParseList(t, first.url+"|"+second.url), FailOpen: true, Timeout: 100 * time.Millisecond, Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(context.Background(), rec); err != nil {
+		t.Fatalf("Check through the first proxy: %v", err)
+	}
+	mu.Lock()
+	refusing = true
+	mu.Unlock()
+	err = c.Check(context.Background(), rec2)
+	if kindOf(err) != KindUnavailable || strings.Contains(logs.String(), "recording unchecked") {
+		t.Fatalf("Check refused by the first proxy, the discovery after it timing out: %v (kind %v); want the refusal, failing closed\n%s", err, kindOf(err), logs)
+	}
+}
