@@ -361,14 +361,16 @@ const smallMod = 64 << 10
 // until its version is hashed, and -upstream-parallel lookups of versions
 // with go.mod files of up to 16 MiB (anyone may publish such a module, and
 // make sumd look it up) would otherwise hold hundreds of MiB at once. The
-// share is the announced size, or with none MaxModSize and a byte (full);
-// a body running past the size announced takes the full share, as one of
-// unknown size does. If the share is not free, ReadFrom fails with
-// errModWaits, and the fetch waits for it (wait) with no request open,
-// then downloads the .mod again: it waits rather than fails, as a zip
-// would go to a file, since a go.mod cannot, and large ones are rare.
+// share is the announced size; with none it grows as the buffer doubles,
+// up to MaxModSize and a byte (full), so that a .mod of unknown size does
+// not hold 16 MiB while a few hundred KiB arrive. A body running past the
+// size announced takes the full share. If the share is not free, ReadFrom
+// fails with errModWaits, and the fetch waits for it (wait) with no
+// request open, then downloads the .mod again: it waits rather than fails,
+// as a zip would go to a file, since a go.mod cannot, and large ones are
+// rare.
 type modBuffer struct {
-	full    int64  // the share of a .mod of unknown size, at most modhash.MemoryBudget
+	full    int64  // the largest share, at most modhash.MemoryBudget
 	size    int64  // the size the answer announced, or -1
 	share   int64  // the share a buffer over smallMod takes, or wait waits for
 	held    int64  // the share held
@@ -395,8 +397,6 @@ func (b *modBuffer) expect(size int64) {
 	b.size = size
 	if size >= 0 {
 		b.share = max(b.share, min(size, b.full)) // a wait's share is kept
-	} else {
-		b.share = b.full
 	}
 }
 
@@ -474,13 +474,18 @@ func (b *modBuffer) grow() error {
 }
 
 // hold makes the share held cover a buffer of n bytes, taking the rest of
-// the share if it is free now, the full share if n is over the announced
-// size's; it fails with errModWaits if it is not free.
+// the share if it is free now: a share grown to n, at least doubled, for a
+// .mod of unknown size, the full share if n is over the announced size's.
+// It fails with errModWaits if it is not free.
 func (b *modBuffer) hold(n int64) error {
 	if n <= b.held {
 		return nil
 	}
-	if n > b.share {
+	switch {
+	case n <= b.share:
+	case b.size < 0:
+		b.share = min(max(n, 2*b.share), b.full)
+	default:
 		b.share = b.full // the body runs past the size announced
 	}
 	if b.share <= b.held {

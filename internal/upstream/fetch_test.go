@@ -639,7 +639,7 @@ func TestLargeModShareBySize(t *testing.T) {
 
 // TestLargeModLongerThanAnnounced: the share sized by the answer's
 // Content-Length does not let a body longer than announced be held past
-// it: the .mod waits for the full share as one of unknown size does.
+// it: the .mod waits for the full share.
 func TestLargeModLongerThanAnnounced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		big := goodModule("example.com/bigmod", "v1.0.0")
@@ -656,6 +656,32 @@ func TestLargeModLongerThanAnnounced(t *testing.T) {
 			t.Fatalf("fetch of a go.mod longer than announced once the budget is free: %v", err)
 		}
 		checkBudgetFree(t, modhash.MemoryBudget)
+	})
+}
+
+// TestLargeModUnknownSizeGrows: a .mod over smallMod whose answer
+// announces no size (no Content-Length) took the full share, MaxModSize
+// (16 MiB), while it downloaded, so a few such fetches starved the others,
+// and a 200 KiB one waited while 1 MiB was free. Its share now grows with
+// its buffer, which doubles as bytes arrive.
+func TestLargeModUnknownSizeGrows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		big := goodModule("example.com/bigmod", "v1.0.0")
+		big.Files["go.mod"] += "\n// " + strings.Repeat("x", 200<<10) + "\n"
+		client := &http.Client{Transport: shortLength{newSlowProxy(t, big).Transport, -1}}
+		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: client, TempDir: t.TempDir()})
+		most := holdBudget(t, modhash.MemoryBudget-1<<20)
+		defer most()
+		wait, ended, err := fetchUntilBlocked(f, mv(big.Path, big.Version))
+		if !ended {
+			most()
+			wait()
+			t.Fatal("a fetch of a version with a 200 KiB go.mod of unknown size waited with 1 MiB of the memory budget free; want its share to grow with it")
+		}
+		if err != nil {
+			t.Fatalf("fetch of a version with a 200 KiB go.mod of unknown size, 1 MiB of the budget free: %v", err)
+		}
+		checkBudgetFree(t, 1<<20)
 	})
 }
 
@@ -701,7 +727,8 @@ func fetchUntilBlocked(f *Fetcher, m module.Version) (wait func() error, ended b
 	}
 }
 
-// shortLength announces every .mod as n bytes long, whatever it is.
+// shortLength announces every .mod as n bytes long (-1: no size),
+// whatever it is.
 type shortLength struct {
 	base http.RoundTripper
 	n    int64
