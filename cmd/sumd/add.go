@@ -214,11 +214,12 @@ func (s *moduleSource) hash() (gosum.Record, error) {
 	return gosum.Record{Path: s.m.Path, Version: s.m.Version, Hash: sums.Hash, GoMod: sums.GoMod}, nil
 }
 
-// publish writes the recorded version into the GOPROXY file tree dir.
+// publish writes the recorded version into the GOPROXY file tree dir,
+// holding the tree's lock (lockProxyDir).
 func publish(dir string, src *moduleSource, stdout io.Writer) error {
 	mod, err := modhash.GoModOf(src.m, src.zip)
 	if err == nil {
-		err = proxytree.Add(dir, src.m, src.zip, mod, time.Now())
+		err = publishLocked(dir, src, mod)
 	}
 	if errors.Is(err, proxytree.ErrChanged) {
 		return withHint(err, "the version is recorded; the tree holds another build of it: remove that version from "+dir+" only if no one has downloaded it")
@@ -232,6 +233,16 @@ func publish(dir string, src *moduleSource, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "published %s in the GOPROXY tree %s (GOPROXY=file://%s)\n", src.m, dir, filepath.ToSlash(abs))
 	return nil
+}
+
+// publishLocked is proxytree.Add under the tree's lock.
+func publishLocked(dir string, src *moduleSource, mod []byte) error {
+	unlock, err := lockProxyDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return proxytree.Add(dir, src.m, src.zip, mod, time.Now())
 }
 
 // logStopped returns the log's fatal error, if it stopped with one, and err
