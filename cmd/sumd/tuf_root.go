@@ -96,6 +96,9 @@ func rootChange(cfg *config.TUFRotateRoot, stderr io.Writer) (tuf.RootChange, *n
 		Expires: now.Add(cfg.RootExpiry), TargetsExpires: now.Add(cfg.TargetsExpiry),
 	}
 	online := &newOnlineKeys{dir: onlineKeys(cfg.TUFRepo)}
+	if err := keyDirsNotOnline(online.dir, keyDirs(cfg.Keys)); err != nil {
+		return ch, online, err
+	}
 	if err := offlineKeysNotOnline(online.dir, cfg.NewRootKey, cfg.NewTargetsKey); err != nil {
 		return ch, online, err
 	}
@@ -115,6 +118,20 @@ func rootChange(cfg *config.TUFRotateRoot, stderr io.Writer) (tuf.RootChange, *n
 		}
 	}
 	return ch, online, nil
+}
+
+// keyDirsNotOnline refuses a -keys directory that is the online keys',
+// as tuf init does: the root and targets keys found there would be keys
+// the server's machine holds, and signing with them would hide that at
+// every ceremony.
+func keyDirsNotOnline(online string, dirs []string) error {
+	for _, dir := range dirs {
+		if tuf.SameDir(dir, online) {
+			return usageError(fmt.Errorf("-keys %s is the online keys' directory, which stays where the server signs: the root and targets keys belong offline", dir),
+				"pass -keys with the directories of the offline keys; move any root or targets key in "+online+" offline")
+		}
+	}
+	return nil
 }
 
 // offlineKeysNotOnline refuses new root or targets key files in the

@@ -77,3 +77,51 @@ func TestTUFRotateRootOfflineKeyNotOnline(t *testing.T) {
 		t.Errorf("-new-root-key in -online-keys through a symlink wrote %s", file)
 	}
 }
+
+// TestTUFRotateRootKeysNotOnline: tuf rotate-root refused new offline keys
+// in the online keys' directory but signed with the root and targets keys
+// -keys found there, so a root key kept where the server signs went
+// unremarked at every ceremony. A -keys directory that is the online keys'
+// is now refused, as tuf init refuses it, before anything is written.
+func TestTUFRotateRootKeysNotOnline(t *testing.T) {
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	repo := filepath.Join(dir, "tuf")
+	offline := filepath.Join(dir, "offline")
+	sumd(t, "tuf", "init", "-name", e2eName, "-dir", repo, "-keys", offline, "-vkey", vkey, "-url", "https://"+e2eName)
+	online := filepath.Join(repo, "keys")
+	// The offline keys copied where the server signs.
+	keys, err := filepath.Glob(filepath.Join(offline, "*.key"))
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("no offline keys in %s: %v", offline, err)
+	}
+	for _, k := range keys {
+		data, err := os.ReadFile(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(online, filepath.Base(k)), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ name, dirs string }{
+		{"alone", online},
+		{"second", offline + "," + repo + "/./keys"},
+		{"renamed", filepath.Join(dir, "offline2")},
+	} {
+		name, dirs := tc.name, tc.dirs
+		if name == "renamed" {
+			// The online keys' directory named through a symlink.
+			if err := os.Symlink(online, dirs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, errOut, err := sumdRun(t, "tuf", "rotate-root", "-dir", repo, "-keys", dirs)
+		if err == nil || !strings.Contains(errOut, "online keys' directory") {
+			t.Errorf("-keys %s (%s): err %v\n%s", dirs, name, err, errOut)
+		}
+		if _, err := os.Stat(filepath.Join(repo, "metadata", "2.root.json")); err == nil {
+			t.Fatalf("-keys %s (%s) wrote root version 2", dirs, name)
+		}
+	}
+}
