@@ -33,12 +33,7 @@ func tufRotateRoot(args []string, stdout, stderr io.Writer) error {
 	before := rootVersion(repo)
 	v, err := repo.RotateRoot(ch, keyDirs(cfg.Keys))
 	if err != nil {
-		// Only if no new root was written: one that was (its directory
-		// not synced, say) names the new online keys.
-		if after := rootVersion(repo); before > 0 && after == before {
-			online.remove()
-		}
-		return withHint(err, offlineKeysHint+"; a new root needs a threshold of the current root keys and of its own")
+		return rotateFailed(repo, before, online, err, stderr)
 	}
 	online.report(stderr)
 	root := filepath.Join(cfg.Dir, "metadata", fmt.Sprintf("%d.root.json", v))
@@ -48,6 +43,24 @@ func tufRotateRoot(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, root)
 	return nil
+}
+
+// rotateFailed is tufRotateRoot's answer to RotateRoot's failure err,
+// the root version being before: the online keys it generated are
+// removed only if no new root was written. One that was (its directory
+// not synced, say) names them, so they stay, and are reported as after a
+// success: sumd serve must sign with them, and the old ones go.
+func rotateFailed(repo *tuf.Repo, before int64, online *newOnlineKeys, err error, stderr io.Writer) error {
+	after := rootVersion(repo)
+	if before > 0 && after == before {
+		online.remove()
+		return withHint(err, offlineKeysHint+"; a new root needs a threshold of the current root keys and of its own")
+	}
+	if after > before {
+		fmt.Fprintf(stderr, "sumd: root version %d was written before the failure\n", after)
+	}
+	online.report(stderr)
+	return withHint(err, "the new root may be in place: run sumd tuf status before trying again")
 }
 
 // rootVersion returns the version of the repository's newest root, 0 if

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/sumd-project/sumd/internal/tuf"
 )
 
 // TestTUFInitLostRoot: tuf init over a published repository that lost
@@ -122,6 +128,50 @@ func TestTUFRotateRootKeysNotOnline(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(repo, "metadata", "2.root.json")); err == nil {
 			t.Fatalf("-keys %s (%s) wrote root version 2", dirs, name)
+		}
+	}
+}
+
+// TestTUFRotateRootFailedReportsOnlineKeys: a tuf rotate-root
+// -rotate-online that failed after its new root was written (its
+// directory not synced, say) kept the online keys it generated, which that
+// root names, but said nothing of them: the operator, told only of the
+// failure, did not learn which keys sumd serve must now sign with, nor to
+// delete the old ones. They are now reported as after a success.
+func TestTUFRotateRootFailedReportsOnlineKeys(t *testing.T) {
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	repoDir := filepath.Join(dir, "tuf")
+	offline := filepath.Join(dir, "offline")
+	sumd(t, "tuf", "init", "-name", e2eName, "-dir", repoDir, "-keys", offline, "-vkey", vkey, "-url", "https://"+e2eName)
+	repo, err := openRepo(repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	online := &newOnlineKeys{dir: filepath.Join(repoDir, "keys")}
+	var ch tuf.RootChange
+	if ch.SnapshotKey, err = online.generate(metadata.SNAPSHOT); err != nil {
+		t.Fatal(err)
+	}
+	if ch.TimestampKey, err = online.generate(metadata.TIMESTAMP); err != nil {
+		t.Fatal(err)
+	}
+	ch.Expires = time.Now().Add(24 * time.Hour)
+	before := rootVersion(repo)
+	if _, err := repo.RotateRoot(ch, []string{offline}); err != nil {
+		t.Fatal(err)
+	}
+	// The root is written; then, say, syncing its directory failed.
+	var stderr strings.Builder
+	if err := rotateFailed(repo, before, online, errors.New("failed to sync metadata"), &stderr); err == nil {
+		t.Fatal("rotateFailed returned no error")
+	}
+	for _, f := range online.files {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("the new online key %s, which the new root names, is gone: %v", f, err)
+		}
+		if !strings.Contains(stderr.String(), f) {
+			t.Errorf("the new online key %s, which the new root names, was not reported:\n%s", f, stderr.String())
 		}
 	}
 }
