@@ -56,7 +56,7 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 			if errors.Is(err, itlog.ErrLocked) {
 				return withHint(err, "stop sumd serve before restoring its database")
 			}
-			return err
+			return oldUnreadable(err, cfg.DB)
 		}
 		defer old.Close()
 		if err := checkLostHead(ctx, old, src); err != nil {
@@ -101,6 +101,17 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 			cfg.DB+".restore-mirror", cfg.From)
 	}
 	return nil
+}
+
+// oldUnreadable is the refusal of a database at db that restore cannot
+// open. Restore reads it to check that the mirror is not behind it (nor
+// behind a head it recorded as lost), and it does not replace a file it
+// could not read: the operator moves it aside, keeping it, and restores
+// without those checks, which its own error (a damaged file's says to
+// restore it from a mirror) does not say.
+func oldUnreadable(err error, db string) error {
+	return withHint(fmt.Errorf("failed to read the database restore would replace: %w", err),
+		"nothing was changed; if "+db+" is damaged, move it aside (keep it) and run the same restore again: without it, restore cannot check that the mirror is not behind it, so restore from the most up-to-date mirror you have (docs/mirrors.md, \"Restore from a mirror\"); if it cannot be read for another reason (permissions), fix that")
 }
 
 // isURL reports whether restore's -from names a server, not a file.
