@@ -82,7 +82,7 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return withHint(err, "nothing was changed: the database (if any) is as it was")
+		return withHint(err, restoreFailedHint(err, cfg))
 	}
 	var oldCloser io.Closer // not a nil *BoltStore in an interface
 	if old != nil {
@@ -101,6 +101,21 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 			cfg.DB+".restore-mirror", cfg.From)
 	}
 	return nil
+}
+
+// restoreFailedHint says what to do about err, which stopped a restore
+// before it changed anything: a disk too full to hold the restored
+// database (about the mirror's size) stops the next attempt the same way.
+func restoreFailedHint(err error, cfg *config.Restore) string {
+	const unchanged = "nothing was changed: the database (if any) is as it was"
+	switch {
+	case errors.Is(err, itlog.ErrLowDisk):
+		return fmt.Sprintf("%s; -min-free-disk keeps %d MiB free on the disk of %s, and the restored database (about the size of the mirror) is written beside it: free space there, or lower -min-free-disk",
+			unchanged, cfg.MinFreeDisk, filepath.Dir(cfg.DB))
+	case errors.Is(err, syscall.ENOSPC):
+		return unchanged + "; " + diskFull(err, filepath.Dir(cfg.DB))
+	}
+	return unchanged
 }
 
 // oldUnreadable is the refusal of a database at db that restore cannot

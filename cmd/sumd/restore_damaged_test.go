@@ -14,12 +14,7 @@ import (
 // sent round in a circle. It is refused, the file left as it was, with a
 // hint to move it aside; restore then rebuilds the database.
 func TestRestoreOverDamagedDatabase(t *testing.T) {
-	dir := t.TempDir()
-	vkey, key, db := syntheticLog(t, dir, "sumd.db", 20)
-	p := startServer(t, "-db", db, "-key", key)
-	m := filepath.Join(dir, "mirror.db")
-	mirrorOf(t, m, p.url, vkey)
-	p.stop()
+	dir, key, db, m := restoreFixture(t)
 	for _, damage := range []struct {
 		name string
 		data func([]byte) []byte
@@ -46,5 +41,32 @@ func TestRestoreOverDamagedDatabase(t *testing.T) {
 		if out := sumd(t, "restore", "-db", damaged, "-key", key, "-from", m); !strings.Contains(out, "tree 20 (was 0)") {
 			t.Errorf("restore once the %s database was moved aside printed %q", damage.name, out)
 		}
+	}
+}
+
+// restoreFixture makes a log of 20 records in dir (db, signed with key)
+// and a full mirror of it (m).
+func restoreFixture(t *testing.T) (dir, key, db, m string) {
+	dir = t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "sumd.db", 20)
+	p := startServer(t, "-db", db, "-key", key)
+	m = filepath.Join(dir, "mirror.db")
+	mirrorOf(t, m, p.url, vkey)
+	p.stop()
+	return dir, key, db, m
+}
+
+// TestRestoreLowDisk: a restore stopped by -min-free-disk said only that
+// nothing was changed, not what to do; it names the floor and the ways
+// out, as sumd backup does, and leaves no file behind.
+func TestRestoreLowDisk(t *testing.T) {
+	dir, key, _, m := restoreFixture(t)
+	db := filepath.Join(dir, "new.db")
+	_, errOut, err := sumdRun(t, "restore", "-db", db, "-key", key, "-from", m, "-min-free-disk", "100000000")
+	if err == nil || !strings.Contains(errOut, "hint: ") || !strings.Contains(errOut, "free space") || !strings.Contains(errOut, "lower -min-free-disk") {
+		t.Errorf("restore under -min-free-disk: %v\n%s\nwant a hint to free space or lower -min-free-disk", err, errOut)
+	}
+	if names, _ := filepath.Glob(db + "*"); len(names) > 0 {
+		t.Errorf("the refused restore left %s", names)
 	}
 }
