@@ -69,6 +69,11 @@ func copyError(err error, from, to string) error {
 	case errors.Is(err, tlog.ErrUnexplainedData):
 		// Running it again meets the same data.
 		return withHint(err, "the destination holds data of an earlier copy that did not verify (or a log rolled back): copy into an empty database (a new bbolt file, or an empty PostgreSQL database)")
+	case errors.Is(err, tlog.ErrLowDisk):
+		// Running it again meets the same floor.
+		return withHint(err, "-min-free-disk keeps that much free on the destination's disk: free space there, or lower -min-free-disk; then run sumd copy again: it carries on from what the destination holds")
+	case errors.Is(err, syscall.ENOSPC):
+		return withHint(err, diskFull(err, "")+": sumd copy carries on from what the destination holds")
 	case errors.As(err, &d) && d.Path == to:
 		return withHint(err, "the destination database is damaged: copy into a new file (a new bbolt file, or an empty PostgreSQL database)")
 	case errors.As(err, &d):

@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -27,6 +29,10 @@ func TestCopyHints(t *testing.T) {
 		{fmt.Errorf("failed to store records 0 to 599: %w", tlog.ErrNotPersisted), "run sumd copy again", "empty"},
 		{fmt.Errorf("failed to read records 0 to 299: %w", &tlog.DamagedError{Path: "from.db", What: "a page"}), "the source database is damaged", "destination"},
 		{fmt.Errorf("failed to store records 0 to 299: %w", &tlog.DamagedError{Path: "to.db", What: "a page"}), "the destination database is damaged", "source"},
+		// Run again, a copy stopped by -min-free-disk or a full disk
+		// meets the same floor.
+		{fmt.Errorf("failed to store records 0 to 299: %w", &tlog.LowDiskError{Path: "to.db", Free: 10 << 20, Floor: 64 << 20}), "lower -min-free-disk", "source"},
+		{fmt.Errorf("failed to store records 0 to 299: %w", &fs.PathError{Op: "write", Path: "to.db", Err: syscall.ENOSPC}), "is full: free space", "source"},
 	} {
 		var ce *cliError
 		if err := copyError(tt.err, "from.db", "to.db"); !errors.As(err, &ce) || !strings.Contains(ce.hint, tt.want) || strings.Contains(ce.hint, tt.not) {
