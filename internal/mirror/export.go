@@ -33,7 +33,8 @@ func HeadSize(head []byte) (int64, error) {
 
 // Export writes a bundle of what the mirror holds (its published head,
 // and the tiles and records that lead to it from the tree of size since)
-// to w. The importing side must hold the tree of size since, or less.
+// to w. The importing side must hold the tree of size since, or more:
+// Import refuses a bundle that starts beyond the mirror's tree.
 func Export(ctx context.Context, l *itlog.Log, w io.Writer, since int64) (*ExportStats, error) {
 	held := l.Published()
 	if held.Signed == nil {
