@@ -145,12 +145,12 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 			return nil, usageError(err, "-from names a mirror database file, or the http(s):// URL of a server serving the mirror")
 		}
 		if err != nil {
-			return nil, mirrorOpenError(err, cfg.From)
+			return nil, restoreFromError(err, cfg.From)
 		}
 		l, err := itlog.OpenStore(s, itlog.Options{VerifierKeys: strings.Split(vkeys, ","), Verify: itlog.VerifyFull, Logger: logger})
 		if err != nil {
 			s.Close()
-			return nil, withHint(err, "-from must be a mirror of this log (made by sumd mirror, or served by sumd serve -mirror), checked with the log's own key")
+			return nil, restoreFromError(err, cfg.From)
 		}
 		return l, nil
 	}
@@ -175,6 +175,20 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 		return nil, mirrorError(err)
 	}
 	return l, nil
+}
+
+// restoreFromError says what to do about err, which refused the mirror
+// file from as restore's source. Not mirrorOpenError: its hints are sumd
+// mirror's (-mirror, mirroring the origin again), and the origin is the
+// log being restored.
+func restoreFromError(err error, from string) error {
+	switch {
+	case errors.Is(err, itlog.ErrLocked):
+		return withHint(err, "a running sumd serve (or sumd mirror) holds "+from+": stop it, or give -from the URL of the server serving it")
+	case errors.Is(err, itlog.ErrCorrupt), errors.As(err, new(*itlog.DamagedError)):
+		return withHint(err, "the mirror "+from+" is damaged: do not restore from it; restore from another mirror of the log (another replica, or a backup of this one: sumd backup verify checks one)")
+	}
+	return withHint(err, "-from must be a mirror of this log (made by sumd mirror, or served by sumd serve -mirror), checked with the log's own key")
 }
 
 // checkLostHead refuses a mirror whose head does not extend the head a

@@ -70,3 +70,37 @@ func TestRestoreLowDisk(t *testing.T) {
 		t.Errorf("the refused restore left %s", names)
 	}
 }
+
+// TestRestoreFromDamagedMirror: sumd restore from a mirror file that is
+// damaged was told -from must be a mirror of this log (it is), or, for a
+// file bbolt cannot open, about -mirror, a flag restore does not have. A
+// damaged mirror is named as one, with the way out: another mirror.
+func TestRestoreFromDamagedMirror(t *testing.T) {
+	dir, key, _, m := restoreFixture(t)
+	data, err := os.ReadFile(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; {
+		j := bytes.Index(data[i:], []byte(" h1:"))
+		if j < 0 {
+			break
+		}
+		i += j + 4
+		data[i] ^= 'A' ^ 'B' // a record's hash, another base64 digit
+	}
+	for _, tc := range []struct{ name, want string }{
+		{"records", "another mirror"},
+		{"overwritten", "-from"},
+	} {
+		from := filepath.Join(dir, tc.name+".db")
+		if tc.name == "overwritten" {
+			data = bytes.Repeat([]byte("x"), len(data))
+		}
+		writeFile(t, from, data)
+		_, errOut, err := sumdRun(t, "restore", "-db", filepath.Join(dir, "new.db"), "-key", key, "-from", from)
+		if err == nil || !strings.Contains(errOut, "hint: ") || !strings.Contains(errOut, tc.want) || strings.Contains(errOut, "-mirror names") || strings.Contains(errOut, "must be a mirror of this log") && tc.name == "records" {
+			t.Errorf("restore from a mirror with damaged %s: %v\n%s\nwant a hint naming %q", tc.name, err, errOut, tc.want)
+		}
+	}
+}
