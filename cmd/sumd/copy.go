@@ -106,7 +106,10 @@ func sameFile(a, b string) bool {
 }
 
 // openStore opens the store db (given as flag) names: a PostgreSQL
-// database or a bbolt file, which is created if create is set.
+// database or a bbolt file, which is created if create is set (the
+// destination), and otherwise opened read-only (the source): a backup
+// the operator may read but not write is copied too, and so is one
+// another reader holds (sumd backup verify, another copy of it).
 func openStore(ctx context.Context, flag, db string, create bool, minFree int64, logger *slog.Logger) (tlog.Store, error) {
 	if pgstore.IsURL(db) {
 		s, err := pgstore.Open(ctx, db, pgstore.Options{Logger: logger})
@@ -117,7 +120,7 @@ func openStore(ctx context.Context, flag, db string, create bool, minFree int64,
 		}
 		return s, nil
 	}
-	s, err := tlog.OpenBolt(db, tlog.BoltOptions{Create: create, MinFree: minFree})
+	s, err := tlog.OpenBolt(db, tlog.BoltOptions{Create: create, ReadOnly: !create, MinFree: minFree})
 	switch {
 	case errors.Is(err, tlog.ErrLocked):
 		return nil, withHint(err, lockedHint)
