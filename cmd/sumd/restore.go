@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/mirror"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/tlog/pgstore"
 )
@@ -172,9 +174,27 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 	}
 	if err != nil {
 		l.Close()
-		return nil, mirrorError(err)
+		return nil, restoreSyncError(err, path)
 	}
 	return l, nil
+}
+
+// restoreSyncError is mirrorError for the mirroring of restore's -from
+// URL into path: its hints about the server name -from, not sumd
+// mirror's -origin, which restore does not have.
+func restoreSyncError(err error, path string) error {
+	var fe *sumdbclient.FetchError
+	kept := "what was mirrored into " + path + " is kept, and the next restore resumes from it"
+	switch {
+	case errors.As(err, new(*mirror.SecurityError)) || mirror.IsBehind(err) || errors.Is(err, sumdbclient.ErrDamaged):
+		return mirrorError(err) // its hints hold for a restore too
+	case errors.As(err, new(*sumdbclient.BodyError)) || errors.Is(err, sumdbclient.ErrTooLarge):
+		return &cliError{err: err, hint: "check -from: the server, or something between (a proxy, a captive portal), answered with a page that is not the checksum database protocol; " +
+			"-from is the URL a go command would use as GOSUMDB's (such as https://replica.example or https://proxy.example/sumdb/NAME); " + kept, code: 2}
+	case errors.As(err, &fe) && fe.Status != http.StatusUnauthorized && fe.Status != http.StatusForbidden:
+		return &cliError{err: err, hint: "check -from and that the server is reachable from here; " + kept, code: 2}
+	}
+	return mirrorError(err)
 }
 
 // restoreFromError says what to do about err, which refused the mirror

@@ -104,3 +104,14 @@ func TestRestoreFromDamagedMirror(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreFromUnreachable: sumd restore -from a URL that does not
+// answer was told to check -origin, sumd mirror's flag, which restore
+// does not have. It is told to check -from.
+func TestRestoreFromUnreachable(t *testing.T) {
+	dir, key, _, _ := restoreFixture(t)
+	_, errOut, err := sumdRun(t, "restore", "-db", filepath.Join(dir, "new.db"), "-key", key, "-from", "http://127.0.0.1:1")
+	if err == nil || !strings.Contains(errOut, "hint: check -from") || strings.Contains(errOut, "-origin") {
+		t.Errorf("restore from a URL that does not answer: %v\n%s\nwant a hint to check -from, not -origin", err, errOut)
+	}
+}
