@@ -112,7 +112,7 @@ func restoreFailedHint(err error, cfg *config.Restore) string {
 	const unchanged = "nothing was changed: the database (if any) is as it was"
 	switch {
 	case errors.Is(err, itlog.ErrLowDisk):
-		return fmt.Sprintf("%s; -min-free-disk keeps %d MiB free on the disk of %s, and the restored database (about the size of the mirror) is written beside it: free space there, or lower -min-free-disk",
+		return fmt.Sprintf("%s; -min-free-disk keeps %d MiB free on the disk of %s, and the restored database (about the size of the mirror; from a URL, the mirror too) is written beside it: free space there, or lower -min-free-disk",
 			unchanged, cfg.MinFreeDisk, filepath.Dir(cfg.DB))
 	case errors.Is(err, syscall.ENOSPC):
 		return unchanged + "; " + diskFull(err, filepath.Dir(cfg.DB))
@@ -159,7 +159,7 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 	path := cfg.DB + ".restore-mirror"
 	l, _, err := openMirror(path, vkeys, nil, true, cfg.DiskFloor.Bytes(), "", logger)
 	if err != nil {
-		return nil, err
+		return nil, restoreMirrorOpenError(err, cfg, path)
 	}
 	f, err := newFollower(l, &mirror.Config{URL: cfg.From, Auth: cfg.Auth}, followerOptions{logger: logger})
 	if err == nil {
@@ -177,6 +177,19 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 		return nil, restoreSyncError(err, path)
 	}
 	return l, nil
+}
+
+// restoreMirrorOpenError says what to do about err, which refused the
+// mirror file path that restore mirrors its -from URL into: not
+// openMirror's hints, which are sumd mirror's (-mirror).
+func restoreMirrorOpenError(err error, cfg *config.Restore, path string) error {
+	switch {
+	case errors.Is(err, itlog.ErrLowDisk), errors.Is(err, syscall.ENOSPC):
+		return withHint(err, restoreFailedHint(err, cfg))
+	case errors.Is(err, itlog.ErrLocked):
+		return withHint(err, "another sumd restore into "+cfg.DB+" from a URL holds "+path+", where it mirrors the URL: wait for it to finish")
+	}
+	return withHint(err, path+" is where restore mirrors -from, kept from an earlier restore: if it is damaged or not a mirror of this log, move it aside and restore again (the URL is mirrored afresh)")
 }
 
 // restoreSyncError is mirrorError for the mirroring of restore's -from

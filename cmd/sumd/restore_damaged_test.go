@@ -115,3 +115,21 @@ func TestRestoreFromUnreachable(t *testing.T) {
 		t.Errorf("restore from a URL that does not answer: %v\n%s\nwant a hint to check -from, not -origin", err, errOut)
 	}
 }
+
+// TestRestoreFromURLLowDisk: sumd restore -from URL stopped by
+// -min-free-disk where it mirrors the URL was told about -mirror, sumd
+// mirror's flag; it names the floor and the ways out, and a later restore
+// with the room mirrors and restores.
+func TestRestoreFromURLLowDisk(t *testing.T) {
+	dir, key, db, _ := restoreFixture(t)
+	p := startServer(t, "-db", db, "-key", key)
+	defer p.stop()
+	restored := filepath.Join(dir, "new.db")
+	_, errOut, err := sumdRun(t, "restore", "-db", restored, "-key", key, "-from", p.url, "-min-free-disk", "100000000")
+	if err == nil || !strings.Contains(errOut, "lower -min-free-disk") || strings.Contains(errOut, "-mirror names") {
+		t.Errorf("restore -from URL under -min-free-disk: %v\n%s\nwant a hint to free space or lower -min-free-disk", err, errOut)
+	}
+	if out := sumd(t, "restore", "-db", restored, "-key", key, "-from", p.url); !strings.Contains(out, "tree 20 (was 0)") {
+		t.Errorf("restore -from URL with the room printed %q", out)
+	}
+}
