@@ -79,6 +79,17 @@ func Restore(ctx context.Context, dst itlog.Store, src *itlog.Log, keys []*itlog
 	if st.VKeys, err = signedBy(h.Signed, keys); err != nil {
 		return nil, err
 	}
+	// Without an old database to fill in what it lacks, a partial mirror
+	// is refused now, not at its first missing record, which may come
+	// hours into the restore of a large log.
+	cfg, err := ReadConfig(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the mirror's configuration: %w", err)
+	}
+	if cfg.partial() && old == nil {
+		return nil, errors.New("the mirror is partial (it holds only the records of some module versions): restore needs every record, from a full mirror, " +
+			"or an old database of the log that holds the records the mirror lacks")
+	}
 	var oldRecs func(ctx context.Context, ids []int64) ([][]byte, error)
 	if old != nil {
 		if st.Previous, err = checkOld(ctx, old, h, src, keys); err != nil {

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,6 +89,10 @@ func TestRestoreRefuses(t *testing.T) {
 	if _, err := newFollower(t, o, partial, func(opts *Options) { opts.Select = sel }).Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// As sumd mirror -modules records it.
+	if err := WriteConfig(ctx, partial, &Config{Modules: []string{"golang.org/x/*"}, VerifierKeys: partial.VerifierKeys()}); err != nil {
+		t.Fatal(err)
+	}
 	other, _ := itlog.ParseKey(mustKey(t))
 	for _, tc := range []struct {
 		name string
@@ -100,12 +105,18 @@ func TestRestoreRefuses(t *testing.T) {
 		{"mirror behind a rolled-back database's data", m, o.key, rolled, "holds data of a tree of at least 700 records (its head, rolled back, says 600), more than the mirror's 600"},
 		{"fork", m, o.key, forked, "SECURITY ERROR"},
 		{"another key", m, other, nil, "not signed by"},
-		{"partial mirror", partial, o.key, nil, "the mirror lacks record 0"},
+		{"partial mirror", partial, o.key, nil, "the mirror is partial"},
 	} {
 		dst := itlog.NewMemStore()
 		_, err := Restore(ctx, dst, tc.src, []*itlog.Key{tc.key}, tc.old, RestoreOptions{Logger: quiet})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Restore = %v, want %q", tc.name, err, tc.want)
+		}
+		// Refused before anything is written: a partial mirror was
+		// found out at its first missing record, which may come hours
+		// into the restore of a large log.
+		if _, err := dst.Load(ctx); !errors.Is(err, itlog.ErrNoLog) {
+			t.Errorf("%s: refused, but the restored store holds a log (Load: %v)", tc.name, err)
 		}
 	}
 }
