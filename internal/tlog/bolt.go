@@ -20,6 +20,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumd-project/sumd/internal/durable"
 	"github.com/sumd-project/sumd/internal/newdirs"
 )
 
@@ -356,6 +357,10 @@ func storedVKeys(b buckets) []string {
 	return []string{string(b.meta.Get(keyVKey))}
 }
 
+// syncDir is durable.SyncDir; a variable, so that a test can see it
+// called, or fail it.
+var syncDir = durable.SyncDir
+
 // Create creates the buckets, metadata and first head of a new log.
 func (s *BoltStore) Create(ctx context.Context, meta Meta, head []byte) error {
 	if len(meta.VKeys) == 0 {
@@ -404,10 +409,34 @@ func (s *BoltStore) Create(ctx context.Context, meta Meta, head []byte) error {
 		}
 		return nil
 	})
+	if err == nil {
+		err = s.syncName()
+	}
 	if err == nil && s.afterCreate != nil {
 		return s.afterCreate()
 	}
 	return err
+}
+
+// syncName makes the names of the file and of the directories OpenBolt
+// made for it durable, once Create stored a log in it: bbolt syncs the
+// file's pages, never its directory, so a crash could lose a new file
+// whole, and with it every record acknowledged from it. A failure leaves
+// the log stored under a name that may not survive: not ErrNotPersisted,
+// and Open then fails and removes the file (closeDiscarding).
+func (s *BoltStore) syncName() error {
+	dirs := []string{filepath.Dir(s.db.Path())}
+	if s.made != nil {
+		for _, d := range s.made.dirs {
+			dirs = append(dirs, filepath.Dir(d))
+		}
+	}
+	for _, d := range dirs {
+		if err := syncDir(d); err != nil {
+			return fmt.Errorf("the new log is stored, but its file's name may not survive a crash: %w", err)
+		}
+	}
+	return nil
 }
 
 // Commit writes b in one bbolt transaction, after checking b.Prev.
