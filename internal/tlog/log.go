@@ -18,7 +18,8 @@
 //     head is still the stored one.
 //  4. Readers see only what is durable: the sequencer publishes a head (an
 //     atomic pointer) after its commit returned, and every read is bounded
-//     by the published tree, whatever the store already shows.
+//     by the published tree, whatever the store already shows (but for
+//     the older records a partial mirror learns: see Store, Reads).
 //  5. A storage failure that leaves unknown whether a write was stored
 //     stops the log for good (ErrFatal); reopening re-verifies and decides.
 //

@@ -39,6 +39,12 @@ import (
 // its published tree, so a store need not. Within the published tree data
 // never changes: records and full tiles are immutable, and a partial tile
 // only grows, so every narrower width stays a prefix of the stored bytes.
+// The one exception is a partial mirror's: an Extend adds records of the
+// held tree it lacked, and may point an index entry at an earlier record
+// of the same module version (Batch.Records), which readers may see while
+// the commit is in flight. That is harmless: each record is checked
+// against its leaf in the published tree before it is served, and one a
+// crash loses again is only not held, as before.
 // Missing data is not an error: Lookup answers -1, ReadRecords and ReadTiles
 // nil. An error is a failure to read (I/O, a lost connection).
 //
