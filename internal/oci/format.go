@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -81,20 +83,120 @@ func NewManifest(m module.Version, mod, zip v1.Descriptor) v1.Manifest {
 // artifact. It returns an error wrapping ErrNotModule for a manifest that
 // does not claim to be one, and another error for one that claims to be
 // one but is malformed: any deviation from the format is refused, since
-// the go command would never see these bytes to judge them itself.
+// the go command would never see these bytes to judge them itself, and so
+// is JSON that another parser could read otherwise (checkJSON).
 func ParseManifest(raw []byte) (*Artifact, error) {
 	if len(raw) > MaxManifestSize {
 		return nil, fmt.Errorf("manifest is %d bytes, more than the limit of %d", len(raw), MaxManifestSize)
 	}
 	var m v1.Manifest
-	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&m); err != nil {
+	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("failed to parse manifest: %w", err)
 	}
 	if m.ArtifactType != ArtifactType && m.Config.MediaType != ArtifactType &&
 		m.Annotations[PathAnnotation] == "" && m.Annotations[VersionAnnotation] == "" {
 		return nil, fmt.Errorf("manifest of artifactType %q: %w", m.ArtifactType, ErrNotModule)
 	}
+	// Only now: what is not a module is ignored, however it is written.
+	if err := checkJSON(raw, manifestKeys); err != nil {
+		return nil, fmt.Errorf("failed to parse manifest: %w", err)
+	}
 	return checkManifest(&m)
+}
+
+// A jsonSchema names the keys of the objects of a JSON document that
+// encoding/json decodes into structs, so that checkJSON can hold them to
+// their exact spelling: fields for an object's keys, elem for an array's
+// elements. The zero schema is a map or a value sumd does not read.
+type jsonSchema struct {
+	fields map[string]*jsonSchema
+	elem   *jsonSchema
+}
+
+// manifestKeys are the keys of v1.Manifest, its descriptors and platform.
+var manifestKeys = func() *jsonSchema {
+	platform := &jsonSchema{fields: map[string]*jsonSchema{
+		"architecture": nil, "os": nil, "os.version": nil, "os.features": nil, "variant": nil, "features": nil,
+	}}
+	desc := &jsonSchema{fields: map[string]*jsonSchema{
+		"mediaType": nil, "size": nil, "digest": nil, "data": nil, "urls": nil, "annotations": nil,
+		"platform": platform, "artifactType": nil,
+	}}
+	return &jsonSchema{fields: map[string]*jsonSchema{
+		"schemaVersion": nil, "mediaType": nil, "config": desc, "layers": {elem: desc},
+		"annotations": nil, "subject": desc, "artifactType": nil,
+	}}
+}()
+
+// checkJSON refuses what encoding/json would read one way and another
+// parser another, in a document whose meaning a signature vouches for:
+// anything after the first value (json.Decoder stops there), invalid UTF-8
+// (replaced by U+FFFD), a key given twice in one object (the last wins in
+// Go, the first in some parsers), and a key of s spelled in another case
+// or Unicode folding (Go matches it to the field, a case-sensitive parser
+// ignores it). Keys s does not name are left alone: the image spec asks
+// readers to ignore them.
+func checkJSON(raw []byte, s *jsonSchema) error {
+	if !utf8.Valid(raw) {
+		return errors.New("not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := checkJSONValue(dec, s); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("data after the JSON object at offset %d", dec.InputOffset())
+	}
+	return nil
+}
+
+// checkJSONValue reads one value from dec, checking its objects' keys
+// against s (nil: any key).
+func checkJSONValue(dec *json.Decoder, s *jsonSchema) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		s = &jsonSchema{}
+	}
+	switch tok {
+	case json.Delim('['):
+		for dec.More() {
+			if err := checkJSONValue(dec, s.elem); err != nil {
+				return err
+			}
+		}
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key := tok.(string) // Token returns only strings as keys
+			if seen[key] {
+				return fmt.Errorf("key %q appears twice in one object", key)
+			}
+			seen[key] = true
+			sub, known := s.fields[key]
+			if !known {
+				for name := range s.fields {
+					if strings.EqualFold(key, name) {
+						return fmt.Errorf("key %q must be spelled %q", key, name)
+					}
+				}
+			}
+			if err := checkJSONValue(dec, sub); err != nil {
+				return err
+			}
+		}
+	default:
+		return nil // a scalar
+	}
+	_, err = dec.Token() // the closing delimiter
+	return err
 }
 
 // checkManifest checks a manifest that claims to be a module artifact.

@@ -161,3 +161,42 @@ func TestCheckPlacement(t *testing.T) {
 		}
 	}
 }
+
+// TestParseManifestStrict: a signed manifest means one thing to every
+// parser. Trailing bytes, keys spelled in another case (which Go's
+// encoding/json matches, and other parsers do not) and keys given twice
+// (the last wins in Go, the first in others) are refused, not read as Go
+// reads them.
+func TestParseManifestStrict(t *testing.T) {
+	good := string(goodManifest(t, nil))
+	swap := func(old, new string) string {
+		if !strings.Contains(good, old) {
+			t.Fatalf("manifest %s has no %s", good, old)
+		}
+		return strings.Replace(good, old, new, 1)
+	}
+	for name, raw := range map[string]string{
+		"trailing object":      good + `{"schemaVersion":2}`,
+		"trailing garbage":     good + "x",
+		"trailing second":      good + " " + good,
+		"key case":             swap(`"layers"`, `"Layers"`),
+		"nested key case":      swap(`"digest"`, `"Digest"`),
+		"unicode fold":         swap(`"size"`, "\"\u017fize\""), // ſ, the long s, folds to s
+		"duplicate key":        swap(`"schemaVersion":2`, `"schemaVersion":2,"schemaVersion":2`),
+		"duplicate annotation": swap(`"annotations":{`, `"annotations":{"dev.sumd.module.path":"example.com/other",`),
+		"invalid utf-8":        swap(`"annotations":{`, "\"annotations\":{\"x\":\"\xff\","),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if a, err := ParseManifest([]byte(raw)); err == nil || errors.Is(err, ErrNotModule) {
+				t.Errorf("ParseManifest = %v, %v; want it refused", a, err)
+			}
+		})
+	}
+	// Trailing white space is no second value, and unknown keys are
+	// ignored, as the image spec asks.
+	for _, raw := range []string{good + "\n", swap(`"schemaVersion":2`, `"schemaVersion":2,"x-extra":{"a":[1]}`)} {
+		if _, err := ParseManifest([]byte(raw)); err != nil {
+			t.Errorf("ParseManifest(%s): %v", raw, err)
+		}
+	}
+}

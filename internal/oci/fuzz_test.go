@@ -8,9 +8,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,17 +24,23 @@ import (
 )
 
 // FuzzParseManifest: any bytes a registry serves either fail to parse or
-// give an artifact whose every field the format allows, whose repository
-// and tag can be named, and which round-trips through NewManifest.
+// give an artifact whose every field the format allows, which a
+// case-sensitive reading of the one JSON value reads alike (sameReading),
+// and which round-trips through NewManifest.
 func FuzzParseManifest(f *testing.F) {
 	f.Add(goodManifest(f, nil))
 	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.sumd.gomodule.v1","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[],"annotations":{"dev.sumd.module.path":"example.com/m","dev.sumd.module.version":"v1.0.0"}}`))
 	f.Add([]byte(`{"schemaVersion":2,"layers":[{"mediaType":"application/vnd.sumd.gomodule.zip.v1+zip","digest":"sha256:00","size":1}]}`))
 	f.Add([]byte(`null`))
+	f.Add(append(goodManifest(f, nil), "{}"...))
+	f.Add([]byte(strings.Replace(string(goodManifest(f, nil)), `"layers"`, `"Layers"`, 1)))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		a, err := ParseManifest(raw)
 		if err != nil {
 			return
+		}
+		if err := sameReading(raw, a); err != nil {
+			t.Fatalf("accepted %q: %v", raw, err)
 		}
 		if err := module.Check(a.Module.Path, a.Module.Version); err != nil {
 			t.Fatalf("accepted module %s: %v", a.Module, err)
@@ -48,6 +57,40 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("round trip: %+v, %v; want %+v", b, err, a)
 		}
 	})
+}
+
+// sameReading checks that raw, read as a parser that matches keys exactly
+// and refuses data after the value would read it (json.Unmarshal into
+// maps, keeping the last of a duplicate key), names a's module and layers.
+func sameReading(raw []byte, a *Artifact) error {
+	var m struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	var g map[string]any
+	if err := json.Unmarshal(raw, &g); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return err
+	}
+	if _, ok := g["annotations"]; !ok && len(m.Annotations) > 0 {
+		return errors.New("annotations under a key not spelled annotations")
+	}
+	if m.Annotations[PathAnnotation] != a.Module.Path || m.Annotations[VersionAnnotation] != a.Module.Version {
+		return fmt.Errorf("annotations %v, parsed as %s", m.Annotations, a.Module)
+	}
+	layers, _ := g["layers"].([]any)
+	var digests []string
+	for _, l := range layers {
+		if l, ok := l.(map[string]any); ok {
+			d, _ := l["digest"].(string)
+			digests = append(digests, d)
+		}
+	}
+	if !slices.Contains(digests, a.Mod.Digest.String()) || !slices.Contains(digests, a.Zip.Digest.String()) {
+		return fmt.Errorf("layers %v, parsed as %s and %s", digests, a.Mod.Digest, a.Zip.Digest)
+	}
+	return nil
 }
 
 // repoName is the whole OCI repository name grammar (distribution-spec).
