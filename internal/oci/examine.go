@@ -27,6 +27,9 @@ type result struct {
 	format  string         // signature format that verified: "cosign" or "bundle"
 	key     string         // file of the key that verified it
 	id      int64          // record id, for Recorded and Present
+	// moved means a Retagged judged from the sync state, whose entry for
+	// the tag, the manifest the version was recorded from, is kept.
+	moved bool
 }
 
 func (r *result) verb() string {
@@ -41,8 +44,9 @@ func (r *result) verb() string {
 
 // examine takes one artifact through the steps whose order is the security
 // argument (see the package doc): manifest by digest, format and placement,
-// signature over that digest, then the layers that manifest names.
-func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag string, desc *v1.Descriptor) *result {
+// signature over that digest, then the layers that manifest names. prev is
+// what the sync state remembered of the tag, if anything.
+func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag string, desc *v1.Descriptor, prev stateEntry) *result {
 	if desc.MediaType != types.OCIManifestSchema1 {
 		return &result{outcome: Ignored, err: fmt.Errorf("%s is a %s, not an OCI image manifest", desc.Digest, desc.MediaType)}
 	}
@@ -71,7 +75,17 @@ func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag st
 			err = fmt.Errorf("%w (%d configured key(s) not tried: bound to other repositories)", err, n)
 		}
 		res.outcome, res.err = signatureOutcome(err), err
-		if (res.outcome == Unsigned || res.outcome == BadSignature) && s.holds(ctx, a.Module) {
+		switch {
+		case res.outcome != Unsigned && res.outcome != BadSignature || !s.holds(ctx, a.Module):
+			// A failure, or a version awaiting its signature.
+		case prev.Module == a.Module.String() && prev.Digest != desc.Digest.String():
+			// The tag moved off the manifest the version was recorded
+			// from: a re-tag, whatever its layers hold. Fetching them
+			// (a zip of up to MaxZipSize) for content nobody signed would
+			// let whoever may push make every pass download that much.
+			res.outcome, res.moved = Retagged, true
+			res.err = fmt.Errorf("%w: %w; the version was recorded from %s at this tag (the layers were not fetched)", ErrRetagged, err, prev.Digest)
+		default:
 			s.matchRecorded(ctx, c, a, res)
 		}
 		return res
@@ -98,8 +112,9 @@ func (s *Syncer) holds(ctx context.Context, m module.Version) bool {
 }
 
 // matchRecorded judges an artifact of a version the log holds that no
-// configured key signed (res is its unsigned or bad_signature result) by
-// its content, hashed as a signed artifact's is: the same hashes as the
+// configured key signed (res is its unsigned or bad_signature result), at
+// a tag the sync state does not remember it was recorded from, by its
+// content, hashed as a signed artifact's is: the same hashes as the
 // log's record are the recorded release, whose key was since removed from
 // the configuration (a rotation) while the sync state that remembered it
 // was lost or dropped, so it is Present and remembered like any recorded

@@ -85,6 +85,11 @@ func (s *State) reset() {
 	s.data = stateFile{Version: stateVersion, Repositories: map[string]map[string]stateEntry{}}
 }
 
+// entry returns what is remembered for repo:tag, or the zero entry.
+func (s *State) entry(repo, tag string) stateEntry {
+	return s.data.Repositories[repo][tag]
+}
+
 // recorded returns the module version remembered for digest at repo:tag.
 func (s *State) recorded(repo, tag, digest string) (string, bool) {
 	e, ok := s.data.Repositories[repo][tag]

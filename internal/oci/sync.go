@@ -438,10 +438,17 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 		r.Skipped++
 		return nil
 	}
+	prev := state.entry(c.repo.String(), tag)
 	state.forget(c.repo.String(), tag) // moved, or the log lacks it after all
-	res := s.examine(ctx, c, src, tag, desc)
-	if res.outcome == Recorded || res.outcome == Present {
+	res := s.examine(ctx, c, src, tag, desc, prev)
+	switch {
+	case res.outcome == Recorded || res.outcome == Present:
 		state.remember(c.repo.String(), tag, digest, res.module.String())
+	case res.moved:
+		// Keep what was recorded from the tag, so that the next pass
+		// judges the re-tag alike, without its layers, and a tag moved
+		// back is skipped again.
+		state.remember(c.repo.String(), tag, prev.Digest, prev.Module)
 	}
 	if pass.Err() != nil && res.outcome != Recorded && res.outcome != Present {
 		return nil // the pass was stopped: the failure is not the artifact's

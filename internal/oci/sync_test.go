@@ -685,6 +685,48 @@ func TestSyncRetagged(t *testing.T) {
 	}
 }
 
+// TestSyncRetaggedNoDownload: a recorded version's tag moved to content no
+// configured key signed is retagged from what the state remembers, the
+// digest the version was recorded from, without fetching the layers: anyone
+// who may push there could otherwise make every pass download a zip of up
+// to 500 MiB. It stays retagged on every pass, at no cost either.
+func TestSyncRetaggedNoDownload(t *testing.T) {
+	e := newSyncEnv(t, true)
+	first := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	if r := e.sync(t); r.Counts[Recorded] != 1 {
+		t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
+	}
+	staged := e.retag(t, first)
+	img, err := remote.Image(staged.Ref, remote.WithAuthFromKeychain(testRemote.keychain()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetched atomic.Int64
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		for _, l := range m.Layers {
+			if strings.HasSuffix(r.URL.Path, "/blobs/"+l.Digest.String()) {
+				fetched.Add(1)
+			}
+		}
+		return false
+	})
+	for pass := range 2 {
+		e.logs = new(testlog.Buffer)
+		r := e.sync(t)
+		e.wantOutcome(t, r, Retagged)
+		if len(r.Conflicts) != 1 || !errors.Is(r.Conflicts[0], ErrRetagged) {
+			t.Errorf("pass %d: report %+v, want one conflict wrapping ErrRetagged", pass, r)
+		}
+	}
+	if n := fetched.Load(); n != 0 {
+		t.Errorf("%d requests for the re-tagged artifact's layers, want none", n)
+	}
+}
+
 // retag writes an unsigned artifact of first's version with other content
 // over first's tag, pushed elsewhere first (Push itself refuses to move a
 // tag), and returns that push.
