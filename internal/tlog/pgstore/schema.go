@@ -53,7 +53,8 @@ var SchemaVersion = len(migrations)
 var ErrNewerSchema = errors.New("sumd's tables in this database are of a newer sumd")
 
 // migrate brings sumd's tables to SchemaVersion: creating them if create
-// is set, else only if a previous sumd did. Concurrent creations (several
+// is set, else only if a previous sumd did. Tables without their version
+// are refused (versionLost). Concurrent creations (several
 // processes starting at once) take turns under an advisory lock; other
 // races of concurrent migrations are retried.
 func (s *Store) migrate(ctx context.Context, create bool) error {
@@ -79,6 +80,18 @@ func (s *Store) migrateOnce(ctx context.Context, create bool) error {
 	var version int
 	err := s.ctl.QueryRow(ctx, `SELECT version FROM sumd_schema WHERE id = 1`).Scan(&version)
 	missing := isUndefinedTable(err) || errors.Is(err, pgx.ErrNoRows)
+	if missing && !create {
+		exists, xerr := s.tablesExist(ctx, s.ctl)
+		if xerr != nil || !exists {
+			return xerr // no sumd tables: Load answers ErrNoLog
+		}
+		// A concurrent creation commits its tables and their version at
+		// once: tables found since the read have their version now.
+		err = s.ctl.QueryRow(ctx, `SELECT version FROM sumd_schema WHERE id = 1`).Scan(&version)
+		if isUndefinedTable(err) || errors.Is(err, pgx.ErrNoRows) {
+			return versionLost()
+		}
+	}
 	if !create || !missing {
 		if done, err := s.schemaDone(version, err, create); done {
 			return err
@@ -110,6 +123,18 @@ func (s *Store) migrateOnce(ctx context.Context, create bool) error {
 	if done, err := s.schemaDone(version, err, create); done {
 		return err
 	}
+	if version == 0 {
+		// The version this creation inserted, or one found at 0: the
+		// tables must not be there (under the advisory lock, no other
+		// creation makes them meanwhile).
+		exists, err := s.tablesExist(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if exists {
+			return versionLost()
+		}
+	}
 	for v := version; v < SchemaVersion; v++ {
 		for _, stmt := range migrations[v] {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
@@ -135,6 +160,34 @@ func (s *Store) migrateOnce(ctx context.Context, create bool) error {
 		s.log.Warn("migrated sumd's tables", "from", version, "to", SchemaVersion)
 	}
 	return nil
+}
+
+// tables are the tables of migration 1, which a lost schema version
+// leaves behind (tablesExist).
+var tables = []string{"sumd_log", "sumd_records", "sumd_index", "sumd_tiles", "sumd_aux"}
+
+// tablesExist reports whether any of sumd's tables exist.
+func (s *Store) tablesExist(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (bool, error) {
+	var exists bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM unnest($1::text[]) AS t(name) WHERE to_regclass(name) IS NOT NULL)`, tables).Scan(&exists)
+	if err != nil {
+		return false, s.fail("look for sumd's tables", err)
+	}
+	return exists, nil
+}
+
+// versionLost is the error for sumd's tables without their schema
+// version: sumd_schema's row deleted, or its table dropped, by hand.
+// Migrating them would fail on the first one ("relation sumd_log already
+// exists"), and recreating the version would take tables of an unknown
+// version, which may hold a log, for this sumd's: an operator restores it.
+func versionLost() error {
+	return fmt.Errorf("sumd's tables are in this database without their schema version (sumd_schema's row or table deleted?): "+
+		"sumd neither migrates nor recreates them, which may hold a log; if they are of this sumd (schema version %d), restore it: "+
+		"CREATE TABLE IF NOT EXISTS sumd_schema (id integer PRIMARY KEY CHECK (id = 1), version integer NOT NULL); "+
+		"INSERT INTO sumd_schema (id, version) VALUES (1, %d); else restore the database from a backup", SchemaVersion, SchemaVersion)
 }
 
 // schemaDone reports whether the schema version read (version, or the

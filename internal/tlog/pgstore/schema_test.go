@@ -88,3 +88,52 @@ func TestBarrierNeedsSchemaRow(t *testing.T) {
 		t.Fatalf("Load of another's head with no sumd_schema row = %v, want it refused, naming sumd_schema", err)
 	}
 }
+
+// TestSchemaVersionLost: sumd's tables without their schema version
+// (sumd_schema's row deleted, or its table dropped, by hand) are refused
+// at once, by Open and by a creation's migration, with an error naming
+// sumd_schema and how to restore it, where Open took them for no tables
+// and a creation retried recreating them and failed five times on
+// "relation sumd_log already exists". Neither recreates sumd_schema: the
+// tables may hold a log.
+func TestSchemaVersionLost(t *testing.T) {
+	ctx := context.Background()
+	for _, lose := range []string{`DELETE FROM sumd_schema`, `DROP TABLE sumd_schema`} {
+		url := pgtest.Shared(t).NewDatabase(t)
+		s, err := Open(ctx, url, Options{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.migrate(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ctl.Exec(ctx, lose); err != nil {
+			t.Fatal(err)
+		}
+		err = s.migrate(ctx, true)
+		if err == nil || !strings.Contains(err.Error(), "INSERT INTO sumd_schema") || strings.Contains(err.Error(), "already exists") {
+			t.Errorf("after %s, a creation's migration = %v, want it refused, saying how to restore sumd_schema", lose, err)
+		}
+		s.Close()
+		if s, err := Open(ctx, url, Options{Logger: quiet}); err == nil || !strings.Contains(err.Error(), "INSERT INTO sumd_schema") {
+			t.Errorf("after %s, Open = %v, want it refused, saying how to restore sumd_schema", lose, err)
+			if err == nil {
+				s.Close()
+			}
+		}
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows int
+		if lose == `DROP TABLE sumd_schema` {
+			err = c.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename = 'sumd_schema'`).Scan(&rows)
+		} else {
+			err = c.QueryRow(ctx, `SELECT count(*) FROM sumd_schema`).Scan(&rows)
+		}
+		c.Close(ctx)
+		if err != nil || rows != 0 {
+			t.Errorf("after %s and the refusals: %d rows (%v), want sumd_schema left as it was", lose, rows, err)
+		}
+	}
+}
