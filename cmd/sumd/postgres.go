@@ -43,11 +43,12 @@ func openPostgres(url string, opts tlog.Options, reg prometheus.Registerer, cmd 
 // discardPostgres deletes the new, empty log in the PostgreSQL database
 // db that this run created, signing head, and then refused to go on
 // with (discardCreated), unless it changed since: then it is kept, and
-// stderr says why. sumd's tables stay.
+// stderr says why. sumd's tables stay. The open that created the log
+// warned of what is wrong with db already (Reopen).
 func discardPostgres(db string, head []byte, logger *slog.Logger, stderr io.Writer) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := pgstore.Open(ctx, db, pgstore.Options{Logger: logger})
+	s, err := pgstore.Open(ctx, db, pgstore.Options{Logger: logger, Reopen: true})
 	if err == nil {
 		err = s.DiscardNew(ctx, head)
 		s.Close()

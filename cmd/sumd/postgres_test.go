@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -121,5 +122,33 @@ func TestPostgresPrivilegeHints(t *testing.T) {
 	_, errOut, err := sumdRun(t, "add", "-db", as("hint_reader"), "-key", l.key, "-gosum", good)
 	if statusOf(err) != 1 || !strings.Contains(errOut, "hint:") || !strings.Contains(errOut[strings.Index(errOut, "hint:"):], "UPDATE") {
 		t.Errorf("sumd add as a role that may only read: %v\n%s\nwant a hint naming the privileges sumd needs", err, errOut)
+	}
+}
+
+// TestAddCreateRefusedPostgresWarnsOnce: a refused sumd add -create on a
+// PostgreSQL URL that does not verify the server's certificate (here a
+// fallback host, 192.0.2.1, never reached) warns of it once, where the
+// removal of the new log, opening the database again, warned a second
+// time.
+func TestAddCreateRefusedPostgresWarnsOnce(t *testing.T) {
+	dir := t.TempDir()
+	l := newVerifyLog(t, dir)
+	db := pgtest.Shared(t).NewDatabase(t)
+	u, err := url.Parse(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("host", q.Get("host")+",192.0.2.1")
+	u.RawQuery = q.Encode()
+	rec := verifyRecord("refused", 1)
+	_, mod, _ := strings.Cut(string(rec.Text()), "\n")
+	oneLine := writeFile(t, filepath.Join(dir, "one.sum"), []byte(mod))
+	out, errOut, err := sumdRun(t, "add", "-create", "-db", u.String(), "-key", l.key, "-strict", "-gosum", oneLine)
+	if statusOf(err) != 1 || !strings.Contains(errOut, "nothing was added") {
+		t.Fatalf("sumd add -create -strict: %v\n%s%s\nwant it refused", err, out, errOut)
+	}
+	if n := strings.Count(errOut, "does not verify the server's certificate"); n != 1 {
+		t.Errorf("sumd add -create -strict warned %d times of the unverified certificate, want once:\n%s", n, errOut)
 	}
 }

@@ -155,6 +155,10 @@ type Options struct {
 	// lookups of missing versions, each a statement, piles up without
 	// bound, every one a goroutine holding its request until Timeout.
 	MaxWaitingReads int
+	// Reopen says the process opened this URL before and was warned then
+	// of what is wrong with it (a certificate not verified): Open does not
+	// warn again.
+	Reopen bool
 }
 
 func (o Options) withDefaults() Options {
@@ -237,7 +241,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
 	opts = opts.withDefaults()
-	if hosts := unverifiedHosts(&cfg.ConnConfig.Config); len(hosts) > 0 {
+	if hosts := unverifiedHosts(&cfg.ConnConfig.Config); len(hosts) > 0 && !opts.Reopen {
 		opts.Logger.Warn("the connection to PostgreSQL does not verify the server's certificate: whoever is on the network between could answer for the database, acknowledging commits it never stored; set sslmode=verify-full in the URL (docs/ha.md)",
 			"hosts", strings.Join(hosts, ","))
 	}
