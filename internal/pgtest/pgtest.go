@@ -1,7 +1,9 @@
 // Package pgtest runs a throwaway PostgreSQL server for tests: the real
 // server from the Debian packages (binaries under
-// /usr/lib/postgresql/<version>/bin), in a temporary directory, reached over
-// a unix socket in that directory only, with fsync on as in production.
+// /usr/lib/postgresql/<version>/bin, the newest version installed unless
+// $SUMD_TEST_PGBIN names the directory of another), in a temporary
+// directory, reached over a unix socket in that directory only, with fsync
+// on as in production.
 //
 // A test package starts at most one server per run: the first test that
 // calls [Shared] starts it, and the package's TestMain stops it after m.Run
@@ -50,9 +52,9 @@ type Server struct {
 	dbs int // databases created, for unique names
 }
 
-// Bin returns the directory of the newest installed server binaries:
-// $SUMD_TEST_PGBIN if set, else /usr/lib/postgresql/<highest>/bin, else the
-// directory of initdb on $PATH.
+// Bin returns the directory of the server binaries: $SUMD_TEST_PGBIN if
+// set (to test another version than the newest installed), else
+// /usr/lib/postgresql/<highest>/bin, else the directory of initdb on $PATH.
 func Bin() (string, error) {
 	if dir := os.Getenv("SUMD_TEST_PGBIN"); dir != "" {
 		return dir, nil
