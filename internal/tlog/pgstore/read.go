@@ -78,19 +78,14 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 	if len(missing) == 0 {
 		return ids, nil
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	pool, done, err := s.reader(ctx)
+	var found map[string]int64
+	durable, err := s.readMissing(ctx, "look up module versions", func(ctx context.Context, q querier) (err error) {
+		found, err = lookup(ctx, q, missing)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	durable := s.cache.size.Load() // before the read, see addIndex
-	found, err := lookup(ctx, pool, missing)
-	done()
-	if err != nil {
-		return nil, s.fail("look up module versions", err)
-	}
-	s.up()
 	for i, k := range keys {
 		if id, ok := found[k]; ok {
 			ids[i] = id
@@ -98,6 +93,28 @@ func (s *Store) Lookup(ctx context.Context, keys []string) ([]int64, error) {
 		}
 	}
 	return ids, nil
+}
+
+// readMissing runs read, the statement reading what the caches lack for
+// Lookup, ReadRecords or ReadTiles (what it does, for its error), on a
+// reader's connection. It returns the bound of what may be cached of the
+// rows read: the tree size read before the statement, since a head read
+// meanwhile may not cover them (see addIndex).
+func (s *Store) readMissing(ctx context.Context, what string, read func(context.Context, querier) error) (durable int64, err error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	pool, done, err := s.reader(ctx)
+	if err != nil {
+		return 0, err
+	}
+	durable = s.cache.size.Load()
+	err = read(ctx, pool)
+	done()
+	if err != nil {
+		return 0, s.fail(what, err)
+	}
+	s.up()
+	return durable, nil
 }
 
 // Forget drops the index entries of keys, the records of ids and the
@@ -126,20 +143,14 @@ func (s *Store) ReadRecords(ctx context.Context, ids []int64) ([][]byte, error) 
 	if len(missing) == 0 {
 		return out, nil
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	// The bound before the read (see addIndex); texts in the order of missing.
-	durable := s.cache.size.Load()
-	pool, done, err := s.reader(ctx)
+	var texts [][]byte // in the order of missing
+	durable, err := s.readMissing(ctx, "read records", func(ctx context.Context, q querier) (err error) {
+		texts, err = readRecords(ctx, q, missing)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	texts, err := readRecords(ctx, pool, missing)
-	done()
-	if err != nil {
-		return nil, s.fail("read records", err)
-	}
-	s.up()
 	for i, text := range texts {
 		if text != nil {
 			out[at[i]] = text
@@ -242,19 +253,14 @@ func (s *Store) ReadTiles(ctx context.Context, tiles []tlog.TileID) ([][]byte, e
 	if len(levels) == 0 {
 		return out, nil
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	pool, done, err := s.reader(ctx)
+	var found map[tlog.TileID][]byte
+	durable, err := s.readMissing(ctx, "read tiles", func(ctx context.Context, q querier) (err error) {
+		found, err = readTileData(ctx, q, levels, ns)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	durable := s.cache.size.Load() // before the read: a head read meanwhile may not cover what it returns
-	found, err := readTileData(ctx, pool, levels, ns)
-	done()
-	if err != nil {
-		return nil, s.fail("read tiles", err)
-	}
-	s.up()
 	for i, t := range tiles {
 		if out[i] != nil {
 			continue
