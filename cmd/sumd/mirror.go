@@ -346,6 +346,8 @@ func openMirror(path, vkeysFlag string, src *config.Sources, create bool, minFre
 	if _, err := os.Lstat(path); create && vkeysFlag == "" && errors.Is(err, fs.ErrNotExist) && name != "" && name != sumdbclient.SumGolangOrg {
 		return nil, nil, newMirrorNeedsKey(name) // before the file is made
 	}
+	_, statErr := os.Lstat(path)
+	made := create && errors.Is(statErr, fs.ErrNotExist)
 	s, err := itlog.OpenBolt(path, itlog.BoltOptions{Create: create, MinFree: minFree})
 	if err != nil {
 		return nil, nil, mirrorOpenError(err, path)
@@ -354,6 +356,12 @@ func openMirror(path, vkeysFlag string, src *config.Sources, create bool, minFre
 	if err != nil {
 		var ce *cliError
 		st, lerr := s.Load(ctx)
+		if made && errors.Is(lerr, itlog.ErrNoLog) {
+			// A create refused (the disk's floor, a full disk) leaves no
+			// empty file behind. Removed while its lock is held, as
+			// tlog.Open removes one: a run waiting for it finds it gone.
+			os.Remove(path)
+		}
 		s.Close()
 		if lerr == nil && st.Meta.Mirror && len(st.Head) == 0 && !errors.As(err, &ce) {
 			// Most likely made by a run with the wrong (or no) -origin-key.
@@ -413,6 +421,19 @@ func newMirrorNeedsKey(name string) error {
 	return usageError(fmt.Errorf("a new mirror of %s needs its verifier key", name), "give -origin-key VKEY (or its .vkey file)")
 }
 
+// mirrorDiskHint is the hint for err if -min-free-disk or a full disk
+// refused a write to the mirror database at path; "" otherwise. Running
+// the same command again meets the same floor.
+func mirrorDiskHint(err error, path string) string {
+	switch {
+	case errors.Is(err, itlog.ErrLowDisk):
+		return "-min-free-disk keeps that much free on the disk of " + filepath.Dir(path) + ": free space there, or lower -min-free-disk; then run the same command again"
+	case errors.Is(err, syscall.ENOSPC):
+		return diskFull(err, filepath.Dir(path))
+	}
+	return ""
+}
+
 func mirrorOpenError(err error, path string) error {
 	var ce *cliError
 	switch {
@@ -424,6 +445,8 @@ func mirrorOpenError(err error, path string) error {
 		return withHint(err, "give -origin-key the origin's older verifier key too (OLD,NEW) until the mirror holds a head signed by the new one")
 	case errors.Is(err, itlog.ErrCorrupt):
 		return withHint(err, "do not serve this mirror: move it aside and mirror the origin again")
+	case errors.Is(err, itlog.ErrLowDisk), errors.Is(err, syscall.ENOSPC):
+		return withHint(err, mirrorDiskHint(err, path))
 	}
 	return withHint(err, "-mirror names the mirror's own database (made by sumd mirror or sumd mirror import), never the database of a log sumd signs")
 }
@@ -617,6 +640,9 @@ func importOne(cfg *config.MirrorImport, arg string, stdout, stderr io.Writer, l
 		if after != before && after.staged.N > n {
 			return withHint(fmt.Errorf("%s: %w", bundle, err), fmt.Sprintf(
 				"nothing from this bundle was published (the mirror serves tree %d), but part of tree %d is stored: import the same bundle again once the cause is fixed, and it resumes", n, after.staged.N))
+		}
+		if h := mirrorDiskHint(err, cfg.Mirror); h != "" {
+			return withHint(fmt.Errorf("%s: %w", bundle, err), fmt.Sprintf("nothing from this bundle was published (the mirror serves tree %d); %s", n, h))
 		}
 		return withHint(fmt.Errorf("%s: %w", bundle, err), fmt.Sprintf(
 			"nothing from this bundle was published (the mirror serves tree %d); if it was damaged on the way, fetch it again, or export one with -since %d, and import that", n, n))

@@ -260,3 +260,38 @@ func TestImportStdinTwice(t *testing.T) {
 		t.Fatalf("import - -: %v\n%s%s", err, &out, &errOut)
 	}
 }
+
+// TestImportLowDisk: sumd mirror import stopped by -min-free-disk is told
+// to free space on the mirror's disk or lower -min-free-disk. Into a new
+// mirror database, it was told that -mirror names a mirror's database, and
+// left an empty file behind; into an existing mirror, to fetch the bundle
+// again as if it were damaged.
+func TestImportLowDisk(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "sumd.db", 20)
+	first := exportPrimary(t, db, key, filepath.Join(dir, "first.bundle"))
+	inside := filepath.Join(dir, "inside.db")
+	const floor = "100000000" // MiB: more than any test machine's disk
+	_, errOut, err := sumdRun(t, "mirror", "import", "-mirror", inside, "-origin-key", vkey, "-min-free-disk", floor, first)
+	if err == nil || !strings.Contains(errOut, "lower -min-free-disk") || strings.Contains(errOut, "-mirror names") {
+		t.Errorf("import into a new mirror under -min-free-disk: %v\n%s\nwant a hint to free space or lower -min-free-disk", err, errOut)
+	}
+	if _, err := os.Stat(inside); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the import refused by -min-free-disk left %s: %v", inside, err)
+	}
+	sumd(t, "mirror", "import", "-mirror", inside, "-origin-key", vkey, first)
+
+	var buf bytes.Buffer
+	for _, r := range syntheticRecords(20, 10) {
+		buf.Write(r.Text())
+	}
+	sumd(t, "add", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "more.sum"), buf.Bytes()))
+	second := exportPrimary(t, db, key, filepath.Join(dir, "second.bundle"))
+	_, errOut, err = sumdRun(t, "mirror", "import", "-mirror", inside, "-min-free-disk", floor, second)
+	if err == nil || !strings.Contains(errOut, "lower -min-free-disk") || strings.Contains(errOut, "damaged on the way") {
+		t.Errorf("import into a mirror under -min-free-disk: %v\n%s\nwant a hint to free space or lower -min-free-disk", err, errOut)
+	}
+	if out := sumd(t, "mirror", "import", "-mirror", inside, second); !strings.Contains(out, "tree 30 (was 20)") {
+		t.Errorf("the same import with the room printed %q", out)
+	}
+}
