@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -36,6 +37,8 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	if _, err := src.Load(ctx); err != nil {
 		return withHint(fmt.Errorf("the source %s: %w", redact(cfg.From), err), "check -from: the database to copy")
 	}
+	_, statErr := os.Lstat(cfg.To)
+	made := !pgstore.IsURL(cfg.To) && errors.Is(statErr, fs.ErrNotExist)
 	dst, err := openStore(ctx, "-to", cfg.To, true, cfg.DiskFloor.Bytes(), logger)
 	if err != nil {
 		return err
@@ -49,6 +52,12 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 		}
 	}})
 	if err != nil {
+		if _, lerr := dst.Load(ctx); made && errors.Is(lerr, tlog.ErrNoLog) {
+			// Refused before the log was created in it (the disk's floor,
+			// say): no empty file is left behind. Removed while its lock
+			// is held (the deferred Close), as tlog.Open removes one.
+			os.Remove(cfg.To)
+		}
 		return copyError(err, cfg.From, cfg.To)
 	}
 	fmt.Fprintf(stdout, "copied %s: %d records, signed head verified in full against every tile and record (%s to %s, %s)\n",

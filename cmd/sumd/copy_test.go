@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,5 +40,26 @@ func TestCopyHints(t *testing.T) {
 		if err := copyError(tt.err, "from.db", "to.db"); !errors.As(err, &ce) || !strings.Contains(ce.hint, tt.want) || strings.Contains(ce.hint, tt.not) {
 			t.Errorf("copyError(%v): hint %q, want %q and not %q", tt.err, ce.hint, tt.want, tt.not)
 		}
+	}
+}
+
+// TestCopyLowDiskLeavesNoFile: a sumd copy into a new bbolt file refused
+// by -min-free-disk before it stored anything removes the file it made,
+// as sumd mirror import does (TestImportLowDisk) and sumd restore's: it
+// left an empty -to file behind, harmless (the next copy took it up) but
+// a file that is no copy, in a directory of backups.
+func TestCopyLowDiskLeavesNoFile(t *testing.T) {
+	dir := t.TempDir()
+	_, _, db := syntheticLog(t, dir, "sumd.db", 20)
+	to := filepath.Join(dir, "to.db")
+	_, errOut, err := sumdRun(t, "copy", "-from", db, "-to", to, "-min-free-disk", "100000000")
+	if err == nil || !strings.Contains(errOut, "lower -min-free-disk") {
+		t.Errorf("copy under -min-free-disk: %v\n%s\nwant a hint to free space or lower -min-free-disk", err, errOut)
+	}
+	if _, err := os.Stat(to); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the copy refused by -min-free-disk left %s: %v", to, err)
+	}
+	if out := sumd(t, "copy", "-from", db, "-to", to); !strings.Contains(out, "20 records") {
+		t.Errorf("the same copy with the room printed %q", out)
 	}
 }
