@@ -335,11 +335,10 @@ func isFetchError(err error) bool { return sumdbclient.IsFetchError(err) }
 // page), which is a failure to fetch, not a malformed tile.
 func (r *run) dataTile(ctx context.Context, t tlog.Tile) ([][]byte, error) {
 	recs, err := r.f.DataTile(ctx, t)
-	var tfe *sumdbclient.TileFormatError
-	if errors.As(err, &tfe) && !sumdbclient.RecordShaped(tfe.Data) {
-		return nil, sumdbclient.NotProtocol("/"+t.Path(), "a data tile", tfe.Data, false)
+	if err != nil {
+		return nil, sumdbclient.CheckDataTile(t, err, false)
 	}
-	return recs, err
+	return recs, nil
 }
 
 // A FetchError is a request the server did not answer with 200 OK and a

@@ -236,19 +236,6 @@ func notProtocol(path, want string, body []byte) error {
 	return sumdbclient.NotProtocol(path, want, body, true)
 }
 
-// dataTileError sorts a failure to read data tile t: one that does not
-// split into its records (a *sumdbclient.TileFormatError) and does not
-// even begin with a record's line is not a data tile at all, a
-// *BodyError; one that begins as the origin's records do stays a
-// TileFormatError, unverified data (fromOrigin).
-func dataTileError(t tlog.Tile, err error) error {
-	var tfe *sumdbclient.TileFormatError
-	if errors.As(err, &tfe) && !sumdbclient.RecordShaped(tfe.Data) {
-		return notProtocol("/"+t.Path(), "a data tile", tfe.Data)
-	}
-	return err
-}
-
 // originHashes reads the hash tiles of tree, signed by the origin, with
 // ctx: each authenticated against tree, and checked for length before.
 func (f *Follower) originHashes(ctx context.Context, tree tlog.Tree) tlog.HashReader {

@@ -593,7 +593,7 @@ func (f *Follower) fetch(ctx context.Context, t target, from int64, tiles []tlog
 			dt := sumdbclient.DataTileOf(tile.N, t.tree.N)
 			recs, err := f.opts.Client.DataTile(gctx, dt)
 			if err != nil {
-				return dataTileError(dt, err)
+				return sumdbclient.CheckDataTile(dt, err, true)
 			}
 			mu.Lock()
 			defer mu.Unlock()

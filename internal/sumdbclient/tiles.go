@@ -3,6 +3,7 @@ package sumdbclient
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -204,6 +205,22 @@ func CheckHashTile(t tlog.Tile, data []byte, quote bool) error {
 		return NotProtocol("/"+t.Path(), fmt.Sprintf("a hash tile of %d bytes", t.W*tlog.HashSize), data, quote)
 	}
 	return nil
+}
+
+// CheckDataTile sorts err, a failure to read data tile t: a data tile
+// that does not split into its records (a *TileFormatError) and does not
+// even begin with a record's line (RecordShaped) is no data tile at all,
+// but the page of something between the client and the database, and
+// becomes a failure to fetch t (NotProtocol, quoting the body's first
+// bytes if quote), as CheckHashTile's is; one that begins as the
+// database's records do stays a *TileFormatError: it claims to hold them.
+// Any other err is returned as it is.
+func CheckDataTile(t tlog.Tile, err error, quote bool) error {
+	var tfe *TileFormatError
+	if errors.As(err, &tfe) && !RecordShaped(tfe.Data) {
+		return NotProtocol("/"+t.Path(), "a data tile", tfe.Data, quote)
+	}
+	return err
 }
 
 // RecordShaped reports whether data begins as a record of a Go checksum
