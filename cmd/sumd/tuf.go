@@ -99,6 +99,9 @@ func tufPublish(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := keyDirsNotOnline(onlineKeys(cfg.TUFRepo), keyDirs(cfg.Keys)); err != nil {
+		return err
+	}
 	repo, err := openRepo(cfg.Dir)
 	if err != nil {
 		return err

@@ -90,8 +90,29 @@ func TestTUFRotateRootOfflineKeyNotOnline(t *testing.T) {
 // unremarked at every ceremony. A -keys directory that is the online keys'
 // is now refused, as tuf init refuses it, before anything is written.
 func TestTUFRotateRootKeysNotOnline(t *testing.T) {
+	testKeysNotOnline(t, filepath.Join("metadata", "2.root.json"), "rotate-root")
+}
+
+// TestTUFPublishKeysNotOnline: tuf publish signed the targets with the
+// offline keys -keys found in the online keys' directory without a word,
+// as rotate-root did; it now refuses that directory before writing.
+func TestTUFPublishKeysNotOnline(t *testing.T) {
+	testKeysNotOnline(t, filepath.Join("metadata", "2.targets.json"), "publish", "-vkey", "")
+}
+
+// testKeysNotOnline copies the offline keys of a new repository into its
+// online keys' directory, runs tuf STEP ARGS with -keys naming that
+// directory (alone, second, through a link) and checks each run is refused
+// before written, a file the step would write, exists. An empty -vkey in
+// args is given the log's verifier key.
+func testKeysNotOnline(t *testing.T, written, step string, args ...string) {
 	dir := t.TempDir()
 	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	for i, a := range args {
+		if a == "" && i > 0 && args[i-1] == "-vkey" {
+			args[i] = vkey
+		}
+	}
 	repo := filepath.Join(dir, "tuf")
 	offline := filepath.Join(dir, "offline")
 	sumd(t, "tuf", "init", "-name", e2eName, "-dir", repo, "-keys", offline, "-vkey", vkey, "-url", "https://"+e2eName)
@@ -122,12 +143,13 @@ func TestTUFRotateRootKeysNotOnline(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		_, errOut, err := sumdRun(t, "tuf", "rotate-root", "-dir", repo, "-keys", dirs)
+		run := append([]string{"tuf", step, "-dir", repo, "-keys", dirs}, args...)
+		_, errOut, err := sumdRun(t, run...)
 		if err == nil || !strings.Contains(errOut, "online keys' directory") {
-			t.Errorf("-keys %s (%s): err %v\n%s", dirs, name, err, errOut)
+			t.Errorf("tuf %s -keys %s (%s): err %v\n%s", step, dirs, name, err, errOut)
 		}
-		if _, err := os.Stat(filepath.Join(repo, "metadata", "2.root.json")); err == nil {
-			t.Fatalf("-keys %s (%s) wrote root version 2", dirs, name)
+		if _, err := os.Stat(filepath.Join(repo, written)); err == nil {
+			t.Fatalf("tuf %s -keys %s (%s) wrote %s", step, dirs, name, written)
 		}
 	}
 }
