@@ -179,6 +179,11 @@ func (e *selectionError) Error() string {
 
 func (e *selectionError) Unwrap() error { return e.err }
 
+// IsSelection reports whether err is a round's failure to read the go.sum
+// files of its selection: the round followed the origin's heads all the
+// same.
+func IsSelection(err error) bool { return errors.As(err, new(*selectionError)) }
+
 // latest fetches and verifies the origin's signed head and proves it
 // consistent with the held head and with any head being staged. It returns
 // the head to reach this round: the one being staged, if any, else the

@@ -127,6 +127,11 @@ func syncOnce(ctx context.Context, f *mirror.Follower, logger *slog.Logger) {
 	res, err := f.Sync(ctx)
 	switch {
 	case ctx.Err() != nil || mirror.IsSecurity(err):
+	case mirror.IsSelection(err):
+		// The round followed the origin: only the lookups of the go.sum
+		// files' versions were skipped, which the operator must fix.
+		logger.Error("a mirror followed its origin but could not read its go.sum files (-modules): it looked up none of their versions",
+			"origin", f.Name(), "tree_size", res.To.N, "was", res.From.N, "records", res.Records, "err", err)
 	case err != nil:
 		level := slog.LevelError
 		if sumdbclient.IsFetchError(err) || mirror.IsBehind(err) {

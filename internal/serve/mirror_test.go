@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -199,4 +201,63 @@ func getText(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return strings.Fields(resp.Status)[0] + " " + string(body)
+}
+
+// TestMirrorUnreadableGoSumLogged: a partial mirror whose -modules go.sum
+// files could not be read followed its origin all the same, but sumd serve
+// logged its round as "a mirror could not follow its origin" followed by
+// an error saying it did follow. The line now says it followed its origin
+// and could not read its go.sum files.
+func TestMirrorUnreadableGoSumLogged(t *testing.T) {
+	const name = "corp.example"
+	skey, vkey, err := tlog.GenerateKey(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := tlog.ParseKey(skey)
+	quiet := tlog.Options{Keys: []*tlog.Key{key}, Create: true, Logger: slog.New(slog.DiscardHandler)}
+	origin, err := tlog.OpenStore(tlog.NewMemStore(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer origin.Close()
+	head, err := origin.Signed(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/latest" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(head)
+	}))
+	defer srv.Close()
+	c, err := sumdbclient.New(srv.URL, sumdbclient.Options{Backoff: time.Millisecond, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tlog.OpenStore(tlog.NewMemStore(), tlog.Options{VerifierKeys: []string{vkey}, Create: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Extend(context.Background(), tlog.Extension{Head: head}); err != nil {
+		t.Fatal(err)
+	}
+	sel, err := mirror.ParseSelection([]string{filepath.Join(t.TempDir(), "gone", "go.sum")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, _ := sumdbclient.ParseVerifiers(vkey)
+	f, err := mirror.New(mirror.Options{Log: l, Client: c, Verifiers: vs, Select: sel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	syncOnce(context.Background(), f, slog.New(slog.NewTextHandler(&logged, nil)))
+	got := logged.String()
+	if !strings.Contains(got, "go.sum") || strings.Contains(got, "could not follow") || !strings.Contains(got, "followed its origin") {
+		t.Errorf("a round that followed its origin but read no go.sum file logged\n%s\nwant a line saying it followed and could not read the go.sum files", got)
+	}
 }
