@@ -153,8 +153,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Surface:          surface,
 		TUF:              serveTUF(cfg.TUFServe),
 		Sync:             sc.serveSync(cfg.ServeSync, cfg.TmpDir, up, reg, logger),
+		PublicURL:        cfg.PublicURL,
 		Ready: func(l *tlog.Log, url string) {
-			fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), url)
+			// Behind a reverse proxy, users copy this line: the URL they
+			// reach, not the listen address (which the log names).
+			fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", l.VerifierKey(), cmp.Or(cfg.PublicURL, url))
 		},
 	})
 }

@@ -245,3 +245,19 @@ func TestServeUpstreamAuthAnonymous(t *testing.T) {
 		}
 	}
 }
+
+// TestServePublicURL: behind a reverse proxy that terminates TLS the
+// GOSUMDB line sumd serve prints at start named the listen address
+// (http://, an internal host), which users copy. With -public-url it names
+// that URL, without its trailing slash, and the log still says where the
+// server listens.
+func TestServePublicURL(t *testing.T) {
+	s := startServerIn(t, t.TempDir(), "-public-url", "https://sumd.corp.example/sumdb/")
+	if want := "https://sumd.corp.example/sumdb"; s.url != want {
+		t.Errorf("sumd serve -public-url printed GOSUMDB %q, want the URL %s", s.gosumdb, want)
+	}
+	s.stop() // its stderr all copied
+	if logged := s.stderr.String(); !strings.Contains(logged, "http://127.0.0.1:") {
+		t.Errorf("sumd serve -public-url logged no listen URL:\n%s", logged)
+	}
+}

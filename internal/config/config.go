@@ -135,6 +135,7 @@ type Serve struct {
 	Listen          string        `flag:"listen" arg:"HOST:PORT" help:"address to serve HTTP on; :8080 listens on every interface"`
 	TLSCert         string        `flag:"tls-cert" arg:"FILE" help:"PEM certificate chain: serve HTTPS (with -tls-key); both files are read again when they change (a renewal needs no restart; a pair that cannot be loaded keeps the previous certificate, logged); within a week of expiry the server is degraded"`
 	TLSKey          string        `flag:"tls-key" arg:"FILE" help:"PEM private key of -tls-cert"`
+	PublicURL       string        `flag:"public-url" arg:"URL" help:"URL clients reach this server at when it is not the listen address, such as behind a reverse proxy that terminates TLS (https://sumd.corp.example): the GOSUMDB line printed at start and the page's name it (X-Forwarded-* headers are not trusted); empty: the listen address, and on the page the host a request reached"`
 	ShutdownTimeout time.Duration `flag:"shutdown-timeout" help:"how long requests in flight may take to finish after SIGINT or SIGTERM (SIGHUP is logged and ignored, unless sumd runs on a terminal)"`
 	MaxConnections  int           `flag:"max-connections" help:"most connections each listener serves at once; past it a new client takes the place of the longest-idle keep-alive connection, or with none idle waits until one closes. Each listener needs as many file descriptors (LimitNOFILE, docs/operations.md)"`
 	MaxBatch        int           `flag:"max-batch" help:"most records appended in one group commit"`
@@ -331,6 +332,11 @@ func (c *Serve) Validate() error {
 		errs = append(errs, c.Database.Validate())
 	}
 	errs = append(errs, c.DiskFloor.Validate()) // its own file's and its mirrors'
+	if c.PublicURL != "" {
+		if err := checkURL(c.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("public-url: %w", err))
+		}
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together: set both to serve HTTPS, or neither"))
 	}

@@ -112,6 +112,8 @@ var (
 func LoadServe(args, env []string, w io.Writer) (*Serve, []string, error) {
 	c := defaultServe()
 	rest, err := loadValidated(serveCommand, &c, args, env, w)
+	// The go command appends /lookup/… to GOSUMDB's URL: no "//".
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	return &c, rest, err
 }
 

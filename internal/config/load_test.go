@@ -215,7 +215,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFileKeys(t *testing.T) {
-	want := "db key name min-free-disk create log-level log-format listen tls-cert tls-key shutdown-timeout max-connections max-batch cache-size verify refresh-interval max-head-age upstream upstream-auth upstream-timeout upstream-parallel upstream-per-client record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file read-auth read-auth-file tls-client-ca tls-client-auth tls-client-roles admin-listen metrics-listen read-listen allowed-hosts tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file insecure-http auth url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout key-dir from to"
+	want := "db key name min-free-disk create log-level log-format listen tls-cert tls-key public-url shutdown-timeout max-connections max-batch cache-size verify refresh-interval max-head-age upstream upstream-auth upstream-timeout upstream-parallel upstream-per-client record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file read-auth read-auth-file tls-client-ca tls-client-auth tls-client-roles admin-listen metrics-listen read-listen allowed-hosts tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file insecure-http auth url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout key-dir from to"
 	want = strings.Replace(want, "sync-interval gosum", "sync-interval mirror mirror-interval mirror-only gosum", 1) +
 		" origin-key origin modules step o"
 	if got := strings.Join(fileKeys(), " "); got != want {
@@ -788,5 +788,30 @@ func TestCrosscheckKeyUnusedStarts(t *testing.T) {
 	syncArgs := []string{"-registry", "r.example/p", "-cosign-key", "k.pub", "-config", file}
 	if _, _, err := LoadSync(syncArgs, nil, io.Discard); err != nil {
 		t.Errorf("sync: %v; want no error with -crosscheck off", err)
+	}
+}
+
+// TestPublicURL: -public-url, the URL clients reach sumd serve at behind a
+// reverse proxy, is set by flag, config file key and environment variable
+// alike, loses its trailing slash (the go command appends /lookup/… to
+// it), and must be an http(s) base URL.
+func TestPublicURL(t *testing.T) {
+	for name, load := range map[string]struct{ args, env []string }{
+		"flag": {args: []string{"-public-url", "https://sumd.corp.example/sumdb/"}},
+		"file": {args: []string{"-config", writeFile(t, "public-url: https://sumd.corp.example/sumdb/\n")}},
+		"env":  {env: []string{"SUMD_PUBLIC_URL=https://sumd.corp.example/sumdb/"}},
+	} {
+		c, _, err := LoadServe(load.args, load.env, io.Discard)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if want := "https://sumd.corp.example/sumdb"; c.PublicURL != want {
+			t.Errorf("%s: public-url %q, want %q", name, c.PublicURL, want)
+		}
+	}
+	for _, bad := range []string{"sumd.corp.example", "ftp://sumd.corp.example", "https://sumd.corp.example/?a=b", "https://sumd.corp.example/#top", "https:///path"} {
+		if c, _, err := LoadServe([]string{"-public-url", bad}, nil, io.Discard); err == nil || !strings.Contains(err.Error(), "public-url") {
+			t.Errorf("-public-url %s: %+v, %v; want an error naming public-url", bad, c.PublicURL, err)
+		}
 	}
 }

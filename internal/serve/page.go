@@ -89,9 +89,10 @@ var pageTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 
 // A page serves the status page.
 type page struct {
-	log    pageLog
-	status *board
-	logger *slog.Logger
+	log       pageLog
+	status    *board
+	logger    *slog.Logger
+	publicURL string // Config.PublicURL
 }
 
 // A recordView is one record as the page shows it.
@@ -113,18 +114,23 @@ func (p *page) home(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.Reverse(recent)
 	p.render(w, r, "home.html", map[string]any{
-		"Status": st, "Recent": recent, "GOSUMDB": gosumdb(st, r),
+		"Status": st, "Recent": recent, "GOSUMDB": gosumdb(st, r, p.publicURL),
 	})
 }
 
-// gosumdb is the GOSUMDB value for the server as this request reached it.
-// It names the oldest key, as sumd serve and sumd tuf gosumdb do: during a
+// gosumdb is the GOSUMDB value for the server at public, or if that is
+// empty as this request reached it: behind a reverse proxy that terminates
+// TLS, that is http:// and the proxy's upstream host, so operators set
+// public (-public-url). It names the oldest key, as sumd serve and sumd tuf gosumdb do: during a
 // rotation every key signs, but a machine checks the head it kept from
 // before the rotation, signed by the old key alone, with its GOSUMDB key,
 // so the newest would lock it out (docs/keys.md).
-func gosumdb(st *Status, r *http.Request) string {
+func gosumdb(st *Status, r *http.Request, public string) string {
 	if len(st.VerifierKeys) == 0 {
 		return ""
+	}
+	if public != "" {
+		return st.VerifierKeys[0] + " " + public
 	}
 	scheme := "http"
 	if r.TLS != nil {

@@ -1,8 +1,10 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -457,5 +459,42 @@ func TestPageManyReleasesReads(t *testing.T) {
 	const bound = 12 // one forward read, one of releases, newestReads back, the records and their tiles
 	if reads > bound {
 		t.Errorf("the page of a module of %d versions in %d releases cost %d store reads, want at most %d", releases*each, releases, reads, bound)
+	}
+}
+
+// TestPagePublicURL: behind a reverse proxy that terminates TLS the page's
+// GOSUMDB named the URL the request reached sumd at (http://, the internal
+// host), which users copy. With PublicURL set it names that URL; no
+// X-Forwarded-* header changes it, with or without.
+func TestPagePublicURL(t *testing.T) {
+	for _, public := range []string{"", "https://sumd.corp.example/sumdb"} {
+		cfg, urls, _ := testConfig(t)
+		cfg.PublicURL = public
+		printed := make(chan string, 1)
+		ready := cfg.Ready
+		cfg.Ready = func(l *sumdlog.Log, url string) { printed <- l.VerifierKey(); ready(l, url) }
+		url := serveTest(t, cfg, urls)
+		vkey := <-printed
+		want := `GOSUMDB="` + vkey + " " + cmp.Or(public, url) + `"`
+		req, err := http.NewRequest("GET", url+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Forwarded-Proto", "https")
+		req.Header.Set("X-Forwarded-Host", "evil.example")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := strings.ReplaceAll(string(data), "&#43;", "+")
+		if !strings.Contains(body, want) {
+			i := strings.Index(body, "GOSUMDB=")
+			t.Errorf("public URL %q: the page does not say %s: %.200s", public, want, body[max(i, 0):])
+		}
 	}
 }

@@ -31,7 +31,7 @@ type surface struct {
 // mirror at /sumdb/<origin name>/ and, if configured, /admin/ and /tuf/. The admin API and the metrics move to
 // listeners of their own when cfg names them.
 func routes(cfg *Config, l *tlog.Log, ops sumdb.ServerOps, adm http.Handler, t *tufPart, status *board, mirrors []*mirror.Follower, layer *access.Layer) surface {
-	pg := &page{log: l, status: status, logger: cfg.Logger}
+	pg := &page{log: l, status: status, logger: cfg.Logger, publicURL: cfg.PublicURL}
 	cache := cfg.CacheBytes
 	if cache == 0 {
 		cache = -1 // server.Options: 0 is the default size, negative none

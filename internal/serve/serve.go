@@ -144,6 +144,11 @@ type Config struct {
 	// /version ("": no /version route).
 	Version string
 
+	// PublicURL is the URL clients reach the server at, for the page's
+	// GOSUMDB line ("": the scheme and host a request reached it at).
+	// X-Forwarded-* headers are not trusted for it: any client sends them.
+	PublicURL string
+
 	// Ready, if set, is called once the listener accepts connections, with
 	// the URL it serves at.
 	Ready func(l *tlog.Log, url string)
