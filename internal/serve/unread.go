@@ -12,10 +12,13 @@ import "net/http"
 //
 // It serves every net/http listener, in front of the access layer and the
 // routes, so that both their refusals go through it; requests without a
-// body, the go command's, pass straight through.
+// body, the go command's, pass straight through, and so do HTTP/2's:
+// their server reads no unread body before the answer, and turns a
+// Connection: close into a GOAWAY of the connection the client's other
+// requests share.
 func closeOnError(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength == 0 {
+		if r.ContentLength == 0 || r.ProtoMajor >= 2 {
 			h.ServeHTTP(w, r)
 			return
 		}
