@@ -23,7 +23,11 @@ import (
 // when the caller cancels it (serve's read listener does once a shutdown
 // has cut the connection).
 //
-// Answers are counted in the metrics and logged as ServeHTTP's are.
+// Answers are counted in the metrics and logged as ServeHTTP's are, but
+// their duration ends before fasthttp sends the answer, which it does once
+// ServeFast returns and tells no one of: timing the send would take a
+// hijack (no keep-alive) or a wrapped body stream (no sendfile, an
+// allocation per request). docs/operations.md says so.
 func (s *Server) ServeFast(ctx context.Context, c *fasthttp.RequestCtx, path, rawPath string) {
 	start := time.Now()
 	label, status, err := s.dispatchFast(ctx, c, path, rawPath)
