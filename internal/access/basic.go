@@ -82,14 +82,18 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 	}
 	c := f.users[user]
 	// The key covers the stored hash: a new password in the file is a
-	// new key, so a pair verified against the old one stops working.
+	// new key, so a pair verified against the old one stops working. It
+	// is computed, and looked up, once for every name, an unknown one's
+	// too (no stored hash: never remembered), so that the answer's timing
+	// does not tell which user names exist.
 	secret := ""
 	if c != nil {
 		secret = c.secret
-		if s.verified.has(s.verified.key(user, password, secret)) {
-			s.metrics.basic("cached")
-			return c.p, nil
-		}
+	}
+	key := s.verified.key(user, password, secret)
+	if s.verified.has(key) && c != nil {
+		s.metrics.basic("cached")
+		return c.p, nil
 	}
 	// An unknown user costs a bcrypt check too, against a hash of a real
 	// user's cost: the answer's timing does not tell which user names
@@ -106,7 +110,6 @@ func (s *basicStore) check(ctx context.Context, user, password string) (*Princip
 		}
 		return s.dummyHash(ctx, cost)
 	}
-	key := s.verified.key(user, password, secret)
 	ok, d := s.shared(ctx, key, c != nil, stored, password)
 	switch {
 	case d != nil:
@@ -188,7 +191,7 @@ type result struct {
 func (s *basicStore) run(ctx context.Context, key [32]byte, known bool, stored func(context.Context) (string, error), password string) result {
 	// A run that started after another one verified the same triple (its
 	// request read the cache before) finds it remembered.
-	if known && s.verified.has(key) {
+	if s.verified.has(key) && known { // looked up for an unknown name too, as check does
 		s.metrics.basic("cached")
 		return result{ok: true}
 	}

@@ -372,3 +372,30 @@ func (h countingHash) Sum(b []byte) []byte {
 	h.sums.Add(1)
 	return h.Hash.Sum(b)
 }
+
+// TestCheckKeysUnknownUsers: check computed the HMAC of a pair twice for a
+// user name the file holds but has not verified with that password (to
+// look it up in the cache, then to key the shared run) and once for an
+// unknown one, and looked the cache up only for the known name, so a wrong
+// password answered a little slower for a name that exists. Counting the
+// HMACs, without timing anything: an unknown name costs what a known one
+// does.
+func TestCheckKeysUnknownUsers(t *testing.T) {
+	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	b := s.layer.basic
+	b.compare = func(hash, password []byte) error { return bcrypt.ErrMismatchedHashAndPassword }
+	v := b.verified
+	var sums atomic.Int32
+	v.macs = sync.Pool{New: func() any { return countingHash{hmac.New(sha256.New, v.secret[:]), &sums} }}
+	keys := func(user string) int32 {
+		sums.Store(0)
+		if p, d := b.check(context.Background(), user, "nope"); p != nil || d != errWrong {
+			t.Fatalf("check(%q, wrong password) = %v, %v, want errWrong", user, p, d)
+		}
+		return sums.Load()
+	}
+	known, unknown := keys("auditor"), keys("nobody")
+	if known != 1 || unknown != known {
+		t.Errorf("check computed %d HMACs for a known user name and %d for an unknown one, want 1 for each", known, unknown)
+	}
+}
