@@ -64,30 +64,54 @@ func writeKey(name, skeyFile, vkeyFile string) (string, error) {
 		return "", withHint(fmt.Errorf("%s already exists", vkeyFile),
 			"it is the verifier key of another key of this name: move it away first, or choose another -name or -key-dir")
 	}
-	if _, err := fmt.Fprintln(f, skey); err != nil {
+	vkeyMade, err := writeKeyFiles(f, skey, vkeyFile, vkey, created)
+	if err != nil {
+		// The files are this run's (O_EXCL), and no log names the key
+		// yet: left behind, a key of no log would turn the next try
+		// (keygen, a first start of sumd serve) into a refusal.
 		f.Close()
-		return "", fmt.Errorf("failed to write signing key: %w", err)
+		os.Remove(skeyFile)
+		if vkeyMade {
+			os.Remove(vkeyFile)
+		}
+		newdirs.Remove(created)
+		return "", err
+	}
+	return vkey, nil
+}
+
+// writeKeyFiles writes the signing key to f, the new file of skeyFile,
+// and the verifier key to the new file vkeyFile, and syncs their
+// directories and those created for them. vkeyMade says whether it
+// created vkeyFile.
+func writeKeyFiles(f *os.File, skey, vkeyFile, vkey string, created []string) (vkeyMade bool, err error) {
+	if _, err := fmt.Fprintln(f, skey); err != nil {
+		return false, fmt.Errorf("failed to write signing key: %w", err)
 	}
 	if err := errors.Join(f.Sync(), f.Close()); err != nil {
-		return "", fmt.Errorf("failed to write signing key: %w", err)
+		return false, fmt.Errorf("failed to write signing key: %w", err)
 	}
 	if err := writeNew(vkeyFile, []byte(vkey+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("failed to write verifier key: %w", err)
+		// An open that failed created nothing: the file, if any, is not
+		// this run's.
+		var pe *fs.PathError
+		opened := !errors.As(err, &pe) || pe.Op != "open"
+		return opened, fmt.Errorf("failed to write verifier key: %w", err)
 	}
 	// The files' names, and the directories created for them, survive a
 	// power cut only once their directories are synced: key rotate stores
 	// the new key in the database next, and a database naming a key whose
 	// file vanished cannot sign until that key is retired.
-	dirs := []string{filepath.Dir(skeyFile), filepath.Dir(vkeyFile)}
+	dirs := []string{filepath.Dir(f.Name()), filepath.Dir(vkeyFile)}
 	for _, d := range created {
 		dirs = append(dirs, filepath.Dir(d))
 	}
 	for _, d := range slices.Compact(dirs) {
 		if err := syncDir(d); err != nil {
-			return "", fmt.Errorf("failed to write signing key: %w", err)
+			return true, fmt.Errorf("failed to write signing key: %w", err)
 		}
 	}
-	return vkey, nil
+	return true, nil
 }
 
 // writeNew writes data to the new file path, failing if it exists.

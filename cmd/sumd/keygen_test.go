@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,5 +42,44 @@ func TestKeygenSyncsDir(t *testing.T) {
 	}
 	if !slices.Equal(synced, []string{keyDir}) {
 		t.Errorf("writeKey into an existing directory synced %q, want %q", synced, []string{keyDir})
+	}
+}
+
+// TestWriteKeyFailedRemovesFiles: a writeKey that failed after creating
+// the key files (its directory's sync failed, the verifier key could not
+// be written on a full disk) left them behind, so the next try was
+// refused ("already exists") and a first start of sumd serve that failed
+// so turned every later start into the refusal of a key without its
+// database; it now removes the files, and the directories, it created.
+func TestWriteKeyFailedRemovesFiles(t *testing.T) {
+	defer func(orig func(string) error) { syncDir = orig }(syncDir)
+	syncDir = func(string) error { return errors.New("injected sync failure") }
+	base := t.TempDir()
+	keyDir := filepath.Join(base, "keys")
+	skey := filepath.Join(keyDir, "sumd.local.key")
+	if _, err := writeKey("sumd.local", skey, filepath.Join(keyDir, "sumd.local.vkey")); err == nil {
+		t.Fatal("writeKey succeeded though its directory's sync failed")
+	}
+	if _, err := os.Stat(keyDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after the failed writeKey, %s: %v; want it gone with its key files", keyDir, err)
+	}
+
+	// An existing verifier key is refused and kept.
+	syncDir = func(string) error { return nil }
+	if err := os.Mkdir(keyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	vkey := filepath.Join(keyDir, "other.vkey")
+	if err := os.WriteFile(vkey, []byte("kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writeKey("sumd.local", skey, vkey); err == nil {
+		t.Fatal("writeKey overwrote an existing verifier key")
+	}
+	if data, err := os.ReadFile(vkey); err != nil || string(data) != "kept\n" {
+		t.Errorf("the existing verifier key after the refusal: %q, %v", data, err)
+	}
+	if _, err := os.Stat(skey); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after the refusal, %s: %v; want it gone", skey, err)
 	}
 }
