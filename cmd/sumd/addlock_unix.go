@@ -14,7 +14,9 @@ import (
 // publishes: the version list is read, added to and written back, and two
 // runs at once would each write a list without the other's version (and
 // both find a version missing, then write different builds of it). It
-// waits for another run: publishing takes milliseconds.
+// waits for another run: publishing takes milliseconds. The lock holds
+// off runs on this machine only: Linux's NFS (and FUSE) clients lock a
+// directory locally, never on the server.
 func lockProxyDir(dir string) (func(), error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("failed to create GOPROXY tree directory: %w", err)
