@@ -96,7 +96,7 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 		if isNew && cfg.OriginKey == "" {
 			return defaultKeyRefused(err, l, cfg.Mirror)
 		}
-		return mirrorError(err)
+		return mirrorError(err, cfg.Mirror)
 	}
 	printSync(stdout, f.Name(), res)
 	return nil
@@ -110,7 +110,7 @@ func runMirror(args []string, stdout, stderr io.Writer) error {
 // every later run with the right key. The hint says both. The file is not
 // removed here: another process may already be waiting on its lock.
 func defaultKeyRefused(err error, l *itlog.Log, path string) error {
-	ce, ok := mirrorError(err).(*cliError)
+	ce, ok := mirrorError(err, path).(*cliError)
 	if !ok {
 		ce = &cliError{err: err}
 	}
@@ -151,8 +151,9 @@ func printSync(w io.Writer, name string, res *mirror.Result) {
 	}
 }
 
-// mirrorError adds the hint and exit status of a failed round.
-func mirrorError(err error) error {
+// mirrorError adds the hint and exit status of a failed round into the
+// mirror database at path.
+func mirrorError(err error, path string) error {
 	var se *mirror.SecurityError
 	var fe *sumdbclient.FetchError
 	switch {
@@ -161,6 +162,11 @@ func mirrorError(err error) error {
 		// with a *FetchError wrapping it, which says nothing about the
 		// origin.
 		return &cliError{err: err, hint: "interrupted; the steps committed before are kept, and the next run resumes", code: 1}
+	case errors.Is(err, itlog.ErrLowDisk), errors.Is(err, syscall.ENOSPC):
+		// Not the store's own hint (writes succeed again once there is
+		// room), written for sumd serve: this run has stopped, and which
+		// disk and flag are meant is said here.
+		return withHint(err, mirrorDiskHint(err, path)+"; the steps committed before are kept, and it resumes from them")
 	case errors.As(err, &se):
 		return withHint(err, "nothing was stored and the mirror keeps its last good head; the SECURITY line above quotes both heads: "+
 			"find out whether the origin, or something between it and this mirror, misbehaves before trusting it again")

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -44,8 +48,36 @@ func TestMirrorInterruptedHint(t *testing.T) {
 		context.Canceled,
 	} {
 		var ce *cliError
-		if !errors.As(mirrorError(err), &ce) || ce.code != 1 || strings.Contains(ce.hint, "reachable") || !strings.Contains(ce.hint, "interrupted") {
-			t.Errorf("mirrorError(%v) = %v; want exit 1 and a hint that the run was interrupted", err, mirrorError(err))
+		if !errors.As(mirrorError(err, "mirror.db"), &ce) || ce.code != 1 || strings.Contains(ce.hint, "reachable") || !strings.Contains(ce.hint, "interrupted") {
+			t.Errorf("mirrorError(%v) = %v; want exit 1 and a hint that the run was interrupted", err, mirrorError(err, "mirror.db"))
 		}
+	}
+}
+
+// TestMirrorLowDisk: sumd mirror on an existing mirror stopped mid-round
+// by -min-free-disk got no hint at all (mirrorError knew no low disk);
+// it is told to free space on the mirror's disk or lower -min-free-disk,
+// as sumd mirror import is (TestImportLowDisk), and the next run with
+// the room resumes.
+func TestMirrorLowDisk(t *testing.T) {
+	dir, key, db, m := restoreFixture(t)
+	var buf bytes.Buffer
+	for _, r := range syntheticRecords(20, 10) {
+		buf.Write(r.Text())
+	}
+	sumd(t, "add", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "more.sum"), buf.Bytes()))
+	p := startServer(t, "-db", db, "-key", key)
+	defer p.stop()
+	_, errOut, err := sumdRun(t, "mirror", "-mirror", m, "-origin", p.url, "-min-free-disk", "100000000")
+	if err == nil || !strings.Contains(errOut, "hint: ") || !strings.Contains(errOut, "lower -min-free-disk") || !strings.Contains(errOut, filepath.Dir(m)) {
+		t.Errorf("mirror under -min-free-disk: %v\n%s\nwant a hint to free space in %s or lower -min-free-disk", err, errOut, filepath.Dir(m))
+	}
+	if out := sumd(t, "mirror", "-mirror", m, "-origin", p.url); !strings.Contains(out, "tree 30 (was 20)") {
+		t.Errorf("the same mirror run with the room printed %q", out)
+	}
+	// A full disk (no floor) got no hint at all.
+	var ce *cliError
+	if err := fmt.Errorf("failed to commit: %w", syscall.ENOSPC); !errors.As(mirrorError(err, m), &ce) || !strings.Contains(ce.hint, "is full") || !strings.Contains(ce.hint, filepath.Dir(m)) {
+		t.Errorf("mirrorError(%v) = %v; want a hint that the disk of %s is full", err, mirrorError(err, m), filepath.Dir(m))
 	}
 }

@@ -200,14 +200,14 @@ func restoreSyncError(err error, path string) error {
 	kept := "what was mirrored into " + path + " is kept, and the next restore resumes from it"
 	switch {
 	case errors.As(err, new(*mirror.SecurityError)) || mirror.IsBehind(err) || errors.Is(err, sumdbclient.ErrDamaged):
-		return mirrorError(err) // its hints hold for a restore too
+		return mirrorError(err, path) // its hints hold for a restore too
 	case errors.As(err, new(*sumdbclient.BodyError)) || errors.Is(err, sumdbclient.ErrTooLarge):
 		return &cliError{err: err, hint: "check -from: the server, or something between (a proxy, a captive portal), answered with a page that is not the checksum database protocol; " +
 			"-from is the URL a go command would use as GOSUMDB's (such as https://replica.example or https://proxy.example/sumdb/NAME); " + kept, code: 2}
 	case errors.As(err, &fe) && fe.Status != http.StatusUnauthorized && fe.Status != http.StatusForbidden:
 		return &cliError{err: err, hint: "check -from and that the server is reachable from here; " + kept, code: 2}
 	}
-	return mirrorError(err)
+	return mirrorError(err, path)
 }
 
 // restoreFromError says what to do about err, which refused the mirror

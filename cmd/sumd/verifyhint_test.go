@@ -44,7 +44,7 @@ func TestVerifyOfflineHint(t *testing.T) {
 func TestMirrorDamagedHint(t *testing.T) {
 	err := &sumdbclient.FetchError{Path: "/tile/8/data/000", Status: 500, Err: fmt.Errorf("500 Internal Server Error: %w", sumdbclient.ErrDamaged)}
 	var ce *cliError
-	if !errors.As(mirrorError(err), &ce) || strings.Contains(ce.hint, "reachable") || !strings.Contains(ce.hint, "damaged") {
+	if !errors.As(mirrorError(err, "mirror.db"), &ce) || strings.Contains(ce.hint, "reachable") || !strings.Contains(ce.hint, "damaged") {
 		t.Errorf("mirrorError(%v) = hint %q; want a hint about the origin's damaged database", err, ce.hint)
 	}
 }
@@ -60,7 +60,7 @@ func TestMirrorNotProtocolHint(t *testing.T) {
 		&sumdbclient.FetchError{Path: "/tile/8/0/000", Status: 200, Err: fmt.Errorf("%w: more than the 8192 bytes allowed", sumdbclient.ErrTooLarge)},
 	} {
 		var ce *cliError
-		if !errors.As(mirrorError(err), &ce) || ce.code != 2 || strings.Contains(ce.hint, "reachable") ||
+		if !errors.As(mirrorError(err, "mirror.db"), &ce) || ce.code != 2 || strings.Contains(ce.hint, "reachable") ||
 			!strings.Contains(ce.hint, "captive portal") || !strings.Contains(ce.hint, "not the checksum database protocol") {
 			t.Errorf("mirrorError(%v) = exit %d, hint %q; want exit 2 and a hint that the answer is not the protocol's", err, ce.code, ce.hint)
 		}
