@@ -10,7 +10,7 @@ import (
 type state struct {
 	mu         sync.Mutex
 	checked    time.Time // when the held head was last known to be the origin's latest
-	originN    int64     // the origin's latest tree size seen
+	originN    int64     // the origin's tree size last fetched
 	problem    string    // the last round's failure, one line safe for anonymous clients; "" if it went well
 	securityN  int       // security events since the start
 	lastSecure string    // the last one's kind
@@ -32,10 +32,13 @@ func (s *state) setProblem(p string) {
 	s.problem = p
 }
 
+// setOrigin keeps n, the tree size the origin last signed, as the metric
+// does: not the largest seen, which a refused fork claiming a larger tree
+// would leave in the lag after the origin is honest again, until a restart.
 func (s *state) setOrigin(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.originN = max(s.originN, n)
+	s.originN = n
 }
 
 func (s *state) setChecked(t time.Time) {
@@ -58,8 +61,8 @@ type Status struct {
 	Online   bool   `json:"online"`  // it follows an origin (else: bundles only)
 	TreeSize int64  `json:"tree_size"`
 	RootHash string `json:"root_hash"`
-	// OriginTreeSize is the origin's latest tree size seen; Lag is how many
-	// records the mirror is behind it.
+	// OriginTreeSize is the origin's tree size last fetched (at least the
+	// mirror's); Lag is how many records the mirror is behind it.
 	OriginTreeSize int64 `json:"origin_tree_size"`
 	Lag            int64 `json:"lag"`
 	// Checked is when the held head was last known to be the origin's
