@@ -185,12 +185,17 @@ func (h *history) report(s *Status) {
 
 // perDay counts the records added on each day of heads: the day's last
 // size minus the size of the head before it (the last of an earlier day, or
-// the first head). The first head's own day counts from it.
+// the first head). The first head's own day counts from it, but for a
+// trimmed history's (maxHistory days kept): its oldest head is the last of
+// a day whose earlier heads are gone, so that day's count is unknown, not 0.
 func perDay(heads []Head) []DayCount {
 	var out []DayCount
 	for i, hd := range heads {
 		if i+1 < len(heads) && sameDay(heads[i+1].Time, hd.Time) {
 			continue // the first head, with a later one on its day
+		}
+		if i == 0 && len(heads) > maxHistory {
+			continue // trimmed: only where the next day counts from
 		}
 		before := hd.TreeSize
 		if i > 0 {

@@ -358,7 +358,10 @@ func TestHistory(t *testing.T) {
 	}
 }
 
-// TestHistoryBounded: a year of daily growth keeps maxHistory days.
+// TestHistoryBounded: a year of daily growth keeps maxHistory days. The
+// oldest head kept, the last of a day whose earlier records were trimmed,
+// showed as a day of 0 records in records_per_day (/status, sumd status
+// -json); it is only where the next day counts from.
 func TestHistoryBounded(t *testing.T) {
 	h := &history{}
 	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -371,6 +374,9 @@ func TestHistoryBounded(t *testing.T) {
 	days := perDay(h.state.Heads)
 	if last := days[len(days)-1]; last.Records != 1 || last.Day != "2026-12-31" {
 		t.Errorf("last day = %+v", last)
+	}
+	if len(days) != maxHistory || days[0].Records != 1 || days[0].Day != "2026-10-01" {
+		t.Errorf("%d days, the oldest %+v; want %d days, the oldest 2026-10-01 with 1 record", len(days), days[0], maxHistory)
 	}
 }
 
