@@ -6,6 +6,7 @@
 package secret
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
+	"time"
 )
 
 // Changed reports whether the file now at a path (b, from stat) may hold
@@ -25,9 +28,90 @@ import (
 // modification time (cp -p, rsync -t) changes only the change time
 // (ctime), which no one can set back: it is compared where the system
 // has one (unix).
+//
+// Time stamps are coarse on some file systems (a second, two on FAT): a
+// rewrite of the same length within the tick of a read shows the same
+// stat as the file read, and would go unseen until the next change (a
+// revoked password valid meanwhile). So if a is the stat ReadFile or
+// ReadPublicFile returned for a read that may share its tick with a later
+// write (racy, as git calls it), Changed compares the file's content with
+// the content read too, until a compare finds it unchanged safely past
+// its stamp: a write after that has another stamp. That is a few small
+// reads for each change, whatever the number of calls in between.
 func Changed(a, b fs.FileInfo) bool {
-	return !os.SameFile(a, b) || !a.ModTime().Equal(b.ModTime()) || a.Size() != b.Size() || a.Mode() != b.Mode() ||
-		!ctime(a).Equal(ctime(b))
+	r, _ := a.(*readInfo)
+	a, b = plain(a), plain(b)
+	if !os.SameFile(a, b) || !a.ModTime().Equal(b.ModTime()) || a.Size() != b.Size() || a.Mode() != b.Mode() ||
+		!ctime(a).Equal(ctime(b)) {
+		return true
+	}
+	return r != nil && r.rewritten()
+}
+
+// racyWindow is how long after a file's stamp (stamp) a read may share the
+// stamp's tick with a later write: the coarsest time stamps, FAT's, are of
+// two seconds. A file system whose clock is ahead of sumd's (NFS) makes
+// reads racy for longer, which costs reads; one behind by more than this
+// is not covered.
+const racyWindow = 2 * time.Second
+
+// now is the clock reads are timed by; tests set it.
+var now = time.Now
+
+// stamp is when fi's file last changed: its change time, set by every
+// write and which no one can set back, else its modification time.
+func stamp(fi fs.FileInfo) time.Time {
+	if c := ctime(fi); !c.IsZero() {
+		return c
+	}
+	return fi.ModTime()
+}
+
+// racy reports whether a read of fi's file begun at t may share the tick
+// of its stamp with a later write, which then leaves the stat unchanged.
+func racy(fi fs.FileInfo, t time.Time) bool { return t.Sub(stamp(fi)) < racyWindow }
+
+// A readInfo is the stat of a file as read, with what Changed needs to
+// tell whether a racy read's file was rewritten since.
+type readInfo struct {
+	fs.FileInfo
+	path string
+	sum  [sha256.Size]byte // of the content read
+	racy atomic.Bool       // the read, or the last compare, may share its tick with a write
+}
+
+// plain returns the stat a readInfo wraps (os.SameFile wants it), or fi.
+func plain(fi fs.FileInfo) fs.FileInfo {
+	if r, ok := fi.(*readInfo); ok {
+		return r.FileInfo
+	}
+	return fi
+}
+
+// rewritten reports whether the file at r.path may hold other content
+// than the one read, comparing it while the read is racy. A compare that
+// finds it unchanged and begins safely past the stamp ends that: a write
+// after it has another stamp. A file that cannot be read is a change, for
+// the caller to read again and report.
+func (r *readInfo) rewritten() bool {
+	if !r.racy.Load() {
+		return false
+	}
+	t := now()
+	f, err := os.Open(r.path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(f, r.Size()+1))
+	if err != nil || n != r.Size() || [sha256.Size]byte(h.Sum(nil)) != r.sum {
+		return true
+	}
+	if !racy(r.FileInfo, t) {
+		r.racy.Store(false)
+	}
+	return false
 }
 
 // A ModeError is a secret file that users other than its owner may access.
@@ -117,7 +201,8 @@ func (e *NotExistError) Is(target error) bool { return target == fs.ErrNotExist 
 
 // ReadFile reads the regular file at path, which must pass CheckMode and
 // hold at most limit bytes, and returns its content and the FileInfo of the
-// file it read (for callers that cache the content until the file changes).
+// file it read, for callers that cache the content until the file changes:
+// given to Changed as a, it lets Changed see a rewrite the stat misses.
 // A missing file's error goes through Hide.
 func ReadFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
 	return read(path, limit, true)
@@ -130,6 +215,7 @@ func ReadPublicFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
 }
 
 func read(path string, limit int64, secret bool) ([]byte, fs.FileInfo, error) {
+	t := now() // before the read: a write after t has a stamp of t's tick or later
 	f, err := os.Open(path)
 	switch {
 	case err != nil && secret:
@@ -159,5 +245,7 @@ func read(path string, limit int64, secret bool) ([]byte, fs.FileInfo, error) {
 	case int64(len(data)) > limit:
 		return nil, nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
-	return data, fi, nil
+	ri := &readInfo{FileInfo: fi, path: path, sum: sha256.Sum256(data)}
+	ri.racy.Store(racy(fi, t))
+	return data, ri, nil
 }

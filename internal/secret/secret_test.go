@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReadFileRefuses(t *testing.T) {
@@ -54,5 +55,78 @@ func TestNotExistHidesName(t *testing.T) {
 		if got := strings.Contains(fmt.Sprint(err), "looks like a secret"); got != tc.looksSecret {
 			t.Errorf("ReadFile(%q) = %v, want it to say it looks like a secret: %v", tc.name, err, tc.looksSecret)
 		}
+	}
+}
+
+// TestChangedRacy: on a file system whose time stamps are coarse (a
+// second, two on FAT), a file rewritten in place with content of the same
+// length within the tick of its last read shows the same stat as then, and
+// the new content went unseen until the next change: a revoked password
+// stayed valid. A read within racyWindow of the file's stamp is racy, and
+// Changed compares its content until a compare finds it unchanged once the
+// stamp is safely past; then it goes by the stat alone.
+func TestChangedRacy(t *testing.T) {
+	defer func(f func() time.Time) { now = f }(now)
+	path := filepath.Join(t.TempDir(), "tokens")
+	write := func(content string) {
+		t.Helper()
+		// In place: the same inode, truncated and written, as a coarse
+		// file system would show within one tick (b below).
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ci:old-token-0123456789\n")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := stamp(fi)
+	now = func() time.Time { return at } // read within the stamp's tick
+	_, a, err := ReadFile(path, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What stat shows after a rewrite within the tick: nothing moved.
+	b, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Changed(a, b) {
+		t.Error("Changed: the racy file is unchanged")
+	}
+	write("ci:new-token-9876543210\n") // a revocation, the same length
+	if !Changed(a, b) {
+		t.Error("Changed missed a rewrite of the same length within the tick of the read")
+	}
+	write("ci:old-token-0123456789\n")
+	now = func() time.Time { return at.Add(racyWindow) }
+	if Changed(a, b) {
+		t.Error("Changed: the file is back as it was read")
+	}
+	// That compare was made safely past the stamp: any later write has
+	// another stamp, so the file is not read again.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if Changed(a, b) {
+		t.Error("Changed read the file again once its stamp was safely past")
+	}
+
+	// A file read safely past its stamp is never compared.
+	write("ci:old-token-0123456789\n")
+	if fi, err = os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	now = func() time.Time { return stamp(fi).Add(racyWindow) }
+	if _, a, err = ReadFile(path, 100); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	write("ci:new-token-9876543210\n")
+	if Changed(a, b) {
+		t.Error("Changed compared the content of a file read safely past its stamp")
 	}
 }

@@ -6,7 +6,8 @@
 // remembers to restart it.
 //
 // The files are checked at most once a second, on a handshake: a stat of
-// each (a symlink swap, as Kubernetes does, shows as a change). One
+// each (a symlink swap, as Kubernetes does, shows as a change), and their
+// content while the stat may hide a change (secret.Changed). One
 // handshake checks while the others go on with the current certificate,
 // so a file system that hangs a stat holds one handshake, not all. A pair
 // that cannot be loaded (half written, a key of another certificate) is
