@@ -2,6 +2,7 @@ package access
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strconv"
@@ -309,4 +310,32 @@ func TestMissingFileHidesName(t *testing.T) {
 			t.Errorf("Check with a missing %s: %v, want an error naming the option and not the file", option, err)
 		}
 	}
+}
+
+// TestRacyRewrite: on a file system of coarse time stamps, a token file
+// rewritten in place with content of the same length within the tick of
+// its last read shows the same stat as then, and the revoked token stayed
+// valid until the file's next change; the file's content is compared
+// while its read is that close to its last write (secret.Changed).
+func TestRacyRewrite(t *testing.T) {
+	// The bubble's clock starts in 2000, before any file's stamp: every
+	// read is racy, however slow the machine.
+	synctest.Test(t, func(t *testing.T) {
+		file := writeSecret(t, t.TempDir(), "tokens", "ci:"+readerToken+"\n")
+		s := newSetup(t, Config{Mode: ModeBearer, File: file})
+		want(t, "token", s.do("GET", "/latest", "Bearer "+readerToken), 200, "ok ci")
+
+		coarse, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func(f func(string) (fs.FileInfo, error)) { stat = f }(stat)
+		stat = func(string) (fs.FileInfo, error) { return coarse, nil } // stamps that did not move
+		const rotated = "rotate-token-9876543210"                       // readerToken's length
+		if err := os.WriteFile(file, []byte("ci:"+rotated+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want(t, "revoked token", s.do("GET", "/latest", "Bearer "+readerToken), 401, "wrong")
+		want(t, "rotated token", s.do("GET", "/latest", "Bearer "+rotated), 200, "ok ci")
+	})
 }

@@ -22,6 +22,9 @@ const maxCredentialFile = 1 << 20
 // path should not pay at every request. A change takes effect within it.
 var recheck = time.Second
 
+// stat is os.Stat; tests stand in a file system of coarse time stamps.
+var stat = os.Stat
+
 // A watched is a credential file kept parsed in memory and read again when
 // stat shows it changed (secret.Changed), so that credentials can be added,
 // rotated or revoked without a restart. It is read as the other secrets of
@@ -71,15 +74,15 @@ func (w *watched[T]) load() (T, error) {
 		return s.val, s.err
 	}
 	w.statted.Store(now)
-	fi, statErr := os.Stat(w.path)
+	fi, statErr := stat(w.path)
 	if s := w.last.Load(); s != nil && statErr == nil && s.fi != nil && !secret.Changed(s.fi, fi) {
 		return s.val, s.err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	// Another request may have read it meanwhile. Should the file change
-	// between our stat and the read, the next stat differs from fi and
-	// reads it again.
+	// between our stat and the read, the next stat differs from the read's
+	// and reads it again.
 	if s := w.last.Load(); s != nil && statErr == nil && s.fi != nil && !secret.Changed(s.fi, fi) {
 		return s.val, s.err
 	}
@@ -91,10 +94,15 @@ func (w *watched[T]) load() (T, error) {
 		w.waiting = nil
 		s.fi, s.err = nil, fmt.Errorf("failed to read credentials: %w", secret.Hide(w.path, statErr))
 	default:
-		data, wait, err := w.read(fi, now)
+		data, read, wait, err := w.read(fi, now)
 		if wait {
 			s = w.last.Load() // the last read stays in force
 			return s.val, s.err
+		}
+		if read != nil {
+			// The stat of the read, which secret.Changed can tell a
+			// rewrite its time stamps hide with.
+			s.fi = read
 		}
 		if err == nil {
 			s.val, err = w.parse(data)
@@ -116,8 +124,9 @@ func (w *watched[T]) cached() (T, error) {
 	return w.load()
 }
 
-// read reads the file, stat'ed as fi at now, and returns its bytes, or
-// wait if a file of lines read again is not to be applied yet.
+// read reads the file, stat'ed as fi at now, and returns its bytes and
+// the stat secret.ReadFile took of it, or wait if a file of lines read
+// again is not to be applied yet.
 //
 // A file of lines read again without a final newline may have been caught
 // while it is written in place, its last line cut: after "reader", that
@@ -133,15 +142,15 @@ func (w *watched[T]) cached() (T, error) {
 // is never seen cut.) A rotation or revocation written so takes effect a
 // poll later than one ending with a newline, which applies at once; at
 // start there is nothing to keep in force, and the file is read as it is.
-func (w *watched[T]) read(fi fs.FileInfo, now int64) (data []byte, wait bool, err error) {
-	data, _, err = secret.ReadFile(w.path, maxCredentialFile)
+func (w *watched[T]) read(fi fs.FileInfo, now int64) (data []byte, read fs.FileInfo, wait bool, err error) {
+	data, read, err = secret.ReadFile(w.path, maxCredentialFile)
 	if err != nil {
 		w.waiting = nil
-		return nil, false, err // it names the file
+		return nil, nil, false, err // it names the file
 	}
 	if !w.lines || w.last.Load() == nil || len(data) == 0 || data[len(data)-1] == '\n' {
 		w.waiting = nil
-		return data, false, nil
+		return data, read, false, nil
 	}
 	u := w.waiting
 	switch {
@@ -149,13 +158,13 @@ func (w *watched[T]) read(fi fs.FileInfo, now int64) (data []byte, wait bool, er
 		w.waiting = &unterminated{fi: fi, data: data, seen: now}
 		w.log.Warn("credential file re-read with no final newline: it may be half-written, so the credentials read before stay in force until it is unchanged for a poll interval",
 			"file", w.path, "interval", recheck)
-		return nil, true, nil
+		return nil, nil, true, nil
 	case now-u.seen < int64(recheck):
-		return nil, true, nil
+		return nil, nil, true, nil
 	}
 	w.waiting = nil
 	w.log.Info("credential file unchanged for a poll interval with no final newline: applied", "file", w.path)
-	return data, false, nil
+	return data, read, false, nil
 }
 
 // report logs a file that turns unusable, or usable again.
