@@ -36,6 +36,9 @@ import (
 // recheck is how long the files are trusted unchanged without a stat.
 var recheck = time.Second
 
+// stat is os.Stat; tests stand in a file system of coarse time stamps.
+var stat = os.Stat
+
 // expiryWarning is how long before expiry the certificate is a problem.
 const expiryWarning = 7 * 24 * time.Hour
 
@@ -78,29 +81,35 @@ func New(certFile, keyFile string, logger *slog.Logger) (*Reloader, error) {
 
 // load reads and parses the pair, each file's stat taken on the opened
 // file before reading: a change during the read shows at the next stat.
+// It returns a loaded even with an error: no certificate then, and the
+// stats of the files it read, nil for those it did not.
 func (r *Reloader) load() (*loaded, error) {
+	l := new(loaded)
 	certPEM, certFI, err := ReadPEM(r.certFile)
 	if err != nil {
-		return nil, err
+		return l, err
 	}
+	l.certFI = certFI
 	// The private key is a secret like the signing key: refused if other
 	// users may access it. secret.ReadFile checks the file it reads;
 	// tls.LoadX509KeyPair would open the path again after the check.
 	keyPEM, keyFI, err := secret.ReadFile(r.keyFile, MaxPEM)
 	if err != nil {
-		return nil, err
+		return l, err
 	}
+	l.keyFI = keyFI
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, err
+		return l, err
 	}
 	leaf := cert.Leaf
 	if leaf == nil {
 		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, err
+			return l, err
 		}
 	}
-	return &loaded{cert: &cert, notAfter: leaf.NotAfter, certFI: certFI, keyFI: keyFI}, nil
+	l.cert, l.notAfter = &cert, leaf.NotAfter
+	return l, nil
 }
 
 // MaxPEM caps a certificate, key or CA file: a chain of a few certificates
@@ -134,8 +143,8 @@ func (r *Reloader) refresh() {
 	}
 	r.statted.Store(now)
 	cur := r.cur.Load()
-	certFI, err1 := os.Stat(r.certFile)
-	keyFI, err2 := os.Stat(r.keyFile)
+	certFI, err1 := stat(r.certFile)
+	keyFI, err2 := stat(r.keyFile)
 	if err := cmp.Or(err1, err2); err != nil {
 		// Whatever is there next is a change, to be loaded.
 		r.cur.Store(&loaded{cert: cur.cert, notAfter: cur.notAfter})
@@ -148,8 +157,11 @@ func (r *Reloader) refresh() {
 	l, err := r.load()
 	if err != nil {
 		// The failed files' stats become the ones compared, so an
-		// unchanged broken pair is not read again.
-		r.cur.Store(&loaded{cert: cur.cert, notAfter: cur.notAfter, certFI: certFI, keyFI: keyFI})
+		// unchanged broken pair is not read again: those of the reads
+		// where there was one, which secret.Changed can tell a rewrite
+		// their time stamps hide with (the key written in the second the
+		// certificate alone was found).
+		r.cur.Store(&loaded{cert: cur.cert, notAfter: cur.notAfter, certFI: cmp.Or(l.certFI, certFI), keyFI: cmp.Or(l.keyFI, keyFI)})
 		r.fail(err)
 		return
 	}

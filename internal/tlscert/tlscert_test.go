@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -289,4 +291,58 @@ func TestTooLarge(t *testing.T) {
 			t.Errorf("New with a %s file over the cap: %v; want %q", which, err, want)
 		}
 	}
+}
+
+// TestReloadCoarseStamps: TestReloadKeyAfterCert on a file system of
+// coarse time stamps, the key written within the tick of the check that
+// found the certificate alone: the stat shows the key as that check saw
+// it, and the old certificate was served until the files' next change.
+// The failed check keeps the stats of its reads, which secret.Changed
+// compares by content while a write may hide in their tick.
+func TestReloadCoarseStamps(t *testing.T) {
+	// The bubble's clock starts in 2000, before any file's stamp: every
+	// read is racy, however slow the machine.
+	synctest.Test(t, func(t *testing.T) {
+		defer func(d time.Duration) { recheck = d }(recheck)
+		recheck = 0
+		ca := testcert.New(t)
+		dir := t.TempDir()
+		certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+		copyPEM := func(from, to string) {
+			t.Helper()
+			data, err := os.ReadFile(from)
+			if err == nil {
+				err = os.WriteFile(to, data, 0o600) // in place: same inode
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		a := ca.ServerUntil(t, time.Now().Add(30*24*time.Hour))
+		copyPEM(a.CertFile, certFile)
+		copyPEM(a.KeyFile, keyFile)
+		r, err := New(certFile, keyFile, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := ca.ServerUntil(t, time.Now().Add(60*24*time.Hour))
+		copyPEM(b.CertFile, certFile)
+		r.GetCertificate(nil)
+		if len(r.Problems()) != 1 {
+			t.Fatalf("after the certificate alone: problems %q, want the mismatch", r.Problems())
+		}
+		seen := map[string]fs.FileInfo{}
+		for _, name := range []string{certFile, keyFile} {
+			if seen[name], err = os.Stat(name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer func(f func(string) (fs.FileInfo, error)) { stat = f }(stat)
+		stat = func(name string) (fs.FileInfo, error) { return seen[name], nil } // stamps that did not move
+		copyPEM(b.KeyFile, keyFile)
+		c, _ := r.GetCertificate(nil)
+		if !bytes.Equal(c.Certificate[0], b.Pair.Certificate[0]) || len(r.Problems()) != 0 {
+			t.Fatalf("after the key too: not the new certificate, or problems %q", r.Problems())
+		}
+	})
 }
