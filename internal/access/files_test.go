@@ -144,8 +144,9 @@ func replace(t *testing.T, file, content string) {
 	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// A same-size rewrite within the file system's timestamp granularity
-	// would look unchanged; editors and rotations are slower than that.
+	// A later modification time: what an editor gives, so that the change
+	// shows in the stat (a same-size rewrite whose stamps did not move is
+	// seen by its content, TestRacyRewrite).
 	os.Chtimes(file, time.Now(), fi.ModTime().Add(time.Second))
 }
 
