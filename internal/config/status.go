@@ -10,7 +10,7 @@ import (
 var statusCommand = command{
 	name:    "status",
 	usage:   "sumd status -url URL [-json]",
-	summary: "Print the status of a running sumd serve: health and problems, tree size and\nlast commit, records per day, OCI sync, TUF expiries, counters. Sending no\ncredential to a server whose status needs an auditor (-read-auth, client\ncertificates), only the health (/healthz). Exit status 0: the log serves (ok\nor degraded); 1: it does not, or the server cannot be reached.",
+	summary: "Print the status of a running sumd serve: health and problems, tree size and\nlast commit, records per day, OCI sync, TUF expiries, counters. Sending no\ncredential to a server whose status needs an auditor (-read-auth, client\ncertificates under -tls-client-auth verify-if-given), only the health\n(/healthz); under require it gets no TLS handshake. Exit status 0: the log\nserves (ok or degraded); 1: it does not, or the server cannot be reached.",
 	example: "sumd status -url http://127.0.0.1:8080",
 }
 
