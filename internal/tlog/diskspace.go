@@ -52,10 +52,13 @@ func (e *LowDiskError) Is(target error) bool {
 	return target == ErrLowDisk || target == ErrNotPersisted
 }
 
-// Hint says what to do.
+// Hint says what to do. It speaks of the refused write only: a command
+// that commits in steps (sumd add -gosum, a mirror round) has kept those
+// before it.
 func (e *LowDiskError) Hint() string {
 	return "free space on that file system (the log grows by about 400 bytes per record), or lower min-free-disk; " +
-		"nothing was recorded, the database is intact, and writes succeed again once there is room"
+		"this write was refused before it began and stored nothing, what was recorded before it is kept, the database is intact, " +
+		"and writes succeed again once there is room"
 }
 
 // mib formats n bytes in MiB, with a decimal under 10.

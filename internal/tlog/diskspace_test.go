@@ -58,6 +58,12 @@ func TestLowDisk(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, filepath.Dir(path)) || !strings.Contains(msg, "64 MiB") || !strings.Contains(msg, "nothing was stored") {
 		t.Errorf("error text %q lacks the directory, the floor or the outcome", msg)
 	}
+	// The log holds record 0, as the database of a sumd add -gosum or a
+	// mirror round holds the chunks and steps committed before the one
+	// refused: the hint, which sumd prints, must not say nothing was.
+	if hint := low.Hint(); strings.Contains(hint, "nothing was recorded") || !strings.Contains(hint, "what was recorded before it is kept") {
+		t.Errorf("hint %q: want it to say the refused write stored nothing and what was recorded before it is kept", hint)
+	}
 	if l.Err() != nil {
 		t.Fatalf("the log stopped on a refused write: %v", l.Err())
 	}
