@@ -68,6 +68,10 @@ func newSumdbRemote(name string, opts CheckerOptions) (*sumdbRemote, error) {
 // first failure that was no outage (misbehaving: a refusal of sumd's
 // credentials, say) is returned over a later outage, as discover does:
 // it must fail closed whatever the policy and whatever later sources do.
+// Not over ctx's end, though: the second try, cut short, might have found
+// a source that answers, and the check is the caller's to abandon, not
+// the first source's to refuse (failOver does not try again once ctx is
+// done, for the same reason).
 func (r *sumdbRemote) read(ctx context.Context, path string) ([]byte, error) {
 	base, err := r.base(ctx)
 	if err != nil {
@@ -78,7 +82,7 @@ func (r *sumdbRemote) read(ctx context.Context, path string) ([]byte, error) {
 		return data, err
 	}
 	data, again := r.readAgain(ctx, path)
-	if again != nil && misbehaving(err) && !misbehaving(again) {
+	if again != nil && misbehaving(err) && !misbehaving(again) && ctx.Err() == nil {
 		return nil, err
 	}
 	return data, again

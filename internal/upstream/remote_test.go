@@ -230,3 +230,53 @@ func TestFailOverKeepsRefusal(t *testing.T) {
 		t.Fatalf("Check refused by the first proxy, the discovery after it timing out: %v (kind %v); want the refusal, failing closed\n%s", err, kindOf(err), logs)
 	}
 }
+
+// TestFailOverCancelled: a check whose caller went while "|" discovered
+// the database again, after a refusal through the source found before,
+// failed with that refusal: the check was logged and counted as refused,
+// and the Recorder logged the fetch as failed, where the second try, cut
+// short, might have found a source that answers. It fails with the
+// cancellation now, as a check cancelled before the retry does, which
+// the Recorder counts as abandoned.
+func TestFailOverCancelled(t *testing.T) {
+	db := newFakeSumDB(t)
+	rec := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: fakeHash("a"), GoMod: fakeHash("b")}
+	rec2 := gosum.Record{Path: "example.com/m", Version: "v1.1.0", Hash: fakeHash("c"), GoMod: fakeHash("d")}
+	db.add(t, rec, rec2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	refusing := false
+	first, second := newProxy(t), newProxy(t)
+	first.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		refuse := refusing
+		mu.Unlock()
+		switch {
+		case !refuse:
+			return db.serve(w, r)
+		case strings.HasSuffix(r.URL.Path, "/supported"):
+			cancel() // the caller goes during the discovery
+			<-r.Context().Done()
+			return true
+		}
+		w.WriteHeader(http.StatusForbidden)
+		return true
+	})
+	second.setHook(db.serve)
+	logs := &testlog.Buffer{}
+	c, err := NewChecker(CheckerOptions{Key: db.vkey, Sources: mustParseList(t, first.url+"|"+second.url), Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(context.Background(), rec); err != nil {
+		t.Fatalf("Check through the first proxy: %v", err)
+	}
+	mu.Lock()
+	refusing = true
+	mu.Unlock()
+	err = c.Check(ctx, rec2)
+	if !errors.Is(err, context.Canceled) || strings.Contains(logs.String(), "not for an outage") {
+		t.Fatalf("Check refused by the first proxy, cancelled during the discovery after it: %v; want the cancellation, not the refusal\n%s", err, logs)
+	}
+}
