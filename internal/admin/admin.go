@@ -305,15 +305,22 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 // surrounding white space, at least MinTokenLength bytes. A file that other
 // users may access is refused with a *secret.ModeError.
 func ReadTokenFile(path string) (string, error) {
-	data, _, err := secret.ReadFile(path, maxTokenFile)
+	token, _, err := readTokenFile(path)
+	return token, err
+}
+
+// readTokenFile is ReadTokenFile, returning as well the stat
+// secret.ReadFile took of the file it read (nil if it read none).
+func readTokenFile(path string) (string, fs.FileInfo, error) {
+	data, fi, err := secret.ReadFile(path, maxTokenFile)
 	if err != nil {
-		return "", fmt.Errorf("failed to read admin token: %w", err)
+		return "", nil, fmt.Errorf("failed to read admin token: %w", err)
 	}
 	token, err := ParseToken(data)
 	if err != nil {
-		return "", fmt.Errorf("admin token file %s: %w", path, err)
+		return "", fi, fmt.Errorf("admin token file %s: %w", path, err)
 	}
-	return token, nil
+	return token, fi, nil
 }
 
 // ParseToken returns the token a token file holds: its content without
@@ -333,12 +340,15 @@ func ParseToken(data []byte) (string, error) {
 	return token, nil
 }
 
+// stat is os.Stat; tests stand in a file system of coarse time stamps.
+var stat = os.Stat
+
 // A tokenCache holds the admin token as last read from its file.
 type tokenCache struct {
 	path string // "" disables the API
 
 	mu    sync.Mutex  // guards the fields below
-	fi    fs.FileInfo // the stat token and err were read under; nil if stat failed
+	fi    fs.FileInfo // the stat of the read token and err come of, or taken before it if it failed; nil if stat failed
 	token string
 	err   error // why the API is disabled, or nil
 }
@@ -349,7 +359,7 @@ func (c *tokenCache) current() (string, error) {
 	if c.path == "" {
 		return "", errors.New("no token file configured")
 	}
-	fi, statErr := os.Stat(c.path)
+	fi, statErr := stat(c.path)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -357,9 +367,15 @@ func (c *tokenCache) current() (string, error) {
 		c.fi, c.token, c.err = nil, "", fmt.Errorf("failed to read admin token: %w", statErr)
 	case c.fi == nil || secret.Changed(c.fi, fi):
 		// Should the file change between the stat and the read, the next
-		// stat differs from fi and reads it again.
+		// stat differs from the read's and reads it again. The read's
+		// stat, not fi, is what secret.Changed can tell a rewrite its
+		// time stamps hide with.
+		var read fs.FileInfo
+		c.token, read, c.err = readTokenFile(c.path)
 		c.fi = fi
-		c.token, c.err = ReadTokenFile(c.path)
+		if read != nil {
+			c.fi = read
+		}
 	}
 	return c.token, c.err
 }
