@@ -39,9 +39,17 @@ func lock(dir string) error {
 		f.Close() // the directory was removed and made again
 		delete(held, name)
 	}
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW and onlyLink: the file is truncated and written below,
+	// so a link planted in its place by whoever could write to the
+	// directory (the service user whose database root's sumd add opens)
+	// must not lead there to a file of theirs to destroy, /etc/shadow.
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return fmt.Errorf("failed to lock the temporary directory: %w", err)
+		return fmt.Errorf("failed to lock the temporary directory (%s must be a regular file, not a link): %w", name, err)
+	}
+	if err := onlyLink(f); err != nil {
+		f.Close()
+		return err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		defer f.Close()
@@ -56,6 +64,20 @@ func lock(dir string) error {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	held[name] = f
+	return nil
+}
+
+// onlyLink refuses a lock file that is not a regular file of one name:
+// a hard link to another file would have it truncated.
+func onlyLink(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("failed to lock the temporary directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || ok && st.Nlink != 1 {
+		return fmt.Errorf("failed to lock the temporary directory: %s is not a regular file of its own (a link to another file?): remove it", f.Name())
+	}
 	return nil
 }
 

@@ -91,7 +91,8 @@ var ErrInUse = errors.New("in use by another sumd process")
 // it (flock), held until the process exits: a second process that opens
 // the directory gets ErrInUse before it removes anything, since the files
 // there may be the first one's zips in flight. The same process may open
-// it again. On systems without flock (Windows) nothing is locked.
+// it again. A "sumd.lock" that is a symbolic or hard link is refused, never
+// written through. On systems without flock (Windows) nothing is locked.
 func Open(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create the temporary directory: %w", err)

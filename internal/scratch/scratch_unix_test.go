@@ -77,3 +77,26 @@ func TestOpenLocked(t *testing.T) {
 		t.Errorf("Open after the holder exited: %v", err)
 	}
 }
+
+// TestOpenLockNotFollowed: a sumd.lock that is a symbolic link or a hard
+// link to another file, planted by whoever could write to the directory
+// before (another user, or the service user whose directory root's sumd
+// add opens), is refused, and the file it names is neither truncated nor
+// written: Open would otherwise put its process id in place of, say,
+// /etc/shadow.
+func TestOpenLockNotFollowed(t *testing.T) {
+	for _, link := range []func(oldname, newname string) error{os.Symlink, os.Link} {
+		dir := t.TempDir()
+		victim := filepath.Join(t.TempDir(), "victim")
+		os.WriteFile(victim, []byte("keep me\n"), 0o600)
+		if err := link(victim, filepath.Join(dir, lockName)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(dir); err == nil {
+			t.Errorf("Open with %s a link to another file succeeded", lockName)
+		}
+		if b, _ := os.ReadFile(victim); string(b) != "keep me\n" {
+			t.Errorf("Open wrote through the lock file's link: the file it names holds %q", b)
+		}
+	}
+}
