@@ -101,3 +101,11 @@ func holder(f *os.File) string {
 	}
 	return fmt.Sprintf(" (pid %d)", pid)
 }
+
+// checkOwner refuses dir, of FileInfo fi, unless the user uid owns it.
+func checkOwner(dir string, fi os.FileInfo, uid int) error {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid {
+		return fmt.Errorf("temporary directory %s belongs to uid %d, not to this user (uid %d): sumd needs a directory of its own", dir, st.Uid, uid)
+	}
+	return nil
+}

@@ -83,7 +83,9 @@ var ErrInUse = errors.New("in use by another sumd process")
 
 // Open makes dir ready for Create: it creates it (mode 0700) if needed,
 // refuses a directory that other users may write to (such as /tmp: a file
-// there is not sumd's alone), takes the directory for this process, and
+// there is not sumd's alone) or that another user owns (who could swap a
+// zip between its hashing and its use, or plant links: root's sumd add in
+// the service user's <database>.tmp), takes the directory for this process, and
 // removes the files a sumd that crashed left there. It returns the names it
 // removed.
 //
@@ -105,6 +107,9 @@ func Open(dir string) ([]string, error) {
 		return nil, fmt.Errorf("temporary directory %s is not a directory", dir)
 	case runtime.GOOS != "windows" && fi.Mode().Perm()&0o022 != 0:
 		return nil, fmt.Errorf("temporary directory %s is writable by other users (mode %s): sumd needs a directory of its own", dir, fi.Mode().Perm())
+	}
+	if err := checkOwner(dir, fi, os.Geteuid()); err != nil {
+		return nil, err
 	}
 	if err := lock(dir); err != nil {
 		return nil, err

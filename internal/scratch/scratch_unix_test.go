@@ -100,3 +100,34 @@ func TestOpenLockNotFollowed(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenRefusesOthersDirectory: a directory of another user is refused,
+// whatever its mode, and nothing in it is removed: its owner may swap the
+// files sumd writes there between their writing and their reading (a zip
+// once hashed, a sorted run of checked lines), or plant links. As root,
+// the directory is given to nobody (65534); otherwise the check is made
+// as for another user's process.
+func TestOpenRefusesOthersDirectory(t *testing.T) {
+	dir := t.TempDir()
+	left := filepath.Join(dir, "sumd-upload-1.zip")
+	os.WriteFile(left, nil, 0o600)
+	var err error
+	if os.Geteuid() == 0 {
+		if err := os.Chown(dir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Open(dir)
+	} else {
+		fi, serr := os.Stat(dir)
+		if serr != nil {
+			t.Fatal(serr)
+		}
+		err = checkOwner(dir, fi, os.Geteuid()+1)
+	}
+	if err == nil || !strings.Contains(err.Error(), "belongs to uid") {
+		t.Errorf("Open of another user's directory: %v, want it refused", err)
+	}
+	if _, err := os.Stat(left); err != nil {
+		t.Errorf("the refused Open removed a file: %v", err)
+	}
+}
