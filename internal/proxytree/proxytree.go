@@ -28,6 +28,8 @@ import (
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
+
+	"github.com/sumd-project/sumd/internal/durable"
 )
 
 // ErrChanged means the tree already holds the version with other content.
@@ -37,7 +39,7 @@ var ErrChanged = errors.New("the GOPROXY tree already has this version with othe
 
 // Add publishes version m in the tree at dir: a copy of zipFile, goMod and
 // an .info file dated t, then m in the list. Each file is written under a
-// temporary name and renamed, and the list last, so that a proxy serving
+// temporary name, synced and renamed, and the list last, so that a proxy serving
 // the tree meanwhile never lists a version it cannot serve in full. The
 // caller has validated the zip and goMod (modhash.HashZip). Adding a
 // version again with the same zip and go.mod finishes what an interrupted
@@ -78,7 +80,15 @@ func Add(dir string, m module.Version, zipFile string, goMod []byte, t time.Time
 	} else if err := writeIfMissing(base+".info", append(info, '\n')); err != nil {
 		return err
 	}
-	return addToList(filepath.Join(vdir, "list"), m.Version)
+	// The renames of the files must be on disk before the list's: a
+	// crash must not leave a listed version without its files.
+	if err := durable.SyncDir(vdir); err != nil {
+		return err
+	}
+	if err := addToList(filepath.Join(vdir, "list"), m.Version); err != nil {
+		return err
+	}
+	return durable.SyncDir(vdir)
 }
 
 // writeIfMissing writes data to name unless name exists.
@@ -150,6 +160,10 @@ func addToList(list, version string) error {
 
 // writeFile writes data to name through a temporary file in the same
 // directory and a rename, so that readers see the old file or the new one.
+// The file is synced before the rename: else a crash could leave the new
+// name on an empty file (ext4's delayed allocation), a broken version the
+// next Add takes for another build (ErrChanged). The caller syncs the
+// directory.
 func writeFile(name string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
 	if err != nil {
@@ -159,6 +173,9 @@ func writeFile(name string, data []byte) error {
 	_, err = io.Copy(tmp, bytes.NewReader(data))
 	if err == nil {
 		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = syncFile(tmp)
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -171,3 +188,6 @@ func writeFile(name string, data []byte) error {
 	}
 	return nil
 }
+
+// syncFile syncs a file written (writeFile); tests make it fail.
+var syncFile = (*os.File).Sync

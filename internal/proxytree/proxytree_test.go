@@ -3,6 +3,7 @@ package proxytree
 import (
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,5 +143,32 @@ func TestAddFinishesPublish(t *testing.T) {
 		if list, _ := os.ReadFile(filepath.Join(vdir(dir), "list")); string(list) != "v1.2.3\n" {
 			t.Errorf("after losing %v: list %q, want the version", lost, list)
 		}
+	}
+}
+
+// TestAddSyncs: the files of a version reach the disk before the list
+// names it. Without the syncs, a crash (a power cut) could leave a listed
+// v1.2.3.zip empty, which the next Add took for another build (ErrChanged,
+// whose hint says to leave it) and a proxy served as a broken version. A
+// sync that fails is Add's failure, and the version is not listed.
+func TestAddSyncs(t *testing.T) {
+	dir := t.TempDir()
+	m := module.Version{Path: "example.com/m", Version: "v1.2.3"}
+	zipFile, mod := zipModule(t, m, map[string]string{"go.mod": "module example.com/m\n", "m.go": "package m\n"})
+	errSync := errors.New("sync failed")
+	var synced []string
+	syncFile = func(f *os.File) error {
+		synced = append(synced, f.Name())
+		return errSync
+	}
+	defer func() { syncFile = (*os.File).Sync }()
+	if err := Add(dir, m, zipFile, mod, time.Unix(1, 0)); !errors.Is(err, errSync) {
+		t.Errorf("Add with a failing sync = %v, want its error", err)
+	}
+	if len(synced) == 0 {
+		t.Error("Add synced no file")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "example.com", "m", "@v", "list")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("list after a failed sync: %v, want none", err)
 	}
 }
