@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 )
 
 // Missing returns dir and those of its parents that do not exist, deepest
@@ -31,14 +32,17 @@ func Missing(dir string) []string {
 
 // Remove removes dirs, the directories Missing returned (of one path or
 // several), deepest first whatever their order, each only while it is
-// empty: one that holds anything (a file kept on purpose, or one another
-// process made meanwhile) stays, and so do its parents. What cannot be
+// an empty directory: one that holds anything (a file kept on purpose, or
+// one another process made meanwhile) stays, and so do its parents, and
+// so does a name that is now a file (another process's). What cannot be
 // removed stays as it was made: the caller is already failing.
 func Remove(dirs []string) {
 	dirs = slices.Clone(dirs)
 	// A directory's path is longer than its parent's.
 	slices.SortStableFunc(dirs, func(a, b string) int { return len(b) - len(a) })
 	for _, d := range dirs {
-		os.Remove(d)
+		// Rmdir, not os.Remove, which unlinks a file: a name that is a
+		// file now was made by someone else, not by MkdirAll here.
+		syscall.Rmdir(d)
 	}
 }

@@ -54,3 +54,20 @@ func TestRemove(t *testing.T) {
 		t.Errorf("Remove removed a directory that was there before: %v", err)
 	}
 }
+
+// TestRemoveKeepsFiles: a name Missing listed that is a file by the time
+// of Remove (another process made it, as MkdirAll failed here: "not a
+// directory") is not this command's directory, and stays, with its
+// contents.
+func TestRemoveKeepsFiles(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "sumd.db")
+	dirs := Missing(name)
+	if err := os.WriteFile(name, []byte("another process's\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	Remove(dirs)
+	if b, err := os.ReadFile(name); err != nil || string(b) != "another process's\n" {
+		t.Errorf("Remove of a name that became a file: %q, %v; want the file kept", b, err)
+	}
+}
