@@ -19,17 +19,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
-
-	"github.com/sumd-project/sumd/internal/durable"
 )
 
 // ErrChanged means the tree already holds the version with other content.
@@ -39,14 +38,19 @@ var ErrChanged = errors.New("the GOPROXY tree already has this version with othe
 
 // Add publishes version m in the tree at dir: a copy of zipFile, goMod and
 // an .info file dated t, then m in the list. Each file is written under a
-// temporary name, synced and renamed, and the list last, so that a proxy serving
-// the tree meanwhile never lists a version it cannot serve in full. The
-// caller has validated the zip and goMod (modhash.HashZip). Adding a
-// version again with the same zip and go.mod finishes what an interrupted
-// Add left undone (a missing .info or list entry) and changes nothing
-// else: an .info already there keeps its time.
+// temporary name, synced and renamed, and the list last, so that a proxy
+// serving the tree meanwhile never lists a version it cannot serve in
+// full. The caller has validated the zip and goMod (modhash.HashZip).
+// Adding a version again with the same zip and go.mod finishes what an
+// interrupted Add left undone (a missing .info or list entry) and changes
+// nothing else: an .info already there keeps its time.
+//
+// Add reads and writes in dir only (os.Root): a symbolic link in the tree
+// that leads out of it is an error, never followed, since whoever may
+// write to the tree (a web server's user) must not have Add copy another
+// file into the list it serves, or write elsewhere.
 func Add(dir string, m module.Version, zipFile string, goMod []byte, t time.Time) error {
-	vdir, base, err := paths(dir, m)
+	vdir, base, err := paths(m)
 	if err != nil {
 		return err
 	}
@@ -54,7 +58,12 @@ func Add(dir string, m module.Version, zipFile string, goMod []byte, t time.Time
 	if err != nil {
 		return fmt.Errorf("failed to read module zip: %w", err)
 	}
-	same, err := unchanged(base, zipData, goMod)
+	tr, err := openTree(dir)
+	if err != nil {
+		return err
+	}
+	defer tr.root.Close()
+	same, err := tr.unchanged(base, zipData, goMod)
 	if err != nil {
 		return err
 	}
@@ -66,46 +75,67 @@ func Add(dir string, m module.Version, zipFile string, goMod []byte, t time.Time
 		return fmt.Errorf("failed to encode .info: %w", err)
 	}
 	if !same {
-		if err := os.MkdirAll(vdir, 0o755); err != nil {
+		if err := tr.root.MkdirAll(vdir, 0o755); err != nil {
 			return fmt.Errorf("failed to create GOPROXY tree directory: %w", err)
 		}
 		for _, f := range []struct {
 			ext  string
 			data []byte
 		}{{".zip", zipData}, {".mod", goMod}, {".info", append(info, '\n')}} {
-			if err := writeFile(base+f.ext, f.data); err != nil {
+			if err := tr.writeFile(base+f.ext, f.data); err != nil {
 				return err
 			}
 		}
-	} else if err := writeIfMissing(base+".info", append(info, '\n')); err != nil {
+	} else if err := tr.writeIfMissing(base+".info", append(info, '\n')); err != nil {
 		return err
 	}
 	// The renames of the files must be on disk before the list's: a
 	// crash must not leave a listed version without its files.
-	if err := durable.SyncDir(vdir); err != nil {
+	if err := tr.syncDir(vdir); err != nil {
 		return err
 	}
-	if err := addToList(filepath.Join(vdir, "list"), m.Version); err != nil {
+	if err := tr.addToList(filepath.Join(vdir, "list"), m.Version); err != nil {
 		return err
 	}
-	return durable.SyncDir(vdir)
+	return tr.syncDir(vdir)
 }
 
+// A tree is a GOPROXY tree open for Add. Names are relative to its root.
+type tree struct {
+	root *os.Root
+	dir  string // for messages
+}
+
+// openTree opens the tree at dir, creating dir if needed.
+func openTree(dir string) (*tree, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("failed to create GOPROXY tree directory: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open GOPROXY tree: %w", err)
+	}
+	return &tree{root: root, dir: dir}, nil
+}
+
+// path is name's path for messages.
+func (tr *tree) path(name string) string { return filepath.Join(tr.dir, name) }
+
 // writeIfMissing writes data to name unless name exists.
-func writeIfMissing(name string, data []byte) error {
-	_, err := os.Lstat(name)
+func (tr *tree) writeIfMissing(name string, data []byte) error {
+	_, err := tr.root.Lstat(name)
 	switch {
 	case err == nil:
 		return nil
 	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("failed to look for %s: %w", name, err)
+		return fmt.Errorf("failed to look for %s: %w", tr.path(name), err)
 	}
-	return writeFile(name, data)
+	return tr.writeFile(name, data)
 }
 
 // paths returns the @v directory of m and the path of its files without
-// the extension.
-func paths(dir string, m module.Version) (vdir, base string, err error) {
+// the extension, relative to the tree.
+func paths(m module.Version) (vdir, base string, err error) {
 	ep, err := module.EscapePath(m.Path)
 	if err != nil {
 		return "", "", fmt.Errorf("failed to escape module path: %w", err)
@@ -114,38 +144,38 @@ func paths(dir string, m module.Version) (vdir, base string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("failed to escape version: %w", err)
 	}
-	vdir = filepath.Join(dir, filepath.FromSlash(ep), "@v")
+	vdir = filepath.Join(filepath.FromSlash(ep), "@v")
 	return vdir, filepath.Join(vdir, ev), nil
 }
 
 // unchanged reports whether the tree already has the version with this
 // zip and go.mod, and refuses it if it has other content.
-func unchanged(base string, zipData, goMod []byte) (bool, error) {
-	oldZip, err := os.ReadFile(base + ".zip")
+func (tr *tree) unchanged(base string, zipData, goMod []byte) (bool, error) {
+	oldZip, err := tr.root.ReadFile(base + ".zip")
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("failed to read the published zip: %w", err)
 	}
-	oldMod, err := os.ReadFile(base + ".mod")
+	oldMod, err := tr.root.ReadFile(base + ".mod")
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("failed to read the published go.mod: %w", err)
 	}
 	if !bytes.Equal(oldZip, zipData) || err == nil && !bytes.Equal(oldMod, goMod) {
-		return false, fmt.Errorf("%s.zip: %w", base, ErrChanged)
+		return false, fmt.Errorf("%s.zip: %w", tr.path(base), ErrChanged)
 	}
 	return err == nil, nil // a missing .mod is written again
 }
 
 // addToList adds version to the list file, keeping it in semver order.
-func addToList(list, version string) error {
+func (tr *tree) addToList(list, version string) error {
 	if module.IsPseudoVersion(version) {
 		return nil // the protocol lists tagged versions only
 	}
-	data, err := os.ReadFile(list)
+	data, err := tr.root.ReadFile(list)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("failed to read %s: %w", list, err)
+		return fmt.Errorf("failed to read %s: %w", tr.path(list), err)
 	}
 	versions := strings.Fields(string(data))
 	for _, v := range versions {
@@ -155,7 +185,7 @@ func addToList(list, version string) error {
 	}
 	versions = append(versions, version)
 	semver.Sort(versions)
-	return writeFile(list, []byte(strings.Join(versions, "\n")+"\n"))
+	return tr.writeFile(list, []byte(strings.Join(versions, "\n")+"\n"))
 }
 
 // writeFile writes data to name through a temporary file in the same
@@ -164,27 +194,54 @@ func addToList(list, version string) error {
 // name on an empty file (ext4's delayed allocation), a broken version the
 // next Add takes for another build (ErrChanged). The caller syncs the
 // directory.
-func writeFile(name string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
+func (tr *tree) writeFile(name string, data []byte) error {
+	tmp, f, err := tr.createTemp(filepath.Dir(name))
 	if err != nil {
-		return fmt.Errorf("failed to write %s: %w", name, err)
+		return fmt.Errorf("failed to write %s: %w", tr.path(name), err)
 	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	_, err = io.Copy(tmp, bytes.NewReader(data))
+	defer tr.root.Remove(tmp) // a no-op after the rename
+	_, err = f.Write(data)
 	if err == nil {
-		err = tmp.Chmod(0o644)
+		err = f.Chmod(0o644) // whatever the umask: the tree is public
 	}
 	if err == nil {
-		err = syncFile(tmp)
+		err = syncFile(f)
 	}
-	if cerr := tmp.Close(); err == nil {
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), name)
+		err = tr.root.Rename(tmp, name)
 	}
 	if err != nil {
-		return fmt.Errorf("failed to write %s: %w", name, err)
+		return fmt.Errorf("failed to write %s: %w", tr.path(name), err)
+	}
+	return nil
+}
+
+// createTemp creates a new file ".tmp-<random>" in dir, as os.CreateTemp
+// does, which os.Root lacks.
+func (tr *tree) createTemp(dir string) (string, *os.File, error) {
+	for range 10000 {
+		name := filepath.Join(dir, ".tmp-"+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := tr.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, fs.ErrExist) {
+			return name, f, err
+		}
+	}
+	return "", nil, errors.New("no free temporary name")
+}
+
+// syncDir makes the names just renamed in dir durable: a rename survives
+// a crash only once its directory is synced.
+func (tr *tree) syncDir(dir string) error {
+	d, err := tr.root.Open(dir)
+	if err != nil {
+		return fmt.Errorf("failed to open directory %s: %w", tr.path(dir), err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("failed to sync directory %s: %w", tr.path(dir), err)
 	}
 	return nil
 }

@@ -172,3 +172,44 @@ func TestAddSyncs(t *testing.T) {
 		t.Errorf("list after a failed sync: %v, want none", err)
 	}
 }
+
+// TestAddStaysInTree: links in the tree that lead out of it, planted by
+// whoever may write there (the web server's user, whose tree root's sumd
+// add publishes into), are not followed: a list linked to a secret file
+// was read and its words written into the list the proxy serves, and a
+// module directory linked elsewhere was written into.
+func TestAddStaysInTree(t *testing.T) {
+	m := module.Version{Path: "example.com/m", Version: "v1.2.3"}
+	zipFile, mod := zipModule(t, m, map[string]string{"go.mod": "module example.com/m\n", "m.go": "package m\n"})
+
+	dir := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "shadow")
+	os.WriteFile(secret, []byte("root:$6$secret\n"), 0o600)
+	vdir := filepath.Join(dir, "example.com", "m", "@v")
+	os.MkdirAll(vdir, 0o755)
+	if err := os.Symlink(secret, filepath.Join(vdir, "list")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Add(dir, m, zipFile, mod, time.Unix(1, 0)); err == nil {
+		t.Error("Add with a list linked out of the tree succeeded")
+	}
+	list := filepath.Join(vdir, "list")
+	if fi, err := os.Lstat(list); err == nil && fi.Mode().IsRegular() {
+		if data, _ := os.ReadFile(list); strings.Contains(string(data), "secret") {
+			t.Errorf("Add copied the file a link in the tree named into the list: %q", data)
+		}
+	}
+
+	dir = t.TempDir()
+	elsewhere := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "example.com"), 0o755)
+	if err := os.Symlink(elsewhere, filepath.Join(dir, "example.com", "m")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Add(dir, m, zipFile, mod, time.Unix(1, 0)); err == nil {
+		t.Error("Add through a module directory linked out of the tree succeeded")
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) > 0 {
+		t.Errorf("Add wrote out of the tree, through a link: %v", entries)
+	}
+}
