@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -77,11 +76,14 @@ func walk(dir string) ([]string, error) {
 	return files, nil
 }
 
-// dedupe drops the repeats of files named twice, keeping the first.
+// dedupe drops the repeats of files named twice, keeping the first. It
+// cleans each name once: a directory may hold 100,000 go.sum files.
 func dedupe(files []string) []string {
 	var out []string
+	seen := make(map[string]bool, len(files))
 	for _, f := range files {
-		if c := filepath.Clean(f); !slices.ContainsFunc(out, func(o string) bool { return filepath.Clean(o) == c }) {
+		if c := filepath.Clean(f); !seen[c] {
+			seen[c] = true
 			out = append(out, f)
 		}
 	}
