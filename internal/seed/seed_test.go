@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/regfile"
 	"github.com/sumd-project/sumd/internal/testenv"
 )
 
@@ -515,5 +516,20 @@ func TestDedupeLinear(t *testing.T) {
 	}
 	if allocs > 10*n {
 		t.Errorf("dedupe of %d files: %v allocations, want about one per file", n, allocs)
+	}
+}
+
+// TestSortRefusesNonRegular: Sort opens each file as a regular file or
+// not at all. Files checks the names it returns, but a name may be
+// another file by the time Sort opens it: a named pipe put there would
+// block sumd add for ever, and a device never end. /dev/null stands in for
+// them here, as it ends.
+func TestSortRefusesNonRegular(t *testing.T) {
+	if _, err := os.Stat(os.DevNull); err != nil || runtime.GOOS == "windows" {
+		testenv.Need(t, os.DevNull+" as a device", fmt.Errorf("%v (%s)", err, runtime.GOOS))
+	}
+	_, err := Sort(context.Background(), []string{os.DevNull}, Options{TempDir: t.TempDir()})
+	if !errors.Is(err, regfile.ErrNotRegular) {
+		t.Errorf("Sort of %s = %v, want it refused as not a regular file", os.DevNull, err)
 	}
 }

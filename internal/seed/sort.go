@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/regfile"
 	"github.com/sumd-project/sumd/internal/scratch"
 )
 
@@ -222,7 +223,9 @@ func initialCap(files []string, memory int) int {
 // readLines calls f for every line of file but those of white space only,
 // without its "\r\n" or "\n", numbered from 1.
 func readLines(file string, f func(line int, text []byte) error) error {
-	fh, err := os.Open(file)
+	// regfile.Open, not os.Open: a name Files found a regular file may be
+	// a named pipe now, which os.Open waits on for a writer for ever.
+	fh, err := regfile.Open(file)
 	if err != nil {
 		return fmt.Errorf("failed to read go.sum file: %w", err)
 	}
