@@ -5,25 +5,34 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
-// lockProxyDir takes an exclusive flock on the GOPROXY tree dir itself
-// (creating it), so that no lock file shows in the tree a web server
-// serves, and returns its release. sumd add -proxy-dir holds it while it
-// publishes: the version list is read, added to and written back, and two
-// runs at once would each write a list without the other's version (and
-// both find a version missing, then write different builds of it). It
-// waits for another run: publishing takes milliseconds. The lock holds
-// off runs on this machine only: Linux's NFS (and FUSE) clients lock a
-// directory locally, never on the server.
+// proxyLockName is the lock file sumd add -proxy-dir keeps at the root of
+// a GOPROXY tree. No module path starts with a dot, so no go command asks
+// a proxy for it.
+const proxyLockName = ".sumd-add.lock"
+
+// lockProxyDir takes an exclusive lock on the lock file at the root of the
+// GOPROXY tree dir (creating both), and returns its release. sumd add
+// -proxy-dir holds it while it publishes: the version list is read, added
+// to and written back, and two runs at once would each write a list
+// without the other's version (and both find a version missing, then
+// write different builds of it). It waits for another run: publishing
+// takes milliseconds. The lock is on a file opened for writing, not on the
+// directory: Linux's NFS client turns flock into a POSIX lock on the
+// server, which NFSv4 grants exclusively only on a file open for writing
+// (a directory gives EBADF), so runs on several machines sharing the tree
+// take turns too.
 func lockProxyDir(dir string) (func(), error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("failed to create GOPROXY tree directory: %w", err)
 	}
-	f, err := os.Open(dir)
+	name := filepath.Join(dir, proxyLockName)
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("failed to open %s to lock it: %w", dir, err)
+		return nil, fmt.Errorf("failed to open the lock file %s: %w", name, err)
 	}
 	for {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
@@ -33,7 +42,7 @@ func lockProxyDir(dir string) (func(), error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("failed to lock %s: %w", dir, err)
+		return nil, fmt.Errorf("failed to lock %s: %w", name, err)
 	}
 	return func() { f.Close() }, nil // closing releases the lock
 }
