@@ -82,6 +82,10 @@ func postgresHint(err error) string {
 	switch {
 	case errors.Is(err, pgstore.ErrNewerSchema):
 		return "a newer sumd migrated this database: run that version (every process on one database runs the same sumd)"
+	case errors.Is(err, pgstore.ErrSchemaVersionLost):
+		// The error gives the SQL; restoring the version is the
+		// operator's call, who knows whether the tables are this sumd's.
+		return "if these tables are this sumd's, restore sumd_schema with the SQL above, else restore the database from a backup (docs/ha.md)"
 	case errors.Is(err, tlog.ErrUnavailable):
 		return postgresUnreachable
 	case errors.Is(err, tlog.ErrCorrupt):

@@ -152,3 +152,31 @@ func TestAddCreateRefusedPostgresWarnsOnce(t *testing.T) {
 		t.Errorf("sumd add -create -strict warned %d times of the unverified certificate, want once:\n%s", n, errOut)
 	}
 }
+
+// TestSchemaVersionLostHint: sumd's tables without their schema version
+// (sumd_schema's row deleted by hand) are refused with a hint to restore
+// the version as the error says, or the database from a backup, where
+// sumd copy and the other commands gave the fallback hint of a server
+// not reachable, which it was.
+func TestSchemaVersionLostHint(t *testing.T) {
+	dir := t.TempDir()
+	l := newVerifyLog(t, dir)
+	pg := pgtest.Shared(t)
+	db := pg.NewDatabase(t)
+	name := strings.TrimPrefix(strings.Split(db, "?")[0], "postgres:///")
+	good := writeFile(t, filepath.Join(dir, "good.sum"), verifyRecord("good", 1).Text())
+	sumd(t, "add", "-create", "-db", db, "-key", l.key, "-gosum", good)
+	if err := pg.Exec(name, `DELETE FROM sumd_schema`); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"copy", "-from", db, "-to", filepath.Join(dir, "copy.db")},
+		{"add", "-db", db, "-key", l.key, "-gosum", good},
+	} {
+		_, errOut, err := sumdRun(t, args...)
+		_, hint, _ := strings.Cut(errOut, "hint:")
+		if statusOf(err) != 1 || !strings.Contains(hint, "sumd_schema") || strings.Contains(hint, "reachable") {
+			t.Errorf("sumd %s on tables without their schema version: %v\n%s\nwant a hint to restore sumd_schema", args[0], err, errOut)
+		}
+	}
+}

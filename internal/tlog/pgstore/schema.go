@@ -52,6 +52,10 @@ var SchemaVersion = len(migrations)
 // ErrNewerSchema is Open's answer for tables a newer sumd migrated.
 var ErrNewerSchema = errors.New("sumd's tables in this database are of a newer sumd")
 
+// ErrSchemaVersionLost is Open's answer for sumd's tables found without
+// their schema version (versionLost).
+var ErrSchemaVersionLost = errors.New("sumd's tables are in this database without their schema version")
+
 // migrate brings sumd's tables to SchemaVersion: creating them if create
 // is set, else only if a previous sumd did. Tables without their version
 // are refused (versionLost). Concurrent creations (several
@@ -184,10 +188,10 @@ func (s *Store) tablesExist(ctx context.Context, q interface {
 // exists"), and recreating the version would take tables of an unknown
 // version, which may hold a log, for this sumd's: an operator restores it.
 func versionLost() error {
-	return fmt.Errorf("sumd's tables are in this database without their schema version (sumd_schema's row or table deleted?): "+
+	return fmt.Errorf("%w (sumd_schema's row or table deleted?): "+
 		"sumd neither migrates nor recreates them, which may hold a log; if they are of this sumd (schema version %d), restore it: "+
 		"CREATE TABLE IF NOT EXISTS sumd_schema (id integer PRIMARY KEY CHECK (id = 1), version integer NOT NULL); "+
-		"INSERT INTO sumd_schema (id, version) VALUES (1, %d); else restore the database from a backup", SchemaVersion, SchemaVersion)
+		"INSERT INTO sumd_schema (id, version) VALUES (1, %d); else restore the database from a backup", ErrSchemaVersionLost, SchemaVersion, SchemaVersion)
 }
 
 // schemaDone reports whether the schema version read (version, or the

@@ -111,11 +111,11 @@ func TestSchemaVersionLost(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = s.migrate(ctx, true)
-		if err == nil || !strings.Contains(err.Error(), "INSERT INTO sumd_schema") || strings.Contains(err.Error(), "already exists") {
+		if !errors.Is(err, ErrSchemaVersionLost) || !strings.Contains(err.Error(), "INSERT INTO sumd_schema") || strings.Contains(err.Error(), "already exists") {
 			t.Errorf("after %s, a creation's migration = %v, want it refused, saying how to restore sumd_schema", lose, err)
 		}
 		s.Close()
-		if s, err := Open(ctx, url, Options{Logger: quiet}); err == nil || !strings.Contains(err.Error(), "INSERT INTO sumd_schema") {
+		if s, err := Open(ctx, url, Options{Logger: quiet}); !errors.Is(err, ErrSchemaVersionLost) || !strings.Contains(err.Error(), "INSERT INTO sumd_schema") {
 			t.Errorf("after %s, Open = %v, want it refused, saying how to restore sumd_schema", lose, err)
 			if err == nil {
 				s.Close()
