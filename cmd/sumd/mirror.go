@@ -193,7 +193,8 @@ func checkMirrorFlags(cfg *config.Mirror) error {
 	if mods := cfg.ModuleList(); len(mods) > 0 {
 		sel, err := mirror.ParseSelection(mods)
 		if err != nil {
-			return usageError(fmt.Errorf("modules: %w", err), "list go.sum files (ending in .sum) and module path patterns such as golang.org/x/*")
+			return usageError(fmt.Errorf("modules: %w", err), "list go.sum files (ending in .sum) and module path patterns such as golang.org/x/*; "+
+				"'!' entries only exclude modules from those, and a full mirror takes no -modules (it looks nothing up by path)")
 		}
 		if _, err := sel.Versions(); err != nil {
 			return usageError(fmt.Errorf("modules: %w", err), "check the go.sum files -modules names: each must exist and be readable (each run reads them again)")

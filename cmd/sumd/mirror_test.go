@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -79,5 +81,22 @@ func TestMirrorLowDisk(t *testing.T) {
 	var ce *cliError
 	if err := fmt.Errorf("failed to commit: %w", syscall.ENOSPC); !errors.As(mirrorError(err, m), &ce) || !strings.Contains(ce.hint, "is full") || !strings.Contains(ce.hint, filepath.Dir(m)) {
 		t.Errorf("mirrorError(%v) = %v; want a hint that the disk of %s is full", err, mirrorError(err, m), filepath.Dir(m))
+	}
+}
+
+// TestMirrorExclusionsOnly: a -modules list of "!" entries alone, meant to
+// keep the private modules out of a full mirror, is refused as empty
+// (usage, exit 2) with a hint saying that "!" entries only exclude from
+// what the list selects, and that a full mirror takes no -modules, where
+// the hint named go.sum files and patterns as if the list had none.
+func TestMirrorExclusionsOnly(t *testing.T) {
+	mdb := filepath.Join(t.TempDir(), "m.db")
+	_, errOut, err := sumdRun(t, "mirror", "-mirror", mdb, "-origin", "http://127.0.0.1:1", "-modules", "!corp.example/*")
+	_, hint, _ := strings.Cut(errOut, "hint:")
+	if statusOf(err) != 2 || !strings.Contains(hint, "only exclude") || !strings.Contains(hint, "full mirror") {
+		t.Errorf("sumd mirror -modules '!corp.example/*': %v\n%s\nwant exit 2 and a hint that '!' entries only exclude", err, errOut)
+	}
+	if _, err := os.Stat(mdb); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused sumd mirror left %s: %v", mdb, err)
 	}
 }

@@ -59,7 +59,12 @@ func ParseSelection(entries []string) (*Selection, error) {
 			patterns = append(patterns, e)
 		}
 	}
-	if len(s.files) == 0 && len(patterns) == 0 {
+	switch {
+	case len(s.files) == 0 && len(patterns) == 0 && len(excluded) > 0:
+		// Meant, likely, to keep private modules out of a full mirror,
+		// which looks nothing up by path and so has nothing to exclude.
+		return nil, errors.New("the module list is empty: its '!' entries only exclude modules from those its go.sum files and patterns select")
+	case len(s.files) == 0 && len(patterns) == 0:
 		return nil, errors.New("the module list is empty: name go.sum files (ending in .sum) or module path patterns")
 	}
 	s.patterns = strings.Join(patterns, ",")
