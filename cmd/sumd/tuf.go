@@ -63,6 +63,11 @@ func tufInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// tuf.Init refuses it too, but as its own error: checked here, it is
+	// the usage error (exit 2, with the hint) of tuf publish and rotate-root.
+	if err := keyDirsNotOnline(onlineKeys(cfg.TUFRepo), keyDirs(cfg.Keys)[:1]); err != nil {
+		return err
+	}
 	db, err := publishedDatabase("tuf init", cfg.Database, cfg.TUFPublished, config.NewLogger(cfg.Log, stderr), stderr)
 	if err != nil {
 		return err

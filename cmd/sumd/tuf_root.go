@@ -134,9 +134,9 @@ func rootChange(cfg *config.TUFRotateRoot, stderr io.Writer) (tuf.RootChange, *n
 }
 
 // keyDirsNotOnline refuses a -keys directory that is the online keys',
-// as tuf init does: the root and targets keys found there would be keys
-// the server's machine holds, and signing with them would hide that at
-// every ceremony.
+// in tuf init, publish and rotate-root: the root and targets keys written
+// (by tuf init) or found there would be keys the server's machine holds,
+// and signing with them would hide that at every ceremony.
 func keyDirsNotOnline(online string, dirs []string) error {
 	for _, dir := range dirs {
 		if tuf.SameDir(dir, online) {

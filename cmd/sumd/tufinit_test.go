@@ -100,6 +100,29 @@ func TestTUFPublishKeysNotOnline(t *testing.T) {
 	testKeysNotOnline(t, filepath.Join("metadata", "2.targets.json"), "publish", "-vkey", "")
 }
 
+// TestTUFInitKeysNotOnline: tuf init with -keys naming the online keys'
+// directory (DIR/keys, or -online-keys) is a usage error (exit 2) with a
+// hint, as in tuf publish and rotate-root, where it failed with exit 1
+// and no hint, writing nothing.
+func TestTUFInitKeysNotOnline(t *testing.T) {
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	repo := filepath.Join(dir, "tuf")
+	for _, extra := range [][]string{
+		{"-keys", filepath.Join(repo, "keys")},
+		{"-keys", filepath.Join(dir, "online"), "-online-keys", filepath.Join(dir, "online")},
+	} {
+		args := append([]string{"tuf", "init", "-name", e2eName, "-dir", repo, "-vkey", vkey, "-url", "https://" + e2eName}, extra...)
+		_, errOut, err := sumdRun(t, args...)
+		if statusOf(err) != 2 || !strings.Contains(errOut, "online keys' directory") || !strings.Contains(errOut, "hint: ") {
+			t.Errorf("tuf init %q: %v\n%s\nwant exit 2, saying -keys is the online keys' directory, with a hint", extra, err, errOut)
+		}
+		if _, err := os.Stat(filepath.Join(repo, "metadata", "1.root.json")); err == nil {
+			t.Fatalf("tuf init %q wrote its root", extra)
+		}
+	}
+}
+
 // testKeysNotOnline copies the offline keys of a new repository into its
 // online keys' directory, runs tuf STEP ARGS with -keys naming that
 // directory (alone, second, through a link) and checks each run is refused
@@ -145,8 +168,8 @@ func testKeysNotOnline(t *testing.T, written, step string, args ...string) {
 		}
 		run := append([]string{"tuf", step, "-dir", repo, "-keys", dirs}, args...)
 		_, errOut, err := sumdRun(t, run...)
-		if err == nil || !strings.Contains(errOut, "online keys' directory") {
-			t.Errorf("tuf %s -keys %s (%s): err %v\n%s", step, dirs, name, err, errOut)
+		if statusOf(err) != 2 || !strings.Contains(errOut, "online keys' directory") || !strings.Contains(errOut, "hint: ") {
+			t.Errorf("tuf %s -keys %s (%s): err %v\n%s\nwant exit 2 with a hint", step, dirs, name, err, errOut)
 		}
 		if _, err := os.Stat(filepath.Join(repo, written)); err == nil {
 			t.Fatalf("tuf %s -keys %s (%s) wrote %s", step, dirs, name, written)
