@@ -167,6 +167,10 @@ func mirrorError(err error, path string) error {
 		// room), written for sumd serve: this run has stopped, and which
 		// disk and flag are meant is said here.
 		return withHint(err, mirrorDiskHint(err, path)+"; the steps committed before are kept, and it resumes from them")
+	case mirror.IsSelection(err):
+		// A run without -modules reads the files the mirror remembers.
+		return withHint(err, "check the go.sum files -modules names (if this run gave none, those the mirror remembers): put them back, or give -modules anew, "+
+			"which replaces them; the origin's head was followed and is kept")
 	case errors.As(err, &se):
 		return withHint(err, "nothing was stored and the mirror keeps its last good head; the SECURITY line above quotes both heads: "+
 			"find out whether the origin, or something between it and this mirror, misbehaves before trusting it again")

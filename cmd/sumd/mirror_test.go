@@ -100,3 +100,23 @@ func TestMirrorExclusionsOnly(t *testing.T) {
 		t.Errorf("the refused sumd mirror left %s: %v", mdb, err)
 	}
 }
+
+// TestMirrorGoSumGoneHint: a run of a partial mirror whose remembered
+// go.sum file cannot be read any more (moved, removed) follows the origin
+// and then fails with a hint naming -modules, where it gave none.
+func TestMirrorGoSumGoneHint(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "sumd.db", 20)
+	p := startServer(t, "-db", db, "-key", key)
+	gs := writeFile(t, filepath.Join(dir, "app.sum"), syntheticRecords(0, 1)[0].Text())
+	mdb := filepath.Join(dir, "m.db")
+	mirrorOf(t, mdb, p.url, vkey, "-modules", gs)
+	if err := os.Remove(gs); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := sumdRun(t, "mirror", "-mirror", mdb)
+	_, hint, _ := strings.Cut(errOut, "hint:")
+	if err == nil || !strings.Contains(hint, "-modules") {
+		t.Errorf("sumd mirror with its go.sum file removed: %v\n%s\nwant a hint naming -modules", err, errOut)
+	}
+}
