@@ -141,7 +141,7 @@ func TestFirstStartFailedLeavesNoKey(t *testing.T) {
 // cannot exist (stat fails with ENOTDIR, not ENOENT). It was taken for an
 // existing database, so the first start told of a signing key "lost or
 // misplaced" beside it; now it is a first start whose database cannot be
-// created, which says why.
+// created, which says why, with a hint (it gave none).
 func TestFirstStartDataNotDirectory(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "data"), []byte("not a directory\n"))
@@ -150,6 +150,9 @@ func TestFirstStartDataNotDirectory(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || strings.Contains(string(out), "lost or misplaced") || !strings.Contains(string(out), "not a directory") {
 		t.Fatalf("first start with data a file: %v, want the database's failure, not a lost key:\n%s", err, out)
+	}
+	if _, hint, _ := strings.Cut(string(out), "hint:"); !strings.Contains(hint, "data is a file") {
+		t.Errorf("first start with data a file: want a hint saying data is a file:\n%s", out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "keys", "sumd.local.key")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("after the failed first start, keys/sumd.local.key: %v; want it gone", err)

@@ -284,6 +284,11 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 				fmt.Fprintf(stderr, "sumd: first start failed: removed the signing key %s generated for it\n", db.Key)
 			}
 		}
+		if errors.Is(err, syscall.ENOTDIR) && !errors.As(err, new(*cliError)) {
+			// The paths are relative: another directory has its own.
+			return l, withHint(err, fmt.Sprintf("%s is a file, where the first start puts its database (%s): move it away, or start sumd in another directory; "+
+				"the next start is a first start again", filepath.Dir(db.DB), db.DB))
+		}
 		return l, err
 	}
 	return openLogWith(db, o, o.create)
