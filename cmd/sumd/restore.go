@@ -157,6 +157,8 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 		return l, nil
 	}
 	path := cfg.DB + ".restore-mirror"
+	_, statErr := os.Lstat(path)
+	made := errors.Is(statErr, fs.ErrNotExist)
 	l, _, err := openMirror(path, vkeys, nil, true, cfg.DiskFloor.Bytes(), "", logger)
 	if err != nil {
 		return nil, restoreMirrorOpenError(err, cfg, path)
@@ -173,8 +175,14 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 		}
 	}
 	if err != nil {
+		// A mirror file this restore made and mirrored nothing into (the
+		// URL unreachable, say) has nothing for the next restore to
+		// resume from: it is not left behind. Removed while its lock is
+		// held, as openMirror removes one.
+		p := mirrorProgress(l)
+		removed := made && p.tree.N == 0 && p.staged.N == 0 && p.size == 0 && !p.err && os.Remove(path) == nil
 		l.Close()
-		return nil, restoreSyncError(err, path)
+		return nil, restoreSyncError(err, path, removed)
 	}
 	return l, nil
 }
@@ -194,10 +202,14 @@ func restoreMirrorOpenError(err error, cfg *config.Restore, path string) error {
 
 // restoreSyncError is mirrorError for the mirroring of restore's -from
 // URL into path: its hints about the server name -from, not sumd
-// mirror's -origin, which restore does not have.
-func restoreSyncError(err error, path string) error {
+// mirror's -origin, which restore does not have. removed says whether
+// path, which held nothing, was removed.
+func restoreSyncError(err error, path string, removed bool) error {
 	var fe *sumdbclient.FetchError
 	kept := "what was mirrored into " + path + " is kept, and the next restore resumes from it"
+	if removed {
+		kept = "nothing was mirrored or changed"
+	}
 	switch {
 	case errors.As(err, new(*mirror.SecurityError)) || mirror.IsBehind(err) || errors.Is(err, sumdbclient.ErrDamaged):
 		return mirrorError(err, path) // its hints hold for a restore too

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,12 +109,21 @@ func TestRestoreFromDamagedMirror(t *testing.T) {
 
 // TestRestoreFromUnreachable: sumd restore -from a URL that does not
 // answer was told to check -origin, sumd mirror's flag, which restore
-// does not have. It is told to check -from.
+// does not have. It is told to check -from, and the empty mirror file
+// it made is removed: the next restore has nothing in it to resume from.
 func TestRestoreFromUnreachable(t *testing.T) {
 	dir, key, _, _ := restoreFixture(t)
 	_, errOut, err := sumdRun(t, "restore", "-db", filepath.Join(dir, "new.db"), "-key", key, "-from", "http://127.0.0.1:1")
 	if err == nil || !strings.Contains(errOut, "hint: check -from") || strings.Contains(errOut, "-origin") {
 		t.Errorf("restore from a URL that does not answer: %v\n%s\nwant a hint to check -from, not -origin", err, errOut)
+	}
+	// Nothing was mirrored: no empty mirror file is left for the next
+	// restore to resume from, and the hint does not say one is.
+	if _, err := os.Lstat(filepath.Join(dir, "new.db.restore-mirror")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("restore from a URL that does not answer left new.db.restore-mirror: %v", err)
+	}
+	if strings.Contains(errOut, "resumes") {
+		t.Errorf("restore from a URL that does not answer says the next restore resumes:\n%s", errOut)
 	}
 }
 
