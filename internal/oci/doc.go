@@ -25,5 +25,7 @@
 // not covered by a verified signature. The layers of an unsigned artifact
 // are fetched only for a version the log already holds, and only to
 // compare their hashes with its record: the recorded release whose key was
-// since removed is not a re-tag.
+// since removed is not a re-tag. The sync state bounds that to one fetch
+// per manifest (it remembers the verdict) and to none for a manifest
+// naming the very layers the version was recorded from.
 package oci

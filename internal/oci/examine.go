@@ -27,13 +27,21 @@ type result struct {
 	format  string         // signature format that verified: "cosign" or "bundle"
 	key     string         // file of the key that verified it
 	id      int64          // record id, for Recorded and Present
-	// moved means a Retagged judged from the sync state, whose entry for
-	// the tag, the manifest the version was recorded from, is kept.
-	moved bool
+	// mod and zip are the manifest's layers, once parsed.
+	mod, zip v1.Descriptor
+	// judged means a Retagged judged by the content the manifest names
+	// (or remembered so by the sync state): a verdict on that manifest
+	// for the sync state to keep, unlike a transient failure to read it.
+	judged bool
+	// sameLayers means a Present judged without fetching the layers: the
+	// manifest names those of the manifest the version was recorded from.
+	sameLayers bool
 }
 
 func (r *result) verb() string {
 	switch {
+	case r.outcome == Present && r.sameLayers:
+		return "already recorded: the layers it was recorded from, in another manifest no configured key signed (pushed again; the layers were not fetched)"
 	case r.outcome == Present && r.format == "":
 		return "already recorded with the same hashes, signed by no configured key (a removed key's release)"
 	case r.outcome == Present:
@@ -64,7 +72,7 @@ func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag st
 	case err != nil:
 		return &result{outcome: Malformed, err: err}
 	}
-	res := &result{module: a.Module}
+	res := &result{module: a.Module, mod: a.Mod, zip: a.Zip}
 	if err := checkPlacement(a, src.Prefix, c.repo.RepositoryStr(), tag); err != nil {
 		res.outcome, res.err = Malformed, err
 		return res
@@ -75,16 +83,29 @@ func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag st
 			err = fmt.Errorf("%w (%d configured key(s) not tried: bound to other repositories)", err, n)
 		}
 		res.outcome, res.err = signatureOutcome(err), err
+		if res.outcome != Unsigned && res.outcome != BadSignature {
+			return res
+		}
+		id, ok := s.holds(ctx, a.Module)
 		switch {
-		case res.outcome != Unsigned && res.outcome != BadSignature || !s.holds(ctx, a.Module):
-			// A failure, or a version awaiting its signature.
-		case prev.Module == a.Module.String() && prev.Digest != desc.Digest.String():
-			// The tag moved off the manifest the version was recorded
-			// from: a re-tag, whatever its layers hold. Fetching them
-			// (a zip of up to MaxZipSize) for content nobody signed would
-			// let whoever may push make every pass download that much.
-			res.outcome, res.moved = Retagged, true
-			res.err = fmt.Errorf("%w: %w; the version was recorded from %s at this tag (the layers were not fetched)", ErrRetagged, err, prev.Digest)
+		case !ok:
+			// A version awaiting its signature.
+		case prev.Module != a.Module.String():
+			s.matchRecorded(ctx, c, a, res)
+		case prev.Retagged == desc.Digest.String():
+			// An earlier pass fetched this manifest's layers and found
+			// other content than the record's. The log's record never
+			// changes, nor do the bytes a digest names: fetching them
+			// again (a zip of up to MaxZipSize) on every pass, for
+			// content nobody signed, would let whoever may push make
+			// every pass download that much.
+			res.outcome, res.judged = Retagged, true
+			res.err = fmt.Errorf("%w: %w; an earlier pass found its layers are not the recorded content (not fetched again)", ErrRetagged, err)
+		case prev.sameLayers(a):
+			// The recorded bytes, in another manifest (a release pushed
+			// again, by a CI job run again, with another annotation):
+			// nothing to fetch, and nothing re-tagged.
+			res.outcome, res.id, res.err, res.sameLayers = Present, id, nil, true
 		default:
 			s.matchRecorded(ctx, c, a, res)
 		}
@@ -99,29 +120,35 @@ func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag st
 	return res
 }
 
-// holds reports whether the log holds m, for an artifact of m that no
-// configured key signed: then it is not a release awaiting its signature
-// but a re-tag of a recorded version (ErrRetagged). A lookup that fails
-// leaves the artifact's own outcome, with a warning.
-func (s *Syncer) holds(ctx context.Context, m module.Version) bool {
-	_, err := s.opts.Log.Lookup(ctx, m)
+// holds reports whether the log holds m, and its record's id, for an
+// artifact of m that no configured key signed: then it is not a release
+// awaiting its signature but the recorded release or a re-tag of it
+// (ErrRetagged). A lookup that fails leaves the artifact's own outcome,
+// with a warning. It is asked of the log, never the sync state: what the
+// state remembers of a version the log lacks must not make it pass for
+// recorded.
+func (s *Syncer) holds(ctx context.Context, m module.Version) (int64, bool) {
+	id, err := s.opts.Log.Lookup(ctx, m)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.WarnContext(ctx, "OCI sync: failed to look up the version of an artifact no configured key signed; it may be a re-tag of a recorded version", "module", m.String(), "err", err)
 	}
-	return err == nil
+	return id, err == nil
 }
 
 // matchRecorded judges an artifact of a version the log holds that no
-// configured key signed (res is its unsigned or bad_signature result), at
-// a tag the sync state does not remember it was recorded from, by its
-// content, hashed as a signed artifact's is: the same hashes as the
+// configured key signed (res is its unsigned or bad_signature result),
+// which the sync state cannot judge (see examine), by its content, hashed
+// as a signed artifact's is: the same hashes as the
 // log's record are the recorded release, whose key was since removed from
 // the configuration (a rotation) while the sync state that remembered it
 // was lost or dropped, so it is Present and remembered like any recorded
 // version; other hashes, or content that is not a valid module, are a
-// re-tag (Retagged). A registry or log read that fails is Failed, and a
-// version the published tree does not hold yet keeps res's own outcome.
-// Nothing is ever recorded from here: the content is not signed.
+// re-tag (Retagged): a verdict on the manifest (judged), which the sync
+// state keeps, unless the registry served a layer with other bytes than
+// its digest (tampered), the registry's fault, judged afresh next pass. A
+// registry or log read that fails is Failed, and a version the published
+// tree does not hold yet keeps res's own outcome. Nothing is ever recorded
+// from here: the content is not signed.
 func (s *Syncer) matchRecorded(ctx context.Context, c *repoClient, a *Artifact, res *result) {
 	sigErr := res.err
 	rec, err := s.hash(ctx, c, a)
@@ -130,7 +157,8 @@ func (s *Syncer) matchRecorded(ctx context.Context, c *repoClient, a *Artifact, 
 			res.outcome, res.err = Failed, fmt.Errorf("%w; its content could not be read to compare with the recorded version: %w", sigErr, err)
 			return
 		}
-		res.outcome, res.err = Retagged, fmt.Errorf("%w: %w; and its content does not hash as a module: %w", ErrRetagged, sigErr, err)
+		res.outcome, res.judged = Retagged, hashOutcome(err) != Tampered
+		res.err = fmt.Errorf("%w: %w; and its content does not hash as a module: %w", ErrRetagged, sigErr, err)
 		return
 	}
 	ids, conflicts, err := s.opts.Log.Check(ctx, []gosum.Record{rec})
@@ -138,7 +166,8 @@ func (s *Syncer) matchRecorded(ctx context.Context, c *repoClient, a *Artifact, 
 	case err != nil:
 		res.outcome, res.err = Failed, fmt.Errorf("%w; failed to compare its content with the recorded version: %w", sigErr, err)
 	case conflicts != nil && conflicts[0] != nil:
-		res.outcome, res.err = Retagged, fmt.Errorf("%w: %w: %w", ErrRetagged, sigErr, conflicts[0])
+		res.outcome, res.judged = Retagged, true
+		res.err = fmt.Errorf("%w: %w: %w", ErrRetagged, sigErr, conflicts[0])
 	case ids[0] >= 0:
 		res.outcome, res.id, res.err = Present, ids[0], nil
 	}

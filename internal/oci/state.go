@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // stateVersion is the format of the state; another is treated as damaged.
@@ -16,7 +18,11 @@ const stateVersion = 1
 // tag, the manifest digest that was recorded from it and its module
 // version, so that the next pass neither fetches nor verifies it again. A
 // tag moved to another digest is examined again, and so is a digest under
-// a tag it was not recorded from (its placement must be checked there). It
+// a tag it was not recorded from (its placement must be checked there).
+// With that digest it keeps the manifest's layers, and the digest of a
+// manifest the tag moved to that was judged a re-tag, so that neither a
+// release pushed again around the same layers nor a re-tag makes every pass
+// download the layers (see examine); neither makes a pass skip a tag. It
 // lives in the database itself, as JSON under the auxiliary key stateKey
 // (Recorder.SetAux), so one file is the whole of a sumd instance.
 //
@@ -44,10 +50,41 @@ type stateFile struct {
 	Repositories map[string]map[string]stateEntry `json:"repositories"`
 }
 
-// A stateEntry is the artifact recorded from one tag.
+// A stateEntry is the artifact recorded from one tag, and what was judged
+// of a manifest no configured key signed that the tag was moved to.
+//
+// Fields added since version 1 are optional, so that the state stays
+// version 1: an older sumd reads it (encoding/json ignores what it does
+// not know) and, rewriting an entry, drops them, which costs the next pass
+// here one download of the layers the field spared, nothing else.
 type stateEntry struct {
-	Digest string `json:"digest"` // manifest digest
+	Digest string `json:"digest"` // manifest digest; "" if not known (Retagged alone)
 	Module string `json:"module"` // "path@version"
+	// Mod and Zip are the go.mod and zip layers of that manifest: the
+	// same layers in another manifest no configured key signed (a release
+	// pushed again, with another annotation) are the recorded bytes.
+	Mod stateLayer `json:"mod,omitzero"`
+	Zip stateLayer `json:"zip,omitzero"`
+	// Retagged is a manifest at the tag that no configured key signed and
+	// whose layers were fetched and found not to be Module's recorded
+	// content, so that later passes report it again without fetching them.
+	Retagged string `json:"retagged,omitempty"`
+}
+
+// A stateLayer is a layer descriptor's digest and size.
+type stateLayer struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+func layerOf(d v1.Descriptor) stateLayer {
+	return stateLayer{Digest: d.Digest.String(), Size: d.Size}
+}
+
+// sameLayers reports whether a names the layers e was recorded from.
+func (e stateEntry) sameLayers(a *Artifact) bool {
+	return e.Digest != "" && e.Mod.Digest != "" && e.Zip.Digest != "" &&
+		e.Mod == layerOf(a.Mod) && e.Zip == layerOf(a.Zip)
 }
 
 // stateKey is the auxiliary key of the sync state in the database.
@@ -93,18 +130,23 @@ func (s *State) entry(repo, tag string) stateEntry {
 // recorded returns the module version remembered for digest at repo:tag.
 func (s *State) recorded(repo, tag, digest string) (string, bool) {
 	e, ok := s.data.Repositories[repo][tag]
-	return e.Module, ok && e.Digest == digest
+	return e.Module, ok && e.Digest != "" && e.Digest == digest
 }
 
 // remember notes that digest at repo:tag holds module version mv, now in
 // the log.
 func (s *State) remember(repo, tag, digest, mv string) {
+	s.put(repo, tag, stateEntry{Digest: digest, Module: mv})
+}
+
+// put sets what is remembered for repo:tag.
+func (s *State) put(repo, tag string, e stateEntry) {
 	r := s.data.Repositories[repo]
 	if r == nil {
 		r = map[string]stateEntry{}
 		s.data.Repositories[repo] = r
 	}
-	if e := (stateEntry{Digest: digest, Module: mv}); r[tag] != e {
+	if r[tag] != e {
 		r[tag] = e
 		s.changed()
 	}

@@ -51,6 +51,37 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 }
 
+// TestStateEntryCompat: the fields added to an entry since version 1 are
+// optional both ways: an entry written without them (by an older sumd)
+// reads as before, one that has none is written as before, and an entry
+// holding only a re-tag verdict, with no digest recorded from the tag,
+// never counts as recorded.
+func TestStateEntryCompat(t *testing.T) {
+	ctx := context.Background()
+	const repo = "r.example/gomod/example.com/m"
+	log := newFakeLog()
+	log.aux[stateKey] = []byte(`{"version":1,"repositories":{"` + repo + `":{"v1.0.0":{"digest":"sha256:aa","module":"example.com/m@v1.0.0"}}}}`)
+	s, err := LoadState(ctx, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mv, ok := s.recorded(repo, "v1.0.0", "sha256:aa"); !ok || mv != "example.com/m@v1.0.0" {
+		t.Errorf("older entry: recorded = %q, %v", mv, ok)
+	}
+	s.put(repo, "v1.0.1", stateEntry{Module: "example.com/m@v1.0.1", Retagged: "sha256:bb"})
+	if _, ok := s.recorded(repo, "v1.0.1", ""); ok {
+		t.Error("an entry holding only a re-tag verdict counts as recorded")
+	}
+	s.forget(repo, "v1.0.0")
+	s.remember(repo, "v1.0.0", "sha256:aa", "example.com/m@v1.0.0")
+	if err := s.Save(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if data := string(log.aux[stateKey]); strings.Count(data, `"mod"`)+strings.Count(data, `"zip"`) != 0 || strings.Count(data, `"retagged"`) != 1 {
+		t.Errorf("saved state writes fields an entry does not have:\n%s", data)
+	}
+}
+
 // TestStateDamaged: a damaged state is only a lost cache: LoadState says so
 // and hands back an empty state, which the next Save writes over it.
 func TestStateDamaged(t *testing.T) {

@@ -443,12 +443,11 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	res := s.examine(ctx, c, src, tag, desc, prev)
 	switch {
 	case res.outcome == Recorded || res.outcome == Present:
-		state.remember(c.repo.String(), tag, digest, res.module.String())
-	case res.moved:
-		// Keep what was recorded from the tag, so that the next pass
-		// judges the re-tag alike, without its layers, and a tag moved
-		// back is skipped again.
-		state.remember(c.repo.String(), tag, prev.Digest, prev.Module)
+		state.put(c.repo.String(), tag, stateEntry{Digest: digest, Module: res.module.String(), Mod: layerOf(res.mod), Zip: layerOf(res.zip)})
+	case res.outcome == Retagged:
+		if e, ok := retaggedEntry(prev, res, digest); ok {
+			state.put(c.repo.String(), tag, e)
+		}
 	}
 	if pass.Err() != nil && res.outcome != Recorded && res.outcome != Present {
 		return nil // the pass was stopped: the failure is not the artifact's
@@ -458,6 +457,26 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	}
 	s.report(ctx, r, at, digest, res)
 	return nil
+}
+
+// retaggedEntry is what the sync state keeps of a tag whose manifest,
+// digest, is retagged (res): what was recorded from the tag, so that a tag
+// moved back to it is skipped again and a manifest with its layers is
+// present, and the verdict on digest, so that later passes report it again
+// without fetching its layers; a tag moved once more is judged afresh.
+// Without an entry of the same version (the state lost it) the verdict is
+// kept alone. The verdict never makes a pass skip the tag: it is one only
+// for a version the log holds (examine asks the log) and is reported on
+// every pass.
+func retaggedEntry(prev stateEntry, res *result, digest string) (stateEntry, bool) {
+	e := stateEntry{Module: res.module.String()}
+	if prev.Module == e.Module {
+		e = prev
+	}
+	if res.judged {
+		e.Retagged = digest
+	}
+	return e, e.Digest != "" || e.Retagged != ""
 }
 
 // artifactTimedOut says so if err, from work on one artifact in ctx, came

@@ -13,11 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -686,10 +689,9 @@ func TestSyncRetagged(t *testing.T) {
 }
 
 // TestSyncRetaggedNoDownload: a recorded version's tag moved to content no
-// configured key signed is retagged from what the state remembers, the
-// digest the version was recorded from, without fetching the layers: anyone
-// who may push there could otherwise make every pass download a zip of up
-// to 500 MiB. It stays retagged on every pass, at no cost either.
+// configured key signed is retagged on every pass, but its layers are
+// fetched once, by the first pass that sees it: anyone who may push there
+// could otherwise make every pass download a zip of up to 500 MiB.
 func TestSyncRetaggedNoDownload(t *testing.T) {
 	e := newSyncEnv(t, true)
 	first := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
@@ -697,24 +699,8 @@ func TestSyncRetaggedNoDownload(t *testing.T) {
 		t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
 	}
 	staged := e.retag(t, first)
-	img, err := remote.Image(staged.Ref, remote.WithAuthFromKeychain(testRemote.keychain()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := img.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fetched atomic.Int64
-	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
-		for _, l := range m.Layers {
-			if strings.HasSuffix(r.URL.Path, "/blobs/"+l.Digest.String()) {
-				fetched.Add(1)
-			}
-		}
-		return false
-	})
-	for pass := range 2 {
+	fetches := e.countBlobFetches()
+	for pass := range 3 {
 		e.logs = new(testlog.Buffer)
 		r := e.sync(t)
 		e.wantOutcome(t, r, Retagged)
@@ -722,9 +708,184 @@ func TestSyncRetaggedNoDownload(t *testing.T) {
 			t.Errorf("pass %d: report %+v, want one conflict wrapping ErrRetagged", pass, r)
 		}
 	}
-	if n := fetched.Load(); n != 0 {
-		t.Errorf("%d requests for the re-tagged artifact's layers, want none", n)
+	e.wantLayersFetched(t, staged.Ref, fetches, 1)
+}
+
+// TestSyncRepushedSameLayers: a recorded release pushed again (a CI job run
+// again) in another manifest, another annotation around the same layers,
+// and not signed yet, is the recorded content: present, without fetching
+// its layers, not a re-tag to alert on; once signed, it is skipped.
+func TestSyncRepushedSameLayers(t *testing.T) {
+	e := newSyncEnv(t, true)
+	mod := simpleModule(t, "v1.0.0")
+	first := e.push(t, mod, e.key.sv)
+	if r := e.sync(t); r.Counts[Recorded] != 1 {
+		t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
 	}
+	again := e.repush(t, first)
+	fetches := e.countBlobFetches()
+	e.logs = new(testlog.Buffer)
+	r := e.sync(t)
+	e.wantOutcome(t, r, Present)
+	if !r.OK() || strings.Contains(e.logs.String(), "level=ERROR") {
+		t.Errorf("report %+v, want ok and no ERROR line:\n%s", r, e.logs)
+	}
+	e.wantLayersFetched(t, again, fetches, 0)
+	if _, err := Sign(context.Background(), again, e.key.sv, testRemote); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.sync(t); r.Skipped != 1 || len(r.Counts) != 0 {
+		t.Errorf("pass after signing: %+v, want the version skipped", r)
+	}
+	e.wantRecorded(t, mod)
+}
+
+// TestSyncRetaggedRemembered: the verdict on a re-tag is remembered for
+// the manifest judged, not the tag: the tag moved once more, to other
+// unsigned content, is fetched and judged afresh, and moved back to the
+// recorded manifest is skipped again. A remembered verdict never stands
+// for the log: with the version gone from the log, the same manifest is
+// an unsigned release, not a re-tag, nor skipped.
+func TestSyncRetaggedRemembered(t *testing.T) {
+	e := newSyncEnv(t, true)
+	first := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	if r := e.sync(t); r.Counts[Recorded] != 1 {
+		t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
+	}
+	staged := e.retag(t, first)
+	fetches := e.countBlobFetches()
+	for range 2 {
+		e.logs = new(testlog.Buffer)
+		e.wantOutcome(t, e.sync(t), Retagged)
+	}
+	e.wantLayersFetched(t, staged.Ref, fetches, 1)
+
+	again := e.retagTo(t, first, "again")
+	fetches = e.countBlobFetches() // the go.mod layer is the same
+	for range 2 {
+		e.logs = new(testlog.Buffer)
+		e.wantOutcome(t, e.sync(t), Retagged)
+	}
+	e.wantLayersFetched(t, again.Ref, fetches, 1)
+
+	e.moveTag(t, first.Tag, first.Ref)
+	if r := e.sync(t); r.Skipped != 1 || len(r.Counts) != 0 {
+		t.Errorf("tag moved back: %+v, want the version skipped", r)
+	}
+	e.moveTag(t, first.Tag, again.Ref)
+	e.logs = new(testlog.Buffer)
+	e.wantOutcome(t, e.sync(t), Retagged)
+	e.wantLayersFetched(t, again.Ref, fetches, 1)
+
+	e.log = e.log.withoutRecords()
+	e.logs = new(testlog.Buffer)
+	e.wantOutcome(t, e.sync(t), Unsigned)
+}
+
+// TestSyncRetaggedStateLost: with the sync state lost, a re-tag is judged
+// by its layers, once: later passes report it without fetching them again.
+func TestSyncRetaggedStateLost(t *testing.T) {
+	e := newSyncEnv(t, true)
+	first := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+	if r := e.sync(t); r.Counts[Recorded] != 1 {
+		t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
+	}
+	staged := e.retag(t, first)
+	e.log.mu.Lock()
+	e.log.aux = map[string][]byte{} // the state is lost
+	e.log.mu.Unlock()
+	fetches := e.countBlobFetches()
+	for pass := range 3 {
+		e.logs = new(testlog.Buffer)
+		r := e.sync(t)
+		e.wantOutcome(t, r, Retagged)
+		if len(r.Conflicts) != 1 || !errors.Is(r.Conflicts[0], ErrRetagged) {
+			t.Errorf("pass %d: report %+v, want one conflict wrapping ErrRetagged", pass, r)
+		}
+	}
+	e.wantLayersFetched(t, staged.Ref, fetches, 1)
+}
+
+// countBlobFetches counts from now on the GET requests for each blob of
+// the synced repositories, by digest (not a push's uploads and checks).
+func (e *syncEnv) countBlobFetches() func(v1.Hash) int {
+	var mu sync.Mutex
+	n := map[string]int{}
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		repo, d, ok := strings.Cut(r.URL.Path, "/blobs/")
+		if ok && r.Method == http.MethodGet && strings.HasPrefix(repo, "/v2/gomod/") {
+			mu.Lock()
+			n[d]++
+			mu.Unlock()
+		}
+		return false
+	})
+	return func(h v1.Hash) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n[h.String()]
+	}
+}
+
+// wantLayersFetched checks that each layer of the manifest at ref was
+// requested want times.
+func (e *syncEnv) wantLayersFetched(t *testing.T, ref name.Digest, fetches func(v1.Hash) int, want int) {
+	t.Helper()
+	img, err := remote.Image(ref, remote.WithAuthFromKeychain(testRemote.keychain()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range m.Layers {
+		if n := fetches(l.Digest); n != want {
+			t.Errorf("%d requests for layer %s of %s, want %d", n, l.Digest, ref, want)
+		}
+	}
+}
+
+// moveTag points tag at the manifest ref, of the same registry.
+func (e *syncEnv) moveTag(t *testing.T, tag name.Tag, ref name.Digest) {
+	t.Helper()
+	o := remote.WithAuthFromKeychain(testRemote.keychain())
+	img, err := remote.Image(ref, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img, o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// repush writes over first's tag an unsigned manifest naming first's
+// layers with one more annotation, as a release pushed again with a
+// creation time would be, and returns it.
+func (e *syncEnv) repush(t *testing.T, first *Pushed) name.Digest {
+	t.Helper()
+	o := remote.WithAuthFromKeychain(testRemote.keychain())
+	img, err := remote.Image(first.Ref, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Annotations["org.opencontainers.image.created"] = "2026-12-04T00:00:00Z"
+	raw, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(first.Tag, rawManifest(raw), o); err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return first.Tag.Context().Digest(h.String())
 }
 
 // retag writes an unsigned artifact of first's version with other content
@@ -732,9 +893,15 @@ func TestSyncRetaggedNoDownload(t *testing.T) {
 // tag), and returns that push.
 func (e *syncEnv) retag(t *testing.T, first *Pushed) *Pushed {
 	t.Helper()
+	return e.retagTo(t, first, "other")
+}
+
+// retagTo is retag with a comment in the content, for other content again.
+func (e *syncEnv) retagTo(t *testing.T, first *Pushed, comment string) *Pushed {
+	t.Helper()
 	m := module.Version{Path: "example.com/m", Version: "v1.0.0"}
-	other := testModule(t, m, map[string]string{"go.mod": "module example.com/m\n\ngo 1.21\n", "m.go": "package m\n// other\n"})
-	staged, err := Push(context.Background(), e.reg.source(t, "staging"), other, PushOptions{Remote: testRemote})
+	other := testModule(t, m, map[string]string{"go.mod": "module example.com/m\n\ngo 1.21\n", "m.go": "package m\n// " + comment + "\n"})
+	staged, err := Push(context.Background(), e.reg.source(t, "staging-"+comment), other, PushOptions{Remote: testRemote})
 	if err != nil {
 		t.Fatal(err)
 	}

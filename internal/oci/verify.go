@@ -95,14 +95,14 @@ var (
 // ErrRetagged is wrapped by the error of an artifact whose version the log
 // holds while its tag holds content that no configured key signed
 // (unsigned, or signed with another key) and that is not what was
-// recorded: a manifest other than the one the sync state remembers the
-// version was recorded from at that tag, or, with no such memory, layers
-// that hash to other hashes than the log's, or not as a module. The
-// version was re-tagged after it was recorded, or pushed unsigned beside
-// the recorded one. It is a conflict (Report.Conflicts), not the plain
-// unsigned or bad_signature of a release still awaiting its signature.
-// The recorded content signed only by a key since removed is not a re-tag:
-// it is present.
+// recorded: layers that hash to other hashes than the log's, or not as a
+// module (fetched once per manifest: the sync state remembers the verdict
+// for later passes). The version was re-tagged after it was recorded, or
+// pushed unsigned beside the recorded one. It is a conflict
+// (Report.Conflicts), not the plain unsigned or bad_signature of a release
+// still awaiting its signature. The recorded content signed only by a key
+// since removed, or pushed again in another manifest, is not a re-tag: it
+// is present.
 var ErrRetagged = errors.New("the version is recorded, and its tag holds other content, which no configured key signed: a re-tag of a recorded version")
 
 // A signatureCheck is the outcome of looking for one format's signatures.
