@@ -59,6 +59,9 @@ func runPart(ctx context.Context, p Part, logger *slog.Logger) error {
 	return err
 }
 
+// sequencerHint is the hint for a log whose sequencer stopped for good.
+const sequencerHint = "start sumd serve again: opening the database re-verifies it and carries on from what is durable"
+
 // healthPart watches the log's sequencer, if the log reports its death: a
 // storage failure whose outcome is unknown stops the sequencer for good
 // (it cannot tell what is durable), and the server must then stop too, so
@@ -73,7 +76,7 @@ func healthPart(l any) (Part, bool) {
 	}
 	return Part{
 		Name: "the log's sequencer",
-		Hint: "start sumd serve again: opening the database re-verifies it and carries on from what is durable",
+		Hint: sequencerHint,
 		Report: func(s *Status) {
 			select {
 			case <-f.Done():

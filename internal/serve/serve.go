@@ -53,6 +53,8 @@
 //  4. Close what the handlers hold (the TUF repository directory).
 //  5. Close the log, last: it commits what is queued and releases the
 //     database's lock, so a new process can open it the moment this one exits.
+//     A write that failed in doubt after step 3, when no part watches the
+//     sequencer any more, is Run's error all the same (stoppedLate).
 //
 // # Status
 //
@@ -192,7 +194,7 @@ type Part struct {
 // after a clean stop on ctx, and otherwise the first failure.
 func Run(ctx context.Context, cfg Config) (err error) {
 	var b builder
-	defer func() { err = errors.Join(err, b.close()) }()
+	defer func() { err = errors.Join(err, b.close(err)) }()
 	bound, err := bindAll(cfg)
 	if err != nil {
 		return err
@@ -224,8 +226,9 @@ type builder struct {
 
 func (b *builder) onClose(f func() error) { b.closers = append(b.closers, f) }
 
-// close runs steps 4 and 5 of the shutdown order.
-func (b *builder) close() error {
+// close runs steps 4 and 5 of the shutdown order; runErr is what Run
+// returns so far.
+func (b *builder) close(runErr error) error {
 	var errs []error
 	for i := len(b.closers) - 1; i >= 0; i-- {
 		errs = append(errs, b.closers[i]())
@@ -234,8 +237,29 @@ func (b *builder) close() error {
 		if err := b.log.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("failed to close the log: %w", err))
 		}
+		errs = append(errs, stoppedLate(b.log, runErr))
 	}
 	return errors.Join(errs...)
+}
+
+// stoppedLate returns the fatal error that stopped l, unless runErr
+// reports it already (the sequencer's health part did). The health part
+// stops watching with the other parts, after the drain, but writes still
+// commit after that: a part's last write as it stops, those of handlers
+// the drain cut, and what Close commits from the queue. One that fails in
+// doubt stops the log as any other does, and sumd serve must exit with
+// the status of that failure (1, or 3 for a store rolled back under the
+// log), not 0 as after a clean stop.
+func stoppedLate(l *tlog.Log, runErr error) error {
+	err := l.Err()
+	if !errors.Is(err, tlog.ErrFatal) || errors.Is(runErr, tlog.ErrFatal) {
+		return nil
+	}
+	err = fmt.Errorf("the log's sequencer stopped during the shutdown: %w", err)
+	if hinted := (interface{ Hint() string })(nil); !errors.As(err, &hinted) {
+		err = withHint(err, sequencerHint)
+	}
+	return err
 }
 
 // build runs start steps 1 to 4 of the package doc, or stops after a step
