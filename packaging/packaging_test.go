@@ -150,6 +150,29 @@ func TestSystemdUnit(t *testing.T) {
 	}
 }
 
+// TestSystemdProcStat: the process collector reads the boot time in
+// /proc/stat for process_start_time_seconds, which the alert rules
+// (SumdRestarting, and the uptime guards of SumdOCISyncStale and
+// SumdMirrorBehind) need. ProcSubset=pid hides /proc/stat: under
+// sumd.service the metric was missing, silently, and those alerts could
+// never fire.
+func TestSystemdProcStat(t *testing.T) {
+	unit, err := os.ReadFile("sumd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := os.ReadFile("prometheus/sumd-alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(rules, []byte("process_start_time_seconds")) {
+		return // nothing needs it
+	}
+	if regexp.MustCompile(`(?m)^ProcSubset=pid\s*$`).Match(unit) {
+		t.Error("sumd.service sets ProcSubset=pid, which hides /proc/stat: process_start_time_seconds, which the alert rules use, is then never exported")
+	}
+}
+
 // TestSystemdRestartPolicy: sumd.service restarts sumd after a failure
 // (Restart=on-failure) but not after one whose hint says not to start it
 // again on the database, which exits with cmd/sumd's exitDoNotRestart: a
