@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,6 +40,10 @@ import (
 )
 
 func runServe(args []string, stdout, stderr io.Writer) error {
+	// SIGHUP is caught before anything else, the configuration's read
+	// included (see stopSignals).
+	sig := stopSignals(stderr)
+	defer sig.stop()
 	cfg, err := loadFlags(config.LoadServe, args, stderr, onlyFlags("serve"))
 	if err != nil {
 		return err
@@ -112,8 +118,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		cert.Register(reg)
 		certProblems = cert
 	}
-	ctx, stop := stopSignals(stderr, logger)
-	defer stop()
+	ctx := sig.start(logger)
 	openOwn := func() (*tlog.Log, error) {
 		return openLog(cfg.Database, openOptions{
 			cmd: "serve", create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify), minFree: cfg.DiskFloor.Bytes(),
@@ -361,26 +366,42 @@ func missingDatabase(db string, create bool, cmd string) error {
 	return withHint(fmt.Errorf("database %s: %w", db, fs.ErrNotExist), noLogHint(cmd))
 }
 
-// stopSignals returns a context that ends on SIGINT or SIGTERM, when sumd
-// serve drains and stops (exit 0); a second one ends it at once. SIGHUP's default action would kill sumd
-// without draining requests or saving the status history, so it is caught
-// too. On a terminal it means the terminal closed: stop as for SIGTERM.
-// Otherwise it comes from an operator or a tool expecting a reload (a
-// logrotate or certbot hook, systemctl kill -s HUP); stopping would leave a
-// unit with Restart=on-failure down, and there is nothing to reload
-// (certificates, token and credential files are read again when they
-// change), so sumd logs that and carries on.
-func stopSignals(stderr io.Writer, logger *slog.Logger) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+// A stopper is the context sumd serve stops on, and what ends it.
+type stopper struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	sigs   chan os.Signal
+	logger atomic.Pointer[slog.Logger] // set by start
+	mu     sync.Mutex                  // orders start's Notify and the stop's Reset
+}
+
+// stopSignals returns a stopper whose context, once started, ends on
+// SIGINT or SIGTERM, when sumd serve drains and stops (exit 0); a second
+// one ends it at once. SIGHUP's default action would kill sumd without
+// draining requests or saving the status history, so it is caught too. On
+// a terminal it means the terminal closed: stop as for SIGTERM. Otherwise
+// it comes from an operator or a tool expecting a reload (a logrotate or
+// certbot hook, systemctl kill -s HUP); stopping would leave a unit with
+// Restart=on-failure down (systemd counts a death by SIGHUP as a clean
+// exit), and there is nothing to reload (certificates, token and
+// credential files are read again when they change), so sumd logs that
+// and carries on. runServe calls it first, so that SIGHUP is caught while
+// the start reads its configuration too (logged as text on stderr until
+// start); SIGINT and SIGTERM keep their default action, ending sumd at
+// once, until start, when there is something to drain or close.
+func stopSignals(stderr io.Writer) *stopper {
+	s := &stopper{sigs: make(chan os.Signal, 1)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	signal.Notify(s.sigs, syscall.SIGHUP)
 	onTerminal := isTerminal(stderr)
+	early := slog.New(slog.NewTextHandler(stderr, nil))
 	go func() {
 		for {
 			select {
-			case <-ctx.Done():
+			case <-s.ctx.Done():
 				return
-			case sig := <-sigs:
+			case sig := <-s.sigs:
+				logger := cmp.Or(s.logger.Load(), early)
 				if sig == syscall.SIGHUP && !onTerminal {
 					logger.Info("SIGHUP: nothing to reload (TLS certificates, tokens and credential files are read again when they change); sumd carries on: stop it with SIGTERM")
 					continue
@@ -390,14 +411,34 @@ func stopSignals(stderr io.Writer, logger *slog.Logger) (context.Context, contex
 				// drain (-shutdown-timeout) or for a stuck part: safe,
 				// since a crash at any instant is (what is acknowledged
 				// is durable; opening re-verifies).
+				s.mu.Lock()
 				signal.Reset(syscall.SIGINT, syscall.SIGTERM)
+				s.cancel()
+				s.mu.Unlock()
 				logger.Info("stopping: a second SIGINT or SIGTERM ends sumd at once", "signal", sig.String())
-				cancel()
 				return
 			}
 		}
 	}()
-	return ctx, func() { signal.Stop(sigs); cancel() }
+	return s
+}
+
+// start catches SIGINT and SIGTERM too, logs to logger, and returns the
+// context they end.
+func (s *stopper) start(logger *slog.Logger) context.Context {
+	s.logger.Store(logger)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() == nil { // not stopped by a terminal's SIGHUP
+		signal.Notify(s.sigs, syscall.SIGINT, syscall.SIGTERM)
+	}
+	return s.ctx
+}
+
+// stop stops catching the signals and ends the context.
+func (s *stopper) stop() {
+	signal.Stop(s.sigs)
+	s.cancel()
 }
 
 // isTerminal reports whether w is a terminal.

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/pgtest"
 	"github.com/sumd-project/sumd/internal/testcert"
+	"github.com/sumd-project/sumd/internal/testlog"
 )
 
 // TestEmbeddedDefault starts sumd serve with no options in an empty
@@ -259,5 +261,53 @@ func TestServePublicURL(t *testing.T) {
 	s.stop() // its stderr all copied
 	if logged := s.stderr.String(); !strings.Contains(logged, "http://127.0.0.1:") {
 		t.Errorf("sumd serve -public-url logged no listen URL:\n%s", logged)
+	}
+}
+
+// TestServeSIGHUPDuringStart: a SIGHUP while sumd serve reads its
+// configuration (a file on a slow mount; here a FIFO it waits on) is
+// ignored as once it serves. sumd caught it only from just before opening
+// the log, so until then it took SIGHUP's default action and died by it,
+// which systemd counts as a clean exit: Restart=on-failure left the unit
+// down, what docs/operations.md says a SIGHUP never does.
+func TestServeSIGHUPDuringStart(t *testing.T) {
+	dir := t.TempDir()
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	fifo := filepath.Join(dir, "sumd.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &sumdServer{t: t, stderr: new(testlog.Buffer)}
+	s.cmd = sumdCommand(t, "serve", "-config", fifo, "-listen", "127.0.0.1:0")
+	s.cmd.Stderr = s.stderr
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The open returns once sumd opened the FIFO to read it: it now waits
+	// in that read, before anything else of the start.
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(w, "create: true\ndb: %s\nkey: %s\n", filepath.Join(dir, "sumd.db"), filepath.Join(dir, "keys", e2eName+".key"))
+	w.Close()
+	line, err := startLine(s.cmd, out)
+	if m := gosumdbLine.FindStringSubmatch(strings.TrimSpace(line)); m == nil {
+		s.cmd.Process.Kill()
+		t.Fatalf("after a SIGHUP during the start, sumd serve printed %q (%v), want a GOSUMDB line; exit: %v; stderr:\n%s", line, err, s.cmd.Wait(), s.stderr)
+	} else {
+		s.url = m[2]
+	}
+	t.Cleanup(func() { s.stop() })
+	waitFor(t, "the SIGHUP log line", func() bool { return strings.Contains(s.stderr.String(), "SIGHUP: nothing to reload") })
+	if got := get(t, s.url+"/healthz"); !strings.HasPrefix(got, "ok") {
+		t.Errorf("/healthz after SIGHUP = %q", got)
 	}
 }
