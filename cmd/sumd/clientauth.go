@@ -5,12 +5,20 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/redirect"
+	"github.com/sumd-project/sumd/internal/secret"
+	"github.com/sumd-project/sumd/internal/tlscert"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
@@ -32,16 +40,103 @@ func authError(option string, err error) error {
 	return usageError(fmt.Errorf("%s: %w", option, err), secretHint(err, "use none, basic:USER:FILE, bearer:FILE, netrc[:FILE], or HOST=AUTH,HOST=AUTH"))
 }
 
-// authClient returns an HTTP client sending a's credentials to the host of
-// base, and to no other, following redirects as the go command does (none
-// from https to http, where they would go out in clear).
-func authClient(a upstream.ClientCreds, base string, timeout time.Duration) *http.Client {
+// authClient returns an HTTP client sending a's credentials, and cert if
+// not nil, to the host of base, and to no other, following redirects as
+// the go command does (none from https to http, where they would go out
+// in clear).
+func authClient(a upstream.ClientCreds, cert *tls.Certificate, base string, timeout time.Duration) *http.Client {
 	host := ""
 	if u, err := url.Parse(base); err == nil {
 		host = u.Host
 	}
-	return &http.Client{Timeout: timeout, Transport: a.Transport(http.DefaultTransport, host), CheckRedirect: redirect.Check}
+	return &http.Client{Timeout: timeout, Transport: a.Transport(certTransport(cert, host), host), CheckRedirect: redirect.Check}
 }
+
+// clientCert loads the pair of -client-cert and -client-key, nil if
+// neither is set. The key is a secret like the signing key: refused if
+// other users may access it. secret.ReadFile checks the file it reads;
+// tls.LoadX509KeyPair would open the path again after the check.
+func clientCert(c config.ClientCert) (*tls.Certificate, error) {
+	if c.ClientCert == "" {
+		return nil, nil
+	}
+	certPEM, _, err := tlscert.ReadPEM(c.ClientCert)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("client-cert: %w", err), "give the PEM file of the client certificate the server's -tls-client-ca issued")
+	}
+	keyPEM, _, err := secret.ReadFile(c.ClientKey, tlscert.MaxPEM)
+	if err != nil {
+		return nil, usageError(namedFile("client-key", err), secretHint(err, "give the PEM file of -client-cert's private key"))
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("failed to load -client-cert and -client-key: %w", err), "give a PEM certificate and the PEM private key of that certificate")
+	}
+	return &cert, nil
+}
+
+// certTransport returns a transport presenting cert (nil: none), when the
+// server asks for one, to host (host:port) alone. A TLS client sends its
+// certificate to whichever server asks in the handshake: a transport of
+// its own for host keeps it from a host a redirect leads to, as the
+// credentials are (upstream.ClientCreds).
+func certTransport(cert *tls.Certificate, host string) http.RoundTripper {
+	t := &hostTransport{host: host, other: http.DefaultTransport, given: cert != nil}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// No RootCAs: the system's roots, or SSL_CERT_FILE, as without it.
+	tr.TLSClientConfig = &tls.Config{GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		t.asked.Store(true)
+		if cert == nil {
+			return new(tls.Certificate), nil // none: the server decides
+		}
+		return cert, nil
+	}}
+	t.own = tr
+	return t
+}
+
+// hostTransport sends the requests for host through own, the others
+// through other, and notes whether host asked for a client certificate.
+type hostTransport struct {
+	host       string
+	own, other http.RoundTripper
+	given      bool        // own presents a certificate
+	asked      atomic.Bool // a handshake with host asked for one
+}
+
+var _ http.RoundTripper = (*hostTransport)(nil)
+
+func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host != t.host {
+		return t.other.RoundTrip(req)
+	}
+	resp, err := t.own.RoundTrip(req)
+	if err != nil && t.asked.Load() && droppedAfterHandshake(err) {
+		return nil, &clientCertError{err: err, given: t.given}
+	}
+	return resp, err
+}
+
+// droppedAfterHandshake reports whether err is the server ending the
+// connection once the handshake is done: its alert, or a write or read
+// of the request that met the connection it closed after sending it
+// (which of them the client sees is a race).
+func droppedAfterHandshake(err error) bool {
+	return remoteAlert(err) != "" || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// A clientCertError is a request a server that asked for a client
+// certificate failed by ending the connection: under TLS 1.3 the server
+// checks the certificate (or its absence) after the client's handshake
+// is done, so the client learns of a refusal only on the request.
+type clientCertError struct {
+	err   error
+	given bool // -client-cert was presented
+}
+
+func (e *clientCertError) Error() string { return e.err.Error() }
+func (e *clientCertError) Unwrap() error { return e.err }
 
 // refusedHint explains a 401 or 403 of a sumd server to one of our clients.
 func refusedHint(status int, needs string) string {
@@ -52,13 +147,21 @@ func refusedHint(status int, needs string) string {
 }
 
 // certHint is the hint for err when the server's TLS certificate did not
-// verify, "" otherwise: checking the URL does not help there. A private
-// CA or a self-signed certificate is the usual cause; sumd trusts what the
-// go command trusts, the system's roots or SSL_CERT_FILE.
+// verify, or the server wanted a client certificate or refused ours, ""
+// otherwise: checking the URL does not help there. A private CA or a
+// self-signed certificate is the usual cause; sumd trusts what the go
+// command trusts, the system's roots or SSL_CERT_FILE.
 func certHint(err error) string {
 	var unknown x509.UnknownAuthorityError
 	var verify *tls.CertificateVerificationError
+	var cc *clientCertError
 	switch {
+	case errors.As(err, &cc) && !cc.given:
+		// sumd serve -tls-client-auth require, to a client that
+		// presented none.
+		return "the server asks for a client certificate: pass one its -tls-client-ca issued with -client-cert FILE -client-key FILE"
+	case errors.As(err, &cc):
+		return "the server refused the client certificate: check that a CA of its -tls-client-ca issued -client-cert, for client authentication, and that it has not expired"
 	case errors.As(err, &unknown) && (runtime.GOOS == "darwin" || runtime.GOOS == "windows"):
 		// Go verifies with the platform's verifier there, which
 		// SSL_CERT_FILE does not reach.
@@ -70,4 +173,16 @@ func certHint(err error) string {
 		return "the server's TLS certificate did not verify (expired, or not issued for the host of the URL): check the URL's host and the server's -tls-cert"
 	}
 	return ""
+}
+
+// remoteAlert is the description of the TLS alert the server sent, as
+// crypto/tls words it ("certificate required"), if err is one; else "".
+// crypto/tls reports a received alert as a *net.OpError whose Op is
+// "remote error", around a value of an unexported type.
+func remoteAlert(err error) string {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || op.Err == nil {
+		return ""
+	}
+	return strings.TrimPrefix(op.Err.Error(), "tls: ")
 }

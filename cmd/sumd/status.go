@@ -31,12 +31,18 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cert, err := clientCert(cfg.ClientCert)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
-	client, base := authClient(auth, cfg.URL, 0), strings.TrimSuffix(cfg.URL, "/")
+	client, base := authClient(auth, cert, cfg.URL, 0), strings.TrimSuffix(cfg.URL, "/")
 	raw, st, err := fetchStatus(ctx, client, base+"/status")
 	var answer *answerError
-	errors.As(err, &answer)
+	if errors.As(err, &answer) && cert != nil {
+		answer.sent = true // a certificate is a credential, though no header shows it
+	}
 	refused := answer != nil && (answer.status == http.StatusUnauthorized || answer.status == http.StatusForbidden)
 	switch {
 	case answer != nil && ownPathHint(cfg.URL) != "":
@@ -46,12 +52,13 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	case refused && !answer.sent && !cfg.JSON:
 		// No credential sent (the image's health check has none): learn
 		// what anonymous clients may. A 403 to no credential is a server
-		// of client certificates only, which sumd status cannot send. A
-		// credential refused — given with -auth or found in .netrc — is a
-		// mistake to report, and -json promises the status itself.
+		// of client certificates only, given none (-client-cert). A
+		// credential refused — given with -auth or -client-cert, or found
+		// in .netrc — is a mistake to report, and -json promises the
+		// status itself.
 		return checkHealth(ctx, client, base+"/healthz", healthOnly(answer.status), stdout)
 	case refused && !answer.sent && answer.status == http.StatusForbidden:
-		return withHint(err, "the server accepts only client certificates (-tls-client-roles), which sumd status cannot send; without -json it checks /healthz instead")
+		return withHint(err, "the server accepts only client certificates (-tls-client-roles): pass an auditor's with -client-cert FILE -client-key FILE; without -json, sumd status checks /healthz instead")
 	case refused:
 		return withHint(err, refusedHint(answer.status, "the status needs an auditor's"))
 	case answer != nil && answer.status == http.StatusNotFound:
@@ -151,7 +158,7 @@ func fetch(ctx context.Context, client *http.Client, url, what string) (*http.Re
 // after /status answered status (401 or 403) to no credential.
 func healthOnly(status int) string {
 	if status == http.StatusForbidden {
-		return "only /healthz was checked (/status needs an auditor's client certificate, which sumd status cannot send)"
+		return "only /healthz was checked (/status needs an auditor's client certificate, -client-cert)"
 	}
 	return "only /healthz was checked (/status needs an auditor's credential, -auth)"
 }
@@ -159,8 +166,8 @@ func healthOnly(status int) string {
 // checkHealth is sumd status without a credential, of a server whose
 // /status asked for one: with -read-auth on, only /healthz is open to
 // anonymous clients, and the container image's HEALTHCHECK has no
-// credential to give; nor has a server of client certificates only
-// (-tls-client-roles). Like the status, it exits 0 while the log serves
+// credential to give; nor, unless given -client-cert, to a server of
+// client certificates only (-tls-client-roles). Like the status, it exits 0 while the log serves
 // (ok or degraded) and 1 when it does not; why says why only the health.
 func checkHealth(ctx context.Context, client *http.Client, url, why string, stdout io.Writer) error {
 	resp, body, err := fetch(ctx, client, url, "health")

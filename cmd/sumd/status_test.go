@@ -282,7 +282,7 @@ func TestStatusTUFExpiry(t *testing.T) {
 
 // TestStatusClientCertOnly: a server that accepts only client certificates
 // (-tls-client-roles without -read-auth) answers 403, not 401, to a client
-// with no credential, and sumd status can send none: without -auth it
+// with no credential, and sumd status without -auth or -client-cert
 // checks /healthz instead, as behind -read-auth, rather than fail with
 // "the server refused these credentials" and mark a replaced HEALTHCHECK
 // (docs/operations.md) unhealthy for good.
@@ -297,7 +297,7 @@ func TestStatusClientCertOnly(t *testing.T) {
 	defer srv.Close()
 	noNetrc := []string{"NETRC=" + filepath.Join(t.TempDir(), "none.netrc")}
 	out, errOut, code := sumdCode(t, noNetrc, "status", "-url", srv.URL)
-	if want := "only /healthz was checked (/status needs an auditor's client certificate, which sumd status cannot send): ok\n"; code != 0 || out != want {
+	if want := "only /healthz was checked (/status needs an auditor's client certificate, -client-cert): ok\n"; code != 0 || out != want {
 		t.Errorf("sumd status of a server of client certificates only: exit %d, printed %q, want 0 and %q\n%s", code, out, want, errOut)
 	}
 	if _, errOut, code := sumdCode(t, noNetrc, "status", "-url", srv.URL, "-json"); code != 1 || !strings.Contains(errOut, "403") || !strings.Contains(errOut, "hint: the server accepts only client certificates") {

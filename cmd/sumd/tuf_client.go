@@ -91,7 +91,7 @@ func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cache string) (
 		return nil, usageError(fmt.Errorf("failed to read -tuf-root: %w", err), "give the repository's pinned N.root.json")
 	}
 	db, err := tuf.Fetch(tuf.ClientOptions{Root: root, URL: t.TUFURL, CacheDir: cache, UserAgent: "sumd/" + version(),
-		HTTPClient: authClient(auth, t.TUFURL, 30*time.Second)})
+		HTTPClient: authClient(auth, nil, t.TUFURL, 30*time.Second)})
 	switch {
 	case errors.Is(err, tuf.ErrRollback):
 		return nil, &cliError{err: err, code: 1, hint: "the server sends older metadata than this client verified before: do not trust it; see docs/keys.md"}

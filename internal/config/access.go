@@ -13,7 +13,7 @@ import (
 type Access struct {
 	ReadAuth       string `flag:"read-auth" arg:"MODE" help:"how clients authenticate: none (anyone reads; /admin/ needs the admin token), basic (-read-auth-file is an htpasswd file of bcrypt hashes) or bearer (it holds named tokens); then every route but /healthz needs a credential of a role (docs/access.md)"`
 	ReadAuthFile   string `flag:"read-auth-file" arg:"FILE" help:"credentials of -read-auth, lines NAME:SECRET[:ROLE[:PATTERNS]]: re-read when changed, refused if other users may read it"`
-	TLSClientCA    string `flag:"tls-client-ca" arg:"FILE" help:"PEM certificates of the CAs that issue client certificates (mutual TLS, for module proxies in front of sumd; neither the go command nor sumd's own clients, sumd mirror included, can present one: give replicas -read-auth credentials); needs -tls-cert and -tls-client-roles"`
+	TLSClientCA    string `flag:"tls-client-ca" arg:"FILE" help:"PEM certificates of the CAs that issue client certificates (mutual TLS, for module proxies in front of sumd; the go command cannot present one, nor can sumd mirror, verify, add or backup: give replicas -read-auth credentials; sumd status presents -client-cert); needs -tls-cert and -tls-client-roles"`
 	TLSClientAuth  string `flag:"tls-client-auth" arg:"MODE" help:"with -tls-client-ca: require (every client presents a certificate) or verify-if-given (the others use -read-auth credentials)"`
 	TLSClientRoles string `flag:"tls-client-roles" arg:"FILE" help:"maps client certificate subjects to credentials, lines NAME:SUBJECT:ROLE[:PATTERNS] (SUBJECT as in CN=proxy.corp.example,O=Corp)"`
 	AdminListen    string `flag:"admin-listen" arg:"HOST:PORT" help:"serve the /admin/ API on this address alone (an internal interface) instead of -listen"`
@@ -128,4 +128,24 @@ func (a *Access) validate(listen, tlsCert string) error {
 // ClientAuth is the credentials sumd's clients send to a sumd server.
 type ClientAuth struct {
 	Auth string `flag:"auth" arg:"AUTH" help:"credentials for the server: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; default: the .netrc the go command reads ($NETRC or ~/.netrc), if any"`
+}
+
+// ClientCert is the client certificate sumd's clients present to a server
+// of sumd serve -tls-client-ca, which asks for one in the TLS handshake
+// (and under -tls-client-auth require completes none without it).
+type ClientCert struct {
+	ClientCert string `flag:"client-cert" arg:"FILE" help:"PEM client certificate (its chain after it) to present to a server of sumd serve -tls-client-ca, with -client-key; presented to the URL's host alone, never to a host a redirect leads to"`
+	ClientKey  string `flag:"client-key" arg:"FILE" help:"PEM private key of -client-cert: refused if other users may read it"`
+}
+
+// Validate reports a certificate without its key or a key without its
+// certificate: each is useless alone.
+func (c *ClientCert) Validate() error {
+	switch {
+	case c.ClientCert != "" && c.ClientKey == "":
+		return errors.New("client-cert needs -client-key: the certificate's private key")
+	case c.ClientCert == "" && c.ClientKey != "":
+		return errors.New("client-key needs -client-cert: the certificate of the key")
+	}
+	return nil
 }

@@ -54,3 +54,20 @@ func TestAccessOptions(t *testing.T) {
 		t.Errorf("from the environment: %+v, %v", c.Access, err)
 	}
 }
+
+// TestClientCertValidate: a client certificate and its key go together.
+func TestClientCertValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cert, key, want string
+	}{
+		{"", "", ""},
+		{"hc.pem", "hc.key", ""},
+		{"hc.pem", "", "client-cert needs -client-key"},
+		{"", "hc.key", "client-key needs -client-cert"},
+	} {
+		err := (&ClientCert{ClientCert: tc.cert, ClientKey: tc.key}).Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("ClientCert{%q, %q}.Validate() = %v, want %q", tc.cert, tc.key, err, tc.want)
+		}
+	}
+}

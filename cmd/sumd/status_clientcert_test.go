@@ -1,0 +1,97 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509/pkix"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sumd-project/sumd/internal/testcert"
+)
+
+// TestStatusClientCert: a server of sumd serve -tls-client-auth require
+// completes no TLS handshake without a client certificate, so sumd status
+// (the container image's HEALTHCHECK) fails with a hint naming
+// -client-cert and -client-key, and succeeds with them; one the server
+// refuses (expired) gets a hint about the certificate; a key other users
+// may read is refused as every secret is.
+func TestStatusClientCert(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.New(t)
+	srv := ca.Server(t)
+	hc := ca.Client(t, "healthcheck", pkix.Name{CommonName: "healthcheck.corp.example", Organization: []string{"Corp"}}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	roles := writeSecret(t, filepath.Join(dir, "roles"), "healthcheck:"+hc.Subject+":auditor\n")
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"),
+		"-tls-cert", srv.CertFile, "-tls-key", srv.KeyFile, "-tls-client-ca", ca.File, "-tls-client-roles", roles, "-tls-client-auth", "require")
+	env := []string{"SSL_CERT_FILE=" + ca.File, "NETRC=" + filepath.Join(dir, "none.netrc")}
+
+	out, errOut, code := sumdCode(t, env, "status", "-url", s.url)
+	// The error is the server's alert or, as the client may write the
+	// request after the server closed, a broken pipe: the hint is the same.
+	if code != 1 || out != "" ||
+		!strings.Contains(errOut, "hint: the server asks for a client certificate: pass one its -tls-client-ca issued with -client-cert FILE -client-key FILE") {
+		t.Errorf("sumd status without a client certificate: exit %d, want 1 and a hint naming -client-cert\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = sumdCode(t, env, "status", "-url", s.url, "-client-cert", hc.CertFile, "-client-key", hc.KeyFile)
+	if code != 0 || !strings.HasPrefix(out, e2eName+": OK\n") {
+		t.Errorf("sumd status with -client-cert: exit %d, want 0 and the status\n%s%s", code, out, errOut)
+	}
+	// From the environment, as a HEALTHCHECK in an image would.
+	certEnv := append(env, "SUMD_CLIENT_CERT="+hc.CertFile, "SUMD_CLIENT_KEY="+hc.KeyFile)
+	if out, errOut, code := sumdCode(t, certEnv, "status", "-url", s.url); code != 0 || !strings.HasPrefix(out, e2eName+": OK\n") {
+		t.Errorf("sumd status with SUMD_CLIENT_CERT: exit %d\n%s%s", code, out, errOut)
+	}
+	expired := ca.Client(t, "expired", pkix.Name{CommonName: "healthcheck.corp.example", Organization: []string{"Corp"}}, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	if _, errOut, code := sumdCode(t, env, "status", "-url", s.url, "-client-cert", expired.CertFile, "-client-key", expired.KeyFile); code != 1 ||
+		!strings.Contains(errOut, "hint: the server refused the client certificate") {
+		t.Errorf("sumd status with an expired client certificate: exit %d, want 1 and a hint about the certificate\n%s", code, errOut)
+	}
+	if err := os.Chmod(hc.KeyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := sumdCode(t, env, "status", "-url", s.url, "-client-cert", hc.CertFile, "-client-key", hc.KeyFile); code != 2 || !strings.Contains(errOut, "hint: run chmod 600 "+hc.KeyFile) {
+		t.Errorf("sumd status with a key other users may read: exit %d, want 2 and the chmod hint\n%s", code, errOut)
+	}
+	if _, errOut, code := sumdCode(t, env, "status", "-url", s.url, "-client-cert", hc.CertFile); code != 2 || !strings.Contains(errOut, "client-cert needs -client-key") {
+		t.Errorf("sumd status -client-cert without -client-key: exit %d, want 2\n%s", code, errOut)
+	}
+}
+
+// TestStatusClientCertRedirect: the client certificate goes to the host
+// of -url alone: a redirect to another host (here another port) gets the
+// request without it, as it gets it without -auth's credentials.
+func TestStatusClientCertRedirect(t *testing.T) {
+	ca := testcert.New(t)
+	srv := ca.Server(t)
+	hc := ca.Client(t, "healthcheck", pkix.Name{CommonName: "healthcheck.corp.example"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	var presented, asked atomic.Int32
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		presented.Add(int32(len(r.TLS.PeerCertificates)))
+		http.NotFound(w, r)
+	}))
+	other.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequestClientCert}
+	other.StartTLS()
+	defer other.Close()
+	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+	}))
+	front.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	front.StartTLS()
+	defer front.Close()
+	env := []string{"SSL_CERT_FILE=" + ca.File, "NETRC=" + filepath.Join(t.TempDir(), "none.netrc")}
+	_, errOut, code := sumdCode(t, env, "status", "-url", front.URL, "-client-cert", hc.CertFile, "-client-key", hc.KeyFile)
+	if code != 1 || !strings.Contains(errOut, "404") || asked.Load() != 1 {
+		t.Fatalf("sumd status redirected to another host: exit %d, %d requests there, want 1 and its 404\n%s", code, asked.Load(), errOut)
+	}
+	if presented.Load() != 0 {
+		t.Error("the client certificate was presented to the host a redirect led to")
+	}
+}
