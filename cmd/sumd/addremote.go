@@ -73,16 +73,24 @@ func treeSizeNote(size int64) string {
 // admin token of -token-file, or else the credentials of -auth (an admin's,
 // for a server with -read-auth; default: the go command's .netrc).
 func adminClient(cfg *config.Add) (*admin.Client, error) {
-	return adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth, cfg.InsecureHTTP.InsecureHTTP)
+	return adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth, cfg.ClientCert, cfg.InsecureHTTP.InsecureHTTP)
 }
 
 // adminClientOf is adminClient for any command with -server, -token-file,
-// -auth and -insecure-http.
-func adminClientOf(server, tokenFile, authSpec string, insecure bool) (*admin.Client, error) {
+// -auth, -client-cert and -insecure-http.
+func adminClientOf(server, tokenFile, authSpec string, cc config.ClientCert, insecure bool) (*admin.Client, error) {
 	if err := checkServerURL(server); err != nil {
 		return nil, err
 	}
 	c := &admin.Client{URL: strings.TrimSuffix(server, "/")}
+	cert, err := clientCert(cc)
+	if err != nil {
+		return nil, err
+	}
+	// The admin client follows no redirect: a certificate goes to the
+	// server's host alone. Without one, the transport still notes a
+	// server that asks for one (certHint).
+	c.HTTPClient = &http.Client{Transport: certTransport(cert, hostOf(server))}
 	switch {
 	case tokenFile != "" && authSpec != "":
 		return nil, usageError(errors.New("-token-file and -auth both name the credentials"), "pass the admin token with -token-file, or an admin's credentials with -auth")
@@ -250,6 +258,10 @@ func remoteError(err error) error {
 	switch {
 	case redirectHint(err) != "":
 		return withHint(err, redirectHint(err))
+	case errors.As(err, new(*clientCertError)):
+		// Before dropped: a server of -tls-client-auth require drops
+		// the connection of a client without a certificate.
+		return withHint(err, certHint(err))
 	case dropped(err):
 		return withHint(err, "the server dropped the connection after the request was sent (stopped or restarted?): whether it recorded this request's versions is not known; "+
 			"once it runs, run the same command again (safe: what was recorded is kept and never added twice)")

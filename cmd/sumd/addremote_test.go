@@ -322,11 +322,11 @@ func TestAuthPlainHTTP(t *testing.T) {
 		}
 	}
 	for _, spec := range []string{"", "none"} {
-		if _, err := adminClientOf(remote, "", spec, false); err != nil {
+		if _, err := adminClientOf(remote, "", spec, config.ClientCert{}, false); err != nil {
 			t.Errorf("-auth %q over plain HTTP: %v, want no refusal (no credentials are sent)", spec, err)
 		}
 	}
-	c, err := adminClientOf(remote, "", auth, true)
+	c, err := adminClientOf(remote, "", auth, config.ClientCert{}, true)
 	if err != nil {
 		t.Fatalf("-auth with -insecure-http: %v", err)
 	}

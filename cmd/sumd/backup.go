@@ -53,7 +53,7 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 		return backupLocal(ctx, cfg.DB, &itlog.FloorWriter{W: w, Path: cfg.Out, Guard: itlog.SpaceGuard{Floor: floor, Free: itlog.FreeSpace}})
 	}
 	if cfg.Server != "" {
-		c, err := adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth, cfg.InsecureHTTP.InsecureHTTP)
+		c, err := adminClientOf(cfg.Server, cfg.TokenFile, cfg.Auth, cfg.ClientCert, cfg.InsecureHTTP.InsecureHTTP)
 		if err != nil {
 			return err
 		}
@@ -69,6 +69,8 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 			switch {
 			case errors.Is(err, itlog.ErrLowDisk):
 				return err // lowDiskHint
+			case certHint(err) != "":
+				return withHint(err, certHint(err))
 			case errors.As(err, &ae):
 				return withHint(err, backupHint(ae.Status))
 			}

@@ -45,11 +45,16 @@ func authError(option string, err error) error {
 // the go command does (none from https to http, where they would go out
 // in clear).
 func authClient(a upstream.ClientCreds, cert *tls.Certificate, base string, timeout time.Duration) *http.Client {
-	host := ""
-	if u, err := url.Parse(base); err == nil {
-		host = u.Host
-	}
+	host := hostOf(base)
 	return &http.Client{Timeout: timeout, Transport: a.Transport(certTransport(cert, host), host), CheckRedirect: redirect.Check}
+}
+
+// hostOf is the host:port of the URL base, "" if it does not parse.
+func hostOf(base string) string {
+	if u, err := url.Parse(base); err == nil {
+		return u.Host
+	}
+	return ""
 }
 
 // clientCert loads the pair of -client-cert and -client-key, nil if
@@ -120,10 +125,13 @@ func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // droppedAfterHandshake reports whether err is the server ending the
 // connection once the handshake is done: its alert, or a write or read
 // of the request that met the connection it closed after sending it
-// (which of them the client sees is a race).
+// (which of them the client sees is a race), or over HTTP/2 the
+// connection's setup failing so, which net/http reports by this text
+// alone, without the cause.
 func droppedAfterHandshake(err error) bool {
 	return remoteAlert(err) != "" || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		strings.Contains(err.Error(), "http2: client conn could not be established")
 }
 
 // A clientCertError is a request a server that asked for a client

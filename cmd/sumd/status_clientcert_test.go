@@ -95,3 +95,42 @@ func TestStatusClientCertRedirect(t *testing.T) {
 		t.Error("the client certificate was presented to the host a redirect led to")
 	}
 }
+
+// TestAdminClientCert: sumd add -server and sumd backup -server present
+// -client-cert to a server of -tls-client-auth require, where an admin's
+// certificate is the credential the admin API takes; without it they get
+// the hint naming -client-cert, not one of a server that stopped.
+func TestAdminClientCert(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.New(t)
+	srv := ca.Server(t)
+	ops := ca.Client(t, "ops", pkix.Name{CommonName: "ops.corp.example", Organization: []string{"Corp"}}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	roles := writeSecret(t, filepath.Join(dir, "roles"), "ops:"+ops.Subject+":admin\n")
+	sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys"))
+	s := startServer(t, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"),
+		"-tls-cert", srv.CertFile, "-tls-key", srv.KeyFile, "-tls-client-ca", ca.File, "-tls-client-roles", roles, "-tls-client-auth", "require")
+	env := []string{"SSL_CERT_FILE=" + ca.File, "NETRC=" + filepath.Join(dir, "none.netrc")}
+	if err := os.Mkdir(filepath.Join(dir, "m"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "m", "go.mod"), []byte("module example.com/m\n"))
+	cert := []string{"-client-cert", ops.CertFile, "-client-key", ops.KeyFile}
+	for _, args := range [][]string{
+		{"add", "-server", s.url, "example.com/m@v1.0.0", filepath.Join(dir, "m")},
+		{"backup", "-server", s.url, "-o", filepath.Join(dir, "none.db")},
+	} {
+		if _, errOut, code := sumdCode(t, env, args...); code != 1 || !strings.Contains(errOut, "hint: the server asks for a client certificate: pass one its -tls-client-ca issued with -client-cert") {
+			t.Errorf("sumd %s -server without a client certificate: exit %d, want 1 and a hint naming -client-cert\n%s", args[0], code, errOut)
+		}
+	}
+	if _, errOut, code := sumdCode(t, env, append(append([]string{"add", "-server", s.url}, cert...), "example.com/m@v1.0.0", filepath.Join(dir, "m"))...); code != 0 {
+		t.Fatalf("sumd add -server -client-cert: exit %d\n%s", code, errOut)
+	}
+	out := filepath.Join(dir, "copy.db")
+	if _, errOut, code := sumdCode(t, env, append([]string{"backup", "-server", s.url, "-o", out}, cert...)...); code != 0 {
+		t.Fatalf("sumd backup -server -client-cert: exit %d\n%s", code, errOut)
+	}
+	if _, errOut, code := sumdCode(t, env, "add", "-client-cert", ops.CertFile, "-client-key", ops.KeyFile, "-db", filepath.Join(dir, "other.db"), "example.com/m@v1.0.0", filepath.Join(dir, "m")); code != 2 || !strings.Contains(errOut, "client-cert") {
+		t.Errorf("sumd add -client-cert without -server: exit %d, want 2, the option refused\n%s", code, errOut)
+	}
+}

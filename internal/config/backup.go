@@ -49,6 +49,7 @@ type Backup struct {
 	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server; without it, -auth names an admin's credentials"`
 	InsecureHTTP
 	ClientAuth
+	ClientCert
 	DiskFloor
 	Out string `flag:"o" arg:"FILE" help:"the copy to write (required): a new file, never one that exists; written beside it as FILE.tmp-NNN, verified, then given its name"`
 }
@@ -62,7 +63,7 @@ func LoadBackup(args, env []string, w io.Writer) (*Backup, []string, error) {
 
 // Validate reports every problem of c, one per line.
 func (c *Backup) Validate() error {
-	errs := []error{c.DiskFloor.Validate()}
+	errs := []error{c.DiskFloor.Validate(), c.ClientCert.Validate()}
 	switch {
 	case c.Server == "" && c.DB == "":
 		errs = append(errs, errors.New("nothing to copy: set -server URL (a running sumd) or -db FILE (a stopped one)"))

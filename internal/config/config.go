@@ -220,6 +220,7 @@ type Add struct {
 	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server; without it, -auth names an admin's credentials"`
 	InsecureHTTP
 	ClientAuth
+	ClientCert
 }
 
 // InsecureHTTP is the opt-in of the admin API's clients (add and backup
@@ -381,7 +382,7 @@ func (c *Serve) Validate() error {
 
 // Validate reports every problem of c, one per line.
 func (c *Add) Validate() error {
-	return errors.Join(c.Database.Validate(), c.DiskFloor.Validate(), c.Log.Validate())
+	return errors.Join(c.Database.Validate(), c.DiskFloor.Validate(), c.Log.Validate(), c.ClientCert.Validate())
 }
 
 func checkListen(addr string) error {

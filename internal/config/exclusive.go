@@ -32,7 +32,7 @@ var addLocal = []string{"db", "key", "name", "create", "min-free-disk"}
 func (c *Add) modes() []mode {
 	return []mode{
 		{addLocal, "server", false, "adding to the database file; with -server, the server adds to its own"},
-		{[]string{"token-file", "auth", "insecure-http"}, "server", true, "adding through a running sumd"},
+		{[]string{"token-file", "auth", "client-cert", "client-key", "insecure-http"}, "server", true, "adding through a running sumd"},
 		{[]string{"upstream", "upstream-auth", "strict", "tmp-dir"}, "gosum", true, "adding go.sum files"},
 	}
 }
