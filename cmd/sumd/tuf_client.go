@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,7 +28,11 @@ func tufGosumdb(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := fetchDatabase(cfg.TUFTrust, auth, cfg.Cache)
+	cert, err := clientCert(cfg.ClientCert)
+	if err != nil {
+		return err
+	}
+	db, err := fetchDatabase(cfg.TUFTrust, auth, cert, true, cfg.Cache)
 	if err != nil {
 		return err
 	}
@@ -62,7 +67,7 @@ func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, stderr io.Write
 	if cfg.State != "" {
 		cache = tufCacheDir(cfg.State, cfg.TUFURL)
 	}
-	db, err := fetchDatabase(cfg.TUFTrust, auth, cache)
+	db, err := fetchDatabase(cfg.TUFTrust, auth, nil, false, cache)
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -85,13 +90,13 @@ func tufCacheDir(state, url string) string {
 // fetchDatabase learns the database through TUF. A rollback or a signature
 // failure is a finding (exit status 1); anything else means the keys could
 // not be learned (2).
-func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cache string) (*tuf.Database, error) {
+func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cert *tls.Certificate, takesCert bool, cache string) (*tuf.Database, error) {
 	root, err := readSmallFile(t.TUFRoot, 1<<20)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("failed to read -tuf-root: %w", err), "give the repository's pinned N.root.json")
 	}
 	db, err := tuf.Fetch(tuf.ClientOptions{Root: root, URL: t.TUFURL, CacheDir: cache, UserAgent: "sumd/" + version(),
-		HTTPClient: authClient(auth, nil, t.TUFURL, 30*time.Second)})
+		HTTPClient: authClient(auth, cert, takesCert, t.TUFURL, 30*time.Second)})
 	switch {
 	case errors.Is(err, tuf.ErrRollback):
 		return nil, &cliError{err: err, code: 1, hint: "the server sends older metadata than this client verified before: do not trust it; see docs/keys.md"}
@@ -105,7 +110,7 @@ func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cache string) (
 	case errors.Is(err, tuf.ErrRefused):
 		return nil, &cliError{err: err, code: 2, hint: refusedHint(http.StatusUnauthorized, "")}
 	case err != nil:
-		return nil, &cliError{err: err, code: 2, hint: "check -tuf-url (the repository's base URL, such as https://sum.example.com/tuf) and that it is reachable"}
+		return nil, &cliError{err: err, code: 2, hint: cmp.Or(certHint(err), "check -tuf-url (the repository's base URL, such as https://sum.example.com/tuf) and that it is reachable")}
 	}
 	return db, nil
 }

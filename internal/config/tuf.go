@@ -72,6 +72,7 @@ type TUFTrust struct {
 type TUFGosumdb struct {
 	TUFTrust
 	ClientAuth
+	ClientCert
 	Cache string `flag:"cache" arg:"DIR" help:"directory keeping the verified TUF metadata between runs, a subdirectory per pinned root and URL, which detects rollbacks; empty: none"`
 }
 
@@ -185,7 +186,7 @@ func (c *TUFGosumdb) Validate() error {
 	if c.TUFRoot == "" {
 		return errors.New("tuf-root is empty: set -tuf-root to the pinned root.json and -tuf-url to the repository")
 	}
-	return c.TUFTrust.Validate()
+	return errors.Join(c.TUFTrust.Validate(), c.ClientCert.Validate())
 }
 
 // Validate reports every problem of t, one per line: the two options go

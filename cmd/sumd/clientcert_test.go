@@ -134,3 +134,29 @@ func TestAdminClientCert(t *testing.T) {
 		t.Errorf("sumd add -client-cert without -server: exit %d, want 2, the option refused\n%s", code, errOut)
 	}
 }
+
+// TestTUFGosumdbClientCert: sumd tuf gosumdb presents -client-cert to the
+// TUF repository of a server of -tls-client-auth require, and without it
+// gets the hint naming -client-cert.
+func TestTUFGosumdbClientCert(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.New(t)
+	srv := ca.Server(t)
+	dev := ca.Client(t, "dev", pkix.Name{CommonName: "dev.corp.example", Organization: []string{"Corp"}}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	roles := writeSecret(t, filepath.Join(dir, "roles"), "dev:"+dev.Subject+":reader\n")
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	addr := freeAddr(t)
+	repo := filepath.Join(dir, "tuf")
+	root := strings.TrimSpace(sumd(t, "tuf", "init", "-dir", repo, "-keys", filepath.Join(dir, "offline"), "-vkey", vkey, "-url", "https://"+addr))
+	startServerAt(t, addr, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"), "-tuf", repo,
+		"-tls-cert", srv.CertFile, "-tls-key", srv.KeyFile, "-tls-client-ca", ca.File, "-tls-client-roles", roles, "-tls-client-auth", "require")
+	env := []string{"SSL_CERT_FILE=" + ca.File, "NETRC=" + filepath.Join(dir, "none.netrc")}
+	args := []string{"tuf", "gosumdb", "-tuf-root", root, "-tuf-url", "https://" + addr + "/tuf"}
+	if _, errOut, code := sumdCode(t, env, args...); code != 2 || !strings.Contains(errOut, "hint: the server asks for a client certificate: pass one its -tls-client-ca issued with -client-cert") {
+		t.Errorf("sumd tuf gosumdb without a client certificate: exit %d, want 2 and a hint naming -client-cert\n%s", code, errOut)
+	}
+	out, errOut, code := sumdCode(t, env, append(args, "-client-cert", dev.CertFile, "-client-key", dev.KeyFile)...)
+	if code != 0 || !strings.HasPrefix(out, e2eName+"+") {
+		t.Errorf("sumd tuf gosumdb -client-cert: exit %d, printed %q, want the GOSUMDB value\n%s", code, out, errOut)
+	}
+}
