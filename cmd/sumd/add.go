@@ -86,7 +86,7 @@ func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, 
 	}
 	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: addLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
-		return nil, lowDiskCreating(err, cfg.DB)
+		return nil, err
 	}
 	defer l.Close()
 	added, err := addTo(l, recs)
@@ -95,18 +95,6 @@ func record(cfg *config.Add, recs []gosum.Record, stderr io.Writer) (*addition, 
 		newdirs.Remove(made) // those left empty: kept with a kept database
 	}
 	return added, err
-}
-
-// lowDiskCreating is err, sumd add's failure to open the database db, with
-// a hint saying that no database was left if -min-free-disk refused the
-// creation of its log, which removed the new file: the store's own hint
-// says the database is intact, and there is none.
-func lowDiskCreating(err error, db string) error {
-	if file := dbFile(db); !errors.Is(err, tlog.ErrLowDisk) || file == "" || exists(file) {
-		return err
-	}
-	return withHint(err, "free space on that file system (the log grows by about 400 bytes per record), or lower -min-free-disk; "+
-		"nothing was recorded and no database was left (the new file was removed): run sumd add -create again once there is room")
 }
 
 // discardCreated closes l, a log this run created (l.Created) in the

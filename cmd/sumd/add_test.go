@@ -87,11 +87,11 @@ func TestAddCreateRefusedAfterCreating(t *testing.T) {
 	}
 }
 
-// TestAddCreateRefusedWhileCreating: sumd add -create and sumd serve
-// -create, refused while creating the log (a -min-free-disk above the
-// free space refuses its first write), leave nothing they made: not the
-// new database file, which holds no log, nor the directories made for
-// it; what was there before stays, and sumd add's hint says no database
+// TestAddCreateRefusedWhileCreating: sumd add -create, sumd serve -create
+// and sumd sync -create, refused while creating the log (a -min-free-disk
+// above the free space refuses its first write), leave nothing they made:
+// not the new database file, which holds no log, nor the directories made
+// for it; what was there before stays, and their hint says no database
 // was left, where it said the database was intact. A later -create starts
 // cleanly.
 func TestAddCreateRefusedWhileCreating(t *testing.T) {
@@ -108,6 +108,7 @@ func TestAddCreateRefusedWhileCreating(t *testing.T) {
 	}
 	const floor = "536870912" // MiB: 512 TiB, more than any test machine has free
 	gosum := writeFile(t, filepath.Join(dir, "refused.sum"), verifyRecord("refused", 1).Text())
+	_, cosignPub := cosignKeys(t, dir)
 	for _, tc := range []struct {
 		name string
 		db   string
@@ -117,6 +118,7 @@ func TestAddCreateRefusedWhileCreating(t *testing.T) {
 		{"add, existing directory", filepath.Join(existing, "sumd.db"), []string{"add", "example.com/refused@v1.0.0", mod}},
 		{"add -gosum, new directories", filepath.Join(dir, "new", "dir", "sumd.db"), []string{"add", "-gosum", gosum}},
 		{"serve, new directories", filepath.Join(dir, "new", "dir", "sumd.db"), []string{"serve", "-listen", "127.0.0.1:0"}},
+		{"sync, new directories", filepath.Join(dir, "new", "dir", "sumd.db"), []string{"sync", "-registry", "registry.example/gomod", "-cosign-key", cosignPub}},
 	} {
 		args := append([]string{tc.args[0], "-create", "-min-free-disk", floor, "-db", tc.db, "-key", l.key}, tc.args[1:]...)
 		out, errOut, err := sumdRun(t, args...)
@@ -124,7 +126,7 @@ func TestAddCreateRefusedWhileCreating(t *testing.T) {
 			t.Fatalf("%s: %v\n%s%s\nwant it refused", tc.name, err, out, errOut)
 		}
 		// No database is left to be intact: the hint says so.
-		if _, hint, _ := strings.Cut(errOut, "hint:"); tc.args[0] == "add" && (strings.Contains(hint, "intact") || !strings.Contains(hint, "no database")) {
+		if _, hint, _ := strings.Cut(errOut, "hint:"); strings.Contains(hint, "intact") || !strings.Contains(hint, "no database") {
 			t.Errorf("%s: hint %q, want it to say no database was left", tc.name, hint)
 		}
 		for _, gone := range []string{filepath.Join(dir, "new"), tc.db, tc.db + ".tmp"} {

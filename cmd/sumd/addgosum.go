@@ -434,7 +434,7 @@ func heldDatabase(db string) error {
 func openLogSink(cfg *config.Add, logger *slog.Logger, stderr io.Writer) (*gosumSink, error) {
 	l, err := openLog(cfg.Database, openOptions{cmd: "add", create: cfg.Create, logger: logger, lockedHint: gosumLockedHint, minFree: cfg.DiskFloor.Bytes()}, stderr)
 	if err != nil {
-		return nil, lowDiskCreating(err, cfg.DB)
+		return nil, err
 	}
 	explain := func(err error) error {
 		var conflict *tlog.ConflictError

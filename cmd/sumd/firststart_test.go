@@ -118,7 +118,8 @@ func TestFoundKeysOnlySigners(t *testing.T) {
 // but then failed to create the database (here: below -min-free-disk)
 // removes the key it generated, so that the next start is a first start
 // again instead of refusing a key without its database ("database
-// data/sumd.db: file does not exist ... add -create").
+// data/sumd.db: file does not exist ... add -create"), and its hint says
+// so, where it said the database, which is gone, was intact.
 func TestFirstStartFailedLeavesNoKey(t *testing.T) {
 	dir := t.TempDir()
 	cmd := sumdCommand(t, "serve", "-listen", "127.0.0.1:0", "-min-free-disk", "900000000")
@@ -134,6 +135,11 @@ func TestFirstStartFailedLeavesNoKey(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "removed the signing key") {
 		t.Errorf("the failed first start does not say it removed the key it generated:\n%s", out)
+	}
+	// No database is left to be intact: the hint says so, and that the
+	// next start is a first start again.
+	if _, hint, _ := strings.Cut(string(out), "hint:"); strings.Contains(hint, "intact") || !strings.Contains(hint, "first start again") {
+		t.Errorf("the failed first start's hint %q, want it to say no database was left and the next start is a first start again", hint)
 	}
 }
 

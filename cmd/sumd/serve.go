@@ -328,8 +328,22 @@ func openLogWith(db config.Database, o openOptions, create bool) (*tlog.Log, err
 		return nil, withHint(err, ownHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)"))
 	case errors.Is(err, fs.ErrNotExist) && !exists(db.DB):
 		return nil, withHint(fmt.Errorf("database %s: %w", db.DB, fs.ErrNotExist), noLogHint(o.cmd))
+	case errors.Is(err, tlog.ErrLowDisk) && create && !exists(db.DB):
+		return nil, withHint(err, lowDiskCreatingHint(o))
 	}
 	return l, err
+}
+
+// lowDiskCreatingHint is the hint for -min-free-disk refusing the creation
+// of a log, which removed the new database file: the store's own hint
+// says the database is intact, and there is none.
+func lowDiskCreatingHint(o openOptions) string {
+	again := "run sumd " + o.cmd + " -create again once there is room"
+	if !o.create {
+		again = "run sumd " + o.cmd + " again once there is room: it is a first start again"
+	}
+	return "free space on that file system (the log grows by about 400 bytes per record), or lower -min-free-disk; " +
+		"nothing was recorded and no database was left (the new file was removed): " + again
 }
 
 // otherLogHint is the hint for db, a database holding another log than
