@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -54,16 +55,19 @@ func Add(dir string, m module.Version, zipFile string, goMod []byte, t time.Time
 	if err != nil {
 		return err
 	}
-	zipData, err := os.ReadFile(zipFile)
+	// The zip is copied and compared in pieces, never held: it may be
+	// 500 MiB (modhash.MaxZipFile).
+	zf, err := os.Open(zipFile)
 	if err != nil {
 		return fmt.Errorf("failed to read module zip: %w", err)
 	}
+	defer zf.Close()
 	tr, err := openTree(dir)
 	if err != nil {
 		return err
 	}
 	defer tr.root.Close()
-	same, err := tr.unchanged(base, zipData, goMod)
+	same, err := tr.unchanged(base, zf, goMod)
 	if err != nil {
 		return err
 	}
@@ -78,11 +82,14 @@ func Add(dir string, m module.Version, zipFile string, goMod []byte, t time.Time
 		if err := tr.root.MkdirAll(vdir, 0o755); err != nil {
 			return fmt.Errorf("failed to create GOPROXY tree directory: %w", err)
 		}
+		if _, err := zf.Seek(0, io.SeekStart); err != nil { // unchanged may have read it
+			return fmt.Errorf("failed to read module zip: %w", err)
+		}
 		for _, f := range []struct {
 			ext  string
-			data []byte
-		}{{".zip", zipData}, {".mod", goMod}, {".info", append(info, '\n')}} {
-			if err := tr.writeFile(base+f.ext, f.data); err != nil {
+			data io.Reader
+		}{{".zip", zf}, {".mod", bytes.NewReader(goMod)}, {".info", bytes.NewReader(append(info, '\n'))}} {
+			if err := tr.writeFrom(base+f.ext, f.data); err != nil {
 				return err
 			}
 		}
@@ -148,25 +155,55 @@ func paths(m module.Version) (vdir, base string, err error) {
 	return vdir, filepath.Join(vdir, ev), nil
 }
 
-// unchanged reports whether the tree already has the version with this
-// zip and go.mod, and refuses it if it has other content.
-func (tr *tree) unchanged(base string, zipData, goMod []byte) (bool, error) {
-	oldZip, err := tr.root.ReadFile(base + ".zip")
+// unchanged reports whether the tree already has the version with the
+// zip zf and goMod, and refuses it if it has other content.
+func (tr *tree) unchanged(base string, zf *os.File, goMod []byte) (bool, error) {
+	oldZip, err := tr.root.Open(base + ".zip")
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("failed to read the published zip: %w", err)
 	}
+	defer oldZip.Close()
+	sameZip, err := sameContent(oldZip, zf)
+	if err != nil {
+		return false, fmt.Errorf("failed to compare the published zip with %s: %w", zf.Name(), err)
+	}
 	oldMod, err := tr.root.ReadFile(base + ".mod")
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("failed to read the published go.mod: %w", err)
 	}
-	if !bytes.Equal(oldZip, zipData) || err == nil && !bytes.Equal(oldMod, goMod) {
+	if !sameZip || err == nil && !bytes.Equal(oldMod, goMod) {
 		return false, fmt.Errorf("%s.zip: %w", tr.path(base), ErrChanged)
 	}
 	return err == nil, nil // a missing .mod is written again
 }
+
+// sameContent reports whether a and b hold the same bytes, reading both
+// in pieces of compareChunk bytes.
+func sameContent(a, b io.Reader) (bool, error) {
+	bufA, bufB := make([]byte, compareChunk), make([]byte, compareChunk)
+	for {
+		na, errA := io.ReadFull(a, bufA)
+		nb, errB := io.ReadFull(b, bufB)
+		if errA != nil && errA != io.EOF && errA != io.ErrUnexpectedEOF {
+			return false, errA
+		}
+		if errB != nil && errB != io.EOF && errB != io.ErrUnexpectedEOF {
+			return false, errB
+		}
+		if !bytes.Equal(bufA[:na], bufB[:nb]) {
+			return false, nil
+		}
+		if errA != nil || errB != nil { // both ended: a shorter one differed above
+			return true, nil
+		}
+	}
+}
+
+// compareChunk is the size of the pieces sameContent compares.
+const compareChunk = 64 << 10
 
 // addToList adds version to the list file, keeping it in semver order.
 func (tr *tree) addToList(list, version string) error {
@@ -188,19 +225,24 @@ func (tr *tree) addToList(list, version string) error {
 	return tr.writeFile(list, []byte(strings.Join(versions, "\n")+"\n"))
 }
 
-// writeFile writes data to name through a temporary file in the same
-// directory and a rename, so that readers see the old file or the new one.
-// The file is synced before the rename: else a crash could leave the new
-// name on an empty file (ext4's delayed allocation), a broken version the
-// next Add takes for another build (ErrChanged). The caller syncs the
-// directory.
+// writeFile writes data to name, as writeFrom does.
 func (tr *tree) writeFile(name string, data []byte) error {
+	return tr.writeFrom(name, bytes.NewReader(data))
+}
+
+// writeFrom writes what r holds to name through a temporary file in the
+// same directory and a rename, so that readers see the old file or the
+// new one. The file is synced before the rename: else a crash could leave
+// the new name on an empty file (ext4's delayed allocation), a broken
+// version the next Add takes for another build (ErrChanged). The caller
+// syncs the directory.
+func (tr *tree) writeFrom(name string, r io.Reader) error {
 	tmp, f, err := tr.createTemp(filepath.Dir(name))
 	if err != nil {
 		return fmt.Errorf("failed to write %s: %w", tr.path(name), err)
 	}
 	defer tr.root.Remove(tmp) // a no-op after the rename
-	_, err = f.Write(data)
+	_, err = io.Copy(f, r)
 	if err == nil {
 		err = f.Chmod(0o644) // whatever the umask: the tree is public
 	}

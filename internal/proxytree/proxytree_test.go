@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -212,4 +214,54 @@ func TestAddStaysInTree(t *testing.T) {
 	if entries, _ := os.ReadDir(elsewhere); len(entries) > 0 {
 		t.Errorf("Add wrote out of the tree, through a link: %v", entries)
 	}
+}
+
+// TestAddStreamsZip: Add read the whole zip into memory, and the one
+// published before it too when adding a version again: up to about 1 GiB
+// for a module zip of the go command's 500 MiB limit. It now copies and
+// compares them in small pieces, so that what it allocates does not grow
+// with the zip; a zip of the same size with other content is still
+// refused.
+func TestAddStreamsZip(t *testing.T) {
+	dir := t.TempDir()
+	m := module.Version{Path: "example.com/big", Version: "v1.0.0"}
+	const size = 8 << 20
+	data := make([]byte, size) // random, so that the zip is about as large
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	zipFile, mod := zipModule(t, m, map[string]string{"go.mod": "module example.com/big\n", "big.bin": string(data)})
+	for _, again := range []bool{false, true} {
+		if got := allocated(t, func() error { return Add(dir, m, zipFile, mod, time.Unix(1, 0)) }); got > size/4 {
+			t.Errorf("Add (again: %v) of a %d MiB zip allocated %d bytes, want it not to hold the zip", again, size>>20, got)
+		}
+	}
+	data[size/2] ^= 1
+	other, otherMod := zipModule(t, m, map[string]string{"go.mod": "module example.com/big\n", "big.bin": string(data)})
+	if a, b := fileSize(t, zipFile), fileSize(t, other); a != b {
+		t.Fatalf("the changed zip is %d bytes, the first %d: want the same size", b, a)
+	}
+	if err := Add(dir, m, other, otherMod, time.Unix(2, 0)); !errors.Is(err, ErrChanged) {
+		t.Errorf("Add of a zip of the same size with other content = %v, want ErrChanged", err)
+	}
+}
+
+// allocated returns the bytes the heap allocated while f ran.
+func allocated(t *testing.T, f func() error) uint64 {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if err := f(); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+func fileSize(t *testing.T, name string) int64 {
+	t.Helper()
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }
