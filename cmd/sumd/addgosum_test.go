@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -242,8 +243,15 @@ func TestAddGoSumChecksServerFirst(t *testing.T) {
 	dir := t.TempDir()
 	token := writeSecret(t, filepath.Join(dir, "admin.token"), "0123456789abcdef0123456789abcdef\n")
 	sum := writeFile(t, filepath.Join(dir, "go.sum"), []byte("not a go.sum line\n"))
-	refusing := httptest.NewServer(admin.New(nil, admin.Options{
-		TokenFile: writeSecret(t, filepath.Join(dir, "other.token"), "fedcba9876543210fedcba9876543210\n"), Logger: slog.New(slog.DiscardHandler)}))
+	// sumd serve's stack: the access layer checks the admin token.
+	layer, err := access.New(access.Config{
+		AdminTokenFile: writeSecret(t, filepath.Join(dir, "other.token"), "fedcba9876543210fedcba9876543210\n"), AdminAPI: true,
+		Databases: []string{"sumd.test"}, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing := httptest.NewServer(layer.Wrap(admin.New(nil, admin.Options{Authenticated: true, Logger: slog.New(slog.DiscardHandler)})))
 	defer refusing.Close()
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close() // a port nothing listens on

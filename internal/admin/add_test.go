@@ -472,7 +472,7 @@ func TestAddHeadUnreadable(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
 	s := newSetup(t, Options{}, goodModule(m.Path, m.Version))
 	h := &headFails{Recorder: s.rec}
-	s.srv.Config.Handler = New(h, Options{TokenFile: s.tokenFile, Logger: quiet})
+	s.srv.Config.Handler = New(h, Options{Authenticated: true, Logger: quiet})
 	resp := s.post(t, "/admin/add", string(fakeRec(0, "").Text()))
 	if want := `{"records":1,"new":1}`; resp.Code != http.StatusOK || strings.TrimSpace(resp.Body.String()) != want {
 		t.Errorf("an add whose head cannot be read after it: %d %q, want 200 %s", resp.Code, resp.Body, want)
@@ -493,7 +493,7 @@ func TestAddHeadUnreadable(t *testing.T) {
 func TestAddSameAtOnce(t *testing.T) {
 	s := newSetup(t, Options{})
 	m := &meeting{Recorder: s.rec, arrived: make(chan struct{}), start: make(chan struct{})}
-	s.srv.Config.Handler = New(m, Options{TokenFile: s.tokenFile, Logger: quiet})
+	s.srv.Config.Handler = New(m, Options{Authenticated: true, Logger: quiet})
 	body := string(fakeRec(0, "").Text())
 	answers := make(chan string, 2)
 	for range 2 {
@@ -563,8 +563,9 @@ func TestAddCurlMistakes(t *testing.T) {
 }
 
 // TestCheckAccess: the client's check of the server and its credentials
-// passes with the right token, records nothing, and fails as an add would
-// with a wrong token or on a server that records nothing.
+// passes when let through, records nothing, and fails as an add would
+// when refused (the access layer's 401 of a wrong token) or on a server
+// that records nothing.
 func TestCheckAccess(t *testing.T) {
 	s := newSetup(t, Options{})
 	if err := s.client.CheckAccess(context.Background()); err != nil {
@@ -573,8 +574,13 @@ func TestCheckAccess(t *testing.T) {
 	if n := s.treeSize(t); n != 0 {
 		t.Errorf("tree size %d after CheckAccess, want 0", n)
 	}
-	wrong := &Client{URL: s.srv.URL, Token: "fedcba9876543210fedcba9876543210"}
-	wantStatus(t, wrong.CheckAccess(context.Background()), http.StatusUnauthorized, "wrong admin token")
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sumd"`)
+		http.Error(w, "wrong credentials (user name, password or token)", http.StatusUnauthorized)
+	}))
+	defer refusing.Close()
+	wrong := &Client{URL: refusing.URL, Token: "fedcba9876543210fedcba9876543210"}
+	wantStatus(t, wrong.CheckAccess(context.Background()), http.StatusUnauthorized, "wrong credentials")
 	mirrors := httptest.NewServer(New(nil, Options{Authenticated: true, Logger: quiet}))
 	defer mirrors.Close()
 	wantStatus(t, (&Client{URL: mirrors.URL}).CheckAccess(context.Background()), http.StatusNotFound, MirrorsOnlyText)

@@ -15,7 +15,7 @@
 // Fetch and upload answer 200 with JSON {"id", "record", "tree_size"[,
 // "present"]} (see Result), add
 // with {"records", "new", "tree_size"[, "conflicts"]} (see AddResult); or a
-// text/plain error: 400 bad input, 401 bad token, 403 sent by another
+// text/plain error: 400 bad input, 401 bad token (the access layer's), 403 sent by another
 // site's page in a browser, 404 admin disabled, 409
 // the version is recorded with other hashes (both shown; for add, every
 // such version, by line), 410 not found upstream or invalid there (fetch)
@@ -40,34 +40,24 @@
 // 403 before anything else: browsers attach cached credentials to
 // cross-site form submissions and image loads.
 //
-// Every request needs "Authorization: Bearer <token>", compared in constant
-// time with the token file's content. The token is cached and the file read
-// again only when a request carrying an Authorization header finds it
-// changed (another inode, size, modification or change time, or mode), so
-// a token can be rotated, or the API switched off by removing the file,
-// without a restart, and anonymous requests never touch the disk. With no file, an
-// empty one, a token shorter than MinTokenLength or holding a line break
-// (see ParseToken) or a file other users may access (it must be chmod
-// 600), every path answers 404.
+// The handler authenticates no one itself: sumd serve puts its access
+// layer (internal/access) in front, which checks the admin token, read
+// again when its file changes, answers 401 for a wrong one and 404 while
+// there is no usable token, and lets only the admin through. A Handler
+// built without Options.Authenticated answers every path with 404.
 //
 // It is a package of its own, not part of internal/upstream, because it is
-// a second HTTP surface with its own authentication and body limits, and
+// a second HTTP surface with its own credential (the admin token) and body limits, and
 // its client must be importable by the CLI without the server side.
 package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -114,13 +104,10 @@ type Recorder interface {
 
 // Options configure a Handler.
 type Options struct {
-	// TokenFile holds the bearer token. "" disables the API, unless
-	// Authenticated.
-	TokenFile string
 	// Authenticated says that a layer in front has authenticated every
 	// request and let only the admin role through (internal/access, in
-	// sumd serve): the handler then checks no token and TokenFile is not
-	// read.
+	// sumd serve): the handler checks no credentials. Without it the API
+	// is off: every path answers NotEnabled's 404.
 	Authenticated bool
 	// MaxZipSize and MaxModSize cap uploaded files (default the go
 	// command's limits, modhash.MaxZipFile and modhash.MaxGoMod).
@@ -149,10 +136,9 @@ type Options struct {
 
 // A Handler serves /admin/. It is safe for concurrent use.
 type Handler struct {
-	rec    Recorder
-	opts   Options
-	log    *slog.Logger
-	tokens *tokenCache
+	rec  Recorder
+	opts Options
+	log  *slog.Logger
 
 	backups    chan struct{}       // holds a token while a backup is being made
 	bodyMemory *semaphore.Weighted // of maxBodyMemory bytes: adds' bodies and uploads' large go.mod files
@@ -178,10 +164,8 @@ var NotEnabled http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *ht
 // DefaultUploadTimeout bounds one upload: 500 MiB at about 300 KiB/s.
 const DefaultUploadTimeout = 30 * time.Minute
 
-// New returns the handler. It logs whether the API is enabled; it never
-// fails, since a missing token file only disables the API. rec may be nil
-// on a server that records nothing (mirrors only): fetch and upload then
-// answer 404.
+// New returns the handler. rec may be nil on a server that records
+// nothing (mirrors only): fetch and upload then answer 404.
 func New(rec Recorder, opts Options) *Handler {
 	if opts.MaxZipSize <= 0 {
 		opts.MaxZipSize = modhash.MaxZipFile
@@ -198,16 +182,7 @@ func New(rec Recorder, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Handler{rec: rec, opts: opts, log: opts.Logger, tokens: &tokenCache{path: opts.TokenFile}, backups: make(chan struct{}, 1), bodyMemory: semaphore.NewWeighted(maxBodyMemory), memoryZip: memoryZip}
-	if opts.Authenticated {
-		return h
-	}
-	if _, err := h.tokens.current(); err != nil {
-		h.log.Warn("admin API disabled", "reason", err)
-	} else {
-		h.log.Info("admin API enabled", "token_file", opts.TokenFile)
-	}
-	return h
+	return &Handler{rec: rec, opts: opts, log: opts.Logger, backups: make(chan struct{}, 1), bodyMemory: semaphore.NewWeighted(maxBodyMemory), memoryZip: memoryZip}
 }
 
 // ServeHTTP implements http.Handler.
@@ -216,25 +191,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &httpError{http.StatusForbidden, crossOriginText})
 		return
 	}
-	if h.opts.Authenticated {
-		h.route(w, r)
-		return
-	}
-	// A request without credentials cannot be authorized whatever the file
-	// holds now: the cached state says only whether to answer 404 or 401.
-	tokenOf := h.tokens.current
-	if r.Header.Get("Authorization") == "" {
-		tokenOf = h.tokens.cached
-	}
-	token, err := tokenOf()
-	if err != nil {
-		h.log.DebugContext(r.Context(), "admin API disabled", "path", r.URL.Path, "reason", err)
-		NotEnabled.ServeHTTP(w, r) // why is in the log: the state of a secret is not the client's business
-		return
-	}
-	if !authorized(r, token) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="sumd admin"`)
-		h.fail(w, r, &httpError{http.StatusUnauthorized, "missing or wrong admin token"})
+	if !h.opts.Authenticated {
+		NotEnabled.ServeHTTP(w, r)
 		return
 	}
 	h.route(w, r)
@@ -305,22 +263,15 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 // surrounding white space, at least MinTokenLength bytes. A file that other
 // users may access is refused with a *secret.ModeError.
 func ReadTokenFile(path string) (string, error) {
-	token, _, err := readTokenFile(path)
-	return token, err
-}
-
-// readTokenFile is ReadTokenFile, returning as well the stat
-// secret.ReadFile took of the file it read (nil if it read none).
-func readTokenFile(path string) (string, fs.FileInfo, error) {
-	data, fi, err := secret.ReadFile(path, maxTokenFile)
+	data, _, err := secret.ReadFile(path, maxTokenFile)
 	if err != nil {
-		return "", nil, fmt.Errorf("failed to read admin token: %w", err)
+		return "", fmt.Errorf("failed to read admin token: %w", err)
 	}
 	token, err := ParseToken(data)
 	if err != nil {
-		return "", fi, fmt.Errorf("admin token file %s: %w", path, err)
+		return "", fmt.Errorf("admin token file %s: %w", path, err)
 	}
-	return token, fi, nil
+	return token, nil
 }
 
 // ParseToken returns the token a token file holds: its content without
@@ -338,70 +289,4 @@ func ParseToken(data []byte) (string, error) {
 		return "", fmt.Errorf("the token holds a line break or another control character (%q at byte %d), which no HTTP header can carry: write the token on one line", token[i], i)
 	}
 	return token, nil
-}
-
-// stat is os.Stat; tests stand in a file system of coarse time stamps.
-var stat = os.Stat
-
-// A tokenCache holds the admin token as last read from its file.
-type tokenCache struct {
-	path string // "" disables the API
-
-	mu    sync.Mutex  // guards the fields below
-	fi    fs.FileInfo // the stat of the read token and err come of, or taken before it if it failed; nil if stat failed
-	token string
-	err   error // why the API is disabled, or nil
-}
-
-// current returns the token, reading the file again only if stat shows it
-// changed since the last read.
-func (c *tokenCache) current() (string, error) {
-	if c.path == "" {
-		return "", errors.New("no token file configured")
-	}
-	fi, statErr := stat(c.path)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case statErr != nil:
-		c.fi, c.token, c.err = nil, "", fmt.Errorf("failed to read admin token: %w", statErr)
-	case c.fi == nil || secret.Changed(c.fi, fi):
-		// Should the file change between the stat and the read, the next
-		// stat differs from the read's and reads it again. The read's
-		// stat, not fi, is what secret.Changed can tell a rewrite its
-		// time stamps hide with.
-		var read fs.FileInfo
-		c.token, read, c.err = readTokenFile(c.path)
-		c.fi = fi
-		if read != nil {
-			c.fi = read
-		}
-	}
-	return c.token, c.err
-}
-
-// cached returns what current returned last, without touching the file.
-func (c *tokenCache) cached() (string, error) {
-	if c.path == "" {
-		return "", errors.New("no token file configured")
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == nil && c.token == "" {
-		return "", errors.New("no admin token read yet")
-	}
-	return c.token, c.err
-}
-
-// authorized compares the request's bearer token with token in constant
-// time, so the answer's timing reveals nothing about the token. Comparing
-// digests hides the token's length too, which ConstantTimeCompare does not.
-// The scheme is read without regard to case and the token without the
-// white space around it, as HTTP has them and as sumd serve's access layer
-// reads them (internal/access).
-func authorized(r *http.Request, token string) bool {
-	scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	got = strings.TrimSpace(got)
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(token))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && strings.EqualFold(scheme, "Bearer")
 }

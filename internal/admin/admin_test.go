@@ -48,12 +48,11 @@ func goodModule(path, version string) testproxy.Module {
 // setup is sumd's admin API over a real log and Recorder, with an upstream
 // proxy serving mods.
 type setup struct {
-	proxyDir  string
-	log       *tlog.Log
-	rec       *upstream.Recorder
-	srv       *httptest.Server
-	client    *Client
-	tokenFile string
+	proxyDir string
+	log      *tlog.Log
+	rec      *upstream.Recorder
+	srv      *httptest.Server
+	client   *Client
 }
 
 func newSetup(t testing.TB, opts Options, mods ...testproxy.Module) *setup {
@@ -76,12 +75,7 @@ func newSetup(t testing.TB, opts Options, mods ...testproxy.Module) *setup {
 		t.Fatal(err)
 	}
 	s.rec = rec
-	s.tokenFile = filepath.Join(t.TempDir(), "token")
-	os.WriteFile(s.tokenFile, []byte(testToken+"\n"), 0o600)
-	if opts.TokenFile == "" {
-		opts.TokenFile = s.tokenFile
-	}
-	opts.Logger = quiet
+	opts.Authenticated, opts.Logger = true, quiet // the access layer's job, tested there
 	s.srv = httptest.NewServer(New(rec, opts))
 	t.Cleanup(s.srv.Close)
 	s.client = &Client{URL: s.srv.URL, Token: testToken}

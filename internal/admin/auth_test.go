@@ -6,60 +6,23 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/gosum"
-	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/testproxy"
 	"github.com/sumd-project/sumd/internal/tlog"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
-// TestAuth: a wrong or missing token is 401 and adds nothing; a rotated
-// token takes effect at once; no usable token file disables the API (404).
-func TestAuth(t *testing.T) {
-	m := mv("example.com/m", "v1.0.0")
-	s := newSetup(t, Options{}, goodModule(m.Path, m.Version))
-	for _, token := range []string{"", "wrong-token-of-some-length", testToken + "x", testToken[:len(testToken)-1]} {
-		c := &Client{URL: s.srv.URL, Token: token}
-		_, err := c.Fetch(context.Background(), m)
-		wantStatus(t, err, http.StatusUnauthorized, "missing or wrong admin token")
-	}
-	if n := s.treeSize(t); n != 0 {
-		t.Fatalf("tree size %d after unauthorized requests, want 0", n)
-	}
-
-	const rotated = "fedcba9876543210-rotated"
-	os.WriteFile(s.tokenFile, []byte(rotated), 0o600)
-	_, err := s.client.Fetch(context.Background(), m)
-	wantStatus(t, err, http.StatusUnauthorized, "wrong admin token")
-	if _, err := (&Client{URL: s.srv.URL, Token: rotated}).Fetch(context.Background(), m); err != nil {
-		t.Fatalf("Fetch with the rotated token: %v", err)
-	}
-
-	for _, content := range []string{" \n", "123456789012345"} {
-		os.WriteFile(s.tokenFile, []byte(content), 0o600)
-		_, err := (&Client{URL: s.srv.URL, Token: strings.TrimSpace(content)}).Fetch(context.Background(), m)
-		wantStatus(t, err, http.StatusNotFound, "the admin API is not enabled on this server")
-	}
-	os.Remove(s.tokenFile)
-	_, err = (&Client{URL: s.srv.URL}).Fetch(context.Background(), m)
-	wantStatus(t, err, http.StatusNotFound, "the admin API is not enabled on this server")
-}
-
 // TestAuthenticated: behind an access layer (Authenticated), the handler
-// checks no token and needs no token file; the client sends what its Auth
-// hook adds.
+// checks no token; the client sends what its Auth hook adds.
 func TestAuthenticated(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
-	s := newSetup(t, Options{Authenticated: true, TokenFile: "/nonexistent"}, goodModule(m.Path, m.Version))
+	s := newSetup(t, Options{Authenticated: true}, goodModule(m.Path, m.Version))
 	var sent string
 	c := &Client{URL: s.srv.URL, Token: "ignored", Auth: func(r *http.Request) error {
 		r.SetBasicAuth("boss", "pw")
@@ -81,7 +44,8 @@ func TestAuthenticated(t *testing.T) {
 	}
 }
 
-// TestDisabled: no token file configured is 404 everywhere.
+// TestDisabled: a handler not told that a layer in front authenticated
+// its requests (Authenticated) is off: 404 everywhere.
 func TestDisabled(t *testing.T) {
 	srv := httptest.NewServer(New(&fakeRecorder{}, Options{Logger: quiet}))
 	defer srv.Close()
@@ -129,18 +93,15 @@ func TestErrorStatuses(t *testing.T) {
 	}
 }
 
-// fakeSetup is the API over rec, with a client holding the token.
+// fakeSetup is the API over rec, with a client.
 type fakeSetup struct {
 	*Client
-	tokenFile string
 }
 
 func newFakeSetup(t *testing.T, rec Recorder) fakeSetup {
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(testToken), 0o600)
-	srv := httptest.NewServer(New(rec, Options{TokenFile: tokenFile, Logger: quiet}))
+	srv := httptest.NewServer(New(rec, Options{Authenticated: true, Logger: quiet}))
 	t.Cleanup(srv.Close)
-	return fakeSetup{&Client{URL: srv.URL, Token: testToken}, tokenFile}
+	return fakeSetup{&Client{URL: srv.URL, Token: testToken}}
 }
 
 // TestCrossCheckRefusals: an upload or add the upstream cross-check
@@ -218,75 +179,6 @@ func TestRequests(t *testing.T) {
 	}
 }
 
-// TestTokenCached: the token file is read again when stat shows it
-// changed, even only its change time (secret.Changed), and never for a
-// request without an Authorization header.
-func TestTokenCached(t *testing.T) {
-	m := mv("example.com/m", "v1.0.0")
-	c := newFakeSetup(t, &fakeRecorder{err: errors.New("recorder reached")})
-	old, err := os.Stat(c.tokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorized := func(token string) bool {
-		_, err := (&Client{URL: c.URL, Token: token}).Fetch(context.Background(), m)
-		var e *Error
-		return errors.As(err, &e) && e.Status == http.StatusInternalServerError
-	}
-	if !authorized(testToken) {
-		t.Fatal("the token is refused")
-	}
-
-	// Same inode, size, mode and modification time (cp -p, rsync -t): the
-	// change time still moves, and the file is read again. It has the
-	// kernel's clock granularity: write until stat shows it moved.
-	other := strings.ToUpper(testToken)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if err := os.WriteFile(c.tokenFile, []byte(other), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(c.tokenFile, old.ModTime(), old.ModTime()); err != nil {
-			t.Fatal(err)
-		}
-		if fi, err := os.Stat(c.tokenFile); err == nil && secret.Changed(old, fi) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("stat never showed the rewrite in place")
-		}
-	}
-	if authorized(testToken) || !authorized(other) {
-		t.Error("the token file rewritten in place with its modification time kept was not read again")
-	}
-	// A new modification time: read again.
-	os.WriteFile(c.tokenFile, []byte(testToken), 0o600)
-	later := old.ModTime().Add(time.Second)
-	os.Chtimes(c.tokenFile, later, later)
-	if !authorized(testToken) || authorized(other) {
-		t.Error("the changed token file was not read again")
-	}
-
-	// Requests without credentials answer from the cache: with the file
-	// gone they still get 401 until an authenticated request notices.
-	os.Remove(c.tokenFile)
-	anonymous := func() int {
-		resp, err := http.Post(c.URL+"/admin/fetch", "application/json", strings.NewReader("{}"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if got := anonymous(); got != http.StatusUnauthorized {
-		t.Errorf("anonymous request after the file was removed: %d, want 401 from the cache", got)
-	}
-	_, err = (&Client{URL: c.URL, Token: testToken}).Fetch(context.Background(), m)
-	wantStatus(t, err, http.StatusNotFound, "the admin API is not enabled on this server")
-	if got := anonymous(); got != http.StatusNotFound {
-		t.Errorf("anonymous request once the removal was noticed: %d, want 404", got)
-	}
-}
-
 // TestParseTokenControl: a token file whose token holds a line break (two
 // lines) or another control character is refused: no HTTP header can carry
 // it, so the API would be on with a token no client can send, and sumd add
@@ -337,39 +229,6 @@ func TestFetchBodyKinds(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tt.message) {
 			t.Errorf("fetch with Content-Type %q: %d %q, want 400 saying %q", tt.ctype, resp.StatusCode, body, tt.message)
-		}
-	}
-}
-
-// TestAuthSchemeCase: the handler's own token check reads the scheme
-// without regard to case and the token without the white space around it,
-// as HTTP (RFC 9110, 11.1) and sumd serve's access layer do: "bearer TOKEN"
-// from a client that writes the scheme in lower case was a 401.
-func TestAuthSchemeCase(t *testing.T) {
-	c := newFakeSetup(t, &fakeRecorder{err: errors.New("recorder reached")})
-	for _, h := range []string{"bearer " + testToken, "BEARER " + testToken, "Bearer  " + testToken + " "} {
-		req, _ := http.NewRequest("POST", c.URL+"/admin/fetch", strings.NewReader(`{"module":"example.com/m","version":"v1.0.0"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", h)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusInternalServerError { // the recorder's error: authorized
-			t.Errorf("Authorization: %q: %d, want the request authorized", h, resp.StatusCode)
-		}
-	}
-	for _, h := range []string{"Basic " + testToken, "Bearer" + testToken, testToken} {
-		req, _ := http.NewRequest("POST", c.URL+"/admin/fetch", strings.NewReader(`{}`))
-		req.Header.Set("Authorization", h)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("Authorization: %q: %d, want 401", h, resp.StatusCode)
 		}
 	}
 }

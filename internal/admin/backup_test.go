@@ -32,7 +32,7 @@ func TestBackup(t *testing.T) {
 	if _, err := s.log.Add(ctx, gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: testHash, GoMod: testHash}); err != nil {
 		t.Fatal(err)
 	}
-	s.srv.Config.Handler = New(nil, Options{TokenFile: s.tokenFile, Logger: quiet, Snapshot: s.log.Snapshot})
+	s.srv.Config.Handler = New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: s.log.Snapshot})
 	if _, err := s.client.Fetch(ctx, mv("example.com/m", "v1.0.0")); err == nil || !strings.Contains(err.Error(), "records nothing") {
 		t.Errorf("fetch from a server without a recorder: %v, want 404", err)
 	}
@@ -69,10 +69,10 @@ func TestBackup(t *testing.T) {
 		status int
 		want   string
 	}{
-		{"no snapshots", New(nil, Options{TokenFile: s.tokenFile, Logger: quiet}), "GET", 501, "does not serve backups"},
-		{"memory store", New(nil, Options{TokenFile: s.tokenFile, Logger: quiet, Snapshot: mem.Snapshot}), "GET", 501, "cannot write a snapshot of itself: back its database up with the database's own tools (PostgreSQL: pg_dump"},
-		{"POST", New(nil, Options{TokenFile: s.tokenFile, Logger: quiet, Snapshot: s.log.Snapshot}), "POST", 405, "use GET"},
-		{"HEAD", New(nil, Options{TokenFile: s.tokenFile, Logger: quiet, Snapshot: s.log.Snapshot}), "HEAD", 200, ""},
+		{"no snapshots", New(nil, Options{Authenticated: true, Logger: quiet}), "GET", 501, "does not serve backups"},
+		{"memory store", New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: mem.Snapshot}), "GET", 501, "cannot write a snapshot of itself: back its database up with the database's own tools (PostgreSQL: pg_dump"},
+		{"POST", New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: s.log.Snapshot}), "POST", 405, "use GET"},
+		{"HEAD", New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: s.log.Snapshot}), "HEAD", 200, ""},
 	} {
 		req := httptest.NewRequest(tc.method, "/admin/backup", nil)
 		req.Header.Set("Authorization", "Bearer "+testToken)
@@ -90,7 +90,7 @@ func TestBackup(t *testing.T) {
 func TestBackupHeadSpoolsNothing(t *testing.T) {
 	s := newSetup(t, Options{})
 	snapshots := 0
-	h := New(nil, Options{TokenFile: s.tokenFile, Logger: quiet, Snapshot: func(ctx context.Context) (tlog.Snapshot, error) {
+	h := New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: func(ctx context.Context) (tlog.Snapshot, error) {
 		snapshots++
 		return s.log.Snapshot(ctx)
 	}})
