@@ -198,18 +198,14 @@ func scratchLogger(logger *slog.Logger) *slog.Logger {
 	return slog.New(scratchHandler{logger.Handler()})
 }
 
-// createdLog is the message of tlog's record of a log it created
-// (internal/tlog/open.go).
-const createdLog = "created a new checksum database"
-
-// scratchHandler is scratchLogger's handler: h with createdLog demoted to
+// scratchHandler is scratchLogger's handler: h with itlog.MsgCreated demoted to
 // debug level.
 type scratchHandler struct{ h slog.Handler }
 
 func (s scratchHandler) Enabled(ctx context.Context, l slog.Level) bool { return s.h.Enabled(ctx, l) }
 
 func (s scratchHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == createdLog && r.Level > slog.LevelDebug {
+	if r.Message == itlog.MsgCreated && r.Level > slog.LevelDebug {
 		if !s.h.Enabled(ctx, slog.LevelDebug) {
 			return nil
 		}
