@@ -44,6 +44,7 @@ func (b *builder) openMirrors(cfg Config) ([]*mirror.Follower, []Part, error) {
 			return nil, nil, err
 		}
 		b.onClose(f.Log().Close)
+		b.watch(f.Log(), "the sequencer of the mirror of "+f.Name(), mirrorHint)
 		if err := servedPrivately(cfg, f.Name(), creds); err != nil {
 			return nil, nil, err
 		}
@@ -83,6 +84,9 @@ func ownMirror(fs []*mirror.Follower, own string) error {
 	return nil
 }
 
+// mirrorHint is the hint for a mirror whose log stopped for good.
+const mirrorHint = "start sumd serve again: opening the mirror's database re-verifies it and carries on from what is durable"
+
 // mirrorPart follows the origin of f every interval. A round that fails
 // (origin unreachable, data refused) is logged and shown in the status,
 // and the mirror keeps serving what it holds: the server stops only if the
@@ -91,7 +95,7 @@ func mirrorPart(f *mirror.Follower, interval time.Duration, logger *slog.Logger)
 	l := f.Log()
 	return Part{
 		Name: "mirror of " + f.Name(),
-		Hint: "start sumd serve again: opening the mirror's database re-verifies it and carries on from what is durable",
+		Hint: mirrorHint,
 		Report: func(s *Status) {
 			st := f.Status()
 			s.Mirrors = append(s.Mirrors, st)

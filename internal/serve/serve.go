@@ -50,11 +50,13 @@
 //  3. Stop the parts: their context is cancelled, and Run waits for each to
 //     return. They stop after the drain, so that the sequencer's health is
 //     still watched while the last requests append.
-//  4. Close what the handlers hold (the TUF repository directory).
+//  4. Close the mirrors' logs, then what the handlers hold (the TUF
+//     repository directory).
 //  5. Close the log, last: it commits what is queued and releases the
 //     database's lock, so a new process can open it the moment this one exits.
-//     A write that failed in doubt after step 3, when no part watches the
-//     sequencer any more, is Run's error all the same (stoppedLate).
+//     A write to the log or a mirror's that failed in doubt after step 3,
+//     when no part watches its sequencer any more, is Run's error all the
+//     same (stoppedLate).
 //
 // # Status
 //
@@ -222,9 +224,22 @@ var errStopped = errors.New("stopped during the start")
 type builder struct {
 	closers []func() error // run last to first
 	log     *tlog.Log      // closed after them all
+	watched []watchedLog   // every log opened, checked once all are closed
+}
+
+// A watchedLog is a log opened for the server (its own, a mirror's), with
+// the name of its sequencer and the hint for its death in Run's errors.
+type watchedLog struct {
+	l          *tlog.Log
+	what, hint string
 }
 
 func (b *builder) onClose(f func() error) { b.closers = append(b.closers, f) }
+
+// watch remembers l for stoppedLate.
+func (b *builder) watch(l *tlog.Log, what, hint string) {
+	b.watched = append(b.watched, watchedLog{l, what, hint})
+}
 
 // close runs steps 4 and 5 of the shutdown order; runErr is what Run
 // returns so far.
@@ -237,27 +252,30 @@ func (b *builder) close(runErr error) error {
 		if err := b.log.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("failed to close the log: %w", err))
 		}
-		errs = append(errs, stoppedLate(b.log, runErr))
+	}
+	for _, w := range b.watched {
+		errs = append(errs, stoppedLate(w, runErr))
 	}
 	return errors.Join(errs...)
 }
 
-// stoppedLate returns the fatal error that stopped l, unless runErr
-// reports it already (the sequencer's health part did). The health part
-// stops watching with the other parts, after the drain, but writes still
-// commit after that: a part's last write as it stops, those of handlers
-// the drain cut, and what Close commits from the queue. One that fails in
-// doubt stops the log as any other does, and sumd serve must exit with
-// the status of that failure (1, or 3 for a store rolled back under the
-// log), not 0 as after a clean stop.
-func stoppedLate(l *tlog.Log, runErr error) error {
-	err := l.Err()
-	if !errors.Is(err, tlog.ErrFatal) || errors.Is(runErr, tlog.ErrFatal) {
+// stoppedLate returns the fatal error that stopped w's log, unless runErr
+// reports it already (a part watching the log did: the sequencer's health
+// part, a mirror's part). Those parts stop watching with the others, after
+// the drain, but writes still commit after that: a part's last write as it
+// stops (a sync pass's add, a mirror's round), those of handlers the drain
+// cut, and what Close commits from the queue. One that fails in doubt
+// stops the log as any other does, and sumd serve must exit with the
+// status of that failure (1, or 3 for a store rolled back under the log),
+// not 0 as after a clean stop.
+func stoppedLate(w watchedLog, runErr error) error {
+	err := w.l.Err()
+	if !errors.Is(err, tlog.ErrFatal) || errors.Is(runErr, err) {
 		return nil
 	}
-	err = fmt.Errorf("the log's sequencer stopped during the shutdown: %w", err)
+	err = fmt.Errorf("%s stopped during the shutdown: %w", w.what, err)
 	if hinted := (interface{ Hint() string })(nil); !errors.As(err, &hinted) {
-		err = withHint(err, sequencerHint)
+		err = withHint(err, w.hint)
 	}
 	return err
 }
@@ -293,6 +311,7 @@ func (b *builder) build(ctx context.Context, cfg Config, bound *bound) ([]*liste
 			return nil, nil, err
 		}
 		b.log = l
+		b.watch(l, "the log's sequencer", sequencerHint)
 		if err := ownMirror(mirrors, l.Name()); err != nil {
 			return nil, nil, err
 		}
