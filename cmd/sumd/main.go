@@ -214,8 +214,6 @@ func unknownCommand(name string, stderr io.Writer) int {
 // report prints err the sumd way and returns the exit status.
 func report(err error, stderr io.Writer) int {
 	var code exitCode
-	var ce *cliError
-	var hinted interface{ Hint() string }
 	switch {
 	case err == nil:
 		return 0
@@ -223,12 +221,26 @@ func report(err error, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &code):
 		return int(code)
+	}
+	status := 0
+	for _, e := range joined(err) {
+		status = cmp.Or(status, reportOne(e, stderr))
+	}
+	if doNotRestart(err) {
+		return exitDoNotRestart
+	}
+	return status
+}
+
+// reportOne prints err, which joins nothing, with its hint if it has one,
+// and returns its exit status.
+func reportOne(err error, stderr io.Writer) int {
+	var ce *cliError
+	var hinted interface{ Hint() string }
+	switch {
 	case errors.As(err, &ce):
 		printError(stderr, ce.err)
 		fmt.Fprintf(stderr, "hint: %s\n", ce.hint)
-		if doNotRestart(err) {
-			return exitDoNotRestart
-		}
 		return cmp.Or(ce.code, 1)
 	case errors.As(err, &hinted): // from internal/serve
 		printError(stderr, err)
@@ -236,10 +248,35 @@ func report(err error, stderr io.Writer) int {
 	default:
 		printError(stderr, err)
 	}
-	if doNotRestart(err) {
-		return exitDoNotRestart
-	}
 	return 1
+}
+
+// joined returns the errors err joins (errors.Join, at any depth), or err
+// alone: serve.Run joins a failure of its start or run with those of
+// closing what it opened, and each has its own hint. An error of several
+// causes that is not a join (fmt.Errorf's "%w: %w", tlog's) is one error:
+// a join's text is its parts' texts, a line each.
+func joined(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var texts []string
+	var parts []error
+	for _, e := range j.Unwrap() {
+		if e != nil {
+			texts = append(texts, e.Error())
+			parts = append(parts, e)
+		}
+	}
+	if len(parts) == 0 || strings.Join(texts, "\n") != err.Error() {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range parts {
+		out = append(out, joined(e)...)
+	}
+	return out
 }
 
 // doNotRestart reports whether err says the database must not be opened
