@@ -124,6 +124,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			cmd: "serve", create: cfg.Create, firstStart: true, verify: verifyMode(cfg.Verify), minFree: cfg.DiskFloor.Bytes(),
 			maxBatch: cfg.MaxBatch, logger: logger, metrics: tlog.NewMetrics(reg),
 			refresh: cfg.RefreshInterval, maxHeadAge: cfg.MaxHeadAge, registry: reg,
+			stop: ctx.Done(),
 		}, stderr)
 	}
 	surface := func(l *tlog.Log) (sumdb.ServerOps, http.Handler, error) {
@@ -263,6 +264,7 @@ type openOptions struct {
 	refresh    time.Duration         // on PostgreSQL: tlog.Options.RefreshInterval
 	maxHeadAge time.Duration         // on PostgreSQL: tlog.Options.MaxHeadAge
 	registry   prometheus.Registerer // on PostgreSQL: receives sumd_postgres_*
+	stop       <-chan struct{}       // ends the open's verification (tlog.Options.Stop): sumd serve's signals
 }
 
 // openLog reads the signing key and opens the database, generating both on
@@ -309,7 +311,7 @@ func openLogWith(db config.Database, o openOptions, create bool) (*tlog.Log, err
 	opts := tlog.Options{
 		Keys: keys, Create: create, Verify: o.verify, MaxBatch: o.maxBatch,
 		Logger: o.logger, Metrics: o.metrics, RefreshInterval: o.refresh, MaxHeadAge: o.maxHeadAge,
-		MinFree: o.minFree, LostKey: o.lostKey,
+		MinFree: o.minFree, LostKey: o.lostKey, Stop: o.stop,
 	}
 	if pgstore.IsURL(db.DB) {
 		l, err := openPostgres(db.DB, opts, o.registry, o.cmd)

@@ -36,8 +36,10 @@
 //  5. Run: the listeners and every part, under one errgroup.
 //
 // A stop (ctx) during the start takes effect once the step in progress
-// returns: opening the log is not interrupted, but nothing is announced or
-// served after it, and Run returns nil.
+// returns: nothing is announced or served after it, and Run returns nil.
+// The verification of the log's open ends at the stop if OpenLog ties
+// tlog.Options.Stop to ctx (an open failing with tlog.ErrOpenStopped);
+// the open of a mirror is not interrupted.
 //
 // # Shutdown order
 //
@@ -116,7 +118,8 @@ type Config struct {
 	CacheBytes       int64 // memory for full tiles and found records; 0: no cache (unlike server.Options, where 0 is the default)
 
 	// OpenLog opens the log. Run calls it once, after TUF is ready, and
-	// closes the log last. nil: a mirror-only server, whose first mirror
+	// closes the log last. If it ties tlog.Options.Stop to Run's ctx, an
+	// open a stop ended (tlog.ErrOpenStopped) is a stop during the start. nil: a mirror-only server, whose first mirror
 	// is served at the root paths too (and its log takes the own log's
 	// place in the status and the page).
 	OpenLog func() (*tlog.Log, error)
@@ -214,8 +217,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	return runGroup(ctx, servers, parts, cfg.ShutdownTimeout, cfg.Logger)
 }
 
-// errStopped is a start cut short by ctx: the open of the log or of a
-// mirror (minutes with -verify full) cannot be interrupted, but once it
+// errStopped is a start cut short by ctx: the open of a mirror, or of
+// the log without tlog.Options.Stop, cannot be interrupted, but once it
 // returns nothing more is built, nothing is announced (Ready) and Run
 // returns nil, as after a clean stop.
 var errStopped = errors.New("stopped during the start")
@@ -308,6 +311,9 @@ func (b *builder) build(ctx context.Context, cfg Config, bound *bound) ([]*liste
 	var l *tlog.Log
 	if cfg.OpenLog != nil {
 		if l, err = cfg.OpenLog(); err != nil {
+			if errors.Is(err, tlog.ErrOpenStopped) && ctx.Err() != nil {
+				return nil, nil, errStopped // the stop cut the verification short
+			}
 			return nil, nil, err
 		}
 		b.log = l

@@ -109,6 +109,10 @@ type Options struct {
 	MinFree int64
 	// Verify is the integrity check Open runs (default VerifyTail).
 	Verify VerifyMode
+	// Stop, if closed while Open verifies the stored tree (minutes for a
+	// large one with VerifyFull), ends Open with ErrOpenStopped: a server
+	// told to stop during its start serves nothing after it anyway.
+	Stop <-chan struct{}
 	// RefreshInterval is how often a log on a SharedStore reads the stored
 	// head to adopt other writers' commits (default DefaultRefreshInterval).
 	RefreshInterval time.Duration
@@ -128,6 +132,9 @@ var (
 	// ErrLocked means another process (usually a running sumd serve) holds
 	// the database file.
 	ErrLocked = errors.New("database is in use by another process")
+	// ErrOpenStopped means Options.Stop ended Open while it verified the
+	// stored tree: nothing was found wrong, and nothing was written.
+	ErrOpenStopped = errors.New("the verification of the database was stopped before its end")
 	// ErrPushback means the sequencer's queue is full: retry later.
 	ErrPushback = errors.New("too many pending additions, try again later")
 	// ErrClosed means the log has been closed.

@@ -54,8 +54,8 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 		l.keys.Store(&ks)
 	}
 	start := time.Now()
-	if err := verify(ctx, l.store, tree, opts.Verify, !st.Meta.Mirror); err != nil {
-		return corrupt(err)
+	if err := l.verify(ctx, tree, opts, !st.Meta.Mirror); err != nil {
+		return err
 	}
 	if !st.Meta.Mirror {
 		openHead := func(head []byte) (tlog.Tree, error) {
@@ -85,6 +85,39 @@ func (l *Log) open(ctx context.Context, opts Options) error {
 	l.publish(tree, st.Head, time.Time{})
 	l.confirm(loaded)
 	return nil
+}
+
+// verify verifies the stored tree against tree, the signed head's, as
+// opts say, until opts.Stop is closed: whatever the verification met once
+// stopped (a read cut short) says nothing of the database.
+func (l *Log) verify(ctx context.Context, tree tlog.Tree, opts Options, dense bool) error {
+	vctx, cancel := stopContext(ctx, opts.Stop)
+	defer cancel()
+	err := verify(vctx, l.store, tree, opts.Verify, dense)
+	if err != nil && vctx.Err() != nil && ctx.Err() == nil {
+		return ErrOpenStopped
+	}
+	return corrupt(err)
+}
+
+// stopContext returns ctx, also ended once stop is closed (nil: never).
+func stopContext(ctx context.Context, stop <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	select {
+	case <-stop: // closed already: no verification at all
+		cancel()
+	default:
+		if stop != nil {
+			go func() {
+				select {
+				case <-stop:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+		}
+	}
+	return ctx, cancel
 }
 
 // parseKeys takes the log's name and keys from the options.

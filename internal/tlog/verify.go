@@ -93,6 +93,10 @@ func verify(ctx context.Context, s Store, tree tlog.Tree, mode VerifyMode, dense
 func verifyFull(ctx context.Context, s Store, tree tlog.Tree, dense bool) error {
 	tiles := tlog.NewTiles(tileHeight, 0, tree.N)
 	for group := range slices.Chunk(tiles, 1<<tileHeight) {
+		// A store may not look at ctx (bbolt): a stop ends the loop here.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		tr := &verifiedTiles{ctx: ctx, s: s, saved: map[tlog.Tile][]byte{}}
 		indexes := make([]int64, len(group))
 		for i, t := range group {
@@ -171,6 +175,9 @@ func verifyRecords(ctx context.Context, s Store, t tlog.Tile, data []byte, dense
 func verifyIndex(ctx context.Context, s Store, n int64) error {
 	from := ""
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		entries, err := s.ScanIndex(ctx, from, MaxScanIndex)
 		if err != nil || len(entries) == 0 {
 			return err
