@@ -92,8 +92,22 @@ func clientCert(c config.ClientCert) (*tls.Certificate, error) {
 // its own for host keeps it from a host a redirect leads to, as the
 // credentials are (upstream.ClientCreds).
 func certTransport(cert *tls.Certificate, host string) http.RoundTripper {
-	t := &hostTransport{host: host, other: http.DefaultTransport, given: cert != nil}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	return hostCertTransport(http.DefaultTransport.(*http.Transport), cert, host)
+}
+
+// sumdbCertTransport is sumdbclient.Options.Transport for a client of the
+// database at base presenting cert (nil: none, but a server asking for
+// one gets certHint's hint): certTransport over the client's own.
+func sumdbCertTransport(cert *tls.Certificate, base string) func(*http.Transport) http.RoundTripper {
+	host := hostOf(base)
+	return func(tr *http.Transport) http.RoundTripper { return hostCertTransport(tr, cert, host) }
+}
+
+// hostCertTransport is certTransport over base, which carries the
+// requests to other hosts, and a clone of it those to host.
+func hostCertTransport(base *http.Transport, cert *tls.Certificate, host string) http.RoundTripper {
+	t := &hostTransport{host: host, other: base, given: cert != nil}
+	tr := base.Clone()
 	// No RootCAs: the system's roots, or SSL_CERT_FILE, as without it.
 	tr.TLSClientConfig = &tls.Config{GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		t.asked.Store(true)

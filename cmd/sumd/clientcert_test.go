@@ -160,3 +160,59 @@ func TestTUFGosumdbClientCert(t *testing.T) {
 		t.Errorf("sumd tuf gosumdb -client-cert: exit %d, printed %q, want the GOSUMDB value\n%s", code, out, errOut)
 	}
 }
+
+// TestSumdbClientCert: sumd verify, sumd mirror and sumd restore -from,
+// which read the log through the checksum database protocol, present
+// -client-cert to a server of -tls-client-auth require, and without it
+// get the hint naming -client-cert; a mirror remembers the files (not the
+// key) as it remembers -auth, so a later run without flags presents it.
+func TestSumdbClientCert(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.New(t)
+	srv := ca.Server(t)
+	aud := ca.Client(t, "aud", pkix.Name{CommonName: "aud.corp.example", Organization: []string{"Corp"}}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	roles := writeSecret(t, filepath.Join(dir, "roles"), "aud:"+aud.Subject+":auditor\n")
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	key := filepath.Join(dir, "keys", e2eName+".key")
+	if err := os.Mkdir(filepath.Join(dir, "m"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "m", "go.mod"), []byte("module example.com/m\n"))
+	db := filepath.Join(dir, "sumd.db")
+	sumd(t, "add", "-create", "-db", db, "-key", key, "example.com/m@v1.0.0", filepath.Join(dir, "m"))
+	s := startServer(t, "-db", db, "-key", key,
+		"-tls-cert", srv.CertFile, "-tls-key", srv.KeyFile, "-tls-client-ca", ca.File, "-tls-client-roles", roles, "-tls-client-auth", "require")
+	env := []string{"SSL_CERT_FILE=" + ca.File, "NETRC=" + filepath.Join(dir, "none.netrc")}
+	cert := []string{"-client-cert", aud.CertFile, "-client-key", aud.KeyFile}
+	mdb := filepath.Join(dir, "mirror.db")
+	for _, args := range [][]string{
+		{"verify", "-url", s.url, "-key", vkey, "-full"},
+		{"mirror", "-mirror", mdb, "-origin", s.url, "-origin-key", vkey},
+		{"restore", "-db", filepath.Join(dir, "restored.db"), "-key", key, "-from", s.url},
+	} {
+		if _, errOut, code := sumdCode(t, env, args...); code != 2 || !strings.Contains(errOut, "hint: the server asks for a client certificate: pass one its -tls-client-ca issued with -client-cert") {
+			t.Errorf("sumd %s without a client certificate: exit %d, want 2 and a hint naming -client-cert\n%s", args[0], code, errOut)
+		}
+		if out, errOut, code := sumdCode(t, env, append(args, cert...)...); code != 0 {
+			t.Errorf("sumd %s -client-cert: exit %d, want 0\n%s%s", args[0], code, out, errOut)
+		}
+	}
+	// The mirror remembers the certificate's files for the next run.
+	if out, errOut, code := sumdCode(t, env, "mirror", "-mirror", mdb); code != 0 {
+		t.Errorf("sumd mirror with the remembered client certificate: exit %d, want 0\n%s%s", code, out, errOut)
+	}
+	// The certificate is a credential as a token is: sumd serve, which
+	// presents it to the origin, serves the mirror to no anonymous client.
+	if m, err := launchServer(t, "", env, "-mirror-only", "-mirror", mdb); err == nil {
+		m.stop()
+		t.Error("sumd serve -mirror served a mirror that presents a client certificate to its origin to anonymous clients")
+	} else if !strings.Contains(err.Error(), "reads its origin with credentials (client-cert:"+aud.CertFile+")") {
+		t.Errorf("sumd serve -mirror of a mirror presenting a client certificate: %v", err)
+	}
+	if err := os.Chmod(aud.KeyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := sumdCode(t, env, append([]string{"verify", "-url", s.url, "-key", vkey}, cert...)...); code != 2 || !strings.Contains(errOut, "hint: run chmod 600 "+aud.KeyFile) {
+		t.Errorf("sumd verify with a key other users may read: exit %d, want 2 and the chmod hint\n%s", code, errOut)
+	}
+}

@@ -184,6 +184,8 @@ func mirrorError(err error, path string) error {
 	case errors.As(err, new(*sumdbclient.BodyError)) || errors.Is(err, sumdbclient.ErrTooLarge):
 		return &cliError{err: err, hint: "the origin, or something between (a proxy, a captive portal), answered with a page that is not the checksum database protocol: " +
 			"check -origin and what that URL answers from here; the steps committed before are kept, and the next run resumes", code: 2}
+	case certHint(err) != "":
+		return &cliError{err: err, hint: certHint(err) + "; the steps committed before are kept, and the next run resumes", code: 2}
 	case errors.As(err, &fe):
 		return &cliError{err: err, hint: "check -origin and that the origin is reachable; the steps committed before are kept, and the next run resumes", code: 2}
 	}
@@ -192,7 +194,8 @@ func mirrorError(err error, path string) error {
 
 // checkMirrorFlags checks what sumd mirror's options name before the
 // mirror is opened (or created): the -modules list and its go.sum files
-// (read again by each run), and the -auth credentials.
+// (read again by each run), the -auth credentials and the -client-cert
+// pair.
 func checkMirrorFlags(cfg *config.Mirror) error {
 	if mods := cfg.ModuleList(); len(mods) > 0 {
 		sel, err := mirror.ParseSelection(mods)
@@ -208,6 +211,9 @@ func checkMirrorFlags(cfg *config.Mirror) error {
 		if _, err := clientAuth(cfg.Auth); err != nil {
 			return err
 		}
+	}
+	if _, err := clientCert(cfg.ClientCert); err != nil {
+		return err
 	}
 	return nil
 }
@@ -239,6 +245,15 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 	}
 	if cfg.Auth != "" {
 		mc.Auth = cfg.Auth
+	}
+	// A client certificate too goes to its host alone. Its files are
+	// remembered, as -auth's are, so that the next run and sumd serve
+	// -mirror present it; the key stays in its file.
+	if stored != nil && sameHost(stored.URL, mc.URL) {
+		mc.ClientCert, mc.ClientKey = stored.ClientCert, stored.ClientKey
+	}
+	if cfg.ClientCert.ClientCert != "" {
+		mc.ClientCert, mc.ClientKey = cfg.ClientCert.ClientCert, cfg.ClientKey
 	}
 	return mc, nil
 }
@@ -274,7 +289,7 @@ func hostBound(auth string) bool {
 // database must then remember.
 func saveMirrorConfig(l *itlog.Log, stored, mc *mirror.Config) error {
 	if stored != nil && stored.URL == mc.URL && slices.Equal(stored.Modules, mc.Modules) && slices.Equal(stored.VerifierKeys, mc.VerifierKeys) &&
-		stored.Auth == mc.Auth && stored.Partial == mc.Partial {
+		stored.Auth == mc.Auth && stored.ClientCert == mc.ClientCert && stored.ClientKey == mc.ClientKey && stored.Partial == mc.Partial {
 		return nil
 	}
 	return mirror.WriteConfig(context.Background(), l, mc)
@@ -326,9 +341,13 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 		if err != nil {
 			return nil, err
 		}
+		cert, err := clientCert(config.ClientCert{ClientCert: mc.ClientCert, ClientKey: mc.ClientKey})
+		if err != nil {
+			return nil, err
+		}
 		if opts.Client, err = sumdbclient.New(mc.URL, sumdbclient.Options{
 			UserAgent: "sumd-mirror/" + version(), Timeout: cmp.Or(o.timeout, 30*time.Second), Parallel: o.parallel,
-			Auth: creds.Apply,
+			Auth: creds.Apply, Transport: sumdbCertTransport(cert, mc.URL),
 		}); err != nil {
 			return nil, usageError(err, "fix the origin URL (sumd mirror -origin URL)")
 		}

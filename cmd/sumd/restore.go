@@ -163,7 +163,7 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 	if err != nil {
 		return nil, restoreMirrorOpenError(err, cfg, path)
 	}
-	f, err := newFollower(l, &mirror.Config{URL: cfg.From, Auth: cfg.Auth}, followerOptions{logger: logger})
+	f, err := newFollower(l, &mirror.Config{URL: cfg.From, Auth: cfg.Auth, ClientCert: cfg.ClientCert.ClientCert, ClientKey: cfg.ClientKey}, followerOptions{logger: logger})
 	if err == nil {
 		bar := newProgress(stderr, "mirroring records")
 		f.SetProgress(bar.update)
@@ -250,6 +250,8 @@ func restoreSyncError(err error, path string, removed bool) error {
 	case errors.As(err, new(*sumdbclient.BodyError)) || errors.Is(err, sumdbclient.ErrTooLarge):
 		return &cliError{err: err, hint: "check -from: the server, or something between (a proxy, a captive portal), answered with a page that is not the checksum database protocol; " +
 			"-from is the URL a go command would use as GOSUMDB's (such as https://replica.example or https://proxy.example/sumdb/NAME); " + kept, code: 2}
+	case certHint(err) != "":
+		return &cliError{err: err, hint: certHint(err) + "; " + kept, code: 2}
 	case errors.As(err, &fe) && fe.Status != http.StatusUnauthorized && fe.Status != http.StatusForbidden:
 		return &cliError{err: err, hint: "check -from and that the server is reachable from here; " + kept, code: 2}
 	}

@@ -577,9 +577,15 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 // originCreds names the credentials a mirror configured by mc sends to its
 // origin, without the secret ("": none). A mirror made without -auth reads
 // the go command's .netrc if it has one: that is not counted, as most
-// mirrors so made follow a public origin (sum.golang.org).
+// mirrors so made follow a public origin (sum.golang.org). A client
+// certificate (sumd mirror -client-cert) is a credential as a token is.
 func originCreds(mc *mirror.Config) string {
-	if mc.URL == "" || mc.Auth == "" {
+	switch {
+	case mc.URL == "":
+		return ""
+	case mc.ClientCert != "":
+		return "client-cert:" + mc.ClientCert
+	case mc.Auth == "":
 		return ""
 	}
 	a, err := upstream.ParseAuth(mc.Auth)

@@ -38,6 +38,10 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cert, err := clientCert(cfg.ClientCert)
+	if err != nil {
+		return err
+	}
 	vkeys, dbURL, keySource, err := verifierKeys(cfg, auth, stderr)
 	if err != nil {
 		if cfg.JSON && cfg.TUFRoot != "" {
@@ -59,7 +63,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	rep, err := audit.Run(ctx, audit.Options{
 		URL: dbURL, VerifierKey: vkeys[0], VerifierKeys: vkeys[1:], KeySource: keySource, StateDir: cfg.State, Full: cfg.Full, GoSum: files,
 		Parallel: cfg.Parallel, UserAgent: "sumd-verify/" + version(), Progress: bar.update, Auth: auth.Apply,
-		Recheck: recheck, RecheckSince: int64(cfg.Since),
+		Transport: sumdbCertTransport(cert, dbURL), Recheck: recheck, RecheckSince: int64(cfg.Since),
 	})
 	bar.finish()
 	if cfg.JSON {

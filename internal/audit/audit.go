@@ -121,6 +121,8 @@ type Options struct {
 	// sumd serve -read-auth: data tiles need an auditor's). An error it
 	// returns fails the request without a retry.
 	Auth func(*http.Request) error
+	// Transport is sumdbclient.Options.Transport (a client certificate).
+	Transport func(*http.Transport) http.RoundTripper
 	// Timeout caps each HTTP request (default 30s).
 	Timeout time.Duration
 	// Progress, if set, is called after each data tile of a full audit
@@ -246,6 +248,7 @@ func newRun(ctx context.Context, opts Options, rep *Report) (*run, error) {
 	}
 	r.f, err = sumdbclient.New(opts.URL, sumdbclient.Options{
 		UserAgent: opts.UserAgent, Timeout: opts.Timeout, Parallel: opts.Parallel, Backoff: opts.retryBackoff, Auth: opts.Auth,
+		Transport: opts.Transport,
 	})
 	if err != nil {
 		return r, err

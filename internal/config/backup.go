@@ -100,6 +100,7 @@ type Restore struct {
 	Log
 	From string `flag:"from" arg:"MIRROR" help:"the full mirror to restore from: its database file, or the URL of a server serving it (such as https://replica.example or https://proxy.example/sumdb/sum.example.com) (required)"`
 	ClientAuth
+	ClientCert
 }
 
 // LoadRestore is LoadServe for `sumd restore`.
@@ -111,7 +112,7 @@ func LoadRestore(args, env []string, w io.Writer) (*Restore, []string, error) {
 
 // Validate reports every problem of c, one per line.
 func (c *Restore) Validate() error {
-	errs := []error{c.Database.Validate(), c.DiskFloor.Validate(), c.Log.Validate()}
+	errs := []error{c.Database.Validate(), c.DiskFloor.Validate(), c.Log.Validate(), c.ClientCert.Validate()}
 	if c.From == "" {
 		errs = append(errs, errors.New("from is empty: set -from to the mirror's database file or URL"))
 	}

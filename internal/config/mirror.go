@@ -65,6 +65,7 @@ type Mirror struct {
 	Origin  string `flag:"origin" arg:"URL" help:"base URL of the checksum database to follow: a sumd, https://sum.golang.org, another mirror, or a proxy path such as https://proxy.example/sumdb/sum.golang.org; default: the URL the mirror database remembers, or https://sum.golang.org for a new mirror"`
 	Modules string `flag:"modules" arg:"LIST" help:"make the mirror partial: comma-separated go.sum files (ending in .sum) and module path patterns (GOPRIVATE syntax), and '!pattern' entries excluding modules (list a company's private modules so, or their paths are asked of the origin every round); every hash tile is kept, but only the records of those versions; default: the list the mirror database remembers, or every record (a full mirror)"`
 	ClientAuth
+	ClientCert
 	Step     int           `flag:"step" arg:"RECORDS" help:"records added per commit: bounds memory (about 200 bytes per record, three steps in flight: one committing, two fetched and verified ahead) and the work a crash loses; measured fastest near the default"`
 	Parallel int           `flag:"parallel" help:"most requests to the origin in flight at once"`
 	Timeout  time.Duration `flag:"timeout" help:"time limit of one request to the origin"`
@@ -83,7 +84,7 @@ func LoadMirror(args, env []string, w io.Writer) (*Mirror, []string, error) {
 
 // Validate reports every problem of c, one per line.
 func (c *Mirror) Validate() error {
-	errs := []error{c.MirrorDB.Validate(), c.DiskFloor.Validate(), c.Log.Validate()}
+	errs := []error{c.MirrorDB.Validate(), c.DiskFloor.Validate(), c.Log.Validate(), c.ClientCert.Validate()}
 	if c.Origin != "" {
 		errs = append(errs, checkURL(c.Origin))
 	}

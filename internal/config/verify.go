@@ -26,6 +26,7 @@ type Verify struct {
 	RecheckAuth string   `flag:"recheck-auth" arg:"AUTH" help:"credentials for -recheck, as -upstream-auth of sumd serve: none, basic:USER:FILE, bearer:FILE, netrc[:FILE] or HOST=AUTH,..."`
 	Since       int      `flag:"since" arg:"ID" help:"with -recheck, re-hash only records from this id on; an id past the signed tree's size names no record and stops the audit (exit status 2)"`
 	ClientAuth
+	ClientCert
 	TUFTrust
 	Sources
 }
@@ -45,7 +46,7 @@ func LoadVerify(args, env []string, w io.Writer) (*Verify, []string, error) {
 
 // Validate reports every problem of c, one per line.
 func (c *Verify) Validate() error {
-	errs := []error{c.TUFTrust.Validate()}
+	errs := []error{c.TUFTrust.Validate(), c.ClientCert.Validate()}
 	if c.URL == "" && c.TUFRoot == "" {
 		errs = append(errs, errors.New("url is empty: set -url to the checksum database's base URL"))
 	} else if c.URL != "" {

@@ -78,6 +78,11 @@ type Config struct {
 	// take them (-auth: none, basic:USER:FILE, bearer:FILE, netrc[:FILE];
 	// "": the go command's .netrc): files, never the secrets themselves.
 	Auth string `json:"auth,omitempty"`
+	// ClientCert and ClientKey are the files of the client certificate
+	// presented to the origin (-client-cert, -client-key): paths, never
+	// the key itself, read again by each run.
+	ClientCert string `json:"client_cert,omitempty"`
+	ClientKey  string `json:"client_key,omitempty"`
 }
 
 const (

@@ -99,6 +99,11 @@ type Options struct {
 	// Auth, if set, adds credentials to every request (a server behind an
 	// access layer); an error fails the request without sending it.
 	Auth func(*http.Request) error
+	// Transport, if set, is given the client's own transport (its
+	// timeouts and idle connections set) and returns the round tripper
+	// the client uses: one presenting a client certificate to the base
+	// URL's host alone, for one.
+	Transport func(*http.Transport) http.RoundTripper
 }
 
 // A Client GETs protocol paths from one database. It is safe for
@@ -136,9 +141,13 @@ func New(base string, opts Options) (*Client, error) {
 	tr.ResponseHeaderTimeout = opts.Timeout
 	// Every worker keeps its connection between requests.
 	tr.MaxIdleConnsPerHost = opts.Parallel + 2
+	var rt http.RoundTripper = tr
+	if opts.Transport != nil {
+		rt = opts.Transport(tr)
+	}
 	return &Client{
 		base:     strings.TrimSuffix(base, "/"),
-		client:   &http.Client{Transport: tr, Timeout: opts.Timeout, CheckRedirect: redirect.Check},
+		client:   &http.Client{Transport: rt, Timeout: opts.Timeout, CheckRedirect: redirect.Check},
 		ua:       opts.UserAgent,
 		auth:     opts.Auth,
 		attempts: 3,
