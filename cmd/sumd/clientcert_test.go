@@ -159,6 +159,15 @@ func TestTUFGosumdbClientCert(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, e2eName+"+") {
 		t.Errorf("sumd tuf gosumdb -client-cert: exit %d, printed %q, want the GOSUMDB value\n%s", code, out, errOut)
 	}
+	// sumd verify learns the key from the same repository: it presents
+	// its -client-cert there too, not only to the database.
+	verify := []string{"verify", "-tuf-root", root, "-tuf-url", "https://" + addr + "/tuf", "-state", filepath.Join(dir, "state")}
+	if _, errOut, code := sumdCode(t, env, verify...); code != 2 || !strings.Contains(errOut, "hint: the server asks for a client certificate: pass one its -tls-client-ca issued with -client-cert") {
+		t.Errorf("sumd verify -tuf-root without a client certificate: exit %d, want 2 and a hint naming -client-cert\n%s", code, errOut)
+	}
+	if out, errOut, code := sumdCode(t, env, append(verify, "-client-cert", dev.CertFile, "-client-key", dev.KeyFile)...); code != 0 {
+		t.Errorf("sumd verify -tuf-root -client-cert: exit %d, want 0\n%s%s", code, out, errOut)
+	}
 }
 
 // TestSumdbClientCert: sumd verify, sumd mirror and sumd restore -from,

@@ -46,8 +46,9 @@ func tufGosumdb(args []string, stdout, stderr io.Writer) error {
 // verifierKeys returns the verifier keys and URL sumd verify audits with:
 // -key and -url, or what the TUF repository publishes (-url, if given,
 // wins over the published URL: a proxy path, say); and where the keys
-// came from, for the audit's messages (audit.Options.KeySource).
-func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, stderr io.Writer) (vkeys []string, url, source string, err error) {
+// came from, for the audit's messages (audit.Options.KeySource). cert,
+// -client-cert, goes to the repository's host as to the database's.
+func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, cert *tls.Certificate, stderr io.Writer) (vkeys []string, url, source string, err error) {
 	if cfg.TUFRoot == "" {
 		for _, k := range cfg.Key {
 			more, err := readVKeys("-key", k)
@@ -67,7 +68,7 @@ func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, stderr io.Write
 	if cfg.State != "" {
 		cache = tufCacheDir(cfg.State, cfg.TUFURL)
 	}
-	db, err := fetchDatabase(cfg.TUFTrust, auth, nil, false, cache)
+	db, err := fetchDatabase(cfg.TUFTrust, auth, cert, true, cache)
 	if err != nil {
 		return nil, "", "", err
 	}

@@ -42,7 +42,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	vkeys, dbURL, keySource, err := verifierKeys(cfg, auth, stderr)
+	vkeys, dbURL, keySource, err := verifierKeys(cfg, auth, cert, stderr)
 	if err != nil {
 		if cfg.JSON && cfg.TUFRoot != "" {
 			printJSON(stdout, failedReport(err))
