@@ -225,3 +225,38 @@ func TestSumdbClientCert(t *testing.T) {
 		t.Errorf("sumd verify with a key other users may read: exit %d, want 2 and the chmod hint\n%s", code, errOut)
 	}
 }
+
+// TestMirrorClientCertRedirect: sumd mirror presents its client
+// certificate to the host of -origin alone, through sumdbclient's own
+// transport: a redirect to another host gets the request without it.
+func TestMirrorClientCertRedirect(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.New(t)
+	srv := ca.Server(t)
+	aud := ca.Client(t, "aud", pkix.Name{CommonName: "aud.corp.example"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	var presented, asked atomic.Int32
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		presented.Add(int32(len(r.TLS.PeerCertificates)))
+		http.NotFound(w, r)
+	}))
+	other.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequestClientCert}
+	other.StartTLS()
+	defer other.Close()
+	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+	}))
+	front.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	front.StartTLS()
+	defer front.Close()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	env := []string{"SSL_CERT_FILE=" + ca.File, "NETRC=" + filepath.Join(dir, "none.netrc")}
+	_, errOut, code := sumdCode(t, env, "mirror", "-mirror", filepath.Join(dir, "m.db"), "-origin", front.URL, "-origin-key", vkey,
+		"-client-cert", aud.CertFile, "-client-key", aud.KeyFile)
+	if code == 0 || asked.Load() == 0 {
+		t.Fatalf("sumd mirror redirected to another host: exit %d, %d requests there, want a failure after a request there\n%s", code, asked.Load(), errOut)
+	}
+	if presented.Load() != 0 {
+		t.Error("the client certificate was presented to the host a redirect led to")
+	}
+}

@@ -48,3 +48,46 @@ func TestMirrorConfigAuthStaysWithHost(t *testing.T) {
 		}
 	}
 }
+
+// TestMirrorConfigClientCertStaysWithHost: the client certificate a
+// mirror's database remembers (its files) is presented to the host it was
+// given for, as a token is; a run naming an origin on another host must
+// give -client-cert again, and a run's -client-cert replaces it.
+func TestMirrorConfigClientCertStaysWithHost(t *testing.T) {
+	skey, _, err := itlog.GenerateKey("sum.corp.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := itlog.ParseKey(skey)
+	l, err := itlog.OpenStore(itlog.NewMemStore(), itlog.Options{VerifierKeys: []string{key.VerifierKey()}, Create: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, tc := range []struct {
+		origin, flag, want string
+	}{
+		{"", "", "/etc/sumd/replica.pem"},
+		{"https://sumd.corp.example:8443", "", "/etc/sumd/replica.pem"},
+		{"https://sumd.other.example", "", ""},
+		{"https://sumd.other.example", "/etc/sumd/other.pem", "/etc/sumd/other.pem"},
+		{"", "/etc/sumd/new.pem", "/etc/sumd/new.pem"},
+	} {
+		cfg := &config.Mirror{Origin: tc.origin}
+		if tc.flag != "" {
+			cfg.ClientCert = config.ClientCert{ClientCert: tc.flag, ClientKey: tc.flag + ".key"}
+		}
+		stored := &mirror.Config{URL: "https://sumd.corp.example", VerifierKeys: l.VerifierKeys(), ClientCert: "/etc/sumd/replica.pem", ClientKey: "/etc/sumd/replica.pem.key"}
+		mc, err := mirrorConfig(cfg, l, stored)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantKey := ""
+		if tc.want != "" {
+			wantKey = tc.want + ".key"
+		}
+		if mc.ClientCert != tc.want || mc.ClientKey != wantKey {
+			t.Errorf("-origin %q, -client-cert %q: the run presents %q (key %q), want %q", tc.origin, tc.flag, mc.ClientCert, mc.ClientKey, tc.want)
+		}
+	}
+}
