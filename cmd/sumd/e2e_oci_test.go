@@ -62,19 +62,73 @@ func matchesTest(run, name string) bool {
 }
 
 // runCosign runs the cosign command line bin in dir with the test's password
-// and an empty HOME, offline.
+// and cosignEnv, offline.
 func runCosign(t *testing.T, bin, dir string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD="+cosignPassword, "HOME="+t.TempDir(), "TUF_ROOT="+t.TempDir())
+	cmd.Env = cosignEnv(t)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// cosignEnv is the environment cosign runs in, built from nothing so that
+// no setting of the developer's (a Docker config and its credential
+// helpers, COSIGN_* and SIGSTORE_* variables, proxies, XDG directories)
+// changes what it does: PATH, the test's password, and an empty HOME,
+// TUF_ROOT and TMPDIR of the test's. The registry is plain HTTP on
+// 127.0.0.1 and signing is offline, so cosign needs nothing else.
+func cosignEnv(t *testing.T) []string {
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + t.TempDir(),
+		"TUF_ROOT=" + t.TempDir(),
+		"TMPDIR=" + t.TempDir(),
+		"COSIGN_PASSWORD=" + cosignPassword,
+	}
+}
+
+// TestCosignEnv checks that what a developer's environment sets for cosign
+// or its registry client (a Docker config with credential helpers, Sigstore
+// and cosign settings, proxies, TMPDIR's neighbours) never reaches the
+// cosign that TestCosignCLI runs, so it signs the same way on every machine.
+func TestCosignEnv(t *testing.T) {
+	for _, kv := range []string{
+		"DOCKER_CONFIG=/nonexistent/docker", "REGISTRY_AUTH_FILE=/nonexistent/auth.json",
+		"COSIGN_REPOSITORY=elsewhere.example/sigs", "COSIGN_EXPERIMENTAL=1", "COSIGN_KEY=/nonexistent/cosign.key",
+		"SIGSTORE_REKOR_PUBLIC_KEY=/nonexistent/rekor.pub", "SIGSTORE_ID_TOKEN=x", "TUF_MIRROR=https://tuf.example",
+		"HTTPS_PROXY=http://proxy.example:3128", "http_proxy=http://proxy.example:3128", "NO_PROXY=*",
+		"SSL_CERT_FILE=/nonexistent/ca.pem", "XDG_CONFIG_HOME=/nonexistent/config", "XDG_CACHE_HOME=/nonexistent/cache",
+	} {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	seen := map[string]string{}
+	for _, kv := range cosignEnv(t) {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, dup := seen[k]; dup {
+			t.Errorf("cosign's environment sets %s twice", k)
+		}
+		seen[k] = v
+		switch k {
+		case "PATH", "HOME", "TUF_ROOT", "TMPDIR", "COSIGN_PASSWORD":
+		default:
+			t.Errorf("cosign's environment has %s, from the developer's environment", kv)
+		}
+	}
+	for _, k := range []string{"HOME", "TUF_ROOT", "TMPDIR"} {
+		if d := seen[k]; !strings.HasPrefix(d, os.TempDir()) || d == os.TempDir() {
+			t.Errorf("cosign's %s=%q, want a directory of the test's", k, d)
+		}
+	}
+	if seen["COSIGN_PASSWORD"] != cosignPassword {
+		t.Errorf("cosign's COSIGN_PASSWORD=%q, want the test's", seen["COSIGN_PASSWORD"])
+	}
 }
 
 // TestCosignCLI is the proof that sumd accepts what the real cosign
