@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -34,38 +35,47 @@ func newRecorder(t testing.TB, l Log, opts RecorderOptions) *Recorder {
 
 // TestConcurrentFirstLookups checks that 100 concurrent first lookups of one
 // version make exactly one upstream fetch and one record, and all get its id.
+// The upstream holds the zip until every lookup waits (synctest.Wait), so
+// all of them are sure to meet the one flight, however slowly they start.
 func TestConcurrentFirstLookups(t *testing.T) {
-	m := mv("example.com/m", "v1.0.0")
-	p := newProxy(t, goodModule(m.Path, m.Version))
-	p.setHook(func(w http.ResponseWriter, r *http.Request) bool {
-		time.Sleep(50 * time.Millisecond) // keep the flight open while the others arrive
-		return false
-	})
-	l := testLog(t)
-	rec := newRecorder(t, l, RecorderOptions{Fetcher: newFetcher(t, p.url, FetcherOptions{})})
+	synctest.Test(t, func(t *testing.T) {
+		m := mv("example.com/m", "v1.0.0")
+		p := newHeldProxy(t, make(chan struct{}), goodModule(m.Path, m.Version))
+		l := testLog(t)
+		f := newFetcher(t, "http://proxy.test", FetcherOptions{HTTPClient: &http.Client{Transport: p}})
+		rec := newRecorder(t, l, RecorderOptions{Fetcher: f})
 
-	const n = 100
-	var wg sync.WaitGroup
-	ids := make([]int64, n)
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() { ids[i], errs[i] = rec.Lookup(context.Background(), m) })
-	}
-	wg.Wait()
-	for i := range n {
-		if errs[i] != nil || ids[i] != 0 {
-			t.Fatalf("lookup %d = %d, %v; want id 0", i, ids[i], errs[i])
+		const n = 100
+		var wg sync.WaitGroup
+		ids := make([]int64, n)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() { ids[i], errs[i] = rec.Lookup(context.Background(), m) })
 		}
-	}
-	if got := p.count(".zip"); got != 1 {
-		t.Errorf("upstream served the zip %d times, want 1", got)
-	}
-	if got := p.count(".mod"); got != 1 {
-		t.Errorf("upstream served the .mod %d times, want 1", got)
-	}
-	if got := treeSize(t, l); got != 1 {
-		t.Errorf("tree size %d, want 1", got)
-	}
+		synctest.Wait() // the zip is held: every lookup has started or joined a flight
+		rec.flightMu.Lock()
+		flights, waiters := len(rec.flights), 0
+		for _, f := range rec.flights {
+			waiters += f.waiters
+		}
+		rec.flightMu.Unlock()
+		if flights != 1 || waiters != n {
+			t.Errorf("%d flights with %d waiters while the zip is held, want 1 with %d", flights, waiters, n)
+		}
+		close(p.hold)
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil || ids[i] != 0 {
+				t.Fatalf("lookup %d = %d, %v; want id 0", i, ids[i], errs[i])
+			}
+		}
+		if got := p.zips.Load(); got != 1 {
+			t.Errorf("upstream asked for the zip %d times, want 1", got)
+		}
+		if got := treeSize(t, l); got != 1 {
+			t.Errorf("tree size %d, want 1", got)
+		}
+	})
 }
 
 // TestRecordedMatchesUpstream checks that the record a lookup creates holds
