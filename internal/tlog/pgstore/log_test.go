@@ -205,7 +205,17 @@ func TestLostCommit(t *testing.T) {
 		l, s := openLog(t, url, k, Options{ResolveTimeout: 300 * time.Millisecond})
 		s.finish = func(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
 			go s.ctl.Close() // waits for the transaction's connection
-			time.Sleep(10 * time.Millisecond)
+			// Until Close has closed the pool, Acquire answers (or
+			// waits, the pool full); once it has, Acquire fails: then
+			// resolve cannot reach the database, however late the
+			// goroutine ran.
+			for {
+				c, err := s.ctl.Acquire(ctx)
+				if err != nil {
+					break
+				}
+				c.Release()
+			}
 			return errLost
 		}
 		_, err := l.Add(ctx, record(0))
