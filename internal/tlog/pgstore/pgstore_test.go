@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,11 +93,39 @@ func (p *pgStores) SetTile(t *testing.T, name string, id tlog.TileID, data []byt
 	p.exec(t, name, `UPDATE sumd_tiles SET data = $3 WHERE level = $1 AND n = $2`, id.L, id.N, data)
 }
 
+// waitLockWait waits until a session of the database at url waits for a
+// lock, as a writer behind another's head lock does: a poll of
+// pg_stat_activity, not a time it is assumed to take to get there. The
+// writer whose answer done carries must not have finished first.
+func waitLockWait(t *testing.T, pg *pgtest.Server, url string, done <-chan error) {
+	t.Helper()
+	db, _, _ := strings.Cut(strings.TrimPrefix(url, "postgres:///"), "?")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("the writer finished while another held the head's lock: %v", err)
+		default:
+		}
+		var n int
+		if err := pgQuery(t, pg, "postgres", `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = '`+db+`' AND wait_event_type = 'Lock'`, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no session waited for the head's lock within 30s")
+		}
+	}
+}
+
 // TestLockHeadBlocks: while one store holds the head's lock, another's
 // commit waits, and then loses the compare-and-swap.
 func TestLockHeadBlocks(t *testing.T) {
 	ctx := context.Background()
-	url, k := pgtest.Shared(t).NewDatabase(t), testKey(t)
+	pg := pgtest.Shared(t)
+	url, k := pg.NewDatabase(t), testKey(t)
 	a, sa := openLog(t, url, k, Options{})
 	b, _ := openLog(t, url, k, Options{})
 	if err := sa.LockHead(ctx); err != nil {
@@ -104,11 +133,7 @@ func TestLockHeadBlocks(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { _, err := b.Add(ctx, record(1)); done <- err }()
-	select {
-	case err := <-done:
-		t.Fatalf("b.Add finished while a held the head's lock: %v", err)
-	case <-time.After(300 * time.Millisecond):
-	}
+	waitLockWait(t, pg, url, done)
 	// a commits on the lock it holds: b, waiting for it, loses, catches up
 	// and commits after it.
 	if ids, err := a.Add(ctx, record(0)); err != nil || ids[0] != 0 {

@@ -181,6 +181,9 @@ func TestWritersWhateverDefaults(t *testing.T) {
 			t.Cleanup(sa.UnlockHead)
 			done := make(chan error, 1)
 			go func() { _, err := b.Add(ctx, record(1)); done <- err }()
+			waitLockWait(t, pg, url, done)
+			// b waits longer than lock_timeout and statement_timeout
+			// (100ms): the time matters only as a lower bound.
 			select {
 			case err := <-done:
 				t.Fatalf("b.Add finished while a held the head's lock: %v", err)
