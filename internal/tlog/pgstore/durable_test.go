@@ -121,8 +121,16 @@ func TestUnreplicatedHead(t *testing.T) {
 	// Without synchronous replication every commit is durable once
 	// committed: b adopts the head, and a's lost commit resolves as stored.
 	standby("")
-	if err := b.Refresh(ctx); err != nil {
-		t.Fatalf("Refresh once the head is durable: %v", err)
+	// The barrier, released, ends in its own time: until then a refresh
+	// fails at once, as above.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := b.Refresh(ctx)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Refresh once the head is durable: %v", err)
+		}
 	}
 	if tree, _ := b.Tree(ctx); tree.N != 2 {
 		t.Fatalf("b publishes tree %d, want 2", tree.N)
@@ -364,16 +372,72 @@ func TestSetAuxWaitsForStandby(t *testing.T) {
 }
 
 // setStandby sets synchronous_standby_names to names ("ghost": a standby
-// that never comes, so commits wait; "": none) and waits for the server's
-// processes to read it, each on its own time (the checkpointer decides
-// whether commits wait).
+// that never comes, so commits wait; "": none) and waits until commits do
+// as it says: the server's processes read it each on its own time (the
+// checkpointer decides whether commits wait), so a probe commit is made
+// until it waits for the standby (then is cancelled) or, for "", does not
+// and nothing waits any more.
 func setStandby(t *testing.T, pg *pgtest.Server, names string) {
 	t.Helper()
 	if err := pg.Exec("postgres", "ALTER SYSTEM SET synchronous_standby_names = '"+names+"'"); err != nil {
 		t.Error(err)
+		return
 	}
 	if err := pg.Exec("postgres", "SELECT pg_reload_conf()"); err != nil {
 		t.Error(err)
+		return
 	}
-	time.Sleep(time.Second)
+	want := names != ""
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		waits, err := commitWaits(t, pg)
+		if err == nil && waits == want && !want {
+			var n int
+			err = pgQuery(t, pg, "postgres", `SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'`, &n)
+			waits = n > 0
+		}
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if waits == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("commits still wait=%v for a standby 30s after synchronous_standby_names = '%s'", waits, names)
+			return
+		}
+	}
+}
+
+// commitWaits makes a probe commit (one that writes WAL: only those wait)
+// and reports whether it waited for a synchronous standby, in
+// which case it is cancelled (it committed locally) before the answer.
+func commitWaits(t *testing.T, pg *pgtest.Server) (bool, error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		done <- pg.Exec("postgres", "CREATE TABLE IF NOT EXISTS sumd_standby_probe (); INSERT INTO sumd_standby_probe DEFAULT VALUES")
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		select {
+		case err := <-done:
+			return false, err
+		default:
+		}
+		var pid int32
+		err := pgQuery(t, pg, "postgres", `SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'
+			AND query LIKE '%sumd_standby_probe%' AND pid <> pg_backend_pid() LIMIT 1`, &pid)
+		if err == nil {
+			if err := pg.Exec("postgres", "SELECT pg_cancel_backend($1)", pid); err != nil {
+				return false, err
+			}
+			return true, <-done
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return false, err
+		}
+		if time.Now().After(deadline) {
+			return false, errors.New("a probe commit neither ended nor waited for the standby within 30s")
+		}
+	}
 }
