@@ -287,8 +287,12 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 			// The key signed nothing that was kept: left alone, it would
 			// turn the next start, a first start again, into a refusal
 			// of a key without its database.
-			if rerr := errors.Join(os.Remove(db.Key), os.Remove(vkey)); rerr == nil {
+			if rerr := errors.Join(removeKeyFile(db.Key), removeKeyFile(vkey)); rerr == nil {
 				fmt.Fprintf(stderr, "sumd: first start failed: removed the signing key %s generated for it\n", db.Key)
+			} else {
+				// Else the next start is no first start, whatever the
+				// hint below says, but a refusal of the key.
+				fmt.Fprintf(stderr, "sumd: first start failed, and the signing key generated for it could not be removed (%v): remove %s and %s before the next start\n", rerr, db.Key, vkey)
 			}
 		}
 		if errors.Is(err, syscall.ENOTDIR) && !errors.As(err, new(*cliError)) {
@@ -300,6 +304,9 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	}
 	return openLogWith(db, o, o.create)
 }
+
+// removeKeyFile is os.Remove; a test makes it fail.
+var removeKeyFile = os.Remove
 
 // openLogWith is openLog once the key exists: create says whether a
 // missing database may be created.
