@@ -43,16 +43,11 @@ func authError(option string, err error) error {
 // authClient returns an HTTP client sending a's credentials, and cert if
 // not nil, to the host of base, and to no other, following redirects as
 // the go command does (none from https to http, where they would go out
-// in clear). takesCert says the command has -client-cert: then a server
-// that asks for a certificate and drops the connection gets a hint
-// naming it (certHint).
-func authClient(a upstream.ClientCreds, cert *tls.Certificate, takesCert bool, base string, timeout time.Duration) *http.Client {
+// in clear). A server that asks for a certificate and drops the
+// connection gets a hint naming -client-cert (certHint).
+func authClient(a upstream.ClientCreds, cert *tls.Certificate, base string, timeout time.Duration) *http.Client {
 	host := hostOf(base)
-	tr := http.DefaultTransport
-	if takesCert {
-		tr = certTransport(cert, host)
-	}
-	return &http.Client{Timeout: timeout, Transport: a.Transport(tr, host), CheckRedirect: redirect.Check}
+	return &http.Client{Timeout: timeout, Transport: a.Transport(certTransport(cert, host), host), CheckRedirect: redirect.Check}
 }
 
 // hostOf is the host:port of the URL base, "" if it does not parse.

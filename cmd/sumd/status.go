@@ -37,7 +37,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
-	client, base := authClient(auth, cert, true, cfg.URL, 0), strings.TrimSuffix(cfg.URL, "/")
+	client, base := authClient(auth, cert, cfg.URL, 0), strings.TrimSuffix(cfg.URL, "/")
 	raw, st, err := fetchStatus(ctx, client, base+"/status")
 	var answer *answerError
 	if errors.As(err, &answer) && cert != nil {

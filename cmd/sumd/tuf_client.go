@@ -32,7 +32,7 @@ func tufGosumdb(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := fetchDatabase(cfg.TUFTrust, auth, cert, true, cfg.Cache)
+	db, err := fetchDatabase(cfg.TUFTrust, auth, cert, cfg.Cache)
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, cert *tls.Certi
 	if cfg.State != "" {
 		cache = tufCacheDir(cfg.State, cfg.TUFURL)
 	}
-	db, err := fetchDatabase(cfg.TUFTrust, auth, cert, true, cache)
+	db, err := fetchDatabase(cfg.TUFTrust, auth, cert, cache)
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -91,13 +91,13 @@ func tufCacheDir(state, url string) string {
 // fetchDatabase learns the database through TUF. A rollback or a signature
 // failure is a finding (exit status 1); anything else means the keys could
 // not be learned (2).
-func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cert *tls.Certificate, takesCert bool, cache string) (*tuf.Database, error) {
+func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cert *tls.Certificate, cache string) (*tuf.Database, error) {
 	root, err := readSmallFile(t.TUFRoot, 1<<20)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("failed to read -tuf-root: %w", err), "give the repository's pinned N.root.json")
 	}
 	db, err := tuf.Fetch(tuf.ClientOptions{Root: root, URL: t.TUFURL, CacheDir: cache, UserAgent: "sumd/" + version(),
-		HTTPClient: authClient(auth, cert, takesCert, t.TUFURL, 30*time.Second)})
+		HTTPClient: authClient(auth, cert, t.TUFURL, 30*time.Second)})
 	switch {
 	case errors.Is(err, tuf.ErrRollback):
 		return nil, &cliError{err: err, code: 1, hint: "the server sends older metadata than this client verified before: do not trust it; see docs/keys.md"}
