@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"io"
+	"strings"
 )
 
 var (
@@ -108,6 +109,17 @@ func LoadRestore(args, env []string, w io.Writer) (*Restore, []string, error) {
 	c := Restore{Database: defaultDatabase(), DiskFloor: defaultDiskFloor(), Log: defaultLog()}
 	rest, err := loadValidated(restoreCommand, &c, args, env, w)
 	return &c, rest, err
+}
+
+// -auth and the client certificate are presented to the server of -from:
+// given on the command line with a mirror file, which no server serves,
+// they are refused rather than ignored.
+func (c *Restore) modes() []mode {
+	fromFile := func() bool {
+		return c.From != "" && !strings.HasPrefix(c.From, "http://") && !strings.HasPrefix(c.From, "https://")
+	}
+	return []mode{{[]string{"auth", "client-cert", "client-key"}, "from FILE", false,
+		"restoring from a server's URL: a mirror file is read from disk, and no server asks for credentials", fromFile}}
 }
 
 // Validate reports every problem of c, one per line.

@@ -31,19 +31,22 @@ var addLocal = []string{"db", "key", "name", "create", "min-free-disk"}
 
 func (c *Add) modes() []mode {
 	return []mode{
-		{addLocal, "server", false, "adding to the database file; with -server, the server adds to its own"},
-		{[]string{"token-file", "auth", "client-cert", "client-key", "insecure-http"}, "server", true, "adding through a running sumd"},
-		{[]string{"upstream", "upstream-auth", "strict", "tmp-dir"}, "gosum", true, "adding go.sum files"},
+		{addLocal, "server", false, "adding to the database file; with -server, the server adds to its own", nil},
+		{[]string{"token-file", "auth", "client-cert", "client-key", "insecure-http"}, "server", true, "adding through a running sumd", nil},
+		{[]string{"upstream", "upstream-auth", "strict", "tmp-dir"}, "gosum", true, "adding go.sum files", nil},
 	}
 }
 
 // A mode is a set of options that work only with another option set
-// (with) or unset (!with): what describes the mode.
+// (with) or unset (!with): what describes the mode. A mode that depends on
+// an option's value, not on its being set, has on, which says whether it
+// is in force, and by then names what decides it ("from URL").
 type mode struct {
 	opts []string
 	by   string
 	with bool
 	what string
+	on   func() bool
 }
 
 // checkModes refuses the options given as flags outside their mode.
@@ -58,7 +61,7 @@ func checkModes(opts []option, modes []mode) []error {
 	}
 	var errs []error
 	for _, m := range modes {
-		if isSet(m.by) == m.with {
+		if m.on != nil && m.on() == m.with || m.on == nil && isSet(m.by) == m.with {
 			continue
 		}
 		for _, name := range m.opts {
