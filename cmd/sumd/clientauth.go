@@ -59,11 +59,11 @@ func hostOf(base string) string {
 }
 
 // clientCert loads the pair of -client-cert and -client-key, nil if
-// neither is set. The key is a secret like the signing key: refused if
+// neither is set or -client-cert is none. The key is a secret like the signing key: refused if
 // other users may access it. secret.ReadFile checks the file it reads;
 // tls.LoadX509KeyPair would open the path again after the check.
 func clientCert(c config.ClientCert) (*tls.Certificate, error) {
-	if c.ClientCert == "" {
+	if !c.Presents() {
 		return nil, nil
 	}
 	certPEM, _, err := tlscert.ReadPEM(c.ClientCert)

@@ -252,8 +252,12 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 	if stored != nil && sameHost(stored.URL, mc.URL) {
 		mc.ClientCert, mc.ClientKey = stored.ClientCert, stored.ClientKey
 	}
+	// -client-cert none forgets them, as -auth none the credentials.
 	if cfg.ClientCert.ClientCert != "" {
 		mc.ClientCert, mc.ClientKey = cfg.ClientCert.ClientCert, cfg.ClientKey
+	}
+	if mc.ClientCert == config.ClientCertNone {
+		mc.ClientCert = ""
 	}
 	return mc, nil
 }

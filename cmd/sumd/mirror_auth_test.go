@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"log/slog"
 	"testing"
 
@@ -89,5 +90,40 @@ func TestMirrorConfigClientCertStaysWithHost(t *testing.T) {
 		if mc.ClientCert != tc.want || mc.ClientKey != wantKey {
 			t.Errorf("-origin %q, -client-cert %q: the run presents %q (key %q), want %q", tc.origin, tc.flag, mc.ClientCert, mc.ClientKey, tc.want)
 		}
+	}
+}
+
+// TestMirrorClientCertNone: a mirror remembers its client certificate's
+// files, and -client-cert none makes it forget them, as -auth none does
+// the credentials: the option loads without -client-key, checkMirrorFlags
+// reads no file named none, and the run presents no certificate.
+func TestMirrorClientCertNone(t *testing.T) {
+	skey, _, err := itlog.GenerateKey("sum.corp.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := itlog.ParseKey(skey)
+	l, err := itlog.OpenStore(itlog.NewMemStore(), itlog.Options{VerifierKeys: []string{key.VerifierKey()}, Create: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg, _, err := config.LoadMirror([]string{"-mirror", t.TempDir() + "/m.db", "-client-cert", "none"}, nil, io.Discard)
+	if err != nil {
+		t.Fatalf("sumd mirror -client-cert none: %v", err)
+	}
+	if err := checkMirrorFlags(cfg); err != nil {
+		t.Fatalf("sumd mirror -client-cert none: %v", err)
+	}
+	stored := &mirror.Config{URL: "https://sumd.corp.example", VerifierKeys: l.VerifierKeys(), ClientCert: "/etc/sumd/replica.pem", ClientKey: "/etc/sumd/replica.key"}
+	mc, err := mirrorConfig(cfg, l, stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc.ClientCert != "" || mc.ClientKey != "" {
+		t.Errorf("-client-cert none: the run presents %q (key %q), want none", mc.ClientCert, mc.ClientKey)
+	}
+	if _, _, err := config.LoadMirror([]string{"-mirror", "m.db", "-client-cert", "none", "-client-key", "k.pem"}, nil, io.Discard); err == nil {
+		t.Errorf("sumd mirror -client-cert none -client-key: accepted, want the key refused")
 	}
 }

@@ -134,15 +134,24 @@ type ClientAuth struct {
 // of sumd serve -tls-client-ca, which asks for one in the TLS handshake
 // (and under -tls-client-auth require completes none without it).
 type ClientCert struct {
-	ClientCert string `flag:"client-cert" arg:"FILE" help:"PEM client certificate (its chain after it) to present to a server of sumd serve -tls-client-ca, with -client-key; presented to the URL's host alone, never to a host a redirect leads to"`
+	ClientCert string `flag:"client-cert" arg:"FILE" help:"PEM client certificate (its chain after it) to present to a server of sumd serve -tls-client-ca, with -client-key; presented to the URL's host alone, never to a host a redirect leads to; none: present none (sumd mirror forgets the one it remembers)"`
 	ClientKey  string `flag:"client-key" arg:"FILE" help:"PEM private key of -client-cert: refused if other users may read it"`
 }
+
+// ClientCertNone is -client-cert none: no certificate, as -auth none is
+// no credentials; a mirror that remembers one forgets it.
+const ClientCertNone = "none"
+
+// Presents reports whether c names a certificate to present.
+func (c *ClientCert) Presents() bool { return c.ClientCert != "" && c.ClientCert != ClientCertNone }
 
 // Validate reports a certificate without its key or a key without its
 // certificate: each is useless alone.
 func (c *ClientCert) Validate() error {
 	switch {
-	case c.ClientCert != "" && c.ClientKey == "":
+	case c.ClientCert == ClientCertNone && c.ClientKey != "":
+		return errors.New("client-key does not go with -client-cert none: none presents no certificate")
+	case c.Presents() && c.ClientKey == "":
 		return errors.New("client-cert needs -client-key: the certificate's private key")
 	case c.ClientCert == "" && c.ClientKey != "":
 		return errors.New("client-key needs -client-cert: the certificate of the key")
