@@ -34,15 +34,18 @@ func TestAddGoSumDiscardWaitingWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sink.close()
-	got := make(chan error, 1)
+	opened := openFiles(t, db)
+	got, ended := make(chan error, 1), make(chan struct{})
 	go func() {
+		defer close(ended)
 		s, err := itlog.OpenBolt(db, itlog.BoltOptions{LockTimeout: 10 * time.Second})
 		if err == nil {
 			s.Close()
 		}
 		got <- err
 	}()
-	time.Sleep(300 * time.Millisecond) // the writer has opened db and waits for the lock
+	// Opened, the writer waits for the lock the sink holds.
+	waitOpened(t, db, opened, ended)
 	// Between discard's steps, the writer takes the lock if it is free.
 	discardStep = func() { time.Sleep(300 * time.Millisecond) }
 	defer func() { discardStep = nil }()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/testenv"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -40,8 +41,10 @@ func TestSwapInWaitingWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan string, 1)
+	opened := openFiles(t, db)
+	got, ended := make(chan string, 1), make(chan struct{})
 	go func() {
+		defer close(ended)
 		s, err := itlog.OpenBolt(db, itlog.BoltOptions{LockTimeout: 10 * time.Second})
 		if err != nil {
 			got <- "error: " + err.Error()
@@ -55,7 +58,8 @@ func TestSwapInWaitingWriter(t *testing.T) {
 		}
 		got <- st.Meta.Name
 	}()
-	time.Sleep(300 * time.Millisecond) // the writer has opened db and waits for the lock
+	// Opened, the writer waits for the lock old's shared one keeps from it.
+	waitOpened(t, db, opened, ended)
 	kept, err := swapIn(db, restored, old)
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +99,47 @@ func TestSwapInHoldsLock(t *testing.T) {
 	}
 	if !closed {
 		t.Error("swapIn did not release the previous database")
+	}
+}
+
+// openFiles returns how many of this process's file descriptors are open
+// on the file at path.
+func openFiles(t *testing.T, path string) int {
+	t.Helper()
+	want, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	testenv.Need(t, "/proc/self/fd (Linux) to see which files are open", err)
+	n := 0
+	for _, fd := range fds {
+		// Stat follows the link to the open file, even one since renamed
+		// or removed.
+		if fi, err := os.Stat(filepath.Join("/proc/self/fd", fd.Name())); err == nil && os.SameFile(fi, want) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitOpened waits until this process has more than n file descriptors
+// open on the file at path: a writer started in a goroutine has opened
+// it, and then waits for its lock if another holds it. It fails the test
+// if ended is closed first (the writer returned without opening it) or
+// after a minute, a hang rather than a slow machine.
+func waitOpened(t *testing.T, path string, n int, ended <-chan struct{}) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); openFiles(t, path) <= n; {
+		select {
+		case <-ended:
+			t.Fatalf("the writer returned without opening %s", filepath.Base(path))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer did not open %s within a minute", filepath.Base(path))
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
