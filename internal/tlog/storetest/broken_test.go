@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
@@ -19,8 +18,8 @@ import (
 // brokenStores are bbolt stores broken on purpose, each in a way one check
 // of the suite is there to find.
 var brokenStores = map[string]func(*tlog.BoltStore) tlog.Store{
-	"tornFinder": func(s *tlog.BoltStore) tlog.Store { return tornFinder{s} },
-	"tornLeaves": func(s *tlog.BoltStore) tlog.Store { return tornLeaves{s} },
+	"tornFinder": func(s *tlog.BoltStore) tlog.Store { return tornFinder{newTorn(s)} },
+	"tornLeaves": func(s *tlog.BoltStore) tlog.Store { return tornLeaves{newTorn(s)} },
 	"sharingCache": func(s *tlog.BoltStore) tlog.Store {
 		return &sharingCache{BoltStore: s, records: map[int64][]byte{}}
 	},
@@ -61,14 +60,45 @@ func TestBrokenStoreChild(t *testing.T) {
 	})
 }
 
-// window widens the gap between the two reads of a torn store, so that a
-// commit falls into it during the suite's concurrent reads.
-const window = 2 * time.Millisecond
+// A torn store reads in two transactions what it should read in one, and
+// makes sure a commit falls between them once: its first commit waits
+// until a read is between its two transactions, which waits until that
+// commit has ended. The suite's readers run until its commits end, so one
+// gets there. Left to chance, the commits of a loaded machine could all
+// miss the gap, and the suite pass the broken store.
+type torn struct {
+	*tlog.BoltStore
+	inGap, committed    chan struct{}
+	gapOnce, commitOnce sync.Once
+}
+
+func newTorn(s *tlog.BoltStore) *torn {
+	return &torn{BoltStore: s, inGap: make(chan struct{}), committed: make(chan struct{})}
+}
+
+func (s *torn) Commit(ctx context.Context, b *tlog.Batch) error {
+	first := false
+	s.commitOnce.Do(func() { first = true })
+	if !first {
+		return s.BoltStore.Commit(ctx, b)
+	}
+	<-s.inGap
+	defer close(s.committed)
+	return s.BoltStore.Commit(ctx, b)
+}
+
+// gap runs between a read's two transactions.
+func (s *torn) gap() {
+	s.gapOnce.Do(func() {
+		close(s.inGap)
+		<-s.committed
+	})
+}
 
 // tornFinder's FindRecords reads the records of the index entries it
 // found, then the index again, in three transactions instead of one: a
 // key committed meanwhile comes without its record.
-type tornFinder struct{ *tlog.BoltStore }
+type tornFinder struct{ *torn }
 
 func (s tornFinder) FindRecords(ctx context.Context, keys []string) ([]int64, [][]byte, error) {
 	ids, err := s.Lookup(ctx, keys)
@@ -79,7 +109,7 @@ func (s tornFinder) FindRecords(ctx context.Context, keys []string) ([]int64, []
 	if err != nil {
 		return nil, nil, err
 	}
-	time.Sleep(window)
+	s.gap()
 	ids, err = s.Lookup(ctx, keys)
 	return ids, texts, err
 }
@@ -87,7 +117,7 @@ func (s tornFinder) FindRecords(ctx context.Context, keys []string) ([]int64, []
 // tornLeaves's ReadRecordLeaves reads the level-0 tiles, then the
 // records, in two transactions instead of one: a record committed
 // meanwhile comes with the zero hash for its leaf.
-type tornLeaves struct{ *tlog.BoltStore }
+type tornLeaves struct{ *torn }
 
 func (s tornLeaves) ReadRecordLeaves(ctx context.Context, ids []int64) ([][]byte, []xtlog.Hash, error) {
 	tileIDs := make([]tlog.TileID, len(ids))
@@ -98,7 +128,7 @@ func (s tornLeaves) ReadRecordLeaves(ctx context.Context, ids []int64) ([][]byte
 	if err != nil {
 		return nil, nil, err
 	}
-	time.Sleep(window)
+	s.gap()
 	texts, err := s.ReadRecords(ctx, ids)
 	if err != nil {
 		return nil, nil, err
