@@ -122,6 +122,12 @@ type hostTransport struct {
 	own, other http.RoundTripper
 	given      bool        // own presents a certificate
 	asked      atomic.Bool // a handshake with host asked for one
+	// answered: host has answered a request, so it took the handshake
+	// with this certificate (or none); a connection it drops later is a
+	// restart or a fault, not a refusal. Else a server that asks every
+	// client (-tls-client-auth verify-if-given) would have every dropped
+	// connection blamed on -client-cert.
+	answered atomic.Bool
 }
 
 var _ http.RoundTripper = (*hostTransport)(nil)
@@ -131,7 +137,10 @@ func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.other.RoundTrip(req)
 	}
 	resp, err := t.own.RoundTrip(req)
-	if err != nil && t.asked.Load() && droppedAfterHandshake(err) {
+	if err == nil {
+		t.answered.Store(true)
+	}
+	if err != nil && t.asked.Load() && !t.answered.Load() && droppedAfterHandshake(err) {
 		return nil, &clientCertError{err: err, given: t.given}
 	}
 	return resp, err

@@ -260,3 +260,31 @@ func TestMirrorClientCertRedirect(t *testing.T) {
 		t.Error("the client certificate was presented to the host a redirect led to")
 	}
 }
+
+// TestClientCertDropAfterAnswer: a server that asks every client for a
+// certificate, as -tls-client-auth verify-if-given does, and has answered
+// this client (here /status's 401) has taken its handshake; a connection
+// it drops later (a restart) is not a certificate it wants or refused,
+// and sumd status says nothing of -client-cert.
+func TestClientCertDropAfterAnswer(t *testing.T) {
+	ca := testcert.New(t)
+	srv := ca.Server(t)
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/status" {
+			http.Error(w, "credentials needed", http.StatusUnauthorized)
+			return
+		}
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			c.Close()
+		}
+	}))
+	s.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequestClientCert}
+	s.StartTLS()
+	defer s.Close()
+	env := []string{"SSL_CERT_FILE=" + ca.File, "NETRC=" + filepath.Join(t.TempDir(), "none.netrc")}
+	_, errOut, code := sumdCode(t, env, "status", "-url", s.URL)
+	if code == 0 || strings.Contains(errOut, "client certificate") {
+		t.Errorf("sumd status to a server that answered, then dropped the connection: exit %d, want a failure and no hint about a client certificate\n%s", code, errOut)
+	}
+}
