@@ -46,8 +46,17 @@ func authError(option string, err error) error {
 // in clear). A server that asks for a certificate and drops the
 // connection gets a hint naming -client-cert (certHint).
 func authClient(a upstream.ClientCreds, cert *tls.Certificate, base string, timeout time.Duration) *http.Client {
+	c, _ := authCertClient(a, cert, base, timeout)
+	return c
+}
+
+// authCertClient is authClient, and its transport of the host of base,
+// which says whether cert was presented there (a server without
+// -tls-client-ca never asks for it).
+func authCertClient(a upstream.ClientCreds, cert *tls.Certificate, base string, timeout time.Duration) (*http.Client, *hostTransport) {
 	host := hostOf(base)
-	return &http.Client{Timeout: timeout, Transport: a.Transport(certTransport(cert, host), host), CheckRedirect: redirect.Check}
+	ct := certTransport(cert, host)
+	return &http.Client{Timeout: timeout, Transport: a.Transport(ct, host), CheckRedirect: redirect.Check}, ct
 }
 
 // hostOf is the host:port of the URL base, "" if it does not parse.
@@ -86,7 +95,7 @@ func clientCert(c config.ClientCert) (*tls.Certificate, error) {
 // certificate to whichever server asks in the handshake: a transport of
 // its own for host keeps it from a host a redirect leads to, as the
 // credentials are (upstream.ClientCreds).
-func certTransport(cert *tls.Certificate, host string) http.RoundTripper {
+func certTransport(cert *tls.Certificate, host string) *hostTransport {
 	return hostCertTransport(http.DefaultTransport.(*http.Transport), cert, host)
 }
 
@@ -100,7 +109,7 @@ func sumdbCertTransport(cert *tls.Certificate, base string) func(*http.Transport
 
 // hostCertTransport is certTransport over base, which carries the
 // requests to other hosts, and a clone of it those to host.
-func hostCertTransport(base *http.Transport, cert *tls.Certificate, host string) http.RoundTripper {
+func hostCertTransport(base *http.Transport, cert *tls.Certificate, host string) *hostTransport {
 	t := &hostTransport{host: host, other: base, given: cert != nil}
 	tr := base.Clone()
 	// No RootCAs: the system's roots, or SSL_CERT_FILE, as without it.
@@ -131,6 +140,10 @@ type hostTransport struct {
 }
 
 var _ http.RoundTripper = (*hostTransport)(nil)
+
+// presented reports whether the certificate was presented to host: given,
+// and asked for in a handshake.
+func (t *hostTransport) presented() bool { return t.given && t.asked.Load() }
 
 func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Host != t.host {

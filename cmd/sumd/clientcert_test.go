@@ -288,3 +288,28 @@ func TestClientCertDropAfterAnswer(t *testing.T) {
 		t.Errorf("sumd status to a server that answered, then dropped the connection: exit %d, want a failure and no hint about a client certificate\n%s", code, errOut)
 	}
 }
+
+// TestStatusClientCertNotAsked: a client certificate the server never
+// asked for (no -tls-client-ca; SUMD_CLIENT_CERT left in a health check's
+// environment, say) was not sent, so a 401 to it is the 401 to no
+// credential: sumd status checks /healthz, as an -auth sent nowhere would.
+func TestStatusClientCertNotAsked(t *testing.T) {
+	ca := testcert.New(t)
+	srv := ca.Server(t)
+	hc := ca.Client(t, "healthcheck", pkix.Name{CommonName: "healthcheck.corp.example"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.Write([]byte("ok\n"))
+			return
+		}
+		http.Error(w, "credentials needed", http.StatusUnauthorized)
+	}))
+	s.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}}
+	s.StartTLS()
+	defer s.Close()
+	env := []string{"SSL_CERT_FILE=" + ca.File, "NETRC=" + filepath.Join(t.TempDir(), "none.netrc")}
+	out, errOut, code := sumdCode(t, env, "status", "-url", s.URL, "-client-cert", hc.CertFile, "-client-key", hc.KeyFile)
+	if code != 0 || !strings.Contains(out, "only /healthz was checked") {
+		t.Errorf("sumd status with a client certificate the server did not ask for: exit %d, want 0 and the health\n%s%s", code, out, errOut)
+	}
+}

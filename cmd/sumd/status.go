@@ -37,11 +37,14 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
-	client, base := authClient(auth, cert, cfg.URL, 0), strings.TrimSuffix(cfg.URL, "/")
+	client, ct := authCertClient(auth, cert, cfg.URL, 0)
+	base := strings.TrimSuffix(cfg.URL, "/")
 	raw, st, err := fetchStatus(ctx, client, base+"/status")
 	var answer *answerError
-	if errors.As(err, &answer) && cert != nil {
-		answer.sent = true // a certificate is a credential, though no header shows it
+	if errors.As(err, &answer) && ct.presented() {
+		// A certificate is a credential, though no header shows it; one
+		// the server never asked for was not sent.
+		answer.sent = true
 	}
 	refused := answer != nil && (answer.status == http.StatusUnauthorized || answer.status == http.StatusForbidden)
 	switch {
