@@ -69,23 +69,8 @@ func TestStatusClientCert(t *testing.T) {
 // request without it, as it gets it without -auth's credentials.
 func TestStatusClientCertRedirect(t *testing.T) {
 	ca := testcert.New(t)
-	srv := ca.Server(t)
 	hc := ca.Client(t, "healthcheck", pkix.Name{CommonName: "healthcheck.corp.example"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	var presented, asked atomic.Int32
-	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		asked.Add(1)
-		presented.Add(int32(len(r.TLS.PeerCertificates)))
-		http.NotFound(w, r)
-	}))
-	other.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequestClientCert}
-	other.StartTLS()
-	defer other.Close()
-	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
-	}))
-	front.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
-	front.StartTLS()
-	defer front.Close()
+	front, asked, presented := redirectingPair(t, ca)
 	env := []string{"SSL_CERT_FILE=" + ca.File, "NETRC=" + filepath.Join(t.TempDir(), "none.netrc")}
 	_, errOut, code := sumdCode(t, env, "status", "-url", front.URL, "-client-cert", hc.CertFile, "-client-key", hc.KeyFile)
 	if code != 1 || !strings.Contains(errOut, "404") || asked.Load() != 1 {
@@ -232,23 +217,8 @@ func TestSumdbClientCert(t *testing.T) {
 func TestMirrorClientCertRedirect(t *testing.T) {
 	dir := t.TempDir()
 	ca := testcert.New(t)
-	srv := ca.Server(t)
 	aud := ca.Client(t, "aud", pkix.Name{CommonName: "aud.corp.example"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	var presented, asked atomic.Int32
-	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		asked.Add(1)
-		presented.Add(int32(len(r.TLS.PeerCertificates)))
-		http.NotFound(w, r)
-	}))
-	other.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequestClientCert}
-	other.StartTLS()
-	defer other.Close()
-	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
-	}))
-	front.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
-	front.StartTLS()
-	defer front.Close()
+	front, asked, presented := redirectingPair(t, ca)
 	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
 	env := []string{"SSL_CERT_FILE=" + ca.File, "NETRC=" + filepath.Join(dir, "none.netrc")}
 	_, errOut, code := sumdCode(t, env, "mirror", "-mirror", filepath.Join(dir, "m.db"), "-origin", front.URL, "-origin-key", vkey,
@@ -312,4 +282,30 @@ func TestStatusClientCertNotAsked(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "only /healthz was checked") {
 		t.Errorf("sumd status with a client certificate the server did not ask for: exit %d, want 0 and the health\n%s%s", code, out, errOut)
 	}
+}
+
+// redirectingPair starts two TLS servers with certificates of ca: front
+// requires a client certificate of ca and redirects every request to the
+// other, on another port, which asks for one (any) and answers 404. It
+// returns front and the other's counts of requests and of certificates
+// presented to it.
+func redirectingPair(t *testing.T, ca *testcert.CA) (front *httptest.Server, asked, presented *atomic.Int32) {
+	t.Helper()
+	srv := ca.Server(t)
+	asked, presented = new(atomic.Int32), new(atomic.Int32)
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		presented.Add(int32(len(r.TLS.PeerCertificates)))
+		http.NotFound(w, r)
+	}))
+	other.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequestClientCert}
+	other.StartTLS()
+	t.Cleanup(other.Close)
+	front = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+	}))
+	front.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	front.StartTLS()
+	t.Cleanup(front.Close)
+	return front, asked, presented
 }
