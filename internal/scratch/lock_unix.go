@@ -45,7 +45,13 @@ func lock(dir string) error {
 	// must not lead there to a file of theirs to destroy, /etc/shadow.
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return fmt.Errorf("failed to lock the temporary directory (%s must be a regular file, not a link): %w", name, err)
+		// O_NOFOLLOW's refusal is ELOOP on Linux but EMLINK or EFTYPE
+		// elsewhere; Lstat tells the link apart from a directory in its
+		// place or a file this user may not open.
+		if fi, lerr := os.Lstat(name); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("failed to lock the temporary directory (%s must be a regular file, not a link): %w", name, err)
+		}
+		return fmt.Errorf("failed to lock the temporary directory: %w", err)
 	}
 	if err := onlyLink(f); err != nil {
 		f.Close()

@@ -3,11 +3,13 @@
 package scratch
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -98,6 +100,29 @@ func TestOpenLockNotFollowed(t *testing.T) {
 		if b, _ := os.ReadFile(victim); string(b) != "keep me\n" {
 			t.Errorf("Open wrote through the lock file's link: the file it names holds %q", b)
 		}
+	}
+}
+
+// TestOpenLockError: a sumd.lock that cannot be opened for a reason other
+// than being a link (here a directory in its place) is reported as what
+// failed, with the cause wrapped, not as a link; a symbolic link keeps the
+// link's message.
+func TestOpenLockError(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, lockName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir)
+	if err == nil || !errors.Is(err, syscall.EISDIR) || strings.Contains(err.Error(), "link") {
+		t.Errorf("Open with %s a directory: %v, want the open's own failure (is a directory), no word of a link", lockName, err)
+	}
+
+	dir = t.TempDir()
+	if err := os.Symlink(filepath.Join(t.TempDir(), "victim"), filepath.Join(dir, lockName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "must be a regular file, not a link") {
+		t.Errorf("Open with %s a symbolic link: %v, want it refused as a link", lockName, err)
 	}
 }
 
