@@ -145,7 +145,9 @@ func (s *Syncer) holds(ctx context.Context, m module.Version) (int64, bool) {
 // version; other hashes, or content that is not a valid module, are a
 // re-tag (Retagged): a verdict on the manifest (judged), which the sync
 // state keeps, unless the registry served a layer with other bytes than
-// its digest (tampered), the registry's fault, judged afresh next pass. A
+// its digest (tampered), the registry's fault, or a layer is over
+// MaxZipSize or MaxModSize, a verdict on the limit, which the operator may
+// raise: those are judged afresh next pass. A
 // registry or log read that fails is Failed, and a version the published
 // tree does not hold yet keeps res's own outcome. Nothing is ever recorded
 // from here: the content is not signed.
@@ -157,7 +159,13 @@ func (s *Syncer) matchRecorded(ctx context.Context, c *repoClient, a *Artifact, 
 			res.outcome, res.err = Failed, fmt.Errorf("%w; its content could not be read to compare with the recorded version: %w", sigErr, err)
 			return
 		}
-		res.outcome, res.judged = Retagged, hashOutcome(err) != Tampered
+		// Neither tampered bytes (the registry's fault) nor a layer over
+		// MaxZipSize or MaxModSize (the operator may raise the limit)
+		// is a verdict on the manifest for the sync state to keep: both
+		// are judged afresh, a layer too large from the manifest alone
+		// (hash fetches nothing then).
+		var tooLarge *errTooLarge
+		res.outcome, res.judged = Retagged, hashOutcome(err) != Tampered && !errors.As(err, &tooLarge)
 		res.err = fmt.Errorf("%w: %w; and its content does not hash as a module: %w", ErrRetagged, sigErr, err)
 		return
 	}
@@ -209,6 +217,11 @@ func hashOutcome(err error) Outcome {
 // module the go command would refuse is an *errInvalid; a file-system
 // failure while hashing is not (modhash.IsFileError).
 func (s *Syncer) hash(ctx context.Context, c *repoClient, a *Artifact) (gosum.Record, error) {
+	// Both sizes before either fetch: a zip layer over the limit, judged
+	// afresh on every pass (matchRecorded), must cost no go.mod download.
+	if a.Zip.Size > s.opts.MaxZipSize {
+		return gosum.Record{}, &errTooLarge{"zip layer", s.opts.MaxZipSize}
+	}
 	var mod bytes.Buffer
 	if err := c.blob(ctx, a.Mod, s.opts.MaxModSize, &mod, "go.mod layer"); err != nil {
 		return gosum.Record{}, err

@@ -43,6 +43,8 @@ type syncEnv struct {
 	// listTimeout, if set, is hostileSync's ListTimeout in place of 2s:
 	// for a test whose bound is not the time.
 	listTimeout time.Duration
+	// maxZipSize, if set, is syncKeys' MaxZipSize in place of the default.
+	maxZipSize int64
 }
 
 func newSyncEnv(t *testing.T, referrers bool) *syncEnv {
@@ -73,7 +75,7 @@ func (e *syncEnv) syncKeys(t *testing.T, keys ...*testKey) *Report {
 	}
 	s, err := NewSyncer(Options{
 		Sources: []*Source{e.src}, Keys: pub, Log: e.log,
-		Remote: testRemote,
+		Remote: testRemote, MaxZipSize: e.maxZipSize,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
@@ -959,4 +961,37 @@ func TestSyncRecordedKeyRemoved(t *testing.T) {
 			e.wantRecorded(t, mod)
 		})
 	}
+}
+
+// TestSyncRetaggedTooLargeNotRemembered: a re-tag judged because a layer
+// is over the operator's limit (MaxZipSize) is a verdict on the limit, not
+// on the manifest: with the limit raised, the same manifest is judged by
+// its content, here the recorded release signed by a removed key, present.
+func TestSyncRetaggedTooLargeNotRemembered(t *testing.T) {
+	e := newSyncEnv(t, true)
+	mod := simpleModule(t, "v1.0.0")
+	first := e.push(t, mod, e.key.sv)
+	if r := e.sync(t); r.Counts[Recorded] != 1 {
+		t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
+	}
+	e.log.mu.Lock()
+	e.log.aux = map[string][]byte{} // the state is lost
+	e.log.mu.Unlock()
+	e.maxZipSize = 100
+	fetches := e.countBlobFetches()
+	for range 2 {
+		e.logs = new(testlog.Buffer)
+		r := e.syncKeys(t, e.other) // the key is rotated: only the new one
+		e.wantOutcome(t, r, Retagged)
+		if !strings.Contains(e.logs.String(), "larger than the limit of 100 bytes") {
+			t.Errorf("want the zip layer refused as too large:\n%s", e.logs)
+		}
+	}
+	// Judged afresh on every pass, but from the manifest alone: not even
+	// the go.mod layer is fetched for a zip layer over the limit.
+	e.wantLayersFetched(t, first.Ref, fetches, 0)
+	e.maxZipSize = 0 // the operator raises the limit
+	e.logs = new(testlog.Buffer)
+	e.wantOutcome(t, e.syncKeys(t, e.other), Present)
+	e.wantRecorded(t, mod)
 }
