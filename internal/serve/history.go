@@ -55,6 +55,11 @@ type historyState struct {
 	// each day, oldest first.
 	Heads      []Head     `json:"heads"`
 	LastCommit *time.Time `json:"last_commit,omitempty"`
+	// Trimmed means heads were dropped to keep maxHistory days: Heads[0]
+	// is then the last of a day whose earlier heads are gone, not the
+	// first head seen. The number of heads cannot tell: maxHistory+1
+	// days of one head each, none dropped, are as many.
+	Trimmed bool `json:"trimmed,omitempty"`
 }
 
 // loadHistory reads the saved history of src and brings it up to date
@@ -107,6 +112,7 @@ func (h *history) observe(tree tlog.Tree, now time.Time) {
 		h.state.Heads = append(hs, head)
 		if len(h.state.Heads) > maxHistory+1 {
 			h.state.Heads = h.state.Heads[len(h.state.Heads)-maxHistory-1:]
+			h.state.Trimmed = true
 		}
 	}
 	if len(hs) > 0 {
@@ -180,7 +186,7 @@ func (h *history) report(s *Status) {
 	defer h.mu.Unlock()
 	s.Log.LastCommit = h.state.LastCommit
 	s.Log.Heads = append([]Head(nil), h.state.Heads...)
-	s.Log.RecordsPerDay = perDay(h.state.Heads)
+	s.Log.RecordsPerDay = perDay(h.state.Heads, h.state.Trimmed)
 }
 
 // perDay counts the records added on each day of heads: the day's last
@@ -188,13 +194,13 @@ func (h *history) report(s *Status) {
 // the first head). The first head's own day counts from it, but for a
 // trimmed history's (maxHistory days kept): its oldest head is the last of
 // a day whose earlier heads are gone, so that day's count is unknown, not 0.
-func perDay(heads []Head) []DayCount {
+func perDay(heads []Head, trimmed bool) []DayCount {
 	var out []DayCount
 	for i, hd := range heads {
 		if i+1 < len(heads) && sameDay(heads[i+1].Time, hd.Time) {
 			continue // the first head, with a later one on its day
 		}
-		if i == 0 && len(heads) > maxHistory {
+		if i == 0 && trimmed {
 			continue // trimmed: only where the next day counts from
 		}
 		before := hd.TreeSize

@@ -371,12 +371,33 @@ func TestHistoryBounded(t *testing.T) {
 	if n := len(h.state.Heads); n != maxHistory+1 {
 		t.Errorf("%d heads kept, want %d", n, maxHistory+1)
 	}
-	days := perDay(h.state.Heads)
+	days := perDay(h.state.Heads, h.state.Trimmed)
 	if last := days[len(days)-1]; last.Records != 1 || last.Day != "2026-12-31" {
 		t.Errorf("last day = %+v", last)
 	}
 	if len(days) != maxHistory || days[0].Records != 1 || days[0].Day != "2026-10-01" {
 		t.Errorf("%d days, the oldest %+v; want %d days, the oldest 2026-10-01 with 1 record", len(days), days[0], maxHistory)
+	}
+}
+
+// TestHistoryFullUntrimmed: a history of maxHistory+1 heads on as many
+// days, none trimmed yet, lists every day, the first head's own counted
+// from it as for a shorter one: only a trimmed history's oldest head is
+// left out (TestHistoryBounded), though both hold as many heads.
+func TestHistoryFullUntrimmed(t *testing.T) {
+	h := &history{}
+	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for d := range maxHistory + 1 {
+		h.observe(tlog.Tree{N: int64(d)}, start.AddDate(0, 0, d))
+	}
+	if n := len(h.state.Heads); n != maxHistory+1 {
+		t.Fatalf("%d heads kept, want %d", n, maxHistory+1)
+	}
+	var s Status
+	h.report(&s)
+	days := s.Log.RecordsPerDay
+	if len(days) != maxHistory+1 || days[0].Day != "2026-01-01" || days[0].Records != 0 || days[1].Records != 1 {
+		t.Errorf("%d days, the first two %+v; want %d days, the first 2026-01-01 with 0 records, then 1 a day", len(days), days[:2], maxHistory+1)
 	}
 }
 
