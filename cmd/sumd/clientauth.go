@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -45,7 +46,7 @@ func authError(option string, err error) error {
 // the go command does (none from https to http, where they would go out
 // in clear). A server that asks for a certificate and drops the
 // connection gets a hint naming -client-cert (certHint).
-func authClient(a upstream.ClientCreds, cert *tls.Certificate, base string, timeout time.Duration) *http.Client {
+func authClient(a upstream.ClientCreds, cert *tlscert.Reloader, base string, timeout time.Duration) *http.Client {
 	c, _ := authCertClient(a, cert, base, timeout)
 	return c
 }
@@ -53,7 +54,7 @@ func authClient(a upstream.ClientCreds, cert *tls.Certificate, base string, time
 // authCertClient is authClient, and its transport of the host of base,
 // which says whether cert was presented there (a server without
 // -tls-client-ca never asks for it).
-func authCertClient(a upstream.ClientCreds, cert *tls.Certificate, base string, timeout time.Duration) (*http.Client, *hostTransport) {
+func authCertClient(a upstream.ClientCreds, cert *tlscert.Reloader, base string, timeout time.Duration) (*http.Client, *hostTransport) {
 	host := hostOf(base)
 	ct := certTransport(cert, host)
 	return &http.Client{Timeout: timeout, Transport: a.Transport(ct, host), CheckRedirect: redirect.Check}, ct
@@ -68,13 +69,23 @@ func hostOf(base string) string {
 }
 
 // clientCert loads the pair of -client-cert and -client-key, nil if
-// neither is set or -client-cert is none. The key is a secret like the signing key: refused if
-// other users may access it. secret.ReadFile checks the file it reads;
-// tls.LoadX509KeyPair would open the path again after the check.
-func clientCert(c config.ClientCert) (*tls.Certificate, error) {
+// neither is set or -client-cert is none. The key is a secret like the
+// signing key: refused if other users may access it. The pair is read
+// again when its files change (tlscert.Reloader), logged to
+// slog.Default(): a client that runs as long as the process presents a
+// renewed certificate without a restart.
+func clientCert(c config.ClientCert) (*tlscert.Reloader, error) {
+	return loggedClientCert(c, slog.Default())
+}
+
+// loggedClientCert is clientCert logging a renewal, or renewed files
+// that cannot be used, to logger.
+func loggedClientCert(c config.ClientCert, logger *slog.Logger) (*tlscert.Reloader, error) {
 	if !c.Presents() {
 		return nil, nil
 	}
+	// Each file checked first, for a usage error naming it; the
+	// Reloader reads them again.
 	certPEM, _, err := tlscert.ReadPEM(c.ClientCert)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("client-cert: %w", err), "give the PEM file of the client certificate the server's -tls-client-ca issued")
@@ -83,11 +94,14 @@ func clientCert(c config.ClientCert) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, usageError(namedFile("client-key", err), secretHint(err, "give the PEM file of -client-cert's private key"))
 	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return nil, usageError(fmt.Errorf("failed to load -client-cert and -client-key: %w", err), "give a PEM certificate and the PEM private key of that certificate")
 	}
-	return &cert, nil
+	r, err := tlscert.New(c.ClientCert, c.ClientKey, logger)
+	if err != nil { // changed since the check above
+		return nil, usageError(fmt.Errorf("failed to load -client-cert and -client-key: %w", err), "give a PEM certificate and the PEM private key of that certificate")
+	}
+	return r, nil
 }
 
 // certTransport returns a transport presenting cert (nil: none), when the
@@ -95,31 +109,36 @@ func clientCert(c config.ClientCert) (*tls.Certificate, error) {
 // certificate to whichever server asks in the handshake: a transport of
 // its own for host keeps it from a host a redirect leads to, as the
 // credentials are (upstream.ClientCreds).
-func certTransport(cert *tls.Certificate, host string) *hostTransport {
+func certTransport(cert *tlscert.Reloader, host string) *hostTransport {
 	return hostCertTransport(http.DefaultTransport.(*http.Transport), cert, host)
 }
 
 // sumdbCertTransport is sumdbclient.Options.Transport for a client of the
 // database at base presenting cert (nil: none, but a server asking for
 // one gets certHint's hint): certTransport over the client's own.
-func sumdbCertTransport(cert *tls.Certificate, base string) func(*http.Transport) http.RoundTripper {
+func sumdbCertTransport(cert *tlscert.Reloader, base string) func(*http.Transport) http.RoundTripper {
 	host := hostOf(base)
 	return func(tr *http.Transport) http.RoundTripper { return hostCertTransport(tr, cert, host) }
 }
 
 // hostCertTransport is certTransport over base, which carries the
 // requests to other hosts, and a clone of it those to host.
-func hostCertTransport(base *http.Transport, cert *tls.Certificate, host string) *hostTransport {
+func hostCertTransport(base *http.Transport, cert *tlscert.Reloader, host string) *hostTransport {
 	t := &hostTransport{host: host, other: base, given: cert != nil}
 	tr := base.Clone()
-	// No RootCAs: the system's roots, or SSL_CERT_FILE, as without it.
-	tr.TLSClientConfig = &tls.Config{GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	// base's TLS settings, if any, kept: sumd sets none (the system's
+	// roots, or SSL_CERT_FILE, as without a certificate); a test sets
+	// its CA's.
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = new(tls.Config)
+	}
+	tr.TLSClientConfig.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		t.asked.Store(true)
 		if cert == nil {
 			return new(tls.Certificate), nil // none: the server decides
 		}
-		return cert, nil
-	}}
+		return cert.GetClientCertificate(cri)
+	}
 	t.own = tr
 	return t
 }

@@ -345,7 +345,9 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 		if err != nil {
 			return nil, err
 		}
-		cert, err := clientCert(config.ClientCert{ClientCert: mc.ClientCert, ClientKey: mc.ClientKey})
+		// Read again when its files change: sumd serve -mirror follows
+		// with this client as long as it runs.
+		cert, err := loggedClientCert(config.ClientCert{ClientCert: mc.ClientCert, ClientKey: mc.ClientKey}, cmp.Or(o.logger, slog.Default()))
 		if err != nil {
 			return nil, err
 		}

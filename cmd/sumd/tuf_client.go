@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/audit"
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/tlscert"
 	"github.com/sumd-project/sumd/internal/tuf"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
@@ -48,7 +48,7 @@ func tufGosumdb(args []string, stdout, stderr io.Writer) error {
 // wins over the published URL: a proxy path, say); and where the keys
 // came from, for the audit's messages (audit.Options.KeySource). cert,
 // -client-cert, goes to the repository's host as to the database's.
-func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, cert *tls.Certificate, stderr io.Writer) (vkeys []string, url, source string, err error) {
+func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, cert *tlscert.Reloader, stderr io.Writer) (vkeys []string, url, source string, err error) {
 	if cfg.TUFRoot == "" {
 		for _, k := range cfg.Key {
 			more, err := readVKeys("-key", k)
@@ -91,7 +91,7 @@ func tufCacheDir(state, url string) string {
 // fetchDatabase learns the database through TUF. A rollback or a signature
 // failure is a finding (exit status 1); anything else means the keys could
 // not be learned (2).
-func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cert *tls.Certificate, cache string) (*tuf.Database, error) {
+func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cert *tlscert.Reloader, cache string) (*tuf.Database, error) {
 	root, err := readSmallFile(t.TUFRoot, 1<<20)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("failed to read -tuf-root: %w", err), "give the repository's pinned N.root.json")

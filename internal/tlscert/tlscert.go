@@ -1,9 +1,10 @@
-// Package tlscert holds the certificate sumd serves HTTPS with, read again
-// from its files when they change, so that a renewed certificate (ACME,
-// cert-manager, a Kubernetes secret, an operator's copy) is served without
-// a restart. Certificates of 90 days or less are the rule; a server that
-// reads its certificate only at start serves an expired one unless someone
-// remembers to restart it.
+// Package tlscert holds the certificate sumd serves HTTPS with, or one of
+// its clients presents (-client-cert), read again from its files when they
+// change, so that a renewed certificate (ACME, cert-manager, a Kubernetes
+// secret, an operator's copy) is used without a restart. Certificates of
+// 90 days or less are the rule, a day with some internal CAs; a process
+// that reads its certificate only at start uses an expired one unless
+// someone remembers to restart it.
 //
 // The files are checked at most once a second, on a handshake: a stat of
 // each (a symlink swap, as Kubernetes does, shows as a change), and their
@@ -130,6 +131,16 @@ func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 	return r.cur.Load().cert, nil
 }
 
+// GetClientCertificate is a tls.Config's, for a client presenting the
+// pair: the current certificate, read again first if the files changed.
+// A client that lives as long as the process (the transport of a mirror
+// sumd serve follows) presents a renewed certificate so, as a server
+// serves one.
+func (r *Reloader) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	r.refresh()
+	return r.cur.Load().cert, nil
+}
+
 // refresh reloads the pair if a stat shows a change, at most every recheck.
 // Only one check runs at a time, and callers do not wait for it.
 func (r *Reloader) refresh() {
@@ -181,7 +192,7 @@ func (r *Reloader) fail(err error) {
 	if prev := r.failed.Swap(&msg); prev != nil && *prev == msg {
 		return
 	}
-	r.log.Error("the TLS certificate files changed but cannot be used; serving the previous certificate (a renewal that writes the certificate and the key separately can show this between the two)",
+	r.log.Error("the TLS certificate files changed but cannot be used; using the previous certificate (a renewal that writes the certificate and the key separately can show this between the two)",
 		"cert", r.certFile, "key", r.keyFile, "err", err)
 }
 
