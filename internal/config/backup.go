@@ -62,6 +62,13 @@ func LoadBackup(args, env []string, w io.Writer) (*Backup, []string, error) {
 	return &c, rest, err
 }
 
+// The credentials go to the server of -server: given on the command line
+// with -db, a file copied from disk, they are refused rather than ignored.
+func (c *Backup) modes() []mode {
+	return []mode{{[]string{"token-file", "auth", "client-cert", "client-key", "insecure-http"}, "server", true,
+		"copying from a running sumd: -db copies a file from disk, and no server asks for credentials", nil}}
+}
+
 // Validate reports every problem of c, one per line.
 func (c *Backup) Validate() error {
 	errs := []error{c.DiskFloor.Validate(), c.ClientCert.Validate()}
