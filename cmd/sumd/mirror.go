@@ -28,6 +28,7 @@ import (
 	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlscert"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
@@ -329,6 +330,9 @@ type followerOptions struct {
 	metrics  *mirror.Metrics
 	// afterFirstStore is mirror.Options.AfterFirstStore.
 	afterFirstStore func(context.Context) error
+	// clientCert, if set, receives the client certificate presented to
+	// the origin (nil: none), for its problems (sumd serve -mirror).
+	clientCert **tlscert.Reloader
 }
 
 // newFollower returns the follower of mirror l configured by mc (offline
@@ -350,6 +354,9 @@ func newFollower(l *itlog.Log, mc *mirror.Config, o followerOptions) (*mirror.Fo
 		cert, err := loggedClientCert(config.ClientCert{ClientCert: mc.ClientCert, ClientKey: mc.ClientKey}, cmp.Or(o.logger, slog.Default()))
 		if err != nil {
 			return nil, err
+		}
+		if o.clientCert != nil {
+			*o.clientCert = cert
 		}
 		if opts.Client, err = sumdbclient.New(mc.URL, sumdbclient.Options{
 			UserAgent: "sumd-mirror/" + version(), Timeout: cmp.Or(o.timeout, 30*time.Second), Parallel: o.parallel,

@@ -546,6 +546,7 @@ func exists(path string) bool {
 func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logger) []serve.Mirror {
 	var out []serve.Mirror
 	for _, path := range cfg.MirrorList() {
+		var cert *tlscert.Reloader // the client certificate Open loads, nil: none
 		out = append(out, serve.Mirror{
 			Interval: cfg.MirrorInterval,
 			Open: func() (*mirror.Follower, string, error) {
@@ -569,12 +570,21 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 						mc.URL = sumdbclient.SumGolangOrgURL
 					}
 				}
-				f, err := newFollower(l, mc, followerOptions{logger: logger, metrics: metrics})
+				f, err := newFollower(l, mc, followerOptions{logger: logger, metrics: metrics, clientCert: &cert})
 				if err != nil {
 					l.Close()
 					return nil, "", err
 				}
 				return f, originCreds(mc), nil
+			},
+			// The certificate's expiry, or renewed files that cannot be
+			// loaded: an expired one stops the mirror following an origin
+			// that asks for it, which the failed rounds alone do not say.
+			Problems: func() []string {
+				if cert == nil {
+					return nil
+				}
+				return cert.ClientProblems()
 			},
 		})
 	}

@@ -29,6 +29,10 @@ type Mirror struct {
 	// before the next one starts: a long catch-up is not followed at
 	// once by another round.
 	Interval time.Duration
+	// Problems, if set, reports the mirror's own problems for the status
+	// and /healthz (degraded), as ProblemReporter does: the client
+	// certificate it presents to its origin expiring. Called after Open.
+	Problems func() []string
 }
 
 // openMirrors opens the mirrors, and returns them with their parts. It
@@ -52,7 +56,7 @@ func (b *builder) openMirrors(cfg Config) ([]*mirror.Follower, []Part, error) {
 			return nil, nil, withHint(fmt.Errorf("two mirrors of %s are configured", f.Name()), "serve one mirror of each origin")
 		}
 		fs = append(fs, f)
-		parts = append(parts, mirrorPart(f, m.Interval, cfg.Logger))
+		parts = append(parts, mirrorPart(f, m, cfg.Logger))
 	}
 	return fs, parts, nil
 }
@@ -87,11 +91,11 @@ func ownMirror(fs []*mirror.Follower, own string) error {
 // mirrorHint is the hint for a mirror whose log stopped for good.
 const mirrorHint = "start sumd serve again: opening the mirror's database re-verifies it and carries on from what is durable"
 
-// mirrorPart follows the origin of f every interval. A round that fails
+// mirrorPart follows the origin of f every m.Interval. A round that fails
 // (origin unreachable, data refused) is logged and shown in the status,
-// and the mirror keeps serving what it holds: the server stops only if the
-// mirror's log does (a storage failure).
-func mirrorPart(f *mirror.Follower, interval time.Duration, logger *slog.Logger) Part {
+// with m's own problems, and the mirror keeps serving what it holds: the
+// server stops only if the mirror's log does (a storage failure).
+func mirrorPart(f *mirror.Follower, m Mirror, logger *slog.Logger) Part {
 	l := f.Log()
 	return Part{
 		Name: "mirror of " + f.Name(),
@@ -101,6 +105,11 @@ func mirrorPart(f *mirror.Follower, interval time.Duration, logger *slog.Logger)
 			s.Mirrors = append(s.Mirrors, st)
 			if st.Problem != "" {
 				s.problem("mirror "+st.Name, "%s", st.Problem)
+			}
+			if m.Problems != nil {
+				for _, p := range m.Problems() {
+					s.problem("mirror "+st.Name, "%s", p)
+				}
 			}
 			select {
 			case <-l.Done():
@@ -118,7 +127,7 @@ func mirrorPart(f *mirror.Follower, interval time.Duration, logger *slog.Logger)
 					return nil
 				case <-l.Done():
 					return l.Err()
-				case <-time.After(interval):
+				case <-time.After(m.Interval):
 				}
 			}
 		},

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -259,5 +260,29 @@ func TestMirrorUnreadableGoSumLogged(t *testing.T) {
 	got := logged.String()
 	if !strings.Contains(got, "go.sum") || strings.Contains(got, "could not follow") || !strings.Contains(got, "followed its origin") {
 		t.Errorf("a round that followed its origin but read no go.sum file logged\n%s\nwant a line saying it followed and could not read the go.sum files", got)
+	}
+}
+
+// TestMirrorProblems: a mirror's own problems (cmd/sumd's: its client
+// certificate expiring) are problems of that mirror in the status, and
+// degrade the server's health as the server certificate's do.
+func TestMirrorProblems(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	m := offlineMirror(t, "corp.example")
+	m.Problems = func() []string { return []string{"the client certificate expired"} }
+	cfg.Mirrors = []Mirror{m}
+	ctx, cancel := context.WithCancel(context.Background())
+	url, done := start(t, ctx, cfg, urls)
+	var st Status
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(getText(t, url+"/status"), "200 ")), &st); err != nil {
+		t.Fatal(err)
+	}
+	want := Problem{Part: "mirror corp.example", Message: "the client certificate expired"}
+	if st.Health.State != Degraded || !slices.Contains(st.Health.Problems, want) {
+		t.Errorf("status health %+v, want degraded with %+v", st.Health, want)
+	}
+	cancel()
+	if err := wait(t, done); err != nil {
+		t.Fatal(err)
 	}
 }

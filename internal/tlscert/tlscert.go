@@ -14,7 +14,8 @@
 // that cannot be loaded (half written, a key of another certificate) is
 // logged once per distinct failure and the previous certificate is
 // served; the next change is tried again. The certificate's expiry is a
-// metric and, within a week, a problem of the server's health.
+// metric and, within a week, a problem of the server's health (of the
+// mirror presenting it, for a client certificate).
 package tlscert
 
 import (
@@ -204,15 +205,32 @@ func (r *Reloader) NotAfter() time.Time { return r.cur.Load().notAfter }
 // the handshakes' checks found, touching no file. The texts name no path
 // (anonymous clients read /healthz); the log has them.
 func (r *Reloader) Problems() []string {
+	return r.problems("the TLS certificate", "the previous certificate is served", "clients refuse the server")
+}
+
+// ClientProblems is Problems for a client presenting the certificate (the
+// mirror sumd serve follows with -client-cert), in a client's words. It
+// checks the files first, as a handshake does (at most once a second,
+// without waiting for a check running): an origin that does not ask for
+// the certificate makes no handshake read a renewed one, whose
+// predecessor's expiry would stay a problem until a restart.
+func (r *Reloader) ClientProblems() []string {
+	r.refresh()
+	return r.problems("the client certificate", "the previous certificate is presented", "an origin that asks for it refuses the connection")
+}
+
+// problems is Problems for the certificate called what: kept is what is
+// done with files that cannot be loaded, refused what an expiry leads to.
+func (r *Reloader) problems(what, kept, refused string) []string {
 	var out []string
 	if msg := r.failed.Load(); msg != nil {
-		out = append(out, "the TLS certificate files changed but cannot be loaded; the previous certificate is served (see the server log)")
+		out = append(out, fmt.Sprintf("%s files changed but cannot be loaded; %s (see the server log)", what, kept))
 	}
 	switch left := r.NotAfter().Sub(r.now()); {
 	case left <= 0:
-		out = append(out, fmt.Sprintf("the TLS certificate expired at %s: clients refuse the server; renew it (the files are read again when they change)", r.NotAfter().UTC().Format(time.RFC3339)))
+		out = append(out, fmt.Sprintf("%s expired at %s: %s; renew it (the files are read again when they change)", what, r.NotAfter().UTC().Format(time.RFC3339), refused))
 	case left < expiryWarning:
-		out = append(out, fmt.Sprintf("the TLS certificate expires at %s, in less than a week: renew it (the files are read again when they change)", r.NotAfter().UTC().Format(time.RFC3339)))
+		out = append(out, fmt.Sprintf("%s expires at %s, in less than a week: renew it (the files are read again when they change)", what, r.NotAfter().UTC().Format(time.RFC3339)))
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -345,4 +346,31 @@ func TestReloadCoarseStamps(t *testing.T) {
 			t.Fatalf("after the key too: not the new certificate, or problems %q", r.Problems())
 		}
 	})
+}
+
+// TestClientProblems: a client certificate's problems are worded for a
+// client, name no file, and see a renewal without a handshake: an origin
+// that never asks for the certificate makes none read it.
+func TestClientProblems(t *testing.T) {
+	defer func(d time.Duration) { recheck = d }(recheck)
+	recheck = 0
+	ca := testcert.New(t)
+	expired := ca.Client(t, "old", pkix.Name{CommonName: "replica"}, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	r, err := New(expired.CertFile, expired.KeyFile, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.ClientProblems()
+	if len(p) != 1 || !strings.HasPrefix(p[0], "the client certificate expired at ") || strings.Contains(p[0], "clients refuse") || strings.Contains(p[0], filepath.Dir(expired.CertFile)) {
+		t.Errorf("problems of an expired client certificate: %q", p)
+	}
+	renewed := ca.Client(t, "new", pkix.Name{CommonName: "replica"}, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+	for from, to := range map[string]string{renewed.CertFile: expired.CertFile, renewed.KeyFile: expired.KeyFile} {
+		if err := os.Rename(from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := r.ClientProblems(); len(p) != 0 {
+		t.Errorf("problems after the renewal, with no handshake since: %q", p)
+	}
 }
