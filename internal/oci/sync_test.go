@@ -693,24 +693,36 @@ func TestSyncRetagged(t *testing.T) {
 // TestSyncRetaggedNoDownload: a recorded version's tag moved to content no
 // configured key signed is retagged on every pass, but its layers are
 // fetched once, by the first pass that sees it: anyone who may push there
-// could otherwise make every pass download a zip of up to 500 MiB.
+// could otherwise make every pass download a zip of up to 500 MiB. The
+// same holds with the sync state lost after the re-tag: the re-tag is
+// judged by its layers once, and later passes report it without fetching
+// them again.
 func TestSyncRetaggedNoDownload(t *testing.T) {
-	e := newSyncEnv(t, true)
-	first := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
-	if r := e.sync(t); r.Counts[Recorded] != 1 {
-		t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
+	for _, stateLost := range []bool{false, true} {
+		t.Run(fmt.Sprintf("state lost %v", stateLost), func(t *testing.T) {
+			e := newSyncEnv(t, true)
+			first := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
+			if r := e.sync(t); r.Counts[Recorded] != 1 {
+				t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
+			}
+			staged := e.retag(t, first)
+			if stateLost {
+				e.log.mu.Lock()
+				e.log.aux = map[string][]byte{}
+				e.log.mu.Unlock()
+			}
+			fetches := e.countBlobFetches()
+			for pass := range 3 {
+				e.logs = new(testlog.Buffer)
+				r := e.sync(t)
+				e.wantOutcome(t, r, Retagged)
+				if len(r.Conflicts) != 1 || !errors.Is(r.Conflicts[0], ErrRetagged) {
+					t.Errorf("pass %d: report %+v, want one conflict wrapping ErrRetagged", pass, r)
+				}
+			}
+			e.wantLayersFetched(t, staged.Ref, fetches, 1)
+		})
 	}
-	staged := e.retag(t, first)
-	fetches := e.countBlobFetches()
-	for pass := range 3 {
-		e.logs = new(testlog.Buffer)
-		r := e.sync(t)
-		e.wantOutcome(t, r, Retagged)
-		if len(r.Conflicts) != 1 || !errors.Is(r.Conflicts[0], ErrRetagged) {
-			t.Errorf("pass %d: report %+v, want one conflict wrapping ErrRetagged", pass, r)
-		}
-	}
-	e.wantLayersFetched(t, staged.Ref, fetches, 1)
 }
 
 // TestSyncRepushedSameLayers: a recorded release pushed again (a CI job run
@@ -782,30 +794,6 @@ func TestSyncRetaggedRemembered(t *testing.T) {
 	e.log = e.log.withoutRecords()
 	e.logs = new(testlog.Buffer)
 	e.wantOutcome(t, e.sync(t), Unsigned)
-}
-
-// TestSyncRetaggedStateLost: with the sync state lost, a re-tag is judged
-// by its layers, once: later passes report it without fetching them again.
-func TestSyncRetaggedStateLost(t *testing.T) {
-	e := newSyncEnv(t, true)
-	first := e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
-	if r := e.sync(t); r.Counts[Recorded] != 1 {
-		t.Fatalf("first pass: %+v, want v1.0.0 recorded\n%s", r, e.logs)
-	}
-	staged := e.retag(t, first)
-	e.log.mu.Lock()
-	e.log.aux = map[string][]byte{} // the state is lost
-	e.log.mu.Unlock()
-	fetches := e.countBlobFetches()
-	for pass := range 3 {
-		e.logs = new(testlog.Buffer)
-		r := e.sync(t)
-		e.wantOutcome(t, r, Retagged)
-		if len(r.Conflicts) != 1 || !errors.Is(r.Conflicts[0], ErrRetagged) {
-			t.Errorf("pass %d: report %+v, want one conflict wrapping ErrRetagged", pass, r)
-		}
-	}
-	e.wantLayersFetched(t, staged.Ref, fetches, 1)
 }
 
 // countBlobFetches counts from now on the GET requests for each blob of
