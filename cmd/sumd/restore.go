@@ -159,7 +159,7 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 	path := cfg.DB + ".restore-mirror"
 	_, statErr := os.Lstat(path)
 	made := errors.Is(statErr, fs.ErrNotExist)
-	l, _, err := openMirror(path, vkeys, nil, true, cfg.DiskFloor.Bytes(), "", scratchLogger(logger))
+	l, _, err := openMirror(path, vkeys, nil, true, cfg.DiskFloor.Bytes(), "", logger)
 	if err != nil {
 		return nil, restoreMirrorOpenError(err, cfg, path)
 	}
@@ -185,40 +185,6 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 		return nil, restoreSyncError(err, path, removed)
 	}
 	return l, nil
-}
-
-// scratchLogger is logger for the log of restore's own mirror file,
-// <db>.restore-mirror. tlog warns of every log it creates, since a
-// -create left on may fork a primary; this one is restore's scratch,
-// removed again if nothing is mirrored into it and reported on stdout
-// once something is, and a warning of its creation would tell of a file
-// that a failed restore has already removed. That one record is logged at
-// debug level; the log's others keep theirs.
-func scratchLogger(logger *slog.Logger) *slog.Logger {
-	return slog.New(scratchHandler{logger.Handler()})
-}
-
-// scratchHandler is scratchLogger's handler: h with itlog.MsgCreated demoted to
-// debug level.
-type scratchHandler struct{ h slog.Handler }
-
-func (s scratchHandler) Enabled(ctx context.Context, l slog.Level) bool { return s.h.Enabled(ctx, l) }
-
-func (s scratchHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == itlog.MsgCreated && r.Level > slog.LevelDebug {
-		if !s.h.Enabled(ctx, slog.LevelDebug) {
-			return nil
-		}
-		r.Level = slog.LevelDebug
-	}
-	return s.h.Handle(ctx, r)
-}
-
-func (s scratchHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return scratchHandler{s.h.WithAttrs(as)}
-}
-func (s scratchHandler) WithGroup(name string) slog.Handler {
-	return scratchHandler{s.h.WithGroup(name)}
 }
 
 // restoreMirrorOpenError says what to do about err, which refused the

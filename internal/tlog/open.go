@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -15,12 +16,6 @@ import (
 // open loads the log from the store (creating it if allowed and the store
 // is empty), checks that the keys are the log's, verifies the stored tree
 // against the signed head and publishes that head.
-// MsgCreated is the message of the record Open logs, at WARN, when it
-// creates a log: a new log where one was expected is how a lost database
-// shows. A caller whose log is scratch (sumd restore's mirror of its -from
-// URL) may log it at another level by this message.
-const MsgCreated = "created a new checksum database"
-
 func (l *Log) open(ctx context.Context, opts Options) error {
 	if err := l.parseKeys(opts); err != nil {
 		return err
@@ -170,7 +165,15 @@ func (l *Log) create(ctx context.Context) (State, error) {
 		return State{}, fmt.Errorf("failed to create the log: %w", err)
 	}
 	l.created = true
-	l.log.Warn(MsgCreated, "name", meta.Name, "vkeys", strings.Join(meta.VKeys, " "), "mirror", meta.Mirror)
+	// A new signing log where one was expected is how a lost database
+	// shows (a -create left on may then fork): a warning. A new mirror is
+	// routine (its first run, sumd restore's scratch copy of a -from URL)
+	// and signs nothing: information.
+	level := slog.LevelWarn
+	if meta.Mirror {
+		level = slog.LevelInfo
+	}
+	l.log.Log(ctx, level, "created a new checksum database", "name", meta.Name, "vkeys", strings.Join(meta.VKeys, " "), "mirror", meta.Mirror)
 	return State{Meta: meta, Head: head}, nil
 }
 
