@@ -27,5 +27,7 @@
 // compare their hashes with its record: the recorded release whose key was
 // since removed is not a re-tag. The sync state bounds that to one fetch
 // per manifest (it remembers the verdict) and to none for a manifest
-// naming the very layers the version was recorded from.
+// naming the very layers the version was recorded from; it also bounds to
+// one the fetches of a signed manifest's layers judged invalid or a
+// conflict.
 package oci

@@ -29,10 +29,13 @@ type result struct {
 	id      int64          // record id, for Recorded and Present
 	// mod and zip are the manifest's layers, once parsed.
 	mod, zip v1.Descriptor
-	// judged means a Retagged judged by the content the manifest names
-	// (or remembered so by the sync state): a verdict on that manifest
-	// for the sync state to keep, unlike a transient failure to read it.
+	// judged means a Retagged, or a signed Invalid or Conflict, judged by
+	// the content the manifest names (or remembered so by the sync
+	// state): a verdict on that manifest for the sync state to keep,
+	// unlike a transient failure to read it or a layer over a limit.
 	judged bool
+	// rec is the record hashed from the layers of a judged Conflict.
+	rec gosum.Record
 	// sameLayers means a Present judged without fetching the layers: the
 	// manifest names those of the manifest the version was recorded from.
 	sameLayers bool
@@ -111,13 +114,67 @@ func (s *Syncer) examine(ctx context.Context, c *repoClient, src *Source, tag st
 		}
 		return res
 	}
+	if s.remembered(ctx, a, desc.Digest.String(), prev, res) {
+		return res
+	}
 	rec, err := s.hash(ctx, c, a)
 	if err != nil {
-		res.outcome, res.err = hashOutcome(err), err
+		var invalid *errInvalid
+		res.outcome, res.err, res.judged = hashOutcome(err), err, errors.As(err, &invalid)
 		return res
 	}
 	res.outcome, res.id, res.err = s.add(ctx, rec)
+	if res.outcome == Conflict {
+		res.judged, res.rec = true, rec
+	}
 	return res
+}
+
+// remembered judges a signed artifact by the verdict an earlier pass
+// reached on its manifest, digest, if the sync state kept one (prev) and
+// what the verdict rests on still holds, and reports whether it did so;
+// its layers are not fetched. The manifest names its layers' bytes and its
+// signature verified with the keys configured now (examine), so an
+// invalid module is invalid still, unless a layer is now over a limit
+// lowered since (hash judges that from the manifest, fetching nothing);
+// and the hashes an earlier pass found a conflict are its content's still,
+// so it is compared with the log again: a record never changes, but the
+// state never stands for the log, and a log that no longer holds the
+// version, or holds those hashes, has the artifact fetched and recorded.
+// Without this whoever holds a configured key could make every pass
+// download a zip of up to MaxZipSize.
+func (s *Syncer) remembered(ctx context.Context, a *Artifact, digest string, prev stateEntry, res *result) bool {
+	switch {
+	case prev.Invalid == digest:
+		if s.checkSizes(a) != nil {
+			return false
+		}
+		res.outcome, res.judged = Invalid, true
+		res.err = &errInvalid{errors.New("an earlier pass found its layers fail the go command's checks (not fetched again)")}
+		return true
+	case prev.Conflict.Digest == digest:
+		rec := gosum.Record{Path: a.Module.Path, Version: a.Module.Version, Hash: prev.Conflict.Hash, GoMod: prev.Conflict.GoMod}
+		_, conflicts, err := s.opts.Log.Check(ctx, []gosum.Record{rec})
+		if err != nil || conflicts == nil || conflicts[0] == nil {
+			return false // judged afresh: hash and add say what fails
+		}
+		res.outcome, res.judged, res.rec = Conflict, true, rec
+		res.err = fmt.Errorf("%w (hashed by an earlier pass; not fetched again)", conflicts[0])
+		return true
+	}
+	return false
+}
+
+// checkSizes checks a's layers against MaxZipSize and MaxModSize by their
+// descriptors, before any byte is fetched.
+func (s *Syncer) checkSizes(a *Artifact) error {
+	switch {
+	case a.Zip.Size > s.opts.MaxZipSize:
+		return &errTooLarge{"zip layer", s.opts.MaxZipSize}
+	case a.Mod.Size > s.opts.MaxModSize:
+		return &errTooLarge{"go.mod layer", s.opts.MaxModSize}
+	}
+	return nil
 }
 
 // holds reports whether the log holds m, and its record's id, for an
@@ -219,8 +276,8 @@ func hashOutcome(err error) Outcome {
 func (s *Syncer) hash(ctx context.Context, c *repoClient, a *Artifact) (gosum.Record, error) {
 	// Both sizes before either fetch: a zip layer over the limit, judged
 	// afresh on every pass (matchRecorded), must cost no go.mod download.
-	if a.Zip.Size > s.opts.MaxZipSize {
-		return gosum.Record{}, &errTooLarge{"zip layer", s.opts.MaxZipSize}
+	if err := s.checkSizes(a); err != nil {
+		return gosum.Record{}, err
 	}
 	var mod bytes.Buffer
 	if err := c.blob(ctx, a.Mod, s.opts.MaxModSize, &mod, "go.mod layer"); err != nil {

@@ -20,9 +20,10 @@ const stateVersion = 1
 // tag moved to another digest is examined again, and so is a digest under
 // a tag it was not recorded from (its placement must be checked there).
 // With that digest it keeps the manifest's layers, and the digest of a
-// manifest the tag moved to that was judged a re-tag, so that neither a
-// release pushed again around the same layers nor a re-tag makes every pass
-// download the layers (see examine); neither makes a pass skip a tag. It
+// manifest the tag moved to that was judged a re-tag, or, signed, judged
+// invalid or a conflict, so that neither a release pushed again around the
+// same layers nor such a manifest makes every pass download the layers
+// (see examine); none makes a pass skip a tag. It
 // lives in the database itself, as JSON under the auxiliary key stateKey
 // (Recorder.SetAux), so one file is the whole of a sumd instance.
 //
@@ -69,6 +70,26 @@ type stateEntry struct {
 	// whose layers were fetched and found not to be Module's recorded
 	// content, so that later passes report it again without fetching them.
 	Retagged string `json:"retagged,omitempty"`
+	// Invalid is a manifest at the tag, signed by a configured key, whose
+	// layers were fetched and found to fail the go command's checks (not
+	// the size limits, which the operator may change), so that later
+	// passes report it again without fetching them once its signature
+	// verifies with the keys then configured and its layers are within
+	// the limits then configured.
+	Invalid string `json:"invalid,omitempty"`
+	// Conflict is a manifest at the tag, signed by a configured key,
+	// whose layers hash to other hashes than the log's record of their
+	// version, and those hashes: later passes compare them with the log
+	// again (Recorder.Check), without fetching the layers, once its
+	// signature verifies with the keys then configured.
+	Conflict stateConflict `json:"conflict,omitzero"`
+}
+
+// A stateConflict is a manifest digest and the go.sum hashes of its layers.
+type stateConflict struct {
+	Digest string `json:"digest"`
+	Hash   string `json:"hash"`
+	GoMod  string `json:"gomod"`
 }
 
 // A stateLayer is a layer descriptor's digest and size.

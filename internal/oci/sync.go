@@ -444,8 +444,8 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	switch {
 	case res.outcome == Recorded || res.outcome == Present:
 		state.put(c.repo.String(), tag, stateEntry{Digest: digest, Module: res.module.String(), Mod: layerOf(res.mod), Zip: layerOf(res.zip)})
-	case res.outcome == Retagged:
-		if e, ok := retaggedEntry(prev, res, digest); ok {
+	case res.outcome == Retagged || res.outcome == Invalid || res.outcome == Conflict:
+		if e, ok := verdictEntry(prev, res, digest); ok {
 			state.put(c.repo.String(), tag, e)
 		}
 	}
@@ -459,24 +459,34 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	return nil
 }
 
-// retaggedEntry is what the sync state keeps of a tag whose manifest,
-// digest, is retagged (res): what was recorded from the tag, so that a tag
-// moved back to it is skipped again and a manifest with its layers is
-// present, and the verdict on digest, so that later passes report it again
-// without fetching its layers; a tag moved once more is judged afresh.
-// Without an entry of the same version (the state lost it) the verdict is
-// kept alone. The verdict never makes a pass skip the tag: it is one only
-// for a version the log holds (examine asks the log) and is reported on
-// every pass.
-func retaggedEntry(prev stateEntry, res *result, digest string) (stateEntry, bool) {
+// verdictEntry is what the sync state keeps of a tag whose manifest,
+// digest, is retagged, or signed and invalid or a conflict (res): what was
+// recorded from the tag, so that a tag moved back to it is skipped again
+// and a manifest with its layers is present, and the verdict on digest, if
+// it is one on the manifest (res.judged), so that later passes report it
+// again without fetching its layers; a tag moved once more is judged
+// afresh. Without an entry of the same version (the state lost it) the
+// verdict is kept alone. The verdict never makes a pass skip the tag: a
+// re-tag is one only for a version the log holds (examine asks the log),
+// a conflict is compared with the log again, an invalid manifest is one
+// only while its signature verifies and its layers are within the limits,
+// and each is reported on every pass.
+func verdictEntry(prev stateEntry, res *result, digest string) (stateEntry, bool) {
 	e := stateEntry{Module: res.module.String()}
 	if prev.Module == e.Module {
 		e = prev
 	}
 	if res.judged {
-		e.Retagged = digest
+		switch res.outcome {
+		case Retagged:
+			e.Retagged = digest
+		case Invalid:
+			e.Invalid = digest
+		case Conflict:
+			e.Conflict = stateConflict{Digest: digest, Hash: res.rec.Hash, GoMod: res.rec.GoMod}
+		}
 	}
-	return e, e.Digest != "" || e.Retagged != ""
+	return e, e.Digest != "" || e.Retagged != "" || e.Invalid != "" || e.Conflict.Digest != ""
 }
 
 // artifactTimedOut says so if err, from work on one artifact in ctx, came

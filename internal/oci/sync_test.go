@@ -983,3 +983,67 @@ func TestSyncRetaggedTooLargeNotRemembered(t *testing.T) {
 	e.wantOutcome(t, e.syncKeys(t, e.other), Present)
 	e.wantRecorded(t, mod)
 }
+
+// TestSyncInvalidNoDownload: a signed artifact whose module fails the go
+// command's checks is invalid on every pass, but its layers are fetched
+// once, by the first pass that judges it: whoever holds a configured key
+// could otherwise make every pass download a zip of up to 500 MiB. The
+// verdict is re-judged when what it rests on changes: with its key no
+// longer configured the artifact is bad_signature, and with the zip layer
+// over a lowered limit it is invalid for its size, from the manifest alone.
+func TestSyncInvalidNoDownload(t *testing.T) {
+	e := newSyncEnv(t, true)
+	mod := simpleModule(t, "v1.0.0")
+	mod.GoMod = []byte("module example.com/not-m\n") // differs from the zip's go.mod
+	p := e.push(t, mod, e.key.sv)
+	fetches := e.countBlobFetches()
+	for pass := range 3 {
+		e.logs = new(testlog.Buffer)
+		e.wantOutcome(t, e.sync(t), Invalid)
+		if pass > 0 && !strings.Contains(e.logs.String(), "not fetched again") {
+			t.Errorf("pass %d: want the remembered verdict said so:\n%s", pass, e.logs)
+		}
+	}
+	e.wantLayersFetched(t, p.Ref, fetches, 1)
+
+	e.logs = new(testlog.Buffer)
+	e.wantOutcome(t, e.syncKeys(t, e.other), BadSignature)
+	e.maxZipSize = 100
+	e.logs = new(testlog.Buffer)
+	e.wantOutcome(t, e.sync(t), Invalid)
+	if !strings.Contains(e.logs.String(), "larger than the limit of 100 bytes") {
+		t.Errorf("want the zip layer refused as too large:\n%s", e.logs)
+	}
+	e.wantLayersFetched(t, p.Ref, fetches, 1)
+}
+
+// TestSyncConflictNoDownload: a signed artifact of a version the log holds
+// with other hashes is a conflict on every pass, naming both records, but
+// its layers are fetched once: the log never changes a record, nor does a
+// digest change its bytes. The verdict never stands for the log: with the
+// version gone from the log, the same artifact is fetched and recorded.
+func TestSyncConflictNoDownload(t *testing.T) {
+	e := newSyncEnv(t, true)
+	mod := simpleModule(t, "v1.0.0")
+	old := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: "h1:" + strings.Repeat("A", 43) + "=", GoMod: mod.Sums.GoMod}
+	if _, err := e.log.Add(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	p := e.push(t, mod, e.key.sv)
+	fetches := e.countBlobFetches()
+	for pass := range 3 {
+		e.logs = new(testlog.Buffer)
+		r := e.sync(t)
+		e.wantOutcome(t, r, Conflict)
+		var conflict *tlog.ConflictError
+		if len(r.Conflicts) != 1 || !errors.As(r.Conflicts[0], &conflict) || conflict.Recorded != old || conflict.Proposed.Hash != mod.Sums.Hash {
+			t.Errorf("pass %d: report %+v, want the conflict with the recorded version", pass, r)
+		}
+	}
+	e.wantLayersFetched(t, p.Ref, fetches, 1)
+
+	e.log = e.log.withoutRecords()
+	e.logs = new(testlog.Buffer)
+	e.wantOutcome(t, e.sync(t), Recorded)
+	e.wantRecorded(t, mod)
+}
