@@ -107,7 +107,7 @@ type clientOps struct {
 	fromNewer bool              // latest started as r.newer, not the stale head served
 	missing   map[string]string // lookup path -> the server's answer, for 404 and 410
 	damaged   map[string]bool   // lookup paths the server answers damaged in its database (sumdbclient.ErrDamaged)
-	failed    error             // the first fetch failure other than a 404 or 410
+	failed    error             // the first fetch failure but a lookup's 404 or 410, or a partial tile's
 	security  []string          // messages of sumdb.Client's SecurityError
 }
 
@@ -205,13 +205,21 @@ func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 			o.missing[path] = fe.Err.Error()
 		case lookup && errors.Is(err, sumdbclient.ErrDamaged):
 			o.damaged[path] = true // a finding about this line, not an outage
-		case sumdbclient.NotFound(err): // a partial tile gone: the client tries the full tile
+		case sumdbclient.NotFound(err) && partialTile(path):
+			// Gone once its tile is full: the client tries the full one
+			// next, whose failure counts.
 		case o.failed == nil:
 			o.failed = err
 		}
 		o.mu.Unlock()
 	}
 	return data, err
+}
+
+// partialTile reports whether path is a partial hash tile's (.p/W).
+func partialTile(path string) bool {
+	t, err := tlog.ParseTilePath(strings.TrimPrefix(path, "/"))
+	return err == nil && t.W < tileWidth
 }
 
 // checkRemote refuses, as a failure to fetch, an answer that is not the

@@ -264,3 +264,26 @@ func TestGosumForkEvidenceBounded(t *testing.T) {
 			len(p.Message), maxMessage, p.Message)
 	}
 }
+
+// TestGosumTileNotFound serves every lookup but answers 404 for the full
+// hash tile its inclusion proof needs (one checkTiles does not read): the
+// proof could not be obtained, a failure to fetch (the audit is
+// incomplete, exit status 2), as a 404 for a tile the full audit needs
+// is, not an answer that does not verify (a finding, exit status 1).
+func TestGosumTileNotFound(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	srv := serve(t, tl.log, func(path string, status int, body []byte) (int, []byte) {
+		if path == "/tile/8/0/000" {
+			return http.StatusNotFound, []byte("not found\n")
+		}
+		return status, body
+	})
+	file := writeGoSum(t, goSumOf(5))
+	rep, err := audit(t, srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{file} })
+	if !sumdbclient.NotFound(err) || !strings.Contains(err.Error(), "/tile/8/0/000") {
+		t.Errorf("audit = %v, want the tile's 404 as the error", err)
+	}
+	if len(rep.Problems) != 0 {
+		t.Errorf("a tile not found is a finding: %s", problems(rep))
+	}
+}
