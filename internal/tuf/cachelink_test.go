@@ -31,3 +31,25 @@ func TestLinkedCachedRootWarns(t *testing.T) {
 		t.Errorf("a linked cached root was ignored without a warning; log: %q", log.String())
 	}
 }
+
+// TestDamagedCachedRootWarns: a cached root.json that is not root metadata
+// (go-tuf writes it without syncing, so a crash can leave it empty) is
+// ignored as a linked one is, the client starting from its pin and losing
+// the protection the cached root gave against an old chain replayed: it
+// says so at Warn rather than silently.
+func TestDamagedCachedRootWarns(t *testing.T) {
+	f := newFixture(t, newVKey(t))
+	cache := t.TempDir()
+	meta := filepath.Join(cache, pinDir(f.root(1), f.url), metadataDir)
+	os.MkdirAll(meta, 0o755)
+	os.WriteFile(filepath.Join(meta, "root.json"), nil, 0o644)
+	var log bytes.Buffer
+	_, err := Fetch(ClientOptions{Root: f.root(1), URL: f.url, CacheDir: cache, Now: f.clock.Now,
+		Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatalf("Fetch with a damaged cached root: %v", err)
+	}
+	if !strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), "root.json") {
+		t.Errorf("a damaged cached root was ignored without a warning; log: %q", log.String())
+	}
+}

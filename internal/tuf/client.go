@@ -192,7 +192,9 @@ func pinDir(root []byte, url string) string {
 // that stays inside the cache. A linked (or unreadable) cached root is
 // ignored with a warning and the client starts from its pin again,
 // walking the chain forward: it loses the protection against an old chain
-// replayed that the cached root gave, hence the warning.
+// replayed that the cached root gave, hence the warning. So is a cached
+// root that is not root metadata: go-tuf writes it without syncing it, so
+// a crash may leave it empty.
 func trustedRoot(pinned []byte, dir string, log *slog.Logger) ([]byte, error) {
 	pin, err := metadata.Root().FromBytes(pinned)
 	if err != nil {
@@ -209,7 +211,12 @@ func trustedRoot(pinned []byte, dir string, log *slog.Logger) ([]byte, error) {
 		return pinned, nil
 	}
 	cached, err := metadata.Root().FromBytes(data)
-	if err != nil || cached.Signed.Version <= pin.Signed.Version {
+	if err != nil {
+		log.Warn("ignoring the cached TUF root, which is not root metadata (go-tuf writes it unsynced: a crash?), starting from the pinned one; "+
+			"remove it to be rid of this warning", "path", path, "err", err)
+		return pinned, nil
+	}
+	if cached.Signed.Version <= pin.Signed.Version {
 		return pinned, nil
 	}
 	return data, nil
