@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -310,5 +311,37 @@ func TestSaveLatestSyncsDir(t *testing.T) {
 	}
 	if len(synced) != 1 || synced[0] != st.dir {
 		t.Errorf("synced %q, want the state directory %s once", synced, st.dir)
+	}
+}
+
+// TestOpenStateSyncsNewDirs checks that the directories openState creates
+// are made durable in their parents: saveLatest syncs the state directory
+// alone, so without it a crash after a first run could lose the whole
+// state (its saved head and checkpoint) though the run returned, and the
+// next run would audit afresh with no head to detect a fork against.
+func TestOpenStateSyncsNewDirs(t *testing.T) {
+	root := t.TempDir()
+	var synced []string
+	defer func(orig func(string) error) { syncDir = orig }(syncDir)
+	syncDir = func(dir string) error {
+		synced = append(synced, dir)
+		return nil
+	}
+	st, err := openState(filepath.Join(root, "state"), testName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	want := []string{root, filepath.Join(root, "state")}
+	if !slices.Equal(synced, want) {
+		t.Errorf("synced %q, want the parents of the new directories, %q", synced, want)
+	}
+	synced = nil
+	if st, err = openState(filepath.Join(root, "state"), testName); err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	if len(synced) != 0 {
+		t.Errorf("opening an existing state synced %q", synced)
 	}
 }

@@ -71,7 +71,7 @@ func openState(dir, name string) (*state, error) {
 		return nil, fmt.Errorf("database name %q cannot name a state directory", name)
 	}
 	path := filepath.Join(dir, sub)
-	if err := os.MkdirAll(path, 0o755); err != nil {
+	if err := mkdirDurable(path); err != nil {
 		return nil, fmt.Errorf("failed to create state directory: %w", err)
 	}
 	db, err := openBolt(filepath.Join(path, auditFile), false)
@@ -82,6 +82,30 @@ func openState(dir, name string) (*state, error) {
 		return nil, err
 	}
 	return &state{dir: path, db: db}, nil
+}
+
+// mkdirDurable creates path and any missing parents, syncing the parent
+// of each directory created: saveLatest syncs the state directory alone
+// (which makes audit.db's name durable too), and until its own name is, a
+// crash could lose the whole state of a run that returned, and the next
+// run audit afresh with no saved head to detect a fork against.
+func mkdirDurable(path string) error {
+	var missing []string // path and its missing parents, deepest first
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || !errors.Is(err, fs.ErrNotExist) || p == filepath.Dir(p) {
+			break
+		}
+		missing = append(missing, p)
+	}
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return err
+	}
+	for _, p := range slices.Backward(missing) {
+		if err := syncDir(filepath.Dir(p)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // openTempState opens a throwaway key set for a run without a state
