@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sumd-project/sumd/internal/audit"
@@ -82,9 +83,12 @@ func verifierKeys(cfg *config.Verify, auth upstream.ClientCreds, cert *tlscert.R
 
 // tufCacheDir is where sumd verify -state keeps a TUF repository's
 // metadata: one directory per repository URL, under "+tuf", a name no
-// database's state directory can have ("+" is not allowed in names).
+// database's state directory can have ("+" is not allowed in names). A
+// trailing slash names the same repository (as in tuf's pin directory):
+// the URL is hashed without it, so that a run spelling it the other way
+// still starts from the newest root and timestamp verified.
 func tufCacheDir(state, url string) string {
-	sum := sha256.Sum256([]byte(url))
+	sum := sha256.Sum256([]byte(strings.TrimSuffix(url, "/")))
 	return filepath.Join(state, "+tuf", hex.EncodeToString(sum[:8]))
 }
 
