@@ -134,15 +134,22 @@ func (o *clientOps) check(client *sumdb.Client, l sumLine) (*Problem, error) {
 	if err != nil {
 		return o.lookupProblem(l, err)
 	}
-	if len(got) == 1 && got[0] == l.text() {
+	switch {
+	case len(got) == 1 && got[0] == l.text():
 		return nil, nil
-	}
-	has := "no such line"
-	if len(got) > 0 {
-		if f := strings.Fields(got[0]); len(f) == 3 {
-			has = quote(f[2])
+	case len(got) != 1:
+		// A record holds one line of each version it is of: this one
+		// is not the version's record, as the database answered, or is
+		// malformed. The database misanswered; the line is not judged.
+		holds := "no line of that version: the lookup names another version's record"
+		if len(got) > 1 {
+			holds = fmt.Sprintf("%d lines of that version, where a record has one", len(got))
 		}
+		return &Problem{Kind: KindLookup, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
+			Message: fmt.Sprintf("%s: the database's answer for %s@%s does not verify: the record it names, proven in its tree, holds %s",
+				l.where(), l.path, l.lookupVersion(), holds)}, nil
 	}
+	has := quote(strings.TrimPrefix(got[0], l.path+" "+l.lookupVersion()+" "))
 	return &Problem{Kind: KindGosumMismatch, File: l.file, Line: l.num, Module: l.path + "@" + l.version,
 		Message: fmt.Sprintf("%s: %s does not match the checksum database, which has %s", l.where(), l.text(), has)}, nil
 }

@@ -287,3 +287,31 @@ func TestGosumTileNotFound(t *testing.T) {
 		t.Errorf("a tile not found is a finding: %s", problems(rep))
 	}
 }
+
+// TestGosumLookupPointsElsewhere serves, for one version's lookup, the
+// answer of another version: a genuine record, proven in the signed tree,
+// that does not hold the version looked up. The database misanswered the
+// lookup (a lookup problem), which says nothing of the go.sum line: no
+// gosum-mismatch saying the database "has no such line".
+func TestGosumLookupPointsElsewhere(t *testing.T) {
+	tl := newTestLog(t, "", 300, testRecord)
+	asked, other := testRecord(5), testRecord(6)
+	h := server.New(testName, tl.log, server.Options{Logger: quiet})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/lookup/"+asked.Path+"@"+asked.Version {
+			r.URL.Path = "/lookup/" + other.Path + "@" + other.Version
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	file := writeGoSum(t, goSumOf(5))
+	rep := mustAudit(t, srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{file} })
+	if rep.OK || len(rep.Problems) != 2 {
+		t.Fatalf("want a problem per line: %s", problems(rep))
+	}
+	for _, p := range rep.Problems {
+		if p.Kind != KindLookup || !strings.Contains(p.Message, "holds no line of that version") {
+			t.Errorf("problem %+v, want a lookup problem saying the record does not hold the version", p)
+		}
+	}
+}
