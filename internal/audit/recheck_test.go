@@ -136,15 +136,24 @@ func TestRecheckDamagedTile(t *testing.T) {
 }
 
 // TestRecheckMalformedRecord: a record that is not a go.sum record has
-// nothing to re-hash; it is not counted as rechecked.
+// nothing to re-hash; it is not counted as rechecked, but it is a
+// malformed record, authenticated, which the run reports once: by the
+// recheck without -full, which passed it over in silence (exit status 0),
+// by the full audit with it.
 func TestRecheckMalformedRecord(t *testing.T) {
 	recs := healthyRecords(300)
 	recs[7] = []byte("hello, world\n")
 	f, vkey := newFakeLog(t, recs)
-	src := newSource(300)
-	rep := mustAudit(t, serve(t, f, nil).URL, vkey, func(o *Options) { o.Recheck = src.recheck })
-	if rep.RecordsRechecked != 299 || len(src.asked) != 299 {
-		t.Errorf("rechecked %d records (source asked %d times), want 299: record 7 has nothing to re-hash", rep.RecordsRechecked, len(src.asked))
+	srv := serve(t, f, nil)
+	for _, full := range []bool{false, true} {
+		src := newSource(300)
+		rep := mustAudit(t, srv.URL, vkey, func(o *Options) { o.Recheck = src.recheck; o.Full = full })
+		if rep.RecordsRechecked != 299 || len(src.asked) != 299 {
+			t.Errorf("full=%v: rechecked %d records (source asked %d times), want 299: record 7 has nothing to re-hash", full, rep.RecordsRechecked, len(src.asked))
+		}
+		if rep.OK || len(rep.Problems) != 1 || rep.Problems[0].Kind != KindMalformedRecord || rep.Problems[0].Record == nil || *rep.Problems[0].Record != 7 {
+			t.Errorf("full=%v: want record 7 reported malformed, once: %s", full, problems(rep))
+		}
 	}
 }
 

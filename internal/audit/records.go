@@ -255,12 +255,18 @@ func parseRecord(text []byte) (gosum.Record, error) {
 // record checks one authenticated record and queues its key.
 func (a *recordAudit) record(id int64, rec gosum.Record, err error) {
 	if err != nil {
-		a.problem(Problem{Kind: KindMalformedRecord, Record: recordID(id), Message: fmt.Sprintf(
-			"record %d is not the two go.sum lines of one module version: %s", id, quote(err.Error()))})
+		a.problem(malformedRecord(id, err))
 		return
 	}
 	a.keys = append(a.keys, seenKey{rec.Key(), id})
 	a.runHook(id, rec)
+}
+
+// malformedRecord is the problem of record id, authenticated, that is not
+// a go.sum record (parseRecord's err).
+func malformedRecord(id int64, err error) Problem {
+	return Problem{Kind: KindMalformedRecord, Record: recordID(id), Message: fmt.Sprintf(
+		"record %d is not the two go.sum lines of one module version: %s", id, quote(err.Error()))}
 }
 
 func (a *recordAudit) problem(p Problem) {
