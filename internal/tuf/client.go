@@ -57,7 +57,8 @@ var (
 	// re-signing it (or was made to stop), or this machine's clock is off.
 	ErrExpired = errors.New("the repository's TUF metadata has expired")
 	// ErrRollback means the server sent metadata older than metadata this
-	// client verified before.
+	// client verified before, or a snapshot that no longer lists metadata
+	// the one verified before listed.
 	ErrRollback = errors.New("SECURITY ERROR: the repository's TUF metadata was rolled back")
 	// ErrUntrusted means metadata or a target failed verification.
 	ErrUntrusted = errors.New("SECURITY ERROR: the repository's TUF metadata does not verify")
@@ -253,10 +254,20 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", ErrRefused, err)
 	case errors.Is(err, &metadata.ErrExpiredMetadata{}):
 		return fmt.Errorf("%w: %w", ErrExpired, err)
-	case errors.Is(err, &metadata.ErrBadVersionNumber{}):
+	case errors.Is(err, &metadata.ErrBadVersionNumber{}), droppedMeta(err):
 		return fmt.Errorf("%w: %w", ErrRollback, err)
 	case errors.Is(err, &metadata.ErrUnsignedMetadata{}), errors.Is(err, &metadata.ErrLengthOrHashMismatch{}):
 		return fmt.Errorf("%w: %w", ErrUntrusted, err)
 	}
 	return err
+}
+
+// droppedMeta reports whether err is go-tuf's refusal of a snapshot,
+// signed by the snapshot key, that no longer lists metadata the snapshot
+// verified before listed: the rollback check of TUF's client workflow
+// (§5.5.5). go-tuf reports it as a plain repository error, which it
+// uses for malformed metadata too, so it is told apart by its message.
+func droppedMeta(err error) bool {
+	var re *metadata.ErrRepository
+	return errors.As(err, &re) && strings.HasPrefix(re.Msg, "new snapshot is missing info for ")
 }

@@ -367,3 +367,27 @@ func TestProxyPage(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotDroppingTargetsIsRollback serves a client a snapshot, signed
+// by the snapshot key, that no longer lists the targets metadata the
+// snapshot it verified before listed: the rollback TUF's client workflow
+// checks for (§5.5.5), what a holder of the online keys can do to keep
+// clients from the published keys. It is ErrRollback, a finding, not a
+// failure to learn the keys (sumd verify's exit status 1, not 2).
+func TestSnapshotDroppingTargetsIsRollback(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	f.mustFetch(cache)
+	snap := metadata.Snapshot(expiry(f.clock.Now(), SnapshotExpiry))
+	snap.Signed.Version = cachedVersion(t, cache, metadata.SNAPSHOT) + 1
+	clear(snap.Signed.Meta)
+	data, err := signAndEncode(snap, []*Key{f.onlineKey(metadata.SNAPSHOT)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.writeFile(data, metadataDir, versionedName(snap.Signed.Version, metadata.SNAPSHOT))
+	f.forgeTimestamp(f.onlineKey(metadata.TIMESTAMP), cachedVersion(t, cache, metadata.TIMESTAMP)+1, snap.Signed.Version)
+	if _, err := f.fetch(cache); !errors.Is(err, ErrRollback) {
+		t.Errorf("fetch of a snapshot without the targets the last one listed: %v, want ErrRollback", err)
+	}
+}
