@@ -97,7 +97,7 @@ func loggedClientCert(c config.ClientCert, logger *slog.Logger) (*tlscert.Reload
 	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return nil, usageError(fmt.Errorf("failed to load -client-cert and -client-key: %w", err), "give a PEM certificate and the PEM private key of that certificate")
 	}
-	r, err := tlscert.New(c.ClientCert, c.ClientKey, logger)
+	r, err := tlscert.NewClient(c.ClientCert, c.ClientKey, logger)
 	if err != nil { // changed since the check above
 		return nil, usageError(fmt.Errorf("failed to load -client-cert and -client-key: %w", err), "give a PEM certificate and the PEM private key of that certificate")
 	}

@@ -26,6 +26,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,7 @@ const expiryWarning = 7 * 24 * time.Hour
 // It is safe for concurrent use.
 type Reloader struct {
 	certFile, keyFile string
+	words             words // the server's, or a client's (NewClient)
 	log               *slog.Logger
 	now               func() time.Time
 	start             time.Time // statted counts from it, on the monotonic clock
@@ -67,10 +69,34 @@ type loaded struct {
 	certFI, keyFI fs.FileInfo
 }
 
-// New loads the pair; an error here refuses the start, as the files are
-// not usable.
+// words name the certificate and what is done without it, in a server's
+// or a client's terms, for the log and the problems.
+type words struct {
+	what    string // the certificate
+	using   string // the log's: what is done while the changed files cannot be used
+	kept    string // the problem's: the same
+	refused string // what an expired certificate leads to
+}
+
+var (
+	serverWords = words{"the TLS certificate", "using the previous certificate", "the previous certificate is served", "clients refuse the server"}
+	clientWords = words{"the client certificate", "presenting the previous certificate", "the previous certificate is presented", "an origin that asks for it refuses the connection"}
+)
+
+// New loads the pair of a server's certificate; an error here refuses the
+// start, as the files are not usable.
 func New(certFile, keyFile string, logger *slog.Logger) (*Reloader, error) {
-	r := &Reloader{certFile: certFile, keyFile: keyFile, log: logger, now: time.Now}
+	return newReloader(certFile, keyFile, serverWords, logger)
+}
+
+// NewClient is New for a client presenting the pair
+// (GetClientCertificate): its reloads are logged in a client's words.
+func NewClient(certFile, keyFile string, logger *slog.Logger) (*Reloader, error) {
+	return newReloader(certFile, keyFile, clientWords, logger)
+}
+
+func newReloader(certFile, keyFile string, w words, logger *slog.Logger) (*Reloader, error) {
+	r := &Reloader{certFile: certFile, keyFile: keyFile, words: w, log: logger, now: time.Now}
 	r.start = r.now()
 	l, err := r.load()
 	if err != nil {
@@ -179,7 +205,7 @@ func (r *Reloader) refresh() {
 	}
 	r.cur.Store(l)
 	r.failed.Store(nil)
-	r.log.Info("loaded the changed TLS certificate", "cert", r.certFile, "not_after", l.notAfter.UTC())
+	r.log.Info("loaded the changed "+strings.TrimPrefix(r.words.what, "the "), "cert", r.certFile, "not_after", l.notAfter.UTC())
 }
 
 // changed compares a file's stats with those stored; none stored (a stat
@@ -193,7 +219,7 @@ func (r *Reloader) fail(err error) {
 	if prev := r.failed.Swap(&msg); prev != nil && *prev == msg {
 		return
 	}
-	r.log.Error("the TLS certificate files changed but cannot be used; using the previous certificate (a renewal that writes the certificate and the key separately can show this between the two)",
+	r.log.Error(r.words.what+" files changed but cannot be used; "+r.words.using+" (a renewal that writes the certificate and the key separately can show this between the two)",
 		"cert", r.certFile, "key", r.keyFile, "err", err)
 }
 
@@ -205,7 +231,7 @@ func (r *Reloader) NotAfter() time.Time { return r.cur.Load().notAfter }
 // the handshakes' checks found, touching no file. The texts name no path
 // (anonymous clients read /healthz); the log has them.
 func (r *Reloader) Problems() []string {
-	return r.problems("the TLS certificate", "the previous certificate is served", "clients refuse the server")
+	return r.problems(serverWords)
 }
 
 // ClientProblems is Problems for a client presenting the certificate (the
@@ -216,12 +242,12 @@ func (r *Reloader) Problems() []string {
 // predecessor's expiry would stay a problem until a restart.
 func (r *Reloader) ClientProblems() []string {
 	r.refresh()
-	return r.problems("the client certificate", "the previous certificate is presented", "an origin that asks for it refuses the connection")
+	return r.problems(clientWords)
 }
 
-// problems is Problems for the certificate called what: kept is what is
-// done with files that cannot be loaded, refused what an expiry leads to.
-func (r *Reloader) problems(what, kept, refused string) []string {
+// problems is Problems in the words w.
+func (r *Reloader) problems(w words) []string {
+	what, kept, refused := w.what, w.kept, w.refused
 	var out []string
 	if msg := r.failed.Load(); msg != nil {
 		out = append(out, fmt.Sprintf("%s files changed but cannot be loaded; %s (see the server log)", what, kept))

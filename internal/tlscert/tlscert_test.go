@@ -374,3 +374,35 @@ func TestClientProblems(t *testing.T) {
 		t.Errorf("problems after the renewal, with no handshake since: %q", p)
 	}
 }
+
+// TestClientLogWords: a client certificate's renewal, and renewed files
+// that cannot be used, are logged in a client's words, not as the
+// certificate a server serves.
+func TestClientLogWords(t *testing.T) {
+	defer func(d time.Duration) { recheck = d }(recheck)
+	recheck = 0
+	ca := testcert.New(t)
+	a := ca.Client(t, "a", pkix.Name{CommonName: "replica"}, time.Now().Add(-time.Hour), time.Now().Add(30*24*time.Hour))
+	var logs testlog.Buffer
+	r, err := NewClient(a.CertFile, a.KeyFile, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a.CertFile, []byte("not PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.GetClientCertificate(nil)
+	b := ca.Client(t, "b", pkix.Name{CommonName: "replica"}, time.Now().Add(-time.Hour), time.Now().Add(60*24*time.Hour))
+	for from, to := range map[string]string{b.CertFile: a.CertFile, b.KeyFile: a.KeyFile} {
+		if err := os.Rename(from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.GetClientCertificate(nil)
+	got := logs.String()
+	if strings.Contains(got, "TLS certificate") || strings.Contains(got, "served") ||
+		!strings.Contains(got, "the client certificate files changed but cannot be used; presenting the previous certificate") ||
+		!strings.Contains(got, "loaded the changed client certificate") {
+		t.Errorf("log of a client certificate's reloads, want a client's words:\n%s", got)
+	}
+}
