@@ -18,7 +18,6 @@ import (
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/redirect"
-	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/tlscert"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
@@ -84,21 +83,15 @@ func loggedClientCert(c config.ClientCert, logger *slog.Logger) (*tlscert.Reload
 	if !c.Presents() {
 		return nil, nil
 	}
-	// Each file checked first, for a usage error naming it; the
-	// Reloader reads them again.
-	certPEM, _, err := tlscert.ReadPEM(c.ClientCert)
-	if err != nil {
-		return nil, usageError(fmt.Errorf("client-cert: %w", err), "give the PEM file of the client certificate the server's -tls-client-ca issued")
-	}
-	keyPEM, _, err := secret.ReadFile(c.ClientKey, tlscert.MaxPEM)
-	if err != nil {
-		return nil, usageError(namedFile("client-key", err), secretHint(err, "give the PEM file of -client-cert's private key"))
-	}
-	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		return nil, usageError(fmt.Errorf("failed to load -client-cert and -client-key: %w", err), "give a PEM certificate and the PEM private key of that certificate")
-	}
+	// Read once: the error names the file that could not be read.
 	r, err := tlscert.NewClient(c.ClientCert, c.ClientKey, logger)
-	if err != nil { // changed since the check above
+	var fe *tlscert.FileError
+	switch {
+	case errors.As(err, &fe) && !fe.Key:
+		return nil, usageError(fmt.Errorf("client-cert: %w", fe.Err), "give the PEM file of the client certificate the server's -tls-client-ca issued")
+	case errors.As(err, &fe):
+		return nil, usageError(namedFile("client-key", fe.Err), secretHint(fe.Err, "give the PEM file of -client-cert's private key"))
+	case err != nil:
 		return nil, usageError(fmt.Errorf("failed to load -client-cert and -client-key: %w", err), "give a PEM certificate and the PEM private key of that certificate")
 	}
 	return r, nil

@@ -115,7 +115,7 @@ func (r *Reloader) load() (*loaded, error) {
 	l := new(loaded)
 	certPEM, certFI, err := ReadPEM(r.certFile)
 	if err != nil {
-		return l, err
+		return l, &FileError{Err: err}
 	}
 	l.certFI = certFI
 	// The private key is a secret like the signing key: refused if other
@@ -123,7 +123,7 @@ func (r *Reloader) load() (*loaded, error) {
 	// tls.LoadX509KeyPair would open the path again after the check.
 	keyPEM, keyFI, err := secret.ReadFile(r.keyFile, MaxPEM)
 	if err != nil {
-		return l, err
+		return l, &FileError{Key: true, Err: err}
 	}
 	l.keyFI = keyFI
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -139,6 +139,18 @@ func (r *Reloader) load() (*loaded, error) {
 	l.cert, l.notAfter = &cert, leaf.NotAfter
 	return l, nil
 }
+
+// A FileError is a file of the pair that could not be read (missing, too
+// large, a key other users may read), as against a pair read that does
+// not parse or match: a caller names the option of the file from it, with
+// no read of its own before New's.
+type FileError struct {
+	Key bool // the key file, else the certificate's
+	Err error
+}
+
+func (e *FileError) Error() string { return e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
 
 // MaxPEM caps a certificate, key or CA file: a chain of a few certificates
 // is a few KiB, and PEM lets any text lie between the blocks, which the

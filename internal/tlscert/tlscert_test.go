@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -154,16 +155,31 @@ func TestRecheck(t *testing.T) {
 	}
 }
 
-// TestNewRefuses: a pair that cannot be loaded refuses the start.
+// TestNewRefuses: a pair that cannot be loaded refuses the start, with a
+// FileError saying which file could not be read, none for a pair that
+// does not match: a caller reads the files once, through New, and still
+// names the option at fault.
 func TestNewRefuses(t *testing.T) {
 	ca := testcert.New(t)
 	a := ca.Server(t)
 	b := ca.Client(t, "other", a.Pair.Leaf.Subject, time.Now(), time.Now().Add(time.Hour))
-	if _, err := New(a.CertFile, b.KeyFile, slog.New(slog.DiscardHandler)); err == nil {
-		t.Error("New with a mismatched key = nil error")
-	}
-	if _, err := New(filepath.Join(t.TempDir(), "missing.crt"), a.KeyFile, slog.New(slog.DiscardHandler)); err == nil {
-		t.Error("New with a missing certificate = nil error")
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	for _, c := range []struct {
+		name, cert, key string
+		fileErr, ofKey  bool // a FileError, of the key
+	}{
+		{name: "a mismatched key", cert: a.CertFile, key: b.KeyFile},
+		{name: "a missing certificate", cert: missing, key: a.KeyFile, fileErr: true},
+		{name: "a missing key", cert: a.CertFile, key: missing, fileErr: true, ofKey: true},
+	} {
+		_, err := New(c.cert, c.key, slog.New(slog.DiscardHandler))
+		var fe *FileError
+		switch {
+		case err == nil:
+			t.Errorf("New with %s = nil error", c.name)
+		case errors.As(err, &fe) != c.fileErr || c.fileErr && (fe.Key != c.ofKey || !errors.Is(err, fs.ErrNotExist)):
+			t.Errorf("New with %s = %v (%#v), want a FileError %v of the key %v", c.name, err, fe, c.fileErr, c.ofKey)
+		}
 	}
 }
 
