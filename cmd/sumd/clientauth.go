@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -132,8 +133,52 @@ func hostCertTransport(base *http.Transport, cert *tlscert.Reloader, host string
 		}
 		return cert.GetClientCertificate(cri)
 	}
+	tr.DialTLSContext = proxyHopTLS(tr, host)
 	t.own = tr
 	return t
+}
+
+// proxyHopTLS is a transport's DialTLSContext that presents no client
+// certificate to an https:// proxy (HTTPS_PROXY). net/http makes the first
+// TLS hop of a connection with it, to the origin or, through an https://
+// proxy, to the proxy, and the origin's behind the proxy's tunnel (CONNECT)
+// with TLSClientConfig: without it, TLSClientConfig's certificate went to
+// a proxy that asked too. So the hop presents it only when it reaches
+// host (host:port, or host for port 443) itself. The rest is as net/http
+// makes the hop: tr's dialer, TLS settings and handshake timeout.
+func proxyHopTLS(tr *http.Transport, host string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	origin := host
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		origin = net.JoinHostPort(strings.Trim(host, "[]"), "443")
+	}
+	dial := tr.DialContext
+	if dial == nil {
+		dial = new(net.Dialer).DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		cfg := tr.TLSClientConfig.Clone()
+		if !strings.EqualFold(addr, origin) {
+			cfg.GetClientCertificate = nil // a proxy: presents none
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		if tr.TLSHandshakeTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, tr.TLSHandshakeTimeout)
+			defer cancel()
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
 }
 
 // hostTransport sends the requests for host through own, the others

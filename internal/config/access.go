@@ -134,7 +134,7 @@ type ClientAuth struct {
 // of sumd serve -tls-client-ca, which asks for one in the TLS handshake
 // (and under -tls-client-auth require completes none without it).
 type ClientCert struct {
-	ClientCert string `flag:"client-cert" arg:"FILE" help:"PEM client certificate (its chain after it) to present to a server of sumd serve -tls-client-ca, with -client-key; presented to the URL's host alone (and to an https:// HTTPS_PROXY that asks), never to a host a redirect leads to; none: present none (sumd mirror forgets the one it remembers)"`
+	ClientCert string `flag:"client-cert" arg:"FILE" help:"PEM client certificate (its chain after it) to present to a server of sumd serve -tls-client-ca, with -client-key; presented to the URL's host alone, never to an https:// HTTPS_PROXY that asks nor to a host a redirect leads to; none: present none (sumd mirror forgets the one it remembers)"`
 	ClientKey  string `flag:"client-key" arg:"FILE" help:"PEM private key of -client-cert: refused if other users may read it"`
 }
 
