@@ -19,7 +19,7 @@ import (
 // sumd serve -mirror presents to its origin expired, and the mirror only
 // failed to follow it; its expiry is a problem of that mirror, in a
 // client certificate's words, naming no file (anonymous clients read
-// /healthz).
+// /healthz); its expiry is exported for an alert.
 func TestServeMirrorClientCertProblems(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
@@ -49,5 +49,8 @@ func TestServeMirrorClientCertProblems(t *testing.T) {
 	if len(p) != 1 || !strings.HasPrefix(p[0], "the client certificate expired at ") || strings.Contains(p[0], "clients refuse") ||
 		strings.Contains(p[0], expired.CertFile) || strings.Contains(p[0], filepath.Base(expired.CertFile)) {
 		t.Errorf("the mirror's problems %q, want its client certificate expired, naming no file", p)
+	}
+	if m.ClientCertExpiry == nil || !m.ClientCertExpiry().Equal(expired.Pair.Leaf.NotAfter) {
+		t.Errorf("the mirror exports no expiry of its client certificate, or not %v", expired.Pair.Leaf.NotAfter)
 	}
 }

@@ -586,6 +586,12 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 				}
 				return cert.ClientProblems()
 			},
+			ClientCertExpiry: func() time.Time {
+				if cert == nil {
+					return time.Time{}
+				}
+				return cert.NotAfter()
+			},
 		})
 	}
 	return out

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sumd-project/sumd/internal/mirror"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
@@ -33,6 +35,11 @@ type Mirror struct {
 	// and /healthz (degraded), as ProblemReporter does: the client
 	// certificate it presents to its origin expiring. Called after Open.
 	Problems func() []string
+	// ClientCertExpiry, if set, is when the client certificate the
+	// follower presents to its origin expires (zero: none), exported as
+	// sumd_mirror_client_certificate_expiry_timestamp_seconds. Called
+	// after Open.
+	ClientCertExpiry func() time.Time
 }
 
 // openMirrors opens the mirrors, and returns them with their parts. It
@@ -55,10 +62,32 @@ func (b *builder) openMirrors(cfg Config) ([]*mirror.Follower, []Part, error) {
 		if slices.ContainsFunc(fs, func(o *mirror.Follower) bool { return o.Name() == f.Name() }) {
 			return nil, nil, withHint(fmt.Errorf("two mirrors of %s are configured", f.Name()), "serve one mirror of each origin")
 		}
+		if err := exportClientCert(cfg.Registry, f.Name(), m.ClientCertExpiry); err != nil {
+			return nil, nil, err
+		}
 		fs = append(fs, f)
 		parts = append(parts, mirrorPart(f, m, cfg.Logger))
 	}
 	return fs, parts, nil
+}
+
+// exportClientCert exports expiry, that of the client certificate the
+// mirror of origin presents, if it presents one: the origin refuses an
+// expired one, which an alert should foresee as it does the server's own
+// (sumd_tls_certificate_expiry_timestamp_seconds).
+func exportClientCert(reg *prometheus.Registry, origin string, expiry func() time.Time) error {
+	if reg == nil || expiry == nil || expiry().IsZero() {
+		return nil
+	}
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "sumd", Subsystem: "mirror", Name: "client_certificate_expiry_timestamp_seconds",
+		Help:        "When the client certificate the mirror presents to its origin expires (Unix time); its files are read again when they change.",
+		ConstLabels: prometheus.Labels{"origin": origin},
+	}, func() float64 { return float64(expiry().Unix()) })
+	if err := reg.Register(g); err != nil {
+		return fmt.Errorf("failed to export the client certificate's expiry of the mirror of %s: %w", origin, err)
+	}
+	return nil
 }
 
 // servedPrivately refuses the mirror of name, which reads its origin with

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/mod/sumdb"
 
 	"github.com/sumd-project/sumd/internal/access"
@@ -280,6 +281,31 @@ func TestMirrorProblems(t *testing.T) {
 	want := Problem{Part: "mirror corp.example", Message: "the client certificate expired"}
 	if st.Health.State != Degraded || !slices.Contains(st.Health.Problems, want) {
 		t.Errorf("status health %+v, want degraded with %+v", st.Health, want)
+	}
+	cancel()
+	if err := wait(t, done); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMirrorClientCertExpiry: a mirror presenting a client certificate
+// to its origin exports its expiry, as the server's own certificate is,
+// for an alert to warn before the origin refuses it; one presenting none
+// exports nothing.
+func TestMirrorClientCertExpiry(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	m := offlineMirror(t, "corp.example")
+	m.ClientCertExpiry = func() time.Time { return time.Unix(1900000000, 0) }
+	cfg.Mirrors = []Mirror{m, offlineMirror(t, "other.example")}
+	ctx, cancel := context.WithCancel(context.Background())
+	_, done := start(t, ctx, cfg, urls)
+	want := `
+# HELP sumd_mirror_client_certificate_expiry_timestamp_seconds When the client certificate the mirror presents to its origin expires (Unix time); its files are read again when they change.
+# TYPE sumd_mirror_client_certificate_expiry_timestamp_seconds gauge
+sumd_mirror_client_certificate_expiry_timestamp_seconds{origin="corp.example"} 1.9e+09
+`
+	if err := testutil.GatherAndCompare(cfg.Registry, strings.NewReader(want), "sumd_mirror_client_certificate_expiry_timestamp_seconds"); err != nil {
+		t.Error(err)
 	}
 	cancel()
 	if err := wait(t, done); err != nil {
