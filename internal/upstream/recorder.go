@@ -171,6 +171,7 @@ type Recorder struct {
 
 	flightMu sync.Mutex
 	flights  map[string]*flight // keyed by kind of flight and path@version; guarded by flightMu
+	workers  *workers           // run the flights
 
 	// healthMu guards what Problems reports: the failures of sumd's own
 	// temporary directory and the refusals for want of a fetch slot.
@@ -211,6 +212,7 @@ func NewRecorder(log Log, opts RecorderOptions) (*Recorder, error) {
 		neg:     newNegCache(opts.NegativeTTL, opts.NegativeMax, opts.Now, opts.Metrics),
 		slots:   make(chan struct{}, opts.MaxFetches),
 		flights: map[string]*flight{},
+		workers: newWorkers(),
 		logger:  opts.Logger, metrics: opts.Metrics, now: opts.Now,
 	}, nil
 }
@@ -474,7 +476,7 @@ func (r *Recorder) join(ctx context.Context, key string, fn func(context.Context
 	}
 	f.cancel = cancel
 	r.flights[key] = f
-	go func() {
+	r.workers.run(func() {
 		defer cancel()
 		f.res, f.err = fn(fctx)
 		r.flightMu.Lock()
@@ -483,7 +485,7 @@ func (r *Recorder) join(ctx context.Context, key string, fn func(context.Context
 		}
 		r.flightMu.Unlock()
 		close(f.done)
-	}()
+	})
 	return f
 }
 
