@@ -143,8 +143,9 @@ func redact(db string) string {
 var secretKeys = map[string]bool{"password": true, "sslpassword": true}
 
 // secretKV matches a secret parameter of a keyword/value string, its value
-// quoted or not.
-var secretKV = regexp.MustCompile(`\b((?:ssl)?password)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
+// quoted or not. A backslash escapes the next character in either, as
+// pgx and libpq read them: password=SEC\ RET is "SEC RET".
+var secretKV = regexp.MustCompile(`(?s)\b((?:ssl)?password)\s*=\s*('(?:[^'\\]|\\.)*'|(?:[^\s\\]|\\.|\\$)*)`)
 
 // dbFile returns the database file db names, or "" for a PostgreSQL URL.
 func dbFile(db string) string {

@@ -28,6 +28,7 @@ func TestRedact(t *testing.T) {
 		{"host=db password=SECRET sslpassword='SEC RET' dbname=sumd",
 			"host=db password=xxxxx sslpassword=xxxxx dbname=sumd"},
 		{"host=db password = SECRET", "host=db password=xxxxx"},
+		{`host=db password=SEC\ RET sslpassword='SEC\' RET' dbname=sumd`, "host=db password=xxxxx sslpassword=xxxxx dbname=sumd"},
 		{"data/sumd.db", "data/sumd.db"},
 		{"postgres://db:port:SECRET/sumd", "(unparsable PostgreSQL URL)"},
 	} {
