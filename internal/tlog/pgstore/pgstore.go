@@ -120,6 +120,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	xtlog "golang.org/x/mod/sumdb/tlog"
@@ -235,7 +236,7 @@ func IsURL(db string) bool {
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("invalid PostgreSQL URL: %w", err)
+		return nil, fmt.Errorf("invalid PostgreSQL URL: %w", unquoted(err))
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
@@ -279,6 +280,32 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.open.Store(true)
 	return s, nil
 }
+
+// unquoted returns err, pgx's failure to parse a connection string, with
+// the string left out of its text: pgx masks the secrets it finds there,
+// but not all of them (password = 'x', spaced as libpq and pgx accept),
+// and sumd prints and logs the error. The caller names the database,
+// masked (cmd/sumd's redact). It wraps pgx's cause, not pgx's error,
+// which holds the string.
+func unquoted(err error) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	c := *pe
+	c.ConnString = "…"
+	return &parseError{text: c.Error(), err: pe.Unwrap()}
+}
+
+// A parseError is a *pgconn.ParseConfigError's text without the
+// connection string, and its cause (nil if none).
+type parseError struct {
+	text string
+	err  error
+}
+
+func (e *parseError) Error() string { return e.text }
+func (e *parseError) Unwrap() error { return e.err }
 
 // controlConns is the size of the pool of the log's own statements: the
 // writer's transaction (held from LockHead to Commit), then the

@@ -223,3 +223,20 @@ func TestRecordCacheKeepsSmallerID(t *testing.T) {
 		t.Errorf("cached index entry = %d, %v, want 5", id, ok)
 	}
 }
+
+// TestOpenInvalidURLHidesSecrets: a connection string pgx cannot parse is
+// not quoted in Open's error, which sumd prints and logs: pgx masks only
+// the secrets it recognizes there, and not those of a keyword/value string
+// written with spaces around its '=', as libpq and pgx accept.
+func TestOpenInvalidURLHidesSecrets(t *testing.T) {
+	for _, db := range []string{
+		"host=localhost password = 'SEC RET' port=invalid",
+		"host=localhost sslpassword = SECRET port=invalid",
+		"postgres://sumd:SECRET@localhost/sumd?port=invalid",
+	} {
+		_, err := Open(t.Context(), db, Options{})
+		if err == nil || strings.Contains(err.Error(), "SEC") || !strings.Contains(err.Error(), "invalid port") {
+			t.Errorf("Open(%q): %v\nwant it refused as an invalid port, naming no secret", db, err)
+		}
+	}
+}
