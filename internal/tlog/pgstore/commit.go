@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,7 +83,10 @@ func (s *Store) Commit(ctx context.Context, b *tlog.Batch) error {
 
 // commit sends q, a batch's writes, and COMMIT in one round trip. A write
 // that fails aborts the transaction, and the server skips the rest of the
-// pipeline, COMMIT included.
+// pipeline, COMMIT included. ctx has no deadline: the writes run under
+// the statement timeout begin set. COMMIT's work, its deferred triggers and
+// its wait for the synchronous standbys, runs under none: PostgreSQL stops
+// the timer before a transaction's commit (TestCommitHasNoStatementTimeout).
 func commit(ctx context.Context, c *pgx.Conn, q *pgx.Batch) error {
 	q.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
 		if tag.String() != "COMMIT" {
@@ -137,6 +141,13 @@ func (s *Store) begin(ctx context.Context) (*locked, error) {
 	q.Queue(`SELECT head, ` + schemaSQL + ` FROM sumd_log WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&w.head, &version)
 	})
+	// The batch's writes go with its COMMIT, which has no deadline
+	// (Commit): the server bounds them instead, as sumd bounds every other
+	// statement (COMMIT's work excepted, see commit). Else a write
+	// blocked on a lock (LOCK TABLE, REINDEX, VACUUM FULL) would hold the
+	// writer, the head's row lock and every caller for as long as that
+	// lasts.
+	q.Queue(`SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(max(1, s.opts.Timeout.Milliseconds()), 10))
 	err = conn.SendBatch(ctx, &q).Close()
 	switch {
 	case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):

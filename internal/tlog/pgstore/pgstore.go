@@ -362,7 +362,8 @@ const (
 // (under repeatable read or serializable the waiter fails with a
 // serialization failure), and for as long as that takes (no lock_timeout;
 // no statement_timeout, since every statement but COMMIT has a deadline
-// of sumd's own, Options.Timeout). And sumd writes: a role's or database's
+// of sumd's own, Options.Timeout: a batch's writes, sent with its COMMIT,
+// a statement_timeout of their transaction, see begin). And sumd writes: a role's or database's
 // default_transaction_read_only = on would make every write, and every
 // durability barrier, fail as a standby's do (25006, which a failover
 // makes come and go), a 503 for ever; a standby's transactions stay

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sumd-project/sumd/internal/pgtest"
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -145,5 +148,84 @@ func TestWritesCheckStored(t *testing.T) {
 	tiles, err := s.ReadTiles(ctx, []tlog.TileID{{L: 0, N: 0}})
 	if err != nil || !bytes.Equal(tiles[0], hashes('A', 'C')) {
 		t.Fatalf("tile 0/0 = %x (%v), want the grown one", tiles[0], err)
+	}
+}
+
+// TestWritesHaveDeadline: a batch's writes, sent with its COMMIT, which
+// has no deadline, have Options.Timeout as every other statement does: a
+// write blocked on a lock (an operator's LOCK TABLE, a REINDEX, VACUUM
+// FULL) fails the batch, stored nothing, rather than hold the writer, the
+// head's row lock and every caller until the lock is released.
+func TestWritesHaveDeadline(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	url, k := pg.NewDatabase(t), testKey(t)
+	l, _ := openLog(t, url, k, Options{Timeout: time.Second})
+	if _, err := l.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) }) // before l.Close
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE sumd_records IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := l.Add(ctx, record(1)); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, tlog.ErrNotPersisted) || errors.Is(err, tlog.ErrFatal) {
+			t.Fatalf("Add blocked on a lock = %v, want ErrNotPersisted, not fatal", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Add blocked on a lock did not return within a minute (its writes have no deadline)")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := l.Add(ctx, record(1)); err != nil || ids[0] != 1 {
+		t.Fatalf("Add after the lock's release = %v, %v; want id 1", ids, err)
+	}
+	if n := reverify(t, url, k); n != 2 {
+		t.Fatalf("stored tree %d, want 2", n)
+	}
+}
+
+// TestCommitHasNoStatementTimeout: the statement timeout of a batch's
+// writes (TestWritesHaveDeadline) is lifted for its COMMIT, which waits
+// for as long as it takes (cancelling its wait for a synchronous standby
+// would commit it on the primary alone): here a deferred trigger that
+// runs at COMMIT for longer than Options.Timeout.
+func TestCommitHasNoStatementTimeout(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	url, k := pg.NewDatabase(t), testKey(t)
+	db := dbName(url)
+	l, _ := openLog(t, url, k, Options{Timeout: 500 * time.Millisecond})
+	if _, err := l.Add(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		`CREATE FUNCTION sumd_test_slow() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END'`,
+		`CREATE CONSTRAINT TRIGGER slow AFTER UPDATE ON sumd_log DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION sumd_test_slow()`,
+	} {
+		if err := pg.Exec(db, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ids, err := l.Add(ctx, record(1)); err != nil || ids[0] != 1 {
+		t.Fatalf("Add whose COMMIT outlasts Options.Timeout = %v, %v; want id 1", ids, err)
+	}
+	if err := pg.Exec(db, `DROP TRIGGER slow ON sumd_log`); err != nil {
+		t.Fatal(err)
+	}
+	if n := reverify(t, url, k); n != 2 {
+		t.Fatalf("stored tree %d, want 2", n)
 	}
 }
