@@ -19,6 +19,7 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"golang.org/x/mod/module"
 
+	"github.com/sumd-project/sumd/internal/oci"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -311,5 +312,16 @@ func TestPushUnnamableModule(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, `element "_" has no letter or digit`) ||
 		strings.Contains(errOut, "docker login") || !strings.Contains(errOut, "docs/oci.md, Repository names") {
 		t.Errorf("sumd oci push example.com/_: exit %d, want 1 and a hint about repository names:\n%s", code, errOut)
+	}
+}
+
+// TestSyncSummaryResume: a pass that ran out of its download budget read
+// part of the registries and exits 0; its summary says where the next
+// sumd sync carries on.
+func TestSyncSummaryResume(t *testing.T) {
+	r := &oci.Report{Counts: map[oci.Outcome]int{oci.Recorded: 2}, Resume: "registry.example.com/gomod/example.com/m:v1.2.0"}
+	want := "sync: 2 recorded, 0 unchanged since the last sync; 2 records added; the download budget of the pass was spent at registry.example.com/gomod/example.com/m:v1.2.0: run sumd sync again to carry on from there"
+	if got := summary(r, 2); got != want {
+		t.Errorf("summary %q, want %q", got, want)
 	}
 }

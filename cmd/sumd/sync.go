@@ -143,7 +143,8 @@ func (sc *syncConfig) syncer(l oci.Recorder, tmpDir string, m *oci.Metrics, logg
 	})
 }
 
-// summary is the one line sumd sync prints: what each artifact came to.
+// summary is the one line sumd sync prints: what each artifact came to,
+// and where the next pass starts if this one spent its download budget.
 func summary(r *oci.Report, added int64) string {
 	var parts []string
 	for _, o := range []oci.Outcome{oci.Recorded, oci.Present, oci.Unsigned, oci.BadSignature, oci.Tampered, oci.Malformed, oci.Invalid, oci.Conflict, oci.Retagged, oci.Refused, oci.Failed, oci.Ignored} {
@@ -152,7 +153,12 @@ func summary(r *oci.Report, added int64) string {
 		}
 	}
 	parts = append(parts, fmt.Sprintf("%d unchanged since the last sync", r.Skipped))
-	return fmt.Sprintf("sync: %s; %d records added", strings.Join(parts, ", "), added)
+	line := fmt.Sprintf("sync: %s; %d records added", strings.Join(parts, ", "), added)
+	if r.Resume != "" {
+		// Not a failure (status 0), but the registries were not all read.
+		line += "; the download budget of the pass was spent at " + r.Resume + ": run sumd sync again to carry on from there"
+	}
+	return line
 }
 
 // syncProblems turns the conflicts and failures of a pass into exit status 1,

@@ -272,12 +272,16 @@ func hashOutcome(err error) Outcome {
 // with the go.mod layer as the go.mod, so the record is what the go
 // command computes from the same two files served by a module proxy. A
 // module the go command would refuse is an *errInvalid; a file-system
-// failure while hashing is not (modhash.IsFileError).
+// failure while hashing is not (modhash.IsFileError); layers the pass's
+// download budget cannot cover are errBudgetSpent, before any is fetched.
 func (s *Syncer) hash(ctx context.Context, c *repoClient, a *Artifact) (gosum.Record, error) {
 	// Both sizes before either fetch: a zip layer over the limit, judged
 	// afresh on every pass (matchRecorded), must cost no go.mod download.
 	if err := s.checkSizes(a); err != nil {
 		return gosum.Record{}, err
+	}
+	if !c.budget.grant(a.Mod.Size + a.Zip.Size) {
+		return gosum.Record{}, errBudgetSpent
 	}
 	var mod bytes.Buffer
 	if err := c.blob(ctx, a.Mod, s.opts.MaxModSize, &mod, "go.mod layer"); err != nil {

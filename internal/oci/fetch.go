@@ -85,6 +85,8 @@ type repoClient struct {
 	opts      []remote.Option
 	blobs     *http.Client
 	manifests *http.Client // blobs' transport, retrying as remote does
+	// budget, if not nil, counts the blob bytes of a sync pass.
+	budget *passBudget
 }
 
 func newRepoClient(ctx context.Context, r Remote, repo name.Repository) (*repoClient, error) {
@@ -180,7 +182,8 @@ func (e *errTooLarge) Error() string {
 }
 
 // blob copies the blob of d to w, refusing one larger than limit, and
-// checks that exactly d.Size bytes with digest d.Digest arrived. A mismatch
+// checks that exactly d.Size bytes with digest d.Digest arrived; the bytes
+// read count against c's budget. A mismatch
 // is an *errTampered; w has then received bytes that must be discarded.
 func (c *repoClient) blob(ctx context.Context, d v1.Descriptor, limit int64, w io.Writer, what string) error {
 	if d.Size > limit {
@@ -201,6 +204,7 @@ func (c *repoClient) blob(ctx context.Context, d v1.Descriptor, limit int64, w i
 	}
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(resp.Body, d.Size+1))
+	c.budget.spend(n)
 	if err != nil {
 		return fmt.Errorf("failed to read %s: %w", what, err)
 	}

@@ -35,6 +35,8 @@ type Metrics struct {
 	artifacts *prometheus.CounterVec // sumd_oci_artifacts_total{outcome}
 	passes    *prometheus.CounterVec // sumd_oci_sync_passes_total{result}
 	lastOK    prometheus.Gauge       // sumd_oci_sync_last_success_timestamp_seconds
+	// budgetSpent is sumd_oci_sync_budget_exhausted_total.
+	budgetSpent prometheus.Counter
 }
 
 // NewMetrics registers the OCI sync metrics of passes run every interval
@@ -45,6 +47,10 @@ func NewMetrics(reg prometheus.Registerer, interval time.Duration) *Metrics {
 		return nil
 	}
 	m := &Metrics{
+		budgetSpent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sumd", Subsystem: "oci", Name: "sync_budget_exhausted_total",
+			Help: "OCI sync passes that stopped examining artifacts because they had downloaded their budget of blob bytes; the next pass starts where they stopped. Not a failure: a first pass over a large registry does so.",
+		}),
 		artifacts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "artifacts_total",
 			Help: "Module artifacts examined by OCI sync, by outcome (recorded, present, unsigned, bad_signature, tampered, malformed, invalid, conflict, retagged, refused, error, ignored). Artifacts already recorded by an earlier pass are not counted again.",
@@ -63,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer, interval time.Duration) *Metrics {
 	}
 	m.passes.WithLabelValues("ok")
 	m.passes.WithLabelValues("failed")
-	reg.MustRegister(m.artifacts, m.passes, m.lastOK, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	reg.MustRegister(m.artifacts, m.passes, m.lastOK, m.budgetSpent, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "sumd", Subsystem: "oci", Name: "sync_interval_seconds",
 		Help: "The time between the starts of two OCI sync passes (-sync-interval).",
 	}, interval.Seconds))
@@ -73,6 +79,12 @@ func NewMetrics(reg prometheus.Registerer, interval time.Duration) *Metrics {
 func (m *Metrics) artifact(o Outcome) {
 	if m != nil {
 		m.artifacts.WithLabelValues(string(o)).Inc()
+	}
+}
+
+func (m *Metrics) budgetExhausted() {
+	if m != nil {
+		m.budgetSpent.Inc()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,9 +24,11 @@ const stateVersion = 1
 // manifest the tag moved to that was judged a re-tag, or, signed, judged
 // invalid or a conflict, so that neither a release pushed again around the
 // same layers nor such a manifest makes every pass download the layers
-// (see examine); none makes a pass skip a tag. It
-// lives in the database itself, as JSON under the auxiliary key stateKey
-// (Recorder.SetAux), so one file is the whole of a sumd instance.
+// (see examine); none makes a pass skip a tag. It also keeps the tag
+// where the last pass ran out of its download budget, where the next pass
+// starts (Options.MaxPassBytes). It lives in the database itself, as JSON
+// under the auxiliary key stateKey (Recorder.SetAux), so one file is the
+// whole of a sumd instance.
 //
 // The state is only a cache. Sync re-checks that a remembered version is
 // one the repository and tag can hold, and that the log holds it, before
@@ -49,6 +52,11 @@ type stateFile struct {
 	Version int `json:"version"`
 	// Repositories maps "host/repository" to tag to what was recorded.
 	Repositories map[string]map[string]stateEntry `json:"repositories"`
+	// Resume is the tag the next pass starts at, "host/repository:tag":
+	// the last pass ran out of its download budget there (Options.
+	// MaxPassBytes). Optional, as the stateEntry fields added since
+	// version 1.
+	Resume string `json:"resume,omitempty"`
 }
 
 // A stateEntry is the artifact recorded from one tag, and what was judged
@@ -183,8 +191,9 @@ func (s *State) forget(repo, tag string) {
 
 // retain drops what is remembered for the tags of repo not in tags, a
 // complete listing of its version tags, sorted: only then is a tag known to
-// be gone (deleted, or no longer a version tag), and its entry of no more
-// use. A repository no longer listed at all is prune's.
+// be gone (deleted, or no longer a version tag), and its entry, or the
+// resume point at it, of no more use. A repository no longer listed at all
+// is prune's.
 func (s *State) retain(repo string, tags []string) {
 	for tag := range s.data.Repositories[repo] {
 		if _, ok := slices.BinarySearch(tags, tag); !ok {
@@ -195,33 +204,62 @@ func (s *State) retain(repo string, tags []string) {
 		delete(s.data.Repositories, repo)
 		s.changed()
 	}
+	if rrepo, tag := s.resumeAt(); rrepo == repo {
+		if _, ok := slices.BinarySearch(tags, tag); !ok {
+			s.setResume("")
+		}
+	}
+}
+
+// resumeAt returns the repository and tag of the resume point, or "".
+func (s *State) resumeAt() (repo, tag string) {
+	i := strings.LastIndex(s.data.Resume, ":") // a tag holds none; a host:port before the path may
+	if i < 0 {
+		return "", ""
+	}
+	return s.data.Resume[:i], s.data.Resume[i+1:]
+}
+
+// setResume sets the resume point, "host/repository:tag" or "".
+func (s *State) setResume(at string) {
+	if s.data.Resume != at {
+		s.data.Resume = at
+		s.changed()
+	}
 }
 
 // prune drops the repositories no source lists any more: those no source
 // covers (its registry and prefix: the source was removed from the
 // configuration), and those every source covering them listed completely
 // this pass (listed: the catalog, or the configured -repository list)
-// without them. A source whose listing failed, or that the pass did not
-// reach, keeps what it covers: a registry down for a pass must not cost
-// its repositories a re-read of every artifact.
+// without them; and the resume point in such a repository. A source whose
+// listing failed, or that the pass did not reach, keeps what it covers: a
+// registry down for a pass must not cost its repositories a re-read of
+// every artifact.
 func (s *State) prune(sources []*Source, listed map[*Source]map[string]bool) {
 	for repo := range s.data.Repositories {
-		covered, kept := false, false
-		for _, src := range sources {
-			if !src.covers(repo) {
-				continue
-			}
-			covered = true
-			if l, ok := listed[src]; !ok || l[repo] {
-				kept = true
-				break
-			}
-		}
-		if !covered || !kept {
+		if !stillListed(repo, sources, listed) {
 			delete(s.data.Repositories, repo)
 			s.changed()
 		}
 	}
+	if repo, _ := s.resumeAt(); repo != "" && !stillListed(repo, sources, listed) {
+		s.setResume("")
+	}
+}
+
+// stillListed reports whether some source covers repo and lists it, or
+// did not list its repositories completely this pass (prune).
+func stillListed(repo string, sources []*Source, listed map[*Source]map[string]bool) bool {
+	for _, src := range sources {
+		if !src.covers(repo) {
+			continue
+		}
+		if l, ok := listed[src]; !ok || l[repo] {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *State) changed() {

@@ -80,8 +80,12 @@ type Options struct {
 	// repository and listing its tags (default DefaultListTimeout): a
 	// registry that stalls fails that source or repository, not the pass.
 	ListTimeout time.Duration
-	Logger      *slog.Logger // nil means slog.Default()
-	Metrics     *Metrics     // nil means none
+	// MaxPassBytes bounds the blob bytes one pass downloads (default
+	// DefaultMaxPassBytes): once they are spent, the pass stops examining
+	// and the next one starts at the tag it stopped at (see Sync).
+	MaxPassBytes int64
+	Logger       *slog.Logger // nil means slog.Default()
+	Metrics      *Metrics     // nil means none
 }
 
 // A Syncer walks registries for signed module artifacts and records them.
@@ -93,6 +97,7 @@ type Syncer struct {
 	// saveEvery is how long the state may keep unsaved changes during a
 	// pass (stateSaveInterval; tests change it).
 	saveEvery time.Duration
+	budget    *passBudget // the pass's
 }
 
 // The sync state is saved at the end of a pass, when the pass stops, and
@@ -133,6 +138,9 @@ func NewSyncer(opts Options) (*Syncer, error) {
 	if opts.ListTimeout <= 0 {
 		opts.ListTimeout = DefaultListTimeout
 	}
+	if opts.MaxPassBytes <= 0 {
+		opts.MaxPassBytes = DefaultMaxPassBytes
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -155,6 +163,9 @@ type Report struct {
 	// artifacts (the registry failed, not the artifact).
 	Failures []error
 	Skipped  int // artifacts skipped as already recorded by an earlier pass
+	// Resume is where the pass ran out of MaxPassBytes, "host/repository:
+	// tag", the tag the next pass starts at; "" if it did not.
+	Resume string
 }
 
 // OK reports whether the pass read everything and found no conflict and
@@ -166,8 +177,11 @@ func (r *Report) OK() bool {
 // Sync runs one pass over every source: each version tag of each
 // repository whose artifact is not yet known to be recorded is verified,
 // hashed and recorded. Problems with single artifacts are logged, counted
-// and reported, and the pass goes on. The returned error is for what stops
-// the pass: the state cannot be read or written, or ctx ends. Every pass
+// and reported, and the pass goes on. A pass that has downloaded
+// MaxPassBytes stops at the next artifact to examine, with a warning, and
+// the next pass starts there (Report.Resume; see syncSources): not a
+// failure. The returned error is for what stops the pass: the state
+// cannot be read or written, or ctx ends. Every pass
 // is counted in Metrics, one that stopped as failed — but for one cut
 // short by ctx (sumd stopping), which is neither: a restart is no failure
 // of the registries.
@@ -189,6 +203,7 @@ func (s *Syncer) sync(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	r := &Report{Counts: map[Outcome]int{}}
+	s.budget = &passBudget{max: s.opts.MaxPassBytes}
 	err = s.syncSources(ctx, state, r)
 	// Save what the pass remembered even if it stopped (ctx ended), in a
 	// context of its own, so that the next pass does not redo it.
@@ -203,60 +218,140 @@ func (s *Syncer) sync(ctx context.Context) (*Report, error) {
 	return r, err
 }
 
-// syncSources syncs every source. Its error stops the pass: the state
-// could not be saved, or ctx ended. Either way the state then drops the
-// repositories no source lists any more (State.prune), as far as the
-// sources listed so far tell.
+// syncSources syncs every source, in the order of the sources, their
+// repositories and tags, but from the tag where the last pass ran out of
+// its download budget (State.resumeAt), if any, wrapping round to it: a
+// registry larger than one pass's budget is read over several passes, and
+// none of its tags starves. Every source is still listed in order, so that
+// the state drops what no source lists any more (State.prune) whatever the
+// start. Its error stops the pass: the state could not be saved, or ctx
+// ended. Either way the state then drops the repositories no source lists
+// any more, as far as the sources listed so far tell.
 func (s *Syncer) syncSources(ctx context.Context, state *State, r *Report) error {
 	listed := map[*Source]map[string]bool{}
 	defer func() { state.prune(s.opts.Sources, listed) }()
+	err := s.syncRound(ctx, state, r, listed)
+	var stop *budgetStop
+	switch {
+	case errors.As(err, &stop):
+		// Not a failure: a first pass over a large registry is one.
+		state.setResume(stop.at)
+		r.Resume = stop.at
+		s.opts.Metrics.budgetExhausted()
+		s.log.WarnContext(ctx, "OCI sync: the download budget of the pass is spent; the next pass starts at this artifact",
+			"artifact", stop.at, "budget_bytes", s.opts.MaxPassBytes)
+		return nil
+	case err == nil:
+		state.setResume("") // a whole round: the next pass starts at the beginning
+	}
+	return err
+}
+
+// syncRound syncs the sources from the resume point, if any, and then
+// those before it, and notes in listed the repositories of each source
+// listed completely.
+func (s *Syncer) syncRound(ctx context.Context, state *State, r *Report, listed map[*Source]map[string]bool) error {
+	startRepo, startTag := state.resumeAt()
+	started := startRepo == ""
+	var later []stretch // before the resume point, for the end of the round
 	for _, src := range s.opts.Sources {
-		repos, err := s.syncSource(ctx, src, state, r)
-		if repos != nil {
-			listed[src] = repos
+		repos, ok, err := s.listSource(ctx, src, r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		listed[src] = make(map[string]bool, len(repos))
+		k := -1
+		for i, repo := range repos {
+			name := src.Registry.Repo(repo).String()
+			listed[src][name] = true
+			if !started && k < 0 && name == startRepo {
+				k = i
+			}
+		}
+		switch {
+		case started:
+			_, err = s.syncStretch(ctx, stretch{src: src, repos: repos}, state, r)
+		case k < 0:
+			later = append(later, stretch{src: src, repos: repos})
+		default:
+			started = true
+			var reached bool
+			reached, err = s.syncStretch(ctx, stretch{src: src, repos: repos[k:], from: startTag, unread: k}, state, r)
+			if reached {
+				later = append(later, stretch{src: src, repos: repos[:k+1], to: startTag})
+			}
 		}
 		if err != nil {
+			return err
+		}
+	}
+	for _, st := range later {
+		if _, err := s.syncStretch(ctx, st, state, r); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// syncSource syncs the repositories of src, and returns them ("host/
-// repository", as the state names them), or nil if they could not be
-// listed.
-func (s *Syncer) syncSource(ctx context.Context, src *Source, state *State, r *Report) (map[string]bool, error) {
+// listSource lists the repositories of src. A listing that fails is
+// reported in r, and ok is false; the error returned is ctx's.
+func (s *Syncer) listSource(ctx context.Context, src *Source, r *Report) (repos []string, ok bool, err error) {
 	lctx, cancel := context.WithTimeout(ctx, s.opts.ListTimeout)
-	repos, err := src.repositories(lctx, s.opts.Remote.options(lctx))
+	repos, err = src.repositories(lctx, s.opts.Remote.options(lctx))
 	err = s.listTimedOut(ctx, lctx, err)
 	cancel()
 	if err != nil && ctx.Err() != nil {
-		return nil, ctx.Err() // stopped: the failure is not the registry's
+		return nil, false, ctx.Err() // stopped: the failure is not the registry's
 	}
 	if err != nil {
 		s.failed(ctx, "OCI sync: failed to list repositories", err, "registry", src.String())
 		r.Failures = append(r.Failures, err)
-		return nil, ctx.Err()
+		return nil, false, nil
 	}
-	listed := make(map[string]bool, len(repos))
-	for _, repo := range repos {
-		listed[src.Registry.Repo(repo).String()] = true
-	}
-	for i, repo := range repos {
+	return repos, true, nil
+}
+
+// A stretch is repositories of one source that a pass examines in a row:
+// of the first, the tags from from on, and of the last, those before to
+// ("" bounds nothing). unread is how many other repositories of the
+// source are not read this pass if their registry cannot be reached.
+type stretch struct {
+	src      *Source
+	repos    []string
+	from, to string
+	unread   int
+}
+
+// syncStretch syncs the repositories of st. It reports whether their
+// registry could be reached: if not, it reports the failure in r and
+// stops.
+func (s *Syncer) syncStretch(ctx context.Context, st stretch, state *State, r *Report) (bool, error) {
+	for i, name := range st.repos {
 		if err := ctx.Err(); err != nil {
-			return listed, err
+			return true, err
 		}
-		err := s.syncRepo(ctx, src, src.Registry.Repo(repo), state, r)
+		var from, to string
+		if i == 0 {
+			from = st.from
+		}
+		if i == len(st.repos)-1 {
+			to = st.to
+		}
+		repo := st.src.Registry.Repo(name)
+		err := s.syncRepo(ctx, st.src, repo, from, to, state, r)
 		var unreachable *unreachableError
 		if errors.As(err, &unreachable) {
-			s.unreachable(ctx, src, src.Registry.Repo(repo), unreachable, len(repos)-i-1, r)
-			return listed, ctx.Err()
+			s.unreachable(ctx, st.src, repo, unreachable, len(st.repos)-i-1+st.unread, r)
+			return false, ctx.Err()
 		}
 		if err != nil {
-			return listed, err
+			return true, err
 		}
 	}
-	return listed, nil
+	return true, nil
 }
 
 // An unreachableError is the error of reaching a repository's registry
@@ -317,12 +412,13 @@ func (s *Syncer) unreachable(ctx context.Context, src *Source, repo name.Reposit
 	r.Failures = append(r.Failures, err)
 }
 
-// syncRepo syncs the version tags of one repository, and saves the state
-// when due. A repository that cannot be read is reported in r, but for one
-// whose registry cannot be reached, an *unreachableError returned for
-// syncSource to report; any other error returned stops the pass: a state
-// that cannot be saved, or ctx ended.
-func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository, state *State, r *Report) error {
+// syncRepo syncs the version tags of one repository, those from from on
+// and before to ("" bounds nothing), and saves the state when due. A
+// repository that cannot be read is reported in r, but for one whose
+// registry cannot be reached, an *unreachableError returned for
+// syncStretch to report; any other error returned stops the pass: a state
+// that cannot be saved, ctx ended, or a *budgetStop.
+func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository, from, to string, state *State, r *Report) error {
 	c, tags, err := s.listRepo(ctx, repo)
 	var unreachable *unreachableError
 	switch {
@@ -345,6 +441,9 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 	slices.Sort(tags)
 	state.retain(repo.String(), tags) // the listing is complete: it did not fail
 	for _, tag := range tags {
+		if tag < from || to != "" && tag >= to {
+			continue
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -378,6 +477,7 @@ func (s *Syncer) listRepo(ctx context.Context, repo name.Repository) (*repoClien
 	if absent(err) {
 		return nil, nil, fmt.Errorf("%w: %w", errAbsent, err)
 	}
+	c.budget = s.budget
 	return c.in(ctx), tags, s.listTimedOut(ctx, lctx, err)
 }
 
@@ -414,8 +514,10 @@ func absent(err error) bool {
 // syncTag examines the artifact at one tag, unless an earlier pass recorded
 // it from the same tag at the same digest, and logs and counts what became
 // of it. It returns an *unreachableError if the registry did not answer
-// for the tag, for syncSource to report: every tag after it would fail
-// alike, each after remote's retries.
+// for the tag, for syncStretch to report: every tag after it would fail
+// alike, each after remote's retries; and a *budgetStop, leaving the tag
+// as it was, if the pass's download budget is spent or cannot cover its
+// layers.
 func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag string, state *State, r *Report) error {
 	ctx, cancel := context.WithTimeout(pass, s.opts.Timeout)
 	defer cancel()
@@ -438,9 +540,18 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 		r.Skipped++
 		return nil
 	}
+	if s.budget.spent() {
+		return &budgetStop{at}
+	}
 	prev := state.entry(c.repo.String(), tag)
 	state.forget(c.repo.String(), tag) // moved, or the log lacks it after all
 	res := s.examine(ctx, c, src, tag, desc, prev)
+	if errors.Is(res.err, errBudgetSpent) {
+		if prev != (stateEntry{}) {
+			state.put(c.repo.String(), tag, prev)
+		}
+		return &budgetStop{at}
+	}
 	switch {
 	case res.outcome == Recorded || res.outcome == Present:
 		state.put(c.repo.String(), tag, stateEntry{Digest: digest, Module: res.module.String(), Mod: layerOf(res.mod), Zip: layerOf(res.zip)})

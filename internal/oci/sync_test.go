@@ -45,6 +45,10 @@ type syncEnv struct {
 	listTimeout time.Duration
 	// maxZipSize, if set, is syncKeys' MaxZipSize in place of the default.
 	maxZipSize int64
+	// maxPassBytes, if set, is syncKeys' MaxPassBytes, and metrics its
+	// Metrics.
+	maxPassBytes int64
+	metrics      *Metrics
 }
 
 func newSyncEnv(t *testing.T, referrers bool) *syncEnv {
@@ -76,6 +80,7 @@ func (e *syncEnv) syncKeys(t *testing.T, keys ...*testKey) *Report {
 	s, err := NewSyncer(Options{
 		Sources: []*Source{e.src}, Keys: pub, Log: e.log,
 		Remote: testRemote, MaxZipSize: e.maxZipSize,
+		MaxPassBytes: e.maxPassBytes, Metrics: e.metrics,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -1,0 +1,143 @@
+package oci
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/testlog"
+)
+
+// largeModule is path at version with a file of 8 KiB that does not
+// compress, so that its layers outweigh its signature's payload.
+func largeModule(t *testing.T, path, version string) *Module {
+	t.Helper()
+	var b strings.Builder
+	sum := sha256.Sum256([]byte(path + "@" + version))
+	for b.Len() < 8<<10 {
+		b.WriteString(hex.EncodeToString(sum[:]))
+		sum = sha256.Sum256(sum[:])
+	}
+	m := module.Version{Path: path, Version: version}
+	return testModule(t, m, map[string]string{"go.mod": "module " + path + "\n", "data.go": "package m\n// " + b.String() + "\n"})
+}
+
+// budgetPass runs a pass and checks that it recorded want (a version,
+// "path@version", or none) and stopped at resume ("" for a whole round).
+func (e *syncEnv) budgetPass(t *testing.T, want, resume string) {
+	t.Helper()
+	e.logs = new(testlog.Buffer)
+	r := e.sync(t)
+	var got []string
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(line, "outcome=recorded") {
+			_, m, _ := strings.Cut(line, " module=")
+			m, _, _ = strings.Cut(m, " ")
+			_, v, _ := strings.Cut(line, " version=")
+			v, _, _ = strings.Cut(v, " ")
+			got = append(got, m+"@"+v)
+		}
+	}
+	if want == "" && len(got) != 0 || want != "" && !slices.Equal(got, []string{want}) {
+		t.Errorf("pass recorded %q, want %q\n%s", got, want, e.logs)
+	}
+	if !r.OK() || r.Resume != resume {
+		t.Errorf("report %+v, want it OK and resuming at %q\n%s", r, resume, e.logs)
+	}
+	if spent := strings.Contains(e.logs.String(), "level=WARN msg=\"OCI sync: the download budget of the pass is spent"); spent != (resume != "") {
+		t.Errorf("warning of the budget spent: %v, want %v\n%s", spent, resume != "", e.logs)
+	}
+}
+
+// TestSyncPassBudget: a pass downloaded every artifact it found, so a first
+// pass over a large registry, or a key holder pushing many versions, had no
+// bound on its bytes; a pass now stops examining at the tag whose layers
+// its budget (MaxPassBytes) cannot cover, saves the state with that tag,
+// and the next pass starts there, wrapping round to it, so that the tags
+// before it are examined too (v1.0.1, pushed after the first pass) and
+// none is starved. The first artifact of a pass is fetched whatever the
+// budget, so that each pass gets on.
+func TestSyncPassBudget(t *testing.T) {
+	e := newSyncEnv(t, true)
+	var layers int64
+	for _, v := range []string{"v1.0.0", "v1.1.0", "v1.2.0"} {
+		a := manifestOf(t, e.push(t, largeModule(t, "example.com/m", v), e.key.sv))
+		layers = max(layers, a.Mod.Size+a.Zip.Size)
+	}
+	e.maxPassBytes = layers * 3 / 2 // one artifact, not two
+	e.metrics = NewMetrics(prometheus.NewRegistry(), time.Minute)
+	repo := e.reg.host + "/gomod/example.com/m"
+
+	e.budgetPass(t, "example.com/m@v1.0.0", repo+":v1.1.0")
+	e.push(t, largeModule(t, "example.com/m", "v1.0.1"), e.key.sv) // before the resume point
+	e.budgetPass(t, "example.com/m@v1.1.0", repo+":v1.2.0")
+	e.budgetPass(t, "example.com/m@v1.2.0", repo+":v1.0.1") // wrapped round
+	state, err := LoadState(context.Background(), e.log)
+	if err != nil || state.data.Resume != repo+":v1.0.1" {
+		t.Errorf("state resumes at %q (%v), want the tag the pass stopped at", state.data.Resume, err)
+	}
+	e.budgetPass(t, "example.com/m@v1.0.1", "")
+	e.budgetPass(t, "", "")
+	if n := testutil.ToFloat64(e.metrics.budgetSpent); n != 3 {
+		t.Errorf("sumd_oci_sync_budget_exhausted_total %v, want 3", n)
+	}
+	if n := testutil.ToFloat64(e.metrics.passes.WithLabelValues("failed")); n != 0 {
+		t.Errorf("%v passes failed, want none: a spent budget is no failure", n)
+	}
+	if e.log.size() != 4 {
+		t.Errorf("log holds %d versions, want 4", e.log.size())
+	}
+}
+
+// TestSyncPassBudgetRepositories: the same across repositories: the pass
+// starts at the repository it stopped at and wraps round to the ones
+// before it (example.com/m0a, pushed after the first pass).
+func TestSyncPassBudgetRepositories(t *testing.T) {
+	e := newSyncEnv(t, true)
+	var layers int64
+	for _, path := range []string{"example.com/m0", "example.com/m1", "example.com/m2"} {
+		a := manifestOf(t, e.push(t, largeModule(t, path, "v1.0.0"), e.key.sv))
+		layers = max(layers, a.Mod.Size+a.Zip.Size)
+	}
+	e.maxPassBytes = layers * 3 / 2
+	repo := e.reg.host + "/gomod/example.com/"
+	e.budgetPass(t, "example.com/m0@v1.0.0", repo+"m1:v1.0.0")
+	e.push(t, largeModule(t, "example.com/m0a", "v1.0.0"), e.key.sv)
+	e.budgetPass(t, "example.com/m1@v1.0.0", repo+"m2:v1.0.0")
+	e.budgetPass(t, "example.com/m2@v1.0.0", repo+"m0a:v1.0.0")
+	e.budgetPass(t, "example.com/m0a@v1.0.0", "")
+	e.budgetPass(t, "", "")
+}
+
+// TestStateResumeCleanUp: the resume point is kept while its tag is
+// listed, and dropped with its tag or its repository, as the entries are.
+func TestStateResumeCleanUp(t *testing.T) {
+	reg := newTestRegistry(t, true)
+	src := reg.source(t, "gomod")
+	repo := reg.host + "/gomod/example.com/m"
+	s := &State{store: newFakeLog()}
+	s.reset()
+	s.data.Resume = repo + ":v1.1.0"
+	s.retain(repo, []string{"v1.0.0", "v1.1.0"})
+	s.prune([]*Source{src}, map[*Source]map[string]bool{src: {repo: true}})
+	if s.data.Resume != repo+":v1.1.0" {
+		t.Errorf("resume point %q dropped while its tag is listed", s.data.Resume)
+	}
+	s.retain(repo, []string{"v1.0.0"})
+	if s.data.Resume != "" || !s.dirty {
+		t.Errorf("resume point %q kept once its tag is gone (changed %v)", s.data.Resume, s.dirty)
+	}
+	s.data.Resume = repo + ":v1.0.0"
+	s.prune([]*Source{src}, map[*Source]map[string]bool{src: {}})
+	if s.data.Resume != "" {
+		t.Errorf("resume point %q kept once its repository is no longer listed", s.data.Resume)
+	}
+}
