@@ -242,8 +242,15 @@ func publishLocked(dir string, src *moduleSource, mod []byte) error {
 		return err
 	}
 	defer unlock()
+	if publishInside != nil {
+		publishInside(src.m)
+	}
 	return proxytree.Add(dir, src.m, src.zip, mod, time.Now())
 }
+
+// publishInside, if set by a test, runs in publishLocked once the lock is
+// taken, before the tree is read.
+var publishInside func(module.Version)
 
 // logStopped returns the log's fatal error, if it stopped with one, and err
 // otherwise: a log that cannot tell whether its last write was stored must

@@ -34,15 +34,30 @@ func lockProxyDir(dir string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the lock file %s: %w", name, err)
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if err != syscall.EINTR {
-			break
+	err = flock(f, syscall.LOCK_EX|syscall.LOCK_NB)
+	if err == syscall.EWOULDBLOCK {
+		if proxyLockWaiting != nil {
+			proxyLockWaiting()
 		}
+		err = flock(f, syscall.LOCK_EX)
 	}
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("failed to lock %s: %w", name, err)
 	}
 	return func() { f.Close() }, nil // closing releases the lock
+}
+
+// proxyLockWaiting, if set by a test, runs when lockProxyDir finds the
+// lock held by another run and is about to wait for it.
+var proxyLockWaiting func()
+
+// flock is syscall.Flock on f, retried when interrupted.
+func flock(f *os.File, how int) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
 }
