@@ -123,18 +123,24 @@ func discardCreated(l *tlog.Log, db string, logger *slog.Logger, stderr io.Write
 		discardPostgres(db, head.Signed, logger, stderr)
 		return
 	}
-	defer l.Close()
+	defer closeDiscarded(l)
 	if err := os.Remove(file); err != nil {
 		fmt.Fprintf(stderr, "sumd: failed to remove the new, empty database: %v\n", err)
 	}
-	if discardStep != nil {
-		discardStep()
+}
+
+// closeDiscarded closes l, letting its lock go, then runs discardClosed.
+func closeDiscarded(l *tlog.Log) {
+	l.Close()
+	if discardClosed != nil {
+		discardClosed()
 	}
 }
 
-// discardStep, if set by a test, runs between the removal of a new
-// database file and its close.
-var discardStep func()
+// discardClosed, if set by a test, runs once discardCreated has let the
+// lock of the database go: a test waits there for a writer waiting for
+// it.
+var discardClosed func()
 
 // addTo adds recs to l, all or nothing.
 func addTo(l *tlog.Log, recs []gosum.Record) (*addition, error) {

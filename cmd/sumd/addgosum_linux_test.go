@@ -46,9 +46,10 @@ func TestAddGoSumDiscardWaitingWriter(t *testing.T) {
 	}()
 	// Opened, the writer waits for the lock the sink holds.
 	waitOpened(t, db, opened, ended)
-	// Between discard's steps, the writer takes the lock if it is free.
-	discardStep = func() { time.Sleep(300 * time.Millisecond) }
-	defer func() { discardStep = nil }()
+	// Once the lock is let go, and before discard goes on, the writer
+	// takes it and returns.
+	discardClosed = func() { <-ended }
+	defer func() { discardClosed = nil }()
 	sink.discard()
 	if err := <-got; !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a writer waiting for the lock of the database sumd add -create discarded: %v, want an fs.ErrNotExist: it had the file once unlocked, before it was removed", err)
