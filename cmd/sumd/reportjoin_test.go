@@ -35,3 +35,22 @@ func TestReportJoined(t *testing.T) {
 		t.Errorf("exit status %d, want 2 (the first error's)", code)
 	}
 }
+
+// TestReportMultiWrap: fmt.Errorf with several %w has Unwrap() []error, as
+// an errors.Join has, but is one error whose text says more than its
+// parts: report prints it whole, with its hint, rather than its parts
+// alone, which would lose what failed. joined tells them apart by their
+// text (a join's is its parts' texts, a line each), as the two types are
+// unexported.
+func TestReportMultiWrap(t *testing.T) {
+	err := fmt.Errorf("failed to open the log: %w: %w", &hinted{"store damaged", "run sumd verify"}, errors.New("eio"))
+	var out strings.Builder
+	code := report(err, &out)
+	want := "sumd: error: failed to open the log: store damaged: eio\nhint: run sumd verify\n"
+	if out.String() != want {
+		t.Errorf("report printed\n%s\nwant\n%s", out.String(), want)
+	}
+	if code != 1 {
+		t.Errorf("exit status %d, want 1", code)
+	}
+}
