@@ -157,13 +157,24 @@ func offlineKeysNotOnline(online string, lists ...string) error {
 			continue
 		}
 		for file := range strings.SplitSeq(files, ",") {
-			if tuf.SameDir(filepath.Dir(file), online) {
+			if keyFileIn(file, online) {
 				return usageError(fmt.Errorf("the new offline key %s would be in %s, the online keys' directory, which stays where the server signs", file, online),
 					"give the new root and targets keys a directory of their own, to move offline")
 			}
 		}
 	}
 	return nil
+}
+
+// keyFileIn reports whether the key file is in dir, or is a symbolic link
+// to a file there: an existing file is read as the new key, wherever its
+// link leads. (A link to no file is refused when the key is written.)
+func keyFileIn(file, dir string) bool {
+	if tuf.SameDir(filepath.Dir(file), dir) {
+		return true
+	}
+	target, err := filepath.EvalSymlinks(file)
+	return err == nil && tuf.SameDir(filepath.Dir(target), dir)
 }
 
 // newKeys reads the key files of a comma-separated list, generating those

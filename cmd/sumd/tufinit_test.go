@@ -84,6 +84,42 @@ func TestTUFRotateRootOfflineKeyNotOnline(t *testing.T) {
 	}
 }
 
+// TestTUFRotateRootKeyLinkedOnline: a new root or targets key file that
+// is a symbolic link to a key file in the online keys' directory was
+// checked by the link's directory alone, so tuf rotate-root made a key
+// the server's machine holds the new offline key; the link is followed
+// before the check now.
+func TestTUFRotateRootKeyLinkedOnline(t *testing.T) {
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	repo := filepath.Join(dir, "tuf")
+	offline := filepath.Join(dir, "offline")
+	sumd(t, "tuf", "init", "-name", e2eName, "-dir", repo, "-keys", offline, "-vkey", vkey, "-url", "https://"+e2eName)
+	k, err := tuf.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(repo, "keys", "root-there.key")
+	if err := k.WriteFile(target); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := filepath.Join(dir, "new")
+	if err := os.Mkdir(elsewhere, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(elsewhere, "root-new.key")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := sumdRun(t, "tuf", "rotate-root", "-dir", repo, "-keys", offline, "-new-root-key", link)
+	if err == nil || !strings.Contains(errOut, "online keys' directory") {
+		t.Errorf("-new-root-key linked to a key in the online keys' directory: err %v\n%s", err, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "metadata", "2.root.json")); err == nil {
+		t.Error("tuf rotate-root wrote root version 2 with it")
+	}
+}
+
 // TestTUFRotateRootKeysNotOnline: tuf rotate-root refused new offline keys
 // in the online keys' directory but signed with the root and targets keys
 // -keys found there, so a root key kept where the server signs went
