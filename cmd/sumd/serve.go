@@ -282,18 +282,10 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 			return nil, err
 		}
 		fmt.Fprintf(stderr, "sumd: first start: generated signing key %s for %s\n", db.Key, db.Name)
+		made, serr := os.Stat(db.Key)
 		l, err := openLogWith(db, o, true)
-		if err != nil && !exists(db.DB) {
-			// The key signed nothing that was kept: left alone, it would
-			// turn the next start, a first start again, into a refusal
-			// of a key without its database.
-			if rerr := errors.Join(removeKeyFile(db.Key), removeKeyFile(vkey)); rerr == nil {
-				fmt.Fprintf(stderr, "sumd: first start failed: removed the signing key %s generated for it\n", db.Key)
-			} else {
-				// Else the next start is no first start, whatever the
-				// hint below says, but a refusal of the key.
-				fmt.Fprintf(stderr, "sumd: first start failed, and the signing key generated for it could not be removed (%v): remove %s and %s before the next start\n", rerr, db.Key, vkey)
-			}
+		if err != nil && serr == nil {
+			removeFirstStartKey(db, vkey, made, stderr)
 		}
 		if errors.Is(err, syscall.ENOTDIR) && !errors.As(err, new(*cliError)) {
 			// The paths are relative: another directory has its own.
@@ -305,12 +297,74 @@ func openLog(db config.Database, o openOptions, stderr io.Writer) (*tlog.Log, er
 	return openLogWith(db, o, o.create)
 }
 
+// removeFirstStartKey removes the key files a first start that failed
+// generated (made is the signing key's), unless a database exists: the
+// key signed nothing that was kept, and left alone it would turn the next
+// start, a first start again, into a refusal of a key without its
+// database. The check and the removal hold the key file's lock, which a
+// creator holds from reading the key until its database exists
+// (lockKeys): a sumd serve -create started meanwhile would otherwise
+// create the database with the key between the two, a log whose key is
+// gone. Only the file made is removed, never one put at the path since.
+func removeFirstStartKey(db config.Database, vkey string, made os.FileInfo, stderr io.Writer) {
+	f, err := lockKeyFile(db.Key, true)
+	if err == nil && f == nil {
+		return // gone already
+	}
+	if err == nil {
+		defer f.Close()
+		held, serr := f.Stat()
+		if exists(db.DB) || serr != nil || !os.SameFile(held, made) {
+			return
+		}
+		if firstStartRemoving != nil {
+			firstStartRemoving()
+		}
+		err = errors.Join(removeKeyFile(db.Key), removeKeyFile(vkey))
+	}
+	if err == nil {
+		fmt.Fprintf(stderr, "sumd: first start failed: removed the signing key %s generated for it\n", db.Key)
+		return
+	}
+	// Else the next start is no first start, whatever the hint says, but
+	// a refusal of the key.
+	fmt.Fprintf(stderr, "sumd: first start failed, and the signing key generated for it could not be removed (%v): remove %s and %s before the next start\n", err, db.Key, vkey)
+}
+
+// lockKeys takes the shared lock of each key file (lockKeyFile) and
+// returns its release: openLogWith holds it while it creates a database,
+// so that a failed first start removes no key it signs with meanwhile
+// (removeFirstStartKey). A key file that cannot be locked is read without
+// it: the read says why it cannot be opened, and on a file system without
+// locks the creation goes on as before them.
+func lockKeys(files string) func() {
+	var locked []*os.File
+	for file := range strings.SplitSeq(files, ",") {
+		if f, err := lockKeyFile(file, false); err == nil && f != nil {
+			locked = append(locked, f)
+		}
+	}
+	return func() {
+		for _, f := range locked {
+			f.Close()
+		}
+	}
+}
+
+// firstStartRemoving and keyLockWaiting, if set by a test, run when a
+// failed first start is about to remove its key, holding its lock, and
+// when lockKeyFile waits for another holder.
+var firstStartRemoving, keyLockWaiting func()
+
 // removeKeyFile is os.Remove; a test makes it fail.
 var removeKeyFile = os.Remove
 
 // openLogWith is openLog once the key exists: create says whether a
 // missing database may be created.
 func openLogWith(db config.Database, o openOptions, create bool) (*tlog.Log, error) {
+	if create && dbFile(db.DB) != "" && !exists(db.DB) {
+		defer lockKeys(db.Key)()
+	}
 	keys, err := readKeys(db, o.cmd)
 	if err != nil {
 		return nil, err
