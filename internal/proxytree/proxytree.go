@@ -79,8 +79,8 @@ func Add(dir string, m module.Version, zipFile string, goMod []byte, t time.Time
 		return fmt.Errorf("failed to encode .info: %w", err)
 	}
 	if !same {
-		if err := tr.root.MkdirAll(vdir, 0o755); err != nil {
-			return fmt.Errorf("failed to create GOPROXY tree directory: %w", err)
+		if err := tr.mkdirAll(vdir); err != nil {
+			return err
 		}
 		if _, err := zf.Seek(0, io.SeekStart); err != nil { // unchanged may have read it
 			return fmt.Errorf("failed to read module zip: %w", err)
@@ -261,6 +261,29 @@ func (tr *tree) writeFrom(name string, r io.Reader) error {
 	return nil
 }
 
+// mkdirAll creates dir in the tree with its missing parents, and syncs
+// the directory holding each one it created: a new name survives a crash
+// only once its directory is synced, and a lost module directory takes
+// its published versions with it.
+func (tr *tree) mkdirAll(dir string) error {
+	var missing []string
+	for d := dir; d != "."; d = filepath.Dir(d) {
+		if _, err := tr.root.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
+			break // there (or an error MkdirAll reports)
+		}
+		missing = append(missing, d)
+	}
+	if err := tr.root.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("failed to create GOPROXY tree directory: %w", err)
+	}
+	for _, d := range missing {
+		if err := tr.syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // createTemp creates a new file ".tmp-<random>" in dir, as os.CreateTemp
 // does, which os.Root lacks.
 func (tr *tree) createTemp(dir string) (string, *os.File, error) {
@@ -282,7 +305,7 @@ func (tr *tree) syncDir(dir string) error {
 		return fmt.Errorf("failed to open directory %s: %w", tr.path(dir), err)
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := syncDirFile(d); err != nil {
 		return fmt.Errorf("failed to sync directory %s: %w", tr.path(dir), err)
 	}
 	return nil
@@ -290,3 +313,6 @@ func (tr *tree) syncDir(dir string) error {
 
 // syncFile syncs a file written (writeFile); tests make it fail.
 var syncFile = (*os.File).Sync
+
+// syncDirFile syncs a directory (syncDir); a test records them.
+var syncDirFile = (*os.File).Sync

@@ -175,6 +175,31 @@ func TestAddSyncs(t *testing.T) {
 	}
 }
 
+// TestAddSyncsNewDirs: Add created a module's directories (os.Root's
+// MkdirAll) without syncing the directories holding them, so a crash after
+// an Add that succeeded could lose a version's whole directory, list
+// included, which the go command then never finds; the parent of each
+// directory Add creates is synced now.
+func TestAddSyncsNewDirs(t *testing.T) {
+	dir := t.TempDir()
+	m := module.Version{Path: "example.com/m", Version: "v1.2.3"}
+	zipFile, mod := zipModule(t, m, map[string]string{"go.mod": "module example.com/m\n", "m.go": "package m\n"})
+	synced := map[string]bool{}
+	syncDirFile = func(f *os.File) error {
+		synced[filepath.Clean(f.Name())] = true
+		return f.Sync()
+	}
+	defer func() { syncDirFile = (*os.File).Sync }()
+	if err := Add(dir, m, zipFile, mod, time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{".", "example.com", "example.com/m", "example.com/m/@v"} {
+		if !synced[filepath.Join(dir, d)] {
+			t.Errorf("Add did not sync %s, which holds a directory it created: synced %v", d, synced)
+		}
+	}
+}
+
 // TestAddStaysInTree: links in the tree that lead out of it, planted by
 // whoever may write there (the web server's user, whose tree root's sumd
 // add publishes into), are not followed: a list linked to a secret file
