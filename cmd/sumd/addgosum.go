@@ -71,11 +71,15 @@ func addGoSums(cfg *config.Add, paths []string, stdout, stderr io.Writer) (err e
 			return remoteError(err)
 		}
 	}
-	sorted, err := seed.Sort(ctx, files, seed.Options{TempDir: tmp.dir})
+	// The runs keep -min-free-disk free: -tmp-dir is by default beside
+	// the database, or $TMPDIR, often a running server's disk too.
+	sorted, err := seed.Sort(ctx, files, seed.Options{TempDir: tmp.dir, MinFree: cfg.DiskFloor.Bytes()})
 	var bad *seed.LineError
 	switch {
 	case errors.As(err, &bad):
 		return withHint(err, fixLineHint)
+	case errors.Is(err, tlog.ErrLowDisk):
+		return withHint(err, fmt.Sprintf("nothing was added; the sort's temporary files (about 80 bytes a line) go in -tmp-dir, and keep -min-free-disk (%d MiB) free on its disk: free space there, point -tmp-dir at a larger disk, or lower -min-free-disk", cfg.MinFreeDisk))
 	case err != nil:
 		return withHint(err, "nothing was added; the go.sum files must be readable, and the sort's temporary files (about 80 bytes a line) go in -tmp-dir: free space there or point it elsewhere")
 	}

@@ -76,7 +76,7 @@ type Database struct {
 // embedded only by the commands that write (serve, add, key, sync, mirror,
 // mirror import, copy, restore, backup): on the others it would do nothing.
 type DiskFloor struct {
-	MinFreeDisk int `flag:"min-free-disk" arg:"MIB" help:"MiB kept free on the file system of a bbolt database: a write that would leave less is refused and stores nothing (over HTTP a 503; the server keeps serving, /healthz says degraded, and writes resume once there is room), instead of failing half-way, which stops the log; 0: no floor; on PostgreSQL it applies only to the module zips streamed into -tmp-dir (first lookups' downloads, uploads, sumd add -upstream PROXY -gosum FILE)"`
+	MinFreeDisk int `flag:"min-free-disk" arg:"MIB" help:"MiB kept free on the file system of a bbolt database: a write that would leave less is refused and stores nothing (over HTTP a 503; the server keeps serving, /healthz says degraded, and writes resume once there is room), instead of failing half-way, which stops the log; 0: no floor; on PostgreSQL it applies only to what is written into -tmp-dir (the module zips of first lookups, uploads and sumd add -upstream PROXY -gosum FILE, and the sorted runs of sumd add -gosum)"`
 }
 
 // DefaultMinFreeDisk is min-free-disk's default, tlog.DefaultMinFree in MiB.

@@ -18,6 +18,7 @@ import (
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/regfile"
 	"github.com/sumd-project/sumd/internal/testenv"
+	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 const (
@@ -532,4 +533,35 @@ func TestSortRefusesNonRegular(t *testing.T) {
 	if !errors.Is(err, regfile.ErrNotRegular) {
 		t.Errorf("Sort of %s = %v, want it refused as not a regular file", os.DevNull, err)
 	}
+}
+
+// TestSortKeepsFloor: the sort's runs keep Options.MinFree free on the
+// file system of TempDir, as the zips sumd writes there do: a run that
+// would go under it is refused with tlog.ErrLowDisk, and no run is left.
+// They filled it to the last byte, and TempDir is by default beside the
+// database (or $TMPDIR, often a running server's disk too), where a full
+// disk fails a commit half-way and stops the log.
+func TestSortKeepsFloor(t *testing.T) {
+	dir := t.TempDir()
+	var lines []string
+	for i := range 1000 {
+		lines = append(lines, fmt.Sprintf("example.com/m%d v1.0.0 %s", i, hashA))
+	}
+	file := write(t, t.TempDir(), "go.sum", lines...)
+	free := int64(tlog.DefaultMinFree) // exactly the floor: no room for a run
+	defer func(f func(string) (int64, bool)) { freeSpace = f }(freeSpace)
+	freeSpace = func(string) (int64, bool) { return free, true }
+	s, err := Sort(context.Background(), []string{file}, Options{TempDir: dir, MemoryBytes: 1000})
+	if !errors.Is(err, tlog.ErrLowDisk) {
+		t.Fatalf("Sort with no room above the floor: %v; want tlog.ErrLowDisk", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Errorf("a Sort refused for disk space left %d runs in %s", len(left), dir)
+	}
+	// No floor: the same sort goes on.
+	s, err = Sort(context.Background(), []string{file}, Options{TempDir: dir, MemoryBytes: 1000, MinFree: -1})
+	if err != nil {
+		t.Fatalf("Sort without a floor: %v", err)
+	}
+	s.Close()
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/regfile"
 	"github.com/sumd-project/sumd/internal/scratch"
+	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 // An entry is one or both go.sum lines of one module version, checked, as
@@ -72,7 +73,14 @@ type Options struct {
 	// DefaultMemoryBytes): past it, the lines read so far are sorted and
 	// written to a run in TempDir.
 	MemoryBytes int
+	// MinFree is the space, in bytes, the runs leave free on TempDir's
+	// file system (-min-free-disk): 0 means tlog.DefaultMinFree, negative
+	// no floor.
+	MinFree int64
 }
+
+// freeSpace is tlog.FreeSpace; tests fake a full disk.
+var freeSpace = tlog.FreeSpace
 
 // DefaultMemoryBytes is the default Options.MemoryBytes.
 const DefaultMemoryBytes = 64 << 20
@@ -98,6 +106,7 @@ type Sorted struct {
 	runs  []string  // temporary files, each sorted
 	mems  [][]entry // runs in memory, each sorted: the last one read, and those Add added
 	dir   string
+	space tlog.SpaceGuard // keeps Options.MinFree free under the runs
 }
 
 // Sort reads the go.sum files, checks every line (a malformed one is an
@@ -109,7 +118,10 @@ func Sort(ctx context.Context, files []string, opts Options) (_ *Sorted, err err
 	if opts.MemoryBytes <= 0 {
 		opts.MemoryBytes = DefaultMemoryBytes
 	}
-	s := &Sorted{files: files, dir: opts.TempDir}
+	if opts.MinFree == 0 {
+		opts.MinFree = tlog.DefaultMinFree
+	}
+	s := &Sorted{files: files, dir: opts.TempDir, space: tlog.SpaceGuard{Floor: opts.MinFree, Free: freeSpace}}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -269,7 +281,11 @@ func setLine(e *entry, kind int, bit uint8, hash string, line int) {
 	e.line[kind] = int32(line)
 }
 
-// spill sorts buf and writes it to a new run.
+// spill sorts buf and writes it to a new run, keeping Options.MinFree
+// free: TempDir is by default beside the database, or in $TMPDIR, often a
+// running server's disk too, where a disk filled to the last byte fails a
+// commit half-way, which stops the log. Runs of a large import take
+// gigabytes.
 func (s *Sorted) spill(buf []entry) error {
 	slices.SortFunc(buf, func(a, b entry) int { return compareEntries(&a, &b) })
 	f, err := scratch.Create(s.dir, scratch.Sort)
@@ -277,7 +293,7 @@ func (s *Sorted) spill(buf []entry) error {
 		return fmt.Errorf("failed to create a temporary file for sorting: %w", err)
 	}
 	s.runs = append(s.runs, f.Name())
-	w := bufio.NewWriterSize(f, 256<<10)
+	w := bufio.NewWriterSize(&tlog.FloorWriter{W: f, Path: f.Name(), Guard: s.space}, 256<<10)
 	for i := range buf {
 		writeEntry(w, &buf[i])
 	}
