@@ -288,8 +288,17 @@ func remoteError(err error) error {
 		return withHint(err, "what was uploaded is not a valid module of this version (the server says why above): a zip's entries must be under MODULE@VERSION/, as golang.org/x/mod/zip makes them, and a go.mod must declare MODULE; from a directory sumd makes the zip, so fix what the reason names there")
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return withHint(err, "the server or its upstream is busy or unreachable (on a 503, fetches and go.sum adds were tried four times); try again later: running the same command again is safe, what was recorded is kept and never added twice")
+	case http.StatusInsufficientStorage:
+		return withHint(err, "nothing from this request was added: the server's -tmp-dir lacks the room for the uploaded zip (the error says how much); once its operator frees space there, run the same command again")
 	case http.StatusInternalServerError:
 		return withHint(err, "the server failed (its log says why), maybe after storing: whether this request's versions were recorded is not known; once it runs again, run the same command again (safe: what was recorded is kept and never added twice)")
+	}
+	if ae.Status >= 500 {
+		// Not one of sumd's: a proxy in front answers some (Cloudflare's
+		// 524, "a timeout occurred") after sumd took the request, which
+		// it may have recorded.
+		return withHint(err, "the server, or a proxy in front of it, failed, maybe after the request reached sumd: whether this request's versions were recorded is not known; "+
+			"once it runs again, run the same command again (safe: what was recorded is kept and never added twice)")
 	}
 	return withHint(err, "nothing from this request was added")
 }

@@ -36,6 +36,11 @@ func TestRemoteErrorHints(t *testing.T) {
 		http.StatusGatewayTimeout:      "try again later",
 		http.StatusInternalServerError: "whether this request's versions were recorded is not known",
 		http.StatusBadRequest:          "nothing from this request was added",
+		// sumd's own: an upload's zip had no room in its -tmp-dir.
+		http.StatusInsufficientStorage: "nothing from this request was added",
+		// A proxy in front (Cloudflare's "a timeout occurred") answers
+		// it after sumd took the request, which it may have recorded.
+		524: "whether this request's versions were recorded is not known",
 	} {
 		var ce *cliError
 		if !errors.As(remoteError(&admin.Error{Status: status, Message: "x"}), &ce) {
