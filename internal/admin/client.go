@@ -313,7 +313,11 @@ func redirectError(req *http.Request, status int, loc string) *RedirectError {
 	if u, err := req.URL.Parse(loc); err == nil {
 		e.Location = u.Redacted()
 		u.User, u.RawQuery, u.Fragment = nil, "", ""
-		if base, ok := strings.CutSuffix(u.String(), req.URL.Path); ok {
+		// Only the API's path (/admin/...) is cut: the rest of the
+		// request's path is the client URL's own (https://host/sumd), which
+		// Base keeps.
+		api := req.URL.Path[max(strings.LastIndex(req.URL.Path, "/admin/"), 0):]
+		if base, ok := strings.CutSuffix(u.String(), api); ok {
 			e.Base = base
 		}
 	}
@@ -327,8 +331,8 @@ func redirectError(req *http.Request, status int, loc string) *RedirectError {
 type RedirectError struct {
 	Status   int
 	Location string // where the answer pointed, as sent
-	// Base is Location without the request's path and query, when it ends
-	// with them: the URL to use instead of Client.URL.
+	// Base is Location without the API's path (/admin/...) and query, when
+	// it ends with that path: the URL to use instead of Client.URL.
 	Base string
 }
 

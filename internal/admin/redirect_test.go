@@ -66,3 +66,24 @@ func TestNoRedirect(t *testing.T) {
 		t.Errorf("the redirect target got %d requests, want none", n)
 	}
 }
+
+// TestRedirectBaseUnderPrefix: a RedirectError's Base is the URL to use as
+// the client's URL, also for a client URL with a path (sumd behind a proxy
+// at https://host/sumd): only the API's path is cut from the location, not
+// the request's whole path, which took the client URL's path with it.
+func TestRedirectBaseUnderPrefix(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		http.Redirect(w, r, "https://new.example/moved"+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	}))
+	defer srv.Close()
+	c := &Client{URL: srv.URL + "/sumd", Token: testToken}
+	_, err := c.Add(context.Background(), []gosum.Record{{Path: "example.com/m", Version: "v1.0.0", Hash: testHash, GoMod: testHash}}, true)
+	var re *RedirectError
+	if !errors.As(err, &re) {
+		t.Fatalf("Add: %v, want a *RedirectError", err)
+	}
+	if want := "https://new.example/moved/sumd"; re.Base != want {
+		t.Errorf("redirect to base %q, want %q (%v)", re.Base, want, err)
+	}
+}
