@@ -18,7 +18,6 @@ import (
 	"github.com/sumd-project/sumd/internal/modhash"
 	"github.com/sumd-project/sumd/internal/newdirs"
 	"github.com/sumd-project/sumd/internal/proxytree"
-	"github.com/sumd-project/sumd/internal/seed"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -144,8 +143,10 @@ var discardClosed func()
 
 // addTo adds recs to l, all or nothing.
 func addTo(l *tlog.Log, recs []gosum.Record) (*addition, error) {
-	before := treeSize(l)
-	ids, err := l.Add(context.Background(), recs...)
+	// AddNew says which records this call appended: ids compared with the
+	// tree size before cannot, on a store another sumd writes (PostgreSQL),
+	// where one it recorded meanwhile has an id past that size too.
+	ids, appended, err := l.AddNew(context.Background(), recs...)
 	var conflict *tlog.ConflictError
 	if errors.As(err, &conflict) {
 		return nil, withHint(fmt.Errorf("nothing was added: %w", err), neverChangesHint)
@@ -156,7 +157,13 @@ func addTo(l *tlog.Log, recs []gosum.Record) (*addition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nothing was added: %w", err)
 	}
-	return &addition{ids: ids, new: seed.CountNew(ids, before), size: treeSize(l)}, nil
+	var n int64
+	for _, a := range appended {
+		if a {
+			n++
+		}
+	}
+	return &addition{ids: ids, new: n, size: treeSize(l)}, nil
 }
 
 // The hints when another process holds a bbolt database file: bbolt's

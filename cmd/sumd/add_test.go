@@ -57,6 +57,14 @@ func TestAddCountsOwnRecords(t *testing.T) {
 	if err != nil || got.new != 1 || got.size != 4 {
 		t.Errorf("adding a new version = %+v, %v; want 1 new, tree size 4", got, err)
 	}
+	// The other writer records a version this process has not seen,
+	// which it then adds too: its id is past the tree this process knew
+	// of, but the other writer recorded it.
+	addN(t, other, 2, 1)
+	got, err = addTo(ours, recs[2:3])
+	if err != nil || got.new != 0 {
+		t.Errorf("adding a version the other writer recorded meanwhile = %+v, %v; want 0 new (already recorded)", got, err)
+	}
 }
 
 // TestAddCreateRefusedAfterCreating: sumd add -create, refused after it

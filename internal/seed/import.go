@@ -79,27 +79,22 @@ func (s LogSink) Check(ctx context.Context, recs []gosum.Record) ([]Conflict, er
 	return found, err
 }
 
+// Add counts the records this call appended (tlog.Log.AddNew). Neither
+// the tree's growth nor the ids past the tree size before can tell: on a
+// store other processes write, the log adopts their records while it adds,
+// and one of recs that another recorded meanwhile has such an id too.
 func (s LogSink) Add(ctx context.Context, recs []gosum.Record) (int64, int64, error) {
-	before := s.Log.Published().Tree.N
-	ids, err := s.Log.Add(ctx, recs...)
+	_, appended, err := s.Log.AddNew(ctx, recs...)
 	if err != nil {
 		return 0, 0, err
 	}
-	return CountNew(ids, before), s.Log.Published().Tree.N, nil
-}
-
-// CountNew counts the ids that tlog.Log.Add returned for records it
-// appended to a tree of size before: those it already held keep their
-// lower ids. The tree's growth is no such count: on a store other
-// processes write, the log adopts their records while it adds.
-func CountNew(ids []int64, before int64) int64 {
 	var n int64
-	for _, id := range ids {
-		if id >= before {
+	for _, a := range appended {
+		if a {
 			n++
 		}
 	}
-	return n
+	return n, s.Log.Published().Tree.N, nil
 }
 
 // MaxListed caps the incomplete versions and conflicts a Survey keeps in

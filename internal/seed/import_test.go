@@ -151,6 +151,16 @@ func TestLogSinkCountsOwnRecords(t *testing.T) {
 	if err != nil || added != 2 || size != 6 {
 		t.Errorf("LogSink.Add = %d added, tree size %d, %v; want 2 added (not the other writer's 3), tree size 6", added, size, err)
 	}
+	// The other process records a version this log has not seen, which
+	// the import then adds too: its id is past the tree this log knew of,
+	// but the other process recorded it.
+	if _, err := other.Add(ctx, importRecord(3)); err != nil {
+		t.Fatal(err)
+	}
+	added, _, err = LogSink{ours}.Add(ctx, []gosum.Record{importRecord(3), importRecord(4)})
+	if err != nil || added != 1 {
+		t.Errorf("LogSink.Add of a version the other writer recorded meanwhile and a new one = %d added, %v; want 1", added, err)
+	}
 }
 
 // TestSurveyOneLine: Survey checks the versions with one go.sum line
