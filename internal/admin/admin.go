@@ -24,9 +24,11 @@
 // begins "not found: M@V:" as upstream.Error's does), 413 too large,
 // 422 invalid module zip (upload), 502/504
 // upstream failure, 503 the log is busy, or (add) other adds hold the
-// memory adds may take (Retry-After). backup answers 200
+// memory adds may take (Retry-After), 507 (upload) no room above
+// -min-free-disk in TempDir for the zip. backup answers 200
 // with the copy, a bbolt database file, or 501 when the database cannot
-// copy itself (the reason names its own backup tools).
+// copy itself (the reason names its own backup tools), 503 while another
+// backup is made, 507 when TempDir has no room for the copy.
 //
 // An add is one atomic append: a request with one bad line (malformed, a
 // version with one line only, two hashes for one line) or one version the
