@@ -96,7 +96,12 @@ func (h *Handler) spool(ctx context.Context) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("failed to create the backup's temporary file: %w", err)
 	}
-	n, err := snap.WriteTo(ctxWriter{ctx, f})
+	// The floor is kept while the copy is written too: the log, on this
+	// disk by default, grows meanwhile, and a copy written on to the last
+	// byte could fail a commit half-way, which stops the log. The writer
+	// keeps its own error, which bbolt's WriteTo reports as text.
+	sw := &spoolWriter{w: f, path: f.Name(), floor: h.floor(), left: snap.Size()}
+	n, err := snap.WriteTo(ctxWriter{ctx, sw})
 	if err == nil {
 		snap.Close() // release the read before the download
 		_, err = f.Seek(0, io.SeekStart)
@@ -104,9 +109,59 @@ func (h *Handler) spool(ctx context.Context) (*os.File, int64, error) {
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
+		var low *tlog.LowDiskError
+		if errors.As(sw.err, &low) {
+			h.log.Error("backup stopped: not enough free disk space in the temporary directory", "dir", filepath.Dir(f.Name()),
+				"free", low.Free, "floor", low.Floor)
+			return nil, 0, &httpError{http.StatusInsufficientStorage, fmt.Sprintf(
+				"not enough free disk space for a backup: the temporary directory's (-tmp-dir) file system went down to %d MiB free while the copy was written, and %d MiB is kept free (-min-free-disk); free space there or point -tmp-dir at a larger disk",
+				low.Free>>20, low.Floor>>20)}
+		}
 		return nil, 0, fmt.Errorf("failed to write the backup: %w", err)
 	}
 	return f, n, nil
+}
+
+// A spoolWriter writes a backup's copy of left bytes to path through w,
+// keeping floor bytes free (negative: none) on its file system: it reads
+// the free space again every spoolStep bytes, and refuses, with a
+// *tlog.LowDiskError kept in err, a write past which less than the floor
+// and the copy's next step (or what is left of it, if less) would be free.
+// A copy that roomForBackup let start, exactly room for it and the floor,
+// passes while nothing else takes that room. tlog.FloorWriter asks for a
+// step more than the write, which that copy does not have.
+type spoolWriter struct {
+	w         io.Writer
+	path      string
+	floor     int64
+	left, due int64 // bytes still to come; bytes it may write before it looks again
+	err       error
+}
+
+// spoolStep is how many bytes a spoolWriter writes between two looks at
+// the free space.
+const spoolStep = 1 << 20
+
+func (s *spoolWriter) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n := int64(len(p))
+	if s.floor >= 0 && s.due < n {
+		need := max(n, min(s.left, spoolStep))
+		if free, ok := freeSpace(s.path); ok && free < s.floor+need {
+			s.err = &tlog.LowDiskError{Path: s.path, Free: free, Floor: s.floor, Need: need}
+			return 0, s.err
+		}
+		s.due = need
+	}
+	s.due -= n
+	s.left -= n
+	k, err := s.w.Write(p)
+	if err != nil {
+		s.err = err
+	}
+	return k, err
 }
 
 // freeSpace is tlog.FreeSpace; tests fake a full disk.

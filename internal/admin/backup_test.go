@@ -438,3 +438,30 @@ func TestBackupRoomOfTmpDir(t *testing.T) {
 		t.Errorf("a backup into a -tmp-dir with room on its own file system: %d %q, want 200", w.Code, w.Body)
 	}
 }
+
+// TestBackupSpoolKeepsFloor: a backup's copy into -tmp-dir keeps the floor
+// while it writes, not only at its start: the log, on that disk by
+// default, grows meanwhile, and a copy that then wrote on to the last
+// byte could fail a commit half-way, which stops the log. It stops with a
+// 507, leaving no file.
+func TestBackupSpoolKeepsFloor(t *testing.T) {
+	defer func(f func(string) (int64, bool)) { freeSpace = f }(freeSpace)
+	dir := t.TempDir()
+	freeSpace = func(path string) (int64, bool) {
+		if strings.HasSuffix(path, ".db") { // the copy being written: the disk filled meanwhile
+			return tlog.DefaultMinFree, true
+		}
+		return 1 << 40, true
+	}
+	snaps := newSnapshots()
+	snaps.n = 1 // none waits
+	h := New(nil, Options{Authenticated: true, Logger: quiet, Snapshot: snaps.snapshot, TempDir: dir})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/admin/backup", nil))
+	if w.Code != http.StatusInsufficientStorage || !strings.Contains(w.Body.String(), "not enough free disk space") {
+		t.Errorf("a backup whose disk filled while it was copied: %d %q, want 507 saying there is not enough free disk space", w.Code, w.Body)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "sumd-backup-*")); len(files) != 0 {
+		t.Errorf("left behind: %v", files)
+	}
+}
