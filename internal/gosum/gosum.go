@@ -279,9 +279,10 @@ func (l Line) Name() string {
 // that a line means to sumd what it means to the go command: any run of
 // white space separates them, and white space around them is ignored. A
 // version with "+incompatible" is refused where the go command never makes
-// one, which module.Check lets through (as CheckNewModule). A well-formed
-// line with EmptyGoModHash is returned with ErrEmptyGoMod (wrapped): the
-// caller drops it.
+// one, which module.Check lets through (as CheckNewModule). A line of
+// three fields with EmptyGoModHash is returned, its path and version
+// unchecked, with ErrEmptyGoMod (wrapped): the caller drops it, as the go
+// command does whatever they are.
 func ParseLine(s string) (Line, error) { return new(Checker).ParseLine(s) }
 
 // ParseLine is the package's ParseLine, remembering the path.
@@ -298,6 +299,14 @@ func (c *Checker) ParseLine(s string) (Line, error) {
 	}
 	l := line{f[0], f[1], f[2]}
 	version, goMod := strings.CutSuffix(l.version, "/go.mod")
+	parsed := Line{Version: module.Version{Path: l.path, Version: version}, GoMod: goMod, Hash: l.hash}
+	// The go command drops the line whichever it is (no zip has this hash
+	// either: a zip's hash names its files path@version/...), before it
+	// looks at its path and version: one it would refuse does not make the
+	// line, nor its go.sum file, malformed. The fields are then unchecked.
+	if l.hash == EmptyGoModHash {
+		return parsed, fmt.Errorf("%s@%s: %w", l.path, version, ErrEmptyGoMod)
+	}
 	if err := c.Module(l.path, version); err != nil {
 		return Line{}, err
 	}
@@ -306,12 +315,6 @@ func (c *Checker) ParseLine(s string) (Line, error) {
 	}
 	if err := checkHash(l.hash); err != nil {
 		return Line{}, fmt.Errorf("%s@%s: %w", l.path, version, err)
-	}
-	parsed := Line{Version: module.Version{Path: l.path, Version: version}, GoMod: goMod, Hash: l.hash}
-	// The go command drops the line whichever it is: no zip has this hash
-	// either (a zip's hash names its files path@version/...).
-	if l.hash == EmptyGoModHash {
-		return parsed, fmt.Errorf("%s@%s: %w", l.path, version, ErrEmptyGoMod)
 	}
 	return parsed, nil
 }

@@ -137,6 +137,19 @@ func TestParseLineEmptyGoMod(t *testing.T) {
 			t.Errorf("ParseLine(%q) = %+v, %v; want the line with ErrEmptyGoMod", s, l, err)
 		}
 	}
+	// The go command drops such a line before it reads its path and
+	// version (readGoSum), so a module path or version it would refuse
+	// does not make the line malformed: it is dropped all the same, not
+	// refused with the whole go.sum file.
+	for _, s := range []string{
+		"example.com/a v1.0.0+incompatible/go.mod " + empty,
+		"example.com/a v1.0/go.mod " + empty,
+		"nodot/a v1.0.0/go.mod " + empty,
+	} {
+		if _, err := ParseLine(s); !errors.Is(err, ErrEmptyGoMod) {
+			t.Errorf("ParseLine(%q) = %v; want ErrEmptyGoMod (dropped, as the go command drops it)", s, err)
+		}
+	}
 }
 
 // TestParseLineAsGoCommand: ParseLine reads a go.sum line as the go command
