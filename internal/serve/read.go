@@ -58,10 +58,12 @@ type readSurface struct {
 // still running then stops what it waits for (a store, an upstream fetch)
 // instead of going on past the close of the log.
 //
-// The checks run in the main listener's order: the framing (net/http
-// refuses it before any handler), the target (refuseOddTargets), then the
-// host and a browser's word that another site sent it (the access layer),
-// so that both answer a request alike.
+// The checks run in the main listener's order: the framing and the
+// parsing of the target (net/http refuses them before any handler), the
+// target's form (refuseOddTargets), then the host and a browser's word
+// that another site sent it (the access layer), then a path not in clean
+// form (the ServeMux behind the layer), so that both answer a request
+// alike.
 func (rs *readSurface) serve(ctx context.Context, c *fasthttp.RequestCtx) {
 	if badTransferEncoding(c.Request.Header.RawHeaders()) {
 		// RFC 9112 §6.3: without chunked last, the body's length is not
@@ -76,6 +78,10 @@ func (rs *readSurface) serve(ctx context.Context, c *fasthttp.RequestCtx) {
 	if fastOddTarget(c) {
 		return
 	}
+	path, rawPath, clean, ok := rs.target(c)
+	if !ok {
+		return
+	}
 	if rs.layer.Misdirected(string(c.Host())) {
 		c.Response.Header.Set("Cache-Control", "no-store")
 		fastText(c, http.StatusMisdirectedRequest, access.MisdirectedText)
@@ -86,8 +92,8 @@ func (rs *readSurface) serve(ctx context.Context, c *fasthttp.RequestCtx) {
 		rs.refuseCrossSite(c)
 		return
 	}
-	path, rawPath, ok := rs.target(c)
-	if !ok {
+	if clean != nil {
+		redirect(http.RedirectHandler(clean.String(), http.StatusTemporaryRedirect))(c)
 		return
 	}
 	rs.dbs.pick(path).ServeFast(access.AnonymousAt(ctx, c.RemoteAddr()), c, path, rawPath)
@@ -119,29 +125,29 @@ func requestPath(uri []byte) string {
 // target parses the request target as net/http does
 // (url.ParseRequestURI), so that the routes see the path the main
 // listener's handlers see rather than fasthttp's, which is decoded and
-// cleaned, fragment cut. A target net/http refuses gets 400; a path not in
-// clean form ("//latest", "/tile/8/0/../0/000") gets the 307 the main
-// listener's ServeMux answers, built by the same code (so even its
-// escaping of an escaped path, golang/go#79897, is the same). Either way
-// target answered, and returns false. It returns the parsed URL's Path
-// and RawPath.
-func (rs *readSurface) target(c *fasthttp.RequestCtx) (path, rawPath string, ok bool) {
+// cleaned, fragment cut. It returns the parsed URL's Path and RawPath,
+// and for a path not in clean form ("//latest", "/tile/8/0/../0/000") the
+// URL of the 307 to the clean one that the main listener's ServeMux
+// answers, built by the same code (so even its escaping of an escaped
+// path, golang/go#79897, is the same). A target net/http refuses gets its
+// 400 and the connection closed, as net/http answers it before any
+// handler, and target returns false.
+func (rs *readSurface) target(c *fasthttp.RequestCtx) (path, rawPath string, clean *url.URL, ok bool) {
 	uri := c.Request.Header.RequestURI()
 	if path, rawPath, ok := plainTarget(uri); ok {
-		return path, rawPath, true
+		return path, rawPath, nil, true
 	}
 	u, err := url.ParseRequestURI(string(uri))
 	if err != nil {
+		c.SetConnectionClose()
 		fastText(c, http.StatusBadRequest, "bad request: malformed request target\n")
-		return "", "", false
+		return "", "", nil, false
 	}
 	escaped := u.EscapedPath()
-	if clean := cleanPath(escaped); clean != escaped {
-		loc := &url.URL{Path: clean, RawQuery: u.RawQuery}
-		redirect(http.RedirectHandler(loc.String(), http.StatusTemporaryRedirect))(c)
-		return "", "", false
+	if cp := cleanPath(escaped); cp != escaped {
+		return u.Path, u.RawPath, &url.URL{Path: cp, RawQuery: u.RawQuery}, true
 	}
-	return u.Path, u.RawPath, true
+	return u.Path, u.RawPath, nil, true
 }
 
 // plainTarget returns what url.ParseRequestURI makes of the targets the go

@@ -182,3 +182,27 @@ func TestHeaderLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestMalformedTargetFirst: a request target net/http refuses gets its
+// 400 on both listeners before the host or a browser's word about the
+// sending site is looked at, and the connection closed, as net/http
+// refuses it before any handler runs. The read listener checked the
+// host and the site first (421, 403) and kept the connection.
+func TestMalformedTargetFirst(t *testing.T) {
+	cfg, urls, readURLOf := readConfig(t)
+	cfg.Access.AllowedHosts = []string{"sumd.corp.example"}
+	url := serveTest(t, cfg, urls)
+	next := "GET /latest HTTP/1.1\r\nHost: sumd.corp.example\r\nConnection: close\r\n\r\n"
+	for name, u := range map[string]string{"main": url, "read": readURLOf()} {
+		addr := strings.TrimPrefix(u, "http://")
+		for what, headers := range map[string]string{
+			"another host":        "Host: rebound.example\r\n",
+			"another site's page": "Host: sumd.corp.example\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: cors\r\n",
+		} {
+			got := rawExchange(t, addr, "GET /%zz HTTP/1.1\r\n"+headers+"\r\n"+next)
+			if !strings.HasPrefix(got, "HTTP/1.1 400 ") || strings.Count(got, "HTTP/1.1 ") != 1 {
+				t.Errorf("%s listener, /%%zz from %s: %.300q, want one 400 and the connection closed", name, what, got)
+			}
+		}
+	}
+}
