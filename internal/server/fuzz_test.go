@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -50,13 +51,17 @@ func FuzzServeHTTP(f *testing.F) {
 // FuzzServeFast feeds arbitrary request targets and methods to ServeFast,
 // in process: it must answer as ServeHTTP answers the same target, parsed
 // as net/http parses it (status, the headers clients read, body), and so
-// keep FuzzServeHTTP's promises on a read listener too.
+// keep FuzzServeHTTP's promises on a read listener too. Its server has
+// operator pages, a mount, /metrics and /version, as sumd serve's has:
+// ServeFast answers /version, and every path of the others as a path it
+// does not know, so it must answer as ServeHTTP of a server without them.
 func FuzzServeFast(f *testing.F) {
 	for _, seed := range []string{
 		"/latest", "/lookup/example.com/m10@v1.10.0", "/lookup/example.com/!upper/!case@v1.0.0-!r!c.1",
 		"/lookup/example.com/m%31%30@v1.10.0", "/lookup/@", "/tile/8/0/000", "/tile/8/0/../0/001.p/44",
 		"/tile/8/data/x001/234.p/5", "//tile/8/1/000.p/1", prefix + "/supported", "/sumdb/a/b/tile/8/0/000",
 		"/healthz", "/metrics", "/status", "/example.com/@v/list", "http://h/latest", "*", "/%zz",
+		"/version", "/", "/tuf/1.root.json", "/tuf", "/status/", "/sumdb/" + testName + "/status",
 	} {
 		f.Add("GET", seed)
 	}
@@ -64,7 +69,17 @@ func FuzzServeFast(f *testing.F) {
 	f.Add("POST", "/tile/8/0/000")
 
 	ops, _ := newFakeOps(f, 300)
-	s := New(testName, ops, Options{Logger: quietLogger})
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("page\n")) })
+	s := New(testName, ops, Options{
+		Logger:   quietLogger,
+		Registry: prometheus.NewRegistry(),
+		Pages:    map[string]http.Handler{"/": page, "/status": page},
+		Mounts:   map[string]http.Handler{"/tuf/": page},
+		Version:  "v1.2.3",
+	})
+	// What ServeFast answers: ServeHTTP of s without what stays on the
+	// main listener.
+	bare := New(testName, ops, Options{Logger: quietLogger, Version: "v1.2.3"})
 	f.Fuzz(func(t *testing.T, method, target string) {
 		if method != "HEAD" && method != "POST" {
 			method = "GET"
@@ -80,7 +95,7 @@ func FuzzServeFast(f *testing.F) {
 		r := httptest.NewRequest(method, "/", nil)
 		r.URL = u
 		want := httptest.NewRecorder()
-		s.ServeHTTP(want, r)
+		bare.ServeHTTP(want, r)
 		path := u.Path
 		got := &c.Response
 		if got.StatusCode() != want.Code || (method != "HEAD" && !bytes.Equal(got.Body(), want.Body.Bytes())) {
