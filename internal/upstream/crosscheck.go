@@ -35,8 +35,10 @@ type CheckerOptions struct {
 	// whose <URL>/sumdb/<name>/supported answers 200 (404 or 410: next
 	// source; anything else: next source after "|", failure after ",").
 	// The source found is kept until a read through it fails while "|"
-	// follows it: then the proxies are probed again. sumd never falls
-	// back to the internet directly: set URL for that.
+	// follows it: then the proxies are probed again. A discovery that
+	// fails is not kept: the checks that waited for it fail with it, and
+	// the next check probes again. sumd never falls back to the internet
+	// directly: set URL for that.
 	URL string
 	// Auth is sent to URL (Sources carry their own).
 	Auth Auth

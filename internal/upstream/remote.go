@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,11 @@ type sumdbRemote struct {
 	// slot at once.
 	lock  chan struct{}
 	found *Source // the discovered base, with its source's auth and separator
+	// failure is the failure of the last discovery that ran to its end,
+	// guarded by lock; failures counts them, read before waiting for lock
+	// to learn whether one ended during the wait (see base).
+	failure  error
+	failures atomic.Uint64
 }
 
 func newSumdbRemote(name string, opts CheckerOptions) (*sumdbRemote, error) {
@@ -150,6 +156,7 @@ func (r *sumdbRemote) base(ctx context.Context) (Source, error) {
 	// picks at random among ready cases, and a check whose context ended
 	// while it ran (a client gone during a commit) must still get the
 	// answer a discovery already found. Only waiting stops with ctx.
+	seen := r.failures.Load()
 	select {
 	case r.lock <- struct{}{}:
 	default:
@@ -163,9 +170,26 @@ func (r *sumdbRemote) base(ctx context.Context) (Source, error) {
 	if r.found != nil {
 		return *r.found, nil
 	}
+	if r.failures.Load() != seen {
+		// A discovery failed while this check waited for it: it is
+		// this check's answer, as fresh as its own would be. Probing
+		// again, each waiting check in its turn, would have the nth of
+		// n checks wait n discoveries (a timeout per hanging source
+		// each) with its fetch slot held, past the fetch's deadline
+		// even under FailOpen, and send n probes to a source in
+		// trouble.
+		return Source{}, r.failure
+	}
 	src, err := r.discover(ctx)
 	if err != nil {
-		return Source{}, err // not remembered: the next check probes again
+		if ctx.Err() == nil {
+			// Not remembered beyond the checks waiting now: the
+			// next check probes again. One cut short by its caller's
+			// going says nothing of the sources: they probe again.
+			r.failure = err
+			r.failures.Add(1)
+		}
+		return Source{}, err
 	}
 	r.found = &src
 	return src, nil

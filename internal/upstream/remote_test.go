@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sumd-project/sumd/internal/gosum"
@@ -279,4 +281,62 @@ func TestFailOverCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || strings.Contains(logs.String(), "not for an outage") {
 		t.Fatalf("Check refused by the first proxy, cancelled during the discovery after it: %v; want the cancellation, not the refusal\n%s", err, logs)
 	}
+}
+
+// hangingSupported is a proxy, in-process so that it runs in a synctest
+// bubble, whose /sumdb/<name>/supported never answers: a host that drops
+// the connection attempts, a proxy stuck on its own upstream. It counts
+// the probes.
+type hangingSupported struct{ probes atomic.Int64 }
+
+func (h *hangingSupported) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/supported") {
+		h.probes.Add(1)
+	}
+	<-req.Context().Done()
+	return nil, req.Context().Err()
+}
+
+// TestDiscoveryFailureShared: a discovery that failed was remembered by
+// nobody, so each cross-check that had waited for it, holding its fetch
+// slot, probed again in its turn, one after another: with the probes
+// hanging to the timeout, the nth of n first lookups needing a discovery
+// waited n timeouts (past the fetch's deadline: 504 even under
+// -crosscheck-fail-open, whose promise is to record during an outage),
+// and the proxies got n probes. The checks that waited for a discovery
+// now take its failure.
+func TestDiscoveryFailureShared(t *testing.T) {
+	db := newFakeSumDB(t)
+	rec := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: fakeHash("a"), GoMod: fakeHash("b")}
+	synctest.Test(t, func(t *testing.T) {
+		proxy := &hangingSupported{}
+		c, err := NewChecker(CheckerOptions{Key: db.vkey, Sources: mustParseList(t, "https://proxy.corp.example"),
+			Timeout: time.Minute, HTTPClient: &http.Client{Transport: proxy}, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const checks = 4
+		errs := make(chan error, checks)
+		go func() { errs <- c.Check(context.Background(), rec) }()
+		synctest.Wait() // the first check probes
+		for range checks - 1 {
+			go func() { errs <- c.Check(context.Background(), rec) }()
+		}
+		synctest.Wait() // the others wait for its discovery
+		for range checks {
+			if err := <-errs; kindOf(err) != KindTimeout {
+				t.Errorf("Check: %v (kind %v), want kind %v", err, kindOf(err), KindTimeout)
+			}
+		}
+		if n := proxy.probes.Load(); n != 1 {
+			t.Errorf("%d checks waiting for one discovery made %d probes; want 1, its failure shared", checks, n)
+		}
+		// A check that comes after the failure probes again.
+		if err := c.Check(context.Background(), rec); kindOf(err) != KindTimeout {
+			t.Errorf("Check after the failure: %v (kind %v), want kind %v", err, kindOf(err), KindTimeout)
+		}
+		if n := proxy.probes.Load(); n != 2 {
+			t.Errorf("a check after the failed discovery made %d probes in all; want 2", n)
+		}
+	})
 }
