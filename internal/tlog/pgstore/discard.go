@@ -62,7 +62,11 @@ func (s *Store) DiscardNew(ctx context.Context, head []byte) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM sumd_log WHERE id = 1`); err != nil {
 		return s.fail("delete the new log", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	// No deadline on COMMIT, as for Commit's: cancelling its wait for a
+	// synchronous standby would leave the deletion on the primary alone,
+	// answered as done, and a failover would bring the new log back. The
+	// statements before it have ctx's.
+	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
 		return s.fail("commit the deletion of the new log", err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sumd-project/sumd/internal/pgtest"
 	"github.com/sumd-project/sumd/internal/tlog"
@@ -68,5 +69,39 @@ func TestDiscardNew(t *testing.T) {
 				t.Errorf("the log created again has %d records, want 0", n)
 			}
 		})
+	}
+}
+
+// TestDiscardNewCommitHasNoDeadline: DiscardNew's COMMIT waits for as long
+// as it takes, as Commit's does (TestCommitHasNoStatementTimeout):
+// cancelling its wait for a synchronous standby would leave the deletion
+// on the primary alone, answered as done, and a failover would bring the
+// new log back. Here a deferred trigger that runs at COMMIT for longer
+// than Options.Timeout.
+func TestDiscardNewCommitHasNoDeadline(t *testing.T) {
+	ctx := context.Background()
+	pg, k := pgtest.Shared(t), testKey(t)
+	url := pg.NewDatabase(t)
+	db := dbName(url)
+	l, _ := openLog(t, url, k, Options{})
+	head := l.Published().Signed
+	for _, sql := range []string{
+		`CREATE FUNCTION sumd_test_slow() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END'`,
+		`CREATE CONSTRAINT TRIGGER slow AFTER DELETE ON sumd_log DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION sumd_test_slow()`,
+	} {
+		if err := pg.Exec(db, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := Open(ctx, url, Options{Logger: quiet, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if err := d.DiscardNew(ctx, head); err != nil {
+		t.Fatalf("DiscardNew whose COMMIT outlasts Options.Timeout = %v, want nil", err)
+	}
+	if _, err := d.Load(ctx); !errors.Is(err, tlog.ErrNoLog) {
+		t.Fatalf("Load after DiscardNew: %v, want ErrNoLog", err)
 	}
 }
