@@ -19,6 +19,7 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"golang.org/x/mod/module"
 
+	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/oci"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
@@ -323,5 +324,42 @@ func TestSyncSummaryResume(t *testing.T) {
 	want := "sync: 2 recorded, 0 unchanged since the last sync; 2 records added; the download budget of the pass was spent at registry.example.com/gomod/example.com/m:v1.2.0: run sumd sync again to carry on from there"
 	if got := summary(r, 2); got != want {
 		t.Errorf("summary %q, want %q", got, want)
+	}
+}
+
+// TestSyncPassBudgetWiring: -sync-pass-budget reaches the download budget
+// of sumd sync's pass and of sumd serve's, in bytes, and its default is
+// oci's.
+func TestSyncPassBudgetWiring(t *testing.T) {
+	_, pub := cosignKeys(t, t.TempDir())
+	src := []string{"-registry", "r.example/p", "-cosign-key", pub}
+	for _, tt := range []struct {
+		args []string
+		want int64
+	}{
+		{nil, oci.DefaultMaxPassBytes},
+		{[]string{"-sync-pass-budget", "7"}, 7 << 20},
+	} {
+		c, _, err := config.LoadSync(append(tt.args, src...), nil, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := loadSyncConfig(c.OCI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sc.options(nil, "", nil, nil).MaxPassBytes; got != tt.want {
+			t.Errorf("sumd sync %q: MaxPassBytes %d, want %d", tt.args, got, tt.want)
+		}
+		s, _, err := config.LoadServe(append(tt.args, src...), nil, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc, err = prepareSync(s.ServeSync); err != nil || sc == nil {
+			t.Fatalf("prepareSync = %v, %v", sc, err)
+		}
+		if got := sc.options(nil, "", nil, nil).MaxPassBytes; got != tt.want {
+			t.Errorf("sumd serve %q: MaxPassBytes %d, want %d", tt.args, got, tt.want)
+		}
 	}
 }

@@ -107,10 +107,12 @@ func syncCrosscheck(cfg *config.Sync, sources []upstream.Source, l *tlog.Log, lo
 	return checkedLog{Log: l, rec: rec}, nil
 }
 
-// A syncConfig is the parsed sources and loaded keys of the OCI options.
+// A syncConfig is the parsed sources and loaded keys of the OCI options,
+// and the download budget of a pass (-sync-pass-budget).
 type syncConfig struct {
-	sources []*oci.Source
-	keys    []*oci.PublicKey
+	sources      []*oci.Source
+	keys         []*oci.PublicKey
+	maxPassBytes int64
 }
 
 // loadSyncConfig parses the sources and reads every key file, so that a
@@ -120,7 +122,7 @@ func loadSyncConfig(o config.OCI) (*syncConfig, error) {
 	if err != nil {
 		return nil, usageError(err, "fix -registry or -repository; see docs/oci.md")
 	}
-	sc := &syncConfig{sources: sources}
+	sc := &syncConfig{sources: sources, maxPassBytes: o.MaxPassBytes()}
 	for _, f := range o.CosignKey {
 		k, err := oci.ParseKey(f)
 		if err != nil {
@@ -137,10 +139,15 @@ func loadSyncConfig(o config.OCI) (*syncConfig, error) {
 // syncer returns a Syncer recording in l, which also keeps its state, and
 // hashing zips in tmpDir.
 func (sc *syncConfig) syncer(l oci.Recorder, tmpDir string, m *oci.Metrics, logger *slog.Logger) (*oci.Syncer, error) {
-	return oci.NewSyncer(oci.Options{
+	return oci.NewSyncer(sc.options(l, tmpDir, m, logger))
+}
+
+// options are the oci.Options of syncer.
+func (sc *syncConfig) options(l oci.Recorder, tmpDir string, m *oci.Metrics, logger *slog.Logger) oci.Options {
+	return oci.Options{
 		Sources: sc.sources, Keys: sc.keys, Log: l, TempDir: tmpDir,
-		Remote: ociRemote(), Logger: logger, Metrics: m,
-	})
+		Remote: ociRemote(), Logger: logger, Metrics: m, MaxPassBytes: sc.maxPassBytes,
+	}
 }
 
 // summary is the one line sumd sync prints: what each artifact came to,

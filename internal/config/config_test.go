@@ -98,7 +98,7 @@ func TestServeValidate(t *testing.T) {
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := Serve{Listen: ":1", ShutdownTimeout: time.Second, MaxConnections: 1, MaxBatch: 1, Verify: VerifyFull, Log: Log{"INFO", "JSON"}, Upstream: Upstream{UpstreamParallel: 1, UpstreamTimeout: time.Second},
-		RefreshInterval: time.Second, MaxHeadAge: 2 * time.Second, ServeMirrors: ServeMirrors{MirrorInterval: time.Minute}}
+		RefreshInterval: time.Second, MaxHeadAge: 2 * time.Second, ServeMirrors: ServeMirrors{MirrorInterval: time.Minute}, ServeSync: defaultServeSync()}
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil for an empty database config")

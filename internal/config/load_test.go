@@ -100,8 +100,9 @@ func TestExampleFile(t *testing.T) {
 			AdminListen: "127.0.0.1:8081", MetricsListen: "127.0.0.1:9090"},
 		ServeSync: ServeSync{
 			OCI: OCI{
-				Registry:  []string{"registry.corp.example/gomod", "registry.corp.example/team"},
-				CosignKey: []string{"/etc/sumd/cosign.pub"},
+				Registry:       []string{"registry.corp.example/gomod", "registry.corp.example/team"},
+				CosignKey:      []string{"/etc/sumd/cosign.pub"},
+				SyncPassBudget: 2048,
 			},
 			SyncInterval: 10 * time.Minute,
 		},
@@ -215,7 +216,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFileKeys(t *testing.T) {
-	want := "db key name min-free-disk create log-level log-format listen tls-cert tls-key public-url shutdown-timeout max-connections max-batch cache-size verify refresh-interval max-head-age upstream upstream-auth upstream-timeout upstream-parallel upstream-per-client record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file read-auth read-auth-file tls-client-ca tls-client-auth tls-client-roles admin-listen metrics-listen read-listen allowed-hosts tuf tuf-online-keys registry repository cosign-key sync-interval gosum proxy-dir strict server token-file insecure-http auth client-cert client-key url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout key-dir from to"
+	want := "db key name min-free-disk create log-level log-format listen tls-cert tls-key public-url shutdown-timeout max-connections max-batch cache-size verify refresh-interval max-head-age upstream upstream-auth upstream-timeout upstream-parallel upstream-per-client record negative-ttl private crosscheck crosscheck-key crosscheck-url crosscheck-fail-open crosscheck-state tmp-dir admin-token-file read-auth read-auth-file tls-client-ca tls-client-auth tls-client-roles admin-listen metrics-listen read-listen allowed-hosts tuf tuf-online-keys registry repository cosign-key sync-pass-budget sync-interval gosum proxy-dir strict server token-file insecure-http auth client-cert client-key url state full parallel json recheck recheck-auth since tuf-root tuf-url new-key retire dir keys online-keys vkey root-keys root-threshold targets-keys targets-threshold root-expiry targets-expiry new-root-key new-targets-key rotate-online cache sign-key timeout key-dir from to"
 	want = strings.Replace(want, "sync-interval gosum", "sync-interval mirror mirror-interval mirror-only gosum", 1) +
 		" origin-key origin modules step o"
 	if got := strings.Join(fileKeys(), " "); got != want {

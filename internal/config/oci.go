@@ -12,9 +12,29 @@ import (
 // synced from and whose cosign signatures are accepted (docs/oci.md).
 // sumd sync and sumd serve share it.
 type OCI struct {
-	Registry   []string `flag:"registry" arg:"HOST[:PORT][/PREFIX]" help:"registry and repository prefix to sync signed module artifacts from; repeatable. A module's repository is PREFIX/<module path in lower case>; the registry's /v2/_catalog lists them unless -repository names them"`
-	Repository []string `flag:"repository" arg:"HOST[:PORT]/REPO" help:"repository to sync, under a -registry prefix; repeatable. A prefix with any is not listed through the catalog: use it for registries without /v2/_catalog"`
-	CosignKey  []string `flag:"cosign-key" arg:"FILE" help:"cosign public key (cosign.pub, PEM) whose signatures are accepted, in cosign v2 (.sig tag) or v3 (Sigstore bundle) format; repeatable; required with -registry. HOST[:PORT][/PATH]=FILE accepts them only for the repositories at or under that path (docs/oci.md, Keys)"`
+	Registry       []string `flag:"registry" arg:"HOST[:PORT][/PREFIX]" help:"registry and repository prefix to sync signed module artifacts from; repeatable. A module's repository is PREFIX/<module path in lower case>; the registry's /v2/_catalog lists them unless -repository names them"`
+	Repository     []string `flag:"repository" arg:"HOST[:PORT]/REPO" help:"repository to sync, under a -registry prefix; repeatable. A prefix with any is not listed through the catalog: use it for registries without /v2/_catalog"`
+	CosignKey      []string `flag:"cosign-key" arg:"FILE" help:"cosign public key (cosign.pub, PEM) whose signatures are accepted, in cosign v2 (.sig tag) or v3 (Sigstore bundle) format; repeatable; required with -registry. HOST[:PORT][/PATH]=FILE accepts them only for the repositories at or under that path (docs/oci.md, Keys)"`
+	SyncPassBudget int      `flag:"sync-pass-budget" arg:"MIB" help:"MiB of blobs (zips, go.mod files, signatures) one sync pass downloads at most: once they are spent, the pass stops with a warning, not a failure, and the next one starts at the artifact it stopped at (docs/oci.md, Limits)"`
+}
+
+// DefaultSyncPassBudget is sync-pass-budget's default,
+// oci.DefaultMaxPassBytes in MiB.
+const DefaultSyncPassBudget = 4096
+
+// maxSyncPassBudget bounds sync-pass-budget: 1 PiB in MiB, far below
+// where MiB in bytes overflows.
+const maxSyncPassBudget = 1 << 30
+
+func defaultOCI() OCI { return OCI{SyncPassBudget: DefaultSyncPassBudget} }
+
+// MaxPassBytes is sync-pass-budget in bytes for oci.Options.MaxPassBytes:
+// 0 (oci's default) for a value Validate refuses.
+func (o OCI) MaxPassBytes() int64 {
+	if o.SyncPassBudget <= 0 || o.SyncPassBudget > maxSyncPassBudget {
+		return 0
+	}
+	return int64(o.SyncPassBudget) << 20
 }
 
 // ServeSync configures the periodic OCI sync of sumd serve.
@@ -67,11 +87,13 @@ var (
 // DefaultSyncInterval is how often sumd serve syncs when -registry is set.
 const DefaultSyncInterval = 5 * time.Minute
 
-func defaultServeSync() ServeSync { return ServeSync{SyncInterval: DefaultSyncInterval} }
+func defaultServeSync() ServeSync {
+	return ServeSync{OCI: defaultOCI(), SyncInterval: DefaultSyncInterval}
+}
 
 // LoadSync is LoadServe for `sumd sync`.
 func LoadSync(args, env []string, w io.Writer) (*Sync, []string, error) {
-	c := Sync{Database: defaultDatabase(), DiskFloor: defaultDiskFloor(), Log: defaultLog(), SyncCrosscheck: SyncCrosscheck{UpstreamTimeout: time.Minute}}
+	c := Sync{Database: defaultDatabase(), DiskFloor: defaultDiskFloor(), Log: defaultLog(), OCI: defaultOCI(), SyncCrosscheck: SyncCrosscheck{UpstreamTimeout: time.Minute}}
 	rest, err := loadValidated(syncCommand, &c, args, env, w)
 	return &c, rest, err
 }
@@ -98,6 +120,9 @@ func (o *OCI) Validate() error {
 		if strings.Contains(r, "://") {
 			errs = append(errs, fmt.Errorf("invalid registry %q: want HOST[:PORT][/PREFIX] without a scheme", redactValue(r)))
 		}
+	}
+	if o.SyncPassBudget <= 0 || o.SyncPassBudget > maxSyncPassBudget {
+		errs = append(errs, fmt.Errorf("invalid sync-pass-budget %d: want MiB such as %d (at most %d)", o.SyncPassBudget, DefaultSyncPassBudget, maxSyncPassBudget))
 	}
 	return errors.Join(errs...)
 }

@@ -133,3 +133,55 @@ func TestOCIHelp(t *testing.T) {
 		t.Errorf("serve usage lacks -sync-interval:\n%s", out.String())
 	}
 }
+
+// TestSyncPassBudget: -sync-pass-budget is MiB, as -min-free-disk and
+// -cache-size are, for sumd sync and sumd serve alike, from every layer;
+// its default is oci.DefaultMaxPassBytes (4 GiB, TestSyncPassBudgetWiring
+// in cmd/sumd checks the two agree), and a budget of no bytes or past
+// what fits in bytes is refused.
+func TestSyncPassBudget(t *testing.T) {
+	src := []string{"-registry", "r.example/p", "-cosign-key", "k.pub"}
+	c, _, err := LoadSync(src, nil, io.Discard)
+	if err != nil || c.SyncPassBudget != DefaultSyncPassBudget || c.MaxPassBytes() != 4<<30 {
+		t.Fatalf("sumd sync's default: %v, %v; want %d MiB, 4 GiB", c, err, DefaultSyncPassBudget)
+	}
+	s, _, err := LoadServe(nil, nil, io.Discard)
+	if err != nil || s.SyncPassBudget != DefaultSyncPassBudget {
+		t.Fatalf("sumd serve's default: %v, %v; want %d MiB", s, err, DefaultSyncPassBudget)
+	}
+	file := "SUMD_CONFIG=" + writeFile(t, "sync-pass-budget: 100\n")
+	for _, tt := range []struct {
+		args, env []string
+		want      int
+	}{
+		{nil, []string{file}, 100},
+		{nil, []string{file, "SUMD_SYNC_PASS_BUDGET=200"}, 200},
+		{[]string{"-sync-pass-budget", "300"}, []string{file, "SUMD_SYNC_PASS_BUDGET=200"}, 300},
+	} {
+		c, _, err := LoadSync(append(tt.args, src...), tt.env, io.Discard)
+		if err != nil || c.SyncPassBudget != tt.want || c.MaxPassBytes() != int64(tt.want)<<20 {
+			t.Errorf("LoadSync(%q, %q) = %v, %v; want %d MiB", tt.args, tt.env, c, err, tt.want)
+		}
+		s, _, err := LoadServe(tt.args, tt.env, io.Discard)
+		if err != nil || s.SyncPassBudget != tt.want {
+			t.Errorf("LoadServe(%q, %q) = %v, %v; want %d MiB", tt.args, tt.env, s, err, tt.want)
+		}
+	}
+	for _, v := range []string{"0", "-1", "1073741825"} {
+		want := "invalid sync-pass-budget " + v + ": want MiB such as 4096"
+		if _, _, err := LoadSync(append([]string{"-sync-pass-budget", v}, src...), nil, io.Discard); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadSync -sync-pass-budget %s = %v, want an error containing %q", v, err, want)
+		}
+		if _, _, err := LoadServe([]string{"-sync-pass-budget", v}, nil, io.Discard); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadServe -sync-pass-budget %s = %v, want an error containing %q", v, err, want)
+		}
+	}
+	if got := (OCI{SyncPassBudget: 1 << 30}).MaxPassBytes(); got != 1<<50 {
+		t.Errorf("MaxPassBytes of the largest budget = %d, want 1 PiB", got)
+	}
+	var out strings.Builder
+	LoadSync([]string{"-h"}, nil, &out)
+	if want := "-sync-pass-budget MIB (env SUMD_SYNC_PASS_BUDGET; default 4096)"; !strings.Contains(out.String(), want) {
+		t.Errorf("sync usage lacks %q:\n%s", want, out.String())
+	}
+}
