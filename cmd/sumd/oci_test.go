@@ -363,3 +363,17 @@ func TestSyncPassBudgetWiring(t *testing.T) {
 		}
 	}
 }
+
+// TestServeReportBudgetSpent: a pass of sumd serve's sync that spent its
+// download budget says so to the status, without where it stopped (a
+// registry's name, which the status does not show).
+func TestServeReportBudgetSpent(t *testing.T) {
+	at := "registry.example.com/gomod/example.com/m:v1.2.0"
+	sr := serveReport(&oci.Report{Counts: map[oci.Outcome]int{oci.Recorded: 2}, Skipped: 5, Resume: at})
+	if !sr.BudgetSpent || sr.Outcomes["recorded"] != 2 || sr.Unchanged != 5 {
+		t.Errorf("serveReport = %+v, want the budget spent, 2 recorded and 5 unchanged", sr)
+	}
+	if sr := serveReport(&oci.Report{}); sr.BudgetSpent {
+		t.Errorf("serveReport of a pass that read everything = %+v, want the budget not spent", sr)
+	}
+}

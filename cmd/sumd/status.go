@@ -227,6 +227,9 @@ func printServerStatus(w io.Writer, st *serve.Status) {
 			}
 			fmt.Fprintf(w, "; last pass %s, %.1fs: %s; %d unchanged, %d unreadable, %d conflicts, %d refused",
 				at(p.Started), p.Seconds, strings.Join(outcomes, ", "), p.Unchanged, p.Failures, p.Conflicts, p.Refused)
+			if p.BudgetSpent {
+				fmt.Fprint(w, "; download budget spent: the next pass carries on from where it stopped")
+			}
 		}
 		fmt.Fprintln(w)
 	}

@@ -304,3 +304,25 @@ func TestStatusClientCertOnly(t *testing.T) {
 		t.Errorf("sumd status -json of a server of client certificates only: exit %d, want 1 and the 403:\n%s", code, errOut)
 	}
 }
+
+// TestStatusSyncBudgetSpent: sumd status says that the last sync pass
+// spent its download budget and that the next carries on, as the status
+// page does, without making it a problem.
+func TestStatusSyncBudgetSpent(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	pass := &serve.SyncPass{Started: now.Add(-time.Minute), Seconds: 42, Outcomes: map[string]int{"recorded": 3}, BudgetSpent: true}
+	st := &serve.Status{Name: "sumd.test", Time: now, Health: serve.Health{State: serve.Healthy},
+		Sync: &serve.SyncState{IntervalSeconds: 300, Registries: 1, LastPass: pass}}
+	var out strings.Builder
+	printServerStatus(&out, st)
+	want := "sync      every 5m0s, 1 registries; last pass 2026-12-03 11:59:00 UTC, 42.0s: recorded 3; 0 unchanged, 0 unreadable, 0 conflicts, 0 refused; download budget spent: the next pass carries on from where it stopped\n"
+	if !strings.Contains(out.String(), want) || strings.Contains(out.String(), "problem") {
+		t.Errorf("sumd status lacks %q, or has a problem:\n%s", want, out.String())
+	}
+	pass.BudgetSpent = false
+	out.Reset()
+	printServerStatus(&out, st)
+	if strings.Contains(out.String(), "budget") {
+		t.Errorf("sumd status of a pass that read everything speaks of its budget:\n%s", out.String())
+	}
+}

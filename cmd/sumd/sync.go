@@ -254,9 +254,17 @@ func (s serveSyncer) Sync(ctx context.Context) (*serve.SyncReport, error) {
 	if r == nil {
 		return nil, err
 	}
-	sr := &serve.SyncReport{Outcomes: map[string]int{}, Unchanged: r.Skipped, Conflicts: r.Conflicts, Refused: r.Refused, Failures: r.Failures}
+	return serveReport(r), err
+}
+
+// serveReport is r as the status keeps it.
+func serveReport(r *oci.Report) *serve.SyncReport {
+	// Where the pass stopped names a registry, which the status does not
+	// show: the server log has it (oci's warning).
+	sr := &serve.SyncReport{Outcomes: map[string]int{}, Unchanged: r.Skipped, Conflicts: r.Conflicts, Refused: r.Refused, Failures: r.Failures,
+		BudgetSpent: r.Resume != ""}
 	for o, n := range r.Counts {
 		sr.Outcomes[string(o)] = n
 	}
-	return sr, err
+	return sr
 }

@@ -565,3 +565,42 @@ func TestTUFRequestsObserved(t *testing.T) {
 		t.Errorf("sumd_http_requests_total{route=\"tuf\"} by code = %v, want %v", got, want)
 	}
 }
+
+// budgetSyncer reports a pass that ran out of its download budget.
+type budgetSyncer struct{}
+
+func (budgetSyncer) Sync(ctx context.Context) (*SyncReport, error) {
+	return &SyncReport{Outcomes: map[string]int{"recorded": 3}, BudgetSpent: true}, nil
+}
+
+// TestStatusSyncBudgetSpent: a sync pass that spent its download budget
+// shows in /status and the page as such, so that an operator sees the
+// registries were not all read and that the next pass carries on, but it
+// is no problem (a first pass over a large registry does so): the server
+// stays healthy and the pass counts as a success. The artifact it stopped
+// at names a registry, which the status does not.
+func TestStatusSyncBudgetSpent(t *testing.T) {
+	cfg, urls, _ := testConfig(t)
+	cfg.Sync = &Sync{Interval: time.Hour, Registries: []string{"registry.internal.example/modules"},
+		Syncer: func(*sumdlog.Log) (Syncer, error) { return budgetSyncer{}, nil }}
+	url := serveTest(t, cfg, urls)
+	var s *Status
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if s = fetchStatus(t, url); s.Sync != nil && s.Sync.LastPass != nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if s.Sync == nil || s.Sync.LastPass == nil || !s.Sync.LastPass.BudgetSpent || s.Sync.LastSuccess == nil {
+		t.Fatalf("sync status = %+v, want the last pass's budget spent, and it a success", s.Sync)
+	}
+	if s.Health.State != Healthy || len(s.Health.Problems) != 0 {
+		t.Fatalf("health = %+v, want healthy", s.Health)
+	}
+	_, page := fetch(t, url+"/")
+	if want := "download budget spent: the next pass carries on from where it stopped"; !strings.Contains(page, want) {
+		t.Errorf("page lacks %q", want)
+	}
+	if strings.Contains(page, "registry.internal.example") {
+		t.Errorf("an anonymous page shows the registry's name:\n%s", page)
+	}
+}

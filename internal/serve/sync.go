@@ -36,14 +36,21 @@ type SyncReport struct {
 	Conflicts []error        // versions refused because the log holds other hashes
 	Refused   []error        // versions the cross-check refused: the upstream checksum database holds other hashes, or none
 	Failures  []error        // registries, repositories or artifacts that could not be read
+	// BudgetSpent is set if the pass ran out of its download budget and
+	// stopped examining artifacts: the next pass starts where it stopped.
+	// Not a failure: a first pass over a large registry does so.
+	BudgetSpent bool
 }
 
 // SyncState is what the status shows of the OCI sync.
 type SyncState struct {
-	IntervalSeconds float64    `json:"interval_seconds"`
-	Registries      int        `json:"registries"`
-	LastPass        *SyncPass  `json:"last_pass,omitempty"`    // nil before the first pass ends
-	LastSuccess     *time.Time `json:"last_success,omitempty"` // the last pass that read everything
+	IntervalSeconds float64   `json:"interval_seconds"`
+	Registries      int       `json:"registries"`
+	LastPass        *SyncPass `json:"last_pass,omitempty"` // nil before the first pass ends
+	// LastSuccess is the last pass that read everything it examined: no
+	// failure, conflict or refusal. One that spent its download budget
+	// counts (it left the rest to the next pass, see SyncPass.BudgetSpent).
+	LastSuccess *time.Time `json:"last_success,omitempty"`
 }
 
 // A SyncPass is what the status shows of one pass.
@@ -56,6 +63,11 @@ type SyncPass struct {
 	Refused   int            `json:"refused"` // versions the cross-check refused
 	Failures  int            `json:"failures"`
 	Stopped   bool           `json:"stopped,omitempty"` // the pass stopped early (state unreadable, ...)
+	// BudgetSpent says the pass ran out of its download budget and left
+	// the artifacts from the one it stopped at to the next pass, which
+	// starts there: information, not a problem. Which artifact is in the
+	// server log, as the status names no registry.
+	BudgetSpent bool `json:"budget_spent,omitempty"`
 }
 
 // syncPart runs the sync passes and keeps the last one for the status.
@@ -107,6 +119,7 @@ func (p *syncPart) record(r *SyncReport, err error, start time.Time) {
 	if r != nil {
 		pass.Outcomes, pass.Unchanged = r.Outcomes, r.Unchanged
 		pass.Conflicts, pass.Refused, pass.Failures = len(r.Conflicts), len(r.Refused), len(r.Failures)
+		pass.BudgetSpent = r.BudgetSpent
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
