@@ -23,3 +23,22 @@ func TestEmptyGoModLine(t *testing.T) {
 		t.Errorf("a line the go command ignores is reported: %s", problems(rep))
 	}
 }
+
+// TestEmptyGoModLineUnchecked: the go command drops a line with the hash
+// of an empty go.mod file before it reads its path and version
+// (readGoSum), so one it would refuse (a non-canonical version, a path
+// without a dot) is dropped as well, not reported as a malformed line.
+func TestEmptyGoModLineUnchecked(t *testing.T) {
+	tl := newTestLog(t, "", 600, testRecord)
+	text := goSumOf(0, 1) +
+		"example.com/a v1.0/go.mod " + gosum.EmptyGoModHash + "\n" +
+		"nodot/a v1.0.0/go.mod " + gosum.EmptyGoModHash + "\n"
+	file := writeGoSum(t, text)
+	rep, err := audit(t, tl.srv.URL, tl.vkey, func(o *Options) { o.GoSum = []string{file} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK {
+		t.Errorf("a line the go command drops unread is reported: %s", problems(rep))
+	}
+}

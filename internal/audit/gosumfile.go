@@ -93,7 +93,8 @@ func markOneLine(lines []sumLine) {
 // parseGoSumLine parses "<path> <version>[/go.mod] h1:<hash>". Like the
 // go command it splits on any run of spaces; unlike it, it also checks the
 // path, the version and the hash, since a line that cannot be a record
-// cannot match one.
+// cannot match one. A line of three fields with gosum.EmptyGoModHash is
+// returned unchecked, whatever its path and version, to be dropped.
 func parseGoSumLine(s string) (sumLine, error) {
 	f := strings.Fields(s)
 	if len(f) != 3 {
@@ -101,6 +102,12 @@ func parseGoSumLine(s string) (sumLine, error) {
 	}
 	l := sumLine{path: f[0], hash: f[2]}
 	l.version, l.goMod = strings.CutSuffix(f[1], "/go.mod")
+	if l.hash == gosum.EmptyGoModHash {
+		// The go command drops the line before it looks at its path and
+		// version (readGoSum), so one it would refuse does not make the
+		// line malformed: returned unchecked, for readGoSum to drop.
+		return l, nil
+	}
 	if err := gosum.CheckModule(l.path, l.version); err != nil {
 		return sumLine{}, fmt.Errorf("malformed go.sum line %q: %w", quoteCap(s), err)
 	}
