@@ -100,10 +100,11 @@ func (e *ConflictError) Error() string {
 
 // Read reads the go.sum files and pairs their lines, in memory: for the
 // files of a repository or two. A malformed line or a conflicting hash is
-// an error naming its file and line; nothing else is. Larger inputs use
-// Sort and Scan, which take bounded memory.
+// an error naming its file and line, and a file over gosum.MaxFileSize
+// an error, so that a huge file cannot take all memory; nothing else is.
+// Larger inputs use Sort and Scan, which take bounded memory.
 func Read(files []string) (*Set, error) {
-	s, err := Sort(context.Background(), files, Options{MemoryBytes: 1 << 62})
+	s, err := Sort(context.Background(), files, Options{MemoryBytes: 1 << 62, MaxFileSize: gosum.MaxFileSize})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package seed
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -564,4 +565,28 @@ func TestSortKeepsFloor(t *testing.T) {
 		t.Fatalf("Sort without a floor: %v", err)
 	}
 	s.Close()
+}
+
+// TestReadCapsFileSize: Read holds what it reads in memory (sumd mirror
+// -modules reads its go.sum files with it at every round), so a go.sum
+// file over gosum.MaxFileSize is refused, as sumd verify -gosum refuses
+// it, before it can take the memory: one of that size is accepted, one
+// byte more is not. The files are lines of white space, blank to the go
+// command, so that reading them costs no parsing.
+func TestReadCapsFileSize(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "go.sum")
+	line := []byte(strings.Repeat(" ", 1023) + "\n")
+	text := bytes.Repeat(line, gosum.MaxFileSize/len(line))
+	if err := os.WriteFile(f, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read([]string{f}); err != nil {
+		t.Fatalf("Read of a go.sum file of exactly %d bytes: %v", gosum.MaxFileSize, err)
+	}
+	if err := os.WriteFile(f, append(text, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Read([]string{f}); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("Read of a go.sum file of %d bytes = %+v, %v; want an error saying it is larger than %d", gosum.MaxFileSize+1, s, err, gosum.MaxFileSize)
+	}
 }

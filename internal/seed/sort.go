@@ -77,6 +77,10 @@ type Options struct {
 	// file system (-min-free-disk): 0 means tlog.DefaultMinFree, negative
 	// no floor.
 	MinFree int64
+	// MaxFileSize, if positive, bounds each file: a larger one is an
+	// error. Sort streams files of any size; Read, which holds them in
+	// memory, sets it.
+	MaxFileSize int64
 }
 
 // freeSpace is tlog.FreeSpace; tests fake a full disk.
@@ -134,7 +138,7 @@ func Sort(ctx context.Context, files []string, opts Options) (_ *Sorted, err err
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		err := readLines(file, func(line int, text []byte) error {
+		err := readLines(file, opts.MaxFileSize, func(line int, text []byte) error {
 			if s.Lines%checkLines == checkLines-1 {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -233,8 +237,9 @@ func initialCap(files []string, memory int) int {
 }
 
 // readLines calls f for every line of file but those of white space only,
-// without its "\r\n" or "\n", numbered from 1.
-func readLines(file string, f func(line int, text []byte) error) error {
+// without its "\r\n" or "\n", numbered from 1. A file of more than limit
+// bytes, if limit is positive, is an error.
+func readLines(file string, limit int64, f func(line int, text []byte) error) (err error) {
 	// regfile.Open, not os.Open: a name Files found a regular file may be
 	// a named pipe now, which os.Open waits on for a writer for ever.
 	fh, err := regfile.Open(file)
@@ -242,10 +247,22 @@ func readLines(file string, f func(line int, text []byte) error) error {
 		return fmt.Errorf("failed to read go.sum file: %w", err)
 	}
 	defer fh.Close()
+	var r io.Reader = fh
+	if limit > 0 {
+		// One byte past limit tells a file over it. Its size is the error,
+		// whatever else is: the last line read may have been cut short.
+		lr := &io.LimitedReader{R: fh, N: limit + 1}
+		r = lr
+		defer func() {
+			if lr.N == 0 {
+				err = fmt.Errorf("%s is larger than %d bytes: not a go.sum file", file, limit)
+			}
+		}()
+	}
 	// The scanner's buffer is its line cap (bufio caps a line at the
 	// larger of the two), too small to read a file by: it reads through a
 	// larger one, so a 100k-version go.sum takes 60 reads, not 7,000.
-	sc := bufio.NewScanner(bufio.NewReaderSize(fh, 256<<10))
+	sc := bufio.NewScanner(bufio.NewReaderSize(r, 256<<10))
 	sc.Buffer(make([]byte, maxLine), maxLine)
 	n := 0
 	for sc.Scan() {
