@@ -16,6 +16,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/redirect"
@@ -147,10 +150,7 @@ func hostCertTransport(base *http.Transport, cert *tlscert.Reloader, host string
 // host (host:port, or host for port 443) itself. The rest is as net/http
 // makes the hop: tr's dialer, TLS settings and handshake timeout.
 func proxyHopTLS(tr *http.Transport, host string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	origin := host
-	if _, _, err := net.SplitHostPort(host); err != nil {
-		origin = net.JoinHostPort(strings.Trim(host, "[]"), "443")
-	}
+	origin := dialAddr(host)
 	dial := tr.DialContext
 	if dial == nil {
 		dial = new(net.Dialer).DialContext
@@ -179,6 +179,34 @@ func proxyHopTLS(tr *http.Transport, host string) func(ctx context.Context, netw
 		}
 		return tc, nil
 	}
+}
+
+// dialAddr is the address net/http dials for an https:// URL's host
+// (its canonicalAddr): the name in its ASCII form (an internationalized
+// one's xn-- labels) and the port, 443 if none is given or it is empty
+// ("host:"). A hop is told to reach the origin by that address alone.
+func dialAddr(host string) string {
+	u := &url.URL{Host: host}
+	name, port := u.Hostname(), u.Port()
+	if !isASCII(name) {
+		if a, err := idna.Lookup.ToASCII(name); err == nil {
+			name = a
+		}
+	}
+	if port == "" {
+		port = "443"
+	}
+	return net.JoinHostPort(name, port)
+}
+
+// isASCII reports whether s is all ASCII, which net/http leaves as it is.
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // hostTransport sends the requests for host through own, the others

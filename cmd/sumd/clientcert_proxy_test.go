@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"io"
@@ -76,5 +77,47 @@ func TestClientCertNotToProxy(t *testing.T) {
 		t.Errorf("GET the origin through the proxy: %s, %d tunnels, presented %v; want 200 through one tunnel, the certificate presented", resp.Status, tunnels.Load(), tr.presented())
 	case toProxy.Load() != 0:
 		t.Errorf("the client certificate was presented to the proxy")
+	}
+}
+
+// TestClientCertToOriginSpelledOtherwise: proxyHopTLS presents the
+// certificate when the hop's address is the origin's, but net/http names
+// that address as it dials it (canonicalAddr): an internationalized
+// host in its ASCII form (xn--). An origin spelled otherwise in its URL
+// got no certificate, and refused the client, where the transport's TLS
+// settings presented it before.
+func TestClientCertToOriginSpelledOtherwise(t *testing.T) {
+	ca := testcert.New(t)
+	srv := ca.Server(t)
+	aud := ca.Client(t, "aud", pkix.Name{CommonName: "aud.corp.example"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }))
+	origin.TLS = &tls.Config{Certificates: []tls.Certificate{srv.Pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	origin.StartTLS()
+	defer origin.Close()
+	cert, err := tlscert.NewClient(aud.CertFile, aud.KeyFile, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, base := range []string{"https://bücher.example"} {
+		t.Run(base, func(t *testing.T) {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.Proxy = nil
+			// Every name reaches the origin, whose certificate names
+			// 127.0.0.1.
+			tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return new(net.Dialer).DialContext(ctx, network, origin.Listener.Addr().String())
+			}
+			tr.TLSClientConfig = &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
+			ht := hostCertTransport(tr, cert, hostOf(base))
+			defer ht.own.(*http.Transport).CloseIdleConnections()
+			resp, err := (&http.Client{Transport: ht}).Get(base + "/")
+			if err != nil {
+				t.Fatalf("GET %s/ (the origin): %v; want the certificate presented", base, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !ht.presented() {
+				t.Errorf("GET %s/ (the origin): %s, presented %v; want 200, the certificate presented", base, resp.Status, ht.presented())
+			}
+		})
 	}
 }
