@@ -63,12 +63,18 @@ func authCertClient(a upstream.ClientCreds, cert *tlscert.Reloader, base string,
 	return &http.Client{Timeout: timeout, Transport: a.Transport(ct, host), CheckRedirect: redirect.Check}, ct
 }
 
-// hostOf is the host:port of the URL base, "" if it does not parse.
+// hostOf is the host:port of the URL base, "" if it does not parse, with
+// an empty port dropped ("host:" is host), as net/http drops it from a
+// request's host (NewRequest): else no request would match it.
 func hostOf(base string) string {
-	if u, err := url.Parse(base); err == nil {
-		return u.Host
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
 	}
-	return ""
+	if strings.LastIndex(u.Host, ":") > strings.LastIndex(u.Host, "]") {
+		return strings.TrimSuffix(u.Host, ":")
+	}
+	return u.Host
 }
 
 // clientCert loads the pair of -client-cert and -client-key, nil if

@@ -85,7 +85,9 @@ func TestClientCertNotToProxy(t *testing.T) {
 // that address as it dials it (canonicalAddr): an internationalized
 // host in its ASCII form (xn--). An origin spelled otherwise in its URL
 // got no certificate, and refused the client, where the transport's TLS
-// settings presented it before.
+// settings presented it before. And a URL with an empty port
+// (https://sum.example:) never reached the origin's transport, as
+// net/http drops that port from a request's host (NewRequest).
 func TestClientCertToOriginSpelledOtherwise(t *testing.T) {
 	ca := testcert.New(t)
 	srv := ca.Server(t)
@@ -98,7 +100,7 @@ func TestClientCertToOriginSpelledOtherwise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, base := range []string{"https://bücher.example"} {
+	for _, base := range []string{"https://bücher.example", "https://sum.example:"} {
 		t.Run(base, func(t *testing.T) {
 			tr := http.DefaultTransport.(*http.Transport).Clone()
 			tr.Proxy = nil
