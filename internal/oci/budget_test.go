@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/mod/module"
@@ -20,8 +21,14 @@ import (
 // compress, so that its layers outweigh its signature's payload.
 func largeModule(t *testing.T, path, version string) *Module {
 	t.Helper()
+	return largeModuleFrom(t, path, version, path+"@"+version)
+}
+
+// largeModuleFrom is largeModule with the file made from seed.
+func largeModuleFrom(t *testing.T, path, version, seed string) *Module {
+	t.Helper()
 	var b strings.Builder
-	sum := sha256.Sum256([]byte(path + "@" + version))
+	sum := sha256.Sum256([]byte(seed))
 	for b.Len() < 8<<10 {
 		b.WriteString(hex.EncodeToString(sum[:]))
 		sum = sha256.Sum256(sum[:])
@@ -139,5 +146,65 @@ func TestStateResumeCleanUp(t *testing.T) {
 	s.prune([]*Source{src}, map[*Source]map[string]bool{src: {}})
 	if s.data.Resume != "" {
 		t.Errorf("resume point %q kept once its repository is no longer listed", s.data.Resume)
+	}
+}
+
+// TestSyncPassBudgetRetagged: the budget stops a pass at an artifact no
+// configured key signed, of a version the log holds, whose layers must be
+// fetched to tell the recorded release from a re-tag (matchRecorded, which
+// wraps hash's errBudgetSpent in a failure to read its content): the pass
+// stops there as at a signed one, not a failure, keeping what the state
+// remembered of the tag, and the next pass starts there.
+func TestSyncPassBudgetRetagged(t *testing.T) {
+	e := newSyncEnv(t, true)
+	var first []*Pushed
+	for _, v := range []string{"v1.0.0", "v1.1.0"} {
+		first = append(first, e.push(t, largeModule(t, "example.com/m", v), e.key.sv))
+	}
+	if r := e.sync(t); r.Counts[Recorded] != 2 {
+		t.Fatalf("first pass: %+v, want both recorded\n%s", r, e.logs)
+	}
+	repo := e.reg.host + "/gomod/example.com/m"
+	before, err := LoadState(context.Background(), e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each tag moved to other content, unsigned.
+	var layers int64
+	o := remote.WithAuthFromKeychain(testRemote.keychain())
+	for _, p := range first {
+		m := largeModuleFrom(t, "example.com/m", p.Tag.TagStr(), "other")
+		staged, err := Push(context.Background(), e.reg.source(t, "staging-"+p.Tag.TagStr()), m, PushOptions{Remote: testRemote})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := remote.Image(staged.Ref, o)
+		if err == nil {
+			err = remote.Write(p.Tag, img, o)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := manifestOf(t, staged)
+		layers = max(layers, a.Mod.Size+a.Zip.Size)
+	}
+	e.maxPassBytes = layers * 3 / 2 // one artifact's layers, not two
+
+	e.logs = new(testlog.Buffer)
+	r := e.sync(t)
+	if len(r.Failures) != 0 || r.Resume != repo+":v1.1.0" || r.Counts[Retagged] != 1 || len(r.Counts) != 1 {
+		t.Errorf("report %+v, want one re-tag, no failure, resuming at v1.1.0\n%s", r, e.logs)
+	}
+	after, err := LoadState(context.Background(), e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := after.entry(repo, "v1.1.0"), before.entry(repo, "v1.1.0"); got != want || got.Digest == "" {
+		t.Errorf("state of the tag the pass stopped at %+v, want it kept: %+v", got, want)
+	}
+	e.logs = new(testlog.Buffer)
+	r = e.sync(t)
+	if r.Resume != "" || r.Counts[Retagged] != 2 || len(r.Failures) != 0 {
+		t.Errorf("next pass: report %+v, want both re-tags reported in a whole round\n%s", r, e.logs)
 	}
 }
