@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumd-project/sumd/internal/durable"
 	"github.com/sumd-project/sumd/internal/redirect"
 	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
@@ -210,7 +211,10 @@ func (s *clientState) writeLatest(old, new []byte) error {
 }
 
 // writeFileAtomic replaces name with data so that a crash leaves the old or
-// the new content, never a torn file.
+// the new content, never a torn file, and once it returns, the new: the
+// directory is synced after the rename, or a crash could bring back the
+// previous tree head, and with it trust in a history the database may
+// since have rewritten.
 func writeFileAtomic(name string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".tmp*")
 	if err != nil {
@@ -228,6 +232,10 @@ func writeFileAtomic(name string, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
+		return err
 	}
-	return err
+	return syncDir(filepath.Dir(name))
 }
+
+// syncDir is durable.SyncDir; a test sees it called.
+var syncDir = durable.SyncDir
