@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -57,6 +58,8 @@ type CheckerOptions struct {
 	// StateFile, if set, keeps the database's newest verified tree head
 	// across restarts, like the go command's $GOPATH/pkg/sumdb/<name>/latest;
 	// without it sumd trusts whatever tree it first sees after each start.
+	// A check whose tree head cannot be saved fails, whatever FailOpen,
+	// with KindLocal (503), and Problems says so.
 	StateFile string
 	// CacheBytes bounds the in-memory cache of tiles and lookups (default
 	// DefaultCacheBytes).
@@ -83,6 +86,38 @@ type Checker struct {
 	remote   *sumdbRemote
 	log      *slog.Logger
 	metrics  *Metrics
+
+	// healthMu guards the failures to save StateFile, which Problems
+	// reports.
+	healthMu sync.Mutex
+	unsaved  events
+}
+
+// errUnsaved is the client's text of a failure to save StateFile: it names
+// no path.
+var errUnsaved = errors.New("sumd cannot save the cross-check's verified tree head now; try again later")
+
+// stateFailure notes a failure to save StateFile.
+func (c *Checker) stateFailure() {
+	c.healthMu.Lock()
+	defer c.healthMu.Unlock()
+	c.unsaved.add(time.Now())
+}
+
+// Problems reports, for the server's health, the failures to save
+// StateFile within the last healthWindow: every check of a new version
+// fails with 503 until the operator acts. The text names no path (the log
+// has it).
+func (c *Checker) Problems() []string {
+	c.healthMu.Lock()
+	defer c.healthMu.Unlock()
+	c.unsaved.prune(time.Now())
+	n := len(c.unsaved)
+	if n == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("sumd could not save the cross-check state (-crosscheck-state): %s in the last %s, last at %s: first lookups fail with 503; see the server log",
+		c.unsaved.count("failure", "failures"), healthWindow, c.unsaved[n-1].UTC().Format(time.RFC3339))}
 }
 
 // NewChecker checks opts and loads StateFile, refusing one that does not
@@ -140,7 +175,8 @@ func (c *Checker) Applies(path string) bool {
 // exactly rec's hashes. Otherwise it returns an *Error: KindMismatch naming
 // both pairs of hashes, KindGone if the database has no record of the
 // version, KindUnavailable or KindTimeout if it cannot give a verified
-// answer (or nil with FailOpen, when it was merely unreachable).
+// answer (or nil with FailOpen, when it was merely unreachable), KindLocal
+// if the verified tree head could not be saved to StateFile.
 func (c *Checker) Check(ctx context.Context, rec gosum.Record) error {
 	if !c.Applies(rec.Path) {
 		c.metrics.crossCheck(checkPrivate)
@@ -190,12 +226,20 @@ func onlyHash(lines []string, prefix string) string {
 // failed turns a failed lookup into the Error the policy calls for.
 func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, err error) error {
 	ops.mu.Lock()
-	security, notFound, misbehaved, unavailable, timeout := ops.security, ops.notFound, ops.misbehaved, ops.unavailable, ops.timeout
+	security, notFound, misbehaved, unavailable, timeout, unsaved := ops.security, ops.notFound, ops.misbehaved, ops.unavailable, ops.timeout, ops.unsaved
 	ops.mu.Unlock()
 	switch {
 	case security != "" || errors.Is(err, sumdb.ErrSecurity):
 		c.metrics.crossCheck(checkError)
 		return newError(KindUnavailable, m, "checksum database %s misbehaved (its tree is inconsistent): refusing to record", c.name)
+	case unsaved != nil:
+		// The database answered; sumd could not keep what it verified
+		// (StateFile): only the operator can fix that, whatever the
+		// policy, and the client must not hear the path.
+		c.metrics.crossCheck(checkError)
+		c.stateFailure()
+		c.log.ErrorContext(ctx, "cross-check state not saved: refusing to record", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", unsaved)
+		return &Error{Kind: KindLocal, Module: m, Err: errUnsaved, Cause: unsaved}
 	case notFound != nil:
 		c.metrics.crossCheck(checkMissing)
 		return newError(KindGone, m, "checksum database %s has no record of this version, and its path is not private", c.name)

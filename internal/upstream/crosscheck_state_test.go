@@ -1,7 +1,9 @@
 package upstream
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -22,5 +24,30 @@ func TestCheckerStateSyncsDir(t *testing.T) {
 	s.lookup(t, 200, "0\n")
 	if len(synced) == 0 || synced[len(synced)-1] != filepath.Dir(state) {
 		t.Errorf("directories synced: %q, want the state file's, %s, last", synced, filepath.Dir(state))
+	}
+}
+
+// TestCheckerStateUnsaved: a tree head verified but not saved (the state
+// file's directory gone, read-only, a full disk) is sumd's own failure: a
+// 503 naming no path, counted in the server's health as that, not a 502
+// blaming the database, nor a failure of the temporary directory.
+func TestCheckerStateUnsaved(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	state := filepath.Join(dir, "latest")
+	s := newCheckedSetup(t, CheckerOptions{StateFile: state, FailOpen: true})
+	s.db.add(t, otherRecord(0), s.right)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	s.lookup(t, 503, "server error: example.com/m@v1.0.0: sumd cannot save")
+	if _, body := lookupHTTP(t, s.rec, s.m); strings.Contains(body, dir) {
+		t.Errorf("the answer names the state file's directory: %q", body)
+	}
+	p := s.rec.Problems()
+	if len(p) != 1 || !strings.Contains(p[0], "cross-check") || strings.Contains(p[0], dir) || strings.Contains(p[0], "-tmp-dir") {
+		t.Errorf("Problems = %q, want the state not saved, naming no path", p)
+	}
+	if !strings.Contains(s.logs.String(), dir) {
+		t.Errorf("the log does not name the state file's directory:\n%s", s.logs)
 	}
 }

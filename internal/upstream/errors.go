@@ -33,7 +33,8 @@ const (
 	KindTimeout
 	// KindLocal: sumd itself failed, not the upstream nor the version: its
 	// temporary directory could not store the zip (a full disk) or give it
-	// back to be hashed (a file removed or unreadable). 503, not
+	// back to be hashed (a file removed or unreadable), or the Checker
+	// could not save its state file. 503, not
 	// remembered; no other source is tried after "|", since the zip would
 	// go to the same directory.
 	KindLocal

@@ -56,6 +56,7 @@ func (e events) count(one, many string) string {
 //   - sumd's own failures to store or read back module zips in its
 //     temporary directory (-tmp-dir full, removed, unreadable): every
 //     first lookup fails with 503 until the operator acts;
+//   - the Checker's failures to save its state file (Checker.Problems);
 //   - first lookups refused because MaxFetches fetches were in flight
 //     ("upstream fetch slots saturated"): new versions get 503 while
 //     some client — a build, or someone keeping the slots busy — holds
@@ -81,6 +82,9 @@ func (r *Recorder) Problems() []string {
 	if n := len(r.busy); n > 0 {
 		ps = append(ps, fmt.Sprintf("upstream fetch slots saturated: %s in the last %s, last at %s, because all %d fetch slots (-upstream-parallel) were taken; see sumd_upstream_lookup_fetches_in_flight and the server log",
 			r.busy.count("first lookup refused", "first lookups refused"), healthWindow, r.busy[n-1].UTC().Format(time.RFC3339), cap(r.slots)))
+	}
+	if r.checker != nil {
+		ps = append(ps, r.checker.Problems()...)
 	}
 	return ps
 }

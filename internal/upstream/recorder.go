@@ -693,7 +693,9 @@ func (r *Recorder) logFailure(ctx context.Context, m module.Version, err error) 
 		level = slog.LevelInfo
 	case e != nil && e.Kind == KindLocal:
 		level = slog.LevelError
-		r.localFailure()
+		if !errors.Is(err, errUnsaved) { // the Checker counts its own
+			r.localFailure()
+		}
 	}
 	r.logger.Log(ctx, level, "version not recorded", "module", m.Path, "version", m.Version, "err", err)
 }

@@ -34,6 +34,7 @@ type checkOps struct {
 	unavailable error      // some other read failed: unreachable, 5xx, a timeout
 	timeout     bool       // ... by timing out
 	security    string     // the client proved the database misbehaved
+	unsaved     error      // a verified tree head could not be saved: sumd's failure
 }
 
 var _ sumdb.ClientOps = (*checkOps)(nil)
@@ -120,7 +121,13 @@ func (o *checkOps) WriteConfig(file string, old, new []byte) error {
 	if file != o.c.name+"/latest" {
 		return fmt.Errorf("unknown config file %q", file)
 	}
-	return o.c.state.writeLatest(old, new)
+	err := o.c.state.writeLatest(old, new)
+	if err != nil && err != sumdb.ErrWriteConflict {
+		o.mu.Lock()
+		o.unsaved = err
+		o.mu.Unlock()
+	}
+	return err
 }
 
 func (o *checkOps) ReadCache(file string) ([]byte, error) {
