@@ -274,8 +274,8 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 // one too, but this answer says which go.mod to send: the zip is hashed
 // without the go.mod sent, and that one compared with it here, which reads
 // the zip once. A +incompatible version is hashed with the go.mod sent,
-// which HashZip takes if it is the zip's own or the made-up one (and, for
-// a zip without one, only the made-up one).
+// which HashZip takes only as this would: the zip's own, or for a zip
+// without one, the made-up one.
 func checkGoModSent(m module.Version, mod []byte, sums modhash.Sums) error {
 	if mod == nil || strings.HasSuffix(m.Version, "+incompatible") {
 		return nil

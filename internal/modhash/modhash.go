@@ -49,14 +49,13 @@ type Sums struct{ Hash, GoMod string }
 //
 // goMod is the go.mod content to hash. If nil, the zip's own go.mod is used,
 // or, when the zip has none, the go.mod the go command synthesizes (see
-// SynthesizedGoMod). If goMod is non-nil and the zip has a go.mod, the two
-// must be byte-identical, except that a +incompatible version's goMod may
-// also be the synthesized go.mod, which proxies serve for such versions
-// and which then wins, as it does for the go command fetching from a
-// proxy. If goMod
-// is non-nil and the zip has no go.mod, goMod must be the synthesized one,
-// +incompatible or not: the go command fetching from the origin hashes
-// that one, and would take any other recorded hash for a security error.
+// SynthesizedGoMod). If goMod is non-nil, it must be the one of these the
+// go command uses, +incompatible or not: if the zip has a go.mod, the two
+// must be byte-identical (the go command fetching from the origin takes
+// the zip's go.mod, and makes one up only for a zip without:
+// cmd/go/internal/modfetch.codeRepo.GoMod); if the zip has none, goMod
+// must be the synthesized one. The go command would take any other
+// recorded hash for a security error.
 //
 // The zip hash covers the zip's entries as they are, directory entries
 // included, as the go command's does: re-zipping the same files can change
@@ -461,18 +460,16 @@ func chooseGoMod(m module.Version, given, inZip []byte) ([]byte, error) {
 	incompatible := strings.HasSuffix(m.Version, "+incompatible")
 	switch {
 	case given != nil && inZip != nil:
-		// For +incompatible, proxies serve the zip's go.mod (the go
-		// command's fetch from the origin) or the synthesized one, and
-		// the go command takes what they serve. Any other .mod is neither
-		// (a torn copy of a go.mod written in place, cut after its module
-		// line): no origin gives it, and a record is for ever.
-		switch {
-		case bytes.Equal(given, inZip), incompatible && bytes.Equal(given, SynthesizedGoMod(m.Path)):
-			return given, nil
-		case incompatible:
-			return nil, fmt.Errorf("go.mod differs from the go.mod in the zip and from %q, the one the go command synthesizes", SynthesizedGoMod(m.Path))
+		// The go command fetching from the origin takes the zip's go.mod
+		// (codeRepo.GoMod), +incompatible or not: it makes one up only
+		// for a zip without. Any other .mod (a torn copy of a go.mod
+		// written in place, cut anywhere, even right after its module
+		// line, where it is the made-up one) no origin gives, and a
+		// record is for ever.
+		if !bytes.Equal(given, inZip) {
+			return nil, errors.New("go.mod differs from the go.mod in the zip")
 		}
-		return nil, errors.New("go.mod differs from the go.mod in the zip")
+		return given, nil
 	case inZip != nil:
 		return inZip, nil
 	}

@@ -162,14 +162,19 @@ func TestRefusals(t *testing.T) {
 		{"made-up .mod, +incompatible", mv("example.com/m", "v2.0.0+incompatible"), func(t *testing.T) string {
 			return createZip(t, mv("example.com/m", "v2.0.0+incompatible"), fileMap("m.go", "package m\n"))
 		}, "module example.com/m\n\ngo 1.21\n", "the zip has no go.mod"},
-		// A +incompatible zip with a go.mod: a proxy serves that go.mod
-		// (the go command's own fetch from the origin) or the synthesized
-		// one. Any other .mod is neither: a torn copy of a go.mod written
-		// in place in a proxy's tree, cut after its module line, was
-		// recorded for ever.
+		// A +incompatible zip with a go.mod: the go command fetching from
+		// the origin uses that go.mod. Any other .mod is not it: a torn
+		// copy of a go.mod written in place in a proxy's tree, cut after
+		// its module line, was recorded for ever.
 		{"torn .mod, +incompatible", mv("example.com/m", "v2.0.0+incompatible"), func(t *testing.T) string {
 			return createZip(t, mv("example.com/m", "v2.0.0+incompatible"), fileMap("go.mod", "module example.com/m\n\ngo 1.21\n\nrequire example.com/x v1.0.0\n"))
 		}, "module example.com/m\n\ngo 1.21\n\nrequ", "go.mod differs from the go.mod in the zip"},
+		// Cut right after its module line, the torn copy is the go.mod
+		// the go command synthesizes for a zip without one, which it never
+		// uses for a zip with one: a +incompatible version's too.
+		{"torn .mod after its module line, +incompatible", mv("example.com/m", "v2.0.0+incompatible"), func(t *testing.T) string {
+			return createZip(t, mv("example.com/m", "v2.0.0+incompatible"), fileMap("go.mod", "module example.com/m\n\ngo 1.21\n"))
+		}, "module example.com/m\n", "go.mod differs from the go.mod in the zip"},
 		{"/v2 without go.mod, .mod given", mv("example.com/m/v2", "v2.0.0"), func(t *testing.T) string {
 			return rawZip(t, []string{"example.com/m/v2@v2.0.0/m.go"}, []string{"package m\n"})
 		}, "module example.com/m/v2\n", "zip has no go.mod, which a module path ending in /v2 requires"},
@@ -205,7 +210,7 @@ func TestGoModChoice(t *testing.T) {
 		{mv("example.com/m", "v1.0.0"), fileMap("m.go", "package m\n"), "", outside},
 		{mv("example.com/m", "v1.0.0"), fileMap("m.go", "package m\n"), outside, outside},
 		{mv("example.com/m", "v2.0.0+incompatible"), fileMap("m.go", "package m\n"), outside, outside},
-		{mv("example.com/m", "v2.0.0+incompatible"), fileMap("go.mod", own), outside, outside},
+		{mv("example.com/m", "v2.0.0+incompatible"), fileMap("go.mod", own), own, own},
 		{mv("example.com/m", "v2.0.0+incompatible"), fileMap("m.go", "package m\n"), "", outside},
 		{mv("gopkg.in/m.v2", "v2.0.0"), fileMap("m.go", "package m\n"), "", "module gopkg.in/m.v2\n"},
 	}
