@@ -3,10 +3,13 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/modhash"
 )
 
 // TestNegCacheBounds checks expiry, the size bound (oldest evicted first),
@@ -80,5 +83,31 @@ func TestLRUCache(t *testing.T) {
 	c.put("a", []byte("123456"))
 	if c.size > 10 {
 		t.Errorf("size %d over the bound after replacing an entry", c.size)
+	}
+}
+
+// TestNegCacheCauseBound: an entry keeps at most modhash.MaxReasonText of
+// its cause, as of its reason. Causes of invalid modules are up to
+// MaxCauseText (8 KiB), which the log has already: DefaultNegativeMax
+// entries kept 80 MiB of them.
+func TestNegCacheCauseBound(t *testing.T) {
+	c := newNegCache(time.Minute, 3, time.Now, nil)
+	v := mv("example.com/m", "v1.0.0")
+	cause := errors.New(strings.Repeat("x", modhash.MaxCauseText))
+	c.put(v, &Error{Kind: KindInvalid, Module: v, Err: errors.New("invalid module: bad"), Cause: cause})
+	e := c.get(v)
+	if e == nil {
+		t.Fatal("an invalid version was not remembered")
+	}
+	// Truncate says how much it left out, after the n bytes it keeps.
+	if n, max := len(e.Cause.Error()), len(modhash.Truncate(cause.Error(), modhash.MaxReasonText)); n > max {
+		t.Errorf("the cause kept is %d bytes, want at most %d", n, max)
+	}
+	// A short cause is kept as it is, its chain with it.
+	w := mv("example.com/m", "v1.1.0")
+	short := &statusError{status: 404}
+	c.put(w, &Error{Kind: KindGone, Module: w, Err: errors.New("gone"), Cause: short})
+	if e := c.get(w); e == nil || !errors.Is(e, short) {
+		t.Errorf("a short cause was not kept as it was: %v", e)
 	}
 }

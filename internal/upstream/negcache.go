@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/modhash"
 )
 
 // DefaultNegativeTTL is how long a gone or invalid version is remembered.
@@ -82,8 +84,21 @@ func (c *negCache) put(m module.Version, err error) {
 	for c.byOrder.Len() >= c.max {
 		c.remove(c.byOrder.Front().Value.(*negEntry).m)
 	}
-	c.byKey[m] = c.byOrder.PushBack(&negEntry{m: m, err: e, expires: c.now().Add(c.ttl)})
+	c.byKey[m] = c.byOrder.PushBack(&negEntry{m: m, err: capCause(e), expires: c.now().Add(c.ttl)})
 	c.metrics.setNegativeEntries(c.byOrder.Len())
+}
+
+// capCause returns e with at most modhash.MaxReasonText of its cause, as
+// the cache keeps it: an invalid module's cause is up to
+// modhash.MaxCauseText, which the log has had in full, and max entries of
+// it would be tens of MiB. A short cause is kept as it is, chain and all.
+func capCause(e *Error) *Error {
+	if e.Cause == nil || len(e.Cause.Error()) <= modhash.MaxReasonText {
+		return e
+	}
+	c := *e
+	c.Cause = errors.New(modhash.Truncate(e.Cause.Error(), modhash.MaxReasonText))
+	return &c
 }
 
 // forget drops m, once it has been recorded.
