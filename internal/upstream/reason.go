@@ -26,7 +26,9 @@ const redacted = "[redacted]"
 // a release version or "go.mod". Every other word (a URL, a host name with
 // a dot, a host:port, an address, a path) becomes "[redacted]". The
 // source's URL and host, and those of final, the URL that answered after
-// redirects, become "upstream proxy", even as a plain word ("athens").
+// redirects, become "upstream proxy", even as a plain word ("athens"), and
+// even where they spell m's path: the client may have asked for the
+// proxy's host name to see whether the reason keeps it.
 //
 // A single-label host name not in those URLs (a word like "buildhost") is
 // kept: it cannot be told from an English word.
@@ -37,10 +39,15 @@ func redactReason(msg string, m module.Version, src Source, final *url.URL) stri
 	for i, w := range words {
 		core, pre, post := trimPunct(w)
 		switch {
-		case core == "" || plainWord(core) && !secrets[core] || allowed[core] || stableVersion(core):
+		case core == "":
 			continue
 		case secrets[core] || strings.HasPrefix(core, src.URL):
+			// Before the client's words: a client asking for the
+			// proxy's host name as a module path would otherwise see
+			// it kept, and a wrong guess redacted.
 			core = "upstream proxy"
+		case plainWord(core) || allowed[core] || stableVersion(core):
+			continue
 		default:
 			core = redacted
 		}

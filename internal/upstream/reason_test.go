@@ -28,3 +28,18 @@ func TestRedactReasonSubdirTag(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactReasonGuessedHost: a client asking for a module path that is
+// the proxy's host name must not see that name where the proxy wrote it,
+// or it could tell a right guess (the name shown) from a wrong one
+// ("[redacted]"): the proxy's names are checked before the client's.
+func TestRedactReasonGuessedHost(t *testing.T) {
+	src := Source{URL: "https://athens.corp.example"}
+	const reason = "not found on athens.corp.example"
+	for _, path := range []string{"athens.corp.example", "other.corp.example"} {
+		m := module.Version{Path: path, Version: "v1.0.0"}
+		if got := redactReason(reason, m, src, nil); got != "not found on upstream proxy" {
+			t.Errorf("module %s: redactReason(%q) = %q, want the host as %q", path, reason, got, "upstream proxy")
+		}
+	}
+}
