@@ -128,9 +128,15 @@ func (st *state) needsTimestamp(now time.Time) bool {
 }
 
 // old reports whether metadata expiring at expires, signed for lifetime,
-// is at least renewAfter old at now.
+// is at least renewAfter old at now, or was signed after now: by a clock
+// ahead (a bad NTP step, a VM restored with a wrong clock) since put
+// back. Kept until the clock caught up, such metadata would stay valid
+// for as long as the clock was ahead, beyond its lifetime, and anyone
+// who kept a copy could replay it to freeze clients on it; re-signed,
+// clients that update take a higher version and refuse the copy.
 func old(expires time.Time, lifetime, renewAfter time.Duration, now time.Time) bool {
-	return !now.Before(expires.Add(-lifetime + renewAfter))
+	signed := expires.Add(-lifetime)
+	return !now.Before(signed.Add(renewAfter)) || signed.After(now)
 }
 
 // signSnapshot writes the next snapshot version, listing st.targets.
