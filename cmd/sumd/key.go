@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -92,6 +93,9 @@ func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "sumd: generated the new signing key %s\n", cfg.NewKey)
 	}
+	if err := checkPlanted(cfg.NewKey, os.Geteuid()); err != nil {
+		return err
+	}
 	k, err := readKeyFile(cfg.NewKey)
 	if err != nil {
 		if data, rerr := readSmallFile(cfg.NewKey, 64<<10); rerr == nil && config.CheckVerifierKeys(strings.Fields(string(data))) == nil {
@@ -133,6 +137,46 @@ func worldWritable(file string) string {
 			return ""
 		}
 	}
+}
+
+// checkPlanted refuses the key file about to become a new key (of the
+// log, or of the TUF repository's root or targets) if it lies under a
+// directory every user may write to (worldWritable) and it, or a
+// directory between, belongs to another user than uid: anyone could have
+// put the file there, or may swap it, keeping the private half of the
+// key sumd would trust. (A file of the operator's own there is only
+// warned about: it may be lost, not taken.)
+func checkPlanted(file string, uid int) error {
+	shared := worldWritable(file)
+	if shared == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return nil // reading the key reports the path's problem
+	}
+	check := func(path string, fi fs.FileInfo) error {
+		if owner, ok := fileOwner(fi); ok && owner != uid {
+			return withHint(fmt.Errorf("%s belongs to uid %d, not to this user (uid %d), and lies under %s, which every user may write to: whoever put it there may hold a copy of the key", path, owner, uid, shared),
+				"make the new key in a directory of your own: name a file that does not exist there, and sumd generates the key")
+		}
+		return nil
+	}
+	if fi, err := os.Stat(abs); err == nil {
+		if err := check(file, fi); err != nil {
+			return err
+		}
+	}
+	for p := abs; p != shared && p != filepath.Dir(p); p = filepath.Dir(p) {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return nil
+		}
+		if err := check(p, fi); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // retire removes the key vkey from the signing set, in one commit that

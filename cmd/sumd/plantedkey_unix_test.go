@@ -1,0 +1,119 @@
+//go:build unix
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tuf"
+)
+
+// sharedDir makes a directory every user may write to, sticky as /tmp.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// plant gives path to another user, as if that user had put it there:
+// as root, to nobody (65534). It reports whether it could.
+func plant(t *testing.T, path string) bool {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return false
+	}
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+// TestKeyRotatePlantedKey: sumd key rotate -new-key took an existing key
+// file as the log's new key whoever had put it there, and sumd tuf
+// rotate-root an existing -new-root-key or -new-targets-key file alike:
+// under a directory every user may write to (/tmp), another user could
+// plant a key of their own (mode 0600, so that the mode check passes),
+// and an operator running sumd as root, who may read it, made it a key of
+// the log or the repository's root. Such a file, or one in a directory of
+// another user there, is refused now. Without root, the check is made as
+// for another user's process.
+func TestKeyRotatePlantedKey(t *testing.T) {
+	shared := sharedDir(t)
+	skey, _, err := tlog.GenerateKey(e2eName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(shared, e2eName+".key")
+	writeFile(t, planted, []byte(skey+"\n"))
+	if err := os.Chmod(planted, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !plant(t, planted) {
+		if err := checkPlanted(planted, os.Geteuid()+1); err == nil || !strings.Contains(err.Error(), "belongs to uid") {
+			t.Errorf("a key file of another user under a shared directory: %v, want it refused", err)
+		}
+		return
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "sumd.db")
+	oldVKey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	oldKey := filepath.Join(dir, "keys", e2eName+".key")
+	mod := filepath.Join(dir, "m")
+	if err := os.Mkdir(mod, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(mod, "go.mod"), []byte("module example.com/m\n"))
+	sumd(t, "add", "-create", "-db", db, "-key", oldKey, "example.com/m@v1.0.0", mod)
+	_, errOut, err := sumdRun(t, "key", "rotate", "-db", db, "-key", oldKey, "-new-key", planted)
+	if err == nil || !strings.Contains(errOut, "belongs to uid 65534") {
+		t.Errorf("key rotate with a planted -new-key: err %v\n%s", err, errOut)
+	}
+	// The log still signs with its own key alone.
+	_, errOut, err = sumdRun(t, "key", "retire", "-db", db, "-key", oldKey, "-retire", oldVKey)
+	if err == nil || !strings.Contains(errOut, "the log's only key") {
+		t.Errorf("after the refused rotation, the log signs with more than its own key: %v\n%s", err, errOut)
+	}
+
+	// A planted directory is refused too: its owner may swap the key
+	// sumd generates there before sumd reads it.
+	theirs := filepath.Join(shared, "next")
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plant(t, theirs)
+	_, errOut, err = sumdRun(t, "key", "rotate", "-db", db, "-key", oldKey, "-new-key", filepath.Join(theirs, e2eName+".key"))
+	if err == nil || !strings.Contains(errOut, "belongs to uid 65534") {
+		t.Errorf("key rotate with -new-key in a planted directory: err %v\n%s", err, errOut)
+	}
+
+	// tuf rotate-root, with a planted new root key.
+	repo := filepath.Join(dir, "tuf")
+	offline := filepath.Join(dir, "offline")
+	sumd(t, "tuf", "init", "-name", e2eName, "-dir", repo, "-keys", offline, "-vkey", oldVKey, "-url", "https://"+e2eName)
+	k, err := tuf.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootKey := filepath.Join(shared, "root-new.key")
+	if err := k.WriteFile(rootKey); err != nil {
+		t.Fatal(err)
+	}
+	plant(t, rootKey)
+	_, errOut, err = sumdRun(t, "tuf", "rotate-root", "-dir", repo, "-keys", offline, "-new-root-key", rootKey)
+	if err == nil || !strings.Contains(errOut, "belongs to uid 65534") {
+		t.Errorf("tuf rotate-root with a planted -new-root-key: err %v\n%s", err, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "metadata", "2.root.json")); err == nil {
+		t.Error("tuf rotate-root wrote root version 2 with the planted key")
+	}
+}
