@@ -153,6 +153,7 @@ func tufStatus(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "vkey      %s\n", vkey)
 		}
 	}
+	printExpiry(stderr, st, time.Now())
 	printProblems(stderr, st.Problems)
 	return nil
 }
@@ -173,7 +174,34 @@ func printStatus(w io.Writer, st *tuf.Status, now time.Time) {
 			continue
 		}
 		exp := st.Expires[role]
-		fmt.Fprintf(w, "%-9s version %-4d expires %s (in %s)\n", role, st.Versions[role], exp.Format(time.RFC3339), exp.Sub(now).Round(time.Minute))
+		fmt.Fprintf(w, "%-9s version %-4d expires %s (%s)\n", role, st.Versions[role], exp.Format(time.RFC3339), serve.Until(exp, now))
+	}
+}
+
+// printExpiry warns of a role expired, and of a root or targets within
+// tuf.ExpiryWarning of expiry, as sumd serve's status does: renewing them
+// is a ceremony with the offline keys, to schedule.
+func printExpiry(w io.Writer, st *tuf.Status, now time.Time) {
+	for _, role := range []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP} {
+		exp, ok := st.Expires[role]
+		if !ok {
+			continue
+		}
+		fix := "clients refuse the repository until sumd serve -tuf re-signs it (with the online keys)"
+		switch role {
+		case metadata.ROOT:
+			fix = "renew it with sumd tuf rotate-root"
+		case metadata.TARGETS:
+			fix = "renew it with sumd tuf publish"
+		}
+		offline := role == metadata.ROOT || role == metadata.TARGETS
+		if !now.Before(exp) || offline && exp.Sub(now) < tuf.ExpiryWarning {
+			when := serve.Until(exp, now) // "in 3 days", "expired 2h ago"
+			if now.Before(exp) {
+				when = "expires " + when
+			}
+			fmt.Fprintf(w, "sumd: warning: the %s metadata %s: %s\n", role, when, fix)
+		}
 	}
 }
 
