@@ -87,14 +87,14 @@ func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 	if !strings.HasSuffix(cfg.NewKey, ".key") {
 		return usageError(fmt.Errorf("-new-key %s: want a file name ending in .key", cfg.NewKey), newKeyHint)
 	}
+	if err := checkPlanted(cfg.NewKey, os.Geteuid()); err != nil {
+		return err
+	}
 	if !exists(cfg.NewKey) {
 		if _, err := writeKey(l.Name(), cfg.NewKey, strings.TrimSuffix(cfg.NewKey, ".key")+".vkey"); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "sumd: generated the new signing key %s\n", cfg.NewKey)
-	}
-	if err := checkPlanted(cfg.NewKey, os.Geteuid()); err != nil {
-		return err
 	}
 	k, err := readKeyFile(cfg.NewKey)
 	if err != nil {
@@ -140,12 +140,13 @@ func worldWritable(file string) string {
 }
 
 // checkPlanted refuses the key file about to become a new key (of the
-// log, or of the TUF repository's root or targets) if it lies under a
-// directory every user may write to (worldWritable) and it, or a
-// directory between, belongs to another user than uid: anyone could have
-// put the file there, or may swap it, keeping the private half of the
-// key sumd would trust. (A file of the operator's own there is only
-// warned about: it may be lost, not taken.)
+// log, or of the TUF repository's root or targets), existing or to be
+// generated, if it lies under a directory every user may write to
+// (worldWritable) and it, or a directory between, belongs to another
+// user than uid: anyone could have put the file there, or may swap or
+// delete it, keeping the private half of the key sumd would trust or
+// losing the only copy of a key. (A file of the operator's own there is
+// only warned about.)
 func checkPlanted(file string, uid int) error {
 	shared := worldWritable(file)
 	if shared == "" {
@@ -167,8 +168,13 @@ func checkPlanted(file string, uid int) error {
 			return err
 		}
 	}
+	// The file and the directories to make may not exist yet: sumd
+	// generates a key there, and makes them its own.
 	for p := abs; p != shared && p != filepath.Dir(p); p = filepath.Dir(p) {
 		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil
 		}

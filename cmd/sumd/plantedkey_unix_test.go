@@ -84,8 +84,8 @@ func TestKeyRotatePlantedKey(t *testing.T) {
 		t.Errorf("after the refused rotation, the log signs with more than its own key: %v\n%s", err, errOut)
 	}
 
-	// A planted directory is refused too: its owner may swap the key
-	// sumd generates there before sumd reads it.
+	// A planted directory is refused too, before a key is generated in
+	// it: its owner may swap the key before sumd reads it, or delete it.
 	theirs := filepath.Join(shared, "next")
 	if err := os.Mkdir(theirs, 0o755); err != nil {
 		t.Fatal(err)
@@ -94,6 +94,9 @@ func TestKeyRotatePlantedKey(t *testing.T) {
 	_, errOut, err = sumdRun(t, "key", "rotate", "-db", db, "-key", oldKey, "-new-key", filepath.Join(theirs, e2eName+".key"))
 	if err == nil || !strings.Contains(errOut, "belongs to uid 65534") {
 		t.Errorf("key rotate with -new-key in a planted directory: err %v\n%s", err, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(theirs, e2eName+".key")); err == nil {
+		t.Error("key rotate generated the new key in a planted directory")
 	}
 
 	// tuf rotate-root, with a planted new root key.
@@ -115,5 +118,44 @@ func TestKeyRotatePlantedKey(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(repo, "metadata", "2.root.json")); err == nil {
 		t.Error("tuf rotate-root wrote root version 2 with the planted key")
+	}
+}
+
+// TestTUFRotateRootKeyInOthersDirectory: tuf rotate-root generated a new
+// root or targets key named in a directory of another user under a
+// directory every user may write to, and made it a key of the new root:
+// that user, unable to read the file, could still delete it, and the
+// root keys, kept nowhere else, were lost with it. Such a directory is
+// refused now, before anything is generated.
+func TestTUFRotateRootKeyInOthersDirectory(t *testing.T) {
+	shared := sharedDir(t)
+	theirs := filepath.Join(shared, "theirs")
+	if err := os.Mkdir(theirs, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if !plant(t, theirs) {
+		if err := checkPlanted(filepath.Join(theirs, "root-new.key"), os.Geteuid()+1); err == nil || !strings.Contains(err.Error(), "belongs to uid") {
+			t.Errorf("a new key file in another user's directory under a shared directory: %v, want it refused", err)
+		}
+		return
+	}
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	repo := filepath.Join(dir, "tuf")
+	offline := filepath.Join(dir, "offline")
+	sumd(t, "tuf", "init", "-name", e2eName, "-dir", repo, "-keys", offline, "-vkey", vkey, "-url", "https://"+e2eName)
+	for _, flag := range []string{"-new-root-key", "-new-targets-key"} {
+		role := strings.TrimSuffix(strings.TrimPrefix(flag, "-new-"), "-key")
+		file := filepath.Join(theirs, role+"-new.key")
+		_, errOut, err := sumdRun(t, "tuf", "rotate-root", "-dir", repo, "-keys", offline, flag, file)
+		if err == nil || !strings.Contains(errOut, "belongs to uid 65534") {
+			t.Errorf("tuf rotate-root %s in another user's directory: err %v\n%s", flag, err, errOut)
+		}
+		if _, err := os.Stat(file); err == nil {
+			t.Errorf("tuf rotate-root %s in another user's directory generated %s", flag, file)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(repo, "metadata", "2.root.json")); err == nil {
+		t.Error("tuf rotate-root wrote root version 2 with a key in another user's directory")
 	}
 }

@@ -201,10 +201,10 @@ func newKeys(files, role string, stderr io.Writer) ([]*tuf.Key, error) {
 }
 
 func readOrGenerateKey(file, role string, stderr io.Writer) (*tuf.Key, error) {
+	if err := checkPlanted(file, os.Geteuid()); err != nil {
+		return nil, err
+	}
 	if exists(file) {
-		if err := checkPlanted(file, os.Geteuid()); err != nil {
-			return nil, err
-		}
 		return tuf.ReadKeyFile(file)
 	}
 	k, err := tuf.GenerateKey()
