@@ -40,8 +40,13 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 // writeKey generates a key for name and writes its files, refusing to
 // overwrite an existing key: losing a log's key ends the log. An existing
 // verifier key file is refused too: it may be all that is left to verify
-// an old log's backups and mirrors with.
+// an old log's backups and mirrors with. So is a directory of another
+// user under one every user may write to (checkPlanted): that user could
+// swap the key before a log is made with it.
 func writeKey(name, skeyFile, vkeyFile string) (string, error) {
+	if err := checkPlanted(skeyFile, os.Geteuid()); err != nil {
+		return "", err
+	}
 	skey, vkey, err := tlog.GenerateKey(name)
 	if err != nil {
 		return "", fmt.Errorf("failed to generate key: %w", err)

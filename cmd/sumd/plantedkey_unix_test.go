@@ -159,3 +159,30 @@ func TestTUFRotateRootKeyInOthersDirectory(t *testing.T) {
 		t.Error("tuf rotate-root wrote root version 2 with a key in another user's directory")
 	}
 }
+
+// TestKeygenInOthersDirectory: sumd keygen -key-dir wrote a log's key into
+// a directory of another user under a directory every user may write to:
+// that user could swap the file for a key of their own before sumd serve
+// -create read it (as root, sumd reads another user's 0600 file), and the
+// new log would sign with it. Such a directory is refused now, before the
+// key is generated.
+func TestKeygenInOthersDirectory(t *testing.T) {
+	shared := sharedDir(t)
+	theirs := filepath.Join(shared, "keys")
+	if err := os.Mkdir(theirs, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if !plant(t, theirs) {
+		if err := checkPlanted(filepath.Join(theirs, e2eName+".key"), os.Geteuid()+1); err == nil || !strings.Contains(err.Error(), "belongs to uid") {
+			t.Errorf("a key file to write into another user's directory under a shared directory: %v, want it refused", err)
+		}
+		return
+	}
+	_, errOut, err := sumdRun(t, "keygen", "-name", e2eName, "-key-dir", theirs)
+	if err == nil || !strings.Contains(errOut, "belongs to uid 65534") {
+		t.Errorf("keygen -key-dir of another user under a shared directory: err %v\n%s", err, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(theirs, e2eName+".key")); err == nil {
+		t.Error("keygen wrote the key into another user's directory")
+	}
+}
