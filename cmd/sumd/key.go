@@ -159,7 +159,7 @@ func checkPlanted(file string, uid int) error {
 	check := func(path string, fi fs.FileInfo) error {
 		if owner, ok := fileOwner(fi); ok && owner != uid {
 			return withHint(fmt.Errorf("%s belongs to uid %d, not to this user (uid %d), and lies under %s, which every user may write to: whoever put it there may hold a copy of the key", path, owner, uid, shared),
-				"make the new key in a directory of your own: name a file that does not exist there, and sumd generates the key")
+				"keep keys in a directory of your own: name one that does not exist yet (sumd makes it) or one you made, never one another user made")
 		}
 		return nil
 	}

@@ -186,3 +186,42 @@ func TestKeygenInOthersDirectory(t *testing.T) {
 		t.Error("keygen wrote the key into another user's directory")
 	}
 }
+
+// TestTUFInitKeysInOthersDirectory: sumd tuf init wrote the root and
+// targets keys (-keys) and the online keys (-online-keys) into a
+// directory of another user under a directory every user may write to:
+// that user could delete the only copy of the root keys, or swap the
+// online keys' files. Such a directory is refused now, before anything is
+// written.
+func TestTUFInitKeysInOthersDirectory(t *testing.T) {
+	shared := sharedDir(t)
+	theirs := filepath.Join(shared, "tufkeys")
+	if err := os.Mkdir(theirs, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if !plant(t, theirs) {
+		if err := checkPlanted(theirs, os.Geteuid()+1); err == nil || !strings.Contains(err.Error(), "belongs to uid") {
+			t.Errorf("a key directory of another user under a shared directory: %v, want it refused", err)
+		}
+		return
+	}
+	dir := t.TempDir()
+	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
+	for _, flag := range []string{"-keys", "-online-keys"} {
+		repo := filepath.Join(dir, "tuf"+flag)
+		args := []string{"tuf", "init", "-name", e2eName, "-dir", repo, "-vkey", vkey, flag, theirs}
+		if flag != "-keys" {
+			args = append(args, "-keys", filepath.Join(dir, "offline"))
+		}
+		_, errOut, err := sumdRun(t, args...)
+		if err == nil || !strings.Contains(errOut, "belongs to uid 65534") {
+			t.Errorf("tuf init %s of another user under a shared directory: err %v\n%s", flag, err, errOut)
+		}
+		if _, err := os.Stat(filepath.Join(repo, "metadata", "1.root.json")); err == nil {
+			t.Errorf("tuf init %s of another user created the repository", flag)
+		}
+	}
+	if keys, _ := filepath.Glob(filepath.Join(theirs, "*.key")); len(keys) > 0 {
+		t.Errorf("tuf init wrote keys into another user's directory: %q", keys)
+	}
+}

@@ -68,6 +68,14 @@ func tufInit(args []string, stdout, stderr io.Writer) error {
 	if err := keyDirsNotOnline(onlineKeys(cfg.TUFRepo), keyDirs(cfg.Keys)[:1]); err != nil {
 		return err
 	}
+	// The keys are written there: another user's directory under a
+	// shared one would let that user delete the root keys, or swap the
+	// online ones.
+	for _, dir := range []string{keyDirs(cfg.Keys)[0], onlineKeys(cfg.TUFRepo)} {
+		if err := checkPlanted(dir, os.Geteuid()); err != nil {
+			return err
+		}
+	}
 	db, err := publishedDatabase("tuf init", cfg.Database, cfg.TUFPublished, config.NewLogger(cfg.Log, stderr), stderr)
 	if err != nil {
 		return err

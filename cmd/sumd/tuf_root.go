@@ -123,6 +123,9 @@ func rootChange(cfg *config.TUFRotateRoot, stderr io.Writer) (tuf.RootChange, *n
 		return ch, online, err
 	}
 	if cfg.RotateOnline {
+		if err := checkPlanted(online.dir, os.Geteuid()); err != nil {
+			return ch, online, err
+		}
 		if ch.SnapshotKey, err = online.generate(metadata.SNAPSHOT); err != nil {
 			return ch, online, err
 		}
