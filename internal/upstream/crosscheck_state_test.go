@@ -3,6 +3,7 @@ package upstream
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -24,6 +25,27 @@ func TestCheckerStateSyncsDir(t *testing.T) {
 	s.lookup(t, 200, "0\n")
 	if len(synced) == 0 || synced[len(synced)-1] != filepath.Dir(state) {
 		t.Errorf("directories synced: %q, want the state file's, %s, last", synced, filepath.Dir(state))
+	}
+}
+
+// TestCheckerStateSyncsNewDirs: the directories made at first start for
+// the state file are durable before it is saved in them: each one's parent
+// is synced, or a crash right after the first save could lose a directory,
+// and with it the saved tree head.
+func TestCheckerStateSyncsNewDirs(t *testing.T) {
+	root := t.TempDir()
+	state := filepath.Join(root, "data", "sub", "latest")
+	var synced []string
+	defer func(orig func(string) error) { syncDir = orig }(syncDir)
+	syncDir = func(dir string) error {
+		synced = append(synced, dir)
+		return nil
+	}
+	newCheckedSetup(t, CheckerOptions{StateFile: state})
+	for _, dir := range []string{root, filepath.Join(root, "data")} {
+		if !slices.Contains(synced, dir) {
+			t.Errorf("directories synced at start: %q, want %s among them", synced, dir)
+		}
 	}
 }
 

@@ -177,7 +177,7 @@ func loadClientState(key string, v note.Verifier, file string, cacheBytes int64)
 		// The first save must not fail every lookup's check for want of
 		// a directory (the default with PostgreSQL is data/... in the
 		// working directory): make it now, or say so at start.
-		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		if err := mkdirAllDurable(filepath.Dir(file)); err != nil {
 			return nil, fmt.Errorf("failed to create the directory of the cross-check state file: %w", err)
 		}
 		return s, nil
@@ -242,6 +242,28 @@ func writeFileAtomic(name string, data []byte) error {
 		return err
 	}
 	return syncDir(filepath.Dir(name))
+}
+
+// mkdirAllDurable makes dir and any missing parents, and syncs the parent
+// of each directory it made: a crash right after the first save into a new
+// directory could otherwise lose the directory, and the save with it.
+func mkdirAllDurable(dir string) error {
+	var made []string // the missing directories, deepest first
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		made = append(made, d)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, d := range made {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // syncDir is durable.SyncDir; a test sees it called.
