@@ -260,7 +260,26 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 	if mc.ClientCert == config.ClientCertNone {
 		mc.ClientCert = ""
 	}
+	mc.ReadWith = readWith(stored, mc)
 	return mc, nil
+}
+
+// readWith names the credentials a mirror's data was read with, once
+// saveMirrorConfig stores mc (after the round's first commit): those the
+// database recorded, never forgotten; else, in a database from before
+// sumd recorded them, those it remembers, which it may have read with
+// (it cannot tell, and forgetting them must not make its data public);
+// else this run's, if any ("": none).
+func readWith(stored, mc *mirror.Config) string {
+	if stored != nil {
+		if stored.ReadWith != "" {
+			return stored.ReadWith
+		}
+		if c := originCreds(stored); c != "" {
+			return c
+		}
+	}
+	return originCreds(mc)
 }
 
 // sameHost reports whether the URLs a and b name the same host.
@@ -294,7 +313,7 @@ func hostBound(auth string) bool {
 // database must then remember.
 func saveMirrorConfig(l *itlog.Log, stored, mc *mirror.Config) error {
 	if stored != nil && stored.URL == mc.URL && slices.Equal(stored.Modules, mc.Modules) && slices.Equal(stored.VerifierKeys, mc.VerifierKeys) &&
-		stored.Auth == mc.Auth && stored.ClientCert == mc.ClientCert && stored.ClientKey == mc.ClientKey && stored.Partial == mc.Partial {
+		stored.Auth == mc.Auth && stored.ClientCert == mc.ClientCert && stored.ClientKey == mc.ClientKey && stored.Partial == mc.Partial && stored.ReadWith == mc.ReadWith {
 		return nil
 	}
 	return mirror.WriteConfig(context.Background(), l, mc)

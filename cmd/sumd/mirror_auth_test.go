@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/config"
@@ -126,4 +128,94 @@ func TestMirrorClientCertNone(t *testing.T) {
 	if _, _, err := config.LoadMirror([]string{"-mirror", "m.db", "-client-cert", "none", "-client-key", "k.pem"}, nil, io.Discard); err == nil {
 		t.Errorf("sumd mirror -client-cert none -client-key: accepted, want the key refused")
 	}
+}
+
+// TestMirrorPrivateSticky: sumd serve refused a mirror whose database
+// remembered credentials, but a later run that forgot them (-auth none,
+// -client-cert none, or an -origin on another host) made the mirror look
+// public, and sumd serve then gave anonymous clients everything copied
+// with them. The database records that its data was read with
+// credentials, and forgetting them keeps the record; a database from
+// before that record, which remembers credentials, is taken to have read
+// with them.
+func TestMirrorPrivateSticky(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	skey, _, err := itlog.GenerateKey("sum.corp.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := itlog.ParseKey(skey)
+	vkey := key.VerifierKey()
+	const origin = "https://sumd.corp.example"
+	token := &mirror.Config{URL: origin, VerifierKeys: []string{vkey}, Auth: "bearer:/etc/sumd/replica.token"}
+	cert := &mirror.Config{URL: origin, VerifierKeys: []string{vkey}, ClientCert: "/etc/sumd/replica.pem", ClientKey: "/etc/sumd/replica.key"}
+	for _, tc := range []struct {
+		name   string
+		first  *mirror.Config // written as a database from before the record keeps it
+		run    bool           // first saved by a run with its options, rather than written as it is
+		later  mirrorOpts     // the later run's options
+		public bool           // sumd serve may serve it to anonymous clients
+	}{
+		{name: "-auth none", first: token, run: true, later: mirrorOpts{auth: "none"}},
+		{name: "-client-cert none", first: cert, run: true, later: mirrorOpts{cert: config.ClientCertNone}},
+		{name: "another host", first: token, run: true, later: mirrorOpts{origin: "https://sumd.other.example"}},
+		{name: "client cert to another host", first: cert, run: true, later: mirrorOpts{origin: "https://sumd.other.example"}},
+		{name: "older database with -auth none", first: token, later: mirrorOpts{auth: "none"}},
+		{name: "older database to another host", first: cert, later: mirrorOpts{origin: "https://sumd.other.example"}},
+		{name: "never private", first: &mirror.Config{URL: origin, VerifierKeys: []string{vkey}, Auth: "none"}, run: true,
+			later: mirrorOpts{origin: "https://sumd.other.example"}, public: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mdb := filepath.Join(t.TempDir(), "m.db")
+			l, stored, err := openMirror(mdb, vkey, nil, true, -1, "", logger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.run {
+				first := mirrorOpts{origin: tc.first.URL, auth: tc.first.Auth, cert: tc.first.ClientCert, key: tc.first.ClientKey}
+				mc, err := mirrorConfig(first.config(), l, stored)
+				if err == nil {
+					err = saveMirrorConfig(l, stored, mc)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else if err := mirror.WriteConfig(context.Background(), l, tc.first); err != nil {
+				t.Fatal(err)
+			}
+			stored, err = mirror.ReadConfig(context.Background(), l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mc, err := mirrorConfig(tc.later.config(), l, stored)
+			if err == nil {
+				err = saveMirrorConfig(l, stored, mc)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+
+			cfg := &config.Serve{}
+			cfg.Mirrors = mdb
+			f, creds, err := serveMirrors(cfg, nil, logger)[0].Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Log().Close()
+			if public := creds == ""; public != tc.public {
+				t.Errorf("sumd serve takes the mirror for one read with credentials %q; want public %v", creds, tc.public)
+			}
+		})
+	}
+}
+
+// mirrorOpts are the options of a sumd mirror run.
+type mirrorOpts struct{ origin, auth, cert, key string }
+
+func (o mirrorOpts) config() *config.Mirror {
+	cfg := &config.Mirror{Origin: o.origin}
+	cfg.Auth = o.auth
+	cfg.ClientCert = config.ClientCert{ClientCert: o.cert, ClientKey: o.key}
+	return cfg
 }

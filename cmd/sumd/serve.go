@@ -629,7 +629,7 @@ func serveMirrors(cfg *config.Serve, metrics *mirror.Metrics, logger *slog.Logge
 					l.Close()
 					return nil, "", err
 				}
-				return f, originCreds(mc), nil
+				return f, servedCreds(mc), nil
 			},
 			// The certificate's expiry, or renewed files that cannot be
 			// loaded: an expired one stops the mirror following an origin
@@ -673,6 +673,20 @@ func originCreds(mc *mirror.Config) string {
 		return ""
 	}
 	return a.String()
+}
+
+// servedCreds names the credentials that make a mirror configured by mc
+// private, which serve.Run refuses to serve to anonymous clients ("":
+// none): those it reads its origin with, or, once forgotten, those its
+// data was read with (mirror.Config.ReadWith), which it still holds.
+func servedCreds(mc *mirror.Config) string {
+	if c := originCreds(mc); c != "" {
+		return c
+	}
+	if mc.ReadWith != "" {
+		return "forgotten since, but its data was read with " + mc.ReadWith + "; only a new mirror starts public"
+	}
+	return ""
 }
 
 // newLogBesideMirrors refuses the first start's new log (db the embedded

@@ -83,6 +83,13 @@ type Config struct {
 	// the key itself, read again by each run.
 	ClientCert string `json:"client_cert,omitempty"`
 	ClientKey  string `json:"client_key,omitempty"`
+	// ReadWith, once set, names the credentials (as Auth and ClientCert
+	// do: files, never secrets) the mirror's data was first read with.
+	// It stays when the mirror forgets them (-auth none, -client-cert
+	// none, an origin on another host): the data copied with them does
+	// not become public, and sumd serve keeps refusing to serve it to
+	// anonymous clients. Only a new mirror starts without it.
+	ReadWith string `json:"read_with,omitempty"`
 }
 
 const (
