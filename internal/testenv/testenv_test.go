@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -53,6 +54,37 @@ func TestSkipShort(t *testing.T) {
 		out, _ := cmd.CombinedOutput()
 		if !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), "the child's reason") {
 			t.Errorf("CI=%q, -short: want %q with the reason, got:\n%s", tc.ci, tc.want, out)
+		}
+	}
+}
+
+// TestNeed runs tests that call Need and LookPath for what is missing in a
+// child go test process: each skips locally, saying what it needs, and
+// fails in CI, which is the point of this package; one given no error
+// passes in both.
+func TestNeed(t *testing.T) {
+	if os.Getenv("SUMD_NEED_CHILD") != "" {
+		t.Run("need", func(t *testing.T) { Need(t, "the child's tool", errors.New("not installed")) })
+		t.Run("lookpath", func(t *testing.T) { LookPath(t, "sumd-testenv-no-such-command") })
+		t.Run("found", func(t *testing.T) { Need(t, "the child's tool", nil) })
+		return
+	}
+	for _, tc := range []struct{ ci, want string }{
+		{"", "SKIP"},
+		{"false", "SKIP"},
+		{"true", "FAIL"},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNeed$", "-test.v")
+		cmd.Env = append(os.Environ(), "SUMD_NEED_CHILD=1", "CI="+tc.ci)
+		out, _ := cmd.CombinedOutput()
+		for _, want := range []string{
+			"--- " + tc.want + ": TestNeed/need", "the child's tool",
+			"--- " + tc.want + ": TestNeed/lookpath", "sumd-testenv-no-such-command",
+			"--- PASS: TestNeed/found",
+		} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("CI=%q: want %q in the child's output, got:\n%s", tc.ci, want, out)
+			}
 		}
 	}
 }
