@@ -126,3 +126,33 @@ func anyTrue(bs []bool) bool {
 	}
 	return false
 }
+
+// TestSilentSkips holds silentSkips, which TestNoSilentSkips relies on, to
+// finding the skips it is there to find: with none found, that test would
+// pass on any tree.
+func TestSilentSkips(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       int
+	}{
+		{"a bare skip", `t.Skip("flaky")`, 1},
+		{"every skip method", `t.Skipf("%d", 1); t.SkipNow(); b.Skip()`, 3},
+		{"after a failed LookPath", `if _, err := exec.LookPath("strace"); err != nil { t.Skip(err) }`, 1},
+		{"under -short", `if testing.Short() { t.Skip("slow") }`, 1},
+		{"in the else of a guard", `if os.Getenv("CHILD") != "" { run() } else { t.Skip() }`, 1},
+		{"in a closure", `t.Run("x", func(t *testing.T) { t.Skip() })`, 1},
+		{"a child guarded by os.Getenv", `if os.Getenv("CHILD") == "" { t.Skip("run by TestParent") }`, 0},
+		{"a child guarded by a variable", `dir := os.Getenv("CHILD"); if dir == "" { t.Skip("run by TestParent") }`, 0},
+		{"nested in a guard", `if os.Getenv("CHILD") == "" { if x { t.Skip() } }`, 0},
+		{"through testenv", `testenv.SkipShort(t, "slow"); testenv.LookPath(t, "strace")`, 0},
+	} {
+		src := "package p\n\nfunc TestX(t *testing.T) {\n" + tc.body + "\n}\n"
+		f, err := parser.ParseFile(token.NewFileSet(), "x_test.go", src, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := len(silentSkips(f)); got != tc.want {
+			t.Errorf("%s: %d silent skips found in %q, want %d", tc.name, got, tc.body, tc.want)
+		}
+	}
+}
