@@ -14,7 +14,8 @@ import (
 // skip itself only through this package (Need, LookPath and SkipShort,
 // which fail in CI instead), or as a child process helper that runs only
 // when its parent sets a variable (if os.Getenv(…) == ""). A -short skip
-// of its own (if testing.Short()) would pass in a CI run given -short.
+// of its own (if testing.Short(), with t.Skip or a bare return) would pass
+// in a CI run given -short.
 // Anything else, such as t.Skip after a failed exec.LookPath, would let CI
 // print ok for a test that never ran.
 func TestNoSilentSkips(t *testing.T) {
@@ -50,7 +51,7 @@ func TestNoSilentSkips(t *testing.T) {
 
 // silentSkips returns the positions of the Skip, Skipf and SkipNow calls
 // in f that are not guarded by os.Getenv (directly, or through a variable
-// assigned from it).
+// assigned from it), and those of the returns of tests under -short.
 func silentSkips(f *ast.File) []token.Pos {
 	env := envVars(f)
 	var found []token.Pos
@@ -75,6 +76,84 @@ func silentSkips(f *ast.File) []token.Pos {
 		return true
 	}
 	ast.Inspect(f, visit)
+	return append(found, shortReturns(f)...)
+}
+
+// shortReturns returns the positions of the if statements of f that end a
+// test under -short without a skip (if testing.Short() { return }): it
+// then passes, in CI too, having proved nothing. Only functions given a
+// *testing.T, B or F or a testing.TB count: elsewhere (a TestMain's
+// setup) -short may well decide what work to start.
+func shortReturns(f *ast.File) []token.Pos {
+	var found []token.Pos
+	ast.Inspect(f, func(n ast.Node) bool {
+		var typ *ast.FuncType
+		var body *ast.BlockStmt
+		switch n := n.(type) {
+		case *ast.FuncDecl:
+			typ, body = n.Type, n.Body
+		case *ast.FuncLit:
+			typ, body = n.Type, n.Body
+		}
+		if body == nil || !takesTesting(typ) {
+			return true
+		}
+		ast.Inspect(body, func(n ast.Node) bool {
+			if _, ok := n.(*ast.FuncLit); ok {
+				return false // inspected on its own
+			}
+			if is, ok := n.(*ast.IfStmt); ok && callsShort(is.Cond) && returns(is.Body) {
+				found = append(found, is.Pos())
+			}
+			return true
+		})
+		return true
+	})
+	return found
+}
+
+// takesTesting reports whether a function of type typ is given one of
+// package testing's test types.
+func takesTesting(typ *ast.FuncType) bool {
+	for _, p := range typ.Params.List {
+		t := p.Type
+		if star, ok := t.(*ast.StarExpr); ok {
+			t = star.X
+		}
+		if sel, ok := t.(*ast.SelectorExpr); ok {
+			if x, ok := sel.X.(*ast.Ident); ok && x.Name == "testing" && sel.Sel.Name != "M" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// callsShort reports whether cond calls testing.Short.
+func callsShort(cond ast.Expr) bool {
+	found := false
+	ast.Inspect(cond, func(n ast.Node) bool {
+		if sel, ok := n.(*ast.SelectorExpr); ok && isCall(sel, "testing", "Short") {
+			found = true
+		}
+		return !found
+	})
+	return found
+}
+
+// returns reports whether body holds a return statement outside the
+// function literals in it.
+func returns(body *ast.BlockStmt) bool {
+	found := false
+	ast.Inspect(body, func(n ast.Node) bool {
+		switch n.(type) {
+		case *ast.FuncLit:
+			return false
+		case *ast.ReturnStmt:
+			found = true
+		}
+		return !found
+	})
 	return found
 }
 
@@ -144,9 +223,17 @@ func TestSilentSkips(t *testing.T) {
 		{"a child guarded by os.Getenv", `if os.Getenv("CHILD") == "" { t.Skip("run by TestParent") }`, 0},
 		{"a child guarded by a variable", `dir := os.Getenv("CHILD"); if dir == "" { t.Skip("run by TestParent") }`, 0},
 		{"nested in a guard", `if os.Getenv("CHILD") == "" { if x { t.Skip() } }`, 0},
+		{"a return under -short", `if testing.Short() { return }`, 1},
+		{"a return under -short among other conditions", `if testing.Short() || x { return }`, 1},
+		{"a return under -short in a subtest", `t.Run("x", func(t *testing.T) { if testing.Short() { return } })`, 1},
 		{"through testenv", `testenv.SkipShort(t, "slow"); testenv.LookPath(t, "strace")`, 0},
 	} {
 		src := "package p\n\nfunc TestX(t *testing.T) {\n" + tc.body + "\n}\n"
+		if tc.want == 0 {
+			// Not a test: deciding whether to start work for tests to come
+			// (cmd/sumd's startCosignBuilds) under -short is no skip.
+			src += "\nfunc setup() {\n if testing.Short() { return }\n}\n"
+		}
 		f, err := parser.ParseFile(token.NewFileSet(), "x_test.go", src, 0)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
