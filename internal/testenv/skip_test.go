@@ -6,6 +6,7 @@ import (
 	"go/token"
 	"io/fs"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -13,7 +14,9 @@ import (
 // TestNoSilentSkips keeps every test of the module honest in CI: a test may
 // skip itself only through this package (Need, LookPath and SkipShort,
 // which fail in CI instead), or as a child process helper that runs only
-// when its parent sets a variable (if os.Getenv(…) == ""). A -short skip
+// when its parent sets a variable (if os.Getenv(…) == "", the variable set
+// by a "NAME=" string of the same package; not CI, and not one a developer
+// opts in with, which CI never sets). A -short skip
 // of its own (if testing.Short(), with t.Skip or a bare return) would pass
 // in a CI run given -short.
 // Anything else, such as t.Skip after a failed exec.LookPath, would let CI
@@ -25,6 +28,7 @@ func TestNoSilentSkips(t *testing.T) {
 		t.Fatal(err)
 	}
 	fset := token.NewFileSet()
+	dirs := map[string][]*ast.File{} // a package's files: one sets the variables guarding another's child tests
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -39,28 +43,38 @@ func TestNoSilentSkips(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for _, pos := range silentSkips(f) {
-			t.Errorf("%s: a test skips itself outside internal/testenv; use testenv.Need, testenv.LookPath or testenv.SkipShort, so that CI fails instead", fset.Position(pos))
-		}
+		dirs[filepath.Dir(path)] = append(dirs[filepath.Dir(path)], f)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, files := range dirs {
+		set := childEnv(files)
+		for _, f := range files {
+			for _, pos := range silentSkips(f, set) {
+				t.Errorf("%s: a test skips itself outside internal/testenv; use testenv.Need, testenv.LookPath or testenv.SkipShort, so that CI fails instead", fset.Position(pos))
+			}
+		}
+	}
 }
 
 // silentSkips returns the positions of the Skip, Skipf and SkipNow calls
 // in f that are not guarded by os.Getenv (directly, or through a variable
-// assigned from it), and those of the returns of tests under -short.
-func silentSkips(f *ast.File) []token.Pos {
-	env := envVars(f)
+// assigned from it) of a variable in set, the variables its package sets
+// for the child processes it runs, and those of the returns of tests under
+// -short. A guard on another variable would skip a test nobody runs (one
+// waiting for a developer to opt in), and a guard on CI one that CI never
+// runs.
+func silentSkips(f *ast.File, set map[string]bool) []token.Pos {
+	env := envVars(f, set)
 	var found []token.Pos
 	var guarded []bool // one entry per enclosing if statement: is it a guard?
 	var visit func(n ast.Node) bool
 	visit = func(n ast.Node) bool {
 		switch n := n.(type) {
 		case *ast.IfStmt:
-			guarded = append(guarded, isGuard(n.Cond, env))
+			guarded = append(guarded, isGuard(n.Cond, env, set))
 			ast.Inspect(n.Body, visit)
 			guarded = guarded[:len(guarded)-1]
 			if n.Else != nil {
@@ -157,24 +171,41 @@ func returns(body *ast.BlockStmt) bool {
 	return found
 }
 
-// isGuard reports whether cond calls os.Getenv, or uses one of the
-// variables env holds the values of os.Getenv in.
-func isGuard(cond ast.Expr, env map[string]bool) bool {
+// isGuard reports whether cond calls os.Getenv on a variable of set, or
+// uses one of the Go variables env holds the values of such calls in.
+func isGuard(cond ast.Expr, env, set map[string]bool) bool {
 	guard := false
 	ast.Inspect(cond, func(n ast.Node) bool {
 		switch n := n.(type) {
-		case *ast.SelectorExpr:
-			guard = isCall(n, "os", "Getenv")
+		case *ast.CallExpr:
+			name, ok := getenv(n)
+			guard = guard || ok && set[name]
 		case *ast.Ident:
-			guard = env[n.Name]
+			guard = guard || env[n.Name]
 		}
 		return !guard
 	})
 	return guard
 }
 
-// envVars returns the names of the variables of f assigned from os.Getenv.
-func envVars(f *ast.File) map[string]bool {
+// getenv returns the name of the variable call reads if it is
+// os.Getenv("NAME").
+func getenv(call *ast.CallExpr) (string, bool) {
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok || !isCall(sel, "os", "Getenv") || len(call.Args) != 1 {
+		return "", false
+	}
+	lit, ok := call.Args[0].(*ast.BasicLit)
+	if !ok || lit.Kind != token.STRING {
+		return "", false
+	}
+	name, err := strconv.Unquote(lit.Value)
+	return name, err == nil
+}
+
+// envVars returns the names of the Go variables of f assigned the value of
+// an environment variable of set by os.Getenv.
+func envVars(f *ast.File, set map[string]bool) map[string]bool {
 	vars := map[string]bool{}
 	ast.Inspect(f, func(n ast.Node) bool {
 		if as, ok := n.(*ast.AssignStmt); ok && len(as.Lhs) == 1 && len(as.Rhs) == 1 {
@@ -183,13 +214,32 @@ func envVars(f *ast.File) map[string]bool {
 			if call == nil || id == nil {
 				return true
 			}
-			if sel, ok := call.Fun.(*ast.SelectorExpr); ok && isCall(sel, "os", "Getenv") {
+			if name, ok := getenv(call); ok && set[name] {
 				vars[id.Name] = true
 			}
 		}
 		return true
 	})
 	return vars
+}
+
+// childEnv returns the environment variables that files set for a child
+// process, as a string beginning "NAME=" (cmd.Env = append(os.Environ(),
+// "NAME="+value)), but CI: a child run with CI set is not a reason to skip.
+func childEnv(files []*ast.File) map[string]bool {
+	set := map[string]bool{}
+	for _, f := range files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				v, err := strconv.Unquote(lit.Value)
+				if name, _, ok := strings.Cut(v, "="); err == nil && ok && name != "" && name != "CI" {
+					set[name] = true
+				}
+			}
+			return true
+		})
+	}
+	return set
 }
 
 func isCall(sel *ast.SelectorExpr, pkg, name string) bool {
@@ -226,9 +276,13 @@ func TestSilentSkips(t *testing.T) {
 		{"a return under -short", `if testing.Short() { return }`, 1},
 		{"a return under -short among other conditions", `if testing.Short() || x { return }`, 1},
 		{"a return under -short in a subtest", `t.Run("x", func(t *testing.T) { if testing.Short() { return } })`, 1},
+		{"in CI only", `if os.Getenv("CI") != "" { t.Skip("flaky in CI") }`, 1},
+		{"unless opted in", `if os.Getenv("SUMD_SLOW") == "" { t.Skip("set SUMD_SLOW to run") }`, 1},
+		{"unless opted in, through a variable", `v := os.Getenv("SUMD_SLOW"); if v == "" { t.Skip("set SUMD_SLOW to run") }`, 1},
 		{"through testenv", `testenv.SkipShort(t, "slow"); testenv.LookPath(t, "strace")`, 0},
 	} {
-		src := "package p\n\nfunc TestX(t *testing.T) {\n" + tc.body + "\n}\n"
+		// The parent of the child tests sets CHILD, and only it.
+		src := "package p\n\nfunc TestX(t *testing.T) {\n" + tc.body + "\n}\n\nvar parentEnv = \"CHILD=1\"\n"
 		if tc.want == 0 {
 			// Not a test: deciding whether to start work for tests to come
 			// (cmd/sumd's startCosignBuilds) under -short is no skip.
@@ -238,7 +292,7 @@ func TestSilentSkips(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if got := len(silentSkips(f)); got != tc.want {
+		if got := len(silentSkips(f, childEnv([]*ast.File{f}))); got != tc.want {
 			t.Errorf("%s: %d silent skips found in %q, want %d", tc.name, got, tc.body, tc.want)
 		}
 	}
