@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -150,41 +151,42 @@ func TestSharedPolling(t *testing.T) {
 
 // TestSharedHeadAge: while the store cannot be reached, a process serves
 // its head until MaxHeadAge has passed since it last confirmed it, then
-// 503; reached again, it serves again, without a restart.
+// 503; reached again, it serves again, without a restart. In a synctest
+// bubble, where the clock moves only while every goroutine waits, the head
+// is confirmed at the open and the store goes down at that instant, so the
+// head's age is exact: served at MaxHeadAge less a millisecond, refused
+// once MaxHeadAge and the refresh that finds the store down have passed.
 func TestSharedHeadAge(t *testing.T) {
+	synctest.Test(t, testSharedHeadAge)
+}
+
+func testSharedHeadAge(t *testing.T) {
+	const refresh, maxAge = 5 * time.Millisecond, 100 * time.Millisecond
 	ctx := context.Background()
 	s, k := &sharedMem{MemStore: NewMemStore()}, testKey(t, "sum.example.com")
-	a := openShared(t, s, Options{Keys: []*Key{k}, RefreshInterval: 5 * time.Millisecond, MaxHeadAge: 100 * time.Millisecond})
+	a := openShared(t, s, Options{Keys: []*Key{k}, RefreshInterval: refresh, MaxHeadAge: maxAge})
 	if _, err := a.Signed(ctx); err != nil {
 		t.Fatalf("Signed after open: %v", err)
 	}
 	s.down.Store(true)
-	start := time.Now()
-	var err error
-	for time.Since(start) < 10*time.Second {
-		if _, err = a.Signed(ctx); err != nil {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	time.Sleep(maxAge - time.Millisecond)
+	if _, err := a.Signed(ctx); err != nil {
+		t.Fatalf("Signed %v after the store went down, before MaxHeadAge (%v): %v", maxAge-time.Millisecond, maxAge, err)
 	}
+	time.Sleep(time.Millisecond + refresh)
+	_, err := a.Signed(ctx)
 	var hs interface{ HTTPStatus() int }
 	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &hs) || hs.HTTPStatus() != http.StatusServiceUnavailable {
-		t.Fatalf("Signed with the store down = %v, want ErrUnavailable with status 503", err)
-	}
-	if d := time.Since(start); d < 90*time.Millisecond {
-		t.Errorf("Signed failed %v after the store went down, before MaxHeadAge (100ms)", d)
+		t.Fatalf("Signed %v after the store went down = %v, want ErrUnavailable with status 503", maxAge+refresh, err)
 	}
 	if msg := err.Error(); msg != "the checksum database's storage is unavailable; try again shortly" {
 		t.Errorf("error text %q would show clients more than that the storage is unavailable", msg)
 	}
 	s.down.Store(false)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err = a.Signed(ctx); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Signed 10s after the store came back: %v", err)
-		}
+	time.Sleep(refresh)
+	synctest.Wait()
+	if _, err = a.Signed(ctx); err != nil {
+		t.Fatalf("Signed a refresh after the store came back: %v", err)
 	}
 }
 
