@@ -243,11 +243,7 @@ func TestReadListenerShutdown(t *testing.T) {
 		}()
 		<-ops.entered
 		stop()
-		time.Sleep(100 * time.Millisecond)
-		if c, err := net.DialTimeout("tcp", strings.TrimPrefix(read, "http://"), time.Second); err == nil {
-			c.Close()
-			t.Errorf("timeout %s: the read listener accepted a connection after the stop", timeout)
-		}
+		waitRefused(t, strings.TrimPrefix(read, "http://"), timeout > time.Second, done)
 		if timeout > time.Second {
 			close(ops.release)
 			if r := <-got; !strings.HasPrefix(r, "200 go.sum database tree\n") {
@@ -266,6 +262,33 @@ func TestReadListenerShutdown(t *testing.T) {
 			t.Errorf("request past the shutdown timeout: %q, want its connection cut", r)
 		}
 		close(ops.release)
+	}
+}
+
+// waitRefused dials addr, a listener just stopped, until it refuses the
+// connection: the stop closes it before the requests in flight end. With
+// held, a request in flight is held until the test releases it, so Run
+// cannot return before: returning first means the listener served on
+// through the shutdown. (Without, as with a short -shutdown-timeout, Run
+// may return first on a loaded machine, which proves nothing.)
+func waitRefused(t *testing.T, addr string, held bool, done <-chan error) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return
+		}
+		c.Close()
+		if held {
+			select {
+			case err := <-done:
+				t.Fatalf("the read listener accepted connections after the stop until Run returned (%v), with a request in flight", err)
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the read listener accepted connections 15s after the stop")
+		}
 	}
 }
 
