@@ -65,9 +65,18 @@ func TestFaultInjection(t *testing.T) {
 	l.Close()
 
 	counts := countSyscalls(t, strace, dir, base, skey)
+	// The store writes and syncs through these: a trace without them was
+	// not read (a path strace prints otherwise, a format it changed), and
+	// every fault below would be skipped.
+	for _, sc := range []string{"pwrite64", "fdatasync"} {
+		if counts[sc] == 0 {
+			t.Fatalf("no %s call on the database in the child's trace (calls per thread: %v): the test would prove nothing", sc, counts)
+		}
+	}
 	const samples = 6
 	start := time.Now()
 	runs := 0
+	injected := map[string]int{} // runs that failed a call, by system call
 	for _, sc := range faultSyscalls {
 		for _, n := range sampleCalls(counts[sc], samples) {
 			runs++
@@ -75,13 +84,20 @@ func TestFaultInjection(t *testing.T) {
 				r := straceRun(t, strace, dir, base, skey, fmt.Sprintf("%s:error=EIO:when=%d", sc, n))
 				if !r.injected {
 					t.Logf("no %s call #%d in this run", sc, n)
+				} else {
+					injected[sc]++
 				}
 				r.check(t, r.file, k, "the file as left")
 				r.check(t, r.durable, k, "the file after a power loss")
 			})
 		}
 	}
-	t.Logf("calls per thread: %v; %d runs in %v", counts, runs, time.Since(start).Round(time.Millisecond))
+	t.Logf("calls per thread: %v; %d runs in %v, failing a call in %v", counts, runs, time.Since(start).Round(time.Millisecond), injected)
+	for _, sc := range []string{"pwrite64", "fdatasync"} {
+		if injected[sc] == 0 {
+			t.Errorf("no run failed a %s call (strace's inject did nothing): the test proved nothing of %s", sc, sc)
+		}
+	}
 }
 
 // sampleCalls picks the call numbers to fail among 1..n: all of them if
