@@ -27,7 +27,7 @@ import (
 // its mmap. Without the drop, or with it before the lock, it fails.
 func TestWritableOpenDropsCache(t *testing.T) {
 	strace := testenv.LookPath(t, "strace")
-	dir := t.TempDir()
+	dir := traceDir(t)
 	db := filepath.Join(dir, "sumd.db")
 	s, err := OpenBolt(db, BoltOptions{Create: true})
 	if err != nil {

@@ -44,7 +44,7 @@ var faultSyscalls = []string{"pwrite64", "fdatasync", "fsync", "rename", "rename
 func TestFaultInjection(t *testing.T) {
 	testenv.SkipShort(t, "runs a child under strace a few dozen times")
 	strace := testenv.LookPath(t, "strace")
-	dir := t.TempDir()
+	dir := traceDir(t)
 	skey, _, err := GenerateKey("fault.example.com")
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +98,17 @@ func TestFaultInjection(t *testing.T) {
 			t.Errorf("no run failed a %s call (strace's inject did nothing): the test proved nothing of %s", sc, sc)
 		}
 	}
+}
+
+// traceDir returns t.TempDir() with its symbolic links resolved: strace -y
+// prints the paths of a process's files so (as with TMPDIR=/tmp/link, or
+// macOS's /var), and the trace's calls are found by their file's path.
+func traceDir(t *testing.T) string {
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // sampleCalls picks the call numbers to fail among 1..n: all of them if
