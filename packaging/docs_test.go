@@ -25,7 +25,16 @@ func TestDocsMatchCode(t *testing.T) {
 			table[strings.Trim(name, "`")] = strings.TrimSpace(m[2])
 		}
 	}
-	for _, m := range regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1) {
+	// Both sides are read by their format: one read as nothing would let
+	// every option go unchecked.
+	if _, ok := table["listen"]; !ok || len(table) < 20 {
+		t.Errorf("read %d options from README's option table, without listen: it no longer reads the table", len(table))
+	}
+	flags := regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1)
+	if !slices.ContainsFunc(flags, func(m []string) bool { return m[1] == "listen" }) || len(flags) < 20 {
+		t.Errorf("read %d options from sumd serve -h, without listen: it no longer reads the usage text:\n%s", len(flags), usage.String())
+	}
+	for _, m := range flags {
 		if _, ok := table[m[1]]; !ok && m[1] != "config" {
 			t.Errorf("README's option table lacks serve's %s", m[1])
 		}
