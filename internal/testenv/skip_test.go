@@ -5,7 +5,9 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,8 +21,9 @@ import (
 // opts in with, which CI never sets). A -short skip
 // of its own (if testing.Short(), with t.Skip or a bare return) would pass
 // in a CI run given -short.
-// Anything else, such as t.Skip after a failed exec.LookPath, would let CI
-// print ok for a test that never ran.
+// Anything else, such as t.Skip after a failed exec.LookPath, or
+// testscript's skip in a script, would let CI print ok for a test that
+// never ran.
 func TestNoSilentSkips(t *testing.T) {
 	root := filepath.Join("..", "..")
 	here, err := filepath.Abs(".")
@@ -57,6 +60,52 @@ func TestNoSilentSkips(t *testing.T) {
 			}
 		}
 	}
+	// testscript's scripts (cmd/sumd's TestScript) have a skip command of
+	// their own, which passes in CI as t.Skip does.
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".txtar") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, line := range scriptSkips(string(data)) {
+			t.Errorf("%s:%d: a script skips itself; fail instead, or check for what it needs in its Go test through internal/testenv", path, line)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// scriptSkips returns the numbers of the lines of the testscript script
+// that run its skip command, under conditions ([short], [!exec:x]) or not,
+// before the files of its archive.
+func scriptSkips(script string) []int {
+	var found []int
+	n := 0
+	for line := range strings.Lines(script) {
+		n++
+		if strings.HasPrefix(line, "-- ") {
+			break // the archive's files
+		}
+		words := strings.Fields(line)
+		for len(words) > 0 && strings.HasPrefix(words[0], "[") {
+			words = words[1:]
+		}
+		if len(words) > 0 && words[0] == "skip" {
+			found = append(found, n)
+		}
+	}
+	return found
 }
 
 // silentSkips returns the positions of the Skip, Skipf and SkipNow calls
@@ -295,5 +344,24 @@ func TestSilentSkips(t *testing.T) {
 		if got := len(silentSkips(f, childEnv([]*ast.File{f}))); got != tc.want {
 			t.Errorf("%s: %d silent skips found in %q, want %d", tc.name, got, tc.body, tc.want)
 		}
+	}
+}
+
+// TestScriptSkips holds scriptSkips to finding testscript's skip command,
+// bare or under a condition, and nothing else.
+func TestScriptSkips(t *testing.T) {
+	script := `# skip: a comment is no command
+exec sumd version
+skip 'flaky'
+[short] skip
+[!exec:htpasswd] skip 'needs htpasswd'
+  [linux]   skip
+! exec sumd skip
+stdout 'skip'
+-- skip --
+skip
+`
+	if got, want := scriptSkips(script), []int{3, 4, 5, 6}; !slices.Equal(got, want) {
+		t.Errorf("scriptSkips found skips on lines %v, want %v", got, want)
 	}
 }
