@@ -2,11 +2,14 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sumd-project/sumd/internal/config"
 )
 
 // TestBackupVerifyMissingFile: sumd backup verify of a file that does not
@@ -34,5 +37,25 @@ func TestAddGosumMissingDatabase(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "dta")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the refused sumd add -gosum left %s: %v", filepath.Join(dir, "dta"), err)
+	}
+}
+
+// TestDatabaseUnwritableHint: a database this user may not create or open
+// for writing (a data/ directory owned by root, a volume mounted for
+// another user) says which user and what to do, not the bare "permission
+// denied" it was. As root, who writes anywhere, the error bbolt's open
+// gives other users is synthesized.
+func TestDatabaseUnwritableHint(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "data", "sumd.db")
+	opened := fmt.Errorf("failed to open database %s: %w", db, &fs.PathError{Op: "open", Path: db, Err: fs.ErrPermission})
+	err := openLogError(opened, config.Database{DB: db}, openOptions{cmd: "serve"}, true)
+	var ce *cliError
+	if !errors.As(err, &ce) || !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("openLogError(permission denied) = %v, want the error with a hint", err)
+	}
+	for _, want := range []string{fmt.Sprintf("uid %d", os.Geteuid()), filepath.Dir(db), "-db"} {
+		if !strings.Contains(ce.hint, want) {
+			t.Errorf("hint %q does not say %q", ce.hint, want)
+		}
 	}
 }

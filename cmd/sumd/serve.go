@@ -381,20 +381,34 @@ func openLogWith(db config.Database, o openOptions, create bool) (*tlog.Log, err
 	}
 	l, err := tlog.Open(db.DB, opts)
 	warnCreateLeftOn(l, o, db.DB)
+	if hinted := openLogError(err, db, o, create); hinted != err {
+		return nil, hinted
+	}
+	return l, err
+}
+
+// openLogError adds to err, the error of opening the bbolt database db, a
+// hint saying what to do, or returns err itself when it has none.
+func openLogError(err error, db config.Database, o openOptions, create bool) error {
 	var other *tlog.OtherLogError
 	switch {
 	case errors.Is(err, tlog.ErrLocked):
-		return nil, withHint(err, cmp.Or(o.lockedHint, lockedHint))
+		return withHint(err, cmp.Or(o.lockedHint, lockedHint))
 	case errors.As(err, &other):
-		return nil, withHint(err, otherLogHint(other, db.DB, o.cmd))
+		return withHint(err, otherLogHint(other, db.DB, o.cmd))
 	case errors.Is(err, tlog.ErrCorrupt):
-		return nil, withHint(err, ownHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)"))
+		return withHint(err, ownHint(err, "do not serve this database: restore it from a backup and audit it (docs/design)"))
 	case errors.Is(err, fs.ErrNotExist) && !exists(db.DB):
-		return nil, withHint(fmt.Errorf("database %s: %w", db.DB, fs.ErrNotExist), noLogHint(o.cmd))
+		return withHint(fmt.Errorf("database %s: %w", db.DB, fs.ErrNotExist), noLogHint(o.cmd))
 	case errors.Is(err, tlog.ErrLowDisk) && create && !exists(db.DB):
-		return nil, withHint(err, lowDiskCreatingHint(o))
+		return withHint(err, lowDiskCreatingHint(o))
+	case errors.Is(err, fs.ErrPermission):
+		// A first-hour mistake: data/ made by root, or a volume mounted
+		// for another user; bbolt's open says only "permission denied".
+		return withHint(err, fmt.Sprintf("this user (uid %d) may not write %s or its directory %s: chown them to the user sumd runs as "+
+			"(65532 in the container image), or give -db a path in a directory it may write", os.Geteuid(), db.DB, filepath.Dir(db.DB)))
 	}
-	return l, err
+	return err
 }
 
 // lowDiskCreatingHint is the hint for -min-free-disk refusing the creation
