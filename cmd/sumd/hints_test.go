@@ -59,3 +59,19 @@ func TestDatabaseUnwritableHint(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncTmpDirHint: sumd sync, whose temporary directory is always the
+// database file's name plus .tmp (it has no -tmp-dir), was told to "set
+// -tmp-dir" when that directory could not be made, an option it refuses;
+// the hint now names the directory to clear instead.
+func TestSyncTmpDirHint(t *testing.T) {
+	dir := t.TempDir()
+	l := newVerifyLog(t, dir)
+	_, cosignPub := cosignKeys(t, dir)
+	writeFile(t, l.db+".tmp", []byte("in the way\n"))
+	_, errOut, err := sumdRun(t, "sync", "-create", "-db", l.db, "-key", l.key, "-registry", "registry.example/gomod", "-cosign-key", cosignPub)
+	_, hint, _ := strings.Cut(errOut, "hint:")
+	if err == nil || strings.Contains(hint, "-tmp-dir") || !strings.Contains(hint, l.db+".tmp") {
+		t.Errorf("sumd sync with %s.tmp a file: %v\n%s\nwant a hint naming that directory, not -tmp-dir", l.db, err, errOut)
+	}
+}

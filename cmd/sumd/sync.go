@@ -16,8 +16,10 @@ import (
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/oci"
+	"github.com/sumd-project/sumd/internal/scratch"
 	"github.com/sumd-project/sumd/internal/serve"
 	"github.com/sumd-project/sumd/internal/tlog"
+	"github.com/sumd-project/sumd/internal/tlog/pgstore"
 	"github.com/sumd-project/sumd/internal/upstream"
 )
 
@@ -45,11 +47,11 @@ func runSync(args []string, stdout, stderr io.Writer) error {
 	// since both hold the database lock.
 	tmpDir, removeTmp, err := scratchDir("", cfg.DB)
 	if err != nil {
-		return err
+		return syncTmpDirError(err, cfg.DB, "")
 	}
 	defer removeTmp()
 	if err := openTmpDir(tmpDir, logger); err != nil {
-		return err
+		return syncTmpDirError(err, cfg.DB, tmpDir)
 	}
 	rl, err := syncCrosscheck(cfg, sources, l, logger)
 	if err != nil {
@@ -267,4 +269,26 @@ func serveReport(r *oci.Report) *serve.SyncReport {
 		sr.Outcomes[string(o)] = n
 	}
 	return sr
+}
+
+// syncTmpDirError replaces the hint of err, the failure to make or open
+// the temporary directory dir of sumd sync on the database db, which
+// says to set -tmp-dir, an option sumd sync does not have: its directory
+// is always the database file's name plus .tmp, or with PostgreSQL a new
+// one under $TMPDIR.
+func syncTmpDirError(err error, db, dir string) error {
+	var ce *cliError
+	if errors.As(err, &ce) {
+		err = ce.err
+	}
+	if pgstore.IsURL(db) {
+		return withHint(err, "sumd sync makes its temporary directory under $TMPDIR with PostgreSQL: set TMPDIR to a directory this user may write")
+	}
+	if dir == "" {
+		dir = dbFile(db) + ".tmp"
+	}
+	if errors.Is(err, scratch.ErrInUse) {
+		return withHint(err, "another sumd uses "+dir+", the temporary directory beside the database: stop it first")
+	}
+	return withHint(err, "sumd sync keeps its temporary files in "+dir+", beside the database (no option moves it): make it a directory only sumd writes to, moving away what is in its place")
 }
