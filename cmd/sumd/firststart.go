@@ -96,13 +96,25 @@ func keysHint(found []string, cmd string) string {
 	slices.Sort(names)
 	var cmds []string
 	for _, n := range names {
-		cmds = append(cmds, "sumd "+cmd+" -key "+strings.Join(byName[n], ",")+" -db <its database>")
+		key := "sumd " + cmd + " -key " + strings.Join(byName[n], ",")
+		c := key + " -db <its database>"
+		if creates(cmd) && len(byName[n]) == 1 {
+			// Most often a key sumd keygen has just made, whose log
+			// has no database yet.
+			c += " (a log not created yet: " + key + " -db " + filepath.Join("data", strings.TrimSuffix(n, ".key")+".db") + " -create)"
+		}
+		cmds = append(cmds, c)
 	}
 	if cmd != "serve" {
 		return "pass that log's key: " + strings.Join(cmds, "; or ")
 	}
 	return "serve that log: " + cmp.Or(strings.Join(cmds, "; or "), "sumd serve -key FILE -db FILE") +
 		"; to start another log on purpose: sumd keygen -name NAME, then sumd serve -name NAME -db data/NAME.db -create"
+}
+
+// creates reports whether cmd may create a new log (-create).
+func creates(cmd string) bool {
+	return cmd == "serve" || cmd == "add" || cmd == "sync"
 }
 
 // keyFileError explains why the signing key file cmd ("serve", "key

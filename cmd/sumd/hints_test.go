@@ -75,3 +75,27 @@ func TestSyncTmpDirHint(t *testing.T) {
 		t.Errorf("sumd sync with %s.tmp a file: %v\n%s\nwant a hint naming that directory, not -tmp-dir", l.db, err, errOut)
 	}
 }
+
+// TestKeygenThenCreateHint: the first hour's most likely turn off the
+// Quick start, sumd keygen -name of a name of one's own followed by the
+// Quick start's sumd add -create (or sumd serve), was refused with a hint
+// to pass "-db <its database>", a database the new log does not have yet;
+// the hint now gives the command that creates it, which works.
+func TestKeygenThenCreateHint(t *testing.T) {
+	t.Chdir(t.TempDir()) // the default log's paths are relative
+	sumd(t, "keygen", "-name", "corp.example")
+	if err := os.Mkdir("m", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join("m", "go.mod"), []byte("module example.com/m\n"))
+	create := "-key keys/corp.example.key -db data/corp.example.db -create"
+	for _, args := range [][]string{{"serve", "-listen", "127.0.0.1:0"}, {"add", "-create", "example.com/m@v1.2.3", "./m"}} {
+		_, errOut, err := sumdRun(t, args...)
+		if want := "sumd " + args[0] + " " + create; err == nil || !strings.Contains(errOut, want) {
+			t.Errorf("sumd %s after sumd keygen -name corp.example: %v\n%s\nwant a hint saying %q", strings.Join(args, " "), err, errOut, want)
+		}
+	}
+	if out := sumd(t, append(append([]string{"add"}, strings.Fields(create)...), "example.com/m@v1.2.3", "./m")...); !strings.Contains(out, "recorded") {
+		t.Errorf("the hint's command: %s", out)
+	}
+}
