@@ -302,6 +302,33 @@ func TestTUFExpiryWarnings(t *testing.T) {
 	}
 }
 
+// TestTUFExpiredWording: a role past its expiry is reported as expired,
+// not as "expires expired 2 days ago".
+func TestTUFExpiredWording(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	st := &tuf.Status{
+		Versions: map[string]int64{"root": 1, "targets": 2, "snapshot": 3, "timestamp": 4},
+		Expires: map[string]time.Time{
+			"root": now.Add(365 * 24 * time.Hour), "targets": now.Add(-50 * time.Hour),
+			"snapshot": now.Add(3 * 24 * time.Hour), "timestamp": now.Add(-3 * 24 * time.Hour),
+		},
+	}
+	p := &tufPart{now: func() time.Time { return now }, status: st, readAt: now, signedAt: now}
+	var s Status
+	p.report(&s)
+	var got []string
+	for _, pr := range s.Health.Problems {
+		got = append(got, pr.String())
+	}
+	want := []string{
+		"tuf: the targets metadata expired 2 days ago: renew it with sumd tuf publish",
+		"tuf: the timestamp metadata expired 3 days ago: sumd serve re-signs it: see the server log",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // TestHistory: the records per day and the last commit, across days and a
 // restart (the history is kept in the log's auxiliary state).
 func TestHistory(t *testing.T) {

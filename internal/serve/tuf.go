@@ -184,7 +184,11 @@ func (t *tufPart) report(s *Status) {
 			warn, fix = tufOfflineWarning, "renew it with sumd tuf publish"
 		}
 		if exp.Sub(now) < warn {
-			s.problem("tuf", "the %s metadata expires %s: %s", role, Until(exp, now), fix)
+			when := Until(exp, now) // "in 3 days", "expired 2h ago"
+			if now.Before(exp) {
+				when = "expires " + when
+			}
+			s.problem("tuf", "the %s metadata %s: %s", role, when, fix)
 		}
 	}
 	if t.published != "" {
