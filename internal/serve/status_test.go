@@ -273,6 +273,42 @@ func TestTUFStartReplacesIgnored(t *testing.T) {
 	}
 }
 
+// TestTUFOfflineKeyInOnlineDir: a root or targets key in the online keys'
+// directory (the one tuf init -keys wrote into, passed as
+// -tuf-online-keys) is never read, but on the serving host it defeats
+// TUF's split of keys: the server log names the file and the status shows
+// the problem, both saying to move it offline.
+func TestTUFOfflineKeyInOnlineDir(t *testing.T) {
+	cfg, urls, logs, _ := tufConfig(t)
+	var names []string
+	for _, role := range []string{"root", "targets"} {
+		k, err := tuf.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := tuf.KeyFileName(role, k)
+		if err := k.WriteFile(filepath.Join(cfg.TUF.OnlineKeys, name)); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	s := fetchStatus(t, serveTest(t, cfg, urls))
+	if s.Health.State != Degraded || !slices.ContainsFunc(s.Health.Problems, func(p Problem) bool {
+		return p.Part == "tuf" && strings.Contains(p.Message, names[0]) && strings.Contains(p.Message, names[1]) && strings.Contains(p.Message, "offline")
+	}) {
+		t.Errorf("status with root and targets keys in the online keys' directory: %+v", s.Health)
+	}
+	out := logs.String()
+	for _, name := range names {
+		if !strings.Contains(out, filepath.Join(cfg.TUF.OnlineKeys, name)) {
+			t.Errorf("the server log does not name %s:\n%s", name, out)
+		}
+	}
+	if !strings.Contains(out, "move") {
+		t.Errorf("the server log does not say to move the keys offline:\n%s", out)
+	}
+}
+
 // TestTUFExpiryWarnings checks the thresholds on a repository read at
 // chosen times.
 func TestTUFExpiryWarnings(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ type tufPart struct {
 	handler  *tuf.Handler
 	resigner *tuf.Resigner
 	repo     *tuf.Repo
+	online   string // the online keys' directory
 	now      func() time.Time
 	logger   *slog.Logger
 	// name and vkeys are the served log's, which the repository must
@@ -45,6 +47,7 @@ type tufPart struct {
 	signErr   error       // the last re-signing's failure; guarded by mu
 	signedAt  time.Time   // the last successful re-signing; guarded by mu
 	failingAt time.Time   // the first failure since signedAt, if signErr; guarded by mu
+	offline   []string    // root and targets key files in online, as last listed; guarded by mu
 }
 
 // TUF health thresholds. The timestamp lives a day and is renewed every six
@@ -85,14 +88,34 @@ func openTUF(cfg *TUF, reg prometheus.Registerer, logger *slog.Logger) (*tufPart
 		return nil, err
 	}
 	logger.Info("serving TUF repository", "dir", cfg.Dir, "path", tuf.Prefix, "online_keys", cfg.OnlineKeys)
-	return &tufPart{
+	t := &tufPart{
 		handler:  h,
 		resigner: resigner,
 		repo:     repo,
+		online:   cfg.OnlineKeys,
 		now:      time.Now,
 		logger:   logger,
 		signedAt: time.Now(),
-	}, nil
+	}
+	t.offline = t.offlineKeys(nil)
+	return t, nil
+}
+
+// offlineKeys lists the root and targets key files in the online keys'
+// directory, warning in the server log when they differ from was (those
+// last listed): never read there, they are still keys a thief of this
+// host could publish keys of their own with, so they belong offline.
+func (t *tufPart) offlineKeys(was []string) []string {
+	files, err := tuf.OfflineKeyFiles(t.online)
+	if err != nil {
+		t.logger.Warn("tuf: cannot check the online keys' directory for offline keys", "err", err)
+		return was
+	}
+	if len(files) > 0 && !slices.Equal(files, was) {
+		t.logger.Warn("tuf: root or targets keys are in the online keys' directory, where the server signs; sumd serve does not use them: move them offline (see docs/keys.md)",
+			"dir", t.online, "files", files)
+	}
+	return files
 }
 
 // part re-signs the online metadata every minute. A failed re-signing is
@@ -139,6 +162,7 @@ func (t *tufPart) report(s *Status) {
 		was := t.readErr
 		t.status, t.readErr = t.repo.Status()
 		t.readAt = now
+		t.offline = t.offlineKeys(t.offline)
 		wrong, wasPub := t.published, t.pubErr
 		if t.readErr == nil {
 			t.published, t.pubErr = t.mismatch()
@@ -164,6 +188,13 @@ func (t *tufPart) report(s *Status) {
 	if t.signErr != nil {
 		s.problem("tuf", "re-signing the online metadata has failed since %s, last succeeded at %s (see the server log)",
 			t.failingAt.UTC().Format(time.RFC3339), t.signedAt.UTC().Format(time.RFC3339))
+	}
+	if len(t.offline) > 0 {
+		names := make([]string, len(t.offline))
+		for i, f := range t.offline {
+			names[i] = filepath.Base(f)
+		}
+		s.problem("tuf", "root or targets keys are in the online keys' directory (%s): move them offline", strings.Join(names, ", "))
 	}
 	if t.readErr != nil {
 		s.problem("tuf", "the repository cannot be read (see the server log)")

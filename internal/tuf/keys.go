@@ -129,6 +129,30 @@ func KeyFileName(role string, k *Key) string {
 	return role + "-" + k.id[:8] + ".key"
 }
 
+// OfflineKeyFiles returns the paths of the root and targets key files
+// (root-*.key, targets-*.key) in dir, the online keys' directory: the
+// server never reads them there, but a key on the host that signs online
+// undoes what keeping the root and targets keys offline protects (a
+// thief of the host could publish keys of their own). A missing dir has
+// none.
+func OfflineKeyFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to list keys: %w", err)
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, ".key") && (strings.HasPrefix(name, metadata.ROOT+"-") || strings.HasPrefix(name, metadata.TARGETS+"-")) {
+			files = append(files, filepath.Join(dir, name))
+		}
+	}
+	return files, nil
+}
+
 // readRoleKeys reads every key file of role (<role>-*.key) in dirs. A
 // file that cannot be read or parsed (left empty by a crash, a stray copy,
 // a key of the wrong mode) is skipped and returned in skipped: it stops
