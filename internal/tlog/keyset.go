@@ -126,29 +126,82 @@ func (l *Log) VerifierKeys() []string {
 // for the same database name. Clients that know only the old key are not
 // affected; publish the new verifier key, then RemoveKey the old one once
 // every client knows the new one.
+//
+// A key RemoveKey retired is refused: it may have been retired because it
+// leaked, and signing with it again would let its holder sign heads that
+// the clients still pinned to it trust.
 func (l *Log) AddKey(ctx context.Context, k *Key) error {
-	return l.rotate(ctx, func(ks keySet) (keySet, error) {
+	return l.rotate(ctx, func(ctx context.Context, ks keySet) (keySet, error) {
 		if k.Name() != ks.name() {
 			return nil, fmt.Errorf("key %s is for %q, not this log %q", k.VerifierKey(), k.Name(), ks.name())
 		}
 		if slices.Contains(ks.vkeys(), k.VerifierKey()) {
 			return nil, fmt.Errorf("the log already signs with %s", k.VerifierKey())
 		}
+		retired, err := l.retiredKeys(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(retired, k.VerifierKey()) {
+			return nil, fmt.Errorf("%s was retired from this log (sumd key retire), perhaps because it leaked, and is never added back: "+
+				"whoever holds a copy could sign heads that clients still pinned to it trust; rotate to a newly generated key instead", k.VerifierKey())
+		}
 		return append(slices.Clone(ks), k), nil
 	})
 }
 
+// AuxRetiredKeys keeps the verifier keys RemoveKey retired, one a line,
+// for AddKey to refuse: the key set stored with the head names only the
+// keys signing now.
+const AuxRetiredKeys = "tlog/retired-keys"
+
+// retiredKeys returns the verifier keys recorded under AuxRetiredKeys;
+// none in a store without auxiliary state.
+func (l *Log) retiredKeys(ctx context.Context) ([]string, error) {
+	a, ok := l.store.(AuxStore)
+	if !ok {
+		return nil, nil
+	}
+	v, err := a.Aux(ctx, AuxRetiredKeys)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the log's retired keys: %w", err)
+	}
+	return strings.Fields(string(v)), nil
+}
+
+// recordRetired adds vkey to the keys recorded under AuxRetiredKeys. It
+// runs before the key set without vkey is written: a failure between
+// leaves vkey recorded and still signing, which refuses only what AddKey
+// refuses anyway, where the other order could leave it retired and
+// unrecorded.
+func (l *Log) recordRetired(ctx context.Context, vkey string) error {
+	a, ok := l.store.(AuxStore)
+	if !ok {
+		return nil
+	}
+	retired, err := l.retiredKeys(ctx)
+	if err != nil || slices.Contains(retired, vkey) {
+		return err
+	}
+	v := []byte(strings.Join(append(retired, vkey), "\n") + "\n")
+	return l.writeFailure(a.SetAux(ctx, AuxRetiredKeys, v), "record the retired key "+vkey)
+}
+
 // RemoveKey ends a key rotation: tree heads are no longer signed by the key
 // whose verifier key is vkey, beginning with the latest one. At least one
-// key must remain.
+// key must remain. The key is recorded as retired (AuxRetiredKeys), so
+// that AddKey never takes it back.
 func (l *Log) RemoveKey(ctx context.Context, vkey string) error {
-	return l.rotate(ctx, func(ks keySet) (keySet, error) {
+	return l.rotate(ctx, func(ctx context.Context, ks keySet) (keySet, error) {
 		i := slices.IndexFunc(ks, func(k *Key) bool { return k.VerifierKey() == vkey })
 		switch {
 		case i < 0:
 			return nil, fmt.Errorf("the log does not sign with %s (it signs with %s)", vkey, strings.Join(ks.vkeys(), ", "))
 		case len(ks) == 1:
 			return nil, errors.New("cannot remove the log's only key: add its successor first")
+		}
+		if err := l.recordRetired(ctx, vkey); err != nil {
+			return nil, err
 		}
 		return slices.Delete(slices.Clone(ks), i, i+1), nil
 	})
@@ -158,13 +211,13 @@ func (l *Log) RemoveKey(ctx context.Context, vkey string) error {
 // published tree with it, in the sequencer: the head and the set change
 // together, and the set change applies to the set current at that moment,
 // so concurrent rotations never lose one.
-func (l *Log) rotate(ctx context.Context, change func(keySet) (keySet, error)) error {
+func (l *Log) rotate(ctx context.Context, change func(context.Context, keySet) (keySet, error)) error {
 	if l.keys.Load() == nil {
 		return ErrVerifierOnly
 	}
 	return l.control(ctx, func(ctx context.Context) error {
 		return l.retry(func() error {
-			ks, err := change(*l.keys.Load())
+			ks, err := change(ctx, *l.keys.Load())
 			if err != nil {
 				return err
 			}

@@ -236,3 +236,38 @@ func TestRetireLostKey(t *testing.T) {
 		t.Fatalf("Open with a retired key, LostKey the only key = %v", err)
 	}
 }
+
+// TestRetiredKeyNotAddedBack: a key a rotation retired (perhaps because it
+// leaked) is recorded in the log's store, and AddKey refuses it after a
+// restart, where the key set alone no longer names it.
+func TestRetiredKeyNotAddedBack(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sumd.db")
+	oldKey, newKey := testKey(t, "sum.example.com"), testKey(t, "sum.example.com")
+	l := openTest(t, path, oldKey, VerifyTail)
+	if err := l.AddKey(ctx, newKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RemoveKey(ctx, oldKey.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	l = openTest(t, path, newKey, VerifyFull)
+	defer l.Close()
+	head, _ := l.Signed(ctx)
+	err := l.AddKey(ctx, oldKey)
+	if err == nil || !strings.Contains(err.Error(), oldKey.VerifierKey()+" was retired") {
+		t.Fatalf("AddKey of the retired key = %v, want a refusal saying it was retired", err)
+	}
+	if after, _ := l.Signed(ctx); string(after) != string(head) {
+		t.Errorf("a refused AddKey changed the head")
+	}
+	if got := l.VerifierKeys(); len(got) != 1 || got[0] != newKey.VerifierKey() {
+		t.Errorf("VerifierKeys after the refusal = %v", got)
+	}
+	// A fresh key is still added.
+	if err := l.AddKey(ctx, testKey(t, "sum.example.com")); err != nil {
+		t.Errorf("AddKey of a fresh key after a retirement: %v", err)
+	}
+}

@@ -455,3 +455,23 @@ func TestLostCommitOwnLock(t *testing.T) {
 		t.Fatalf("resolving a COMMIT that was never sent took %v: it waited on its own transaction", d)
 	}
 }
+
+// TestRetiredKeyShared: the record of a retired key (tlog.AuxRetiredKeys)
+// is in the database, where another process on it finds it: its AddKey of
+// the retired key is refused.
+func TestRetiredKeyShared(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Shared(t).NewDatabase(t)
+	oldKey, newKey := testKey(t), testKey(t)
+	l, _ := openLog(t, url, oldKey, Options{})
+	if err := l.AddKey(ctx, newKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RemoveKey(ctx, oldKey.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := openLog(t, url, newKey, Options{})
+	if err := other.AddKey(ctx, oldKey); err == nil || !strings.Contains(err.Error(), "was retired") {
+		t.Fatalf("AddKey of the retired key by another process = %v, want a refusal saying it was retired", err)
+	}
+}
