@@ -47,7 +47,9 @@ var ErrOtherLog = errors.New("destination holds another log")
 // head, staged up to the copied tree, before the copied head: its staged
 // data is not copied (dst stages it again), but the head is, since the
 // origin signed it and the mirror verified it (a copy that forgot it could
-// be restored behind it, or follow a fork of it).
+// be restored behind it, or follow a fork of it). The keys src records
+// as retired (AuxRetiredKeys) are added to those dst records, before the
+// head, so that the copy refuses them as src does.
 func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tree, error) {
 	if opts.Chunk <= 0 {
 		opts.Chunk = 8192
@@ -119,6 +121,11 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tr
 			return State{}, tlog.Tree{}, err
 		}
 	}
+	// Before the head: a copy that opened without the record would take a
+	// retired key back.
+	if err := copyRetired(ctx, dst, src); err != nil {
+		return State{}, tlog.Tree{}, err
+	}
 	// The head last: from here on dst serves the copy.
 	err = dst.Commit(ctx, &Batch{Prev: cur.Head, Head: st.Head, Tree: tree, VKeys: st.Meta.VKeys})
 	if err != nil {
@@ -159,6 +166,45 @@ func copyStaging(ctx context.Context, dst, src Store, st State, tree tlog.Tree) 
 	}
 	if err := da.SetAux(ctx, auxStaged, head); err != nil {
 		return fmt.Errorf("failed to store the staged head: %w", err)
+	}
+	return nil
+}
+
+// copyRetired adds the keys src records as retired (AuxRetiredKeys) to
+// those dst records: the copy's AddKey must refuse them too.
+func copyRetired(ctx context.Context, dst, src Store) error {
+	sa, ok := src.(AuxStore)
+	if !ok {
+		return nil
+	}
+	v, err := sa.Aux(ctx, AuxRetiredKeys)
+	if err != nil {
+		return fmt.Errorf("failed to read the source's retired keys: %w", err)
+	}
+	keys := strings.Fields(string(v))
+	if len(keys) == 0 {
+		return nil
+	}
+	da, ok := dst.(AuxStore)
+	if !ok {
+		return fmt.Errorf("the source records retired keys (%s), which the destination cannot keep (it keeps no auxiliary state): copy into a bbolt file or a PostgreSQL database", strings.Join(keys, ", "))
+	}
+	v, err = da.Aux(ctx, AuxRetiredKeys)
+	if err != nil {
+		return fmt.Errorf("failed to read the destination's retired keys: %w", err)
+	}
+	held := strings.Fields(string(v))
+	merged := held
+	for _, k := range keys {
+		if !slices.Contains(merged, k) {
+			merged = append(merged, k)
+		}
+	}
+	if len(merged) == len(held) {
+		return nil
+	}
+	if err := da.SetAux(ctx, AuxRetiredKeys, retiredValue(merged)); err != nil {
+		return fmt.Errorf("failed to store the retired keys: %w", err)
 	}
 	return nil
 }

@@ -253,6 +253,41 @@ func TestCopyAfterKeyRotation(t *testing.T) {
 	}
 }
 
+// TestCopyRetiredKeys: a copy of a log (sumd copy, the move of a bbolt
+// file into PostgreSQL) keeps the record of the keys it retired, merged
+// with any the destination records, so that the copy's AddKey still
+// refuses them.
+func TestCopyRetiredKeys(t *testing.T) {
+	ctx := context.Background()
+	oldKey, newKey := testKey(t, "sum.example.com"), testKey(t, "sum.example.com")
+	src := NewMemStore()
+	l := openMem(t, src, oldKey)
+	growOrigin(t, l, 0, 10)
+	if err := l.AddKey(ctx, newKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RemoveKey(ctx, oldKey.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	dst := NewMemStore()
+	other := testKey(t, "sum.example.com").VerifierKey()
+	if err := dst.SetAux(ctx, AuxRetiredKeys, []byte(other+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Copy(ctx, dst, src, CopyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := dst.Aux(ctx, AuxRetiredKeys); string(v) != other+"\n"+oldKey.VerifierKey()+"\n" {
+		t.Errorf("the copy records as retired %q, want the destination's key then the source's", v)
+	}
+	copied := openMem(t, dst, newKey)
+	defer copied.Close()
+	if err := copied.AddKey(ctx, oldKey); err == nil || !strings.Contains(err.Error(), "was retired") {
+		t.Errorf("AddKey of a key the source retired, on the copy = %v, want a refusal", err)
+	}
+}
+
 // TestCopyLostHead: a primary's database whose head does not extend the
 // head a stopped process recorded as lost (AuxLostHead: a failover that
 // lost commits) is refused as a source, as Open refuses to serve it. The

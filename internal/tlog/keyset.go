@@ -183,8 +183,12 @@ func (l *Log) recordRetired(ctx context.Context, vkey string) error {
 	if err != nil || slices.Contains(retired, vkey) {
 		return err
 	}
-	v := []byte(strings.Join(append(retired, vkey), "\n") + "\n")
-	return l.writeFailure(a.SetAux(ctx, AuxRetiredKeys, v), "record the retired key "+vkey)
+	return l.writeFailure(a.SetAux(ctx, AuxRetiredKeys, retiredValue(append(retired, vkey))), "record the retired key "+vkey)
+}
+
+// retiredValue is the value of AuxRetiredKeys listing vkeys.
+func retiredValue(vkeys []string) []byte {
+	return []byte(strings.Join(vkeys, "\n") + "\n")
 }
 
 // RemoveKey ends a key rotation: tree heads are no longer signed by the key
