@@ -513,8 +513,11 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 				limit.httpState(c, state)
 				fresh.track(c, state)
 			},
-			Handler:   closeOnError(refuseOddTargets(h)),
-			TLSConfig: cfg.TLS,
+			Handler: closeOnError(refuseOddTargets(h)),
+			// A config of its own: ServeTLS sets HTTP/2 up on it
+			// (NextProtos, PreferServerCipherSuites) as the server
+			// starts, and the listeners start together.
+			TLSConfig: cfg.TLS.Clone(),
 			// `OPTIONS *` goes to refuseOddTargets too.
 			DisableGeneralOptionsHandler: true,
 			// A client has readTimeout to send its request, headers and
