@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -62,7 +61,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := clientCerts(tlsConf, cfg.Access); err != nil {
+	clientCAs, err := clientCerts(tlsConf, cfg.Access, logger)
+	if err != nil {
 		return err
 	}
 	allowed, err := config.ParseAllowedHosts(cfg.AllowedHosts) // validated by LoadServe
@@ -156,6 +156,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		MirrorFiles:      cfg.MirrorList(),
 		MinFreeDisk:      cfg.DiskFloor.Bytes(),
 		TLSProblems:      certProblems,
+		ClientCAs:        clientCAsOf(clientCAs),
 		Surface:          surface,
 		TUF:              serveTUF(cfg.TUFServe),
 		Sync:             sc.serveSync(cfg.ServeSync, cfg.TmpDir, up, reg, logger),
@@ -216,25 +217,36 @@ func tlsFileError(err error) error {
 
 // clientCerts makes the TLS listeners ask for client certificates signed
 // by -tls-client-ca (mutual TLS). The handshake verifies them: an expired
-// or untrusted certificate never reaches the access layer.
-func clientCerts(conf *tls.Config, a config.Access) error {
+// or untrusted certificate never reaches the access layer. The CA file is
+// read again when it changes (the pool returned, nil without the option).
+func clientCerts(conf *tls.Config, a config.Access, logger *slog.Logger) (*tlscert.CAPool, error) {
 	if a.TLSClientCA == "" {
-		return nil
+		return nil, nil
 	}
-	pem, _, err := tlscert.ReadPEM(a.TLSClientCA)
+	cas, err := tlscert.NewCAPool(a.TLSClientCA, logger)
 	if err != nil {
-		return withHint(fmt.Errorf("failed to read -tls-client-ca: %w", err), "give the PEM file of the CA certificates that issue client certificates")
+		var fe *tlscert.FileError
+		if errors.As(err, &fe) {
+			err = fmt.Errorf("failed to read -tls-client-ca: %w", fe.Err)
+		} else {
+			err = fmt.Errorf("-tls-client-ca %s %w", a.TLSClientCA, err)
+		}
+		return nil, withHint(err, "give the PEM file of the CA certificates that issue client certificates")
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return withHint(fmt.Errorf("-tls-client-ca %s holds no PEM certificate", a.TLSClientCA), "give the PEM file of the CA certificates that issue client certificates")
-	}
-	conf.ClientCAs = pool
+	conf.ClientCAs = cas.Pool()
 	conf.ClientAuth = tls.RequireAndVerifyClientCert
 	if a.TLSClientAuth == config.ClientAuthIfGiven {
 		conf.ClientAuth = tls.VerifyClientCertIfGiven
 	}
-	return nil
+	return cas, nil
+}
+
+// clientCAsOf is cas as serve's Config takes it: nil, not a nil *CAPool.
+func clientCAsOf(cas *tlscert.CAPool) serve.ClientCAs {
+	if cas == nil {
+		return nil
+	}
+	return cas
 }
 
 func treeSize(l *tlog.Log) int64 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -212,7 +213,7 @@ func TestClientCATooLarge(t *testing.T) {
 	}
 	big := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(big, append(data, strings.Repeat("# padding\n", 1<<20/10+1)...), 0o644)
-	err = clientCerts(&tls.Config{}, config.Access{TLSClientCA: big})
+	_, err = clientCerts(&tls.Config{}, config.Access{TLSClientCA: big}, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "failed to read -tls-client-ca: "+big+" is larger than 1048576 bytes") {
 		t.Errorf("clientCerts with a CA file over the cap: %v", err)
 	}

@@ -259,9 +259,7 @@ func listenRead(cfg Config, ln net.Listener, rs *readSurface) *listener {
 	url := publicURL(ln.Addr(), cfg.TLS != nil)
 	conns := &connSet{conns: map[net.Conn]fasthttp.ConnState{}}
 	if cfg.TLS != nil {
-		tc := cfg.TLS.Clone()
-		tc.NextProtos = []string{"http/1.1"} // fasthttp speaks no HTTP/2
-		ln = tls.NewListener(ln, tc)
+		ln = tls.NewListener(ln, listenerTLS(cfg, "http/1.1")) // fasthttp speaks no HTTP/2
 	}
 	limit := newConnLimit(cfg.MaxConnections, cfg.Logger)
 	ln = &readSocket{Listener: &limitListener{Listener: ln, limit: limit}, log: cfg.Logger}

@@ -72,6 +72,7 @@ package serve
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log"
@@ -79,6 +80,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,7 +107,12 @@ type Config struct {
 	TLS           *tls.Config // nil: plain HTTP, on every listener
 	// TLSProblems, if set, reports the certificate's problems (expiring,
 	// renewed files that cannot be loaded) for the status.
-	TLSProblems     ProblemReporter
+	TLSProblems ProblemReporter
+	// ClientCAs, if set, is the pool of -tls-client-ca, read again when
+	// its file changes: each TLS listener verifies client certificates
+	// (as TLS.ClientAuth asks) with the pool current at the handshake,
+	// not TLS.ClientCAs, and its problems show in the status.
+	ClientCAs       ClientCAs
 	RequestTimeout  time.Duration // read and write deadline of one request
 	ShutdownTimeout time.Duration // how long requests in flight may take after a stop
 	// MaxConnections caps the connections each listener serves at once
@@ -166,6 +173,14 @@ type Config struct {
 // temporary directory. Problems must be quick and name no path or
 // address (anonymous clients read /healthz).
 type ProblemReporter interface{ Problems() []string }
+
+// ClientCAs is a pool of CA certificates that may change
+// (tlscert.CAPool): Pool returns the current one, the same pointer until
+// it changes.
+type ClientCAs interface {
+	Pool() *x509.CertPool
+	ProblemReporter
+}
 
 // problemsPart shows pr's problems under part; it runs nothing.
 func problemsPart(part string, pr ProblemReporter) Part {
@@ -375,6 +390,9 @@ func (b *builder) build(ctx context.Context, cfg Config, bound *bound) ([]*liste
 	if cfg.TLSProblems != nil {
 		parts = append(parts, problemsPart("tls", cfg.TLSProblems))
 	}
+	if cfg.ClientCAs != nil {
+		parts = append(parts, problemsPart("tls-client-ca", cfg.ClientCAs))
+	}
 	if adm == nil && cfg.AdminListen != "" {
 		// The CLI's configuration refuses this before anything is bound
 		// or opened (config.Serve.Validate); a socket bound for no
@@ -513,11 +531,8 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 				limit.httpState(c, state)
 				fresh.track(c, state)
 			},
-			Handler: closeOnError(refuseOddTargets(h)),
-			// A config of its own: ServeTLS sets HTTP/2 up on it
-			// (NextProtos, PreferServerCipherSuites) as the server
-			// starts, and the listeners start together.
-			TLSConfig: cfg.TLS.Clone(),
+			Handler:   closeOnError(refuseOddTargets(h)),
+			TLSConfig: listenerTLS(cfg, "h2", "http/1.1"),
 			// `OPTIONS *` goes to refuseOddTargets too.
 			DisableGeneralOptionsHandler: true,
 			// A client has readTimeout to send its request, headers and
@@ -534,6 +549,44 @@ func listen(cfg Config, ln net.Listener, h http.Handler) *listener {
 			MaxHeaderBytes: 12 << 10,
 			ErrorLog:       log.New(httpLogger{cfg.Logger}, "", 0),
 		},
+	}
+}
+
+// listenerTLS returns a copy of cfg.TLS for one listener (nil: plain
+// HTTP), offering protos (ALPN): a config of its own, as ServeTLS sets
+// HTTP/2 up on its server's (NextProtos, PreferServerCipherSuites) when
+// the listeners start together. The main listeners offer what ServeTLS
+// would set up. With cfg.ClientCAs, each handshake gets this config with
+// the current pool of client certificate CAs (GetConfigForClient), so
+// that a changed -tls-client-ca needs no restart; the config returned is
+// used as is, which is why protos are set here.
+func listenerTLS(cfg Config, protos ...string) *tls.Config {
+	if cfg.TLS == nil {
+		return nil
+	}
+	tc := cfg.TLS.Clone()
+	tc.NextProtos = protos
+	if cfg.ClientCAs != nil {
+		tc.GetConfigForClient = currentCAs(tc, cfg.ClientCAs)
+	}
+	return tc
+}
+
+// currentCAs returns a GetConfigForClient giving a copy of base with the
+// current pool of cas, made again only when the pool changes. base is
+// copied now, before the server writes to its own config.
+func currentCAs(base *tls.Config, cas ClientCAs) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	base = base.Clone()
+	var last atomic.Pointer[tls.Config]
+	return func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		pool := cas.Pool()
+		if c := last.Load(); c != nil && c.ClientCAs == pool {
+			return c, nil
+		}
+		c := base.Clone()
+		c.ClientCAs = pool
+		last.Store(c)
+		return c, nil
 	}
 }
 

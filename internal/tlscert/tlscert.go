@@ -15,7 +15,9 @@
 // logged once per distinct failure and the previous certificate is
 // served; the next change is tried again. The certificate's expiry is a
 // metric and, within a week, a problem of the server's health (of the
-// mirror presenting it, for a client certificate).
+// mirror presenting it, for a client certificate). The CAs that verify
+// client certificates (-tls-client-ca) are read again the same way
+// (CAPool).
 package tlscert
 
 import (
