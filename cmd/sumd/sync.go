@@ -262,9 +262,9 @@ func (s serveSyncer) Sync(ctx context.Context) (*serve.SyncReport, error) {
 // serveReport is r as the status keeps it.
 func serveReport(r *oci.Report) *serve.SyncReport {
 	// Where the pass stopped names a registry, which the status does not
-	// show: the server log has it (oci's warning).
+	// show: the server log has it (oci's warning, and the pass's line).
 	sr := &serve.SyncReport{Outcomes: map[string]int{}, Unchanged: r.Skipped, Conflicts: r.Conflicts, Refused: r.Refused, Failures: r.Failures,
-		BudgetSpent: r.Resume != ""}
+		BudgetSpent: r.Resume != "", Resume: r.Resume}
 	for o, n := range r.Counts {
 		sr.Outcomes[string(o)] = n
 	}

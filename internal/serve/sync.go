@@ -40,6 +40,10 @@ type SyncReport struct {
 	// stopped examining artifacts: the next pass starts where it stopped.
 	// Not a failure: a first pass over a large registry does so.
 	BudgetSpent bool
+	// Resume is the artifact the next pass starts at when BudgetSpent
+	// ("host/repository:tag"), for the pass's log line only: the status
+	// names no registry.
+	Resume string
 }
 
 // SyncState is what the status shows of the OCI sync.
@@ -156,11 +160,16 @@ func logPass(ctx context.Context, logger *slog.Logger, r *SyncReport, err error,
 		logger.ErrorContext(ctx, "OCI sync pass failed", "err", err)
 		return
 	}
-	attrs := []any{"seconds", d.Seconds(), "unchanged", r.Unchanged, "conflicts", len(r.Conflicts), "failures", len(r.Failures)}
+	attrs := []any{"seconds", d.Seconds(), "unchanged", r.Unchanged, "conflicts", len(r.Conflicts), "refused", len(r.Refused), "failures", len(r.Failures)}
 	for _, o := range slices.Sorted(maps.Keys(r.Outcomes)) {
 		if n := r.Outcomes[o]; n > 0 {
 			attrs = append(attrs, o, n)
 		}
+	}
+	if r.BudgetSpent {
+		// The line an operator reads for a pass: it says that the pass
+		// stopped short and where the next one starts, as oci's warning does.
+		attrs = append(attrs, "budget_spent", true, "resume", r.Resume)
 	}
 	logger.InfoContext(ctx, "OCI sync pass done", attrs...)
 }
