@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sumd-project/sumd/internal/server"
+	"github.com/sumd-project/sumd/internal/sumdbclient"
 )
 
 // recordOnLookup makes o record a version on its first lookup, as a sumd
@@ -99,9 +101,36 @@ func TestForwardBounded(t *testing.T) {
 	o := newOrigin(t, 254)
 	m, _ := newMirror(t, o)
 	const timeout = 2 * time.Second
+	// The tile requests the follower has sent and not yet had answered:
+	// counted around its transport, so that a fetch has ended, for the
+	// count, before the lookup that made it can give the turn back.
+	var slow atomic.Bool
+	var tileFetches atomic.Int64
+	fetching := make(chan struct{}, 1) // a tile fetch started once slow is set
 	f := newFollower(t, o, m, func(opts *Options) {
 		opts.ForwardTimeout = timeout
 		opts.MaxForwards = 3
+		c, err := sumdbclient.New(o.srv.URL, sumdbclient.Options{Backoff: time.Millisecond, Timeout: 5 * time.Second,
+			Transport: func(tr *http.Transport) http.RoundTripper {
+				return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					if !strings.Contains(r.URL.Path, "/tile/") {
+						return tr.RoundTrip(r)
+					}
+					tileFetches.Add(1)
+					defer tileFetches.Add(-1)
+					if slow.Load() {
+						select {
+						case fetching <- struct{}{}:
+						default:
+						}
+					}
+					return tr.RoundTrip(r)
+				})
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Client = c
 	})
 	if _, err := f.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -124,21 +153,39 @@ func TestForwardBounded(t *testing.T) {
 		t.Errorf("the mirror holds %d records, want 257", tree.N)
 	}
 
-	// Tiles slower than the timeout: five lookups at once.
+	// Tiles slower than the timeout: five lookups at once. Once one
+	// fetches its tiles, the rounds' turn is taken while a tile fetch is
+	// still unanswered: a lookup holding the turn while it fetched would
+	// give it back only once its fetch ended. No timing: the tiles take a
+	// minute, the fetches end at the forward timeout.
 	delay.Store(int64(time.Minute))
-	turn := make(chan time.Duration)
+	slow.Store(true)
+	type turnTaken struct {
+		err      error
+		fetching int64 // tile fetches unanswered when the turn was taken
+	}
+	turn := make(chan turnTaken, 1)
+	answered := make(chan struct{})
 	go func() {
-		time.Sleep(timeout / 4)
-		start := time.Now()
+		select {
+		case <-fetching:
+		case <-answered:
+			turn <- turnTaken{err: errors.New("no lookup fetched tiles")}
+			return
+		}
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if err := f.lock(lctx); err == nil {
+		err := f.lock(lctx)
+		n := tileFetches.Load()
+		if err == nil {
 			f.unlock()
 		}
-		turn <- time.Since(start)
+		turn <- turnTaken{err, n}
 	}()
+	as := lookups(t, srv, 310, 5)
+	close(answered)
 	busy := 0
-	for i, a := range lookups(t, srv, 310, 5) {
+	for i, a := range as {
 		switch {
 		case a.took > timeout+time.Second:
 			t.Errorf("lookup %d with slow tiles took %s, more than the timeout of %s", i, a.took, timeout)
@@ -152,9 +199,13 @@ func TestForwardBounded(t *testing.T) {
 	if busy == 0 {
 		t.Error("five lookups at once with MaxForwards 3: none was answered busy")
 	}
-	if d := <-turn; d > timeout/4 {
-		t.Errorf("the rounds' turn waited %s for lookups fetching tiles", d)
+	switch tt := <-turn; {
+	case tt.err != nil:
+		t.Errorf("the rounds' turn while lookups fetched tiles: %v", tt.err)
+	case tt.fetching == 0:
+		t.Error("the rounds' turn was free only once no lookup fetched tiles: lookups held it while fetching")
 	}
+	slow.Store(false)
 
 	// A round holds the turn: a lookup waits no longer than its timeout.
 	delay.Store(0)
@@ -179,3 +230,8 @@ func TestForwardBounded(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+// roundTripFunc is an http.RoundTripper calling itself.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
