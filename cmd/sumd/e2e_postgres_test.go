@@ -260,10 +260,14 @@ func TestPostgresProcesses(t *testing.T) {
 // TestPostgresKill SIGKILLs sumd processes of one database in the middle of
 // commits, again and again, while callers record versions through all of
 // them: the others carry on, no acknowledged record is lost, and an
-// auditor keeping state across kills sees no fork.
+// auditor keeping state across kills sees no fork. Each kill lands under
+// load: once some versions were acknowledged since the last one, while the
+// victim has lookups in flight, never after the load ended (the kills are
+// paced by acknowledgements, not by time, which on a fast machine let the
+// load end before the last kills).
 func TestPostgresKill(t *testing.T) {
 	testenv.SkipShort(t, "kills sumd processes for 20s")
-	e := newPGLog(t, manyModules(1500))
+	e := newPGLog(t, manyModules(3000)) // more than the kills need: the load stops after them
 	servers := []*sumdServer{e.serve(t, "-create"), e.serve(t), e.serve(t)}
 	var mu sync.Mutex // guards servers
 	live := func(i int) *sumdServer {
@@ -273,6 +277,14 @@ func TestPostgresKill(t *testing.T) {
 	}
 	var rec recorded
 	var next, failed atomic.Int64
+	var inFlight [3]atomic.Int64       // lookups sent to each server, not yet answered
+	progress := make(chan struct{}, 1) // a lookup was sent or answered
+	nudge := func() {
+		select {
+		case progress <- struct{}{}:
+		default:
+		}
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 16 {
@@ -291,10 +303,15 @@ func TestPostgresKill(t *testing.T) {
 				// A killed process refuses connections or cuts them: ask
 				// the next one, as a load balancer would.
 				for try := 0; ; try++ {
+					n := &inFlight[(w+try)%3]
+					n.Add(1)
+					nudge()
 					status, id, body, err := lookup(live(w+try).url, m)
+					n.Add(-1)
 					if err == nil && status == http.StatusOK {
 						checkSigned(t, body, e.vkey, id)
 						rec.note(t, m.Path+"@"+m.Version, id)
+						nudge()
 						break
 					}
 					if try == 20 {
@@ -307,11 +324,30 @@ func TestPostgresKill(t *testing.T) {
 			}
 		})
 	}
+	loadDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(loadDone)
+	}()
+	// underLoad waits until gap more versions than acked are acknowledged
+	// and the victim has lookups in flight; it fails the test if the load
+	// ends first, as the kill would then prove nothing.
+	underLoad := func(kill, victim int, acked, gap int64) {
+		for rec.count() < acked+gap || inFlight[victim].Load() == 0 {
+			select {
+			case <-progress:
+			case <-loadDone:
+				t.Fatalf("kill %d: the load ended before it (%d versions acknowledged, %d since the last kill): it would land on an idle server", kill, rec.count(), rec.count()-acked)
+			}
+		}
+	}
 	state := filepath.Join(e.dir, "audit")
 	rng := rand.New(rand.NewPCG(1, 2))
+	var acked int64 // at the last kill
 	for kill := range 5 {
-		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
 		victim := rng.IntN(3)
+		underLoad(kill, victim, acked, 30+rng.Int64N(120))
+		acked = rec.count()
 		s := live(victim)
 		if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -330,7 +366,7 @@ func TestPostgresKill(t *testing.T) {
 		mu.Unlock()
 	}
 	close(stop)
-	wg.Wait()
+	<-loadDone
 	if failed.Load() > 0 {
 		t.FailNow()
 	}
