@@ -39,7 +39,9 @@
 // returns: nothing is announced or served after it, and Run returns nil.
 // The verification of the log's open ends at the stop if OpenLog ties
 // tlog.Options.Stop to ctx (an open failing with tlog.ErrOpenStopped);
-// the open of a mirror is not interrupted.
+// the open of a mirror is not interrupted, and need not be: it reads the
+// head and verifies only the tree's tail (no -verify full), milliseconds
+// whatever the mirror's size.
 //
 // # Shutdown order
 //
