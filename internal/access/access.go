@@ -454,7 +454,7 @@ func (l *Layer) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	}
 	p, d := l.authenticate(r, n)
 	if d == nil {
-		d = l.authorize(p, n)
+		d = l.authorize(r, p, n)
 	}
 	if d != nil {
 		l.deny(w, r, n, p, d)

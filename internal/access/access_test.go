@@ -339,3 +339,32 @@ func TestHealthzChecksCachedOnly(t *testing.T) {
 		t.Errorf("sumd_access_denied_total{reason=wrong_credentials} = %v, want 0 (no password at /healthz was found wrong)", got)
 	}
 }
+
+// TestNoCredentialsOverHTTP: the go command sends .netrc credentials over
+// HTTPS only, so a client with an entry that reaches sumd at an http://
+// URL is refused for want of credentials it has; the 401 tells a request
+// that came over plain HTTP to use an https:// URL, and does not tell one
+// over HTTPS (or through a proxy saying it took HTTPS) to.
+func TestNoCredentialsOverHTTP(t *testing.T) {
+	s := newSetup(t, Config{Mode: ModeBasic, File: writeSecret(t, t.TempDir(), "htpasswd", htpasswd(t))})
+	for _, c := range []struct {
+		what, url, proto string
+		plain            bool
+	}{
+		{"plain HTTP", "http://sumd.example/latest", "", true},
+		{"plain HTTP, proxy says http", "http://sumd.example/latest", "http", true},
+		{"HTTPS", "https://sumd.example/latest", "", false},
+		{"behind a TLS proxy", "http://sumd.example/latest", "https", false},
+	} {
+		r := httptest.NewRequest("GET", c.url, nil)
+		if c.proto != "" {
+			r.Header.Set("X-Forwarded-Proto", c.proto)
+		}
+		w := httptest.NewRecorder()
+		s.h.ServeHTTP(w, r)
+		want(t, c.what, w, 401, "credentials required: add this host to your .netrc")
+		if got := strings.Contains(w.Body.String(), "https:// URL in GOSUMDB"); got != c.plain {
+			t.Errorf("%s: %q, want the https:// hint %v", c.what, w.Body.String(), c.plain)
+		}
+	}
+}

@@ -83,6 +83,17 @@ func (l *Layer) authenticate(r *http.Request, n need) (*Principal, *denial) {
 	return l.fromCertificate(r, n)
 }
 
+// plainHTTP reports whether r came over plain HTTP, for a 401's text only:
+// a client with a .netrc entry whose GOSUMDB has an http:// URL sends no
+// credentials, and must be told that the URL is what to change. Behind a
+// proxy that terminates TLS every request is plain, so one the proxy says
+// it took over HTTPS is not; the header decides no access, so trusting it
+// here costs nothing but a hint, and a proxy that sets none gets the hint,
+// whose "came over plain HTTP" is then sumd's side of it.
+func plainHTTP(r *http.Request) bool {
+	return r.TLS == nil && !strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
 // verified reports whether r came with a verified client certificate.
 func verified(r *http.Request) bool {
 	return r.TLS != nil && len(r.TLS.VerifiedChains) > 0
@@ -233,9 +244,9 @@ var (
 	oidSerialNumber = asn1.ObjectIdentifier{2, 5, 4, 5}
 )
 
-// authorize checks that p may make a request that needs n. A nil p has no
-// credentials.
-func (l *Layer) authorize(p *Principal, n need) *denial {
+// authorize checks that p may make a request, r, that needs n. A nil p has
+// no credentials.
+func (l *Layer) authorize(r *http.Request, p *Principal, n need) *denial {
 	if p == nil && !l.required {
 		p = anonymous
 	}
@@ -247,6 +258,9 @@ func (l *Layer) authorize(p *Principal, n need) *denial {
 	case (p == nil || p == anonymous && p.Role < n.role) && n.role == Admin:
 		return &denial{http.StatusUnauthorized, reasonNoCredentials,
 			"credentials required: send an admin token (Authorization: Bearer TOKEN; sumd's -token-file) or an admin's credentials", nil}
+	case (p == nil || p == anonymous && p.Role < n.role) && plainHTTP(r):
+		return &denial{http.StatusUnauthorized, reasonNoCredentials,
+			"credentials required: add this host to your .netrc, and use an https:// URL in GOSUMDB: this request came over plain HTTP, and the go command sends credentials over HTTPS only", nil}
 	case p == nil || p == anonymous && p.Role < n.role:
 		return &denial{http.StatusUnauthorized, reasonNoCredentials,
 			"credentials required: add this host to your .netrc (the go command sends them over HTTPS only)", nil}
