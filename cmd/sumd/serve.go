@@ -132,7 +132,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if err := openTmpDir(cfg.TmpDir, logger); err != nil {
 			return nil, nil, err
 		}
-		return up.serverOps(cfg, l, upMetrics, logger)
+		return up.serverOps(ctx, cfg, l, upMetrics, logger)
 	}
 	watched := dbFile(cfg.DB)
 	if cfg.MirrorOnly {

@@ -9,8 +9,8 @@ import (
 )
 
 // TestServeChecksBeforeCreating: sumd serve in an empty directory with a
-// bad cross-check key or state file, a mistyped -mirror, or an
-// -upstream-auth file that is not there, is refused before it generates a
+// bad cross-check key or state file, a mistyped -mirror, an -upstream-auth
+// file that is not there, or a file:// -upstream tree that is not, is refused before it generates a
 // key or creates the database (it used to make both, then fail on the
 // cross-check's options, the missing mirror or the credential file).
 func TestServeChecksBeforeCreating(t *testing.T) {
@@ -23,6 +23,7 @@ func TestServeChecksBeforeCreating(t *testing.T) {
 		{"crosscheck-state", []string{"-upstream", "https://proxy.golang.org", "-crosscheck", "-crosscheck-state", "state"}, "does not hold a tree head"},
 		{"mirror", []string{"-create", "-mirror", "missing.db"}, "hint: create the mirror first: sumd mirror -mirror missing.db"},
 		{"upstream-auth", []string{"-create", "-upstream", "https://proxy.golang.org", "-upstream-auth", "bearer:missing"}, "failed to read bearer credentials"},
+		{"upstream file tree", []string{"-create", "-upstream", "https://proxy.golang.org,file:///nonexistent/sumd-tree"}, "hint: check the file:// path in -upstream"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

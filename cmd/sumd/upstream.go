@@ -69,6 +69,9 @@ func parseUpstream(cfg *config.Serve) (*upstreamSetup, error) {
 	if _, err := upstream.NewFetcher(check); err != nil {
 		return nil, withHint(err, secretHint(err, "check -upstream and -upstream-auth"))
 	}
+	if err := upstream.CheckTrees(u.sources); err != nil {
+		return nil, withHint(err, "check the file:// path in -upstream (file:///absolute/path of a GOPROXY file tree); one on a network file system must be mounted before sumd starts (systemd: RequiresMountsFor=)")
+	}
 	return u, nil
 }
 
@@ -90,7 +93,11 @@ func parseSources(option, list, auth, example string) ([]upstream.Source, error)
 // serverOps returns what the HTTP server serves: the log itself, or the
 // log behind a recorder that fetches unknown versions from upstream; and
 // the admin API handler, if configured.
-func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Metrics, logger *slog.Logger) (sumdb.ServerOps, http.Handler, error) {
+//
+// ctx is the server's: the check of -upstream's http(s) proxies
+// (Fetcher.Probe) runs in the background until it ends, warning of a URL
+// that answers as no GOPROXY does, without delaying the start.
+func (u *upstreamSetup) serverOps(ctx context.Context, cfg *config.Serve, l *tlog.Log, m *upstream.Metrics, logger *slog.Logger) (sumdb.ServerOps, http.Handler, error) {
 	if len(u.sources) == 0 && !cfg.AdminAPI() && u.checker == nil {
 		return l, nil, nil
 	}
@@ -103,6 +110,7 @@ func (u *upstreamSetup) serverOps(cfg *config.Serve, l *tlog.Log, m *upstream.Me
 		}
 		opts.Fetcher = f
 		logger.Info("recording unknown versions from upstream", "upstream", upstream.FormatList(u.sources), "record", cmp.Or(cfg.Record, "all paths"))
+		go f.Probe(ctx)
 	}
 	opts.Checker = u.checker
 	rec, err := upstream.NewRecorder(l, opts)
