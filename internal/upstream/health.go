@@ -60,7 +60,10 @@ func (e events) count(one, many string) string {
 //   - first lookups refused because MaxFetches fetches were in flight
 //     ("upstream fetch slots saturated"): new versions get 503 while
 //     some client — a build, or someone keeping the slots busy — holds
-//     them all. Per-client refusals are not: they are that client's.
+//     them all. Per-client refusals are not: they are that client's;
+//   - missRun or more fetches in a row that every upstream proxy answered
+//     404 or 410, the last within healthWindow, none found since: what a
+//     misconfigured -upstream URL looks like (see missRun).
 //
 // The texts name no path or client (anonymous clients see /healthz); the
 // log has them.
@@ -83,6 +86,10 @@ func (r *Recorder) Problems() []string {
 		ps = append(ps, fmt.Sprintf("upstream fetch slots saturated: %s in the last %s, last at %s, because all %d fetch slots (-upstream-parallel) were taken; see sumd_upstream_lookup_fetches_in_flight and the server log",
 			r.busy.count("first lookup refused", "first lookups refused"), healthWindow, r.busy[n-1].UTC().Format(time.RFC3339), cap(r.slots)))
 	}
+	if r.misses >= missRun && now.Sub(r.lastMiss) < healthWindow {
+		ps = append(ps, fmt.Sprintf("the last %d versions fetched from upstream were missing from every upstream proxy (404 or 410), the last at %s, and none was found since: if versions that exist are among them, check that each -upstream URL is the proxy's GOPROXY base URL; see the server log",
+			r.misses, r.lastMiss.UTC().Format(time.RFC3339)))
+	}
 	if r.checker != nil {
 		ps = append(ps, r.checker.Problems()...)
 	}
@@ -101,4 +108,26 @@ func (r *Recorder) saturated() {
 	r.healthMu.Lock()
 	defer r.healthMu.Unlock()
 	r.busy.add(r.now())
+}
+
+// missRun is how many fetches in a row every upstream proxy must answer
+// 404 or 410 for Problems to report it: a URL that is no GOPROXY base URL
+// (a path prefix left out, the proxy's web UI) answers so for every
+// version, as a proxy lacking it does, while a working one has most of
+// what the go command asks for.
+const missRun = 20
+
+// noteFetch notes the outcome of a fetch, err: a version no upstream
+// proxy had adds to the run of misses, one found ends it. Other failures
+// (an outage, an invalid version, the client's going) say nothing of it.
+func (r *Recorder) noteFetch(err error) {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
+	switch {
+	case err == nil:
+		r.misses = 0
+	case kindOf(err) == KindGone:
+		r.misses++
+		r.lastMiss = r.now()
+	}
 }

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,8 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sumd-project/sumd/internal/testlog"
+	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
 // TestCheckTrees: a file:// source whose root is missing or a file is
@@ -81,5 +84,41 @@ func TestProbe(t *testing.T) {
 		if c.warn == "" && strings.Contains(got, "level=WARN") || c.warn != "" && !strings.Contains(got, c.warn) {
 			t.Errorf("%s: logs %q, want a warning %q", c.list, got, c.warn)
 		}
+	}
+}
+
+// TestMissesProblem: first lookups that every upstream proxy answers 404
+// or 410, missRun of them in a row, make a problem for the server's health
+// (a URL that is no GOPROXY base URL answers so for every version), which
+// a version found upstream ends.
+func TestMissesProblem(t *testing.T) {
+	found := goodModule("example.com/found", "v1.0.0")
+	tree, err := testproxy.Build(t.TempDir(), []testproxy.Module{found})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(t, testLog(t), RecorderOptions{Fetcher: newFetcher(t, tree, FetcherOptions{}), NegativeTTL: time.Hour})
+	miss := func(i int) {
+		t.Helper()
+		if _, err := rec.Lookup(context.Background(), mv("example.com/absent", fmt.Sprintf("v1.0.%d", i))); kindOf(err) != KindGone {
+			t.Fatalf("lookup of an absent version: %v, want KindGone", err)
+		}
+	}
+	for i := range missRun - 1 {
+		miss(i)
+	}
+	miss(0) // the negative cache's answer: no fetch, not counted
+	if p := rec.Problems(); len(p) != 0 {
+		t.Fatalf("problems after %d misses: %q, want none", missRun-1, p)
+	}
+	miss(missRun)
+	if p := rec.Problems(); len(p) != 1 || !strings.HasPrefix(p[0], fmt.Sprintf("the last %d versions fetched from upstream were missing from every upstream proxy", missRun)) {
+		t.Fatalf("problems after %d misses: %q, want the run of misses", missRun, p)
+	}
+	if _, err := rec.Lookup(context.Background(), mv(found.Path, found.Version)); err != nil {
+		t.Fatal(err)
+	}
+	if p := rec.Problems(); len(p) != 0 {
+		t.Errorf("problems after a version found upstream: %q, want none", p)
 	}
 }

@@ -174,10 +174,14 @@ type Recorder struct {
 	workers  *workers           // run the flights
 
 	// healthMu guards what Problems reports: the failures of sumd's own
-	// temporary directory and the refusals for want of a fetch slot.
+	// temporary directory, the refusals for want of a fetch slot, and the
+	// fetches in a row that no upstream proxy had (misses, the last at
+	// lastMiss; see noteFetch).
 	healthMu sync.Mutex
 	local    events
 	busy     events
+	misses   int
+	lastMiss time.Time
 }
 
 var _ sumdb.ServerOps = (*Recorder)(nil)
@@ -546,6 +550,7 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 		return flightResult{}, r.addError(ctx, m.String(), err)
 	}
 	rec, err := r.fetcher.Fetch(ctx, m)
+	r.noteFetch(err)
 	if err == nil {
 		err = r.crossCheck(ctx, rec)
 	}
