@@ -181,7 +181,10 @@ func copyRetired(ctx context.Context, dst, src Store) error {
 	if err != nil {
 		return fmt.Errorf("failed to read the source's retired keys: %w", err)
 	}
-	keys := strings.Fields(string(v))
+	keys, err := parseRetired(v)
+	if err != nil {
+		return fmt.Errorf("the source's retired keys: %w", err)
+	}
 	if len(keys) == 0 {
 		return nil
 	}
@@ -193,7 +196,10 @@ func copyRetired(ctx context.Context, dst, src Store) error {
 	if err != nil {
 		return fmt.Errorf("failed to read the destination's retired keys: %w", err)
 	}
-	held := strings.Fields(string(v))
+	held, err := parseRetired(v)
+	if err != nil {
+		return fmt.Errorf("the destination's retired keys: %w", err)
+	}
 	merged := held
 	for _, k := range keys {
 		if !slices.Contains(merged, k) {

@@ -2,6 +2,8 @@ package tlog
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -166,7 +168,58 @@ func (l *Log) retiredKeys(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read the log's retired keys: %w", err)
 	}
-	return strings.Fields(string(v)), nil
+	return parseRetired(v)
+}
+
+// maxRetiredSize caps the value of AuxRetiredKeys, some ten thousand keys:
+// a larger one is damage, not retirements.
+const maxRetiredSize = 1 << 20
+
+// parseRetired decodes a value of AuxRetiredKeys, as retiredValue writes
+// it: each key canonical, once, on a line of its own. Anything else is
+// damage (ErrCorrupt), reported rather than read as some other list, where
+// a retired key no longer spelled as AddKey compares it would be taken
+// back.
+func parseRetired(v []byte) ([]string, error) {
+	if len(v) == 0 {
+		return nil, nil
+	}
+	if len(v) > maxRetiredSize {
+		return nil, fmt.Errorf("%w: the retired keys (%s) are %d bytes, more than the limit of %d", ErrCorrupt, AuxRetiredKeys, len(v), maxRetiredSize)
+	}
+	if v[len(v)-1] != '\n' {
+		return nil, fmt.Errorf("%w: the retired keys (%s) do not end in a newline", ErrCorrupt, AuxRetiredKeys)
+	}
+	keys := strings.Split(string(v[:len(v)-1]), "\n")
+	for i, k := range keys {
+		if err := canonicalVerifierKey(k); err != nil {
+			return nil, fmt.Errorf("%w: line %d of the retired keys (%s): %v", ErrCorrupt, i+1, AuxRetiredKeys, err)
+		}
+		if slices.Contains(keys[:i], k) {
+			return nil, fmt.Errorf("%w: line %d of the retired keys (%s) repeats %s", ErrCorrupt, i+1, AuxRetiredKeys, k)
+		}
+	}
+	return keys, nil
+}
+
+// canonicalVerifierKey checks that vkey is a verifier key spelled as
+// note.NewEd25519VerifierKey spells it, the only spelling Key.VerifierKey
+// gives: note.NewVerifier also takes an upper-case key hash.
+func canonicalVerifierKey(vkey string) error {
+	if _, err := note.NewVerifier(vkey); err != nil {
+		return fmt.Errorf("%.80q is not a verifier key: %w", vkey, err)
+	}
+	name, rest, _ := strings.Cut(vkey, "+")
+	_, enc, _ := strings.Cut(rest, "+")
+	key, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || len(key) != 1+ed25519.PublicKeySize {
+		return fmt.Errorf("%.80q is not an Ed25519 verifier key", vkey)
+	}
+	want, err := note.NewEd25519VerifierKey(name, ed25519.PublicKey(key[1:]))
+	if err != nil || want != vkey {
+		return fmt.Errorf("%.80q is not spelled as sumd writes a verifier key (%s)", vkey, want)
+	}
+	return nil
 }
 
 // recordRetired adds vkey to the keys recorded under AuxRetiredKeys. It
@@ -182,6 +235,9 @@ func (l *Log) recordRetired(ctx context.Context, vkey string) error {
 	retired, err := l.retiredKeys(ctx)
 	if err != nil || slices.Contains(retired, vkey) {
 		return err
+	}
+	if v := retiredValue(append(retired, vkey)); len(v) > maxRetiredSize {
+		return fmt.Errorf("the log records %d retired keys, as many as it keeps (%d bytes)", len(retired), maxRetiredSize)
 	}
 	return l.writeFailure(a.SetAux(ctx, AuxRetiredKeys, retiredValue(append(retired, vkey))), "record the retired key "+vkey)
 }
