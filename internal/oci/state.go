@@ -2,6 +2,8 @@ package oci
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/sumd-project/sumd/internal/tlog"
 )
 
 // stateVersion is the format of the state; another is treated as damaged.
@@ -135,16 +139,75 @@ func LoadState(ctx context.Context, store Recorder) (*State, error) {
 	if data == nil {
 		return s, nil
 	}
+	if len(data) > maxStateSize {
+		s.changed() // overwrite the damaged state at the next Save
+		return s, fmt.Errorf("%w (%d bytes, more than the limit of %d)", ErrStateDamaged, len(data), maxStateSize)
+	}
 	if err := json.Unmarshal(data, &s.data); err != nil || s.data.Version != stateVersion {
 		v := s.data.Version
 		s.reset()
-		s.changed() // overwrite the damaged state at the next Save
+		s.changed()
 		return s, fmt.Errorf("%w (format version %d, want %d; %v)", ErrStateDamaged, v, stateVersion, err)
+	}
+	if err := s.data.check(); err != nil {
+		s.reset()
+		s.changed()
+		return s, fmt.Errorf("%w (%v)", ErrStateDamaged, err)
 	}
 	if s.data.Repositories == nil {
 		s.data.Repositories = map[string]map[string]stateEntry{}
 	}
 	return s, nil
+}
+
+// maxStateSize caps the state LoadState reads: the database stores no
+// larger auxiliary value, so a larger one is damage.
+const maxStateSize = tlog.MaxAuxSize
+
+// check reports a field of the state that sync cannot have written: JSON
+// that parses but was damaged or hand-edited (a conflict's hashes, a
+// resume point naming no tag).
+func (f *stateFile) check() error {
+	for repo, tags := range f.Repositories {
+		for tag, e := range tags {
+			if err := e.check(); err != nil {
+				return fmt.Errorf("%s:%s: %w", repo, tag, err)
+			}
+		}
+	}
+	if f.Resume != "" {
+		i := strings.LastIndex(f.Resume, ":")
+		if i <= 0 || i == len(f.Resume)-1 || strings.Contains(f.Resume[i+1:], "/") {
+			return fmt.Errorf("the resume point %.200q is not host/repository:tag", f.Resume)
+		}
+	}
+	return nil
+}
+
+// check reports a malformed conflict in e. Its other fields sync only
+// compares with what a registry serves, where a damaged one matches
+// nothing and costs a download, but a conflict's hashes are compared with
+// the log without fetching the layers.
+func (e stateEntry) check() error {
+	if e.Conflict == (stateConflict{}) {
+		return nil
+	}
+	if e.Conflict.Digest == "" {
+		return errors.New("a conflict names no manifest digest")
+	}
+	for _, h := range []string{e.Conflict.Hash, e.Conflict.GoMod} {
+		if !isH1(h) {
+			return fmt.Errorf("conflict hash %.100q is not a go.sum hash (h1:)", h)
+		}
+	}
+	return nil
+}
+
+// isH1 reports whether h is an h1: hash as the go command writes one.
+func isH1(h string) bool {
+	b64, ok := strings.CutPrefix(h, "h1:")
+	sum, err := base64.StdEncoding.Strict().DecodeString(b64)
+	return ok && err == nil && len(sum) == sha256.Size && base64.StdEncoding.EncodeToString(sum) == b64
 }
 
 func (s *State) reset() {
