@@ -131,11 +131,26 @@ func (c *Config) partial() bool {
 
 // WriteConfig stores c in the mirror's log.
 func WriteConfig(ctx context.Context, l *tlog.Log, c *Config) error {
-	data, err := json.Marshal(c)
+	data, err := encodeConfig(c)
 	if err != nil {
 		return err
 	}
 	return l.SetAux(ctx, auxConfig, data)
+}
+
+// encodeConfig encodes c as WriteConfig stores it, refusing what
+// ReadConfig would refuse to read back: JSON escapes some characters of a
+// string in six bytes, so a configuration read within maxConfig may be
+// written beyond it.
+func encodeConfig(c *Config) ([]byte, error) {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode the mirror configuration: %w", err)
+	}
+	if len(data) > maxConfig {
+		return nil, fmt.Errorf("mirror configuration is %d bytes, more than %d", len(data), maxConfig)
+	}
+	return data, nil
 }
 
 // Checked returns when the head the mirror holds was last known to be its
