@@ -20,9 +20,13 @@ func FuzzParseGoSumLine(f *testing.F) {
 	f.Add("example.com/m v1.0 h1:x")
 	f.Add("  a  b  c  ")
 	f.Add("nodot v1.0/go.mod " + gosum.EmptyGoModHash)
+	f.Add("example.com/m v1.0.0+incompatible " + gosum.EmptyGoModHash)
 	f.Fuzz(func(t *testing.T, s string) {
 		l, err := parseGoSumLine(s)
 		if err != nil {
+			if f := strings.Fields(s); len(f) == 3 && f[2] == gosum.EmptyGoModHash {
+				t.Fatalf("parseGoSumLine(%q) refused a line the go command drops unread: %v", s, err)
+			}
 			return
 		}
 		if strings.Join(strings.Fields(s), " ") != l.text() {

@@ -80,14 +80,21 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// FuzzParseLine checks that ParseLine never panics and that what it
-// accepts formats back as the same line.
+// FuzzParseLine checks that ParseLine never panics, that what it accepts
+// formats back as the same line, and that a line of three fields with the
+// hash of an empty go.mod file, whatever its path and version, is returned
+// with ErrEmptyGoMod to be dropped, formatting back the same, and never
+// refused as malformed.
 func FuzzParseLine(f *testing.F) {
 	f.Add("example.com/a v1.0.0 " + hashA)
 	f.Add("example.com/a v1.0.0/go.mod " + hashB)
 	f.Add("example.com/a v1.0 h1:x")
 	f.Add("a  b c")
 	f.Add("a b c d")
+	f.Add("nodot v1.0/go.mod " + EmptyGoModHash)
+	f.Add("example.com/a v1.0.0+incompatible/go.mod " + EmptyGoModHash)
+	f.Add("example.com/a v1.0.0 " + EmptyGoModHash)
+	f.Add(" \t" + "example.com/a\tv1.0.0/go.mod  " + EmptyGoModHash + "\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		_, splitErr := parseLine(s)
 		f := strings.Split(s, " ")
@@ -95,7 +102,15 @@ func FuzzParseLine(f *testing.F) {
 			t.Fatalf("parseLine(%q) = %v, but the line has three fields: %v", s, splitErr, fields)
 		}
 		l, err := ParseLine(s)
-		if err != nil {
+		fields := strings.Fields(s)
+		empty := len(s) <= MaxRecordSize && len(fields) == 3 && fields[2] == EmptyGoModHash
+		if errors.Is(err, ErrEmptyGoMod) != empty {
+			t.Fatalf("ParseLine(%q) = %v; a line with the empty go.mod hash: %v", s, err, empty)
+		}
+		if err != nil && !empty {
+			if l != (Line{}) {
+				t.Fatalf("ParseLine(%q) refused the line (%v) but returned %+v", s, err, l)
+			}
 			return
 		}
 		v := l.Version.Version
