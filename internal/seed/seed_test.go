@@ -249,9 +249,49 @@ func FuzzRead(f *testing.F) {
 	})
 }
 
+// FuzzReadMaxFileSize checks Options.MaxFileSize (Read's gosum.MaxFileSize,
+// scaled down): a file within it reads exactly as with no limit, and one
+// over it is refused, saying it is larger than the limit unless the read
+// stopped first at an error reading with no limit gives too.
+func FuzzReadMaxFileSize(f *testing.F) {
+	lines := []byte("example.com/a v1.0.0 " + hashA + "\nexample.com/a v1.0.0/go.mod " + hashB + "\n")
+	f.Add(lines, uint16(len(lines)))
+	f.Add(lines, uint16(len(lines)-1))
+	f.Add(lines, uint16(0))
+	f.Add([]byte("garbage\n"+string(lines)), uint16(10))
+	f.Add([]byte(strings.Repeat(" ", 300)+"\n"), uint16(299))
+	f.Fuzz(func(t *testing.T, data []byte, limit uint16) {
+		file := filepath.Join(t.TempDir(), "go.sum")
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		max := int64(limit) + 1 // 0 is no limit
+		free, ferr := scanAll(file, 1<<30)
+		capped, err := scanFile(file, Options{TempDir: filepath.Dir(file), MemoryBytes: 1 << 30, MaxFileSize: max})
+		if int64(len(data)) <= max {
+			if (err == nil) != (ferr == nil) || err != nil && err.Error() != ferr.Error() || !slices.Equal(free, capped) {
+				t.Fatalf("a file of %d bytes within a limit of %d: %q, %v; with no limit: %q, %v", len(data), max, capped, err, free, ferr)
+			}
+			return
+		}
+		switch {
+		case err == nil:
+			t.Fatalf("a file of %d bytes over a limit of %d was read: %q", len(data), max, capped)
+		case strings.Contains(err.Error(), fmt.Sprintf("larger than %d bytes", max)):
+		case ferr == nil || err.Error() != ferr.Error():
+			t.Fatalf("a file of %d bytes over a limit of %d: %v, not its size nor the error with no limit (%v)", len(data), max, err, ferr)
+		}
+	})
+}
+
 // scanAll sorts file with a memory budget and returns what Scan reads.
 func scanAll(file string, budget int) ([]string, error) {
-	s, err := Sort(context.Background(), []string{file}, Options{TempDir: filepath.Dir(file), MemoryBytes: budget})
+	return scanFile(file, Options{TempDir: filepath.Dir(file), MemoryBytes: budget})
+}
+
+// scanFile sorts file with opts and returns what Scan reads.
+func scanFile(file string, opts Options) ([]string, error) {
+	s, err := Sort(context.Background(), []string{file}, opts)
 	if err != nil {
 		return nil, err
 	}
