@@ -93,8 +93,8 @@ type Config struct {
 }
 
 const (
-	auxConfig  = "mirror/config"
-	auxChecked = "mirror/checked" // when the held head was last known to be the origin's latest
+	auxConfig  = tlog.AuxMirrorConfig // sumd copy carries it
+	auxChecked = "mirror/checked"     // when the held head was last known to be the origin's latest
 )
 
 // maxConfig caps the stored configuration.

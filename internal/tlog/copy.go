@@ -48,8 +48,9 @@ var ErrOtherLog = errors.New("destination holds another log")
 // data is not copied (dst stages it again), but the head is, since the
 // origin signed it and the mirror verified it (a copy that forgot it could
 // be restored behind it, or follow a fork of it). The keys src records
-// as retired (AuxRetiredKeys) are added to those dst records, before the
-// head, so that the copy refuses them as src does.
+// as retired (AuxRetiredKeys) are added to those dst records, and a
+// mirror's configuration (AuxMirrorConfig) is copied, before the head, so
+// that the copy refuses them as src does and is served as src is.
 func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tree, error) {
 	if opts.Chunk <= 0 {
 		opts.Chunk = 8192
@@ -120,6 +121,11 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tr
 		if err := copyStaging(ctx, dst, src, st, tree); err != nil {
 			return State{}, tlog.Tree{}, err
 		}
+		// Before the head: a copy served without it (sumd serve -mirror)
+		// would have no origin, and a private mirror's would be public.
+		if err := copyMirrorConfig(ctx, dst, src); err != nil {
+			return State{}, tlog.Tree{}, err
+		}
 	}
 	// Before the head: a copy that opened without the record would take a
 	// retired key back.
@@ -166,6 +172,35 @@ func copyStaging(ctx context.Context, dst, src Store, st State, tree tlog.Tree) 
 	}
 	if err := da.SetAux(ctx, auxStaged, head); err != nil {
 		return fmt.Errorf("failed to store the staged head: %w", err)
+	}
+	return nil
+}
+
+// AuxMirrorConfig keeps a mirror's configuration (mirror.Config: its
+// origin, -modules, and the credentials its data was read with), which
+// Copy carries.
+const AuxMirrorConfig = "mirror/config"
+
+// copyMirrorConfig gives dst the configuration the mirror src keeps
+// (AuxMirrorConfig), if any.
+func copyMirrorConfig(ctx context.Context, dst, src Store) error {
+	sa, ok := src.(AuxStore)
+	if !ok {
+		return nil
+	}
+	v, err := sa.Aux(ctx, AuxMirrorConfig)
+	if err != nil {
+		return fmt.Errorf("failed to read the source's mirror configuration: %w", err)
+	}
+	if v == nil {
+		return nil
+	}
+	da, ok := dst.(AuxStore)
+	if !ok {
+		return errors.New("the source mirror keeps its configuration (origin, credentials), which the destination cannot keep (it keeps no auxiliary state): copy into a bbolt file or a PostgreSQL database")
+	}
+	if err := da.SetAux(ctx, AuxMirrorConfig, v); err != nil {
+		return fmt.Errorf("failed to store the mirror configuration: %w", err)
 	}
 	return nil
 }

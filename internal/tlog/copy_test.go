@@ -409,3 +409,33 @@ type auxFails struct {
 }
 
 func (a auxFails) Aux(ctx context.Context, key string) ([]byte, error) { return nil, a.err }
+
+// TestCopyMirrorConfig: a copy of a mirror (sumd copy into another bbolt
+// file) carries the mirror's configuration, before the head: its origin,
+// its -modules, and the credentials its data was read with (ReadWith),
+// without which sumd serve -mirror would serve the copy of a private
+// mirror to anonymous clients. Copy left it behind.
+func TestCopyMirrorConfig(t *testing.T) {
+	ctx := context.Background()
+	k := testKey(t, "sum.example.com")
+	origin := openMem(t, NewMemStore(), k)
+	defer origin.Close()
+	growOrigin(t, origin, 0, 10)
+	ms := NewMemStore()
+	m := openMirror(t, ms, k.VerifierKey(), VerifyFull)
+	if err := m.Extend(ctx, extensionFrom(t, origin, 0, func(int64) bool { return true })); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	const conf = `{"url":"https://sumd.corp.example","read_with":"bearer:/etc/sumd/replica.token"}`
+	if err := ms.SetAux(ctx, "mirror/config", []byte(conf)); err != nil {
+		t.Fatal(err)
+	}
+	dst := NewMemStore()
+	if _, _, err := Copy(ctx, dst, ms, CopyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := dst.Aux(ctx, "mirror/config"); string(v) != conf {
+		t.Errorf("the copy's mirror configuration is %q, want the source's %q", v, conf)
+	}
+}
