@@ -203,6 +203,14 @@ func TestSumdbClientCert(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "reads its origin with credentials (client-cert:"+aud.CertFile+")") {
 		t.Errorf("sumd serve -mirror of a mirror presenting a client certificate: %v", err)
 	}
+	// So does the mirror restore keeps beside the database, copied with
+	// the certificate though it remembers none.
+	if m, err := launchServer(t, "", env, "-mirror-only", "-mirror", filepath.Join(dir, "restored.db.restore-mirror")); err == nil {
+		m.stop()
+		t.Error("sumd serve -mirror served the mirror restore -client-cert made to anonymous clients")
+	} else if !strings.Contains(err.Error(), "its data was read with client-cert:"+aud.CertFile) {
+		t.Errorf("sumd serve -mirror of the mirror restore -client-cert made: %v", err)
+	}
 	if err := os.Chmod(aud.KeyFile, 0o644); err != nil {
 		t.Fatal(err)
 	}

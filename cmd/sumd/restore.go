@@ -159,11 +159,15 @@ func restoreSource(ctx context.Context, cfg *config.Restore, vkeys string, stdou
 	path := cfg.DB + ".restore-mirror"
 	_, statErr := os.Lstat(path)
 	made := errors.Is(statErr, fs.ErrNotExist)
-	l, _, err := openMirror(path, vkeys, nil, true, cfg.DiskFloor.Bytes(), "", logger)
+	l, stored, err := openMirror(path, vkeys, nil, true, cfg.DiskFloor.Bytes(), "", logger)
 	if err != nil {
 		return nil, restoreMirrorOpenError(err, cfg, path)
 	}
-	f, err := newFollower(l, &mirror.Config{URL: cfg.From, Auth: cfg.Auth, ClientCert: cfg.ClientCert.ClientCert, ClientKey: cfg.ClientKey}, followerOptions{logger: logger})
+	mc := &mirror.Config{URL: cfg.From, Auth: cfg.Auth, ClientCert: cfg.ClientCert.ClientCert, ClientKey: cfg.ClientKey}
+	f, err := newFollower(l, mc, followerOptions{logger: logger})
+	if err == nil {
+		err = recordReadWith(l, stored, mc)
+	}
 	if err == nil {
 		bar := newProgress(stderr, "mirroring records")
 		f.SetProgress(bar.update)
@@ -335,3 +339,21 @@ func linkUnsupported(err error) bool {
 
 // swapStep, if set by a test, runs between swapIn's steps.
 var swapStep func()
+
+// recordReadWith records in the mirror restore keeps the credentials mc
+// reads the server with (mirror.Config.ReadWith), before it copies
+// anything with them, as sumd mirror does: else sumd serve -mirror of that
+// file, which remembers no credentials, would serve what they read to
+// anonymous clients. Nothing else of mc is remembered.
+func recordReadWith(l *itlog.Log, stored, mc *mirror.Config) error {
+	rw := readWith(stored, mc)
+	if rw == "" || stored != nil && stored.ReadWith == rw {
+		return nil
+	}
+	c := &mirror.Config{VerifierKeys: l.VerifierKeys()}
+	if stored != nil {
+		c = stored
+	}
+	c.ReadWith = rw
+	return mirror.WriteConfig(context.Background(), l, c)
+}
