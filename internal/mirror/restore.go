@@ -100,6 +100,13 @@ func Restore(ctx context.Context, dst itlog.Store, src *itlog.Log, keys []*itlog
 	if err := dst.Create(ctx, itlog.Meta{Name: src.Name(), VKeys: st.VKeys}, h.Signed); err != nil {
 		return nil, fmt.Errorf("failed to create the restored database: %w", err)
 	}
+	if old != nil {
+		// The restored database replaces old: without the record, sumd
+		// key rotate would take a retired (perhaps leaked) key back.
+		if err := itlog.CopyRetired(ctx, dst, old); err != nil {
+			return nil, err
+		}
+	}
 	w := &restoreWriter{ctx: ctx, dst: dst, head: h, oldRecs: oldRecs, oldN: st.Previous.N}
 	for from := int64(0); from < h.Tree.N; from += int64(opts.Batch) {
 		if err := w.records(src, from, min(from+int64(opts.Batch), h.Tree.N)); err != nil {

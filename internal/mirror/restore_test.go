@@ -172,3 +172,46 @@ func copyLog(t *testing.T, o *origin, s *itlog.MemStore) {
 		t.Fatal("the copy's head differs from the origin's") // Ed25519 signatures are deterministic
 	}
 }
+
+// TestRestoreKeepsRetiredKeys: a restore over an old database keeps the
+// record of the keys sumd key retire retired there (perhaps leaked), so
+// that the restored log's AddKey (sumd key rotate) still refuses them.
+// The restored file, which replaces the old one, had lost it.
+func TestRestoreKeepsRetiredKeys(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 100)
+	old := itlog.NewMemStore()
+	copyLog(t, o, old)
+	skey, _, err := itlog.GenerateKey(o.key.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaked, err := itlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.SetAux(ctx, itlog.AuxRetiredKeys, []byte(leaked.VerifierKey()+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, m, nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "restored.db")
+	dst, err := itlog.OpenBolt(path, itlog.BoltOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(ctx, dst, m, []*itlog.Key{o.key}, old, RestoreOptions{Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	dst.Close()
+	l, err := itlog.Open(path, itlog.Options{Keys: []*itlog.Key{o.key}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.AddKey(ctx, leaked); err == nil || !strings.Contains(err.Error(), "was retired") {
+		t.Errorf("AddKey of a key the old database recorded as retired, on the restored one = %v, want a refusal", err)
+	}
+}

@@ -129,7 +129,7 @@ func Copy(ctx context.Context, dst, src Store, opts CopyOptions) (State, tlog.Tr
 	}
 	// Before the head: a copy that opened without the record would take a
 	// retired key back.
-	if err := copyRetired(ctx, dst, src); err != nil {
+	if err := CopyRetired(ctx, dst, src); err != nil {
 		return State{}, tlog.Tree{}, err
 	}
 	// The head last: from here on dst serves the copy.
@@ -205,9 +205,10 @@ func copyMirrorConfig(ctx context.Context, dst, src Store) error {
 	return nil
 }
 
-// copyRetired adds the keys src records as retired (AuxRetiredKeys) to
-// those dst records: the copy's AddKey must refuse them too.
-func copyRetired(ctx context.Context, dst, src Store) error {
+// CopyRetired adds the keys src records as retired (AuxRetiredKeys) to
+// those dst records: the copy's AddKey must refuse them too (Copy, and
+// a restore over an old database).
+func CopyRetired(ctx context.Context, dst, src Store) error {
 	sa, ok := src.(AuxStore)
 	if !ok {
 		return nil
