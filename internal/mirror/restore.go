@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"slices"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -95,6 +96,9 @@ func Restore(ctx context.Context, dst itlog.Store, src *itlog.Log, keys []*itlog
 		if st.Previous, err = checkOld(ctx, old, h, src, keys); err != nil {
 			return nil, err
 		}
+		if err := checkRetired(ctx, old, keys); err != nil {
+			return nil, err
+		}
 		oldRecs = old.ReadRecords
 	}
 	if err := dst.Create(ctx, itlog.Meta{Name: src.Name(), VKeys: st.VKeys}, h.Signed); err != nil {
@@ -137,6 +141,28 @@ func signedBy(head []byte, keys []*itlog.Key) ([]string, error) {
 		vkeys = append(vkeys, k.VerifierKey())
 	}
 	return vkeys, nil
+}
+
+// checkRetired refuses the keys old records as retired (sumd key
+// retire): the mirror's newest head may be signed by one (a head of the
+// same tree from before the retirement), and the restored log would sign
+// with a key retired perhaps because it leaked.
+func checkRetired(ctx context.Context, old itlog.Store, keys []*itlog.Key) error {
+	a, ok := old.(itlog.AuxStore)
+	if !ok {
+		return nil
+	}
+	v, err := a.Aux(ctx, itlog.AuxRetiredKeys)
+	if err != nil {
+		return fmt.Errorf("failed to read the old database's retired keys: %w", err)
+	}
+	retired := strings.Fields(string(v))
+	for _, k := range keys {
+		if slices.Contains(retired, k.VerifierKey()) {
+			return fmt.Errorf("%s was retired from this log (sumd key retire), perhaps because it leaked, and the restored log would sign with it: restore with the keys the log signs with now", k.VerifierKey())
+		}
+	}
+	return nil
 }
 
 // checkOld verifies the old database's head with the keys and proves it a

@@ -215,3 +215,25 @@ func TestRestoreKeepsRetiredKeys(t *testing.T) {
 		t.Errorf("AddKey of a key the old database recorded as retired, on the restored one = %v, want a refusal", err)
 	}
 }
+
+// TestRestoreRefusesRetiredKey: a restore over an old database refuses a
+// key the old one records as retired, though the mirror's newest head is
+// signed by it (a head from before the retirement, of the same tree): the
+// restored log would sign with a key retired perhaps because it leaked.
+func TestRestoreRefusesRetiredKey(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t, 100)
+	old := itlog.NewMemStore()
+	copyLog(t, o, old)
+	if err := old.SetAux(ctx, itlog.AuxRetiredKeys, []byte(o.key.VerifierKey()+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := newMirror(t, o)
+	if _, err := newFollower(t, o, m, nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Restore(ctx, itlog.NewMemStore(), m, []*itlog.Key{o.key}, old, RestoreOptions{Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "retired") {
+		t.Errorf("Restore with a key the old database retired = %v, want a refusal", err)
+	}
+}
