@@ -63,7 +63,8 @@ type FetcherOptions struct {
 
 // A Fetcher fetches module versions from upstream proxies and hashes them
 // as the go command would. It is safe for concurrent use and keeps no state
-// between calls: a failed version leaves no trace.
+// between calls but its sources' runs of failures, for the server's health:
+// a failed version leaves no trace.
 type Fetcher struct {
 	sources []Source
 	opts    FetcherOptions
@@ -75,6 +76,9 @@ type Fetcher struct {
 	createTemp func(dir string) (tempFile, error)
 	// freeSpace is tlog.FreeSpace, or in tests a disk filling up.
 	freeSpace func(path string) (int64, bool)
+	// health is what fetches saw of each source, for Recorder.Problems:
+	// the only state a Fetcher keeps between calls.
+	health *sourceHealth
 }
 
 // A tempFile is where downloadZip stores a large zip: an *os.File.
@@ -112,6 +116,7 @@ func NewFetcher(opts FetcherOptions) (*Fetcher, error) {
 			return scratch.Create(dir, scratch.Upstream)
 		},
 		freeSpace: tlog.FreeSpace,
+		health:    &sourceHealth{runs: make([]sourceRun, len(opts.Sources))},
 	}, nil
 }
 
@@ -185,8 +190,9 @@ func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, er
 		return gosum.Record{}, &Error{Kind: KindInvalid, Module: m, Err: err}
 	}
 	var notFound, failed error
-	for _, src := range f.sources {
+	for i, src := range f.sources {
 		rec, err := f.fetchFrom(ctx, src, m)
+		f.health.note(ctx, i, err)
 		if err == nil {
 			return rec, nil
 		}
@@ -203,6 +209,9 @@ func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, er
 			if !src.FallBackOnError {
 				return gosum.Record{}, err
 			}
+			// The next source may answer: the operator must still hear
+			// of this one (Recorder.Problems reports a run of these).
+			f.log.WarnContext(ctx, "upstream proxy failed; trying the next after \"|\"", "source", src.URL, "module", m.Path, "version", m.Version, "err", err)
 		}
 	}
 	if failed != nil {

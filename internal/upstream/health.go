@@ -1,7 +1,10 @@
 package upstream
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -63,7 +66,11 @@ func (e events) count(one, many string) string {
 //     them all. Per-client refusals are not: they are that client's;
 //   - missRun or more fetches in a row that every upstream proxy answered
 //     404 or 410, the last within healthWindow, none found since: what a
-//     misconfigured -upstream URL looks like (see missRun).
+//     misconfigured -upstream URL looks like (see missRun);
+//   - failRun or more fetches in a row that one upstream proxy failed (no
+//     answer, a timeout, an error status), the last within healthWindow,
+//     none answered since: after "|" the next proxy may answer them all,
+//     and nothing else would show it (see failRun).
 //
 // The texts name no path or client (anonymous clients see /healthz); the
 // log has them.
@@ -89,6 +96,9 @@ func (r *Recorder) Problems() []string {
 	if r.misses >= missRun && now.Sub(r.lastMiss) < healthWindow {
 		ps = append(ps, fmt.Sprintf("the last %d versions fetched from upstream were missing from every upstream proxy (404 or 410), the last at %s, and none was found since: if versions that exist are among them, check that each -upstream URL is the proxy's GOPROXY base URL; see the server log",
 			r.misses, r.lastMiss.UTC().Format(time.RFC3339)))
+	}
+	if r.fetcher != nil {
+		ps = append(ps, r.fetcher.health.problems()...)
 	}
 	if r.checker != nil {
 		ps = append(ps, r.checker.Problems()...)
@@ -130,4 +140,63 @@ func (r *Recorder) noteFetch(err error) {
 		r.misses++
 		r.lastMiss = r.now()
 	}
+}
+
+// failRun is how many fetches in a row one source must fail (no answer, a
+// timeout, a status other than 404 and 410) for Problems to report it: a
+// source after which "|" lets the next one answer is otherwise dead
+// without a word, each fetch succeeding through the next, and a single
+// failure is as likely a blip as an outage.
+const failRun = 3
+
+// sourceRun is what a Fetcher saw of one source lately.
+type sourceRun struct {
+	fails    int       // fetches in a row it failed
+	lastFail time.Time // the last of them
+}
+
+// sourceHealth is what a Fetcher saw of each of its sources, in the
+// order of its list, for the server's health.
+type sourceHealth struct {
+	mu   sync.Mutex
+	runs []sourceRun // guarded by mu
+}
+
+// note notes the outcome of fetching a version from source i: any answer
+// of the source's own (found, 404 or 410, an invalid module) ends its run
+// of failures; a failure that is neither the source's (sumd's own
+// KindLocal, the caller's going) nor an answer says nothing of it.
+func (h *sourceHealth) note(ctx context.Context, i int, err error) {
+	failed := false
+	switch {
+	case err == nil, isNotFound(err), kindOf(err) == KindInvalid:
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()), kindOf(err) == KindLocal:
+		return
+	default:
+		failed = true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if failed {
+		h.runs[i].fails++
+		h.runs[i].lastFail = time.Now()
+	} else {
+		h.runs[i].fails = 0
+	}
+}
+
+// problems reports the sources that failed failRun or more fetches in a
+// row, the last within healthWindow. A source is named by its place in
+// the list: its URL may be internal, and anonymous clients read /healthz.
+func (h *sourceHealth) problems() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ps []string
+	for i, run := range h.runs {
+		if run.fails >= failRun && time.Since(run.lastFail) < healthWindow {
+			ps = append(ps, fmt.Sprintf("upstream proxy %d of %d (-upstream) failed the last %d fetches asked of it (no answer, a timeout or an error status), the last at %s, and answered none since: new versions that only it has are not recorded; see the server log",
+				i+1, len(h.runs), run.fails, run.lastFail.UTC().Format(time.RFC3339)))
+		}
+	}
+	return ps
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,5 +121,60 @@ func TestMissesProblem(t *testing.T) {
 	}
 	if p := rec.Problems(); len(p) != 0 {
 		t.Errorf("problems after a version found upstream: %q, want none", p)
+	}
+}
+
+// TestSourceOutageProblem: a source that fails every fetch (no answer)
+// while the proxy after its "|" answers them is a problem of the server's
+// health, naming the source by its place in -upstream, not its URL
+// (anonymous clients read /healthz); the problem ends once the source
+// answers again.
+func TestSourceOutageProblem(t *testing.T) {
+	var mods []testproxy.Module
+	for i := range failRun + 1 {
+		mods = append(mods, goodModule("example.com/m", fmt.Sprintf("v1.0.%d", i)))
+	}
+	tree, err := testproxy.Build(t.TempDir(), mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up atomic.Bool
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if up.Load() {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+	}))
+	defer first.Close()
+	logs := new(testlog.Buffer)
+	rec := newRecorder(t, testLog(t), RecorderOptions{Fetcher: newFetcher(t, first.URL+"|"+tree, FetcherOptions{Logger: logs.Logger()})})
+	lookup := func(i int) {
+		t.Helper()
+		if _, err := rec.Lookup(context.Background(), mv("example.com/m", fmt.Sprintf("v1.0.%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range failRun - 1 {
+		lookup(i)
+	}
+	if p := rec.Problems(); len(p) != 0 {
+		t.Fatalf("problems after %d failures: %q, want none", failRun-1, p)
+	}
+	lookup(failRun - 1)
+	p := rec.Problems()
+	if len(p) != 1 || !strings.HasPrefix(p[0], fmt.Sprintf("upstream proxy 1 of 2 (-upstream) failed the last %d fetches", failRun)) {
+		t.Fatalf("problems after %d failures: %q, want the source's outage", failRun, p)
+	}
+	if strings.Contains(p[0], first.URL) || strings.Contains(p[0], tree) {
+		t.Errorf("problem %q names a source", p[0])
+	}
+	if got := logs.String(); !strings.Contains(got, "level=WARN") || !strings.Contains(got, first.URL) {
+		t.Errorf("logs %q, want a warning naming the source", got)
+	}
+	up.Store(true)
+	lookup(failRun)
+	if p := rec.Problems(); len(p) != 0 {
+		t.Errorf("problems after the source answered: %q, want none", p)
 	}
 }
