@@ -192,7 +192,10 @@ func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, er
 	var notFound, failed error
 	for i, src := range f.sources {
 		rec, err := f.fetchFrom(ctx, src, m)
-		f.health.note(ctx, i, err)
+		if f.health.note(ctx, i, err) {
+			f.log.WarnContext(ctx, fmt.Sprintf("upstream proxy answered 404 or 410 to the last %d versions asked of it: if it should have some of them, check that its URL is the proxy's GOPROXY base URL (one with its path prefix left out, or the proxy's web UI, answers so for every version); a proxy holding only some modules misses the others", missRun),
+				"source", src.URL, "module", m.Path, "version", m.Version)
+		}
 		if err == nil {
 			return rec, nil
 		}

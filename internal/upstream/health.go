@@ -153,6 +153,7 @@ const failRun = 3
 type sourceRun struct {
 	fails    int       // fetches in a row it failed
 	lastFail time.Time // the last of them
+	misses   int       // fetches in a row it answered 404 or 410
 }
 
 // sourceHealth is what a Fetcher saw of each of its sources, in the
@@ -164,25 +165,31 @@ type sourceHealth struct {
 
 // note notes the outcome of fetching a version from source i: any answer
 // of the source's own (found, 404 or 410, an invalid module) ends its run
-// of failures; a failure that is neither the source's (sumd's own
-// KindLocal, the caller's going) nor an answer says nothing of it.
-func (h *sourceHealth) note(ctx context.Context, i int, err error) {
-	failed := false
-	switch {
-	case err == nil, isNotFound(err), kindOf(err) == KindInvalid:
-	case ctx.Err() != nil && errors.Is(err, ctx.Err()), kindOf(err) == KindLocal:
-		return
-	default:
-		failed = true
-	}
+// of failures, and any but 404 or 410 its run of misses; a failure that is
+// neither the source's (sumd's own KindLocal, the caller's going) nor an
+// answer says nothing of it. It reports whether the source's run of
+// misses has just reached missRun, which the Fetcher logs: a URL that is
+// no GOPROXY base URL misses every version, and when a later source has
+// them nothing else shows it. That is no problem of the server's health,
+// unlike a source's failures: a proxy holding only the company's modules,
+// listed before a public one, misses most versions too.
+func (h *sourceHealth) note(ctx context.Context, i int, err error) (missRunReached bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if failed {
-		h.runs[i].fails++
-		h.runs[i].lastFail = time.Now()
-	} else {
-		h.runs[i].fails = 0
+	run := &h.runs[i]
+	switch {
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()), kindOf(err) == KindLocal:
+	case isNotFound(err):
+		run.fails = 0
+		run.misses++
+		return run.misses == missRun
+	case err == nil, kindOf(err) == KindInvalid:
+		run.fails, run.misses = 0, 0
+	default:
+		run.fails++
+		run.lastFail = time.Now()
 	}
+	return false
 }
 
 // problems reports the sources that failed failRun or more fetches in a

@@ -178,3 +178,41 @@ func TestSourceOutageProblem(t *testing.T) {
 		t.Errorf("problems after the source answered: %q, want none", p)
 	}
 }
+
+// TestSourceMissesWarned: a source that answers every version 404 (a URL
+// that is no GOPROXY base URL) before one that has them all is warned of
+// in the log, naming it, once per run of missRun misses: every fetch
+// succeeds through the next source, so the versions only it should have
+// were 410 without a word. It is no problem of the server's health: a
+// proxy holding only the company's modules, listed first, misses most
+// versions as well.
+func TestSourceMissesWarned(t *testing.T) {
+	var mods []testproxy.Module
+	for i := range 2 * missRun {
+		mods = append(mods, goodModule("example.com/m", fmt.Sprintf("v1.0.%d", i)))
+	}
+	tree, err := testproxy.Build(t.TempDir(), mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := httptest.NewServer(http.NotFoundHandler())
+	defer wrong.Close()
+	logs := new(testlog.Buffer)
+	rec := newRecorder(t, testLog(t), RecorderOptions{Fetcher: newFetcher(t, wrong.URL+","+tree, FetcherOptions{Logger: logs.Logger()})})
+	const warning = "upstream proxy answered 404 or 410 to the last"
+	for i := range 2*missRun - 1 {
+		if _, err := rec.Lookup(context.Background(), mv("example.com/m", fmt.Sprintf("v1.0.%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(logs.String(), warning); i < missRun-1 && n != 0 || i >= missRun-1 && n != 1 {
+			t.Fatalf("after %d lookups, %d warnings %q, want %d; logs:\n%s", i+1, n, warning, min(1, (i+1)/missRun), logs)
+		}
+	}
+	got := logs.String()
+	if !strings.Contains(got, "source="+wrong.URL) || strings.Contains(got, "source=file://") {
+		t.Errorf("logs %q, want the warning to name the first source only", got)
+	}
+	if p := rec.Problems(); len(p) != 0 {
+		t.Errorf("problems: %q, want none", p)
+	}
+}
