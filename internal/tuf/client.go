@@ -78,18 +78,36 @@ var (
 // returns the database the repository publishes: its only
 // sumdb/NAME.vkey target and the matching sumdb/NAME.json.
 func Fetch(opts ClientOptions) (*Database, error) {
-	cache := opts.CacheDir
-	if cache == "" {
-		tmp, err := os.MkdirTemp("", "sumd-tuf-")
-		if err != nil {
-			return nil, fmt.Errorf("failed to create TUF cache: %w", err)
-		}
-		defer os.RemoveAll(tmp)
-		cache = tmp
-	} else {
-		cache = filepath.Join(cache, pinDir(opts.Root, opts.URL))
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
 	}
-	up, err := newUpdater(opts, cache)
+	// go-tuf writes its cache without syncing anything: it works in a
+	// directory of its own, and what it verified is copied into the cache
+	// durably afterwards (keepCache).
+	work, err := os.MkdirTemp("", "sumd-tuf-")
+	if err != nil {
+		return nil, fmt.Errorf("failed to create TUF work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+	cache := "" // the cache's metadata directory, if any
+	if opts.CacheDir != "" {
+		cache = filepath.Join(opts.CacheDir, pinDir(opts.Root, opts.URL), metadataDir)
+	}
+	if err := seedCache(cache, filepath.Join(work, metadataDir), log); err != nil {
+		return nil, err
+	}
+	d, err := fetch(opts, cache, work, log)
+	// Even after a failure: go-tuf keeps only what it verified, such as
+	// the newer roots it walked to before the timestamp failed.
+	if kerr := keepCache(filepath.Join(work, metadataDir), cache); kerr != nil {
+		return nil, errors.Join(err, kerr)
+	}
+	return d, err
+}
+
+func fetch(opts ClientOptions, cache, work string, log *slog.Logger) (*Database, error) {
+	up, err := newUpdater(opts, cache, work, log)
 	if err != nil {
 		return nil, err
 	}
@@ -103,12 +121,10 @@ func Fetch(opts ClientOptions) (*Database, error) {
 	return downloadDatabase(up, name)
 }
 
-func newUpdater(opts ClientOptions, cache string) (*updater.Updater, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	root, err := trustedRoot(opts.Root, filepath.Join(cache, metadataDir), log)
+// newUpdater returns go-tuf's client, trusting the newer of the pin and
+// the root in cache, and working in work.
+func newUpdater(opts ClientOptions, cache, work string, log *slog.Logger) (*updater.Updater, error) {
+	root, err := trustedRoot(opts.Root, cache, log)
 	if err != nil {
 		return nil, err
 	}
@@ -118,8 +134,8 @@ func newUpdater(opts ClientOptions, cache string) (*updater.Updater, error) {
 		return nil, fmt.Errorf("invalid TUF repository URL: %w", err)
 	}
 	cfg.RemoteTargetsURL = base + "/" + targetsDir
-	cfg.LocalMetadataDir = filepath.Join(cache, metadataDir)
-	cfg.LocalTargetsDir = filepath.Join(cache, targetsDir)
+	cfg.LocalMetadataDir = filepath.Join(work, metadataDir)
+	cfg.LocalTargetsDir = filepath.Join(work, targetsDir)
 	cfg.SnapshotMaxLength, cfg.TargetsMaxLength = maxMetadata, maxMetadata
 	client := opts.HTTPClient
 	if client == nil {
@@ -194,12 +210,15 @@ func pinDir(root []byte, url string) string {
 // ignored with a warning and the client starts from its pin again,
 // walking the chain forward: it loses the protection against an old chain
 // replayed that the cached root gave, hence the warning. So is a cached
-// root that is not root metadata: go-tuf writes it without syncing it, so
-// a crash may leave it empty.
+// root that is not root metadata: sumd before keepCache let go-tuf write
+// it without syncing it, so a crash may have left it empty.
 func trustedRoot(pinned []byte, dir string, log *slog.Logger) ([]byte, error) {
 	pin, err := metadata.Root().FromBytes(pinned)
 	if err != nil {
 		return nil, fmt.Errorf("the pinned root is not TUF root metadata: %w", err)
+	}
+	if dir == "" {
+		return pinned, nil // no cache
 	}
 	path := filepath.Join(dir, metadata.ROOT+".json")
 	data, err := readCapped(path, maxMetadata)
@@ -213,7 +232,7 @@ func trustedRoot(pinned []byte, dir string, log *slog.Logger) ([]byte, error) {
 	}
 	cached, err := metadata.Root().FromBytes(data)
 	if err != nil {
-		log.Warn("ignoring the cached TUF root, which is not root metadata (go-tuf writes it unsynced: a crash?), starting from the pinned one; "+
+		log.Warn("ignoring the cached TUF root, which is not root metadata (a crash while an older sumd wrote it, which did not sync it?), starting from the pinned one; "+
 			"remove it to be rid of this warning", "path", path, "err", err)
 		return pinned, nil
 	}

@@ -211,7 +211,7 @@ func writeTemp(path string, data []byte) (string, error) {
 		return "", fmt.Errorf("failed to create temporary file: %w", err)
 	}
 	_, err = f.Write(data)
-	err = errors.Join(err, f.Chmod(0o644), f.Sync(), f.Close())
+	err = errors.Join(err, f.Chmod(0o644), syncFile(f), f.Close())
 	if err != nil {
 		os.Remove(f.Name())
 		return "", fmt.Errorf("failed to write temporary file: %w", err)
@@ -221,6 +221,10 @@ func writeTemp(path string, data []byte) (string, error) {
 
 // syncDir makes a new or renamed name in dir durable.
 var syncDir = durable.SyncDir
+
+// syncFile makes the content of a file written in full durable; tests
+// watch it.
+var syncFile = (*os.File).Sync
 
 // mkdirAll is os.MkdirAll, also syncing the parent of each directory it
 // creates: until then a crash may lose the new directory's name, and with
