@@ -26,7 +26,12 @@ import (
 
 // seedCache copies the metadata files cached in cache, if any, into work,
 // where go-tuf looks for them. The root is not copied: go-tuf writes the
-// one it is given (trustedRoot) itself.
+// one it is given (trustedRoot) itself. A file that is not metadata of
+// its role (one a crash left empty while an older sumd let go-tuf write
+// it unsynced) is left out with a warning, as a damaged root is: go-tuf
+// would fail every run on it ("unexpected end of JSON input", naming no
+// file), and the run replaces it with metadata it verifies against the
+// trusted root, losing only the rollback check against it.
 func seedCache(cache, work string, log *slog.Logger) error {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return fmt.Errorf("failed to create TUF work directory: %w", err)
@@ -52,11 +57,31 @@ func seedCache(cache, work string, log *slog.Logger) error {
 			log.Warn("ignoring cached TUF metadata (a symbolic link is never followed: make it a regular file)", "path", path, "err", err)
 			continue
 		}
+		if err := parseCached(name, data); err != nil {
+			log.Warn("ignoring cached TUF metadata that is not metadata of its role (a crash while an older sumd wrote it, which did not sync it?); "+
+				"the verified metadata replaces it", "path", path, "err", err)
+			continue
+		}
 		if err := os.WriteFile(filepath.Join(work, name), data, 0o644); err != nil {
 			return fmt.Errorf("failed to copy the TUF cache: %w", err)
 		}
 	}
 	return nil
+}
+
+// parseCached parses the cached metadata file name, without verifying it:
+// go-tuf does that, and ignores by itself metadata that does not verify.
+func parseCached(name string, data []byte) error {
+	var err error
+	switch name {
+	case metadata.TIMESTAMP + ".json":
+		_, err = metadata.Timestamp().FromBytes(data)
+	case metadata.SNAPSHOT + ".json":
+		_, err = metadata.Snapshot().FromBytes(data)
+	default: // targets.json and delegated targets
+		_, err = metadata.Targets().FromBytes(data)
+	}
+	return err
 }
 
 // keepCache writes the metadata files in work that differ from those in
