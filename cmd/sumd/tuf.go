@@ -163,7 +163,22 @@ func tufStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	printExpiry(stderr, st, time.Now())
 	printProblems(stderr, st.Problems)
+	printOfflineKeys(stderr, filepath.Join(cfg.Dir, tuf.DefaultOnlineKeys))
 	return nil
+}
+
+// printOfflineKeys warns of root and targets keys in the online keys'
+// directory (where tuf init puts the online keys, and sumd serve -tuf
+// reads them by default), as sumd serve's status does.
+func printOfflineKeys(stderr io.Writer, online string) {
+	files, err := tuf.OfflineKeyFiles(online)
+	if err != nil {
+		fmt.Fprintf(stderr, "sumd: warning: cannot check the online keys' directory for root and targets keys: %v\n", err)
+	}
+	for _, f := range files {
+		fmt.Fprintf(stderr, "sumd: warning: %s is a root or targets key in the online keys' directory, where sumd serve signs: "+
+			"a thief of this host could sign with it; move it to offline media (sumd tuf publish and rotate-root take it with -keys)\n", f)
+	}
 }
 
 // printProblems warns of the files the repository ignores.
