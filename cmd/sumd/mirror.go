@@ -505,6 +505,8 @@ func mirrorOpenError(err error, path string) error {
 		return withHint(err, "a running sumd serve (or another sumd mirror) holds "+path+": stop it first")
 	case errors.As(err, new(*itlog.OriginKeyError)):
 		return withHint(err, "give -origin-key the origin's older verifier key too (OLD,NEW) until the mirror holds a head signed by the new one")
+	case errors.Is(err, mirror.ErrNewerConfig):
+		return withHint(err, "a newer sumd wrote "+path+": run that version (or a later one) on it; this one would drop what it does not know")
 	case errors.Is(err, itlog.ErrCorrupt):
 		return withHint(err, "do not serve this mirror: move it aside and mirror the origin again")
 	case errors.Is(err, itlog.ErrLowDisk), errors.Is(err, syscall.ENOSPC):

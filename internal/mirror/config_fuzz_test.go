@@ -3,8 +3,12 @@ package mirror
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
+
+	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
 // auxBytes is an AuxReader holding one mirror configuration.
@@ -17,8 +21,9 @@ func (a auxBytes) Aux(ctx context.Context, key string) ([]byte, error) {
 	return a, nil
 }
 
-// FuzzReadConfig: a stored mirror configuration is refused with an error
-// naming it, or is one that WriteConfig's encoding refuses likewise (too
+// FuzzReadConfig: a stored mirror configuration is refused as damage
+// (ErrCorrupt) or as a newer sumd's (ErrNewerConfig), with an error naming
+// it, or is read as encoding/json reads it and is one that WriteConfig's encoding refuses likewise (too
 // large once escaped) or reads back the same,
 // ReadWith included: a field serve decides by (credentials remembered, or
 // the data once read with them) never changes on the way through.
@@ -28,6 +33,9 @@ func FuzzReadConfig(f *testing.F) {
 	f.Add([]byte(`{"verifier_keys":[],"modules":["example.com/*","go.sum"],"partial":true}`))
 	f.Add([]byte(`{"READ_WITH":"x","read_with":""}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"verifier_keys":["k"],"read_with":"-auth netrc","read_with":""}`))
+	f.Add([]byte(`{"verifier_keys":["k"],"serve_with":"x"} `))
+	f.Add([]byte(`{"verifier_keys":["k",null],"auth":null}{}`))
 	f.Add([]byte(`{`))
 	f.Add([]byte(`{"read_with":` + `"` + strings.Repeat("a", maxConfig) + `"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -36,6 +44,9 @@ func FuzzReadConfig(f *testing.F) {
 		if err != nil {
 			if !strings.Contains(err.Error(), "mirror configuration") {
 				t.Fatalf("ReadConfig(%.200q) = %v, naming no mirror configuration", data, err)
+			}
+			if !errors.Is(err, itlog.ErrCorrupt) && !errors.Is(err, ErrNewerConfig) {
+				t.Fatalf("ReadConfig(%.200q) = %v, neither damage nor a newer sumd's", data, err)
 			}
 			return
 		}
@@ -47,6 +58,11 @@ func FuzzReadConfig(f *testing.F) {
 				t.Fatalf("ReadConfig(%.200q) = nil", data)
 			}
 			return
+		}
+		// What the strict reading accepts, encoding/json reads the same.
+		var loose Config
+		if err := json.Unmarshal(data, &loose); err != nil || !reflect.DeepEqual(&loose, c) {
+			t.Fatalf("ReadConfig(%.200q) = %+v; json.Unmarshal: %+v, %v", data, c, loose, err)
 		}
 		again, err := encodeConfig(c)
 		if err != nil {

@@ -97,6 +97,11 @@ const (
 	auxChecked = "mirror/checked"     // when the held head was last known to be the origin's latest
 )
 
+// ErrNewerConfig is ReadConfig's answer for a configuration holding a
+// field this sumd does not know: dropped, it might have made the mirror
+// private, or changed how it reads its origin.
+var ErrNewerConfig = errors.New("the mirror configuration was written by a newer sumd")
+
 // maxConfig caps the stored configuration.
 const maxConfig = 1 << 20
 
@@ -107,20 +112,15 @@ type AuxReader interface {
 }
 
 // ReadConfig returns the configuration stored in a mirror's database, or
-// nil if there is none.
+// nil if there is none. One that holds a field this sumd does not know is
+// refused (ErrNewerConfig), not read without it; one that is not as
+// WriteConfig writes it is ErrCorrupt (see decodeConfig).
 func ReadConfig(ctx context.Context, l AuxReader) (*Config, error) {
 	data, err := l.Aux(ctx, auxConfig)
 	if err != nil || data == nil {
 		return nil, err
 	}
-	if len(data) > maxConfig {
-		return nil, fmt.Errorf("mirror configuration is %d bytes, more than %d", len(data), maxConfig)
-	}
-	c := new(Config)
-	if err := json.Unmarshal(data, c); err != nil {
-		return nil, fmt.Errorf("failed to read the mirror configuration: %w", err)
-	}
-	return c, nil
+	return decodeConfig(data)
 }
 
 // partial reports whether a mirror with configuration c (nil: none) holds
