@@ -236,7 +236,7 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 		return nil, usageError(fmt.Errorf("the mirror of %s has no origin URL", l.Name()), "give -origin URL of the checksum database to follow")
 	}
 	if mods := cfg.ModuleList(); len(mods) > 0 {
-		mc.Modules = mods // checked by runMirror
+		mc.Modules = absModules(mods) // checked by runMirror
 	}
 	// A remembered token or password goes only to the host it was given
 	// for: a run that names an origin on another host (a typo, a move)
@@ -245,7 +245,7 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 		mc.Auth = stored.Auth
 	}
 	if cfg.Auth != "" {
-		mc.Auth = cfg.Auth
+		mc.Auth = absAuth(cfg.Auth)
 	}
 	// A client certificate too goes to its host alone. Its files are
 	// remembered, as -auth's are, so that the next run and sumd serve
@@ -255,13 +255,51 @@ func mirrorConfig(cfg *config.Mirror, l *itlog.Log, stored *mirror.Config) (*mir
 	}
 	// -client-cert none forgets them, as -auth none the credentials.
 	if cfg.ClientCert.ClientCert != "" {
-		mc.ClientCert, mc.ClientKey = cfg.ClientCert.ClientCert, cfg.ClientKey
+		mc.ClientCert, mc.ClientKey = absFile(cfg.ClientCert.ClientCert), absFile(cfg.ClientKey)
 	}
 	if mc.ClientCert == config.ClientCertNone {
 		mc.ClientCert = ""
 	}
 	mc.ReadWith = readWith(stored, mc)
 	return mc, nil
+}
+
+// absFile is the file name, relative to the working directory, as an
+// absolute path: the files a run names are remembered for later runs and
+// sumd serve -mirror, which may start elsewhere (a unit's /), and for
+// sumd copy. "", none and a name Abs refuses stay as they are.
+func absFile(name string) string {
+	if name == "" || name == config.ClientCertNone {
+		return name
+	}
+	if abs, err := filepath.Abs(name); err == nil {
+		return abs
+	}
+	return name
+}
+
+// absAuth is the -auth value spec with the file it names made absolute
+// (absFile); plain "netrc", the default .netrc of whoever runs, stays.
+func absAuth(spec string) string {
+	a, err := upstream.ParseAuth(spec)
+	if err != nil || a.Kind == upstream.AuthNone || spec == "netrc" || filepath.IsAbs(a.File) {
+		return spec
+	}
+	a.File = absFile(a.File)
+	return a.String()
+}
+
+// absModules is the -modules list with its go.sum files made absolute
+// (absFile); module path patterns stay.
+func absModules(mods []string) []string {
+	out := make([]string, len(mods))
+	for i, m := range mods {
+		if e := strings.TrimSpace(m); strings.HasSuffix(e, ".sum") && !strings.HasPrefix(e, "!") {
+			m = absFile(e)
+		}
+		out[i] = m
+	}
+	return out
 }
 
 // readWith names the credentials a mirror's data was read with, once
