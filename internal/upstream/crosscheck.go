@@ -87,10 +87,13 @@ type Checker struct {
 	log      *slog.Logger
 	metrics  *Metrics
 
-	// healthMu guards the failures to save StateFile, which Problems
-	// reports.
+	// healthMu guards what Problems reports: the failures to save
+	// StateFile, and the run of checks the database gave no verified
+	// answer to.
 	healthMu sync.Mutex
 	unsaved  events
+	fails    int       // checks in a row that failed for want of an answer
+	lastFail time.Time // the last of them
 }
 
 // errUnsaved is the client's text of a failure to save StateFile: it names
@@ -104,20 +107,49 @@ func (c *Checker) stateFailure() {
 	c.unsaved.add(time.Now())
 }
 
-// Problems reports, for the server's health, the failures to save
-// StateFile within the last healthWindow: every check of a new version
-// fails with 503 until the operator acts. The text names no path (the log
-// has it).
+// noteAnswer notes the outcome of a check that asked the database: an
+// answer verified against its tree (it agrees, disagrees or lacks the
+// version) ends the run of failures, a failure to get one (no answer, a
+// timeout, an error status, an answer no honest database gives) adds to
+// it. Checks the database had no part in (a private path, the caller's
+// going) are not noted.
+func (c *Checker) noteAnswer(answered bool) {
+	c.healthMu.Lock()
+	defer c.healthMu.Unlock()
+	if answered {
+		c.fails = 0
+		return
+	}
+	c.fails++
+	c.lastFail = time.Now()
+}
+
+// Problems reports, for the server's health:
+//
+//   - the failures to save StateFile within the last healthWindow: every
+//     check of a new version fails with 503 until the operator acts;
+//   - failRun or more checks in a row that got no verified answer from
+//     the database, the last within healthWindow, none answered since:
+//     every first lookup of a public version fails (502, 504 on a
+//     timeout), which nothing else in the health showed.
+//
+// The texts name the database as clients see it in their 502s, by its
+// name, and no path or URL (the log has them).
 func (c *Checker) Problems() []string {
 	c.healthMu.Lock()
 	defer c.healthMu.Unlock()
-	c.unsaved.prune(time.Now())
-	n := len(c.unsaved)
-	if n == 0 {
-		return nil
+	now := time.Now()
+	c.unsaved.prune(now)
+	var ps []string
+	if n := len(c.unsaved); n > 0 {
+		ps = append(ps, fmt.Sprintf("sumd could not save the cross-check state (-crosscheck-state): %s in the last %s, last at %s: first lookups fail with 503; see the server log",
+			c.unsaved.count("failure", "failures"), healthWindow, c.unsaved[n-1].UTC().Format(time.RFC3339)))
 	}
-	return []string{fmt.Sprintf("sumd could not save the cross-check state (-crosscheck-state): %s in the last %s, last at %s: first lookups fail with 503; see the server log",
-		c.unsaved.count("failure", "failures"), healthWindow, c.unsaved[n-1].UTC().Format(time.RFC3339))}
+	if c.fails >= failRun && now.Sub(c.lastFail) < healthWindow {
+		ps = append(ps, fmt.Sprintf("the cross-check with %s (-crosscheck) failed the last %d checks (no answer, a timeout, an error status or an answer it should not give), the last at %s, and it answered none since: first lookups of public versions fail with 502 (504 on a timeout); see the server log",
+			c.name, c.fails, c.lastFail.UTC().Format(time.RFC3339)))
+	}
+	return ps
 }
 
 // NewChecker checks opts and loads StateFile, refusing one that does not
@@ -203,6 +235,7 @@ func (c *Checker) Check(ctx context.Context, rec gosum.Record) error {
 func (c *Checker) compare(ctx context.Context, rec gosum.Record, zipLines, modLines []string) error {
 	hash := onlyHash(zipLines, rec.Path+" "+rec.Version+" ")
 	goMod := onlyHash(modLines, rec.Path+" "+rec.Version+"/go.mod ")
+	c.noteAnswer(true)
 	if hash == rec.Hash && goMod == rec.GoMod {
 		c.metrics.crossCheck(checkOK)
 		return nil
@@ -231,22 +264,26 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 	switch {
 	case security != "" || errors.Is(err, sumdb.ErrSecurity):
 		c.metrics.crossCheck(checkError)
+		c.noteAnswer(false)
 		return newError(KindUnavailable, m, "checksum database %s misbehaved (its tree is inconsistent): refusing to record", c.name)
 	case unsaved != nil:
 		// The database answered; sumd could not keep what it verified
 		// (StateFile): only the operator can fix that, whatever the
 		// policy, and the client must not hear the path.
 		c.metrics.crossCheck(checkError)
+		c.noteAnswer(true)
 		c.stateFailure()
 		c.log.ErrorContext(ctx, "cross-check state not saved: refusing to record", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", unsaved)
 		return &Error{Kind: KindLocal, Module: m, Err: errUnsaved, Cause: unsaved}
 	case notFound != nil:
 		c.metrics.crossCheck(checkMissing)
+		c.noteAnswer(true)
 		return newError(KindGone, m, "checksum database %s has no record of this version, and its path is not private", c.name)
 	case misbehaved != nil:
 		// Reached, but no verified answer to be had: whatever the
 		// policy, nothing is recorded unchecked on its account.
 		c.metrics.crossCheck(checkError)
+		c.noteAnswer(false)
 		c.log.ErrorContext(ctx, "cross-check failed, and not for an outage: the checksum database (or a proxy in front of it) gave an answer an honest one does not, or cannot be reached this way; refusing to record",
 			"module", m.Path, "version", m.Version, "sumdb", c.name, "err", misbehaved)
 		e := &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: its answer is not one it should give (see the server log)", c.name), Cause: misbehaved}
@@ -260,6 +297,7 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: %w", c.name, ctx.Err()), Cause: err}
 	case unavailable != nil:
 		c.metrics.crossCheck(checkUnavailable)
+		c.noteAnswer(false)
 		if c.failOpen {
 			c.log.WarnContext(ctx, "cross-check unavailable: recording unchecked (fail-open)", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", unavailable)
 			return nil
@@ -273,6 +311,7 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 		return e
 	}
 	c.metrics.crossCheck(checkError)
+	c.noteAnswer(false)
 	c.log.ErrorContext(ctx, "cross-check failed", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", err)
 	return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cross-check with %s failed", c.name), Cause: err}
 }
