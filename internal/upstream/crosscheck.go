@@ -88,12 +88,13 @@ type Checker struct {
 	metrics  *Metrics
 
 	// healthMu guards what Problems reports: the failures to save
-	// StateFile, and the run of checks the database gave no verified
-	// answer to.
-	healthMu sync.Mutex
-	unsaved  events
-	fails    int       // checks in a row that failed for want of an answer
-	lastFail time.Time // the last of them
+	// StateFile, the versions let through unchecked (FailOpen), and the
+	// run of checks the database gave no verified answer to.
+	healthMu  sync.Mutex
+	unsaved   events
+	unchecked events
+	fails     int       // checks in a row that failed for want of an answer
+	lastFail  time.Time // the last of them
 }
 
 // errUnsaved is the client's text of a failure to save StateFile: it names
@@ -110,9 +111,10 @@ func (c *Checker) stateFailure() {
 // noteAnswer notes the outcome of a check that asked the database: an
 // answer verified against its tree (it agrees, disagrees or lacks the
 // version) ends the run of failures, a failure to get one (no answer, a
-// timeout, an error status, an answer no honest database gives) adds to
-// it. Checks the database had no part in (a private path, the caller's
-// going) are not noted.
+// timeout, an error status, an answer no honest database gives) that
+// fails the check adds to it. Checks the database had no part in (a
+// private path, the caller's going) are not noted, nor those FailOpen lets
+// through (uncheckedRecord).
 func (c *Checker) noteAnswer(answered bool) {
 	c.healthMu.Lock()
 	defer c.healthMu.Unlock()
@@ -124,10 +126,20 @@ func (c *Checker) noteAnswer(answered bool) {
 	c.lastFail = time.Now()
 }
 
+// uncheckedRecord notes a version let through unchecked (FailOpen).
+func (c *Checker) uncheckedRecord() {
+	c.healthMu.Lock()
+	defer c.healthMu.Unlock()
+	c.unchecked.add(time.Now())
+}
+
 // Problems reports, for the server's health:
 //
 //   - the failures to save StateFile within the last healthWindow: every
 //     check of a new version fails with 503 until the operator acts;
+//   - the versions let through unchecked (FailOpen) within the last
+//     healthWindow, from the first: each stays unchecked in the log for
+//     good, so the database's answering again does not end it;
 //   - failRun or more checks in a row that got no verified answer from
 //     the database, the last within healthWindow, none answered since:
 //     every first lookup of a public version fails (502, 504 on a
@@ -140,10 +152,15 @@ func (c *Checker) Problems() []string {
 	defer c.healthMu.Unlock()
 	now := time.Now()
 	c.unsaved.prune(now)
+	c.unchecked.prune(now)
 	var ps []string
 	if n := len(c.unsaved); n > 0 {
 		ps = append(ps, fmt.Sprintf("sumd could not save the cross-check state (-crosscheck-state): %s in the last %s, last at %s: first lookups fail with 503; see the server log",
 			c.unsaved.count("failure", "failures"), healthWindow, c.unsaved[n-1].UTC().Format(time.RFC3339)))
+	}
+	if n := len(c.unchecked); n > 0 {
+		ps = append(ps, fmt.Sprintf("versions are being recorded unchecked: %s without the cross-check with %s in the last %s, the last at %s, as it could not be reached (-crosscheck-fail-open); see the server log, which names them",
+			c.unchecked.count("version recorded", "versions recorded"), c.name, healthWindow, c.unchecked[n-1].UTC().Format(time.RFC3339)))
 	}
 	if c.fails >= failRun && now.Sub(c.lastFail) < healthWindow {
 		ps = append(ps, fmt.Sprintf("the cross-check with %s (-crosscheck) failed the last %d checks (no answer, a timeout, an error status or an answer it should not give), the last at %s, and it answered none since: first lookups of public versions fail with 502 (504 on a timeout); see the server log",
@@ -297,11 +314,15 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: %w", c.name, ctx.Err()), Cause: err}
 	case unavailable != nil:
 		c.metrics.crossCheck(checkUnavailable)
-		c.noteAnswer(false)
 		if c.failOpen {
+			// Not a failed lookup, so no part of the run of those
+			// (which says first lookups fail): Problems reports it
+			// from the first version, which stays unchecked.
+			c.uncheckedRecord()
 			c.log.WarnContext(ctx, "cross-check unavailable: recording unchecked (fail-open)", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", unavailable)
 			return nil
 		}
+		c.noteAnswer(false)
 		// The reason names the database, which clients know by name, but
 		// not the URL or proxy it is reached through.
 		e := &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: it could not be reached", c.name), Cause: unavailable}

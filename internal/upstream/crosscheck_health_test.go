@@ -1,10 +1,13 @@
 package upstream
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/sumd-project/sumd/internal/gosum"
 )
 
 // TestCrosscheckOutageProblem: a cross-check database that cannot be
@@ -36,5 +39,36 @@ func TestCrosscheckOutageProblem(t *testing.T) {
 	s.lookup(t, 200, "0\n")
 	if p := s.rec.Problems(); len(p) != 0 {
 		t.Errorf("problems after the database answered: %q, want none", p)
+	}
+}
+
+// TestCrosscheckFailOpenProblem: with FailOpen, a version recorded
+// unchecked while the database cannot be reached stays unchecked in the
+// log for good, so the first one is a problem of the server's health
+// saying so, for healthWindow, even once the database answers again, and
+// not the fail-closed outage's "first lookups fail".
+func TestCrosscheckFailOpenProblem(t *testing.T) {
+	s := newCheckedSetup(t, CheckerOptions{FailOpen: true})
+	s.db.setStatus(http.StatusServiceUnavailable)
+	s.lookup(t, 200, "0\n")
+	want := "versions are being recorded unchecked: 1 version recorded without the cross-check with " + fakeSumName
+	p := s.rec.Problems()
+	if len(p) != 1 || !strings.HasPrefix(p[0], want) {
+		t.Fatalf("problems after a version recorded unchecked: %q, want %q…", p, want)
+	}
+	if strings.Contains(p[0], s.proxy.url) || strings.Contains(p[0], "http") {
+		t.Errorf("problem %q names a URL", p[0])
+	}
+
+	s.db.setStatus(0)
+	m2 := mv("example.com/m", "v1.1.0")
+	publish(t, s.proxy.dir, goodModule(m2.Path, m2.Version))
+	h := wantHashes(t, s.proxy.dir, m2)
+	s.db.add(t, gosum.Record{Path: m2.Path, Version: m2.Version, Hash: h.Hash, GoMod: h.GoMod})
+	if _, err := s.rec.Lookup(context.Background(), m2); err != nil {
+		t.Fatal(err)
+	}
+	if p := s.rec.Problems(); len(p) != 1 || !strings.HasPrefix(p[0], want) {
+		t.Errorf("problems once the database answered again: %q, want %q… (the version stays unchecked)", p, want)
 	}
 }

@@ -59,8 +59,9 @@ func (e events) count(one, many string) string {
 //   - sumd's own failures to store or read back module zips in its
 //     temporary directory (-tmp-dir full, removed, unreadable): every
 //     first lookup fails with 503 until the operator acts;
-//   - the Checker's failures to save its state file, and its run of
-//     checks the cross-check database gave no answer to (Checker.Problems);
+//   - the Checker's failures to save its state file, the versions it let
+//     through unchecked (fail-open), and its run of checks the cross-check
+//     database gave no answer to (Checker.Problems);
 //   - first lookups refused because MaxFetches fetches were in flight
 //     ("upstream fetch slots saturated"): new versions get 503 while
 //     some client — a build, or someone keeping the slots busy — holds
