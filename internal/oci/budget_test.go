@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -206,5 +207,97 @@ func TestSyncPassBudgetRetagged(t *testing.T) {
 	r = e.sync(t)
 	if r.Resume != "" || r.Counts[Retagged] != 2 || len(r.Failures) != 0 {
 		t.Errorf("next pass: report %+v, want both re-tags reported in a whole round\n%s", r, e.logs)
+	}
+}
+
+// TestSyncPassBudgetHidesNoFailure: a pass that spends its budget leaves
+// the rest of the round to the next passes, so a tag that fails every
+// time it is read (here its zip layer answers 500) failed one pass of
+// each round, and the passes in between, which did not reach it, were
+// counted ok: sumd_oci_sync_last_success_timestamp_seconds went on
+// advancing, SumdOCISyncStale never fired and the health problem showed
+// only after the one pass. A failure is now remembered (State.Problems)
+// until a pass reads its tag again, and a pass that does not reach it
+// fails, naming it.
+func TestSyncPassBudgetHidesNoFailure(t *testing.T) {
+	e := newSyncEnv(t, true)
+	var layers int64
+	var broken *Artifact
+	for _, v := range []string{"v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0"} {
+		a := manifestOf(t, e.push(t, largeModule(t, "example.com/m", v), e.key.sv))
+		layers = max(layers, a.Mod.Size+a.Zip.Size)
+		if v == "v1.1.0" {
+			broken = a
+		}
+	}
+	zip := "/blobs/" + broken.Zip.Digest.String()
+	fail := func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, zip) {
+			http.Error(w, "broken", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	}
+	e.reg.turnHostile(fail)
+	e.maxPassBytes = layers * 3 / 2 // one artifact, not two
+	e.metrics = NewMetrics(prometheus.NewRegistry(), time.Minute)
+	repo := e.reg.host + "/gomod/example.com/m"
+	pass := func(wantFailed bool, resume string) *Report {
+		t.Helper()
+		e.logs = new(testlog.Buffer)
+		r := e.sync(t)
+		if r.OK() == wantFailed || r.Resume != resume {
+			t.Errorf("report %+v, want failed %v, resuming at %q\n%s", r, wantFailed, resume, e.logs)
+		}
+		return r
+	}
+	pass(false, repo+":v1.1.0")     // v1.0.0
+	pass(true, repo+":v1.3.0")      // v1.1.0 fails (fetching nothing), v1.2.0
+	r := pass(true, repo+":v1.1.0") // v1.3.0: v1.1.0 not read again
+	if len(r.Failures) != 1 || !strings.Contains(r.Failures[0].Error(), repo+":v1.1.0") {
+		t.Errorf("failures %q, want one naming the tag an earlier pass failed at", r.Failures)
+	}
+	if !slices.ContainsFunc(strings.Split(e.logs.String(), "\n"), func(l string) bool {
+		return strings.Contains(l, "level=ERROR") && strings.Contains(l, repo+":v1.1.0")
+	}) {
+		t.Errorf("the server log has no error naming the tag still failing:\n%s", e.logs)
+	}
+	pass(true, "") // v1.1.0, failing again, and the round's end
+	if n := testutil.ToFloat64(e.metrics.passes.WithLabelValues("ok")); n != 1 {
+		t.Errorf("%v passes ok, want only the first", n)
+	}
+	e.reg.hostile.Store(nil) // the registry mended
+	pass(false, "")          // v1.1.0 recorded
+	pass(false, "")
+	if e.log.size() != 4 {
+		t.Errorf("log holds %d versions, want 4", e.log.size())
+	}
+}
+
+// TestStateProblemsCleanUp: a problem is kept while its tag or repository
+// is listed and dropped with it, as the entries are, and a pass reading
+// its place again settles it.
+func TestStateProblemsCleanUp(t *testing.T) {
+	reg := newTestRegistry(t, true)
+	src := reg.source(t, "gomod")
+	repo := reg.host + "/gomod/example.com/m"
+	s := &State{store: newFakeLog()}
+	s.reset()
+	s.read(repo, "v1.0.0", Failed)
+	s.read(repo, "v1.1.0", Conflict)
+	s.read(repo, "", Failed)
+	s.seen = nil // a new pass
+	s.retain(repo, []string{"v1.0.0"})
+	s.prune([]*Source{src}, map[*Source]map[string]bool{src: {repo: true}})
+	if got := s.unread(); !slices.Equal(got[Failed], []string{repo, repo + ":v1.0.0"}) || len(got) != 1 {
+		t.Errorf("problems unread %q, want the repository's and v1.0.0's, v1.1.0's dropped with its tag", got)
+	}
+	s.read(repo, "", Unsigned)
+	if got := s.unread(); !slices.Equal(got[Failed], []string{repo + ":v1.0.0"}) || len(got) != 1 {
+		t.Errorf("problems unread %q once the repository was read again, want v1.0.0's", got)
+	}
+	s.prune([]*Source{src}, map[*Source]map[string]bool{src: {}})
+	if len(s.data.Problems) != 0 {
+		t.Errorf("problems %q kept once their repository is no longer listed", s.data.Problems)
 	}
 }

@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer, interval time.Duration) *Metrics {
 	m := &Metrics{
 		budgetSpent: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "sync_budget_exhausted_total",
-			Help: "OCI sync passes that stopped examining artifacts because they had downloaded their budget of blob bytes; the next pass starts where they stopped. Not a failure: a first pass over a large registry does so.",
+			Help: "OCI sync passes that stopped examining artifacts because they had downloaded their budget of blob bytes; the next pass starts where they stopped. Not a failure: a first pass over a large registry does so (but problems earlier passes found where the pass did not reach fail it).",
 		}),
 		artifacts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "artifacts_total",
@@ -57,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer, interval time.Duration) *Metrics {
 		}, []string{"outcome"}),
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "sync_passes_total",
-			Help: "OCI sync passes, by result: ok, or failed (a registry could not be read, a conflict, a re-tagged version or a version the cross-check refused was found, or the pass stopped: its state could not be read or saved; a pass cut short by sumd stopping is not counted).",
+			Help: "OCI sync passes, by result: ok, or failed (a registry could not be read, a conflict, a re-tagged version or a version the cross-check refused was found, or the pass stopped: its state could not be read or saved; or it did not read again a place where an earlier pass found one of these, having spent its download budget before it; a pass cut short by sumd stopping is not counted).",
 		}, []string{"result"}),
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "sumd", Subsystem: "oci", Name: "sync_last_success_timestamp_seconds",

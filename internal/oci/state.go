@@ -30,7 +30,8 @@ const stateVersion = 1
 // same layers nor such a manifest makes every pass download the layers
 // (see examine); none makes a pass skip a tag. It also keeps the tag
 // where the last pass ran out of its download budget, where the next pass
-// starts (Options.MaxPassBytes). It lives in the database itself, as JSON
+// starts (Options.MaxPassBytes), and the repositories and tags whose last
+// read failed a pass (Problems), until a pass reads them again. It lives in the database itself, as JSON
 // under the auxiliary key stateKey (Recorder.SetAux), so one file is the
 // whole of a sumd instance.
 //
@@ -50,6 +51,9 @@ type State struct {
 	// made at dirtySince.
 	dirty      bool
 	dirtySince time.Time
+	// seen is what this pass read of the problems' places,
+	// "host/repository:tag" (State.read).
+	seen map[string]bool
 }
 
 type stateFile struct {
@@ -61,6 +65,14 @@ type stateFile struct {
 	// MaxPassBytes). Optional, as the stateEntry fields added since
 	// version 1.
 	Resume string `json:"resume,omitempty"`
+	// Problems maps "host/repository" to tag ("" for the repository
+	// itself) to what the last pass that read it found there that fails a
+	// pass (Failed, Conflict, Retagged or Refused), until a pass reads it
+	// again: a pass that spent its budget before them fails with them
+	// (Syncer.unsettled), so that a round spread over several passes does
+	// not hide them in the passes that do not reach them. Optional, as
+	// Resume.
+	Problems map[string]map[string]Outcome `json:"problems,omitempty"`
 }
 
 // A stateEntry is the artifact recorded from one tag, and what was judged
@@ -157,6 +169,14 @@ func LoadState(ctx context.Context, store Recorder) (*State, error) {
 	if s.data.Repositories == nil {
 		s.data.Repositories = map[string]map[string]stateEntry{}
 	}
+	for repo, tags := range s.data.Problems {
+		if len(tags) == 0 {
+			delete(s.data.Problems, repo) // as settle leaves it
+		}
+	}
+	if len(s.data.Problems) == 0 {
+		s.data.Problems = nil
+	}
 	return s, nil
 }
 
@@ -181,7 +201,19 @@ func (f *stateFile) check() error {
 			return fmt.Errorf("the resume point %.200q is not host/repository:tag", f.Resume)
 		}
 	}
+	for repo, tags := range f.Problems {
+		for tag, o := range tags {
+			if repo == "" || !failsPass(o) {
+				return fmt.Errorf("the problem %.100q at %.200q:%.100q is not one that fails a pass", o, repo, tag)
+			}
+		}
+	}
 	return nil
+}
+
+// failsPass reports whether an artifact of outcome o fails its pass.
+func failsPass(o Outcome) bool {
+	return o == Failed || o == Conflict || o == Retagged || o == Refused
 }
 
 // check reports a malformed conflict in e. Its other fields sync only
@@ -212,6 +244,72 @@ func isH1(h string) bool {
 
 func (s *State) reset() {
 	s.data = stateFile{Version: stateVersion, Repositories: map[string]map[string]stateEntry{}}
+}
+
+// read notes what a pass found at repo:tag (tag "" for the repository
+// itself): a problem if o fails a pass, kept until a pass reads it again,
+// else nothing to keep.
+func (s *State) read(repo, tag string, o Outcome) {
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	s.seen[repo+":"+tag] = true
+	p := s.data.Problems[repo]
+	if failsPass(o) {
+		if p[tag] == o {
+			return
+		}
+		if p == nil {
+			p = map[string]Outcome{}
+			if s.data.Problems == nil {
+				s.data.Problems = map[string]map[string]Outcome{}
+			}
+			s.data.Problems[repo] = p
+		}
+		p[tag] = o
+		s.changed()
+		return
+	}
+	s.settle(repo, tag)
+}
+
+// settle drops the problem kept for repo:tag, if any.
+func (s *State) settle(repo, tag string) {
+	p, ok := s.data.Problems[repo]
+	if _, there := p[tag]; !ok || !there {
+		return
+	}
+	delete(p, tag)
+	if len(p) == 0 {
+		delete(s.data.Problems, repo)
+	}
+	s.changed()
+}
+
+// unread returns the problems kept that this pass did not read again
+// (State.read), by outcome, each "host/repository:tag" or, for a
+// repository, "host/repository", sorted.
+func (s *State) unread() map[Outcome][]string {
+	var u map[Outcome][]string
+	for repo, tags := range s.data.Problems {
+		for tag, o := range tags {
+			if s.seen[repo+":"+tag] {
+				continue
+			}
+			if u == nil {
+				u = map[Outcome][]string{}
+			}
+			at := repo
+			if tag != "" {
+				at += ":" + tag
+			}
+			u[o] = append(u[o], at)
+		}
+	}
+	for _, ats := range u {
+		slices.Sort(ats)
+	}
+	return u
 }
 
 // entry returns what is remembered for repo:tag, or the zero entry.
@@ -263,6 +361,11 @@ func (s *State) retain(repo string, tags []string) {
 			s.forget(repo, tag)
 		}
 	}
+	for tag := range s.data.Problems[repo] {
+		if _, ok := slices.BinarySearch(tags, tag); !ok && tag != "" {
+			s.settle(repo, tag)
+		}
+	}
 	if r, ok := s.data.Repositories[repo]; ok && len(r) == 0 {
 		delete(s.data.Repositories, repo)
 		s.changed()
@@ -303,6 +406,12 @@ func (s *State) prune(sources []*Source, listed map[*Source]map[string]bool) {
 	for repo := range s.data.Repositories {
 		if !stillListed(repo, sources, listed) {
 			delete(s.data.Repositories, repo)
+			s.changed()
+		}
+	}
+	for repo := range s.data.Problems {
+		if !stillListed(repo, sources, listed) {
+			delete(s.data.Problems, repo)
 			s.changed()
 		}
 	}

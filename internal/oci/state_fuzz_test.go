@@ -33,6 +33,8 @@ func TestStateMalformedFields(t *testing.T) {
 		"resume without tag": `{"version":1,"repositories":{},"resume":"r.example.com/m"}`,
 		"resume empty tag":   `{"version":1,"repositories":{},"resume":"r.example.com/m:"}`,
 		"resume empty repo":  `{"version":1,"repositories":{},"resume":":v1.0.0"}`,
+		"problem no failure": `{"version":1,"repositories":{},"problems":{"r.example.com/m":{"v1.0.0":"unsigned"}}}`,
+		"problem no repo":    `{"version":1,"repositories":{},"problems":{"":{"v1.0.0":"error"}}}`,
 		"too large":          `{"version":1,"repositories":{},"resume":"r.example.com/m:v1","x":"` + strings.Repeat("x", maxStateSize) + `"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -49,13 +51,15 @@ func TestStateMalformedFields(t *testing.T) {
 // FuzzLoadState: a stored sync state is dropped as damaged (an empty
 // state and ErrStateDamaged), or is one that Save writes and LoadState
 // reads back the same, every field sync reads of it (the optional
-// invalid, conflict and resume included) well formed.
+// invalid, conflict, resume and problems included) well formed.
 func FuzzLoadState(f *testing.F) {
 	full := `{"version":1,"repositories":{"r.example.com:5000/m":{"v1.0.0":{"digest":"` + fuzzDigest + `","module":"example.com/m@v1.0.0",` +
 		`"mod":{"digest":"` + fuzzDigest + `","size":10},"zip":{"digest":"` + fuzzDigest + `","size":20},"retagged":"` + fuzzDigest + `",` +
 		`"invalid":"` + fuzzDigest + `","conflict":{"digest":"` + fuzzDigest + `","hash":"` + fuzzHash + `","gomod":"` + fuzzHash + `"}}}},` +
-		`"resume":"r.example.com:5000/m:v1.0.0"}`
+		`"resume":"r.example.com:5000/m:v1.0.0","problems":{"r.example.com:5000/m":{"":"error","v1.0.0":"conflict","v1.1.0":"retagged","v1.2.0":"refused"}}}`
 	f.Add([]byte(full))
+	f.Add([]byte(`{"version":1,"repositories":{},"problems":{}}`))
+	f.Add([]byte(`{"version":1,"repositories":{},"problems":{"r":{},"s":null,"t":{"v1":"error"}}}`))
 	f.Add([]byte(`{"version":1,"repositories":{}}`))
 	f.Add([]byte(`{"version":1,"repositories":{},"resume":"r.example.com/m"}`))
 	f.Add([]byte(`{"version":1,"repositories":{"r":{"t":{"digest":"","module":"","conflict":{"digest":"","hash":"","gomod":""}}}}}`))

@@ -160,7 +160,10 @@ type Report struct {
 	// ErrRefused): errors naming the artifact and wrapping ErrRefused.
 	Refused []error
 	// Failures are what could not be read: registries, repositories and
-	// artifacts (the registry failed, not the artifact).
+	// artifacts (the registry failed, not the artifact). Conflicts,
+	// Refused and Failures each end with one error naming the places
+	// where an earlier pass found one and this pass did not read again
+	// (State.Problems; see Syncer.unsettled).
 	Failures []error
 	Skipped  int // artifacts skipped as already recorded by an earlier pass
 	// Resume is where the pass ran out of MaxPassBytes, "host/repository:
@@ -180,8 +183,10 @@ func (r *Report) OK() bool {
 // and reported, and the pass goes on. A pass that has downloaded
 // MaxPassBytes stops at the next artifact to examine, with a warning, and
 // the next pass starts there (Report.Resume; see syncSources): not a
-// failure. The returned error is for what stops the pass: the state
-// cannot be read or written, or ctx ends. Every pass
+// failure, but the problems earlier passes found where it did not reach
+// are reported as its own until a pass reads them again. The returned
+// error is for what stops the pass: the state cannot be read or written,
+// or ctx ends. Every pass
 // is counted in Metrics, one that stopped as failed — but for one cut
 // short by ctx (sumd stopping), which is neither: a restart is no failure
 // of the registries.
@@ -205,6 +210,9 @@ func (s *Syncer) sync(ctx context.Context) (*Report, error) {
 	r := &Report{Counts: map[Outcome]int{}}
 	s.budget = &passBudget{max: s.opts.MaxPassBytes}
 	err = s.syncSources(ctx, state, r)
+	if err == nil {
+		s.unsettled(ctx, state, r)
+	}
 	// Save what the pass remembered even if it stopped (ctx ended), in a
 	// context of its own, so that the next pass does not redo it.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stateSaveTimeout)
@@ -424,6 +432,12 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return ctx.Err() // stopped: the failure is not the registry's
+	case err != nil && !errors.Is(err, errAbsent):
+		state.read(repo.String(), "", Failed)
+	default:
+		state.read(repo.String(), "", "")
+	}
+	switch {
 	case errors.As(err, &unreachable):
 		return &unreachableError{err: fmt.Errorf("failed to list the tags of %s: %w", repo, unreachable.err)}
 	case errors.Is(err, errAbsent):
@@ -529,6 +543,7 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	}
 	if err != nil {
 		err = s.artifactTimedOut(pass, ctx, fmt.Errorf("failed to resolve the tag: %w", err))
+		state.read(c.repo.String(), tag, Failed)
 		if noAnswer(err) {
 			return &unreachableError{err: fmt.Errorf("artifact %s: %w", at, err), after: fmt.Sprintf("the tags of %s after it", c.repo)}
 		}
@@ -537,6 +552,7 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	}
 	digest := desc.Digest.String()
 	if mv, ok := state.recorded(c.repo.String(), tag, digest); ok && s.placed(c.repo, tag, mv) && s.inLog(ctx, mv) {
+		state.read(c.repo.String(), tag, Present)
 		r.Skipped++
 		return nil
 	}
@@ -566,9 +582,48 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	if res.outcome == Failed {
 		res.err = s.artifactTimedOut(pass, ctx, res.err)
 	}
+	state.read(c.repo.String(), tag, res.outcome)
 	s.report(ctx, r, at, digest, res)
 	return nil
 }
+
+// unsettled adds to r, and logs, the problems that earlier passes found
+// (State.Problems) where this pass did not read again: it spent its
+// download budget before them (the next pass goes on from there), or a
+// registry failed first. A round over a registry larger than one budget
+// is spread over several passes; without them, a tag failing at every
+// read failed only the pass of each round that reached it, and the
+// passes in between looked like a sync working, keeping
+// sumd_oci_sync_last_success_timestamp_seconds advancing and the health
+// problem away. Each kind is one error naming the places.
+func (s *Syncer) unsettled(ctx context.Context, state *State, r *Report) {
+	unread := state.unread()
+	for _, o := range []Outcome{Failed, Conflict, Retagged, Refused} {
+		ats := unread[o]
+		if len(ats) == 0 {
+			continue
+		}
+		what, list := "a read failure", &r.Failures
+		switch o {
+		case Conflict:
+			what, list = "a conflict (a version re-published with other hashes)", &r.Conflicts
+		case Retagged:
+			what, list = "a re-tag (a recorded version's tag moved to content no configured key signed)", &r.Conflicts
+		case Refused:
+			what, list = "a version the cross-check refused", &r.Refused
+		}
+		names := strings.Join(ats[:min(len(ats), maxUnsettledNames)], ", ")
+		if n := len(ats) - maxUnsettledNames; n > 0 {
+			names += fmt.Sprintf(" and %d more", n)
+		}
+		err := fmt.Errorf("%d place(s) where an earlier pass found %s were not read again by this pass, which stopped at its download budget or at a failure before them (the sync fails until a pass reads them again): %s", len(ats), what, names)
+		*list = append(*list, err)
+		s.log.ErrorContext(ctx, "OCI sync: not read again this pass where an earlier pass found a problem", "outcome", string(o), "err", err)
+	}
+}
+
+// maxUnsettledNames bounds the places unsettled names in one error.
+const maxUnsettledNames = 10
 
 // verdictEntry is what the sync state keeps of a tag whose manifest,
 // digest, is retagged, or signed and invalid or a conflict (res): what was
