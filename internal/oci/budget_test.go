@@ -301,3 +301,35 @@ func TestStateProblemsCleanUp(t *testing.T) {
 		t.Errorf("problems %q kept once their repository is no longer listed", s.data.Problems)
 	}
 }
+
+// TestSyncPassBudgetArtifactLargerThanBudget: an artifact whose layers
+// alone exceed the whole budget is read by the pass that starts at it (the
+// first artifact whose layers a pass fetches is granted them whatever
+// their size), which then stops at the next one: no pass resumes at the
+// tag the last one stopped at, each records something, and none is a
+// failure, so sumd_oci_sync_last_success_timestamp_seconds advances.
+func TestSyncPassBudgetArtifactLargerThanBudget(t *testing.T) {
+	e := newSyncEnv(t, true)
+	small := func(v string) *Module {
+		return testModule(t, module.Version{Path: "example.com/m", Version: v}, map[string]string{"go.mod": "module example.com/m\n"})
+	}
+	a := manifestOf(t, e.push(t, small("v1.0.0"), e.key.sv))
+	large := manifestOf(t, e.push(t, largeModule(t, "example.com/m", "v1.1.0"), e.key.sv))
+	e.push(t, small("v1.2.0"), e.key.sv)
+	e.maxPassBytes = a.Mod.Size + a.Zip.Size + 1024 // a small artifact and its signature
+	if layers := large.Mod.Size + large.Zip.Size; layers <= e.maxPassBytes {
+		t.Fatalf("v1.1.0's layers are %d bytes, not more than the budget of %d", layers, e.maxPassBytes)
+	}
+	e.metrics = NewMetrics(prometheus.NewRegistry(), time.Minute)
+	repo := e.reg.host + "/gomod/example.com/m"
+	e.budgetPass(t, "example.com/m@v1.0.0", repo+":v1.1.0")
+	e.budgetPass(t, "example.com/m@v1.1.0", repo+":v1.2.0") // larger than the whole budget
+	e.budgetPass(t, "example.com/m@v1.2.0", "")
+	e.budgetPass(t, "", "")
+	if ok, failed := testutil.ToFloat64(e.metrics.passes.WithLabelValues("ok")), testutil.ToFloat64(e.metrics.passes.WithLabelValues("failed")); ok != 4 || failed != 0 {
+		t.Errorf("%v passes ok and %v failed, want 4 and none", ok, failed)
+	}
+	if testutil.ToFloat64(e.metrics.lastOK) == 0 {
+		t.Error("sumd_oci_sync_last_success_timestamp_seconds never set")
+	}
+}
