@@ -253,11 +253,9 @@ func TestAddGoSumChecksServerFirst(t *testing.T) {
 	}
 	refusing := httptest.NewServer(layer.Wrap(admin.New(nil, admin.Options{Authenticated: true, Logger: slog.New(slog.DiscardHandler)})))
 	defer refusing.Close()
-	closed := httptest.NewServer(http.NotFoundHandler())
-	closed.Close() // a port nothing listens on
 	for server, want := range map[string]string{
-		refusing.URL: "the credentials are missing or wrong",
-		closed.URL:   "check -server",
+		refusing.URL:                "the credentials are missing or wrong",
+		"http://" + refusingAddr(t): "check -server",
 	} {
 		_, errOut, err := sumdRun(t, "add", "-server", server, "-token-file", token, "-gosum", sum)
 		if statusOf(err) != 1 || !strings.Contains(errOut, want) || strings.Contains(errOut, "not a go.sum line") {

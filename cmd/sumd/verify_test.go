@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -217,12 +216,7 @@ func TestVerifyJSONShape(t *testing.T) {
 
 	// A server that is not there: exit status 2, the error on stderr and
 	// in the JSON report.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone := "http://" + ln.Addr().String()
-	ln.Close()
+	gone := "http://" + refusingAddr(t)
 	stdout, stderr, code := verify(t, "-json", "-url", gone, "-key", l.vkeyFile)
 	var rep audit.Report
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || code != 2 || rep.OK || !strings.Contains(rep.Error, "failed to fetch /latest") {

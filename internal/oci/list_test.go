@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,15 +179,31 @@ func TestSyncRegistryDown(t *testing.T) {
 	}
 }
 
-// closedPort is the address of a port nothing listens on.
+// closedPort is the address of a port that refuses connections until the
+// test ends. A closed listener's port is free again, and another test
+// binary running beside this one may take it and answer; a socket bound to
+// the port that never listens holds it (the kernel hands a bound port to
+// no one else) and makes every connection to it fail at once.
 func closedPort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	syscall.ForkLock.RLock() // as package net does: no child inherits the socket
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 // TestSyncTokenRefusedForOneRepository: a token service refusing the scope
