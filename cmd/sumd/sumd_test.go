@@ -158,10 +158,10 @@ func startServerEnv(t *testing.T, dir string, env []string, args ...string) *sum
 }
 
 // startServerAt is startServer listening on addr, an address a test keeps
-// across restarts because it published the URL (freeAddr). Another
-// process may take a port between two runs, most likely for an outgoing
-// connection's moment: a start that finds the address in use tries once
-// more, a second later.
+// across restarts because it published the URL (freeAddr, which holds
+// the port between two runs so that no other process takes it): a start
+// that finds the address in use all the same tries once more, a second
+// later.
 func startServerAt(t *testing.T, addr string, args ...string) *sumdServer {
 	t.Helper()
 	args = append([]string{"-listen", addr}, args...)
