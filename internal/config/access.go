@@ -12,7 +12,7 @@ import (
 // the main one. docs/access.md has the roles and the file formats.
 type Access struct {
 	ReadAuth       string `flag:"read-auth" arg:"MODE" help:"how clients authenticate: none (anyone reads; /admin/ needs the admin token), basic (-read-auth-file is an htpasswd file of bcrypt hashes) or bearer (it holds named tokens); then every route but /healthz needs a credential of a role (docs/access.md)"`
-	ReadAuthFile   string `flag:"read-auth-file" arg:"FILE" help:"credentials of -read-auth, lines NAME:SECRET[:ROLE[:PATTERNS]]: re-read when changed, refused if other users may read it"`
+	ReadAuthFile   string `flag:"read-auth-file" secret:"true" arg:"FILE" help:"credentials of -read-auth, lines NAME:SECRET[:ROLE[:PATTERNS]]: re-read when changed, refused if other users may read it"`
 	TLSClientCA    string `flag:"tls-client-ca" arg:"FILE" help:"PEM certificates of the CAs that issue client certificates (mutual TLS, for module proxies in front of sumd; the go command cannot present one; sumd's own clients, status, add -server, backup -server, tuf gosumdb, verify, mirror and restore -from, present -client-cert); needs -tls-cert and -tls-client-roles; read again when it changes, no restart needed"`
 	TLSClientAuth  string `flag:"tls-client-auth" arg:"MODE" help:"with -tls-client-ca: require (every client presents a certificate) or verify-if-given (the others use -read-auth credentials)"`
 	TLSClientRoles string `flag:"tls-client-roles" arg:"FILE" help:"maps client certificate subjects to credentials, lines NAME:SUBJECT:ROLE[:PATTERNS] (SUBJECT as in CN=proxy.corp.example,O=Corp)"`
@@ -127,7 +127,7 @@ func (a *Access) validate(listen, tlsCert string) error {
 
 // ClientAuth is the credentials sumd's clients send to a sumd server.
 type ClientAuth struct {
-	Auth string `flag:"auth" arg:"AUTH" help:"credentials for the server: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; default: the .netrc the go command reads ($NETRC or ~/.netrc), if any"`
+	Auth string `flag:"auth" secret:"true" arg:"AUTH" help:"credentials for the server: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; default: the .netrc the go command reads ($NETRC or ~/.netrc), if any"`
 }
 
 // ClientCert is the client certificate sumd's clients present to a server
@@ -135,7 +135,7 @@ type ClientAuth struct {
 // (and under -tls-client-auth require completes none without it).
 type ClientCert struct {
 	ClientCert string `flag:"client-cert" arg:"FILE" help:"PEM client certificate (its chain after it) to present to a server of sumd serve -tls-client-ca, with -client-key; presented to the URL's host alone, never to an https:// HTTPS_PROXY that asks nor to a host a redirect leads to; none: present none (sumd mirror forgets the one it remembers)"`
-	ClientKey  string `flag:"client-key" arg:"FILE" help:"PEM private key of -client-cert: refused if other users may read it"`
+	ClientKey  string `flag:"client-key" secret:"true" arg:"FILE" help:"PEM private key of -client-cert: refused if other users may read it"`
 }
 
 // ClientCertNone is -client-cert none: no certificate, as -auth none is

@@ -47,7 +47,7 @@ var (
 type Backup struct {
 	DB        string `flag:"db" arg:"FILE" help:"the database file of a stopped server to copy (instead of -server)"`
 	Server    string `flag:"server" arg:"URL" help:"base URL of the running sumd serve to copy from, through its admin API"`
-	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server; without it, -auth names an admin's credentials"`
+	TokenFile string `flag:"token-file" secret:"true" arg:"FILE" help:"file holding the admin API bearer token, with -server; without it, -auth names an admin's credentials"`
 	InsecureHTTP
 	ClientAuth
 	ClientCert

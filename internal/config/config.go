@@ -65,7 +65,7 @@ import (
 // subcommands that open the database share it.
 type Database struct {
 	DB   string `flag:"db" arg:"FILE|URL" help:"database holding the records, tiles and signed tree heads: a bbolt file, or a PostgreSQL URL (postgres://user@host/db?sslmode=verify-full; any number of sumd processes may share one, see docs/ha.md)"`
-	Key  string `flag:"key" arg:"FILE[,FILE]" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); during a key rotation the old and the new one, comma-separated; default keys/<name>.key, a / in the name becoming _; sumd serve creates it only on the first start of the default log (sumd.local: name, key and -db all defaults, neither file there, no other signing key in keys/)"`
+	Key  string `flag:"key" secret:"true" arg:"FILE[,FILE]" help:"private signing key file (\"PRIVATE+KEY+<name>+...\"); during a key rotation the old and the new one, comma-separated; default keys/<name>.key, a / in the name becoming _; sumd serve creates it only on the first start of the default log (sumd.local: name, key and -db all defaults, neither file there, no other signing key in keys/)"`
 	Name string `flag:"name" arg:"NAME" help:"checksum database name, host[/path] as in GOSUMDB (e.g. sum.example.com, corp.example/sumdb); default: the name in the key, or sumd.local when sumd generates the key"`
 }
 
@@ -134,7 +134,7 @@ type Serve struct {
 	Log
 	Listen          string        `flag:"listen" arg:"HOST:PORT" help:"address to serve HTTP on; :8080 listens on every interface"`
 	TLSCert         string        `flag:"tls-cert" arg:"FILE" help:"PEM certificate chain: serve HTTPS (with -tls-key); both files are read again when they change (a renewal needs no restart; a pair that cannot be loaded keeps the previous certificate, logged); within a week of expiry the server is degraded"`
-	TLSKey          string        `flag:"tls-key" arg:"FILE" help:"PEM private key of -tls-cert"`
+	TLSKey          string        `flag:"tls-key" secret:"true" arg:"FILE" help:"PEM private key of -tls-cert"`
 	PublicURL       string        `flag:"public-url" arg:"URL" help:"URL clients reach this server at when it is not the listen address, such as behind a reverse proxy that terminates TLS (https://sumd.corp.example): the GOSUMDB line printed at start and the page's name it (X-Forwarded-* headers are not trusted); empty: the listen address, and on the page the host a request reached"`
 	ShutdownTimeout time.Duration `flag:"shutdown-timeout" help:"how long requests in flight may take to finish after SIGINT or SIGTERM (SIGHUP is logged and ignored, unless sumd runs on a terminal)"`
 	MaxConnections  int           `flag:"max-connections" help:"most connections each listener serves at once; past it a new client takes the place of the longest-idle keep-alive connection, or with none idle waits until one closes. Each listener needs as many file descriptors (LimitNOFILE, docs/operations.md)"`
@@ -145,7 +145,7 @@ type Serve struct {
 	MaxHeadAge      time.Duration `flag:"max-head-age" help:"with a postgres:// database: how long this process serves a head it could not confirm against the database; past it, requests get 503 until the database is back"`
 	Upstream
 	TmpDir         string `flag:"tmp-dir" arg:"DIR" help:"directory of sumd's own for the module zips over 1 MiB it downloads from upstream or receives through the admin API, and those it reads from registries, while it hashes them, and for backups being sent; created 0700, and the files a crash left there are removed at start; default: the database file's name plus .tmp (data/sumd.db.tmp); with PostgreSQL or -mirror-only, a new directory under $TMPDIR, removed at exit"`
-	AdminTokenFile string `flag:"admin-token-file" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, readable by its owner only (chmod 600); read again when it changes, so a token can be rotated without a restart; a credential named admin-token with the admin role"`
+	AdminTokenFile string `flag:"admin-token-file" secret:"true" arg:"FILE" help:"file holding the bearer token (16 bytes or more) of the /admin/ API, readable by its owner only (chmod 600); read again when it changes, so a token can be rotated without a restart; a credential named admin-token with the admin role"`
 	Access
 	TUFServe
 	ServeSync
@@ -157,7 +157,7 @@ type Serve struct {
 // hashed and recorded, as sum.golang.org does with proxy.golang.org.
 type Upstream struct {
 	Upstream        string        `flag:"upstream" arg:"LIST" help:"GOPROXY-style list of module proxies (https://, http://, file://) to fetch unknown versions from; \",\" falls through on 404/410, \"|\" on any error; empty: never fetch"`
-	UpstreamAuth    string        `flag:"upstream-auth" arg:"AUTH" help:"upstream credentials: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH for one per proxy"`
+	UpstreamAuth    string        `flag:"upstream-auth" secret:"true" arg:"AUTH" help:"upstream credentials: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH for one per proxy"`
 	UpstreamTimeout time.Duration `flag:"upstream-timeout" help:"time limit of one upstream request, body included; past it a lookup gets 504 (a first lookup's fetch and cross-check get three of them and 30s in all)"`
 	// UpstreamParallel bounds what anonymous clients can make sumd do: any
 	// lookup of an unknown version starts a download of up to 500 MiB.
@@ -217,7 +217,7 @@ type Add struct {
 	TmpDir   string `flag:"tmp-dir" arg:"DIR" help:"with -gosum: directory for the go.sum lines being sorted (about 80 bytes a line; created 0700, and what a crash left there is removed); default: the database file's name plus .tmp, or with -server or a PostgreSQL database a new directory under $TMPDIR, removed at the end"`
 	AddUpstream
 	Server    string `flag:"server" arg:"URL" help:"add through the /admin/ API of the sumd serving URL instead of opening the database file; with only MODULE@VERSION, sumd fetches it from its upstream; with -gosum, the records go in by POST /admin/add, 16,384 a request"`
-	TokenFile string `flag:"token-file" arg:"FILE" help:"file holding the admin API bearer token, with -server; without it, -auth names an admin's credentials"`
+	TokenFile string `flag:"token-file" secret:"true" arg:"FILE" help:"file holding the admin API bearer token, with -server; without it, -auth names an admin's credentials"`
 	InsecureHTTP
 	ClientAuth
 	ClientCert
@@ -244,7 +244,7 @@ func (d *Database) IsEmbeddedDefault() bool {
 // the same: the same fetching, validation and hashing.
 type AddUpstream struct {
 	Upstream     string `flag:"upstream" arg:"LIST" help:"with -gosum: GOPROXY-style list of module proxies to fetch the versions with only one go.sum line from (validated and hashed as sumd serve -upstream does, and checked against that line); empty: list them instead"`
-	UpstreamAuth string `flag:"upstream-auth" arg:"AUTH" help:"upstream credentials, as for sumd serve: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH"`
+	UpstreamAuth string `flag:"upstream-auth" secret:"true" arg:"AUTH" help:"upstream credentials, as for sumd serve: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH"`
 }
 
 func defaultDatabase() Database { return Database{DB: DefaultDB} }

@@ -11,7 +11,7 @@ type Key struct {
 	Database
 	DiskFloor
 	Log
-	NewKey string `flag:"new-key" arg:"FILE" help:"rotate: the new signing key file (same name as the log); generated there if it does not exist"`
+	NewKey string `flag:"new-key" secret:"true" arg:"FILE" help:"rotate: the new signing key file (same name as the log); generated there if it does not exist"`
 	Retire string `flag:"retire" arg:"VKEY|FILE" help:"retire: the verifier key (or .vkey file) of the key to stop signing with"`
 }
 

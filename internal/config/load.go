@@ -372,7 +372,13 @@ type override struct {
 // shell profile) silently made the file's line do nothing.
 func warnOverrides(w io.Writer, overrides []override) {
 	for _, o := range overrides {
-		if v := o.opt.Value.(*value); v.src.kind == fromEnv {
+		v := o.opt.Value.(*value)
+		switch {
+		case v.src.kind != fromEnv:
+		case !v.shows(v.String(), o.was):
+			fmt.Fprintf(w, "sumd: warning: %s overrides %s of the config file %s (%s)\n",
+				envName(o.opt.Name), o.opt.Name, o.file, notRepeated)
+		default:
 			fmt.Fprintf(w, "sumd: warning: %s overrides %s of the config file %s (%q instead of %q)\n",
 				envName(o.opt.Name), o.opt.Name, o.file, redactValue(v.String()), redactValue(o.was))
 		}
@@ -517,7 +523,7 @@ func bind(fs *flag.FlagSet, cfg any) []option {
 				walk(fv)
 				continue
 			}
-			v := &value{Getter: scratch.Lookup(name).Value.(flag.Getter), name: name, help: help, arg: arg, layer: layer{kind: fromFlag}}
+			v := &value{Getter: scratch.Lookup(name).Value.(flag.Getter), name: name, help: help, arg: arg, secret: field.Tag.Get("secret") == "true", layer: layer{kind: fromFlag}}
 			fs.Var(v, name, help)
 			opts = append(opts, option{fs.Lookup(name), arg})
 		}
@@ -614,6 +620,9 @@ func commaListError(f *flag.Flag, n *yaml.Node) error {
 			return errors.New("want one comma-separated string, not a YAML list")
 		}
 		items = append(items, it.Value)
+	}
+	if !f.Value.(*value).shows(items...) {
+		return fmt.Errorf("want one comma-separated string, such as %s: a,b, not a YAML list (%s)", f.Name, notRepeated)
 	}
 	return fmt.Errorf("want one comma-separated string, not a YAML list: %s: %q", f.Name, redactValue(strings.Join(items, ",")))
 }

@@ -59,7 +59,7 @@ type Sync struct {
 // to reach the checksum database: sync fetches no module from them.
 type SyncCrosscheck struct {
 	Upstream        string        `flag:"upstream" arg:"LIST" help:"with -crosscheck and no -crosscheck-url: GOPROXY-style list of module proxies whose /sumdb/<name>/ reaches the upstream checksum database, as for sumd serve (sync fetches no module from them)"`
-	UpstreamAuth    string        `flag:"upstream-auth" arg:"AUTH" help:"upstream credentials, as for sumd serve: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH"`
+	UpstreamAuth    string        `flag:"upstream-auth" secret:"true" arg:"AUTH" help:"upstream credentials, as for sumd serve: none, basic:USER:PASSWORD_FILE, bearer:TOKEN_FILE or netrc[:FILE]; or HOST=AUTH,HOST=AUTH"`
 	UpstreamTimeout time.Duration `flag:"upstream-timeout" help:"time limit of one request to the upstream checksum database"`
 	CrosscheckOptions
 }
@@ -67,7 +67,7 @@ type SyncCrosscheck struct {
 // OCIPush configures `sumd oci push`. It logs nothing: it has no Log,
 // whose flags would do nothing.
 type OCIPush struct {
-	SignKey string `flag:"sign-key" arg:"FILE" help:"cosign private key (cosign.key from cosign generate-key-pair) to sign the artifact with, as cosign sign --key does; its password comes from $COSIGN_PASSWORD, as for cosign. Empty: push unsigned (sign later with cosign)"`
+	SignKey string `flag:"sign-key" secret:"true" arg:"FILE" help:"cosign private key (cosign.key from cosign generate-key-pair) to sign the artifact with, as cosign sign --key does; its password comes from $COSIGN_PASSWORD, as for cosign. Empty: push unsigned (sign later with cosign)"`
 }
 
 var (

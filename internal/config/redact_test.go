@@ -46,3 +46,40 @@ func TestErrorsRedactPasswords(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretOptionValuesNotRepeated: the options that name a secret's file
+// (a signing key, a token file, credentials such as bearer:FILE) are where
+// an operator pastes the secret itself, and internal/secret never repeats
+// such a name; the messages of loading (a flag given twice, a variable
+// overriding the file, a YAML list) did, to the terminal or the journal.
+func TestSecretOptionValuesNotRepeated(t *testing.T) {
+	const secret = "PRIVATE+KEY+sum.example.com+52c14a32+AczMpp86e7p19HVoYkr"
+	for _, tc := range []struct {
+		name string
+		load func(w io.Writer) error
+		want string
+	}{
+		{"serve -key twice", func(w io.Writer) error {
+			_, _, err := LoadServe([]string{"-key", secret, "-key", "keys/a.key"}, nil, w)
+			return err
+		}, "-key given twice"},
+		{"status -auth twice", func(w io.Writer) error {
+			_, _, err := LoadStatus([]string{"-url", "http://x", "-auth", "bearer:" + secret, "-auth", "bearer:" + secret + "2"}, nil, w)
+			return err
+		}, "-auth given twice"},
+		{"SUMD_UPSTREAM_AUTH over the file's", func(w io.Writer) error {
+			_, _, err := LoadServe(nil, []string{"SUMD_UPSTREAM_AUTH=bearer:" + secret, "SUMD_CONFIG=" + writeFile(t, "upstream-auth: bearer:"+secret+"2\n")}, w)
+			return err
+		}, "SUMD_UPSTREAM_AUTH overrides upstream-auth"},
+		{"key as a YAML list", func(w io.Writer) error {
+			_, _, err := LoadServe(nil, []string{"SUMD_CONFIG=" + writeFile(t, "key: ["+secret+", keys/b.key]\n")}, w)
+			return err
+		}, "not a YAML list"},
+	} {
+		var w strings.Builder
+		err := errors.Join(tc.load(&w), errors.New(w.String()))
+		if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "AczMpp86e7p19HVoYkr") {
+			t.Errorf("%s: %v\nwant a message saying %q, without the value", tc.name, err, tc.want)
+		}
+	}
+}

@@ -48,9 +48,9 @@ type TUFPublish struct {
 // has no Log, whose flags would do nothing.
 type TUFRotateRoot struct {
 	TUFRepo
-	NewRootKey       string        `flag:"new-root-key" arg:"FILE[,FILE...]" help:"new root key files replacing the root keys (generated where missing), never in the online keys' directory (-online-keys), where the server signs; empty: keep the root keys"`
+	NewRootKey       string        `flag:"new-root-key" secret:"true" arg:"FILE[,FILE...]" help:"new root key files replacing the root keys (generated where missing), never in the online keys' directory (-online-keys), where the server signs; empty: keep the root keys"`
 	RootThreshold    int           `flag:"root-threshold" help:"new root threshold; 0: keep it"`
-	NewTargetsKey    string        `flag:"new-targets-key" arg:"FILE[,FILE...]" help:"new targets key files replacing the targets keys (generated where missing), never in the online keys' directory; the published keys are re-signed with them"`
+	NewTargetsKey    string        `flag:"new-targets-key" secret:"true" arg:"FILE[,FILE...]" help:"new targets key files replacing the targets keys (generated where missing), never in the online keys' directory; the published keys are re-signed with them"`
 	TargetsThreshold int           `flag:"targets-threshold" help:"new targets threshold; 0: keep it"`
 	RotateOnline     bool          `flag:"rotate-online" help:"replace the online snapshot and timestamp keys with new ones written to -online-keys (after a leak)"`
 	RootExpiry       time.Duration `flag:"root-expiry" help:"lifetime of a root version; renew it with sumd tuf rotate-root"`

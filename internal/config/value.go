@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sumd-project/sumd/internal/secret"
 )
 
 // A value is the flag.Value of an option: the flag package's own for the
@@ -18,10 +20,14 @@ import (
 type value struct {
 	flag.Getter
 	name, help string
-	arg        string   // the option's placeholder in the usage text, such as MIB
-	given      []string // the values the current layer set, in order
-	layer      layer    // the layer being loaded
-	src        layer    // the layer that set the value, fromDefault if none
+	arg        string // the option's placeholder in the usage text, such as MIB
+	// secret marks an option naming a secret's file (secret:"true"), where
+	// an operator may paste the secret itself: its values are never
+	// repeated, as internal/secret does not repeat a missing file's name.
+	secret bool
+	given  []string // the values the current layer set, in order
+	layer  layer    // the layer being loaded
+	src    layer    // the layer that set the value, fromDefault if none
 }
 
 // A layer is where a value came from.
@@ -85,7 +91,31 @@ func (v *value) checkRepeat() error {
 	if strings.Contains(v.help, "comma-separated") {
 		takes = "one comma-separated list, such as -" + v.name + " a,b"
 	}
+	if !v.shows(v.given[0], v.given[1]) {
+		return fmt.Errorf("-%s given twice (%s): it takes %s", v.name, notRepeated, takes)
+	}
 	return fmt.Errorf("-%s given twice (%q, then %q): it takes %s", v.name, redactValue(v.given[0]), redactValue(v.given[1]), takes)
+}
+
+// notRepeated stands in messages for the values shows refuses.
+const notRepeated = "values not repeated, in case one is the secret itself"
+
+// shows reports whether a message may quote the values vals of the option:
+// a secret option's only if each item names a file as a path does
+// (secret.PathLike: keys/a.key, bearer:/etc/sumd/token.txt), the way
+// internal/secret repeats a missing file's name.
+func (v *value) shows(vals ...string) bool {
+	if !v.secret {
+		return true
+	}
+	for _, s := range vals {
+		for item := range strings.SplitSeq(s, ",") {
+			if !secret.PathLike(item) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // passwordKV matches the password of a key/value connection string

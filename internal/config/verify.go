@@ -23,7 +23,7 @@ type Verify struct {
 	JSON        bool     `flag:"json" help:"print the report as one JSON object on stdout instead of a summary"`
 	Gosum       string   `flag:"gosum" arg:"FILE" help:"go.sum file to check against the database; more go.sum files may follow the flags as arguments"`
 	Recheck     string   `flag:"recheck" arg:"LIST" help:"GOPROXY-style list of module proxies to re-fetch every recorded version from (from -since on), re-hash as the go command does and compare"`
-	RecheckAuth string   `flag:"recheck-auth" arg:"AUTH" help:"credentials for -recheck, as -upstream-auth of sumd serve: none, basic:USER:FILE, bearer:FILE, netrc[:FILE] or HOST=AUTH,..."`
+	RecheckAuth string   `flag:"recheck-auth" secret:"true" arg:"AUTH" help:"credentials for -recheck, as -upstream-auth of sumd serve: none, basic:USER:FILE, bearer:FILE, netrc[:FILE] or HOST=AUTH,..."`
 	Since       int      `flag:"since" arg:"ID" help:"with -recheck, re-hash only records from this id on; an id past the signed tree's size names no record and stops the audit (exit status 2)"`
 	ClientAuth
 	ClientCert

@@ -173,18 +173,18 @@ type NotExistError struct {
 
 // Hide returns err, an error of opening or stat'ing path, as a
 // *NotExistError if the file is not there and path does not look like a
-// file's name (pathLike); else err, which names it.
+// file's name (PathLike); else err, which names it.
 func Hide(path string, err error) error {
-	if !errors.Is(err, fs.ErrNotExist) || pathLike(path) {
+	if !errors.Is(err, fs.ErrNotExist) || PathLike(path) {
 		return err
 	}
 	return &NotExistError{looksSecret: len(path) >= 16 && !strings.ContainsAny(path, "/"+string(filepath.Separator))}
 }
 
-// pathLike reports whether name ends in a short extension (.key, .token,
+// PathLike reports whether name ends in a short extension (.key, .token,
 // .pem, .htpasswd, in either case: .TOKEN too): no token has one, as
 // neither base64 nor hex has a dot, and a JWT's last part is long.
-func pathLike(name string) bool {
+func PathLike(name string) bool {
 	ext := strings.ToLower(filepath.Ext(name))
 	return len(ext) >= 2 && len(ext) <= 9 && strings.Trim(ext[1:], "abcdefghijklmnopqrstuvwxyz0123456789") == ""
 }
