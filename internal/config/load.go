@@ -564,14 +564,14 @@ func loadFile(path string, opts []option) error {
 			} else if alt := closest(e.key, known); alt != "" {
 				hint = fmt.Sprintf(" (did you mean %q?)", alt)
 			}
-			return fmt.Errorf("config file %s: unknown key %q%s", path, e.key, hint)
+			return fmt.Errorf("%s: unknown key %q%s", e.at(path), e.key, hint)
 		}
 		i := slices.IndexFunc(opts, func(o option) bool { return o.Name == e.key })
 		if i < 0 {
 			continue // another subcommand's option
 		}
 		if err := setNode(opts[i].Flag, e.value); err != nil {
-			return fmt.Errorf("config file %s: %s: %w", path, e.key, err)
+			return fmt.Errorf("%s: %s: %w", e.at(path), e.key, err)
 		}
 	}
 	return nil

@@ -816,3 +816,23 @@ func TestPublicURL(t *testing.T) {
 		}
 	}
 }
+
+// TestFileErrorsNameLine: an error about a key of the config file names
+// the file and the line, as compilers do (sumd.yaml:3:), so the operator
+// finds a key written twice or nested under another at a glance.
+func TestFileErrorsNameLine(t *testing.T) {
+	for yaml, want := range map[string]string{
+		"db: x.db\n\nlistn: :80\n":                `sumd.yaml:3: unknown key "listn"`,
+		"db: x.db\nshutdown-timeout: 10\n":        `sumd.yaml:2: shutdown-timeout: invalid value "10"`,
+		"# sumd\nmax-batch: [1, 2]\n":             `sumd.yaml:2: max-batch: want a single value`,
+		"log:\n  level: debug\n":                  `sumd.yaml:2: unknown key "log.level"`,
+		"listen: :1\ndb: x.db\nlisten: :2\n":      `sumd.yaml:3: key "listen" given twice`,
+		"cache-size: 64\nregistry:\n  - [a, b]\n": `sumd.yaml:2: registry: want a list of single values`,
+	} {
+		path := writeFile(t, yaml)
+		_, _, err := LoadServe([]string{"-config", path}, nil, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), filepath.Dir(path)+string(filepath.Separator)+want) {
+			t.Errorf("%q: %v\nwant an error containing %q", yaml, err, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -20,8 +21,12 @@ const maxConfigFile = 1 << 20
 // them.
 type entry struct {
 	key   string // nested maps are flattened: log: {level: x} is "log.level"
+	line  int    // the key's line, for errors
 	value *yaml.Node
 }
+
+// at is where e is, for errors: "config file sumd.yaml:3".
+func (e entry) at(path string) string { return fmt.Sprintf("config file %s:%d", path, e.line) }
 
 // readFile parses the YAML file at path into its entries, in file order.
 func readFile(path string) ([]entry, error) {
@@ -52,8 +57,8 @@ func readFile(path string) ([]entry, error) {
 		return nil, fmt.Errorf("failed to load config file %s: want a map of option: value lines", path)
 	}
 	var entries []entry
-	if err := flatten("", root, &entries, map[*yaml.Node]bool{}); err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
+	if e, err := flatten("", root, &entries, map[*yaml.Node]bool{}); err != nil {
+		return nil, fmt.Errorf("%s: %w", e.at(path), err)
 	}
 	return entries, nil
 }
@@ -83,29 +88,28 @@ func oneDocument(data []byte) (*yaml.Node, error) {
 }
 
 // flatten appends the entries of the mapping m to entries, prefixing the
-// keys. seen guards against an alias of a map that holds it.
-func flatten(prefix string, m *yaml.Node, entries *[]entry, seen map[*yaml.Node]bool) error {
+// keys. seen guards against an alias of a map that holds it. An error
+// comes with the entry it is about.
+func flatten(prefix string, m *yaml.Node, entries *[]entry, seen map[*yaml.Node]bool) (entry, error) {
 	if seen[m] {
-		return errors.New("a map refers to itself")
+		return entry{key: prefix, line: m.Line}, errors.New("a map refers to itself")
 	}
 	seen[m] = true
 	defer delete(seen, m)
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		key, v := prefix+m.Content[i].Value, deref(m.Content[i+1])
-		for _, e := range *entries {
-			if e.key == key {
-				return fmt.Errorf("key %q given twice", key)
-			}
+		e := entry{prefix + m.Content[i].Value, m.Content[i].Line, deref(m.Content[i+1])}
+		if slices.ContainsFunc(*entries, func(d entry) bool { return d.key == e.key }) {
+			return e, fmt.Errorf("key %q given twice", e.key)
 		}
-		if v.Kind == yaml.MappingNode && len(v.Content) > 0 {
-			if err := flatten(key+".", v, entries, seen); err != nil {
-				return err
+		if e.value.Kind == yaml.MappingNode && len(e.value.Content) > 0 {
+			if e, err := flatten(e.key+".", e.value, entries, seen); err != nil {
+				return e, err
 			}
 			continue
 		}
-		*entries = append(*entries, entry{key, v})
+		*entries = append(*entries, e)
 	}
-	return nil
+	return entry{}, nil
 }
 
 // deref returns the node an alias (*name) stands for.
