@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/sumd-project/sumd/internal/config"
+	"github.com/sumd-project/sumd/internal/secret"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -85,7 +86,11 @@ func rotate(l *tlog.Log, cfg *config.Key, stdout, stderr io.Writer) error {
 		return usageError(fmt.Errorf("-new-key %s is a verifier key file (public); -new-key takes the new private key file", cfg.NewKey), newKeyHint)
 	}
 	if !strings.HasSuffix(cfg.NewKey, ".key") {
-		return usageError(fmt.Errorf("-new-key %s: want a file name ending in .key", cfg.NewKey), newKeyHint)
+		named := "-new-key " + cfg.NewKey
+		if !secret.PathLike(cfg.NewKey) { // perhaps the key itself, pasted
+			named = "-new-key (its value not repeated, in case it is the key itself)"
+		}
+		return usageError(fmt.Errorf("%s: want a file name ending in .key", named), newKeyHint)
 	}
 	if err := checkPlanted(cfg.NewKey, os.Geteuid()); err != nil {
 		return err
