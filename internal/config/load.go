@@ -298,7 +298,7 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []op
 		path = vars["SUMD_CONFIG"]
 	}
 	if path != "" {
-		newLayer(opts, layer{fromFile, path})
+		newLayer(opts, layer{kind: fromFile, file: path})
 		if err := loadFile(path, opts); err != nil {
 			return nil, nil, err
 		}
@@ -362,7 +362,7 @@ func holdsPassword(s string) bool {
 // An override is a file's value that a variable replaced.
 type override struct {
 	opt  option
-	file string // the config file
+	file layer  // the config file and line
 	was  string // the file's value
 }
 
@@ -376,11 +376,11 @@ func warnOverrides(w io.Writer, overrides []override) {
 		switch {
 		case v.src.kind != fromEnv:
 		case !v.shows(v.String(), o.was):
-			fmt.Fprintf(w, "sumd: warning: %s overrides %s of the config file %s (%s)\n",
-				envName(o.opt.Name), o.opt.Name, o.file, notRepeated)
+			fmt.Fprintf(w, "sumd: warning: %s overrides %s of %s (%s)\n",
+				envName(o.opt.Name), o.opt.Name, o.file.describe(o.opt.Name), notRepeated)
 		default:
-			fmt.Fprintf(w, "sumd: warning: %s overrides %s of the config file %s (%q instead of %q)\n",
-				envName(o.opt.Name), o.opt.Name, o.file, redactValue(v.String()), redactValue(o.was))
+			fmt.Fprintf(w, "sumd: warning: %s overrides %s of %s (%q instead of %q)\n",
+				envName(o.opt.Name), o.opt.Name, o.file.describe(o.opt.Name), redactValue(v.String()), redactValue(o.was))
 		}
 	}
 }
@@ -570,6 +570,7 @@ func loadFile(path string, opts []option) error {
 		if i < 0 {
 			continue // another subcommand's option
 		}
+		opts[i].Value.(*value).layer.line = e.line
 		if err := setNode(opts[i].Flag, e.value); err != nil {
 			return fmt.Errorf("%s: %s: %w", e.at(path), e.key, err)
 		}
@@ -640,7 +641,7 @@ func loadEnv(vars map[string]string, opts []option) ([]override, error) {
 				return nil, fmt.Errorf("environment variable %s: %w", name, err)
 			}
 			if was.kind == fromFile && o.Value.String() != before {
-				overrides = append(overrides, override{o, was.file, before})
+				overrides = append(overrides, override{o, was, before})
 			}
 		}
 	}

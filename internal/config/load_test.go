@@ -612,8 +612,8 @@ func TestEnvOverFileWarned(t *testing.T) {
 	if err != nil || c.Listen != ":8080" {
 		t.Fatalf("listen %q, %v; want :8080 from the environment", c.Listen, err)
 	}
-	want := "sumd: warning: SUMD_DB overrides db of the config file " + file + ` ("postgres://sumd:xxxxx@db/sumd" instead of "postgres://sumd:xxxxx@db/sumd")` + "\n" +
-		"sumd: warning: SUMD_LISTEN overrides listen of the config file " + file + ` (":8080" instead of ":8443")` + "\n"
+	want := "sumd: warning: SUMD_DB overrides db of the config file " + file + `:3 ("postgres://sumd:xxxxx@db/sumd" instead of "postgres://sumd:xxxxx@db/sumd")` + "\n" +
+		"sumd: warning: SUMD_LISTEN overrides listen of the config file " + file + `:1 (":8080" instead of ":8443")` + "\n"
 	if got := strings.Join(slices.DeleteFunc(strings.SplitAfter(w.String(), "\n"), func(l string) bool { return !strings.Contains(l, "overrides") }), ""); got != want {
 		t.Errorf("warnings:\n%s\nwant (the same value, log-format, needs none):\n%s", got, want)
 	}
@@ -692,6 +692,8 @@ func TestUnknownKeyCase(t *testing.T) {
 // TestValidateNamesLayer checks that a value refused by Validate that did
 // not come from a flag is followed by where it came from: the message
 // named the option and its value, not the file or variable to fix.
+// TestValidateNamesLayer: an option Validate refuses is followed by where
+// its value came from, the variable or the config file and its line.
 func TestValidateNamesLayer(t *testing.T) {
 	file := writeFile(t, "shutdown-timeout: -1s\ntls-cert: c.pem\n")
 	_, _, err := LoadServe([]string{"-config", file, "-max-batch=0"}, []string{"SUMD_LISTEN=8080"}, io.Discard)
@@ -700,8 +702,8 @@ func TestValidateNamesLayer(t *testing.T) {
 	}
 	for _, want := range []string{
 		"\n\tlisten is set by SUMD_LISTEN",
-		"\n\tshutdown-timeout is set by the config file " + file,
-		"\n\ttls-cert is set by the config file " + file,
+		"\n\tshutdown-timeout is set by the config file " + file + ":1\n",
+		"\n\ttls-cert is set by the config file " + file + ":2\n",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error:\n%v\nwant the line %q", err, want)

@@ -34,6 +34,7 @@ type value struct {
 type layer struct {
 	kind layerKind
 	file string // the config file, for fromFile
+	line int    // the line of the file that set the option, if known
 }
 
 type layerKind int
@@ -49,6 +50,9 @@ const (
 func (l layer) describe(name string) string {
 	switch l.kind {
 	case fromFile:
+		if l.line > 0 {
+			return fmt.Sprintf("the config file %s:%d", l.file, l.line)
+		}
 		return "the config file " + l.file
 	case fromEnv:
 		return envName(name)
