@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sumd-project/sumd/internal/access"
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
@@ -41,5 +42,38 @@ func TestReadyAfterFatal(t *testing.T) {
 	}
 	if err := ready(ctx); !errors.Is(err, errLogStopped) {
 		t.Errorf("ready after a fatal commit = %v, want %v", err, errLogStopped)
+	}
+}
+
+// TestReadyHidesMirrorName: a mirror that holds no signed head yet is not
+// ready; /healthz answers everyone, and a client that may not read the
+// status (behind credentials, without an auditor's) learns the problem's
+// kind only, never the mirrored database's name, as degraded hides it.
+func TestReadyHidesMirrorName(t *testing.T) {
+	const name = "sum.private-corp.example"
+	skey, _, err := tlog.GenerateKey(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := tlog.ParseKey(skey)
+	ctx := context.Background()
+	store := tlog.NewMemStore()
+	if err := store.Create(ctx, tlog.Meta{Name: name, VKeys: []string{key.VerifierKey()}, Mirror: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	l, err := tlog.OpenStore(store, tlog.Options{VerifierKeys: []string{key.VerifierKey()}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ready := logReady(l)
+	anon := access.NewContext(ctx, &access.Principal{Name: "anonymous", Role: access.RoleNone})
+	err = ready(anon)
+	if err == nil || strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "no signed head") {
+		t.Errorf("ready to a client without a role = %v, want the mirror's missing head without its name %s", err, name)
+	}
+	auditor := access.NewContext(ctx, &access.Principal{Name: "ops", Role: access.Auditor})
+	if err := ready(auditor); err == nil || !strings.Contains(err.Error(), name) {
+		t.Errorf("ready to an auditor = %v, want the mirror's name %s", err, name)
 	}
 }

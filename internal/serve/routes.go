@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net/http"
 	"time"
 
@@ -183,6 +184,16 @@ func logReady(l *tlog.Log) func(context.Context) error {
 			return errLogStopped
 		}
 		_, err := l.Signed(ctx)
+		if errors.Is(err, fs.ErrNotExist) && !mayReadStatus(ctx) {
+			// A mirror with no head yet: its error names the mirrored
+			// database, which degraded hides from such a client too.
+			return errNoHead
+		}
 		return err
 	}
 }
+
+// errNoHead is /healthz's reason, to a client that may not read the
+// status, for a mirror that holds no signed head yet (tlog's own error,
+// given to auditors, names the mirrored database).
+var errNoHead = errors.New("the mirror holds no signed head yet: it has not followed its origin, or imported a bundle, since it was created")
