@@ -21,6 +21,7 @@ import (
 	"github.com/sumd-project/sumd/internal/admin"
 	"github.com/sumd-project/sumd/internal/config"
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testnet"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -254,8 +255,8 @@ func TestAddGoSumChecksServerFirst(t *testing.T) {
 	refusing := httptest.NewServer(layer.Wrap(admin.New(nil, admin.Options{Authenticated: true, Logger: slog.New(slog.DiscardHandler)})))
 	defer refusing.Close()
 	for server, want := range map[string]string{
-		refusing.URL:                "the credentials are missing or wrong",
-		"http://" + refusingAddr(t): "check -server",
+		refusing.URL:                        "the credentials are missing or wrong",
+		"http://" + testnet.RefusingAddr(t): "check -server",
 	} {
 		_, errOut, err := sumdRun(t, "add", "-server", server, "-token-file", token, "-gosum", sum)
 		if statusOf(err) != 1 || !strings.Contains(errOut, want) || strings.Contains(errOut, "not a go.sum line") {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sumd-project/sumd/internal/testcert"
+	"github.com/sumd-project/sumd/internal/testnet"
 )
 
 // TestStatusClientCert: a server of sumd serve -tls-client-auth require
@@ -130,7 +131,7 @@ func TestTUFGosumdbClientCert(t *testing.T) {
 	dev := ca.Client(t, "dev", pkix.Name{CommonName: "dev.corp.example", Organization: []string{"Corp"}}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	roles := writeSecret(t, filepath.Join(dir, "roles"), "dev:"+dev.Subject+":reader\n")
 	vkey := strings.TrimSpace(sumd(t, "keygen", "-name", e2eName, "-dir", filepath.Join(dir, "keys")))
-	addr := freeAddr(t)
+	addr := testnet.FreeAddr(t)
 	repo := filepath.Join(dir, "tuf")
 	root := strings.TrimSpace(sumd(t, "tuf", "init", "-dir", repo, "-keys", filepath.Join(dir, "offline"), "-vkey", vkey, "-url", "https://"+addr))
 	startServerAt(t, addr, "-create", "-db", filepath.Join(dir, "sumd.db"), "-key", filepath.Join(dir, "keys", e2eName+".key"), "-tuf", repo,

@@ -2,22 +2,19 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumd-project/sumd/internal/audit"
+	"github.com/sumd-project/sumd/internal/testnet"
 	"github.com/sumd-project/sumd/internal/testproxy"
 	"github.com/sumd-project/sumd/internal/tuf"
 )
@@ -43,7 +40,7 @@ func TestTUFKeyCeremony(t *testing.T) {
 
 	// One URL across restarts, chosen before the first start: tuf init
 	// publishes it, and needs the database no server may hold then.
-	addr := freeAddr(t)
+	addr := testnet.FreeAddr(t)
 	url, tufURL := "http://"+addr, "http://"+addr+"/tuf"
 	root := strings.TrimSpace(sumd(t, "tuf", "init", "-dir", repo, "-keys", offline, "-db", db, "-key", oldKey, "-url", url))
 	if root != filepath.Join(repo, "metadata", "1.root.json") {
@@ -110,63 +107,6 @@ func wantPublished(t *testing.T, rootFile, url string, vkeys ...string) {
 	}
 	if !slices.Equal(d.VerifierKeys, vkeys) {
 		t.Fatalf("published keys %q, want %q", d.VerifierKeys, vkeys)
-	}
-}
-
-// freeAddr returns a loopback address nothing listens on, for a server
-// that must keep its URL across restarts (startServerAt). Where the test
-// need not choose the address, a server binds 127.0.0.1:0 and says where.
-//
-// The port is held until the test ends by a socket bound to it with
-// SO_REUSEADDR that never listens: sumd serve (Go listens with
-// SO_REUSEADDR) can bind it, but the kernel gives it to no other bind of
-// port 0 and to no outgoing connection, which a port freed between two
-// runs was open to, from another test binary beside this one.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	syscall.ForkLock.RLock() // as package net does: no child inherits the socket
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err == nil {
-		syscall.CloseOnExec(fd)
-	}
-	syscall.ForkLock.RUnlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-}
-
-// TestFreeAddrHeld: a server can listen on freeAddr's address, again after
-// it stopped, while a socket that does not share it cannot bind it (one
-// could, the port of a closed listener, between two runs).
-func TestFreeAddrHeld(t *testing.T) {
-	addr := freeAddr(t)
-	for range 2 {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Fatalf("a server cannot listen on %s: %v", addr, err)
-		}
-		ln.Close()
-	}
-	port, _ := strconv.Atoi(addr[strings.LastIndexByte(addr, ':')+1:])
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fd)
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err == nil {
-		t.Errorf("another socket bound %s between two runs", addr)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/sumd-project/sumd/internal/serve"
+	"github.com/sumd-project/sumd/internal/testnet"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -33,7 +34,7 @@ func TestStatusCommand(t *testing.T) {
 	key := filepath.Join(dir, "keys", e2eName+".key")
 	sumd(t, "add", "-create", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "a.sum"), goSumFile(t, proxyDir, mods)))
 	sumd(t, "tuf", "init", "-dir", repo, "-keys", filepath.Join(dir, "offline"), "-db", db, "-key", key)
-	registry := refusingAddr(t) // a registry address that no longer answers
+	registry := testnet.RefusingAddr(t) // a registry address that no longer answers
 	_, pub := cosignKeys(t, dir)
 	s := startServer(t, "-db", db, "-key", key, "-tuf", repo, "-registry", registry+"/gomod", "-cosign-key", pub, "-sync-interval", "1h")
 
@@ -98,7 +99,7 @@ func TestStatusCommand(t *testing.T) {
 // TestStatusUnreachable: a server that does not answer is exit status 1,
 // with a hint.
 func TestStatusUnreachable(t *testing.T) {
-	gone := "http://" + refusingAddr(t)
+	gone := "http://" + testnet.RefusingAddr(t)
 	_, stderr, code := sumdCode(t, nil, "status", "-url", gone, "-timeout", "5s")
 	if code != 1 || !strings.Contains(stderr, "sumd: error: failed to read the status: ") || !strings.Contains(stderr, "hint: check -url") {
 		t.Errorf("sumd status of a closed port: exit %d\n%s", code, stderr)

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -158,7 +157,7 @@ func startServerEnv(t *testing.T, dir string, env []string, args ...string) *sum
 }
 
 // startServerAt is startServer listening on addr, an address a test keeps
-// across restarts because it published the URL (freeAddr, which holds
+// across restarts because it published the URL (testnet.FreeAddr, which holds
 // the port between two runs so that no other process takes it): a start
 // that finds the address in use all the same tries once more, a second
 // later.
@@ -324,49 +323,3 @@ func writeSecret(t *testing.T, name, data string) string {
 }
 
 var _ io.Writer = (*testlog.Buffer)(nil)
-
-// refusingAddr returns a loopback address whose port refuses connections
-// until the test ends. The port of a closed listener or httptest server is
-// free again, and another test binary running beside this one (or a sumd
-// serve this test starts) may take it and answer, with another error than
-// the refusal the test waits for; a socket bound to the port that never
-// listens holds it (the kernel hands a bound port to no one else) and makes
-// every connection to it fail at once. See internal/upstream's refusingURL.
-func refusingAddr(t testing.TB) string {
-	t.Helper()
-	syscall.ForkLock.RLock() // as package net does: no child inherits the socket
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err == nil {
-		syscall.CloseOnExec(fd)
-	}
-	syscall.ForkLock.RUnlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-}
-
-// TestRefusingAddr: the port refusingAddr gives refuses connections, and
-// no listener can take it while the test runs, as one could the port of a
-// closed server (TestStatusUnreachable, seen failing when a server took it).
-func TestRefusingAddr(t *testing.T) {
-	addr := refusingAddr(t)
-	if c, err := net.Dial("tcp", addr); !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("Dial %s = %v, want connection refused", addr, err)
-		if c != nil {
-			c.Close()
-		}
-	}
-	if ln, err := net.Listen("tcp", addr); err == nil {
-		ln.Close()
-		t.Errorf("Listen %s succeeded: another server could answer there", addr)
-	}
-}

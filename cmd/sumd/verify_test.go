@@ -21,6 +21,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/audit"
 	"github.com/sumd-project/sumd/internal/gosum"
+	"github.com/sumd-project/sumd/internal/testnet"
 )
 
 const verifyName = "sum.verify.example"
@@ -216,7 +217,7 @@ func TestVerifyJSONShape(t *testing.T) {
 
 	// A server that is not there: exit status 2, the error on stderr and
 	// in the JSON report.
-	gone := "http://" + refusingAddr(t)
+	gone := "http://" + testnet.RefusingAddr(t)
 	stdout, stderr, code := verify(t, "-json", "-url", gone, "-key", l.vkeyFile)
 	var rep audit.Report
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || code != 2 || rep.OK || !strings.Contains(rep.Error, "failed to fetch /latest") {

@@ -3,15 +3,14 @@ package audit
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"github.com/sumd-project/sumd/internal/sumdbclient"
+	"github.com/sumd-project/sumd/internal/testnet"
 )
 
 // The fetcher's retries, timeouts and caps are tested in
@@ -54,7 +53,7 @@ func TestUserAgentAndPath(t *testing.T) {
 // TestUnreachable checks that a server that is not there is an error (the
 // audit could not run), not a problem.
 func TestUnreachable(t *testing.T) {
-	url := refusingURL(t)
+	url := "http://" + testnet.RefusingAddr(t)
 	rep, err := audit(t, url, testVerifierKey(t), nil)
 	var fe *FetchError
 	if !errors.As(err, &fe) || fe.Status != 0 || len(rep.Problems) != 0 || rep.OK {
@@ -155,49 +154,5 @@ func TestTilesAndLookupsNotProtocol(t *testing.T) {
 		if strings.Contains(err.Error(), "corp.internal") {
 			t.Errorf("%s answered with a page: audit = %v, want the body not quoted", c.prefix, err)
 		}
-	}
-}
-
-// refusingURL returns an http:// URL on the loopback interface whose port
-// refuses connections until the test ends. A closed listener's port is
-// free again, and another test binary running beside this one may take it
-// and answer (a 404, not the refusal TestUnreachable expects); a socket
-// bound to the port that never listens holds it (the kernel hands a bound
-// port to no one else) and makes every connection to it fail at once.
-func refusingURL(t testing.TB) string {
-	t.Helper()
-	syscall.ForkLock.RLock() // as package net does: no child inherits the socket
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err == nil {
-		syscall.CloseOnExec(fd)
-	}
-	syscall.ForkLock.RUnlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-}
-
-// TestRefusingURL: no listener can take the port of refusingURL while the
-// test runs, as one could the port of a closed listener.
-func TestRefusingURL(t *testing.T) {
-	addr := strings.TrimPrefix(refusingURL(t), "http://")
-	if c, err := net.Dial("tcp", addr); !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("Dial %s = %v, want connection refused", addr, err)
-		if c != nil {
-			c.Close()
-		}
-	}
-	if ln, err := net.Listen("tcp", addr); err == nil {
-		ln.Close()
-		t.Errorf("Listen %s succeeded: another server could answer there", addr)
 	}
 }

@@ -7,11 +7,12 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/module"
+
+	"github.com/sumd-project/sumd/internal/testnet"
 )
 
 func says(s string) func(error) bool {
@@ -164,7 +165,7 @@ func TestSyncArtifactTimeout(t *testing.T) {
 // for one that never answers, holding the pass for the listing timeout of
 // each); the other sources are still read.
 func TestSyncRegistryDown(t *testing.T) {
-	for name, host := range map[string]func(t *testing.T) string{"refused": closedPort, "no answer": silent} {
+	for name, host := range map[string]func(t *testing.T) string{"refused": func(t *testing.T) string { return testnet.RefusingAddr(t) }, "no answer": silent} {
 		t.Run(name, func(t *testing.T) {
 			e := newSyncEnv(t, true)
 			e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
@@ -177,33 +178,6 @@ func TestSyncRegistryDown(t *testing.T) {
 			wantFailure(t, e, e.hostileSync(t, down[0], e.src), 1, says("the 2 other repositories of "+down[0].String()+" were not read"))
 		})
 	}
-}
-
-// closedPort is the address of a port that refuses connections until the
-// test ends. A closed listener's port is free again, and another test
-// binary running beside this one may take it and answer; a socket bound to
-// the port that never listens holds it (the kernel hands a bound port to
-// no one else) and makes every connection to it fail at once.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	syscall.ForkLock.RLock() // as package net does: no child inherits the socket
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err == nil {
-		syscall.CloseOnExec(fd)
-	}
-	syscall.ForkLock.RUnlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 // TestSyncTokenRefusedForOneRepository: a token service refusing the scope
@@ -308,7 +282,7 @@ func TestSyncCatalogHint(t *testing.T) {
 		w.Write([]byte(`{"errors":[{"code":"UNSUPPORTED","message":"catalog not supported"}]}`))
 		return true
 	})
-	down, err := parseSource(closedPort(t) + "/gomod")
+	down, err := parseSource(testnet.RefusingAddr(t) + "/gomod")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumd-project/sumd/internal/testlog"
+	"github.com/sumd-project/sumd/internal/testnet"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -61,7 +62,7 @@ func TestLookupErrorsShowNoUpstream(t *testing.T) {
 	})
 	slow := good()
 	slow.setHook(func(w http.ResponseWriter, r *http.Request) bool { <-r.Context().Done(); return true })
-	downURL := refusingURL(t)
+	downURL := "http://" + testnet.RefusingAddr(t)
 	garbage := good()
 	if err := os.WriteFile(testproxy.ZipPath(garbage.dir, m), []byte("not a zip"), 0o644); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sumd-project/sumd/internal/modhash"
 	"github.com/sumd-project/sumd/internal/regfile"
+	"github.com/sumd-project/sumd/internal/testnet"
 	"github.com/sumd-project/sumd/internal/testproxy"
 )
 
@@ -231,7 +232,7 @@ func TestFetchInvalid(t *testing.T) {
 // TestFetchStatuses checks the classification of upstream failures.
 func TestFetchStatuses(t *testing.T) {
 	m := mv("example.com/m", "v1.0.0")
-	downURL := refusingURL(t)
+	downURL := "http://" + testnet.RefusingAddr(t)
 	slow := newProxy(t, goodModule(m.Path, m.Version))
 	slow.setHook(func(w http.ResponseWriter, r *http.Request) bool {
 		<-r.Context().Done() // never answers; the client gives up

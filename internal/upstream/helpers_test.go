@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +17,6 @@ import (
 	"testing"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/sys/unix"
 
 	"github.com/sumd-project/sumd/internal/modhash"
 	"github.com/sumd-project/sumd/internal/testproxy"
@@ -228,27 +226,4 @@ func publish(t testing.TB, dir string, mods ...testproxy.Module) {
 func fakeHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "h1:" + base64.StdEncoding.EncodeToString(sum[:])
-}
-
-// refusingURL returns an http:// URL on the loopback interface whose port
-// refuses connections until the test ends. A closed httptest server's port
-// is free again, and another test binary running beside this one may take
-// it and answer; a socket bound to the port that never listens holds it
-// (the kernel hands bound ports to no one else) and makes every connection
-// attempt fail at once.
-func refusingURL(t testing.TB) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
 }

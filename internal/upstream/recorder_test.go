@@ -18,6 +18,7 @@ import (
 	"github.com/sumd-project/sumd/internal/gosum"
 	"github.com/sumd-project/sumd/internal/server"
 	"github.com/sumd-project/sumd/internal/testlog"
+	"github.com/sumd-project/sumd/internal/testnet"
 	"github.com/sumd-project/sumd/internal/tlog"
 )
 
@@ -130,7 +131,7 @@ func TestLookupStatuses(t *testing.T) {
 	const pre = "example.com/m@v1.0.0/"
 	bad := newProxy(t, goodModule(m.Path, m.Version))
 	writeRawZip(t, bad.dir, m, []string{pre + "go.mod", pre + "a.go", pre + "A.go"}, []string{"module example.com/m\n\ngo 1.21\n", "package a\n", "package a\n"})
-	downURL := refusingURL(t)
+	downURL := "http://" + testnet.RefusingAddr(t)
 	slow := newProxy(t)
 	slow.setHook(func(w http.ResponseWriter, r *http.Request) bool { <-r.Context().Done(); return true })
 	good := newProxy(t, goodModule(m.Path, m.Version))
