@@ -69,7 +69,12 @@ func (b *bench) prepare() error {
 	if err := os.WriteFile(b.token, []byte("bench-compare-admin-token-0123456789\n"), 0o600); err != nil {
 		return err
 	}
+	// sumd refuses a file:// upstream whose tree is missing, so the tree
+	// exists, empty, when no comparison fetches from it.
 	b.proxy = b.path("proxy")
+	if err := os.MkdirAll(b.proxy, 0o755); err != nil {
+		return err
+	}
 	if b.runs("first") || b.runs("upload") {
 		log.Printf("bench-compare: writing a GOPROXY tree of %d versions", 2*b.rounds*b.first)
 		if err := writeProxyTree(b.proxy, 2*b.rounds*b.first); err != nil {
@@ -86,10 +91,10 @@ func (b *bench) prepare() error {
 	if err != nil {
 		return err
 	}
-	if err := waitHTTP(b.sumdURL+"/healthz", 30*time.Second); err != nil {
+	if err := b.sumdProc.waitHTTP(b.sumdURL+"/healthz", 30*time.Second); err != nil {
 		return err
 	}
-	if err := waitHTTP(b.readURL+"/healthz", 5*time.Second); err != nil {
+	if err := b.sumdProc.waitHTTP(b.readURL+"/healthz", 5*time.Second); err != nil {
 		return err
 	}
 	if b.runs("lookups") {
@@ -98,7 +103,7 @@ func (b *bench) prepare() error {
 		if b.testProc, err = b.start("testserver", b.testserver, "-gosum", b.gosum, "-key", b.key, "-listen", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
 			return err
 		}
-		if err := waitHTTP(b.testURL+"/latest", 5*time.Minute); err != nil {
+		if err := b.testProc.waitHTTP(b.testURL+"/latest", 5*time.Minute); err != nil {
 			return err
 		}
 	}
@@ -129,7 +134,7 @@ func (b *bench) startNginx() error {
 		return err
 	}
 	b.nginxURL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	return waitHTTP(b.nginxURL+tilePaths(b.records, false)[0], 10*time.Second)
+	return b.nginxProc.waitHTTP(b.nginxURL+tilePaths(b.records, false)[0], 10*time.Second)
 }
 
 func (b *bench) start(name, bin string, args ...string) (*proc, error) {
@@ -266,7 +271,7 @@ func (b *bench) lookups() error {
 		return err
 	}
 	defer p.stop()
-	if err := waitHTTP(url+"/healthz", 30*time.Second); err != nil {
+	if err := p.waitHTTP(url+"/healthz", 30*time.Second); err != nil {
 		return err
 	}
 	return b.readRow(fmt.Sprintf("lookup CPU, -read-listen vs sumd %s (issue 11 filed)", b.baseline), b.readURL, "sumd "+b.baseline+", its only listener",
@@ -406,7 +411,7 @@ func (b *bench) startTessera() (*tessera, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t, waitHTTP(t.url+"/checkpoint", 30*time.Second)
+	return t, t.proc.waitHTTP(t.url+"/checkpoint", 30*time.Second)
 }
 
 // tesseraAdds runs the hammer with b.writers writers of go.sum-sized

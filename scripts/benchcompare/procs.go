@@ -14,8 +14,10 @@ import (
 
 // A proc is a server the comparison started: it stops it at the end.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
+	name   string
+	log    string // its standard output and error
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once it has exited
 }
 
 // start runs bin with args, its output in <work>/<name>.log.
@@ -28,9 +30,16 @@ func start(work, name, bin string, args ...string) (*proc, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
+		logf.Close()
 		return nil, fmt.Errorf("failed to start %s: %w", name, err)
 	}
-	return &proc{name: name, cmd: cmd}, nil
+	p := &proc{name: name, log: logf.Name(), cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(p.exited)
+	}()
+	return p, nil
 }
 
 // stop ends the process group it started (nginx's workers included).
@@ -39,20 +48,20 @@ func (p *proc) stop() {
 		return
 	}
 	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(10 * time.Second):
 		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		<-p.exited
 	}
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-// waitHTTP waits until url answers 200.
-func waitHTTP(url string, timeout time.Duration) error {
+// waitHTTP waits until url, served by p, answers 200. If p exits first,
+// or the time runs out, the error ends with p's last output: a server
+// that refused its flags says why instead of leaving a bare timeout.
+func (p *proc) waitHTTP(url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(url)
@@ -62,9 +71,29 @@ func waitHTTP(url string, timeout time.Duration) error {
 				return nil
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-p.exited:
+			return fmt.Errorf("%s exited before %s answered: %s", p.name, url, p.lastOutput())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return fmt.Errorf("%s did not answer 200 within %s", url, timeout)
+	return fmt.Errorf("%s did not answer 200 within %s: %s", url, timeout, p.lastOutput())
+}
+
+// lastOutput returns the end of p's log, for an error.
+func (p *proc) lastOutput() string {
+	out, err := os.ReadFile(p.log)
+	if err != nil {
+		return err.Error()
+	}
+	const max = 2000
+	if len(out) > max {
+		out = out[len(out)-max:]
+	}
+	if len(strings.TrimSpace(string(out))) == 0 {
+		return "(no output in " + p.log + ")"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // cpuOf returns the CPU time (user + system) used so far by pid and its
