@@ -20,39 +20,58 @@ import (
 // /sumdb/<name>/supported, which hangs, another waits for the discovery;
 // it waited on a mutex whatever its context, so a check whose caller had
 // gone (an abandoned flight) held its fetch slot until the probe timed
-// out. It now returns when its context ends.
+// out. It now returns when its context ends, while the probe still hangs.
 func TestDiscoveryWaitStopsWithContext(t *testing.T) {
 	db := newFakeSumDB(t)
-	p := newProxy(t)
-	p.setHook(func(w http.ResponseWriter, r *http.Request) bool {
-		if strings.HasSuffix(r.URL.Path, "/supported") {
-			<-r.Context().Done() // until the client gives up
-			return true
-		}
-		return false
-	})
-	c, err := NewChecker(CheckerOptions{Key: db.vkey, Sources: mustParseList(t, p.url), Timeout: 10 * time.Second, Logger: quiet})
+	proxy := &heldSupported{probing: make(chan struct{}), returned: make(chan struct{}), release: make(chan struct{})}
+	// The probe's timeout only bounds how long the test takes to fail if
+	// the wait does not stop with its context; nothing is measured.
+	c, err := NewChecker(CheckerOptions{Key: db.vkey, Sources: mustParseList(t, "https://proxy.corp.example"),
+		Timeout: time.Minute, HTTPClient: &http.Client{Transport: proxy}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: fakeHash("a"), GoMod: fakeHash("b")}
-	probing, stopProbe := context.WithCancel(context.Background())
 	first := make(chan error, 1)
-	go func() { first <- c.Check(probing, rec) }()
+	go func() { first <- c.Check(context.Background(), rec) }()
 	defer func() {
-		stopProbe()
+		close(proxy.release)
 		<-first
 	}()
-	for p.count("/supported") == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-proxy.probing
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	err = c.Check(ctx, rec)
-	if took := time.Since(start); took > 5*time.Second || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("a check whose context ended after 100ms returned after %v with %v; want its context's error at once", took.Round(time.Millisecond), err)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a check whose context ended while another probed: %v; want its context's error", err)
+	}
+	select {
+	case <-proxy.returned:
+		t.Errorf("a check whose context ended returned only after the probe it waited for had ended; want it to return while the probe still hangs")
+	default:
+	}
+}
+
+// heldSupported is a proxy whose /sumdb/<name>/supported hangs until its
+// client gives up or the test releases it. probing is closed when the
+// probe arrives, returned when it has ended.
+type heldSupported struct {
+	probing, returned, release chan struct{}
+	arrived, ended             sync.Once
+}
+
+func (h *heldSupported) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(req.URL.Path, "/supported") {
+		return &http.Response{StatusCode: http.StatusNotFound, Body: http.NoBody, Request: req}, nil
+	}
+	h.arrived.Do(func() { close(h.probing) })
+	defer h.ended.Do(func() { close(h.returned) })
+	select {
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
+	case <-h.release:
+		return nil, errors.New("released at the end of the test")
 	}
 }
 
