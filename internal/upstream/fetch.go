@@ -192,7 +192,11 @@ func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, er
 	var notFound, failed error
 	for i, src := range f.sources {
 		rec, err := f.fetchFrom(ctx, src, m)
-		if f.health.note(ctx, i, err) {
+		noted := f.health.note(ctx, i, err)
+		if noted.recovered > 0 {
+			f.log.InfoContext(ctx, "upstream proxy answers again", "source", src.URL, "failed_fetches", noted.recovered)
+		}
+		if noted.missRunReached {
 			f.log.WarnContext(ctx, fmt.Sprintf("upstream proxy answered 404 or 410 to the last %d versions asked of it: if it should have some of them, check that its URL is the proxy's GOPROXY base URL (one with its path prefix left out, or the proxy's web UI, answers so for every version); a proxy holding only some modules misses the others", missRun),
 				"source", src.URL, "module", m.Path, "version", m.Version)
 		}
@@ -213,8 +217,12 @@ func (f *Fetcher) fetch(ctx context.Context, m module.Version) (gosum.Record, er
 				return gosum.Record{}, err
 			}
 			// The next source may answer: the operator must still hear
-			// of this one (Recorder.Problems reports a run of these).
-			f.log.WarnContext(ctx, "upstream proxy failed; trying the next after \"|\"", "source", src.URL, "module", m.Path, "version", m.Version, "err", err)
+			// of this one (Recorder.Problems reports a run of these),
+			// once a run: the next failures of the run at debug level
+			// (logged above), and its end at info level.
+			if f.health.warn(i) {
+				f.log.WarnContext(ctx, "upstream proxy failed; trying the next after \"|\" (its next failures are logged at debug level until it answers again)", "source", src.URL, "module", m.Path, "version", m.Version, "err", err)
+			}
 		}
 	}
 	if failed != nil {

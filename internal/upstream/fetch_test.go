@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -741,4 +742,80 @@ func (s shortLength) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.ContentLength = s.n
 	}
 	return resp, err
+}
+
+// TestFallbackLoggedOncePerOutage: a source followed by "|" that was down
+// had every fetch log "upstream proxy failed; trying the next" at warning
+// level, thousands of lines a minute under load, while Problems already
+// reported the outage. The start of a run of failures is warned of once,
+// the rest logged at debug level, and its end once at info level.
+func TestFallbackLoggedOncePerOutage(t *testing.T) {
+	m := mv("example.com/m", "v1.0.0")
+	broken := newProxy(t, goodModule(m.Path, m.Version))
+	broken.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	})
+	good := newProxy(t, goodModule(m.Path, m.Version))
+	logs := &levelLog{}
+	f := newFetcher(t, broken.url+"|"+good.url, FetcherOptions{Logger: slog.New(logs)})
+	fetch := func() {
+		t.Helper()
+		if _, err := f.Fetch(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 50 {
+		fetch()
+	}
+	if got := logs.count(slog.LevelWarn, "upstream proxy failed"); got != 1 {
+		t.Errorf("50 fetches while the first proxy was down logged %d warnings of it; want 1", got)
+	}
+	if got := logs.count(slog.LevelDebug, "upstream fetch failed"); got != 50 {
+		t.Errorf("50 fetches while the first proxy was down logged %d debug records of its failures; want 50", got)
+	}
+	broken.setHook(nil)
+	fetch()
+	fetch()
+	if got := logs.count(slog.LevelInfo, "upstream proxy answers again"); got != 1 {
+		t.Errorf("the first proxy answering again twice logged %d info records of it; want 1", got)
+	}
+	broken.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	})
+	fetch()
+	if got := logs.count(slog.LevelWarn, "upstream proxy failed"); got != 2 {
+		t.Errorf("a second outage after the first proxy answered again: %d warnings in all; want 2", got)
+	}
+}
+
+// levelLog is a slog.Handler that keeps the level and message of every
+// record.
+type levelLog struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (l *levelLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *levelLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *levelLog) WithGroup(string) slog.Handler            { return l }
+func (l *levelLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = append(l.records, r)
+	return nil
+}
+
+// count counts the records at level whose message starts with msg.
+func (l *levelLog) count(level slog.Level, msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.records {
+		if r.Level == level && strings.HasPrefix(r.Message, msg) {
+			n++
+		}
+	}
+	return n
 }

@@ -156,6 +156,20 @@ type sourceRun struct {
 	fails    int       // fetches in a row it failed
 	lastFail time.Time // the last of them
 	misses   int       // fetches in a row it answered 404 or 410
+	// warned says the Fetcher logged a warning of this run of failures
+	// (see sourceHealth.warn): it logs the next ones of the run at debug
+	// level, and when the run ends says so once.
+	warned bool
+}
+
+// noted is what sourceHealth.note saw change in a source's runs.
+type noted struct {
+	// missRunReached: the source's run of misses has just reached
+	// missRun.
+	missRunReached bool
+	// recovered is the length of the run of failures an answer has just
+	// ended, if the Fetcher warned of that run; else 0.
+	recovered int
 }
 
 // sourceHealth is what a Fetcher saw of each of its sources, in the
@@ -174,24 +188,46 @@ type sourceHealth struct {
 // no GOPROXY base URL misses every version, and when a later source has
 // them nothing else shows it. That is no problem of the server's health,
 // unlike a source's failures: a proxy holding only the company's modules,
-// listed before a public one, misses most versions too.
-func (h *sourceHealth) note(ctx context.Context, i int, err error) (missRunReached bool) {
+// listed before a public one, misses most versions too. It also reports
+// the end of a run of failures the Fetcher warned of, which it logs.
+func (h *sourceHealth) note(ctx context.Context, i int, err error) noted {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	run := &h.runs[i]
+	var n noted
 	switch {
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()), kindOf(err) == KindLocal:
+		return n
 	case isNotFound(err):
-		run.fails = 0
 		run.misses++
-		return run.misses == missRun
+		n.missRunReached = run.misses == missRun
 	case err == nil, kindOf(err) == KindInvalid:
-		run.fails, run.misses = 0, 0
+		run.misses = 0
 	default:
 		run.fails++
 		run.lastFail = time.Now()
+		return n
 	}
-	return false
+	if run.warned {
+		n.recovered = run.fails
+	}
+	run.fails, run.warned = 0, false
+	return n
+}
+
+// warn reports whether the Fetcher is to warn of source i's latest
+// failure (noted already): only of the first of a run. A source down
+// fails every fetch, thousands a minute under load, and Problems reports
+// the run (failRun) while it lasts; the rest are logged at debug level.
+func (h *sourceHealth) warn(i int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	run := &h.runs[i]
+	if run.warned || run.fails == 0 {
+		return false
+	}
+	run.warned = true
+	return true
 }
 
 // problems reports the sources that failed failRun or more fetches in a
