@@ -126,11 +126,18 @@ func (c *Checker) noteAnswer(answered bool) {
 	c.lastFail = time.Now()
 }
 
-// uncheckedRecord notes a version let through unchecked (FailOpen).
-func (c *Checker) uncheckedRecord() {
+// recordedUnchecked notes n versions let through unchecked (FailOpen)
+// that the log has now recorded. It is the Recorder's to call, once the
+// log holds them: a version let through that the log then refuses (a
+// conflict, a full disk, a failed commit) is no version recorded
+// unchecked, and Problems must not say it is.
+func (c *Checker) recordedUnchecked(n int) {
 	c.healthMu.Lock()
 	defer c.healthMu.Unlock()
-	c.unchecked.add(time.Now())
+	now := time.Now()
+	for range n {
+		c.unchecked.add(now)
+	}
 }
 
 // Problems reports, for the server's health:
@@ -226,10 +233,21 @@ func (c *Checker) Applies(path string) bool {
 // version, KindUnavailable or KindTimeout if it cannot give a verified
 // answer (or nil with FailOpen, when it was merely unreachable), KindLocal
 // if the verified tree head could not be saved to StateFile.
+//
+// A version FailOpen lets through is not counted among those Problems
+// reports recorded unchecked: the Recorder counts it once it is recorded
+// (see check).
 func (c *Checker) Check(ctx context.Context, rec gosum.Record) error {
+	_, err := c.check(ctx, rec)
+	return err
+}
+
+// check is Check, also reporting whether rec was let through unchecked
+// (FailOpen): the caller is to call recordedUnchecked once it is recorded.
+func (c *Checker) check(ctx context.Context, rec gosum.Record) (unchecked bool, err error) {
 	if !c.Applies(rec.Path) {
 		c.metrics.crossCheck(checkPrivate)
-		return nil
+		return false, nil
 	}
 	// A Client per check: sumdb.Client remembers every lookup's result,
 	// errors included, for its lifetime, and its ops have no context. The
@@ -245,7 +263,7 @@ func (c *Checker) Check(ctx context.Context, rec gosum.Record) error {
 	if err != nil {
 		return c.failed(ctx, m, ops, err)
 	}
-	return c.compare(ctx, rec, zipLines, modLines)
+	return false, c.compare(ctx, rec, zipLines, modLines)
 }
 
 // compare accepts exactly one line per hash, equal to rec's.
@@ -274,7 +292,7 @@ func onlyHash(lines []string, prefix string) string {
 }
 
 // failed turns a failed lookup into the Error the policy calls for.
-func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, err error) error {
+func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, err error) (unchecked bool, _ error) {
 	ops.mu.Lock()
 	security, notFound, misbehaved, unavailable, timeout, unsaved := ops.security, ops.notFound, ops.misbehaved, ops.unavailable, ops.timeout, ops.unsaved
 	ops.mu.Unlock()
@@ -282,7 +300,7 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 	case security != "" || errors.Is(err, sumdb.ErrSecurity):
 		c.metrics.crossCheck(checkError)
 		c.noteAnswer(false)
-		return newError(KindUnavailable, m, "checksum database %s misbehaved (its tree is inconsistent): refusing to record", c.name)
+		return false, newError(KindUnavailable, m, "checksum database %s misbehaved (its tree is inconsistent): refusing to record", c.name)
 	case unsaved != nil:
 		// The database answered; sumd could not keep what it verified
 		// (StateFile): only the operator can fix that, whatever the
@@ -291,11 +309,11 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 		c.noteAnswer(true)
 		c.stateFailure()
 		c.log.ErrorContext(ctx, "cross-check state not saved: refusing to record", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", unsaved)
-		return &Error{Kind: KindLocal, Module: m, Err: errUnsaved, Cause: unsaved}
+		return false, &Error{Kind: KindLocal, Module: m, Err: errUnsaved, Cause: unsaved}
 	case notFound != nil:
 		c.metrics.crossCheck(checkMissing)
 		c.noteAnswer(true)
-		return newError(KindGone, m, "checksum database %s has no record of this version, and its path is not private", c.name)
+		return false, newError(KindGone, m, "checksum database %s has no record of this version, and its path is not private", c.name)
 	case misbehaved != nil:
 		// Reached, but no verified answer to be had: whatever the
 		// policy, nothing is recorded unchecked on its account.
@@ -307,20 +325,20 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 		if errors.Is(misbehaved, errNotSupported) {
 			e.Err = fmt.Errorf("cannot cross-check with %s: %w", c.name, errNotSupported)
 		}
-		return e
+		return false, e
 	case ctx.Err() != nil:
 		// The caller went (an upload whose client disconnected): not an
 		// outage of the database, so no reason to record unchecked.
-		return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: %w", c.name, ctx.Err()), Cause: err}
+		return false, &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cannot cross-check with %s: %w", c.name, ctx.Err()), Cause: err}
 	case unavailable != nil:
 		c.metrics.crossCheck(checkUnavailable)
 		if c.failOpen {
 			// Not a failed lookup, so no part of the run of those
 			// (which says first lookups fail): Problems reports it
-			// from the first version, which stays unchecked.
-			c.uncheckedRecord()
+			// from the first version recorded, which stays
+			// unchecked (the Recorder counts it once recorded).
 			c.log.WarnContext(ctx, "cross-check unavailable: recording unchecked (fail-open)", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", unavailable)
-			return nil
+			return true, nil
 		}
 		c.noteAnswer(false)
 		// The reason names the database, which clients know by name, but
@@ -329,10 +347,10 @@ func (c *Checker) failed(ctx context.Context, m module.Version, ops *checkOps, e
 		if timeout {
 			e.Kind, e.Err = KindTimeout, fmt.Errorf("cannot cross-check with %s: it did not answer in time", c.name)
 		}
-		return e
+		return false, e
 	}
 	c.metrics.crossCheck(checkError)
 	c.noteAnswer(false)
 	c.log.ErrorContext(ctx, "cross-check failed", "module", m.Path, "version", m.Version, "sumdb", c.name, "err", err)
-	return &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cross-check with %s failed", c.name), Cause: err}
+	return false, &Error{Kind: KindUnavailable, Module: m, Err: fmt.Errorf("cross-check with %s failed", c.name), Cause: err}
 }

@@ -72,3 +72,48 @@ func TestCrosscheckFailOpenProblem(t *testing.T) {
 		t.Errorf("problems once the database answered again: %q, want %q… (the version stays unchecked)", p, want)
 	}
 }
+
+// TestCrosscheckFailOpenCountsRecorded: with FailOpen, a version the
+// cross-check let through unchecked was counted among the versions
+// "recorded unchecked" as it was let through, before the log stored it;
+// when the log then refused it (a conflict with its record, a full disk,
+// a commit that failed), /healthz reported a version recorded unchecked
+// that the log never held. A version is now counted once it is recorded:
+// through an upload (Add), the admin API's Record, or a batch (AddRecords).
+func TestCrosscheckFailOpenCountsRecorded(t *testing.T) {
+	ctx := context.Background()
+	s := newCheckedSetup(t, CheckerOptions{FailOpen: true})
+	// The log holds s.m with other hashes than upstream serves.
+	wrong := s.right
+	wrong.Hash = fakeHash("wrong")
+	if _, err := s.log.Add(ctx, wrong); err != nil {
+		t.Fatal(err)
+	}
+	s.db.setStatus(http.StatusServiceUnavailable)
+	const counted = "versions are being recorded unchecked"
+	for name, add := range map[string]func() error{
+		"Add":        func() error { _, err := s.rec.Add(ctx, s.right); return err },
+		"Record":     func() error { _, _, err := s.rec.Record(ctx, s.m); return err },
+		"AddRecords": func() error { _, _, err := s.rec.AddRecords(ctx, []gosum.Record{otherRecord(1), s.right}); return err },
+	} {
+		if err := add(); err == nil {
+			t.Fatalf("%s of a version conflicting with its record: no error", name)
+		}
+		if p := s.rec.Problems(); len(p) != 0 {
+			t.Errorf("problems after %s recorded nothing: %q, want none", name, p)
+		}
+	}
+	if n := treeSize(t, s.log); n != 1 {
+		t.Fatalf("the log holds %d records, want only the one it held", n)
+	}
+	if _, _, err := s.rec.AddRecords(ctx, []gosum.Record{otherRecord(2), otherRecord(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.rec.Add(ctx, otherRecord(4)); err != nil {
+		t.Fatal(err)
+	}
+	want := counted + ": 3 versions recorded without the cross-check"
+	if p := s.rec.Problems(); len(p) != 1 || !strings.HasPrefix(p[0], want) {
+		t.Errorf("problems after 3 versions recorded unchecked: %q, want %q…", p, want)
+	}
+}

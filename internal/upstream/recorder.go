@@ -339,11 +339,16 @@ func (r *Recorder) Add(ctx context.Context, rec gosum.Record) (int64, error) {
 		return 0, &server.StatusError{Status: http.StatusBadRequest, Err: err}
 	}
 	m := module.Version{Path: rec.Path, Version: rec.Version}
-	if err := r.crossCheck(ctx, rec); err != nil {
+	unchecked, err := r.crossCheck(ctx, rec)
+	if err != nil {
 		r.logFailure(ctx, m, err)
 		return 0, err
 	}
-	return r.add(ctx, rec)
+	id, err := r.add(ctx, rec)
+	if err == nil && unchecked {
+		r.recordedUnchecked(1)
+	}
+	return id, err
 }
 
 // AddRecords cross-checks recs and records them all or nothing: hashes the
@@ -353,6 +358,7 @@ func (r *Recorder) Add(ctx context.Context, rec gosum.Record) (int64, error) {
 // (gosum.Record.Check): the admin API's parser checks them and names each
 // bad line, and tlog.Log.Add refuses any other, recording nothing.
 func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64, []bool, error) {
+	var unchecked []bool // those the Checker let through unchecked (FailOpen)
 	if r.checker != nil {
 		// Versions the log holds need no cross-check (a bulk import run
 		// again sends them all again); one held with other hashes is
@@ -363,12 +369,14 @@ func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64
 		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(crossCheckParallel)
+		unchecked = make([]bool, len(recs)) // each goroutine writes its own
 		for i, rec := range recs {
 			if held[i] >= 0 {
 				continue
 			}
 			g.Go(func() error {
-				err := r.crossCheck(gctx, rec)
+				var err error
+				unchecked[i], err = r.crossCheck(gctx, rec)
 				if err != nil && gctx.Err() == nil { // not one cancelled by another's failure
 					r.logFailure(ctx, module.Version{Path: rec.Path, Version: rec.Version}, err)
 				}
@@ -383,6 +391,15 @@ func (r *Recorder) AddRecords(ctx context.Context, recs []gosum.Record) ([]int64
 	if err != nil {
 		return nil, nil, r.addError(ctx, fmt.Sprintf("%d records", len(recs)), err)
 	}
+	// Counted once recorded, and only those this call appended: one
+	// another adder recorded meanwhile is that adder's.
+	n := 0
+	for i := range unchecked {
+		if unchecked[i] && added[i] {
+			n++
+		}
+	}
+	r.recordedUnchecked(n)
 	return ids, added, nil
 }
 
@@ -551,8 +568,9 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	}
 	rec, err := r.fetcher.Fetch(ctx, m)
 	r.noteFetch(err)
+	var unchecked bool
 	if err == nil {
-		err = r.crossCheck(ctx, rec)
+		unchecked, err = r.crossCheck(ctx, rec)
 	}
 	switch {
 	case err != nil && pastDeadline(ctx):
@@ -595,6 +613,9 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	if err != nil {
 		return flightResult{}, err
 	}
+	if unchecked {
+		r.recordedUnchecked(1)
+	}
 	r.neg.forget(m)
 	r.logger.InfoContext(ctx, "recorded from upstream", "module", m.Path, "version", m.Version,
 		"id", id, "hash", rec.Hash, "gomod", rec.GoMod)
@@ -627,11 +648,22 @@ func (r *Recorder) abandoned(ctx context.Context, m module.Version, err error) e
 	return err
 }
 
-func (r *Recorder) crossCheck(ctx context.Context, rec gosum.Record) error {
+// crossCheck cross-checks rec, reporting whether the Checker let it
+// through unchecked (FailOpen): the caller counts it with recordedUnchecked
+// once the log holds it, not before.
+func (r *Recorder) crossCheck(ctx context.Context, rec gosum.Record) (unchecked bool, err error) {
 	if r.checker == nil {
-		return nil
+		return false, nil
 	}
-	return r.checker.Check(ctx, rec)
+	return r.checker.check(ctx, rec)
+}
+
+// recordedUnchecked counts n versions the Checker let through unchecked
+// that the log now holds (see Checker.Problems).
+func (r *Recorder) recordedUnchecked(n int) {
+	if n > 0 {
+		r.checker.recordedUnchecked(n)
+	}
 }
 
 // add appends rec to the log and maps its errors.
