@@ -76,3 +76,55 @@ func bearerGet(t *testing.T, url, token string) (int, string) {
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
 }
+
+// TestImportPrivateBundle: a bundle exported from a mirror that reads its
+// origin with credentials carries the origin's private data across the
+// gap. Imported into a new mirror (which has no origin, so no credentials
+// of its own to remember), the data was served to anonymous clients by a
+// plain sumd serve -mirror; the mirror now records that its data came
+// from a private mirror, sumd serve refuses to serve it without asking
+// every client for credentials, and the mirror's own bundles say private
+// in turn.
+func TestImportPrivateBundle(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "origin.db", 300)
+	tokens := writeSecret(t, filepath.Join(dir, "tokens"), "replica:replica-token-0123456789:auditor\n")
+	origin := startServer(t, "-db", db, "-key", key, "-read-auth", "bearer", "-read-auth-file", tokens)
+	token := writeSecret(t, filepath.Join(dir, "auditor.token"), "replica-token-0123456789\n")
+	outside := filepath.Join(dir, "outside.db")
+	mirrorOf(t, outside, origin.url, vkey, "-auth", "bearer:"+token)
+	origin.stop()
+	b1 := filepath.Join(dir, "1.bundle")
+	sumd(t, "mirror", "export", "-mirror", outside, "-o", b1)
+
+	inside := filepath.Join(dir, "inside.db")
+	out := sumd(t, "mirror", "import", "-mirror", inside, "-origin-key", vkey, b1)
+	if !strings.Contains(out, "private") {
+		t.Errorf("the import of a private mirror's bundle does not say the mirror is private now:\n%s", out)
+	}
+	if rw := storedMirrorConfig(t, inside).ReadWith; rw == "" {
+		t.Errorf("the mirror made of a private mirror's bundle records no read_with")
+	}
+	tile := "/sumdb/" + e2eName + "/tile/8/data/000"
+	if s, err := launchServer(t, "", nil, "-mirror-only", "-mirror", inside); err == nil {
+		code, _ := bearerGet(t, s.url+tile, "")
+		t.Errorf("sumd serve -mirror-only -mirror %s started; an anonymous GET %s got %d", inside, tile, code)
+		s.stop()
+	} else if !strings.Contains(err.Error(), "private mirror") || !strings.Contains(err.Error(), "-read-auth") {
+		t.Errorf("the refusal does not say the data came from a private mirror's bundle, and what to do:\n%v", err)
+	}
+	s := startServer(t, "-mirror-only", "-mirror", inside, "-read-auth", "bearer", "-read-auth-file", tokens)
+	if code, _ := bearerGet(t, s.url+tile, "replica-token-0123456789"); code != http.StatusOK {
+		t.Errorf("an auditor's GET %s = %d, want 200", tile, code)
+	}
+	s.stop()
+
+	// The inside mirror's own bundle is private too: the record travels on.
+	b2 := filepath.Join(dir, "2.bundle")
+	sumd(t, "mirror", "export", "-mirror", inside, "-o", b2)
+	further := filepath.Join(dir, "further.db")
+	sumd(t, "mirror", "import", "-mirror", further, "-origin-key", vkey, b2)
+	if rw := storedMirrorConfig(t, further).ReadWith; rw == "" {
+		t.Errorf("a mirror made of a bundle of a private mirror's import records no read_with")
+	}
+}

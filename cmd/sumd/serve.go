@@ -709,6 +709,9 @@ func servedCreds(mc *mirror.Config) string {
 	if c := originCreds(mc); c != "" {
 		return c
 	}
+	if mc.ReadWith == mirror.ReadWithBundle {
+		return "none of its own, but its data came from " + mc.ReadWith + "; only a new mirror, not made of one, starts public"
+	}
 	if mc.ReadWith != "" {
 		return "forgotten since, but its data was read with " + mc.ReadWith + "; only a new mirror starts public"
 	}

@@ -60,6 +60,13 @@ type BundleHeader struct {
 	// origin's latest: the importing mirror reports its age from it.
 	Checked time.Time
 	Partial bool // the exporting mirror holds only some records
+	// Private is set when the exporting mirror's data is private: read
+	// from its origin with credentials, or imported from a private
+	// mirror's bundle (Config.private). Written only when true ("private
+	// true"), so that a public mirror's bundle stays readable by a sumd
+	// from before the key, and a private one is refused by it rather than
+	// imported as public.
+	Private bool
 }
 
 func (h BundleHeader) marshal() []byte {
@@ -69,6 +76,9 @@ func (h BundleHeader) marshal() []byte {
 		fmt.Fprintf(&b, "checked %s\n", h.Checked.UTC().Format(time.RFC3339Nano))
 	}
 	fmt.Fprintf(&b, "partial %t\n", h.Partial)
+	if h.Private {
+		b.WriteString("private true\n")
+	}
 	return b.Bytes()
 }
 
@@ -101,6 +111,8 @@ func parseHeader(data []byte) (BundleHeader, error) {
 			h.Checked, err = time.Parse(time.RFC3339, v)
 		case "partial":
 			h.Partial, err = strconv.ParseBool(v)
+		case "private":
+			h.Private, err = strconv.ParseBool(v)
 		default:
 			err = errors.New("unknown key")
 		}

@@ -53,7 +53,7 @@ func Export(ctx context.Context, l *itlog.Log, w io.Writer, since int64) (*Expor
 	}
 	st := &ExportStats{Header: BundleHeader{
 		Name: l.Name(), From: since, To: held.Tree.N, Created: time.Now().UTC(), Checked: checked,
-		Partial: cfg.partial(),
+		Partial: cfg.partial(), Private: cfg.private(),
 	}}
 	tw := tar.NewWriter(w)
 	bw := &bundleWriter{tw: tw}

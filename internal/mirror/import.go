@@ -97,6 +97,17 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 	if err != nil && !passed {
 		return st, err
 	}
+	if h.Private && !cfg.private() && !passed {
+		// Recorded before anything is stored, as partial is below: the
+		// mirror holds the private mirror's data from its first step on.
+		if cfg == nil {
+			cfg = &Config{VerifierKeys: l.VerifierKeys()}
+		}
+		cfg.ReadWith = ReadWithBundle
+		if err := WriteConfig(ctx, l, cfg); err != nil {
+			return st, err
+		}
+	}
 	if h.Partial && !cfg.partial() && !passed {
 		// Only an empty mirror gets here, or one that already lacks
 		// records (the first pass refuses the others): it is recorded

@@ -92,6 +92,11 @@ type Config struct {
 	ReadWith string `json:"read_with,omitempty"`
 }
 
+// ReadWithBundle is ReadWith in a mirror that imported a private mirror's
+// bundle (BundleHeader.Private): it holds none of the credentials, but
+// the data they read.
+const ReadWithBundle = "a private mirror's bundle"
+
 const (
 	auxConfig  = tlog.AuxMirrorConfig // sumd copy carries it
 	auxChecked = "mirror/checked"     // when the held head was last known to be the origin's latest
@@ -121,6 +126,14 @@ func ReadConfig(ctx context.Context, l AuxReader) (*Config, error) {
 		return nil, err
 	}
 	return decodeConfig(data)
+}
+
+// private reports whether a mirror with configuration c (nil: none) holds
+// data read with credentials, as sumd serve decides it (serve's
+// servedCreds): credentials remembered (but none, or the go command's
+// .netrc taken by default) or recorded in ReadWith.
+func (c *Config) private() bool {
+	return c != nil && (c.ReadWith != "" || c.ClientCert != "" || c.Auth != "" && c.Auth != "none")
 }
 
 // partial reports whether a mirror with configuration c (nil: none) holds
