@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -294,4 +295,88 @@ func TestImportLowDisk(t *testing.T) {
 	if out := sumd(t, "mirror", "import", "-mirror", inside, second); !strings.Contains(out, "tree 30 (was 20)") {
 		t.Errorf("the same import with the room printed %q", out)
 	}
+}
+
+// TestImportForkRefused offers sumd mirror import bundles signed by the
+// origin's key that would fork the mirror's history — a tree of the same
+// size with other records, a smaller one that is not its prefix, a larger
+// one that does not contain it, whole or starting inside the mirror's
+// tree — each refused with a non-zero exit status, a SECURITY error, a
+// hint saying what to do, and the mirror's file unchanged.
+func TestImportForkRefused(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "origin.db", 300)
+	mdb := filepath.Join(dir, "mirror.db")
+	sumd(t, "mirror", "import", "-mirror", mdb, "-origin-key", vkey, exportPrimary(t, db, key, filepath.Join(dir, "origin.bundle")))
+
+	// Another history under the same key: an old backup restored, say.
+	fork := filepath.Join(dir, "fork.db")
+	grow := func(first, n int) {
+		var buf bytes.Buffer
+		for _, r := range syntheticRecords(first, n) {
+			buf.Write(r.Text())
+		}
+		sumd(t, "add", "-create", "-db", fork, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, fmt.Sprintf("fork%d.sum", first)), buf.Bytes()))
+	}
+	grow(0, 150) // a common prefix
+	var bundles []string
+	for _, step := range []struct {
+		name  string
+		first int
+		n     int
+		since int64
+	}{
+		{"smaller", 10_000, 50, 0},
+		{"same size", 10_050, 100, 0},
+		{"larger", 10_150, 100, 0},
+		{"larger, from inside the mirror's tree", 10_250, 0, 200},
+	} {
+		if step.n > 0 {
+			grow(step.first, step.n)
+		}
+		bundles = append(bundles, exportPrimarySince(t, fork, key, filepath.Join(dir, fmt.Sprintf("fork-%d.bundle", len(bundles))), step.since))
+	}
+	head := storedHead(t, mdb)
+	before, err := os.ReadFile(mdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range bundles {
+		out, errOut, err := sumdRun(t, "mirror", "import", "-mirror", mdb, b)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+			t.Errorf("bundle %d: import = %v, want a non-zero exit status\n%s%s", i, err, out, errOut)
+		}
+		for _, want := range []string{"SECURITY", "hint: nothing was stored", "find out where it was made"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("bundle %d: the refusal does not say %q:\n%s", i, want, errOut)
+			}
+		}
+		if got := storedHead(t, mdb); !bytes.Equal(got, head) {
+			t.Errorf("bundle %d: the mirror's head moved:\n%s", i, got)
+		}
+		if after, _ := os.ReadFile(mdb); !bytes.Equal(after, before) {
+			t.Errorf("bundle %d: refused, but the mirror's file changed", i)
+		}
+	}
+}
+
+// exportPrimarySince writes a bundle of the log db from tree since to its
+// head (a primary's own export) to NAME.
+func exportPrimarySince(t *testing.T, db, key, name string, since int64) string {
+	t.Helper()
+	k, err := readKeys(config.Database{Key: key}, "export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := itlog.Open(db, itlog.Options{Keys: k, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var b bytes.Buffer
+	if _, err := mirror.Export(context.Background(), l, &b, since); err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, name, b.Bytes())
 }
