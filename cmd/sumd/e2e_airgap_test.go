@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -14,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sumd-project/sumd/internal/testenv"
 	"github.com/sumd-project/sumd/internal/testproxy"
 	itlog "github.com/sumd-project/sumd/internal/tlog"
 )
@@ -216,4 +220,70 @@ func lookupID(t *testing.T, url string, m testproxy.Module) int64 {
 		t.Fatalf("lookup of %s@%s: %v", m.Path, m.Version, err)
 	}
 	return id
+}
+
+// TestImportSIGKILL kills sumd mirror import (SIGKILL) once it has staged
+// part of a 39,000-record bundle, twice: each time the mirror still opens,
+// verifies in full under the origin's key and serves the head it held
+// before (1,000 records), and the same bundle imported again resumes and
+// ends with a database identical to the origin's.
+func TestImportSIGKILL(t *testing.T) {
+	testenv.SkipShort(t, "imports of a 39,000-record bundle")
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "origin.db", 1000)
+	mdb := filepath.Join(dir, "mirror.db")
+	sumd(t, "mirror", "import", "-mirror", mdb, "-origin-key", vkey, exportPrimary(t, db, key, filepath.Join(dir, "1.bundle")))
+	held := storedHead(t, mdb)
+	var buf bytes.Buffer
+	for _, r := range syntheticRecords(1000, 39_000) {
+		buf.Write(r.Text())
+	}
+	sumd(t, "add", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "more.sum"), buf.Bytes()))
+	bundle := exportPrimarySince(t, db, key, filepath.Join(dir, "2.bundle"), 1000)
+	args := []string{"mirror", "import", "-mirror", mdb, "-log-level", "debug", bundle}
+
+	for kill := range 2 {
+		cmd := sumdCommand(t, args...)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		staged := make(chan struct{})
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), "staged part of the bundle") {
+					close(staged)
+					break
+				}
+			}
+			io.Copy(io.Discard, stderr)
+		}()
+		select {
+		case <-staged:
+		case <-time.After(time.Minute):
+			t.Fatal("sumd mirror import staged nothing")
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if head := storedHead(t, mdb); !bytes.Equal(head, held) {
+			t.Fatalf("kill %d: the import was killed after it published the bundle's head:\n%s", kill, head)
+		}
+		if out, errOut, err := sumdRun(t, "backup", "verify", "-vkey", vkey, mdb); err != nil {
+			t.Fatalf("kill %d: backup verify of the mirror: %v\n%s%s", kill, err, out, errOut)
+		}
+		s := startServer(t, "-mirror-only", "-mirror", mdb)
+		code, latest := bearerGet(t, s.url+"/sumdb/"+e2eName+"/latest", "")
+		s.stop()
+		if code != 200 || latest != string(held) {
+			t.Fatalf("kill %d: the mirror serves /latest %d:\n%s\nwant the head it held:\n%s", kill, code, latest, held)
+		}
+	}
+	if out := sumd(t, args...); !strings.Contains(out, "tree 40000 (was 1000)") {
+		t.Fatalf("the import after the kills printed %q", out)
+	}
+	sameDatabases(t, db, mdb)
 }

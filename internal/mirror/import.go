@@ -761,6 +761,7 @@ func (s *bundleStore) wait() error {
 func (s *bundleStore) done(size int64) {
 	s.st.Commits++
 	s.staged = max(s.staged, size)
+	s.opts.Logger.Debug("staged part of the bundle", "origin", s.l.Name(), "staged", s.staged, "tree_size", s.tree.N)
 	if s.opts.Progress != nil {
 		s.opts.Progress(size-s.held.Tree.N, s.tree.N-s.held.Tree.N)
 	}
