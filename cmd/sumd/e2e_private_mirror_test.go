@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -126,5 +127,42 @@ func TestImportPrivateBundle(t *testing.T) {
 	sumd(t, "mirror", "import", "-mirror", further, "-origin-key", vkey, b2)
 	if rw := storedMirrorConfig(t, further).ReadWith; rw == "" {
 		t.Errorf("a mirror made of a bundle of a private mirror's import records no read_with")
+	}
+}
+
+// TestBackupPrivateMirror backs up a private mirror through its server
+// (a mirror-only server with the admin role serves its first mirror's
+// backups): the copy keeps the mirror's configuration as it was (origin,
+// keys, the credentials' files, read_with), verifies in full, and sumd
+// serve refuses the copy to anonymous clients as it refuses the mirror.
+func TestBackupPrivateMirror(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "origin.db", 300)
+	tokens := writeSecret(t, filepath.Join(dir, "tokens"), "replica:replica-token-0123456789:auditor\nops:ops-token-0123456789abcdef:admin\n")
+	origin := startServer(t, "-db", db, "-key", key, "-read-auth", "bearer", "-read-auth-file", tokens)
+	token := writeSecret(t, filepath.Join(dir, "auditor.token"), "replica-token-0123456789\n")
+	mdb := filepath.Join(dir, "mirror.db")
+	mirrorOf(t, mdb, origin.url, vkey, "-auth", "bearer:"+token)
+	origin.stop()
+	want := storedMirrorConfig(t, mdb)
+
+	s := startServer(t, "-mirror-only", "-mirror", mdb, "-read-auth", "bearer", "-read-auth-file", tokens, "-mirror-interval", "1h")
+	ops := writeSecret(t, filepath.Join(dir, "ops.token"), "ops-token-0123456789abcdef\n")
+	cp := filepath.Join(dir, "copy.db")
+	if out := sumd(t, "backup", "-server", s.url, "-auth", "bearer:"+ops, "-o", cp); !strings.Contains(out, "verified in full") {
+		t.Fatalf("backup of the mirror printed %q", out)
+	}
+	s.stop()
+	if got := storedMirrorConfig(t, cp); !reflect.DeepEqual(got, want) {
+		t.Errorf("the backup's mirror configuration is %+v, want the mirror's %+v", got, want)
+	}
+	if out, errOut, err := sumdRun(t, "backup", "verify", "-vkey", vkey, cp); err != nil {
+		t.Errorf("backup verify of the mirror's copy: %v\n%s%s", err, out, errOut)
+	}
+	if m, err := launchServer(t, "", nil, "-mirror-only", "-mirror", cp); err == nil {
+		m.stop()
+		t.Errorf("sumd serve -mirror-only -mirror %s (a private mirror's backup) started without -read-auth", cp)
+	} else if !strings.Contains(err.Error(), "reads its origin with credentials (bearer:"+token+")") {
+		t.Errorf("the refusal of the backup does not name the credentials:\n%v", err)
 	}
 }
