@@ -96,7 +96,9 @@ func TestImportPrivateBundle(t *testing.T) {
 	mirrorOf(t, outside, origin.url, vkey, "-auth", "bearer:"+token)
 	origin.stop()
 	b1 := filepath.Join(dir, "1.bundle")
-	sumd(t, "mirror", "export", "-mirror", outside, "-o", b1)
+	if out := sumd(t, "mirror", "export", "-mirror", outside, "-o", b1); !strings.Contains(out, "marked private") {
+		t.Errorf("the export of a private mirror does not say its bundle is marked private:\n%s", out)
+	}
 
 	inside := filepath.Join(dir, "inside.db")
 	out := sumd(t, "mirror", "import", "-mirror", inside, "-origin-key", vkey, b1)

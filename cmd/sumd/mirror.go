@@ -617,6 +617,9 @@ func runMirrorExport(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(summary, "wrote %s: %s from tree %d to %d, %d tiles and %d records, %d bytes%s\n",
 		what, st.Header.Name, st.Header.From, st.Header.To, st.Tiles, st.Records, st.Bytes, perRecord)
+	if st.Header.Private {
+		fmt.Fprintln(summary, "the bundle is marked private (the mirror's data was read with credentials): the mirror that imports it is served only to clients asked for credentials, and a sumd older than this mark refuses it")
+	}
 	return nil
 }
 
