@@ -32,6 +32,9 @@ type bundleFill struct {
 	// the same file, which may have been changed in place since.
 	verified     BundleHeader
 	verifiedHead []byte
+	// first, if set, runs once before the first records are stored
+	// (Import's markPrivate).
+	first func() error
 }
 
 func (f *bundleFill) header(h BundleHeader, head []byte, _ tlog.Tree) error {
@@ -81,6 +84,12 @@ func (f *bundleFill) records(n int64, recs map[int64][]byte, ids []int64) error 
 func (f *bundleFill) flush() error {
 	if len(f.batch) == 0 {
 		return nil
+	}
+	if f.first != nil {
+		if err := f.first(); err != nil {
+			return err
+		}
+		f.first = nil
 	}
 	if err := f.l.Extend(f.ctx, itlog.Extension{Head: f.l.Published().Signed, Records: f.batch}); err != nil {
 		return err

@@ -97,14 +97,23 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 	if err != nil && !passed {
 		return st, err
 	}
-	if h.Private && !cfg.private() && !passed {
-		// Recorded before anything is stored, as partial is below: the
-		// mirror holds the private mirror's data from its first step on.
+	// A private mirror's bundle makes the mirror private (ReadWith)
+	// before it stores anything of it, as partial is below: the mirror
+	// holds the private mirror's data from its first commit on. A bundle
+	// of a tree it holds stores nothing but records it lacks (the third
+	// pass, which calls it before its first).
+	markPrivate := func() error {
+		if !h.Private || cfg.private() {
+			return nil
+		}
 		if cfg == nil {
 			cfg = &Config{VerifierKeys: l.VerifierKeys()}
 		}
 		cfg.ReadWith = ReadWithBundle
-		if err := WriteConfig(ctx, l, cfg); err != nil {
+		return WriteConfig(ctx, l, cfg)
+	}
+	if !passed {
+		if err := markPrivate(); err != nil {
 			return st, err
 		}
 	}
@@ -135,7 +144,7 @@ func Import(ctx context.Context, l *itlog.Log, vs *sumdbclient.Verifiers, r io.R
 		// A full mirror missing records of the tree it held (one that
 		// imported a bundle stripped of them before imports refused
 		// those) gets them back from a full bundle that carries them.
-		f := &bundleFill{ctx: ctx, l: l, below: held.Tree.N, step: int(opts.Step), batch: map[int64][]byte{}, verified: c.hdr, verifiedHead: c.head}
+		f := &bundleFill{ctx: ctx, l: l, below: held.Tree.N, step: int(opts.Step), batch: map[int64][]byte{}, verified: c.hdr, verifiedHead: c.head, first: markPrivate}
 		_, err := walk(r, start, vs, f)
 		if err == nil {
 			err = f.flush()
