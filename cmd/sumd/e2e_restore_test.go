@@ -299,3 +299,48 @@ func TestBackupStdout(t *testing.T) {
 		t.Errorf("sumd backup -o - wrote %s in the working directory", names[0].Name())
 	}
 }
+
+// TestRestoreRefusesOlderMirror: sumd restore over a database from a
+// mirror behind it (it would roll the log back) or forking from it (a
+// SECURITY ERROR) exits non-zero, says why and that nothing was changed,
+// and leaves the database byte for byte as it was, with nothing beside it.
+func TestRestoreRefusesOlderMirror(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "sumd.db", 300)
+	behind := filepath.Join(dir, "behind.db")
+	sumd(t, "mirror", "import", "-mirror", behind, "-origin-key", vkey, exportPrimary(t, db, key, filepath.Join(dir, "300.bundle")))
+	var buf bytes.Buffer
+	for _, r := range syntheticRecords(300, 50) {
+		buf.Write(r.Text())
+	}
+	sumd(t, "add", "-db", db, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "more.sum"), buf.Bytes()))
+
+	forkDB := filepath.Join(dir, "fork.db")
+	buf.Reset()
+	for _, r := range syntheticRecords(10_000, 400) {
+		buf.Write(r.Text())
+	}
+	sumd(t, "add", "-create", "-db", forkDB, "-key", key, "-gosum", writeFile(t, filepath.Join(dir, "fork.sum"), buf.Bytes()))
+	fork := filepath.Join(dir, "fork-mirror.db")
+	sumd(t, "mirror", "import", "-mirror", fork, "-origin-key", vkey, exportPrimary(t, forkDB, key, filepath.Join(dir, "fork.bundle")))
+
+	before, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ from, want string }{
+		{behind, "the database holds a tree of 350 records, newer than the mirror's 300: restoring from this mirror would roll the log back"},
+		{fork, "SECURITY ERROR: the database's tree of 350 records is not a prefix of the mirror's tree of 400 records"},
+	} {
+		out, errOut, err := sumdRun(t, "restore", "-db", db, "-key", key, "-from", tc.from)
+		if statusOf(err) == 0 || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "hint: nothing was changed") {
+			t.Errorf("restore -from %s: exit %d\n%s%s\nwant %q and a hint that nothing was changed", tc.from, statusOf(err), out, errOut, tc.want)
+		}
+		if after, _ := os.ReadFile(db); !bytes.Equal(after, before) {
+			t.Errorf("restore -from %s: refused, but the database changed", tc.from)
+		}
+		if m, _ := filepath.Glob(db + ".*restore*"); len(m) > 0 {
+			t.Errorf("restore -from %s: refused, but left %q", tc.from, m)
+		}
+	}
+}
