@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -142,4 +143,97 @@ func TestSyncStoppedMidRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRefusedArtifactsGauge: sumd_oci_refused_artifacts follows the
+// artifact, not the passes. An alert on the increase of
+// sumd_oci_artifacts_total fired for the hour after each pass that read
+// a badly signed artifact and then resolved, with passes 12 hours apart,
+// while the artifact stayed in the registry; the gauge holds it from one
+// round to the next, through a round that could not read the registry,
+// and drops it once a round no longer finds it (the tag deleted).
+func TestRefusedArtifactsGauge(t *testing.T) {
+	e := newSyncEnv(t, true)
+	p := e.push(t, simpleModule(t, "v1.0.0"), e.other.sv)
+	reg := prometheus.NewRegistry()
+	e.metrics = NewMetrics(reg, 12*time.Hour)
+	want := func(n float64) {
+		t.Helper()
+		if got := gaugeValue(t, reg, "sumd_oci_refused_artifacts", "outcome", string(BadSignature)); got != n {
+			t.Errorf("sumd_oci_refused_artifacts{outcome=bad_signature} %v, want %v\n%s", got, n, e.logs)
+		}
+	}
+	e.sync(t)
+	want(1)
+	e.sync(t)
+	want(1)
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return true
+	})
+	if r := e.sync(t); len(r.Failures) == 0 {
+		t.Fatalf("a pass over a registry that is down failed nothing: %+v", r)
+	}
+	want(1)
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool { return false })
+	if err := remote.Delete(p.Tag, remote.WithAuthFromKeychain(testRemote.keychain())); err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t)
+	want(0)
+}
+
+// gaugeValue is the value of the metric name with label=value in reg, or
+// -1 if reg has none.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// TestRefusedArtifactsRound: a round spread over several passes (each
+// spending its download budget) keeps what the last round found at the
+// places it has not read yet, shows at once what it finds, and drops a
+// place once it reads it well or ends without reading it.
+func TestRefusedArtifactsRound(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg, time.Minute)
+	want := func(o Outcome, n float64) {
+		t.Helper()
+		if got := gaugeValue(t, reg, "sumd_oci_refused_artifacts", "outcome", string(o)); got != n {
+			t.Errorf("sumd_oci_refused_artifacts{outcome=%s} %v, want %v", o, got, n)
+		}
+	}
+	m.artifact("r/a:v1", Tampered)
+	m.endPass(false, false)
+	want(Tampered, 1)
+	m.artifact("r/a:v2", Retagged)
+	m.endPass(true, false) // the round is done
+	want(Tampered, 1)
+	want(Retagged, 1)
+
+	m.artifact("r/a:v3", Recorded)
+	m.endPass(false, false) // v1 and v2 not read yet
+	want(Tampered, 1)
+	m.read("r/a:v1", Present) // re-signed and recorded since
+	m.endPass(false, false)
+	want(Tampered, 0)
+	want(Retagged, 1)
+	m.endPass(true, false) // v2 gone: the round ended without it
+	want(Retagged, 0)
 }

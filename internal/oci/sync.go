@@ -553,6 +553,7 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	digest := desc.Digest.String()
 	if mv, ok := state.recorded(c.repo.String(), tag, digest); ok && s.placed(c.repo, tag, mv) && s.inLog(ctx, mv) {
 		state.read(c.repo.String(), tag, Present)
+		s.opts.Metrics.read(at, Present)
 		r.Skipped++
 		return nil
 	}
@@ -697,7 +698,7 @@ func (s *Syncer) inLog(ctx context.Context, mv string) bool {
 // conflicts and failures to r.
 func (s *Syncer) report(ctx context.Context, r *Report, at, digest string, res *result) {
 	r.Counts[res.outcome]++
-	s.opts.Metrics.artifact(res.outcome)
+	s.opts.Metrics.artifact(at, res.outcome)
 	attrs := []any{"outcome", string(res.outcome), "artifact", at, "digest", digest}
 	if res.module.Path != "" {
 		attrs = append(attrs, "module", res.module.Path, "version", res.module.Version)
