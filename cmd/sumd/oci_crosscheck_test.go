@@ -107,7 +107,7 @@ func TestServeSyncCrosscheck(t *testing.T) {
 		!strings.Contains(logs, "checksum mismatch") {
 		t.Errorf("sumd serve logged no refusal naming the artifact and the mismatch:\n%s", logs)
 	}
-	if h := getStatus(t, s.url+"/healthz"); !strings.Contains(h.body, "the last pass refused 1 signed versions whose hashes the cross-check contradicts") {
+	if h := getStatus(t, s.url+"/healthz"); !strings.Contains(h.body, "the last pass refused 1 tag whose hashes the cross-check contradicts (the upstream checksum database holds others, or none): gomod/example.com/pub:v1.0.0; publish") {
 		t.Errorf("/healthz = %d %q", h.status, h.body)
 	}
 }

@@ -69,7 +69,8 @@ func TestStatusCommand(t *testing.T) {
 	}
 	for _, want := range []string{
 		e2eName + ": DEGRADED\n",
-		"  problem: sync: the last pass had 1 read failures of registries",
+		// Where, what and what to do, without the registry's address.
+		"  problem: sync: the last pass could not read 1 place: the catalog of the registry (repositories under gomod); check that the registry answers and lets sumd's credentials read there (the server log has each error)\n",
 		"  problem: tuf: the repository cannot be read (see the server log)\n",
 		"tree      3 records, root ",
 		"vkey      " + vkey + "\n",
@@ -88,7 +89,7 @@ func TestStatusCommand(t *testing.T) {
 			}
 		}
 	}
-	if !strings.HasPrefix(healthz, "degraded: ") || !strings.Contains(healthz, "tuf: the repository cannot be read") || !strings.Contains(healthz, "sync: the last pass had 1 read failures") {
+	if !strings.HasPrefix(healthz, "degraded: ") || !strings.Contains(healthz, "tuf: the repository cannot be read") || !strings.Contains(healthz, "sync: the last pass could not read 1 place: the catalog of the registry") {
 		t.Errorf("/healthz = %q", healthz)
 	}
 	if !strings.Contains(page, `class="badge degraded"`) || !strings.Contains(page, "the repository cannot be read") {

@@ -268,6 +268,9 @@ func serveReport(r *oci.Report) *serve.SyncReport {
 	for o, n := range r.Counts {
 		sr.Outcomes[string(o)] = n
 	}
+	for _, p := range r.Places {
+		sr.Places = append(sr.Places, serve.SyncPlace{Outcome: string(p.Outcome), Path: p.Path(), Catalog: p.Catalog, Unread: p.Unread, Others: p.Others})
+	}
 	return sr
 }
 

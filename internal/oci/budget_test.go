@@ -257,6 +257,9 @@ func TestSyncPassBudgetHidesNoFailure(t *testing.T) {
 	if len(r.Failures) != 1 || !strings.Contains(r.Failures[0].Error(), repo+":v1.1.0") {
 		t.Errorf("failures %q, want one naming the tag an earlier pass failed at", r.Failures)
 	}
+	if want := (Place{Outcome: Failed, Registry: e.reg.host, Repository: "gomod/example.com/m", Tag: "v1.1.0", Unread: true}); len(r.Places) != 1 || r.Places[0] != want {
+		t.Errorf("places %+v, want %+v", r.Places, want)
+	}
 	if !slices.ContainsFunc(strings.Split(e.logs.String(), "\n"), func(l string) bool {
 		return strings.Contains(l, "level=ERROR") && strings.Contains(l, repo+":v1.1.0")
 	}) {

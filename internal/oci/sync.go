@@ -165,10 +165,47 @@ type Report struct {
 	// where an earlier pass found one and this pass did not read again
 	// (State.Problems; see Syncer.unsettled).
 	Failures []error
-	Skipped  int // artifacts skipped as already recorded by an earlier pass
+	// Places are where Conflicts, Refused and Failures were found, one
+	// each, and the places their last errors name (Place.Unread): for a
+	// status that must not show the errors' texts (they name registries).
+	Places  []Place
+	Skipped int // artifacts skipped as already recorded by an earlier pass
 	// Resume is where the pass ran out of MaxPassBytes, "host/repository:
 	// tag", the tag the next pass starts at; "" if it did not.
 	Resume string
+}
+
+// A Place is where a pass found what fails it: an artifact at a tag, a
+// repository (Tag ""), or the list of a source's repositories (Catalog).
+type Place struct {
+	Outcome    Outcome // Failed, Conflict, Retagged or Refused
+	Registry   string  // host[:port]
+	Repository string  // the repository path, without the host; for Catalog, the source's prefix
+	Tag        string
+	Catalog    bool // the source's repositories could not be listed
+	// Unread is set for a place where an earlier pass found the problem
+	// and this pass did not read again (Syncer.unsettled).
+	Unread bool
+	// Others is, for a registry that could not be reached, how many more
+	// of its repositories were not read.
+	Others int
+}
+
+// Path is the place without its registry: "repository:tag",
+// "repository", or for a catalog the prefix ("" for none).
+func (p Place) Path() string {
+	if p.Tag != "" {
+		return p.Repository + ":" + p.Tag
+	}
+	return p.Repository
+}
+
+func tagPlace(o Outcome, ref name.Tag) Place {
+	return Place{Outcome: o, Registry: ref.RegistryStr(), Repository: ref.RepositoryStr(), Tag: ref.TagStr()}
+}
+
+func repoPlace(repo name.Repository) Place {
+	return Place{Outcome: Failed, Registry: repo.RegistryStr(), Repository: repo.RepositoryStr()}
 }
 
 // OK reports whether the pass read everything and found no conflict and
@@ -317,6 +354,7 @@ func (s *Syncer) listSource(ctx context.Context, src *Source, r *Report) (repos 
 	if err != nil {
 		s.failed(ctx, "OCI sync: failed to list repositories", err, "registry", src.String())
 		r.Failures = append(r.Failures, err)
+		r.Places = append(r.Places, Place{Outcome: Failed, Registry: src.Registry.Name(), Repository: src.Prefix, Catalog: true})
 		return nil, false, nil
 	}
 	return repos, true, nil
@@ -418,6 +456,9 @@ func (s *Syncer) unreachable(ctx context.Context, src *Source, repo name.Reposit
 	}
 	s.failed(ctx, "OCI sync: failed to read repository", err, "repository", repo.String())
 	r.Failures = append(r.Failures, err)
+	p := repoPlace(repo)
+	p.Others = rest
+	r.Places = append(r.Places, p)
 }
 
 // syncRepo syncs the version tags of one repository, those from from on
@@ -450,6 +491,7 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 		err = fmt.Errorf("failed to list the tags of %s: %w", repo, err)
 		s.failed(ctx, "OCI sync: failed to read repository", err, "repository", repo.String())
 		r.Failures = append(r.Failures, err)
+		r.Places = append(r.Places, repoPlace(repo))
 		return nil
 	}
 	slices.Sort(tags)
@@ -547,7 +589,7 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 		if noAnswer(err) {
 			return &unreachableError{err: fmt.Errorf("artifact %s: %w", at, err), after: fmt.Sprintf("the tags of %s after it", c.repo)}
 		}
-		s.report(ctx, r, at, "", &result{outcome: Failed, err: err})
+		s.report(ctx, r, c.repo.Tag(tag), "", &result{outcome: Failed, err: err})
 		return nil
 	}
 	digest := desc.Digest.String()
@@ -584,7 +626,7 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 		res.err = s.artifactTimedOut(pass, ctx, res.err)
 	}
 	state.read(c.repo.String(), tag, res.outcome)
-	s.report(ctx, r, at, digest, res)
+	s.report(ctx, r, c.repo.Tag(tag), digest, res)
 	return nil
 }
 
@@ -612,6 +654,11 @@ func (s *Syncer) unsettled(ctx context.Context, state *State, r *Report) {
 			what, list = "a re-tag (a recorded version's tag moved to content no configured key signed)", &r.Conflicts
 		case Refused:
 			what, list = "a version the cross-check refused", &r.Refused
+		}
+		for _, at := range ats {
+			host, rest, _ := strings.Cut(at, "/")
+			repo, tag, _ := strings.Cut(rest, ":") // a repository path holds no colon
+			r.Places = append(r.Places, Place{Outcome: o, Registry: host, Repository: repo, Tag: tag, Unread: true})
 		}
 		names := strings.Join(ats[:min(len(ats), maxUnsettledNames)], ", ")
 		if n := len(ats) - maxUnsettledNames; n > 0 {
@@ -694,9 +741,13 @@ func (s *Syncer) inLog(ctx context.Context, mv string) bool {
 	return err == nil
 }
 
-// report logs one artifact's outcome in one line, counts it and adds
-// conflicts and failures to r.
-func (s *Syncer) report(ctx context.Context, r *Report, at, digest string, res *result) {
+// report logs the outcome of the artifact at ref in one line, counts it
+// and adds conflicts and failures to r.
+func (s *Syncer) report(ctx context.Context, r *Report, ref name.Tag, digest string, res *result) {
+	at := ref.String()
+	if failsPass(res.outcome) {
+		r.Places = append(r.Places, tagPlace(res.outcome, ref))
+	}
 	r.Counts[res.outcome]++
 	s.opts.Metrics.artifact(at, res.outcome)
 	attrs := []any{"outcome", string(res.outcome), "artifact", at, "digest", digest}

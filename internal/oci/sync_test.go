@@ -341,6 +341,11 @@ func TestSyncConflict(t *testing.T) {
 	if got, _ := e.log.get(old.Key()); got != old {
 		t.Errorf("log holds %+v after a conflict, want %+v", got, old)
 	}
+	// The place, for a status that shows no registry.
+	want := Place{Outcome: Conflict, Registry: e.reg.host, Repository: "gomod/example.com/m", Tag: "v1.0.0"}
+	if len(r.Places) != 1 || r.Places[0] != want || r.Places[0].Path() != "gomod/example.com/m:v1.0.0" {
+		t.Errorf("places %+v, want %+v", r.Places, want)
+	}
 }
 
 // TestSyncMisplaced: a signed artifact copied to another tag or repository

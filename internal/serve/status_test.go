@@ -73,6 +73,11 @@ func (failingSyncer) Sync(ctx context.Context) (*SyncReport, error) {
 		Failures:  []error{errors.New("GET https://registry.internal.example/v2/: connection refused")},
 		Conflicts: []error{errors.New("example.com/m@v1.0.0 re-published")},
 		Refused:   []error{errors.New("golang.org/x/text@v0.3.0: checksum mismatch")},
+		Places: []SyncPlace{
+			{Outcome: "error", Path: "modules", Catalog: true},
+			{Outcome: "conflict", Path: "modules/example.com/m:v1.0.0"},
+			{Outcome: "refused", Path: "modules/golang.org/x/text:v0.3.0"},
+		},
 	}, nil
 }
 
@@ -97,12 +102,15 @@ func TestStatusDegradedSync(t *testing.T) {
 		t.Fatalf("health = %+v, last pass %+v, want degraded by three sync problems", s.Health, s.Sync.LastPass)
 	}
 	code, body := fetch(t, url+"/healthz")
-	if code != 200 || !strings.HasPrefix(body, "degraded: sync: the last pass had 1 read failures") || !strings.Contains(body, "found 1 conflicts") ||
-		!strings.Contains(body, "refused 1 signed versions whose hashes the cross-check contradicts") {
+	if code != 200 || !strings.HasPrefix(body, "degraded: sync: the last pass could not read 1 place: the catalog of the registry (repositories under modules); check") {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
+	if m := s.Health.Problems[1].Message; !strings.HasPrefix(m, "the last pass refused 1 tag re-published with other content than the log records for their version: modules/example.com/m:v1.0.0; move") ||
+		!strings.HasPrefix(s.Health.Problems[2].Message, "the last pass refused 1 tag whose hashes the cross-check contradicts (the upstream checksum database holds others, or none): modules/golang.org/x/text:v0.3.0; publish") {
+		t.Errorf("problems %q", s.Health.Problems)
+	}
 	_, page := fetch(t, url+"/")
-	for _, want := range []string{`class="badge degraded"`, "had 1 read failures", `id="sync"`,
+	for _, want := range []string{`class="badge degraded"`, "could not read 1 place", `id="sync"`,
 		// The problems row counts what sumd status counts.
 		"<td>1 unreadable, 1 conflicts, 1 refused</td>"} {
 		if !strings.Contains(page, want) {
@@ -670,5 +678,31 @@ func TestStatusSyncBudgetSpent(t *testing.T) {
 	}
 	if strings.Contains(page, "registry.internal.example") {
 		t.Errorf("an anonymous page shows the registry's name:\n%s", page)
+	}
+}
+
+// TestSyncProblemsNamePlaces: each sync problem names where (the
+// repository and tag, never the registry), what is wrong and what to do;
+// they said only how many, and "see the server log".
+func TestSyncProblemsNamePlaces(t *testing.T) {
+	p := &syncPart{state: SyncState{LastPass: &SyncPass{Failures: 2, Conflicts: 2}}, places: []SyncPlace{
+		{Outcome: "error", Path: "gomod/example.com/a:v1.0.0"},
+		{Outcome: "error", Path: "gomod/example.com/b", Others: 3},
+		{Outcome: "conflict", Path: "gomod/example.com/c:v1.0.0", Unread: true},
+		{Outcome: "retagged", Path: "gomod/example.com/d:v2.0.0"},
+	}}
+	var s Status
+	p.report(&s)
+	want := []string{
+		"sync: the last pass could not read 2 places: gomod/example.com/a:v1.0.0, the tags of gomod/example.com/b and 3 more repositories of its registry; check that the registry answers and lets sumd's credentials read there (the server log has each error)",
+		"sync: the last pass refused 1 tag re-published with other content than the log records for their version: gomod/example.com/c:v1.0.0 (found by an earlier pass, not read again); move each tag back to the recorded release or delete it, and publish changes as new versions (the server log has both hashes)",
+		"sync: the last pass refused 1 tag of recorded versions moved to content no configured key signed: gomod/example.com/d:v2.0.0; move each tag back to the recorded release or delete it (the server log says why no signature verified)",
+	}
+	var got []string
+	for _, pr := range s.Health.Problems {
+		got = append(got, pr.String())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

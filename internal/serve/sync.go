@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -40,10 +41,51 @@ type SyncReport struct {
 	// stopped examining artifacts: the next pass starts where it stopped.
 	// Not a failure: a first pass over a large registry does so.
 	BudgetSpent bool
+	// Places are where the Conflicts, Refused and Failures were found,
+	// without the registry, for the status's problems: the errors' texts
+	// name registries, which the status never shows.
+	Places []SyncPlace
 	// Resume is the artifact the next pass starts at when BudgetSpent
 	// ("host/repository:tag"), for the pass's log line only: the status
 	// names no registry.
 	Resume string
+}
+
+// A SyncPlace is where a pass found what fails it (internal/oci's Place
+// without its registry).
+type SyncPlace struct {
+	Outcome string // "error", "conflict", "retagged" or "refused"
+	// Path is "repository:tag", "repository", or, for a catalog, the
+	// prefix of the repositories listed ("" for none).
+	Path    string
+	Catalog bool // the list of a registry's repositories
+	Unread  bool // found by an earlier pass, not read again by this one
+	Others  int  // more repositories of its registry not read (it could not be reached)
+}
+
+// String is the place as a problem names it.
+func (p SyncPlace) String() string {
+	var s string
+	switch {
+	case p.Catalog && p.Path != "":
+		s = "the catalog of the registry (repositories under " + p.Path + ")"
+	case p.Catalog:
+		s = "the catalog of the registry"
+	case strings.Contains(p.Path, ":"):
+		s = p.Path
+	default:
+		s = "the tags of " + p.Path
+	}
+	switch {
+	case p.Others == 1:
+		s += " and 1 more repository of its registry"
+	case p.Others > 1:
+		s += fmt.Sprintf(" and %d more repositories of its registry", p.Others)
+	}
+	if p.Unread {
+		s += " (found by an earlier pass, not read again)"
+	}
+	return s
 }
 
 // SyncState is what the status shows of the OCI sync.
@@ -80,8 +122,9 @@ type syncPart struct {
 	syncer Syncer
 	logger *slog.Logger
 
-	mu    sync.Mutex
-	state SyncState // guarded by mu
+	mu     sync.Mutex
+	state  SyncState   // guarded by mu
+	places []SyncPlace // of the last pass; guarded by mu
 }
 
 // part builds the syncer on l and returns the part that runs a pass at
@@ -120,7 +163,9 @@ func (p *syncPart) run(ctx context.Context) error {
 // record keeps the pass that started at start for the status.
 func (p *syncPart) record(r *SyncReport, err error, start time.Time) {
 	pass := &SyncPass{Started: start.UTC(), Seconds: time.Since(start).Seconds(), Stopped: err != nil}
+	var places []SyncPlace
 	if r != nil {
+		places = r.Places
 		pass.Outcomes, pass.Unchanged = r.Outcomes, r.Unchanged
 		pass.Conflicts, pass.Refused, pass.Failures = len(r.Conflicts), len(r.Refused), len(r.Failures)
 		pass.BudgetSpent = r.BudgetSpent
@@ -128,32 +173,91 @@ func (p *syncPart) record(r *SyncReport, err error, start time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.state.LastPass = pass
+	p.places = places
 	if err == nil && pass.Failures == 0 && pass.Conflicts == 0 && pass.Refused == 0 {
 		t := pass.Started
 		p.state.LastSuccess = &t
 	}
 }
 
-// report adds the sync section and its problems.
+// report adds the sync section and its problems, each naming where (the
+// repository and tag, never the registry), what is wrong and what to do.
 func (p *syncPart) report(s *Status) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.state
 	s.Sync = &st
-	switch pass := st.LastPass; {
-	case pass == nil:
-	case pass.Stopped:
-		s.problem("sync", "the last pass stopped early (see the server log)")
-	case pass.Failures > 0:
-		s.problem("sync", "the last pass had %d read failures of registries, repositories or artifacts (see the server log)", pass.Failures)
+	pass := st.LastPass
+	if pass == nil {
+		return
 	}
-	if pass := st.LastPass; pass != nil && pass.Conflicts > 0 {
-		s.problem("sync", "the last pass found %d conflicts: versions re-published with other content (see the server log)", pass.Conflicts)
+	if pass.Stopped {
+		s.problem("sync", "the last pass stopped early: it could not read or save its progress in the database; check the database (the server log has the error)")
 	}
-	if pass := st.LastPass; pass != nil && pass.Refused > 0 {
-		s.problem("sync", "the last pass refused %d signed versions whose hashes the cross-check contradicts (see the server log)", pass.Refused)
+	conflicts := pass.Conflicts - p.count("retagged")
+	for _, k := range []struct {
+		outcome string
+		n       int
+		format  string
+	}{
+		{"error", pass.Failures, "the last pass could not read %s: %s; check that the registry answers and lets sumd's credentials read there (the server log has each error)"},
+		{"conflict", conflicts, "the last pass refused %s re-published with other content than the log records for their version: %s; move each tag back to the recorded release or delete it, and publish changes as new versions (the server log has both hashes)"},
+		{"retagged", p.count("retagged"), "the last pass refused %s of recorded versions moved to content no configured key signed: %s; move each tag back to the recorded release or delete it (the server log says why no signature verified)"},
+		{"refused", pass.Refused, "the last pass refused %s whose hashes the cross-check contradicts (the upstream checksum database holds others, or none): %s; publish your own modules under a -private path (the server log has both hashes)"},
+	} {
+		if k.n > 0 {
+			s.problem("sync", k.format, p.counted(k.outcome, k.n), p.named(k.outcome))
+		}
 	}
 }
+
+// count is the number of places of the last pass with outcome o.
+func (p *syncPart) count(o string) int {
+	n := 0
+	for _, pl := range p.places {
+		if pl.Outcome == o {
+			n++
+		}
+	}
+	return n
+}
+
+// counted says how many places of outcome o a problem is about: those
+// named, or, without places (a syncer that gives none), n errors.
+func (p *syncPart) counted(o string, n int) string {
+	if c := p.count(o); c > 0 {
+		n = c
+	}
+	what := "place"
+	if o != "error" {
+		what = "tag"
+	}
+	if n != 1 {
+		what += "s"
+	}
+	return fmt.Sprintf("%d %s", n, what)
+}
+
+// named lists the first maxNamedPlaces places of outcome o.
+func (p *syncPart) named(o string) string {
+	var names []string
+	for _, pl := range p.places {
+		if pl.Outcome == o {
+			names = append(names, pl.String())
+		}
+	}
+	if len(names) == 0 {
+		return "the server log names them"
+	}
+	if n := len(names) - maxNamedPlaces; n > 0 {
+		names = append(names[:maxNamedPlaces], fmt.Sprintf("%d more (the server log names them)", n))
+	}
+	return strings.Join(names, ", ")
+}
+
+// maxNamedPlaces bounds the places one problem names, so that it stays a
+// line.
+const maxNamedPlaces = 3
 
 func logPass(ctx context.Context, logger *slog.Logger, r *SyncReport, err error, d time.Duration) {
 	if err != nil {
