@@ -761,21 +761,39 @@ func (s *Syncer) report(ctx context.Context, r *Report, ref name.Tag, digest str
 		s.log.InfoContext(ctx, "OCI sync: "+res.verb(), attrs...)
 	case res.outcome == Retagged: // before a conflict: its error may wrap one
 		r.Conflicts = append(r.Conflicts, fmt.Errorf("artifact %s: %w", at, res.err))
-		s.log.ErrorContext(ctx, "OCI sync: refused: a recorded version re-tagged to other content no configured key signed", append(attrs, "err", res.err)...)
+		s.log.ErrorContext(ctx, "OCI sync: refused: a recorded version re-tagged to other content no configured key signed", append(attrs, "err", res.err, "hint", hintRecorded)...)
 	case errors.As(res.err, &conflict):
 		r.Conflicts = append(r.Conflicts, fmt.Errorf("artifact %s: %w", at, res.err))
-		s.log.ErrorContext(ctx, "OCI sync: refused: version already recorded with other hashes", append(attrs, "err", res.err)...)
+		s.log.ErrorContext(ctx, "OCI sync: refused: version already recorded with other hashes", append(attrs, "err", res.err, "hint", hintRecorded)...)
 	case res.outcome == Refused:
 		r.Refused = append(r.Refused, fmt.Errorf("artifact %s: %w", at, res.err))
-		s.log.ErrorContext(ctx, "OCI sync: refused by the cross-check", append(attrs, "err", res.err)...)
+		s.log.ErrorContext(ctx, "OCI sync: refused by the cross-check", append(attrs, "err", res.err, "hint", hintCrosscheck)...)
 	case res.outcome == Failed:
 		r.Failures = append(r.Failures, fmt.Errorf("artifact %s: %w", at, res.err))
 		s.failed(ctx, "OCI sync: failed to examine artifact", res.err, attrs...)
 	case res.outcome == Ignored:
 		s.log.DebugContext(ctx, "OCI sync: ignored: not a module artifact", attrs...)
 	default:
-		s.log.WarnContext(ctx, "OCI sync: skipped artifact", append(attrs, "err", res.err)...)
+		attrs = append(attrs, "err", res.err)
+		if h := skipHints[res.outcome]; h != "" {
+			attrs = append(attrs, "hint", h)
+		}
+		s.log.WarnContext(ctx, "OCI sync: skipped artifact", attrs...)
 	}
+}
+
+// Hints of the log lines of artifacts refused (report): what the operator
+// does, since the status names only the tag.
+const (
+	hintRecorded   = "a recorded version never changes: move the tag back to the release recorded, or delete it, and publish the change as a new version"
+	hintCrosscheck = "the upstream checksum database holds other hashes for this public version, or none: publish your own modules under a -private path, public ones as they are upstream"
+)
+
+// skipHints are the hints of skipped artifacts whose outcome says someone
+// published what sumd cannot trust.
+var skipHints = map[Outcome]string{
+	BadSignature: "sign the artifact with a key of -cosign-key (cosign sign --key), or, if its signer is to be trusted, add the signer's public key to -cosign-key",
+	Tampered:     "a layer differs from what the signed manifest names: the registry's blobs were altered or damaged; push and sign the release again, and find out who could write them",
 }
 
 // failed logs a read failure of a pass. A registry's refusal carries

@@ -1057,3 +1057,28 @@ func TestSyncConflictNoDownload(t *testing.T) {
 	e.wantOutcome(t, e.sync(t), Recorded)
 	e.wantRecorded(t, mod)
 }
+
+// TestSyncLogHints: the log line of an artifact refused as untrustworthy
+// or conflicting says what to do about it (hint=), as a registry's refusal
+// of sumd's credentials did alone: under sumd serve the status names the
+// tag and the log is where the operator reads why.
+func TestSyncLogHints(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.other.sv)
+	e.wantOutcome(t, e.sync(t), BadSignature)
+	if !strings.Contains(e.logs.String(), `hint="sign the artifact with a key of -cosign-key`) {
+		t.Errorf("no hint on a bad signature:\n%s", e.logs)
+	}
+
+	e = newSyncEnv(t, true)
+	mod := simpleModule(t, "v1.0.0")
+	old := gosum.Record{Path: "example.com/m", Version: "v1.0.0", Hash: "h1:" + strings.Repeat("A", 43) + "=", GoMod: mod.Sums.GoMod}
+	if _, err := e.log.Add(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	e.push(t, mod, e.key.sv)
+	e.wantOutcome(t, e.sync(t), Conflict)
+	if !strings.Contains(e.logs.String(), `hint="a recorded version never changes: move the tag back`) {
+		t.Errorf("no hint on a conflict:\n%s", e.logs)
+	}
+}
