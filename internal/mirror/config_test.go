@@ -56,3 +56,38 @@ func TestReadConfigStrict(t *testing.T) {
 		t.Fatalf("ReadConfig of a newer field = %v; want it named, and to upgrade sumd", err)
 	}
 }
+
+// TestConfigSizeCap: a stored configuration of maxConfig bytes is read and
+// written back the same, one byte more is damage; and WriteConfig's encoding
+// refuses a configuration that reads within the cap but that JSON writes
+// beyond it (it escapes <, > and & in six bytes), which ReadConfig would then
+// refuse. These inputs are here, not in FuzzReadConfig's corpus: the fuzzer
+// minimizes each new input it derives from one for up to -fuzzminimizetime
+// (60 s by default), each try of a 1 MiB input taking milliseconds, and
+// reports no execs meanwhile.
+func TestConfigSizeCap(t *testing.T) {
+	ctx := context.Background()
+	sized := func(n int) string { // a configuration of n bytes
+		const frame = `{"verifier_keys":null,"read_with":""}`
+		return `{"verifier_keys":null,"read_with":"` + strings.Repeat("a", n-len(frame)) + `"}`
+	}
+	c, err := ReadConfig(ctx, auxBytes(sized(maxConfig)))
+	if err != nil || c == nil {
+		t.Fatalf("ReadConfig of maxConfig bytes = %v, %v; want it read", c, err)
+	}
+	if data, err := encodeConfig(c); err != nil || string(data) != sized(maxConfig) {
+		t.Fatalf("encodeConfig of a configuration read from maxConfig bytes = %d bytes, %v; want the same bytes", len(data), err)
+	}
+	if _, err := ReadConfig(ctx, auxBytes(sized(maxConfig+1))); !errors.Is(err, itlog.ErrCorrupt) {
+		t.Fatalf("ReadConfig of maxConfig+1 bytes = %v; want %v", err, itlog.ErrCorrupt)
+	}
+
+	escapes := `{"read_with":"` + strings.Repeat("<", maxConfig/6) + `"}`
+	c, err = ReadConfig(ctx, auxBytes(escapes))
+	if err != nil || c == nil {
+		t.Fatalf("ReadConfig of %d bytes = %v, %v; want it read", len(escapes), c, err)
+	}
+	if data, err := encodeConfig(c); err == nil || !strings.Contains(err.Error(), "mirror configuration") {
+		t.Fatalf("encodeConfig of a configuration JSON escapes beyond maxConfig = %d bytes, %v; want it refused, naming the mirror configuration", len(data), err)
+	}
+}
