@@ -163,13 +163,13 @@ func tufStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	printExpiry(stderr, st, time.Now())
 	printProblems(stderr, st.Problems)
-	printOfflineKeys(stderr, filepath.Join(cfg.Dir, tuf.DefaultOnlineKeys))
+	printOfflineKeys(stderr, onlineKeys(config.TUFRepo{Dir: cfg.Dir, OnlineKeys: cfg.OnlineKeys}))
 	return nil
 }
 
 // printOfflineKeys warns of root and targets keys in the online keys'
-// directory (where tuf init puts the online keys, and sumd serve -tuf
-// reads them by default), as sumd serve's status does.
+// directory (-online-keys, by default where tuf init puts the online keys
+// and sumd serve -tuf reads them), as sumd serve's status does.
 func printOfflineKeys(stderr io.Writer, online string) {
 	files, err := tuf.OfflineKeyFiles(online)
 	if err != nil {
