@@ -9,6 +9,7 @@ BENCHTIME ?= 1x
 # VERSION is stamped into the binary: sumd version, /version, sumd_build_info.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 FUZZTIME ?= 60s
+FUZZMINIMIZE ?= 5s
 CRASH_KILLS ?= 1000
 CRASH_DURATION ?= 3h
 
@@ -49,8 +50,8 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-fuzz: ## run every fuzz target for FUZZTIME each (default 60s); packages are found by their Fuzz functions; a bare "context deadline exceeded" with no failing input (golang/go#75804) runs the target once more
-	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+fuzz: ## run every fuzz target for FUZZTIME each (default 60s), shrinking a new input for at most FUZZMINIMIZE (default 5s); packages are found by their Fuzz functions; a bare "context deadline exceeded" with no failing input (golang/go#75804) runs the target once more
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZMINIMIZE=$(FUZZMINIMIZE) scripts/fuzz.sh
 
 crash: ## SIGKILL sumd serve under load CRASH_KILLS times (default 1000, at most CRASH_DURATION), checking every acknowledged record and head after each restart
 	CRASH_KILLS=$(CRASH_KILLS) CRASH_DURATION=$(CRASH_DURATION) $(GO) test -count=1 -timeout 0 -run '^TestCrashLoop$$' -v ./cmd/sumd
