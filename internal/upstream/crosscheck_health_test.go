@@ -117,3 +117,34 @@ func TestCrosscheckFailOpenCountsRecorded(t *testing.T) {
 		t.Errorf("problems after 3 versions recorded unchecked: %q, want %q…", p, want)
 	}
 }
+
+// TestCrosscheckFailOpenHeldNotCounted: with FailOpen, an upload (Add) or
+// the admin API's Record of a version the log already held, with the same
+// hashes, while the database could not be reached was counted among the
+// versions "recorded unchecked", though the log held it before (checked,
+// perhaps) and the call appended nothing; /healthz then reported a
+// version recorded unchecked that no call recorded so. As AddRecords does,
+// only a version the call appends is counted.
+func TestCrosscheckFailOpenHeldNotCounted(t *testing.T) {
+	ctx := context.Background()
+	s := newCheckedSetup(t, CheckerOptions{FailOpen: true})
+	if _, err := s.log.Add(ctx, s.right); err != nil {
+		t.Fatal(err)
+	}
+	s.db.setStatus(http.StatusServiceUnavailable)
+	for name, add := range map[string]func() error{
+		"Add":        func() error { _, err := s.rec.Add(ctx, s.right); return err },
+		"Record":     func() error { _, _, err := s.rec.Record(ctx, s.m); return err },
+		"AddRecords": func() error { _, _, err := s.rec.AddRecords(ctx, []gosum.Record{s.right}); return err },
+	} {
+		if err := add(); err != nil {
+			t.Fatalf("%s of a version the log holds: %v", name, err)
+		}
+		if p := s.rec.Problems(); len(p) != 0 {
+			t.Errorf("problems after %s of a version the log held: %q, want none", name, p)
+		}
+	}
+	if n := treeSize(t, s.log); n != 1 {
+		t.Fatalf("the log holds %d records, want the one it held", n)
+	}
+}

@@ -57,18 +57,18 @@ func (p *heldProxy) RoundTrip(req *http.Request) (*http.Response, error) {
 	return w.Result(), nil
 }
 
-// heldLog is a Log whose Adds wait for hold to be closed: a commit in
-// progress, not yet visible to Lookup.
+// heldLog is a Log whose AddNews (every add of the Recorder's) wait for
+// hold to be closed: a commit in progress, not yet visible to Lookup.
 type heldLog struct {
 	*tlog.Log
 	hold chan struct{}
 	adds atomic.Int32
 }
 
-func (l *heldLog) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
+func (l *heldLog) AddNew(ctx context.Context, recs ...gosum.Record) ([]int64, []bool, error) {
 	l.adds.Add(1)
 	<-l.hold
-	return l.Log.Add(ctx, recs...)
+	return l.Log.AddNew(ctx, recs...)
 }
 
 // TestLookupJoinsCommittingFlight: a lookup that comes while a flight whose

@@ -344,8 +344,8 @@ func (r *Recorder) Add(ctx context.Context, rec gosum.Record) (int64, error) {
 		r.logFailure(ctx, m, err)
 		return 0, err
 	}
-	id, err := r.add(ctx, rec)
-	if err == nil && unchecked {
+	id, added, err := r.add(ctx, rec)
+	if err == nil && unchecked && added {
 		r.recordedUnchecked(1)
 	}
 	return id, err
@@ -609,11 +609,11 @@ func (r *Recorder) fetchAndAdd(ctx context.Context, m module.Version) (flightRes
 	// commit stops leave from cancelling a flight's ctx; WithoutCancel
 	// covers a ctx of any other kind.
 	ctx = context.WithoutCancel(ctx)
-	id, err := r.add(ctx, rec)
+	id, added, err := r.add(ctx, rec)
 	if err != nil {
 		return flightResult{}, err
 	}
-	if unchecked {
+	if unchecked && added {
 		r.recordedUnchecked(1)
 	}
 	r.neg.forget(m)
@@ -666,16 +666,19 @@ func (r *Recorder) recordedUnchecked(n int) {
 	}
 }
 
-// add appends rec to the log and maps its errors.
-func (r *Recorder) add(ctx context.Context, rec gosum.Record) (int64, error) {
-	ids, err := r.log.Add(ctx, rec)
+// add appends rec to the log and maps its errors. It reports whether
+// this call appended rec: one the log held already (Record fetches it
+// again; an upload may repeat it) or that another adder appended first is
+// not counted as recorded unchecked by this call (see AddRecords).
+func (r *Recorder) add(ctx context.Context, rec gosum.Record) (int64, bool, error) {
+	ids, added, err := r.log.AddNew(ctx, rec)
 	switch {
 	case err != nil:
-		return 0, r.addError(ctx, rec.Key(), err)
-	case len(ids) != 1:
-		return 0, fmt.Errorf("failed to record %s: log returned %d ids for one record", rec.Key(), len(ids))
+		return 0, false, r.addError(ctx, rec.Key(), err)
+	case len(ids) != 1 || len(added) != 1:
+		return 0, false, fmt.Errorf("failed to record %s: log returned %d ids for one record", rec.Key(), len(ids))
 	}
-	return ids[0], nil
+	return ids[0], added[0], nil
 }
 
 // addError maps an error of the log's Add of what: a full queue is a 503,

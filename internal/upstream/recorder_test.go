@@ -256,7 +256,7 @@ func TestToolchain(t *testing.T) {
 	}
 }
 
-// faultLog is a Log whose Add fails with err.
+// faultLog is a Log whose Add and AddNew fail with err.
 type faultLog struct {
 	*tlog.Log
 	err error
@@ -264,6 +264,10 @@ type faultLog struct {
 
 func (f *faultLog) Add(ctx context.Context, recs ...gosum.Record) ([]int64, error) {
 	return nil, f.err
+}
+
+func (f *faultLog) AddNew(ctx context.Context, recs ...gosum.Record) ([]int64, []bool, error) {
+	return nil, nil, f.err
 }
 
 // TestAddFailures checks the mapping of the log's Add errors: pushback is
