@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -334,5 +335,48 @@ func TestSyncPassBudgetArtifactLargerThanBudget(t *testing.T) {
 	}
 	if testutil.ToFloat64(e.metrics.lastOK) == 0 {
 		t.Error("sumd_oci_sync_last_success_timestamp_seconds never set")
+	}
+}
+
+// TestSyncProblemsOfDeletedRepository: a repository named with
+// -repository, where a pass failed to read a tag, then deleted from the
+// registry (NAME_UNKNOWN: a repository not there) keeps no tag a pass could
+// read again; its problems were kept all the same, and every pass after
+// failed with "not read again by this pass" naming the tag, for as long as
+// the repository stayed configured. A repository the registry says it
+// does not have settles the problems of its tags, as a listing without
+// them does.
+func TestSyncProblemsOfDeletedRepository(t *testing.T) {
+	e := newSyncEnv(t, true)
+	a := manifestOf(t, e.push(t, simpleModule(t, "v1.0.0"), e.key.sv))
+	repo := e.reg.host + "/gomod/example.com/m"
+	sources, err := ParseSources([]string{e.reg.host + "/gomod"}, []string{repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.src = sources[0]
+	zip := "/blobs/" + a.Zip.Digest.String()
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, zip) {
+			http.Error(w, "broken", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	})
+	if r := e.sync(t); r.OK() {
+		t.Fatalf("report %+v, want the zip's failure", r)
+	}
+	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/tags/list") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}`)
+			return true
+		}
+		return false
+	})
+	e.logs = new(testlog.Buffer)
+	if r := e.sync(t); !r.OK() {
+		t.Errorf("report of a pass over the deleted repository: failures %q, want none\n%s", r.Failures, e.logs)
 	}
 }

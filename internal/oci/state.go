@@ -286,6 +286,15 @@ func (s *State) settle(repo, tag string) {
 	s.changed()
 }
 
+// settleRepo drops the problems kept for repo and its tags: the registry
+// says it has no such repository, so no pass can read them again.
+func (s *State) settleRepo(repo string) {
+	if _, ok := s.data.Problems[repo]; ok {
+		delete(s.data.Problems, repo)
+		s.changed()
+	}
+}
+
 // unread returns the problems kept that this pass did not read again
 // (State.read), by outcome, each "host/repository:tag" or, for a
 // repository, "host/repository", sorted.

@@ -484,7 +484,10 @@ func (s *Syncer) syncRepo(ctx context.Context, src *Source, repo name.Repository
 	case errors.Is(err, errAbsent):
 		// One named with -repository before its first push holds nothing
 		// to sync, which is not a failure (it would degrade the server
-		// until the first release); a misspelt one is this warning.
+		// until the first release); a misspelt one is this warning. One
+		// deleted has no tag a pass could read again: the problems an
+		// earlier pass found at its tags would fail every pass.
+		state.settleRepo(repo.String())
 		s.log.WarnContext(ctx, "OCI sync: the repository does not exist (yet): nothing to sync until a version is pushed; check -repository if it should", "repository", repo.String())
 		return nil
 	case err != nil:
