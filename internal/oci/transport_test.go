@@ -141,6 +141,9 @@ func tooLarge(err error) bool {
 // once MaxResponseSize is read, and the pass records the other one.
 func TestSyncEndlessTagList(t *testing.T) {
 	e := newSyncEnv(t, true)
+	// Reading MaxResponseSize of JSON takes more than the usual 2s under
+	// -race on a loaded machine: the bound tested is the size.
+	e.listTimeout = time.Minute
 	victim := withVictim(t, e)
 	var f flood
 	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
@@ -159,6 +162,9 @@ func TestSyncEndlessTagList(t *testing.T) {
 // once MaxResponseSize is read.
 func TestSyncEndlessCatalog(t *testing.T) {
 	e := newSyncEnv(t, true)
+	// Reading MaxResponseSize of JSON takes more than the usual 2s under
+	// -race on a loaded machine: the bound tested is the size.
+	e.listTimeout = time.Minute
 	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
 	var f flood
 	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {
