@@ -81,6 +81,7 @@ func TestSyncEndlessTagPages(t *testing.T) {
 // MaxRepositories.
 func TestSyncEndlessCatalogPages(t *testing.T) {
 	e := newSyncEnv(t, true)
+	e.listTimeout = time.Minute // the bound tested is the count
 	e.push(t, simpleModule(t, "v1.0.0"), e.key.sv)
 	p := &pager{n: 1000}
 	e.reg.turnHostile(func(w http.ResponseWriter, r *http.Request) bool {

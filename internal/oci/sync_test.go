@@ -40,8 +40,10 @@ type syncEnv struct {
 	key, other *testKey
 	log        *fakeLog
 	logs       *testlog.Buffer
-	// listTimeout, if set, is hostileSync's ListTimeout in place of 2s:
-	// for a test whose bound is not the time.
+	// listTimeout, if set, is hostileSync's ListTimeout in place of 2s,
+	// and its response header timeout is 10s in place of 200ms: for a
+	// test whose bound is not the time (a loaded machine took over 200ms
+	// to answer one of 1,000 catalog pages).
 	listTimeout time.Duration
 	// maxZipSize, if set, is syncKeys' MaxZipSize in place of the default.
 	maxZipSize int64

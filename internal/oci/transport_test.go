@@ -94,6 +94,9 @@ func (e *syncEnv) hostileSync(t *testing.T, sources ...*Source) *Report {
 	}
 	remote := testRemote
 	remote.ResponseHeaderTimeout = 200 * time.Millisecond
+	if e.listTimeout != 0 {
+		remote.ResponseHeaderTimeout = 10 * time.Second
+	}
 	listTimeout := cmp.Or(e.listTimeout, 2*time.Second)
 	s, err := NewSyncer(Options{
 		Sources: sources, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
