@@ -1,8 +1,6 @@
 package oci
 
 import (
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,24 +42,13 @@ type Metrics struct {
 	lastOK    prometheus.Gauge       // sumd_oci_sync_last_success_timestamp_seconds
 	// budgetSpent is sumd_oci_sync_budget_exhausted_total.
 	budgetSpent prometheus.Counter
-	// refused is sumd_oci_refused_artifacts{outcome}: the places whose
-	// last reading was one of refusedOutcomes, as of the last completed
-	// round, updated by the round under way (refusedPlaces). A counter
-	// alone made an alert on its increase fire for the window after each
-	// pass: with passes 12 hours apart, one hour in twelve while the
-	// artifact stayed in the registry.
+	// refused is sumd_oci_refused_artifacts{outcome}: the refused
+	// artifacts the sync state keeps (State.RefusedArtifacts), set after
+	// each pass and by NewSyncer from the stored state, so that a restart
+	// does not clear it. A counter alone made an alert on its increase
+	// fire for the window after each pass: with passes 12 hours apart,
+	// one hour in twelve while the artifact stayed in the registry.
 	refused *prometheus.GaugeVec
-
-	mu sync.Mutex // guards the fields below, which the passes update
-	// last maps the places ("host/repository:tag") of the last completed
-	// round that ended with a refused outcome to it; round maps every
-	// place read in the round under way, which a pass that spent its
-	// download budget leaves to the next, to what it read there.
-	last, round map[string]Outcome
-	// roundFailed is whether a pass of the round under way failed to
-	// read a registry, repository or artifact or stopped: the round then
-	// keeps from last the places it did not read.
-	roundFailed bool
 }
 
 // NewMetrics registers the OCI sync metrics of passes run every interval
@@ -94,7 +81,7 @@ func NewMetrics(reg prometheus.Registerer, interval time.Duration) *Metrics {
 	}
 	m.refused = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "sumd", Subsystem: "oci", Name: "refused_artifacts",
-		Help: "Artifacts found by the last completed OCI sync round (one pass, or the passes one round over the registries took when passes spent their download budget) with an outcome of refused content, by outcome (bad_signature, tampered, conflict, retagged), counting those found since by the round under way; 0 once a round finds none of them (deleted, re-signed, or their tags moved), but a round that failed to read some place keeps what earlier rounds found there.",
+		Help: "Artifacts in the registries with an outcome of refused content, by outcome (bad_signature, tampered, conflict, retagged): the tags where the last OCI sync pass that read them found one, until a pass reads something else there or their repository no longer lists them (a pass that failed to read them, or spent its download budget before them, keeps them). Kept in the sync state: a restart exports it before its first pass.",
 	}, []string{"outcome"})
 	for _, o := range refusedOutcomes {
 		m.refused.WithLabelValues(string(o))
@@ -108,27 +95,11 @@ func NewMetrics(reg prometheus.Registerer, interval time.Duration) *Metrics {
 	return m
 }
 
-// artifact counts the artifact at ("host/repository:tag") a pass
-// examined, of outcome o.
-func (m *Metrics) artifact(at string, o Outcome) {
+// artifact counts an artifact a pass examined, of outcome o.
+func (m *Metrics) artifact(o Outcome) {
 	if m != nil {
 		m.artifacts.WithLabelValues(string(o)).Inc()
-		m.read(at, o)
 	}
-}
-
-// read notes what a pass found at the place at, examined or skipped as
-// recorded (Present), for sumd_oci_refused_artifacts.
-func (m *Metrics) read(at string, o Outcome) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.round == nil {
-		m.round = map[string]Outcome{}
-	}
-	m.round[at] = o
 }
 
 func (m *Metrics) budgetExhausted() {
@@ -143,7 +114,6 @@ func (m *Metrics) pass(r *Report, err error) {
 	if m == nil {
 		return
 	}
-	m.endPass(err == nil && r.Resume == "", err != nil || len(r.Failures) > 0)
 	if err != nil || !r.OK() {
 		m.passes.WithLabelValues("failed").Inc()
 		return
@@ -152,41 +122,13 @@ func (m *Metrics) pass(r *Report, err error) {
 	m.lastOK.SetToCurrentTime()
 }
 
-// endPass updates sumd_oci_refused_artifacts at the end of a pass that
-// completed the round (done) or not, and failed to read some place or
-// stopped (failed) or not. The places of the last round are overridden
-// by what the round under way read of them, and once it is done they are
-// the round's: a place no longer read (its tag deleted) or read well
-// drops out. A failed round keeps the last round's places it did not
-// read, as the state keeps the problems (State.Problems): a registry
-// down for a round must not clear the alert on what it holds.
-func (m *Metrics) endPass(done, failed bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.roundFailed = m.roundFailed || failed
-	seen := make(map[string]Outcome, len(m.last)+len(m.round))
-	for at, o := range m.last {
-		seen[at] = o
+// refusedArtifacts sets sumd_oci_refused_artifacts to the refused
+// artifacts state keeps.
+func (m *Metrics) refusedArtifacts(state *State) {
+	if m == nil {
+		return
 	}
-	for at, o := range m.round {
-		seen[at] = o
-	}
-	if done {
-		if !m.roundFailed {
-			seen = m.round
-		}
-		m.last = map[string]Outcome{}
-		for at, o := range seen {
-			if slices.Contains(refusedOutcomes, o) {
-				m.last[at] = o
-			}
-		}
-		seen, m.round, m.roundFailed = m.last, nil, false
-	}
-	n := map[Outcome]int{}
-	for _, o := range seen {
-		n[o]++
-	}
+	n := state.refusedCounts()
 	for _, o := range refusedOutcomes {
 		m.refused.WithLabelValues(string(o)).Set(float64(n[o]))
 	}

@@ -206,34 +206,61 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name, label, value strin
 	return -1
 }
 
-// TestRefusedArtifactsRound: a round spread over several passes (each
-// spending its download budget) keeps what the last round found at the
-// places it has not read yet, shows at once what it finds, and drops a
-// place once it reads it well or ends without reading it.
+// TestRefusedArtifactsRound: the sync state keeps, for
+// sumd_oci_refused_artifacts, what a pass found at each place read until a
+// pass reads it otherwise, so that a round spread over several passes
+// (each spending its download budget) keeps what it has not read yet; a
+// failed read keeps it, a read of anything else drops it, and so does a
+// complete listing of the repository without the tag.
 func TestRefusedArtifactsRound(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg, time.Minute)
+	s := &State{}
+	s.reset()
 	want := func(o Outcome, n float64) {
 		t.Helper()
+		m.refusedArtifacts(s)
 		if got := gaugeValue(t, reg, "sumd_oci_refused_artifacts", "outcome", string(o)); got != n {
 			t.Errorf("sumd_oci_refused_artifacts{outcome=%s} %v, want %v", o, got, n)
 		}
 	}
-	m.artifact("r/a:v1", Tampered)
-	m.endPass(false, false)
-	want(Tampered, 1)
-	m.artifact("r/a:v2", Retagged)
-	m.endPass(true, false) // the round is done
+	s.read("r/a", "v1", Tampered)
+	s.read("r/a", "v2", Retagged)
+	s.read("r/a", "v3", Recorded)
 	want(Tampered, 1)
 	want(Retagged, 1)
-
-	m.artifact("r/a:v3", Recorded)
-	m.endPass(false, false) // v1 and v2 not read yet
+	s.read("r/a", "v1", Failed) // nothing known of it this time
 	want(Tampered, 1)
-	m.read("r/a:v1", Present) // re-signed and recorded since
-	m.endPass(false, false)
+	s.read("r/a", "v1", Present) // re-signed and recorded since
 	want(Tampered, 0)
 	want(Retagged, 1)
-	m.endPass(true, false) // v2 gone: the round ended without it
+	s.retain("r/a", []string{"v1", "v3"}) // v2 deleted
 	want(Retagged, 0)
+	s.read("r/a", "v3", BadSignature)
+	s.prune(nil, nil) // no source covers r/a any more
+	want(BadSignature, 0)
+}
+
+// TestRefusedArtifactsRestored: sumd_oci_refused_artifacts lived in memory
+// only, so a restart set it to 0 and resolved SumdOCISignatureRefused
+// while the badly signed artifact stayed in the registry, until a pass
+// read it again (with budget-limited passes, the pass of the next round
+// that reached it). The gauge is now kept in the sync state and a new
+// Syncer on it exports it before its first pass.
+func TestRefusedArtifactsRestored(t *testing.T) {
+	e := newSyncEnv(t, true)
+	e.push(t, simpleModule(t, "v1.0.0"), e.other.sv)
+	e.metrics = NewMetrics(prometheus.NewRegistry(), time.Minute)
+	e.sync(t)
+
+	reg := prometheus.NewRegistry() // sumd restarted on the same database
+	if _, err := NewSyncer(Options{
+		Sources: []*Source{e.src}, Keys: []*PublicKey{e.key.public(t)}, Log: e.log,
+		Remote: testRemote, Metrics: NewMetrics(reg, time.Minute), Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := gaugeValue(t, reg, "sumd_oci_refused_artifacts", "outcome", string(BadSignature)); got != 1 {
+		t.Errorf("after a restart, before any pass, sumd_oci_refused_artifacts{outcome=bad_signature} %v, want 1\n%s", got, e.logs)
+	}
 }

@@ -31,7 +31,9 @@ const stateVersion = 1
 // (see examine); none makes a pass skip a tag. It also keeps the tag
 // where the last pass ran out of its download budget, where the next pass
 // starts (Options.MaxPassBytes), and the repositories and tags whose last
-// read failed a pass (Problems), until a pass reads them again. It lives in the database itself, as JSON
+// read failed a pass (Problems), until a pass reads them again, and the
+// tags where it found refused artifacts (RefusedArtifacts), the gauge a
+// restart restores (NewSyncer). It lives in the database itself, as JSON
 // under the auxiliary key stateKey (Recorder.SetAux), so one file is the
 // whole of a sumd instance.
 //
@@ -73,6 +75,15 @@ type stateFile struct {
 	// not hide them in the passes that do not reach them. Optional, as
 	// Resume.
 	Problems map[string]map[string]Outcome `json:"problems,omitempty"`
+	// RefusedArtifacts maps "host/repository" to tag to the refused
+	// outcome (refusedOutcomes: bad_signature, tampered, conflict,
+	// retagged) the last pass that read the tag found there, until a pass
+	// reads it otherwise (a failed read keeps it) or a complete listing
+	// no longer holds it: sumd_oci_refused_artifacts, which a restart must
+	// not reset while the artifacts stay in the registry (passes spending
+	// their budget may take a round to read them again). Optional, as
+	// Resume.
+	RefusedArtifacts map[string]map[string]Outcome `json:"refused_artifacts,omitempty"`
 }
 
 // A stateEntry is the artifact recorded from one tag, and what was judged
@@ -177,6 +188,14 @@ func LoadState(ctx context.Context, store Recorder) (*State, error) {
 	if len(s.data.Problems) == 0 {
 		s.data.Problems = nil
 	}
+	for repo, tags := range s.data.RefusedArtifacts {
+		if len(tags) == 0 {
+			delete(s.data.RefusedArtifacts, repo) // as unrefuse leaves it
+		}
+	}
+	if len(s.data.RefusedArtifacts) == 0 {
+		s.data.RefusedArtifacts = nil
+	}
 	return s, nil
 }
 
@@ -205,6 +224,13 @@ func (f *stateFile) check() error {
 		for tag, o := range tags {
 			if repo == "" || !failsPass(o) {
 				return fmt.Errorf("the problem %.100q at %.200q:%.100q is not one that fails a pass", o, repo, tag)
+			}
+		}
+	}
+	for repo, tags := range f.RefusedArtifacts {
+		for tag, o := range tags {
+			if repo == "" || tag == "" || !slices.Contains(refusedOutcomes, o) {
+				return fmt.Errorf("the refused artifact %.100q at %.200q:%.100q is not one of %v", o, repo, tag, refusedOutcomes)
 			}
 		}
 	}
@@ -254,6 +280,7 @@ func (s *State) read(repo, tag string, o Outcome) {
 		s.seen = map[string]bool{}
 	}
 	s.seen[repo+":"+tag] = true
+	s.readRefused(repo, tag, o)
 	p := s.data.Problems[repo]
 	if failsPass(o) {
 		if p[tag] == o {
@@ -286,13 +313,70 @@ func (s *State) settle(repo, tag string) {
 	s.changed()
 }
 
-// settleRepo drops the problems kept for repo and its tags: the registry
-// says it has no such repository, so no pass can read them again.
+// settleRepo drops the problems and refused artifacts kept for repo and
+// its tags: the registry says it has no such repository, so no pass can
+// read them again.
 func (s *State) settleRepo(repo string) {
 	if _, ok := s.data.Problems[repo]; ok {
 		delete(s.data.Problems, repo)
 		s.changed()
 	}
+	if _, ok := s.data.RefusedArtifacts[repo]; ok {
+		delete(s.data.RefusedArtifacts, repo)
+		s.changed()
+	}
+}
+
+// readRefused keeps what a pass read at repo:tag for
+// sumd_oci_refused_artifacts: a refused outcome until a pass reads
+// another there. A failed read tells nothing of the artifact, so it keeps
+// what an earlier read found, as a registry down for a pass does.
+func (s *State) readRefused(repo, tag string, o Outcome) {
+	if tag == "" || o == Failed {
+		return
+	}
+	if !slices.Contains(refusedOutcomes, o) {
+		s.unrefuse(repo, tag)
+		return
+	}
+	r := s.data.RefusedArtifacts[repo]
+	if r[tag] == o {
+		return
+	}
+	if r == nil {
+		r = map[string]Outcome{}
+		if s.data.RefusedArtifacts == nil {
+			s.data.RefusedArtifacts = map[string]map[string]Outcome{}
+		}
+		s.data.RefusedArtifacts[repo] = r
+	}
+	r[tag] = o
+	s.changed()
+}
+
+// unrefuse drops the refused artifact kept for repo:tag, if any.
+func (s *State) unrefuse(repo, tag string) {
+	r, ok := s.data.RefusedArtifacts[repo]
+	if _, there := r[tag]; !ok || !there {
+		return
+	}
+	delete(r, tag)
+	if len(r) == 0 {
+		delete(s.data.RefusedArtifacts, repo)
+	}
+	s.changed()
+}
+
+// refusedCounts returns the refused artifacts kept, by outcome
+// (sumd_oci_refused_artifacts).
+func (s *State) refusedCounts() map[Outcome]int {
+	n := map[Outcome]int{}
+	for _, tags := range s.data.RefusedArtifacts {
+		for _, o := range tags {
+			n[o]++
+		}
+	}
+	return n
 }
 
 // unread returns the problems kept that this pass did not read again
@@ -375,6 +459,11 @@ func (s *State) retain(repo string, tags []string) {
 			s.settle(repo, tag)
 		}
 	}
+	for tag := range s.data.RefusedArtifacts[repo] {
+		if _, ok := slices.BinarySearch(tags, tag); !ok {
+			s.unrefuse(repo, tag)
+		}
+	}
 	if r, ok := s.data.Repositories[repo]; ok && len(r) == 0 {
 		delete(s.data.Repositories, repo)
 		s.changed()
@@ -421,6 +510,12 @@ func (s *State) prune(sources []*Source, listed map[*Source]map[string]bool) {
 	for repo := range s.data.Problems {
 		if !stillListed(repo, sources, listed) {
 			delete(s.data.Problems, repo)
+			s.changed()
+		}
+	}
+	for repo := range s.data.RefusedArtifacts {
+		if !stillListed(repo, sources, listed) {
+			delete(s.data.RefusedArtifacts, repo)
 			s.changed()
 		}
 	}

@@ -27,15 +27,19 @@ func TestStateMalformedFields(t *testing.T) {
 		return `{"version":1,"repositories":{"r.example.com/m":{"v1.0.0":{"digest":"` + fuzzDigest + `","module":"example.com/m@v1.0.0"` + fields + `}}}}`
 	}
 	for name, data := range map[string]string{
-		"conflict hash":      entry(`,"conflict":{"digest":"` + fuzzDigest + `","hash":"garbage","gomod":"` + fuzzHash + `"}`),
-		"conflict gomod":     entry(`,"conflict":{"digest":"` + fuzzDigest + `","hash":"` + fuzzHash + `","gomod":""}`),
-		"conflict no digest": entry(`,"conflict":{"digest":"","hash":"` + fuzzHash + `","gomod":"` + fuzzHash + `"}`),
-		"resume without tag": `{"version":1,"repositories":{},"resume":"r.example.com/m"}`,
-		"resume empty tag":   `{"version":1,"repositories":{},"resume":"r.example.com/m:"}`,
-		"resume empty repo":  `{"version":1,"repositories":{},"resume":":v1.0.0"}`,
-		"problem no failure": `{"version":1,"repositories":{},"problems":{"r.example.com/m":{"v1.0.0":"unsigned"}}}`,
-		"problem no repo":    `{"version":1,"repositories":{},"problems":{"":{"v1.0.0":"error"}}}`,
-		"too large":          `{"version":1,"repositories":{},"resume":"r.example.com/m:v1","x":"` + strings.Repeat("x", maxStateSize) + `"}`,
+		"conflict hash":       entry(`,"conflict":{"digest":"` + fuzzDigest + `","hash":"garbage","gomod":"` + fuzzHash + `"}`),
+		"conflict gomod":      entry(`,"conflict":{"digest":"` + fuzzDigest + `","hash":"` + fuzzHash + `","gomod":""}`),
+		"conflict no digest":  entry(`,"conflict":{"digest":"","hash":"` + fuzzHash + `","gomod":"` + fuzzHash + `"}`),
+		"resume without tag":  `{"version":1,"repositories":{},"resume":"r.example.com/m"}`,
+		"resume empty tag":    `{"version":1,"repositories":{},"resume":"r.example.com/m:"}`,
+		"resume empty repo":   `{"version":1,"repositories":{},"resume":":v1.0.0"}`,
+		"problem no failure":  `{"version":1,"repositories":{},"problems":{"r.example.com/m":{"v1.0.0":"unsigned"}}}`,
+		"problem no repo":     `{"version":1,"repositories":{},"problems":{"":{"v1.0.0":"error"}}}`,
+		"refused not refused": `{"version":1,"repositories":{},"refused_artifacts":{"r.example.com/m":{"v1.0.0":"unsigned"}}}`,
+		"refused failed":      `{"version":1,"repositories":{},"refused_artifacts":{"r.example.com/m":{"v1.0.0":"error"}}}`,
+		"refused no repo":     `{"version":1,"repositories":{},"refused_artifacts":{"":{"v1.0.0":"tampered"}}}`,
+		"refused repository":  `{"version":1,"repositories":{},"refused_artifacts":{"r.example.com/m":{"":"tampered"}}}`,
+		"too large":           `{"version":1,"repositories":{},"resume":"r.example.com/m:v1","x":"` + strings.Repeat("x", maxStateSize) + `"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			log := newFakeLog()
@@ -51,15 +55,18 @@ func TestStateMalformedFields(t *testing.T) {
 // FuzzLoadState: a stored sync state is dropped as damaged (an empty
 // state and ErrStateDamaged), or is one that Save writes and LoadState
 // reads back the same, every field sync reads of it (the optional
-// invalid, conflict, resume and problems included) well formed.
+// invalid, conflict, resume, problems and refused artifacts included) well
+// formed; a state without the optional fields (an older sumd's) loads.
 func FuzzLoadState(f *testing.F) {
 	full := `{"version":1,"repositories":{"r.example.com:5000/m":{"v1.0.0":{"digest":"` + fuzzDigest + `","module":"example.com/m@v1.0.0",` +
 		`"mod":{"digest":"` + fuzzDigest + `","size":10},"zip":{"digest":"` + fuzzDigest + `","size":20},"retagged":"` + fuzzDigest + `",` +
 		`"invalid":"` + fuzzDigest + `","conflict":{"digest":"` + fuzzDigest + `","hash":"` + fuzzHash + `","gomod":"` + fuzzHash + `"}}}},` +
-		`"resume":"r.example.com:5000/m:v1.0.0","problems":{"r.example.com:5000/m":{"":"error","v1.0.0":"conflict","v1.1.0":"retagged","v1.2.0":"refused"}}}`
+		`"resume":"r.example.com:5000/m:v1.0.0","problems":{"r.example.com:5000/m":{"":"error","v1.0.0":"conflict","v1.1.0":"retagged","v1.2.0":"refused"}},` +
+		`"refused_artifacts":{"r.example.com:5000/m":{"v1.0.0":"conflict","v1.1.0":"retagged","v1.3.0":"bad_signature","v1.4.0":"tampered"}}}`
 	f.Add([]byte(full))
 	f.Add([]byte(`{"version":1,"repositories":{},"problems":{}}`))
 	f.Add([]byte(`{"version":1,"repositories":{},"problems":{"r":{},"s":null,"t":{"v1":"error"}}}`))
+	f.Add([]byte(`{"version":1,"repositories":{},"refused_artifacts":{"r":{},"s":null,"t":{"v1":"tampered"}}}`))
 	f.Add([]byte(`{"version":1,"repositories":{}}`))
 	f.Add([]byte(`{"version":1,"repositories":{},"resume":"r.example.com/m"}`))
 	f.Add([]byte(`{"version":1,"repositories":{"r":{"t":{"digest":"","module":"","conflict":{"digest":"","hash":"","gomod":""}}}}}`))

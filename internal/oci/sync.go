@@ -145,7 +145,25 @@ func NewSyncer(opts Options) (*Syncer, error) {
 		opts.Logger = slog.Default()
 	}
 	warnUnbound(opts.Keys, opts.Logger)
-	return &Syncer{opts: opts, log: opts.Logger, saveEvery: stateSaveInterval}, nil
+	s := &Syncer{opts: opts, log: opts.Logger, saveEvery: stateSaveInterval}
+	s.restoreMetrics()
+	return s, nil
+}
+
+// restoreMetrics sets the gauge of refused artifacts from the stored sync
+// state, so that a restart does not clear SumdOCISignatureRefused until a
+// pass reads them again: with passes that spend their download budget, a
+// round later. A state that cannot be read leaves it at 0; the first
+// pass reports why.
+func (s *Syncer) restoreMetrics() {
+	if s.opts.Metrics == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stateSaveTimeout)
+	defer cancel()
+	if state, err := LoadState(ctx, s.opts.Log); err == nil {
+		s.opts.Metrics.refusedArtifacts(state)
+	}
 }
 
 // A Report is what one sync pass did.
@@ -257,6 +275,7 @@ func (s *Syncer) sync(ctx context.Context) (*Report, error) {
 	if serr := state.Save(sctx); err == nil {
 		err = serr
 	}
+	s.opts.Metrics.refusedArtifacts(state)
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -598,7 +617,6 @@ func (s *Syncer) syncTag(pass context.Context, c *repoClient, src *Source, tag s
 	digest := desc.Digest.String()
 	if mv, ok := state.recorded(c.repo.String(), tag, digest); ok && s.placed(c.repo, tag, mv) && s.inLog(ctx, mv) {
 		state.read(c.repo.String(), tag, Present)
-		s.opts.Metrics.read(at, Present)
 		r.Skipped++
 		return nil
 	}
@@ -752,7 +770,7 @@ func (s *Syncer) report(ctx context.Context, r *Report, ref name.Tag, digest str
 		r.Places = append(r.Places, tagPlace(res.outcome, ref))
 	}
 	r.Counts[res.outcome]++
-	s.opts.Metrics.artifact(at, res.outcome)
+	s.opts.Metrics.artifact(res.outcome)
 	attrs := []any{"outcome", string(res.outcome), "artifact", at, "digest", digest}
 	if res.module.Path != "" {
 		attrs = append(attrs, "module", res.module.Path, "version", res.module.Version)
