@@ -324,3 +324,22 @@ func TestSyncStateNamesAnotherVersion(t *testing.T) {
 	e.sync(t)
 	e.wantRecorded(t, second)
 }
+
+// TestSettleRepoDropsRefused: a repository the registry says it no longer
+// has takes its refused artifacts with it, as it takes its problems:
+// sumd_oci_refused_artifacts (the alert SumdOCISignatureRefused) must not
+// stay up for artifacts no pass can read again.
+func TestSettleRepoDropsRefused(t *testing.T) {
+	var s State
+	s.reset()
+	s.read("r.example/gomod/a", "v1.0.0", BadSignature)
+	s.read("r.example/gomod/a", "v1.1.0", Conflict)
+	s.read("r.example/gomod/b", "v1.0.0", Tampered)
+	s.settleRepo("r.example/gomod/a")
+	if got := s.refusedCounts(); got[BadSignature] != 0 || got[Conflict] != 0 || got[Tampered] != 1 {
+		t.Errorf("refused artifacts after the repository went = %v, want only b's tampered one", got)
+	}
+	if _, ok := s.data.Problems["r.example/gomod/a"]; ok {
+		t.Errorf("problems of the repository that went are kept: %v", s.data.Problems)
+	}
+}
