@@ -112,6 +112,8 @@ func fetchDatabase(t config.TUFTrust, auth upstream.ClientCreds, cert *tlscert.R
 	case errors.Is(err, tuf.ErrNotTUF):
 		return nil, &cliError{err: err, code: 2, hint: "the server, or something between (a proxy, a captive portal), answered with a page that is not the TUF repository's: " +
 			"check -tuf-url and what that URL answers from here"}
+	case errors.Is(err, tuf.ErrCacheInUse):
+		return nil, &cliError{err: err, code: 2, hint: "another run (sumd verify with this -state, or sumd tuf gosumdb with this -cache) is using the directory; wait for it to finish and run again"}
 	case errors.Is(err, tuf.ErrRefused):
 		return nil, &cliError{err: err, code: 2, hint: refusedHint(http.StatusUnauthorized, "")}
 	case err != nil:

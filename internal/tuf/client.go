@@ -37,7 +37,9 @@ type ClientOptions struct {
 	// and snapshot, against which a rollback is detected. Each pinned root
 	// and URL has a subdirectory of its own (pinDir), so one directory can
 	// serve several repositories, and a client given a new pin starts from
-	// it. Empty: a temporary directory, removed afterwards.
+	// it. Empty: a temporary directory, removed afterwards. A run holds
+	// CacheDir/.lock from reading the cache to writing it back; a second
+	// run on the same directory meanwhile fails with ErrCacheInUse.
 	CacheDir string
 	// HTTPClient makes the requests; nil means one with a 30 s timeout.
 	HTTPClient *http.Client
@@ -71,6 +73,10 @@ var (
 	// a captive portal or a login. Nothing in it claims to be the
 	// repository's, so it is a failure to download, not ErrUntrusted.
 	ErrNotTUF = errors.New("the server answered with a page that is not the TUF repository's file")
+	// ErrCacheInUse means another run holds the cache (CacheDir): a run
+	// reads it, verifies, and writes it back, and an older run writing
+	// over a newer one's metadata would lose it. Unix only (flock).
+	ErrCacheInUse = errors.New("another sumd run holds the TUF cache")
 )
 
 // Fetch runs the TUF client workflow with go-tuf's updater — root
@@ -92,6 +98,11 @@ func Fetch(opts ClientOptions) (*Database, error) {
 	defer os.RemoveAll(work)
 	cache := "" // the cache's metadata directory, if any
 	if opts.CacheDir != "" {
+		unlock, err := lockCache(opts.CacheDir)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 		cache = filepath.Join(opts.CacheDir, pinDir(opts.Root, opts.URL), metadataDir)
 	}
 	if err := seedCache(cache, filepath.Join(work, metadataDir), log); err != nil {
