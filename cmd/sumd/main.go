@@ -66,7 +66,8 @@ Usage:
 	                                       publish the database's keys as a TUF repository
 	sumd tuf publish [flags]               publish the log's current keys (after key rotate|retire)
 	sumd tuf rotate-root [flags]           sign the next TUF root (new keys, renewal)
-	sumd tuf status [-dir DIR]             show the TUF repository's versions and expiries
+	sumd tuf status [-dir DIR] [-online-keys DIR]
+	                                       show the TUF repository's versions and expiries
 	sumd tuf gosumdb -tuf-root FILE -tuf-url URL
 	                                       print GOSUMDB as learned through TUF
 	sumd oci push [flags] MODULE@VERSION DIR|ZIP HOST/PREFIX
