@@ -31,6 +31,11 @@ type command struct {
 	// (a field of Database, DiskFloor…) says where the command takes less
 	// of it: option → its placeholder and help.
 	helps map[string]optionHelp
+	// fallbacks name, for an option, another command's file key that
+	// sets it when the config file does not (a file shared with sumd
+	// serve says where the server works): option → key. The environment
+	// and the flag still win over both.
+	fallbacks map[string]string
 }
 
 // An optionHelp is an option's placeholder and help in a usage text.
@@ -95,6 +100,8 @@ var (
 		name:    "tuf status",
 		summary: "Print the version and expiry of each role of a TUF repository, verified.",
 		example: "sumd tuf status -dir data/tuf",
+		// The online keys' directory checked is where sumd serve signs.
+		fallbacks: map[string]string{"online-keys": "tuf-online-keys"},
 	}
 	tufGosumdbCommand = command{
 		name:    "tuf gosumdb",
@@ -299,7 +306,7 @@ func load(cmd command, cfg any, args, env []string, w io.Writer) ([]string, []op
 	}
 	if path != "" {
 		newLayer(opts, layer{kind: fromFile, file: path})
-		if err := loadFile(path, opts); err != nil {
+		if err := loadFile(path, opts, cmd.fallbacks); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -377,10 +384,10 @@ func warnOverrides(w io.Writer, overrides []override) {
 		case v.src.kind != fromEnv:
 		case !v.shows(v.String(), o.was):
 			fmt.Fprintf(w, "sumd: warning: %s overrides %s of %s (%s)\n",
-				envName(o.opt.Name), o.opt.Name, o.file.describe(o.opt.Name), notRepeated)
+				envName(o.opt.Name), cmp.Or(o.file.key, o.opt.Name), o.file.describe(o.opt.Name), notRepeated)
 		default:
 			fmt.Fprintf(w, "sumd: warning: %s overrides %s of %s (%q instead of %q)\n",
-				envName(o.opt.Name), o.opt.Name, o.file.describe(o.opt.Name), redactValue(v.String()), redactValue(o.was))
+				envName(o.opt.Name), cmp.Or(o.file.key, o.opt.Name), o.file.describe(o.opt.Name), redactValue(v.String()), redactValue(o.was))
 		}
 	}
 }
@@ -547,12 +554,15 @@ func fileKeys() []string {
 	return keys
 }
 
-func loadFile(path string, opts []option) error {
+// loadFile sets opts from the config file at path, then each option of
+// fallbacks the file left unset from the other key fallbacks names.
+func loadFile(path string, opts []option, fallbacks map[string]string) error {
 	entries, err := readFile(path)
 	if err != nil {
 		return err
 	}
 	known := fileKeys()
+	stands := map[string]entry{} // the entries of fallbacks' keys
 	for _, e := range entries {
 		if !slices.Contains(known, e.key) {
 			// About 100 keys are known: a suggestion helps, the list does not.
@@ -568,12 +578,31 @@ func loadFile(path string, opts []option) error {
 		}
 		i := slices.IndexFunc(opts, func(o option) bool { return o.Name == e.key })
 		if i < 0 {
+			stands[e.key] = e
 			continue // another subcommand's option
 		}
-		opts[i].Value.(*value).layer.line = e.line
-		if err := setNode(opts[i].Flag, e.value); err != nil {
-			return fmt.Errorf("%s: %s: %w", e.at(path), e.key, err)
+		if err := setEntry(path, opts[i], e); err != nil {
+			return err
 		}
+	}
+	for name, key := range fallbacks {
+		i := slices.IndexFunc(opts, func(o option) bool { return o.Name == name })
+		e, ok := stands[key]
+		if ok && opts[i].Value.(*value).src.kind != fromFile {
+			if err := setEntry(path, opts[i], e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setEntry sets o from the file entry e.
+func setEntry(path string, o option, e entry) error {
+	v := o.Value.(*value)
+	v.layer.line, v.layer.key = e.line, e.key
+	if err := setNode(o.Flag, e.value); err != nil {
+		return fmt.Errorf("%s: %s: %w", e.at(path), e.key, err)
 	}
 	return nil
 }

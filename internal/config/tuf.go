@@ -62,7 +62,7 @@ type TUFStatus struct {
 	Dir string `flag:"dir" arg:"DIR" help:"TUF repository directory: metadata/ and targets/ are public (sumd serve -tuf DIR serves them under /tuf/)"`
 	// OnlineKeys is checked for root and targets keys, which do not
 	// belong where the server signs.
-	OnlineKeys string `flag:"online-keys" arg:"DIR" help:"directory of the online snapshot and timestamp keys, where sumd serve -tuf signs (its -tuf-online-keys), checked for root and targets keys, which belong offline; default DIR/keys"`
+	OnlineKeys string `flag:"online-keys" arg:"DIR" help:"directory of the online snapshot and timestamp keys, where sumd serve -tuf signs (its -tuf-online-keys), checked for root and targets keys, which belong offline; default: the config file's tuf-online-keys (sumd serve's), else DIR/keys"`
 }
 
 // TUFTrust is how a client learns a database's keys through TUF.

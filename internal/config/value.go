@@ -35,6 +35,7 @@ type layer struct {
 	kind layerKind
 	file string // the config file, for fromFile
 	line int    // the line of the file that set the option, if known
+	key  string // the file key that set it: another's (command.fallbacks), or its own
 }
 
 type layerKind int
