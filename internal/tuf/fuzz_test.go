@@ -1,6 +1,7 @@
 package tuf
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -110,13 +111,29 @@ func FuzzReadKeyFile(f *testing.F) {
 // FuzzTimestampFile writes whatever a writer of DIR/metadata without the
 // keys might into timestamp.json: the server still re-signs, at a version
 // between 1 and maxVersion that no file raised, and clients follow.
+//
+// The repository and its server are made once: Init, its keys and the
+// server took 200-500 ms, and the target ran a few inputs a second. Each
+// input starts from the metadata Init wrote, put back file by file (the
+// handler holds metadata/ open); nothing else carries over, since Repo
+// and Handler read the directory afresh each time and Fetch works in a
+// new directory.
 func FuzzTimestampFile(f *testing.F) {
 	f.Add([]byte(nil))
 	f.Add([]byte(`{"signed": {"_type": "timestamp", "version": 9223372036854775807}}`))
 	f.Add([]byte(`{"signed": {"_type": "timestamp", "spec_version": "1.0.31", "version": -1, "expires": "2030-01-01T00:00:00Z",` +
 		` "meta": {"snapshot.json": {"version": 999999999999999999}}}, "signatures": []}`))
+	// Nothing here outlives the test: syncing each file written cost more
+	// than the rest of an input.
+	origFile, origDir := syncFile, syncDir
+	f.Cleanup(func() { syncFile, syncDir = origFile, origDir })
+	syncFile = func(*os.File) error { return nil }
+	syncDir = func(string) error { return nil }
+	fx := newFixture(f)
+	initial := fx.metadataFiles()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fx := newFixture(t)
+		fx.t = t // a worker runs one input at a time
+		fx.restoreMetadata(initial)
 		fx.writeFile(data, metadataDir, timestampFile)
 		s, err := fx.repo.SignOnline([]string{fx.online}, fx.clock.Now())
 		if err != nil {
@@ -127,4 +144,37 @@ func FuzzTimestampFile(f *testing.F) {
 		}
 		fx.mustFetch("")
 	})
+}
+
+// metadataFiles returns the contents of the files in metadata/ by name.
+func (f *fixture) metadataFiles() map[string][]byte {
+	f.t.Helper()
+	entries, err := os.ReadDir(filepath.Join(f.dir, metadataDir))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	files := make(map[string][]byte, len(entries))
+	for _, e := range entries {
+		files[e.Name()] = f.readFile(metadataDir, e.Name())
+	}
+	return files
+}
+
+// restoreMetadata makes metadata/ hold exactly files again: files added
+// since are removed and files changed are written back.
+func (f *fixture) restoreMetadata(files map[string][]byte) {
+	f.t.Helper()
+	now := f.metadataFiles()
+	for name := range now {
+		if _, ok := files[name]; !ok {
+			if err := os.Remove(filepath.Join(f.dir, metadataDir, name)); err != nil {
+				f.t.Fatal(err)
+			}
+		}
+	}
+	for name, data := range files {
+		if got, ok := now[name]; !ok || !bytes.Equal(got, data) {
+			f.writeFile(data, metadataDir, name)
+		}
+	}
 }

@@ -42,7 +42,7 @@ func (c *fakeClock) advance(d time.Duration) {
 // A fixture is a repository served over loopback HTTP, as sumd serve -tuf
 // serves it, with its keys and a fake clock shared by signer and clients.
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string // the repository
 	offline string // root and targets keys
 	online  string // snapshot and timestamp keys
@@ -54,7 +54,7 @@ type fixture struct {
 
 // newFixture creates a repository publishing vkeys (one new key if none),
 // 1 of 1 keys for every role, at a fixed time.
-func newFixture(t *testing.T, vkeys ...string) *fixture {
+func newFixture(t testing.TB, vkeys ...string) *fixture {
 	t.Helper()
 	if len(vkeys) == 0 {
 		vkeys = []string{newVKey(t)}
