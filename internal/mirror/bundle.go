@@ -106,9 +106,9 @@ func parseHeader(data []byte) (BundleHeader, error) {
 		case "to":
 			h.To, err = strconv.ParseInt(v, 10, 64)
 		case "created":
-			h.Created, err = time.Parse(time.RFC3339, v)
+			h.Created, err = parseTime(v)
 		case "checked":
-			h.Checked, err = time.Parse(time.RFC3339, v)
+			h.Checked, err = parseTime(v)
 		case "partial":
 			h.Partial, err = strconv.ParseBool(v)
 		case "private":
@@ -127,6 +127,18 @@ func parseHeader(data []byte) (BundleHeader, error) {
 		return h, fmt.Errorf("malformed bundle header: from %d to %d", h.From, h.To)
 	}
 	return h, nil
+}
+
+// parseTime parses a header time, refusing one outside years 0 to 9999 in
+// UTC, the form marshal writes: RFC 3339 has four digits for the year,
+// and an offset can carry 9999-12-31 into year 10000 or 0000-01-01 into
+// year -1.
+func parseTime(v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, v)
+	if y := t.UTC().Year(); err == nil && (y < 0 || y > 9999) {
+		err = fmt.Errorf("year %d in UTC", y)
+	}
+	return t, err
 }
 
 func quoteCap(s string) string {
