@@ -259,6 +259,7 @@ func FuzzBundleHeader(f *testing.F) {
 	h := BundleHeader{Name: "sum.golang.org", From: 3, To: 700}
 	f.Add(h.marshal())
 	f.Add([]byte(bundleMagic + "\nname x\nfrom 1\nto 2\ncreated 2026-01-02T03:04:05Z\nchecked 2026-01-02T03:04:05Z\npartial true\n"))
+	f.Add([]byte(bundleMagic + "\nname x\nfrom 1\nto 2\ncreated 2026-01-02T03:04:05Z\npartial false\nprivate true\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := parseHeader(data)
 		if err != nil {
@@ -268,7 +269,7 @@ func FuzzBundleHeader(f *testing.F) {
 			t.Fatalf("accepted %+v", h)
 		}
 		again, err := parseHeader(h.marshal())
-		if err != nil || again.Name != h.Name || again.From != h.From || again.To != h.To || again.Partial != h.Partial ||
+		if err != nil || again.Name != h.Name || again.From != h.From || again.To != h.To || again.Partial != h.Partial || again.Private != h.Private ||
 			!again.Created.Equal(h.Created) || !again.Checked.Equal(h.Checked) {
 			t.Fatalf("%+v marshals to a header that parses as %+v, %v", h, again, err)
 		}
