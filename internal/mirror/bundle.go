@@ -94,7 +94,7 @@ func parseHeader(data []byte) (BundleHeader, error) {
 	for _, line := range lines[1:] {
 		k, v, ok := strings.Cut(line, " ")
 		if !ok || seen[k] {
-			return h, fmt.Errorf("malformed bundle header line %q", quoteCap(line))
+			return h, fmt.Errorf("malformed bundle header line %s", quoteCap(line))
 		}
 		seen[k] = true
 		var err error
@@ -117,7 +117,7 @@ func parseHeader(data []byte) (BundleHeader, error) {
 			err = errors.New("unknown key")
 		}
 		if err != nil {
-			return h, fmt.Errorf("malformed bundle header line %q: %v", quoteCap(line), err)
+			return h, fmt.Errorf("malformed bundle header line %s: %v", quoteCap(line), err)
 		}
 	}
 	switch {
@@ -141,6 +141,7 @@ func parseTime(v string) (time.Time, error) {
 	return t, err
 }
 
+// quoteCap quotes s for an error message (%s, not %q), cut to 80 bytes.
 func quoteCap(s string) string {
 	if len(s) > 80 {
 		s = s[:80] + "..."
@@ -274,7 +275,7 @@ func (r *bundleReader) next() (*tar.Header, error) {
 			return h, nil
 		}
 		if h.Typeflag != tar.TypeXGlobalHeader {
-			return nil, fmt.Errorf("bundle entry %q is not a regular file", quoteCap(h.Name))
+			return nil, fmt.Errorf("bundle entry %s is not a regular file", quoteCap(h.Name))
 		}
 	}
 }
@@ -290,7 +291,7 @@ func (r *bundleReader) read(name string, limit, size int64) ([]byte, error) {
 		return nil, err
 	}
 	if h.Name != name {
-		return nil, fmt.Errorf("the bundle's entry %d is %q where %s should come: entries are missing, added or out of order", r.n+1, quoteCap(h.Name), name)
+		return nil, fmt.Errorf("the bundle's entry %d is %s where %s should come: entries are missing, added or out of order", r.n+1, quoteCap(h.Name), name)
 	}
 	if h.Size > limit || size >= 0 && h.Size != size {
 		return nil, fmt.Errorf("bundle entry %s is %d bytes, want %s", name, h.Size, sizeWant(limit, size))
@@ -339,7 +340,7 @@ func (r *bundleReader) end() error {
 		return err
 	}
 	if h != nil {
-		return fmt.Errorf("the bundle holds an entry %q after its last one", quoteCap(h.Name))
+		return fmt.Errorf("the bundle holds an entry %s after its last one", quoteCap(h.Name))
 	}
 	// The end marker: two zero blocks after the last entry's data (and its
 	// padding). Without them the bundle was cut where an entry ends, and

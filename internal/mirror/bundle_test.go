@@ -889,3 +889,12 @@ func TestImportAfterInterruptedResigned(t *testing.T) {
 	}
 	sameAs(t, b, o.log, all)
 }
+
+// TestBundleErrorQuotesOnce: a bundle's bad header line or entry name is
+// quoted once in the error, as the user can search for it in the file.
+func TestBundleErrorQuotesOnce(t *testing.T) {
+	_, err := parseHeader([]byte(bundleMagic + "\nname x\nsize 3\n"))
+	if want := `malformed bundle header line "size 3": unknown key`; err == nil || err.Error() != want {
+		t.Fatalf("parseHeader of an unknown key: %v, want %s", err, want)
+	}
+}
