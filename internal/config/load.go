@@ -79,29 +79,31 @@ var (
 		example: "sumd verify -url http://127.0.0.1:8080 -key keys/sum.example.com.vkey -state audit -full",
 	}
 	tufInitCommand = command{
-		name:    "tuf init",
-		usage:   "sumd tuf init -name NAME [-dir DIR] [-keys DIR] [-url URL] [-db FILE -key FILE[,FILE] | -vkey VKEYS]",
-		summary: "Create a TUF repository publishing the database's verifier keys: new root and\ntargets keys (offline: move them off the server) in -keys, snapshot and\ntimestamp keys (online, for sumd serve -tuf) in -online-keys. Clients pin\nDIR/metadata/1.root.json. See docs/keys.md.",
-		example: "sumd tuf init -name sum.example.com -db data/sumd.db -url https://sum.example.com",
+		name:      "tuf init",
+		usage:     "sumd tuf init -name NAME [-dir DIR] [-keys DIR] [-url URL] [-db FILE -key FILE[,FILE] | -vkey VKEYS]",
+		summary:   "Create a TUF repository publishing the database's verifier keys: new root and\ntargets keys (offline: move them off the server) in -keys, snapshot and\ntimestamp keys (online, for sumd serve -tuf) in -online-keys. Clients pin\nDIR/metadata/1.root.json. See docs/keys.md.",
+		example:   "sumd tuf init -name sum.example.com -db data/sumd.db -url https://sum.example.com",
+		fallbacks: serveTUF,
 	}
 	tufPublishCommand = command{
-		name:    "tuf publish",
-		usage:   "sumd tuf publish [-dir DIR] [-keys DIR] [-db FILE -key FILE[,FILE] | -vkey VKEYS]",
-		summary: "Publish the log's current verifier keys (after sumd key rotate or retire) as a\nnew targets version signed with the offline targets key, then a new snapshot\nand timestamp if the online keys are at hand (else sumd serve signs them\nwithin a minute). Also renews the targets' expiry.",
-		example: "sumd tuf publish -db data/sumd.db -key keys/sum.example.com.key,keys/next/sum.example.com.key",
+		name:      "tuf publish",
+		usage:     "sumd tuf publish [-dir DIR] [-keys DIR] [-db FILE -key FILE[,FILE] | -vkey VKEYS]",
+		summary:   "Publish the log's current verifier keys (after sumd key rotate or retire) as a\nnew targets version signed with the offline targets key, then a new snapshot\nand timestamp if the online keys are at hand (else sumd serve signs them\nwithin a minute). Also renews the targets' expiry.",
+		example:   "sumd tuf publish -db data/sumd.db -key keys/sum.example.com.key,keys/next/sum.example.com.key",
+		fallbacks: serveTUF,
 	}
 	tufRotateRootCommand = command{
-		name:    "tuf rotate-root",
-		usage:   "sumd tuf rotate-root [-dir DIR] [-keys DIR[,DIR]] [-new-root-key FILE[,FILE]] [flags]",
-		summary: "Write the next root version, signed by a threshold of the current root keys\nand of the new ones: replace root, targets or online keys, change thresholds,\nor just renew the root's expiry. Clients walk every version from the one they\npinned.",
-		example: "sumd tuf rotate-root -keys /media/usb1/tuf,/media/usb2/tuf -new-root-key /media/usb3/tuf/root-new.key",
+		name:      "tuf rotate-root",
+		usage:     "sumd tuf rotate-root [-dir DIR] [-keys DIR[,DIR]] [-new-root-key FILE[,FILE]] [flags]",
+		summary:   "Write the next root version, signed by a threshold of the current root keys\nand of the new ones: replace root, targets or online keys, change thresholds,\nor just renew the root's expiry. Clients walk every version from the one they\npinned.",
+		example:   "sumd tuf rotate-root -keys /media/usb1/tuf,/media/usb2/tuf -new-root-key /media/usb3/tuf/root-new.key",
+		fallbacks: serveTUF,
 	}
 	tufStatusCommand = command{
-		name:    "tuf status",
-		summary: "Print the version and expiry of each role of a TUF repository, verified.",
-		example: "sumd tuf status -dir data/tuf",
-		// The online keys' directory checked is where sumd serve signs.
-		fallbacks: map[string]string{"online-keys": "tuf-online-keys"},
+		name:      "tuf status",
+		summary:   "Print the version and expiry of each role of a TUF repository, verified.",
+		example:   "sumd tuf status -dir data/tuf",
+		fallbacks: serveTUF,
 	}
 	tufGosumdbCommand = command{
 		name:    "tuf gosumdb",
@@ -110,6 +112,14 @@ var (
 		example: "sumd tuf gosumdb -tuf-root 1.root.json -tuf-url https://sum.example.com/tuf",
 	}
 )
+
+// serveTUF are the fallbacks of the tuf steps that work on a repository
+// (all but gosumdb): a config file shared with sumd serve that sets no dir
+// or online-keys says, with serve's tuf and tuf-online-keys, where the
+// server reads the repository and signs. tuf init takes them too: it
+// creates the repository and online keys where the server will use them
+// (it refuses a directory that already holds one).
+var serveTUF = map[string]string{"dir": "tuf", "online-keys": "tuf-online-keys"}
 
 // LoadServe configures `sumd serve` from args (without the subcommand name),
 // env (as from os.Environ) and the YAML file they may name, and validates the
@@ -588,7 +598,10 @@ func loadFile(path string, opts []option, fallbacks map[string]string) error {
 	for name, key := range fallbacks {
 		i := slices.IndexFunc(opts, func(o option) bool { return o.Name == name })
 		e, ok := stands[key]
-		if ok && opts[i].Value.(*value).src.kind != fromFile {
+		// An empty value is the other command's default or "none" (serve's
+		// tuf: "" serves no repository): it says nothing of this option.
+		empty := e.value != nil && e.value.Kind == yaml.ScalarNode && (e.value.Value == "" || e.value.Tag == "!!null")
+		if ok && !empty && opts[i].Value.(*value).src.kind != fromFile {
 			if err := setEntry(path, opts[i], e); err != nil {
 				return err
 			}

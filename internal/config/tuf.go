@@ -10,9 +10,9 @@ import (
 // TUFRepo locates a TUF repository publishing a database's verifier keys,
 // and the keys that sign it (see docs/keys.md).
 type TUFRepo struct {
-	Dir        string `flag:"dir" arg:"DIR" help:"TUF repository directory: metadata/ and targets/ are public (sumd serve -tuf DIR serves them under /tuf/)"`
+	Dir        string `flag:"dir" arg:"DIR" help:"TUF repository directory: metadata/ and targets/ are public (sumd serve -tuf DIR serves them under /tuf/); a config file that sets no dir gives sumd serve's tuf"`
 	Keys       string `flag:"keys" arg:"DIR[,DIR...]" help:"directories of the offline root and targets keys: new keys are written to the first; list several to sign with keys kept on separate media"`
-	OnlineKeys string `flag:"online-keys" arg:"DIR" help:"directory of the online snapshot and timestamp keys, which sumd serve -tuf signs with; default DIR/keys"`
+	OnlineKeys string `flag:"online-keys" arg:"DIR" help:"directory of the online snapshot and timestamp keys, which sumd serve -tuf signs with; default: the config file's tuf-online-keys (sumd serve's), else DIR/keys"`
 }
 
 // TUFPublished says what is published about the database.
@@ -59,7 +59,7 @@ type TUFRotateRoot struct {
 
 // TUFStatus configures `sumd tuf status`.
 type TUFStatus struct {
-	Dir string `flag:"dir" arg:"DIR" help:"TUF repository directory: metadata/ and targets/ are public (sumd serve -tuf DIR serves them under /tuf/)"`
+	Dir string `flag:"dir" arg:"DIR" help:"TUF repository directory: metadata/ and targets/ are public (sumd serve -tuf DIR serves them under /tuf/); a config file that sets no dir gives sumd serve's tuf"`
 	// OnlineKeys is checked for root and targets keys, which do not
 	// belong where the server signs.
 	OnlineKeys string `flag:"online-keys" arg:"DIR" help:"directory of the online snapshot and timestamp keys, where sumd serve -tuf signs (its -tuf-online-keys), checked for root and targets keys, which belong offline; default: the config file's tuf-online-keys (sumd serve's), else DIR/keys"`
