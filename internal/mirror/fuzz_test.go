@@ -133,6 +133,11 @@ func FuzzWalkBundle(f *testing.F) {
 	f.Add(good[:len(good)/2])
 	f.Add(append([]byte("x\n"), good...))                // data after the tar's end
 	f.Add(bundleText(f, exportAll(f, newOrigin(f, 20)))) // the same name, another key
+	// A private mirror's bundle, as it exports it ("private true"), and
+	// the key as no sumd writes it: false, twice, or not a bool.
+	for _, private := range []string{"private true\n", "private false\n", "private true\nprivate true\n", "private yes\n"} {
+		f.Add(bytes.Replace(good, []byte("\npartial false\n"), []byte("\npartial false\n"+private), 1))
+	}
 	// The head's root hash altered: its signature no longer verifies.
 	if i := bytes.Index(good, []byte("go.sum database tree\n20\n")); i >= 0 {
 		bad := bytes.Clone(good)
@@ -145,6 +150,10 @@ func FuzzWalkBundle(f *testing.F) {
 	}
 	if _, err := walkBundle(bytes.NewReader(bundleTar(good)), vs.Open, &nopVisitor{}); err != nil {
 		f.Fatalf("the honest bundle, through txtar: %v", err)
+	}
+	private := bytes.Replace(good, []byte("\npartial false\n"), []byte("\npartial false\nprivate true\n"), 1)
+	if h, err := walkBundle(bytes.NewReader(bundleTar(private)), vs.Open, &nopVisitor{}); err != nil || !h.Private {
+		f.Fatalf("the private bundle, through txtar: header %+v, %v", h, err)
 	}
 	verifier, err := note.NewVerifier(o.key.VerifierKey())
 	if err != nil {
