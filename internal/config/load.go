@@ -595,6 +595,15 @@ func loadFile(path string, opts []option, fallbacks map[string]string) error {
 			return err
 		}
 	}
+	// The fallbacks go together: a file that sets any of them for this
+	// command (its own dir:, say) names another repository than the other
+	// command's, whose online keys must not be taken for it.
+	for name := range fallbacks {
+		i := slices.IndexFunc(opts, func(o option) bool { return o.Name == name })
+		if i >= 0 && opts[i].Value.(*value).src.kind == fromFile {
+			return nil
+		}
+	}
 	for name, key := range fallbacks {
 		i := slices.IndexFunc(opts, func(o option) bool { return o.Name == name })
 		e, ok := stands[key]
