@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -243,30 +241,7 @@ func TestImportSIGKILL(t *testing.T) {
 	args := []string{"mirror", "import", "-mirror", mdb, "-log-level", "debug", bundle}
 
 	for kill := range 2 {
-		cmd := sumdCommand(t, args...)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		staged := make(chan struct{})
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), "staged part of the bundle") {
-					close(staged)
-					break
-				}
-			}
-			io.Copy(io.Discard, stderr)
-		}()
-		select {
-		case <-staged:
-		case <-time.After(time.Minute):
-			t.Fatal("sumd mirror import staged nothing")
-		}
+		cmd := startSaying(t, "staged part of the bundle", time.Minute, args...)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		if head := storedHead(t, mdb); !bytes.Equal(head, held) {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -395,32 +393,9 @@ func TestMirrorSIGKILL(t *testing.T) {
 			}
 			wait = max(wait/2, 10)
 		}
-		cmd := sumdCommand(t, args...)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Kill it at a random moment after it starts staging.
-		staging := make(chan struct{})
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), "staging") { // started, or resumed
-					close(staging)
-					break
-				}
-			}
-			io.Copy(io.Discard, stderr)
-		}()
-		select {
-		case <-staging:
-			time.Sleep(time.Duration(rand.IntN(wait)) * time.Millisecond)
-		case <-time.After(20 * time.Second):
-			t.Fatal("sumd mirror did not start staging")
-		}
+		// Kill it at a random moment after it starts (or resumes) staging.
+		cmd := startSaying(t, "staging", 20*time.Second, args...)
+		time.Sleep(time.Duration(rand.IntN(wait)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		if head := storedHead(t, mdb); !bytes.Contains(head, []byte("\n40000\n")) {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -97,31 +95,8 @@ func TestMirrorKilledRunKeepsOptions(t *testing.T) {
 			t.Fatal("no run was killed after it stored a step and before it finished: the test proved nothing")
 		}
 		os.Remove(mdb)
-		cmd := sumdCommand(t, args...)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		staging := make(chan struct{})
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), "staging") {
-					close(staging)
-					break
-				}
-			}
-			io.Copy(io.Discard, stderr)
-		}()
-		select {
-		case <-staging:
-			time.Sleep(wait)
-		case <-time.After(20 * time.Second):
-			t.Fatal("sumd mirror did not start staging")
-		}
+		cmd := startSaying(t, "staging", 20*time.Second, args...)
+		time.Sleep(wait)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		switch stored, done := mirrorStored(t, mdb, vkey); {

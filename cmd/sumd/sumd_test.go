@@ -95,6 +95,40 @@ func sumdCommand(t testing.TB, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// startSaying starts sumd with args and waits, up to timeout, until a line
+// of its standard error contains say: the moment a test kills it at. The
+// rest of its output is read and dropped, so it never blocks on a full pipe.
+func startSaying(t testing.TB, say string, timeout time.Duration, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := sumdCommand(t, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	said := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), say) {
+				close(said)
+				break
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case <-said:
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("sumd %s did not say %q within %v", strings.Join(args[:min(2, len(args))], " "), say, timeout)
+	}
+	return cmd
+}
+
 // childEnv is the environment of every sumd process a test starts, then
 // extra (where a variable repeats, the last value wins): the test's own
 // without what configures sumd or hands it credentials on a developer's
