@@ -101,20 +101,7 @@ func TestImportSavesOriginKeys(t *testing.T) {
 // export) to dir/NAME.
 func exportPrimary(t *testing.T, db, key, name string) string {
 	t.Helper()
-	k, err := readKeys(config.Database{Key: key}, "export")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := itlog.Open(db, itlog.Options{Keys: k, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var b bytes.Buffer
-	if _, err := mirror.Export(context.Background(), l, &b, 0); err != nil {
-		t.Fatal(err)
-	}
-	return writeFile(t, name, b.Bytes())
+	return exportPrimarySince(t, db, key, name, 0)
 }
 
 // TestImportNewMirrorKeepsStaging: the first import into a new mirror
