@@ -706,3 +706,25 @@ func TestSyncProblemsNamePlaces(t *testing.T) {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestSyncConflictNotHiddenByUnreadRetags: an earlier pass's re-tags not
+// read again come as one error of the pass's Conflicts but one place each;
+// the conflicts were counted as the errors less the re-tagged places, so
+// two unread re-tags hid a conflict this pass found: no problem named it.
+func TestSyncConflictNotHiddenByUnreadRetags(t *testing.T) {
+	// Conflicts: the one error for both unread re-tags, and the conflict.
+	p := &syncPart{state: SyncState{LastPass: &SyncPass{Conflicts: 2}}, places: []SyncPlace{
+		{Outcome: "retagged", Path: "gomod/example.com/d:v2.0.0", Unread: true},
+		{Outcome: "retagged", Path: "gomod/example.com/e:v2.0.0", Unread: true},
+		{Outcome: "conflict", Path: "gomod/example.com/c:v1.0.0"},
+	}}
+	var s Status
+	p.report(&s)
+	var got []string
+	for _, pr := range s.Health.Problems {
+		got = append(got, pr.String())
+	}
+	if len(got) != 2 || !strings.Contains(strings.Join(got, "\n"), "refused 1 tag re-published with other content than the log records for their version: gomod/example.com/c:v1.0.0;") {
+		t.Errorf("problems:\n%s\nwant the re-tags' and the conflict's", strings.Join(got, "\n"))
+	}
+}

@@ -194,7 +194,13 @@ func (p *syncPart) report(s *Status) {
 	if pass.Stopped {
 		s.problem("sync", "the last pass stopped early: it could not read or save its progress in the database; check the database (the server log has the error)")
 	}
-	conflicts := pass.Conflicts - p.count("retagged")
+	// An error of Conflicts may stand for many places (an earlier pass's
+	// re-tags or conflicts not read again are one error): with places,
+	// the conflicts are their count, not the errors less the re-tags.
+	conflicts := pass.Conflicts
+	if c, r := p.count("conflict"), p.count("retagged"); c > 0 || r > 0 {
+		conflicts = c
+	}
 	for _, k := range []struct {
 		outcome string
 		n       int
