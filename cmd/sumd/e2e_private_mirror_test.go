@@ -168,3 +168,34 @@ func TestBackupPrivateMirror(t *testing.T) {
 		t.Errorf("the refusal of the backup does not name the credentials:\n%v", err)
 	}
 }
+
+// TestImportPrivateBundleHeldTree: a private mirror's bundle of the tree a
+// public mirror already holds stores nothing and leaves the mirror public
+// (docs/mirrors.md), but sumd mirror import said that sumd serve now
+// serves the mirror only to clients it asks for credentials: an operator
+// believed a mirror served to anyone was closed. It says so only of a
+// mirror the import left private.
+func TestImportPrivateBundleHeldTree(t *testing.T) {
+	dir := t.TempDir()
+	vkey, key, db := syntheticLog(t, dir, "origin.db", 300)
+	tokens := writeSecret(t, filepath.Join(dir, "tokens"), "replica:replica-token-0123456789:auditor\n")
+	origin := startServer(t, "-db", db, "-key", key, "-read-auth", "bearer", "-read-auth-file", tokens)
+	token := writeSecret(t, filepath.Join(dir, "auditor.token"), "replica-token-0123456789\n")
+	outside := filepath.Join(dir, "outside.db")
+	mirrorOf(t, outside, origin.url, vkey, "-auth", "bearer:"+token)
+	origin.stop()
+	b := filepath.Join(dir, "private.bundle")
+	sumd(t, "mirror", "export", "-mirror", outside, "-o", b)
+
+	open := startServer(t, "-db", db, "-key", key)
+	public := filepath.Join(dir, "public.db")
+	mirrorOf(t, public, open.url, vkey)
+	open.stop()
+	out := sumd(t, "mirror", "import", "-mirror", public, "-origin-key", vkey, b)
+	if rw := storedMirrorConfig(t, public).ReadWith; rw != "" {
+		t.Fatalf("a private bundle of the held tree made the mirror private (read_with %q)", rw)
+	}
+	if strings.Contains(out, "only to clients") {
+		t.Errorf("the import of a private bundle that left the mirror public says it is served only to clients asked for credentials:\n%s", out)
+	}
+}

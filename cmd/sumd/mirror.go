@@ -758,7 +758,9 @@ func importOne(cfg *config.MirrorImport, arg string, stdout, stderr io.Writer, l
 	}
 	fmt.Fprintf(stdout, "imported %s: %s tree %d (was %d), %d records in %d commits in %s%s\n",
 		bundle, h.Name, st.To.N, st.From.N, st.Records, st.Commits, time.Since(start).Round(time.Millisecond), rate)
-	if st.Header.Private {
+	// A private bundle of a tree the mirror holds stores nothing and
+	// leaves a public mirror public: say so only of one left private.
+	if mc, err := mirror.ReadConfig(ctx, l); st.Header.Private && err == nil && mc != nil && servedCreds(mc) != "" {
 		fmt.Fprintf(stdout, "the bundle comes from a private mirror (its origin asks for credentials): sumd serve serves %s only to clients it asks for credentials too (-read-auth basic or bearer, or -tls-client-roles)\n", cfg.Mirror)
 	}
 	return nil
