@@ -3,12 +3,16 @@
 package tuf
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -19,8 +23,11 @@ import (
 // re-signs and run B starts: were B to run, A would then write v1 over
 // the v2 B kept, and the next run would start from older metadata than
 // the client verified (a spurious rollback, or a newer root lost). B
-// fails at once instead, naming the directory another run holds.
+// fails instead, once its wait for the cache is over (none here), naming
+// the directory another run holds.
 func TestConcurrentFetchesOneCache(t *testing.T) {
+	defer func(d time.Duration) { cacheLockWait = d }(cacheLockWait)
+	cacheLockWait = 0
 	f := newFixture(t)
 	cache := t.TempDir()
 	reached, release := make(chan struct{}), make(chan struct{})
@@ -70,4 +77,73 @@ func TestConcurrentFetchesOneCache(t *testing.T) {
 	if v, want := cachedVersion(t, cache, metadata.TIMESTAMP), f.clock.Now().Unix(); v != want {
 		t.Errorf("cached timestamp version %d after the last run, want %d", v, want)
 	}
+}
+
+// TestFetchWaitsForCache: a run that finds the cache held (two shells
+// started at once, each running the documented export
+// GOSUMDB="$(sumd tuf gosumdb … -cache DIR)") failed at once with
+// ErrCacheInUse, leaving one shell's GOSUMDB empty: the go command then
+// asks sum.golang.org about every module, private ones included. It now
+// waits for the other run (up to cacheLockWait), then reads what that run
+// kept.
+func TestFetchWaitsForCache(t *testing.T) {
+	f := newFixture(t)
+	cache := t.TempDir()
+	reached, release := make(chan struct{}), make(chan struct{})
+	var held atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/"+targetsDir+"/") && held.CompareAndSwap(false, true) {
+			close(reached)
+			<-release
+		}
+		f.handler.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	opts := ClientOptions{Root: f.root(1), URL: srv.URL + "/tuf", CacheDir: cache, Now: f.clock.Now}
+	errA := make(chan error, 1)
+	go func() {
+		_, err := Fetch(opts)
+		errA <- err
+	}()
+	<-reached
+	waiting := make(chan struct{})
+	optsB := opts
+	optsB.Logger = slog.New(&onMessage{msg: "another sumd run holds the TUF cache: waiting", do: func() { close(waiting) }})
+	errB := make(chan error, 1)
+	go func() {
+		_, err := Fetch(optsB)
+		errB <- err
+	}()
+	select {
+	case err := <-errB:
+		close(release)
+		<-errA
+		t.Fatalf("run B, started while run A held the cache, returned before A ended: %v; want it to wait for A", err)
+	case <-waiting:
+	}
+	close(release)
+	if err := <-errA; err != nil {
+		t.Fatalf("run A: %v", err)
+	}
+	if err := <-errB; err != nil {
+		t.Fatalf("run B, once run A released the cache: %v", err)
+	}
+}
+
+// onMessage is a slog.Handler that calls do once, at the first record
+// whose message starts with msg.
+type onMessage struct {
+	msg  string
+	do   func()
+	once sync.Once
+}
+
+func (h *onMessage) Enabled(context.Context, slog.Level) bool { return true }
+func (h *onMessage) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *onMessage) WithGroup(string) slog.Handler            { return h }
+func (h *onMessage) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, h.msg) {
+		h.once.Do(h.do)
+	}
+	return nil
 }

@@ -39,7 +39,8 @@ type ClientOptions struct {
 	// serve several repositories, and a client given a new pin starts from
 	// it. Empty: a temporary directory, removed afterwards. A run holds
 	// CacheDir/.lock from reading the cache to writing it back; a second
-	// run on the same directory meanwhile fails with ErrCacheInUse.
+	// run on the same directory meanwhile waits for it, up to a minute,
+	// then fails with ErrCacheInUse.
 	CacheDir string
 	// HTTPClient makes the requests; nil means one with a 30 s timeout.
 	HTTPClient *http.Client
@@ -98,7 +99,7 @@ func Fetch(opts ClientOptions) (*Database, error) {
 	defer os.RemoveAll(work)
 	cache := "" // the cache's metadata directory, if any
 	if opts.CacheDir != "" {
-		unlock, err := lockCache(opts.CacheDir)
+		unlock, err := lockCache(opts.CacheDir, log)
 		if err != nil {
 			return nil, err
 		}

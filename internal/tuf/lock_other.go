@@ -2,7 +2,10 @@
 
 package tuf
 
-import "errors"
+import (
+	"errors"
+	"log/slog"
+)
 
 // ErrLocked means another process holds the repository.
 var ErrLocked = errors.New("TUF repository is locked by another sumd")
@@ -18,4 +21,4 @@ func lock(dir string) (func(), error) { return func() {}, nil }
 // lockCache does nothing here either: two runs on one client cache at once
 // may leave the older run's metadata in it.
 // TODO(portability): as lock.
-func lockCache(dir string) (func(), error) { return func() {}, nil }
+func lockCache(dir string, log *slog.Logger) (func(), error) { return func() {}, nil }

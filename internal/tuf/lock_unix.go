@@ -5,6 +5,7 @@ package tuf
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -22,7 +23,7 @@ const lockTimeout = 10 * time.Second
 // serve — holds it while it reads the state and writes the next one, so
 // two writers never issue the same version twice.
 func lock(dir string) (func(), error) {
-	unlock, err := flockFile(filepath.Join(dir, lockFile), lockTimeout)
+	unlock, err := flockFile(filepath.Join(dir, lockFile), lockTimeout, nil)
 	if errors.Is(err, errHeld) {
 		err = ErrLocked
 	}
@@ -35,14 +36,21 @@ func lock(dir string) (func(), error) {
 // lockCache takes a client cache's lock (flock on DIR/.lock, creating DIR)
 // and returns its release. A run holds it from reading the cache to
 // writing it back, so an older run never writes what it verified over
-// what a newer one kept. It does not wait: a run takes seconds to
-// minutes (the network), and the audit state beside the cache (sumd
-// verify -state) refuses a second run at once too.
-func lockCache(dir string) (func(), error) {
+// what a newer one kept. It waits up to cacheLockWait for another run:
+// two shells started at once, each setting GOSUMDB from sumd tuf gosumdb
+// -cache, must both get it, and a run that failed would leave one empty
+// (the go command would then ask sum.golang.org about private modules).
+// (sumd verify -state takes its audit state's lock first, which refuses
+// a second run at once.)
+// It logs, once, that it waits: a shell starting up pauses meanwhile.
+func lockCache(dir string, log *slog.Logger) (func(), error) {
 	if err := mkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("failed to create the TUF cache: %w", err)
 	}
-	unlock, err := flockFile(filepath.Join(dir, lockFile), 0)
+	waiting := func() {
+		log.Warn("another sumd run holds the TUF cache: waiting for it to end", "cache", dir, "at_most", cacheLockWait)
+	}
+	unlock, err := flockFile(filepath.Join(dir, lockFile), cacheLockWait, waiting)
 	if errors.Is(err, errHeld) {
 		err = ErrCacheInUse
 	}
@@ -52,13 +60,19 @@ func lockCache(dir string) (func(), error) {
 	return unlock, nil
 }
 
+// cacheLockWait bounds lockCache's wait for another run: a run fetches a
+// few small files, each request bounded by 30 s (the default
+// HTTPClient's timeout); a run holding the cache longer is stuck.
+var cacheLockWait = time.Minute
+
 // errHeld means another open file holds the flock.
 var errHeld = errors.New("lock held by another process")
 
 // flockFile takes the exclusive flock of the file path, creating it, and
 // returns its release. It waits up to timeout for another holder (none:
-// it tries once), then fails with errHeld.
-func flockFile(path string, timeout time.Duration) (func(), error) {
+// it tries once), then fails with errHeld. It calls waiting, if set, once
+// it finds the lock held and is to wait.
+func flockFile(path string, timeout time.Duration, waiting func()) (func(), error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open lock file: %w", err)
@@ -75,6 +89,10 @@ func flockFile(path string, timeout time.Duration) (func(), error) {
 				err = errHeld
 			}
 			return nil, err
+		}
+		if waiting != nil {
+			waiting()
+			waiting = nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
