@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -179,13 +180,16 @@ func TestVerifyTUFWrongKeyHint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tufHandler http.Handler
+	// Set once the repository exists, after the server starts: atomic, as
+	// the race detector cannot see the request (from a child process) that
+	// orders the two.
+	var tufHandler atomic.Value // http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/latest" {
 			w.Write(head)
 			return
 		}
-		tufHandler.ServeHTTP(w, r)
+		tufHandler.Load().(http.Handler).ServeHTTP(w, r)
 	}))
 	defer srv.Close()
 	db, err := tuf.NewDatabase([]string{published}, srv.URL)
@@ -201,7 +205,7 @@ func TestVerifyTUFWrongKeyHint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	tufHandler = h
+	tufHandler.Store(http.Handler(h))
 	rep := verifyJSON(t, 1, "-tuf-root", filepath.Join(repo, "metadata", "1.root.json"), "-tuf-url", srv.URL+"/tuf")
 	if len(rep.Problems) != 1 || rep.Problems[0].Kind != audit.KindSignature {
 		t.Fatalf("report %+v, want one signature problem", rep)
