@@ -74,7 +74,7 @@ type stateFile struct {
 	// (Syncer.unsettled), so that a round spread over several passes does
 	// not hide them in the passes that do not reach them. Optional, as
 	// Resume.
-	Problems map[string]map[string]Outcome `json:"problems,omitempty"`
+	Problems places `json:"problems,omitempty"`
 	// RefusedArtifacts maps "host/repository" to tag to the refused
 	// outcome (refusedOutcomes: bad_signature, tampered, conflict,
 	// retagged) the last pass that read the tag found there, until a pass
@@ -83,7 +83,7 @@ type stateFile struct {
 	// not reset while the artifacts stay in the registry (passes spending
 	// their budget may take a round to read them again). Optional, as
 	// Resume.
-	RefusedArtifacts map[string]map[string]Outcome `json:"refused_artifacts,omitempty"`
+	RefusedArtifacts places `json:"refused_artifacts,omitempty"`
 }
 
 // A stateEntry is the artifact recorded from one tag, and what was judged
@@ -281,20 +281,10 @@ func (s *State) read(repo, tag string, o Outcome) {
 	}
 	s.seen[repo+":"+tag] = true
 	s.readRefused(repo, tag, o)
-	p := s.data.Problems[repo]
 	if failsPass(o) {
-		if p[tag] == o {
-			return
+		if s.data.Problems.set(repo, tag, o) {
+			s.changed()
 		}
-		if p == nil {
-			p = map[string]Outcome{}
-			if s.data.Problems == nil {
-				s.data.Problems = map[string]map[string]Outcome{}
-			}
-			s.data.Problems[repo] = p
-		}
-		p[tag] = o
-		s.changed()
 		return
 	}
 	s.settle(repo, tag)
@@ -302,15 +292,9 @@ func (s *State) read(repo, tag string, o Outcome) {
 
 // settle drops the problem kept for repo:tag, if any.
 func (s *State) settle(repo, tag string) {
-	p, ok := s.data.Problems[repo]
-	if _, there := p[tag]; !ok || !there {
-		return
+	if s.data.Problems.drop(repo, tag) {
+		s.changed()
 	}
-	delete(p, tag)
-	if len(p) == 0 {
-		delete(s.data.Problems, repo)
-	}
-	s.changed()
 }
 
 // settleRepo drops the problems and refused artifacts kept for repo and
@@ -339,32 +323,52 @@ func (s *State) readRefused(repo, tag string, o Outcome) {
 		s.unrefuse(repo, tag)
 		return
 	}
-	r := s.data.RefusedArtifacts[repo]
-	if r[tag] == o {
-		return
+	if s.data.RefusedArtifacts.set(repo, tag, o) {
+		s.changed()
 	}
-	if r == nil {
-		r = map[string]Outcome{}
-		if s.data.RefusedArtifacts == nil {
-			s.data.RefusedArtifacts = map[string]map[string]Outcome{}
-		}
-		s.data.RefusedArtifacts[repo] = r
-	}
-	r[tag] = o
-	s.changed()
 }
 
 // unrefuse drops the refused artifact kept for repo:tag, if any.
 func (s *State) unrefuse(repo, tag string) {
-	r, ok := s.data.RefusedArtifacts[repo]
-	if _, there := r[tag]; !ok || !there {
-		return
+	if s.data.RefusedArtifacts.drop(repo, tag) {
+		s.changed()
 	}
-	delete(r, tag)
-	if len(r) == 0 {
-		delete(s.data.RefusedArtifacts, repo)
+}
+
+// places keeps an outcome per "host/repository" and tag: the state's
+// Problems and RefusedArtifacts.
+type places map[string]map[string]Outcome
+
+// set sets p[repo][tag] to o, making the maps it needs, and reports
+// whether that changed p.
+func (p *places) set(repo, tag string, o Outcome) bool {
+	tags := (*p)[repo]
+	if was, ok := tags[tag]; ok && was == o {
+		return false
 	}
-	s.changed()
+	if tags == nil {
+		if *p == nil {
+			*p = places{}
+		}
+		tags = map[string]Outcome{}
+		(*p)[repo] = tags
+	}
+	tags[tag] = o
+	return true
+}
+
+// drop deletes p[repo][tag], and repo once it holds no tag, and reports
+// whether that changed p.
+func (p places) drop(repo, tag string) bool {
+	tags, ok := p[repo]
+	if _, there := tags[tag]; !ok || !there {
+		return false
+	}
+	delete(tags, tag)
+	if len(tags) == 0 {
+		delete(p, repo)
+	}
+	return true
 }
 
 // refusedCounts returns the refused artifacts kept, by outcome
