@@ -30,24 +30,7 @@ func TestConcurrentFetchesOneCache(t *testing.T) {
 	cacheLockWait = 0
 	f := newFixture(t)
 	cache := t.TempDir()
-	reached, release := make(chan struct{}), make(chan struct{})
-	var held atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// A's first target request: its metadata is verified by then.
-		if strings.Contains(r.URL.Path, "/"+targetsDir+"/") && held.CompareAndSwap(false, true) {
-			close(reached)
-			<-release
-		}
-		f.handler.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	opts := ClientOptions{Root: f.root(1), URL: srv.URL + "/tuf", CacheDir: cache, Now: f.clock.Now}
-	errA := make(chan error, 1)
-	go func() {
-		_, err := Fetch(opts)
-		errA <- err
-	}()
-	<-reached
+	opts, errA, release := holdRunA(t, f, cache)
 	f.clock.advance(TimestampRenewAfter)
 	if s := f.signOnline(); !s.Timestamp {
 		t.Fatal("the server did not re-sign its timestamp")
@@ -89,23 +72,7 @@ func TestConcurrentFetchesOneCache(t *testing.T) {
 func TestFetchWaitsForCache(t *testing.T) {
 	f := newFixture(t)
 	cache := t.TempDir()
-	reached, release := make(chan struct{}), make(chan struct{})
-	var held atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/"+targetsDir+"/") && held.CompareAndSwap(false, true) {
-			close(reached)
-			<-release
-		}
-		f.handler.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	opts := ClientOptions{Root: f.root(1), URL: srv.URL + "/tuf", CacheDir: cache, Now: f.clock.Now}
-	errA := make(chan error, 1)
-	go func() {
-		_, err := Fetch(opts)
-		errA <- err
-	}()
-	<-reached
+	opts, errA, release := holdRunA(t, f, cache)
 	waiting := make(chan struct{})
 	optsB := opts
 	optsB.Logger = slog.New(&onMessage{msg: "another sumd run holds the TUF cache: waiting", do: func() { close(waiting) }})
@@ -128,6 +95,36 @@ func TestFetchWaitsForCache(t *testing.T) {
 	if err := <-errB; err != nil {
 		t.Fatalf("run B, once run A released the cache: %v", err)
 	}
+}
+
+// holdRunA starts run A of Fetch on cache against f's repository and
+// returns once A, its metadata verified, is held at its first target
+// request, with A's options, its result to come, and the channel whose
+// closing lets it go on.
+func holdRunA(t *testing.T, f *fixture, cache string) (ClientOptions, <-chan error, chan struct{}) {
+	t.Helper()
+	reached, release, ended := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var held atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/"+targetsDir+"/") && held.CompareAndSwap(false, true) {
+			close(reached)
+			select {
+			case <-release:
+			case <-ended: // a test that failed before releasing A
+			}
+		}
+		f.handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(ended) }) // runs first: srv.Close waits for A's request
+	opts := ClientOptions{Root: f.root(1), URL: srv.URL + "/tuf", CacheDir: cache, Now: f.clock.Now}
+	errA := make(chan error, 1)
+	go func() {
+		_, err := Fetch(opts)
+		errA <- err
+	}()
+	<-reached
+	return opts, errA, release
 }
 
 // onMessage is a slog.Handler that calls do once, at the first record
