@@ -78,6 +78,26 @@ func bearerGet(t *testing.T, url, token string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// mirrorPrivateOrigin makes a 300-record log in dir served only to the
+// bearer tokens of dir/tokens (an auditor's, "replica", also in
+// dir/auditor.token, and the lines extra adds), mirrors it into mdb with
+// the auditor's token, and stops the origin. It returns the log's verifier and signing keys, its
+// database and the tokens file.
+func mirrorPrivateOrigin(t *testing.T, dir, mdb string, extra ...string) (vkey, key, db, tokens string) {
+	t.Helper()
+	vkey, key, db = syntheticLog(t, dir, "origin.db", 300)
+	lines := "replica:replica-token-0123456789:auditor\n"
+	for _, l := range extra {
+		lines += l + "\n"
+	}
+	tokens = writeSecret(t, filepath.Join(dir, "tokens"), lines)
+	origin := startServer(t, "-db", db, "-key", key, "-read-auth", "bearer", "-read-auth-file", tokens)
+	token := writeSecret(t, filepath.Join(dir, "auditor.token"), "replica-token-0123456789\n")
+	mirrorOf(t, mdb, origin.url, vkey, "-auth", "bearer:"+token)
+	origin.stop()
+	return vkey, key, db, tokens
+}
+
 // TestImportPrivateBundle: a bundle exported from a mirror that reads its
 // origin with credentials carries the origin's private data across the
 // gap. Imported into a new mirror (which has no origin, so no credentials
@@ -88,13 +108,8 @@ func bearerGet(t *testing.T, url, token string) (int, string) {
 // in turn.
 func TestImportPrivateBundle(t *testing.T) {
 	dir := t.TempDir()
-	vkey, key, db := syntheticLog(t, dir, "origin.db", 300)
-	tokens := writeSecret(t, filepath.Join(dir, "tokens"), "replica:replica-token-0123456789:auditor\n")
-	origin := startServer(t, "-db", db, "-key", key, "-read-auth", "bearer", "-read-auth-file", tokens)
-	token := writeSecret(t, filepath.Join(dir, "auditor.token"), "replica-token-0123456789\n")
 	outside := filepath.Join(dir, "outside.db")
-	mirrorOf(t, outside, origin.url, vkey, "-auth", "bearer:"+token)
-	origin.stop()
+	vkey, _, _, tokens := mirrorPrivateOrigin(t, dir, outside)
 	b1 := filepath.Join(dir, "1.bundle")
 	if out := sumd(t, "mirror", "export", "-mirror", outside, "-o", b1); !strings.Contains(out, "marked private") {
 		t.Errorf("the export of a private mirror does not say its bundle is marked private:\n%s", out)
@@ -139,13 +154,8 @@ func TestImportPrivateBundle(t *testing.T) {
 // serve refuses the copy to anonymous clients as it refuses the mirror.
 func TestBackupPrivateMirror(t *testing.T) {
 	dir := t.TempDir()
-	vkey, key, db := syntheticLog(t, dir, "origin.db", 300)
-	tokens := writeSecret(t, filepath.Join(dir, "tokens"), "replica:replica-token-0123456789:auditor\nops:ops-token-0123456789abcdef:admin\n")
-	origin := startServer(t, "-db", db, "-key", key, "-read-auth", "bearer", "-read-auth-file", tokens)
-	token := writeSecret(t, filepath.Join(dir, "auditor.token"), "replica-token-0123456789\n")
 	mdb := filepath.Join(dir, "mirror.db")
-	mirrorOf(t, mdb, origin.url, vkey, "-auth", "bearer:"+token)
-	origin.stop()
+	vkey, _, _, tokens := mirrorPrivateOrigin(t, dir, mdb, "ops:ops-token-0123456789abcdef:admin")
 	want := storedMirrorConfig(t, mdb)
 
 	s := startServer(t, "-mirror-only", "-mirror", mdb, "-read-auth", "bearer", "-read-auth-file", tokens, "-mirror-interval", "1h")
@@ -164,7 +174,7 @@ func TestBackupPrivateMirror(t *testing.T) {
 	if m, err := launchServer(t, "", nil, "-mirror-only", "-mirror", cp); err == nil {
 		m.stop()
 		t.Errorf("sumd serve -mirror-only -mirror %s (a private mirror's backup) started without -read-auth", cp)
-	} else if !strings.Contains(err.Error(), "reads its origin with credentials (bearer:"+token+")") {
+	} else if !strings.Contains(err.Error(), "reads its origin with credentials (bearer:"+filepath.Join(dir, "auditor.token")+")") {
 		t.Errorf("the refusal of the backup does not name the credentials:\n%v", err)
 	}
 }
@@ -177,13 +187,8 @@ func TestBackupPrivateMirror(t *testing.T) {
 // mirror the import left private.
 func TestImportPrivateBundleHeldTree(t *testing.T) {
 	dir := t.TempDir()
-	vkey, key, db := syntheticLog(t, dir, "origin.db", 300)
-	tokens := writeSecret(t, filepath.Join(dir, "tokens"), "replica:replica-token-0123456789:auditor\n")
-	origin := startServer(t, "-db", db, "-key", key, "-read-auth", "bearer", "-read-auth-file", tokens)
-	token := writeSecret(t, filepath.Join(dir, "auditor.token"), "replica-token-0123456789\n")
 	outside := filepath.Join(dir, "outside.db")
-	mirrorOf(t, outside, origin.url, vkey, "-auth", "bearer:"+token)
-	origin.stop()
+	vkey, key, db, _ := mirrorPrivateOrigin(t, dir, outside)
 	b := filepath.Join(dir, "private.bundle")
 	sumd(t, "mirror", "export", "-mirror", outside, "-o", b)
 
